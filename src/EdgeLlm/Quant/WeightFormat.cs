@@ -1,0 +1,167 @@
+using System.Numerics.Tensors;
+using EdgeLlm.Gguf;
+
+namespace EdgeLlm.Quant;
+
+/// <summary>
+/// The arithmetic of one weight type, paired with its activation ("vec dot") type the way ggml
+/// pairs them (ggml-cpu type_traits: <c>vec_dot_type</c>): F32 with F32, F16 with F16, BF16
+/// with BF16, Q4_0/Q5_0/Q8_0/IQ4_NL with Q8_0, Q4_1/Q5_1 with Q8_1, K-quants with Q8_K.
+/// A matrix-vector product quantizes the activation row once to <see cref="VecDotType"/>
+/// (<see cref="ActivationQuantizer"/>) and then calls <see cref="VecDot"/> per weight row.
+/// </summary>
+public abstract unsafe class WeightFormat
+{
+    private static readonly Dictionary<GgmlType, WeightFormat> s_formats = new();
+
+    static WeightFormat()
+    {
+        Register(new F32Format());
+        Register(new F16Format());
+        Register(new BF16Format());
+        QuantFormats.RegisterAll();
+    }
+
+    /// <summary>Adds a format to the registry (one per type; the last registration wins).</summary>
+    internal static void Register(WeightFormat format)
+    {
+        lock (s_formats) s_formats[format.Type] = format;
+    }
+
+    /// <summary>The weight type this format computes with.</summary>
+    public abstract GgmlType Type { get; }
+
+    /// <summary>The type activations are converted to before <see cref="VecDot"/>.</summary>
+    public abstract GgmlType VecDotType { get; }
+
+    /// <summary>Converts <paramref name="n"/> values (a whole number of blocks) to f32.</summary>
+    public abstract void DequantizeRow(byte* src, float* dst, long n);
+
+    /// <summary>
+    /// Dot product of one weight row of <paramref name="n"/> values with an activation row
+    /// already converted to <see cref="VecDotType"/>.
+    /// </summary>
+    public abstract float VecDot(int n, byte* weights, byte* activations);
+
+    /// <summary>Finds the format of <paramref name="type"/>; false when EdgeLlm cannot compute with that type.</summary>
+    public static bool TryGet(GgmlType type, out WeightFormat format)
+    {
+        lock (s_formats) return s_formats.TryGetValue(type, out format!);
+    }
+
+    /// <summary>Types EdgeLlm can compute with.</summary>
+    public static IReadOnlyCollection<GgmlType> Supported
+    {
+        get { lock (s_formats) return s_formats.Keys.ToArray(); }
+    }
+}
+
+/// <summary>F32 weights: activations stay f32.</summary>
+internal sealed unsafe class F32Format : WeightFormat
+{
+    public override GgmlType Type => GgmlType.F32;
+    public override GgmlType VecDotType => GgmlType.F32;
+
+    public override void DequantizeRow(byte* src, float* dst, long n) =>
+        Buffer.MemoryCopy(src, dst, n * 4, n * 4);
+
+    public override float VecDot(int n, byte* weights, byte* activations) =>
+        TensorPrimitives.Dot(new ReadOnlySpan<float>(weights, n), new ReadOnlySpan<float>(activations, n));
+}
+
+/// <summary>F16 weights: activations are rounded to f16 first, as ggml does (vec_dot_type F16).</summary>
+internal sealed unsafe class F16Format : WeightFormat
+{
+    public override GgmlType Type => GgmlType.F16;
+    public override GgmlType VecDotType => GgmlType.F16;
+
+    public override void DequantizeRow(byte* src, float* dst, long n) =>
+        TensorPrimitives.ConvertToSingle(new ReadOnlySpan<Half>(src, checked((int)n)), new Span<float>(dst, checked((int)n)));
+
+    public override float VecDot(int n, byte* weights, byte* activations)
+    {
+        // Both sides are exact in f32, so converting then summing in f32 loses nothing but order.
+        const int Chunk = 1024;
+        Span<float> a = stackalloc float[Chunk];
+        Span<float> b = stackalloc float[Chunk];
+        float sum = 0;
+        var w = (Half*)weights;
+        var x = (Half*)activations;
+        for (int i = 0; i < n; i += Chunk)
+        {
+            int len = Math.Min(Chunk, n - i);
+            TensorPrimitives.ConvertToSingle(new ReadOnlySpan<Half>(w + i, len), a[..len]);
+            TensorPrimitives.ConvertToSingle(new ReadOnlySpan<Half>(x + i, len), b[..len]);
+            sum += TensorPrimitives.Dot(a[..len], b[..len]);
+        }
+        return sum;
+    }
+}
+
+/// <summary>BF16 weights: activations are rounded to bf16 first (vec_dot_type BF16).</summary>
+internal sealed unsafe class BF16Format : WeightFormat
+{
+    public override GgmlType Type => GgmlType.BF16;
+    public override GgmlType VecDotType => GgmlType.BF16;
+
+    public override void DequantizeRow(byte* src, float* dst, long n)
+    {
+        var s = (ushort*)src;
+        for (long i = 0; i < n; i++) dst[i] = BFloat16Converter.ToSingle(s[i]);
+    }
+
+    public override float VecDot(int n, byte* weights, byte* activations)
+    {
+        var w = (ushort*)weights;
+        var x = (ushort*)activations;
+        float sum = 0;
+        for (int i = 0; i < n; i++) sum += BFloat16Converter.ToSingle(w[i]) * BFloat16Converter.ToSingle(x[i]);
+        return sum;
+    }
+}
+
+/// <summary>bf16 &lt;-&gt; f32, rounding as ggml_compute_fp32_to_bf16 does (nearest even, NaN kept quiet).</summary>
+public static class BFloat16Converter
+{
+    public static float ToSingle(ushort b) => BitConverter.UInt32BitsToSingle((uint)b << 16);
+
+    public static ushort FromSingle(float f)
+    {
+        uint u = BitConverter.SingleToUInt32Bits(f);
+        if ((u & 0x7fffffff) > 0x7f800000) return (ushort)((u >> 16) | 64); // NaN: force quiet
+        return (ushort)((u + (0x7fff + ((u >> 16) & 1))) >> 16);
+    }
+}
+
+/// <summary>Converts f32 activation rows to a format's <see cref="WeightFormat.VecDotType"/>.</summary>
+public static unsafe class ActivationQuantizer
+{
+    private static readonly Dictionary<GgmlType, QuantizeRowFn> s_quantizers = new();
+
+    /// <summary>Converts <c>n</c> floats at <c>x</c> into <c>dst</c>, laid out in the target type.</summary>
+    public delegate void QuantizeRowFn(float* x, byte* dst, int n);
+
+    static ActivationQuantizer()
+    {
+        s_quantizers[GgmlType.F32] = (x, dst, n) => Buffer.MemoryCopy(x, dst, n * 4L, n * 4L);
+        s_quantizers[GgmlType.F16] = (x, dst, n) =>
+            TensorPrimitives.ConvertToHalf(new ReadOnlySpan<float>(x, n), new Span<Half>(dst, n));
+        s_quantizers[GgmlType.BF16] = (x, dst, n) =>
+        {
+            var d = (ushort*)dst;
+            for (int i = 0; i < n; i++) d[i] = BFloat16Converter.FromSingle(x[i]);
+        };
+        QuantFormats.RegisterActivationQuantizers(s_quantizers);
+    }
+
+    /// <summary>Bytes needed for a row of <paramref name="n"/> values in <paramref name="type"/>.</summary>
+    public static long RowBytes(GgmlType type, long n) => GgmlTypes.Info(type).RowBytes(n);
+
+    /// <summary>Converts one activation row to <paramref name="type"/>.</summary>
+    public static void QuantizeRow(GgmlType type, float* x, byte* dst, int n)
+    {
+        if (!s_quantizers.TryGetValue(type, out var fn))
+            throw new NotSupportedException($"no activation quantizer for {GgmlTypes.Name(type)}");
+        fn(x, dst, n);
+    }
+}
