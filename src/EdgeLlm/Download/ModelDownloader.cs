@@ -282,6 +282,9 @@ public sealed class ModelDownloader : IDisposable
             }
         }
         long have = job.Stream.Length;
+        if (have == 0 && lastProblem.StartsWith("HTTP ", StringComparison.Ordinal))
+            throw new DownloadException(DownloadErrorKind.HttpError,
+                $"{job.Url} answered {lastProblem} {MaxAttempts} time(s); the server may be busy or down: try again later.", job.Url);
         string of = job.KnownSize is long total ? $" of {total:N0}" : "";
         throw new DownloadException(DownloadErrorKind.Interrupted,
             $"download of {job.Url} did not complete in {MaxAttempts} attempt(s) (last: {lastProblem}); {have:N0}{of} bytes are kept in {job.Stream.Name}: run again to resume.", job.Url);

@@ -25,6 +25,9 @@ internal sealed class FakeHub : IAsyncDisposable
     public bool IgnoreRange { get; set; }
     public byte[] ExtraBytes { get; set; } = [];  // appended to the file, announced in Content-Length
     public bool OmitContentLength { get; set; }
+    public int FailFirstBodiesWith503 { get; set; }
+    public string? BodyETag { get; set; }          // an ETag on the file response itself
+    public TaskCompletionSource? HoldBodyAfterFirstChunk { get; set; } // send 64 KiB, then wait for this
     private int _bodies;
 
     public LoopbackHttpServer Server { get; }
@@ -56,6 +59,11 @@ internal sealed class FakeHub : IAsyncDisposable
         }
         byte[] full = [.. Data, .. ExtraBytes];
         int first = Interlocked.Increment(ref _bodies);
+        if (first <= FailFirstBodiesWith503)
+        {
+            await LoopbackHttpServer.WriteAsync(s, 503, "Service Unavailable", [], default, 0);
+            return;
+        }
         long start = 0;
         var range = r.Header("Range");
         if (range is not null && !IgnoreRange)
@@ -70,8 +78,16 @@ internal sealed class FakeHub : IAsyncDisposable
         var body = full.AsMemory((int)start);
         var head = new List<(string, string)>();
         if (start > 0) head.Add(("Content-Range", $"bytes {start}-{full.Length - 1}/{full.Length}"));
+        if (BodyETag is not null) head.Add(("ETag", BodyETag));
         long? length = OmitContentLength ? null : body.Length;
         if (first == 1 && CutFirstBodyAfter is int cut) body = body[..cut]; // announce all, send part, close
+        if (HoldBodyAfterFirstChunk is { } hold)
+        {
+            await LoopbackHttpServer.WriteAsync(s, 200, "OK", head, body[..65536], length);
+            await s.FlushAsync();
+            await hold.Task;
+            return;
+        }
         await LoopbackHttpServer.WriteAsync(s, start > 0 ? 206 : 200, start > 0 ? "Partial Content" : "OK", head, body, length);
     }
 
@@ -278,6 +294,64 @@ public sealed class ModelDownloaderTests(ITestOutputHelper output) : IDisposable
         Assert.Equal(DownloadErrorKind.Offline, e.Kind);
         Assert.Contains("offline", e.Message);
         Assert.Contains("-m PATH", e.Message);
+    }
+
+    [Fact]
+    public async Task ServerError_IsRetried()
+    {
+        await using var hub = new FakeHub { FailFirstBodiesWith503 = 2 };
+        using var dl = Downloader(hub);
+        var path = await dl.EnsureDefaultModelAsync();
+        Assert.Equal(3, hub.BodyRequests.Count());
+        Assert.Equal(hub.Data, await File.ReadAllBytesAsync(path));
+    }
+
+    [Fact]
+    public async Task PersistentServerError_GivesUpWithTheStatus()
+    {
+        await using var hub = new FakeHub { FailFirstBodiesWith503 = 100 };
+        using var dl = Downloader(hub, maxAttempts: 2);
+        var e = await Assert.ThrowsAsync<DownloadException>(() => dl.EnsureDefaultModelAsync());
+        output.WriteLine(e.Message);
+        Assert.Equal(DownloadErrorKind.HttpError, e.Kind);
+        Assert.Contains("HTTP 503", e.Message);
+    }
+
+    [Fact]
+    public async Task GitSha1ETag_IsNotTakenForASha256()
+    {
+        // Small non-LFS files carry a 40-digit git blob id as ETag: not a SHA-256, so it must not fail the check.
+        await using var hub = new FakeHub { Redirect = false, LinkedEtag = null, LinkedSize = null, BodyETag = "\"" + new string('a', 40) + "\"" };
+        using var dl = Downloader(hub);
+        Assert.Equal(hub.Data, await File.ReadAllBytesAsync(await dl.EnsureDefaultModelAsync()));
+    }
+
+    [Fact]
+    public async Task Sha256ETag_OnTheFileResponse_IsChecked()
+    {
+        await using var hub = new FakeHub { Redirect = false, LinkedEtag = null, LinkedSize = null, BodyETag = "\"" + new string('b', 64) + "\"" };
+        using var dl = Downloader(hub);
+        var e = await Assert.ThrowsAsync<DownloadException>(() => dl.EnsureDefaultModelAsync());
+        Assert.Equal(DownloadErrorKind.HashMismatch, e.Kind);
+    }
+
+    [Fact]
+    public async Task Cancellation_KeepsThePartForResuming()
+    {
+        var release = new TaskCompletionSource(TaskCreationOptions.RunContinuationsAsynchronously);
+        await using var hub = new FakeHub { HoldBodyAfterFirstChunk = release };
+        using var dl = Downloader(hub);
+        using var cts = new CancellationTokenSource();
+        var progress = new SyncProgress(p => { if (p.BytesDone >= 65536) cts.Cancel(); });
+        await Assert.ThrowsAnyAsync<OperationCanceledException>(() => dl.EnsureDefaultModelAsync(progress, cts.Token));
+        release.SetResult();
+        Assert.Equal(65536, new FileInfo(dl.DefaultModelPath + ".part").Length);
+        Assert.False(File.Exists(dl.DefaultModelPath));
+    }
+
+    private sealed class SyncProgress(Action<DownloadProgress> onReport) : IProgress<DownloadProgress>
+    {
+        public void Report(DownloadProgress value) => onReport(value);
     }
 
     [Fact]
