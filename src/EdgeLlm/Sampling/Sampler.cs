@@ -1,3 +1,4 @@
+using System.Numerics.Tensors;
 using System.Security.Cryptography;
 
 namespace EdgeLlm.Sampling;
@@ -83,11 +84,13 @@ public sealed class Sampler
     {
         if (logits.Length != _vocabSize)
             throw new ArgumentException($"expected {_vocabSize} logits (the vocabulary size), got {logits.Length}", nameof(logits));
-        for (int i = 0; i < logits.Length; i++)
+        // One vectorized pass: Max is NaN if any logit is NaN, +inf if any is +inf. Only then look for the culprit.
+        float top = TensorPrimitives.Max(logits);
+        if (float.IsNaN(top) || float.IsPositiveInfinity(top))
         {
-            float l = logits[i];
-            if (float.IsNaN(l) || float.IsPositiveInfinity(l))
-                throw new ArgumentException($"logit {i} is {l}: the model produced invalid output", nameof(logits));
+            int bad = 0;
+            while (!float.IsNaN(logits[bad]) && !float.IsPositiveInfinity(logits[bad])) bad++;
+            throw new ArgumentException($"logit {bad} is {logits[bad]}: the model produced invalid output", nameof(logits));
         }
         logits.CopyTo(_work);
         ApplyRepetitionPenalty(_work);
@@ -150,13 +153,16 @@ public sealed class Sampler
         var heap = dst[..k];
         for (int i = 0; i < k; i++) heap[i] = new Candidate(i, logits[i]);
         for (int i = k / 2 - 1; i >= 0; i--) SiftDown(heap, i);
+        // Ids only grow from here, so an equal logit never beats the root: a strict > against a cached floor suffices.
+        float floor = heap[0].Logit;
         for (int i = k; i < n; i++)
         {
-            var cand = new Candidate(i, logits[i]);
-            if (Better(cand, heap[0]))
+            float l = logits[i];
+            if (l > floor)
             {
-                heap[0] = cand;
+                heap[0] = new Candidate(i, l);
                 SiftDown(heap, 0);
+                floor = heap[0].Logit;
             }
         }
         heap.Sort(default(DescendingByLogit));
