@@ -25,7 +25,9 @@ public abstract unsafe class Model : IDisposable
         _ownsFile = ownsFile;
         var c = config;
         var embd = new TensorLoader.Dim(c.EmbeddingLength, $"{c.Architecture}.embedding_length");
-        var vocab = new TensorLoader.Dim(c.VocabSize, "the vocabulary size");
+        string vocabSource = file.Metadata.ContainsKey("tokenizer.ggml.tokens") ? "the number of tokenizer.ggml.tokens"
+            : file.Metadata.ContainsKey($"{c.Architecture}.vocab_size") ? $"{c.Architecture}.vocab_size" : "the vocabulary size";
+        var vocab = new TensorLoader.Dim(c.VocabSize, vocabSource);
         TokenEmbedding = tensors.Matrix("token_embd.weight", embd, vocab);
         OutputNorm = tensors.Vector("output_norm.weight", embd);
         // No output.weight: the output projection reuses the token embeddings (tied).

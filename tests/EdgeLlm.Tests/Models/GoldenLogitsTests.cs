@@ -50,7 +50,6 @@ public class GoldenLogitsTests(ITestOutputHelper output)
             // ("syn-llama3-q8_0", QuantBound),
             // ("syn-llama3-q4_k_m", QuantBound),
         ];
-        _ = QuantBound;
         foreach (var (model, bound) in models)
         {
             data.Add(model, "p1", bound);
