@@ -7,9 +7,9 @@ namespace EdgeLlm.Kernels;
 /// </summary>
 internal static unsafe class Attention
 {
-    /// <summary>Per-worker scratch bytes: scores (f32) and probabilities (f16) over the context, and one f16 query head.</summary>
+    /// <summary>Per-worker scratch bytes: scores/probabilities over the context and one query head, f32.</summary>
     public static long WorkerScratchBytes(int contextLength, int headDim) =>
-        Align((long)contextLength * sizeof(float)) + Align((long)contextLength * sizeof(ushort)) + Align((long)headDim * sizeof(ushort));
+        Align((long)contextLength * sizeof(float)) + Align((long)headDim * sizeof(float));
 
     private static long Align(long n) => (n + 63) & ~63L;
 
@@ -34,16 +34,18 @@ internal static unsafe class Attention
         WorkSplit.For(nTokens * nHead, threads, (long)(startPos + nTokens) * headDim * 2, (start, end, worker) =>
         {
             byte* ws = scratch + worker * workerBytes;
+            // Q and the probabilities are rounded to f16 values but kept as f32 (exact), so each is
+            // widened once rather than once per dot product.
             float* scores = (float*)ws;
-            Half* probs = (Half*)(ws + Align((long)contextLength * sizeof(float)));
-            Half* qh = (Half*)(ws + Align((long)contextLength * sizeof(float)) + Align((long)contextLength * sizeof(ushort)));
+            float* qh = (float*)(ws + Align((long)contextLength * sizeof(float)));
             for (int item = start; item < end; item++)
             {
                 int t = item / nHead;
                 int h = item % nHead;
                 int kvh = h / group;
                 int nKv = startPos + t + 1; // causal: positions after this token are masked out
-                HalfMath.Round(q + (long)t * qLen + h * headDim, qh, headDim);
+                Buffer.MemoryCopy(q + (long)t * qLen + h * headDim, qh, headDim * sizeof(float), headDim * sizeof(float));
+                HalfMath.RoundInPlace(qh, headDim);
 
                 float max = float.NegativeInfinity;
                 for (int j = 0; j < nKv; j++)
@@ -60,11 +62,12 @@ internal static unsafe class Attention
                     sum += e;
                 }
                 float inv = (float)(1.0 / sum);
-                for (int j = 0; j < nKv; j++) probs[j] = (Half)(scores[j] * inv);
+                for (int j = 0; j < nKv; j++) scores[j] *= inv;
+                HalfMath.RoundInPlace(scores, nKv);
 
                 float* o = output + (long)t * qLen + h * headDim;
                 for (int d = 0; d < headDim; d++)
-                    o[d] = HalfMath.Dot(probs, vT + (long)(kvh * headDim + d) * contextLength, nKv);
+                    o[d] = HalfMath.Dot(scores, vT + (long)(kvh * headDim + d) * contextLength, nKv);
             }
         });
     }

@@ -7,20 +7,24 @@ internal static unsafe class HalfMath
 {
     private const int Chunk = 256;
 
-    /// <summary>Σ a[i]·b[i] of two f16 vectors; every f16 is exact in f32, products are summed in f32.</summary>
-    public static float Dot(Half* a, Half* b, int n)
+    /// <summary>Σ a[i]·b[i] with a already in f32 (an f16 vector widened once, for reuse across many dots).</summary>
+    public static float Dot(float* a, Half* b, int n)
     {
-        float* fa = stackalloc float[Chunk];
         float* fb = stackalloc float[Chunk];
         float sum = 0;
         for (int i = 0; i < n; i += Chunk)
         {
             int len = Math.Min(Chunk, n - i);
-            TensorPrimitives.ConvertToSingle(new ReadOnlySpan<Half>(a + i, len), new Span<float>(fa, len));
             TensorPrimitives.ConvertToSingle(new ReadOnlySpan<Half>(b + i, len), new Span<float>(fb, len));
-            sum += TensorPrimitives.Dot(new ReadOnlySpan<float>(fa, len), new ReadOnlySpan<float>(fb, len));
+            sum += TensorPrimitives.Dot(new ReadOnlySpan<float>(a + i, len), new ReadOnlySpan<float>(fb, len));
         }
         return sum;
+    }
+
+    /// <summary>Rounds <paramref name="n"/> floats to the nearest f16 value in place, keeping them as f32.</summary>
+    public static void RoundInPlace(float* x, int n)
+    {
+        for (int i = 0; i < n; i++) x[i] = (float)(Half)x[i];
     }
 
     /// <summary>Rounds <paramref name="n"/> floats to f16 (nearest even, as ggml's fp32→fp16).</summary>
