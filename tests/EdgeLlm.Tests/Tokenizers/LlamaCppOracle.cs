@@ -61,5 +61,39 @@ internal sealed class LlamaCppOracle : IDisposable
     public bool AddBos => _weights.Vocab.ShouldAddBOS;
     public bool AddEos => _weights.Vocab.ShouldAddEOS;
 
+    /// <summary>
+    /// llama_detokenize. LLamaSharp 0.30.0 exposes no managed wrapper taking the vocabulary, so the two C
+    /// functions are bound here from the library LLamaSharp already loaded (dlopen with RTLD_NOLOAD).
+    /// </summary>
+    public unsafe string Detokenize(int[] ids, bool removeSpecial, bool unparseSpecial)
+    {
+        var (getVocabPtr, detokPtr) = s_detok.Value;
+        var getVocab = (delegate* unmanaged<nint, nint>)getVocabPtr;
+        var detok = (delegate* unmanaged<nint, int*, int, byte*, int, byte, byte, int>)detokPtr;
+        nint vocab = getVocab(_weights.NativeHandle.DangerousGetHandle());
+        var buf = new byte[Math.Max(64, ids.Length * 64)];
+        fixed (int* t = ids)
+        fixed (byte* b = buf)
+        {
+            int n = detok(vocab, t, ids.Length, b, buf.Length, removeSpecial ? (byte)1 : (byte)0, unparseSpecial ? (byte)1 : (byte)0);
+            if (n < 0) throw new InvalidOperationException($"llama_detokenize needs {-n} bytes");
+            return Encoding.UTF8.GetString(buf, 0, n);
+        }
+    }
+
+    private static readonly Lazy<(nint GetVocab, nint Detok)> s_detok = new(() =>
+    {
+        _ = s_library.Value;
+        nint h = dlopen("libllama.so", RtldLazy | RtldNoLoad);
+        if (h == 0) throw new InvalidOperationException("libllama.so is not loaded in this process");
+        return (System.Runtime.InteropServices.NativeLibrary.GetExport(h, "llama_model_get_vocab"),
+                System.Runtime.InteropServices.NativeLibrary.GetExport(h, "llama_detokenize"));
+    });
+
+    private const int RtldLazy = 1, RtldNoLoad = 4;
+
+    [System.Runtime.InteropServices.DllImport("libc", EntryPoint = "dlopen")]
+    private static extern nint dlopen([System.Runtime.InteropServices.MarshalAs(System.Runtime.InteropServices.UnmanagedType.LPUTF8Str)] string file, int mode);
+
     public void Dispose() => _weights.Dispose();
 }

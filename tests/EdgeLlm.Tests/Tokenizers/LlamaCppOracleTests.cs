@@ -113,6 +113,42 @@ public class LlamaCppOracleTests(ITestOutputHelper output)
         Assert.True(pieceDiffs + specialPieceDiffs + eogDiffs + attrDiffs == 0, string.Join("\n", examples));
     }
 
+    [Theory]
+    [MemberData(nameof(Vocabs))]
+    public void Decode_MatchesLlamaCppDetokenize(string vocab)
+    {
+        var tok = VocabCache.Get(vocab);
+        using var oracle = new LlamaCppOracle(VocabCache.GgufPath(vocab));
+        var texts = new List<string> { MixedText, "Hello ? Yes . It 's ' a ' b . I 've 're 'll 'd 'm" };
+        texts.AddRange(VocabCache.Inputs(vocab));
+        int total = 0, same = 0, llamaRoundTrips = 0, oursRoundTrips = 0;
+        var failures = new List<string>();
+        foreach (var text in texts)
+        {
+            foreach (bool addSpecial in new[] { false, true })
+            {
+                var ids = tok.Encode(text, addSpecial, parseSpecial: true);
+                foreach (var (remove, unparse) in new[] { (false, false), (true, false), (false, true), (true, true) })
+                {
+                    total++;
+                    string want = oracle.Detokenize(ids, remove, unparse);
+                    string got = tok.Detokenize(ids, remove, unparse);
+                    if (want == got) same++;
+                    else if (failures.Count < 5) failures.Add($"remove={remove} unparse={unparse} {LlamaCppSuiteTests.Show(text)}\n  want {LlamaCppSuiteTests.Show(want)}\n  got  {LlamaCppSuiteTests.Show(got)}");
+                }
+                if (!addSpecial)
+                {
+                    if (oracle.Detokenize(ids, false, false) == text) llamaRoundTrips++;
+                    if (tok.Decode(ids) == text) oursRoundTrips++;
+                }
+            }
+        }
+        output.WriteLine($"{vocab}: {same}/{total} detokenizations identical to llama.cpp; round trips: llama.cpp {llamaRoundTrips}/{texts.Count}, ours {oursRoundTrips}/{texts.Count}");
+        foreach (var f in failures) output.WriteLine(f);
+        Assert.True(same == total, string.Join("\n", failures));
+        Assert.Equal(llamaRoundTrips, oursRoundTrips);
+    }
+
     private static string Diff(int[] want, int[] got)
     {
         int i = 0;
