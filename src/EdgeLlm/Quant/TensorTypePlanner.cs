@@ -17,7 +17,11 @@ public sealed record TensorPlan(GgufTensorInfo Tensor, GgmlType Target, bool Con
 /// </summary>
 public static class TensorTypePlanner
 {
-    /// <summary>Plans every tensor of <paramref name="file"/>, in file order.</summary>
+    /// <summary>
+    /// Plans every tensor of <paramref name="file"/>, in the order llama.cpp writes them: its
+    /// model loader keeps tensors in a map ordered by layer number ("blk.N.", -1 for the rest)
+    /// and then by name (weight_name_comparer), and llama-quantize walks that map.
+    /// </summary>
     /// <param name="file">The input model.</param>
     /// <param name="ftype">The file type asked for.</param>
     /// <param name="pure">llama-quantize <c>--pure</c>: every quantizable weight gets the default type, no mixing or fallback.</param>
@@ -27,7 +31,7 @@ public static class TensorTypePlanner
         var defaultType = LlamaFileTypes.DefaultType(ftype);
         var qs = new State(file, ftype);
         var plans = new List<TensorPlan>(file.Tensors.Count);
-        foreach (var t in file.Tensors)
+        foreach (var t in file.Tensors.OrderBy(LayerOf).ThenBy(t => t.Name, StringComparer.Ordinal))
         {
             if (!AllowsQuantization(t))
             {
@@ -49,6 +53,16 @@ public static class TensorTypePlanner
             plans.Add(new TensorPlan(t, type, t.Type != type));
         }
         return plans;
+    }
+
+    /// <summary>The N of a "blk.N." name (sscanf("blk.%d.")), or -1.</summary>
+    private static int LayerOf(GgufTensorInfo t)
+    {
+        string name = t.Name;
+        if (!name.StartsWith("blk.", StringComparison.Ordinal)) return -1;
+        int end = 4;
+        while (end < name.Length && char.IsAsciiDigit(name[end])) end++;
+        return end > 4 && end < name.Length && name[end] == '.' && int.TryParse(name.AsSpan(4, end - 4), out int layer) ? layer : -1;
     }
 
     /// <summary>True for block-quantized types (ggml_is_quantized).</summary>
