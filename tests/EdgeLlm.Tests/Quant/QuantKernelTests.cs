@@ -266,4 +266,39 @@ public unsafe class QuantKernelTests
         for (int i = 64; i < 96; i++) Assert.Equal(0f, y[i]);
         Assert.True(rel < maxRelRms, $"{format}: relative RMS error {rel} >= {maxRelRms}");
     }
+
+    [Theory]
+    [InlineData(GgmlType.Q4_0)]
+    [InlineData(GgmlType.Q4_1)]
+    [InlineData(GgmlType.Q5_0)]
+    [InlineData(GgmlType.Q5_1)]
+    [InlineData(GgmlType.Q8_0)]
+    [InlineData(GgmlType.IQ4_NL)]
+    public void VecDot_WithQuantizedActivations_ApproximatesFloatDot(GgmlType type)
+    {
+        // End to end through the public seam: weights quantized, activations quantized to the
+        // format's VecDotType, dot compared with the dequantized weights times the f32 activations.
+        const int N = 32 * 48;
+        var rng = new Random(5);
+        var w = new float[N];
+        var x = new float[N];
+        for (int i = 0; i < N; i++) { w[i] = rng.NextSingle() * 2 - 1 + 0.3f; x[i] = rng.NextSingle() * 2 - 1 + 0.2f; }
+        Assert.True(WeightFormat.TryGet(type, out var fmt));
+        Assert.True(RowQuantizer.TryGet(type, out var quant));
+        var qw = new byte[GgmlTypes.Info(type).RowBytes(N)];
+        var qx = new byte[ActivationQuantizer.RowBytes(fmt.VecDotType, N)];
+        var dw = new float[N];
+        float got;
+        fixed (float* pw = w) fixed (float* px = x) fixed (byte* pqw = qw) fixed (byte* pqx = qx) fixed (float* pdw = dw)
+        {
+            quant(pw, pqw, N);
+            fmt.DequantizeRow(pqw, pdw, N);
+            ActivationQuantizer.QuantizeRow(fmt.VecDotType, px, pqx, N);
+            got = fmt.VecDot(N, pqw, pqx);
+        }
+        double expected = 0, magnitude = 0;
+        for (int i = 0; i < N; i++) { expected += dw[i] * (double)x[i]; magnitude += Math.Abs(dw[i] * (double)x[i]); }
+        _out.WriteLine($"{type}: vec dot {got} vs float {expected:F4} (relative to magnitude {Math.Abs(got - expected) / magnitude:E2})");
+        Assert.True(Math.Abs(got - expected) <= 0.01 * magnitude, $"{type}: {got} vs {expected}");
+    }
 }
