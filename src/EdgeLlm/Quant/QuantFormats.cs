@@ -11,6 +11,11 @@ internal static unsafe class QuantFormats
     public static void RegisterAll()
     {
         // Block formats register here (Q4_0, Q4_1, Q5_0, Q5_1, Q8_0, Q2_K..Q6_K, IQ4_NL).
+        Q2_K.Register();
+        Q3_K.Register();
+        Q4_K.Register();
+        Q5_K.Register();
+        Q6_K.Register();
         WeightFormat.Register(new Q4_0Format());
         RowQuantizer.Register(GgmlType.Q4_0, (s, d, n) => Q4_0.QuantizeRowReference(s, d, n));
         WeightFormat.Register(new Q4_1Format());
@@ -28,6 +33,7 @@ internal static unsafe class QuantFormats
     public static void RegisterActivationQuantizers(Dictionary<GgmlType, ActivationQuantizer.QuantizeRowFn> table)
     {
         // Q8_0, Q8_1 and Q8_K activation quantizers register here.
+        Q8_K.RegisterActivation(table);
         table[GgmlType.Q8_0] = (x, dst, n) => Q8_0.QuantizeActivationRow(x, dst, n);
         table[GgmlType.Q8_1] = (x, dst, n) => Q8_1.QuantizeActivationRow(x, dst, n);
     }

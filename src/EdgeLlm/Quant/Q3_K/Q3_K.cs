@@ -1,0 +1,46 @@
+using System.Runtime.Intrinsics.X86;
+using EdgeLlm.Gguf;
+
+namespace EdgeLlm.Quant;
+
+/// <summary>Q3_K weights (<see cref="BlockQ3_K"/>), dotted with Q8_K activations.</summary>
+internal sealed unsafe class Q3_KFormat : WeightFormat
+{
+    public override GgmlType Type => GgmlType.Q3_K;
+    public override GgmlType VecDotType => GgmlType.Q8_K;
+
+    public override void DequantizeRow(byte* src, float* dst, long n) => Q3_K.DequantizeRowReference((BlockQ3_K*)src, dst, n);
+
+    public override float VecDot(int n, byte* weights, byte* activations) =>
+        Avx2.IsSupported
+            ? Q3_K.DotQ3_KQ8_KAvx2(n, (BlockQ3_K*)weights, (BlockQ8_K*)activations)
+            : Q3_K.DotQ3_KQ8_KReference(n, (BlockQ3_K*)weights, (BlockQ8_K*)activations);
+}
+
+/// <summary>Q3_K kernels: reference (scalar oracle), AVX2 and the f32 quantizer.</summary>
+internal static unsafe partial class Q3_K
+{
+    /// <summary>Registers the format and its quantizer (called from <see cref="QuantFormats"/>).</summary>
+    public static void Register()
+    {
+        WeightFormat.Register(new Q3_KFormat());
+        RowQuantizer.Register(GgmlType.Q3_K, (src, dst, n) => QuantizeRowReference(src, (BlockQ3_K*)dst, n));
+    }
+
+    /// <summary>
+    /// Unpacks the 16 six-bit scales (still offset by 32) the way ggml does, four at a time
+    /// through 32-bit words: words 0..1 take the low nibbles of bytes 0..7 and words 2..3 their
+    /// high nibbles, each ORed with two high bits from word 2 of the packed bytes.
+    /// </summary>
+    internal static void UnpackScales(byte* packed, sbyte* scales)
+    {
+        const uint kmask1 = 0x03030303;
+        const uint kmask2 = 0x0f0f0f0f;
+        uint a0 = *(uint*)packed, a1 = *(uint*)(packed + 4), tmp = *(uint*)(packed + 8);
+        uint* aux = (uint*)scales;
+        aux[0] = (a0 & kmask2) | (((tmp >> 0) & kmask1) << 4);
+        aux[1] = (a1 & kmask2) | (((tmp >> 2) & kmask1) << 4);
+        aux[2] = ((a0 >> 4) & kmask2) | (((tmp >> 4) & kmask1) << 4);
+        aux[3] = ((a1 >> 4) & kmask2) | (((tmp >> 6) & kmask1) << 4);
+    }
+}

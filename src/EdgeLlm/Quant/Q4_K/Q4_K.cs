@@ -1,0 +1,29 @@
+using System.Runtime.Intrinsics.X86;
+using EdgeLlm.Gguf;
+
+namespace EdgeLlm.Quant;
+
+/// <summary>Q4_K weights (<see cref="BlockQ4_K"/>), dotted with Q8_K activations.</summary>
+internal sealed unsafe class Q4_KFormat : WeightFormat
+{
+    public override GgmlType Type => GgmlType.Q4_K;
+    public override GgmlType VecDotType => GgmlType.Q8_K;
+
+    public override void DequantizeRow(byte* src, float* dst, long n) => Q4_K.DequantizeRowReference((BlockQ4_K*)src, dst, n);
+
+    public override float VecDot(int n, byte* weights, byte* activations) =>
+        Avx2.IsSupported
+            ? Q4_K.DotQ4_KQ8_KAvx2(n, (BlockQ4_K*)weights, (BlockQ8_K*)activations)
+            : Q4_K.DotQ4_KQ8_KReference(n, (BlockQ4_K*)weights, (BlockQ8_K*)activations);
+}
+
+/// <summary>Q4_K kernels: reference (scalar oracle), AVX2 and the f32 quantizer.</summary>
+internal static unsafe partial class Q4_K
+{
+    /// <summary>Registers the format and its quantizer (called from <see cref="QuantFormats"/>).</summary>
+    public static void Register()
+    {
+        WeightFormat.Register(new Q4_KFormat());
+        RowQuantizer.Register(GgmlType.Q4_K, (src, dst, n) => QuantizeRowReference(src, (BlockQ4_K*)dst, n));
+    }
+}

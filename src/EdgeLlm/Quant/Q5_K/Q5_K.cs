@@ -1,0 +1,29 @@
+using System.Runtime.Intrinsics.X86;
+using EdgeLlm.Gguf;
+
+namespace EdgeLlm.Quant;
+
+/// <summary>Q5_K weights (<see cref="BlockQ5_K"/>), dotted with Q8_K activations.</summary>
+internal sealed unsafe class Q5_KFormat : WeightFormat
+{
+    public override GgmlType Type => GgmlType.Q5_K;
+    public override GgmlType VecDotType => GgmlType.Q8_K;
+
+    public override void DequantizeRow(byte* src, float* dst, long n) => Q5_K.DequantizeRowReference((BlockQ5_K*)src, dst, n);
+
+    public override float VecDot(int n, byte* weights, byte* activations) =>
+        Avx2.IsSupported
+            ? Q5_K.DotQ5_KQ8_KAvx2(n, (BlockQ5_K*)weights, (BlockQ8_K*)activations)
+            : Q5_K.DotQ5_KQ8_KReference(n, (BlockQ5_K*)weights, (BlockQ8_K*)activations);
+}
+
+/// <summary>Q5_K kernels: reference (scalar oracle), AVX2 and the f32 quantizer.</summary>
+internal static unsafe partial class Q5_K
+{
+    /// <summary>Registers the format and its quantizer (called from <see cref="QuantFormats"/>).</summary>
+    public static void Register()
+    {
+        WeightFormat.Register(new Q5_KFormat());
+        RowQuantizer.Register(GgmlType.Q5_K, (src, dst, n) => QuantizeRowReference(src, (BlockQ5_K*)dst, n));
+    }
+}

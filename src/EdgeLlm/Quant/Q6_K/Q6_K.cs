@@ -1,0 +1,29 @@
+using System.Runtime.Intrinsics.X86;
+using EdgeLlm.Gguf;
+
+namespace EdgeLlm.Quant;
+
+/// <summary>Q6_K weights (<see cref="BlockQ6_K"/>), dotted with Q8_K activations.</summary>
+internal sealed unsafe class Q6_KFormat : WeightFormat
+{
+    public override GgmlType Type => GgmlType.Q6_K;
+    public override GgmlType VecDotType => GgmlType.Q8_K;
+
+    public override void DequantizeRow(byte* src, float* dst, long n) => Q6_K.DequantizeRowReference((BlockQ6_K*)src, dst, n);
+
+    public override float VecDot(int n, byte* weights, byte* activations) =>
+        Avx2.IsSupported
+            ? Q6_K.DotQ6_KQ8_KAvx2(n, (BlockQ6_K*)weights, (BlockQ8_K*)activations)
+            : Q6_K.DotQ6_KQ8_KReference(n, (BlockQ6_K*)weights, (BlockQ8_K*)activations);
+}
+
+/// <summary>Q6_K kernels: reference (scalar oracle), AVX2 and the f32 quantizer.</summary>
+internal static unsafe partial class Q6_K
+{
+    /// <summary>Registers the format and its quantizer (called from <see cref="QuantFormats"/>).</summary>
+    public static void Register()
+    {
+        WeightFormat.Register(new Q6_KFormat());
+        RowQuantizer.Register(GgmlType.Q6_K, (src, dst, n) => QuantizeRowReference(src, (BlockQ6_K*)dst, n));
+    }
+}

@@ -1,0 +1,112 @@
+using System.Runtime.InteropServices;
+using EdgeLlm.Gguf;
+using EdgeLlm.Quant;
+
+namespace EdgeLlm.Tests.Quant;
+
+/// <summary>Random and edge-case K-quant blocks, and tensors read from GGUF files as f32.</summary>
+public static unsafe class KQuantTestData
+{
+    internal static readonly GgmlType[] WeightTypes = [GgmlType.Q2_K, GgmlType.Q3_K, GgmlType.Q4_K, GgmlType.Q5_K, GgmlType.Q6_K];
+
+    /// <summary>Edge patterns a block can be filled with.</summary>
+    public enum Pattern { Random, AllZeroBytes, AllOnesBytes, ZeroScale, ExtremeScale, TinyScale }
+
+    internal static int BlockSize(GgmlType t) => GgmlTypes.Info(t).TypeSize;
+
+    /// <summary>Offsets of the f16 super-scales (d, and dmin where the format has one) inside a block.</summary>
+    internal static int[] HalfOffsets(GgmlType t) => t switch
+    {
+        GgmlType.Q2_K => [80, 82],
+        GgmlType.Q3_K => [108],
+        GgmlType.Q4_K => [0, 2],
+        GgmlType.Q5_K => [0, 2],
+        GgmlType.Q6_K => [208],
+        _ => throw new ArgumentOutOfRangeException(nameof(t)),
+    };
+
+    /// <summary>Fills <paramref name="blocks"/> blocks of <paramref name="t"/> following <paramref name="p"/>.</summary>
+    internal static byte[] MakeBlocks(GgmlType t, int blocks, Pattern p, Random rng)
+    {
+        int bs = BlockSize(t);
+        var data = new byte[bs * blocks];
+        for (int b = 0; b < blocks; b++)
+        {
+            var block = data.AsSpan(b * bs, bs);
+            switch (p)
+            {
+                case Pattern.AllZeroBytes: block.Clear(); break;
+                case Pattern.AllOnesBytes: block.Fill(0xFF); break;
+                default: rng.NextBytes(block); break;
+            }
+            foreach (int off in HalfOffsets(t))
+            {
+                float v = p switch
+                {
+                    Pattern.ZeroScale => 0f,
+                    Pattern.ExtremeScale => rng.Next(2) == 0 ? 65504f : -65504f,
+                    Pattern.TinyScale => 6e-8f, // smallest f16 subnormal
+                    Pattern.AllZeroBytes => 0f,
+                    Pattern.AllOnesBytes => 1.5f, // keep all-ones quants/scales but finite super-scales
+                    _ => (float)(rng.NextDouble() * 2 - 1) * 0.05f,
+                };
+                MemoryMarshal.Write(block[off..], BitConverter.HalfToUInt16Bits((Half)v));
+            }
+        }
+        return data;
+    }
+
+    /// <summary>Random Q8_K activation blocks with consistent bsums; quants in [-127, 127].</summary>
+    internal static byte[] MakeQ8KBlocks(int blocks, Random rng, bool extremes = false)
+    {
+        var data = new byte[292 * blocks];
+        for (int b = 0; b < blocks; b++)
+        {
+            var block = data.AsSpan(b * 292, 292);
+            float d = extremes ? 1e30f : (float)rng.NextDouble() * 0.02f;
+            MemoryMarshal.Write(block, d);
+            for (int g = 0; g < 16; g++)
+            {
+                int sum = 0;
+                for (int k = 0; k < 16; k++)
+                {
+                    sbyte q = extremes ? (sbyte)(rng.Next(2) == 0 ? 127 : -127) : (sbyte)rng.Next(-127, 128);
+                    block[4 + 16 * g + k] = (byte)q;
+                    sum += q;
+                }
+                MemoryMarshal.Write(block[(260 + 2 * g)..], (short)sum);
+            }
+        }
+        return data;
+    }
+
+    /// <summary>A whole tensor as f32, dequantized through its <see cref="WeightFormat"/>.</summary>
+    internal static float[] ReadTensor(GgufFile f, GgufTensorInfo t)
+    {
+        if (!WeightFormat.TryGet(t.Type, out var fmt)) throw new NotSupportedException($"{t}: no format");
+        var result = new float[t.ElementCount];
+        byte* src = f.GetTensorPointer(t);
+        long rowBytes = GgmlTypes.Info(t.Type).RowBytes(t.RowLength);
+        fixed (float* dst = result)
+        {
+            for (long r = 0; r < t.RowCount; r++)
+                fmt.DequantizeRow(src + r * rowBytes, dst + r * t.RowLength, t.RowLength);
+        }
+        return result;
+    }
+
+    /// <summary>Root-mean-square of a − b.</summary>
+    internal static double RmsDiff(ReadOnlySpan<float> a, ReadOnlySpan<float> b)
+    {
+        double s = 0;
+        for (int i = 0; i < a.Length; i++) { double d = a[i] - b[i]; s += d * d; }
+        return Math.Sqrt(s / a.Length);
+    }
+
+    internal static double Rms(ReadOnlySpan<float> a)
+    {
+        double s = 0;
+        foreach (float v in a) s += (double)v * v;
+        return Math.Sqrt(s / a.Length);
+    }
+}
