@@ -215,6 +215,26 @@ public unsafe class ModelQuantizerTests : IDisposable
         Assert.Contains("blk.0.ffn_down.weight", ex.Message, StringComparison.Ordinal);
     }
 
+    [Theory]
+    [InlineData("q2_k")]
+    [InlineData("q3_k_m")]
+    [InlineData("q4_k_m")]
+    [InlineData("q5_k_m")]
+    [InlineData("q6_k")]
+    [InlineData("iq4_nl")]
+    public void MixedFiles_WholeFile_MatchLlamaCpp(string ftype)
+    {
+        string outPath = Path.Combine(_dir, $"ours-{ftype}.gguf");
+        ModelQuantizer.Quantize(F32Model, outPath, ftype, new QuantizeOptions { Threads = 2 });
+        using var ours = GgufFile.Open(outPath);
+        using var theirs = GgufFile.Open(SharedData.Model($"syn-llama-{ftype}"));
+        Assert.Equal(theirs.Tensors.Select(t => t.Name), ours.Tensors.Select(t => t.Name));
+        var differing = theirs.Tensors.Where(t => FirstDifference(theirs.GetTensorData(t), ours.GetTensorData(ours.FindTensor(t.Name)!)) >= 0)
+            .Select(t => $"{t.Name} ({GgmlTypes.Name(t.Type)})").ToList();
+        _out.WriteLine($"{ftype}: {theirs.Tensors.Count - differing.Count}/{theirs.Tensors.Count} tensors byte-identical to llama.cpp {string.Join(", ", differing)}");
+        Assert.Empty(differing);
+    }
+
     [Fact]
     public void Pure_GivesEveryWeightTheFileType()
     {
