@@ -18,7 +18,7 @@ public class GoldenLogitsTests(ITestOutputHelper output)
     private const double BF16Bound = 0.05;
     private const double QuantBound = 0.10;
 
-    /// <summary>(model, bound) × (p1, p2). Quantized files join by uncommenting their line once their formats exist.</summary>
+    /// <summary>(model, bound) × (p1, p2). Every shared model file is here.</summary>
     public static TheoryData<string, string, double> Cases()
     {
         var data = new TheoryData<string, string, double>();
@@ -31,24 +31,24 @@ public class GoldenLogitsTests(ITestOutputHelper output)
             ("syn-qwen2-f32", FloatBound),
             ("syn-qwen2-f16", FloatBound),
             ("syn-llama3-f32", FloatBound),
-            // ("stories260K-q8_0", QuantBound),
-            // ("stories260K-q4_0", QuantBound),
-            // ("syn-llama-q8_0", QuantBound),
-            // ("syn-llama-q4_0", QuantBound),
-            // ("syn-llama-q4_1", QuantBound),
-            // ("syn-llama-q5_0", QuantBound),
-            // ("syn-llama-q5_1", QuantBound),
-            // ("syn-llama-q2_k", QuantBound),
-            // ("syn-llama-q3_k_m", QuantBound),
-            // ("syn-llama-q4_k_m", QuantBound),
-            // ("syn-llama-q5_k_m", QuantBound),
-            // ("syn-llama-q6_k", QuantBound),
-            // ("syn-llama-iq4_nl", QuantBound),
-            // ("syn-qwen2-q8_0", QuantBound),
-            // ("syn-qwen2-q4_0", QuantBound),
-            // ("syn-qwen2-q4_k_m", QuantBound),
-            // ("syn-llama3-q8_0", QuantBound),
-            // ("syn-llama3-q4_k_m", QuantBound),
+            ("stories260K-q8_0", QuantBound),
+            ("stories260K-q4_0", QuantBound),
+            ("syn-llama-q8_0", QuantBound),
+            ("syn-llama-q4_0", QuantBound),
+            ("syn-llama-q4_1", QuantBound),
+            ("syn-llama-q5_0", QuantBound),
+            ("syn-llama-q5_1", QuantBound),
+            ("syn-llama-q2_k", QuantBound),
+            ("syn-llama-q3_k_m", QuantBound),
+            ("syn-llama-q4_k_m", QuantBound),
+            ("syn-llama-q5_k_m", QuantBound),
+            ("syn-llama-q6_k", QuantBound),
+            ("syn-llama-iq4_nl", QuantBound),
+            ("syn-qwen2-q8_0", QuantBound),
+            ("syn-qwen2-q4_0", QuantBound),
+            ("syn-qwen2-q4_k_m", QuantBound),
+            ("syn-llama3-q8_0", QuantBound),
+            ("syn-llama3-q4_k_m", QuantBound),
         ];
         foreach (var (model, bound) in models)
         {
@@ -97,11 +97,18 @@ public class GoldenLogitsTests(ITestOutputHelper output)
         Assert.True(figure <= 1e-4, $"token-by-token differs from batch: figure {figure:G4}");
     }
 
-    [Fact]
-    public void Stories260K_GreedyStory_MatchesLlamaCpp()
+    /// <summary>
+    /// The 200-token greedy story: exact on the float file; on quantized files two faithful
+    /// implementations can part at a near-tie (activation rounding), so the first 50 must match.
+    /// </summary>
+    [Theory]
+    [InlineData("stories260K", 200)]
+    [InlineData("stories260K-q8_0", 50)]
+    [InlineData("stories260K-q4_0", 50)]
+    public void Stories260K_GreedyStory_MatchesLlamaCpp(string model, int mustMatch)
     {
-        var story = GoldenCase.Load("stories260K", "story");
-        using var m = Model.Load(SharedData.Model("stories260K"));
+        var story = GoldenCase.Load(model, "story");
+        using var m = Model.Load(SharedData.Model(model));
         using var ctx = new InferenceContext(m, contextLength: 4096);
         float[] logits = ctx.Eval(story.PromptIds, allLogits: true);
         double figure = GoldenCase.Figure(logits, story.Logits);
@@ -117,9 +124,10 @@ public class GoldenLogitsTests(ITestOutputHelper output)
         }
         int matching = 0;
         while (matching < generated.Count && generated[matching] == story.GreedyIds[matching]) matching++;
-        output.WriteLine($"greedy story: {matching}/{story.GreedyIds.Length} tokens match llama.cpp");
+        output.WriteLine($"{model} greedy story: {matching}/{story.GreedyIds.Length} tokens match llama.cpp");
         Assert.Equal(200, story.GreedyIds.Length);
-        Assert.Equal(story.GreedyIds, generated);
+        Assert.True(matching >= mustMatch, $"{model}: only the first {matching} greedy tokens match llama.cpp's, {mustMatch} required");
+        if (mustMatch == story.GreedyIds.Length) Assert.Equal(story.GreedyIds, generated);
     }
 
     [Fact]
