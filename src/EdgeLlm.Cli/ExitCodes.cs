@@ -45,6 +45,7 @@ public static class ExitCodes
         IOException or UnauthorizedAccessException => (DownloadOrIo, "I/O error"),
         ArgumentException => (Usage, "usage error"),
         NotSupportedException => (ModelOrInput, "not supported"),
+        InvalidOperationException => (ModelOrInput, "input error"),
         OutOfMemoryException or InsufficientMemoryException => (ModelOrInput, "model error"),
         _ => (ModelOrInput, "error"),
     };

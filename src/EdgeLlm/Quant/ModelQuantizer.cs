@@ -92,7 +92,7 @@ public static unsafe class ModelQuantizer
             if (TensorTypePlanner.IsQuantized(from))
             {
                 if (!allowRequantize)
-                    throw new InvalidOperationException($"tensor {p.Tensor.Name}: requantizing from type {GgmlTypes.Name(from)} is disabled (input must be F32, F16 or BF16; allow requantize to override)");
+                    throw new InvalidOperationException($"tensor {p.Tensor.Name}: requantizing from type {GgmlTypes.Name(from)} is disabled (input must be F32, F16 or BF16; pass --allow-requantize (AllowRequantize) to override)");
                 if (!WeightFormat.TryGet(from, out _))
                     throw new NotSupportedException($"tensor {p.Tensor.Name}: cannot dequantize type {GgmlTypes.Name(from)}");
             }

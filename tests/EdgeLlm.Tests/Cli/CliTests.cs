@@ -208,3 +208,87 @@ public class CliTests
         return f;
     }
 }
+
+public class CliQuantizeTests
+{
+    private readonly ITestOutputHelper _out;
+
+    public CliQuantizeTests(ITestOutputHelper output) => _out = output;
+
+    [Theory]
+    [InlineData("q8_0", "syn-llama-q8_0")]
+    [InlineData("Q4_K_M", "syn-llama-q4_k_m")]
+    public void Quantize_MatchesLlamaCppTensorForTensor(string type, string reference)
+    {
+        var outPath = Path.Combine(Path.GetTempPath(), $"edgellm-q-{Guid.NewGuid():N}.gguf");
+        try
+        {
+            var r = CliRunner.Run(["quantize", SharedData.Model("syn-llama-f32"), outPath, type, "-t", "2"]);
+            _out.WriteLine(r.Stderr);
+            Assert.Equal(0, r.ExitCode);
+            using var ours = EdgeLlm.Gguf.GgufFile.Open(outPath);
+            using var theirs = EdgeLlm.Gguf.GgufFile.Open(SharedData.Model(reference));
+            Assert.Equal(theirs.Tensors.Count, ours.Tensors.Count);
+            int identical = 0;
+            foreach (var t in theirs.Tensors)
+            {
+                var o = ours.FindTensor(t.Name)!;
+                Assert.Equal(t.Type, o.Type);
+                if (ours.GetTensorData(o).SequenceEqual(theirs.GetTensorData(t))) identical++;
+            }
+            _out.WriteLine($"{type}: {identical}/{theirs.Tensors.Count} tensors byte-identical to llama.cpp's {reference}.gguf");
+            Assert.Equal(theirs.Tensors.Count, identical);
+            Assert.Equal(theirs.GetInt("general.file_type"), ours.GetInt("general.file_type"));
+
+            var info = CliRunner.Run(["info", "-m", outPath]);
+            Assert.Equal(0, info.ExitCode);
+            Assert.Contains(type.ToUpperInvariant().StartsWith("Q8", StringComparison.Ordinal) ? "Q8_0" : "Q4_K", info.Stdout, StringComparison.Ordinal);
+
+            var requant = CliRunner.Run(["quantize", outPath, outPath + ".2", "q4_0"]);
+            Assert.Equal(2, requant.ExitCode);
+            Assert.Contains("--allow-requantize", requant.Stderr, StringComparison.Ordinal);
+        }
+        finally
+        {
+            File.Delete(outPath);
+            File.Delete(outPath + ".2");
+        }
+    }
+
+    [Fact]
+    public void Quantize_UnknownType_IsUsageError()
+    {
+        var r = CliRunner.Run(["quantize", SharedData.Model("syn-llama-f32"), "/tmp/never.gguf", "q9_9"]);
+        Assert.Equal(1, r.ExitCode);
+        Assert.Contains("q9_9", r.Stderr, StringComparison.Ordinal);
+    }
+
+    [Fact]
+    public void Run_UnsupportedTensorType_NamesTensorAndType()
+    {
+        var path = Path.Combine(Path.GetTempPath(), $"edgellm-iq2-{Guid.NewGuid():N}.gguf");
+        try
+        {
+            using (var src = EdgeLlm.Gguf.GgufFile.Open(SharedData.Model("syn-llama-f32")))
+            {
+                var w = new EdgeLlm.Gguf.GgufWriter().CopyMetadata(src);
+                foreach (var t in src.Tensors)
+                {
+                    if (t.Name == "blk.0.attn_q.weight")
+                    {
+                        // Same shape [256, 256], stored as IQ2_XXS (66 bytes per 256 values), which EdgeLlm does not compute with.
+                        w.AddTensor(t.Name, EdgeLlm.Gguf.GgmlType.IQ2_XXS, t.Dims, new byte[256 * 66]);
+                    }
+                    else w.AddTensor(t.Name, t.Type, t.Dims, src.GetTensorData(t).ToArray());
+                }
+                w.Write(path);
+            }
+            var r = CliRunner.Run(["run", "-m", path, "-p", "x", "-n", "1"]);
+            _out.WriteLine(r.Stderr);
+            Assert.Equal(2, r.ExitCode);
+            Assert.Contains("blk.0.attn_q.weight", r.Stderr, StringComparison.Ordinal);
+            Assert.Contains("IQ2_XXS", r.Stderr, StringComparison.Ordinal);
+        }
+        finally { File.Delete(path); }
+    }
+}
