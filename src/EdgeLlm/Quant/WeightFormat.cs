@@ -44,6 +44,25 @@ public abstract unsafe class WeightFormat
     /// </summary>
     public abstract float VecDot(int n, byte* weights, byte* activations);
 
+    /// <summary>
+    /// Dot products of <paramref name="nRows"/> consecutive weight rows (each
+    /// <paramref name="rowBytes"/> apart) with <paramref name="nActs"/> activation rows (each
+    /// <paramref name="actStride"/> bytes apart): <c>y[a * yStride + r] = VecDot(w_r, act_a)</c>.
+    /// This is the tile the matrix-matrix product is built from: a format overrides it to keep a
+    /// block of weights in registers while it meets several activation rows (prompt processing),
+    /// so each weight byte is read from memory once per tile. Results must equal
+    /// <see cref="VecDot"/>'s bit for bit (same per-row summation order).
+    /// </summary>
+    public virtual void VecDotTile(int n, byte* weights, long rowBytes, int nRows, byte* activations, long actStride, int nActs, float* y, long yStride)
+    {
+        for (int r = 0; r < nRows; r++)
+        {
+            byte* w = weights + r * rowBytes;
+            for (int a = 0; a < nActs; a++)
+                y[a * yStride + r] = VecDot(n, w, activations + a * actStride);
+        }
+    }
+
     /// <summary>Finds the format of <paramref name="type"/>; false when EdgeLlm cannot compute with that type.</summary>
     public static bool TryGet(GgmlType type, out WeightFormat format)
     {
