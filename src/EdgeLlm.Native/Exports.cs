@@ -48,6 +48,8 @@ internal static unsafe class Exports
             *outModel = 0;
             if (path == null) throw new ArgumentException("path is NULL");
             string file = DecodeUtf8(MemoryMarshal.CreateReadOnlySpanFromNullTerminated(path), "path");
+            if (!File.Exists(file))
+                throw new EdgeLlmException(EdgeLlmError.ModelLoadFailed, Directory.Exists(file) ? $"'{file}' is a directory, not a GGUF file" : $"'{file}' does not exist");
             NativeModel nm;
             try
             {
