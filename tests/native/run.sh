@@ -17,7 +17,8 @@ missing=()
 for tool in gcc nm objcopy dotnet; do command -v "$tool" >/dev/null 2>&1 || missing+=("$tool"); done
 if [ ${#missing[@]} -gt 0 ]; then
   echo "run.sh: missing tools: ${missing[*]}" >&2
-  echo "run.sh: NativeAOT and this test need a C toolchain: apt-get install -y $(tr '\n' ' ' < "$root/.ci/apt-packages")" >&2
+  mapfile -t pkgs < "$root/.ci/apt-packages"
+  echo "run.sh: NativeAOT and this test need a C toolchain: apt-get install -y ${pkgs[*]}" >&2
   exit 2
 fi
 for f in "$shared/models/stories260K.gguf" "$shared/golden/stories260K.story.json"; do
