@@ -15,7 +15,7 @@ internal sealed unsafe class Q4_1Format : WeightFormat
 }
 
 /// <summary>Q4_1 kernels: quantizer, dequantizer and the dot product with Q8_1 activations.</summary>
-internal static unsafe class Q4_1
+internal static unsafe partial class Q4_1
 {
     private const int QK = BlockQ4_1.BlockSize;
 
@@ -69,12 +69,6 @@ internal static unsafe class Q4_1
         }
     }
 
-    /// <summary>Dot product with a Q8_1 activation row, using the fastest path available.</summary>
-    [MethodImpl(MethodImplOptions.AggressiveInlining)]
-    public static float DotQ4_1Q8_1(int n, byte* x, byte* y) =>
-        Avx2.IsSupported ? DotQ4_1Q8_1Avx2(n, x, y)
-        : Vector128.IsHardwareAccelerated ? DotQ4_1Q8_1Vector128(n, x, y)
-        : DotQ4_1Q8_1Reference(n, x, y);
 
     /// <summary>
     /// Scalar oracle (ggml_vec_dot_q4_1_q8_1_generic): Σ (d·q + m)·(dy·qy) = dx·dy·Σq·qy + m·s,

@@ -15,7 +15,7 @@ internal sealed unsafe class Q8_0Format : WeightFormat
 }
 
 /// <summary>Q8_0 kernels: weight quantizer, activation quantizer, dequantizer and dot products.</summary>
-internal static unsafe class Q8_0
+internal static unsafe partial class Q8_0
 {
     private const int QK = BlockQ8_0.BlockSize;
 
@@ -72,12 +72,6 @@ internal static unsafe class Q8_0
         }
     }
 
-    /// <summary>Dot product of a Q8_0 weight row and a Q8_0 activation row, using the fastest path available.</summary>
-    [MethodImpl(MethodImplOptions.AggressiveInlining)]
-    public static float DotQ8_0Q8_0(int n, byte* x, byte* y) =>
-        Avx2.IsSupported ? DotQ8_0Q8_0Avx2(n, x, y)
-        : Vector128.IsHardwareAccelerated ? DotQ8_0Q8_0Vector128(n, x, y)
-        : DotQ8_0Q8_0Reference(n, x, y);
 
     /// <summary>Scalar oracle (ggml_vec_dot_q8_0_q8_0_generic): per block sumi·(dx·dy), summed in float.</summary>
     public static float DotQ8_0Q8_0Reference(int n, byte* vx, byte* vy)
