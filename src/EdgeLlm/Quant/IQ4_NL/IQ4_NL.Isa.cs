@@ -96,4 +96,59 @@ internal static unsafe partial class IQ4_NL
     /// <summary>The reference's per-block float term for integer sum <paramref name="sumi"/>.</summary>
     [MethodImpl(MethodImplOptions.AggressiveInlining)]
     internal static float Term(int sumi, BlockIQ4_NL* x, BlockQ8_0* y) => QuantMath.Fp16ToFp32(x->D) * QuantMath.Fp16ToFp32(y->D) * sumi;
+
+    /// <summary>
+    /// <see cref="WeightFormat.VecDotTile"/> with AVX-512BW: for each weight row, each pair of
+    /// blocks is unpacked once and dotted with four activation rows (register tile 1 row x 2
+    /// blocks x 4 activations); each (row, activation) keeps its own float sum in the
+    /// reference's block order, so every output equals <see cref="DotIQ4_NLQ8_0Avx512"/> bit for bit.
+    /// Fewer than four activations repeat the last one (its results are dropped).
+    /// </summary>
+    internal static void DotTileAvx512(int n, byte* weights, long rowBytes, int nRows, byte* activations, long actStride, int nActs, float* yOut, long yStride)
+    {
+        QuantMath.CheckBlocks(n, QK, "IQ4_NL");
+        int nb = n / QK;
+        for (int a0 = 0; a0 < nActs; a0 += 4)
+        {
+            int na = Math.Min(4, nActs - a0);
+            var y0 = (BlockQ8_0*)(activations + a0 * actStride);
+            var y1 = (BlockQ8_0*)(activations + (a0 + Math.Min(1, na - 1)) * actStride);
+            var y2 = (BlockQ8_0*)(activations + (a0 + Math.Min(2, na - 1)) * actStride);
+            var y3 = (BlockQ8_0*)(activations + (a0 + Math.Min(3, na - 1)) * actStride);
+            for (int r = 0; r < nRows; r++)
+            {
+                var x = (BlockIQ4_NL*)(weights + r * rowBytes);
+                float s0 = 0, s1 = 0, s2 = 0, s3 = 0;
+                int ib = 0;
+                for (; ib + 2 <= nb; ib += 2)
+                {
+                    var (l0, h0) = Split(x + ib);
+                    var (l1, h1) = Split(x + ib + 1);
+                    var xv = Int8Dot.Pack(l0, h0, l1, h1);
+                    var p01 = Int8Dot.Reduce4(Int8Dot.DotSigned(xv, Int8Dot.Load2(y0[ib].Qs, y0[ib + 1].Qs)), Int8Dot.DotSigned(xv, Int8Dot.Load2(y1[ib].Qs, y1[ib + 1].Qs)));
+                    var p23 = Int8Dot.Reduce4(Int8Dot.DotSigned(xv, Int8Dot.Load2(y2[ib].Qs, y2[ib + 1].Qs)), Int8Dot.DotSigned(xv, Int8Dot.Load2(y3[ib].Qs, y3[ib + 1].Qs)));
+                    s0 += Term(p01.GetElement(0), x + ib, y0 + ib);
+                    s0 += Term(p01.GetElement(1), x + ib + 1, y0 + ib + 1);
+                    s1 += Term(p01.GetElement(2), x + ib, y1 + ib);
+                    s1 += Term(p01.GetElement(3), x + ib + 1, y1 + ib + 1);
+                    s2 += Term(p23.GetElement(0), x + ib, y2 + ib);
+                    s2 += Term(p23.GetElement(1), x + ib + 1, y2 + ib + 1);
+                    s3 += Term(p23.GetElement(2), x + ib, y3 + ib);
+                    s3 += Term(p23.GetElement(3), x + ib + 1, y3 + ib + 1);
+                }
+                for (; ib < nb; ib++)
+                {
+                    var (a0v, a1v) = Split(x + ib);
+                    s0 += Term(Avx2BlockDot.Dot(a0v, a1v, Vector128.Load(y0[ib].Qs), Vector128.Load(y0[ib].Qs + 16)), x + ib, y0 + ib);
+                    s1 += Term(Avx2BlockDot.Dot(a0v, a1v, Vector128.Load(y1[ib].Qs), Vector128.Load(y1[ib].Qs + 16)), x + ib, y1 + ib);
+                    s2 += Term(Avx2BlockDot.Dot(a0v, a1v, Vector128.Load(y2[ib].Qs), Vector128.Load(y2[ib].Qs + 16)), x + ib, y2 + ib);
+                    s3 += Term(Avx2BlockDot.Dot(a0v, a1v, Vector128.Load(y3[ib].Qs), Vector128.Load(y3[ib].Qs + 16)), x + ib, y3 + ib);
+                }
+                yOut[a0 * yStride + r] = s0;
+                if (na > 1) yOut[(a0 + 1) * yStride + r] = s1;
+                if (na > 2) yOut[(a0 + 2) * yStride + r] = s2;
+                if (na > 3) yOut[(a0 + 3) * yStride + r] = s3;
+            }
+        }
+    }
 }

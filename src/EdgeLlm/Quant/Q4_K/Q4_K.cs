@@ -13,6 +13,13 @@ internal sealed unsafe class Q4_KFormat : WeightFormat
 
     public override float VecDot(int n, byte* weights, byte* activations) =>
         Q4_K.DotQ4_KQ8_K(n, (BlockQ4_K*)weights, (BlockQ8_K*)activations);
+
+    /// <summary>Each super-block unpacked once per row for several activations (<see cref="Q4_K.DotTile"/>) where AVX2 exists.</summary>
+    public override void VecDotTile(int n, byte* weights, long rowBytes, int nRows, byte* activations, long actStride, int nActs, float* y, long yStride)
+    {
+        if (Avx2.IsSupported) Q4_K.DotTile(n, weights, rowBytes, nRows, activations, actStride, nActs, y, yStride);
+        else base.VecDotTile(n, weights, rowBytes, nRows, activations, actStride, nActs, y, yStride);
+    }
 }
 
 /// <summary>Q4_K kernels: reference (scalar oracle), AVX2 and the f32 quantizer.</summary>
