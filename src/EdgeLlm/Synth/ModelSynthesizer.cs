@@ -80,7 +80,7 @@ public static unsafe class ModelSynthesizer
     {
         ArgumentNullException.ThrowIfNull(typeName);
         if (!GgmlTypes.TryParse(typeName, out var type))
-            throw new ArgumentException($"unknown weight type '{typeName}'; expected F32, F16, BF16 or a block type such as Q4_0, Q8_0, Q4_K, Q6_K", nameof(typeName));
+            throw new ArgumentException($"unknown weight type '{typeName}'; expected F32, F16, BF16 or a block type such as Q4_0, Q8_0, Q4_K, Q6_K");
         if (!CanWrite(type))
             throw new NotSupportedException($"cannot write weights of type {GgmlTypes.Name(type)}: no quantizer is registered for it");
         if (!s_fileTypes.TryGetValue(type, out uint fileType))
@@ -202,6 +202,10 @@ public static unsafe class ModelSynthesizer
     private enum Init { Ones, Normal, Constant }
 
     private sealed record TensorSpec(string Name, long[] Dims, Init Init, float Std, float[]? Values = null);
+
+    /// <summary>The names and ggml dims of the tensors a model of <paramref name="shape"/> holds, in file order.</summary>
+    internal static IReadOnlyList<(string Name, long[] Dims)> TensorLayout(SynthShape shape) =>
+        Layout(shape).Select(t => (t.Name, t.Dims)).ToArray();
 
     /// <summary>The tensors of <paramref name="s"/>, named and shaped as llama.cpp expects (ggml dims: row length first).</summary>
     private static List<TensorSpec> Layout(SynthShape s)

@@ -127,6 +127,6 @@ public static class SynthShapes
     {
         ArgumentNullException.ThrowIfNull(name);
         return All.FirstOrDefault(s => string.Equals(s.Name, name, StringComparison.OrdinalIgnoreCase))
-            ?? throw new ArgumentException($"unknown model shape '{name}'; expected one of {string.Join(", ", Names)}", nameof(name));
+            ?? throw new ArgumentException($"unknown model shape '{name}'; expected one of {string.Join(", ", Names)}");
     }
 }
