@@ -1,1 +1,22 @@
-return 0;
+using System.CommandLine;
+using EdgeLlm.Cli;
+using EdgeLlm.Cli.Commands;
+
+// `edgellm`: logs and statistics go to stderr, data to stdout. Exit codes: 0 ok, 1 usage error,
+// 2 model or input error, 3 download or I/O error (see ExitCodes).
+var verbose = new Option<bool>("--verbose") { Description = "Show stack traces and debug output", Recursive = true };
+var root = new RootCommand("EdgeLlm: run GGUF language models on edge devices")
+{
+    RunCommand.Create(verbose),
+    TokenizeCommand.Create(verbose),
+    LogitsCommand.Create(verbose),
+    InfoCommand.Create(verbose),
+    QuantizeCommand.Create(verbose),
+    BenchCommand.Create(verbose),
+};
+root.Options.Add(verbose);
+
+var parse = root.Parse(args);
+// Ctrl-C is handled by the commands themselves (generation stops cleanly and prints statistics),
+// so System.CommandLine's own termination handling is turned off.
+return parse.Invoke(new InvocationConfiguration { ProcessTerminationTimeout = null, EnableDefaultExceptionHandler = false });

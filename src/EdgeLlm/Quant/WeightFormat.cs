@@ -1,4 +1,5 @@
 using System.Numerics.Tensors;
+using System.Runtime.Intrinsics;
 using EdgeLlm.Gguf;
 
 namespace EdgeLlm.Quant;
@@ -42,6 +43,25 @@ public abstract unsafe class WeightFormat
     /// already converted to <see cref="VecDotType"/>.
     /// </summary>
     public abstract float VecDot(int n, byte* weights, byte* activations);
+
+    /// <summary>
+    /// Dot products of <paramref name="nRows"/> consecutive weight rows (each
+    /// <paramref name="rowBytes"/> apart) with <paramref name="nActs"/> activation rows (each
+    /// <paramref name="actStride"/> bytes apart): <c>y[a * yStride + r] = VecDot(w_r, act_a)</c>.
+    /// This is the tile the matrix-matrix product is built from: a format overrides it to keep a
+    /// block of weights in registers while it meets several activation rows (prompt processing),
+    /// so each weight byte is read from memory once per tile. Results must equal
+    /// <see cref="VecDot"/>'s bit for bit (same per-row summation order).
+    /// </summary>
+    public virtual void VecDotTile(int n, byte* weights, long rowBytes, int nRows, byte* activations, long actStride, int nActs, float* y, long yStride)
+    {
+        for (int r = 0; r < nRows; r++)
+        {
+            byte* w = weights + r * rowBytes;
+            for (int a = 0; a < nActs; a++)
+                y[a * yStride + r] = VecDot(n, w, activations + a * actStride);
+        }
+    }
 
     /// <summary>Finds the format of <paramref name="type"/>; false when EdgeLlm cannot compute with that type.</summary>
     public static bool TryGet(GgmlType type, out WeightFormat format)
@@ -107,15 +127,26 @@ internal sealed unsafe class BF16Format : WeightFormat
     public override void DequantizeRow(byte* src, float* dst, long n)
     {
         var s = (ushort*)src;
-        for (long i = 0; i < n; i++) dst[i] = BFloat16Converter.ToSingle(s[i]);
+        for (long i = 0; i < n; i += int.MaxValue)
+            BFloat16Converter.ToSingle(s + i, dst + i, (int)Math.Min(int.MaxValue, n - i));
     }
 
     public override float VecDot(int n, byte* weights, byte* activations)
     {
+        // Both sides are exact in f32: widen a chunk at a time, then a vectorized f32 dot.
+        const int Chunk = 1024;
+        float* a = stackalloc float[Chunk];
+        float* b = stackalloc float[Chunk];
         var w = (ushort*)weights;
         var x = (ushort*)activations;
         float sum = 0;
-        for (int i = 0; i < n; i++) sum += BFloat16Converter.ToSingle(w[i]) * BFloat16Converter.ToSingle(x[i]);
+        for (int i = 0; i < n; i += Chunk)
+        {
+            int len = Math.Min(Chunk, n - i);
+            BFloat16Converter.ToSingle(w + i, a, len);
+            BFloat16Converter.ToSingle(x + i, b, len);
+            sum += TensorPrimitives.Dot(new ReadOnlySpan<float>(a, len), new ReadOnlySpan<float>(b, len));
+        }
         return sum;
     }
 }
@@ -124,6 +155,22 @@ internal sealed unsafe class BF16Format : WeightFormat
 public static class BFloat16Converter
 {
     public static float ToSingle(ushort b) => BitConverter.UInt32BitsToSingle((uint)b << 16);
+
+    /// <summary>Widens <paramref name="n"/> bf16 values to f32 (exact: a bf16 is the top half of an f32).</summary>
+    public static unsafe void ToSingle(ushort* src, float* dst, int n)
+    {
+        int i = 0;
+        if (Vector256.IsHardwareAccelerated)
+        {
+            for (; i + 16 <= n; i += 16)
+            {
+                var (lo, hi) = Vector256.Widen(Vector256.Load(src + i));
+                Vector256.ShiftLeft(lo, 16).AsSingle().Store(dst + i);
+                Vector256.ShiftLeft(hi, 16).AsSingle().Store(dst + i + 8);
+            }
+        }
+        for (; i < n; i++) dst[i] = ToSingle(src[i]);
+    }
 
     public static ushort FromSingle(float f)
     {

@@ -1,0 +1,125 @@
+using System.CommandLine;
+using System.Diagnostics;
+using System.Globalization;
+using System.Text;
+using EdgeLlm.Engine;
+using EdgeLlm.Models;
+using EdgeLlm.Runtime;
+
+namespace EdgeLlm.Cli.Commands;
+
+/// <summary>
+/// <c>edgellm bench</c>: prompt processing (pp: one batch of P tokens in a fresh context) and
+/// generation (tg: N single-token steps from position 0) in tokens per second, in llama-bench's
+/// table layout, or one JSON object with <c>--json</c>. A warm-up run comes first.
+/// </summary>
+public static class BenchCommand
+{
+    public static Command Create(Option<bool> verbose)
+    {
+        var model = ModelResolver.CreateOption();
+        var threads = RunCommand.ThreadsOption();
+        var pp = new Option<int>("--n-prompt", "-p") { Description = "Prompt tokens for the pp test (0 = skip)", DefaultValueFactory = _ => 128 };
+        var tg = new Option<int>("--n-gen", "-n") { Description = "Generated tokens for the tg test (0 = skip)", DefaultValueFactory = _ => 64 };
+        var reps = new Option<int>("--repetitions", "-r") { Description = "Repetitions of each test", DefaultValueFactory = _ => 3 };
+        var json = new Option<bool>("--json") { Description = "Print one JSON object on stdout instead of the table" };
+        var cmd = new Command("bench", "Measure prompt-processing and generation speed (like llama-bench)") { model, threads, pp, tg, reps, json };
+        cmd.SetAction(pr => ExitCodes.Guard(pr.GetValue(verbose), () =>
+        {
+            int t = pr.GetValue(threads), p = pr.GetValue(pp), n = pr.GetValue(tg), r = pr.GetValue(reps);
+            RunCommand.CheckThreads(t);
+            if (p < 0 || n < 0 || p + n == 0) throw new UsageException("-p and -n must be >= 0 and not both 0");
+            if (r < 1) throw new UsageException($"-r must be >= 1, got {r}");
+            string path = ModelResolver.Resolve(pr.GetValue(model));
+            var result = Measure(path, t, p, n, r);
+            Console.Out.Write(pr.GetValue(json) ? result.ToJson() : result.ToTable());
+            return ExitCodes.Ok;
+        }));
+        return cmd;
+    }
+
+    internal sealed record BenchResult(string ModelPath, string ModelDescription, long SizeBytes, long Params, int Threads, int Pp, int Tg, double[] PpAll, double[] TgAll, string Kernel)
+    {
+        public string ToJson()
+        {
+            var ci = CultureInfo.InvariantCulture;
+            static string Arr(double[] a) => "[" + string.Join(", ", a.Select(x => x.ToString("R", CultureInfo.InvariantCulture))) + "]";
+            var sb = new StringBuilder();
+            sb.Append("{\"model\": ").Append(JsonString(ModelPath));
+            sb.Append(ci, $", \"threads\": {Threads}, \"pp\": {Pp}, \"tg\": {Tg}");
+            sb.Append(", \"pp_tps\": ").Append(PpAll.Length > 0 ? PpAll.Max().ToString("R", ci) : "null");
+            sb.Append(", \"tg_tps\": ").Append(TgAll.Length > 0 ? TgAll.Max().ToString("R", ci) : "null");
+            sb.Append(", \"pp_all\": ").Append(Arr(PpAll)).Append(", \"tg_all\": ").Append(Arr(TgAll));
+            sb.Append(", \"kernel\": ").Append(JsonString(Kernel)).Append("}\n");
+            return sb.ToString();
+        }
+
+        public string ToTable()
+        {
+            var ci = CultureInfo.InvariantCulture;
+            var sb = new StringBuilder();
+            sb.AppendLine("| model                          |       size |     params | backend    | threads |          test |                  t/s |");
+            sb.AppendLine("| ------------------------------ | ---------: | ---------: | ---------- | ------: | ------------: | -------------------: |");
+            void Row(string test, double[] all)
+            {
+                double mean = all.Average();
+                double sd = all.Length > 1 ? Math.Sqrt(all.Sum(x => (x - mean) * (x - mean)) / (all.Length - 1)) : 0;
+                sb.AppendLine(ci, $"| {ModelDescription,-30} | {SizeBytes / 1048576.0,6:F2} MiB | {Params / 1e9,8:F2} B | CPU {Kernel,-6} | {Threads,7} | {test,13} | {mean,11:F2} ± {sd,6:F2} |");
+            }
+            if (PpAll.Length > 0) Row($"pp{Pp}", PpAll);
+            if (TgAll.Length > 0) Row($"tg{Tg}", TgAll);
+            return sb.ToString();
+        }
+
+        private static string JsonString(string s)
+        {
+            var sb = new StringBuilder("\"");
+            foreach (char c in s)
+            {
+                if (c == '"' || c == '\\') sb.Append('\\').Append(c);
+                else if (c < 0x20) sb.Append(CultureInfo.InvariantCulture, $"\\u{(int)c:x4}");
+                else sb.Append(c);
+            }
+            return sb.Append('"').ToString();
+        }
+    }
+
+    internal static BenchResult Measure(string path, int threads, int pp, int tg, int reps)
+    {
+        using var model = Model.Load(path);
+        int ctxLen = Math.Max(pp, tg) + 1;
+        using var context = new InferenceContext(model, ctxLen, threads);
+        var rng = new Random(1);
+        int[] RandomTokens(int count) => Enumerable.Range(0, count).Select(_ => rng.Next(model.Config.VocabSize)).ToArray();
+
+        double RunPp()
+        {
+            var tokens = RandomTokens(pp);
+            context.Reset();
+            var sw = Stopwatch.StartNew();
+            context.Eval(tokens);
+            return pp / sw.Elapsed.TotalSeconds;
+        }
+
+        double RunTg()
+        {
+            var tokens = RandomTokens(tg);
+            context.Reset();
+            var sw = Stopwatch.StartNew();
+            for (int i = 0; i < tg; i++) context.Eval(tokens.AsSpan(i, 1));
+            return tg / sw.Elapsed.TotalSeconds;
+        }
+
+        // Warm-up: page the weights in and let the JIT tier up.
+        if (pp > 0) RunPp();
+        if (tg > 0) { context.Reset(); context.Eval(RandomTokens(Math.Min(tg, 4))); }
+
+        var ppAll = pp > 0 ? Enumerable.Range(0, reps).Select(_ => RunPp()).ToArray() : [];
+        var tgAll = tg > 0 ? Enumerable.Range(0, reps).Select(_ => RunTg()).ToArray() : [];
+        long parameters = model.File.Tensors.Sum(t => t.ElementCount);
+        long size = model.File.Tensors.Sum(t => t.ByteSize);
+        string type = model.File.Tensors.GroupBy(t => t.Type).OrderByDescending(g => g.Sum(t => t.ByteSize)).First().Key.ToString();
+        string desc = $"{model.Config.Architecture} {parameters / 1e9:F2}B {type}";
+        return new BenchResult(path, desc, size, parameters, threads, pp, tg, ppAll, tgAll, CpuFeatures.KernelPath);
+    }
+}

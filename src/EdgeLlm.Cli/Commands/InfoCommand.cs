@@ -1,0 +1,65 @@
+using System.CommandLine;
+using System.Globalization;
+using EdgeLlm.Gguf;
+using EdgeLlm.Quant;
+using EdgeLlm.Runtime;
+using EdgeLlm.Tokenizers;
+
+namespace EdgeLlm.Cli.Commands;
+
+/// <summary><c>edgellm info</c>: what a GGUF file holds and how EdgeLlm would run it (stdout).</summary>
+public static class InfoCommand
+{
+    public static Command Create(Option<bool> verbose)
+    {
+        var model = ModelResolver.CreateOption();
+        var cmd = new Command("info", "Describe a GGUF model: architecture, hyper-parameters, tensor types, tokenizer, kernel path") { model };
+        cmd.SetAction(pr => ExitCodes.Guard(pr.GetValue(verbose), () =>
+        {
+            string path = ModelResolver.Resolve(pr.GetValue(model));
+            using var f = GgufFile.Open(path);
+            Console.Out.Write(Describe(f));
+            return ExitCodes.Ok;
+        }));
+        return cmd;
+    }
+
+    internal static string Describe(GgufFile f)
+    {
+        var ci = CultureInfo.InvariantCulture;
+        var o = new System.Text.StringBuilder();
+        string arch = f.GetString("general.architecture") ?? "(none)";
+        o.AppendLine(ci, $"file: {f.FilePath}");
+        o.AppendLine(ci, $"file size: {f.FileSize:N0} bytes");
+        o.AppendLine(ci, $"gguf version: {f.Version}");
+        if (f.GetString("general.name") is { } name) o.AppendLine(ci, $"name: {name}");
+        o.AppendLine(ci, $"architecture: {arch}");
+        if (f.GetInt("general.file_type") is long ft) o.AppendLine(ci, $"file type: {ft}");
+
+        o.AppendLine("hyper-parameters:");
+        foreach (var kv in f.MetadataList.Where(kv => kv.Key.StartsWith(arch + ".", StringComparison.Ordinal)))
+            o.AppendLine(ci, $"  {kv.Key[(arch.Length + 1)..]}: {kv.Value}");
+
+        o.AppendLine(ci, $"tensors: {f.Tensors.Count}");
+        foreach (var g in f.Tensors.GroupBy(t => t.Type).OrderBy(g => (uint)g.Key))
+        {
+            bool ok = WeightFormat.TryGet(g.Key, out _);
+            o.AppendLine(ci, $"  {GgmlTypes.Name(g.Key),-8} {g.Count(),5} tensors {g.Sum(t => t.ByteSize),14:N0} bytes{(ok ? "" : "  (not supported by EdgeLlm)")}");
+        }
+
+        o.Append("tokenizer: ");
+        try
+        {
+            var tok = Tokenizer.FromGguf(f);
+            o.AppendLine(ci, $"{f.GetString("tokenizer.ggml.model")} (pre: {f.GetString("tokenizer.ggml.pre") ?? "default"}), {tok.VocabSize} tokens, BOS {tok.Bos}, EOS {tok.Eos}, add BOS {tok.AddBos}");
+        }
+        catch (Exception e) when (e is InvalidDataException or NotSupportedException or ArgumentException or InvalidOperationException or KeyNotFoundException)
+        {
+            o.AppendLine(ci, $"unavailable ({e.Message})");
+        }
+        o.AppendLine(ci, $"chat template: {(f.GetString("tokenizer.chat_template") is null ? "none" : "present")}");
+        o.AppendLine(ci, $"kernel path: {CpuFeatures.KernelPath} ({CpuFeatures.Describe()})");
+        o.AppendLine("backend: cpu");
+        return o.ToString();
+    }
+}

@@ -1,0 +1,202 @@
+using System.CommandLine;
+using System.Diagnostics;
+using System.Globalization;
+using System.Text;
+using EdgeLlm.Engine;
+using EdgeLlm.Gguf;
+using EdgeLlm.Models;
+using EdgeLlm.Runtime;
+using EdgeLlm.Sampling;
+using EdgeLlm.Tokenizers;
+
+namespace EdgeLlm.Cli.Commands;
+
+/// <summary>
+/// <c>edgellm run</c>: stdout gets exactly the prompt as given, then the generated text streamed,
+/// then one newline; everything else (warnings, --show-probs, statistics) goes to stderr.
+/// </summary>
+public static class RunCommand
+{
+    public static Command Create(Option<bool> verbose)
+    {
+        var model = ModelResolver.CreateOption();
+        var prompt = new Option<string?>("--prompt", "-p") { Description = "Prompt text" };
+        var file = new Option<string?>("--file", "-f") { Description = "Read the prompt from a file (UTF-8)" };
+        var n = new Option<int>("--n-predict", "-n") { Description = "Tokens to generate (-1: until end of generation or a full context)", DefaultValueFactory = _ => -1 };
+        var ctx = ContextOption();
+        var threads = ThreadsOption();
+        var temp = new Option<float>("--temp") { Description = "Temperature (0 = greedy)", DefaultValueFactory = _ => 0.8f };
+        var topK = new Option<int>("--top-k") { Description = "Top-k sampling (0 = off)", DefaultValueFactory = _ => 40 };
+        var topP = new Option<float>("--top-p") { Description = "Top-p (nucleus) sampling (1 = off)", DefaultValueFactory = _ => 0.95f };
+        var minP = new Option<float>("--min-p") { Description = "Min-p sampling (0 = off)", DefaultValueFactory = _ => 0.05f };
+        var repeatPenalty = new Option<float>("--repeat-penalty") { Description = "Penalty for repeating one of the last --repeat-last-n tokens (1 = off)", DefaultValueFactory = _ => 1.0f };
+        var repeatLastN = new Option<int>("--repeat-last-n") { Description = "Tokens the repetition penalty looks back over (-1 = whole context)", DefaultValueFactory = _ => 64 };
+        var stop = new Option<string[]>("--stop") { Description = "Stop when this text is generated (repeatable; not printed)", AllowMultipleArgumentsPerToken = false };
+        var seed = new Option<ulong?>("--seed") { Description = "Random seed (default: random, printed on stderr)" };
+        var showProbs = new Option<int>("--show-probs") { Description = "After each token, print the K most likely candidates and their probabilities on stderr", DefaultValueFactory = _ => 0 };
+
+        var cmd = new Command("run", "Generate text from a prompt")
+        {
+            model, prompt, file, n, ctx, threads, temp, topK, topP, minP, repeatPenalty, repeatLastN, stop, seed, showProbs,
+        };
+        cmd.SetAction(pr => ExitCodes.Guard(pr.GetValue(verbose), () =>
+        {
+            var options = new SamplerOptions
+            {
+                Temperature = pr.GetValue(temp),
+                TopK = pr.GetValue(topK),
+                TopP = pr.GetValue(topP),
+                MinP = pr.GetValue(minP),
+                RepeatPenalty = pr.GetValue(repeatPenalty),
+                RepeatLastN = pr.GetValue(repeatLastN),
+                Seed = pr.GetValue(seed),
+            };
+            try { options.Validate(); }
+            catch (ArgumentException e) { throw new UsageException(e.Message); }
+
+            string text = ReadPrompt(pr.GetValue(prompt), pr.GetValue(file));
+            int nPredict = pr.GetValue(n);
+            if (nPredict < -1) throw new UsageException($"-n must be -1 (no limit) or >= 0, got {nPredict}");
+            int k = pr.GetValue(showProbs);
+            if (k < 0) throw new UsageException($"--show-probs must be >= 0, got {k}");
+            return Run(ModelResolver.Resolve(pr.GetValue(model)), text, nPredict, pr.GetValue(ctx), pr.GetValue(threads), options, pr.GetValue(stop) ?? [], k);
+        }));
+        return cmd;
+    }
+
+    public static Option<int> ContextOption() => new("--ctx-size", "-c")
+    {
+        Description = "Context length in tokens (KV cache size)",
+        DefaultValueFactory = _ => 4096,
+    };
+
+    public static Option<int> ThreadsOption() => new("--threads", "-t")
+    {
+        Description = "Worker threads (default: physical cores)",
+        DefaultValueFactory = _ => CpuFeatures.PhysicalCores,
+    };
+
+    internal static string ReadPrompt(string? prompt, string? file)
+    {
+        if (prompt is not null && file is not null) throw new UsageException("give either -p or -f, not both");
+        if (file is not null)
+        {
+            var bytes = File.ReadAllBytes(file);
+            try { return new UTF8Encoding(false, true).GetString(bytes); }
+            catch (DecoderFallbackException e) { throw new InputException($"{file} is not valid UTF-8 (byte offset {e.Index})"); }
+        }
+        return prompt ?? "";
+    }
+
+    internal static void CheckThreads(int threads)
+    {
+        if (threads < 1 || threads > 1024) throw new UsageException($"-t must be in 1..1024, got {threads}");
+    }
+
+    internal static void CheckContext(int ctx)
+    {
+        if (ctx < 1 || ctx > 1 << 24) throw new UsageException($"-c must be in 1..16777216, got {ctx}");
+    }
+
+    private static int Run(string modelPath, string prompt, int nPredict, int ctxLen, int threads, SamplerOptions options, string[] stops, int showProbs)
+    {
+        CheckThreads(threads);
+        CheckContext(ctxLen);
+        var err = Console.Error;
+        var loadWatch = Stopwatch.StartNew();
+        using var model = Model.Load(modelPath);
+        var tokenizer = Tokenizer.FromGguf(model.File);
+        if (ctxLen > model.Config.TrainingContextLength && model.Config.TrainingContextLength > 0)
+            err.WriteLine($"warning: context {ctxLen} exceeds the model's training context ({model.Config.TrainingContextLength}); output past it may degrade");
+        using var context = new InferenceContext(model, ctxLen, threads);
+        loadWatch.Stop();
+
+        // llama-cli parses special-token text in the prompt; so does `run` (tokenize needs --special).
+        int[] tokens = tokenizer.Encode(prompt, addSpecial: true, parseSpecial: true);
+        if (tokens.Length == 0) throw new InputException("the prompt is empty and the model adds no BOS token: nothing to condition on");
+        if (tokens.Length >= ctxLen)
+            throw new InputException($"the prompt is {tokens.Length} tokens; the context (-c) holds {ctxLen}, which leaves no room to generate");
+
+        var sampler = new Sampler(options, tokenizer.VocabSize);
+        if (options.Temperature > 0) err.WriteLine($"seed: {sampler.Seed}");
+        foreach (var t in tokens) sampler.Accept(t);
+
+        var stdout = Console.OpenStandardOutput();
+        void Out(string s)
+        {
+            var b = Encoding.UTF8.GetBytes(s);
+            stdout.Write(b);
+            stdout.Flush();
+        }
+        Out(prompt);
+
+        bool cancelled = false;
+        ConsoleCancelEventHandler onCancel = (_, e) => { e.Cancel = true; cancelled = true; };
+        Console.CancelKeyPress += onCancel;
+        var decoder = new StreamingDecoder(tokenizer);
+        var stopper = new StopStringMatcher(stops);
+        var promptWatch = Stopwatch.StartNew();
+        float[] logits = context.Eval(tokens);
+        promptWatch.Stop();
+        var genWatch = new Stopwatch();
+        int generated = 0;
+        string reason = "";
+        try
+        {
+            while (true)
+            {
+                if (cancelled) { reason = "interrupted"; break; }
+                if (nPredict >= 0 && generated >= nPredict) { reason = $"reached -n {nPredict}"; break; }
+                genWatch.Start();
+                int next = sampler.Sample(logits);
+                genWatch.Stop();
+                if (showProbs > 0) PrintProbs(err, tokenizer, logits, showProbs, next);
+                if (tokenizer.IsEndOfGeneration(next)) { reason = "end of generation"; break; }
+                sampler.Accept(next);
+                generated++;
+                var piece = decoder.Append(next);
+                var match = stopper.Append(piece);
+                Out(match.Text);
+                if (match.Stopped) { reason = "stop string"; break; }
+                if (context.Position >= ctxLen) { reason = $"context full ({ctxLen} tokens)"; err.WriteLine(); err.WriteLine($"edgellm: context is full ({ctxLen} tokens); stopping. Use -c to enlarge it."); break; }
+                genWatch.Start();
+                logits = context.Eval([next]);
+                genWatch.Stop();
+            }
+            if (reason != "stop string")
+            {
+                var tail = stopper.Append(decoder.Flush());
+                Out(tail.Text);
+                if (!tail.Stopped) Out(stopper.Flush());
+            }
+            Out("\n");
+        }
+        finally
+        {
+            Console.CancelKeyPress -= onCancel;
+        }
+
+        var ci = CultureInfo.InvariantCulture;
+        err.WriteLine($"stopped: {reason}");
+        err.WriteLine(string.Format(ci, "load time: {0:F1} ms", loadWatch.Elapsed.TotalMilliseconds));
+        err.WriteLine(string.Format(ci, "prompt: {0} tokens in {1:F1} ms, {2:F2} tok/s", tokens.Length, promptWatch.Elapsed.TotalMilliseconds, tokens.Length / Math.Max(promptWatch.Elapsed.TotalSeconds, 1e-9)));
+        err.WriteLine(string.Format(ci, "generation: {0} tokens in {1:F1} ms, {2:F2} tok/s", generated, genWatch.Elapsed.TotalMilliseconds, generated / Math.Max(genWatch.Elapsed.TotalSeconds, 1e-9)));
+        return cancelled ? 130 : ExitCodes.Ok;
+    }
+
+    private static void PrintProbs(TextWriter err, Tokenizer tokenizer, float[] logits, int k, int chosen)
+    {
+        var top = Sampler.TopCandidates(logits, k);
+        var sb = new StringBuilder();
+        sb.Append(CultureInfo.InvariantCulture, $"[{Escape(tokenizer, chosen)}]");
+        foreach (var (id, p) in top)
+            sb.Append(CultureInfo.InvariantCulture, $" {Escape(tokenizer, id)}={p:F4}");
+        err.WriteLine(sb.ToString());
+    }
+
+    private static string Escape(Tokenizer tokenizer, int id)
+    {
+        var s = Encoding.UTF8.GetString(tokenizer.TokenToBytes(id));
+        return "'" + s.Replace("\\", "\\\\", StringComparison.Ordinal).Replace("\n", "\\n", StringComparison.Ordinal).Replace("'", "\\'", StringComparison.Ordinal) + "'";
+    }
+}

@@ -1,0 +1,108 @@
+using System.Runtime.InteropServices;
+using EdgeLlm.Models;
+
+namespace EdgeLlm.Engine;
+
+/// <summary>
+/// The working buffers of one forward pass over a batch of tokens, carved from a native arena
+/// owned by the <see cref="InferenceContext"/> (grown when a larger batch arrives, never per call).
+/// Names follow llama.cpp's graph (inp_embd, attn_norm, Qcur, kqv_out, ffn_out, l_out).
+/// </summary>
+internal sealed unsafe class ForwardBatch
+{
+    public required int[] Tokens { get; init; }
+    public required int StartPos { get; init; }
+    public required int Threads { get; init; }
+    public required KvCache Kv { get; init; }
+    public int Count => Tokens.Length;
+
+    public float* X;        // [n, embd]  residual stream (inp_embd, then l_out of each layer)
+    public float* Norm;     // [n, embd]  rms-normalized input of the current sub-block (attn_norm / ffn_norm)
+    public float* Q;        // [n, heads * head_dim]     Qcur
+    public float* K;        // [n, kv_heads * head_dim]  Kcur
+    public float* V;        // [n, kv_heads * head_dim]  Vcur
+    public float* AttnOut;  // [n, heads * head_dim]     kqv_out
+    public float* Proj;     // [n, embd]  attn_output / ffn_down result before the residual add
+    public float* Gate;     // [n, ff]    ffn_gate, then silu(gate) * up
+    public float* Up;       // [n, ff]    ffn_up
+    public float* RopeCos;  // [n, rope_dims / 2]
+    public float* RopeSin;  // [n, rope_dims / 2]
+    public byte* MatScratch;   // activation rows converted to a weight's vec-dot type
+    public byte* AttnScratch;  // threads × Attention.WorkerScratchBytes
+
+    /// <summary>Carves the buffers for <paramref name="n"/> tokens out of <paramref name="arena"/>.</summary>
+    public void Carve(ScratchArena arena, Model model, int contextLength)
+    {
+        var c = model.Config;
+        int n = Count;
+        long need = 0;
+        for (int pass = 0; pass < 2; pass++)
+        {
+            if (pass == 1) arena.Reset(need);
+            var a = pass == 0 ? ScratchArena.Measuring : arena;
+            X = a.Take<float>((long)n * c.EmbeddingLength);
+            Norm = a.Take<float>((long)n * c.EmbeddingLength);
+            Q = a.Take<float>((long)n * c.QueryLength);
+            K = a.Take<float>((long)n * c.KvLength);
+            V = a.Take<float>((long)n * c.KvLength);
+            AttnOut = a.Take<float>((long)n * c.QueryLength);
+            Proj = a.Take<float>((long)n * c.EmbeddingLength);
+            Gate = a.Take<float>((long)n * c.FeedForwardLength);
+            Up = a.Take<float>((long)n * c.FeedForwardLength);
+            RopeCos = a.Take<float>((long)n * (c.RopeDimensionCount / 2));
+            RopeSin = a.Take<float>((long)n * (c.RopeDimensionCount / 2));
+            MatScratch = a.Take<byte>(n * model.MaxActivationRowBytes);
+            AttnScratch = a.Take<byte>(Threads * Kernels.Attention.WorkerScratchBytes(contextLength, c.HeadDim));
+            need = a.Used;
+            if (pass == 0) ScratchArena.Measuring.Reset(0);
+        }
+    }
+}
+
+/// <summary>
+/// A grow-only native buffer handed out in 64-byte aligned pieces. <see cref="Measuring"/> hands
+/// out nothing and only adds up sizes.
+/// </summary>
+internal sealed unsafe class ScratchArena : IDisposable
+{
+    private byte* _base;
+    private long _capacity;
+
+    [ThreadStatic] private static ScratchArena? t_measuring;
+
+    /// <summary>An arena without memory that only counts (per thread).</summary>
+    public static ScratchArena Measuring => t_measuring ??= new ScratchArena { IsMeasuring = true };
+
+    private bool IsMeasuring { get; init; }
+
+    /// <summary>Bytes handed out since the last <see cref="Reset"/>.</summary>
+    public long Used { get; private set; }
+
+    /// <summary>Makes at least <paramref name="capacity"/> bytes available and starts handing out from the beginning.</summary>
+    public void Reset(long capacity)
+    {
+        Used = 0;
+        if (IsMeasuring || capacity <= _capacity) return;
+        NativeMemory.AlignedFree(_base);
+        _base = null;
+        _base = (byte*)NativeMemory.AlignedAlloc((nuint)capacity, 64);
+        _capacity = capacity;
+    }
+
+    public T* Take<T>(long count) where T : unmanaged
+    {
+        long bytes = (count * sizeof(T) + 63) & ~63L;
+        byte* p = IsMeasuring ? null : _base + Used;
+        Used += bytes;
+        if (!IsMeasuring && Used > _capacity)
+            throw new InvalidOperationException($"scratch arena overflow: {Used} bytes needed, {_capacity} reserved");
+        return (T*)p;
+    }
+
+    public void Dispose()
+    {
+        NativeMemory.AlignedFree(_base);
+        _base = null;
+        _capacity = 0;
+    }
+}

@@ -1,0 +1,121 @@
+using EdgeLlm.Models;
+
+namespace EdgeLlm.Engine;
+
+/// <summary>
+/// One sequence being evaluated with a <see cref="Models.Model"/>: its f16 KV cache (sized by
+/// <see cref="ContextLength"/>), its position, and the scratch buffers of the forward pass.
+/// Not thread-safe; the model can be shared by several contexts.
+/// </summary>
+public sealed unsafe class InferenceContext : IDisposable
+{
+    /// <summary>Most tokens one forward pass processes together; longer inputs run in batches of this size.</summary>
+    public const int MaxBatch = 512;
+
+    private readonly KvCache _kv;
+    private readonly ScratchArena _arena = new();
+    private bool _disposed;
+
+    /// <summary>Creates a context for <paramref name="model"/>.</summary>
+    /// <param name="model">the model; must outlive the context.</param>
+    /// <param name="contextLength">tokens the KV cache holds (positions 0 .. contextLength-1).</param>
+    /// <param name="threads">worker threads for the matrix products; 0 = <see cref="Environment.ProcessorCount"/>.</param>
+    /// <exception cref="ArgumentOutOfRangeException">contextLength or threads is out of range.</exception>
+    /// <exception cref="InsufficientMemoryException">the KV cache does not fit in available memory.</exception>
+    public InferenceContext(Model model, int contextLength = 4096, int threads = 0)
+    {
+        ArgumentNullException.ThrowIfNull(model);
+        ArgumentOutOfRangeException.ThrowIfLessThan(contextLength, 1);
+        ArgumentOutOfRangeException.ThrowIfNegative(threads);
+        Model = model;
+        ContextLength = contextLength;
+        Threads = threads == 0 ? Environment.ProcessorCount : threads;
+        long kvBytes = model.EstimateKvCacheBytes(contextLength);
+        long available = Model.AvailableMemoryBytes();
+        if (kvBytes > available)
+            throw new InsufficientMemoryException(
+                $"the KV cache for {contextLength} tokens needs {kvBytes >> 20} MiB, but only {available >> 20} MiB of memory is available; use a shorter context");
+        _kv = new KvCache(model.Config.BlockCount, contextLength, model.Config.KvLength);
+    }
+
+    /// <summary>The model this context evaluates.</summary>
+    public Model Model { get; }
+
+    /// <summary>Tokens the KV cache can hold.</summary>
+    public int ContextLength { get; }
+
+    /// <summary>Worker threads used for the matrix products and attention.</summary>
+    public int Threads { get; }
+
+    /// <summary>Number of tokens evaluated so far: the position the next token takes.</summary>
+    public int Position { get; private set; }
+
+    /// <summary>True when <paramref name="contextLength"/> exceeds the context the model was trained with (quality degrades past it).</summary>
+    public static bool ExceedsTrainingContext(Model model, int contextLength)
+    {
+        ArgumentNullException.ThrowIfNull(model);
+        int train = model.Config.TrainingContextLength;
+        return train > 0 && contextLength > train;
+    }
+
+    /// <summary>Forgets every evaluated token (position 0).</summary>
+    public void Reset() => Position = 0;
+
+    /// <summary>
+    /// Truncates the KV cache to its first <paramref name="position"/> tokens, so that the next
+    /// token is evaluated at that position (e.g. to drop a rejected continuation).
+    /// </summary>
+    /// <exception cref="ArgumentOutOfRangeException">position is negative or beyond <see cref="Position"/>.</exception>
+    public void Rewind(int position)
+    {
+        if (position < 0 || position > Position)
+            throw new ArgumentOutOfRangeException(nameof(position), position, $"can only rewind to a position in 0..{Position}");
+        Position = position;
+    }
+
+    /// <summary>
+    /// Evaluates <paramref name="tokens"/> at positions <see cref="Position"/>, Position+1, … and
+    /// advances the position. All tokens of the call go through each weight matrix together.
+    /// </summary>
+    /// <returns>the logits of the last token ([vocab]), or of every token ([tokens × vocab], row-major) when <paramref name="allLogits"/>.</returns>
+    /// <exception cref="ArgumentException">no tokens, a token id outside the vocabulary, or more tokens than the context has room for.</exception>
+    public float[] Eval(ReadOnlySpan<int> tokens, bool allLogits = false)
+    {
+        ObjectDisposedException.ThrowIf(_disposed, this);
+        if (tokens.IsEmpty) throw new ArgumentException("no tokens to evaluate", nameof(tokens));
+        int vocab = Model.Config.VocabSize;
+        for (int i = 0; i < tokens.Length; i++)
+        {
+            if ((uint)tokens[i] >= (uint)vocab)
+                throw new ArgumentException($"token id {tokens[i]} at index {i} is outside the vocabulary (0..{vocab - 1})", nameof(tokens));
+        }
+        if (tokens.Length > ContextLength - Position)
+            throw new ArgumentException(
+                $"{tokens.Length} tokens at position {Position} would overflow the context of {ContextLength} tokens ({ContextLength - Position} free)", nameof(tokens));
+
+        var logits = new float[(allLogits ? tokens.Length : 1) * (long)vocab];
+        fixed (float* outp = logits)
+        {
+            for (int done = 0; done < tokens.Length; done += MaxBatch)
+            {
+                int n = Math.Min(MaxBatch, tokens.Length - done);
+                bool last = done + n == tokens.Length;
+                int outputRows = allLogits ? n : last ? 1 : 0;
+                var batch = new ForwardBatch { Tokens = tokens.Slice(done, n).ToArray(), StartPos = Position, Threads = Threads, Kv = _kv };
+                batch.Carve(_arena, Model, ContextLength);
+                Model.Forward(batch, outputRows, allLogits ? outp + (long)done * vocab : outp);
+                Position += n;
+            }
+        }
+        return logits;
+    }
+
+    /// <summary>Frees the KV cache and scratch buffers.</summary>
+    public void Dispose()
+    {
+        if (_disposed) return;
+        _disposed = true;
+        _kv.Dispose();
+        _arena.Dispose();
+    }
+}

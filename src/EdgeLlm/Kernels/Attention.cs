@@ -1,0 +1,74 @@
+namespace EdgeLlm.Kernels;
+
+/// <summary>
+/// Causal multi-head attention over an f16 KV cache, rounding where llama.cpp's non-flash path
+/// rounds: kq = mul_mat(K_f16, Q) converts Q to f16; soft_max_ext scales, masks and normalizes in
+/// f32 with a double sum; kqv = mul_mat(Vᵀ_f16, kq) converts the probabilities to f16.
+/// </summary>
+internal static unsafe class Attention
+{
+    /// <summary>Per-worker scratch bytes: scores/probabilities over the context and one query head, f32.</summary>
+    public static long WorkerScratchBytes(int contextLength, int headDim) =>
+        Align((long)contextLength * sizeof(float)) + Align((long)headDim * sizeof(float));
+
+    private static long Align(long n) => (n + 63) & ~63L;
+
+    /// <summary>
+    /// out[t, h] = softmax(q[t, h] · K[0..pos]ᵀ / sqrt(head_dim)) · V[0..pos] for each query token
+    /// t (at position startPos + t) and head h; head h reads KV head h / (heads / kv_heads).
+    /// </summary>
+    /// <param name="q">[nTokens, nHead * headDim] queries, after rope.</param>
+    /// <param name="k">[contextLength, nHeadKv * headDim] cached keys for this layer.</param>
+    /// <param name="vT">[nHeadKv * headDim, contextLength] cached values, transposed as llama.cpp stores them.</param>
+    /// <param name="output">[nTokens, nHead * headDim].</param>
+    /// <param name="scratch">threads × <see cref="WorkerScratchBytes"/> bytes.</param>
+    public static void Forward(float* q, int nTokens, int startPos, Half* k, Half* vT, int contextLength,
+        int nHead, int nHeadKv, int headDim, float* output, byte* scratch, int threads)
+    {
+        int qLen = nHead * headDim;
+        int kvLen = nHeadKv * headDim;
+        int group = nHead / nHeadKv;
+        float scale = 1.0f / MathF.Sqrt(headDim);
+        long workerBytes = WorkerScratchBytes(contextLength, headDim);
+
+        WorkSplit.For(nTokens * nHead, threads, (long)(startPos + nTokens) * headDim * 2, (start, end, worker) =>
+        {
+            byte* ws = scratch + worker * workerBytes;
+            // Q and the probabilities are rounded to f16 values but kept as f32 (exact), so each is
+            // widened once rather than once per dot product.
+            float* scores = (float*)ws;
+            float* qh = (float*)(ws + Align((long)contextLength * sizeof(float)));
+            for (int item = start; item < end; item++)
+            {
+                int t = item / nHead;
+                int h = item % nHead;
+                int kvh = h / group;
+                int nKv = startPos + t + 1; // causal: positions after this token are masked out
+                Buffer.MemoryCopy(q + (long)t * qLen + h * headDim, qh, headDim * sizeof(float), headDim * sizeof(float));
+                HalfMath.RoundInPlace(qh, headDim);
+
+                float max = float.NegativeInfinity;
+                for (int j = 0; j < nKv; j++)
+                {
+                    float s = HalfMath.Dot(qh, k + (long)j * kvLen + kvh * headDim, headDim) * scale;
+                    scores[j] = s;
+                    if (s > max) max = s;
+                }
+                double sum = 0;
+                for (int j = 0; j < nKv; j++)
+                {
+                    float e = MathF.Exp(scores[j] - max);
+                    scores[j] = e;
+                    sum += e;
+                }
+                float inv = (float)(1.0 / sum);
+                for (int j = 0; j < nKv; j++) scores[j] *= inv;
+                HalfMath.RoundInPlace(scores, nKv);
+
+                float* o = output + (long)t * qLen + h * headDim;
+                for (int d = 0; d < headDim; d++)
+                    o[d] = HalfMath.Dot(scores, vT + (long)(kvh * headDim + d) * contextLength, nKv);
+            }
+        });
+    }
+}

@@ -1,0 +1,98 @@
+using EdgeLlm.Engine;
+using EdgeLlm.Kernels;
+
+namespace EdgeLlm.Models.Blocks;
+
+/// <summary>
+/// The building blocks shared by the Llama-family architectures: the tensor mapping of one
+/// pre-norm block (llama.cpp's LLM_TENSOR_* names), grouped-query self-attention with rotary
+/// embeddings, and the SwiGLU feed-forward network.
+/// </summary>
+internal static unsafe class DecoderBlocks
+{
+    /// <summary>Maps blk.<paramref name="il"/>.* to a <see cref="LayerWeights"/>, checking each shape against <paramref name="c"/>.</summary>
+    public static LayerWeights LoadLayer(TensorLoader tensors, ModelConfig c, int il, bool qkvBias)
+    {
+        string a = c.Architecture;
+        var embd = new TensorLoader.Dim(c.EmbeddingLength, $"{a}.embedding_length");
+        var qLen = new TensorLoader.Dim(c.QueryLength, $"{a}.attention.head_count × head_dim ({c.HeadCount} × {c.HeadDim})");
+        var kvLen = new TensorLoader.Dim(c.KvLength, $"{a}.attention.head_count_kv × head_dim ({c.HeadCountKv} × {c.HeadDim})");
+        var ff = new TensorLoader.Dim(c.FeedForwardLength, $"{a}.feed_forward_length");
+        string p = $"blk.{il}.";
+        return new LayerWeights
+        {
+            AttnNorm = tensors.Vector(p + "attn_norm.weight", embd),
+            Wq = tensors.Matrix(p + "attn_q.weight", embd, qLen),
+            Wk = tensors.Matrix(p + "attn_k.weight", embd, kvLen),
+            Wv = tensors.Matrix(p + "attn_v.weight", embd, kvLen),
+            Wo = tensors.Matrix(p + "attn_output.weight", qLen, embd),
+            Bq = qkvBias ? tensors.Vector(p + "attn_q.bias", qLen) : tensors.OptionalVector(p + "attn_q.bias", qLen),
+            Bk = qkvBias ? tensors.Vector(p + "attn_k.bias", kvLen) : tensors.OptionalVector(p + "attn_k.bias", kvLen),
+            Bv = qkvBias ? tensors.Vector(p + "attn_v.bias", kvLen) : tensors.OptionalVector(p + "attn_v.bias", kvLen),
+            FfnNorm = tensors.Vector(p + "ffn_norm.weight", embd),
+            Gate = tensors.Matrix(p + "ffn_gate.weight", embd, ff),
+            Up = tensors.Matrix(p + "ffn_up.weight", embd, ff),
+            Down = tensors.Matrix(p + "ffn_down.weight", ff, embd),
+        };
+    }
+
+    /// <summary>
+    /// x += attn_output(attention(rope(x_norm·Wq + bq), rope(x_norm·Wk + bk), x_norm·Wv + bv)),
+    /// x_norm = rmsnorm(x) ⊙ attn_norm. Stores this batch's K and V in the cache first.
+    /// </summary>
+    public static void SelfAttention(ModelConfig c, LayerWeights w, int il, ForwardBatch b, bool neox)
+    {
+        int n = b.Count;
+        int embd = c.EmbeddingLength;
+
+        // attn_norm
+        fixed (float* g = w.AttnNorm)
+            for (int t = 0; t < n; t++)
+                RmsNorm.Forward(b.X + (long)t * embd, g, b.Norm + (long)t * embd, embd, c.RmsEps);
+
+        // Qcur, Kcur, Vcur: projections of all tokens together (+ biases for Qwen2)
+        MatMul.Multiply(w.Wq, b.Norm, n, b.Q, b.MatScratch, b.Threads);
+        MatMul.Multiply(w.Wk, b.Norm, n, b.K, b.MatScratch, b.Threads);
+        MatMul.Multiply(w.Wv, b.Norm, n, b.V, b.MatScratch, b.Threads);
+        if (w.Bq is not null) Activations.AddBias(b.Q, w.Bq, n);
+        if (w.Bk is not null) Activations.AddBias(b.K, w.Bk, n);
+        if (w.Bv is not null) Activations.AddBias(b.V, w.Bv, n);
+
+        // rotary embedding of Q and K at each token's position
+        int pairs = c.RopeDimensionCount / 2;
+        for (int t = 0; t < n; t++)
+        {
+            float* cos = b.RopeCos + (long)t * pairs;
+            float* sin = b.RopeSin + (long)t * pairs;
+            Rope.Apply(b.Q + (long)t * c.QueryLength, c.HeadCount, c.HeadDim, c.RopeDimensionCount, cos, sin, neox);
+            Rope.Apply(b.K + (long)t * c.KvLength, c.HeadCountKv, c.HeadDim, c.RopeDimensionCount, cos, sin, neox);
+        }
+
+        // K and V go to the f16 cache; attention reads this batch's tokens back from there
+        b.Kv.Store(il, b.StartPos, b.K, b.V, n);
+        Attention.Forward(b.Q, n, b.StartPos, b.Kv.K(il), b.Kv.VT(il), b.Kv.ContextLength,
+            c.HeadCount, c.HeadCountKv, c.HeadDim, b.AttnOut, b.AttnScratch, b.Threads);
+
+        // attn_output, then the residual add (ffn_inp)
+        MatMul.Multiply(w.Wo, b.AttnOut, n, b.Proj, b.MatScratch, b.Threads);
+        Activations.Add(b.X, b.Proj, (long)n * embd);
+    }
+
+    /// <summary>x += ffn_down(silu(x_norm·Wgate) ⊙ (x_norm·Wup)), x_norm = rmsnorm(x) ⊙ ffn_norm.</summary>
+    public static void SwiGluFeedForward(ModelConfig c, LayerWeights w, ForwardBatch b)
+    {
+        int n = b.Count;
+        int embd = c.EmbeddingLength;
+        fixed (float* g = w.FfnNorm)
+            for (int t = 0; t < n; t++)
+                RmsNorm.Forward(b.X + (long)t * embd, g, b.Norm + (long)t * embd, embd, c.RmsEps);
+
+        MatMul.Multiply(w.Gate, b.Norm, n, b.Gate, b.MatScratch, b.Threads);
+        MatMul.Multiply(w.Up, b.Norm, n, b.Up, b.MatScratch, b.Threads);
+        Activations.SwiGlu(b.Gate, b.Up, n * c.FeedForwardLength);
+        MatMul.Multiply(w.Down, b.Gate, n, b.Proj, b.MatScratch, b.Threads);
+
+        // l_out
+        Activations.Add(b.X, b.Proj, (long)n * embd);
+    }
+}

@@ -1,0 +1,37 @@
+using EdgeLlm.Engine;
+using EdgeLlm.Gguf;
+using EdgeLlm.Models.Blocks;
+
+namespace EdgeLlm.Models;
+
+/// <summary>
+/// The <c>llama</c> architecture (Llama 2 and 3, TinyLlama, Mistral, SmolLM2 and others that
+/// llama.cpp converts to it): pre-norm blocks of RMSNorm → grouped-query attention with "normal"
+/// rope (adjacent pairs; the converter permutes Q/K rows for it) → RMSNorm → SwiGLU, no biases.
+/// Llama 3.1+ files carry <c>rope_freqs.weight</c>, which divides each rotary frequency.
+/// Follows llama.cpp's llm_build_llama.
+/// </summary>
+internal sealed class Llama : Model
+{
+    private readonly LayerWeights[] _layers;
+
+    internal Llama(GgufFile file, ModelConfig config, TensorLoader tensors, bool ownsFile, ModelLoadOptions options)
+        : base(file, config, tensors, ownsFile, options)
+    {
+        _layers = new LayerWeights[config.BlockCount];
+        for (int il = 0; il < config.BlockCount; il++)
+            _layers[il] = DecoderBlocks.LoadLayer(tensors, config, il, qkvBias: false);
+    }
+
+    /// <summary>Hyperparameters under the <c>llama.</c> keys; rope in normal (non-NEOX) mode.</summary>
+    internal static ModelConfig ReadConfig(GgufFile file) => ModelConfig.Read(file, "llama", ropeNeox: false, hasQkvBias: false);
+
+    internal override IReadOnlyList<LayerWeights> Layers => _layers;
+
+    internal override void ForwardLayer(int layer, ForwardBatch b)
+    {
+        var w = _layers[layer];
+        DecoderBlocks.SelfAttention(Config, w, layer, b, neox: false);
+        DecoderBlocks.SwiGluFeedForward(Config, w, b);
+    }
+}

@@ -1,0 +1,198 @@
+using EdgeLlm.Engine;
+using EdgeLlm.Gguf;
+using EdgeLlm.Kernels;
+using EdgeLlm.Quant;
+
+namespace EdgeLlm.Models;
+
+/// <summary>
+/// A decoder-only transformer loaded from a GGUF file. Weights stay in the memory mapping in their
+/// own types (no copies); each architecture (<c>llama</c>, <c>qwen2</c>) is one subclass that maps
+/// the GGUF tensor names and wires its layers. Run it with an <see cref="InferenceContext"/>.
+/// </summary>
+public abstract unsafe class Model : IDisposable
+{
+    /// <summary>Architectures <see cref="Load(GgufFile, ModelLoadOptions?)"/> accepts (general.architecture).</summary>
+    public static IReadOnlyList<string> SupportedArchitectures { get; } = ["llama", "qwen2"];
+
+    private readonly bool _ownsFile;
+    private bool _disposed;
+
+    private protected Model(GgufFile file, ModelConfig config, TensorLoader tensors, bool ownsFile, ModelLoadOptions options)
+    {
+        File = file;
+        Config = config;
+        _ownsFile = ownsFile;
+        var c = config;
+        var embd = new TensorLoader.Dim(c.EmbeddingLength, $"{c.Architecture}.embedding_length");
+        string vocabSource = file.Metadata.ContainsKey("tokenizer.ggml.tokens") ? "the number of tokenizer.ggml.tokens"
+            : file.Metadata.ContainsKey($"{c.Architecture}.vocab_size") ? $"{c.Architecture}.vocab_size" : "the vocabulary size";
+        var vocab = new TensorLoader.Dim(c.VocabSize, vocabSource);
+        TokenEmbedding = tensors.Matrix("token_embd.weight", embd, vocab);
+        OutputNorm = tensors.Vector("output_norm.weight", embd);
+        // No output.weight: the output projection reuses the token embeddings (tied).
+        Output = tensors.OptionalMatrix("output.weight", embd, vocab) ?? TokenEmbedding;
+        if (!options.IgnoreRopeFrequencyFactors)
+            RopeFactors = tensors.OptionalVector("rope_freqs.weight", new(c.RopeDimensionCount / 2, $"{c.Architecture}.rope.dimension_count / 2"));
+    }
+
+    /// <summary>The hyperparameters.</summary>
+    public ModelConfig Config { get; }
+
+    /// <summary>The GGUF file the weights are mapped from.</summary>
+    public GgufFile File { get; }
+
+    internal WeightMatrix TokenEmbedding { get; }   // [vocab, embd]
+    internal float[] OutputNorm { get; }             // [embd]
+    internal WeightMatrix Output { get; }            // [vocab, embd] (token_embd when tied)
+    internal float[]? RopeFactors { get; }           // [rope_dims / 2] (Llama 3 rope_freqs)
+    internal abstract IReadOnlyList<LayerWeights> Layers { get; }
+
+    /// <summary>Largest converted activation row any matrix needs (bytes), for scratch sizing.</summary>
+    internal long MaxActivationRowBytes { get; private set; }
+
+    /// <summary>Bytes of tensor data in the file (what the mapping keeps resident).</summary>
+    public long WeightBytes => File.Tensors.Sum(t => t.ByteSize);
+
+    /// <summary>Bytes of the f16 KV cache a context of <paramref name="contextLength"/> tokens allocates.</summary>
+    public long EstimateKvCacheBytes(int contextLength) => KvCache.Bytes(Config.BlockCount, contextLength, Config.KvLength);
+
+    /// <summary>
+    /// Loads the model in <paramref name="file"/>; the file stays owned by the caller and must
+    /// outlive the model.
+    /// </summary>
+    /// <exception cref="ModelLoadException">unknown architecture, missing or misshapen tensor, unsupported tensor type, inconsistent metadata, or not enough memory.</exception>
+    public static Model Load(GgufFile file, ModelLoadOptions? options = null) => Load(file, options ?? new(), ownsFile: false);
+
+    /// <summary>Opens and loads the GGUF file at <paramref name="path"/>; the model owns (and disposes) the file.</summary>
+    /// <exception cref="ModelLoadException">as <see cref="Load(GgufFile, ModelLoadOptions?)"/>.</exception>
+    /// <exception cref="GgufFormatException">the file is not valid GGUF.</exception>
+    public static Model Load(string path, ModelLoadOptions? options = null)
+    {
+        var file = GgufFile.Open(path);
+        try
+        {
+            return Load(file, options ?? new(), ownsFile: true);
+        }
+        catch
+        {
+            file.Dispose();
+            throw;
+        }
+    }
+
+    private static Model Load(GgufFile file, ModelLoadOptions options, bool ownsFile)
+    {
+        string? arch = file.GetString("general.architecture");
+        if (arch is null)
+            throw new ModelLoadException("metadata key general.architecture is missing");
+        var config = arch switch
+        {
+            "llama" => Llama.ReadConfig(file),
+            "qwen2" => Qwen2.ReadConfig(file),
+            _ => throw new ModelLoadException($"architecture '{arch}' is not supported (supported: {string.Join(", ", SupportedArchitectures)})"),
+        };
+        if (!options.SkipMemoryCheck) CheckMemory(file, config, options.ContextLength);
+        var tensors = new TensorLoader(file);
+        Model model = arch switch
+        {
+            "llama" => new Llama(file, config, tensors, ownsFile, options),
+            _ => new Qwen2(file, config, tensors, ownsFile, options),
+        };
+        model.MaxActivationRowBytes = model.AllMatrices().Max(w => ActivationQuantizer.RowBytes(w.Format.VecDotType, w.Cols));
+        return model;
+    }
+
+    private IEnumerable<WeightMatrix> AllMatrices()
+    {
+        yield return Output;
+        foreach (var l in Layers)
+        {
+            yield return l.Wq; yield return l.Wk; yield return l.Wv; yield return l.Wo;
+            yield return l.Gate; yield return l.Up; yield return l.Down;
+        }
+    }
+
+    /// <summary>
+    /// Throws when the weights plus a KV cache of <paramref name="contextLength"/> tokens exceed
+    /// the memory the OS reports available (/proc/meminfo MemAvailable, else the GC's view).
+    /// </summary>
+    private static void CheckMemory(GgufFile file, ModelConfig config, int contextLength)
+    {
+        long weights = file.Tensors.Sum(t => t.ByteSize);
+        long kv = KvCache.Bytes(config.BlockCount, contextLength, config.KvLength);
+        long need = weights + kv;
+        long available = AvailableMemoryBytes();
+        if (need > available)
+            throw new ModelLoadException(
+                $"the model does not fit in memory: it needs about {need >> 20} MiB (weights {weights >> 20} MiB + KV cache for {contextLength} tokens {kv >> 20} MiB), but only {available >> 20} MiB is available");
+    }
+
+    /// <summary>Memory the OS could give us now, in bytes.</summary>
+    internal static long AvailableMemoryBytes()
+    {
+        try
+        {
+            if (OperatingSystem.IsLinux() && System.IO.File.Exists("/proc/meminfo"))
+            {
+                foreach (var line in System.IO.File.ReadLines("/proc/meminfo"))
+                {
+                    if (!line.StartsWith("MemAvailable:", StringComparison.Ordinal)) continue;
+                    var parts = line.Split(' ', StringSplitOptions.RemoveEmptyEntries);
+                    if (parts.Length >= 2 && long.TryParse(parts[1], out long kb)) return kb * 1024;
+                }
+            }
+        }
+        catch (IOException)
+        {
+            // Fall through to the GC's figure.
+        }
+        return GC.GetGCMemoryInfo().TotalAvailableMemoryBytes;
+    }
+
+    /// <summary>
+    /// The architecture's transformer block <paramref name="layer"/>: reads and updates the
+    /// residual stream <see cref="ForwardBatch.X"/> and stores the layer's keys and values.
+    /// </summary>
+    internal abstract void ForwardLayer(int layer, ForwardBatch b);
+
+    /// <summary>
+    /// Runs the batch through the model and writes the logits of the last
+    /// <paramref name="outputRows"/> tokens to <paramref name="logits"/> ([outputRows, vocab]).
+    /// </summary>
+    internal void Forward(ForwardBatch b, int outputRows, float* logits)
+    {
+        var c = Config;
+        int n = b.Count;
+        int embd = c.EmbeddingLength;
+
+        // inp_embd: one dequantized row of token_embd per token
+        for (int t = 0; t < n; t++)
+            TokenEmbedding.Format.DequantizeRow(TokenEmbedding.Row(b.Tokens[t]), b.X + (long)t * embd, embd);
+
+        // rotation angles per position, shared by every layer and head
+        int pairs = c.RopeDimensionCount / 2;
+        for (int t = 0; t < n; t++)
+            Rope.Angles(b.StartPos + t, c.RopeDimensionCount, c.RopeFreqBase, c.RopeFreqScale, RopeFactors,
+                b.RopeCos + (long)t * pairs, b.RopeSin + (long)t * pairs);
+
+        for (int il = 0; il < c.BlockCount; il++) ForwardLayer(il, b);
+
+        // result_norm and result_output for the rows asked for
+        if (outputRows == 0) return;
+        int first = n - outputRows;
+        fixed (float* w = OutputNorm)
+            for (int t = first; t < n; t++)
+                RmsNorm.Forward(b.X + (long)t * embd, w, b.Norm + (long)t * embd, embd, c.RmsEps);
+        MatMul.Multiply(Output, b.Norm + (long)first * embd, outputRows, logits, b.MatScratch, b.Threads);
+    }
+
+    /// <summary>Releases the file when the model owns it.</summary>
+    public void Dispose()
+    {
+        if (_disposed) return;
+        _disposed = true;
+        if (_ownsFile) File.Dispose();
+        GC.SuppressFinalize(this);
+    }
+}

@@ -1,0 +1,115 @@
+using EdgeLlm.Gguf;
+
+namespace EdgeLlm.Models;
+
+/// <summary>
+/// Hyperparameters of a decoder-only transformer, read from GGUF metadata
+/// (<c>&lt;arch&gt;.embedding_length</c> etc., as llama.cpp's llama-hparams reads them) and checked
+/// against the tensor shapes by the architecture's loader.
+/// </summary>
+/// <param name="Architecture">general.architecture, e.g. <c>llama</c> or <c>qwen2</c>.</param>
+/// <param name="VocabSize">Number of tokens (tokenizer.ggml.tokens length, else &lt;arch&gt;.vocab_size, else token_embd rows).</param>
+/// <param name="EmbeddingLength">Width of the residual stream (n_embd).</param>
+/// <param name="BlockCount">Number of transformer blocks (n_layer).</param>
+/// <param name="FeedForwardLength">Hidden width of the SwiGLU feed-forward network (n_ff).</param>
+/// <param name="HeadCount">Query heads (n_head).</param>
+/// <param name="HeadCountKv">Key/value heads (n_head_kv; fewer than <paramref name="HeadCount"/> for grouped-query attention).</param>
+/// <param name="HeadDim">Width of one head: attention.key_length, else embd / heads.</param>
+/// <param name="RopeDimensionCount">Leading dimensions of each head that are rotated: rope.dimension_count, else <paramref name="HeadDim"/>.</param>
+/// <param name="RopeFreqBase">rope.freq_base (default 10000).</param>
+/// <param name="RopeFreqScale">1 / rope.scaling.factor for linear rope scaling, else 1.</param>
+/// <param name="RmsEps">attention.layer_norm_rms_epsilon.</param>
+/// <param name="TrainingContextLength">context_length: the context the model was trained with.</param>
+/// <param name="TiedEmbeddings">No output.weight: the output projection reuses token_embd.weight.</param>
+/// <param name="RopeNeox">NEOX rotary layout (rotate x[i] with x[i + n_dims/2]) instead of adjacent pairs.</param>
+/// <param name="HasQkvBias">Q, K and V projections carry biases (Qwen2).</param>
+/// <param name="HasRopeFrequencyFactors">A rope_freqs.weight tensor divides each rotary frequency (Llama 3.1+).</param>
+public sealed record ModelConfig(
+    string Architecture,
+    int VocabSize,
+    int EmbeddingLength,
+    int BlockCount,
+    int FeedForwardLength,
+    int HeadCount,
+    int HeadCountKv,
+    int HeadDim,
+    int RopeDimensionCount,
+    float RopeFreqBase,
+    float RopeFreqScale,
+    float RmsEps,
+    int TrainingContextLength,
+    bool TiedEmbeddings,
+    bool RopeNeox,
+    bool HasQkvBias,
+    bool HasRopeFrequencyFactors)
+{
+    /// <summary>Width of the query projection output (HeadCount × HeadDim).</summary>
+    public int QueryLength => HeadCount * HeadDim;
+
+    /// <summary>Width of the key and value projection outputs (HeadCountKv × HeadDim).</summary>
+    public int KvLength => HeadCountKv * HeadDim;
+
+    /// <summary>
+    /// Reads the hyperparameters of <paramref name="file"/> for architecture <paramref name="arch"/>.
+    /// Architecture-specific flags (<paramref name="ropeNeox"/>, <paramref name="hasQkvBias"/>)
+    /// come from the architecture's loader.
+    /// </summary>
+    /// <exception cref="ModelLoadException">a required key is missing or a value is out of range.</exception>
+    internal static ModelConfig Read(GgufFile file, string arch, bool ropeNeox, bool hasQkvBias)
+    {
+        int embd = RequiredInt(file, $"{arch}.embedding_length");
+        int layers = RequiredInt(file, $"{arch}.block_count");
+        int ff = RequiredInt(file, $"{arch}.feed_forward_length");
+        int heads = RequiredInt(file, $"{arch}.attention.head_count");
+        int headsKv = OptionalInt(file, $"{arch}.attention.head_count_kv") ?? heads;
+        if (heads % headsKv != 0)
+            throw new ModelLoadException($"{arch}.attention.head_count ({heads}) is not a multiple of {arch}.attention.head_count_kv ({headsKv})");
+        int? keyLength = OptionalInt(file, $"{arch}.attention.key_length");
+        if (keyLength is null && embd % heads != 0)
+            throw new ModelLoadException($"{arch}.embedding_length ({embd}) is not a multiple of {arch}.attention.head_count ({heads}) and {arch}.attention.key_length is not set");
+        int headDim = keyLength ?? embd / heads;
+        int? valueLength = OptionalInt(file, $"{arch}.attention.value_length");
+        if (valueLength is not null && valueLength != headDim)
+            throw new ModelLoadException($"{arch}.attention.value_length ({valueLength}) differs from the key length ({headDim}); EdgeLlm does not support that");
+        int ropeDims = OptionalInt(file, $"{arch}.rope.dimension_count") ?? headDim;
+        if (ropeDims > headDim || ropeDims % 2 != 0)
+            throw new ModelLoadException($"{arch}.rope.dimension_count ({ropeDims}) must be even and at most the head dimension ({headDim})");
+
+        float freqBase = (float)(file.GetFloat($"{arch}.rope.freq_base") ?? 10000.0);
+        float freqScale = 1f;
+        string? scalingType = file.GetString($"{arch}.rope.scaling.type");
+        double? scalingFactor = file.GetFloat($"{arch}.rope.scaling.factor") ?? file.GetFloat($"{arch}.rope.scale_linear");
+        if (scalingType is not null and not "none" and not "linear")
+            throw new ModelLoadException($"{arch}.rope.scaling.type is '{scalingType}', which EdgeLlm does not support (only linear)");
+        if (scalingType != "none" && scalingFactor is double f && f != 0 && f != 1)
+            freqScale = (float)(1.0 / f);
+
+        double? eps = file.GetFloat($"{arch}.attention.layer_norm_rms_epsilon");
+        if (eps is null)
+            throw new ModelLoadException($"metadata key {arch}.attention.layer_norm_rms_epsilon is missing");
+        int ctxTrain = OptionalInt(file, $"{arch}.context_length") ?? 0;
+
+        var tokEmbd = file.FindTensor("token_embd.weight");
+        int vocab = file.TryGetValue("tokenizer.ggml.tokens", out var tokens) && tokens.IsArray
+            ? tokens.ArrayLength
+            : OptionalInt(file, $"{arch}.vocab_size") ?? (tokEmbd is not null ? (int)tokEmbd.RowCount : 0);
+        if (vocab <= 0)
+            throw new ModelLoadException("the vocabulary size is unknown: no tokenizer.ggml.tokens, no " + arch + ".vocab_size and no token_embd.weight");
+
+        return new ModelConfig(arch, vocab, embd, layers, ff, heads, headsKv, headDim, ropeDims, freqBase, freqScale,
+            (float)eps.Value, ctxTrain, TiedEmbeddings: file.FindTensor("output.weight") is null,
+            ropeNeox, hasQkvBias, HasRopeFrequencyFactors: file.FindTensor("rope_freqs.weight") is not null);
+    }
+
+    private static int RequiredInt(GgufFile file, string key) =>
+        OptionalInt(file, key) ?? throw new ModelLoadException($"metadata key {key} is missing");
+
+    private static int? OptionalInt(GgufFile file, string key)
+    {
+        if (!file.TryGetValue(key, out var v)) return null;
+        long? l = v.AsInt64();
+        if (l is null || l <= 0 || l > int.MaxValue)
+            throw new ModelLoadException($"metadata key {key} must be a positive integer, found {v}");
+        return (int)l.Value;
+    }
+}

@@ -1,0 +1,20 @@
+namespace EdgeLlm.Models;
+
+/// <summary>Options for <see cref="Model.Load(Gguf.GgufFile, ModelLoadOptions?)"/>.</summary>
+public sealed record ModelLoadOptions
+{
+    /// <summary>
+    /// Context length used to estimate the KV cache when checking that the model fits in memory
+    /// (the cache itself is allocated per <see cref="Engine.InferenceContext"/>). Default 4096.
+    /// </summary>
+    public int ContextLength { get; init; } = 4096;
+
+    /// <summary>Skips the check of model size plus KV cache against available memory.</summary>
+    public bool SkipMemoryCheck { get; init; }
+
+    /// <summary>
+    /// Diagnostics only: loads a Llama 3 model without its <c>rope_freqs.weight</c> frequency
+    /// factors (tests use it to show that the factors matter).
+    /// </summary>
+    internal bool IgnoreRopeFrequencyFactors { get; init; }
+}

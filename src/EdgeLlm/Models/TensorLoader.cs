@@ -1,0 +1,65 @@
+using EdgeLlm.Gguf;
+using EdgeLlm.Quant;
+
+namespace EdgeLlm.Models;
+
+/// <summary>
+/// Finds tensors by GGUF name and checks them against the hyperparameters: presence, shape and
+/// a <see cref="WeightFormat"/> for their type. Every failure is a <see cref="ModelLoadException"/>
+/// naming the tensor and both shapes.
+/// </summary>
+internal sealed unsafe class TensorLoader
+{
+    private readonly GgufFile _file;
+
+    public TensorLoader(GgufFile file) => _file = file;
+
+    /// <summary>An expected dimension and where its value came from (for error messages).</summary>
+    public readonly record struct Dim(int Value, string Source);
+
+    /// <summary>A matrix W[rows, cols] (GGUF ne = {cols, rows}).</summary>
+    public WeightMatrix Matrix(string name, Dim cols, Dim rows) =>
+        OptionalMatrix(name, cols, rows) ?? throw Missing(name);
+
+    public WeightMatrix? OptionalMatrix(string name, Dim cols, Dim rows)
+    {
+        var t = _file.FindTensor(name);
+        if (t is null) return null;
+        CheckShape(t, cols, rows);
+        return new WeightMatrix(t, FormatOf(t), _file.GetTensorPointer(t));
+    }
+
+    /// <summary>A vector of <paramref name="length"/> values, converted to f32.</summary>
+    public float[] Vector(string name, Dim length) => OptionalVector(name, length) ?? throw Missing(name);
+
+    public float[]? OptionalVector(string name, Dim length)
+    {
+        var t = _file.FindTensor(name);
+        if (t is null) return null;
+        CheckShape(t, length);
+        var result = new float[length.Value];
+        fixed (float* dst = result)
+            FormatOf(t).DequantizeRow(_file.GetTensorPointer(t), dst, length.Value);
+        return result;
+    }
+
+    private static ModelLoadException Missing(string name) => new($"tensor {name} is missing from the model file");
+
+    private static WeightFormat FormatOf(GgufTensorInfo t) =>
+        WeightFormat.TryGet(t.Type, out var fmt)
+            ? fmt
+            : throw new ModelLoadException($"tensor {t.Name} has type {GgmlTypes.Name(t.Type)}, which EdgeLlm does not support");
+
+    private static void CheckShape(GgufTensorInfo t, params Dim[] expected)
+    {
+        // GGUF may carry trailing 1s (ne = {n, 1}); they do not change the layout.
+        int rank = t.Dims.Length;
+        while (rank > expected.Length && t.Dims[rank - 1] == 1) rank--;
+        bool ok = rank == expected.Length;
+        for (int i = 0; ok && i < expected.Length; i++) ok = t.Dims[i] == expected[i].Value;
+        if (ok) return;
+        string want = string.Join(", ", expected.Select(d => d.Value));
+        string why = string.Join("; ", expected.Select((d, i) => $"ne[{i}] = {d.Source} = {d.Value}"));
+        throw new ModelLoadException($"tensor {t.Name} has shape [{string.Join(", ", t.Dims)}], but the metadata implies [{want}] ({why})");
+    }
+}

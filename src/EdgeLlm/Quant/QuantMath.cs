@@ -1,0 +1,111 @@
+using System.Runtime.CompilerServices;
+using System.Runtime.Intrinsics;
+using System.Runtime.Intrinsics.X86;
+
+namespace EdgeLlm.Quant;
+
+/// <summary>
+/// Helpers shared by the block formats: ggml's f16 conversions and the 32-lane int8 dot products
+/// the SIMD kernels reduce each block to.
+/// </summary>
+internal static class QuantMath
+{
+    /// <summary>f16 bits to f32 (exact), as GGML_FP16_TO_FP32.</summary>
+    [MethodImpl(MethodImplOptions.AggressiveInlining)]
+    public static float Fp16ToFp32(ushort h) => (float)BitConverter.UInt16BitsToHalf(h);
+
+    /// <summary>
+    /// f32 to f16 bits, rounding to nearest even as GGML_FP32_TO_FP16 does (F16C <c>_cvtss_sh(x, 0)</c>
+    /// and ggml's scalar fallback both round to nearest even; .NET's (Half) cast does too).
+    /// </summary>
+    [MethodImpl(MethodImplOptions.AggressiveInlining)]
+    public static ushort Fp32ToFp16(float f) => BitConverter.HalfToUInt16Bits((Half)f);
+
+    /// <summary>f32 rounded through f16 and back: the value a stored scale really has.</summary>
+    public static float RoundTripFp16(float f) => Fp16ToFp32(Fp32ToFp16(f));
+
+    /// <summary>
+    /// Σ a[i]·b[i] over 32 int8 lanes with AVX2: sign-extend each half to 16 lanes of int16, then
+    /// <c>vpmaddwd</c> multiplies pairs and adds adjacent products into int32 (no overflow: |a·b| ≤ 128·128).
+    /// </summary>
+    [MethodImpl(MethodImplOptions.AggressiveInlining)]
+    public static int DotI8Avx2(Vector128<sbyte> a0, Vector128<sbyte> a1, Vector128<sbyte> b0, Vector128<sbyte> b1)
+    {
+        var p0 = Avx2.MultiplyAddAdjacent(Avx2.ConvertToVector256Int16(a0), Avx2.ConvertToVector256Int16(b0));
+        var p1 = Avx2.MultiplyAddAdjacent(Avx2.ConvertToVector256Int16(a1), Avx2.ConvertToVector256Int16(b1));
+        return Vector256.Sum(Avx2.Add(p0, p1));
+    }
+
+    /// <summary>Σ a[i]·b[i] over 32 int8 lanes with portable Vector128 operations (widen to int16, multiply, widen to int32).</summary>
+    [MethodImpl(MethodImplOptions.AggressiveInlining)]
+    public static int DotI8Vector128(Vector128<sbyte> a0, Vector128<sbyte> a1, Vector128<sbyte> b0, Vector128<sbyte> b1)
+    {
+        var (a0l, a0h) = Vector128.Widen(a0);
+        var (a1l, a1h) = Vector128.Widen(a1);
+        var (b0l, b0h) = Vector128.Widen(b0);
+        var (b1l, b1h) = Vector128.Widen(b1);
+        // |a·b| ≤ 128·128 = 16384 fits int16; the widening to int32 happens before any addition.
+        var s = Widen32(a0l * b0l) + Widen32(a0h * b0h) + Widen32(a1l * b1l) + Widen32(a1h * b1h);
+        return Vector128.Sum(s);
+
+        static Vector128<int> Widen32(Vector128<short> v)
+        {
+            var (lo, hi) = Vector128.Widen(v);
+            return lo + hi;
+        }
+    }
+
+    /// <summary>Loads the two 16-byte halves of a 32-value int8 quant array.</summary>
+    [MethodImpl(MethodImplOptions.AggressiveInlining)]
+    public static unsafe (Vector128<sbyte> Lo, Vector128<sbyte> Hi) LoadI8x32(sbyte* p) =>
+        (Vector128.Load(p), Vector128.Load(p + 16));
+
+    /// <summary>
+    /// Splits 16 packed bytes into the two nibble halves ggml's 32-value blocks use:
+    /// byte j holds value j in its low nibble and value j+16 in its high nibble.
+    /// <code>
+    /// qs[j] = [ v(j+16) : 4 | v(j) : 4 ]   ->   lo = v(0..15), hi = v(16..31)
+    /// </code>
+    /// </summary>
+    [MethodImpl(MethodImplOptions.AggressiveInlining)]
+    public static unsafe (Vector128<byte> Lo, Vector128<byte> Hi) Nibbles(byte* qs)
+    {
+        var q = Vector128.Load(qs);
+        var mask = Vector128.Create((byte)0x0F);
+        return (q & mask, Vector128.ShiftRightLogical(q, 4));
+    }
+
+    /// <summary>
+    /// The fifth bits of a Q5 block: bit j of the 32-bit <c>qh</c> becomes 0x10 in byte j (j = 0..31).
+    /// Done with a 256-entry table that expands one byte of qh into 8 bytes of 0x00/0x10.
+    /// </summary>
+    [MethodImpl(MethodImplOptions.AggressiveInlining)]
+    public static (Vector128<byte> Lo, Vector128<byte> Hi) Q5HighBits(uint qh)
+    {
+        var t = s_bitTo0x10;
+        var lo = Vector128.Create(t[qh & 0xFF], t[(qh >> 8) & 0xFF]).AsByte();
+        var hi = Vector128.Create(t[(qh >> 16) & 0xFF], t[qh >> 24]).AsByte();
+        return (lo, hi);
+    }
+
+    private static readonly ulong[] s_bitTo0x10 = BuildBitTable();
+
+    private static ulong[] BuildBitTable()
+    {
+        var t = new ulong[256];
+        for (int b = 0; b < 256; b++)
+        {
+            ulong v = 0;
+            for (int k = 0; k < 8; k++) if ((b >> k & 1) != 0) v |= 0x10UL << (8 * k);
+            t[b] = v;
+        }
+        return t;
+    }
+
+    /// <summary>Throws unless <paramref name="n"/> is a whole number of <paramref name="block"/>-value blocks.</summary>
+    public static void CheckBlocks(long n, int block, string type)
+    {
+        if (n < 0 || n % block != 0)
+            throw new ArgumentException($"{type}: row length {n} is not a multiple of the block size {block}");
+    }
+}

@@ -1,0 +1,294 @@
+using System.Text.Json;
+using Xunit;
+using Xunit.Abstractions;
+
+namespace EdgeLlm.Tests.Cli;
+
+public class CliTests
+{
+    private readonly ITestOutputHelper _out;
+
+    public CliTests(ITestOutputHelper output) => _out = output;
+
+    private static string Stories => SharedData.Model("stories260K");
+
+    private CliRunner.Result Run(params string[] args)
+    {
+        var r = CliRunner.Run(args);
+        _out.WriteLine($"$ edgellm {string.Join(' ', args)}  => exit {r.ExitCode}");
+        _out.WriteLine(r.Stderr.Length > 2000 ? r.Stderr[^2000..] : r.Stderr);
+        return r;
+    }
+
+    [Fact]
+    public void Run_GreedyStory_EqualsLlamaCpp()
+    {
+        using var doc = JsonDocument.Parse(File.ReadAllText(Path.Combine(SharedData.Golden, "stories260K.story.json")));
+        string golden = doc.RootElement.GetProperty("greedy_text").GetString()!;
+        var r = Run("run", "-m", Stories, "-p", "Once upon a time", "-n", "200", "--temp", "0");
+        Assert.Equal(0, r.ExitCode);
+        string expected = "Once upon a time" + golden + "\n";
+        int match = 0;
+        while (match < Math.Min(expected.Length, r.Stdout.Length) && expected[match] == r.Stdout[match]) match++;
+        _out.WriteLine($"story: {match} of {expected.Length} characters match llama.cpp's 200-token greedy story");
+        Assert.Equal(expected, r.Stdout);
+        Assert.Contains("load time:", r.Stderr, StringComparison.Ordinal);
+        Assert.Matches(@"prompt: 5 tokens in [0-9.]+ ms, [0-9.]+ tok/s", r.Stderr);
+        Assert.Matches(@"generation: 200 tokens in [0-9.]+ ms, [0-9.]+ tok/s", r.Stderr);
+        Assert.Contains("warning: context 4096 exceeds the model's training context (128)", r.Stderr, StringComparison.Ordinal);
+    }
+
+    [Fact]
+    public void Run_SameSeed_SameOutput_DifferentSeed_DifferentOutput()
+    {
+        string[] Args(string seed) => ["run", "-m", Stories, "-p", "Once upon a time", "-n", "40", "--temp", "1.0", "--top-k", "0", "--top-p", "1", "--min-p", "0", "--seed", seed];
+        var a = Run(Args("42"));
+        var b = Run(Args("42"));
+        var c = Run(Args("7"));
+        Assert.Equal(0, a.ExitCode);
+        Assert.Equal(a.Stdout, b.Stdout);
+        Assert.NotEqual(a.Stdout, c.Stdout);
+    }
+
+    [Fact]
+    public void Run_ShowProbs_PrintsCandidatesOnStderr()
+    {
+        var r = Run("run", "-m", Stories, "-p", "Once upon a time", "-n", "3", "--temp", "0", "--show-probs", "3");
+        Assert.Equal(0, r.ExitCode);
+        Assert.StartsWith("Once upon a time,", r.Stdout, StringComparison.Ordinal);
+        var lines = r.Stderr.Split('\n').Where(l => l.StartsWith('[')).ToList();
+        Assert.Equal(3, lines.Count);
+        Assert.Matches(@"^\[','\] ','=0\.[0-9]{4} '[^']*'=0\.[0-9]{4} '[^']*'=0\.[0-9]{4}$", lines[0]);
+    }
+
+    [Fact]
+    public void Run_StopString_StopsAndIsNotPrinted()
+    {
+        var r = Run("run", "-m", Stories, "-p", "Once upon a time", "-n", "200", "--temp", "0", "--stop", "Lily");
+        Assert.Equal(0, r.ExitCode);
+        Assert.Equal("Once upon a time, there was a little girl named \n", r.Stdout);
+        Assert.Contains("stopped: stop string", r.Stderr, StringComparison.Ordinal);
+    }
+
+    [Fact]
+    public void Run_ContextFull_StopsAndSaysSo()
+    {
+        var r = Run("run", "-m", Stories, "-p", "Once upon a time", "-c", "12", "--temp", "0");
+        Assert.Equal(0, r.ExitCode);
+        Assert.Contains("context is full (12 tokens)", r.Stderr, StringComparison.Ordinal);
+    }
+
+    [Fact]
+    public void Run_PromptLongerThanContext_IsInputError()
+    {
+        var r = Run("run", "-m", Stories, "-p", string.Join(' ', Enumerable.Repeat("Once upon a time", 20)), "-c", "16");
+        Assert.Equal(2, r.ExitCode);
+        Assert.Contains("context (-c) holds 16", r.Stderr, StringComparison.Ordinal);
+        Assert.DoesNotContain("   at ", r.Stderr, StringComparison.Ordinal);
+    }
+
+    [Theory]
+    [InlineData("--temp", "NaN", "--temp")]
+    [InlineData("--temp", "-1", "--temp")]
+    [InlineData("--top-p", "1.5", "--top-p")]
+    [InlineData("--min-p", "Infinity", "--min-p")]
+    [InlineData("--repeat-penalty", "0", "--repeat-penalty")]
+    [InlineData("-t", "0", "-t")]
+    [InlineData("-c", "0", "-c")]
+    public void Run_InvalidSamplerValue_IsUsageError(string flag, string value, string named)
+    {
+        var r = Run("run", "-m", Stories, "-p", "x", flag, value);
+        Assert.Equal(1, r.ExitCode);
+        Assert.Contains(named, r.Stderr, StringComparison.Ordinal);
+    }
+
+    [Fact]
+    public void UnknownOption_IsUsageError() => Assert.Equal(1, Run("run", "--no-such-flag").ExitCode);
+
+    [Fact]
+    public void MissingModelFile_IsModelError()
+    {
+        var r = Run("run", "-m", "/nonexistent/model.gguf", "-p", "x");
+        Assert.Equal(2, r.ExitCode);
+        Assert.Contains("/nonexistent/model.gguf", r.Stderr, StringComparison.Ordinal);
+    }
+
+    [Fact]
+    public void CorruptModel_IsModelError_WithOffset()
+    {
+        var path = Path.Combine(Path.GetTempPath(), $"edgellm-corrupt-{Guid.NewGuid():N}.gguf");
+        try
+        {
+            File.WriteAllBytes(path, File.ReadAllBytes(Stories).AsSpan(0, 5000).ToArray());
+            var r = Run("run", "-m", path, "-p", "x");
+            Assert.Equal(2, r.ExitCode);
+            Assert.Contains("byte offset", r.Stderr, StringComparison.Ordinal);
+            Assert.DoesNotContain("   at ", r.Stderr, StringComparison.Ordinal);
+        }
+        finally { File.Delete(path); }
+    }
+
+    [Fact]
+    public void Offline_WithoutModel_SaysSoAndSuggestsM()
+    {
+        var r = Run("tokenize", "-p", "hello");
+        Assert.Equal(3, r.ExitCode);
+        Assert.Contains("-m", r.Stderr, StringComparison.Ordinal);
+    }
+
+    [Fact]
+    public void Tokenize_PrintsJsonIds()
+    {
+        var r = Run("tokenize", "-m", Stories, "-p", "Once upon a time");
+        Assert.Equal(0, r.ExitCode);
+        Assert.Equal("[1, 403, 407, 261, 378]\n", r.Stdout);
+        var noBos = Run("tokenize", "-m", Stories, "-p", "Once upon a time", "--no-bos");
+        Assert.Equal("[403, 407, 261, 378]\n", noBos.Stdout);
+    }
+
+    [Fact]
+    public void Tokenize_SpecialFlag_ParsesControlTokens()
+    {
+        var vocab = Path.Combine(SharedData.Tokenizer, "ggml-vocab-llama-bpe.gguf");
+        var plain = Run("tokenize", "-m", vocab, "-p", "<|eot_id|>", "--no-bos");
+        var special = Run("tokenize", "-m", vocab, "-p", "<|eot_id|>", "--no-bos", "--special");
+        Assert.Equal(0, special.ExitCode);
+        Assert.Equal("[128009]\n", special.Stdout);
+        Assert.NotEqual(special.Stdout, plain.Stdout);
+    }
+
+    [Fact]
+    public void Logits_WritesGoldenFormat_CloseToLlamaCpp()
+    {
+        using var doc = JsonDocument.Parse(File.ReadAllText(Path.Combine(SharedData.Golden, "stories260K.p1.json")));
+        var ids = doc.RootElement.GetProperty("prompt_ids").EnumerateArray().Select(e => e.GetInt32()).ToArray();
+        var outPath = Path.Combine(Path.GetTempPath(), $"edgellm-logits-{Guid.NewGuid():N}.f32");
+        try
+        {
+            var r = Run("logits", "-m", Stories, "--ids", string.Join(',', ids), "-o", outPath);
+            Assert.Equal(0, r.ExitCode);
+            Assert.Empty(r.Stdout);
+            var ours = ReadF32(outPath);
+            var golden = ReadF32(Path.Combine(SharedData.Golden, "stories260K.p1.logits.f32"));
+            Assert.Equal(golden.Length, ours.Length);
+            double mean = golden.Average(x => (double)x);
+            double std = Math.Sqrt(golden.Average(x => (x - mean) * (x - mean)));
+            double maxDiff = ours.Zip(golden, (a, b) => Math.Abs((double)a - b)).Max();
+            _out.WriteLine($"stories260K p1 via CLI: max|ours-golden|/std = {maxDiff / std:E3}");
+            Assert.True(maxDiff / std <= 5e-3);
+        }
+        finally { File.Delete(outPath); }
+    }
+
+    [Fact]
+    public void Logits_BadIds_IsUsageOrInputError()
+    {
+        Assert.Equal(1, Run("logits", "-m", Stories, "--ids", "1,x", "-o", "/tmp/x.f32").ExitCode);
+        Assert.Equal(2, Run("logits", "-m", Stories, "--ids", "1,99999", "-o", "/tmp/x.f32").ExitCode);
+    }
+
+    [Fact]
+    public void Info_DescribesModel()
+    {
+        var r = Run("info", "-m", Stories);
+        Assert.Equal(0, r.ExitCode);
+        Assert.Contains("architecture: llama", r.Stdout, StringComparison.Ordinal);
+        Assert.Contains("embedding_length: 64", r.Stdout, StringComparison.Ordinal);
+        Assert.Contains("F32", r.Stdout, StringComparison.Ordinal);
+        Assert.Contains("512 tokens", r.Stdout, StringComparison.Ordinal);
+        Assert.Contains("chat template: none", r.Stdout, StringComparison.Ordinal);
+        Assert.Matches("kernel path: (avx512|avx2|neon|neon-dotprod|sse|scalar)", r.Stdout);
+    }
+
+    private static float[] ReadF32(string path)
+    {
+        var b = File.ReadAllBytes(path);
+        var f = new float[b.Length / 4];
+        Buffer.BlockCopy(b, 0, f, 0, b.Length);
+        return f;
+    }
+}
+
+public class CliQuantizeTests
+{
+    private readonly ITestOutputHelper _out;
+
+    public CliQuantizeTests(ITestOutputHelper output) => _out = output;
+
+    [Theory]
+    [InlineData("q8_0", "syn-llama-q8_0")]
+    [InlineData("Q4_K_M", "syn-llama-q4_k_m")]
+    public void Quantize_MatchesLlamaCppTensorForTensor(string type, string reference)
+    {
+        var outPath = Path.Combine(Path.GetTempPath(), $"edgellm-q-{Guid.NewGuid():N}.gguf");
+        try
+        {
+            var r = CliRunner.Run(["quantize", SharedData.Model("syn-llama-f32"), outPath, type, "-t", "2"]);
+            _out.WriteLine(r.Stderr);
+            Assert.Equal(0, r.ExitCode);
+            using var ours = EdgeLlm.Gguf.GgufFile.Open(outPath);
+            using var theirs = EdgeLlm.Gguf.GgufFile.Open(SharedData.Model(reference));
+            Assert.Equal(theirs.Tensors.Count, ours.Tensors.Count);
+            int identical = 0;
+            foreach (var t in theirs.Tensors)
+            {
+                var o = ours.FindTensor(t.Name)!;
+                Assert.Equal(t.Type, o.Type);
+                if (ours.GetTensorData(o).SequenceEqual(theirs.GetTensorData(t))) identical++;
+            }
+            _out.WriteLine($"{type}: {identical}/{theirs.Tensors.Count} tensors byte-identical to llama.cpp's {reference}.gguf");
+            Assert.Equal(theirs.Tensors.Count, identical);
+            Assert.Equal(theirs.GetInt("general.file_type"), ours.GetInt("general.file_type"));
+
+            var info = CliRunner.Run(["info", "-m", outPath]);
+            Assert.Equal(0, info.ExitCode);
+            Assert.Contains(type.ToUpperInvariant().StartsWith("Q8", StringComparison.Ordinal) ? "Q8_0" : "Q4_K", info.Stdout, StringComparison.Ordinal);
+
+            var requant = CliRunner.Run(["quantize", outPath, outPath + ".2", "q4_0"]);
+            Assert.Equal(2, requant.ExitCode);
+            Assert.Contains("--allow-requantize", requant.Stderr, StringComparison.Ordinal);
+        }
+        finally
+        {
+            File.Delete(outPath);
+            File.Delete(outPath + ".2");
+        }
+    }
+
+    [Fact]
+    public void Quantize_UnknownType_IsUsageError()
+    {
+        var r = CliRunner.Run(["quantize", SharedData.Model("syn-llama-f32"), "/tmp/never.gguf", "q9_9"]);
+        Assert.Equal(1, r.ExitCode);
+        Assert.Contains("q9_9", r.Stderr, StringComparison.Ordinal);
+    }
+
+    [Fact]
+    public void Run_UnsupportedTensorType_NamesTensorAndType()
+    {
+        var path = Path.Combine(Path.GetTempPath(), $"edgellm-iq2-{Guid.NewGuid():N}.gguf");
+        try
+        {
+            using (var src = EdgeLlm.Gguf.GgufFile.Open(SharedData.Model("syn-llama-f32")))
+            {
+                var w = new EdgeLlm.Gguf.GgufWriter().CopyMetadata(src);
+                foreach (var t in src.Tensors)
+                {
+                    if (t.Name == "blk.0.attn_q.weight")
+                    {
+                        // Same shape [256, 256], stored as IQ2_XXS (66 bytes per 256 values), which EdgeLlm does not compute with.
+                        w.AddTensor(t.Name, EdgeLlm.Gguf.GgmlType.IQ2_XXS, t.Dims, new byte[256 * 66]);
+                    }
+                    else w.AddTensor(t.Name, t.Type, t.Dims, src.GetTensorData(t).ToArray());
+                }
+                w.Write(path);
+            }
+            var r = CliRunner.Run(["run", "-m", path, "-p", "x", "-n", "1"]);
+            _out.WriteLine(r.Stderr);
+            Assert.Equal(2, r.ExitCode);
+            Assert.Contains("blk.0.attn_q.weight", r.Stderr, StringComparison.Ordinal);
+            Assert.Contains("IQ2_XXS", r.Stderr, StringComparison.Ordinal);
+        }
+        finally { File.Delete(path); }
+    }
+}
