@@ -1,9 +1,3 @@
-// NOTE for the lead: this command needs ExitCodes / UsageException / ModelResolver, which are not
-// committed on the wt-bench branch, so it is compiled only when EDGELLM_CLI_COMMANDS is defined.
-// When wiring it: delete the #if / #endif lines below and add `SynthCommand.Create(verbose),` to
-// the root command in Program.cs. (It was compile-checked against main's uncommitted ExitCodes.cs
-// and ModelResolver.cs.)
-#if EDGELLM_CLI_COMMANDS
 using System.CommandLine;
 using System.Globalization;
 using EdgeLlm.Synth;
@@ -21,7 +15,7 @@ public static class SynthCommand
     public static Command Create(Option<bool> verbose)
     {
         var like = new Option<string>("--like") { Description = $"Model whose shape to copy: {string.Join(", ", SynthShapes.Names)}", Required = true };
-        var type = new Option<string>("--type") { Description = "Weight type: F32, F16, BF16 or a block type (Q4_0, Q8_0, Q4_K, Q6_K, ...)", Required = true };
+        var type = new Option<string>("--type") { Description = "A llama.cpp file type (F32, F16, BF16, Q4_0, Q8_0, Q4_K_M, Q6_K, ...: tensor types as llama-quantize picks them) or a ggml type for every matrix (Q4_K, Q5_K, ...)", Required = true };
         var output = new Option<string>("--output", "-o") { Description = "Output GGUF file", Required = true };
         var seed = new Option<int>("--seed") { Description = "Random seed (the same seed writes the same file)", DefaultValueFactory = _ => 1 };
         var cmd = new Command("synth", "Write a random-weight model shaped like a real one (for benchmarks)") { like, type, output, seed };
@@ -32,7 +26,7 @@ public static class SynthCommand
                 ?? throw new UsageException($"unknown model '{name}' for --like; expected one of {string.Join(", ", SynthShapes.Names)}");
             try
             {
-                _ = ModelSynthesizer.CreatePlanner(typeName);
+                _ = ModelSynthesizer.CreatePlanner(shape, typeName);
             }
             catch (ArgumentException ex)
             {
@@ -55,4 +49,3 @@ public static class SynthCommand
         return cmd;
     }
 }
-#endif

@@ -40,57 +40,87 @@ public static unsafe class ModelSynthesizer
     /// Synthesizes a model shaped like <paramref name="likeName"/> (see <see cref="SynthShapes.Names"/>).
     /// </summary>
     /// <param name="likeName">tinyllama-1.1b, llama-3.2-1b, qwen2.5-0.5b or smollm2-360m.</param>
-    /// <param name="typeName">F32, F16, BF16, or a block type the quantizer knows (Q4_0, Q8_0, Q4_K, Q6_K, ...), any case.</param>
+    /// <param name="typeName">
+    /// A llama.cpp file type (F32, F16, BF16, Q4_0, Q8_0, Q4_K_M, Q6_K, ...: tensor types as
+    /// <c>llama-quantize</c> chooses them) or any other ggml type the quantizer knows (Q4_K, Q5_K, ...:
+    /// every weight matrix in that type); any case. See <see cref="CreatePlanner"/>.
+    /// </param>
     /// <param name="outPath">The file to write (replaced).</param>
     /// <param name="seed">Random seed: the same seed gives the same file.</param>
     /// <param name="progress">Called after each tensor with (tensors done, tensor count, tensor name).</param>
     /// <exception cref="ArgumentException">unknown shape or type name.</exception>
-    /// <exception cref="NotSupportedException">no quantizer is registered for the type.</exception>
+    /// <exception cref="NotSupportedException">no quantizer is registered for a type the file needs.</exception>
     public static void Synthesize(string likeName, string typeName, string outPath, int seed, Action<int, int, string>? progress = null) =>
         Synthesize(SynthShapes.Find(likeName), typeName, outPath, seed, progress);
 
     /// <summary>Synthesizes a model of any <paramref name="shape"/> (e.g. a tiny one for tests).</summary>
     /// <param name="shape">The model's dimensions.</param>
-    /// <param name="typeName">F32, F16, BF16 or a block type name.</param>
+    /// <param name="typeName">A llama.cpp file type or a ggml type name (see <see cref="CreatePlanner"/>).</param>
     /// <param name="outPath">The file to write (replaced).</param>
     /// <param name="seed">Random seed.</param>
     /// <param name="progress">Called after each tensor with (tensors done, tensor count, tensor name).</param>
     /// <param name="threads">Worker threads (0 = one per core).</param>
     public static void Synthesize(SynthShape shape, string typeName, string outPath, int seed, Action<int, int, string>? progress = null, int threads = 0)
     {
-        var (planner, fileType) = CreatePlanner(typeName);
+        var (planner, fileType) = CreatePlanner(shape, typeName);
         Synthesize(shape, planner, fileType, outPath, seed, progress, threads);
     }
 
     /// <summary>
-    /// The per-tensor type rule for <paramref name="typeName"/> and the general.file_type it writes.
-    /// Single types follow <c>llama-quantize --pure</c>: every weight matrix gets the type; vectors
-    /// (norms, biases, rope factors) stay F32 as the converter writes them; a matrix whose rows do
-    /// not divide into the type's blocks falls back as llama.cpp's quantizer does (Q4_K -> Q5_0,
-    /// Q5_K -> Q5_1, Q6_K -> Q8_0, Q2_K/Q3_K -> IQ4_NL, else F16).
+    /// The per-tensor types of a model of <paramref name="shape"/> in <paramref name="typeName"/>, and
+    /// the general.file_type it carries. Vectors (norms, biases, rope factors) are F32, as the
+    /// converter writes them. Weight matrices:
+    /// <list type="bullet">
+    /// <item>a llama.cpp file type name (<see cref="LlamaFileTypes.Names"/>: F16, Q4_0, Q8_0, Q4_K_M,
+    /// Q6_K, ...) gets exactly the types <c>llama-quantize</c> would give an F16 original
+    /// (<see cref="TensorTypePlanner"/>: e.g. output.weight Q6_K in a Q4_0 file, the _M mixes'
+    /// attn_v/ffn_down rules, fallbacks for rows that do not divide into blocks), so the file matches
+    /// what one downloads;</item>
+    /// <item>any other ggml type name (Q4_K, Q5_K, Q3_K, ...) is used for every matrix
+    /// (<c>llama-quantize --pure</c>), except that rows which do not divide into its blocks fall back
+    /// as llama.cpp's quantizer does (Q4_K -> Q5_0, Q5_K -> Q5_1, Q6_K -> Q8_0, Q2_K/Q3_K -> IQ4_NL,
+    /// else F16); general.file_type is the matching _M mix's number.</item>
+    /// </list>
     /// </summary>
-    /// <remarks>
-    /// Mixture file types (Q4_K_M, ...) need llama.cpp's per-tensor rules; a
-    /// <see cref="SynthTypePlanner"/> built from them plugs into
-    /// <see cref="Synthesize(SynthShape, SynthTypePlanner, uint, string, int, Action{int, int, string}?, int)"/>.
-    /// </remarks>
-    /// <exception cref="ArgumentException">the name is not a ggml type.</exception>
-    /// <exception cref="NotSupportedException">the type cannot be written (no quantizer registered).</exception>
-    public static (SynthTypePlanner Planner, uint FileType) CreatePlanner(string typeName)
+    /// <exception cref="ArgumentException">the name is neither a file type nor a ggml type.</exception>
+    /// <exception cref="NotSupportedException">a planned type cannot be written (no quantizer registered).</exception>
+    public static (SynthTypePlanner Planner, uint FileType) CreatePlanner(SynthShape shape, string typeName)
     {
+        ArgumentNullException.ThrowIfNull(shape);
         ArgumentNullException.ThrowIfNull(typeName);
-        if (!GgmlTypes.TryParse(typeName, out var type))
-            throw new ArgumentException($"unknown weight type '{typeName}'; expected F32, F16, BF16 or a block type such as Q4_0, Q8_0, Q4_K, Q6_K");
-        if (!CanWrite(type))
-            throw new NotSupportedException($"cannot write weights of type {GgmlTypes.Name(type)}: no quantizer is registered for it");
-        if (!s_fileTypes.TryGetValue(type, out uint fileType))
-            throw new NotSupportedException($"type {GgmlTypes.Name(type)} has no llama.cpp file type");
-        return ((name, dims) => PureType(type, dims), fileType);
+        shape.Validate();
+        SynthTypePlanner planner;
+        uint fileType;
+        if (LlamaFileTypes.Names.Contains(typeName, StringComparer.OrdinalIgnoreCase))
+        {
+            var ftype = LlamaFileTypes.Parse(typeName);
+            var types = LlamaQuantizeTypes(shape, ftype);
+            planner = (name, dims) => IsVector(dims) ? GgmlType.F32 : types[name];
+            fileType = (uint)ftype;
+        }
+        else if (GgmlTypes.TryParse(typeName, out var type))
+        {
+            if (!s_pureFileTypes.TryGetValue(type, out fileType))
+                throw new NotSupportedException($"cannot write weights of type {GgmlTypes.Name(type)}: EdgeLlm has no quantizer for it");
+            planner = (name, dims) => PureType(type, dims);
+        }
+        else
+        {
+            throw new ArgumentException($"unknown weight type '{typeName}'; expected a llama.cpp file type ({string.Join(", ", LlamaFileTypes.Names)}) or a ggml type such as Q4_K");
+        }
+
+        foreach (var (name, dims) in TensorLayout(shape))
+        {
+            var t = planner(name, dims);
+            if (!CanWrite(t))
+                throw new NotSupportedException($"tensor {name}: cannot write type {GgmlTypes.Name(t)} (no quantizer registered)");
+        }
+        return (planner, fileType);
     }
 
-    // llama.h enum llama_ftype for a file whose weight matrices are (mostly) of one type; a pure
-    // K-quant file carries the _M mixture's number, as llama-quantize --pure writes it.
-    private static readonly Dictionary<GgmlType, uint> s_fileTypes = new()
+    // general.file_type (llama.h enum llama_ftype) of a file whose weight matrices are all of one
+    // type; a pure K-quant file carries the _M mixture's number, as llama-quantize --pure writes it.
+    private static readonly Dictionary<GgmlType, uint> s_pureFileTypes = new()
     {
         [GgmlType.F32] = 0, [GgmlType.F16] = 1, [GgmlType.Q4_0] = 2, [GgmlType.Q4_1] = 3, [GgmlType.Q8_0] = 7,
         [GgmlType.Q5_0] = 8, [GgmlType.Q5_1] = 9, [GgmlType.Q2_K] = 10, [GgmlType.Q3_K] = 12, [GgmlType.Q4_K] = 15,
@@ -99,9 +129,11 @@ public static unsafe class ModelSynthesizer
 
     private static bool CanWrite(GgmlType t) => t is GgmlType.F32 or GgmlType.F16 or GgmlType.BF16 || RowQuantizer.TryGet(t, out _);
 
+    private static bool IsVector(long[] dims) => dims.Length < 2 || dims.Skip(1).All(d => d == 1);
+
     private static GgmlType PureType(GgmlType type, long[] dims)
     {
-        if (dims.Length < 2 || dims[1] == 1) return GgmlType.F32;
+        if (IsVector(dims)) return GgmlType.F32;
         long row = dims[0];
         if (row % GgmlTypes.Info(type).BlockSize == 0) return type;
         var fallback = type switch
@@ -113,6 +145,43 @@ public static unsafe class ModelSynthesizer
             _ => GgmlType.F16,
         };
         return row % GgmlTypes.Info(fallback).BlockSize == 0 && CanWrite(fallback) ? fallback : GgmlType.F16;
+    }
+
+    /// <summary>
+    /// The type <see cref="TensorTypePlanner"/> (llama-quantize's rules) gives each weight matrix of
+    /// <paramref name="shape"/>. The planner reads a GGUF file, so it gets a skeleton: the metadata
+    /// its rules look at and the tensor directory, with the data section left as a hole in a sparse
+    /// temporary file (one byte per value as I8; never read, so nothing is written to disk).
+    /// </summary>
+    private static Dictionary<string, GgmlType> LlamaQuantizeTypes(SynthShape shape, LlamaFileType ftype)
+    {
+        var w = new GgufWriter();
+        string a = shape.Architecture;
+        w.Set("general.architecture", a);
+        w.Set($"{a}.block_count", (uint)shape.BlockCount);
+        w.Set($"{a}.attention.head_count", (uint)shape.HeadCount);
+        w.Set($"{a}.attention.head_count_kv", (uint)shape.HeadCountKv);
+        foreach (var (name, dims) in TensorLayout(shape))
+        {
+            long bytes = dims.Aggregate(1L, (x, d) => x * d);
+            w.AddTensor(name, GgmlType.I8, dims, s => s.Seek(bytes, SeekOrigin.Current));
+        }
+        string path = Path.Combine(Path.GetTempPath(), $"edgellm-synth-plan-{Environment.ProcessId}-{Guid.NewGuid():N}.gguf");
+        try
+        {
+            using (var fs = new FileStream(path, FileMode.CreateNew, FileAccess.ReadWrite, FileShare.None))
+            {
+                w.Write(fs);
+                fs.SetLength(fs.Position); // the last tensor's data may be only a seek: make the hole part of the file
+            }
+            using var file = GgufFile.Open(path);
+            return TensorTypePlanner.Plan(file, ftype, pure: false)
+                .ToDictionary(p => p.Tensor.Name, p => p.Target, StringComparer.Ordinal);
+        }
+        finally
+        {
+            File.Delete(path);
+        }
     }
 
     /// <summary>Synthesizes a model with an explicit per-tensor type rule.</summary>

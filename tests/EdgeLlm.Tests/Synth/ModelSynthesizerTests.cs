@@ -215,6 +215,7 @@ public sealed unsafe class ModelSynthesizerTests : IDisposable
     [InlineData("F32")]
     [InlineData("F16")]
     [InlineData("BF16")]
+    [InlineData("Q4_0")]
     [InlineData("Q4_K")]
     [InlineData("Q6_K")]
     public void Weights_AreFinite_NoRowIsZero_AndScaledAsDocumented(string type)
@@ -250,12 +251,12 @@ public sealed unsafe class ModelSynthesizerTests : IDisposable
     }
 
     [Theory]
-    [InlineData("Q4_K", "Q4_K", 15)]
-    [InlineData("q6_k", "Q6_K", 18)]
-    [InlineData("Q2_K", "Q2_K", 10)]
-    public void QuantizedSynth_HasTheRightTensorTypes(string typeName, string expected, int fileType)
+    [InlineData("Q4_K", 15)]
+    [InlineData("q5_k", 17)]
+    [InlineData("Q3_K", 12)]
+    public void PureGgmlType_GoesToEveryMatrix(string typeName, int fileType)
     {
-        Assert.True(GgmlTypes.TryParse(expected, out var type));
+        Assert.True(GgmlTypes.TryParse(typeName, out var type));
         using var f = GgufFile.Open(Synth(s_tinyLlama, typeName));
         Assert.Equal(fileType, f.GetInt("general.file_type"));
         foreach (var t in f.Tensors)
@@ -264,16 +265,65 @@ public sealed unsafe class ModelSynthesizerTests : IDisposable
         Assert.Equal(expectedBytes, f.Tensors.Where(t => t.Dims.Length > 1).Sum(t => t.ByteSize));
     }
 
+    // A file type gets exactly the tensor types llama-quantize would choose for the same model:
+    // ModelQuantizer's own plan for the F32 synth of the same shape is the reference.
+    [Theory]
+    [InlineData("tiny-llama", "Q4_0", 2)]
+    [InlineData("tiny-llama", "Q4_K_M", 15)]
+    [InlineData("tiny-llama", "Q2_K", 10)]
+    [InlineData("tiny-qwen2", "Q4_K_M", 15)]
+    [InlineData("tiny-qwen2", "Q8_0", 7)]
+    [InlineData("tiny-llama3", "Q5_K_M", 17)]
+    [InlineData("tiny-llama3", "BF16", 32)]
+    public void FileType_GetsLlamaQuantizesTensorTypes(string shapeName, string fileType, int fileTypeId)
+    {
+        var shape = new[] { s_tinyLlama, s_tinyQwen2, s_tinyLlama3 }.Single(s => s.Name == shapeName);
+        string f32 = Synth(shape, "F32");
+        var expected = ModelQuantizer.PlanTypes(f32, fileType).ToDictionary(p => p.Name, p => p.To);
+        using var f = GgufFile.Open(Synth(shape, fileType));
+        Assert.Equal(fileTypeId, f.GetInt("general.file_type"));
+        Assert.Equal(expected.Count, f.Tensors.Count);
+        foreach (var t in f.Tensors) Assert.True(expected[t.Name] == t.Type, $"{t.Name}: {t.Type}, llama-quantize's rules say {expected[t.Name]}");
+        _out.WriteLine($"{shapeName} {fileType}: " + string.Join(", ", f.Tensors.GroupBy(t => t.Type).Select(g => $"{g.Count()} {g.Key}")));
+    }
+
     [Fact]
     public void RowsThatDoNotDivideIntoBlocks_FallBackAsLlamaQuantizeDoes()
     {
-        // 128-wide rows cannot hold 256-value K-quant blocks: Q6_K falls back to Q8_0 when its
-        // quantizer is registered, otherwise to F16; 384-wide ffn_down rows neither.
-        using var f = GgufFile.Open(Synth(s_tinyQwen2, "Q6_K"));
-        var fallback = RowQuantizer.TryGet(GgmlType.Q8_0, out _) ? GgmlType.Q8_0 : GgmlType.F16;
-        Assert.Equal(fallback, f.FindTensor("blk.0.attn_q.weight")!.Type);
-        Assert.Equal(fallback, f.FindTensor("blk.0.ffn_down.weight")!.Type);
+        // 128- and 384-wide rows cannot hold 256-value K-quant blocks: a pure Q4_K falls back to Q5_0.
+        using var f = GgufFile.Open(Synth(s_tinyQwen2, "Q4_K"));
+        Assert.Equal(GgmlType.Q5_0, f.FindTensor("blk.0.attn_q.weight")!.Type);
+        Assert.Equal(GgmlType.Q5_0, f.FindTensor("blk.0.ffn_down.weight")!.Type);
+        Assert.Equal(GgmlType.Q5_0, f.FindTensor("token_embd.weight")!.Type);
         Assert.Equal(GgmlType.F32, f.FindTensor("blk.0.attn_q.bias")!.Type);
+    }
+
+    // The weights are scaled so that a forward pass stays finite and the logits have a sane
+    // spread (no blow-up through the layers, no collapse to a constant).
+    [Theory]
+    [InlineData("tiny-llama", "F32")]
+    [InlineData("tiny-llama", "Q4_0")]
+    [InlineData("tiny-qwen2", "F16")]
+    [InlineData("tiny-llama3", "Q8_0")]
+    public void ForwardPass_GivesFiniteLogitsWithARealisticSpread(string shapeName, string type)
+    {
+        var shape = new[] { s_tinyLlama, s_tinyQwen2, s_tinyLlama3 }.Single(s => s.Name == shapeName);
+        using var model = EdgeLlm.Models.Model.Load(Synth(shape, type));
+        using var ctx = new EdgeLlm.Engine.InferenceContext(model, 64, threads: 2);
+        var rng = new Random(5);
+        var tokens = Enumerable.Range(0, 24).Select(_ => rng.Next(shape.VocabSize)).ToArray();
+        var logits = ctx.Eval(tokens, allLogits: true);
+        Assert.Equal(tokens.Length * shape.VocabSize, logits.Length);
+        Assert.All(logits, x => Assert.True(float.IsFinite(x)));
+        for (int p = 0; p < tokens.Length; p++)
+        {
+            var row = logits.AsSpan(p * shape.VocabSize, shape.VocabSize).ToArray();
+            double mean = row.Average(), std = Math.Sqrt(row.Average(x => (x - mean) * (x - mean)));
+            // Untied output N(0, 1/√embd) on a unit-RMS normed state: std ≈ 1. Tied N(0, 1) embeddings: std ≈ √embd.
+            double expected = shape.TiedEmbeddings ? Math.Sqrt(shape.EmbeddingLength) : 1;
+            Assert.InRange(std, expected / 3, expected * 3);
+            if (p == tokens.Length - 1) _out.WriteLine($"{shapeName} {type}: logits std {std:F3} at the last position (expected ~{expected:F1})");
+        }
     }
 
     [Fact]
@@ -283,6 +333,8 @@ public sealed unsafe class ModelSynthesizerTests : IDisposable
         Assert.Contains("tinyllama-1.1b", ex.Message);
         ex = Assert.Throws<ArgumentException>(() => ModelSynthesizer.Synthesize(s_tinyLlama, "Q9_9", Path.Combine(_dir, "x.gguf"), 1));
         Assert.Contains("Q9_9", ex.Message);
+        ex = Assert.Throws<ArgumentException>(() => ModelSynthesizer.Synthesize(s_tinyLlama, "Q4_K_X", Path.Combine(_dir, "x.gguf"), 1));
+        Assert.Contains("Q4_K_M", ex.Message); // lists the file types
         Assert.Throws<NotSupportedException>(() => ModelSynthesizer.Synthesize(s_tinyLlama, "IQ2_XXS", Path.Combine(_dir, "x.gguf"), 1));
         ex = Assert.Throws<ArgumentException>(() => ModelSynthesizer.Synthesize(s_tinyLlama with { HeadCount = 3 }, "F32", Path.Combine(_dir, "x.gguf"), 1));
         Assert.Contains("head count", ex.Message);
