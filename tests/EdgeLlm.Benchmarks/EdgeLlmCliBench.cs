@@ -42,7 +42,9 @@ internal static class EdgeLlmCliBench
         if (proc.ExitCode != 0)
         {
             string first = stderr.Split('\n').FirstOrDefault(l => l.Trim().Length > 0)?.Trim() ?? "";
-            return Fail($"`edgellm bench` failed (exit {proc.ExitCode}{(first.Length > 0 ? ": " + first : "")}); is the bench command wired into the CLI?");
+            bool unknownCommand = stderr.Contains("bench", StringComparison.Ordinal) && stderr.Contains("Unrecognized", StringComparison.OrdinalIgnoreCase);
+            return Fail($"`edgellm bench` failed (exit {proc.ExitCode}{(first.Length > 0 ? ": " + first : "")})"
+                + (unknownCommand ? "; the bench command is not wired into this CLI build" : ""));
         }
 
         if (stdout.Trim().Length == 0)

@@ -32,9 +32,10 @@ internal sealed class LlamaCppBench : IDisposable
         // llama.cpp's own log is noisy; keep only the line that names the library file it loaded.
         NativeLibraryConfig.All.WithLogCallback((level, message) =>
         {
-            // LLamaSharp logs "Got relative library path '.../avx512/libllama.so' from local with (...), trying to load it".
+            // LLamaSharp logs "Got relative library path '.../avx512/libllama.so' from local with (...), trying to load it"
+            // for each candidate (vulkan first, then the CPU builds); it stops at the first that loads, so the last one is it.
             var m = System.Text.RegularExpressions.Regex.Match(message, @"'([^']*libllama[^']*)'");
-            if (path is null && m.Success) path = m.Groups[1].Value;
+            if (m.Success) path = m.Groups[1].Value;
         });
         NativeApi.llama_empty_call(); // forces the load; throws with the reason when it fails
         var lib = NativeApi.GetLoadedNativeLibrary(NativeLibraryName.LLama);
