@@ -15,6 +15,7 @@ var root = new RootCommand("EdgeLlm: run GGUF language models on edge devices")
     BenchCommand.Create(verbose),
     SynthCommand.Create(verbose),
     SelfTestCommand.Create(verbose),
+    DevicesCommand.Create(verbose),
 };
 root.Options.Add(verbose);
 

@@ -33,11 +33,12 @@ public static class RunCommand
         var repeatLastN = new Option<int>("--repeat-last-n") { Description = "Tokens the repetition penalty looks back over (-1 = whole context)", DefaultValueFactory = _ => 64 };
         var stop = new Option<string[]>("--stop") { Description = "Stop when this text is generated (repeatable; not printed)", AllowMultipleArgumentsPerToken = false };
         var seed = new Option<ulong?>("--seed") { Description = "Random seed (default: random, printed on stderr)" };
+        var backend = BackendOption.Create();
         var showProbs = new Option<int>("--show-probs") { Description = "After each token, print the K most likely candidates and their probabilities on stderr", DefaultValueFactory = _ => 0 };
 
         var cmd = new Command("run", "Generate text from a prompt")
         {
-            model, prompt, file, n, ctx, threads, temp, topK, topP, minP, repeatPenalty, repeatLastN, stop, seed, showProbs,
+            model, prompt, file, n, ctx, threads, temp, topK, topP, minP, repeatPenalty, repeatLastN, stop, seed, showProbs, backend,
         };
         cmd.SetAction(pr => ExitCodes.Guard(pr.GetValue(verbose), () =>
         {
@@ -59,7 +60,7 @@ public static class RunCommand
             if (nPredict < -1) throw new UsageException($"-n must be -1 (no limit) or >= 0, got {nPredict}");
             int k = pr.GetValue(showProbs);
             if (k < 0) throw new UsageException($"--show-probs must be >= 0, got {k}");
-            return Run(ModelResolver.Resolve(pr.GetValue(model)), text, nPredict, pr.GetValue(ctx), pr.GetValue(threads), options, pr.GetValue(stop) ?? [], k);
+            return Run(ModelResolver.Resolve(pr.GetValue(model)), text, nPredict, pr.GetValue(ctx), pr.GetValue(threads), options, pr.GetValue(stop) ?? [], k, pr.GetValue(backend));
         }));
         return cmd;
     }
@@ -98,7 +99,7 @@ public static class RunCommand
         if (ctx < 1 || ctx > 1 << 24) throw new UsageException($"-c must be in 1..16777216, got {ctx}");
     }
 
-    private static int Run(string modelPath, string prompt, int nPredict, int ctxLen, int threads, SamplerOptions options, string[] stops, int showProbs)
+    private static int Run(string modelPath, string prompt, int nPredict, int ctxLen, int threads, SamplerOptions options, string[] stops, int showProbs, string? backend = "cpu")
     {
         CheckThreads(threads);
         CheckContext(ctxLen);
@@ -108,7 +109,7 @@ public static class RunCommand
         var tokenizer = Tokenizer.FromGguf(model.File);
         if (ctxLen > model.Config.TrainingContextLength && model.Config.TrainingContextLength > 0)
             err.WriteLine($"warning: context {ctxLen} exceeds the model's training context ({model.Config.TrainingContextLength}); output past it may degrade");
-        using var context = new InferenceContext(model, ctxLen, threads);
+        using var context = BackendOption.CreateContext(backend, model, ctxLen, threads);
         loadWatch.Stop();
 
         // llama-cli parses special-token text in the prompt; so does `run` (tokenize needs --special).
