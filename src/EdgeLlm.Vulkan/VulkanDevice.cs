@@ -477,7 +477,7 @@ public sealed unsafe class VulkanDevice : IDisposable
     internal static byte[] LoadSpirV(string shader) => s_spirv.GetOrAdd(shader, name =>
     {
         using var s = typeof(VulkanDevice).Assembly.GetManifestResourceStream($"EdgeLlm.Vulkan.Shaders.{name}.spv")
-            ?? throw new VulkanUnavailableException($"shader {name}.spv is not embedded in EdgeLlm.Vulkan (a build problem)");
+            ?? throw new VulkanUnavailableException($"shader {name}.spv is not in this build: glslangValidator was missing when EdgeLlm was built; install glslang-tools (or the Vulkan SDK) and rebuild");
         var ms = new MemoryStream();
         s.CopyTo(ms);
         return ms.ToArray();
