@@ -13,6 +13,7 @@ var root = new RootCommand("EdgeLlm: run GGUF language models on edge devices")
     InfoCommand.Create(verbose),
     QuantizeCommand.Create(verbose),
     BenchCommand.Create(verbose),
+    TemplateCommand.Create(verbose),
 };
 root.Options.Add(verbose);
 
