@@ -13,7 +13,7 @@ internal sealed partial class Renderer
         "abs", "attr", "batch", "capitalize", "center", "count", "d", "default", "dictsort", "e", "escape", "first",
         "float", "forceescape", "format", "indent", "int", "items", "join", "last", "length", "list", "lower", "map",
         "max", "min", "reject", "rejectattr", "replace", "reverse", "round", "safe", "select", "selectattr", "sort",
-        "string", "sum", "title", "tojson", "trim", "unique", "upper", "wordcount",
+        "string", "sum", "title", "tojson", "trim", "truncate", "unique", "upper", "wordcount",
     ];
 
     private Value ApplyFilter(string name, Value v, CallArgs a)
@@ -318,6 +318,23 @@ internal sealed partial class Renderer
                 a.Check(name, "chars");
                 var chars = a.Get(0, "chars");
                 return MakeString(PyFormat.Strip(v.ToPyStr(), chars is null or NoneValue ? null : chars.ToPyStr(), true, true));
+            }
+            case "truncate":
+            {
+                // jinja2's do_truncate with the default leeway of 5.
+                a.Check(name, "length", "killwords", "end", "leeway");
+                var cps = new StringValue(v.ToPyStr()).CodePoints();
+                int length = (int)Math.Clamp(a.Get(0, "length")?.AsLong() ?? 255, 0, int.MaxValue);
+                bool killwords = a.Get(1, "killwords")?.IsTruthy ?? false;
+                string end = a.Get(2, "end")?.ToPyStr() ?? "...";
+                var lw = a.Get(3, "leeway");
+                long leeway = lw is null or NoneValue ? 5 : lw.AsLong();
+                if (cps.Count <= length + leeway) return MakeString(string.Concat(cps));
+                int keep = Math.Max(0, length - new StringValue(end).CodePointCount);
+                string head = string.Concat(cps.Take(keep));
+                if (killwords) return MakeString(head + end);
+                int sp = head.LastIndexOf(' ');
+                return MakeString((sp >= 0 ? head[..sp] : head) + end);
             }
             case "unique":
             {

@@ -46,7 +46,9 @@ internal sealed partial class Renderer
                 return v.AsLong() % d == 0;
             }
             case "sameas":
-                return ReferenceEquals(v, Arg(0)) || (v is NoneValue && Arg(0) is NoneValue) || (v is BoolValue bv && Arg(0) is BoolValue ba && bv.Value == ba.Value);
+                // Python `is`: singletons, and CPython's cached small ints (-5..256).
+                return ReferenceEquals(v, Arg(0)) || (v is NoneValue && Arg(0) is NoneValue) || (v is BoolValue bv && Arg(0) is BoolValue ba && bv.Value == ba.Value)
+                    || (v is IntValue iv && Arg(0) is IntValue ia && iv.Value == ia.Value && iv.Value is >= -5 and <= 256);
             case "eq": case "equalto": case "==": return Value.PyEquals(v, Arg(0));
             case "ne": case "!=": return !Value.PyEquals(v, Arg(0));
             case "lt": case "lessthan": case "<": return Order(v, Arg(0), "<") < 0;

@@ -130,6 +130,13 @@ internal sealed partial class Renderer
 
     private static TemplateException At(Node n, JinjaRuntimeError e) => new(e.Message, n.Line, n.Column, e.RaisedByTemplate);
 
+    /// <summary>.NET exceptions a template can provoke (a comparer failing inside a sort, a cast): reported as template errors.</summary>
+    private static bool IsInternal(Exception e) =>
+        e is InvalidOperationException or InvalidCastException or ArgumentException or OverflowException or IndexOutOfRangeException or FormatException or KeyNotFoundException;
+
+    private static JinjaRuntimeError Unwrap(Exception e) =>
+        e.InnerException as JinjaRuntimeError ?? new JinjaRuntimeError(e is OverflowException ? "integer overflow" : e.Message);
+
     // ---------------- statements ----------------
 
     private Flow Exec(List<Stmt> body, Scope scope, StringBuilder sb)
@@ -197,6 +204,10 @@ internal sealed partial class Renderer
         {
             throw At(stmt, e);
         }
+        catch (Exception e) when (IsInternal(e))
+        {
+            throw At(stmt, Unwrap(e));
+        }
     }
 
     private Value ApplyFilterChain(Value v, List<FilterExpr> filters, Scope scope)
@@ -213,16 +224,15 @@ internal sealed partial class Renderer
     {
         var source = Eval(f.Iter, scope);
         IReadOnlyList<Value> items = source.Iterate();
-        // One scope for the whole loop, as jinja2 compiles a loop body into one Python frame.
-        var loopScope = new Scope(scope);
         if (f.Filter is not null)
         {
             var kept = new List<Value>();
+            var filterScope = new Scope(scope);
             foreach (var item in items)
             {
                 CountIteration();
-                Assign(f.Target, item, loopScope);
-                if (Eval(f.Filter, loopScope).IsTruthy) kept.Add(item);
+                Assign(f.Target, item, filterScope);
+                if (Eval(f.Filter, filterScope).IsTruthy) kept.Add(item);
             }
             items = kept;
         }
@@ -236,6 +246,8 @@ internal sealed partial class Renderer
         {
             CountIteration();
             loop.Index0 = i;
+            // A fresh scope per iteration: in jinja2 a `set` in one iteration is not seen by the next.
+            var loopScope = new Scope(scope);
             loopScope.Vars["loop"] = loop;
             Assign(f.Target, items[i], loopScope);
             if (Exec(f.Body, loopScope, sb) == Flow.Break) break;
@@ -318,6 +330,10 @@ internal sealed partial class Renderer
         catch (JinjaRuntimeError err)
         {
             throw At(e, err);
+        }
+        catch (Exception err) when (IsInternal(err))
+        {
+            throw At(e, Unwrap(err));
         }
     }
 
