@@ -16,6 +16,7 @@ var root = new RootCommand("EdgeLlm: run GGUF language models on edge devices")
     SynthCommand.Create(verbose),
     SelfTestCommand.Create(verbose),
     DevicesCommand.Create(verbose),
+    TemplateCommand.Create(verbose),
 };
 root.Options.Add(verbose);
 
