@@ -128,11 +128,10 @@ public static class RunCommand
             stdout.Write(b);
             stdout.Flush();
         }
-        Out(prompt);
-
         bool cancelled = false;
         ConsoleCancelEventHandler onCancel = (_, e) => { e.Cancel = true; cancelled = true; };
         Console.CancelKeyPress += onCancel;
+        Out(prompt);
         var decoder = new StreamingDecoder(tokenizer);
         var stopper = new StopStringMatcher(stops);
         var promptWatch = Stopwatch.StartNew();
