@@ -13,6 +13,8 @@ var root = new RootCommand("EdgeLlm: run GGUF language models on edge devices")
     InfoCommand.Create(verbose),
     QuantizeCommand.Create(verbose),
     BenchCommand.Create(verbose),
+    SynthCommand.Create(verbose),
+    SelfTestCommand.Create(verbose),
 };
 root.Options.Add(verbose);
 
