@@ -48,7 +48,7 @@ public static class SpecializationRegistry
         Model model;
         try
         {
-            model = Model.Load(file, new ModelLoadOptions { SkipMemoryCheck = true, Generic = true });
+            model = Model.Load(file, new ModelLoadOptions { SkipMemoryCheck = true });
         }
         catch (ModelLoadException)
         {
