@@ -73,9 +73,22 @@ public sealed partial class TransformerGenerator : IIncrementalGenerator
                 foreach (var d in diags) spc.ReportDiagnostic(d.ToDiagnostic());
             });
 
+        // Names used by more than one config (reported as ELLM1011 below) generate nothing: their
+        // classes and hint names would clash. Reduced to an equatable list so that it stays cached.
+        var duplicates = results.Select(static (r, _) => r.ConfigName).Collect().Select(static (all, _) =>
+        {
+            var seen = new HashSet<string>(StringComparer.OrdinalIgnoreCase);
+            return all.Where(n => !seen.Add(n)).Select(n => n.ToLowerInvariant()).Distinct().OrderBy(n => n, StringComparer.Ordinal).ToEquatableArray();
+        });
         var selected = results
             .Combine(options)
-            .Select(static (p, _) => p.Left.Spec is { } s && p.Right.Selects(s.Name) ? s with { Isa = p.Right.Isa } : null)
+            .Combine(duplicates)
+            .Select(static (p, _) =>
+            {
+                var ((result, opts), dups) = p;
+                if (result.Spec is not { } s || !opts.Selects(s.Name) || dups.AsSpan().IndexOf(s.Name.ToLowerInvariant()) >= 0) return null;
+                return s with { Isa = opts.Isa };
+            })
             .WithTrackingName(TrackingNames.Output);
         context.RegisterSourceOutput(selected, static (spc, spec) =>
         {
