@@ -24,7 +24,8 @@ public static class BenchCommand
         var reps = new Option<int>("--repetitions", "-r") { Description = "Repetitions of each test", DefaultValueFactory = _ => 3 };
         var backend = BackendOption.Create();
         var json = new Option<bool>("--json") { Description = "Print one JSON object on stdout instead of the table" };
-        var cmd = new Command("bench", "Measure prompt-processing and generation speed (like llama-bench)") { model, threads, pp, tg, reps, json, backend };
+        var generic = new Option<bool>("--generic") { Description = "Run the generic forward pass even when a compile-time specialization matches" };
+        var cmd = new Command("bench", "Measure prompt-processing and generation speed (like llama-bench)") { model, threads, pp, tg, reps, json, backend, generic };
         cmd.SetAction(pr => ExitCodes.Guard(pr.GetValue(verbose), () =>
         {
             int t = pr.GetValue(threads), p = pr.GetValue(pp), n = pr.GetValue(tg), r = pr.GetValue(reps);
@@ -32,7 +33,7 @@ public static class BenchCommand
             if (p < 0 || n < 0 || p + n == 0) throw new UsageException("-p and -n must be >= 0 and not both 0");
             if (r < 1) throw new UsageException($"-r must be >= 1, got {r}");
             string path = ModelResolver.Resolve(pr.GetValue(model));
-            var result = Measure(path, t, p, n, r, pr.GetValue(backend));
+            var result = Measure(path, t, p, n, r, pr.GetValue(backend), pr.GetValue(generic));
             Console.Out.Write(pr.GetValue(json) ? result.ToJson() : result.ToTable());
             return ExitCodes.Ok;
         }));
@@ -85,9 +86,9 @@ public static class BenchCommand
         }
     }
 
-    internal static BenchResult Measure(string path, int threads, int pp, int tg, int reps, string? backend = "cpu")
+    internal static BenchResult Measure(string path, int threads, int pp, int tg, int reps, string? backend = "cpu", bool generic = false)
     {
-        using var model = Model.Load(path);
+        using var model = Model.Load(path, new ModelLoadOptions { Generic = generic });
         int ctxLen = Math.Max(pp, tg) + 1;
         using var context = BackendOption.CreateContext(backend, model, ctxLen, threads);
         var rng = new Random(1);
