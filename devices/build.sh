@@ -45,8 +45,18 @@ if [ "$rid" = linux-bionic-arm64 ]; then
   extra+=(-p:CppCompilerAndLinker=clang -p:DisableUnsupportedError=true -p:PublishAotUsingRuntimePack=true)
 fi
 
+# The models the profile specializes (<EdgeLlmSpecializedModel Include="NAME" Quantizations="Q4_0;..."/>)
+# become the source generator's selection, e.g. tinyllama-1.1b-q4_0,tinyllama-1.1b-q4_k_m.
+# Commas, not ';': a ';' inside -p:NAME=VALUE would split the command-line property.
+specs="$(sed -n 's:.*<EdgeLlmSpecializedModel Include="\([^"]*\)" Quantizations="\([^"]*\)".*:\1 \2:p' "$props" |
+  while read -r name quants; do
+    for q in ${quants//;/ }; do printf '%s-%s,' "$name" "$(echo "$q" | tr 'A-Z' 'a-z')"; done
+  done)"
+specs="${specs%,}"
+[ -n "$specs" ] && extra+=(-p:EdgeLlmSpecializations="$specs")
+
 mkdir -p "$out"
-echo "build.sh: $profile -> $rid, output $out" >&2
+echo "build.sh: $profile -> $rid, output $out, specializations: ${specs:-all}" >&2
 dotnet publish "$repo/src/EdgeLlm.Cli/EdgeLlm.Cli.csproj" -c Release -nologo \
   -p:EdgeLlmDevice="$profile" \
   --artifacts-path "$repo/artifacts/build/$profile" \

@@ -79,6 +79,11 @@ if publish linux-x64 -r linux-x64; then
   if grep -qw avx2 /proc/cpuinfo && grep -qw fma /proc/cpuinfo; then
     story linux-x64 "$x64"
     kernel linux-x64 avx2 "$x64"
+    # The source generator's specializations survive NativeAOT (registered by module initializers,
+    # no reflection): the default build specializes every config, stories260K's among them.
+    if spec=$("$x64" info -m "$model" 2>&1 | grep '^forward pass:') && echo "$spec" | grep -q 'specialized: stories260k-f32'; then
+      ok "info linux-x64: $spec"
+    else fail "specialization linux-x64" "expected 'forward pass: specialized: stories260k-f32', got '$spec'"; fi
     # Every other CLI command from the AOT binary.
     if "$x64" tokenize -m "$model" -p "$prompt" > "$tmp/tok.txt" 2>&1 && [ "$(tr -d ' \n' < "$tmp/tok.txt")" = "[1,403,407,261,378]" ]; then ok "tokenize linux-x64"; else fail "tokenize linux-x64" "$(head -c 200 "$tmp/tok.txt")"; fi
     if "$x64" logits -m "$model" --ids 1,403,407,261,378 -o "$tmp/logits.f32" > /dev/null 2>&1 &&
