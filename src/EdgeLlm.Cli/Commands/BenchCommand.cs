@@ -114,12 +114,33 @@ public static class BenchCommand
         if (pp > 0) RunPp();
         if (tg > 0) { context.Reset(); context.Eval(RandomTokens(Math.Min(tg, 4))); }
 
+        // Per-op times (EDGELLM_PROFILE=1) and resident memory go to stderr, so stdout stays the table/JSON.
+        ForwardProfiler.Reset();
         var ppAll = pp > 0 ? Enumerable.Range(0, reps).Select(_ => RunPp()).ToArray() : [];
+        if (pp > 0 && ForwardProfiler.Enabled) Console.Error.Write($"profile pp{pp} ×{reps}:\n{ForwardProfiler.Report()}");
+        ForwardProfiler.Reset();
         var tgAll = tg > 0 ? Enumerable.Range(0, reps).Select(_ => RunTg()).ToArray() : [];
+        if (tg > 0 && ForwardProfiler.Enabled) Console.Error.Write($"profile tg{tg} ×{reps}:\n{ForwardProfiler.Report()}");
+        Console.Error.WriteLine(
+            $"memory while generating: {ResidentMemory()}; weights {model.WeightBytes >> 20} MiB mapped, KV cache {model.EstimateKvCacheBytes(ctxLen) >> 20} MiB");
         long parameters = model.File.Tensors.Sum(t => t.ElementCount);
         long size = model.File.Tensors.Sum(t => t.ByteSize);
         string type = model.File.Tensors.GroupBy(t => t.Type).OrderByDescending(g => g.Sum(t => t.ByteSize)).First().Key.ToString();
         string desc = $"{model.Config.Architecture} {parameters / 1e9:F2}B {type}";
         return new BenchResult(path, desc, size, parameters, threads, pp, tg, ppAll, tgAll, CpuFeatures.KernelPath);
+    }
+
+    /// <summary>VmRSS and VmHWM (peak) from /proc/self/status, or a note where that file is missing.</summary>
+    private static string ResidentMemory()
+    {
+        const string Status = "/proc/self/status";
+        if (!File.Exists(Status)) return "resident size unavailable (no /proc/self/status)";
+        string? rss = null, hwm = null;
+        foreach (var line in File.ReadLines(Status))
+        {
+            if (line.StartsWith("VmRSS:", StringComparison.Ordinal)) rss = line[6..].Trim();
+            else if (line.StartsWith("VmHWM:", StringComparison.Ordinal)) hwm = line[6..].Trim();
+        }
+        return $"VmRSS {rss ?? "?"} (peak VmHWM {hwm ?? "?"})";
     }
 }

@@ -7,7 +7,7 @@ namespace EdgeLlm.Kernels;
 internal static class WorkSplit
 {
     /// <summary>Below this many scalar operations a job runs on the calling thread.</summary>
-    private const long MinParallelWork = 1 << 18;
+    internal const long MinParallelWork = 1 << 18;
 
     /// <summary>Processes one chunk: items [start, end), run by worker <c>worker</c> (0 ≤ worker &lt; threads).</summary>
     public delegate void ChunkBody(int start, int end, int worker);
