@@ -116,10 +116,17 @@ public static class BenchCommand
 
         // Per-op times (EDGELLM_PROFILE=1) and resident memory go to stderr, so stdout stays the table/JSON.
         ForwardProfiler.Reset();
+        var cpu = Process.GetCurrentProcess();
+        TimeSpan cpuStart = cpu.TotalProcessorTime;
         var ppAll = pp > 0 ? Enumerable.Range(0, reps).Select(_ => RunPp()).ToArray() : [];
         if (pp > 0 && ForwardProfiler.Enabled) Console.Error.Write($"profile pp{pp} ×{reps}:\n{ForwardProfiler.Report()}");
+        cpu.Refresh();
+        if (pp > 0) Console.Error.WriteLine($"pp: {(cpu.TotalProcessorTime - cpuStart).TotalSeconds / (pp * reps) * 1000:F1} ms CPU time per token (all threads; shows the cost when the cores are shared)");
         ForwardProfiler.Reset();
+        cpuStart = cpu.TotalProcessorTime;
         var tgAll = tg > 0 ? Enumerable.Range(0, reps).Select(_ => RunTg()).ToArray() : [];
+        cpu.Refresh();
+        if (tg > 0) Console.Error.WriteLine($"tg: {(cpu.TotalProcessorTime - cpuStart).TotalSeconds / (tg * reps) * 1000:F1} ms CPU time per token (all threads)");
         if (tg > 0 && ForwardProfiler.Enabled) Console.Error.Write($"profile tg{tg} ×{reps}:\n{ForwardProfiler.Report()}");
         Console.Error.WriteLine(
             $"memory while generating: {ResidentMemory()}; weights {model.WeightBytes >> 20} MiB mapped, KV cache {model.EstimateKvCacheBytes(ctxLen) >> 20} MiB");
