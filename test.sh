@@ -2,4 +2,20 @@
 # Runs the whole test suite (needs ../shared beside the checkout for the golden tests).
 set -euo pipefail
 cd "$(dirname "$0")"
-dotnet test EdgeLlm.sln -c Release --logger "console;verbosity=detailed" "$@"
+
+# System packages the tests need (NativeAOT toolchain, arm64 cross tools + qemu, Vulkan's
+# software driver, ...), one per line in .ci/apt-packages; installed only when missing.
+if [ -f .ci/apt-packages ]; then
+  mapfile -t pkgs < <(grep -vE '^\s*(#|$)' .ci/apt-packages | sort -u)
+  missing=()
+  for p in "${pkgs[@]}"; do dpkg -s "$p" >/dev/null 2>&1 || missing+=("$p"); done
+  if [ ${#missing[@]} -gt 0 ]; then
+    echo "test.sh: installing ${missing[*]}"
+    export DEBIAN_FRONTEND=noninteractive
+    sudo=""; [ "$(id -u)" -eq 0 ] || sudo="sudo"
+    $sudo apt-get update -qq
+    $sudo apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
+  fi
+fi
+
+dotnet test EdgeLlm.sln -c Release -p:RequireVulkanShaders=true --logger "console;verbosity=detailed" "$@"

@@ -13,6 +13,10 @@ var root = new RootCommand("EdgeLlm: run GGUF language models on edge devices")
     InfoCommand.Create(verbose),
     QuantizeCommand.Create(verbose),
     BenchCommand.Create(verbose),
+    SynthCommand.Create(verbose),
+    SelfTestCommand.Create(verbose),
+    DevicesCommand.Create(verbose),
+    TemplateCommand.Create(verbose),
 };
 root.Options.Add(verbose);
 

@@ -22,8 +22,10 @@ public static class BenchCommand
         var pp = new Option<int>("--n-prompt", "-p") { Description = "Prompt tokens for the pp test (0 = skip)", DefaultValueFactory = _ => 128 };
         var tg = new Option<int>("--n-gen", "-n") { Description = "Generated tokens for the tg test (0 = skip)", DefaultValueFactory = _ => 64 };
         var reps = new Option<int>("--repetitions", "-r") { Description = "Repetitions of each test", DefaultValueFactory = _ => 3 };
+        var backend = BackendOption.Create();
         var json = new Option<bool>("--json") { Description = "Print one JSON object on stdout instead of the table" };
-        var cmd = new Command("bench", "Measure prompt-processing and generation speed (like llama-bench)") { model, threads, pp, tg, reps, json };
+        var generic = new Option<bool>("--generic") { Description = "Run the generic forward pass even when a compile-time specialization matches" };
+        var cmd = new Command("bench", "Measure prompt-processing and generation speed (like llama-bench)") { model, threads, pp, tg, reps, json, backend, generic };
         cmd.SetAction(pr => ExitCodes.Guard(pr.GetValue(verbose), () =>
         {
             int t = pr.GetValue(threads), p = pr.GetValue(pp), n = pr.GetValue(tg), r = pr.GetValue(reps);
@@ -31,7 +33,7 @@ public static class BenchCommand
             if (p < 0 || n < 0 || p + n == 0) throw new UsageException("-p and -n must be >= 0 and not both 0");
             if (r < 1) throw new UsageException($"-r must be >= 1, got {r}");
             string path = ModelResolver.Resolve(pr.GetValue(model));
-            var result = Measure(path, t, p, n, r);
+            var result = Measure(path, t, p, n, r, pr.GetValue(backend), pr.GetValue(generic));
             Console.Out.Write(pr.GetValue(json) ? result.ToJson() : result.ToTable());
             return ExitCodes.Ok;
         }));
@@ -64,7 +66,7 @@ public static class BenchCommand
             {
                 double mean = all.Average();
                 double sd = all.Length > 1 ? Math.Sqrt(all.Sum(x => (x - mean) * (x - mean)) / (all.Length - 1)) : 0;
-                sb.AppendLine(ci, $"| {ModelDescription,-30} | {SizeBytes / 1048576.0,6:F2} MiB | {Params / 1e9,8:F2} B | CPU {Kernel,-6} | {Threads,7} | {test,13} | {mean,11:F2} ± {sd,6:F2} |");
+                sb.AppendLine(ci, $"| {ModelDescription,-30} | {SizeBytes / 1048576.0,6:F2} MiB | {Params / 1e9,8:F2} B | {(Kernel.StartsWith("vulkan", StringComparison.Ordinal) ? Kernel : "CPU " + Kernel),-10} | {Threads,7} | {test,13} | {mean,11:F2} ± {sd,6:F2} |");
             }
             if (PpAll.Length > 0) Row($"pp{Pp}", PpAll);
             if (TgAll.Length > 0) Row($"tg{Tg}", TgAll);
@@ -84,11 +86,11 @@ public static class BenchCommand
         }
     }
 
-    internal static BenchResult Measure(string path, int threads, int pp, int tg, int reps)
+    internal static BenchResult Measure(string path, int threads, int pp, int tg, int reps, string? backend = "cpu", bool generic = false)
     {
-        using var model = Model.Load(path);
+        using var model = Model.Load(path, new ModelLoadOptions { Generic = generic });
         int ctxLen = Math.Max(pp, tg) + 1;
-        using var context = new InferenceContext(model, ctxLen, threads);
+        using var context = BackendOption.CreateContext(backend, model, ctxLen, threads);
         var rng = new Random(1);
         int[] RandomTokens(int count) => Enumerable.Range(0, count).Select(_ => rng.Next(model.Config.VocabSize)).ToArray();
 
@@ -134,7 +136,7 @@ public static class BenchCommand
         long size = model.File.Tensors.Sum(t => t.ByteSize);
         string type = model.File.Tensors.GroupBy(t => t.Type).OrderByDescending(g => g.Sum(t => t.ByteSize)).First().Key.ToString();
         string desc = $"{model.Config.Architecture} {parameters / 1e9:F2}B {type}";
-        return new BenchResult(path, desc, size, parameters, threads, pp, tg, ppAll, tgAll, CpuFeatures.KernelPath);
+        return new BenchResult(path, desc, size, parameters, threads, pp, tg, ppAll, tgAll, context.Description.StartsWith("vulkan", StringComparison.Ordinal) ? context.Description : CpuFeatures.KernelPath);
     }
 
     /// <summary>VmRSS and VmHWM (peak) from /proc/self/status, or a note where that file is missing.</summary>

@@ -60,6 +60,7 @@ public static class InfoCommand
         o.AppendLine(ci, $"chat template: {(f.GetString("tokenizer.chat_template") is null ? "none" : "present")}");
         o.AppendLine(ci, $"kernel path: {CpuFeatures.KernelPath} ({CpuFeatures.Describe()})");
         o.AppendLine("backend: cpu");
+        o.AppendLine(ci, $"forward pass: {EdgeLlm.Specialized.SpecializationRegistry.Describe(f)}");
         return o.ToString();
     }
 }

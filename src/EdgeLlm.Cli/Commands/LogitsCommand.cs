@@ -18,7 +18,9 @@ public static class LogitsCommand
         var output = new Option<string>("--output", "-o") { Description = "Output file", Required = true };
         var ctx = RunCommand.ContextOption();
         var threads = RunCommand.ThreadsOption();
-        var cmd = new Command("logits", "Write the logits after every position of a token sequence to a file") { model, ids, output, ctx, threads };
+        var backend = BackendOption.Create();
+        var generic = new Option<bool>("--generic") { Description = "Run the generic forward pass even when a compile-time specialization matches" };
+        var cmd = new Command("logits", "Write the logits after every position of a token sequence to a file") { model, ids, output, ctx, threads, backend, generic };
         cmd.SetAction(pr => ExitCodes.Guard(pr.GetValue(verbose), () =>
         {
             var tokens = ParseIds(pr.GetValue(ids)!);
@@ -26,11 +28,11 @@ public static class LogitsCommand
             int nThreads = pr.GetValue(threads);
             RunCommand.CheckContext(ctxLen);
             RunCommand.CheckThreads(nThreads);
-            using var m = Model.Load(ModelResolver.Resolve(pr.GetValue(model)));
+            using var m = Model.Load(ModelResolver.Resolve(pr.GetValue(model)), new ModelLoadOptions { Generic = pr.GetValue(generic) });
             foreach (var t in tokens)
                 if (t < 0 || t >= m.Config.VocabSize) throw new InputException($"--ids: token id {t} is outside the vocabulary (0..{m.Config.VocabSize - 1})");
             if (tokens.Length > ctxLen) throw new InputException($"--ids: {tokens.Length} ids do not fit in the context of {ctxLen} (-c)");
-            using var context = new InferenceContext(m, ctxLen, nThreads);
+            using var context = BackendOption.CreateContext(pr.GetValue(backend), m, ctxLen, nThreads);
             float[] logits = context.Eval(tokens, allLogits: true);
             using (var fs = new FileStream(pr.GetValue(output)!, FileMode.Create, FileAccess.Write))
             {

@@ -33,11 +33,13 @@ public static class RunCommand
         var repeatLastN = new Option<int>("--repeat-last-n") { Description = "Tokens the repetition penalty looks back over (-1 = whole context)", DefaultValueFactory = _ => 64 };
         var stop = new Option<string[]>("--stop") { Description = "Stop when this text is generated (repeatable; not printed)", AllowMultipleArgumentsPerToken = false };
         var seed = new Option<ulong?>("--seed") { Description = "Random seed (default: random, printed on stderr)" };
+        var backend = BackendOption.Create();
+        var generic = new Option<bool>("--generic") { Description = "Run the generic forward pass even when a compile-time specialization matches" };
         var showProbs = new Option<int>("--show-probs") { Description = "After each token, print the K most likely candidates and their probabilities on stderr", DefaultValueFactory = _ => 0 };
 
         var cmd = new Command("run", "Generate text from a prompt")
         {
-            model, prompt, file, n, ctx, threads, temp, topK, topP, minP, repeatPenalty, repeatLastN, stop, seed, showProbs,
+            model, prompt, file, n, ctx, threads, temp, topK, topP, minP, repeatPenalty, repeatLastN, stop, seed, showProbs, backend, generic,
         };
         cmd.SetAction(pr => ExitCodes.Guard(pr.GetValue(verbose), () =>
         {
@@ -59,7 +61,7 @@ public static class RunCommand
             if (nPredict < -1) throw new UsageException($"-n must be -1 (no limit) or >= 0, got {nPredict}");
             int k = pr.GetValue(showProbs);
             if (k < 0) throw new UsageException($"--show-probs must be >= 0, got {k}");
-            return Run(ModelResolver.Resolve(pr.GetValue(model)), text, nPredict, pr.GetValue(ctx), pr.GetValue(threads), options, pr.GetValue(stop) ?? [], k);
+            return Run(ModelResolver.Resolve(pr.GetValue(model)), text, nPredict, pr.GetValue(ctx), pr.GetValue(threads), options, pr.GetValue(stop) ?? [], k, pr.GetValue(backend), pr.GetValue(generic));
         }));
         return cmd;
     }
@@ -98,17 +100,17 @@ public static class RunCommand
         if (ctx < 1 || ctx > 1 << 24) throw new UsageException($"-c must be in 1..16777216, got {ctx}");
     }
 
-    private static int Run(string modelPath, string prompt, int nPredict, int ctxLen, int threads, SamplerOptions options, string[] stops, int showProbs)
+    private static int Run(string modelPath, string prompt, int nPredict, int ctxLen, int threads, SamplerOptions options, string[] stops, int showProbs, string? backend = "cpu", bool generic = false)
     {
         CheckThreads(threads);
         CheckContext(ctxLen);
         var err = Console.Error;
         var loadWatch = Stopwatch.StartNew();
-        using var model = Model.Load(modelPath);
+        using var model = Model.Load(modelPath, new ModelLoadOptions { Generic = generic });
         var tokenizer = Tokenizer.FromGguf(model.File);
         if (ctxLen > model.Config.TrainingContextLength && model.Config.TrainingContextLength > 0)
             err.WriteLine($"warning: context {ctxLen} exceeds the model's training context ({model.Config.TrainingContextLength}); output past it may degrade");
-        using var context = new InferenceContext(model, ctxLen, threads);
+        using var context = BackendOption.CreateContext(backend, model, ctxLen, threads);
         loadWatch.Stop();
 
         // llama-cli parses special-token text in the prompt; so does `run` (tokenize needs --special).
@@ -128,11 +130,10 @@ public static class RunCommand
             stdout.Write(b);
             stdout.Flush();
         }
-        Out(prompt);
-
         bool cancelled = false;
         ConsoleCancelEventHandler onCancel = (_, e) => { e.Cancel = true; cancelled = true; };
         Console.CancelKeyPress += onCancel;
+        Out(prompt);
         var decoder = new StreamingDecoder(tokenizer);
         var stopper = new StopStringMatcher(stops);
         var promptWatch = Stopwatch.StartNew();

@@ -39,6 +39,12 @@ public abstract unsafe class Model : IDisposable
     /// <summary>The hyperparameters.</summary>
     public ModelConfig Config { get; }
 
+    /// <summary>
+    /// The compile-time specialized forward pass that runs this model (generators/EdgeLlm.Generators),
+    /// or null for the generic path: no generated config matches, or <see cref="ModelLoadOptions.Generic"/>.
+    /// </summary>
+    public Specialized.SpecializedTransformer? Specialization { get; private set; }
+
     /// <summary>The GGUF file the weights are mapped from.</summary>
     public GgufFile File { get; }
 
@@ -100,6 +106,7 @@ public abstract unsafe class Model : IDisposable
             _ => new Qwen2(file, config, tensors, ownsFile, options),
         };
         model.MaxActivationRowBytes = model.AllMatrices().Max(w => ActivationQuantizer.RowBytes(w.Format.VecDotType, w.Cols));
+        if (!options.Generic) model.Specialization = Specialized.SpecializationRegistry.Find(model);
         return model;
     }
 
@@ -162,6 +169,11 @@ public abstract unsafe class Model : IDisposable
     /// </summary>
     internal void Forward(ForwardBatch b, int outputRows, float* logits)
     {
+        if (Specialization is { } specialized)
+        {
+            specialized.Forward(this, b, outputRows, logits);
+            return;
+        }
         var c = Config;
         int n = b.Count;
         int embd = c.EmbeddingLength;

@@ -13,6 +13,12 @@ public sealed record ModelLoadOptions
     public bool SkipMemoryCheck { get; init; }
 
     /// <summary>
+    /// Runs the generic forward pass even when a compile-time specialization matches the file
+    /// (<c>--generic</c>); see <see cref="Model.Specialization"/>.
+    /// </summary>
+    public bool Generic { get; init; }
+
+    /// <summary>
     /// Diagnostics only: loads a Llama 3 model without its <c>rope_freqs.weight</c> frequency
     /// factors (tests use it to show that the factors matter).
     /// </summary>

@@ -1,5 +1,4 @@
 using System.Numerics.Tensors;
-using System.Security.Cryptography;
 
 namespace EdgeLlm.Sampling;
 
@@ -54,8 +53,11 @@ public sealed class Sampler
 
     private static ulong RandomSeed()
     {
+        // Random.Shared is seeded from the OS (getrandom / arc4random) without OpenSSL: a seed needs
+        // no cryptographic strength, and RandomNumberGenerator would make the NativeAOT binary
+        // load libssl at run time (a minimal device image may have none; `run` then aborted).
         Span<byte> b = stackalloc byte[8];
-        RandomNumberGenerator.Fill(b);
+        Random.Shared.NextBytes(b);
         return BitConverter.ToUInt64(b);
     }
 

@@ -19,7 +19,7 @@ public static class CliRunner
         return dll;
     });
 
-    public static Result Run(string[] args, IDictionary<string, string?>? env = null, int timeoutMs = 120_000)
+    public static Result Run(string[] args, IDictionary<string, string?>? env = null, int timeoutMs = 120_000, int interruptAfterBytes = -1)
     {
         var psi = new ProcessStartInfo("dotnet")
         {
@@ -41,13 +41,28 @@ public static class CliRunner
 
         using var p = Process.Start(psi)!;
         p.StandardInput.Close();
+        var stdoutBuffer = new MemoryStream();
         var stdoutTask = Task.Run(() =>
         {
-            var ms = new MemoryStream();
-            p.StandardOutput.BaseStream.CopyTo(ms);
-            return ms.ToArray();
+            var buf = new byte[4096];
+            int n;
+            while ((n = p.StandardOutput.BaseStream.Read(buf, 0, buf.Length)) > 0)
+                lock (stdoutBuffer) stdoutBuffer.Write(buf, 0, n);
+            lock (stdoutBuffer) return stdoutBuffer.ToArray();
         });
         var stderrTask = p.StandardError.ReadToEndAsync();
+        if (interruptAfterBytes >= 0)
+        {
+            // Ctrl-C as a terminal sends it: SIGINT to the process, once it has printed that much.
+            var wait = Stopwatch.StartNew();
+            while (wait.ElapsedMilliseconds < timeoutMs && !p.HasExited)
+            {
+                lock (stdoutBuffer) if (stdoutBuffer.Length >= interruptAfterBytes) break;
+                Thread.Sleep(5);
+            }
+            using var kill = Process.Start("kill", ["-INT", p.Id.ToString(System.Globalization.CultureInfo.InvariantCulture)]);
+            kill.WaitForExit();
+        }
         if (!p.WaitForExit(timeoutMs))
         {
             p.Kill(entireProcessTree: true);

@@ -103,6 +103,20 @@ public class CliTests
     }
 
     [Fact]
+    public void Run_CtrlC_StopsCleanly_AndStillPrintsStatistics()
+    {
+        // An unbounded generation (-n -1, 4096-token context) that only Ctrl-C ends in time.
+        var r = CliRunner.Run(["run", "-m", Stories, "-p", "Once upon a time", "--temp", "0"], interruptAfterBytes: 60);
+        _out.WriteLine(r.Stderr);
+        Assert.Equal(130, r.ExitCode);
+        Assert.StartsWith("Once upon a time", r.Stdout, StringComparison.Ordinal);
+        Assert.EndsWith("\n", r.Stdout, StringComparison.Ordinal);
+        Assert.Contains("stopped: interrupted", r.Stderr, StringComparison.Ordinal);
+        Assert.Matches(@"generation: [0-9]+ tokens in [0-9.]+ ms, [0-9.]+ tok/s", r.Stderr);
+        Assert.DoesNotContain("   at ", r.Stderr, StringComparison.Ordinal);
+    }
+
+    [Fact]
     public void UnknownOption_IsUsageError() => Assert.Equal(1, Run("run", "--no-such-flag").ExitCode);
 
     [Fact]

@@ -12,10 +12,17 @@ internal sealed unsafe class IQ4_NLFormat : WeightFormat
     public override GgmlType VecDotType => GgmlType.Q8_0;
     public override void DequantizeRow(byte* src, float* dst, long n) => IQ4_NL.DequantizeRowReference(src, dst, n);
     public override float VecDot(int n, byte* weights, byte* activations) => IQ4_NL.DotIQ4_NLQ8_0(n, weights, activations);
+
+    /// <summary>Register-tiled on AVX-512BW (<see cref="IQ4_NL.DotTileAvx512"/>); elsewhere one VecDot per pair.</summary>
+    public override void VecDotTile(int n, byte* weights, long rowBytes, int nRows, byte* activations, long actStride, int nActs, float* y, long yStride)
+    {
+        if (Avx512BW.IsSupported) IQ4_NL.DotTileAvx512(n, weights, rowBytes, nRows, activations, actStride, nActs, y, yStride);
+        else base.VecDotTile(n, weights, rowBytes, nRows, activations, actStride, nActs, y, yStride);
+    }
 }
 
 /// <summary>IQ4_NL kernels: quantizer (scale search), dequantizer and the dot product with Q8_0 activations.</summary>
-internal static unsafe class IQ4_NL
+internal static unsafe partial class IQ4_NL
 {
     private const int QK = BlockIQ4_NL.BlockSize;
 
@@ -136,12 +143,6 @@ internal static unsafe class IQ4_NL
         }
     }
 
-    /// <summary>Dot product with a Q8_0 activation row, using the fastest path available.</summary>
-    [MethodImpl(MethodImplOptions.AggressiveInlining)]
-    public static float DotIQ4_NLQ8_0(int n, byte* x, byte* y) =>
-        Avx2.IsSupported ? DotIQ4_NLQ8_0Avx2(n, x, y)
-        : Vector128.IsHardwareAccelerated ? DotIQ4_NLQ8_0Vector128(n, x, y)
-        : DotIQ4_NLQ8_0Reference(n, x, y);
 
     /// <summary>Scalar oracle (ggml_vec_dot_iq4_nl_q8_0 generic): dx·dy·(sumi1 + sumi2) per block, summed in float.</summary>
     public static float DotIQ4_NLQ8_0Reference(int n, byte* vx, byte* vy)

@@ -12,14 +12,22 @@ internal sealed unsafe class Q2_KFormat : WeightFormat
     public override void DequantizeRow(byte* src, float* dst, long n) => Q2_K.DequantizeRowReference((BlockQ2_K*)src, dst, n);
 
     public override float VecDot(int n, byte* weights, byte* activations) =>
-        Avx2.IsSupported
-            ? Q2_K.DotQ2_KQ8_KAvx2(n, (BlockQ2_K*)weights, (BlockQ8_K*)activations)
-            : Q2_K.DotQ2_KQ8_KReference(n, (BlockQ2_K*)weights, (BlockQ8_K*)activations);
+        Q2_K.DotQ2_KQ8_K(n, (BlockQ2_K*)weights, (BlockQ8_K*)activations);
 }
 
 /// <summary>Q2_K kernels: reference (scalar oracle), AVX2 and the f32 quantizer.</summary>
 internal static unsafe partial class Q2_K
 {
+    /// <summary>
+    /// Dot product with a Q8_K row on the fastest path this CPU has: AVX-512BW &gt; AVX2 &gt;
+    /// NEON &gt; scalar (IsSupported checks are JIT/AOT constants). All equal the reference bit for bit.
+    /// </summary>
+    [System.Runtime.CompilerServices.MethodImpl(System.Runtime.CompilerServices.MethodImplOptions.AggressiveInlining)]
+    internal static float DotQ2_KQ8_K(int n, BlockQ2_K* x, BlockQ8_K* y) =>
+        Avx512BW.IsSupported ? DotQ2_KQ8_KAvx512(n, x, y)
+        : Avx2.IsSupported ? DotQ2_KQ8_KAvx2(n, x, y)
+        : DotQ2_KQ8_KReference(n, x, y);
+
     /// <summary>Registers the format and its quantizer (called from <see cref="QuantFormats"/>).</summary>
     public static void Register()
     {

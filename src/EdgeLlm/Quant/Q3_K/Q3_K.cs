@@ -12,14 +12,22 @@ internal sealed unsafe class Q3_KFormat : WeightFormat
     public override void DequantizeRow(byte* src, float* dst, long n) => Q3_K.DequantizeRowReference((BlockQ3_K*)src, dst, n);
 
     public override float VecDot(int n, byte* weights, byte* activations) =>
-        Avx2.IsSupported
-            ? Q3_K.DotQ3_KQ8_KAvx2(n, (BlockQ3_K*)weights, (BlockQ8_K*)activations)
-            : Q3_K.DotQ3_KQ8_KReference(n, (BlockQ3_K*)weights, (BlockQ8_K*)activations);
+        Q3_K.DotQ3_KQ8_K(n, (BlockQ3_K*)weights, (BlockQ8_K*)activations);
 }
 
 /// <summary>Q3_K kernels: reference (scalar oracle), AVX2 and the f32 quantizer.</summary>
 internal static unsafe partial class Q3_K
 {
+    /// <summary>
+    /// Dot product with a Q8_K row on the fastest path this CPU has: AVX-512BW &gt; AVX2 &gt;
+    /// NEON &gt; scalar (IsSupported checks are JIT/AOT constants). All equal the reference bit for bit.
+    /// </summary>
+    [System.Runtime.CompilerServices.MethodImpl(System.Runtime.CompilerServices.MethodImplOptions.AggressiveInlining)]
+    internal static float DotQ3_KQ8_K(int n, BlockQ3_K* x, BlockQ8_K* y) =>
+        Avx512BW.IsSupported ? DotQ3_KQ8_KAvx512(n, x, y)
+        : Avx2.IsSupported ? DotQ3_KQ8_KAvx2(n, x, y)
+        : DotQ3_KQ8_KReference(n, x, y);
+
     /// <summary>Registers the format and its quantizer (called from <see cref="QuantFormats"/>).</summary>
     public static void Register()
     {

@@ -12,10 +12,17 @@ internal sealed unsafe class Q4_1Format : WeightFormat
     public override GgmlType VecDotType => GgmlType.Q8_1;
     public override void DequantizeRow(byte* src, float* dst, long n) => Q4_1.DequantizeRowReference(src, dst, n);
     public override float VecDot(int n, byte* weights, byte* activations) => Q4_1.DotQ4_1Q8_1(n, weights, activations);
+
+    /// <summary>Register-tiled on AVX-512BW (<see cref="Q4_1.DotTileAvx512"/>); elsewhere one VecDot per pair.</summary>
+    public override void VecDotTile(int n, byte* weights, long rowBytes, int nRows, byte* activations, long actStride, int nActs, float* y, long yStride)
+    {
+        if (Avx512BW.IsSupported) Q4_1.DotTileAvx512(n, weights, rowBytes, nRows, activations, actStride, nActs, y, yStride);
+        else base.VecDotTile(n, weights, rowBytes, nRows, activations, actStride, nActs, y, yStride);
+    }
 }
 
 /// <summary>Q4_1 kernels: quantizer, dequantizer and the dot product with Q8_1 activations.</summary>
-internal static unsafe class Q4_1
+internal static unsafe partial class Q4_1
 {
     private const int QK = BlockQ4_1.BlockSize;
 
@@ -69,12 +76,6 @@ internal static unsafe class Q4_1
         }
     }
 
-    /// <summary>Dot product with a Q8_1 activation row, using the fastest path available.</summary>
-    [MethodImpl(MethodImplOptions.AggressiveInlining)]
-    public static float DotQ4_1Q8_1(int n, byte* x, byte* y) =>
-        Avx2.IsSupported ? DotQ4_1Q8_1Avx2(n, x, y)
-        : Vector128.IsHardwareAccelerated ? DotQ4_1Q8_1Vector128(n, x, y)
-        : DotQ4_1Q8_1Reference(n, x, y);
 
     /// <summary>
     /// Scalar oracle (ggml_vec_dot_q4_1_q8_1_generic): Σ (d·q + m)·(dy·qy) = dx·dy·Σq·qy + m·s,

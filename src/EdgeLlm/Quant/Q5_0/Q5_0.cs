@@ -12,10 +12,17 @@ internal sealed unsafe class Q5_0Format : WeightFormat
     public override GgmlType VecDotType => GgmlType.Q8_0;
     public override void DequantizeRow(byte* src, float* dst, long n) => Q5_0.DequantizeRowReference(src, dst, n);
     public override float VecDot(int n, byte* weights, byte* activations) => Q5_0.DotQ5_0Q8_0(n, weights, activations);
+
+    /// <summary>Register-tiled on AVX-512BW (<see cref="Q5_0.DotTileAvx512"/>); elsewhere one VecDot per pair.</summary>
+    public override void VecDotTile(int n, byte* weights, long rowBytes, int nRows, byte* activations, long actStride, int nActs, float* y, long yStride)
+    {
+        if (Avx512BW.IsSupported) Q5_0.DotTileAvx512(n, weights, rowBytes, nRows, activations, actStride, nActs, y, yStride);
+        else base.VecDotTile(n, weights, rowBytes, nRows, activations, actStride, nActs, y, yStride);
+    }
 }
 
 /// <summary>Q5_0 kernels: quantizer, dequantizer and the dot product with Q8_0 activations.</summary>
-internal static unsafe class Q5_0
+internal static unsafe partial class Q5_0
 {
     private const int QK = BlockQ5_0.BlockSize;
 
@@ -73,12 +80,6 @@ internal static unsafe class Q5_0
         }
     }
 
-    /// <summary>Dot product with a Q8_0 activation row, using the fastest path available.</summary>
-    [MethodImpl(MethodImplOptions.AggressiveInlining)]
-    public static float DotQ5_0Q8_0(int n, byte* x, byte* y) =>
-        Avx2.IsSupported ? DotQ5_0Q8_0Avx2(n, x, y)
-        : Vector128.IsHardwareAccelerated ? DotQ5_0Q8_0Vector128(n, x, y)
-        : DotQ5_0Q8_0Reference(n, x, y);
 
     /// <summary>Scalar oracle (ggml_vec_dot_q5_0_q8_0_generic): (dx·dy)·sumi per block, summed in float.</summary>
     public static float DotQ5_0Q8_0Reference(int n, byte* vx, byte* vy)

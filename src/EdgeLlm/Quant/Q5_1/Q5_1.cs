@@ -12,10 +12,17 @@ internal sealed unsafe class Q5_1Format : WeightFormat
     public override GgmlType VecDotType => GgmlType.Q8_1;
     public override void DequantizeRow(byte* src, float* dst, long n) => Q5_1.DequantizeRowReference(src, dst, n);
     public override float VecDot(int n, byte* weights, byte* activations) => Q5_1.DotQ5_1Q8_1(n, weights, activations);
+
+    /// <summary>Register-tiled on AVX-512BW (<see cref="Q5_1.DotTileAvx512"/>); elsewhere one VecDot per pair.</summary>
+    public override void VecDotTile(int n, byte* weights, long rowBytes, int nRows, byte* activations, long actStride, int nActs, float* y, long yStride)
+    {
+        if (Avx512BW.IsSupported) Q5_1.DotTileAvx512(n, weights, rowBytes, nRows, activations, actStride, nActs, y, yStride);
+        else base.VecDotTile(n, weights, rowBytes, nRows, activations, actStride, nActs, y, yStride);
+    }
 }
 
 /// <summary>Q5_1 kernels: quantizer, dequantizer and the dot product with Q8_1 activations.</summary>
-internal static unsafe class Q5_1
+internal static unsafe partial class Q5_1
 {
     private const int QK = BlockQ5_1.BlockSize;
 
@@ -76,12 +83,6 @@ internal static unsafe class Q5_1
         }
     }
 
-    /// <summary>Dot product with a Q8_1 activation row, using the fastest path available.</summary>
-    [MethodImpl(MethodImplOptions.AggressiveInlining)]
-    public static float DotQ5_1Q8_1(int n, byte* x, byte* y) =>
-        Avx2.IsSupported ? DotQ5_1Q8_1Avx2(n, x, y)
-        : Vector128.IsHardwareAccelerated ? DotQ5_1Q8_1Vector128(n, x, y)
-        : DotQ5_1Q8_1Reference(n, x, y);
 
     /// <summary>Scalar oracle (ggml_vec_dot_q5_1_q8_1_generic): (dx·dy)·sumi + m·s per block, summed in float.</summary>
     public static float DotQ5_1Q8_1Reference(int n, byte* vx, byte* vy)

@@ -1,0 +1,91 @@
+using System.CommandLine;
+using EdgeLlm.Engine;
+using EdgeLlm.Models;
+using EdgeLlm.Vulkan;
+
+namespace EdgeLlm.Cli.Commands;
+
+/// <summary>What the commands need of an inference context, whichever backend runs it.</summary>
+public interface IEvalContext : IDisposable
+{
+    /// <summary>Tokens evaluated so far.</summary>
+    int Position { get; }
+
+    /// <summary>Evaluates tokens (the contract of <see cref="InferenceContext.Eval"/>).</summary>
+    float[] Eval(ReadOnlySpan<int> tokens, bool allLogits = false);
+
+    /// <summary>Forgets every evaluated token.</summary>
+    void Reset();
+
+    /// <summary>Where it runs, e.g. "cpu (4 threads)" or "vulkan (NVIDIA ...)".</summary>
+    string Description { get; }
+}
+
+/// <summary>
+/// <c>--backend cpu|vulkan|auto</c> (default cpu). <c>vulkan</c> is strict: no usable device is an
+/// error (exit 2), never a silent CPU run. <c>auto</c> takes Vulkan only on a discrete or
+/// integrated GPU (not a software driver such as lavapipe) and otherwise says on stderr that it
+/// runs on the CPU.
+/// </summary>
+public static class BackendOption
+{
+    public static Option<string> Create()
+    {
+        var o = new Option<string>("--backend") { Description = "Where to run the model: cpu, vulkan (fails without a Vulkan device) or auto (a Vulkan GPU if there is one, else the CPU)", DefaultValueFactory = _ => "cpu" };
+        o.AcceptOnlyFromAmong("cpu", "vulkan", "auto");
+        return o;
+    }
+
+    /// <summary>Creates the context for <paramref name="backend"/>.</summary>
+    /// <exception cref="VulkanUnavailableException">backend is vulkan and no usable device exists.</exception>
+    public static IEvalContext CreateContext(string? backend, Model model, int contextLength, int threads)
+    {
+        switch (backend ?? "cpu")
+        {
+            case "vulkan":
+                return new VulkanEval(new VulkanInferenceContext(model, contextLength));
+            case "auto":
+                VulkanDevice? device = null;
+                try
+                {
+                    device = VulkanDevice.Open();
+                    if (device.Info.IsGpu)
+                    {
+                        var ctx = new VulkanInferenceContext(model, contextLength, device);
+                        return new VulkanEval(ctx, device);
+                    }
+                    Console.Error.WriteLine($"edgellm: --backend auto: the only Vulkan device is {device.Info.Name} ({device.Info.Type.ToString().ToLowerInvariant()}), not a GPU; running on the CPU");
+                }
+                catch (VulkanUnavailableException e)
+                {
+                    Console.Error.WriteLine($"edgellm: --backend auto: Vulkan unavailable ({e.Message}); running on the CPU");
+                }
+                device?.Dispose();
+                return new CpuEval(new InferenceContext(model, contextLength, threads));
+            default:
+                return new CpuEval(new InferenceContext(model, contextLength, threads));
+        }
+    }
+
+    private sealed class CpuEval(InferenceContext ctx) : IEvalContext
+    {
+        public int Position => ctx.Position;
+        public string Description => $"cpu ({ctx.Threads} threads)";
+        public float[] Eval(ReadOnlySpan<int> tokens, bool allLogits = false) => ctx.Eval(tokens, allLogits);
+        public void Reset() => ctx.Reset();
+        public void Dispose() => ctx.Dispose();
+    }
+
+    private sealed class VulkanEval(VulkanInferenceContext ctx, VulkanDevice? ownedDevice = null) : IEvalContext
+    {
+        public int Position => ctx.Position;
+        public string Description => $"vulkan ({ctx.Device.Name})";
+        public float[] Eval(ReadOnlySpan<int> tokens, bool allLogits = false) => ctx.Eval(tokens, allLogits);
+        public void Reset() => ctx.Reset();
+        public void Dispose()
+        {
+            ctx.Dispose();
+            ownedDevice?.Dispose();
+        }
+    }
+}

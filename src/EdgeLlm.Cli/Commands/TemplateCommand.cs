@@ -1,0 +1,125 @@
+using System.CommandLine;
+using System.Globalization;
+using System.Text;
+using System.Text.Json;
+using EdgeLlm.Chat;
+using EdgeLlm.Chat.Jinja;
+using EdgeLlm.Gguf;
+using EdgeLlm.Tokenizers;
+
+namespace EdgeLlm.Cli.Commands;
+
+/// <summary>
+/// <c>edgellm template</c>: renders a chat template (a .jinja file, or a model's own) over a JSON
+/// conversation and prints the prompt on stdout exactly, with no newline added.
+/// </summary>
+public static class TemplateCommand
+{
+    public static Command Create(Option<bool> verbose)
+    {
+        var template = new Option<string?>("--template") { Description = "Jinja chat template file (instead of -m)" };
+        var model = new Option<string?>("--model", "-m") { Description = "GGUF model whose tokenizer.chat_template to render (instead of --template)" };
+        var messages = new Option<string?>("--messages") { Description = "JSON file: an array of {\"role\": ..., \"content\": ...}" };
+        var noGen = new Option<bool>("--no-generation-prompt") { Description = "Do not end with the assistant's turn header (add_generation_prompt = false)" };
+        var bos = new Option<string?>("--bos") { Description = "bos_token text (default: the model's BOS token text with -m, else empty)" };
+        var eos = new Option<string?>("--eos") { Description = "eos_token text (default: the model's EOS token text with -m, else empty)" };
+        var date = new Option<string?>("--date") { Description = "Fix the date strftime_now() sees (YYYY-MM-DD; default: now)" };
+        var cmd = new Command("template", "Render a chat template over a conversation and print the prompt") { template, model, messages, noGen, bos, eos, date };
+        cmd.SetAction(pr => ExitCodes.Guard(pr.GetValue(verbose), () =>
+        {
+            string? templatePath = pr.GetValue(template), modelPath = pr.GetValue(model);
+            if ((templatePath is null) == (modelPath is null)) throw new UsageException("give either --template FILE.jinja or -m MODEL");
+            string messagesPath = pr.GetValue(messages) ?? throw new UsageException("give the conversation with --messages FILE.json");
+            DateTime? now = null;
+            if (pr.GetValue(date) is { } d)
+            {
+                if (!DateTime.TryParseExact(d, "yyyy-MM-dd", CultureInfo.InvariantCulture, DateTimeStyles.None, out var parsed))
+                    throw new UsageException($"--date must be YYYY-MM-DD, got '{d}'");
+                now = parsed;
+            }
+            var conversation = ReadMessages(messagesPath);
+
+            string? bosText = pr.GetValue(bos), eosText = pr.GetValue(eos);
+            ChatTemplate chat;
+            string origin;
+            if (templatePath is not null)
+            {
+                origin = templatePath;
+                chat = Parse(ReadUtf8(templatePath), origin);
+            }
+            else
+            {
+                origin = modelPath!;
+                using var gguf = GgufFile.Open(modelPath!);
+                string? source = gguf.GetString(ChatTemplate.GgufKey);
+                if (string.IsNullOrEmpty(source))
+                {
+                    Console.Error.WriteLine($"edgellm: {modelPath} has no chat template ({ChatTemplate.GgufKey}); using the plain fallback format (\"role: content\" lines, then \"assistant: \")");
+                    chat = ChatTemplate.Fallback;
+                }
+                else chat = Parse(source, origin);
+                if (bosText is null || eosText is null)
+                {
+                    var tokenizer = Tokenizer.FromGguf(gguf);
+                    bosText ??= tokenizer.Bos >= 0 ? tokenizer.TokenText(tokenizer.Bos) : "";
+                    eosText ??= tokenizer.Eos >= 0 ? tokenizer.TokenText(tokenizer.Eos) : "";
+                }
+            }
+
+            string prompt;
+            try
+            {
+                prompt = chat.Render(conversation, !pr.GetValue(noGen), bosText ?? "", eosText ?? "", now);
+            }
+            catch (TemplateException e)
+            {
+                throw new InputException($"{origin}: {e.Message}");
+            }
+            var stdout = Console.OpenStandardOutput();
+            stdout.Write(new UTF8Encoding(false).GetBytes(prompt));
+            stdout.Flush();
+            return ExitCodes.Ok;
+        }));
+        return cmd;
+    }
+
+    private static ChatTemplate Parse(string source, string origin)
+    {
+        try { return ChatTemplate.Parse(source); }
+        catch (TemplateException e) { throw new InputException($"{origin}: {e.Message}"); }
+    }
+
+    private static string ReadUtf8(string path)
+    {
+        var bytes = File.ReadAllBytes(path);
+        try { return new UTF8Encoding(false, true).GetString(bytes).TrimStart('\uFEFF'); }
+        catch (DecoderFallbackException e) { throw new InputException($"{path} is not valid UTF-8 (byte offset {e.Index})"); }
+    }
+
+    /// <summary>Reads a JSON array of {"role", "content"} objects (JsonDocument: no reflection, NativeAOT-safe).</summary>
+    internal static List<ChatMessage> ReadMessages(string path)
+    {
+        string text = ReadUtf8(path);
+        try
+        {
+            using var doc = JsonDocument.Parse(text);
+            if (doc.RootElement.ValueKind != JsonValueKind.Array) throw new InputException($"{path}: expected a JSON array of messages, got {doc.RootElement.ValueKind}");
+            var list = new List<ChatMessage>();
+            int i = 0;
+            foreach (var m in doc.RootElement.EnumerateArray())
+            {
+                if (m.ValueKind != JsonValueKind.Object) throw new InputException($"{path}: message {i} is not an object");
+                string Field(string name) =>
+                    m.TryGetProperty(name, out var v) && v.ValueKind == JsonValueKind.String ? v.GetString()!
+                    : throw new InputException($"{path}: message {i} needs a string \"{name}\"");
+                list.Add(new ChatMessage(Field("role"), Field("content")));
+                i++;
+            }
+            return list;
+        }
+        catch (JsonException e)
+        {
+            throw new InputException($"{path}: invalid JSON: {e.Message}");
+        }
+    }
+}

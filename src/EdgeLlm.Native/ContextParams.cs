@@ -1,0 +1,71 @@
+using System.Runtime.InteropServices;
+using EdgeLlm.Sampling;
+
+namespace EdgeLlm.Native;
+
+/// <summary>
+/// <c>edgellm_context_params</c> of edgellm.h, field for field (40 bytes; offsets 0,4,8,16,20,24,28,32,36).
+/// </summary>
+[StructLayout(LayoutKind.Sequential)]
+internal struct ContextParams
+{
+    /// <summary>EDGELLM_SEED_RANDOM.</summary>
+    public const ulong RandomSeed = ulong.MaxValue;
+
+    public int ContextLength;
+    public int Threads;
+    public ulong Seed;
+    public float Temperature;
+    public int TopK;
+    public float TopP;
+    public float MinP;
+    public float RepeatPenalty;
+    public int RepeatLastN;
+
+    /// <summary>The defaults: <see cref="SamplerOptions"/>'s (llama.cpp's) and a 4096-token context.</summary>
+    public static ContextParams Default()
+    {
+        var s = new SamplerOptions();
+        return new ContextParams
+        {
+            ContextLength = 4096,
+            Threads = 0,
+            Seed = RandomSeed,
+            Temperature = s.Temperature,
+            TopK = s.TopK,
+            TopP = s.TopP,
+            MinP = s.MinP,
+            RepeatPenalty = s.RepeatPenalty,
+            RepeatLastN = s.RepeatLastN,
+        };
+    }
+
+    /// <summary>The sampler settings, validated (ArgumentException names the bad field by its C name).</summary>
+    public readonly SamplerOptions ToSamplerOptions()
+    {
+        var o = new SamplerOptions
+        {
+            Temperature = Temperature,
+            TopK = TopK,
+            TopP = TopP,
+            MinP = MinP,
+            RepeatPenalty = RepeatPenalty,
+            RepeatLastN = RepeatLastN,
+            Seed = Seed == RandomSeed ? null : Seed,
+        };
+        try
+        {
+            o.Validate();
+        }
+        catch (ArgumentException e)
+        {
+            // SamplerOptions spells options the CLI way (--top-p); C callers know the struct fields.
+            string msg = e.Message.Replace("--temp ", "temperature ", StringComparison.Ordinal)
+                .Replace("--top-k", "top_k", StringComparison.Ordinal).Replace("--top-p", "top_p", StringComparison.Ordinal)
+                .Replace("--min-p", "min_p", StringComparison.Ordinal).Replace("--repeat-penalty", "repeat_penalty", StringComparison.Ordinal)
+                .Replace("--repeat-last-n", "repeat_last_n", StringComparison.Ordinal);
+            throw new ArgumentException($"edgellm_context_params.{msg}", e);
+        }
+        return o;
+    }
+}

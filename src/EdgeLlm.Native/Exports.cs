@@ -1,0 +1,548 @@
+using System.Runtime.CompilerServices;
+using System.Runtime.InteropServices;
+using System.Text;
+using EdgeLlm.Engine;
+using EdgeLlm.Models;
+using EdgeLlm.Sampling;
+using EdgeLlm.Tokenizers;
+
+namespace EdgeLlm.Native;
+
+/// <summary>
+/// The exported functions of edgellm.h. Each one catches every exception (<see cref="LastError.Fail"/>) and
+/// returns an <see cref="EdgeLlmError"/> code, so nothing managed unwinds into C.
+/// </summary>
+internal static unsafe class Exports
+{
+    private static readonly UTF8Encoding s_strictUtf8 = new(encoderShouldEmitUTF8Identifier: false, throwOnInvalidBytes: true);
+    private static readonly byte* s_version = NativeString(Version);
+
+    /// <summary>The library version (kept equal to EDGELLM_VERSION_STRING in edgellm.h; the C test checks it).</summary>
+    internal const string Version = "0.1.0";
+
+    private static byte* NativeString(string s)
+    {
+        int n = Encoding.UTF8.GetByteCount(s);
+        var p = (byte*)NativeMemory.Alloc((nuint)n + 1);
+        Encoding.UTF8.GetBytes(s, new Span<byte>(p, n));
+        p[n] = 0;
+        return p;
+    }
+
+    // ------------------------------------------------------------------ library
+
+    [UnmanagedCallersOnly(EntryPoint = "edgellm_version")]
+    public static byte* EdgellmVersion() => s_version;
+
+    [UnmanagedCallersOnly(EntryPoint = "edgellm_last_error")]
+    public static byte* EdgellmLastError() => LastError.Get();
+
+    // ------------------------------------------------------------------ model
+
+    [UnmanagedCallersOnly(EntryPoint = "edgellm_model_load")]
+    public static int ModelLoad(byte* path, nint* outModel)
+    {
+        try
+        {
+            if (outModel == null) throw new ArgumentException("out_model is NULL");
+            *outModel = 0;
+            if (path == null) throw new ArgumentException("path is NULL");
+            string file = DecodeUtf8(MemoryMarshal.CreateReadOnlySpanFromNullTerminated(path), "path");
+            if (!File.Exists(file))
+                throw new EdgeLlmException(EdgeLlmError.ModelLoadFailed, Directory.Exists(file) ? $"'{file}' is a directory, not a GGUF file" : $"'{file}' does not exist");
+            NativeModel nm;
+            try
+            {
+                var model = Model.Load(file);
+                try
+                {
+                    nm = new NativeModel(model, Tokenizer.FromGguf(model.File));
+                }
+                catch
+                {
+                    model.Dispose();
+                    throw;
+                }
+            }
+            catch (Exception e) when (e is not OutOfMemoryException)
+            {
+                throw new EdgeLlmException(EdgeLlmError.ModelLoadFailed, $"cannot load '{file}': {e.Message}");
+            }
+            *outModel = HandleTable.Add(nm);
+            return 0;
+        }
+        catch (Exception e)
+        {
+            return LastError.Fail(e, "edgellm_model_load");
+        }
+    }
+
+    [UnmanagedCallersOnly(EntryPoint = "edgellm_model_free")]
+    public static int ModelFree(nint model)
+    {
+        try
+        {
+            if (model == 0) return 0;
+            NativeModel m;
+            lock (HandleTable.Sync)
+            {
+                m = HandleTable.GetLocked<NativeModel>(model, "model");
+                HandleTable.RemoveLocked(model);
+            }
+            m.Release();
+            return 0;
+        }
+        catch (Exception e)
+        {
+            return LastError.Fail(e, "edgellm_model_free");
+        }
+    }
+
+    [UnmanagedCallersOnly(EntryPoint = "edgellm_model_n_vocab")]
+    public static int ModelNVocab(nint model, int* outNVocab) => ModelQuery(model, outNVocab, m => m.Model.Config.VocabSize, "edgellm_model_n_vocab");
+
+    [UnmanagedCallersOnly(EntryPoint = "edgellm_model_n_ctx_train")]
+    public static int ModelNCtxTrain(nint model, int* outNCtxTrain) => ModelQuery(model, outNCtxTrain, m => m.Model.Config.TrainingContextLength, "edgellm_model_n_ctx_train");
+
+    [UnmanagedCallersOnly(EntryPoint = "edgellm_model_token_bos")]
+    public static int ModelTokenBos(nint model, int* outToken) => ModelQuery(model, outToken, m => m.Tokenizer.Bos, "edgellm_model_token_bos");
+
+    [UnmanagedCallersOnly(EntryPoint = "edgellm_model_token_eos")]
+    public static int ModelTokenEos(nint model, int* outToken) => ModelQuery(model, outToken, m => m.Tokenizer.Eos, "edgellm_model_token_eos");
+
+    [UnmanagedCallersOnly(EntryPoint = "edgellm_model_token_is_eog")]
+    public static int ModelTokenIsEog(nint model, int token, int* outIsEog)
+    {
+        return ModelQuery(model, outIsEog, m =>
+        {
+            CheckToken(m, token);
+            return m.Tokenizer.IsEndOfGeneration(token) ? 1 : 0;
+        }, "edgellm_model_token_is_eog");
+    }
+
+    /// <summary>A model read that writes one int: the shared null/handle/exception handling.</summary>
+    private static int ModelQuery(nint model, int* result, Func<NativeModel, int> read, string function)
+    {
+        try
+        {
+            if (result == null) throw new ArgumentException("the output pointer is NULL");
+            var m = NativeModel.Acquire(model);
+            try
+            {
+                *result = read(m);
+            }
+            finally
+            {
+                m.Release();
+            }
+            return 0;
+        }
+        catch (Exception e)
+        {
+            return LastError.Fail(e, function);
+        }
+    }
+
+    // ------------------------------------------------------------------ tokenizer
+
+    [UnmanagedCallersOnly(EntryPoint = "edgellm_tokenize")]
+    public static int Tokenize(nint model, byte* text, int textLen, int addSpecial, int parseSpecial, int* tokens, int capacity, int* nTokens)
+    {
+        try
+        {
+            if (nTokens == null) throw new ArgumentException("n_tokens is NULL");
+            string s = DecodeUtf8(Input(text, textLen, "text"), "text");
+            CheckOutput(tokens, capacity, "tokens");
+            var m = NativeModel.Acquire(model);
+            try
+            {
+                int[] ids = m.Tokenizer.Encode(s, addSpecial != 0, parseSpecial != 0);
+                *nTokens = ids.Length;
+                if (ids.Length > capacity)
+                    throw new EdgeLlmException(EdgeLlmError.BufferTooSmall, $"the text is {ids.Length} tokens but the buffer holds {capacity}");
+                ids.AsSpan().CopyTo(new Span<int>(tokens, capacity));
+            }
+            finally
+            {
+                m.Release();
+            }
+            return 0;
+        }
+        catch (Exception e)
+        {
+            return LastError.Fail(e, "edgellm_tokenize");
+        }
+    }
+
+    [UnmanagedCallersOnly(EntryPoint = "edgellm_token_to_piece")]
+    public static int TokenToPiece(nint model, int token, int special, byte* buf, int capacity, int* nBytes)
+    {
+        try
+        {
+            if (nBytes == null) throw new ArgumentException("n_bytes is NULL");
+            CheckOutput(buf, capacity, "buf");
+            var m = NativeModel.Acquire(model);
+            try
+            {
+                CheckToken(m, token);
+                byte[] piece = m.Tokenizer.TokenToBytes(token, special != 0);
+                return WriteBytes(piece, buf, capacity, nBytes);
+            }
+            finally
+            {
+                m.Release();
+            }
+        }
+        catch (Exception e)
+        {
+            return LastError.Fail(e, "edgellm_token_to_piece");
+        }
+    }
+
+    [UnmanagedCallersOnly(EntryPoint = "edgellm_detokenize")]
+    public static int Detokenize(nint model, int* tokens, int nTokens, int removeSpecial, int unparseSpecial, byte* text, int capacity, int* nBytes)
+    {
+        try
+        {
+            if (nBytes == null) throw new ArgumentException("n_bytes is NULL");
+            var ids = Input(tokens, nTokens, "tokens");
+            CheckOutput(text, capacity, "text");
+            var m = NativeModel.Acquire(model);
+            try
+            {
+                for (int i = 0; i < ids.Length; i++) CheckToken(m, ids[i]);
+                string s = m.Tokenizer.Detokenize(ids.ToArray(), removeSpecial != 0, unparseSpecial != 0);
+                return WriteBytes(Encoding.UTF8.GetBytes(s), text, capacity, nBytes);
+            }
+            finally
+            {
+                m.Release();
+            }
+        }
+        catch (Exception e)
+        {
+            return LastError.Fail(e, "edgellm_detokenize");
+        }
+    }
+
+    // ------------------------------------------------------------------ context
+
+    [UnmanagedCallersOnly(EntryPoint = "edgellm_context_params_default")]
+    public static ContextParams ContextParamsDefault() => ContextParams.Default();
+
+    [UnmanagedCallersOnly(EntryPoint = "edgellm_context_create")]
+    public static int ContextCreate(nint model, ContextParams* parameters, nint* outCtx)
+    {
+        try
+        {
+            if (outCtx == null) throw new ArgumentException("out_ctx is NULL");
+            *outCtx = 0;
+            var p = parameters != null ? *parameters : ContextParams.Default();
+            if (p.ContextLength < 1) throw new ArgumentException($"edgellm_context_params.context_length must be >= 1, got {p.ContextLength}");
+            if (p.Threads < 0) throw new ArgumentException($"edgellm_context_params.threads must be >= 0 (0 = one per processor), got {p.Threads}");
+            var options = p.ToSamplerOptions();
+            var m = NativeModel.Acquire(model); // the context's reference, released by its Dispose
+            NativeContext? created = null;
+            try
+            {
+                var ctx = new InferenceContext(m.Model, p.ContextLength, p.Threads);
+                try
+                {
+                    created = new NativeContext(m, ctx, new Sampler(options, m.Model.Config.VocabSize));
+                }
+                catch
+                {
+                    ctx.Dispose();
+                    throw;
+                }
+                *outCtx = HandleTable.Add(created);
+            }
+            catch
+            {
+                if (created is not null) created.Dispose(); // releases the model reference too
+                else m.Release();
+                throw;
+            }
+            return 0;
+        }
+        catch (Exception e)
+        {
+            return LastError.Fail(e, "edgellm_context_create");
+        }
+    }
+
+    [UnmanagedCallersOnly(EntryPoint = "edgellm_context_free")]
+    public static int ContextFree(nint ctx)
+    {
+        try
+        {
+            if (ctx == 0) return 0;
+            NativeContext.Free(ctx);
+            return 0;
+        }
+        catch (Exception e)
+        {
+            return LastError.Fail(e, "edgellm_context_free");
+        }
+    }
+
+    [UnmanagedCallersOnly(EntryPoint = "edgellm_context_reset")]
+    public static int ContextReset(nint ctx)
+    {
+        try
+        {
+            var c = NativeContext.Enter(ctx);
+            try
+            {
+                c.Reset();
+            }
+            finally
+            {
+                c.Leave();
+            }
+            return 0;
+        }
+        catch (Exception e)
+        {
+            return LastError.Fail(e, "edgellm_context_reset");
+        }
+    }
+
+    [UnmanagedCallersOnly(EntryPoint = "edgellm_context_position")]
+    public static int ContextPosition(nint ctx, int* outPosition)
+    {
+        try
+        {
+            if (outPosition == null) throw new ArgumentException("out_position is NULL");
+            var c = NativeContext.Enter(ctx);
+            try
+            {
+                *outPosition = c.Context.Position;
+            }
+            finally
+            {
+                c.Leave();
+            }
+            return 0;
+        }
+        catch (Exception e)
+        {
+            return LastError.Fail(e, "edgellm_context_position");
+        }
+    }
+
+    [UnmanagedCallersOnly(EntryPoint = "edgellm_context_eval")]
+    public static int ContextEval(nint ctx, int* tokens, int nTokens)
+    {
+        try
+        {
+            var ids = Input(tokens, nTokens, "tokens");
+            if (ids.IsEmpty) throw new ArgumentException("n_tokens must be >= 1, got 0");
+            var c = NativeContext.Enter(ctx);
+            try
+            {
+                foreach (int t in ids) CheckToken(c.Model, t);
+                c.Eval(ids);
+            }
+            finally
+            {
+                c.Leave();
+            }
+            return 0;
+        }
+        catch (Exception e)
+        {
+            return LastError.Fail(e, "edgellm_context_eval");
+        }
+    }
+
+    [UnmanagedCallersOnly(EntryPoint = "edgellm_context_logits")]
+    public static int ContextLogits(nint ctx, float** outLogits, int* outNVocab)
+    {
+        try
+        {
+            if (outLogits == null || outNVocab == null) throw new ArgumentException("out_logits or out_n_vocab is NULL");
+            *outLogits = null;
+            *outNVocab = 0;
+            var c = NativeContext.Enter(ctx);
+            try
+            {
+                if (!c.HasLogits) throw new EdgeLlmException(EdgeLlmError.NoLogits, "no logits yet: evaluate tokens first");
+                *outLogits = c.Logits;
+                *outNVocab = c.VocabSize;
+            }
+            finally
+            {
+                c.Leave();
+            }
+            return 0;
+        }
+        catch (Exception e)
+        {
+            return LastError.Fail(e, "edgellm_context_logits");
+        }
+    }
+
+    [UnmanagedCallersOnly(EntryPoint = "edgellm_context_logits_copy")]
+    public static int ContextLogitsCopy(nint ctx, float* dst, int capacity, int* outNVocab)
+    {
+        try
+        {
+            if (outNVocab == null) throw new ArgumentException("out_n_vocab is NULL");
+            CheckOutput(dst, capacity, "dst");
+            var c = NativeContext.Enter(ctx);
+            try
+            {
+                if (!c.HasLogits) throw new EdgeLlmException(EdgeLlmError.NoLogits, "no logits yet: evaluate tokens first");
+                *outNVocab = c.VocabSize;
+                if (capacity < c.VocabSize)
+                    throw new EdgeLlmException(EdgeLlmError.BufferTooSmall, $"the logits are {c.VocabSize} floats but the buffer holds {capacity}");
+                new ReadOnlySpan<float>(c.Logits, c.VocabSize).CopyTo(new Span<float>(dst, capacity));
+            }
+            finally
+            {
+                c.Leave();
+            }
+            return 0;
+        }
+        catch (Exception e)
+        {
+            return LastError.Fail(e, "edgellm_context_logits_copy");
+        }
+    }
+
+    [UnmanagedCallersOnly(EntryPoint = "edgellm_context_sample")]
+    public static int ContextSample(nint ctx, int* outToken)
+    {
+        try
+        {
+            if (outToken == null) throw new ArgumentException("out_token is NULL");
+            var c = NativeContext.Enter(ctx);
+            try
+            {
+                *outToken = c.Sample();
+            }
+            finally
+            {
+                c.Leave();
+            }
+            return 0;
+        }
+        catch (Exception e)
+        {
+            return LastError.Fail(e, "edgellm_context_sample");
+        }
+    }
+
+    [UnmanagedCallersOnly(EntryPoint = "edgellm_context_generate")]
+    public static int ContextGenerate(nint ctx, byte* prompt, int promptLen, int maxTokens, delegate* unmanaged<byte*, int, void*, int> callback, void* userData)
+    {
+        try
+        {
+            if (callback == null) throw new ArgumentException("callback is NULL");
+            if (maxTokens < -1) throw new ArgumentException($"max_tokens must be >= -1 (-1 = no limit), got {maxTokens}");
+            string text = DecodeUtf8(Input(prompt, promptLen, "prompt"), "prompt");
+            var c = NativeContext.Enter(ctx);
+            try
+            {
+                return Generate(c, text, maxTokens, callback, userData);
+            }
+            finally
+            {
+                c.Leave();
+            }
+        }
+        catch (Exception e)
+        {
+            return LastError.Fail(e, "edgellm_context_generate");
+        }
+    }
+
+    /// <summary>
+    /// The generate loop: every sampled token is evaluated before its text is delivered, so when the call
+    /// returns the context holds the prompt and everything delivered, and its logits continue from there.
+    /// </summary>
+    private static int Generate(NativeContext c, string prompt, int maxTokens, delegate* unmanaged<byte*, int, void*, int> callback, void* userData)
+    {
+        var tokenizer = c.Model.Tokenizer;
+        if (prompt.Length > 0)
+        {
+            // BOS only at the start of a sequence, so that a second call continues the text.
+            int[] ids = tokenizer.Encode(prompt, addSpecial: c.Context.Position == 0, parseSpecial: true);
+            if (ids.Length > 0) c.Eval(ids);
+        }
+        if (!c.HasLogits) throw new EdgeLlmException(EdgeLlmError.NoLogits, "the prompt is empty and nothing was evaluated before: no logits to continue from");
+
+        var decoder = new StreamingDecoder(tokenizer);
+        for (int generated = 0; maxTokens < 0 || generated < maxTokens; generated++)
+        {
+            int next = c.Sample();
+            if (tokenizer.IsEndOfGeneration(next)) break;
+            if (c.Context.Position >= c.Context.ContextLength)
+            {
+                Emit(decoder.Flush(), callback, userData);
+                throw new EdgeLlmException(EdgeLlmError.ContextFull, $"the context is full ({c.Context.ContextLength} tokens) after {generated} generated tokens");
+            }
+            c.Eval([next]);
+            if (Emit(decoder.Append(next), callback, userData)) return 0;
+        }
+        Emit(decoder.Flush(), callback, userData);
+        return 0;
+    }
+
+    /// <summary>Hands <paramref name="text"/> (when not empty) to the callback as NUL-terminated UTF-8; true when it asks to stop.</summary>
+    private static bool Emit(string text, delegate* unmanaged<byte*, int, void*, int> callback, void* userData)
+    {
+        if (text.Length == 0) return false;
+        int n = Encoding.UTF8.GetByteCount(text);
+        byte[] bytes = new byte[n + 1]; // zeroed: the last byte is the NUL
+        Encoding.UTF8.GetBytes(text, bytes);
+        fixed (byte* p = bytes)
+            return callback(p, n, userData) != 0;
+    }
+
+    // ------------------------------------------------------------------ argument checks
+
+    /// <summary>A (pointer, count) input as a span: count ≥ 0, and the pointer may be NULL only when count is 0.</summary>
+    private static ReadOnlySpan<T> Input<T>(T* p, int count, string name) where T : unmanaged
+    {
+        if (count < 0) throw new ArgumentException($"the length of {name} is negative ({count})");
+        if (p == null && count > 0) throw new ArgumentException($"{name} is NULL but its length is {count}");
+        return count == 0 ? [] : new ReadOnlySpan<T>(p, count);
+    }
+
+    /// <summary>A (buffer, capacity) output: capacity ≥ 0, and the buffer may be NULL only when capacity is 0.</summary>
+    private static void CheckOutput<T>(T* p, int capacity, string name) where T : unmanaged
+    {
+        if (capacity < 0) throw new ArgumentException($"the capacity of {name} is negative ({capacity})");
+        if (p == null && capacity > 0) throw new ArgumentException($"{name} is NULL but its capacity is {capacity}");
+    }
+
+    private static void CheckToken(NativeModel m, int token)
+    {
+        int vocab = m.Tokenizer.VocabSize;
+        if ((uint)token >= (uint)vocab) throw new ArgumentException($"token id {token} is outside the vocabulary (0..{vocab - 1})");
+    }
+
+    private static string DecodeUtf8(ReadOnlySpan<byte> bytes, string name)
+    {
+        try
+        {
+            return s_strictUtf8.GetString(bytes);
+        }
+        catch (DecoderFallbackException e)
+        {
+            throw new ArgumentException($"{name} is not valid UTF-8 (byte offset {e.Index})");
+        }
+    }
+
+    /// <summary>The buffer protocol: the count always, the bytes only when they fit.</summary>
+    private static int WriteBytes(byte[] data, byte* buf, int capacity, int* count)
+    {
+        *count = data.Length;
+        if (data.Length > capacity)
+            throw new EdgeLlmException(EdgeLlmError.BufferTooSmall, $"the result is {data.Length} bytes but the buffer holds {capacity}");
+        data.AsSpan().CopyTo(new Span<byte>(buf, capacity));
+        return 0;
+    }
+}

@@ -1,0 +1,236 @@
+/*
+ * edgellm.h — the C ABI of EdgeLlm (libedgellm.so / edgellm.dll / libedgellm.dylib).
+ *
+ * Build the library:
+ *   dotnet publish src/EdgeLlm.Native -c Release -r linux-x64 -p:PublishAot=true -o out
+ * Link:  cc app.c -Iout -Lout -ledgellm -Wl,-rpath,'$ORIGIN'
+ *
+ * Conventions
+ * - Every function that can fail returns an edgellm_error (EDGELLM_OK = 0) and writes its results
+ *   through out-parameters. On failure the out-parameters named in the function's comment are set
+ *   (e.g. the needed size for EDGELLM_ERROR_BUFFER_TOO_SMALL, NULL for a handle) and a message is
+ *   available from edgellm_last_error() on the calling thread.
+ * - Objects are opaque handles (edgellm_model_t*, edgellm_context_t*). They are table entries, not
+ *   pointers into memory: a freed, never-issued or wrong-kind handle is detected and reported as
+ *   EDGELLM_ERROR_INVALID_HANDLE (a second free included); NULL gives EDGELLM_ERROR_NULL_HANDLE.
+ * - Every create/load has a free. Freeing NULL is a no-op returning EDGELLM_OK.
+ * - Lengths are int32_t; a negative length or capacity is EDGELLM_ERROR_INVALID_ARGUMENT.
+ * - Text is UTF-8, passed as (pointer, byte length); it need not be NUL-terminated. Invalid UTF-8
+ *   input is EDGELLM_ERROR_INVALID_ARGUMENT. Output buffers are filled with exactly the reported
+ *   number of bytes and are NOT NUL-terminated.
+ * - Buffer protocol: a function that fills a caller buffer takes its capacity and an out count. When
+ *   the result does not fit it writes nothing to the buffer, stores the needed count in the out count
+ *   and returns EDGELLM_ERROR_BUFFER_TOO_SMALL; so (NULL, 0) queries the size.
+ * - No C++ exception or managed exception ever crosses this boundary.
+ *
+ * Thread safety
+ * - edgellm_version, edgellm_last_error, edgellm_context_params_default: any thread, any time.
+ * - Models are immutable once loaded: edgellm_model_* and edgellm_tokenize/edgellm_token_to_piece/
+ *   edgellm_detokenize may be called on one model from several threads at once, and several contexts
+ *   may share a model, each used on its own thread.
+ * - A context is single-threaded: use it from one thread at a time. A call that finds the context
+ *   busy in another call (another thread, or re-entered from a generate callback) fails with
+ *   EDGELLM_ERROR_BUSY instead of corrupting it.
+ * - edgellm_model_free may be called while contexts on the model exist: the handle becomes invalid
+ *   at once, and the weights are released when the last context using them is freed.
+ * - edgellm_last_error is per thread.
+ */
+#ifndef EDGELLM_H
+#define EDGELLM_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+#ifdef __cplusplus
+extern "C" {
+#endif
+
+#if defined(_WIN32)
+#  define EDGELLM_API __declspec(dllimport)
+#else
+#  define EDGELLM_API
+#endif
+
+/* The version this header describes; edgellm_version() reports the library's. */
+#define EDGELLM_VERSION_MAJOR 0
+#define EDGELLM_VERSION_MINOR 1
+#define EDGELLM_VERSION_PATCH 0
+#define EDGELLM_VERSION_STRING "0.1.0"
+
+/* Error codes. Values are stable. */
+typedef enum edgellm_error {
+    EDGELLM_OK = 0,
+    EDGELLM_ERROR_INVALID_ARGUMENT = 1,  /* NULL pointer argument, negative length, bad parameter value, token id out of range, invalid UTF-8 */
+    EDGELLM_ERROR_NULL_HANDLE = 2,       /* a NULL model or context handle */
+    EDGELLM_ERROR_INVALID_HANDLE = 3,    /* a handle that was freed (e.g. double free), never issued, or of the wrong kind */
+    EDGELLM_ERROR_BUFFER_TOO_SMALL = 4,  /* the output does not fit; the needed count was written */
+    EDGELLM_ERROR_MODEL_LOAD_FAILED = 5, /* missing/unreadable file, not GGUF, unsupported architecture or tensor type, bad tokenizer */
+    EDGELLM_ERROR_CONTEXT_FULL = 6,      /* the tokens do not fit in the context's remaining positions */
+    EDGELLM_ERROR_OUT_OF_MEMORY = 7,     /* an allocation failed (e.g. the KV cache) */
+    EDGELLM_ERROR_NO_LOGITS = 8,         /* logits were asked for before any evaluation (or after a reset) */
+    EDGELLM_ERROR_BUSY = 9,              /* the context is in use by another call */
+    EDGELLM_ERROR_INTERNAL = 10          /* anything else (a bug): see edgellm_last_error() */
+} edgellm_error;
+
+/* Opaque handles. */
+typedef struct edgellm_model edgellm_model_t;
+typedef struct edgellm_context edgellm_context_t;
+
+/* Seed value meaning "draw a random seed" (the seed actually used is not reported). */
+#define EDGELLM_SEED_RANDOM UINT64_MAX
+
+/*
+ * Context parameters. Start from edgellm_context_params_default() and change fields.
+ * The sampler chain is llama.cpp's: repeat penalty -> top-k -> top-p -> min-p -> temperature -> draw.
+ * Layout: 40 bytes, fields at offsets 0,4,8,16,20,24,28,32,36.
+ */
+typedef struct edgellm_context_params {
+    int32_t context_length;  /* KV cache size in tokens, >= 1 (default 4096) */
+    int32_t threads;         /* worker threads, >= 0; 0 = one per processor (default 0) */
+    uint64_t seed;           /* sampler seed; EDGELLM_SEED_RANDOM = random (default) */
+    float temperature;       /* >= 0 and finite; 0 = greedy argmax (default 0.8) */
+    int32_t top_k;           /* >= 0; 0 = off (default 40) */
+    float top_p;             /* in [0, 1]; 1 = off (default 0.95) */
+    float min_p;             /* in [0, 1]; 0 = off (default 0.05) */
+    float repeat_penalty;    /* > 0 and finite; 1 = off (default 1.0) */
+    int32_t repeat_last_n;   /* >= -1; tokens the penalty looks back over; 0 = off, -1 = all (default 64) */
+} edgellm_context_params;
+
+/*
+ * Streaming callback of edgellm_context_generate: receives the generated text in pieces, each a run of
+ * complete UTF-8 characters (a character split across tokens is held back until complete; bytes that can
+ * never form a character arrive as U+FFFD). `text` points at `len` bytes (> 0) followed by a NUL, valid
+ * only during the call. Return 0 to continue, nonzero to stop generating.
+ */
+typedef int32_t (*edgellm_token_callback)(const char* text, int32_t len, void* user_data);
+
+/* ------------------------------------------------------------------ library */
+
+/* The library version, "MAJOR.MINOR.PATCH" (static storage; never NULL). */
+EDGELLM_API const char* edgellm_version(void);
+
+/*
+ * The message of the last failed call on this thread, UTF-8, NUL-terminated; "" if none failed yet.
+ * Valid until the next failing call on this thread. Successful calls leave it unchanged.
+ */
+EDGELLM_API const char* edgellm_last_error(void);
+
+/* ------------------------------------------------------------------ model */
+
+/*
+ * Loads a GGUF model (architectures llama and qwen2) and its tokenizer. The file is memory-mapped.
+ * path: NUL-terminated UTF-8. On success *out_model is the new handle; on failure it is set to NULL.
+ * Errors: INVALID_ARGUMENT (path or out_model NULL), MODEL_LOAD_FAILED, OUT_OF_MEMORY.
+ */
+EDGELLM_API edgellm_error edgellm_model_load(const char* path, edgellm_model_t** out_model);
+
+/* Frees a model (NULL: no-op). Contexts still using it keep it alive until they are freed.
+ * Errors: INVALID_HANDLE (already freed, or not a model). */
+EDGELLM_API edgellm_error edgellm_model_free(edgellm_model_t* model);
+
+/* Vocabulary size (the length of a logits row). */
+EDGELLM_API edgellm_error edgellm_model_n_vocab(const edgellm_model_t* model, int32_t* out_n_vocab);
+
+/* The context length the model was trained with (0 if the file does not say). */
+EDGELLM_API edgellm_error edgellm_model_n_ctx_train(const edgellm_model_t* model, int32_t* out_n_ctx_train);
+
+/* The beginning-of-sequence and end-of-sequence token ids (-1 when the vocabulary has none). */
+EDGELLM_API edgellm_error edgellm_model_token_bos(const edgellm_model_t* model, int32_t* out_token);
+EDGELLM_API edgellm_error edgellm_model_token_eos(const edgellm_model_t* model, int32_t* out_token);
+
+/* *out_is_eog = 1 when `token` ends generation (EOS, EOT, ...), else 0. INVALID_ARGUMENT for an id outside the vocabulary. */
+EDGELLM_API edgellm_error edgellm_model_token_is_eog(const edgellm_model_t* model, int32_t token, int32_t* out_is_eog);
+
+/* ------------------------------------------------------------------ tokenizer */
+
+/*
+ * Tokenizes text_len bytes of UTF-8 `text` as llama_tokenize does. add_special != 0 adds BOS/EOS as the
+ * vocabulary asks; parse_special != 0 turns control-token text (e.g. "<|eot_id|>") into those tokens.
+ * Writes the ids to tokens[0 .. *n_tokens) when they fit in `capacity`; otherwise BUFFER_TOO_SMALL with
+ * *n_tokens = the count needed. `text` may be NULL when text_len is 0; `tokens` may be NULL when capacity is 0.
+ */
+EDGELLM_API edgellm_error edgellm_tokenize(const edgellm_model_t* model, const char* text, int32_t text_len,
+                                           int32_t add_special, int32_t parse_special,
+                                           int32_t* tokens, int32_t capacity, int32_t* n_tokens);
+
+/*
+ * The raw bytes of one token's piece (llama_token_to_piece). They may be part of a UTF-8 character (byte
+ * tokens); use edgellm_detokenize or the generate callback for text. special != 0 renders control tokens
+ * as their text (otherwise they give 0 bytes). Buffer protocol as above (*n_bytes = bytes written/needed).
+ */
+EDGELLM_API edgellm_error edgellm_token_to_piece(const edgellm_model_t* model, int32_t token, int32_t special,
+                                                 char* buf, int32_t capacity, int32_t* n_bytes);
+
+/*
+ * Token ids to UTF-8 text (llama_detokenize): pieces joined, the SentencePiece prefix space removed,
+ * invalid UTF-8 replaced by U+FFFD. remove_special != 0 drops a leading BOS / trailing EOS the vocabulary
+ * adds; unparse_special != 0 renders control tokens as text. Buffer protocol as above (bytes, no NUL).
+ */
+EDGELLM_API edgellm_error edgellm_detokenize(const edgellm_model_t* model, const int32_t* tokens, int32_t n_tokens,
+                                             int32_t remove_special, int32_t unparse_special,
+                                             char* text, int32_t capacity, int32_t* n_bytes);
+
+/* ------------------------------------------------------------------ context */
+
+/* The default parameters (llama.cpp's sampler defaults, a 4096-token context). */
+EDGELLM_API edgellm_context_params edgellm_context_params_default(void);
+
+/*
+ * Creates a context (KV cache + sampler) on `model`. params NULL = defaults. On failure *out_ctx = NULL.
+ * Errors: NULL_HANDLE/INVALID_HANDLE (model), INVALID_ARGUMENT (out_ctx NULL, or a parameter out of
+ * range: the message names it), OUT_OF_MEMORY (the KV cache does not fit).
+ */
+EDGELLM_API edgellm_error edgellm_context_create(edgellm_model_t* model, const edgellm_context_params* params,
+                                                 edgellm_context_t** out_ctx);
+
+/* Frees a context (NULL: no-op). Errors: INVALID_HANDLE (already freed, or not a context), BUSY. */
+EDGELLM_API edgellm_error edgellm_context_free(edgellm_context_t* ctx);
+
+/* Forgets every evaluated token (position 0), the sampler's history and the logits; restarts the seed's sequence. */
+EDGELLM_API edgellm_error edgellm_context_reset(edgellm_context_t* ctx);
+
+/* The number of tokens evaluated so far (the position the next token takes). */
+EDGELLM_API edgellm_error edgellm_context_position(const edgellm_context_t* ctx, int32_t* out_position);
+
+/*
+ * Evaluates n_tokens (>= 1) token ids at the next positions and keeps the logits of the last one. The
+ * tokens also enter the sampler's repetition-penalty history.
+ * Errors: INVALID_ARGUMENT (tokens NULL, n_tokens <= 0, an id outside the vocabulary), CONTEXT_FULL
+ * (more tokens than positions left; nothing is evaluated).
+ */
+EDGELLM_API edgellm_error edgellm_context_eval(edgellm_context_t* ctx, const int32_t* tokens, int32_t n_tokens);
+
+/*
+ * The logits of the last evaluated token: *out_logits points at n_vocab floats owned by the context,
+ * valid until the next eval/generate/reset/free of this context. Errors: NO_LOGITS.
+ */
+EDGELLM_API edgellm_error edgellm_context_logits(const edgellm_context_t* ctx, const float** out_logits, int32_t* out_n_vocab);
+
+/* The same logits copied into dst[0 .. n_vocab); buffer protocol (*out_n_vocab = floats written/needed). */
+EDGELLM_API edgellm_error edgellm_context_logits_copy(const edgellm_context_t* ctx, float* dst, int32_t capacity, int32_t* out_n_vocab);
+
+/*
+ * Picks the next token from the current logits with the context's sampler settings (does not evaluate it:
+ * pass it to edgellm_context_eval, which also records it for the repetition penalty). Errors: NO_LOGITS.
+ */
+EDGELLM_API edgellm_error edgellm_context_sample(edgellm_context_t* ctx, int32_t* out_token);
+
+/*
+ * Tokenizes the prompt (prompt_len bytes of UTF-8; control-token text is parsed; BOS is added only when the
+ * context is empty, so a second call continues the same sequence), evaluates it, then samples up to
+ * max_tokens tokens (-1 = no limit), streaming their text to `callback`. Stops at an end-of-generation
+ * token (not reported), after max_tokens, when the callback returns nonzero, or when the context is full.
+ * An empty prompt continues from the current logits (NO_LOGITS if there are none).
+ * Returns OK for those stops except a full context, which returns CONTEXT_FULL after the text generated so
+ * far was delivered (also when the prompt itself does not fit: then nothing is evaluated).
+ * Errors: INVALID_ARGUMENT (callback NULL, prompt NULL with prompt_len > 0, prompt_len < 0,
+ * max_tokens < -1, invalid UTF-8), CONTEXT_FULL, NO_LOGITS, BUSY (e.g. called from its own callback).
+ */
+EDGELLM_API edgellm_error edgellm_context_generate(edgellm_context_t* ctx, const char* prompt, int32_t prompt_len,
+                                                   int32_t max_tokens, edgellm_token_callback callback, void* user_data);
+
+#ifdef __cplusplus
+}
+#endif
+
+#endif /* EDGELLM_H */

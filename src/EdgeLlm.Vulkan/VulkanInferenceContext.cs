@@ -1,0 +1,353 @@
+using EdgeLlm.Gguf;
+using EdgeLlm.Models;
+using EdgeLlm.Quant;
+using Silk.NET.Vulkan;
+
+namespace EdgeLlm.Vulkan;
+
+/// <summary>
+/// One sequence evaluated with a <see cref="Model"/> on a Vulkan device: the same contract as
+/// <see cref="Engine.InferenceContext"/> (Eval / Reset / Rewind, logits of the last or every
+/// token), with the whole forward pass on the device. The weights are uploaded once, in their
+/// own types, from the memory-mapped GGUF (through a staging buffer, in chunks); the f16 KV
+/// cache and every activation stay on the device. The command buffer of each batch shape
+/// (tokens, output rows) is recorded once and reused: the position lives in a small
+/// host-visible buffer the shaders read, so generating a token is one submit of the same
+/// command buffer. Not thread-safe.
+/// </summary>
+public sealed unsafe class VulkanInferenceContext : IDisposable
+{
+    /// <summary>Default most tokens one submit processes; longer inputs run in batches of this size.</summary>
+    public const int DefaultMaxBatch = 128;
+
+    private const int MaxCachedShapes = 16;
+
+    private readonly VulkanDevice _device;
+    private readonly bool _ownsDevice;
+    private readonly ModelConfig _c;
+    private readonly List<VulkanBuffer> _buffers = [];
+    private readonly Dictionary<string, DescriptorSet> _sets = [];
+    private readonly Dictionary<VulkanBuffer, int> _ids = [];
+    private readonly Dictionary<(int, int), CommandBuffer> _graphs = [];
+    private readonly Weight _tokEmbd, _output;
+    private readonly VulkanBuffer _outputNorm, _ropeFactors;
+    private readonly bool _hasRopeFactors;
+    private readonly Layer[] _layers;
+    private readonly VulkanBuffer _x, _norm, _q, _k, _v, _att, _proj, _gate, _up, _tokens, _params, _logits;
+    private bool _disposed;
+
+    private sealed record Weight(VulkanBuffer Buffer, GgmlType Type, int Rows, int Cols);
+
+    private sealed record Layer(VulkanBuffer AttnNorm, Weight Wq, Weight Wk, Weight Wv, Weight Wo, VulkanBuffer? Bq, VulkanBuffer? Bk, VulkanBuffer? Bv,
+        VulkanBuffer FfnNorm, Weight Gate, Weight Up, Weight Down, VulkanBuffer KCache, VulkanBuffer VCache);
+
+    /// <summary>
+    /// Uploads <paramref name="model"/>'s weights to <paramref name="device"/> (or to the best
+    /// device <see cref="VulkanDevice.Open(int?)"/> finds when null; the context then owns it) and
+    /// allocates a KV cache of <paramref name="contextLength"/> tokens there.
+    /// </summary>
+    /// <exception cref="VulkanUnavailableException">no usable device, a weight type without shaders, or too little device memory.</exception>
+    public VulkanInferenceContext(Model model, int contextLength = 4096, VulkanDevice? device = null, int maxBatch = DefaultMaxBatch)
+    {
+        ArgumentNullException.ThrowIfNull(model);
+        ArgumentOutOfRangeException.ThrowIfLessThan(contextLength, 1);
+        ArgumentOutOfRangeException.ThrowIfLessThan(maxBatch, 1);
+        Model = model;
+        ContextLength = contextLength;
+        MaxBatch = maxBatch;
+        _c = model.Config;
+        if (_c.HeadDim % 2 != 0 || _c.KvLength % 2 != 0)
+            throw new VulkanUnavailableException($"the Vulkan backend needs an even head dimension (this model has {_c.HeadDim})");
+        CheckTypes(model.File);
+        _ownsDevice = device is null;
+        _device = device ?? VulkanDevice.Open();
+        try
+        {
+            CheckMemory();
+            var c = _c;
+            var f = model.File;
+            _tokEmbd = Matrix(f, "token_embd.weight");
+            _output = f.FindTensor("output.weight") is null ? _tokEmbd : Matrix(f, "output.weight");
+            _outputNorm = Vector(f, "output_norm.weight", c.EmbeddingLength)!;
+            _hasRopeFactors = f.FindTensor("rope_freqs.weight") is not null;
+            _ropeFactors = _hasRopeFactors ? Vector(f, "rope_freqs.weight", c.RopeDimensionCount / 2)! : Track(_device.CreateBuffer(4, host: false, "an unused rope factor"));
+            long kvBytes = (long)contextLength * c.KvLength * 2;
+            _layers = new Layer[c.BlockCount];
+            for (int il = 0; il < c.BlockCount; il++)
+            {
+                string p = $"blk.{il}.";
+                _layers[il] = new Layer(
+                    Vector(f, p + "attn_norm.weight", c.EmbeddingLength)!,
+                    Matrix(f, p + "attn_q.weight"), Matrix(f, p + "attn_k.weight"), Matrix(f, p + "attn_v.weight"), Matrix(f, p + "attn_output.weight"),
+                    Vector(f, p + "attn_q.bias", c.QueryLength, optional: true), Vector(f, p + "attn_k.bias", c.KvLength, optional: true),
+                    Vector(f, p + "attn_v.bias", c.KvLength, optional: true),
+                    Vector(f, p + "ffn_norm.weight", c.EmbeddingLength)!,
+                    Matrix(f, p + "ffn_gate.weight"), Matrix(f, p + "ffn_up.weight"), Matrix(f, p + "ffn_down.weight"),
+                    Track(_device.CreateBuffer(kvBytes, host: false, $"the K cache of layer {il}")),
+                    Track(_device.CreateBuffer(kvBytes, host: false, $"the V cache of layer {il}")));
+            }
+            long b = maxBatch;
+            _x = Activation(b * c.EmbeddingLength, "x");
+            _norm = Activation(b * c.EmbeddingLength, "norm");
+            _q = Activation(b * c.QueryLength, "q");
+            _k = Activation(b * c.KvLength, "k");
+            _v = Activation(b * c.KvLength, "v");
+            _att = Activation(b * c.QueryLength, "attention output");
+            _proj = Activation(b * c.EmbeddingLength, "projection");
+            _gate = Activation(b * c.FeedForwardLength, "gate");
+            _up = Activation(b * c.FeedForwardLength, "up");
+            _tokens = Track(_device.CreateBuffer(b * 4, host: true, "token ids"));
+            _params = Track(_device.CreateBuffer(16, host: true, "parameters"));
+            _logits = Track(_device.CreateBuffer(b * c.VocabSize * 4, host: true, "logits"));
+        }
+        catch
+        {
+            Dispose();
+            throw;
+        }
+    }
+
+    /// <summary>The model this context evaluates.</summary>
+    public Model Model { get; }
+
+    /// <summary>The device it runs on.</summary>
+    public VulkanDeviceInfo Device => _device.Info;
+
+    /// <summary>Tokens the KV cache can hold.</summary>
+    public int ContextLength { get; }
+
+    /// <summary>Most tokens one submit processes.</summary>
+    public int MaxBatch { get; }
+
+    /// <summary>Number of tokens evaluated so far: the position the next token takes.</summary>
+    public int Position { get; private set; }
+
+    /// <summary>Command buffers recorded so far (one per batch shape; for tests of the reuse).</summary>
+    internal int RecordedGraphs { get; private set; }
+
+    /// <summary>Forgets every evaluated token (position 0).</summary>
+    public void Reset() => Position = 0;
+
+    /// <summary>Truncates the KV cache to its first <paramref name="position"/> tokens.</summary>
+    /// <exception cref="ArgumentOutOfRangeException">position is negative or beyond <see cref="Position"/>.</exception>
+    public void Rewind(int position)
+    {
+        if (position < 0 || position > Position)
+            throw new ArgumentOutOfRangeException(nameof(position), position, $"can only rewind to a position in 0..{Position}");
+        Position = position;
+    }
+
+    /// <summary>
+    /// Evaluates <paramref name="tokens"/> at positions <see cref="Position"/>, Position+1, … and
+    /// advances the position (one submit per <see cref="MaxBatch"/> tokens).
+    /// </summary>
+    /// <returns>the logits of the last token ([vocab]), or of every token ([tokens × vocab], row-major) when <paramref name="allLogits"/>.</returns>
+    /// <exception cref="ArgumentException">no tokens, a token id outside the vocabulary, or more tokens than the context has room for.</exception>
+    public float[] Eval(ReadOnlySpan<int> tokens, bool allLogits = false)
+    {
+        ObjectDisposedException.ThrowIf(_disposed, this);
+        if (tokens.IsEmpty) throw new ArgumentException("no tokens to evaluate", nameof(tokens));
+        int vocab = _c.VocabSize;
+        for (int i = 0; i < tokens.Length; i++)
+        {
+            if ((uint)tokens[i] >= (uint)vocab)
+                throw new ArgumentException($"token id {tokens[i]} at index {i} is outside the vocabulary (0..{vocab - 1})", nameof(tokens));
+        }
+        if (tokens.Length > ContextLength - Position)
+            throw new ArgumentException(
+                $"{tokens.Length} tokens at position {Position} would overflow the context of {ContextLength} tokens ({ContextLength - Position} free)", nameof(tokens));
+
+        var logits = new float[(allLogits ? tokens.Length : 1) * (long)vocab];
+        for (int done = 0; done < tokens.Length; done += MaxBatch)
+        {
+            int n = Math.Min(MaxBatch, tokens.Length - done);
+            bool last = done + n == tokens.Length;
+            int outputRows = allLogits ? n : last ? 1 : 0;
+            tokens.Slice(done, n).CopyTo(new Span<int>(_tokens.Mapped, n));
+            *(uint*)_params.Mapped = (uint)Position;
+            _device.SubmitAndWait(Graph(n, outputRows), end: false);
+            if (outputRows > 0)
+                _logits.AsFloats()[..(outputRows * vocab)].CopyTo(logits.AsSpan(allLogits ? done * vocab : 0));
+            Position += n;
+        }
+        return logits;
+    }
+
+    private CommandBuffer Graph(int n, int outputRows)
+    {
+        if (_graphs.TryGetValue((n, outputRows), out var cb)) return cb;
+        if (_graphs.Count >= MaxCachedShapes)
+        {
+            // prompts of many lengths: start over rather than grow without bound
+            foreach (var old in _graphs.Values) _device.FreeCommandBuffer(old);
+            _graphs.Clear();
+        }
+        cb = _device.AllocateCommandBuffer();
+        _device.Begin(cb, oneShot: false);
+        Record(cb, n, outputRows);
+        VulkanDevice.Check(_device.Api.EndCommandBuffer(cb), "vkEndCommandBuffer");
+        _graphs[(n, outputRows)] = cb;
+        RecordedGraphs++;
+        return cb;
+    }
+
+    /// <summary>Records the forward pass of <paramref name="n"/> tokens, as Model.Forward and DecoderBlocks do on the CPU.</summary>
+    private void Record(CommandBuffer cb, int n, int outputRows)
+    {
+        var d = _device;
+        var c = _c;
+        int embd = c.EmbeddingLength;
+
+        var getRows = VulkanKernels.GetRows(d, _tokEmbd.Type, embd);
+        VulkanKernels.RecordGetRows(d, cb, getRows, Set(getRows, _tokEmbd.Buffer, _tokens, _x), _tokEmbd.Type, embd, n);
+        d.Barrier(cb);
+
+        var norm = VulkanKernels.RmsNorm(d, embd);
+        var add = VulkanKernels.Add(d);
+        var rope = VulkanKernels.Rope(d, c.RopeNeox, c.HeadDim, c.RopeDimensionCount);
+        var store = VulkanKernels.KvStore(d, c.KvLength);
+        var attn = VulkanKernels.Attention(d, c.HeadDim, c.HeadCount, c.HeadCountKv);
+        var swiglu = VulkanKernels.SwiGlu(d);
+        foreach (var l in _layers)
+        {
+            // attn_norm
+            VulkanKernels.RecordRmsNorm(d, cb, norm, Set(norm, _x, l.AttnNorm, _norm), 0, n, c.RmsEps);
+            d.Barrier(cb);
+            // Qcur, Kcur, Vcur (+ biases)
+            MatVec(cb, l.Wq, _norm, _q, n, 0);
+            MatVec(cb, l.Wk, _norm, _k, n, 0);
+            MatVec(cb, l.Wv, _norm, _v, n, 0);
+            d.Barrier(cb);
+            if (l.Bq is not null || l.Bk is not null || l.Bv is not null)
+            {
+                if (l.Bq is not null) VulkanKernels.RecordElementwise(d, cb, add, Set(add, _q, l.Bq), (long)n * c.QueryLength, (uint)c.QueryLength);
+                if (l.Bk is not null) VulkanKernels.RecordElementwise(d, cb, add, Set(add, _k, l.Bk), (long)n * c.KvLength, (uint)c.KvLength);
+                if (l.Bv is not null) VulkanKernels.RecordElementwise(d, cb, add, Set(add, _v, l.Bv), (long)n * c.KvLength, (uint)c.KvLength);
+                d.Barrier(cb);
+            }
+            // rope
+            VulkanKernels.RecordRope(d, cb, rope, Set(rope, _q, _ropeFactors, _params), c.HeadCount, c.RopeDimensionCount, n, c.RopeFreqBase, c.RopeFreqScale, _hasRopeFactors);
+            VulkanKernels.RecordRope(d, cb, rope, Set(rope, _k, _ropeFactors, _params), c.HeadCountKv, c.RopeDimensionCount, n, c.RopeFreqBase, c.RopeFreqScale, _hasRopeFactors);
+            d.Barrier(cb);
+            // K and V into the f16 cache, then attention over it
+            VulkanKernels.RecordKvStore(d, cb, store, Set(store, _k, l.KCache, _params), c.KvLength, n);
+            VulkanKernels.RecordKvStore(d, cb, store, Set(store, _v, l.VCache, _params), c.KvLength, n);
+            d.Barrier(cb);
+            VulkanKernels.RecordAttention(d, cb, attn, Set(attn, _q, l.KCache, l.VCache, _att, _params), c.HeadDim, c.HeadCount, n);
+            d.Barrier(cb);
+            // attn_output, ffn_inp
+            MatVec(cb, l.Wo, _att, _proj, n, 0);
+            d.Barrier(cb);
+            VulkanKernels.RecordElementwise(d, cb, add, Set(add, _x, _proj), (long)n * embd, (uint)(n * embd));
+            d.Barrier(cb);
+            // ffn_norm, SwiGLU, ffn_down, l_out
+            VulkanKernels.RecordRmsNorm(d, cb, norm, Set(norm, _x, l.FfnNorm, _norm), 0, n, c.RmsEps);
+            d.Barrier(cb);
+            MatVec(cb, l.Gate, _norm, _gate, n, 0);
+            MatVec(cb, l.Up, _norm, _up, n, 0);
+            d.Barrier(cb);
+            VulkanKernels.RecordElementwise(d, cb, swiglu, Set(swiglu, _gate, _up), (long)n * c.FeedForwardLength);
+            d.Barrier(cb);
+            MatVec(cb, l.Down, _gate, _proj, n, 0);
+            d.Barrier(cb);
+            VulkanKernels.RecordElementwise(d, cb, add, Set(add, _x, _proj), (long)n * embd, (uint)(n * embd));
+            d.Barrier(cb);
+        }
+        if (outputRows > 0)
+        {
+            int first = n - outputRows;
+            VulkanKernels.RecordRmsNorm(d, cb, norm, Set(norm, _x, _outputNorm, _norm), first, outputRows, c.RmsEps);
+            d.Barrier(cb);
+            MatVec(cb, _output, _norm, _logits, outputRows, (long)first * embd);
+            d.Barrier(cb);
+        }
+    }
+
+    private void MatVec(CommandBuffer cb, Weight w, VulkanBuffer x, VulkanBuffer y, int ncols, long xOff)
+    {
+        var k = VulkanKernels.MatVec(_device, w.Type, w.Cols);
+        VulkanKernels.RecordMatVec(_device, cb, k, Set(k, w.Buffer, x, y), w.Rows, ncols, xOff, 0);
+    }
+
+    /// <summary>The descriptor set binding <paramref name="buffers"/> for <paramref name="k"/>'s layout, created once.</summary>
+    private DescriptorSet Set(VulkanKernel k, params VulkanBuffer[] buffers)
+    {
+        var key = string.Join(",", buffers.Select(b => _ids.TryGetValue(b, out int id) ? id : _ids[b] = _ids.Count));
+        if (_sets.TryGetValue(key, out var set)) return set;
+        set = _device.CreateSet(k, buffers);
+        _sets[key] = set;
+        return set;
+    }
+
+    private static void CheckTypes(GgufFile f)
+    {
+        foreach (var t in f.Tensors)
+        {
+            if (t.Dims.Length < 2 || t.Name == "rope_freqs.weight") continue;
+            if (!VulkanKernels.IsSupported(t.Type))
+                throw new VulkanUnavailableException(
+                    $"tensor {t.Name} has type {GgmlTypes.Info(t.Type).Name}, which the Vulkan backend has no shader for (supported: {string.Join(", ", VulkanKernels.SupportedTypes.Select(x => GgmlTypes.Info(x).Name))}); use --backend cpu");
+        }
+    }
+
+    private void CheckMemory()
+    {
+        var c = _c;
+        long weights = Model.File.Tensors.Sum(t => t.ByteSize);
+        long kv = 2L * c.BlockCount * ContextLength * c.KvLength * 2;
+        long act = 4L * MaxBatch * (4L * c.EmbeddingLength + 2L * c.QueryLength + 2L * c.KvLength + 2L * c.FeedForwardLength);
+        long need = weights + kv + act;
+        long have = _device.Info.DeviceLocalMemory;
+        if (have > 0 && need > have)
+            throw new VulkanUnavailableException(
+                $"the model needs about {need >> 20} MiB of device memory (weights {weights >> 20} MiB + KV cache for {ContextLength} tokens {kv >> 20} MiB + activations {act >> 20} MiB), but {_device.Info.Name} has {have >> 20} MiB");
+    }
+
+    private VulkanBuffer Track(VulkanBuffer b)
+    {
+        _buffers.Add(b);
+        return b;
+    }
+
+    private VulkanBuffer Activation(long floats, string what) => Track(_device.CreateBuffer(floats * 4, host: false, what));
+
+    private Weight Matrix(GgufFile f, string name)
+    {
+        var t = f.FindTensor(name) ?? throw new VulkanUnavailableException($"tensor {name} is missing");
+        var buf = Track(_device.CreateBuffer(t.ByteSize, host: false, name));
+        _device.Upload(buf, 0, f.GetTensorPointer(t), t.ByteSize);
+        return new Weight(buf, t.Type, (int)t.RowCount, (int)t.RowLength);
+    }
+
+    /// <summary>A norm weight, bias or rope factor vector, dequantized to f32 on the host and uploaded.</summary>
+    private VulkanBuffer? Vector(GgufFile f, string name, int length, bool optional = false)
+    {
+        var t = f.FindTensor(name);
+        if (t is null)
+            return optional ? null : throw new VulkanUnavailableException($"tensor {name} is missing");
+        if (t.ElementCount != length)
+            throw new VulkanUnavailableException($"tensor {name} has {t.ElementCount} values, expected {length}");
+        if (!WeightFormat.TryGet(t.Type, out var fmt))
+            throw new VulkanUnavailableException($"tensor {name} has type {GgmlTypes.Info(t.Type).Name}, which cannot be dequantized");
+        var values = new float[length];
+        fixed (float* v = values)
+        {
+            fmt.DequantizeRow(f.GetTensorPointer(t), v, length);
+            var buf = Track(_device.CreateBuffer(length * 4L, host: false, name));
+            _device.Upload(buf, 0, (byte*)v, length * 4L);
+            return buf;
+        }
+    }
+
+    /// <summary>Frees the device buffers and command buffers (and the device when the context opened it).</summary>
+    public void Dispose()
+    {
+        if (_disposed) return;
+        _disposed = true;
+        if (_device is null) return;
+        foreach (var cb in _graphs.Values) _device.FreeCommandBuffer(cb);
+        _graphs.Clear();
+        foreach (var b in _buffers) b.Dispose();
+        if (_ownsDevice) _device.Dispose();
+    }
+}

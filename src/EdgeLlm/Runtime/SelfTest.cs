@@ -1,0 +1,188 @@
+using System.Globalization;
+using System.Runtime.Intrinsics;
+using System.Runtime.Intrinsics.Arm;
+using System.Runtime.Intrinsics.X86;
+using EdgeLlm.Gguf;
+using EdgeLlm.Quant;
+
+namespace EdgeLlm.Runtime;
+
+/// <summary>
+/// Checks every SIMD kernel this CPU can run against its scalar reference on random data
+/// (fixed seed), with edge values: zero, huge, tiny and negative scales, all-max and all-min
+/// quants, and block counts that reach every tail path. Meant for targets where
+/// <c>dotnet test</c> cannot run (the linux-arm64 NativeAOT binary under qemu:
+/// <c>edgellm selftest</c>). No reflection: the kernel list is written out.
+/// </summary>
+public static unsafe class SelfTest
+{
+    /// <summary>Runs every check available here, one line each, then <c>N passed, M failed</c>; returns the failed count.</summary>
+    public static int Run(TextWriter output)
+    {
+        ArgumentNullException.ThrowIfNull(output);
+        var ci = CultureInfo.InvariantCulture;
+        output.WriteLine(string.Create(ci, $"cpu: {CpuFeatures.Describe()}; kernel path {CpuFeatures.KernelPath}"));
+        int passed = 0, failed = 0;
+        foreach (var c in Checks())
+        {
+            if (!c.Supported)
+            {
+                output.WriteLine(string.Create(ci, $"skip {c.Name} [{c.Isa}]: not supported on this CPU"));
+                continue;
+            }
+            string? error;
+            try { error = c.Execute(); }
+            catch (Exception e) when (e is not OutOfMemoryException) { error = $"{e.GetType().Name}: {e.Message}"; }
+            if (error is null) { passed++; output.WriteLine(string.Create(ci, $"ok   {c.Name} [{c.Isa}]")); }
+            else { failed++; output.WriteLine(string.Create(ci, $"FAIL {c.Name} [{c.Isa}]: {error}")); }
+        }
+        output.WriteLine(string.Create(ci, $"{passed} passed, {failed} failed"));
+        return failed;
+    }
+
+    /// <summary>A dot-product kernel: <paramref name="n"/> values of weights <paramref name="x"/> with activations <paramref name="y"/>.</summary>
+    internal delegate float DotFn(int n, byte* x, byte* y);
+
+    /// <summary>One check: <see cref="Execute"/> returns null when it passes, else what differed.</summary>
+    internal sealed record Check(string Name, string Isa, bool Supported, Func<string?> Execute);
+
+    /// <summary>A fast dot path and its reference.</summary>
+    internal sealed record DotKernel(string Format, GgmlType Weight, GgmlType Act, string Isa, bool Supported, DotFn Fast, DotFn Reference);
+
+    /// <summary>The ways weights and activations are filled.</summary>
+    internal enum Fill { Random, ZeroScale, HugeScale, TinyScale, NegativeScale, AllMax, AllMin }
+
+    /// <summary>Block counts: 0, odd, 4k-1 .. 4k+3 (AVX-512 steps of four blocks and their tails), long rows.</summary>
+    internal static readonly int[] BlockCounts = [0, 1, 2, 3, 4, 5, 6, 7, 8, 9, 11, 16, 33, 128];
+
+    private static bool Neon => AdvSimd.Arm64.IsSupported;
+    private static bool NeonDp => AdvSimd.Arm64.IsSupported && Dp.IsSupported;
+
+    /// <summary>Every fast dot kernel with its ISA requirement.</summary>
+    internal static IReadOnlyList<DotKernel> DotKernels() =>
+    [
+        .. Legacy("Q4_0", GgmlType.Q4_0, GgmlType.Q8_0, Q4_0.DotQ4_0Q8_0Reference, Q4_0.DotQ4_0Q8_0Avx512, Q4_0.DotQ4_0Q8_0Avx2, Q4_0.DotQ4_0Q8_0AdvSimdDp, Q4_0.DotQ4_0Q8_0AdvSimd, Q4_0.DotQ4_0Q8_0Vector128),
+        .. Legacy("Q4_1", GgmlType.Q4_1, GgmlType.Q8_1, Q4_1.DotQ4_1Q8_1Reference, Q4_1.DotQ4_1Q8_1Avx512, Q4_1.DotQ4_1Q8_1Avx2, Q4_1.DotQ4_1Q8_1AdvSimdDp, Q4_1.DotQ4_1Q8_1AdvSimd, Q4_1.DotQ4_1Q8_1Vector128),
+        .. Legacy("Q5_0", GgmlType.Q5_0, GgmlType.Q8_0, Q5_0.DotQ5_0Q8_0Reference, Q5_0.DotQ5_0Q8_0Avx512, Q5_0.DotQ5_0Q8_0Avx2, Q5_0.DotQ5_0Q8_0AdvSimdDp, Q5_0.DotQ5_0Q8_0AdvSimd, Q5_0.DotQ5_0Q8_0Vector128),
+        .. Legacy("Q5_1", GgmlType.Q5_1, GgmlType.Q8_1, Q5_1.DotQ5_1Q8_1Reference, Q5_1.DotQ5_1Q8_1Avx512, Q5_1.DotQ5_1Q8_1Avx2, Q5_1.DotQ5_1Q8_1AdvSimdDp, Q5_1.DotQ5_1Q8_1AdvSimd, Q5_1.DotQ5_1Q8_1Vector128),
+        .. Legacy("Q8_0", GgmlType.Q8_0, GgmlType.Q8_0, Q8_0.DotQ8_0Q8_0Reference, Q8_0.DotQ8_0Q8_0Avx512, Q8_0.DotQ8_0Q8_0Avx2, Q8_0.DotQ8_0Q8_0AdvSimdDp, Q8_0.DotQ8_0Q8_0AdvSimd, Q8_0.DotQ8_0Q8_0Vector128),
+        .. Legacy("IQ4_NL", GgmlType.IQ4_NL, GgmlType.Q8_0, IQ4_NL.DotIQ4_NLQ8_0Reference, IQ4_NL.DotIQ4_NLQ8_0Avx512, IQ4_NL.DotIQ4_NLQ8_0Avx2, IQ4_NL.DotIQ4_NLQ8_0AdvSimdDp, IQ4_NL.DotIQ4_NLQ8_0AdvSimd, IQ4_NL.DotIQ4_NLQ8_0Vector128),
+        .. KQuant("Q2_K", GgmlType.Q2_K, (n, x, y) => Q2_K.DotQ2_KQ8_KReference(n, (BlockQ2_K*)x, (BlockQ8_K*)y),
+            (n, x, y) => Q2_K.DotQ2_KQ8_KAvx512(n, (BlockQ2_K*)x, (BlockQ8_K*)y), (n, x, y) => Q2_K.DotQ2_KQ8_KAvx2(n, (BlockQ2_K*)x, (BlockQ8_K*)y)),
+        .. KQuant("Q3_K", GgmlType.Q3_K, (n, x, y) => Q3_K.DotQ3_KQ8_KReference(n, (BlockQ3_K*)x, (BlockQ8_K*)y),
+            (n, x, y) => Q3_K.DotQ3_KQ8_KAvx512(n, (BlockQ3_K*)x, (BlockQ8_K*)y), (n, x, y) => Q3_K.DotQ3_KQ8_KAvx2(n, (BlockQ3_K*)x, (BlockQ8_K*)y)),
+        .. KQuant("Q4_K", GgmlType.Q4_K, (n, x, y) => Q4_K.DotQ4_KQ8_KReference(n, (BlockQ4_K*)x, (BlockQ8_K*)y),
+            (n, x, y) => Q4_K.DotQ4_KQ8_KAvx512(n, (BlockQ4_K*)x, (BlockQ8_K*)y), (n, x, y) => Q4_K.DotQ4_KQ8_KAvx2(n, (BlockQ4_K*)x, (BlockQ8_K*)y)),
+        .. KQuant("Q5_K", GgmlType.Q5_K, (n, x, y) => Q5_K.DotQ5_KQ8_KReference(n, (BlockQ5_K*)x, (BlockQ8_K*)y),
+            (n, x, y) => Q5_K.DotQ5_KQ8_KAvx512(n, (BlockQ5_K*)x, (BlockQ8_K*)y), (n, x, y) => Q5_K.DotQ5_KQ8_KAvx2(n, (BlockQ5_K*)x, (BlockQ8_K*)y)),
+        .. KQuant("Q6_K", GgmlType.Q6_K, (n, x, y) => Q6_K.DotQ6_KQ8_KReference(n, (BlockQ6_K*)x, (BlockQ8_K*)y),
+            (n, x, y) => Q6_K.DotQ6_KQ8_KAvx512(n, (BlockQ6_K*)x, (BlockQ8_K*)y), (n, x, y) => Q6_K.DotQ6_KQ8_KAvx2(n, (BlockQ6_K*)x, (BlockQ8_K*)y)),
+    ];
+
+    private static DotKernel[] Legacy(string name, GgmlType w, GgmlType a, DotFn reference, DotFn avx512, DotFn avx2, DotFn neonDp, DotFn neon, DotFn v128) =>
+    [
+        new(name, w, a, "Avx512BW", Avx512BW.IsSupported, avx512, reference),
+        new(name, w, a, "Avx2", Avx2.IsSupported, avx2, reference),
+        new(name, w, a, "AdvSimdDp", NeonDp, neonDp, reference),
+        new(name, w, a, "AdvSimd", Neon, neon, reference),
+        new(name, w, a, "Vector128", Vector128.IsHardwareAccelerated, v128, reference),
+    ];
+
+    private static DotKernel[] KQuant(string name, GgmlType w, DotFn reference, DotFn avx512, DotFn avx2) =>
+    [
+        new(name, w, GgmlType.Q8_K, "Avx512BW", Avx512BW.IsSupported, avx512, reference),
+        new(name, w, GgmlType.Q8_K, "Avx2", Avx2.IsSupported, avx2, reference),
+    ];
+
+    /// <summary>All checks: one per fast dot kernel (every fill and block count inside).</summary>
+    internal static IEnumerable<Check> Checks()
+    {
+        foreach (var k in DotKernels())
+            yield return new Check($"dot {k.Format}x{GgmlTypes.Name(k.Act)}", k.Isa, k.Supported, () => CheckDot(k, seed: 1234));
+    }
+
+    /// <summary>Fast == reference, bit for bit (or both NaN), for every fill and block count; null when all agree.</summary>
+    internal static string? CheckDot(DotKernel k, int seed)
+    {
+        var rng = new Random(seed ^ (int)k.Weight * 7919);
+        foreach (Fill fill in Enum.GetValues<Fill>())
+        {
+            foreach (int blocks in BlockCounts)
+            {
+                int n = blocks * GgmlTypes.Info(k.Weight).BlockSize;
+                byte[] w = MakeBlocks(k.Weight, n, fill, rng);
+                byte[] a = MakeBlocks(k.Act, n, fill, rng);
+                fixed (byte* pw = w)
+                fixed (byte* pa = a)
+                {
+                    float r = k.Reference(n, pw, pa);
+                    float f = k.Fast(n, pw, pa);
+                    if (!SameFloat(r, f))
+                        return string.Create(CultureInfo.InvariantCulture, $"{fill} n={n}: fast {f:R} != reference {r:R}");
+                }
+            }
+        }
+        return null;
+    }
+
+    /// <summary>Bitwise float equality, any NaN equal to any NaN.</summary>
+    internal static bool SameFloat(float a, float b) =>
+        BitConverter.SingleToInt32Bits(a) == BitConverter.SingleToInt32Bits(b) || (float.IsNaN(a) && float.IsNaN(b));
+
+    /// <summary>
+    /// Random blocks of <paramref name="type"/> for <paramref name="n"/> values: quant bytes
+    /// random (or all 0xFF / all 0x00; for the int8 types 127 / -128), scale fields set per
+    /// <paramref name="fill"/>.
+    /// </summary>
+    internal static byte[] MakeBlocks(GgmlType type, int n, Fill fill, Random rng)
+    {
+        var info = GgmlTypes.Info(type);
+        int nb = n / info.BlockSize;
+        var data = new byte[nb * info.TypeSize];
+        bool int8 = type is GgmlType.Q8_0 or GgmlType.Q8_1 or GgmlType.Q8_K;
+        if (fill == Fill.AllMax) Array.Fill(data, int8 ? (byte)0x7F : (byte)0xFF);
+        else if (fill == Fill.AllMin) Array.Fill(data, int8 ? (byte)0x80 : (byte)0x00);
+        else rng.NextBytes(data);
+        var (halves, floats) = ScaleOffsets(type);
+        for (int b = 0; b < nb; b++)
+        {
+            int o = b * info.TypeSize;
+            foreach (int h in halves) BitConverter.TryWriteBytes(data.AsSpan(o + h), BitConverter.HalfToUInt16Bits((Half)Scale(fill, rng)));
+            foreach (int f in floats) BitConverter.TryWriteBytes(data.AsSpan(o + f), Scale(fill, rng));
+        }
+        return data;
+    }
+
+    private static float Scale(Fill fill, Random rng) => fill switch
+    {
+        Fill.ZeroScale => 0f,
+        Fill.HugeScale => rng.Next(2) == 0 ? 65504f : -65504f,
+        Fill.TinyScale => rng.Next(2) == 0 ? 5.96e-8f : 6.1e-5f,
+        Fill.NegativeScale => -(float)(rng.NextDouble() + 1e-3),
+        _ => (float)(rng.NextDouble() * 2 - 1),
+    };
+
+    /// <summary>Byte offsets of a block's f16 and f32 scale fields (ggml-common.h layouts, taken from the structs).</summary>
+    internal static (int[] Halves, int[] Floats) ScaleOffsets(GgmlType type)
+    {
+        switch (type)
+        {
+            case GgmlType.Q4_0: return ([0], []);
+            case GgmlType.Q5_0: return ([0], []);
+            case GgmlType.Q8_0: return ([0], []);
+            case GgmlType.IQ4_NL: return ([0], []);
+            case GgmlType.Q4_1: return ([0, 2], []);
+            case GgmlType.Q5_1: return ([0, 2], []);
+            case GgmlType.Q8_1: return ([0, 2], []);
+            case GgmlType.Q8_K: return ([], [0]);
+            case GgmlType.Q2_K: { BlockQ2_K b; return ([Off(&b, &b.D), Off(&b, &b.DMin)], []); }
+            case GgmlType.Q3_K: { BlockQ3_K b; return ([Off(&b, &b.D)], []); }
+            case GgmlType.Q4_K: { BlockQ4_K b; return ([Off(&b, &b.D), Off(&b, &b.DMin)], []); }
+            case GgmlType.Q5_K: { BlockQ5_K b; return ([Off(&b, &b.D), Off(&b, &b.DMin)], []); }
+            case GgmlType.Q6_K: { BlockQ6_K b; return ([Off(&b, &b.D)], []); }
+            default: throw new ArgumentException($"self test: no block layout for {GgmlTypes.Name(type)}", nameof(type));
+        }
+
+        static int Off(void* block, void* field) => (int)((byte*)field - (byte*)block);
+    }
+}

@@ -1,0 +1,132 @@
+namespace EdgeLlm.Synth;
+
+/// <summary>The kind of vocabulary a synthetic model carries (how llama.cpp's converter lays it out).</summary>
+public enum SynthVocabKind
+{
+    /// <summary>
+    /// SentencePiece (tokenizer.ggml.model <c>llama</c>, pre <c>default</c>): &lt;unk&gt;, &lt;s&gt;, &lt;/s&gt;,
+    /// the 256 byte tokens &lt;0x00&gt;..&lt;0xFF&gt;, then scored pieces (Llama 2, TinyLlama).
+    /// </summary>
+    SentencePiece,
+
+    /// <summary>Byte-level BPE laid out as Llama 3's (pre <c>llama-bpe</c>): regular tokens, then 256 control tokens.</summary>
+    Llama3Bpe,
+
+    /// <summary>Byte-level BPE laid out as Qwen2's (pre <c>qwen2</c>): regular tokens, 22 special tokens, then [PADn] padding up to the embedding rows.</summary>
+    Qwen2Bpe,
+
+    /// <summary>Byte-level BPE laid out as SmolLM's (pre <c>smollm</c>): 17 special tokens first, then regular tokens.</summary>
+    SmolLmBpe,
+}
+
+/// <summary>
+/// Llama 3.1+ rotary frequency scaling ("rope_type": "llama3" in config.json), stored by
+/// llama.cpp's converter as the per-frequency factors of <c>rope_freqs.weight</c>.
+/// </summary>
+public sealed record Llama3RopeScaling(float Factor, float LowFreqFactor, float HighFreqFactor, int OriginalContextLength);
+
+/// <summary>
+/// The exact shape of a decoder-only model (from its config.json): what <see cref="ModelSynthesizer"/>
+/// reproduces with random weights.
+/// </summary>
+/// <param name="Name">Short name (<c>tinyllama-1.1b</c>).</param>
+/// <param name="DisplayName">general.name written into the file.</param>
+/// <param name="Architecture">general.architecture: <c>llama</c> or <c>qwen2</c>.</param>
+/// <param name="EmbeddingLength">hidden_size.</param>
+/// <param name="BlockCount">num_hidden_layers.</param>
+/// <param name="HeadCount">num_attention_heads.</param>
+/// <param name="HeadCountKv">num_key_value_heads.</param>
+/// <param name="FeedForwardLength">intermediate_size.</param>
+/// <param name="VocabSize">Rows of token_embd.weight = tokens in the vocabulary.</param>
+/// <param name="ContextLength">max_position_embeddings.</param>
+/// <param name="RopeFreqBase">rope_theta.</param>
+/// <param name="RmsEps">rms_norm_eps.</param>
+/// <param name="TiedEmbeddings">tie_word_embeddings: no output.weight.</param>
+/// <param name="QkvBias">Q, K and V projections carry biases (Qwen2).</param>
+/// <param name="Vocab">The vocabulary layout.</param>
+/// <param name="RopeScaling">Llama 3 rope scaling (writes rope_freqs.weight), or null.</param>
+/// <param name="WriteHeadLengths">config.json has <c>head_dim</c>: the converter writes attention.key_length / value_length.</param>
+public sealed record SynthShape(
+    string Name,
+    string DisplayName,
+    string Architecture,
+    int EmbeddingLength,
+    int BlockCount,
+    int HeadCount,
+    int HeadCountKv,
+    int FeedForwardLength,
+    int VocabSize,
+    int ContextLength,
+    float RopeFreqBase,
+    float RmsEps,
+    bool TiedEmbeddings,
+    bool QkvBias,
+    SynthVocabKind Vocab,
+    Llama3RopeScaling? RopeScaling = null,
+    bool WriteHeadLengths = false)
+{
+    /// <summary>Width of one attention head.</summary>
+    public int HeadDim => EmbeddingLength / HeadCount;
+
+    /// <summary>Checks that the numbers describe a model llama.cpp can load.</summary>
+    /// <exception cref="ArgumentException">a dimension is out of range or does not divide.</exception>
+    public void Validate()
+    {
+        void Require(bool ok, string what)
+        {
+            if (!ok) throw new ArgumentException($"synthetic shape '{Name}': {what}");
+        }
+        Require(Architecture is "llama" or "qwen2", $"architecture '{Architecture}' is not llama or qwen2");
+        Require(EmbeddingLength > 0 && BlockCount > 0 && HeadCount > 0 && HeadCountKv > 0 && FeedForwardLength > 0 && ContextLength > 0,
+            "every dimension must be positive");
+        Require(EmbeddingLength % HeadCount == 0, $"embedding length {EmbeddingLength} is not a multiple of the head count {HeadCount}");
+        Require(HeadCount % HeadCountKv == 0, $"head count {HeadCount} is not a multiple of the KV head count {HeadCountKv}");
+        Require(HeadDim % 2 == 0, $"head dimension {HeadDim} is odd (rope rotates pairs)");
+        Require(RopeFreqBase > 0 && RmsEps > 0, "rope base and rms epsilon must be positive");
+        Require(VocabSize >= SynthVocab.MinimumSize(Vocab), $"vocabulary size {VocabSize} is below the {SynthVocab.MinimumSize(Vocab)} tokens a {Vocab} vocabulary needs");
+    }
+}
+
+/// <summary>The shapes of real models that <c>edgellm synth --like</c> knows (numbers from their config.json).</summary>
+public static class SynthShapes
+{
+    /// <summary>TinyLlama-1.1B-Chat-v1.0: Llama 2 architecture, SentencePiece vocabulary, untied output.</summary>
+    public static readonly SynthShape TinyLlama11B = new(
+        "tinyllama-1.1b", "TinyLlama 1.1B (synthetic)", "llama", EmbeddingLength: 2048, BlockCount: 22, HeadCount: 32, HeadCountKv: 4,
+        FeedForwardLength: 5632, VocabSize: 32000, ContextLength: 2048, RopeFreqBase: 10000f, RmsEps: 1e-5f,
+        TiedEmbeddings: false, QkvBias: false, SynthVocabKind.SentencePiece);
+
+    /// <summary>Llama-3.2-1B: Llama 3 rope scaling (rope_freqs.weight), tied embeddings, 128,256-token BPE vocabulary.</summary>
+    public static readonly SynthShape Llama32_1B = new(
+        "llama-3.2-1b", "Llama 3.2 1B (synthetic)", "llama", EmbeddingLength: 2048, BlockCount: 16, HeadCount: 32, HeadCountKv: 8,
+        FeedForwardLength: 8192, VocabSize: 128256, ContextLength: 131072, RopeFreqBase: 500000f, RmsEps: 1e-5f,
+        TiedEmbeddings: true, QkvBias: false, SynthVocabKind.Llama3Bpe,
+        RopeScaling: new Llama3RopeScaling(32f, 1f, 4f, 8192), WriteHeadLengths: true);
+
+    /// <summary>Qwen2.5-0.5B: Q/K/V biases, tied embeddings, 151,936 embedding rows.</summary>
+    public static readonly SynthShape Qwen25_05B = new(
+        "qwen2.5-0.5b", "Qwen2.5 0.5B (synthetic)", "qwen2", EmbeddingLength: 896, BlockCount: 24, HeadCount: 14, HeadCountKv: 2,
+        FeedForwardLength: 4864, VocabSize: 151936, ContextLength: 32768, RopeFreqBase: 1000000f, RmsEps: 1e-6f,
+        TiedEmbeddings: true, QkvBias: true, SynthVocabKind.Qwen2Bpe);
+
+    /// <summary>SmolLM2-360M: Llama architecture, tied embeddings, 49,152-token BPE vocabulary.</summary>
+    public static readonly SynthShape SmolLM2_360M = new(
+        "smollm2-360m", "SmolLM2 360M (synthetic)", "llama", EmbeddingLength: 960, BlockCount: 32, HeadCount: 15, HeadCountKv: 5,
+        FeedForwardLength: 2560, VocabSize: 49152, ContextLength: 8192, RopeFreqBase: 100000f, RmsEps: 1e-5f,
+        TiedEmbeddings: true, QkvBias: false, SynthVocabKind.SmolLmBpe);
+
+    /// <summary>Every known shape.</summary>
+    public static IReadOnlyList<SynthShape> All { get; } = [TinyLlama11B, Llama32_1B, Qwen25_05B, SmolLM2_360M];
+
+    /// <summary>The names <see cref="Find"/> accepts.</summary>
+    public static IEnumerable<string> Names => All.Select(s => s.Name);
+
+    /// <summary>Finds a shape by name (case-insensitive).</summary>
+    /// <exception cref="ArgumentException">the name is unknown; the message lists the known names.</exception>
+    public static SynthShape Find(string name)
+    {
+        ArgumentNullException.ThrowIfNull(name);
+        return All.FirstOrDefault(s => string.Equals(s.Name, name, StringComparison.OrdinalIgnoreCase))
+            ?? throw new ArgumentException($"unknown model shape '{name}'; expected one of {string.Join(", ", Names)}");
+    }
+}

@@ -1,0 +1,245 @@
+// EdgeLlm vs llama.cpp on one GGUF file, in one run, on this machine.
+//
+//   dotnet run -c Release --project tests/EdgeLlm.Benchmarks -- --model FILE [--threads 1,2] [-p 128] [-n 64] [-r 3]
+//   dotnet run -c Release --project tests/EdgeLlm.Benchmarks -- --synth tinyllama-1.1b:Q4_0 [...]
+//
+// Prints a markdown table (pp = prompt tokens/s, tg = generated tokens/s, best of r), the memory
+// read bandwidth measured here, and how much of it token generation uses.
+using System.Diagnostics;
+using System.Globalization;
+using EdgeLlm.Benchmarks;
+using EdgeLlm.Gguf;
+using EdgeLlm.Synth;
+
+var ci = CultureInfo.InvariantCulture;
+Options opt;
+try
+{
+    opt = Options.Parse(args);
+}
+catch (ArgumentException ex)
+{
+    Console.Error.WriteLine($"error: {ex.Message}");
+    Console.Error.WriteLine(Options.Usage);
+    return 1;
+}
+if (opt.Help)
+{
+    Console.WriteLine(Options.Usage);
+    return 0;
+}
+
+string repoRoot = FindRepoRoot();
+string model = opt.Model ?? SynthesizeCached(opt.Synth!, opt.Seed);
+if (!File.Exists(model))
+{
+    Console.Error.WriteLine($"error: model file {model} does not exist");
+    return 1;
+}
+
+var (modelDesc, typeDesc, bytesPerToken) = DescribeModel(model);
+Console.Error.WriteLine($"model {model}: {modelDesc}, {typeDesc}, {bytesPerToken / 1e6:F1} MB of weights read per generated token");
+
+// Bandwidth first, while nothing else of ours is running.
+var bandwidth = new SortedDictionary<int, double>();
+foreach (int t in new[] { 1, 2 }.Union(opt.Threads).Where(t => t <= Environment.ProcessorCount).Order())
+{
+    bandwidth[t] = MemoryBandwidth.Measure(t);
+    Console.Error.WriteLine($"memory read bandwidth, {t} thread(s): {bandwidth[t]:F1} GB/s");
+}
+
+var llama = new Dictionary<int, BenchFigures>();
+string native;
+try
+{
+    using var bench = new LlamaCppBench(model);
+    native = LlamaCppBench.NativeLibrary;
+    Console.Error.WriteLine($"llama.cpp native library: {native}");
+    foreach (int t in opt.Threads)
+    {
+        llama[t] = bench.Measure(t, opt.Pp, opt.Tg, opt.Reps);
+        Console.Error.WriteLine($"llama.cpp  t={t}: pp {Fmt(llama[t].PpAll)}  tg {Fmt(llama[t].TgAll)}");
+    }
+}
+catch (Exception ex) when (ex is not OutOfMemoryException)
+{
+    native = $"failed: {ex.Message}";
+    Console.Error.WriteLine($"llama.cpp could not run: {ex.Message}");
+}
+
+var ours = new Dictionary<int, BenchFigures>();
+foreach (int t in opt.Threads)
+{
+    ours[t] = EdgeLlmCliBench.Measure(repoRoot, model, t, opt.Pp, opt.Tg, opt.Reps);
+    Console.Error.WriteLine(ours[t].PpAll.Length + ours[t].TgAll.Length > 0
+        ? $"EdgeLlm    t={t}: pp {Fmt(ours[t].PpAll)}  tg {Fmt(ours[t].TgAll)}  {ours[t].Note}"
+        : $"EdgeLlm    t={t}: not measured: {ours[t].Note}");
+}
+
+// The report.
+string date = DateTime.Now.ToString("yyyy-MM-dd HH:mm", ci);
+string machine = $"{CpuModel()}, {Environment.ProcessorCount} cores, {TotalMemoryGiB():F0} GiB RAM";
+Console.WriteLine();
+Console.WriteLine($"Date: {date}  ");
+Console.WriteLine($"Machine: {machine}  ");
+Console.WriteLine($"Model: {Path.GetFileName(model)} ({modelDesc}, {typeDesc}); {bytesPerToken / 1e6:F1} MB of weights per generated token  ");
+Console.WriteLine($"llama.cpp: LLamaSharp 0.30.0 CPU backend, {native}  ");
+Console.WriteLine($"Memory read bandwidth: {string.Join(", ", bandwidth.Select(kv => $"{kv.Value:F1} GB/s with {kv.Key} thread{(kv.Key > 1 ? "s" : "")}"))}");
+Console.WriteLine();
+Console.WriteLine("| date | machine | threads | model | type | test | EdgeLlm t/s | llama.cpp t/s | EdgeLlm / llama.cpp |");
+Console.WriteLine("| --- | --- | ---: | --- | --- | --- | ---: | ---: | ---: |");
+foreach (int t in opt.Threads)
+{
+    llama.TryGetValue(t, out var l);
+    ours.TryGetValue(t, out var o);
+    void Row(string test, double? ourBest, double? theirBest) =>
+        Console.WriteLine($"| {date} | {machine} | {t} | {modelDesc} | {typeDesc} | {test} | {Num(ourBest)} | {Num(theirBest)} | {Ratio(ourBest, theirBest)} |");
+    if (opt.Pp > 0) Row($"pp{opt.Pp}", o?.PpBest, l?.PpBest);
+    if (opt.Tg > 0) Row($"tg{opt.Tg}", o?.TgBest, l?.TgBest);
+}
+Console.WriteLine();
+Console.WriteLine("All repetitions (t/s):");
+foreach (int t in opt.Threads)
+{
+    if (llama.TryGetValue(t, out var l)) Console.WriteLine($"- llama.cpp, {t} thread(s): pp {Fmt(l.PpAll)}; tg {Fmt(l.TgAll)}");
+    if (ours.TryGetValue(t, out var o))
+        Console.WriteLine(o.PpAll.Length + o.TgAll.Length > 0
+            ? $"- EdgeLlm, {t} thread(s): pp {Fmt(o.PpAll)}; tg {Fmt(o.TgAll)} ({o.Note})"
+            : $"- EdgeLlm, {t} thread(s): not measured: {o.Note}");
+}
+if (opt.Tg > 0)
+{
+    Console.WriteLine();
+    Console.WriteLine("Bandwidth use of generation (weight bytes per token × tg t/s ÷ measured read bandwidth at that thread count):");
+    foreach (int t in opt.Threads)
+    {
+        double bw = bandwidth.TryGetValue(t, out var b) ? b : bandwidth.Values.Max();
+        string Use(double? tps) => tps is double x ? $"{bytesPerToken * x / 1e9:F1} GB/s = {100 * bytesPerToken * x / 1e9 / bw:F0}%" : "n/a";
+        Console.WriteLine($"- {t} thread(s), {bw:F1} GB/s: EdgeLlm {Use(ours.GetValueOrDefault(t)?.TgBest)}; llama.cpp {Use(llama.GetValueOrDefault(t)?.TgBest)}");
+    }
+}
+return 0;
+
+static string Num(double? x) => x is double v ? v.ToString("F2", CultureInfo.InvariantCulture) : "n/a";
+static string Ratio(double? a, double? b) => a is double x && b is double y && y > 0 ? (x / y).ToString("F2", CultureInfo.InvariantCulture) : "n/a";
+static string Fmt(double[] a) => a.Length == 0 ? "-" : string.Join(", ", a.Select(x => x.ToString("F2", CultureInfo.InvariantCulture)));
+
+static string FindRepoRoot()
+{
+    var dir = new DirectoryInfo(AppContext.BaseDirectory);
+    while (dir is not null && !File.Exists(Path.Combine(dir.FullName, "EdgeLlm.sln"))) dir = dir.Parent;
+    return dir?.FullName ?? Directory.GetCurrentDirectory();
+}
+
+// Creates (once) a synthetic model in the user's cache folder: NAME:TYPE, e.g. tinyllama-1.1b:Q4_0.
+static string SynthesizeCached(string spec, int seed)
+{
+    int colon = spec.IndexOf(':', StringComparison.Ordinal);
+    if (colon <= 0 || colon == spec.Length - 1) throw new ArgumentException($"--synth wants NAME:TYPE (e.g. tinyllama-1.1b:Q4_0), got '{spec}'");
+    string name = spec[..colon], type = spec[(colon + 1)..];
+    string cache = Environment.GetEnvironmentVariable("XDG_CACHE_HOME") is { Length: > 0 } x
+        ? x
+        : Path.Combine(Environment.GetFolderPath(Environment.SpecialFolder.UserProfile), ".cache");
+    string dir = Path.Combine(cache, "edgellm", "synth");
+    Directory.CreateDirectory(dir);
+    string path = Path.Combine(dir, $"{name.ToLowerInvariant()}-{type.ToLowerInvariant()}-seed{seed}.gguf");
+    if (File.Exists(path))
+    {
+        Console.Error.WriteLine($"using cached synthetic model {path}");
+        return path;
+    }
+    string tmp = path + ".tmp";
+    var sw = Stopwatch.StartNew();
+    Console.Error.Write($"synthesizing {name} {type} -> {path} ");
+    ModelSynthesizer.Synthesize(name, type, tmp, seed, (done, total, _) =>
+    {
+        if (done % Math.Max(1, total / 20) == 0) Console.Error.Write('.');
+    });
+    File.Move(tmp, path, overwrite: true);
+    Console.Error.WriteLine($" {new FileInfo(path).Length / 1e6:F0} MB in {sw.Elapsed.TotalSeconds:F1} s");
+    return path;
+}
+
+// Architecture and parameter count, dominant weight type, and the bytes of weights one generated
+// token reads: every tensor, except that only one row of an untied token_embd is read.
+static (string Model, string Type, long BytesPerToken) DescribeModel(string path)
+{
+    using var f = GgufFile.Open(path);
+    long parameters = f.Tensors.Sum(t => t.ElementCount);
+    long bytes = f.Tensors.Sum(t => t.ByteSize);
+    var embd = f.FindTensor("token_embd.weight");
+    if (embd is not null && f.FindTensor("output.weight") is not null)
+        bytes -= embd.ByteSize - embd.ByteSize / embd.RowCount;
+    string arch = f.GetString("general.architecture") ?? "?";
+    string type = f.Tensors.GroupBy(t => t.Type).OrderByDescending(g => g.Sum(t => t.ByteSize)).First().Key is var ty
+        ? GgmlTypes.Name(ty) : "?";
+    string name = f.GetString("general.name") is { Length: > 0 } n ? n + ", " : "";
+    return ($"{name}{arch} {parameters / 1e9:F2}B", type, bytes);
+}
+
+static string CpuModel()
+{
+    try
+    {
+        var line = File.ReadLines("/proc/cpuinfo").FirstOrDefault(l => l.StartsWith("model name", StringComparison.Ordinal));
+        if (line is not null) return line[(line.IndexOf(':', StringComparison.Ordinal) + 1)..].Trim();
+    }
+    catch (IOException) { }
+    catch (UnauthorizedAccessException) { }
+    return System.Runtime.InteropServices.RuntimeInformation.ProcessArchitecture.ToString();
+}
+
+static double TotalMemoryGiB() => GC.GetGCMemoryInfo().TotalAvailableMemoryBytes / (double)(1L << 30);
+
+/// <summary>Command-line options of the benchmark.</summary>
+internal sealed record Options(string? Model, string? Synth, int[] Threads, int Pp, int Tg, int Reps, int Seed, bool Help)
+{
+    public const string Usage =
+        "usage: dotnet run -c Release --project tests/EdgeLlm.Benchmarks -- (--model FILE | --synth NAME:TYPE) [--threads 1,2] [-p 128] [-n 64] [-r 3] [--seed 1]\n" +
+        "  --synth creates a random-weight model shaped like NAME (tinyllama-1.1b, llama-3.2-1b, qwen2.5-0.5b, smollm2-360m)\n" +
+        "          in TYPE (F16, Q8_0, Q4_0, Q4_K, ...) under ~/.cache/edgellm/synth first (reused afterwards).";
+
+    public static Options Parse(string[] args)
+    {
+        string? model = null, synth = null;
+        int[] threads = [1, 2];
+        int pp = 128, tg = 64, reps = 3, seed = 1;
+        bool help = false;
+        for (int i = 0; i < args.Length; i++)
+        {
+            string Next() => i + 1 < args.Length ? args[++i] : throw new ArgumentException($"{args[i]} needs a value");
+            int Int(string what)
+            {
+                string v = Next();
+                return int.TryParse(v, NumberStyles.Integer, CultureInfo.InvariantCulture, out int x) && x >= 0
+                    ? x : throw new ArgumentException($"{what} must be a non-negative integer, got '{v}'");
+            }
+            switch (args[i])
+            {
+                case "--model" or "-m": model = Next(); break;
+                case "--synth": synth = Next(); break;
+                case "--threads" or "-t":
+                    string list = Next();
+                    threads = list.Split(',', StringSplitOptions.RemoveEmptyEntries | StringSplitOptions.TrimEntries)
+                        .Select(s => int.TryParse(s, NumberStyles.Integer, CultureInfo.InvariantCulture, out int t) && t > 0
+                            ? t : throw new ArgumentException($"--threads wants a list of positive integers, got '{list}'"))
+                        .Distinct().ToArray();
+                    if (threads.Length == 0) throw new ArgumentException("--threads is empty");
+                    break;
+                case "-p" or "--n-prompt": pp = Int("-p"); break;
+                case "-n" or "--n-gen": tg = Int("-n"); break;
+                case "-r" or "--repetitions": reps = Int("-r"); break;
+                case "--seed": seed = Int("--seed"); break;
+                case "-h" or "--help": help = true; break;
+                default: throw new ArgumentException($"unknown argument '{args[i]}'");
+            }
+        }
+        if (!help)
+        {
+            if ((model is null) == (synth is null)) throw new ArgumentException("give exactly one of --model FILE and --synth NAME:TYPE");
+            if (pp + tg == 0) throw new ArgumentException("-p and -n cannot both be 0");
+            if (reps < 1) throw new ArgumentException("-r must be at least 1");
+        }
+        return new Options(model, synth, threads, pp, tg, reps, seed, help);
+    }
+}

@@ -1,0 +1,69 @@
+using System.Diagnostics;
+using System.Text;
+using System.Text.RegularExpressions;
+using Xunit;
+using Xunit.Abstractions;
+
+namespace EdgeLlm.Tests.Native;
+
+/// <summary>
+/// The C ABI end to end: tests/native/run.sh publishes libedgellm.so with NativeAOT, checks its exports
+/// against edgellm.h, compiles and runs the C test (the greedy story through the streaming callback and
+/// every documented error path) and the README's Python example. Takes a minute or two (the AOT compile).
+/// Fails, never skips, when the C toolchain or ../shared is missing (run.sh says what to install).
+/// </summary>
+public sealed partial class NativeAbiTests(ITestOutputHelper output)
+{
+    [Fact]
+    public void RunSh_PublishesLibrary_AndTheCTestPasses()
+    {
+        string root = RepositoryRoot();
+        string outDir = Path.Combine(root, "artifacts", "native-test");
+        var psi = new ProcessStartInfo("bash")
+        {
+            RedirectStandardOutput = true,
+            RedirectStandardError = true,
+            UseShellExecute = false,
+            WorkingDirectory = root,
+        };
+        psi.ArgumentList.Add(Path.Combine(root, "tests", "native", "run.sh"));
+        psi.ArgumentList.Add(outDir);
+        psi.Environment["EDGELLM_SHARED"] = SharedData.Root; // throws (fails the test) when ../shared is missing
+        psi.Environment["DOTNET_CLI_TELEMETRY_OPTOUT"] = "1";
+        psi.Environment["DOTNET_NOLOGO"] = "1";
+
+        var text = new StringBuilder();
+        using var p = new Process { StartInfo = psi };
+        p.OutputDataReceived += (_, e) => { if (e.Data is not null) lock (text) text.AppendLine(e.Data); };
+        p.ErrorDataReceived += (_, e) => { if (e.Data is not null) lock (text) text.AppendLine(e.Data); };
+        p.Start();
+        p.BeginOutputReadLine();
+        p.BeginErrorReadLine();
+        if (!p.WaitForExit(TimeSpan.FromMinutes(20)))
+        {
+            p.Kill(entireProcessTree: true);
+            Assert.Fail("tests/native/run.sh ran for more than 20 minutes:\n" + text);
+        }
+        p.WaitForExit(); // drain the asynchronous readers
+        string log = text.ToString();
+        output.WriteLine(log);
+
+        Assert.True(p.ExitCode == 0, $"tests/native/run.sh exited with {p.ExitCode}:\n{log}");
+        var summary = Summary().Match(log);
+        Assert.True(summary.Success, "the C test printed no 'N passed, N failed' line");
+        Assert.Equal("0", summary.Groups[2].Value);
+        Assert.True(int.Parse(summary.Groups[1].Value, System.Globalization.CultureInfo.InvariantCulture) >= 50, "the C test ran fewer checks than expected");
+        Assert.Contains("PASS greedy story equals llama.cpp's greedy_text", log, StringComparison.Ordinal);
+        Assert.Contains("run.sh: all native checks passed", log, StringComparison.Ordinal);
+    }
+
+    private static string RepositoryRoot()
+    {
+        var dir = new DirectoryInfo(AppContext.BaseDirectory);
+        while (dir is not null && !File.Exists(Path.Combine(dir.FullName, "EdgeLlm.sln"))) dir = dir.Parent;
+        return dir?.FullName ?? throw new DirectoryNotFoundException("EdgeLlm.sln not found above " + AppContext.BaseDirectory);
+    }
+
+    [GeneratedRegex(@"^(\d+) passed, (\d+) failed$", RegexOptions.Multiline)]
+    private static partial Regex Summary();
+}

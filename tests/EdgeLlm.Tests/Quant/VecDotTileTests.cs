@@ -1,0 +1,64 @@
+using EdgeLlm.Gguf;
+using EdgeLlm.Quant;
+using EdgeLlm.Runtime;
+using Xunit;
+using Xunit.Abstractions;
+
+namespace EdgeLlm.Tests.Quant;
+
+/// <summary>The register-tiled <see cref="WeightFormat.VecDotTile"/> overrides equal VecDot for every (row, activation) pair, bit for bit.</summary>
+public unsafe class VecDotTileTests
+{
+    private readonly ITestOutputHelper _out;
+
+    public VecDotTileTests(ITestOutputHelper output) => _out = output;
+
+    [Theory]
+    [InlineData(GgmlType.Q4_0)]
+    [InlineData(GgmlType.Q4_1)]
+    [InlineData(GgmlType.Q5_0)]
+    [InlineData(GgmlType.Q5_1)]
+    [InlineData(GgmlType.Q8_0)]
+    [InlineData(GgmlType.IQ4_NL)]
+    [InlineData(GgmlType.Q4_K)]
+    public void Tile_EqualsVecDot(GgmlType type)
+    {
+        Assert.True(WeightFormat.TryGet(type, out var fmt));
+        var rng = new Random((int)type);
+        int block = GgmlTypes.Info(type).BlockSize;
+        int checkedPairs = 0;
+        foreach (int blocks in new[] { 1, 2, 3, 5, 8 })
+        foreach (int nActs in new[] { 1, 2, 3, 4, 5, 9 })
+        foreach (var fill in new[] { SelfTest.Fill.Random, SelfTest.Fill.AllMin, SelfTest.Fill.HugeScale })
+        {
+            int n = blocks * block, nRows = 5;
+            long rowBytes = GgmlTypes.Info(type).RowBytes(n);
+            long actBytes = GgmlTypes.Info(fmt.VecDotType).RowBytes(n);
+            long actStride = actBytes + 64; // a gap: the stride is honoured, not assumed
+            byte[] w = SelfTest.MakeBlocks(type, n * nRows, fill, rng);
+            byte[] acts = new byte[actStride * nActs];
+            for (int k = 0; k < nActs; k++)
+                SelfTest.MakeBlocks(fmt.VecDotType, n, fill, rng).CopyTo(acts, k * actStride);
+            long yStride = nRows + 3;
+            var y = new float[yStride * nActs];
+            fixed (byte* pw = w)
+            fixed (byte* pa = acts)
+            fixed (float* py = y)
+            {
+                fmt.VecDotTile(n, pw, rowBytes, nRows, pa, actStride, nActs, py, yStride);
+                for (int r = 0; r < nRows; r++)
+                for (int k = 0; k < nActs; k++)
+                {
+                    float expect = fmt.VecDot(n, pw + r * rowBytes, pa + k * actStride);
+                    Assert.True(SelfTest.SameFloat(expect, y[k * yStride + r]),
+                        $"{type} {fill} n={n} acts={nActs} row {r} act {k}: tile {y[k * yStride + r]:R} vs VecDot {expect:R}");
+                    checkedPairs++;
+                }
+                // Entries between rows (the stride gap) are untouched.
+                for (int k = 0; k < nActs; k++)
+                for (long g = nRows; g < yStride; g++) Assert.Equal(0f, y[k * yStride + g]);
+            }
+        }
+        _out.WriteLine($"{type}: {checkedPairs} (row, activation) pairs bit-identical to VecDot ({CpuFeatures.KernelPath})");
+    }
+}

@@ -1,0 +1,83 @@
+using EdgeLlm.Engine;
+using EdgeLlm.Models;
+using EdgeLlm.Synth;
+using EdgeLlm.Tests.Tokenizers;
+using LLama;
+using LLama.Common;
+using LLama.Native;
+using Xunit;
+using Xunit.Abstractions;
+
+namespace EdgeLlm.Tests.Synth;
+
+/// <summary>
+/// llama.cpp itself (LLamaSharp 0.30.0's CPU backend) loads synthetic models and computes the same
+/// logits as EdgeLlm: the metadata, vocabulary, tensor names and rope factors mean to llama.cpp
+/// what they mean to us.
+/// </summary>
+public sealed class SynthLlamaCppTests : IDisposable
+{
+    /// <summary>max|ours - llama.cpp| / std(llama.cpp) on F32 weights: summation order only (0.0003–0.002 in shared/README.md).</summary>
+    private const double F32Tolerance = 0.01;
+
+    private readonly ITestOutputHelper _out;
+    private readonly string _dir = Path.Combine(Path.GetTempPath(), "edgellm-synth-llama-" + Guid.NewGuid().ToString("N"));
+
+    public SynthLlamaCppTests(ITestOutputHelper output)
+    {
+        _out = output;
+        Directory.CreateDirectory(_dir);
+    }
+
+    public void Dispose()
+    {
+        try { Directory.Delete(_dir, recursive: true); } catch (IOException) { }
+    }
+
+    public static TheoryData<string> Shapes => new() { "llama", "qwen2", "llama3", "smollm" };
+
+    private static SynthShape Shape(string kind) => kind switch
+    {
+        "llama" => new("tiny-llama", "tiny llama", "llama", 256, 2, 4, 2, 512, 300, 128, 10000f, 1e-5f, false, false, SynthVocabKind.SentencePiece),
+        "qwen2" => new("tiny-qwen2", "tiny qwen2", "qwen2", 128, 2, 4, 2, 384, 400, 256, 1e6f, 1e-6f, true, true, SynthVocabKind.Qwen2Bpe),
+        // A short original context (64) so that the Llama 3 rope factors change positions < 32.
+        "llama3" => new("tiny-llama3", "tiny llama3", "llama", 128, 2, 2, 1, 256, 700, 1024, 500000f, 1e-5f, true, false, SynthVocabKind.Llama3Bpe,
+            new Llama3RopeScaling(32f, 1f, 4f, 64), WriteHeadLengths: true),
+        "smollm" => new("tiny-smollm", "tiny smollm", "llama", 192, 2, 3, 1, 256, 320, 256, 100000f, 1e-5f, true, false, SynthVocabKind.SmolLmBpe),
+        _ => throw new ArgumentOutOfRangeException(nameof(kind)),
+    };
+
+    [Theory]
+    [MemberData(nameof(Shapes))]
+    public void LlamaCpp_LoadsTheFile_AndAgreesWithEdgeLlm(string kind)
+    {
+        var shape = Shape(kind);
+        string path = Path.Combine(_dir, kind + ".gguf");
+        ModelSynthesizer.Synthesize(shape, "F32", path, seed: 11);
+        var rng = new Random(3);
+        int[] tokens = Enumerable.Range(0, 32).Select(_ => rng.Next(shape.VocabSize)).ToArray();
+
+        float[] ours;
+        using (var model = Model.Load(path))
+        using (var ctx = new InferenceContext(model, 64, threads: 1))
+            ours = ctx.Eval(tokens, allLogits: true);
+
+        _ = LlamaCppOracle.NativeLibrary; // loads llama.cpp quietly
+        var prm = new ModelParams(path) { GpuLayerCount = 0, ContextSize = 64, BatchSize = 64, UBatchSize = 64, Threads = 1, BatchThreads = 1 };
+        using var weights = LLamaWeights.LoadFromFile(prm);
+        Assert.Equal(shape.VocabSize, weights.Vocab.Count);
+        using var lctx = weights.CreateContext(prm);
+        var batch = new LLamaBatch();
+        for (int i = 0; i < tokens.Length; i++) batch.Add(tokens[i], i, LLamaSeqId.Zero, true);
+        Assert.Equal(DecodeResult.Ok, lctx.NativeHandle.Decode(batch));
+        var theirs = new float[ours.Length];
+        for (int i = 0; i < tokens.Length; i++)
+            lctx.NativeHandle.GetLogitsIth(i).CopyTo(theirs.AsSpan(i * shape.VocabSize, shape.VocabSize));
+
+        double mean = theirs.Average(x => (double)x);
+        double std = Math.Sqrt(theirs.Average(x => (x - mean) * (x - mean)));
+        double maxDiff = ours.Zip(theirs, (a, b) => Math.Abs((double)a - b)).Max();
+        _out.WriteLine($"{kind}: llama.cpp logits std {std:F3}, max|EdgeLlm - llama.cpp| / std = {maxDiff / std:E2}");
+        Assert.True(maxDiff / std < F32Tolerance, $"{kind}: figure {maxDiff / std:E3} exceeds {F32Tolerance}");
+    }
+}

@@ -1,0 +1,83 @@
+using EdgeLlm.Models;
+using EdgeLlm.Tests;
+using EdgeLlm.Tests.Models;
+using Xunit;
+using Xunit.Abstractions;
+
+namespace EdgeLlm.Vulkan.Tests;
+
+/// <summary>
+/// The whole forward pass on the Vulkan device against llama.cpp's logits (shared/golden), with
+/// the bounds of the CPU golden tests: figure = max|ours − golden| / std(golden).
+/// </summary>
+public class VulkanGoldenTests(DeviceFixture fixture, ITestOutputHelper output) : IClassFixture<DeviceFixture>
+{
+    private const double TrainedF32Bound = 5e-3;
+    private const double FloatBound = 0.02;
+    private const double QuantBound = 0.10;
+
+    [Theory]
+    [InlineData("stories260K", "p1", TrainedF32Bound)]
+    [InlineData("stories260K", "p2", TrainedF32Bound)]
+    [InlineData("syn-llama-f32", "p2", FloatBound)]
+    [InlineData("syn-llama-f16", "p2", FloatBound)]
+    [InlineData("syn-llama-q8_0", "p2", QuantBound)]
+    [InlineData("syn-llama-q4_0", "p2", QuantBound)]
+    [InlineData("syn-llama-q4_k_m", "p2", QuantBound)]
+    [InlineData("syn-llama3-f32", "p2", FloatBound)]
+    [InlineData("syn-qwen2-f32", "p2", FloatBound)]
+    [InlineData("syn-qwen2-q4_0", "p2", QuantBound)]
+    public void BatchPrompt_MatchesLlamaCppLogits(string model, string prompt, double bound)
+    {
+        var golden = GoldenCase.Load(model, prompt);
+        using var m = Model.Load(SharedData.Model(model));
+        using var ctx = new VulkanInferenceContext(m, contextLength: 256, fixture.Device);
+        float[] logits = ctx.Eval(golden.PromptIds, allLogits: true);
+        double figure = GoldenCase.Figure(logits, golden.Logits);
+        output.WriteLine($"vulkan {model}.{prompt}: figure {figure:G4} (bound {bound})");
+        Assert.True(figure <= bound, $"{model}.{prompt}: figure {figure:G4} exceeds {bound}");
+    }
+
+    /// <summary>Token by token (the reused one-token command buffer, one submit each) equals the batch.</summary>
+    [Fact]
+    public void TokenByToken_EqualsBatch_WithOneRecordedGraph()
+    {
+        var golden = GoldenCase.Load("syn-qwen2-f32", "p1");
+        using var m = Model.Load(SharedData.Model("syn-qwen2-f32"));
+        using var batchCtx = new VulkanInferenceContext(m, contextLength: 64, fixture.Device);
+        float[] batch = batchCtx.Eval(golden.PromptIds, allLogits: true);
+        using var stepCtx = new VulkanInferenceContext(m, contextLength: 64, fixture.Device);
+        int vocab = m.Config.VocabSize;
+        var steps = new float[batch.Length];
+        for (int i = 0; i < golden.PromptIds.Length; i++)
+            stepCtx.Eval(golden.PromptIds.AsSpan(i, 1)).CopyTo(steps, i * vocab);
+        double figure = GoldenCase.Figure(steps, batch);
+        output.WriteLine($"token-by-token vs batch figure {figure:G4}, graphs recorded {stepCtx.RecordedGraphs}");
+        Assert.Equal(1, stepCtx.RecordedGraphs);
+        Assert.True(figure <= 1e-4, $"token-by-token differs from batch: figure {figure:G4}");
+    }
+
+    /// <summary>stories260K's 200-token greedy story, token by token on the device, identical to llama.cpp's.</summary>
+    [Fact]
+    public void Stories260K_GreedyStory_MatchesLlamaCpp()
+    {
+        var story = GoldenCase.Load("stories260K", "story");
+        using var m = Model.Load(SharedData.Model("stories260K"));
+        using var ctx = new VulkanInferenceContext(m, contextLength: 512, fixture.Device);
+        float[] logits = ctx.Eval(story.PromptIds, allLogits: true);
+        output.WriteLine($"story prompt logits figure {GoldenCase.Figure(logits, story.Logits):G4}");
+        int vocab = m.Config.VocabSize;
+        int next = GoldenCase.ArgMax(logits.AsSpan((story.PromptIds.Length - 1) * vocab, vocab));
+        var generated = new List<int>();
+        for (int i = 0; i < story.GreedyIds.Length; i++)
+        {
+            generated.Add(next);
+            if (i + 1 < story.GreedyIds.Length) next = GoldenCase.ArgMax(ctx.Eval([next]));
+        }
+        int matching = 0;
+        while (matching < generated.Count && generated[matching] == story.GreedyIds[matching]) matching++;
+        output.WriteLine($"vulkan greedy story: {matching}/{story.GreedyIds.Length} tokens match llama.cpp");
+        Assert.Equal(200, story.GreedyIds.Length);
+        Assert.Equal(story.GreedyIds, generated);
+    }
+}

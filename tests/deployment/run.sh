@@ -1,0 +1,137 @@
+#!/usr/bin/env bash
+# Deployment checks (CI): builds the NativeAOT `edgellm` for linux-x64 (x86-64-v3) and, cross-compiled,
+# linux-arm64; runs the stories260K greedy story on each and compares it with llama.cpp's golden
+# text; runs the arm64 binary under qemu as a Raspberry Pi 5 (cortex-a76: NEON + dot product) and
+# a Raspberry Pi 4 (cortex-a72: NEON only) and checks the kernel path `edgellm info` names; runs
+# every CLI command from the x64 binary; checks the binary size.
+# Prints one line per check ("ok   NAME" / "FAIL NAME: why") and ends with "N passed, N failed";
+# exits nonzero when a check failed.
+#   tests/deployment/run.sh [--no-build]   (--no-build: reuse artifacts/deployment/*/edgellm)
+# Needs: clang lld gcc-aarch64-linux-gnu libc6-dev-arm64-cross binutils-aarch64-linux-gnu
+# qemu-user-static (see .ci/apt-packages) and ../shared beside the checkout.
+set -uo pipefail
+repo="$(cd "$(dirname "$0")/../.." && pwd)"
+shared="${EDGELLM_SHARED:-$repo/../shared}"
+art="$repo/artifacts/deployment"
+model="$shared/models/stories260K.gguf"
+golden="$shared/golden/stories260K.story.json"
+prompt="Once upon a time"
+max_mb=15
+build=1; [ "${1:-}" = "--no-build" ] && build=0
+passed=0; failed=0
+ok()   { passed=$((passed + 1)); echo "ok   $1"; }
+fail() { failed=$((failed + 1)); echo "FAIL $1: $2"; }
+finish() { echo "$passed passed, $failed failed"; [ "$failed" -eq 0 ]; exit $?; }
+tmp="$(mktemp -d)"; trap 'rm -rf "$tmp"' EXIT
+
+# --- prerequisites ------------------------------------------------------------------------
+for t in dotnet clang ld.lld aarch64-linux-gnu-ld qemu-aarch64-static qemu-x86_64-static python3; do
+  if command -v "$t" >/dev/null 2>&1; then ok "tool $t"; else fail "tool $t" "not on PATH (apt packages: .ci/apt-packages)"; fi
+done
+if [ -f "$model" ] && [ -f "$golden" ]; then ok "shared data"; else fail "shared data" "$model or $golden missing"; finish; fi
+# Expected stdout of `run`: the prompt, the golden greedy text, one newline.
+python3 -c 'import json,sys; sys.stdout.write(sys.argv[2] + json.load(open(sys.argv[1]))["greedy_text"] + "\n")' "$golden" "$prompt" > "$tmp/expected.txt"
+
+# --- builds ---------------------------------------------------------------------------------
+publish() { # name, dotnet publish args...
+  local name="$1"; shift
+  if [ "$build" -eq 1 ]; then
+    local t0=$SECONDS
+    if dotnet publish "$repo/src/EdgeLlm.Cli/EdgeLlm.Cli.csproj" -c Release -nologo -p:PublishAot=true \
+         --artifacts-path "$repo/artifacts/build/deployment-$name" \
+         -o "$art/$name" "$@" > "$tmp/publish-$name.log" 2>&1; then
+      # Trim/AOT analysis warnings would fail the build (warnings are errors); count them anyway.
+      local w; w=$(grep -Eo 'warning (IL|AOT)[0-9]+' "$tmp/publish-$name.log" | sort -u | wc -l)
+      if [ "$w" -eq 0 ]; then ok "publish $name ($((SECONDS - t0)) s, 0 trim/AOT warnings)"
+      else fail "publish $name" "$w trim/AOT warnings"; grep -E 'warning (IL|AOT)' "$tmp/publish-$name.log" | sort -u | head -20; fi
+    else
+      fail "publish $name" "dotnet publish failed:"; tail -20 "$tmp/publish-$name.log"; return 1
+    fi
+  fi
+  [ -x "$art/$name/edgellm" ] || { fail "binary $name" "$art/$name/edgellm missing"; return 1; }
+  local size; size=$(stat -c %s "$art/$name/edgellm")
+  if [ "$size" -le $((max_mb * 1000 * 1000)) ]; then ok "size $name $(awk -v s="$size" 'BEGIN{printf "%.1f", s/1e6}') MB (<= $max_mb MB)"
+  else fail "size $name" "$size bytes > $max_mb MB"; fi
+}
+
+# story NAME RUNNER... : the greedy story must equal the golden text.
+story() {
+  local name="$1"; shift
+  if "$@" run -m "$model" -p "$prompt" -n 200 --temp 0 > "$tmp/story.txt" 2> "$tmp/story.err" && cmp -s "$tmp/story.txt" "$tmp/expected.txt"; then
+    ok "story $name (golden greedy text, $(grep -Eo 'generation: .*' "$tmp/story.err"))"
+  else
+    fail "story $name" "output differs from the golden text: $(head -c 200 "$tmp/story.txt" | tr '\n' ' ') / $(tail -2 "$tmp/story.err" | tr '\n' ' ')"
+  fi
+}
+
+# kernel NAME EXPECTED RUNNER... : `edgellm info` names the expected kernel path.
+kernel() {
+  local name="$1" want="$2"; shift 2
+  local line; line=$("$@" info -m "$model" 2>&1 | grep '^kernel path:')
+  if [ "$(echo "$line" | awk '{print $3}')" = "$want" ]; then ok "info $name: $line"
+  else fail "info $name" "expected kernel path $want, got '$line'"; fi
+}
+
+# --- linux-x64 (x86-64-v3) -------------------------------------------------------------------
+if publish linux-x64 -r linux-x64; then
+  x64="$art/linux-x64/edgellm"
+  # This CPU's kernel path decides what the x86-64-v3 binary should say; a CPU without AVX2 cannot run it.
+  if grep -qw avx2 /proc/cpuinfo && grep -qw fma /proc/cpuinfo; then
+    story linux-x64 "$x64"
+    kernel linux-x64 avx2 "$x64"
+    # The source generator's specializations survive NativeAOT (registered by module initializers,
+    # no reflection): the default build specializes every config, stories260K's among them.
+    if spec=$("$x64" info -m "$model" 2>&1 | grep '^forward pass:') && echo "$spec" | grep -q 'specialized: stories260k-f32'; then
+      ok "info linux-x64: $spec"
+    else fail "specialization linux-x64" "expected 'forward pass: specialized: stories260k-f32', got '$spec'"; fi
+    # Every other CLI command from the AOT binary.
+    if "$x64" tokenize -m "$model" -p "$prompt" > "$tmp/tok.txt" 2>&1 && [ "$(tr -d ' \n' < "$tmp/tok.txt")" = "[1,403,407,261,378]" ]; then ok "tokenize linux-x64"; else fail "tokenize linux-x64" "$(head -c 200 "$tmp/tok.txt")"; fi
+    if "$x64" logits -m "$model" --ids 1,403,407,261,378 -o "$tmp/logits.f32" > /dev/null 2>&1 &&
+       python3 - "$tmp/logits.f32" "$shared/golden/stories260K.story.logits.f32" <<'PY'
+import struct, sys
+a = open(sys.argv[1], "rb").read(); b = open(sys.argv[2], "rb").read()[:len(a)]
+n = len(b) // 4
+if len(a) != 5 * 512 * 4 or n != 5 * 512: sys.exit(1)
+x = struct.unpack(f"<{n}f", a); y = struct.unpack(f"<{n}f", b)
+sys.exit(0 if max(abs(p - q) for p, q in zip(x, y)) < 1e-3 else 1)
+PY
+    then ok "logits linux-x64 (5x512 within 1e-3 of golden)"; else fail "logits linux-x64" "missing or different from $shared/golden/stories260K.story.logits.f32"; fi
+    # quantize: llama.cpp's own Q8_0 of syn-llama-f32 is the reference: same size, same tensor-type
+    # table, same tensor data (the file's last 3 MB; the metadata before it names the writer).
+    ref="$shared/models/syn-llama-q8_0.gguf"
+    if "$x64" quantize "$shared/models/syn-llama-f32.gguf" "$tmp/q8.gguf" Q8_0 > "$tmp/q.log" 2>&1 &&
+       [ "$(stat -c %s "$tmp/q8.gguf")" = "$(stat -c %s "$ref")" ] &&
+       cmp -s <("$x64" info -m "$tmp/q8.gguf" | grep -E '^  [A-Z0-9_]+ +[0-9]+ tensors') <("$x64" info -m "$ref" | grep -E '^  [A-Z0-9_]+ +[0-9]+ tensors') &&
+       cmp -s <(tail -c 3000000 "$tmp/q8.gguf") <(tail -c 3000000 "$ref"); then
+      ok "quantize linux-x64 (syn-llama Q8_0: size, tensor types and data equal llama.cpp's)"
+    else fail "quantize linux-x64" "differs from $ref: $(tail -2 "$tmp/q.log" | tr '\n' ' ')"; fi
+    if "$x64" bench -m "$model" -t 1 -p 16 -n 8 -r 1 --json > "$tmp/bench.json" 2> "$tmp/bench.err" && python3 -c 'import json,sys; json.load(open(sys.argv[1]))' "$tmp/bench.json"; then ok "bench linux-x64"
+    else fail "bench linux-x64" "$(tail -2 "$tmp/bench.err" | tr '\n' ' ')"; fi
+  else
+    fail "linux-x64 run" "this CPU has no AVX2/FMA: the x86-64-v3 binary cannot run here"
+  fi
+  # On a CPU below x86-64-v3 the binary must refuse to start with a message, not crash.
+  # (An inner bash, so its "Aborted" job notice lands in the log, not on this script's output.)
+  if bash -c '"$@"; exit $?' _ "$(command -v qemu-x86_64-static || echo false)" -cpu Nehalem "$x64" info -m "$model" > "$tmp/old.txt" 2>&1; then
+    fail "x64 refuses old CPU" "ran on an emulated Nehalem (no AVX2)"
+  elif grep -qi "instruction set" "$tmp/old.txt"; then ok "x64 refuses old CPU (qemu Nehalem): $(grep -i -m1 "instruction set" "$tmp/old.txt")"
+  else fail "x64 refuses old CPU" "no instruction-set message: $(head -c 200 "$tmp/old.txt")"; fi
+fi
+
+# --- linux-arm64 under qemu ------------------------------------------------------------------
+if publish linux-arm64 -r linux-arm64; then
+  arm="$art/linux-arm64/edgellm"
+  for cpu in "cortex-a76 neon-dotprod raspberry-pi-5" "cortex-a72 neon raspberry-pi-4"; do
+    set -- $cpu
+    story "linux-arm64 qemu $1 ($3)" qemu-aarch64-static -cpu "$1" -L /usr/aarch64-linux-gnu "$arm"
+    kernel "linux-arm64 qemu $1 ($3)" "$2" qemu-aarch64-static -cpu "$1" -L /usr/aarch64-linux-gnu "$arm"
+  done
+  # `edgellm selftest` (NEON kernels vs references) where the command exists.
+  if qemu-aarch64-static -L /usr/aarch64-linux-gnu "$arm" --help 2>&1 | grep -qw selftest; then
+    for cpu in cortex-a76 cortex-a72; do
+      if qemu-aarch64-static -cpu $cpu -L /usr/aarch64-linux-gnu "$arm" selftest > "$tmp/self.txt" 2>&1; then ok "selftest qemu $cpu: $(tail -1 "$tmp/self.txt")"
+      else fail "selftest qemu $cpu" "$(tail -3 "$tmp/self.txt" | tr '\n' ' ')"; fi
+    done
+  fi
+fi
+finish

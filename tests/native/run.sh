@@ -1,0 +1,81 @@
+#!/usr/bin/env bash
+# Builds libedgellm.so with NativeAOT, checks that it exports exactly the functions edgellm.h declares,
+# compiles the C test (test_edgellm.c) against the header and runs it on stories260K, then runs the
+# README's Python ctypes example.
+#
+# usage: tests/native/run.sh [OUT_DIR]     (default: artifacts/native; ../shared must be beside the checkout,
+#                                           or EDGELLM_SHARED must point at it)
+# Needs: the .NET SDK, a C compiler and linker (gcc or clang; NativeAOT links with it), objcopy, nm
+# (binutils) and the C library headers: apt-get install -y $(cat .ci/apt-packages)
+set -euo pipefail
+root=$(cd "$(dirname "$0")/../.." && pwd)
+out=${1:-$root/artifacts/native}
+shared=${EDGELLM_SHARED:-$root/../shared}
+header=$root/src/EdgeLlm.Native/edgellm.h
+
+missing=()
+for tool in gcc nm objcopy dotnet; do command -v "$tool" >/dev/null 2>&1 || missing+=("$tool"); done
+if [ ${#missing[@]} -gt 0 ]; then
+  echo "run.sh: missing tools: ${missing[*]}" >&2
+  mapfile -t pkgs < "$root/.ci/apt-packages"
+  echo "run.sh: NativeAOT and this test need a C toolchain: apt-get install -y ${pkgs[*]}" >&2
+  exit 2
+fi
+for f in "$shared/models/stories260K.gguf" "$shared/golden/stories260K.story.json"; do
+  [ -f "$f" ] || { echo "run.sh: $f is missing (../shared reference data; set EDGELLM_SHARED)" >&2; exit 2; }
+done
+
+mkdir -p "$out"
+lib=$out/lib
+echo "== publish (NativeAOT) -> $lib"
+log=$out/publish.log
+if ! dotnet publish "$root/src/EdgeLlm.Native" -c Release -r linux-x64 -p:PublishAot=true -o "$lib" \
+     --disable-build-servers -nologo >"$log" 2>&1; then
+  cat "$log" >&2
+  echo "run.sh: dotnet publish failed" >&2
+  exit 1
+fi
+# AOT/trim analysis warnings (ILxxxx) mean code the compiler could not prove safe: treat them as failures.
+if grep -E "warning IL[0-9]+" "$log" >&2; then
+  echo "run.sh: the NativeAOT publish reported AOT/trim warnings (above)" >&2
+  exit 1
+fi
+so=$lib/libedgellm.so
+[ -f "$so" ] || { echo "run.sh: $so was not produced" >&2; ls -la "$lib" >&2; exit 1; }
+size=$(stat -c %s "$so")
+echo "libedgellm.so: $size bytes ($(awk -v s="$size" 'BEGIN { printf "%.2f MiB", s / 1048576 }')), 0 AOT/trim warnings"
+
+echo "== exports vs edgellm.h"
+# Declarations: every "EDGELLM_API <type> edgellm_name(" in the header. Exports: nm -D prints name@@VERSION.
+declared=$(grep -E '^EDGELLM_API ' "$header" | grep -oE '\bedgellm_[a-z0-9_]+\s*\(' | tr -d '( ' | sort -u)
+exported=$(nm -D --defined-only "$so" | awk '{print $3}' | sed 's/@.*//' | grep -E '^edgellm_' | sort -u)
+missing_exports=$(comm -23 <(echo "$declared") <(echo "$exported"))
+undeclared=$(comm -13 <(echo "$declared") <(echo "$exported"))
+echo "declared $(echo "$declared" | wc -l), exported $(echo "$exported" | wc -l)"
+if [ -n "$missing_exports" ] || [ -n "$undeclared" ]; then
+  [ -n "$missing_exports" ] && echo "declared in edgellm.h but not exported: $missing_exports" >&2
+  [ -n "$undeclared" ] && echo "exported but not declared in edgellm.h: $undeclared" >&2
+  exit 1
+fi
+
+echo "== compile the C test"
+gcc -std=c11 -D_POSIX_C_SOURCE=200809L -O1 -Wall -Wextra -Werror -pedantic -I "$root/src/EdgeLlm.Native" \
+    "$root/tests/native/test_edgellm.c" -o "$out/test_edgellm" -L "$lib" -ledgellm -lm -lpthread -Wl,-rpath,"$lib"
+if command -v g++ >/dev/null 2>&1; then
+  # The header must also be valid C++ (extern "C" guard).
+  echo '#include "edgellm.h"' | g++ -x c++ -std=c++17 -Wall -Werror -fsyntax-only -I "$root/src/EdgeLlm.Native" -
+fi
+
+echo "== run the C test"
+"$out/test_edgellm" "$shared/models/stories260K.gguf" "$shared/golden/stories260K.story.json" "$out"
+
+echo "== README Python example"
+if command -v python3 >/dev/null 2>&1; then
+  EDGELLM_LIB=$so python3 "$root/tests/native/example.py" "$shared/models/stories260K.gguf" > "$out/example.txt"
+  cat "$out/example.txt"
+  grep -q "Once upon a time, there was a little girl named Lily" "$out/example.txt" \
+    || { echo "run.sh: the Python example did not print the greedy story" >&2; exit 1; }
+else
+  echo "python3 not found: Python example not run"
+fi
+echo "run.sh: all native checks passed"

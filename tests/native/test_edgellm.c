@@ -1,0 +1,506 @@
+/*
+ * test_edgellm.c — exercises libedgellm.so through edgellm.h only, as a C program would.
+ *
+ * usage: test_edgellm MODEL.gguf STORY.json [SCRATCH_DIR]
+ *   MODEL.gguf  ../shared/models/stories260K.gguf
+ *   STORY.json  ../shared/golden/stories260K.story.json (llama.cpp's greedy story: prompt_ids, greedy_ids, greedy_text)
+ *   SCRATCH_DIR where corrupt model files are written (default /tmp)
+ *
+ * Prints one line per check ("PASS name" / "FAIL name: why") and ends with "N passed, N failed";
+ * exits 1 when any check failed, 2 when the inputs cannot be read.
+ */
+#include "edgellm.h"
+
+#include <math.h>
+#include <pthread.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+_Static_assert(sizeof(edgellm_context_params) == 40, "edgellm_context_params is 40 bytes (see edgellm.h)");
+
+static int g_passed, g_failed;
+
+static void check(int ok, const char* name, const char* fmt, ...) __attribute__((format(printf, 3, 4)));
+
+static void check(int ok, const char* name, const char* fmt, ...)
+{
+    if (ok) {
+        printf("PASS %s\n", name);
+        g_passed++;
+        return;
+    }
+    printf("FAIL %s: ", name);
+    va_list ap;
+    va_start(ap, fmt);
+    vprintf(fmt, ap);
+    va_end(ap);
+    printf("\n");
+    g_failed++;
+}
+
+/* An expected error code, with the message edgellm_last_error() gave. */
+static void check_code(edgellm_error got, edgellm_error want, const char* name)
+{
+    const char* msg = edgellm_last_error();
+    if (got == want && (want == EDGELLM_OK || (msg != NULL && msg[0] != '\0'))) {
+        printf("PASS %s%s%s\n", name, want == EDGELLM_OK ? "" : "  -- ", want == EDGELLM_OK ? "" : msg);
+        g_passed++;
+    } else {
+        printf("FAIL %s: got code %d, want %d (last error: %s)\n", name, (int)got, (int)want, msg ? msg : "(NULL)");
+        g_failed++;
+    }
+}
+
+/* ------------------------------------------------------------------ small helpers */
+
+static char* read_file(const char* path, long* size)
+{
+    FILE* f = fopen(path, "rb");
+    if (!f) return NULL;
+    fseek(f, 0, SEEK_END);
+    long n = ftell(f);
+    fseek(f, 0, SEEK_SET);
+    char* buf = malloc((size_t)n + 1);
+    if (buf && fread(buf, 1, (size_t)n, f) != (size_t)n) { free(buf); buf = NULL; }
+    fclose(f);
+    if (buf) { buf[n] = '\0'; if (size) *size = n; }
+    return buf;
+}
+
+static int write_file(const char* path, const void* data, size_t n)
+{
+    FILE* f = fopen(path, "wb");
+    if (!f) return 0;
+    int ok = fwrite(data, 1, n, f) == n;
+    return fclose(f) == 0 && ok;
+}
+
+/* Appends code point cp as UTF-8. */
+static size_t put_utf8(char* out, unsigned cp)
+{
+    if (cp < 0x80) { out[0] = (char)cp; return 1; }
+    if (cp < 0x800) { out[0] = (char)(0xC0 | (cp >> 6)); out[1] = (char)(0x80 | (cp & 0x3F)); return 2; }
+    if (cp < 0x10000) {
+        out[0] = (char)(0xE0 | (cp >> 12)); out[1] = (char)(0x80 | ((cp >> 6) & 0x3F)); out[2] = (char)(0x80 | (cp & 0x3F));
+        return 3;
+    }
+    out[0] = (char)(0xF0 | (cp >> 18)); out[1] = (char)(0x80 | ((cp >> 12) & 0x3F));
+    out[2] = (char)(0x80 | ((cp >> 6) & 0x3F)); out[3] = (char)(0x80 | (cp & 0x3F));
+    return 4;
+}
+
+/* The value of "key": "..." in a JSON text, unescaped (\n \t \r \b \f \" \\ \/ \uXXXX with surrogate pairs); malloc'd. */
+static char* json_string(const char* json, const char* key)
+{
+    char pattern[128];
+    snprintf(pattern, sizeof pattern, "\"%s\"", key);
+    const char* p = strstr(json, pattern);
+    if (!p) return NULL;
+    p += strlen(pattern);
+    while (*p == ' ' || *p == ':' || *p == '\n' || *p == '\t' || *p == '\r') p++;
+    if (*p++ != '"') return NULL;
+    char* out = malloc(strlen(p) * 2 + 1);
+    size_t n = 0;
+    while (*p && *p != '"') {
+        if (*p != '\\') { out[n++] = *p++; continue; }
+        p++;
+        switch (*p) {
+        case 'n': out[n++] = '\n'; p++; break;
+        case 't': out[n++] = '\t'; p++; break;
+        case 'r': out[n++] = '\r'; p++; break;
+        case 'b': out[n++] = '\b'; p++; break;
+        case 'f': out[n++] = '\f'; p++; break;
+        case 'u': {
+            unsigned cp = (unsigned)strtoul((char[]){p[1], p[2], p[3], p[4], 0}, NULL, 16);
+            p += 5;
+            if (cp >= 0xD800 && cp < 0xDC00 && p[0] == '\\' && p[1] == 'u') {
+                unsigned lo = (unsigned)strtoul((char[]){p[2], p[3], p[4], p[5], 0}, NULL, 16);
+                cp = 0x10000 + ((cp - 0xD800) << 10) + (lo - 0xDC00);
+                p += 6;
+            }
+            n += put_utf8(out + n, cp);
+            break;
+        }
+        default: out[n++] = *p++; break; /* \" \\ \/ */
+        }
+    }
+    out[n] = '\0';
+    return out;
+}
+
+/* The value of "key": [ints] in a JSON text; returns the count (at most cap). */
+static int json_ints(const char* json, const char* key, int32_t* out, int cap)
+{
+    char pattern[128];
+    snprintf(pattern, sizeof pattern, "\"%s\"", key);
+    const char* p = strstr(json, pattern);
+    if (!p) return -1;
+    p = strchr(p, '[');
+    if (!p) return -1;
+    p++;
+    int n = 0;
+    while (*p && *p != ']' && n < cap) {
+        char* end;
+        long v = strtol(p, &end, 10);
+        if (end == p) { p++; continue; }
+        out[n++] = (int32_t)v;
+        p = end;
+    }
+    return n;
+}
+
+/* ------------------------------------------------------------------ generate callbacks */
+
+typedef struct {
+    char* text;
+    size_t len, cap;
+    int calls;
+    int stop_after;  /* stop (return 1) after this many calls; 0 = never */
+    int bad_piece;   /* a piece was empty or not NUL-terminated */
+} collector;
+
+static int32_t collect(const char* text, int32_t len, void* user_data)
+{
+    collector* c = user_data;
+    if (len <= 0 || text[len] != '\0' || (int32_t)strlen(text) != len) c->bad_piece = 1;
+    if (c->len + (size_t)len + 1 > c->cap) {
+        c->cap = (c->len + (size_t)len + 1) * 2;
+        c->text = realloc(c->text, c->cap);
+    }
+    memcpy(c->text + c->len, text, (size_t)len);
+    c->len += (size_t)len;
+    c->text[c->len] = '\0';
+    c->calls++;
+    return c->stop_after > 0 && c->calls >= c->stop_after;
+}
+
+static void collector_reset(collector* c)
+{
+    free(c->text);
+    memset(c, 0, sizeof *c);
+}
+
+/* A callback that re-enters its own context: the call must fail with BUSY, not corrupt anything. */
+typedef struct {
+    edgellm_context_t* ctx;
+    edgellm_error code;
+} reentry;
+
+static int32_t reenter(const char* text, int32_t len, void* user_data)
+{
+    (void)text; (void)len;
+    reentry* r = user_data;
+    int32_t tok = 1;
+    r->code = edgellm_context_eval(r->ctx, &tok, 1);
+    return 1;
+}
+
+/* ------------------------------------------------------------------ threads */
+
+typedef struct {
+    edgellm_model_t* model;
+    const char* golden;
+    int ok;
+    edgellm_error code;
+} thread_job;
+
+static void* generate_on_thread(void* arg)
+{
+    thread_job* job = arg;
+    edgellm_context_params p = edgellm_context_params_default();
+    p.temperature = 0.0f;
+    p.threads = 1;
+    p.context_length = 256;
+    edgellm_context_t* ctx = NULL;
+    job->code = edgellm_context_create(job->model, &p, &ctx);
+    if (job->code != EDGELLM_OK) return NULL;
+    collector c = {0};
+    const char* prompt = "Once upon a time";
+    job->code = edgellm_context_generate(ctx, prompt, (int32_t)strlen(prompt), 200, collect, &c);
+    job->ok = job->code == EDGELLM_OK && c.text && strcmp(c.text, job->golden) == 0;
+    collector_reset(&c);
+    edgellm_context_free(ctx);
+    return NULL;
+}
+
+/* ------------------------------------------------------------------ main */
+
+int main(int argc, char** argv)
+{
+    if (argc < 3) {
+        fprintf(stderr, "usage: %s MODEL.gguf STORY.json [SCRATCH_DIR]\n", argv[0]);
+        return 2;
+    }
+    const char* model_path = argv[1];
+    const char* scratch = argc > 3 ? argv[3] : "/tmp";
+    char* json = read_file(argv[2], NULL);
+    if (!json) { fprintf(stderr, "cannot read %s\n", argv[2]); return 2; }
+    char* golden = json_string(json, "greedy_text");
+    int32_t prompt_ids[64], greedy_ids[256];
+    int n_prompt = json_ints(json, "prompt_ids", prompt_ids, 64);
+    int n_greedy = json_ints(json, "greedy_ids", greedy_ids, 256);
+    if (!golden || n_prompt <= 0 || n_greedy <= 0) { fprintf(stderr, "%s: greedy_text/prompt_ids/greedy_ids not found\n", argv[2]); return 2; }
+    const char* prompt = "Once upon a time";
+    const int32_t prompt_len = (int32_t)strlen(prompt);
+    edgellm_error rc;
+
+    /* --- library */
+    const char* version = edgellm_version();
+    check(version && strcmp(version, EDGELLM_VERSION_STRING) == 0, "version matches the header", "got %s, header %s", version ? version : "(NULL)", EDGELLM_VERSION_STRING);
+    check(edgellm_last_error() != NULL && edgellm_last_error()[0] == '\0', "last_error is empty before any failure", "got '%s'", edgellm_last_error());
+
+    /* --- model load errors */
+    edgellm_model_t* model = (edgellm_model_t*)0x1;
+    check_code(edgellm_model_load(NULL, &model), EDGELLM_ERROR_INVALID_ARGUMENT, "model_load NULL path");
+    check(model == NULL, "model_load failure sets *out_model = NULL", "got %p", (void*)model);
+    check_code(edgellm_model_load(model_path, NULL), EDGELLM_ERROR_INVALID_ARGUMENT, "model_load NULL out_model");
+    check_code(edgellm_model_load("/nonexistent/dir/model.gguf", &model), EDGELLM_ERROR_MODEL_LOAD_FAILED, "model_load bad path");
+    check(strstr(edgellm_last_error(), "'/nonexistent/dir/model.gguf' does not exist") != NULL, "bad path message names the file", "got '%s'", edgellm_last_error());
+
+    char corrupt_path[1024];
+    snprintf(corrupt_path, sizeof corrupt_path, "%s/edgellm-corrupt-%d.gguf", scratch, (int)getpid());
+    const char garbage[] = "this is not a GGUF file, just some text that is long enough to be read";
+    write_file(corrupt_path, garbage, sizeof garbage);
+    check_code(edgellm_model_load(corrupt_path, &model), EDGELLM_ERROR_MODEL_LOAD_FAILED, "model_load corrupt model (not GGUF)");
+    check_code(edgellm_model_load(scratch, &model), EDGELLM_ERROR_MODEL_LOAD_FAILED, "model_load a directory");
+    long model_size = 0;
+    char* model_bytes = read_file(model_path, &model_size);
+    if (model_bytes) {
+        write_file(corrupt_path, model_bytes, (size_t)model_size / 2); /* header intact, tensor data cut off */
+        check_code(edgellm_model_load(corrupt_path, &model), EDGELLM_ERROR_MODEL_LOAD_FAILED, "model_load corrupt model (truncated GGUF)");
+        memcpy(model_bytes, "GGUF\x63\x00\x00\x00", 8); /* unsupported GGUF version 99 */
+        write_file(corrupt_path, model_bytes, (size_t)model_size);
+        check_code(edgellm_model_load(corrupt_path, &model), EDGELLM_ERROR_MODEL_LOAD_FAILED, "model_load corrupt model (bad version)");
+        free(model_bytes);
+    } else {
+        check(0, "read the model file", "cannot read %s", model_path);
+    }
+    remove(corrupt_path);
+
+    /* --- model load and queries */
+    rc = edgellm_model_load(model_path, &model);
+    check_code(rc, EDGELLM_OK, "model_load stories260K");
+    if (rc != EDGELLM_OK) { printf("%d passed, %d failed\n", g_passed, g_failed + 1); return 1; }
+    int32_t n_vocab = 0, n_ctx_train = 0, bos = -2, eos = -2, is_eog = -1;
+    check(edgellm_model_n_vocab(model, &n_vocab) == EDGELLM_OK && n_vocab == 512, "model_n_vocab", "got %d", n_vocab);
+    check(edgellm_model_n_ctx_train(model, &n_ctx_train) == EDGELLM_OK && n_ctx_train == 128, "model_n_ctx_train", "got %d", n_ctx_train);
+    check(edgellm_model_token_bos(model, &bos) == EDGELLM_OK && bos == prompt_ids[0], "model_token_bos", "got %d", bos);
+    check(edgellm_model_token_eos(model, &eos) == EDGELLM_OK && eos == 2, "model_token_eos", "got %d", eos);
+    check(edgellm_model_token_is_eog(model, eos, &is_eog) == EDGELLM_OK && is_eog == 1, "model_token_is_eog(eos)", "got %d", is_eog);
+    check(edgellm_model_token_is_eog(model, 403, &is_eog) == EDGELLM_OK && is_eog == 0, "model_token_is_eog(403)", "got %d", is_eog);
+    check_code(edgellm_model_token_is_eog(model, 512, &is_eog), EDGELLM_ERROR_INVALID_ARGUMENT, "model_token_is_eog id out of range");
+    check_code(edgellm_model_n_vocab(model, NULL), EDGELLM_ERROR_INVALID_ARGUMENT, "model_n_vocab NULL out");
+    check_code(edgellm_model_n_vocab(NULL, &n_vocab), EDGELLM_ERROR_NULL_HANDLE, "model_n_vocab NULL model");
+    check_code(edgellm_model_n_vocab((edgellm_model_t*)(uintptr_t)0x12345678, &n_vocab), EDGELLM_ERROR_INVALID_HANDLE, "model_n_vocab never-issued handle");
+
+    /* --- tokenize */
+    int32_t tokens[64];
+    int32_t n_tokens = -1;
+    rc = edgellm_tokenize(model, prompt, prompt_len, 1, 1, tokens, 64, &n_tokens);
+    int same = rc == EDGELLM_OK && n_tokens == n_prompt;
+    for (int i = 0; same && i < n_prompt; i++) same = tokens[i] == prompt_ids[i];
+    check(same, "tokenize matches llama.cpp's prompt_ids", "rc %d, %d tokens", (int)rc, n_tokens);
+    n_tokens = -1;
+    rc = edgellm_tokenize(model, prompt, prompt_len, 1, 1, tokens, 2, &n_tokens);
+    check_code(rc, EDGELLM_ERROR_BUFFER_TOO_SMALL, "tokenize too-small buffer");
+    check(n_tokens == n_prompt, "tokenize too-small buffer reports the needed count", "got %d", n_tokens);
+    n_tokens = -1;
+    rc = edgellm_tokenize(model, prompt, prompt_len, 0, 0, NULL, 0, &n_tokens);
+    check(rc == EDGELLM_ERROR_BUFFER_TOO_SMALL && n_tokens == n_prompt - 1, "tokenize size query (NULL, 0), no BOS", "rc %d, n %d", (int)rc, n_tokens);
+    check(edgellm_tokenize(model, NULL, 0, 0, 0, NULL, 0, &n_tokens) == EDGELLM_OK && n_tokens == 0, "tokenize empty text", "n %d", n_tokens);
+    check_code(edgellm_tokenize(model, prompt, -1, 1, 1, tokens, 64, &n_tokens), EDGELLM_ERROR_INVALID_ARGUMENT, "tokenize negative text_len");
+    check_code(edgellm_tokenize(model, prompt, prompt_len, 1, 1, tokens, -5, &n_tokens), EDGELLM_ERROR_INVALID_ARGUMENT, "tokenize negative capacity");
+    check_code(edgellm_tokenize(model, NULL, 4, 1, 1, tokens, 64, &n_tokens), EDGELLM_ERROR_INVALID_ARGUMENT, "tokenize NULL text with length");
+    check_code(edgellm_tokenize(model, prompt, prompt_len, 1, 1, NULL, 64, &n_tokens), EDGELLM_ERROR_INVALID_ARGUMENT, "tokenize NULL tokens with capacity");
+    check_code(edgellm_tokenize(model, prompt, prompt_len, 1, 1, tokens, 64, NULL), EDGELLM_ERROR_INVALID_ARGUMENT, "tokenize NULL n_tokens");
+    check_code(edgellm_tokenize(model, "a\xff\xfe", 3, 1, 1, tokens, 64, &n_tokens), EDGELLM_ERROR_INVALID_ARGUMENT, "tokenize invalid UTF-8");
+    check_code(edgellm_tokenize(NULL, prompt, prompt_len, 1, 1, tokens, 64, &n_tokens), EDGELLM_ERROR_NULL_HANDLE, "tokenize NULL model");
+
+    /* --- detokenize */
+    char buf[1024];
+    int32_t n_bytes = -1;
+    /* Without BOS: the SentencePiece prefix space comes off the first piece. */
+    rc = edgellm_detokenize(model, prompt_ids + 1, n_prompt - 1, 0, 0, buf, sizeof buf, &n_bytes);
+    check(rc == EDGELLM_OK && n_bytes == prompt_len && memcmp(buf, prompt, (size_t)prompt_len) == 0, "detokenize prompt_ids without BOS", "rc %d, %d bytes '%.*s'", (int)rc, n_bytes, n_bytes > 0 ? n_bytes : 0, buf);
+    /* llama_detokenize: remove_special drops the leading BOS and then keeps the prefix space. */
+    rc = edgellm_detokenize(model, prompt_ids, n_prompt, 1, 0, buf, sizeof buf, &n_bytes);
+    check(rc == EDGELLM_OK && n_bytes == prompt_len + 1 && memcmp(buf, " Once upon a time", (size_t)n_bytes) == 0, "detokenize with BOS, remove_special", "rc %d, %d bytes '%.*s'", (int)rc, n_bytes, n_bytes > 0 ? n_bytes : 0, buf);
+    n_bytes = -1;
+    check_code(edgellm_detokenize(model, prompt_ids + 1, n_prompt - 1, 0, 0, buf, 3, &n_bytes), EDGELLM_ERROR_BUFFER_TOO_SMALL, "detokenize too-small buffer");
+    check(n_bytes == prompt_len, "detokenize too-small buffer reports the needed count", "got %d", n_bytes);
+    check_code(edgellm_detokenize(model, prompt_ids, -1, 1, 0, buf, sizeof buf, &n_bytes), EDGELLM_ERROR_INVALID_ARGUMENT, "detokenize negative n_tokens");
+    check_code(edgellm_detokenize(model, prompt_ids, n_prompt, 1, 0, buf, -1, &n_bytes), EDGELLM_ERROR_INVALID_ARGUMENT, "detokenize negative capacity");
+    int32_t bad_ids[2] = {403, 100000};
+    check_code(edgellm_detokenize(model, bad_ids, 2, 1, 0, buf, sizeof buf, &n_bytes), EDGELLM_ERROR_INVALID_ARGUMENT, "detokenize id out of range");
+    rc = edgellm_token_to_piece(model, prompt_ids[1], 0, buf, sizeof buf, &n_bytes);
+    check(rc == EDGELLM_OK && n_bytes == 5 && memcmp(buf, " Once", 5) == 0, "token_to_piece", "rc %d, '%.*s'", (int)rc, n_bytes > 0 ? n_bytes : 0, buf);
+    n_bytes = -1;
+    check_code(edgellm_token_to_piece(model, prompt_ids[1], 0, buf, 2, &n_bytes), EDGELLM_ERROR_BUFFER_TOO_SMALL, "token_to_piece too-small buffer");
+    check(n_bytes == 5, "token_to_piece too-small buffer reports the needed count", "got %d", n_bytes);
+    check_code(edgellm_token_to_piece(model, -1, 0, buf, sizeof buf, &n_bytes), EDGELLM_ERROR_INVALID_ARGUMENT, "token_to_piece negative id");
+    check(edgellm_token_to_piece(model, bos, 0, buf, sizeof buf, &n_bytes) == EDGELLM_OK && n_bytes == 0, "token_to_piece control token without special is empty", "n %d", n_bytes);
+    check(edgellm_token_to_piece(model, bos, 1, buf, sizeof buf, &n_bytes) == EDGELLM_OK && n_bytes == 3 && memcmp(buf, "<s>", 3) == 0, "token_to_piece control token with special", "n %d", n_bytes);
+
+    /* --- context parameters */
+    edgellm_context_params p = edgellm_context_params_default();
+    check(p.context_length == 4096 && p.threads == 0 && p.seed == EDGELLM_SEED_RANDOM && fabsf(p.temperature - 0.8f) < 1e-6f && p.top_k == 40
+              && fabsf(p.top_p - 0.95f) < 1e-6f && fabsf(p.min_p - 0.05f) < 1e-6f && p.repeat_penalty == 1.0f && p.repeat_last_n == 64,
+          "context_params_default", "got ctx %d threads %d temp %g top_k %d top_p %g min_p %g penalty %g last_n %d", p.context_length, p.threads,
+          p.temperature, p.top_k, p.top_p, p.min_p, p.repeat_penalty, p.repeat_last_n);
+
+    edgellm_context_t* ctx = (edgellm_context_t*)0x1;
+    edgellm_context_params bad = p;
+    bad.temperature = NAN;
+    check_code(edgellm_context_create(model, &bad, &ctx), EDGELLM_ERROR_INVALID_ARGUMENT, "context_create NaN temperature");
+    check(ctx == NULL && strstr(edgellm_last_error(), "temperature") != NULL, "NaN temperature: NULL context, message names temperature", "'%s'", edgellm_last_error());
+    bad = p; bad.top_p = 1.5f;
+    check_code(edgellm_context_create(model, &bad, &ctx), EDGELLM_ERROR_INVALID_ARGUMENT, "context_create top_p 1.5");
+    bad = p; bad.top_k = -1;
+    check_code(edgellm_context_create(model, &bad, &ctx), EDGELLM_ERROR_INVALID_ARGUMENT, "context_create top_k -1");
+    bad = p; bad.repeat_penalty = 0.0f;
+    check_code(edgellm_context_create(model, &bad, &ctx), EDGELLM_ERROR_INVALID_ARGUMENT, "context_create repeat_penalty 0");
+    bad = p; bad.context_length = 0;
+    check_code(edgellm_context_create(model, &bad, &ctx), EDGELLM_ERROR_INVALID_ARGUMENT, "context_create context_length 0");
+    bad = p; bad.threads = -1;
+    check_code(edgellm_context_create(model, &bad, &ctx), EDGELLM_ERROR_INVALID_ARGUMENT, "context_create threads -1");
+    bad = p; bad.context_length = 0x7fffffff;
+    check_code(edgellm_context_create(model, &bad, &ctx), EDGELLM_ERROR_OUT_OF_MEMORY, "context_create KV cache too large");
+    check_code(edgellm_context_create(NULL, &p, &ctx), EDGELLM_ERROR_NULL_HANDLE, "context_create NULL model");
+    check_code(edgellm_context_create(model, &p, NULL), EDGELLM_ERROR_INVALID_ARGUMENT, "context_create NULL out_ctx");
+
+    /* --- the greedy story through the streaming callback */
+    p.temperature = 0.0f;
+    p.threads = 2;
+    rc = edgellm_context_create(model, &p, &ctx);
+    check_code(rc, EDGELLM_OK, "context_create greedy");
+    int32_t pos = -1;
+    const float* logits = NULL;
+    check_code(edgellm_context_logits(ctx, &logits, &n_vocab), EDGELLM_ERROR_NO_LOGITS, "context_logits before eval");
+    int32_t tok = -1;
+    check_code(edgellm_context_sample(ctx, &tok), EDGELLM_ERROR_NO_LOGITS, "context_sample before eval");
+
+    collector c = {0};
+    rc = edgellm_context_generate(ctx, prompt, prompt_len, 200, collect, &c);
+    check_code(rc, EDGELLM_OK, "context_generate 200 greedy tokens");
+    check(c.text != NULL && strcmp(c.text, golden) == 0, "greedy story equals llama.cpp's greedy_text", "got:\n%s\n--- want:\n%s", c.text ? c.text : "(nothing)", golden);
+    check(c.calls > 100 && !c.bad_piece, "text arrived streamed in NUL-terminated pieces", "%d calls, bad piece %d", c.calls, c.bad_piece);
+    check(edgellm_context_position(ctx, &pos) == EDGELLM_OK && pos == n_prompt + 200, "position after generate = prompt + 200", "got %d", pos);
+    printf("     story (%d pieces): %.60s...\n", c.calls, c.text ? c.text : "");
+    collector_reset(&c);
+
+    /* continuing with an empty prompt extends the same sequence */
+    c.stop_after = 1;
+    rc = edgellm_context_generate(ctx, "", 0, 5, collect, &c);
+    check(rc == EDGELLM_OK && c.calls == 1 && edgellm_context_position(ctx, &pos) == EDGELLM_OK && pos == n_prompt + 201,
+          "callback returning nonzero stops generation (empty prompt continues)", "rc %d, calls %d, pos %d", (int)rc, c.calls, pos);
+    collector_reset(&c);
+
+    /* --- eval / logits / sample */
+    check_code(edgellm_context_reset(ctx), EDGELLM_OK, "context_reset");
+    check(edgellm_context_position(ctx, &pos) == EDGELLM_OK && pos == 0, "position after reset is 0", "got %d", pos);
+    check_code(edgellm_context_eval(ctx, prompt_ids, n_prompt), EDGELLM_OK, "context_eval prompt_ids");
+    rc = edgellm_context_logits(ctx, &logits, &n_vocab);
+    int argmax = 0;
+    for (int i = 1; rc == EDGELLM_OK && i < n_vocab; i++) if (logits[i] > logits[argmax]) argmax = i;
+    check(rc == EDGELLM_OK && n_vocab == 512 && argmax == greedy_ids[0], "context_logits argmax = llama.cpp's first greedy token", "rc %d, n_vocab %d, argmax %d want %d", (int)rc, n_vocab, argmax, greedy_ids[0]);
+    float copy[512];
+    int32_t n_copy = -1;
+    rc = edgellm_context_logits_copy(ctx, copy, 512, &n_copy);
+    check(rc == EDGELLM_OK && n_copy == 512 && memcmp(copy, logits, sizeof copy) == 0, "context_logits_copy equals context_logits", "rc %d n %d", (int)rc, n_copy);
+    n_copy = -1;
+    check_code(edgellm_context_logits_copy(ctx, copy, 100, &n_copy), EDGELLM_ERROR_BUFFER_TOO_SMALL, "context_logits_copy too-small buffer");
+    check(n_copy == 512, "context_logits_copy too-small buffer reports the needed count", "got %d", n_copy);
+    check_code(edgellm_context_logits_copy(ctx, copy, -1, &n_copy), EDGELLM_ERROR_INVALID_ARGUMENT, "context_logits_copy negative capacity");
+    check(edgellm_context_sample(ctx, &tok) == EDGELLM_OK && tok == greedy_ids[0], "context_sample (greedy) = first greedy token", "got %d", tok);
+    int manual_ok = 1;
+    for (int i = 0; i < 10 && manual_ok; i++) {
+        manual_ok = edgellm_context_eval(ctx, &tok, 1) == EDGELLM_OK && edgellm_context_sample(ctx, &tok) == EDGELLM_OK && tok == greedy_ids[i + 1];
+    }
+    check(manual_ok, "eval/sample loop follows llama.cpp's greedy ids for 10 tokens", "diverged");
+
+    int32_t bad_tok = 512;
+    check_code(edgellm_context_eval(ctx, prompt_ids, -1), EDGELLM_ERROR_INVALID_ARGUMENT, "context_eval negative n_tokens");
+    check_code(edgellm_context_eval(ctx, prompt_ids, 0), EDGELLM_ERROR_INVALID_ARGUMENT, "context_eval zero tokens");
+    check_code(edgellm_context_eval(ctx, NULL, 3), EDGELLM_ERROR_INVALID_ARGUMENT, "context_eval NULL tokens");
+    check_code(edgellm_context_eval(ctx, &bad_tok, 1), EDGELLM_ERROR_INVALID_ARGUMENT, "context_eval token id out of range");
+    check_code(edgellm_context_eval(NULL, prompt_ids, 1), EDGELLM_ERROR_NULL_HANDLE, "context_eval NULL context");
+    check_code(edgellm_context_eval((edgellm_context_t*)model, prompt_ids, 1), EDGELLM_ERROR_INVALID_HANDLE, "context_eval with a model handle");
+    check_code(edgellm_model_n_vocab((edgellm_model_t*)ctx, &n_vocab), EDGELLM_ERROR_INVALID_HANDLE, "model_n_vocab with a context handle");
+
+    /* --- generate argument errors */
+    check_code(edgellm_context_generate(ctx, prompt, prompt_len, 10, NULL, NULL), EDGELLM_ERROR_INVALID_ARGUMENT, "context_generate NULL callback");
+    check_code(edgellm_context_generate(ctx, prompt, -1, 10, collect, &c), EDGELLM_ERROR_INVALID_ARGUMENT, "context_generate negative prompt_len");
+    check_code(edgellm_context_generate(ctx, prompt, prompt_len, -2, collect, &c), EDGELLM_ERROR_INVALID_ARGUMENT, "context_generate max_tokens -2");
+    check_code(edgellm_context_generate(ctx, "\xc3", 1, 10, collect, &c), EDGELLM_ERROR_INVALID_ARGUMENT, "context_generate invalid UTF-8 prompt");
+    reentry r = {ctx, EDGELLM_OK};
+    edgellm_context_reset(ctx);
+    rc = edgellm_context_generate(ctx, prompt, prompt_len, 10, reenter, &r);
+    check(rc == EDGELLM_OK && r.code == EDGELLM_ERROR_BUSY, "re-entering the context from its callback gives BUSY", "rc %d, inner %d", (int)rc, (int)r.code);
+    collector_reset(&c);
+
+    /* --- a full context */
+    edgellm_context_params small = p;
+    small.context_length = 8;
+    edgellm_context_t* sctx = NULL;
+    check_code(edgellm_context_create(model, &small, &sctx), EDGELLM_OK, "context_create 8 tokens");
+    int32_t nine[9] = {1, 403, 407, 261, 378, 8, 1, 2, 3};
+    check_code(edgellm_context_eval(sctx, nine, 9), EDGELLM_ERROR_CONTEXT_FULL, "context_eval past the context");
+    check(edgellm_context_position(sctx, &pos) == EDGELLM_OK && pos == 0, "a rejected eval evaluates nothing", "pos %d", pos);
+    rc = edgellm_context_generate(sctx, prompt, prompt_len, 50, collect, &c);
+    check_code(rc, EDGELLM_ERROR_CONTEXT_FULL, "context_generate fills the context");
+    check(c.text != NULL && strncmp(c.text, golden, c.len) == 0 && c.len > 0, "text delivered before the context filled is the story's start", "got '%s'", c.text ? c.text : "");
+    collector_reset(&c);
+    check_code(edgellm_context_free(sctx), EDGELLM_OK, "context_free small");
+
+    /* --- seeded sampling is reproducible */
+    edgellm_context_params warm = edgellm_context_params_default();
+    warm.seed = 42;
+    warm.context_length = 512;
+    edgellm_context_t* wctx = NULL;
+    collector c1 = {0}, c2 = {0};
+    rc = edgellm_context_create(model, &warm, &wctx);
+    if (rc == EDGELLM_OK) {
+        edgellm_context_generate(wctx, prompt, prompt_len, 60, collect, &c1);
+        edgellm_context_reset(wctx);
+        edgellm_context_generate(wctx, prompt, prompt_len, 60, collect, &c2);
+    }
+    check(rc == EDGELLM_OK && c1.text && c2.text && strcmp(c1.text, c2.text) == 0, "temperature 0.8 with seed 42 is reproducible", "rc %d", (int)rc);
+    collector_reset(&c1);
+    collector_reset(&c2);
+    edgellm_context_free(wctx);
+
+    /* --- two contexts generating on two threads at once */
+    thread_job jobs[2] = {{model, golden, 0, EDGELLM_OK}, {model, golden, 0, EDGELLM_OK}};
+    pthread_t threads[2];
+    for (int i = 0; i < 2; i++) pthread_create(&threads[i], NULL, generate_on_thread, &jobs[i]);
+    for (int i = 0; i < 2; i++) pthread_join(threads[i], NULL);
+    check(jobs[0].ok && jobs[1].ok, "two contexts on two threads both generate the golden story", "codes %d %d", (int)jobs[0].code, (int)jobs[1].code);
+
+    /* --- frees */
+    check_code(edgellm_context_free(ctx), EDGELLM_OK, "context_free");
+    check_code(edgellm_context_free(ctx), EDGELLM_ERROR_INVALID_HANDLE, "context_free twice (double free)");
+    check_code(edgellm_context_eval(ctx, prompt_ids, 1), EDGELLM_ERROR_INVALID_HANDLE, "context_eval after free");
+    check_code(edgellm_context_free(NULL), EDGELLM_OK, "context_free NULL is a no-op");
+
+    /* a context keeps its model alive after model_free */
+    edgellm_context_t* last = NULL;
+    p.context_length = 256;
+    check_code(edgellm_context_create(model, &p, &last), EDGELLM_OK, "context_create before model_free");
+    check_code(edgellm_model_free(model), EDGELLM_OK, "model_free");
+    check_code(edgellm_model_free(model), EDGELLM_ERROR_INVALID_HANDLE, "model_free twice (double free)");
+    check_code(edgellm_tokenize(model, prompt, prompt_len, 1, 1, tokens, 64, &n_tokens), EDGELLM_ERROR_INVALID_HANDLE, "tokenize after model_free");
+    check_code(edgellm_context_create(model, &p, &ctx), EDGELLM_ERROR_INVALID_HANDLE, "context_create on a freed model");
+    rc = edgellm_context_generate(last, prompt, prompt_len, 200, collect, &c);
+    check(rc == EDGELLM_OK && c.text && strcmp(c.text, golden) == 0, "a context still generates after its model was freed", "rc %d", (int)rc);
+    collector_reset(&c);
+    check_code(edgellm_context_free(last), EDGELLM_OK, "context_free releases the model");
+    check_code(edgellm_model_free(NULL), EDGELLM_OK, "model_free NULL is a no-op");
+
+    free(golden);
+    free(json);
+    printf("%d passed, %d failed\n", g_passed, g_failed);
+    return g_failed == 0 ? 0 : 1;
+}
