@@ -8,8 +8,8 @@ internal static unsafe class Activations
     /// <summary>
     /// gate[i] = silu(gate[i]) · up[i], silu(x) = x / (1 + exp(-x)) as ggml_silu_f32. The vector
     /// paths use the runtime's vectorized exp (like ggml's own ggml_v_expf, within a few ulp of
-    /// expf), so they agree with <see cref="SwiGluReference"/> to a few ulp, not bit for bit; call it
-    /// per row so that a value's path depends only on its column.
+    /// expf), so they agree with <see cref="SwiGluReference"/> to a few ulp, not bit for bit. Every
+    /// value (tail included) takes the same path, so a value's result never depends on the call's length.
     /// </summary>
     public static void SwiGlu(float* gate, float* up, int n)
     {
@@ -31,7 +31,20 @@ internal static unsafe class Activations
             var g = Vector512.Load(gate + i);
             (g / (one + Vector512.Exp(-g)) * Vector512.Load(up + i)).Store(gate + i);
         }
-        SwiGluTail(gate, up, i, n);
+        if (i == n) return;
+        // The tail goes through the same vector exp (padded), so that a value's result does not
+        // depend on where the call's vector/scalar boundary falls (callers pass tiles whose size
+        // varies with the batch; a token's logits must not).
+        var tg = stackalloc float[16];
+        var tu = stackalloc float[16];
+        int rest = n - i;
+        new Span<float>(tg, 16).Clear();
+        new Span<float>(tu, 16).Clear();
+        Buffer.MemoryCopy(gate + i, tg, 64, rest * sizeof(float));
+        Buffer.MemoryCopy(up + i, tu, 64, rest * sizeof(float));
+        var gv = Vector512.Load(tg);
+        (gv / (one + Vector512.Exp(-gv)) * Vector512.Load(tu)).Store(tg);
+        Buffer.MemoryCopy(tg, gate + i, rest * sizeof(float), rest * sizeof(float));
     }
 
     /// <summary>8 lanes at a time.</summary>
@@ -44,7 +57,18 @@ internal static unsafe class Activations
             var g = Vector256.Load(gate + i);
             (g / (one + Vector256.Exp(-g)) * Vector256.Load(up + i)).Store(gate + i);
         }
-        SwiGluTail(gate, up, i, n);
+        if (i == n) return;
+        // Padded tail through the vector exp, as in SwiGluVector512.
+        var tg = stackalloc float[8];
+        var tu = stackalloc float[8];
+        int rest = n - i;
+        new Span<float>(tg, 8).Clear();
+        new Span<float>(tu, 8).Clear();
+        Buffer.MemoryCopy(gate + i, tg, 32, rest * sizeof(float));
+        Buffer.MemoryCopy(up + i, tu, 32, rest * sizeof(float));
+        var gv = Vector256.Load(tg);
+        (gv / (one + Vector256.Exp(-gv)) * Vector256.Load(tu)).Store(tg);
+        Buffer.MemoryCopy(tg, gate + i, rest * sizeof(float), rest * sizeof(float));
     }
 
     private static void SwiGluTail(float* gate, float* up, int from, int n)

@@ -186,4 +186,20 @@ public unsafe class SimdKernelTests
         fixed (float* px = x) HalfMath.RoundInPlace(px, n);
         Assert.Equal(expected, x);
     }
+
+    /// <summary>A value's SwiGLU result must not depend on the length of the call it is in (tiles vary with the batch).</summary>
+    [Fact]
+    public void SwiGlu_ResultDoesNotDependOnCallLength()
+    {
+        var gate = Random(64, 12, 8f);
+        var up = Random(64, 13);
+        var whole = (float[])gate.Clone();
+        fixed (float* pw = whole, pu = up) Activations.SwiGlu(pw, pu, 64);
+        foreach (int len in new[] { 1, 5, 17, 33, 63 })
+        {
+            var part = (float[])gate.Clone();
+            fixed (float* pp = part, pu = up) Activations.SwiGlu(pp + 64 - len, pu + 64 - len, len);
+            Assert.Equal(whole.AsSpan(64 - len).ToArray(), part.AsSpan(64 - len).ToArray());
+        }
+    }
 }
