@@ -116,12 +116,40 @@ public static class BenchCommand
         if (pp > 0) RunPp();
         if (tg > 0) { context.Reset(); context.Eval(RandomTokens(Math.Min(tg, 4))); }
 
+        // Per-op times (EDGELLM_PROFILE=1) and resident memory go to stderr, so stdout stays the table/JSON.
+        ForwardProfiler.Reset();
+        var cpu = Process.GetCurrentProcess();
+        TimeSpan cpuStart = cpu.TotalProcessorTime;
         var ppAll = pp > 0 ? Enumerable.Range(0, reps).Select(_ => RunPp()).ToArray() : [];
+        if (pp > 0 && ForwardProfiler.Enabled) Console.Error.Write($"profile pp{pp} ×{reps}:\n{ForwardProfiler.Report()}");
+        cpu.Refresh();
+        if (pp > 0) Console.Error.WriteLine($"pp: {(cpu.TotalProcessorTime - cpuStart).TotalSeconds / (pp * reps) * 1000:F1} ms CPU time per token (all threads; shows the cost when the cores are shared)");
+        ForwardProfiler.Reset();
+        cpuStart = cpu.TotalProcessorTime;
         var tgAll = tg > 0 ? Enumerable.Range(0, reps).Select(_ => RunTg()).ToArray() : [];
+        cpu.Refresh();
+        if (tg > 0) Console.Error.WriteLine($"tg: {(cpu.TotalProcessorTime - cpuStart).TotalSeconds / (tg * reps) * 1000:F1} ms CPU time per token (all threads)");
+        if (tg > 0 && ForwardProfiler.Enabled) Console.Error.Write($"profile tg{tg} ×{reps}:\n{ForwardProfiler.Report()}");
+        Console.Error.WriteLine(
+            $"memory while generating: {ResidentMemory()}; weights {model.WeightBytes >> 20} MiB mapped, KV cache {model.EstimateKvCacheBytes(ctxLen) >> 20} MiB");
         long parameters = model.File.Tensors.Sum(t => t.ElementCount);
         long size = model.File.Tensors.Sum(t => t.ByteSize);
         string type = model.File.Tensors.GroupBy(t => t.Type).OrderByDescending(g => g.Sum(t => t.ByteSize)).First().Key.ToString();
         string desc = $"{model.Config.Architecture} {parameters / 1e9:F2}B {type}";
         return new BenchResult(path, desc, size, parameters, threads, pp, tg, ppAll, tgAll, context.Description.StartsWith("vulkan", StringComparison.Ordinal) ? context.Description : CpuFeatures.KernelPath);
+    }
+
+    /// <summary>VmRSS and VmHWM (peak) from /proc/self/status, or a note where that file is missing.</summary>
+    private static string ResidentMemory()
+    {
+        const string Status = "/proc/self/status";
+        if (!File.Exists(Status)) return "resident size unavailable (no /proc/self/status)";
+        string? rss = null, hwm = null;
+        foreach (var line in File.ReadLines(Status))
+        {
+            if (line.StartsWith("VmRSS:", StringComparison.Ordinal)) rss = line[6..].Trim();
+            else if (line.StartsWith("VmHWM:", StringComparison.Ordinal)) hwm = line[6..].Trim();
+        }
+        return $"VmRSS {rss ?? "?"} (peak VmHWM {hwm ?? "?"})";
     }
 }

@@ -13,6 +13,7 @@ internal sealed unsafe class ForwardBatch
     public required int[] Tokens { get; init; }
     public required int StartPos { get; init; }
     public required int Threads { get; init; }
+    public required Kernels.WorkerPool Pool { get; init; }
     public required KvCache Kv { get; init; }
     public int Count => Tokens.Length;
 

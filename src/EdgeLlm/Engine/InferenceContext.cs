@@ -14,12 +14,13 @@ public sealed unsafe class InferenceContext : IDisposable
 
     private readonly KvCache _kv;
     private readonly ScratchArena _arena = new();
+    private readonly Kernels.WorkerPool _pool;
     private bool _disposed;
 
     /// <summary>Creates a context for <paramref name="model"/>.</summary>
     /// <param name="model">the model; must outlive the context.</param>
     /// <param name="contextLength">tokens the KV cache holds (positions 0 .. contextLength-1).</param>
-    /// <param name="threads">worker threads for the matrix products; 0 = <see cref="Environment.ProcessorCount"/>.</param>
+    /// <param name="threads">threads of the forward pass (the caller plus threads − 1 dedicated workers, started here and stopped by <see cref="Dispose"/>); 0 = <see cref="Runtime.CpuFeatures.PhysicalCores"/>.</param>
     /// <exception cref="ArgumentOutOfRangeException">contextLength or threads is out of range.</exception>
     /// <exception cref="InsufficientMemoryException">the KV cache does not fit in available memory.</exception>
     public InferenceContext(Model model, int contextLength = 4096, int threads = 0)
@@ -29,13 +30,14 @@ public sealed unsafe class InferenceContext : IDisposable
         ArgumentOutOfRangeException.ThrowIfNegative(threads);
         Model = model;
         ContextLength = contextLength;
-        Threads = threads == 0 ? Environment.ProcessorCount : threads;
+        Threads = threads == 0 ? Runtime.CpuFeatures.PhysicalCores : threads;
         long kvBytes = model.EstimateKvCacheBytes(contextLength);
         long available = Model.AvailableMemoryBytes();
         if (kvBytes > available)
             throw new InsufficientMemoryException(
                 $"the KV cache for {contextLength} tokens needs {kvBytes >> 20} MiB, but only {available >> 20} MiB of memory is available; use a shorter context");
         _kv = new KvCache(model.Config.BlockCount, contextLength, model.Config.KvLength);
+        _pool = new Kernels.WorkerPool(Threads);
     }
 
     /// <summary>The model this context evaluates.</summary>
@@ -44,7 +46,7 @@ public sealed unsafe class InferenceContext : IDisposable
     /// <summary>Tokens the KV cache can hold.</summary>
     public int ContextLength { get; }
 
-    /// <summary>Worker threads used for the matrix products and attention.</summary>
+    /// <summary>Threads of the forward pass (matrix products, attention), the calling thread included.</summary>
     public int Threads { get; }
 
     /// <summary>Number of tokens evaluated so far: the position the next token takes.</summary>
@@ -101,7 +103,7 @@ public sealed unsafe class InferenceContext : IDisposable
                 int n = Math.Min(MaxBatch, tokens.Length - done);
                 bool last = done + n == tokens.Length;
                 int outputRows = allLogits ? n : last ? 1 : 0;
-                var batch = new ForwardBatch { Tokens = tokens.Slice(done, n).ToArray(), StartPos = Position, Threads = Threads, Kv = _kv };
+                var batch = new ForwardBatch { Tokens = tokens.Slice(done, n).ToArray(), StartPos = Position, Threads = Threads, Pool = _pool, Kv = _kv };
                 batch.Carve(_arena, Model, ContextLength);
                 Model.Forward(batch, outputRows, allLogits ? outp + (long)done * vocab : outp);
                 Position += n;
@@ -110,11 +112,12 @@ public sealed unsafe class InferenceContext : IDisposable
         return logits;
     }
 
-    /// <summary>Frees the KV cache and scratch buffers.</summary>
+    /// <summary>Stops the worker threads and frees the KV cache and scratch buffers.</summary>
     public void Dispose()
     {
         if (_disposed) return;
         _disposed = true;
+        _pool.Dispose();
         _kv.Dispose();
         _arena.Dispose();
     }

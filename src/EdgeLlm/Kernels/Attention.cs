@@ -16,6 +16,7 @@ internal static unsafe class Attention
     /// <summary>
     /// out[t, h] = softmax(q[t, h] · K[0..pos]ᵀ / sqrt(head_dim)) · V[0..pos] for each query token
     /// t (at position startPos + t) and head h; head h reads KV head h / (heads / kv_heads).
+    /// Splits the (token, head) items over <paramref name="threads"/> with <see cref="WorkSplit"/>.
     /// </summary>
     /// <param name="q">[nTokens, nHead * headDim] queries, after rope.</param>
     /// <param name="k">[contextLength, nHeadKv * headDim] cached keys for this layer.</param>
@@ -25,50 +26,60 @@ internal static unsafe class Attention
     public static void Forward(float* q, int nTokens, int startPos, Half* k, Half* vT, int contextLength,
         int nHead, int nHeadKv, int headDim, float* output, byte* scratch, int threads)
     {
+        WorkSplit.For(nTokens * nHead, threads, (long)(startPos + nTokens) * headDim * 2, (start, end, worker) =>
+            Items(q, startPos, k, vT, contextLength, nHead, nHeadKv, headDim, output, scratch + worker * WorkerScratchBytes(contextLength, headDim), start, end));
+    }
+
+    /// <summary>
+    /// As the other overload, on the team of <paramref name="pool"/>: workers take (token, head)
+    /// items from a shared counter; <paramref name="scratch"/> holds pool.Threads × <see cref="WorkerScratchBytes"/>.
+    /// </summary>
+    public static void Forward(float* q, int nTokens, int startPos, Half* k, Half* vT, int contextLength,
+        int nHead, int nHeadKv, int headDim, float* output, byte* scratch, WorkerPool pool)
+    {
+        int items = nTokens * nHead;
+        int chunk = Math.Max(1, items / (pool.Threads * 4));
+        pool.ForDynamic(items, chunk, (long)(startPos + nTokens) * headDim * 2, (start, end, worker) =>
+            Items(q, startPos, k, vT, contextLength, nHead, nHeadKv, headDim, output, scratch + worker * WorkerScratchBytes(contextLength, headDim), start, end),
+            minParallelWork: 1 << 14);
+    }
+
+    /// <summary>Items [start, end) of the (token, head) grid, with one worker's scratch.</summary>
+    private static void Items(float* q, int startPos, Half* k, Half* vT, int contextLength,
+        int nHead, int nHeadKv, int headDim, float* output, byte* ws, int start, int end)
+    {
         int qLen = nHead * headDim;
         int kvLen = nHeadKv * headDim;
         int group = nHead / nHeadKv;
         float scale = 1.0f / MathF.Sqrt(headDim);
-        long workerBytes = WorkerScratchBytes(contextLength, headDim);
-
-        WorkSplit.For(nTokens * nHead, threads, (long)(startPos + nTokens) * headDim * 2, (start, end, worker) =>
+        // Q and the probabilities are rounded to f16 values but kept as f32 (exact), so each is
+        // widened once rather than once per dot product.
+        float* scores = (float*)ws;
+        float* qh = (float*)(ws + Align((long)contextLength * sizeof(float)));
+        for (int item = start; item < end; item++)
         {
-            byte* ws = scratch + worker * workerBytes;
-            // Q and the probabilities are rounded to f16 values but kept as f32 (exact), so each is
-            // widened once rather than once per dot product.
-            float* scores = (float*)ws;
-            float* qh = (float*)(ws + Align((long)contextLength * sizeof(float)));
-            for (int item = start; item < end; item++)
+            int t = item / nHead;
+            int h = item % nHead;
+            int kvh = h / group;
+            int nKv = startPos + t + 1; // causal: positions after this token are masked out
+            Buffer.MemoryCopy(q + (long)t * qLen + h * headDim, qh, headDim * sizeof(float), headDim * sizeof(float));
+            HalfMath.RoundInPlace(qh, headDim);
+
+            float max = float.NegativeInfinity;
+            Half* kh = k + kvh * headDim;
+            for (int j = 0; j < nKv; j++)
             {
-                int t = item / nHead;
-                int h = item % nHead;
-                int kvh = h / group;
-                int nKv = startPos + t + 1; // causal: positions after this token are masked out
-                Buffer.MemoryCopy(q + (long)t * qLen + h * headDim, qh, headDim * sizeof(float), headDim * sizeof(float));
-                HalfMath.RoundInPlace(qh, headDim);
-
-                float max = float.NegativeInfinity;
-                for (int j = 0; j < nKv; j++)
-                {
-                    float s = HalfMath.Dot(qh, k + (long)j * kvLen + kvh * headDim, headDim) * scale;
-                    scores[j] = s;
-                    if (s > max) max = s;
-                }
-                double sum = 0;
-                for (int j = 0; j < nKv; j++)
-                {
-                    float e = MathF.Exp(scores[j] - max);
-                    scores[j] = e;
-                    sum += e;
-                }
-                float inv = (float)(1.0 / sum);
-                for (int j = 0; j < nKv; j++) scores[j] *= inv;
-                HalfMath.RoundInPlace(scores, nKv);
-
-                float* o = output + (long)t * qLen + h * headDim;
-                for (int d = 0; d < headDim; d++)
-                    o[d] = HalfMath.Dot(scores, vT + (long)(kvh * headDim + d) * contextLength, nKv);
+                float s = HalfMath.Dot(qh, kh + (long)j * kvLen, headDim) * scale;
+                scores[j] = s;
+                if (s > max) max = s;
             }
-        });
+            Softmax.ExpNormalize(scores, nKv, max);
+            HalfMath.RoundInPlace(scores, nKv);
+
+            float* o = output + (long)t * qLen + h * headDim;
+            Half* vh = vT + (long)kvh * headDim * contextLength;
+            for (int d = 0; d < headDim; d++)
+                o[d] = HalfMath.Dot(scores, vh + (long)d * contextLength, nKv);
+        }
     }
 }

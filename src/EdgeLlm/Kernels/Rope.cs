@@ -1,3 +1,5 @@
+using System.Runtime.Intrinsics;
+
 namespace EdgeLlm.Kernels;
 
 /// <summary>
@@ -30,9 +32,18 @@ internal static unsafe class Rope
     /// <summary>
     /// Rotates the first <paramref name="nDims"/> values of each of <paramref name="nHeads"/> heads
     /// in place. Normal mode (Llama) rotates adjacent pairs (x[2i], x[2i+1]); NEOX mode (Qwen2)
-    /// rotates (x[i], x[i + n_dims/2]). Values past n_dims are left as they are.
+    /// rotates (x[i], x[i + n_dims/2]). Values past n_dims are left as they are. The vector path
+    /// computes the same two products and one add/subtract per value as the reference, so it is
+    /// bit-identical to it.
     /// </summary>
     public static void Apply(float* x, int nHeads, int headDim, int nDims, float* cos, float* sin, bool neox)
+    {
+        if (Vector512.IsHardwareAccelerated && nDims % 32 == 0) ApplyVector512(x, nHeads, headDim, nDims, cos, sin, neox);
+        else ApplyReference(x, nHeads, headDim, nDims, cos, sin, neox);
+    }
+
+    /// <summary>The scalar definition.</summary>
+    public static void ApplyReference(float* x, int nHeads, int headDim, int nDims, float* cos, float* sin, bool neox)
     {
         int half = nDims / 2;
         for (int h = 0; h < nHeads; h++)
@@ -45,6 +56,54 @@ internal static unsafe class Rope
                 float x0 = v[i0], x1 = v[i1];
                 v[i0] = x0 * cos[i] - x1 * sin[i];
                 v[i1] = x0 * sin[i] + x1 * cos[i];
+            }
+        }
+    }
+
+    /// <summary>
+    /// 16 lanes (needs <paramref name="nDims"/> % 32 == 0). Normal mode works on interleaved pairs:
+    /// with c = (c0,c0,c1,c1,…), s = (−s0,s0,−s1,s1,…) and x̃ the pair-swapped x, out = x·c + x̃·s,
+    /// i.e. x0·c − x1·s and x1·c + x0·s: the reference's products, and a + (−b) = a − b exactly.
+    /// </summary>
+    public static void ApplyVector512(float* x, int nHeads, int headDim, int nDims, float* cos, float* sin, bool neox)
+    {
+        int half = nDims / 2;
+        if (neox)
+        {
+            for (int h = 0; h < nHeads; h++)
+            {
+                float* v = x + h * headDim;
+                for (int i = 0; i < half; i += 16)
+                {
+                    var c = Vector512.Load(cos + i);
+                    var s = Vector512.Load(sin + i);
+                    var x0 = Vector512.Load(v + i);
+                    var x1 = Vector512.Load(v + half + i);
+                    (x0 * c - x1 * s).Store(v + i);
+                    (x0 * s + x1 * c).Store(v + half + i);
+                }
+            }
+            return;
+        }
+        // Duplicated angle tables once per call, shared by every head.
+        float* cd = stackalloc float[nDims];
+        float* sd = stackalloc float[nDims];
+        for (int i = 0; i < half; i++)
+        {
+            cd[2 * i] = cos[i];
+            cd[2 * i + 1] = cos[i];
+            sd[2 * i] = -sin[i];
+            sd[2 * i + 1] = sin[i];
+        }
+        var swap = Vector512.Create(1, 0, 3, 2, 5, 4, 7, 6, 9, 8, 11, 10, 13, 12, 15, 14);
+        for (int h = 0; h < nHeads; h++)
+        {
+            float* v = x + h * headDim;
+            for (int i = 0; i < nDims; i += 16)
+            {
+                var xv = Vector512.Load(v + i);
+                var xs = Vector512.Shuffle(xv, swap);
+                (xv * Vector512.Load(cd + i) + xs * Vector512.Load(sd + i)).Store(v + i);
             }
         }
     }

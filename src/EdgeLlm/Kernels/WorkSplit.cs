@@ -3,11 +3,13 @@ namespace EdgeLlm.Kernels;
 /// <summary>
 /// Splits a range of independent items across threads: one contiguous chunk per worker on the
 /// shared thread pool (Parallel.For), or inline when the work is too small to pay for the hand-off.
+/// Kept for the kernels' thread-count overloads; the forward pass runs on a
+/// <see cref="WorkerPool"/> instead (no per-operation scheduling).
 /// </summary>
 internal static class WorkSplit
 {
-    /// <summary>Below this many scalar operations a job runs on the calling thread.</summary>
-    private const long MinParallelWork = 1 << 18;
+    /// <summary>Below this many scalar operations a job runs on the calling thread (default for <see cref="WorkerPool"/> too).</summary>
+    internal const long MinParallelWork = 1 << 18;
 
     /// <summary>Processes one chunk: items [start, end), run by worker <c>worker</c> (0 ≤ worker &lt; threads).</summary>
     public delegate void ChunkBody(int start, int end, int worker);

@@ -179,8 +179,9 @@ public abstract unsafe class Model : IDisposable
         int embd = c.EmbeddingLength;
 
         // inp_embd: one dequantized row of token_embd per token
-        for (int t = 0; t < n; t++)
-            TokenEmbedding.Format.DequantizeRow(TokenEmbedding.Row(b.Tokens[t]), b.X + (long)t * embd, embd);
+        using (Profiler.Section(Profiler.Op.Embed))
+            for (int t = 0; t < n; t++)
+                TokenEmbedding.Format.DequantizeRow(TokenEmbedding.Row(b.Tokens[t]), b.X + (long)t * embd, embd);
 
         // rotation angles per position, shared by every layer and head
         int pairs = c.RopeDimensionCount / 2;
@@ -193,10 +194,11 @@ public abstract unsafe class Model : IDisposable
         // result_norm and result_output for the rows asked for
         if (outputRows == 0) return;
         int first = n - outputRows;
-        fixed (float* w = OutputNorm)
-            for (int t = first; t < n; t++)
-                RmsNorm.Forward(b.X + (long)t * embd, w, b.Norm + (long)t * embd, embd, c.RmsEps);
-        MatMul.Multiply(Output, b.Norm + (long)first * embd, outputRows, logits, b.MatScratch, b.Threads);
+        using (Profiler.Section(Profiler.Op.RmsNorm))
+            fixed (float* w = OutputNorm)
+                for (int t = first; t < n; t++)
+                    RmsNorm.Forward(b.X + (long)t * embd, w, b.Norm + (long)t * embd, embd, c.RmsEps);
+        MatMul.Multiply(Output, b.Norm + (long)first * embd, outputRows, logits, b.MatScratch, b.Pool);
     }
 
     /// <summary>Releases the file when the model owns it.</summary>

@@ -46,20 +46,19 @@ internal static unsafe class DecoderBlocks
         int embd = c.EmbeddingLength;
 
         // attn_norm
-        fixed (float* g = w.AttnNorm)
-            for (int t = 0; t < n; t++)
-                RmsNorm.Forward(b.X + (long)t * embd, g, b.Norm + (long)t * embd, embd, c.RmsEps);
+        Norm(b, w.AttnNorm, n, embd, c.RmsEps);
 
         // Qcur, Kcur, Vcur: projections of all tokens together (+ biases for Qwen2)
-        MatMul.Multiply(w.Wq, b.Norm, n, b.Q, b.MatScratch, b.Threads);
-        MatMul.Multiply(w.Wk, b.Norm, n, b.K, b.MatScratch, b.Threads);
-        MatMul.Multiply(w.Wv, b.Norm, n, b.V, b.MatScratch, b.Threads);
+        MatMul.Multiply(w.Wq, b.Norm, n, b.Q, b.MatScratch, b.Pool);
+        MatMul.Multiply(w.Wk, b.Norm, n, b.K, b.MatScratch, b.Pool);
+        MatMul.Multiply(w.Wv, b.Norm, n, b.V, b.MatScratch, b.Pool);
         if (w.Bq is not null) Activations.AddBias(b.Q, w.Bq, n);
         if (w.Bk is not null) Activations.AddBias(b.K, w.Bk, n);
         if (w.Bv is not null) Activations.AddBias(b.V, w.Bv, n);
 
         // rotary embedding of Q and K at each token's position
         int pairs = c.RopeDimensionCount / 2;
+        using (Profiler.Section(Profiler.Op.Rope))
         for (int t = 0; t < n; t++)
         {
             float* cos = b.RopeCos + (long)t * pairs;
@@ -69,13 +68,16 @@ internal static unsafe class DecoderBlocks
         }
 
         // K and V go to the f16 cache; attention reads this batch's tokens back from there
-        b.Kv.Store(il, b.StartPos, b.K, b.V, n);
-        Attention.Forward(b.Q, n, b.StartPos, b.Kv.K(il), b.Kv.VT(il), b.Kv.ContextLength,
-            c.HeadCount, c.HeadCountKv, c.HeadDim, b.AttnOut, b.AttnScratch, b.Threads);
+        using (Profiler.Section(Profiler.Op.KvStore))
+            b.Kv.Store(il, b.StartPos, b.K, b.V, n);
+        using (Profiler.Section(Profiler.Op.Attention))
+            Attention.Forward(b.Q, n, b.StartPos, b.Kv.K(il), b.Kv.VT(il), b.Kv.ContextLength,
+            c.HeadCount, c.HeadCountKv, c.HeadDim, b.AttnOut, b.AttnScratch, b.Pool);
 
         // attn_output, then the residual add (ffn_inp)
-        MatMul.Multiply(w.Wo, b.AttnOut, n, b.Proj, b.MatScratch, b.Threads);
-        Activations.Add(b.X, b.Proj, (long)n * embd);
+        MatMul.Multiply(w.Wo, b.AttnOut, n, b.Proj, b.MatScratch, b.Pool);
+        using (Profiler.Section(Profiler.Op.Add))
+            Activations.Add(b.X, b.Proj, (long)n * embd);
     }
 
     /// <summary>x += ffn_down(silu(x_norm·Wgate) ⊙ (x_norm·Wup)), x_norm = rmsnorm(x) ⊙ ffn_norm.</summary>
@@ -83,16 +85,37 @@ internal static unsafe class DecoderBlocks
     {
         int n = b.Count;
         int embd = c.EmbeddingLength;
-        fixed (float* g = w.FfnNorm)
-            for (int t = 0; t < n; t++)
-                RmsNorm.Forward(b.X + (long)t * embd, g, b.Norm + (long)t * embd, embd, c.RmsEps);
+        Norm(b, w.FfnNorm, n, embd, c.RmsEps);
 
-        MatMul.Multiply(w.Gate, b.Norm, n, b.Gate, b.MatScratch, b.Threads);
-        MatMul.Multiply(w.Up, b.Norm, n, b.Up, b.MatScratch, b.Threads);
-        Activations.SwiGlu(b.Gate, b.Up, n * c.FeedForwardLength);
-        MatMul.Multiply(w.Down, b.Gate, n, b.Proj, b.MatScratch, b.Threads);
+        MatMul.Multiply(w.Gate, b.Norm, n, b.Gate, b.MatScratch, b.Pool);
+        MatMul.Multiply(w.Up, b.Norm, n, b.Up, b.MatScratch, b.Pool);
+        // Row by row: which elements take the vector exp and which the scalar tail must not
+        // depend on the batch size, or a token's logits would change with its batch.
+        int ff = c.FeedForwardLength;
+        using (Profiler.Section(Profiler.Op.SwiGlu))
+            b.Pool.For(n, ff, (start, end, _) =>
+            {
+                for (int t = start; t < end; t++) Activations.SwiGlu(b.Gate + (long)t * ff, b.Up + (long)t * ff, ff);
+            }, minParallelWork: 1 << 16);
+        MatMul.Multiply(w.Down, b.Gate, n, b.Proj, b.MatScratch, b.Pool);
 
         // l_out
-        Activations.Add(b.X, b.Proj, (long)n * embd);
+        using (Profiler.Section(Profiler.Op.Add))
+            Activations.Add(b.X, b.Proj, (long)n * embd);
+    }
+
+    /// <summary>b.Norm = rmsnorm(b.X) ⊙ weight, row by row (tokens in parallel for a large batch).</summary>
+    private static void Norm(ForwardBatch b, float[] weight, int n, int embd, float eps)
+    {
+        using var _ = Profiler.Section(Profiler.Op.RmsNorm);
+        fixed (float* g = weight)
+        {
+            float* gp = g;
+            b.Pool.For(n, embd, (start, end, _) =>
+            {
+                for (int t = start; t < end; t++)
+                    RmsNorm.Forward(b.X + (long)t * embd, gp, b.Norm + (long)t * embd, embd, eps);
+            }, minParallelWork: 1 << 16);
+        }
     }
 }

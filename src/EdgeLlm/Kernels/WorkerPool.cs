@@ -1,0 +1,182 @@
+namespace EdgeLlm.Kernels;
+
+/// <summary>
+/// A fixed team of threads for the forward pass: <see cref="Threads"/> − 1 dedicated workers,
+/// created once (per <see cref="Engine.InferenceContext"/>), plus the calling thread, which takes
+/// part as worker 0. Handing out a job is a generation counter bump: idle workers spin briefly
+/// on it (the next operation usually follows within microseconds) and then block on a monitor,
+/// so that an idle context costs no CPU. Completion is a countdown the caller spins on. Unlike
+/// Parallel.For there is no per-operation Task, closure queueing or thread injection.
+/// </summary>
+/// <remarks>
+/// Not re-entrant and not thread-safe: one caller at a time (the context's own thread). Which
+/// worker computes an item never changes what is computed, so results do not depend on
+/// <see cref="Threads"/>.
+/// </remarks>
+internal sealed class WorkerPool : IDisposable
+{
+    /// <summary>Body of a job: runs on every worker with its index (0 = the caller) and the team size.</summary>
+    public delegate void JobBody(int worker, int workers);
+
+    /// <summary>SpinWait iterations a worker polls for the next job before it blocks.</summary>
+    private const int SpinIterations = 2000;
+
+    private readonly Thread[] _threads;
+    private readonly object _gate = new();
+    private JobBody? _job;
+    private int _generation;
+    private int _pending;
+    private int _sleeping;
+    private volatile bool _disposed;
+    private Exception? _failure;
+
+    // Next unclaimed item of a ForDynamic job.
+    private int _nextChunk;
+
+    /// <summary>Starts <paramref name="threads"/> − 1 worker threads.</summary>
+    /// <exception cref="ArgumentOutOfRangeException">threads is less than 1.</exception>
+    public WorkerPool(int threads)
+    {
+        ArgumentOutOfRangeException.ThrowIfLessThan(threads, 1);
+        Threads = threads;
+        _threads = new Thread[threads - 1];
+        for (int i = 0; i < _threads.Length; i++)
+        {
+            int worker = i + 1;
+            _threads[i] = new Thread(() => WorkerLoop(worker))
+            {
+                IsBackground = true,
+                Name = $"EdgeLlm worker {worker}",
+            };
+            _threads[i].Start();
+        }
+    }
+
+    /// <summary>Team size: the dedicated workers plus the calling thread.</summary>
+    public int Threads { get; }
+
+    /// <summary>Runs <paramref name="body"/> once on each of the <see cref="Threads"/> workers and waits for all of them.</summary>
+    /// <exception cref="AggregateException">a worker threw (the first failure, wrapped).</exception>
+    public void Run(JobBody body)
+    {
+        ObjectDisposedException.ThrowIf(_disposed, this);
+        if (Threads == 1)
+        {
+            body(0, 1);
+            return;
+        }
+        _job = body;
+        _failure = null;
+        Volatile.Write(ref _pending, Threads - 1);
+        Interlocked.Increment(ref _generation);
+        // A worker registers as sleeping (full fence) before it re-reads the generation; the bump
+        // above is a full fence too, so either it sees the new generation or we see it sleeping.
+        if (Volatile.Read(ref _sleeping) > 0)
+            lock (_gate) Monitor.PulseAll(_gate);
+
+        try
+        {
+            body(0, Threads);
+        }
+        catch (Exception e)
+        {
+            Interlocked.CompareExchange(ref _failure, e, null);
+        }
+
+        var spin = new SpinWait();
+        while (Volatile.Read(ref _pending) != 0) spin.SpinOnce(sleep1Threshold: -1);
+        _job = null;
+        if (_failure is { } f) throw new AggregateException("a worker of the forward pass failed", f);
+    }
+
+    /// <summary>
+    /// Items [0, <paramref name="count"/>) in <see cref="Threads"/> contiguous, equal chunks (worker
+    /// w takes the w-th), inline when <paramref name="count"/> × <paramref name="workPerItem"/>
+    /// is below <paramref name="minParallelWork"/>.
+    /// </summary>
+    public void For(int count, long workPerItem, WorkSplit.ChunkBody body, long minParallelWork = WorkSplit.MinParallelWork)
+    {
+        if (count <= 0) return;
+        int chunks = Math.Min(Threads, count);
+        if (chunks <= 1 || count * workPerItem < minParallelWork)
+        {
+            body(0, count, 0);
+            return;
+        }
+        Run((w, _) =>
+        {
+            if (w >= chunks) return;
+            int start = (int)((long)count * w / chunks);
+            int end = (int)((long)count * (w + 1) / chunks);
+            body(start, end, w);
+        });
+    }
+
+    /// <summary>
+    /// Items [0, <paramref name="count"/>) in chunks of <paramref name="chunk"/> that workers take
+    /// from a shared counter as they finish (balances uneven progress, e.g. a core shared with
+    /// another process). Inline when the whole job is a single chunk or below
+    /// <paramref name="minParallelWork"/>.
+    /// </summary>
+    public void ForDynamic(int count, int chunk, long workPerItem, WorkSplit.ChunkBody body, long minParallelWork = WorkSplit.MinParallelWork)
+    {
+        if (count <= 0) return;
+        ArgumentOutOfRangeException.ThrowIfLessThan(chunk, 1);
+        if (Threads == 1 || count <= chunk || count * workPerItem < minParallelWork)
+        {
+            body(0, count, 0);
+            return;
+        }
+        // Each worker starts on its own chunk; the counter hands out the rest.
+        Volatile.Write(ref _nextChunk, Threads * chunk);
+        Run((w, _) =>
+        {
+            for (int start = w * chunk; start < count; start = Interlocked.Add(ref _nextChunk, chunk) - chunk)
+                body(start, Math.Min(count, start + chunk), w);
+        });
+    }
+
+    private void WorkerLoop(int worker)
+    {
+        int seen = 0;
+        while (true)
+        {
+            var spin = new SpinWait();
+            int polls = 0;
+            while (Volatile.Read(ref _generation) == seen && !_disposed)
+            {
+                if (++polls < SpinIterations)
+                {
+                    spin.SpinOnce(sleep1Threshold: -1);
+                    continue;
+                }
+                lock (_gate)
+                {
+                    Interlocked.Increment(ref _sleeping);
+                    while (Volatile.Read(ref _generation) == seen && !_disposed) Monitor.Wait(_gate);
+                    Interlocked.Decrement(ref _sleeping);
+                }
+            }
+            if (_disposed) return;
+            seen = Volatile.Read(ref _generation);
+            try
+            {
+                _job!(worker, Threads);
+            }
+            catch (Exception e)
+            {
+                Interlocked.CompareExchange(ref _failure, e, null);
+            }
+            Interlocked.Decrement(ref _pending);
+        }
+    }
+
+    /// <summary>Stops and joins the worker threads.</summary>
+    public void Dispose()
+    {
+        if (_disposed) return;
+        _disposed = true;
+        lock (_gate) Monitor.PulseAll(_gate);
+        foreach (var t in _threads) t.Join();
+    }
+}

@@ -1,0 +1,205 @@
+using EdgeLlm.Kernels;
+using System.Runtime.Intrinsics;
+using Xunit;
+
+namespace EdgeLlm.Tests.Kernels;
+
+/// <summary>Each vector path against its scalar reference, called directly (whatever the dispatcher picks).</summary>
+public unsafe class SimdKernelTests
+{
+    /// <summary>RMSNorm: only the order of the double additions differs; after rounding to float the scale agrees to 1 ulp at most.</summary>
+    private const float RmsNormUlpTolerance = 1;
+
+    /// <summary>Vectorized exp (SwiGLU, softmax) against MathF.Exp: relative error bound.</summary>
+    private const double ExpRelativeTolerance = 1e-6;
+
+    /// <summary>Dot products in another summation order: |Δ| ≤ this × Σ|a·b|.</summary>
+    private const double DotOrderTolerance = 1e-6;
+
+    private static float[] Random(int n, int seed, float scale = 1f)
+    {
+        var r = new Random(seed);
+        var a = new float[n];
+        for (int i = 0; i < n; i++) a[i] = (float)(r.NextDouble() * 2 - 1) * scale;
+        return a;
+    }
+
+    private static void AssertUlps(float[] expected, float[] actual, float ulps, string what)
+    {
+        for (int i = 0; i < expected.Length; i++)
+        {
+            float tol = ulps * MathF.Max(float.Epsilon, MathF.BitIncrement(MathF.Abs(expected[i])) - MathF.Abs(expected[i])) * 2;
+            Assert.True(MathF.Abs(expected[i] - actual[i]) <= tol, $"{what}[{i}]: {actual[i]} vs {expected[i]}");
+        }
+    }
+
+    public static TheoryData<int> Lengths() => new() { 1, 7, 16, 64, 100, 2048, 5632 + 3 };
+
+    [Theory]
+    [MemberData(nameof(Lengths))]
+    public void RmsNorm_VectorPaths_MatchReference(int n)
+    {
+        var x = Random(n, 1, 3f);
+        var w = Random(n, 2);
+        var expected = new float[n];
+        fixed (float* px = x, pw = w, pe = expected)
+        {
+            RmsNorm.ForwardReference(px, pw, pe, n, 1e-5f);
+            foreach (var path in new[] { "512", "256" })
+            {
+                if (path == "512" && !Vector512.IsHardwareAccelerated) continue;
+                if (path == "256" && !Vector256.IsHardwareAccelerated) continue;
+                var y = new float[n];
+                fixed (float* py = y)
+                {
+                    if (path == "512") RmsNorm.ForwardVector512(px, pw, py, n, 1e-5f);
+                    else RmsNorm.ForwardVector256(px, pw, py, n, 1e-5f);
+                }
+                AssertUlps(expected, y, RmsNormUlpTolerance, $"rmsnorm{path}");
+            }
+        }
+    }
+
+    [Theory]
+    [MemberData(nameof(Lengths))]
+    public void SwiGlu_VectorPaths_MatchReference(int n)
+    {
+        var gate = Random(n, 3, 8f);
+        var up = Random(n, 4);
+        var expected = (float[])gate.Clone();
+        fixed (float* pe = expected, pu = up) Activations.SwiGluReference(pe, pu, n);
+        foreach (int width in new[] { 512, 256 })
+        {
+            if (width == 512 ? !Vector512.IsHardwareAccelerated : !Vector256.IsHardwareAccelerated) continue;
+            var g = (float[])gate.Clone();
+            fixed (float* pg = g, pu = up)
+            {
+                if (width == 512) Activations.SwiGluVector512(pg, pu, n);
+                else Activations.SwiGluVector256(pg, pu, n);
+            }
+            for (int i = 0; i < n; i++)
+                Assert.True(Math.Abs(g[i] - expected[i]) <= ExpRelativeTolerance * Math.Abs(expected[i]) + 1e-30, $"swiglu{width}[{i}]: {g[i]} vs {expected[i]}");
+        }
+    }
+
+    [Theory]
+    [MemberData(nameof(Lengths))]
+    public void Add_IsExact(int n)
+    {
+        var x = Random(n, 5);
+        var y = Random(n, 6);
+        var expected = (float[])x.Clone();
+        fixed (float* pe = expected, py = y) Activations.AddReference(pe, py, n);
+        fixed (float* px = x, py = y) Activations.Add(px, py, n);
+        Assert.Equal(expected, x);
+    }
+
+    [Theory]
+    [InlineData(64, 64, false)]
+    [InlineData(64, 64, true)]
+    [InlineData(128, 128, false)]
+    [InlineData(128, 64, true)]   // partial rotary: values past n_dims untouched
+    public void Rope_Vector512_IsBitIdentical(int headDim, int nDims, bool neox)
+    {
+        if (!Vector512.IsHardwareAccelerated) return;
+        const int heads = 5;
+        var x = Random(heads * headDim, 7, 4f);
+        var cos = new float[nDims / 2];
+        var sin = new float[nDims / 2];
+        fixed (float* pc = cos, ps = sin) Rope.Angles(37, nDims, 10000f, 1f, null, pc, ps);
+        var expected = (float[])x.Clone();
+        fixed (float* pe = expected, pc = cos, ps = sin) Rope.ApplyReference(pe, heads, headDim, nDims, pc, ps, neox);
+        fixed (float* px = x, pc = cos, ps = sin) Rope.ApplyVector512(px, heads, headDim, nDims, pc, ps, neox);
+        Assert.Equal(expected, x);
+    }
+
+    [Fact]
+    public void HalfWidening_IsExact_ForEveryF16Value()
+    {
+        var all = new ushort[65536];
+        for (int i = 0; i < all.Length; i++) all[i] = (ushort)i;
+        fixed (ushort* p = all)
+        {
+            for (int i = 0; i < all.Length; i += 16)
+            {
+                var w512 = Vector512.IsHardwareAccelerated ? HalfMath.Widen512(Vector256.Load(p + i)) : default;
+                var w256 = HalfMath.Widen256(Vector128.Load(p + i));
+                for (int j = 0; j < 16; j++)
+                {
+                    float expected = (float)BitConverter.UInt16BitsToHalf(all[i + j]);
+                    uint e = BitConverter.SingleToUInt32Bits(expected);
+                    if (Vector512.IsHardwareAccelerated)
+                        Assert.True(float.IsNaN(expected) ? float.IsNaN(w512[j]) : BitConverter.SingleToUInt32Bits(w512[j]) == e, $"0x{all[i + j]:x4}: {w512[j]} vs {expected}");
+                    if (j < 8)
+                        Assert.True(float.IsNaN(expected) ? float.IsNaN(w256[j]) : BitConverter.SingleToUInt32Bits(w256[j]) == e, $"0x{all[i + j]:x4}: {w256[j]} vs {expected}");
+                }
+            }
+        }
+    }
+
+    [Theory]
+    [InlineData(1)]
+    [InlineData(64)]
+    [InlineData(95)]
+    [InlineData(1000)]
+    public void HalfDot_VectorPaths_MatchReference(int n)
+    {
+        var a = Random(n, 8);
+        var b = Random(n, 9).Select(v => (Half)v).ToArray();
+        fixed (float* pa = a)
+        fixed (Half* pb = b)
+        {
+            float expected = HalfMath.DotReference(pa, pb, n);
+            double magnitude = 0;
+            for (int i = 0; i < n; i++) magnitude += Math.Abs(a[i] * (float)b[i]);
+            double tol = DotOrderTolerance * magnitude + 1e-12;
+            if (Vector512.IsHardwareAccelerated) Assert.InRange(HalfMath.DotVector512(pa, pb, n), expected - tol, expected + tol);
+            if (Vector256.IsHardwareAccelerated) Assert.InRange(HalfMath.DotVector256(pa, pb, n), expected - tol, expected + tol);
+        }
+    }
+
+    [Theory]
+    [InlineData(1)]
+    [InlineData(33)]
+    [InlineData(700)]
+    public void Softmax_Vector512_MatchesReference(int n)
+    {
+        if (!Vector512.IsHardwareAccelerated) return;
+        var x = Random(n, 10, 6f);
+        float max = x.Max();
+        var expected = (float[])x.Clone();
+        fixed (float* pe = expected) Softmax.ExpNormalizeReference(pe, n, max);
+        fixed (float* px = x) Softmax.ExpNormalizeVector512(px, n, max);
+        for (int i = 0; i < n; i++)
+            Assert.True(Math.Abs(x[i] - expected[i]) <= 2 * ExpRelativeTolerance * expected[i] + 1e-30, $"softmax[{i}]: {x[i]} vs {expected[i]}");
+        Assert.InRange(x.Sum(), 1 - 1e-5, 1 + 1e-5);
+    }
+
+    [Theory]
+    [InlineData(5)]
+    [InlineData(300)]
+    public void HalfRoundInPlace_MatchesScalarCast(int n)
+    {
+        var x = Random(n, 11, 70000f); // includes values past f16's range (→ infinity)
+        var expected = (float[])x.Clone();
+        fixed (float* pe = expected) HalfMath.RoundInPlaceReference(pe, n);
+        fixed (float* px = x) HalfMath.RoundInPlace(px, n);
+        Assert.Equal(expected, x);
+    }
+
+    /// <summary>A value's SwiGLU result must not depend on the length of the call it is in (tiles vary with the batch).</summary>
+    [Fact]
+    public void SwiGlu_ResultDoesNotDependOnCallLength()
+    {
+        var gate = Random(64, 12, 8f);
+        var up = Random(64, 13);
+        var whole = (float[])gate.Clone();
+        fixed (float* pw = whole, pu = up) Activations.SwiGlu(pw, pu, 64);
+        foreach (int len in new[] { 1, 5, 17, 33, 63 })
+        {
+            var part = (float[])gate.Clone();
+            fixed (float* pp = part, pu = up) Activations.SwiGlu(pp + 64 - len, pu + 64 - len, len);
+            Assert.Equal(whole.AsSpan(64 - len).ToArray(), part.AsSpan(64 - len).ToArray());
+        }
+    }
+}
