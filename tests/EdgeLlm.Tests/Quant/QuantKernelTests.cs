@@ -83,6 +83,58 @@ public unsafe class QuantKernelTests
         }
     }
 
+    /// <summary>
+    /// The vector-accumulating AVX2+FMA kernels (llama.cpp's float order, the decode path) sum
+    /// the same integers but add the per-block products in another order, so they equal the
+    /// reference within <see cref="DotTolerance"/> of the magnitude, and exactly on unit scales.
+    /// </summary>
+    [Theory]
+    [InlineData("Q4_0")]
+    [InlineData("Q8_0")]
+    public void Avx2FmaDot_MatchesReference(string format)
+    {
+        if (!(Avx2.IsSupported && Fma.IsSupported)) { _out.WriteLine("AVX2+FMA not supported here: nothing to check"); return; }
+        var k = s_kernels[format];
+        DotFn fma = format == "Q4_0" ? Q4_0.DotQ4_0Q8_0Avx2Fma : Q8_0.DotQ8_0Q8_0Avx2Fma;
+        int checks = 0;
+        foreach (var fill in Enum.GetValues<Fill>())
+        {
+            var rng = new Random(17 + (int)fill);
+            foreach (int blocks in s_blockCounts)
+            {
+                int n = blocks * 32;
+                var w = MakeWeights(k, blocks, fill, rng);
+                var a = MakeActivations(k.Act, blocks, fill, rng);
+                fixed (byte* pw = w)
+                fixed (byte* pa = a)
+                {
+                    float r = k.Reference(n, pw, pa);
+                    float f = fma(n, pw, pa);
+                    var tmpW = new float[n];
+                    WeightFormat.TryGet(k.Type, out var fmt);
+                    fixed (float* tw = tmpW) fmt.DequantizeRow(pw, tw, n);
+                    int ab = GgmlTypes.Info(k.Act).TypeSize;
+                    float maxA = 0;
+                    for (int b = 0; b < blocks; b++) maxA = MathF.Max(maxA, MathF.Abs((float)BitConverter.ToHalf(a, b * ab)) * 128);
+                    float magnitude = tmpW.Sum(MathF.Abs) * maxA;
+                    Assert.True(MathF.Abs(f - r) <= DotTolerance * magnitude || f == r, $"{format} AVX2+FMA {fill} blocks={blocks}: {f} vs reference {r}");
+                    checks++;
+                }
+            }
+        }
+        // Unit scales: every product is an exact integer, so the order cannot matter.
+        var rng2 = new Random(5);
+        const int Blocks = 9;
+        var w2 = MakeWeights(k, Blocks, Fill.Random, rng2);
+        var a2 = MakeActivations(k.Act, Blocks, Fill.Random, rng2);
+        int wb = GgmlTypes.Info(k.Type).TypeSize, ab2 = GgmlTypes.Info(k.Act).TypeSize;
+        for (int b = 0; b < Blocks; b++) { SetHalf(w2, b * wb, (Half)1); SetHalf(a2, b * ab2, (Half)1); }
+        fixed (byte* pw = w2)
+        fixed (byte* pa = a2)
+            Assert.Equal(k.Reference(Blocks * 32, pw, pa), fma(Blocks * 32, pw, pa));
+        _out.WriteLine($"{format} AVX2+FMA: {checks} cases within {DotTolerance} of the magnitude, unit scales exact");
+    }
+
     [Theory]
     [InlineData("Q4_0")]
     [InlineData("Q4_1")]

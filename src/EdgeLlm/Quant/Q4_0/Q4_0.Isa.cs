@@ -12,13 +12,21 @@ namespace EdgeLlm.Quant;
 internal static unsafe partial class Q4_0
 {
     /// <summary>
+    /// The vector-accumulating AVX2+FMA kernel (llama.cpp's order) is the decode path wherever it
+    /// runs: it keeps one FMA per block and one horizontal sum per row, where the bit-exact
+    /// kernels below reduce every block to a scalar. Register tiles follow the same choice.
+    /// </summary>
+    internal static bool UseAvx2Fma => Avx2.IsSupported && Fma.IsSupported;
+
+    /// <summary>
     /// Dot product with a Q8_0 activation row on the fastest path this CPU has:
     /// AVX-512BW &gt; AVX2 &gt; NEON+DotProd &gt; NEON &gt; Vector128 &gt; scalar. The IsSupported
     /// checks are constants to the JIT and to NativeAOT, so the choice costs nothing per call.
     /// </summary>
     [MethodImpl(MethodImplOptions.AggressiveInlining)]
     public static float DotQ4_0Q8_0(int n, byte* x, byte* y) =>
-        Avx512BW.IsSupported ? DotQ4_0Q8_0Avx512(n, x, y)
+        UseAvx2Fma ? DotQ4_0Q8_0Avx2Fma(n, x, y)
+        : Avx512BW.IsSupported ? DotQ4_0Q8_0Avx512(n, x, y)
         : Avx2.IsSupported ? DotQ4_0Q8_0Avx2(n, x, y)
         : AdvSimd.Arm64.IsSupported && Dp.IsSupported ? DotQ4_0Q8_0AdvSimdDp(n, x, y)
         : AdvSimd.Arm64.IsSupported ? DotQ4_0Q8_0AdvSimd(n, x, y)

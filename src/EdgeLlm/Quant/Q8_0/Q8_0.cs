@@ -16,7 +16,7 @@ internal sealed unsafe class Q8_0Format : WeightFormat
     /// <summary>Register-tiled on AVX-512BW (<see cref="Q8_0.DotTileAvx512"/>); elsewhere one VecDot per pair.</summary>
     public override void VecDotTile(int n, byte* weights, long rowBytes, int nRows, byte* activations, long actStride, int nActs, float* y, long yStride)
     {
-        if (Avx512BW.IsSupported) Q8_0.DotTileAvx512(n, weights, rowBytes, nRows, activations, actStride, nActs, y, yStride);
+        if (Avx512BW.IsSupported && !Q8_0.UseAvx2Fma) Q8_0.DotTileAvx512(n, weights, rowBytes, nRows, activations, actStride, nActs, y, yStride);
         else base.VecDotTile(n, weights, rowBytes, nRows, activations, actStride, nActs, y, yStride);
     }
 }
