@@ -194,7 +194,7 @@ public sealed partial class TransformerGenerator
             w.Line("fixed (float* g = model.OutputNorm)");
             w.Line("    for (int t = first; t < n; t++)");
             w.Line($"        SpecializedKernels.NormQuantize(b.X + (long)t * Dim, g, b.Norm + (long)t * Dim, Dim, RmsEps, GgmlType.{outVdt}, act + (t - first) * ActBytes);");
-            w.Line($"SpecializedKernels.Project({Fmt(m.OutputType)}, model.Output.Data, {RowBytes(m.OutputType, m.Dim)}, Vocab, Dim, act, ActBytes, outputRows, logits, Vocab, b.Threads);");
+            w.Line($"SpecializedKernels.Project({Fmt(m.OutputType)}, model.Output.Data, {RowBytes(m.OutputType, m.Dim)}, Vocab, Dim, act, ActBytes, outputRows, logits, Vocab, b.Pool);");
             w.Close();
             w.Line();
         }
@@ -243,7 +243,7 @@ public sealed partial class TransformerGenerator
             w.Line();
             w.Line($"// Qcur, Kcur, Vcur{(m.QkvBias ? " (+ biases)" : "")}: one parallel pass over the {m.QueryLength} + {m.KvLength} + {m.KvLength} rows of Wq, Wk, Wv");
             string bias(string name) => m.QkvBias ? "w." + name : "null";
-            w.Line("SpecializedKernels.Qkv(Dim, n, b.Threads,");
+            w.Line("SpecializedKernels.Qkv(Dim, n, b.Pool,");
             w.Line($"    new(Fmt: {Fmt(l.Wq)}, Weights: w.Wq.Data, RowBytes: {RowBytes(l.Wq, m.Dim)}, Rows: QLen, Act: {ActFor(qkvGroups, l.Wq)}, ActBytes: ActBytes{qkvGroups.IndexOf(VecDot(l.Wq))}, Bias: {bias("Bq")}, Y: b.Q),");
             w.Line($"    new(Fmt: {Fmt(l.Wk)}, Weights: w.Wk.Data, RowBytes: {RowBytes(l.Wk, m.Dim)}, Rows: KvLen, Act: {ActFor(qkvGroups, l.Wk)}, ActBytes: ActBytes{qkvGroups.IndexOf(VecDot(l.Wk))}, Bias: {bias("Bk")}, Y: b.K),");
             w.Line($"    new(Fmt: {Fmt(l.Wv)}, Weights: w.Wv.Data, RowBytes: {RowBytes(l.Wv, m.Dim)}, Rows: KvLen, Act: {ActFor(qkvGroups, l.Wv)}, ActBytes: ActBytes{qkvGroups.IndexOf(VecDot(l.Wv))}, Bias: {bias("Bv")}, Y: b.V));");
@@ -256,12 +256,12 @@ public sealed partial class TransformerGenerator
             w.Line($"Rope.Apply(b.K + (long)t * KvLen, KvHeads, HeadDim, HeadDim, cos, sin, neox: {neox});");
             w.Close();
             w.Line("b.Kv.Store(il, b.StartPos, b.K, b.V, n);");
-            w.Line("Attention.Forward(b.Q, n, b.StartPos, b.Kv.K(il), b.Kv.VT(il), b.Kv.ContextLength, Heads, KvHeads, HeadDim, b.AttnOut, b.AttnScratch, b.Threads);");
+            w.Line("Attention.Forward(b.Q, n, b.StartPos, b.Kv.K(il), b.Kv.VT(il), b.Kv.ContextLength, Heads, KvHeads, HeadDim, b.AttnOut, b.AttnScratch, b.Pool);");
             w.Line();
             w.Line($"// attn_output with the residual add fused into the tile (x += Wo · kqv_out; no separate pass over a projection buffer)");
             w.Line($"const long ActBytesO = {ActBytes(l.Wo, m.QueryLength)}; // QLen values in {VecDot(l.Wo)}");
             w.Line($"for (int t = 0; t < n; t++) ActivationQuantizer.QuantizeRow(GgmlType.{VecDot(l.Wo)}, b.AttnOut + (long)t * QLen, b.MatScratch + t * ActBytesO, QLen);");
-            w.Line($"SpecializedKernels.Residual({Fmt(l.Wo)}, w.Wo.Data, {RowBytes(l.Wo, m.QueryLength)}, Dim, QLen, b.MatScratch, ActBytesO, n, b.X, Dim, b.Threads);");
+            w.Line($"SpecializedKernels.Residual({Fmt(l.Wo)}, w.Wo.Data, {RowBytes(l.Wo, m.QueryLength)}, Dim, QLen, b.MatScratch, ActBytesO, n, b.X, Dim, b.Pool);");
             w.Line();
 
             var ffnGroups = new List<string>();
@@ -280,7 +280,7 @@ public sealed partial class TransformerGenerator
             w.Close();
             w.Line();
             w.Line("// gate and up in one pass, SiLU(gate) * up applied to each tile while it is in L1 (ffn_gate, ffn_up, ffn_silu, ffn_gate_par)");
-            w.Line("SpecializedKernels.GateUpSwiGlu(Dim, Ffn, n, b.Threads,");
+            w.Line("SpecializedKernels.GateUpSwiGlu(Dim, Ffn, n, b.Pool,");
             w.Line($"    {Fmt(l.Gate)}, w.Gate.Data, {RowBytes(l.Gate, m.Dim)}, fact{ffnGroups.IndexOf(VecDot(l.Gate))}, FActBytes{ffnGroups.IndexOf(VecDot(l.Gate))},");
             w.Line($"    {Fmt(l.Up)}, w.Up.Data, {RowBytes(l.Up, m.Dim)}, fact{ffnGroups.IndexOf(VecDot(l.Up))}, FActBytes{ffnGroups.IndexOf(VecDot(l.Up))},");
             w.Line("    b.Gate);");
@@ -288,7 +288,7 @@ public sealed partial class TransformerGenerator
             w.Line("// ffn_down with the residual add fused (l_out)");
             w.Line($"const long ActBytesD = {ActBytes(l.Down, m.FeedForward)}; // Ffn values in {VecDot(l.Down)}");
             w.Line($"for (int t = 0; t < n; t++) ActivationQuantizer.QuantizeRow(GgmlType.{VecDot(l.Down)}, b.Gate + (long)t * Ffn, b.MatScratch + t * ActBytesD, Ffn);");
-            w.Line($"SpecializedKernels.Residual({Fmt(l.Down)}, w.Down.Data, {RowBytes(l.Down, m.FeedForward)}, Dim, Ffn, b.MatScratch, ActBytesD, n, b.X, Dim, b.Threads);");
+            w.Line($"SpecializedKernels.Residual({Fmt(l.Down)}, w.Down.Data, {RowBytes(l.Down, m.FeedForward)}, Dim, Ffn, b.MatScratch, ActBytesD, n, b.X, Dim, b.Pool);");
             w.Close();
             w.Line();
         }

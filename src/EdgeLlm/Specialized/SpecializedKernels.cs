@@ -50,10 +50,10 @@ internal static unsafe class SpecializedKernels
     /// Q, K and V in one parallel pass: their rows are one range split across threads, so there is
     /// one hand-off instead of three, and each reads the activations converted once.
     /// </summary>
-    public static void Qkv(int cols, int n, int threads, Projection q, Projection k, Projection v)
+    public static void Qkv(int cols, int n, WorkerPool pool, Projection q, Projection k, Projection v)
     {
         int total = q.Rows + k.Rows + v.Rows;
-        WorkSplit.For(total, threads, (long)cols * n, (start, end, _) =>
+        pool.For(total, (long)cols * n, (start, end, _) =>
         {
             Segment(q, cols, n, start, end, 0);
             Segment(k, cols, n, start, end, q.Rows);
@@ -78,9 +78,9 @@ internal static unsafe class SpecializedKernels
     }
 
     /// <summary>y[t, r] = W[r] · act[t] for all <paramref name="rows"/> rows (y rows <paramref name="yStride"/> apart).</summary>
-    public static void Project(WeightFormat fmt, byte* w, long rowBytes, int rows, int cols, byte* act, long actBytes, int n, float* y, int yStride, int threads)
+    public static void Project(WeightFormat fmt, byte* w, long rowBytes, int rows, int cols, byte* act, long actBytes, int n, float* y, int yStride, WorkerPool pool)
     {
-        WorkSplit.For(rows, threads, (long)cols * n, (start, end, _) =>
+        pool.For(rows, (long)cols * n, (start, end, _) =>
             fmt.VecDotTile(cols, w + start * rowBytes, rowBytes, end - start, act, actBytes, n, y + start, yStride));
     }
 
@@ -88,9 +88,9 @@ internal static unsafe class SpecializedKernels
     /// x[t, r] += W[r] · act[t]: the projection and the residual add in one pass (generic: the
     /// projection to a buffer, then a pass adding the buffer to x; same x + y per value).
     /// </summary>
-    public static void Residual(WeightFormat fmt, byte* w, long rowBytes, int rows, int cols, byte* act, long actBytes, int n, float* x, int xStride, int threads)
+    public static void Residual(WeightFormat fmt, byte* w, long rowBytes, int rows, int cols, byte* act, long actBytes, int n, float* x, int xStride, WorkerPool pool)
     {
-        WorkSplit.For(rows, threads, (long)cols * n, (start, end, _) =>
+        pool.For(rows, (long)cols * n, (start, end, _) =>
         {
             float* tile = stackalloc float[TileRows * n];
             for (int r0 = start; r0 < end; r0 += TileRows)
@@ -111,12 +111,12 @@ internal static unsafe class SpecializedKernels
     /// gate[t, r] = silu(Wgate[r] · act[t]) · (Wup[r] · act[t]) in one pass: each tile of gate and
     /// up rows is combined on the stack, so neither product is written out and read back.
     /// </summary>
-    public static void GateUpSwiGlu(int cols, int ffn, int n, int threads,
+    public static void GateUpSwiGlu(int cols, int ffn, int n, WorkerPool pool,
         WeightFormat fg, byte* wg, long gRowBytes, byte* gAct, long gActBytes,
         WeightFormat fu, byte* wu, long uRowBytes, byte* uAct, long uActBytes,
         float* gateOut)
     {
-        WorkSplit.For(ffn, threads, 2L * cols * n, (start, end, _) =>
+        pool.For(ffn, 2L * cols * n, (start, end, _) =>
         {
             float* tg = stackalloc float[TileRows * n];
             float* tu = stackalloc float[TileRows * n];
