@@ -37,8 +37,73 @@ internal static unsafe partial class Q8_0
     {
         var x0 = Avx2.ConvertToVector256Int16(Vector128.Load(x->Qs));
         var x1 = Avx2.ConvertToVector256Int16(Vector128.Load(x->Qs + 16));
+        return DotWidened(x0, x1, y);
+    }
+
+    [MethodImpl(MethodImplOptions.AggressiveInlining)]
+    private static Vector256<float> DotWidened(Vector256<short> x0, Vector256<short> x1, BlockQ8_0* y)
+    {
         var y0 = Avx2.ConvertToVector256Int16(Vector128.Load(y->Qs));
         var y1 = Avx2.ConvertToVector256Int16(Vector128.Load(y->Qs + 16));
         return Avx.ConvertToVector256Single(Avx2.MultiplyAddAdjacent(x0, y0) + Avx2.MultiplyAddAdjacent(x1, y1));
+    }
+
+    /// <summary>
+    /// <see cref="WeightFormat.VecDotTile"/> for the AVX2+FMA kernel: each weight block is widened
+    /// once and met by four activation rows; per pair the operations and their order are
+    /// <see cref="DotQ8_0Q8_0Avx2Fma"/>'s, so results are bit-identical to VecDot.
+    /// </summary>
+    internal static void DotTileAvx2Fma(int n, byte* weights, long rowBytes, int nRows, byte* acts, long actStride, int nActs, float* y, long yStride)
+    {
+        QuantMath.CheckBlocks(n, QK, "Q8_0");
+        int nb = n / QK;
+        for (int r = 0; r < nRows; r++)
+        {
+            var x = (BlockQ8_0*)(weights + r * rowBytes);
+            int a = 0;
+            for (; a + 4 <= nActs; a += 4)
+            {
+                var y0 = (BlockQ8_0*)(acts + a * actStride);
+                var y1 = (BlockQ8_0*)(acts + (a + 1) * actStride);
+                var y2 = (BlockQ8_0*)(acts + (a + 2) * actStride);
+                var y3 = (BlockQ8_0*)(acts + (a + 3) * actStride);
+                Vector256<float> e0 = default, e1 = default, e2 = default, e3 = default;
+                Vector256<float> o0 = default, o1 = default, o2 = default, o3 = default;
+                int ib = 0;
+                for (; ib + 1 < nb; ib += 2)
+                {
+                    var xa = Avx2.ConvertToVector256Int16(Vector128.Load(x[ib].Qs));
+                    var xb = Avx2.ConvertToVector256Int16(Vector128.Load(x[ib].Qs + 16));
+                    float dx = QuantMath.Fp16ToFp32Fast(x[ib].D);
+                    e0 = Fma.MultiplyAdd(Vector256.Create(dx * QuantMath.Fp16ToFp32Fast(y0[ib].D)), DotWidened(xa, xb, y0 + ib), e0);
+                    e1 = Fma.MultiplyAdd(Vector256.Create(dx * QuantMath.Fp16ToFp32Fast(y1[ib].D)), DotWidened(xa, xb, y1 + ib), e1);
+                    e2 = Fma.MultiplyAdd(Vector256.Create(dx * QuantMath.Fp16ToFp32Fast(y2[ib].D)), DotWidened(xa, xb, y2 + ib), e2);
+                    e3 = Fma.MultiplyAdd(Vector256.Create(dx * QuantMath.Fp16ToFp32Fast(y3[ib].D)), DotWidened(xa, xb, y3 + ib), e3);
+                    var xc = Avx2.ConvertToVector256Int16(Vector128.Load(x[ib + 1].Qs));
+                    var xd = Avx2.ConvertToVector256Int16(Vector128.Load(x[ib + 1].Qs + 16));
+                    float dx1 = QuantMath.Fp16ToFp32Fast(x[ib + 1].D);
+                    o0 = Fma.MultiplyAdd(Vector256.Create(dx1 * QuantMath.Fp16ToFp32Fast(y0[ib + 1].D)), DotWidened(xc, xd, y0 + ib + 1), o0);
+                    o1 = Fma.MultiplyAdd(Vector256.Create(dx1 * QuantMath.Fp16ToFp32Fast(y1[ib + 1].D)), DotWidened(xc, xd, y1 + ib + 1), o1);
+                    o2 = Fma.MultiplyAdd(Vector256.Create(dx1 * QuantMath.Fp16ToFp32Fast(y2[ib + 1].D)), DotWidened(xc, xd, y2 + ib + 1), o2);
+                    o3 = Fma.MultiplyAdd(Vector256.Create(dx1 * QuantMath.Fp16ToFp32Fast(y3[ib + 1].D)), DotWidened(xc, xd, y3 + ib + 1), o3);
+                }
+                if (ib < nb)
+                {
+                    var xa = Avx2.ConvertToVector256Int16(Vector128.Load(x[ib].Qs));
+                    var xb = Avx2.ConvertToVector256Int16(Vector128.Load(x[ib].Qs + 16));
+                    float dx = QuantMath.Fp16ToFp32Fast(x[ib].D);
+                    e0 = Fma.MultiplyAdd(Vector256.Create(dx * QuantMath.Fp16ToFp32Fast(y0[ib].D)), DotWidened(xa, xb, y0 + ib), e0);
+                    e1 = Fma.MultiplyAdd(Vector256.Create(dx * QuantMath.Fp16ToFp32Fast(y1[ib].D)), DotWidened(xa, xb, y1 + ib), e1);
+                    e2 = Fma.MultiplyAdd(Vector256.Create(dx * QuantMath.Fp16ToFp32Fast(y2[ib].D)), DotWidened(xa, xb, y2 + ib), e2);
+                    e3 = Fma.MultiplyAdd(Vector256.Create(dx * QuantMath.Fp16ToFp32Fast(y3[ib].D)), DotWidened(xa, xb, y3 + ib), e3);
+                }
+                y[a * yStride + r] = Vector256.Sum(e0 + o0);
+                y[(a + 1) * yStride + r] = Vector256.Sum(e1 + o1);
+                y[(a + 2) * yStride + r] = Vector256.Sum(e2 + o2);
+                y[(a + 3) * yStride + r] = Vector256.Sum(e3 + o3);
+            }
+            for (; a < nActs; a++)
+                y[a * yStride + r] = DotQ8_0Q8_0Avx2Fma(n, (byte*)x, acts + a * actStride);
+        }
     }
 }
