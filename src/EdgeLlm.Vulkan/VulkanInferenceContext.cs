@@ -15,7 +15,7 @@ namespace EdgeLlm.Vulkan;
 /// host-visible buffer the shaders read, so generating a token is one submit of the same
 /// command buffer. Not thread-safe.
 /// </summary>
-public sealed unsafe class VulkanInferenceContext : IDisposable
+public sealed unsafe class VulkanInferenceContext : Engine.IEvalContext
 {
     /// <summary>Default most tokens one submit processes; longer inputs run in batches of this size.</summary>
     public const int DefaultMaxBatch = 128;
@@ -124,6 +124,9 @@ public sealed unsafe class VulkanInferenceContext : IDisposable
 
     /// <summary>Command buffers recorded so far (one per batch shape; for tests of the reuse).</summary>
     internal int RecordedGraphs { get; private set; }
+
+    /// <inheritdoc/>
+    public string Description => $"vulkan ({Device.Name})";
 
     /// <summary>Forgets every evaluated token (position 0).</summary>
     public void Reset() => Position = 0;

@@ -5,22 +5,6 @@ using EdgeLlm.Vulkan;
 
 namespace EdgeLlm.Cli.Commands;
 
-/// <summary>What the commands need of an inference context, whichever backend runs it.</summary>
-public interface IEvalContext : IDisposable
-{
-    /// <summary>Tokens evaluated so far.</summary>
-    int Position { get; }
-
-    /// <summary>Evaluates tokens (the contract of <see cref="InferenceContext.Eval"/>).</summary>
-    float[] Eval(ReadOnlySpan<int> tokens, bool allLogits = false);
-
-    /// <summary>Forgets every evaluated token.</summary>
-    void Reset();
-
-    /// <summary>Where it runs, e.g. "cpu (4 threads)" or "vulkan (NVIDIA ...)".</summary>
-    string Description { get; }
-}
-
 /// <summary>
 /// <c>--backend cpu|vulkan|auto</c> (default cpu). <c>vulkan</c> is strict: no usable device is an
 /// error (exit 2), never a silent CPU run. <c>auto</c> takes Vulkan only on a discrete or
@@ -43,7 +27,7 @@ public static class BackendOption
         switch (backend ?? "cpu")
         {
             case "vulkan":
-                return new VulkanEval(new VulkanInferenceContext(model, contextLength));
+                return new VulkanInferenceContext(model, contextLength);
             case "auto":
                 VulkanDevice? device = null;
                 try
@@ -61,27 +45,21 @@ public static class BackendOption
                     Console.Error.WriteLine($"edgellm: --backend auto: Vulkan unavailable ({e.Message}); running on the CPU");
                 }
                 device?.Dispose();
-                return new CpuEval(new InferenceContext(model, contextLength, threads));
+                return new InferenceContext(model, contextLength, threads);
             default:
-                return new CpuEval(new InferenceContext(model, contextLength, threads));
+                return new InferenceContext(model, contextLength, threads);
         }
     }
 
-    private sealed class CpuEval(InferenceContext ctx) : IEvalContext
-    {
-        public int Position => ctx.Position;
-        public string Description => $"cpu ({ctx.Threads} threads)";
-        public float[] Eval(ReadOnlySpan<int> tokens, bool allLogits = false) => ctx.Eval(tokens, allLogits);
-        public void Reset() => ctx.Reset();
-        public void Dispose() => ctx.Dispose();
-    }
-
+    /// <summary>A Vulkan context that also owns the device it was opened on.</summary>
     private sealed class VulkanEval(VulkanInferenceContext ctx, VulkanDevice? ownedDevice = null) : IEvalContext
     {
         public int Position => ctx.Position;
-        public string Description => $"vulkan ({ctx.Device.Name})";
+        public int ContextLength => ctx.ContextLength;
+        public string Description => ctx.Description;
         public float[] Eval(ReadOnlySpan<int> tokens, bool allLogits = false) => ctx.Eval(tokens, allLogits);
         public void Reset() => ctx.Reset();
+        public void Rewind(int position) => ctx.Rewind(position);
         public void Dispose()
         {
             ctx.Dispose();

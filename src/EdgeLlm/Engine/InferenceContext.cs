@@ -7,7 +7,7 @@ namespace EdgeLlm.Engine;
 /// <see cref="ContextLength"/>), its position, and the scratch buffers of the forward pass.
 /// Not thread-safe; the model can be shared by several contexts.
 /// </summary>
-public sealed unsafe class InferenceContext : IDisposable
+public sealed unsafe class InferenceContext : IEvalContext
 {
     /// <summary>Most tokens one forward pass processes together; longer inputs run in batches of this size.</summary>
     public const int MaxBatch = 512;
@@ -51,6 +51,9 @@ public sealed unsafe class InferenceContext : IDisposable
 
     /// <summary>Number of tokens evaluated so far: the position the next token takes.</summary>
     public int Position { get; private set; }
+
+    /// <inheritdoc/>
+    public string Description => $"cpu ({Threads} threads)";
 
     /// <summary>True when <paramref name="contextLength"/> exceeds the context the model was trained with (quality degrades past it).</summary>
     public static bool ExceedsTrainingContext(Model model, int contextLength)

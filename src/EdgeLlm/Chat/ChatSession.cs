@@ -1,0 +1,170 @@
+using EdgeLlm.Engine;
+
+namespace EdgeLlm.Chat;
+
+/// <summary>What a <see cref="ChatSession"/> does when the conversation no longer fits in the context.</summary>
+public enum ContextOverflowPolicy
+{
+    /// <summary>Drop the oldest user/assistant turns (the system prompt stays) until the prompt fits, and say so through <see cref="ChatSession.Notice"/>.</summary>
+    DropOldestTurns,
+
+    /// <summary>Refuse the turn with a <see cref="PromptTooLongException"/>; the caller decides (e.g. /reset).</summary>
+    Stop,
+}
+
+/// <summary>
+/// A multi-turn conversation with one model: keeps the messages, renders them with the model's chat
+/// template (<see cref="ChatPrompt"/>) each turn, and generates the assistant's answer with a
+/// <see cref="TextGenerator"/>, whose prefix reuse keeps the KV cache of earlier turns, so only the
+/// new turn is evaluated. Generation ends at the template's end-of-turn token (the vocabulary's
+/// end-of-generation set: <c>&lt;|eot_id|&gt;</c>, <c>&lt;|im_end|&gt;</c>, <c>&lt;/s&gt;</c>, …).
+/// </summary>
+public sealed class ChatSession
+{
+    private readonly List<ChatMessage> _messages = [];
+    private readonly DateTime? _now;
+
+    /// <summary>Creates a session.</summary>
+    /// <param name="generator">the generator (and through it the context and tokenizer) the session uses; the session should be its only user</param>
+    /// <param name="template">the chat template; usually <see cref="ChatPrompt.TemplateFor"/> of the model's file</param>
+    /// <param name="systemPrompt">an optional system message put first in every rendering</param>
+    /// <param name="now">what the template's <c>strftime_now</c> sees (default: the current local time)</param>
+    public ChatSession(TextGenerator generator, ChatTemplate template, string? systemPrompt = null, DateTime? now = null)
+    {
+        ArgumentNullException.ThrowIfNull(generator);
+        ArgumentNullException.ThrowIfNull(template);
+        Generator = generator;
+        Template = template;
+        SystemPrompt = systemPrompt;
+        _now = now;
+    }
+
+    /// <summary>The generator.</summary>
+    public TextGenerator Generator { get; }
+
+    /// <summary>The chat template.</summary>
+    public ChatTemplate Template { get; }
+
+    /// <summary>The system message (null or empty: none). A change applies from the next turn.</summary>
+    public string? SystemPrompt { get; set; }
+
+    /// <summary>What happens when the conversation outgrows the context (default: drop the oldest turns).</summary>
+    public ContextOverflowPolicy OverflowPolicy { get; set; } = ContextOverflowPolicy.DropOldestTurns;
+
+    /// <summary>Receives messages for the user, such as "dropped the 2 oldest turns to fit the context".</summary>
+    public Action<string>? Notice { get; set; }
+
+    /// <summary>The user and assistant messages so far (without the system prompt).</summary>
+    public IReadOnlyList<ChatMessage> Messages => _messages;
+
+    /// <summary>The result of the last turn's generation.</summary>
+    public GenerationResult? LastResult => Generator.LastResult;
+
+    /// <summary>Forgets the conversation (the system prompt stays). The KV cache of the system prompt is reused.</summary>
+    public void Reset() => _messages.Clear();
+
+    /// <summary>The full conversation as the template renders it, with a system message when one is set.</summary>
+    public IReadOnlyList<ChatMessage> Conversation()
+    {
+        var all = new List<ChatMessage>(_messages.Count + 1);
+        if (!string.IsNullOrEmpty(SystemPrompt)) all.Add(new ChatMessage("system", SystemPrompt));
+        all.AddRange(_messages);
+        return all;
+    }
+
+    /// <summary>Sends a user message and generates the answer in one call.</summary>
+    public GenerationResult Send(string userMessage, GenerationOptions options, Action<string>? onText = null, CancellationToken cancellationToken = default)
+    {
+        foreach (var piece in Stream(userMessage, options, cancellationToken))
+            onText?.Invoke(piece);
+        return Generator.LastResult!;
+    }
+
+    /// <summary>
+    /// Sends a user message and streams the answer. When the enumeration ends (also when it is cut
+    /// short or cancelled), the answer so far is kept as the assistant's message, so the next turn
+    /// continues the conversation.
+    /// </summary>
+    /// <exception cref="PromptTooLongException">the turn does not fit even alone, or <see cref="OverflowPolicy"/> is Stop</exception>
+    /// <exception cref="Jinja.TemplateException">the template rejects the conversation</exception>
+    public IEnumerable<string> Stream(string userMessage, GenerationOptions options, CancellationToken cancellationToken = default)
+    {
+        ArgumentNullException.ThrowIfNull(userMessage);
+        ArgumentNullException.ThrowIfNull(options);
+        _messages.Add(new ChatMessage("user", userMessage));
+        int[] prompt;
+        try
+        {
+            prompt = FitPrompt(options);
+        }
+        catch
+        {
+            _messages.RemoveAt(_messages.Count - 1);
+            throw;
+        }
+        IEnumerable<string> pieces;
+        try
+        {
+            pieces = Generator.Stream(prompt, options, cancellationToken);
+        }
+        catch
+        {
+            _messages.RemoveAt(_messages.Count - 1);
+            throw;
+        }
+        return StreamCore(pieces);
+    }
+
+    private IEnumerable<string> StreamCore(IEnumerable<string> pieces)
+    {
+        var answer = new System.Text.StringBuilder();
+        try
+        {
+            foreach (var piece in pieces)
+            {
+                answer.Append(piece);
+                yield return piece;
+            }
+        }
+        finally
+        {
+            _messages.Add(new ChatMessage("assistant", answer.ToString()));
+        }
+    }
+
+    /// <summary>
+    /// The prompt for the conversation with a generation prompt, after dropping the oldest turns if it
+    /// leaves less than the room an answer needs: <see cref="GenerationOptions.MaxTokens"/> (at most half
+    /// the context), or a quarter of the context (at most 512 tokens) when there is no limit.
+    /// </summary>
+    private int[] FitPrompt(GenerationOptions options)
+    {
+        int ctx = Generator.Context.ContextLength;
+        int room = options.MaxTokens > 0 ? Math.Min(options.MaxTokens, ctx / 2) : Math.Min(512, ctx / 4);
+        room = Math.Max(room, 1);
+        int dropped = 0;
+        while (true)
+        {
+            int[] prompt = ChatPrompt.Tokenize(Template, Generator.Tokenizer, Conversation(), addGenerationPrompt: true, _now);
+            if (prompt.Length + room <= ctx) return ReportDropped(prompt, dropped);
+            // Only the new user message is left (or the policy forbids dropping): a short answer may still fit.
+            bool canDrop = OverflowPolicy == ContextOverflowPolicy.DropOldestTurns && _messages.Count > 1;
+            if (!canDrop)
+            {
+                if (prompt.Length < ctx && OverflowPolicy == ContextOverflowPolicy.DropOldestTurns) return ReportDropped(prompt, dropped);
+                throw new PromptTooLongException(prompt.Length, ctx);
+            }
+            // Drop the oldest message and, when it was a user turn, the answer to it, so roles keep alternating.
+            _messages.RemoveAt(0);
+            if (_messages.Count > 1 && _messages[0].Role == "assistant") _messages.RemoveAt(0);
+            dropped++;
+        }
+    }
+
+    private int[] ReportDropped(int[] prompt, int dropped)
+    {
+        if (dropped > 0)
+            Notice?.Invoke($"the conversation outgrew the context ({Generator.Context.ContextLength} tokens): dropped the {dropped} oldest turn{(dropped == 1 ? "" : "s")}; the prompt is now {prompt.Length} tokens");
+        return prompt;
+    }
+}

@@ -1,0 +1,240 @@
+using System.Diagnostics;
+using System.Text;
+using EdgeLlm.Sampling;
+using EdgeLlm.Tokenizers;
+
+namespace EdgeLlm.Engine;
+
+/// <summary>Why a generation ended.</summary>
+public enum FinishReason
+{
+    /// <summary>The model produced an end-of-generation token (EOS, or an end-of-turn token such as <c>&lt;|im_end|&gt;</c>).</summary>
+    EndOfGeneration,
+
+    /// <summary>One of <see cref="GenerationOptions.Stop"/> appeared (it is not part of the text).</summary>
+    StopString,
+
+    /// <summary><see cref="GenerationOptions.MaxTokens"/> tokens were generated.</summary>
+    Length,
+
+    /// <summary>The KV cache is full: no position is left for another token.</summary>
+    ContextFull,
+
+    /// <summary>The caller's cancellation token fired (or it stopped enumerating).</summary>
+    Cancelled,
+}
+
+/// <summary>What one generation asks for.</summary>
+public sealed record GenerationOptions
+{
+    /// <summary>The sampler chain (temperature, top-k, top-p, min-p, repetition penalty, seed); validated when generation starts.</summary>
+    public SamplerOptions Sampling { get; init; } = new();
+
+    /// <summary>Most tokens to generate; -1 = until an end-of-generation token, a stop string or a full context.</summary>
+    public int MaxTokens { get; init; } = -1;
+
+    /// <summary>Texts that end generation when they appear; they and anything after them are not returned.</summary>
+    public IReadOnlyList<string> Stop { get; init; } = [];
+}
+
+/// <summary>The outcome of one generation.</summary>
+/// <param name="Text">everything generated (stop strings and end-of-generation tokens excluded)</param>
+/// <param name="Reason">why it ended</param>
+/// <param name="PromptTokens">tokens in the prompt</param>
+/// <param name="ReusedPromptTokens">prompt tokens whose KV cache entries were kept from the previous generation (not evaluated again)</param>
+/// <param name="CompletionTokens">tokens sampled, the end-of-generation token excluded</param>
+/// <param name="Seed">the sampler's seed (the one given, or the random one drawn)</param>
+/// <param name="PromptTime">time spent evaluating the prompt</param>
+/// <param name="GenerationTime">time spent sampling and evaluating generated tokens</param>
+/// <param name="StopString">the stop string that ended it, when <paramref name="Reason"/> is <see cref="FinishReason.StopString"/></param>
+public sealed record GenerationResult(
+    string Text, FinishReason Reason, int PromptTokens, int ReusedPromptTokens, int CompletionTokens, ulong Seed,
+    TimeSpan PromptTime, TimeSpan GenerationTime, string? StopString = null);
+
+/// <summary>A prompt that does not fit in the context.</summary>
+public sealed class PromptTooLongException(int promptTokens, int contextLength)
+    : ArgumentException($"the prompt is {promptTokens} tokens; the context holds {contextLength}, which leaves no room to generate")
+{
+    /// <summary>Tokens in the prompt.</summary>
+    public int PromptTokens { get; } = promptTokens;
+
+    /// <summary>Tokens the context holds.</summary>
+    public int ContextLength { get; } = contextLength;
+}
+
+/// <summary>
+/// The generation loop over one <see cref="IEvalContext"/>: evaluate the prompt, then sample,
+/// detokenize (UTF-8 safe, <see cref="StreamingDecoder"/>), watch for stop strings
+/// (<see cref="StopStringMatcher"/>) and evaluate the sampled token, until something ends it.
+/// </summary>
+/// <remarks>
+/// It remembers which tokens the context's KV cache holds. A new prompt that starts with some of
+/// them (the next turn of a chat, the same system prompt) rewinds the cache to the longest common
+/// prefix and evaluates only the rest, as llama.cpp's server does with its slots. Not thread-safe:
+/// one generation at a time per generator.
+/// </remarks>
+public sealed class TextGenerator
+{
+    private readonly List<int> _cached = [];
+
+    /// <summary>Creates a generator over <paramref name="context"/> (which it does not own).</summary>
+    public TextGenerator(IEvalContext context, Tokenizer tokenizer)
+    {
+        ArgumentNullException.ThrowIfNull(context);
+        ArgumentNullException.ThrowIfNull(tokenizer);
+        Context = context;
+        Tokenizer = tokenizer;
+    }
+
+    /// <summary>The context evaluated.</summary>
+    public IEvalContext Context { get; }
+
+    /// <summary>The model's tokenizer.</summary>
+    public Tokenizer Tokenizer { get; }
+
+    /// <summary>The tokens whose KV entries the context holds, in order.</summary>
+    public IReadOnlyList<int> CachedTokens => _cached;
+
+    /// <summary>The result of the last generation that ended (also after an enumeration stopped early).</summary>
+    public GenerationResult? LastResult { get; private set; }
+
+    /// <summary>Forgets the cache (the next prompt is evaluated from position 0).</summary>
+    public void Reset()
+    {
+        _cached.Clear();
+        Context.Reset();
+    }
+
+    /// <summary>Generates a continuation of <paramref name="prompt"/>, calling <paramref name="onText"/> with each piece of text as it becomes final.</summary>
+    /// <exception cref="ArgumentException">an empty prompt, bad sampler options or a token outside the vocabulary</exception>
+    /// <exception cref="PromptTooLongException">the prompt leaves no room in the context</exception>
+    public GenerationResult Generate(IReadOnlyList<int> prompt, GenerationOptions options, Action<string>? onText = null, CancellationToken cancellationToken = default)
+    {
+        foreach (var piece in Stream(prompt, options, cancellationToken))
+            onText?.Invoke(piece);
+        return LastResult!;
+    }
+
+    /// <summary>
+    /// Generates a continuation of <paramref name="prompt"/> as a stream of text pieces (each final: never
+    /// retracted, never half a UTF-8 character, never part of a stop string). When the enumeration ends,
+    /// <see cref="LastResult"/> says why and how many tokens it took; disposing the enumerator early
+    /// counts as <see cref="FinishReason.Cancelled"/>. The prompt is checked before the first piece.
+    /// </summary>
+    /// <exception cref="ArgumentException">an empty prompt, bad sampler options or a token outside the vocabulary</exception>
+    /// <exception cref="PromptTooLongException">the prompt leaves no room in the context</exception>
+    public IEnumerable<string> Stream(IReadOnlyList<int> prompt, GenerationOptions options, CancellationToken cancellationToken = default)
+    {
+        ArgumentNullException.ThrowIfNull(prompt);
+        ArgumentNullException.ThrowIfNull(options);
+        if (prompt.Count == 0) throw new ArgumentException("the prompt has no tokens", nameof(prompt));
+        options.Sampling.Validate();
+        if (options.MaxTokens < -1) throw new ArgumentException($"MaxTokens must be -1 (no limit) or >= 0, got {options.MaxTokens}", nameof(options));
+        if (prompt.Count >= Context.ContextLength) throw new PromptTooLongException(prompt.Count, Context.ContextLength);
+        for (int i = 0; i < prompt.Count; i++)
+        {
+            if ((uint)prompt[i] >= (uint)Tokenizer.VocabSize)
+                throw new ArgumentException($"token id {prompt[i]} at index {i} is outside the vocabulary (0..{Tokenizer.VocabSize - 1})", nameof(prompt));
+        }
+        var stopper = new StopStringMatcher(options.Stop);
+        return StreamCore(prompt, options, stopper, cancellationToken);
+    }
+
+    private IEnumerable<string> StreamCore(IReadOnlyList<int> prompt, GenerationOptions options, StopStringMatcher stopper, CancellationToken ct)
+    {
+        var promptWatch = Stopwatch.StartNew();
+        int reused = Prefill(prompt, out float[] logits);
+        promptWatch.Stop();
+
+        var sampler = new Sampler(options.Sampling, Tokenizer.VocabSize);
+        foreach (int t in prompt) sampler.Accept(t);
+        var decoder = new StreamingDecoder(Tokenizer);
+        var text = new StringBuilder();
+        var genWatch = new Stopwatch();
+        int generated = 0;
+        FinishReason reason = FinishReason.Cancelled;
+        string? stopString = null;
+        bool finished = false;
+        try
+        {
+            while (true)
+            {
+                if (ct.IsCancellationRequested) { reason = FinishReason.Cancelled; break; }
+                if (options.MaxTokens >= 0 && generated >= options.MaxTokens) { reason = FinishReason.Length; break; }
+                genWatch.Start();
+                int next = sampler.Sample(logits);
+                genWatch.Stop();
+                if (Tokenizer.IsEndOfGeneration(next)) { reason = FinishReason.EndOfGeneration; break; }
+                sampler.Accept(next);
+                generated++;
+                var match = stopper.Append(decoder.Append(next));
+                if (match.Text.Length > 0)
+                {
+                    text.Append(match.Text);
+                    yield return match.Text;
+                }
+                if (match.Stopped) { reason = FinishReason.StopString; stopString = match.StopString; break; }
+                // Checked before evaluating the token: a token that ends generation needs no KV entry.
+                if (options.MaxTokens >= 0 && generated >= options.MaxTokens) { reason = FinishReason.Length; break; }
+                if (Context.Position >= Context.ContextLength) { reason = FinishReason.ContextFull; break; }
+                genWatch.Start();
+                logits = Context.Eval([next]);
+                _cached.Add(next);
+                genWatch.Stop();
+            }
+            if (reason != FinishReason.StopString)
+            {
+                var tail = stopper.Append(decoder.Flush());
+                string rest = tail.Stopped ? tail.Text : tail.Text + stopper.Flush();
+                if (tail.Stopped) { reason = FinishReason.StopString; stopString = tail.StopString; }
+                if (rest.Length > 0)
+                {
+                    text.Append(rest);
+                    yield return rest;
+                }
+            }
+            finished = true;
+        }
+        finally
+        {
+            // An enumeration abandoned early (the consumer stopped reading) ends as Cancelled.
+            LastResult = new GenerationResult(text.ToString(), finished ? reason : FinishReason.Cancelled, prompt.Count, reused, generated,
+                sampler.Seed, promptWatch.Elapsed, genWatch.Elapsed, stopString);
+        }
+    }
+
+    /// <summary>
+    /// Brings the cache to <paramref name="prompt"/>: keeps the longest common prefix of what it holds,
+    /// evaluates the rest, and returns how many tokens were kept. At least the last prompt token is
+    /// evaluated, since its logits are needed.
+    /// </summary>
+    private int Prefill(IReadOnlyList<int> prompt, out float[] logits)
+    {
+        if (Context.Position != _cached.Count)
+        {
+            // Someone else evaluated tokens in this context: what it holds is unknown.
+            _cached.Clear();
+            Context.Reset();
+        }
+        int common = 0;
+        while (common < _cached.Count && common < prompt.Count && _cached[common] == prompt[common]) common++;
+        if (common == prompt.Count) common--;
+        Context.Rewind(common);
+        _cached.RemoveRange(common, _cached.Count - common);
+        var rest = new int[prompt.Count - common];
+        for (int i = 0; i < rest.Length; i++) rest[i] = prompt[common + i];
+        try
+        {
+            logits = Context.Eval(rest);
+        }
+        catch
+        {
+            // A failed evaluation leaves the cache in an unknown state.
+            _cached.Clear();
+            Context.Reset();
+            throw;
+        }
+        _cached.AddRange(rest);
+        return common;
+    }
+}

@@ -1,0 +1,85 @@
+using EdgeLlm.Chat;
+using EdgeLlm.Engine;
+using EdgeLlm.Models;
+using EdgeLlm.Sampling;
+using EdgeLlm.Tokenizers;
+using Xunit;
+using Xunit.Abstractions;
+
+namespace EdgeLlm.Tests.Chat;
+
+public sealed class ChatSessionTests(ITestOutputHelper output)
+{
+    private static readonly GenerationOptions Greedy = new() { Sampling = new SamplerOptions { Temperature = 0 }, MaxTokens = 24 };
+
+    // A ChatML-style template, as Qwen2.5 and SmolLM2 ship it.
+    private const string ChatMl =
+        "{% for m in messages %}{{ '<|im_start|>' + m['role'] + '\\n' + m['content'] + '<|im_end|>' + '\\n' }}{% endfor %}" +
+        "{% if add_generation_prompt %}{{ '<|im_start|>assistant\\n' }}{% endif %}";
+
+    [Fact]
+    public void SecondTurn_EvaluatesOnlyTheNewTurn()
+    {
+        using var model = Model.Load(SharedData.Model("stories260K"));
+        var tokenizer = Tokenizer.FromGguf(model.File);
+        using var ctx = new InferenceContext(model, contextLength: 512, threads: 1);
+        var session = new ChatSession(new TextGenerator(ctx, tokenizer), ChatTemplate.Fallback, systemPrompt: "You tell stories.");
+
+        var r1 = session.Send("Tell me about a cat.", Greedy);
+        Assert.Equal(0, r1.ReusedPromptTokens);
+        int cachedAfterFirst = session.Generator.CachedTokens.Count;
+        var r2 = session.Send("And a dog?", Greedy);
+        output.WriteLine($"turn 1: {r1.PromptTokens} prompt tokens; turn 2: {r2.PromptTokens} prompt tokens, {r2.ReusedPromptTokens} reused");
+        // Everything up to the first answer is reused (the answer's re-tokenization may differ at its end).
+        Assert.True(r2.ReusedPromptTokens >= r1.PromptTokens, $"reused {r2.ReusedPromptTokens}, first prompt {r1.PromptTokens}");
+        Assert.True(r2.ReusedPromptTokens <= cachedAfterFirst);
+        Assert.Equal(4, session.Messages.Count);
+        Assert.Equal(["user", "assistant", "user", "assistant"], session.Messages.Select(m => m.Role));
+        Assert.Equal(r1.Text, session.Messages[1].Content);
+
+        // The same conversation from scratch gives the same second answer.
+        using var fresh = new InferenceContext(model, contextLength: 512, threads: 1);
+        var gen = new TextGenerator(fresh, tokenizer);
+        int[] prompt = ChatPrompt.Tokenize(ChatTemplate.Fallback, tokenizer, session.Conversation().Take(4).ToList(), addGenerationPrompt: true);
+        Assert.Equal(r2.Text, gen.Generate(prompt, Greedy).Text);
+
+        session.Reset();
+        Assert.Empty(session.Messages);
+        var r3 = session.Send("Tell me about a cat.", Greedy);
+        Assert.Equal(r1.Text, r3.Text);
+        Assert.True(r3.ReusedPromptTokens > 0);
+    }
+
+    [Fact]
+    public void FullContext_DropsTheOldestTurns_AndSaysSo()
+    {
+        using var model = Model.Load(SharedData.Model("stories260K"));
+        var tokenizer = Tokenizer.FromGguf(model.File);
+        using var ctx = new InferenceContext(model, contextLength: 96, threads: 1);
+        var notices = new List<string>();
+        var session = new ChatSession(new TextGenerator(ctx, tokenizer), ChatTemplate.Fallback) { Notice = notices.Add };
+        for (int i = 0; i < 6; i++) session.Send($"Turn {i}: tell me a story about a bird.", Greedy with { MaxTokens = 12 });
+        output.WriteLine(string.Join("\n", notices));
+        Assert.NotEmpty(notices);
+        Assert.Contains("dropped the", notices[0]);
+        Assert.Equal("user", session.Messages[0].Role);
+        Assert.Contains("Turn 5", session.Messages[^2].Content);
+
+        session.OverflowPolicy = ContextOverflowPolicy.Stop;
+        Assert.Throws<PromptTooLongException>(() => session.Send(string.Concat(Enumerable.Repeat("a long turn ", 40)), Greedy));
+        Assert.DoesNotContain(session.Messages, m => m.Content.StartsWith("a long turn", StringComparison.Ordinal));
+    }
+
+    [Fact]
+    public void Render_StripsTheTemplatesBos_WhenTheTokenizerAddsIt()
+    {
+        using var model = Model.Load(SharedData.Model("stories260K"));
+        var tokenizer = Tokenizer.FromGguf(model.File);
+        var template = ChatTemplate.Parse("{{ bos_token }}" + ChatMl);
+        string text = ChatPrompt.Render(template, tokenizer, [new ChatMessage("user", "Hi")], addGenerationPrompt: true);
+        Assert.Equal("<|im_start|>user\nHi<|im_end|>\n<|im_start|>assistant\n", text);
+        int[] ids = ChatPrompt.Tokenize(template, tokenizer, [new ChatMessage("user", "Hi")], addGenerationPrompt: true);
+        Assert.Equal(tokenizer.Bos, ids[0]);
+        Assert.Single(ids, tokenizer.Bos);
+    }
+}
