@@ -91,28 +91,20 @@ public sealed class ChatSession
     {
         ArgumentNullException.ThrowIfNull(userMessage);
         ArgumentNullException.ThrowIfNull(options);
+        // A turn that is refused leaves the conversation as it was, including turns FitPrompt dropped.
+        var before = _messages.ToArray();
         _messages.Add(new ChatMessage("user", userMessage));
-        int[] prompt;
         try
         {
-            prompt = FitPrompt(options);
+            int[] prompt = FitPrompt(options);
+            return StreamCore(Generator.Stream(prompt, options, cancellationToken));
         }
         catch
         {
-            _messages.RemoveAt(_messages.Count - 1);
+            _messages.Clear();
+            _messages.AddRange(before);
             throw;
         }
-        IEnumerable<string> pieces;
-        try
-        {
-            pieces = Generator.Stream(prompt, options, cancellationToken);
-        }
-        catch
-        {
-            _messages.RemoveAt(_messages.Count - 1);
-            throw;
-        }
-        return StreamCore(pieces);
     }
 
     private IEnumerable<string> StreamCore(IEnumerable<string> pieces)

@@ -65,6 +65,11 @@ public sealed class ChatSessionTests(ITestOutputHelper output)
         Assert.Equal("user", session.Messages[0].Role);
         Assert.Contains("Turn 5", session.Messages[^2].Content);
 
+        // A turn too long even alone is refused, and the turns dropped while trying stay.
+        var kept = session.Messages.ToArray();
+        Assert.Throws<PromptTooLongException>(() => session.Send(string.Concat(Enumerable.Repeat("a very long turn ", 60)), Greedy));
+        Assert.Equal(kept, session.Messages);
+
         session.OverflowPolicy = ContextOverflowPolicy.Stop;
         Assert.Throws<PromptTooLongException>(() => session.Send(string.Concat(Enumerable.Repeat("a long turn ", 40)), Greedy));
         Assert.DoesNotContain(session.Messages, m => m.Content.StartsWith("a long turn", StringComparison.Ordinal));
