@@ -24,6 +24,14 @@ public sealed class ChatSession
     private readonly List<ChatMessage> _messages = [];
     private readonly DateTime? _now;
 
+    // The rendered text the model has seen so far (last prompt + its answer) and the exact tokens it was
+    // given and produced for it. A next turn whose rendering extends that text tokenizes only the new
+    // part, as llama-cli's conversation mode does (common_chat_format_single): re-tokenizing the whole
+    // conversation could split the earlier answer differently from the tokens that were sampled, and
+    // then the KV cache would be reused only up to the first difference.
+    private string? _seenText;
+    private int[] _seenTokens = [];
+
     /// <summary>Creates a session.</summary>
     /// <param name="generator">the generator (and through it the context and tokenizer) the session uses; the session should be its only user</param>
     /// <param name="template">the chat template; usually <see cref="ChatPrompt.TemplateFor"/> of the model's file</param>
@@ -61,7 +69,11 @@ public sealed class ChatSession
     public GenerationResult? LastResult => Generator.LastResult;
 
     /// <summary>Forgets the conversation (the system prompt stays). The KV cache of the system prompt is reused.</summary>
-    public void Reset() => _messages.Clear();
+    public void Reset()
+    {
+        _messages.Clear();
+        _seenText = null;
+    }
 
     /// <summary>The full conversation as the template renders it, with a system message when one is set.</summary>
     public IReadOnlyList<ChatMessage> Conversation()
@@ -96,8 +108,8 @@ public sealed class ChatSession
         _messages.Add(new ChatMessage("user", userMessage));
         try
         {
-            int[] prompt = FitPrompt(options);
-            return StreamCore(Generator.Stream(prompt, options, cancellationToken));
+            var (text, prompt) = FitPrompt(options);
+            return StreamCore(Generator.Stream(prompt, options, cancellationToken), text, prompt);
         }
         catch
         {
@@ -107,9 +119,10 @@ public sealed class ChatSession
         }
     }
 
-    private IEnumerable<string> StreamCore(IEnumerable<string> pieces)
+    private IEnumerable<string> StreamCore(IEnumerable<string> pieces, string promptText, int[] prompt)
     {
         var answer = new System.Text.StringBuilder();
+        _seenText = null;
         try
         {
             foreach (var piece in pieces)
@@ -120,8 +133,35 @@ public sealed class ChatSession
         }
         finally
         {
-            _messages.Add(new ChatMessage("assistant", answer.ToString()));
+            string text = answer.ToString();
+            _messages.Add(new ChatMessage("assistant", text));
+            var result = Generator.LastResult;
+            // The sampled tokens stand for the answer only when they decode to exactly its text (not when
+            // a stop string cut it).
+            if (result is not null && result.Reason != FinishReason.StopString && StreamedText(result.Tokens) == text)
+            {
+                _seenText = promptText + text;
+                _seenTokens = [.. prompt, .. result.Tokens];
+            }
         }
+    }
+
+    /// <summary>The text a generation streams for <paramref name="tokens"/> (no leading-space strip, unlike Decode).</summary>
+    private string StreamedText(IReadOnlyList<int> tokens)
+    {
+        var decoder = new Tokenizers.StreamingDecoder(Generator.Tokenizer);
+        var sb = new System.Text.StringBuilder();
+        foreach (int t in tokens) sb.Append(decoder.Append(t));
+        return sb.Append(decoder.Flush()).ToString();
+    }
+
+    /// <summary>The tokens of <paramref name="text"/>: the seen tokens plus the new part when it extends the seen text.</summary>
+    private int[] TokenizeTurn(string text)
+    {
+        var tokenizer = Generator.Tokenizer;
+        if (_seenText is not null && text.Length > _seenText.Length && text.StartsWith(_seenText, StringComparison.Ordinal))
+            return [.. _seenTokens, .. tokenizer.Encode(text[_seenText.Length..], addSpecial: false, parseSpecial: true)];
+        return tokenizer.Encode(text, addSpecial: true, parseSpecial: true);
     }
 
     /// <summary>
@@ -129,7 +169,7 @@ public sealed class ChatSession
     /// leaves less than the room an answer needs: <see cref="GenerationOptions.MaxTokens"/> (at most half
     /// the context), or a quarter of the context (at most 512 tokens) when there is no limit.
     /// </summary>
-    private int[] FitPrompt(GenerationOptions options)
+    private (string Text, int[] Tokens) FitPrompt(GenerationOptions options)
     {
         int ctx = Generator.Context.ContextLength;
         int room = options.MaxTokens > 0 ? Math.Min(options.MaxTokens, ctx / 2) : Math.Min(512, ctx / 4);
@@ -137,13 +177,14 @@ public sealed class ChatSession
         int dropped = 0;
         while (true)
         {
-            int[] prompt = ChatPrompt.Tokenize(Template, Generator.Tokenizer, Conversation(), addGenerationPrompt: true, _now);
-            if (prompt.Length + room <= ctx) return ReportDropped(prompt, dropped);
+            string text = ChatPrompt.Render(Template, Generator.Tokenizer, Conversation(), addGenerationPrompt: true, _now);
+            int[] prompt = TokenizeTurn(text);
+            if (prompt.Length + room <= ctx) return (text, ReportDropped(prompt, dropped));
             // Only the new user message is left (or the policy forbids dropping): a short answer may still fit.
             bool canDrop = OverflowPolicy == ContextOverflowPolicy.DropOldestTurns && _messages.Count > 1;
             if (!canDrop)
             {
-                if (prompt.Length < ctx && OverflowPolicy == ContextOverflowPolicy.DropOldestTurns) return ReportDropped(prompt, dropped);
+                if (prompt.Length < ctx && OverflowPolicy == ContextOverflowPolicy.DropOldestTurns) return (text, ReportDropped(prompt, dropped));
                 throw new PromptTooLongException(prompt.Length, ctx);
             }
             // Drop the oldest message and, when it was a user turn, the answer to it, so roles keep alternating.

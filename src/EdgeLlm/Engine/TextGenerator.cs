@@ -47,9 +47,10 @@ public sealed record GenerationOptions
 /// <param name="PromptTime">time spent evaluating the prompt</param>
 /// <param name="GenerationTime">time spent sampling and evaluating generated tokens</param>
 /// <param name="StopString">the stop string that ended it, when <paramref name="Reason"/> is <see cref="FinishReason.StopString"/></param>
+/// <param name="Tokens">the sampled tokens (<paramref name="CompletionTokens"/> of them; a stop string's tokens included, the end-of-generation token not)</param>
 public sealed record GenerationResult(
     string Text, FinishReason Reason, int PromptTokens, int ReusedPromptTokens, int CompletionTokens, ulong Seed,
-    TimeSpan PromptTime, TimeSpan GenerationTime, string? StopString = null);
+    TimeSpan PromptTime, TimeSpan GenerationTime, string? StopString, IReadOnlyList<int> Tokens);
 
 /// <summary>A prompt that does not fit in the context.</summary>
 public sealed class PromptTooLongException(int promptTokens, int contextLength)
@@ -151,6 +152,7 @@ public sealed class TextGenerator
         var decoder = new StreamingDecoder(Tokenizer);
         var text = new StringBuilder();
         var genWatch = new Stopwatch();
+        var tokens = new List<int>();
         int generated = 0;
         FinishReason reason = FinishReason.Cancelled;
         string? stopString = null;
@@ -166,6 +168,7 @@ public sealed class TextGenerator
                 genWatch.Stop();
                 if (Tokenizer.IsEndOfGeneration(next)) { reason = FinishReason.EndOfGeneration; break; }
                 sampler.Accept(next);
+                tokens.Add(next);
                 generated++;
                 var match = stopper.Append(decoder.Append(next));
                 if (match.Text.Length > 0)
@@ -199,7 +202,7 @@ public sealed class TextGenerator
         {
             // An enumeration abandoned early (the consumer stopped reading) ends as Cancelled.
             LastResult = new GenerationResult(text.ToString(), finished ? reason : FinishReason.Cancelled, prompt.Count, reused, generated,
-                sampler.Seed, promptWatch.Elapsed, genWatch.Elapsed, stopString);
+                sampler.Seed, promptWatch.Elapsed, genWatch.Elapsed, stopString, tokens);
         }
     }
 
