@@ -17,6 +17,7 @@ var root = new RootCommand("EdgeLlm: run GGUF language models on edge devices")
     SelfTestCommand.Create(verbose),
     DevicesCommand.Create(verbose),
     TemplateCommand.Create(verbose),
+    ServeCommand.Create(verbose),
 };
 root.Options.Add(verbose);
 
