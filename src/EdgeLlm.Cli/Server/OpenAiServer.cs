@@ -390,7 +390,8 @@ public sealed class OpenAiServer
     }
 
     private static Usage UsageOf(GenerationResult r) =>
-        new() { PromptTokens = r.PromptTokens, CompletionTokens = r.CompletionTokens, TotalTokens = r.PromptTokens + r.CompletionTokens };
+        new() { PromptTokens = r.PromptTokens, CompletionTokens = r.CompletionTokens, TotalTokens = r.PromptTokens + r.CompletionTokens,
+            PromptTokensDetails = new PromptTokensDetails { CachedTokens = r.ReusedPromptTokens } };
 
     /// <summary>OpenAI's finish_reason: "stop" (end of generation or a stop string) or "length" (max_tokens or a full context).</summary>
     private static string FinishReasonOf(GenerationResult r) => r.Reason switch

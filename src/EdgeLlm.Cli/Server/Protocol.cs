@@ -29,6 +29,14 @@ public sealed class Usage
     public int PromptTokens { get; init; }
     public int CompletionTokens { get; init; }
     public int TotalTokens { get; init; }
+    /// <summary>OpenAI's <c>prompt_tokens_details.cached_tokens</c>: prompt tokens whose KV cache the slot kept from its previous request.</summary>
+    public PromptTokensDetails? PromptTokensDetails { get; init; }
+}
+
+/// <summary>Details of the prompt's tokens.</summary>
+public sealed class PromptTokensDetails
+{
+    public int CachedTokens { get; init; }
 }
 
 /// <summary><c>POST /v1/chat/completions</c> without streaming.</summary>

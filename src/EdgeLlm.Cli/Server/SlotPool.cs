@@ -129,10 +129,15 @@ public sealed class SlotPool : IDisposable
         }
     }
 
-    /// <summary>The free slot whose cached tokens share the longest prefix with <paramref name="prompt"/>; ties go to the least recently used.</summary>
+    /// <summary>
+    /// The free slot whose cached tokens share the longest prefix with <paramref name="prompt"/>, when
+    /// that prefix covers at least half the prompt (llama-server's default slot similarity, 0.5);
+    /// otherwise, and on ties, the least recently used slot, so that a prompt sharing only a BOS token
+    /// or a template header does not evict another conversation's cache while an idle slot exists.
+    /// </summary>
     private Slot Best(IReadOnlyList<int> prompt)
     {
-        Slot best = _free[0];
+        Slot best = _free[0], lru = _free[0];
         int bestLen = -1;
         foreach (var s in _free)
         {
@@ -142,8 +147,9 @@ public sealed class SlotPool : IDisposable
                 best = s;
                 bestLen = len;
             }
+            if (s.LastUsed < lru.LastUsed) lru = s;
         }
-        return best;
+        return bestLen * 2 >= prompt.Count ? best : lru;
     }
 
     /// <summary>Length of the common prefix of two token sequences.</summary>
