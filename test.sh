@@ -9,6 +9,9 @@ if [ -f .ci/apt-packages ]; then
   mapfile -t pkgs < <(grep -vE '^\s*(#|$)' .ci/apt-packages | sort -u)
   missing=()
   for p in "${pkgs[@]}"; do dpkg -s "$p" >/dev/null 2>&1 || missing+=("$p"); done
+  # The server tests run the openai npm client (tests/server): Debian's nodejs lacks npm (its own
+  # package), while NodeSource's nodejs bundles it, so npm is installed only when the command is missing.
+  command -v npm >/dev/null 2>&1 || missing+=(npm)
   if [ ${#missing[@]} -gt 0 ]; then
     echo "test.sh: installing ${missing[*]}"
     export DEBIAN_FRONTEND=noninteractive

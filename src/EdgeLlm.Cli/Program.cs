@@ -18,6 +18,7 @@ var root = new RootCommand("EdgeLlm: run GGUF language models on edge devices")
     DevicesCommand.Create(verbose),
     TemplateCommand.Create(verbose),
     ChatCommand.Create(verbose),
+    ServeCommand.Create(verbose),
 };
 root.Options.Add(verbose);
 

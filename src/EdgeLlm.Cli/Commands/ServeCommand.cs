@@ -1,0 +1,124 @@
+using System.CommandLine;
+using System.Net;
+using EdgeLlm.Chat;
+using EdgeLlm.Cli.Server;
+using EdgeLlm.Engine;
+using EdgeLlm.Models;
+using EdgeLlm.Runtime;
+using EdgeLlm.Tokenizers;
+
+namespace EdgeLlm.Cli.Commands;
+
+/// <summary>
+/// <c>edgellm serve</c>: an OpenAI-compatible HTTP server (see <see cref="OpenAiServer"/>) over one
+/// model with <c>--parallel</c> slots. The log (address, one line per request) goes to stderr.
+/// Ctrl-C or SIGTERM cancels running generations and exits 0.
+/// </summary>
+public static class ServeCommand
+{
+    public static Command Create(Option<bool> verbose)
+    {
+        var model = ModelResolver.CreateOption();
+        var host = new Option<string>("--host") { Description = "Address to listen on: an IP address or localhost (0.0.0.0 exposes the server to the network)", DefaultValueFactory = _ => "127.0.0.1" };
+        var port = new Option<int>("--port") { Description = "TCP port (0: any free port; the one bound is printed)", DefaultValueFactory = _ => 8080 };
+        var apiKey = new Option<string?>("--api-key") { Description = "Require Authorization: Bearer KEY on every endpoint but /health (default: $EDGELLM_API_KEY; unset: no key)" };
+        var parallel = new Option<int>("--parallel", "-np") { Description = "Requests generated at once (slots; each has its own KV cache of -c tokens, the weights are shared)", DefaultValueFactory = _ => 1 };
+        var queue = new Option<int>("--queue") { Description = "Requests that may wait for a busy slot; more get 503 with Retry-After", DefaultValueFactory = _ => 16 };
+        var ctx = RunCommand.ContextOption();
+        var threads = new Option<int?>("--threads", "-t") { Description = "Worker threads per slot (default: physical cores / --parallel, at least 1)" };
+        var maxBody = new Option<long>("--max-body-size") { Description = "Largest request body in bytes (larger: 413)", DefaultValueFactory = _ => 1 << 20 };
+        var alias = new Option<string?>("--alias") { Description = "The model's id in the API (default: the file name without .gguf)" };
+        var backend = BackendOption.Create();
+
+        var cmd = new Command("serve", "Serve the model over an OpenAI-compatible HTTP API (/v1/chat/completions, /v1/completions, /v1/models, /health)")
+        {
+            model, host, port, apiKey, parallel, queue, ctx, threads, maxBody, alias, backend,
+        };
+        cmd.SetAction(pr => ExitCodes.Guard(pr.GetValue(verbose), () =>
+        {
+            string hostValue = pr.GetValue(host)!;
+            if (hostValue != "localhost" && !IPAddress.TryParse(hostValue, out _))
+                throw new UsageException($"--host must be an IP address or localhost, got '{hostValue}'");
+            int portValue = pr.GetValue(port);
+            if (portValue is < 0 or > 65535) throw new UsageException($"--port must be in 0..65535, got {portValue}");
+            if (hostValue == "localhost" && portValue == 0) throw new UsageException("--port 0 needs an IP address as --host (localhost binds two addresses)");
+            int slots = pr.GetValue(parallel);
+            if (slots is < 1 or > 256) throw new UsageException($"--parallel must be in 1..256, got {slots}");
+            int queueLength = pr.GetValue(queue);
+            if (queueLength < 0) throw new UsageException($"--queue must be >= 0, got {queueLength}");
+            int threadCount = pr.GetValue(threads) ?? Math.Max(1, CpuFeatures.PhysicalCores / slots);
+            RunCommand.CheckThreads(threadCount);
+            int ctxLen = pr.GetValue(ctx);
+            RunCommand.CheckContext(ctxLen);
+            long maxBodyBytes = pr.GetValue(maxBody);
+            if (maxBodyBytes < 1024) throw new UsageException($"--max-body-size must be >= 1024 bytes, got {maxBodyBytes}");
+            string? key = pr.GetValue(apiKey);
+            if (string.IsNullOrEmpty(key)) key = Environment.GetEnvironmentVariable("EDGELLM_API_KEY");
+
+            string modelPath = ModelResolver.Resolve(pr.GetValue(model));
+            string id = pr.GetValue(alias) is { Length: > 0 } a ? a : ModelId(modelPath);
+            return Serve(modelPath, new ServerOptions
+            {
+                Host = hostValue,
+                Port = portValue,
+                ApiKey = string.IsNullOrEmpty(key) ? null : key,
+                MaxBodyBytes = maxBodyBytes,
+                ModelId = id,
+            }, slots, queueLength, ctxLen, threadCount, pr.GetValue(backend));
+        }));
+        return cmd;
+    }
+
+    /// <summary>The model's id in the API: the file name without <c>.gguf</c>.</summary>
+    public static string ModelId(string path)
+    {
+        string name = Path.GetFileName(path);
+        return name.EndsWith(".gguf", StringComparison.OrdinalIgnoreCase) ? name[..^5] : name;
+    }
+
+    private static int Serve(string modelPath, ServerOptions options, int slots, int queue, int ctxLen, int threads, string? backend)
+    {
+        var err = Console.Error;
+        using var model = Model.Load(modelPath);
+        var tokenizer = Tokenizer.FromGguf(model.File);
+        var template = ChatPrompt.TemplateFor(model.File);
+        if (template.IsFallback)
+            err.WriteLine("edgellm: the model has no chat template (tokenizer.chat_template); /v1/chat/completions uses the fallback template");
+        if (InferenceContext.ExceedsTrainingContext(model, ctxLen))
+            err.WriteLine($"warning: context {ctxLen} exceeds the model's training context ({model.Config.TrainingContextLength}); output past it may degrade");
+        if (slots > 1 && backend is "vulkan" or "auto")
+            err.WriteLine("edgellm: note: with a Vulkan backend each slot uploads its own copy of the weights");
+
+        var list = new List<Slot>(slots);
+        SlotPool pool;
+        try
+        {
+            for (int i = 0; i < slots; i++)
+            {
+                var context = BackendOption.CreateContext(backend, model, ctxLen, threads);
+                list.Add(new Slot(i, context, new TextGenerator(context, tokenizer)));
+            }
+            pool = new SlotPool(list, queue);
+        }
+        catch
+        {
+            foreach (var s in list) s.Context.Dispose();
+            throw;
+        }
+        using (pool)
+        {
+            err.WriteLine($"edgellm: serving {options.ModelId} with {slots} slot{(slots == 1 ? "" : "s")} of {ctxLen} tokens ({list[0].Context.Description}), queue {queue}{(options.ApiKey is null ? "" : ", API key required")}");
+            var server = new OpenAiServer(options, pool, tokenizer, template, err);
+            try
+            {
+                server.RunAsync().GetAwaiter().GetResult();
+            }
+            catch (IOException e) when (e.InnerException is System.Net.Sockets.SocketException || e.Message.Contains("address", StringComparison.OrdinalIgnoreCase))
+            {
+                throw new IOException($"cannot listen on {options.Host}:{options.Port}: {e.Message}", e);
+            }
+            err.WriteLine("edgellm: server stopped");
+        }
+        return ExitCodes.Ok;
+    }
+}

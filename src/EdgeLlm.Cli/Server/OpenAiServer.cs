@@ -1,0 +1,421 @@
+using System.Diagnostics;
+using System.Globalization;
+using System.Net;
+using System.Security.Cryptography;
+using System.Text;
+using System.Text.Json;
+using System.Text.Json.Serialization.Metadata;
+using System.Threading.Channels;
+using EdgeLlm.Chat;
+using EdgeLlm.Chat.Jinja;
+using EdgeLlm.Engine;
+using EdgeLlm.Tokenizers;
+using Microsoft.AspNetCore.Builder;
+using Microsoft.AspNetCore.Hosting;
+using Microsoft.AspNetCore.Hosting.Server;
+using Microsoft.AspNetCore.Hosting.Server.Features;
+using Microsoft.AspNetCore.Http;
+using Microsoft.AspNetCore.Http.Features;
+using Microsoft.Extensions.DependencyInjection;
+using Microsoft.Extensions.Hosting;
+using Microsoft.Extensions.Logging;
+
+namespace EdgeLlm.Cli.Server;
+
+/// <summary>How <c>edgellm serve</c> listens and what it accepts.</summary>
+public sealed record ServerOptions
+{
+    /// <summary>Address to bind: an IP address (127.0.0.1, ::1, 0.0.0.0, ::) or "localhost".</summary>
+    public string Host { get; init; } = "127.0.0.1";
+
+    /// <summary>TCP port; 0 = any free port (the one bound is printed).</summary>
+    public int Port { get; init; } = 8080;
+
+    /// <summary>When set, every endpoint but <c>/health</c> needs <c>Authorization: Bearer KEY</c>.</summary>
+    public string? ApiKey { get; init; }
+
+    /// <summary>Largest request body in bytes (larger: 413).</summary>
+    public long MaxBodyBytes { get; init; } = 1 << 20;
+
+    /// <summary>The model's id in the API (<c>/v1/models</c>, the <c>model</c> field).</summary>
+    public required string ModelId { get; init; }
+}
+
+/// <summary>
+/// The OpenAI-compatible HTTP server of <c>edgellm serve</c>, on ASP.NET Core Kestrel (slim builder,
+/// source-generated JSON, no reflection: it publishes with NativeAOT). Endpoints:
+/// <c>POST /v1/chat/completions</c>, <c>POST /v1/completions</c> (both streamed as server-sent events
+/// or not), <c>GET /v1/models</c>, <c>GET /v1/models/{id}</c>, <c>GET /health</c>. Each completion
+/// takes a <see cref="Slot"/> from the <see cref="SlotPool"/> and runs its generation on a dedicated
+/// thread; the request's abort token (the client went away) and the server's shutdown cancel it.
+/// Every error is an OpenAI error object; nothing a client sends ends the process.
+/// </summary>
+public sealed class OpenAiServer
+{
+    // How many generated pieces may wait for a slow streaming client before generation pauses.
+    private const int StreamBuffer = 256;
+
+    private readonly ServerOptions _options;
+    private readonly SlotPool _pool;
+    private readonly Tokenizer _tokenizer;
+    private readonly ChatTemplate _template;
+    private readonly TextWriter _log;
+    private readonly long _created = DateTimeOffset.UtcNow.ToUnixTimeSeconds();
+    private readonly byte[]? _apiKey;
+    private readonly object _templateLock = new();
+    private CancellationToken _stopping;
+
+    /// <summary>Creates the server; <see cref="RunAsync"/> starts it.</summary>
+    public OpenAiServer(ServerOptions options, SlotPool pool, Tokenizer tokenizer, ChatTemplate template, TextWriter log)
+    {
+        ArgumentNullException.ThrowIfNull(options);
+        ArgumentNullException.ThrowIfNull(pool);
+        ArgumentNullException.ThrowIfNull(tokenizer);
+        ArgumentNullException.ThrowIfNull(template);
+        ArgumentNullException.ThrowIfNull(log);
+        _options = options;
+        _pool = pool;
+        _tokenizer = tokenizer;
+        _template = template;
+        _log = log;
+        _apiKey = string.IsNullOrEmpty(options.ApiKey) ? null : Encoding.UTF8.GetBytes(options.ApiKey);
+    }
+
+    /// <summary>
+    /// Serves until SIGINT/SIGTERM (or <paramref name="cancellationToken"/>): running generations are
+    /// cancelled, their requests end, then it returns. Prints <c>listening on URL</c> on the log once bound.
+    /// </summary>
+    public async Task RunAsync(CancellationToken cancellationToken = default)
+    {
+        var builder = WebApplication.CreateSlimBuilder(new WebApplicationOptions { Args = [], ApplicationName = "edgellm" });
+        builder.Logging.ClearProviders();
+        builder.Services.Configure<HostOptions>(o => o.ShutdownTimeout = TimeSpan.FromSeconds(10));
+        builder.WebHost.ConfigureKestrel(k =>
+        {
+            k.AddServerHeader = false;
+            k.Limits.MaxRequestBodySize = _options.MaxBodyBytes;
+            if (_options.Host == "localhost") k.ListenLocalhost(_options.Port);
+            else k.Listen(IPAddress.Parse(_options.Host), _options.Port);
+        });
+        await using var app = builder.Build();
+        _stopping = app.Lifetime.ApplicationStopping;
+
+        app.Use(Guard);
+        app.MapGet("/health", (RequestDelegate)Health);
+        app.MapGet("/v1/models", (RequestDelegate)Models);
+        app.MapGet("/v1/models/{id}", (RequestDelegate)ModelById);
+        app.MapPost("/v1/chat/completions", (RequestDelegate)ChatCompletions);
+        app.MapPost("/v1/completions", (RequestDelegate)Completions);
+        app.MapFallback((RequestDelegate)(ctx => throw new ApiException(404, $"no endpoint {ctx.Request.Method} {ctx.Request.Path}", code: "unknown_url")));
+
+        await app.StartAsync(cancellationToken);
+        var addresses = app.Services.GetRequiredService<IServer>().Features.GetRequiredFeature<IServerAddressesFeature>().Addresses;
+        foreach (var a in addresses) _log.WriteLine($"edgellm: listening on {a}");
+        await app.WaitForShutdownAsync(cancellationToken);
+    }
+
+    /// <summary>Where the API must accept a valid key, checked in constant time.</summary>
+    private bool Authorized(HttpRequest request)
+    {
+        if (_apiKey is null) return true;
+        string? header = request.Headers.Authorization;
+        if (header is null || !header.StartsWith("Bearer ", StringComparison.OrdinalIgnoreCase)) return false;
+        var given = Encoding.UTF8.GetBytes(header["Bearer ".Length..].Trim());
+        return CryptographicOperations.FixedTimeEquals(given, _apiKey);
+    }
+
+    /// <summary>Authentication, then the endpoint, with every exception turned into an error response.</summary>
+    private async Task Guard(HttpContext ctx, RequestDelegate next)
+    {
+        try
+        {
+            if (ctx.Request.Path != "/health" && !Authorized(ctx.Request))
+            {
+                ctx.Response.Headers.WWWAuthenticate = "Bearer";
+                throw new ApiException(401, ctx.Request.Headers.Authorization.Count == 0
+                    ? "no API key given: send the header Authorization: Bearer KEY"
+                    : "incorrect API key", code: "invalid_api_key");
+            }
+            await next(ctx);
+        }
+        catch (Exception e) when (ctx.RequestAborted.IsCancellationRequested)
+        {
+            // The client went away: nobody reads an answer.
+            _ = e;
+        }
+        catch (Exception e)
+        {
+            var error = e switch
+            {
+                ApiException api => api,
+                BadHttpRequestException bad => new ApiException(bad.StatusCode, bad.StatusCode == 413
+                    ? $"the request body exceeds {_options.MaxBodyBytes} bytes" : $"bad request: {bad.Message}",
+                    code: bad.StatusCode == 413 ? "request_too_large" : null),
+                ServerBusyException busy => new ApiException(503, busy.Message, "server_error", code: "server_busy"),
+                OperationCanceledException when _stopping.IsCancellationRequested =>
+                    new ApiException(503, "the server is shutting down", "server_error", code: "shutting_down"),
+                _ => null,
+            };
+            if (error is null)
+            {
+                _log.WriteLine($"edgellm: internal error on {ctx.Request.Method} {ctx.Request.Path}: {e}");
+                error = new ApiException(500, $"internal error: {e.Message}", "server_error");
+            }
+            if (error.Status == 503) ctx.Response.Headers.RetryAfter = "1";
+            if (!ctx.Response.HasStarted)
+            {
+                ctx.Response.StatusCode = error.Status;
+                ctx.Response.ContentType = "application/json";
+                await ctx.Response.Body.WriteAsync(JsonSerializer.SerializeToUtf8Bytes(error.ToResponse(), ServerJsonContext.Default.ErrorResponse));
+            }
+            else if (ctx.Response.ContentType == "text/event-stream")
+            {
+                // Headers are gone: an error event ends the stream (OpenAI's clients raise it).
+                await WriteEventAsync(ctx.Response, error.ToResponse(), ServerJsonContext.Default.ErrorResponse, CancellationToken.None);
+            }
+        }
+    }
+
+    private Task Health(HttpContext ctx)
+    {
+        var (idle, busy, queued) = _pool.State();
+        return WriteJsonAsync(ctx, new HealthStatus { SlotsIdle = idle, SlotsProcessing = busy, Queued = queued }, ServerJsonContext.Default.HealthStatus);
+    }
+
+    private ModelCard Card => new() { Id = _options.ModelId, Created = _created };
+
+    private Task Models(HttpContext ctx) =>
+        WriteJsonAsync(ctx, new ModelList { Data = [Card] }, ServerJsonContext.Default.ModelList);
+
+    private Task ModelById(HttpContext ctx)
+    {
+        CheckModel(ctx.Request.RouteValues["id"] as string);
+        return WriteJsonAsync(ctx, Card, ServerJsonContext.Default.ModelCard);
+    }
+
+    /// <summary>A request naming another model gets 404 <c>model_not_found</c>, as OpenAI answers; no name means this one.</summary>
+    private void CheckModel(string? model)
+    {
+        if (!string.IsNullOrEmpty(model) && model != _options.ModelId)
+            throw new ApiException(404, $"the model '{model}' does not exist; this server serves '{_options.ModelId}'", param: "model", code: "model_not_found");
+    }
+
+    private async Task ChatCompletions(HttpContext ctx)
+    {
+        var request = RequestParser.ParseChat(await ReadBodyAsync(ctx));
+        CheckModel(request.Model);
+        int[] prompt;
+        try
+        {
+            // The template interpreter is not documented as thread-safe; renders are short.
+            lock (_templateLock) prompt = ChatPrompt.Tokenize(_template, _tokenizer, request.Messages!, addGenerationPrompt: true);
+        }
+        catch (TemplateException e)
+        {
+            throw ApiException.BadField("messages", $"the model's chat template rejects the messages: {e.Message}");
+        }
+        await CompleteAsync(ctx, request, prompt, chat: true);
+    }
+
+    private async Task Completions(HttpContext ctx)
+    {
+        var request = RequestParser.ParseCompletion(await ReadBodyAsync(ctx));
+        CheckModel(request.Model);
+        // As `edgellm run` and llama-server: BOS as the vocabulary says, special-token text parsed.
+        int[] prompt = request.PromptTokens ?? _tokenizer.Encode(request.Prompt!, addSpecial: true, parseSpecial: true);
+        await CompleteAsync(ctx, request, prompt, chat: false);
+    }
+
+    private async Task<byte[]> ReadBodyAsync(HttpContext ctx)
+    {
+        long max = _options.MaxBodyBytes;
+        if (ctx.Request.ContentLength > max)
+            throw new ApiException(413, $"the request body ({ctx.Request.ContentLength} bytes) exceeds {max} bytes", code: "request_too_large");
+        using var buffer = new MemoryStream();
+        // Kestrel stops a body past MaxRequestBodySize (BadHttpRequestException 413, handled by Guard).
+        await ctx.Request.Body.CopyToAsync(buffer, ctx.RequestAborted);
+        if (buffer.Length > max) throw new ApiException(413, $"the request body exceeds {max} bytes", code: "request_too_large");
+        return buffer.ToArray();
+    }
+
+    /// <summary>Runs one generation in a slot and answers with it, streamed or whole.</summary>
+    private async Task CompleteAsync(HttpContext ctx, CompletionRequest request, int[] prompt, bool chat)
+    {
+        int contextLength = _pool.Slots[0].Context.ContextLength;
+        if (prompt.Length == 0)
+            throw ApiException.BadField(chat ? "messages" : "prompt", "the prompt is empty and the model adds no BOS token: nothing to condition on");
+        if (prompt.Length >= contextLength)
+            throw ApiException.BadField(chat ? "messages" : "prompt",
+                $"the prompt is {prompt.Length} tokens; the context holds {contextLength}, which leaves no room to generate", "context_length_exceeded");
+        for (int i = 0; i < prompt.Length; i++)
+        {
+            if (prompt[i] >= _tokenizer.VocabSize)
+                throw ApiException.BadField("prompt", $"token id {prompt[i]} at index {i} is outside the vocabulary (0..{_tokenizer.VocabSize - 1})");
+        }
+
+        using var cts = CancellationTokenSource.CreateLinkedTokenSource(ctx.RequestAborted, _stopping);
+        var slot = await _pool.AcquireAsync(prompt, cts.Token);
+        var pieces = Channel.CreateBounded<string>(new BoundedChannelOptions(StreamBuffer) { SingleReader = true, SingleWriter = true });
+        var watch = Stopwatch.StartNew();
+        // The generation is synchronous CPU work: a dedicated thread, which alone gives the slot back.
+        var generation = Task.Factory.StartNew(() => Generate(slot, prompt, request.Options, pieces.Writer, cts.Token),
+            CancellationToken.None, TaskCreationOptions.LongRunning, TaskScheduler.Default);
+        bool done = false;
+        try
+        {
+            string id = (chat ? "chatcmpl-" : "cmpl-") + Guid.NewGuid().ToString("N");
+            long created = DateTimeOffset.UtcNow.ToUnixTimeSeconds();
+            GenerationResult result;
+            if (request.Stream)
+                result = await StreamAsync(ctx.Response, id, created, chat, request.IncludeUsage, pieces.Reader, generation, cts.Token);
+            else
+            {
+                var text = new StringBuilder();
+                await foreach (var piece in pieces.Reader.ReadAllAsync(cts.Token)) text.Append(piece);
+                result = await generation;
+                ThrowIfCancelled(result, cts.Token);
+                var usage = UsageOf(result);
+                if (chat)
+                {
+                    await WriteJsonAsync(ctx, new ChatCompletion
+                    {
+                        Id = id, Created = created, Model = _options.ModelId, Usage = usage,
+                        Choices = [new ChatChoice { Message = new AssistantMessage { Content = result.Text }, FinishReason = FinishReasonOf(result) }],
+                    }, ServerJsonContext.Default.ChatCompletion);
+                }
+                else
+                {
+                    await WriteJsonAsync(ctx, new TextCompletion
+                    {
+                        Id = id, Created = created, Model = _options.ModelId, Usage = usage,
+                        Choices = [new TextChoice { Text = result.Text, FinishReason = FinishReasonOf(result) }],
+                    }, ServerJsonContext.Default.TextCompletion);
+                }
+            }
+            done = true;
+            _log.WriteLine(string.Format(CultureInfo.InvariantCulture,
+                "edgellm: slot {0}: {1} {2} prompt tokens ({3} reused) + {4} generated in {5:F0} ms, finish {6}",
+                slot.Id, chat ? "chat" : "completion", result.PromptTokens, result.ReusedPromptTokens, result.CompletionTokens,
+                watch.Elapsed.TotalMilliseconds, FinishReasonOf(result)));
+        }
+        finally
+        {
+            if (!done)
+            {
+                // The client went away, a write failed or the server stops: end the generation, and
+                // wait for it so the request ends after its slot is free again.
+                await cts.CancelAsync();
+                try { await generation; }
+                catch (Exception e) when (e is OperationCanceledException or ChannelClosedException) { }
+                catch (Exception e) { _log.WriteLine($"edgellm: slot {slot.Id}: generation failed: {e.Message}"); }
+                _log.WriteLine($"edgellm: slot {slot.Id}: request ended early ({(ctx.RequestAborted.IsCancellationRequested ? "client disconnected" : "error or shutdown")}); the slot is free");
+            }
+        }
+    }
+
+    /// <summary>The generation thread: pieces go into the channel (waiting while it is full); the slot is released at the end.</summary>
+    private GenerationResult Generate(Slot slot, int[] prompt, GenerationOptions options, ChannelWriter<string> writer, CancellationToken ct)
+    {
+        try
+        {
+            foreach (var piece in slot.Generator.Stream(prompt, options, ct))
+            {
+                while (!writer.TryWrite(piece))
+                {
+                    if (!writer.WaitToWriteAsync(ct).AsTask().GetAwaiter().GetResult()) break;
+                }
+            }
+            writer.TryComplete();
+            return slot.Generator.LastResult!;
+        }
+        catch (Exception e)
+        {
+            writer.TryComplete(e);
+            throw;
+        }
+        finally
+        {
+            _pool.Release(slot);
+        }
+    }
+
+    private async Task<GenerationResult> StreamAsync(HttpResponse response, string id, long created, bool chat, bool includeUsage,
+        ChannelReader<string> pieces, Task<GenerationResult> generation, CancellationToken ct)
+    {
+        response.ContentType = "text/event-stream";
+        response.Headers.CacheControl = "no-cache";
+        response.Headers["X-Accel-Buffering"] = "no";
+        await response.StartAsync(ct);
+        if (chat)
+            await WriteEventAsync(response, ChatChunk(id, created, new ChunkDelta { Role = "assistant", Content = "" }, null), ServerJsonContext.Default.ChatCompletionChunk, ct);
+        await foreach (var piece in pieces.ReadAllAsync(ct))
+        {
+            if (chat) await WriteEventAsync(response, ChatChunk(id, created, new ChunkDelta { Content = piece }, null), ServerJsonContext.Default.ChatCompletionChunk, ct);
+            else await WriteEventAsync(response, TextChunk(id, created, piece, null), ServerJsonContext.Default.TextCompletion, ct);
+        }
+        var result = await generation;
+        ThrowIfCancelled(result, ct);
+        string finish = FinishReasonOf(result);
+        if (chat) await WriteEventAsync(response, ChatChunk(id, created, new ChunkDelta(), finish), ServerJsonContext.Default.ChatCompletionChunk, ct);
+        else await WriteEventAsync(response, TextChunk(id, created, "", finish), ServerJsonContext.Default.TextCompletion, ct);
+        if (includeUsage)
+        {
+            // OpenAI's usage chunk: no choices, the token counts.
+            if (chat)
+                await WriteEventAsync(response, new ChatCompletionChunk { Id = id, Created = created, Model = _options.ModelId, Choices = [], Usage = UsageOf(result) }, ServerJsonContext.Default.ChatCompletionChunk, ct);
+            else
+                await WriteEventAsync(response, new TextCompletion { Id = id, Created = created, Model = _options.ModelId, Choices = [], Usage = UsageOf(result) }, ServerJsonContext.Default.TextCompletion, ct);
+        }
+        await response.Body.WriteAsync("data: [DONE]\n\n"u8.ToArray(), ct);
+        await response.Body.FlushAsync(ct);
+        return result;
+    }
+
+    private ChatCompletionChunk ChatChunk(string id, long created, ChunkDelta delta, string? finish) => new()
+    {
+        Id = id, Created = created, Model = _options.ModelId,
+        Choices = [new ChunkChoice { Delta = delta, FinishReason = finish }],
+    };
+
+    private TextCompletion TextChunk(string id, long created, string text, string? finish) => new()
+    {
+        Id = id, Created = created, Model = _options.ModelId,
+        Choices = [new TextChoice { Text = text, FinishReason = finish }],
+    };
+
+    /// <summary>A generation cut short by cancellation has no answer to give.</summary>
+    private static void ThrowIfCancelled(GenerationResult result, CancellationToken ct)
+    {
+        if (result.Reason == FinishReason.Cancelled) throw new OperationCanceledException("the generation was cancelled", ct);
+    }
+
+    private static Usage UsageOf(GenerationResult r) =>
+        new() { PromptTokens = r.PromptTokens, CompletionTokens = r.CompletionTokens, TotalTokens = r.PromptTokens + r.CompletionTokens,
+            PromptTokensDetails = new PromptTokensDetails { CachedTokens = r.ReusedPromptTokens } };
+
+    /// <summary>OpenAI's finish_reason: "stop" (end of generation or a stop string) or "length" (max_tokens or a full context).</summary>
+    private static string FinishReasonOf(GenerationResult r) => r.Reason switch
+    {
+        FinishReason.Length or FinishReason.ContextFull => "length",
+        _ => "stop",
+    };
+
+    private static async Task WriteJsonAsync<T>(HttpContext ctx, T value, JsonTypeInfo<T> info)
+    {
+        ctx.Response.ContentType = "application/json";
+        await ctx.Response.Body.WriteAsync(JsonSerializer.SerializeToUtf8Bytes(value, info), ctx.RequestAborted);
+    }
+
+    /// <summary>One server-sent event: <c>data: JSON</c> and a blank line, flushed at once.</summary>
+    private static async Task WriteEventAsync<T>(HttpResponse response, T value, JsonTypeInfo<T> info, CancellationToken ct)
+    {
+        var json = JsonSerializer.SerializeToUtf8Bytes(value, info);
+        var frame = new byte[json.Length + 8];
+        "data: "u8.CopyTo(frame);
+        json.CopyTo(frame, 6);
+        frame[^2] = (byte)'\n';
+        frame[^1] = (byte)'\n';
+        await response.Body.WriteAsync(frame, ct);
+        await response.Body.FlushAsync(ct);
+    }
+}

@@ -1,0 +1,169 @@
+using System.Text.Json.Serialization;
+
+namespace EdgeLlm.Cli.Server;
+
+// The response bodies of the OpenAI-compatible API (https://platform.openai.com/docs/api-reference),
+// serialized with System.Text.Json source generation (ServerJsonContext) so that NativeAOT needs no
+// reflection. Property names become snake_case ("finish_reason", "prompt_tokens").
+
+/// <summary>The body of every error response: <c>{"error": {...}}</c>.</summary>
+public sealed class ErrorResponse
+{
+    public required ErrorBody Error { get; init; }
+}
+
+/// <summary>OpenAI's error object; <c>param</c> and <c>code</c> are written as null when unknown.</summary>
+public sealed class ErrorBody
+{
+    public required string Message { get; init; }
+    public required string Type { get; init; }
+    [JsonIgnore(Condition = JsonIgnoreCondition.Never)]
+    public string? Param { get; init; }
+    [JsonIgnore(Condition = JsonIgnoreCondition.Never)]
+    public string? Code { get; init; }
+}
+
+/// <summary>Token counts of one request.</summary>
+public sealed class Usage
+{
+    public int PromptTokens { get; init; }
+    public int CompletionTokens { get; init; }
+    public int TotalTokens { get; init; }
+    /// <summary>OpenAI's <c>prompt_tokens_details.cached_tokens</c>: prompt tokens whose KV cache the slot kept from its previous request.</summary>
+    public PromptTokensDetails? PromptTokensDetails { get; init; }
+}
+
+/// <summary>Details of the prompt's tokens.</summary>
+public sealed class PromptTokensDetails
+{
+    public int CachedTokens { get; init; }
+}
+
+/// <summary><c>POST /v1/chat/completions</c> without streaming.</summary>
+public sealed class ChatCompletion
+{
+    public required string Id { get; init; }
+    public string Object { get; init; } = "chat.completion";
+    public long Created { get; init; }
+    public required string Model { get; init; }
+    public required IReadOnlyList<ChatChoice> Choices { get; init; }
+    public required Usage Usage { get; init; }
+    public string SystemFingerprint { get; init; } = ServerInfo.Fingerprint;
+}
+
+/// <summary>One choice of a chat completion (the server makes exactly one).</summary>
+public sealed class ChatChoice
+{
+    public int Index { get; init; }
+    public required AssistantMessage Message { get; init; }
+    [JsonIgnore(Condition = JsonIgnoreCondition.Never)]
+    public object? Logprobs { get; init; }
+    public required string FinishReason { get; init; }
+}
+
+/// <summary>The generated message.</summary>
+public sealed class AssistantMessage
+{
+    public string Role { get; init; } = "assistant";
+    public required string Content { get; init; }
+}
+
+/// <summary>One server-sent event of a streamed chat completion.</summary>
+public sealed class ChatCompletionChunk
+{
+    public required string Id { get; init; }
+    public string Object { get; init; } = "chat.completion.chunk";
+    public long Created { get; init; }
+    public required string Model { get; init; }
+    public string SystemFingerprint { get; init; } = ServerInfo.Fingerprint;
+    public required IReadOnlyList<ChunkChoice> Choices { get; init; }
+    /// <summary>Only in the last chunk, and only with <c>stream_options.include_usage</c>.</summary>
+    [JsonIgnore(Condition = JsonIgnoreCondition.WhenWritingNull)]
+    public Usage? Usage { get; init; }
+}
+
+/// <summary>A choice of a chunk: a piece of the message (<c>delta</c>), and the finish reason in the last one.</summary>
+public sealed class ChunkChoice
+{
+    public int Index { get; init; }
+    public required ChunkDelta Delta { get; init; }
+    [JsonIgnore(Condition = JsonIgnoreCondition.Never)]
+    public object? Logprobs { get; init; }
+    [JsonIgnore(Condition = JsonIgnoreCondition.Never)]
+    public string? FinishReason { get; init; }
+}
+
+/// <summary>What a chunk adds to the message; the last chunk's delta is <c>{}</c>.</summary>
+public sealed class ChunkDelta
+{
+    [JsonIgnore(Condition = JsonIgnoreCondition.WhenWritingNull)]
+    public string? Role { get; init; }
+    [JsonIgnore(Condition = JsonIgnoreCondition.WhenWritingNull)]
+    public string? Content { get; init; }
+}
+
+/// <summary><c>POST /v1/completions</c>, streamed (one per event, <c>usage</c> only in the last with include_usage) or not.</summary>
+public sealed class TextCompletion
+{
+    public required string Id { get; init; }
+    public string Object { get; init; } = "text_completion";
+    public long Created { get; init; }
+    public required string Model { get; init; }
+    public string SystemFingerprint { get; init; } = ServerInfo.Fingerprint;
+    public required IReadOnlyList<TextChoice> Choices { get; init; }
+    [JsonIgnore(Condition = JsonIgnoreCondition.WhenWritingNull)]
+    public Usage? Usage { get; init; }
+}
+
+/// <summary>One choice of a text completion.</summary>
+public sealed class TextChoice
+{
+    public int Index { get; init; }
+    public required string Text { get; init; }
+    [JsonIgnore(Condition = JsonIgnoreCondition.Never)]
+    public object? Logprobs { get; init; }
+    [JsonIgnore(Condition = JsonIgnoreCondition.Never)]
+    public string? FinishReason { get; init; }
+}
+
+/// <summary><c>GET /v1/models</c>.</summary>
+public sealed class ModelList
+{
+    public string Object { get; init; } = "list";
+    public required IReadOnlyList<ModelCard> Data { get; init; }
+}
+
+/// <summary>The one model the server holds.</summary>
+public sealed class ModelCard
+{
+    public required string Id { get; init; }
+    public string Object { get; init; } = "model";
+    public long Created { get; init; }
+    public string OwnedBy { get; init; } = "edgellm";
+}
+
+/// <summary><c>GET /health</c>: always 200 while the server runs, with the slots' state.</summary>
+public sealed class HealthStatus
+{
+    public string Status { get; init; } = "ok";
+    public int SlotsIdle { get; init; }
+    public int SlotsProcessing { get; init; }
+    public int Queued { get; init; }
+}
+
+/// <summary>Constants shared by the responses.</summary>
+public static class ServerInfo
+{
+    /// <summary>OpenAI's <c>system_fingerprint</c>: names the engine.</summary>
+    public const string Fingerprint = "edgellm";
+}
+
+/// <summary>Source-generated serializers for every response type (NativeAOT: no reflection).</summary>
+[JsonSourceGenerationOptions(PropertyNamingPolicy = JsonKnownNamingPolicy.SnakeCaseLower)]
+[JsonSerializable(typeof(ErrorResponse))]
+[JsonSerializable(typeof(ChatCompletion))]
+[JsonSerializable(typeof(ChatCompletionChunk))]
+[JsonSerializable(typeof(TextCompletion))]
+[JsonSerializable(typeof(ModelList))]
+[JsonSerializable(typeof(HealthStatus))]
+public sealed partial class ServerJsonContext : JsonSerializerContext;

@@ -1,0 +1,318 @@
+using System.Globalization;
+using System.Text.Json;
+using EdgeLlm.Chat;
+using EdgeLlm.Engine;
+using EdgeLlm.Sampling;
+
+namespace EdgeLlm.Cli.Server;
+
+/// <summary>What a chat or text completion request asks for, checked.</summary>
+/// <param name="Model">the <c>model</c> field (null when absent)</param>
+/// <param name="Stream">stream server-sent events</param>
+/// <param name="IncludeUsage"><c>stream_options.include_usage</c>: a last chunk with the token counts</param>
+/// <param name="Options">sampling, max tokens and stop strings</param>
+/// <param name="Messages">the conversation (chat completions)</param>
+/// <param name="Prompt">the prompt text (text completions given a string)</param>
+/// <param name="PromptTokens">the prompt as token ids (text completions given an array of integers)</param>
+public sealed record CompletionRequest(
+    string? Model, bool Stream, bool IncludeUsage, GenerationOptions Options,
+    IReadOnlyList<ChatMessage>? Messages, string? Prompt, int[]? PromptTokens);
+
+/// <summary>
+/// Reads the JSON bodies of <c>/v1/chat/completions</c> and <c>/v1/completions</c> by hand (a
+/// JsonDocument walk, AOT-safe), so that every wrong field gets a 400 that names it. A JSON null
+/// counts as an absent field, and fields the server does not know are ignored (clients send many);
+/// known fields it cannot honour with a non-default value (n &gt; 1, logprobs, tools, penalties) are refused.
+/// </summary>
+/// <remarks>
+/// Sampling fields that are absent keep llama.cpp's defaults (as llama-server does): temperature 0.8,
+/// top_k 40, top_p 0.95, min_p 0.05. Besides OpenAI's fields, llama.cpp's <c>top_k</c>, <c>min_p</c>
+/// and <c>repeat_penalty</c> are accepted.
+/// </remarks>
+public static class RequestParser
+{
+    /// <summary>Most stop strings one request may give.</summary>
+    public const int MaxStopStrings = 16;
+
+    /// <summary>Parses a chat completion request.</summary>
+    /// <exception cref="ApiException">400: bad JSON or a bad field</exception>
+    public static CompletionRequest ParseChat(ReadOnlyMemory<byte> body)
+    {
+        using var doc = ParseDocument(body);
+        var root = doc.RootElement;
+        var common = ParseCommon(root, chat: true);
+        var messages = ParseMessages(root);
+        return common with { Messages = messages };
+    }
+
+    /// <summary>Parses a text completion request.</summary>
+    /// <exception cref="ApiException">400: bad JSON or a bad field</exception>
+    public static CompletionRequest ParseCompletion(ReadOnlyMemory<byte> body)
+    {
+        using var doc = ParseDocument(body);
+        var root = doc.RootElement;
+        var common = ParseCommon(root, chat: false);
+        if (Bool(root, "echo") == true) throw ApiException.BadField("echo", "echo is not supported");
+        if (Field(root, "suffix") is { } suffix && !(suffix.ValueKind == JsonValueKind.String && suffix.GetString()!.Length == 0))
+            throw ApiException.BadField("suffix", "suffix is not supported");
+        if (Field(root, "best_of") is { } bestOf && !(bestOf.ValueKind == JsonValueKind.Number && bestOf.TryGetInt32(out int b) && b == 1))
+            throw ApiException.BadField("best_of", "best_of must be 1: the server makes one completion per request");
+        if (Field(root, "logprobs") is not null)
+            throw ApiException.BadField("logprobs", "logprobs are not supported");
+
+        var prompt = Field(root, "prompt") ?? throw ApiException.BadField("prompt", "prompt is required");
+        switch (prompt.ValueKind)
+        {
+            case JsonValueKind.String:
+                return common with { Prompt = prompt.GetString() };
+            case JsonValueKind.Array:
+                int count = prompt.GetArrayLength();
+                if (count == 0) throw ApiException.BadField("prompt", "prompt is an empty array");
+                var first = prompt[0];
+                if (first.ValueKind == JsonValueKind.String)
+                {
+                    if (count != 1) throw ApiException.BadField("prompt", $"prompt holds {count} strings; the server completes one prompt per request");
+                    return common with { Prompt = first.GetString() };
+                }
+                if (first.ValueKind == JsonValueKind.Number)
+                {
+                    var tokens = new int[count];
+                    int i = 0;
+                    foreach (var t in prompt.EnumerateArray())
+                    {
+                        if (t.ValueKind != JsonValueKind.Number || !t.TryGetInt32(out tokens[i]) || tokens[i] < 0)
+                            throw ApiException.BadField("prompt", $"prompt[{i}] is not a token id (a non-negative integer)");
+                        i++;
+                    }
+                    return common with { PromptTokens = tokens };
+                }
+                if (first.ValueKind == JsonValueKind.Array)
+                    throw ApiException.BadField("prompt", "prompt holds several token arrays; the server completes one prompt per request");
+                throw ApiException.BadField("prompt", "prompt must be a string, an array of one string, or an array of token ids");
+            default:
+                throw ApiException.BadField("prompt", $"prompt must be a string, got {Kind(prompt)}");
+        }
+    }
+
+    private static JsonDocument ParseDocument(ReadOnlyMemory<byte> body)
+    {
+        JsonDocument doc;
+        try
+        {
+            doc = JsonDocument.Parse(body, new JsonDocumentOptions { MaxDepth = 64 });
+        }
+        catch (JsonException e)
+        {
+            throw new ApiException(400, $"the request body is not valid JSON: {e.Message}", code: "invalid_json");
+        }
+        if (doc.RootElement.ValueKind != JsonValueKind.Object)
+        {
+            var kind = Kind(doc.RootElement);
+            doc.Dispose();
+            throw new ApiException(400, $"the request body must be a JSON object, got {kind}", code: "invalid_json");
+        }
+        return doc;
+    }
+
+    private static CompletionRequest ParseCommon(JsonElement root, bool chat)
+    {
+        string? model = String(root, "model");
+        bool stream = Bool(root, "stream") ?? false;
+        bool includeUsage = false;
+        if (Field(root, "stream_options") is { } so)
+        {
+            if (so.ValueKind != JsonValueKind.Object) throw ApiException.BadField("stream_options", $"stream_options must be an object, got {Kind(so)}");
+            includeUsage = Bool(so, "include_usage", "stream_options.include_usage") ?? false;
+        }
+
+        long? n = Integer(root, "n");
+        if (n is not null && n != 1) throw ApiException.BadField("n", $"n must be 1: the server makes one choice per request, got {n}");
+
+        // max_completion_tokens is the newer name (chat); max_tokens the older one. Both given: the newer wins.
+        long? maxTokens = Integer(root, "max_completion_tokens") ?? Integer(root, "max_tokens");
+        string maxParam = Field(root, "max_completion_tokens") is not null ? "max_completion_tokens" : "max_tokens";
+        if (maxTokens is < 0 or > int.MaxValue) throw ApiException.BadField(maxParam, $"{maxParam} must be >= 0, got {maxTokens}");
+
+        var defaults = new SamplerOptions();
+        double temperature = Number(root, "temperature") ?? defaults.Temperature;
+        if (!(temperature >= 0 && temperature <= 100)) throw ApiException.BadField("temperature", $"temperature must be in [0, 100] (0 = greedy), got {Format(temperature)}");
+        double topP = Number(root, "top_p") ?? defaults.TopP;
+        if (!(topP >= 0 && topP <= 1)) throw ApiException.BadField("top_p", $"top_p must be in [0, 1], got {Format(topP)}");
+        double minP = Number(root, "min_p") ?? defaults.MinP;
+        if (!(minP >= 0 && minP <= 1)) throw ApiException.BadField("min_p", $"min_p must be in [0, 1], got {Format(minP)}");
+        long topK = Integer(root, "top_k") ?? defaults.TopK;
+        if (topK < 0 || topK > int.MaxValue) throw ApiException.BadField("top_k", $"top_k must be >= 0 (0 = off), got {topK}");
+        double repeatPenalty = Number(root, "repeat_penalty") ?? defaults.RepeatPenalty;
+        if (!(repeatPenalty > 0 && repeatPenalty <= 100)) throw ApiException.BadField("repeat_penalty", $"repeat_penalty must be in (0, 100] (1 = off), got {Format(repeatPenalty)}");
+        foreach (var penalty in (string[])["presence_penalty", "frequency_penalty"])
+        {
+            double? p = Number(root, penalty);
+            if (p is not null && p != 0) throw ApiException.BadField(penalty, $"{penalty} is not supported (only 0); use repeat_penalty");
+        }
+        ulong? seed = null;
+        if (Field(root, "seed") is { } s)
+        {
+            // OpenAI's seed is any 64-bit integer; negative ones map to their two's complement.
+            if (s.ValueKind != JsonValueKind.Number) throw ApiException.BadField("seed", $"seed must be an integer, got {Kind(s)}");
+            if (s.TryGetUInt64(out ulong u)) seed = u;
+            else if (s.TryGetInt64(out long l)) seed = unchecked((ulong)l);
+            else throw ApiException.BadField("seed", $"seed must be a 64-bit integer, got {s.GetRawText()}");
+        }
+
+        var stops = ParseStop(root);
+
+        if (chat)
+        {
+            if (Bool(root, "logprobs") == true) throw ApiException.BadField("logprobs", "logprobs are not supported");
+            if (Field(root, "tools") is { } tools && !(tools.ValueKind == JsonValueKind.Array && tools.GetArrayLength() == 0))
+                throw ApiException.BadField("tools", "tools are not supported");
+            if (Field(root, "response_format") is { } rf)
+            {
+                string? type = rf.ValueKind == JsonValueKind.Object ? String(rf, "type", "response_format.type") : null;
+                if (type != "text") throw ApiException.BadField("response_format", "only response_format {\"type\": \"text\"} is supported");
+            }
+        }
+
+        var options = new GenerationOptions
+        {
+            MaxTokens = maxTokens is { } m ? (int)m : -1,
+            Stop = stops,
+            Sampling = defaults with
+            {
+                Temperature = (float)temperature,
+                TopP = (float)topP,
+                MinP = (float)minP,
+                TopK = (int)topK,
+                RepeatPenalty = (float)repeatPenalty,
+                Seed = seed,
+            },
+        };
+        return new CompletionRequest(model, stream, includeUsage, options, null, null, null);
+    }
+
+    private static string[] ParseStop(JsonElement root)
+    {
+        if (Field(root, "stop") is not { } stop) return [];
+        if (stop.ValueKind == JsonValueKind.String)
+        {
+            string s = stop.GetString()!;
+            return s.Length == 0 ? [] : [s];
+        }
+        if (stop.ValueKind != JsonValueKind.Array) throw ApiException.BadField("stop", $"stop must be a string or an array of strings, got {Kind(stop)}");
+        if (stop.GetArrayLength() > MaxStopStrings) throw ApiException.BadField("stop", $"stop holds {stop.GetArrayLength()} strings; at most {MaxStopStrings} are allowed");
+        var list = new List<string>();
+        int i = 0;
+        foreach (var e in stop.EnumerateArray())
+        {
+            if (e.ValueKind != JsonValueKind.String) throw ApiException.BadField("stop", $"stop[{i}] must be a string, got {Kind(e)}");
+            string s = e.GetString()!;
+            if (s.Length > 0) list.Add(s);
+            i++;
+        }
+        return [.. list];
+    }
+
+    private static List<ChatMessage> ParseMessages(JsonElement root)
+    {
+        var messages = Field(root, "messages") ?? throw ApiException.BadField("messages", "messages is required");
+        if (messages.ValueKind != JsonValueKind.Array) throw ApiException.BadField("messages", $"messages must be an array, got {Kind(messages)}");
+        if (messages.GetArrayLength() == 0) throw ApiException.BadField("messages", "messages is empty");
+        var list = new List<ChatMessage>();
+        int i = 0;
+        foreach (var m in messages.EnumerateArray())
+        {
+            string where = $"messages[{i}]";
+            if (m.ValueKind != JsonValueKind.Object) throw ApiException.BadField(where, $"{where} must be an object, got {Kind(m)}");
+            string role = String(m, "role", where + ".role") ?? throw ApiException.BadField(where + ".role", $"{where}.role is required");
+            // "developer" is OpenAI's newer name for the system role.
+            if (role == "developer") role = "system";
+            if (role is not ("system" or "user" or "assistant" or "tool"))
+                throw ApiException.BadField(where + ".role", $"{where}.role must be system, developer, user, assistant or tool, got \"{role}\"");
+            string content = ParseContent(m, where, role);
+            list.Add(new ChatMessage(role, content));
+            i++;
+        }
+        return list;
+    }
+
+    /// <summary>A message's content: a string, or an array of text parts (joined with newlines); null only for an assistant turn.</summary>
+    private static string ParseContent(JsonElement message, string where, string role)
+    {
+        string param = where + ".content";
+        var content = Field(message, "content");
+        if (content is null)
+        {
+            if (role == "assistant") return "";
+            throw ApiException.BadField(param, $"{param} is required");
+        }
+        var c = content.Value;
+        if (c.ValueKind == JsonValueKind.String) return c.GetString()!;
+        if (c.ValueKind != JsonValueKind.Array) throw ApiException.BadField(param, $"{param} must be a string or an array of text parts, got {Kind(c)}");
+        var parts = new List<string>();
+        int j = 0;
+        foreach (var part in c.EnumerateArray())
+        {
+            string p = $"{param}[{j}]";
+            if (part.ValueKind != JsonValueKind.Object) throw ApiException.BadField(p, $"{p} must be an object, got {Kind(part)}");
+            string? type = String(part, "type", p + ".type");
+            if (type != "text") throw ApiException.BadField(p + ".type", $"{p}.type \"{type}\" is not supported: only text parts are");
+            parts.Add(String(part, "text", p + ".text") ?? throw ApiException.BadField(p + ".text", $"{p}.text is required"));
+            j++;
+        }
+        return string.Join("\n", parts);
+    }
+
+    // ---- typed field access: absent or null → null; a wrong type → 400 naming the field ----
+
+    private static JsonElement? Field(JsonElement obj, string name) =>
+        obj.TryGetProperty(name, out var v) && v.ValueKind != JsonValueKind.Null ? v : null;
+
+    private static string? String(JsonElement obj, string name, string? param = null)
+    {
+        if (Field(obj, name) is not { } v) return null;
+        if (v.ValueKind != JsonValueKind.String) throw ApiException.BadField(param ?? name, $"{param ?? name} must be a string, got {Kind(v)}");
+        return v.GetString();
+    }
+
+    private static bool? Bool(JsonElement obj, string name, string? param = null)
+    {
+        if (Field(obj, name) is not { } v) return null;
+        return v.ValueKind switch
+        {
+            JsonValueKind.True => true,
+            JsonValueKind.False => false,
+            _ => throw ApiException.BadField(param ?? name, $"{param ?? name} must be a boolean, got {Kind(v)}"),
+        };
+    }
+
+    private static double? Number(JsonElement obj, string name)
+    {
+        if (Field(obj, name) is not { } v) return null;
+        if (v.ValueKind != JsonValueKind.Number || !v.TryGetDouble(out double d) || !double.IsFinite(d))
+            throw ApiException.BadField(name, $"{name} must be a number, got {Kind(v)}");
+        return d;
+    }
+
+    private static long? Integer(JsonElement obj, string name)
+    {
+        if (Field(obj, name) is not { } v) return null;
+        if (v.ValueKind != JsonValueKind.Number) throw ApiException.BadField(name, $"{name} must be an integer, got {Kind(v)}");
+        if (v.TryGetInt64(out long l)) return l;
+        // 5.0 is an integer written as a float (some clients do that); 5.5 is not.
+        if (v.TryGetDouble(out double d) && d == Math.Floor(d) && Math.Abs(d) < 1e15) return (long)d;
+        throw ApiException.BadField(name, $"{name} must be an integer, got {v.GetRawText()}");
+    }
+
+    private static string Kind(JsonElement e) => e.ValueKind switch
+    {
+        JsonValueKind.Object => "an object",
+        JsonValueKind.Array => "an array",
+        JsonValueKind.String => "a string",
+        JsonValueKind.Number => "a number",
+        JsonValueKind.True or JsonValueKind.False => "a boolean",
+        JsonValueKind.Null => "null",
+        _ => "nothing",
+    };
+
+    private static string Format(double d) => d.ToString("R", CultureInfo.InvariantCulture);
+}
