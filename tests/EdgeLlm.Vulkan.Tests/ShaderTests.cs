@@ -29,6 +29,9 @@ public unsafe class ShaderTests(DeviceFixture fixture, ITestOutputHelper output)
     [InlineData("syn-llama-q4_k_m", GgmlType.Q4_K)]
     [InlineData("syn-llama-q5_k_m", GgmlType.Q5_K)]
     [InlineData("syn-llama-q6_k", GgmlType.Q6_K)]
+    [InlineData("syn-llama-q2_k", GgmlType.Q2_K)]
+    [InlineData("syn-llama-q3_k_m", GgmlType.Q3_K)]
+    [InlineData("syn-llama-iq4_nl", GgmlType.IQ4_NL)]
     public void MulMatVec_And_GetRows_MatchCpuDequantization(string model, GgmlType type)
     {
         var d = fixture.Device;
