@@ -17,6 +17,13 @@ public unsafe class MatMulAndVariantTests(DeviceFixture fixture, ITestOutputHelp
 {
     private const double Tolerance = 1e-4;
 
+    /// <summary>
+    /// Two correct forward passes that sum in different orders (subgroup vs shared-memory tree,
+    /// tiles vs strided threads) differ by f32 rounding amplified through the layers: about 2e-4 of
+    /// the logits' spread on the synthetic models; a broken reduction is off by O(1).
+    /// </summary>
+    internal const double PathBound = 1e-3;
+
     [Theory]
     [InlineData("syn-llama-f32", GgmlType.F32)]
     [InlineData("syn-llama-f16", GgmlType.F16)]
@@ -144,7 +151,7 @@ public unsafe class MatMulAndVariantTests(DeviceFixture fixture, ITestOutputHelp
         }
         double figure = GoldenCase.Figure(a, b);
         output.WriteLine($"{model}: subgroup vs plain figure {figure:G4}; fast variants: {string.Join(", ", fast.Variants.Values.Where(v => v.EndsWith("_sg", StringComparison.Ordinal)).Distinct())}");
-        Assert.True(figure <= 1e-4, $"subgroup and plain paths differ: figure {figure:G4}");
+        Assert.True(figure <= PathBound, $"subgroup and plain paths differ: figure {figure:G4}");
         Assert.True(GoldenCase.Figure(a, golden.Logits) <= 0.1, "the subgroup path still matches llama.cpp");
     }
 }

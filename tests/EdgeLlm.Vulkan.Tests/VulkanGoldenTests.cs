@@ -67,10 +67,13 @@ public class VulkanGoldenTests(DeviceFixture fixture, ITestOutputHelper output) 
         Assert.Equal(0, vec.RecordedProducts.MatMul);
         double figure = GoldenCase.Figure(a, b);
         output.WriteLine($"{model}: mul_mat vs mul_mat_vec figure {figure:G4}; vs llama.cpp {GoldenCase.Figure(a, golden.Logits):G4} / {GoldenCase.Figure(b, golden.Logits):G4}");
-        Assert.True(figure <= 1e-4, $"mul_mat and mul_mat_vec differ: figure {figure:G4}");
+        Assert.True(figure <= MatMulAndVariantTests.PathBound, $"mul_mat and mul_mat_vec differ: figure {figure:G4}");
     }
 
-    /// <summary>Token by token (the reused one-token command buffer, one submit each) equals the batch.</summary>
+    /// <summary>
+    /// Token by token (the reused one-token command buffer, one submit each, mul_mat_vec) equals
+    /// the batch (mul_mat) within the bound of two summation orders.
+    /// </summary>
     [Fact]
     public void TokenByToken_EqualsBatch_WithOneRecordedGraph()
     {
@@ -86,7 +89,7 @@ public class VulkanGoldenTests(DeviceFixture fixture, ITestOutputHelper output) 
         double figure = GoldenCase.Figure(steps, batch);
         output.WriteLine($"token-by-token vs batch figure {figure:G4}, graphs recorded {stepCtx.RecordedGraphs}");
         Assert.Equal(1, stepCtx.RecordedGraphs);
-        Assert.True(figure <= 1e-4, $"token-by-token differs from batch: figure {figure:G4}");
+        Assert.True(figure <= MatMulAndVariantTests.PathBound, $"token-by-token differs from batch: figure {figure:G4}");
     }
 
     /// <summary>stories260K's 200-token greedy story, token by token on the device, identical to llama.cpp's.</summary>
