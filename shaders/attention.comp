@@ -9,14 +9,13 @@ layout(constant_id = 0) const uint BLOCK = 64;     // >= HEAD_DIM, a power of tw
 layout(constant_id = 1) const uint HEAD_DIM = 64;  // even
 layout(constant_id = 2) const uint N_HEAD = 8;
 layout(constant_id = 3) const uint N_HEAD_KV = 8;
+layout(constant_id = 4) const float SCALE = 0.125;  // 1 / sqrt(HEAD_DIM)
 
 layout(std430, binding = 0) readonly buffer BufQ { float q[]; };
 layout(std430, binding = 1) readonly buffer BufK { uint kc[]; };
 layout(std430, binding = 2) readonly buffer BufV { uint vc[]; };
 layout(std430, binding = 3) writeonly buffer BufO { float o[]; };
 layout(std430, binding = 4) readonly buffer BufP { uint start_pos; } params;
-
-layout(push_constant) uniform Push { float scale; } p;
 
 shared float qs[HEAD_DIM];
 shared float red[BLOCK];
@@ -33,7 +32,7 @@ float score(uint j, uint kvh) {
         vec2 k2 = unpackHalf2x16(kc[base + d]);
         s += qs[2u * d] * k2.x + qs[2u * d + 1u] * k2.y;
     }
-    return s * p.scale;
+    return s * SCALE;
 }
 
 void main() {

@@ -1,7 +1,7 @@
 // Dequantization of one "unit" (UNIT consecutive values of a row) for the weight type chosen by
 // one DATA_A_* define. Layouts are ggml's (ggml-common.h: block_q8_0, block_q4_0, block_q4_1,
 // block_q5_0, block_q5_1, block_q4_K, block_q5_K, block_q6_K) and the value formulas those of
-// ggml-quants.c dequantize_row_*. A unit is 16 values for every block type: a block's scale
+// ggml-quants.c dequantize_row_* (also block_q2_K, block_q3_K, block_iq4_nl below). A unit is 16 values for every block type: a block's scale
 // (and min) is read once per unit rather than once per value.
 #include "types.glsl"
 
@@ -132,6 +132,61 @@ void dequant_unit(uint row_off, uint u, out float v[UNIT]) {
         uint q = ((a_byte(ql + k) >> lshift) & 0xFu) | (((a_byte(qh + k) >> (2u * w)) & 3u) << 4);
         v[k] = d * (float(q) - 32.0);
     }
+}
+#elif defined(DATA_A_Q2_K)
+// block_q2_K (84 bytes, 256 values): scales[16] (low nibble scale, high nibble min); qs[64];
+// f16 d; f16 dmin. Unit i (16 values) of the block: half n = i/8, r = i%8, j = r/2; its
+// scale byte is scales[i]; values are bits 2j..2j+1 of qs[32n + 16(r&1) + l]; x = d*sc*q - dmin*m.
+#define UNIT 16
+void dequant_unit(uint row_off, uint u, out float v[UNIT]) {
+    uint b = row_off + (u >> 4) * 84u;
+    uint i = u & 15u;
+    uint n = i >> 3;
+    uint r = i & 7u;
+    uint sc = a_byte(b + i);
+    float dl = a_half(b + 80u) * float(sc & 0xFu);
+    float ml = a_half(b + 82u) * float(sc >> 4);
+    uint q = b + 16u + 32u * n + 16u * (r & 1u);
+    uint shift = 2u * (r >> 1);
+    [[unroll]] for (uint k = 0; k < 16u; k++) v[k] = dl * float((a_byte(q + k) >> shift) & 3u) - ml;
+}
+#elif defined(DATA_A_Q3_K)
+// block_q3_K (110 bytes, 256 values): hmask[32]; qs[64]; scales[12] (16 6-bit scales, packed as
+// dequantize_row_q3_K unpacks them with kmask1/kmask2); f16 d. Unit i: half n = i/8, r = i%8,
+// j = r/2, h = r&1; low bits 2j..2j+1 of qs[32n + 16h + l], high bit 4n+j of hmask[16h + l]
+// (clear = subtract 4); x = d * (scale_i - 32) * q.
+#define UNIT 16
+void dequant_unit(uint row_off, uint u, out float v[UNIT]) {
+    uint b = row_off + (u >> 4) * 110u;
+    uint i = u & 15u;
+    uint n = i >> 3;
+    uint r = i & 7u;
+    uint j = r >> 1;
+    uint h = r & 1u;
+    uint w = i >> 2;                       // aux word of dequantize_row_q3_K
+    uint pos = i & 3u;                     // byte in that word
+    uint lowb = a_byte(b + 96u + ((w & 1u) != 0u ? 4u : 0u) + pos);
+    uint nib = w >= 2u ? (lowb >> 4) : (lowb & 0xFu);
+    uint hb = (a_byte(b + 104u + pos) >> (2u * w)) & 3u;
+    float dl = a_half(b + 108u) * float(int(nib | (hb << 4)) - 32);
+    uint q = b + 32u + 32u * n + 16u * h;
+    uint hm = b + 16u * h;
+    uint hbit = 4u * n + j;
+    [[unroll]] for (uint k = 0; k < 16u; k++) {
+        float qv = float((a_byte(q + k) >> (2u * j)) & 3u) - (((a_byte(hm + k) >> hbit) & 1u) != 0u ? 0.0 : 4.0);
+        v[k] = dl * qv;
+    }
+}
+#elif defined(DATA_A_IQ4_NL)
+// block_iq4_nl (18 bytes, 32 values): f16 d; qs[16] as Q4_0 (value j low nibble of qs[j], value
+// j+16 high nibble); x = d * kvalues_iq4nl[q] (ggml-common.h's non-linear 16-entry table).
+#define UNIT 16
+const float kvalues_iq4nl[16] = float[16](-127.0, -104.0, -83.0, -65.0, -49.0, -35.0, -22.0, -10.0, 1.0, 13.0, 25.0, 38.0, 53.0, 69.0, 89.0, 113.0);
+void dequant_unit(uint row_off, uint u, out float v[UNIT]) {
+    uint b = row_off + (u >> 1) * 18u;
+    float d = a_half(b);
+    uint shift = (u & 1u) * 4u;
+    [[unroll]] for (uint i = 0; i < 16u; i++) v[i] = d * kvalues_iq4nl[(a_byte(b + 2u + i) >> shift) & 0xFu];
 }
 #else
 #error "define one DATA_A_* type"

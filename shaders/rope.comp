@@ -3,36 +3,35 @@
 // at position pos = start_pos + t, theta = pos * theta_scale^i (the running float product of
 // ggml_rope_cache_init, theta_scale computed on the host as powf(base, -2/n_dims)), divided by
 // the frequency factor (Llama 3 rope_freqs) and scaled by freq_scale. NORMAL rotates
-// (x[2i], x[2i+1]); -DROPE_NEOX rotates (x[i], x[i + n_dims/2]).
+// (x[2i], x[2i+1]); -DROPE_NEOX rotates (x[i], x[i + n_dims/2]). Everything but the position is
+// fixed per model and tensor, hence specialization constants.
 layout(local_size_x_id = 0) in;
 layout(constant_id = 1) const uint HEAD_DIM = 64;
 layout(constant_id = 2) const uint N_DIMS = 64;   // rotated dimensions per head
+layout(constant_id = 3) const uint N_HEADS = 1;   // heads of the rotated tensor (Q or K)
+layout(constant_id = 4) const float THETA_SCALE = 1.0;
+layout(constant_id = 5) const float FREQ_SCALE = 1.0;
+layout(constant_id = 6) const uint HAS_FACTORS = 0;
 
 layout(std430, binding = 0) buffer BufX { float x[]; };
 layout(std430, binding = 1) readonly buffer BufF { float freq_factors[]; };
 layout(std430, binding = 2) readonly buffer BufP { uint start_pos; } params;
 
-layout(push_constant) uniform Push {
-    uint n_heads;
-    float theta_scale;
-    float freq_scale;
-    uint has_factors;
-} p;
 
 void main() {
     uint half_dims = N_DIMS / 2;
     uint g = gl_GlobalInvocationID.x;
     uint t = gl_WorkGroupID.y;
-    if (g >= half_dims * p.n_heads) return;
+    if (g >= half_dims * N_HEADS) return;
     uint h = g / half_dims;
     uint i = g % half_dims;
     float theta = float(params.start_pos + t);
-    for (uint k = 0; k < i; k++) theta *= p.theta_scale;
-    float ff = p.has_factors != 0u ? freq_factors[i] : 1.0;
-    float angle = p.freq_scale * (theta / ff);
+    for (uint k = 0; k < i; k++) theta *= THETA_SCALE;
+    float ff = HAS_FACTORS != 0u ? freq_factors[i] : 1.0;
+    float angle = FREQ_SCALE * (theta / ff);
     float c = cos(angle);
     float s = sin(angle);
-    uint base = (t * p.n_heads + h) * HEAD_DIM;
+    uint base = (t * N_HEADS + h) * HEAD_DIM;
 #ifdef ROPE_NEOX
     uint i0 = base + i, i1 = base + i + half_dims;
 #else

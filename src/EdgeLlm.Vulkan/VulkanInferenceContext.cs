@@ -29,6 +29,8 @@ public sealed unsafe class VulkanInferenceContext : Engine.IEvalContext
     private readonly Dictionary<string, DescriptorSet> _sets = [];
     private readonly Dictionary<VulkanBuffer, int> _ids = [];
     private readonly Dictionary<(int, int), CommandBuffer> _graphs = [];
+    private readonly VulkanContextOptions _options;
+    private readonly Dictionary<string, VulkanOp> _ops = [];
     private readonly Weight _tokEmbd, _output;
     private readonly VulkanBuffer _outputNorm, _ropeFactors;
     private readonly bool _hasRopeFactors;
@@ -36,7 +38,8 @@ public sealed unsafe class VulkanInferenceContext : Engine.IEvalContext
     private readonly VulkanBuffer _x, _norm, _q, _k, _v, _att, _proj, _gate, _up, _tokens, _params, _logits;
     private bool _disposed;
 
-    private sealed record Weight(VulkanBuffer Buffer, GgmlType Type, int Rows, int Cols);
+    /// <param name="Kind">Tensor kind in pipeline roles: attn_q ... ffn_down, output.</param>
+    private sealed record Weight(VulkanBuffer Buffer, GgmlType Type, int Rows, int Cols, string Kind);
 
     private sealed record Layer(VulkanBuffer AttnNorm, Weight Wq, Weight Wk, Weight Wv, Weight Wo, VulkanBuffer? Bq, VulkanBuffer? Bk, VulkanBuffer? Bv,
         VulkanBuffer FfnNorm, Weight Gate, Weight Up, Weight Down, VulkanBuffer KCache, VulkanBuffer VCache);
@@ -44,10 +47,13 @@ public sealed unsafe class VulkanInferenceContext : Engine.IEvalContext
     /// <summary>
     /// Uploads <paramref name="model"/>'s weights to <paramref name="device"/> (or to the best
     /// device <see cref="VulkanDevice.Open(int?)"/> finds when null; the context then owns it) and
-    /// allocates a KV cache of <paramref name="contextLength"/> tokens there.
+    /// allocates a KV cache of <paramref name="contextLength"/> tokens there. Every pipeline is built
+    /// here: from the generated table of a matching specialized config (see
+    /// <see cref="PipelineTable"/>), else from the model's own shapes and types.
     /// </summary>
     /// <exception cref="VulkanUnavailableException">no usable device, a weight type without shaders, or too little device memory.</exception>
-    public VulkanInferenceContext(Model model, int contextLength = 4096, VulkanDevice? device = null, int maxBatch = DefaultMaxBatch)
+    public VulkanInferenceContext(Model model, int contextLength = 4096, VulkanDevice? device = null, int maxBatch = DefaultMaxBatch,
+        VulkanContextOptions? options = null)
     {
         ArgumentNullException.ThrowIfNull(model);
         ArgumentOutOfRangeException.ThrowIfLessThan(contextLength, 1);
@@ -55,6 +61,8 @@ public sealed unsafe class VulkanInferenceContext : Engine.IEvalContext
         Model = model;
         ContextLength = contextLength;
         MaxBatch = maxBatch;
+        _options = options ?? new VulkanContextOptions();
+        ArgumentOutOfRangeException.ThrowIfLessThan(_options.MatMulMinTokens, 1, nameof(options));
         _c = model.Config;
         if (_c.HeadDim % 2 != 0 || _c.KvLength % 2 != 0)
             throw new VulkanUnavailableException($"the Vulkan backend needs an even head dimension (this model has {_c.HeadDim})");
@@ -66,8 +74,11 @@ public sealed unsafe class VulkanInferenceContext : Engine.IEvalContext
             CheckMemory();
             var c = _c;
             var f = model.File;
-            _tokEmbd = Matrix(f, "token_embd.weight");
-            _output = f.FindTensor("output.weight") is null ? _tokEmbd : Matrix(f, "output.weight");
+            PipelineTable = _options.UseSpecialization ? VulkanPipelineRegistry.Find(model) : null;
+            Pipelines = PipelineTable?.Pipelines ?? VulkanPipelinePlan.ForModel(model);
+            foreach (var spec in Pipelines) _ops[spec.Role] = VulkanKernels.Create(_device, spec, _options.UseSubgroupOps);
+            _tokEmbd = Matrix(f, "token_embd.weight", "token_embd");
+            _output = f.FindTensor("output.weight") is null ? _tokEmbd with { Kind = "output" } : Matrix(f, "output.weight", "output");
             _outputNorm = Vector(f, "output_norm.weight", c.EmbeddingLength)!;
             _hasRopeFactors = f.FindTensor("rope_freqs.weight") is not null;
             _ropeFactors = _hasRopeFactors ? Vector(f, "rope_freqs.weight", c.RopeDimensionCount / 2)! : Track(_device.CreateBuffer(4, host: false, "an unused rope factor"));
@@ -78,11 +89,12 @@ public sealed unsafe class VulkanInferenceContext : Engine.IEvalContext
                 string p = $"blk.{il}.";
                 _layers[il] = new Layer(
                     Vector(f, p + "attn_norm.weight", c.EmbeddingLength)!,
-                    Matrix(f, p + "attn_q.weight"), Matrix(f, p + "attn_k.weight"), Matrix(f, p + "attn_v.weight"), Matrix(f, p + "attn_output.weight"),
+                    Matrix(f, p + "attn_q.weight", "attn_q"), Matrix(f, p + "attn_k.weight", "attn_k"), Matrix(f, p + "attn_v.weight", "attn_v"),
+                    Matrix(f, p + "attn_output.weight", "attn_output"),
                     Vector(f, p + "attn_q.bias", c.QueryLength, optional: true), Vector(f, p + "attn_k.bias", c.KvLength, optional: true),
                     Vector(f, p + "attn_v.bias", c.KvLength, optional: true),
                     Vector(f, p + "ffn_norm.weight", c.EmbeddingLength)!,
-                    Matrix(f, p + "ffn_gate.weight"), Matrix(f, p + "ffn_up.weight"), Matrix(f, p + "ffn_down.weight"),
+                    Matrix(f, p + "ffn_gate.weight", "ffn_gate"), Matrix(f, p + "ffn_up.weight", "ffn_up"), Matrix(f, p + "ffn_down.weight", "ffn_down"),
                     Track(_device.CreateBuffer(kvBytes, host: false, $"the K cache of layer {il}")),
                     Track(_device.CreateBuffer(kvBytes, host: false, $"the V cache of layer {il}")));
             }
@@ -121,6 +133,23 @@ public sealed unsafe class VulkanInferenceContext : Engine.IEvalContext
 
     /// <summary>Number of tokens evaluated so far: the position the next token takes.</summary>
     public int Position { get; private set; }
+
+    /// <summary>
+    /// The generated pipeline table this context's pipelines come from (the model matched its
+    /// specialized config), or null when they were derived from the loaded model.
+    /// </summary>
+    public VulkanPipelineTable? PipelineTable { get; }
+
+    /// <summary>The pipelines this context built (table or derived), one per role.</summary>
+    public IReadOnlyList<VulkanPipelineSpec> Pipelines { get; } = [];
+
+    /// <summary>The shader variant built for each role (with "_sg" where the subgroup reduction was chosen).</summary>
+    public IReadOnlyDictionary<string, string> Variants => _ops.ToDictionary(o => o.Key, o => o.Value.Variant);
+
+    /// <summary>Matrix products recorded with mul_mat (tiled) and with mul_mat_vec so far.</summary>
+    internal (int MatMul, int MatVec) RecordedProducts => (_matMuls, _matVecs);
+
+    private int _matMuls, _matVecs;
 
     /// <summary>Command buffers recorded so far (one per batch shape; for tests of the reuse).</summary>
     internal int RecordedGraphs { get; private set; }
@@ -201,20 +230,21 @@ public sealed unsafe class VulkanInferenceContext : Engine.IEvalContext
         var c = _c;
         int embd = c.EmbeddingLength;
 
-        var getRows = VulkanKernels.GetRows(d, _tokEmbd.Type, embd);
-        VulkanKernels.RecordGetRows(d, cb, getRows, Set(getRows, _tokEmbd.Buffer, _tokens, _x), _tokEmbd.Type, embd, n);
+        var getRows = Op("get_rows");
+        VulkanKernels.RecordGetRows(d, cb, getRows, Set(getRows, _tokEmbd.Buffer, _tokens, _x), n);
         d.Barrier(cb);
 
-        var norm = VulkanKernels.RmsNorm(d, embd);
-        var add = VulkanKernels.Add(d);
-        var rope = VulkanKernels.Rope(d, c.RopeNeox, c.HeadDim, c.RopeDimensionCount);
-        var store = VulkanKernels.KvStore(d, c.KvLength);
-        var attn = VulkanKernels.Attention(d, c.HeadDim, c.HeadCount, c.HeadCountKv);
-        var swiglu = VulkanKernels.SwiGlu(d);
+        var norm = Op("rms_norm");
+        var add = Op("add");
+        var ropeQ = Op("rope.q");
+        var ropeK = Op("rope.k");
+        var store = Op("kv_store");
+        var attn = Op("attention");
+        var swiglu = Op("swiglu");
         foreach (var l in _layers)
         {
             // attn_norm
-            VulkanKernels.RecordRmsNorm(d, cb, norm, Set(norm, _x, l.AttnNorm, _norm), 0, n, c.RmsEps);
+            VulkanKernels.RecordRmsNorm(d, cb, norm, Set(norm, _x, l.AttnNorm, _norm), 0, n);
             d.Barrier(cb);
             // Qcur, Kcur, Vcur (+ biases)
             MatVec(cb, l.Wq, _norm, _q, n, 0);
@@ -229,14 +259,14 @@ public sealed unsafe class VulkanInferenceContext : Engine.IEvalContext
                 d.Barrier(cb);
             }
             // rope
-            VulkanKernels.RecordRope(d, cb, rope, Set(rope, _q, _ropeFactors, _params), c.HeadCount, c.RopeDimensionCount, n, c.RopeFreqBase, c.RopeFreqScale, _hasRopeFactors);
-            VulkanKernels.RecordRope(d, cb, rope, Set(rope, _k, _ropeFactors, _params), c.HeadCountKv, c.RopeDimensionCount, n, c.RopeFreqBase, c.RopeFreqScale, _hasRopeFactors);
+            VulkanKernels.RecordRope(d, cb, ropeQ, Set(ropeQ, _q, _ropeFactors, _params), n);
+            VulkanKernels.RecordRope(d, cb, ropeK, Set(ropeK, _k, _ropeFactors, _params), n);
             d.Barrier(cb);
             // K and V into the f16 cache, then attention over it
-            VulkanKernels.RecordKvStore(d, cb, store, Set(store, _k, l.KCache, _params), c.KvLength, n);
-            VulkanKernels.RecordKvStore(d, cb, store, Set(store, _v, l.VCache, _params), c.KvLength, n);
+            VulkanKernels.RecordKvStore(d, cb, store, Set(store, _k, l.KCache, _params), n);
+            VulkanKernels.RecordKvStore(d, cb, store, Set(store, _v, l.VCache, _params), n);
             d.Barrier(cb);
-            VulkanKernels.RecordAttention(d, cb, attn, Set(attn, _q, l.KCache, l.VCache, _att, _params), c.HeadDim, c.HeadCount, n);
+            VulkanKernels.RecordAttention(d, cb, attn, Set(attn, _q, l.KCache, l.VCache, _att, _params), n);
             d.Barrier(cb);
             // attn_output, ffn_inp
             MatVec(cb, l.Wo, _att, _proj, n, 0);
@@ -244,7 +274,7 @@ public sealed unsafe class VulkanInferenceContext : Engine.IEvalContext
             VulkanKernels.RecordElementwise(d, cb, add, Set(add, _x, _proj), (long)n * embd, (uint)(n * embd));
             d.Barrier(cb);
             // ffn_norm, SwiGLU, ffn_down, l_out
-            VulkanKernels.RecordRmsNorm(d, cb, norm, Set(norm, _x, l.FfnNorm, _norm), 0, n, c.RmsEps);
+            VulkanKernels.RecordRmsNorm(d, cb, norm, Set(norm, _x, l.FfnNorm, _norm), 0, n);
             d.Barrier(cb);
             MatVec(cb, l.Gate, _norm, _gate, n, 0);
             MatVec(cb, l.Up, _norm, _up, n, 0);
@@ -259,25 +289,39 @@ public sealed unsafe class VulkanInferenceContext : Engine.IEvalContext
         if (outputRows > 0)
         {
             int first = n - outputRows;
-            VulkanKernels.RecordRmsNorm(d, cb, norm, Set(norm, _x, _outputNorm, _norm), first, outputRows, c.RmsEps);
+            VulkanKernels.RecordRmsNorm(d, cb, norm, Set(norm, _x, _outputNorm, _norm), first, outputRows);
             d.Barrier(cb);
             MatVec(cb, _output, _norm, _logits, outputRows, (long)first * embd);
             d.Barrier(cb);
         }
     }
 
+    /// <summary>y = W·x for <paramref name="ncols"/> activation rows: the tiled mul_mat for a batch of at least MatMulMinTokens, else mul_mat_vec.</summary>
     private void MatVec(CommandBuffer cb, Weight w, VulkanBuffer x, VulkanBuffer y, int ncols, long xOff)
     {
-        var k = VulkanKernels.MatVec(_device, w.Type, w.Cols);
-        VulkanKernels.RecordMatVec(_device, cb, k, Set(k, w.Buffer, x, y), w.Rows, ncols, xOff, 0);
+        if (ncols >= _options.MatMulMinTokens)
+        {
+            var k = Op(VulkanPipelinePlan.MatRole(w.Kind, w.Type));
+            VulkanKernels.RecordMatMul(_device, cb, k, Set(k, w.Buffer, x, y), ncols, xOff, 0);
+            _matMuls++;
+        }
+        else
+        {
+            var k = Op(VulkanPipelinePlan.VecRole(w.Kind, w.Type));
+            VulkanKernels.RecordMatVec(_device, cb, k, Set(k, w.Buffer, x, y), ncols, xOff, 0);
+            _matVecs++;
+        }
     }
 
+    private VulkanOp Op(string role) => _ops.TryGetValue(role, out var op) ? op
+        : throw new InvalidOperationException($"{(PipelineTable is null ? "the derived pipeline plan" : $"the pipeline table {PipelineTable.Name}")} has no pipeline for {role}");
+
     /// <summary>The descriptor set binding <paramref name="buffers"/> for <paramref name="k"/>'s layout, created once.</summary>
-    private DescriptorSet Set(VulkanKernel k, params VulkanBuffer[] buffers)
+    private DescriptorSet Set(VulkanOp op, params VulkanBuffer[] buffers)
     {
         var key = string.Join(",", buffers.Select(b => _ids.TryGetValue(b, out int id) ? id : _ids[b] = _ids.Count));
         if (_sets.TryGetValue(key, out var set)) return set;
-        set = _device.CreateSet(k, buffers);
+        set = _device.CreateSet(op.Kernel, buffers);
         _sets[key] = set;
         return set;
     }
@@ -314,12 +358,12 @@ public sealed unsafe class VulkanInferenceContext : Engine.IEvalContext
 
     private VulkanBuffer Activation(long floats, string what) => Track(_device.CreateBuffer(floats * 4, host: false, what));
 
-    private Weight Matrix(GgufFile f, string name)
+    private Weight Matrix(GgufFile f, string name, string kind)
     {
         var t = f.FindTensor(name) ?? throw new VulkanUnavailableException($"tensor {name} is missing");
         var buf = Track(_device.CreateBuffer(t.ByteSize, host: false, name));
         _device.Upload(buf, 0, f.GetTensorPointer(t), t.ByteSize);
-        return new Weight(buf, t.Type, (int)t.RowCount, (int)t.RowLength);
+        return new Weight(buf, t.Type, (int)t.RowCount, (int)t.RowLength, kind);
     }
 
     /// <summary>A norm weight, bias or rope factor vector, dequantized to f32 on the host and uploaded.</summary>

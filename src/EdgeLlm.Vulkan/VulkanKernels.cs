@@ -5,8 +5,10 @@ namespace EdgeLlm.Vulkan;
 
 /// <summary>
 /// The shader variants and how each is dispatched: one place for workgroup sizes,
-/// specialization constants (0 = workgroup size via local_size_x_id, then the shapes) and push
-/// constants, shared by the forward pass and the shader tests.
+/// specialization constants (0 = workgroup size via local_size_x_id, then the shapes fixed per
+/// model) and push constants (per-call values only), shared by the forward pass, the generic
+/// pipeline plan and the shader tests. The generator (VulkanPipelineEmitter) emits the same
+/// constants for specialized models; a test checks they agree.
 /// </summary>
 internal static class VulkanKernels
 {
@@ -16,14 +18,20 @@ internal static class VulkanKernels
     /// <summary>Workgroup size of the element-wise kernels (add, swiglu).</summary>
     public const uint ElementBlock = 256;
 
+    /// <summary>Workgroup size of the tiled mul_mat (mul_mat.comp assumes exactly this).</summary>
+    public const uint MatMulBlock = 128;
+
+    /// <summary>Output tile of one mul_mat workgroup: TM weight rows × TN tokens (TM = TN here).</summary>
+    public const uint MatMulTile = 32;
+
     /// <summary>Activation rows (tokens) one mul_mat_vec workgroup multiplies at once (NCOLS in the shader).</summary>
     public const uint MatVecColumns = 8;
 
-    /// <summary>Weight types with mul_mat_vec and get_rows variants.</summary>
+    /// <summary>Weight types with mul_mat_vec, mul_mat and get_rows variants.</summary>
     public static IReadOnlyList<GgmlType> SupportedTypes { get; } =
     [
         GgmlType.F32, GgmlType.F16, GgmlType.BF16, GgmlType.Q8_0, GgmlType.Q4_0, GgmlType.Q4_1,
-        GgmlType.Q5_0, GgmlType.Q5_1, GgmlType.Q4_K, GgmlType.Q5_K, GgmlType.Q6_K,
+        GgmlType.Q5_0, GgmlType.Q5_1, GgmlType.Q2_K, GgmlType.Q3_K, GgmlType.Q4_K, GgmlType.Q5_K, GgmlType.Q6_K, GgmlType.IQ4_NL,
     ];
 
     public static bool IsSupported(GgmlType t) => SupportedTypes.Contains(t);
@@ -34,69 +42,125 @@ internal static class VulkanKernels
     /// <summary>Values one thread dequantizes at a time (UNIT in dequant.glsl).</summary>
     public static uint Unit(GgmlType t) => t is GgmlType.F32 or GgmlType.F16 or GgmlType.BF16 ? 1u : 16u;
 
-    public static VulkanKernel MatVec(VulkanDevice d, GgmlType t, int cols) =>
-        d.Kernel("mul_mat_vec_" + Suffix(t), 3, Block, (uint)cols, (uint)GgmlTypes.Info(t).RowBytes(cols));
+    private static uint Bits(float v) => BitConverter.SingleToUInt32Bits(v);
 
-    /// <summary>y[c][r] = W[r]·x[c] for <paramref name="ncols"/> activation rows starting at float <paramref name="xOff"/>.</summary>
-    public static void RecordMatVec(VulkanDevice d, CommandBuffer cb, VulkanKernel k, DescriptorSet set, int rows, int ncols, long xOff, long yOff)
-    {
-        uint x = (uint)Math.Min(rows, 65535);
-        uint y = (uint)((rows + x - 1) / x);
-        uint z = (uint)((ncols + MatVecColumns - 1) / MatVecColumns);
-        d.Dispatch(cb, k, set, [(uint)rows, (uint)ncols, (uint)xOff, (uint)yOff], x, y, z);
-    }
+    private static uint RowBytes(GgmlType t, int cols) => (uint)GgmlTypes.Info(t).RowBytes(cols);
 
-    public static VulkanKernel GetRows(VulkanDevice d, GgmlType t, int cols) =>
-        d.Kernel("get_rows_" + Suffix(t), 3, Block, (uint)cols, (uint)GgmlTypes.Info(t).RowBytes(cols));
+    // ---- pipeline specs (the constants) ----
 
-    public static void RecordGetRows(VulkanDevice d, CommandBuffer cb, VulkanKernel k, DescriptorSet set, GgmlType t, int cols, int n)
-    {
-        uint units = (uint)cols / Unit(t);
-        d.Dispatch(cb, k, set, [], (units + Block - 1) / Block, (uint)n);
-    }
+    public static VulkanPipelineSpec MatVecSpec(string role, GgmlType t, int cols, int rows) =>
+        new(role, "mul_mat_vec_" + Suffix(t), [Block, (uint)cols, RowBytes(t, cols), (uint)rows]);
 
-    public static VulkanKernel RmsNorm(VulkanDevice d, int n) => d.Kernel("rms_norm", 3, Block, (uint)n);
+    public static VulkanPipelineSpec MatMulSpec(string role, GgmlType t, int cols, int rows) =>
+        new(role, "mul_mat_" + Suffix(t), [MatMulBlock, (uint)cols, RowBytes(t, cols), (uint)rows]);
 
-    public static void RecordRmsNorm(VulkanDevice d, CommandBuffer cb, VulkanKernel k, DescriptorSet set, int row0, int rows, float eps) =>
-        d.Dispatch(cb, k, set, [(uint)row0, BitConverter.SingleToUInt32Bits(eps)], (uint)rows);
+    public static VulkanPipelineSpec GetRowsSpec(GgmlType t, int cols) =>
+        new("get_rows", "get_rows_" + Suffix(t), [Block, (uint)cols, RowBytes(t, cols)]);
 
-    public static VulkanKernel Rope(VulkanDevice d, bool neox, int headDim, int nDims) =>
-        d.Kernel(neox ? "rope_neox" : "rope_norm", 3, Block, (uint)headDim, (uint)nDims);
+    public static VulkanPipelineSpec RmsNormSpec(int n, float eps) => new("rms_norm", "rms_norm", [Block, (uint)n, Bits(eps)]);
 
-    public static void RecordRope(VulkanDevice d, CommandBuffer cb, VulkanKernel k, DescriptorSet set, int nHeads, int nDims, int n,
-        float freqBase, float freqScale, bool hasFactors)
-    {
-        // powf on the host, as ggml_rope_cache_init computes it, so the running product matches the CPU's bit for bit
-        float thetaScale = MathF.Pow(freqBase, -2.0f / nDims);
-        uint pairs = (uint)(nDims / 2 * nHeads);
-        d.Dispatch(cb, k, set, [(uint)nHeads, BitConverter.SingleToUInt32Bits(thetaScale), BitConverter.SingleToUInt32Bits(freqScale), hasFactors ? 1u : 0u],
-            (pairs + Block - 1) / Block, (uint)n);
-    }
+    /// <summary>
+    /// theta_scale = powf(base, -2/n_dims) on the host, as ggml_rope_cache_init computes it, so the
+    /// shader's running product matches the CPU's bit for bit.
+    /// </summary>
+    public static VulkanPipelineSpec RopeSpec(string role, bool neox, int headDim, int nDims, int nHeads, float freqBase, float freqScale, bool hasFactors) =>
+        new(role, neox ? "rope_neox" : "rope_norm",
+            [Block, (uint)headDim, (uint)nDims, (uint)nHeads, Bits(MathF.Pow(freqBase, -2.0f / nDims)), Bits(freqScale), hasFactors ? 1u : 0u]);
 
-    public static VulkanKernel KvStore(VulkanDevice d, int kvLen) => d.Kernel("kv_store", 3, Block, (uint)kvLen);
-
-    public static void RecordKvStore(VulkanDevice d, CommandBuffer cb, VulkanKernel k, DescriptorSet set, int kvLen, int n) =>
-        d.Dispatch(cb, k, set, [], ((uint)kvLen / 2 + Block - 1) / Block, (uint)n);
+    public static VulkanPipelineSpec KvStoreSpec(int kvLen) => new("kv_store", "kv_store", [Block, (uint)kvLen]);
 
     /// <summary>Workgroup of the attention kernel: a power of two ≥ max(64, head_dim) (thread d owns output dimension d).</summary>
     public static uint AttentionBlock(int headDim) => Math.Max(64u, System.Numerics.BitOperations.RoundUpToPowerOf2((uint)headDim));
 
-    public static VulkanKernel Attention(VulkanDevice d, int headDim, int nHead, int nHeadKv) =>
-        d.Kernel("attention", 5, AttentionBlock(headDim), (uint)headDim, (uint)nHead, (uint)nHeadKv);
+    public static VulkanPipelineSpec AttentionSpec(int headDim, int nHead, int nHeadKv) =>
+        new("attention", "attention", [AttentionBlock(headDim), (uint)headDim, (uint)nHead, (uint)nHeadKv, Bits(1.0f / MathF.Sqrt(headDim))]);
 
-    public static void RecordAttention(VulkanDevice d, CommandBuffer cb, VulkanKernel k, DescriptorSet set, int headDim, int nHead, int n) =>
-        d.Dispatch(cb, k, set, [BitConverter.SingleToUInt32Bits(1.0f / MathF.Sqrt(headDim))], (uint)nHead, (uint)n);
+    public static VulkanPipelineSpec SwiGluSpec() => new("swiglu", "swiglu", [ElementBlock]);
 
-    public static VulkanKernel SwiGlu(VulkanDevice d) => d.Kernel("swiglu", 2, ElementBlock);
+    public static VulkanPipelineSpec AddSpec() => new("add", "add", [ElementBlock]);
 
-    public static VulkanKernel Add(VulkanDevice d) => d.Kernel("add", 2, ElementBlock);
+    // ---- pipeline creation ----
+
+    /// <summary>Storage buffers a shader binds (its descriptor-set layout).</summary>
+    public static int Bindings(string shader) => shader switch
+    {
+        "attention" => 5,
+        "swiglu" or "add" => 2,
+        _ => 3,
+    };
+
+    /// <summary>
+    /// The variant actually built for <paramref name="shader"/>: the subgroupAdd reduction
+    /// ("_sg") of mul_mat_vec and rms_norm when the device has subgroup arithmetic in compute
+    /// shaders and <paramref name="allowSubgroup"/>, else the plain shared-memory one (which any
+    /// Vulkan 1.1 device runs).
+    /// </summary>
+    public static string Variant(string shader, VulkanDeviceInfo device, bool allowSubgroup)
+    {
+        bool hasSg = shader == "rms_norm" || shader.StartsWith("mul_mat_vec_", StringComparison.Ordinal);
+        return hasSg && allowSubgroup && device.SubgroupArithmetic ? shader + "_sg" : shader;
+    }
+
+    /// <summary>Builds (or finds in the device's cache) the pipeline of <paramref name="spec"/>.</summary>
+    public static VulkanOp Create(VulkanDevice d, VulkanPipelineSpec spec, bool allowSubgroup = true)
+    {
+        string variant = Variant(spec.Shader, d.Info, allowSubgroup);
+        return new VulkanOp(spec, variant, d.Kernel(variant, Bindings(spec.Shader), [.. spec.Constants]));
+    }
+
+    private static uint C(VulkanOp op, int i) => op.Spec.Constants[i];
+
+    // ---- dispatch (per-call values only) ----
+
+    /// <summary>y[c][r] = W[r]·x[c] for <paramref name="ncols"/> activation rows starting at float <paramref name="xOff"/> (mul_mat_vec).</summary>
+    public static void RecordMatVec(VulkanDevice d, CommandBuffer cb, VulkanOp op, DescriptorSet set, int ncols, long xOff, long yOff)
+    {
+        uint rows = C(op, 3);
+        uint x = Math.Min(rows, 65535);
+        uint y = (rows + x - 1) / x;
+        uint z = (uint)((ncols + MatVecColumns - 1) / MatVecColumns);
+        d.Dispatch(cb, op.Kernel, set, [(uint)ncols, (uint)xOff, (uint)yOff], x, y, z);
+    }
+
+    /// <summary>The same product with the tiled mul_mat: one workgroup per 32×32 output tile.</summary>
+    public static void RecordMatMul(VulkanDevice d, CommandBuffer cb, VulkanOp op, DescriptorSet set, int ncols, long xOff, long yOff)
+    {
+        uint rows = C(op, 3);
+        d.Dispatch(cb, op.Kernel, set, [(uint)ncols, (uint)xOff, (uint)yOff], (rows + MatMulTile - 1) / MatMulTile, ((uint)ncols + MatMulTile - 1) / MatMulTile);
+    }
+
+    public static void RecordGetRows(VulkanDevice d, CommandBuffer cb, VulkanOp op, DescriptorSet set, int n)
+    {
+        string type = op.Spec.Shader["get_rows_".Length..];
+        uint unit = type is "f32" or "f16" or "bf16" ? 1u : 16u;
+        uint units = C(op, 1) / unit;
+        d.Dispatch(cb, op.Kernel, set, [], (units + Block - 1) / Block, (uint)n);
+    }
+
+    public static void RecordRmsNorm(VulkanDevice d, CommandBuffer cb, VulkanOp op, DescriptorSet set, int row0, int rows) =>
+        d.Dispatch(cb, op.Kernel, set, [(uint)row0], (uint)rows);
+
+    public static void RecordRope(VulkanDevice d, CommandBuffer cb, VulkanOp op, DescriptorSet set, int n)
+    {
+        uint pairs = C(op, 2) / 2 * C(op, 3);
+        d.Dispatch(cb, op.Kernel, set, [], (pairs + Block - 1) / Block, (uint)n);
+    }
+
+    public static void RecordKvStore(VulkanDevice d, CommandBuffer cb, VulkanOp op, DescriptorSet set, int n) =>
+        d.Dispatch(cb, op.Kernel, set, [], (C(op, 1) / 2 + Block - 1) / Block, (uint)n);
+
+    public static void RecordAttention(VulkanDevice d, CommandBuffer cb, VulkanOp op, DescriptorSet set, int n) =>
+        d.Dispatch(cb, op.Kernel, set, [], C(op, 2), (uint)n);
 
     /// <summary>An element-wise kernel over <paramref name="n"/> values (x-by-y grid past 65535 workgroups).</summary>
-    public static void RecordElementwise(VulkanDevice d, CommandBuffer cb, VulkanKernel k, DescriptorSet set, long n, uint extra = 0)
+    public static void RecordElementwise(VulkanDevice d, CommandBuffer cb, VulkanOp op, DescriptorSet set, long n, uint extra = 0)
     {
         long groups = (n + ElementBlock - 1) / ElementBlock;
         uint x = (uint)Math.Min(groups, 65535);
         uint y = (uint)((groups + x - 1) / x);
-        d.Dispatch(cb, k, set, [(uint)n, extra], x, y);
+        d.Dispatch(cb, op.Kernel, set, [(uint)n, extra], x, y);
     }
 }
+
+/// <summary>A built pipeline with the spec it came from and the variant chosen for the device.</summary>
+internal sealed record VulkanOp(VulkanPipelineSpec Spec, string Variant, VulkanKernel Kernel);

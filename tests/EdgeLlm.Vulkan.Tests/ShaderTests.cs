@@ -29,6 +29,9 @@ public unsafe class ShaderTests(DeviceFixture fixture, ITestOutputHelper output)
     [InlineData("syn-llama-q4_k_m", GgmlType.Q4_K)]
     [InlineData("syn-llama-q5_k_m", GgmlType.Q5_K)]
     [InlineData("syn-llama-q6_k", GgmlType.Q6_K)]
+    [InlineData("syn-llama-q2_k", GgmlType.Q2_K)]
+    [InlineData("syn-llama-q3_k_m", GgmlType.Q3_K)]
+    [InlineData("syn-llama-iq4_nl", GgmlType.IQ4_NL)]
     public void MulMatVec_And_GetRows_MatchCpuDequantization(string model, GgmlType type)
     {
         var d = fixture.Device;
@@ -51,10 +54,10 @@ public unsafe class ShaderTests(DeviceFixture fixture, ITestOutputHelper output)
         using var xb = d.CreateBuffer(x.Length * 4L, host: true, "x");
         x.CopyTo(xb.AsFloats());
         using var yb = d.CreateBuffer(ncols * rows * 4L, host: true, "y");
-        var k = VulkanKernels.MatVec(d, type, cols);
+        var k = VulkanKernels.Create(d, VulkanKernels.MatVecSpec("vec", type, cols, rows));
         var cb = d.AllocateCommandBuffer();
         d.Begin(cb, oneShot: true);
-        VulkanKernels.RecordMatVec(d, cb, k, d.CreateSet(k, wb, xb, yb), rows, ncols, 0, 0);
+        VulkanKernels.RecordMatVec(d, cb, k, d.CreateSet(k.Kernel, wb, xb, yb), ncols, 0, 0);
         d.Barrier(cb);
         d.SubmitAndWait(cb);
         d.FreeCommandBuffer(cb);
@@ -75,10 +78,10 @@ public unsafe class ShaderTests(DeviceFixture fixture, ITestOutputHelper output)
         using var ib = d.CreateBuffer(ids.Length * 4L, host: true, "ids");
         ids.CopyTo(new Span<int>(ib.Mapped, ids.Length));
         using var ob = d.CreateBuffer(ids.Length * cols * 4L, host: true, "rows");
-        var g = VulkanKernels.GetRows(d, type, cols);
+        var g = VulkanKernels.Create(d, VulkanKernels.GetRowsSpec(type, cols));
         cb = d.AllocateCommandBuffer();
         d.Begin(cb, oneShot: true);
-        VulkanKernels.RecordGetRows(d, cb, g, d.CreateSet(g, wb, ib, ob), type, cols, ids.Length);
+        VulkanKernels.RecordGetRows(d, cb, g, d.CreateSet(g.Kernel, wb, ib, ob), ids.Length);
         d.Barrier(cb);
         d.SubmitAndWait(cb);
         d.FreeCommandBuffer(cb);
@@ -104,10 +107,10 @@ public unsafe class ShaderTests(DeviceFixture fixture, ITestOutputHelper output)
         using var ob = d.CreateBuffer(x.Length * 4L, host: true, "out");
         x.CopyTo(xb.AsFloats());
         w.CopyTo(wb.AsFloats());
-        var k = VulkanKernels.RmsNorm(d, n);
+        var k = VulkanKernels.Create(d, VulkanKernels.RmsNormSpec(n, eps));
         var cb = d.AllocateCommandBuffer();
         d.Begin(cb, oneShot: true);
-        VulkanKernels.RecordRmsNorm(d, cb, k, d.CreateSet(k, xb, wb, ob), 1, rows - 1, eps);
+        VulkanKernels.RecordRmsNorm(d, cb, k, d.CreateSet(k.Kernel, xb, wb, ob), 1, rows - 1);
         d.Barrier(cb);
         d.SubmitAndWait(cb);
         d.FreeCommandBuffer(cb);
