@@ -25,18 +25,19 @@ internal static unsafe partial class Q5_K
         Vector256<byte> low = Vector256.Create((byte)0xF);
         Vector256<float> acc = Vector256<float>.Zero;
         Vector128<float> accMins = Vector128<float>.Zero;
+        // Broadcast scales go through L1: eight vectors would not fit the registers anyway.
+        Vector256<short>* sc = stackalloc Vector256<short>[8];
         for (int i = 0; i < nb; ++i)
         {
             BlockQ5_K* xb = x + i;
             BlockQ8_K* yb = y + i;
             Vector128<byte> sm = KQuantFma.UnpackScalesMinsK4(xb->Scales);
-            Vector128<short> s16 = Sse41.ConvertToVector128Int16(sm);
-            Vector256<byte> sc = Vector256.Create(s16, s16).AsByte();
+            KQuantFma.BroadcastScalesK4(sm, sc);
             Vector256<byte> hbits = Avx.LoadVector256(xb->Qh);
-            Vector256<int> sumi = Chunk(xb->Qs, hbits, yb->Qs, low, KQuantFma.ScaleK4(sc, 0), KQuantFma.ScaleK4(sc, 1));
-            sumi = Avx2.Add(sumi, Chunk(xb->Qs + 32, Avx2.ShiftRightLogical(hbits.AsUInt16(), 2).AsByte(), yb->Qs + 64, low, KQuantFma.ScaleK4(sc, 2), KQuantFma.ScaleK4(sc, 3)));
-            sumi = Avx2.Add(sumi, Chunk(xb->Qs + 64, Avx2.ShiftRightLogical(hbits.AsUInt16(), 4).AsByte(), yb->Qs + 128, low, KQuantFma.ScaleK4(sc, 4), KQuantFma.ScaleK4(sc, 5)));
-            sumi = Avx2.Add(sumi, Chunk(xb->Qs + 96, Avx2.ShiftRightLogical(hbits.AsUInt16(), 6).AsByte(), yb->Qs + 192, low, KQuantFma.ScaleK4(sc, 6), KQuantFma.ScaleK4(sc, 7)));
+            Vector256<int> sumi = Chunk(xb->Qs, hbits, yb->Qs, low, sc[0], sc[1]);
+            sumi = Avx2.Add(sumi, Chunk(xb->Qs + 32, Avx2.ShiftRightLogical(hbits.AsUInt16(), 2).AsByte(), yb->Qs + 64, low, sc[2], sc[3]));
+            sumi = Avx2.Add(sumi, Chunk(xb->Qs + 64, Avx2.ShiftRightLogical(hbits.AsUInt16(), 4).AsByte(), yb->Qs + 128, low, sc[4], sc[5]));
+            sumi = Avx2.Add(sumi, Chunk(xb->Qs + 96, Avx2.ShiftRightLogical(hbits.AsUInt16(), 6).AsByte(), yb->Qs + 192, low, sc[6], sc[7]));
             float yd = yb->D;
             acc = Fma.MultiplyAdd(Vector256.Create(yd * QuantMath.Fp16ToFp32Fast(xb->D)), Avx.ConvertToVector256Single(sumi), acc);
             Vector128<int> minProd = KQuantFma.MinProduct(KQuantFma.MinsK4(sm), yb->Bsums);

@@ -80,23 +80,6 @@ internal static unsafe class KQuantFma
         dst[7] = Avx2.Shuffle(s, s_bcast7).AsInt16();
     }
 
-    /// <summary>
-    /// Broadcast of scale k (0..7) from <paramref name="scales16"/> = the eight scales as int16 in
-    /// both 128-bit lanes.
-    /// </summary>
-    [MethodImpl(MethodImplOptions.AggressiveInlining)]
-    public static Vector256<short> ScaleK4(Vector256<byte> scales16, int k) => Avx2.Shuffle(scales16, k switch
-    {
-        0 => s_bcast0,
-        1 => s_bcast1,
-        2 => s_bcast2,
-        3 => s_bcast3,
-        4 => s_bcast4,
-        5 => s_bcast5,
-        6 => s_bcast6,
-        _ => s_bcast7,
-    }).AsInt16();
-
     /// <summary>The eight mins (bytes 8..15 of <paramref name="scalesMins"/>) as int16.</summary>
     [MethodImpl(MethodImplOptions.AggressiveInlining)]
     public static Vector128<short> MinsK4(Vector128<byte> scalesMins) =>
