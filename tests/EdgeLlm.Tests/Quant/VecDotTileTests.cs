@@ -21,6 +21,8 @@ public unsafe class VecDotTileTests
     [InlineData(GgmlType.Q8_0)]
     [InlineData(GgmlType.IQ4_NL)]
     [InlineData(GgmlType.Q4_K)]
+    [InlineData(GgmlType.Q5_K)]
+    [InlineData(GgmlType.Q6_K)]
     public void Tile_EqualsVecDot(GgmlType type)
     {
         Assert.True(WeightFormat.TryGet(type, out var fmt));

@@ -14,10 +14,15 @@ internal sealed unsafe class Q4_KFormat : WeightFormat
     public override float VecDot(int n, byte* weights, byte* activations) =>
         Q4_K.DotQ4_KQ8_K(n, (BlockQ4_K*)weights, (BlockQ8_K*)activations);
 
-    /// <summary>Each super-block unpacked once per row for several activations (<see cref="Q4_K.DotTile"/>) where AVX2 exists.</summary>
+    /// <summary>
+    /// Each super-block unpacked once per row for several activations: <see cref="Q4_K.DotTileAvx2Fma"/>
+    /// where the AVX2+FMA kernel is VecDot, else <see cref="Q4_K.DotTile"/> where AVX2 exists;
+    /// either equals VecDot bit for bit.
+    /// </summary>
     public override void VecDotTile(int n, byte* weights, long rowBytes, int nRows, byte* activations, long actStride, int nActs, float* y, long yStride)
     {
-        if (Avx2.IsSupported) Q4_K.DotTile(n, weights, rowBytes, nRows, activations, actStride, nActs, y, yStride);
+        if (KQuantFma.UseAvx2Fma) Q4_K.DotTileAvx2Fma(n, weights, rowBytes, nRows, activations, actStride, nActs, y, yStride);
+        else if (Avx2.IsSupported) Q4_K.DotTile(n, weights, rowBytes, nRows, activations, actStride, nActs, y, yStride);
         else base.VecDotTile(n, weights, rowBytes, nRows, activations, actStride, nActs, y, yStride);
     }
 }
@@ -26,12 +31,15 @@ internal sealed unsafe class Q4_KFormat : WeightFormat
 internal static unsafe partial class Q4_K
 {
     /// <summary>
-    /// Dot product with a Q8_K row on the fastest path this CPU has: AVX-512BW &gt; AVX2 &gt;
-    /// NEON &gt; scalar (IsSupported checks are JIT/AOT constants). All equal the reference bit for bit.
+    /// Dot product with a Q8_K row on the fastest path this CPU has: AVX2+FMA (vector
+    /// accumulators, llama.cpp's float order: equal to the reference within float-order
+    /// tolerance) &gt; AVX-512BW &gt; AVX2 &gt; scalar (the last three equal the reference bit for
+    /// bit). IsSupported checks are JIT/AOT constants.
     /// </summary>
     [System.Runtime.CompilerServices.MethodImpl(System.Runtime.CompilerServices.MethodImplOptions.AggressiveInlining)]
     internal static float DotQ4_KQ8_K(int n, BlockQ4_K* x, BlockQ8_K* y) =>
-        Avx512BW.IsSupported ? DotQ4_KQ8_KAvx512(n, x, y)
+        KQuantFma.UseAvx2Fma ? DotQ4_KQ8_KAvx2Fma(n, x, y)
+        : Avx512BW.IsSupported ? DotQ4_KQ8_KAvx512(n, x, y)
         : Avx2.IsSupported ? DotQ4_KQ8_KAvx2(n, x, y)
         : DotQ4_KQ8_KReference(n, x, y);
 

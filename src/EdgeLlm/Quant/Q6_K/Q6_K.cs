@@ -13,18 +13,31 @@ internal sealed unsafe class Q6_KFormat : WeightFormat
 
     public override float VecDot(int n, byte* weights, byte* activations) =>
         Q6_K.DotQ6_KQ8_K(n, (BlockQ6_K*)weights, (BlockQ8_K*)activations);
+
+    /// <summary>
+    /// Where the AVX2+FMA kernel is VecDot, <see cref="Q6_K.DotTileAvx2Fma"/>: each super-block
+    /// unpacked once per four activation rows, equal to VecDot bit for bit.
+    /// </summary>
+    public override void VecDotTile(int n, byte* weights, long rowBytes, int nRows, byte* activations, long actStride, int nActs, float* y, long yStride)
+    {
+        if (KQuantFma.UseAvx2Fma) Q6_K.DotTileAvx2Fma(n, weights, rowBytes, nRows, activations, actStride, nActs, y, yStride);
+        else base.VecDotTile(n, weights, rowBytes, nRows, activations, actStride, nActs, y, yStride);
+    }
 }
 
 /// <summary>Q6_K kernels: reference (scalar oracle), AVX2 and the f32 quantizer.</summary>
 internal static unsafe partial class Q6_K
 {
     /// <summary>
-    /// Dot product with a Q8_K row on the fastest path this CPU has: AVX-512BW &gt; AVX2 &gt;
-    /// NEON &gt; scalar (IsSupported checks are JIT/AOT constants). All equal the reference bit for bit.
+    /// Dot product with a Q8_K row on the fastest path this CPU has: AVX2+FMA (vector
+    /// accumulators, llama.cpp's float order: equal to the reference within float-order
+    /// tolerance) &gt; AVX-512BW &gt; AVX2 &gt; scalar (the last three equal the reference bit for
+    /// bit). IsSupported checks are JIT/AOT constants.
     /// </summary>
     [System.Runtime.CompilerServices.MethodImpl(System.Runtime.CompilerServices.MethodImplOptions.AggressiveInlining)]
     internal static float DotQ6_KQ8_K(int n, BlockQ6_K* x, BlockQ8_K* y) =>
-        Avx512BW.IsSupported ? DotQ6_KQ8_KAvx512(n, x, y)
+        KQuantFma.UseAvx2Fma ? DotQ6_KQ8_KAvx2Fma(n, x, y)
+        : Avx512BW.IsSupported ? DotQ6_KQ8_KAvx512(n, x, y)
         : Avx2.IsSupported ? DotQ6_KQ8_KAvx2(n, x, y)
         : DotQ6_KQ8_KReference(n, x, y);
 
