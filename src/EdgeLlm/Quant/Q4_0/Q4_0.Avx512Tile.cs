@@ -41,11 +41,19 @@ internal static unsafe partial class Q4_0
     {
         QuantMath.CheckBlocks(n, QK, "Q4_0");
         int nb = n / QK;
-        byte* pack = TileScratch.Get((long)nb * TilePairs * PairBytes);
+        if (nActs == 1)
+        {
+            // decode: nothing to share, the vector kernel as VecDot
+            for (int r = 0; r < nRows; r++) y[r] = DotQ4_0Q8_0Avx512Fma(n, weights + r * rowBytes, acts);
+            return;
+        }
+        const long TileBytesPerBlock = TilePairs * PairBytes;
+        long tileBytes = nb * TileBytesPerBlock;
+        byte* packed = TileScratch.Packed(s_packTile, nb, acts, actStride, (long)nb * sizeof(BlockQ8_0), nActs, tileBytes);
         for (int a0 = 0; a0 < nActs; a0 += 2 * TilePairs)
         {
             int na = Math.Min(2 * TilePairs, nActs - a0);
-            PackActivations(nb, acts + a0 * actStride, actStride, na, pack);
+            byte* pack = packed + a0 / (2 * TilePairs) * tileBytes;
             int r = 0;
             for (; r + 2 <= nRows; r += 2)
                 Tile2x8(nb, (BlockQ4_0*)(weights + r * rowBytes), (BlockQ4_0*)(weights + (r + 1) * rowBytes), pack, y + a0 * yStride + r, yStride, na);
@@ -53,6 +61,8 @@ internal static unsafe partial class Q4_0
                 Tile1x8(nb, (BlockQ4_0*)(weights + r * rowBytes), pack, y + a0 * yStride + r, yStride, na);
         }
     }
+
+    private static readonly TileScratch.PackTile s_packTile = PackActivations;
 
     /// <summary>Writes <paramref name="na"/> (≤ 8) Q8_0 activation rows in the tile layout; missing rows are zeros (computed, never stored).</summary>
     [MethodImpl(MethodImplOptions.AggressiveOptimization)]
