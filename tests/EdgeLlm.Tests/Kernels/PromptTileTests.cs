@@ -90,6 +90,43 @@ public unsafe class PromptTileTests
     }
 
     /// <summary>
+    /// The AVX-512 tiles reuse their packed activations when called again with the same bytes;
+    /// activations rewritten in place (same address, as a forward pass reuses its scratch) must
+    /// be repacked, and a slice of rows must give the rows' results of the whole.
+    /// </summary>
+    [Theory]
+    [InlineData(GgmlType.Q4_0)]
+    [InlineData(GgmlType.Q8_0)]
+    public void Tiles_RepackWhenActivationsChangeInPlace(GgmlType type)
+    {
+        Assert.True(WeightFormat.TryGet(type, out var fmt));
+        const int n = 256, nRows = 6, nActs = 11;
+        var rng = new Random(11);
+        long rowBytes = GgmlTypes.Info(type).RowBytes(n);
+        long actBytes = GgmlTypes.Info(fmt.VecDotType).RowBytes(n);
+        byte[] w = SelfTest.MakeBlocks(type, n * nRows, SelfTest.Fill.Random, rng);
+        byte[] acts = SelfTest.MakeBlocks(fmt.VecDotType, n * nActs, SelfTest.Fill.Random, rng);
+        var y = new float[nRows * nActs];
+        fixed (byte* pw = w)
+        fixed (byte* pa = acts)
+        fixed (float* py = y)
+        {
+            for (int round = 0; round < 4; round++)
+            {
+                // rows in two slices, as a forward pass hands them out: the second call hits the cache
+                fmt.VecDotTile(n, pw, rowBytes, 4, pa, actBytes, nActs, py, nRows);
+                fmt.VecDotTile(n, pw + 4 * rowBytes, rowBytes, nRows - 4, pa, actBytes, nActs, py + 4, nRows);
+                for (int k = 0; k < nActs; k++)
+                for (int r = 0; r < nRows; r++)
+                    Assert.True(SelfTest.SameFloat(fmt.VecDot(n, pw + r * rowBytes, pa + k * actBytes), y[k * nRows + r]), $"round {round} row {r} act {k}");
+                // change one quant of one activation in place (round 1) or everything (later rounds)
+                if (round == 0) acts[5 * actBytes + actBytes - 1] ^= 0x5A;
+                else SelfTest.MakeBlocks(fmt.VecDotType, n * nActs, SelfTest.Fill.Random, rng).CopyTo(acts, 0);
+            }
+        }
+    }
+
+    /// <summary>
     /// Throughput of each tile kernel on one TinyLlama-shaped product (256 rows × 2048 columns ×
     /// 128 activations), runs interleaved so that load from other processes hits all alike;
     /// reports the best of several runs in multiply-adds per second. Only asserts that each ran.
