@@ -15,8 +15,8 @@ internal static unsafe class MatMul
     /// <summary>Weight rows per work item of a single-token product (decode): ~40 KB of Q8_0 at 2048 columns, a few L1s' worth.</summary>
     internal const int DecodeChunkRows = 16;
 
-    /// <summary>Weight rows per work item of a batch product: the rows of one chunk stay in L2 while every activation tile passes.</summary>
-    internal const int BatchChunkRows = 16;
+    /// <summary>Weight rows per work item of a batch product: the rows of one chunk stay in L2 while every activation tile passes, and a tile kernel that repacks activations (AVX-512 Q4_0/Q8_0) repacks once per 64 rows.</summary>
+    internal const int BatchChunkRows = 64;
 
     /// <summary>Activation rows per <see cref="WeightFormat.VecDotTile"/> call.</summary>
     internal const int TileActs = 16;

@@ -21,6 +21,7 @@ internal static unsafe partial class Q4_0
     /// any int8 activation.)
     /// </code>
     /// </summary>
+    [MethodImpl(MethodImplOptions.AggressiveOptimization)]
     internal static float DotQ4_0Q8_0Avx2Fma(int n, byte* vx, byte* vy)
     {
         QuantMath.CheckBlocks(n, QK, "Q4_0");
@@ -70,6 +71,7 @@ internal static unsafe partial class Q4_0
     /// four tokens). Per (row, activation) pair the operations and their order are exactly
     /// <see cref="DotQ4_0Q8_0Avx2Fma"/>'s, so results are bit-identical to VecDot.
     /// </summary>
+    [MethodImpl(MethodImplOptions.AggressiveOptimization)]
     internal static void DotTileAvx2Fma(int n, byte* weights, long rowBytes, int nRows, byte* acts, long actStride, int nActs, float* y, long yStride)
     {
         QuantMath.CheckBlocks(n, QK, "Q4_0");

@@ -13,6 +13,7 @@ internal static unsafe partial class Q8_0
     /// Each half of the block is sign-extended to int16 and multiplied pairwise into int32
     /// (vpmaddwd), exact for any int8 values, -128 included.
     /// </summary>
+    [MethodImpl(MethodImplOptions.AggressiveOptimization)]
     internal static float DotQ8_0Q8_0Avx2Fma(int n, byte* vx, byte* vy)
     {
         QuantMath.CheckBlocks(n, QK, "Q8_0");
@@ -53,6 +54,7 @@ internal static unsafe partial class Q8_0
     /// once and met by four activation rows; per pair the operations and their order are
     /// <see cref="DotQ8_0Q8_0Avx2Fma"/>'s, so results are bit-identical to VecDot.
     /// </summary>
+    [MethodImpl(MethodImplOptions.AggressiveOptimization)]
     internal static void DotTileAvx2Fma(int n, byte* weights, long rowBytes, int nRows, byte* acts, long actStride, int nActs, float* y, long yStride)
     {
         QuantMath.CheckBlocks(n, QK, "Q8_0");
