@@ -204,17 +204,21 @@ internal static unsafe class SpecializedKernels
         int chunk = ChunkRows(n);
         pool.ForDynamic(rows, chunk, (long)cols * n, (start, end, _) =>
         {
-            int nr = end - start;
+            // ForDynamic runs a small job inline as one range: walk it a chunk at a time.
             float* tile = stackalloc float[MatMul.TileActs * chunk];
-            for (int a0 = 0; a0 < n; a0 += MatMul.TileActs)
+            for (int c = start; c < end; c += chunk)
             {
-                int nActs = Math.Min(MatMul.TileActs, n - a0);
-                Tile(fmt, cols, w + start * rowBytes, rowBytes, nr, act + a0 * actBytes, actBytes, nActs, tile, nr);
-                for (int a = 0; a < nActs; a++)
+                int nr = Math.Min(chunk, end - c);
+                for (int a0 = 0; a0 < n; a0 += MatMul.TileActs)
                 {
-                    float* xr = x + (long)(a0 + a) * xStride + start;
-                    float* tr = tile + a * nr;
-                    for (int r = 0; r < nr; r++) xr[r] += tr[r];
+                    int nActs = Math.Min(MatMul.TileActs, n - a0);
+                    Tile(fmt, cols, w + c * rowBytes, rowBytes, nr, act + a0 * actBytes, actBytes, nActs, tile, nr);
+                    for (int a = 0; a < nActs; a++)
+                    {
+                        float* xr = x + (long)(a0 + a) * xStride + c;
+                        float* tr = tile + a * nr;
+                        for (int r = 0; r < nr; r++) xr[r] += tr[r];
+                    }
                 }
             }
         });
@@ -243,26 +247,30 @@ internal static unsafe class SpecializedKernels
         int chunk = GateUpChunkRows(n, downAct.Type);
         var info = GgmlTypes.Info(downAct.Type);
         int sub = ChunkRows(n);
-        if (ffn % chunk != 0) throw new ArgumentException($"feed-forward length {ffn} is not a multiple of the work item ({chunk} rows)");
+        if (ffn % info.BlockSize != 0) throw new ArgumentException($"feed-forward length {ffn} is not a whole number of {GgmlTypes.Name(downAct.Type)} blocks");
         pool.ForDynamic(ffn, chunk, 2L * cols * n, (start, end, _) =>
         {
-            int nr = end - start;
             int tileActs = Math.Min(n, MatMul.TileActs);
-            float* tg = stackalloc float[tileActs * nr];
-            float* tu = stackalloc float[tileActs * nr];
-            for (int a0 = 0; a0 < n; a0 += MatMul.TileActs)
+            float* tg = stackalloc float[tileActs * chunk];
+            float* tu = stackalloc float[tileActs * chunk];
+            // ForDynamic runs a small job inline as one range: walk it a work item at a time.
+            for (int c = start; c < end; c += chunk)
             {
-                int nActs = Math.Min(MatMul.TileActs, n - a0);
-                for (int s = start; s < end; s += sub)
+                int nr = Math.Min(chunk, end - c);
+                for (int a0 = 0; a0 < n; a0 += MatMul.TileActs)
                 {
-                    int ns = Math.Min(sub, end - s);
-                    Tile(fg, cols, wg + s * gRowBytes, gRowBytes, ns, gAct + a0 * gActBytes, gActBytes, nActs, tg + (s - start), nr);
-                    Tile(fu, cols, wu + s * uRowBytes, uRowBytes, ns, uAct + a0 * uActBytes, uActBytes, nActs, tu + (s - start), nr);
+                    int nActs = Math.Min(MatMul.TileActs, n - a0);
+                    for (int s = c; s < c + nr; s += sub)
+                    {
+                        int ns = Math.Min(sub, c + nr - s);
+                        Tile(fg, cols, wg + s * gRowBytes, gRowBytes, ns, gAct + a0 * gActBytes, gActBytes, nActs, tg + (s - c), nr);
+                        Tile(fu, cols, wu + s * uRowBytes, uRowBytes, ns, uAct + a0 * uActBytes, uActBytes, nActs, tu + (s - c), nr);
+                    }
+                    Activations.SwiGlu(tg, tu, nActs * nr);
+                    long offset = (long)c / info.BlockSize * info.TypeSize;
+                    for (int a = 0; a < nActs; a++)
+                        ActivationQuantizer.QuantizeRow(downAct.Type, tg + a * nr, downAct.Data + (a0 + a) * downAct.RowBytes + offset, nr);
                 }
-                Activations.SwiGlu(tg, tu, nActs * nr);
-                long offset = (long)start / info.BlockSize * info.TypeSize;
-                for (int a = 0; a < nActs; a++)
-                    ActivationQuantizer.QuantizeRow(downAct.Type, tg + a * nr, downAct.Data + (a0 + a) * downAct.RowBytes + offset, nr);
             }
         });
     }
