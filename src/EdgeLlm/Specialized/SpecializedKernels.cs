@@ -22,13 +22,17 @@ internal static unsafe class SpecializedKernels
 
     /// <summary>
     /// The format generated code computes <paramref name="type"/> with (kept in a static readonly
-    /// field): the registered one, or for Q4_0 on AVX-512BW <see cref="Q4_0Avx512Format"/>, which
-    /// gives the registered format's bits (checked once here) faster.
+    /// field): the registered one. <see cref="Q4_0Avx512Format"/> (bit-identical, tested) is wired
+    /// through <see cref="Dots"/> but not handed out yet: measured on 2 shared cores its tile was
+    /// slower than the registered register tile (it unpacks each weight block once per activation
+    /// row, not once per four), and its decode gain was within the noise. Set
+    /// EDGELLM_SPECIALIZED_Q4_0_AVX512=1 to try it.
     /// </summary>
     public static WeightFormat Format(GgmlType type)
     {
         if (!WeightFormat.TryGet(type, out var f)) throw new NotSupportedException($"no weight format for {GgmlTypes.Name(type)}");
-        if (type == GgmlType.Q4_0 && Q4_0Avx512.AgreesWith(f)) return new Q4_0Avx512Format(f);
+        if (type == GgmlType.Q4_0 && Environment.GetEnvironmentVariable("EDGELLM_SPECIALIZED_Q4_0_AVX512") == "1" && Q4_0Avx512.AgreesWith(f))
+            return new Q4_0Avx512Format(f);
         return f;
     }
 
