@@ -192,8 +192,7 @@ public sealed partial class TransformerGenerator
             w.Line("byte* act = b.MatScratch;");
             w.Line($"const long ActBytes = {ActBytes(m.OutputType, m.Dim)}; // one row of Dim values in {outVdt}");
             w.Line("fixed (float* g = model.OutputNorm)");
-            w.Line("    for (int t = first; t < n; t++)");
-            w.Line($"        SpecializedKernels.NormQuantize(b.X + (long)t * Dim, g, b.Norm + (long)t * Dim, Dim, RmsEps, GgmlType.{outVdt}, act + (t - first) * ActBytes);");
+            w.Line($"    SpecializedKernels.NormQuantizeRows(b.Pool, outputRows, b.X + (long)first * Dim, g, b.Norm + (long)first * Dim, Dim, RmsEps, new(GgmlType.{outVdt}, act, ActBytes));");
             w.Line($"SpecializedKernels.Project({Fmt(m.OutputType)}, model.Output.Data, {RowBytes(m.OutputType, m.Dim)}, Vocab, Dim, act, ActBytes, outputRows, logits, Vocab, b.Pool);");
             w.Close();
             w.Line();
@@ -236,31 +235,24 @@ public sealed partial class TransformerGenerator
                 w.Line($"const long ActBytes{g} = {QuantSpec.Get(qkvGroups[g]).RowBytes(m.Dim)}; // Dim values in {qkvGroups[g]}");
             }
             w.Line("fixed (float* g = w.AttnNorm)");
-            w.Open("    for (int t = 0; t < n; t++)");
-            for (int g = 0; g < qkvGroups.Count; g++)
-                w.Line($"SpecializedKernels.NormQuantize(b.X + (long)t * Dim, g, b.Norm + (long)t * Dim, Dim, RmsEps, GgmlType.{qkvGroups[g]}, act{g} + t * ActBytes{g});");
-            w.Close();
+            w.Line("    SpecializedKernels.NormQuantizeRows(b.Pool, n, b.X, g, b.Norm, Dim, RmsEps, " + string.Join(", ", qkvGroups.Select((t, g) => $"new(GgmlType.{t}, act{g}, ActBytes{g})")) + ");");
             w.Line();
-            w.Line($"// Qcur, Kcur, Vcur{(m.QkvBias ? " (+ biases)" : "")}: one parallel pass over the {m.QueryLength} + {m.KvLength} + {m.KvLength} rows of Wq, Wk, Wv");
+            w.Line($"// Qcur, Kcur, Vcur{(m.QkvBias ? " (+ biases)" : "")} and rope: one parallel pass over the {m.QueryLength} + {m.KvLength} + {m.KvLength} rows of Wq, Wk, Wv,");
+            w.Line("// a head at a time, each Q/K head rotated at its token's position while it is hot");
             string bias(string name) => m.QkvBias ? "w." + name : "null";
-            w.Line("SpecializedKernels.Qkv(Dim, n, b.Pool,");
+            w.Line("SpecializedKernels.Qkv(Dim, n, HeadDim, b.Pool,");
             w.Line($"    new(Fmt: {Fmt(l.Wq)}, Weights: w.Wq.Data, RowBytes: {RowBytes(l.Wq, m.Dim)}, Rows: QLen, Act: {ActFor(qkvGroups, l.Wq)}, ActBytes: ActBytes{qkvGroups.IndexOf(VecDot(l.Wq))}, Bias: {bias("Bq")}, Y: b.Q),");
             w.Line($"    new(Fmt: {Fmt(l.Wk)}, Weights: w.Wk.Data, RowBytes: {RowBytes(l.Wk, m.Dim)}, Rows: KvLen, Act: {ActFor(qkvGroups, l.Wk)}, ActBytes: ActBytes{qkvGroups.IndexOf(VecDot(l.Wk))}, Bias: {bias("Bk")}, Y: b.K),");
-            w.Line($"    new(Fmt: {Fmt(l.Wv)}, Weights: w.Wv.Data, RowBytes: {RowBytes(l.Wv, m.Dim)}, Rows: KvLen, Act: {ActFor(qkvGroups, l.Wv)}, ActBytes: ActBytes{qkvGroups.IndexOf(VecDot(l.Wv))}, Bias: {bias("Bv")}, Y: b.V));");
+            w.Line($"    new(Fmt: {Fmt(l.Wv)}, Weights: w.Wv.Data, RowBytes: {RowBytes(l.Wv, m.Dim)}, Rows: KvLen, Act: {ActFor(qkvGroups, l.Wv)}, ActBytes: ActBytes{qkvGroups.IndexOf(VecDot(l.Wv))}, Bias: {bias("Bv")}, Y: b.V),");
+            w.Line($"    new(Cos: b.RopeCos, Sin: b.RopeSin, Pairs: RopePairs, Neox: {neox}));");
             w.Line();
-            w.Line("// rope at each token's position, then K and V to the f16 cache and attention over it");
-            w.Open("for (int t = 0; t < n; t++)");
-            w.Line("float* cos = b.RopeCos + (long)t * RopePairs;");
-            w.Line("float* sin = b.RopeSin + (long)t * RopePairs;");
-            w.Line($"Rope.Apply(b.Q + (long)t * QLen, Heads, HeadDim, HeadDim, cos, sin, neox: {neox});");
-            w.Line($"Rope.Apply(b.K + (long)t * KvLen, KvHeads, HeadDim, HeadDim, cos, sin, neox: {neox});");
-            w.Close();
+            w.Line("// K and V to the f16 cache, attention over it");
             w.Line("b.Kv.Store(il, b.StartPos, b.K, b.V, n);");
             w.Line("Attention.Forward(b.Q, n, b.StartPos, b.Kv.K(il), b.Kv.VT(il), b.Kv.ContextLength, Heads, KvHeads, HeadDim, b.AttnOut, b.AttnScratch, b.Pool);");
             w.Line();
             w.Line($"// attn_output with the residual add fused into the tile (x += Wo · kqv_out; no separate pass over a projection buffer)");
             w.Line($"const long ActBytesO = {ActBytes(l.Wo, m.QueryLength)}; // QLen values in {VecDot(l.Wo)}");
-            w.Line($"for (int t = 0; t < n; t++) ActivationQuantizer.QuantizeRow(GgmlType.{VecDot(l.Wo)}, b.AttnOut + (long)t * QLen, b.MatScratch + t * ActBytesO, QLen);");
+            w.Line($"SpecializedKernels.QuantizeRows(b.Pool, n, b.AttnOut, QLen, new(GgmlType.{VecDot(l.Wo)}, b.MatScratch, ActBytesO));");
             w.Line($"SpecializedKernels.Residual({Fmt(l.Wo)}, w.Wo.Data, {RowBytes(l.Wo, m.QueryLength)}, Dim, QLen, b.MatScratch, ActBytesO, n, b.X, Dim, b.Pool);");
             w.Line();
 
@@ -274,21 +266,18 @@ public sealed partial class TransformerGenerator
                 w.Line($"const long FActBytes{g} = {QuantSpec.Get(ffnGroups[g]).RowBytes(m.Dim)}; // Dim values in {ffnGroups[g]}");
             }
             w.Line("fixed (float* g = w.FfnNorm)");
-            w.Open("    for (int t = 0; t < n; t++)");
-            for (int g = 0; g < ffnGroups.Count; g++)
-                w.Line($"SpecializedKernels.NormQuantize(b.X + (long)t * Dim, g, b.Norm + (long)t * Dim, Dim, RmsEps, GgmlType.{ffnGroups[g]}, fact{g} + t * FActBytes{g});");
-            w.Close();
+            w.Line("    SpecializedKernels.NormQuantizeRows(b.Pool, n, b.X, g, b.Norm, Dim, RmsEps, " + string.Join(", ", ffnGroups.Select((t, g) => $"new(GgmlType.{t}, fact{g}, FActBytes{g})")) + ");");
             w.Line();
-            w.Line("// gate and up in one pass, SiLU(gate) * up applied to each tile while it is in L1 (ffn_gate, ffn_up, ffn_silu, ffn_gate_par)");
+            w.Line("// gate and up in one pass, SiLU(gate) * up applied to each tile while it is in L1 and converted straight to");
+            w.Line($"// ffn_down's activation type {VecDot(l.Down)} (ffn_gate, ffn_up, ffn_silu, ffn_gate_par); b.Gate holds the converted rows");
+            w.Line($"const long ActBytesD = {ActBytes(l.Down, m.FeedForward)}; // Ffn values in {VecDot(l.Down)}");
             w.Line("SpecializedKernels.GateUpSwiGlu(Dim, Ffn, n, b.Pool,");
             w.Line($"    {Fmt(l.Gate)}, w.Gate.Data, {RowBytes(l.Gate, m.Dim)}, fact{ffnGroups.IndexOf(VecDot(l.Gate))}, FActBytes{ffnGroups.IndexOf(VecDot(l.Gate))},");
             w.Line($"    {Fmt(l.Up)}, w.Up.Data, {RowBytes(l.Up, m.Dim)}, fact{ffnGroups.IndexOf(VecDot(l.Up))}, FActBytes{ffnGroups.IndexOf(VecDot(l.Up))},");
-            w.Line("    b.Gate);");
+            w.Line($"    new(GgmlType.{VecDot(l.Down)}, (byte*)b.Gate, ActBytesD));");
             w.Line();
             w.Line("// ffn_down with the residual add fused (l_out)");
-            w.Line($"const long ActBytesD = {ActBytes(l.Down, m.FeedForward)}; // Ffn values in {VecDot(l.Down)}");
-            w.Line($"for (int t = 0; t < n; t++) ActivationQuantizer.QuantizeRow(GgmlType.{VecDot(l.Down)}, b.Gate + (long)t * Ffn, b.MatScratch + t * ActBytesD, Ffn);");
-            w.Line($"SpecializedKernels.Residual({Fmt(l.Down)}, w.Down.Data, {RowBytes(l.Down, m.FeedForward)}, Dim, Ffn, b.MatScratch, ActBytesD, n, b.X, Dim, b.Pool);");
+            w.Line($"SpecializedKernels.Residual({Fmt(l.Down)}, w.Down.Data, {RowBytes(l.Down, m.FeedForward)}, Dim, Ffn, (byte*)b.Gate, ActBytesD, n, b.X, Dim, b.Pool);");
             w.Close();
             w.Line();
         }

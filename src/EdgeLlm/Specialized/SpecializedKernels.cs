@@ -6,17 +6,55 @@ namespace EdgeLlm.Specialized;
 
 /// <summary>
 /// The fused steps generated forward passes call. Each keeps the generic path's arithmetic per
-/// value (the same RmsNorm, activation quantizers, VecDotTile and SwiGlu, and x + y for residuals)
-/// and changes only how many passes over memory and how many thread hand-offs a layer takes.
+/// value (the same RmsNorm, activation quantizers, VecDot/VecDotTile, Rope and SwiGlu, and x + y
+/// for residuals) and changes only how many passes over memory and how many thread hand-offs a
+/// layer takes. Products are split the way <see cref="MatMul"/> splits them (chunks of weight rows
+/// handed out from a shared counter, <see cref="MatMul.TileActs"/> activation rows per tile), so a
+/// prompt gets the same cache behaviour and tile kernels as the generic path.
 /// </summary>
 internal static unsafe class SpecializedKernels
 {
-    /// <summary>Rows per tile when a tile's results are post-processed on the stack (residual add, SwiGLU).</summary>
-    private const int TileRows = 8;
+    /// <summary>Norm/quantize/rope passes over a batch run on the pool from this many values (the generic path's threshold).</summary>
+    private const long MinParallelElements = 1 << 16;
 
-    /// <summary>The registered format of <paramref name="type"/> (generated code keeps it in a static readonly field).</summary>
-    public static WeightFormat Format(GgmlType type) =>
-        WeightFormat.TryGet(type, out var f) ? f : throw new NotSupportedException($"no weight format for {GgmlTypes.Name(type)}");
+    /// <summary>Weight rows per work item: the generic path's chunks (decode and batch).</summary>
+    public static int ChunkRows(int n) => n == 1 ? MatMul.DecodeChunkRows : MatMul.BatchChunkRows;
+
+    /// <summary>
+    /// The format generated code computes <paramref name="type"/> with (kept in a static readonly
+    /// field): the registered one. <see cref="Q4_0Avx512Format"/> (bit-identical, tested) is wired
+    /// through <see cref="Dots"/> but not handed out yet: measured on 2 shared cores its tile was
+    /// slower than the registered register tile (it unpacks each weight block once per activation
+    /// row, not once per four), and its decode gain was within the noise. Set
+    /// EDGELLM_SPECIALIZED_Q4_0_AVX512=1 to try it.
+    /// </summary>
+    public static WeightFormat Format(GgmlType type)
+    {
+        if (!WeightFormat.TryGet(type, out var f)) throw new NotSupportedException($"no weight format for {GgmlTypes.Name(type)}");
+        if (type == GgmlType.Q4_0 && Environment.GetEnvironmentVariable("EDGELLM_SPECIALIZED_Q4_0_AVX512") == "1" && Q4_0Avx512.AgreesWith(f))
+            return new Q4_0Avx512Format(f);
+        return f;
+    }
+
+    /// <summary>y[r] = VecDot(row r, act) for <paramref name="nRows"/> consecutive rows (a single token's product).</summary>
+    private static void Dots(WeightFormat fmt, int cols, byte* w, long rowBytes, int nRows, byte* act, float* y)
+    {
+        if (fmt is Q4_0Avx512Format q)
+        {
+            q.VecDotRows(cols, w, rowBytes, nRows, act, y);
+            return;
+        }
+        for (int r = 0; r < nRows; r++) y[r] = fmt.VecDot(cols, w + r * rowBytes, act);
+    }
+
+    /// <summary>Activation rows in one vec-dot type: where they go and how far apart they are.</summary>
+    public readonly struct ActRows(GgmlType type, byte* data, long rowBytes)
+    {
+        public GgmlType Type { get; } = type;
+        public byte* Data { get; } = data;
+        public long RowBytes { get; } = rowBytes;
+        public bool IsSet => Data != null;
+    }
 
     /// <summary>
     /// dst = convert(rmsnorm(x) ⊙ g) to <paramref name="vecDotType"/>; <paramref name="tmp"/> holds the
@@ -33,7 +71,63 @@ internal static unsafe class SpecializedKernels
         ActivationQuantizer.QuantizeRow(vecDotType, tmp, dst, n);
     }
 
-    /// <summary>One projection of a fused Q/K/V pass: y[t, r] = W[r] · act[t] (+ bias[r]).</summary>
+    /// <summary>
+    /// For each of <paramref name="n"/> tokens: rmsnorm(x) ⊙ g, converted once per activation type
+    /// (<paramref name="a0"/>, and <paramref name="a1"/>/<paramref name="a2"/> when set) while the row
+    /// is in L1. Tokens run in parallel when the batch is large (the generic path's norm and
+    /// quantize passes, in one hand-off instead of two per matrix).
+    /// </summary>
+    public static void NormQuantizeRows(WorkerPool pool, int n, float* x, float* g, float* norm, int dim, float eps, ActRows a0, ActRows a1 = default, ActRows a2 = default)
+    {
+        pool.For(n, dim, (start, end, _) =>
+        {
+            for (int t = start; t < end; t++)
+            {
+                float* xr = x + (long)t * dim, tmp = norm + (long)t * dim;
+                NormQuantize(xr, g, tmp, dim, eps, a0.Type, a0.Data + t * a0.RowBytes);
+                // Further types reuse the normalized row (F32 targets never need it: they were first).
+                if (a1.IsSet) Quantize(a0, t, tmp, dim, a1);
+                if (a2.IsSet) Quantize(a0, t, tmp, dim, a2);
+            }
+        }, minParallelWork: MinParallelElements);
+    }
+
+    private static void Quantize(in ActRows first, int t, float* tmp, int dim, in ActRows target)
+    {
+        // When the first target was F32, the normalized row lives in its activation row, not tmp.
+        float* src = first.Type == GgmlType.F32 ? (float*)(first.Data + t * first.RowBytes) : tmp;
+        ActivationQuantizer.QuantizeRow(target.Type, src, target.Data + t * target.RowBytes, dim);
+    }
+
+    /// <summary>act[t] = convert(x[t]) for <paramref name="n"/> rows of <paramref name="cols"/> floats (parallel for a large batch, as MatMul's conversion).</summary>
+    public static void QuantizeRows(WorkerPool pool, int n, float* x, int cols, ActRows act)
+    {
+        pool.For(n, cols, (start, end, _) =>
+        {
+            for (int t = start; t < end; t++)
+                ActivationQuantizer.QuantizeRow(act.Type, x + (long)t * cols, act.Data + t * act.RowBytes, cols);
+        }, minParallelWork: MinParallelElements);
+    }
+
+    /// <summary>
+    /// y[t, r] for weight rows [r0, r1) and every token: one VecDot per row for a single token,
+    /// else tiles of <see cref="MatMul.TileActs"/> activation rows (MatMul.RowRange's order).
+    /// </summary>
+    private static void Rows(WeightFormat fmt, byte* w, long rowBytes, int cols, int r0, int r1, byte* act, long actBytes, int n, float* y, long yStride)
+    {
+        if (n == 1)
+        {
+            Dots(fmt, cols, w + r0 * rowBytes, rowBytes, r1 - r0, act, y + r0);
+            return;
+        }
+        for (int a0 = 0; a0 < n; a0 += MatMul.TileActs)
+        {
+            int nActs = Math.Min(MatMul.TileActs, n - a0);
+            fmt.VecDotTile(cols, w + r0 * rowBytes, rowBytes, r1 - r0, act + a0 * actBytes, actBytes, nActs, y + a0 * yStride + r0, yStride);
+        }
+    }
+
+    /// <summary>One projection of a fused Q/K/V pass: y[t, r] = W[r] · act[t] (+ bias[r]), rows <see cref="Rows"/> floats apart.</summary>
     public readonly struct Projection(WeightFormat Fmt, byte* Weights, long RowBytes, int Rows, byte* Act, long ActBytes, float[]? Bias, float* Y)
     {
         public WeightFormat Fmt { get; } = Fmt;
@@ -46,42 +140,63 @@ internal static unsafe class SpecializedKernels
         public float* Y { get; } = Y;
     }
 
-    /// <summary>
-    /// Q, K and V in one parallel pass: their rows are one range split across threads, so there is
-    /// one hand-off instead of three, and each reads the activations converted once.
-    /// </summary>
-    public static void Qkv(int cols, int n, WorkerPool pool, Projection q, Projection k, Projection v)
+    /// <summary>Rotary embedding applied in the Q/K epilogue: each token's angles and the pair layout.</summary>
+    public readonly struct RopeAngles(float* Cos, float* Sin, int Pairs, bool Neox)
     {
-        int total = q.Rows + k.Rows + v.Rows;
-        pool.For(total, (long)cols * n, (start, end, _) =>
+        public float* Cos { get; } = Cos;
+        public float* Sin { get; } = Sin;
+        public int Pairs { get; } = Pairs;
+        public bool Neox { get; } = Neox;
+    }
+
+    /// <summary>
+    /// Q, K and V in one parallel pass, bias and rope included: their rows form one range that
+    /// workers take a head (<paramref name="headDim"/> rows) at a time, so there is one hand-off
+    /// instead of three (plus the rope pass), each reads the activations converted once, and each
+    /// Q/K head is rotated while its rows are hot. Per value: the same dot products, then + bias,
+    /// then Rope.Apply on the head, as the generic path does in separate passes.
+    /// </summary>
+    public static void Qkv(int cols, int n, int headDim, WorkerPool pool, Projection q, Projection k, Projection v, RopeAngles rope)
+    {
+        int heads = (q.Rows + k.Rows + v.Rows) / headDim;
+        int qHeads = q.Rows / headDim, kHeads = k.Rows / headDim;
+        pool.ForDynamic(heads, 1, (long)headDim * cols * n, (start, end, _) =>
         {
-            Segment(q, cols, n, start, end, 0);
-            Segment(k, cols, n, start, end, q.Rows);
-            Segment(v, cols, n, start, end, q.Rows + k.Rows);
+            for (int h = start; h < end; h++)
+            {
+                if (h < qHeads) Head(q, cols, n, h * headDim, headDim, rope);
+                else if (h < qHeads + kHeads) Head(k, cols, n, (h - qHeads) * headDim, headDim, rope);
+                else Head(v, cols, n, (h - qHeads - kHeads) * headDim, headDim, default);
+            }
         });
     }
 
-    private static void Segment(in Projection p, int cols, int n, int start, int end, int offset)
+    private static void Head(in Projection p, int cols, int n, int r0, int headDim, in RopeAngles rope)
     {
-        int lo = Math.Max(start, offset), hi = Math.Min(end, offset + p.Rows);
-        if (lo >= hi) return;
-        int r0 = lo - offset, rows = hi - lo;
-        p.Fmt.VecDotTile(cols, p.Weights + r0 * p.RowBytes, p.RowBytes, rows, p.Act, p.ActBytes, n, p.Y + r0, p.Rows);
-        if (p.Bias is null) return;
-        // + bias while the rows are hot (generic: Activations.AddBias afterwards; same single addition)
-        fixed (float* bias = p.Bias)
-            for (int t = 0; t < n; t++)
-            {
-                float* y = p.Y + (long)t * p.Rows;
-                for (int r = r0; r < r0 + rows; r++) y[r] += bias[r];
-            }
+        // Chunks of the generic size inside the head, so a batch meets the same tiles.
+        int chunk = ChunkRows(n);
+        for (int c = r0; c < r0 + headDim; c += chunk)
+            Rows(p.Fmt, p.Weights, p.RowBytes, cols, c, Math.Min(r0 + headDim, c + chunk), p.Act, p.ActBytes, n, p.Y, p.Rows);
+        if (p.Bias is not null)
+        {
+            // + bias while the rows are hot (generic: Activations.AddBias afterwards; same single addition)
+            fixed (float* bias = p.Bias)
+                for (int t = 0; t < n; t++)
+                {
+                    float* y = p.Y + (long)t * p.Rows;
+                    for (int r = r0; r < r0 + headDim; r++) y[r] += bias[r];
+                }
+        }
+        if (rope.Cos == null) return;
+        for (int t = 0; t < n; t++)
+            Rope.Apply(p.Y + (long)t * p.Rows + r0, 1, headDim, headDim, rope.Cos + (long)t * rope.Pairs, rope.Sin + (long)t * rope.Pairs, rope.Neox);
     }
 
     /// <summary>y[t, r] = W[r] · act[t] for all <paramref name="rows"/> rows (y rows <paramref name="yStride"/> apart).</summary>
     public static void Project(WeightFormat fmt, byte* w, long rowBytes, int rows, int cols, byte* act, long actBytes, int n, float* y, int yStride, WorkerPool pool)
     {
-        pool.For(rows, (long)cols * n, (start, end, _) =>
-            fmt.VecDotTile(cols, w + start * rowBytes, rowBytes, end - start, act, actBytes, n, y + start, yStride));
+        pool.ForDynamic(rows, ChunkRows(n), (long)cols * n, (start, end, _) =>
+            Rows(fmt, w, rowBytes, cols, start, end, act, actBytes, n, y, yStride));
     }
 
     /// <summary>
@@ -90,45 +205,85 @@ internal static unsafe class SpecializedKernels
     /// </summary>
     public static void Residual(WeightFormat fmt, byte* w, long rowBytes, int rows, int cols, byte* act, long actBytes, int n, float* x, int xStride, WorkerPool pool)
     {
-        pool.For(rows, (long)cols * n, (start, end, _) =>
+        int chunk = ChunkRows(n);
+        pool.ForDynamic(rows, chunk, (long)cols * n, (start, end, _) =>
         {
-            float* tile = stackalloc float[TileRows * n];
-            for (int r0 = start; r0 < end; r0 += TileRows)
+            // ForDynamic runs a small job inline as one range: walk it a chunk at a time.
+            float* tile = stackalloc float[MatMul.TileActs * chunk];
+            for (int c = start; c < end; c += chunk)
             {
-                int nr = Math.Min(TileRows, end - r0);
-                fmt.VecDotTile(cols, w + r0 * rowBytes, rowBytes, nr, act, actBytes, n, tile, nr);
-                for (int t = 0; t < n; t++)
+                int nr = Math.Min(chunk, end - c);
+                for (int a0 = 0; a0 < n; a0 += MatMul.TileActs)
                 {
-                    float* xr = x + (long)t * xStride + r0;
-                    float* tr = tile + t * nr;
-                    for (int r = 0; r < nr; r++) xr[r] += tr[r];
+                    int nActs = Math.Min(MatMul.TileActs, n - a0);
+                    Tile(fmt, cols, w + c * rowBytes, rowBytes, nr, act + a0 * actBytes, actBytes, nActs, tile, nr);
+                    for (int a = 0; a < nActs; a++)
+                    {
+                        float* xr = x + (long)(a0 + a) * xStride + c;
+                        float* tr = tile + a * nr;
+                        for (int r = 0; r < nr; r++) xr[r] += tr[r];
+                    }
                 }
             }
         });
     }
 
+    /// <summary>Weight rows per work item of <see cref="GateUpSwiGlu"/>: a whole number of the down projection's activation blocks and of the generic chunk.</summary>
+    public static int GateUpChunkRows(int n, GgmlType downActType)
+    {
+        int block = GgmlTypes.Info(downActType).BlockSize;
+        int chunk = ChunkRows(n);
+        return block % chunk == 0 ? block : chunk % block == 0 ? chunk : block * chunk;
+    }
+
     /// <summary>
-    /// gate[t, r] = silu(Wgate[r] · act[t]) · (Wup[r] · act[t]) in one pass: each tile of gate and
-    /// up rows is combined on the stack, so neither product is written out and read back.
+    /// downAct[t] = convert(silu(Wgate · act[t]) ⊙ (Wup · act[t])) in one pass: each tile of gate and
+    /// up rows is combined on the stack and converted straight to the down projection's activation
+    /// type (whole blocks per work item, as a block only depends on its own values), so neither
+    /// product nor the SwiGLU result is written out as floats and read back, and the conversion
+    /// pass before ffn_down disappears. Per value: the same dots, the same SwiGlu, the same quantizer.
     /// </summary>
     public static void GateUpSwiGlu(int cols, int ffn, int n, WorkerPool pool,
         WeightFormat fg, byte* wg, long gRowBytes, byte* gAct, long gActBytes,
         WeightFormat fu, byte* wu, long uRowBytes, byte* uAct, long uActBytes,
-        float* gateOut)
+        ActRows downAct)
     {
-        pool.For(ffn, 2L * cols * n, (start, end, _) =>
+        int chunk = GateUpChunkRows(n, downAct.Type);
+        var info = GgmlTypes.Info(downAct.Type);
+        int sub = ChunkRows(n);
+        if (ffn % info.BlockSize != 0) throw new ArgumentException($"feed-forward length {ffn} is not a whole number of {GgmlTypes.Name(downAct.Type)} blocks");
+        pool.ForDynamic(ffn, chunk, 2L * cols * n, (start, end, _) =>
         {
-            float* tg = stackalloc float[TileRows * n];
-            float* tu = stackalloc float[TileRows * n];
-            for (int r0 = start; r0 < end; r0 += TileRows)
+            int tileActs = Math.Min(n, MatMul.TileActs);
+            float* tg = stackalloc float[tileActs * chunk];
+            float* tu = stackalloc float[tileActs * chunk];
+            // ForDynamic runs a small job inline as one range: walk it a work item at a time.
+            for (int c = start; c < end; c += chunk)
             {
-                int nr = Math.Min(TileRows, end - r0);
-                fg.VecDotTile(cols, wg + r0 * gRowBytes, gRowBytes, nr, gAct, gActBytes, n, tg, nr);
-                fu.VecDotTile(cols, wu + r0 * uRowBytes, uRowBytes, nr, uAct, uActBytes, n, tu, nr);
-                Activations.SwiGlu(tg, tu, nr * n);
-                for (int t = 0; t < n; t++)
-                    Buffer.MemoryCopy(tg + t * nr, gateOut + (long)t * ffn + r0, nr * sizeof(float), nr * sizeof(float));
+                int nr = Math.Min(chunk, end - c);
+                for (int a0 = 0; a0 < n; a0 += MatMul.TileActs)
+                {
+                    int nActs = Math.Min(MatMul.TileActs, n - a0);
+                    for (int s = c; s < c + nr; s += sub)
+                    {
+                        int ns = Math.Min(sub, c + nr - s);
+                        Tile(fg, cols, wg + s * gRowBytes, gRowBytes, ns, gAct + a0 * gActBytes, gActBytes, nActs, tg + (s - c), nr);
+                        Tile(fu, cols, wu + s * uRowBytes, uRowBytes, ns, uAct + a0 * uActBytes, uActBytes, nActs, tu + (s - c), nr);
+                    }
+                    Activations.SwiGlu(tg, tu, nActs * nr);
+                    long offset = (long)c / info.BlockSize * info.TypeSize;
+                    for (int a = 0; a < nActs; a++)
+                        ActivationQuantizer.QuantizeRow(downAct.Type, tg + a * nr, downAct.Data + (a0 + a) * downAct.RowBytes + offset, nr);
+                }
             }
         });
+    }
+
+    private static void Tile(WeightFormat fmt, int cols, byte* w, long rowBytes, int nRows, byte* act, long actBytes, int nActs, float* y, long yStride)
+    {
+        if (nActs == 1)
+            Dots(fmt, cols, w, rowBytes, nRows, act, y);
+        else
+            fmt.VecDotTile(cols, w, rowBytes, nRows, act, actBytes, nActs, y, yStride);
     }
 }

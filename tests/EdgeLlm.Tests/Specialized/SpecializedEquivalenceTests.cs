@@ -93,7 +93,8 @@ public class SpecializedEquivalenceTests(ITestOutputHelper output)
             generated.Add(next);
             if (i + 1 < story.GreedyIds.Length) next = GoldenCase.ArgMax(ctx.Eval([next]));
         }
-        Assert.Equal(before + story.GreedyIds.Length, m.Specialization.Runs);
+        // At least: other test classes may run the same (shared) specialization concurrently.
+        Assert.True(m.Specialization.Runs >= before + story.GreedyIds.Length, "the specialized forward pass did not run for every token");
         Assert.Equal(story.GreedyIds, generated);
     }
 
