@@ -153,6 +153,9 @@ public sealed class EdgeLlmChatClient : AI.IChatClient
     /// <summary>Tokens the context holds.</summary>
     public int ContextLength => _context.ContextLength;
 
+    /// <summary>The generator (for tests: its context's position shows a generation's progress from another thread).</summary>
+    internal TextGenerator Generator => _generator;
+
     /// <inheritdoc/>
     /// <exception cref="ArgumentException">a bad option (the message names it), an empty conversation, or a prompt that does not fit (<see cref="PromptTooLongException"/>)</exception>
     /// <exception cref="NotSupportedException">a message carries content other than text (images, tool calls, …)</exception>

@@ -82,20 +82,23 @@ public sealed class EdgeLlmChatClientTests(TemplatedStoriesModel model, ITestOut
         Assert.Equal(client.ModelId, response.ModelId);
         Assert.Equal(ChatRole.Assistant, response.Messages.Single().Role);
 
-        // Streamed: the call returns at once, and the first MoveNextAsync is still pending (the generation runs elsewhere).
+        // Streamed. The generation runs on a worker thread: while this thread holds on to the first piece
+        // without asking for more, the context keeps evaluating tokens.
         var updates = new List<ChatResponseUpdate>();
         var watch = Stopwatch.StartNew();
         var stream = client.GetStreamingResponseAsync(Ask("Tell me about a cat."), Greedy);
         await using (var e = stream.GetAsyncEnumerator())
         {
-            var first = e.MoveNextAsync();
-            bool pending = !first.IsCompleted;
-            Assert.True(await first);
+            Assert.True(await e.MoveNextAsync());
             double firstMs = watch.Elapsed.TotalMilliseconds;
             updates.Add(e.Current);
+            int atFirst = client.Generator.Context.Position;
+            bool advanced = SpinWait.SpinUntil(() => client.Generator.Context.Position >= atFirst + 10, TimeSpan.FromSeconds(30));
+            int meanwhile = client.Generator.Context.Position;
             while (await e.MoveNextAsync()) updates.Add(e.Current);
-            output.WriteLine($"streamed: {updates.Count} updates, first after {firstMs:F1} ms, all after {watch.Elapsed.TotalMilliseconds:F1} ms; first MoveNextAsync pending: {pending}");
-            Assert.True(pending, "the first MoveNextAsync completed synchronously: the generation ran on the caller's thread");
+            output.WriteLine($"streamed: {updates.Count} updates, first after {firstMs:F1} ms, all after {watch.Elapsed.TotalMilliseconds:F1} ms; " +
+                $"position {atFirst} at the first piece, {meanwhile} while the consumer waited");
+            Assert.True(advanced, "the generation did not go on while the consumer held the first piece: it runs on the consumer's thread");
         }
         string streamed = string.Concat(updates.Select(u => u.Text));
         Assert.Equal(response.Text, streamed);
@@ -181,11 +184,24 @@ public sealed class EdgeLlmChatClientTests(TemplatedStoriesModel model, ITestOut
         output.WriteLine($"cancelled after {pieces} piece(s), {watch.Elapsed.TotalMilliseconds:F1} ms");
         Assert.InRange(pieces, 1, 3);
 
-        // During a non-streamed generation: cancel while it runs (an unlimited generation in a 4096-token context takes seconds).
-        using var cts2 = new CancellationTokenSource(TimeSpan.FromMilliseconds(50));
-        watch.Restart();
-        await Assert.ThrowsAnyAsync<OperationCanceledException>(() => client.GetResponseAsync(Ask("Tell me a long story."), new ChatOptions { Temperature = 0, StopSequences = ["\u0001never"] }, cts2.Token));
-        output.WriteLine($"non-streamed cancel returned after {watch.Elapsed.TotalMilliseconds:F1} ms");
+        // During a non-streamed generation: a watcher cancels as soon as the context holds a generated token.
+        using var cts2 = new CancellationTokenSource();
+        using var freshForCancel = NewClient(contextLength: 4096); // position 0: no earlier request's tokens to mistake for progress
+        int promptTokens = client.Tokenizer.Encode("Q: Tell me a long story.\nA:", addSpecial: true, parseSpecial: true).Length;
+        var call = freshForCancel.GetResponseAsync(Ask("Tell me a long story."), new ChatOptions { Temperature = 0 }, cts2.Token);
+        var watcher = Task.Run(() =>
+        {
+            var spin = Stopwatch.StartNew();
+            while (freshForCancel.Generator.Context.Position <= promptTokens && !call.IsCompleted && spin.Elapsed < TimeSpan.FromSeconds(30)) Thread.SpinWait(20);
+            int seen = freshForCancel.Generator.Context.Position;
+            cts2.Cancel();
+            return seen;
+        });
+        await Assert.ThrowsAnyAsync<OperationCanceledException>(() => call);
+        int positionAtCancel = await watcher;
+        output.WriteLine($"non-streamed: cancelled at position {positionAtCancel} (prompt {promptTokens} tokens), stopped at {freshForCancel.Generator.Context.Position}");
+        Assert.True(positionAtCancel > promptTokens, "the watcher saw no generated token");
+        Assert.True(freshForCancel.Generator.Context.Position < positionAtCancel + 8, "the generation went on after the cancellation");
 
         // Abandoning an enumeration early (break) also stops the worker and frees the client.
         await foreach (var u in client.GetStreamingResponseAsync(Ask("Tell me a long story."), new ChatOptions { Temperature = 0 }))
