@@ -73,6 +73,11 @@ cat > "$app/App.csproj" <<XML
   </ItemGroup>
 </Project>
 XML
+# Stop MSBuild's upward search, so that a work folder inside the repository (artifacts/) does not pick up
+# the repository's Directory.Build.props and central package versions: the app is a stranger's project.
+echo '<Project />' > "$app/Directory.Build.props"
+echo '<Project />' > "$app/Directory.Build.targets"
+echo '<Project />' > "$app/Directory.Packages.props"
 cache=${NUGET_PACKAGES:-$HOME/.nuget/packages}
 cat > "$app/nuget.config" <<XML
 <?xml version="1.0" encoding="utf-8"?>
@@ -89,7 +94,6 @@ cat > "$app/nuget.config" <<XML
   </packageSources>
 </configuration>
 XML
-# Outside the repository: the repo's Directory.Build.props / Directory.Packages.props / global.json must not apply.
 echo "== restore, build, run ($app)"
 (cd "$app" && dotnet restore --ignore-failed-sources --disable-build-servers -nologo >"$work/restore.log" 2>&1) \
   || { cat "$work/restore.log" >&2; echo "pack-and-run.sh: restore failed" >&2; exit 1; }

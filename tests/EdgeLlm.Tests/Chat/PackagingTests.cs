@@ -48,7 +48,7 @@ public sealed class PackagingTests(ITestOutputHelper output)
         Assert.True(p.ExitCode == 0, $"tests/packaging/pack-and-run.sh exited with {p.ExitCode}:\n{log}");
         Assert.Contains("pack-and-run.sh: the README example ran from the package", log, StringComparison.Ordinal);
         // The example's first answer (greedy, 40 tokens) ends by length, and reports its token counts.
-        Assert.Matches(@"\[Length: \d+ prompt \+ 40 generated tokens\]", log);
+        Assert.Matches(@"\[length: \d+ prompt \+ 40 generated tokens\]", log);
     }
 
     private static string RepositoryRoot()
