@@ -15,8 +15,14 @@ model=$shared/models/stories260K.gguf
 if [ $# -ge 1 ]; then work=$1; rm -rf "$work"; mkdir -p "$work"; else work=$(mktemp -d); trap 'rm -rf "$work"' EXIT; fi
 export DOTNET_CLI_TELEMETRY_OPTOUT=1 DOTNET_NOLOGO=1
 
-echo "== pack"
-dotnet pack "$root/src/EdgeLlm" -c Release -o "$work/feed" --disable-build-servers -nologo >"$work/pack.log" 2>&1 \
+# EDGELLM_PACK_NO_BUILD=1 packs the existing build of EDGELLM_PACK_CONFIGURATION (default Release) without
+# building or restoring: the xunit test sets it, since its own build just produced that output and a build
+# here could race with the NativeAOT publish that NativeAbiTests runs at the same time on src/EdgeLlm/obj.
+config=${EDGELLM_PACK_CONFIGURATION:-Release}
+pack_args=(-c "$config" -o "$work/feed" --disable-build-servers -nologo)
+[ "${EDGELLM_PACK_NO_BUILD:-0}" = 1 ] && pack_args+=(--no-build)
+echo "== pack ($config${EDGELLM_PACK_NO_BUILD:+, no build})"
+dotnet pack "$root/src/EdgeLlm" "${pack_args[@]}" >"$work/pack.log" 2>&1 \
   || { cat "$work/pack.log" >&2; echo "pack-and-run.sh: dotnet pack failed" >&2; exit 1; }
 pkgs=("$work"/feed/EdgeLlm.*.nupkg)
 [ ${#pkgs[@]} -eq 1 ] && [ -f "${pkgs[0]}" ] || { echo "pack-and-run.sh: expected one EdgeLlm.*.nupkg, found: ${pkgs[*]}" >&2; exit 1; }

@@ -28,6 +28,10 @@ public sealed class PackagingTests(ITestOutputHelper output)
         psi.ArgumentList.Add(Path.Combine(root, "tests", "packaging", "pack-and-run.sh"));
         psi.ArgumentList.Add(work);
         psi.Environment["EDGELLM_SHARED"] = SharedData.Root; // throws (fails the test) when ../shared is missing
+        // Pack what this test run's build produced (src/EdgeLlm is a dependency of the tests) instead of building
+        // again, which could race with the NativeAOT publish of NativeAbiTests running alongside.
+        psi.Environment["EDGELLM_PACK_NO_BUILD"] = "1";
+        psi.Environment["EDGELLM_PACK_CONFIGURATION"] = BuildConfiguration;
 
         var text = new StringBuilder();
         using var p = new Process { StartInfo = psi };
@@ -50,6 +54,12 @@ public sealed class PackagingTests(ITestOutputHelper output)
         // The example's first answer (greedy, 40 tokens) ends by length, and reports its token counts.
         Assert.Matches(@"\[length: \d+ prompt \+ 40 generated tokens\]", log);
     }
+
+#if DEBUG
+    private const string BuildConfiguration = "Debug";
+#else
+    private const string BuildConfiguration = "Release";
+#endif
 
     private static string RepositoryRoot()
     {
