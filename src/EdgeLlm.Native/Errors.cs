@@ -17,6 +17,7 @@ internal enum EdgeLlmError
     NoLogits = 8,
     Busy = 9,
     Internal = 10,
+    Template = 11,
 }
 
 /// <summary>A failure with its ABI code; thrown inside the library and turned into a return value at the boundary.</summary>

@@ -1,6 +1,9 @@
 using System.Runtime.CompilerServices;
 using System.Runtime.InteropServices;
 using System.Text;
+using System.Text.Json;
+using EdgeLlm.Chat;
+using EdgeLlm.Chat.Jinja;
 using EdgeLlm.Engine;
 using EdgeLlm.Models;
 using EdgeLlm.Sampling;
@@ -224,6 +227,98 @@ internal static unsafe class Exports
             return LastError.Fail(e, "edgellm_detokenize");
         }
     }
+
+    // ------------------------------------------------------------------ chat template
+
+    [UnmanagedCallersOnly(EntryPoint = "edgellm_chat_apply_template")]
+    public static int ChatApplyTemplate(nint model, byte* messagesJson, int messagesLen, int addGenerationPrompt, byte* buf, int capacity, int* nBytes)
+    {
+        try
+        {
+            if (nBytes == null) throw new ArgumentException("n_bytes is NULL");
+            string json = DecodeUtf8(Input(messagesJson, messagesLen, "messages_json"), "messages_json");
+            CheckOutput(buf, capacity, "buf");
+            var messages = ParseMessages(json);
+            var m = NativeModel.Acquire(model);
+            try
+            {
+                string text;
+                try
+                {
+                    text = ChatPrompt.Render(m.Template, m.Tokenizer, messages, addGenerationPrompt != 0);
+                }
+                catch (TemplateException e)
+                {
+                    throw new EdgeLlmException(EdgeLlmError.Template, $"the chat template failed: {e.Message}");
+                }
+                return WriteBytes(Encoding.UTF8.GetBytes(text), buf, capacity, nBytes);
+            }
+            finally
+            {
+                m.Release();
+            }
+        }
+        catch (Exception e)
+        {
+            return LastError.Fail(e, "edgellm_chat_apply_template");
+        }
+    }
+
+    /// <summary>
+    /// messages_json: a JSON array of objects with a string "role" and a string (or null: empty) "content";
+    /// other keys are ignored. The message of a bad document names the element and the key.
+    /// </summary>
+    private static List<ChatMessage> ParseMessages(string json)
+    {
+        JsonDocument doc;
+        try
+        {
+            doc = JsonDocument.Parse(json);
+        }
+        catch (JsonException e)
+        {
+            throw new ArgumentException($"messages_json is not valid JSON: {e.Message}");
+        }
+        using (doc)
+        {
+            if (doc.RootElement.ValueKind != JsonValueKind.Array)
+                throw new ArgumentException($"messages_json must be an array of {{\"role\", \"content\"}} objects, got {Kind(doc.RootElement.ValueKind)}");
+            var messages = new List<ChatMessage>(doc.RootElement.GetArrayLength());
+            int i = 0;
+            foreach (var e in doc.RootElement.EnumerateArray())
+            {
+                if (e.ValueKind != JsonValueKind.Object)
+                    throw new ArgumentException($"messages_json[{i}] must be an object with \"role\" and \"content\", got {Kind(e.ValueKind)}");
+                if (!e.TryGetProperty("role", out var role) || role.ValueKind != JsonValueKind.String)
+                    throw new ArgumentException($"messages_json[{i}].role must be a string, got {(role.ValueKind == JsonValueKind.Undefined ? "nothing" : Kind(role.ValueKind))}");
+                string content = "";
+                if (e.TryGetProperty("content", out var c) && c.ValueKind != JsonValueKind.Null)
+                {
+                    if (c.ValueKind != JsonValueKind.String)
+                        throw new ArgumentException($"messages_json[{i}].content must be a string (or null), got {Kind(c.ValueKind)}");
+                    content = c.GetString()!;
+                }
+                else if (c.ValueKind == JsonValueKind.Undefined)
+                {
+                    throw new ArgumentException($"messages_json[{i}].content is missing");
+                }
+                messages.Add(new ChatMessage(role.GetString()!, content));
+                i++;
+            }
+            return messages;
+        }
+    }
+
+    private static string Kind(JsonValueKind kind) => kind switch
+    {
+        JsonValueKind.Object => "an object",
+        JsonValueKind.Array => "an array",
+        JsonValueKind.String => "a string",
+        JsonValueKind.Number => "a number",
+        JsonValueKind.True or JsonValueKind.False => "a boolean",
+        JsonValueKind.Null => "null",
+        _ => "nothing",
+    };
 
     // ------------------------------------------------------------------ context
 

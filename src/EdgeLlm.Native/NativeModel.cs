@@ -1,3 +1,4 @@
+using EdgeLlm.Chat;
 using EdgeLlm.Models;
 using EdgeLlm.Tokenizers;
 
@@ -21,6 +22,16 @@ internal sealed class NativeModel
     public Model Model { get; }
 
     public Tokenizer Tokenizer { get; }
+
+    private ChatTemplate? _template;
+
+    /// <summary>
+    /// The model's chat template (or <see cref="ChatTemplate.Fallback"/>), parsed on first use so that a model
+    /// with a broken template still loads; a parse error surfaces from each edgellm_chat_apply_template call.
+    /// Two threads may both parse it the first time: the results are equal, either may be kept.
+    /// </summary>
+    /// <exception cref="Chat.Jinja.TemplateException">the file's template does not parse</exception>
+    public ChatTemplate Template => _template ??= ChatPrompt.TemplateFor(Model.File);
 
     /// <summary>Takes a reference (the caller holds the handle table's lock, so the handle is still live).</summary>
     public void AddRef() => Interlocked.Increment(ref _refs);

@@ -25,8 +25,8 @@
  *
  * Thread safety
  * - edgellm_version, edgellm_last_error, edgellm_context_params_default: any thread, any time.
- * - Models are immutable once loaded: edgellm_model_* and edgellm_tokenize/edgellm_token_to_piece/
- *   edgellm_detokenize may be called on one model from several threads at once, and several contexts
+ * - Models are immutable once loaded: edgellm_model_*, edgellm_tokenize/edgellm_token_to_piece/
+ *   edgellm_detokenize and edgellm_chat_apply_template may be called on one model from several threads at once, and several contexts
  *   may share a model, each used on its own thread.
  * - A context is single-threaded: use it from one thread at a time. A call that finds the context
  *   busy in another call (another thread, or re-entered from a generate callback) fails with
@@ -69,7 +69,8 @@ typedef enum edgellm_error {
     EDGELLM_ERROR_OUT_OF_MEMORY = 7,     /* an allocation failed (e.g. the KV cache) */
     EDGELLM_ERROR_NO_LOGITS = 8,         /* logits were asked for before any evaluation (or after a reset) */
     EDGELLM_ERROR_BUSY = 9,              /* the context is in use by another call */
-    EDGELLM_ERROR_INTERNAL = 10          /* anything else (a bug): see edgellm_last_error() */
+    EDGELLM_ERROR_INTERNAL = 10,         /* anything else (a bug): see edgellm_last_error() */
+    EDGELLM_ERROR_TEMPLATE = 11          /* the model's chat template does not parse, fails to render, or rejects the conversation */
 } edgellm_error;
 
 /* Opaque handles. */
@@ -169,6 +170,33 @@ EDGELLM_API edgellm_error edgellm_token_to_piece(const edgellm_model_t* model, i
 EDGELLM_API edgellm_error edgellm_detokenize(const edgellm_model_t* model, const int32_t* tokens, int32_t n_tokens,
                                              int32_t remove_special, int32_t unparse_special,
                                              char* text, int32_t capacity, int32_t* n_bytes);
+
+/* ------------------------------------------------------------------ chat template */
+
+/*
+ * Renders a conversation with the model's chat template (the GGUF key tokenizer.chat_template, a Jinja
+ * template rendered as Hugging Face transformers' apply_chat_template renders it), as EdgeLlm's own chat
+ * does. A model without a template gets the plain fallback: one "ROLE: CONTENT\n" line per message, then
+ * "assistant: " when add_generation_prompt != 0.
+ *
+ * messages_json: messages_len bytes of UTF-8 JSON (no NUL needed), an array of objects
+ *   [{"role": "system", "content": "..."}, {"role": "user", "content": "..."}, ...]
+ *   "role" is a string (system, user, assistant, tool: whatever the template accepts); "content" is a string
+ *   or null (empty); other keys are ignored. An empty array is allowed.
+ * add_generation_prompt != 0 appends the opening of the assistant's turn (e.g. "<|im_start|>assistant\n").
+ * The template sees bos_token and eos_token (the vocabulary's BOS/EOS texts). When the vocabulary adds BOS
+ * itself, a BOS text the template puts first is removed (likewise a trailing EOS text when it adds EOS), so
+ * the result is meant for edgellm_tokenize(..., add_special = 1, parse_special = 1), or for the prompt of
+ * edgellm_context_generate on an empty context.
+ * Output: UTF-8 text in buf[0 .. *n_bytes), no NUL; buffer protocol as above ((NULL, 0) queries the size).
+ * Errors: NULL_HANDLE/INVALID_HANDLE (model); INVALID_ARGUMENT (n_bytes NULL, messages_json NULL with
+ * messages_len > 0, a negative length or capacity, invalid UTF-8, not JSON, not an array of objects with a
+ * string "role" and a string/null "content": the message names the element); TEMPLATE (the template does
+ * not parse, fails while rendering, or raises an error itself, e.g. roles that do not alternate: the message
+ * says which and where); BUFFER_TOO_SMALL (*n_bytes = the bytes needed).
+ */
+EDGELLM_API edgellm_error edgellm_chat_apply_template(const edgellm_model_t* model, const char* messages_json, int32_t messages_len,
+                                                      int32_t add_generation_prompt, char* buf, int32_t capacity, int32_t* n_bytes);
 
 /* ------------------------------------------------------------------ context */
 

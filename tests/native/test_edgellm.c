@@ -226,6 +226,180 @@ static void* generate_on_thread(void* arg)
     return NULL;
 }
 
+/* ------------------------------------------------------------------ chat template */
+
+/* Appends a GGUF string (uint64 length, bytes). */
+static size_t put_gguf_string(unsigned char* out, const char* str, size_t len)
+{
+    uint64_t n = len;
+    memcpy(out, &n, 8);
+    memcpy(out + 8, str, len);
+    return 8 + len;
+}
+
+/* Appends a string-valued key/value pair (key, type 8 = GGUF_TYPE_STRING, value). */
+static size_t put_gguf_kv(unsigned char* out, const char* key, const char* value, size_t value_len)
+{
+    size_t n = put_gguf_string(out, key, strlen(key));
+    uint32_t type = 8;
+    memcpy(out + n, &type, 4);
+    n += 4;
+    return n + put_gguf_string(out + n, value, value_len);
+}
+
+/*
+ * Writes a copy of a GGUF file with tokenizer.chat_template = tmpl. The new key/value pairs go right after
+ * the 24-byte header (magic, version, n_tensors uint64, n_kv uint64), whose n_kv grows by 2; the second
+ * pair is padding that makes the inserted bytes a multiple of 256, so the tensor data, which starts at the
+ * next multiple of general.alignment (32 unless the file says otherwise) after the tensor infos, moves by
+ * exactly that much and the tensors' offsets (relative to the data start) stay valid.
+ */
+static int write_with_template(const unsigned char* src, long size, const char* tmpl, const char* path)
+{
+    size_t tlen = strlen(tmpl);
+    unsigned char* kvs = calloc(tlen + 1024, 1);
+    size_t n = put_gguf_kv(kvs, "tokenizer.chat_template", tmpl, tlen);
+    const char* pad_key = "edgellm.test.padding";
+    size_t pad_fixed = 8 + strlen(pad_key) + 4 + 8;
+    size_t pad = (256 - (n + pad_fixed) % 256) % 256;
+    char spaces[256];
+    memset(spaces, ' ', sizeof spaces);
+    n += put_gguf_kv(kvs + n, pad_key, spaces, pad);
+    unsigned char* out = malloc((size_t)size + n);
+    memcpy(out, src, 24);
+    uint64_t n_kv;
+    memcpy(&n_kv, out + 16, 8);
+    n_kv += 2;
+    memcpy(out + 16, &n_kv, 8);
+    memcpy(out + 24, kvs, n);
+    memcpy(out + 24 + n, src + 24, (size_t)size - 24);
+    int ok = write_file(path, out, (size_t)size + n);
+    free(out);
+    free(kvs);
+    return ok;
+}
+
+/* Renders messages_json with a model's template; returns the code, the text in buf (NUL-terminated here). */
+static edgellm_error apply(edgellm_model_t* model, const char* messages_json, int add_gen, char* buf, int32_t capacity, int32_t* n)
+{
+    *n = -1;
+    edgellm_error rc = edgellm_chat_apply_template(model, messages_json, (int32_t)strlen(messages_json), add_gen, buf, capacity - 1, n);
+    if (rc == EDGELLM_OK) buf[*n] = '\0';
+    return rc;
+}
+
+/* A Llama-2-like template over stories260K's <s> / </s>; a role it does not know raises an error. */
+static const char CHAT_TEMPLATE[] =
+    "{{ bos_token }}{% for m in messages %}"
+    "{% if m['role'] == 'system' %}{{ m['content'] }}\n"
+    "{% elif m['role'] == 'user' %}Q: {{ m['content'] }}\n"
+    "{% elif m['role'] == 'assistant' %}A: {{ m['content'] }}{{ eos_token }}\n"
+    "{% else %}{{ raise_exception('unknown role: ' + m['role']) }}{% endif %}"
+    "{% endfor %}{% if add_generation_prompt %}A:{% endif %}";
+
+static void test_chat_template(edgellm_model_t* plain, const char* model_path, const char* scratch)
+{
+    long size = 0;
+    unsigned char* bytes = (unsigned char*)read_file(model_path, &size);
+    if (!bytes) { check(0, "chat: read the model file", "cannot read %s", model_path); return; }
+    char path[1024], broken_path[1024];
+    snprintf(path, sizeof path, "%s/edgellm-chat-%d.gguf", scratch, (int)getpid());
+    snprintf(broken_path, sizeof broken_path, "%s/edgellm-chat-broken-%d.gguf", scratch, (int)getpid());
+    check(write_with_template(bytes, size, CHAT_TEMPLATE, path), "chat: write a copy of the model with a template", "cannot write %s", path);
+    check(write_with_template(bytes, size, "{% for m in messages %}{{ m.content ", broken_path), "chat: write a copy with a broken template", "cannot write %s", broken_path);
+    free(bytes);
+
+    edgellm_model_t* model = NULL;
+    edgellm_error rc = edgellm_model_load(path, &model);
+    check_code(rc, EDGELLM_OK, "chat: model_load the templated copy");
+    if (rc != EDGELLM_OK) { remove(path); remove(broken_path); return; }
+
+    /* JSON escapes (\" \u00e9) and raw UTF-8 (\xc3\xbc = u-umlaut) arrive as text. */
+    const char* conversation =
+        "[{\"role\": \"system\", \"content\": \"You tell stories.\"},"
+        " {\"role\": \"user\", \"content\": \"Hi \\\"there\\\" \\u00e9 \xc3\xbc\"},"
+        " {\"role\": \"assistant\", \"content\": \"Once upon a time.\", \"name\": \"ignored\"},"
+        " {\"role\": \"user\", \"content\": \"More?\"}]";
+    /* The template's leading BOS text is dropped (the tokenizer adds BOS); the EOS text inside stays. */
+    const char* expected = "You tell stories.\nQ: Hi \"there\" \xc3\xa9 \xc3\xbc\nA: Once upon a time.</s>\nQ: More?\nA:";
+    char buf[1024];
+    int32_t n = -1;
+    rc = apply(model, conversation, 1, buf, sizeof buf, &n);
+    check(rc == EDGELLM_OK && n == (int32_t)strlen(expected) && strcmp(buf, expected) == 0,
+          "chat_apply_template renders the injected template", "rc %d (%s), %d bytes: '%s'", (int)rc, edgellm_last_error(), n, rc == EDGELLM_OK ? buf : "");
+    rc = apply(model, conversation, 0, buf, sizeof buf, &n);
+    check(rc == EDGELLM_OK && n == (int32_t)strlen(expected) - 2 && strncmp(buf, expected, (size_t)n) == 0,
+          "chat_apply_template without the generation prompt", "rc %d, %d bytes: '%s'", (int)rc, n, rc == EDGELLM_OK ? buf : "");
+
+    /* The rendering tokenizes into the model's chat format: BOS, then "You" ... with </s> as the EOS token. */
+    rc = apply(model, conversation, 1, buf, sizeof buf, &n);
+    int32_t ids[128], n_ids = 0, eos = -1;
+    edgellm_model_token_eos(model, &eos);
+    int has_eos = 0;
+    if (edgellm_tokenize(model, buf, n, 1, 1, ids, 128, &n_ids) == EDGELLM_OK)
+        for (int i = 0; i < n_ids; i++) has_eos |= ids[i] == eos;
+    check(n_ids > 10 && has_eos, "the rendering tokenizes with </s> as the EOS token", "%d ids, eos %s", n_ids, has_eos ? "found" : "missing");
+
+    /* Buffer protocol. */
+    n = -1;
+    rc = edgellm_chat_apply_template(model, conversation, (int32_t)strlen(conversation), 1, NULL, 0, &n);
+    check(rc == EDGELLM_ERROR_BUFFER_TOO_SMALL && n == (int32_t)strlen(expected), "chat_apply_template size query (NULL, 0)", "rc %d, n %d", (int)rc, n);
+    memset(buf, 'x', sizeof buf);
+    rc = edgellm_chat_apply_template(model, conversation, (int32_t)strlen(conversation), 1, buf, 10, &n);
+    check_code(rc, EDGELLM_ERROR_BUFFER_TOO_SMALL, "chat_apply_template too-small buffer");
+    check(n == (int32_t)strlen(expected) && buf[0] == 'x', "too-small buffer: needed count reported, buffer untouched", "n %d", n);
+
+    /* An empty conversation renders the generation prompt alone. */
+    rc = apply(model, "[]", 1, buf, sizeof buf, &n);
+    check(rc == EDGELLM_OK && strcmp(buf, "A:") == 0, "chat_apply_template empty conversation", "rc %d, '%s'", (int)rc, rc == EDGELLM_OK ? buf : "");
+    /* content null = empty. */
+    rc = apply(model, "[{\"role\": \"user\", \"content\": null}]", 0, buf, sizeof buf, &n);
+    check(rc == EDGELLM_OK && strcmp(buf, "Q: \n") == 0, "chat_apply_template null content", "rc %d, '%s'", (int)rc, rc == EDGELLM_OK ? buf : "");
+
+    /* The template's own raise_exception. */
+    rc = apply(model, "[{\"role\": \"tool\", \"content\": \"42\"}]", 1, buf, sizeof buf, &n);
+    check_code(rc, EDGELLM_ERROR_TEMPLATE, "chat_apply_template: the template raises (unknown role)");
+    check(strstr(edgellm_last_error(), "unknown role: tool") != NULL, "the raised message reaches edgellm_last_error", "got '%s'", edgellm_last_error());
+
+    /* Misuse. */
+    const char* one = "[{\"role\": \"user\", \"content\": \"Hi\"}]";
+    int32_t one_len = (int32_t)strlen(one);
+    check_code(edgellm_chat_apply_template(NULL, one, one_len, 1, buf, sizeof buf, &n), EDGELLM_ERROR_NULL_HANDLE, "chat_apply_template NULL model");
+    check_code(edgellm_chat_apply_template((edgellm_model_t*)(uintptr_t)0x7654321, one, one_len, 1, buf, sizeof buf, &n), EDGELLM_ERROR_INVALID_HANDLE, "chat_apply_template never-issued handle");
+    check_code(edgellm_chat_apply_template(model, NULL, 5, 1, buf, sizeof buf, &n), EDGELLM_ERROR_INVALID_ARGUMENT, "chat_apply_template NULL messages_json");
+    check_code(edgellm_chat_apply_template(model, one, -1, 1, buf, sizeof buf, &n), EDGELLM_ERROR_INVALID_ARGUMENT, "chat_apply_template negative messages_len");
+    check_code(edgellm_chat_apply_template(model, one, one_len, 1, buf, -1, &n), EDGELLM_ERROR_INVALID_ARGUMENT, "chat_apply_template negative capacity");
+    check_code(edgellm_chat_apply_template(model, one, one_len, 1, NULL, 8, &n), EDGELLM_ERROR_INVALID_ARGUMENT, "chat_apply_template NULL buf with capacity");
+    check_code(edgellm_chat_apply_template(model, one, one_len, 1, buf, sizeof buf, NULL), EDGELLM_ERROR_INVALID_ARGUMENT, "chat_apply_template NULL n_bytes");
+    check_code(apply(model, "[{\"role\": \"user\", \"content\": \"\xff\xfe\"}]", 1, buf, sizeof buf, &n), EDGELLM_ERROR_INVALID_ARGUMENT, "chat_apply_template invalid UTF-8");
+    check(strstr(edgellm_last_error(), "UTF-8") != NULL, "invalid UTF-8 message says so", "got '%s'", edgellm_last_error());
+    check_code(apply(model, "[{\"role\": \"user\"", 1, buf, sizeof buf, &n), EDGELLM_ERROR_INVALID_ARGUMENT, "chat_apply_template truncated JSON");
+    check(strstr(edgellm_last_error(), "not valid JSON") != NULL, "bad JSON message says so", "got '%s'", edgellm_last_error());
+    check_code(apply(model, "{\"role\": \"user\", \"content\": \"Hi\"}", 1, buf, sizeof buf, &n), EDGELLM_ERROR_INVALID_ARGUMENT, "chat_apply_template an object, not an array");
+    check_code(apply(model, "[{\"role\": \"user\", \"content\": \"Hi\"}, {\"content\": \"no role\"}]", 1, buf, sizeof buf, &n), EDGELLM_ERROR_INVALID_ARGUMENT, "chat_apply_template a message without role");
+    check(strstr(edgellm_last_error(), "messages_json[1].role") != NULL, "missing role message names the element", "got '%s'", edgellm_last_error());
+    check_code(apply(model, "[{\"role\": \"user\", \"content\": 42}]", 1, buf, sizeof buf, &n), EDGELLM_ERROR_INVALID_ARGUMENT, "chat_apply_template a number as content");
+    check(strstr(edgellm_last_error(), "messages_json[0].content") != NULL, "bad content message names the element", "got '%s'", edgellm_last_error());
+    check_code(apply(model, "[\"Hi\"]", 1, buf, sizeof buf, &n), EDGELLM_ERROR_INVALID_ARGUMENT, "chat_apply_template a string as message");
+    check_code(edgellm_model_free(model), EDGELLM_OK, "chat: model_free the templated copy");
+
+    /* A model without a template: the plain fallback. */
+    rc = apply(plain, one, 1, buf, sizeof buf, &n);
+    check(rc == EDGELLM_OK && strcmp(buf, "user: Hi\nassistant: ") == 0, "chat_apply_template fallback for a model without a template", "rc %d, '%s'", (int)rc, rc == EDGELLM_OK ? buf : "");
+
+    /* A broken template: the model loads, rendering fails with TEMPLATE. */
+    edgellm_model_t* broken = NULL;
+    rc = edgellm_model_load(broken_path, &broken);
+    check_code(rc, EDGELLM_OK, "chat: a model with a broken template still loads");
+    if (rc == EDGELLM_OK) {
+        check_code(apply(broken, one, 1, buf, sizeof buf, &n), EDGELLM_ERROR_TEMPLATE, "chat_apply_template broken template");
+        check(strstr(edgellm_last_error(), "template line 1") != NULL, "the broken template's message names the line", "got '%s'", edgellm_last_error());
+        edgellm_model_free(broken);
+    }
+    remove(path);
+    remove(broken_path);
+}
+
 /* ------------------------------------------------------------------ main */
 
 int main(int argc, char** argv)
@@ -478,6 +652,9 @@ int main(int argc, char** argv)
     for (int i = 0; i < 2; i++) pthread_create(&threads[i], NULL, generate_on_thread, &jobs[i]);
     for (int i = 0; i < 2; i++) pthread_join(threads[i], NULL);
     check(jobs[0].ok && jobs[1].ok, "two contexts on two threads both generate the golden story", "codes %d %d", (int)jobs[0].code, (int)jobs[1].code);
+
+    /* --- chat template */
+    test_chat_template(model, model_path, scratch);
 
     /* --- frees */
     check_code(edgellm_context_free(ctx), EDGELLM_OK, "context_free");

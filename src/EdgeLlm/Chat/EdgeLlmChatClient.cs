@@ -1,0 +1,443 @@
+using System.Globalization;
+using System.Runtime.CompilerServices;
+using System.Threading.Channels;
+using EdgeLlm.Engine;
+using EdgeLlm.Models;
+using EdgeLlm.Sampling;
+using EdgeLlm.Tokenizers;
+using AI = Microsoft.Extensions.AI;
+
+namespace EdgeLlm.Chat;
+
+/// <summary>How an <see cref="EdgeLlmChatClient"/> sets up its context.</summary>
+public sealed record EdgeLlmChatClientOptions
+{
+    /// <summary>Tokens the KV cache holds (prompt and answer together); ≥ 1. Default 4096, llama.cpp's default.</summary>
+    public int ContextLength { get; init; } = 4096;
+
+    /// <summary>Worker threads of the forward pass; 0 = one per processor.</summary>
+    public int Threads { get; init; }
+
+    /// <summary>The model id reported in responses and checked against <see cref="AI.ChatOptions.ModelId"/>; default: the file name without its extension.</summary>
+    public string? ModelId { get; init; }
+
+    /// <summary>A chat template to use instead of the model's own (<c>tokenizer.chat_template</c>); default: the model's, or <see cref="ChatTemplate.Fallback"/> when it has none.</summary>
+    public ChatTemplate? Template { get; init; }
+
+    /// <summary>
+    /// The sampler settings a request starts from before its <see cref="AI.ChatOptions"/> apply (default: llama.cpp's:
+    /// temperature 0.8, top-k 40, top-p 0.95, min-p 0.05).
+    /// </summary>
+    public SamplerOptions Sampling { get; init; } = new();
+}
+
+/// <summary>
+/// An <see cref="AI.IChatClient"/> (Microsoft.Extensions.AI) over one model and one inference context.
+/// </summary>
+/// <remarks>
+/// <para>
+/// Each request renders the whole conversation with the model's chat template (<see cref="ChatPrompt"/>),
+/// and generates with a <see cref="TextGenerator"/> whose prefix reuse keeps the KV cache of what the
+/// previous request evaluated: a follow-up turn evaluates only the new messages (reported as
+/// <see cref="AI.UsageDetails.CachedInputTokenCount"/>).
+/// </para>
+/// <para>
+/// Options: <see cref="AI.ChatOptions.Temperature"/> (0 = greedy), <see cref="AI.ChatOptions.TopP"/>,
+/// <see cref="AI.ChatOptions.TopK"/>, <see cref="AI.ChatOptions.MaxOutputTokens"/>, <see cref="AI.ChatOptions.StopSequences"/>,
+/// <see cref="AI.ChatOptions.Seed"/>, <see cref="AI.ChatOptions.Instructions"/> (a system message put first) and
+/// <see cref="AI.ChatOptions.ModelId"/> (must name this model when set). <see cref="AI.ChatOptions.AdditionalProperties"/>
+/// may carry <c>min_p</c>, <c>repeat_penalty</c> and <c>repeat_last_n</c>. Tools, response formats and
+/// frequency/presence penalties are not supported and are ignored. Bad values throw an
+/// <see cref="ArgumentException"/> naming the option.
+/// </para>
+/// <para>
+/// One context means one generation at a time: concurrent requests wait their turn (in order of arrival
+/// is not guaranteed). Generation runs on a worker thread; the streaming call hands its pieces over through
+/// a channel, so the caller's thread is never held for the whole generation.
+/// </para>
+/// </remarks>
+public sealed class EdgeLlmChatClient : AI.IChatClient
+{
+    /// <summary>The provider name in <see cref="AI.ChatClientMetadata"/>.</summary>
+    public const string ProviderName = "edgellm";
+
+    private readonly Model _model;
+    private readonly bool _ownsModel;
+    private readonly InferenceContext _context;
+    private readonly TextGenerator _generator;
+    private readonly SamplerOptions _sampling;
+    private readonly AI.ChatClientMetadata _metadata;
+    private readonly SemaphoreSlim _gate = new(1, 1);
+    private readonly CancellationTokenSource _disposing = new();
+    private int _disposed;
+
+    /// <summary>Loads the GGUF model at <paramref name="modelPath"/>; the client owns it and frees it on <see cref="Dispose"/>.</summary>
+    /// <exception cref="ModelLoadException">the model cannot be loaded</exception>
+    /// <exception cref="Gguf.GgufFormatException">the file is not valid GGUF</exception>
+    /// <exception cref="Jinja.TemplateException">the file's chat template does not parse</exception>
+    /// <exception cref="ArgumentException">bad <paramref name="options"/> (the message names the option)</exception>
+    public EdgeLlmChatClient(string modelPath, EdgeLlmChatClientOptions? options = null)
+        : this(LoadModel(modelPath, options), ownsModel: true, options)
+    {
+    }
+
+    /// <summary>Uses a loaded <paramref name="model"/>, which the caller keeps owning: it must outlive the client.</summary>
+    /// <exception cref="Jinja.TemplateException">the file's chat template does not parse</exception>
+    /// <exception cref="ArgumentException">bad <paramref name="options"/> (the message names the option)</exception>
+    public EdgeLlmChatClient(Model model, EdgeLlmChatClientOptions? options = null)
+        : this(model ?? throw new ArgumentNullException(nameof(model)), ownsModel: false, options)
+    {
+    }
+
+    private EdgeLlmChatClient(Model model, bool ownsModel, EdgeLlmChatClientOptions? options)
+    {
+        options ??= new();
+        _model = model;
+        _ownsModel = ownsModel;
+        try
+        {
+            CheckClientOptions(options);
+            Tokenizer = Tokenizer.FromGguf(model.File);
+            Template = options.Template ?? ChatPrompt.TemplateFor(model.File);
+            ModelId = options.ModelId ?? Path.GetFileNameWithoutExtension(model.File.FilePath);
+            _sampling = options.Sampling;
+            _context = new InferenceContext(model, options.ContextLength, options.Threads);
+            _generator = new TextGenerator(_context, Tokenizer);
+            Uri? uri = Path.IsPathRooted(model.File.FilePath) ? new Uri(model.File.FilePath) : null;
+            _metadata = new AI.ChatClientMetadata(ProviderName, uri, ModelId);
+        }
+        catch
+        {
+            if (ownsModel) model.Dispose();
+            throw;
+        }
+    }
+
+    private static Model LoadModel(string modelPath, EdgeLlmChatClientOptions? options)
+    {
+        ArgumentException.ThrowIfNullOrEmpty(modelPath);
+        if (options is not null) CheckClientOptions(options);
+        // The memory check sizes the KV cache this client will allocate.
+        return Model.Load(modelPath, new ModelLoadOptions { ContextLength = options?.ContextLength ?? 4096 });
+    }
+
+    private static void CheckClientOptions(EdgeLlmChatClientOptions options)
+    {
+        if (options.ContextLength < 1)
+            throw new ArgumentException($"EdgeLlmChatClientOptions.ContextLength must be >= 1, got {options.ContextLength}", nameof(options));
+        if (options.Threads < 0)
+            throw new ArgumentException($"EdgeLlmChatClientOptions.Threads must be >= 0 (0 = one per processor), got {options.Threads}", nameof(options));
+        ArgumentNullException.ThrowIfNull(options.Sampling);
+        try
+        {
+            options.Sampling.Validate();
+        }
+        catch (ArgumentException e)
+        {
+            throw new ArgumentException($"EdgeLlmChatClientOptions.Sampling: {e.Message}", nameof(options), e);
+        }
+    }
+
+    /// <summary>The model id reported in responses.</summary>
+    public string ModelId { get; }
+
+    /// <summary>The model.</summary>
+    public Model Model => _model;
+
+    /// <summary>The model's tokenizer.</summary>
+    public Tokenizer Tokenizer { get; }
+
+    /// <summary>The chat template conversations are rendered with.</summary>
+    public ChatTemplate Template { get; }
+
+    /// <summary>Tokens the context holds.</summary>
+    public int ContextLength => _context.ContextLength;
+
+    /// <summary>The generator (for tests: its context's position shows a generation's progress from another thread).</summary>
+    internal TextGenerator Generator => _generator;
+
+    /// <inheritdoc/>
+    /// <exception cref="ArgumentException">a bad option (the message names it), an empty conversation, or a prompt that does not fit (<see cref="PromptTooLongException"/>)</exception>
+    /// <exception cref="NotSupportedException">a message carries content other than text (images, tool calls, …)</exception>
+    /// <exception cref="Jinja.TemplateException">the chat template rejects the conversation</exception>
+    /// <exception cref="OperationCanceledException"><paramref name="cancellationToken"/> fired</exception>
+    public async Task<AI.ChatResponse> GetResponseAsync(IEnumerable<AI.ChatMessage> messages, AI.ChatOptions? options = null, CancellationToken cancellationToken = default)
+    {
+        var request = Prepare(messages, options);
+        await _gate.WaitAsync(cancellationToken).ConfigureAwait(false);
+        try
+        {
+            ObjectDisposedException.ThrowIf(Volatile.Read(ref _disposed) != 0, this);
+            using var linked = CancellationTokenSource.CreateLinkedTokenSource(cancellationToken, _disposing.Token);
+            var token = linked.Token;
+            // A long-running task: the forward pass keeps a core busy for the whole generation and should not hold a pool thread.
+            var result = await Task.Factory.StartNew(() => _generator.Generate(request.Prompt, request.Generation, null, token),
+                token, TaskCreationOptions.LongRunning, TaskScheduler.Default).ConfigureAwait(false);
+            if (result.Reason == FinishReason.Cancelled) throw Cancelled(cancellationToken);
+            var message = new AI.ChatMessage(AI.ChatRole.Assistant, result.Text) { MessageId = request.Id };
+            return new AI.ChatResponse(message)
+            {
+                ResponseId = request.Id,
+                ModelId = ModelId,
+                CreatedAt = request.Created,
+                FinishReason = MapFinish(result.Reason),
+                Usage = Usage(result),
+                RawRepresentation = result,
+            };
+        }
+        finally
+        {
+            _gate.Release();
+        }
+    }
+
+    /// <inheritdoc/>
+    /// <remarks>
+    /// The request is checked (options, messages, template, prompt length) when this method is called; the
+    /// generation starts when enumeration starts. Each update carries one piece of text (whole UTF-8
+    /// characters, never part of a stop sequence); the last one carries the <see cref="AI.ChatResponseUpdate.FinishReason"/>
+    /// and a <see cref="AI.UsageContent"/>. Stopping the enumeration early stops the generation.
+    /// </remarks>
+    /// <exception cref="ArgumentException">a bad option (the message names it), an empty conversation, or a prompt that does not fit (<see cref="PromptTooLongException"/>)</exception>
+    /// <exception cref="NotSupportedException">a message carries content other than text</exception>
+    /// <exception cref="Jinja.TemplateException">the chat template rejects the conversation</exception>
+    public IAsyncEnumerable<AI.ChatResponseUpdate> GetStreamingResponseAsync(IEnumerable<AI.ChatMessage> messages, AI.ChatOptions? options = null, CancellationToken cancellationToken = default)
+    {
+        var request = Prepare(messages, options);
+        return StreamCore(request, cancellationToken);
+    }
+
+    private async IAsyncEnumerable<AI.ChatResponseUpdate> StreamCore(Request request, [EnumeratorCancellation] CancellationToken cancellationToken)
+    {
+        await _gate.WaitAsync(cancellationToken).ConfigureAwait(false);
+        Task<GenerationResult>? worker = null;
+        CancellationTokenSource? linked = null;
+        try
+        {
+            ObjectDisposedException.ThrowIf(Volatile.Read(ref _disposed) != 0, this);
+            linked = CancellationTokenSource.CreateLinkedTokenSource(cancellationToken, _disposing.Token);
+            // The generation loop runs on its own thread and writes each piece into the channel; this
+            // iterator only awaits the channel, so the consumer's thread is free between pieces.
+            var channel = Channel.CreateUnbounded<string>(new UnboundedChannelOptions { SingleReader = true, SingleWriter = true });
+            var token = linked.Token;
+            worker = Task.Factory.StartNew(() =>
+            {
+                try
+                {
+                    foreach (var piece in _generator.Stream(request.Prompt, request.Generation, token))
+                        channel.Writer.TryWrite(piece);
+                    channel.Writer.TryComplete();
+                    return _generator.LastResult!;
+                }
+                catch (Exception e)
+                {
+                    channel.Writer.TryComplete(e);
+                    throw;
+                }
+            }, CancellationToken.None, TaskCreationOptions.LongRunning, TaskScheduler.Default);
+
+            await foreach (var piece in channel.Reader.ReadAllAsync(cancellationToken).ConfigureAwait(false))
+            {
+                // ReadAllAsync hands out buffered pieces without looking at the token: a cancelled stream stops here.
+                cancellationToken.ThrowIfCancellationRequested();
+                yield return new AI.ChatResponseUpdate(AI.ChatRole.Assistant, piece)
+                {
+                    ResponseId = request.Id,
+                    MessageId = request.Id,
+                    ModelId = ModelId,
+                    CreatedAt = request.Created,
+                };
+            }
+            var result = await worker.ConfigureAwait(false);
+            if (result.Reason == FinishReason.Cancelled) throw Cancelled(cancellationToken);
+            yield return new AI.ChatResponseUpdate(AI.ChatRole.Assistant, [new AI.UsageContent(Usage(result))])
+            {
+                ResponseId = request.Id,
+                MessageId = request.Id,
+                ModelId = ModelId,
+                CreatedAt = request.Created,
+                FinishReason = MapFinish(result.Reason),
+                RawRepresentation = result,
+            };
+        }
+        finally
+        {
+            // Also reached when the consumer stops enumerating early: stop the worker and wait for it,
+            // since the context must not be handed to the next request while it still runs.
+            if (linked is not null) await linked.CancelAsync().ConfigureAwait(false);
+            if (worker is not null)
+            {
+                try
+                {
+                    await worker.ConfigureAwait(false);
+                }
+                catch (Exception)
+                {
+                    // Its exception already reached the consumer through the channel (or nobody is listening).
+                }
+            }
+            linked?.Dispose();
+            _gate.Release();
+        }
+    }
+
+    /// <summary>An <see cref="OperationCanceledException"/> for a generation that ended as cancelled: the caller's, or the client's disposal.</summary>
+    private Exception Cancelled(CancellationToken cancellationToken) =>
+        cancellationToken.IsCancellationRequested
+            ? new OperationCanceledException(cancellationToken)
+            : new ObjectDisposedException(nameof(EdgeLlmChatClient), "the client was disposed during the generation");
+
+    /// <inheritdoc/>
+    /// <remarks>
+    /// <see cref="AI.ChatClientMetadata"/> (provider "edgellm", the model id, the file's URI), the client itself,
+    /// its <see cref="Models.Model"/>, <see cref="Tokenizers.Tokenizer"/> or <see cref="ChatTemplate"/>; null for anything else or any key.
+    /// </remarks>
+    public object? GetService(Type serviceType, object? serviceKey = null)
+    {
+        ArgumentNullException.ThrowIfNull(serviceType);
+        if (serviceKey is not null) return null;
+        if (serviceType == typeof(AI.ChatClientMetadata)) return _metadata;
+        if (serviceType.IsInstanceOfType(this)) return this;
+        if (serviceType.IsInstanceOfType(_model)) return _model;
+        if (serviceType.IsInstanceOfType(Tokenizer)) return Tokenizer;
+        if (serviceType == typeof(ChatTemplate)) return Template;
+        return null;
+    }
+
+    /// <summary>
+    /// Frees the context (and the model when the client loaded it). A generation in progress is cancelled
+    /// first and waited for; a streaming enumeration must not be left suspended (enumerate it to the end or
+    /// dispose its enumerator), since the context is freed only once it lets go.
+    /// </summary>
+    public void Dispose()
+    {
+        if (Interlocked.Exchange(ref _disposed, 1) != 0) return;
+        _disposing.Cancel();
+        _gate.Wait();
+        try
+        {
+            _context.Dispose();
+            if (_ownsModel) _model.Dispose();
+        }
+        finally
+        {
+            // _disposing stays undisposed: a request racing with Dispose may still link to its (cancelled) token.
+            _gate.Release();
+        }
+    }
+
+    // ------------------------------------------------------------------ request preparation
+
+    private sealed record Request(int[] Prompt, GenerationOptions Generation, string Id, DateTimeOffset Created);
+
+    /// <summary>Checks the options and messages and renders the prompt (on the caller's thread: errors surface at the call).</summary>
+    private Request Prepare(IEnumerable<AI.ChatMessage> messages, AI.ChatOptions? options)
+    {
+        ArgumentNullException.ThrowIfNull(messages);
+        ObjectDisposedException.ThrowIf(Volatile.Read(ref _disposed) != 0, this);
+        var generation = MapOptions(options);
+        var conversation = new List<ChatMessage>();
+        if (!string.IsNullOrEmpty(options?.Instructions)) conversation.Add(new ChatMessage("system", options.Instructions));
+        int index = 0;
+        foreach (var m in messages)
+        {
+            if (m is null) throw new ArgumentException($"message {index} is null", nameof(messages));
+            foreach (var c in m.Contents)
+            {
+                if (c is not AI.TextContent and not AI.TextReasoningContent and not AI.UsageContent)
+                    throw new NotSupportedException($"message {index} ({m.Role}) carries {c.GetType().Name}: EdgeLlmChatClient handles text only");
+            }
+            string role = m.Role.Value;
+            // Instructions and a leading system message become one system message: many templates accept only one, first.
+            if (role == "system" && conversation.Count == 1 && index == 0 && conversation[0].Role == "system")
+                conversation[0] = new ChatMessage("system", conversation[0].Content + "\n\n" + m.Text);
+            else
+                conversation.Add(new ChatMessage(role, m.Text));
+            index++;
+        }
+        if (conversation.Count == 0) throw new ArgumentException("the conversation has no messages", nameof(messages));
+        int[] prompt = ChatPrompt.Tokenize(Template, Tokenizer, conversation, addGenerationPrompt: true);
+        if (prompt.Length == 0) throw new ArgumentException("the rendered conversation has no tokens", nameof(messages));
+        if (prompt.Length >= ContextLength) throw new PromptTooLongException(prompt.Length, ContextLength);
+        return new Request(prompt, generation, "edgellm-" + Guid.NewGuid().ToString("N"), DateTimeOffset.UtcNow);
+    }
+
+    /// <summary>Maps <see cref="AI.ChatOptions"/> onto the sampler and the generation limits, naming a bad option.</summary>
+    private GenerationOptions MapOptions(AI.ChatOptions? options)
+    {
+        var s = _sampling;
+        if (options is null) return new GenerationOptions { Sampling = s };
+        if (options.ModelId is { Length: > 0 } id && !string.Equals(id, ModelId, StringComparison.Ordinal))
+            throw new ArgumentException($"ChatOptions.ModelId is '{id}', but this client runs '{ModelId}'", nameof(options));
+        if (options.Temperature is { } t)
+        {
+            if (!float.IsFinite(t) || t < 0f) throw Bad("Temperature", "a finite number >= 0 (0 = greedy)", t);
+            s = s with { Temperature = t };
+        }
+        if (options.TopP is { } p)
+        {
+            if (!(p >= 0f && p <= 1f)) throw Bad("TopP", "in [0, 1]", p);
+            s = s with { TopP = p };
+        }
+        if (options.TopK is { } k)
+        {
+            if (k < 0) throw Bad("TopK", ">= 0 (0 = off)", k);
+            s = s with { TopK = k };
+        }
+        if (options.Seed is { } seed) s = s with { Seed = unchecked((ulong)seed) };
+        if (options.AdditionalProperties is { } extra)
+        {
+            if (extra.TryGetValue("min_p", out float minP))
+            {
+                if (!(minP >= 0f && minP <= 1f)) throw Bad("AdditionalProperties[\"min_p\"]", "in [0, 1]", minP);
+                s = s with { MinP = minP };
+            }
+            if (extra.TryGetValue("repeat_penalty", out float penalty))
+            {
+                if (!float.IsFinite(penalty) || penalty <= 0f) throw Bad("AdditionalProperties[\"repeat_penalty\"]", "a finite number > 0 (1 = off)", penalty);
+                s = s with { RepeatPenalty = penalty };
+            }
+            if (extra.TryGetValue("repeat_last_n", out int lastN))
+            {
+                if (lastN < -1) throw Bad("AdditionalProperties[\"repeat_last_n\"]", ">= -1", lastN);
+                s = s with { RepeatLastN = lastN };
+            }
+        }
+        int max = -1;
+        if (options.MaxOutputTokens is { } m)
+        {
+            if (m < 0) throw Bad("MaxOutputTokens", ">= 0", m);
+            max = m;
+        }
+        var stop = new List<string>();
+        if (options.StopSequences is { } stops)
+        {
+            for (int i = 0; i < stops.Count; i++)
+            {
+                if (string.IsNullOrEmpty(stops[i])) throw new ArgumentException($"ChatOptions.StopSequences[{i}] is empty", nameof(options));
+                stop.Add(stops[i]);
+            }
+        }
+        return new GenerationOptions { Sampling = s, MaxTokens = max, Stop = stop };
+    }
+
+    private static ArgumentException Bad(string option, string rule, float got) =>
+        new($"ChatOptions.{option} must be {rule}, got {got.ToString("R", CultureInfo.InvariantCulture)}", "options");
+
+    private static ArgumentException Bad(string option, string rule, int got) =>
+        new($"ChatOptions.{option} must be {rule}, got {got.ToString(CultureInfo.InvariantCulture)}", "options");
+
+    private static AI.ChatFinishReason MapFinish(FinishReason reason) => reason switch
+    {
+        FinishReason.Length or FinishReason.ContextFull => AI.ChatFinishReason.Length,
+        _ => AI.ChatFinishReason.Stop,
+    };
+
+    private static AI.UsageDetails Usage(GenerationResult r) => new()
+    {
+        InputTokenCount = r.PromptTokens,
+        OutputTokenCount = r.CompletionTokens,
+        TotalTokenCount = r.PromptTokens + r.CompletionTokens,
+        CachedInputTokenCount = r.ReusedPromptTokens,
+    };
+}
