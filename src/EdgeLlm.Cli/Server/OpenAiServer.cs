@@ -10,15 +10,15 @@ using EdgeLlm.Chat;
 using EdgeLlm.Chat.Jinja;
 using EdgeLlm.Engine;
 using EdgeLlm.Tokenizers;
-using Microsoft.AspNetCore.Builder;
-using Microsoft.AspNetCore.Hosting;
+using System.Runtime.InteropServices;
 using Microsoft.AspNetCore.Hosting.Server;
 using Microsoft.AspNetCore.Hosting.Server.Features;
 using Microsoft.AspNetCore.Http;
 using Microsoft.AspNetCore.Http.Features;
-using Microsoft.Extensions.DependencyInjection;
-using Microsoft.Extensions.Hosting;
-using Microsoft.Extensions.Logging;
+using Microsoft.AspNetCore.Server.Kestrel.Core;
+using Microsoft.AspNetCore.Server.Kestrel.Transport.Sockets;
+using Microsoft.Extensions.Logging.Abstractions;
+using Microsoft.Extensions.Options;
 
 namespace EdgeLlm.Cli.Server;
 
@@ -87,29 +87,47 @@ public sealed class OpenAiServer
     /// </summary>
     public async Task RunAsync(CancellationToken cancellationToken = default)
     {
-        // The empty builder with Kestrel's core and a hand-written dispatch (five fixed paths) instead of
-        // the slim builder with routing: the same server, about 2 MB less in the NativeAOT binary
-        // (tests/deployment/run.sh holds `edgellm` to 15 MB).
-        var builder = WebApplication.CreateEmptyBuilder(new WebApplicationOptions { Args = [], ApplicationName = "edgellm" });
-        builder.Services.Configure<HostOptions>(o => o.ShutdownTimeout = TimeSpan.FromSeconds(10));
-        builder.WebHost.UseKestrelCore();
-        builder.WebHost.ConfigureKestrel(k =>
+        // Kestrel itself (KestrelServer + the socket transport) under a minimal IHttpApplication and a
+        // hand-written dispatch of the five fixed paths, without WebApplication's host, DI container,
+        // configuration and routing: the same HTTP server, about 2.5 MB less in the NativeAOT binary,
+        // which keeps `edgellm` within its 15 MB budget (tests/deployment/run.sh).
+        using var stop = CancellationTokenSource.CreateLinkedTokenSource(cancellationToken);
+        _stopping = stop.Token;
+        void OnSignal(PosixSignalContext c) { c.Cancel = true; stop.Cancel(); }
+        using var sigint = PosixSignalRegistration.Create(PosixSignal.SIGINT, OnSignal);
+        using var sigterm = PosixSignalRegistration.Create(PosixSignal.SIGTERM, OnSignal);
+
+        var kestrel = new KestrelServerOptions { AddServerHeader = false };
+        kestrel.Limits.MaxRequestBodySize = _options.MaxBodyBytes;
+        if (_options.Host == "localhost") kestrel.ListenLocalhost(_options.Port);
+        else kestrel.Listen(IPAddress.Parse(_options.Host), _options.Port);
+        var transport = new SocketTransportFactory(Options.Create(new SocketTransportOptions()), NullLoggerFactory.Instance);
+        using var server = new KestrelServer(Options.Create(kestrel), transport, NullLoggerFactory.Instance);
+        await server.StartAsync(new Application(this), cancellationToken);
+        foreach (var a in server.Features.GetRequiredFeature<IServerAddressesFeature>().Addresses)
+            _log.WriteLine($"edgellm: listening on {a}");
+        try
         {
-            k.AddServerHeader = false;
-            k.Limits.MaxRequestBodySize = _options.MaxBodyBytes;
-            if (_options.Host == "localhost") k.ListenLocalhost(_options.Port);
-            else k.Listen(IPAddress.Parse(_options.Host), _options.Port);
-        });
-        await using var app = builder.Build();
-        _stopping = app.Lifetime.ApplicationStopping;
+            await Task.Delay(Timeout.Infinite, _stopping);
+        }
+        catch (OperationCanceledException)
+        {
+        }
+        // Running generations see _stopping and end their requests; give them a moment to do so.
+        using var grace = new CancellationTokenSource(TimeSpan.FromSeconds(10));
+        await server.StopAsync(grace.Token);
+    }
 
-        app.Use(Guard);
-        app.Run(Dispatch);
+    /// <summary>Kestrel's view of the server: one HttpContext per request, then <see cref="Guard"/> and <see cref="Dispatch"/>.</summary>
+    private sealed class Application(OpenAiServer server) : IHttpApplication<HttpContext>
+    {
+        public HttpContext CreateContext(IFeatureCollection contextFeatures) => new DefaultHttpContext(contextFeatures);
 
-        await app.StartAsync(cancellationToken);
-        var addresses = app.Services.GetRequiredService<IServer>().Features.GetRequiredFeature<IServerAddressesFeature>().Addresses;
-        foreach (var a in addresses) _log.WriteLine($"edgellm: listening on {a}");
-        await app.WaitForShutdownAsync(cancellationToken);
+        public Task ProcessRequestAsync(HttpContext context) => server.Guard(context, server.Dispatch);
+
+        public void DisposeContext(HttpContext context, Exception? exception)
+        {
+        }
     }
 
     /// <summary>The endpoints: method and path to handler; another method on a known path is 405.</summary>
@@ -170,7 +188,7 @@ public sealed class OpenAiServer
             var error = e switch
             {
                 ApiException api => api,
-                BadHttpRequestException bad => new ApiException(bad.StatusCode, bad.StatusCode == 413
+                Microsoft.AspNetCore.Http.BadHttpRequestException bad => new ApiException(bad.StatusCode, bad.StatusCode == 413
                     ? $"the request body exceeds {_options.MaxBodyBytes} bytes" : $"bad request: {bad.Message}",
                     code: bad.StatusCode == 413 ? "request_too_large" : null),
                 ServerBusyException busy => new ApiException(503, busy.Message, "server_error", code: "server_busy"),
