@@ -25,8 +25,7 @@ internal static unsafe partial class Q4_0
     /// </summary>
     [MethodImpl(MethodImplOptions.AggressiveInlining)]
     public static float DotQ4_0Q8_0(int n, byte* x, byte* y) =>
-        UseAvx512Tile ? DotQ4_0Q8_0Avx512Fma(n, x, y)
-        : UseAvx2Fma ? DotQ4_0Q8_0Avx2Fma(n, x, y)
+        UseAvx2Fma ? DotQ4_0Q8_0Avx2Fma(n, x, y)
         : Avx512BW.IsSupported ? DotQ4_0Q8_0Avx512(n, x, y)
         : Avx2.IsSupported ? DotQ4_0Q8_0Avx2(n, x, y)
         : AdvSimd.Arm64.IsSupported && Dp.IsSupported ? DotQ4_0Q8_0AdvSimdDp(n, x, y)
