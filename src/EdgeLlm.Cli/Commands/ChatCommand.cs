@@ -56,34 +56,18 @@ public static class ChatCommand
         var n = new Option<int>("--n-predict", "-n") { Description = "Most tokens per answer (-1: until the end of the turn or a full context)", DefaultValueFactory = _ => -1 };
         var ctx = RunCommand.ContextOption();
         var threads = RunCommand.ThreadsOption();
-        var temp = new Option<float>("--temp") { Description = "Temperature (0 = greedy)", DefaultValueFactory = _ => 0.8f };
-        var topK = new Option<int>("--top-k") { Description = "Top-k sampling (0 = off)", DefaultValueFactory = _ => 40 };
-        var topP = new Option<float>("--top-p") { Description = "Top-p (nucleus) sampling (1 = off)", DefaultValueFactory = _ => 0.95f };
-        var minP = new Option<float>("--min-p") { Description = "Min-p sampling (0 = off)", DefaultValueFactory = _ => 0.05f };
-        var repeatPenalty = new Option<float>("--repeat-penalty") { Description = "Penalty for repeating one of the last --repeat-last-n tokens (1 = off)", DefaultValueFactory = _ => 1.0f };
-        var repeatLastN = new Option<int>("--repeat-last-n") { Description = "Tokens the repetition penalty looks back over (-1 = whole context)", DefaultValueFactory = _ => 64 };
-        var seed = new Option<ulong?>("--seed") { Description = "Random seed, the same for every answer (default: a random one per answer, shown in the status line)" };
+        var sampler = new SamplerFlags("Random seed, the same for every answer (default: a random one per answer, shown in the status line)");
         var backend = BackendOption.Create();
         var generic = new Option<bool>("--generic") { Description = "Run the generic forward pass even when a compile-time specialization matches" };
 
         var cmd = new Command("chat", "Chat with a model in the terminal (answers on stdout; prompt, notices and statistics on stderr)")
         {
-            model, system, n, ctx, threads, temp, topK, topP, minP, repeatPenalty, repeatLastN, seed, backend, generic,
+            model, system, n, ctx, threads, backend, generic,
         };
+        foreach (var o in sampler.All) cmd.Options.Add(o);
         cmd.SetAction(pr => ExitCodes.Guard(pr.GetValue(verbose), () =>
         {
-            var sampling = new SamplerOptions
-            {
-                Temperature = pr.GetValue(temp),
-                TopK = pr.GetValue(topK),
-                TopP = pr.GetValue(topP),
-                MinP = pr.GetValue(minP),
-                RepeatPenalty = pr.GetValue(repeatPenalty),
-                RepeatLastN = pr.GetValue(repeatLastN),
-                Seed = pr.GetValue(seed),
-            };
-            try { sampling.Validate(); }
-            catch (ArgumentException e) { throw new UsageException(e.Message); }
+            var sampling = sampler.Read(pr);
             int nPredict = pr.GetValue(n);
             if (nPredict < -1 || nPredict == 0) throw new UsageException($"-n must be -1 (no limit) or >= 1, got {nPredict}");
             int ctxLen = pr.GetValue(ctx);

@@ -25,37 +25,20 @@ public static class RunCommand
         var n = new Option<int>("--n-predict", "-n") { Description = "Tokens to generate (-1: until end of generation or a full context)", DefaultValueFactory = _ => -1 };
         var ctx = ContextOption();
         var threads = ThreadsOption();
-        var temp = new Option<float>("--temp") { Description = "Temperature (0 = greedy)", DefaultValueFactory = _ => 0.8f };
-        var topK = new Option<int>("--top-k") { Description = "Top-k sampling (0 = off)", DefaultValueFactory = _ => 40 };
-        var topP = new Option<float>("--top-p") { Description = "Top-p (nucleus) sampling (1 = off)", DefaultValueFactory = _ => 0.95f };
-        var minP = new Option<float>("--min-p") { Description = "Min-p sampling (0 = off)", DefaultValueFactory = _ => 0.05f };
-        var repeatPenalty = new Option<float>("--repeat-penalty") { Description = "Penalty for repeating one of the last --repeat-last-n tokens (1 = off)", DefaultValueFactory = _ => 1.0f };
-        var repeatLastN = new Option<int>("--repeat-last-n") { Description = "Tokens the repetition penalty looks back over (-1 = whole context)", DefaultValueFactory = _ => 64 };
         var stop = new Option<string[]>("--stop") { Description = "Stop when this text is generated (repeatable; not printed)", AllowMultipleArgumentsPerToken = false };
-        var seed = new Option<ulong?>("--seed") { Description = "Random seed (default: random, printed on stderr)" };
+        var sampler = new SamplerFlags("Random seed (default: random, printed on stderr)");
         var backend = BackendOption.Create();
         var generic = new Option<bool>("--generic") { Description = "Run the generic forward pass even when a compile-time specialization matches" };
         var showProbs = new Option<int>("--show-probs") { Description = "After each token, print the K most likely candidates and their probabilities on stderr", DefaultValueFactory = _ => 0 };
 
         var cmd = new Command("run", "Generate text from a prompt")
         {
-            model, prompt, file, n, ctx, threads, temp, topK, topP, minP, repeatPenalty, repeatLastN, stop, seed, showProbs, backend, generic,
+            model, prompt, file, n, ctx, threads, stop, showProbs, backend, generic,
         };
+        foreach (var o in sampler.All) cmd.Options.Add(o);
         cmd.SetAction(pr => ExitCodes.Guard(pr.GetValue(verbose), () =>
         {
-            var options = new SamplerOptions
-            {
-                Temperature = pr.GetValue(temp),
-                TopK = pr.GetValue(topK),
-                TopP = pr.GetValue(topP),
-                MinP = pr.GetValue(minP),
-                RepeatPenalty = pr.GetValue(repeatPenalty),
-                RepeatLastN = pr.GetValue(repeatLastN),
-                Seed = pr.GetValue(seed),
-            };
-            try { options.Validate(); }
-            catch (ArgumentException e) { throw new UsageException(e.Message); }
-
+            var options = sampler.Read(pr);
             string text = ReadPrompt(pr.GetValue(prompt), pr.GetValue(file));
             int nPredict = pr.GetValue(n);
             if (nPredict < -1) throw new UsageException($"-n must be -1 (no limit) or >= 0, got {nPredict}");
