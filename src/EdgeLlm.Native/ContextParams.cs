@@ -4,7 +4,8 @@ using EdgeLlm.Sampling;
 namespace EdgeLlm.Native;
 
 /// <summary>
-/// <c>edgellm_context_params</c> of edgellm.h, field for field (40 bytes; offsets 0,4,8,16,20,24,28,32,36).
+/// <c>edgellm_context_params</c> of edgellm.h, field for field (48 bytes; offsets 0,4,8,16,20,24,28,32,36,40,44).
+/// Fields are only ever appended (C callers start from <c>edgellm_context_params_default()</c>), never reordered.
 /// </summary>
 [StructLayout(LayoutKind.Sequential)]
 internal struct ContextParams
@@ -21,6 +22,8 @@ internal struct ContextParams
     public float MinP;
     public float RepeatPenalty;
     public int RepeatLastN;
+    public int Backend;
+    public int Device;
 
     /// <summary>The defaults: <see cref="SamplerOptions"/>'s (llama.cpp's) and a 4096-token context.</summary>
     public static ContextParams Default()
@@ -37,7 +40,19 @@ internal struct ContextParams
             MinP = s.MinP,
             RepeatPenalty = s.RepeatPenalty,
             RepeatLastN = s.RepeatLastN,
+            Backend = (int)NativeBackend.Cpu,
+            Device = -1,
         };
+    }
+
+    /// <summary>The backend and device fields, validated (ArgumentException names the bad field by its C name).</summary>
+    public readonly (NativeBackend Backend, int? Device) ToBackend()
+    {
+        if (Backend is < (int)NativeBackend.Cpu or > (int)NativeBackend.Auto)
+            throw new ArgumentException($"edgellm_context_params.backend must be EDGELLM_BACKEND_CPU (0), EDGELLM_BACKEND_VULKAN (1) or EDGELLM_BACKEND_AUTO (2), got {Backend}");
+        if (Device < -1)
+            throw new ArgumentException($"edgellm_context_params.device must be >= -1 (-1 = the best Vulkan device), got {Device}");
+        return ((NativeBackend)Backend, Device == -1 ? null : Device);
     }
 
     /// <summary>The sampler settings, validated (ArgumentException names the bad field by its C name).</summary>
@@ -68,4 +83,12 @@ internal struct ContextParams
         }
         return o;
     }
+}
+
+/// <summary>The <c>edgellm_backend</c> values of edgellm.h (part of the ABI).</summary>
+internal enum NativeBackend
+{
+    Cpu = 0,
+    Vulkan = 1,
+    Auto = 2,
 }

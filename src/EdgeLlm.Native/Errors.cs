@@ -18,6 +18,7 @@ internal enum EdgeLlmError
     Busy = 9,
     Internal = 10,
     Template = 11,
+    BackendUnavailable = 12,
 }
 
 /// <summary>A failure with its ABI code; thrown inside the library and turned into a return value at the boundary.</summary>
@@ -60,6 +61,8 @@ internal static unsafe class LastError
         {
             EdgeLlmException x => x.Code,
             ArgumentException => EdgeLlmError.InvalidArgument,
+            // The Vulkan backend failing after its context was created (e.g. a lost device) is still "unavailable".
+            Vulkan.VulkanUnavailableException => EdgeLlmError.BackendUnavailable,
             OutOfMemoryException => EdgeLlmError.OutOfMemory, // InsufficientMemoryException included
             _ => EdgeLlmError.Internal,
         };

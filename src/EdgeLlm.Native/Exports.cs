@@ -21,7 +21,7 @@ internal static unsafe class Exports
     private static readonly byte* s_version = NativeString(Version);
 
     /// <summary>The library version (kept equal to EDGELLM_VERSION_STRING in edgellm.h; the C test checks it).</summary>
-    internal const string Version = "0.1.0";
+    internal const string Version = "0.2.0";
 
     private static byte* NativeString(string s)
     {
@@ -336,18 +336,20 @@ internal static unsafe class Exports
             if (p.ContextLength < 1) throw new ArgumentException($"edgellm_context_params.context_length must be >= 1, got {p.ContextLength}");
             if (p.Threads < 0) throw new ArgumentException($"edgellm_context_params.threads must be >= 0 (0 = one per processor), got {p.Threads}");
             var options = p.ToSamplerOptions();
+            var (backend, device) = p.ToBackend();
             var m = NativeModel.Acquire(model); // the context's reference, released by its Dispose
             NativeContext? created = null;
             try
             {
-                var ctx = new InferenceContext(m.Model, p.ContextLength, p.Threads);
+                var ctx = Backends.Create(m.Model, backend, device, p.ContextLength, p.Threads);
                 try
                 {
-                    created = new NativeContext(m, ctx, new Sampler(options, m.Model.Config.VocabSize));
+                    created = new NativeContext(m, ctx.Context, ctx.Backend, ctx.Device, new Sampler(options, m.Model.Config.VocabSize));
                 }
                 catch
                 {
-                    ctx.Dispose();
+                    ctx.Context.Dispose();
+                    ctx.Device?.Dispose();
                     throw;
                 }
                 *outCtx = HandleTable.Add(created);
@@ -423,6 +425,52 @@ internal static unsafe class Exports
         catch (Exception e)
         {
             return LastError.Fail(e, "edgellm_context_position");
+        }
+    }
+
+    [UnmanagedCallersOnly(EntryPoint = "edgellm_context_backend")]
+    public static int ContextBackend(nint ctx, int* outBackend)
+    {
+        try
+        {
+            if (outBackend == null) throw new ArgumentException("out_backend is NULL");
+            var c = NativeContext.Enter(ctx);
+            try
+            {
+                *outBackend = (int)c.Backend;
+            }
+            finally
+            {
+                c.Leave();
+            }
+            return 0;
+        }
+        catch (Exception e)
+        {
+            return LastError.Fail(e, "edgellm_context_backend");
+        }
+    }
+
+    [UnmanagedCallersOnly(EntryPoint = "edgellm_context_description")]
+    public static int ContextDescription(nint ctx, byte* buf, int capacity, int* nBytes)
+    {
+        try
+        {
+            if (nBytes == null) throw new ArgumentException("n_bytes is NULL");
+            CheckOutput(buf, capacity, "buf");
+            var c = NativeContext.Enter(ctx);
+            try
+            {
+                return WriteBytes(Encoding.UTF8.GetBytes(c.Context.Description), buf, capacity, nBytes);
+            }
+            finally
+            {
+                c.Leave();
+            }
+        }
+        catch (Exception e)
+        {
+            return LastError.Fail(e, "edgellm_context_description");
         }
     }
 

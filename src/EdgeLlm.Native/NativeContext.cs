@@ -1,22 +1,34 @@
 using System.Runtime.InteropServices;
 using EdgeLlm.Engine;
 using EdgeLlm.Sampling;
+using EdgeLlm.Vulkan;
 
 namespace EdgeLlm.Native;
 
 /// <summary>
-/// What an <c>edgellm_context_t</c> handle stands for: an inference context, its sampler, and the logits of
-/// the last evaluated token in native memory (so <c>edgellm_context_logits</c> can hand out a stable pointer).
+/// What an <c>edgellm_context_t</c> handle stands for: an inference context on either backend (the CPU
+/// <see cref="InferenceContext"/> or a <see cref="VulkanInferenceContext"/>, both behind <see cref="IEvalContext"/>,
+/// so every entry point works on both), its sampler, and the logits of the last evaluated token in native
+/// memory (so <c>edgellm_context_logits</c> can hand out a stable pointer).
 /// A busy flag turns concurrent or re-entrant use into EDGELLM_ERROR_BUSY instead of corrupting the KV cache.
 /// </summary>
 internal sealed unsafe class NativeContext : IDisposable
 {
     private int _busy;
 
-    public NativeContext(NativeModel model, InferenceContext context, Sampler sampler)
+    private VulkanDevice? _ownedDevice;
+
+    /// <param name="model">the model (this context holds one reference, released by <see cref="Dispose"/>).</param>
+    /// <param name="context">the inference context; this object owns it.</param>
+    /// <param name="backend">where <paramref name="context"/> runs: <see cref="NativeBackend.Cpu"/> or <see cref="NativeBackend.Vulkan"/>.</param>
+    /// <param name="ownedDevice">the Vulkan device <paramref name="context"/> runs on, disposed after it (null for the CPU).</param>
+    /// <param name="sampler">the sampler.</param>
+    public NativeContext(NativeModel model, IEvalContext context, NativeBackend backend, VulkanDevice? ownedDevice, Sampler sampler)
     {
         Model = model;
         Context = context;
+        Backend = backend;
+        _ownedDevice = ownedDevice;
         Sampler = sampler;
         VocabSize = model.Model.Config.VocabSize;
         Logits = (float*)NativeMemory.Alloc((nuint)VocabSize, sizeof(float));
@@ -24,7 +36,10 @@ internal sealed unsafe class NativeContext : IDisposable
 
     public NativeModel Model { get; }
 
-    public InferenceContext Context { get; }
+    public IEvalContext Context { get; }
+
+    /// <summary>The backend the context really runs on (never <see cref="NativeBackend.Auto"/>).</summary>
+    public NativeBackend Backend { get; }
 
     public Sampler Sampler { get; }
 
@@ -98,6 +113,8 @@ internal sealed unsafe class NativeContext : IDisposable
     public void Dispose()
     {
         Context.Dispose();
+        _ownedDevice?.Dispose(); // after the context: its buffers live on the device
+        _ownedDevice = null;
         if (Logits != null)
         {
             NativeMemory.Free(Logits);

@@ -51,11 +51,15 @@ extern "C" {
 #  define EDGELLM_API
 #endif
 
-/* The version this header describes; edgellm_version() reports the library's. */
+/*
+ * The version this header describes; edgellm_version() reports the library's.
+ * 0.2.0: edgellm_context_params grew from 40 to 48 bytes (backend, device appended): rebuild callers
+ * compiled against 0.1 (edgellm_context_params_default returns the struct by value).
+ */
 #define EDGELLM_VERSION_MAJOR 0
-#define EDGELLM_VERSION_MINOR 1
+#define EDGELLM_VERSION_MINOR 2
 #define EDGELLM_VERSION_PATCH 0
-#define EDGELLM_VERSION_STRING "0.1.0"
+#define EDGELLM_VERSION_STRING "0.2.0"
 
 /* Error codes. Values are stable. */
 typedef enum edgellm_error {
@@ -70,8 +74,26 @@ typedef enum edgellm_error {
     EDGELLM_ERROR_NO_LOGITS = 8,         /* logits were asked for before any evaluation (or after a reset) */
     EDGELLM_ERROR_BUSY = 9,              /* the context is in use by another call */
     EDGELLM_ERROR_INTERNAL = 10,         /* anything else (a bug): see edgellm_last_error() */
-    EDGELLM_ERROR_TEMPLATE = 11          /* the model's chat template does not parse, fails to render, or rejects the conversation */
+    EDGELLM_ERROR_TEMPLATE = 11,         /* the model's chat template does not parse, fails to render, or rejects the conversation */
+    EDGELLM_ERROR_BACKEND_UNAVAILABLE = 12 /* backend EDGELLM_BACKEND_VULKAN cannot run here: no Vulkan loader/driver/device, device
+                                              index out of range, a weight type without shaders, too little device memory */
 } edgellm_error;
+
+/*
+ * Where a context runs (edgellm_context_params.backend; edgellm_context_backend reports CPU or VULKAN).
+ * Values are stable. As the CLI's --backend cpu|vulkan|auto:
+ * - CPU (default): the CPU engine.
+ * - VULKAN: strict. The Vulkan device `device` (or the best one: discrete GPU, integrated, ..., a CPU driver
+ *   such as lavapipe last); when none is usable edgellm_context_create fails with
+ *   EDGELLM_ERROR_BACKEND_UNAVAILABLE (edgellm_last_error says why). It never falls back to the CPU.
+ * - AUTO: Vulkan only on a discrete or integrated GPU (not on a CPU driver like lavapipe/llvmpipe) that can
+ *   run the model; otherwise the CPU. Ask edgellm_context_backend which one it got.
+ */
+typedef enum edgellm_backend {
+    EDGELLM_BACKEND_CPU = 0,
+    EDGELLM_BACKEND_VULKAN = 1,
+    EDGELLM_BACKEND_AUTO = 2
+} edgellm_backend;
 
 /* Opaque handles. */
 typedef struct edgellm_model edgellm_model_t;
@@ -83,7 +105,7 @@ typedef struct edgellm_context edgellm_context_t;
 /*
  * Context parameters. Start from edgellm_context_params_default() and change fields.
  * The sampler chain is llama.cpp's: repeat penalty -> top-k -> top-p -> min-p -> temperature -> draw.
- * Layout: 40 bytes, fields at offsets 0,4,8,16,20,24,28,32,36.
+ * Layout: 48 bytes, fields at offsets 0,4,8,16,20,24,28,32,36,40,44. New fields are only ever appended.
  */
 typedef struct edgellm_context_params {
     int32_t context_length;  /* KV cache size in tokens, >= 1 (default 4096) */
@@ -95,6 +117,9 @@ typedef struct edgellm_context_params {
     float min_p;             /* in [0, 1]; 0 = off (default 0.05) */
     float repeat_penalty;    /* > 0 and finite; 1 = off (default 1.0) */
     int32_t repeat_last_n;   /* >= -1; tokens the penalty looks back over; 0 = off, -1 = all (default 64) */
+    int32_t backend;         /* an edgellm_backend: CPU, VULKAN or AUTO (default EDGELLM_BACKEND_CPU) */
+    int32_t device;          /* Vulkan device index (as `edgellm devices` lists them), >= -1; -1 = the best device (default -1).
+                                Used by VULKAN and AUTO; CPU ignores it (and `threads` is for the CPU only) */
 } edgellm_context_params;
 
 /*
@@ -200,13 +225,15 @@ EDGELLM_API edgellm_error edgellm_chat_apply_template(const edgellm_model_t* mod
 
 /* ------------------------------------------------------------------ context */
 
-/* The default parameters (llama.cpp's sampler defaults, a 4096-token context). */
+/* The default parameters (llama.cpp's sampler defaults, a 4096-token context, the CPU backend). */
 EDGELLM_API edgellm_context_params edgellm_context_params_default(void);
 
 /*
- * Creates a context (KV cache + sampler) on `model`. params NULL = defaults. On failure *out_ctx = NULL.
+ * Creates a context (KV cache + sampler) on `model`, on the backend params->backend asks for (see
+ * edgellm_backend). params NULL = defaults. On failure *out_ctx = NULL.
  * Errors: NULL_HANDLE/INVALID_HANDLE (model), INVALID_ARGUMENT (out_ctx NULL, or a parameter out of
- * range: the message names it), OUT_OF_MEMORY (the KV cache does not fit).
+ * range, e.g. a backend value that is no edgellm_backend: the message names it), OUT_OF_MEMORY (the KV
+ * cache does not fit), BACKEND_UNAVAILABLE (VULKAN and no usable device: the message says why).
  */
 EDGELLM_API edgellm_error edgellm_context_create(edgellm_model_t* model, const edgellm_context_params* params,
                                                  edgellm_context_t** out_ctx);
@@ -216,6 +243,15 @@ EDGELLM_API edgellm_error edgellm_context_free(edgellm_context_t* ctx);
 
 /* Forgets every evaluated token (position 0), the sampler's history and the logits; restarts the seed's sequence. */
 EDGELLM_API edgellm_error edgellm_context_reset(edgellm_context_t* ctx);
+
+/* The backend the context runs on: EDGELLM_BACKEND_CPU or EDGELLM_BACKEND_VULKAN (what AUTO chose). */
+EDGELLM_API edgellm_error edgellm_context_backend(const edgellm_context_t* ctx, int32_t* out_backend);
+
+/*
+ * Where the context runs, as UTF-8 text: "cpu (N threads)" or "vulkan (DEVICE NAME)".
+ * Buffer protocol as above (*n_bytes = bytes written/needed; no NUL).
+ */
+EDGELLM_API edgellm_error edgellm_context_description(const edgellm_context_t* ctx, char* buf, int32_t capacity, int32_t* n_bytes);
 
 /* The number of tokens evaluated so far (the position the next token takes). */
 EDGELLM_API edgellm_error edgellm_context_position(const edgellm_context_t* ctx, int32_t* out_position);

@@ -1,12 +1,13 @@
 #!/usr/bin/env bash
 # Builds libedgellm.so with NativeAOT, checks that it exports exactly the functions edgellm.h declares,
-# compiles the C test (test_edgellm.c) against the header and runs it on stories260K, then runs the
-# README's Python ctypes example.
+# compiles the C test (test_edgellm.c) against the header and runs it on stories260K (once with the
+# system's Vulkan driver, once with none visible), then runs the README's Python ctypes example.
 #
 # usage: tests/native/run.sh [OUT_DIR]     (default: artifacts/native; ../shared must be beside the checkout,
 #                                           or EDGELLM_SHARED must point at it)
 # Needs: the .NET SDK, a C compiler and linker (gcc or clang; NativeAOT links with it), objcopy, nm
-# (binutils) and the C library headers: apt-get install -y $(cat .ci/apt-packages)
+# (binutils), the C library headers, glslangValidator (the Vulkan shaders) and a Vulkan driver
+# (lavapipe: mesa-vulkan-drivers): apt-get install -y $(cat .ci/apt-packages)
 set -euo pipefail
 root=$(cd "$(dirname "$0")/../.." && pwd)
 out=${1:-$root/artifacts/native}
@@ -29,7 +30,7 @@ mkdir -p "$out"
 lib=$out/lib
 echo "== publish (NativeAOT) -> $lib"
 log=$out/publish.log
-if ! dotnet publish "$root/src/EdgeLlm.Native" -c Release -r linux-x64 -p:PublishAot=true -o "$lib" \
+if ! dotnet publish "$root/src/EdgeLlm.Native" -c Release -r linux-x64 -p:PublishAot=true -p:RequireVulkanShaders=true -o "$lib" \
      --disable-build-servers -nologo >"$log" 2>&1; then
   cat "$log" >&2
   echo "run.sh: dotnet publish failed" >&2
@@ -44,6 +45,9 @@ so=$lib/libedgellm.so
 [ -f "$so" ] || { echo "run.sh: $so was not produced" >&2; ls -la "$lib" >&2; exit 1; }
 size=$(stat -c %s "$so")
 echo "libedgellm.so: $size bytes ($(awk -v s="$size" 'BEGIN { printf "%.2f MiB", s / 1048576 }')), 0 AOT/trim warnings"
+# Size budget: the library (CPU engine + Vulkan backend + its SPIR-V shaders) must stay small enough to embed.
+max_bytes=$((10 * 1000 * 1000))
+[ "$size" -le "$max_bytes" ] || { echo "run.sh: libedgellm.so is $size bytes, over its budget of $max_bytes (10 MB)" >&2; exit 1; }
 
 echo "== exports vs edgellm.h"
 # Declarations: every "EDGELLM_API <type> edgellm_name(" in the header. Exports: nm -D prints name@@VERSION.
@@ -67,7 +71,14 @@ if command -v g++ >/dev/null 2>&1; then
 fi
 
 echo "== run the C test"
+# Needs a Vulkan driver (CI: mesa-vulkan-drivers' lavapipe): the EDGELLM_BACKEND_VULKAN checks fail without one.
 "$out/test_edgellm" "$shared/models/stories260K.gguf" "$shared/golden/stories260K.story.json" "$out"
+
+echo "== run the C test without a Vulkan driver (VK_ICD_FILENAMES / VK_DRIVER_FILES point nowhere)"
+# The Vulkan loader reads these when the process creates its first instance; the loader's own
+# "Found no drivers" complaint on stderr is expected.
+VK_ICD_FILENAMES=/nonexistent/icd.json VK_DRIVER_FILES=/nonexistent/icd.json \
+  "$out/test_edgellm" --no-vulkan-driver "$shared/models/stories260K.gguf" "$shared/golden/stories260K.story.json" "$out"
 
 echo "== README Python example"
 if command -v python3 >/dev/null 2>&1; then

@@ -1,10 +1,14 @@
 /*
  * test_edgellm.c — exercises libedgellm.so through edgellm.h only, as a C program would.
  *
- * usage: test_edgellm MODEL.gguf STORY.json [SCRATCH_DIR]
+ * usage: test_edgellm [--no-vulkan-driver] MODEL.gguf STORY.json [SCRATCH_DIR]
  *   MODEL.gguf  ../shared/models/stories260K.gguf
  *   STORY.json  ../shared/golden/stories260K.story.json (llama.cpp's greedy story: prompt_ids, greedy_ids, greedy_text)
  *   SCRATCH_DIR where corrupt model files are written (default /tmp)
+ *   --no-vulkan-driver  run only the backend checks for a process that cannot see a Vulkan driver (run.sh starts
+ *               it with VK_ICD_FILENAMES/VK_DRIVER_FILES pointing nowhere): EDGELLM_BACKEND_VULKAN must fail with
+ *               EDGELLM_ERROR_BACKEND_UNAVAILABLE and EDGELLM_BACKEND_AUTO must run on the CPU. Without it, a Vulkan
+ *               device must be present (CI has lavapipe): the Vulkan checks fail, they do not skip.
  *
  * Prints one line per check ("PASS name" / "FAIL name: why") and ends with "N passed, N failed";
  * exits 1 when any check failed, 2 when the inputs cannot be read.
@@ -12,6 +16,7 @@
 #include "edgellm.h"
 
 #include <math.h>
+#include <stddef.h>
 #include <pthread.h>
 #include <stdarg.h>
 #include <stdio.h>
@@ -19,7 +24,10 @@
 #include <string.h>
 #include <unistd.h>
 
-_Static_assert(sizeof(edgellm_context_params) == 40, "edgellm_context_params is 40 bytes (see edgellm.h)");
+_Static_assert(sizeof(edgellm_context_params) == 48, "edgellm_context_params is 48 bytes (see edgellm.h)");
+_Static_assert(offsetof(edgellm_context_params, repeat_last_n) == 36 && offsetof(edgellm_context_params, backend) == 40
+                   && offsetof(edgellm_context_params, device) == 44,
+               "edgellm_context_params offsets (see edgellm.h): fields are appended, never moved");
 
 static int g_passed, g_failed;
 
@@ -400,12 +408,178 @@ static void test_chat_template(edgellm_model_t* plain, const char* model_path, c
     remove(broken_path);
 }
 
+/* ------------------------------------------------------------------ backends */
+
+/* A greedy context on `backend` (context_length 256, 2 CPU threads); *ctx = NULL on failure. */
+static edgellm_error create_on(edgellm_model_t* model, int32_t backend, int32_t device, edgellm_context_t** ctx)
+{
+    edgellm_context_params p = edgellm_context_params_default();
+    p.temperature = 0.0f;
+    p.threads = 2;
+    p.context_length = 256;
+    p.backend = backend;
+    p.device = device;
+    return edgellm_context_create(model, &p, ctx);
+}
+
+static int32_t backend_of(edgellm_context_t* ctx)
+{
+    int32_t b = -1;
+    return edgellm_context_backend(ctx, &b) == EDGELLM_OK ? b : -1;
+}
+
+/* The context's edgellm_context_description into buf (NUL-terminated here), or "" on failure. */
+static const char* describe(edgellm_context_t* ctx, char* buf, int32_t cap)
+{
+    int32_t n = 0;
+    if (edgellm_context_description(ctx, buf, cap - 1, &n) != EDGELLM_OK) n = 0;
+    buf[n] = '\0';
+    return buf;
+}
+
+/* Greedy text of max_tokens tokens after `prompt` from an empty context (reset first); malloc'd, NULL on failure. */
+static char* greedy_text(edgellm_context_t* ctx, const char* prompt, int32_t max_tokens)
+{
+    collector c = {0};
+    edgellm_context_reset(ctx);
+    edgellm_error rc = edgellm_context_generate(ctx, prompt, (int32_t)strlen(prompt), max_tokens, collect, &c);
+    if (rc != EDGELLM_OK) { free(c.text); return NULL; }
+    return c.text;
+}
+
+/*
+ * EDGELLM_BACKEND_VULKAN and _AUTO where a Vulkan driver is installed (lavapipe on CI): the Vulkan context's
+ * logits and greedy text must match the CPU's. A missing device is a failure here, not a skip.
+ */
+static void test_vulkan(edgellm_model_t* model, const char* golden, const int32_t* prompt_ids, int n_prompt)
+{
+    const char* prompt = "Once upon a time";
+    char desc[256];
+    edgellm_context_t *cpu = NULL, *vk = NULL, *aut = NULL;
+    check_code(create_on(model, EDGELLM_BACKEND_CPU, -1, &cpu), EDGELLM_OK, "context_create backend CPU");
+    edgellm_error rc = create_on(model, EDGELLM_BACKEND_VULKAN, -1, &vk);
+    check_code(rc, EDGELLM_OK, "context_create backend VULKAN (a Vulkan driver must be installed, e.g. mesa-vulkan-drivers)");
+    if (rc != EDGELLM_OK || cpu == NULL) { edgellm_context_free(cpu); edgellm_context_free(vk); return; }
+    check(backend_of(vk) == EDGELLM_BACKEND_VULKAN, "VULKAN context reports backend VULKAN", "got %d", backend_of(vk));
+    check(strncmp(describe(vk, desc, sizeof desc), "vulkan (", 8) == 0, "VULKAN context description names the device", "got '%s'", desc);
+    printf("     vulkan context: %s\n", desc);
+    /* lavapipe/llvmpipe and SwiftShader are CPU drivers: AUTO must not take them. */
+    int cpu_driver = strstr(desc, "llvmpipe") != NULL || strstr(desc, "lavapipe") != NULL || strstr(desc, "SwiftShader") != NULL;
+    int32_t n_desc = -1;
+    check_code(edgellm_context_description(vk, NULL, 0, &n_desc), EDGELLM_ERROR_BUFFER_TOO_SMALL, "context_description size query (NULL, 0)");
+    check(n_desc == (int32_t)strlen(desc), "context_description size query reports the length", "got %d, want %d", n_desc, (int)strlen(desc));
+
+    /* logits of the prompt: Vulkan vs CPU */
+    float lc[512], lv[512];
+    int32_t n_c = 0, n_v = 0;
+    int ok = edgellm_context_eval(cpu, prompt_ids, n_prompt) == EDGELLM_OK && edgellm_context_logits_copy(cpu, lc, 512, &n_c) == EDGELLM_OK
+             && edgellm_context_eval(vk, prompt_ids, n_prompt) == EDGELLM_OK && edgellm_context_logits_copy(vk, lv, 512, &n_v) == EDGELLM_OK
+             && n_c == 512 && n_v == 512;
+    float max_diff = ok ? 0.0f : INFINITY;
+    int arg_c = 0, arg_v = 0;
+    for (int i = 0; ok && i < 512; i++) {
+        float d = fabsf(lc[i] - lv[i]);
+        if (!(d <= max_diff)) max_diff = d; /* NaN counts as a difference */
+        if (lc[i] > lc[arg_c]) arg_c = i;
+        if (lv[i] > lv[arg_v]) arg_v = i;
+    }
+    check(ok && max_diff < 5e-3f, "VULKAN prompt logits match the CPU's (max abs diff < 5e-3)", "ok %d, max abs diff %g", ok, max_diff);
+    printf("     vulkan vs cpu prompt logits: max abs diff %.3g, argmax %d / %d\n", max_diff, arg_v, arg_c);
+    /* a batch, then single tokens: the decode path */
+    int32_t tok = arg_c;
+    float worst = 0.0f;
+    for (int i = 0; ok && i < 8; i++) {
+        ok = edgellm_context_eval(cpu, &tok, 1) == EDGELLM_OK && edgellm_context_eval(vk, &tok, 1) == EDGELLM_OK
+             && edgellm_context_logits_copy(cpu, lc, 512, &n_c) == EDGELLM_OK && edgellm_context_logits_copy(vk, lv, 512, &n_v) == EDGELLM_OK;
+        int next = 0;
+        for (int j = 0; ok && j < 512; j++) {
+            float d = fabsf(lc[j] - lv[j]);
+            if (!(d <= worst)) worst = d;
+            if (lc[j] > lc[next]) next = j;
+        }
+        tok = next;
+    }
+    check(ok && worst < 5e-3f, "VULKAN decode logits (8 single-token evals) match the CPU's (max abs diff < 5e-3)", "ok %d, max abs diff %g", ok, worst);
+    printf("     vulkan vs cpu decode logits: max abs diff %.3g\n", worst);
+
+    /* greedy generation through edgellm_context_generate */
+    char* tc = greedy_text(cpu, prompt, 48);
+    char* tv = greedy_text(vk, prompt, 48);
+    check(tc && tv && strcmp(tc, tv) == 0, "VULKAN greedy generation (48 tokens) equals the CPU's", "cpu '%s'\nvulkan '%s'", tc ? tc : "(failed)", tv ? tv : "(failed)");
+    check(tv && strncmp(tv, golden, strlen(tv)) == 0, "VULKAN greedy text is the start of llama.cpp's greedy story", "got '%s'", tv ? tv : "(failed)");
+    printf("     vulkan greedy: %.60s...\n", tv ? tv : "");
+    free(tc);
+    free(tv);
+
+    /* the other entry points on a Vulkan context */
+    int32_t pos = -1;
+    check_code(edgellm_context_reset(vk), EDGELLM_OK, "VULKAN context_reset");
+    check(edgellm_context_position(vk, &pos) == EDGELLM_OK && pos == 0, "VULKAN position after reset is 0", "got %d", pos);
+    const float* logits = NULL;
+    int32_t n_vocab = 0;
+    check_code(edgellm_context_logits(vk, &logits, &n_vocab), EDGELLM_ERROR_NO_LOGITS, "VULKAN context_logits after reset");
+    int32_t big[300];
+    for (int i = 0; i < 300; i++) big[i] = prompt_ids[i % n_prompt];
+    check_code(edgellm_context_eval(vk, big, 300), EDGELLM_ERROR_CONTEXT_FULL, "VULKAN context_eval past the context");
+    check(edgellm_context_position(vk, &pos) == EDGELLM_OK && pos == 0, "VULKAN: a rejected eval evaluates nothing", "pos %d", pos);
+    check_code(edgellm_context_free(vk), EDGELLM_OK, "context_free VULKAN");
+
+    /* strict VULKAN with a device that does not exist: BACKEND_UNAVAILABLE, never the CPU */
+    vk = (edgellm_context_t*)0x1;
+    check_code(create_on(model, EDGELLM_BACKEND_VULKAN, 99, &vk), EDGELLM_ERROR_BACKEND_UNAVAILABLE, "context_create VULKAN device 99");
+    check(vk == NULL && strstr(edgellm_last_error(), "device 99") != NULL, "VULKAN device 99: NULL context, message names the device", "'%s'", edgellm_last_error());
+    check_code(create_on(model, EDGELLM_BACKEND_VULKAN, 0, &vk), EDGELLM_OK, "context_create VULKAN device 0");
+    check(backend_of(vk) == EDGELLM_BACKEND_VULKAN, "VULKAN device 0 reports backend VULKAN", "got %d", backend_of(vk));
+    edgellm_context_free(vk);
+
+    /* AUTO: Vulkan only on a real GPU; on a CPU driver (lavapipe) the CPU */
+    rc = create_on(model, EDGELLM_BACKEND_AUTO, -1, &aut);
+    check_code(rc, EDGELLM_OK, "context_create backend AUTO");
+    int32_t want = cpu_driver ? EDGELLM_BACKEND_CPU : EDGELLM_BACKEND_VULKAN;
+    check(backend_of(aut) == want, cpu_driver ? "AUTO on a CPU Vulkan driver (lavapipe) runs on the CPU" : "AUTO on a Vulkan GPU runs on Vulkan",
+          "got backend %d, want %d", backend_of(aut), want);
+    printf("     auto context: %s\n", describe(aut, desc, sizeof desc));
+    char* ta = greedy_text(aut, prompt, 200);
+    check(ta && strcmp(ta, golden) == 0, "AUTO context generates llama.cpp's greedy story", "got '%s'", ta ? ta : "(failed)");
+    free(ta);
+    edgellm_context_free(aut);
+    edgellm_context_free(cpu);
+}
+
+/*
+ * The process was started without a usable Vulkan driver (--no-vulkan-driver): VULKAN must fail with
+ * BACKEND_UNAVAILABLE and a message saying why, AUTO must run on the CPU.
+ */
+static void test_no_vulkan_driver(edgellm_model_t* model, const char* golden)
+{
+    edgellm_context_t* ctx = (edgellm_context_t*)0x1;
+    check_code(create_on(model, EDGELLM_BACKEND_VULKAN, -1, &ctx), EDGELLM_ERROR_BACKEND_UNAVAILABLE, "no driver: context_create VULKAN");
+    const char* msg = edgellm_last_error();
+    check(ctx == NULL && strstr(msg, "EDGELLM_BACKEND_VULKAN") != NULL && strstr(msg, "Vulkan") != NULL,
+          "no driver: VULKAN gives a NULL context and a message saying Vulkan is unavailable", "ctx %p, '%s'", (void*)ctx, msg);
+    ctx = (edgellm_context_t*)0x1;
+    check_code(create_on(model, EDGELLM_BACKEND_VULKAN, 0, &ctx), EDGELLM_ERROR_BACKEND_UNAVAILABLE, "no driver: context_create VULKAN device 0");
+    check(ctx == NULL, "no driver: VULKAN device 0 gives a NULL context", "ctx %p", (void*)ctx);
+    edgellm_error rc = create_on(model, EDGELLM_BACKEND_AUTO, -1, &ctx);
+    check_code(rc, EDGELLM_OK, "no driver: context_create AUTO");
+    check(rc == EDGELLM_OK && backend_of(ctx) == EDGELLM_BACKEND_CPU, "no driver: AUTO runs on the CPU", "got backend %d", backend_of(ctx));
+    char* text = rc == EDGELLM_OK ? greedy_text(ctx, "Once upon a time", 200) : NULL;
+    check(text && strcmp(text, golden) == 0, "no driver: AUTO generates llama.cpp's greedy story", "got '%s'", text ? text : "(failed)");
+    free(text);
+    edgellm_context_free(ctx);
+    rc = create_on(model, EDGELLM_BACKEND_CPU, -1, &ctx);
+    check(rc == EDGELLM_OK && backend_of(ctx) == EDGELLM_BACKEND_CPU, "no driver: CPU context as usual", "rc %d", (int)rc);
+    edgellm_context_free(ctx);
+}
+
 /* ------------------------------------------------------------------ main */
 
 int main(int argc, char** argv)
 {
+    int no_vulkan_driver = argc > 1 && strcmp(argv[1], "--no-vulkan-driver") == 0;
+    if (no_vulkan_driver) { argv++; argc--; }
     if (argc < 3) {
-        fprintf(stderr, "usage: %s MODEL.gguf STORY.json [SCRATCH_DIR]\n", argv[0]);
+        fprintf(stderr, "usage: %s [--no-vulkan-driver] MODEL.gguf STORY.json [SCRATCH_DIR]\n", argv[0]);
         return 2;
     }
     const char* model_path = argv[1];
@@ -420,6 +594,18 @@ int main(int argc, char** argv)
     const char* prompt = "Once upon a time";
     const int32_t prompt_len = (int32_t)strlen(prompt);
     edgellm_error rc;
+
+    if (no_vulkan_driver) {
+        edgellm_model_t* m = NULL;
+        rc = edgellm_model_load(model_path, &m);
+        check_code(rc, EDGELLM_OK, "model_load stories260K");
+        if (rc == EDGELLM_OK) test_no_vulkan_driver(m, golden);
+        edgellm_model_free(m);
+        free(golden);
+        free(json);
+        printf("%d passed, %d failed\n", g_passed, g_failed);
+        return g_failed == 0 ? 0 : 1;
+    }
 
     /* --- library */
     const char* version = edgellm_version();
@@ -524,6 +710,7 @@ int main(int argc, char** argv)
               && fabsf(p.top_p - 0.95f) < 1e-6f && fabsf(p.min_p - 0.05f) < 1e-6f && p.repeat_penalty == 1.0f && p.repeat_last_n == 64,
           "context_params_default", "got ctx %d threads %d temp %g top_k %d top_p %g min_p %g penalty %g last_n %d", p.context_length, p.threads,
           p.temperature, p.top_k, p.top_p, p.min_p, p.repeat_penalty, p.repeat_last_n);
+    check(p.backend == EDGELLM_BACKEND_CPU && p.device == -1, "context_params_default backend CPU, device -1", "got backend %d device %d", p.backend, p.device);
 
     edgellm_context_t* ctx = (edgellm_context_t*)0x1;
     edgellm_context_params bad = p;
@@ -540,6 +727,14 @@ int main(int argc, char** argv)
     check_code(edgellm_context_create(model, &bad, &ctx), EDGELLM_ERROR_INVALID_ARGUMENT, "context_create context_length 0");
     bad = p; bad.threads = -1;
     check_code(edgellm_context_create(model, &bad, &ctx), EDGELLM_ERROR_INVALID_ARGUMENT, "context_create threads -1");
+    bad = p; bad.backend = 3;
+    check_code(edgellm_context_create(model, &bad, &ctx), EDGELLM_ERROR_INVALID_ARGUMENT, "context_create backend 3");
+    check(ctx == NULL && strstr(edgellm_last_error(), "edgellm_context_params.backend") != NULL, "backend 3: NULL context, message names edgellm_context_params.backend", "'%s'", edgellm_last_error());
+    bad = p; bad.backend = -1;
+    check_code(edgellm_context_create(model, &bad, &ctx), EDGELLM_ERROR_INVALID_ARGUMENT, "context_create backend -1");
+    bad = p; bad.backend = EDGELLM_BACKEND_VULKAN; bad.device = -2;
+    check_code(edgellm_context_create(model, &bad, &ctx), EDGELLM_ERROR_INVALID_ARGUMENT, "context_create device -2");
+    check(strstr(edgellm_last_error(), "edgellm_context_params.device") != NULL, "device -2: message names edgellm_context_params.device", "'%s'", edgellm_last_error());
     bad = p; bad.context_length = 0x7fffffff;
     check_code(edgellm_context_create(model, &bad, &ctx), EDGELLM_ERROR_OUT_OF_MEMORY, "context_create KV cache too large");
     check_code(edgellm_context_create(NULL, &p, &ctx), EDGELLM_ERROR_NULL_HANDLE, "context_create NULL model");
@@ -550,6 +745,12 @@ int main(int argc, char** argv)
     p.threads = 2;
     rc = edgellm_context_create(model, &p, &ctx);
     check_code(rc, EDGELLM_OK, "context_create greedy");
+    int32_t backend = -1;
+    check(edgellm_context_backend(ctx, &backend) == EDGELLM_OK && backend == EDGELLM_BACKEND_CPU, "the default backend is CPU", "got %d", backend);
+    check_code(edgellm_context_backend(ctx, NULL), EDGELLM_ERROR_INVALID_ARGUMENT, "context_backend NULL out");
+    check_code(edgellm_context_backend(NULL, &backend), EDGELLM_ERROR_NULL_HANDLE, "context_backend NULL context");
+    char cdesc[128];
+    check(strcmp(describe(ctx, cdesc, sizeof cdesc), "cpu (2 threads)") == 0, "context_description of the CPU context", "got '%s'", cdesc);
     int32_t pos = -1;
     const float* logits = NULL;
     check_code(edgellm_context_logits(ctx, &logits, &n_vocab), EDGELLM_ERROR_NO_LOGITS, "context_logits before eval");
@@ -652,6 +853,9 @@ int main(int argc, char** argv)
     for (int i = 0; i < 2; i++) pthread_create(&threads[i], NULL, generate_on_thread, &jobs[i]);
     for (int i = 0; i < 2; i++) pthread_join(threads[i], NULL);
     check(jobs[0].ok && jobs[1].ok, "two contexts on two threads both generate the golden story", "codes %d %d", (int)jobs[0].code, (int)jobs[1].code);
+
+    /* --- backends */
+    test_vulkan(model, golden, prompt_ids, n_prompt);
 
     /* --- chat template */
     test_chat_template(model, model_path, scratch);

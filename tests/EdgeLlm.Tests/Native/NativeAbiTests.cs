@@ -9,7 +9,8 @@ namespace EdgeLlm.Tests.Native;
 /// <summary>
 /// The C ABI end to end: tests/native/run.sh publishes libedgellm.so with NativeAOT, checks its exports
 /// against edgellm.h, compiles and runs the C test (the greedy story through the streaming callback and
-/// every documented error path) and the README's Python example. Takes a minute or two (the AOT compile).
+/// every documented error path, the Vulkan backend against the CPU, and again with no Vulkan driver visible)
+/// and the README's Python example. Takes a minute or two (the AOT compile).
 /// Fails, never skips, when the C toolchain or ../shared is missing (run.sh says what to install).
 /// </summary>
 public sealed partial class NativeAbiTests(ITestOutputHelper output)
@@ -54,6 +55,8 @@ public sealed partial class NativeAbiTests(ITestOutputHelper output)
         Assert.Equal("0", summary.Groups[2].Value);
         Assert.True(int.Parse(summary.Groups[1].Value, System.Globalization.CultureInfo.InvariantCulture) >= 50, "the C test ran fewer checks than expected");
         Assert.Contains("PASS greedy story equals llama.cpp's greedy_text", log, StringComparison.Ordinal);
+        Assert.Contains("PASS VULKAN greedy generation (48 tokens) equals the CPU's", log, StringComparison.Ordinal);
+        Assert.Contains("PASS no driver: AUTO runs on the CPU", log, StringComparison.Ordinal);
         Assert.Contains("run.sh: all native checks passed", log, StringComparison.Ordinal);
     }
 
