@@ -20,6 +20,12 @@ public static class BackendOption
         return o;
     }
 
+    /// <summary>
+    /// False only for the strict <c>vulkan</c> backend, which reads the weights from the file itself:
+    /// the model then skips the CPU's load-time repacking (<see cref="ModelLoadOptions.RepackWeights"/>).
+    /// </summary>
+    public static bool MayRunOnCpu(string? backend) => backend != "vulkan";
+
     /// <summary>Creates the context for <paramref name="backend"/>.</summary>
     /// <exception cref="VulkanUnavailableException">backend is vulkan and no usable device exists.</exception>
     public static IEvalContext CreateContext(string? backend, Model model, int contextLength, int threads)

@@ -88,7 +88,7 @@ public static class BenchCommand
 
     internal static BenchResult Measure(string path, int threads, int pp, int tg, int reps, string? backend = "cpu", bool generic = false)
     {
-        using var model = Model.Load(path, new ModelLoadOptions { Generic = generic });
+        using var model = Model.Load(path, new ModelLoadOptions { Generic = generic, RepackWeights = BackendOption.MayRunOnCpu(backend) });
         int ctxLen = Math.Max(pp, tg) + 1;
         using var context = BackendOption.CreateContext(backend, model, ctxLen, threads);
         var rng = new Random(1);

@@ -1,6 +1,7 @@
 using System.CommandLine;
 using System.Globalization;
 using EdgeLlm.Gguf;
+using EdgeLlm.Models;
 using EdgeLlm.Quant;
 using EdgeLlm.Runtime;
 using EdgeLlm.Tokenizers;
@@ -60,7 +61,16 @@ public static class InfoCommand
         o.AppendLine(ci, $"chat template: {(f.GetString("tokenizer.chat_template") is null ? "none" : "present")}");
         o.AppendLine(ci, $"kernel path: {CpuFeatures.KernelPath} ({CpuFeatures.Describe()})");
         o.AppendLine("backend: cpu");
-        o.AppendLine(ci, $"forward pass: {EdgeLlm.Specialized.SpecializationRegistry.Describe(f)}");
+        try
+        {
+            using var m = Model.Load(f, new ModelLoadOptions { SkipMemoryCheck = true });
+            o.AppendLine(ci, $"forward pass: {EdgeLlm.Specialized.SpecializationRegistry.Describe(m)}");
+            o.AppendLine(ci, $"weight layout: {(m.RepackedBytes == 0 ? "as in the file (memory-mapped)" : $"{string.Join(", ", m.RepackedLayouts)} repacked at load ({m.RepackedBytes / 1048576.0:F1} MiB in memory the model owns, in place of the mapped pages; EDGELLM_REPACK=0 turns it off)")}");
+        }
+        catch (ModelLoadException e)
+        {
+            o.AppendLine(ci, $"forward pass: generic (the model does not load: {e.Message})");
+        }
         return o.ToString();
     }
 }

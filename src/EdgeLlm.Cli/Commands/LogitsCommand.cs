@@ -28,7 +28,7 @@ public static class LogitsCommand
             int nThreads = pr.GetValue(threads);
             RunCommand.CheckContext(ctxLen);
             RunCommand.CheckThreads(nThreads);
-            using var m = Model.Load(ModelResolver.Resolve(pr.GetValue(model)), new ModelLoadOptions { Generic = pr.GetValue(generic) });
+            using var m = Model.Load(ModelResolver.Resolve(pr.GetValue(model)), new ModelLoadOptions { Generic = pr.GetValue(generic), RepackWeights = BackendOption.MayRunOnCpu(pr.GetValue(backend)) });
             foreach (var t in tokens)
                 if (t < 0 || t >= m.Config.VocabSize) throw new InputException($"--ids: token id {t} is outside the vocabulary (0..{m.Config.VocabSize - 1})");
             if (tokens.Length > ctxLen) throw new InputException($"--ids: {tokens.Length} ids do not fit in the context of {ctxLen} (-c)");

@@ -89,7 +89,7 @@ public static class RunCommand
         CheckContext(ctxLen);
         var err = Console.Error;
         var loadWatch = Stopwatch.StartNew();
-        using var model = Model.Load(modelPath, new ModelLoadOptions { Generic = generic });
+        using var model = Model.Load(modelPath, new ModelLoadOptions { Generic = generic, RepackWeights = BackendOption.MayRunOnCpu(backend) });
         var tokenizer = Tokenizer.FromGguf(model.File);
         if (ctxLen > model.Config.TrainingContextLength && model.Config.TrainingContextLength > 0)
             err.WriteLine($"warning: context {ctxLen} exceeds the model's training context ({model.Config.TrainingContextLength}); output past it may degrade");

@@ -53,6 +53,9 @@ public sealed unsafe class GgufFile : IDisposable
     }
 
     public string FilePath { get; }
+
+    /// <summary>True when the image is a mapped file at <see cref="FilePath"/> (false for <see cref="FromPointer"/>).</summary>
+    internal bool IsFileBacked => _mmf is not null;
     public long FileSize { get; }
     public uint Version { get; }
     public int Alignment { get; }

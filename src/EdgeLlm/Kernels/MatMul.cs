@@ -12,7 +12,7 @@ namespace EdgeLlm.Kernels;
 /// </summary>
 internal static unsafe class MatMul
 {
-    /// <summary>Weight rows per work item of a single-token product (decode): ~40 KB of Q8_0 at 2048 columns, a few L1s' worth.</summary>
+    /// <summary>Weight rows per work item of a single-token product (decode): ~40 KB of Q8_0 at 2048 columns, a few L1s' worth. A multiple of every <see cref="WeightFormat.RowGroup"/>.</summary>
     internal const int DecodeChunkRows = 16;
 
     /// <summary>Weight rows per work item of a batch product: the rows of one chunk stay in L2 while every activation tile passes, and a tile kernel that repacks activations (AVX-512 Q4_0/Q8_0) repacks once per 64 rows.</summary>
@@ -39,7 +39,11 @@ internal static unsafe class MatMul
         long actBytes = ActivationQuantizer.RowBytes(fmt.VecDotType, cols);
         for (int t = 0; t < nTokens; t++)
             ActivationQuantizer.QuantizeRow(fmt.VecDotType, x + (long)t * cols, scratch + t * actBytes, cols);
-        WorkSplit.For(w.Rows, threads, (long)cols * nTokens, (start, end, _) => RowRange(w, scratch, actBytes, nTokens, y, start, end));
+        // A repacked format computes whole groups of rows: split in groups.
+        int group = fmt.RowGroup;
+        int units = (w.Rows + group - 1) / group;
+        WorkSplit.For(units, threads, (long)cols * nTokens * group,
+            (start, end, _) => RowRange(w, scratch, actBytes, nTokens, y, start * group, Math.Min(w.Rows, end * group)));
     }
 
     /// <summary>
@@ -81,14 +85,14 @@ internal static unsafe class MatMul
         int rows = w.Rows;
         if (nTokens == 1)
         {
-            for (int r = start; r < end; r++) y[r] = fmt.VecDot(cols, w.Row(r), acts);
+            fmt.VecDotRows(cols, w.At(start), w.RowBytes, end - start, acts, y + start);
             return;
         }
         // Weight rows [start, end) stay cached while each tile of activation rows meets them.
         for (int a0 = 0; a0 < nTokens; a0 += TileActs)
         {
             int nActs = Math.Min(TileActs, nTokens - a0);
-            fmt.VecDotTile(cols, w.Row(start), w.RowBytes, end - start, acts + a0 * actBytes, actBytes, nActs,
+            fmt.VecDotTile(cols, w.At(start), w.RowBytes, end - start, acts + a0 * actBytes, actBytes, nActs,
                 y + (long)a0 * rows + start, rows);
         }
     }

@@ -16,6 +16,7 @@ public abstract unsafe class Model : IDisposable
     public static IReadOnlyList<string> SupportedArchitectures { get; } = ["llama", "qwen2"];
 
     private readonly bool _ownsFile;
+    private readonly List<nint> _repacked = [];
     private bool _disposed;
 
     private protected Model(GgufFile file, ModelConfig config, TensorLoader tensors, bool ownsFile, ModelLoadOptions options)
@@ -56,6 +57,15 @@ public abstract unsafe class Model : IDisposable
 
     /// <summary>Largest converted activation row any matrix needs (bytes), for scratch sizing.</summary>
     internal long MaxActivationRowBytes { get; private set; }
+
+    /// <summary>
+    /// Bytes of weights repacked at load into a faster layout (<see cref="ModelLoadOptions.RepackWeights"/>);
+    /// they live in memory the model owns instead of the mapping's pages.
+    /// </summary>
+    public long RepackedBytes { get; private set; }
+
+    /// <summary>The repacked layouts in use, e.g. "q4_0x8" (empty when none).</summary>
+    public IReadOnlyList<string> RepackedLayouts => AllMatrices().Select(w => w.Format.Layout).OfType<string>().Distinct().ToArray();
 
     /// <summary>Bytes of tensor data in the file (what the mapping keeps resident).</summary>
     public long WeightBytes => File.Tensors.Sum(t => t.ByteSize);
@@ -106,6 +116,18 @@ public abstract unsafe class Model : IDisposable
             _ => new Qwen2(file, config, tensors, ownsFile, options),
         };
         model.MaxActivationRowBytes = model.AllMatrices().Max(w => ActivationQuantizer.RowBytes(w.Format.VecDotType, w.Cols));
+        if (options.RepackWeights && WeightPacking.Enabled)
+        {
+            try
+            {
+                model.RepackedBytes = WeightPacking.Repack(file, model.AllMatrices(), model._repacked);
+            }
+            catch (Exception e) when (e is IOException or OutOfMemoryException or UnauthorizedAccessException)
+            {
+                model.Dispose();
+                throw new ModelLoadException($"repacking the weights failed: {e.Message}", e);
+            }
+        }
         if (!options.Generic) model.Specialization = Specialized.SpecializationRegistry.Find(model);
         return model;
     }
@@ -206,6 +228,8 @@ public abstract unsafe class Model : IDisposable
     {
         if (_disposed) return;
         _disposed = true;
+        // The contexts on this model must be done with it (as with the mapping, which goes too when owned).
+        WeightPacking.Free(_repacked);
         if (_ownsFile) File.Dispose();
         GC.SuppressFinalize(this);
     }

@@ -13,19 +13,29 @@ internal sealed unsafe class WeightMatrix
     public WeightMatrix(GgufTensorInfo info, WeightFormat format, byte* data)
     {
         Name = info.Name;
+        Tensor = info;
         Format = format;
         Data = data;
+        FileData = data;
         Cols = checked((int)info.RowLength);
         Rows = checked((int)info.RowCount);
         RowBytes = GgmlTypes.Info(info.Type).RowBytes(Cols);
     }
 
     public string Name { get; }
-    public WeightFormat Format { get; }
+
+    /// <summary>The tensor's entry in the GGUF directory.</summary>
+    public GgufTensorInfo Tensor { get; }
+
+    /// <summary>The arithmetic the products use; a repacked format (<see cref="WeightFormat.Layout"/>) after <see cref="UseRepacked"/>.</summary>
+    public WeightFormat Format { get; private set; }
     public GgmlType Type => Format.Type;
 
-    /// <summary>First byte of row 0 in the mapping.</summary>
-    public byte* Data { get; }
+    /// <summary>First byte of the data the products read: the mapping, or the repacked copy (same size and row geometry).</summary>
+    public byte* Data { get; private set; }
+
+    /// <summary>First byte of row 0 in the mapping, always in the GGUF layout.</summary>
+    public byte* FileData { get; }
 
     /// <summary>Input width (values per row).</summary>
     public int Cols { get; }
@@ -36,7 +46,21 @@ internal sealed unsafe class WeightMatrix
     /// <summary>Bytes per row in <see cref="Type"/>.</summary>
     public long RowBytes { get; }
 
-    public byte* Row(int r) => Data + r * RowBytes;
+    /// <summary>True once the products read a repacked copy.</summary>
+    public bool IsRepacked => Data != FileData;
+
+    /// <summary>Plain row <paramref name="r"/> in the mapping (for get_rows and conversions, which take one row).</summary>
+    public byte* Row(int r) => FileData + r * RowBytes;
+
+    /// <summary>Where the products' data for rows from <paramref name="r"/> starts (<paramref name="r"/> a multiple of <see cref="WeightFormat.RowGroup"/>).</summary>
+    public byte* At(int r) => Data + r * RowBytes;
+
+    /// <summary>Switches the products to a repacked copy of the rows (owned by the model).</summary>
+    internal void UseRepacked(WeightFormat format, byte* data)
+    {
+        Format = format;
+        Data = data;
+    }
 }
 
 /// <summary>

@@ -63,6 +63,26 @@ public abstract unsafe class WeightFormat
         }
     }
 
+    /// <summary>
+    /// y[r] = <c>VecDot(w_r, act)</c> for <paramref name="nRows"/> consecutive weight rows (each
+    /// <paramref name="rowBytes"/> apart): the matrix-vector product of one token (decode). A
+    /// repacked format reads its interleaved groups here; results equal <see cref="VecDotTile"/>'s
+    /// for the same (row, activation) bit for bit.
+    /// </summary>
+    public virtual void VecDotRows(int n, byte* weights, long rowBytes, int nRows, byte* activations, float* y)
+    {
+        for (int r = 0; r < nRows; r++) y[r] = VecDot(n, weights + r * rowBytes, activations);
+    }
+
+    /// <summary>
+    /// Rows a repacked layout interleaves (1 for the plain GGUF layout): <see cref="VecDotRows"/>
+    /// and <see cref="VecDotTile"/> must start at a multiple of it (they may end at the matrix's last row).
+    /// </summary>
+    public virtual int RowGroup => 1;
+
+    /// <summary>The repacked layout's name (e.g. <c>q4_0x8</c>), or null for the GGUF layout.</summary>
+    public virtual string? Layout => null;
+
     /// <summary>Finds the format of <paramref name="type"/>; false when EdgeLlm cannot compute with that type.</summary>
     public static bool TryGet(GgmlType type, out WeightFormat format)
     {

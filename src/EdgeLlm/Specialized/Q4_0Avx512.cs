@@ -219,6 +219,6 @@ internal sealed unsafe class Q4_0Avx512Format(WeightFormat generic) : WeightForm
         Q4_0Avx512.Tile(n, weights, rowBytes, nRows, activations, actStride, nActs, y, yStride);
 
     /// <summary>y[r] = VecDot(row r, act) for consecutive rows: the decode product, four rows per activation load.</summary>
-    public void VecDotRows(int n, byte* weights, long rowBytes, int nRows, byte* activations, float* y) =>
+    public override void VecDotRows(int n, byte* weights, long rowBytes, int nRows, byte* activations, float* y) =>
         Q4_0Avx512.Rows(n, weights, rowBytes, nRows, activations, y);
 }

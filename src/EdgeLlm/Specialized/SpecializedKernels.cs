@@ -30,6 +30,9 @@ internal static unsafe class SpecializedKernels
     /// </summary>
     public static WeightFormat Format(GgmlType type)
     {
+        // Matrices the loader repacks (WeightPacking) run with the repacked format; the load-time
+        // match checks that the model's matrices really are in that layout.
+        if (WeightPacking.PackedFormat(type) is { } packed) return packed;
         if (!WeightFormat.TryGet(type, out var f)) throw new NotSupportedException($"no weight format for {GgmlTypes.Name(type)}");
         if (type == GgmlType.Q4_0 && Environment.GetEnvironmentVariable("EDGELLM_SPECIALIZED_Q4_0_AVX512") == "1" && Q4_0Avx512.AgreesWith(f))
             return new Q4_0Avx512Format(f);
@@ -37,15 +40,8 @@ internal static unsafe class SpecializedKernels
     }
 
     /// <summary>y[r] = VecDot(row r, act) for <paramref name="nRows"/> consecutive rows (a single token's product).</summary>
-    private static void Dots(WeightFormat fmt, int cols, byte* w, long rowBytes, int nRows, byte* act, float* y)
-    {
-        if (fmt is Q4_0Avx512Format q)
-        {
-            q.VecDotRows(cols, w, rowBytes, nRows, act, y);
-            return;
-        }
-        for (int r = 0; r < nRows; r++) y[r] = fmt.VecDot(cols, w + r * rowBytes, act);
-    }
+    private static void Dots(WeightFormat fmt, int cols, byte* w, long rowBytes, int nRows, byte* act, float* y) =>
+        fmt.VecDotRows(cols, w, rowBytes, nRows, act, y);
 
     /// <summary>Activation rows in one vec-dot type: where they go and how far apart they are.</summary>
     public readonly struct ActRows(GgmlType type, byte* data, long rowBytes)

@@ -61,6 +61,7 @@ public abstract unsafe class SpecializedTransformer
         if (!FactorsMatch(model.RopeFactors, s.RopeFactors)) return "rope frequency factors";
         if (model.TokenEmbedding.Type != s.TokenEmbd) return $"token_embd.weight is {GgmlTypes.Name(model.TokenEmbedding.Type)}, not {GgmlTypes.Name(s.TokenEmbd)}";
         if (model.Output.Type != s.Output) return $"the output projection is {GgmlTypes.Name(model.Output.Type)}, not {GgmlTypes.Name(s.Output)}";
+        if (LayoutMismatch(model.Output) is { } outputWhy) return outputWhy;
         var layers = model.Layers;
         for (int il = 0; il < layers.Count; il++)
         {
@@ -70,12 +71,20 @@ public abstract unsafe class SpecializedTransformer
             {
                 var want = s.LayerTypes[il * 7 + k];
                 if (m[k].Type != want) return $"{m[k].Name} is {GgmlTypes.Name(m[k].Type)}, not {GgmlTypes.Name(want)}";
+                if (LayoutMismatch(m[k]) is { } why) return why;
             }
             bool hasBias = l.Bq is not null || l.Bk is not null || l.Bv is not null;
             bool allBias = l.Bq is not null && l.Bk is not null && l.Bv is not null;
             if (s.QkvBias ? !allBias : hasBias) return s.QkvBias ? $"blk.{il} lacks Q/K/V biases" : $"blk.{il} has Q/K/V biases";
         }
         return null;
+    }
+
+    /// <summary>The generated code computes each type with <see cref="SpecializedKernels.Format"/>: a matrix must be in that format's layout (repacked or not).</summary>
+    private static string? LayoutMismatch(WeightMatrix m)
+    {
+        string? want = SpecializedKernels.Format(m.Type).Layout;
+        return m.Format.Layout == want ? null : $"{m.Name} is in the {m.Format.Layout ?? "GGUF"} layout, not {want ?? "GGUF"} (see ModelLoadOptions.RepackWeights)";
     }
 
     /// <summary>

@@ -50,9 +50,11 @@ public unsafe class MatMulTests(ITestOutputHelper output)
                     {
                         for (int t = 0; t < nTokens; t++)
                             ActivationQuantizer.QuantizeRow(w.Format.VecDotType, px + t * w.Cols, acts + t * actBytes, w.Cols);
-                        for (int t = 0; t < nTokens; t++)
-                            for (int r = 0; r < w.Rows; r++)
-                                expected[t * w.Rows + r] = w.Format.VecDot(w.Cols, w.Row(r), acts + t * actBytes);
+                        // The decode product over the whole matrix in one call (per-row VecDot for the GGUF
+                        // layout; whole groups for a repacked one, e.g. Q4_0 as q4_0x8).
+                        fixed (float* pe = expected)
+                            for (int t = 0; t < nTokens; t++)
+                                w.Format.VecDotRows(w.Cols, w.At(0), w.RowBytes, w.Rows, acts + t * actBytes, pe + t * w.Rows);
                         for (int threads = 1; threads <= 3; threads++)
                         {
                             using var pool = new WorkerPool(threads);

@@ -1,0 +1,253 @@
+using System.Runtime.CompilerServices;
+using System.Runtime.Intrinsics;
+using System.Runtime.Intrinsics.X86;
+
+namespace EdgeLlm.Quant;
+
+internal static unsafe partial class Q4_0x8
+{
+    /// <summary>The packed kernels need AVX2 (byte multiply-add) and FMA; <see cref="WeightPacking"/> packs only then.</summary>
+    public static bool IsSupported => Avx2.IsSupported && Fma.IsSupported;
+
+    /// <summary>Blocks of activations whose per-block terms fit on the stack (8192 blocks = 262144 columns).</summary>
+    private const int MaxStackBlocks = 8192;
+
+    /// <summary>
+    /// y[r] = row r · act for <paramref name="nRows"/> rows from a group boundary: the decode product.
+    /// Each group of eight rows is one pass over its 144-byte blocks; rows past the last whole
+    /// group are plain and go through the plain kernel.
+    /// </summary>
+    [MethodImpl(MethodImplOptions.AggressiveOptimization)]
+    public static void DotRows(int n, byte* weights, long rowBytes, int nRows, byte* act, float* y)
+    {
+        if (!IsSupported)
+        {
+            DotRowsReference(n, weights, rowBytes, nRows, act, y);
+            return;
+        }
+        QuantMath.CheckBlocks(n, QK, "Q4_0");
+        int nb = n / QK;
+        if (nb > MaxStackBlocks) throw new ArgumentOutOfRangeException(nameof(n), n, $"rows longer than {MaxStackBlocks * QK} values are not supported by the Q4_0x8 kernels");
+        int* corr = stackalloc int[nb];
+        float* dy = stackalloc float[nb];
+        ActivationTerms((BlockQ8_0*)act, nb, corr, dy);
+        int groups = nRows / Rows;
+        int g = 0;
+        long groupBytes = Rows * rowBytes;
+        for (; g + 1 < groups; g += 2)
+            Group2(weights + g * groupBytes, groupBytes, nb, (BlockQ8_0*)act, corr, dy, y + g * Rows);
+        if (g < groups)
+            Group1(weights + g * groupBytes, nb, (BlockQ8_0*)act, corr, dy, y + g * Rows);
+        for (int r = groups * Rows; r < nRows; r++) y[r] = Q4_0.DotQ4_0Q8_0(n, weights + r * rowBytes, act);
+    }
+
+    /// <summary>
+    /// y[a·yStride + r] = row r · act a: the prompt tile. Each group block is unpacked once and
+    /// met by four activation rows; per (row, activation) the arithmetic is <see cref="DotRows"/>'s.
+    /// </summary>
+    [MethodImpl(MethodImplOptions.AggressiveOptimization)]
+    public static void DotTile(int n, byte* weights, long rowBytes, int nRows, byte* acts, long actStride, int nActs, float* y, long yStride)
+    {
+        QuantMath.CheckBlocks(n, QK, "Q4_0");
+        int nb = n / QK;
+        if (!IsSupported || nb > MaxStackBlocks / 4)
+        {
+            // Same arithmetic one activation at a time (yStride may be 1 row of results per activation, so go through a copy).
+            var tmp = new float[nRows];
+            fixed (float* t = tmp)
+                for (int a = 0; a < nActs; a++)
+                {
+                    DotRows(n, weights, rowBytes, nRows, acts + a * actStride, t);
+                    for (int r = 0; r < nRows; r++) y[a * yStride + r] = t[r];
+                }
+            return;
+        }
+        int groups = nRows / Rows;
+        int* corr = stackalloc int[4 * nb];
+        float* dy = stackalloc float[4 * nb];
+        for (int a0 = 0; a0 < nActs; a0 += 4)
+        {
+            int na = Math.Min(4, nActs - a0);
+            for (int a = 0; a < na; a++)
+                ActivationTerms((BlockQ8_0*)(acts + (a0 + a) * actStride), nb, corr + a * nb, dy + a * nb);
+            for (int g = 0; g < groups; g++)
+            {
+                byte* gw = weights + (long)g * Rows * rowBytes;
+                float* yg = y + a0 * yStride + g * Rows;
+                if (na == 4)
+                {
+                    Group4(gw, nb, acts + a0 * actStride, actStride, corr, dy, yg, yStride);
+                    continue;
+                }
+                for (int a = 0; a < na; a++)
+                    Group1(gw, nb, (BlockQ8_0*)(acts + (a0 + a) * actStride), corr + a * nb, dy + a * nb, yg + a * yStride);
+            }
+            for (int r = groups * Rows; r < nRows; r++)
+                for (int a = 0; a < na; a++)
+                    y[(a0 + a) * yStride + r] = Q4_0.DotQ4_0Q8_0(n, weights + r * rowBytes, acts + (a0 + a) * actStride);
+        }
+    }
+
+    /// <summary>Per activation block: 8·Σq (the -8 offset of every weight nibble, taken out once) and the scale as f32.</summary>
+    [MethodImpl(MethodImplOptions.AggressiveInlining)]
+    private static void ActivationTerms(BlockQ8_0* a, int nb, int* corr, float* dy)
+    {
+        var eight = Vector256.Create((byte)8);
+        var ones = Vector256.Create((short)1);
+        for (int ib = 0; ib < nb; ib++)
+        {
+            var q = Vector256.Load(a[ib].Qs);
+            corr[ib] = Vector256.Sum(Avx2.MultiplyAddAdjacent(Avx2.MultiplyAddAdjacent(eight, q), ones));
+            dy[ib] = QuantMath.Fp16ToFp32Fast(a[ib].D);
+        }
+    }
+
+    /// <summary>
+    /// The eight fp16 scales at <paramref name="d"/> as f32: magnitude bits shifted into place and
+    /// rebiased by 2^112 (exact for normal, subnormal and zero halves; <see cref="Pack"/> refuses inf/NaN), sign or-ed back.
+    /// </summary>
+    [MethodImpl(MethodImplOptions.AggressiveInlining)]
+    private static Vector256<float> Scales(byte* d)
+    {
+        var h = Avx2.ConvertToVector256Int32((ushort*)d);
+        var mag = Avx2.ShiftLeftLogical(h & Vector256.Create(0x7FFF), 13).AsSingle() * Vector256.Create(0x77800000).AsSingle(); // 2^112
+        return (mag.AsInt32() | Avx2.ShiftLeftLogical(h & Vector256.Create(0x8000), 16)).AsSingle();
+    }
+
+    /// <summary>Σ q·a for the eight rows of one group block (q unsigned nibbles, no offset yet), rows in lane order.</summary>
+    [MethodImpl(MethodImplOptions.AggressiveInlining)]
+    private static Vector256<int> RawSums(Vector256<byte> lo0, Vector256<byte> hi0, Vector256<byte> lo2, Vector256<byte> hi2,
+        Vector256<byte> lo1, Vector256<byte> hi1, Vector256<byte> lo3, Vector256<byte> hi3, sbyte* aq)
+    {
+        var b0 = Vector256.Create(*(long*)aq).AsSByte();
+        var b1 = Vector256.Create(*(long*)(aq + 8)).AsSByte();
+        var b2 = Vector256.Create(*(long*)(aq + 16)).AsSByte();
+        var b3 = Vector256.Create(*(long*)(aq + 24)).AsSByte();
+        // int16 pair sums: each product pair is within ±3840, four of them within ±15360.
+        var p = Avx2.MultiplyAddAdjacent(lo0, b0) + Avx2.MultiplyAddAdjacent(lo2, b1) + Avx2.MultiplyAddAdjacent(hi0, b2) + Avx2.MultiplyAddAdjacent(hi2, b3);
+        var q = Avx2.MultiplyAddAdjacent(lo1, b0) + Avx2.MultiplyAddAdjacent(lo3, b1) + Avx2.MultiplyAddAdjacent(hi1, b2) + Avx2.MultiplyAddAdjacent(hi3, b3);
+        var ones = Vector256.Create((short)1);
+        // p: rows 0, 1 | 4, 5 as two int32 each per row; q: rows 2, 3 | 6, 7. hadd -> 0 1 2 3 | 4 5 6 7.
+        return Avx2.HorizontalAdd(Avx2.MultiplyAddAdjacent(p, ones), Avx2.MultiplyAddAdjacent(q, ones));
+    }
+
+    /// <summary>One group against one activation row: eight results to <paramref name="y"/>.</summary>
+    [MethodImpl(MethodImplOptions.AggressiveInlining)]
+    private static void Group1(byte* g, int nb, BlockQ8_0* a, int* corr, float* dy, float* y)
+    {
+        var m = Vector256.Create((byte)0x0F);
+        var even = Vector256<float>.Zero;
+        var odd = Vector256<float>.Zero;
+        for (int ib = 0; ib < nb; ib++)
+        {
+            byte* o = g + (long)ib * GroupBlockBytes;
+            var v0 = Vector256.Load(o + 16);
+            var v1 = Vector256.Load(o + 48);
+            var v2 = Vector256.Load(o + 80);
+            var v3 = Vector256.Load(o + 112);
+            var isum = RawSums(v0 & m, Avx2.ShiftRightLogical(v0.AsUInt16(), 4).AsByte() & m, v2 & m, Avx2.ShiftRightLogical(v2.AsUInt16(), 4).AsByte() & m,
+                v1 & m, Avx2.ShiftRightLogical(v1.AsUInt16(), 4).AsByte() & m, v3 & m, Avx2.ShiftRightLogical(v3.AsUInt16(), 4).AsByte() & m, a[ib].Qs)
+                - Vector256.Create(corr[ib]);
+            var scale = Scales(o) * Vector256.Create(dy[ib]);
+            if ((ib & 1) == 0) even = Fma.MultiplyAdd(scale, Avx.ConvertToVector256Single(isum), even);
+            else odd = Fma.MultiplyAdd(scale, Avx.ConvertToVector256Single(isum), odd);
+        }
+        (even + odd).Store(y);
+    }
+
+    /// <summary>Two groups (<paramref name="groupBytes"/> apart) against one activation row: the activation block is loaded and broadcast once for both.</summary>
+    [MethodImpl(MethodImplOptions.AggressiveInlining)]
+    private static void Group2(byte* g, long groupBytes, int nb, BlockQ8_0* a, int* corr, float* dy, float* y)
+    {
+        var m = Vector256.Create((byte)0x0F);
+        var ones = Vector256.Create((short)1);
+        Vector256<float> e0 = default, o0 = default, e1 = default, o1 = default;
+        byte* h = g + groupBytes;
+        for (int ib = 0; ib < nb; ib++)
+        {
+            sbyte* aq = a[ib].Qs;
+            var b0 = Vector256.Create(*(long*)aq).AsSByte();
+            var b1 = Vector256.Create(*(long*)(aq + 8)).AsSByte();
+            var b2 = Vector256.Create(*(long*)(aq + 16)).AsSByte();
+            var b3 = Vector256.Create(*(long*)(aq + 24)).AsSByte();
+            var c = Vector256.Create(corr[ib]);
+            var d = Vector256.Create(dy[ib]);
+            long off = (long)ib * GroupBlockBytes;
+            var s0 = Sums(g + off, m, ones, b0, b1, b2, b3) - c;
+            var s1 = Sums(h + off, m, ones, b0, b1, b2, b3) - c;
+            var f0 = Scales(g + off) * d;
+            var f1 = Scales(h + off) * d;
+            if ((ib & 1) == 0)
+            {
+                e0 = Fma.MultiplyAdd(f0, Avx.ConvertToVector256Single(s0), e0);
+                e1 = Fma.MultiplyAdd(f1, Avx.ConvertToVector256Single(s1), e1);
+            }
+            else
+            {
+                o0 = Fma.MultiplyAdd(f0, Avx.ConvertToVector256Single(s0), o0);
+                o1 = Fma.MultiplyAdd(f1, Avx.ConvertToVector256Single(s1), o1);
+            }
+        }
+        (e0 + o0).Store(y);
+        (e1 + o1).Store(y + Rows);
+    }
+
+    /// <summary><see cref="RawSums"/> of the group block at <paramref name="o"/> with broadcast activation groups.</summary>
+    [MethodImpl(MethodImplOptions.AggressiveInlining)]
+    private static Vector256<int> Sums(byte* o, Vector256<byte> m, Vector256<short> ones, Vector256<sbyte> b0, Vector256<sbyte> b1, Vector256<sbyte> b2, Vector256<sbyte> b3)
+    {
+        var v0 = Vector256.Load(o + 16);
+        var v1 = Vector256.Load(o + 48);
+        var v2 = Vector256.Load(o + 80);
+        var v3 = Vector256.Load(o + 112);
+        var p = Avx2.MultiplyAddAdjacent(v0 & m, b0) + Avx2.MultiplyAddAdjacent(v2 & m, b1)
+            + Avx2.MultiplyAddAdjacent(Avx2.ShiftRightLogical(v0.AsUInt16(), 4).AsByte() & m, b2) + Avx2.MultiplyAddAdjacent(Avx2.ShiftRightLogical(v2.AsUInt16(), 4).AsByte() & m, b3);
+        var q = Avx2.MultiplyAddAdjacent(v1 & m, b0) + Avx2.MultiplyAddAdjacent(v3 & m, b1)
+            + Avx2.MultiplyAddAdjacent(Avx2.ShiftRightLogical(v1.AsUInt16(), 4).AsByte() & m, b2) + Avx2.MultiplyAddAdjacent(Avx2.ShiftRightLogical(v3.AsUInt16(), 4).AsByte() & m, b3);
+        return Avx2.HorizontalAdd(Avx2.MultiplyAddAdjacent(p, ones), Avx2.MultiplyAddAdjacent(q, ones));
+    }
+
+    /// <summary>One group against four activation rows (<paramref name="actStride"/> apart): each block unpacked once.</summary>
+    [MethodImpl(MethodImplOptions.AggressiveInlining)]
+    private static void Group4(byte* g, int nb, byte* acts, long actStride, int* corr, float* dy, float* y, long yStride)
+    {
+        var m = Vector256.Create((byte)0x0F);
+        Vector256<float> e0 = default, e1 = default, e2 = default, e3 = default;
+        Vector256<float> o0 = default, o1 = default, o2 = default, o3 = default;
+        var a0 = (BlockQ8_0*)acts;
+        var a1 = (BlockQ8_0*)(acts + actStride);
+        var a2 = (BlockQ8_0*)(acts + 2 * actStride);
+        var a3 = (BlockQ8_0*)(acts + 3 * actStride);
+        int ib = 0;
+        for (; ib + 1 < nb; ib += 2)
+        {
+            Step4(g, ib, m, a0, a1, a2, a3, corr, dy, nb, ref e0, ref e1, ref e2, ref e3);
+            Step4(g, ib + 1, m, a0, a1, a2, a3, corr, dy, nb, ref o0, ref o1, ref o2, ref o3);
+        }
+        if (ib < nb) Step4(g, ib, m, a0, a1, a2, a3, corr, dy, nb, ref e0, ref e1, ref e2, ref e3);
+        (e0 + o0).Store(y);
+        (e1 + o1).Store(y + yStride);
+        (e2 + o2).Store(y + 2 * yStride);
+        (e3 + o3).Store(y + 3 * yStride);
+    }
+
+    [MethodImpl(MethodImplOptions.AggressiveInlining)]
+    private static void Step4(byte* g, int ib, Vector256<byte> m, BlockQ8_0* a0, BlockQ8_0* a1, BlockQ8_0* a2, BlockQ8_0* a3, int* corr, float* dy, int nb,
+        ref Vector256<float> c0, ref Vector256<float> c1, ref Vector256<float> c2, ref Vector256<float> c3)
+    {
+        byte* o = g + (long)ib * GroupBlockBytes;
+        var v0 = Vector256.Load(o + 16);
+        var v1 = Vector256.Load(o + 48);
+        var v2 = Vector256.Load(o + 80);
+        var v3 = Vector256.Load(o + 112);
+        var lo0 = v0 & m; var hi0 = Avx2.ShiftRightLogical(v0.AsUInt16(), 4).AsByte() & m;
+        var lo1 = v1 & m; var hi1 = Avx2.ShiftRightLogical(v1.AsUInt16(), 4).AsByte() & m;
+        var lo2 = v2 & m; var hi2 = Avx2.ShiftRightLogical(v2.AsUInt16(), 4).AsByte() & m;
+        var lo3 = v3 & m; var hi3 = Avx2.ShiftRightLogical(v3.AsUInt16(), 4).AsByte() & m;
+        var dx = Scales(o);
+        c0 = Fma.MultiplyAdd(dx * Vector256.Create(dy[ib]), Avx.ConvertToVector256Single(RawSums(lo0, hi0, lo2, hi2, lo1, hi1, lo3, hi3, a0[ib].Qs) - Vector256.Create(corr[ib])), c0);
+        c1 = Fma.MultiplyAdd(dx * Vector256.Create(dy[nb + ib]), Avx.ConvertToVector256Single(RawSums(lo0, hi0, lo2, hi2, lo1, hi1, lo3, hi3, a1[ib].Qs) - Vector256.Create(corr[nb + ib])), c1);
+        c2 = Fma.MultiplyAdd(dx * Vector256.Create(dy[2 * nb + ib]), Avx.ConvertToVector256Single(RawSums(lo0, hi0, lo2, hi2, lo1, hi1, lo3, hi3, a2[ib].Qs) - Vector256.Create(corr[2 * nb + ib])), c2);
+        c3 = Fma.MultiplyAdd(dx * Vector256.Create(dy[3 * nb + ib]), Avx.ConvertToVector256Single(RawSums(lo0, hi0, lo2, hi2, lo1, hi1, lo3, hi3, a3[ib].Qs) - Vector256.Create(corr[3 * nb + ib])), c3);
+    }
+}

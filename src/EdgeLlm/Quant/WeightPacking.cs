@@ -1,0 +1,112 @@
+using System.Runtime.InteropServices;
+using EdgeLlm.Gguf;
+using EdgeLlm.Models;
+
+namespace EdgeLlm.Quant;
+
+/// <summary>
+/// Load-time repacking of weight matrices into layouts that compute several rows at once
+/// (llama.cpp does the same with its CPU_REPACK buffers). Today: Q4_0 into <see cref="Q4_0x8"/>
+/// on x64 with AVX2 and FMA. The repacked copy has the matrix's exact size and row geometry and
+/// replaces the mapped pages for the products, so resident memory stays about the file size: the
+/// copy is read from the file with positioned reads, which do not fault the mapping in, and only
+/// what get_rows reads (a few token_embd rows) is ever mapped.
+/// <para>
+/// Decided once per process (<see cref="Enabled"/>) because generated forward passes hold their
+/// formats in static fields; a model loaded with <see cref="ModelLoadOptions.RepackWeights"/> off
+/// runs the generic path. <c>EDGELLM_REPACK=0</c> turns repacking off for the process (to measure
+/// it, or to compare with the plain kernels).
+/// </para>
+/// </summary>
+internal static unsafe class WeightPacking
+{
+    private static readonly Q4_0x8Format s_q4_0x8 = new();
+
+    /// <summary>True when this process repacks Q4_0 (AVX2 + FMA present, EDGELLM_REPACK not 0).</summary>
+    public static bool Enabled { get; } = Q4_0x8.IsSupported && Environment.GetEnvironmentVariable("EDGELLM_REPACK") != "0";
+
+    /// <summary>The repacked format matrices of <paramref name="type"/> get, or null when they stay in the GGUF layout.</summary>
+    public static WeightFormat? PackedFormat(GgmlType type) => Enabled && type == GgmlType.Q4_0 ? s_q4_0x8 : null;
+
+    /// <summary>
+    /// Repacks every matrix of <paramref name="matrices"/> that has a repacked format and at least one
+    /// whole group of rows. Buffers go to <paramref name="owned"/> (the model frees them).
+    /// Returns the bytes repacked.
+    /// </summary>
+    public static long Repack(GgufFile file, IEnumerable<WeightMatrix> matrices, List<nint> owned)
+    {
+        long total = 0;
+        SafeHandle? handle = null;
+        try
+        {
+            foreach (var w in matrices.Distinct())
+            {
+                if (w.IsRepacked || PackedFormat(w.Type) is not { } fmt || w.Rows < fmt.RowGroup) continue;
+                long bytes = w.Rows * w.RowBytes;
+                var dst = (byte*)NativeMemory.AlignedAlloc((nuint)bytes, 64);
+                bool ok;
+                try
+                {
+                    handle ??= file.IsFileBacked ? File.OpenHandle(file.FilePath, FileMode.Open, FileAccess.Read, FileShare.Read) : null;
+                    ok = handle is not null ? PackFromFile(handle, w, dst) : Q4_0x8.Pack(w.FileData, dst, w.Rows, w.Cols);
+                }
+                catch
+                {
+                    NativeMemory.AlignedFree(dst);
+                    throw;
+                }
+                if (!ok)
+                {
+                    // A non-finite scale: the plain kernels handle it as ggml does; keep this matrix plain.
+                    NativeMemory.AlignedFree(dst);
+                    continue;
+                }
+                owned.Add((nint)dst);
+                w.UseRepacked(fmt, dst);
+                total += bytes;
+            }
+        }
+        finally
+        {
+            handle?.Dispose();
+        }
+        return total;
+    }
+
+    /// <summary>Reads the tensor into <paramref name="dst"/>, then packs it group by group in place.</summary>
+    private static bool PackFromFile(SafeHandle handle, WeightMatrix w, byte* dst)
+    {
+        var h = (Microsoft.Win32.SafeHandles.SafeFileHandle)handle;
+        long bytes = w.Rows * w.RowBytes;
+        for (long done = 0; done < bytes;)
+        {
+            int chunk = (int)Math.Min(1 << 30, bytes - done);
+            int read = RandomAccess.Read(h, new Span<byte>(dst + done, chunk), w.Tensor.FileOffset + done);
+            if (read <= 0) throw new IOException($"{w.Name}: the file ended while reading the tensor at offset {w.Tensor.FileOffset + done}");
+            done += read;
+        }
+        long groupBytes = Q4_0x8.Rows * w.RowBytes;
+        var tmp = (byte*)NativeMemory.Alloc((nuint)groupBytes);
+        try
+        {
+            for (int g = 0; g < w.Rows / Q4_0x8.Rows; g++)
+            {
+                byte* at = dst + g * groupBytes;
+                Buffer.MemoryCopy(at, tmp, groupBytes, groupBytes);
+                if (!Q4_0x8.Pack(tmp, at, Q4_0x8.Rows, w.Cols)) return false;
+            }
+        }
+        finally
+        {
+            NativeMemory.Free(tmp);
+        }
+        return true;
+    }
+
+    /// <summary>Frees the buffers <see cref="Repack"/> allocated.</summary>
+    public static void Free(List<nint> owned)
+    {
+        foreach (var p in owned) NativeMemory.AlignedFree((void*)p);
+        owned.Clear();
+    }
+}

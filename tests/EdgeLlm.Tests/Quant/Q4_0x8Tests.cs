@@ -1,0 +1,138 @@
+using EdgeLlm.Gguf;
+using EdgeLlm.Quant;
+using EdgeLlm.Runtime;
+using Xunit;
+using Xunit.Abstractions;
+
+namespace EdgeLlm.Tests.Quant;
+
+/// <summary>
+/// The repacked Q4_0 layout (<see cref="Q4_0x8"/>): the packing round-trips, the AVX2 kernels
+/// equal the scalar statement of the packed arithmetic bit for bit, decode rows equal prompt tiles
+/// bit for bit, and all of them agree with the plain Q4_0 dot product within float rounding.
+/// </summary>
+public unsafe class Q4_0x8Tests
+{
+    private readonly ITestOutputHelper _out;
+
+    public Q4_0x8Tests(ITestOutputHelper output) => _out = output;
+
+    private const int Rows = 21; // two whole groups and a plain tail of five rows
+
+    [Theory]
+    [InlineData(32)]
+    [InlineData(96)]
+    [InlineData(2048)]
+    public void Pack_RoundTrips_AndKeepsTheTailPlain(int n)
+    {
+        var rng = new Random(n);
+        byte[] plain = SelfTest.MakeBlocks(GgmlType.Q4_0, n * Rows, SelfTest.Fill.Random, rng);
+        var packed = new byte[plain.Length];
+        var back = new byte[plain.Length];
+        long rowBytes = GgmlTypes.Info(GgmlType.Q4_0).RowBytes(n);
+        fixed (byte* p = plain)
+        fixed (byte* q = packed)
+        fixed (byte* b = back)
+        {
+            Assert.True(Q4_0x8.Pack(p, q, Rows, n));
+            Q4_0x8.Unpack(q, b, Rows, n);
+        }
+        Assert.Equal(plain, back);
+        Assert.NotEqual(plain.AsSpan(0, (int)(16 * rowBytes)).ToArray(), packed.AsSpan(0, (int)(16 * rowBytes)).ToArray());
+        Assert.Equal(plain.AsSpan((int)(16 * rowBytes)).ToArray(), packed.AsSpan((int)(16 * rowBytes)).ToArray());
+    }
+
+    [Fact]
+    public void Pack_RefusesNonFiniteScales()
+    {
+        int n = 64;
+        byte[] plain = SelfTest.MakeBlocks(GgmlType.Q4_0, n * 8, SelfTest.Fill.Random, new Random(3));
+        plain[18 * 5] = 0x00;
+        plain[18 * 5 + 1] = 0x7C; // block 5 (row 2, block 1): d = +inf
+        var packed = new byte[plain.Length];
+        fixed (byte* p = plain)
+        fixed (byte* q = packed)
+            Assert.False(Q4_0x8.Pack(p, q, 8, n));
+    }
+
+    [Theory]
+    [InlineData("Random")]
+    [InlineData("AllMin")]
+    [InlineData("HugeScale")]
+    [InlineData("NegativeScale")]
+    public void Kernels_EqualTheScalarStatement_AndTilesEqualRows(string fillName)
+    {
+        var fill = Enum.Parse<SelfTest.Fill>(fillName);
+        if (!Q4_0x8.IsSupported)
+        {
+            // xunit 2 has no dynamic skip; without AVX2 the kernels are the scalar statement itself.
+            _out.WriteLine("SKIPPED: the Q4_0x8 kernels need AVX2 and FMA");
+            return;
+        }
+        var rng = new Random((int)fill + 7);
+        int pairs = 0;
+        double worst = 0;
+        foreach (int blocks in new[] { 1, 2, 3, 7, 64 })
+        {
+            int n = blocks * 32;
+            long rowBytes = GgmlTypes.Info(GgmlType.Q4_0).RowBytes(n);
+            long actBytes = GgmlTypes.Info(GgmlType.Q8_0).RowBytes(n);
+            byte[] plain = SelfTest.MakeBlocks(GgmlType.Q4_0, n * Rows, fill, rng);
+            var packed = new byte[plain.Length];
+            const int nActs = 9;
+            long actStride = actBytes + 32;
+            var acts = new byte[actStride * nActs];
+            for (int k = 0; k < nActs; k++) SelfTest.MakeBlocks(GgmlType.Q8_0, n, fill, rng).CopyTo(acts, k * actStride);
+            long yStride = Rows + 3;
+            var tile = new float[yStride * nActs];
+            var rows = new float[Rows];
+            var reference = new float[Rows];
+            fixed (byte* p = plain)
+            fixed (byte* q = packed)
+            fixed (byte* a = acts)
+            fixed (float* yt = tile)
+            fixed (float* yr = rows)
+            fixed (float* yref = reference)
+            {
+                Assert.True(Q4_0x8.Pack(p, q, Rows, n));
+                Q4_0x8.DotTile(n, q, rowBytes, Rows, a, actStride, nActs, yt, yStride);
+                for (int k = 0; k < nActs; k++)
+                {
+                    byte* act = a + k * actStride;
+                    Q4_0x8.DotRows(n, q, rowBytes, Rows, act, yr);
+                    Q4_0x8.DotRowsReference(n, q, rowBytes, Rows, act, yref);
+                    for (int r = 0; r < Rows; r++)
+                    {
+                        Assert.True(SelfTest.SameFloat(yref[r], yr[r]), $"{fill} n={n} row {r} act {k}: rows {yr[r]:R} vs scalar {yref[r]:R}");
+                        Assert.True(SelfTest.SameFloat(yr[r], yt[k * yStride + r]), $"{fill} n={n} row {r} act {k}: tile {yt[k * yStride + r]:R} vs rows {yr[r]:R}");
+                        float plainDot = Q4_0.DotQ4_0Q8_0Reference(n, p + r * rowBytes, act);
+                        // Float order differs: bound the difference by the size of the terms, Σ|w·a|.
+                        double scale = AbsSum(n, p + r * rowBytes, act);
+                        double err = Math.Abs(plainDot - yr[r]) / scale;
+                        if (float.IsFinite(plainDot)) Assert.True(err < 1e-5, $"{fill} n={n} row {r}: packed {yr[r]:R} vs plain {plainDot:R}");
+                        worst = Math.Max(worst, float.IsFinite(plainDot) ? err : 0);
+                        pairs++;
+                    }
+                    for (int g = Rows; g < yStride; g++) Assert.Equal(0f, tile[k * yStride + g]);
+                }
+            }
+        }
+        _out.WriteLine($"{fill}: {pairs} pairs: AVX2 rows == scalar statement == tiles bit for bit; worst relative difference to the plain dot {worst:E2}");
+    }
+
+    private static double AbsSum(int n, byte* w, byte* a)
+    {
+        var fw = new float[n];
+        var fa = new float[n];
+        Assert.True(WeightFormat.TryGet(GgmlType.Q8_0, out var q8));
+        fixed (float* pw = fw)
+        fixed (float* pa = fa)
+        {
+            Q4_0.DequantizeRowReference(w, pw, n);
+            q8.DequantizeRow(a, pa, n);
+        }
+        double sum = 0;
+        for (int i = 0; i < n; i++) sum += Math.Abs((double)fw[i] * fa[i]);
+        return Math.Max(sum, 1e-30);
+    }
+}
