@@ -1,0 +1,292 @@
+using System.Runtime.CompilerServices;
+using System.Runtime.Intrinsics;
+using System.Runtime.Intrinsics.X86;
+
+namespace EdgeLlm.Quant;
+
+internal static unsafe partial class Q4_Kx8
+{
+    /// <summary>The packed kernels need AVX2 (byte multiply-add, in-lane shuffles) and FMA; <see cref="WeightPacking"/> packs only then.</summary>
+    public static bool IsSupported => Avx2.IsSupported && Fma.IsSupported;
+
+    /// <summary>
+    /// <c>vpshufb</c> controls. Scale j (jj = j mod 4 of U0/U1) to both int16 of each row's 32-bit
+    /// lane; mins 2kk and 2kk + 1 (of U2/U3) to the two int16 of each row's lane. Indices are
+    /// lane-relative, so the same 16 bytes serve rows 0..3 (low half) and 4..7 (high half).
+    /// </summary>
+    private static readonly Vector256<byte> s_scale0 = ScaleCtrl(0), s_scale1 = ScaleCtrl(1), s_scale2 = ScaleCtrl(2), s_scale3 = ScaleCtrl(3),
+        s_min01 = MinCtrl(0), s_min23 = MinCtrl(1);
+
+    private static Vector256<byte> ScaleCtrl(int jj)
+    {
+        var b = new byte[32];
+        for (int i = 0; i < 32; i++)
+        {
+            int rr = (i & 15) >> 2;
+            b[i] = (i & 1) == 0 ? (byte)(jj * 4 + rr) : (byte)0x80;
+        }
+        return Vector256.Create(b);
+    }
+
+    private static Vector256<byte> MinCtrl(int kk)
+    {
+        var b = new byte[32];
+        for (int i = 0; i < 32; i++)
+        {
+            int rr = (i & 15) >> 2;
+            b[i] = (i & 1) != 0 ? (byte)0x80 : (byte)(((i & 2) == 0 ? 2 * kk : 2 * kk + 1) * 4 + rr);
+        }
+        return Vector256.Create(b);
+    }
+
+    /// <summary>
+    /// y[r] = row r · act for <paramref name="nRows"/> rows from a group boundary: the decode product.
+    /// Each group of eight rows is one pass over its super-blocks; rows past the last whole group
+    /// are plain and go through the plain kernel.
+    /// </summary>
+    [MethodImpl(MethodImplOptions.AggressiveOptimization)]
+    public static void DotRows(int n, byte* weights, long rowBytes, int nRows, byte* act, float* y)
+    {
+        if (!IsSupported)
+        {
+            DotRowsReference(n, weights, rowBytes, nRows, act, y);
+            return;
+        }
+        KQuant.CheckLength(n, "Q4_K");
+        int nb = n / QK;
+        int groups = nRows / Rows;
+        long groupBytes = Rows * rowBytes;
+        short* bsp = stackalloc short[8];
+        for (int g = 0; g < groups; g++)
+            Group1(weights + g * groupBytes, nb, (BlockQ8_K*)act, bsp, y + g * Rows);
+        for (int r = groups * Rows; r < nRows; r++) y[r] = Q4_K.DotQ4_KQ8_K(n, (BlockQ4_K*)(weights + r * rowBytes), (BlockQ8_K*)act);
+    }
+
+    /// <summary>
+    /// y[a·yStride + r] = row r · act a: the prompt tile. Each group super-block's scales are
+    /// unpacked once and its quants met by four activation rows; per (row, activation) the
+    /// arithmetic is <see cref="DotRows"/>'s.
+    /// </summary>
+    [MethodImpl(MethodImplOptions.AggressiveOptimization)]
+    public static void DotTile(int n, byte* weights, long rowBytes, int nRows, byte* acts, long actStride, int nActs, float* y, long yStride)
+    {
+        KQuant.CheckLength(n, "Q4_K");
+        int nb = n / QK;
+        if (!IsSupported)
+        {
+            // The same arithmetic one activation at a time (through a copy: yStride need not be nRows).
+            var tmp = new float[nRows];
+            fixed (float* t = tmp)
+                for (int a = 0; a < nActs; a++)
+                {
+                    DotRowsReference(n, weights, rowBytes, nRows, acts + a * actStride, t);
+                    for (int r = 0; r < nRows; r++) y[a * yStride + r] = t[r];
+                }
+            return;
+        }
+        int groups = nRows / Rows;
+        short* bsp = stackalloc short[4 * 8];
+        float* pad = stackalloc float[4 * Rows];
+        for (int a0 = 0; a0 < nActs; a0 += 4)
+        {
+            int na = Math.Min(4, nActs - a0);
+            byte* a = acts + a0 * actStride;
+            for (int g = 0; g < groups; g++)
+            {
+                byte* gw = weights + (long)g * Rows * rowBytes;
+                float* yg = y + a0 * yStride + g * Rows;
+                if (na == 4) Group4(gw, nb, (BlockQ8_K*)a, (BlockQ8_K*)(a + actStride), (BlockQ8_K*)(a + 2 * actStride), (BlockQ8_K*)(a + 3 * actStride), bsp, yg, yStride);
+                else if (na == 1) Group1(gw, nb, (BlockQ8_K*)a, bsp, yg);
+                else
+                {
+                    // Two or three activations: the four-wide kernel with the last one repeated, into a
+                    // scratch tile (per lane the arithmetic does not depend on the neighbours).
+                    var a1 = (BlockQ8_K*)(a + actStride);
+                    var a2 = (BlockQ8_K*)(a + Math.Min(2, na - 1) * actStride);
+                    Group4(gw, nb, (BlockQ8_K*)a, a1, a2, a2, bsp, pad, Rows);
+                    for (int k = 0; k < na; k++)
+                        for (int r = 0; r < Rows; r++) yg[k * yStride + r] = pad[k * Rows + r];
+                }
+            }
+            for (int r = groups * Rows; r < nRows; r++)
+                for (int k = 0; k < na; k++)
+                    y[(a0 + k) * yStride + r] = Q4_K.DotQ4_KQ8_K(n, (BlockQ4_K*)(weights + r * rowBytes), (BlockQ8_K*)(a + k * actStride));
+        }
+    }
+
+    /// <summary>
+    /// The eight fp16 values at <paramref name="h16"/> as f32: magnitude bits shifted into place and
+    /// rebiased by 2^112 (exact for normal, subnormal and zero halves; <see cref="Pack"/> refuses inf/NaN), sign or-ed back.
+    /// </summary>
+    [MethodImpl(MethodImplOptions.AggressiveInlining)]
+    private static Vector256<float> Widen(byte* h16)
+    {
+        var h = Avx2.ConvertToVector256Int32((ushort*)h16);
+        var mag = Avx2.ShiftLeftLogical(h & Vector256.Create(0x7FFF), 13).AsSingle() * Vector256.Create(0x77800000).AsSingle(); // 2^112
+        return (mag.AsInt32() | Avx2.ShiftLeftLogical(h & Vector256.Create(0x8000), 16)).AsSingle();
+    }
+
+    /// <summary>The eight rows' scales of sub-blocks 0..7 (<paramref name="sc"/>, int16 pairs per row lane) and min pairs (<paramref name="mn"/>, 4 vectors).</summary>
+    [MethodImpl(MethodImplOptions.AggressiveInlining)]
+    private static void UnpackScales(byte* o, Vector256<short>* sc, Vector256<short>* mn)
+    {
+        var m4 = Vector256.Create((byte)0x0F);
+        var m2 = Vector256.Create((byte)0x30);
+        var s0 = Vector256.Load(o + OffS);
+        var s1 = Vector256.Load(o + OffS + 32);
+        var h = Vector256.Load(o + OffH);
+        var u0 = (s0 & m4) | (Avx2.ShiftLeftLogical(h.AsUInt16(), 4).AsByte() & m2);
+        var u1 = (Avx2.ShiftRightLogical(s0.AsUInt16(), 4).AsByte() & m4) | (Avx2.ShiftLeftLogical(h.AsUInt16(), 2).AsByte() & m2);
+        var u2 = (s1 & m4) | (h & m2);
+        var u3 = (Avx2.ShiftRightLogical(s1.AsUInt16(), 4).AsByte() & m4) | (Avx2.ShiftRightLogical(h.AsUInt16(), 2).AsByte() & m2);
+        sc[0] = Avx2.Shuffle(u0, s_scale0).AsInt16();
+        sc[1] = Avx2.Shuffle(u0, s_scale1).AsInt16();
+        sc[2] = Avx2.Shuffle(u0, s_scale2).AsInt16();
+        sc[3] = Avx2.Shuffle(u0, s_scale3).AsInt16();
+        sc[4] = Avx2.Shuffle(u1, s_scale0).AsInt16();
+        sc[5] = Avx2.Shuffle(u1, s_scale1).AsInt16();
+        sc[6] = Avx2.Shuffle(u1, s_scale2).AsInt16();
+        sc[7] = Avx2.Shuffle(u1, s_scale3).AsInt16();
+        mn[0] = Avx2.Shuffle(u2, s_min01).AsInt16();
+        mn[1] = Avx2.Shuffle(u2, s_min23).AsInt16();
+        mn[2] = Avx2.Shuffle(u3, s_min01).AsInt16();
+        mn[3] = Avx2.Shuffle(u3, s_min23).AsInt16();
+    }
+
+    /// <summary>
+    /// summ per row: Σ_k (min 2k, min 2k+1) · (bs 2k, bs 2k+1), with bs_j = bsums[2j] + bsums[2j+1]
+    /// (fits int16: |bs| ≤ 32·128) written to <paramref name="bsp"/> and broadcast back as int32 pairs.
+    /// </summary>
+    [MethodImpl(MethodImplOptions.AggressiveInlining)]
+    private static Vector256<int> MinSums(Vector256<short>* mn, BlockQ8_K* yb, short* bsp)
+    {
+        Ssse3.HorizontalAdd(Vector128.Load(yb->Bsums), Vector128.Load(yb->Bsums + 8)).Store(bsp);
+        var p0 = Avx2.MultiplyAddAdjacent(mn[0], Vector256.Create(((int*)bsp)[0]).AsInt16());
+        var p1 = Avx2.MultiplyAddAdjacent(mn[1], Vector256.Create(((int*)bsp)[1]).AsInt16());
+        var p2 = Avx2.MultiplyAddAdjacent(mn[2], Vector256.Create(((int*)bsp)[2]).AsInt16());
+        var p3 = Avx2.MultiplyAddAdjacent(mn[3], Vector256.Create(((int*)bsp)[3]).AsInt16());
+        return (p0 + p1) + (p2 + p3);
+    }
+
+    /// <summary>
+    /// Σ q·a of one sub-block (eight vectors of Q from <paramref name="q"/>; low nibbles, or high
+    /// when <paramref name="high"/>) against the activation bytes at <paramref name="a"/>, as int16
+    /// pairs per row lane: each pair is within ±2·15·128 and eight of them within ±30720.
+    /// </summary>
+    [MethodImpl(MethodImplOptions.AggressiveInlining)]
+    private static Vector256<short> SubBlock1(byte* q, sbyte* a, bool high)
+    {
+        var m = Vector256.Create((byte)0x0F);
+        var p0 = Vector256<short>.Zero;
+        var p1 = Vector256<short>.Zero;
+        for (int k = 0; k < 8; k += 2)
+        {
+            var v0 = Vector256.Load(q + k * 32);
+            var v1 = Vector256.Load(q + k * 32 + 32);
+            var n0 = high ? Avx2.ShiftRightLogical(v0.AsUInt16(), 4).AsByte() & m : v0 & m;
+            var n1 = high ? Avx2.ShiftRightLogical(v1.AsUInt16(), 4).AsByte() & m : v1 & m;
+            p0 += Avx2.MultiplyAddAdjacent(n0, Vector256.Create(*(int*)(a + 4 * k)).AsSByte());
+            p1 += Avx2.MultiplyAddAdjacent(n1, Vector256.Create(*(int*)(a + 4 * k + 4)).AsSByte());
+        }
+        return p0 + p1;
+    }
+
+    /// <summary>One group against one activation row: eight results to <paramref name="y"/>.</summary>
+    [MethodImpl(MethodImplOptions.AggressiveInlining)]
+    private static void Group1(byte* g, int nb, BlockQ8_K* a, short* bsp, float* y)
+    {
+        Vector256<short>* sc = stackalloc Vector256<short>[8];
+        Vector256<short>* mn = stackalloc Vector256<short>[4];
+        var acc = Vector256<float>.Zero;
+        var accm = Vector256<float>.Zero;
+        for (int ib = 0; ib < nb; ib++)
+        {
+            byte* o = g + (long)ib * GroupBlockBytes;
+            UnpackScales(o, sc, mn);
+            byte* q = o + OffQ;
+            sbyte* x = a[ib].Qs;
+            var sumi = Vector256<int>.Zero;
+            for (int c = 0; c < 4; c++)
+            {
+                sumi += Avx2.MultiplyAddAdjacent(SubBlock1(q + c * 256, x + 64 * c, false), sc[2 * c]);
+                sumi += Avx2.MultiplyAddAdjacent(SubBlock1(q + c * 256, x + 64 * c + 32, true), sc[2 * c + 1]);
+            }
+            var summ = MinSums(mn, a + ib, bsp);
+            var yd = Vector256.Create(a[ib].D);
+            acc = Fma.MultiplyAdd(Widen(o + OffD) * yd, Avx.ConvertToVector256Single(sumi), acc);
+            accm = Fma.MultiplyAdd(Widen(o + OffDMin) * yd, Avx.ConvertToVector256Single(summ), accm);
+        }
+        (acc - accm).Store(y);
+    }
+
+    /// <summary>
+    /// One group against four activation rows: each super-block's scales unpacked once, each
+    /// quant vector loaded once per sub-block and met by the four rows' broadcasts.
+    /// </summary>
+    [MethodImpl(MethodImplOptions.AggressiveInlining)]
+    private static void Group4(byte* g, int nb, BlockQ8_K* a0, BlockQ8_K* a1, BlockQ8_K* a2, BlockQ8_K* a3, short* bsp, float* y, long yStride)
+    {
+        Vector256<short>* sc = stackalloc Vector256<short>[8];
+        Vector256<short>* mn = stackalloc Vector256<short>[4];
+        Vector256<float> acc0 = default, acc1 = default, acc2 = default, acc3 = default;
+        Vector256<float> accm0 = default, accm1 = default, accm2 = default, accm3 = default;
+        for (int ib = 0; ib < nb; ib++)
+        {
+            byte* o = g + (long)ib * GroupBlockBytes;
+            UnpackScales(o, sc, mn);
+            byte* q = o + OffQ;
+            sbyte* x0 = a0[ib].Qs, x1 = a1[ib].Qs, x2 = a2[ib].Qs, x3 = a3[ib].Qs;
+            Vector256<int> s0 = default, s1 = default, s2 = default, s3 = default;
+            for (int j = 0; j < 8; j++)
+            {
+                int c = j >> 1;
+                int off = 64 * c + 32 * (j & 1);
+                if ((j & 1) == 0) SubBlock4(q + c * 256, x0 + off, x1 + off, x2 + off, x3 + off, false, sc[j], ref s0, ref s1, ref s2, ref s3);
+                else SubBlock4(q + c * 256, x0 + off, x1 + off, x2 + off, x3 + off, true, sc[j], ref s0, ref s1, ref s2, ref s3);
+            }
+            var dx = Widen(o + OffD);
+            var mx = Widen(o + OffDMin);
+            Finish(dx, mx, s0, mn, a0 + ib, bsp, ref acc0, ref accm0);
+            Finish(dx, mx, s1, mn, a1 + ib, bsp, ref acc1, ref accm1);
+            Finish(dx, mx, s2, mn, a2 + ib, bsp, ref acc2, ref accm2);
+            Finish(dx, mx, s3, mn, a3 + ib, bsp, ref acc3, ref accm3);
+        }
+        (acc0 - accm0).Store(y);
+        (acc1 - accm1).Store(y + yStride);
+        (acc2 - accm2).Store(y + 2 * yStride);
+        (acc3 - accm3).Store(y + 3 * yStride);
+    }
+
+    /// <summary>One super-block's float step for one activation row (the order of <see cref="Group1"/>).</summary>
+    [MethodImpl(MethodImplOptions.AggressiveInlining)]
+    private static void Finish(Vector256<float> dx, Vector256<float> mx, Vector256<int> sumi, Vector256<short>* mn, BlockQ8_K* yb, short* bsp,
+        ref Vector256<float> acc, ref Vector256<float> accm)
+    {
+        var summ = MinSums(mn, yb, bsp);
+        var yd = Vector256.Create(yb->D);
+        acc = Fma.MultiplyAdd(dx * yd, Avx.ConvertToVector256Single(sumi), acc);
+        accm = Fma.MultiplyAdd(mx * yd, Avx.ConvertToVector256Single(summ), accm);
+    }
+
+    /// <summary>One sub-block against four activation rows: <see cref="SubBlock1"/>'s pairs, scaled into each row's int32 sum.</summary>
+    [MethodImpl(MethodImplOptions.AggressiveInlining)]
+    private static void SubBlock4(byte* q, sbyte* x0, sbyte* x1, sbyte* x2, sbyte* x3, bool high, Vector256<short> scale,
+        ref Vector256<int> s0, ref Vector256<int> s1, ref Vector256<int> s2, ref Vector256<int> s3)
+    {
+        var m = Vector256.Create((byte)0x0F);
+        Vector256<short> p0 = default, p1 = default, p2 = default, p3 = default;
+        for (int k = 0; k < 8; k++)
+        {
+            var v = Vector256.Load(q + k * 32);
+            var nib = high ? Avx2.ShiftRightLogical(v.AsUInt16(), 4).AsByte() & m : v & m;
+            p0 += Avx2.MultiplyAddAdjacent(nib, Vector256.Create(*(int*)(x0 + 4 * k)).AsSByte());
+            p1 += Avx2.MultiplyAddAdjacent(nib, Vector256.Create(*(int*)(x1 + 4 * k)).AsSByte());
+            p2 += Avx2.MultiplyAddAdjacent(nib, Vector256.Create(*(int*)(x2 + 4 * k)).AsSByte());
+            p3 += Avx2.MultiplyAddAdjacent(nib, Vector256.Create(*(int*)(x3 + 4 * k)).AsSByte());
+        }
+        s0 += Avx2.MultiplyAddAdjacent(p0, scale);
+        s1 += Avx2.MultiplyAddAdjacent(p1, scale);
+        s2 += Avx2.MultiplyAddAdjacent(p2, scale);
+        s3 += Avx2.MultiplyAddAdjacent(p3, scale);
+    }
+}
