@@ -176,23 +176,23 @@ internal static unsafe partial class Q4_Kx8
     [MethodImpl(MethodImplOptions.AggressiveInlining)]
     private static Vector256<short> SubBlock1(byte* q, sbyte* a, bool high)
     {
-        var m = Vector256.Create((byte)0x0F);
-        var p0 = Vector256<short>.Zero;
-        var p1 = Vector256<short>.Zero;
-        for (int k = 0; k < 8; k += 2)
-        {
-            var v0 = Vector256.Load(q + k * 32);
-            var v1 = Vector256.Load(q + k * 32 + 32);
-            var n0 = high ? Avx2.ShiftRightLogical(v0.AsUInt16(), 4).AsByte() & m : v0 & m;
-            var n1 = high ? Avx2.ShiftRightLogical(v1.AsUInt16(), 4).AsByte() & m : v1 & m;
-            p0 += Avx2.MultiplyAddAdjacent(n0, Vector256.Create(*(int*)(a + 4 * k)).AsSByte());
-            p1 += Avx2.MultiplyAddAdjacent(n1, Vector256.Create(*(int*)(a + 4 * k + 4)).AsSByte());
-        }
+        // Two chains, written out (the JIT does not unroll loops).
+        var p0 = Mac1(q, 0, a, high) + Mac1(q, 2, a, high) + Mac1(q, 4, a, high) + Mac1(q, 6, a, high);
+        var p1 = Mac1(q, 1, a, high) + Mac1(q, 3, a, high) + Mac1(q, 5, a, high) + Mac1(q, 7, a, high);
         return p0 + p1;
     }
 
-    /// <summary>One group against one activation row: eight results to <paramref name="y"/>.</summary>
     [MethodImpl(MethodImplOptions.AggressiveInlining)]
+    private static Vector256<short> Mac1(byte* q, int k, sbyte* a, bool high)
+    {
+        var m = Vector256.Create((byte)0x0F);
+        var v = Vector256.Load(q + k * 32);
+        var nib = high ? Avx2.ShiftRightLogical(v.AsUInt16(), 4).AsByte() & m : v & m;
+        return Avx2.MultiplyAddAdjacent(nib, Vector256.Create(*(int*)(a + 4 * k)).AsSByte());
+    }
+
+    /// <summary>One group against one activation row: eight results to <paramref name="y"/>.</summary>
+    [MethodImpl(MethodImplOptions.AggressiveOptimization)]
     private static void Group1(byte* g, int nb, BlockQ8_K* a, short* bsp, float* y)
     {
         Vector256<short>* sc = stackalloc Vector256<short>[8];
@@ -205,12 +205,10 @@ internal static unsafe partial class Q4_Kx8
             UnpackScales(o, sc, mn);
             byte* q = o + OffQ;
             sbyte* x = a[ib].Qs;
-            var sumi = Vector256<int>.Zero;
-            for (int c = 0; c < 4; c++)
-            {
-                sumi += Avx2.MultiplyAddAdjacent(SubBlock1(q + c * 256, x + 64 * c, false), sc[2 * c]);
-                sumi += Avx2.MultiplyAddAdjacent(SubBlock1(q + c * 256, x + 64 * c + 32, true), sc[2 * c + 1]);
-            }
+            var sumi = Avx2.MultiplyAddAdjacent(SubBlock1(q, x, false), sc[0]) + Avx2.MultiplyAddAdjacent(SubBlock1(q, x + 32, true), sc[1]);
+            sumi += Avx2.MultiplyAddAdjacent(SubBlock1(q + 256, x + 64, false), sc[2]) + Avx2.MultiplyAddAdjacent(SubBlock1(q + 256, x + 96, true), sc[3]);
+            sumi += Avx2.MultiplyAddAdjacent(SubBlock1(q + 512, x + 128, false), sc[4]) + Avx2.MultiplyAddAdjacent(SubBlock1(q + 512, x + 160, true), sc[5]);
+            sumi += Avx2.MultiplyAddAdjacent(SubBlock1(q + 768, x + 192, false), sc[6]) + Avx2.MultiplyAddAdjacent(SubBlock1(q + 768, x + 224, true), sc[7]);
             var summ = MinSums(mn, a + ib, bsp);
             var yd = Vector256.Create(a[ib].D);
             acc = Fma.MultiplyAdd(Widen(o + OffD) * yd, Avx.ConvertToVector256Single(sumi), acc);
@@ -223,7 +221,7 @@ internal static unsafe partial class Q4_Kx8
     /// One group against four activation rows: each super-block's scales unpacked once, each
     /// quant vector loaded once per sub-block and met by the four rows' broadcasts.
     /// </summary>
-    [MethodImpl(MethodImplOptions.AggressiveInlining)]
+    [MethodImpl(MethodImplOptions.AggressiveOptimization)]
     private static void Group4(byte* g, int nb, BlockQ8_K* a0, BlockQ8_K* a1, BlockQ8_K* a2, BlockQ8_K* a3, short* bsp, float* y, long yStride)
     {
         Vector256<short>* sc = stackalloc Vector256<short>[8];
@@ -237,13 +235,15 @@ internal static unsafe partial class Q4_Kx8
             byte* q = o + OffQ;
             sbyte* x0 = a0[ib].Qs, x1 = a1[ib].Qs, x2 = a2[ib].Qs, x3 = a3[ib].Qs;
             Vector256<int> s0 = default, s1 = default, s2 = default, s3 = default;
-            for (int j = 0; j < 8; j++)
-            {
-                int c = j >> 1;
-                int off = 64 * c + 32 * (j & 1);
-                if ((j & 1) == 0) SubBlock4(q + c * 256, x0 + off, x1 + off, x2 + off, x3 + off, false, sc[j], ref s0, ref s1, ref s2, ref s3);
-                else SubBlock4(q + c * 256, x0 + off, x1 + off, x2 + off, x3 + off, true, sc[j], ref s0, ref s1, ref s2, ref s3);
-            }
+            // Sub-block j = 2c (low nibbles of Q[8c..8c+8)) and 2c + 1 (their high nibbles), written out.
+            SubBlock4(q, x0, x1, x2, x3, false, sc[0], ref s0, ref s1, ref s2, ref s3);
+            SubBlock4(q, x0 + 32, x1 + 32, x2 + 32, x3 + 32, true, sc[1], ref s0, ref s1, ref s2, ref s3);
+            SubBlock4(q + 256, x0 + 64, x1 + 64, x2 + 64, x3 + 64, false, sc[2], ref s0, ref s1, ref s2, ref s3);
+            SubBlock4(q + 256, x0 + 96, x1 + 96, x2 + 96, x3 + 96, true, sc[3], ref s0, ref s1, ref s2, ref s3);
+            SubBlock4(q + 512, x0 + 128, x1 + 128, x2 + 128, x3 + 128, false, sc[4], ref s0, ref s1, ref s2, ref s3);
+            SubBlock4(q + 512, x0 + 160, x1 + 160, x2 + 160, x3 + 160, true, sc[5], ref s0, ref s1, ref s2, ref s3);
+            SubBlock4(q + 768, x0 + 192, x1 + 192, x2 + 192, x3 + 192, false, sc[6], ref s0, ref s1, ref s2, ref s3);
+            SubBlock4(q + 768, x0 + 224, x1 + 224, x2 + 224, x3 + 224, true, sc[7], ref s0, ref s1, ref s2, ref s3);
             var dx = Widen(o + OffD);
             var mx = Widen(o + OffDMin);
             Finish(dx, mx, s0, mn, a0 + ib, bsp, ref acc0, ref accm0);
@@ -273,20 +273,33 @@ internal static unsafe partial class Q4_Kx8
     private static void SubBlock4(byte* q, sbyte* x0, sbyte* x1, sbyte* x2, sbyte* x3, bool high, Vector256<short> scale,
         ref Vector256<int> s0, ref Vector256<int> s1, ref Vector256<int> s2, ref Vector256<int> s3)
     {
-        var m = Vector256.Create((byte)0x0F);
         Vector256<short> p0 = default, p1 = default, p2 = default, p3 = default;
-        for (int k = 0; k < 8; k++)
-        {
-            var v = Vector256.Load(q + k * 32);
-            var nib = high ? Avx2.ShiftRightLogical(v.AsUInt16(), 4).AsByte() & m : v & m;
-            p0 += Avx2.MultiplyAddAdjacent(nib, Vector256.Create(*(int*)(x0 + 4 * k)).AsSByte());
-            p1 += Avx2.MultiplyAddAdjacent(nib, Vector256.Create(*(int*)(x1 + 4 * k)).AsSByte());
-            p2 += Avx2.MultiplyAddAdjacent(nib, Vector256.Create(*(int*)(x2 + 4 * k)).AsSByte());
-            p3 += Avx2.MultiplyAddAdjacent(nib, Vector256.Create(*(int*)(x3 + 4 * k)).AsSByte());
-        }
+        // Written out (k = 0..7) so that every address is a constant offset: the JIT does not unroll loops.
+        Mac4(q, 0, x0, x1, x2, x3, high, ref p0, ref p1, ref p2, ref p3);
+        Mac4(q, 1, x0, x1, x2, x3, high, ref p0, ref p1, ref p2, ref p3);
+        Mac4(q, 2, x0, x1, x2, x3, high, ref p0, ref p1, ref p2, ref p3);
+        Mac4(q, 3, x0, x1, x2, x3, high, ref p0, ref p1, ref p2, ref p3);
+        Mac4(q, 4, x0, x1, x2, x3, high, ref p0, ref p1, ref p2, ref p3);
+        Mac4(q, 5, x0, x1, x2, x3, high, ref p0, ref p1, ref p2, ref p3);
+        Mac4(q, 6, x0, x1, x2, x3, high, ref p0, ref p1, ref p2, ref p3);
+        Mac4(q, 7, x0, x1, x2, x3, high, ref p0, ref p1, ref p2, ref p3);
         s0 += Avx2.MultiplyAddAdjacent(p0, scale);
         s1 += Avx2.MultiplyAddAdjacent(p1, scale);
         s2 += Avx2.MultiplyAddAdjacent(p2, scale);
         s3 += Avx2.MultiplyAddAdjacent(p3, scale);
+    }
+
+    /// <summary>Quant vector k of a sub-block against four rows' broadcast activation bytes 4k .. 4k+4.</summary>
+    [MethodImpl(MethodImplOptions.AggressiveInlining)]
+    private static void Mac4(byte* q, int k, sbyte* x0, sbyte* x1, sbyte* x2, sbyte* x3, bool high,
+        ref Vector256<short> p0, ref Vector256<short> p1, ref Vector256<short> p2, ref Vector256<short> p3)
+    {
+        var m = Vector256.Create((byte)0x0F);
+        var v = Vector256.Load(q + k * 32);
+        var nib = high ? Avx2.ShiftRightLogical(v.AsUInt16(), 4).AsByte() & m : v & m;
+        p0 += Avx2.MultiplyAddAdjacent(nib, Vector256.Create(*(int*)(x0 + 4 * k)).AsSByte());
+        p1 += Avx2.MultiplyAddAdjacent(nib, Vector256.Create(*(int*)(x1 + 4 * k)).AsSByte());
+        p2 += Avx2.MultiplyAddAdjacent(nib, Vector256.Create(*(int*)(x2 + 4 * k)).AsSByte());
+        p3 += Avx2.MultiplyAddAdjacent(nib, Vector256.Create(*(int*)(x3 + 4 * k)).AsSByte());
     }
 }
