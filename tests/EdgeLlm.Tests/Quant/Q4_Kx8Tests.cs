@@ -1,9 +1,12 @@
 using System.Runtime.InteropServices;
+using EdgeLlm.Engine;
 using EdgeLlm.Gguf;
+using EdgeLlm.Models;
 using EdgeLlm.Quant;
 using EdgeLlm.Runtime;
 using Xunit;
 using Xunit.Abstractions;
+using EdgeLlm.Tests.Models;
 
 namespace EdgeLlm.Tests.Quant;
 
@@ -248,6 +251,92 @@ public unsafe class Q4_Kx8Tests
         fixed (byte* pw = w)
         fixed (byte* pa = act)
             Assert.Equal(plainFmt.VecDot(n, pw, pa), fmt.VecDot(n, pw, pa));
+    }
+
+    /// <summary>
+    /// A Q4_K_M model (llama.cpp's file) loads with its Q4_K matrices in q4_Kx8; a prompt's logits
+    /// are as close to llama.cpp's as the plain layout's (the two differ by the activation rounding a
+    /// last-bit change can flip, ~0.02: the matrix-level agreement is the next test), and token by
+    /// token (decode rows) equals the batch (prompt tiles).
+    /// </summary>
+    [Fact]
+    public void Q4_K_M_Model_RunsRepacked_AndAgreesWithThePlainLayout()
+    {
+        var golden = GoldenCase.Load("syn-llama-q4_k_m", "p1");
+        using var packed = Model.Load(SharedData.Model("syn-llama-q4_k_m"));
+        using var plain = Model.Load(SharedData.Model("syn-llama-q4_k_m"), new ModelLoadOptions { RepackWeights = false });
+        Assert.Empty(plain.RepackedLayouts);
+        if (WeightPacking.PackedFormat(GgmlType.Q4_K) is null)
+        {
+            _out.WriteLine("repacking is off in this process: nothing to compare");
+            return;
+        }
+        Assert.Contains("q4_Kx8", packed.RepackedLayouts);
+        Assert.True(packed.RepackedBytes > 0);
+
+        using var c1 = new InferenceContext(packed, contextLength: 128);
+        float[] a = c1.Eval(golden.PromptIds, allLogits: true);
+        using var c2 = new InferenceContext(plain, contextLength: 128);
+        float[] b = c2.Eval(golden.PromptIds, allLogits: true);
+        double figure = GoldenCase.Figure(a, b);
+
+        using var c3 = new InferenceContext(packed, contextLength: 128);
+        int vocab = packed.Config.VocabSize;
+        var steps = new float[a.Length];
+        for (int i = 0; i < golden.PromptIds.Length; i++) c3.Eval(golden.PromptIds.AsSpan(i, 1)).CopyTo(steps, i * vocab);
+        double stepFigure = GoldenCase.Figure(steps, a);
+        double packedVsLlama = GoldenCase.Figure(a, golden.Logits), plainVsLlama = GoldenCase.Figure(b, golden.Logits);
+        _out.WriteLine($"syn-llama-q4_k_m p1 ({string.Join(", ", packed.RepackedLayouts)}, {packed.RepackedBytes / 1024.0:F0} KiB repacked): repacked vs plain figure {figure:G4}; vs llama.cpp: repacked {packedVsLlama:G4}, plain {plainVsLlama:G4}; token by token vs batch {stepFigure:G4}");
+        Assert.True(packedVsLlama <= 0.10, $"repacked vs llama.cpp: figure {packedVsLlama:G4}");
+        Assert.True(packedVsLlama <= 1.5 * plainVsLlama + 0.01, $"repacked {packedVsLlama:G4} vs llama.cpp is far worse than plain {plainVsLlama:G4}");
+        Assert.True(stepFigure <= 1e-4, $"token by token vs batch: figure {stepFigure:G4}");
+    }
+
+    /// <summary>
+    /// Every repacked matrix of llama.cpp's Q4_K_M file: the packed decode product of the whole
+    /// matrix equals the plain reference dot of each row (read from the mapping) within float
+    /// rounding, against a real activation row (f32 quantized to Q8_K as the forward pass does).
+    /// </summary>
+    [Fact]
+    public void Q4_K_M_Model_EveryRepackedMatrix_AgreesWithThePlainRows()
+    {
+        using var m = Model.Load(SharedData.Model("syn-llama-q4_k_m"));
+        if (WeightPacking.PackedFormat(GgmlType.Q4_K) is null)
+        {
+            _out.WriteLine("repacking is off in this process: nothing to compare");
+            return;
+        }
+        var matrices = m.Layers.SelectMany(l => new[] { l.Wq, l.Wk, l.Wv, l.Wo, l.Gate, l.Up, l.Down }).Append(m.Output)
+            .Where(w => w.IsRepacked && w.Type == GgmlType.Q4_K).ToArray();
+        Assert.NotEmpty(matrices);
+        var rng = new Random(12);
+        double worst = 0;
+        long rowsChecked = 0;
+        foreach (var w in matrices)
+        {
+            Assert.Equal("q4_Kx8", w.Format.Layout);
+            var x = new float[w.Cols];
+            for (int i = 0; i < x.Length; i++) x[i] = (float)(rng.NextDouble() * 2 - 1);
+            var act = new byte[ActivationQuantizer.RowBytes(GgmlType.Q8_K, w.Cols)];
+            var y = new float[w.Rows];
+            fixed (float* px = x)
+            fixed (byte* pa = act)
+            fixed (float* py = y)
+            {
+                ActivationQuantizer.QuantizeRow(GgmlType.Q8_K, px, pa, w.Cols);
+                w.Format.VecDotRows(w.Cols, w.At(0), w.RowBytes, w.Rows, pa, py);
+                for (int r = 0; r < w.Rows; r++)
+                {
+                    float plainDot = Q4_K.DotQ4_KQ8_KReference(w.Cols, (BlockQ4_K*)w.Row(r), (BlockQ8_K*)pa);
+                    double magnitude = Magnitude(w.Cols, w.Row(r), pa);
+                    double err = Math.Abs((double)plainDot - py[r]);
+                    Assert.True(err <= FloatOrderTolerance * magnitude, $"{w.Name} row {r}: packed {py[r]:R} vs plain {plainDot:R}");
+                    if (magnitude > 0) worst = Math.Max(worst, err / magnitude);
+                    rowsChecked++;
+                }
+            }
+        }
+        _out.WriteLine($"{matrices.Length} repacked Q4_K matrices, {rowsChecked} rows: worst |packed - plain| / magnitude = {worst:E2}");
     }
 
     /// <summary>Q8_K activation blocks from the self-test fills, with bsums that match qs (as every real Q8_K row has).</summary>
