@@ -35,48 +35,46 @@ internal static unsafe class WeightPacking
     /// </summary>
     public static long Repack(GgufFile file, IEnumerable<WeightMatrix> matrices, List<nint> owned)
     {
-        long total = 0;
-        SafeHandle? handle = null;
+        var todo = matrices.Distinct().Where(w => !w.IsRepacked && PackedFormat(w.Type) is { } f && w.Rows >= f.RowGroup).ToArray();
+        if (todo.Length == 0) return 0;
+        using var handle = file.IsFileBacked ? File.OpenHandle(file.FilePath, FileMode.Open, FileAccess.Read, FileShare.Read) : null;
+        var buffers = new nint[todo.Length];
         try
         {
-            foreach (var w in matrices.Distinct())
+            // Matrices are independent: pack them on all cores (positioned reads share the handle safely).
+            Parallel.For(0, todo.Length, i =>
             {
-                if (w.IsRepacked || PackedFormat(w.Type) is not { } fmt || w.Rows < fmt.RowGroup) continue;
-                long bytes = w.Rows * w.RowBytes;
-                var dst = (byte*)NativeMemory.AlignedAlloc((nuint)bytes, 64);
-                bool ok;
-                try
-                {
-                    handle ??= file.IsFileBacked ? File.OpenHandle(file.FilePath, FileMode.Open, FileAccess.Read, FileShare.Read) : null;
-                    ok = handle is not null ? PackFromFile(handle, w, dst) : Q4_0x8.Pack(w.FileData, dst, w.Rows, w.Cols);
-                }
-                catch
-                {
-                    NativeMemory.AlignedFree(dst);
-                    throw;
-                }
+                var w = todo[i];
+                var dst = (byte*)NativeMemory.AlignedAlloc((nuint)(w.Rows * w.RowBytes), 64);
+                buffers[i] = (nint)dst;
+                bool ok = handle is not null ? PackFromFile(handle, w, dst) : Q4_0x8.Pack(w.FileData, dst, w.Rows, w.Cols);
                 if (!ok)
                 {
                     // A non-finite scale: the plain kernels handle it as ggml does; keep this matrix plain.
                     NativeMemory.AlignedFree(dst);
-                    continue;
+                    buffers[i] = 0;
                 }
-                owned.Add((nint)dst);
-                w.UseRepacked(fmt, dst);
-                total += bytes;
-            }
+            });
         }
-        finally
+        catch (AggregateException e)
         {
-            handle?.Dispose();
+            foreach (var b in buffers) if (b != 0) NativeMemory.AlignedFree((void*)b);
+            throw e.InnerExceptions.Count == 1 ? e.InnerExceptions[0] : e;
+        }
+        long total = 0;
+        for (int i = 0; i < todo.Length; i++)
+        {
+            if (buffers[i] == 0) continue;
+            owned.Add(buffers[i]);
+            todo[i].UseRepacked(PackedFormat(todo[i].Type)!, (byte*)buffers[i]);
+            total += todo[i].Rows * todo[i].RowBytes;
         }
         return total;
     }
 
     /// <summary>Reads the tensor into <paramref name="dst"/>, then packs it group by group in place.</summary>
-    private static bool PackFromFile(SafeHandle handle, WeightMatrix w, byte* dst)
+    private static bool PackFromFile(Microsoft.Win32.SafeHandles.SafeFileHandle h, WeightMatrix w, byte* dst)
     {
-        var h = (Microsoft.Win32.SafeHandles.SafeFileHandle)handle;
         long bytes = w.Rows * w.RowBytes;
         for (long done = 0; done < bytes;)
         {
