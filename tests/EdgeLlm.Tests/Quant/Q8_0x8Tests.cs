@@ -163,7 +163,7 @@ public unsafe class Q8_0x8Tests
                 }
             }
         }
-        _out.WriteLine($"{fill}: {pairs} pairs: AVX2 rows == scalar statement == tiles (1..9 activations) bit for bit; worst relative difference to the plain dot {worst:E2}");
+        _out.WriteLine($"{fill}: {pairs} pairs: rows == scalar statement == tiles (1..9 activations, {(Q8_0x8.UseAvx512Tile ? "AVX-512" : "AVX2")} tile) bit for bit; worst relative difference to the plain dot {worst:E2}");
     }
 
     [Fact]

@@ -58,6 +58,10 @@ internal static unsafe partial class Q8_0x8
                     for (int r = 0; r < full; r++) y[a * yStride + r] = t[r];
                 }
         }
+        else if (UseAvx512Tile && nActs >= 4)
+        {
+            DotTileAvx512(n, weights, rowBytes, groups, acts, actStride, nActs, y, yStride);
+        }
         else
         {
             for (int a0 = 0; a0 < nActs; a0 += 4)
