@@ -7,7 +7,7 @@ namespace EdgeLlm.Quant;
 /// <summary>
 /// Load-time repacking of weight matrices into layouts that compute several rows at once
 /// (llama.cpp does the same with its CPU_REPACK buffers). Today: Q4_0 into <see cref="Q4_0x8"/>
-/// on x64 with AVX2 and FMA. The repacked copy has the matrix's exact size and row geometry and
+/// and Q8_0 into <see cref="Q8_0x8"/> on x64 with AVX2 and FMA. The repacked copy has the matrix's exact size and row geometry and
 /// replaces the mapped pages for the products, so resident memory stays about the file size: the
 /// copy is read from the file with positioned reads, which do not fault the mapping in, and only
 /// what get_rows reads (a few token_embd rows) is ever mapped.
@@ -15,18 +15,47 @@ namespace EdgeLlm.Quant;
 /// Decided once per process (<see cref="Enabled"/>) because generated forward passes hold their
 /// formats in static fields; a model loaded with <see cref="ModelLoadOptions.RepackWeights"/> off
 /// runs the generic path. <c>EDGELLM_REPACK=0</c> turns repacking off for the process (to measure
-/// it, or to compare with the plain kernels).
+/// it, or to compare with the plain kernels); <c>EDGELLM_REPACK=q4_0x8</c> keeps only the listed layouts.
 /// </para>
 /// </summary>
 internal static unsafe class WeightPacking
 {
     private static readonly Q4_0x8Format s_q4_0x8 = new();
+    private static readonly Q8_0x8Format s_q8_0x8 = new();
 
-    /// <summary>True when this process repacks Q4_0 (AVX2 + FMA present, EDGELLM_REPACK not 0).</summary>
-    public static bool Enabled { get; } = Q4_0x8.IsSupported && Environment.GetEnvironmentVariable("EDGELLM_REPACK") != "0";
+    /// <summary>
+    /// EDGELLM_REPACK: unset or "1" repacks every layout this CPU has kernels for, "0" none, else a
+    /// comma-separated list of layouts (e.g. "q4_0x8") to repack only those (for measuring one layout).
+    /// </summary>
+    private static readonly string? s_setting = Environment.GetEnvironmentVariable("EDGELLM_REPACK");
+
+    /// <summary>True when this process repacks anything (AVX2 + FMA present, EDGELLM_REPACK not 0).</summary>
+    public static bool Enabled { get; } = Q4_0x8.IsSupported && s_setting != "0";
 
     /// <summary>The repacked format matrices of <paramref name="type"/> get, or null when they stay in the GGUF layout.</summary>
-    public static WeightFormat? PackedFormat(GgmlType type) => Enabled && type == GgmlType.Q4_0 ? s_q4_0x8 : null;
+    public static WeightFormat? PackedFormat(GgmlType type)
+    {
+        if (!Enabled) return null;
+        WeightFormat? f = type switch
+        {
+            GgmlType.Q4_0 => s_q4_0x8,
+            GgmlType.Q8_0 => s_q8_0x8,
+            _ => null,
+        };
+        if (f is null || s_setting is null or "1") return f;
+        return s_setting.Split(',', StringSplitOptions.TrimEntries).Contains(f.Layout) ? f : null;
+    }
+
+    /// <summary>
+    /// Packs <paramref name="rows"/> plain rows of <paramref name="n"/> values into <paramref name="fmt"/>'s layout;
+    /// false when the layout cannot hold this data (the matrix then stays plain).
+    /// </summary>
+    private static bool Pack(WeightFormat fmt, byte* src, byte* dst, int rows, int n) => fmt switch
+    {
+        Q4_0x8Format => Q4_0x8.Pack(src, dst, rows, n),
+        Q8_0x8Format => Q8_0x8.Pack(src, dst, rows, n),
+        _ => throw new InvalidOperationException($"no packing routine for the {fmt.Layout} layout"),
+    };
 
     /// <summary>
     /// Repacks every matrix of <paramref name="matrices"/> that has a repacked format and at least one
@@ -45,9 +74,10 @@ internal static unsafe class WeightPacking
             Parallel.For(0, todo.Length, i =>
             {
                 var w = todo[i];
+                var fmt = PackedFormat(w.Type)!;
                 var dst = (byte*)NativeMemory.AlignedAlloc((nuint)(w.Rows * w.RowBytes), 64);
                 buffers[i] = (nint)dst;
-                bool ok = handle is not null ? PackFromFile(handle, w, dst) : Q4_0x8.Pack(w.FileData, dst, w.Rows, w.Cols);
+                bool ok = handle is not null ? PackFromFile(handle, w, fmt, dst) : Pack(fmt, w.FileData, dst, w.Rows, w.Cols);
                 if (!ok)
                 {
                     // A non-finite scale: the plain kernels handle it as ggml does; keep this matrix plain.
@@ -73,7 +103,7 @@ internal static unsafe class WeightPacking
     }
 
     /// <summary>Reads the tensor into <paramref name="dst"/>, then packs it group by group in place.</summary>
-    private static bool PackFromFile(Microsoft.Win32.SafeHandles.SafeFileHandle h, WeightMatrix w, byte* dst)
+    private static bool PackFromFile(Microsoft.Win32.SafeHandles.SafeFileHandle h, WeightMatrix w, WeightFormat fmt, byte* dst)
     {
         long bytes = w.Rows * w.RowBytes;
         for (long done = 0; done < bytes;)
@@ -83,15 +113,15 @@ internal static unsafe class WeightPacking
             if (read <= 0) throw new IOException($"{w.Name}: the file ended while reading the tensor at offset {w.Tensor.FileOffset + done}");
             done += read;
         }
-        long groupBytes = Q4_0x8.Rows * w.RowBytes;
+        long groupBytes = fmt.RowGroup * w.RowBytes;
         var tmp = (byte*)NativeMemory.Alloc((nuint)groupBytes);
         try
         {
-            for (int g = 0; g < w.Rows / Q4_0x8.Rows; g++)
+            for (int g = 0; g < w.Rows / fmt.RowGroup; g++)
             {
                 byte* at = dst + g * groupBytes;
                 Buffer.MemoryCopy(at, tmp, groupBytes, groupBytes);
-                if (!Q4_0x8.Pack(tmp, at, Q4_0x8.Rows, w.Cols)) return false;
+                if (!Pack(fmt, tmp, at, fmt.RowGroup, w.Cols)) return false;
             }
         }
         finally
