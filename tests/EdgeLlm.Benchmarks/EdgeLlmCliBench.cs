@@ -57,7 +57,10 @@ internal static class EdgeLlmCliBench
                 ? a.EnumerateArray().Select(e => e.GetDouble()).ToArray()
                 : [];
             string kernel = root.TryGetProperty("kernel", out var k) ? k.GetString() ?? "" : "";
-            return new BenchFigures(threads, pp, tg, Arr("pp_all"), Arr("tg_all"), kernel.Length > 0 ? $"kernel {kernel}" : "");
+            string layout = root.TryGetProperty("weight_layout", out var l) ? l.GetString() ?? "" : "";
+            string note = kernel.Length > 0 ? $"kernel {kernel}" : "";
+            if (layout.Length > 0 && layout != "file") note += $", weights repacked as {layout}";
+            return new BenchFigures(threads, pp, tg, Arr("pp_all"), Arr("tg_all"), note);
         }
         catch (JsonException ex)
         {

@@ -40,7 +40,7 @@ public static class BenchCommand
         return cmd;
     }
 
-    internal sealed record BenchResult(string ModelPath, string ModelDescription, long SizeBytes, long Params, int Threads, int Pp, int Tg, double[] PpAll, double[] TgAll, string Kernel)
+    internal sealed record BenchResult(string ModelPath, string ModelDescription, long SizeBytes, long Params, int Threads, int Pp, int Tg, double[] PpAll, double[] TgAll, string Kernel, string WeightLayout = "file")
     {
         public string ToJson()
         {
@@ -52,7 +52,9 @@ public static class BenchCommand
             sb.Append(", \"pp_tps\": ").Append(PpAll.Length > 0 ? PpAll.Max().ToString("R", ci) : "null");
             sb.Append(", \"tg_tps\": ").Append(TgAll.Length > 0 ? TgAll.Max().ToString("R", ci) : "null");
             sb.Append(", \"pp_all\": ").Append(Arr(PpAll)).Append(", \"tg_all\": ").Append(Arr(TgAll));
-            sb.Append(", \"kernel\": ").Append(JsonString(Kernel)).Append("}\n");
+            sb.Append(", \"kernel\": ").Append(JsonString(Kernel));
+            // An extension of the issue's object: how the CPU computes with the weights ("file": in place in the mapping).
+            sb.Append(", \"weight_layout\": ").Append(JsonString(WeightLayout)).Append("}\n");
             return sb.ToString();
         }
 
@@ -131,12 +133,13 @@ public static class BenchCommand
         if (tg > 0) Console.Error.WriteLine($"tg: {(cpu.TotalProcessorTime - cpuStart).TotalSeconds / (tg * reps) * 1000:F1} ms CPU time per token (all threads)");
         if (tg > 0 && ForwardProfiler.Enabled) Console.Error.Write($"profile tg{tg} ×{reps}:\n{ForwardProfiler.Report()}");
         Console.Error.WriteLine(
-            $"memory while generating: {ResidentMemory()}; weights {model.WeightBytes >> 20} MiB mapped, KV cache {model.EstimateKvCacheBytes(ctxLen) >> 20} MiB");
+            $"memory while generating: {ResidentMemory()}; weights {model.WeightBytes >> 20} MiB in the file ({(model.RepackedBytes == 0 ? "all mapped" : $"{model.RepackedBytes >> 20} MiB of them repacked at load as {string.Join(", ", model.RepackedLayouts)}, the rest mapped")}), KV cache {model.EstimateKvCacheBytes(ctxLen) >> 20} MiB");
         long parameters = model.File.Tensors.Sum(t => t.ElementCount);
         long size = model.File.Tensors.Sum(t => t.ByteSize);
         string type = model.File.Tensors.GroupBy(t => t.Type).OrderByDescending(g => g.Sum(t => t.ByteSize)).First().Key.ToString();
         string desc = $"{model.Config.Architecture} {parameters / 1e9:F2}B {type}";
-        return new BenchResult(path, desc, size, parameters, threads, pp, tg, ppAll, tgAll, context.Description.StartsWith("vulkan", StringComparison.Ordinal) ? context.Description : CpuFeatures.KernelPath);
+        return new BenchResult(path, desc, size, parameters, threads, pp, tg, ppAll, tgAll, context.Description.StartsWith("vulkan", StringComparison.Ordinal) ? context.Description : CpuFeatures.KernelPath,
+            model.RepackedBytes == 0 ? "file" : string.Join("+", model.RepackedLayouts));
     }
 
     /// <summary>VmRSS and VmHWM (peak) from /proc/self/status, or a note where that file is missing.</summary>

@@ -67,6 +67,54 @@ internal static unsafe class HalfMath
     }
 
     /// <summary>
+    /// <see cref="Dot"/> with the f16 operand already widened to f32 (exact): the same lanes, fused
+    /// multiply-adds, horizontal sum and tail in the same order, so the result is bit-identical.
+    /// Prompt attention widens a layer's cached keys and values once and then runs every dot here.
+    /// </summary>
+    public static float DotWidened(float* a, float* b, int n)
+    {
+        if (Vector512.IsHardwareAccelerated)
+        {
+            var acc0 = Vector512<float>.Zero;
+            var acc1 = Vector512<float>.Zero;
+            int i = 0;
+            for (; i + 32 <= n; i += 32)
+            {
+                acc0 = Vector512.FusedMultiplyAdd(Vector512.Load(a + i), Vector512.Load(b + i), acc0);
+                acc1 = Vector512.FusedMultiplyAdd(Vector512.Load(a + i + 16), Vector512.Load(b + i + 16), acc1);
+            }
+            for (; i + 16 <= n; i += 16)
+                acc0 = Vector512.FusedMultiplyAdd(Vector512.Load(a + i), Vector512.Load(b + i), acc0);
+            float sum = Vector512.Sum(acc0 + acc1);
+            for (; i < n; i++) sum += a[i] * b[i];
+            return sum;
+        }
+        if (Vector256.IsHardwareAccelerated)
+        {
+            var acc0 = Vector256<float>.Zero;
+            var acc1 = Vector256<float>.Zero;
+            int i = 0;
+            for (; i + 16 <= n; i += 16)
+            {
+                acc0 = Vector256.FusedMultiplyAdd(Vector256.Load(a + i), Vector256.Load(b + i), acc0);
+                acc1 = Vector256.FusedMultiplyAdd(Vector256.Load(a + i + 8), Vector256.Load(b + i + 8), acc1);
+            }
+            for (; i + 8 <= n; i += 8)
+                acc0 = Vector256.FusedMultiplyAdd(Vector256.Load(a + i), Vector256.Load(b + i), acc0);
+            float sum = Vector256.Sum(acc0 + acc1);
+            for (; i < n; i++) sum += a[i] * b[i];
+            return sum;
+        }
+        float s = 0;
+        for (int i = 0; i < n; i++) s += a[i] * b[i];
+        return s;
+    }
+
+    /// <summary>Exact f16 → f32 of <paramref name="n"/> values.</summary>
+    public static void Widen(Half* src, float* dst, int n) =>
+        TensorPrimitives.ConvertToSingle(new ReadOnlySpan<Half>(src, n), new Span<float>(dst, n));
+
+    /// <summary>
     /// Exact f16 → f32 of 16 values. The f16 exponent and mantissa bits shifted into an f32's
     /// place read as the value × 2⁻¹¹²; one multiply by 2¹¹² (exact, a power of two) restores it,
     /// normals and subnormals alike. Infinity and NaN (exponent 31) get the f32 all-ones exponent

@@ -99,6 +99,80 @@ public static unsafe class SelfTest
     {
         foreach (var k in DotKernels())
             yield return new Check($"dot {k.Format}x{GgmlTypes.Name(k.Act)}", k.Isa, k.Supported, () => CheckDot(k, seed: 1234));
+        yield return new Check("repacked q4_0x8 rows and tiles", "avx2+fma", Q4_0x8.IsSupported, () => CheckQ4_0x8(seed: 1234));
+        yield return new Check("quantize Q8_0 activations", "avx2", System.Runtime.Intrinsics.X86.Avx2.IsSupported, () => CheckQ8_0Activations(seed: 1234));
+    }
+
+    /// <summary>
+    /// The repacked Q4_0 kernels (what the CPU runs for Q4_0 matrices after load-time repacking):
+    /// decode rows equal the scalar statement of the packed arithmetic, and prompt tiles equal the
+    /// rows, bit for bit, on 21 rows (two groups and a plain tail) for every fill and several lengths.
+    /// </summary>
+    internal static string? CheckQ4_0x8(int seed)
+    {
+        var rng = new Random(seed);
+        const int rows = 21, nActs = 5;
+        foreach (Fill fill in Enum.GetValues<Fill>())
+        foreach (int blocks in new[] { 1, 2, 3, 8, 33 })
+        {
+            int n = blocks * 32;
+            long rowBytes = GgmlTypes.Info(GgmlType.Q4_0).RowBytes(n);
+            long actBytes = GgmlTypes.Info(GgmlType.Q8_0).RowBytes(n);
+            byte[] plain = MakeBlocks(GgmlType.Q4_0, n * rows, fill, rng);
+            byte[] acts = new byte[actBytes * nActs];
+            for (int a = 0; a < nActs; a++) MakeBlocks(GgmlType.Q8_0, n, fill, rng).CopyTo(acts, a * actBytes);
+            var packed = new byte[plain.Length];
+            var tile = new float[rows * nActs];
+            var fast = new float[rows];
+            var reference = new float[rows];
+            fixed (byte* p = plain)
+            fixed (byte* q = packed)
+            fixed (byte* pa = acts)
+            fixed (float* yt = tile)
+            fixed (float* yf = fast)
+            fixed (float* yr = reference)
+            {
+                if (!Q4_0x8.Pack(p, q, rows, n)) continue; // non-finite scales stay plain
+                Q4_0x8.DotTile(n, q, rowBytes, rows, pa, actBytes, nActs, yt, rows);
+                for (int a = 0; a < nActs; a++)
+                {
+                    Q4_0x8.DotRows(n, q, rowBytes, rows, pa + a * actBytes, yf);
+                    Q4_0x8.DotRowsReference(n, q, rowBytes, rows, pa + a * actBytes, yr);
+                    for (int r = 0; r < rows; r++)
+                    {
+                        if (!SameFloat(yr[r], yf[r]))
+                            return string.Create(CultureInfo.InvariantCulture, $"{fill} n={n} row {r}: rows {yf[r]:R} != reference {yr[r]:R}");
+                        if (!SameFloat(yf[r], yt[a * rows + r]))
+                            return string.Create(CultureInfo.InvariantCulture, $"{fill} n={n} row {r} act {a}: tile {yt[a * rows + r]:R} != rows {yf[r]:R}");
+                    }
+                }
+            }
+        }
+        return null;
+    }
+
+    /// <summary>The SIMD Q8_0 activation quantizer equals its scalar statement byte for byte.</summary>
+    internal static string? CheckQ8_0Activations(int seed)
+    {
+        var rng = new Random(seed);
+        foreach (int n in new[] { 32, 96, 2048 })
+        foreach (double scale in new[] { 1.0, 1e4, 1e-30, 0.0 })
+        {
+            var x = new float[n];
+            for (int i = 0; i < n; i++) x[i] = (float)((rng.NextDouble() * 2 - 1) * scale);
+            var a = new byte[n / 32 * 34];
+            var b = new byte[a.Length];
+            fixed (float* px = x)
+            fixed (byte* pa = a)
+            fixed (byte* pb = b)
+            {
+                Q8_0.QuantizeActivationRowScalar(px, pa, n);
+                Q8_0.QuantizeActivationRowAvx2(px, pb, n);
+            }
+            int at = a.AsSpan().CommonPrefixLength(b);
+            if (at < a.Length) return string.Create(CultureInfo.InvariantCulture, $"n={n} scale {scale}: byte {at} differs");
+        }
+        return null;
     }
 
     /// <summary>Fast == reference, bit for bit (or both NaN), for every fill and block count; null when all agree.</summary>

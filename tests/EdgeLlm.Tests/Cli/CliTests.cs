@@ -214,6 +214,44 @@ public class CliTests
         Assert.Matches("kernel path: (avx512|avx2|neon|neon-dotprod|sse|scalar)", r.Stdout);
     }
 
+    [Fact]
+    public void Bench_Json_HasTheIssueFields_AndTheWeightLayout()
+    {
+        string model = SharedData.Model("syn-llama-q4_0");
+        bool repacks = System.Runtime.Intrinsics.X86.Avx2.IsSupported && System.Runtime.Intrinsics.X86.Fma.IsSupported;
+        foreach (var (env, layout) in new[] { ((string?)null, repacks ? "q4_0x8" : "file"), ("0", "file") })
+        {
+            var r = CliRunner.Run(["bench", "-m", model, "-t", "1", "-p", "8", "-n", "4", "-r", "2", "--json"],
+                new Dictionary<string, string?> { ["EDGELLM_REPACK"] = env });
+            Assert.True(r.ExitCode == 0, r.Stderr);
+            _out.WriteLine($"EDGELLM_REPACK={env ?? "(unset)"}: {r.Stdout.Trim()}");
+            using var doc = JsonDocument.Parse(r.Stdout);
+            var o = doc.RootElement;
+            Assert.Equal(model, o.GetProperty("model").GetString());
+            Assert.Equal(1, o.GetProperty("threads").GetInt32());
+            Assert.Equal(8, o.GetProperty("pp").GetInt32());
+            Assert.Equal(4, o.GetProperty("tg").GetInt32());
+            Assert.Equal(2, o.GetProperty("pp_all").GetArrayLength());
+            Assert.Equal(2, o.GetProperty("tg_all").GetArrayLength());
+            Assert.Equal(o.GetProperty("pp_all").EnumerateArray().Max(e => e.GetDouble()), o.GetProperty("pp_tps").GetDouble());
+            Assert.True(o.GetProperty("tg_tps").GetDouble() > 0);
+            Assert.Matches("^(avx512|avx2|neon|neon-dotprod|sse|scalar)$", o.GetProperty("kernel").GetString());
+            Assert.Equal(layout, o.GetProperty("weight_layout").GetString());
+            Assert.Contains("memory while generating: VmRSS", r.Stderr, StringComparison.Ordinal);
+        }
+    }
+
+    [Fact]
+    public void Info_NamesTheWeightLayout()
+    {
+        var r = Run("info", "-m", SharedData.Model("syn-llama-q4_0"));
+        Assert.Equal(0, r.ExitCode);
+        bool repacks = System.Runtime.Intrinsics.X86.Avx2.IsSupported && System.Runtime.Intrinsics.X86.Fma.IsSupported;
+        Assert.Contains(repacks ? "weight layout: q4_0x8 repacked at load" : "weight layout: as in the file", r.Stdout, StringComparison.Ordinal);
+        var f32 = Run("info", "-m", Stories);
+        Assert.Contains("weight layout: as in the file (memory-mapped)", f32.Stdout, StringComparison.Ordinal);
+    }
+
     private static float[] ReadF32(string path)
     {
         var b = File.ReadAllBytes(path);

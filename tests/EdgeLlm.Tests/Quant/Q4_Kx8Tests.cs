@@ -231,12 +231,15 @@ public unsafe class Q4_Kx8Tests
     public void WeightPacking_HandsOutTheLayoutForQ4_K()
     {
         var fmt = WeightPacking.PackedFormat(GgmlType.Q4_K);
-        if (!WeightPacking.Enabled || !Q4_Kx8.IsSupported)
+        string? setting = Environment.GetEnvironmentVariable("EDGELLM_REPACK");
+        bool wanted = setting is null or "1" || setting.Split(',', StringSplitOptions.TrimEntries).Contains("q4_Kx8");
+        if (!WeightPacking.Enabled || !Q4_Kx8.IsSupported || !wanted)
         {
             Assert.Null(fmt);
-            _out.WriteLine("repacking is off in this process (EDGELLM_REPACK=0 or no AVX2+FMA): Q4_K stays plain");
+            _out.WriteLine("q4_Kx8 is off in this process (EDGELLM_REPACK or no AVX2+FMA): Q4_K stays plain");
             return;
         }
+        Assert.Contains("q4_Kx8", WeightPacking.DefaultLayouts);
         Assert.IsType<Q4_Kx8Format>(fmt);
         Assert.Equal(8, fmt!.RowGroup);
         Assert.Equal("q4_Kx8", fmt.Layout);

@@ -132,7 +132,7 @@ internal static unsafe partial class Q4_0x8
     }
 
     /// <summary>One group against one activation row: eight results to <paramref name="y"/>.</summary>
-    [MethodImpl(MethodImplOptions.AggressiveInlining)]
+    [MethodImpl(MethodImplOptions.AggressiveOptimization)] // too big to inline: compiled fully optimized at once, never at tier 0
     private static void Group1(byte* g, int nb, BlockQ8_0* a, int* corr, float* dy, float* y)
     {
         var m = Vector256.Create((byte)0x0F);
@@ -156,7 +156,7 @@ internal static unsafe partial class Q4_0x8
     }
 
     /// <summary>Two groups (<paramref name="groupBytes"/> apart) against one activation row: the activation block is loaded and broadcast once for both.</summary>
-    [MethodImpl(MethodImplOptions.AggressiveInlining)]
+    [MethodImpl(MethodImplOptions.AggressiveOptimization)] // too big to inline: compiled fully optimized at once, never at tier 0
     private static void Group2(byte* g, long groupBytes, int nb, BlockQ8_0* a, int* corr, float* dy, float* y)
     {
         var m = Vector256.Create((byte)0x0F);
@@ -207,8 +207,12 @@ internal static unsafe partial class Q4_0x8
         return Avx2.HorizontalAdd(Avx2.MultiplyAddAdjacent(p, ones), Avx2.MultiplyAddAdjacent(q, ones));
     }
 
-    /// <summary>One group against four activation rows (<paramref name="actStride"/> apart): each block unpacked once.</summary>
-    [MethodImpl(MethodImplOptions.AggressiveInlining)]
+    /// <summary>
+    /// One group against four activation rows (<paramref name="actStride"/> apart): each block
+    /// unpacked once. Written out (no helper taking the accumulators by reference, which the JIT
+    /// would keep on the stack) so all eight accumulators stay in registers.
+    /// </summary>
+    [MethodImpl(MethodImplOptions.AggressiveOptimization)] // too big to inline: compiled fully optimized at once, never at tier 0
     private static void Group4(byte* g, int nb, byte* acts, long actStride, int* corr, float* dy, float* y, long yStride)
     {
         var m = Vector256.Create((byte)0x0F);
@@ -221,33 +225,53 @@ internal static unsafe partial class Q4_0x8
         int ib = 0;
         for (; ib + 1 < nb; ib += 2)
         {
-            Step4(g, ib, m, a0, a1, a2, a3, corr, dy, nb, ref e0, ref e1, ref e2, ref e3);
-            Step4(g, ib + 1, m, a0, a1, a2, a3, corr, dy, nb, ref o0, ref o1, ref o2, ref o3);
+            {
+                byte* o = g + (long)(ib) * GroupBlockBytes;
+                int k = ib;
+                var v0 = Vector256.Load(o + 16); var v1 = Vector256.Load(o + 48); var v2 = Vector256.Load(o + 80); var v3 = Vector256.Load(o + 112);
+                var lo0 = v0 & m; var hi0 = Avx2.ShiftRightLogical(v0.AsUInt16(), 4).AsByte() & m;
+                var lo1 = v1 & m; var hi1 = Avx2.ShiftRightLogical(v1.AsUInt16(), 4).AsByte() & m;
+                var lo2 = v2 & m; var hi2 = Avx2.ShiftRightLogical(v2.AsUInt16(), 4).AsByte() & m;
+                var lo3 = v3 & m; var hi3 = Avx2.ShiftRightLogical(v3.AsUInt16(), 4).AsByte() & m;
+                var dx = Scales(o);
+                e0 = Fma.MultiplyAdd(dx * Vector256.Create(dy[k]), Avx.ConvertToVector256Single(RawSums(lo0, hi0, lo2, hi2, lo1, hi1, lo3, hi3, a0[k].Qs) - Vector256.Create(corr[k])), e0);
+                e1 = Fma.MultiplyAdd(dx * Vector256.Create(dy[1 * nb + k]), Avx.ConvertToVector256Single(RawSums(lo0, hi0, lo2, hi2, lo1, hi1, lo3, hi3, a1[k].Qs) - Vector256.Create(corr[1 * nb + k])), e1);
+                e2 = Fma.MultiplyAdd(dx * Vector256.Create(dy[2 * nb + k]), Avx.ConvertToVector256Single(RawSums(lo0, hi0, lo2, hi2, lo1, hi1, lo3, hi3, a2[k].Qs) - Vector256.Create(corr[2 * nb + k])), e2);
+                e3 = Fma.MultiplyAdd(dx * Vector256.Create(dy[3 * nb + k]), Avx.ConvertToVector256Single(RawSums(lo0, hi0, lo2, hi2, lo1, hi1, lo3, hi3, a3[k].Qs) - Vector256.Create(corr[3 * nb + k])), e3);
+            }
+            {
+                byte* o = g + (long)(ib + 1) * GroupBlockBytes;
+                int k = ib + 1;
+                var v0 = Vector256.Load(o + 16); var v1 = Vector256.Load(o + 48); var v2 = Vector256.Load(o + 80); var v3 = Vector256.Load(o + 112);
+                var lo0 = v0 & m; var hi0 = Avx2.ShiftRightLogical(v0.AsUInt16(), 4).AsByte() & m;
+                var lo1 = v1 & m; var hi1 = Avx2.ShiftRightLogical(v1.AsUInt16(), 4).AsByte() & m;
+                var lo2 = v2 & m; var hi2 = Avx2.ShiftRightLogical(v2.AsUInt16(), 4).AsByte() & m;
+                var lo3 = v3 & m; var hi3 = Avx2.ShiftRightLogical(v3.AsUInt16(), 4).AsByte() & m;
+                var dx = Scales(o);
+                o0 = Fma.MultiplyAdd(dx * Vector256.Create(dy[k]), Avx.ConvertToVector256Single(RawSums(lo0, hi0, lo2, hi2, lo1, hi1, lo3, hi3, a0[k].Qs) - Vector256.Create(corr[k])), o0);
+                o1 = Fma.MultiplyAdd(dx * Vector256.Create(dy[1 * nb + k]), Avx.ConvertToVector256Single(RawSums(lo0, hi0, lo2, hi2, lo1, hi1, lo3, hi3, a1[k].Qs) - Vector256.Create(corr[1 * nb + k])), o1);
+                o2 = Fma.MultiplyAdd(dx * Vector256.Create(dy[2 * nb + k]), Avx.ConvertToVector256Single(RawSums(lo0, hi0, lo2, hi2, lo1, hi1, lo3, hi3, a2[k].Qs) - Vector256.Create(corr[2 * nb + k])), o2);
+                o3 = Fma.MultiplyAdd(dx * Vector256.Create(dy[3 * nb + k]), Avx.ConvertToVector256Single(RawSums(lo0, hi0, lo2, hi2, lo1, hi1, lo3, hi3, a3[k].Qs) - Vector256.Create(corr[3 * nb + k])), o3);
+            }
         }
-        if (ib < nb) Step4(g, ib, m, a0, a1, a2, a3, corr, dy, nb, ref e0, ref e1, ref e2, ref e3);
+        if (ib < nb)
+        {
+            byte* o = g + (long)(ib) * GroupBlockBytes;
+            int k = ib;
+            var v0 = Vector256.Load(o + 16); var v1 = Vector256.Load(o + 48); var v2 = Vector256.Load(o + 80); var v3 = Vector256.Load(o + 112);
+            var lo0 = v0 & m; var hi0 = Avx2.ShiftRightLogical(v0.AsUInt16(), 4).AsByte() & m;
+            var lo1 = v1 & m; var hi1 = Avx2.ShiftRightLogical(v1.AsUInt16(), 4).AsByte() & m;
+            var lo2 = v2 & m; var hi2 = Avx2.ShiftRightLogical(v2.AsUInt16(), 4).AsByte() & m;
+            var lo3 = v3 & m; var hi3 = Avx2.ShiftRightLogical(v3.AsUInt16(), 4).AsByte() & m;
+            var dx = Scales(o);
+            e0 = Fma.MultiplyAdd(dx * Vector256.Create(dy[k]), Avx.ConvertToVector256Single(RawSums(lo0, hi0, lo2, hi2, lo1, hi1, lo3, hi3, a0[k].Qs) - Vector256.Create(corr[k])), e0);
+            e1 = Fma.MultiplyAdd(dx * Vector256.Create(dy[1 * nb + k]), Avx.ConvertToVector256Single(RawSums(lo0, hi0, lo2, hi2, lo1, hi1, lo3, hi3, a1[k].Qs) - Vector256.Create(corr[1 * nb + k])), e1);
+            e2 = Fma.MultiplyAdd(dx * Vector256.Create(dy[2 * nb + k]), Avx.ConvertToVector256Single(RawSums(lo0, hi0, lo2, hi2, lo1, hi1, lo3, hi3, a2[k].Qs) - Vector256.Create(corr[2 * nb + k])), e2);
+            e3 = Fma.MultiplyAdd(dx * Vector256.Create(dy[3 * nb + k]), Avx.ConvertToVector256Single(RawSums(lo0, hi0, lo2, hi2, lo1, hi1, lo3, hi3, a3[k].Qs) - Vector256.Create(corr[3 * nb + k])), e3);
+        }
         (e0 + o0).Store(y);
         (e1 + o1).Store(y + yStride);
         (e2 + o2).Store(y + 2 * yStride);
         (e3 + o3).Store(y + 3 * yStride);
-    }
-
-    [MethodImpl(MethodImplOptions.AggressiveInlining)]
-    private static void Step4(byte* g, int ib, Vector256<byte> m, BlockQ8_0* a0, BlockQ8_0* a1, BlockQ8_0* a2, BlockQ8_0* a3, int* corr, float* dy, int nb,
-        ref Vector256<float> c0, ref Vector256<float> c1, ref Vector256<float> c2, ref Vector256<float> c3)
-    {
-        byte* o = g + (long)ib * GroupBlockBytes;
-        var v0 = Vector256.Load(o + 16);
-        var v1 = Vector256.Load(o + 48);
-        var v2 = Vector256.Load(o + 80);
-        var v3 = Vector256.Load(o + 112);
-        var lo0 = v0 & m; var hi0 = Avx2.ShiftRightLogical(v0.AsUInt16(), 4).AsByte() & m;
-        var lo1 = v1 & m; var hi1 = Avx2.ShiftRightLogical(v1.AsUInt16(), 4).AsByte() & m;
-        var lo2 = v2 & m; var hi2 = Avx2.ShiftRightLogical(v2.AsUInt16(), 4).AsByte() & m;
-        var lo3 = v3 & m; var hi3 = Avx2.ShiftRightLogical(v3.AsUInt16(), 4).AsByte() & m;
-        var dx = Scales(o);
-        c0 = Fma.MultiplyAdd(dx * Vector256.Create(dy[ib]), Avx.ConvertToVector256Single(RawSums(lo0, hi0, lo2, hi2, lo1, hi1, lo3, hi3, a0[ib].Qs) - Vector256.Create(corr[ib])), c0);
-        c1 = Fma.MultiplyAdd(dx * Vector256.Create(dy[nb + ib]), Avx.ConvertToVector256Single(RawSums(lo0, hi0, lo2, hi2, lo1, hi1, lo3, hi3, a1[ib].Qs) - Vector256.Create(corr[nb + ib])), c1);
-        c2 = Fma.MultiplyAdd(dx * Vector256.Create(dy[2 * nb + ib]), Avx.ConvertToVector256Single(RawSums(lo0, hi0, lo2, hi2, lo1, hi1, lo3, hi3, a2[ib].Qs) - Vector256.Create(corr[2 * nb + ib])), c2);
-        c3 = Fma.MultiplyAdd(dx * Vector256.Create(dy[3 * nb + ib]), Avx.ConvertToVector256Single(RawSums(lo0, hi0, lo2, hi2, lo1, hi1, lo3, hi3, a3[ib].Qs) - Vector256.Create(corr[3 * nb + ib])), c3);
     }
 }

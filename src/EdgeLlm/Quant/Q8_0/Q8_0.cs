@@ -55,6 +55,13 @@ internal static unsafe partial class Q8_0
     /// </summary>
     public static void QuantizeActivationRow(float* x, byte* dst, int n)
     {
+        if (Avx2.IsSupported) QuantizeActivationRowAvx2(x, dst, n);
+        else QuantizeActivationRowScalar(x, dst, n);
+    }
+
+    /// <summary>The scalar statement of <see cref="QuantizeActivationRow"/> (the oracle of the SIMD path).</summary>
+    internal static void QuantizeActivationRowScalar(float* x, byte* dst, int n)
+    {
         QuantMath.CheckBlocks(n, QK, "Q8_0 activations");
         var y = (BlockQ8_0*)dst;
         for (int i = 0; i < n / QK; i++)

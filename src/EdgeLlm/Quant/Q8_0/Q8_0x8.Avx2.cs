@@ -1,0 +1,227 @@
+using System.Runtime.CompilerServices;
+using System.Runtime.Intrinsics;
+using System.Runtime.Intrinsics.X86;
+
+namespace EdgeLlm.Quant;
+
+internal static unsafe partial class Q8_0x8
+{
+    /// <summary>The packed kernels need AVX2 (byte multiply-add, vpsignb) and FMA; <see cref="WeightPacking"/> packs only then.</summary>
+    public static bool IsSupported => Avx2.IsSupported && Fma.IsSupported;
+
+    /// <summary>The plain kernels, for rows past the last whole group.</summary>
+    private static readonly Q8_0Format s_plain = new();
+
+    /// <summary>
+    /// y[r] = row r · act for <paramref name="nRows"/> rows from a group boundary: the decode product.
+    /// Groups go two at a time (each activation broadcast and its |a| serve both); rows past the
+    /// last whole group are plain and go through the plain kernel.
+    /// </summary>
+    [MethodImpl(MethodImplOptions.AggressiveOptimization)]
+    public static void DotRows(int n, byte* weights, long rowBytes, int nRows, byte* act, float* y)
+    {
+        if (!IsSupported)
+        {
+            DotRowsReference(n, weights, rowBytes, nRows, act, y);
+            return;
+        }
+        QuantMath.CheckBlocks(n, QK, "Q8_0");
+        int nb = n / QK;
+        int groups = nRows / Rows;
+        long groupBytes = Rows * rowBytes;
+        int g = 0;
+        for (; g + 1 < groups; g += 2)
+            Group2(weights + g * groupBytes, groupBytes, nb, (BlockQ8_0*)act, y + g * Rows);
+        if (g < groups)
+            Group1(weights + g * groupBytes, nb, (BlockQ8_0*)act, y + g * Rows);
+        for (int r = groups * Rows; r < nRows; r++) y[r] = Q8_0.DotQ8_0Q8_0(n, weights + r * rowBytes, act);
+    }
+
+    /// <summary>
+    /// y[a·yStride + r] = row r · act a: the prompt tile. Each weight vector is loaded once and met
+    /// by four activation rows; per (row, activation) the arithmetic is <see cref="DotRows"/>'s.
+    /// </summary>
+    [MethodImpl(MethodImplOptions.AggressiveOptimization)]
+    public static void DotTile(int n, byte* weights, long rowBytes, int nRows, byte* acts, long actStride, int nActs, float* y, long yStride)
+    {
+        QuantMath.CheckBlocks(n, QK, "Q8_0");
+        int nb = n / QK;
+        int groups = nRows / Rows;
+        int full = groups * Rows;
+        if (!IsSupported)
+        {
+            var tmp = new float[full];
+            fixed (float* t = tmp)
+                for (int a = 0; a < nActs; a++)
+                {
+                    DotRowsReference(n, weights, rowBytes, full, acts + a * actStride, t);
+                    for (int r = 0; r < full; r++) y[a * yStride + r] = t[r];
+                }
+        }
+        else if (UseAvx512Tile && nActs >= 4)
+        {
+            DotTileAvx512(n, weights, rowBytes, groups, acts, actStride, nActs, y, yStride);
+        }
+        else
+        {
+            for (int a0 = 0; a0 < nActs; a0 += 4)
+            {
+                int na = Math.Min(4, nActs - a0);
+                for (int g = 0; g < groups; g++)
+                {
+                    byte* gw = weights + (long)g * Rows * rowBytes;
+                    float* yg = y + a0 * yStride + g * Rows;
+                    if (na == 4)
+                    {
+                        Group4(gw, nb, acts + a0 * actStride, actStride, yg, yStride);
+                        continue;
+                    }
+                    for (int a = 0; a < na; a++)
+                        Group1(gw, nb, (BlockQ8_0*)(acts + (a0 + a) * actStride), yg + a * yStride);
+                }
+            }
+        }
+        // The plain tail: the plain tile equals VecDot (what DotRows uses there) bit for bit.
+        if (full < nRows)
+            s_plain.VecDotTile(n, weights + full * rowBytes, rowBytes, nRows - full, acts, actStride, nActs, y + full, yStride);
+    }
+
+    /// <summary>
+    /// The eight fp16 scales at <paramref name="d"/> as f32: magnitude bits shifted into place and
+    /// rebiased by 2^112 (exact for normal, subnormal and zero halves; <see cref="Pack"/> refuses inf/NaN), sign or-ed back.
+    /// </summary>
+    [MethodImpl(MethodImplOptions.AggressiveInlining)]
+    private static Vector256<float> Scales(byte* d)
+    {
+        var h = Avx2.ConvertToVector256Int32((ushort*)d);
+        var mag = Avx2.ShiftLeftLogical(h & Vector256.Create(0x7FFF), 13).AsSingle() * Vector256.Create(0x77800000).AsSingle(); // 2^112
+        return (mag.AsInt32() | Avx2.ShiftLeftLogical(h & Vector256.Create(0x8000), 16)).AsSingle();
+    }
+
+    /// <summary>Σ over four values of w·a per int32 lane: |a|·sign(w, a) with vpmaddubsw (exact, see the class remarks), widened by vpmaddwd.</summary>
+    [MethodImpl(MethodImplOptions.AggressiveInlining)]
+    private static Vector256<int> Dot4(Vector256<sbyte> w, Vector256<byte> absA, Vector256<sbyte> a) =>
+        Avx2.MultiplyAddAdjacent(Avx2.MultiplyAddAdjacent(absA, Avx2.Sign(w, a)), Vector256<short>.One);
+
+    /// <summary>The activation's four values 4k..4k+3 of a block in every int32 lane.</summary>
+    [MethodImpl(MethodImplOptions.AggressiveInlining)]
+    private static Vector256<sbyte> Broadcast4(sbyte* qs, int k) => Vector256.Create(((int*)qs)[k]).AsSByte();
+
+    /// <summary>Exact Σ w·a for the eight rows of the group block at <paramref name="o"/>, rows in lane order.</summary>
+    [MethodImpl(MethodImplOptions.AggressiveInlining)]
+    private static Vector256<int> BlockSums(byte* o, sbyte* aq)
+    {
+        var s = Vector256<int>.Zero;
+        for (int k = 0; k < QK / 4; k++)
+        {
+            var a = Broadcast4(aq, k);
+            s += Dot4(Vector256.Load((sbyte*)(o + QsOffset + 32 * k)), Avx2.Abs(a), a);
+        }
+        return s;
+    }
+
+    /// <summary>One group against one activation row: eight results to <paramref name="y"/>.</summary>
+    [MethodImpl(MethodImplOptions.AggressiveInlining)]
+    private static void Group1(byte* g, int nb, BlockQ8_0* a, float* y)
+    {
+        var even = Vector256<float>.Zero;
+        var odd = Vector256<float>.Zero;
+        for (int ib = 0; ib < nb; ib++)
+        {
+            byte* o = g + (long)ib * GroupBlockBytes;
+            var isum = BlockSums(o, a[ib].Qs);
+            var scale = Scales(o) * Vector256.Create(QuantMath.Fp16ToFp32Fast(a[ib].D));
+            if ((ib & 1) == 0) even = Fma.MultiplyAdd(scale, Avx.ConvertToVector256Single(isum), even);
+            else odd = Fma.MultiplyAdd(scale, Avx.ConvertToVector256Single(isum), odd);
+        }
+        (even + odd).Store(y);
+    }
+
+    /// <summary>Two groups (<paramref name="groupBytes"/> apart) against one activation row: each broadcast and |a| serve both.</summary>
+    [MethodImpl(MethodImplOptions.AggressiveInlining)]
+    private static void Group2(byte* g, long groupBytes, int nb, BlockQ8_0* a, float* y)
+    {
+        Vector256<float> e0 = default, o0 = default, e1 = default, o1 = default;
+        byte* h = g + groupBytes;
+        for (int ib = 0; ib < nb; ib++)
+        {
+            long off = (long)ib * GroupBlockBytes;
+            byte* p0 = g + off + QsOffset;
+            byte* p1 = h + off + QsOffset;
+            sbyte* aq = a[ib].Qs;
+            var s0 = Vector256<int>.Zero;
+            var s1 = Vector256<int>.Zero;
+            for (int k = 0; k < QK / 4; k++)
+            {
+                var av = Broadcast4(aq, k);
+                var abs = Avx2.Abs(av);
+                s0 += Dot4(Vector256.Load((sbyte*)(p0 + 32 * k)), abs, av);
+                s1 += Dot4(Vector256.Load((sbyte*)(p1 + 32 * k)), abs, av);
+            }
+            var d = Vector256.Create(QuantMath.Fp16ToFp32Fast(a[ib].D));
+            var f0 = Scales(g + off) * d;
+            var f1 = Scales(h + off) * d;
+            if ((ib & 1) == 0)
+            {
+                e0 = Fma.MultiplyAdd(f0, Avx.ConvertToVector256Single(s0), e0);
+                e1 = Fma.MultiplyAdd(f1, Avx.ConvertToVector256Single(s1), e1);
+            }
+            else
+            {
+                o0 = Fma.MultiplyAdd(f0, Avx.ConvertToVector256Single(s0), o0);
+                o1 = Fma.MultiplyAdd(f1, Avx.ConvertToVector256Single(s1), o1);
+            }
+        }
+        (e0 + o0).Store(y);
+        (e1 + o1).Store(y + Rows);
+    }
+
+    /// <summary>One group against four activation rows (<paramref name="actStride"/> apart): each weight vector loaded once.</summary>
+    [MethodImpl(MethodImplOptions.AggressiveInlining)]
+    private static void Group4(byte* g, int nb, byte* acts, long actStride, float* y, long yStride)
+    {
+        Vector256<float> e0 = default, e1 = default, e2 = default, e3 = default;
+        Vector256<float> o0 = default, o1 = default, o2 = default, o3 = default;
+        var a0 = (BlockQ8_0*)acts;
+        var a1 = (BlockQ8_0*)(acts + actStride);
+        var a2 = (BlockQ8_0*)(acts + 2 * actStride);
+        var a3 = (BlockQ8_0*)(acts + 3 * actStride);
+        int ib = 0;
+        for (; ib + 1 < nb; ib += 2)
+        {
+            Step4(g, ib, a0, a1, a2, a3, ref e0, ref e1, ref e2, ref e3);
+            Step4(g, ib + 1, a0, a1, a2, a3, ref o0, ref o1, ref o2, ref o3);
+        }
+        if (ib < nb) Step4(g, ib, a0, a1, a2, a3, ref e0, ref e1, ref e2, ref e3);
+        (e0 + o0).Store(y);
+        (e1 + o1).Store(y + yStride);
+        (e2 + o2).Store(y + 2 * yStride);
+        (e3 + o3).Store(y + 3 * yStride);
+    }
+
+    [MethodImpl(MethodImplOptions.AggressiveInlining)]
+    private static void Step4(byte* g, int ib, BlockQ8_0* a0, BlockQ8_0* a1, BlockQ8_0* a2, BlockQ8_0* a3,
+        ref Vector256<float> c0, ref Vector256<float> c1, ref Vector256<float> c2, ref Vector256<float> c3)
+    {
+        byte* o = g + (long)ib * GroupBlockBytes;
+        sbyte* q0 = a0[ib].Qs, q1 = a1[ib].Qs, q2 = a2[ib].Qs, q3 = a3[ib].Qs;
+        Vector256<int> s0 = default, s1 = default, s2 = default, s3 = default;
+        for (int k = 0; k < QK / 4; k++)
+        {
+            var w = Vector256.Load((sbyte*)(o + QsOffset + 32 * k));
+            var b0 = Broadcast4(q0, k);
+            var b1 = Broadcast4(q1, k);
+            var b2 = Broadcast4(q2, k);
+            var b3 = Broadcast4(q3, k);
+            s0 += Dot4(w, Avx2.Abs(b0), b0);
+            s1 += Dot4(w, Avx2.Abs(b1), b1);
+            s2 += Dot4(w, Avx2.Abs(b2), b2);
+            s3 += Dot4(w, Avx2.Abs(b3), b3);
+        }
+        var dx = Scales(o);
+        c0 = Fma.MultiplyAdd(dx * Vector256.Create(QuantMath.Fp16ToFp32Fast(a0[ib].D)), Avx.ConvertToVector256Single(s0), c0);
+        c1 = Fma.MultiplyAdd(dx * Vector256.Create(QuantMath.Fp16ToFp32Fast(a1[ib].D)), Avx.ConvertToVector256Single(s1), c1);
+        c2 = Fma.MultiplyAdd(dx * Vector256.Create(QuantMath.Fp16ToFp32Fast(a2[ib].D)), Avx.ConvertToVector256Single(s2), c2);
+        c3 = Fma.MultiplyAdd(dx * Vector256.Create(QuantMath.Fp16ToFp32Fast(a3[ib].D)), Avx.ConvertToVector256Single(s3), c3);
+    }
+}

@@ -1,0 +1,52 @@
+using EdgeLlm.Engine;
+using EdgeLlm.Models;
+using EdgeLlm.Quant;
+using Xunit;
+using Xunit.Abstractions;
+
+namespace EdgeLlm.Tests.Models;
+
+/// <summary>
+/// Load-time repacking (<see cref="ModelLoadOptions.RepackWeights"/>, <see cref="WeightPacking"/>):
+/// both layouts meet llama.cpp's logits, they differ from each other only by float order, and a
+/// model loaded without repacking still runs (generic path when a specialization expects the
+/// repacked layout).
+/// </summary>
+public class RepackedWeightsTests(ITestOutputHelper output)
+{
+    [Theory]
+    [InlineData("syn-llama-q4_0")]
+    [InlineData("syn-qwen2-q4_0")]
+    [InlineData("stories260K-q4_0")]
+    public void BothLayouts_MatchLlamaCpp_AndEachOther(string model)
+    {
+        var golden = GoldenCase.Load(model, "p1");
+        float[] Logits(bool repack, out Model m)
+        {
+            m = Model.Load(SharedData.Model(model), new ModelLoadOptions { RepackWeights = repack });
+            using var ctx = new InferenceContext(m, contextLength: 256);
+            return ctx.Eval(golden.PromptIds, allLogits: true);
+        }
+        float[] packed = Logits(true, out var mp);
+        float[] plain = Logits(false, out var mf);
+        using (mp)
+        using (mf)
+        {
+            Assert.Equal(0, mf.RepackedBytes);
+            Assert.Empty(mf.RepackedLayouts);
+            if (WeightPacking.Enabled)
+            {
+                Assert.True(mp.RepackedBytes > 0);
+                Assert.Equal(["q4_0x8"], mp.RepackedLayouts);
+            }
+            double fPacked = GoldenCase.Figure(packed, golden.Logits), fPlain = GoldenCase.Figure(plain, golden.Logits);
+            double fEach = GoldenCase.Figure(packed, plain);
+            output.WriteLine($"{model}: repacked {mp.RepackedBytes} bytes ({string.Join(",", mp.RepackedLayouts)}); figure vs llama.cpp: repacked {fPacked:G4}, plain {fPlain:G4}; repacked vs plain {fEach:G4}; forward {(mp.Specialization is null ? "generic" : "specialized")} / {(mf.Specialization is null ? "generic" : "specialized")}");
+            Assert.True(fPacked <= 0.10, $"repacked figure {fPacked}");
+            Assert.True(fPlain <= 0.10, $"plain figure {fPlain}");
+            Assert.True(fEach <= 0.05, $"repacked vs plain figure {fEach}");
+            // A specialization computes Q4_0 in the repacked layout: a plain-layout model must not run it.
+            if (WeightPacking.Enabled) Assert.Null(mf.Specialization);
+        }
+    }
+}
