@@ -100,6 +100,7 @@ public static unsafe class SelfTest
         foreach (var k in DotKernels())
             yield return new Check($"dot {k.Format}x{GgmlTypes.Name(k.Act)}", k.Isa, k.Supported, () => CheckDot(k, seed: 1234));
         yield return new Check("repacked q4_0x8 rows and tiles", "avx2+fma", Q4_0x8.IsSupported, () => CheckQ4_0x8(seed: 1234));
+        yield return new Check("repacked q4_Kx8 rows and tiles", "avx2+fma", Q4_Kx8.IsSupported, () => CheckQ4_Kx8(seed: 1234));
         yield return new Check("quantize Q8_0 activations", "avx2", System.Runtime.Intrinsics.X86.Avx2.IsSupported, () => CheckQ8_0Activations(seed: 1234));
     }
 
@@ -138,6 +139,50 @@ public static unsafe class SelfTest
                 {
                     Q4_0x8.DotRows(n, q, rowBytes, rows, pa + a * actBytes, yf);
                     Q4_0x8.DotRowsReference(n, q, rowBytes, rows, pa + a * actBytes, yr);
+                    for (int r = 0; r < rows; r++)
+                    {
+                        if (!SameFloat(yr[r], yf[r]))
+                            return string.Create(CultureInfo.InvariantCulture, $"{fill} n={n} row {r}: rows {yf[r]:R} != reference {yr[r]:R}");
+                        if (!SameFloat(yf[r], yt[a * rows + r]))
+                            return string.Create(CultureInfo.InvariantCulture, $"{fill} n={n} row {r} act {a}: tile {yt[a * rows + r]:R} != rows {yf[r]:R}");
+                    }
+                }
+            }
+        }
+        return null;
+    }
+
+    /// <summary>As <see cref="CheckQ4_0x8"/> for the repacked Q4_K layout (Q8_K activations).</summary>
+    internal static string? CheckQ4_Kx8(int seed)
+    {
+        var rng = new Random(seed);
+        const int rows = 21, nActs = 5;
+        foreach (Fill fill in Enum.GetValues<Fill>())
+        foreach (int blocks in new[] { 1, 2, 3 })
+        {
+            int n = blocks * 256;
+            long rowBytes = GgmlTypes.Info(GgmlType.Q4_K).RowBytes(n);
+            long actBytes = GgmlTypes.Info(GgmlType.Q8_K).RowBytes(n);
+            byte[] plain = MakeBlocks(GgmlType.Q4_K, n * rows, fill, rng);
+            byte[] acts = new byte[actBytes * nActs];
+            for (int a = 0; a < nActs; a++) MakeBlocks(GgmlType.Q8_K, n, fill, rng).CopyTo(acts, a * actBytes);
+            var packed = new byte[plain.Length];
+            var tile = new float[rows * nActs];
+            var fast = new float[rows];
+            var reference = new float[rows];
+            fixed (byte* p = plain)
+            fixed (byte* q = packed)
+            fixed (byte* pa = acts)
+            fixed (float* yt = tile)
+            fixed (float* yf = fast)
+            fixed (float* yr = reference)
+            {
+                if (!Q4_Kx8.Pack(p, q, rows, n)) continue; // non-finite scales stay plain
+                Q4_Kx8.DotTile(n, q, rowBytes, rows, pa, actBytes, nActs, yt, rows);
+                for (int a = 0; a < nActs; a++)
+                {
+                    Q4_Kx8.DotRows(n, q, rowBytes, rows, pa + a * actBytes, yf);
+                    Q4_Kx8.DotRowsReference(n, q, rowBytes, rows, pa + a * actBytes, yr);
                     for (int r = 0; r < rows; r++)
                     {
                         if (!SameFloat(yr[r], yf[r]))
