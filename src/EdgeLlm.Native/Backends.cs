@@ -51,8 +51,14 @@ internal static class Backends
         }
     }
 
-    private static Created OnCpu(Model model, int contextLength, int threads) =>
-        new(new InferenceContext(model, contextLength, threads), NativeBackend.Cpu, null);
+    private static Created OnCpu(Model model, int contextLength, int threads)
+    {
+        // The first CPU context on a model repacks its weights (Model.RepackWeights runs once, under a
+        // lock; later calls return at once). It finishes before that context exists, so no CPU context on
+        // the model can be computing while the layout changes; Vulkan contexts read the file, not the copy.
+        model.RepackWeights();
+        return new(new InferenceContext(model, contextLength, threads), NativeBackend.Cpu, null);
+    }
 
     /// <summary>The context on Vulkan device <paramref name="index"/> (or the best one); null when <paramref name="requireGpu"/> and that device is no GPU.</summary>
     /// <exception cref="VulkanUnavailableException">no usable device, or the context does not fit / is not supported on it.</exception>

@@ -56,7 +56,9 @@ internal static unsafe class Exports
             NativeModel nm;
             try
             {
-                var model = Model.Load(file);
+                // Repacked for the CPU only when a CPU context is created (Backends.OnCpu), so a model that
+                // only feeds Vulkan contexts never holds a repacked copy.
+                var model = Model.Load(file, new ModelLoadOptions { RepackWeights = false });
                 try
                 {
                     nm = new NativeModel(model, Tokenizer.FromGguf(model.File));

@@ -17,6 +17,8 @@ public abstract unsafe class Model : IDisposable
 
     private readonly bool _ownsFile;
     private readonly List<nint> _repacked = [];
+    private bool _repackDone;
+    private bool _generic;
     private bool _disposed;
 
     private protected Model(GgufFile file, ModelConfig config, TensorLoader tensors, bool ownsFile, ModelLoadOptions options)
@@ -116,20 +118,51 @@ public abstract unsafe class Model : IDisposable
             _ => new Qwen2(file, config, tensors, ownsFile, options),
         };
         model.MaxActivationRowBytes = model.AllMatrices().Max(w => ActivationQuantizer.RowBytes(w.Format.VecDotType, w.Cols));
-        if (options.RepackWeights && WeightPacking.Enabled)
+        model._generic = options.Generic;
+        if (options.RepackWeights)
         {
             try
             {
-                model.RepackedBytes = WeightPacking.Repack(file, model.AllMatrices(), model._repacked);
+                model.RepackWeights();
             }
-            catch (Exception e) when (e is IOException or OutOfMemoryException or UnauthorizedAccessException)
+            catch (ModelLoadException)
             {
                 model.Dispose();
-                throw new ModelLoadException($"repacking the weights failed: {e.Message}", e);
+                throw;
             }
         }
-        if (!options.Generic) model.Specialization = Specialized.SpecializationRegistry.Find(model);
+        else if (!options.Generic) model.Specialization = Specialized.SpecializationRegistry.Find(model);
         return model;
+    }
+
+    /// <summary>
+    /// Repacks the weights into this CPU's faster layouts now (what <see cref="ModelLoadOptions.RepackWeights"/>
+    /// does at load), for a model loaded without it that turns out to run on the CPU after all (the C ABI
+    /// loads that way and repacks before its first CPU context, so a model that only feeds Vulkan never
+    /// holds a repacked copy). Runs once; later calls return at once. Call it before any CPU context on
+    /// this model computes: it changes the layout the products read and re-selects the specialization.
+    /// </summary>
+    /// <exception cref="ModelLoadException">the file could not be read, or not enough memory.</exception>
+    public void RepackWeights()
+    {
+        lock (_repacked)
+        {
+            ObjectDisposedException.ThrowIf(_disposed, this);
+            if (_repackDone) return;
+            if (WeightPacking.Enabled)
+            {
+                try
+                {
+                    RepackedBytes = WeightPacking.Repack(File, AllMatrices(), _repacked);
+                }
+                catch (Exception e) when (e is IOException or OutOfMemoryException or UnauthorizedAccessException)
+                {
+                    throw new ModelLoadException($"repacking the weights failed: {e.Message}", e);
+                }
+            }
+            _repackDone = true;
+            if (!_generic) Specialization = Specialized.SpecializationRegistry.Find(this);
+        }
     }
 
     private IEnumerable<WeightMatrix> AllMatrices()

@@ -49,4 +49,25 @@ public class RepackedWeightsTests(ITestOutputHelper output)
             if (WeightPacking.Enabled) Assert.Null(mf.Specialization);
         }
     }
+
+    [Fact]
+    public void RepackLater_EqualsRepackAtLoad_AndSelectsTheSpecialization()
+    {
+        var golden = GoldenCase.Load("syn-llama-q4_0", "p1");
+        using var atLoad = Model.Load(SharedData.Model("syn-llama-q4_0"));
+        using var later = Model.Load(SharedData.Model("syn-llama-q4_0"), new ModelLoadOptions { RepackWeights = false });
+        Assert.Equal(0, later.RepackedBytes);
+        later.RepackWeights();
+        later.RepackWeights(); // once only
+        Assert.Equal(atLoad.RepackedBytes, later.RepackedBytes);
+        Assert.Equal(atLoad.RepackedLayouts, later.RepackedLayouts);
+        Assert.Equal(atLoad.Specialization?.Name, later.Specialization?.Name);
+        float[] Logits(Model m)
+        {
+            using var ctx = new InferenceContext(m, contextLength: 256);
+            return ctx.Eval(golden.PromptIds, allLogits: true);
+        }
+        Assert.Equal(Logits(atLoad), Logits(later));
+        output.WriteLine($"repacked later: {later.RepackedBytes} bytes, forward {(later.Specialization is null ? "generic" : later.Specialization.Name)}, logits identical to repacking at load");
+    }
 }
