@@ -104,68 +104,41 @@ public static unsafe class SelfTest
         yield return new Check("quantize Q8_0 activations", "avx2", System.Runtime.Intrinsics.X86.Avx2.IsSupported, () => CheckQ8_0Activations(seed: 1234));
     }
 
-    /// <summary>
-    /// The repacked Q4_0 kernels (what the CPU runs for Q4_0 matrices after load-time repacking):
-    /// decode rows equal the scalar statement of the packed arithmetic, and prompt tiles equal the
-    /// rows, bit for bit, on 21 rows (two groups and a plain tail) for every fill and several lengths.
-    /// </summary>
-    internal static string? CheckQ4_0x8(int seed)
-    {
-        var rng = new Random(seed);
-        const int rows = 21, nActs = 5;
-        foreach (Fill fill in Enum.GetValues<Fill>())
-        foreach (int blocks in new[] { 1, 2, 3, 8, 33 })
-        {
-            int n = blocks * 32;
-            long rowBytes = GgmlTypes.Info(GgmlType.Q4_0).RowBytes(n);
-            long actBytes = GgmlTypes.Info(GgmlType.Q8_0).RowBytes(n);
-            byte[] plain = MakeBlocks(GgmlType.Q4_0, n * rows, fill, rng);
-            byte[] acts = new byte[actBytes * nActs];
-            for (int a = 0; a < nActs; a++) MakeBlocks(GgmlType.Q8_0, n, fill, rng).CopyTo(acts, a * actBytes);
-            var packed = new byte[plain.Length];
-            var tile = new float[rows * nActs];
-            var fast = new float[rows];
-            var reference = new float[rows];
-            fixed (byte* p = plain)
-            fixed (byte* q = packed)
-            fixed (byte* pa = acts)
-            fixed (float* yt = tile)
-            fixed (float* yf = fast)
-            fixed (float* yr = reference)
-            {
-                if (!Q4_0x8.Pack(p, q, rows, n)) continue; // non-finite scales stay plain
-                Q4_0x8.DotTile(n, q, rowBytes, rows, pa, actBytes, nActs, yt, rows);
-                for (int a = 0; a < nActs; a++)
-                {
-                    Q4_0x8.DotRows(n, q, rowBytes, rows, pa + a * actBytes, yf);
-                    Q4_0x8.DotRowsReference(n, q, rowBytes, rows, pa + a * actBytes, yr);
-                    for (int r = 0; r < rows; r++)
-                    {
-                        if (!SameFloat(yr[r], yf[r]))
-                            return string.Create(CultureInfo.InvariantCulture, $"{fill} n={n} row {r}: rows {yf[r]:R} != reference {yr[r]:R}");
-                        if (!SameFloat(yf[r], yt[a * rows + r]))
-                            return string.Create(CultureInfo.InvariantCulture, $"{fill} n={n} row {r} act {a}: tile {yt[a * rows + r]:R} != rows {yf[r]:R}");
-                    }
-                }
-            }
-        }
-        return null;
-    }
+    /// <summary>Packs rows into a repacked layout (false: the data cannot be held, the matrix stays plain).</summary>
+    internal delegate bool PackFn(byte* src, byte* dst, int rows, int n);
 
-    /// <summary>As <see cref="CheckQ4_0x8"/> for the repacked Q4_K layout (Q8_K activations).</summary>
-    internal static string? CheckQ4_Kx8(int seed)
+    /// <summary>A repacked layout's decode product (rows from a group boundary against one activation row).</summary>
+    internal delegate void RowsFn(int n, byte* weights, long rowBytes, int nRows, byte* act, float* y);
+
+    /// <summary>A repacked layout's prompt tile.</summary>
+    internal delegate void TileFn(int n, byte* weights, long rowBytes, int nRows, byte* acts, long actStride, int nActs, float* y, long yStride);
+
+    /// <summary>The repacked q4_0x8 kernels (Q4_0 matrices after load-time repacking): see <see cref="CheckRepacked"/>.</summary>
+    internal static string? CheckQ4_0x8(int seed) =>
+        CheckRepacked(GgmlType.Q4_0, GgmlType.Q8_0, [1, 2, 3, 8, 33], Q4_0x8.Pack, Q4_0x8.DotRows, Q4_0x8.DotRowsReference, Q4_0x8.DotTile, seed);
+
+    /// <summary>The repacked q4_Kx8 kernels (Q4_K matrices, Q8_K activations): see <see cref="CheckRepacked"/>.</summary>
+    internal static string? CheckQ4_Kx8(int seed) =>
+        CheckRepacked(GgmlType.Q4_K, GgmlType.Q8_K, [1, 2, 3], Q4_Kx8.Pack, Q4_Kx8.DotRows, Q4_Kx8.DotRowsReference, Q4_Kx8.DotTile, seed);
+
+    /// <summary>
+    /// A repacked layout's kernels: decode rows equal the scalar statement of the packed arithmetic,
+    /// and prompt tiles equal the rows, bit for bit, on 21 rows (two groups and a plain tail) for
+    /// every fill and the given lengths (in blocks).
+    /// </summary>
+    internal static string? CheckRepacked(GgmlType weight, GgmlType act, int[] blockCounts, PackFn pack, RowsFn rowsFast, RowsFn rowsReference, TileFn tileFast, int seed)
     {
         var rng = new Random(seed);
         const int rows = 21, nActs = 5;
         foreach (Fill fill in Enum.GetValues<Fill>())
-        foreach (int blocks in new[] { 1, 2, 3 })
+        foreach (int blocks in blockCounts)
         {
-            int n = blocks * 256;
-            long rowBytes = GgmlTypes.Info(GgmlType.Q4_K).RowBytes(n);
-            long actBytes = GgmlTypes.Info(GgmlType.Q8_K).RowBytes(n);
-            byte[] plain = MakeBlocks(GgmlType.Q4_K, n * rows, fill, rng);
+            int n = blocks * GgmlTypes.Info(weight).BlockSize;
+            long rowBytes = GgmlTypes.Info(weight).RowBytes(n);
+            long actBytes = GgmlTypes.Info(act).RowBytes(n);
+            byte[] plain = MakeBlocks(weight, n * rows, fill, rng);
             byte[] acts = new byte[actBytes * nActs];
-            for (int a = 0; a < nActs; a++) MakeBlocks(GgmlType.Q8_K, n, fill, rng).CopyTo(acts, a * actBytes);
+            for (int a = 0; a < nActs; a++) MakeBlocks(act, n, fill, rng).CopyTo(acts, a * actBytes);
             var packed = new byte[plain.Length];
             var tile = new float[rows * nActs];
             var fast = new float[rows];
@@ -177,12 +150,12 @@ public static unsafe class SelfTest
             fixed (float* yf = fast)
             fixed (float* yr = reference)
             {
-                if (!Q4_Kx8.Pack(p, q, rows, n)) continue; // non-finite scales stay plain
-                Q4_Kx8.DotTile(n, q, rowBytes, rows, pa, actBytes, nActs, yt, rows);
+                if (!pack(p, q, rows, n)) continue; // non-finite scales stay plain
+                tileFast(n, q, rowBytes, rows, pa, actBytes, nActs, yt, rows);
                 for (int a = 0; a < nActs; a++)
                 {
-                    Q4_Kx8.DotRows(n, q, rowBytes, rows, pa + a * actBytes, yf);
-                    Q4_Kx8.DotRowsReference(n, q, rowBytes, rows, pa + a * actBytes, yr);
+                    rowsFast(n, q, rowBytes, rows, pa + a * actBytes, yf);
+                    rowsReference(n, q, rowBytes, rows, pa + a * actBytes, yr);
                     for (int r = 0; r < rows; r++)
                     {
                         if (!SameFloat(yr[r], yf[r]))
