@@ -63,4 +63,42 @@ public unsafe class VecDotTileTests
         }
         _out.WriteLine($"{type}: {checkedPairs} (row, activation) pairs bit-identical to VecDot ({CpuFeatures.KernelPath})");
     }
+
+    /// <summary><see cref="WeightFormat.VecDotRows"/> (the decode product, which some formats override, e.g. Q8_0 widening the activation once) equals one VecDot per row.</summary>
+    [Theory]
+    [InlineData(GgmlType.Q4_0)]
+    [InlineData(GgmlType.Q8_0)]
+    [InlineData(GgmlType.Q4_K)]
+    [InlineData(GgmlType.Q6_K)]
+    public void Rows_EqualVecDot(GgmlType type)
+    {
+        Assert.True(WeightFormat.TryGet(type, out var fmt));
+        var rng = new Random(100 + (int)type);
+        int block = GgmlTypes.Info(type).BlockSize;
+        int checkedRows = 0;
+        foreach (int blocks in new[] { 1, 2, 3, 8, 64 })
+        foreach (int nRows in new[] { 1, 2, 7, 16 })
+        foreach (var fill in new[] { SelfTest.Fill.Random, SelfTest.Fill.AllMin, SelfTest.Fill.HugeScale })
+        {
+            int n = blocks * block;
+            long rowBytes = GgmlTypes.Info(type).RowBytes(n);
+            byte[] w = SelfTest.MakeBlocks(type, n * nRows, fill, rng);
+            byte[] act = SelfTest.MakeBlocks(fmt.VecDotType, n, fill, rng);
+            var y = new float[nRows + 1];
+            fixed (byte* pw = w)
+            fixed (byte* pa = act)
+            fixed (float* py = y)
+            {
+                fmt.VecDotRows(n, pw, rowBytes, nRows, pa, py);
+                for (int r = 0; r < nRows; r++)
+                {
+                    float expect = fmt.VecDot(n, pw + r * rowBytes, pa);
+                    Assert.True(SelfTest.SameFloat(expect, y[r]), $"{type} {fill} n={n} rows={nRows} row {r}: rows {y[r]:R} vs VecDot {expect:R}");
+                    checkedRows++;
+                }
+                Assert.Equal(0f, y[nRows]);
+            }
+        }
+        _out.WriteLine($"{type}: {checkedRows} rows bit-identical to VecDot ({CpuFeatures.KernelPath})");
+    }
 }
