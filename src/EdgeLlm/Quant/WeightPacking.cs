@@ -23,6 +23,7 @@ internal static unsafe class WeightPacking
     private static readonly Q4_0x8Format s_q4_0x8 = new();
     private static readonly Q8_0x8Format s_q8_0x8 = new();
     private static readonly Q4_Kx8Format s_q4_Kx8 = new();
+    private static readonly Q6_Kx8Format s_q6_Kx8 = new();
 
     /// <summary>
     /// EDGELLM_REPACK: unset or "1" repacks every layout this CPU has kernels for, "0" none, else a
@@ -39,7 +40,7 @@ internal static unsafe class WeightPacking
     internal static readonly string[] DefaultLayouts = ["q4_0x8", "q4_Kx8"];
 
     /// <summary>True when this process repacks anything (AVX2 + FMA present, EDGELLM_REPACK not 0).</summary>
-    public static bool Enabled { get; } = (Q4_0x8.IsSupported || Q4_Kx8.IsSupported) && s_setting != "0";
+    public static bool Enabled { get; } = (Q4_0x8.IsSupported || Q4_Kx8.IsSupported || Q6_Kx8.IsSupported) && s_setting != "0";
 
     /// <summary>The repacked format matrices of <paramref name="type"/> get, or null when they stay in the GGUF layout.</summary>
     public static WeightFormat? PackedFormat(GgmlType type)
@@ -50,6 +51,7 @@ internal static unsafe class WeightPacking
             GgmlType.Q4_0 => s_q4_0x8,
             GgmlType.Q8_0 => s_q8_0x8,
             GgmlType.Q4_K when Q4_Kx8.IsSupported => s_q4_Kx8,
+            GgmlType.Q6_K when Q6_Kx8.IsSupported => s_q6_Kx8,
             _ => null,
         };
         if (f is null) return null;
@@ -66,6 +68,7 @@ internal static unsafe class WeightPacking
         Q4_0x8Format => Q4_0x8.Pack(src, dst, rows, n),
         Q8_0x8Format => Q8_0x8.Pack(src, dst, rows, n),
         Q4_Kx8Format => Q4_Kx8.Pack(src, dst, rows, n),
+        Q6_Kx8Format => Q6_Kx8.Pack(src, dst, rows, n),
         _ => throw new InvalidOperationException($"no packing routine for the {fmt.Layout} layout"),
     };
 
