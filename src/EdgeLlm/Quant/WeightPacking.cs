@@ -36,9 +36,11 @@ internal static unsafe class WeightPacking
     /// measured on the 2-core x64 machine (2026-11-29, TinyLlama-1.1B shape, 2 threads, alternating
     /// runs) its prompt processing was ~15% slower than the plain AVX-512 Q8_0 tile and its decode
     /// no faster, because Q8_0 decode is bound by memory bandwidth rather than by instructions.
-    /// q6_Kx8 is on: same measurement (Q4_K_M file, whose Q6_K matrices are attn_v and ffn_down of half the
-    /// layers and output.weight), pp128 54–63 → 65–76 t/s (alternating runs, every pair faster), tg64 equal
-    /// within the noise (18.6 vs 18.2–18.7 t/s, means of four pairs).
+    /// q6_Kx8 is on: same machine and shape as a Q4_K_M file (its Q6_K matrices are attn_v and ffn_down
+    /// of half the layers, and output.weight), 2 threads, alternating runs: pp128 faster in all eight pairs
+    /// (+3% to +38%, e.g. 54→75, 56→68, 60→76, 66→79 t/s), tg equal within the noise (tg32 means of four
+    /// pairs 17.1 vs 17.1 t/s). Single-threaded kernels: the prompt tile (16 activations) 2.2× the plain
+    /// Q6_K tile, decode 1.3–2× the plain rows.
     /// </summary>
     internal static readonly string[] DefaultLayouts = ["q4_0x8", "q4_Kx8", "q6_Kx8"];
 
