@@ -101,6 +101,7 @@ public static unsafe class SelfTest
             yield return new Check($"dot {k.Format}x{GgmlTypes.Name(k.Act)}", k.Isa, k.Supported, () => CheckDot(k, seed: 1234));
         yield return new Check("repacked q4_0x8 rows and tiles", "avx2+fma", Q4_0x8.IsSupported, () => CheckQ4_0x8(seed: 1234));
         yield return new Check("repacked q4_Kx8 rows and tiles", "avx2+fma", Q4_Kx8.IsSupported, () => CheckQ4_Kx8(seed: 1234));
+        yield return new Check("repacked q6_Kx8 rows and tiles", "avx2+fma", Q6_Kx8.IsSupported, () => CheckQ6_Kx8(seed: 1234));
         yield return new Check("quantize Q8_0 activations", "avx2", System.Runtime.Intrinsics.X86.Avx2.IsSupported, () => CheckQ8_0Activations(seed: 1234));
     }
 
@@ -120,6 +121,10 @@ public static unsafe class SelfTest
     /// <summary>The repacked q4_Kx8 kernels (Q4_K matrices, Q8_K activations): see <see cref="CheckRepacked"/>.</summary>
     internal static string? CheckQ4_Kx8(int seed) =>
         CheckRepacked(GgmlType.Q4_K, GgmlType.Q8_K, [1, 2, 3], Q4_Kx8.Pack, Q4_Kx8.DotRows, Q4_Kx8.DotRowsReference, Q4_Kx8.DotTile, seed);
+
+    /// <summary>The repacked q6_Kx8 kernels (Q6_K matrices, Q8_K activations): see <see cref="CheckRepacked"/>.</summary>
+    internal static string? CheckQ6_Kx8(int seed) =>
+        CheckRepacked(GgmlType.Q6_K, GgmlType.Q8_K, [1, 2, 3], Q6_Kx8.Pack, Q6_Kx8.DotRows, Q6_Kx8.DotRowsReference, Q6_Kx8.DotTile, seed);
 
     /// <summary>
     /// A repacked layout's kernels: decode rows equal the scalar statement of the packed arithmetic,

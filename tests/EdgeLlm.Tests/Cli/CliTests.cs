@@ -219,7 +219,8 @@ public class CliTests
     {
         string model = SharedData.Model("syn-llama-q4_0");
         bool repacks = System.Runtime.Intrinsics.X86.Avx2.IsSupported && System.Runtime.Intrinsics.X86.Fma.IsSupported;
-        foreach (var (env, layout) in new[] { ((string?)null, repacks ? "q4_0x8" : "file"), ("0", "file") })
+        // syn-llama-q4_0 (llama.cpp's Q4_0 file) keeps output.weight in Q6_K: repacked as q6_Kx8.
+        foreach (var (env, layout) in new[] { ((string?)null, repacks ? "q6_Kx8+q4_0x8" : "file"), ("0", "file") })
         {
             var r = CliRunner.Run(["bench", "-m", model, "-t", "1", "-p", "8", "-n", "4", "-r", "2", "--json"],
                 new Dictionary<string, string?> { ["EDGELLM_REPACK"] = env });
@@ -247,7 +248,7 @@ public class CliTests
         var r = Run("info", "-m", SharedData.Model("syn-llama-q4_0"));
         Assert.Equal(0, r.ExitCode);
         bool repacks = System.Runtime.Intrinsics.X86.Avx2.IsSupported && System.Runtime.Intrinsics.X86.Fma.IsSupported;
-        Assert.Contains(repacks ? "weight layout: q4_0x8 repacked at load" : "weight layout: as in the file", r.Stdout, StringComparison.Ordinal);
+        Assert.Contains(repacks ? "weight layout: q6_Kx8, q4_0x8 repacked at load" : "weight layout: as in the file", r.Stdout, StringComparison.Ordinal);
         var f32 = Run("info", "-m", Stories);
         Assert.Contains("weight layout: as in the file (memory-mapped)", f32.Stdout, StringComparison.Ordinal);
     }

@@ -1,4 +1,5 @@
 using EdgeLlm.Engine;
+using EdgeLlm.Gguf;
 using EdgeLlm.Models;
 using EdgeLlm.Quant;
 using Xunit;
@@ -37,7 +38,10 @@ public class RepackedWeightsTests(ITestOutputHelper output)
             if (WeightPacking.Enabled)
             {
                 Assert.True(mp.RepackedBytes > 0);
-                Assert.Equal(["q4_0x8"], mp.RepackedLayouts);
+                Assert.Contains("q4_0x8", mp.RepackedLayouts);
+                // llama.cpp's Q4_0 files keep output.weight in Q6_K: q6_Kx8 when that layout is on.
+                Assert.Subset(new HashSet<string>(["q4_0x8", "q6_Kx8"]), mp.RepackedLayouts.ToHashSet());
+                Assert.Equal(WeightPacking.PackedFormat(GgmlType.Q6_K) is not null && mp.Output.Type == GgmlType.Q6_K, mp.RepackedLayouts.Contains("q6_Kx8"));
             }
             double fPacked = GoldenCase.Figure(packed, golden.Logits), fPlain = GoldenCase.Figure(plain, golden.Logits);
             double fEach = GoldenCase.Figure(packed, plain);

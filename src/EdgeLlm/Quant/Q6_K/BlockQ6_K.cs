@@ -23,6 +23,9 @@ internal unsafe struct BlockQ6_K
 {
     public const int Size = 210;
 
+    /// <summary>Byte offsets of qh and of the scales inside a block.</summary>
+    public const int QhOffset = 128, ScalesOffset = 192;
+
     public fixed byte Ql[KQuant.QK_K / 2];
     public fixed byte Qh[KQuant.QK_K / 4];
     public fixed sbyte Scales[KQuant.QK_K / 16];
