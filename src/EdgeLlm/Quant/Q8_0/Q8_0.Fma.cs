@@ -40,62 +40,11 @@ internal static unsafe partial class Q8_0
     /// bytes per instruction than any other type and stalls on memory: the hardware prefetcher stops at
     /// each 4 KiB page of the mapping. Measured on the 2-core x64 machine (2026-11-29, TinyLlama-1.1B
     /// shape, tg32, alternating runs): 2 threads 9.6 → 11.9 t/s, 1 thread 5.2 → 6.5; 1–8 KiB all help,
-    /// the same prefetch in the q4_0x8 kernel did not (it computes more per byte). Prefetches never
+    /// the same prefetch in the q4_0x8 kernel did not (it computes more per byte). Widening the activation
+    /// row to int16 once per chunk of rows (fewer loads and conversions per block) measured no faster. Prefetches never
     /// fault, so reading past a chunk's or a matrix's end is harmless. ARM has no prefetch intrinsic in .NET.
     /// </summary>
     internal const int DecodePrefetchBytes = 2048;
-
-    /// <summary>Longest row <see cref="DotRowsAvx2Fma"/> widens on the stack (32 KiB of int16); longer rows take one VecDot per row.</summary>
-    internal const int MaxWidenedValues = 16384;
-
-    /// <summary>
-    /// y[r] = row r · act for <paramref name="nRows"/> rows: <see cref="DotQ8_0Q8_0Avx2Fma"/> per row, but
-    /// the activation row is sign-extended to int16 and its scales converted to f32 once for all the
-    /// rows (they stay in L1), which halves the loads and conversions per block. The operations on
-    /// each value and their order are DotQ8_0Q8_0Avx2Fma's, so every y[r] equals VecDot bit for bit.
-    /// </summary>
-    [MethodImpl(MethodImplOptions.AggressiveOptimization)]
-    [SkipLocalsInit] // the widened row is written before it is read: no need to zero 4 KiB per call
-    internal static void DotRowsAvx2Fma(int n, byte* weights, long rowBytes, int nRows, byte* act, float* y)
-    {
-        QuantMath.CheckBlocks(n, QK, "Q8_0");
-        if (n > MaxWidenedValues) throw new ArgumentOutOfRangeException(nameof(n), n, $"rows longer than {MaxWidenedValues} values take VecDot");
-        int nb = n / QK;
-        short* aw = stackalloc short[n];
-        float* ad = stackalloc float[nb];
-        var a = (BlockQ8_0*)act;
-        for (int ib = 0; ib < nb; ib++)
-        {
-            Avx2.ConvertToVector256Int16(Vector128.Load(a[ib].Qs)).Store(aw + ib * QK);
-            Avx2.ConvertToVector256Int16(Vector128.Load(a[ib].Qs + 16)).Store(aw + ib * QK + 16);
-            ad[ib] = QuantMath.Fp16ToFp32Fast(a[ib].D);
-        }
-        for (int r = 0; r < nRows; r++)
-        {
-            var x = (BlockQ8_0*)(weights + r * rowBytes);
-            var acc0 = Vector256<float>.Zero;
-            var acc1 = Vector256<float>.Zero;
-            int ib = 0;
-            for (; ib + 1 < nb; ib += 2)
-            {
-                Sse.Prefetch0((byte*)(x + ib) + DecodePrefetchBytes);
-                acc0 = Fma.MultiplyAdd(Vector256.Create(QuantMath.Fp16ToFp32Fast(x[ib].D) * ad[ib]), WidenedDot(x + ib, aw + ib * QK), acc0);
-                acc1 = Fma.MultiplyAdd(Vector256.Create(QuantMath.Fp16ToFp32Fast(x[ib + 1].D) * ad[ib + 1]), WidenedDot(x + ib + 1, aw + (ib + 1) * QK), acc1);
-            }
-            if (ib < nb)
-                acc0 = Fma.MultiplyAdd(Vector256.Create(QuantMath.Fp16ToFp32Fast(x[ib].D) * ad[ib]), WidenedDot(x + ib, aw + ib * QK), acc0);
-            y[r] = Vector256.Sum(acc0 + acc1);
-        }
-    }
-
-    /// <summary>A weight block against 32 pre-widened activations: <see cref="BlockDot"/>'s operations.</summary>
-    [MethodImpl(MethodImplOptions.AggressiveInlining)]
-    private static Vector256<float> WidenedDot(BlockQ8_0* x, short* a)
-    {
-        var x0 = Avx2.ConvertToVector256Int16(Vector128.Load(x->Qs));
-        var x1 = Avx2.ConvertToVector256Int16(Vector128.Load(x->Qs + 16));
-        return Avx.ConvertToVector256Single(Avx2.MultiplyAddAdjacent(x0, Vector256.Load(a)) + Avx2.MultiplyAddAdjacent(x1, Vector256.Load(a + 16)));
-    }
 
     [MethodImpl(MethodImplOptions.AggressiveInlining)]
     private static Vector256<float> BlockDot(BlockQ8_0* x, BlockQ8_0* y)

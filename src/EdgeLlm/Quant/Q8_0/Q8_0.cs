@@ -12,14 +12,6 @@ internal sealed unsafe class Q8_0Format : WeightFormat
     public override GgmlType VecDotType => GgmlType.Q8_0;
     public override void DequantizeRow(byte* src, float* dst, long n) => Q8_0.DequantizeRowReference(src, dst, n);
     public override float VecDot(int n, byte* weights, byte* activations) => Q8_0.DotQ8_0Q8_0(n, weights, activations);
-    private static readonly bool s_hack = Environment.GetEnvironmentVariable("EDGELLM_Q8ROWS") != "0";
-
-    /// <summary>Decode rows: with AVX2+FMA the activation row is widened once for all rows (<see cref="Q8_0.DotRowsAvx2Fma"/>, bit-identical to VecDot).</summary>
-    public override void VecDotRows(int n, byte* weights, long rowBytes, int nRows, byte* activations, float* y)
-    {
-        if (Q8_0.UseAvx2Fma && nRows > 1 && n <= Q8_0.MaxWidenedValues && s_hack) Q8_0.DotRowsAvx2Fma(n, weights, rowBytes, nRows, activations, y);
-        else base.VecDotRows(n, weights, rowBytes, nRows, activations, y);
-    }
 
     /// <summary>Register-tiled, matching VecDot bit for bit: AVX2+FMA with AVX-512BW (<see cref="Q8_0.DotTileAvx512Fma"/>, two activations per register), AVX2+FMA (<see cref="Q8_0.DotTileAvx2Fma"/>), else AVX-512BW (<see cref="Q8_0.DotTileAvx512"/>), else one VecDot per pair.</summary>
     public override void VecDotTile(int n, byte* weights, long rowBytes, int nRows, byte* activations, long actStride, int nActs, float* y, long yStride)
