@@ -48,33 +48,53 @@ foreach (int t in new[] { 1, 2 }.Union(opt.Threads).Where(t => t <= Environment.
     Console.Error.WriteLine($"memory read bandwidth, {t} thread(s): {bandwidth[t]:F1} GB/s");
 }
 
+// Rounds alternate the engines (llama.cpp then EdgeLlm, per thread count) and pool their
+// repetitions, so a burst of noise from the shared host hits both rather than one engine's block.
 var llama = new Dictionary<int, BenchFigures>();
-string native;
+var ours = new Dictionary<int, BenchFigures>();
+string native = "not loaded";
+LlamaCppBench? bench = null;
 try
 {
-    using var bench = new LlamaCppBench(model);
+    bench = new LlamaCppBench(model);
     native = LlamaCppBench.NativeLibrary;
     Console.Error.WriteLine($"llama.cpp native library: {native}");
-    foreach (int t in opt.Threads)
-    {
-        llama[t] = bench.Measure(t, opt.Pp, opt.Tg, opt.Reps);
-        Console.Error.WriteLine($"llama.cpp  t={t}: pp {Fmt(llama[t].PpAll)}  tg {Fmt(llama[t].TgAll)}");
-    }
 }
 catch (Exception ex) when (ex is not OutOfMemoryException)
 {
     native = $"failed: {ex.Message}";
     Console.Error.WriteLine($"llama.cpp could not run: {ex.Message}");
 }
-
-var ours = new Dictionary<int, BenchFigures>();
-foreach (int t in opt.Threads)
+static BenchFigures Pool(BenchFigures? a, BenchFigures b) =>
+    a is null ? b : b with { PpAll = [.. a.PpAll, .. b.PpAll], TgAll = [.. a.TgAll, .. b.TgAll], Note = b.Note };
+for (int round = 1; round <= opt.Rounds; round++)
 {
-    ours[t] = EdgeLlmCliBench.Measure(repoRoot, model, t, opt.Pp, opt.Tg, opt.Reps);
-    Console.Error.WriteLine(ours[t].PpAll.Length + ours[t].TgAll.Length > 0
-        ? $"EdgeLlm    t={t}: pp {Fmt(ours[t].PpAll)}  tg {Fmt(ours[t].TgAll)}  {ours[t].Note}"
-        : $"EdgeLlm    t={t}: not measured: {ours[t].Note}");
+    foreach (int t in opt.Threads)
+    {
+        if (bench is not null)
+        {
+            try
+            {
+                var l = bench.Measure(t, opt.Pp, opt.Tg, opt.Reps);
+                llama[t] = Pool(llama.GetValueOrDefault(t), l);
+                Console.Error.WriteLine($"round {round} llama.cpp  t={t}: pp {Fmt(l.PpAll)}  tg {Fmt(l.TgAll)}");
+            }
+            catch (Exception ex) when (ex is not OutOfMemoryException)
+            {
+                native = $"failed: {ex.Message}";
+                Console.Error.WriteLine($"llama.cpp could not run: {ex.Message}");
+                bench.Dispose();
+                bench = null;
+            }
+        }
+        var o = EdgeLlmCliBench.Measure(repoRoot, model, t, opt.Pp, opt.Tg, opt.Reps);
+        ours[t] = Pool(ours.GetValueOrDefault(t), o);
+        Console.Error.WriteLine(o.PpAll.Length + o.TgAll.Length > 0
+            ? $"round {round} EdgeLlm    t={t}: pp {Fmt(o.PpAll)}  tg {Fmt(o.TgAll)}  {o.Note}"
+            : $"round {round} EdgeLlm    t={t}: not measured: {o.Note}");
+    }
 }
+bench?.Dispose();
 
 // The report.
 string date = DateTime.Now.ToString("yyyy-MM-dd HH:mm", ci);
@@ -84,6 +104,7 @@ Console.WriteLine($"Date: {date}  ");
 Console.WriteLine($"Machine: {machine}  ");
 Console.WriteLine($"Model: {Path.GetFileName(model)} ({modelDesc}, {typeDesc}); {bytesPerToken / 1e6:F1} MB of weights per generated token  ");
 Console.WriteLine($"llama.cpp: LLamaSharp 0.30.0 CPU backend, {native}  ");
+Console.WriteLine($"Repetitions: {opt.Rounds} round(s) × {opt.Reps}, the engines alternating per round; best of all  ");
 Console.WriteLine($"Memory read bandwidth: {string.Join(", ", bandwidth.Select(kv => $"{kv.Value:F1} GB/s with {kv.Key} thread{(kv.Key > 1 ? "s" : "")}"))}");
 Console.WriteLine();
 Console.WriteLine("| date | machine | threads | model | type | test | EdgeLlm t/s | llama.cpp t/s | EdgeLlm / llama.cpp |");
@@ -192,18 +213,20 @@ static string CpuModel()
 static double TotalMemoryGiB() => GC.GetGCMemoryInfo().TotalAvailableMemoryBytes / (double)(1L << 30);
 
 /// <summary>Command-line options of the benchmark.</summary>
-internal sealed record Options(string? Model, string? Synth, int[] Threads, int Pp, int Tg, int Reps, int Seed, bool Help)
+internal sealed record Options(string? Model, string? Synth, int[] Threads, int Pp, int Tg, int Reps, int Rounds, int Seed, bool Help)
 {
     public const string Usage =
-        "usage: dotnet run -c Release --project tests/EdgeLlm.Benchmarks -- (--model FILE | --synth NAME:TYPE) [--threads 1,2] [-p 128] [-n 64] [-r 3] [--seed 1]\n" +
+        "usage: dotnet run -c Release --project tests/EdgeLlm.Benchmarks -- (--model FILE | --synth NAME:TYPE) [--threads 1,2] [-p 128] [-n 64] [-r 3] [--rounds 1] [--seed 1]\n" +
         "  --synth creates a random-weight model shaped like NAME (tinyllama-1.1b, llama-3.2-1b, qwen2.5-0.5b, smollm2-360m)\n" +
-        "          in TYPE (F16, Q8_0, Q4_0, Q4_K, ...) under ~/.cache/edgellm/synth first (reused afterwards).";
+        "          in TYPE (F16, Q8_0, Q4_0, Q4_K, ...) under ~/.cache/edgellm/synth first (reused afterwards).\n" +
+        "  --rounds K alternates llama.cpp and EdgeLlm K times (each -r repetitions) and pools the figures: on a shared,\n" +
+        "          noisy machine a burst of load then hits both engines, not one engine's whole block.";
 
     public static Options Parse(string[] args)
     {
         string? model = null, synth = null;
         int[] threads = [1, 2];
-        int pp = 128, tg = 64, reps = 3, seed = 1;
+        int pp = 128, tg = 64, reps = 3, rounds = 1, seed = 1;
         bool help = false;
         for (int i = 0; i < args.Length; i++)
         {
@@ -229,6 +252,7 @@ internal sealed record Options(string? Model, string? Synth, int[] Threads, int 
                 case "-p" or "--n-prompt": pp = Int("-p"); break;
                 case "-n" or "--n-gen": tg = Int("-n"); break;
                 case "-r" or "--repetitions": reps = Int("-r"); break;
+                case "--rounds": rounds = Int("--rounds"); break;
                 case "--seed": seed = Int("--seed"); break;
                 case "-h" or "--help": help = true; break;
                 default: throw new ArgumentException($"unknown argument '{args[i]}'");
@@ -239,7 +263,8 @@ internal sealed record Options(string? Model, string? Synth, int[] Threads, int 
             if ((model is null) == (synth is null)) throw new ArgumentException("give exactly one of --model FILE and --synth NAME:TYPE");
             if (pp + tg == 0) throw new ArgumentException("-p and -n cannot both be 0");
             if (reps < 1) throw new ArgumentException("-r must be at least 1");
+            if (rounds < 1) throw new ArgumentException("--rounds must be at least 1");
         }
-        return new Options(model, synth, threads, pp, tg, reps, seed, help);
+        return new Options(model, synth, threads, pp, tg, reps, rounds, seed, help);
     }
 }
