@@ -29,6 +29,15 @@ public static class CliRunner
             UseShellExecute = false,
             StandardErrorEncoding = Encoding.UTF8,
         };
+        if (interruptAfterBytes >= 0)
+        {
+            // SIGINT must reach the CLI even when the test run was started with it ignored (a
+            // background job of a non-interactive shell): the disposition is inherited and .NET then
+            // keeps ignoring it. env (which execs, keeping the pid) resets it to the default first.
+            psi.FileName = "env";
+            psi.ArgumentList.Add("--default-signal=INT");
+            psi.ArgumentList.Add("dotnet");
+        }
         psi.ArgumentList.Add("exec");
         psi.ArgumentList.Add(s_dll.Value);
         foreach (var a in args) psi.ArgumentList.Add(a);

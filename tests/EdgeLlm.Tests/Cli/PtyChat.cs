@@ -31,6 +31,11 @@ internal sealed class PtyChat : IDisposable
             UseShellExecute = false,
         };
         psi.ArgumentList.Add(Path.Combine(root, "tests", "EdgeLlm.Tests", "Cli", "pty_proxy.py"));
+        // Ctrl-C must reach the CLI even when the test run itself was started with SIGINT ignored
+        // (a background job of a non-interactive shell): that disposition is inherited, and .NET
+        // then keeps ignoring it. env resets it to the default before starting dotnet.
+        psi.ArgumentList.Add("env");
+        psi.ArgumentList.Add("--default-signal=INT");
         psi.ArgumentList.Add("dotnet");
         psi.ArgumentList.Add("exec");
         psi.ArgumentList.Add(dll);
