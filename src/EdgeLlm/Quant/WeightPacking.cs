@@ -151,6 +151,23 @@ internal static unsafe class WeightPacking
         return true;
     }
 
+    /// <summary>
+    /// A prompt tile computed one activation at a time with a layout's decode-rows routine (the scalar
+    /// statement, where a CPU lacks the tile kernel): same arithmetic per (row, activation) as the rows,
+    /// written through a copy because <paramref name="yStride"/> need not be <paramref name="nRows"/>.
+    /// </summary>
+    internal static void TileByRows(delegate*<int, byte*, long, int, byte*, float*, void> rows, int n, byte* weights, long rowBytes, int nRows,
+        byte* acts, long actStride, int nActs, float* y, long yStride)
+    {
+        var tmp = new float[nRows];
+        fixed (float* t = tmp)
+            for (int a = 0; a < nActs; a++)
+            {
+                rows(n, weights, rowBytes, nRows, acts + a * actStride, t);
+                for (int r = 0; r < nRows; r++) y[a * yStride + r] = t[r];
+            }
+    }
+
     /// <summary>Frees the buffers <see cref="Repack"/> allocated.</summary>
     public static void Free(List<nint> owned)
     {

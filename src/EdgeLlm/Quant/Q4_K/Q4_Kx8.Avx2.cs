@@ -74,14 +74,7 @@ internal static unsafe partial class Q4_Kx8
         int nb = n / QK;
         if (!IsSupported)
         {
-            // The same arithmetic one activation at a time (through a copy: yStride need not be nRows).
-            var tmp = new float[nRows];
-            fixed (float* t = tmp)
-                for (int a = 0; a < nActs; a++)
-                {
-                    DotRowsReference(n, weights, rowBytes, nRows, acts + a * actStride, t);
-                    for (int r = 0; r < nRows; r++) y[a * yStride + r] = t[r];
-                }
+            WeightPacking.TileByRows(&DotRowsReference, n, weights, rowBytes, nRows, acts, actStride, nActs, y, yStride);
             return;
         }
         int groups = nRows / Rows;
