@@ -164,3 +164,84 @@ public unsafe class PromptTileTests
         Assert.All(best, b => Assert.True(b < double.MaxValue));
     }
 }
+
+/// <summary>
+/// Throughput of the repacked layouts' prompt tiles next to the plain tile of the same type, on a
+/// TinyLlama-shaped product (256 rows × 2048 columns × 128 activations), runs interleaved; reports
+/// multiply-adds per second. Only asserts that the two agree to the layouts' tolerance.
+/// </summary>
+public unsafe class PackedTileThroughputTests
+{
+    private readonly ITestOutputHelper _out;
+
+    public PackedTileThroughputTests(ITestOutputHelper output) => _out = output;
+
+    [Theory]
+    [InlineData(GgmlType.Q4_0)]
+    [InlineData(GgmlType.Q4_K)]
+    [InlineData(GgmlType.Q6_K)]
+    public void PackedTiles_Throughput(GgmlType type)
+    {
+        Assert.True(WeightFormat.TryGet(type, out var plain));
+        WeightFormat? packed = type switch
+        {
+            GgmlType.Q4_0 when Q4_0x8.IsSupported => new Q4_0x8Format(),
+            GgmlType.Q4_K when Q4_Kx8.IsSupported => new Q4_Kx8Format(),
+            GgmlType.Q6_K when Q6_Kx8.IsSupported => new Q6_Kx8Format(),
+            _ => null,
+        };
+        if (packed is null)
+        {
+            _out.WriteLine($"no repacked layout for {type} on this CPU ({CpuFeatures.KernelPath})");
+            return;
+        }
+        const int n = 2048, nRows = 256, nActs = 128;
+        var rng = new Random(5);
+        long rowBytes = GgmlTypes.Info(type).RowBytes(n);
+        long actStride = GgmlTypes.Info(plain.VecDotType).RowBytes(n);
+        byte[] w = SelfTest.MakeBlocks(type, n * nRows, SelfTest.Fill.Random, rng);
+        byte[] wp = new byte[w.Length];
+        // Activations quantized from floats, so that Q8_K's block sums agree with its quants (the K layouts read them).
+        byte[] acts = new byte[actStride * nActs];
+        var x = new float[n];
+        fixed (byte* pa = acts)
+        fixed (float* px = x)
+            for (int a = 0; a < nActs; a++)
+            {
+                for (int i = 0; i < n; i++) x[i] = (float)(rng.NextDouble() * 2 - 1);
+                ActivationQuantizer.QuantizeRow(plain.VecDotType, px, pa + a * actStride, n);
+            }
+        var y0 = new float[nRows * nActs];
+        var y1 = new float[nRows * nActs];
+        double b0 = double.MaxValue, b1 = double.MaxValue;
+        fixed (byte* pw = w)
+        fixed (byte* pp = wp)
+        fixed (byte* pa = acts)
+        fixed (float* py0 = y0)
+        fixed (float* py1 = y1)
+        {
+            bool ok = type switch
+            {
+                GgmlType.Q4_0 => Q4_0x8.Pack(pw, pp, nRows, n),
+                GgmlType.Q4_K => Q4_Kx8.Pack(pw, pp, nRows, n),
+                _ => Q6_Kx8.Pack(pw, pp, nRows, n),
+            };
+            Assert.True(ok);
+            for (int rep = 0; rep < 6; rep++)
+            {
+                var sw = Stopwatch.StartNew();
+                plain.VecDotTile(n, pw, rowBytes, nRows, pa, actStride, nActs, py0, nRows);
+                b0 = Math.Min(b0, sw.Elapsed.TotalSeconds);
+                sw.Restart();
+                packed.VecDotTile(n, pp, rowBytes, nRows, pa, actStride, nActs, py1, nRows);
+                b1 = Math.Min(b1, sw.Elapsed.TotalSeconds);
+            }
+        }
+        double macs = (double)n * nRows * nActs;
+        _out.WriteLine($"{type} plain tile: {macs / b0 / 1e9:F1} GMAC/s; {packed.Layout} tile: {macs / b1 / 1e9:F1} GMAC/s (best of 6, {CpuFeatures.KernelPath})");
+        // The layouts sum in another float order than the plain kernels: compare against the largest result.
+        float scale = y0.Max(MathF.Abs);
+        for (int i = 0; i < y0.Length; i++)
+            Assert.True(Math.Abs(y0[i] - y1[i]) <= 1e-5f * scale, $"result {i}: plain {y0[i]} packed {y1[i]} (largest |y| {scale})");
+    }
+}
