@@ -213,12 +213,18 @@ public unsafe class PackedTileThroughputTests
             }
         var y0 = new float[nRows * nActs];
         var y1 = new float[nRows * nActs];
-        double b0 = double.MaxValue, b1 = double.MaxValue;
+        // Q6_K on AVX-512: the layout's AVX2 and AVX-512 tiles timed side by side too (the dispatching tile is one of them).
+        bool q6Both = type == GgmlType.Q6_K && Q6_Kx8.IsAvx512Supported;
+        var y2 = new float[nRows * nActs];
+        var y3 = new float[nRows * nActs];
+        double b0 = double.MaxValue, b1 = double.MaxValue, b2 = double.MaxValue, b3 = double.MaxValue;
         fixed (byte* pw = w)
         fixed (byte* pp = wp)
         fixed (byte* pa = acts)
         fixed (float* py0 = y0)
         fixed (float* py1 = y1)
+        fixed (float* py2 = y2)
+        fixed (float* py3 = y3)
         {
             bool ok = type switch
             {
@@ -235,10 +241,23 @@ public unsafe class PackedTileThroughputTests
                 sw.Restart();
                 packed.VecDotTile(n, pp, rowBytes, nRows, pa, actStride, nActs, py1, nRows);
                 b1 = Math.Min(b1, sw.Elapsed.TotalSeconds);
+                if (!q6Both) continue;
+                sw.Restart();
+                Q6_Kx8.DotTileAvx2(n, pp, rowBytes, nRows, pa, actStride, nActs, py2, nRows);
+                b2 = Math.Min(b2, sw.Elapsed.TotalSeconds);
+                sw.Restart();
+                Q6_Kx8.DotTileAvx512(n, pp, rowBytes, nRows, pa, actStride, nActs, py3, nRows);
+                b3 = Math.Min(b3, sw.Elapsed.TotalSeconds);
             }
         }
         double macs = (double)n * nRows * nActs;
         _out.WriteLine($"{type} plain tile: {macs / b0 / 1e9:F1} GMAC/s; {packed.Layout} tile: {macs / b1 / 1e9:F1} GMAC/s (best of 6, {CpuFeatures.KernelPath})");
+        if (q6Both)
+        {
+            _out.WriteLine($"{type} {packed.Layout} AVX2 tile: {macs / b2 / 1e9:F1} GMAC/s; AVX-512 tile: {macs / b3 / 1e9:F1} GMAC/s (best of 6, interleaved)");
+            for (int i = 0; i < y2.Length; i++)
+                Assert.True(SelfTest.SameFloat(y2[i], y3[i]) && SelfTest.SameFloat(y2[i], y1[i]), $"result {i}: AVX2 {y2[i]:R} AVX-512 {y3[i]:R} dispatch {y1[i]:R}");
+        }
         // The layouts sum in another float order than the plain kernels: compare against the largest result.
         float scale = y0.Max(MathF.Abs);
         for (int i = 0; i < y0.Length; i++)

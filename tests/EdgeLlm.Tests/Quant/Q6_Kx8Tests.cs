@@ -190,6 +190,75 @@ public unsafe class Q6_Kx8Tests
     }
 
     /// <summary>
+    /// The AVX-512 prompt tile (two groups per vector, eight and four activation rows per pass, an
+    /// odd group, the plain tail and a last single activation through the AVX2 code) equals the AVX2
+    /// tile bit for bit: every fill, odd and even group counts, with and without a plain tail, 1..19
+    /// activation rows, Q8_K rows whose bsums are the sums of their qs and (Random fill) rows whose
+    /// bsums are not (the int32 sums wrap the same way); the padding of y stays untouched.
+    /// </summary>
+    [Theory]
+    [InlineData("Random")]
+    [InlineData("AllMin")]
+    [InlineData("AllMax")]
+    [InlineData("HugeScale")]
+    [InlineData("TinyScale")]
+    [InlineData("NegativeScale")]
+    [InlineData("ZeroScale")]
+    public void Avx512Tile_EqualsAvx2Tile(string fillName)
+    {
+        var fill = Enum.Parse<SelfTest.Fill>(fillName);
+        if (!Q6_Kx8.IsAvx512Supported)
+        {
+            _out.WriteLine($"SKIPPED: the AVX-512 tile needs AVX2, FMA, AVX-512F and AVX-512BW (this CPU: {CpuFeatures.KernelPath})");
+            return;
+        }
+        var rng = new Random((int)fill + 101);
+        const int MaxActs = 19;
+        int calls = 0;
+        long compared = 0;
+        foreach (int blocks in new[] { 1, 2, 3 })
+        foreach (int nRows in new[] { 8, 13, 16, 21, 24, 32, 40, 45, 64 })
+        foreach (bool consistentBsums in fill == SelfTest.Fill.Random ? new[] { true, false } : new[] { true })
+        {
+            int n = blocks * 256;
+            long rowBytes = GgmlTypes.Info(GgmlType.Q6_K).RowBytes(n);
+            long actStride = GgmlTypes.Info(GgmlType.Q8_K).RowBytes(n) + 20;
+            byte[] plain = SelfTest.MakeBlocks(GgmlType.Q6_K, n * nRows, fill, rng);
+            var packed = new byte[plain.Length];
+            var acts = new byte[actStride * MaxActs];
+            for (int k = 0; k < MaxActs; k++)
+                (consistentBsums ? Q8K(n, fill, rng) : SelfTest.MakeBlocks(GgmlType.Q8_K, n, fill, rng)).CopyTo(acts, k * actStride);
+            long yStride = nRows + 5;
+            var t2 = new float[yStride * MaxActs];
+            var t5 = new float[yStride * MaxActs];
+            fixed (byte* p = plain)
+            fixed (byte* q = packed)
+            fixed (byte* a = acts)
+            fixed (float* y2 = t2)
+            fixed (float* y5 = t5)
+            {
+                if (!Q6_Kx8.Pack(p, q, nRows, n)) continue; // a non-finite d: the matrix stays plain
+                foreach (int nActs in new[] { 1, 2, 3, 4, 5, 7, 8, 9, 11, 12, 13, 16, 17, MaxActs })
+                {
+                    Array.Fill(t2, -7f);
+                    Array.Fill(t5, -7f);
+                    Q6_Kx8.DotTileAvx2(n, q, rowBytes, nRows, a, actStride, nActs, y2, yStride);
+                    Q6_Kx8.DotTileAvx512(n, q, rowBytes, nRows, a, actStride, nActs, y5, yStride);
+                    for (int i = 0; i < t2.Length; i++)
+                    {
+                        bool written = i / yStride < nActs && i % yStride < nRows;
+                        if (!written) Assert.True(t5[i] == -7f, $"{fill} n={n} rows={nRows} nActs={nActs}: AVX-512 wrote padding at {i}");
+                        else Assert.True(SelfTest.SameFloat(t2[i], t5[i]), $"{fill} n={n} rows={nRows} nActs={nActs} bsums {(consistentBsums ? "consistent" : "random")} row {i % yStride} act {i / yStride}: AVX-512 {t5[i]:R} vs AVX2 {t2[i]:R}");
+                    }
+                    compared += (long)nRows * nActs;
+                    calls++;
+                }
+            }
+        }
+        _out.WriteLine($"{fill}: {calls} tile calls, {compared} (row, activation) results: AVX-512 tile == AVX2 tile bit for bit");
+    }
+
+    /// <summary>
     /// With d = 1 and activation scale 1 every term is a small integer, so the packed kernels must
     /// give the exact result (a wrong lane, scale, nibble or high-bit pair cannot hide in a tolerance);
     /// the extreme activation −128 against q = 0 and 63 checks that no int16 sum saturates.

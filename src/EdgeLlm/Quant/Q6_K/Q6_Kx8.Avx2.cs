@@ -55,12 +55,23 @@ internal static unsafe partial class Q6_Kx8
     }
 
     /// <summary>
-    /// y[a·yStride + r] = row r · act a: the prompt tile. For each group, each super-block's scales
-    /// and quants are unpacked once per four activation rows (the group's bytes stay in L1 while the
-    /// activation rows pass); per (row, activation) the arithmetic is <see cref="DotRows"/>'s.
+    /// y[a·yStride + r] = row r · act a: the prompt tile, <see cref="DotTileAvx512"/> where AVX-512BW
+    /// exists, else <see cref="DotTileAvx2"/> (bit-identical to each other and to <see cref="DotRows"/>).
+    /// </summary>
+    public static void DotTile(int n, byte* weights, long rowBytes, int nRows, byte* acts, long actStride, int nActs, float* y, long yStride)
+    {
+        if (IsAvx512Supported) DotTileAvx512(n, weights, rowBytes, nRows, acts, actStride, nActs, y, yStride);
+        else DotTileAvx2(n, weights, rowBytes, nRows, acts, actStride, nActs, y, yStride);
+    }
+
+    /// <summary>
+    /// The prompt tile on AVX2 + FMA (the scalar statement without them). For each group, each
+    /// super-block's scales and quants are unpacked once per four activation rows (the group's bytes
+    /// stay in L1 while the activation rows pass); per (row, activation) the arithmetic is
+    /// <see cref="DotRows"/>'s.
     /// </summary>
     [MethodImpl(MethodImplOptions.AggressiveOptimization)]
-    public static void DotTile(int n, byte* weights, long rowBytes, int nRows, byte* acts, long actStride, int nActs, float* y, long yStride)
+    internal static void DotTileAvx2(int n, byte* weights, long rowBytes, int nRows, byte* acts, long actStride, int nActs, float* y, long yStride)
     {
         KQuant.CheckLength(n, "Q6_K");
         int nb = n / QK;
