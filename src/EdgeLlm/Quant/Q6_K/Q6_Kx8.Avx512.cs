@@ -89,7 +89,9 @@ internal static unsafe partial class Q6_Kx8
 
     /// <summary>The 32 bytes at <paramref name="p"/> (group g) and <paramref name="p"/> + <paramref name="gd"/> (group g + 1) as one vector.</summary>
     [MethodImpl(MethodImplOptions.AggressiveInlining)]
-    private static Vector512<byte> Load2(byte* p, long gd) => Vector512.Create(Vector256.Load(p), Vector256.Load(p + gd));
+    private static Vector512<byte> Load2(byte* p, long gd) =>
+        // InsertVector256 rather than Vector512.Create(lower, upper): the JIT builds the latter in a stack temporary.
+        Avx512F.InsertVector256(Vector256.Load(p).ToVector512Unsafe(), Vector256.Load(p + gd), 1);
 
     /// <summary>
     /// Sixteen fp16 values (eight at <paramref name="h16"/>, eight <paramref name="gd"/> further) as
@@ -98,15 +100,18 @@ internal static unsafe partial class Q6_Kx8
     [MethodImpl(MethodImplOptions.AggressiveInlining)]
     private static Vector512<float> Widen2(byte* h16, long gd)
     {
-        var h = Avx512F.ConvertToVector512Int32(Vector256.Create(Vector128.Load((ushort*)h16), Vector128.Load((ushort*)(h16 + gd))));
+        var h = Avx512F.ConvertToVector512Int32(Avx2.InsertVector128(Vector128.Load((ushort*)h16).ToVector256Unsafe(), Vector128.Load((ushort*)(h16 + gd)), 1));
         var mag = Avx512F.ShiftLeftLogical(h & Vector512.Create(0x7FFF), 13).AsSingle() * Vector512.Create(0x77800000).AsSingle(); // 2^112
         return (mag.AsInt32() | Avx512F.ShiftLeftLogical(h & Vector512.Create(0x8000), 16)).AsSingle();
     }
 
-    /// <summary>A pair of SC vectors through a scale control (the AVX2 control in both 256-bit halves): int8 scales sign-extended into int16.</summary>
+    /// <summary>A pair of SC vectors through a scale control (<see cref="Ctrl2"/>): int8 scales sign-extended into int16.</summary>
     [MethodImpl(MethodImplOptions.AggressiveInlining)]
-    private static Vector512<short> Scales2(Vector512<byte> sc, Vector256<byte> ctrl) =>
-        Avx512BW.ShiftRightArithmetic(Avx512BW.Shuffle(sc, Vector512.Create(ctrl, ctrl)).AsInt16(), 8);
+    private static Vector512<short> Scales2(Vector512<byte> sc, Vector512<byte> ctrl) =>
+        Avx512BW.ShiftRightArithmetic(Avx512BW.Shuffle(sc, ctrl).AsInt16(), 8);
+
+    /// <summary>An AVX2 scale control (<see cref="s_scale0"/>) in both 256-bit halves (vpshufb indexes within each 128 bits, so it serves both groups).</summary>
+    private static Vector512<byte> Ctrl2(Vector256<byte> ctrl) => Vector512.Create(ctrl, ctrl);
 
     /// <summary><see cref="Quants"/> for the two groups: quant vector V_m of sub-block jj of the chunk at <paramref name="q"/> (group g) and <paramref name="q"/> + <paramref name="gd"/>.</summary>
     [MethodImpl(MethodImplOptions.AggressiveInlining)]
@@ -189,6 +194,8 @@ internal static unsafe partial class Q6_Kx8
     [MethodImpl(MethodImplOptions.AggressiveOptimization)]
     private static void PairWide(byte* g, long gd, int nb, byte* acts, long actStride, float* y, long yStride)
     {
+        // The controls once per call (statics are not constants in a method compiled straight to full opts).
+        Vector512<byte> c0 = Ctrl2(s_scale0), c1 = Ctrl2(s_scale1), c2 = Ctrl2(s_scale2), c3 = Ctrl2(s_scale3), cp01 = Ctrl2(s_pair01), cp23 = Ctrl2(s_pair23);
         var a0 = (BlockQ8_K*)acts;
         var a1 = (BlockQ8_K*)(acts + actStride);
         var a2 = (BlockQ8_K*)(acts + 2 * actStride);
@@ -207,8 +214,8 @@ internal static unsafe partial class Q6_Kx8
             {
                 byte* q = o + OffQ + c * ChunkBytes;
                 var sv = Load2(o + OffSc + 32 * c, gd);
-                var sp01 = Scales2(sv, s_pair01);
-                var sp23 = Scales2(sv, s_pair23);
+                var sp01 = Scales2(sv, cp01);
+                var sp23 = Scales2(sv, cp23);
                 s0 -= Offset2(sp01, sp23, a0[ib].Bsums + 4 * c);
                 s1 -= Offset2(sp01, sp23, a1[ib].Bsums + 4 * c);
                 s2 -= Offset2(sp01, sp23, a2[ib].Bsums + 4 * c);
@@ -217,10 +224,10 @@ internal static unsafe partial class Q6_Kx8
                 s5 -= Offset2(sp01, sp23, a5[ib].Bsums + 4 * c);
                 s6 -= Offset2(sp01, sp23, a6[ib].Bsums + 4 * c);
                 s7 -= Offset2(sp01, sp23, a7[ib].Bsums + 4 * c);
-                SubBlockWide(q, gd, 0, Scales2(sv, s_scale0), x0, x1, x2, x3, x4, x5, x6, x7, 64 * c + 0, ref s0, ref s1, ref s2, ref s3, ref s4, ref s5, ref s6, ref s7);
-                SubBlockWide(q, gd, 1, Scales2(sv, s_scale1), x0, x1, x2, x3, x4, x5, x6, x7, 64 * c + 16, ref s0, ref s1, ref s2, ref s3, ref s4, ref s5, ref s6, ref s7);
-                SubBlockWide(q, gd, 2, Scales2(sv, s_scale2), x0, x1, x2, x3, x4, x5, x6, x7, 64 * c + 32, ref s0, ref s1, ref s2, ref s3, ref s4, ref s5, ref s6, ref s7);
-                SubBlockWide(q, gd, 3, Scales2(sv, s_scale3), x0, x1, x2, x3, x4, x5, x6, x7, 64 * c + 48, ref s0, ref s1, ref s2, ref s3, ref s4, ref s5, ref s6, ref s7);
+                SubBlockWide(q, gd, 0, Scales2(sv, c0), x0, x1, x2, x3, x4, x5, x6, x7, 64 * c + 0, ref s0, ref s1, ref s2, ref s3, ref s4, ref s5, ref s6, ref s7);
+                SubBlockWide(q, gd, 1, Scales2(sv, c1), x0, x1, x2, x3, x4, x5, x6, x7, 64 * c + 16, ref s0, ref s1, ref s2, ref s3, ref s4, ref s5, ref s6, ref s7);
+                SubBlockWide(q, gd, 2, Scales2(sv, c2), x0, x1, x2, x3, x4, x5, x6, x7, 64 * c + 32, ref s0, ref s1, ref s2, ref s3, ref s4, ref s5, ref s6, ref s7);
+                SubBlockWide(q, gd, 3, Scales2(sv, c3), x0, x1, x2, x3, x4, x5, x6, x7, 64 * c + 48, ref s0, ref s1, ref s2, ref s3, ref s4, ref s5, ref s6, ref s7);
             }
             var dx = Widen2(o + OffD, gd);
             f0 = Avx512F.FusedMultiplyAdd(dx * Vector512.Create(a0[ib].D), Avx512F.ConvertToVector512Single(s0), f0);
@@ -246,6 +253,8 @@ internal static unsafe partial class Q6_Kx8
     [MethodImpl(MethodImplOptions.AggressiveOptimization)]
     private static void PairNarrow(byte* g, long gd, int nb, BlockQ8_K* a0, BlockQ8_K* a1, BlockQ8_K* a2, BlockQ8_K* a3, float* y, long yStride)
     {
+        // The controls once per call (statics are not constants in a method compiled straight to full opts).
+        Vector512<byte> c0 = Ctrl2(s_scale0), c1 = Ctrl2(s_scale1), c2 = Ctrl2(s_scale2), c3 = Ctrl2(s_scale3), cp01 = Ctrl2(s_pair01), cp23 = Ctrl2(s_pair23);
         Vector512<float> f0 = default, f1 = default, f2 = default, f3 = default;
         for (int ib = 0; ib < nb; ib++)
         {
@@ -256,16 +265,16 @@ internal static unsafe partial class Q6_Kx8
             {
                 byte* q = o + OffQ + c * ChunkBytes;
                 var sv = Load2(o + OffSc + 32 * c, gd);
-                var sp01 = Scales2(sv, s_pair01);
-                var sp23 = Scales2(sv, s_pair23);
+                var sp01 = Scales2(sv, cp01);
+                var sp23 = Scales2(sv, cp23);
                 s0 -= Offset2(sp01, sp23, a0[ib].Bsums + 4 * c);
                 s1 -= Offset2(sp01, sp23, a1[ib].Bsums + 4 * c);
                 s2 -= Offset2(sp01, sp23, a2[ib].Bsums + 4 * c);
                 s3 -= Offset2(sp01, sp23, a3[ib].Bsums + 4 * c);
-                SubBlockNarrow(q, gd, 0, Scales2(sv, s_scale0), x0, x1, x2, x3, 64 * c + 0, ref s0, ref s1, ref s2, ref s3);
-                SubBlockNarrow(q, gd, 1, Scales2(sv, s_scale1), x0, x1, x2, x3, 64 * c + 16, ref s0, ref s1, ref s2, ref s3);
-                SubBlockNarrow(q, gd, 2, Scales2(sv, s_scale2), x0, x1, x2, x3, 64 * c + 32, ref s0, ref s1, ref s2, ref s3);
-                SubBlockNarrow(q, gd, 3, Scales2(sv, s_scale3), x0, x1, x2, x3, 64 * c + 48, ref s0, ref s1, ref s2, ref s3);
+                SubBlockNarrow(q, gd, 0, Scales2(sv, c0), x0, x1, x2, x3, 64 * c + 0, ref s0, ref s1, ref s2, ref s3);
+                SubBlockNarrow(q, gd, 1, Scales2(sv, c1), x0, x1, x2, x3, 64 * c + 16, ref s0, ref s1, ref s2, ref s3);
+                SubBlockNarrow(q, gd, 2, Scales2(sv, c2), x0, x1, x2, x3, 64 * c + 32, ref s0, ref s1, ref s2, ref s3);
+                SubBlockNarrow(q, gd, 3, Scales2(sv, c3), x0, x1, x2, x3, 64 * c + 48, ref s0, ref s1, ref s2, ref s3);
             }
             var dx = Widen2(o + OffD, gd);
             f0 = Avx512F.FusedMultiplyAdd(dx * Vector512.Create(a0[ib].D), Avx512F.ConvertToVector512Single(s0), f0);
