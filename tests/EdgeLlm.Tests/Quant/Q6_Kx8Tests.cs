@@ -354,6 +354,20 @@ public unsafe class Q6_Kx8Tests
         Assert.Contains(SelfTest.Checks(), c => c.Name == "repacked q6_Kx8 rows and tiles");
     }
 
+    /// <summary>The self test's check of the AVX-512 tile passes, and is listed where the CPU has it.</summary>
+    [Fact]
+    public void SelfTest_CheckQ6_Kx8Avx512_Passes()
+    {
+        var check = Assert.Single(SelfTest.Checks(), c => c.Name == "repacked q6_Kx8 avx-512 tile");
+        Assert.Equal(Q6_Kx8.IsAvx512Supported, check.Supported);
+        if (!Q6_Kx8.IsAvx512Supported)
+        {
+            _out.WriteLine($"SKIPPED: the AVX-512 tile needs AVX-512F and AVX-512BW (this CPU: {CpuFeatures.KernelPath})");
+            return;
+        }
+        Assert.Null(SelfTest.CheckQ6_Kx8Avx512(seed: 1234));
+    }
+
     /// <summary>
     /// Q4_K_M and Q6_K models (llama.cpp's files; a Q4_K_M file keeps attn_v, ffn_down of half the
     /// layers and output.weight in Q6_K) loaded with their Q6_K matrices in q6_Kx8: the prompt's

@@ -224,7 +224,8 @@ internal static unsafe partial class Q6_Kx8
 }
 
 /// <summary>
-/// Q6_K computed from the <see cref="Q6_Kx8"/> layout (AVX2 + FMA). Matrices are packed by
+/// Q6_K computed from the <see cref="Q6_Kx8"/> layout (AVX2 + FMA; the prompt tile on AVX-512BW
+/// where it exists, <see cref="Q6_Kx8.DotTileAvx512"/>, bit-identical). Matrices are packed by
 /// <see cref="WeightPacking"/> at load; <see cref="VecDotRows"/> and <see cref="VecDotTile"/>
 /// read groups of eight rows and must be called at a group boundary (<see cref="RowGroup"/>).
 /// Methods that take one row (<see cref="VecDot"/>, <see cref="DequantizeRow"/>) read a plain row,
