@@ -36,10 +36,10 @@ internal static unsafe partial class Q4_0x8
         {
             long off = (long)k * GroupBlockBytes;
             byte* og = g + off, oh = h + off;
-            var v0 = Vector512.Create(Vector256.Load(og + 16), Vector256.Load(oh + 16));
-            var v1 = Vector512.Create(Vector256.Load(og + 48), Vector256.Load(oh + 48));
-            var v2 = Vector512.Create(Vector256.Load(og + 80), Vector256.Load(oh + 80));
-            var v3 = Vector512.Create(Vector256.Load(og + 112), Vector256.Load(oh + 112));
+            var v0 = Load2(og + 16, oh + 16);
+            var v1 = Load2(og + 48, oh + 48);
+            var v2 = Load2(og + 80, oh + 80);
+            var v3 = Load2(og + 112, oh + 112);
             var lo0 = v0 & m; var hi0 = Avx512BW.ShiftRightLogical(v0.AsUInt16(), 4).AsByte() & m;
             var lo1 = v1 & m; var hi1 = Avx512BW.ShiftRightLogical(v1.AsUInt16(), 4).AsByte() & m;
             var lo2 = v2 & m; var hi2 = Avx512BW.ShiftRightLogical(v2.AsUInt16(), 4).AsByte() & m;
@@ -66,11 +66,17 @@ internal static unsafe partial class Q4_0x8
         (e3 + o3).Store(y + 3 * yStride);
     }
 
+    /// <summary>32 bytes at <paramref name="lo"/> (first group) and at <paramref name="hi"/> (second group) as one register.</summary>
+    [MethodImpl(MethodImplOptions.AggressiveInlining)]
+    private static Vector512<byte> Load2(byte* lo, byte* hi) =>
+        // One vinserti64x4; Vector512.Create(lo, hi) goes through a stack temporary.
+        Avx512F.InsertVector256(Vector256.Load(lo).ToVector512Unsafe(), Vector256.Load(hi), 1);
+
     /// <summary><see cref="Scales"/> of two groups' blocks: the first group's eight rows in the low half, the second's in the high half.</summary>
     [MethodImpl(MethodImplOptions.AggressiveInlining)]
     private static Vector512<float> Scales16(byte* dg, byte* dh)
     {
-        var h = Avx512F.ConvertToVector512Int32(Vector256.Create(Vector128.Load((ushort*)dg), Vector128.Load((ushort*)dh)));
+        var h = Avx512F.ConvertToVector512Int32(Avx2.InsertVector128(Vector128.Load((ushort*)dg).ToVector256Unsafe(), Vector128.Load((ushort*)dh), 1));
         var mag = Avx512F.ShiftLeftLogical(h & Vector512.Create(0x7FFF), 13).AsSingle() * Vector512.Create(0x77800000).AsSingle(); // 2^112
         return (mag.AsInt32() | Avx512F.ShiftLeftLogical(h & Vector512.Create(0x8000), 16)).AsSingle();
     }
