@@ -217,7 +217,7 @@ public unsafe class PackedTileThroughputTests
         bool q6Both = type == GgmlType.Q6_K && Q6_Kx8.IsAvx512Supported;
         var y2 = new float[nRows * nActs];
         var y3 = new float[nRows * nActs];
-        double b0 = double.MaxValue, b1 = double.MaxValue, b2 = double.MaxValue, b3 = double.MaxValue;
+        double b0 = double.MaxValue, b1 = double.MaxValue, b2 = double.MaxValue, b3 = double.MaxValue, bAvx2 = double.MaxValue;
         fixed (byte* pw = w)
         fixed (byte* pp = wp)
         fixed (byte* pa = acts)
@@ -241,6 +241,12 @@ public unsafe class PackedTileThroughputTests
                 sw.Restart();
                 packed.VecDotTile(n, pp, rowBytes, nRows, pa, actStride, nActs, py1, nRows);
                 b1 = Math.Min(b1, sw.Elapsed.TotalSeconds);
+                if (type == GgmlType.Q4_0)
+                {
+                    sw.Restart();
+                    Q4_0x8.DotTile(n, pp, rowBytes, nRows, pa, actStride, nActs, py1, nRows, avx512: false);
+                    bAvx2 = Math.Min(bAvx2, sw.Elapsed.TotalSeconds);
+                }
                 if (!q6Both) continue;
                 sw.Restart();
                 Q6_Kx8.DotTileAvx2(n, pp, rowBytes, nRows, pa, actStride, nActs, py2, nRows);
@@ -252,6 +258,7 @@ public unsafe class PackedTileThroughputTests
         }
         double macs = (double)n * nRows * nActs;
         _out.WriteLine($"{type} plain tile: {macs / b0 / 1e9:F1} GMAC/s; {packed.Layout} tile: {macs / b1 / 1e9:F1} GMAC/s (best of 6, {CpuFeatures.KernelPath})");
+        if (bAvx2 < double.MaxValue) _out.WriteLine($"{type} {packed.Layout} tile with AVX2 only: {macs / bAvx2 / 1e9:F1} GMAC/s");
         if (q6Both)
         {
             _out.WriteLine($"{type} {packed.Layout} AVX2 tile: {macs / b2 / 1e9:F1} GMAC/s; AVX-512 tile: {macs / b3 / 1e9:F1} GMAC/s (best of 6, interleaved)");
