@@ -163,7 +163,7 @@ public unsafe class Q4_0x8Tests
             fixed (float* yr = rows)
             {
                 Assert.True(Q4_0x8.Pack(p, q, nRows, n));
-                foreach (int nActs in new[] { 1, 3, 4, 5, 8, 13 })
+                foreach (int nActs in new[] { 1, 3, 4, 5, 8, 12, 13 })
                 {
                     Q4_0x8.DotTile(n, q, rowBytes, nRows, a, actStride, nActs, yw, yStride, avx512: true);
                     Q4_0x8.DotTile(n, q, rowBytes, nRows, a, actStride, nActs, yn, yStride, avx512: false);

@@ -43,7 +43,7 @@ internal static unsafe partial class Q4_0x8
 
     /// <summary>
     /// y[a·yStride + r] = row r · act a: the prompt tile. Each group block is unpacked once and
-    /// met by four activation rows; per (row, activation) the arithmetic is <see cref="DotRows"/>'s.
+    /// met by four activation rows (eight, two groups at a time, with AVX-512); per (row, activation) the arithmetic is <see cref="DotRows"/>'s.
     /// </summary>
     public static void DotTile(int n, byte* weights, long rowBytes, int nRows, byte* acts, long actStride, int nActs, float* y, long yStride) =>
         DotTile(n, weights, rowBytes, nRows, acts, actStride, nActs, y, yStride, UseAvx512Tile);
@@ -71,34 +71,48 @@ internal static unsafe partial class Q4_0x8
             return;
         }
         int groups = nRows / Rows;
-        int* corr = stackalloc int[4 * nb];
-        float* dy = stackalloc float[4 * nb];
-        for (int a0 = 0; a0 < nActs; a0 += 4)
+        // AVX-512: eight activations per pass over a pair of groups (measured ~10% over four); the stack bound halves.
+        bool wide = avx512 && nb <= MaxStackBlocks / 8;
+        int* corr = stackalloc int[(wide ? 8 : 4) * nb];
+        float* dy = stackalloc float[(wide ? 8 : 4) * nb];
+        for (int a0 = 0; a0 < nActs;)
         {
-            int na = Math.Min(4, nActs - a0);
+            int na = wide && nActs - a0 >= 8 ? 8 : Math.Min(4, nActs - a0);
             for (int a = 0; a < na; a++)
                 ActivationTerms((BlockQ8_0*)(acts + (a0 + a) * actStride), nb, corr + a * nb, dy + a * nb);
             for (int g = 0; g < groups; g++)
             {
                 byte* gw = weights + (long)g * Rows * rowBytes;
                 float* yg = y + a0 * yStride + g * Rows;
-                if (na == 4 && avx512 && g + 1 < groups)
+                if (na == 8 && g + 1 < groups)
+                {
+                    Group8x2Avx512(gw, Rows * rowBytes, nb, acts + a0 * actStride, actStride, corr, dy, yg, yStride);
+                    g++;
+                }
+                else if (na == 8)
+                {
+                    Group4(gw, nb, acts + a0 * actStride, actStride, corr, dy, yg, yStride);
+                    Group4(gw, nb, acts + (a0 + 4) * actStride, actStride, corr + 4 * nb, dy + 4 * nb, yg + 4 * yStride, yStride);
+                }
+                else if (na == 4 && avx512 && g + 1 < groups)
                 {
                     Group4x2Avx512(gw, Rows * rowBytes, nb, acts + a0 * actStride, actStride, corr, dy, yg, yStride);
                     g++;
-                    continue;
                 }
-                if (na == 4)
+                else if (na == 4)
                 {
                     Group4(gw, nb, acts + a0 * actStride, actStride, corr, dy, yg, yStride);
-                    continue;
                 }
-                for (int a = 0; a < na; a++)
-                    Group1(gw, nb, (BlockQ8_0*)(acts + (a0 + a) * actStride), corr + a * nb, dy + a * nb, yg + a * yStride);
+                else
+                {
+                    for (int a = 0; a < na; a++)
+                        Group1(gw, nb, (BlockQ8_0*)(acts + (a0 + a) * actStride), corr + a * nb, dy + a * nb, yg + a * yStride);
+                }
             }
             for (int r = groups * Rows; r < nRows; r++)
                 for (int a = 0; a < na; a++)
                     y[(a0 + a) * yStride + r] = Q4_0.DotQ4_0Q8_0(n, weights + r * rowBytes, acts + (a0 + a) * actStride);
+            a0 += na;
         }
     }
 
