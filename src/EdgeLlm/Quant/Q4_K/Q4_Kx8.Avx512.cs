@@ -67,7 +67,9 @@ internal static unsafe partial class Q4_Kx8
 
     /// <summary>Two 32-byte pieces as one zmm (<c>vinserti64x4</c>): <paramref name="lo"/> for group g, <paramref name="hi"/> for g + 1.</summary>
     [MethodImpl(MethodImplOptions.AggressiveInlining)]
-    private static Vector512<byte> Load2(byte* lo, byte* hi) => Vector512.Create(Vector256.Load(lo), Vector256.Load(hi));
+    private static Vector512<byte> Load2(byte* lo, byte* hi) =>
+        // Not Vector512.Create(lo, hi): the JIT builds that through a stack temporary with two inserts.
+        Avx512F.InsertVector256(Vector256.Load(lo).ToVector512Unsafe(), Vector256.Load(hi), 1);
 
     /// <summary><see cref="Widen"/> for the sixteen fp16 values of two groups (eight at <paramref name="lo"/>, eight at <paramref name="hi"/>): the same bit trick per lane.</summary>
     [MethodImpl(MethodImplOptions.AggressiveInlining)]
