@@ -128,10 +128,9 @@ internal static unsafe partial class Q4_Kx8
             sbyte* x0 = a0[ib].Qs, x1 = a1[ib].Qs, x2 = a2[ib].Qs, x3 = a3[ib].Qs;
             Vector512<int> s0 = default, s1 = default, s2 = default, s3 = default;
             // Chunk c: sub-blocks 2c (low nibbles of Q[8c..8c+8)) and 2c + 1 (their high nibbles) from one load of each vector.
-            Chunk2x4(q, qh, x0, x1, x2, x3, sc[0], sc[1], ref s0, ref s1, ref s2, ref s3);
-            Chunk2x4(q + 256, qh + 256, x0 + 64, x1 + 64, x2 + 64, x3 + 64, sc[2], sc[3], ref s0, ref s1, ref s2, ref s3);
-            Chunk2x4(q + 512, qh + 512, x0 + 128, x1 + 128, x2 + 128, x3 + 128, sc[4], sc[5], ref s0, ref s1, ref s2, ref s3);
-            Chunk2x4(q + 768, qh + 768, x0 + 192, x1 + 192, x2 + 192, x3 + 192, sc[6], sc[7], ref s0, ref s1, ref s2, ref s3);
+            // A loop, not written out: four copies of the chunk overflow the decoded-uop cache.
+            for (int c = 0; c < 4; c++)
+                Chunk2x4(q + 256 * c, qh + 256 * c, x0 + 64 * c, x1 + 64 * c, x2 + 64 * c, x3 + 64 * c, sc[2 * c], sc[2 * c + 1], ref s0, ref s1, ref s2, ref s3);
             var dx = Widen2(o + OffD, oh + OffD);
             var mx = Widen2(o + OffDMin, oh + OffDMin);
             Finish2(dx, mx, s0, mn, a0 + ib, bsp, ref acc0, ref accm0);
