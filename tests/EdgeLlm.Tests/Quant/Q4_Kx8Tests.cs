@@ -240,6 +240,19 @@ public unsafe class Q4_Kx8Tests
         _out.WriteLine($"{fill}: {tiles} AVX-512 tiles (rows 8..45, 1..11 activations, 1..3 super-blocks) == AVX2 tiles bit for bit");
     }
 
+    /// <summary>The self test's check of the AVX-512 tile (what <c>edgellm selftest</c> runs) is listed and passes.</summary>
+    [Fact]
+    public void SelfTest_CheckQ4_Kx8Avx512_Passes()
+    {
+        Assert.Contains(SelfTest.Checks(), c => c.Name == "repacked q4_Kx8 rows and AVX-512 tiles" && c.Supported == Q4_Kx8.IsAvx512Supported);
+        if (!Q4_Kx8.IsAvx512Supported)
+        {
+            _out.WriteLine("SKIPPED: the AVX-512 tile needs AVX-512 F and BW");
+            return;
+        }
+        Assert.Null(SelfTest.CheckQ4_Kx8Avx512(seed: 1234));
+    }
+
     /// <summary>
     /// With d = dmin = 1 and activation scale 1 every term is a small integer, so the packed kernels
     /// must give the exact result (a wrong lane, scale, min or nibble cannot hide in a tolerance).
