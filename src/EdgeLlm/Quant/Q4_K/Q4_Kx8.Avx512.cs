@@ -29,7 +29,9 @@ internal static unsafe partial class Q4_Kx8
     /// pair sums of a sub-block and the int32 sums are exact (so their order does not matter), and
     /// the float operations per super-block are the same ones in the same order. A leftover odd
     /// group, activation rows past the last four and rows past the last whole group go through the
-    /// AVX2 code.
+    /// AVX2 code. Measured on an AVX-512 Xeon (one thread, 256 rows × 2048 × 128 activations): about
+    /// 1.1–1.5× the AVX2 tile; eight activation rows per pass (each load shared by twice the rows)
+    /// measured 10–15% slower than four, so four it is.
     /// </summary>
     [MethodImpl(MethodImplOptions.AggressiveOptimization)]
     internal static void DotTileAvx512(int n, byte* weights, long rowBytes, int nRows, byte* acts, long actStride, int nActs, float* y, long yStride)
