@@ -25,22 +25,44 @@ public static class BenchCommand
         var backend = BackendOption.Create();
         var json = new Option<bool>("--json") { Description = "Print one JSON object on stdout instead of the table" };
         var generic = new Option<bool>("--generic") { Description = "Run the generic forward pass even when a compile-time specialization matches" };
-        var cmd = new Command("bench", "Measure prompt-processing and generation speed (like llama-bench)") { model, threads, pp, tg, reps, json, backend, generic };
+        var vsGeneric = new Option<bool>("--vs-generic")
+        {
+            Description = "Measure the compile-time specialization against the generic forward pass in this one process, alternating them on the same weights, and print the ratio",
+        };
+        var cmd = new Command("bench", "Measure prompt-processing and generation speed (like llama-bench)") { model, threads, pp, tg, reps, json, backend, generic, vsGeneric };
         cmd.SetAction(pr => ExitCodes.Guard(pr.GetValue(verbose), () =>
         {
             int t = pr.GetValue(threads), p = pr.GetValue(pp), n = pr.GetValue(tg), r = pr.GetValue(reps);
             RunCommand.CheckThreads(t);
             if (p < 0 || n < 0 || p + n == 0) throw new UsageException("-p and -n must be >= 0 and not both 0");
             if (r < 1) throw new UsageException($"-r must be >= 1, got {r}");
+            bool vs = pr.GetValue(vsGeneric);
+            if (vs && pr.GetValue(generic)) throw new UsageException("--generic and --vs-generic exclude each other: --vs-generic runs both paths");
+            if (vs && !BackendOption.MayRunOnCpu(pr.GetValue(backend))) throw new UsageException("--vs-generic measures the CPU forward passes; it needs --backend cpu");
             string path = ModelResolver.Resolve(pr.GetValue(model));
-            var result = Measure(path, t, p, n, r, pr.GetValue(backend), pr.GetValue(generic));
+            var result = Measure(path, t, p, n, r, pr.GetValue(backend), pr.GetValue(generic), vs);
             Console.Out.Write(pr.GetValue(json) ? result.ToJson() : result.ToTable());
             return ExitCodes.Ok;
         }));
         return cmd;
     }
 
-    internal sealed record BenchResult(string ModelPath, string ModelDescription, long SizeBytes, long Params, int Threads, int Pp, int Tg, double[] PpAll, double[] TgAll, string Kernel, string WeightLayout = "file")
+    /// <summary>The generic path's figures next to a specialization's (<c>--vs-generic</c>), measured alternately with them.</summary>
+    internal sealed record GenericComparison(string Specialization, double[] PpAll, double[] TgAll)
+    {
+        /// <summary>Best over best, as llama-bench's figures are compared; NaN when the test did not run.</summary>
+        public static double Ratio(double[] specialized, double[] generic) => specialized.Length > 0 ? specialized.Max() / generic.Max() : double.NaN;
+
+        /// <summary>Median of the per-repetition ratios: each pair ran back to back, so load from other processes hits both alike.</summary>
+        public static double PairedMedian(double[] specialized, double[] generic)
+        {
+            if (specialized.Length == 0) return double.NaN;
+            var r = specialized.Zip(generic, (a, b) => a / b).Order().ToArray();
+            return r.Length % 2 == 1 ? r[r.Length / 2] : (r[r.Length / 2 - 1] + r[r.Length / 2]) / 2;
+        }
+    }
+
+    internal sealed record BenchResult(string ModelPath, string ModelDescription, long SizeBytes, long Params, int Threads, int Pp, int Tg, double[] PpAll, double[] TgAll, string Kernel, string WeightLayout = "file", GenericComparison? Generic = null)
     {
         public string ToJson()
         {
@@ -54,7 +76,21 @@ public static class BenchCommand
             sb.Append(", \"pp_all\": ").Append(Arr(PpAll)).Append(", \"tg_all\": ").Append(Arr(TgAll));
             sb.Append(", \"kernel\": ").Append(JsonString(Kernel));
             // An extension of the issue's object: how the CPU computes with the weights ("file": in place in the mapping).
-            sb.Append(", \"weight_layout\": ").Append(JsonString(WeightLayout)).Append("}\n");
+            sb.Append(", \"weight_layout\": ").Append(JsonString(WeightLayout));
+            if (Generic is { } g)
+            {
+                // --vs-generic: the figures above are the specialization's; the generic path's follow, with the ratios.
+                static string Num(double x) => double.IsNaN(x) ? "null" : x.ToString("R", CultureInfo.InvariantCulture);
+                sb.Append(", \"specialization\": ").Append(JsonString(g.Specialization));
+                sb.Append(", \"generic\": {\"pp_tps\": ").Append(g.PpAll.Length > 0 ? Num(g.PpAll.Max()) : "null");
+                sb.Append(", \"tg_tps\": ").Append(g.TgAll.Length > 0 ? Num(g.TgAll.Max()) : "null");
+                sb.Append(", \"pp_all\": ").Append(Arr(g.PpAll)).Append(", \"tg_all\": ").Append(Arr(g.TgAll)).Append('}');
+                sb.Append(", \"pp_ratio\": ").Append(Num(GenericComparison.Ratio(PpAll, g.PpAll)));
+                sb.Append(", \"tg_ratio\": ").Append(Num(GenericComparison.Ratio(TgAll, g.TgAll)));
+                sb.Append(", \"pp_ratio_paired_median\": ").Append(Num(GenericComparison.PairedMedian(PpAll, g.PpAll)));
+                sb.Append(", \"tg_ratio_paired_median\": ").Append(Num(GenericComparison.PairedMedian(TgAll, g.TgAll)));
+            }
+            sb.Append("}\n");
             return sb.ToString();
         }
 
@@ -71,7 +107,17 @@ public static class BenchCommand
                 sb.AppendLine(ci, $"| {ModelDescription,-30} | {SizeBytes / 1048576.0,6:F2} MiB | {Params / 1e9,8:F2} B | {(Kernel.StartsWith("vulkan", StringComparison.Ordinal) ? Kernel : "CPU " + Kernel),-10} | {Threads,7} | {test,13} | {mean,11:F2} ± {sd,6:F2} |");
             }
             if (PpAll.Length > 0) Row($"pp{Pp}", PpAll);
+            if (Generic is { } g && g.PpAll.Length > 0) Row($"pp{Pp} generic", g.PpAll);
             if (TgAll.Length > 0) Row($"tg{Tg}", TgAll);
+            if (Generic is { } h && h.TgAll.Length > 0) Row($"tg{Tg} generic", h.TgAll);
+            if (Generic is { } c)
+            {
+                sb.AppendLine();
+                sb.Append(ci, $"specialized '{c.Specialization}' / generic, alternating in one process:");
+                if (PpAll.Length > 0) sb.Append(ci, $" pp{Pp} {GenericComparison.Ratio(PpAll, c.PpAll):F2}× (best of {PpAll.Length} each; median of pairs {GenericComparison.PairedMedian(PpAll, c.PpAll):F2}×)");
+                if (TgAll.Length > 0) sb.Append(ci, $"{(PpAll.Length > 0 ? "," : "")} tg{Tg} {GenericComparison.Ratio(TgAll, c.TgAll):F2}× (best of {TgAll.Length} each; median of pairs {GenericComparison.PairedMedian(TgAll, c.TgAll):F2}×)");
+                sb.AppendLine();
+            }
             return sb.ToString();
         }
 
@@ -88,9 +134,11 @@ public static class BenchCommand
         }
     }
 
-    internal static BenchResult Measure(string path, int threads, int pp, int tg, int reps, string? backend = "cpu", bool generic = false)
+    internal static BenchResult Measure(string path, int threads, int pp, int tg, int reps, string? backend = "cpu", bool generic = false, bool vsGeneric = false)
     {
         using var model = Model.Load(path, new ModelLoadOptions { Generic = generic, RepackWeights = BackendOption.MayRunOnCpu(backend) });
+        if (vsGeneric && model.Specialization is null)
+            throw new UsageException($"--vs-generic: no compile-time specialization matches {path} ({Specialized.SpecializationRegistry.Describe(model)})");
         int ctxLen = Math.Max(pp, tg) + 1;
         using var context = BackendOption.CreateContext(backend, model, ctxLen, threads);
         var rng = new Random(1);
@@ -114,21 +162,46 @@ public static class BenchCommand
             return tg / sw.Elapsed.TotalSeconds;
         }
 
-        // Warm-up: page the weights in and let the JIT tier up.
-        if (pp > 0) RunPp();
-        if (tg > 0) { context.Reset(); context.Eval(RandomTokens(Math.Min(tg, 4))); }
+        // --vs-generic: each repetition runs both paths back to back, the first one alternating, and
+        // both paths share the weights, the context and the page cache.
+        double[] genPp = [], genTg = [];
+        double[] Series(int count, Func<double> run, ref double[] generic)
+        {
+            if (!vsGeneric) return Enumerable.Range(0, count).Select(_ => run()).ToArray();
+            var spec = new double[count];
+            generic = new double[count];
+            for (int i = 0; i < count; i++)
+            {
+                bool genericFirst = i % 2 == 1;
+                model.RunGeneric = genericFirst;
+                double first = run();
+                model.RunGeneric = !genericFirst;
+                double second = run();
+                model.RunGeneric = false;
+                (spec[i], generic[i]) = genericFirst ? (second, first) : (first, second);
+            }
+            return spec;
+        }
+
+        // Warm-up: page the weights in and let the JIT tier up (both paths with --vs-generic).
+        foreach (bool g in vsGeneric ? new[] { true, false } : [false])
+        {
+            model.RunGeneric = g;
+            if (pp > 0) RunPp();
+            if (tg > 0) { context.Reset(); context.Eval(RandomTokens(Math.Min(tg, 4))); }
+        }
 
         // Per-op times (EDGELLM_PROFILE=1) and resident memory go to stderr, so stdout stays the table/JSON.
         ForwardProfiler.Reset();
         var cpu = Process.GetCurrentProcess();
         TimeSpan cpuStart = cpu.TotalProcessorTime;
-        var ppAll = pp > 0 ? Enumerable.Range(0, reps).Select(_ => RunPp()).ToArray() : [];
+        var ppAll = pp > 0 ? Series(reps, RunPp, ref genPp) : [];
         if (pp > 0 && ForwardProfiler.Enabled) Console.Error.Write($"profile pp{pp} ×{reps}:\n{ForwardProfiler.Report()}");
         cpu.Refresh();
         if (pp > 0) Console.Error.WriteLine($"pp: {(cpu.TotalProcessorTime - cpuStart).TotalSeconds / (pp * reps) * 1000:F1} ms CPU time per token (all threads; shows the cost when the cores are shared)");
         ForwardProfiler.Reset();
         cpuStart = cpu.TotalProcessorTime;
-        var tgAll = tg > 0 ? Enumerable.Range(0, reps).Select(_ => RunTg()).ToArray() : [];
+        var tgAll = tg > 0 ? Series(reps, RunTg, ref genTg) : [];
         cpu.Refresh();
         if (tg > 0) Console.Error.WriteLine($"tg: {(cpu.TotalProcessorTime - cpuStart).TotalSeconds / (tg * reps) * 1000:F1} ms CPU time per token (all threads)");
         if (tg > 0 && ForwardProfiler.Enabled) Console.Error.Write($"profile tg{tg} ×{reps}:\n{ForwardProfiler.Report()}");
@@ -139,7 +212,8 @@ public static class BenchCommand
         string type = model.File.Tensors.GroupBy(t => t.Type).OrderByDescending(g => g.Sum(t => t.ByteSize)).First().Key.ToString();
         string desc = $"{model.Config.Architecture} {parameters / 1e9:F2}B {type}";
         return new BenchResult(path, desc, size, parameters, threads, pp, tg, ppAll, tgAll, context.Description.StartsWith("vulkan", StringComparison.Ordinal) ? context.Description : CpuFeatures.KernelPath,
-            model.RepackedBytes == 0 ? "file" : string.Join("+", model.RepackedLayouts));
+            model.RepackedBytes == 0 ? "file" : string.Join("+", model.RepackedLayouts),
+            vsGeneric ? new GenericComparison(model.Specialization!.Name, genPp, genTg) : null);
     }
 
     /// <summary>VmRSS and VmHWM (peak) from /proc/self/status, or a note where that file is missing.</summary>

@@ -48,6 +48,15 @@ public abstract unsafe class Model : IDisposable
     /// </summary>
     public Specialized.SpecializedTransformer? Specialization { get; private set; }
 
+    /// <summary>
+    /// True: forward passes take the generic path even where <see cref="Specialization"/> matches.
+    /// Switch it between evaluations, never during one. <c>edgellm bench --vs-generic</c> alternates
+    /// it to measure the specialization against the generic path on the same mapped and repacked
+    /// weights in one process (<see cref="ModelLoadOptions.Generic"/> instead never looks a
+    /// specialization up).
+    /// </summary>
+    public bool RunGeneric { get; set; }
+
     /// <summary>The GGUF file the weights are mapped from.</summary>
     public GgufFile File { get; }
 
@@ -224,7 +233,7 @@ public abstract unsafe class Model : IDisposable
     /// </summary>
     internal void Forward(ForwardBatch b, int outputRows, float* logits)
     {
-        if (Specialization is { } specialized)
+        if (!RunGeneric && Specialization is { } specialized)
         {
             specialized.Forward(this, b, outputRows, logits);
             return;

@@ -99,7 +99,7 @@ public static unsafe class SelfTest
     {
         foreach (var k in DotKernels())
             yield return new Check($"dot {k.Format}x{GgmlTypes.Name(k.Act)}", k.Isa, k.Supported, () => CheckDot(k, seed: 1234));
-        yield return new Check("repacked q4_0x8 rows and tiles", "avx2+fma", Q4_0x8.IsSupported, () => CheckQ4_0x8(seed: 1234));
+        yield return new Check("repacked q4_0x8 rows and tiles", Q4_0x8.UseAvx512Tile ? "avx2+fma, avx512bw tile" : "avx2+fma", Q4_0x8.IsSupported, () => CheckQ4_0x8(seed: 1234));
         yield return new Check("repacked q4_Kx8 rows and tiles", "avx2+fma", Q4_Kx8.IsSupported, () => CheckQ4_Kx8(seed: 1234));
         yield return new Check("repacked q4_Kx8 rows and AVX-512 tiles", "avx512bw", Q4_Kx8.IsAvx512Supported, () => CheckQ4_Kx8Avx512(seed: 1234));
         yield return new Check("repacked q6_Kx8 rows and tiles", "avx2+fma", Q6_Kx8.IsSupported, () => CheckQ6_Kx8(seed: 1234));

@@ -243,6 +243,40 @@ public class CliTests
     }
 
     [Fact]
+    public void Bench_VsGeneric_AlternatesBothPaths_AndReportsTheRatios()
+    {
+        string model = SharedData.Model("syn-llama-q4_0");
+        var r = CliRunner.Run(["bench", "-m", model, "-t", "1", "-p", "8", "-n", "4", "-r", "3", "--json", "--vs-generic"]);
+        Assert.True(r.ExitCode == 0, r.Stderr);
+        _out.WriteLine(r.Stdout.Trim());
+        using var doc = JsonDocument.Parse(r.Stdout);
+        var o = doc.RootElement;
+        Assert.Equal("syn-llama-q4_0", o.GetProperty("specialization").GetString());
+        var g = o.GetProperty("generic");
+        Assert.Equal(3, o.GetProperty("pp_all").GetArrayLength());
+        Assert.Equal(3, g.GetProperty("pp_all").GetArrayLength());
+        Assert.Equal(3, g.GetProperty("tg_all").GetArrayLength());
+        double gpp = g.GetProperty("pp_all").EnumerateArray().Max(e => e.GetDouble());
+        Assert.Equal(gpp, g.GetProperty("pp_tps").GetDouble());
+        Assert.Equal(o.GetProperty("pp_tps").GetDouble() / gpp, o.GetProperty("pp_ratio").GetDouble(), 12);
+        Assert.Equal(o.GetProperty("tg_tps").GetDouble() / g.GetProperty("tg_tps").GetDouble(), o.GetProperty("tg_ratio").GetDouble(), 12);
+        Assert.True(o.GetProperty("pp_ratio_paired_median").GetDouble() > 0);
+
+        var table = CliRunner.Run(["bench", "-m", model, "-t", "1", "-p", "8", "-n", "0", "-r", "2", "--vs-generic"]);
+        Assert.True(table.ExitCode == 0, table.Stderr);
+        Assert.Contains("|   pp8 generic |", table.Stdout, StringComparison.Ordinal);
+        Assert.Matches(@"specialized 'syn-llama-q4_0' / generic, alternating in one process: pp8 [0-9.]+× \(best of 2 each; median of pairs [0-9.]+×\)", table.Stdout);
+
+        // Nothing to compare against: a file no config matches, or --generic as well.
+        var none = CliRunner.Run(["bench", "-m", SharedData.Model("syn-llama-q5_0"), "-p", "8", "-n", "0", "--vs-generic"]);
+        Assert.Equal(1, none.ExitCode); // usage error
+        Assert.Contains("--vs-generic: no compile-time specialization matches", none.Stderr, StringComparison.Ordinal);
+        var both = CliRunner.Run(["bench", "-m", model, "-p", "8", "-n", "0", "--vs-generic", "--generic"]);
+        Assert.Equal(1, both.ExitCode);
+        Assert.Contains("--generic and --vs-generic exclude each other", both.Stderr, StringComparison.Ordinal);
+    }
+
+    [Fact]
     public void Info_NamesTheWeightLayout()
     {
         var r = Run("info", "-m", SharedData.Model("syn-llama-q4_0"));

@@ -213,7 +213,7 @@ public unsafe class PackedTileThroughputTests
             }
         var y0 = new float[nRows * nActs];
         var y1 = new float[nRows * nActs];
-        double b0 = double.MaxValue, b1 = double.MaxValue;
+        double b0 = double.MaxValue, b1 = double.MaxValue, bAvx2 = double.MaxValue;
         fixed (byte* pw = w)
         fixed (byte* pp = wp)
         fixed (byte* pa = acts)
@@ -235,10 +235,17 @@ public unsafe class PackedTileThroughputTests
                 sw.Restart();
                 packed.VecDotTile(n, pp, rowBytes, nRows, pa, actStride, nActs, py1, nRows);
                 b1 = Math.Min(b1, sw.Elapsed.TotalSeconds);
+                if (type == GgmlType.Q4_0)
+                {
+                    sw.Restart();
+                    Q4_0x8.DotTile(n, pp, rowBytes, nRows, pa, actStride, nActs, py1, nRows, avx512: false);
+                    bAvx2 = Math.Min(bAvx2, sw.Elapsed.TotalSeconds);
+                }
             }
         }
         double macs = (double)n * nRows * nActs;
         _out.WriteLine($"{type} plain tile: {macs / b0 / 1e9:F1} GMAC/s; {packed.Layout} tile: {macs / b1 / 1e9:F1} GMAC/s (best of 6, {CpuFeatures.KernelPath})");
+        if (bAvx2 < double.MaxValue) _out.WriteLine($"{type} {packed.Layout} tile with AVX2 only: {macs / bAvx2 / 1e9:F1} GMAC/s");
         if (type == GgmlType.Q4_K) CompareQ4_KxTiles(n, nRows, nActs, wp, rowBytes, acts, actStride);
         // The layouts sum in another float order than the plain kernels: compare against the largest result.
         float scale = y0.Max(MathF.Abs);

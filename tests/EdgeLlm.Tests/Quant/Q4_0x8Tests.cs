@@ -120,6 +120,70 @@ public unsafe class Q4_0x8Tests
         _out.WriteLine($"{fill}: {pairs} pairs: AVX2 rows == scalar statement == tiles bit for bit; worst relative difference to the plain dot {worst:E2}");
     }
 
+    /// <summary>
+    /// The AVX-512 tile (two groups per register) against the AVX2 tile and the decode rows, bit for
+    /// bit: odd and even group counts, plain tails, activation counts around the tile width of 4.
+    /// </summary>
+    [Theory]
+    [InlineData("Random")]
+    [InlineData("AllMin")]
+    [InlineData("AllMax")]
+    [InlineData("HugeScale")]
+    public void Avx512Tile_EqualsAvx2Tile_AndRows(string fillName)
+    {
+        var fill = Enum.Parse<SelfTest.Fill>(fillName);
+        if (!Q4_0x8.UseAvx512Tile)
+        {
+            _out.WriteLine($"SKIPPED: the Q4_0x8 AVX-512 tile needs AVX-512BW ({CpuFeatures.KernelPath})");
+            return;
+        }
+        var rng = new Random((int)fill + 11);
+        int pairs = 0;
+        foreach (int blocks in new[] { 1, 3, 64 })
+        foreach (int nRows in new[] { 16, 17, 24, 40, 47 })
+        {
+            int n = blocks * 32;
+            long rowBytes = GgmlTypes.Info(GgmlType.Q4_0).RowBytes(n);
+            long actBytes = GgmlTypes.Info(GgmlType.Q8_0).RowBytes(n);
+            byte[] plain = SelfTest.MakeBlocks(GgmlType.Q4_0, n * nRows, fill, rng);
+            var packed = new byte[plain.Length];
+            const int maxActs = 13;
+            long actStride = actBytes + 6;
+            var acts = new byte[actStride * maxActs];
+            for (int k = 0; k < maxActs; k++) SelfTest.MakeBlocks(GgmlType.Q8_0, n, fill, rng).CopyTo(acts, k * actStride);
+            long yStride = nRows + 1;
+            var wide = new float[yStride * maxActs];
+            var narrow = new float[yStride * maxActs];
+            var rows = new float[nRows];
+            fixed (byte* p = plain)
+            fixed (byte* q = packed)
+            fixed (byte* a = acts)
+            fixed (float* yw = wide)
+            fixed (float* yn = narrow)
+            fixed (float* yr = rows)
+            {
+                Assert.True(Q4_0x8.Pack(p, q, nRows, n));
+                foreach (int nActs in new[] { 1, 3, 4, 5, 8, 13 })
+                {
+                    Q4_0x8.DotTile(n, q, rowBytes, nRows, a, actStride, nActs, yw, yStride, avx512: true);
+                    Q4_0x8.DotTile(n, q, rowBytes, nRows, a, actStride, nActs, yn, yStride, avx512: false);
+                    for (int k = 0; k < nActs; k++)
+                    {
+                        Q4_0x8.DotRows(n, q, rowBytes, nRows, a + k * actStride, yr);
+                        for (int r = 0; r < nRows; r++)
+                        {
+                            float w = yw[k * yStride + r], v = yn[k * yStride + r];
+                            Assert.True(SelfTest.SameFloat(v, w), $"{fill} n={n} rows={nRows} acts={nActs} row {r} act {k}: avx512 {w:R} vs avx2 {v:R}");
+                            Assert.True(SelfTest.SameFloat(yr[r], w), $"{fill} n={n} rows={nRows} acts={nActs} row {r} act {k}: avx512 {w:R} vs rows {yr[r]:R}");
+                            pairs++;
+                        }
+                    }
+                }
+            }
+        }
+        _out.WriteLine($"{fill}: {pairs} (row, activation) pairs: AVX-512 tile == AVX2 tile == rows, bit for bit");
+    }
+
     private static double AbsSum(int n, byte* w, byte* a)
     {
         var fw = new float[n];

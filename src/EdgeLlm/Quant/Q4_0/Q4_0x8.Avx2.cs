@@ -45,9 +45,17 @@ internal static unsafe partial class Q4_0x8
     /// y[a·yStride + r] = row r · act a: the prompt tile. Each group block is unpacked once and
     /// met by four activation rows; per (row, activation) the arithmetic is <see cref="DotRows"/>'s.
     /// </summary>
+    public static void DotTile(int n, byte* weights, long rowBytes, int nRows, byte* acts, long actStride, int nActs, float* y, long yStride) =>
+        DotTile(n, weights, rowBytes, nRows, acts, actStride, nActs, y, yStride, UseAvx512Tile);
+
+    /// <summary>
+    /// <see cref="DotTile(int, byte*, long, int, byte*, long, int, float*, long)"/> with the 512-bit
+    /// two-group tile on or off (<paramref name="avx512"/> is ignored without AVX-512BW); tests run both.
+    /// </summary>
     [MethodImpl(MethodImplOptions.AggressiveOptimization)]
-    public static void DotTile(int n, byte* weights, long rowBytes, int nRows, byte* acts, long actStride, int nActs, float* y, long yStride)
+    internal static void DotTile(int n, byte* weights, long rowBytes, int nRows, byte* acts, long actStride, int nActs, float* y, long yStride, bool avx512)
     {
+        avx512 &= UseAvx512Tile;
         QuantMath.CheckBlocks(n, QK, "Q4_0");
         int nb = n / QK;
         if (!IsSupported || nb > MaxStackBlocks / 4)
@@ -74,6 +82,12 @@ internal static unsafe partial class Q4_0x8
             {
                 byte* gw = weights + (long)g * Rows * rowBytes;
                 float* yg = y + a0 * yStride + g * Rows;
+                if (na == 4 && avx512 && g + 1 < groups)
+                {
+                    Group4x2Avx512(gw, Rows * rowBytes, nb, acts + a0 * actStride, actStride, corr, dy, yg, yStride);
+                    g++;
+                    continue;
+                }
                 if (na == 4)
                 {
                     Group4(gw, nb, acts + a0 * actStride, actStride, corr, dy, yg, yStride);
