@@ -265,9 +265,40 @@ public unsafe class PackedTileThroughputTests
             for (int i = 0; i < y2.Length; i++)
                 Assert.True(SelfTest.SameFloat(y2[i], y3[i]) && SelfTest.SameFloat(y2[i], y1[i]), $"result {i}: AVX2 {y2[i]:R} AVX-512 {y3[i]:R} dispatch {y1[i]:R}");
         }
+        if (type == GgmlType.Q4_K) CompareQ4_KxTiles(n, nRows, nActs, wp, rowBytes, acts, actStride);
         // The layouts sum in another float order than the plain kernels: compare against the largest result.
         float scale = y0.Max(MathF.Abs);
         for (int i = 0; i < y0.Length; i++)
             Assert.True(Math.Abs(y0[i] - y1[i]) <= 1e-5f * scale, $"result {i}: plain {y0[i]} packed {y1[i]} (largest |y| {scale})");
+    }
+
+    /// <summary>The q4_Kx8 AVX2 tile and AVX-512 tile, timed interleaved on the same packed matrix: their GMAC/s and bit-for-bit equality.</summary>
+    private void CompareQ4_KxTiles(int n, int nRows, int nActs, byte[] wp, long rowBytes, byte[] acts, long actStride)
+    {
+        if (!Q4_Kx8.IsAvx512Supported)
+        {
+            _out.WriteLine("q4_Kx8 AVX-512 tile: not on this CPU (needs AVX-512 F and BW)");
+            return;
+        }
+        var y2 = new float[nRows * nActs];
+        var y5 = new float[nRows * nActs];
+        double b2 = double.MaxValue, b5 = double.MaxValue;
+        fixed (byte* pp = wp)
+        fixed (byte* pa = acts)
+        fixed (float* py2 = y2)
+        fixed (float* py5 = y5)
+            for (int rep = 0; rep < 20; rep++)
+            {
+                var sw = Stopwatch.StartNew();
+                Q4_Kx8.DotTileAvx2(n, pp, rowBytes, nRows, pa, actStride, nActs, py2, nRows);
+                b2 = Math.Min(b2, sw.Elapsed.TotalSeconds);
+                sw.Restart();
+                Q4_Kx8.DotTileAvx512(n, pp, rowBytes, nRows, pa, actStride, nActs, py5, nRows);
+                b5 = Math.Min(b5, sw.Elapsed.TotalSeconds);
+            }
+        double macs = (double)n * nRows * nActs;
+        _out.WriteLine($"q4_Kx8 AVX2 tile: {macs / b2 / 1e9:F1} GMAC/s; q4_Kx8 AVX-512 tile: {macs / b5 / 1e9:F1} GMAC/s ({b2 / b5:F2}x; best of 20, interleaved)");
+        for (int i = 0; i < y2.Length; i++)
+            Assert.True(SelfTest.SameFloat(y2[i], y5[i]), $"result {i}: avx2 {y2[i]:R} avx512 {y5[i]:R}");
     }
 }

@@ -180,6 +180,80 @@ public unsafe class Q4_Kx8Tests
     }
 
     /// <summary>
+    /// The AVX-512 prompt tile (two groups per zmm) equals the AVX2 tile bit for bit, called
+    /// directly (whatever DotTile dispatches to): odd and even group counts (the odd group goes
+    /// through the AVX2 kernel), with and without a plain tail, 1..11 activation rows (the ones past
+    /// the last four too), several fills and super-block counts; the padding stays untouched.
+    /// </summary>
+    [Theory]
+    [InlineData("Random")]
+    [InlineData("AllMin")]
+    [InlineData("AllMax")]
+    [InlineData("NegativeScale")]
+    public void Avx512Tile_EqualsAvx2Tile(string fillName)
+    {
+        var fill = Enum.Parse<SelfTest.Fill>(fillName);
+        if (!Q4_Kx8.IsAvx512Supported)
+        {
+            _out.WriteLine($"SKIPPED: the AVX-512 tile needs AVX-512 F and BW (Avx512F {System.Runtime.Intrinsics.X86.Avx512F.IsSupported}, Avx512BW {System.Runtime.Intrinsics.X86.Avx512BW.IsSupported})");
+            return;
+        }
+        var rng = new Random((int)fill + 101);
+        int tiles = 0;
+        const int MaxActs = 11;
+        foreach (int blocks in new[] { 1, 2, 3 })
+        foreach (int nRows in new[] { 8, 16, 21, 24, 32, 45 })
+        {
+            int n = blocks * 256;
+            long rowBytes = GgmlTypes.Info(GgmlType.Q4_K).RowBytes(n);
+            long actStride = GgmlTypes.Info(GgmlType.Q8_K).RowBytes(n) + 20;
+            byte[] plain = SelfTest.MakeBlocks(GgmlType.Q4_K, n * nRows, fill, rng);
+            var packed = new byte[plain.Length];
+            var acts = new byte[actStride * MaxActs];
+            for (int k = 0; k < MaxActs; k++) Q8K(n, fill, rng).CopyTo(acts, k * actStride);
+            long yStride = nRows + 5;
+            var t2 = new float[yStride * MaxActs];
+            var t5 = new float[yStride * MaxActs];
+            fixed (byte* p = plain)
+            fixed (byte* q = packed)
+            fixed (byte* a = acts)
+            fixed (float* y2 = t2)
+            fixed (float* y5 = t5)
+            {
+                Assert.True(Q4_Kx8.Pack(p, q, nRows, n));
+                foreach (int nActs in new[] { 1, 2, 3, 4, 5, 7, 8, 9, 11 })
+                {
+                    Array.Fill(t2, -7f);
+                    Array.Fill(t5, -7f);
+                    Q4_Kx8.DotTileAvx2(n, q, rowBytes, nRows, a, actStride, nActs, y2, yStride);
+                    Q4_Kx8.DotTileAvx512(n, q, rowBytes, nRows, a, actStride, nActs, y5, yStride);
+                    for (int i = 0; i < t2.Length; i++)
+                    {
+                        long k = i / yStride, r = i % yStride;
+                        if (k >= nActs || r >= nRows) Assert.Equal(-7f, t5[i]);
+                        else Assert.True(SelfTest.SameFloat(t2[i], t5[i]), $"{fill} n={n} rows={nRows} nActs={nActs} row {r} act {k}: avx512 {t5[i]:R} vs avx2 {t2[i]:R}");
+                    }
+                    tiles++;
+                }
+            }
+        }
+        _out.WriteLine($"{fill}: {tiles} AVX-512 tiles (rows 8..45, 1..11 activations, 1..3 super-blocks) == AVX2 tiles bit for bit");
+    }
+
+    /// <summary>The self test's check of the AVX-512 tile (what <c>edgellm selftest</c> runs) is listed and passes.</summary>
+    [Fact]
+    public void SelfTest_CheckQ4_Kx8Avx512_Passes()
+    {
+        Assert.Contains(SelfTest.Checks(), c => c.Name == "repacked q4_Kx8 rows and AVX-512 tiles" && c.Supported == Q4_Kx8.IsAvx512Supported);
+        if (!Q4_Kx8.IsAvx512Supported)
+        {
+            _out.WriteLine("SKIPPED: the AVX-512 tile needs AVX-512 F and BW");
+            return;
+        }
+        Assert.Null(SelfTest.CheckQ4_Kx8Avx512(seed: 1234));
+    }
+
+    /// <summary>
     /// With d = dmin = 1 and activation scale 1 every term is a small integer, so the packed kernels
     /// must give the exact result (a wrong lane, scale, min or nibble cannot hide in a tolerance).
     /// </summary>

@@ -63,12 +63,21 @@ internal static unsafe partial class Q4_Kx8
     }
 
     /// <summary>
-    /// y[a·yStride + r] = row r · act a: the prompt tile. Each group super-block's scales are
-    /// unpacked once and its quants met by four activation rows; per (row, activation) the
-    /// arithmetic is <see cref="DotRows"/>'s.
+    /// y[a·yStride + r] = row r · act a: the prompt tile. <see cref="DotTileAvx512"/> where AVX-512
+    /// BW is present, else <see cref="DotTileAvx2"/>; both give <see cref="DotRows"/>'s results bit for bit.
+    /// </summary>
+    public static void DotTile(int n, byte* weights, long rowBytes, int nRows, byte* acts, long actStride, int nActs, float* y, long yStride)
+    {
+        if (IsAvx512Supported) DotTileAvx512(n, weights, rowBytes, nRows, acts, actStride, nActs, y, yStride);
+        else DotTileAvx2(n, weights, rowBytes, nRows, acts, actStride, nActs, y, yStride);
+    }
+
+    /// <summary>
+    /// The AVX2 prompt tile. Each group super-block's scales are unpacked once and its quants met by
+    /// four activation rows; per (row, activation) the arithmetic is <see cref="DotRows"/>'s.
     /// </summary>
     [MethodImpl(MethodImplOptions.AggressiveOptimization)]
-    public static void DotTile(int n, byte* weights, long rowBytes, int nRows, byte* acts, long actStride, int nActs, float* y, long yStride)
+    internal static void DotTileAvx2(int n, byte* weights, long rowBytes, int nRows, byte* acts, long actStride, int nActs, float* y, long yStride)
     {
         KQuant.CheckLength(n, "Q4_K");
         int nb = n / QK;

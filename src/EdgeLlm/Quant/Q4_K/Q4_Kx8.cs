@@ -198,7 +198,8 @@ internal static unsafe partial class Q4_Kx8
 }
 
 /// <summary>
-/// Q4_K computed from the <see cref="Q4_Kx8"/> layout (AVX2 + FMA). Matrices are packed by
+/// Q4_K computed from the <see cref="Q4_Kx8"/> layout (AVX2 + FMA; the prompt tile in AVX-512 where
+/// AVX-512 BW is present). Matrices are packed by
 /// <see cref="WeightPacking"/> at load; <see cref="VecDotRows"/> and <see cref="VecDotTile"/>
 /// read groups of eight rows and must be called at a group boundary (<see cref="RowGroup"/>).
 /// Methods that take one row (<see cref="VecDot"/>, <see cref="DequantizeRow"/>) read a plain row,
