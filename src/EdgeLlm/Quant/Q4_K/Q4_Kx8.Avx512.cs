@@ -77,7 +77,7 @@ internal static unsafe partial class Q4_Kx8
     [MethodImpl(MethodImplOptions.AggressiveInlining)]
     private static Vector512<float> Widen2(byte* lo, byte* hi)
     {
-        var h = Avx512F.ConvertToVector512Int32(Vector256.Create(Vector128.Load((ushort*)lo), Vector128.Load((ushort*)hi)));
+        var h = Avx512F.ConvertToVector512Int32(Avx2.InsertVector128(Vector128.Load((ushort*)lo).ToVector256Unsafe(), Vector128.Load((ushort*)hi), 1));
         var mag = Avx512F.ShiftLeftLogical(h & Vector512.Create(0x7FFF), 13).AsSingle() * Vector512.Create(0x77800000).AsSingle(); // 2^112
         return (mag.AsInt32() | Avx512F.ShiftLeftLogical(h & Vector512.Create(0x8000), 16)).AsSingle();
     }

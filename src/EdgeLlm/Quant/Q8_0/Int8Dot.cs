@@ -73,12 +73,18 @@ internal static unsafe class Int8Dot
     /// <summary>Builds <c>[a0 | a1 | b0 | b1]</c> from the halves of two blocks.</summary>
     [MethodImpl(MethodImplOptions.AggressiveInlining)]
     public static Vector512<sbyte> Pack(Vector128<sbyte> a0, Vector128<sbyte> a1, Vector128<sbyte> b0, Vector128<sbyte> b1) =>
-        Vector512.Create(Vector256.Create(a0, a1), Vector256.Create(b0, b1));
+        Join(Avx2.InsertVector128(a0.ToVector256Unsafe(), a1, 1), Avx2.InsertVector128(b0.ToVector256Unsafe(), b1, 1));
+
+    /// <summary>
+    /// <c>[lo | hi]</c> with one <c>vinserti64x4</c>. (Vector512.Create(lo, hi) is built through a
+    /// stack temporary by the .NET 10 JIT, measured 10–15% slower in the Q8_0 prompt tile.)
+    /// </summary>
+    [MethodImpl(MethodImplOptions.AggressiveInlining)]
+    public static Vector512<sbyte> Join(Vector256<sbyte> lo, Vector256<sbyte> hi) => Avx512F.InsertVector256(lo.ToVector512Unsafe(), hi, 1);
 
     /// <summary>Loads the 32 quants of two (non-adjacent) blocks into one register.</summary>
     [MethodImpl(MethodImplOptions.AggressiveInlining)]
-    public static Vector512<sbyte> Load2(sbyte* a, sbyte* b) =>
-        Vector512.Create(Vector256.Load(a), Vector256.Load(b));
+    public static Vector512<sbyte> Load2(sbyte* a, sbyte* b) => Join(Vector256.Load(a), Vector256.Load(b));
 
     /// <summary>
     /// x·y for weights x in [-127, 127] and any int8 y: <c>vpmaddubsw</c> needs one unsigned

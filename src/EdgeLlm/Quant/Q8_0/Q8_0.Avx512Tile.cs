@@ -94,7 +94,8 @@ internal static unsafe partial class Q8_0
     private static Vector512<short> Widened(BlockQ8_0* x, int from)
     {
         var v = Avx2.ConvertToVector256Int16(Vector128.Load(x->Qs + from));
-        return Vector512.Create(v, v);
+        // One vinserti64x4: Vector512.Create(v, v) goes through a stack temporary.
+        return Avx512F.InsertVector256(v.ToVector512Unsafe(), v, 1);
     }
 
     [MethodImpl(MethodImplOptions.AggressiveInlining)]

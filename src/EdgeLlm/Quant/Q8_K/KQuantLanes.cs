@@ -36,7 +36,7 @@ internal static unsafe class KQuantLanes
     {
         // 16 scales as int16, then per step the 32-lane vector [s_j x16 | s_j+1 x16].
         Vector256<short> sc16 = Avx512F.ConvertToVector256Int16(Vector512.Load(scales));
-        Vector512<short> sc = Vector512.Create(sc16, sc16);
+        Vector512<short> sc = Avx512F.InsertVector256(sc16.ToVector512Unsafe(), sc16, 1); // not Vector512.Create(sc16, sc16): a stack temporary
         Vector512<short> idx = Vector512.Create((short)0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0,
             1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1);
         Vector512<short> two = Vector512.Create((short)2);
