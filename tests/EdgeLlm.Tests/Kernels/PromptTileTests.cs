@@ -180,6 +180,7 @@ public unsafe class PackedTileThroughputTests
     [InlineData(GgmlType.Q4_0)]
     [InlineData(GgmlType.Q4_K)]
     [InlineData(GgmlType.Q6_K)]
+    [InlineData(GgmlType.Q8_0)]
     public void PackedTiles_Throughput(GgmlType type)
     {
         Assert.True(WeightFormat.TryGet(type, out var plain));
@@ -188,6 +189,7 @@ public unsafe class PackedTileThroughputTests
             GgmlType.Q4_0 when Q4_0x8.IsSupported => new Q4_0x8Format(),
             GgmlType.Q4_K when Q4_Kx8.IsSupported => new Q4_Kx8Format(),
             GgmlType.Q6_K when Q6_Kx8.IsSupported => new Q6_Kx8Format(),
+            GgmlType.Q8_0 when Q8_0x8.IsSupported => new Q8_0x8Format(), // opt-in layout (EDGELLM_REPACK=q8_0x8)
             _ => null,
         };
         if (packed is null)
@@ -201,6 +203,9 @@ public unsafe class PackedTileThroughputTests
         long actStride = GgmlTypes.Info(plain.VecDotType).RowBytes(n);
         byte[] w = SelfTest.MakeBlocks(type, n * nRows, SelfTest.Fill.Random, rng);
         byte[] wp = new byte[w.Length];
+        if (type == GgmlType.Q8_0)
+            for (int i = 0; i < w.Length; i++)
+                if (i % 34 >= 2 && w[i] == 0x80) w[i] = 0x81; // q8_0x8 holds quants in [-127, 127], as ggml's quantizer writes them
         // Activations quantized from floats, so that Q8_K's block sums agree with its quants (the K layouts read them).
         byte[] acts = new byte[actStride * nActs];
         var x = new float[n];
@@ -230,6 +235,7 @@ public unsafe class PackedTileThroughputTests
             {
                 GgmlType.Q4_0 => Q4_0x8.Pack(pw, pp, nRows, n),
                 GgmlType.Q4_K => Q4_Kx8.Pack(pw, pp, nRows, n),
+                GgmlType.Q8_0 => Q8_0x8.Pack(pw, pp, nRows, n),
                 _ => Q6_Kx8.Pack(pw, pp, nRows, n),
             };
             Assert.True(ok);
