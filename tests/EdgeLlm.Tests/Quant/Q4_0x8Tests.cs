@@ -184,6 +184,57 @@ public unsafe class Q4_0x8Tests
         _out.WriteLine($"{fill}: {pairs} (row, activation) pairs: AVX-512 tile == AVX2 tile == rows, bit for bit");
     }
 
+    /// <summary>
+    /// The tile caches its per-activation terms between calls (a forward pass walks a matrix in
+    /// slices): slices of one matrix, then the same activation buffer changed in place (one quant,
+    /// one scale, everything), must each give the decode rows' results.
+    /// </summary>
+    [Fact]
+    public void Tile_TermsCache_FollowsActivationsChangedInPlace()
+    {
+        if (!Q4_0x8.IsSupported)
+        {
+            _out.WriteLine("SKIPPED: the Q4_0x8 kernels need AVX2 and FMA");
+            return;
+        }
+        var rng = new Random(21);
+        const int n = 256, nRows = 32, nActs = 13;
+        long rowBytes = GgmlTypes.Info(GgmlType.Q4_0).RowBytes(n);
+        long actBytes = GgmlTypes.Info(GgmlType.Q8_0).RowBytes(n);
+        byte[] plain = SelfTest.MakeBlocks(GgmlType.Q4_0, n * nRows, SelfTest.Fill.Random, rng);
+        var packed = new byte[plain.Length];
+        byte[] acts = SelfTest.MakeBlocks(GgmlType.Q8_0, n * nActs, SelfTest.Fill.Random, rng);
+        var tile = new float[nRows * nActs];
+        var rows = new float[nRows];
+        fixed (byte* p = plain)
+        fixed (byte* q = packed)
+        fixed (byte* a = acts)
+        fixed (float* yt = tile)
+        fixed (float* yr = rows)
+        {
+            Assert.True(Q4_0x8.Pack(p, q, nRows, n));
+            for (int round = 0; round < 4; round++)
+            {
+                foreach (bool avx512 in new[] { true, false })
+                {
+                    Array.Clear(tile);
+                    // two slices of 16 rows, as a forward pass hands them out: the second meets the cache
+                    Q4_0x8.DotTile(n, q, rowBytes, 16, a, actBytes, nActs, yt, nRows, avx512);
+                    Q4_0x8.DotTile(n, q + 16 * rowBytes, rowBytes, 16, a, actBytes, nActs, yt + 16, nRows, avx512);
+                    for (int k = 0; k < nActs; k++)
+                    {
+                        Q4_0x8.DotRows(n, q, rowBytes, nRows, a + k * actBytes, yr);
+                        for (int r = 0; r < nRows; r++)
+                            Assert.True(SelfTest.SameFloat(yr[r], tile[k * nRows + r]), $"round {round} avx512={avx512} row {r} act {k}: tile {tile[k * nRows + r]:R} vs rows {yr[r]:R}");
+                    }
+                }
+                if (round == 0) acts[9 * actBytes + actBytes - 1] ^= 0x5A;           // one quant of activation 9
+                else if (round == 1) acts[12 * actBytes + 34 + 1] ^= 0x04;          // the scale of block 1 of activation 12
+                else SelfTest.MakeBlocks(GgmlType.Q8_0, n * nActs, SelfTest.Fill.Random, rng).CopyTo(acts, 0);
+            }
+        }
+    }
+
     private static double AbsSum(int n, byte* w, byte* a)
     {
         var fw = new float[n];

@@ -9,48 +9,83 @@ namespace EdgeLlm.Quant;
 /// and go with inference contexts; native per-thread buffers would leak).
 /// </summary>
 /// <remarks>
-/// Callers often hand the same activations to many consecutive tile calls of a few weight rows
-/// each (a forward pass walks a matrix in slices). Packing is a pure function of the activation
-/// bytes, so <see cref="Packed"/> keeps the last packing with a copy of its source and reuses it
-/// when the layout and every source byte are the same (a compare is far cheaper than a repack).
+/// Callers often hand the same activations to many tile calls of a few weight rows each: a
+/// forward pass walks a matrix in slices of 64 rows (or a head at a time), and per slice it walks
+/// the prompt in tiles of <see cref="Kernels.MatMul.TileActs"/> activation rows, so the same
+/// activation tiles come back once per slice. Packing is a pure function of the activation
+/// bytes, so <see cref="Packed"/> keeps the last <see cref="Slots"/> packings with a copy of their
+/// source and reuses one when the layout, the address and every source byte are the same (a
+/// compare is far cheaper than a repack). Eight slots cover a 128-token prompt in tiles of 16;
+/// longer prompts cycle through them and repack, as a single slot did.
 /// </remarks>
 internal static unsafe class TileScratch
 {
     /// <summary>Packs <paramref name="na"/> (≤ 8) activation rows of <paramref name="nb"/> blocks into one tile at <paramref name="pack"/>.</summary>
     public delegate void PackTile(int nb, byte* acts, long actStride, int na, byte* pack);
 
-    [ThreadStatic] private static byte[]? t_pack;
-    [ThreadStatic] private static byte[]? t_source;
-    [ThreadStatic] private static PackTile? t_packer;
-    [ThreadStatic] private static int t_nb, t_nActs;
-    [ThreadStatic] private static long t_rowBytes, t_tileBytes;
+    /// <summary>Packings kept per thread.</summary>
+    internal const int Slots = 8;
+
+    private sealed class Slot
+    {
+        public byte[]? Pack;
+        public byte[]? Source;
+        public PackTile? Packer; // null: empty, or invalid while being rebuilt
+        public nint Acts;
+        public int Nb, NActs;
+        public long RowBytes, TileBytes, LastUse;
+    }
+
+    [ThreadStatic] private static Slot[]? t_slots;
+    [ThreadStatic] private static long t_clock;
 
     /// <summary>
     /// The activation tiles of rows [0, <paramref name="nActs"/>) (8 per tile, <paramref name="tileBytes"/>
-    /// apart), packed by <paramref name="packer"/>, from this thread's cache when the same packer last
-    /// packed byte-identical rows; valid until this thread's next call.
+    /// apart), packed by <paramref name="packer"/>, from this thread's cache when the same packer
+    /// packed byte-identical rows at the same address recently; valid until this thread's next call.
     /// </summary>
     public static byte* Packed(PackTile packer, int nb, byte* acts, long actStride, long actRowBytes, int nActs, long tileBytes)
     {
+        var slots = t_slots ??= CreateSlots();
+        long now = ++t_clock;
+        Slot victim = slots[0];
+        foreach (var slot in slots)
+        {
+            if (ReferenceEquals(packer, slot.Packer) && slot.Acts == (nint)acts && nb == slot.Nb && nActs == slot.NActs
+                && actRowBytes == slot.RowBytes && tileBytes == slot.TileBytes && SameSource(slot.Source!, acts, actStride, actRowBytes, nActs))
+            {
+                slot.LastUse = now;
+                return Aligned(slot.Pack!);
+            }
+            if (slot.LastUse < victim.LastUse) victim = slot;
+        }
+
         int tiles = (nActs + 7) / 8;
-        byte* pack = Aligned(ref t_pack, tiles * tileBytes);
-        if (ReferenceEquals(packer, t_packer) && nb == t_nb && nActs == t_nActs && actRowBytes == t_rowBytes && tileBytes == t_tileBytes
-            && SameSource(acts, actStride, actRowBytes, nActs))
-            return pack;
-        t_packer = null; // invalid while being rebuilt (an exception must not leave a stale key)
-        var source = t_source is { } s && s.Length >= actRowBytes * nActs ? s : t_source = GC.AllocateUninitializedArray<byte>(checked((int)(actRowBytes * nActs)));
-        fixed (byte* src = source)
+        victim.Packer = null; // invalid while being rebuilt (an exception must not leave a stale key)
+        if (victim.Pack is null || victim.Pack.Length < tiles * tileBytes + 64)
+            victim.Pack = GC.AllocateUninitializedArray<byte>(checked((int)Math.Max(tiles * tileBytes + 64, (victim.Pack?.Length ?? 0) * 2L)), pinned: true);
+        if (victim.Source is null || victim.Source.Length < actRowBytes * nActs)
+            victim.Source = GC.AllocateUninitializedArray<byte>(checked((int)(actRowBytes * nActs)));
+        byte* pack = Aligned(victim.Pack);
+        fixed (byte* src = victim.Source)
             for (int a = 0; a < nActs; a++)
                 Buffer.MemoryCopy(acts + a * actStride, src + a * actRowBytes, actRowBytes, actRowBytes);
         for (int t = 0; t < tiles; t++)
             packer(nb, acts + 8L * t * actStride, actStride, Math.Min(8, nActs - 8 * t), pack + t * tileBytes);
-        (t_packer, t_nb, t_nActs, t_rowBytes, t_tileBytes) = (packer, nb, nActs, actRowBytes, tileBytes);
+        (victim.Acts, victim.Nb, victim.NActs, victim.RowBytes, victim.TileBytes, victim.LastUse) = ((nint)acts, nb, nActs, actRowBytes, tileBytes, now);
+        victim.Packer = packer;
         return pack;
     }
 
-    private static bool SameSource(byte* acts, long actStride, long actRowBytes, int nActs)
+    private static Slot[] CreateSlots()
     {
-        var source = t_source!;
+        var slots = new Slot[Slots];
+        for (int i = 0; i < slots.Length; i++) slots[i] = new Slot();
+        return slots;
+    }
+
+    private static bool SameSource(byte[] source, byte* acts, long actStride, long actRowBytes, int nActs)
+    {
         for (int a = 0; a < nActs; a++)
         {
             if (!new ReadOnlySpan<byte>(acts + a * actStride, (int)actRowBytes).SequenceEqual(source.AsSpan((int)(a * actRowBytes), (int)actRowBytes)))
@@ -59,14 +94,9 @@ internal static unsafe class TileScratch
         return true;
     }
 
-    private static byte* Aligned(ref byte[]? buffer, long bytes)
+    /// <summary>The 64-byte aligned start of a pinned buffer (pinned arrays never move, so the address stays valid).</summary>
+    private static byte* Aligned(byte[] buffer)
     {
-        if (buffer is null || buffer.Length < bytes + 64)
-        {
-            t_packer = null; // the packed contents go with the old buffer
-            buffer = GC.AllocateUninitializedArray<byte>(checked((int)Math.Max(bytes + 64, (buffer?.Length ?? 0) * 2L)), pinned: true);
-        }
-        // Pinned (POH) arrays never move, so the address stays valid.
         byte* p = (byte*)Unsafe.AsPointer(ref buffer[0]);
         return (byte*)(((nint)p + 63) & ~(nint)63);
     }
