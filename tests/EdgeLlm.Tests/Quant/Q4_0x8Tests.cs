@@ -169,7 +169,12 @@ public unsafe class Q4_0x8Tests
                     Q4_0x8.DotTile(n, q, rowBytes, nRows, a, actStride, nActs, yn, yStride, avx512: false);
                     for (int k = 0; k < nActs; k++)
                     {
-                        Q4_0x8.DotRows(n, q, rowBytes, nRows, a + k * actStride, yr);
+                        // decode rows: the AVX2 two-group step, then the AVX-512 one into yr
+                        Q4_0x8.DotRows(n, q, rowBytes, nRows, a + k * actStride, yr, avx512: false);
+                        var avx2Rows = rows.ToArray();
+                        Q4_0x8.DotRows(n, q, rowBytes, nRows, a + k * actStride, yr, avx512: true);
+                        for (int r = 0; r < nRows; r++)
+                            Assert.True(SelfTest.SameFloat(avx2Rows[r], yr[r]), $"{fill} n={n} rows={nRows} row {r} act {k}: avx512 rows {yr[r]:R} vs avx2 rows {avx2Rows[r]:R}");
                         for (int r = 0; r < nRows; r++)
                         {
                             float w = yw[k * yStride + r], v = yn[k * yStride + r];
@@ -181,7 +186,7 @@ public unsafe class Q4_0x8Tests
                 }
             }
         }
-        _out.WriteLine($"{fill}: {pairs} (row, activation) pairs: AVX-512 tile == AVX2 tile == rows, bit for bit");
+        _out.WriteLine($"{fill}: {pairs} (row, activation) pairs: AVX-512 tile == AVX2 tile == AVX-512 rows == AVX2 rows, bit for bit");
     }
 
     /// <summary>

@@ -123,6 +123,35 @@ internal static unsafe partial class Q4_0x8
         (e7 + o7).Store(y + 7 * yStride);
     }
 
+    /// <summary>
+    /// The decode product of two groups (<paramref name="groupBytes"/> apart, rows 0..15) against one
+    /// activation row: <see cref="Group2"/>'s work in one 512-bit register per step, the results of
+    /// both groups contiguous in <paramref name="y"/>. Per row the arithmetic is <see cref="Group1"/>'s.
+    /// </summary>
+    [MethodImpl(MethodImplOptions.AggressiveOptimization)] // too big to inline: compiled fully optimized at once, never at tier 0
+    private static void Rows16Avx512(byte* g, long groupBytes, int nb, BlockQ8_0* a, int* corr, float* dy, float* y)
+    {
+        var m = Vector512.Create((byte)0x0F);
+        Vector512<float> even = default, odd = default;
+        byte* h = g + groupBytes;
+        for (int k = 0; k < nb; k++)
+        {
+            long off = (long)k * GroupBlockBytes;
+            byte* og = g + off, oh = h + off;
+            var v0 = Load2(og + 16, oh + 16);
+            var v1 = Load2(og + 48, oh + 48);
+            var v2 = Load2(og + 80, oh + 80);
+            var v3 = Load2(og + 112, oh + 112);
+            var isum = RawSums16(v0 & m, Avx512BW.ShiftRightLogical(v0.AsUInt16(), 4).AsByte() & m, v2 & m, Avx512BW.ShiftRightLogical(v2.AsUInt16(), 4).AsByte() & m,
+                v1 & m, Avx512BW.ShiftRightLogical(v1.AsUInt16(), 4).AsByte() & m, v3 & m, Avx512BW.ShiftRightLogical(v3.AsUInt16(), 4).AsByte() & m, a[k].Qs)
+                - Vector512.Create(corr[k]);
+            var scale = Scales16(og, oh) * Vector512.Create(dy[k]);
+            if ((k & 1) == 0) even = Avx512F.FusedMultiplyAdd(scale, Avx512F.ConvertToVector512Single(isum), even);
+            else odd = Avx512F.FusedMultiplyAdd(scale, Avx512F.ConvertToVector512Single(isum), odd);
+        }
+        (even + odd).Store(y);
+    }
+
     /// <summary>32 bytes at <paramref name="lo"/> (first group) and at <paramref name="hi"/> (second group) as one register.</summary>
     [MethodImpl(MethodImplOptions.AggressiveInlining)]
     private static Vector512<byte> Load2(byte* lo, byte* hi) =>
