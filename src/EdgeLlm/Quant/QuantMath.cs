@@ -38,6 +38,38 @@ internal static class QuantMath
     [MethodImpl(MethodImplOptions.AggressiveInlining)]
     public static ushort Fp32ToFp16(float f) => BitConverter.HalfToUInt16Bits((Half)f);
 
+    /// <summary>
+    /// f16 bit patterns (the low 16 bits of each int32 lane) as f32, exact for every finite half
+    /// (bit-identical to <see cref="Fp16ToFp32"/>; inf/NaN are not handled, callers refuse them).
+    /// Normal halves are rebiased with integer steps alone; subnormal ones (and zero) are their 10-bit
+    /// mantissa converted to float and scaled by 2^-24, a product that is itself normal. No float
+    /// instruction ever sees a subnormal operand: on x86 each one costs a microcode assist of about a
+    /// hundred cycles, which is what the older trick (magnitude bits × 2^112) paid on every block of a
+    /// matrix with tiny scales. Measured on TinyLlama-shape synthetic Q8_0, whose ffn_down scales
+    /// are all fp16-subnormal: q8_0x8 decode over those matrices 4.2 → 9.7 GB/s (2026-11-29).
+    /// Real files have them too: a Q4_K super-block scale is max(sub-block scale)/63, easily below 2^-14.
+    /// </summary>
+    [MethodImpl(MethodImplOptions.AggressiveInlining)]
+    public static Vector256<float> HalfBitsToSingle(Vector256<int> h)
+    {
+        var abs = h & Vector256.Create(0x7FFF);
+        var normal = (Vector256.ShiftLeft(abs, 13) + Vector256.Create(0x38000000)).AsSingle(); // exponent 15 -> 127
+        var small = Vector256.ConvertToSingle(abs) * Vector256.Create(0x33800000).AsSingle(); // 2^-24
+        var mag = Vector256.ConditionalSelect(Vector256.LessThan(abs, Vector256.Create(0x0400)).AsSingle(), small, normal);
+        return (mag.AsInt32() | Vector256.ShiftLeft(h & Vector256.Create(0x8000), 16)).AsSingle();
+    }
+
+    /// <summary><see cref="HalfBitsToSingle(Vector256{int})"/> on sixteen lanes.</summary>
+    [MethodImpl(MethodImplOptions.AggressiveInlining)]
+    public static Vector512<float> HalfBitsToSingle(Vector512<int> h)
+    {
+        var abs = h & Vector512.Create(0x7FFF);
+        var normal = (Vector512.ShiftLeft(abs, 13) + Vector512.Create(0x38000000)).AsSingle();
+        var small = Vector512.ConvertToSingle(abs) * Vector512.Create(0x33800000).AsSingle();
+        var mag = Vector512.ConditionalSelect(Vector512.LessThan(abs, Vector512.Create(0x0400)).AsSingle(), small, normal);
+        return (mag.AsInt32() | Vector512.ShiftLeft(h & Vector512.Create(0x8000), 16)).AsSingle();
+    }
+
     /// <summary>f32 rounded through f16 and back: the value a stored scale really has.</summary>
     public static float RoundTripFp16(float f) => Fp16ToFp32(Fp32ToFp16(f));
 

@@ -100,6 +100,7 @@ public static unsafe class SelfTest
         foreach (var k in DotKernels())
             yield return new Check($"dot {k.Format}x{GgmlTypes.Name(k.Act)}", k.Isa, k.Supported, () => CheckDot(k, seed: 1234));
         yield return new Check("repacked q4_0x8 rows and tiles", Q4_0x8.UseAvx512Tile ? "avx2+fma, avx512bw tile" : "avx2+fma", Q4_0x8.IsSupported, () => CheckQ4_0x8(seed: 1234));
+        yield return new Check("repacked q8_0x8 rows and tiles", Q8_0x8.UseAvx512Tile ? "avx2+fma, avx512bw tile" : "avx2+fma", Q8_0x8.IsSupported, () => CheckQ8_0x8(seed: 1234));
         yield return new Check("repacked q4_Kx8 rows and tiles", "avx2+fma", Q4_Kx8.IsSupported, () => CheckQ4_Kx8(seed: 1234));
         yield return new Check("repacked q4_Kx8 rows and AVX-512 tiles", "avx512bw", Q4_Kx8.IsAvx512Supported, () => CheckQ4_Kx8Avx512(seed: 1234));
         yield return new Check("repacked q6_Kx8 rows and tiles", "avx2+fma", Q6_Kx8.IsSupported, () => CheckQ6_Kx8(seed: 1234));
@@ -119,6 +120,21 @@ public static unsafe class SelfTest
     /// <summary>The repacked q4_0x8 kernels (Q4_0 matrices after load-time repacking): see <see cref="CheckRepacked"/>.</summary>
     internal static string? CheckQ4_0x8(int seed) =>
         CheckRepacked(GgmlType.Q4_0, GgmlType.Q8_0, [1, 2, 3, 8, 33], Q4_0x8.Pack, Q4_0x8.DotRows, Q4_0x8.DotRowsReference, Q4_0x8.DotTile, seed);
+
+    /// <summary>
+    /// The repacked q8_0x8 kernels (Q8_0 matrices, Q8_0 activations): see <see cref="CheckRepacked"/>.
+    /// Random blocks hold -128, which ggml's quantizer never writes and the layout refuses; it becomes -127 first.
+    /// </summary>
+    internal static string? CheckQ8_0x8(int seed) =>
+        CheckRepacked(GgmlType.Q8_0, GgmlType.Q8_0, [1, 2, 3, 8, 33], PackQ8_0x8NoMinus128, Q8_0x8.DotRows, Q8_0x8.DotRowsReference, Q8_0x8.DotTile, seed);
+
+    private static bool PackQ8_0x8NoMinus128(byte* src, byte* dst, int rows, int n)
+    {
+        long bytes = (long)rows * GgmlTypes.Info(GgmlType.Q8_0).RowBytes(n);
+        for (long i = 0; i < bytes; i++)
+            if (i % 34 >= 2 && src[i] == 0x80) src[i] = 0x81;
+        return Q8_0x8.Pack(src, dst, rows, n);
+    }
 
     /// <summary>The repacked q4_Kx8 kernels (Q4_K matrices, Q8_K activations): see <see cref="CheckRepacked"/>.</summary>
     internal static string? CheckQ4_Kx8(int seed) =>

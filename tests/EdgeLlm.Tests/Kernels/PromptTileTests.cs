@@ -189,7 +189,7 @@ public unsafe class PackedTileThroughputTests
             GgmlType.Q4_0 when Q4_0x8.IsSupported => new Q4_0x8Format(),
             GgmlType.Q4_K when Q4_Kx8.IsSupported => new Q4_Kx8Format(),
             GgmlType.Q6_K when Q6_Kx8.IsSupported => new Q6_Kx8Format(),
-            GgmlType.Q8_0 when Q8_0x8.IsSupported => new Q8_0x8Format(), // opt-in layout (EDGELLM_REPACK=q8_0x8)
+            GgmlType.Q8_0 when Q8_0x8.IsSupported => new Q8_0x8Format(),
             _ => null,
         };
         if (packed is null)

@@ -168,27 +168,27 @@ public unsafe class Q8_0x8Tests
     }
 
     [Fact]
-    public void Q8_0x8_IsOptIn_AndMatchesLlamaCppWhenAskedFor()
+    public void Q8_0x8_IsDefault_AndMatchesLlamaCpp()
     {
-        // Off by default (WeightPacking.DefaultLayouts: measured slower for prompts, no faster for decode).
-        Assert.DoesNotContain("q8_0x8", WeightPacking.DefaultLayouts);
-        if (Environment.GetEnvironmentVariable("EDGELLM_REPACK") is null) Assert.Null(WeightPacking.PackedFormat(GgmlType.Q8_0));
+        // On by default where its kernels run (WeightPacking.DefaultLayouts), off with EDGELLM_REPACK=0.
+        Assert.Contains("q8_0x8", WeightPacking.DefaultLayouts);
+        if (Environment.GetEnvironmentVariable("EDGELLM_REPACK") is null)
+            Assert.Equal(Q8_0x8.IsSupported ? "q8_0x8" : null, WeightPacking.PackedFormat(GgmlType.Q8_0)?.Layout);
         if (!Q8_0x8.IsSupported)
         {
             _out.WriteLine("SKIPPED: the q8_0x8 kernels need AVX2 and FMA");
             return;
         }
-        // Asked for (EDGELLM_REPACK lists it): the CLI computes with it and meets llama.cpp's logits.
+        // The CLI computes with it by default and meets llama.cpp's logits.
         string model = SharedData.Model("syn-llama-q8_0");
-        var env = new Dictionary<string, string?> { ["EDGELLM_REPACK"] = "q4_0x8,q8_0x8" };
-        var info = EdgeLlm.Tests.Cli.CliRunner.Run(["info", "-m", model], env);
+        var info = EdgeLlm.Tests.Cli.CliRunner.Run(["info", "-m", model]);
         Assert.Contains("weight layout: q8_0x8 repacked at load", info.Stdout, StringComparison.Ordinal);
         using var doc = System.Text.Json.JsonDocument.Parse(File.ReadAllText(Path.Combine(SharedData.Golden, "syn-llama-q8_0.p1.json")));
         var ids = doc.RootElement.GetProperty("prompt_ids").EnumerateArray().Select(e => e.GetInt32()).ToArray();
         string outPath = Path.Combine(Path.GetTempPath(), $"edgellm-q8x8-{Guid.NewGuid():N}.f32");
         try
         {
-            var r = EdgeLlm.Tests.Cli.CliRunner.Run(["logits", "-m", model, "--ids", string.Join(',', ids), "-o", outPath], env);
+            var r = EdgeLlm.Tests.Cli.CliRunner.Run(["logits", "-m", model, "--ids", string.Join(',', ids), "-o", outPath]);
             Assert.True(r.ExitCode == 0, r.Stderr);
             var ours = MemoryMarshal.Cast<byte, float>(File.ReadAllBytes(outPath)).ToArray();
             var golden = MemoryMarshal.Cast<byte, float>(File.ReadAllBytes(Path.Combine(SharedData.Golden, "syn-llama-q8_0.p1.logits.f32"))).ToArray();

@@ -179,15 +179,14 @@ internal static unsafe partial class Q4_0x8
     }
 
     /// <summary>
-    /// The eight fp16 scales at <paramref name="d"/> as f32: magnitude bits shifted into place and
-    /// rebiased by 2^112 (exact for normal, subnormal and zero halves; <see cref="Pack"/> refuses inf/NaN), sign or-ed back.
+    /// The eight fp16 scales at <paramref name="d"/> as f32: exact for every finite half, by
+    /// <see cref="QuantMath.HalfBitsToSingle(Vector256{int})"/> (<see cref="Pack"/> refuses inf/NaN).
     /// </summary>
     [MethodImpl(MethodImplOptions.AggressiveInlining)]
     private static Vector256<float> Scales(byte* d)
     {
         var h = Avx2.ConvertToVector256Int32((ushort*)d);
-        var mag = Avx2.ShiftLeftLogical(h & Vector256.Create(0x7FFF), 13).AsSingle() * Vector256.Create(0x77800000).AsSingle(); // 2^112
-        return (mag.AsInt32() | Avx2.ShiftLeftLogical(h & Vector256.Create(0x8000), 16)).AsSingle();
+        return QuantMath.HalfBitsToSingle(h);
     }
 
     /// <summary>Σ q·a for the eight rows of one group block (q unsigned nibbles, no offset yet), rows in lane order.</summary>

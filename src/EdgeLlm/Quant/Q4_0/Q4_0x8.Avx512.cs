@@ -163,8 +163,7 @@ internal static unsafe partial class Q4_0x8
     private static Vector512<float> Scales16(byte* dg, byte* dh)
     {
         var h = Avx512F.ConvertToVector512Int32(Avx2.InsertVector128(Vector128.Load((ushort*)dg).ToVector256Unsafe(), Vector128.Load((ushort*)dh), 1));
-        var mag = Avx512F.ShiftLeftLogical(h & Vector512.Create(0x7FFF), 13).AsSingle() * Vector512.Create(0x77800000).AsSingle(); // 2^112
-        return (mag.AsInt32() | Avx512F.ShiftLeftLogical(h & Vector512.Create(0x8000), 16)).AsSingle();
+        return QuantMath.HalfBitsToSingle(h);
     }
 
     /// <summary>

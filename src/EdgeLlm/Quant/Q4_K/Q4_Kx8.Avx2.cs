@@ -117,15 +117,14 @@ internal static unsafe partial class Q4_Kx8
     }
 
     /// <summary>
-    /// The eight fp16 values at <paramref name="h16"/> as f32: magnitude bits shifted into place and
-    /// rebiased by 2^112 (exact for normal, subnormal and zero halves; <see cref="Pack"/> refuses inf/NaN), sign or-ed back.
+    /// The eight fp16 values at <paramref name="h16"/> as f32: exact for every finite half, by
+    /// <see cref="QuantMath.HalfBitsToSingle(Vector256{int})"/> (<see cref="Pack"/> refuses inf/NaN).
     /// </summary>
     [MethodImpl(MethodImplOptions.AggressiveInlining)]
     private static Vector256<float> Widen(byte* h16)
     {
         var h = Avx2.ConvertToVector256Int32((ushort*)h16);
-        var mag = Avx2.ShiftLeftLogical(h & Vector256.Create(0x7FFF), 13).AsSingle() * Vector256.Create(0x77800000).AsSingle(); // 2^112
-        return (mag.AsInt32() | Avx2.ShiftLeftLogical(h & Vector256.Create(0x8000), 16)).AsSingle();
+        return QuantMath.HalfBitsToSingle(h);
     }
 
     /// <summary>The eight rows' scales of sub-blocks 0..7 (<paramref name="sc"/>, int16 pairs per row lane) and min pairs (<paramref name="mn"/>, 4 vectors).</summary>

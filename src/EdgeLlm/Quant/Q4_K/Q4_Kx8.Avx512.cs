@@ -73,13 +73,12 @@ internal static unsafe partial class Q4_Kx8
         // Not Vector512.Create(lo, hi): the JIT builds that through a stack temporary with two inserts.
         Avx512F.InsertVector256(Vector256.Load(lo).ToVector512Unsafe(), Vector256.Load(hi), 1);
 
-    /// <summary><see cref="Widen"/> for the sixteen fp16 values of two groups (eight at <paramref name="lo"/>, eight at <paramref name="hi"/>): the same bit trick per lane.</summary>
+    /// <summary><see cref="Widen"/> for the sixteen fp16 values of two groups (eight at <paramref name="lo"/>, eight at <paramref name="hi"/>): the same exact conversion per lane.</summary>
     [MethodImpl(MethodImplOptions.AggressiveInlining)]
     private static Vector512<float> Widen2(byte* lo, byte* hi)
     {
         var h = Avx512F.ConvertToVector512Int32(Avx2.InsertVector128(Vector128.Load((ushort*)lo).ToVector256Unsafe(), Vector128.Load((ushort*)hi), 1));
-        var mag = Avx512F.ShiftLeftLogical(h & Vector512.Create(0x7FFF), 13).AsSingle() * Vector512.Create(0x77800000).AsSingle(); // 2^112
-        return (mag.AsInt32() | Avx512F.ShiftLeftLogical(h & Vector512.Create(0x8000), 16)).AsSingle();
+        return QuantMath.HalfBitsToSingle(h);
     }
 
     /// <summary><see cref="UnpackScales"/> for two groups at once (group g's super-block at <paramref name="o"/>, g + 1's at <paramref name="oh"/>).</summary>

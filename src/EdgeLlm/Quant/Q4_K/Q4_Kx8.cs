@@ -79,7 +79,7 @@ internal static unsafe partial class Q4_Kx8
     /// Writes the packed form of a Q4_K matrix of <paramref name="rows"/> × <paramref name="n"/>
     /// values from <paramref name="src"/> (plain) to <paramref name="dst"/> (same size, not
     /// overlapping). Returns false, writing nothing useful, when a d or dmin is inf or NaN: the
-    /// kernels widen them with a bit trick that holds for every finite fp16 but not for those.
+    /// kernels widen them exactly for every finite fp16 but not for those (QuantMath.HalfBitsToSingle).
     /// </summary>
     public static bool Pack(byte* src, byte* dst, int rows, int n)
     {

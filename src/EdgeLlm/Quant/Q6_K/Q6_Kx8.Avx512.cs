@@ -104,14 +104,13 @@ internal static unsafe partial class Q6_Kx8
 
     /// <summary>
     /// Sixteen fp16 values (eight at <paramref name="h16"/>, eight <paramref name="gd"/> further) as
-    /// f32, by <see cref="Widen"/>'s bit trick (exact, so equal to it lane by lane).
+    /// f32, as <see cref="Widen"/> converts them (exact, so equal to it lane by lane).
     /// </summary>
     [MethodImpl(MethodImplOptions.AggressiveInlining)]
     private static Vector512<float> Widen2(byte* h16, long gd)
     {
         var h = Avx512F.ConvertToVector512Int32(Avx2.InsertVector128(Vector128.Load((ushort*)h16).ToVector256Unsafe(), Vector128.Load((ushort*)(h16 + gd)), 1));
-        var mag = Avx512F.ShiftLeftLogical(h & Vector512.Create(0x7FFF), 13).AsSingle() * Vector512.Create(0x77800000).AsSingle(); // 2^112
-        return (mag.AsInt32() | Avx512F.ShiftLeftLogical(h & Vector512.Create(0x8000), 16)).AsSingle();
+        return QuantMath.HalfBitsToSingle(h);
     }
 
     /// <summary>A pair of SC vectors through a scale control (<see cref="Ctrl2"/>): int8 scales sign-extended into int16.</summary>

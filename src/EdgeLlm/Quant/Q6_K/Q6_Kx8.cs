@@ -108,7 +108,7 @@ internal static unsafe partial class Q6_Kx8
     /// Writes the packed form of a Q6_K matrix of <paramref name="rows"/> × <paramref name="n"/>
     /// values from <paramref name="src"/> (plain) to <paramref name="dst"/> (same size, not
     /// overlapping). Returns false, writing nothing useful, when a d is inf or NaN: the kernels
-    /// widen it with a bit trick that holds for every finite fp16 but not for those.
+    /// widen it exactly for every finite fp16 but not for those (QuantMath.HalfBitsToSingle).
     /// </summary>
     public static bool Pack(byte* src, byte* dst, int rows, int n)
     {

@@ -30,8 +30,8 @@ namespace EdgeLlm.Quant;
 /// are within ±127 (then sign(w, a) fits a byte and a pair of products is within
 /// ±2·128·127 &lt; 2^15, no saturation) for ANY int8 activation. ggml's quantizers never write
 /// -128 (q = round(x·127/amax)); a matrix holding one is refused by <see cref="Pack"/> and stays
-/// plain, as one with an inf/NaN scale is (the kernels widen scales with a bit trick that holds
-/// for every finite fp16 only).
+/// plain, as one with an inf/NaN scale is (the kernels widen scales with
+/// <see cref="QuantMath.HalfBitsToSingle(System.Runtime.Intrinsics.Vector256{int})"/>, exact for every finite fp16 only).
 /// </para>
 /// <para>
 /// Arithmetic (the same in every kernel, so decode and prompt tiles agree bit for bit): per row
