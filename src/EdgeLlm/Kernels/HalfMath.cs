@@ -115,20 +115,17 @@ internal static unsafe class HalfMath
         TensorPrimitives.ConvertToSingle(new ReadOnlySpan<Half>(src, n), new Span<float>(dst, n));
 
     /// <summary>
-    /// Exact f16 → f32 of 16 values. The f16 exponent and mantissa bits shifted into an f32's
-    /// place read as the value × 2⁻¹¹²; one multiply by 2¹¹² (exact, a power of two) restores it,
-    /// normals and subnormals alike. Infinity and NaN (exponent 31) get the f32 all-ones exponent
-    /// OR-ed in; the sign bit moves from bit 15 to bit 31.
+    /// Exact f16 → f32 of 16 values: finite halves by <see cref="Quant.QuantMath.HalfBitsToSingle(Vector512{int})"/>
+    /// (integer steps, no float operation on a subnormal operand, which would cost an x86 microcode
+    /// assist per instruction); infinity and NaN (exponent 31) get the f32 all-ones exponent OR-ed in,
+    /// their mantissa bits kept.
     /// </summary>
     [MethodImpl(MethodImplOptions.AggressiveInlining)]
     public static Vector512<float> Widen512(Vector256<ushort> h)
     {
         var u = Vector512.WidenLower(h.ToVector512Unsafe()).AsUInt32();
-        var magnitude = (u & Vector512.Create(0x7fffu)) << 13;
-        var f = magnitude.AsSingle() * Vector512.Create(5.192296858534828e33f); // 2^112
-        var infNan = Vector512.GreaterThanOrEqual(magnitude, Vector512.Create(0x0f800000u)); // f16 exponent 31
-        var bits = f.AsUInt32() | (infNan & Vector512.Create(0x7f800000u)) | ((u & Vector512.Create(0x8000u)) << 16);
-        return bits.AsSingle();
+        var infNan = Vector512.GreaterThanOrEqual(u & Vector512.Create(0x7fffu), Vector512.Create(0x7c00u)); // f16 exponent 31
+        return (Quant.QuantMath.HalfBitsToSingle(u.AsInt32()).AsUInt32() | (infNan & Vector512.Create(0x7f800000u))).AsSingle();
     }
 
     /// <summary>8 values, as <see cref="Widen512"/>.</summary>
@@ -136,11 +133,8 @@ internal static unsafe class HalfMath
     public static Vector256<float> Widen256(Vector128<ushort> h)
     {
         var u = Vector256.WidenLower(h.ToVector256Unsafe()).AsUInt32();
-        var magnitude = (u & Vector256.Create(0x7fffu)) << 13;
-        var f = magnitude.AsSingle() * Vector256.Create(5.192296858534828e33f);
-        var infNan = Vector256.GreaterThanOrEqual(magnitude, Vector256.Create(0x0f800000u));
-        var bits = f.AsUInt32() | (infNan & Vector256.Create(0x7f800000u)) | ((u & Vector256.Create(0x8000u)) << 16);
-        return bits.AsSingle();
+        var infNan = Vector256.GreaterThanOrEqual(u & Vector256.Create(0x7fffu), Vector256.Create(0x7c00u));
+        return (Quant.QuantMath.HalfBitsToSingle(u.AsInt32()).AsUInt32() | (infNan & Vector256.Create(0x7f800000u))).AsSingle();
     }
 
     /// <summary>Rounds <paramref name="n"/> floats to the nearest f16 value in place, keeping them as f32 (nearest even, as ggml's fp32→fp16).</summary>
