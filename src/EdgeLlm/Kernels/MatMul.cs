@@ -88,12 +88,20 @@ internal static unsafe class MatMul
             fmt.VecDotRows(cols, w.At(start), w.RowBytes, end - start, acts, y + start);
             return;
         }
-        // Weight rows [start, end) stay cached while each tile of activation rows meets them.
-        for (int a0 = 0; a0 < nTokens; a0 += TileActs)
+        // A slice of BatchChunkRows weight rows stays cached while each tile of activation rows meets it.
+        // The range is walked a slice at a time: on one thread (or for a small job) ForDynamic hands the
+        // whole matrix over as one range, and meeting every tile with all of it re-read the matrix from
+        // memory once per tile (the specialized path always walked slices: it measured 1.17x this
+        // path's pp128 on one thread, TinyLlama-shape Q8_0, before this loop).
+        for (int c = start; c < end; c += BatchChunkRows)
         {
-            int nActs = Math.Min(TileActs, nTokens - a0);
-            fmt.VecDotTile(cols, w.At(start), w.RowBytes, end - start, acts + a0 * actBytes, actBytes, nActs,
-                y + (long)a0 * rows + start, rows);
+            int nr = Math.Min(BatchChunkRows, end - c);
+            for (int a0 = 0; a0 < nTokens; a0 += TileActs)
+            {
+                int nActs = Math.Min(TileActs, nTokens - a0);
+                fmt.VecDotTile(cols, w.At(c), w.RowBytes, nr, acts + a0 * actBytes, actBytes, nActs,
+                    y + (long)a0 * rows + c, rows);
+            }
         }
     }
 }

@@ -116,10 +116,16 @@ internal static unsafe class SpecializedKernels
             Dots(fmt, cols, w + r0 * rowBytes, rowBytes, r1 - r0, act, y + r0);
             return;
         }
-        for (int a0 = 0; a0 < n; a0 += MatMul.TileActs)
+        // A slice at a time, every activation tile meeting it while it is cached (a whole range per tile
+        // would re-read the matrix once per tile when ForDynamic runs a job inline as one range).
+        for (int c = r0; c < r1; c += MatMul.BatchChunkRows)
         {
-            int nActs = Math.Min(MatMul.TileActs, n - a0);
-            fmt.VecDotTile(cols, w + r0 * rowBytes, rowBytes, r1 - r0, act + a0 * actBytes, actBytes, nActs, y + a0 * yStride + r0, yStride);
+            int nr = Math.Min(MatMul.BatchChunkRows, r1 - c);
+            for (int a0 = 0; a0 < n; a0 += MatMul.TileActs)
+            {
+                int nActs = Math.Min(MatMul.TileActs, n - a0);
+                fmt.VecDotTile(cols, w + c * rowBytes, rowBytes, nr, act + a0 * actBytes, actBytes, nActs, y + a0 * yStride + c, yStride);
+            }
         }
     }
 
