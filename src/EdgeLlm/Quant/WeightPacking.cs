@@ -34,7 +34,8 @@ internal static unsafe class WeightPacking
     /// <summary>
     /// Layouts used unless EDGELLM_REPACK lists others.
     /// q8_0x8 is on since 2026-11-29: its prompt tile folds two activations per instruction (53 against
-    /// 40 GMAC/s for the plain AVX-512 Q8_0 tile, one thread) and its decode prefetches like the plain
+    /// 40 GMAC/s for the plain AVX-512 Q8_0 tile, one thread; with AVX2 only (DOTNET_EnableAVX512=0)
+    /// 22–23 against 12) and its decode prefetches like the plain
     /// kernel; over the matrices of a TinyLlama-shape Q8_0 file, one thread, decode reads 8.5–11 GB/s
     /// against 5.5–6.7 for the plain kernel reading the mapping. End to end (2 threads, alternating runs):
     /// pp64 65–70 → 97–105 t/s, tg32 14.6–15.2 → 17.9–19.8 t/s. Before, it was opt-in: its scales went
