@@ -7,112 +7,18 @@ namespace EdgeLlm.Kernels;
 /// <summary>f16 vector helpers for the attention, whose operands ggml keeps in f16.</summary>
 internal static unsafe class HalfMath
 {
-    private const int Chunk = 256;
-
-    /// <summary>
-    /// Σ a[i]·b[i] with a already in f32 (an f16 vector widened once, for reuse across many dots).
-    /// The f16 side is widened in registers (exact) and multiplied-added in 16 lanes.
-    /// </summary>
-    public static float Dot(float* a, Half* b, int n)
+    /// <summary>Exact f16 → f32 of <paramref name="n"/> values (<see cref="Widen512"/> / <see cref="Widen256"/>, then a scalar tail).</summary>
+    [MethodImpl(MethodImplOptions.AggressiveOptimization)]
+    public static void Widen(Half* src, float* dst, int n)
     {
-        if (Vector512.IsHardwareAccelerated) return DotVector512(a, b, n);
-        if (Vector256.IsHardwareAccelerated) return DotVector256(a, b, n);
-        return DotReference(a, b, n);
-    }
-
-    /// <summary>Sequential f32 sum of exact products (the definition; other paths sum in another order).</summary>
-    public static float DotReference(float* a, Half* b, int n)
-    {
-        float sum = 0;
-        for (int i = 0; i < n; i++) sum += a[i] * (float)b[i];
-        return sum;
-    }
-
-    /// <summary>Two 16-lane accumulators with fused multiply-add (as ggml's f16 dot on AVX-512).</summary>
-    public static float DotVector512(float* a, Half* b, int n)
-    {
-        var acc0 = Vector512<float>.Zero;
-        var acc1 = Vector512<float>.Zero;
-        var hb = (ushort*)b;
+        var h = (ushort*)src;
         int i = 0;
-        for (; i + 32 <= n; i += 32)
-        {
-            acc0 = Vector512.FusedMultiplyAdd(Vector512.Load(a + i), Widen512(Vector256.Load(hb + i)), acc0);
-            acc1 = Vector512.FusedMultiplyAdd(Vector512.Load(a + i + 16), Widen512(Vector256.Load(hb + i + 16)), acc1);
-        }
-        for (; i + 16 <= n; i += 16)
-            acc0 = Vector512.FusedMultiplyAdd(Vector512.Load(a + i), Widen512(Vector256.Load(hb + i)), acc0);
-        float sum = Vector512.Sum(acc0 + acc1);
-        for (; i < n; i++) sum += a[i] * (float)b[i];
-        return sum;
-    }
-
-    /// <summary>8 lanes, as <see cref="DotVector512"/>.</summary>
-    public static float DotVector256(float* a, Half* b, int n)
-    {
-        var acc0 = Vector256<float>.Zero;
-        var acc1 = Vector256<float>.Zero;
-        var hb = (ushort*)b;
-        int i = 0;
-        for (; i + 16 <= n; i += 16)
-        {
-            acc0 = Vector256.FusedMultiplyAdd(Vector256.Load(a + i), Widen256(Vector128.Load(hb + i)), acc0);
-            acc1 = Vector256.FusedMultiplyAdd(Vector256.Load(a + i + 8), Widen256(Vector128.Load(hb + i + 8)), acc1);
-        }
-        for (; i + 8 <= n; i += 8)
-            acc0 = Vector256.FusedMultiplyAdd(Vector256.Load(a + i), Widen256(Vector128.Load(hb + i)), acc0);
-        float sum = Vector256.Sum(acc0 + acc1);
-        for (; i < n; i++) sum += a[i] * (float)b[i];
-        return sum;
-    }
-
-    /// <summary>
-    /// <see cref="Dot"/> with the f16 operand already widened to f32 (exact): the same lanes, fused
-    /// multiply-adds, horizontal sum and tail in the same order, so the result is bit-identical.
-    /// Prompt attention widens a layer's cached keys and values once and then runs every dot here.
-    /// </summary>
-    public static float DotWidened(float* a, float* b, int n)
-    {
         if (Vector512.IsHardwareAccelerated)
-        {
-            var acc0 = Vector512<float>.Zero;
-            var acc1 = Vector512<float>.Zero;
-            int i = 0;
-            for (; i + 32 <= n; i += 32)
-            {
-                acc0 = Vector512.FusedMultiplyAdd(Vector512.Load(a + i), Vector512.Load(b + i), acc0);
-                acc1 = Vector512.FusedMultiplyAdd(Vector512.Load(a + i + 16), Vector512.Load(b + i + 16), acc1);
-            }
-            for (; i + 16 <= n; i += 16)
-                acc0 = Vector512.FusedMultiplyAdd(Vector512.Load(a + i), Vector512.Load(b + i), acc0);
-            float sum = Vector512.Sum(acc0 + acc1);
-            for (; i < n; i++) sum += a[i] * b[i];
-            return sum;
-        }
-        if (Vector256.IsHardwareAccelerated)
-        {
-            var acc0 = Vector256<float>.Zero;
-            var acc1 = Vector256<float>.Zero;
-            int i = 0;
-            for (; i + 16 <= n; i += 16)
-            {
-                acc0 = Vector256.FusedMultiplyAdd(Vector256.Load(a + i), Vector256.Load(b + i), acc0);
-                acc1 = Vector256.FusedMultiplyAdd(Vector256.Load(a + i + 8), Vector256.Load(b + i + 8), acc1);
-            }
-            for (; i + 8 <= n; i += 8)
-                acc0 = Vector256.FusedMultiplyAdd(Vector256.Load(a + i), Vector256.Load(b + i), acc0);
-            float sum = Vector256.Sum(acc0 + acc1);
-            for (; i < n; i++) sum += a[i] * b[i];
-            return sum;
-        }
-        float s = 0;
-        for (int i = 0; i < n; i++) s += a[i] * b[i];
-        return s;
+            for (; i + 16 <= n; i += 16) Widen512(Vector256.Load(h + i)).Store(dst + i);
+        else if (Vector256.IsHardwareAccelerated)
+            for (; i + 8 <= n; i += 8) Widen256(Vector128.Load(h + i)).Store(dst + i);
+        for (; i < n; i++) dst[i] = (float)src[i];
     }
-
-    /// <summary>Exact f16 → f32 of <paramref name="n"/> values.</summary>
-    public static void Widen(Half* src, float* dst, int n) =>
-        TensorPrimitives.ConvertToSingle(new ReadOnlySpan<Half>(src, n), new Span<float>(dst, n));
 
     /// <summary>
     /// Exact f16 → f32 of 16 values: finite halves by <see cref="Quant.QuantMath.HalfBitsToSingle(Vector512{int})"/>
@@ -137,16 +43,81 @@ internal static unsafe class HalfMath
         return (Quant.QuantMath.HalfBitsToSingle(u.AsInt32()).AsUInt32() | (infNan & Vector256.Create(0x7f800000u))).AsSingle();
     }
 
-    /// <summary>Rounds <paramref name="n"/> floats to the nearest f16 value in place, keeping them as f32 (nearest even, as ggml's fp32→fp16).</summary>
+    /// <summary>
+    /// Rounds <paramref name="n"/> floats to the nearest f16 value in place, keeping them as f32
+    /// (nearest even, as ggml's fp32→fp16; bit-identical to <see cref="RoundInPlaceReference"/>).
+    /// </summary>
+    /// <remarks>
+    /// Written by hand because a round trip through TensorPrimitives.ConvertToHalf/ConvertToSingle
+    /// measured 5–10 ns a value here (attention rounds every probability, so a 512-token prompt
+    /// spent as long rounding as multiplying); <see cref="RoundToHalf(Vector512{float})"/> stays in
+    /// f32 lanes and costs a few instructions per vector.
+    /// </remarks>
+    [MethodImpl(MethodImplOptions.AggressiveOptimization)]
     public static void RoundInPlace(float* x, int n)
     {
-        Half* h = stackalloc Half[Chunk];
-        for (int i = 0; i < n; i += Chunk)
-        {
-            int len = Math.Min(Chunk, n - i);
-            TensorPrimitives.ConvertToHalf(new ReadOnlySpan<float>(x + i, len), new Span<Half>(h, len));
-            TensorPrimitives.ConvertToSingle(new ReadOnlySpan<Half>(h, len), new Span<float>(x + i, len));
-        }
+        int i = 0;
+        if (Vector512.IsHardwareAccelerated)
+            for (; i + 16 <= n; i += 16) RoundToHalf(Vector512.Load(x + i)).Store(x + i);
+        else if (Vector256.IsHardwareAccelerated)
+            for (; i + 8 <= n; i += 8) RoundToHalf(Vector256.Load(x + i)).Store(x + i);
+        else if (Vector128.IsHardwareAccelerated)
+            for (; i + 4 <= n; i += 4) RoundToHalf(Vector128.Load(x + i)).Store(x + i);
+        for (; i < n; i++) x[i] = (float)(Half)x[i];
+    }
+
+    /// <summary>
+    /// Each lane rounded to the nearest f16 value (ties to even) and returned as f32, as
+    /// (float)(Half)x: f16-normal magnitudes drop 13 mantissa bits with an integer round-half-even;
+    /// f16-subnormal ones (below 2^-14, a fixed quantum of 2^-24) are rounded by the FPU in
+    /// (|x| + 0.5) − 0.5, whose ulp is that quantum; from 65520 up the result is infinity, and a
+    /// NaN keeps its sign and top 10 payload bits with the quiet bit set (as Half does).
+    /// </summary>
+    [MethodImpl(MethodImplOptions.AggressiveInlining)]
+    public static Vector512<float> RoundToHalf(Vector512<float> x)
+    {
+        var bits = x.AsUInt32();
+        var a = bits & Vector512.Create(0x7fffffffu);
+        var normal = (a + Vector512.Create(0xfffu) + (Vector512.ShiftRightLogical(a, 13) & Vector512<uint>.One)) & Vector512.Create(0xffffe000u);
+        var half = Vector512.Create(0.5f);
+        var sub = (a.AsSingle() + half - half).AsUInt32();
+        var r = Vector512.ConditionalSelect(Vector512.LessThan(a, Vector512.Create(0x38800000u)), sub, normal);
+        var inf = Vector512.Create(0x7f800000u);
+        var big = Vector512.ConditionalSelect(Vector512.GreaterThan(a, inf), (a & Vector512.Create(0xffffe000u)) | Vector512.Create(0x00400000u), inf);
+        r = Vector512.ConditionalSelect(Vector512.GreaterThanOrEqual(a, Vector512.Create(0x477ff000u)), big, r);
+        return (r | (bits & Vector512.Create(0x80000000u))).AsSingle();
+    }
+
+    /// <summary><see cref="RoundToHalf(Vector512{float})"/> in 8 lanes.</summary>
+    [MethodImpl(MethodImplOptions.AggressiveInlining)]
+    public static Vector256<float> RoundToHalf(Vector256<float> x)
+    {
+        var bits = x.AsUInt32();
+        var a = bits & Vector256.Create(0x7fffffffu);
+        var normal = (a + Vector256.Create(0xfffu) + (Vector256.ShiftRightLogical(a, 13) & Vector256<uint>.One)) & Vector256.Create(0xffffe000u);
+        var half = Vector256.Create(0.5f);
+        var sub = (a.AsSingle() + half - half).AsUInt32();
+        var r = Vector256.ConditionalSelect(Vector256.LessThan(a, Vector256.Create(0x38800000u)), sub, normal);
+        var inf = Vector256.Create(0x7f800000u);
+        var big = Vector256.ConditionalSelect(Vector256.GreaterThan(a, inf), (a & Vector256.Create(0xffffe000u)) | Vector256.Create(0x00400000u), inf);
+        r = Vector256.ConditionalSelect(Vector256.GreaterThanOrEqual(a, Vector256.Create(0x477ff000u)), big, r);
+        return (r | (bits & Vector256.Create(0x80000000u))).AsSingle();
+    }
+
+    /// <summary><see cref="RoundToHalf(Vector512{float})"/> in 4 lanes (NEON).</summary>
+    [MethodImpl(MethodImplOptions.AggressiveInlining)]
+    public static Vector128<float> RoundToHalf(Vector128<float> x)
+    {
+        var bits = x.AsUInt32();
+        var a = bits & Vector128.Create(0x7fffffffu);
+        var normal = (a + Vector128.Create(0xfffu) + (Vector128.ShiftRightLogical(a, 13) & Vector128<uint>.One)) & Vector128.Create(0xffffe000u);
+        var half = Vector128.Create(0.5f);
+        var sub = (a.AsSingle() + half - half).AsUInt32();
+        var r = Vector128.ConditionalSelect(Vector128.LessThan(a, Vector128.Create(0x38800000u)), sub, normal);
+        var inf = Vector128.Create(0x7f800000u);
+        var big = Vector128.ConditionalSelect(Vector128.GreaterThan(a, inf), (a & Vector128.Create(0xffffe000u)) | Vector128.Create(0x00400000u), inf);
+        r = Vector128.ConditionalSelect(Vector128.GreaterThanOrEqual(a, Vector128.Create(0x477ff000u)), big, r);
+        return (r | (bits & Vector128.Create(0x80000000u))).AsSingle();
     }
 
     /// <summary>The scalar definition of <see cref="RoundInPlace"/>.</summary>

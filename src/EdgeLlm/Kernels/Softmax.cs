@@ -1,3 +1,4 @@
+using System.Runtime.CompilerServices;
 using System.Runtime.Intrinsics;
 
 namespace EdgeLlm.Kernels;
@@ -31,6 +32,7 @@ internal static unsafe class Softmax
     }
 
     /// <summary>16 lanes; the exponentials are widened and summed in two double accumulators.</summary>
+    [MethodImpl(MethodImplOptions.AggressiveOptimization)]
     public static void ExpNormalizeVector512(float* x, int n, float max)
     {
         var m = Vector512.Create(max);
@@ -54,6 +56,7 @@ internal static unsafe class Softmax
         Scale(x, n, (float)(1.0 / sum));
     }
 
+    [MethodImpl(MethodImplOptions.AggressiveOptimization)]
     private static void Scale(float* x, int n, float inv)
     {
         int j = 0;

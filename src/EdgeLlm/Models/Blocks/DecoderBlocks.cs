@@ -71,7 +71,7 @@ internal static unsafe class DecoderBlocks
         using (Profiler.Section(Profiler.Op.KvStore))
             b.Kv.Store(il, b.StartPos, b.K, b.V, n);
         using (Profiler.Section(Profiler.Op.Attention))
-            Attention.Forward(b.Q, n, b.StartPos, b.Kv.K(il), b.Kv.VT(il), b.Kv.ContextLength,
+            Attention.Forward(b.Q, n, b.StartPos, b.Kv, il,
             c.HeadCount, c.HeadCountKv, c.HeadDim, b.AttnOut, b.AttnScratch, b.Pool);
 
         // attn_output, then the residual add (ffn_inp)

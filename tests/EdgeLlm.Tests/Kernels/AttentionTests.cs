@@ -1,0 +1,187 @@
+using System.Runtime.Intrinsics;
+using EdgeLlm.Engine;
+using EdgeLlm.Kernels;
+using Xunit;
+
+namespace EdgeLlm.Tests.Kernels;
+
+/// <summary>
+/// The attention's summation order is a definition (Attention's remarks): every vector width, the
+/// f16 (decode) and f32 (prompt) operand paths, and a batch or token-by-token run must all give
+/// its bits exactly. Golden tests and the specialized-vs-generic equivalence rely on that.
+/// </summary>
+public unsafe class AttentionTests
+{
+    public static TheoryData<int, int> Shapes()
+    {
+        var data = new TheoryData<int, int>();
+        foreach (int lanes in new[] { 16, 8, 4, 1 })
+            foreach (int headDim in new[] { 8, 16, 32, 48, 64, 80, 128 })
+                data.Add(lanes, headDim);
+        return data;
+    }
+
+    private static bool Runs(int lanes) => lanes switch
+    {
+        16 => Vector512.IsHardwareAccelerated,
+        8 => Vector256.IsHardwareAccelerated,
+        4 => Vector128.IsHardwareAccelerated,
+        _ => true,
+    };
+
+    [Theory]
+    [MemberData(nameof(Shapes))]
+    public void ScoresAndValues_GiveTheDefinedBits_InEveryWidth_FromF32AndF16(int lanes, int headDim)
+    {
+        if (!Runs(lanes)) return; // this CPU has no such vectors (CI's has all four)
+        var rng = new Random(lanes * 1000 + headDim);
+        const int maxKeys = 150, kStride = maxKeys + 9;
+        int vStride = headDim * 3 + 8; // one head's values inside wider rows, as in the cache
+        var q = Halves(rng, headDim);
+        var kh = Halves(rng, headDim * kStride);
+        var vh = Halves(rng, maxKeys * vStride);
+        var p = Halves(rng, maxKeys);
+        float[] kf = kh.Select(x => (float)x).ToArray(), vf = vh.Select(x => (float)x).ToArray(), qf = q.Select(x => (float)x).ToArray(), pf = p.Select(x => (float)x).ToArray();
+        var got = new float[maxKeys];
+        var gotH = new float[maxKeys];
+        var o = new float[headDim];
+        var oH = new float[headDim];
+        float scale = 1f / MathF.Sqrt(headDim);
+        fixed (float* qp = qf, kp = kf, vp = vf, pp = pf, g = got, gh = gotH, op = o, oh = oH)
+        fixed (Half* khp = kh, vhp = vh)
+        {
+            foreach (int n in new[] { 1, 3, 4, 5, 8, 15, 16, 17, 31, 32, 33, 63, 64, 65, 127, 128, 129, 150 })
+            {
+                float max = Attention.Scores(qp, kp, kStride, n, headDim, scale, g, lanes);
+                float maxH = Attention.Scores(qp, khp, kStride, n, headDim, scale, gh, lanes);
+                float wantMax = float.NegativeInfinity;
+                for (int j = 0; j < n; j++)
+                {
+                    float s = 0;
+                    for (int d = 0; d < headDim; d++) s = MathF.FusedMultiplyAdd(qf[d], kf[d * kStride + j], s);
+                    s *= scale;
+                    Same(s, got[j], $"score {j} of {n}, f32");
+                    Same(s, gotH[j], $"score {j} of {n}, f16");
+                    wantMax = Math.Max(wantMax, s);
+                }
+                Assert.Equal(wantMax, max);
+                Assert.Equal(wantMax, maxH);
+
+                Attention.Values(pp, vp, vStride, n, headDim, op, lanes);
+                Attention.Values(pp, vhp, vStride, n, headDim, oh, lanes);
+                for (int d = 0; d < headDim; d++)
+                {
+                    float even = 0, odd = 0;
+                    for (int j = 0; j < n; j++)
+                    {
+                        if (j % 2 == 0) even = MathF.FusedMultiplyAdd(pf[j], vf[j * vStride + d], even);
+                        else odd = MathF.FusedMultiplyAdd(pf[j], vf[j * vStride + d], odd);
+                    }
+                    Same(even + odd, o[d], $"value dim {d}, {n} keys, f32");
+                    Same(even + odd, oH[d], $"value dim {d}, {n} keys, f16");
+                }
+            }
+        }
+    }
+
+    [Theory]
+    [InlineData(4, 4, 64, 23, 2)]   // MHA
+    [InlineData(14, 2, 64, 40, 3)]  // Qwen2.5-0.5B's grouping
+    [InlineData(8, 2, 128, 70, 2)]  // Llama-3 head size
+    [InlineData(6, 3, 48, 17, 2)]   // a head size outside the 64-wide blocks
+    [InlineData(2, 1, 8, 33, 1)]    // stories260K-like tiny heads
+    public void Batch_TokenByToken_AndScalarDefinition_Agree_BitForBit(int nHead, int nHeadKv, int headDim, int nTokens, int threads)
+    {
+        const int contextLength = 96;
+        int kvLen = nHeadKv * headDim, qLen = nHead * headDim;
+        var rng = new Random(nHead * 31 + headDim + nTokens);
+        float[] q = Floats(rng, nTokens * qLen), k = Floats(rng, nTokens * kvLen), v = Floats(rng, nTokens * kvLen);
+        var batch = new float[nTokens * qLen];
+        var single = new float[nTokens * qLen];
+        long ws = Attention.WorkerScratchBytes(contextLength, headDim);
+        var scratch = new byte[ws * threads];
+        using var pool = new WorkerPool(threads);
+        using var cacheA = new KvCache(2, contextLength, kvLen);
+        using var cacheB = new KvCache(2, contextLength, kvLen);
+        fixed (float* qp = q, kp = k, vp = v, bp = batch, sp = single)
+        fixed (byte* wsp = scratch)
+        {
+            // A prefix of 5 tokens first, then the rest as one batch (the prompt path) ...
+            cacheA.Store(1, 0, kp, vp, nTokens);
+            Attention.Forward(qp, 5, 0, cacheA, 1, nHead, nHeadKv, headDim, bp, wsp, pool);
+            Attention.Forward(qp + 5 * qLen, nTokens - 5, 5, cacheA, 1, nHead, nHeadKv, headDim, bp + 5 * qLen, wsp, pool);
+            // ... and one token at a time (the decode path, on f16 operands).
+            for (int t = 0; t < nTokens; t++)
+            {
+                cacheB.Store(1, t, kp + t * kvLen, vp + t * kvLen, 1);
+                Attention.Forward(qp + t * qLen, 1, t, cacheB, 1, nHead, nHeadKv, headDim, sp + t * qLen, wsp, pool);
+            }
+        }
+        for (int i = 0; i < batch.Length; i++) Same(single[i], batch[i], $"output {i}");
+
+        // The scalar definition, with Softmax.ExpNormalize and f16 rounding as in the kernel.
+        var want = new float[qLen];
+        var scores = new float[nTokens];
+        float scale = 1f / MathF.Sqrt(headDim);
+        for (int t = 0; t < nTokens; t++)
+            for (int h = 0; h < nHead; h++)
+            {
+                int kvh = h / (nHead / nHeadKv), n = t + 1;
+                float max = float.NegativeInfinity;
+                for (int j = 0; j < n; j++)
+                {
+                    float s = 0;
+                    for (int d = 0; d < headDim; d++)
+                        s = MathF.FusedMultiplyAdd((float)(Half)q[t * qLen + h * headDim + d], (float)(Half)k[j * kvLen + kvh * headDim + d], s);
+                    scores[j] = s * scale;
+                    max = Math.Max(max, scores[j]);
+                }
+                fixed (float* sp = scores)
+                {
+                    Softmax.ExpNormalize(sp, n, max);
+                    HalfMath.RoundInPlaceReference(sp, n);
+                }
+                for (int d = 0; d < headDim; d++)
+                {
+                    float even = 0, odd = 0;
+                    for (int j = 0; j < n; j++)
+                    {
+                        float x = (float)(Half)v[j * kvLen + kvh * headDim + d];
+                        if (j % 2 == 0) even = MathF.FusedMultiplyAdd(scores[j], x, even);
+                        else odd = MathF.FusedMultiplyAdd(scores[j], x, odd);
+                    }
+                    Same(even + odd, batch[t * qLen + h * headDim + d], $"token {t} head {h} dim {d} against the definition");
+                }
+            }
+        Assert.Contains(batch, x => x != 0);
+    }
+
+    [Fact]
+    public void Store_PastTheContext_Throws()
+    {
+        using var cache = new KvCache(1, 8, 4);
+        var x = new float[3 * 4];
+        fixed (float* p = x)
+        {
+            float* pp = p;
+            Assert.Throws<ArgumentOutOfRangeException>(() => cache.Store(0, 6, pp, pp, 3));
+        }
+    }
+
+    private static void Same(float want, float got, string what) =>
+        Assert.True(BitConverter.SingleToInt32Bits(want) == BitConverter.SingleToInt32Bits(got), $"{what}: {got} vs {want}");
+
+    private static Half[] Halves(Random rng, int n)
+    {
+        var a = new Half[n];
+        for (int i = 0; i < n; i++) a[i] = (Half)(rng.NextSingle() * 4 - 2);
+        return a;
+    }
+
+    private static float[] Floats(Random rng, int n)
+    {
+        var a = new float[n];
+        for (int i = 0; i < n; i++) a[i] = rng.NextSingle() * 4 - 2;
+        return a;
+    }
+}
