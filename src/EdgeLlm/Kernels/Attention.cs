@@ -30,9 +30,21 @@ namespace EdgeLlm.Kernels;
 /// </remarks>
 internal static unsafe class Attention
 {
-    /// <summary>Per-worker scratch bytes: scores/probabilities over the context and one query head, f32.</summary>
+    /// <summary>Query heads an item computes together: they share every key and value they load.</summary>
+    internal const int HeadBlock = 4;
+
+    /// <summary>Positions (and keys) per block: a head block meets one block of K or V while it is in L1.</summary>
+    private const int PositionBlock = 64;
+
+    /// <summary>
+    /// Per-worker scratch bytes, f32: for each head of a block, scores/probabilities over the context,
+    /// its query, and its partial output sums.
+    /// </summary>
     public static long WorkerScratchBytes(int contextLength, int headDim) =>
-        Align((long)contextLength * sizeof(float)) + Align((long)headDim * sizeof(float));
+        HeadBlock * (Align((long)contextLength * sizeof(float)) + Align((long)headDim * sizeof(float)) + PartialFloats * sizeof(float));
+
+    /// <summary>Floats of one head's partial output sums between position blocks: even chains at [0, 64), odd at [64, 128).</summary>
+    private const int PartialFloats = 128;
 
     private static long Align(long n) => (n + 63) & ~63L;
 
@@ -48,7 +60,8 @@ internal static unsafe class Attention
     public static void Forward(float* q, int nTokens, int startPos, KvCache kv, int layer,
         int nHead, int nHeadKv, int headDim, float* output, byte* scratch, WorkerPool pool)
     {
-        int items = nTokens * nHead;
+        int group = nHead / nHeadKv;
+        int items = nTokens * nHeadKv * ((group + HeadBlock - 1) / HeadBlock);
         int chunk = Math.Max(1, items / (pool.Threads * 4));
         int nKv = startPos + nTokens;
         int kvLen = nHeadKv * headDim;
@@ -59,14 +72,16 @@ internal static unsafe class Attention
         {
             // One token: every cached value is read once per head of its group; widening in
             // registers as it is read costs less than writing and re-reading an f32 copy.
-            pool.ForDynamic(items, chunk, (long)nKv * headDim * 2, (start, end, worker) =>
-                Items(q, startPos, kT, ctx, v, nHead, nHeadKv, headDim, output, scratch + worker * ws, start, end),
+            pool.ForDynamic(items, chunk, (long)nKv * headDim * 2 * Math.Min(group, HeadBlock), (start, end, worker) =>
+                Items(q, nTokens, startPos, kT, ctx, v, ctx, nHead, nHeadKv, headDim, output, scratch + worker * ws, start, end),
                 minParallelWork: 1 << 14);
             return;
         }
         // A prompt: every cached key and value is met by several query tokens and by every head
         // of its group, so widen them to f32 once (exact; the same arithmetic follows).
-        float[] kw = System.Buffers.ArrayPool<float>.Shared.Rent(nKv * kvLen);
+        // Kᵀ rows padded to whole vectors, so that the last partial block of keys is a vector too.
+        int kStride = (nKv + 15) & ~15;
+        float[] kw = System.Buffers.ArrayPool<float>.Shared.Rent(kStride * kvLen);
         float[] vw = System.Buffers.ArrayPool<float>.Shared.Rent(nKv * kvLen);
         try
         {
@@ -82,7 +97,7 @@ internal static unsafe class Attention
                     {
                         if (r < kvLen)
                         {
-                            HalfMath.Widen(kT + (long)r * ctx, kfp + (long)r * nKv, nKv);
+                            HalfMath.Widen(kT + (long)r * ctx, kfp + (long)r * kStride, nKv);
                         }
                         else
                         {
@@ -91,8 +106,8 @@ internal static unsafe class Attention
                         }
                     }
                 });
-                pool.ForDynamic(items, chunk, (long)nKv * headDim * 2, (start, end, worker) =>
-                    Items(q, startPos, kfp, nKv, vfp, nHead, nHeadKv, headDim, output, scratch + worker * ws, start, end),
+                pool.ForDynamic(items, chunk, (long)nKv * headDim * 2 * Math.Min(group, HeadBlock), (start, end, worker) =>
+                    Items(q, nTokens, startPos, kfp, kStride, vfp, ctx, nHead, nHeadKv, headDim, output, scratch + worker * ws, start, end),
                     minParallelWork: 1 << 14);
             }
         }
@@ -104,38 +119,51 @@ internal static unsafe class Attention
     }
 
     /// <summary>
-    /// Items [start, end) of the (token, head) grid with one worker's scratch, over keys
-    /// <paramref name="kT"/> [kvLen, kStride] (f16 cache rows or their f32 copy) and values
-    /// <paramref name="v"/> [positions, kvLen].
+    /// Items [start, end) of the (token, KV head, block of up to <see cref="HeadBlock"/> query
+    /// heads) grid with one worker's scratch, over keys <paramref name="kT"/> [kvLen, kStride]
+    /// (f16 cache rows or their f32 copy) and values <paramref name="v"/> [positions, kvLen].
     /// </summary>
     // AggressiveOptimization here and below: a prompt's attention runs a few dozen calls, too few
     // for tiering to replace the unoptimized first compile before the prompt is done.
     [MethodImpl(MethodImplOptions.AggressiveOptimization)]
-    private static void Items<T>(float* q, int startPos, T* kT, long kStride, T* v,
+    private static void Items<T>(float* q, int nTokens, int startPos, T* kT, long kStride, T* v, int contextLength,
         int nHead, int nHeadKv, int headDim, float* output, byte* ws, int start, int end)
         where T : unmanaged
     {
         int qLen = nHead * headDim;
         int kvLen = nHeadKv * headDim;
         int group = nHead / nHeadKv;
+        int blocks = (group + HeadBlock - 1) / HeadBlock;
         float scale = 1.0f / MathF.Sqrt(headDim);
         int lanes = Lanes;
+        long sStride = Align((long)contextLength * sizeof(float)) / sizeof(float);
+        long hStride = Align((long)headDim * sizeof(float)) / sizeof(float);
         float* scores = (float*)ws;
-        float* qh = (float*)(ws + Align(kStride * sizeof(float)));
+        float* qh = scores + HeadBlock * sStride;
+        float* partial = qh + HeadBlock * hStride;
+        float* max = stackalloc float[HeadBlock];
         for (int item = start; item < end; item++)
         {
-            int t = item / nHead;
-            int h = item % nHead;
-            int kvh = h / group;
+            // The last tokens first: they attend to the most keys, and the shared counter then
+            // hands the light items out at the end, where they even out the workers' finish.
+            int t = nTokens - 1 - item / (nHeadKv * blocks);
+            int kvh = item % (nHeadKv * blocks) / blocks;
+            int h0 = kvh * group + item % blocks * HeadBlock;
+            int heads = Math.Min(HeadBlock, (kvh + 1) * group - h0);
             int nKv = startPos + t + 1; // causal: positions after this token are masked out
-            // Q rounded to f16 values but kept as f32 (exact), as ggml converts it for the f16 product.
-            Buffer.MemoryCopy(q + (long)t * qLen + h * headDim, qh, headDim * sizeof(float), headDim * sizeof(float));
-            HalfMath.RoundInPlace(qh, headDim);
-
-            float max = Scores(qh, kT + (long)kvh * headDim * kStride, kStride, nKv, headDim, scale, scores, lanes);
-            Softmax.ExpNormalize(scores, nKv, max);
-            HalfMath.RoundInPlace(scores, nKv);
-            Values(scores, v + kvh * headDim, kvLen, nKv, headDim, output + (long)t * qLen + h * headDim, lanes);
+            for (int i = 0; i < heads; i++)
+            {
+                // Q rounded to f16 values but kept as f32 (exact), as ggml converts it for the f16 product.
+                Buffer.MemoryCopy(q + (long)t * qLen + (h0 + i) * headDim, qh + i * hStride, headDim * sizeof(float), headDim * sizeof(float));
+                HalfMath.RoundInPlace(qh + i * hStride, headDim);
+            }
+            Scores(qh, hStride, heads, kT + (long)kvh * headDim * kStride, kStride, nKv, headDim, scale, scores, sStride, max, lanes);
+            for (int i = 0; i < heads; i++)
+            {
+                Softmax.ExpNormalize(scores + i * sStride, nKv, max[i]);
+                HalfMath.RoundInPlace(scores + i * sStride, nKv);
+            }
+            Values(scores, sStride, heads, v + kvh * headDim, kvLen, nKv, headDim, output + (long)t * qLen + h0 * headDim, headDim, partial, lanes);
         }
     }
 
@@ -144,46 +172,79 @@ internal static unsafe class Attention
         Vector512.IsHardwareAccelerated ? 16 : Vector256.IsHardwareAccelerated ? 8 : Vector128.IsHardwareAccelerated ? 4 : 1;
 
     /// <summary>
-    /// scores[j] = (Σ_d q[d]·kT[d, j], one fused multiply-add chain in d) · scale for keys j in
-    /// [0, n), in vectors of <paramref name="lanes"/> (<see cref="Lanes"/>; tests pass each width,
-    /// every width gives the same bits); returns their maximum.
+    /// For heads i in [0, <paramref name="heads"/>) (queries <paramref name="qStride"/> apart):
+    /// scores_i[j] = (Σ_d q_i[d]·kT[d, j], one fused multiply-add chain in d) · scale for keys j in
+    /// [0, n), and max_i their maximum. Vectors of <paramref name="lanes"/> (<see cref="Lanes"/>;
+    /// tests pass each width; every width gives the same bits). Keys are walked in blocks that every
+    /// head meets while the block is in L1.
     /// </summary>
     [MethodImpl(MethodImplOptions.AggressiveOptimization)]
-    internal static float Scores<T>(float* q, T* kT, long kStride, int n, int headDim, float scale, float* scores, int lanes)
+    internal static void Scores<T>(float* q, long qStride, int heads, T* kT, long kStride, int n, int headDim, float scale,
+        float* scores, long sStride, float* max, int lanes)
         where T : unmanaged
     {
         int j = 0;
         if (lanes == 16)
         {
-            for (; j + 64 <= n; j += 64) Scores4x512(q, kT + j, kStride, headDim, scale, scores + j);
-            for (; j + 16 <= n; j += 16) Scores1x512(q, kT + j, kStride, headDim, scale, scores + j);
+            for (; j + 64 <= n; j += 64)
+                for (int i = 0; i < heads; i++) Scores4x512(q + i * qStride, kT + j, kStride, headDim, scale, scores + i * sStride + j);
+            for (; j + 16 <= n; j += 16)
+                for (int i = 0; i < heads; i++) Scores1x512(q + i * qStride, kT + j, kStride, headDim, scale, scores + i * sStride + j);
         }
         else if (lanes == 8)
         {
-            for (; j + 32 <= n; j += 32) Scores4x256(q, kT + j, kStride, headDim, scale, scores + j);
-            for (; j + 8 <= n; j += 8) Scores1x256(q, kT + j, kStride, headDim, scale, scores + j);
+            for (; j + 32 <= n; j += 32)
+                for (int i = 0; i < heads; i++) Scores4x256(q + i * qStride, kT + j, kStride, headDim, scale, scores + i * sStride + j);
+            for (; j + 8 <= n; j += 8)
+                for (int i = 0; i < heads; i++) Scores1x256(q + i * qStride, kT + j, kStride, headDim, scale, scores + i * sStride + j);
         }
         else if (lanes == 4)
         {
-            for (; j + 4 <= n; j += 4) Scores1x128(q, kT + j, kStride, headDim, scale, scores + j);
+            for (; j + 4 <= n; j += 4)
+                for (int i = 0; i < heads; i++) Scores1x128(q + i * qStride, kT + j, kStride, headDim, scale, scores + i * sStride + j);
         }
-        for (; j < n; j++)
+        if (j < n && lanes > 1 && j + lanes <= kStride)
         {
-            float s = 0;
-            for (int d = 0; d < headDim; d++) s = MathF.FusedMultiplyAdd(q[d], Load1(kT, d * kStride + j), s);
-            scores[j] = s * scale;
+            // The last keys as one more vector: the lanes past n read padding or stale cache
+            // entries and are dropped; the kept lanes are the same chains as ever.
+            float* tail = stackalloc float[16];
+            for (int i = 0; i < heads; i++)
+            {
+                if (lanes == 16) Scores1x512(q + i * qStride, kT + j, kStride, headDim, scale, tail);
+                else if (lanes == 8) Scores1x256(q + i * qStride, kT + j, kStride, headDim, scale, tail);
+                else Scores1x128(q + i * qStride, kT + j, kStride, headDim, scale, tail);
+                for (int l = 0; l < n - j; l++) scores[i * sStride + j + l] = tail[l];
+            }
+            j = n;
         }
-        // The maximum only shifts the exponent: with a NaN score every probability is NaN whichever
-        // maximum is taken, and ±0 shift alike, so the vector Max's NaN and zero rules change nothing.
+        for (int i = 0; i < heads; i++)
+        {
+            float* qi = q + i * qStride, si = scores + i * sStride;
+            for (int jj = j; jj < n; jj++)
+            {
+                float s = 0;
+                for (int d = 0; d < headDim; d++) s = MathF.FusedMultiplyAdd(qi[d], Load1(kT, d * kStride + jj), s);
+                si[jj] = s * scale;
+            }
+            max[i] = Max(si, n, lanes);
+        }
+    }
+
+    /// <summary>
+    /// The maximum only shifts the exponent: with a NaN score every probability is NaN whichever
+    /// maximum is taken, and ±0 shift alike, so the vector Max's NaN and zero rules change nothing.
+    /// </summary>
+    private static float Max(float* s, int n, int lanes)
+    {
         float max = float.NegativeInfinity;
-        j = 0;
+        int j = 0;
         if (lanes >= 8 && n >= 8)
         {
             var m = Vector256.Create(float.NegativeInfinity);
-            for (; j + 8 <= n; j += 8) m = Vector256.Max(m, Vector256.Load(scores + j));
+            for (; j + 8 <= n; j += 8) m = Vector256.Max(m, Vector256.Load(s + j));
             for (int l = 0; l < 8; l++) max = MathF.Max(max, m[l]);
         }
-        for (; j < n; j++) max = MathF.Max(max, scores[j]);
+        for (; j < n; j++) max = MathF.Max(max, s[j]);
         return max;
     }
 
@@ -253,47 +314,84 @@ internal static unsafe class Attention
     }
 
     /// <summary>
-    /// o[d] = even + odd, where even (odd) is the fused multiply-add chain of p[j]·v[j, d] over the
-    /// even (odd) positions j in [0, n) in order, for dimensions d in [0, headDim); rows of
-    /// <paramref name="v"/> are <paramref name="vStride"/> apart. Vectors of <paramref name="lanes"/>.
+    /// For heads i in [0, <paramref name="heads"/>) (probabilities <paramref name="pStride"/> apart,
+    /// outputs <paramref name="oStride"/> apart): o_i[d] = even + odd, where even (odd) is the fused
+    /// multiply-add chain of p_i[j]·v[j, d] over the even (odd) positions j in [0, n) in order, for
+    /// dimensions d in [0, headDim); rows of <paramref name="v"/> are <paramref name="vStride"/>
+    /// apart. Positions are walked in blocks that every head meets while the block is in L1; the
+    /// chains wait in <paramref name="partial"/> (2 × 64 floats a head) between blocks, which
+    /// leaves every value unchanged. Vectors of <paramref name="lanes"/>.
     /// </summary>
     [MethodImpl(MethodImplOptions.AggressiveOptimization)]
-    internal static void Values<T>(float* p, T* v, long vStride, int n, int headDim, float* o, int lanes) where T : unmanaged
+    internal static void Values<T>(float* p, long pStride, int heads, T* v, long vStride, int n, int headDim,
+        float* o, long oStride, float* partial, int lanes)
+        where T : unmanaged
     {
         int d = 0;
-        if (lanes == 16)
+        int width = lanes == 16 ? 64 : lanes == 8 ? 32 : 4;
+        int narrow = lanes == 16 ? 16 : lanes == 8 ? 8 : 4;
+        if (lanes >= 4)
         {
-            for (; d + 64 <= headDim; d += 64) Values4x512(p, v + d, vStride, n, o + d);
-            for (; d + 16 <= headDim; d += 16) Values1x512(p, v + d, vStride, n, o + d);
-        }
-        else if (lanes == 8)
-        {
-            for (; d + 32 <= headDim; d += 32) Values4x256(p, v + d, vStride, n, o + d);
-            for (; d + 8 <= headDim; d += 8) Values1x256(p, v + d, vStride, n, o + d);
-        }
-        else if (lanes == 4)
-        {
-            for (; d + 4 <= headDim; d += 4) Values1x128(p, v + d, vStride, n, o + d);
+            for (; d + narrow <= headDim; d += d + width <= headDim ? width : narrow)
+            {
+                bool wide = d + width <= headDim;
+                for (int j0 = 0; j0 < n; j0 += PositionBlock)
+                {
+                    int len = Math.Min(PositionBlock, n - j0);
+                    for (int i = 0; i < heads; i++)
+                    {
+                        float* pi = p + i * pStride + j0, acc = partial + i * PartialFloats, oi = o + i * oStride + d;
+                        T* vj = v + j0 * vStride + d;
+                        bool first = j0 == 0, last = j0 + len == n;
+                        if (lanes == 16)
+                        {
+                            if (wide) Values4x512(pi, vj, vStride, len, acc, first, last, oi);
+                            else Values1x512(pi, vj, vStride, len, acc, first, last, oi);
+                        }
+                        else if (lanes == 8)
+                        {
+                            if (wide) Values4x256(pi, vj, vStride, len, acc, first, last, oi);
+                            else Values1x256(pi, vj, vStride, len, acc, first, last, oi);
+                        }
+                        else
+                        {
+                            Values1x128(pi, vj, vStride, len, acc, first, last, oi);
+                        }
+                    }
+                }
+            }
         }
         for (; d < headDim; d++)
-        {
-            float even = 0, odd = 0;
-            int j = 0;
-            for (; j + 2 <= n; j += 2)
+            for (int i = 0; i < heads; i++)
             {
-                even = MathF.FusedMultiplyAdd(p[j], Load1(v, j * vStride + d), even);
-                odd = MathF.FusedMultiplyAdd(p[j + 1], Load1(v, (j + 1) * vStride + d), odd);
+                float* pi = p + i * pStride;
+                float even = 0, odd = 0;
+                int j = 0;
+                for (; j + 2 <= n; j += 2)
+                {
+                    even = MathF.FusedMultiplyAdd(pi[j], Load1(v, j * vStride + d), even);
+                    odd = MathF.FusedMultiplyAdd(pi[j + 1], Load1(v, (j + 1) * vStride + d), odd);
+                }
+                if (j < n) even = MathF.FusedMultiplyAdd(pi[j], Load1(v, j * vStride + d), even);
+                o[i * oStride + d] = even + odd;
             }
-            if (j < n) even = MathF.FusedMultiplyAdd(p[j], Load1(v, j * vStride + d), even);
-            o[d] = even + odd;
-        }
     }
 
+    // The blocks below run positions [0, n) of one position block (n even except in the last
+    // block): the even/odd chains start from zero in the first block, else from acc (even sums
+    // at acc[0..], odd at acc[64..]); the last block writes even + odd to o, the others their
+    // chains back to acc.
+
     [MethodImpl(MethodImplOptions.AggressiveOptimization)]
-    private static void Values4x512<T>(float* p, T* v, long stride, int n, float* o) where T : unmanaged
+    private static void Values4x512<T>(float* p, T* v, long stride, int n, float* acc, bool first, bool last, float* o) where T : unmanaged
     {
         Vector512<float> e0 = default, e1 = default, e2 = default, e3 = default;
         Vector512<float> d0 = default, d1 = default, d2 = default, d3 = default;
+        if (!first)
+        {
+            e0 = Vector512.Load(acc); e1 = Vector512.Load(acc + 16); e2 = Vector512.Load(acc + 32); e3 = Vector512.Load(acc + 48);
+            d0 = Vector512.Load(acc + 64); d1 = Vector512.Load(acc + 80); d2 = Vector512.Load(acc + 96); d3 = Vector512.Load(acc + 112);
+        }
         int j = 0;
         for (; j + 2 <= n; j += 2, v += 2 * stride)
         {
@@ -317,16 +415,20 @@ internal static unsafe class Attention
             e2 = Vector512.FusedMultiplyAdd(pe, Load512(v + 32), e2);
             e3 = Vector512.FusedMultiplyAdd(pe, Load512(v + 48), e3);
         }
-        (e0 + d0).Store(o);
-        (e1 + d1).Store(o + 16);
-        (e2 + d2).Store(o + 32);
-        (e3 + d3).Store(o + 48);
+        if (last)
+        {
+            (e0 + d0).Store(o); (e1 + d1).Store(o + 16); (e2 + d2).Store(o + 32); (e3 + d3).Store(o + 48);
+            return;
+        }
+        e0.Store(acc); e1.Store(acc + 16); e2.Store(acc + 32); e3.Store(acc + 48);
+        d0.Store(acc + 64); d1.Store(acc + 80); d2.Store(acc + 96); d3.Store(acc + 112);
     }
 
     [MethodImpl(MethodImplOptions.AggressiveOptimization)]
-    private static void Values1x512<T>(float* p, T* v, long stride, int n, float* o) where T : unmanaged
+    private static void Values1x512<T>(float* p, T* v, long stride, int n, float* acc, bool first, bool last, float* o) where T : unmanaged
     {
         Vector512<float> e0 = default, d0 = default;
+        if (!first) { e0 = Vector512.Load(acc); d0 = Vector512.Load(acc + 64); }
         int j = 0;
         for (; j + 2 <= n; j += 2, v += 2 * stride)
         {
@@ -334,14 +436,20 @@ internal static unsafe class Attention
             d0 = Vector512.FusedMultiplyAdd(Vector512.Create(p[j + 1]), Load512(v + stride), d0);
         }
         if (j < n) e0 = Vector512.FusedMultiplyAdd(Vector512.Create(p[j]), Load512(v), e0);
-        (e0 + d0).Store(o);
+        if (last) { (e0 + d0).Store(o); return; }
+        e0.Store(acc); d0.Store(acc + 64);
     }
 
     [MethodImpl(MethodImplOptions.AggressiveOptimization)]
-    private static void Values4x256<T>(float* p, T* v, long stride, int n, float* o) where T : unmanaged
+    private static void Values4x256<T>(float* p, T* v, long stride, int n, float* acc, bool first, bool last, float* o) where T : unmanaged
     {
         Vector256<float> e0 = default, e1 = default, e2 = default, e3 = default;
         Vector256<float> d0 = default, d1 = default, d2 = default, d3 = default;
+        if (!first)
+        {
+            e0 = Vector256.Load(acc); e1 = Vector256.Load(acc + 8); e2 = Vector256.Load(acc + 16); e3 = Vector256.Load(acc + 24);
+            d0 = Vector256.Load(acc + 64); d1 = Vector256.Load(acc + 72); d2 = Vector256.Load(acc + 80); d3 = Vector256.Load(acc + 88);
+        }
         int j = 0;
         for (; j + 2 <= n; j += 2, v += 2 * stride)
         {
@@ -365,16 +473,20 @@ internal static unsafe class Attention
             e2 = Vector256.FusedMultiplyAdd(pe, Load256(v + 16), e2);
             e3 = Vector256.FusedMultiplyAdd(pe, Load256(v + 24), e3);
         }
-        (e0 + d0).Store(o);
-        (e1 + d1).Store(o + 8);
-        (e2 + d2).Store(o + 16);
-        (e3 + d3).Store(o + 24);
+        if (last)
+        {
+            (e0 + d0).Store(o); (e1 + d1).Store(o + 8); (e2 + d2).Store(o + 16); (e3 + d3).Store(o + 24);
+            return;
+        }
+        e0.Store(acc); e1.Store(acc + 8); e2.Store(acc + 16); e3.Store(acc + 24);
+        d0.Store(acc + 64); d1.Store(acc + 72); d2.Store(acc + 80); d3.Store(acc + 88);
     }
 
     [MethodImpl(MethodImplOptions.AggressiveOptimization)]
-    private static void Values1x256<T>(float* p, T* v, long stride, int n, float* o) where T : unmanaged
+    private static void Values1x256<T>(float* p, T* v, long stride, int n, float* acc, bool first, bool last, float* o) where T : unmanaged
     {
         Vector256<float> e0 = default, d0 = default;
+        if (!first) { e0 = Vector256.Load(acc); d0 = Vector256.Load(acc + 64); }
         int j = 0;
         for (; j + 2 <= n; j += 2, v += 2 * stride)
         {
@@ -382,13 +494,15 @@ internal static unsafe class Attention
             d0 = Vector256.FusedMultiplyAdd(Vector256.Create(p[j + 1]), Load256(v + stride), d0);
         }
         if (j < n) e0 = Vector256.FusedMultiplyAdd(Vector256.Create(p[j]), Load256(v), e0);
-        (e0 + d0).Store(o);
+        if (last) { (e0 + d0).Store(o); return; }
+        e0.Store(acc); d0.Store(acc + 64);
     }
 
     [MethodImpl(MethodImplOptions.AggressiveOptimization)]
-    private static void Values1x128<T>(float* p, T* v, long stride, int n, float* o) where T : unmanaged
+    private static void Values1x128<T>(float* p, T* v, long stride, int n, float* acc, bool first, bool last, float* o) where T : unmanaged
     {
         Vector128<float> e0 = default, d0 = default;
+        if (!first) { e0 = Vector128.Load(acc); d0 = Vector128.Load(acc + 64); }
         int j = 0;
         for (; j + 2 <= n; j += 2, v += 2 * stride)
         {
@@ -396,7 +510,8 @@ internal static unsafe class Attention
             d0 = Vector128.FusedMultiplyAdd(Vector128.Create(p[j + 1]), Load128(v + stride), d0);
         }
         if (j < n) e0 = Vector128.FusedMultiplyAdd(Vector128.Create(p[j]), Load128(v), e0);
-        (e0 + d0).Store(o);
+        if (last) { (e0 + d0).Store(o); return; }
+        e0.Store(acc); d0.Store(acc + 64);
     }
 
     // Loads of f32 values, or of f16 values widened exactly (the JIT compiles one body per T and

@@ -35,50 +35,55 @@ public unsafe class AttentionTests
     {
         if (!Runs(lanes)) return; // this CPU has no such vectors (CI's has all four)
         var rng = new Random(lanes * 1000 + headDim);
-        const int maxKeys = 150, kStride = maxKeys + 9;
+        const int maxKeys = 150, kStride = maxKeys + 9, heads = 3;
         int vStride = headDim * 3 + 8; // one head's values inside wider rows, as in the cache
-        var q = Halves(rng, headDim);
+        var q = Halves(rng, heads * headDim);
         var kh = Halves(rng, headDim * kStride);
         var vh = Halves(rng, maxKeys * vStride);
-        var p = Halves(rng, maxKeys);
+        var p = Halves(rng, heads * maxKeys);
         float[] kf = kh.Select(x => (float)x).ToArray(), vf = vh.Select(x => (float)x).ToArray(), qf = q.Select(x => (float)x).ToArray(), pf = p.Select(x => (float)x).ToArray();
-        var got = new float[maxKeys];
-        var gotH = new float[maxKeys];
-        var o = new float[headDim];
-        var oH = new float[headDim];
+        var got = new float[heads * maxKeys];
+        var gotH = new float[heads * maxKeys];
+        var o = new float[heads * headDim];
+        var oH = new float[heads * headDim];
+        var max = new float[heads];
+        var maxH = new float[heads];
+        var partial = new float[heads * 128];
         float scale = 1f / MathF.Sqrt(headDim);
-        fixed (float* qp = qf, kp = kf, vp = vf, pp = pf, g = got, gh = gotH, op = o, oh = oH)
+        fixed (float* qp = qf, kp = kf, vp = vf, pp = pf, g = got, gh = gotH, op = o, oh = oH, mp = max, mh = maxH, part = partial)
         fixed (Half* khp = kh, vhp = vh)
         {
             foreach (int n in new[] { 1, 3, 4, 5, 8, 15, 16, 17, 31, 32, 33, 63, 64, 65, 127, 128, 129, 150 })
             {
-                float max = Attention.Scores(qp, kp, kStride, n, headDim, scale, g, lanes);
-                float maxH = Attention.Scores(qp, khp, kStride, n, headDim, scale, gh, lanes);
-                float wantMax = float.NegativeInfinity;
-                for (int j = 0; j < n; j++)
+                Attention.Scores(qp, headDim, heads, kp, kStride, n, headDim, scale, g, maxKeys, mp, lanes);
+                Attention.Scores(qp, headDim, heads, khp, kStride, n, headDim, scale, gh, maxKeys, mh, lanes);
+                Attention.Values(pp, maxKeys, heads, vp, vStride, n, headDim, op, headDim, part, lanes);
+                Attention.Values(pp, maxKeys, heads, vhp, vStride, n, headDim, oh, headDim, part, lanes);
+                for (int i = 0; i < heads; i++)
                 {
-                    float s = 0;
-                    for (int d = 0; d < headDim; d++) s = MathF.FusedMultiplyAdd(qf[d], kf[d * kStride + j], s);
-                    s *= scale;
-                    Same(s, got[j], $"score {j} of {n}, f32");
-                    Same(s, gotH[j], $"score {j} of {n}, f16");
-                    wantMax = Math.Max(wantMax, s);
-                }
-                Assert.Equal(wantMax, max);
-                Assert.Equal(wantMax, maxH);
-
-                Attention.Values(pp, vp, vStride, n, headDim, op, lanes);
-                Attention.Values(pp, vhp, vStride, n, headDim, oh, lanes);
-                for (int d = 0; d < headDim; d++)
-                {
-                    float even = 0, odd = 0;
+                    float wantMax = float.NegativeInfinity;
                     for (int j = 0; j < n; j++)
                     {
-                        if (j % 2 == 0) even = MathF.FusedMultiplyAdd(pf[j], vf[j * vStride + d], even);
-                        else odd = MathF.FusedMultiplyAdd(pf[j], vf[j * vStride + d], odd);
+                        float s = 0;
+                        for (int d = 0; d < headDim; d++) s = MathF.FusedMultiplyAdd(qf[i * headDim + d], kf[d * kStride + j], s);
+                        s *= scale;
+                        Same(s, got[i * maxKeys + j], $"head {i} score {j} of {n}, f32");
+                        Same(s, gotH[i * maxKeys + j], $"head {i} score {j} of {n}, f16");
+                        wantMax = Math.Max(wantMax, s);
                     }
-                    Same(even + odd, o[d], $"value dim {d}, {n} keys, f32");
-                    Same(even + odd, oH[d], $"value dim {d}, {n} keys, f16");
+                    Assert.Equal(wantMax, max[i]);
+                    Assert.Equal(wantMax, maxH[i]);
+                    for (int d = 0; d < headDim; d++)
+                    {
+                        float even = 0, odd = 0;
+                        for (int j = 0; j < n; j++)
+                        {
+                            if (j % 2 == 0) even = MathF.FusedMultiplyAdd(pf[i * maxKeys + j], vf[j * vStride + d], even);
+                            else odd = MathF.FusedMultiplyAdd(pf[i * maxKeys + j], vf[j * vStride + d], odd);
+                        }
+                        Same(even + odd, o[i * headDim + d], $"head {i} value dim {d}, {n} keys, f32");
+                        Same(even + odd, oH[i * headDim + d], $"head {i} value dim {d}, {n} keys, f16");
+                    }
                 }
             }
         }
@@ -86,13 +91,14 @@ public unsafe class AttentionTests
 
     [Theory]
     [InlineData(4, 4, 64, 23, 2)]   // MHA
-    [InlineData(14, 2, 64, 40, 3)]  // Qwen2.5-0.5B's grouping
+    [InlineData(14, 2, 64, 40, 3)]  // Qwen2.5-0.5B's grouping (blocks of 4 + 3 heads)
+    [InlineData(14, 2, 64, 150, 2)] // ... past several position blocks
     [InlineData(8, 2, 128, 70, 2)]  // Llama-3 head size
     [InlineData(6, 3, 48, 17, 2)]   // a head size outside the 64-wide blocks
     [InlineData(2, 1, 8, 33, 1)]    // stories260K-like tiny heads
     public void Batch_TokenByToken_AndScalarDefinition_Agree_BitForBit(int nHead, int nHeadKv, int headDim, int nTokens, int threads)
     {
-        const int contextLength = 96;
+        const int contextLength = 160;
         int kvLen = nHeadKv * headDim, qLen = nHead * headDim;
         var rng = new Random(nHead * 31 + headDim + nTokens);
         float[] q = Floats(rng, nTokens * qLen), k = Floats(rng, nTokens * kvLen), v = Floats(rng, nTokens * kvLen);
