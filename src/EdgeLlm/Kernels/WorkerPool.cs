@@ -11,7 +11,10 @@ namespace EdgeLlm.Kernels;
 /// <remarks>
 /// Not re-entrant and not thread-safe: one caller at a time (the context's own thread). Which
 /// worker computes an item never changes what is computed, so results do not depend on
-/// <see cref="Threads"/>.
+/// <see cref="Threads"/>. Every job (also one run inline) gets an id in
+/// <see cref="Quant.TileScratch.CurrentJob"/> on the threads running it: a job must not change
+/// the activations it hands to tile kernels while it runs (tile kernels reuse their packing of
+/// them within the job).
 /// </remarks>
 internal sealed class WorkerPool : IDisposable
 {
@@ -24,6 +27,7 @@ internal sealed class WorkerPool : IDisposable
     private readonly Thread[] _threads;
     private readonly object _gate = new();
     private JobBody? _job;
+    private long _jobId;
     private int _generation;
     private int _pending;
     private int _sleeping;
@@ -66,6 +70,7 @@ internal sealed class WorkerPool : IDisposable
             return;
         }
         _job = body;
+        _jobId = Quant.TileScratch.NewJob();
         _failure = null;
         Volatile.Write(ref _pending, Threads - 1);
         Interlocked.Increment(ref _generation);
@@ -76,11 +81,16 @@ internal sealed class WorkerPool : IDisposable
 
         try
         {
+            Quant.TileScratch.CurrentJob = _jobId;
             body(0, Threads);
         }
         catch (Exception e)
         {
             Interlocked.CompareExchange(ref _failure, e, null);
+        }
+        finally
+        {
+            Quant.TileScratch.CurrentJob = 0;
         }
 
         var spin = new SpinWait();
@@ -100,7 +110,7 @@ internal sealed class WorkerPool : IDisposable
         int chunks = Math.Min(Threads, count);
         if (chunks <= 1 || count * workPerItem < minParallelWork)
         {
-            body(0, count, 0);
+            Inline(body, count);
             return;
         }
         Run((w, _) =>
@@ -124,7 +134,7 @@ internal sealed class WorkerPool : IDisposable
         ArgumentOutOfRangeException.ThrowIfLessThan(chunk, 1);
         if (Threads == 1 || count <= chunk || count * workPerItem < minParallelWork)
         {
-            body(0, count, 0);
+            Inline(body, count);
             return;
         }
         // Each worker starts on its own chunk; the counter hands out the rest.
@@ -134,6 +144,21 @@ internal sealed class WorkerPool : IDisposable
             for (int start = w * chunk; start < count; start = Interlocked.Add(ref _nextChunk, chunk) - chunk)
                 body(start, Math.Min(count, start + chunk), w);
         });
+    }
+
+    /// <summary>A job run on the calling thread alone, as worker 0 (with its own job id).</summary>
+    private static void Inline(WorkSplit.ChunkBody body, int count)
+    {
+        long outer = Quant.TileScratch.CurrentJob;
+        Quant.TileScratch.CurrentJob = Quant.TileScratch.NewJob();
+        try
+        {
+            body(0, count, 0);
+        }
+        finally
+        {
+            Quant.TileScratch.CurrentJob = outer;
+        }
     }
 
     private void WorkerLoop(int worker)
@@ -161,11 +186,16 @@ internal sealed class WorkerPool : IDisposable
             seen = Volatile.Read(ref _generation);
             try
             {
+                Quant.TileScratch.CurrentJob = Volatile.Read(ref _jobId);
                 _job!(worker, Threads);
             }
             catch (Exception e)
             {
                 Interlocked.CompareExchange(ref _failure, e, null);
+            }
+            finally
+            {
+                Quant.TileScratch.CurrentJob = 0;
             }
             Interlocked.Decrement(ref _pending);
         }

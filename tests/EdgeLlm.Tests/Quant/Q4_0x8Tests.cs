@@ -240,6 +240,64 @@ public unsafe class Q4_0x8Tests
         }
     }
 
+    /// <summary>
+    /// Inside a worker-pool job the tile reuses its terms without comparing the activations (a
+    /// job's inputs are fixed while it runs): changed in place between jobs, on every worker of a
+    /// pool and inline, the results must still follow them.
+    /// </summary>
+    [Fact]
+    public void Tile_TermsCache_InPoolJobs_FollowsActivationsChangedBetweenJobs()
+    {
+        if (!Q4_0x8.IsSupported)
+        {
+            _out.WriteLine("SKIPPED: the Q4_0x8 kernels need AVX2 and FMA");
+            return;
+        }
+        var rng = new Random(22);
+        const int n = 256, nRows = 32, nActs = 40; // 5 tiles of 8
+        long rowBytes = GgmlTypes.Info(GgmlType.Q4_0).RowBytes(n);
+        long actBytes = GgmlTypes.Info(GgmlType.Q8_0).RowBytes(n);
+        byte[] plain = SelfTest.MakeBlocks(GgmlType.Q4_0, n * nRows, SelfTest.Fill.Random, rng);
+        var packed = new byte[plain.Length];
+        byte[] acts = SelfTest.MakeBlocks(GgmlType.Q8_0, n * nActs, SelfTest.Fill.Random, rng);
+        using var pool = new EdgeLlm.Kernels.WorkerPool(2);
+        var tiles = new float[2][] { new float[nRows * nActs], new float[nRows * nActs] };
+        var rows = new float[nRows];
+        fixed (byte* p = plain)
+        fixed (byte* q = packed)
+        fixed (byte* a = acts)
+        fixed (float* yr = rows)
+        {
+            Assert.True(Q4_0x8.Pack(p, q, nRows, n));
+            byte* qq = q, aa = a;
+            for (int round = 0; round < 3; round++)
+            {
+                foreach (bool avx512 in new[] { true, false })
+                {
+                    // Every worker walks two slices, each meeting the tiles of 16 activations (as MatMul does).
+                    void Walk(int w)
+                    {
+                        fixed (float* yt = tiles[w])
+                            for (int slice = 0; slice < 2; slice++)
+                                for (int a0 = 0; a0 < nActs; a0 += 16)
+                                    Q4_0x8.DotTile(n, qq + slice * 16 * rowBytes, rowBytes, 16, aa + a0 * actBytes, actBytes, Math.Min(16, nActs - a0), yt + a0 * nRows + slice * 16, nRows, avx512);
+                    }
+                    if (round == 1) pool.ForDynamic(1, 1, 1, (_, _, w) => Walk(w)); // inline: a job of its own
+                    else pool.Run((w, _) => Walk(w));
+                    for (int k = 0; k < nActs; k++)
+                    {
+                        Q4_0x8.DotRows(n, q, rowBytes, nRows, a + k * actBytes, yr);
+                        for (int w = 0; w < (round == 1 ? 1 : 2); w++)
+                            for (int r = 0; r < nRows; r++)
+                                Assert.True(SelfTest.SameFloat(yr[r], tiles[w][k * nRows + r]), $"round {round} avx512={avx512} worker {w} row {r} act {k}: tile {tiles[w][k * nRows + r]:R} vs rows {yr[r]:R}");
+                    }
+                }
+                if (round == 0) acts[33 * actBytes + actBytes - 1] ^= 0x5A;   // one quant of activation 33
+                else SelfTest.MakeBlocks(GgmlType.Q8_0, n * nActs, SelfTest.Fill.Random, rng).CopyTo(acts, 0);
+            }
+        }
+    }
+
     private static double AbsSum(int n, byte* w, byte* a)
     {
         var fw = new float[n];

@@ -9,22 +9,41 @@ namespace EdgeLlm.Quant;
 /// and go with inference contexts; native per-thread buffers would leak).
 /// </summary>
 /// <remarks>
+/// <para>
 /// Callers often hand the same activations to many tile calls of a few weight rows each: a
 /// forward pass walks a matrix in slices of 64 rows (or a head at a time), and per slice it walks
 /// the prompt in tiles of <see cref="Kernels.MatMul.TileActs"/> activation rows, so the same
 /// activation tiles come back once per slice. Packing is a pure function of the activation
-/// bytes, so <see cref="Packed"/> keeps the last <see cref="Slots"/> packings with a copy of their
-/// source and reuses one when the layout, the address and every source byte are the same (a
-/// compare is far cheaper than a repack). Eight slots cover a 128-token prompt in tiles of 16;
-/// longer prompts cycle through them and repack, as a single slot did.
+/// bytes, so <see cref="Packed"/> keeps this thread's recent packings and reuses one when the
+/// layout, the address and the bytes are the same.
+/// </para>
+/// <para>
+/// Inside a job of a <see cref="Kernels.WorkerPool"/> (<see cref="CurrentJob"/> set) the bytes
+/// are known to be the same: a job's inputs do not change while it runs (the forward pass writes
+/// the activations of a product in an earlier job), so a packing made earlier in the same job is
+/// reused without comparing, and a job keeps up to <see cref="MaxSlots"/> packings, one per
+/// activation tile of a long prompt. Outside a job (tests, direct calls) a packing is reused only
+/// after a byte compare against a copy of its source, from the last <see cref="Slots"/>.
+/// </para>
 /// </remarks>
 internal static unsafe class TileScratch
 {
     /// <summary>Packs <paramref name="na"/> (≤ 8) activation rows of <paramref name="nb"/> blocks into one tile at <paramref name="pack"/>.</summary>
     public delegate void PackTile(int nb, byte* acts, long actStride, int na, byte* pack);
 
-    /// <summary>Packings kept per thread.</summary>
+    /// <summary>Packings kept per thread for byte-compared reuse (outside a job).</summary>
     internal const int Slots = 8;
+
+    /// <summary>Most packings a thread keeps within one job (a 1024-token batch in tiles of 16).</summary>
+    internal const int MaxSlots = 64;
+
+    /// <summary>Nonzero while this thread runs a worker-pool job: the job's id, unique in the process.</summary>
+    [ThreadStatic] internal static long CurrentJob;
+
+    private static long s_lastJob;
+
+    /// <summary>A fresh job id (<see cref="Kernels.WorkerPool"/> assigns one per job).</summary>
+    internal static long NewJob() => Interlocked.Increment(ref s_lastJob);
 
     private sealed class Slot
     {
@@ -34,9 +53,11 @@ internal static unsafe class TileScratch
         public nint Acts;
         public int Nb, NActs;
         public long RowBytes, TileBytes, LastUse;
+        public long Job;        // the job that packed it (0: outside a job)
+        public bool HasSource;  // Source holds a copy of the packed bytes (packings made in a job keep none)
     }
 
-    [ThreadStatic] private static Slot[]? t_slots;
+    [ThreadStatic] private static List<Slot>? t_slots;
     [ThreadStatic] private static long t_clock;
 
     /// <summary>
@@ -48,39 +69,53 @@ internal static unsafe class TileScratch
     {
         var slots = t_slots ??= CreateSlots();
         long now = ++t_clock;
+        long job = CurrentJob;
         Slot victim = slots[0];
+        int fromThisJob = 0;
         foreach (var slot in slots)
         {
             if (ReferenceEquals(packer, slot.Packer) && slot.Acts == (nint)acts && nb == slot.Nb && nActs == slot.NActs
-                && actRowBytes == slot.RowBytes && tileBytes == slot.TileBytes && SameSource(slot.Source!, acts, actStride, actRowBytes, nActs))
+                && actRowBytes == slot.RowBytes && tileBytes == slot.TileBytes
+                && (job != 0 && slot.Job == job || slot.HasSource && SameSource(slot.Source!, acts, actStride, actRowBytes, nActs)))
             {
                 slot.LastUse = now;
                 return Aligned(slot.Pack!);
             }
+            if (job != 0 && slot.Job == job) fromThisJob++;
             if (slot.LastUse < victim.LastUse) victim = slot;
+        }
+        // Within a job, every slot holding one of its packings is still wanted: add one.
+        if (job != 0 && fromThisJob == slots.Count && slots.Count < MaxSlots)
+        {
+            victim = new Slot();
+            slots.Add(victim);
         }
 
         int tiles = (nActs + 7) / 8;
         victim.Packer = null; // invalid while being rebuilt (an exception must not leave a stale key)
         if (victim.Pack is null || victim.Pack.Length < tiles * tileBytes + 64)
             victim.Pack = GC.AllocateUninitializedArray<byte>(checked((int)Math.Max(tiles * tileBytes + 64, (victim.Pack?.Length ?? 0) * 2L)), pinned: true);
-        if (victim.Source is null || victim.Source.Length < actRowBytes * nActs)
-            victim.Source = GC.AllocateUninitializedArray<byte>(checked((int)(actRowBytes * nActs)));
         byte* pack = Aligned(victim.Pack);
-        fixed (byte* src = victim.Source)
-            for (int a = 0; a < nActs; a++)
-                Buffer.MemoryCopy(acts + a * actStride, src + a * actRowBytes, actRowBytes, actRowBytes);
+        victim.HasSource = job == 0;
+        if (job == 0)
+        {
+            if (victim.Source is null || victim.Source.Length < actRowBytes * nActs)
+                victim.Source = GC.AllocateUninitializedArray<byte>(checked((int)(actRowBytes * nActs)));
+            fixed (byte* src = victim.Source)
+                for (int a = 0; a < nActs; a++)
+                    Buffer.MemoryCopy(acts + a * actStride, src + a * actRowBytes, actRowBytes, actRowBytes);
+        }
         for (int t = 0; t < tiles; t++)
             packer(nb, acts + 8L * t * actStride, actStride, Math.Min(8, nActs - 8 * t), pack + t * tileBytes);
-        (victim.Acts, victim.Nb, victim.NActs, victim.RowBytes, victim.TileBytes, victim.LastUse) = ((nint)acts, nb, nActs, actRowBytes, tileBytes, now);
+        (victim.Acts, victim.Nb, victim.NActs, victim.RowBytes, victim.TileBytes, victim.LastUse, victim.Job) = ((nint)acts, nb, nActs, actRowBytes, tileBytes, now, job);
         victim.Packer = packer;
         return pack;
     }
 
-    private static Slot[] CreateSlots()
+    private static List<Slot> CreateSlots()
     {
-        var slots = new Slot[Slots];
-        for (int i = 0; i < slots.Length; i++) slots[i] = new Slot();
+        var slots = new List<Slot>(Slots);
+        for (int i = 0; i < Slots; i++) slots.Add(new Slot());
         return slots;
     }
 
