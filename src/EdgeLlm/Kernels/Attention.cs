@@ -526,12 +526,8 @@ internal static unsafe class Attention
         typeof(T) == typeof(float) ? Vector256.Load((float*)p) : HalfMath.Widen256(Vector128.Load((ushort*)p));
 
     [MethodImpl(MethodImplOptions.AggressiveInlining)]
-    private static Vector128<float> Load128<T>(T* p) where T : unmanaged
-    {
-        if (typeof(T) == typeof(float)) return Vector128.Load((float*)p);
-        var h = (Half*)p;
-        return Vector128.Create((float)h[0], (float)h[1], (float)h[2], (float)h[3]);
-    }
+    private static Vector128<float> Load128<T>(T* p) where T : unmanaged =>
+        typeof(T) == typeof(float) ? Vector128.Load((float*)p) : HalfMath.Widen128((ushort*)p);
 
     [MethodImpl(MethodImplOptions.AggressiveInlining)]
     private static float Load1<T>(T* p, long i) where T : unmanaged =>

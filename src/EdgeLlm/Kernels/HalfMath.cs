@@ -17,6 +17,8 @@ internal static unsafe class HalfMath
             for (; i + 16 <= n; i += 16) Widen512(Vector256.Load(h + i)).Store(dst + i);
         else if (Vector256.IsHardwareAccelerated)
             for (; i + 8 <= n; i += 8) Widen256(Vector128.Load(h + i)).Store(dst + i);
+        else if (Vector128.IsHardwareAccelerated)
+            for (; i + 4 <= n; i += 4) Widen128(h + i).Store(dst + i);
         for (; i < n; i++) dst[i] = (float)src[i];
     }
 
@@ -41,6 +43,22 @@ internal static unsafe class HalfMath
         var u = Vector256.WidenLower(h.ToVector256Unsafe()).AsUInt32();
         var infNan = Vector256.GreaterThanOrEqual(u & Vector256.Create(0x7fffu), Vector256.Create(0x7c00u));
         return (Quant.QuantMath.HalfBitsToSingle(u.AsInt32()).AsUInt32() | (infNan & Vector256.Create(0x7f800000u))).AsSingle();
+    }
+
+    /// <summary>
+    /// 4 values at <paramref name="h"/>, as <see cref="Widen512"/> (NEON has no f16 conversion in
+    /// .NET's API; the integer steps are the same on every platform).
+    /// </summary>
+    [MethodImpl(MethodImplOptions.AggressiveInlining)]
+    public static Vector128<float> Widen128(ushort* h)
+    {
+        var u = Vector128.WidenLower(Vector128.CreateScalar(*(ulong*)h).AsUInt16());
+        var abs = (u & Vector128.Create(0x7fffu)).AsInt32();
+        var normal = (Vector128.ShiftLeft(abs, 13) + Vector128.Create(0x38000000)).AsSingle(); // exponent 15 -> 127
+        var small = Vector128.ConvertToSingle(abs) * Vector128.Create(0x33800000).AsSingle(); // 2^-24, a normal product
+        var mag = Vector128.ConditionalSelect(Vector128.LessThan(abs, Vector128.Create(0x0400)).AsSingle(), small, normal);
+        var infNan = Vector128.GreaterThanOrEqual(abs, Vector128.Create(0x7c00)).AsUInt32() & Vector128.Create(0x7f800000u);
+        return (mag.AsUInt32() | infNan | Vector128.ShiftLeft(u & Vector128.Create(0x8000u), 16)).AsSingle();
     }
 
     /// <summary>

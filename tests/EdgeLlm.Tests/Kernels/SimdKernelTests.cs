@@ -121,6 +121,8 @@ public unsafe class SimdKernelTests
             {
                 var w512 = Vector512.IsHardwareAccelerated ? HalfMath.Widen512(Vector256.Load(p + i)) : default;
                 var w256 = HalfMath.Widen256(Vector128.Load(p + i));
+                var w128a = HalfMath.Widen128(p + i);
+                var w128b = HalfMath.Widen128(p + i + 4);
                 for (int j = 0; j < 16; j++)
                 {
                     float expected = (float)BitConverter.UInt16BitsToHalf(all[i + j]);
@@ -129,6 +131,11 @@ public unsafe class SimdKernelTests
                         Assert.True(float.IsNaN(expected) ? float.IsNaN(w512[j]) : BitConverter.SingleToUInt32Bits(w512[j]) == e, $"0x{all[i + j]:x4}: {w512[j]} vs {expected}");
                     if (j < 8)
                         Assert.True(float.IsNaN(expected) ? float.IsNaN(w256[j]) : BitConverter.SingleToUInt32Bits(w256[j]) == e, $"0x{all[i + j]:x4}: {w256[j]} vs {expected}");
+                    if (j < 8)
+                    {
+                        float w128 = j < 4 ? w128a[j] : w128b[j - 4];
+                        Assert.True(float.IsNaN(expected) ? float.IsNaN(w128) : BitConverter.SingleToUInt32Bits(w128) == e, $"0x{all[i + j]:x4}: {w128} vs {expected} (4 lanes)");
+                    }
                 }
             }
         }
