@@ -18,7 +18,7 @@ internal static unsafe class SpecializedKernels
     private const long MinParallelElements = 1 << 16;
 
     /// <summary>Weight rows per work item: the generic path's chunks (decode and batch).</summary>
-    public static int ChunkRows(int n) => n == 1 ? MatMul.DecodeChunkRows : MatMul.BatchChunkRows;
+    public static int ChunkRows(int n, long rowBytes, int rows, int threads) => n == 1 ? MatMul.DecodeChunkRows(rowBytes, rows, threads) : MatMul.BatchChunkRows;
 
     /// <summary>
     /// The format generated code computes <paramref name="type"/> with (kept in a static readonly
@@ -176,7 +176,7 @@ internal static unsafe class SpecializedKernels
     private static void Head(in Projection p, int cols, int n, int r0, int headDim, in RopeAngles rope)
     {
         // Chunks of the generic size inside the head, so a batch meets the same tiles.
-        int chunk = ChunkRows(n);
+        int chunk = n == 1 ? headDim : MatMul.BatchChunkRows; // a head is one work item: one call per head in decode
         for (int c = r0; c < r0 + headDim; c += chunk)
             Rows(p.Fmt, p.Weights, p.RowBytes, cols, c, Math.Min(r0 + headDim, c + chunk), p.Act, p.ActBytes, n, p.Y, p.Rows);
         if (p.Bias is not null)
@@ -197,7 +197,7 @@ internal static unsafe class SpecializedKernels
     /// <summary>y[t, r] = W[r] · act[t] for all <paramref name="rows"/> rows (y rows <paramref name="yStride"/> apart).</summary>
     public static void Project(WeightFormat fmt, byte* w, long rowBytes, int rows, int cols, byte* act, long actBytes, int n, float* y, int yStride, WorkerPool pool)
     {
-        pool.ForDynamic(rows, ChunkRows(n), (long)cols * n, (start, end, _) =>
+        pool.ForDynamic(rows, ChunkRows(n, rowBytes, rows, pool.Threads), (long)cols * n, (start, end, _) =>
             Rows(fmt, w, rowBytes, cols, start, end, act, actBytes, n, y, yStride));
     }
 
@@ -207,7 +207,7 @@ internal static unsafe class SpecializedKernels
     /// </summary>
     public static void Residual(WeightFormat fmt, byte* w, long rowBytes, int rows, int cols, byte* act, long actBytes, int n, float* x, int xStride, WorkerPool pool)
     {
-        int chunk = ChunkRows(n);
+        int chunk = ChunkRows(n, rowBytes, rows, pool.Threads);
         pool.ForDynamic(rows, chunk, (long)cols * n, (start, end, _) =>
         {
             // ForDynamic runs a small job inline as one range: walk it a chunk at a time.
@@ -230,12 +230,12 @@ internal static unsafe class SpecializedKernels
         });
     }
 
-    /// <summary>Weight rows per work item of <see cref="GateUpSwiGlu"/>: a whole number of the down projection's activation blocks and of the generic chunk.</summary>
-    public static int GateUpChunkRows(int n, GgmlType downActType)
+    /// <summary>Weight rows per work item of <see cref="GateUpSwiGlu"/>: the generic chunk for a row of gate and one of up, rounded up to whole activation blocks of the down projection.</summary>
+    public static int GateUpChunkRows(int n, long rowBytes, int ffn, int threads, GgmlType downActType)
     {
         int block = GgmlTypes.Info(downActType).BlockSize;
-        int chunk = ChunkRows(n);
-        return block % chunk == 0 ? block : chunk % block == 0 ? chunk : block * chunk;
+        int chunk = ChunkRows(n, 2 * rowBytes, ffn, threads); // a row of each of gate and up
+        return (chunk + block - 1) / block * block;
     }
 
     /// <summary>
@@ -250,9 +250,9 @@ internal static unsafe class SpecializedKernels
         WeightFormat fu, byte* wu, long uRowBytes, byte* uAct, long uActBytes,
         ActRows downAct)
     {
-        int chunk = GateUpChunkRows(n, downAct.Type);
+        int chunk = GateUpChunkRows(n, gRowBytes, ffn, pool.Threads, downAct.Type);
         var info = GgmlTypes.Info(downAct.Type);
-        int sub = ChunkRows(n);
+        int sub = n == 1 ? chunk : MatMul.BatchChunkRows;
         if (ffn % info.BlockSize != 0) throw new ArgumentException($"feed-forward length {ffn} is not a whole number of {GgmlTypes.Name(downAct.Type)} blocks");
         pool.ForDynamic(ffn, chunk, 2L * cols * n, (start, end, _) =>
         {
