@@ -52,7 +52,8 @@ internal static unsafe class Attention
     /// out[t, h] = softmax(q[t, h] · K[0..pos]ᵀ / sqrt(head_dim)) · V[0..pos] for each query token
     /// t (at position startPos + t) and head h, over layer <paramref name="layer"/> of
     /// <paramref name="kv"/>; head h reads KV head h / (heads / kv_heads). Workers of
-    /// <paramref name="pool"/> take (token, head) items from a shared counter.
+    /// <paramref name="pool"/> take (token, KV head, block of up to <see cref="HeadBlock"/> query
+    /// heads) items from a shared counter, the last tokens first.
     /// </summary>
     /// <param name="q">[nTokens, nHead * headDim] queries, after rope.</param>
     /// <param name="output">[nTokens, nHead * headDim].</param>
