@@ -138,6 +138,8 @@ internal static unsafe partial class Q4_0x8
         {
             long off = (long)k * GroupBlockBytes;
             byte* og = g + off, oh = h + off;
+            Prefetch(og + DecodePrefetchBytes);
+            Prefetch(oh + DecodePrefetchBytes);
             var v0 = Load2(og + 16, oh + 16);
             var v1 = Load2(og + 48, oh + 48);
             var v2 = Load2(og + 80, oh + 80);
