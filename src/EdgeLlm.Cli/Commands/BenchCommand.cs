@@ -12,6 +12,12 @@ namespace EdgeLlm.Cli.Commands;
 /// <c>edgellm bench</c>: prompt processing (pp: one batch of P tokens in a fresh context) and
 /// generation (tg: N single-token steps from position 0) in tokens per second, in llama-bench's
 /// table layout, or one JSON object with <c>--json</c>. A warm-up run comes first.
+/// <para>
+/// <c>-d D</c> (llama-bench's <c>--n-depth</c>) measures both after D tokens already in the
+/// context: each repetition fills the context with the same D tokens (not timed), then times the
+/// test, so the figures include attention over D cached positions (tests named <c>pp512 @ d2048</c>,
+/// as llama-bench names them; JSON <c>"depth"</c>).
+/// </para>
 /// </summary>
 public static class BenchCommand
 {
@@ -22,6 +28,7 @@ public static class BenchCommand
         var pp = new Option<int>("--n-prompt", "-p") { Description = "Prompt tokens for the pp test (0 = skip)", DefaultValueFactory = _ => 128 };
         var tg = new Option<int>("--n-gen", "-n") { Description = "Generated tokens for the tg test (0 = skip)", DefaultValueFactory = _ => 64 };
         var reps = new Option<int>("--repetitions", "-r") { Description = "Repetitions of each test", DefaultValueFactory = _ => 3 };
+        var depth = new Option<int>("--n-depth", "-d") { Description = "Tokens already in the context before each test (llama-bench's -d): pp and tg at that depth", DefaultValueFactory = _ => 0 };
         var backend = BackendOption.Create();
         var json = new Option<bool>("--json") { Description = "Print one JSON object on stdout instead of the table" };
         var generic = new Option<bool>("--generic") { Description = "Run the generic forward pass even when a compile-time specialization matches" };
@@ -29,18 +36,20 @@ public static class BenchCommand
         {
             Description = "Measure the compile-time specialization against the generic forward pass in this one process, alternating them on the same weights, and print the ratio",
         };
-        var cmd = new Command("bench", "Measure prompt-processing and generation speed (like llama-bench)") { model, threads, pp, tg, reps, json, backend, generic, vsGeneric };
+        var cmd = new Command("bench", "Measure prompt-processing and generation speed (like llama-bench)") { model, threads, pp, tg, reps, depth, json, backend, generic, vsGeneric };
         cmd.SetAction(pr => ExitCodes.Guard(pr.GetValue(verbose), () =>
         {
             int t = pr.GetValue(threads), p = pr.GetValue(pp), n = pr.GetValue(tg), r = pr.GetValue(reps);
             RunCommand.CheckThreads(t);
             if (p < 0 || n < 0 || p + n == 0) throw new UsageException("-p and -n must be >= 0 and not both 0");
             if (r < 1) throw new UsageException($"-r must be >= 1, got {r}");
+            int d = pr.GetValue(depth);
+            if (d < 0) throw new UsageException($"-d must be >= 0, got {d}");
             bool vs = pr.GetValue(vsGeneric);
             if (vs && pr.GetValue(generic)) throw new UsageException("--generic and --vs-generic exclude each other: --vs-generic runs both paths");
             if (vs && !BackendOption.MayRunOnCpu(pr.GetValue(backend))) throw new UsageException("--vs-generic measures the CPU forward passes; it needs --backend cpu");
             string path = ModelResolver.Resolve(pr.GetValue(model));
-            var result = Measure(path, t, p, n, r, pr.GetValue(backend), pr.GetValue(generic), vs);
+            var result = Measure(path, t, p, n, r, pr.GetValue(backend), pr.GetValue(generic), vs, d);
             Console.Out.Write(pr.GetValue(json) ? result.ToJson() : result.ToTable());
             return ExitCodes.Ok;
         }));
@@ -62,7 +71,7 @@ public static class BenchCommand
         }
     }
 
-    internal sealed record BenchResult(string ModelPath, string ModelDescription, long SizeBytes, long Params, int Threads, int Pp, int Tg, double[] PpAll, double[] TgAll, string Kernel, string WeightLayout = "file", GenericComparison? Generic = null)
+    internal sealed record BenchResult(string ModelPath, string ModelDescription, long SizeBytes, long Params, int Threads, int Pp, int Tg, double[] PpAll, double[] TgAll, string Kernel, string WeightLayout = "file", GenericComparison? Generic = null, int Depth = 0)
     {
         public string ToJson()
         {
@@ -70,7 +79,7 @@ public static class BenchCommand
             static string Arr(double[] a) => "[" + string.Join(", ", a.Select(x => x.ToString("R", CultureInfo.InvariantCulture))) + "]";
             var sb = new StringBuilder();
             sb.Append("{\"model\": ").Append(JsonString(ModelPath));
-            sb.Append(ci, $", \"threads\": {Threads}, \"pp\": {Pp}, \"tg\": {Tg}");
+            sb.Append(ci, $", \"threads\": {Threads}, \"pp\": {Pp}, \"tg\": {Tg}, \"depth\": {Depth}");
             sb.Append(", \"pp_tps\": ").Append(PpAll.Length > 0 ? PpAll.Max().ToString("R", ci) : "null");
             sb.Append(", \"tg_tps\": ").Append(TgAll.Length > 0 ? TgAll.Max().ToString("R", ci) : "null");
             sb.Append(", \"pp_all\": ").Append(Arr(PpAll)).Append(", \"tg_all\": ").Append(Arr(TgAll));
@@ -106,16 +115,17 @@ public static class BenchCommand
                 double sd = all.Length > 1 ? Math.Sqrt(all.Sum(x => (x - mean) * (x - mean)) / (all.Length - 1)) : 0;
                 sb.AppendLine(ci, $"| {ModelDescription,-30} | {SizeBytes / 1048576.0,6:F2} MiB | {Params / 1e9,8:F2} B | {(Kernel.StartsWith("vulkan", StringComparison.Ordinal) ? Kernel : "CPU " + Kernel),-10} | {Threads,7} | {test,13} | {mean,11:F2} ± {sd,6:F2} |");
             }
-            if (PpAll.Length > 0) Row($"pp{Pp}", PpAll);
-            if (Generic is { } g && g.PpAll.Length > 0) Row($"pp{Pp} generic", g.PpAll);
-            if (TgAll.Length > 0) Row($"tg{Tg}", TgAll);
-            if (Generic is { } h && h.TgAll.Length > 0) Row($"tg{Tg} generic", h.TgAll);
+            string at = Depth > 0 ? $" @ d{Depth}" : "";
+            if (PpAll.Length > 0) Row($"pp{Pp}{at}", PpAll);
+            if (Generic is { } g && g.PpAll.Length > 0) Row($"pp{Pp}{at} generic", g.PpAll);
+            if (TgAll.Length > 0) Row($"tg{Tg}{at}", TgAll);
+            if (Generic is { } h && h.TgAll.Length > 0) Row($"tg{Tg}{at} generic", h.TgAll);
             if (Generic is { } c)
             {
                 sb.AppendLine();
                 sb.Append(ci, $"specialized '{c.Specialization}' / generic, alternating in one process:");
-                if (PpAll.Length > 0) sb.Append(ci, $" pp{Pp} {GenericComparison.Ratio(PpAll, c.PpAll):F2}× (best of {PpAll.Length} each; median of pairs {GenericComparison.PairedMedian(PpAll, c.PpAll):F2}×)");
-                if (TgAll.Length > 0) sb.Append(ci, $"{(PpAll.Length > 0 ? "," : "")} tg{Tg} {GenericComparison.Ratio(TgAll, c.TgAll):F2}× (best of {TgAll.Length} each; median of pairs {GenericComparison.PairedMedian(TgAll, c.TgAll):F2}×)");
+                if (PpAll.Length > 0) sb.Append(ci, $" pp{Pp}{at} {GenericComparison.Ratio(PpAll, c.PpAll):F2}× (best of {PpAll.Length} each; median of pairs {GenericComparison.PairedMedian(PpAll, c.PpAll):F2}×)");
+                if (TgAll.Length > 0) sb.Append(ci, $"{(PpAll.Length > 0 ? "," : "")} tg{Tg}{at} {GenericComparison.Ratio(TgAll, c.TgAll):F2}× (best of {TgAll.Length} each; median of pairs {GenericComparison.PairedMedian(TgAll, c.TgAll):F2}×)");
                 sb.AppendLine();
             }
             return sb.ToString();
@@ -134,20 +144,36 @@ public static class BenchCommand
         }
     }
 
-    internal static BenchResult Measure(string path, int threads, int pp, int tg, int reps, string? backend = "cpu", bool generic = false, bool vsGeneric = false)
+    internal static BenchResult Measure(string path, int threads, int pp, int tg, int reps, string? backend = "cpu", bool generic = false, bool vsGeneric = false, int depth = 0)
     {
         using var model = Model.Load(path, new ModelLoadOptions { Generic = generic, RepackWeights = BackendOption.MayRunOnCpu(backend) });
         if (vsGeneric && model.Specialization is null)
             throw new UsageException($"--vs-generic: no compile-time specialization matches {path} ({Specialized.SpecializationRegistry.Describe(model)})");
-        int ctxLen = Math.Max(pp, tg) + 1;
+        long needed = (long)depth + Math.Max(pp, tg) + 1;
+        if (needed > int.MaxValue) throw new UsageException($"-d {depth} plus the longest test ({Math.Max(pp, tg)} tokens) is more positions than a context can hold");
+        int ctxLen = (int)needed;
+        if (InferenceContext.ExceedsTrainingContext(model, ctxLen))
+            Console.Error.WriteLine($"warning: context {ctxLen} (-d {depth} + {Math.Max(pp, tg)}) exceeds the model's training context ({model.Config.TrainingContextLength}); the speed is still measured");
         using var context = BackendOption.CreateContext(backend, model, ctxLen, threads);
         var rng = new Random(1);
         int[] RandomTokens(int count) => Enumerable.Range(0, count).Select(_ => rng.Next(model.Config.VocabSize)).ToArray();
+        var depthTokens = RandomTokens(depth);
+
+        // A fresh context holding the depth tokens (neither timed nor in the EDGELLM_PROFILE totals).
+        void Fill()
+        {
+            context.Reset();
+            if (depth == 0) return;
+            bool profiling = ForwardProfiler.Enabled;
+            ForwardProfiler.Enabled = false;
+            try { context.Eval(depthTokens); }
+            finally { ForwardProfiler.Enabled = profiling; }
+        }
 
         double RunPp()
         {
             var tokens = RandomTokens(pp);
-            context.Reset();
+            Fill();
             var sw = Stopwatch.StartNew();
             context.Eval(tokens);
             return pp / sw.Elapsed.TotalSeconds;
@@ -156,7 +182,7 @@ public static class BenchCommand
         double RunTg()
         {
             var tokens = RandomTokens(tg);
-            context.Reset();
+            Fill();
             var sw = Stopwatch.StartNew();
             for (int i = 0; i < tg; i++) context.Eval(tokens.AsSpan(i, 1));
             return tg / sw.Elapsed.TotalSeconds;
@@ -188,7 +214,7 @@ public static class BenchCommand
         {
             model.RunGeneric = g;
             if (pp > 0) RunPp();
-            if (tg > 0) { context.Reset(); context.Eval(RandomTokens(Math.Min(tg, 4))); }
+            if (tg > 0) { Fill(); context.Eval(RandomTokens(Math.Min(tg, 4))); }
         }
 
         // Per-op times (EDGELLM_PROFILE=1) and resident memory go to stderr, so stdout stays the table/JSON.
@@ -213,7 +239,7 @@ public static class BenchCommand
         string desc = $"{model.Config.Architecture} {parameters / 1e9:F2}B {type}";
         return new BenchResult(path, desc, size, parameters, threads, pp, tg, ppAll, tgAll, context.Description.StartsWith("vulkan", StringComparison.Ordinal) ? context.Description : CpuFeatures.KernelPath,
             model.RepackedBytes == 0 ? "file" : string.Join("+", model.RepackedLayouts),
-            vsGeneric ? new GenericComparison(model.Specialization!.Name, genPp, genTg) : null);
+            vsGeneric ? new GenericComparison(model.Specialization!.Name, genPp, genTg) : null, depth);
     }
 
     /// <summary>VmRSS and VmHWM (peak) from /proc/self/status, or a note where that file is missing.</summary>

@@ -30,8 +30,29 @@ namespace EdgeLlm.Kernels;
 /// </remarks>
 internal static unsafe class Attention
 {
-    /// <summary>Query heads an item computes together: they share every key and value they load.</summary>
+    /// <summary>Query heads an item of a prompt computes together: they share every key and value they load.</summary>
     internal const int HeadBlock = 4;
+
+    /// <summary>
+    /// Most query heads an item of a single token computes together (a scratch bound). A token's
+    /// item widens each block of f16 keys and values once for all its heads, so it takes a whole
+    /// KV group where that leaves every worker an item (<see cref="DecodeHeads"/>).
+    /// </summary>
+    internal const int MaxDecodeHeads = 8;
+
+    /// <summary>
+    /// Query heads per item of a single token: the whole group (up to <see cref="MaxDecodeHeads"/>)
+    /// when the KV heads alone give every worker an item, else the group split so that they do.
+    /// Widening f16 to f32 costs about one instruction per value (no f16 conversion instruction
+    /// in .NET's API), against one fused multiply-add per 16 values and head; widening once per
+    /// block of 4 heads took 58% of qwen2.5-0.5b's decode attention at 2048 positions.
+    /// </summary>
+    internal static int DecodeHeads(int group, int nHeadKv, int threads)
+    {
+        int splits = Math.Max(1, (threads + nHeadKv - 1) / nHeadKv); // items wanted per KV head
+        int heads = (group + splits - 1) / splits;
+        return Math.Clamp(heads, 1, MaxDecodeHeads);
+    }
 
     /// <summary>Positions (and keys) per block: a head block meets one block of K or V while it is in L1.</summary>
     private const int PositionBlock = 64;
@@ -41,7 +62,15 @@ internal static unsafe class Attention
     /// its query, and its partial output sums.
     /// </summary>
     public static long WorkerScratchBytes(int contextLength, int headDim) =>
-        HeadBlock * (Align((long)contextLength * sizeof(float)) + Align((long)headDim * sizeof(float)) + PartialFloats * sizeof(float));
+        MaxDecodeHeads * (Align((long)contextLength * sizeof(float)) + Align((long)headDim * sizeof(float)) + PartialFloats * sizeof(float))
+        + TileFloats(headDim) * sizeof(float);
+
+    /// <summary>
+    /// Floats of the f32 tile a decode item widens one block of f16 keys or values into, once for all
+    /// the heads of its block (<see cref="Scores{T}"/>, <see cref="Values{T}"/>): head_dim rows of
+    /// <see cref="PositionBlock"/> keys, or <see cref="PositionBlock"/> rows of up to 64 dimensions.
+    /// </summary>
+    private static int TileFloats(int headDim) => PositionBlock * Math.Max(headDim, 64);
 
     /// <summary>Floats of one head's partial output sums between position blocks: even chains at [0, 64), odd at [64, 128).</summary>
     private const int PartialFloats = 128;
@@ -53,7 +82,7 @@ internal static unsafe class Attention
     /// t (at position startPos + t) and head h, over layer <paramref name="layer"/> of
     /// <paramref name="kv"/>; head h reads KV head h / (heads / kv_heads). Workers of
     /// <paramref name="pool"/> take (token, KV head, block of up to <see cref="HeadBlock"/> query
-    /// heads) items from a shared counter, the last tokens first.
+    /// heads; for a single token <see cref="DecodeHeads"/>) items from a shared counter, the last tokens first.
     /// </summary>
     /// <param name="q">[nTokens, nHead * headDim] queries, after rope.</param>
     /// <param name="output">[nTokens, nHead * headDim].</param>
@@ -62,7 +91,8 @@ internal static unsafe class Attention
         int nHead, int nHeadKv, int headDim, float* output, byte* scratch, WorkerPool pool)
     {
         int group = nHead / nHeadKv;
-        int items = nTokens * nHeadKv * ((group + HeadBlock - 1) / HeadBlock);
+        int block = nTokens == 1 ? DecodeHeads(group, nHeadKv, pool.Threads) : HeadBlock;
+        int items = nTokens * nHeadKv * ((group + block - 1) / block);
         int chunk = Math.Max(1, items / (pool.Threads * 4));
         int nKv = startPos + nTokens;
         int kvLen = nHeadKv * headDim;
@@ -73,8 +103,8 @@ internal static unsafe class Attention
         {
             // One token: every cached value is read once per head of its group; widening in
             // registers as it is read costs less than writing and re-reading an f32 copy.
-            pool.ForDynamic(items, chunk, (long)nKv * headDim * 2 * Math.Min(group, HeadBlock), (start, end, worker) =>
-                Items(q, nTokens, startPos, kT, ctx, v, ctx, nHead, nHeadKv, headDim, output, scratch + worker * ws, start, end),
+            pool.ForDynamic(items, chunk, (long)nKv * headDim * 2 * Math.Min(group, block), (start, end, worker) =>
+                Items(q, nTokens, startPos, kT, ctx, v, ctx, nHead, nHeadKv, headDim, block, output, scratch + worker * ws, start, end),
                 minParallelWork: 1 << 14);
             return;
         }
@@ -107,8 +137,8 @@ internal static unsafe class Attention
                         }
                     }
                 });
-                pool.ForDynamic(items, chunk, (long)nKv * headDim * 2 * Math.Min(group, HeadBlock), (start, end, worker) =>
-                    Items(q, nTokens, startPos, kfp, kStride, vfp, ctx, nHead, nHeadKv, headDim, output, scratch + worker * ws, start, end),
+                pool.ForDynamic(items, chunk, (long)nKv * headDim * 2 * Math.Min(group, block), (start, end, worker) =>
+                    Items(q, nTokens, startPos, kfp, kStride, vfp, ctx, nHead, nHeadKv, headDim, block, output, scratch + worker * ws, start, end),
                     minParallelWork: 1 << 14);
             }
         }
@@ -128,29 +158,30 @@ internal static unsafe class Attention
     // for tiering to replace the unoptimized first compile before the prompt is done.
     [MethodImpl(MethodImplOptions.AggressiveOptimization)]
     private static void Items<T>(float* q, int nTokens, int startPos, T* kT, long kStride, T* v, int contextLength,
-        int nHead, int nHeadKv, int headDim, float* output, byte* ws, int start, int end)
+        int nHead, int nHeadKv, int headDim, int block, float* output, byte* ws, int start, int end)
         where T : unmanaged
     {
         int qLen = nHead * headDim;
         int kvLen = nHeadKv * headDim;
         int group = nHead / nHeadKv;
-        int blocks = (group + HeadBlock - 1) / HeadBlock;
+        int blocks = (group + block - 1) / block;
         float scale = 1.0f / MathF.Sqrt(headDim);
         int lanes = Lanes;
         long sStride = Align((long)contextLength * sizeof(float)) / sizeof(float);
         long hStride = Align((long)headDim * sizeof(float)) / sizeof(float);
         float* scores = (float*)ws;
-        float* qh = scores + HeadBlock * sStride;
-        float* partial = qh + HeadBlock * hStride;
-        float* max = stackalloc float[HeadBlock];
+        float* qh = scores + MaxDecodeHeads * sStride;
+        float* partial = qh + MaxDecodeHeads * hStride;
+        float* tile = partial + MaxDecodeHeads * PartialFloats;
+        float* max = stackalloc float[MaxDecodeHeads];
         for (int item = start; item < end; item++)
         {
             // The last tokens first: they attend to the most keys, and the shared counter then
             // hands the light items out at the end, where they even out the workers' finish.
             int t = nTokens - 1 - item / (nHeadKv * blocks);
             int kvh = item % (nHeadKv * blocks) / blocks;
-            int h0 = kvh * group + item % blocks * HeadBlock;
-            int heads = Math.Min(HeadBlock, (kvh + 1) * group - h0);
+            int h0 = kvh * group + item % blocks * block;
+            int heads = Math.Min(block, (kvh + 1) * group - h0);
             int nKv = startPos + t + 1; // causal: positions after this token are masked out
             for (int i = 0; i < heads; i++)
             {
@@ -158,13 +189,13 @@ internal static unsafe class Attention
                 Buffer.MemoryCopy(q + (long)t * qLen + (h0 + i) * headDim, qh + i * hStride, headDim * sizeof(float), headDim * sizeof(float));
                 HalfMath.RoundInPlace(qh + i * hStride, headDim);
             }
-            Scores(qh, hStride, heads, kT + (long)kvh * headDim * kStride, kStride, nKv, headDim, scale, scores, sStride, max, lanes);
+            Scores(qh, hStride, heads, kT + (long)kvh * headDim * kStride, kStride, nKv, headDim, scale, scores, sStride, max, lanes, tile);
             for (int i = 0; i < heads; i++)
             {
                 Softmax.ExpNormalize(scores + i * sStride, nKv, max[i]);
                 HalfMath.RoundInPlace(scores + i * sStride, nKv);
             }
-            Values(scores, sStride, heads, v + kvh * headDim, kvLen, nKv, headDim, output + (long)t * qLen + h0 * headDim, headDim, partial, lanes);
+            Values(scores, sStride, heads, v + kvh * headDim, kvLen, nKv, headDim, output + (long)t * qLen + h0 * headDim, headDim, partial, lanes, tile);
         }
     }
 
@@ -177,14 +208,41 @@ internal static unsafe class Attention
     /// scores_i[j] = (Σ_d q_i[d]·kT[d, j], one fused multiply-add chain in d) · scale for keys j in
     /// [0, n), and max_i their maximum. Vectors of <paramref name="lanes"/> (<see cref="Lanes"/>;
     /// tests pass each width; every width gives the same bits). Keys are walked in blocks that every
-    /// head meets while the block is in L1.
+    /// head meets while the block is in L1. With f16 keys and a <paramref name="tile"/> of
+    /// <see cref="TileFloats"/> floats, each whole block of keys is widened into it once for all the
+    /// heads (exact, so the same bits): widening in registers, per head, cost decode more than its
+    /// multiply-adds (~10 instructions per 16 keys against one fused multiply-add per head).
     /// </summary>
     [MethodImpl(MethodImplOptions.AggressiveOptimization)]
     internal static void Scores<T>(float* q, long qStride, int heads, T* kT, long kStride, int n, int headDim, float scale,
-        float* scores, long sStride, float* max, int lanes)
+        float* scores, long sStride, float* max, int lanes, float* tile = null)
         where T : unmanaged
     {
         int j = 0;
+        if (typeof(T) == typeof(Half) && tile != null && heads > 1 && lanes > 1)
+        {
+            for (; j + PositionBlock <= n; j += PositionBlock)
+            {
+                for (int d = 0; d < headDim; d++) HalfMath.Widen((Half*)kT + d * kStride + j, tile + d * PositionBlock, PositionBlock);
+                for (int i = 0; i < heads; i++)
+                {
+                    float* qi = q + i * qStride, si = scores + i * sStride + j;
+                    if (lanes == 16)
+                    {
+                        Scores4x512(qi, tile, PositionBlock, headDim, scale, si);
+                    }
+                    else if (lanes == 8)
+                    {
+                        Scores4x256(qi, tile, PositionBlock, headDim, scale, si);
+                        Scores4x256(qi, tile + 32, PositionBlock, headDim, scale, si + 32);
+                    }
+                    else
+                    {
+                        for (int jj = 0; jj < PositionBlock; jj += 4) Scores1x128(qi, tile + jj, PositionBlock, headDim, scale, si + jj);
+                    }
+                }
+            }
+        }
         if (lanes == 16)
         {
             for (; j + 64 <= n; j += 64)
@@ -321,13 +379,16 @@ internal static unsafe class Attention
     /// dimensions d in [0, headDim); rows of <paramref name="v"/> are <paramref name="vStride"/>
     /// apart. Positions are walked in blocks that every head meets while the block is in L1; the
     /// chains wait in <paramref name="partial"/> (2 × 64 floats a head) between blocks, which
-    /// leaves every value unchanged. Vectors of <paramref name="lanes"/>.
+    /// leaves every value unchanged. Vectors of <paramref name="lanes"/>. With f16 values and a
+    /// <paramref name="tile"/> (see <see cref="Scores{T}"/>), each block is widened into it once for all the heads.
     /// </summary>
     [MethodImpl(MethodImplOptions.AggressiveOptimization)]
     internal static void Values<T>(float* p, long pStride, int heads, T* v, long vStride, int n, int headDim,
-        float* o, long oStride, float* partial, int lanes)
+        float* o, long oStride, float* partial, int lanes, float* tile = null)
         where T : unmanaged
     {
+        // Not with 4 lanes: those walk 4 dimensions at a time, rows too short to widen apart.
+        bool widenOnce = typeof(T) == typeof(Half) && tile != null && heads > 1 && lanes >= 8;
         int d = 0;
         int width = lanes == 16 ? 64 : lanes == 8 ? 32 : 4;
         int narrow = lanes == 16 ? 16 : lanes == 8 ? 8 : 4;
@@ -339,6 +400,32 @@ internal static unsafe class Attention
                 for (int j0 = 0; j0 < n; j0 += PositionBlock)
                 {
                     int len = Math.Min(PositionBlock, n - j0);
+                    if (widenOnce)
+                    {
+                        // This block's columns [d, d + w) as len rows of w floats, then every head on them.
+                        int w = wide ? width : narrow;
+                        for (int jj = 0; jj < len; jj++) HalfMath.Widen((Half*)v + (j0 + jj) * vStride + d, tile + jj * w, w);
+                        for (int i = 0; i < heads; i++)
+                        {
+                            float* pi = p + i * pStride + j0, acc = partial + i * PartialFloats, oi = o + i * oStride + d;
+                            bool first = j0 == 0, last = j0 + len == n;
+                            if (lanes == 16)
+                            {
+                                if (wide) Values4x512(pi, tile, w, len, acc, first, last, oi);
+                                else Values1x512(pi, tile, w, len, acc, first, last, oi);
+                            }
+                            else if (lanes == 8)
+                            {
+                                if (wide) Values4x256(pi, tile, w, len, acc, first, last, oi);
+                                else Values1x256(pi, tile, w, len, acc, first, last, oi);
+                            }
+                            else
+                            {
+                                Values1x128(pi, tile, w, len, acc, first, last, oi);
+                            }
+                        }
+                        continue;
+                    }
                     for (int i = 0; i < heads; i++)
                     {
                         float* pi = p + i * pStride + j0, acc = partial + i * PartialFloats, oi = o + i * oStride + d;

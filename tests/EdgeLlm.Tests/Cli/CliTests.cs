@@ -243,6 +243,39 @@ public class CliTests
     }
 
     [Fact]
+    public void Bench_Depth_MeasuresAfterFillingTheContext()
+    {
+        string model = SharedData.Model("syn-llama-q4_0");
+        var r = CliRunner.Run(["bench", "-m", model, "-t", "1", "-p", "8", "-n", "4", "-r", "2", "-d", "40", "--json"]);
+        Assert.True(r.ExitCode == 0, r.Stderr);
+        _out.WriteLine(r.Stdout.Trim());
+        using var doc = JsonDocument.Parse(r.Stdout);
+        var o = doc.RootElement;
+        Assert.Equal(40, o.GetProperty("depth").GetInt32());
+        Assert.Equal(2, o.GetProperty("pp_all").GetArrayLength());
+        Assert.True(o.GetProperty("tg_tps").GetDouble() > 0);
+        // The KV cache holds the depth as well as the test (45 positions of cache for tg4 after 40 tokens).
+        Assert.Contains("KV cache", r.Stderr, StringComparison.Ordinal);
+
+        var table = CliRunner.Run(["bench", "-m", model, "-t", "1", "-p", "8", "-n", "4", "-r", "1", "--n-depth", "16"]);
+        Assert.True(table.ExitCode == 0, table.Stderr);
+        Assert.Contains("|     pp8 @ d16 |", table.Stdout, StringComparison.Ordinal);
+        Assert.Contains("|     tg4 @ d16 |", table.Stdout, StringComparison.Ordinal);
+
+        var plain = CliRunner.Run(["bench", "-m", model, "-t", "1", "-p", "8", "-n", "0", "-r", "1", "--json"]);
+        Assert.True(plain.ExitCode == 0, plain.Stderr);
+        using var plainDoc = JsonDocument.Parse(plain.Stdout);
+        Assert.Equal(0, plainDoc.RootElement.GetProperty("depth").GetInt32());
+
+        var bad = CliRunner.Run(["bench", "-m", model, "-p", "8", "-n", "0", "-d", "-1"]);
+        Assert.Equal(1, bad.ExitCode); // usage error
+        Assert.Contains("-d must be >= 0, got -1", bad.Stderr, StringComparison.Ordinal);
+        var huge = CliRunner.Run(["bench", "-m", model, "-p", "8", "-n", "0", "-d", "2147483647"]);
+        Assert.Equal(1, huge.ExitCode);
+        Assert.Contains("more positions than a context can hold", huge.Stderr, StringComparison.Ordinal);
+    }
+
+    [Fact]
     public void Bench_VsGeneric_AlternatesBothPaths_AndReportsTheRatios()
     {
         string model = SharedData.Model("syn-llama-q4_0");

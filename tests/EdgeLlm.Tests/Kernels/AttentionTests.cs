@@ -49,9 +49,14 @@ public unsafe class AttentionTests
         var max = new float[heads];
         var maxH = new float[heads];
         var partial = new float[heads * 128];
+        var gotT = new float[heads * maxKeys];
+        var oT = new float[heads * headDim];
+        var maxT = new float[heads];
+        var tileBuf = new float[64 * Math.Max(headDim, 64)];
         float scale = 1f / MathF.Sqrt(headDim);
         fixed (float* qp = qf, kp = kf, vp = vf, pp = pf, g = got, gh = gotH, op = o, oh = oH, mp = max, mh = maxH, part = partial)
         fixed (Half* khp = kh, vhp = vh)
+        fixed (float* gt = gotT, ot = oT, mt = maxT, tp = tileBuf)
         {
             foreach (int n in new[] { 1, 3, 4, 5, 8, 15, 16, 17, 31, 32, 33, 63, 64, 65, 127, 128, 129, 150 })
             {
@@ -59,6 +64,13 @@ public unsafe class AttentionTests
                 Attention.Scores(qp, headDim, heads, khp, kStride, n, headDim, scale, gh, maxKeys, mh, lanes);
                 Attention.Values(pp, maxKeys, heads, vp, vStride, n, headDim, op, headDim, part, lanes);
                 Attention.Values(pp, maxKeys, heads, vhp, vStride, n, headDim, oh, headDim, part, lanes);
+                // f16 widened once per block into a tile for all heads (decode): the same bits.
+                Attention.Scores(qp, headDim, heads, khp, kStride, n, headDim, scale, gt, maxKeys, mt, lanes, tp);
+                Attention.Values(pp, maxKeys, heads, vhp, vStride, n, headDim, ot, headDim, part, lanes, tp);
+                for (int x = 0; x < heads * maxKeys; x++)
+                    if (x % maxKeys < n) Same(gotH[x], gotT[x], $"score {x} of {n}, f16 tiled");
+                for (int x = 0; x < heads * headDim; x++) Same(oH[x], oT[x], $"value {x}, {n} keys, f16 tiled");
+                for (int i = 0; i < heads; i++) Assert.Equal(maxH[i], maxT[i]);
                 for (int i = 0; i < heads; i++)
                 {
                     float wantMax = float.NegativeInfinity;
@@ -96,6 +108,8 @@ public unsafe class AttentionTests
     [InlineData(8, 2, 128, 70, 2)]  // Llama-3 head size
     [InlineData(6, 3, 48, 17, 2)]   // a head size outside the 64-wide blocks
     [InlineData(2, 1, 8, 33, 1)]    // stories260K-like tiny heads
+    [InlineData(16, 1, 32, 70, 1)]  // a group larger than a decode item takes (MaxDecodeHeads)
+    [InlineData(32, 4, 64, 66, 2)]  // TinyLlama's grouping: whole groups of 8 per decode item
     public void Batch_TokenByToken_AndScalarDefinition_Agree_BitForBit(int nHead, int nHeadKv, int headDim, int nTokens, int threads)
     {
         const int contextLength = 160;
@@ -173,6 +187,17 @@ public unsafe class AttentionTests
             Assert.Throws<ArgumentOutOfRangeException>(() => cache.Store(0, 6, pp, pp, 3));
         }
     }
+
+    [Theory]
+    [InlineData(7, 2, 1, 7)]   // qwen2.5-0.5b: a whole group per item on 1 or 2 threads ...
+    [InlineData(7, 2, 2, 7)]
+    [InlineData(7, 2, 4, 4)]   // ... split in two on 4 threads (4 + 3 heads)
+    [InlineData(7, 2, 8, 2)]
+    [InlineData(8, 4, 2, 8)]   // TinyLlama
+    [InlineData(16, 1, 1, 8)]  // at most MaxDecodeHeads
+    [InlineData(1, 12, 16, 1)] // no grouping
+    public void DecodeHeads_TakesWholeGroups_UnlessThreadsWouldIdle(int group, int nHeadKv, int threads, int want) =>
+        Assert.Equal(want, Attention.DecodeHeads(group, nHeadKv, threads));
 
     private static void Same(float want, float got, string what) =>
         Assert.True(BitConverter.SingleToInt32Bits(want) == BitConverter.SingleToInt32Bits(got), $"{what}: {got} vs {want}");
