@@ -400,51 +400,19 @@ internal static unsafe class Attention
                 for (int j0 = 0; j0 < n; j0 += PositionBlock)
                 {
                     int len = Math.Min(PositionBlock, n - j0);
+                    bool first = j0 == 0, last = j0 + len == n;
                     if (widenOnce)
                     {
                         // This block's columns [d, d + w) as len rows of w floats, then every head on them.
                         int w = wide ? width : narrow;
                         for (int jj = 0; jj < len; jj++) HalfMath.Widen((Half*)v + (j0 + jj) * vStride + d, tile + jj * w, w);
                         for (int i = 0; i < heads; i++)
-                        {
-                            float* pi = p + i * pStride + j0, acc = partial + i * PartialFloats, oi = o + i * oStride + d;
-                            bool first = j0 == 0, last = j0 + len == n;
-                            if (lanes == 16)
-                            {
-                                if (wide) Values4x512(pi, tile, w, len, acc, first, last, oi);
-                                else Values1x512(pi, tile, w, len, acc, first, last, oi);
-                            }
-                            else if (lanes == 8)
-                            {
-                                if (wide) Values4x256(pi, tile, w, len, acc, first, last, oi);
-                                else Values1x256(pi, tile, w, len, acc, first, last, oi);
-                            }
-                            else
-                            {
-                                Values1x128(pi, tile, w, len, acc, first, last, oi);
-                            }
-                        }
-                        continue;
+                            ValuesBlock(lanes, wide, p + i * pStride + j0, tile, w, len, partial + i * PartialFloats, first, last, o + i * oStride + d);
                     }
-                    for (int i = 0; i < heads; i++)
+                    else
                     {
-                        float* pi = p + i * pStride + j0, acc = partial + i * PartialFloats, oi = o + i * oStride + d;
-                        T* vj = v + j0 * vStride + d;
-                        bool first = j0 == 0, last = j0 + len == n;
-                        if (lanes == 16)
-                        {
-                            if (wide) Values4x512(pi, vj, vStride, len, acc, first, last, oi);
-                            else Values1x512(pi, vj, vStride, len, acc, first, last, oi);
-                        }
-                        else if (lanes == 8)
-                        {
-                            if (wide) Values4x256(pi, vj, vStride, len, acc, first, last, oi);
-                            else Values1x256(pi, vj, vStride, len, acc, first, last, oi);
-                        }
-                        else
-                        {
-                            Values1x128(pi, vj, vStride, len, acc, first, last, oi);
-                        }
+                        for (int i = 0; i < heads; i++)
+                            ValuesBlock(lanes, wide, p + i * pStride + j0, v + j0 * vStride + d, vStride, len, partial + i * PartialFloats, first, last, o + i * oStride + d);
                     }
                 }
             }
@@ -463,6 +431,26 @@ internal static unsafe class Attention
                 if (j < n) even = MathF.FusedMultiplyAdd(pi[j], Load1(v, j * vStride + d), even);
                 o[i * oStride + d] = even + odd;
             }
+    }
+
+    /// <summary>One head's values over one position block, in the width <paramref name="lanes"/> (four vectors where <paramref name="wide"/>).</summary>
+    [MethodImpl(MethodImplOptions.AggressiveInlining)]
+    private static void ValuesBlock<T>(int lanes, bool wide, float* p, T* v, long stride, int n, float* acc, bool first, bool last, float* o) where T : unmanaged
+    {
+        if (lanes == 16)
+        {
+            if (wide) Values4x512(p, v, stride, n, acc, first, last, o);
+            else Values1x512(p, v, stride, n, acc, first, last, o);
+        }
+        else if (lanes == 8)
+        {
+            if (wide) Values4x256(p, v, stride, n, acc, first, last, o);
+            else Values1x256(p, v, stride, n, acc, first, last, o);
+        }
+        else
+        {
+            Values1x128(p, v, stride, n, acc, first, last, o);
+        }
     }
 
     // The blocks below run positions [0, n) of one position block (n even except in the last
