@@ -101,8 +101,9 @@ internal static unsafe class Attention
         long ws = WorkerScratchBytes(ctx, headDim);
         if (nTokens == 1)
         {
-            // One token: every cached value is read once per head of its group; widening in
-            // registers as it is read costs less than writing and re-reading an f32 copy.
+            // One token: each item widens every 64-position block of its KV head's keys and values
+            // once, into an L1 tile its heads share (Scores/Values); that costs less than writing
+            // and re-reading an f32 copy of the whole layer, as a prompt does below.
             pool.ForDynamic(items, chunk, (long)nKv * headDim * 2 * Math.Min(group, block), (start, end, worker) =>
                 Items(q, nTokens, startPos, kT, ctx, v, ctx, nHead, nHeadKv, headDim, block, output, scratch + worker * ws, start, end),
                 minParallelWork: 1 << 14);
