@@ -43,6 +43,7 @@ public static class ExitCodes
         FileNotFoundException or DirectoryNotFoundException => (ModelOrInput, "input error"),
         DownloadException => (DownloadOrIo, "download error"),
         IOException or UnauthorizedAccessException => (DownloadOrIo, "I/O error"),
+        EdgeLlm.Sampling.InvalidLogitsException => (ModelOrInput, "model error"),
         ArgumentException => (Usage, "usage error"),
         NotSupportedException => (ModelOrInput, "not supported"),
         InvalidOperationException => (ModelOrInput, "input error"),

@@ -81,7 +81,8 @@ public sealed class Sampler
     }
 
     /// <summary>Chooses the next token from <paramref name="logits"/> (length = vocabulary size).</summary>
-    /// <exception cref="ArgumentException">Wrong length, a NaN or +∞ logit, or every logit −∞.</exception>
+    /// <exception cref="ArgumentException">Wrong length, or every logit −∞.</exception>
+    /// <exception cref="InvalidLogitsException">A NaN or +∞ logit: the model, not the caller, is at fault.</exception>
     public int Sample(ReadOnlySpan<float> logits)
     {
         if (logits.Length != _vocabSize)
@@ -92,7 +93,7 @@ public sealed class Sampler
         {
             int bad = 0;
             while (!float.IsNaN(logits[bad]) && !float.IsPositiveInfinity(logits[bad])) bad++;
-            throw new ArgumentException($"logit {bad} is {logits[bad]}: the model produced invalid output", nameof(logits));
+            throw new InvalidLogitsException(bad, logits[bad]);
         }
         logits.CopyTo(_work);
         ApplyRepetitionPenalty(_work);
@@ -264,4 +265,21 @@ public sealed class Sampler
         public int Compare(Candidate a, Candidate b) =>
             a.Logit > b.Logit ? -1 : a.Logit < b.Logit ? 1 : a.Id.CompareTo(b.Id);
     }
+}
+
+/// <summary>
+/// The model produced a NaN or +∞ logit. Derives from <see cref="ArgumentException"/> (what
+/// <see cref="Sampler.Sample"/> threw before this type existed), but callers should report it as a bad model:
+/// a finite prompt through finite weights never gives one, so the weights hold NaN or infinite values
+/// (a corrupt or badly converted file) or the activations overflowed. The CLI exits with code 2 ("model error").
+/// </summary>
+public sealed class InvalidLogitsException(int tokenId, float value)
+    : ArgumentException($"logit {tokenId} is {value}: the model produced invalid output " +
+        "(NaN or infinite values in its weights, e.g. a corrupt file, or activations that overflowed)", "logits")
+{
+    /// <summary>The first token id whose logit was NaN or +∞.</summary>
+    public int TokenId { get; } = tokenId;
+
+    /// <summary>That logit.</summary>
+    public float Value { get; } = value;
 }

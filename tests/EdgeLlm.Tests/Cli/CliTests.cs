@@ -128,6 +128,27 @@ public class CliTests
     }
 
     [Fact]
+    public void NaNWeights_AreModelError_NotUsageError()
+    {
+        // A file that parses but holds NaN weights (output_norm, F32): the sampler sees NaN logits.
+        var path = Path.Combine(Path.GetTempPath(), $"edgellm-nan-{Guid.NewGuid():N}.gguf");
+        try
+        {
+            byte[] bytes = File.ReadAllBytes(Stories);
+            long at;
+            using (var gguf = EdgeLlm.Gguf.GgufFile.Open(Stories))
+                at = gguf.DataOffset + gguf.Tensors.Single(t => t.Name == "output_norm.weight").DataOffset;
+            BitConverter.GetBytes(float.NaN).CopyTo(bytes, at);
+            File.WriteAllBytes(path, bytes);
+            var r = Run("run", "-m", path, "-p", "Once upon a time", "-n", "4", "--temp", "0");
+            Assert.Equal(2, r.ExitCode);
+            Assert.Contains("model error: logit 0 is NaN", r.Stderr, StringComparison.Ordinal);
+            Assert.DoesNotContain("   at ", r.Stderr, StringComparison.Ordinal);
+        }
+        finally { File.Delete(path); }
+    }
+
+    [Fact]
     public void CorruptModel_IsModelError_WithOffset()
     {
         var path = Path.Combine(Path.GetTempPath(), $"edgellm-corrupt-{Guid.NewGuid():N}.gguf");

@@ -266,7 +266,7 @@ public class SamplerTests(ITestOutputHelper output)
     {
         var s = new Sampler(new SamplerOptions { Seed = 1 }, 4);
         Assert.Contains("expected 4 logits", Assert.Throws<ArgumentException>(() => s.Sample(new float[3])).Message);
-        Assert.Contains("logit 2 is NaN", Assert.Throws<ArgumentException>(() => s.Sample([0f, 1f, float.NaN, 0f])).Message);
+        Assert.Contains("logit 2 is NaN", Assert.Throws<InvalidLogitsException>(() => s.Sample([0f, 1f, float.NaN, 0f])).Message);
         float[] masked = [float.NegativeInfinity, float.NegativeInfinity, float.NegativeInfinity, float.NegativeInfinity];
         Assert.Contains("-infinity", Assert.Throws<ArgumentException>(() => s.Sample(masked)).Message);
         Assert.Throws<ArgumentOutOfRangeException>(() => s.Accept(4));
