@@ -103,6 +103,8 @@ public static unsafe class SelfTest
         yield return new Check("repacked q8_0x8 rows and tiles", Q8_0x8.UseAvx512Tile ? "avx2+fma, avx512bw tile" : "avx2+fma", Q8_0x8.IsSupported, () => CheckQ8_0x8(seed: 1234));
         yield return new Check("repacked q4_Kx8 rows and tiles", "avx2+fma", Q4_Kx8.IsSupported, () => CheckQ4_Kx8(seed: 1234));
         yield return new Check("repacked q4_Kx8 rows and AVX-512 tiles", "avx512bw", Q4_Kx8.IsAvx512Supported, () => CheckQ4_Kx8Avx512(seed: 1234));
+        yield return new Check("repacked q5_Kx8 rows and tiles", "avx2+fma", Q5_Kx8.IsSupported, () => CheckQ5_Kx8(seed: 1234));
+        yield return new Check("repacked q5_Kx8 rows and AVX-512 tiles", "avx512bw", Q5_Kx8.IsAvx512Supported, () => CheckQ5_Kx8Avx512(seed: 1234));
         yield return new Check("repacked q6_Kx8 rows and tiles", "avx2+fma", Q6_Kx8.IsSupported, () => CheckQ6_Kx8(seed: 1234));
         yield return new Check("repacked q6_Kx8 avx-512 tile", "avx512bw", Q6_Kx8.IsAvx512Supported, () => CheckQ6_Kx8Avx512(seed: 1234));
         yield return new Check("quantize Q8_0 activations", "avx2", System.Runtime.Intrinsics.X86.Avx2.IsSupported, () => CheckQ8_0Activations(seed: 1234));
@@ -139,6 +141,14 @@ public static unsafe class SelfTest
     /// <summary>The repacked q4_Kx8 kernels (Q4_K matrices, Q8_K activations): see <see cref="CheckRepacked"/>.</summary>
     internal static string? CheckQ4_Kx8(int seed) =>
         CheckRepacked(GgmlType.Q4_K, GgmlType.Q8_K, [1, 2, 3], Q4_Kx8.Pack, Q4_Kx8.DotRows, Q4_Kx8.DotRowsReference, Q4_Kx8.DotTile, seed);
+
+    /// <summary>The repacked q5_Kx8 kernels (Q5_K matrices, Q8_K activations): see <see cref="CheckRepacked"/>.</summary>
+    internal static string? CheckQ5_Kx8(int seed) =>
+        CheckRepacked(GgmlType.Q5_K, GgmlType.Q8_K, [1, 2, 3], Q5_Kx8.Pack, Q5_Kx8.DotRows, Q5_Kx8.DotRowsReference, Q5_Kx8.DotTile, seed);
+
+    /// <summary>The q5_Kx8 AVX-512 prompt tile called directly (whatever DotTile dispatches to): see <see cref="CheckRepacked"/>.</summary>
+    internal static string? CheckQ5_Kx8Avx512(int seed) =>
+        CheckRepacked(GgmlType.Q5_K, GgmlType.Q8_K, [1, 2, 3], Q5_Kx8.Pack, Q5_Kx8.DotRows, Q5_Kx8.DotRowsReference, Q5_Kx8.DotTileAvx512, seed);
 
     /// <summary>The q4_Kx8 AVX-512 prompt tile, called directly (16-row pairs of groups, an odd activation row through AVX2): see <see cref="CheckRepacked"/>.</summary>
     internal static string? CheckQ4_Kx8Avx512(int seed) =>

@@ -417,14 +417,14 @@ public unsafe class Q4_Kx8Tests
     }
 
     /// <summary>Q8_K activation blocks from the self-test fills, with bsums that match qs (as every real Q8_K row has).</summary>
-    private static byte[] Q8K(int n, SelfTest.Fill fill, Random rng)
+    internal static byte[] Q8K(int n, SelfTest.Fill fill, Random rng)
     {
         byte[] a = SelfTest.MakeBlocks(GgmlType.Q8_K, n, fill, rng);
         for (int b = 0; b < n / 256; b++) FixBsums(a, b);
         return a;
     }
 
-    private static void FixBsums(byte[] a, int block)
+    internal static void FixBsums(byte[] a, int block)
     {
         int o = block * BlockQ8_K.Size;
         for (int g = 0; g < 16; g++)

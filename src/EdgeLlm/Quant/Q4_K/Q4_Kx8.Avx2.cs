@@ -121,7 +121,7 @@ internal static unsafe partial class Q4_Kx8
     /// <see cref="QuantMath.HalfBitsToSingle(Vector256{int})"/> (<see cref="Pack"/> refuses inf/NaN).
     /// </summary>
     [MethodImpl(MethodImplOptions.AggressiveInlining)]
-    private static Vector256<float> Widen(byte* h16)
+    internal static Vector256<float> Widen(byte* h16)
     {
         var h = Avx2.ConvertToVector256Int32((ushort*)h16);
         return QuantMath.HalfBitsToSingle(h);
@@ -129,7 +129,7 @@ internal static unsafe partial class Q4_Kx8
 
     /// <summary>The eight rows' scales of sub-blocks 0..7 (<paramref name="sc"/>, int16 pairs per row lane) and min pairs (<paramref name="mn"/>, 4 vectors).</summary>
     [MethodImpl(MethodImplOptions.AggressiveInlining)]
-    private static void UnpackScales(byte* o, Vector256<short>* sc, Vector256<short>* mn)
+    internal static void UnpackScales(byte* o, Vector256<short>* sc, Vector256<short>* mn)
     {
         var m4 = Vector256.Create((byte)0x0F);
         var m2 = Vector256.Create((byte)0x30);
@@ -159,7 +159,7 @@ internal static unsafe partial class Q4_Kx8
     /// (fits int16: |bs| ≤ 32·128) written to <paramref name="bsp"/> and broadcast back as int32 pairs.
     /// </summary>
     [MethodImpl(MethodImplOptions.AggressiveInlining)]
-    private static Vector256<int> MinSums(Vector256<short>* mn, BlockQ8_K* yb, short* bsp)
+    internal static Vector256<int> MinSums(Vector256<short>* mn, BlockQ8_K* yb, short* bsp)
     {
         Ssse3.HorizontalAdd(Vector128.Load(yb->Bsums), Vector128.Load(yb->Bsums + 8)).Store(bsp);
         var p0 = Avx2.MultiplyAddAdjacent(mn[0], Vector256.Create(((int*)bsp)[0]).AsInt16());
@@ -270,7 +270,7 @@ internal static unsafe partial class Q4_Kx8
 
     /// <summary>One super-block's float step for one activation row (the order of <see cref="Group1"/>).</summary>
     [MethodImpl(MethodImplOptions.AggressiveInlining)]
-    private static void Finish(Vector256<float> dx, Vector256<float> mx, Vector256<int> sumi, Vector256<short>* mn, BlockQ8_K* yb, short* bsp,
+    internal static void Finish(Vector256<float> dx, Vector256<float> mx, Vector256<int> sumi, Vector256<short>* mn, BlockQ8_K* yb, short* bsp,
         ref Vector256<float> acc, ref Vector256<float> accm)
     {
         var summ = MinSums(mn, yb, bsp);

@@ -69,13 +69,13 @@ internal static unsafe partial class Q4_Kx8
 
     /// <summary>Two 32-byte pieces as one zmm (<c>vinserti64x4</c>): <paramref name="lo"/> for group g, <paramref name="hi"/> for g + 1.</summary>
     [MethodImpl(MethodImplOptions.AggressiveInlining)]
-    private static Vector512<byte> Load2(byte* lo, byte* hi) =>
+    internal static Vector512<byte> Load2(byte* lo, byte* hi) =>
         // Not Vector512.Create(lo, hi): the JIT builds that through a stack temporary with two inserts.
         Avx512F.InsertVector256(Vector256.Load(lo).ToVector512Unsafe(), Vector256.Load(hi), 1);
 
     /// <summary><see cref="Widen"/> for the sixteen fp16 values of two groups (eight at <paramref name="lo"/>, eight at <paramref name="hi"/>): the same exact conversion per lane.</summary>
     [MethodImpl(MethodImplOptions.AggressiveInlining)]
-    private static Vector512<float> Widen2(byte* lo, byte* hi)
+    internal static Vector512<float> Widen2(byte* lo, byte* hi)
     {
         var h = Avx512F.ConvertToVector512Int32(Avx2.InsertVector128(Vector128.Load((ushort*)lo).ToVector256Unsafe(), Vector128.Load((ushort*)hi), 1));
         return QuantMath.HalfBitsToSingle(h);
@@ -83,7 +83,7 @@ internal static unsafe partial class Q4_Kx8
 
     /// <summary><see cref="UnpackScales"/> for two groups at once (group g's super-block at <paramref name="o"/>, g + 1's at <paramref name="oh"/>).</summary>
     [MethodImpl(MethodImplOptions.AggressiveInlining)]
-    private static void UnpackScales2(byte* o, byte* oh, Vector512<short>* sc, Vector512<short>* mn)
+    internal static void UnpackScales2(byte* o, byte* oh, Vector512<short>* sc, Vector512<short>* mn)
     {
         var m4 = Vector512.Create((byte)0x0F);
         var m2 = Vector512.Create((byte)0x30);
@@ -147,7 +147,7 @@ internal static unsafe partial class Q4_Kx8
 
     /// <summary><see cref="Finish"/> for 16 rows: the same float steps per lane.</summary>
     [MethodImpl(MethodImplOptions.AggressiveInlining)]
-    private static void Finish2(Vector512<float> dx, Vector512<float> mx, Vector512<int> sumi, Vector512<short>* mn, BlockQ8_K* yb, short* bsp,
+    internal static void Finish2(Vector512<float> dx, Vector512<float> mx, Vector512<int> sumi, Vector512<short>* mn, BlockQ8_K* yb, short* bsp,
         ref Vector512<float> acc, ref Vector512<float> accm)
     {
         Ssse3.HorizontalAdd(Vector128.Load(yb->Bsums), Vector128.Load(yb->Bsums + 8)).Store(bsp);

@@ -98,15 +98,7 @@ internal static unsafe partial class Q4_Kx8
                 for (int r = 0; r < Rows; r++)
                 {
                     var b = (BlockQ4_K*)(gsrc + r * rowBytes) + ib;
-                    if ((b->D & 0x7C00) == 0x7C00 || (b->DMin & 0x7C00) == 0x7C00) return false;
-                    ((ushort*)(o + OffD))[r] = b->D;
-                    ((ushort*)(o + OffDMin))[r] = b->DMin;
-                    for (int j = 0; j < 8; j++)
-                    {
-                        KQuant.GetScaleMinK4(j, b->Scales, out byte sc, out byte m);
-                        PutSixBit(o, r, j, sc);
-                        PutSixBit(o, r, 8 + j, m);
-                    }
+                    if (!PackHeader(o, r, b->D, b->DMin, b->Scales)) return false;
                     for (int k = 0; k < 32; k++)
                         *(uint*)(o + OffQ + k * 32 + r * 4) = *(uint*)(b->Qs + 4 * k);
                 }
@@ -115,6 +107,34 @@ internal static unsafe partial class Q4_Kx8
         long packed = (long)groups * Rows * rowBytes;
         Buffer.MemoryCopy(src + packed, dst + packed, rows * rowBytes - packed, rows * rowBytes - packed);
         return true;
+    }
+
+    /// <summary>
+    /// Writes row <paramref name="r"/>'s d, dmin and twelve scale bytes into the header of a group
+    /// super-block (bytes [0, 128), shared with <see cref="Q5_Kx8"/>), whose S and H bytes start cleared.
+    /// False for an inf or NaN d or dmin.
+    /// </summary>
+    internal static bool PackHeader(byte* o, int r, ushort d, ushort dmin, byte* scales)
+    {
+        if ((d & 0x7C00) == 0x7C00 || (dmin & 0x7C00) == 0x7C00) return false;
+        ((ushort*)(o + OffD))[r] = d;
+        ((ushort*)(o + OffDMin))[r] = dmin;
+        for (int j = 0; j < 8; j++)
+        {
+            KQuant.GetScaleMinK4(j, scales, out byte sc, out byte m);
+            PutSixBit(o, r, j, sc);
+            PutSixBit(o, r, 8 + j, m);
+        }
+        return true;
+    }
+
+    /// <summary>The inverse of <see cref="PackHeader"/>: row <paramref name="r"/>'s d, dmin and twelve scale bytes.</summary>
+    internal static void UnpackHeader(byte* o, int r, out ushort d, out ushort dmin, byte* scales)
+    {
+        d = ((ushort*)(o + OffD))[r];
+        dmin = ((ushort*)(o + OffDMin))[r];
+        for (int j = 0; j < KQuant.K_SCALE_SIZE; j++) scales[j] = 0;
+        for (int j = 0; j < 8; j++) KQuant.PackScaleMinK4(j, scales, (byte)SixBit(o, r, j), (byte)SixBit(o, r, 8 + j));
     }
 
     private static void PutSixBit(byte* o, int r, int v, int x)
@@ -141,10 +161,7 @@ internal static unsafe partial class Q4_Kx8
                 for (int r = 0; r < Rows; r++)
                 {
                     var b = (BlockQ4_K*)(gdst + r * rowBytes) + ib;
-                    b->D = ((ushort*)(o + OffD))[r];
-                    b->DMin = ((ushort*)(o + OffDMin))[r];
-                    for (int j = 0; j < KQuant.K_SCALE_SIZE; j++) b->Scales[j] = 0;
-                    for (int j = 0; j < 8; j++) KQuant.PackScaleMinK4(j, b->Scales, (byte)SixBit(o, r, j), (byte)SixBit(o, r, 8 + j));
+                    UnpackHeader(o, r, out b->D, out b->DMin, b->Scales);
                     for (int k = 0; k < 32; k++)
                         *(uint*)(b->Qs + 4 * k) = *(uint*)(o + OffQ + k * 32 + r * 4);
                 }
