@@ -53,14 +53,11 @@ internal static unsafe partial class Q4_Kx8
             return;
         }
         KQuant.CheckLength(n, "Q4_K");
-        int nb = n / QK;
-        int groups = nRows / Rows;
-        long groupBytes = Rows * rowBytes;
-        short* bsp = stackalloc short[8];
-        for (int g = 0; g < groups; g++)
-            Group1(weights + g * groupBytes, nb, (BlockQ8_K*)act, bsp, y + g * Rows);
-        for (int r = groups * Rows; r < nRows; r++) y[r] = Q4_K.DotQ4_KQ8_K(n, (BlockQ4_K*)(weights + r * rowBytes), (BlockQ8_K*)act);
+        KQuantX8Loops.DotRows(&Group1, &PlainDot, n, weights, rowBytes, nRows, act, y);
     }
+
+    /// <summary>The plain kernel for the rows past the last whole group.</summary>
+    private static float PlainDot(int n, byte* row, byte* act) => Q4_K.DotQ4_KQ8_K(n, (BlockQ4_K*)row, (BlockQ8_K*)act);
 
     /// <summary>
     /// y[a·yStride + r] = row r · act a: the prompt tile. <see cref="DotTileAvx512"/> where AVX-512
@@ -80,40 +77,12 @@ internal static unsafe partial class Q4_Kx8
     internal static void DotTileAvx2(int n, byte* weights, long rowBytes, int nRows, byte* acts, long actStride, int nActs, float* y, long yStride)
     {
         KQuant.CheckLength(n, "Q4_K");
-        int nb = n / QK;
         if (!IsSupported)
         {
             WeightPacking.TileByRows(&DotRowsReference, n, weights, rowBytes, nRows, acts, actStride, nActs, y, yStride);
             return;
         }
-        int groups = nRows / Rows;
-        short* bsp = stackalloc short[4 * 8];
-        float* pad = stackalloc float[4 * Rows];
-        for (int a0 = 0; a0 < nActs; a0 += 4)
-        {
-            int na = Math.Min(4, nActs - a0);
-            byte* a = acts + a0 * actStride;
-            for (int g = 0; g < groups; g++)
-            {
-                byte* gw = weights + (long)g * Rows * rowBytes;
-                float* yg = y + a0 * yStride + g * Rows;
-                if (na == 4) Group4(gw, nb, (BlockQ8_K*)a, (BlockQ8_K*)(a + actStride), (BlockQ8_K*)(a + 2 * actStride), (BlockQ8_K*)(a + 3 * actStride), bsp, yg, yStride);
-                else if (na == 1) Group1(gw, nb, (BlockQ8_K*)a, bsp, yg);
-                else
-                {
-                    // Two or three activations: the four-wide kernel with the last one repeated, into a
-                    // scratch tile (per lane the arithmetic does not depend on the neighbours).
-                    var a1 = (BlockQ8_K*)(a + actStride);
-                    var a2 = (BlockQ8_K*)(a + Math.Min(2, na - 1) * actStride);
-                    Group4(gw, nb, (BlockQ8_K*)a, a1, a2, a2, bsp, pad, Rows);
-                    for (int k = 0; k < na; k++)
-                        for (int r = 0; r < Rows; r++) yg[k * yStride + r] = pad[k * Rows + r];
-                }
-            }
-            for (int r = groups * Rows; r < nRows; r++)
-                for (int k = 0; k < na; k++)
-                    y[(a0 + k) * yStride + r] = Q4_K.DotQ4_KQ8_K(n, (BlockQ4_K*)(weights + r * rowBytes), (BlockQ8_K*)(a + k * actStride));
-        }
+        KQuantX8Loops.DotTile(&Group1, &Group4, &PlainDot, n, weights, rowBytes, nRows, acts, actStride, nActs, y, yStride);
     }
 
     /// <summary>
@@ -202,8 +171,9 @@ internal static unsafe partial class Q4_Kx8
 
     /// <summary>One group against one activation row: eight results to <paramref name="y"/>.</summary>
     [MethodImpl(MethodImplOptions.AggressiveOptimization)]
-    private static void Group1(byte* g, int nb, BlockQ8_K* a, short* bsp, float* y)
+    private static void Group1(byte* g, int nb, BlockQ8_K* a, float* y)
     {
+        short* bsp = stackalloc short[8];
         Vector256<short>* sc = stackalloc Vector256<short>[8];
         Vector256<short>* mn = stackalloc Vector256<short>[4];
         var acc = Vector256<float>.Zero;
@@ -233,8 +203,9 @@ internal static unsafe partial class Q4_Kx8
     /// quant vector loaded once per sub-block and met by the four rows' broadcasts.
     /// </summary>
     [MethodImpl(MethodImplOptions.AggressiveOptimization)]
-    private static void Group4(byte* g, int nb, BlockQ8_K* a0, BlockQ8_K* a1, BlockQ8_K* a2, BlockQ8_K* a3, short* bsp, float* y, long yStride)
+    private static void Group4(byte* g, int nb, BlockQ8_K* a0, BlockQ8_K* a1, BlockQ8_K* a2, BlockQ8_K* a3, float* y, long yStride)
     {
+        short* bsp = stackalloc short[8];
         Vector256<short>* sc = stackalloc Vector256<short>[8];
         Vector256<short>* mn = stackalloc Vector256<short>[4];
         Vector256<float> acc0 = default, acc1 = default, acc2 = default, acc3 = default;

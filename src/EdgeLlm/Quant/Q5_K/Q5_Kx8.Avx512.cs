@@ -26,29 +26,7 @@ internal static unsafe partial class Q5_Kx8
             return;
         }
         KQuant.CheckLength(n, "Q5_K");
-        int nb = n / QK;
-        int groups = nRows / Rows;
-        long groupBytes = Rows * rowBytes;
-        short* bsp = stackalloc short[8];
-        int a0 = 0;
-        for (; a0 + 4 <= nActs; a0 += 4)
-        {
-            byte* a = acts + a0 * actStride;
-            var x0 = (BlockQ8_K*)a;
-            var x1 = (BlockQ8_K*)(a + actStride);
-            var x2 = (BlockQ8_K*)(a + 2 * actStride);
-            var x3 = (BlockQ8_K*)(a + 3 * actStride);
-            int g = 0;
-            for (; g + 2 <= groups; g += 2)
-                Group2x4(weights + g * groupBytes, groupBytes, nb, x0, x1, x2, x3, bsp, y + a0 * yStride + g * Rows, yStride);
-            if (g < groups)
-                Group4(weights + g * groupBytes, nb, x0, x1, x2, x3, bsp, y + a0 * yStride + g * Rows, yStride);
-            for (int r = groups * Rows; r < nRows; r++)
-                for (int k = 0; k < 4; k++)
-                    y[(a0 + k) * yStride + r] = Q5_K.DotQ5_KQ8_K(n, (BlockQ5_K*)(weights + r * rowBytes), (BlockQ8_K*)(a + k * actStride));
-        }
-        if (a0 < nActs)
-            DotTileAvx2(n, weights, rowBytes, nRows, acts + a0 * actStride, actStride, nActs - a0, y + a0 * yStride, yStride);
+        KQuantX8Loops.DotTilePairs(&Group2x4, &Group1, &Group4, &PlainDot, n, weights, rowBytes, nRows, acts, actStride, nActs, y, yStride);
     }
 
     /// <summary>
@@ -56,8 +34,9 @@ internal static unsafe partial class Q5_Kx8
     /// against four activation rows: sixteen results per activation row to <paramref name="y"/>.
     /// </summary>
     [MethodImpl(MethodImplOptions.AggressiveOptimization)]
-    private static void Group2x4(byte* g, long groupBytes, int nb, BlockQ8_K* a0, BlockQ8_K* a1, BlockQ8_K* a2, BlockQ8_K* a3, short* bsp, float* y, long yStride)
+    private static void Group2x4(byte* g, long groupBytes, int nb, BlockQ8_K* a0, BlockQ8_K* a1, BlockQ8_K* a2, BlockQ8_K* a3, float* y, long yStride)
     {
+        short* bsp = stackalloc short[8];
         Vector512<short>* sc = stackalloc Vector512<short>[8];
         Vector512<short>* mn = stackalloc Vector512<short>[4];
         Vector512<float> acc0 = default, acc1 = default, acc2 = default, acc3 = default;

@@ -46,13 +46,11 @@ internal static unsafe partial class Q6_Kx8
             return;
         }
         KQuant.CheckLength(n, "Q6_K");
-        int nb = n / QK;
-        int groups = nRows / Rows;
-        long groupBytes = Rows * rowBytes;
-        for (int g = 0; g < groups; g++)
-            Group1(weights + g * groupBytes, nb, (BlockQ8_K*)act, y + g * Rows);
-        for (int r = groups * Rows; r < nRows; r++) y[r] = Q6_K.DotQ6_KQ8_K(n, (BlockQ6_K*)(weights + r * rowBytes), (BlockQ8_K*)act);
+        KQuantX8Loops.DotRows(&Group1, &PlainDot, n, weights, rowBytes, nRows, act, y);
     }
+
+    /// <summary>The plain kernel for the rows past the last whole group.</summary>
+    private static float PlainDot(int n, byte* row, byte* act) => Q6_K.DotQ6_KQ8_K(n, (BlockQ6_K*)row, (BlockQ8_K*)act);
 
     /// <summary>
     /// y[a·yStride + r] = row r · act a: the prompt tile, <see cref="DotTileAvx512"/> where AVX-512BW
@@ -106,7 +104,7 @@ internal static unsafe partial class Q6_Kx8
         }
         for (int r = groups * Rows; r < nRows; r++)
             for (int k = 0; k < nActs; k++)
-                y[k * yStride + r] = Q6_K.DotQ6_KQ8_K(n, (BlockQ6_K*)(weights + r * rowBytes), (BlockQ8_K*)(acts + k * actStride));
+                y[k * yStride + r] = PlainDot(n, weights + r * rowBytes, acts + k * actStride);
     }
 
     /// <summary>
