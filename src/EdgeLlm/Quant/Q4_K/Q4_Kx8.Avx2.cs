@@ -53,7 +53,7 @@ internal static unsafe partial class Q4_Kx8
             return;
         }
         KQuant.CheckLength(n, "Q4_K");
-        KQuantX8Loops.DotRows(&Group1, &PlainDot, n, weights, rowBytes, nRows, act, y);
+        RowGroupLoops.DotRows<BlockQ8_K>(&Group1, &PlainDot, KQuant.QK_K, n, weights, rowBytes, nRows, act, y);
     }
 
     /// <summary>The plain kernel for the rows past the last whole group.</summary>
@@ -82,7 +82,7 @@ internal static unsafe partial class Q4_Kx8
             WeightPacking.TileByRows(&DotRowsReference, n, weights, rowBytes, nRows, acts, actStride, nActs, y, yStride);
             return;
         }
-        KQuantX8Loops.DotTile(&Group1, &Group4, &PlainDot, n, weights, rowBytes, nRows, acts, actStride, nActs, y, yStride);
+        RowGroupLoops.DotTile<BlockQ8_K>(&Group1, &Group4, &PlainDot, KQuant.QK_K, n, weights, rowBytes, nRows, acts, actStride, nActs, y, yStride);
     }
 
     /// <summary>

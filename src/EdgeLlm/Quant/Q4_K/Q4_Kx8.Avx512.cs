@@ -42,7 +42,7 @@ internal static unsafe partial class Q4_Kx8
             return;
         }
         KQuant.CheckLength(n, "Q4_K");
-        KQuantX8Loops.DotTilePairs(&Group2x4, &Group1, &Group4, &PlainDot, n, weights, rowBytes, nRows, acts, actStride, nActs, y, yStride);
+        RowGroupLoops.DotTilePairs<BlockQ8_K>(&Group2x4, &Group1, &Group4, &PlainDot, KQuant.QK_K, n, weights, rowBytes, nRows, acts, actStride, nActs, y, yStride);
     }
 
     /// <summary>Two 32-byte pieces as one zmm (<c>vinserti64x4</c>): <paramref name="lo"/> for group g, <paramref name="hi"/> for g + 1.</summary>

@@ -26,7 +26,7 @@ internal static unsafe partial class Q5_Kx8
             return;
         }
         KQuant.CheckLength(n, "Q5_K");
-        KQuantX8Loops.DotTilePairs(&Group2x4, &Group1, &Group4, &PlainDot, n, weights, rowBytes, nRows, acts, actStride, nActs, y, yStride);
+        RowGroupLoops.DotTilePairs<BlockQ8_K>(&Group2x4, &Group1, &Group4, &PlainDot, KQuant.QK_K, n, weights, rowBytes, nRows, acts, actStride, nActs, y, yStride);
     }
 
     /// <summary>

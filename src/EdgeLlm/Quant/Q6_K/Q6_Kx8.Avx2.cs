@@ -46,7 +46,7 @@ internal static unsafe partial class Q6_Kx8
             return;
         }
         KQuant.CheckLength(n, "Q6_K");
-        KQuantX8Loops.DotRows(&Group1, &PlainDot, n, weights, rowBytes, nRows, act, y);
+        RowGroupLoops.DotRows<BlockQ8_K>(&Group1, &PlainDot, KQuant.QK_K, n, weights, rowBytes, nRows, act, y);
     }
 
     /// <summary>The plain kernel for the rows past the last whole group.</summary>

@@ -1,8 +1,9 @@
 namespace EdgeLlm.Quant;
 
 /// <summary>
-/// The loops around the group kernels of the K-quant eight-row layouts (<see cref="Q4_Kx8"/>,
-/// <see cref="Q5_Kx8"/>, <see cref="Q6_Kx8"/>): which group of eight rows meets which activation
+/// The loops around the group kernels of the eight-row layouts whose kernels take one activation row
+/// per pointer (<see cref="Q4_Kx8"/>, <see cref="Q5_Kx8"/>, <see cref="Q6_Kx8"/> with Q8_K activations,
+/// <see cref="IQ4_NLx8"/> with Q8_0; TAct, on each method, is the activation block type): which group of eight rows meets which activation
 /// rows, the two- and three-activation remainders, and the plain rows past the last whole group.
 /// Each layout supplies its kernels as function pointers (each call covers a whole group's row of
 /// super-blocks, so the indirect call costs nothing measurable):
@@ -15,20 +16,20 @@ namespace EdgeLlm.Quant;
 /// Every kernel of a layout gives the same bits per (row, activation), so how the loops split the
 /// work never changes a result.
 /// </summary>
-internal static unsafe class KQuantX8Loops
+internal static unsafe class RowGroupLoops
 {
     /// <summary>Rows per group.</summary>
     public const int Rows = 8;
 
-    /// <summary>y[r] = row r · act for <paramref name="nRows"/> rows from a group boundary (decode).</summary>
-    public static void DotRows(delegate*<byte*, int, BlockQ8_K*, float*, void> group1, delegate*<int, byte*, byte*, float> plain,
-        int n, byte* weights, long rowBytes, int nRows, byte* act, float* y)
+    /// <summary>y[r] = row r · act (<paramref name="blockSize"/> values per block of the row) for <paramref name="nRows"/> rows from a group boundary (decode).</summary>
+    public static void DotRows<TAct>(delegate*<byte*, int, TAct*, float*, void> group1, delegate*<int, byte*, byte*, float> plain,
+        int blockSize, int n, byte* weights, long rowBytes, int nRows, byte* act, float* y) where TAct : unmanaged
     {
-        int nb = n / KQuant.QK_K;
+        int nb = n / blockSize;
         int groups = nRows / Rows;
         long groupBytes = Rows * rowBytes;
         for (int g = 0; g < groups; g++)
-            group1(weights + g * groupBytes, nb, (BlockQ8_K*)act, y + g * Rows);
+            group1(weights + g * groupBytes, nb, (TAct*)act, y + g * Rows);
         for (int r = groups * Rows; r < nRows; r++) y[r] = plain(n, weights + r * rowBytes, act);
     }
 
@@ -37,22 +38,22 @@ internal static unsafe class KQuantX8Loops
     /// or three activation rows go through <paramref name="group4"/> with the last one repeated, into
     /// a scratch tile (per lane the arithmetic does not depend on the neighbours).
     /// </summary>
-    public static void DotTile(delegate*<byte*, int, BlockQ8_K*, float*, void> group1,
-        delegate*<byte*, int, BlockQ8_K*, BlockQ8_K*, BlockQ8_K*, BlockQ8_K*, float*, long, void> group4,
+    public static void DotTile<TAct>(delegate*<byte*, int, TAct*, float*, void> group1,
+        delegate*<byte*, int, TAct*, TAct*, TAct*, TAct*, float*, long, void> group4,
         delegate*<int, byte*, byte*, float> plain,
-        int n, byte* weights, long rowBytes, int nRows, byte* acts, long actStride, int nActs, float* y, long yStride)
+        int blockSize, int n, byte* weights, long rowBytes, int nRows, byte* acts, long actStride, int nActs, float* y, long yStride) where TAct : unmanaged
     {
-        int nb = n / KQuant.QK_K;
+        int nb = n / blockSize;
         int groups = nRows / Rows;
         float* pad = stackalloc float[4 * Rows];
         for (int a0 = 0; a0 < nActs; a0 += 4)
         {
             int na = Math.Min(4, nActs - a0);
             byte* a = acts + a0 * actStride;
-            var x0 = (BlockQ8_K*)a;
-            var x1 = (BlockQ8_K*)(a + Math.Min(1, na - 1) * actStride);
-            var x2 = (BlockQ8_K*)(a + Math.Min(2, na - 1) * actStride);
-            var x3 = (BlockQ8_K*)(a + Math.Min(3, na - 1) * actStride);
+            var x0 = (TAct*)a;
+            var x1 = (TAct*)(a + Math.Min(1, na - 1) * actStride);
+            var x2 = (TAct*)(a + Math.Min(2, na - 1) * actStride);
+            var x3 = (TAct*)(a + Math.Min(3, na - 1) * actStride);
             for (int g = 0; g < groups; g++)
             {
                 byte* gw = weights + (long)g * Rows * rowBytes;
@@ -77,23 +78,23 @@ internal static unsafe class KQuantX8Loops
     /// activation rows at a time; a last odd group goes through <paramref name="group4"/>, and
     /// activation rows past the last four through <see cref="DotTile"/>.
     /// </summary>
-    public static void DotTilePairs(delegate*<byte*, long, int, BlockQ8_K*, BlockQ8_K*, BlockQ8_K*, BlockQ8_K*, float*, long, void> pair4,
-        delegate*<byte*, int, BlockQ8_K*, float*, void> group1,
-        delegate*<byte*, int, BlockQ8_K*, BlockQ8_K*, BlockQ8_K*, BlockQ8_K*, float*, long, void> group4,
+    public static void DotTilePairs<TAct>(delegate*<byte*, long, int, TAct*, TAct*, TAct*, TAct*, float*, long, void> pair4,
+        delegate*<byte*, int, TAct*, float*, void> group1,
+        delegate*<byte*, int, TAct*, TAct*, TAct*, TAct*, float*, long, void> group4,
         delegate*<int, byte*, byte*, float> plain,
-        int n, byte* weights, long rowBytes, int nRows, byte* acts, long actStride, int nActs, float* y, long yStride)
+        int blockSize, int n, byte* weights, long rowBytes, int nRows, byte* acts, long actStride, int nActs, float* y, long yStride) where TAct : unmanaged
     {
-        int nb = n / KQuant.QK_K;
+        int nb = n / blockSize;
         int groups = nRows / Rows;
         long groupBytes = Rows * rowBytes;
         int a0 = 0;
         for (; a0 + 4 <= nActs; a0 += 4)
         {
             byte* a = acts + a0 * actStride;
-            var x0 = (BlockQ8_K*)a;
-            var x1 = (BlockQ8_K*)(a + actStride);
-            var x2 = (BlockQ8_K*)(a + 2 * actStride);
-            var x3 = (BlockQ8_K*)(a + 3 * actStride);
+            var x0 = (TAct*)a;
+            var x1 = (TAct*)(a + actStride);
+            var x2 = (TAct*)(a + 2 * actStride);
+            var x3 = (TAct*)(a + 3 * actStride);
             int g = 0;
             for (; g + 2 <= groups; g += 2)
                 pair4(weights + g * groupBytes, groupBytes, nb, x0, x1, x2, x3, y + a0 * yStride + g * Rows, yStride);
@@ -104,6 +105,6 @@ internal static unsafe class KQuantX8Loops
                     y[(a0 + k) * yStride + r] = plain(n, weights + r * rowBytes, a + k * actStride);
         }
         if (a0 < nActs)
-            DotTile(group1, group4, plain, n, weights, rowBytes, nRows, acts + a0 * actStride, actStride, nActs - a0, y + a0 * yStride, yStride);
+            DotTile(group1, group4, plain, blockSize, n, weights, rowBytes, nRows, acts + a0 * actStride, actStride, nActs - a0, y + a0 * yStride, yStride);
     }
 }

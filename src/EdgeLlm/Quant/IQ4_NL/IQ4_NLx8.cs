@@ -1,0 +1,262 @@
+using System.Runtime.CompilerServices;
+using System.Runtime.Intrinsics;
+using System.Runtime.Intrinsics.X86;
+using EdgeLlm.Gguf;
+
+namespace EdgeLlm.Quant;
+
+/// <summary>
+/// IQ4_NL weights repacked at load time so that eight rows are computed together ("IQ4_NLx8", as
+/// llama.cpp's CPU_REPACK does with <c>block_iq4_nlx4</c>, with a layout of our own). IQ4_NL matters
+/// beyond IQ4_NL files: llama.cpp stores a Q2_K or Q3_K matrix whose row length is not a multiple
+/// of 256 as IQ4_NL, so small models' Q2_K and Q3_K files are largely IQ4_NL.
+/// <para>
+/// Layout. A group is eight consecutive rows in exactly the bytes the plain rows took (8 × 18 per
+/// block); rows past the last whole group stay plain. Inside a group, block ib is 144 bytes at 144·ib:
+/// <code>
+///   [0, 16)     d[8]   the rows' fp16 scales, row order
+///   [16, 144)   Q[4]   4-byte lane r of Q[k] = row r's qs[4k .. 4k+4)
+/// </code>
+/// qs is the plain block's nibble array (ggml block_iq4_nl): byte j holds the grid index of value j
+/// in its low nibble and of value 16 + j in its high nibble; the value is
+/// <see cref="IQ4_NL.KValues"/>[index], −127..113.
+/// </para>
+/// <para>
+/// Arithmetic (every kernel the same, so decode rows and prompt tiles agree bit for bit): per row
+/// and block the exact integer Σ kvalue·a, then <c>acc = fma(dx·dy, sum, acc)</c> in block order;
+/// against the plain kernels only the float rounding differs (<see cref="DotRowsReference"/> is the
+/// scalar statement). The grid values are signed, so the kernels multiply |a| by the value carrying
+/// a's sign (<c>vpsignb</c>; ggml's <c>mul_sum_i8_pairs</c> puts the weight's sign on the activation
+/// instead, which needs activations above −128: real Q8_0 rows are, the tests' random rows need not be); one such pair sum reaches ±2·128·127, so each is widened to
+/// int32 at once.
+/// </para>
+/// </summary>
+internal static unsafe class IQ4_NLx8
+{
+    /// <summary>Rows per group.</summary>
+    public const int Rows = 8;
+
+    /// <summary>Values per block.</summary>
+    public const int QK = BlockIQ4_NL.BlockSize;
+
+    /// <summary>Bytes of one block of a group (8 × 18).</summary>
+    public const int GroupBlockBytes = Rows * 18;
+
+    /// <summary>Offsets inside a group block.</summary>
+    internal const int OffD = 0, OffQ = 16;
+
+    /// <summary>The packed kernels need AVX2 (byte shuffles and multiply-add) and FMA; <see cref="WeightPacking"/> packs only then.</summary>
+    public static bool IsSupported => Avx2.IsSupported && Fma.IsSupported;
+
+    /// <summary>The grid in both 128-bit lanes, for <c>vpshufb</c> lookups.</summary>
+    private static readonly Vector256<sbyte> s_grid = Vector256.Create(Vector128.Create(IQ4_NL.KValues), Vector128.Create(IQ4_NL.KValues));
+
+    /// <summary>Decode prefetch distance, as <see cref="Q5_0x8.DecodePrefetchBytes"/>.</summary>
+    internal const int DecodePrefetchBytes = 4096;
+
+    /// <summary>
+    /// Writes the packed form of an IQ4_NL matrix (<paramref name="rows"/> × <paramref name="n"/>) from
+    /// <paramref name="src"/> to <paramref name="dst"/> (same size, not overlapping); false, writing
+    /// nothing useful, when a scale is inf or NaN.
+    /// </summary>
+    public static bool Pack(byte* src, byte* dst, int rows, int n) => Shuffle(src, dst, rows, n, pack: true);
+
+    /// <summary>The inverse of <see cref="Pack"/> (tests check the round trip).</summary>
+    public static void Unpack(byte* src, byte* dst, int rows, int n) => Shuffle(src, dst, rows, n, pack: false);
+
+    private static bool Shuffle(byte* src, byte* dst, int rows, int n, bool pack)
+    {
+        QuantMath.CheckBlocks(n, QK, "IQ4_NL");
+        int nb = n / QK;
+        long rowBytes = (long)nb * sizeof(BlockIQ4_NL);
+        int groups = rows / Rows;
+        for (int g = 0; g < groups; g++)
+        {
+            byte* gsrc = src + (long)g * Rows * rowBytes;
+            byte* gdst = dst + (long)g * Rows * rowBytes;
+            for (int ib = 0; ib < nb; ib++)
+                for (int r = 0; r < Rows; r++)
+                {
+                    byte* o = (pack ? gdst : gsrc) + (long)ib * GroupBlockBytes;
+                    var b = (BlockIQ4_NL*)((pack ? gsrc : gdst) + r * rowBytes) + ib;
+                    if (pack && (b->D & 0x7C00) == 0x7C00) return false;
+                    for (int k = 0; k < 4; k++)
+                    {
+                        if (pack) *(uint*)(o + OffQ + 32 * k + 4 * r) = *(uint*)(b->Qs + 4 * k);
+                        else *(uint*)(b->Qs + 4 * k) = *(uint*)(o + OffQ + 32 * k + 4 * r);
+                    }
+                    if (pack) ((ushort*)(o + OffD))[r] = b->D;
+                    else b->D = ((ushort*)(o + OffD))[r];
+                }
+        }
+        long packed = (long)groups * Rows * rowBytes;
+        Buffer.MemoryCopy(src + packed, dst + packed, rows * rowBytes - packed, rows * rowBytes - packed);
+        return true;
+    }
+
+    /// <summary>Scalar statement of the packed arithmetic for <paramref name="nRows"/> rows from a group boundary against one Q8_0 row.</summary>
+    public static void DotRowsReference(int n, byte* weights, long rowBytes, int nRows, byte* act, float* y)
+    {
+        QuantMath.CheckBlocks(n, QK, "IQ4_NL");
+        int nb = n / QK;
+        var a = (BlockQ8_0*)act;
+        var grid = IQ4_NL.KValues;
+        int full = nRows / Rows * Rows;
+        for (int r = 0; r < full; r++)
+        {
+            byte* g = weights + (long)(r / Rows) * Rows * rowBytes;
+            int ri = r % Rows;
+            float acc = 0;
+            for (int ib = 0; ib < nb; ib++)
+            {
+                byte* o = g + (long)ib * GroupBlockBytes;
+                int sum = 0;
+                for (int k = 0; k < 4; k++)
+                    for (int l = 0; l < 4; l++)
+                    {
+                        int q = o[OffQ + 32 * k + 4 * ri + l];
+                        sum += grid[q & 0xF] * a[ib].Qs[4 * k + l] + grid[q >> 4] * a[ib].Qs[16 + 4 * k + l];
+                    }
+                float dxy = QuantMath.Fp16ToFp32(((ushort*)(o + OffD))[ri]) * QuantMath.Fp16ToFp32(a[ib].D);
+                acc = MathF.FusedMultiplyAdd(dxy, sum, acc);
+            }
+            y[r] = acc;
+        }
+        for (int r = full; r < nRows; r++) y[r] = PlainDot(n, weights + r * rowBytes, act);
+    }
+
+    private static float PlainDot(int n, byte* row, byte* act) => IQ4_NL.DotIQ4_NLQ8_0(n, row, act);
+
+    /// <summary>y[r] = row r · act for <paramref name="nRows"/> rows from a group boundary: the decode product.</summary>
+    [MethodImpl(MethodImplOptions.AggressiveOptimization)]
+    public static void DotRows(int n, byte* weights, long rowBytes, int nRows, byte* act, float* y)
+    {
+        if (!IsSupported)
+        {
+            DotRowsReference(n, weights, rowBytes, nRows, act, y);
+            return;
+        }
+        QuantMath.CheckBlocks(n, QK, "IQ4_NL");
+        RowGroupLoops.DotRows<BlockQ8_0>(&Group1, &PlainDot, QK, n, weights, rowBytes, nRows, act, y);
+    }
+
+    /// <summary>y[a·yStride + r] = row r · act a: the prompt tile, each group block's values looked up once per four activation rows.</summary>
+    [MethodImpl(MethodImplOptions.AggressiveOptimization)]
+    public static void DotTile(int n, byte* weights, long rowBytes, int nRows, byte* acts, long actStride, int nActs, float* y, long yStride)
+    {
+        QuantMath.CheckBlocks(n, QK, "IQ4_NL");
+        if (!IsSupported)
+        {
+            WeightPacking.TileByRows(&DotRowsReference, n, weights, rowBytes, nRows, acts, actStride, nActs, y, yStride);
+            return;
+        }
+        RowGroupLoops.DotTile<BlockQ8_0>(&Group1, &Group4, &PlainDot, QK, n, weights, rowBytes, nRows, acts, actStride, nActs, y, yStride);
+    }
+
+    /// <summary>The grid values of quant vector k's low (<paramref name="high"/> false) or high nibbles.</summary>
+    [MethodImpl(MethodImplOptions.AggressiveInlining)]
+    private static Vector256<sbyte> Values(byte* o, int k, bool high)
+    {
+        var m = Vector256.Create((byte)0x0F);
+        var v = Vector256.Load(o + OffQ + 32 * k);
+        var idx = high ? Avx2.ShiftRightLogical(v.AsUInt16(), 4).AsByte() & m : v & m;
+        return Avx2.Shuffle(s_grid, idx.AsSByte());
+    }
+
+    /// <summary>
+    /// Σ w·a over one quant vector's values against four activation bytes (broadcast), as int32 per row
+    /// lane: |a| (unsigned, 128 for −128) times w with a's sign, which fits int8 because |w| ≤ 127.
+    /// </summary>
+    [MethodImpl(MethodImplOptions.AggressiveInlining)]
+    private static Vector256<int> Dot(Vector256<sbyte> w, sbyte* x, Vector256<short> ones)
+    {
+        var a = Vector256.Create(*(int*)x).AsSByte();
+        return Avx2.MultiplyAddAdjacent(Avx2.MultiplyAddAdjacent(Avx2.Abs(a), Avx2.Sign(w, a)), ones);
+    }
+
+    [MethodImpl(MethodImplOptions.AggressiveInlining)]
+    private static Vector256<float> Widen(byte* h16) => QuantMath.HalfBitsToSingle(Avx2.ConvertToVector256Int32((ushort*)h16));
+
+    /// <summary>One group against one activation row: eight results to <paramref name="y"/>.</summary>
+    [MethodImpl(MethodImplOptions.AggressiveOptimization)]
+    private static void Group1(byte* g, int nb, BlockQ8_0* a, float* y)
+    {
+        var ones = Vector256.Create((short)1);
+        var acc = Vector256<float>.Zero;
+        for (int ib = 0; ib < nb; ib++)
+        {
+            byte* o = g + (long)ib * GroupBlockBytes;
+            Sse.Prefetch0(o + DecodePrefetchBytes);
+            Sse.Prefetch0(o + DecodePrefetchBytes + 64);
+            Sse.Prefetch0(o + DecodePrefetchBytes + 128);
+            sbyte* x = a[ib].Qs;
+            Vector256<int> s0 = default, s1 = default;
+            for (int k = 0; k < 4; k++)
+            {
+                var lo = Values(o, k, false);
+                var hi = Values(o, k, true);
+                s0 += Dot(lo, x + 4 * k, ones);
+                s1 += Dot(hi, x + 16 + 4 * k, ones);
+            }
+            acc = Fma.MultiplyAdd(Widen(o + OffD) * Vector256.Create(QuantMath.Fp16ToFp32(a[ib].D)), Avx.ConvertToVector256Single(s0 + s1), acc);
+        }
+        acc.Store(y);
+    }
+
+    /// <summary>Grid values <paramref name="w"/> (looked up once) against four rows' activation bytes at <paramref name="at"/>.</summary>
+    [MethodImpl(MethodImplOptions.AggressiveInlining)]
+    private static void Mac4(Vector256<sbyte> w, int at, sbyte* x0, sbyte* x1, sbyte* x2, sbyte* x3, Vector256<short> ones,
+        ref Vector256<int> s0, ref Vector256<int> s1, ref Vector256<int> s2, ref Vector256<int> s3)
+    {
+        s0 += Dot(w, x0 + at, ones);
+        s1 += Dot(w, x1 + at, ones);
+        s2 += Dot(w, x2 + at, ones);
+        s3 += Dot(w, x3 + at, ones);
+    }
+
+    /// <summary>One group against four activation rows: each quant vector's grid values and their magnitudes formed once.</summary>
+    [MethodImpl(MethodImplOptions.AggressiveOptimization)]
+    private static void Group4(byte* g, int nb, BlockQ8_0* a0, BlockQ8_0* a1, BlockQ8_0* a2, BlockQ8_0* a3, float* y, long yStride)
+    {
+        var ones = Vector256.Create((short)1);
+        Vector256<float> acc0 = default, acc1 = default, acc2 = default, acc3 = default;
+        for (int ib = 0; ib < nb; ib++)
+        {
+            byte* o = g + (long)ib * GroupBlockBytes;
+            sbyte* x0 = a0[ib].Qs, x1 = a1[ib].Qs, x2 = a2[ib].Qs, x3 = a3[ib].Qs;
+            Vector256<int> s0 = default, s1 = default, s2 = default, s3 = default;
+            // Low nibbles of vector k meet values 4k.., high nibbles values 16 + 4k...
+            for (int k = 0; k < 4; k++) Mac4(Values(o, k, false), 4 * k, x0, x1, x2, x3, ones, ref s0, ref s1, ref s2, ref s3);
+            for (int k = 0; k < 4; k++) Mac4(Values(o, k, true), 16 + 4 * k, x0, x1, x2, x3, ones, ref s0, ref s1, ref s2, ref s3);
+            var dx = Widen(o + OffD);
+            acc0 = Fma.MultiplyAdd(dx * Vector256.Create(QuantMath.Fp16ToFp32(a0[ib].D)), Avx.ConvertToVector256Single(s0), acc0);
+            acc1 = Fma.MultiplyAdd(dx * Vector256.Create(QuantMath.Fp16ToFp32(a1[ib].D)), Avx.ConvertToVector256Single(s1), acc1);
+            acc2 = Fma.MultiplyAdd(dx * Vector256.Create(QuantMath.Fp16ToFp32(a2[ib].D)), Avx.ConvertToVector256Single(s2), acc2);
+            acc3 = Fma.MultiplyAdd(dx * Vector256.Create(QuantMath.Fp16ToFp32(a3[ib].D)), Avx.ConvertToVector256Single(s3), acc3);
+        }
+        acc0.Store(y);
+        acc1.Store(y + yStride);
+        acc2.Store(y + 2 * yStride);
+        acc3.Store(y + 3 * yStride);
+    }
+}
+
+/// <summary>
+/// IQ4_NL computed from the <see cref="IQ4_NLx8"/> layout (AVX2 + FMA); single-row methods read a
+/// plain row (get_rows and conversions hand them one from the mapping).
+/// </summary>
+internal sealed unsafe class IQ4_NLx8Format : WeightFormat
+{
+    public override GgmlType Type => GgmlType.IQ4_NL;
+    public override GgmlType VecDotType => GgmlType.Q8_0;
+    public override int RowGroup => IQ4_NLx8.Rows;
+    public override string? Layout => "iq4_nlx8";
+    public override void DequantizeRow(byte* src, float* dst, long n) => IQ4_NL.DequantizeRowReference(src, dst, n);
+    public override float VecDot(int n, byte* weights, byte* activations) => IQ4_NL.DotIQ4_NLQ8_0(n, weights, activations);
+
+    public override void VecDotRows(int n, byte* weights, long rowBytes, int nRows, byte* activations, float* y) =>
+        IQ4_NLx8.DotRows(n, weights, rowBytes, nRows, activations, y);
+
+    public override void VecDotTile(int n, byte* weights, long rowBytes, int nRows, byte* activations, long actStride, int nActs, float* y, long yStride) =>
+        IQ4_NLx8.DotTile(n, weights, rowBytes, nRows, activations, actStride, nActs, y, yStride);
+}
