@@ -104,6 +104,7 @@ public static unsafe class SelfTest
         yield return new Check("repacked q4_Kx8 rows and tiles", "avx2+fma", Q4_Kx8.IsSupported, () => CheckQ4_Kx8(seed: 1234));
         yield return new Check("repacked q4_Kx8 rows and AVX-512 tiles", "avx512bw", Q4_Kx8.IsAvx512Supported, () => CheckQ4_Kx8Avx512(seed: 1234));
         yield return new Check("repacked iq4_nlx8 rows and tiles", "avx2+fma", IQ4_NLx8.IsSupported, () => CheckIQ4_NLx8(seed: 1234));
+        yield return new Check("repacked q5_1x8 rows and tiles", "avx2+fma", Q5_1x8.IsSupported, () => CheckQ5_1x8(seed: 1234));
         yield return new Check("repacked q5_0x8 rows and tiles", "avx2+fma", Q5_0x8.IsSupported, () => CheckQ5_0x8(seed: 1234));
         yield return new Check("repacked q5_Kx8 rows and tiles", "avx2+fma", Q5_Kx8.IsSupported, () => CheckQ5_Kx8(seed: 1234));
         yield return new Check("repacked q5_Kx8 rows and AVX-512 tiles", "avx512bw", Q5_Kx8.IsAvx512Supported, () => CheckQ5_Kx8Avx512(seed: 1234));
@@ -147,6 +148,10 @@ public static unsafe class SelfTest
     /// <summary>The repacked iq4_nlx8 kernels (IQ4_NL matrices, Q8_0 activations): see <see cref="CheckRepacked"/>.</summary>
     internal static string? CheckIQ4_NLx8(int seed) =>
         CheckRepacked(GgmlType.IQ4_NL, GgmlType.Q8_0, [1, 2, 3, 9], IQ4_NLx8.Pack, IQ4_NLx8.DotRows, IQ4_NLx8.DotRowsReference, IQ4_NLx8.DotTile, seed);
+
+    /// <summary>The repacked q5_1x8 kernels (Q5_1 matrices, Q8_1 activations): see <see cref="CheckRepacked"/>.</summary>
+    internal static string? CheckQ5_1x8(int seed) =>
+        CheckRepacked(GgmlType.Q5_1, GgmlType.Q8_1, [1, 2, 3, 9], Q5_1x8.Pack, Q5_1x8.DotRows, Q5_1x8.DotRowsReference, Q5_1x8.DotTile, seed);
 
     /// <summary>The repacked q5_0x8 kernels (Q5_0 matrices, Q8_0 activations): see <see cref="CheckRepacked"/>.</summary>
     internal static string? CheckQ5_0x8(int seed) =>

@@ -119,19 +119,23 @@ internal static unsafe partial class Q5_0x8
     [MethodImpl(MethodImplOptions.AggressiveInlining)]
     private static Vector256<byte> FifthBit(Vector256<byte> h, int bit) => Q5_Kx8.FifthBit(h, bit);
 
-    /// <summary>The unsigned five-bit values held by quant vector k: its low (<paramref name="high"/> false) or high nibbles with their fifth bits.</summary>
+    /// <summary>
+    /// The unsigned five-bit values held by quant vector k (at <paramref name="q"/> + 32k): its low
+    /// (<paramref name="high"/> false) or high nibbles with their fifth bits from <paramref name="h"/>
+    /// (shared with <see cref="Q5_1x8"/>, whose blocks have the same quant and fifth-bit vectors).
+    /// </summary>
     [MethodImpl(MethodImplOptions.AggressiveInlining)]
-    private static Vector256<byte> Values(byte* o, Vector256<byte> h, int k, bool high)
+    private static Vector256<byte> Values(byte* q, Vector256<byte> h, int k, bool high)
     {
         var m = Vector256.Create((byte)0x0F);
-        var v = Vector256.Load(o + OffQ + 32 * k);
+        var v = Vector256.Load(q + 32 * k);
         var nib = high ? Avx2.ShiftRightLogical(v.AsUInt16(), 4).AsByte() & m : v & m;
         return nib | FifthBit(h, high ? 4 + k : k);
     }
 
-    /// <summary>Σ q·a over quant vectors k and k + 1 (both nibbles: four products of ≤ 2·31·128 per int16, within range) as int16 pairs per row lane.</summary>
+    /// <summary>Σ q·a over quant vectors k and k + 1 from <paramref name="o"/> (both nibbles: four products of ≤ 2·31·128 per int16, within range) as int16 pairs per row lane.</summary>
     [MethodImpl(MethodImplOptions.AggressiveInlining)]
-    private static Vector256<short> Pairs(byte* o, Vector256<byte> h, int k, sbyte* x)
+    internal static Vector256<short> Pairs(byte* o, Vector256<byte> h, int k, sbyte* x)
     {
         var p = Avx2.MultiplyAddAdjacent(Values(o, h, k, false), Vector256.Create(*(int*)(x + 4 * k)).AsSByte());
         p += Avx2.MultiplyAddAdjacent(Values(o, h, k, true), Vector256.Create(*(int*)(x + 16 + 4 * k)).AsSByte());
@@ -142,7 +146,7 @@ internal static unsafe partial class Q5_0x8
 
     /// <summary>The eight fp16 scales at <paramref name="h16"/> as f32, exactly (<see cref="Pack"/> refuses inf/NaN).</summary>
     [MethodImpl(MethodImplOptions.AggressiveInlining)]
-    private static Vector256<float> Widen(byte* h16) => QuantMath.HalfBitsToSingle(Avx2.ConvertToVector256Int32((ushort*)h16));
+    internal static Vector256<float> Widen(byte* h16) => QuantMath.HalfBitsToSingle(Avx2.ConvertToVector256Int32((ushort*)h16));
 
     /// <summary>One group against one activation row: eight results to <paramref name="y"/>.</summary>
     [MethodImpl(MethodImplOptions.AggressiveOptimization)]
@@ -159,7 +163,7 @@ internal static unsafe partial class Q5_0x8
             Sse.Prefetch0(o + DecodePrefetchBytes + 128);
             var h = Vector256.Load(o + OffH);
             sbyte* x = a[ib].Qs;
-            var sumi = Avx2.MultiplyAddAdjacent(Pairs(o, h, 0, x), ones) + Avx2.MultiplyAddAdjacent(Pairs(o, h, 2, x), ones) - Vector256.Create(corr[ib]);
+            var sumi = Avx2.MultiplyAddAdjacent(Pairs(o + OffQ, h, 0, x), ones) + Avx2.MultiplyAddAdjacent(Pairs(o + OffQ, h, 2, x), ones) - Vector256.Create(corr[ib]);
             acc = Fma.MultiplyAdd(Widen(o + OffD) * Vector256.Create(QuantMath.Fp16ToFp32(a[ib].D)), Avx.ConvertToVector256Single(sumi), acc);
         }
         acc.Store(y);
@@ -181,8 +185,8 @@ internal static unsafe partial class Q5_0x8
             sbyte* x0 = a0[ib].Qs, x1 = a1[ib].Qs, x2 = a2[ib].Qs, x3 = a3[ib].Qs;
             Vector256<int> s0 = default, s1 = default, s2 = default, s3 = default;
             // Vectors 0, 1 then 2, 3: four products per int16 pair sum at most, then widened.
-            Half4(o, h, 0, x0, x1, x2, x3, ones, ref s0, ref s1, ref s2, ref s3);
-            Half4(o, h, 2, x0, x1, x2, x3, ones, ref s0, ref s1, ref s2, ref s3);
+            Half4(o + OffQ, h, 0, x0, x1, x2, x3, ones, ref s0, ref s1, ref s2, ref s3);
+            Half4(o + OffQ, h, 2, x0, x1, x2, x3, ones, ref s0, ref s1, ref s2, ref s3);
             var dx = Widen(o + OffD);
             acc0 = Fma.MultiplyAdd(dx * Vector256.Create(QuantMath.Fp16ToFp32(a0[ib].D)), Avx.ConvertToVector256Single(s0 - Vector256.Create(corr[ib])), acc0);
             acc1 = Fma.MultiplyAdd(dx * Vector256.Create(QuantMath.Fp16ToFp32(a1[ib].D)), Avx.ConvertToVector256Single(s1 - Vector256.Create(corr[nb + ib])), acc1);
@@ -195,9 +199,9 @@ internal static unsafe partial class Q5_0x8
         acc3.Store(y + 3 * yStride);
     }
 
-    /// <summary>Quant vectors k and k + 1 against four activation rows, widened into each row's int32 sums.</summary>
+    /// <summary>Quant vectors k and k + 1 from <paramref name="o"/> against four activation rows, widened into each row's int32 sums.</summary>
     [MethodImpl(MethodImplOptions.AggressiveInlining)]
-    private static void Half4(byte* o, Vector256<byte> h, int k, sbyte* x0, sbyte* x1, sbyte* x2, sbyte* x3, Vector256<short> ones,
+    internal static void Half4(byte* o, Vector256<byte> h, int k, sbyte* x0, sbyte* x1, sbyte* x2, sbyte* x3, Vector256<short> ones,
         ref Vector256<int> s0, ref Vector256<int> s1, ref Vector256<int> s2, ref Vector256<int> s3)
     {
         Vector256<short> p0 = default, p1 = default, p2 = default, p3 = default;

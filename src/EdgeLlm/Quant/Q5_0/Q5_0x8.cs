@@ -70,14 +70,7 @@ internal static unsafe partial class Q5_0x8
                     var b = (BlockQ5_0*)(gsrc + r * rowBytes) + ib;
                     if ((b->D & 0x7C00) == 0x7C00) return false;
                     ((ushort*)(o + OffD))[r] = b->D;
-                    uint qh = *(uint*)b->Qh;
-                    for (int l = 0; l < 4; l++)
-                    {
-                        int h = 0;
-                        for (int k = 0; k < 4; k++)
-                            h |= (int)((qh >> (4 * k + l)) & 1) << k | (int)((qh >> (16 + 4 * k + l)) & 1) << (4 + k);
-                        o[OffH + 4 * r + l] = (byte)h;
-                    }
+                    RegroupFifthBits(*(uint*)b->Qh, o + OffH + 4 * r);
                     for (int k = 0; k < 4; k++)
                         *(uint*)(o + OffQ + 32 * k + 4 * r) = *(uint*)(b->Qs + 4 * k);
                 }
@@ -106,14 +99,7 @@ internal static unsafe partial class Q5_0x8
                 {
                     var b = (BlockQ5_0*)(gdst + r * rowBytes) + ib;
                     b->D = ((ushort*)(o + OffD))[r];
-                    uint qh = 0;
-                    for (int l = 0; l < 4; l++)
-                    {
-                        int h = o[OffH + 4 * r + l];
-                        for (int k = 0; k < 4; k++)
-                            qh |= (uint)((h >> k) & 1) << (4 * k + l) | (uint)((h >> (4 + k)) & 1) << (16 + 4 * k + l);
-                    }
-                    *(uint*)b->Qh = qh;
+                    *(uint*)b->Qh = PlainFifthBits(o + OffH + 4 * r);
                     for (int k = 0; k < 4; k++)
                         *(uint*)(b->Qs + 4 * k) = *(uint*)(o + OffQ + 32 * k + 4 * r);
                 }
@@ -121,6 +107,38 @@ internal static unsafe partial class Q5_0x8
         }
         long packed = (long)groups * Rows * rowBytes;
         Buffer.MemoryCopy(src + packed, dst + packed, rows * rowBytes - packed, rows * rowBytes - packed);
+    }
+
+    /// <summary>
+    /// A plain block's fifth bits (<paramref name="qh"/>, bit j of value j) as the four bytes of its row
+    /// lane in H: byte l, bit k = value 4k + l, bit 4 + k = value 16 + 4k + l (also <see cref="Q5_1x8"/>'s).
+    /// </summary>
+    internal static void RegroupFifthBits(uint qh, byte* lane)
+    {
+        for (int l = 0; l < 4; l++)
+        {
+            int h = 0;
+            for (int k = 0; k < 4; k++)
+                h |= (int)((qh >> (4 * k + l)) & 1) << k | (int)((qh >> (16 + 4 * k + l)) & 1) << (4 + k);
+            lane[l] = (byte)h;
+        }
+    }
+
+    /// <summary>The inverse of <see cref="RegroupFifthBits"/>.</summary>
+    internal static uint PlainFifthBits(byte* lane)
+    {
+        uint qh = 0;
+        for (int l = 0; l < 4; l++)
+            for (int k = 0; k < 4; k++)
+                qh |= (uint)((lane[l] >> k) & 1) << (4 * k + l) | (uint)((lane[l] >> (4 + k)) & 1) << (16 + 4 * k + l);
+        return qh;
+    }
+
+    /// <summary>The unsigned five-bit value of row lane <paramref name="ri"/>, quant vector k, byte l (high nibble or low), from a packed block's Q and H.</summary>
+    internal static int Value(byte* q, byte* h, int ri, int k, int l, bool high)
+    {
+        int b = q[32 * k + 4 * ri + l], bits = h[4 * ri + l];
+        return high ? (b >> 4) | ((bits >> (4 + k)) & 1) << 4 : (b & 0xF) | ((bits >> k) & 1) << 4;
     }
 
     /// <summary>
@@ -145,9 +163,8 @@ internal static unsafe partial class Q5_0x8
                 for (int k = 0; k < 4; k++)
                     for (int l = 0; l < 4; l++)
                     {
-                        int q = o[OffQ + 32 * k + 4 * ri + l], h = o[OffH + 4 * ri + l];
-                        int lo = (q & 0xF) | ((h >> k) & 1) << 4, hi = (q >> 4) | ((h >> (4 + k)) & 1) << 4;
-                        sum += (lo - 16) * a[ib].Qs[4 * k + l] + (hi - 16) * a[ib].Qs[16 + 4 * k + l];
+                        sum += (Value(o + OffQ, o + OffH, ri, k, l, false) - 16) * a[ib].Qs[4 * k + l]
+                            + (Value(o + OffQ, o + OffH, ri, k, l, true) - 16) * a[ib].Qs[16 + 4 * k + l];
                     }
                 float dxy = QuantMath.Fp16ToFp32(((ushort*)(o + OffD))[ri]) * QuantMath.Fp16ToFp32(a[ib].D);
                 acc = MathF.FusedMultiplyAdd(dxy, sum, acc);
