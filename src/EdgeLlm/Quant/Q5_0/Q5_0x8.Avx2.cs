@@ -50,11 +50,17 @@ internal static unsafe partial class Q5_0x8
 
     /// <summary>
     /// y[a·yStride + r] = row r · act a: the prompt tile. Each group block's values are built once and
-    /// met by four activation rows; per (row, activation) the arithmetic is <see cref="DotRows"/>'s.
+    /// met by four activation rows (pairs of groups in one zmm where AVX-512 BW is present); per
+    /// (row, activation) the arithmetic is <see cref="DotRows"/>'s.
     /// </summary>
+    public static void DotTile(int n, byte* weights, long rowBytes, int nRows, byte* acts, long actStride, int nActs, float* y, long yStride) =>
+        DotTile(n, weights, rowBytes, nRows, acts, actStride, nActs, y, yStride, IsAvx512Supported);
+
+    /// <summary><see cref="DotTile(int, byte*, long, int, byte*, long, int, float*, long)"/> with the AVX-512 pairs on or off (tests compare the two).</summary>
     [MethodImpl(MethodImplOptions.AggressiveOptimization)]
-    public static void DotTile(int n, byte* weights, long rowBytes, int nRows, byte* acts, long actStride, int nActs, float* y, long yStride)
+    internal static void DotTile(int n, byte* weights, long rowBytes, int nRows, byte* acts, long actStride, int nActs, float* y, long yStride, bool avx512)
     {
+        avx512 &= IsAvx512Supported;
         QuantMath.CheckBlocks(n, QK, "Q5_0");
         if (!IsSupported)
         {
@@ -84,7 +90,11 @@ internal static unsafe partial class Q5_0x8
                 Corrections(x1, nb, c + nb);
                 Corrections(x2, nb, c + 2 * nb);
                 Corrections(x3, nb, c + 3 * nb);
-                for (int g = 0; g < groups; g++)
+                int g0 = 0;
+                if (na == 4 && avx512)
+                    for (; g0 + 2 <= groups; g0 += 2)
+                        Group2x4(weights + g0 * groupBytes, groupBytes, nb, x0, x1, x2, x3, c, y + a0 * yStride + g0 * Rows, yStride);
+                for (int g = g0; g < groups; g++)
                 {
                     byte* gw = weights + g * groupBytes;
                     float* yg = y + a0 * yStride + g * Rows;

@@ -94,7 +94,7 @@ internal static unsafe partial class Q5_Kx8
 
     /// <summary>Bit <paramref name="bit"/> of every byte moved to bit 4, as <see cref="FifthBit(Vector256{byte}, int)"/>.</summary>
     [MethodImpl(MethodImplOptions.AggressiveInlining)]
-    private static Vector512<byte> FifthBit(Vector512<byte> h, int bit)
+    internal static Vector512<byte> FifthBit(Vector512<byte> h, int bit)
     {
         // A switch rather than a computed count: the shifts need immediates, and the JIT folds it away.
         var s = bit switch
