@@ -138,6 +138,64 @@ public unsafe class IQ4_NLx8Tests
     }
 
     /// <summary>
+    /// The AVX-512 tile (two groups per zmm) equals the AVX2 tile bit for bit: odd and even group
+    /// counts, plain tails, 1..11 activation rows (those past the last four go through AVX2).
+    /// </summary>
+    [Theory]
+    [InlineData("Random")]
+    [InlineData("AllMax")]
+    [InlineData("NegativeScale")]
+    public void Avx512Tile_EqualsAvx2Tile(string fillName)
+    {
+        var fill = Enum.Parse<SelfTest.Fill>(fillName);
+        if (!IQ4_NLx8.IsAvx512Supported)
+        {
+            _out.WriteLine("SKIPPED: the AVX-512 tile needs AVX-512 F and BW");
+            return;
+        }
+        var rng = new Random((int)fill + 31);
+        int tiles = 0;
+        const int MaxActs = 11;
+        foreach (int blocks in new[] { 1, 3, 28 })
+        foreach (int nRows in new[] { 8, 16, 21, 24, 32, 45 })
+        {
+            int n = blocks * 32;
+            long rowBytes = GgmlTypes.Info(GgmlType.IQ4_NL).RowBytes(n);
+            long actStride = GgmlTypes.Info(GgmlType.Q8_0).RowBytes(n) + 6;
+            byte[] plain = SelfTest.MakeBlocks(GgmlType.IQ4_NL, n * nRows, fill, rng);
+            var packed = new byte[plain.Length];
+            var acts = new byte[actStride * MaxActs];
+            for (int k = 0; k < MaxActs; k++) SelfTest.MakeBlocks(GgmlType.Q8_0, n, fill, rng).CopyTo(acts, k * actStride);
+            long yStride = nRows + 5;
+            var t2 = new float[yStride * MaxActs];
+            var t5 = new float[yStride * MaxActs];
+            fixed (byte* p = plain)
+            fixed (byte* q = packed)
+            fixed (byte* a = acts)
+            fixed (float* y2 = t2)
+            fixed (float* y5 = t5)
+            {
+                Assert.True(IQ4_NLx8.Pack(p, q, nRows, n));
+                foreach (int nActs in new[] { 1, 3, 4, 5, 8, 11 })
+                {
+                    Array.Fill(t2, -7f);
+                    Array.Fill(t5, -7f);
+                    IQ4_NLx8.DotTile(n, q, rowBytes, nRows, a, actStride, nActs, y2, yStride, avx512: false);
+                    IQ4_NLx8.DotTile(n, q, rowBytes, nRows, a, actStride, nActs, y5, yStride, avx512: true);
+                    for (int i = 0; i < t2.Length; i++)
+                    {
+                        long k = i / yStride, r = i % yStride;
+                        if (k >= nActs || r >= nRows) Assert.Equal(-7f, t5[i]);
+                        else Assert.True(SelfTest.SameFloat(t2[i], t5[i]), $"{fill} n={n} rows={nRows} nActs={nActs} row {r} act {k}: avx512 {t5[i]:R} vs avx2 {t2[i]:R}");
+                    }
+                    tiles++;
+                }
+            }
+        }
+        _out.WriteLine($"{fill}: {tiles} AVX-512 tiles == AVX2 tiles bit for bit");
+    }
+
+    /// <summary>
     /// Integer scales (d = 1 for weights and activations): the exact sum must come out, also in the
     /// int16 worst case of every value −127 (grid index 0) against activations of ±127 (two such
     /// pair sums added in int16 would overflow).

@@ -31,7 +31,7 @@ namespace EdgeLlm.Quant;
 /// int32 at once.
 /// </para>
 /// </summary>
-internal static unsafe class IQ4_NLx8
+internal static unsafe partial class IQ4_NLx8
 {
     /// <summary>Rows per group.</summary>
     public const int Rows = 8;
@@ -142,8 +142,25 @@ internal static unsafe class IQ4_NLx8
 
     /// <summary>y[a·yStride + r] = row r · act a: the prompt tile, each group block's values looked up once per four activation rows.</summary>
     [MethodImpl(MethodImplOptions.AggressiveOptimization)]
-    public static void DotTile(int n, byte* weights, long rowBytes, int nRows, byte* acts, long actStride, int nActs, float* y, long yStride)
+    public static void DotTile(int n, byte* weights, long rowBytes, int nRows, byte* acts, long actStride, int nActs, float* y, long yStride) =>
+        DotTile(n, weights, rowBytes, nRows, acts, actStride, nActs, y, yStride, IsAvx512Supported);
+
+    /// <summary>The AVX-512 tile needs AVX-512 F and BW besides the AVX2 kernels.</summary>
+    public static bool IsAvx512Supported => IsSupported && Avx512F.IsSupported && Avx512BW.IsSupported;
+
+    /// <summary>
+    /// The tile with the AVX-512 pairs of groups (<see cref="Group2x4"/>) on or off (tests compare the two);
+    /// activation rows past the last four, a last odd group and the plain tail go through the AVX2 kernels.
+    /// </summary>
+    [MethodImpl(MethodImplOptions.AggressiveOptimization)]
+    internal static void DotTile(int n, byte* weights, long rowBytes, int nRows, byte* acts, long actStride, int nActs, float* y, long yStride, bool avx512)
     {
+        if (avx512 && IsAvx512Supported)
+        {
+            QuantMath.CheckBlocks(n, QK, "IQ4_NL");
+            RowGroupLoops.DotTilePairs<BlockQ8_0>(&Group2x4, &Group1, &Group4, &PlainDot, QK, n, weights, rowBytes, nRows, acts, actStride, nActs, y, yStride);
+            return;
+        }
         QuantMath.CheckBlocks(n, QK, "IQ4_NL");
         if (!IsSupported)
         {
@@ -238,6 +255,74 @@ internal static unsafe class IQ4_NLx8
         acc1.Store(y + yStride);
         acc2.Store(y + 2 * yStride);
         acc3.Store(y + 3 * yStride);
+    }
+}
+
+internal static unsafe partial class IQ4_NLx8
+{
+    /// <summary>The grid in all four 128-bit lanes, for <c>vpshufb</c> lookups on zmm.</summary>
+    private static readonly Vector512<sbyte> s_grid512 = Vector512.Create(s_grid, s_grid);
+
+    /// <summary>
+    /// Two groups (16 rows from <paramref name="g"/>; the second <paramref name="groupBytes"/> on) against
+    /// four activation rows: group g in the low 256 bits of each zmm, g + 1 in the high. AVX-512 has no
+    /// <c>vpsignb</c>, so the grid value takes the activation's sign by a compare and a masked blend of
+    /// its negation (exact: |w| ≤ 127); the products and sums are <see cref="Group4"/>'s, lane for lane.
+    /// </summary>
+    [MethodImpl(MethodImplOptions.AggressiveOptimization)]
+    private static void Group2x4(byte* g, long groupBytes, int nb, BlockQ8_0* a0, BlockQ8_0* a1, BlockQ8_0* a2, BlockQ8_0* a3, float* y, long yStride)
+    {
+        var ones = Vector512.Create((short)1);
+        Vector512<float> acc0 = default, acc1 = default, acc2 = default, acc3 = default;
+        for (int ib = 0; ib < nb; ib++)
+        {
+            byte* o = g + (long)ib * GroupBlockBytes;
+            byte* oh = o + groupBytes;
+            sbyte* x0 = a0[ib].Qs, x1 = a1[ib].Qs, x2 = a2[ib].Qs, x3 = a3[ib].Qs;
+            Vector512<int> s0 = default, s1 = default, s2 = default, s3 = default;
+            for (int k = 0; k < 4; k++) Mac2x4(Values2(o, oh, k, false), 4 * k, x0, x1, x2, x3, ones, ref s0, ref s1, ref s2, ref s3);
+            for (int k = 0; k < 4; k++) Mac2x4(Values2(o, oh, k, true), 16 + 4 * k, x0, x1, x2, x3, ones, ref s0, ref s1, ref s2, ref s3);
+            var dx = Q4_Kx8.Widen2(o + OffD, oh + OffD);
+            acc0 = Avx512F.FusedMultiplyAdd(dx * Vector512.Create(QuantMath.Fp16ToFp32(a0[ib].D)), Avx512F.ConvertToVector512Single(s0), acc0);
+            acc1 = Avx512F.FusedMultiplyAdd(dx * Vector512.Create(QuantMath.Fp16ToFp32(a1[ib].D)), Avx512F.ConvertToVector512Single(s1), acc1);
+            acc2 = Avx512F.FusedMultiplyAdd(dx * Vector512.Create(QuantMath.Fp16ToFp32(a2[ib].D)), Avx512F.ConvertToVector512Single(s2), acc2);
+            acc3 = Avx512F.FusedMultiplyAdd(dx * Vector512.Create(QuantMath.Fp16ToFp32(a3[ib].D)), Avx512F.ConvertToVector512Single(s3), acc3);
+        }
+        acc0.Store(y);
+        acc1.Store(y + yStride);
+        acc2.Store(y + 2 * yStride);
+        acc3.Store(y + 3 * yStride);
+    }
+
+    /// <summary>The grid values of quant vector k of two groups (low or high nibbles).</summary>
+    [MethodImpl(MethodImplOptions.AggressiveInlining)]
+    private static Vector512<sbyte> Values2(byte* o, byte* oh, int k, bool high)
+    {
+        var m = Vector512.Create((byte)0x0F);
+        var v = Q4_Kx8.Load2(o + OffQ + 32 * k, oh + OffQ + 32 * k);
+        var idx = high ? Avx512BW.ShiftRightLogical(v.AsUInt16(), 4).AsByte() & m : v & m;
+        return Avx512BW.Shuffle(s_grid512, idx.AsSByte());
+    }
+
+    /// <summary>Grid values <paramref name="w"/> of two groups against four rows' activation bytes at <paramref name="at"/>, widened into int32 sums.</summary>
+    [MethodImpl(MethodImplOptions.AggressiveInlining)]
+    private static void Mac2x4(Vector512<sbyte> w, int at, sbyte* x0, sbyte* x1, sbyte* x2, sbyte* x3, Vector512<short> ones,
+        ref Vector512<int> s0, ref Vector512<int> s1, ref Vector512<int> s2, ref Vector512<int> s3)
+    {
+        var neg = Vector512<sbyte>.Zero - w;
+        s0 += Dot2(w, neg, x0 + at, ones);
+        s1 += Dot2(w, neg, x1 + at, ones);
+        s2 += Dot2(w, neg, x2 + at, ones);
+        s3 += Dot2(w, neg, x3 + at, ones);
+    }
+
+    /// <summary>|a| times w with a's sign (−w where a &lt; 0), pair sums widened to int32: <see cref="Dot"/> on zmm.</summary>
+    [MethodImpl(MethodImplOptions.AggressiveInlining)]
+    private static Vector512<int> Dot2(Vector512<sbyte> w, Vector512<sbyte> neg, sbyte* x, Vector512<short> ones)
+    {
+        var a = Vector512.Create(*(int*)x).AsSByte();
+        var signed = Vector512.ConditionalSelect(Vector512.LessThan(a, Vector512<sbyte>.Zero), neg, w);
+        return Avx512BW.MultiplyAddAdjacent(Avx512BW.MultiplyAddAdjacent(Avx512BW.Abs(a), signed), ones);
     }
 }
 
