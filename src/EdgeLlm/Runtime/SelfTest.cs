@@ -104,6 +104,7 @@ public static unsafe class SelfTest
         yield return new Check("repacked q4_Kx8 rows and tiles", "avx2+fma", Q4_Kx8.IsSupported, () => CheckQ4_Kx8(seed: 1234));
         yield return new Check("repacked q4_Kx8 rows and AVX-512 tiles", "avx512bw", Q4_Kx8.IsAvx512Supported, () => CheckQ4_Kx8Avx512(seed: 1234));
         yield return new Check("repacked iq4_nlx8 rows and tiles", "avx2+fma", IQ4_NLx8.IsSupported, () => CheckIQ4_NLx8(seed: 1234));
+        yield return new Check("repacked q3_Kx8 rows and tiles", "avx2+fma", Q3_Kx8.IsSupported, () => CheckQ3_Kx8(seed: 1234));
         yield return new Check("repacked q5_1x8 rows and tiles", "avx2+fma", Q5_1x8.IsSupported, () => CheckQ5_1x8(seed: 1234));
         yield return new Check("repacked q5_0x8 rows and tiles", "avx2+fma", Q5_0x8.IsSupported, () => CheckQ5_0x8(seed: 1234));
         yield return new Check("repacked q5_Kx8 rows and tiles", "avx2+fma", Q5_Kx8.IsSupported, () => CheckQ5_Kx8(seed: 1234));
@@ -148,6 +149,10 @@ public static unsafe class SelfTest
     /// <summary>The repacked iq4_nlx8 kernels (IQ4_NL matrices, Q8_0 activations): see <see cref="CheckRepacked"/>.</summary>
     internal static string? CheckIQ4_NLx8(int seed) =>
         CheckRepacked(GgmlType.IQ4_NL, GgmlType.Q8_0, [1, 2, 3, 9], IQ4_NLx8.Pack, IQ4_NLx8.DotRows, IQ4_NLx8.DotRowsReference, IQ4_NLx8.DotTile, seed);
+
+    /// <summary>The repacked q3_Kx8 kernels (Q3_K matrices, Q8_K activations): see <see cref="CheckRepacked"/>.</summary>
+    internal static string? CheckQ3_Kx8(int seed) =>
+        CheckRepacked(GgmlType.Q3_K, GgmlType.Q8_K, [1, 2, 3], Q3_Kx8.Pack, Q3_Kx8.DotRows, Q3_Kx8.DotRowsReference, Q3_Kx8.DotTile, seed);
 
     /// <summary>The repacked q5_1x8 kernels (Q5_1 matrices, Q8_1 activations): see <see cref="CheckRepacked"/>.</summary>
     internal static string? CheckQ5_1x8(int seed) =>
@@ -280,7 +285,7 @@ public static unsafe class SelfTest
     /// <summary>
     /// Random blocks of <paramref name="type"/> for <paramref name="n"/> values: quant bytes
     /// random (or all 0xFF / all 0x00; for the int8 types 127 / -128), scale fields set per
-    /// <paramref name="fill"/>.
+    /// <paramref name="fill"/>, Q8_K's block sums the sums of its values.
     /// </summary>
     internal static byte[] MakeBlocks(GgmlType type, int n, Fill fill, Random rng)
     {
@@ -297,6 +302,20 @@ public static unsafe class SelfTest
             int o = b * info.TypeSize;
             foreach (int h in halves) BitConverter.TryWriteBytes(data.AsSpan(o + h), BitConverter.HalfToUInt16Bits((Half)Scale(fill, rng)));
             foreach (int f in floats) BitConverter.TryWriteBytes(data.AsSpan(o + f), Scale(fill, rng));
+            if (type == GgmlType.Q8_K)
+            {
+                // bsums[j] = Σ qs[16j .. 16j + 16), as every Q8_K quantizer writes them (q3_Kx8 reads them for its −4 offset).
+                fixed (byte* pb = &data[o])
+                {
+                    var blk = (BlockQ8_K*)pb;
+                    for (int j = 0; j < 16; j++)
+                    {
+                        int sum = 0;
+                        for (int i = 0; i < 16; i++) sum += blk->Qs[16 * j + i];
+                        blk->Bsums[j] = (short)sum;
+                    }
+                }
+            }
         }
         return data;
     }

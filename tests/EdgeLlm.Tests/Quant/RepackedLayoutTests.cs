@@ -10,8 +10,9 @@ using EdgeLlm.Tests.Models;
 namespace EdgeLlm.Tests.Quant;
 
 /// <summary>
-/// The tests every eight-row layout over 32-value blocks shares (<see cref="Q5_0x8"/>,
-/// <see cref="Q5_1x8"/>, <see cref="IQ4_NLx8"/>; one derived class each): the packing round-trips,
+/// The tests every eight-row layout shares (<see cref="Q5_0x8"/>, <see cref="Q5_1x8"/>,
+/// <see cref="IQ4_NLx8"/> over 32-value blocks with Q8_0/Q8_1 activations, <see cref="Q3_Kx8"/> over
+/// 256-value super-blocks with Q8_K; one derived class each): the packing round-trips,
 /// a non-finite scale is refused, the AVX2 decode rows equal the scalar statement and the prompt
 /// tiles equal the rows bit for bit, all agree with the plain dot within float rounding, integer
 /// scales give the exact sum (an "extreme" fill that overflows a kernel summing too many products in
@@ -50,14 +51,26 @@ public abstract unsafe class RepackedLayoutTests
     /// </summary>
     protected abstract void IntegerWeightBlock(Span<byte> block, int b, bool extreme);
 
-    private int BlockBytes => (int)GgmlTypes.Info(Weight).RowBytes(32);
-    private int ActBlockBytes => (int)GgmlTypes.Info(Act).RowBytes(32);
+    /// <summary>Where a weight block's fp16 scale d sits (0 for the 32-value types).</summary>
+    protected virtual int ScaleOffset => 0;
 
-    /// <summary>Where an activation block's 32 values start (after d, and s for Q8_1).</summary>
-    private int ActQsOffset => ActBlockBytes - 32;
+    /// <summary>Values per weight (and activation) block.</summary>
+    protected int BlockSize => GgmlTypes.Info(Weight).BlockSize;
+    private int BlockBytes => (int)GgmlTypes.Info(Weight).RowBytes(BlockSize);
+    private int ActBlockBytes => (int)GgmlTypes.Info(Act).RowBytes(BlockSize);
+
+    /// <summary>Where an activation block's values start: after d (fp16, and s for Q8_1) or after Q8_K's f32 d.</summary>
+    private int ActQsOffset => Act == GgmlType.Q8_K ? 4 : ActBlockBytes - 32;
 
     /// <summary>Activation value i of a row.</summary>
-    private sbyte ActValue(byte* act, int i) => (sbyte)act[i / 32 * ActBlockBytes + ActQsOffset + i % 32];
+    private sbyte ActValue(byte* act, int i) => (sbyte)act[i / BlockSize * ActBlockBytes + ActQsOffset + i % BlockSize];
+
+    /// <summary>The scale of the activation block holding value i.</summary>
+    private float ActScale(byte* act, int i)
+    {
+        byte* b = act + i / BlockSize * ActBlockBytes;
+        return Act == GgmlType.Q8_K ? *(float*)b : QuantMath.Fp16ToFp32(*(ushort*)b);
+    }
 
     /// <summary>
     /// The size of the terms both float orders add, to bound their difference: Σ |w·dy·a| over the
@@ -69,16 +82,17 @@ public abstract unsafe class RepackedLayoutTests
         fixed (float* pd = deq) Dequantize(w, pd, n);
         double sum = 0;
         for (int i = 0; i < n; i++)
-            sum += Math.Abs((double)deq[i] * QuantMath.Fp16ToFp32(*(ushort*)(act + i / 32 * ActBlockBytes)) * ActValue(act, i));
+            sum += Math.Abs((double)deq[i] * ActScale(act, i) * ActValue(act, i));
         return sum;
     }
 
     [Theory]
-    [InlineData(32)]
-    [InlineData(96)]
-    [InlineData(2048)]
-    public void Pack_RoundTrips_AndKeepsTheTailPlain(int n)
+    [InlineData(1)]
+    [InlineData(3)]
+    [InlineData(64)]
+    public void Pack_RoundTrips_AndKeepsTheTailPlain(int blocks)
     {
+        int n = blocks * BlockSize;
         byte[] plain = SelfTest.MakeBlocks(Weight, n * Rows, SelfTest.Fill.Random, new Random(n));
         var packed = new byte[plain.Length];
         var back = new byte[plain.Length];
@@ -98,13 +112,14 @@ public abstract unsafe class RepackedLayoutTests
     [Fact]
     public void Pack_RefusesNonFiniteScales()
     {
-        byte[] plain = SelfTest.MakeBlocks(Weight, 64 * 8, SelfTest.Fill.Random, new Random(3));
-        plain[BlockBytes * 5] = 0x00;
-        plain[BlockBytes * 5 + 1] = 0xFC; // -inf, row 2 block 1
+        int n = 2 * BlockSize;
+        byte[] plain = SelfTest.MakeBlocks(Weight, n * 8, SelfTest.Fill.Random, new Random(3));
+        plain[BlockBytes * 5 + ScaleOffset] = 0x00;
+        plain[BlockBytes * 5 + ScaleOffset + 1] = 0xFC; // -inf, row 2 block 1
         var packed = new byte[plain.Length];
         fixed (byte* p = plain)
         fixed (byte* q = packed)
-            Assert.False(Pack(p, q, 8, 64));
+            Assert.False(Pack(p, q, 8, n));
     }
 
     [Theory]
@@ -127,9 +142,9 @@ public abstract unsafe class RepackedLayoutTests
         var rng = new Random((int)fill + 23);
         int pairs = 0, tiles = 0;
         double worst = 0;
-        foreach (int blocks in new[] { 1, 2, 3, 7, 64 })
+        foreach (int blocks in new[] { 1, 2, 3, 7, BlockSize == 32 ? 64 : 9 })
         {
-            int n = blocks * 32;
+            int n = blocks * BlockSize;
             long rowBytes = GgmlTypes.Info(Weight).RowBytes(n);
             long actBytes = GgmlTypes.Info(Act).RowBytes(n);
             byte[] plain = SelfTest.MakeBlocks(Weight, n * Rows, fill, rng);
@@ -198,7 +213,8 @@ public abstract unsafe class RepackedLayoutTests
     public void Kernels_ExactOnIntegerScales(bool extreme)
     {
         var rng = new Random(extreme ? 5 : 6);
-        const int n = 96, nRows = 16, nActs = 4;
+        int n = 3 * BlockSize;
+        const int nRows = 16, nActs = 4;
         long rowBytes = GgmlTypes.Info(Weight).RowBytes(n);
         long actBytes = GgmlTypes.Info(Act).RowBytes(n);
         byte[] plain = SelfTest.MakeBlocks(Weight, n * nRows, SelfTest.Fill.Random, rng);
@@ -206,14 +222,22 @@ public abstract unsafe class RepackedLayoutTests
         ushort one = BitConverter.HalfToUInt16Bits((Half)1);
         for (int b = 0; b < plain.Length / BlockBytes; b++)
         {
-            BitConverter.TryWriteBytes(plain.AsSpan(BlockBytes * b), one);
+            BitConverter.TryWriteBytes(plain.AsSpan(BlockBytes * b + ScaleOffset), one);
             IntegerWeightBlock(plain.AsSpan(BlockBytes * b, BlockBytes), b, extreme);
         }
         for (int b = 0; b < acts.Length / ActBlockBytes; b++)
         {
-            BitConverter.TryWriteBytes(acts.AsSpan(ActBlockBytes * b), one);
-            var qs = acts.AsSpan(ActBlockBytes * b + ActQsOffset, 32);
+            if (Act == GgmlType.Q8_K) BitConverter.TryWriteBytes(acts.AsSpan(ActBlockBytes * b), 1f);
+            else BitConverter.TryWriteBytes(acts.AsSpan(ActBlockBytes * b), one);
+            var qs = acts.AsSpan(ActBlockBytes * b + ActQsOffset, BlockSize);
             if (extreme) qs.Fill((byte)(sbyte)(b % 2 == 0 ? 127 : -127));
+            if (Act == GgmlType.Q8_K)
+                for (int j = 0; j < BlockSize / 16; j++)
+                {
+                    int sum = 0;
+                    foreach (byte v in qs.Slice(16 * j, 16)) sum += (sbyte)v;
+                    BitConverter.TryWriteBytes(acts.AsSpan(ActBlockBytes * b + 4 + BlockSize + 2 * j), (short)sum);
+                }
             if (Act == GgmlType.Q8_1)
             {
                 int sum = 0;
@@ -323,10 +347,10 @@ public abstract unsafe class RepackedLayoutWithAvx512TileTests : RepackedLayoutT
         var rng = new Random((int)fill + 31);
         int tiles = 0;
         const int MaxActs = 11;
-        foreach (int blocks in new[] { 1, 3, 28 })
+        foreach (int blocks in new[] { 1, 3, BlockSize == 32 ? 28 : 5 })
         foreach (int nRows in new[] { 8, 16, 21, 24, 32, 45 })
         {
-            int n = blocks * 32;
+            int n = blocks * BlockSize;
             long rowBytes = GgmlTypes.Info(Weight).RowBytes(n);
             long actStride = GgmlTypes.Info(Act).RowBytes(n) + 6;
             byte[] plain = SelfTest.MakeBlocks(Weight, n * nRows, fill, rng);

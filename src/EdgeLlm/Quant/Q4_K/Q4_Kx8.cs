@@ -67,11 +67,17 @@ internal static unsafe partial class Q4_Kx8
     private static int UByte(int r, int jj) => (r >> 2) * 16 + jj * 4 + (r & 3);
 
     /// <summary>The 6-bit value v (0..7: scale v, 8..15: min v − 8) of row <paramref name="r"/> from a packed group super-block.</summary>
-    internal static int SixBit(byte* o, int r, int v)
+    internal static int SixBit(byte* o, int r, int v) => SixBit(o + OffS, o + OffH, r, v);
+
+    /// <summary>
+    /// The 6-bit value v (0..15) of row <paramref name="r"/> from 64 bytes S0, S1 at <paramref name="s"/> and 32 bytes H at
+    /// <paramref name="h"/> laid out as this header's (also <see cref="Q3_Kx8"/>'s sixteen scales).
+    /// </summary>
+    internal static int SixBit(byte* s, byte* h, int r, int v)
     {
         int u = v >> 2, b = UByte(r, v & 3);
-        int low = (o[OffS + (u >> 1) * 32 + b] >> (4 * (u & 1))) & 0xF;
-        int high = (o[OffH + b] >> (2 * u)) & 3;
+        int low = (s[(u >> 1) * 32 + b] >> (4 * (u & 1))) & 0xF;
+        int high = (h[b] >> (2 * u)) & 3;
         return low | (high << 4);
     }
 
@@ -137,11 +143,14 @@ internal static unsafe partial class Q4_Kx8
         for (int j = 0; j < 8; j++) KQuant.PackScaleMinK4(j, scales, (byte)SixBit(o, r, j), (byte)SixBit(o, r, 8 + j));
     }
 
-    private static void PutSixBit(byte* o, int r, int v, int x)
+    private static void PutSixBit(byte* o, int r, int v, int x) => PutSixBit(o + OffS, o + OffH, r, v, x);
+
+    /// <summary>ORs the 6-bit value <paramref name="x"/> in as value v of row <paramref name="r"/> (the inverse of <see cref="SixBit(byte*, byte*, int, int)"/>; S and H start cleared).</summary>
+    internal static void PutSixBit(byte* s, byte* h, int r, int v, int x)
     {
         int u = v >> 2, b = UByte(r, v & 3);
-        o[OffS + (u >> 1) * 32 + b] |= (byte)((x & 0xF) << (4 * (u & 1)));
-        o[OffH + b] |= (byte)((x >> 4) << (2 * u));
+        s[(u >> 1) * 32 + b] |= (byte)((x & 0xF) << (4 * (u & 1)));
+        h[b] |= (byte)((x >> 4) << (2 * u));
     }
 
     /// <summary>The inverse of <see cref="Pack"/> (tests check the round trip; the plain 12-byte scale encoding is canonical).</summary>

@@ -1,0 +1,68 @@
+using EdgeLlm.Gguf;
+using EdgeLlm.Quant;
+using EdgeLlm.Runtime;
+using Xunit;
+using Xunit.Abstractions;
+
+namespace EdgeLlm.Tests.Quant;
+
+/// <summary>
+/// The repacked Q3_K layout (<see cref="Q3_Kx8"/>, Q8_K activations): the shared layout tests, on
+/// 256-value super-blocks, and the −4 offset taken through the activation's block sums.
+/// </summary>
+public unsafe class Q3_Kx8Tests(ITestOutputHelper output) : RepackedLayoutTests(output)
+{
+    protected override GgmlType Weight => GgmlType.Q3_K;
+    protected override GgmlType Act => GgmlType.Q8_K;
+    protected override string Layout => "q3_Kx8";
+    protected override string ModelName => "syn-llama-q3_k_m";
+    protected override int ScaleOffset => BlockQ3_K.Size - 2;
+    protected override bool IsSupported => Q3_Kx8.IsSupported;
+    protected override bool Pack(byte* src, byte* dst, int rows, int n) => Q3_Kx8.Pack(src, dst, rows, n);
+    protected override void Unpack(byte* src, byte* dst, int rows, int n) => Q3_Kx8.Unpack(src, dst, rows, n);
+    protected override void DotRows(int n, byte* w, long rowBytes, int nRows, byte* act, float* y) => Q3_Kx8.DotRows(n, w, rowBytes, nRows, act, y);
+    protected override void DotRowsReference(int n, byte* w, long rowBytes, int nRows, byte* act, float* y) => Q3_Kx8.DotRowsReference(n, w, rowBytes, nRows, act, y);
+    protected override void DotTile(int n, byte* w, long rowBytes, int nRows, byte* acts, long actStride, int nActs, float* y, long yStride) =>
+        Q3_Kx8.DotTile(n, w, rowBytes, nRows, acts, actStride, nActs, y, yStride);
+    protected override float PlainReference(int n, byte* row, byte* act) => Q3_K.DotQ3_KQ8_KReference(n, (BlockQ3_K*)row, (BlockQ8_K*)act);
+    protected override void Dequantize(byte* row, float* dst, int n) => Q3_K.DequantizeRowReference((BlockQ3_K*)row, dst, n);
+    protected override string? SelfTestCheck(int seed) => SelfTest.CheckQ3_Kx8(seed);
+
+    /// <summary>Extreme: every value 3 (all low bits and high bits set), the unsigned value 7 the kernels multiply.</summary>
+    protected override void IntegerWeightBlock(Span<byte> block, int b, bool extreme)
+    {
+        if (extreme) block[..96].Fill(0xFF);
+    }
+
+    /// <summary>The packed value accessors see what the plain block holds: value by value, the dequantized rows agree.</summary>
+    [Fact]
+    public void PackedValues_AreThePlainValues()
+    {
+        const int n = 512;
+        byte[] plain = SelfTest.MakeBlocks(GgmlType.Q3_K, n * 8, SelfTest.Fill.Random, new Random(11));
+        var packed = new byte[plain.Length];
+        var deq = new float[n];
+        long rowBytes = GgmlTypes.Info(GgmlType.Q3_K).RowBytes(n);
+        fixed (byte* p = plain)
+        fixed (byte* q = packed)
+        fixed (float* pd = deq)
+        {
+            Assert.True(Q3_Kx8.Pack(p, q, 8, n));
+            for (int r = 0; r < 8; r++)
+            {
+                Q3_K.DequantizeRowReference((BlockQ3_K*)(p + r * rowBytes), pd, n);
+                for (int ib = 0; ib < n / 256; ib++)
+                {
+                    byte* o = q + ib * Q3_Kx8.GroupBlockBytes;
+                    float d = QuantMath.Fp16ToFp32(((ushort*)(o + Q3_Kx8.OffD))[r]);
+                    for (int v = 0; v < 256; v++)
+                    {
+                        int scale = Q4_Kx8.SixBit(o + Q3_Kx8.OffS, o + Q3_Kx8.OffH, r, v / 16) - 32;
+                        int value = (Q3_Kx8.Low2(o, r, v) | Q3_Kx8.HighBit(o, r, v) << 2) - 4;
+                        Assert.Equal(deq[256 * ib + v], d * scale * value);
+                    }
+                }
+            }
+        }
+    }
+}
