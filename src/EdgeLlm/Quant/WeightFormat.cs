@@ -35,6 +35,7 @@ public abstract unsafe class WeightFormat
         RuntimeHelpers.RunClassConstructor(typeof(IQ4_NL).TypeHandle);
         RuntimeHelpers.RunClassConstructor(typeof(Q4_0).TypeHandle);
         RuntimeHelpers.RunClassConstructor(typeof(Q4_0x8).TypeHandle);
+        RuntimeHelpers.RunClassConstructor(typeof(Q2_Kx8).TypeHandle);
         RuntimeHelpers.RunClassConstructor(typeof(Q3_Kx8).TypeHandle);
         RuntimeHelpers.RunClassConstructor(typeof(Q4_Kx8).TypeHandle);
         RuntimeHelpers.RunClassConstructor(typeof(Q5_Kx8).TypeHandle);

@@ -104,6 +104,7 @@ public static unsafe class SelfTest
         yield return new Check("repacked q4_Kx8 rows and tiles", "avx2+fma", Q4_Kx8.IsSupported, () => CheckQ4_Kx8(seed: 1234));
         yield return new Check("repacked q4_Kx8 rows and AVX-512 tiles", "avx512bw", Q4_Kx8.IsAvx512Supported, () => CheckQ4_Kx8Avx512(seed: 1234));
         yield return new Check("repacked iq4_nlx8 rows and tiles", "avx2+fma", IQ4_NLx8.IsSupported, () => CheckIQ4_NLx8(seed: 1234));
+        yield return new Check("repacked q2_Kx8 rows and tiles", "avx2+fma", Q2_Kx8.IsSupported, () => CheckQ2_Kx8(seed: 1234));
         yield return new Check("repacked q3_Kx8 rows and tiles", "avx2+fma", Q3_Kx8.IsSupported, () => CheckQ3_Kx8(seed: 1234));
         yield return new Check("repacked q5_1x8 rows and tiles", "avx2+fma", Q5_1x8.IsSupported, () => CheckQ5_1x8(seed: 1234));
         yield return new Check("repacked q5_0x8 rows and tiles", "avx2+fma", Q5_0x8.IsSupported, () => CheckQ5_0x8(seed: 1234));
@@ -149,6 +150,10 @@ public static unsafe class SelfTest
     /// <summary>The repacked iq4_nlx8 kernels (IQ4_NL matrices, Q8_0 activations): see <see cref="CheckRepacked"/>.</summary>
     internal static string? CheckIQ4_NLx8(int seed) =>
         CheckRepacked(GgmlType.IQ4_NL, GgmlType.Q8_0, [1, 2, 3, 9], IQ4_NLx8.Pack, IQ4_NLx8.DotRows, IQ4_NLx8.DotRowsReference, IQ4_NLx8.DotTile, seed);
+
+    /// <summary>The repacked q2_Kx8 kernels (Q2_K matrices, Q8_K activations): see <see cref="CheckRepacked"/>.</summary>
+    internal static string? CheckQ2_Kx8(int seed) =>
+        CheckRepacked(GgmlType.Q2_K, GgmlType.Q8_K, [1, 2, 3], Q2_Kx8.Pack, Q2_Kx8.DotRows, Q2_Kx8.DotRowsReference, Q2_Kx8.DotTile, seed);
 
     /// <summary>The repacked q3_Kx8 kernels (Q3_K matrices, Q8_K activations): see <see cref="CheckRepacked"/>.</summary>
     internal static string? CheckQ3_Kx8(int seed) =>

@@ -61,7 +61,7 @@ internal static unsafe partial class Q3_Kx8
     }
 
     /// <summary>Byte and shift of value <paramref name="v"/>'s low bits in a plain block's qs (value 128h + 32s + l at qs[32h + l], bits 2s).</summary>
-    private static (int Byte, int Shift) PlainLow(int v) => (32 * (v >> 7) + (v & 31), 2 * ((v >> 5) & 3));
+    internal static (int Byte, int Shift) PlainLow(int v) => (32 * (v >> 7) + (v & 31), 2 * ((v >> 5) & 3));
 
     /// <summary>Byte and bit of value <paramref name="v"/>'s high bit in a plain block's hmask (hmask[l], bit 4h + s).</summary>
     private static (int Byte, int Bit) PlainHigh(int v) => (v & 31, 4 * (v >> 7) + ((v >> 5) & 3));

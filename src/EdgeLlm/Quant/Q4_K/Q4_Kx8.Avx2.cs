@@ -13,8 +13,9 @@ internal static unsafe partial class Q4_Kx8
     /// <c>vpshufb</c> controls. Scale j (jj = j mod 4 of U0/U1) to both int16 of each row's 32-bit
     /// lane; mins 2kk and 2kk + 1 (of U2/U3) to the two int16 of each row's lane. Indices are
     /// lane-relative, so the same 16 bytes serve rows 0..3 (low half) and 4..7 (high half).
+    /// <see cref="Q2_Kx8"/> uses them on its scale and min nibbles (which follow <see cref="UByte"/> too).
     /// </summary>
-    private static readonly Vector256<byte> s_scale0 = ScaleCtrl(0), s_scale1 = ScaleCtrl(1), s_scale2 = ScaleCtrl(2), s_scale3 = ScaleCtrl(3),
+    internal static readonly Vector256<byte> s_scale0 = ScaleCtrl(0), s_scale1 = ScaleCtrl(1), s_scale2 = ScaleCtrl(2), s_scale3 = ScaleCtrl(3),
         s_min01 = MinCtrl(0), s_min23 = MinCtrl(1);
 
     private static Vector256<byte> ScaleCtrl(int jj)

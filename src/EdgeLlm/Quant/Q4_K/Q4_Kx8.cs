@@ -64,7 +64,7 @@ internal static unsafe partial class Q4_Kx8
     internal const int OffD = 0, OffDMin = 16, OffS = 32, OffH = 96, OffQ = 128;
 
     /// <summary>Byte of U<paramref name="u"/> (0..3) holding sub-block <paramref name="jj"/> (0..3) of row <paramref name="r"/>.</summary>
-    private static int UByte(int r, int jj) => (r >> 2) * 16 + jj * 4 + (r & 3);
+    internal static int UByte(int r, int jj) => (r >> 2) * 16 + jj * 4 + (r & 3);
 
     /// <summary>The 6-bit value v (0..7: scale v, 8..15: min v − 8) of row <paramref name="r"/> from a packed group super-block.</summary>
     internal static int SixBit(byte* o, int r, int v) => SixBit(o + OffS, o + OffH, r, v);
