@@ -40,6 +40,7 @@ public abstract unsafe class WeightFormat
         RuntimeHelpers.RunClassConstructor(typeof(Q4_Kx8).TypeHandle);
         RuntimeHelpers.RunClassConstructor(typeof(Q5_Kx8).TypeHandle);
         RuntimeHelpers.RunClassConstructor(typeof(Q5_0x8).TypeHandle);
+        RuntimeHelpers.RunClassConstructor(typeof(Q4_1x8).TypeHandle);
         RuntimeHelpers.RunClassConstructor(typeof(Q5_1x8).TypeHandle);
         RuntimeHelpers.RunClassConstructor(typeof(IQ4_NLx8).TypeHandle);
         RuntimeHelpers.RunClassConstructor(typeof(Q6_K).TypeHandle);

@@ -106,6 +106,7 @@ public static unsafe class SelfTest
         yield return new Check("repacked iq4_nlx8 rows and tiles", "avx2+fma", IQ4_NLx8.IsSupported, () => CheckIQ4_NLx8(seed: 1234));
         yield return new Check("repacked q2_Kx8 rows and tiles", "avx2+fma", Q2_Kx8.IsSupported, () => CheckQ2_Kx8(seed: 1234));
         yield return new Check("repacked q3_Kx8 rows and tiles", "avx2+fma", Q3_Kx8.IsSupported, () => CheckQ3_Kx8(seed: 1234));
+        yield return new Check("repacked q4_1x8 rows and tiles", "avx2+fma", Q4_1x8.IsSupported, () => CheckQ4_1x8(seed: 1234));
         yield return new Check("repacked q5_1x8 rows and tiles", "avx2+fma", Q5_1x8.IsSupported, () => CheckQ5_1x8(seed: 1234));
         yield return new Check("repacked q5_0x8 rows and tiles", "avx2+fma", Q5_0x8.IsSupported, () => CheckQ5_0x8(seed: 1234));
         yield return new Check("repacked q5_Kx8 rows and tiles", "avx2+fma", Q5_Kx8.IsSupported, () => CheckQ5_Kx8(seed: 1234));
@@ -158,6 +159,10 @@ public static unsafe class SelfTest
     /// <summary>The repacked q3_Kx8 kernels (Q3_K matrices, Q8_K activations): see <see cref="CheckRepacked"/>.</summary>
     internal static string? CheckQ3_Kx8(int seed) =>
         CheckRepacked(GgmlType.Q3_K, GgmlType.Q8_K, [1, 2, 3], Q3_Kx8.Pack, Q3_Kx8.DotRows, Q3_Kx8.DotRowsReference, Q3_Kx8.DotTile, seed);
+
+    /// <summary>The repacked q4_1x8 kernels (Q4_1 matrices, Q8_1 activations): see <see cref="CheckRepacked"/>.</summary>
+    internal static string? CheckQ4_1x8(int seed) =>
+        CheckRepacked(GgmlType.Q4_1, GgmlType.Q8_1, [1, 2, 3, 9], Q4_1x8.Pack, Q4_1x8.DotRows, Q4_1x8.DotRowsReference, Q4_1x8.DotTile, seed);
 
     /// <summary>The repacked q5_1x8 kernels (Q5_1 matrices, Q8_1 activations): see <see cref="CheckRepacked"/>.</summary>
     internal static string? CheckQ5_1x8(int seed) =>
