@@ -21,6 +21,58 @@ internal static unsafe class RowGroupLoops
     /// <summary>Rows per group.</summary>
     public const int Rows = 8;
 
+    /// <summary>
+    /// The walk of a layout's Pack and Unpack (<see cref="Q2_Kx8"/>, <see cref="Q3_Kx8"/>, <see cref="Q4_1x8"/>,
+    /// <see cref="Q5_0x8"/>, <see cref="Q5_1x8"/>, <see cref="IQ4_NLx8"/>): for every whole group, block
+    /// by block and row by row, <paramref name="move"/>(o, r, block, pack) moves row r's plain block
+    /// into the group block at o (pack) or back (unpack), and may refuse (false: Pack returns false,
+    /// having written nothing useful). Group blocks start cleared when packing (moves may OR bits in),
+    /// as do plain blocks when unpacking. Rows past the last whole group are copied as they are.
+    /// </summary>
+    public static bool Shuffle(byte* src, byte* dst, int rows, int nb, int blockBytes, bool pack, delegate*<byte*, int, byte*, bool, bool> move)
+    {
+        long rowBytes = (long)nb * blockBytes;
+        int groupBlockBytes = Rows * blockBytes;
+        int groups = rows / Rows;
+        for (int g = 0; g < groups; g++)
+        {
+            byte* plainGroup = (pack ? src : dst) + (long)g * Rows * rowBytes;
+            byte* packedGroup = (pack ? dst : src) + (long)g * Rows * rowBytes;
+            for (int ib = 0; ib < nb; ib++)
+            {
+                byte* o = packedGroup + (long)ib * groupBlockBytes;
+                if (pack) new Span<byte>(o, groupBlockBytes).Clear();
+                for (int r = 0; r < Rows; r++)
+                {
+                    byte* b = plainGroup + r * rowBytes + (long)ib * blockBytes;
+                    if (!pack) new Span<byte>(b, blockBytes).Clear();
+                    if (!move(o, r, b, pack)) return false;
+                }
+            }
+        }
+        long packed = (long)groups * Rows * rowBytes;
+        Buffer.MemoryCopy(src + packed, dst + packed, rows * rowBytes - packed, rows * rowBytes - packed);
+        return true;
+    }
+
+    /// <summary>True when none of the fp16 values at <paramref name="halves"/> (<paramref name="count"/> of them) is inf or NaN: what the layouts' exact fp16 widening needs.</summary>
+    public static bool Finite(ushort* halves, int count)
+    {
+        for (int i = 0; i < count; i++)
+            if ((halves[i] & 0x7C00) == 0x7C00) return false;
+        return true;
+    }
+
+    /// <summary>Moves the four 4-byte words of a 32-value block's 16 quant bytes to or from row lane <paramref name="r"/> of the four vectors at <paramref name="q"/> (lane r of vector k = bytes 4k .. 4k + 4).</summary>
+    public static void MoveLanes(byte* q, int r, byte* qs, bool pack)
+    {
+        for (int k = 0; k < 4; k++)
+        {
+            if (pack) *(uint*)(q + 32 * k + 4 * r) = *(uint*)(qs + 4 * k);
+            else *(uint*)(qs + 4 * k) = *(uint*)(q + 32 * k + 4 * r);
+        }
+    }
+
     /// <summary>y[r] = row r · act (<paramref name="blockSize"/> values per block of the row) for <paramref name="nRows"/> rows from a group boundary (decode).</summary>
     public static void DotRows<TAct>(delegate*<byte*, int, TAct*, float*, void> group1, delegate*<int, byte*, byte*, float> plain,
         int blockSize, int n, byte* weights, long rowBytes, int nRows, byte* act, float* y) where TAct : unmanaged

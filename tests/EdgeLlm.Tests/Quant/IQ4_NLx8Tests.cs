@@ -31,4 +31,11 @@ public unsafe class IQ4_NLx8Tests(ITestOutputHelper output) : RepackedLayoutWith
     {
         if (extreme) block[2..].Fill(0x00);
     }
+
+    protected override float PackedValue(byte* o, int r, int v)
+    {
+        var (k, l, high) = NibbleLane(v);
+        int b = o[IQ4_NLx8.OffQ + 32 * k + 4 * r + l];
+        return QuantMath.Fp16ToFp32(((ushort*)(o + IQ4_NLx8.OffD))[r]) * IQ4_NL.KValues[high ? b >> 4 : b & 0xF];
+    }
 }

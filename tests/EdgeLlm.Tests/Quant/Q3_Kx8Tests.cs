@@ -34,35 +34,10 @@ public unsafe class Q3_Kx8Tests(ITestOutputHelper output) : RepackedLayoutTests(
         if (extreme) block[..96].Fill(0xFF);
     }
 
-    /// <summary>The packed value accessors see what the plain block holds: value by value, the dequantized rows agree.</summary>
-    [Fact]
-    public void PackedValues_AreThePlainValues()
+    protected override float PackedValue(byte* o, int r, int v)
     {
-        const int n = 512;
-        byte[] plain = SelfTest.MakeBlocks(GgmlType.Q3_K, n * 8, SelfTest.Fill.Random, new Random(11));
-        var packed = new byte[plain.Length];
-        var deq = new float[n];
-        long rowBytes = GgmlTypes.Info(GgmlType.Q3_K).RowBytes(n);
-        fixed (byte* p = plain)
-        fixed (byte* q = packed)
-        fixed (float* pd = deq)
-        {
-            Assert.True(Q3_Kx8.Pack(p, q, 8, n));
-            for (int r = 0; r < 8; r++)
-            {
-                Q3_K.DequantizeRowReference((BlockQ3_K*)(p + r * rowBytes), pd, n);
-                for (int ib = 0; ib < n / 256; ib++)
-                {
-                    byte* o = q + ib * Q3_Kx8.GroupBlockBytes;
-                    float d = QuantMath.Fp16ToFp32(((ushort*)(o + Q3_Kx8.OffD))[r]);
-                    for (int v = 0; v < 256; v++)
-                    {
-                        int scale = Q4_Kx8.SixBit(o + Q3_Kx8.OffS, o + Q3_Kx8.OffH, r, v / 16) - 32;
-                        int value = (Q3_Kx8.Low2(o, r, v) | Q3_Kx8.HighBit(o, r, v) << 2) - 4;
-                        Assert.Equal(deq[256 * ib + v], d * scale * value);
-                    }
-                }
-            }
-        }
+        float d = QuantMath.Fp16ToFp32(((ushort*)(o + Q3_Kx8.OffD))[r]);
+        int scale = Q4_Kx8.SixBit(o + Q3_Kx8.OffS, o + Q3_Kx8.OffH, r, v / 16) - 32;
+        return d * scale * ((Q3_Kx8.Low2(o, r, v) | Q3_Kx8.HighBit(o, r, v) << 2) - 4); // Q3_K.DequantizeRowReference: dl = d·scale, dl·q
     }
 }

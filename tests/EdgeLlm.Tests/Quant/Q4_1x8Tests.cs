@@ -46,4 +46,12 @@ public unsafe class Q4_1x8Tests(ITestOutputHelper output) : RepackedLayoutTests(
         }
         return sum;
     }
+
+    protected override float PackedValue(byte* o, int r, int v)
+    {
+        var (k, l, high) = NibbleLane(v);
+        int b = o[Q4_1x8.OffQ + 32 * k + 4 * r + l];
+        float d = QuantMath.Fp16ToFp32(((ushort*)(o + Q4_1x8.OffD))[r]), m = QuantMath.Fp16ToFp32(((ushort*)(o + Q4_1x8.OffM))[r]);
+        return (high ? b >> 4 : b & 0xF) * d + m;
+    }
 }

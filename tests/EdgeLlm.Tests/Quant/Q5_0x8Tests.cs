@@ -31,4 +31,10 @@ public unsafe class Q5_0x8Tests(ITestOutputHelper output) : RepackedLayoutWithAv
     {
         if (extreme) block[2..].Fill(0xFF);
     }
+
+    protected override float PackedValue(byte* o, int r, int v)
+    {
+        var (k, l, high) = NibbleLane(v);
+        return (Q5_0x8.Value(o + Q5_0x8.OffQ, o + Q5_0x8.OffH, r, k, l, high) - 16) * QuantMath.Fp16ToFp32(((ushort*)(o + Q5_0x8.OffD))[r]);
+    }
 }

@@ -47,4 +47,11 @@ public unsafe class Q5_1x8Tests(ITestOutputHelper output) : RepackedLayoutTests(
         }
         return sum;
     }
+
+    protected override float PackedValue(byte* o, int r, int v)
+    {
+        var (k, l, high) = NibbleLane(v);
+        float d = QuantMath.Fp16ToFp32(((ushort*)(o + Q5_1x8.OffD))[r]), m = QuantMath.Fp16ToFp32(((ushort*)(o + Q5_1x8.OffM))[r]);
+        return Q5_0x8.Value(o + Q5_1x8.OffQ, o + Q5_1x8.OffH, r, k, l, high) * d + m;
+    }
 }

@@ -45,6 +45,16 @@ public abstract unsafe class RepackedLayoutTests
     protected abstract string? SelfTestCheck(int seed);
 
     /// <summary>
+    /// Value <paramref name="v"/> (0 .. block size) of row lane <paramref name="r"/> read from the packed
+    /// group block at <paramref name="o"/> through the layout's own accessors (those its scalar statement
+    /// uses), dequantized with the plain dequantizer's float expression.
+    /// </summary>
+    protected abstract float PackedValue(byte* o, int r, int v);
+
+    /// <summary>The low (<paramref name="v"/> &lt; 16) or high nibble's position of a 32-value block's value v in 4-byte lanes: quant vector k, byte l.</summary>
+    protected static (int K, int L, bool High) NibbleLane(int v) => ((v & 15) >> 2, v & 3, v >= 16);
+
+    /// <summary>
     /// Integer-scale weights for <see cref="Kernels_ExactOnIntegerScales"/>: block <paramref name="b"/> with
     /// scale 1 (and any minimum an integer), and with <paramref name="extreme"/> the values that load
     /// the int16 sums most against activations of ±127.
@@ -107,6 +117,32 @@ public abstract unsafe class RepackedLayoutTests
         Assert.Equal(plain, back);
         Assert.NotEqual(plain.AsSpan(0, (int)(16 * rowBytes)).ToArray(), packed.AsSpan(0, (int)(16 * rowBytes)).ToArray());
         Assert.Equal(plain.AsSpan((int)(16 * rowBytes)).ToArray(), packed.AsSpan((int)(16 * rowBytes)).ToArray());
+    }
+
+    /// <summary>The packed accessors see what the plain blocks hold: value by value, the packed group dequantizes as the plain rows.</summary>
+    [Fact]
+    public void PackedValues_DequantizeAsThePlainRows()
+    {
+        int n = 3 * BlockSize;
+        byte[] plain = SelfTest.MakeBlocks(Weight, n * 8, SelfTest.Fill.Random, new Random(11));
+        var packed = new byte[plain.Length];
+        var deq = new float[n];
+        long rowBytes = GgmlTypes.Info(Weight).RowBytes(n);
+        fixed (byte* p = plain)
+        fixed (byte* q = packed)
+        fixed (float* pd = deq)
+        {
+            Assert.True(Pack(p, q, 8, n));
+            for (int r = 0; r < 8; r++)
+            {
+                Dequantize(p + r * rowBytes, pd, n);
+                for (int i = 0; i < n; i++)
+                {
+                    float got = PackedValue(q + i / BlockSize * 8 * BlockBytes, r, i % BlockSize);
+                    Assert.True(SelfTest.SameFloat(deq[i], got), $"row {r} value {i}: packed {got:R} vs plain {deq[i]:R}");
+                }
+            }
+        }
     }
 
     [Fact]

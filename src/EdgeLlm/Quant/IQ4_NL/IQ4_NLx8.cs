@@ -67,30 +67,17 @@ internal static unsafe partial class IQ4_NLx8
     private static bool Shuffle(byte* src, byte* dst, int rows, int n, bool pack)
     {
         QuantMath.CheckBlocks(n, QK, "IQ4_NL");
-        int nb = n / QK;
-        long rowBytes = (long)nb * sizeof(BlockIQ4_NL);
-        int groups = rows / Rows;
-        for (int g = 0; g < groups; g++)
-        {
-            byte* gsrc = src + (long)g * Rows * rowBytes;
-            byte* gdst = dst + (long)g * Rows * rowBytes;
-            for (int ib = 0; ib < nb; ib++)
-                for (int r = 0; r < Rows; r++)
-                {
-                    byte* o = (pack ? gdst : gsrc) + (long)ib * GroupBlockBytes;
-                    var b = (BlockIQ4_NL*)((pack ? gsrc : gdst) + r * rowBytes) + ib;
-                    if (pack && (b->D & 0x7C00) == 0x7C00) return false;
-                    for (int k = 0; k < 4; k++)
-                    {
-                        if (pack) *(uint*)(o + OffQ + 32 * k + 4 * r) = *(uint*)(b->Qs + 4 * k);
-                        else *(uint*)(b->Qs + 4 * k) = *(uint*)(o + OffQ + 32 * k + 4 * r);
-                    }
-                    if (pack) ((ushort*)(o + OffD))[r] = b->D;
-                    else b->D = ((ushort*)(o + OffD))[r];
-                }
-        }
-        long packed = (long)groups * Rows * rowBytes;
-        Buffer.MemoryCopy(src + packed, dst + packed, rows * rowBytes - packed, rows * rowBytes - packed);
+        return RowGroupLoops.Shuffle(src, dst, rows, n / QK, sizeof(BlockIQ4_NL), pack, &Move);
+    }
+
+    /// <summary>Row <paramref name="r"/>'s plain block to or from group block <paramref name="o"/> (see <see cref="RowGroupLoops.Shuffle"/>).</summary>
+    private static bool Move(byte* o, int r, byte* block, bool pack)
+    {
+        var b = (BlockIQ4_NL*)block;
+        if (pack && !RowGroupLoops.Finite(&b->D, 1)) return false;
+        RowGroupLoops.MoveLanes(o + OffQ, r, b->Qs, pack);
+        if (pack) ((ushort*)(o + OffD))[r] = b->D;
+        else b->D = ((ushort*)(o + OffD))[r];
         return true;
     }
 

@@ -61,49 +61,36 @@ internal static unsafe partial class Q2_Kx8
     private static bool Shuffle(byte* src, byte* dst, int rows, int n, bool pack)
     {
         KQuant.CheckLength(n, "Q2_K");
-        int nb = n / QK;
-        long rowBytes = (long)nb * BlockQ2_K.Size;
-        int groups = rows / Rows;
-        for (int g = 0; g < groups; g++)
+        return RowGroupLoops.Shuffle(src, dst, rows, n / QK, BlockQ2_K.Size, pack, &Move);
+    }
+
+    /// <summary>Row <paramref name="r"/>'s plain block to or from group super-block <paramref name="o"/> (see <see cref="RowGroupLoops.Shuffle"/>).</summary>
+    private static bool Move(byte* o, int r, byte* block, bool pack)
+    {
+        var b = (BlockQ2_K*)block;
+        if (pack)
         {
-            byte* plainGroup = (pack ? src : dst) + (long)g * Rows * rowBytes;
-            byte* packedGroup = (pack ? dst : src) + (long)g * Rows * rowBytes;
-            for (int ib = 0; ib < nb; ib++)
+            if (!RowGroupLoops.Finite(&b->D, 2)) return false;
+            ((ushort*)(o + OffD))[r] = b->D;
+            ((ushort*)(o + OffDMin))[r] = b->DMin;
+            for (int j = 0; j < 16; j++) o[OffV + 32 * (j >> 2) + Q4_Kx8.UByte(r, j & 3)] = b->Scales[j];
+            for (int v = 0; v < QK; v++)
             {
-                byte* o = packedGroup + (long)ib * GroupBlockBytes;
-                if (pack) new Span<byte>(o, GroupBlockBytes).Clear();
-                for (int r = 0; r < Rows; r++)
-                {
-                    var b = (BlockQ2_K*)(plainGroup + r * rowBytes) + ib;
-                    if (pack)
-                    {
-                        if ((b->D & 0x7C00) == 0x7C00 || (b->DMin & 0x7C00) == 0x7C00) return false;
-                        ((ushort*)(o + OffD))[r] = b->D;
-                        ((ushort*)(o + OffDMin))[r] = b->DMin;
-                        for (int j = 0; j < 16; j++) o[OffV + 32 * (j >> 2) + Q4_Kx8.UByte(r, j & 3)] = b->Scales[j];
-                        for (int v = 0; v < QK; v++)
-                        {
-                            var (lb, ls) = Q3_Kx8.PlainLow(v);
-                            o[OffQ + 32 * (v >> 4) + 4 * r + (v & 3)] |= (byte)(((b->Qs[lb] >> ls) & 3) << (2 * ((v >> 2) & 3)));
-                        }
-                    }
-                    else
-                    {
-                        new Span<byte>(b, BlockQ2_K.Size).Clear();
-                        b->D = ((ushort*)(o + OffD))[r];
-                        b->DMin = ((ushort*)(o + OffDMin))[r];
-                        for (int j = 0; j < 16; j++) b->Scales[j] = (byte)ScaleByte(o, r, j);
-                        for (int v = 0; v < QK; v++)
-                        {
-                            var (lb, ls) = Q3_Kx8.PlainLow(v);
-                            b->Qs[lb] |= (byte)(Q3_Kx8.Low2(o, r, v) << ls);
-                        }
-                    }
-                }
+                var (lb, ls) = Q3_Kx8.PlainLow(v);
+                o[OffQ + 32 * (v >> 4) + 4 * r + (v & 3)] |= (byte)(((b->Qs[lb] >> ls) & 3) << (2 * ((v >> 2) & 3)));
             }
         }
-        long packed = (long)groups * Rows * rowBytes;
-        Buffer.MemoryCopy(src + packed, dst + packed, rows * rowBytes - packed, rows * rowBytes - packed);
+        else
+        {
+            b->D = ((ushort*)(o + OffD))[r];
+            b->DMin = ((ushort*)(o + OffDMin))[r];
+            for (int j = 0; j < 16; j++) b->Scales[j] = (byte)ScaleByte(o, r, j);
+            for (int v = 0; v < QK; v++)
+            {
+                var (lb, ls) = Q3_Kx8.PlainLow(v);
+                b->Qs[lb] |= (byte)(Q3_Kx8.Low2(o, r, v) << ls);
+            }
+        }
         return true;
     }
 

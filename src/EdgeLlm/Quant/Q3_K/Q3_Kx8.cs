@@ -80,55 +80,42 @@ internal static unsafe partial class Q3_Kx8
     private static bool Shuffle(byte* src, byte* dst, int rows, int n, bool pack)
     {
         KQuant.CheckLength(n, "Q3_K");
-        int nb = n / QK;
-        long rowBytes = (long)nb * BlockQ3_K.Size;
-        int groups = rows / Rows;
+        return RowGroupLoops.Shuffle(src, dst, rows, n / QK, BlockQ3_K.Size, pack, &Move);
+    }
+
+    /// <summary>Row <paramref name="r"/>'s plain block to or from group super-block <paramref name="o"/> (see <see cref="RowGroupLoops.Shuffle"/>).</summary>
+    private static bool Move(byte* o, int r, byte* block, bool pack)
+    {
+        var b = (BlockQ3_K*)block;
         sbyte* scales = stackalloc sbyte[16];
-        for (int g = 0; g < groups; g++)
+        if (pack)
         {
-            byte* plainGroup = (pack ? src : dst) + (long)g * Rows * rowBytes;
-            byte* packedGroup = (pack ? dst : src) + (long)g * Rows * rowBytes;
-            for (int ib = 0; ib < nb; ib++)
+            if (!RowGroupLoops.Finite(&b->D, 1)) return false;
+            ((ushort*)(o + OffD))[r] = b->D;
+            Q3_K.UnpackScales(b->Scales, scales);
+            for (int j = 0; j < 16; j++) Q4_Kx8.PutSixBit(o + OffS, o + OffH, r, j, (byte)scales[j]);
+            for (int v = 0; v < QK; v++)
             {
-                byte* o = packedGroup + (long)ib * GroupBlockBytes;
-                if (pack) new Span<byte>(o, GroupBlockBytes).Clear();
-                for (int r = 0; r < Rows; r++)
-                {
-                    var b = (BlockQ3_K*)(plainGroup + r * rowBytes) + ib;
-                    if (pack)
-                    {
-                        if ((b->D & 0x7C00) == 0x7C00) return false;
-                        ((ushort*)(o + OffD))[r] = b->D;
-                        Q3_K.UnpackScales(b->Scales, scales);
-                        for (int j = 0; j < 16; j++) Q4_Kx8.PutSixBit(o + OffS, o + OffH, r, j, (byte)scales[j]);
-                        for (int v = 0; v < QK; v++)
-                        {
-                            var (lb, ls) = PlainLow(v);
-                            var (hb, hs) = PlainHigh(v);
-                            int t = v >> 4, s = (v >> 2) & 3;
-                            o[OffQ + 32 * t + 4 * r + (v & 3)] |= (byte)(((b->Qs[lb] >> ls) & 3) << (2 * s));
-                            o[OffHM + 32 * (t >> 1) + 4 * r + (v & 3)] |= (byte)(((b->HMask[hb] >> hs) & 1) << (4 * (t & 1) + s));
-                        }
-                    }
-                    else
-                    {
-                        new Span<byte>(b, BlockQ3_K.Size).Clear();
-                        b->D = ((ushort*)(o + OffD))[r];
-                        for (int j = 0; j < 16; j++) scales[j] = (sbyte)Q4_Kx8.SixBit(o + OffS, o + OffH, r, j);
-                        PackScales(scales, b->Scales);
-                        for (int v = 0; v < QK; v++)
-                        {
-                            var (lb, ls) = PlainLow(v);
-                            var (hb, hs) = PlainHigh(v);
-                            b->Qs[lb] |= (byte)(Low2(o, r, v) << ls);
-                            b->HMask[hb] |= (byte)(HighBit(o, r, v) << hs);
-                        }
-                    }
-                }
+                var (lb, ls) = PlainLow(v);
+                var (hb, hs) = PlainHigh(v);
+                int t = v >> 4, s = (v >> 2) & 3;
+                o[OffQ + 32 * t + 4 * r + (v & 3)] |= (byte)(((b->Qs[lb] >> ls) & 3) << (2 * s));
+                o[OffHM + 32 * (t >> 1) + 4 * r + (v & 3)] |= (byte)(((b->HMask[hb] >> hs) & 1) << (4 * (t & 1) + s));
             }
         }
-        long packed = (long)groups * Rows * rowBytes;
-        Buffer.MemoryCopy(src + packed, dst + packed, rows * rowBytes - packed, rows * rowBytes - packed);
+        else
+        {
+            b->D = ((ushort*)(o + OffD))[r];
+            for (int j = 0; j < 16; j++) scales[j] = (sbyte)Q4_Kx8.SixBit(o + OffS, o + OffH, r, j);
+            PackScales(scales, b->Scales);
+            for (int v = 0; v < QK; v++)
+            {
+                var (lb, ls) = PlainLow(v);
+                var (hb, hs) = PlainHigh(v);
+                b->Qs[lb] |= (byte)(Low2(o, r, v) << ls);
+                b->HMask[hb] |= (byte)(HighBit(o, r, v) << hs);
+            }
+        }
         return true;
     }
 

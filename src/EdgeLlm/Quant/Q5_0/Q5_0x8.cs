@@ -55,58 +55,33 @@ internal static unsafe partial class Q5_0x8
     public static bool Pack(byte* src, byte* dst, int rows, int n)
     {
         QuantMath.CheckBlocks(n, QK, "Q5_0");
-        int nb = n / QK;
-        long rowBytes = (long)nb * sizeof(BlockQ5_0);
-        int groups = rows / Rows;
-        for (int g = 0; g < groups; g++)
-        {
-            byte* gsrc = src + (long)g * Rows * rowBytes;
-            byte* gdst = dst + (long)g * Rows * rowBytes;
-            for (int ib = 0; ib < nb; ib++)
-            {
-                byte* o = gdst + (long)ib * GroupBlockBytes;
-                for (int r = 0; r < Rows; r++)
-                {
-                    var b = (BlockQ5_0*)(gsrc + r * rowBytes) + ib;
-                    if ((b->D & 0x7C00) == 0x7C00) return false;
-                    ((ushort*)(o + OffD))[r] = b->D;
-                    RegroupFifthBits(*(uint*)b->Qh, o + OffH + 4 * r);
-                    for (int k = 0; k < 4; k++)
-                        *(uint*)(o + OffQ + 32 * k + 4 * r) = *(uint*)(b->Qs + 4 * k);
-                }
-            }
-        }
-        long packed = (long)groups * Rows * rowBytes;
-        Buffer.MemoryCopy(src + packed, dst + packed, rows * rowBytes - packed, rows * rowBytes - packed);
-        return true;
+        return RowGroupLoops.Shuffle(src, dst, rows, n / QK, sizeof(BlockQ5_0), pack: true, &Move);
     }
 
     /// <summary>The inverse of <see cref="Pack"/> (tests check the round trip).</summary>
     public static void Unpack(byte* src, byte* dst, int rows, int n)
     {
         QuantMath.CheckBlocks(n, QK, "Q5_0");
-        int nb = n / QK;
-        long rowBytes = (long)nb * sizeof(BlockQ5_0);
-        int groups = rows / Rows;
-        for (int g = 0; g < groups; g++)
+        RowGroupLoops.Shuffle(src, dst, rows, n / QK, sizeof(BlockQ5_0), pack: false, &Move);
+    }
+
+    /// <summary>Row <paramref name="r"/>'s plain block to or from group block <paramref name="o"/> (see <see cref="RowGroupLoops.Shuffle"/>).</summary>
+    private static bool Move(byte* o, int r, byte* block, bool pack)
+    {
+        var b = (BlockQ5_0*)block;
+        if (pack)
         {
-            byte* gsrc = src + (long)g * Rows * rowBytes;
-            byte* gdst = dst + (long)g * Rows * rowBytes;
-            for (int ib = 0; ib < nb; ib++)
-            {
-                byte* o = gsrc + (long)ib * GroupBlockBytes;
-                for (int r = 0; r < Rows; r++)
-                {
-                    var b = (BlockQ5_0*)(gdst + r * rowBytes) + ib;
-                    b->D = ((ushort*)(o + OffD))[r];
-                    *(uint*)b->Qh = PlainFifthBits(o + OffH + 4 * r);
-                    for (int k = 0; k < 4; k++)
-                        *(uint*)(b->Qs + 4 * k) = *(uint*)(o + OffQ + 32 * k + 4 * r);
-                }
-            }
+            if (!RowGroupLoops.Finite(&b->D, 1)) return false;
+            ((ushort*)(o + OffD))[r] = b->D;
+            RegroupFifthBits(*(uint*)b->Qh, o + OffH + 4 * r);
         }
-        long packed = (long)groups * Rows * rowBytes;
-        Buffer.MemoryCopy(src + packed, dst + packed, rows * rowBytes - packed, rows * rowBytes - packed);
+        else
+        {
+            b->D = ((ushort*)(o + OffD))[r];
+            *(uint*)b->Qh = PlainFifthBits(o + OffH + 4 * r);
+        }
+        RowGroupLoops.MoveLanes(o + OffQ, r, b->Qs, pack);
+        return true;
     }
 
     /// <summary>

@@ -61,37 +61,27 @@ internal static unsafe class Q5_1x8
     private static bool Shuffle(byte* src, byte* dst, int rows, int n, bool pack)
     {
         QuantMath.CheckBlocks(n, QK, "Q5_1");
-        int nb = n / QK;
-        long rowBytes = (long)nb * sizeof(BlockQ5_1);
-        int groups = rows / Rows;
-        for (int g = 0; g < groups; g++)
+        return RowGroupLoops.Shuffle(src, dst, rows, n / QK, sizeof(BlockQ5_1), pack, &Move);
+    }
+
+    /// <summary>Row <paramref name="r"/>'s plain block to or from group block <paramref name="o"/> (see <see cref="RowGroupLoops.Shuffle"/>).</summary>
+    private static bool Move(byte* o, int r, byte* block, bool pack)
+    {
+        var b = (BlockQ5_1*)block;
+        if (pack)
         {
-            byte* gsrc = src + (long)g * Rows * rowBytes;
-            byte* gdst = dst + (long)g * Rows * rowBytes;
-            for (int ib = 0; ib < nb; ib++)
-                for (int r = 0; r < Rows; r++)
-                {
-                    byte* o = (pack ? gdst : gsrc) + (long)ib * GroupBlockBytes;
-                    var b = (BlockQ5_1*)((pack ? gsrc : gdst) + r * rowBytes) + ib;
-                    if (pack)
-                    {
-                        if ((b->D & 0x7C00) == 0x7C00 || (b->M & 0x7C00) == 0x7C00) return false;
-                        ((ushort*)(o + OffD))[r] = b->D;
-                        ((ushort*)(o + OffM))[r] = b->M;
-                        Q5_0x8.RegroupFifthBits(*(uint*)b->Qh, o + OffH + 4 * r);
-                        for (int k = 0; k < 4; k++) *(uint*)(o + OffQ + 32 * k + 4 * r) = *(uint*)(b->Qs + 4 * k);
-                    }
-                    else
-                    {
-                        b->D = ((ushort*)(o + OffD))[r];
-                        b->M = ((ushort*)(o + OffM))[r];
-                        *(uint*)b->Qh = Q5_0x8.PlainFifthBits(o + OffH + 4 * r);
-                        for (int k = 0; k < 4; k++) *(uint*)(b->Qs + 4 * k) = *(uint*)(o + OffQ + 32 * k + 4 * r);
-                    }
-                }
+            if (!RowGroupLoops.Finite(&b->D, 2)) return false;
+            ((ushort*)(o + OffD))[r] = b->D;
+            ((ushort*)(o + OffM))[r] = b->M;
+            Q5_0x8.RegroupFifthBits(*(uint*)b->Qh, o + OffH + 4 * r);
         }
-        long packed = (long)groups * Rows * rowBytes;
-        Buffer.MemoryCopy(src + packed, dst + packed, rows * rowBytes - packed, rows * rowBytes - packed);
+        else
+        {
+            b->D = ((ushort*)(o + OffD))[r];
+            b->M = ((ushort*)(o + OffM))[r];
+            *(uint*)b->Qh = Q5_0x8.PlainFifthBits(o + OffH + 4 * r);
+        }
+        RowGroupLoops.MoveLanes(o + OffQ, r, b->Qs, pack);
         return true;
     }
 
