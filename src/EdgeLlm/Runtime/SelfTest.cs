@@ -105,7 +105,9 @@ public static unsafe class SelfTest
         yield return new Check("repacked q4_Kx8 rows and AVX-512 tiles", "avx512bw", Q4_Kx8.IsAvx512Supported, () => CheckQ4_Kx8Avx512(seed: 1234));
         yield return new Check("repacked iq4_nlx8 rows and tiles", "avx2+fma", IQ4_NLx8.IsSupported, () => CheckIQ4_NLx8(seed: 1234));
         yield return new Check("repacked q2_Kx8 rows and tiles", "avx2+fma", Q2_Kx8.IsSupported, () => CheckQ2_Kx8(seed: 1234));
+        yield return new Check("repacked q2_Kx8 rows and AVX-512 tiles", "avx512bw", Q2_Kx8.IsAvx512Supported, () => CheckQ2_Kx8Avx512(seed: 1234));
         yield return new Check("repacked q3_Kx8 rows and tiles", "avx2+fma", Q3_Kx8.IsSupported, () => CheckQ3_Kx8(seed: 1234));
+        yield return new Check("repacked q3_Kx8 rows and AVX-512 tiles", "avx512bw", Q3_Kx8.IsAvx512Supported, () => CheckQ3_Kx8Avx512(seed: 1234));
         yield return new Check("repacked q4_1x8 rows and tiles", "avx2+fma", Q4_1x8.IsSupported, () => CheckQ4_1x8(seed: 1234));
         yield return new Check("repacked q5_1x8 rows and tiles", "avx2+fma", Q5_1x8.IsSupported, () => CheckQ5_1x8(seed: 1234));
         yield return new Check("repacked q5_0x8 rows and tiles", "avx2+fma", Q5_0x8.IsSupported, () => CheckQ5_0x8(seed: 1234));
@@ -163,6 +165,14 @@ public static unsafe class SelfTest
     /// <summary>The repacked q4_1x8 kernels (Q4_1 matrices, Q8_1 activations): see <see cref="CheckRepacked"/>.</summary>
     internal static string? CheckQ4_1x8(int seed) =>
         CheckRepacked(GgmlType.Q4_1, GgmlType.Q8_1, [1, 2, 3, 9], Q4_1x8.Pack, Q4_1x8.DotRows, Q4_1x8.DotRowsReference, Q4_1x8.DotTile, seed);
+
+    /// <summary>The q2_Kx8 AVX-512 prompt tile called directly (whatever DotTile dispatches to): see <see cref="CheckRepacked"/>.</summary>
+    internal static string? CheckQ2_Kx8Avx512(int seed) =>
+        CheckRepacked(GgmlType.Q2_K, GgmlType.Q8_K, [1, 2, 3], Q2_Kx8.Pack, Q2_Kx8.DotRows, Q2_Kx8.DotRowsReference, Q2_Kx8.DotTileAvx512, seed);
+
+    /// <summary>The q3_Kx8 AVX-512 prompt tile called directly (whatever DotTile dispatches to): see <see cref="CheckRepacked"/>.</summary>
+    internal static string? CheckQ3_Kx8Avx512(int seed) =>
+        CheckRepacked(GgmlType.Q3_K, GgmlType.Q8_K, [1, 2, 3], Q3_Kx8.Pack, Q3_Kx8.DotRows, Q3_Kx8.DotRowsReference, Q3_Kx8.DotTileAvx512, seed);
 
     /// <summary>The repacked q5_1x8 kernels (Q5_1 matrices, Q8_1 activations): see <see cref="CheckRepacked"/>.</summary>
     internal static string? CheckQ5_1x8(int seed) =>

@@ -7,7 +7,7 @@ using Xunit.Abstractions;
 namespace EdgeLlm.Tests.Quant;
 
 /// <summary>The repacked Q2_K layout (<see cref="Q2_Kx8"/>, Q8_K activations): the shared layout tests on 256-value super-blocks.</summary>
-public unsafe class Q2_Kx8Tests(ITestOutputHelper output) : RepackedLayoutTests(output)
+public unsafe class Q2_Kx8Tests(ITestOutputHelper output) : RepackedLayoutWithAvx512TileTests(output)
 {
     protected override GgmlType Weight => GgmlType.Q2_K;
     protected override GgmlType Act => GgmlType.Q8_K;
@@ -15,6 +15,12 @@ public unsafe class Q2_Kx8Tests(ITestOutputHelper output) : RepackedLayoutTests(
     protected override string ModelName => "syn-llama-q2_k";
     protected override int ScaleOffset => BlockQ2_K.Size - 4;
     protected override bool IsSupported => Q2_Kx8.IsSupported;
+    protected override bool IsAvx512Supported => Q2_Kx8.IsAvx512Supported;
+    protected override void DotTile(int n, byte* w, long rowBytes, int nRows, byte* acts, long actStride, int nActs, float* y, long yStride, bool avx512)
+    {
+        if (avx512) Q2_Kx8.DotTileAvx512(n, w, rowBytes, nRows, acts, actStride, nActs, y, yStride);
+        else Q2_Kx8.DotTileAvx2(n, w, rowBytes, nRows, acts, actStride, nActs, y, yStride);
+    }
     protected override bool Pack(byte* src, byte* dst, int rows, int n) => Q2_Kx8.Pack(src, dst, rows, n);
     protected override void Unpack(byte* src, byte* dst, int rows, int n) => Q2_Kx8.Unpack(src, dst, rows, n);
     protected override void DotRows(int n, byte* w, long rowBytes, int nRows, byte* act, float* y) => Q2_Kx8.DotRows(n, w, rowBytes, nRows, act, y);

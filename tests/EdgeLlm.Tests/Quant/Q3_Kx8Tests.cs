@@ -10,7 +10,7 @@ namespace EdgeLlm.Tests.Quant;
 /// The repacked Q3_K layout (<see cref="Q3_Kx8"/>, Q8_K activations): the shared layout tests, on
 /// 256-value super-blocks, and the −4 offset taken through the activation's block sums.
 /// </summary>
-public unsafe class Q3_Kx8Tests(ITestOutputHelper output) : RepackedLayoutTests(output)
+public unsafe class Q3_Kx8Tests(ITestOutputHelper output) : RepackedLayoutWithAvx512TileTests(output)
 {
     protected override GgmlType Weight => GgmlType.Q3_K;
     protected override GgmlType Act => GgmlType.Q8_K;
@@ -18,6 +18,12 @@ public unsafe class Q3_Kx8Tests(ITestOutputHelper output) : RepackedLayoutTests(
     protected override string ModelName => "syn-llama-q3_k_m";
     protected override int ScaleOffset => BlockQ3_K.Size - 2;
     protected override bool IsSupported => Q3_Kx8.IsSupported;
+    protected override bool IsAvx512Supported => Q3_Kx8.IsAvx512Supported;
+    protected override void DotTile(int n, byte* w, long rowBytes, int nRows, byte* acts, long actStride, int nActs, float* y, long yStride, bool avx512)
+    {
+        if (avx512) Q3_Kx8.DotTileAvx512(n, w, rowBytes, nRows, acts, actStride, nActs, y, yStride);
+        else Q3_Kx8.DotTileAvx2(n, w, rowBytes, nRows, acts, actStride, nActs, y, yStride);
+    }
     protected override bool Pack(byte* src, byte* dst, int rows, int n) => Q3_Kx8.Pack(src, dst, rows, n);
     protected override void Unpack(byte* src, byte* dst, int rows, int n) => Q3_Kx8.Unpack(src, dst, rows, n);
     protected override void DotRows(int n, byte* w, long rowBytes, int nRows, byte* act, float* y) => Q3_Kx8.DotRows(n, w, rowBytes, nRows, act, y);

@@ -29,11 +29,11 @@ internal static unsafe partial class Q2_Kx8
     }
 
     /// <summary>
-    /// y[a·yStride + r] = row r · act a: the prompt tile, each group super-block's scales unpacked and
+    /// y[a·yStride + r] = row r · act a: the AVX2 prompt tile, each group super-block's scales unpacked and
     /// values built once per four activation rows; per (row, activation) the arithmetic is <see cref="DotRows"/>'s.
     /// </summary>
     [MethodImpl(MethodImplOptions.AggressiveOptimization)]
-    public static void DotTile(int n, byte* weights, long rowBytes, int nRows, byte* acts, long actStride, int nActs, float* y, long yStride)
+    internal static void DotTileAvx2(int n, byte* weights, long rowBytes, int nRows, byte* acts, long actStride, int nActs, float* y, long yStride)
     {
         KQuant.CheckLength(n, "Q2_K");
         if (!IsSupported)

@@ -14,7 +14,7 @@ internal static unsafe partial class Q4_Kx8
     /// <c>vpshufb</c> works within 128-bit lanes, so the same lane-relative indices serve all four.
     /// (Built here rather than from the AVX2 fields: static initialisers of partial-class files run in no defined order.)
     /// </summary>
-    private static readonly Vector512<byte> s_scale0x2 = Twice(ScaleCtrl(0)), s_scale1x2 = Twice(ScaleCtrl(1)), s_scale2x2 = Twice(ScaleCtrl(2)),
+    internal static readonly Vector512<byte> s_scale0x2 = Twice(ScaleCtrl(0)), s_scale1x2 = Twice(ScaleCtrl(1)), s_scale2x2 = Twice(ScaleCtrl(2)),
         s_scale3x2 = Twice(ScaleCtrl(3)), s_min01x2 = Twice(MinCtrl(0)), s_min23x2 = Twice(MinCtrl(1));
 
     private static Vector512<byte> Twice(Vector256<byte> v) => Vector512.Create(v, v);
