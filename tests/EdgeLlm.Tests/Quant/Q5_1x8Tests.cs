@@ -6,13 +6,16 @@ using Xunit.Abstractions;
 namespace EdgeLlm.Tests.Quant;
 
 /// <summary>The repacked Q5_1 layout (<see cref="Q5_1x8"/>, Q8_1 activations): the shared layout tests.</summary>
-public unsafe class Q5_1x8Tests(ITestOutputHelper output) : RepackedLayoutTests(output)
+public unsafe class Q5_1x8Tests(ITestOutputHelper output) : RepackedLayoutWithAvx512TileTests(output)
 {
     protected override GgmlType Weight => GgmlType.Q5_1;
     protected override GgmlType Act => GgmlType.Q8_1;
     protected override string Layout => "q5_1x8";
     protected override string ModelName => "syn-llama-q5_1";
     protected override bool IsSupported => Q5_1x8.IsSupported;
+    protected override bool IsAvx512Supported => Q5_1x8.IsAvx512Supported;
+    protected override void DotTile(int n, byte* w, long rowBytes, int nRows, byte* acts, long actStride, int nActs, float* y, long yStride, bool avx512) =>
+        Q5_1x8.DotTile(n, w, rowBytes, nRows, acts, actStride, nActs, y, yStride, avx512);
     protected override bool Pack(byte* src, byte* dst, int rows, int n) => Q5_1x8.Pack(src, dst, rows, n);
     protected override void Unpack(byte* src, byte* dst, int rows, int n) => Q5_1x8.Unpack(src, dst, rows, n);
     protected override void DotRows(int n, byte* w, long rowBytes, int nRows, byte* act, float* y) => Q5_1x8.DotRows(n, w, rowBytes, nRows, act, y);

@@ -131,9 +131,19 @@ internal static unsafe class Q4_1x8
         RowGroupLoops.DotRows<BlockQ8_1>(&Group1, &PlainDot, QK, n, weights, rowBytes, nRows, act, y);
     }
 
-    /// <summary>y[a·yStride + r] = row r · act a: the prompt tile, each group block's nibbles split once per four activation rows.</summary>
+    /// <summary>The AVX-512 prompt tile needs AVX-512 F and BW besides the AVX2 kernels.</summary>
+    public static bool IsAvx512Supported => IsSupported && Avx512F.IsSupported && Avx512BW.IsSupported;
+
+    /// <summary>
+    /// y[a·yStride + r] = row r · act a: the prompt tile, each group block's nibbles split once per four
+    /// activation rows (two groups per zmm where AVX-512 BW is present).
+    /// </summary>
+    public static void DotTile(int n, byte* weights, long rowBytes, int nRows, byte* acts, long actStride, int nActs, float* y, long yStride) =>
+        DotTile(n, weights, rowBytes, nRows, acts, actStride, nActs, y, yStride, IsAvx512Supported);
+
+    /// <summary><see cref="DotTile(int, byte*, long, int, byte*, long, int, float*, long)"/> with the AVX-512 pairs on or off (tests compare the two).</summary>
     [MethodImpl(MethodImplOptions.AggressiveOptimization)]
-    public static void DotTile(int n, byte* weights, long rowBytes, int nRows, byte* acts, long actStride, int nActs, float* y, long yStride)
+    internal static void DotTile(int n, byte* weights, long rowBytes, int nRows, byte* acts, long actStride, int nActs, float* y, long yStride, bool avx512)
     {
         QuantMath.CheckBlocks(n, QK, "Q4_1");
         if (!IsSupported)
@@ -141,7 +151,53 @@ internal static unsafe class Q4_1x8
             WeightPacking.TileByRows(&DotRowsReference, n, weights, rowBytes, nRows, acts, actStride, nActs, y, yStride);
             return;
         }
-        RowGroupLoops.DotTile<BlockQ8_1>(&Group1, &Group4, &PlainDot, QK, n, weights, rowBytes, nRows, acts, actStride, nActs, y, yStride);
+        if (avx512 && IsAvx512Supported)
+            RowGroupLoops.DotTilePairs<BlockQ8_1>(&Group2x4, &Group1, &Group4, &PlainDot, QK, n, weights, rowBytes, nRows, acts, actStride, nActs, y, yStride);
+        else
+            RowGroupLoops.DotTile<BlockQ8_1>(&Group1, &Group4, &PlainDot, QK, n, weights, rowBytes, nRows, acts, actStride, nActs, y, yStride);
+    }
+
+    /// <summary>Two groups (16 rows, the second <paramref name="groupBytes"/> on) against four activation rows; per lane <see cref="Group4"/>'s arithmetic.</summary>
+    [MethodImpl(MethodImplOptions.AggressiveOptimization)]
+    private static void Group2x4(byte* g, long groupBytes, int nb, BlockQ8_1* a0, BlockQ8_1* a1, BlockQ8_1* a2, BlockQ8_1* a3, float* y, long yStride)
+    {
+        var ones = Vector512.Create((short)1);
+        Vector512<float> acc0 = default, acc1 = default, acc2 = default, acc3 = default;
+        Vector512<float> accm0 = default, accm1 = default, accm2 = default, accm3 = default;
+        for (int ib = 0; ib < nb; ib++)
+        {
+            byte* o = g + (long)ib * GroupBlockBytes;
+            byte* oh = o + groupBytes;
+            sbyte* x0 = a0[ib].Qs, x1 = a1[ib].Qs, x2 = a2[ib].Qs, x3 = a3[ib].Qs;
+            Vector512<short> p0 = default, p1 = default, p2 = default, p3 = default;
+            Mac2x4(o + OffQ, oh + OffQ, 0, x0, x1, x2, x3, ref p0, ref p1, ref p2, ref p3);
+            Mac2x4(o + OffQ, oh + OffQ, 1, x0, x1, x2, x3, ref p0, ref p1, ref p2, ref p3);
+            Mac2x4(o + OffQ, oh + OffQ, 2, x0, x1, x2, x3, ref p0, ref p1, ref p2, ref p3);
+            Mac2x4(o + OffQ, oh + OffQ, 3, x0, x1, x2, x3, ref p0, ref p1, ref p2, ref p3);
+            var dx = Q4_Kx8.Widen2(o + OffD, oh + OffD);
+            var mx = Q4_Kx8.Widen2(o + OffM, oh + OffM);
+            Q5_1x8.Step2(dx, mx, Avx512BW.MultiplyAddAdjacent(p0, ones), a0 + ib, ref acc0, ref accm0);
+            Q5_1x8.Step2(dx, mx, Avx512BW.MultiplyAddAdjacent(p1, ones), a1 + ib, ref acc1, ref accm1);
+            Q5_1x8.Step2(dx, mx, Avx512BW.MultiplyAddAdjacent(p2, ones), a2 + ib, ref acc2, ref accm2);
+            Q5_1x8.Step2(dx, mx, Avx512BW.MultiplyAddAdjacent(p3, ones), a3 + ib, ref acc3, ref accm3);
+        }
+        (acc0 + accm0).Store(y);
+        (acc1 + accm1).Store(y + yStride);
+        (acc2 + accm2).Store(y + 2 * yStride);
+        (acc3 + accm3).Store(y + 3 * yStride);
+    }
+
+    /// <summary>Quant vector k of two groups (both nibbles) against the four rows' broadcast activation bytes.</summary>
+    [MethodImpl(MethodImplOptions.AggressiveInlining)]
+    private static void Mac2x4(byte* q, byte* qNext, int k, sbyte* x0, sbyte* x1, sbyte* x2, sbyte* x3,
+        ref Vector512<short> p0, ref Vector512<short> p1, ref Vector512<short> p2, ref Vector512<short> p3)
+    {
+        var m = Vector512.Create((byte)0x0F);
+        var v = Q4_Kx8.Load2(q + 32 * k, qNext + 32 * k);
+        var lo = v & m;
+        var hi = Avx512BW.ShiftRightLogical(v.AsUInt16(), 4).AsByte() & m;
+        Q5_0x8.Mac2x4(lo, 4 * k, x0, x1, x2, x3, ref p0, ref p1, ref p2, ref p3);
+        Q5_0x8.Mac2x4(hi, 16 + 4 * k, x0, x1, x2, x3, ref p0, ref p1, ref p2, ref p3);
     }
 
     /// <summary>The low (<paramref name="high"/> false) or high nibbles of quant vector k.</summary>

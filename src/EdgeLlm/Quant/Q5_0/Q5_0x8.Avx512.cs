@@ -54,7 +54,7 @@ internal static unsafe partial class Q5_0x8
 
     /// <summary>Quant vectors k and k + 1 of two groups against four activation rows, widened into each row's int32 sums (as <see cref="Half4"/>).</summary>
     [MethodImpl(MethodImplOptions.AggressiveInlining)]
-    private static void Half2x4(byte* q, byte* qNext, Vector512<byte> h, int k, sbyte* x0, sbyte* x1, sbyte* x2, sbyte* x3, Vector512<short> ones,
+    internal static void Half2x4(byte* q, byte* qNext, Vector512<byte> h, int k, sbyte* x0, sbyte* x1, sbyte* x2, sbyte* x3, Vector512<short> ones,
         ref Vector512<int> s0, ref Vector512<int> s1, ref Vector512<int> s2, ref Vector512<int> s3)
     {
         Vector512<short> p0 = default, p1 = default, p2 = default, p3 = default;
@@ -69,7 +69,7 @@ internal static unsafe partial class Q5_0x8
     }
 
     [MethodImpl(MethodImplOptions.AggressiveInlining)]
-    private static void Mac2x4(Vector512<byte> w, int at, sbyte* x0, sbyte* x1, sbyte* x2, sbyte* x3,
+    internal static void Mac2x4(Vector512<byte> w, int at, sbyte* x0, sbyte* x1, sbyte* x2, sbyte* x3,
         ref Vector512<short> p0, ref Vector512<short> p1, ref Vector512<short> p2, ref Vector512<short> p3)
     {
         p0 += Avx512BW.MultiplyAddAdjacent(w, Vector512.Create(*(int*)(x0 + at)).AsSByte());

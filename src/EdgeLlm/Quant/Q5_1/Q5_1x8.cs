@@ -129,9 +129,19 @@ internal static unsafe class Q5_1x8
         RowGroupLoops.DotRows<BlockQ8_1>(&Group1, &PlainDot, QK, n, weights, rowBytes, nRows, act, y);
     }
 
-    /// <summary>y[a·yStride + r] = row r · act a: the prompt tile, each group block's values built once per four activation rows.</summary>
+    /// <summary>The AVX-512 prompt tile needs AVX-512 F and BW besides the AVX2 kernels.</summary>
+    public static bool IsAvx512Supported => IsSupported && Avx512F.IsSupported && Avx512BW.IsSupported;
+
+    /// <summary>
+    /// y[a·yStride + r] = row r · act a: the prompt tile, each group block's values built once per four
+    /// activation rows (two groups per zmm where AVX-512 BW is present).
+    /// </summary>
+    public static void DotTile(int n, byte* weights, long rowBytes, int nRows, byte* acts, long actStride, int nActs, float* y, long yStride) =>
+        DotTile(n, weights, rowBytes, nRows, acts, actStride, nActs, y, yStride, IsAvx512Supported);
+
+    /// <summary><see cref="DotTile(int, byte*, long, int, byte*, long, int, float*, long)"/> with the AVX-512 pairs on or off (tests compare the two).</summary>
     [MethodImpl(MethodImplOptions.AggressiveOptimization)]
-    public static void DotTile(int n, byte* weights, long rowBytes, int nRows, byte* acts, long actStride, int nActs, float* y, long yStride)
+    internal static void DotTile(int n, byte* weights, long rowBytes, int nRows, byte* acts, long actStride, int nActs, float* y, long yStride, bool avx512)
     {
         QuantMath.CheckBlocks(n, QK, "Q5_1");
         if (!IsSupported)
@@ -139,7 +149,49 @@ internal static unsafe class Q5_1x8
             WeightPacking.TileByRows(&DotRowsReference, n, weights, rowBytes, nRows, acts, actStride, nActs, y, yStride);
             return;
         }
-        RowGroupLoops.DotTile<BlockQ8_1>(&Group1, &Group4, &PlainDot, QK, n, weights, rowBytes, nRows, acts, actStride, nActs, y, yStride);
+        if (avx512 && IsAvx512Supported)
+            RowGroupLoops.DotTilePairs<BlockQ8_1>(&Group2x4, &Group1, &Group4, &PlainDot, QK, n, weights, rowBytes, nRows, acts, actStride, nActs, y, yStride);
+        else
+            RowGroupLoops.DotTile<BlockQ8_1>(&Group1, &Group4, &PlainDot, QK, n, weights, rowBytes, nRows, acts, actStride, nActs, y, yStride);
+    }
+
+    /// <summary>
+    /// Two groups (16 rows from <paramref name="g"/>; the second <paramref name="groupBytes"/> on) against
+    /// four activation rows, as <see cref="Q5_0x8"/>'s AVX-512 tile; per lane the float steps are <see cref="Group4"/>'s.
+    /// </summary>
+    [MethodImpl(MethodImplOptions.AggressiveOptimization)]
+    private static void Group2x4(byte* g, long groupBytes, int nb, BlockQ8_1* a0, BlockQ8_1* a1, BlockQ8_1* a2, BlockQ8_1* a3, float* y, long yStride)
+    {
+        var ones = Vector512.Create((short)1);
+        Vector512<float> acc0 = default, acc1 = default, acc2 = default, acc3 = default;
+        Vector512<float> accm0 = default, accm1 = default, accm2 = default, accm3 = default;
+        for (int ib = 0; ib < nb; ib++)
+        {
+            byte* o = g + (long)ib * GroupBlockBytes;
+            byte* oh = o + groupBytes;
+            var h = Q4_Kx8.Load2(o + OffH, oh + OffH);
+            Vector512<int> s0 = default, s1 = default, s2 = default, s3 = default;
+            Q5_0x8.Half2x4(o + OffQ, oh + OffQ, h, 0, a0[ib].Qs, a1[ib].Qs, a2[ib].Qs, a3[ib].Qs, ones, ref s0, ref s1, ref s2, ref s3);
+            Q5_0x8.Half2x4(o + OffQ, oh + OffQ, h, 2, a0[ib].Qs, a1[ib].Qs, a2[ib].Qs, a3[ib].Qs, ones, ref s0, ref s1, ref s2, ref s3);
+            var dx = Q4_Kx8.Widen2(o + OffD, oh + OffD);
+            var mx = Q4_Kx8.Widen2(o + OffM, oh + OffM);
+            Step2(dx, mx, s0, a0 + ib, ref acc0, ref accm0);
+            Step2(dx, mx, s1, a1 + ib, ref acc1, ref accm1);
+            Step2(dx, mx, s2, a2 + ib, ref acc2, ref accm2);
+            Step2(dx, mx, s3, a3 + ib, ref acc3, ref accm3);
+        }
+        (acc0 + accm0).Store(y);
+        (acc1 + accm1).Store(y + yStride);
+        (acc2 + accm2).Store(y + 2 * yStride);
+        (acc3 + accm3).Store(y + 3 * yStride);
+    }
+
+    /// <summary><see cref="Step"/> on two groups (zmm), shared with <see cref="Q4_1x8"/>.</summary>
+    [MethodImpl(MethodImplOptions.AggressiveInlining)]
+    internal static void Step2(Vector512<float> dx, Vector512<float> mx, Vector512<int> sumi, BlockQ8_1* yb, ref Vector512<float> acc, ref Vector512<float> accm)
+    {
+        acc = Avx512F.FusedMultiplyAdd(dx * Vector512.Create(QuantMath.Fp16ToFp32(yb->D)), Avx512F.ConvertToVector512Single(sumi), acc);
+        accm = Avx512F.FusedMultiplyAdd(mx, Vector512.Create(QuantMath.Fp16ToFp32(yb->S)), accm);
     }
 
     /// <summary>One group against one activation row: eight results to <paramref name="y"/>.</summary>
