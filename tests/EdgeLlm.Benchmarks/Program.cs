@@ -9,6 +9,7 @@ using System.Diagnostics;
 using System.Globalization;
 using EdgeLlm.Benchmarks;
 using EdgeLlm.Gguf;
+using EdgeLlm.Quant;
 using EdgeLlm.Synth;
 
 var ci = CultureInfo.InvariantCulture;
@@ -192,8 +193,13 @@ static (string Model, string Type, long BytesPerToken) DescribeModel(string path
     if (embd is not null && f.FindTensor("output.weight") is not null)
         bytes -= embd.ByteSize - embd.ByteSize / embd.RowCount;
     string arch = f.GetString("general.architecture") ?? "?";
-    string type = f.Tensors.GroupBy(t => t.Type).OrderByDescending(g => g.Sum(t => t.ByteSize)).First().Key is var ty
-        ? GgmlTypes.Name(ty) : "?";
+    string dominant = GgmlTypes.Name(f.Tensors.GroupBy(t => t.Type).OrderByDescending(g => g.Sum(t => t.ByteSize)).First().Key);
+    // The file type llama-quantize wrote (general.file_type) when it names one, with the type most of
+    // the bytes are in where that differs (Qwen2.5-0.5B's Q3_K_M file is mostly IQ4_NL and Q8_0).
+    string type = f.GetInt("general.file_type") is long ft && LlamaFileTypes.Name((LlamaFileType)ft) is var ftName
+        && !ftName.StartsWith("ftype#", StringComparison.Ordinal)
+        ? (ftName == dominant ? ftName : $"{ftName} (mostly {dominant})")
+        : dominant;
     string name = f.GetString("general.name") is { Length: > 0 } n ? n + ", " : "";
     return ($"{name}{arch} {parameters / 1e9:F2}B", type, bytes);
 }
