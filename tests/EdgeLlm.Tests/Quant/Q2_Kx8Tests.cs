@@ -13,7 +13,6 @@ public unsafe class Q2_Kx8Tests(ITestOutputHelper output) : RepackedLayoutWithAv
     protected override GgmlType Act => GgmlType.Q8_K;
     protected override string Layout => "q2_Kx8";
     protected override string ModelName => "syn-llama-q2_k";
-    protected override int ScaleOffset => BlockQ2_K.Size - 4;
     protected override bool IsSupported => Q2_Kx8.IsSupported;
     protected override bool IsAvx512Supported => Q2_Kx8.IsAvx512Supported;
     protected override void DotTile(int n, byte* w, long rowBytes, int nRows, byte* acts, long actStride, int nActs, float* y, long yStride, bool avx512)

@@ -16,7 +16,6 @@ public unsafe class Q3_Kx8Tests(ITestOutputHelper output) : RepackedLayoutWithAv
     protected override GgmlType Act => GgmlType.Q8_K;
     protected override string Layout => "q3_Kx8";
     protected override string ModelName => "syn-llama-q3_k_m";
-    protected override int ScaleOffset => BlockQ3_K.Size - 2;
     protected override bool IsSupported => Q3_Kx8.IsSupported;
     protected override bool IsAvx512Supported => Q3_Kx8.IsAvx512Supported;
     protected override void DotTile(int n, byte* w, long rowBytes, int nRows, byte* acts, long actStride, int nActs, float* y, long yStride, bool avx512)

@@ -227,7 +227,7 @@ public unsafe class Q6_Kx8Tests
             var packed = new byte[plain.Length];
             var acts = new byte[actStride * MaxActs];
             for (int k = 0; k < MaxActs; k++)
-                (consistentBsums ? Q8K(n, fill, rng) : SelfTest.MakeBlocks(GgmlType.Q8_K, n, fill, rng)).CopyTo(acts, k * actStride);
+                (consistentBsums ? Q8K(n, fill, rng) : ScrambleBsums(SelfTest.MakeBlocks(GgmlType.Q8_K, n, fill, rng), rng)).CopyTo(acts, k * actStride);
             long yStride = nRows + 5;
             var t2 = new float[yStride * MaxActs];
             var t5 = new float[yStride * MaxActs];
@@ -476,6 +476,13 @@ public unsafe class Q6_Kx8Tests
     {
         byte[] a = SelfTest.MakeBlocks(GgmlType.Q8_K, n, fill, rng);
         for (int b = 0; b < n / 256; b++) FixBsums(a, b);
+        return a;
+    }
+
+    /// <summary>Random bsums (not the sums of qs; SelfTest.MakeBlocks writes the sums), to show that both tiles wrap alike.</summary>
+    private static byte[] ScrambleBsums(byte[] a, Random rng)
+    {
+        for (int b = 0; b < a.Length / BlockQ8_K.Size; b++) rng.NextBytes(a.AsSpan(b * BlockQ8_K.Size + 260, 32));
         return a;
     }
 

@@ -61,8 +61,8 @@ public abstract unsafe class RepackedLayoutTests
     /// </summary>
     protected abstract void IntegerWeightBlock(Span<byte> block, int b, bool extreme);
 
-    /// <summary>Where a weight block's fp16 scale d sits (0 for the 32-value types).</summary>
-    protected virtual int ScaleOffset => 0;
+    /// <summary>Where a weight block's fp16 scale fields sit (d first; then a minimum or dmin if it has one).</summary>
+    private int[] Halves => SelfTest.ScaleOffsets(Weight).Halves;
 
     /// <summary>Values per weight (and activation) block.</summary>
     protected int BlockSize => GgmlTypes.Info(Weight).BlockSize;
@@ -145,17 +145,21 @@ public abstract unsafe class RepackedLayoutTests
         }
     }
 
+    /// <summary>Each fp16 scale field (d, and a minimum or dmin) as −inf or NaN in one block: the layout refuses the matrix (it then stays plain).</summary>
     [Fact]
     public void Pack_RefusesNonFiniteScales()
     {
         int n = 2 * BlockSize;
-        byte[] plain = SelfTest.MakeBlocks(Weight, n * 8, SelfTest.Fill.Random, new Random(3));
-        plain[BlockBytes * 5 + ScaleOffset] = 0x00;
-        plain[BlockBytes * 5 + ScaleOffset + 1] = 0xFC; // -inf, row 2 block 1
-        var packed = new byte[plain.Length];
-        fixed (byte* p = plain)
-        fixed (byte* q = packed)
-            Assert.False(Pack(p, q, 8, n));
+        foreach (int h in Halves)
+        foreach (ushort bad in new ushort[] { 0xFC00, 0x7E00 })
+        {
+            byte[] plain = SelfTest.MakeBlocks(Weight, n * 8, SelfTest.Fill.Random, new Random(3));
+            BitConverter.TryWriteBytes(plain.AsSpan(BlockBytes * 5 + h), bad); // row 2 block 1
+            var packed = new byte[plain.Length];
+            fixed (byte* p = plain)
+            fixed (byte* q = packed)
+                Assert.False(Pack(p, q, 8, n), $"field at {h} = 0x{bad:X4}");
+        }
     }
 
     [Theory]
@@ -258,7 +262,7 @@ public abstract unsafe class RepackedLayoutTests
         ushort one = BitConverter.HalfToUInt16Bits((Half)1);
         for (int b = 0; b < plain.Length / BlockBytes; b++)
         {
-            BitConverter.TryWriteBytes(plain.AsSpan(BlockBytes * b + ScaleOffset), one);
+            foreach (int h in Halves) BitConverter.TryWriteBytes(plain.AsSpan(BlockBytes * b + h), one);
             IntegerWeightBlock(plain.AsSpan(BlockBytes * b, BlockBytes), b, extreme);
         }
         for (int b = 0; b < acts.Length / ActBlockBytes; b++)
@@ -303,11 +307,89 @@ public abstract unsafe class RepackedLayoutTests
                     Dequantize(p + r * rowBytes, pd, n);
                     long exact = 0;
                     for (int i = 0; i < n; i++) exact += (long)deq[i] * ActValue(act, i);
+                    Assert.True(Math.Abs(exact) < 1 << 24, $"the test's integers must stay exact in f32: {exact}");
                     Assert.Equal((float)exact, py[r]);
                     Assert.Equal((float)exact, pt[k * nRows + r]);
                 }
             }
         }
+    }
+
+    /// <summary>
+    /// The process hands out the layout for the weight type (unless EDGELLM_REPACK or the CPU rule it
+    /// out), and its single-row product reads a plain row with the plain kernel (get_rows hands plain rows).
+    /// </summary>
+    [Fact]
+    public void WeightPacking_HandsOutTheLayout()
+    {
+        var fmt = WeightPacking.PackedFormat(Weight);
+        string? setting = Environment.GetEnvironmentVariable("EDGELLM_REPACK");
+        bool wanted = setting is null or "1" || setting.Split(',', StringSplitOptions.TrimEntries).Contains(Layout);
+        if (!WeightPacking.Enabled || !IsSupported || !wanted)
+        {
+            Assert.Null(fmt);
+            Out.WriteLine($"{Layout} is off in this process (EDGELLM_REPACK or no AVX2+FMA): {Weight} stays plain");
+            return;
+        }
+        Assert.Contains(Layout, WeightPacking.DefaultLayouts);
+        Assert.Equal(Layout, fmt!.Layout);
+        Assert.Equal(8, fmt.RowGroup);
+        Assert.Equal(Weight, fmt.Type);
+        Assert.Equal(Act, fmt.VecDotType);
+        int n = 2 * BlockSize;
+        byte[] w = SelfTest.MakeBlocks(Weight, n, SelfTest.Fill.Random, new Random(1));
+        byte[] act = SelfTest.MakeBlocks(Act, n, SelfTest.Fill.Random, new Random(2));
+        Assert.True(WeightFormat.TryGet(Weight, out var plainFmt));
+        fixed (byte* pw = w)
+        fixed (byte* pa = act)
+            Assert.Equal(plainFmt.VecDot(n, pw, pa), fmt.VecDot(n, pw, pa));
+    }
+
+    /// <summary>
+    /// Every repacked matrix of the layout's type in the shared model: the packed decode product of the
+    /// whole matrix equals the plain reference dot of each row (read from the mapping) within float
+    /// rounding, against a real activation row (f32 quantized as the forward pass does).
+    /// </summary>
+    [Fact]
+    public void Model_EveryRepackedMatrix_AgreesWithThePlainRows()
+    {
+        using var m = Model.Load(SharedData.Model(ModelName));
+        if (WeightPacking.PackedFormat(Weight) is null)
+        {
+            Out.WriteLine($"{Layout} is off in this process: nothing to compare");
+            return;
+        }
+        var matrices = m.Layers.SelectMany(l => new[] { l.Wq, l.Wk, l.Wv, l.Wo, l.Gate, l.Up, l.Down }).Append(m.Output)
+            .Where(w => w.IsRepacked && w.Type == Weight).Distinct().ToArray();
+        Assert.NotEmpty(matrices);
+        var rng = new Random(12);
+        double worst = 0;
+        long rowsChecked = 0;
+        foreach (var w in matrices)
+        {
+            Assert.Equal(Layout, w.Format.Layout);
+            var x = new float[w.Cols];
+            for (int i = 0; i < x.Length; i++) x[i] = (float)(rng.NextDouble() * 2 - 1);
+            var act = new byte[ActivationQuantizer.RowBytes(Act, w.Cols)];
+            var y = new float[w.Rows];
+            fixed (float* px = x)
+            fixed (byte* pa = act)
+            fixed (float* py = y)
+            {
+                ActivationQuantizer.QuantizeRow(Act, px, pa, w.Cols);
+                w.Format.VecDotRows(w.Cols, w.At(0), w.RowBytes, w.Rows, pa, py);
+                for (int r = 0; r < w.Rows; r++)
+                {
+                    float plainDot = PlainReference(w.Cols, w.Row(r), pa);
+                    double magnitude = Magnitude(w.Cols, w.Row(r), pa);
+                    double err = Math.Abs((double)plainDot - py[r]);
+                    Assert.True(err <= 1e-5 * magnitude, $"{w.Name} row {r}: packed {py[r]:R} vs plain {plainDot:R}");
+                    if (magnitude > 0) worst = Math.Max(worst, err / magnitude);
+                    rowsChecked++;
+                }
+            }
+        }
+        Out.WriteLine($"{ModelName}: {matrices.Length} repacked {GgmlTypes.Name(Weight)} matrices, {rowsChecked} rows: worst |packed - plain| / magnitude = {worst:E2}");
     }
 
     [Fact]
