@@ -145,7 +145,7 @@ internal static unsafe partial class IQ4_NLx8
         if (avx512 && IsAvx512Supported)
         {
             QuantMath.CheckBlocks(n, QK, "IQ4_NL");
-            RowGroupLoops.DotTilePairs<BlockQ8_0>(&Group2x4, &Group1, &Group4, &PlainDot, QK, n, weights, rowBytes, nRows, acts, actStride, nActs, y, yStride);
+            DotTileAvx512(n, weights, rowBytes, nRows, acts, actStride, nActs, y, yStride);
             return;
         }
         QuantMath.CheckBlocks(n, QK, "IQ4_NL");
@@ -202,7 +202,7 @@ internal static unsafe partial class IQ4_NLx8
                 s0 += Dot(lo, x + 4 * k, ones);
                 s1 += Dot(hi, x + 16 + 4 * k, ones);
             }
-            acc = Fma.MultiplyAdd(Widen(o + OffD) * Vector256.Create(QuantMath.Fp16ToFp32(a[ib].D)), Avx.ConvertToVector256Single(s0 + s1), acc);
+            acc = Fma.MultiplyAdd(Widen(o + OffD) * Vector256.Create(QuantMath.Fp16ToFp32Fast(a[ib].D)), Avx.ConvertToVector256Single(s0 + s1), acc);
         }
         acc.Store(y);
     }
@@ -233,10 +233,10 @@ internal static unsafe partial class IQ4_NLx8
             for (int k = 0; k < 4; k++) Mac4(Values(o, k, false), 4 * k, x0, x1, x2, x3, ones, ref s0, ref s1, ref s2, ref s3);
             for (int k = 0; k < 4; k++) Mac4(Values(o, k, true), 16 + 4 * k, x0, x1, x2, x3, ones, ref s0, ref s1, ref s2, ref s3);
             var dx = Widen(o + OffD);
-            acc0 = Fma.MultiplyAdd(dx * Vector256.Create(QuantMath.Fp16ToFp32(a0[ib].D)), Avx.ConvertToVector256Single(s0), acc0);
-            acc1 = Fma.MultiplyAdd(dx * Vector256.Create(QuantMath.Fp16ToFp32(a1[ib].D)), Avx.ConvertToVector256Single(s1), acc1);
-            acc2 = Fma.MultiplyAdd(dx * Vector256.Create(QuantMath.Fp16ToFp32(a2[ib].D)), Avx.ConvertToVector256Single(s2), acc2);
-            acc3 = Fma.MultiplyAdd(dx * Vector256.Create(QuantMath.Fp16ToFp32(a3[ib].D)), Avx.ConvertToVector256Single(s3), acc3);
+            acc0 = Fma.MultiplyAdd(dx * Vector256.Create(QuantMath.Fp16ToFp32Fast(a0[ib].D)), Avx.ConvertToVector256Single(s0), acc0);
+            acc1 = Fma.MultiplyAdd(dx * Vector256.Create(QuantMath.Fp16ToFp32Fast(a1[ib].D)), Avx.ConvertToVector256Single(s1), acc1);
+            acc2 = Fma.MultiplyAdd(dx * Vector256.Create(QuantMath.Fp16ToFp32Fast(a2[ib].D)), Avx.ConvertToVector256Single(s2), acc2);
+            acc3 = Fma.MultiplyAdd(dx * Vector256.Create(QuantMath.Fp16ToFp32Fast(a3[ib].D)), Avx.ConvertToVector256Single(s3), acc3);
         }
         acc0.Store(y);
         acc1.Store(y + yStride);
@@ -251,13 +251,84 @@ internal static unsafe partial class IQ4_NLx8
     private static readonly Vector512<sbyte> s_grid512 = Vector512.Create(s_grid, s_grid);
 
     /// <summary>
-    /// Two groups (16 rows from <paramref name="g"/>; the second <paramref name="groupBytes"/> on) against
-    /// four activation rows: group g in the low 256 bits of each zmm, g + 1 in the high. AVX-512 has no
-    /// <c>vpsignb</c>, so the grid value takes the activation's sign by a compare and a masked blend of
-    /// its negation (exact: |w| ≤ 127); the products and sums are <see cref="Group4"/>'s, lane for lane.
+    /// Bytes of one prepared activation block for <see cref="Group2x4"/>: its 32 magnitudes |a| (128 for
+    /// −128, as an unsigned byte), then 32 sign masks (0xFF where a &lt; 0).
+    /// </summary>
+    private const int PrepBlockBytes = 64;
+
+    /// <summary>
+    /// The AVX-512 tile: four activation rows at a time are prepared once (<see cref="Prepare"/>: what
+    /// their signs and magnitudes are does not depend on the weights), then every pair of groups meets
+    /// them in <see cref="Group2x4"/>; a last odd group, activation rows past the last four and the
+    /// plain tail go through the AVX2 kernels, which give the same bits.
     /// </summary>
     [MethodImpl(MethodImplOptions.AggressiveOptimization)]
-    private static void Group2x4(byte* g, long groupBytes, int nb, BlockQ8_0* a0, BlockQ8_0* a1, BlockQ8_0* a2, BlockQ8_0* a3, float* y, long yStride)
+    private static void DotTileAvx512(int n, byte* weights, long rowBytes, int nRows, byte* acts, long actStride, int nActs, float* y, long yStride)
+    {
+        int nb = n / QK;
+        int groups = nRows / Rows;
+        long groupBytes = Rows * rowBytes;
+        int a0 = 0;
+        if (nActs >= 4 && groups >= 2)
+        {
+            byte[] buffer = System.Buffers.ArrayPool<byte>.Shared.Rent(4 * nb * PrepBlockBytes + 64);
+            try
+            {
+                fixed (byte* pb = buffer)
+                {
+                    byte* prep = (byte*)(((nint)pb + 63) & ~(nint)63);
+                    long prepRow = (long)nb * PrepBlockBytes;
+                    for (; a0 + 4 <= nActs; a0 += 4)
+                    {
+                        byte* a = acts + a0 * actStride;
+                        var x0 = (BlockQ8_0*)a;
+                        var x1 = (BlockQ8_0*)(a + actStride);
+                        var x2 = (BlockQ8_0*)(a + 2 * actStride);
+                        var x3 = (BlockQ8_0*)(a + 3 * actStride);
+                        Prepare(x0, nb, prep);
+                        Prepare(x1, nb, prep + prepRow);
+                        Prepare(x2, nb, prep + 2 * prepRow);
+                        Prepare(x3, nb, prep + 3 * prepRow);
+                        int g = 0;
+                        for (; g + 2 <= groups; g += 2)
+                            Group2x4(weights + g * groupBytes, groupBytes, nb, x0, x1, x2, x3, prep, prepRow, y + a0 * yStride + g * Rows, yStride);
+                        if (g < groups)
+                            Group4(weights + g * groupBytes, nb, x0, x1, x2, x3, y + a0 * yStride + g * Rows, yStride);
+                        for (int r = groups * Rows; r < nRows; r++)
+                            for (int k = 0; k < 4; k++)
+                                y[(a0 + k) * yStride + r] = PlainDot(n, weights + r * rowBytes, a + k * actStride);
+                    }
+                }
+            }
+            finally
+            {
+                System.Buffers.ArrayPool<byte>.Shared.Return(buffer);
+            }
+        }
+        if (a0 < nActs)
+            RowGroupLoops.DotTile<BlockQ8_0>(&Group1, &Group4, &PlainDot, QK, n, weights, rowBytes, nRows, acts + a0 * actStride, actStride, nActs - a0, y + a0 * yStride, yStride);
+    }
+
+    /// <summary>An activation row's magnitudes and sign masks, block by block (<see cref="PrepBlockBytes"/>).</summary>
+    private static void Prepare(BlockQ8_0* a, int nb, byte* prep)
+    {
+        for (int ib = 0; ib < nb; ib++)
+        {
+            var v = Vector256.Load(a[ib].Qs);
+            Avx2.Abs(v).Store(prep + ib * PrepBlockBytes);
+            Vector256.LessThan(v, Vector256<sbyte>.Zero).AsByte().Store(prep + ib * PrepBlockBytes + 32);
+        }
+    }
+
+    /// <summary>
+    /// Two groups (16 rows from <paramref name="g"/>; the second <paramref name="groupBytes"/> on) against
+    /// four activation rows (prepared at <paramref name="prep"/>, <paramref name="prepRow"/> apart): group g
+    /// in the low 256 bits of each zmm, g + 1 in the high. The grid value takes the activation's sign by a
+    /// select on the prepared mask (exact: |w| ≤ 127) and meets the prepared |a|; the products and sums
+    /// are <see cref="Group4"/>'s, lane for lane.
+    /// </summary>
+    [MethodImpl(MethodImplOptions.AggressiveOptimization)]
+    private static void Group2x4(byte* g, long groupBytes, int nb, BlockQ8_0* a0, BlockQ8_0* a1, BlockQ8_0* a2, BlockQ8_0* a3, byte* prep, long prepRow, float* y, long yStride)
     {
         var ones = Vector512.Create((short)1);
         Vector512<float> acc0 = default, acc1 = default, acc2 = default, acc3 = default;
@@ -265,15 +336,15 @@ internal static unsafe partial class IQ4_NLx8
         {
             byte* o = g + (long)ib * GroupBlockBytes;
             byte* oh = o + groupBytes;
-            sbyte* x0 = a0[ib].Qs, x1 = a1[ib].Qs, x2 = a2[ib].Qs, x3 = a3[ib].Qs;
+            byte* p0 = prep + ib * PrepBlockBytes;
             Vector512<int> s0 = default, s1 = default, s2 = default, s3 = default;
-            for (int k = 0; k < 4; k++) Mac2x4(Values2(o, oh, k, false), 4 * k, x0, x1, x2, x3, ones, ref s0, ref s1, ref s2, ref s3);
-            for (int k = 0; k < 4; k++) Mac2x4(Values2(o, oh, k, true), 16 + 4 * k, x0, x1, x2, x3, ones, ref s0, ref s1, ref s2, ref s3);
+            for (int k = 0; k < 4; k++) Mac2x4(Values2(o, oh, k, false), p0 + 4 * k, prepRow, ones, ref s0, ref s1, ref s2, ref s3);
+            for (int k = 0; k < 4; k++) Mac2x4(Values2(o, oh, k, true), p0 + 16 + 4 * k, prepRow, ones, ref s0, ref s1, ref s2, ref s3);
             var dx = Q4_Kx8.Widen2(o + OffD, oh + OffD);
-            acc0 = Avx512F.FusedMultiplyAdd(dx * Vector512.Create(QuantMath.Fp16ToFp32(a0[ib].D)), Avx512F.ConvertToVector512Single(s0), acc0);
-            acc1 = Avx512F.FusedMultiplyAdd(dx * Vector512.Create(QuantMath.Fp16ToFp32(a1[ib].D)), Avx512F.ConvertToVector512Single(s1), acc1);
-            acc2 = Avx512F.FusedMultiplyAdd(dx * Vector512.Create(QuantMath.Fp16ToFp32(a2[ib].D)), Avx512F.ConvertToVector512Single(s2), acc2);
-            acc3 = Avx512F.FusedMultiplyAdd(dx * Vector512.Create(QuantMath.Fp16ToFp32(a3[ib].D)), Avx512F.ConvertToVector512Single(s3), acc3);
+            acc0 = Avx512F.FusedMultiplyAdd(dx * Vector512.Create(QuantMath.Fp16ToFp32Fast(a0[ib].D)), Avx512F.ConvertToVector512Single(s0), acc0);
+            acc1 = Avx512F.FusedMultiplyAdd(dx * Vector512.Create(QuantMath.Fp16ToFp32Fast(a1[ib].D)), Avx512F.ConvertToVector512Single(s1), acc1);
+            acc2 = Avx512F.FusedMultiplyAdd(dx * Vector512.Create(QuantMath.Fp16ToFp32Fast(a2[ib].D)), Avx512F.ConvertToVector512Single(s2), acc2);
+            acc3 = Avx512F.FusedMultiplyAdd(dx * Vector512.Create(QuantMath.Fp16ToFp32Fast(a3[ib].D)), Avx512F.ConvertToVector512Single(s3), acc3);
         }
         acc0.Store(y);
         acc1.Store(y + yStride);
@@ -291,25 +362,29 @@ internal static unsafe partial class IQ4_NLx8
         return Avx512BW.Shuffle(s_grid512, idx.AsSByte());
     }
 
-    /// <summary>Grid values <paramref name="w"/> of two groups against four rows' activation bytes at <paramref name="at"/>, widened into int32 sums.</summary>
+    /// <summary>
+    /// Grid values <paramref name="w"/> of two groups against four prepared activation rows' bytes at
+    /// <paramref name="p"/> (the first row's; the others <paramref name="prepRow"/> apart), widened into int32 sums.
+    /// </summary>
     [MethodImpl(MethodImplOptions.AggressiveInlining)]
-    private static void Mac2x4(Vector512<sbyte> w, int at, sbyte* x0, sbyte* x1, sbyte* x2, sbyte* x3, Vector512<short> ones,
+    private static void Mac2x4(Vector512<sbyte> w, byte* p, long prepRow, Vector512<short> ones,
         ref Vector512<int> s0, ref Vector512<int> s1, ref Vector512<int> s2, ref Vector512<int> s3)
     {
         var neg = Vector512<sbyte>.Zero - w;
-        s0 += Dot2(w, neg, x0 + at, ones);
-        s1 += Dot2(w, neg, x1 + at, ones);
-        s2 += Dot2(w, neg, x2 + at, ones);
-        s3 += Dot2(w, neg, x3 + at, ones);
+        s0 += Dot2(w, neg, p, ones);
+        s1 += Dot2(w, neg, p + prepRow, ones);
+        s2 += Dot2(w, neg, p + 2 * prepRow, ones);
+        s3 += Dot2(w, neg, p + 3 * prepRow, ones);
     }
 
-    /// <summary>|a| times w with a's sign (−w where a &lt; 0), pair sums widened to int32: <see cref="Dot"/> on zmm.</summary>
+    /// <summary>|a| times w with a's sign (−w where a &lt; 0), pair sums widened to int32: <see cref="Dot"/> on zmm, from a prepared block.</summary>
     [MethodImpl(MethodImplOptions.AggressiveInlining)]
-    private static Vector512<int> Dot2(Vector512<sbyte> w, Vector512<sbyte> neg, sbyte* x, Vector512<short> ones)
+    private static Vector512<int> Dot2(Vector512<sbyte> w, Vector512<sbyte> neg, byte* p, Vector512<short> ones)
     {
-        var a = Vector512.Create(*(int*)x).AsSByte();
-        var signed = Vector512.ConditionalSelect(Vector512.LessThan(a, Vector512<sbyte>.Zero), neg, w);
-        return Avx512BW.MultiplyAddAdjacent(Avx512BW.MultiplyAddAdjacent(Avx512BW.Abs(a), signed), ones);
+        var magnitude = Vector512.Create(*(int*)p).AsByte();
+        var negative = Vector512.Create(*(int*)(p + 32)).AsSByte();
+        var signed = Vector512.ConditionalSelect(negative, neg, w);
+        return Avx512BW.MultiplyAddAdjacent(Avx512BW.MultiplyAddAdjacent(magnitude, signed), ones);
     }
 }
 

@@ -229,8 +229,8 @@ internal static unsafe class Q4_1x8
             var p0 = Mac1(q, 0, false, x) + Mac1(q, 1, false, x) + Mac1(q, 2, false, x) + Mac1(q, 3, false, x);
             var p1 = Mac1(q, 0, true, x) + Mac1(q, 1, true, x) + Mac1(q, 2, true, x) + Mac1(q, 3, true, x);
             var sumi = Avx2.MultiplyAddAdjacent(p0 + p1, ones);
-            acc = Fma.MultiplyAdd(Q5_0x8.Widen(o + OffD) * Vector256.Create(QuantMath.Fp16ToFp32(a[ib].D)), Avx.ConvertToVector256Single(sumi), acc);
-            accm = Fma.MultiplyAdd(Q5_0x8.Widen(o + OffM), Vector256.Create(QuantMath.Fp16ToFp32(a[ib].S)), accm);
+            acc = Fma.MultiplyAdd(Q5_0x8.Widen(o + OffD) * Vector256.Create(QuantMath.Fp16ToFp32Fast(a[ib].D)), Avx.ConvertToVector256Single(sumi), acc);
+            accm = Fma.MultiplyAdd(Q5_0x8.Widen(o + OffM), Vector256.Create(QuantMath.Fp16ToFp32Fast(a[ib].S)), accm);
         }
         (acc + accm).Store(y);
     }
@@ -282,8 +282,8 @@ internal static unsafe class Q4_1x8
     [MethodImpl(MethodImplOptions.AggressiveInlining)]
     private static void Step(Vector256<float> dx, Vector256<float> mx, Vector256<int> sumi, BlockQ8_1* yb, ref Vector256<float> acc, ref Vector256<float> accm)
     {
-        acc = Fma.MultiplyAdd(dx * Vector256.Create(QuantMath.Fp16ToFp32(yb->D)), Avx.ConvertToVector256Single(sumi), acc);
-        accm = Fma.MultiplyAdd(mx, Vector256.Create(QuantMath.Fp16ToFp32(yb->S)), accm);
+        acc = Fma.MultiplyAdd(dx * Vector256.Create(QuantMath.Fp16ToFp32Fast(yb->D)), Avx.ConvertToVector256Single(sumi), acc);
+        accm = Fma.MultiplyAdd(mx, Vector256.Create(QuantMath.Fp16ToFp32Fast(yb->S)), accm);
     }
 }
 

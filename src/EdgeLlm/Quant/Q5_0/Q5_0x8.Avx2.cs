@@ -174,7 +174,7 @@ internal static unsafe partial class Q5_0x8
             var h = Vector256.Load(o + OffH);
             sbyte* x = a[ib].Qs;
             var sumi = Avx2.MultiplyAddAdjacent(Pairs(o + OffQ, h, 0, x), ones) + Avx2.MultiplyAddAdjacent(Pairs(o + OffQ, h, 2, x), ones) - Vector256.Create(corr[ib]);
-            acc = Fma.MultiplyAdd(Widen(o + OffD) * Vector256.Create(QuantMath.Fp16ToFp32(a[ib].D)), Avx.ConvertToVector256Single(sumi), acc);
+            acc = Fma.MultiplyAdd(Widen(o + OffD) * Vector256.Create(QuantMath.Fp16ToFp32Fast(a[ib].D)), Avx.ConvertToVector256Single(sumi), acc);
         }
         acc.Store(y);
     }
@@ -198,10 +198,10 @@ internal static unsafe partial class Q5_0x8
             Half4(o + OffQ, h, 0, x0, x1, x2, x3, ones, ref s0, ref s1, ref s2, ref s3);
             Half4(o + OffQ, h, 2, x0, x1, x2, x3, ones, ref s0, ref s1, ref s2, ref s3);
             var dx = Widen(o + OffD);
-            acc0 = Fma.MultiplyAdd(dx * Vector256.Create(QuantMath.Fp16ToFp32(a0[ib].D)), Avx.ConvertToVector256Single(s0 - Vector256.Create(corr[ib])), acc0);
-            acc1 = Fma.MultiplyAdd(dx * Vector256.Create(QuantMath.Fp16ToFp32(a1[ib].D)), Avx.ConvertToVector256Single(s1 - Vector256.Create(corr[nb + ib])), acc1);
-            acc2 = Fma.MultiplyAdd(dx * Vector256.Create(QuantMath.Fp16ToFp32(a2[ib].D)), Avx.ConvertToVector256Single(s2 - Vector256.Create(corr[2 * nb + ib])), acc2);
-            acc3 = Fma.MultiplyAdd(dx * Vector256.Create(QuantMath.Fp16ToFp32(a3[ib].D)), Avx.ConvertToVector256Single(s3 - Vector256.Create(corr[3 * nb + ib])), acc3);
+            acc0 = Fma.MultiplyAdd(dx * Vector256.Create(QuantMath.Fp16ToFp32Fast(a0[ib].D)), Avx.ConvertToVector256Single(s0 - Vector256.Create(corr[ib])), acc0);
+            acc1 = Fma.MultiplyAdd(dx * Vector256.Create(QuantMath.Fp16ToFp32Fast(a1[ib].D)), Avx.ConvertToVector256Single(s1 - Vector256.Create(corr[nb + ib])), acc1);
+            acc2 = Fma.MultiplyAdd(dx * Vector256.Create(QuantMath.Fp16ToFp32Fast(a2[ib].D)), Avx.ConvertToVector256Single(s2 - Vector256.Create(corr[2 * nb + ib])), acc2);
+            acc3 = Fma.MultiplyAdd(dx * Vector256.Create(QuantMath.Fp16ToFp32Fast(a3[ib].D)), Avx.ConvertToVector256Single(s3 - Vector256.Create(corr[3 * nb + ib])), acc3);
         }
         acc0.Store(y);
         acc1.Store(y + yStride);

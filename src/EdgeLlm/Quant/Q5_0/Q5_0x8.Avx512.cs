@@ -31,10 +31,10 @@ internal static unsafe partial class Q5_0x8
             Half2x4(o + OffQ, oh + OffQ, h, 0, x0, x1, x2, x3, ones, ref s0, ref s1, ref s2, ref s3);
             Half2x4(o + OffQ, oh + OffQ, h, 2, x0, x1, x2, x3, ones, ref s0, ref s1, ref s2, ref s3);
             var dx = Q4_Kx8.Widen2(o + OffD, oh + OffD);
-            acc0 = Avx512F.FusedMultiplyAdd(dx * Vector512.Create(QuantMath.Fp16ToFp32(a0[ib].D)), Avx512F.ConvertToVector512Single(s0 - Vector512.Create(corr[ib])), acc0);
-            acc1 = Avx512F.FusedMultiplyAdd(dx * Vector512.Create(QuantMath.Fp16ToFp32(a1[ib].D)), Avx512F.ConvertToVector512Single(s1 - Vector512.Create(corr[nb + ib])), acc1);
-            acc2 = Avx512F.FusedMultiplyAdd(dx * Vector512.Create(QuantMath.Fp16ToFp32(a2[ib].D)), Avx512F.ConvertToVector512Single(s2 - Vector512.Create(corr[2 * nb + ib])), acc2);
-            acc3 = Avx512F.FusedMultiplyAdd(dx * Vector512.Create(QuantMath.Fp16ToFp32(a3[ib].D)), Avx512F.ConvertToVector512Single(s3 - Vector512.Create(corr[3 * nb + ib])), acc3);
+            acc0 = Avx512F.FusedMultiplyAdd(dx * Vector512.Create(QuantMath.Fp16ToFp32Fast(a0[ib].D)), Avx512F.ConvertToVector512Single(s0 - Vector512.Create(corr[ib])), acc0);
+            acc1 = Avx512F.FusedMultiplyAdd(dx * Vector512.Create(QuantMath.Fp16ToFp32Fast(a1[ib].D)), Avx512F.ConvertToVector512Single(s1 - Vector512.Create(corr[nb + ib])), acc1);
+            acc2 = Avx512F.FusedMultiplyAdd(dx * Vector512.Create(QuantMath.Fp16ToFp32Fast(a2[ib].D)), Avx512F.ConvertToVector512Single(s2 - Vector512.Create(corr[2 * nb + ib])), acc2);
+            acc3 = Avx512F.FusedMultiplyAdd(dx * Vector512.Create(QuantMath.Fp16ToFp32Fast(a3[ib].D)), Avx512F.ConvertToVector512Single(s3 - Vector512.Create(corr[3 * nb + ib])), acc3);
         }
         acc0.Store(y);
         acc1.Store(y + yStride);

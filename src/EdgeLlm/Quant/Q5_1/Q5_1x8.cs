@@ -190,8 +190,8 @@ internal static unsafe class Q5_1x8
     [MethodImpl(MethodImplOptions.AggressiveInlining)]
     internal static void Step2(Vector512<float> dx, Vector512<float> mx, Vector512<int> sumi, BlockQ8_1* yb, ref Vector512<float> acc, ref Vector512<float> accm)
     {
-        acc = Avx512F.FusedMultiplyAdd(dx * Vector512.Create(QuantMath.Fp16ToFp32(yb->D)), Avx512F.ConvertToVector512Single(sumi), acc);
-        accm = Avx512F.FusedMultiplyAdd(mx, Vector512.Create(QuantMath.Fp16ToFp32(yb->S)), accm);
+        acc = Avx512F.FusedMultiplyAdd(dx * Vector512.Create(QuantMath.Fp16ToFp32Fast(yb->D)), Avx512F.ConvertToVector512Single(sumi), acc);
+        accm = Avx512F.FusedMultiplyAdd(mx, Vector512.Create(QuantMath.Fp16ToFp32Fast(yb->S)), accm);
     }
 
     /// <summary>One group against one activation row: eight results to <paramref name="y"/>.</summary>
@@ -209,8 +209,8 @@ internal static unsafe class Q5_1x8
             var h = Vector256.Load(o + OffH);
             sbyte* x = a[ib].Qs;
             var sumi = Avx2.MultiplyAddAdjacent(Q5_0x8.Pairs(o + OffQ, h, 0, x), ones) + Avx2.MultiplyAddAdjacent(Q5_0x8.Pairs(o + OffQ, h, 2, x), ones);
-            acc = Fma.MultiplyAdd(Q5_0x8.Widen(o + OffD) * Vector256.Create(QuantMath.Fp16ToFp32(a[ib].D)), Avx.ConvertToVector256Single(sumi), acc);
-            accm = Fma.MultiplyAdd(Q5_0x8.Widen(o + OffM), Vector256.Create(QuantMath.Fp16ToFp32(a[ib].S)), accm);
+            acc = Fma.MultiplyAdd(Q5_0x8.Widen(o + OffD) * Vector256.Create(QuantMath.Fp16ToFp32Fast(a[ib].D)), Avx.ConvertToVector256Single(sumi), acc);
+            accm = Fma.MultiplyAdd(Q5_0x8.Widen(o + OffM), Vector256.Create(QuantMath.Fp16ToFp32Fast(a[ib].S)), accm);
         }
         (acc + accm).Store(y);
     }
@@ -246,8 +246,8 @@ internal static unsafe class Q5_1x8
     [MethodImpl(MethodImplOptions.AggressiveInlining)]
     private static void Step(Vector256<float> dx, Vector256<float> mx, Vector256<int> sumi, BlockQ8_1* yb, ref Vector256<float> acc, ref Vector256<float> accm)
     {
-        acc = Fma.MultiplyAdd(dx * Vector256.Create(QuantMath.Fp16ToFp32(yb->D)), Avx.ConvertToVector256Single(sumi), acc);
-        accm = Fma.MultiplyAdd(mx, Vector256.Create(QuantMath.Fp16ToFp32(yb->S)), accm);
+        acc = Fma.MultiplyAdd(dx * Vector256.Create(QuantMath.Fp16ToFp32Fast(yb->D)), Avx.ConvertToVector256Single(sumi), acc);
+        accm = Fma.MultiplyAdd(mx, Vector256.Create(QuantMath.Fp16ToFp32Fast(yb->S)), accm);
     }
 }
 
