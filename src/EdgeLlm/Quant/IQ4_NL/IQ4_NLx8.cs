@@ -142,19 +142,13 @@ internal static unsafe partial class IQ4_NLx8
     [MethodImpl(MethodImplOptions.AggressiveOptimization)]
     internal static void DotTile(int n, byte* weights, long rowBytes, int nRows, byte* acts, long actStride, int nActs, float* y, long yStride, bool avx512)
     {
-        if (avx512 && IsAvx512Supported)
-        {
-            QuantMath.CheckBlocks(n, QK, "IQ4_NL");
-            DotTileAvx512(n, weights, rowBytes, nRows, acts, actStride, nActs, y, yStride);
-            return;
-        }
         QuantMath.CheckBlocks(n, QK, "IQ4_NL");
         if (!IsSupported)
         {
             WeightPacking.TileByRows(&DotRowsReference, n, weights, rowBytes, nRows, acts, actStride, nActs, y, yStride);
             return;
         }
-        RowGroupLoops.DotTile<BlockQ8_0>(&Group1, &Group4, &PlainDot, QK, n, weights, rowBytes, nRows, acts, actStride, nActs, y, yStride);
+        DotTilePrepared(n, weights, rowBytes, nRows, acts, actStride, nActs, y, yStride, avx512 && IsAvx512Supported);
     }
 
     /// <summary>The grid values of quant vector k's low (<paramref name="high"/> false) or high nibbles.</summary>
@@ -243,6 +237,53 @@ internal static unsafe partial class IQ4_NLx8
         acc2.Store(y + 2 * yStride);
         acc3.Store(y + 3 * yStride);
     }
+    /// <summary>
+    /// <see cref="Group4"/> against four prepared activation rows (<see cref="DotTilePrepared"/>): the
+    /// magnitudes come prepared, the sign still from the activation byte (<c>vpsignb</c>).
+    /// </summary>
+    [MethodImpl(MethodImplOptions.AggressiveOptimization)]
+    private static void Group4P(byte* g, int nb, BlockQ8_0* a0, BlockQ8_0* a1, BlockQ8_0* a2, BlockQ8_0* a3, byte* prep, long prepRow, float* y, long yStride)
+    {
+        var ones = Vector256.Create((short)1);
+        Vector256<float> acc0 = default, acc1 = default, acc2 = default, acc3 = default;
+        for (int ib = 0; ib < nb; ib++)
+        {
+            byte* o = g + (long)ib * GroupBlockBytes;
+            byte* p = prep + ib * PrepBlockBytes;
+            sbyte* x0 = a0[ib].Qs, x1 = a1[ib].Qs, x2 = a2[ib].Qs, x3 = a3[ib].Qs;
+            Vector256<int> s0 = default, s1 = default, s2 = default, s3 = default;
+            for (int k = 0; k < 4; k++) Mac4P(Values(o, k, false), 4 * k, x0, x1, x2, x3, p, prepRow, ones, ref s0, ref s1, ref s2, ref s3);
+            for (int k = 0; k < 4; k++) Mac4P(Values(o, k, true), 16 + 4 * k, x0, x1, x2, x3, p, prepRow, ones, ref s0, ref s1, ref s2, ref s3);
+            var dx = Widen(o + OffD);
+            acc0 = Fma.MultiplyAdd(dx * Vector256.Create(QuantMath.Fp16ToFp32Fast(a0[ib].D)), Avx.ConvertToVector256Single(s0), acc0);
+            acc1 = Fma.MultiplyAdd(dx * Vector256.Create(QuantMath.Fp16ToFp32Fast(a1[ib].D)), Avx.ConvertToVector256Single(s1), acc1);
+            acc2 = Fma.MultiplyAdd(dx * Vector256.Create(QuantMath.Fp16ToFp32Fast(a2[ib].D)), Avx.ConvertToVector256Single(s2), acc2);
+            acc3 = Fma.MultiplyAdd(dx * Vector256.Create(QuantMath.Fp16ToFp32Fast(a3[ib].D)), Avx.ConvertToVector256Single(s3), acc3);
+        }
+        acc0.Store(y);
+        acc1.Store(y + yStride);
+        acc2.Store(y + 2 * yStride);
+        acc3.Store(y + 3 * yStride);
+    }
+
+    [MethodImpl(MethodImplOptions.AggressiveInlining)]
+    private static void Mac4P(Vector256<sbyte> w, int at, sbyte* x0, sbyte* x1, sbyte* x2, sbyte* x3, byte* p, long prepRow, Vector256<short> ones,
+        ref Vector256<int> s0, ref Vector256<int> s1, ref Vector256<int> s2, ref Vector256<int> s3)
+    {
+        s0 += DotP(w, x0 + at, p + at, ones);
+        s1 += DotP(w, x1 + at, p + prepRow + at, ones);
+        s2 += DotP(w, x2 + at, p + 2 * prepRow + at, ones);
+        s3 += DotP(w, x3 + at, p + 3 * prepRow + at, ones);
+    }
+
+    /// <summary><see cref="Dot"/> with the magnitudes |a| read prepared at <paramref name="magnitudes"/>.</summary>
+    [MethodImpl(MethodImplOptions.AggressiveInlining)]
+    private static Vector256<int> DotP(Vector256<sbyte> w, sbyte* x, byte* magnitudes, Vector256<short> ones)
+    {
+        var a = Vector256.Create(*(int*)x).AsSByte();
+        var m = Vector256.Create(*(int*)magnitudes).AsByte();
+        return Avx2.MultiplyAddAdjacent(Avx2.MultiplyAddAdjacent(m, Avx2.Sign(w, a)), ones);
+    }
 }
 
 internal static unsafe partial class IQ4_NLx8
@@ -257,19 +298,20 @@ internal static unsafe partial class IQ4_NLx8
     private const int PrepBlockBytes = 64;
 
     /// <summary>
-    /// The AVX-512 tile: four activation rows at a time are prepared once (<see cref="Prepare"/>: what
-    /// their signs and magnitudes are does not depend on the weights), then every pair of groups meets
-    /// them in <see cref="Group2x4"/>; a last odd group, activation rows past the last four and the
-    /// plain tail go through the AVX2 kernels, which give the same bits.
+    /// The tile: four activation rows at a time are prepared once (<see cref="Prepare"/>: their signs and
+    /// magnitudes do not depend on the weights), then every group meets them in <see cref="Group4P"/>,
+    /// or with <paramref name="avx512"/> every pair of groups in <see cref="Group2x4"/> (a last odd group
+    /// in Group4P); activation rows past the last four go through <see cref="Group1"/> and
+    /// <see cref="Group4"/>, the plain tail through the plain kernel. Every kernel gives the same bits.
     /// </summary>
     [MethodImpl(MethodImplOptions.AggressiveOptimization)]
-    private static void DotTileAvx512(int n, byte* weights, long rowBytes, int nRows, byte* acts, long actStride, int nActs, float* y, long yStride)
+    private static void DotTilePrepared(int n, byte* weights, long rowBytes, int nRows, byte* acts, long actStride, int nActs, float* y, long yStride, bool avx512)
     {
         int nb = n / QK;
         int groups = nRows / Rows;
         long groupBytes = Rows * rowBytes;
         int a0 = 0;
-        if (nActs >= 4 && groups >= 2)
+        if (nActs >= 4 && groups >= 1)
         {
             byte[] buffer = System.Buffers.ArrayPool<byte>.Shared.Rent(4 * nb * PrepBlockBytes + 64);
             try
@@ -290,10 +332,11 @@ internal static unsafe partial class IQ4_NLx8
                         Prepare(x2, nb, prep + 2 * prepRow);
                         Prepare(x3, nb, prep + 3 * prepRow);
                         int g = 0;
-                        for (; g + 2 <= groups; g += 2)
-                            Group2x4(weights + g * groupBytes, groupBytes, nb, x0, x1, x2, x3, prep, prepRow, y + a0 * yStride + g * Rows, yStride);
-                        if (g < groups)
-                            Group4(weights + g * groupBytes, nb, x0, x1, x2, x3, y + a0 * yStride + g * Rows, yStride);
+                        if (avx512)
+                            for (; g + 2 <= groups; g += 2)
+                                Group2x4(weights + g * groupBytes, groupBytes, nb, x0, x1, x2, x3, prep, prepRow, y + a0 * yStride + g * Rows, yStride);
+                        for (; g < groups; g++)
+                            Group4P(weights + g * groupBytes, nb, x0, x1, x2, x3, prep, prepRow, y + a0 * yStride + g * Rows, yStride);
                         for (int r = groups * Rows; r < nRows; r++)
                             for (int k = 0; k < 4; k++)
                                 y[(a0 + k) * yStride + r] = PlainDot(n, weights + r * rowBytes, a + k * actStride);
