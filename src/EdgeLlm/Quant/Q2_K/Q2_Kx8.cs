@@ -74,11 +74,7 @@ internal static unsafe partial class Q2_Kx8
             ((ushort*)(o + OffD))[r] = b->D;
             ((ushort*)(o + OffDMin))[r] = b->DMin;
             for (int j = 0; j < 16; j++) o[OffV + 32 * (j >> 2) + Q4_Kx8.UByte(r, j & 3)] = b->Scales[j];
-            for (int v = 0; v < QK; v++)
-            {
-                var (lb, ls) = Q3_Kx8.PlainLow(v);
-                o[OffQ + 32 * (v >> 4) + 4 * r + (v & 3)] |= (byte)(((b->Qs[lb] >> ls) & 3) << (2 * ((v >> 2) & 3)));
-            }
+            Q3_Kx8.PackLowBits(b->Qs, o + OffQ, r);
         }
         else
         {

@@ -94,14 +94,8 @@ internal static unsafe partial class Q3_Kx8
             ((ushort*)(o + OffD))[r] = b->D;
             Q3_K.UnpackScales(b->Scales, scales);
             for (int j = 0; j < 16; j++) Q4_Kx8.PutSixBit(o + OffS, o + OffH, r, j, (byte)scales[j]);
-            for (int v = 0; v < QK; v++)
-            {
-                var (lb, ls) = PlainLow(v);
-                var (hb, hs) = PlainHigh(v);
-                int t = v >> 4, s = (v >> 2) & 3;
-                o[OffQ + 32 * t + 4 * r + (v & 3)] |= (byte)(((b->Qs[lb] >> ls) & 3) << (2 * s));
-                o[OffHM + 32 * (t >> 1) + 4 * r + (v & 3)] |= (byte)(((b->HMask[hb] >> hs) & 1) << (4 * (t & 1) + s));
-            }
+            PackLowBits(b->Qs, o + OffQ, r);
+            PackHighBits(b->HMask, o + OffHM, r);
         }
         else
         {
@@ -117,6 +111,39 @@ internal static unsafe partial class Q3_Kx8
             }
         }
         return true;
+    }
+
+    /// <summary>
+    /// Row lane <paramref name="r"/> of the sixteen quant vectors at <paramref name="q"/> from a plain
+    /// block's 64 low-bit bytes (also <see cref="Q2_Kx8"/>'s), a 32-bit word at a time: byte l of lane
+    /// r of Q[t] gathers, at bits 2s, the values 16t + 4s + l, which sit in plain bytes
+    /// 32(t/8) + 16(t mod 2) + 4s + l at one common shift. (Loading a model packs every matrix, so
+    /// this is what its load time pays, not a per-value loop.) <see cref="Low2"/> is the statement.
+    /// </summary>
+    internal static void PackLowBits(byte* qs, byte* q, int r)
+    {
+        for (int t = 0; t < 16; t++)
+        {
+            byte* src = qs + 32 * (t >> 3) + 16 * (t & 1);
+            int shift = 2 * ((t >> 1) & 3);
+            uint w = 0;
+            for (int s = 0; s < 4; s++) w |= ((*(uint*)(src + 4 * s) >> shift) & 0x03030303u) << (2 * s);
+            *(uint*)(q + 32 * t + 4 * r) = w;
+        }
+    }
+
+    /// <summary>Row lane <paramref name="r"/> of the eight high-bit vectors at <paramref name="hm"/> from a plain block's hmask, as <see cref="PackLowBits"/> (<see cref="HighBit"/> is the statement).</summary>
+    private static void PackHighBits(byte* hmask, byte* hm, int r)
+    {
+        for (int u = 0; u < 8; u++)
+        {
+            int shift = 4 * (u >> 2) + (u & 3); // values of Q[2u] and Q[2u + 1]: plain bit 4(t/8) + (t/2 mod 4)
+            uint w = 0;
+            for (int half = 0; half < 2; half++)
+                for (int s = 0; s < 4; s++)
+                    w |= ((*(uint*)(hmask + 16 * half + 4 * s) >> shift) & 0x01010101u) << (4 * half + s);
+            *(uint*)(hm + 32 * u + 4 * r) = w;
+        }
     }
 
     /// <summary>The inverse of <see cref="Q3_K.UnpackScales"/>: sixteen six-bit values (offset by 32) to the plain twelve bytes.</summary>
