@@ -29,6 +29,7 @@ internal static unsafe class RowGroupLoops
     /// having written nothing useful). Group blocks start cleared when packing (moves may OR bits in),
     /// as do plain blocks when unpacking. Rows past the last whole group are copied as they are.
     /// </summary>
+    [System.Runtime.CompilerServices.MethodImpl(System.Runtime.CompilerServices.MethodImplOptions.AggressiveOptimization)]
     public static bool Shuffle(byte* src, byte* dst, int rows, int nb, int blockBytes, bool pack, delegate*<byte*, int, byte*, bool, bool> move)
     {
         long rowBytes = (long)nb * blockBytes;

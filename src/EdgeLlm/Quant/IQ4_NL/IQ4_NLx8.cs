@@ -71,6 +71,7 @@ internal static unsafe partial class IQ4_NLx8
     }
 
     /// <summary>Row <paramref name="r"/>'s plain block to or from group block <paramref name="o"/> (see <see cref="RowGroupLoops.Shuffle"/>).</summary>
+    [System.Runtime.CompilerServices.MethodImpl(System.Runtime.CompilerServices.MethodImplOptions.AggressiveOptimization)]
     private static bool Move(byte* o, int r, byte* block, bool pack)
     {
         var b = (BlockIQ4_NL*)block;

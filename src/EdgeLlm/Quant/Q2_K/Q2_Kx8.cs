@@ -65,6 +65,7 @@ internal static unsafe partial class Q2_Kx8
     }
 
     /// <summary>Row <paramref name="r"/>'s plain block to or from group super-block <paramref name="o"/> (see <see cref="RowGroupLoops.Shuffle"/>).</summary>
+    [System.Runtime.CompilerServices.MethodImpl(System.Runtime.CompilerServices.MethodImplOptions.AggressiveOptimization)]
     private static bool Move(byte* o, int r, byte* block, bool pack)
     {
         var b = (BlockQ2_K*)block;

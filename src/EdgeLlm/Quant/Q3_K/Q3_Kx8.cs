@@ -84,6 +84,7 @@ internal static unsafe partial class Q3_Kx8
     }
 
     /// <summary>Row <paramref name="r"/>'s plain block to or from group super-block <paramref name="o"/> (see <see cref="RowGroupLoops.Shuffle"/>).</summary>
+    [System.Runtime.CompilerServices.MethodImpl(System.Runtime.CompilerServices.MethodImplOptions.AggressiveOptimization)]
     private static bool Move(byte* o, int r, byte* block, bool pack)
     {
         var b = (BlockQ3_K*)block;
@@ -120,6 +121,7 @@ internal static unsafe partial class Q3_Kx8
     /// 32(t/8) + 16(t mod 2) + 4s + l at one common shift. (Loading a model packs every matrix, so
     /// this is what its load time pays, not a per-value loop.) <see cref="Low2"/> is the statement.
     /// </summary>
+    [System.Runtime.CompilerServices.MethodImpl(System.Runtime.CompilerServices.MethodImplOptions.AggressiveOptimization)]
     internal static void PackLowBits(byte* qs, byte* q, int r)
     {
         for (int t = 0; t < 16; t++)
@@ -133,6 +135,7 @@ internal static unsafe partial class Q3_Kx8
     }
 
     /// <summary>Row lane <paramref name="r"/> of the eight high-bit vectors at <paramref name="hm"/> from a plain block's hmask, as <see cref="PackLowBits"/> (<see cref="HighBit"/> is the statement).</summary>
+    [System.Runtime.CompilerServices.MethodImpl(System.Runtime.CompilerServices.MethodImplOptions.AggressiveOptimization)]
     private static void PackHighBits(byte* hmask, byte* hm, int r)
     {
         for (int u = 0; u < 8; u++)

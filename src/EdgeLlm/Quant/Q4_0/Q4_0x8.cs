@@ -57,6 +57,7 @@ internal static unsafe partial class Q4_0x8
     /// writing nothing useful, when a scale is inf or NaN: the kernels widen scales with a bit
     /// trick that holds for every finite fp16 (normal, subnormal, zero) but not for those.
     /// </summary>
+    [System.Runtime.CompilerServices.MethodImpl(System.Runtime.CompilerServices.MethodImplOptions.AggressiveOptimization)]
     public static bool Pack(byte* src, byte* dst, int rows, int n)
     {
         QuantMath.CheckBlocks(n, QK, "Q4_0");

@@ -87,6 +87,7 @@ internal static unsafe partial class Q4_Kx8
     /// overlapping). Returns false, writing nothing useful, when a d or dmin is inf or NaN: the
     /// kernels widen them exactly for every finite fp16 but not for those (QuantMath.HalfBitsToSingle).
     /// </summary>
+    [System.Runtime.CompilerServices.MethodImpl(System.Runtime.CompilerServices.MethodImplOptions.AggressiveOptimization)]
     public static bool Pack(byte* src, byte* dst, int rows, int n)
     {
         KQuant.CheckLength(n, "Q4_K");
@@ -120,6 +121,7 @@ internal static unsafe partial class Q4_Kx8
     /// super-block (bytes [0, 128), shared with <see cref="Q5_Kx8"/>), whose S and H bytes start cleared.
     /// False for an inf or NaN d or dmin.
     /// </summary>
+    [System.Runtime.CompilerServices.MethodImpl(System.Runtime.CompilerServices.MethodImplOptions.AggressiveOptimization)]
     internal static bool PackHeader(byte* o, int r, ushort d, ushort dmin, byte* scales)
     {
         if ((d & 0x7C00) == 0x7C00 || (dmin & 0x7C00) == 0x7C00) return false;
@@ -146,6 +148,7 @@ internal static unsafe partial class Q4_Kx8
     private static void PutSixBit(byte* o, int r, int v, int x) => PutSixBit(o + OffS, o + OffH, r, v, x);
 
     /// <summary>ORs the 6-bit value <paramref name="x"/> in as value v of row <paramref name="r"/> (the inverse of <see cref="SixBit(byte*, byte*, int, int)"/>; S and H start cleared).</summary>
+    [System.Runtime.CompilerServices.MethodImpl(System.Runtime.CompilerServices.MethodImplOptions.AggressiveOptimization)]
     internal static void PutSixBit(byte* s, byte* h, int r, int v, int x)
     {
         int u = v >> 2, b = UByte(r, v & 3);

@@ -66,6 +66,7 @@ internal static unsafe partial class Q5_0x8
     }
 
     /// <summary>Row <paramref name="r"/>'s plain block to or from group block <paramref name="o"/> (see <see cref="RowGroupLoops.Shuffle"/>).</summary>
+    [System.Runtime.CompilerServices.MethodImpl(System.Runtime.CompilerServices.MethodImplOptions.AggressiveOptimization)]
     private static bool Move(byte* o, int r, byte* block, bool pack)
     {
         var b = (BlockQ5_0*)block;
@@ -88,6 +89,7 @@ internal static unsafe partial class Q5_0x8
     /// A plain block's fifth bits (<paramref name="qh"/>, bit j of value j) as the four bytes of its row
     /// lane in H: byte l, bit k = value 4k + l, bit 4 + k = value 16 + 4k + l (also <see cref="Q5_1x8"/>'s).
     /// </summary>
+    [System.Runtime.CompilerServices.MethodImpl(System.Runtime.CompilerServices.MethodImplOptions.AggressiveOptimization)]
     internal static void RegroupFifthBits(uint qh, byte* lane)
     {
         for (int l = 0; l < 4; l++)

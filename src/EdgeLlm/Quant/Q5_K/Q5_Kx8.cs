@@ -49,6 +49,7 @@ internal static unsafe partial class Q5_Kx8
     /// values from <paramref name="src"/> (plain) to <paramref name="dst"/> (same size, not
     /// overlapping). Returns false, writing nothing useful, when a d or dmin is inf or NaN (as <see cref="Q4_Kx8.Pack"/>).
     /// </summary>
+    [System.Runtime.CompilerServices.MethodImpl(System.Runtime.CompilerServices.MethodImplOptions.AggressiveOptimization)]
     public static bool Pack(byte* src, byte* dst, int rows, int n)
     {
         KQuant.CheckLength(n, "Q5_K");

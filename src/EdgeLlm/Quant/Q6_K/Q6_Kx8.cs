@@ -85,6 +85,7 @@ internal static unsafe partial class Q6_Kx8
     /// nibble shift <paramref name="qlShift"/>) and qh bytes (at <paramref name="qh"/>, bit shift
     /// <paramref name="qhShift"/>), four consecutive bytes each (ggml-common.h block_q6_K).
     /// </summary>
+    [System.Runtime.CompilerServices.MethodImpl(System.Runtime.CompilerServices.MethodImplOptions.AggressiveInlining)]
     private static void PlainPlace(int k, out int ql, out int qlShift, out int qh, out int qhShift)
     {
         int h = k >> 5, s = (k >> 3) & 3, l0 = 4 * (k & 7);
@@ -95,6 +96,7 @@ internal static unsafe partial class Q6_Kx8
     }
 
     /// <summary>The same for the packed group super-block: lane <paramref name="r"/> of QL and QH in value chunk k / 16.</summary>
+    [System.Runtime.CompilerServices.MethodImpl(System.Runtime.CompilerServices.MethodImplOptions.AggressiveInlining)]
     private static void PackedPlace(int k, int r, out int ql, out int qlShift, out int qh, out int qhShift)
     {
         int c = k >> 4, i = k & 15;
@@ -110,6 +112,7 @@ internal static unsafe partial class Q6_Kx8
     /// overlapping). Returns false, writing nothing useful, when a d is inf or NaN: the kernels
     /// widen it exactly for every finite fp16 but not for those (QuantMath.HalfBitsToSingle).
     /// </summary>
+    [System.Runtime.CompilerServices.MethodImpl(System.Runtime.CompilerServices.MethodImplOptions.AggressiveOptimization)]
     public static bool Pack(byte* src, byte* dst, int rows, int n)
     {
         KQuant.CheckLength(n, "Q6_K");

@@ -61,6 +61,7 @@ internal static unsafe partial class Q8_0x8
     /// overlapping). Returns false, writing nothing useful, when a scale is inf or NaN or a quant
     /// of a packed row is -128 (see the class remarks): such a matrix stays plain.
     /// </summary>
+    [System.Runtime.CompilerServices.MethodImpl(System.Runtime.CompilerServices.MethodImplOptions.AggressiveOptimization)]
     public static bool Pack(byte* src, byte* dst, int rows, int n)
     {
         QuantMath.CheckBlocks(n, QK, "Q8_0");
