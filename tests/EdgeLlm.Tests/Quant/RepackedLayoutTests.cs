@@ -222,6 +222,10 @@ public abstract unsafe class RepackedLayoutTests
                         worst = Math.Max(worst, err);
                         pairs++;
                     }
+                    // A call for the second group on (rows 8..20, as a thread's share of a matrix) starts at a group boundary too.
+                    DotRows(n, q + 8 * rowBytes, rowBytes, Rows - 8, act, yref);
+                    for (int r = 8; r < Rows; r++)
+                        Assert.True(SelfTest.SameFloat(yr[k * Rows + r], yref[r - 8]), $"{fill} n={n} row {r} act {k}: a call from row 8 gives {yref[r - 8]:R}, the whole call {yr[k * Rows + r]:R}");
                 }
                 for (int nActs = 1; nActs <= MaxActs; nActs++)
                 {
