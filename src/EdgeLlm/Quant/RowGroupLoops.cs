@@ -74,6 +74,35 @@ internal static unsafe class RowGroupLoops
         }
     }
 
+    /// <summary>
+    /// A layout's decode entry: its scalar statement (<paramref name="reference"/>) where the CPU lacks
+    /// its kernels (<paramref name="supported"/> false), else <see cref="DotRows"/>.
+    /// </summary>
+    public static void Decode<TAct>(bool supported, delegate*<int, byte*, long, int, byte*, float*, void> reference,
+        delegate*<byte*, int, TAct*, float*, void> group1, delegate*<int, byte*, byte*, float> plain,
+        int blockSize, int n, byte* weights, long rowBytes, int nRows, byte* act, float* y) where TAct : unmanaged
+    {
+        if (supported) DotRows(group1, plain, blockSize, n, weights, rowBytes, nRows, act, y);
+        else reference(n, weights, rowBytes, nRows, act, y);
+    }
+
+    /// <summary>
+    /// A layout's prompt-tile entry: its scalar statement row by row where the CPU lacks its kernels,
+    /// pairs of groups (<see cref="DotTilePairs"/>) with <paramref name="pairs"/>, else <see cref="DotTile"/>.
+    /// Every branch gives the same bits per (row, activation).
+    /// </summary>
+    public static void Tile<TAct>(bool supported, bool pairs, delegate*<int, byte*, long, int, byte*, float*, void> reference,
+        delegate*<byte*, long, int, TAct*, TAct*, TAct*, TAct*, float*, long, void> pair4,
+        delegate*<byte*, int, TAct*, float*, void> group1,
+        delegate*<byte*, int, TAct*, TAct*, TAct*, TAct*, float*, long, void> group4,
+        delegate*<int, byte*, byte*, float> plain,
+        int blockSize, int n, byte* weights, long rowBytes, int nRows, byte* acts, long actStride, int nActs, float* y, long yStride) where TAct : unmanaged
+    {
+        if (!supported) WeightPacking.TileByRows(reference, n, weights, rowBytes, nRows, acts, actStride, nActs, y, yStride);
+        else if (pairs) DotTilePairs(pair4, group1, group4, plain, blockSize, n, weights, rowBytes, nRows, acts, actStride, nActs, y, yStride);
+        else DotTile(group1, group4, plain, blockSize, n, weights, rowBytes, nRows, acts, actStride, nActs, y, yStride);
+    }
+
     /// <summary>y[r] = row r · act (<paramref name="blockSize"/> values per block of the row) for <paramref name="nRows"/> rows from a group boundary (decode).</summary>
     public static void DotRows<TAct>(delegate*<byte*, int, TAct*, float*, void> group1, delegate*<int, byte*, byte*, float> plain,
         int blockSize, int n, byte* weights, long rowBytes, int nRows, byte* act, float* y) where TAct : unmanaged

@@ -168,11 +168,11 @@ public static unsafe class SelfTest
 
     /// <summary>The q2_Kx8 AVX-512 prompt tile called directly (whatever DotTile dispatches to): see <see cref="CheckRepacked"/>.</summary>
     internal static string? CheckQ2_Kx8Avx512(int seed) =>
-        CheckRepacked(GgmlType.Q2_K, GgmlType.Q8_K, [1, 2, 3], Q2_Kx8.Pack, Q2_Kx8.DotRows, Q2_Kx8.DotRowsReference, Q2_Kx8.DotTileAvx512, seed);
+        CheckRepacked(GgmlType.Q2_K, GgmlType.Q8_K, [1, 2, 3], Q2_Kx8.Pack, Q2_Kx8.DotRows, Q2_Kx8.DotRowsReference, (n, w, rb, nr, a, st, na, y, ys) => Q2_Kx8.DotTile(n, w, rb, nr, a, st, na, y, ys, avx512: true), seed);
 
     /// <summary>The q3_Kx8 AVX-512 prompt tile called directly (whatever DotTile dispatches to): see <see cref="CheckRepacked"/>.</summary>
     internal static string? CheckQ3_Kx8Avx512(int seed) =>
-        CheckRepacked(GgmlType.Q3_K, GgmlType.Q8_K, [1, 2, 3], Q3_Kx8.Pack, Q3_Kx8.DotRows, Q3_Kx8.DotRowsReference, Q3_Kx8.DotTileAvx512, seed);
+        CheckRepacked(GgmlType.Q3_K, GgmlType.Q8_K, [1, 2, 3], Q3_Kx8.Pack, Q3_Kx8.DotRows, Q3_Kx8.DotRowsReference, (n, w, rb, nr, a, st, na, y, ys) => Q3_Kx8.DotTile(n, w, rb, nr, a, st, na, y, ys, avx512: true), seed);
 
     /// <summary>The repacked q5_1x8 kernels (Q5_1 matrices, Q8_1 activations): see <see cref="CheckRepacked"/>.</summary>
     internal static string? CheckQ5_1x8(int seed) =>

@@ -15,11 +15,8 @@ public unsafe class Q2_Kx8Tests(ITestOutputHelper output) : RepackedLayoutWithAv
     protected override string ModelName => "syn-llama-q2_k";
     protected override bool IsSupported => Q2_Kx8.IsSupported;
     protected override bool IsAvx512Supported => Q2_Kx8.IsAvx512Supported;
-    protected override void DotTile(int n, byte* w, long rowBytes, int nRows, byte* acts, long actStride, int nActs, float* y, long yStride, bool avx512)
-    {
-        if (avx512) Q2_Kx8.DotTileAvx512(n, w, rowBytes, nRows, acts, actStride, nActs, y, yStride);
-        else Q2_Kx8.DotTileAvx2(n, w, rowBytes, nRows, acts, actStride, nActs, y, yStride);
-    }
+    protected override void DotTile(int n, byte* w, long rowBytes, int nRows, byte* acts, long actStride, int nActs, float* y, long yStride, bool avx512) =>
+        Q2_Kx8.DotTile(n, w, rowBytes, nRows, acts, actStride, nActs, y, yStride, avx512);
     protected override bool Pack(byte* src, byte* dst, int rows, int n) => Q2_Kx8.Pack(src, dst, rows, n);
     protected override void Unpack(byte* src, byte* dst, int rows, int n) => Q2_Kx8.Unpack(src, dst, rows, n);
     protected override void DotRows(int n, byte* w, long rowBytes, int nRows, byte* act, float* y) => Q2_Kx8.DotRows(n, w, rowBytes, nRows, act, y);

@@ -18,11 +18,8 @@ public unsafe class Q3_Kx8Tests(ITestOutputHelper output) : RepackedLayoutWithAv
     protected override string ModelName => "syn-llama-q3_k_m";
     protected override bool IsSupported => Q3_Kx8.IsSupported;
     protected override bool IsAvx512Supported => Q3_Kx8.IsAvx512Supported;
-    protected override void DotTile(int n, byte* w, long rowBytes, int nRows, byte* acts, long actStride, int nActs, float* y, long yStride, bool avx512)
-    {
-        if (avx512) Q3_Kx8.DotTileAvx512(n, w, rowBytes, nRows, acts, actStride, nActs, y, yStride);
-        else Q3_Kx8.DotTileAvx2(n, w, rowBytes, nRows, acts, actStride, nActs, y, yStride);
-    }
+    protected override void DotTile(int n, byte* w, long rowBytes, int nRows, byte* acts, long actStride, int nActs, float* y, long yStride, bool avx512) =>
+        Q3_Kx8.DotTile(n, w, rowBytes, nRows, acts, actStride, nActs, y, yStride, avx512);
     protected override bool Pack(byte* src, byte* dst, int rows, int n) => Q3_Kx8.Pack(src, dst, rows, n);
     protected override void Unpack(byte* src, byte* dst, int rows, int n) => Q3_Kx8.Unpack(src, dst, rows, n);
     protected override void DotRows(int n, byte* w, long rowBytes, int nRows, byte* act, float* y) => Q3_Kx8.DotRows(n, w, rowBytes, nRows, act, y);

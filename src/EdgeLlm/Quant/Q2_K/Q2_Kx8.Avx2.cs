@@ -19,29 +19,23 @@ internal static unsafe partial class Q2_Kx8
     [MethodImpl(MethodImplOptions.AggressiveOptimization)]
     public static void DotRows(int n, byte* weights, long rowBytes, int nRows, byte* act, float* y)
     {
-        if (!IsSupported)
-        {
-            DotRowsReference(n, weights, rowBytes, nRows, act, y);
-            return;
-        }
         KQuant.CheckLength(n, "Q2_K");
-        RowGroupLoops.DotRows<BlockQ8_K>(&Group1, &PlainDot, QK, n, weights, rowBytes, nRows, act, y);
+        RowGroupLoops.Decode<BlockQ8_K>(IsSupported, &DotRowsReference, &Group1, &PlainDot, QK, n, weights, rowBytes, nRows, act, y);
     }
 
     /// <summary>
-    /// y[a·yStride + r] = row r · act a: the AVX2 prompt tile, each group super-block's scales unpacked and
-    /// values built once per four activation rows; per (row, activation) the arithmetic is <see cref="DotRows"/>'s.
+    /// y[a·yStride + r] = row r · act a: the prompt tile. Each group super-block's scales, mins and two-bit values are built once
+    /// per four activation rows; with <paramref name="avx512"/> (and AVX-512 BW present) two consecutive
+    /// groups share one zmm (<see cref="Group2x4"/>), a leftover odd group, activation rows past the last
+    /// four and the plain tail going through the AVX2 kernels. Per (row, activation) the arithmetic is
+    /// <see cref="DotRows"/>'s, so every path gives the same bits (tests compare them).
     /// </summary>
     [MethodImpl(MethodImplOptions.AggressiveOptimization)]
-    internal static void DotTileAvx2(int n, byte* weights, long rowBytes, int nRows, byte* acts, long actStride, int nActs, float* y, long yStride)
+    internal static void DotTile(int n, byte* weights, long rowBytes, int nRows, byte* acts, long actStride, int nActs, float* y, long yStride, bool avx512)
     {
         KQuant.CheckLength(n, "Q2_K");
-        if (!IsSupported)
-        {
-            WeightPacking.TileByRows(&DotRowsReference, n, weights, rowBytes, nRows, acts, actStride, nActs, y, yStride);
-            return;
-        }
-        RowGroupLoops.DotTile<BlockQ8_K>(&Group1, &Group4, &PlainDot, QK, n, weights, rowBytes, nRows, acts, actStride, nActs, y, yStride);
+        RowGroupLoops.Tile<BlockQ8_K>(IsSupported, avx512 && IsAvx512Supported, &DotRowsReference, &Group2x4, &Group1, &Group4, &PlainDot,
+            QK, n, weights, rowBytes, nRows, acts, actStride, nActs, y, yStride);
     }
 
     /// <summary>

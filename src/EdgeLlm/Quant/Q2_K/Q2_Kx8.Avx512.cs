@@ -9,33 +9,9 @@ internal static unsafe partial class Q2_Kx8
     /// <summary>The AVX-512 prompt tile needs AVX-512 F and BW besides the AVX2 kernels it falls back to.</summary>
     public static bool IsAvx512Supported => IsSupported && Avx512F.IsSupported && Avx512BW.IsSupported;
 
-    /// <summary>
-    /// The prompt tile: <see cref="DotTileAvx512"/> where AVX-512 BW is present, else
-    /// <see cref="DotTileAvx2"/>; both give <see cref="DotRows"/>'s results bit for bit.
-    /// </summary>
-    public static void DotTile(int n, byte* weights, long rowBytes, int nRows, byte* acts, long actStride, int nActs, float* y, long yStride)
-    {
-        if (IsAvx512Supported) DotTileAvx512(n, weights, rowBytes, nRows, acts, actStride, nActs, y, yStride);
-        else DotTileAvx2(n, weights, rowBytes, nRows, acts, actStride, nActs, y, yStride);
-    }
-
-    /// <summary>
-    /// The AVX-512 prompt tile: two consecutive groups (16 rows) share one zmm, group g in the low 256
-    /// bits and g + 1 in the high, and meet four activation rows, so the scales, mins and two-bit values
-    /// are built once per 16 rows. A leftover odd group, activation rows past the last four and rows
-    /// past the last whole group go through the AVX2 code. Per lane the arithmetic is the AVX2 kernels'.
-    /// </summary>
-    [MethodImpl(MethodImplOptions.AggressiveOptimization)]
-    internal static void DotTileAvx512(int n, byte* weights, long rowBytes, int nRows, byte* acts, long actStride, int nActs, float* y, long yStride)
-    {
-        if (!IsAvx512Supported)
-        {
-            DotTileAvx2(n, weights, rowBytes, nRows, acts, actStride, nActs, y, yStride);
-            return;
-        }
-        KQuant.CheckLength(n, "Q2_K");
-        RowGroupLoops.DotTilePairs<BlockQ8_K>(&Group2x4, &Group1, &Group4, &PlainDot, QK, n, weights, rowBytes, nRows, acts, actStride, nActs, y, yStride);
-    }
+    /// <summary>The prompt tile, with the AVX-512 pairs of groups where the CPU has them (see <see cref="DotTile(int, byte*, long, int, byte*, long, int, float*, long, bool)"/>).</summary>
+    public static void DotTile(int n, byte* weights, long rowBytes, int nRows, byte* acts, long actStride, int nActs, float* y, long yStride) =>
+        DotTile(n, weights, rowBytes, nRows, acts, actStride, nActs, y, yStride, avx512: true);
 
     /// <summary><see cref="UnpackScales"/> for two groups (<paramref name="o"/> low, <paramref name="oh"/> high).</summary>
     [MethodImpl(MethodImplOptions.AggressiveInlining)]

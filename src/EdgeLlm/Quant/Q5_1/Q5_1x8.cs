@@ -121,13 +121,8 @@ internal static unsafe class Q5_1x8
     [MethodImpl(MethodImplOptions.AggressiveOptimization)]
     public static void DotRows(int n, byte* weights, long rowBytes, int nRows, byte* act, float* y)
     {
-        if (!IsSupported)
-        {
-            DotRowsReference(n, weights, rowBytes, nRows, act, y);
-            return;
-        }
         QuantMath.CheckBlocks(n, QK, "Q5_1");
-        RowGroupLoops.DotRows<BlockQ8_1>(&Group1, &PlainDot, QK, n, weights, rowBytes, nRows, act, y);
+        RowGroupLoops.Decode<BlockQ8_1>(IsSupported, &DotRowsReference, &Group1, &PlainDot, QK, n, weights, rowBytes, nRows, act, y);
     }
 
     /// <summary>The AVX-512 prompt tile needs AVX-512 F and BW besides the AVX2 kernels.</summary>
@@ -145,15 +140,8 @@ internal static unsafe class Q5_1x8
     internal static void DotTile(int n, byte* weights, long rowBytes, int nRows, byte* acts, long actStride, int nActs, float* y, long yStride, bool avx512)
     {
         QuantMath.CheckBlocks(n, QK, "Q5_1");
-        if (!IsSupported)
-        {
-            WeightPacking.TileByRows(&DotRowsReference, n, weights, rowBytes, nRows, acts, actStride, nActs, y, yStride);
-            return;
-        }
-        if (avx512 && IsAvx512Supported)
-            RowGroupLoops.DotTilePairs<BlockQ8_1>(&Group2x4, &Group1, &Group4, &PlainDot, QK, n, weights, rowBytes, nRows, acts, actStride, nActs, y, yStride);
-        else
-            RowGroupLoops.DotTile<BlockQ8_1>(&Group1, &Group4, &PlainDot, QK, n, weights, rowBytes, nRows, acts, actStride, nActs, y, yStride);
+        RowGroupLoops.Tile<BlockQ8_1>(IsSupported, avx512 && IsAvx512Supported, &DotRowsReference, &Group2x4, &Group1, &Group4, &PlainDot,
+            QK, n, weights, rowBytes, nRows, acts, actStride, nActs, y, yStride);
     }
 
     /// <summary>
