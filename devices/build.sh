@@ -47,13 +47,14 @@ fi
 
 # The models the profile specializes (<EdgeLlmSpecializedModel Include="NAME" Quantizations="Q4_0;..."/>)
 # become the source generator's selection, e.g. tinyllama-1.1b-q4_0,tinyllama-1.1b-q4_k_m.
-# Commas, not ';': a ';' inside -p:NAME=VALUE would split the command-line property.
+# MSBuild splits a command-line -p:NAME=VALUE at both ';' and ',', so the list goes in with its
+# separators escaped (%3B); MSBuild unescapes them before the generator reads the property.
 specs="$(sed -n 's:.*<EdgeLlmSpecializedModel Include="\([^"]*\)" Quantizations="\([^"]*\)".*:\1 \2:p' "$props" |
   while read -r name quants; do
     for q in ${quants//;/ }; do printf '%s-%s,' "$name" "$(echo "$q" | tr 'A-Z' 'a-z')"; done
   done)"
 specs="${specs%,}"
-[ -n "$specs" ] && extra+=(-p:EdgeLlmSpecializations="$specs")
+[ -n "$specs" ] && extra+=(-p:EdgeLlmSpecializations="${specs//,/%3B}")
 
 mkdir -p "$out"
 echo "build.sh: $profile -> $rid, output $out, specializations: ${specs:-all}" >&2

@@ -41,11 +41,11 @@ public sealed partial class TransformerGenerator : IIncrementalGenerator
     {
         var options = context.AnalyzerConfigOptionsProvider.Select(static (o, _) =>
         {
-            o.GlobalOptions.TryGetValue("build_property.EdgeLlmSpecializations", out var sel);
+            string sel = SelectionProperty.Read(o.GlobalOptions, "EdgeLlmSpecializations");
             string isa = o.GlobalOptions.TryGetValue("build_property.EdgeLlmIsa", out var i) && !string.IsNullOrWhiteSpace(i) ? i!
                 : o.GlobalOptions.TryGetValue("build_property.IlcInstructionSet", out var ilc) && !string.IsNullOrWhiteSpace(ilc) ? "IlcInstructionSet " + ilc
                 : "chosen at run time by the library kernels (Vector128/256, AVX2 where supported)";
-            return new BuildOptions(sel ?? "", isa);
+            return new BuildOptions(sel, isa);
         });
 
         var results = context.AdditionalTextsProvider

@@ -33,7 +33,7 @@ public sealed class VulkanPipelineGenerator : IIncrementalGenerator
     public void Initialize(IncrementalGeneratorInitializationContext context)
     {
         var selection = context.AnalyzerConfigOptionsProvider.Select(static (o, _) =>
-            o.GlobalOptions.TryGetValue("build_property.EdgeLlmVulkanSpecializations", out var sel) ? sel ?? "" : "");
+            SelectionProperty.Read(o.GlobalOptions, "EdgeLlmVulkanSpecializations"));
 
         var specs = context.AdditionalTextsProvider
             .Combine(context.AnalyzerConfigOptionsProvider)

@@ -13,14 +13,18 @@ internal static class EdgeLlmCliBench
     /// <summary>The built CLI: src/EdgeLlm.Cli/bin/Release/net10.0/edgellm.dll under the repository root.</summary>
     public static string CliPath(string repoRoot) => Path.Combine(repoRoot, "src", "EdgeLlm.Cli", "bin", "Release", "net10.0", "edgellm.dll");
 
-    /// <summary>Runs the CLI; on any failure returns figures with no values and the reason in <see cref="BenchFigures.Note"/>.</summary>
-    public static BenchFigures Measure(string repoRoot, string model, int threads, int pp, int tg, int reps)
+    /// <summary>
+    /// Runs the CLI (<paramref name="cli"/>: the built edgellm.dll, run through <c>dotnet</c>, or an
+    /// edgellm executable such as a NativeAOT build); on any failure returns figures with no values
+    /// and the reason in <see cref="BenchFigures.Note"/>.
+    /// </summary>
+    public static BenchFigures Measure(string cli, string model, int threads, int pp, int tg, int reps)
     {
         BenchFigures Fail(string why) => new(threads, pp, tg, [], [], why);
-        string cli = CliPath(repoRoot);
         if (!File.Exists(cli)) return Fail($"EdgeLlm CLI not built ({cli} missing: run `dotnet build -c Release src/EdgeLlm.Cli`)");
+        bool managed = cli.EndsWith(".dll", StringComparison.OrdinalIgnoreCase);
 
-        var psi = new ProcessStartInfo("dotnet")
+        var psi = new ProcessStartInfo(managed ? "dotnet" : cli)
         {
             RedirectStandardOutput = true,
             RedirectStandardError = true,
@@ -28,11 +32,12 @@ internal static class EdgeLlmCliBench
         };
         foreach (var a in new[]
                  {
-                     cli, "bench", "-m", model, "-t", threads.ToString(CultureInfo.InvariantCulture),
+                     "bench", "-m", model, "-t", threads.ToString(CultureInfo.InvariantCulture),
                      "-p", pp.ToString(CultureInfo.InvariantCulture), "-n", tg.ToString(CultureInfo.InvariantCulture),
                      "-r", reps.ToString(CultureInfo.InvariantCulture), "--json",
                  })
             psi.ArgumentList.Add(a);
+        if (managed) psi.ArgumentList.Insert(0, cli);
 
         using var proc = Process.Start(psi) ?? throw new InvalidOperationException("could not start dotnet");
         var stderrTask = proc.StandardError.ReadToEndAsync();

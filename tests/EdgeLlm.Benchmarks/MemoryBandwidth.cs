@@ -45,7 +45,7 @@ internal static unsafe class MemoryBandwidth
                 var sw = Stopwatch.StartNew();
                 foreach (var w in workers) w.Join();
                 double seconds = sw.Elapsed.TotalSeconds;
-                sink += partial.Sum();
+                foreach (long x in partial) sink = unchecked(sink + x); // the sums wrap: LINQ's checked Sum would throw
                 best = Math.Max(best, slice * threads / seconds / 1e9);
             }
             GC.KeepAlive(sink);

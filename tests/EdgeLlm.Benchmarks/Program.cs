@@ -2,6 +2,7 @@
 //
 //   dotnet run -c Release --project tests/EdgeLlm.Benchmarks -- --model FILE [--threads 1,2] [-p 128] [-n 64] [-r 3]
 //   dotnet run -c Release --project tests/EdgeLlm.Benchmarks -- --synth tinyllama-1.1b:Q4_0 [...]
+//   ... --edgellm artifacts/devices/x64-avx512/edgellm   (measure that executable, e.g. a NativeAOT build)
 //
 // Prints a markdown table (pp = prompt tokens/s, tg = generated tokens/s, best of r), the memory
 // read bandwidth measured here, and how much of it token generation uses.
@@ -31,6 +32,7 @@ if (opt.Help)
 }
 
 string repoRoot = FindRepoRoot();
+string edgellmCli = opt.EdgeLlm ?? EdgeLlmCliBench.CliPath(repoRoot);
 string model = opt.Model ?? SynthesizeCached(opt.Synth!, opt.Seed);
 if (!File.Exists(model))
 {
@@ -88,7 +90,7 @@ for (int round = 1; round <= opt.Rounds; round++)
                 bench = null;
             }
         }
-        var o = EdgeLlmCliBench.Measure(repoRoot, model, t, opt.Pp, opt.Tg, opt.Reps);
+        var o = EdgeLlmCliBench.Measure(edgellmCli, model, t, opt.Pp, opt.Tg, opt.Reps);
         ours[t] = Pool(ours.GetValueOrDefault(t), o);
         Console.Error.WriteLine(o.PpAll.Length + o.TgAll.Length > 0
             ? $"round {round} EdgeLlm    t={t}: pp {Fmt(o.PpAll)}  tg {Fmt(o.TgAll)}  {o.Note}"
@@ -104,6 +106,7 @@ Console.WriteLine();
 Console.WriteLine($"Date: {date}  ");
 Console.WriteLine($"Machine: {machine}  ");
 Console.WriteLine($"Model: {Path.GetFileName(model)} ({modelDesc}, {typeDesc}); {bytesPerToken / 1e6:F1} MB of weights per generated token  ");
+Console.WriteLine($"EdgeLlm: {(opt.EdgeLlm is null ? "the Release build of src/EdgeLlm.Cli (JIT)" : edgellmCli)}  ");
 Console.WriteLine($"llama.cpp: LLamaSharp 0.30.0 CPU backend, {native}  ");
 Console.WriteLine($"Repetitions: {opt.Rounds} round(s) × {opt.Reps}, the engines alternating per round; best of all  ");
 Console.WriteLine($"Memory read bandwidth: {string.Join(", ", bandwidth.Select(kv => $"{kv.Value:F1} GB/s with {kv.Key} thread{(kv.Key > 1 ? "s" : "")}"))}");
@@ -219,18 +222,20 @@ static string CpuModel()
 static double TotalMemoryGiB() => GC.GetGCMemoryInfo().TotalAvailableMemoryBytes / (double)(1L << 30);
 
 /// <summary>Command-line options of the benchmark.</summary>
-internal sealed record Options(string? Model, string? Synth, int[] Threads, int Pp, int Tg, int Reps, int Rounds, int Seed, bool Help)
+internal sealed record Options(string? Model, string? Synth, string? EdgeLlm, int[] Threads, int Pp, int Tg, int Reps, int Rounds, int Seed, bool Help)
 {
     public const string Usage =
-        "usage: dotnet run -c Release --project tests/EdgeLlm.Benchmarks -- (--model FILE | --synth NAME:TYPE) [--threads 1,2] [-p 128] [-n 64] [-r 3] [--rounds 1] [--seed 1]\n" +
+        "usage: dotnet run -c Release --project tests/EdgeLlm.Benchmarks -- (--model FILE | --synth NAME:TYPE) [--threads 1,2] [-p 128] [-n 64] [-r 3] [--rounds 1] [--seed 1] [--edgellm PATH]\n" +
         "  --synth creates a random-weight model shaped like NAME (tinyllama-1.1b, llama-3.2-1b, qwen2.5-0.5b, smollm2-360m)\n" +
         "          in TYPE (F16, Q8_0, Q4_0, Q4_K, ...) under ~/.cache/edgellm/synth first (reused afterwards).\n" +
         "  --rounds K alternates llama.cpp and EdgeLlm K times (each -r repetitions) and pools the figures: on a shared,\n" +
-        "          noisy machine a burst of load then hits both engines, not one engine's whole block.";
+        "          noisy machine a burst of load then hits both engines, not one engine's whole block.\n" +
+        "  --edgellm PATH measures that edgellm executable (e.g. a NativeAOT build from devices/build.sh) instead of\n" +
+        "          the Release build of src/EdgeLlm.Cli run through `dotnet`.";
 
     public static Options Parse(string[] args)
     {
-        string? model = null, synth = null;
+        string? model = null, synth = null, edgellm = null;
         int[] threads = [1, 2];
         int pp = 128, tg = 64, reps = 3, rounds = 1, seed = 1;
         bool help = false;
@@ -247,6 +252,7 @@ internal sealed record Options(string? Model, string? Synth, int[] Threads, int 
             {
                 case "--model" or "-m": model = Next(); break;
                 case "--synth": synth = Next(); break;
+                case "--edgellm": edgellm = Path.GetFullPath(Next()); break;
                 case "--threads" or "-t":
                     string list = Next();
                     threads = list.Split(',', StringSplitOptions.RemoveEmptyEntries | StringSplitOptions.TrimEntries)
@@ -270,7 +276,8 @@ internal sealed record Options(string? Model, string? Synth, int[] Threads, int 
             if (pp + tg == 0) throw new ArgumentException("-p and -n cannot both be 0");
             if (reps < 1) throw new ArgumentException("-r must be at least 1");
             if (rounds < 1) throw new ArgumentException("--rounds must be at least 1");
+            if (edgellm is not null && !File.Exists(edgellm)) throw new ArgumentException($"--edgellm: no file {edgellm}");
         }
-        return new Options(model, synth, threads, pp, tg, reps, rounds, seed, help);
+        return new Options(model, synth, edgellm, threads, pp, tg, reps, rounds, seed, help);
     }
 }

@@ -34,6 +34,12 @@ internal static class GeneratorHarness
         var globals = new Dictionary<string, string>();
         if (selection is not null) globals["build_property.EdgeLlmSpecializations"] = selection;
         globals["build_property.EdgeLlmIsa"] = "test ISA";
+        return Driver(files, globals, track);
+    }
+
+    /// <summary>A driver whose build properties are exactly <paramref name="globals"/> (keys as <c>build_property.NAME</c>).</summary>
+    public static GeneratorDriver Driver(IEnumerable<AdditionalText> files, Dictionary<string, string> globals, bool track = true)
+    {
         return CSharpGeneratorDriver.Create(
             [new TransformerGenerator().AsSourceGenerator()],
             files,

@@ -3,7 +3,8 @@
 # linux-arm64; runs the stories260K greedy story on each and compares it with llama.cpp's golden
 # text; runs the arm64 binary under qemu as a Raspberry Pi 5 (cortex-a76: NEON + dot product) and
 # a Raspberry Pi 4 (cortex-a72: NEON only) and checks the kernel path `edgellm info` names; runs
-# every CLI command from the x64 binary; checks the binary size.
+# every CLI command from the x64 binary; checks the binary size; builds the x64-avx2 device profile
+# through devices/build.sh and checks that its specializations are all compiled in and used.
 # Prints one line per check ("ok   NAME" / "FAIL NAME: why") and ends with "N passed, N failed";
 # exits nonzero when a check failed.
 #   tests/deployment/run.sh [--no-build]   (--no-build: reuse artifacts/deployment/*/edgellm)
@@ -84,6 +85,10 @@ if publish linux-x64 -r linux-x64; then
     if spec=$("$x64" info -m "$model" 2>&1 | grep '^forward pass:') && echo "$spec" | grep -q 'specialized: stories260k-f32'; then
       ok "info linux-x64: $spec"
     else fail "specialization linux-x64" "expected 'forward pass: specialized: stories260k-f32', got '$spec'"; fi
+    ncfg=$(ls "$repo"/src/EdgeLlm/Specialized/Configs/*.json | wc -l)
+    if line=$("$x64" info -m "$model" 2>&1 | grep '^specializations in this build:') && [ "$(echo "$line" | awk '{print $5}')" = "$ncfg" ]; then
+      ok "info linux-x64: all $ncfg configs compiled in"
+    else fail "specializations linux-x64" "expected all $ncfg configs, got '$line'"; fi
     # Every other CLI command from the AOT binary.
     if "$x64" tokenize -m "$model" -p "$prompt" > "$tmp/tok.txt" 2>&1 && [ "$(tr -d ' \n' < "$tmp/tok.txt")" = "[1,403,407,261,378]" ]; then ok "tokenize linux-x64"; else fail "tokenize linux-x64" "$(head -c 200 "$tmp/tok.txt")"; fi
     if "$x64" logits -m "$model" --ids 1,403,407,261,378 -o "$tmp/logits.f32" > /dev/null 2>&1 &&
@@ -117,6 +122,34 @@ PY
   elif grep -qi "instruction set" "$tmp/old.txt"; then ok "x64 refuses old CPU (qemu Nehalem): $(grep -i -m1 "instruction set" "$tmp/old.txt")"
   else fail "x64 refuses old CPU" "no instruction-set message: $(head -c 200 "$tmp/old.txt")"; fi
 fi
+
+# --- a device profile, built as users build one (devices/build.sh) ---------------------------
+# The profile's list of specializations (device.props) must reach the source generator whole: MSBuild
+# splits a command-line property at ',' and ';', and the compiler's .editorconfig drops what follows
+# a ';'. Every name of the list is compiled in, stories260K (not in it) runs generic, and a model
+# shaped like one of its later entries (smollm2-360m Q4_0, synthesized) runs specialized.
+profile=x64-avx2
+if [ "$build" -eq 1 ]; then
+  t0=$SECONDS
+  if "$repo/devices/build.sh" "$profile" -o "$art/$profile" > "$tmp/build-$profile.log" 2>&1; then ok "devices/build.sh $profile ($((SECONDS - t0)) s)"
+  else fail "devices/build.sh $profile" "$(grep -E 'error|Error' "$tmp/build-$profile.log" | head -3 | tr '\n' ' ')"; fi
+fi
+pbin="$art/$profile/edgellm"
+if [ -x "$pbin" ] && grep -qw avx2 /proc/cpuinfo && grep -qw fma /proc/cpuinfo; then
+  want=$(sed -n 's:.*<EdgeLlmSpecializedModel Include="\([^"]*\)" Quantizations="\([^"]*\)".*:\1 \2:p' "$repo/devices/$profile/device.props" |
+    while read -r n q; do for t in ${q//;/ }; do echo "$n-${t,,}"; done; done | LC_ALL=C sort | paste -sd, - | sed 's/,/, /g')
+  got=$("$pbin" info -m "$model" 2>&1 | sed -n 's/^specializations in this build: [0-9]* (\(.*\))$/\1/p')
+  if [ -n "$want" ] && [ "$got" = "$want" ]; then ok "info $profile: specializations ($want)"
+  else fail "specializations $profile" "device.props lists '$want', the binary has '$got'"; fi
+  if spec=$("$pbin" info -m "$model" 2>&1 | grep '^forward pass:') && [ "$spec" = "forward pass: generic" ]; then ok "info $profile stories260K: $spec"
+  else fail "generic $profile" "stories260K is not in the profile: expected 'forward pass: generic', got '$spec'"; fi
+  if "$pbin" synth --like smollm2-360m --type Q4_0 -o "$tmp/smollm2.gguf" > "$tmp/synth.log" 2>&1 &&
+     spec=$("$pbin" info -m "$tmp/smollm2.gguf" 2>&1 | grep '^forward pass:') && [ "$spec" = "forward pass: specialized: smollm2-360m-q4_0" ]; then
+    ok "info $profile synthesized smollm2-360m Q4_0: $spec"
+  else fail "specialized $profile" "expected 'forward pass: specialized: smollm2-360m-q4_0', got '${spec:-}' $(tail -1 "$tmp/synth.log")"; fi
+  rm -f "$tmp/smollm2.gguf"
+elif [ -x "$pbin" ]; then ok "profile $profile built (this CPU has no AVX2/FMA to run it)"
+else fail "binary $profile" "$pbin missing"; fi
 
 # --- linux-arm64 under qemu ------------------------------------------------------------------
 if publish linux-arm64 -r linux-arm64; then

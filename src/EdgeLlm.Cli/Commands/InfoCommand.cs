@@ -71,6 +71,8 @@ public static class InfoCommand
         {
             o.AppendLine(ci, $"forward pass: generic (the model does not load: {e.Message})");
         }
+        var compiled = EdgeLlm.Specialized.SpecializationRegistry.All;
+        o.AppendLine(ci, $"specializations in this build: {(compiled.Count == 0 ? "none" : $"{compiled.Count} ({string.Join(", ", compiled.Select(x => x.Name).Order(StringComparer.Ordinal))})")}");
         return o.ToString();
     }
 }

@@ -233,6 +233,10 @@ public class CliTests
         Assert.Contains("512 tokens", r.Stdout, StringComparison.Ordinal);
         Assert.Contains("chat template: none", r.Stdout, StringComparison.Ordinal);
         Assert.Matches("kernel path: (avx512|avx2|neon|neon-dotprod|sse|scalar)", r.Stdout);
+        // The test build specializes every config (EdgeLlmSpecializations defaults to *): info lists them all.
+        var names = EdgeLlm.Specialized.SpecializationRegistry.All.Select(s => s.Name).Order(StringComparer.Ordinal).ToArray();
+        Assert.Contains("stories260k-f32", names);
+        Assert.Contains($"specializations in this build: {names.Length} ({string.Join(", ", names)})", r.Stdout, StringComparison.Ordinal);
     }
 
     [Fact]
