@@ -24,4 +24,12 @@ public sealed class VulkanContextOptions
     /// (and generation) with mul_mat_vec. <see cref="int.MaxValue"/> never uses mul_mat.
     /// </summary>
     public int MatMulMinTokens { get; init; } = DefaultMatMulMinTokens;
+
+    /// <summary>
+    /// Time each step of the forward pass on the device with timestamp queries (see
+    /// <see cref="VulkanInferenceContext.ProfileReport"/>). Default: on when <c>EDGELLM_PROFILE=1</c>
+    /// (<see cref="Engine.ForwardProfiler.Enabled"/>), as the CPU's per-op profile. A device whose
+    /// compute queue writes no timestamps runs unprofiled.
+    /// </summary>
+    public bool Profile { get; init; } = Engine.ForwardProfiler.Enabled;
 }

@@ -33,6 +33,7 @@ public sealed unsafe class VulkanDevice : IDisposable
     private readonly Dictionary<string, ShaderModule> _modules = [];
     private readonly Dictionary<string, Pipeline> _pipelines = [];
     private readonly List<DescriptorPool> _descriptorPools = [];
+    private readonly List<QueryPool> _queryPools = [];
     private int _setsLeftInPool;
     private VulkanBuffer? _staging;
     private bool _disposed;
@@ -46,6 +47,15 @@ public sealed unsafe class VulkanDevice : IDisposable
         PhysicalDeviceMemoryProperties mp;
         vk.GetPhysicalDeviceMemoryProperties(physical, &mp);
         _memory = mp;
+        PhysicalDeviceProperties props;
+        vk.GetPhysicalDeviceProperties(physical, &props);
+        uint nq = 0;
+        vk.GetPhysicalDeviceQueueFamilyProperties(physical, &nq, null);
+        var families = new QueueFamilyProperties[nq];
+        fixed (QueueFamilyProperties* q = families)
+            vk.GetPhysicalDeviceQueueFamilyProperties(physical, &nq, q);
+        // Timestamps are usable when the compute queue's family counts them (valid bits > 0).
+        TimestampPeriodNs = queueFamily < nq && families[queueFamily].TimestampValidBits > 0 ? props.Limits.TimestampPeriod : 0;
 
         float priority = 1f;
         var qci = new DeviceQueueCreateInfo { SType = StructureType.DeviceQueueCreateInfo, QueueFamilyIndex = queueFamily, QueueCount = 1, PQueuePriorities = &priority };
@@ -70,6 +80,34 @@ public sealed unsafe class VulkanDevice : IDisposable
     public VulkanDeviceInfo Info { get; }
 
     internal Vk Api => _vk;
+
+    /// <summary>Nanoseconds per timestamp tick on the compute queue, or 0 where it writes no timestamps.</summary>
+    internal float TimestampPeriodNs { get; }
+
+    /// <summary>A timestamp query pool of <paramref name="count"/> queries, destroyed with the device.</summary>
+    internal QueryPool CreateTimestampPool(uint count)
+    {
+        var ci = new QueryPoolCreateInfo { SType = StructureType.QueryPoolCreateInfo, QueryType = QueryType.Timestamp, QueryCount = count };
+        QueryPool pool;
+        Check(_vk.CreateQueryPool(_device, &ci, null, &pool), "vkCreateQueryPool");
+        _queryPools.Add(pool);
+        return pool;
+    }
+
+    /// <summary>Destroys a pool from <see cref="CreateTimestampPool"/> (after the work using it has completed).</summary>
+    internal void DestroyQueryPool(QueryPool pool)
+    {
+        if (_disposed || !_queryPools.Remove(pool)) return;
+        _vk.DestroyQueryPool(_device, pool, null);
+    }
+
+    /// <summary>Reads <paramref name="into"/>.Length 64-bit timestamps of <paramref name="pool"/> (after the submit that wrote them has completed).</summary>
+    internal void ReadTimestamps(QueryPool pool, Span<ulong> into)
+    {
+        fixed (ulong* p = into)
+            Check(_vk.GetQueryPoolResults(_device, pool, 0, (uint)into.Length, (nuint)(into.Length * sizeof(ulong)), p, sizeof(ulong),
+                QueryResultFlags.Result64Bit | QueryResultFlags.ResultWaitBit), "vkGetQueryPoolResults");
+    }
     internal Device Handle => _device;
 
     /// <summary>
@@ -550,6 +588,7 @@ public sealed unsafe class VulkanDevice : IDisposable
             _vk.DestroyDescriptorSetLayout(_device, set, null);
         }
         foreach (var dp in _descriptorPools) _vk.DestroyDescriptorPool(_device, dp, null);
+        foreach (var qp in _queryPools) _vk.DestroyQueryPool(_device, qp, null);
         _vk.DestroyFence(_device, _fence, null);
         _vk.DestroyCommandPool(_device, _pool, null);
         _vk.DestroyDevice(_device, null);

@@ -15,7 +15,7 @@ namespace EdgeLlm.Vulkan;
 /// host-visible buffer the shaders read, so generating a token is one submit of the same
 /// command buffer. Not thread-safe.
 /// </summary>
-public sealed unsafe class VulkanInferenceContext : Engine.IEvalContext
+public sealed unsafe class VulkanInferenceContext : Engine.IEvalContext, Engine.IProfiledContext
 {
     /// <summary>Default most tokens one submit processes; longer inputs run in batches of this size.</summary>
     public const int DefaultMaxBatch = 128;
@@ -29,6 +29,15 @@ public sealed unsafe class VulkanInferenceContext : Engine.IEvalContext
     private readonly Dictionary<string, DescriptorSet> _sets = [];
     private readonly Dictionary<VulkanBuffer, int> _ids = [];
     private readonly Dictionary<(int, int), CommandBuffer> _graphs = [];
+    // Profiling (VulkanContextOptions.Profile): per graph, a timestamp pool and the label of each
+    // segment between two timestamps (the dispatches between two barriers); totals per label.
+    private readonly Dictionary<CommandBuffer, (QueryPool Pool, string[] Labels)> _stamps = [];
+    private readonly Dictionary<string, (double Ms, long Calls)> _profile = [];
+    private readonly List<string> _recording = [];
+    private readonly List<string> _segmentOps = [];
+    private QueryPool _recordingPool;
+    private double _profileWallMs;
+    private long _profileSubmits;
     private readonly VulkanContextOptions _options;
     private readonly Dictionary<string, VulkanOp> _ops = [];
     private readonly Weight _tokEmbd, _output;
@@ -197,7 +206,10 @@ public sealed unsafe class VulkanInferenceContext : Engine.IEvalContext
             int outputRows = allLogits ? n : last ? 1 : 0;
             tokens.Slice(done, n).CopyTo(new Span<int>(_tokens.Mapped, n));
             *(uint*)_params.Mapped = (uint)Position;
-            _device.SubmitAndWait(Graph(n, outputRows), end: false);
+            var graph = Graph(n, outputRows);
+            long t0 = System.Diagnostics.Stopwatch.GetTimestamp();
+            _device.SubmitAndWait(graph, end: false);
+            if (_stamps.TryGetValue(graph, out var stamps)) AddProfile(stamps.Pool, stamps.Labels, System.Diagnostics.Stopwatch.GetElapsedTime(t0).TotalMilliseconds);
             if (outputRows > 0)
                 _logits.AsFloats()[..(outputRows * vocab)].CopyTo(logits.AsSpan(allLogits ? done * vocab : 0));
             Position += n;
@@ -213,10 +225,25 @@ public sealed unsafe class VulkanInferenceContext : Engine.IEvalContext
             // prompts of many lengths: start over rather than grow without bound
             foreach (var old in _graphs.Values) _device.FreeCommandBuffer(old);
             _graphs.Clear();
+            foreach (var (pool, _) in _stamps.Values) _device.DestroyQueryPool(pool);
+            _stamps.Clear();
         }
         cb = _device.AllocateCommandBuffer();
         _device.Begin(cb, oneShot: false);
+        bool profile = _options.Profile && _device.TimestampPeriodNs > 0;
+        if (profile)
+        {
+            // One timestamp before the pass and one at every barrier: at most four per layer step, generously sized.
+            uint count = (uint)(_layers.Length * 16 + 16);
+            _recordingPool = _device.CreateTimestampPool(count);
+            _device.Api.CmdResetQueryPool(cb, _recordingPool, 0, count);
+            _device.Api.CmdWriteTimestamp(cb, PipelineStageFlags.TopOfPipeBit, _recordingPool, 0);
+            _recording.Clear();
+            _segmentOps.Clear();
+        }
         Record(cb, n, outputRows);
+        if (profile) _stamps[cb] = (_recordingPool, _recording.ToArray());
+        _recordingPool = default;
         VulkanDevice.Check(_device.Api.EndCommandBuffer(cb), "vkEndCommandBuffer");
         _graphs[(n, outputRows)] = cb;
         RecordedGraphs++;
@@ -231,8 +258,8 @@ public sealed unsafe class VulkanInferenceContext : Engine.IEvalContext
         int embd = c.EmbeddingLength;
 
         var getRows = Op("get_rows");
-        VulkanKernels.RecordGetRows(d, cb, getRows, Set(getRows, _tokEmbd.Buffer, _tokens, _x), n);
-        d.Barrier(cb);
+        VulkanKernels.RecordGetRows(d, cb, Mark(getRows), Set(getRows, _tokEmbd.Buffer, _tokens, _x), n);
+        Sync(cb);
 
         var norm = Op("rms_norm");
         var add = Op("add");
@@ -244,55 +271,55 @@ public sealed unsafe class VulkanInferenceContext : Engine.IEvalContext
         foreach (var l in _layers)
         {
             // attn_norm
-            VulkanKernels.RecordRmsNorm(d, cb, norm, Set(norm, _x, l.AttnNorm, _norm), 0, n);
-            d.Barrier(cb);
+            VulkanKernels.RecordRmsNorm(d, cb, Mark(norm), Set(norm, _x, l.AttnNorm, _norm), 0, n);
+            Sync(cb);
             // Qcur, Kcur, Vcur (+ biases)
             MatVec(cb, l.Wq, _norm, _q, n, 0);
             MatVec(cb, l.Wk, _norm, _k, n, 0);
             MatVec(cb, l.Wv, _norm, _v, n, 0);
-            d.Barrier(cb);
+            Sync(cb);
             if (l.Bq is not null || l.Bk is not null || l.Bv is not null)
             {
-                if (l.Bq is not null) VulkanKernels.RecordElementwise(d, cb, add, Set(add, _q, l.Bq), (long)n * c.QueryLength, (uint)c.QueryLength);
-                if (l.Bk is not null) VulkanKernels.RecordElementwise(d, cb, add, Set(add, _k, l.Bk), (long)n * c.KvLength, (uint)c.KvLength);
-                if (l.Bv is not null) VulkanKernels.RecordElementwise(d, cb, add, Set(add, _v, l.Bv), (long)n * c.KvLength, (uint)c.KvLength);
-                d.Barrier(cb);
+                if (l.Bq is not null) VulkanKernels.RecordElementwise(d, cb, Mark(add), Set(add, _q, l.Bq), (long)n * c.QueryLength, (uint)c.QueryLength);
+                if (l.Bk is not null) VulkanKernels.RecordElementwise(d, cb, Mark(add), Set(add, _k, l.Bk), (long)n * c.KvLength, (uint)c.KvLength);
+                if (l.Bv is not null) VulkanKernels.RecordElementwise(d, cb, Mark(add), Set(add, _v, l.Bv), (long)n * c.KvLength, (uint)c.KvLength);
+                Sync(cb);
             }
             // rope
-            VulkanKernels.RecordRope(d, cb, ropeQ, Set(ropeQ, _q, _ropeFactors, _params), n);
-            VulkanKernels.RecordRope(d, cb, ropeK, Set(ropeK, _k, _ropeFactors, _params), n);
-            d.Barrier(cb);
+            VulkanKernels.RecordRope(d, cb, Mark(ropeQ), Set(ropeQ, _q, _ropeFactors, _params), n);
+            VulkanKernels.RecordRope(d, cb, Mark(ropeK), Set(ropeK, _k, _ropeFactors, _params), n);
+            Sync(cb);
             // K and V into the f16 cache, then attention over it
-            VulkanKernels.RecordKvStore(d, cb, store, Set(store, _k, l.KCache, _params), n);
-            VulkanKernels.RecordKvStore(d, cb, store, Set(store, _v, l.VCache, _params), n);
-            d.Barrier(cb);
-            VulkanKernels.RecordAttention(d, cb, attn, Set(attn, _q, l.KCache, l.VCache, _att, _params), n);
-            d.Barrier(cb);
+            VulkanKernels.RecordKvStore(d, cb, Mark(store), Set(store, _k, l.KCache, _params), n);
+            VulkanKernels.RecordKvStore(d, cb, Mark(store), Set(store, _v, l.VCache, _params), n);
+            Sync(cb);
+            VulkanKernels.RecordAttention(d, cb, Mark(attn), Set(attn, _q, l.KCache, l.VCache, _att, _params), n);
+            Sync(cb);
             // attn_output, ffn_inp
             MatVec(cb, l.Wo, _att, _proj, n, 0);
-            d.Barrier(cb);
-            VulkanKernels.RecordElementwise(d, cb, add, Set(add, _x, _proj), (long)n * embd, (uint)(n * embd));
-            d.Barrier(cb);
+            Sync(cb);
+            VulkanKernels.RecordElementwise(d, cb, Mark(add), Set(add, _x, _proj), (long)n * embd, (uint)(n * embd));
+            Sync(cb);
             // ffn_norm, SwiGLU, ffn_down, l_out
-            VulkanKernels.RecordRmsNorm(d, cb, norm, Set(norm, _x, l.FfnNorm, _norm), 0, n);
-            d.Barrier(cb);
+            VulkanKernels.RecordRmsNorm(d, cb, Mark(norm), Set(norm, _x, l.FfnNorm, _norm), 0, n);
+            Sync(cb);
             MatVec(cb, l.Gate, _norm, _gate, n, 0);
             MatVec(cb, l.Up, _norm, _up, n, 0);
-            d.Barrier(cb);
-            VulkanKernels.RecordElementwise(d, cb, swiglu, Set(swiglu, _gate, _up), (long)n * c.FeedForwardLength);
-            d.Barrier(cb);
+            Sync(cb);
+            VulkanKernels.RecordElementwise(d, cb, Mark(swiglu), Set(swiglu, _gate, _up), (long)n * c.FeedForwardLength);
+            Sync(cb);
             MatVec(cb, l.Down, _gate, _proj, n, 0);
-            d.Barrier(cb);
-            VulkanKernels.RecordElementwise(d, cb, add, Set(add, _x, _proj), (long)n * embd, (uint)(n * embd));
-            d.Barrier(cb);
+            Sync(cb);
+            VulkanKernels.RecordElementwise(d, cb, Mark(add), Set(add, _x, _proj), (long)n * embd, (uint)(n * embd));
+            Sync(cb);
         }
         if (outputRows > 0)
         {
             int first = n - outputRows;
-            VulkanKernels.RecordRmsNorm(d, cb, norm, Set(norm, _x, _outputNorm, _norm), first, outputRows);
-            d.Barrier(cb);
+            VulkanKernels.RecordRmsNorm(d, cb, Mark(norm), Set(norm, _x, _outputNorm, _norm), first, outputRows);
+            Sync(cb);
             MatVec(cb, _output, _norm, _logits, outputRows, (long)first * embd);
-            d.Barrier(cb);
+            Sync(cb);
         }
     }
 
@@ -302,15 +329,37 @@ public sealed unsafe class VulkanInferenceContext : Engine.IEvalContext
         if (ncols >= _options.MatMulMinTokens)
         {
             var k = Op(VulkanPipelinePlan.MatRole(w.Kind, w.Type));
-            VulkanKernels.RecordMatMul(_device, cb, k, Set(k, w.Buffer, x, y), ncols, xOff, 0);
+            VulkanKernels.RecordMatMul(_device, cb, Mark(k), Set(k, w.Buffer, x, y), ncols, xOff, 0);
             _matMuls++;
         }
         else
         {
             var k = Op(VulkanPipelinePlan.VecRole(w.Kind, w.Type));
-            VulkanKernels.RecordMatVec(_device, cb, k, Set(k, w.Buffer, x, y), ncols, xOff, 0);
+            VulkanKernels.RecordMatVec(_device, cb, Mark(k), Set(k, w.Buffer, x, y), ncols, xOff, 0);
             _matVecs++;
         }
+    }
+
+    /// <summary>
+    /// The barrier between dependent steps; when profiling, first a timestamp that closes the
+    /// segment of dispatches recorded since the last one (labelled by their roles).
+    /// </summary>
+    private void Sync(CommandBuffer cb)
+    {
+        if (_recordingPool.Handle != 0 && _segmentOps.Count > 0)
+        {
+            _recording.Add(string.Join(" + ", _segmentOps.Distinct()));
+            _segmentOps.Clear();
+            _device.Api.CmdWriteTimestamp(cb, PipelineStageFlags.BottomOfPipeBit, _recordingPool, (uint)_recording.Count);
+        }
+        _device.Barrier(cb);
+    }
+
+    /// <summary>Notes <paramref name="op"/>'s role for the profile's current segment (when profiling) and returns it.</summary>
+    private VulkanOp Mark(VulkanOp op)
+    {
+        if (_recordingPool.Handle != 0) _segmentOps.Add(op.Spec.Role);
+        return op;
     }
 
     private VulkanOp Op(string role) => _ops.TryGetValue(role, out var op) ? op
@@ -386,6 +435,50 @@ public sealed unsafe class VulkanInferenceContext : Engine.IEvalContext
         }
     }
 
+    private void AddProfile(QueryPool pool, string[] labels, double wallMs)
+    {
+        Span<ulong> t = stackalloc ulong[labels.Length + 1];
+        _device.ReadTimestamps(pool, t);
+        double msPerTick = _device.TimestampPeriodNs / 1e6;
+        for (int i = 0; i < labels.Length; i++)
+        {
+            var (ms, calls) = _profile.GetValueOrDefault(labels[i]);
+            _profile[labels[i]] = (ms + (t[i + 1] - t[i]) * msPerTick, calls + 1);
+        }
+        _profileWallMs += wallMs;
+        _profileSubmits++;
+    }
+
+    /// <inheritdoc/>
+    /// <remarks>
+    /// One line per step of the recorded pass (the dispatches between two barriers, labelled by
+    /// their pipeline roles, e.g. <c>mul_mat_vec.ffn_gate.q4_0 + mul_mat_vec.ffn_up.q4_0</c>):
+    /// device milliseconds from the timestamp before the step to the one after it, share of the
+    /// device total, and how often it ran; then the device total against the host's wall time for
+    /// the submits (submit, wait, and the gaps the device time does not cover). Null when the
+    /// context is not profiling (<see cref="VulkanContextOptions.Profile"/>) or the device writes
+    /// no timestamps.
+    /// </remarks>
+    public string? ProfileReport()
+    {
+        if (!_options.Profile || _device.TimestampPeriodNs <= 0) return null;
+        double total = _profile.Values.Sum(v => v.Ms);
+        var o = new System.Text.StringBuilder();
+        var ci = System.Globalization.CultureInfo.InvariantCulture;
+        foreach (var (label, (ms, calls)) in _profile.OrderByDescending(kv => kv.Value.Ms))
+            o.AppendLine(ci, $"  {ms,10:F2} ms {100 * ms / Math.Max(total, 1e-12),5:F1}%  {calls,7} × {label}");
+        o.AppendLine(ci, $"  device total {total:F2} ms over {_profileSubmits} submits; host wall time of those submits {_profileWallMs:F2} ms");
+        return o.ToString();
+    }
+
+    /// <inheritdoc/>
+    public void ResetProfile()
+    {
+        _profile.Clear();
+        _profileWallMs = 0;
+        _profileSubmits = 0;
+    }
+
     /// <summary>Frees the device buffers and command buffers (and the device when the context opened it).</summary>
     public void Dispose()
     {
@@ -394,6 +487,8 @@ public sealed unsafe class VulkanInferenceContext : Engine.IEvalContext
         if (_device is null) return;
         foreach (var cb in _graphs.Values) _device.FreeCommandBuffer(cb);
         _graphs.Clear();
+        foreach (var (pool, _) in _stamps.Values) _device.DestroyQueryPool(pool);
+        _stamps.Clear();
         foreach (var b in _buffers) b.Dispose();
         if (_ownsDevice) _device.Dispose();
     }

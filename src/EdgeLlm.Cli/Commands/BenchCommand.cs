@@ -236,16 +236,21 @@ public static class BenchCommand
         }
 
         // Per-op times (EDGELLM_PROFILE=1) and resident memory go to stderr, so stdout stays the table/JSON.
+        // A Vulkan context times its own steps on the device (IProfiledContext); the CPU's go to ForwardProfiler.
+        var deviceProfile = context as IProfiledContext;
+        string Profile() => deviceProfile?.ProfileReport() ?? ForwardProfiler.Report();
         ForwardProfiler.Reset();
+        deviceProfile?.ResetProfile();
         (cpuTimed, tokensTimed) = (TimeSpan.Zero, 0);
         var ppAll = pp > 0 ? Series(reps, RunPp, ref genPp) : [];
-        if (pp > 0 && ForwardProfiler.Enabled) Console.Error.Write($"profile pp{pp} ×{reps}:\n{ForwardProfiler.Report()}");
+        if (pp > 0 && ForwardProfiler.Enabled) Console.Error.Write($"profile pp{pp} ×{reps}:\n{Profile()}");
         if (pp > 0) Console.Error.WriteLine($"pp: {cpuTimed.TotalSeconds / tokensTimed * 1000:F1} ms CPU time per token (all threads; shows the cost when the cores are shared)");
         ForwardProfiler.Reset();
+        deviceProfile?.ResetProfile();
         (cpuTimed, tokensTimed) = (TimeSpan.Zero, 0);
         var tgAll = tg > 0 ? Series(reps, RunTg, ref genTg) : [];
         if (tg > 0) Console.Error.WriteLine($"tg: {cpuTimed.TotalSeconds / tokensTimed * 1000:F1} ms CPU time per token (all threads)");
-        if (tg > 0 && ForwardProfiler.Enabled) Console.Error.Write($"profile tg{tg} ×{reps}:\n{ForwardProfiler.Report()}");
+        if (tg > 0 && ForwardProfiler.Enabled) Console.Error.Write($"profile tg{tg} ×{reps}:\n{Profile()}");
         Console.Error.WriteLine(
             $"memory while generating: {ResidentMemory()}; weights {model.WeightBytes >> 20} MiB in the file ({(model.RepackedBytes == 0 ? "all mapped" : $"{model.RepackedBytes >> 20} MiB of them repacked at load as {string.Join(", ", model.RepackedLayouts)}, the rest mapped")}), KV cache {model.EstimateKvCacheBytes(ctxLen) >> 20} MiB");
         long parameters = model.File.Tensors.Sum(t => t.ElementCount);
