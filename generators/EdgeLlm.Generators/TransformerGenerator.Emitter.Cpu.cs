@@ -247,8 +247,7 @@ public sealed partial class TransformerGenerator
             w.Line($"    new(Cos: b.RopeCos, Sin: b.RopeSin, Pairs: RopePairs, Neox: {neox}));");
             w.Line();
             w.Line("// K and V to the f16 cache, attention over it");
-            w.Line("b.Kv.Store(il, b.StartPos, b.K, b.V, n);");
-            w.Line("Attention.Forward(b.Q, n, b.StartPos, b.Kv, il, Heads, KvHeads, HeadDim, b.AttnOut, b.AttnScratch, b.Pool);");
+            w.Line("SpecializedKernels.Attend(b, il, Heads, KvHeads, HeadDim);");
             w.Line();
             w.Line($"// attn_output with the residual add fused into the tile (x += Wo · kqv_out; no separate pass over a projection buffer)");
             w.Line($"const long ActBytesO = {ActBytes(l.Wo, m.QueryLength)}; // QLen values in {VecDot(l.Wo)}");

@@ -16,6 +16,20 @@ internal static class Profiler
     public enum Op
     {
         Embed, RmsNorm, Quantize, MatVec, MatMat, Rope, KvStore, Attention, SwiGlu, Add,
+
+        // The specialized path's fused steps (src/EdgeLlm/Specialized/SpecializedKernels.cs).
+
+        /// <summary>RMSNorm fused with the activation conversion.</summary>
+        NormQuantize,
+
+        /// <summary>Q, K and V products in one pass, with bias and rope.</summary>
+        QkvRope,
+
+        /// <summary>Gate and up products, SiLU·mul and the conversion for ffn_down.</summary>
+        GateUpSwiGlu,
+
+        /// <summary>A product with the residual add fused (attn_output, ffn_down).</summary>
+        MatAdd,
     }
 
     private static readonly long[] s_ticks = new long[Enum.GetValues<Op>().Length];
@@ -33,6 +47,9 @@ internal static class Profiler
         Array.Clear(s_ticks);
         Array.Clear(s_calls);
     }
+
+    /// <summary>Sections of <paramref name="op"/> timed since the last <see cref="Reset"/>.</summary>
+    public static long Calls(Op op) => Interlocked.Read(ref s_calls[(int)op]);
 
     /// <summary>One line per operation: total milliseconds, share and calls since the last <see cref="Reset"/>.</summary>
     public static string Report()

@@ -1,3 +1,4 @@
+using EdgeLlm.Engine;
 using EdgeLlm.Gguf;
 using EdgeLlm.Kernels;
 using EdgeLlm.Quant;
@@ -75,6 +76,7 @@ internal static unsafe class SpecializedKernels
     /// </summary>
     public static void NormQuantizeRows(WorkerPool pool, int n, float* x, float* g, float* norm, int dim, float eps, ActRows a0, ActRows a1 = default, ActRows a2 = default)
     {
+        using var _ = Profiler.Section(Profiler.Op.NormQuantize);
         pool.For(n, dim, (start, end, _) =>
         {
             for (int t = start; t < end; t++)
@@ -98,6 +100,7 @@ internal static unsafe class SpecializedKernels
     /// <summary>act[t] = convert(x[t]) for <paramref name="n"/> rows of <paramref name="cols"/> floats (parallel for a large batch, as MatMul's conversion).</summary>
     public static void QuantizeRows(WorkerPool pool, int n, float* x, int cols, ActRows act)
     {
+        using var _ = Profiler.Section(Profiler.Op.Quantize);
         pool.For(n, cols, (start, end, _) =>
         {
             for (int t = start; t < end; t++)
@@ -162,6 +165,7 @@ internal static unsafe class SpecializedKernels
     {
         int heads = (q.Rows + k.Rows + v.Rows) / headDim;
         int qHeads = q.Rows / headDim, kHeads = k.Rows / headDim;
+        using var _ = Profiler.Section(Profiler.Op.QkvRope);
         pool.ForDynamic(heads, 1, (long)headDim * cols * n, (start, end, _) =>
         {
             for (int h = start; h < end; h++)
@@ -197,6 +201,7 @@ internal static unsafe class SpecializedKernels
     /// <summary>y[t, r] = W[r] · act[t] for all <paramref name="rows"/> rows (y rows <paramref name="yStride"/> apart).</summary>
     public static void Project(WeightFormat fmt, byte* w, long rowBytes, int rows, int cols, byte* act, long actBytes, int n, float* y, int yStride, WorkerPool pool)
     {
+        using var _ = Profiler.Section(n == 1 ? Profiler.Op.MatVec : Profiler.Op.MatMat);
         pool.ForDynamic(rows, ChunkRows(n, rowBytes, rows, pool.Threads), (long)cols * n, (start, end, _) =>
             Rows(fmt, w, rowBytes, cols, start, end, act, actBytes, n, y, yStride));
     }
@@ -208,6 +213,7 @@ internal static unsafe class SpecializedKernels
     public static void Residual(WeightFormat fmt, byte* w, long rowBytes, int rows, int cols, byte* act, long actBytes, int n, float* x, int xStride, WorkerPool pool)
     {
         int chunk = ChunkRows(n, rowBytes, rows, pool.Threads);
+        using var _ = Profiler.Section(Profiler.Op.MatAdd);
         pool.ForDynamic(rows, chunk, (long)cols * n, (start, end, _) =>
         {
             // ForDynamic runs a small job inline as one range: walk it a chunk at a time.
@@ -228,6 +234,18 @@ internal static unsafe class SpecializedKernels
                 }
             }
         });
+    }
+
+    /// <summary>
+    /// K and V of the batch to the cache, then attention over it into <see cref="ForwardBatch.AttnOut"/>:
+    /// the generic block's two steps, called and timed (EDGELLM_PROFILE) the same way.
+    /// </summary>
+    public static void Attend(ForwardBatch b, int il, int heads, int kvHeads, int headDim)
+    {
+        using (Profiler.Section(Profiler.Op.KvStore))
+            b.Kv.Store(il, b.StartPos, b.K, b.V, b.Count);
+        using (Profiler.Section(Profiler.Op.Attention))
+            Attention.Forward(b.Q, b.Count, b.StartPos, b.Kv, il, heads, kvHeads, headDim, b.AttnOut, b.AttnScratch, b.Pool);
     }
 
     /// <summary>Weight rows per work item of <see cref="GateUpSwiGlu"/>: the generic chunk for a row of gate and one of up, rounded up to whole activation blocks of the down projection.</summary>
@@ -254,6 +272,7 @@ internal static unsafe class SpecializedKernels
         var info = GgmlTypes.Info(downAct.Type);
         int sub = n == 1 ? chunk : MatMul.BatchChunkRows;
         if (ffn % info.BlockSize != 0) throw new ArgumentException($"feed-forward length {ffn} is not a whole number of {GgmlTypes.Name(downAct.Type)} blocks");
+        using var _ = Profiler.Section(Profiler.Op.GateUpSwiGlu);
         pool.ForDynamic(ffn, chunk, 2L * cols * n, (start, end, _) =>
         {
             int tileActs = Math.Min(n, MatMul.TileActs);
