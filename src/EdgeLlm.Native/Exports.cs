@@ -270,7 +270,7 @@ internal static unsafe class Exports
     /// messages_json: a JSON array of objects with a string "role" and a string (or null: empty) "content";
     /// other keys are ignored. The message of a bad document names the element and the key.
     /// </summary>
-    private static List<ChatMessage> ParseMessages(string json)
+    private static List<ChatTurn> ParseMessages(string json)
     {
         JsonDocument doc;
         try
@@ -285,7 +285,7 @@ internal static unsafe class Exports
         {
             if (doc.RootElement.ValueKind != JsonValueKind.Array)
                 throw new ArgumentException($"messages_json must be an array of {{\"role\", \"content\"}} objects, got {Kind(doc.RootElement.ValueKind)}");
-            var messages = new List<ChatMessage>(doc.RootElement.GetArrayLength());
+            var messages = new List<ChatTurn>(doc.RootElement.GetArrayLength());
             int i = 0;
             foreach (var e in doc.RootElement.EnumerateArray())
             {
@@ -304,7 +304,7 @@ internal static unsafe class Exports
                 {
                     throw new ArgumentException($"messages_json[{i}].content is missing");
                 }
-                messages.Add(new ChatMessage(role.GetString()!, content));
+                messages.Add(new ChatTurn(role.GetString()!, content));
                 i++;
             }
             return messages;

@@ -97,14 +97,14 @@ public static class TemplateCommand
     }
 
     /// <summary>Reads a JSON array of {"role", "content"} objects (JsonDocument: no reflection, NativeAOT-safe).</summary>
-    internal static List<ChatMessage> ReadMessages(string path)
+    internal static List<ChatTurn> ReadMessages(string path)
     {
         string text = ReadUtf8(path);
         try
         {
             using var doc = JsonDocument.Parse(text);
             if (doc.RootElement.ValueKind != JsonValueKind.Array) throw new InputException($"{path}: expected a JSON array of messages, got {doc.RootElement.ValueKind}");
-            var list = new List<ChatMessage>();
+            var list = new List<ChatTurn>();
             int i = 0;
             foreach (var m in doc.RootElement.EnumerateArray())
             {
@@ -112,7 +112,7 @@ public static class TemplateCommand
                 string Field(string name) =>
                     m.TryGetProperty(name, out var v) && v.ValueKind == JsonValueKind.String ? v.GetString()!
                     : throw new InputException($"{path}: message {i} needs a string \"{name}\"");
-                list.Add(new ChatMessage(Field("role"), Field("content")));
+                list.Add(new ChatTurn(Field("role"), Field("content")));
                 i++;
             }
             return list;

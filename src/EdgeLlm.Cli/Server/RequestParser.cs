@@ -16,7 +16,7 @@ namespace EdgeLlm.Cli.Server;
 /// <param name="PromptTokens">the prompt as token ids (text completions given an array of integers)</param>
 public sealed record CompletionRequest(
     string? Model, bool Stream, bool IncludeUsage, GenerationOptions Options,
-    IReadOnlyList<ChatMessage>? Messages, string? Prompt, int[]? PromptTokens);
+    IReadOnlyList<ChatTurn>? Messages, string? Prompt, int[]? PromptTokens);
 
 /// <summary>
 /// Reads the JSON bodies of <c>/v1/chat/completions</c> and <c>/v1/completions</c> by hand (a
@@ -212,12 +212,12 @@ public static class RequestParser
         return [.. list];
     }
 
-    private static List<ChatMessage> ParseMessages(JsonElement root)
+    private static List<ChatTurn> ParseMessages(JsonElement root)
     {
         var messages = Field(root, "messages") ?? throw ApiException.BadField("messages", "messages is required");
         if (messages.ValueKind != JsonValueKind.Array) throw ApiException.BadField("messages", $"messages must be an array, got {Kind(messages)}");
         if (messages.GetArrayLength() == 0) throw ApiException.BadField("messages", "messages is empty");
-        var list = new List<ChatMessage>();
+        var list = new List<ChatTurn>();
         int i = 0;
         foreach (var m in messages.EnumerateArray())
         {
@@ -229,7 +229,7 @@ public static class RequestParser
             if (role is not ("system" or "user" or "assistant" or "tool"))
                 throw ApiException.BadField(where + ".role", $"{where}.role must be system, developer, user, assistant or tool, got \"{role}\"");
             string content = ParseContent(m, where, role);
-            list.Add(new ChatMessage(role, content));
+            list.Add(new ChatTurn(role, content));
             i++;
         }
         return list;

@@ -16,7 +16,7 @@ public static class ChatPrompt
 
     /// <summary>Renders <paramref name="messages"/> to text as described on <see cref="ChatPrompt"/>.</summary>
     /// <exception cref="Jinja.TemplateException">a template error, or the template's own <c>raise_exception</c></exception>
-    public static string Render(ChatTemplate template, Tokenizer tokenizer, IReadOnlyList<ChatMessage> messages, bool addGenerationPrompt, DateTime? now = null)
+    public static string Render(ChatTemplate template, Tokenizer tokenizer, IReadOnlyList<ChatTurn> messages, bool addGenerationPrompt, DateTime? now = null)
     {
         ArgumentNullException.ThrowIfNull(template);
         ArgumentNullException.ThrowIfNull(tokenizer);
@@ -32,6 +32,6 @@ public static class ChatPrompt
 
     /// <summary>Renders and tokenizes <paramref name="messages"/> (BOS added as the tokenizer's metadata says; special tokens parsed).</summary>
     /// <exception cref="Jinja.TemplateException">a template error, or the template's own <c>raise_exception</c></exception>
-    public static int[] Tokenize(ChatTemplate template, Tokenizer tokenizer, IReadOnlyList<ChatMessage> messages, bool addGenerationPrompt, DateTime? now = null) =>
+    public static int[] Tokenize(ChatTemplate template, Tokenizer tokenizer, IReadOnlyList<ChatTurn> messages, bool addGenerationPrompt, DateTime? now = null) =>
         tokenizer.Encode(Render(template, tokenizer, messages, addGenerationPrompt, now), addSpecial: true, parseSpecial: true);
 }

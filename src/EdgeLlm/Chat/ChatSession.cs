@@ -21,7 +21,7 @@ public enum ContextOverflowPolicy
 /// </summary>
 public sealed class ChatSession
 {
-    private readonly List<ChatMessage> _messages = [];
+    private readonly List<ChatTurn> _messages = [];
     private readonly DateTime? _now;
 
     // The rendered text the model has seen so far (last prompt + its answer) and the exact tokens it was
@@ -63,7 +63,7 @@ public sealed class ChatSession
     public Action<string>? Notice { get; set; }
 
     /// <summary>The user and assistant messages so far (without the system prompt).</summary>
-    public IReadOnlyList<ChatMessage> Messages => _messages;
+    public IReadOnlyList<ChatTurn> Messages => _messages;
 
     /// <summary>The result of the last turn's generation.</summary>
     public GenerationResult? LastResult => Generator.LastResult;
@@ -76,10 +76,10 @@ public sealed class ChatSession
     }
 
     /// <summary>The full conversation as the template renders it, with a system message when one is set.</summary>
-    public IReadOnlyList<ChatMessage> Conversation()
+    public IReadOnlyList<ChatTurn> Conversation()
     {
-        var all = new List<ChatMessage>(_messages.Count + 1);
-        if (!string.IsNullOrEmpty(SystemPrompt)) all.Add(new ChatMessage("system", SystemPrompt));
+        var all = new List<ChatTurn>(_messages.Count + 1);
+        if (!string.IsNullOrEmpty(SystemPrompt)) all.Add(new ChatTurn("system", SystemPrompt));
         all.AddRange(_messages);
         return all;
     }
@@ -105,7 +105,7 @@ public sealed class ChatSession
         ArgumentNullException.ThrowIfNull(options);
         // A turn that is refused leaves the conversation as it was, including turns FitPrompt dropped.
         var before = _messages.ToArray();
-        _messages.Add(new ChatMessage("user", userMessage));
+        _messages.Add(new ChatTurn("user", userMessage));
         try
         {
             var (text, prompt) = FitPrompt(options);
@@ -134,7 +134,7 @@ public sealed class ChatSession
         finally
         {
             string text = answer.ToString();
-            _messages.Add(new ChatMessage("assistant", text));
+            _messages.Add(new ChatTurn("assistant", text));
             var result = Generator.LastResult;
             // The sampled tokens stand for the answer only when they decode to exactly its text (not when
             // a stop string cut it).

@@ -65,7 +65,7 @@ public sealed class ChatTemplate
     /// </summary>
     /// <param name="now">what <c>strftime_now</c> formats (default: the local time)</param>
     /// <exception cref="TemplateException">a template error, or the template's own <c>raise_exception</c> (e.g. roles that do not alternate)</exception>
-    public string Render(IReadOnlyList<ChatMessage> messages, bool addGenerationPrompt, string? bosToken, string? eosToken,
+    public string Render(IReadOnlyList<ChatTurn> messages, bool addGenerationPrompt, string? bosToken, string? eosToken,
         DateTime? now = null, IDictionary<string, object?>? extra = null)
     {
         ArgumentNullException.ThrowIfNull(messages);

@@ -336,8 +336,8 @@ public sealed class EdgeLlmChatClient : AI.IChatClient
         ArgumentNullException.ThrowIfNull(messages);
         ObjectDisposedException.ThrowIf(Volatile.Read(ref _disposed) != 0, this);
         var generation = MapOptions(options);
-        var conversation = new List<ChatMessage>();
-        if (!string.IsNullOrEmpty(options?.Instructions)) conversation.Add(new ChatMessage("system", options.Instructions));
+        var conversation = new List<ChatTurn>();
+        if (!string.IsNullOrEmpty(options?.Instructions)) conversation.Add(new ChatTurn("system", options.Instructions));
         int index = 0;
         foreach (var m in messages)
         {
@@ -350,9 +350,9 @@ public sealed class EdgeLlmChatClient : AI.IChatClient
             string role = m.Role.Value;
             // Instructions and a leading system message become one system message: many templates accept only one, first.
             if (role == "system" && conversation.Count == 1 && index == 0 && conversation[0].Role == "system")
-                conversation[0] = new ChatMessage("system", conversation[0].Content + "\n\n" + m.Text);
+                conversation[0] = new ChatTurn("system", conversation[0].Content + "\n\n" + m.Text);
             else
-                conversation.Add(new ChatMessage(role, m.Text));
+                conversation.Add(new ChatTurn(role, m.Text));
             index++;
         }
         if (conversation.Count == 0) throw new ArgumentException("the conversation has no messages", nameof(messages));

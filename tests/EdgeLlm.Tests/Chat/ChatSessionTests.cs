@@ -81,9 +81,9 @@ public sealed class ChatSessionTests(ITestOutputHelper output)
         using var model = Model.Load(SharedData.Model("stories260K"));
         var tokenizer = Tokenizer.FromGguf(model.File);
         var template = ChatTemplate.Parse("{{ bos_token }}" + ChatMl);
-        string text = ChatPrompt.Render(template, tokenizer, [new ChatMessage("user", "Hi")], addGenerationPrompt: true);
+        string text = ChatPrompt.Render(template, tokenizer, [new ChatTurn("user", "Hi")], addGenerationPrompt: true);
         Assert.Equal("<|im_start|>user\nHi<|im_end|>\n<|im_start|>assistant\n", text);
-        int[] ids = ChatPrompt.Tokenize(template, tokenizer, [new ChatMessage("user", "Hi")], addGenerationPrompt: true);
+        int[] ids = ChatPrompt.Tokenize(template, tokenizer, [new ChatTurn("user", "Hi")], addGenerationPrompt: true);
         Assert.Equal(tokenizer.Bos, ids[0]);
         Assert.Single(ids, tokenizer.Bos);
     }

@@ -17,7 +17,7 @@ public class ChatTemplateCasesTests
 
     public ChatTemplateCasesTests(ITestOutputHelper output) => _out = output;
 
-    internal sealed record Case(string Name, string Template, List<ChatMessage> Messages, bool AddGenerationPrompt, string Bos, string Eos, string? Expected, string? Error);
+    internal sealed record Case(string Name, string Template, List<ChatTurn> Messages, bool AddGenerationPrompt, string Bos, string Eos, string? Expected, string? Error);
 
     internal static List<Case> LoadCases()
     {
@@ -26,7 +26,7 @@ public class ChatTemplateCasesTests
         foreach (var c in doc.RootElement.EnumerateArray())
         {
             var messages = c.GetProperty("messages").EnumerateArray()
-                .Select(m => new ChatMessage(m.GetProperty("role").GetString()!, m.GetProperty("content").GetString()!)).ToList();
+                .Select(m => new ChatTurn(m.GetProperty("role").GetString()!, m.GetProperty("content").GetString()!)).ToList();
             string template = c.GetProperty("template").GetString()!;
             cases.Add(new Case(
                 template.Replace(".jinja", "", StringComparison.Ordinal) + "/" + c.GetProperty("case").GetString(),

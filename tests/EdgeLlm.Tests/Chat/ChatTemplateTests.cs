@@ -10,7 +10,7 @@ public class ChatTemplateTests
     [Fact]
     public void Fallback_RoleColonLines_ThenAssistantPrompt()
     {
-        var msgs = new List<ChatMessage> { new("system", "Be brief."), new("user", "Hi"), new("assistant", "Hello"), new("user", "Bye") };
+        var msgs = new List<ChatTurn> { new("system", "Be brief."), new("user", "Hi"), new("assistant", "Hello"), new("user", "Bye") };
         Assert.Equal("system: Be brief.\nuser: Hi\nassistant: Hello\nuser: Bye\nassistant: ", ChatTemplate.Fallback.Render(msgs, true, "<s>", "</s>"));
         Assert.Equal("user: Hi\n", ChatTemplate.Fallback.Render([new("user", "Hi")], false, null, null));
         Assert.True(ChatTemplate.Fallback.IsFallback);

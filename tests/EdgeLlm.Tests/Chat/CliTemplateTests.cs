@@ -30,7 +30,7 @@ public sealed class CliTemplateTests : IDisposable
         return r;
     }
 
-    private string WriteMessages(IEnumerable<ChatMessage> messages)
+    private string WriteMessages(IEnumerable<ChatTurn> messages)
     {
         string path = Path.Combine(_dir, "messages.json");
         File.WriteAllText(path, JsonSerializer.Serialize(messages.Select(m => new Dictionary<string, string> { ["role"] = m.Role, ["content"] = m.Content })));

@@ -8,7 +8,6 @@ using EdgeLlm.Tokenizers;
 using Microsoft.Extensions.AI;
 using Xunit;
 using Xunit.Abstractions;
-using AiChatMessage = Microsoft.Extensions.AI.ChatMessage;
 
 namespace EdgeLlm.Tests.Chat;
 
@@ -47,7 +46,7 @@ public sealed class EdgeLlmChatClientTests(TemplatedStoriesModel model, ITestOut
     private EdgeLlmChatClient NewClient(int contextLength = 512) =>
         new(model.Path, new EdgeLlmChatClientOptions { ContextLength = contextLength, Threads = 1 });
 
-    private static List<AiChatMessage> Ask(string question) => [new(ChatRole.User, question)];
+    private static List<ChatMessage> Ask(string question) => [new(ChatRole.User, question)];
 
     [Fact]
     public async Task Streaming_Greedy_EqualsTheNonStreamedAnswer_WithUsage()
@@ -64,7 +63,7 @@ public sealed class EdgeLlmChatClientTests(TemplatedStoriesModel model, ITestOut
         // The prompt the template gives, tokenized independently of the client.
         var tokenizer = Tokenizer.FromGguf(client.Model.File);
         int[] prompt = ChatPrompt.Tokenize(ChatTemplate.Parse(TemplatedStoriesModel.Template), tokenizer,
-            [new EdgeLlm.Chat.ChatMessage("user", "Tell me about a cat.")], addGenerationPrompt: true);
+            [new EdgeLlm.Chat.ChatTurn("user", "Tell me about a cat.")], addGenerationPrompt: true);
         Assert.Equal(tokenizer.Encode("Q: Tell me about a cat.\nA:", addSpecial: true, parseSpecial: true), prompt);
         Assert.Equal(prompt.Length, response.Usage.InputTokenCount);
         Assert.Equal(0, response.Usage.CachedInputTokenCount);
@@ -255,7 +254,7 @@ public sealed class EdgeLlmChatClientTests(TemplatedStoriesModel model, ITestOut
         Assert.Throws<ArgumentException>(() => client.GetStreamingResponseAsync([], Greedy));
         var tooLong = Assert.Throws<PromptTooLongException>(() => client.GetStreamingResponseAsync(Ask(string.Concat(Enumerable.Repeat("a long question ", 20))), Greedy));
         output.WriteLine(tooLong.Message);
-        var image = new AiChatMessage(ChatRole.User, [new DataContent(new byte[] { 1, 2, 3 }, "image/png")]);
+        var image = new ChatMessage(ChatRole.User, [new DataContent(new byte[] { 1, 2, 3 }, "image/png")]);
         Assert.Contains("DataContent", Assert.Throws<NotSupportedException>(() => client.GetStreamingResponseAsync([image], Greedy)).Message, StringComparison.Ordinal);
         Assert.Contains("ContextLength", Assert.Throws<ArgumentException>(() => new EdgeLlmChatClient(model.Path, new EdgeLlmChatClientOptions { ContextLength = 0 })).Message, StringComparison.Ordinal);
     }
@@ -265,7 +264,7 @@ public sealed class EdgeLlmChatClientTests(TemplatedStoriesModel model, ITestOut
     {
         using var client = NewClient();
         var first = await client.GetResponseAsync(Ask("Tell me about a cat."), Greedy);
-        List<AiChatMessage> conversation = [.. Ask("Tell me about a cat."), .. first.Messages, new(ChatRole.User, "And a dog?")];
+        List<ChatMessage> conversation = [.. Ask("Tell me about a cat."), .. first.Messages, new(ChatRole.User, "And a dog?")];
         var second = await client.GetResponseAsync(conversation, Greedy);
         output.WriteLine($"turn 1: {first.Usage!.InputTokenCount} prompt tokens; turn 2: {second.Usage!.InputTokenCount} prompt tokens, {second.Usage.CachedInputTokenCount} from the cache");
         Assert.True(second.Usage.CachedInputTokenCount >= first.Usage.InputTokenCount, "the first turn's prompt was evaluated again");
