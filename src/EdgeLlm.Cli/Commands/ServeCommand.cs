@@ -29,10 +29,11 @@ public static class ServeCommand
         var maxBody = new Option<long>("--max-body-size") { Description = "Largest request body in bytes (larger: 413)", DefaultValueFactory = _ => 1 << 20 };
         var alias = new Option<string?>("--alias") { Description = "The model's id in the API (default: the file name without .gguf)" };
         var backend = BackendOption.Create();
+        var generic = new Option<bool>("--generic") { Description = "Run the generic forward pass even when a compile-time specialization matches" };
 
         var cmd = new Command("serve", "Serve the model over an OpenAI-compatible HTTP API (/v1/chat/completions, /v1/completions, /v1/models, /health)")
         {
-            model, host, port, apiKey, parallel, queue, ctx, threads, maxBody, alias, backend,
+            model, host, port, apiKey, parallel, queue, ctx, threads, maxBody, alias, backend, generic,
         };
         cmd.SetAction(pr => ExitCodes.Guard(pr.GetValue(verbose), () =>
         {
@@ -64,7 +65,7 @@ public static class ServeCommand
                 ApiKey = string.IsNullOrEmpty(key) ? null : key,
                 MaxBodyBytes = maxBodyBytes,
                 ModelId = id,
-            }, slots, queueLength, ctxLen, threadCount, pr.GetValue(backend));
+            }, slots, queueLength, ctxLen, threadCount, pr.GetValue(backend), pr.GetValue(generic));
         }));
         return cmd;
     }
@@ -76,10 +77,11 @@ public static class ServeCommand
         return name.EndsWith(".gguf", StringComparison.OrdinalIgnoreCase) ? name[..^5] : name;
     }
 
-    private static int Serve(string modelPath, ServerOptions options, int slots, int queue, int ctxLen, int threads, string? backend)
+    private static int Serve(string modelPath, ServerOptions options, int slots, int queue, int ctxLen, int threads, string? backend, bool generic)
     {
         var err = Console.Error;
-        using var model = Model.Load(modelPath);
+        // As `run`: weights are repacked only when a slot may run on the CPU (a Vulkan-only server keeps the file's layout).
+        using var model = Model.Load(modelPath, new ModelLoadOptions { Generic = generic, RepackWeights = BackendOption.MayRunOnCpu(backend) });
         var tokenizer = Tokenizer.FromGguf(model.File);
         var template = ChatPrompt.TemplateFor(model.File);
         if (template.IsFallback)
@@ -107,6 +109,8 @@ public static class ServeCommand
         }
         using (pool)
         {
+            if (list[0].Context is InferenceContext)
+                err.WriteLine($"edgellm: forward pass: {Specialized.SpecializationRegistry.Describe(model)}");
             err.WriteLine($"edgellm: serving {options.ModelId} with {slots} slot{(slots == 1 ? "" : "s")} of {ctxLen} tokens ({list[0].Context.Description}), queue {queue}{(options.ApiKey is null ? "" : ", API key required")}");
             var server = new OpenAiServer(options, pool, tokenizer, template, err);
             try
