@@ -103,6 +103,30 @@ internal static unsafe class Exports
         }
     }
 
+    [UnmanagedCallersOnly(EntryPoint = "edgellm_model_set_generic")]
+    public static int ModelSetGeneric(nint model, int generic)
+    {
+        try
+        {
+            if (generic is not (0 or 1)) throw new ArgumentException($"generic must be 0 or 1, got {generic}");
+            var m = NativeModel.Acquire(model);
+            try
+            {
+                // Model.RunGeneric is read once per forward pass: a pass already running finishes on its path.
+                m.Model.RunGeneric = generic == 1;
+            }
+            finally
+            {
+                m.Release();
+            }
+            return 0;
+        }
+        catch (Exception e)
+        {
+            return LastError.Fail(e, "edgellm_model_set_generic");
+        }
+    }
+
     [UnmanagedCallersOnly(EntryPoint = "edgellm_model_n_vocab")]
     public static int ModelNVocab(nint model, int* outNVocab) => ModelQuery(model, outNVocab, m => m.Model.Config.VocabSize, "edgellm_model_n_vocab");
 
@@ -473,6 +497,32 @@ internal static unsafe class Exports
         catch (Exception e)
         {
             return LastError.Fail(e, "edgellm_context_description");
+        }
+    }
+
+    [UnmanagedCallersOnly(EntryPoint = "edgellm_context_forward_pass")]
+    public static int ContextForwardPass(nint ctx, byte* buf, int capacity, int* nBytes)
+    {
+        try
+        {
+            if (nBytes == null) throw new ArgumentException("n_bytes is NULL");
+            CheckOutput(buf, capacity, "buf");
+            var c = NativeContext.Enter(ctx);
+            try
+            {
+                // The CPU context runs the model's forward pass (specialized or generic, as `edgellm info` words
+                // it); a Vulkan context runs the device's.
+                string text = c.Backend == NativeBackend.Vulkan ? "vulkan" : Specialized.SpecializationRegistry.Describe(c.Model.Model);
+                return WriteBytes(Encoding.UTF8.GetBytes(text), buf, capacity, nBytes);
+            }
+            finally
+            {
+                c.Leave();
+            }
+        }
+        catch (Exception e)
+        {
+            return LastError.Fail(e, "edgellm_context_forward_pass");
         }
     }
 

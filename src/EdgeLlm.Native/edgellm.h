@@ -157,6 +157,15 @@ EDGELLM_API edgellm_error edgellm_model_free(edgellm_model_t* model);
 /* Vocabulary size (the length of a logits row). */
 EDGELLM_API edgellm_error edgellm_model_n_vocab(const edgellm_model_t* model, int32_t* out_n_vocab);
 
+/*
+ * generic = 1: CPU forward passes of this model take the generic path even where a compile-time
+ * specialization matches (as the CLI's --generic); 0 (the default): the specialization runs where one
+ * matches. Applies to every CPU context of the model from its next evaluation; call it between
+ * evaluations. edgellm_context_forward_pass says which path a context runs.
+ * Errors: INVALID_HANDLE, INVALID_ARGUMENT (generic not 0 or 1).
+ */
+EDGELLM_API edgellm_error edgellm_model_set_generic(edgellm_model_t* model, int32_t generic);
+
 /* The context length the model was trained with (0 if the file does not say). */
 EDGELLM_API edgellm_error edgellm_model_n_ctx_train(const edgellm_model_t* model, int32_t* out_n_ctx_train);
 
@@ -252,6 +261,15 @@ EDGELLM_API edgellm_error edgellm_context_backend(const edgellm_context_t* ctx, 
  * Buffer protocol as above (*n_bytes = bytes written/needed; no NUL).
  */
 EDGELLM_API edgellm_error edgellm_context_description(const edgellm_context_t* ctx, char* buf, int32_t capacity, int32_t* n_bytes);
+
+/*
+ * The forward pass the context runs, as UTF-8 text, worded as `edgellm info` words it:
+ * "specialized: NAME" (a compile-time specialization), "generic", "generic (NAME differs: ...)",
+ * "generic (forced; specialized: NAME available)" (edgellm_model_set_generic), or "vulkan".
+ * A CPU context's model is matched once its weights are repacked, at the first CPU context.
+ * Buffer protocol as above (*n_bytes = bytes written/needed; no NUL).
+ */
+EDGELLM_API edgellm_error edgellm_context_forward_pass(const edgellm_context_t* ctx, char* buf, int32_t capacity, int32_t* n_bytes);
 
 /* The number of tokens evaluated so far (the position the next token takes). */
 EDGELLM_API edgellm_error edgellm_context_position(const edgellm_context_t* ctx, int32_t* out_position);

@@ -468,6 +468,10 @@ static void test_vulkan(edgellm_model_t* model, const char* golden, const int32_
     int32_t n_desc = -1;
     check_code(edgellm_context_description(vk, NULL, 0, &n_desc), EDGELLM_ERROR_BUFFER_TOO_SMALL, "context_description size query (NULL, 0)");
     check(n_desc == (int32_t)strlen(desc), "context_description size query reports the length", "got %d, want %d", n_desc, (int)strlen(desc));
+    char fp[64];
+    int32_t n_fp = -1;
+    rc = edgellm_context_forward_pass(vk, fp, sizeof fp - 1, &n_fp);
+    check(rc == EDGELLM_OK && n_fp == 6 && memcmp(fp, "vulkan", 6) == 0, "context_forward_pass of the VULKAN context is vulkan", "rc %d, n %d", (int)rc, n_fp);
 
     /* logits of the prompt: Vulkan vs CPU */
     float lc[512], lv[512];
@@ -764,6 +768,40 @@ int main(int argc, char** argv)
     check(c.calls > 100 && !c.bad_piece, "text arrived streamed in NUL-terminated pieces", "%d calls, bad piece %d", c.calls, c.bad_piece);
     check(edgellm_context_position(ctx, &pos) == EDGELLM_OK && pos == n_prompt + 200, "position after generate = prompt + 200", "got %d", pos);
     printf("     story (%d pieces): %.60s...\n", c.calls, c.text ? c.text : "");
+    collector_reset(&c);
+
+    /* --- the forward pass: stories260K has a compile-time specialization; set_generic forces the generic one */
+    char fp[256];
+    int32_t n_fp = -1;
+    rc = edgellm_context_forward_pass(ctx, fp, sizeof fp - 1, &n_fp);
+    if (rc == EDGELLM_OK) fp[n_fp] = '\0'; else fp[0] = '\0';
+    check(rc == EDGELLM_OK && strcmp(fp, "specialized: stories260k-f32") == 0, "context_forward_pass: specialized", "rc %d, '%s'", (int)rc, fp);
+    n_fp = -1;
+    check(edgellm_context_forward_pass(ctx, NULL, 0, &n_fp) == EDGELLM_ERROR_BUFFER_TOO_SMALL && n_fp == (int32_t)strlen("specialized: stories260k-f32"),
+          "context_forward_pass size query (NULL, 0)", "n %d", n_fp);
+    check_code(edgellm_context_forward_pass(ctx, fp, sizeof fp, NULL), EDGELLM_ERROR_INVALID_ARGUMENT, "context_forward_pass NULL n_bytes");
+    check_code(edgellm_context_forward_pass(NULL, fp, sizeof fp, &n_fp), EDGELLM_ERROR_NULL_HANDLE, "context_forward_pass NULL context");
+    check_code(edgellm_model_set_generic(model, 2), EDGELLM_ERROR_INVALID_ARGUMENT, "model_set_generic 2");
+    check(strstr(edgellm_last_error(), "generic") != NULL, "model_set_generic 2: message names generic", "'%s'", edgellm_last_error());
+    check_code(edgellm_model_set_generic(NULL, 1), EDGELLM_ERROR_NULL_HANDLE, "model_set_generic NULL model");
+    check_code(edgellm_model_set_generic(model, 1), EDGELLM_OK, "model_set_generic 1");
+    rc = edgellm_context_forward_pass(ctx, fp, sizeof fp - 1, &n_fp);
+    if (rc == EDGELLM_OK) fp[n_fp] = '\0'; else fp[0] = '\0';
+    check(rc == EDGELLM_OK && strcmp(fp, "generic (forced; specialized: stories260k-f32 available)") == 0, "context_forward_pass after set_generic 1", "rc %d, '%s'", (int)rc, fp);
+    {
+        char* generic_story = greedy_text(ctx, prompt, 200);
+        check(generic_story != NULL && strcmp(generic_story, golden) == 0, "generic path: greedy story equals llama.cpp's too", "got:\n%s", generic_story ? generic_story : "(nothing)");
+        free(generic_story);
+    }
+    check_code(edgellm_model_set_generic(model, 0), EDGELLM_OK, "model_set_generic 0");
+    rc = edgellm_context_forward_pass(ctx, fp, sizeof fp - 1, &n_fp);
+    if (rc == EDGELLM_OK) fp[n_fp] = '\0'; else fp[0] = '\0';
+    check(rc == EDGELLM_OK && strcmp(fp, "specialized: stories260k-f32") == 0, "context_forward_pass after set_generic 0", "rc %d, '%s'", (int)rc, fp);
+    /* back to where the story left off, for the continuation below */
+    collector_reset(&c);
+    edgellm_context_reset(ctx);
+    rc = edgellm_context_generate(ctx, prompt, prompt_len, 200, collect, &c);
+    check(rc == EDGELLM_OK && c.text != NULL && strcmp(c.text, golden) == 0, "specialized again: greedy story", "rc %d", (int)rc);
     collector_reset(&c);
 
     /* continuing with an empty prompt extends the same sequence */

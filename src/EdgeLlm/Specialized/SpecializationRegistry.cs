@@ -61,7 +61,7 @@ public static class SpecializationRegistry
     public static string Describe(Model model)
     {
         ArgumentNullException.ThrowIfNull(model);
-        if (Find(model) is { } s) return model.Specialization is null ? $"generic (forced; specialized: {s.Name} available)" : $"specialized: {s.Name}";
+        if (Find(model) is { } s) return model.Specialization is null || model.RunGeneric ? $"generic (forced; specialized: {s.Name} available)" : $"specialized: {s.Name}";
         // Nearest: same architecture and embedding width, to say why it did not match.
         foreach (var c in All)
         {
