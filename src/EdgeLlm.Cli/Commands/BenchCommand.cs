@@ -69,6 +69,46 @@ public static class BenchCommand
             var r = specialized.Zip(generic, (a, b) => a / b).Order().ToArray();
             return r.Length % 2 == 1 ? r[r.Length / 2] : (r[r.Length / 2 - 1] + r[r.Length / 2]) / 2;
         }
+
+        /// <summary>
+        /// A distribution-free confidence interval for the median of the per-repetition ratios: the k-th
+        /// smallest and k-th largest ratio, which enclose the true median with probability
+        /// 1 − 2·P(Binomial(n, ½) &lt; k) whatever the noise's distribution (the sign-test interval). k is the
+        /// largest that keeps that at 90% or more; with fewer than 5 pairs no k does, and the interval is the
+        /// whole range with the lower confidence it has. An interval that holds 1 says the two paths are not
+        /// told apart by this run. Null when the test did not run.
+        /// </summary>
+        public static (double Low, double High, double Confidence)? PairedInterval(double[] specialized, double[] generic)
+        {
+            int n = specialized.Length;
+            if (n == 0) return null;
+            var r = specialized.Zip(generic, (a, b) => a / b).Order().ToArray();
+            // below[k] = P(Binomial(n, 1/2) < k)
+            double Below(int k)
+            {
+                double p = 0, c = 1; // c = C(n, i)
+                for (int i = 0; i < k; i++)
+                {
+                    p += c;
+                    c = c * (n - i) / (i + 1);
+                }
+                return p / Math.Pow(2, n);
+            }
+            int best = 1;
+            for (int k = 2; k <= (n + 1) / 2; k++)
+                if (1 - 2 * Below(k) >= 0.90) best = k;
+            return (r[best - 1], r[n - best], 1 - 2 * Below(best));
+        }
+
+        /// <summary>"median of pairs 0.97×, 93% interval 0.91–1.02×" for the table.</summary>
+        public static string PairedText(double[] specialized, double[] generic)
+        {
+            var ci = CultureInfo.InvariantCulture;
+            string text = string.Format(ci, "median of pairs {0:F2}×", PairedMedian(specialized, generic));
+            if (specialized.Length > 1 && PairedInterval(specialized, generic) is { } iv)
+                text += string.Format(ci, ", {0:F0}% interval {1:F2}–{2:F2}×", 100 * iv.Confidence, iv.Low, iv.High);
+            return text;
+        }
     }
 
     internal sealed record BenchResult(string ModelPath, string ModelDescription, long SizeBytes, long Params, int Threads, int Pp, int Tg, double[] PpAll, double[] TgAll, string Kernel, string WeightLayout = "file", GenericComparison? Generic = null, int Depth = 0)
@@ -98,6 +138,11 @@ public static class BenchCommand
                 sb.Append(", \"tg_ratio\": ").Append(Num(GenericComparison.Ratio(TgAll, g.TgAll)));
                 sb.Append(", \"pp_ratio_paired_median\": ").Append(Num(GenericComparison.PairedMedian(PpAll, g.PpAll)));
                 sb.Append(", \"tg_ratio_paired_median\": ").Append(Num(GenericComparison.PairedMedian(TgAll, g.TgAll)));
+                // The sign-test interval of that median and its confidence (GenericComparison.PairedInterval).
+                static string Interval((double Low, double High, double Confidence)? iv) =>
+                    iv is { } v ? $"{{\"low\": {Num(v.Low)}, \"high\": {Num(v.High)}, \"confidence\": {Num(v.Confidence)}}}" : "null";
+                sb.Append(", \"pp_ratio_paired_interval\": ").Append(Interval(GenericComparison.PairedInterval(PpAll, g.PpAll)));
+                sb.Append(", \"tg_ratio_paired_interval\": ").Append(Interval(GenericComparison.PairedInterval(TgAll, g.TgAll)));
             }
             sb.Append("}\n");
             return sb.ToString();
@@ -124,8 +169,8 @@ public static class BenchCommand
             {
                 sb.AppendLine();
                 sb.Append(ci, $"specialized '{c.Specialization}' / generic, alternating in one process:");
-                if (PpAll.Length > 0) sb.Append(ci, $" pp{Pp}{at} {GenericComparison.Ratio(PpAll, c.PpAll):F2}× (best of {PpAll.Length} each; median of pairs {GenericComparison.PairedMedian(PpAll, c.PpAll):F2}×)");
-                if (TgAll.Length > 0) sb.Append(ci, $"{(PpAll.Length > 0 ? "," : "")} tg{Tg}{at} {GenericComparison.Ratio(TgAll, c.TgAll):F2}× (best of {TgAll.Length} each; median of pairs {GenericComparison.PairedMedian(TgAll, c.TgAll):F2}×)");
+                if (PpAll.Length > 0) sb.Append(ci, $" pp{Pp}{at} {GenericComparison.Ratio(PpAll, c.PpAll):F2}× (best of {PpAll.Length} each; {GenericComparison.PairedText(PpAll, c.PpAll)})");
+                if (TgAll.Length > 0) sb.Append(ci, $"{(PpAll.Length > 0 ? "," : "")} tg{Tg}{at} {GenericComparison.Ratio(TgAll, c.TgAll):F2}× (best of {TgAll.Length} each; {GenericComparison.PairedText(TgAll, c.TgAll)})");
                 sb.AppendLine();
             }
             return sb.ToString();

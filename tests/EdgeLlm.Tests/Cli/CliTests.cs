@@ -319,11 +319,31 @@ public class CliTests
         Assert.Equal(o.GetProperty("pp_tps").GetDouble() / gpp, o.GetProperty("pp_ratio").GetDouble(), 12);
         Assert.Equal(o.GetProperty("tg_tps").GetDouble() / g.GetProperty("tg_tps").GetDouble(), o.GetProperty("tg_ratio").GetDouble(), 12);
         Assert.True(o.GetProperty("pp_ratio_paired_median").GetDouble() > 0);
+        // Three pairs: the sign-test interval is their whole range, with 75% confidence, around the median.
+        var iv = o.GetProperty("pp_ratio_paired_interval");
+        Assert.Equal(0.75, iv.GetProperty("confidence").GetDouble(), 12);
+        var ratios = o.GetProperty("pp_all").EnumerateArray().Zip(g.GetProperty("pp_all").EnumerateArray(), (a, b) => a.GetDouble() / b.GetDouble()).ToArray();
+        Assert.Equal(ratios.Min(), iv.GetProperty("low").GetDouble(), 12);
+        Assert.Equal(ratios.Max(), iv.GetProperty("high").GetDouble(), 12);
+        Assert.InRange(o.GetProperty("pp_ratio_paired_median").GetDouble(), ratios.Min(), ratios.Max());
+        // Eight pairs: the 2nd smallest and 2nd largest ratio, 1 - 2·9/256 = 93% (the 3rd would give 71%).
+        var eight = CliRunner.Run(["bench", "-m", model, "-t", "1", "-p", "8", "-n", "0", "-r", "8", "--json", "--vs-generic"]);
+        Assert.True(eight.ExitCode == 0, eight.Stderr);
+        using (var doc8 = JsonDocument.Parse(eight.Stdout))
+        {
+            var o8 = doc8.RootElement;
+            var r8 = o8.GetProperty("pp_all").EnumerateArray().Zip(o8.GetProperty("generic").GetProperty("pp_all").EnumerateArray(), (a, b) => a.GetDouble() / b.GetDouble()).Order().ToArray();
+            var iv8 = o8.GetProperty("pp_ratio_paired_interval");
+            Assert.Equal(1 - 2 * 9 / 256.0, iv8.GetProperty("confidence").GetDouble(), 12);
+            Assert.Equal(r8[1], iv8.GetProperty("low").GetDouble(), 12);
+            Assert.Equal(r8[6], iv8.GetProperty("high").GetDouble(), 12);
+            Assert.Equal(JsonValueKind.Null, o8.GetProperty("tg_ratio_paired_interval").ValueKind); // -n 0: no generation test
+        }
 
         var table = CliRunner.Run(["bench", "-m", model, "-t", "1", "-p", "8", "-n", "0", "-r", "2", "--vs-generic"]);
         Assert.True(table.ExitCode == 0, table.Stderr);
         Assert.Contains("|   pp8 generic |", table.Stdout, StringComparison.Ordinal);
-        Assert.Matches(@"specialized 'syn-llama-q4_0' / generic, alternating in one process: pp8 [0-9.]+× \(best of 2 each; median of pairs [0-9.]+×\)", table.Stdout);
+        Assert.Matches(@"specialized 'syn-llama-q4_0' / generic, alternating in one process: pp8 [0-9.]+× \(best of 2 each; median of pairs [0-9.]+×, 50% interval [0-9.]+–[0-9.]+×\)", table.Stdout);
 
         // Nothing to compare against: a file no config matches, or --generic as well.
         var none = CliRunner.Run(["bench", "-m", SharedData.Model("syn-llama-q5_0"), "-p", "8", "-n", "0", "--vs-generic"]);
