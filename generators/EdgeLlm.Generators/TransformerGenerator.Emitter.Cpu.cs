@@ -252,7 +252,7 @@ public sealed partial class TransformerGenerator
             w.Line($"// attn_output with the residual add fused into the tile (x += Wo · kqv_out; no separate pass over a projection buffer)");
             w.Line($"const long ActBytesO = {ActBytes(l.Wo, m.QueryLength)}; // QLen values in {VecDot(l.Wo)}");
             w.Line($"SpecializedKernels.QuantizeRows(b.Pool, n, b.AttnOut, QLen, new(GgmlType.{VecDot(l.Wo)}, b.MatScratch, ActBytesO));");
-            w.Line($"SpecializedKernels.Residual({Fmt(l.Wo)}, w.Wo.Data, {RowBytes(l.Wo, m.QueryLength)}, Dim, QLen, b.MatScratch, ActBytesO, n, b.X, Dim, b.Pool);");
+            w.Line($"SpecializedKernels.Residual({Fmt(l.Wo)}, w.Wo.Data, {RowBytes(l.Wo, m.QueryLength)}, Dim, QLen, b.MatScratch, ActBytesO, n, b.X, Dim, b.Proj, b.Pool);");
             w.Line();
 
             var ffnGroups = new List<string>();
@@ -273,10 +273,10 @@ public sealed partial class TransformerGenerator
             w.Line("SpecializedKernels.GateUpSwiGlu(Dim, Ffn, n, b.Pool,");
             w.Line($"    {Fmt(l.Gate)}, w.Gate.Data, {RowBytes(l.Gate, m.Dim)}, fact{ffnGroups.IndexOf(VecDot(l.Gate))}, FActBytes{ffnGroups.IndexOf(VecDot(l.Gate))},");
             w.Line($"    {Fmt(l.Up)}, w.Up.Data, {RowBytes(l.Up, m.Dim)}, fact{ffnGroups.IndexOf(VecDot(l.Up))}, FActBytes{ffnGroups.IndexOf(VecDot(l.Up))},");
-            w.Line($"    new(GgmlType.{VecDot(l.Down)}, (byte*)b.Gate, ActBytesD));");
+            w.Line($"    new(GgmlType.{VecDot(l.Down)}, (byte*)b.Gate, ActBytesD), b.Up);");
             w.Line();
             w.Line("// ffn_down with the residual add fused (l_out)");
-            w.Line($"SpecializedKernels.Residual({Fmt(l.Down)}, w.Down.Data, {RowBytes(l.Down, m.FeedForward)}, Dim, Ffn, (byte*)b.Gate, ActBytesD, n, b.X, Dim, b.Pool);");
+            w.Line($"SpecializedKernels.Residual({Fmt(l.Down)}, w.Down.Data, {RowBytes(l.Down, m.FeedForward)}, Dim, Ffn, (byte*)b.Gate, ActBytesD, n, b.X, Dim, b.Proj, b.Pool);");
             w.Close();
             w.Line();
         }

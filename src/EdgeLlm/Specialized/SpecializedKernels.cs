@@ -207,13 +207,29 @@ internal static unsafe class SpecializedKernels
     }
 
     /// <summary>
-    /// x[t, r] += W[r] · act[t]: the projection and the residual add in one pass (generic: the
-    /// projection to a buffer, then a pass adding the buffer to x; same x + y per value).
+    /// x[t, r] += W[r] · act[t], the same x + y per value as the generic path (the projection to a
+    /// buffer, then a pass adding the buffer to x). A single token (decode) adds inside the product's
+    /// work items, one hand-off for both. A batch computes the product into <paramref name="proj"/>
+    /// ([n, xStride], the generic path's buffer) and adds it to x in a second pass, each thread over
+    /// its own token rows: adding inside the tiles made both threads write every token's row of x,
+    /// and measured 15–25% slower than the two passes on a 2-core AMD EPYC (attn_output and ffn_down,
+    /// TinyLlama-shape Q8_0, pp128; 2026-11-30), more than the pass it saves.
     /// </summary>
-    public static void Residual(WeightFormat fmt, byte* w, long rowBytes, int rows, int cols, byte* act, long actBytes, int n, float* x, int xStride, WorkerPool pool)
+    public static void Residual(WeightFormat fmt, byte* w, long rowBytes, int rows, int cols, byte* act, long actBytes, int n, float* x, int xStride, float* proj, WorkerPool pool)
     {
         int chunk = ChunkRows(n, rowBytes, rows, pool.Threads);
         using var _ = Profiler.Section(Profiler.Op.MatAdd);
+        if (n > 1)
+        {
+            pool.ForDynamic(rows, chunk, (long)cols * n, (start, end, _) =>
+                Rows(fmt, w, rowBytes, cols, start, end, act, actBytes, n, proj, xStride));
+            pool.For(n, rows, (start, end, _) =>
+            {
+                for (int t = start; t < end; t++)
+                    Activations.Add(x + (long)t * xStride, proj + (long)t * xStride, rows);
+            }, minParallelWork: MinParallelElements);
+            return;
+        }
         pool.ForDynamic(rows, chunk, (long)cols * n, (start, end, _) =>
         {
             // ForDynamic runs a small job inline as one range: walk it a chunk at a time.
@@ -262,11 +278,17 @@ internal static unsafe class SpecializedKernels
     /// type (whole blocks per work item, as a block only depends on its own values), so neither
     /// product nor the SwiGLU result is written out as floats and read back, and the conversion
     /// pass before ffn_down disappears. Per value: the same dots, the same SwiGlu, the same quantizer.
+    /// That is the single-token (decode) path. A batch writes the SwiGLU rows as floats to
+    /// <paramref name="swiglu"/> ([n, ffn]) and converts them in a second pass, each thread over its
+    /// own token rows: converting inside the tiles had both threads write pieces of every token's
+    /// activation row (a chunk of 64 values is 68 bytes of Q8_0, so neighbouring chunks share cache
+    /// lines), and measured 10–15% slower than the generic gate and up products on a 2-core AMD EPYC
+    /// (TinyLlama-shape Q8_0, pp128; 2026-11-30).
     /// </summary>
     public static void GateUpSwiGlu(int cols, int ffn, int n, WorkerPool pool,
         WeightFormat fg, byte* wg, long gRowBytes, byte* gAct, long gActBytes,
         WeightFormat fu, byte* wu, long uRowBytes, byte* uAct, long uActBytes,
-        ActRows downAct)
+        ActRows downAct, float* swiglu)
     {
         int chunk = GateUpChunkRows(n, gRowBytes, ffn, pool.Threads, downAct.Type);
         var info = GgmlTypes.Info(downAct.Type);
@@ -292,12 +314,26 @@ internal static unsafe class SpecializedKernels
                         Tile(fu, cols, wu + s * uRowBytes, uRowBytes, ns, uAct + a0 * uActBytes, uActBytes, nActs, tu + (s - c), nr);
                     }
                     Activations.SwiGlu(tg, tu, nActs * nr);
+                    if (n > 1)
+                    {
+                        for (int a = 0; a < nActs; a++)
+                            new ReadOnlySpan<float>(tg + a * nr, nr).CopyTo(new Span<float>(swiglu + (long)(a0 + a) * ffn + c, nr));
+                        continue;
+                    }
                     long offset = (long)c / info.BlockSize * info.TypeSize;
                     for (int a = 0; a < nActs; a++)
                         ActivationQuantizer.QuantizeRow(downAct.Type, tg + a * nr, downAct.Data + (a0 + a) * downAct.RowBytes + offset, nr);
                 }
             }
         });
+        if (n > 1)
+        {
+            pool.For(n, ffn, (start, end, _) =>
+            {
+                for (int t = start; t < end; t++)
+                    ActivationQuantizer.QuantizeRow(downAct.Type, swiglu + (long)t * ffn, downAct.Data + t * downAct.RowBytes, ffn);
+            }, minParallelWork: MinParallelElements);
+        }
     }
 
     private static void Tile(WeightFormat fmt, int cols, byte* w, long rowBytes, int nRows, byte* act, long actBytes, int nActs, float* y, long yStride)
