@@ -280,10 +280,11 @@ internal static unsafe class SpecializedKernels
     /// pass before ffn_down disappears. Per value: the same dots, the same SwiGlu, the same quantizer.
     /// That is the single-token (decode) path. A batch writes the SwiGLU rows as floats to
     /// <paramref name="swiglu"/> ([n, ffn]) and converts them in a second pass, each thread over its
-    /// own token rows: converting inside the tiles had both threads write pieces of every token's
-    /// activation row (a chunk of 64 values is 68 bytes of Q8_0, so neighbouring chunks share cache
-    /// lines), and measured 10–15% slower than the generic gate and up products on a 2-core AMD EPYC
-    /// (TinyLlama-shape Q8_0, pp128; 2026-11-30).
+    /// own token rows, as <see cref="Residual"/> does: converting inside the tiles has both threads
+    /// write pieces of every token's activation row (a chunk of 64 values is 68 bytes of Q8_0, so
+    /// neighbouring chunks share cache lines). On a 2-core AMD EPYC (TinyLlama-shape Q8_0, pp128;
+    /// 2026-11-30) this pass took 1.15× the generic gate and up products with the conversion inside and
+    /// 1.12× with it outside, within that host's noise; the rest of the gap is not explained yet.
     /// </summary>
     public static void GateUpSwiGlu(int cols, int ffn, int n, WorkerPool pool,
         WeightFormat fg, byte* wg, long gRowBytes, byte* gAct, long gActBytes,
