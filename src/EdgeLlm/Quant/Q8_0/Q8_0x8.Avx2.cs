@@ -204,7 +204,7 @@ internal static unsafe partial class Q8_0x8
     [MethodImpl(MethodImplOptions.AggressiveOptimization | MethodImplOptions.NoInlining)]
     private static void Group4(byte* g, int nb, byte* acts, long actStride, float* y, long yStride)
     {
-        var accs = default(Accumulators8); // [0..3]: even blocks of activations 0..3, [4..7]: odd blocks
+        var accs = default(TileAccumulators); // [0..3]: even blocks of activations 0..3, [4..7]: odd blocks
         var acc = (Vector256<float>*)&accs;
         var a0 = (BlockQ8_0*)acts;
         var a1 = (BlockQ8_0*)(acts + actStride);
@@ -255,12 +255,5 @@ internal static unsafe partial class Q8_0x8
         s2 += Dot4(w, Avx2.Abs(b2), b2);
         var b3 = Broadcast4(q3, k);
         s3 += Dot4(w, Avx2.Abs(b3), b3);
-    }
-
-    /// <summary>Eight float vectors on the stack (a fixed frame slot, unlike stackalloc in an inlined loop).</summary>
-    [InlineArray(8)]
-    private struct Accumulators8
-    {
-        private Vector256<float> _first;
     }
 }
