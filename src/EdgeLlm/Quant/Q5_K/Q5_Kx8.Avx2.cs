@@ -164,8 +164,9 @@ internal static unsafe partial class Q5_Kx8
         short* bsp = stackalloc short[8];
         Vector256<short>* sc = stackalloc Vector256<short>[8];
         Vector256<short>* mn = stackalloc Vector256<short>[4];
-        Vector256<float> acc0 = default, acc1 = default, acc2 = default, acc3 = default;
-        Vector256<float> accm0 = default, accm1 = default, accm2 = default, accm3 = default;
+        // acc[0..3]: the four rows' scaled sums, acc[4..7]: their min terms, in memory as in Q4_Kx8.Group4.
+        var accs = default(TileAccumulators);
+        var acc = (Vector256<float>*)&accs;
         for (int ib = 0; ib < nb; ib++)
         {
             byte* o = g + (long)ib * GroupBlockBytes;
@@ -184,15 +185,15 @@ internal static unsafe partial class Q5_Kx8
             SubBlock4(q + 768, qh, x0 + 224, x1 + 224, x2 + 224, x3 + 224, 7, sc[7], ref s0, ref s1, ref s2, ref s3);
             var dx = Q4_Kx8.Widen(o + Q4_Kx8.OffD);
             var mx = Q4_Kx8.Widen(o + Q4_Kx8.OffDMin);
-            Q4_Kx8.Finish(dx, mx, s0, mn, a0 + ib, bsp, ref acc0, ref accm0);
-            Q4_Kx8.Finish(dx, mx, s1, mn, a1 + ib, bsp, ref acc1, ref accm1);
-            Q4_Kx8.Finish(dx, mx, s2, mn, a2 + ib, bsp, ref acc2, ref accm2);
-            Q4_Kx8.Finish(dx, mx, s3, mn, a3 + ib, bsp, ref acc3, ref accm3);
+            Q4_Kx8.Finish(dx, mx, s0, mn, a0 + ib, bsp, ref acc[0], ref acc[4]);
+            Q4_Kx8.Finish(dx, mx, s1, mn, a1 + ib, bsp, ref acc[1], ref acc[5]);
+            Q4_Kx8.Finish(dx, mx, s2, mn, a2 + ib, bsp, ref acc[2], ref acc[6]);
+            Q4_Kx8.Finish(dx, mx, s3, mn, a3 + ib, bsp, ref acc[3], ref acc[7]);
         }
-        (acc0 - accm0).Store(y);
-        (acc1 - accm1).Store(y + yStride);
-        (acc2 - accm2).Store(y + 2 * yStride);
-        (acc3 - accm3).Store(y + 3 * yStride);
+        (acc[0] - acc[4]).Store(y);
+        (acc[1] - acc[5]).Store(y + yStride);
+        (acc[2] - acc[6]).Store(y + 2 * yStride);
+        (acc[3] - acc[7]).Store(y + 3 * yStride);
     }
 
     /// <summary>Sub-block <paramref name="j"/> against four activation rows, scaled into each row's int32 sum in two halves of four vectors.</summary>

@@ -249,13 +249,16 @@ internal static unsafe partial class Q6_Kx8
         var c3 = s_scale3;
         var cp01 = s_pair01;
         var cp23 = s_pair23;
-        Vector256<float> acc0 = default, acc1 = default, acc2 = default, acc3 = default;
+        // The four float accumulators live in memory (TileAccumulators), and each row's offset term goes
+        // straight into its int32 sum: with them and four sums of offsets in registers beside the six scale
+        // constants, the sums spilled. Integer sums, so s - (Σ m << 5) = Σ (s - (m << 5)) exactly.
+        var accs = default(TileAccumulators);
+        var acc = (Vector256<float>*)&accs;
         for (int ib = 0; ib < nb; ib++)
         {
             byte* o = g + (long)ib * GroupBlockBytes;
             sbyte* x0 = a0[ib].Qs, x1 = a1[ib].Qs, x2 = a2[ib].Qs, x3 = a3[ib].Qs;
             Vector256<int> s0 = default, s1 = default, s2 = default, s3 = default;
-            Vector256<int> m0 = default, m1 = default, m2 = default, m3 = default;
             for (int c = 0; c < 4; c++)
             {
                 byte* q = o + OffQ + c * ChunkBytes;
@@ -267,20 +270,20 @@ internal static unsafe partial class Q6_Kx8
                 SubBlock4(q, 3, x0, x1, x2, x3, at + 48, Scales(sv, c3), ref s0, ref s1, ref s2, ref s3);
                 var sp01 = Scales(sv, cp01);
                 var sp23 = Scales(sv, cp23);
-                m0 += BsumTerm(sp01, sp23, a0[ib].Bsums + 4 * c);
-                m1 += BsumTerm(sp01, sp23, a1[ib].Bsums + 4 * c);
-                m2 += BsumTerm(sp01, sp23, a2[ib].Bsums + 4 * c);
-                m3 += BsumTerm(sp01, sp23, a3[ib].Bsums + 4 * c);
+                s0 -= Avx2.ShiftLeftLogical(BsumTerm(sp01, sp23, a0[ib].Bsums + 4 * c), 5);
+                s1 -= Avx2.ShiftLeftLogical(BsumTerm(sp01, sp23, a1[ib].Bsums + 4 * c), 5);
+                s2 -= Avx2.ShiftLeftLogical(BsumTerm(sp01, sp23, a2[ib].Bsums + 4 * c), 5);
+                s3 -= Avx2.ShiftLeftLogical(BsumTerm(sp01, sp23, a3[ib].Bsums + 4 * c), 5);
             }
             var dx = Widen(o + OffD);
-            acc0 = Fma.MultiplyAdd(dx * Vector256.Create(a0[ib].D), Avx.ConvertToVector256Single(s0 - Avx2.ShiftLeftLogical(m0, 5)), acc0);
-            acc1 = Fma.MultiplyAdd(dx * Vector256.Create(a1[ib].D), Avx.ConvertToVector256Single(s1 - Avx2.ShiftLeftLogical(m1, 5)), acc1);
-            acc2 = Fma.MultiplyAdd(dx * Vector256.Create(a2[ib].D), Avx.ConvertToVector256Single(s2 - Avx2.ShiftLeftLogical(m2, 5)), acc2);
-            acc3 = Fma.MultiplyAdd(dx * Vector256.Create(a3[ib].D), Avx.ConvertToVector256Single(s3 - Avx2.ShiftLeftLogical(m3, 5)), acc3);
+            acc[0] = Fma.MultiplyAdd(dx * Vector256.Create(a0[ib].D), Avx.ConvertToVector256Single(s0), acc[0]);
+            acc[1] = Fma.MultiplyAdd(dx * Vector256.Create(a1[ib].D), Avx.ConvertToVector256Single(s1), acc[1]);
+            acc[2] = Fma.MultiplyAdd(dx * Vector256.Create(a2[ib].D), Avx.ConvertToVector256Single(s2), acc[2]);
+            acc[3] = Fma.MultiplyAdd(dx * Vector256.Create(a3[ib].D), Avx.ConvertToVector256Single(s3), acc[3]);
         }
-        acc0.Store(y);
-        acc1.Store(y + yStride);
-        acc2.Store(y + 2 * yStride);
-        acc3.Store(y + 3 * yStride);
+        acc[0].Store(y);
+        acc[1].Store(y + yStride);
+        acc[2].Store(y + 2 * yStride);
+        acc[3].Store(y + 3 * yStride);
     }
 }
