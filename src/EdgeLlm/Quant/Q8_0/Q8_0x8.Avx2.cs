@@ -154,15 +154,17 @@ internal static unsafe partial class Q8_0x8
             Prefetch(p0 + Q8_0.DecodePrefetchBytes);
             Prefetch(p1 + Q8_0.DecodePrefetchBytes);
             sbyte* aq = a[ib].Qs;
+            // The eight steps written out, as in Group4: NativeAOT kept a loop's two sums in memory.
             var s0 = Vector256<int>.Zero;
             var s1 = Vector256<int>.Zero;
-            for (int k = 0; k < QK / 4; k++)
-            {
-                var av = Broadcast4(aq, k);
-                var abs = Avx2.Abs(av);
-                s0 += Dot4(Vector256.Load((sbyte*)(p0 + 32 * k)), abs, av);
-                s1 += Dot4(Vector256.Load((sbyte*)(p1 + 32 * k)), abs, av);
-            }
+            Step2(p0, p1, aq, 0, ref s0, ref s1);
+            Step2(p0, p1, aq, 1, ref s0, ref s1);
+            Step2(p0, p1, aq, 2, ref s0, ref s1);
+            Step2(p0, p1, aq, 3, ref s0, ref s1);
+            Step2(p0, p1, aq, 4, ref s0, ref s1);
+            Step2(p0, p1, aq, 5, ref s0, ref s1);
+            Step2(p0, p1, aq, 6, ref s0, ref s1);
+            Step2(p0, p1, aq, 7, ref s0, ref s1);
             var d = Vector256.Create(QuantMath.Fp16ToFp32Fast(a[ib].D));
             var f0 = Scales(g + off) * d;
             var f1 = Scales(h + off) * d;
@@ -179,6 +181,16 @@ internal static unsafe partial class Q8_0x8
         }
         (e0 + o0).Store(y);
         (e1 + o1).Store(y + Rows);
+    }
+
+    /// <summary>Values 4k..4k+3 of two groups' block (quants at <paramref name="p0"/>, <paramref name="p1"/>) against one activation row.</summary>
+    [MethodImpl(MethodImplOptions.AggressiveInlining)]
+    private static void Step2(byte* p0, byte* p1, sbyte* aq, int k, ref Vector256<int> s0, ref Vector256<int> s1)
+    {
+        var av = Broadcast4(aq, k);
+        var abs = Avx2.Abs(av);
+        s0 += Dot4(Vector256.Load((sbyte*)(p0 + 32 * k)), abs, av);
+        s1 += Dot4(Vector256.Load((sbyte*)(p1 + 32 * k)), abs, av);
     }
 
     /// <summary>Prefetches the 320 bytes from <paramref name="p"/> (a group block is 272 bytes; a prefetch never faults).</summary>
