@@ -253,8 +253,16 @@ internal static unsafe partial class IQ4_NLx8
             byte* p = prep + ib * PrepBlockBytes;
             sbyte* x0 = a0[ib].Qs, x1 = a1[ib].Qs, x2 = a2[ib].Qs, x3 = a3[ib].Qs;
             Vector256<int> s0 = default, s1 = default, s2 = default, s3 = default;
-            for (int k = 0; k < 4; k++) Mac4P(Values(o, k, false), 4 * k, x0, x1, x2, x3, p, prepRow, ones, ref s0, ref s1, ref s2, ref s3);
-            for (int k = 0; k < 4; k++) Mac4P(Values(o, k, true), 16 + 4 * k, x0, x1, x2, x3, p, prepRow, ones, ref s0, ref s1, ref s2, ref s3);
+            // The eight steps written out: NativeAOT kept the four sums of the two loops here in memory (a store
+            // after every add, reloads each step). Integer sums, so the order is exact either way.
+            Mac4P(Values(o, 0, false), 0, x0, x1, x2, x3, p, prepRow, ones, ref s0, ref s1, ref s2, ref s3);
+            Mac4P(Values(o, 1, false), 4, x0, x1, x2, x3, p, prepRow, ones, ref s0, ref s1, ref s2, ref s3);
+            Mac4P(Values(o, 2, false), 8, x0, x1, x2, x3, p, prepRow, ones, ref s0, ref s1, ref s2, ref s3);
+            Mac4P(Values(o, 3, false), 12, x0, x1, x2, x3, p, prepRow, ones, ref s0, ref s1, ref s2, ref s3);
+            Mac4P(Values(o, 0, true), 16, x0, x1, x2, x3, p, prepRow, ones, ref s0, ref s1, ref s2, ref s3);
+            Mac4P(Values(o, 1, true), 20, x0, x1, x2, x3, p, prepRow, ones, ref s0, ref s1, ref s2, ref s3);
+            Mac4P(Values(o, 2, true), 24, x0, x1, x2, x3, p, prepRow, ones, ref s0, ref s1, ref s2, ref s3);
+            Mac4P(Values(o, 3, true), 28, x0, x1, x2, x3, p, prepRow, ones, ref s0, ref s1, ref s2, ref s3);
             var dx = Widen(o + OffD);
             acc0 = Fma.MultiplyAdd(dx * Vector256.Create(QuantMath.Fp16ToFp32Fast(a0[ib].D)), Avx.ConvertToVector256Single(s0), acc0);
             acc1 = Fma.MultiplyAdd(dx * Vector256.Create(QuantMath.Fp16ToFp32Fast(a1[ib].D)), Avx.ConvertToVector256Single(s1), acc1);
