@@ -206,12 +206,13 @@ internal static unsafe partial class Q8_0x8
 
     /// <summary>One group against four activation rows (<paramref name="actStride"/> apart): each weight vector loaded once.</summary>
     /// <remarks>
-    /// The eight float accumulators (even and odd blocks, as <see cref="Group1"/>, for four rows) live in
-    /// memory, read and written once per block: kept in registers beside the block loop's four int32
-    /// sums, the weight vector, the broadcasts and the ones vector they need 17 of AVX2's 16, and both
-    /// compilers spilled inside the block's inner loop instead, NativeAOT five vectors per step (perf
-    /// annotate: a third of the kernel's samples on those reloads; pp128 of TinyLlama-shape Q8_0 at 0.75×
-    /// the JIT build's). Same operations in the same order, so the results are unchanged.
+    /// Before 2026-11-30 both compilers spilled inside the block's steps: NativeAOT stored and reloaded the
+    /// four int32 sums on every step of the loop over k (perf annotate: a third of the kernel's samples;
+    /// pp128 of TinyLlama-shape Q8_0 at 0.75× the JIT build's), and the JIT spilled three of them. What
+    /// removed it: the steps written out (<see cref="Step4"/>) and this method compiled on its own. The
+    /// eight float accumulators (even and odd blocks, as <see cref="Group1"/>) also live in memory, read and
+    /// written once per block, so the steps have registers to spare. Same operations in the same order,
+    /// so the results are unchanged.
     /// </remarks>
     [MethodImpl(MethodImplOptions.AggressiveOptimization | MethodImplOptions.NoInlining)]
     private static void Group4(byte* g, int nb, byte* acts, long actStride, float* y, long yStride)
