@@ -3,7 +3,9 @@ using System.Diagnostics;
 using System.Globalization;
 using System.Text;
 using EdgeLlm.Engine;
+using EdgeLlm.Gguf;
 using EdgeLlm.Models;
+using EdgeLlm.Quant;
 using EdgeLlm.Runtime;
 
 namespace EdgeLlm.Cli.Commands;
@@ -300,12 +302,32 @@ public static class BenchCommand
             $"memory while generating: {ResidentMemory()}; weights {model.WeightBytes >> 20} MiB in the file ({(model.RepackedBytes == 0 ? "all mapped" : $"{model.RepackedBytes >> 20} MiB of them repacked at load as {string.Join(", ", model.RepackedLayouts)}, the rest mapped")}), KV cache {model.EstimateKvCacheBytes(ctxLen) >> 20} MiB");
         long parameters = model.File.Tensors.Sum(t => t.ElementCount);
         long size = model.File.Tensors.Sum(t => t.ByteSize);
-        string type = model.File.Tensors.GroupBy(t => t.Type).OrderByDescending(g => g.Sum(t => t.ByteSize)).First().Key.ToString();
-        string desc = $"{model.Config.Architecture} {parameters / 1e9:F2}B {type}";
+        string desc = $"{model.Config.Architecture} {ParamsLabel(parameters)} {TypeLabel(model.File)}";
         return new BenchResult(path, desc, size, parameters, threads, pp, tg, ppAll, tgAll, context.Description.StartsWith("vulkan", StringComparison.Ordinal) ? context.Description : CpuFeatures.KernelPath,
             model.RepackedBytes == 0 ? "file" : string.Join("+", model.RepackedLayouts),
             vsGeneric ? new GenericComparison(model.Specialization!.Name, genPp, genTg) : null, depth);
     }
+
+    /// <summary>
+    /// The type in the model column: the file type a quantizer wrote (general.file_type, e.g. Q4_K_M,
+    /// as llama-bench names the file by it), else the tensor type holding the most bytes. The largest
+    /// type alone misnamed mixes: stories260K-q4_0 (ffn_down F32) read "F32", a Q4_K_M file of
+    /// qwen2.5-0.5b (most rows fall back to Q5_0) "Q5_0".
+    /// </summary>
+    internal static string TypeLabel(GgufFile file)
+    {
+        if (file.GetInt("general.file_type") is long ft && ft is >= 0 and <= int.MaxValue && Enum.IsDefined((LlamaFileType)ft))
+            return LlamaFileTypes.Name((LlamaFileType)ft);
+        return GgmlTypes.Name(file.Tensors.GroupBy(t => t.Type).OrderByDescending(g => g.Sum(t => t.ByteSize)).First().Key);
+    }
+
+    /// <summary>Parameters in the model column: 1.10B, 0.49B, and for test-sized models 4.6M or 293K (not 0.00B).</summary>
+    internal static string ParamsLabel(long n) => n switch
+    {
+        >= 100_000_000 => (n / 1e9).ToString("F2", CultureInfo.InvariantCulture) + "B",
+        >= 1_000_000 => (n / 1e6).ToString("0.#", CultureInfo.InvariantCulture) + "M",
+        _ => (n / 1e3).ToString("0.#", CultureInfo.InvariantCulture) + "K",
+    };
 
     /// <summary>VmRSS and VmHWM (peak) from /proc/self/status, or a note where that file is missing.</summary>
     private static string ResidentMemory()

@@ -267,6 +267,18 @@ public class CliTests
         }
     }
 
+    [Theory]
+    // The file type names the row, not the type with the most bytes: stories260K-q4_0 keeps
+    // ffn_down (and most of its bytes) in F32, and syn-qwen2-q4_k_m is a Q4_K_M mix.
+    [InlineData("stories260K-q4_0", "| llama 292.8K Q4_0 ")]
+    [InlineData("syn-qwen2-q4_k_m", "| qwen2 2.5M Q4_K_M ")]
+    public void Bench_Table_NamesTheModelByItsFileType(string name, string expected)
+    {
+        var r = CliRunner.Run(["bench", "-m", SharedData.Model(name), "-t", "1", "-p", "4", "-n", "0", "-r", "1"]);
+        Assert.True(r.ExitCode == 0, r.Stderr);
+        Assert.Contains(expected, r.Stdout, StringComparison.Ordinal);
+    }
+
     [Fact]
     public void Bench_Depth_MeasuresAfterFillingTheContext()
     {
