@@ -16,7 +16,25 @@ internal static unsafe class HalfMath
         if (Vector512.IsHardwareAccelerated)
             for (; i + 16 <= n; i += 16) Widen512(Vector256.Load(h + i)).Store(dst + i);
         else if (Vector256.IsHardwareAccelerated)
+        {
+            var exponent = Vector256.Create((ushort)0x7C00);
+            for (; i + 16 <= n; i += 16)
+            {
+                var hv = Vector256.Load(h + i);
+                var e = hv & exponent;
+                if ((Vector256.Equals(e, Vector256<ushort>.Zero) | Vector256.Equals(e, exponent)) != Vector256<ushort>.Zero)
+                {
+                    // A zero, subnormal, infinity or NaN among the 16: the general steps.
+                    Widen256(hv.GetLower()).Store(dst + i);
+                    Widen256(hv.GetUpper()).Store(dst + i + 8);
+                    continue;
+                }
+                var (lo, hi) = Vector256.Widen(hv.AsInt16());
+                WidenNormal256(lo).Store(dst + i);
+                WidenNormal256(hi).Store(dst + i + 8);
+            }
             for (; i + 8 <= n; i += 8) Widen256(Vector128.Load(h + i)).Store(dst + i);
+        }
         else if (Vector128.IsHardwareAccelerated)
             for (; i + 4 <= n; i += 4) Widen128(h + i).Store(dst + i);
         for (; i < n; i++) dst[i] = (float)src[i];
@@ -57,6 +75,19 @@ internal static unsafe class HalfMath
         var infNan = Vector256.GreaterThanOrEqual(abs, Vector256.Create(0x7c00u)) & Vector256.Create(0x38000000u);
         return ((mag.AsUInt32() + infNan) | ((u << 16) & Vector256.Create(0x80000000u))).AsSingle();
     }
+
+    /// <summary>
+    /// 8 normal halves (exponent field 1..30), sign-extended to int32 (<paramref name="s"/>): the
+    /// f32 bits are the half's low 15 bits shifted into place, the sign (bit 31 of s &lt;&lt; 13, a copy
+    /// of the half's sign) kept, the sign's other copies (bits 28..30) cleared, and the exponent
+    /// rebiased by +112. Four instructions per vector against Widen256's fourteen; <see cref="Widen"/>
+    /// takes this path for 16 halves at a time when none of them is zero, subnormal, infinite or NaN
+    /// (two compares and a test). Decode attention widens each cached key and value once per token,
+    /// and the general steps were its largest cost on AVX2 (qwen2.5-0.5b at 2048 positions, 2026-11-30).
+    /// </summary>
+    [MethodImpl(MethodImplOptions.AggressiveInlining)]
+    private static Vector256<float> WidenNormal256(Vector256<int> s) =>
+        (((s << 13) & Vector256.Create(unchecked((int)0x8FFFFFFF))) + Vector256.Create(0x38000000)).AsSingle();
 
     /// <summary>
     /// 4 values at <paramref name="h"/>, as <see cref="Widen512"/> (NEON has no f16 conversion in

@@ -10,11 +10,14 @@ internal static unsafe class Softmax
     /// x[i] = exp(x[i] − max) / Σ exp(x[j] − max), the sum in double and 1/sum rounded to float,
     /// as ggml_vec_soft_max_f32 + the scale in ggml_compute_forward_soft_max_f32. The vector paths
     /// use the runtime's vectorized exp (ggml uses its own ggml_v_expf): within a few ulp of the
-    /// reference's MathF.Exp.
+    /// reference's MathF.Exp. The widest vectors the machine runs (16, 8 or 4 lanes; a product is
+    /// the same per lane whichever width computes it, the sum's order differs in the last bits of a double).
     /// </summary>
     public static void ExpNormalize(float* x, int n, float max)
     {
         if (Vector512.IsHardwareAccelerated) ExpNormalizeVector512(x, n, max);
+        else if (Vector256.IsHardwareAccelerated) ExpNormalizeVector256(x, n, max);
+        else if (Vector128.IsHardwareAccelerated) ExpNormalizeVector128(x, n, max);
         else ExpNormalizeReference(x, n, max);
     }
 
@@ -56,6 +59,59 @@ internal static unsafe class Softmax
         Scale(x, n, (float)(1.0 / sum));
     }
 
+    /// <summary>
+    /// 8 lanes, as <see cref="ExpNormalizeVector512"/>. Before it, AVX2 and NEON machines ran the scalar
+    /// definition: one libm expf per score, 5% of a qwen2.5-0.5b decode step at 2048 positions (perf, AVX2).
+    /// </summary>
+    [MethodImpl(MethodImplOptions.AggressiveOptimization)]
+    public static void ExpNormalizeVector256(float* x, int n, float max)
+    {
+        var m = Vector256.Create(max);
+        var acc0 = Vector256<double>.Zero;
+        var acc1 = Vector256<double>.Zero;
+        int j = 0;
+        for (; j + 8 <= n; j += 8)
+        {
+            var e = Vector256.Exp(Vector256.Load(x + j) - m);
+            e.Store(x + j);
+            acc0 += Vector256.WidenLower(e);
+            acc1 += Vector256.WidenUpper(e);
+        }
+        double sum = Vector256.Sum(acc0 + acc1);
+        for (; j < n; j++)
+        {
+            float e = MathF.Exp(x[j] - max);
+            x[j] = e;
+            sum += e;
+        }
+        Scale(x, n, (float)(1.0 / sum));
+    }
+
+    /// <summary>4 lanes (NEON), as <see cref="ExpNormalizeVector512"/>.</summary>
+    [MethodImpl(MethodImplOptions.AggressiveOptimization)]
+    public static void ExpNormalizeVector128(float* x, int n, float max)
+    {
+        var m = Vector128.Create(max);
+        var acc0 = Vector128<double>.Zero;
+        var acc1 = Vector128<double>.Zero;
+        int j = 0;
+        for (; j + 4 <= n; j += 4)
+        {
+            var e = Vector128.Exp(Vector128.Load(x + j) - m);
+            e.Store(x + j);
+            acc0 += Vector128.WidenLower(e);
+            acc1 += Vector128.WidenUpper(e);
+        }
+        double sum = Vector128.Sum(acc0 + acc1);
+        for (; j < n; j++)
+        {
+            float e = MathF.Exp(x[j] - max);
+            x[j] = e;
+            sum += e;
+        }
+        Scale(x, n, (float)(1.0 / sum));
+    }
+
     [MethodImpl(MethodImplOptions.AggressiveOptimization)]
     private static void Scale(float* x, int n, float inv)
     {
@@ -64,6 +120,16 @@ internal static unsafe class Softmax
         {
             var v = Vector512.Create(inv);
             for (; j + 16 <= n; j += 16) (Vector512.Load(x + j) * v).Store(x + j);
+        }
+        else if (Vector256.IsHardwareAccelerated)
+        {
+            var v = Vector256.Create(inv);
+            for (; j + 8 <= n; j += 8) (Vector256.Load(x + j) * v).Store(x + j);
+        }
+        else if (Vector128.IsHardwareAccelerated)
+        {
+            var v = Vector128.Create(inv);
+            for (; j + 4 <= n; j += 4) (Vector128.Load(x + j) * v).Store(x + j);
         }
         for (; j < n; j++) x[j] *= inv;
     }

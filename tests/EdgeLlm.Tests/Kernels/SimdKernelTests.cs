@@ -162,6 +162,36 @@ public unsafe class SimdKernelTests
         }
     }
 
+    [Fact]
+    public void HalfWiden_NormalRuns_AndRunsWithOneSpecialValue_MatchTheScalarCast()
+    {
+        // Every normal half in order (whole vectors of them take Widen's short path), then each
+        // special kind (±0, subnormals, ±inf, NaN payloads) placed at every position of a run of normals.
+        var patterns = new List<ushort>();
+        for (int b = 0; b < 0x10000; b++)
+        {
+            int e = (b >> 10) & 0x1F;
+            if (e is not 0 and not 31) patterns.Add((ushort)b);
+        }
+        ushort[] specials = [0x0000, 0x8000, 0x0001, 0x83FF, 0x0200, 0x7C00, 0xFC00, 0x7E00, 0x7C01, 0xFFFF];
+        foreach (var sp in specials)
+            for (int at = 0; at < 16; at++)
+                for (int k = 0; k < 16; k++) patterns.Add(k == at ? sp : (ushort)(0x3C00 + 37 * k + at));
+        int n = patterns.Count;
+        var h = new Half[n];
+        for (int i = 0; i < n; i++) h[i] = BitConverter.UInt16BitsToHalf(patterns[i]);
+        var got = new float[n];
+        fixed (Half* ph = h)
+        fixed (float* pg = got)
+            HalfMath.Widen(ph, pg, n);
+        for (int i = 0; i < n; i++)
+        {
+            float want = (float)h[i];
+            Assert.True(float.IsNaN(want) ? float.IsNaN(got[i]) : BitConverter.SingleToUInt32Bits(want) == BitConverter.SingleToUInt32Bits(got[i]),
+                $"0x{patterns[i]:x4} at {i}: {got[i]} vs {want}");
+        }
+    }
+
     [Theory]
     [InlineData(1)]
     [InlineData(33)]
@@ -177,6 +207,32 @@ public unsafe class SimdKernelTests
         for (int i = 0; i < n; i++)
             Assert.True(Math.Abs(x[i] - expected[i]) <= 2 * ExpRelativeTolerance * expected[i] + 1e-30, $"softmax[{i}]: {x[i]} vs {expected[i]}");
         Assert.InRange(x.Sum(), 1 - 1e-5, 1 + 1e-5);
+    }
+
+    [Theory]
+    [InlineData(1)]
+    [InlineData(33)]
+    [InlineData(700)]
+    [InlineData(2049)]
+    public void Softmax_Vector256And128_MatchReference(int n)
+    {
+        var x = Random(n, 12, 6f);
+        float max = x.Max();
+        var expected = (float[])x.Clone();
+        fixed (float* pe = expected) Softmax.ExpNormalizeReference(pe, n, max);
+        foreach (int lanes in new[] { 8, 4 })
+        {
+            if (lanes == 8 ? !Vector256.IsHardwareAccelerated : !Vector128.IsHardwareAccelerated) continue;
+            var y = (float[])x.Clone();
+            fixed (float* py = y)
+            {
+                if (lanes == 8) Softmax.ExpNormalizeVector256(py, n, max);
+                else Softmax.ExpNormalizeVector128(py, n, max);
+            }
+            for (int i = 0; i < n; i++)
+                Assert.True(Math.Abs(y[i] - expected[i]) <= 2 * ExpRelativeTolerance * expected[i] + 1e-30, $"{lanes} lanes, softmax[{i}]: {y[i]} vs {expected[i]}");
+            Assert.InRange(y.Sum(), 1 - 1e-5, 1 + 1e-5);
+        }
     }
 
     [Theory]
