@@ -18,7 +18,7 @@ internal static class EdgeLlmCliBench
     /// edgellm executable such as a NativeAOT build); on any failure returns figures with no values
     /// and the reason in <see cref="BenchFigures.Note"/>.
     /// </summary>
-    public static BenchFigures Measure(string cli, string model, int threads, int pp, int tg, int reps)
+    public static BenchFigures Measure(string cli, string model, int threads, int pp, int tg, int reps, int depth = 0)
     {
         BenchFigures Fail(string why) => new(threads, pp, tg, [], [], why);
         if (!File.Exists(cli)) return Fail($"EdgeLlm CLI not built ({cli} missing: run `dotnet build -c Release src/EdgeLlm.Cli`)");
@@ -37,6 +37,11 @@ internal static class EdgeLlmCliBench
                      "-r", reps.ToString(CultureInfo.InvariantCulture), "--json",
                  })
             psi.ArgumentList.Add(a);
+        if (depth > 0)
+        {
+            psi.ArgumentList.Add("-d");
+            psi.ArgumentList.Add(depth.ToString(CultureInfo.InvariantCulture));
+        }
         if (managed) psi.ArgumentList.Insert(0, cli);
 
         using var proc = Process.Start(psi) ?? throw new InvalidOperationException("could not start dotnet");

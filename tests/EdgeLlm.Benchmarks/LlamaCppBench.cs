@@ -16,6 +16,8 @@ internal sealed record BenchFigures(int Threads, int Pp, int Tg, double[] PpAll,
 /// llama.cpp through LLamaSharp 0.30.0's CPU backend, measured the way llama-bench measures:
 /// pp = one batch of P random tokens decoded in a fresh context (batch and micro-batch ≥ P),
 /// tg = N single-token decodes from position 0 in a fresh context; a warm-up run of each first.
+/// With a depth D (llama-bench's -d), each context first decodes D random tokens, untimed, and the
+/// test starts at position D.
 /// </summary>
 internal sealed class LlamaCppBench : IDisposable
 {
@@ -52,26 +54,44 @@ internal sealed class LlamaCppBench : IDisposable
 
     public int VocabSize => _weights.Vocab.Count;
 
-    public BenchFigures Measure(int threads, int pp, int tg, int reps)
+    /// <summary>Tokens per batch while filling a context to its depth.</summary>
+    private const int FillChunk = 512;
+
+    public BenchFigures Measure(int threads, int pp, int tg, int reps, int depth = 0)
     {
         var rng = new Random(1);
         LLamaToken[] Tokens(int count) => Enumerable.Range(0, count).Select(_ => (LLamaToken)rng.Next(VocabSize)).ToArray();
         var prm = new ModelParams(_path)
         {
             GpuLayerCount = 0,
-            ContextSize = (uint)(Math.Max(pp, tg) + 1),
-            BatchSize = (uint)Math.Max(pp, 1),
-            UBatchSize = (uint)Math.Max(pp, 1),
+            ContextSize = (uint)(depth + Math.Max(pp, tg) + 1),
+            BatchSize = (uint)Math.Max(pp, Math.Max(Math.Min(depth, FillChunk), 1)),
+            UBatchSize = (uint)Math.Max(pp, Math.Max(Math.Min(depth, FillChunk), 1)),
             Threads = threads,
             BatchThreads = threads,
         };
 
+        void Fill(LLamaContext ctx)
+        {
+            var batch = new LLamaBatch();
+            for (int p0 = 0; p0 < depth; p0 += FillChunk)
+            {
+                batch.Clear();
+                int n = Math.Min(FillChunk, depth - p0);
+                var tokens = Tokens(n);
+                for (int i = 0; i < n; i++) batch.Add(tokens[i], p0 + i, LLamaSeqId.Zero, false);
+                Check(ctx.NativeHandle.Decode(batch));
+            }
+            ctx.NativeHandle.Synchronize();
+        }
+
         double RunPp()
         {
             using var ctx = _weights.CreateContext(prm);
+            Fill(ctx);
             var batch = new LLamaBatch();
             var tokens = Tokens(pp);
-            for (int i = 0; i < pp; i++) batch.Add(tokens[i], i, LLamaSeqId.Zero, i == pp - 1);
+            for (int i = 0; i < pp; i++) batch.Add(tokens[i], depth + i, LLamaSeqId.Zero, i == pp - 1);
             var sw = Stopwatch.StartNew();
             Check(ctx.NativeHandle.Decode(batch));
             ctx.NativeHandle.Synchronize();
@@ -81,13 +101,14 @@ internal sealed class LlamaCppBench : IDisposable
         double RunTg()
         {
             using var ctx = _weights.CreateContext(prm);
+            Fill(ctx);
             var batch = new LLamaBatch();
             var tokens = Tokens(tg);
             var sw = Stopwatch.StartNew();
             for (int i = 0; i < tg; i++)
             {
                 batch.Clear();
-                batch.Add(tokens[i], i, LLamaSeqId.Zero, true);
+                batch.Add(tokens[i], depth + i, LLamaSeqId.Zero, true);
                 Check(ctx.NativeHandle.Decode(batch));
             }
             ctx.NativeHandle.Synchronize();
