@@ -49,14 +49,7 @@ internal static unsafe class Softmax
             acc0 += Vector512.WidenLower(e);
             acc1 += Vector512.WidenUpper(e);
         }
-        double sum = Vector512.Sum(acc0 + acc1);
-        for (; j < n; j++)
-        {
-            float e = MathF.Exp(x[j] - max);
-            x[j] = e;
-            sum += e;
-        }
-        Scale(x, n, (float)(1.0 / sum));
+        Finish(x, j, n, max, Vector512.Sum(acc0 + acc1));
     }
 
     /// <summary>
@@ -77,14 +70,7 @@ internal static unsafe class Softmax
             acc0 += Vector256.WidenLower(e);
             acc1 += Vector256.WidenUpper(e);
         }
-        double sum = Vector256.Sum(acc0 + acc1);
-        for (; j < n; j++)
-        {
-            float e = MathF.Exp(x[j] - max);
-            x[j] = e;
-            sum += e;
-        }
-        Scale(x, n, (float)(1.0 / sum));
+        Finish(x, j, n, max, Vector256.Sum(acc0 + acc1));
     }
 
     /// <summary>4 lanes (NEON), as <see cref="ExpNormalizeVector512"/>.</summary>
@@ -102,7 +88,12 @@ internal static unsafe class Softmax
             acc0 += Vector128.WidenLower(e);
             acc1 += Vector128.WidenUpper(e);
         }
-        double sum = Vector128.Sum(acc0 + acc1);
+        Finish(x, j, n, max, Vector128.Sum(acc0 + acc1));
+    }
+
+    /// <summary>The vector paths' end: values [j, n) by the scalar definition, added to <paramref name="sum"/>, then every value × 1/sum.</summary>
+    private static void Finish(float* x, int j, int n, float max, double sum)
+    {
         for (; j < n; j++)
         {
             float e = MathF.Exp(x[j] - max);
