@@ -321,7 +321,7 @@ public static class BenchCommand
         return GgmlTypes.Name(file.Tensors.GroupBy(t => t.Type).OrderByDescending(g => g.Sum(t => t.ByteSize)).First().Key);
     }
 
-    /// <summary>Parameters in the model column: 1.10B, 0.49B, and for test-sized models 4.6M or 293K (not 0.00B).</summary>
+    /// <summary>Parameters in the model column: 1.10B, 0.49B, and for test-sized models 2.5M or 292.8K (not 0.00B).</summary>
     internal static string ParamsLabel(long n) => n switch
     {
         >= 100_000_000 => (n / 1e9).ToString("F2", CultureInfo.InvariantCulture) + "B",
