@@ -87,15 +87,19 @@ internal static class QuantMath
 
     /// <summary>Σ a[i]·b[i] over 32 int8 lanes with portable Vector128 operations (widen to int16, multiply, widen to int32).</summary>
     [MethodImpl(MethodImplOptions.AggressiveInlining)]
-    public static int DotI8Vector128(Vector128<sbyte> a0, Vector128<sbyte> a1, Vector128<sbyte> b0, Vector128<sbyte> b1)
+    public static int DotI8Vector128(Vector128<sbyte> a0, Vector128<sbyte> a1, Vector128<sbyte> b0, Vector128<sbyte> b1) =>
+        Vector128.Sum(DotI8Vector128Lanes(a0, a1, b0, b1));
+
+    /// <summary><see cref="DotI8Vector128"/> before its final sum across the four lanes.</summary>
+    [MethodImpl(MethodImplOptions.AggressiveInlining)]
+    public static Vector128<int> DotI8Vector128Lanes(Vector128<sbyte> a0, Vector128<sbyte> a1, Vector128<sbyte> b0, Vector128<sbyte> b1)
     {
         var (a0l, a0h) = Vector128.Widen(a0);
         var (a1l, a1h) = Vector128.Widen(a1);
         var (b0l, b0h) = Vector128.Widen(b0);
         var (b1l, b1h) = Vector128.Widen(b1);
         // |a·b| ≤ 128·128 = 16384 fits int16; the widening to int32 happens before any addition.
-        var s = Widen32(a0l * b0l) + Widen32(a0h * b0h) + Widen32(a1l * b1l) + Widen32(a1h * b1h);
-        return Vector128.Sum(s);
+        return Widen32(a0l * b0l) + Widen32(a0h * b0h) + Widen32(a1l * b1l) + Widen32(a1h * b1h);
 
         static Vector128<int> Widen32(Vector128<short> v)
         {

@@ -13,10 +13,11 @@ internal sealed unsafe class IQ4_NLFormat : WeightFormat
     public override void DequantizeRow(byte* src, float* dst, long n) => IQ4_NL.DequantizeRowReference(src, dst, n);
     public override float VecDot(int n, byte* weights, byte* activations) => IQ4_NL.DotIQ4_NLQ8_0(n, weights, activations);
 
-    /// <summary>Register-tiled on AVX-512BW (<see cref="IQ4_NL.DotTileAvx512"/>); elsewhere one VecDot per pair.</summary>
+    /// <summary>Register-tiled on AVX-512BW (<see cref="IQ4_NL.DotTileAvx512"/>), without AVX2 (NEON) by <see cref="LegacyTile"/>; elsewhere one VecDot per pair.</summary>
     public override void VecDotTile(int n, byte* weights, long rowBytes, int nRows, byte* activations, long actStride, int nActs, float* y, long yStride)
     {
         if (Avx512BW.IsSupported) IQ4_NL.DotTileAvx512(n, weights, rowBytes, nRows, activations, actStride, nActs, y, yStride);
+        else if (!Avx2.IsSupported && LegacyTile.IsSupported) LegacyTile.Dot<IQ4_NLTileWeights>(n, weights, rowBytes, nRows, activations, actStride, nActs, y, yStride);
         else base.VecDotTile(n, weights, rowBytes, nRows, activations, actStride, nActs, y, yStride);
     }
 }

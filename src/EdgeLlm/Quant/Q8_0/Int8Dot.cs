@@ -16,6 +16,21 @@ internal interface IBlockDot
     static abstract int Dot(Vector128<sbyte> a0, Vector128<sbyte> a1, Vector128<sbyte> b0, Vector128<sbyte> b1);
 }
 
+/// <summary>
+/// <see cref="IBlockDot"/> left unreduced, for tiles that meet several activation rows: the
+/// block's products summed into four int32 lanes (which products land in which lane is the
+/// strategy's business; their total is the block sum, exactly), and the pairwise add that folds
+/// four such vectors into one holding the four block sums (<see cref="LegacyTile"/>).
+/// </summary>
+internal interface IBlockDotLanes
+{
+    /// <summary>Four int32 lanes whose total is Σ over the 32 lanes of a·b (exact).</summary>
+    static abstract Vector128<int> Lanes(Vector128<sbyte> a0, Vector128<sbyte> a1, Vector128<sbyte> b0, Vector128<sbyte> b1);
+
+    /// <summary><c>[a0 + a1, a2 + a3, b0 + b1, b2 + b3]</c> (NEON <c>addp</c>, SSSE3 <c>phaddd</c>).</summary>
+    static abstract Vector128<int> AddPairwise(Vector128<int> a, Vector128<int> b);
+}
+
 /// <summary>AVX2 <c>vpmovsxbw</c> + <c>vpmaddwd</c> (<see cref="QuantMath.DotI8Avx2"/>).</summary>
 internal readonly struct Avx2BlockDot : IBlockDot
 {
@@ -25,23 +40,36 @@ internal readonly struct Avx2BlockDot : IBlockDot
 }
 
 /// <summary>Portable Vector128 widening (<see cref="QuantMath.DotI8Vector128"/>).</summary>
-internal readonly struct Vector128BlockDot : IBlockDot
+internal readonly struct Vector128BlockDot : IBlockDot, IBlockDotLanes
 {
     [MethodImpl(MethodImplOptions.AggressiveInlining)]
     public static int Dot(Vector128<sbyte> a0, Vector128<sbyte> a1, Vector128<sbyte> b0, Vector128<sbyte> b1) =>
         QuantMath.DotI8Vector128(a0, a1, b0, b1);
+
+    [MethodImpl(MethodImplOptions.AggressiveInlining)]
+    public static Vector128<int> Lanes(Vector128<sbyte> a0, Vector128<sbyte> a1, Vector128<sbyte> b0, Vector128<sbyte> b1) =>
+        QuantMath.DotI8Vector128Lanes(a0, a1, b0, b1);
+
+    [MethodImpl(MethodImplOptions.AggressiveInlining)]
+    public static Vector128<int> AddPairwise(Vector128<int> a, Vector128<int> b) =>
+        Ssse3.IsSupported ? Ssse3.HorizontalAdd(a, b)
+        : AdvSimd.Arm64.IsSupported ? AdvSimd.Arm64.AddPairwise(a, b)
+        : Vector128.Create(a.GetElement(0) + a.GetElement(1), a.GetElement(2) + a.GetElement(3), b.GetElement(0) + b.GetElement(1), b.GetElement(2) + b.GetElement(3));
 }
 
 /// <summary>ARMv8.2 dot-product extension: <c>sdot</c> adds four int8 products into each int32 lane.</summary>
-internal readonly struct AdvSimdDpBlockDot : IBlockDot
+internal readonly struct AdvSimdDpBlockDot : IBlockDot, IBlockDotLanes
 {
     [MethodImpl(MethodImplOptions.AggressiveInlining)]
-    public static int Dot(Vector128<sbyte> a0, Vector128<sbyte> a1, Vector128<sbyte> b0, Vector128<sbyte> b1)
-    {
-        var acc = Dp.DotProduct(Vector128<int>.Zero, a0, b0);
-        acc = Dp.DotProduct(acc, a1, b1);
-        return AdvSimd.Arm64.AddAcross(acc).ToScalar();
-    }
+    public static int Dot(Vector128<sbyte> a0, Vector128<sbyte> a1, Vector128<sbyte> b0, Vector128<sbyte> b1) =>
+        AdvSimd.Arm64.AddAcross(Lanes(a0, a1, b0, b1)).ToScalar();
+
+    [MethodImpl(MethodImplOptions.AggressiveInlining)]
+    public static Vector128<int> Lanes(Vector128<sbyte> a0, Vector128<sbyte> a1, Vector128<sbyte> b0, Vector128<sbyte> b1) =>
+        Dp.DotProduct(Dp.DotProduct(Vector128<int>.Zero, a0, b0), a1, b1);
+
+    [MethodImpl(MethodImplOptions.AggressiveInlining)]
+    public static Vector128<int> AddPairwise(Vector128<int> a, Vector128<int> b) => AdvSimd.Arm64.AddPairwise(a, b);
 }
 
 /// <summary>
@@ -49,17 +77,23 @@ internal readonly struct AdvSimdDpBlockDot : IBlockDot
 /// product vector is widened pairwise into int32 (<c>saddlp</c>/<c>sadalp</c>) before any
 /// two products are added, so -128·-128 + -128·-128 cannot overflow int16.
 /// </summary>
-internal readonly struct AdvSimdBlockDot : IBlockDot
+internal readonly struct AdvSimdBlockDot : IBlockDot, IBlockDotLanes
 {
     [MethodImpl(MethodImplOptions.AggressiveInlining)]
-    public static int Dot(Vector128<sbyte> a0, Vector128<sbyte> a1, Vector128<sbyte> b0, Vector128<sbyte> b1)
+    public static int Dot(Vector128<sbyte> a0, Vector128<sbyte> a1, Vector128<sbyte> b0, Vector128<sbyte> b1) =>
+        AdvSimd.Arm64.AddAcross(Lanes(a0, a1, b0, b1)).ToScalar();
+
+    [MethodImpl(MethodImplOptions.AggressiveInlining)]
+    public static Vector128<int> Lanes(Vector128<sbyte> a0, Vector128<sbyte> a1, Vector128<sbyte> b0, Vector128<sbyte> b1)
     {
         var acc = AdvSimd.AddPairwiseWidening(AdvSimd.MultiplyWideningLower(a0.GetLower(), b0.GetLower()));
         acc = AdvSimd.AddPairwiseWideningAndAdd(acc, AdvSimd.MultiplyWideningUpper(a0, b0));
         acc = AdvSimd.AddPairwiseWideningAndAdd(acc, AdvSimd.MultiplyWideningLower(a1.GetLower(), b1.GetLower()));
-        acc = AdvSimd.AddPairwiseWideningAndAdd(acc, AdvSimd.MultiplyWideningUpper(a1, b1));
-        return AdvSimd.Arm64.AddAcross(acc).ToScalar();
+        return AdvSimd.AddPairwiseWideningAndAdd(acc, AdvSimd.MultiplyWideningUpper(a1, b1));
     }
+
+    [MethodImpl(MethodImplOptions.AggressiveInlining)]
+    public static Vector128<int> AddPairwise(Vector128<int> a, Vector128<int> b) => AdvSimd.Arm64.AddPairwise(a, b);
 }
 
 /// <summary>

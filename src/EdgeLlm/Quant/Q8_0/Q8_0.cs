@@ -13,12 +13,13 @@ internal sealed unsafe class Q8_0Format : WeightFormat
     public override void DequantizeRow(byte* src, float* dst, long n) => Q8_0.DequantizeRowReference(src, dst, n);
     public override float VecDot(int n, byte* weights, byte* activations) => Q8_0.DotQ8_0Q8_0(n, weights, activations);
 
-    /// <summary>Register-tiled, matching VecDot bit for bit: AVX2+FMA with AVX-512BW (<see cref="Q8_0.DotTileAvx512Fma"/>, two activations per register), AVX2+FMA (<see cref="Q8_0.DotTileAvx2Fma"/>), else AVX-512BW (<see cref="Q8_0.DotTileAvx512"/>), else one VecDot per pair.</summary>
+    /// <summary>Register-tiled, matching VecDot bit for bit: AVX2+FMA with AVX-512BW (<see cref="Q8_0.DotTileAvx512Fma"/>, two activations per register), AVX2+FMA (<see cref="Q8_0.DotTileAvx2Fma"/>), else AVX-512BW (<see cref="Q8_0.DotTileAvx512"/>), else without AVX2 (NEON) <see cref="LegacyTile"/>, else one VecDot per pair.</summary>
     public override void VecDotTile(int n, byte* weights, long rowBytes, int nRows, byte* activations, long actStride, int nActs, float* y, long yStride)
     {
         if (Q8_0.UseAvx512Tile) Q8_0.DotTileAvx512Fma(n, weights, rowBytes, nRows, activations, actStride, nActs, y, yStride);
         else if (Q8_0.UseAvx2Fma) Q8_0.DotTileAvx2Fma(n, weights, rowBytes, nRows, activations, actStride, nActs, y, yStride);
         else if (Avx512BW.IsSupported) Q8_0.DotTileAvx512(n, weights, rowBytes, nRows, activations, actStride, nActs, y, yStride);
+        else if (!Avx2.IsSupported && LegacyTile.IsSupported) LegacyTile.Dot<Q8_0TileWeights>(n, weights, rowBytes, nRows, activations, actStride, nActs, y, yStride);
         else base.VecDotTile(n, weights, rowBytes, nRows, activations, actStride, nActs, y, yStride);
     }
 }

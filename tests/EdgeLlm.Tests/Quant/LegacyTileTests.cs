@@ -1,0 +1,103 @@
+using EdgeLlm.Quant;
+using EdgeLlm.Runtime;
+using EdgeLlm.Tests.Cli;
+using EdgeLlm.Tests.Models;
+using Xunit;
+using Xunit.Abstractions;
+
+namespace EdgeLlm.Tests.Quant;
+
+/// <summary>
+/// <see cref="LegacyTile"/>, the prompt tile of Q4_0, Q5_0, Q8_0 and IQ4_NL where no AVX2 tile
+/// serves (NEON; portable Vector128): every (row, activation) equals the format's reference dot
+/// bit for bit, for each integer strategy this CPU runs (NEON ones run under qemu through
+/// <c>edgellm selftest</c>, tests/deployment/run.sh), and a model run on that path (the JIT with
+/// AVX2 switched off) still matches llama.cpp's logits.
+/// </summary>
+public class LegacyTileTests(ITestOutputHelper output)
+{
+    public static IEnumerable<object[]> Kernels() =>
+        SelfTest.LegacyTiles().Select(k => new object[] { k.Format, k.Isa });
+
+    [Theory]
+    [MemberData(nameof(Kernels))]
+    public void Tile_EqualsReferenceBitForBit(string format, string isa)
+    {
+        var k = SelfTest.LegacyTiles().Single(k => k.Format == format && k.Isa == isa);
+        if (!k.Supported)
+        {
+            output.WriteLine($"SKIPPED {format} [{isa}]: not supported on this CPU");
+            return;
+        }
+        foreach (int seed in new[] { 1, 2 })
+        {
+            string? error = SelfTest.CheckLegacyTile(k, seed);
+            Assert.True(error is null, $"{format} [{isa}] seed {seed}: {error}");
+        }
+    }
+
+    [Fact]
+    public void Tile_LongRows_UseTheHeapTable_AndStillMatch()
+    {
+        // 2049 blocks (65568 values) is past the stack table's 2048.
+        var k = SelfTest.LegacyTiles().Single(k => k.Format == "Q4_0" && k.Isa == "Vector128");
+        Assert.True(k.Supported);
+        Assert.Null(SelfTest.CheckLegacyTile(k, 7, [2049]));
+    }
+
+    [Fact]
+    public void CheckLegacyTile_DetectsAWrongTile()
+    {
+        var good = SelfTest.LegacyTiles().Single(k => k.Format == "Q8_0" && k.Isa == "Vector128");
+        unsafe
+        {
+            // Off by one ulp in the last activation of a short pass: the checker must see it.
+            var bad = good with
+            {
+                Tile = (n, w, rb, nr, a, st, na, y, ys) =>
+                {
+                    good.Tile(n, w, rb, nr, a, st, na, y, ys);
+                    float* last = y + (na - 1) * ys + nr - 1;
+                    *last = BitConverter.Int32BitsToSingle(BitConverter.SingleToInt32Bits(*last) + 1);
+                },
+            };
+            Assert.NotNull(SelfTest.CheckLegacyTile(bad, 1));
+        }
+    }
+
+    /// <summary>
+    /// The whole forward pass on the tile: the CLI under the JIT with AVX2 off (no repacking, no
+    /// AVX2 tiles; x64's stand-in for NEON, whose kernels share the tile's loop), the batch logits
+    /// of a golden prompt within the quantized bound of <see cref="GoldenLogitsTests"/>. The
+    /// selftest in the same environment shows the path really was the 128-bit one.
+    /// </summary>
+    [Theory]
+    [InlineData("syn-llama-q4_0")]
+    [InlineData("syn-llama-q5_0")]
+    [InlineData("syn-llama-q8_0")]
+    [InlineData("syn-llama-iq4_nl")]
+    [InlineData("stories260K-q4_0")]
+    public void ModelWithoutAvx2_RunsTheTile_AndMatchesLlamaCpp(string model)
+    {
+        var env = new Dictionary<string, string?> { ["DOTNET_EnableAVX2"] = "0" };
+        var self = CliRunner.Run(["selftest"], env);
+        Assert.Equal(0, self.ExitCode);
+        Assert.Contains("kernel path sse", self.Stdout);
+        Assert.Contains("ok   tile Q4_0xQ8_0 [Vector128]", self.Stdout);
+
+        var golden = GoldenCase.Load(model, "p1");
+        var outPath = Path.Combine(Path.GetTempPath(), $"edgellm-tile-{Guid.NewGuid():N}.f32");
+        try
+        {
+            var r = CliRunner.Run(["logits", "-m", SharedData.Model(model), "--ids", string.Join(',', golden.PromptIds), "-o", outPath], env);
+            Assert.True(r.ExitCode == 0, r.Stderr);
+            var bytes = File.ReadAllBytes(outPath);
+            var ours = new float[bytes.Length / 4];
+            Buffer.BlockCopy(bytes, 0, ours, 0, bytes.Length);
+            double figure = GoldenCase.Figure(ours, golden.Logits);
+            output.WriteLine($"{model}.p1 without AVX2: figure {figure:G4}");
+            Assert.True(figure <= 0.10, $"{model}: figure {figure:G4}");
+        }
+        finally { File.Delete(outPath); }
+    }
+}
