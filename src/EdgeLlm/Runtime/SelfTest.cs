@@ -116,49 +116,61 @@ public static unsafe class SelfTest
         yield return new Check("repacked q6_Kx8 rows and tiles", "avx2+fma", Q6_Kx8.IsSupported, () => CheckQ6_Kx8(seed: 1234));
         yield return new Check("repacked q6_Kx8 avx-512 tile", "avx512bw", Q6_Kx8.IsAvx512Supported, () => CheckQ6_Kx8Avx512(seed: 1234));
         yield return new Check("quantize Q8_0 activations", "avx2", System.Runtime.Intrinsics.X86.Avx2.IsSupported, () => CheckQ8_0Activations(seed: 1234));
-        foreach (var t in LegacyTiles())
-            yield return new Check($"tile {t.Format}xQ8_0", t.Isa, t.Supported, () => CheckLegacyTile(t, seed: 1234));
+        foreach (var t in Tiles128())
+            yield return new Check($"tile {t.Format}x{GgmlTypes.Name(t.Act)}", t.Isa, t.Supported, () => CheckTile128(t, seed: 1234));
     }
 
-    /// <summary>The 128-bit prompt tile of a 32-value format (<see cref="LegacyTile"/>) with one integer strategy, and the format's reference dot.</summary>
-    internal sealed record LegacyTileKernel(string Format, GgmlType Weight, string Isa, bool Supported, TileFn Tile, DotFn Reference);
+    /// <summary>A 128-bit prompt tile (<see cref="LegacyTile"/>, <see cref="KQuant128"/>) with one integer strategy, and the format's reference dot.</summary>
+    internal sealed record TileKernel(string Format, GgmlType Weight, GgmlType Act, string Isa, bool Supported, TileFn Tile, DotFn Reference);
 
-    /// <summary>Every <see cref="LegacyTile"/> instantiation: four formats × NEON with DotProd, plain NEON, portable Vector128.</summary>
-    internal static IReadOnlyList<LegacyTileKernel> LegacyTiles() =>
+    /// <summary>
+    /// Every 128-bit tile instantiation: the four 32-value formats × NEON with DotProd, plain NEON,
+    /// portable Vector128; Q4_K, Q5_K, Q6_K × NEON, portable Vector128.
+    /// </summary>
+    internal static IReadOnlyList<TileKernel> Tiles128() =>
     [
         .. LegacyTileSet<Q4_0TileWeights>("Q4_0", GgmlType.Q4_0, Q4_0.DotQ4_0Q8_0Reference),
         .. LegacyTileSet<Q5_0TileWeights>("Q5_0", GgmlType.Q5_0, Q5_0.DotQ5_0Q8_0Reference),
         .. LegacyTileSet<Q8_0TileWeights>("Q8_0", GgmlType.Q8_0, Q8_0.DotQ8_0Q8_0Reference),
         .. LegacyTileSet<IQ4_NLTileWeights>("IQ4_NL", GgmlType.IQ4_NL, IQ4_NL.DotIQ4_NLQ8_0Reference),
+        .. KQuantTileSet<Q4_K128>("Q4_K", GgmlType.Q4_K, (n, x, y) => Q4_K.DotQ4_KQ8_KReference(n, (BlockQ4_K*)x, (BlockQ8_K*)y)),
+        .. KQuantTileSet<Q5_K128>("Q5_K", GgmlType.Q5_K, (n, x, y) => Q5_K.DotQ5_KQ8_KReference(n, (BlockQ5_K*)x, (BlockQ8_K*)y)),
+        .. KQuantTileSet<Q6_K128>("Q6_K", GgmlType.Q6_K, (n, x, y) => Q6_K.DotQ6_KQ8_KReference(n, (BlockQ6_K*)x, (BlockQ8_K*)y)),
     ];
 
-    private static LegacyTileKernel[] LegacyTileSet<TW>(string name, GgmlType w, DotFn reference) where TW : struct, ILegacyTileWeights =>
+    private static TileKernel[] KQuantTileSet<TK>(string name, GgmlType w, DotFn reference) where TK : struct, IKQuant128Block =>
     [
-        new(name, w, "AdvSimdDp", NeonDp, LegacyTile.Dot<TW, AdvSimdDpBlockDot>, reference),
-        new(name, w, "AdvSimd", Neon, LegacyTile.Dot<TW, AdvSimdBlockDot>, reference),
-        new(name, w, "Vector128", Vector128.IsHardwareAccelerated, LegacyTile.Dot<TW, Vector128BlockDot>, reference),
+        new(name, w, GgmlType.Q8_K, "AdvSimd", Neon, KQuant128.DotTile<TK, AdvSimdKLanes>, reference),
+        new(name, w, GgmlType.Q8_K, "Vector128", Vector128.IsHardwareAccelerated, KQuant128.DotTile<TK, Vector128KLanes>, reference),
+    ];
+
+    private static TileKernel[] LegacyTileSet<TW>(string name, GgmlType w, DotFn reference) where TW : struct, ILegacyTileWeights =>
+    [
+        new(name, w, GgmlType.Q8_0, "AdvSimdDp", NeonDp, LegacyTile.Dot<TW, AdvSimdDpBlockDot>, reference),
+        new(name, w, GgmlType.Q8_0, "AdvSimd", Neon, LegacyTile.Dot<TW, AdvSimdBlockDot>, reference),
+        new(name, w, GgmlType.Q8_0, "Vector128", Vector128.IsHardwareAccelerated, LegacyTile.Dot<TW, Vector128BlockDot>, reference),
     ];
 
     /// <summary>
-    /// A <see cref="LegacyTile"/> instantiation equals the format's reference dot bit for bit, for
+    /// A 128-bit tile instantiation equals the format's reference dot bit for bit, for
     /// every (row, activation) of 5 rows (two pairs and an odd row) against 1, 2 and 7 activation
     /// rows (a full pass of four and a short one), every fill and the given lengths (in blocks).
     /// </summary>
-    internal static string? CheckLegacyTile(LegacyTileKernel k, int seed, int[]? blockCounts = null)
+    internal static string? CheckTile128(TileKernel k, int seed, int[]? blockCounts = null)
     {
         var rng = new Random(seed ^ (int)k.Weight * 7919);
         const int rows = 5;
         var info = GgmlTypes.Info(k.Weight);
-        var actInfo = GgmlTypes.Info(GgmlType.Q8_0);
+        var actInfo = GgmlTypes.Info(k.Act);
         foreach (Fill fill in Enum.GetValues<Fill>())
-        foreach (int blocks in blockCounts ?? [1, 2, 3, 9, 33])
+        foreach (int blocks in blockCounts ?? (info.BlockSize == 256 ? [1, 2, 3] : [1, 2, 3, 9, 33]))
         foreach (int nActs in new[] { 1, 2, 7 })
         {
             int n = blocks * info.BlockSize;
             long rowBytes = info.RowBytes(n), actBytes = actInfo.RowBytes(n);
             byte[] w = MakeBlocks(k.Weight, n * rows, fill, rng);
             byte[] acts = new byte[actBytes * nActs];
-            for (int a = 0; a < nActs; a++) MakeBlocks(GgmlType.Q8_0, n, fill, rng).CopyTo(acts, a * actBytes);
+            for (int a = 0; a < nActs; a++) MakeBlocks(k.Act, n, fill, rng).CopyTo(acts, a * actBytes);
             var y = new float[rows * nActs];
             fixed (byte* pw = w)
             fixed (byte* pa = acts)

@@ -21,6 +21,7 @@ internal sealed unsafe class Q5_KFormat : WeightFormat
     public override void VecDotTile(int n, byte* weights, long rowBytes, int nRows, byte* activations, long actStride, int nActs, float* y, long yStride)
     {
         if (KQuantFma.UseAvx2Fma) Q5_K.DotTileAvx2Fma(n, weights, rowBytes, nRows, activations, actStride, nActs, y, yStride);
+        else if (!Avx2.IsSupported && KQuant128.IsSupported) KQuant128.DotTile<Q5_K128>(n, weights, rowBytes, nRows, activations, actStride, nActs, y, yStride);
         else base.VecDotTile(n, weights, rowBytes, nRows, activations, actStride, nActs, y, yStride);
     }
 }
@@ -31,7 +32,7 @@ internal static unsafe partial class Q5_K
     /// <summary>
     /// Dot product with a Q8_K row on the fastest path this CPU has: AVX2+FMA (vector
     /// accumulators, llama.cpp's float order: equal to the reference within float-order
-    /// tolerance) &gt; AVX-512BW &gt; AVX2 &gt; scalar (the last three equal the reference bit for
+    /// tolerance) &gt; AVX-512BW &gt; AVX2 &gt; 128-bit (NEON, <see cref="KQuant128"/>) &gt; scalar (the last four equal the reference bit for
     /// bit). IsSupported checks are JIT/AOT constants.
     /// </summary>
     [System.Runtime.CompilerServices.MethodImpl(System.Runtime.CompilerServices.MethodImplOptions.AggressiveInlining)]
@@ -39,6 +40,7 @@ internal static unsafe partial class Q5_K
         KQuantFma.UseAvx2Fma ? DotQ5_KQ8_KAvx2Fma(n, x, y)
         : Avx512BW.IsSupported ? DotQ5_KQ8_KAvx512(n, x, y)
         : Avx2.IsSupported ? DotQ5_KQ8_KAvx2(n, x, y)
+        : KQuant128.IsSupported ? KQuant128.Dot<Q5_K128>(n, (byte*)x, (byte*)y)
         : DotQ5_KQ8_KReference(n, x, y);
 
     /// <summary>Registers the format and its quantizer (called from <see cref="QuantFormats"/>).</summary>

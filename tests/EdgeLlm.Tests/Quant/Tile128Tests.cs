@@ -8,22 +8,23 @@ using Xunit.Abstractions;
 namespace EdgeLlm.Tests.Quant;
 
 /// <summary>
-/// <see cref="LegacyTile"/>, the prompt tile of Q4_0, Q5_0, Q8_0 and IQ4_NL where no AVX2 tile
-/// serves (NEON; portable Vector128): every (row, activation) equals the format's reference dot
-/// bit for bit, for each integer strategy this CPU runs (NEON ones run under qemu through
-/// <c>edgellm selftest</c>, tests/deployment/run.sh), and a model run on that path (the JIT with
-/// AVX2 switched off) still matches llama.cpp's logits.
+/// The 128-bit kernels where no AVX2 kernel serves (NEON on the Raspberry Pi and phones; portable
+/// Vector128): <see cref="LegacyTile"/>, the prompt tile of Q4_0, Q5_0, Q8_0 and IQ4_NL, and
+/// <see cref="KQuant128"/>, the dot and tile of Q4_K, Q5_K and Q6_K. Every (row, activation)
+/// equals the format's reference dot bit for bit, for each integer strategy this CPU runs (the
+/// NEON ones run under qemu through <c>edgellm selftest</c>, tests/deployment/run.sh), and a
+/// model run on these paths (the JIT with AVX2 switched off) still matches llama.cpp's logits.
 /// </summary>
-public class LegacyTileTests(ITestOutputHelper output)
+public class Tile128Tests(ITestOutputHelper output)
 {
     public static IEnumerable<object[]> Kernels() =>
-        SelfTest.LegacyTiles().Select(k => new object[] { k.Format, k.Isa });
+        SelfTest.Tiles128().Select(k => new object[] { k.Format, k.Isa });
 
     [Theory]
     [MemberData(nameof(Kernels))]
     public void Tile_EqualsReferenceBitForBit(string format, string isa)
     {
-        var k = SelfTest.LegacyTiles().Single(k => k.Format == format && k.Isa == isa);
+        var k = SelfTest.Tiles128().Single(k => k.Format == format && k.Isa == isa);
         if (!k.Supported)
         {
             output.WriteLine($"SKIPPED {format} [{isa}]: not supported on this CPU");
@@ -31,7 +32,7 @@ public class LegacyTileTests(ITestOutputHelper output)
         }
         foreach (int seed in new[] { 1, 2 })
         {
-            string? error = SelfTest.CheckLegacyTile(k, seed);
+            string? error = SelfTest.CheckTile128(k, seed);
             Assert.True(error is null, $"{format} [{isa}] seed {seed}: {error}");
         }
     }
@@ -40,15 +41,15 @@ public class LegacyTileTests(ITestOutputHelper output)
     public void Tile_LongRows_UseTheHeapTable_AndStillMatch()
     {
         // 2049 blocks (65568 values) is past the stack table's 2048.
-        var k = SelfTest.LegacyTiles().Single(k => k.Format == "Q4_0" && k.Isa == "Vector128");
+        var k = SelfTest.Tiles128().Single(k => k.Format == "Q4_0" && k.Isa == "Vector128");
         Assert.True(k.Supported);
-        Assert.Null(SelfTest.CheckLegacyTile(k, 7, [2049]));
+        Assert.Null(SelfTest.CheckTile128(k, 7, [2049]));
     }
 
     [Fact]
-    public void CheckLegacyTile_DetectsAWrongTile()
+    public void CheckTile128_DetectsAWrongTile()
     {
-        var good = SelfTest.LegacyTiles().Single(k => k.Format == "Q8_0" && k.Isa == "Vector128");
+        var good = SelfTest.Tiles128().Single(k => k.Format == "Q8_0" && k.Isa == "Vector128");
         unsafe
         {
             // Off by one ulp in the last activation of a short pass: the checker must see it.
@@ -61,7 +62,7 @@ public class LegacyTileTests(ITestOutputHelper output)
                     *last = BitConverter.Int32BitsToSingle(BitConverter.SingleToInt32Bits(*last) + 1);
                 },
             };
-            Assert.NotNull(SelfTest.CheckLegacyTile(bad, 1));
+            Assert.NotNull(SelfTest.CheckTile128(bad, 1));
         }
     }
 
@@ -77,6 +78,10 @@ public class LegacyTileTests(ITestOutputHelper output)
     [InlineData("syn-llama-q8_0")]
     [InlineData("syn-llama-iq4_nl")]
     [InlineData("stories260K-q4_0")]
+    [InlineData("syn-llama-q4_k_m")]
+    [InlineData("syn-llama-q5_k_m")]
+    [InlineData("syn-llama-q6_k")]
+    [InlineData("syn-qwen2-q4_k_m")]
     public void ModelWithoutAvx2_RunsTheTile_AndMatchesLlamaCpp(string model)
     {
         var env = new Dictionary<string, string?> { ["DOTNET_EnableAVX2"] = "0" };
@@ -84,6 +89,7 @@ public class LegacyTileTests(ITestOutputHelper output)
         Assert.Equal(0, self.ExitCode);
         Assert.Contains("kernel path sse", self.Stdout);
         Assert.Contains("ok   tile Q4_0xQ8_0 [Vector128]", self.Stdout);
+        Assert.Contains("ok   tile Q4_KxQ8_K [Vector128]", self.Stdout);
 
         var golden = GoldenCase.Load(model, "p1");
         var outPath = Path.Combine(Path.GetTempPath(), $"edgellm-tile-{Guid.NewGuid():N}.f32");

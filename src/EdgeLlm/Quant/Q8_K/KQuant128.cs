@@ -1,0 +1,276 @@
+using System.Runtime.CompilerServices;
+using System.Runtime.Intrinsics;
+using System.Runtime.Intrinsics.Arm;
+
+namespace EdgeLlm.Quant;
+
+/// <summary>
+/// A K-quant weight format (256-value super-blocks, Q8_K activations) as <see cref="KQuant128"/>
+/// needs it: the super-block unpacked to int8 values with its 16 sub-block scales, and the parts
+/// of ggml's generic float tail that depend on the weights.
+/// </summary>
+internal unsafe interface IKQuant128Block
+{
+    /// <summary>Bytes per super-block.</summary>
+    static abstract int BlockBytes { get; }
+
+    /// <summary>The type's name, for errors.</summary>
+    static abstract string Name { get; }
+
+    /// <summary>True when the format has per-sub-block mins (the <c>sumf −= dmin·Σ bsums·min</c> term).</summary>
+    static abstract bool HasMins { get; }
+
+    /// <summary>
+    /// Writes the super-block's 256 values as int8 to <paramref name="a"/> (reference order), the
+    /// scale of each 16-value sub-block to <paramref name="scales"/> and, with <see cref="HasMins"/>,
+    /// each 32-value sub-block's min to <paramref name="mins"/> (8 values).
+    /// </summary>
+    static abstract void Unpack(byte* block, sbyte* a, int* scales, int* mins);
+
+    /// <summary>The super-block's scale d as f32 (the reference's conversion).</summary>
+    static abstract float Scale(byte* block);
+
+    /// <summary>The super-block's min scale dmin as f32 (only with <see cref="HasMins"/>).</summary>
+    static abstract float MinScale(byte* block);
+}
+
+/// <summary>
+/// <see cref="KQuantLanes"/>'s eight int32 lanes, <c>aux32[l] = Σ_j scale[j] · Σ_{p in sub-block j,
+/// p ≡ l (mod 8)} a[p]·q8[p]</c>, as two 128-bit halves (lanes 0..3, 4..7).
+/// </summary>
+internal unsafe interface IKQuantLanes128
+{
+    static abstract (Vector128<int> Lo, Vector128<int> Hi) Lanes(sbyte* a, sbyte* q8, int* scales);
+}
+
+/// <summary>NEON: <see cref="KQuantLanes.DotLanesAdvSimd"/> (<c>smull</c> + <c>smlal</c>).</summary>
+internal readonly unsafe struct AdvSimdKLanes : IKQuantLanes128
+{
+    [MethodImpl(MethodImplOptions.AggressiveInlining)]
+    public static (Vector128<int> Lo, Vector128<int> Hi) Lanes(sbyte* a, sbyte* q8, int* scales) => KQuantLanes.DotLanesAdvSimd(a, q8, scales);
+}
+
+/// <summary>
+/// Portable Vector128, the same integers as <see cref="AdvSimdKLanes"/>: per 16-value sub-block,
+/// products l and l + 8 as int16 added (|a·q8| ≤ 32·128, their sum fits), widened to int32 and
+/// multiplied by the sub-block's scale.
+/// </summary>
+internal readonly unsafe struct Vector128KLanes : IKQuantLanes128
+{
+    [MethodImpl(MethodImplOptions.AggressiveInlining)]
+    public static (Vector128<int> Lo, Vector128<int> Hi) Lanes(sbyte* a, sbyte* q8, int* scales)
+    {
+        Vector128<int> lo = Vector128<int>.Zero, hi = Vector128<int>.Zero;
+        for (int j = 0; j < KQuant.QK_K / 16; ++j)
+        {
+            var (al, ah) = Vector128.Widen(Vector128.Load(a + 16 * j));
+            var (ql, qh) = Vector128.Widen(Vector128.Load(q8 + 16 * j));
+            var p = al * ql + ah * qh;
+            var (pl, ph) = Vector128.Widen(p);
+            var s = Vector128.Create(scales[j]);
+            lo += pl * s;
+            hi += ph * s;
+        }
+        return (lo, hi);
+    }
+}
+
+/// <summary>
+/// The K-quant dot product and prompt tile on 128-bit SIMD (NEON on the Raspberry Pi and arm64
+/// phones; portable Vector128 elsewhere without AVX2), where x64 has its AVX2/AVX-512 kernels.
+/// Per super-block: the weights unpacked to int8 once (<see cref="IKQuant128Block.Unpack"/>), then
+/// for each activation row the eight int32 lanes of ggml's generic kernel and its float tail —
+/// <c>sums[l] += (d·y.d)·aux32[l]</c>, <c>sumf −= (dmin·y.d)·Σ bsums·min</c>, the lanes added to
+/// sumf in order at the end — so every result equals the scalar reference bit for bit. The tile
+/// unpacks each super-block once for up to four activation rows (the per-pair dot unpacked it
+/// for every pair). Written by hand: no library offers ggml's K-quant block arithmetic.
+/// </summary>
+internal static unsafe class KQuant128
+{
+    private const int Acts = 4;
+
+    /// <summary>True where the 128-bit path runs (NEON, or an accelerated Vector128).</summary>
+    public static bool IsSupported => AdvSimd.Arm64.IsSupported || Vector128.IsHardwareAccelerated;
+
+    /// <summary>One row · one activation row on this CPU's 128-bit path.</summary>
+    public static float Dot<TK>(int n, byte* x, byte* y) where TK : struct, IKQuant128Block
+    {
+        float r;
+        if (AdvSimd.Arm64.IsSupported) DotTile<TK, AdvSimdKLanes>(n, x, 0, 1, y, 0, 1, &r, 1);
+        else DotTile<TK, Vector128KLanes>(n, x, 0, 1, y, 0, 1, &r, 1);
+        return r;
+    }
+
+    /// <summary><see cref="WeightFormat.VecDotTile"/> on this CPU's 128-bit path.</summary>
+    public static void DotTile<TK>(int n, byte* weights, long rowBytes, int nRows, byte* acts, long actStride, int nActs, float* y, long yStride)
+        where TK : struct, IKQuant128Block
+    {
+        if (AdvSimd.Arm64.IsSupported) DotTile<TK, AdvSimdKLanes>(n, weights, rowBytes, nRows, acts, actStride, nActs, y, yStride);
+        else DotTile<TK, Vector128KLanes>(n, weights, rowBytes, nRows, acts, actStride, nActs, y, yStride);
+    }
+
+    /// <summary>y[a·yStride + r] = row r · activation a with <typeparamref name="TL"/>'s lanes (tests and selftest call each).</summary>
+    [MethodImpl(MethodImplOptions.AggressiveOptimization)]
+    internal static void DotTile<TK, TL>(int n, byte* weights, long rowBytes, int nRows, byte* acts, long actStride, int nActs, float* y, long yStride)
+        where TK : struct, IKQuant128Block where TL : struct, IKQuantLanes128
+    {
+        KQuant.CheckLength(n, TK.Name);
+        int nb = n / KQuant.QK_K;
+        sbyte* a = stackalloc sbyte[KQuant.QK_K];
+        int* scales = stackalloc int[16];
+        int* mins = stackalloc int[8];
+        var sums = stackalloc Vector128<float>[2 * Acts];
+        float* sumf = stackalloc float[Acts];
+        for (int r = 0; r < nRows; r++)
+        {
+            byte* row = weights + r * rowBytes;
+            for (int a0 = 0; a0 < nActs; a0 += Acts)
+            {
+                int na = Math.Min(Acts, nActs - a0);
+                for (int k = 0; k < 2 * Acts; k++) sums[k] = Vector128<float>.Zero;
+                for (int k = 0; k < Acts; k++) sumf[k] = 0;
+                for (int ib = 0; ib < nb; ib++)
+                {
+                    byte* block = row + (long)ib * TK.BlockBytes;
+                    TK.Unpack(block, a, scales, mins);
+                    float dx = TK.Scale(block);
+                    float dmx = TK.HasMins ? TK.MinScale(block) : 0;
+                    for (int k = 0; k < na; k++)
+                    {
+                        var yb = (BlockQ8_K*)(acts + (a0 + k) * actStride) + ib;
+                        var (lo, hi) = TL.Lanes(a, yb->Qs, scales);
+                        var d = Vector128.Create(dx * yb->D);
+                        sums[2 * k] += d * Vector128.ConvertToSingle(lo);
+                        sums[2 * k + 1] += d * Vector128.ConvertToSingle(hi);
+                        if (TK.HasMins)
+                        {
+                            int sumi = 0;
+                            for (int j = 0; j < 8; ++j) sumi += (yb->Bsums[2 * j] + yb->Bsums[2 * j + 1]) * mins[j];
+                            float dmin = dmx * yb->D;
+                            sumf[k] -= dmin * sumi;
+                        }
+                    }
+                }
+                for (int k = 0; k < na; k++)
+                {
+                    float s = sumf[k];
+                    var lo = sums[2 * k];
+                    var hi = sums[2 * k + 1];
+                    s += lo.GetElement(0); s += lo.GetElement(1); s += lo.GetElement(2); s += lo.GetElement(3);
+                    s += hi.GetElement(0); s += hi.GetElement(1); s += hi.GetElement(2); s += hi.GetElement(3);
+                    y[(a0 + k) * yStride + r] = s;
+                }
+            }
+        }
+    }
+}
+
+/// <summary>Q4_K for <see cref="KQuant128"/>: nibbles 32 bytes at a time (low = values 64c..64c+31, high = 64c+32..64c+63), each 32-value scale given to both 16-value halves.</summary>
+internal readonly unsafe struct Q4_K128 : IKQuant128Block
+{
+    public static int BlockBytes => sizeof(BlockQ4_K);
+    public static string Name => "Q4_K";
+    public static bool HasMins => true;
+
+    [MethodImpl(MethodImplOptions.AggressiveInlining)]
+    public static void Unpack(byte* block, sbyte* a, int* scales, int* mins)
+    {
+        var x = (BlockQ4_K*)block;
+        var low = Vector128.Create((byte)0xF);
+        for (int c = 0; c < 4; ++c)
+        {
+            var q0 = Vector128.Load(x->Qs + 32 * c);
+            var q1 = Vector128.Load(x->Qs + 32 * c + 16);
+            (q0 & low).Store((byte*)a + 64 * c);
+            (q1 & low).Store((byte*)a + 64 * c + 16);
+            Vector128.ShiftRightLogical(q0, 4).Store((byte*)a + 64 * c + 32);
+            Vector128.ShiftRightLogical(q1, 4).Store((byte*)a + 64 * c + 48);
+        }
+        for (int j = 0; j < 8; ++j)
+        {
+            KQuant.GetScaleMinK4(j, x->Scales, out byte sc, out byte m);
+            scales[2 * j] = scales[2 * j + 1] = sc;
+            mins[j] = m;
+        }
+    }
+
+    public static float Scale(byte* block) => QuantMath.Fp16ToFp32Fast(((BlockQ4_K*)block)->D);
+    public static float MinScale(byte* block) => QuantMath.Fp16ToFp32Fast(((BlockQ4_K*)block)->DMin);
+}
+
+/// <summary>Q5_K for <see cref="KQuant128"/>: Q4_K's nibbles plus 16 where the high bit (qh bit 2c / 2c+1) is set.</summary>
+internal readonly unsafe struct Q5_K128 : IKQuant128Block
+{
+    public static int BlockBytes => sizeof(BlockQ5_K);
+    public static string Name => "Q5_K";
+    public static bool HasMins => true;
+
+    [MethodImpl(MethodImplOptions.AggressiveInlining)]
+    public static void Unpack(byte* block, sbyte* a, int* scales, int* mins)
+    {
+        var x = (BlockQ5_K*)block;
+        var low = Vector128.Create((byte)0xF);
+        var sixteen = Vector128.Create((byte)16);
+        var qh0 = Vector128.Load(x->Qh);
+        var qh1 = Vector128.Load(x->Qh + 16);
+        for (int c = 0; c < 4; ++c)
+        {
+            var b1 = Vector128.Create((byte)(1 << (2 * c)));
+            var b2 = Vector128.Create((byte)(2 << (2 * c)));
+            var q0 = Vector128.Load(x->Qs + 32 * c);
+            var q1 = Vector128.Load(x->Qs + 32 * c + 16);
+            ((q0 & low) + (Vector128.Equals(qh0 & b1, b1) & sixteen)).Store((byte*)a + 64 * c);
+            ((q1 & low) + (Vector128.Equals(qh1 & b1, b1) & sixteen)).Store((byte*)a + 64 * c + 16);
+            (Vector128.ShiftRightLogical(q0, 4) + (Vector128.Equals(qh0 & b2, b2) & sixteen)).Store((byte*)a + 64 * c + 32);
+            (Vector128.ShiftRightLogical(q1, 4) + (Vector128.Equals(qh1 & b2, b2) & sixteen)).Store((byte*)a + 64 * c + 48);
+        }
+        for (int j = 0; j < 8; ++j)
+        {
+            KQuant.GetScaleMinK4(j, x->Scales, out byte sc, out byte m);
+            scales[2 * j] = scales[2 * j + 1] = sc;
+            mins[j] = m;
+        }
+    }
+
+    public static float Scale(byte* block) => QuantMath.Fp16ToFp32Fast(((BlockQ5_K*)block)->D);
+    public static float MinScale(byte* block) => QuantMath.Fp16ToFp32Fast(((BlockQ5_K*)block)->DMin);
+}
+
+/// <summary>
+/// Q6_K for <see cref="KQuant128"/>: per 128-value half, ql bytes 0..31 and 32..63 give four nibble
+/// runs (values +0, +32, +64, +96), each with two high bits from qh shifted by 0/2/4/6, minus 32.
+/// </summary>
+internal readonly unsafe struct Q6_K128 : IKQuant128Block
+{
+    public static int BlockBytes => sizeof(BlockQ6_K);
+    public static string Name => "Q6_K";
+    public static bool HasMins => false;
+
+    [MethodImpl(MethodImplOptions.AggressiveInlining)]
+    public static void Unpack(byte* block, sbyte* a, int* scales, int* mins)
+    {
+        var x = (BlockQ6_K*)block;
+        for (int h = 0; h < 2; ++h)
+            for (int half = 0; half < 2; ++half)
+            {
+                int o = 16 * half;
+                var l0 = Vector128.Load(x->Ql + 64 * h + o);
+                var l1 = Vector128.Load(x->Ql + 64 * h + 32 + o);
+                var hb = Vector128.Load(x->Qh + 32 * h + o);
+                byte* dst = (byte*)a + 128 * h + o;
+                Combine(l0 & Vector128.Create((byte)0xF), hb).Store(dst);
+                Combine(l1 & Vector128.Create((byte)0xF), Vector128.ShiftRightLogical(hb, 2)).Store(dst + 32);
+                Combine(Vector128.ShiftRightLogical(l0, 4), Vector128.ShiftRightLogical(hb, 4)).Store(dst + 64);
+                Combine(Vector128.ShiftRightLogical(l1, 4), Vector128.ShiftRightLogical(hb, 6)).Store(dst + 96);
+            }
+        for (int j = 0; j < 16; ++j) scales[j] = x->Scales[j];
+    }
+
+    /// <summary>(nibble | (qhShifted &amp; 3) &lt;&lt; 4) − 32, per byte (wrapping to the signed value).</summary>
+    [MethodImpl(MethodImplOptions.AggressiveInlining)]
+    private static Vector128<byte> Combine(Vector128<byte> nib, Vector128<byte> qhShifted) =>
+        (nib | Vector128.ShiftLeft(qhShifted & Vector128.Create((byte)3), 4)) - Vector128.Create((byte)32);
+
+    public static float Scale(byte* block) => QuantMath.Fp16ToFp32Fast(((BlockQ6_K*)block)->D);
+    public static float MinScale(byte* block) => 0;
+}
