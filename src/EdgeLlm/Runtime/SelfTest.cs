@@ -125,7 +125,7 @@ public static unsafe class SelfTest
 
     /// <summary>
     /// Every 128-bit tile instantiation: the four 32-value formats × NEON with DotProd, plain NEON,
-    /// portable Vector128; Q4_K, Q5_K, Q6_K × NEON, portable Vector128.
+    /// portable Vector128; Q2_K … Q6_K × NEON, portable Vector128.
     /// </summary>
     internal static IReadOnlyList<TileKernel> Tiles128() =>
     [
@@ -133,6 +133,8 @@ public static unsafe class SelfTest
         .. LegacyTileSet<Q5_0TileWeights>("Q5_0", GgmlType.Q5_0, Q5_0.DotQ5_0Q8_0Reference),
         .. LegacyTileSet<Q8_0TileWeights>("Q8_0", GgmlType.Q8_0, Q8_0.DotQ8_0Q8_0Reference),
         .. LegacyTileSet<IQ4_NLTileWeights>("IQ4_NL", GgmlType.IQ4_NL, IQ4_NL.DotIQ4_NLQ8_0Reference),
+        .. KQuantTileSet<Q2_K128>("Q2_K", GgmlType.Q2_K, (n, x, y) => Q2_K.DotQ2_KQ8_KReference(n, (BlockQ2_K*)x, (BlockQ8_K*)y)),
+        .. KQuantTileSet<Q3_K128>("Q3_K", GgmlType.Q3_K, (n, x, y) => Q3_K.DotQ3_KQ8_KReference(n, (BlockQ3_K*)x, (BlockQ8_K*)y)),
         .. KQuantTileSet<Q4_K128>("Q4_K", GgmlType.Q4_K, (n, x, y) => Q4_K.DotQ4_KQ8_KReference(n, (BlockQ4_K*)x, (BlockQ8_K*)y)),
         .. KQuantTileSet<Q5_K128>("Q5_K", GgmlType.Q5_K, (n, x, y) => Q5_K.DotQ5_KQ8_KReference(n, (BlockQ5_K*)x, (BlockQ8_K*)y)),
         .. KQuantTileSet<Q6_K128>("Q6_K", GgmlType.Q6_K, (n, x, y) => Q6_K.DotQ6_KQ8_KReference(n, (BlockQ6_K*)x, (BlockQ8_K*)y)),

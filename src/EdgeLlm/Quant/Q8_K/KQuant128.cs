@@ -17,15 +17,25 @@ internal unsafe interface IKQuant128Block
     /// <summary>The type's name, for errors.</summary>
     static abstract string Name { get; }
 
-    /// <summary>True when the format has per-sub-block mins (the <c>sumf −= dmin·Σ bsums·min</c> term).</summary>
+    /// <summary>True when the format has per-sub-block mins (the <c>dmin·Σ bsums·min</c> term).</summary>
     static abstract bool HasMins { get; }
+
+    /// <summary>
+    /// True for Q2_K's tail: per super-block <c>sumf += (y.d·d)·Σ lanes − (y.d·dmin)·Σ bsums·min</c>,
+    /// no lane accumulators. False for the others: <c>sums[l] += (d·y.d)·aux32[l]</c>,
+    /// <c>sumf −= (dmin·y.d)·Σ bsums·min</c>, the lanes added to sumf in order at the end.
+    /// </summary>
+    static abstract bool TotalTail { get; }
 
     /// <summary>
     /// Writes the super-block's 256 values as int8 to <paramref name="a"/> (reference order), the
     /// scale of each 16-value sub-block to <paramref name="scales"/> and, with <see cref="HasMins"/>,
-    /// each 32-value sub-block's min to <paramref name="mins"/> (8 values).
+    /// its mins to <paramref name="mins"/> (up to 16, as <see cref="MinSum"/> reads them).
     /// </summary>
     static abstract void Unpack(byte* block, sbyte* a, int* scales, int* mins);
+
+    /// <summary>Σ bsums·min, the integer of the min term (only with <see cref="HasMins"/>).</summary>
+    static abstract int MinSum(int* mins, short* bsums);
 
     /// <summary>The super-block's scale d as f32 (the reference's conversion).</summary>
     static abstract float Scale(byte* block);
@@ -92,6 +102,15 @@ internal static unsafe class KQuant128
     /// <summary>True where the 128-bit path runs (NEON, or an accelerated Vector128).</summary>
     public static bool IsSupported => AdvSimd.Arm64.IsSupported || Vector128.IsHardwareAccelerated;
 
+    /// <summary>Σ_j (bsums[2j] + bsums[2j+1])·mins[j] over the eight 32-value sub-blocks (Q4_K, Q5_K).</summary>
+    [MethodImpl(MethodImplOptions.AggressiveInlining)]
+    public static int PairedMinSum(int* mins, short* bsums)
+    {
+        int sumi = 0;
+        for (int j = 0; j < 8; ++j) sumi += (bsums[2 * j] + bsums[2 * j + 1]) * mins[j];
+        return sumi;
+    }
+
     /// <summary>One row · one activation row on this CPU's 128-bit path.</summary>
     public static float Dot<TK>(int n, byte* x, byte* y) where TK : struct, IKQuant128Block
     {
@@ -118,7 +137,7 @@ internal static unsafe class KQuant128
         int nb = n / KQuant.QK_K;
         sbyte* a = stackalloc sbyte[KQuant.QK_K];
         int* scales = stackalloc int[16];
-        int* mins = stackalloc int[8];
+        int* mins = stackalloc int[16];
         var sums = stackalloc Vector128<float>[2 * Acts];
         float* sumf = stackalloc float[Acts];
         for (int r = 0; r < nRows; r++)
@@ -139,21 +158,32 @@ internal static unsafe class KQuant128
                     {
                         var yb = (BlockQ8_K*)(acts + (a0 + k) * actStride) + ib;
                         var (lo, hi) = TL.Lanes(a, yb->Qs, scales);
+                        if (TK.TotalTail)
+                        {
+                            int isum = Vector128.Sum(lo + hi);
+                            float dall = yb->D * dx;
+                            float dmin = yb->D * dmx;
+                            sumf[k] += dall * isum - dmin * TK.MinSum(mins, yb->Bsums);
+                            continue;
+                        }
                         var d = Vector128.Create(dx * yb->D);
                         sums[2 * k] += d * Vector128.ConvertToSingle(lo);
                         sums[2 * k + 1] += d * Vector128.ConvertToSingle(hi);
                         if (TK.HasMins)
                         {
-                            int sumi = 0;
-                            for (int j = 0; j < 8; ++j) sumi += (yb->Bsums[2 * j] + yb->Bsums[2 * j + 1]) * mins[j];
                             float dmin = dmx * yb->D;
-                            sumf[k] -= dmin * sumi;
+                            sumf[k] -= dmin * TK.MinSum(mins, yb->Bsums);
                         }
                     }
                 }
                 for (int k = 0; k < na; k++)
                 {
                     float s = sumf[k];
+                    if (TK.TotalTail)
+                    {
+                        y[(a0 + k) * yStride + r] = s;
+                        continue;
+                    }
                     var lo = sums[2 * k];
                     var hi = sums[2 * k + 1];
                     s += lo.GetElement(0); s += lo.GetElement(1); s += lo.GetElement(2); s += lo.GetElement(3);
@@ -171,6 +201,8 @@ internal readonly unsafe struct Q4_K128 : IKQuant128Block
     public static int BlockBytes => sizeof(BlockQ4_K);
     public static string Name => "Q4_K";
     public static bool HasMins => true;
+    public static bool TotalTail => false;
+    public static int MinSum(int* mins, short* bsums) => KQuant128.PairedMinSum(mins, bsums);
 
     [MethodImpl(MethodImplOptions.AggressiveInlining)]
     public static void Unpack(byte* block, sbyte* a, int* scales, int* mins)
@@ -204,6 +236,8 @@ internal readonly unsafe struct Q5_K128 : IKQuant128Block
     public static int BlockBytes => sizeof(BlockQ5_K);
     public static string Name => "Q5_K";
     public static bool HasMins => true;
+    public static bool TotalTail => false;
+    public static int MinSum(int* mins, short* bsums) => KQuant128.PairedMinSum(mins, bsums);
 
     [MethodImpl(MethodImplOptions.AggressiveInlining)]
     public static void Unpack(byte* block, sbyte* a, int* scales, int* mins)
@@ -245,6 +279,8 @@ internal readonly unsafe struct Q6_K128 : IKQuant128Block
     public static int BlockBytes => sizeof(BlockQ6_K);
     public static string Name => "Q6_K";
     public static bool HasMins => false;
+    public static bool TotalTail => false;
+    public static int MinSum(int* mins, short* bsums) => 0;
 
     [MethodImpl(MethodImplOptions.AggressiveInlining)]
     public static void Unpack(byte* block, sbyte* a, int* scales, int* mins)
@@ -273,4 +309,92 @@ internal readonly unsafe struct Q6_K128 : IKQuant128Block
 
     public static float Scale(byte* block) => QuantMath.Fp16ToFp32Fast(((BlockQ6_K*)block)->D);
     public static float MinScale(byte* block) => 0;
+}
+
+/// <summary>
+/// Q3_K for <see cref="KQuant128"/>: per 128-value half h and shift s, value 128h + 32s + l is
+/// ((qs[32h + l] &gt;&gt; 2s) &amp; 3) − 4 where hmask[l] bit 4h + s is clear; the 16 six-bit scales minus 32.
+/// </summary>
+internal readonly unsafe struct Q3_K128 : IKQuant128Block
+{
+    public static int BlockBytes => sizeof(BlockQ3_K);
+    public static string Name => "Q3_K";
+    public static bool HasMins => false;
+    public static bool TotalTail => false;
+    public static int MinSum(int* mins, short* bsums) => 0;
+
+    [MethodImpl(MethodImplOptions.AggressiveInlining)]
+    public static void Unpack(byte* block, sbyte* a, int* scales, int* mins)
+    {
+        var x = (BlockQ3_K*)block;
+        var three = Vector128.Create((byte)3);
+        var four = Vector128.Create((byte)4);
+        for (int half = 0; half < 2; ++half)
+        {
+            var hm = Vector128.Load(x->HMask + 16 * half);
+            for (int h = 0; h < 2; ++h)
+            {
+                var q = Vector128.Load(x->Qs + 32 * h + 16 * half);
+                for (int s = 0; s < 4; ++s)
+                {
+                    var bit = Vector128.Create((byte)(1 << (4 * h + s)));
+                    // 4 where the high bit is clear, 0 where it is set.
+                    var off = Vector128.AndNot(four, Vector128.Equals(hm & bit, bit));
+                    ((q & three) - off).Store((byte*)a + 128 * h + 32 * s + 16 * half);
+                    q = Vector128.ShiftRightLogical(q, 2);
+                }
+            }
+        }
+        sbyte* packed = stackalloc sbyte[16];
+        Q3_K.UnpackScales(x->Scales, packed);
+        for (int j = 0; j < 16; ++j) scales[j] = packed[j] - 32;
+    }
+
+    public static float Scale(byte* block) => QuantMath.Fp16ToFp32Fast(((BlockQ3_K*)block)->D);
+    public static float MinScale(byte* block) => 0;
+}
+
+/// <summary>
+/// Q2_K for <see cref="KQuant128"/>: value 128h + 32s + l is (qs[32h + l] &gt;&gt; 2s) &amp; 3; each
+/// 16-value sub-block's scale is the low nibble of its scale byte and its min the high nibble.
+/// </summary>
+internal readonly unsafe struct Q2_K128 : IKQuant128Block
+{
+    public static int BlockBytes => sizeof(BlockQ2_K);
+    public static string Name => "Q2_K";
+    public static bool HasMins => true;
+    public static bool TotalTail => true;
+
+    [MethodImpl(MethodImplOptions.AggressiveInlining)]
+    public static int MinSum(int* mins, short* bsums)
+    {
+        int summs = 0;
+        for (int j = 0; j < 16; ++j) summs += bsums[j] * mins[j];
+        return summs;
+    }
+
+    [MethodImpl(MethodImplOptions.AggressiveInlining)]
+    public static void Unpack(byte* block, sbyte* a, int* scales, int* mins)
+    {
+        var x = (BlockQ2_K*)block;
+        var three = Vector128.Create((byte)3);
+        for (int h = 0; h < 2; ++h)
+            for (int half = 0; half < 2; ++half)
+            {
+                var q = Vector128.Load(x->Qs + 32 * h + 16 * half);
+                for (int s = 0; s < 4; ++s)
+                {
+                    (q & three).Store((byte*)a + 128 * h + 32 * s + 16 * half);
+                    q = Vector128.ShiftRightLogical(q, 2);
+                }
+            }
+        for (int j = 0; j < 16; ++j)
+        {
+            scales[j] = x->Scales[j] & 0xF;
+            mins[j] = x->Scales[j] >> 4;
+        }
+    }
+
+    public static float Scale(byte* block) => QuantMath.Fp16ToFp32Fast(((BlockQ2_K*)block)->D);
+    public static float MinScale(byte* block) => QuantMath.Fp16ToFp32Fast(((BlockQ2_K*)block)->DMin);
 }
