@@ -75,3 +75,58 @@ public class RepackedWeightsTests(ITestOutputHelper output)
         output.WriteLine($"repacked later: {later.RepackedBytes} bytes, forward {(later.Specialization is null ? "generic" : later.Specialization.Name)}, logits identical to repacking at load");
     }
 }
+
+/// <summary>
+/// <see cref="WeightPacking.AllocWeights"/>: a repacked matrix of 2 MiB or more starts on a 2 MiB
+/// boundary and its whole 2 MiB spans are advised as transparent huge pages, the tail not (so
+/// resident memory does not grow); read back from /proc/self/smaps.
+/// </summary>
+public class HugePageWeightsTests(ITestOutputHelper output)
+{
+    [Fact]
+    public unsafe void LargeBuffers_StartOnA2MiBBoundary_AndOnlyWholeSpansAreAdvised()
+    {
+        if (!OperatingSystem.IsLinux()) return;
+        const long mib2 = 2 << 20;
+        long bytes = 5 * (1L << 20) + 12345; // two whole 2 MiB spans and a tail
+        byte* p = WeightPacking.AllocWeights(bytes);
+        try
+        {
+            Assert.Equal(0, (long)p % mib2);
+            new Span<byte>(p, (int)bytes).Fill(1);
+            string mode = File.Exists("/sys/kernel/mm/transparent_hugepage/enabled") ? File.ReadAllText("/sys/kernel/mm/transparent_hugepage/enabled").Trim() : "(no THP)";
+            int? head = ThpEligible((nint)p), tail = ThpEligible((nint)(p + bytes - 1));
+            output.WriteLine($"THP mode {mode}; THPeligible: head {head}, tail {tail}");
+            if (mode.Contains("[madvise]", StringComparison.Ordinal))
+            {
+                Assert.Equal(1, head);
+                Assert.Equal(0, tail);
+            }
+        }
+        finally { System.Runtime.InteropServices.NativeMemory.AlignedFree(p); }
+
+        byte* small = WeightPacking.AllocWeights(100_000);
+        Assert.Equal(0, (long)small % 64);
+        System.Runtime.InteropServices.NativeMemory.AlignedFree(small);
+    }
+
+    /// <summary>The THPeligible field of the mapping holding <paramref name="address"/>, or null.</summary>
+    private static int? ThpEligible(nint address)
+    {
+        bool inside = false;
+        foreach (var line in File.ReadLines("/proc/self/smaps"))
+        {
+            int dash = line.IndexOf('-');
+            int space = line.IndexOf(' ');
+            if (dash > 0 && space > dash && long.TryParse(line.AsSpan(0, dash), System.Globalization.NumberStyles.HexNumber, null, out long start)
+                && long.TryParse(line.AsSpan(dash + 1, space - dash - 1), System.Globalization.NumberStyles.HexNumber, null, out long end))
+            {
+                inside = address >= start && address < end;
+                continue;
+            }
+            if (inside && line.StartsWith("THPeligible:", StringComparison.Ordinal))
+                return int.Parse(line.AsSpan("THPeligible:".Length).Trim(), System.Globalization.CultureInfo.InvariantCulture);
+        }
+        return null;
+    }
+}
