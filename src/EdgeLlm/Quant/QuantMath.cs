@@ -10,9 +10,18 @@ namespace EdgeLlm.Quant;
 /// </summary>
 internal static class QuantMath
 {
-    /// <summary>f16 bits to f32 (exact), as GGML_FP16_TO_FP32.</summary>
+    /// <summary>
+    /// f16 bits to f32 (exact), as GGML_FP16_TO_FP32: a lookup in the table of every f16 value
+    /// (<see cref="Fp16ToFp32Fast"/>), which holds .NET's own cast of each, so the value is the
+    /// cast's. The per-block kernels of the NEON and Vector128 paths (and the references) convert
+    /// two scales per 32 values, and the cast is a software routine: on the linux-arm64 NativeAOT
+    /// build a call to 25 instructions, twice per block in the NEON decode loop, where the lookup
+    /// is a load. Measured on the x64 stand-in for that path (the JIT with DOTNET_EnableAVX2=0, 2
+    /// threads, `edgellm bench -p 0 -n 16`, 2026-11-30, cast / table alternated): TinyLlama Q4_0 tg16
+    /// 4.37/5.78, 4.80/5.50 t/s, Q8_0 3.95/5.76, 3.46/6.02 t/s.
+    /// </summary>
     [MethodImpl(MethodImplOptions.AggressiveInlining)]
-    public static float Fp16ToFp32(ushort h) => (float)BitConverter.UInt16BitsToHalf(h);
+    public static float Fp16ToFp32(ushort h) => Fp16ToFp32Fast(h);
 
     // Every f16 value as f32 (256 KiB), as ggml's table_f32_f16: the block kernels convert two
     // scales per 32 values, and .NET's Half -> float cast is a software routine that costs more

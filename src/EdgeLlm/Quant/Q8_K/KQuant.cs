@@ -36,9 +36,9 @@ internal static unsafe class KQuant
         return (i & 0x007fffff) - 0x00400000;
     }
 
-    /// <summary>f16 bits to f32 (exact).</summary>
+    /// <summary>f16 bits to f32 (exact; <see cref="QuantMath.Fp16ToFp32"/>'s table).</summary>
     [MethodImpl(MethodImplOptions.AggressiveInlining)]
-    public static float Fp16ToFp32(ushort h) => (float)BitConverter.UInt16BitsToHalf(h);
+    public static float Fp16ToFp32(ushort h) => QuantMath.Fp16ToFp32Fast(h);
 
     /// <summary>f32 to f16 bits, rounding to nearest even as F16C's vcvtps2ph does.</summary>
     [MethodImpl(MethodImplOptions.AggressiveInlining)]
