@@ -124,12 +124,14 @@ public static unsafe class SelfTest
     internal sealed record TileKernel(string Format, GgmlType Weight, GgmlType Act, string Isa, bool Supported, TileFn Tile, DotFn Reference);
 
     /// <summary>
-    /// Every 128-bit tile instantiation: the four 32-value formats × NEON with DotProd, plain NEON,
+    /// Every 128-bit tile instantiation: the six 32-value formats × NEON with DotProd, plain NEON,
     /// portable Vector128; Q2_K … Q6_K × NEON, portable Vector128.
     /// </summary>
     internal static IReadOnlyList<TileKernel> Tiles128() =>
     [
         .. LegacyTileSet<Q4_0TileWeights>("Q4_0", GgmlType.Q4_0, Q4_0.DotQ4_0Q8_0Reference),
+        .. LegacyTileSet<Q4_1TileWeights>("Q4_1", GgmlType.Q4_1, Q4_1.DotQ4_1Q8_1Reference),
+        .. LegacyTileSet<Q5_1TileWeights>("Q5_1", GgmlType.Q5_1, Q5_1.DotQ5_1Q8_1Reference),
         .. LegacyTileSet<Q5_0TileWeights>("Q5_0", GgmlType.Q5_0, Q5_0.DotQ5_0Q8_0Reference),
         .. LegacyTileSet<Q8_0TileWeights>("Q8_0", GgmlType.Q8_0, Q8_0.DotQ8_0Q8_0Reference),
         .. LegacyTileSet<IQ4_NLTileWeights>("IQ4_NL", GgmlType.IQ4_NL, IQ4_NL.DotIQ4_NLQ8_0Reference),
@@ -148,9 +150,9 @@ public static unsafe class SelfTest
 
     private static TileKernel[] LegacyTileSet<TW>(string name, GgmlType w, DotFn reference) where TW : struct, ILegacyTileWeights =>
     [
-        new(name, w, GgmlType.Q8_0, "AdvSimdDp", NeonDp, LegacyTile.Dot<TW, AdvSimdDpBlockDot>, reference),
-        new(name, w, GgmlType.Q8_0, "AdvSimd", Neon, LegacyTile.Dot<TW, AdvSimdBlockDot>, reference),
-        new(name, w, GgmlType.Q8_0, "Vector128", Vector128.IsHardwareAccelerated, LegacyTile.Dot<TW, Vector128BlockDot>, reference),
+        new(name, w, TW.Q8_1Acts ? GgmlType.Q8_1 : GgmlType.Q8_0, "AdvSimdDp", NeonDp, LegacyTile.Dot<TW, AdvSimdDpBlockDot>, reference),
+        new(name, w, TW.Q8_1Acts ? GgmlType.Q8_1 : GgmlType.Q8_0, "AdvSimd", Neon, LegacyTile.Dot<TW, AdvSimdBlockDot>, reference),
+        new(name, w, TW.Q8_1Acts ? GgmlType.Q8_1 : GgmlType.Q8_0, "Vector128", Vector128.IsHardwareAccelerated, LegacyTile.Dot<TW, Vector128BlockDot>, reference),
     ];
 
     /// <summary>

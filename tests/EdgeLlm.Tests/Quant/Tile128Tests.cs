@@ -9,7 +9,7 @@ namespace EdgeLlm.Tests.Quant;
 
 /// <summary>
 /// The 128-bit kernels where no AVX2 kernel serves (NEON on the Raspberry Pi and phones; portable
-/// Vector128): <see cref="LegacyTile"/>, the prompt tile of Q4_0, Q5_0, Q8_0 and IQ4_NL, and
+/// Vector128): <see cref="LegacyTile"/>, the prompt tile of Q4_0, Q4_1, Q5_0, Q5_1, Q8_0 and IQ4_NL, and
 /// <see cref="KQuant128"/>, the dot and tile of Q2_K … Q6_K. Every (row, activation)
 /// equals the format's reference dot bit for bit, for each integer strategy this CPU runs (the
 /// NEON ones run under qemu through <c>edgellm selftest</c>, tests/deployment/run.sh), and a
@@ -75,6 +75,8 @@ public class Tile128Tests(ITestOutputHelper output)
     [Theory]
     [InlineData("syn-llama-q4_0")]
     [InlineData("syn-llama-q5_0")]
+    [InlineData("syn-llama-q4_1")]
+    [InlineData("syn-llama-q5_1")]
     [InlineData("syn-llama-q8_0")]
     [InlineData("syn-llama-iq4_nl")]
     [InlineData("stories260K-q4_0")]

@@ -13,10 +13,11 @@ internal sealed unsafe class Q4_1Format : WeightFormat
     public override void DequantizeRow(byte* src, float* dst, long n) => Q4_1.DequantizeRowReference(src, dst, n);
     public override float VecDot(int n, byte* weights, byte* activations) => Q4_1.DotQ4_1Q8_1(n, weights, activations);
 
-    /// <summary>Register-tiled on AVX-512BW (<see cref="Q4_1.DotTileAvx512"/>); elsewhere one VecDot per pair.</summary>
+    /// <summary>Register-tiled on AVX-512BW (<see cref="Q4_1.DotTileAvx512"/>), without AVX2 (NEON) by <see cref="LegacyTile"/>; elsewhere one VecDot per pair.</summary>
     public override void VecDotTile(int n, byte* weights, long rowBytes, int nRows, byte* activations, long actStride, int nActs, float* y, long yStride)
     {
         if (Avx512BW.IsSupported) Q4_1.DotTileAvx512(n, weights, rowBytes, nRows, activations, actStride, nActs, y, yStride);
+        else if (!Avx2.IsSupported && LegacyTile.IsSupported) LegacyTile.Dot<Q4_1TileWeights>(n, weights, rowBytes, nRows, activations, actStride, nActs, y, yStride);
         else base.VecDotTile(n, weights, rowBytes, nRows, activations, actStride, nActs, y, yStride);
     }
 }
