@@ -111,6 +111,18 @@ internal static unsafe class KQuant128
         return sumi;
     }
 
+    /// <summary>Q4_K/Q5_K's packed 6-bit scales and mins: each 32-value scale given to both 16-value halves, the eight mins as they are.</summary>
+    [MethodImpl(MethodImplOptions.AggressiveInlining)]
+    public static void ScalesAndMinsK4(byte* packed, int* scales, int* mins)
+    {
+        for (int j = 0; j < 8; ++j)
+        {
+            KQuant.GetScaleMinK4(j, packed, out byte sc, out byte m);
+            scales[2 * j] = scales[2 * j + 1] = sc;
+            mins[j] = m;
+        }
+    }
+
     /// <summary>One row · one activation row on this CPU's 128-bit path.</summary>
     public static float Dot<TK>(int n, byte* x, byte* y) where TK : struct, IKQuant128Block
     {
@@ -218,12 +230,7 @@ internal readonly unsafe struct Q4_K128 : IKQuant128Block
             Vector128.ShiftRightLogical(q0, 4).Store((byte*)a + 64 * c + 32);
             Vector128.ShiftRightLogical(q1, 4).Store((byte*)a + 64 * c + 48);
         }
-        for (int j = 0; j < 8; ++j)
-        {
-            KQuant.GetScaleMinK4(j, x->Scales, out byte sc, out byte m);
-            scales[2 * j] = scales[2 * j + 1] = sc;
-            mins[j] = m;
-        }
+        KQuant128.ScalesAndMinsK4(x->Scales, scales, mins);
     }
 
     public static float Scale(byte* block) => QuantMath.Fp16ToFp32Fast(((BlockQ4_K*)block)->D);
@@ -258,12 +265,7 @@ internal readonly unsafe struct Q5_K128 : IKQuant128Block
             (Vector128.ShiftRightLogical(q0, 4) + (Vector128.Equals(qh0 & b2, b2) & sixteen)).Store((byte*)a + 64 * c + 32);
             (Vector128.ShiftRightLogical(q1, 4) + (Vector128.Equals(qh1 & b2, b2) & sixteen)).Store((byte*)a + 64 * c + 48);
         }
-        for (int j = 0; j < 8; ++j)
-        {
-            KQuant.GetScaleMinK4(j, x->Scales, out byte sc, out byte m);
-            scales[2 * j] = scales[2 * j + 1] = sc;
-            mins[j] = m;
-        }
+        KQuant128.ScalesAndMinsK4(x->Scales, scales, mins);
     }
 
     public static float Scale(byte* block) => QuantMath.Fp16ToFp32Fast(((BlockQ5_K*)block)->D);
