@@ -23,22 +23,9 @@ internal static class QuantMath
     [MethodImpl(MethodImplOptions.AggressiveInlining)]
     public static float Fp16ToFp32(ushort h) => Fp16ToFp32Fast(h);
 
-    // Every f16 value as f32 (256 KiB), as ggml's table_f32_f16: the block kernels convert two
-    // scales per 32 values, and .NET's Half -> float cast is a software routine that costs more
-    // than the block's whole integer dot product.
-    private static readonly float[] s_fp16Table = BuildFp16Table();
-
-    private static float[] BuildFp16Table()
-    {
-        var t = new float[65536];
-        for (int i = 0; i < t.Length; i++) t[i] = (float)BitConverter.UInt16BitsToHalf((ushort)i);
-        return t;
-    }
-
     /// <summary>f16 bits to f32 through the table (bit-identical to <see cref="Fp16ToFp32"/>).</summary>
     [MethodImpl(MethodImplOptions.AggressiveInlining)]
-    public static float Fp16ToFp32Fast(ushort h) =>
-        Unsafe.Add(ref System.Runtime.InteropServices.MemoryMarshal.GetArrayDataReference(s_fp16Table), (nint)h);
+    public static unsafe float Fp16ToFp32Fast(ushort h) => LookupTables.Fp16[h];
 
     /// <summary>
     /// f32 to f16 bits, rounding to nearest even as GGML_FP32_TO_FP16 does (F16C <c>_cvtss_sh(x, 0)</c>
@@ -142,26 +129,12 @@ internal static class QuantMath
     /// Done with a 256-entry table that expands one byte of qh into 8 bytes of 0x00/0x10.
     /// </summary>
     [MethodImpl(MethodImplOptions.AggressiveInlining)]
-    public static (Vector128<byte> Lo, Vector128<byte> Hi) Q5HighBits(uint qh)
+    public static unsafe (Vector128<byte> Lo, Vector128<byte> Hi) Q5HighBits(uint qh)
     {
-        var t = s_bitTo0x10;
+        ulong* t = LookupTables.BitTo0x10;
         var lo = Vector128.Create(t[qh & 0xFF], t[(qh >> 8) & 0xFF]).AsByte();
         var hi = Vector128.Create(t[(qh >> 16) & 0xFF], t[qh >> 24]).AsByte();
         return (lo, hi);
-    }
-
-    private static readonly ulong[] s_bitTo0x10 = BuildBitTable();
-
-    private static ulong[] BuildBitTable()
-    {
-        var t = new ulong[256];
-        for (int b = 0; b < 256; b++)
-        {
-            ulong v = 0;
-            for (int k = 0; k < 8; k++) if ((b >> k & 1) != 0) v |= 0x10UL << (8 * k);
-            t[b] = v;
-        }
-        return t;
     }
 
     /// <summary>Throws unless <paramref name="n"/> is a whole number of <paramref name="block"/>-value blocks.</summary>
