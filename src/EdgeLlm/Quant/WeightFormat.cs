@@ -23,12 +23,13 @@ public abstract unsafe class WeightFormat
         Register(new BF16Format());
         QuantFormats.RegisterAll();
         // The kernels are [AggressiveOptimization]: compiled once, at first call, with no later tier. A
-        // static they read (the f16 table) whose class is not yet initialized at that moment costs an
+        // static they read (a vector constant) whose class is not yet initialized at that moment costs an
         // initialization check in their loops, and the helper call behind it makes the JIT keep the
         // vector accumulators on the stack (measured: Q8_0 decode 10-20% slower when the first product
         // of a process was a one-token one). The kernel classes with static tables and vector
         // constants are initialized here, before any kernel can be compiled (their initializers are
-        // plain managed code, safe on every CPU).
+        // plain managed code, safe on every CPU). The lookup tables need none of this: LookupTables has
+        // no static constructor (its module initializer fills them before any code of this assembly runs).
         RuntimeHelpers.RunClassConstructor(typeof(QuantMath).TypeHandle);
         RuntimeHelpers.RunClassConstructor(typeof(KQuantFma).TypeHandle);
         RuntimeHelpers.RunClassConstructor(typeof(KQuantLanes).TypeHandle);
