@@ -86,10 +86,25 @@ internal static class QuantMath
     public static int DotI8Vector128(Vector128<sbyte> a0, Vector128<sbyte> a1, Vector128<sbyte> b0, Vector128<sbyte> b1) =>
         Vector128.Sum(DotI8Vector128Lanes(a0, a1, b0, b1));
 
-    /// <summary><see cref="DotI8Vector128"/> before its final sum across the four lanes.</summary>
+    /// <summary>
+    /// <see cref="DotI8Vector128"/> before its final sum across the four lanes. On x64 (SSE4.1, every
+    /// x86-64-v2 CPU) each 8-byte half is sign-extended to int16 (<c>pmovsxbw</c>) and multiplied and
+    /// pair-added into int32 by <c>pmaddwd</c>: 19 instructions per 32 values where the portable
+    /// widening takes about twice as many (it widens the int16 products to int32 separately). Exact
+    /// for any int8 on both sides (|a·b| ≤ 2^14, a pair ≤ 2^15), so which products share a lane
+    /// changes nothing: callers only use the lanes' total, or add lanes pairwise into block totals.
+    /// </summary>
     [MethodImpl(MethodImplOptions.AggressiveInlining)]
     public static Vector128<int> DotI8Vector128Lanes(Vector128<sbyte> a0, Vector128<sbyte> a1, Vector128<sbyte> b0, Vector128<sbyte> b1)
     {
+        if (Sse41.IsSupported)
+        {
+            var p0 = Sse2.MultiplyAddAdjacent(Sse41.ConvertToVector128Int16(a0), Sse41.ConvertToVector128Int16(b0));
+            var p1 = Sse2.MultiplyAddAdjacent(Sse41.ConvertToVector128Int16(Sse2.ShiftRightLogical128BitLane(a0, 8)), Sse41.ConvertToVector128Int16(Sse2.ShiftRightLogical128BitLane(b0, 8)));
+            var p2 = Sse2.MultiplyAddAdjacent(Sse41.ConvertToVector128Int16(a1), Sse41.ConvertToVector128Int16(b1));
+            var p3 = Sse2.MultiplyAddAdjacent(Sse41.ConvertToVector128Int16(Sse2.ShiftRightLogical128BitLane(a1, 8)), Sse41.ConvertToVector128Int16(Sse2.ShiftRightLogical128BitLane(b1, 8)));
+            return (p0 + p1) + (p2 + p3);
+        }
         var (a0l, a0h) = Vector128.Widen(a0);
         var (a1l, a1h) = Vector128.Widen(a1);
         var (b0l, b0h) = Vector128.Widen(b0);
