@@ -1,6 +1,7 @@
 using System.Runtime.CompilerServices;
 using System.Runtime.Intrinsics;
 using System.Runtime.Intrinsics.Arm;
+using System.Runtime.Intrinsics.X86;
 
 namespace EdgeLlm.Quant;
 
@@ -70,6 +71,7 @@ internal readonly unsafe struct Vector128KLanes : IKQuantLanes128
     [MethodImpl(MethodImplOptions.AggressiveInlining)]
     public static (Vector128<int> Lo, Vector128<int> Hi) Lanes(sbyte* a, sbyte* q8, int* scales)
     {
+        if (Sse41.IsSupported) return LanesSse41(a, q8, scales);
         Vector128<int> lo = Vector128<int>.Zero, hi = Vector128<int>.Zero;
         for (int j = 0; j < KQuant.QK_K / 16; ++j)
         {
@@ -80,6 +82,30 @@ internal readonly unsafe struct Vector128KLanes : IKQuantLanes128
             var s = Vector128.Create(scales[j]);
             lo += pl * s;
             hi += ph * s;
+        }
+        return (lo, hi);
+    }
+
+    /// <summary>
+    /// x64 without AVX2 (SSE4.1): bytes l and l + 8 of a sub-block interleaved (<c>punpcklbw</c>), so
+    /// one <c>pmaddwd</c> of the sign-extended halves gives lanes 0..3 and another lanes 4..7 of
+    /// a[l]·q8[l] + a[l+8]·q8[l+8] directly as int32 (the same integers as the portable steps).
+    /// </summary>
+    [MethodImpl(MethodImplOptions.AggressiveInlining)]
+    private static (Vector128<int> Lo, Vector128<int> Hi) LanesSse41(sbyte* a, sbyte* q8, int* scales)
+    {
+        Vector128<int> lo = Vector128<int>.Zero, hi = Vector128<int>.Zero;
+        for (int j = 0; j < KQuant.QK_K / 16; ++j)
+        {
+            var va = Vector128.Load(a + 16 * j);
+            var vq = Vector128.Load(q8 + 16 * j);
+            var ai = Sse2.UnpackLow(va, Sse2.ShiftRightLogical128BitLane(va, 8)); // a0 a8 a1 a9 … a7 a15
+            var qi = Sse2.UnpackLow(vq, Sse2.ShiftRightLogical128BitLane(vq, 8));
+            var p0 = Sse2.MultiplyAddAdjacent(Sse41.ConvertToVector128Int16(ai), Sse41.ConvertToVector128Int16(qi));
+            var p1 = Sse2.MultiplyAddAdjacent(Sse41.ConvertToVector128Int16(Sse2.ShiftRightLogical128BitLane(ai, 8)), Sse41.ConvertToVector128Int16(Sse2.ShiftRightLogical128BitLane(qi, 8)));
+            var s = Vector128.Create(scales[j]);
+            lo += Sse41.MultiplyLow(p0, s);
+            hi += Sse41.MultiplyLow(p1, s);
         }
         return (lo, hi);
     }
