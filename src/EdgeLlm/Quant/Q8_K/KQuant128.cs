@@ -128,13 +128,33 @@ internal static unsafe class KQuant128
     /// <summary>True where the 128-bit path runs (NEON, or an accelerated Vector128).</summary>
     public static bool IsSupported => AdvSimd.Arm64.IsSupported || Vector128.IsHardwareAccelerated;
 
-    /// <summary>Σ_j (bsums[2j] + bsums[2j+1])·mins[j] over the eight 32-value sub-blocks (Q4_K, Q5_K).</summary>
+    /// <summary>
+    /// Σ_j (bsums[2j] + bsums[2j+1])·mins[j] over the eight 32-value sub-blocks (Q4_K, Q5_K), in
+    /// vector steps: it runs per (row, activation row, super-block), and the scalar loop measured
+    /// 5–10% of the Q4_K tile on the x64 stand-in. Exact integers (|bsum| ≤ 16·128, mins &lt; 64), so
+    /// the order of the additions does not matter.
+    /// </summary>
     [MethodImpl(MethodImplOptions.AggressiveInlining)]
-    public static int PairedMinSum(int* mins, short* bsums)
+    public static int PairedMinSum(int* mins, short* bsums) =>
+        Vector128.Sum(PairSums(Vector128.Load(bsums)) * Vector128.Load(mins) + PairSums(Vector128.Load(bsums + 8)) * Vector128.Load(mins + 4));
+
+    /// <summary>Σ_j bsums[j]·mins[j] over the sixteen 16-value sub-blocks (Q2_K), in vector steps (exact integers).</summary>
+    [MethodImpl(MethodImplOptions.AggressiveInlining)]
+    public static int MinSum16(int* mins, short* bsums)
     {
-        int sumi = 0;
-        for (int j = 0; j < 8; ++j) sumi += (bsums[2 * j] + bsums[2 * j + 1]) * mins[j];
-        return sumi;
+        var (b0, b1) = Vector128.Widen(Vector128.Load(bsums));
+        var (b2, b3) = Vector128.Widen(Vector128.Load(bsums + 8));
+        return Vector128.Sum(b0 * Vector128.Load(mins) + b1 * Vector128.Load(mins + 4) + b2 * Vector128.Load(mins + 8) + b3 * Vector128.Load(mins + 12));
+    }
+
+    /// <summary><c>[v0 + v1, v2 + v3, v4 + v5, v6 + v7]</c> as int32 (NEON <c>saddlp</c>, SSE2 <c>pmaddwd</c> by ones).</summary>
+    [MethodImpl(MethodImplOptions.AggressiveInlining)]
+    private static Vector128<int> PairSums(Vector128<short> v)
+    {
+        if (AdvSimd.IsSupported) return AdvSimd.AddPairwiseWidening(v);
+        if (Sse2.IsSupported) return Sse2.MultiplyAddAdjacent(v, Vector128<short>.One);
+        var (lo, hi) = Vector128.Widen(v);
+        return Vector128.Create(lo[0] + lo[1], lo[2] + lo[3], hi[0] + hi[1], hi[2] + hi[3]);
     }
 
     /// <summary>Q4_K/Q5_K's packed 6-bit scales and mins: each 32-value scale given to both 16-value halves, the eight mins as they are.</summary>
@@ -394,12 +414,7 @@ internal readonly unsafe struct Q2_K128 : IKQuant128Block
     public static bool TotalTail => true;
 
     [MethodImpl(MethodImplOptions.AggressiveInlining)]
-    public static int MinSum(int* mins, short* bsums)
-    {
-        int summs = 0;
-        for (int j = 0; j < 16; ++j) summs += bsums[j] * mins[j];
-        return summs;
-    }
+    public static int MinSum(int* mins, short* bsums) => KQuant128.MinSum16(mins, bsums);
 
     [MethodImpl(MethodImplOptions.AggressiveInlining)]
     public static void Unpack(byte* block, sbyte* a, int* scales, int* mins)
