@@ -73,6 +73,30 @@ kernel() {
   else fail "info $name" "expected kernel path $want, got '$line'"; fi
 }
 
+# kquant NAME RUNNER... : a K-quant file's logits (syn-llama Q4_K_M: Q4_K, Q6_K and Q5_K matrices)
+# within the quantized golden bound of tests/EdgeLlm.Tests (figure = max |ours - llama.cpp| / std of
+# llama.cpp's logits <= 0.10): the K-quant kernels this CPU runs, end to end.
+kquant() {
+  local name="$1"; shift
+  local km="$shared/models/syn-llama-q4_k_m.gguf" kg="$shared/golden/syn-llama-q4_k_m.p1"
+  local ids; ids=$(python3 -c 'import json,sys; print(",".join(map(str, json.load(open(sys.argv[1]))["prompt_ids"])))' "$kg.json")
+  local fig
+  if "$@" logits -m "$km" --ids "$ids" -o "$tmp/kq.f32" > "$tmp/kq.log" 2>&1 &&
+     fig=$(python3 - "$tmp/kq.f32" "$kg.logits.f32" <<'PY'
+import struct, sys
+a = open(sys.argv[1], "rb").read(); b = open(sys.argv[2], "rb").read()
+if len(a) != len(b): sys.exit(1)
+n = len(b) // 4
+x = struct.unpack(f"<{n}f", a); y = struct.unpack(f"<{n}f", b)
+mean = sum(y) / n; std = (sum((q - mean) ** 2 for q in y) / n) ** 0.5
+fig = max(abs(p - q) for p, q in zip(x, y)) / std
+print(f"{fig:.4g}")
+sys.exit(0 if fig <= 0.10 else 1)
+PY
+); then ok "K-quant logits $name (syn-llama Q4_K_M p1, figure $fig <= 0.10)"
+  else fail "K-quant logits $name" "figure ${fig:-n/a} against $kg.logits.f32: $(tail -2 "$tmp/kq.log" | tr '\n' ' ')"; fi
+}
+
 # --- linux-x64 (x86-64-v3) -------------------------------------------------------------------
 if publish linux-x64 -r linux-x64; then
   x64="$art/linux-x64/edgellm"
@@ -80,6 +104,7 @@ if publish linux-x64 -r linux-x64; then
   if grep -qw avx2 /proc/cpuinfo && grep -qw fma /proc/cpuinfo; then
     story linux-x64 "$x64"
     kernel linux-x64 avx2 "$x64"
+    kquant linux-x64 "$x64"
     # The source generator's specializations survive NativeAOT (registered by module initializers,
     # no reflection): the default build specializes every config, stories260K's among them.
     if spec=$("$x64" info -m "$model" 2>&1 | grep '^forward pass:') && echo "$spec" | grep -q 'specialized: stories260k-f32'; then
@@ -158,6 +183,7 @@ if publish linux-arm64 -r linux-arm64; then
     set -- $cpu
     story "linux-arm64 qemu $1 ($3)" qemu-aarch64-static -cpu "$1" -L /usr/aarch64-linux-gnu "$arm"
     kernel "linux-arm64 qemu $1 ($3)" "$2" qemu-aarch64-static -cpu "$1" -L /usr/aarch64-linux-gnu "$arm"
+    kquant "linux-arm64 qemu $1 ($3)" qemu-aarch64-static -cpu "$1" -L /usr/aarch64-linux-gnu "$arm"
   done
   # `edgellm selftest` (NEON kernels vs references) where the command exists.
   if qemu-aarch64-static -L /usr/aarch64-linux-gnu "$arm" --help 2>&1 | grep -qw selftest; then

@@ -118,6 +118,48 @@ public static unsafe class SelfTest
         yield return new Check("quantize Q8_0 activations", "avx2", System.Runtime.Intrinsics.X86.Avx2.IsSupported, () => CheckQ8_0Activations(seed: 1234));
         foreach (var t in Tiles128())
             yield return new Check($"tile {t.Format}x{GgmlTypes.Name(t.Act)}", t.Isa, t.Supported, () => CheckTile128(t, seed: 1234));
+        yield return new Check("K-quant VecDot dispatch", NeonDp ? "AdvSimdDp" : Neon ? "AdvSimd" : "Vector128",
+            Neon || (!Avx2.IsSupported && KQuant128.IsSupported), () => CheckKQuantDispatch(seed: 1234));
+    }
+
+    /// <summary>
+    /// Where <see cref="KQuant128"/> serves the K-quants (NEON; x64 without AVX2), each format's
+    /// VecDot and VecDotTile take the strategy this CPU should run: with DotProd the sdot lanes
+    /// (equal to <see cref="KQuant128.DotTotalOrderReference{TK}"/> bit for bit), else ggml's lanes
+    /// (equal to the reference bit for bit).
+    /// </summary>
+    internal static string? CheckKQuantDispatch(int seed)
+    {
+        var rng = new Random(seed);
+        (GgmlType Type, DotFn Expected)[] formats =
+        [
+            (GgmlType.Q2_K, NeonDp ? KQuant128.DotTotalOrderReference<Q2_K128> : (n, x, y) => Q2_K.DotQ2_KQ8_KReference(n, (BlockQ2_K*)x, (BlockQ8_K*)y)),
+            (GgmlType.Q3_K, NeonDp ? KQuant128.DotTotalOrderReference<Q3_K128> : (n, x, y) => Q3_K.DotQ3_KQ8_KReference(n, (BlockQ3_K*)x, (BlockQ8_K*)y)),
+            (GgmlType.Q4_K, NeonDp ? KQuant128.DotTotalOrderReference<Q4_K128> : (n, x, y) => Q4_K.DotQ4_KQ8_KReference(n, (BlockQ4_K*)x, (BlockQ8_K*)y)),
+            (GgmlType.Q5_K, NeonDp ? KQuant128.DotTotalOrderReference<Q5_K128> : (n, x, y) => Q5_K.DotQ5_KQ8_KReference(n, (BlockQ5_K*)x, (BlockQ8_K*)y)),
+            (GgmlType.Q6_K, NeonDp ? KQuant128.DotTotalOrderReference<Q6_K128> : (n, x, y) => Q6_K.DotQ6_KQ8_KReference(n, (BlockQ6_K*)x, (BlockQ8_K*)y)),
+        ];
+        foreach (var (type, expected) in formats)
+        {
+            if (!WeightFormat.TryGet(type, out var fmt)) return $"{GgmlTypes.Name(type)}: no format";
+            foreach (int blocks in new[] { 1, 3, 8 })
+            {
+                int n = blocks * 256;
+                byte[] w = MakeBlocks(type, n, Fill.Random, rng);
+                byte[] a = MakeBlocks(GgmlType.Q8_K, n, Fill.Random, rng);
+                fixed (byte* pw = w)
+                fixed (byte* pa = a)
+                {
+                    float want = expected(n, pw, pa);
+                    float dot = fmt.VecDot(n, pw, pa);
+                    float tile;
+                    fmt.VecDotTile(n, pw, w.Length, 1, pa, a.Length, 1, &tile, 1);
+                    if (!SameFloat(want, dot) || !SameFloat(want, tile))
+                        return string.Create(CultureInfo.InvariantCulture, $"{GgmlTypes.Name(type)} n={n}: VecDot {dot:R}, VecDotTile {tile:R}, expected {want:R}");
+                }
+            }
+        }
+        return null;
     }
 
     /// <summary>A 128-bit prompt tile (<see cref="LegacyTile"/>, <see cref="KQuant128"/>) with one integer strategy, and the format's reference dot.</summary>
@@ -125,7 +167,7 @@ public static unsafe class SelfTest
 
     /// <summary>
     /// Every 128-bit tile instantiation: the six 32-value formats × NEON with DotProd, plain NEON,
-    /// portable Vector128; Q2_K … Q6_K × NEON, portable Vector128.
+    /// portable Vector128; Q2_K … Q6_K × NEON with DotProd, plain NEON, portable Vector128 and its total-order twin.
     /// </summary>
     internal static IReadOnlyList<TileKernel> Tiles128() =>
     [
@@ -142,10 +184,18 @@ public static unsafe class SelfTest
         .. KQuantTileSet<Q6_K128>("Q6_K", GgmlType.Q6_K, (n, x, y) => Q6_K.DotQ6_KQ8_KReference(n, (BlockQ6_K*)x, (BlockQ8_K*)y)),
     ];
 
+    /// <summary>
+    /// The K-quant tiles: the lane strategies against ggml's reference; the total strategies
+    /// (NEON DotProd, and its portable twin that x64 tests run) against
+    /// <see cref="KQuant128.DotTotalOrderReference{TK}"/>, llama.cpp's NEON float order, whose
+    /// distance from ggml's reference the unit tests bound.
+    /// </summary>
     private static TileKernel[] KQuantTileSet<TK>(string name, GgmlType w, DotFn reference) where TK : struct, IKQuant128Block =>
     [
+        new(name, w, GgmlType.Q8_K, "AdvSimdDp", NeonDp, KQuant128.DotTile<TK, AdvSimdDpKLanes>, KQuant128.DotTotalOrderReference<TK>),
         new(name, w, GgmlType.Q8_K, "AdvSimd", Neon, KQuant128.DotTile<TK, AdvSimdKLanes>, reference),
         new(name, w, GgmlType.Q8_K, "Vector128", Vector128.IsHardwareAccelerated, KQuant128.DotTile<TK, Vector128KLanes>, reference),
+        new(name, w, GgmlType.Q8_K, "Vector128Total", Vector128.IsHardwareAccelerated, KQuant128.DotTile<TK, Vector128TotalKLanes>, KQuant128.DotTotalOrderReference<TK>),
     ];
 
     private static TileKernel[] LegacyTileSet<TW>(string name, GgmlType w, DotFn reference) where TW : struct, ILegacyTileWeights =>
@@ -156,7 +206,7 @@ public static unsafe class SelfTest
     ];
 
     /// <summary>
-    /// A 128-bit tile instantiation equals the format's reference dot bit for bit, for
+    /// A 128-bit tile instantiation equals its reference dot (<see cref="TileKernel.Reference"/>) bit for bit, for
     /// every (row, activation) of 5 rows (two pairs and an odd row) against 1, 2 and 7 activation
     /// rows (a full pass of four and a short one), every fill and the given lengths (in blocks).
     /// </summary>

@@ -193,57 +193,6 @@ public unsafe class KQuantFmaTests(ITestOutputHelper output)
         return best;
     }
 
-    /// <summary>Σ_i |weight term_i · a_i| in double: the scale part and (Q4_K/Q5_K) the min part separately.</summary>
-    private static double Magnitude(GgmlType type, byte[] w, byte[] a, int blocks)
-    {
-        int n = blocks * 256, bs = BlockSize(type);
-        int[] halves = HalfOffsets(type);
-        var parts = new List<float[]>();
-        foreach (int keep in halves.Length == 2 ? new[] { 0, 1 } : new[] { 0 })
-        {
-            byte[] copy = (byte[])w.Clone();
-            if (halves.Length == 2)
-                for (int b = 0; b < blocks; b++) MemoryMarshal.Write(copy.AsSpan(b * bs + halves[1 - keep]), (ushort)0);
-            var deq = new float[n];
-            WeightFormat.TryGet(type, out var fmt);
-            fixed (byte* pc = copy)
-            fixed (float* pd = deq)
-                fmt.DequantizeRow(pc, pd, n);
-            parts.Add(deq);
-        }
-        double m = 0;
-        for (int i = 0; i < n; i++)
-        {
-            int b = i / 256;
-            double ai = Math.Abs((double)BitConverter.ToSingle(a, b * 292) * (sbyte)a[b * 292 + 4 + i % 256]);
-            foreach (var p in parts) m += Math.Abs((double)p[i]) * ai;
-        }
-        return m;
-    }
-
-    /// <summary>Q8_K blocks with d = 1, quants in [−8, 8] and consistent bsums.</summary>
-    private static byte[] SmallQ8K(int blocks, Random rng)
-    {
-        var data = new byte[292 * blocks];
-        for (int b = 0; b < blocks; b++)
-        {
-            var block = data.AsSpan(b * 292, 292);
-            MemoryMarshal.Write(block, 1f);
-            for (int g = 0; g < 16; g++)
-            {
-                short sum = 0;
-                for (int k = 0; k < 16; k++)
-                {
-                    sbyte q = (sbyte)rng.Next(-8, 9);
-                    block[4 + 16 * g + k] = (byte)q;
-                    sum += q;
-                }
-                MemoryMarshal.Write(block[(260 + 2 * g)..], sum);
-            }
-        }
-        return data;
-    }
-
     private static float Reference(GgmlType t, int n, byte* w, byte* a) => t switch
     {
         GgmlType.Q4_K => Q4_K.DotQ4_KQ8_KReference(n, (BlockQ4_K*)w, (BlockQ8_K*)a),

@@ -27,7 +27,8 @@ internal static unsafe partial class Q3_K
 {
     /// <summary>
     /// Dot product with a Q8_K row on the fastest path this CPU has: AVX-512BW &gt; AVX2 &gt;
-    /// 128-bit (NEON, <see cref="KQuant128"/>) &gt; scalar (IsSupported checks are JIT/AOT constants). All equal the reference bit for bit.
+    /// 128-bit (NEON, <see cref="KQuant128"/>) &gt; scalar (IsSupported checks are JIT/AOT constants). All equal the reference bit for bit
+    /// except NEON with DotProd: llama.cpp's NEON float order, within float-order tolerance.
     /// </summary>
     [System.Runtime.CompilerServices.MethodImpl(System.Runtime.CompilerServices.MethodImplOptions.AggressiveInlining)]
     internal static float DotQ3_KQ8_K(int n, BlockQ3_K* x, BlockQ8_K* y) =>

@@ -34,8 +34,8 @@ internal static unsafe partial class Q4_K
     /// <summary>
     /// Dot product with a Q8_K row on the fastest path this CPU has: AVX2+FMA (vector
     /// accumulators, llama.cpp's float order: equal to the reference within float-order
-    /// tolerance) &gt; AVX-512BW &gt; AVX2 &gt; 128-bit (NEON, <see cref="KQuant128"/>) &gt; scalar (the last four equal the reference bit for
-    /// bit). IsSupported checks are JIT/AOT constants.
+    /// tolerance) &gt; AVX-512BW &gt; AVX2 &gt; 128-bit (NEON, <see cref="KQuant128"/>: with DotProd llama.cpp's NEON float order, within
+    /// float-order tolerance) &gt; scalar (AVX-512BW, AVX2, NEON without DotProd, portable and scalar equal the reference bit for bit). IsSupported checks are JIT/AOT constants.
     /// </summary>
     [System.Runtime.CompilerServices.MethodImpl(System.Runtime.CompilerServices.MethodImplOptions.AggressiveInlining)]
     internal static float DotQ4_KQ8_K(int n, BlockQ4_K* x, BlockQ8_K* y) =>

@@ -29,6 +29,12 @@ internal unsafe interface IKQuant128Block
     static abstract bool TotalTail { get; }
 
     /// <summary>
+    /// True where both 16-value halves of each 32-value sub-block share one scale (Q4_K, Q5_K):
+    /// <see cref="AdvSimdDpKLanes"/> then takes 32 products per scale multiply.
+    /// </summary>
+    static abstract bool Scale32 { get; }
+
+    /// <summary>
     /// Writes the super-block's 256 values as int8 to <paramref name="a"/> (reference order), the
     /// scale of each 16-value sub-block to <paramref name="scales"/> and, with <see cref="HasMins"/>,
     /// its mins to <paramref name="mins"/> (up to 16, as <see cref="MinSum"/> reads them).
@@ -51,14 +57,107 @@ internal unsafe interface IKQuant128Block
 /// </summary>
 internal unsafe interface IKQuantLanes128
 {
+    /// <summary>
+    /// False: the strategy gives ggml's eight lanes (<see cref="Lanes"/>) and the tile keeps the
+    /// reference's float tail, bit for bit. True: it gives only the super-block's integer total
+    /// (<see cref="Total"/>) and the tile adds it in llama.cpp's NEON order (see <see cref="KQuant128"/>).
+    /// </summary>
+    static abstract bool IsTotal { get; }
+
     static abstract (Vector128<int> Lo, Vector128<int> Hi) Lanes(sbyte* a, sbyte* q8, int* scales);
+
+    /// <summary>
+    /// Σ_j scales[j] · Σ_{p in sub-block j} a[p]·q8[p] over the super-block's sixteen 16-value
+    /// sub-blocks (an exact integer: |total| &lt; 2^31 for every K-quant). <paramref name="scale32"/>:
+    /// scales[2j] == scales[2j + 1] (<see cref="IKQuant128Block.Scale32"/>).
+    /// </summary>
+    static abstract int Total(sbyte* a, sbyte* q8, int* scales, bool scale32);
 }
 
 /// <summary>NEON: <see cref="KQuantLanes.DotLanesAdvSimd"/> (<c>smull</c> + <c>smlal</c>).</summary>
 internal readonly unsafe struct AdvSimdKLanes : IKQuantLanes128
 {
+    public static bool IsTotal => false;
+
     [MethodImpl(MethodImplOptions.AggressiveInlining)]
     public static (Vector128<int> Lo, Vector128<int> Hi) Lanes(sbyte* a, sbyte* q8, int* scales) => KQuantLanes.DotLanesAdvSimd(a, q8, scales);
+
+    [MethodImpl(MethodImplOptions.AggressiveInlining)]
+    public static int Total(sbyte* a, sbyte* q8, int* scales, bool scale32)
+    {
+        var (lo, hi) = Lanes(a, q8, scales);
+        return Vector128.Sum(lo + hi);
+    }
+}
+
+/// <summary>
+/// NEON with the dot-product extension (Raspberry Pi 5, arm64 phones): per 16 values one
+/// <c>sdot</c> (four neighbouring products into each int32 lane) and, per scale, one <c>mla</c>;
+/// Q4_K/Q5_K feed both halves of a 32-value sub-block into one <c>sdot</c> chain before their
+/// shared scale. <c>sdot</c> mixes ggml's eight lanes, so this strategy gives the integer total
+/// only (<see cref="IsTotal"/>): 2.3× fewer instructions than <see cref="AdvSimdKLanes"/> for
+/// Q4_K/Q5_K, 2× for the others. Bounds: |a·q8| ≤ 32·128, four per lane ≤ 2^14, times a scale
+/// ≤ 128, sixteen sub-blocks: below 2^26 per lane. Requires AdvSimd.Arm64 and Dp.
+/// </summary>
+internal readonly unsafe struct AdvSimdDpKLanes : IKQuantLanes128
+{
+    public static bool IsTotal => true;
+
+    public static (Vector128<int> Lo, Vector128<int> Hi) Lanes(sbyte* a, sbyte* q8, int* scales) =>
+        throw new NotSupportedException("sdot mixes ggml's lanes: use Total");
+
+    [MethodImpl(MethodImplOptions.AggressiveInlining)]
+    public static int Total(sbyte* a, sbyte* q8, int* scales, bool scale32)
+    {
+        // Two accumulators: one mla chain would wait on its own latency every step.
+        Vector128<int> acc0 = Vector128<int>.Zero, acc1 = Vector128<int>.Zero;
+        if (scale32)
+        {
+            // 64 values (two 32-value sub-blocks, scales[0] and scales[2]) per step.
+            for (sbyte* end = a + KQuant.QK_K; a < end; a += 64, q8 += 64, scales += 4)
+            {
+                var p0 = Dp.DotProduct(Dp.DotProduct(Vector128<int>.Zero, AdvSimd.LoadVector128(a), AdvSimd.LoadVector128(q8)),
+                    AdvSimd.LoadVector128(a + 16), AdvSimd.LoadVector128(q8 + 16));
+                var p1 = Dp.DotProduct(Dp.DotProduct(Vector128<int>.Zero, AdvSimd.LoadVector128(a + 32), AdvSimd.LoadVector128(q8 + 32)),
+                    AdvSimd.LoadVector128(a + 48), AdvSimd.LoadVector128(q8 + 48));
+                acc0 = AdvSimd.MultiplyAdd(acc0, p0, Vector128.Create(scales[0]));
+                acc1 = AdvSimd.MultiplyAdd(acc1, p1, Vector128.Create(scales[2]));
+            }
+        }
+        else
+        {
+            // Two 16-value sub-blocks per step.
+            for (sbyte* end = a + KQuant.QK_K; a < end; a += 32, q8 += 32, scales += 2)
+            {
+                var p0 = Dp.DotProduct(Vector128<int>.Zero, AdvSimd.LoadVector128(a), AdvSimd.LoadVector128(q8));
+                var p1 = Dp.DotProduct(Vector128<int>.Zero, AdvSimd.LoadVector128(a + 16), AdvSimd.LoadVector128(q8 + 16));
+                acc0 = AdvSimd.MultiplyAdd(acc0, p0, Vector128.Create(scales[0]));
+                acc1 = AdvSimd.MultiplyAdd(acc1, p1, Vector128.Create(scales[1]));
+            }
+        }
+        return Vector128.Sum(acc0 + acc1);
+    }
+}
+
+/// <summary>
+/// The integer total of <see cref="AdvSimdDpKLanes"/> from portable Vector128 steps
+/// (<see cref="Vector128KLanes"/>' lanes, summed). No CPU runs it in production: it lets x64
+/// tests drive <see cref="KQuant128"/>'s llama.cpp-order tail, which the NEON binary under qemu
+/// then must reproduce bit for bit.
+/// </summary>
+internal readonly unsafe struct Vector128TotalKLanes : IKQuantLanes128
+{
+    public static bool IsTotal => true;
+
+    [MethodImpl(MethodImplOptions.AggressiveInlining)]
+    public static (Vector128<int> Lo, Vector128<int> Hi) Lanes(sbyte* a, sbyte* q8, int* scales) => Vector128KLanes.Lanes(a, q8, scales);
+
+    [MethodImpl(MethodImplOptions.AggressiveInlining)]
+    public static int Total(sbyte* a, sbyte* q8, int* scales, bool scale32)
+    {
+        var (lo, hi) = Vector128KLanes.Lanes(a, q8, scales);
+        return Vector128.Sum(lo + hi);
+    }
 }
 
 /// <summary>
@@ -68,6 +167,15 @@ internal readonly unsafe struct AdvSimdKLanes : IKQuantLanes128
 /// </summary>
 internal readonly unsafe struct Vector128KLanes : IKQuantLanes128
 {
+    public static bool IsTotal => false;
+
+    [MethodImpl(MethodImplOptions.AggressiveInlining)]
+    public static int Total(sbyte* a, sbyte* q8, int* scales, bool scale32)
+    {
+        var (lo, hi) = Lanes(a, q8, scales);
+        return Vector128.Sum(lo + hi);
+    }
+
     [MethodImpl(MethodImplOptions.AggressiveInlining)]
     public static (Vector128<int> Lo, Vector128<int> Hi) Lanes(sbyte* a, sbyte* q8, int* scales)
     {
@@ -117,7 +225,13 @@ internal readonly unsafe struct Vector128KLanes : IKQuantLanes128
 /// Per super-block: the weights unpacked to int8 once (<see cref="IKQuant128Block.Unpack"/>), then
 /// for each activation row the eight int32 lanes of ggml's generic kernel and its float tail —
 /// <c>sums[l] += (d·y.d)·aux32[l]</c>, <c>sumf −= (dmin·y.d)·Σ bsums·min</c>, the lanes added to
-/// sumf in order at the end — so every result equals the scalar reference bit for bit. The tile
+/// sumf in order at the end — so every result equals the scalar reference bit for bit. With the
+/// dot-product extension (<see cref="AdvSimdDpKLanes"/>) the integers are the same but only their
+/// per-super-block total exists, so the float tail is llama.cpp's own NEON one:
+/// <c>sumf −= (dmin·y.d)·Σ bsums·min; sumf += (d·y.d)·total</c> (Q2_K keeps its reference tail,
+/// which already works on the total, and stays bit-exact). That equals the reference within
+/// float-order tolerance, as x64's AVX2+FMA kernels do, and equals
+/// <see cref="DotTotalOrderReference{TK}"/> bit for bit. The tile
 /// unpacks each super-block once for up to four activation rows (the per-pair dot unpacked it
 /// for every pair). Written by hand: no library offers ggml's K-quant block arithmetic.
 /// </summary>
@@ -157,23 +271,73 @@ internal static unsafe class KQuant128
         return Vector128.Create(lo[0] + lo[1], lo[2] + lo[3], hi[0] + hi[1], hi[2] + hi[3]);
     }
 
-    /// <summary>Q4_K/Q5_K's packed 6-bit scales and mins: each 32-value scale given to both 16-value halves, the eight mins as they are.</summary>
+    /// <summary>
+    /// Q4_K/Q5_K's packed 6-bit scales and mins: each 32-value scale given to both 16-value
+    /// halves, the eight mins as they are. Unpacked on 32-bit words (<see cref="KQuantFma.UnpackScalesMinsK4"/>,
+    /// llama.cpp's <c>utmp</c> masks) and widened in vector steps: the per-scale
+    /// <see cref="KQuant.GetScaleMinK4"/> loop was ~80 scalar instructions per super-block, which a
+    /// matrix-vector product pays for every row.
+    /// </summary>
     [MethodImpl(MethodImplOptions.AggressiveInlining)]
     public static void ScalesAndMinsK4(byte* packed, int* scales, int* mins)
     {
-        for (int j = 0; j < 8; ++j)
+        Vector128<byte> sm = KQuantFma.UnpackScalesMinsK4(packed); // scales 0..7, mins 0..7
+        var (pairs0, pairs1) = Vector128.Widen(Vector128.Shuffle(sm, Vector128.Create((byte)0, 0, 1, 1, 2, 2, 3, 3, 4, 4, 5, 5, 6, 6, 7, 7)));
+        var (s0, s1) = Vector128.Widen(pairs0);
+        var (s2, s3) = Vector128.Widen(pairs1);
+        s0.AsInt32().Store(scales);
+        s1.AsInt32().Store(scales + 4);
+        s2.AsInt32().Store(scales + 8);
+        s3.AsInt32().Store(scales + 12);
+        var (m0, m1) = Vector128.Widen(Vector128.Widen(sm).Upper);
+        m0.AsInt32().Store(mins);
+        m1.AsInt32().Store(mins + 4);
+    }
+
+    /// <summary>
+    /// The scalar statement of the dot-product-extension order (see the class summary): per
+    /// super-block the unpacked integers' total Σ_j scale_j·Σ a·q8, then
+    /// <c>sumf −= (dmin·y.d)·Σ bsums·min; sumf += (d·y.d)·total</c> (Q2_K: its reference tail).
+    /// Tests hold it within float-order tolerance of ggml's reference and the NEON tile to it bit for bit.
+    /// </summary>
+    internal static float DotTotalOrderReference<TK>(int n, byte* x, byte* y) where TK : struct, IKQuant128Block
+    {
+        KQuant.CheckLength(n, TK.Name);
+        sbyte* a = stackalloc sbyte[KQuant.QK_K];
+        int* scales = stackalloc int[16];
+        int* mins = stackalloc int[16];
+        float sumf = 0;
+        for (int ib = 0; ib < n / KQuant.QK_K; ib++)
         {
-            KQuant.GetScaleMinK4(j, packed, out byte sc, out byte m);
-            scales[2 * j] = scales[2 * j + 1] = sc;
-            mins[j] = m;
+            byte* block = x + (long)ib * TK.BlockBytes;
+            var yb = (BlockQ8_K*)y + ib;
+            TK.Unpack(block, a, scales, mins);
+            int isum = 0;
+            for (int j = 0; j < 16; j++)
+            {
+                int s = 0;
+                for (int i = 16 * j; i < 16 * j + 16; i++) s += a[i] * yb->Qs[i];
+                isum += scales[j] * s;
+            }
+            float dx = TK.Scale(block);
+            float dmx = TK.HasMins ? TK.MinScale(block) : 0;
+            if (TK.TotalTail)
+            {
+                sumf += yb->D * dx * isum - yb->D * dmx * TK.MinSum(mins, yb->Bsums);
+                continue;
+            }
+            if (TK.HasMins) sumf -= dmx * yb->D * TK.MinSum(mins, yb->Bsums);
+            sumf += dx * yb->D * isum;
         }
+        return sumf;
     }
 
     /// <summary>One row · one activation row on this CPU's 128-bit path.</summary>
     public static float Dot<TK>(int n, byte* x, byte* y) where TK : struct, IKQuant128Block
     {
         float r;
-        if (AdvSimd.Arm64.IsSupported) DotTile<TK, AdvSimdKLanes>(n, x, 0, 1, y, 0, 1, &r, 1);
+        if (AdvSimd.Arm64.IsSupported && Dp.IsSupported) DotTile<TK, AdvSimdDpKLanes>(n, x, 0, 1, y, 0, 1, &r, 1);
+        else if (AdvSimd.Arm64.IsSupported) DotTile<TK, AdvSimdKLanes>(n, x, 0, 1, y, 0, 1, &r, 1);
         else DotTile<TK, Vector128KLanes>(n, x, 0, 1, y, 0, 1, &r, 1);
         return r;
     }
@@ -182,7 +346,8 @@ internal static unsafe class KQuant128
     public static void DotTile<TK>(int n, byte* weights, long rowBytes, int nRows, byte* acts, long actStride, int nActs, float* y, long yStride)
         where TK : struct, IKQuant128Block
     {
-        if (AdvSimd.Arm64.IsSupported) DotTile<TK, AdvSimdKLanes>(n, weights, rowBytes, nRows, acts, actStride, nActs, y, yStride);
+        if (AdvSimd.Arm64.IsSupported && Dp.IsSupported) DotTile<TK, AdvSimdDpKLanes>(n, weights, rowBytes, nRows, acts, actStride, nActs, y, yStride);
+        else if (AdvSimd.Arm64.IsSupported) DotTile<TK, AdvSimdKLanes>(n, weights, rowBytes, nRows, acts, actStride, nActs, y, yStride);
         else DotTile<TK, Vector128KLanes>(n, weights, rowBytes, nRows, acts, actStride, nActs, y, yStride);
     }
 
@@ -215,15 +380,23 @@ internal static unsafe class KQuant128
                     for (int k = 0; k < na; k++)
                     {
                         var yb = (BlockQ8_K*)(acts + (a0 + k) * actStride) + ib;
-                        var (lo, hi) = TL.Lanes(a, yb->Qs, scales);
                         if (TK.TotalTail)
                         {
-                            int isum = Vector128.Sum(lo + hi);
+                            int isum = TL.Total(a, yb->Qs, scales, TK.Scale32);
                             float dall = yb->D * dx;
                             float dmin = yb->D * dmx;
                             sumf[k] += dall * isum - dmin * TK.MinSum(mins, yb->Bsums);
                             continue;
                         }
+                        if (TL.IsTotal)
+                        {
+                            // llama.cpp's NEON order (ggml_vec_dot_q{3,4,5,6}_K_q8_K): min term first, then d·total.
+                            int isum = TL.Total(a, yb->Qs, scales, TK.Scale32);
+                            if (TK.HasMins) sumf[k] -= dmx * yb->D * TK.MinSum(mins, yb->Bsums);
+                            sumf[k] += dx * yb->D * isum;
+                            continue;
+                        }
+                        var (lo, hi) = TL.Lanes(a, yb->Qs, scales);
                         var d = Vector128.Create(dx * yb->D);
                         sums[2 * k] += d * Vector128.ConvertToSingle(lo);
                         sums[2 * k + 1] += d * Vector128.ConvertToSingle(hi);
@@ -237,7 +410,7 @@ internal static unsafe class KQuant128
                 for (int k = 0; k < na; k++)
                 {
                     float s = sumf[k];
-                    if (TK.TotalTail)
+                    if (TK.TotalTail || TL.IsTotal)
                     {
                         y[(a0 + k) * yStride + r] = s;
                         continue;
@@ -256,6 +429,7 @@ internal static unsafe class KQuant128
 /// <summary>Q4_K for <see cref="KQuant128"/>: nibbles 32 bytes at a time (low = values 64c..64c+31, high = 64c+32..64c+63), each 32-value scale given to both 16-value halves.</summary>
 internal readonly unsafe struct Q4_K128 : IKQuant128Block
 {
+    public static bool Scale32 => true;
     public static int BlockBytes => sizeof(BlockQ4_K);
     public static string Name => "Q4_K";
     public static bool HasMins => true;
@@ -286,6 +460,7 @@ internal readonly unsafe struct Q4_K128 : IKQuant128Block
 /// <summary>Q5_K for <see cref="KQuant128"/>: Q4_K's nibbles plus 16 where the high bit (qh bit 2c / 2c+1) is set.</summary>
 internal readonly unsafe struct Q5_K128 : IKQuant128Block
 {
+    public static bool Scale32 => true;
     public static int BlockBytes => sizeof(BlockQ5_K);
     public static string Name => "Q5_K";
     public static bool HasMins => true;
@@ -324,6 +499,7 @@ internal readonly unsafe struct Q5_K128 : IKQuant128Block
 /// </summary>
 internal readonly unsafe struct Q6_K128 : IKQuant128Block
 {
+    public static bool Scale32 => false;
     public static int BlockBytes => sizeof(BlockQ6_K);
     public static string Name => "Q6_K";
     public static bool HasMins => false;
@@ -365,6 +541,7 @@ internal readonly unsafe struct Q6_K128 : IKQuant128Block
 /// </summary>
 internal readonly unsafe struct Q3_K128 : IKQuant128Block
 {
+    public static bool Scale32 => false;
     public static int BlockBytes => sizeof(BlockQ3_K);
     public static string Name => "Q3_K";
     public static bool HasMins => false;
@@ -408,6 +585,7 @@ internal readonly unsafe struct Q3_K128 : IKQuant128Block
 /// </summary>
 internal readonly unsafe struct Q2_K128 : IKQuant128Block
 {
+    public static bool Scale32 => false;
     public static int BlockBytes => sizeof(BlockQ2_K);
     public static string Name => "Q2_K";
     public static bool HasMins => true;
