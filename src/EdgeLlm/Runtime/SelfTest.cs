@@ -124,12 +124,14 @@ public static unsafe class SelfTest
 
     /// <summary>
     /// Where <see cref="KQuant128"/> serves the K-quants (NEON; x64 without AVX2), each format's
-    /// VecDot and VecDotTile take the strategy this CPU should run: with DotProd the sdot lanes
+    /// VecDot, VecDotRows and VecDotTile take the strategy this CPU should run: with DotProd the sdot lanes
     /// (equal to <see cref="KQuant128.DotTotalOrderReference{TK}"/> bit for bit), else ggml's lanes
     /// (equal to the reference bit for bit).
     /// </summary>
     internal static string? CheckKQuantDispatch(int seed)
     {
+        const int rows = 3;
+        float* yr = stackalloc float[rows];
         var rng = new Random(seed);
         (GgmlType Type, DotFn Expected)[] formats =
         [
@@ -145,17 +147,23 @@ public static unsafe class SelfTest
             foreach (int blocks in new[] { 1, 3, 8 })
             {
                 int n = blocks * 256;
-                byte[] w = MakeBlocks(type, n, Fill.Random, rng);
+                long rowBytes = GgmlTypes.Info(type).RowBytes(n);
+                byte[] w = MakeBlocks(type, n * rows, Fill.Random, rng);
                 byte[] a = MakeBlocks(GgmlType.Q8_K, n, Fill.Random, rng);
                 fixed (byte* pw = w)
                 fixed (byte* pa = a)
                 {
-                    float want = expected(n, pw, pa);
-                    float dot = fmt.VecDot(n, pw, pa);
-                    float tile;
-                    fmt.VecDotTile(n, pw, w.Length, 1, pa, a.Length, 1, &tile, 1);
-                    if (!SameFloat(want, dot) || !SameFloat(want, tile))
-                        return string.Create(CultureInfo.InvariantCulture, $"{GgmlTypes.Name(type)} n={n}: VecDot {dot:R}, VecDotTile {tile:R}, expected {want:R}");
+                    fmt.VecDotRows(n, pw, rowBytes, rows, pa, yr);
+                    for (int r = 0; r < rows; r++)
+                    {
+                        byte* row = pw + r * rowBytes;
+                        float want = expected(n, row, pa);
+                        float dot = fmt.VecDot(n, row, pa);
+                        float tile;
+                        fmt.VecDotTile(n, row, rowBytes, 1, pa, a.Length, 1, &tile, 1);
+                        if (!SameFloat(want, dot) || !SameFloat(want, tile) || !SameFloat(want, yr[r]))
+                            return string.Create(CultureInfo.InvariantCulture, $"{GgmlTypes.Name(type)} n={n} row {r}: VecDot {dot:R}, VecDotTile {tile:R}, VecDotRows {yr[r]:R}, expected {want:R}");
+                    }
                 }
             }
         }

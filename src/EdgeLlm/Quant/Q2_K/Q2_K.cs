@@ -14,6 +14,17 @@ internal sealed unsafe class Q2_KFormat : WeightFormat
     public override float VecDot(int n, byte* weights, byte* activations) =>
         Q2_K.DotQ2_KQ8_K(n, (BlockQ2_K*)weights, (BlockQ8_K*)activations);
 
+    /// <summary>
+    /// The matrix-vector product on the 128-bit path: one <see cref="KQuant128"/> tile call over the
+    /// rows (its per-call set-up paid once per chunk, not per row); per row the arithmetic is
+    /// VecDot's, bit for bit. Elsewhere one VecDot per row.
+    /// </summary>
+    public override void VecDotRows(int n, byte* weights, long rowBytes, int nRows, byte* activations, float* y)
+    {
+        if (!Avx2.IsSupported && KQuant128.IsSupported) KQuant128.DotTile<Q2_K128>(n, weights, rowBytes, nRows, activations, 0, 1, y, 0);
+        else base.VecDotRows(n, weights, rowBytes, nRows, activations, y);
+    }
+
     /// <summary>Without AVX2 (NEON) each super-block unpacked once per four activation rows (<see cref="KQuant128"/>); elsewhere one VecDot per pair (x64 repacks Q2_K/Q3_K into their x8 layouts).</summary>
     public override void VecDotTile(int n, byte* weights, long rowBytes, int nRows, byte* activations, long actStride, int nActs, float* y, long yStride)
     {

@@ -15,6 +15,17 @@ internal sealed unsafe class Q4_KFormat : WeightFormat
         Q4_K.DotQ4_KQ8_K(n, (BlockQ4_K*)weights, (BlockQ8_K*)activations);
 
     /// <summary>
+    /// The matrix-vector product on the 128-bit path: one <see cref="KQuant128"/> tile call over the
+    /// rows (its per-call set-up paid once per chunk, not per row); per row the arithmetic is
+    /// VecDot's, bit for bit. Elsewhere one VecDot per row.
+    /// </summary>
+    public override void VecDotRows(int n, byte* weights, long rowBytes, int nRows, byte* activations, float* y)
+    {
+        if (!Avx2.IsSupported && KQuant128.IsSupported) KQuant128.DotTile<Q4_K128>(n, weights, rowBytes, nRows, activations, 0, 1, y, 0);
+        else base.VecDotRows(n, weights, rowBytes, nRows, activations, y);
+    }
+
+    /// <summary>
     /// Each super-block unpacked once per row for several activations: <see cref="Q4_K.DotTileAvx2Fma"/>
     /// where the AVX2+FMA kernel is VecDot, else <see cref="Q4_K.DotTile"/> where AVX2 exists;
     /// either equals VecDot bit for bit.
