@@ -11,7 +11,9 @@ namespace EdgeLlm.Tests.Quant;
 /// The 128-bit kernels where no AVX2 kernel serves (NEON on the Raspberry Pi and phones; portable
 /// Vector128): <see cref="LegacyTile"/>, the prompt tile of Q4_0, Q4_1, Q5_0, Q5_1, Q8_0 and IQ4_NL, and
 /// <see cref="KQuant128"/>, the dot and tile of Q2_K … Q6_K. Every (row, activation)
-/// equals the format's reference dot bit for bit, for each integer strategy this CPU runs (the
+/// equals its reference dot bit for bit (the format's, or for the K-quant total strategies the
+/// llama.cpp-order statement <see cref="KQuant128.DotTotalOrderReference{TK}"/>, which
+/// <see cref="KQuantTotalOrderTests"/> bounds), for each integer strategy this CPU runs (the
 /// NEON ones run under qemu through <c>edgellm selftest</c>, tests/deployment/run.sh), and a
 /// model run on these paths (the JIT with AVX2 switched off) still matches llama.cpp's logits.
 /// </summary>
