@@ -41,36 +41,8 @@ public unsafe class KQuantFmaTests(ITestOutputHelper output)
     public void Avx2FmaDot_MatchesReferenceWithinFloatOrder(GgmlType type, KQuantTestData.Pattern pattern)
     {
         if (!KQuantFma.UseAvx2Fma) { output.WriteLine("SKIPPED: this CPU lacks AVX2+FMA"); return; }
-        var rng = new Random(HashCode.Combine((int)type, (int)pattern, 41));
-        double worst = 0;
-        int checks = 0;
-        foreach (int blocks in new[] { 1, 2, 3, 4, 5, 7, 8, 9, 16 })
-        {
-            int n = blocks * 256;
-            for (int trial = 0; trial < 6; trial++)
-            {
-                byte[] w = MakeBlocks(type, blocks, pattern, rng);
-                byte[] a = MakeQ8KBlocks(blocks, rng, extremes: trial == 5);
-                fixed (byte* pw = w)
-                fixed (byte* pa = a)
-                {
-                    float r = Reference(type, n, pw, pa);
-                    float f = Fast(type, n, pw, pa);
-                    if (!float.IsFinite(r))
-                    {
-                        // Overflowing scales: any order overflows too (inf, or NaN from inf − inf).
-                        Assert.False(float.IsFinite(f), $"{type} {pattern} blocks={blocks}: reference {r} but fast {f}");
-                        continue;
-                    }
-                    double magnitude = Magnitude(type, w, a, blocks);
-                    double err = Math.Abs((double)f - r);
-                    Assert.True(err <= FloatOrderTolerance * magnitude,
-                        $"{type} {pattern} blocks={blocks} trial {trial}: fast {f:R} vs reference {r:R}, |diff| {err:E3} > {FloatOrderTolerance} x {magnitude:E3}");
-                    if (magnitude > 0) worst = Math.Max(worst, err / magnitude);
-                    checks++;
-                }
-            }
-        }
+        var (worst, checks) = AssertWithinFloatOrder(type, pattern, HashCode.Combine((int)type, (int)pattern, 41), [1, 2, 3, 4, 5, 7, 8, 9, 16],
+            (n, w, a) => Fast(type, n, w, a), (n, w, a) => Reference(type, n, w, a), FloatOrderTolerance);
         output.WriteLine($"{type} {pattern}: {checks} finite cases, worst |fast - reference| / magnitude = {worst:E2} (limit {FloatOrderTolerance:E0})");
     }
 

@@ -1,6 +1,8 @@
 using System.Runtime.InteropServices;
 using EdgeLlm.Gguf;
 using EdgeLlm.Quant;
+using EdgeLlm.Runtime;
+using Xunit;
 
 namespace EdgeLlm.Tests.Quant;
 
@@ -129,6 +131,53 @@ public static unsafe class KQuantTestData
             }
         }
         return data;
+    }
+
+    /// <summary>
+    /// A fast K-quant dot against ggml's reference over random rows of several lengths (the last
+    /// trial with extreme activations): |fast − reference| ≤ <paramref name="tolerance"/> ×
+    /// <see cref="Magnitude"/>, both non-finite together, or bit for bit with <paramref name="exact"/>.
+    /// Returns the worst relative difference and the number of finite cases.
+    /// </summary>
+    internal static (double Worst, int Checks) AssertWithinFloatOrder(GgmlType type, Pattern pattern, int seed, int[] blockCounts,
+        SelfTest.DotFn fast, SelfTest.DotFn reference, double tolerance, bool exact = false)
+    {
+        var rng = new Random(seed);
+        double worst = 0;
+        int checks = 0;
+        foreach (int blocks in blockCounts)
+        {
+            int n = blocks * 256;
+            for (int trial = 0; trial < 6; trial++)
+            {
+                byte[] w = MakeBlocks(type, blocks, pattern, rng);
+                byte[] a = MakeQ8KBlocks(blocks, rng, extremes: trial == 5);
+                fixed (byte* pw = w)
+                fixed (byte* pa = a)
+                {
+                    float r = reference(n, pw, pa);
+                    float f = fast(n, pw, pa);
+                    if (exact)
+                    {
+                        Assert.True(SelfTest.SameFloat(r, f), $"{type} {pattern} blocks={blocks} trial {trial}: fast {f:R} != reference {r:R}");
+                        continue;
+                    }
+                    if (!float.IsFinite(r))
+                    {
+                        // Overflowing scales: any order overflows too (inf, or NaN from inf − inf).
+                        Assert.False(float.IsFinite(f), $"{type} {pattern} blocks={blocks}: reference {r} but fast {f}");
+                        continue;
+                    }
+                    double magnitude = Magnitude(type, w, a, blocks);
+                    double err = Math.Abs((double)f - r);
+                    Assert.True(err <= tolerance * magnitude,
+                        $"{type} {pattern} blocks={blocks} trial {trial}: fast {f:R} vs reference {r:R}, |diff| {err:E3} > {tolerance} x {magnitude:E3}");
+                    if (magnitude > 0) worst = Math.Max(worst, err / magnitude);
+                    checks++;
+                }
+            }
+        }
+        return (worst, checks);
     }
 
     /// <summary>A whole tensor as f32, dequantized through its <see cref="WeightFormat"/>.</summary>

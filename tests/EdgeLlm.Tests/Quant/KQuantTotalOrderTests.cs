@@ -35,41 +35,9 @@ public unsafe class KQuantTotalOrderTests(ITestOutputHelper output)
     [MemberData(nameof(Cases))]
     public void TotalOrder_MatchesReferenceWithinFloatOrder(GgmlType type, Pattern pattern)
     {
-        var rng = new Random(HashCode.Combine((int)type, (int)pattern, 43));
-        double worst = 0;
-        int checks = 0;
-        foreach (int blocks in new[] { 1, 2, 3, 5, 8, 16 })
-        {
-            int n = blocks * 256;
-            for (int trial = 0; trial < 6; trial++)
-            {
-                byte[] w = MakeBlocks(type, blocks, pattern, rng);
-                byte[] a = MakeQ8KBlocks(blocks, rng, extremes: trial == 5);
-                fixed (byte* pw = w)
-                fixed (byte* pa = a)
-                {
-                    float r = Reference(type, n, pw, pa);
-                    float f = TotalOrder(type, n, pw, pa);
-                    if (type == GgmlType.Q2_K)
-                    {
-                        // Q2_K's reference tail already works on the total: the same float steps.
-                        Assert.True(SelfTest.SameFloat(r, f), $"Q2_K {pattern} blocks={blocks}: {f:R} != reference {r:R}");
-                        continue;
-                    }
-                    if (!float.IsFinite(r))
-                    {
-                        Assert.False(float.IsFinite(f), $"{type} {pattern} blocks={blocks}: reference {r} but total order {f}");
-                        continue;
-                    }
-                    double magnitude = Magnitude(type, w, a, blocks);
-                    double err = Math.Abs((double)f - r);
-                    Assert.True(err <= FloatOrderTolerance * magnitude,
-                        $"{type} {pattern} blocks={blocks} trial {trial}: total order {f:R} vs reference {r:R}, |diff| {err:E3} > {FloatOrderTolerance} x {magnitude:E3}");
-                    if (magnitude > 0) worst = Math.Max(worst, err / magnitude);
-                    checks++;
-                }
-            }
-        }
+        // Q2_K's reference tail already works on the total: the same float steps, bit for bit.
+        var (worst, checks) = AssertWithinFloatOrder(type, pattern, HashCode.Combine((int)type, (int)pattern, 43), [1, 2, 3, 5, 8, 16],
+            (n, w, a) => TotalOrder(type, n, w, a), (n, w, a) => Reference(type, n, w, a), FloatOrderTolerance, exact: type == GgmlType.Q2_K);
         output.WriteLine($"{type} {pattern}: {checks} finite cases, worst |total order - reference| / magnitude = {worst:E2} (limit {FloatOrderTolerance:E0})");
     }
 
