@@ -77,6 +77,17 @@ public static unsafe class SelfTest
             (n, x, y) => Q5_K.DotQ5_KQ8_KAvx512(n, (BlockQ5_K*)x, (BlockQ8_K*)y), (n, x, y) => Q5_K.DotQ5_KQ8_KAvx2(n, (BlockQ5_K*)x, (BlockQ8_K*)y)),
         .. KQuant("Q6_K", GgmlType.Q6_K, (n, x, y) => Q6_K.DotQ6_KQ8_KReference(n, (BlockQ6_K*)x, (BlockQ8_K*)y),
             (n, x, y) => Q6_K.DotQ6_KQ8_KAvx512(n, (BlockQ6_K*)x, (BlockQ8_K*)y), (n, x, y) => Q6_K.DotQ6_KQ8_KAvx2(n, (BlockQ6_K*)x, (BlockQ8_K*)y)),
+        .. KQuantNeonDp(),
+    ];
+
+    /// <summary>
+    /// K-quant dot products with their own NEON DotProd kernel (registers only, for decode): equal
+    /// to the llama.cpp-order statement, as the <c>sdot</c> tile is.
+    /// </summary>
+    private static DotKernel[] KQuantNeonDp() =>
+    [
+        new("Q4_K", GgmlType.Q4_K, GgmlType.Q8_K, "AdvSimdDp", NeonDp, (n, x, y) => Q4_K.DotQ4_KQ8_KAdvSimdDp(n, (BlockQ4_K*)x, (BlockQ8_K*)y), KQuant128.DotTotalOrderReference<Q4_K128>),
+        new("Q6_K", GgmlType.Q6_K, GgmlType.Q8_K, "AdvSimdDp", NeonDp, (n, x, y) => Q6_K.DotQ6_KQ8_KAdvSimdDp(n, (BlockQ6_K*)x, (BlockQ8_K*)y), KQuant128.DotTotalOrderReference<Q6_K128>),
     ];
 
     private static DotKernel[] Legacy(string name, GgmlType w, GgmlType a, DotFn reference, DotFn avx512, DotFn avx2, DotFn neonDp, DotFn neon, DotFn v128) =>
