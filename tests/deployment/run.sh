@@ -73,16 +73,18 @@ kernel() {
   else fail "info $name" "expected kernel path $want, got '$line'"; fi
 }
 
-# kquant NAME RUNNER... : a K-quant file's logits (syn-llama Q4_K_M: Q4_K, Q6_K and Q5_K matrices)
-# within the quantized golden bound of tests/EdgeLlm.Tests (figure = max |ours - llama.cpp| / std of
-# llama.cpp's logits <= 0.10): the K-quant kernels this CPU runs, end to end.
+# kquant NAME RUNNER... : K-quant files' logits (syn-llama Q4_K_M: Q4_K, Q6_K and Q5_K matrices;
+# Q5_K_M: Q5_K and Q6_K) within the quantized golden bound of tests/EdgeLlm.Tests (figure = max
+# |ours - llama.cpp| / std of llama.cpp's logits <= 0.10): the K-quant kernels this CPU runs, end to end.
 kquant() {
   local name="$1"; shift
-  local km="$shared/models/syn-llama-q4_k_m.gguf" kg="$shared/golden/syn-llama-q4_k_m.p1"
-  local ids; ids=$(python3 -c 'import json,sys; print(",".join(map(str, json.load(open(sys.argv[1]))["prompt_ids"])))' "$kg.json")
-  local fig
-  if "$@" logits -m "$km" --ids "$ids" -o "$tmp/kq.f32" > "$tmp/kq.log" 2>&1 &&
-     fig=$(python3 - "$tmp/kq.f32" "$kg.logits.f32" <<'PY'
+  local t km kg ids fig
+  for t in q4_k_m q5_k_m; do
+    km="$shared/models/syn-llama-$t.gguf"; kg="$shared/golden/syn-llama-$t.p1"
+    ids=$(python3 -c 'import json,sys; print(",".join(map(str, json.load(open(sys.argv[1]))["prompt_ids"])))' "$kg.json")
+    fig=
+    if "$@" logits -m "$km" --ids "$ids" -o "$tmp/kq.f32" > "$tmp/kq.log" 2>&1 &&
+       fig=$(python3 - "$tmp/kq.f32" "$kg.logits.f32" <<'PY'
 import struct, sys
 a = open(sys.argv[1], "rb").read(); b = open(sys.argv[2], "rb").read()
 if len(a) != len(b): sys.exit(1)
@@ -93,8 +95,9 @@ fig = max(abs(p - q) for p, q in zip(x, y)) / std
 print(f"{fig:.4g}")
 sys.exit(0 if fig <= 0.10 else 1)
 PY
-); then ok "K-quant logits $name (syn-llama Q4_K_M p1, figure $fig <= 0.10)"
-  else fail "K-quant logits $name" "figure ${fig:-n/a} against $kg.logits.f32: $(tail -2 "$tmp/kq.log" | tr '\n' ' ')"; fi
+); then ok "K-quant logits $name (syn-llama ${t^^} p1, figure $fig <= 0.10)"
+    else fail "K-quant logits $name" "${t^^}: figure ${fig:-n/a} against $kg.logits.f32: $(tail -2 "$tmp/kq.log" | tr '\n' ' ')"; fi
+  done
 }
 
 # --- linux-x64 (x86-64-v3) -------------------------------------------------------------------

@@ -87,6 +87,7 @@ public static unsafe class SelfTest
     private static DotKernel[] KQuantNeonDp() =>
     [
         new("Q4_K", GgmlType.Q4_K, GgmlType.Q8_K, "AdvSimdDp", NeonDp, (n, x, y) => Q4_K.DotQ4_KQ8_KAdvSimdDp(n, (BlockQ4_K*)x, (BlockQ8_K*)y), KQuant128.DotTotalOrderReference<Q4_K128>),
+        new("Q5_K", GgmlType.Q5_K, GgmlType.Q8_K, "AdvSimdDp", NeonDp, (n, x, y) => Q5_K.DotQ5_KQ8_KAdvSimdDp(n, (BlockQ5_K*)x, (BlockQ8_K*)y), KQuant128.DotTotalOrderReference<Q5_K128>),
         new("Q6_K", GgmlType.Q6_K, GgmlType.Q8_K, "AdvSimdDp", NeonDp, (n, x, y) => Q6_K.DotQ6_KQ8_KAdvSimdDp(n, (BlockQ6_K*)x, (BlockQ8_K*)y), KQuant128.DotTotalOrderReference<Q6_K128>),
     ];
 

@@ -30,17 +30,7 @@ internal static unsafe partial class Q4_K
         {
             BlockQ4_K* xb = x + ib;
             BlockQ8_K* yb = y + ib;
-            // Scales 0..7 and mins 0..7 as bytes, then as int32 vectors of four.
-            Vector128<byte> sm = KQuantFma.UnpackScalesMinsK4(xb->Scales);
-            Vector128<ushort> sc16 = AdvSimd.ZeroExtendWideningLower(sm.GetLower());
-            Vector128<ushort> mn16 = AdvSimd.ZeroExtendWideningUpper(sm);
-            Vector128<int> sc03 = AdvSimd.ZeroExtendWideningLower(sc16.GetLower()).AsInt32();
-            Vector128<int> sc47 = AdvSimd.ZeroExtendWideningUpper(sc16).AsInt32();
-            Vector128<int> mn03 = AdvSimd.ZeroExtendWideningLower(mn16.GetLower()).AsInt32();
-            Vector128<int> mn47 = AdvSimd.ZeroExtendWideningUpper(mn16).AsInt32();
-            // Σ (bsums[2j] + bsums[2j+1])·min_j: exact, as KQuant128.PairedMinSum.
-            int minSum = Vector128.Sum(AdvSimd.AddPairwiseWidening(Vector128.Load(yb->Bsums)) * mn03
-                + AdvSimd.AddPairwiseWidening(Vector128.Load(yb->Bsums + 8)) * mn47);
+            var (sc03, sc47, minSum) = KQuant128.ScalesMinSumK4AdvSimd(xb->Scales, yb->Bsums);
             float dx = QuantMath.Fp16ToFp32Fast(xb->D);
             float dmx = QuantMath.Fp16ToFp32Fast(xb->DMin);
             sumf -= dmx * yb->D * minSum;

@@ -17,11 +17,12 @@ internal sealed unsafe class Q5_KFormat : WeightFormat
     /// <summary>
     /// The matrix-vector product on the 128-bit path: one <see cref="KQuant128"/> tile call over the
     /// rows (its per-call set-up paid once per chunk, not per row); per row the arithmetic is
-    /// VecDot's, bit for bit. Elsewhere one VecDot per row.
+    /// VecDot's, bit for bit. Elsewhere (and with NEON DotProd, whose VecDot is the register-only
+    /// <see cref="Q5_K.DotQ5_KQ8_KAdvSimdDp"/>) one VecDot per row.
     /// </summary>
     public override void VecDotRows(int n, byte* weights, long rowBytes, int nRows, byte* activations, float* y)
     {
-        if (!Avx2.IsSupported && KQuant128.IsSupported) KQuant128.DotTile<Q5_K128>(n, weights, rowBytes, nRows, activations, 0, 1, y, 0);
+        if (!Avx2.IsSupported && KQuant128.IsSupported && !Q5_K.UseAdvSimdDp) KQuant128.DotTile<Q5_K128>(n, weights, rowBytes, nRows, activations, 0, 1, y, 0);
         else base.VecDotRows(n, weights, rowBytes, nRows, activations, y);
     }
 
@@ -43,7 +44,7 @@ internal static unsafe partial class Q5_K
     /// <summary>
     /// Dot product with a Q8_K row on the fastest path this CPU has: AVX2+FMA (vector
     /// accumulators, llama.cpp's float order: equal to the reference within float-order
-    /// tolerance) &gt; AVX-512BW &gt; AVX2 &gt; 128-bit (NEON, <see cref="KQuant128"/>: with DotProd llama.cpp's NEON float order, within
+    /// tolerance) &gt; AVX-512BW &gt; AVX2 &gt; NEON DotProd (<see cref="DotQ5_KQ8_KAdvSimdDp"/>) &gt; 128-bit (NEON, <see cref="KQuant128"/>: with DotProd llama.cpp's NEON float order, within
     /// float-order tolerance) &gt; scalar (AVX-512BW, AVX2, NEON without DotProd, portable and scalar equal the reference bit for bit). IsSupported checks are JIT/AOT constants.
     /// </summary>
     [System.Runtime.CompilerServices.MethodImpl(System.Runtime.CompilerServices.MethodImplOptions.AggressiveInlining)]
@@ -51,6 +52,7 @@ internal static unsafe partial class Q5_K
         KQuantFma.UseAvx2Fma ? DotQ5_KQ8_KAvx2Fma(n, x, y)
         : Avx512BW.IsSupported ? DotQ5_KQ8_KAvx512(n, x, y)
         : Avx2.IsSupported ? DotQ5_KQ8_KAvx2(n, x, y)
+        : UseAdvSimdDp ? DotQ5_KQ8_KAdvSimdDp(n, x, y)
         : KQuant128.IsSupported ? KQuant128.Dot<Q5_K128>(n, (byte*)x, (byte*)y)
         : DotQ5_KQ8_KReference(n, x, y);
 

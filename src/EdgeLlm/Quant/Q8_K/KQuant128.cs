@@ -252,6 +252,26 @@ internal static unsafe class KQuant128
     public static int PairedMinSum(int* mins, short* bsums) =>
         Vector128.Sum(PairSums(Vector128.Load(bsums)) * Vector128.Load(mins) + PairSums(Vector128.Load(bsums + 8)) * Vector128.Load(mins + 4));
 
+    /// <summary>
+    /// For the NEON register-only Q4_K/Q5_K dot products: the eight 6-bit scales as two int32
+    /// vectors (scales 0..3, 4..7) and the min term's integer Σ (bsums[2j] + bsums[2j+1])·min_j
+    /// (exact, as <see cref="PairedMinSum"/>). Requires AdvSimd.
+    /// </summary>
+    [MethodImpl(MethodImplOptions.AggressiveInlining)]
+    public static (Vector128<int> Sc03, Vector128<int> Sc47, int MinSum) ScalesMinSumK4AdvSimd(byte* packed, short* bsums)
+    {
+        Vector128<byte> sm = KQuantFma.UnpackScalesMinsK4(packed); // scales 0..7, mins 0..7
+        Vector128<ushort> sc16 = AdvSimd.ZeroExtendWideningLower(sm.GetLower());
+        Vector128<ushort> mn16 = AdvSimd.ZeroExtendWideningUpper(sm);
+        var sc03 = AdvSimd.ZeroExtendWideningLower(sc16.GetLower()).AsInt32();
+        var sc47 = AdvSimd.ZeroExtendWideningUpper(sc16).AsInt32();
+        var mn03 = AdvSimd.ZeroExtendWideningLower(mn16.GetLower()).AsInt32();
+        var mn47 = AdvSimd.ZeroExtendWideningUpper(mn16).AsInt32();
+        int minSum = Vector128.Sum(AdvSimd.AddPairwiseWidening(Vector128.Load(bsums)) * mn03
+            + AdvSimd.AddPairwiseWidening(Vector128.Load(bsums + 8)) * mn47);
+        return (sc03, sc47, minSum);
+    }
+
     /// <summary>Σ_j bsums[j]·mins[j] over the sixteen 16-value sub-blocks (Q2_K), in vector steps (exact integers).</summary>
     [MethodImpl(MethodImplOptions.AggressiveInlining)]
     public static int MinSum16(int* mins, short* bsums)
