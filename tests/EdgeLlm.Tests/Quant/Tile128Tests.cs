@@ -97,6 +97,7 @@ public class Tile128Tests(ITestOutputHelper output)
         Assert.Contains("kernel path sse", self.Stdout);
         Assert.Contains("ok   tile Q4_0xQ8_0 [Vector128]", self.Stdout);
         Assert.Contains("ok   tile Q4_KxQ8_K [Vector128]", self.Stdout);
+        Assert.Contains("ok   K-quant VecDot dispatch [Vector128]", self.Stdout);
 
         var golden = GoldenCase.Load(model, "p1");
         var outPath = Path.Combine(Path.GetTempPath(), $"edgellm-tile-{Guid.NewGuid():N}.f32");
