@@ -202,6 +202,7 @@ public static unsafe class SelfTest
         .. KQuantTileSet<Q4_K128>("Q4_K", GgmlType.Q4_K, (n, x, y) => Q4_K.DotQ4_KQ8_KReference(n, (BlockQ4_K*)x, (BlockQ8_K*)y)),
         .. KQuantTileSet<Q5_K128>("Q5_K", GgmlType.Q5_K, (n, x, y) => Q5_K.DotQ5_KQ8_KReference(n, (BlockQ5_K*)x, (BlockQ8_K*)y)),
         .. KQuantTileSet<Q6_K128>("Q6_K", GgmlType.Q6_K, (n, x, y) => Q6_K.DotQ6_KQ8_KReference(n, (BlockQ6_K*)x, (BlockQ8_K*)y)),
+        new("Q4_K", GgmlType.Q4_K, GgmlType.Q8_K, "AdvSimdDpRegs", NeonDp, Q4_K.DotTileAdvSimdDp, KQuant128.DotTotalOrderReference<Q4_K128>),
     ];
 
     /// <summary>

@@ -71,4 +71,85 @@ internal static unsafe partial class Q4_K
             AdvSimd.ShiftRightLogical(b1, 4).AsSByte(), AdvSimd.LoadVector128(a + 48));
         return (lo, hi);
     }
+
+    /// <summary>
+    /// The prompt tile on NEON with DotProd: per row and super-block the 256 values are built once
+    /// in sixteen registers and met by up to four activation rows, each with the steps of
+    /// <see cref="DotQ4_KQ8_KAdvSimdDp"/> (the same integers and float order, so every
+    /// (row, activation) equals VecDot bit for bit). <see cref="KQuant128"/>'s tile writes the values
+    /// out as bytes and reads them back per activation instead. Requires AdvSimd.Arm64 and Dp.
+    /// </summary>
+    [MethodImpl(MethodImplOptions.AggressiveOptimization)]
+    internal static void DotTileAdvSimdDp(int n, byte* weights, long rowBytes, int nRows, byte* acts, long actStride, int nActs, float* y, long yStride)
+    {
+        KQuant.CheckLength(n, "Q4_K");
+        int nb = n / KQuant.QK_K;
+        var m4 = Vector128.Create((byte)0xF);
+        float* sumf = stackalloc float[4];
+        for (int r = 0; r < nRows; r++)
+        {
+            var x = (BlockQ4_K*)(weights + r * rowBytes);
+            for (int a0 = 0; a0 < nActs; a0 += 4)
+            {
+                int na = Math.Min(4, nActs - a0);
+                sumf[0] = sumf[1] = sumf[2] = sumf[3] = 0;
+                for (int ib = 0; ib < nb; ib++)
+                {
+                    BlockQ4_K* xb = x + ib;
+                    float dx = QuantMath.Fp16ToFp32Fast(xb->D);
+                    float dmx = QuantMath.Fp16ToFp32Fast(xb->DMin);
+                    Vector128<byte> sm = KQuantFma.UnpackScalesMinsK4(xb->Scales);
+                    Vector128<ushort> sc16 = AdvSimd.ZeroExtendWideningLower(sm.GetLower());
+                    Vector128<ushort> mn16 = AdvSimd.ZeroExtendWideningUpper(sm);
+                    var sc03 = AdvSimd.ZeroExtendWideningLower(sc16.GetLower()).AsInt32();
+                    var sc47 = AdvSimd.ZeroExtendWideningUpper(sc16).AsInt32();
+                    var mn03 = AdvSimd.ZeroExtendWideningLower(mn16.GetLower()).AsInt32();
+                    var mn47 = AdvSimd.ZeroExtendWideningUpper(mn16).AsInt32();
+                    // Values 64c + 0..31 (low nibbles, sub-block 2c) and 64c + 32..63 (high, 2c + 1).
+                    byte* q = xb->Qs;
+                    var b0 = AdvSimd.LoadVector128(q); var b1 = AdvSimd.LoadVector128(q + 16);
+                    var b2 = AdvSimd.LoadVector128(q + 32); var b3 = AdvSimd.LoadVector128(q + 48);
+                    var b4 = AdvSimd.LoadVector128(q + 64); var b5 = AdvSimd.LoadVector128(q + 80);
+                    var b6 = AdvSimd.LoadVector128(q + 96); var b7 = AdvSimd.LoadVector128(q + 112);
+                    var w0 = (b0 & m4).AsSByte(); var w1 = (b1 & m4).AsSByte();
+                    var w2 = AdvSimd.ShiftRightLogical(b0, 4).AsSByte(); var w3 = AdvSimd.ShiftRightLogical(b1, 4).AsSByte();
+                    var w4 = (b2 & m4).AsSByte(); var w5 = (b3 & m4).AsSByte();
+                    var w6 = AdvSimd.ShiftRightLogical(b2, 4).AsSByte(); var w7 = AdvSimd.ShiftRightLogical(b3, 4).AsSByte();
+                    var w8 = (b4 & m4).AsSByte(); var w9 = (b5 & m4).AsSByte();
+                    var w10 = AdvSimd.ShiftRightLogical(b4, 4).AsSByte(); var w11 = AdvSimd.ShiftRightLogical(b5, 4).AsSByte();
+                    var w12 = (b6 & m4).AsSByte(); var w13 = (b7 & m4).AsSByte();
+                    var w14 = AdvSimd.ShiftRightLogical(b6, 4).AsSByte(); var w15 = AdvSimd.ShiftRightLogical(b7, 4).AsSByte();
+                    for (int k = 0; k < na; k++)
+                    {
+                        var yb = (BlockQ8_K*)(acts + (a0 + k) * actStride) + ib;
+                        sbyte* a = yb->Qs;
+                        int minSum = Vector128.Sum(AdvSimd.AddPairwiseWidening(Vector128.Load(yb->Bsums)) * mn03
+                            + AdvSimd.AddPairwiseWidening(Vector128.Load(yb->Bsums + 8)) * mn47);
+                        var p0 = Dp.DotProduct(Dp.DotProduct(Vector128<int>.Zero, w0, AdvSimd.LoadVector128(a)), w1, AdvSimd.LoadVector128(a + 16));
+                        var p1 = Dp.DotProduct(Dp.DotProduct(Vector128<int>.Zero, w2, AdvSimd.LoadVector128(a + 32)), w3, AdvSimd.LoadVector128(a + 48));
+                        var p2 = Dp.DotProduct(Dp.DotProduct(Vector128<int>.Zero, w4, AdvSimd.LoadVector128(a + 64)), w5, AdvSimd.LoadVector128(a + 80));
+                        var p3 = Dp.DotProduct(Dp.DotProduct(Vector128<int>.Zero, w6, AdvSimd.LoadVector128(a + 96)), w7, AdvSimd.LoadVector128(a + 112));
+                        var p4 = Dp.DotProduct(Dp.DotProduct(Vector128<int>.Zero, w8, AdvSimd.LoadVector128(a + 128)), w9, AdvSimd.LoadVector128(a + 144));
+                        var p5 = Dp.DotProduct(Dp.DotProduct(Vector128<int>.Zero, w10, AdvSimd.LoadVector128(a + 160)), w11, AdvSimd.LoadVector128(a + 176));
+                        var p6 = Dp.DotProduct(Dp.DotProduct(Vector128<int>.Zero, w12, AdvSimd.LoadVector128(a + 192)), w13, AdvSimd.LoadVector128(a + 208));
+                        var p7 = Dp.DotProduct(Dp.DotProduct(Vector128<int>.Zero, w14, AdvSimd.LoadVector128(a + 224)), w15, AdvSimd.LoadVector128(a + 240));
+                        var acc0 = AdvSimd.MultiplyBySelectedScalar(p0, sc03, 0);
+                        var acc1 = AdvSimd.MultiplyBySelectedScalar(p1, sc03, 1);
+                        acc0 = AdvSimd.MultiplyAddBySelectedScalar(acc0, p2, sc03, 2);
+                        acc1 = AdvSimd.MultiplyAddBySelectedScalar(acc1, p3, sc03, 3);
+                        acc0 = AdvSimd.MultiplyAddBySelectedScalar(acc0, p4, sc47, 0);
+                        acc1 = AdvSimd.MultiplyAddBySelectedScalar(acc1, p5, sc47, 1);
+                        acc0 = AdvSimd.MultiplyAddBySelectedScalar(acc0, p6, sc47, 2);
+                        acc1 = AdvSimd.MultiplyAddBySelectedScalar(acc1, p7, sc47, 3);
+                        int total = Vector128.Sum(acc0 + acc1);
+                        float s = sumf[k];
+                        s -= dmx * yb->D * minSum;
+                        s += dx * yb->D * total;
+                        sumf[k] = s;
+                    }
+                }
+                for (int k = 0; k < na; k++) y[(a0 + k) * yStride + r] = sumf[k];
+            }
+        }
+    }
 }

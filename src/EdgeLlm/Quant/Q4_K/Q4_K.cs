@@ -28,13 +28,15 @@ internal sealed unsafe class Q4_KFormat : WeightFormat
 
     /// <summary>
     /// Each super-block unpacked once per row for several activations: <see cref="Q4_K.DotTileAvx2Fma"/>
-    /// where the AVX2+FMA kernel is VecDot, else <see cref="Q4_K.DotTile"/> where AVX2 exists;
-    /// either equals VecDot bit for bit.
+    /// where the AVX2+FMA kernel is VecDot, else <see cref="Q4_K.DotTile"/> where AVX2 exists, else
+    /// <see cref="Q4_K.DotTileAdvSimdDp"/> with NEON DotProd, else <see cref="KQuant128"/>'s tile;
+    /// each equals VecDot bit for bit.
     /// </summary>
     public override void VecDotTile(int n, byte* weights, long rowBytes, int nRows, byte* activations, long actStride, int nActs, float* y, long yStride)
     {
         if (KQuantFma.UseAvx2Fma) Q4_K.DotTileAvx2Fma(n, weights, rowBytes, nRows, activations, actStride, nActs, y, yStride);
         else if (Avx2.IsSupported) Q4_K.DotTile(n, weights, rowBytes, nRows, activations, actStride, nActs, y, yStride);
+        else if (Q4_K.UseAdvSimdDp) Q4_K.DotTileAdvSimdDp(n, weights, rowBytes, nRows, activations, actStride, nActs, y, yStride);
         else if (!Avx2.IsSupported && KQuant128.IsSupported) KQuant128.DotTile<Q4_K128>(n, weights, rowBytes, nRows, activations, actStride, nActs, y, yStride);
         else base.VecDotTile(n, weights, rowBytes, nRows, activations, actStride, nActs, y, yStride);
     }
