@@ -30,7 +30,8 @@ internal static unsafe partial class Q4_K
         {
             BlockQ4_K* xb = x + ib;
             BlockQ8_K* yb = y + ib;
-            var (sc03, sc47, minSum) = KQuant128.ScalesMinSumK4AdvSimd(xb->Scales, yb->Bsums);
+            var (sc03, sc47, mn03, mn47) = KQuant128.ScalesMinsK4AdvSimd(xb->Scales);
+            int minSum = KQuant128.MinSumK4AdvSimd(mn03, mn47, yb->Bsums);
             float dx = QuantMath.Fp16ToFp32Fast(xb->D);
             float dmx = QuantMath.Fp16ToFp32Fast(xb->DMin);
             sumf -= dmx * yb->D * minSum;
@@ -42,15 +43,7 @@ internal static unsafe partial class Q4_K
             var (l1, h1) = Chunk(q + 32, a + 64, m4);
             var (l2, h2) = Chunk(q + 64, a + 128, m4);
             var (l3, h3) = Chunk(q + 96, a + 192, m4);
-            var acc0 = AdvSimd.MultiplyBySelectedScalar(l0, sc03, 0);
-            var acc1 = AdvSimd.MultiplyBySelectedScalar(h0, sc03, 1);
-            acc0 = AdvSimd.MultiplyAddBySelectedScalar(acc0, l1, sc03, 2);
-            acc1 = AdvSimd.MultiplyAddBySelectedScalar(acc1, h1, sc03, 3);
-            acc0 = AdvSimd.MultiplyAddBySelectedScalar(acc0, l2, sc47, 0);
-            acc1 = AdvSimd.MultiplyAddBySelectedScalar(acc1, h2, sc47, 1);
-            acc0 = AdvSimd.MultiplyAddBySelectedScalar(acc0, l3, sc47, 2);
-            acc1 = AdvSimd.MultiplyAddBySelectedScalar(acc1, h3, sc47, 3);
-            int total = Vector128.Sum(acc0 + acc1);
+            int total = KQuant128.ScaledTotalK4AdvSimd(l0, h0, l1, h1, l2, h2, l3, h3, sc03, sc47);
             sumf += dx * yb->D * total;
         }
         return sumf;
@@ -98,13 +91,7 @@ internal static unsafe partial class Q4_K
                     BlockQ4_K* xb = x + ib;
                     float dx = QuantMath.Fp16ToFp32Fast(xb->D);
                     float dmx = QuantMath.Fp16ToFp32Fast(xb->DMin);
-                    Vector128<byte> sm = KQuantFma.UnpackScalesMinsK4(xb->Scales);
-                    Vector128<ushort> sc16 = AdvSimd.ZeroExtendWideningLower(sm.GetLower());
-                    Vector128<ushort> mn16 = AdvSimd.ZeroExtendWideningUpper(sm);
-                    var sc03 = AdvSimd.ZeroExtendWideningLower(sc16.GetLower()).AsInt32();
-                    var sc47 = AdvSimd.ZeroExtendWideningUpper(sc16).AsInt32();
-                    var mn03 = AdvSimd.ZeroExtendWideningLower(mn16.GetLower()).AsInt32();
-                    var mn47 = AdvSimd.ZeroExtendWideningUpper(mn16).AsInt32();
+                    var (sc03, sc47, mn03, mn47) = KQuant128.ScalesMinsK4AdvSimd(xb->Scales);
                     // Values 64c + 0..31 (low nibbles, sub-block 2c) and 64c + 32..63 (high, 2c + 1).
                     byte* q = xb->Qs;
                     var b0 = AdvSimd.LoadVector128(q); var b1 = AdvSimd.LoadVector128(q + 16);
@@ -123,8 +110,7 @@ internal static unsafe partial class Q4_K
                     {
                         var yb = (BlockQ8_K*)(acts + (a0 + k) * actStride) + ib;
                         sbyte* a = yb->Qs;
-                        int minSum = Vector128.Sum(AdvSimd.AddPairwiseWidening(Vector128.Load(yb->Bsums)) * mn03
-                            + AdvSimd.AddPairwiseWidening(Vector128.Load(yb->Bsums + 8)) * mn47);
+                        int minSum = KQuant128.MinSumK4AdvSimd(mn03, mn47, yb->Bsums);
                         var p0 = Dp.DotProduct(Dp.DotProduct(Vector128<int>.Zero, w0, AdvSimd.LoadVector128(a)), w1, AdvSimd.LoadVector128(a + 16));
                         var p1 = Dp.DotProduct(Dp.DotProduct(Vector128<int>.Zero, w2, AdvSimd.LoadVector128(a + 32)), w3, AdvSimd.LoadVector128(a + 48));
                         var p2 = Dp.DotProduct(Dp.DotProduct(Vector128<int>.Zero, w4, AdvSimd.LoadVector128(a + 64)), w5, AdvSimd.LoadVector128(a + 80));
@@ -133,15 +119,7 @@ internal static unsafe partial class Q4_K
                         var p5 = Dp.DotProduct(Dp.DotProduct(Vector128<int>.Zero, w10, AdvSimd.LoadVector128(a + 160)), w11, AdvSimd.LoadVector128(a + 176));
                         var p6 = Dp.DotProduct(Dp.DotProduct(Vector128<int>.Zero, w12, AdvSimd.LoadVector128(a + 192)), w13, AdvSimd.LoadVector128(a + 208));
                         var p7 = Dp.DotProduct(Dp.DotProduct(Vector128<int>.Zero, w14, AdvSimd.LoadVector128(a + 224)), w15, AdvSimd.LoadVector128(a + 240));
-                        var acc0 = AdvSimd.MultiplyBySelectedScalar(p0, sc03, 0);
-                        var acc1 = AdvSimd.MultiplyBySelectedScalar(p1, sc03, 1);
-                        acc0 = AdvSimd.MultiplyAddBySelectedScalar(acc0, p2, sc03, 2);
-                        acc1 = AdvSimd.MultiplyAddBySelectedScalar(acc1, p3, sc03, 3);
-                        acc0 = AdvSimd.MultiplyAddBySelectedScalar(acc0, p4, sc47, 0);
-                        acc1 = AdvSimd.MultiplyAddBySelectedScalar(acc1, p5, sc47, 1);
-                        acc0 = AdvSimd.MultiplyAddBySelectedScalar(acc0, p6, sc47, 2);
-                        acc1 = AdvSimd.MultiplyAddBySelectedScalar(acc1, p7, sc47, 3);
-                        int total = Vector128.Sum(acc0 + acc1);
+                        int total = KQuant128.ScaledTotalK4AdvSimd(p0, p1, p2, p3, p4, p5, p6, p7, sc03, sc47);
                         float s = sumf[k];
                         s -= dmx * yb->D * minSum;
                         s += dx * yb->D * total;

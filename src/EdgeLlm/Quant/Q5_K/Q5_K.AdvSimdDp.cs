@@ -26,7 +26,8 @@ internal static unsafe partial class Q5_K
         {
             BlockQ5_K* xb = x + ib;
             BlockQ8_K* yb = y + ib;
-            var (sc03, sc47, minSum) = KQuant128.ScalesMinSumK4AdvSimd(xb->Scales, yb->Bsums);
+            var (sc03, sc47, mn03, mn47) = KQuant128.ScalesMinsK4AdvSimd(xb->Scales);
+            int minSum = KQuant128.MinSumK4AdvSimd(mn03, mn47, yb->Bsums);
             float dx = QuantMath.Fp16ToFp32Fast(xb->D);
             float dmx = QuantMath.Fp16ToFp32Fast(xb->DMin);
             sumf -= dmx * yb->D * minSum;
@@ -41,15 +42,7 @@ internal static unsafe partial class Q5_K
             var (l1, h1) = Chunk(q + 32, a + 64, AdvSimd.ShiftRightLogical(qh0, 2), AdvSimd.ShiftRightLogical(qh1, 2));
             var (l2, h2) = Chunk(q + 64, a + 128, AdvSimd.ShiftRightLogical(qh0, 4), AdvSimd.ShiftRightLogical(qh1, 4));
             var (l3, h3) = Chunk(q + 96, a + 192, AdvSimd.ShiftRightLogical(qh0, 6), AdvSimd.ShiftRightLogical(qh1, 6));
-            var acc0 = AdvSimd.MultiplyBySelectedScalar(l0, sc03, 0);
-            var acc1 = AdvSimd.MultiplyBySelectedScalar(h0, sc03, 1);
-            acc0 = AdvSimd.MultiplyAddBySelectedScalar(acc0, l1, sc03, 2);
-            acc1 = AdvSimd.MultiplyAddBySelectedScalar(acc1, h1, sc03, 3);
-            acc0 = AdvSimd.MultiplyAddBySelectedScalar(acc0, l2, sc47, 0);
-            acc1 = AdvSimd.MultiplyAddBySelectedScalar(acc1, h2, sc47, 1);
-            acc0 = AdvSimd.MultiplyAddBySelectedScalar(acc0, l3, sc47, 2);
-            acc1 = AdvSimd.MultiplyAddBySelectedScalar(acc1, h3, sc47, 3);
-            int total = Vector128.Sum(acc0 + acc1);
+            int total = KQuant128.ScaledTotalK4AdvSimd(l0, h0, l1, h1, l2, h2, l3, h3, sc03, sc47);
             sumf += dx * yb->D * total;
         }
         return sumf;

@@ -253,23 +253,42 @@ internal static unsafe class KQuant128
         Vector128.Sum(PairSums(Vector128.Load(bsums)) * Vector128.Load(mins) + PairSums(Vector128.Load(bsums + 8)) * Vector128.Load(mins + 4));
 
     /// <summary>
-    /// For the NEON register-only Q4_K/Q5_K dot products: the eight 6-bit scales as two int32
-    /// vectors (scales 0..3, 4..7) and the min term's integer Σ (bsums[2j] + bsums[2j+1])·min_j
-    /// (exact, as <see cref="PairedMinSum"/>). Requires AdvSimd.
+    /// For the NEON register-only Q4_K/Q5_K kernels: the eight 6-bit scales and the eight mins as
+    /// int32 vectors of four (scales 0..3, 4..7; mins 0..3, 4..7). Requires AdvSimd.
     /// </summary>
     [MethodImpl(MethodImplOptions.AggressiveInlining)]
-    public static (Vector128<int> Sc03, Vector128<int> Sc47, int MinSum) ScalesMinSumK4AdvSimd(byte* packed, short* bsums)
+    public static (Vector128<int> Sc03, Vector128<int> Sc47, Vector128<int> Mn03, Vector128<int> Mn47) ScalesMinsK4AdvSimd(byte* packed)
     {
         Vector128<byte> sm = KQuantFma.UnpackScalesMinsK4(packed); // scales 0..7, mins 0..7
         Vector128<ushort> sc16 = AdvSimd.ZeroExtendWideningLower(sm.GetLower());
         Vector128<ushort> mn16 = AdvSimd.ZeroExtendWideningUpper(sm);
-        var sc03 = AdvSimd.ZeroExtendWideningLower(sc16.GetLower()).AsInt32();
-        var sc47 = AdvSimd.ZeroExtendWideningUpper(sc16).AsInt32();
-        var mn03 = AdvSimd.ZeroExtendWideningLower(mn16.GetLower()).AsInt32();
-        var mn47 = AdvSimd.ZeroExtendWideningUpper(mn16).AsInt32();
-        int minSum = Vector128.Sum(AdvSimd.AddPairwiseWidening(Vector128.Load(bsums)) * mn03
-            + AdvSimd.AddPairwiseWidening(Vector128.Load(bsums + 8)) * mn47);
-        return (sc03, sc47, minSum);
+        return (AdvSimd.ZeroExtendWideningLower(sc16.GetLower()).AsInt32(), AdvSimd.ZeroExtendWideningUpper(sc16).AsInt32(),
+            AdvSimd.ZeroExtendWideningLower(mn16.GetLower()).AsInt32(), AdvSimd.ZeroExtendWideningUpper(mn16).AsInt32());
+    }
+
+    /// <summary>The min term's integer Σ (bsums[2j] + bsums[2j+1])·min_j (exact, as <see cref="PairedMinSum"/>). Requires AdvSimd.</summary>
+    [MethodImpl(MethodImplOptions.AggressiveInlining)]
+    public static int MinSumK4AdvSimd(Vector128<int> mn03, Vector128<int> mn47, short* bsums) =>
+        Vector128.Sum(AdvSimd.AddPairwiseWidening(Vector128.Load(bsums)) * mn03 + AdvSimd.AddPairwiseWidening(Vector128.Load(bsums + 8)) * mn47);
+
+    /// <summary>
+    /// Σ_c (lo_c·scale[2c] + hi_c·scale[2c+1]) summed over lanes: the super-block total of the
+    /// Q4_K/Q5_K register kernels from their eight <c>sdot</c> results (lo_c: sub-block 2c, hi_c:
+    /// 2c + 1), two <c>mla</c>-by-element chains. Exact (|lane| &lt; 2^23). Requires AdvSimd.
+    /// </summary>
+    [MethodImpl(MethodImplOptions.AggressiveInlining)]
+    public static int ScaledTotalK4AdvSimd(Vector128<int> lo0, Vector128<int> hi0, Vector128<int> lo1, Vector128<int> hi1,
+        Vector128<int> lo2, Vector128<int> hi2, Vector128<int> lo3, Vector128<int> hi3, Vector128<int> sc03, Vector128<int> sc47)
+    {
+        var acc0 = AdvSimd.MultiplyBySelectedScalar(lo0, sc03, 0);
+        var acc1 = AdvSimd.MultiplyBySelectedScalar(hi0, sc03, 1);
+        acc0 = AdvSimd.MultiplyAddBySelectedScalar(acc0, lo1, sc03, 2);
+        acc1 = AdvSimd.MultiplyAddBySelectedScalar(acc1, hi1, sc03, 3);
+        acc0 = AdvSimd.MultiplyAddBySelectedScalar(acc0, lo2, sc47, 0);
+        acc1 = AdvSimd.MultiplyAddBySelectedScalar(acc1, hi2, sc47, 1);
+        acc0 = AdvSimd.MultiplyAddBySelectedScalar(acc0, lo3, sc47, 2);
+        acc1 = AdvSimd.MultiplyAddBySelectedScalar(acc1, hi3, sc47, 3);
+        return Vector128.Sum(acc0 + acc1);
     }
 
     /// <summary>Σ_j bsums[j]·mins[j] over the sixteen 16-value sub-blocks (Q2_K), in vector steps (exact integers).</summary>
