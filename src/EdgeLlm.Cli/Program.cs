@@ -23,6 +23,13 @@ var root = new RootCommand("EdgeLlm: run GGUF language models on edge devices")
 root.Options.Add(verbose);
 
 var parse = root.Parse(args);
+if (args.Length == 0)
+{
+    // No command: the overview of the commands, as a usage error.
+    root.Parse(["--help"]).Invoke();
+    return ExitCodes.Usage;
+}
+if (parse.Errors.Count > 0) return ParseErrors.Report(parse, Console.Error);
 // Ctrl-C is handled by the commands themselves (generation stops cleanly and prints statistics),
 // so System.CommandLine's own termination handling is turned off.
 return parse.Invoke(new InvocationConfiguration { ProcessTerminationTimeout = null, EnableDefaultExceptionHandler = false });

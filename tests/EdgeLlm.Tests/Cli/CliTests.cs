@@ -88,6 +88,30 @@ public class CliTests
     }
 
     [Theory]
+    [InlineData(new[] { "-n", "abc" }, "edgellm: usage error: --n-predict takes a whole number, got 'abc'")]
+    [InlineData(new[] { "--seed", "-5" }, "edgellm: usage error: --seed takes a whole number >= 0, got '-5'")]
+    [InlineData(new[] { "--temp", "warm" }, "edgellm: usage error: --temp takes a number, got 'warm'")]
+    [InlineData(new[] { "-c", "1.5" }, "edgellm: usage error: --ctx-size takes a whole number, got '1.5'")]
+    [InlineData(new[] { "--bogus" }, "edgellm: usage error: Unrecognized command or argument '--bogus'.")]
+    public void Run_UnparsableFlag_IsUsageErrorSayingWhatTheFlagTakes(string[] extra, string expected)
+    {
+        var r = Run(["run", "-m", Stories, "-p", "x", .. extra]);
+        Assert.Equal(1, r.ExitCode);
+        Assert.Contains(expected, r.Stderr, StringComparison.Ordinal);
+        Assert.Contains("Run 'edgellm run --help' for the options.", r.Stderr, StringComparison.Ordinal);
+        Assert.DoesNotContain("System.", r.Stderr, StringComparison.Ordinal); // no .NET type names
+        Assert.Equal("", r.Stdout);
+    }
+
+    [Fact]
+    public void NoCommand_PrintsTheCommandsAndIsUsageError()
+    {
+        var r = Run();
+        Assert.Equal(1, r.ExitCode);
+        Assert.Contains("Generate text from a prompt", r.Stdout, StringComparison.Ordinal);
+    }
+
+    [Theory]
     [InlineData("--temp", "NaN", "--temp")]
     [InlineData("--temp", "-1", "--temp")]
     [InlineData("--top-p", "1.5", "--top-p")]
