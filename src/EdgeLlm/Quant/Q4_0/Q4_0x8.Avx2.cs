@@ -309,69 +309,77 @@ internal static unsafe partial class Q4_0x8
 
     /// <summary>
     /// One group against four activation rows (<paramref name="actStride"/> apart): each block
-    /// unpacked once. Written out (no helper taking the accumulators by reference, which the JIT
-    /// would keep on the stack) so all eight accumulators stay in registers.
+    /// unpacked once per pass. The even blocks go first (<see cref="Group4Pass"/> from block 0),
+    /// then the odd ones (from block 1), so each pass holds four accumulators, not eight: with eight,
+    /// the unpacked block and the broadcasts no longer fit the sixteen ymm registers and the JIT
+    /// kept the accumulators and some broadcasts on the stack (172 stack references per two blocks;
+    /// 32 after). The sums are the same: even blocks into one accumulator, odd ones into the other,
+    /// in block order, added at the end, as in <see cref="Group1"/>.
     /// </summary>
     [MethodImpl(MethodImplOptions.AggressiveOptimization)] // too big to inline: compiled fully optimized at once, never at tier 0
     private static void Group4(byte* g, int nb, byte* acts, long actStride, int* corr, float* dy, float* y, long yStride)
     {
+        var e0 = Group4Pass(g, 0, nb, acts, actStride, corr, dy, out var e1, out var e2, out var e3);
+        var o0 = Group4Pass(g, 1, nb, acts, actStride, corr, dy, out var o1, out var o2, out var o3);
+        (e0 + o0).Store(y);
+        (e1 + o1).Store(y + yStride);
+        (e2 + o2).Store(y + 2 * yStride);
+        (e3 + o3).Store(y + 3 * yStride);
+    }
+
+    /// <summary>
+    /// Blocks <paramref name="start"/>, start + 2, ... of a group against four activation rows:
+    /// per row of the group and activation, Σ over those blocks of (dx·dy)·(Σ q·a − corr), one fused
+    /// multiply-add per block in block order.
+    /// </summary>
+    [MethodImpl(MethodImplOptions.AggressiveOptimization | MethodImplOptions.NoInlining)]
+    private static Vector256<float> Group4Pass(byte* g, int start, int nb, byte* acts, long actStride, int* corr, float* dy,
+        out Vector256<float> acc1, out Vector256<float> acc2, out Vector256<float> acc3)
+    {
         var m = Vector256.Create((byte)0x0F);
-        Vector256<float> e0 = default, e1 = default, e2 = default, e3 = default;
-        Vector256<float> o0 = default, o1 = default, o2 = default, o3 = default;
-        var a0 = (BlockQ8_0*)acts;
-        var a1 = (BlockQ8_0*)(acts + actStride);
-        var a2 = (BlockQ8_0*)(acts + 2 * actStride);
-        var a3 = (BlockQ8_0*)(acts + 3 * actStride);
-        int ib = 0;
-        for (; ib + 1 < nb; ib += 2)
+        Vector256<float> c0 = default, c1 = default, c2 = default, c3 = default;
+        byte* q0 = acts + 2, q1 = acts + actStride + 2, q2 = acts + 2 * actStride + 2, q3 = acts + 3 * actStride + 2; // the blocks' qs
+        for (int k = start; k < nb; k += 2)
         {
-            {
-                byte* o = g + (long)(ib) * GroupBlockBytes;
-                int k = ib;
-                var v0 = Vector256.Load(o + 16); var v1 = Vector256.Load(o + 48); var v2 = Vector256.Load(o + 80); var v3 = Vector256.Load(o + 112);
-                var lo0 = v0 & m; var hi0 = Avx2.ShiftRightLogical(v0.AsUInt16(), 4).AsByte() & m;
-                var lo1 = v1 & m; var hi1 = Avx2.ShiftRightLogical(v1.AsUInt16(), 4).AsByte() & m;
-                var lo2 = v2 & m; var hi2 = Avx2.ShiftRightLogical(v2.AsUInt16(), 4).AsByte() & m;
-                var lo3 = v3 & m; var hi3 = Avx2.ShiftRightLogical(v3.AsUInt16(), 4).AsByte() & m;
-                var dx = Scales(o);
-                e0 = Fma.MultiplyAdd(dx * Vector256.Create(dy[k]), Avx.ConvertToVector256Single(RawSums(lo0, hi0, lo2, hi2, lo1, hi1, lo3, hi3, a0[k].Qs) - Vector256.Create(corr[k])), e0);
-                e1 = Fma.MultiplyAdd(dx * Vector256.Create(dy[1 * nb + k]), Avx.ConvertToVector256Single(RawSums(lo0, hi0, lo2, hi2, lo1, hi1, lo3, hi3, a1[k].Qs) - Vector256.Create(corr[1 * nb + k])), e1);
-                e2 = Fma.MultiplyAdd(dx * Vector256.Create(dy[2 * nb + k]), Avx.ConvertToVector256Single(RawSums(lo0, hi0, lo2, hi2, lo1, hi1, lo3, hi3, a2[k].Qs) - Vector256.Create(corr[2 * nb + k])), e2);
-                e3 = Fma.MultiplyAdd(dx * Vector256.Create(dy[3 * nb + k]), Avx.ConvertToVector256Single(RawSums(lo0, hi0, lo2, hi2, lo1, hi1, lo3, hi3, a3[k].Qs) - Vector256.Create(corr[3 * nb + k])), e3);
-            }
-            {
-                byte* o = g + (long)(ib + 1) * GroupBlockBytes;
-                int k = ib + 1;
-                var v0 = Vector256.Load(o + 16); var v1 = Vector256.Load(o + 48); var v2 = Vector256.Load(o + 80); var v3 = Vector256.Load(o + 112);
-                var lo0 = v0 & m; var hi0 = Avx2.ShiftRightLogical(v0.AsUInt16(), 4).AsByte() & m;
-                var lo1 = v1 & m; var hi1 = Avx2.ShiftRightLogical(v1.AsUInt16(), 4).AsByte() & m;
-                var lo2 = v2 & m; var hi2 = Avx2.ShiftRightLogical(v2.AsUInt16(), 4).AsByte() & m;
-                var lo3 = v3 & m; var hi3 = Avx2.ShiftRightLogical(v3.AsUInt16(), 4).AsByte() & m;
-                var dx = Scales(o);
-                o0 = Fma.MultiplyAdd(dx * Vector256.Create(dy[k]), Avx.ConvertToVector256Single(RawSums(lo0, hi0, lo2, hi2, lo1, hi1, lo3, hi3, a0[k].Qs) - Vector256.Create(corr[k])), o0);
-                o1 = Fma.MultiplyAdd(dx * Vector256.Create(dy[1 * nb + k]), Avx.ConvertToVector256Single(RawSums(lo0, hi0, lo2, hi2, lo1, hi1, lo3, hi3, a1[k].Qs) - Vector256.Create(corr[1 * nb + k])), o1);
-                o2 = Fma.MultiplyAdd(dx * Vector256.Create(dy[2 * nb + k]), Avx.ConvertToVector256Single(RawSums(lo0, hi0, lo2, hi2, lo1, hi1, lo3, hi3, a2[k].Qs) - Vector256.Create(corr[2 * nb + k])), o2);
-                o3 = Fma.MultiplyAdd(dx * Vector256.Create(dy[3 * nb + k]), Avx.ConvertToVector256Single(RawSums(lo0, hi0, lo2, hi2, lo1, hi1, lo3, hi3, a3[k].Qs) - Vector256.Create(corr[3 * nb + k])), o3);
-            }
-        }
-        if (ib < nb)
-        {
-            byte* o = g + (long)(ib) * GroupBlockBytes;
-            int k = ib;
+            byte* o = g + (long)k * GroupBlockBytes;
             var v0 = Vector256.Load(o + 16); var v1 = Vector256.Load(o + 48); var v2 = Vector256.Load(o + 80); var v3 = Vector256.Load(o + 112);
             var lo0 = v0 & m; var hi0 = Avx2.ShiftRightLogical(v0.AsUInt16(), 4).AsByte() & m;
             var lo1 = v1 & m; var hi1 = Avx2.ShiftRightLogical(v1.AsUInt16(), 4).AsByte() & m;
             var lo2 = v2 & m; var hi2 = Avx2.ShiftRightLogical(v2.AsUInt16(), 4).AsByte() & m;
             var lo3 = v3 & m; var hi3 = Avx2.ShiftRightLogical(v3.AsUInt16(), 4).AsByte() & m;
             var dx = Scales(o);
-            e0 = Fma.MultiplyAdd(dx * Vector256.Create(dy[k]), Avx.ConvertToVector256Single(RawSums(lo0, hi0, lo2, hi2, lo1, hi1, lo3, hi3, a0[k].Qs) - Vector256.Create(corr[k])), e0);
-            e1 = Fma.MultiplyAdd(dx * Vector256.Create(dy[1 * nb + k]), Avx.ConvertToVector256Single(RawSums(lo0, hi0, lo2, hi2, lo1, hi1, lo3, hi3, a1[k].Qs) - Vector256.Create(corr[1 * nb + k])), e1);
-            e2 = Fma.MultiplyAdd(dx * Vector256.Create(dy[2 * nb + k]), Avx.ConvertToVector256Single(RawSums(lo0, hi0, lo2, hi2, lo1, hi1, lo3, hi3, a2[k].Qs) - Vector256.Create(corr[2 * nb + k])), e2);
-            e3 = Fma.MultiplyAdd(dx * Vector256.Create(dy[3 * nb + k]), Avx.ConvertToVector256Single(RawSums(lo0, hi0, lo2, hi2, lo1, hi1, lo3, hi3, a3[k].Qs) - Vector256.Create(corr[3 * nb + k])), e3);
+            long ao = (long)k * sizeof(BlockQ8_0);
+            c0 = Fma.MultiplyAdd(dx * Vector256.Create(dy[k]), Avx.ConvertToVector256Single(PairSums(lo0, hi0, lo2, hi2, lo1, hi1, lo3, hi3, q0 + ao) - Vector256.Create(corr[k])), c0);
+            c1 = Fma.MultiplyAdd(dx * Vector256.Create(dy[nb + k]), Avx.ConvertToVector256Single(PairSums(lo0, hi0, lo2, hi2, lo1, hi1, lo3, hi3, q1 + ao) - Vector256.Create(corr[nb + k])), c1);
+            c2 = Fma.MultiplyAdd(dx * Vector256.Create(dy[2 * nb + k]), Avx.ConvertToVector256Single(PairSums(lo0, hi0, lo2, hi2, lo1, hi1, lo3, hi3, q2 + ao) - Vector256.Create(corr[2 * nb + k])), c2);
+            c3 = Fma.MultiplyAdd(dx * Vector256.Create(dy[3 * nb + k]), Avx.ConvertToVector256Single(PairSums(lo0, hi0, lo2, hi2, lo1, hi1, lo3, hi3, q3 + ao) - Vector256.Create(corr[3 * nb + k])), c3);
         }
-        (e0 + o0).Store(y);
-        (e1 + o1).Store(y + yStride);
-        (e2 + o2).Store(y + 2 * yStride);
-        (e3 + o3).Store(y + 3 * yStride);
+        acc1 = c1; acc2 = c2; acc3 = c3;
+        return c0;
+    }
+
+    /// <summary>
+    /// <see cref="RawSums"/> with fewer steps: the two halves' int16 pair sums are added pairwise by
+    /// one <c>vphaddw</c> (|each| ≤ 4·2·15·128 = 15360, so a sum of two fits int16) and widened by one
+    /// <c>vpmaddwd</c>, instead of two <c>vpmaddwd</c> and a <c>vphaddd</c>. Exact integers, the same
+    /// sums, rows in lane order.
+    /// </summary>
+    [MethodImpl(MethodImplOptions.AggressiveInlining)]
+    private static Vector256<int> PairSums(Vector256<byte> lo0, Vector256<byte> hi0, Vector256<byte> lo2, Vector256<byte> hi2,
+        Vector256<byte> lo1, Vector256<byte> hi1, Vector256<byte> lo3, Vector256<byte> hi3, byte* aq)
+    {
+        var b0 = Vector256.Create(*(long*)aq).AsSByte();
+        var p = Avx2.MultiplyAddAdjacent(lo0, b0);
+        var q = Avx2.MultiplyAddAdjacent(lo1, b0);
+        var b1 = Vector256.Create(*(long*)(aq + 8)).AsSByte();
+        p += Avx2.MultiplyAddAdjacent(lo2, b1);
+        q += Avx2.MultiplyAddAdjacent(lo3, b1);
+        var b2 = Vector256.Create(*(long*)(aq + 16)).AsSByte();
+        p += Avx2.MultiplyAddAdjacent(hi0, b2);
+        q += Avx2.MultiplyAddAdjacent(hi1, b2);
+        var b3 = Vector256.Create(*(long*)(aq + 24)).AsSByte();
+        p += Avx2.MultiplyAddAdjacent(hi2, b3);
+        q += Avx2.MultiplyAddAdjacent(hi3, b3);
+        return Avx2.MultiplyAddAdjacent(Avx2.HorizontalAdd(p, q), Vector256.Create((short)1));
     }
 }
