@@ -189,21 +189,30 @@ internal static unsafe partial class Q4_0x8
         return QuantMath.HalfBitsToSingle(h);
     }
 
-    /// <summary>Σ q·a for the eight rows of one group block (q unsigned nibbles, no offset yet), rows in lane order.</summary>
+    /// <summary>
+    /// Σ q·a for the eight rows of one group block (q unsigned nibbles, no offset yet), rows in lane
+    /// order. p holds rows 0, 1 | 4, 5 and q rows 2, 3 | 6, 7 as four int16 pair sums per row; one
+    /// <c>vphaddw</c> adds them pairwise into rows 0..3 | 4..7 (|each| ≤ 4·2·15·128 = 15360, so a sum
+    /// of two fits int16) and one <c>vpmaddwd</c> widens the last pairs: exact integers.
+    /// </summary>
     [MethodImpl(MethodImplOptions.AggressiveInlining)]
     private static Vector256<int> RawSums(Vector256<byte> lo0, Vector256<byte> hi0, Vector256<byte> lo2, Vector256<byte> hi2,
         Vector256<byte> lo1, Vector256<byte> hi1, Vector256<byte> lo3, Vector256<byte> hi3, sbyte* aq)
     {
+        // Each broadcast is used for both halves at once, so it dies before the next one is made.
         var b0 = Vector256.Create(*(long*)aq).AsSByte();
+        var p = Avx2.MultiplyAddAdjacent(lo0, b0);
+        var q = Avx2.MultiplyAddAdjacent(lo1, b0);
         var b1 = Vector256.Create(*(long*)(aq + 8)).AsSByte();
+        p += Avx2.MultiplyAddAdjacent(lo2, b1);
+        q += Avx2.MultiplyAddAdjacent(lo3, b1);
         var b2 = Vector256.Create(*(long*)(aq + 16)).AsSByte();
+        p += Avx2.MultiplyAddAdjacent(hi0, b2);
+        q += Avx2.MultiplyAddAdjacent(hi1, b2);
         var b3 = Vector256.Create(*(long*)(aq + 24)).AsSByte();
-        // int16 pair sums: each product pair is within ±3840, four of them within ±15360.
-        var p = Avx2.MultiplyAddAdjacent(lo0, b0) + Avx2.MultiplyAddAdjacent(lo2, b1) + Avx2.MultiplyAddAdjacent(hi0, b2) + Avx2.MultiplyAddAdjacent(hi2, b3);
-        var q = Avx2.MultiplyAddAdjacent(lo1, b0) + Avx2.MultiplyAddAdjacent(lo3, b1) + Avx2.MultiplyAddAdjacent(hi1, b2) + Avx2.MultiplyAddAdjacent(hi3, b3);
-        var ones = Vector256.Create((short)1);
-        // p: rows 0, 1 | 4, 5 as two int32 each per row; q: rows 2, 3 | 6, 7. hadd -> 0 1 2 3 | 4 5 6 7.
-        return Avx2.HorizontalAdd(Avx2.MultiplyAddAdjacent(p, ones), Avx2.MultiplyAddAdjacent(q, ones));
+        p += Avx2.MultiplyAddAdjacent(hi2, b3);
+        q += Avx2.MultiplyAddAdjacent(hi3, b3);
+        return Avx2.MultiplyAddAdjacent(Avx2.HorizontalAdd(p, q), Vector256.Create((short)1));
     }
 
     /// <summary>One group against one activation row: eight results to <paramref name="y"/>.</summary>
@@ -349,37 +358,12 @@ internal static unsafe partial class Q4_0x8
             var lo3 = v3 & m; var hi3 = Avx2.ShiftRightLogical(v3.AsUInt16(), 4).AsByte() & m;
             var dx = Scales(o);
             long ao = (long)k * sizeof(BlockQ8_0);
-            c0 = Fma.MultiplyAdd(dx * Vector256.Create(dy[k]), Avx.ConvertToVector256Single(PairSums(lo0, hi0, lo2, hi2, lo1, hi1, lo3, hi3, q0 + ao) - Vector256.Create(corr[k])), c0);
-            c1 = Fma.MultiplyAdd(dx * Vector256.Create(dy[nb + k]), Avx.ConvertToVector256Single(PairSums(lo0, hi0, lo2, hi2, lo1, hi1, lo3, hi3, q1 + ao) - Vector256.Create(corr[nb + k])), c1);
-            c2 = Fma.MultiplyAdd(dx * Vector256.Create(dy[2 * nb + k]), Avx.ConvertToVector256Single(PairSums(lo0, hi0, lo2, hi2, lo1, hi1, lo3, hi3, q2 + ao) - Vector256.Create(corr[2 * nb + k])), c2);
-            c3 = Fma.MultiplyAdd(dx * Vector256.Create(dy[3 * nb + k]), Avx.ConvertToVector256Single(PairSums(lo0, hi0, lo2, hi2, lo1, hi1, lo3, hi3, q3 + ao) - Vector256.Create(corr[3 * nb + k])), c3);
+            c0 = Fma.MultiplyAdd(dx * Vector256.Create(dy[k]), Avx.ConvertToVector256Single(RawSums(lo0, hi0, lo2, hi2, lo1, hi1, lo3, hi3, (sbyte*)(q0 + ao)) - Vector256.Create(corr[k])), c0);
+            c1 = Fma.MultiplyAdd(dx * Vector256.Create(dy[nb + k]), Avx.ConvertToVector256Single(RawSums(lo0, hi0, lo2, hi2, lo1, hi1, lo3, hi3, (sbyte*)(q1 + ao)) - Vector256.Create(corr[nb + k])), c1);
+            c2 = Fma.MultiplyAdd(dx * Vector256.Create(dy[2 * nb + k]), Avx.ConvertToVector256Single(RawSums(lo0, hi0, lo2, hi2, lo1, hi1, lo3, hi3, (sbyte*)(q2 + ao)) - Vector256.Create(corr[2 * nb + k])), c2);
+            c3 = Fma.MultiplyAdd(dx * Vector256.Create(dy[3 * nb + k]), Avx.ConvertToVector256Single(RawSums(lo0, hi0, lo2, hi2, lo1, hi1, lo3, hi3, (sbyte*)(q3 + ao)) - Vector256.Create(corr[3 * nb + k])), c3);
         }
         acc1 = c1; acc2 = c2; acc3 = c3;
         return c0;
-    }
-
-    /// <summary>
-    /// <see cref="RawSums"/> with fewer steps: the two halves' int16 pair sums are added pairwise by
-    /// one <c>vphaddw</c> (|each| ≤ 4·2·15·128 = 15360, so a sum of two fits int16) and widened by one
-    /// <c>vpmaddwd</c>, instead of two <c>vpmaddwd</c> and a <c>vphaddd</c>. Exact integers, the same
-    /// sums, rows in lane order.
-    /// </summary>
-    [MethodImpl(MethodImplOptions.AggressiveInlining)]
-    private static Vector256<int> PairSums(Vector256<byte> lo0, Vector256<byte> hi0, Vector256<byte> lo2, Vector256<byte> hi2,
-        Vector256<byte> lo1, Vector256<byte> hi1, Vector256<byte> lo3, Vector256<byte> hi3, byte* aq)
-    {
-        var b0 = Vector256.Create(*(long*)aq).AsSByte();
-        var p = Avx2.MultiplyAddAdjacent(lo0, b0);
-        var q = Avx2.MultiplyAddAdjacent(lo1, b0);
-        var b1 = Vector256.Create(*(long*)(aq + 8)).AsSByte();
-        p += Avx2.MultiplyAddAdjacent(lo2, b1);
-        q += Avx2.MultiplyAddAdjacent(lo3, b1);
-        var b2 = Vector256.Create(*(long*)(aq + 16)).AsSByte();
-        p += Avx2.MultiplyAddAdjacent(hi0, b2);
-        q += Avx2.MultiplyAddAdjacent(hi1, b2);
-        var b3 = Vector256.Create(*(long*)(aq + 24)).AsSByte();
-        p += Avx2.MultiplyAddAdjacent(hi2, b3);
-        q += Avx2.MultiplyAddAdjacent(hi3, b3);
-        return Avx2.MultiplyAddAdjacent(Avx2.HorizontalAdd(p, q), Vector256.Create((short)1));
     }
 }
