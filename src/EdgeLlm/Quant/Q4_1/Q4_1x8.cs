@@ -224,13 +224,17 @@ internal static unsafe class Q4_1x8
         (acc + accm).Store(y);
     }
 
-    /// <summary>One group against four activation rows: each quant vector's nibbles split once and met by the four rows' broadcasts.</summary>
+    /// <summary>
+    /// One group against four activation rows: each quant vector's nibbles split once and met by the
+    /// four rows' broadcasts. The min terms (mx·s) run in a second loop (<see cref="MinTerms4"/>):
+    /// with them in the first, eight accumulators and the block's values did not fit the sixteen ymm
+    /// registers. Each accumulator sees the same steps in the same block order, so the sums are unchanged.
+    /// </summary>
     [MethodImpl(MethodImplOptions.AggressiveOptimization)]
     private static void Group4(byte* g, int nb, BlockQ8_1* a0, BlockQ8_1* a1, BlockQ8_1* a2, BlockQ8_1* a3, float* y, long yStride)
     {
         var ones = Vector256.Create((short)1);
         Vector256<float> acc0 = default, acc1 = default, acc2 = default, acc3 = default;
-        Vector256<float> accm0 = default, accm1 = default, accm2 = default, accm3 = default;
         for (int ib = 0; ib < nb; ib++)
         {
             byte* o = g + (long)ib * GroupBlockBytes;
@@ -242,16 +246,44 @@ internal static unsafe class Q4_1x8
             Mac4(q, 2, x0, x1, x2, x3, ref p0, ref p1, ref p2, ref p3);
             Mac4(q, 3, x0, x1, x2, x3, ref p0, ref p1, ref p2, ref p3);
             var dx = Q5_0x8.Widen(o + OffD);
-            var mx = Q5_0x8.Widen(o + OffM);
-            Step(dx, mx, Avx2.MultiplyAddAdjacent(p0, ones), a0 + ib, ref acc0, ref accm0);
-            Step(dx, mx, Avx2.MultiplyAddAdjacent(p1, ones), a1 + ib, ref acc1, ref accm1);
-            Step(dx, mx, Avx2.MultiplyAddAdjacent(p2, ones), a2 + ib, ref acc2, ref accm2);
-            Step(dx, mx, Avx2.MultiplyAddAdjacent(p3, ones), a3 + ib, ref acc3, ref accm3);
+            acc0 = ScaledSum(dx, Avx2.MultiplyAddAdjacent(p0, ones), a0 + ib, acc0);
+            acc1 = ScaledSum(dx, Avx2.MultiplyAddAdjacent(p1, ones), a1 + ib, acc1);
+            acc2 = ScaledSum(dx, Avx2.MultiplyAddAdjacent(p2, ones), a2 + ib, acc2);
+            acc3 = ScaledSum(dx, Avx2.MultiplyAddAdjacent(p3, ones), a3 + ib, acc3);
         }
-        (acc0 + accm0).Store(y);
-        (acc1 + accm1).Store(y + yStride);
-        (acc2 + accm2).Store(y + 2 * yStride);
-        (acc3 + accm3).Store(y + 3 * yStride);
+        var m0 = MinTerms4(g + OffM, GroupBlockBytes, nb, a0, a1, a2, a3, out var m1, out var m2, out var m3);
+        (acc0 + m0).Store(y);
+        (acc1 + m1).Store(y + yStride);
+        (acc2 + m2).Store(y + 2 * yStride);
+        (acc3 + m3).Store(y + 3 * yStride);
+    }
+
+    /// <summary>acc + (dx·d)·sumi for one block and activation row (<see cref="Group1"/>'s scaled-sum step).</summary>
+    [MethodImpl(MethodImplOptions.AggressiveInlining)]
+    internal static Vector256<float> ScaledSum(Vector256<float> dx, Vector256<int> sumi, BlockQ8_1* yb, Vector256<float> acc) =>
+        Fma.MultiplyAdd(dx * Vector256.Create(QuantMath.Fp16ToFp32Fast(yb->D)), Avx.ConvertToVector256Single(sumi), acc);
+
+    /// <summary>
+    /// The min terms of a Q4_1/Q5_1 group against four activation rows: per row of the group and
+    /// activation, Σ over blocks in order of mx·s (one fused multiply-add each, <see cref="Group1"/>'s
+    /// order), where <paramref name="m"/> points at block 0's eight fp16 mins and blocks are
+    /// <paramref name="groupBlockBytes"/> apart.
+    /// </summary>
+    [MethodImpl(MethodImplOptions.AggressiveInlining)]
+    internal static Vector256<float> MinTerms4(byte* m, long groupBlockBytes, int nb, BlockQ8_1* a0, BlockQ8_1* a1, BlockQ8_1* a2, BlockQ8_1* a3,
+        out Vector256<float> m1, out Vector256<float> m2, out Vector256<float> m3)
+    {
+        Vector256<float> c0 = default, c1 = default, c2 = default, c3 = default;
+        for (int ib = 0; ib < nb; ib++)
+        {
+            var mx = Q5_0x8.Widen(m + ib * groupBlockBytes);
+            c0 = Fma.MultiplyAdd(mx, Vector256.Create(QuantMath.Fp16ToFp32Fast(a0[ib].S)), c0);
+            c1 = Fma.MultiplyAdd(mx, Vector256.Create(QuantMath.Fp16ToFp32Fast(a1[ib].S)), c1);
+            c2 = Fma.MultiplyAdd(mx, Vector256.Create(QuantMath.Fp16ToFp32Fast(a2[ib].S)), c2);
+            c3 = Fma.MultiplyAdd(mx, Vector256.Create(QuantMath.Fp16ToFp32Fast(a3[ib].S)), c3);
+        }
+        m1 = c1; m2 = c2; m3 = c3;
+        return c0;
     }
 
     /// <summary>Quant vector k (both nibbles) against the four rows' broadcast activation bytes.</summary>
@@ -267,13 +299,6 @@ internal static unsafe class Q4_1x8
         p3 += Avx2.MultiplyAddAdjacent(lo, Vector256.Create(*(int*)(x3 + 4 * k)).AsSByte()) + Avx2.MultiplyAddAdjacent(hi, Vector256.Create(*(int*)(x3 + 16 + 4 * k)).AsSByte());
     }
 
-    /// <summary>One block's float steps for one activation row (<see cref="Group1"/>'s order).</summary>
-    [MethodImpl(MethodImplOptions.AggressiveInlining)]
-    private static void Step(Vector256<float> dx, Vector256<float> mx, Vector256<int> sumi, BlockQ8_1* yb, ref Vector256<float> acc, ref Vector256<float> accm)
-    {
-        acc = Fma.MultiplyAdd(dx * Vector256.Create(QuantMath.Fp16ToFp32Fast(yb->D)), Avx.ConvertToVector256Single(sumi), acc);
-        accm = Fma.MultiplyAdd(mx, Vector256.Create(QuantMath.Fp16ToFp32Fast(yb->S)), accm);
-    }
 }
 
 /// <summary>

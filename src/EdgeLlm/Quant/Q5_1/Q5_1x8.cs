@@ -204,13 +204,15 @@ internal static unsafe class Q5_1x8
         (acc + accm).Store(y);
     }
 
-    /// <summary>One group against four activation rows: each quant vector's values built once and met by the four rows' broadcasts.</summary>
+    /// <summary>
+    /// One group against four activation rows: each quant vector's values built once and met by the
+    /// four rows' broadcasts; the min terms in a second loop, as in <see cref="Q4_1x8"/>'s Group4.
+    /// </summary>
     [MethodImpl(MethodImplOptions.AggressiveOptimization)]
     private static void Group4(byte* g, int nb, BlockQ8_1* a0, BlockQ8_1* a1, BlockQ8_1* a2, BlockQ8_1* a3, float* y, long yStride)
     {
         var ones = Vector256.Create((short)1);
         Vector256<float> acc0 = default, acc1 = default, acc2 = default, acc3 = default;
-        Vector256<float> accm0 = default, accm1 = default, accm2 = default, accm3 = default;
         for (int ib = 0; ib < nb; ib++)
         {
             byte* o = g + (long)ib * GroupBlockBytes;
@@ -219,24 +221,16 @@ internal static unsafe class Q5_1x8
             Q5_0x8.Half4(o + OffQ, h, 0, a0[ib].Qs, a1[ib].Qs, a2[ib].Qs, a3[ib].Qs, ones, ref s0, ref s1, ref s2, ref s3);
             Q5_0x8.Half4(o + OffQ, h, 2, a0[ib].Qs, a1[ib].Qs, a2[ib].Qs, a3[ib].Qs, ones, ref s0, ref s1, ref s2, ref s3);
             var dx = Q5_0x8.Widen(o + OffD);
-            var mx = Q5_0x8.Widen(o + OffM);
-            Step(dx, mx, s0, a0 + ib, ref acc0, ref accm0);
-            Step(dx, mx, s1, a1 + ib, ref acc1, ref accm1);
-            Step(dx, mx, s2, a2 + ib, ref acc2, ref accm2);
-            Step(dx, mx, s3, a3 + ib, ref acc3, ref accm3);
+            acc0 = Q4_1x8.ScaledSum(dx, s0, a0 + ib, acc0);
+            acc1 = Q4_1x8.ScaledSum(dx, s1, a1 + ib, acc1);
+            acc2 = Q4_1x8.ScaledSum(dx, s2, a2 + ib, acc2);
+            acc3 = Q4_1x8.ScaledSum(dx, s3, a3 + ib, acc3);
         }
-        (acc0 + accm0).Store(y);
-        (acc1 + accm1).Store(y + yStride);
-        (acc2 + accm2).Store(y + 2 * yStride);
-        (acc3 + accm3).Store(y + 3 * yStride);
-    }
-
-    /// <summary>One block's float steps for one activation row (<see cref="Group1"/>'s order).</summary>
-    [MethodImpl(MethodImplOptions.AggressiveInlining)]
-    private static void Step(Vector256<float> dx, Vector256<float> mx, Vector256<int> sumi, BlockQ8_1* yb, ref Vector256<float> acc, ref Vector256<float> accm)
-    {
-        acc = Fma.MultiplyAdd(dx * Vector256.Create(QuantMath.Fp16ToFp32Fast(yb->D)), Avx.ConvertToVector256Single(sumi), acc);
-        accm = Fma.MultiplyAdd(mx, Vector256.Create(QuantMath.Fp16ToFp32Fast(yb->S)), accm);
+        var m0 = Q4_1x8.MinTerms4(g + OffM, GroupBlockBytes, nb, a0, a1, a2, a3, out var m1, out var m2, out var m3);
+        (acc0 + m0).Store(y);
+        (acc1 + m1).Store(y + yStride);
+        (acc2 + m2).Store(y + 2 * yStride);
+        (acc3 + m3).Store(y + 3 * yStride);
     }
 }
 
