@@ -321,8 +321,8 @@ internal static unsafe partial class Q4_0x8
     /// unpacked once per pass. The even blocks go first (<see cref="Group4Pass"/> from block 0),
     /// then the odd ones (from block 1), so each pass holds four accumulators, not eight: with eight,
     /// the unpacked block and the broadcasts no longer fit the sixteen ymm registers and the JIT
-    /// kept the accumulators and some broadcasts on the stack (172 stack references per two blocks;
-    /// 32 after). The sums are the same: even blocks into one accumulator, odd ones into the other,
+    /// kept the accumulators and some broadcasts on the stack (JIT listing: 172 stack references in
+    /// the old method, 26 in a pass, prolog included). The sums are the same: even blocks into one accumulator, odd ones into the other,
     /// in block order, added at the end, as in <see cref="Group1"/>.
     /// </summary>
     [MethodImpl(MethodImplOptions.AggressiveOptimization)] // too big to inline: compiled fully optimized at once, never at tier 0
@@ -347,7 +347,10 @@ internal static unsafe partial class Q4_0x8
     {
         var m = Vector256.Create((byte)0x0F);
         Vector256<float> c0 = default, c1 = default, c2 = default, c3 = default;
-        byte* q0 = acts + 2, q1 = acts + actStride + 2, q2 = acts + 2 * actStride + 2, q3 = acts + 3 * actStride + 2; // the blocks' qs
+        var a0 = (BlockQ8_0*)acts;
+        var a1 = (BlockQ8_0*)(acts + actStride);
+        var a2 = (BlockQ8_0*)(acts + 2 * actStride);
+        var a3 = (BlockQ8_0*)(acts + 3 * actStride);
         for (int k = start; k < nb; k += 2)
         {
             byte* o = g + (long)k * GroupBlockBytes;
@@ -357,11 +360,10 @@ internal static unsafe partial class Q4_0x8
             var lo2 = v2 & m; var hi2 = Avx2.ShiftRightLogical(v2.AsUInt16(), 4).AsByte() & m;
             var lo3 = v3 & m; var hi3 = Avx2.ShiftRightLogical(v3.AsUInt16(), 4).AsByte() & m;
             var dx = Scales(o);
-            long ao = (long)k * sizeof(BlockQ8_0);
-            c0 = Fma.MultiplyAdd(dx * Vector256.Create(dy[k]), Avx.ConvertToVector256Single(RawSums(lo0, hi0, lo2, hi2, lo1, hi1, lo3, hi3, (sbyte*)(q0 + ao)) - Vector256.Create(corr[k])), c0);
-            c1 = Fma.MultiplyAdd(dx * Vector256.Create(dy[nb + k]), Avx.ConvertToVector256Single(RawSums(lo0, hi0, lo2, hi2, lo1, hi1, lo3, hi3, (sbyte*)(q1 + ao)) - Vector256.Create(corr[nb + k])), c1);
-            c2 = Fma.MultiplyAdd(dx * Vector256.Create(dy[2 * nb + k]), Avx.ConvertToVector256Single(RawSums(lo0, hi0, lo2, hi2, lo1, hi1, lo3, hi3, (sbyte*)(q2 + ao)) - Vector256.Create(corr[2 * nb + k])), c2);
-            c3 = Fma.MultiplyAdd(dx * Vector256.Create(dy[3 * nb + k]), Avx.ConvertToVector256Single(RawSums(lo0, hi0, lo2, hi2, lo1, hi1, lo3, hi3, (sbyte*)(q3 + ao)) - Vector256.Create(corr[3 * nb + k])), c3);
+            c0 = Fma.MultiplyAdd(dx * Vector256.Create(dy[k]), Avx.ConvertToVector256Single(RawSums(lo0, hi0, lo2, hi2, lo1, hi1, lo3, hi3, a0[k].Qs) - Vector256.Create(corr[k])), c0);
+            c1 = Fma.MultiplyAdd(dx * Vector256.Create(dy[nb + k]), Avx.ConvertToVector256Single(RawSums(lo0, hi0, lo2, hi2, lo1, hi1, lo3, hi3, a1[k].Qs) - Vector256.Create(corr[nb + k])), c1);
+            c2 = Fma.MultiplyAdd(dx * Vector256.Create(dy[2 * nb + k]), Avx.ConvertToVector256Single(RawSums(lo0, hi0, lo2, hi2, lo1, hi1, lo3, hi3, a2[k].Qs) - Vector256.Create(corr[2 * nb + k])), c2);
+            c3 = Fma.MultiplyAdd(dx * Vector256.Create(dy[3 * nb + k]), Avx.ConvertToVector256Single(RawSums(lo0, hi0, lo2, hi2, lo1, hi1, lo3, hi3, a3[k].Qs) - Vector256.Create(corr[3 * nb + k])), c3);
         }
         acc1 = c1; acc2 = c2; acc3 = c3;
         return c0;
