@@ -172,16 +172,18 @@ public sealed partial class TransformerGenerator
             w.Line("for (int t = 0; t < n; t++) Angles(b.StartPos + t, b.RopeCos + (long)t * RopePairs, b.RopeSin + (long)t * RopePairs);");
             w.Line();
             w.Line("var layers = model.Layers;");
+            w.Line("// The last block runs in full only for the rows whose logits are asked for (the generic path's rule);");
+            w.Line("// the other tokens need only their keys and values there.");
             if (signatures.Count == 1)
             {
-                w.Line("for (int il = 0; il < LayerCount; il++) Layer0(layers[il], il, b);");
+                w.Line("for (int il = 0; il < LayerCount; il++) Layer0(layers[il], il, b, il == LayerCount - 1 ? outputRows : n);");
             }
             else
             {
                 w.Open("for (int il = 0; il < LayerCount; il++)");
                 w.Open("switch (LayerKind[il])");
                 for (int i = 0; i < signatures.Count; i++)
-                    w.Line($"{(i == signatures.Count - 1 ? "default" : "case " + i.ToString(Inv))}: Layer{i}(layers[il], il, b); break;");
+                    w.Line($"{(i == signatures.Count - 1 ? "default" : "case " + i.ToString(Inv))}: Layer{i}(layers[il], il, b, il == LayerCount - 1 ? outputRows : n); break;");
                 w.Close();
                 w.Close();
             }
@@ -223,9 +225,14 @@ public sealed partial class TransformerGenerator
             string[] bufs = { "b.MatScratch", "(byte*)b.Up", "(byte*)b.Gate" };
             string ActFor(List<string> groups, string t) => "act" + groups.IndexOf(VecDot(t)).ToString(Inv);
 
-            w.Line($"/// <summary>One block with q {l.Wq}, k {l.Wk}, v {l.Wv}, o {l.Wo}, gate {l.Gate}, up {l.Up}, down {l.Down}.</summary>");
-            w.Open($"private static void Layer{index}(LayerWeights w, int il, ForwardBatch b)");
+            w.Line($"/// <summary>");
+            w.Line($"/// One block with q {l.Wq}, k {l.Wk}, v {l.Wv}, o {l.Wo}, gate {l.Gate}, up {l.Up}, down {l.Down}: keys and values");
+            w.Line("/// for every token, the rest for the last <paramref name=\"keep\"/> tokens (the only rows of b.X updated).");
+            w.Line("/// </summary>");
+            w.Open($"private static void Layer{index}(LayerWeights w, int il, ForwardBatch b, int keep)");
             w.Line("int n = b.Count;");
+            w.Line("int first = n - keep;");
+            w.Line("float* x = b.X + (long)first * Dim; // the rows kept");
             w.Line();
             w.Line("// attn_norm fused with the activation conversion: each row is normalized and converted while it is in L1,");
             w.Line("// once for Q, K and V together (the generic path converts the same rows once per matrix).");
@@ -241,18 +248,19 @@ public sealed partial class TransformerGenerator
             w.Line("// a head at a time, each Q/K head rotated at its token's position while it is hot");
             string bias(string name) => m.QkvBias ? "w." + name : "null";
             w.Line("SpecializedKernels.Qkv(Dim, n, HeadDim, b.Pool,");
-            w.Line($"    new(Fmt: {Fmt(l.Wq)}, Weights: w.Wq.Data, RowBytes: {RowBytes(l.Wq, m.Dim)}, Rows: QLen, Act: {ActFor(qkvGroups, l.Wq)}, ActBytes: ActBytes{qkvGroups.IndexOf(VecDot(l.Wq))}, Bias: {bias("Bq")}, Y: b.Q),");
+            w.Line($"    new(Fmt: {Fmt(l.Wq)}, Weights: w.Wq.Data, RowBytes: {RowBytes(l.Wq, m.Dim)}, Rows: QLen, Act: {ActFor(qkvGroups, l.Wq)}, ActBytes: ActBytes{qkvGroups.IndexOf(VecDot(l.Wq))}, Bias: {bias("Bq")}, Y: b.Q, First: first),");
             w.Line($"    new(Fmt: {Fmt(l.Wk)}, Weights: w.Wk.Data, RowBytes: {RowBytes(l.Wk, m.Dim)}, Rows: KvLen, Act: {ActFor(qkvGroups, l.Wk)}, ActBytes: ActBytes{qkvGroups.IndexOf(VecDot(l.Wk))}, Bias: {bias("Bk")}, Y: b.K),");
             w.Line($"    new(Fmt: {Fmt(l.Wv)}, Weights: w.Wv.Data, RowBytes: {RowBytes(l.Wv, m.Dim)}, Rows: KvLen, Act: {ActFor(qkvGroups, l.Wv)}, ActBytes: ActBytes{qkvGroups.IndexOf(VecDot(l.Wv))}, Bias: {bias("Bv")}, Y: b.V),");
             w.Line($"    new(Cos: b.RopeCos, Sin: b.RopeSin, Pairs: RopePairs, Neox: {neox}));");
             w.Line();
-            w.Line("// K and V to the f16 cache, attention over it");
-            w.Line("SpecializedKernels.Attend(b, il, Heads, KvHeads, HeadDim);");
+            w.Line("// K and V to the f16 cache, attention over it for the rows kept");
+            w.Line("SpecializedKernels.Attend(b, il, Heads, KvHeads, HeadDim, first);");
+            w.Line("if (keep == 0) return;");
             w.Line();
             w.Line($"// attn_output with the residual add fused into the tile (x += Wo · kqv_out; no separate pass over a projection buffer)");
             w.Line($"const long ActBytesO = {ActBytes(l.Wo, m.QueryLength)}; // QLen values in {VecDot(l.Wo)}");
-            w.Line($"SpecializedKernels.QuantizeRows(b.Pool, n, b.AttnOut, QLen, new(GgmlType.{VecDot(l.Wo)}, b.MatScratch, ActBytesO));");
-            w.Line($"SpecializedKernels.Residual({Fmt(l.Wo)}, w.Wo.Data, {RowBytes(l.Wo, m.QueryLength)}, Dim, QLen, b.MatScratch, ActBytesO, n, b.X, Dim, b.Proj, b.Pool);");
+            w.Line($"SpecializedKernels.QuantizeRows(b.Pool, keep, b.AttnOut, QLen, new(GgmlType.{VecDot(l.Wo)}, b.MatScratch, ActBytesO));");
+            w.Line($"SpecializedKernels.Residual({Fmt(l.Wo)}, w.Wo.Data, {RowBytes(l.Wo, m.QueryLength)}, Dim, QLen, b.MatScratch, ActBytesO, keep, x, Dim, b.Proj, b.Pool);");
             w.Line();
 
             var ffnGroups = new List<string>();
@@ -265,18 +273,18 @@ public sealed partial class TransformerGenerator
                 w.Line($"const long FActBytes{g} = {QuantSpec.Get(ffnGroups[g]).RowBytes(m.Dim)}; // Dim values in {ffnGroups[g]}");
             }
             w.Line("fixed (float* g = w.FfnNorm)");
-            w.Line("    SpecializedKernels.NormQuantizeRows(b.Pool, n, b.X, g, b.Norm, Dim, RmsEps, " + string.Join(", ", ffnGroups.Select((t, g) => $"new(GgmlType.{t}, fact{g}, FActBytes{g})")) + ");");
+            w.Line("    SpecializedKernels.NormQuantizeRows(b.Pool, keep, x, g, b.Norm, Dim, RmsEps, " + string.Join(", ", ffnGroups.Select((t, g) => $"new(GgmlType.{t}, fact{g}, FActBytes{g})")) + ");");
             w.Line();
             w.Line("// gate and up in one pass, SiLU(gate) * up applied to each tile while it is in L1 and converted straight to");
             w.Line($"// ffn_down's activation type {VecDot(l.Down)} (ffn_gate, ffn_up, ffn_silu, ffn_gate_par); b.Gate holds the converted rows");
             w.Line($"const long ActBytesD = {ActBytes(l.Down, m.FeedForward)}; // Ffn values in {VecDot(l.Down)}");
-            w.Line("SpecializedKernels.GateUpSwiGlu(Dim, Ffn, n, b.Pool,");
+            w.Line("SpecializedKernels.GateUpSwiGlu(Dim, Ffn, keep, b.Pool,");
             w.Line($"    {Fmt(l.Gate)}, w.Gate.Data, {RowBytes(l.Gate, m.Dim)}, fact{ffnGroups.IndexOf(VecDot(l.Gate))}, FActBytes{ffnGroups.IndexOf(VecDot(l.Gate))},");
             w.Line($"    {Fmt(l.Up)}, w.Up.Data, {RowBytes(l.Up, m.Dim)}, fact{ffnGroups.IndexOf(VecDot(l.Up))}, FActBytes{ffnGroups.IndexOf(VecDot(l.Up))},");
             w.Line($"    new(GgmlType.{VecDot(l.Down)}, (byte*)b.Gate, ActBytesD), b.Up);");
             w.Line();
             w.Line("// ffn_down with the residual add fused (l_out)");
-            w.Line($"SpecializedKernels.Residual({Fmt(l.Down)}, w.Down.Data, {RowBytes(l.Down, m.FeedForward)}, Dim, Ffn, (byte*)b.Gate, ActBytesD, n, b.X, Dim, b.Proj, b.Pool);");
+            w.Line($"SpecializedKernels.Residual({Fmt(l.Down)}, w.Down.Data, {RowBytes(l.Down, m.FeedForward)}, Dim, Ffn, (byte*)b.Gate, ActBytesD, keep, x, Dim, b.Proj, b.Pool);");
             w.Close();
             w.Line();
         }

@@ -28,10 +28,10 @@ internal sealed class Llama : Model
 
     internal override IReadOnlyList<LayerWeights> Layers => _layers;
 
-    internal override void ForwardLayer(int layer, ForwardBatch b)
+    internal override void ForwardLayer(int layer, ForwardBatch b, int keep)
     {
         var w = _layers[layer];
-        DecoderBlocks.SelfAttention(Config, w, layer, b, neox: false);
-        DecoderBlocks.SwiGluFeedForward(Config, w, b);
+        DecoderBlocks.SelfAttention(Config, w, layer, b, neox: false, keep);
+        DecoderBlocks.SwiGluFeedForward(Config, w, b, keep);
     }
 }

@@ -223,9 +223,12 @@ public abstract unsafe class Model : IDisposable
 
     /// <summary>
     /// The architecture's transformer block <paramref name="layer"/>: reads and updates the
-    /// residual stream <see cref="ForwardBatch.X"/> and stores the layer's keys and values.
+    /// residual stream <see cref="ForwardBatch.X"/> and stores the layer's keys and values for
+    /// every token of the batch, but computes the rest of the block (queries, attention, output
+    /// projection, feed-forward) only for the last <paramref name="keep"/> tokens, whose rows of
+    /// X are the only ones updated (see <see cref="Forward"/>).
     /// </summary>
-    internal abstract void ForwardLayer(int layer, ForwardBatch b);
+    internal abstract void ForwardLayer(int layer, ForwardBatch b, int keep);
 
     /// <summary>
     /// Runs the batch through the model and writes the logits of the last
@@ -233,6 +236,7 @@ public abstract unsafe class Model : IDisposable
     /// </summary>
     internal void Forward(ForwardBatch b, int outputRows, float* logits)
     {
+        if ((uint)outputRows > (uint)b.Count) throw new ArgumentOutOfRangeException(nameof(outputRows), outputRows, $"a batch of {b.Count} tokens has no {outputRows} rows of logits");
         if (!RunGeneric && Specialization is { } specialized)
         {
             specialized.Forward(this, b, outputRows, logits);
@@ -253,7 +257,11 @@ public abstract unsafe class Model : IDisposable
             Rope.Angles(b.StartPos + t, c.RopeDimensionCount, c.RopeFreqBase, c.RopeFreqScale, RopeFactors,
                 b.RopeCos + (long)t * pairs, b.RopeSin + (long)t * pairs);
 
-        for (int il = 0; il < c.BlockCount; il++) ForwardLayer(il, b);
+        // The last block runs in full only for the rows whose logits are asked for (llama.cpp's
+        // inp_out_ids): the other tokens need only their keys and values there, which later batches
+        // read from the cache. A 128-token prompt skips 127/128 of the last block's queries,
+        // attention, attn_output and feed-forward (a middle chunk of a long prompt skips them all).
+        for (int il = 0; il < c.BlockCount; il++) ForwardLayer(il, b, il == c.BlockCount - 1 ? outputRows : n);
 
         // result_norm and result_output for the rows asked for
         if (outputRows == 0) return;

@@ -26,10 +26,10 @@ internal sealed class Qwen2 : Model
 
     internal override IReadOnlyList<LayerWeights> Layers => _layers;
 
-    internal override void ForwardLayer(int layer, ForwardBatch b)
+    internal override void ForwardLayer(int layer, ForwardBatch b, int keep)
     {
         var w = _layers[layer];
-        DecoderBlocks.SelfAttention(Config, w, layer, b, neox: true);
-        DecoderBlocks.SwiGluFeedForward(Config, w, b);
+        DecoderBlocks.SelfAttention(Config, w, layer, b, neox: true, keep);
+        DecoderBlocks.SwiGluFeedForward(Config, w, b, keep);
     }
 }

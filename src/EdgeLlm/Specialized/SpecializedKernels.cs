@@ -132,9 +132,14 @@ internal static unsafe class SpecializedKernels
         }
     }
 
-    /// <summary>One projection of a fused Q/K/V pass: y[t, r] = W[r] · act[t] (+ bias[r]), rows <see cref="Rows"/> floats apart.</summary>
-    public readonly struct Projection(WeightFormat Fmt, byte* Weights, long RowBytes, int Rows, byte* Act, long ActBytes, float[]? Bias, float* Y)
+    /// <summary>
+    /// One projection of a fused Q/K/V pass: y[t − First, r] = W[r] · act[t] (+ bias[r]) for tokens
+    /// t from <see cref="First"/> to the end of the batch, rows <see cref="Rows"/> floats apart.
+    /// </summary>
+    public readonly struct Projection(WeightFormat Fmt, byte* Weights, long RowBytes, int Rows, byte* Act, long ActBytes, float[]? Bias, float* Y, int First = 0)
     {
+        /// <summary>The first token projected (the last block's queries start at the first row whose logits are asked for).</summary>
+        public int First { get; } = First;
         public WeightFormat Fmt { get; } = Fmt;
         public byte* Weights { get; } = Weights;
         public long RowBytes { get; } = RowBytes;
@@ -159,7 +164,8 @@ internal static unsafe class SpecializedKernels
     /// workers take a head (<paramref name="headDim"/> rows) at a time, so there is one hand-off
     /// instead of three (plus the rope pass), each reads the activations converted once, and each
     /// Q/K head is rotated while its rows are hot. Per value: the same dot products, then + bias,
-    /// then Rope.Apply on the head, as the generic path does in separate passes.
+    /// then Rope.Apply on the head, as the generic path does in separate passes. A projection with
+    /// <see cref="Projection.First"/> = n (no tokens) is skipped.
     /// </summary>
     public static void Qkv(int cols, int n, int headDim, WorkerPool pool, Projection q, Projection k, Projection v, RopeAngles rope)
     {
@@ -177,12 +183,15 @@ internal static unsafe class SpecializedKernels
         });
     }
 
-    private static void Head(in Projection p, int cols, int n, int r0, int headDim, in RopeAngles rope)
+    private static void Head(in Projection p, int cols, int batch, int r0, int headDim, in RopeAngles rope)
     {
+        int n = batch - p.First;
+        if (n <= 0) return;
+        byte* act = p.Act + p.First * p.ActBytes;
         // Chunks of the generic size inside the head, so a batch meets the same tiles.
         int chunk = n == 1 ? headDim : MatMul.BatchChunkRows; // a head is one work item: one call per head in decode
         for (int c = r0; c < r0 + headDim; c += chunk)
-            Rows(p.Fmt, p.Weights, p.RowBytes, cols, c, Math.Min(r0 + headDim, c + chunk), p.Act, p.ActBytes, n, p.Y, p.Rows);
+            Rows(p.Fmt, p.Weights, p.RowBytes, cols, c, Math.Min(r0 + headDim, c + chunk), act, p.ActBytes, n, p.Y, p.Rows);
         if (p.Bias is not null)
         {
             // + bias while the rows are hot (generic: Activations.AddBias afterwards; same single addition)
@@ -195,7 +204,10 @@ internal static unsafe class SpecializedKernels
         }
         if (rope.Cos == null) return;
         for (int t = 0; t < n; t++)
-            Rope.Apply(p.Y + (long)t * p.Rows + r0, 1, headDim, headDim, rope.Cos + (long)t * rope.Pairs, rope.Sin + (long)t * rope.Pairs, rope.Neox);
+        {
+            long angle = (long)(p.First + t) * rope.Pairs; // row t is token First + t
+            Rope.Apply(p.Y + (long)t * p.Rows + r0, 1, headDim, headDim, rope.Cos + angle, rope.Sin + angle, rope.Neox);
+        }
     }
 
     /// <summary>y[t, r] = W[r] · act[t] for all <paramref name="rows"/> rows (y rows <paramref name="yStride"/> apart).</summary>
@@ -253,15 +265,17 @@ internal static unsafe class SpecializedKernels
     }
 
     /// <summary>
-    /// K and V of the batch to the cache, then attention over it into <see cref="ForwardBatch.AttnOut"/>:
+    /// K and V of the batch to the cache, then attention over it into <see cref="ForwardBatch.AttnOut"/>
+    /// for the queries of tokens <paramref name="first"/> to the end of the batch (b.Q's rows from 0):
     /// the generic block's two steps, called and timed (EDGELLM_PROFILE) the same way.
     /// </summary>
-    public static void Attend(ForwardBatch b, int il, int heads, int kvHeads, int headDim)
+    public static void Attend(ForwardBatch b, int il, int heads, int kvHeads, int headDim, int first = 0)
     {
         using (Profiler.Section(Profiler.Op.KvStore))
             b.Kv.Store(il, b.StartPos, b.K, b.V, b.Count);
+        if (first == b.Count) return;
         using (Profiler.Section(Profiler.Op.Attention))
-            Attention.Forward(b.Q, b.Count, b.StartPos, b.Kv, il, heads, kvHeads, headDim, b.AttnOut, b.AttnScratch, b.Pool);
+            Attention.Forward(b.Q, b.Count - first, b.StartPos + first, b.Kv, il, heads, kvHeads, headDim, b.AttnOut, b.AttnScratch, b.Pool);
     }
 
     /// <summary>Weight rows per work item of <see cref="GateUpSwiGlu"/>: the generic chunk for a row of gate and one of up, rounded up to whole activation blocks of the down projection.</summary>

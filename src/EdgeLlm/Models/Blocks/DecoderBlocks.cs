@@ -38,21 +38,24 @@ internal static unsafe class DecoderBlocks
 
     /// <summary>
     /// x += attn_output(attention(rope(x_norm·Wq + bq), rope(x_norm·Wk + bk), x_norm·Wv + bv)),
-    /// x_norm = rmsnorm(x) ⊙ attn_norm. Stores this batch's K and V in the cache first.
+    /// x_norm = rmsnorm(x) ⊙ attn_norm. Stores this batch's K and V in the cache first. Keys and
+    /// values are computed for every token; queries, attention and the output projection only for
+    /// the last <paramref name="keep"/> tokens, the only rows of x updated.
     /// </summary>
-    public static void SelfAttention(ModelConfig c, LayerWeights w, int il, ForwardBatch b, bool neox)
+    public static void SelfAttention(ModelConfig c, LayerWeights w, int il, ForwardBatch b, bool neox, int keep)
     {
         int n = b.Count;
         int embd = c.EmbeddingLength;
+        int first = n - keep;
 
-        // attn_norm
-        Norm(b, w.AttnNorm, n, embd, c.RmsEps);
+        // attn_norm (every token: K and V need them all)
+        Norm(b, w.AttnNorm, b.X, n, embd, c.RmsEps);
 
-        // Qcur, Kcur, Vcur: projections of all tokens together (+ biases for Qwen2)
-        MatMul.Multiply(w.Wq, b.Norm, n, b.Q, b.MatScratch, b.Pool);
+        // Qcur, Kcur, Vcur: projections of the tokens together (+ biases for Qwen2); Q rows 0..keep-1 are tokens first..n-1
+        if (keep > 0) MatMul.Multiply(w.Wq, b.Norm + (long)first * embd, keep, b.Q, b.MatScratch, b.Pool);
         MatMul.Multiply(w.Wk, b.Norm, n, b.K, b.MatScratch, b.Pool);
         MatMul.Multiply(w.Wv, b.Norm, n, b.V, b.MatScratch, b.Pool);
-        if (w.Bq is not null) Activations.AddBias(b.Q, w.Bq, n);
+        if (w.Bq is not null) Activations.AddBias(b.Q, w.Bq, keep);
         if (w.Bk is not null) Activations.AddBias(b.K, w.Bk, n);
         if (w.Bv is not null) Activations.AddBias(b.V, w.Bv, n);
 
@@ -63,49 +66,54 @@ internal static unsafe class DecoderBlocks
         {
             float* cos = b.RopeCos + (long)t * pairs;
             float* sin = b.RopeSin + (long)t * pairs;
-            Rope.Apply(b.Q + (long)t * c.QueryLength, c.HeadCount, c.HeadDim, c.RopeDimensionCount, cos, sin, neox);
+            if (t >= first) Rope.Apply(b.Q + (long)(t - first) * c.QueryLength, c.HeadCount, c.HeadDim, c.RopeDimensionCount, cos, sin, neox);
             Rope.Apply(b.K + (long)t * c.KvLength, c.HeadCountKv, c.HeadDim, c.RopeDimensionCount, cos, sin, neox);
         }
 
         // K and V go to the f16 cache; attention reads this batch's tokens back from there
         using (Profiler.Section(Profiler.Op.KvStore))
             b.Kv.Store(il, b.StartPos, b.K, b.V, n);
+        if (keep == 0) return;
         using (Profiler.Section(Profiler.Op.Attention))
-            Attention.Forward(b.Q, n, b.StartPos, b.Kv, il,
+            Attention.Forward(b.Q, keep, b.StartPos + first, b.Kv, il,
             c.HeadCount, c.HeadCountKv, c.HeadDim, b.AttnOut, b.AttnScratch, b.Pool);
 
         // attn_output, then the residual add (ffn_inp)
-        MatMul.Multiply(w.Wo, b.AttnOut, n, b.Proj, b.MatScratch, b.Pool);
+        MatMul.Multiply(w.Wo, b.AttnOut, keep, b.Proj, b.MatScratch, b.Pool);
         using (Profiler.Section(Profiler.Op.Add))
-            Activations.Add(b.X, b.Proj, (long)n * embd);
+            Activations.Add(b.X + (long)first * embd, b.Proj, (long)keep * embd);
     }
 
-    /// <summary>x += ffn_down(silu(x_norm·Wgate) ⊙ (x_norm·Wup)), x_norm = rmsnorm(x) ⊙ ffn_norm.</summary>
-    public static void SwiGluFeedForward(ModelConfig c, LayerWeights w, ForwardBatch b)
+    /// <summary>
+    /// x += ffn_down(silu(x_norm·Wgate) ⊙ (x_norm·Wup)), x_norm = rmsnorm(x) ⊙ ffn_norm, for the
+    /// last <paramref name="keep"/> tokens of the batch.
+    /// </summary>
+    public static void SwiGluFeedForward(ModelConfig c, LayerWeights w, ForwardBatch b, int keep)
     {
-        int n = b.Count;
+        if (keep == 0) return;
         int embd = c.EmbeddingLength;
-        Norm(b, w.FfnNorm, n, embd, c.RmsEps);
+        float* x = b.X + (long)(b.Count - keep) * embd;
+        Norm(b, w.FfnNorm, x, keep, embd, c.RmsEps);
 
-        MatMul.Multiply(w.Gate, b.Norm, n, b.Gate, b.MatScratch, b.Pool);
-        MatMul.Multiply(w.Up, b.Norm, n, b.Up, b.MatScratch, b.Pool);
+        MatMul.Multiply(w.Gate, b.Norm, keep, b.Gate, b.MatScratch, b.Pool);
+        MatMul.Multiply(w.Up, b.Norm, keep, b.Up, b.MatScratch, b.Pool);
         // Row by row: which elements take the vector exp and which the scalar tail must not
         // depend on the batch size, or a token's logits would change with its batch.
         int ff = c.FeedForwardLength;
         using (Profiler.Section(Profiler.Op.SwiGlu))
-            b.Pool.For(n, ff, (start, end, _) =>
+            b.Pool.For(keep, ff, (start, end, _) =>
             {
                 for (int t = start; t < end; t++) Activations.SwiGlu(b.Gate + (long)t * ff, b.Up + (long)t * ff, ff);
             }, minParallelWork: 1 << 16);
-        MatMul.Multiply(w.Down, b.Gate, n, b.Proj, b.MatScratch, b.Pool);
+        MatMul.Multiply(w.Down, b.Gate, keep, b.Proj, b.MatScratch, b.Pool);
 
         // l_out
         using (Profiler.Section(Profiler.Op.Add))
-            Activations.Add(b.X, b.Proj, (long)n * embd);
+            Activations.Add(x, b.Proj, (long)keep * embd);
     }
 
-    /// <summary>b.Norm = rmsnorm(b.X) ⊙ weight, row by row (tokens in parallel for a large batch).</summary>
-    private static void Norm(ForwardBatch b, float[] weight, int n, int embd, float eps)
+    /// <summary>b.Norm = rmsnorm(x) ⊙ weight for <paramref name="n"/> rows of x, row by row (tokens in parallel for a large batch).</summary>
+    private static void Norm(ForwardBatch b, float[] weight, float* x, int n, int embd, float eps)
     {
         using var _ = Profiler.Section(Profiler.Op.RmsNorm);
         fixed (float* g = weight)
@@ -114,7 +122,7 @@ internal static unsafe class DecoderBlocks
             b.Pool.For(n, embd, (start, end, _) =>
             {
                 for (int t = start; t < end; t++)
-                    RmsNorm.Forward(b.X + (long)t * embd, gp, b.Norm + (long)t * embd, embd, eps);
+                    RmsNorm.Forward(x + (long)t * embd, gp, b.Norm + (long)t * embd, embd, eps);
             }, minParallelWork: 1 << 16);
         }
     }
