@@ -225,7 +225,7 @@ public sealed partial class TransformerGenerator
             string[] bufs = { "b.MatScratch", "(byte*)b.Up", "(byte*)b.Gate" };
             string ActFor(List<string> groups, string t) => "act" + groups.IndexOf(VecDot(t)).ToString(Inv);
 
-            w.Line($"/// <summary>");
+            w.Line("/// <summary>");
             w.Line($"/// One block with q {l.Wq}, k {l.Wk}, v {l.Wv}, o {l.Wo}, gate {l.Gate}, up {l.Up}, down {l.Down}: keys and values");
             w.Line("/// for every token, the rest for the last <paramref name=\"keep\"/> tokens (the only rows of b.X updated).");
             w.Line("/// </summary>");
@@ -257,7 +257,7 @@ public sealed partial class TransformerGenerator
             w.Line("SpecializedKernels.Attend(b, il, Heads, KvHeads, HeadDim, first);");
             w.Line("if (keep == 0) return;");
             w.Line();
-            w.Line($"// attn_output with the residual add fused into the tile (x += Wo · kqv_out; no separate pass over a projection buffer)");
+            w.Line("// attn_output with the residual add (x += Wo · kqv_out): inside the tile for one token, a second pass by token rows for a batch");
             w.Line($"const long ActBytesO = {ActBytes(l.Wo, m.QueryLength)}; // QLen values in {VecDot(l.Wo)}");
             w.Line($"SpecializedKernels.QuantizeRows(b.Pool, keep, b.AttnOut, QLen, new(GgmlType.{VecDot(l.Wo)}, b.MatScratch, ActBytesO));");
             w.Line($"SpecializedKernels.Residual({Fmt(l.Wo)}, w.Wo.Data, {RowBytes(l.Wo, m.QueryLength)}, Dim, QLen, b.MatScratch, ActBytesO, keep, x, Dim, b.Proj, b.Pool);");
@@ -283,7 +283,7 @@ public sealed partial class TransformerGenerator
             w.Line($"    {Fmt(l.Up)}, w.Up.Data, {RowBytes(l.Up, m.Dim)}, fact{ffnGroups.IndexOf(VecDot(l.Up))}, FActBytes{ffnGroups.IndexOf(VecDot(l.Up))},");
             w.Line($"    new(GgmlType.{VecDot(l.Down)}, (byte*)b.Gate, ActBytesD), b.Up);");
             w.Line();
-            w.Line("// ffn_down with the residual add fused (l_out)");
+            w.Line("// ffn_down with the residual add (l_out), as for attn_output");
             w.Line($"SpecializedKernels.Residual({Fmt(l.Down)}, w.Down.Data, {RowBytes(l.Down, m.FeedForward)}, Dim, Ffn, (byte*)b.Gate, ActBytesD, keep, x, Dim, b.Proj, b.Pool);");
             w.Close();
             w.Line();

@@ -41,6 +41,17 @@ internal static unsafe class Attention
     internal const int MaxDecodeHeads = 8;
 
     /// <summary>
+    /// Query tokens an item of a prompt computes together, each with the item's block of heads: they
+    /// share every block of keys and values it loads. An item of one token read its KV head's keys
+    /// and values (f32, 512 KiB each at 2048 positions and head_dim 64, more than L2) once per token
+    /// and block of heads, so long prompts streamed them from L3 over and over.
+    /// </summary>
+    internal const int TokenBlock = 4;
+
+    /// <summary>Most query rows (tokens × heads) an item computes: the bound of its scratch.</summary>
+    internal const int MaxItemRows = TokenBlock * HeadBlock > MaxDecodeHeads ? TokenBlock * HeadBlock : MaxDecodeHeads;
+
+    /// <summary>
     /// Query heads per item of a single token: the whole group (up to <see cref="MaxDecodeHeads"/>)
     /// when the KV heads alone give every worker an item, else the group split so that they do.
     /// Widening f16 to f32 costs about one instruction per value (no f16 conversion instruction
@@ -58,11 +69,11 @@ internal static unsafe class Attention
     private const int PositionBlock = 64;
 
     /// <summary>
-    /// Per-worker scratch bytes, f32: for each head of a block, scores/probabilities over the context,
-    /// its query, and its partial output sums.
+    /// Per-worker scratch bytes, f32: for each query row of an item (a token's head), scores/probabilities
+    /// over the context, its query (then its output), and its partial output sums.
     /// </summary>
     public static long WorkerScratchBytes(int contextLength, int headDim) =>
-        MaxDecodeHeads * (Align((long)contextLength * sizeof(float)) + Align((long)headDim * sizeof(float)) + PartialFloats * sizeof(float))
+        MaxItemRows * (Align((long)contextLength * sizeof(float)) + Align((long)headDim * sizeof(float)) + PartialFloats * sizeof(float))
         + TileFloats(headDim) * sizeof(float);
 
     /// <summary>
@@ -82,7 +93,8 @@ internal static unsafe class Attention
     /// t (at position startPos + t) and head h, over layer <paramref name="layer"/> of
     /// <paramref name="kv"/>; head h reads KV head h / (heads / kv_heads). Workers of
     /// <paramref name="pool"/> take (token, KV head, block of up to <see cref="HeadBlock"/> query
-    /// heads; for a single token <see cref="DecodeHeads"/>) items from a shared counter, the last tokens first.
+    /// heads; for a single token <see cref="DecodeHeads"/>) items from a shared counter, the last tokens first;
+    /// a prompt's items take <see cref="TokenBlock"/> consecutive tokens each.
     /// </summary>
     /// <param name="q">[nTokens, nHead * headDim] queries, after rope.</param>
     /// <param name="output">[nTokens, nHead * headDim].</param>
@@ -92,7 +104,8 @@ internal static unsafe class Attention
     {
         int group = nHead / nHeadKv;
         int block = nTokens == 1 ? DecodeHeads(group, nHeadKv, pool.Threads) : HeadBlock;
-        int items = nTokens * nHeadKv * ((group + block - 1) / block);
+        int tokenBlock = nTokens == 1 ? 1 : TokenBlock;
+        int items = (nTokens + tokenBlock - 1) / tokenBlock * nHeadKv * ((group + block - 1) / block);
         int chunk = Math.Max(1, items / (pool.Threads * 4));
         int nKv = startPos + nTokens;
         int kvLen = nHeadKv * headDim;
@@ -105,7 +118,7 @@ internal static unsafe class Attention
             // once, into an L1 tile its heads share (Scores/Values); that costs less than writing
             // and re-reading an f32 copy of the whole layer, as a prompt does below.
             pool.ForDynamic(items, chunk, (long)nKv * headDim * 2 * Math.Min(group, block), (start, end, worker) =>
-                Items(q, nTokens, startPos, kT, ctx, v, nHeadKv * headDim, ctx, nHead, nHeadKv, headDim, block, output, scratch + worker * ws, start, end),
+                Items(q, nTokens, startPos, kT, ctx, v, nHeadKv * headDim, ctx, nHead, nHeadKv, headDim, block, 1, output, scratch + worker * ws, start, end),
                 minParallelWork: 1 << 14);
             return;
         }
@@ -142,8 +155,8 @@ internal static unsafe class Attention
                         }
                     }
                 });
-                pool.ForDynamic(items, chunk, (long)nKv * headDim * 2 * Math.Min(group, block), (start, end, worker) =>
-                    Items(q, nTokens, startPos, kfp, kStride, vfp, vStride, ctx, nHead, nHeadKv, headDim, block, output, scratch + worker * ws, start, end),
+                pool.ForDynamic(items, chunk, (long)nKv * headDim * 2 * Math.Min(group, block) * tokenBlock, (start, end, worker) =>
+                    Items(q, nTokens, startPos, kfp, kStride, vfp, vStride, ctx, nHead, nHeadKv, headDim, block, tokenBlock, output, scratch + worker * ws, start, end),
                     minParallelWork: 1 << 14);
             }
         }
@@ -163,19 +176,20 @@ internal static unsafe class Attention
     internal static int PromptKeyStride(int nKv) => ((nKv + 15) & ~15) + 16;
 
     /// <summary>
-    /// Items [start, end) of the (token, KV head, block of up to <see cref="HeadBlock"/> query
-    /// heads) grid with one worker's scratch, over keys <paramref name="kT"/> [kvLen, kStride]
+    /// Items [start, end) of the (block of up to <paramref name="tokenBlock"/> tokens, KV head, block of up to
+    /// <paramref name="block"/> query heads) grid with one worker's scratch, over keys <paramref name="kT"/> [kvLen, kStride]
     /// (f16 cache rows or their f32 copy) and values <paramref name="v"/> [positions, kvLen], rows <paramref name="vStride"/> apart.
+    /// An item's query rows (token-major) meet each block of keys and values together; each row keeps
+    /// its own causal length, so every result is the one a single-token item gives.
     /// </summary>
     // AggressiveOptimization here and below: a prompt's attention runs a few dozen calls, too few
     // for tiering to replace the unoptimized first compile before the prompt is done.
     [MethodImpl(MethodImplOptions.AggressiveOptimization)]
     private static void Items<T>(float* q, int nTokens, int startPos, T* kT, long kStride, T* v, long vStride, int contextLength,
-        int nHead, int nHeadKv, int headDim, int block, float* output, byte* ws, int start, int end)
+        int nHead, int nHeadKv, int headDim, int block, int tokenBlock, float* output, byte* ws, int start, int end)
         where T : unmanaged
     {
         int qLen = nHead * headDim;
-        int kvLen = nHeadKv * headDim;
         int group = nHead / nHeadKv;
         int blocks = (group + block - 1) / block;
         float scale = 1.0f / MathF.Sqrt(headDim);
@@ -183,32 +197,50 @@ internal static unsafe class Attention
         long sStride = Align((long)contextLength * sizeof(float)) / sizeof(float);
         long hStride = Align((long)headDim * sizeof(float)) / sizeof(float);
         float* scores = (float*)ws;
-        float* qh = scores + MaxDecodeHeads * sStride;
-        float* partial = qh + MaxDecodeHeads * hStride;
-        float* tile = partial + MaxDecodeHeads * PartialFloats;
-        float* max = stackalloc float[MaxDecodeHeads];
+        float* qh = scores + MaxItemRows * sStride;
+        float* partial = qh + MaxItemRows * hStride;
+        float* tile = partial + MaxItemRows * PartialFloats;
+        float* max = stackalloc float[MaxItemRows];
+        int* rowN = stackalloc int[MaxItemRows];
         for (int item = start; item < end; item++)
         {
             // The last tokens first: they attend to the most keys, and the shared counter then
             // hands the light items out at the end, where they even out the workers' finish.
-            int t = nTokens - 1 - item / (nHeadKv * blocks);
+            // Token blocks are cut from the end, so a short one holds the first tokens.
+            int tEnd = nTokens - item / (nHeadKv * blocks) * tokenBlock;
+            int t0 = Math.Max(0, tEnd - tokenBlock);
+            int nt = tEnd - t0;
             int kvh = item % (nHeadKv * blocks) / blocks;
             int h0 = kvh * group + item % blocks * block;
             int heads = Math.Min(block, (kvh + 1) * group - h0);
-            int nKv = startPos + t + 1; // causal: positions after this token are masked out
-            for (int i = 0; i < heads; i++)
+            int rows = nt * heads;
+            int nKv = startPos + tEnd; // causal: the last token's keys; row r's own are rowN[r]
+            for (int ti = 0; ti < nt; ti++)
+                for (int i = 0; i < heads; i++)
+                {
+                    // Q rounded to f16 values but kept as f32 (exact), as ggml converts it for the f16 product.
+                    float* qr = qh + (ti * heads + i) * hStride;
+                    Buffer.MemoryCopy(q + (long)(t0 + ti) * qLen + (h0 + i) * headDim, qr, headDim * sizeof(float), headDim * sizeof(float));
+                    HalfMath.RoundInPlace(qr, headDim);
+                    rowN[ti * heads + i] = startPos + t0 + ti + 1;
+                }
+            int* ns = nt > 1 ? rowN : null;
+            Scores(qh, hStride, rows, kT + (long)kvh * headDim * kStride, kStride, nKv, headDim, scale, scores, sStride, max, lanes, tile, ns);
+            for (int r = 0; r < rows; r++)
             {
-                // Q rounded to f16 values but kept as f32 (exact), as ggml converts it for the f16 product.
-                Buffer.MemoryCopy(q + (long)t * qLen + (h0 + i) * headDim, qh + i * hStride, headDim * sizeof(float), headDim * sizeof(float));
-                HalfMath.RoundInPlace(qh + i * hStride, headDim);
+                Softmax.ExpNormalize(scores + r * sStride, rowN[r], max[r]);
+                HalfMath.RoundInPlace(scores + r * sStride, rowN[r]);
             }
-            Scores(qh, hStride, heads, kT + (long)kvh * headDim * kStride, kStride, nKv, headDim, scale, scores, sStride, max, lanes, tile);
-            for (int i = 0; i < heads; i++)
+            if (nt == 1)
             {
-                Softmax.ExpNormalize(scores + i * sStride, nKv, max[i]);
-                HalfMath.RoundInPlace(scores + i * sStride, nKv);
+                Values(scores, sStride, heads, v + kvh * headDim, vStride, nKv, headDim, output + (long)t0 * qLen + h0 * headDim, headDim, partial, lanes, tile);
+                continue;
             }
-            Values(scores, sStride, heads, v + kvh * headDim, vStride, nKv, headDim, output + (long)t * qLen + h0 * headDim, headDim, partial, lanes, tile);
+            // Several tokens: the rows' outputs into their query rows (done with), then to each token's row.
+            Values(scores, sStride, rows, v + kvh * headDim, vStride, nKv, headDim, qh, hStride, partial, lanes, tile, ns);
+            for (int ti = 0; ti < nt; ti++)
+                for (int i = 0; i < heads; i++)
+                    Buffer.MemoryCopy(qh + (ti * heads + i) * hStride, output + (long)(t0 + ti) * qLen + (h0 + i) * headDim, headDim * sizeof(float), headDim * sizeof(float));
         }
     }
 
@@ -225,10 +257,13 @@ internal static unsafe class Attention
     /// <see cref="TileFloats"/> floats, each whole block of keys is widened into it once for all the
     /// heads (exact, so the same bits): widening in registers, per head, cost decode more than its
     /// multiply-adds (~10 instructions per 16 keys against one fused multiply-add per head).
+    /// Heads go in pairs where two are left (<see cref="Scores2x4x256{T}"/>): eight independent chains.
+    /// With <paramref name="rowN"/>, row i's maximum is over its first rowN[i] (≤ n) keys only; its
+    /// scores past those are computed too and are the caller's to ignore (the rows of a prompt item's earlier tokens).
     /// </summary>
     [MethodImpl(MethodImplOptions.AggressiveOptimization)]
     internal static void Scores<T>(float* q, long qStride, int heads, T* kT, long kStride, int n, int headDim, float scale,
-        float* scores, long sStride, float* max, int lanes, float* tile = null)
+        float* scores, long sStride, float* max, int lanes, float* tile = null, int* rowN = null)
         where T : unmanaged
     {
         int j = 0;
@@ -239,7 +274,22 @@ internal static unsafe class Attention
                 // The next block of keys on its way while this one is widened (see PrefetchRows).
                 if (j + PositionBlock < n) PrefetchRows((Half*)kT + j + PositionBlock, kStride, headDim, PositionBlock * sizeof(ushort));
                 for (int d = 0; d < headDim; d++) HalfMath.Widen((Half*)kT + d * kStride + j, tile + d * PositionBlock, PositionBlock);
-                for (int i = 0; i < heads; i++)
+                int i = 0;
+                if (lanes >= 8)
+                    for (; i + 2 <= heads; i += 2)
+                    {
+                        float* qi = q + i * qStride, si = scores + i * sStride + j;
+                        if (lanes == 16)
+                        {
+                            Scores2x4x512(qi, qi + qStride, tile, PositionBlock, headDim, scale, si, si + sStride);
+                        }
+                        else
+                        {
+                            Scores2x4x256(qi, qi + qStride, tile, PositionBlock, headDim, scale, si, si + sStride);
+                            Scores2x4x256(qi, qi + qStride, tile + 32, PositionBlock, headDim, scale, si + 32, si + sStride + 32);
+                        }
+                    }
+                for (; i < heads; i++)
                 {
                     float* qi = q + i * qStride, si = scores + i * sStride + j;
                     if (lanes == 16)
@@ -261,14 +311,22 @@ internal static unsafe class Attention
         if (lanes == 16)
         {
             for (; j + 64 <= n; j += 64)
-                for (int i = 0; i < heads; i++) Scores4x512(q + i * qStride, kT + j, kStride, headDim, scale, scores + i * sStride + j);
+            {
+                int i = 0;
+                for (; i + 2 <= heads; i += 2) Scores2x4x512(q + i * qStride, q + (i + 1) * qStride, kT + j, kStride, headDim, scale, scores + i * sStride + j, scores + (i + 1) * sStride + j);
+                for (; i < heads; i++) Scores4x512(q + i * qStride, kT + j, kStride, headDim, scale, scores + i * sStride + j);
+            }
             for (; j + 16 <= n; j += 16)
                 for (int i = 0; i < heads; i++) Scores1x512(q + i * qStride, kT + j, kStride, headDim, scale, scores + i * sStride + j);
         }
         else if (lanes == 8)
         {
             for (; j + 32 <= n; j += 32)
-                for (int i = 0; i < heads; i++) Scores4x256(q + i * qStride, kT + j, kStride, headDim, scale, scores + i * sStride + j);
+            {
+                int i = 0;
+                for (; i + 2 <= heads; i += 2) Scores2x4x256(q + i * qStride, q + (i + 1) * qStride, kT + j, kStride, headDim, scale, scores + i * sStride + j, scores + (i + 1) * sStride + j);
+                for (; i < heads; i++) Scores4x256(q + i * qStride, kT + j, kStride, headDim, scale, scores + i * sStride + j);
+            }
             for (; j + 8 <= n; j += 8)
                 for (int i = 0; i < heads; i++) Scores1x256(q + i * qStride, kT + j, kStride, headDim, scale, scores + i * sStride + j);
         }
@@ -300,7 +358,7 @@ internal static unsafe class Attention
                 for (int d = 0; d < headDim; d++) s = MathF.FusedMultiplyAdd(qi[d], Load1(kT, d * kStride + jj), s);
                 si[jj] = s * scale;
             }
-            max[i] = Max(si, n, lanes);
+            max[i] = Max(si, rowN == null ? n : rowN[i], lanes);
         }
     }
 
@@ -363,6 +421,35 @@ internal static unsafe class Attention
         (a3 * sc).Store(s + 48);
     }
 
+    /// <summary>
+    /// <see cref="Scores4x512{T}"/> for two queries at once: each key vector loaded once for both, and
+    /// eight independent chains, enough to keep both FMA pipes busy through the FMA latency (four chains
+    /// waited on it: a score block ran at about half the FMA rate).
+    /// </summary>
+    [MethodImpl(MethodImplOptions.AggressiveOptimization)]
+    private static void Scores2x4x512<T>(float* qa, float* qb, T* k, long stride, int headDim, float scale, float* sa, float* sb) where T : unmanaged
+    {
+        Vector512<float> a0 = default, a1 = default, a2 = default, a3 = default;
+        Vector512<float> b0 = default, b1 = default, b2 = default, b3 = default;
+        for (int d = 0; d < headDim; d++, k += stride)
+        {
+            var x0 = Load512(k); var x1 = Load512(k + 16); var x2 = Load512(k + 32); var x3 = Load512(k + 48);
+            var qd = Vector512.Create(qa[d]);
+            a0 = Vector512.FusedMultiplyAdd(qd, x0, a0);
+            a1 = Vector512.FusedMultiplyAdd(qd, x1, a1);
+            a2 = Vector512.FusedMultiplyAdd(qd, x2, a2);
+            a3 = Vector512.FusedMultiplyAdd(qd, x3, a3);
+            var rd = Vector512.Create(qb[d]);
+            b0 = Vector512.FusedMultiplyAdd(rd, x0, b0);
+            b1 = Vector512.FusedMultiplyAdd(rd, x1, b1);
+            b2 = Vector512.FusedMultiplyAdd(rd, x2, b2);
+            b3 = Vector512.FusedMultiplyAdd(rd, x3, b3);
+        }
+        var sc = Vector512.Create(scale);
+        (a0 * sc).Store(sa); (a1 * sc).Store(sa + 16); (a2 * sc).Store(sa + 32); (a3 * sc).Store(sa + 48);
+        (b0 * sc).Store(sb); (b1 * sc).Store(sb + 16); (b2 * sc).Store(sb + 32); (b3 * sc).Store(sb + 48);
+    }
+
     [MethodImpl(MethodImplOptions.AggressiveOptimization)]
     private static void Scores1x512<T>(float* q, T* k, long stride, int headDim, float scale, float* s) where T : unmanaged
     {
@@ -389,6 +476,31 @@ internal static unsafe class Attention
         (a1 * sc).Store(s + 8);
         (a2 * sc).Store(s + 16);
         (a3 * sc).Store(s + 24);
+    }
+
+    /// <summary><see cref="Scores4x256{T}"/> for two queries at once (see <see cref="Scores2x4x512{T}"/>).</summary>
+    [MethodImpl(MethodImplOptions.AggressiveOptimization)]
+    internal static void Scores2x4x256<T>(float* qa, float* qb, T* k, long stride, int headDim, float scale, float* sa, float* sb) where T : unmanaged
+    {
+        Vector256<float> a0 = default, a1 = default, a2 = default, a3 = default;
+        Vector256<float> b0 = default, b1 = default, b2 = default, b3 = default;
+        for (int d = 0; d < headDim; d++, k += stride)
+        {
+            var x0 = Load256(k); var x1 = Load256(k + 8); var x2 = Load256(k + 16); var x3 = Load256(k + 24);
+            var qd = Vector256.Create(qa[d]);
+            a0 = Vector256.FusedMultiplyAdd(qd, x0, a0);
+            a1 = Vector256.FusedMultiplyAdd(qd, x1, a1);
+            a2 = Vector256.FusedMultiplyAdd(qd, x2, a2);
+            a3 = Vector256.FusedMultiplyAdd(qd, x3, a3);
+            var rd = Vector256.Create(qb[d]);
+            b0 = Vector256.FusedMultiplyAdd(rd, x0, b0);
+            b1 = Vector256.FusedMultiplyAdd(rd, x1, b1);
+            b2 = Vector256.FusedMultiplyAdd(rd, x2, b2);
+            b3 = Vector256.FusedMultiplyAdd(rd, x3, b3);
+        }
+        var sc = Vector256.Create(scale);
+        (a0 * sc).Store(sa); (a1 * sc).Store(sa + 8); (a2 * sc).Store(sa + 16); (a3 * sc).Store(sa + 24);
+        (b0 * sc).Store(sb); (b1 * sc).Store(sb + 8); (b2 * sc).Store(sb + 16); (b3 * sc).Store(sb + 24);
     }
 
     [MethodImpl(MethodImplOptions.AggressiveOptimization)]
@@ -418,10 +530,11 @@ internal static unsafe class Attention
     /// chains wait in <paramref name="partial"/> (2 × 64 floats a head) between blocks, which
     /// leaves every value unchanged. Vectors of <paramref name="lanes"/>. With f16 values and a
     /// <paramref name="tile"/> (see <see cref="Scores{T}"/>), each block is widened into it once for all the heads.
+    /// With <paramref name="rowN"/>, row i sums over its first rowN[i] (≤ n) positions only.
     /// </summary>
     [MethodImpl(MethodImplOptions.AggressiveOptimization)]
     internal static void Values<T>(float* p, long pStride, int heads, T* v, long vStride, int n, int headDim,
-        float* o, long oStride, float* partial, int lanes, float* tile = null)
+        float* o, long oStride, float* partial, int lanes, float* tile = null, int* rowN = null)
         where T : unmanaged
     {
         // Not with 4 lanes: those walk 4 dimensions at a time, rows too short to widen apart.
@@ -437,7 +550,7 @@ internal static unsafe class Attention
                 for (int j0 = 0; j0 < n; j0 += PositionBlock)
                 {
                     int len = Math.Min(PositionBlock, n - j0);
-                    bool first = j0 == 0, last = j0 + len == n;
+                    bool first = j0 == 0;
                     if (widenOnce)
                     {
                         // This block's columns [d, d + w) as len rows of w floats, then every head on them.
@@ -445,12 +558,22 @@ internal static unsafe class Attention
                         if (j0 + len < n) PrefetchRows((Half*)v + (j0 + len) * vStride + d, vStride, Math.Min(PositionBlock, n - j0 - len), w * sizeof(ushort));
                         for (int jj = 0; jj < len; jj++) HalfMath.Widen((Half*)v + (j0 + jj) * vStride + d, tile + jj * w, w);
                         for (int i = 0; i < heads; i++)
-                            ValuesBlock(lanes, wide, p + i * pStride + j0, tile, w, len, partial + i * PartialFloats, first, last, o + i * oStride + d);
+                        {
+                            int ni = rowN == null ? n : rowN[i];
+                            if (j0 >= ni) continue; // this row's last block was the one before
+                            int li = Math.Min(len, ni - j0);
+                            ValuesBlock(lanes, wide, p + i * pStride + j0, tile, w, li, partial + i * PartialFloats, first, j0 + li == ni, o + i * oStride + d);
+                        }
                     }
                     else
                     {
                         for (int i = 0; i < heads; i++)
-                            ValuesBlock(lanes, wide, p + i * pStride + j0, v + j0 * vStride + d, vStride, len, partial + i * PartialFloats, first, last, o + i * oStride + d);
+                        {
+                            int ni = rowN == null ? n : rowN[i];
+                            if (j0 >= ni) continue;
+                            int li = Math.Min(len, ni - j0);
+                            ValuesBlock(lanes, wide, p + i * pStride + j0, v + j0 * vStride + d, vStride, li, partial + i * PartialFloats, first, j0 + li == ni, o + i * oStride + d);
+                        }
                     }
                 }
             }
@@ -459,14 +582,15 @@ internal static unsafe class Attention
             for (int i = 0; i < heads; i++)
             {
                 float* pi = p + i * pStride;
+                int ni = rowN == null ? n : rowN[i];
                 float even = 0, odd = 0;
                 int j = 0;
-                for (; j + 2 <= n; j += 2)
+                for (; j + 2 <= ni; j += 2)
                 {
                     even = MathF.FusedMultiplyAdd(pi[j], Load1(v, j * vStride + d), even);
                     odd = MathF.FusedMultiplyAdd(pi[j + 1], Load1(v, (j + 1) * vStride + d), odd);
                 }
-                if (j < n) even = MathF.FusedMultiplyAdd(pi[j], Load1(v, j * vStride + d), even);
+                if (j < ni) even = MathF.FusedMultiplyAdd(pi[j], Load1(v, j * vStride + d), even);
                 o[i * oStride + d] = even + odd;
             }
     }

@@ -101,6 +101,52 @@ public unsafe class AttentionTests
         }
     }
 
+    /// <summary>
+    /// A prompt item's rows (several tokens of a head block) share each block of keys and values but
+    /// keep their own causal lengths: with per-row lengths, every row's maximum and output are the
+    /// bits of that row computed alone over its own keys (odd row counts leave one row out of the pairs).
+    /// </summary>
+    [Theory]
+    [MemberData(nameof(Shapes))]
+    public void RowsWithTheirOwnLengths_GiveEachRowsBitsAlone(int lanes, int headDim)
+    {
+        if (!Runs(lanes)) return;
+        var rng = new Random(lanes * 77 + headDim);
+        const int maxKeys = 200, kStride = maxKeys + 16, rows = 7;
+        int vStride = headDim * 2 + 8;
+        float[] q = Halves(rng, rows * headDim).Select(x => (float)x).ToArray();
+        float[] k = Halves(rng, headDim * kStride).Select(x => (float)x).ToArray();
+        float[] v = Halves(rng, maxKeys * vStride).Select(x => (float)x).ToArray();
+        float[] p = Halves(rng, rows * maxKeys).Select(x => (float)x).ToArray();
+        var s = new float[rows * maxKeys];
+        var sAlone = new float[maxKeys];
+        var o = new float[rows * headDim];
+        var oAlone = new float[headDim];
+        var max = new float[rows];
+        var maxAlone = new float[1];
+        var partial = new float[rows * 128];
+        var rowN = new int[rows];
+        float scale = 1f / MathF.Sqrt(headDim);
+        fixed (float* qp = q, kp = k, vp = v, pp = p, sp = s, sa = sAlone, op = o, oa = oAlone, mp = max, ma = maxAlone, part = partial)
+        fixed (int* np = rowN)
+        {
+            foreach (int n in new[] { 4, 7, 32, 33, 64, 65, 66, 67, 128, 130, 200 })
+            {
+                for (int r = 0; r < rows; r++) rowN[r] = Math.Max(1, n - (rows - 1 - r) / 2); // token-major: two rows a token, the last longest
+                Attention.Scores(qp, headDim, rows, kp, kStride, n, headDim, scale, sp, maxKeys, mp, lanes, null, np);
+                Attention.Values(pp, maxKeys, rows, vp, vStride, n, headDim, op, headDim, part, lanes, null, np);
+                for (int r = 0; r < rows; r++)
+                {
+                    Attention.Scores(qp + r * headDim, headDim, 1, kp, kStride, rowN[r], headDim, scale, sa, maxKeys, ma, lanes);
+                    Attention.Values(pp + r * maxKeys, maxKeys, 1, vp, vStride, rowN[r], headDim, oa, headDim, part, lanes);
+                    for (int j = 0; j < rowN[r]; j++) Same(sAlone[j], s[r * maxKeys + j], $"row {r} score {j} of {rowN[r]} ({n})");
+                    Assert.Equal(maxAlone[0], max[r]);
+                    for (int d = 0; d < headDim; d++) Same(oAlone[d], o[r * headDim + d], $"row {r} value dim {d} of {rowN[r]} positions ({n})");
+                }
+            }
+        }
+    }
+
     [Theory]
     [InlineData(4, 4, 64, 23, 2)]   // MHA
     [InlineData(14, 2, 64, 40, 3)]  // Qwen2.5-0.5B's grouping (blocks of 4 + 3 heads)
@@ -110,6 +156,8 @@ public unsafe class AttentionTests
     [InlineData(2, 1, 8, 33, 1)]    // stories260K-like tiny heads
     [InlineData(16, 1, 32, 70, 1)]  // a group larger than a decode item takes (MaxDecodeHeads)
     [InlineData(32, 4, 64, 66, 2)]  // TinyLlama's grouping: whole groups of 8 per decode item
+    [InlineData(14, 2, 64, 12, 2)]  // a prompt of 7 tokens after the prefix of 5: token blocks of 4 + 3
+    [InlineData(4, 2, 8, 6, 1)]     // one token after the prefix: a single-token item
     public void Batch_TokenByToken_AndScalarDefinition_Agree_BitForBit(int nHead, int nHeadKv, int headDim, int nTokens, int threads)
     {
         const int contextLength = 160;
