@@ -275,13 +275,18 @@ internal static unsafe class Attention
                 if (j + PositionBlock < n) PrefetchRows((Half*)kT + j + PositionBlock, kStride, headDim, PositionBlock * sizeof(ushort));
                 for (int d = 0; d < headDim; d++) HalfMath.Widen((Half*)kT + d * kStride + j, tile + d * PositionBlock, PositionBlock);
                 int i = 0;
-                if (lanes >= 8)
+                if (lanes >= 4)
                     for (; i + 2 <= heads; i += 2)
                     {
                         float* qi = q + i * qStride, si = scores + i * sStride + j;
                         if (lanes == 16)
                         {
                             Scores2x4x512(qi, qi + qStride, tile, PositionBlock, headDim, scale, si, si + sStride);
+                        }
+                        else if (lanes == 4)
+                        {
+                            for (int jj = 0; jj < PositionBlock; jj += 16)
+                                Scores2x4x128(qi, qi + qStride, tile + jj, PositionBlock, headDim, scale, si + jj, si + sStride + jj);
                         }
                         else
                         {
@@ -303,7 +308,7 @@ internal static unsafe class Attention
                     }
                     else
                     {
-                        for (int jj = 0; jj < PositionBlock; jj += 4) Scores1x128(qi, tile + jj, PositionBlock, headDim, scale, si + jj);
+                        for (int jj = 0; jj < PositionBlock; jj += 16) Scores4x128(qi, tile + jj, PositionBlock, headDim, scale, si + jj);
                     }
                 }
             }
@@ -332,6 +337,13 @@ internal static unsafe class Attention
         }
         else if (lanes == 4)
         {
+            // As wide as the other widths: one chain per vector left NEON's FMA pipes waiting on its latency.
+            for (; j + 16 <= n; j += 16)
+            {
+                int i = 0;
+                for (; i + 2 <= heads; i += 2) Scores2x4x128(q + i * qStride, q + (i + 1) * qStride, kT + j, kStride, headDim, scale, scores + i * sStride + j, scores + (i + 1) * sStride + j);
+                for (; i < heads; i++) Scores4x128(q + i * qStride, kT + j, kStride, headDim, scale, scores + i * sStride + j);
+            }
             for (; j + 4 <= n; j += 4)
                 for (int i = 0; i < heads; i++) Scores1x128(q + i * qStride, kT + j, kStride, headDim, scale, scores + i * sStride + j);
         }
@@ -513,11 +525,55 @@ internal static unsafe class Attention
     }
 
     [MethodImpl(MethodImplOptions.AggressiveOptimization)]
+    private static void Scores4x128<T>(float* q, T* k, long stride, int headDim, float scale, float* s) where T : unmanaged
+    {
+        Vector128<float> a0 = default, a1 = default, a2 = default, a3 = default;
+        for (int d = 0; d < headDim; d++, k += stride)
+        {
+            var qd = Vector128.Create(q[d]);
+            a0 = ExactFma.MultiplyAdd(qd, Load128(k), a0);
+            a1 = ExactFma.MultiplyAdd(qd, Load128(k + 4), a1);
+            a2 = ExactFma.MultiplyAdd(qd, Load128(k + 8), a2);
+            a3 = ExactFma.MultiplyAdd(qd, Load128(k + 12), a3);
+        }
+        var sc = Vector128.Create(scale);
+        (a0 * sc).Store(s);
+        (a1 * sc).Store(s + 4);
+        (a2 * sc).Store(s + 8);
+        (a3 * sc).Store(s + 12);
+    }
+
+    /// <summary><see cref="Scores4x128{T}"/> for two queries at once (see <see cref="Scores2x4x512{T}"/>).</summary>
+    [MethodImpl(MethodImplOptions.AggressiveOptimization)]
+    private static void Scores2x4x128<T>(float* qa, float* qb, T* k, long stride, int headDim, float scale, float* sa, float* sb) where T : unmanaged
+    {
+        Vector128<float> a0 = default, a1 = default, a2 = default, a3 = default;
+        Vector128<float> b0 = default, b1 = default, b2 = default, b3 = default;
+        for (int d = 0; d < headDim; d++, k += stride)
+        {
+            var x0 = Load128(k); var x1 = Load128(k + 4); var x2 = Load128(k + 8); var x3 = Load128(k + 12);
+            var qd = Vector128.Create(qa[d]);
+            a0 = ExactFma.MultiplyAdd(qd, x0, a0);
+            a1 = ExactFma.MultiplyAdd(qd, x1, a1);
+            a2 = ExactFma.MultiplyAdd(qd, x2, a2);
+            a3 = ExactFma.MultiplyAdd(qd, x3, a3);
+            var rd = Vector128.Create(qb[d]);
+            b0 = ExactFma.MultiplyAdd(rd, x0, b0);
+            b1 = ExactFma.MultiplyAdd(rd, x1, b1);
+            b2 = ExactFma.MultiplyAdd(rd, x2, b2);
+            b3 = ExactFma.MultiplyAdd(rd, x3, b3);
+        }
+        var sc = Vector128.Create(scale);
+        (a0 * sc).Store(sa); (a1 * sc).Store(sa + 4); (a2 * sc).Store(sa + 8); (a3 * sc).Store(sa + 12);
+        (b0 * sc).Store(sb); (b1 * sc).Store(sb + 4); (b2 * sc).Store(sb + 8); (b3 * sc).Store(sb + 12);
+    }
+
+    [MethodImpl(MethodImplOptions.AggressiveOptimization)]
     private static void Scores1x128<T>(float* q, T* k, long stride, int headDim, float scale, float* s) where T : unmanaged
     {
         Vector128<float> a0 = default;
         for (int d = 0; d < headDim; d++, k += stride)
-            a0 = Vector128.FusedMultiplyAdd(Vector128.Create(q[d]), Load128(k), a0);
+            a0 = ExactFma.MultiplyAdd(Vector128.Create(q[d]), Load128(k), a0);
         (a0 * Vector128.Create(scale)).Store(s);
     }
 
@@ -537,10 +593,10 @@ internal static unsafe class Attention
         float* o, long oStride, float* partial, int lanes, float* tile = null, int* rowN = null)
         where T : unmanaged
     {
-        // Not with 4 lanes: those walk 4 dimensions at a time, rows too short to widen apart.
-        bool widenOnce = typeof(T) == typeof(Half) && tile != null && heads > 1 && lanes >= 8;
+        // Not for the scalar width, which walks one dimension at a time.
+        bool widenOnce = typeof(T) == typeof(Half) && tile != null && heads > 1 && lanes >= 4;
         int d = 0;
-        int width = lanes == 16 ? 64 : lanes == 8 ? 32 : 4;
+        int width = lanes == 16 ? 64 : lanes == 8 ? 32 : lanes == 4 ? 16 : 4;
         int narrow = lanes == 16 ? 16 : lanes == 8 ? 8 : 4;
         if (lanes >= 4)
         {
@@ -611,7 +667,8 @@ internal static unsafe class Attention
         }
         else
         {
-            Values1x128(p, v, stride, n, acc, first, last, o);
+            if (wide) Values4x128(p, v, stride, n, acc, first, last, o);
+            else Values1x128(p, v, stride, n, acc, first, last, o);
         }
     }
 
@@ -737,6 +794,48 @@ internal static unsafe class Attention
     }
 
     [MethodImpl(MethodImplOptions.AggressiveOptimization)]
+    private static void Values4x128<T>(float* p, T* v, long stride, int n, float* acc, bool first, bool last, float* o) where T : unmanaged
+    {
+        Vector128<float> e0 = default, e1 = default, e2 = default, e3 = default;
+        Vector128<float> d0 = default, d1 = default, d2 = default, d3 = default;
+        if (!first)
+        {
+            e0 = Vector128.Load(acc); e1 = Vector128.Load(acc + 4); e2 = Vector128.Load(acc + 8); e3 = Vector128.Load(acc + 12);
+            d0 = Vector128.Load(acc + 64); d1 = Vector128.Load(acc + 68); d2 = Vector128.Load(acc + 72); d3 = Vector128.Load(acc + 76);
+        }
+        int j = 0;
+        for (; j + 2 <= n; j += 2, v += 2 * stride)
+        {
+            var pe = Vector128.Create(p[j]);
+            var po = Vector128.Create(p[j + 1]);
+            T* w = v + stride;
+            e0 = ExactFma.MultiplyAdd(pe, Load128(v), e0);
+            e1 = ExactFma.MultiplyAdd(pe, Load128(v + 4), e1);
+            e2 = ExactFma.MultiplyAdd(pe, Load128(v + 8), e2);
+            e3 = ExactFma.MultiplyAdd(pe, Load128(v + 12), e3);
+            d0 = ExactFma.MultiplyAdd(po, Load128(w), d0);
+            d1 = ExactFma.MultiplyAdd(po, Load128(w + 4), d1);
+            d2 = ExactFma.MultiplyAdd(po, Load128(w + 8), d2);
+            d3 = ExactFma.MultiplyAdd(po, Load128(w + 12), d3);
+        }
+        if (j < n)
+        {
+            var pe = Vector128.Create(p[j]);
+            e0 = ExactFma.MultiplyAdd(pe, Load128(v), e0);
+            e1 = ExactFma.MultiplyAdd(pe, Load128(v + 4), e1);
+            e2 = ExactFma.MultiplyAdd(pe, Load128(v + 8), e2);
+            e3 = ExactFma.MultiplyAdd(pe, Load128(v + 12), e3);
+        }
+        if (last)
+        {
+            (e0 + d0).Store(o); (e1 + d1).Store(o + 4); (e2 + d2).Store(o + 8); (e3 + d3).Store(o + 12);
+            return;
+        }
+        e0.Store(acc); e1.Store(acc + 4); e2.Store(acc + 8); e3.Store(acc + 12);
+        d0.Store(acc + 64); d1.Store(acc + 68); d2.Store(acc + 72); d3.Store(acc + 76);
+    }
+
+    [MethodImpl(MethodImplOptions.AggressiveOptimization)]
     private static void Values1x128<T>(float* p, T* v, long stride, int n, float* acc, bool first, bool last, float* o) where T : unmanaged
     {
         Vector128<float> e0 = default, d0 = default;
@@ -744,10 +843,10 @@ internal static unsafe class Attention
         int j = 0;
         for (; j + 2 <= n; j += 2, v += 2 * stride)
         {
-            e0 = Vector128.FusedMultiplyAdd(Vector128.Create(p[j]), Load128(v), e0);
-            d0 = Vector128.FusedMultiplyAdd(Vector128.Create(p[j + 1]), Load128(v + stride), d0);
+            e0 = ExactFma.MultiplyAdd(Vector128.Create(p[j]), Load128(v), e0);
+            d0 = ExactFma.MultiplyAdd(Vector128.Create(p[j + 1]), Load128(v + stride), d0);
         }
-        if (j < n) e0 = Vector128.FusedMultiplyAdd(Vector128.Create(p[j]), Load128(v), e0);
+        if (j < n) e0 = ExactFma.MultiplyAdd(Vector128.Create(p[j]), Load128(v), e0);
         if (last) { (e0 + d0).Store(o); return; }
         e0.Store(acc); d0.Store(acc + 64);
     }
