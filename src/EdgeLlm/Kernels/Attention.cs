@@ -478,10 +478,10 @@ internal static unsafe class Attention
         for (int d = 0; d < headDim; d++, k += stride)
         {
             var qd = Vector256.Create(q[d]);
-            a0 = Vector256.FusedMultiplyAdd(qd, Load256(k), a0);
-            a1 = Vector256.FusedMultiplyAdd(qd, Load256(k + 8), a1);
-            a2 = Vector256.FusedMultiplyAdd(qd, Load256(k + 16), a2);
-            a3 = Vector256.FusedMultiplyAdd(qd, Load256(k + 24), a3);
+            a0 = ExactFma.MultiplyAdd(qd, Load256(k), a0);
+            a1 = ExactFma.MultiplyAdd(qd, Load256(k + 8), a1);
+            a2 = ExactFma.MultiplyAdd(qd, Load256(k + 16), a2);
+            a3 = ExactFma.MultiplyAdd(qd, Load256(k + 24), a3);
         }
         var sc = Vector256.Create(scale);
         (a0 * sc).Store(s);
@@ -500,15 +500,15 @@ internal static unsafe class Attention
         {
             var x0 = Load256(k); var x1 = Load256(k + 8); var x2 = Load256(k + 16); var x3 = Load256(k + 24);
             var qd = Vector256.Create(qa[d]);
-            a0 = Vector256.FusedMultiplyAdd(qd, x0, a0);
-            a1 = Vector256.FusedMultiplyAdd(qd, x1, a1);
-            a2 = Vector256.FusedMultiplyAdd(qd, x2, a2);
-            a3 = Vector256.FusedMultiplyAdd(qd, x3, a3);
+            a0 = ExactFma.MultiplyAdd(qd, x0, a0);
+            a1 = ExactFma.MultiplyAdd(qd, x1, a1);
+            a2 = ExactFma.MultiplyAdd(qd, x2, a2);
+            a3 = ExactFma.MultiplyAdd(qd, x3, a3);
             var rd = Vector256.Create(qb[d]);
-            b0 = Vector256.FusedMultiplyAdd(rd, x0, b0);
-            b1 = Vector256.FusedMultiplyAdd(rd, x1, b1);
-            b2 = Vector256.FusedMultiplyAdd(rd, x2, b2);
-            b3 = Vector256.FusedMultiplyAdd(rd, x3, b3);
+            b0 = ExactFma.MultiplyAdd(rd, x0, b0);
+            b1 = ExactFma.MultiplyAdd(rd, x1, b1);
+            b2 = ExactFma.MultiplyAdd(rd, x2, b2);
+            b3 = ExactFma.MultiplyAdd(rd, x3, b3);
         }
         var sc = Vector256.Create(scale);
         (a0 * sc).Store(sa); (a1 * sc).Store(sa + 8); (a2 * sc).Store(sa + 16); (a3 * sc).Store(sa + 24);
@@ -520,7 +520,7 @@ internal static unsafe class Attention
     {
         Vector256<float> a0 = default;
         for (int d = 0; d < headDim; d++, k += stride)
-            a0 = Vector256.FusedMultiplyAdd(Vector256.Create(q[d]), Load256(k), a0);
+            a0 = ExactFma.MultiplyAdd(Vector256.Create(q[d]), Load256(k), a0);
         (a0 * Vector256.Create(scale)).Store(s);
     }
 
@@ -751,22 +751,22 @@ internal static unsafe class Attention
             var pe = Vector256.Create(p[j]);
             var po = Vector256.Create(p[j + 1]);
             T* w = v + stride;
-            e0 = Vector256.FusedMultiplyAdd(pe, Load256(v), e0);
-            e1 = Vector256.FusedMultiplyAdd(pe, Load256(v + 8), e1);
-            e2 = Vector256.FusedMultiplyAdd(pe, Load256(v + 16), e2);
-            e3 = Vector256.FusedMultiplyAdd(pe, Load256(v + 24), e3);
-            d0 = Vector256.FusedMultiplyAdd(po, Load256(w), d0);
-            d1 = Vector256.FusedMultiplyAdd(po, Load256(w + 8), d1);
-            d2 = Vector256.FusedMultiplyAdd(po, Load256(w + 16), d2);
-            d3 = Vector256.FusedMultiplyAdd(po, Load256(w + 24), d3);
+            e0 = ExactFma.MultiplyAdd(pe, Load256(v), e0);
+            e1 = ExactFma.MultiplyAdd(pe, Load256(v + 8), e1);
+            e2 = ExactFma.MultiplyAdd(pe, Load256(v + 16), e2);
+            e3 = ExactFma.MultiplyAdd(pe, Load256(v + 24), e3);
+            d0 = ExactFma.MultiplyAdd(po, Load256(w), d0);
+            d1 = ExactFma.MultiplyAdd(po, Load256(w + 8), d1);
+            d2 = ExactFma.MultiplyAdd(po, Load256(w + 16), d2);
+            d3 = ExactFma.MultiplyAdd(po, Load256(w + 24), d3);
         }
         if (j < n)
         {
             var pe = Vector256.Create(p[j]);
-            e0 = Vector256.FusedMultiplyAdd(pe, Load256(v), e0);
-            e1 = Vector256.FusedMultiplyAdd(pe, Load256(v + 8), e1);
-            e2 = Vector256.FusedMultiplyAdd(pe, Load256(v + 16), e2);
-            e3 = Vector256.FusedMultiplyAdd(pe, Load256(v + 24), e3);
+            e0 = ExactFma.MultiplyAdd(pe, Load256(v), e0);
+            e1 = ExactFma.MultiplyAdd(pe, Load256(v + 8), e1);
+            e2 = ExactFma.MultiplyAdd(pe, Load256(v + 16), e2);
+            e3 = ExactFma.MultiplyAdd(pe, Load256(v + 24), e3);
         }
         if (last)
         {
@@ -785,10 +785,10 @@ internal static unsafe class Attention
         int j = 0;
         for (; j + 2 <= n; j += 2, v += 2 * stride)
         {
-            e0 = Vector256.FusedMultiplyAdd(Vector256.Create(p[j]), Load256(v), e0);
-            d0 = Vector256.FusedMultiplyAdd(Vector256.Create(p[j + 1]), Load256(v + stride), d0);
+            e0 = ExactFma.MultiplyAdd(Vector256.Create(p[j]), Load256(v), e0);
+            d0 = ExactFma.MultiplyAdd(Vector256.Create(p[j + 1]), Load256(v + stride), d0);
         }
-        if (j < n) e0 = Vector256.FusedMultiplyAdd(Vector256.Create(p[j]), Load256(v), e0);
+        if (j < n) e0 = ExactFma.MultiplyAdd(Vector256.Create(p[j]), Load256(v), e0);
         if (last) { (e0 + d0).Store(o); return; }
         e0.Store(acc); d0.Store(acc + 64);
     }

@@ -36,6 +36,24 @@ internal static class ExactFma
             ? Vector128.FusedMultiplyAdd(a, b, c)
             : MultiplyAddEmulated(a, b, c);
 
+    /// <summary>
+    /// The same for eight floats: the FMA instruction, else <see cref="MultiplyAddEmulated(Vector256{float}, Vector256{float}, Vector256{float})"/>
+    /// (an x64 CPU with AVX but no FMA, Sandy and Ivy Bridge, under the JIT; NativeAOT's x64-avx2 and
+    /// x64-avx512 targets include FMA).
+    /// </summary>
+    [MethodImpl(MethodImplOptions.AggressiveInlining)]
+    public static Vector256<float> MultiplyAdd(Vector256<float> a, Vector256<float> b, Vector256<float> c) =>
+        Fma.IsSupported || !Sse2.IsSupported
+            ? Vector256.FusedMultiplyAdd(a, b, c)
+            : MultiplyAddEmulated(a, b, c);
+
+    /// <summary><see cref="MultiplyAddEmulated(Vector128{float}, Vector128{float}, Vector128{float})"/> on each half.</summary>
+    [MethodImpl(MethodImplOptions.AggressiveInlining)]
+    public static Vector256<float> MultiplyAddEmulated(Vector256<float> a, Vector256<float> b, Vector256<float> c) =>
+        Vector256.Create(
+            MultiplyAddEmulated(a.GetLower(), b.GetLower(), c.GetLower()),
+            MultiplyAddEmulated(a.GetUpper(), b.GetUpper(), c.GetUpper()));
+
     /// <summary>a·b + c rounded once, in double arithmetic with rounding to odd (see the remarks).</summary>
     [MethodImpl(MethodImplOptions.AggressiveInlining)]
     public static Vector128<float> MultiplyAddEmulated(Vector128<float> a, Vector128<float> b, Vector128<float> c)

@@ -36,6 +36,13 @@ public class ExactFmaTests
             }
         }
         Assert.True(mismatches == 0, $"{mismatches} of {n} differ, first: {first}");
+        // The eight-lane form is the four-lane one on each half, in lane order.
+        var a8 = Vector256.Create(1.5f, -2f, 3e-20f, 7f, float.MaxValue, 0.1f, -0f, 65504f);
+        var b8 = Vector256.Create(1f / 3, 0.7f, 2e-20f, -1f / 7, 2f, 0.1f, 5f, 65504f);
+        var c8 = Vector256.Create(0.25f, 1f, -1e-45f, 1f, -float.MaxValue, -0.01f, -0f, -1f);
+        var got8 = ExactFma.MultiplyAddEmulated(a8, b8, c8);
+        for (int l = 0; l < 8; l++)
+            Assert.Equal(BitConverter.SingleToInt32Bits(MathF.FusedMultiplyAdd(a8[l], b8[l], c8[l])), BitConverter.SingleToInt32Bits(got8[l]));
         if (kind == "ties") Assert.True(ties > 1000, $"only {ties} sums near a tie: the case is not exercised");
     }
 
