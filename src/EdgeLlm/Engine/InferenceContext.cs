@@ -36,7 +36,7 @@ public sealed unsafe class InferenceContext : IEvalContext
         if (kvBytes > available)
             throw new InsufficientMemoryException(
                 $"the KV cache for {contextLength} tokens needs {kvBytes >> 20} MiB, but only {available >> 20} MiB of memory is available; use a shorter context");
-        _kv = new KvCache(model.Config.BlockCount, contextLength, model.Config.KvLength);
+        _kv = new KvCache(model.Config.BlockCount, contextLength, model.Config.HeadCountKv, model.Config.HeadDim);
         _pool = new Kernels.WorkerPool(Threads);
     }
 

@@ -12,12 +12,13 @@ namespace EdgeLlm.Kernels;
 /// <remarks>
 /// <para>
 /// The products are laid out so that no dot product ends in a horizontal sum (which cost more than
-/// the multiplications: ~14 cycles for a 16-lane sum, once per key and head). The cache keeps K
-/// transposed (<see cref="KvCache.KT"/>: a row per dimension, positions contiguous), so a vector
-/// holds one dimension of 16 consecutive keys: the scores of 16 keys are 16 lanes accumulated
-/// over the head's dimensions with fused multiply-adds of a broadcast query value. V is kept a
-/// row per position (<see cref="KvCache.V"/>), so the output of a head is a vector of dimensions
-/// accumulated over positions with broadcast probabilities.
+/// the multiplications: ~14 cycles for a 16-lane sum, once per key and head). The cache keeps K in
+/// blocks of 64 positions, a row per dimension (<see cref="KvCache.Keys"/>), so a vector holds one
+/// dimension of 16 consecutive keys: the scores of 16 keys are 16 lanes accumulated over the head's
+/// dimensions with fused multiply-adds of a broadcast query value. V is kept a row per position
+/// (<see cref="KvCache.Values"/>), so the output of a head is a vector of dimensions accumulated
+/// over positions with broadcast probabilities. Each KV head's block of keys, and its values, are
+/// one contiguous run, which a token's attention streams once for all the heads of its group.
 /// </para>
 /// <para>
 /// Summation order, which fixes every result bit (the same on AVX-512, AVX2, NEON and scalar
@@ -65,16 +66,22 @@ internal static unsafe class Attention
         return Math.Clamp(heads, 1, MaxDecodeHeads);
     }
 
-    /// <summary>Positions (and keys) per block: a head block meets one block of K or V while it is in L1.</summary>
-    private const int PositionBlock = 64;
+    /// <summary>Positions (and keys) per block: a head block meets one block of K or V while it is in L1; the cache's blocks of keys.</summary>
+    private const int PositionBlock = KvCache.BlockPositions;
 
     /// <summary>
     /// Per-worker scratch bytes, f32: for each query row of an item (a token's head), scores/probabilities
     /// over the context, its query (then its output), and its partial output sums.
     /// </summary>
     public static long WorkerScratchBytes(int contextLength, int headDim) =>
-        MaxItemRows * (Align((long)contextLength * sizeof(float)) + Align((long)headDim * sizeof(float)) + PartialFloats * sizeof(float))
+        MaxItemRows * (ScoreStride(contextLength) * sizeof(float) + Align((long)headDim * sizeof(float)) + RowPartialFloats(headDim) * sizeof(float))
         + TileFloats(headDim) * sizeof(float);
+
+    /// <summary>
+    /// Floats between a row's scores in the scratch: the context rounded up to whole position blocks
+    /// (a decode item scores every key of the last block of the cache, stale ones too, and drops them).
+    /// </summary>
+    private static long ScoreStride(int contextLength) => Align((long)KvCache.PaddedPositions(contextLength) * sizeof(float)) / sizeof(float);
 
     /// <summary>
     /// Floats of the f32 tile a decode item widens one block of f16 keys or values into, once for all
@@ -83,8 +90,26 @@ internal static unsafe class Attention
     /// </summary>
     private static int TileFloats(int headDim) => PositionBlock * Math.Max(headDim, 64);
 
-    /// <summary>Floats of one head's partial output sums between position blocks: even chains at [0, 64), odd at [64, 128).</summary>
+    /// <summary>Floats of one head's partial output sums over a column chunk between position blocks: even chains at [0, 64), odd at [64, 128).</summary>
     private const int PartialFloats = 128;
+
+    /// <summary>
+    /// Column chunks a row's outputs are cut into at most, over the vector widths: <see cref="Values{T}"/>
+    /// keeps every chunk's partial sums at once, as it walks positions outside and columns inside.
+    /// </summary>
+    private static int ValueChunks(int headDim) =>
+        Math.Max(1, Math.Max(Chunks(headDim, 64, 16), Math.Max(Chunks(headDim, 32, 8), Chunks(headDim, 16, 4))));
+
+    /// <summary>Chunks of <paramref name="width"/> columns, then of <paramref name="narrow"/>, that <see cref="Values{T}"/> cuts a row into.</summary>
+    private static int Chunks(int headDim, int width, int narrow)
+    {
+        int chunks = 0;
+        for (int d = 0; d + narrow <= headDim; d += d + width <= headDim ? width : narrow) chunks++;
+        return chunks;
+    }
+
+    /// <summary>Floats of one query row's partial output sums: <see cref="PartialFloats"/> per column chunk.</summary>
+    internal static long RowPartialFloats(int headDim) => (long)PartialFloats * ValueChunks(headDim);
 
     private static long Align(long n) => (n + 63) & ~63L;
 
@@ -110,53 +135,49 @@ internal static unsafe class Attention
         int nKv = startPos + nTokens;
         int kvLen = nHeadKv * headDim;
         int ctx = kv.ContextLength;
-        Half* kT = kv.KT(layer), v = kv.V(layer);
+        if (kv.KvHeads != nHeadKv || kv.HeadDim != headDim)
+            throw new ArgumentException($"the cache holds {kv.KvHeads} KV heads of {kv.HeadDim}, the attention asks for {nHeadKv} of {headDim}", nameof(kv));
+        Half* k0 = kv.Keys(layer, 0), v0 = kv.Values(layer, 0);
+        long headStride = kv.HeadStride;
         long ws = WorkerScratchBytes(ctx, headDim);
         if (nTokens == 1)
         {
             // One token: each item widens every 64-position block of its KV head's keys and values
-            // once, into an L1 tile its heads share (Scores/Values); that costs less than writing
-            // and re-reading an f32 copy of the whole layer, as a prompt does below.
+            // (one contiguous run each in the cache) once, into an L1 tile its heads share
+            // (Scores/Values); that costs less than writing and re-reading an f32
+            // copy of the whole layer, as a prompt does below.
             pool.ForDynamic(items, chunk, (long)nKv * headDim * 2 * Math.Min(group, block), (start, end, worker) =>
-                Items(q, nTokens, startPos, kT, ctx, v, nHeadKv * headDim, ctx, nHead, nHeadKv, headDim, block, 1, output, scratch + worker * ws, start, end),
+                Items(q, nTokens, startPos, k0, headStride, v0, headStride, ctx, nHead, nHeadKv, headDim, block, 1, output, scratch + worker * ws, start, end),
                 minParallelWork: 1 << 14);
             return;
         }
         // A prompt: every cached key and value is met by several query tokens and by every head
-        // of its group, so widen them to f32 once (exact; the same arithmetic follows).
-        // Kᵀ rows padded to whole vectors, so that the last partial block of keys is a vector too,
-        // plus one cache line: a score block reads head_dim rows of this copy at the same offset, and
-        // rows a multiple of 4 KiB apart (nKv = 1024, 2048, ...) or of 1–2 KiB all fall into the same
-        // few sets of a 32 KiB 8-way L1, which then missed on every row (see PromptKeyStride).
-        int kStride = PromptKeyStride(nKv);
-        float[] kw = System.Buffers.ArrayPool<float>.Shared.Rent(kStride * kvLen);
-        int vStride = kvLen + 16; // rows one cache line longer, for the same reason as kStride
-        float[] vw = System.Buffers.ArrayPool<float>.Shared.Rent(nKv * vStride);
+        // of its group, so widen them to f32 once (exact; the same arithmetic follows), in the
+        // cache's layout: a block of keys and its values are each one contiguous run, in the cache
+        // and in the copy. The last block of keys is widened whole (stale or zero keys past nKv,
+        // whose scores are dropped), so that every block is scored the same way.
+        int kBlocks = (nKv + PositionBlock - 1) / PositionBlock;
+        long headFloats = (long)kBlocks * PositionBlock * headDim;
+        float[] kw = System.Buffers.ArrayPool<float>.Shared.Rent(checked((int)(nHeadKv * headFloats)));
+        float[] vw = System.Buffers.ArrayPool<float>.Shared.Rent(checked((int)(nHeadKv * headFloats)));
         try
         {
             fixed (float* kf = kw)
             fixed (float* vf = vw)
             {
                 float* kfp = kf, vfp = vf;
-                // kvLen rows of Kᵀ (nKv positions each), then V's rows in chunks of 16 positions.
-                int vChunks = (nKv + 15) / 16;
-                pool.For(kvLen + vChunks, Math.Max(nKv, 16 * kvLen), (start, end, _) =>
+                pool.For(nHeadKv * kBlocks, 2L * PositionBlock * headDim, (start, end, _) =>
                 {
                     for (int r = start; r < end; r++)
                     {
-                        if (r < kvLen)
-                        {
-                            HalfMath.Widen(kT + (long)r * ctx, kfp + (long)r * kStride, nKv);
-                        }
-                        else
-                        {
-                            int p0 = (r - kvLen) * 16, np = Math.Min(16, nKv - p0);
-                            for (int p = p0; p < p0 + np; p++) HalfMath.Widen(v + (long)p * kvLen, vfp + (long)p * vStride, kvLen);
-                        }
+                        int kvh = r / kBlocks, j0 = r % kBlocks * PositionBlock;
+                        long at = (long)j0 * headDim;
+                        HalfMath.Widen(k0 + kvh * headStride + at, kfp + kvh * headFloats + at, PositionBlock * headDim);
+                        HalfMath.Widen(v0 + kvh * headStride + at, vfp + kvh * headFloats + at, Math.Min(PositionBlock, nKv - j0) * headDim);
                     }
                 });
                 pool.ForDynamic(items, chunk, (long)nKv * headDim * 2 * Math.Min(group, block) * tokenBlock, (start, end, worker) =>
-                    Items(q, nTokens, startPos, kfp, kStride, vfp, vStride, ctx, nHead, nHeadKv, headDim, block, tokenBlock, output, scratch + worker * ws, start, end),
+                    Items(q, nTokens, startPos, kfp, headFloats, vfp, headFloats, ctx, nHead, nHeadKv, headDim, block, tokenBlock, output, scratch + worker * ws, start, end),
                     minParallelWork: 1 << 14);
             }
         }
@@ -168,25 +189,18 @@ internal static unsafe class Attention
     }
 
     /// <summary>
-    /// Floats between the rows of a prompt's f32 copy of Kᵀ: <paramref name="nKv"/> rounded up to 16
-    /// and one 64-byte line more, so that consecutive rows start in different L1 sets. Measured on
-    /// the AVX2 EPYC (qwen2.5-0.5b Q4_0, `bench -t 2 -p 2048 --generic`): without the extra line the
-    /// score kernel took 22% of the prompt, twice the value kernel's share for the same multiply-adds.
-    /// </summary>
-    internal static int PromptKeyStride(int nKv) => ((nKv + 15) & ~15) + 16;
-
-    /// <summary>
     /// Items [start, end) of the (block of up to <paramref name="tokenBlock"/> tokens, KV head, block of up to
-    /// <paramref name="block"/> query heads) grid with one worker's scratch, over keys <paramref name="kT"/> [kvLen, kStride]
-    /// (f16 cache rows or their f32 copy) and values <paramref name="v"/> [positions, kvLen], rows <paramref name="vStride"/> apart.
+    /// <paramref name="block"/> query heads) grid with one worker's scratch, over the keys <paramref name="k"/> and values
+    /// <paramref name="v"/> of KV head 0 in the cache's layout (f16 cache or its f32 copy), the next KV head's
+    /// <paramref name="kHeadStride"/> and <paramref name="vHeadStride"/> values further.
     /// An item's query rows (token-major) meet each block of keys and values together; each row keeps
     /// its own causal length, so every result is the one a single-token item gives.
     /// </summary>
     // AggressiveOptimization here and below: a prompt's attention runs a few dozen calls, too few
     // for tiering to replace the unoptimized first compile before the prompt is done.
     [MethodImpl(MethodImplOptions.AggressiveOptimization)]
-    private static void Items<T>(float* q, int nTokens, int startPos, T* kT, long kStride, T* v, long vStride, int contextLength,
-        int nHead, int nHeadKv, int headDim, int block, int tokenBlock, float* output, byte* ws, int start, int end)
+    private static void Items<T>(float* q, int nTokens, int startPos, T* k, long kHeadStride, T* v, long vHeadStride,
+        int contextLength, int nHead, int nHeadKv, int headDim, int block, int tokenBlock, float* output, byte* ws, int start, int end)
         where T : unmanaged
     {
         int qLen = nHead * headDim;
@@ -194,12 +208,12 @@ internal static unsafe class Attention
         int blocks = (group + block - 1) / block;
         float scale = 1.0f / MathF.Sqrt(headDim);
         int lanes = Lanes;
-        long sStride = Align((long)contextLength * sizeof(float)) / sizeof(float);
+        long sStride = ScoreStride(contextLength);
         long hStride = Align((long)headDim * sizeof(float)) / sizeof(float);
         float* scores = (float*)ws;
         float* qh = scores + MaxItemRows * sStride;
         float* partial = qh + MaxItemRows * hStride;
-        float* tile = partial + MaxItemRows * PartialFloats;
+        float* tile = partial + MaxItemRows * RowPartialFloats(headDim);
         float* max = stackalloc float[MaxItemRows];
         int* rowN = stackalloc int[MaxItemRows];
         for (int item = start; item < end; item++)
@@ -225,7 +239,8 @@ internal static unsafe class Attention
                     rowN[ti * heads + i] = startPos + t0 + ti + 1;
                 }
             int* ns = nt > 1 ? rowN : null;
-            Scores(qh, hStride, rows, kT + (long)kvh * headDim * kStride, kStride, nKv, headDim, scale, scores, sStride, max, lanes, tile, ns);
+            T* kHead = k + kvh * kHeadStride, vHead = v + kvh * vHeadStride;
+            Scores(qh, hStride, rows, kHead, nKv, headDim, scale, scores, sStride, max, lanes, tile, ns);
             for (int r = 0; r < rows; r++)
             {
                 Softmax.ExpNormalize(scores + r * sStride, rowN[r], max[r]);
@@ -233,11 +248,12 @@ internal static unsafe class Attention
             }
             if (nt == 1)
             {
-                Values(scores, sStride, heads, v + kvh * headDim, vStride, nKv, headDim, output + (long)t0 * qLen + h0 * headDim, headDim, partial, lanes, tile);
+                float* o = output + (long)t0 * qLen + h0 * headDim;
+                Values(scores, sStride, heads, vHead, nKv, headDim, o, headDim, partial, lanes, tile);
                 continue;
             }
             // Several tokens: the rows' outputs into their query rows (done with), then to each token's row.
-            Values(scores, sStride, rows, v + kvh * headDim, vStride, nKv, headDim, qh, hStride, partial, lanes, tile, ns);
+            Values(scores, sStride, rows, vHead, nKv, headDim, qh, hStride, partial, lanes, tile, ns);
             for (int ti = 0; ti < nt; ti++)
                 for (int i = 0; i < heads; i++)
                     Buffer.MemoryCopy(qh + (ti * heads + i) * hStride, output + (long)(t0 + ti) * qLen + (h0 + i) * headDim, headDim * sizeof(float), headDim * sizeof(float));
@@ -249,151 +265,163 @@ internal static unsafe class Attention
         Vector512.IsHardwareAccelerated ? 16 : Vector256.IsHardwareAccelerated ? 8 : Vector128.IsHardwareAccelerated ? 4 : 1;
 
     /// <summary>
-    /// For heads i in [0, <paramref name="heads"/>) (queries <paramref name="qStride"/> apart):
-    /// scores_i[j] = (Σ_d q_i[d]·kT[d, j], one fused multiply-add chain in d) · scale for keys j in
-    /// [0, n), and max_i their maximum. Vectors of <paramref name="lanes"/> (<see cref="Lanes"/>;
-    /// tests pass each width; every width gives the same bits). Keys are walked in blocks that every
-    /// head meets while the block is in L1. With f16 keys and a <paramref name="tile"/> of
-    /// <see cref="TileFloats"/> floats, each whole block of keys is widened into it once for all the
-    /// heads (exact, so the same bits): widening in registers, per head, cost decode more than its
-    /// multiply-adds (~10 instructions per 16 keys against one fused multiply-add per head).
-    /// Heads go in pairs where two are left (<see cref="Scores2x4x256{T}"/>): eight independent chains.
-    /// With <paramref name="rowN"/>, row i's maximum is over its first rowN[i] (≤ n) keys only; its
-    /// scores past those are computed too and are the caller's to ignore (the rows of a prompt item's earlier tokens).
+    /// For query rows i in [0, <paramref name="heads"/>) (<paramref name="qStride"/> apart):
+    /// scores_i[j] = (Σ_d q_i[d]·k[d, j], one fused multiply-add chain in d from zero) · scale for
+    /// keys j in [0, n), and max_i their maximum, over one KV head's keys in the cache's blocks
+    /// (<see cref="KvCache.Keys"/>: block b, [head_dim, 64], at b × 64 × head_dim), f16 (the cache)
+    /// or f32 (a prompt's copy). An f16 block, one contiguous run, is widened into
+    /// <paramref name="tile"/> ([head_dim, 64] floats, exact) once for all the rows; a vector holds
+    /// one dimension of consecutive keys, so no dot product ends in a horizontal sum. Vectors of
+    /// <paramref name="lanes"/> (<see cref="Lanes"/>; tests pass each width; every width gives the
+    /// same bits). The last block is scored whole: its keys past <paramref name="n"/> are stale or
+    /// zero, their scores land in the row's padding (<see cref="ScoreStride"/>) and nothing reads
+    /// them. With <paramref name="rowN"/>, row i's maximum is over its first rowN[i] (≤ n) keys only;
+    /// its scores past those are computed too and are the caller's to ignore (the rows of a prompt
+    /// item's earlier tokens).
     /// </summary>
     [MethodImpl(MethodImplOptions.AggressiveOptimization)]
-    internal static void Scores<T>(float* q, long qStride, int heads, T* kT, long kStride, int n, int headDim, float scale,
-        float* scores, long sStride, float* max, int lanes, float* tile = null, int* rowN = null)
+    internal static void Scores<T>(float* q, long qStride, int heads, T* k, int n, int headDim, float scale,
+        float* scores, long sStride, float* max, int lanes, float* tile, int* rowN = null)
         where T : unmanaged
     {
-        int j = 0;
-        if (typeof(T) == typeof(Half) && tile != null && heads > 1 && lanes > 1)
+        int blockValues = PositionBlock * headDim;
+        for (int j = 0; j < n; j += PositionBlock)
         {
-            for (; j + PositionBlock <= n; j += PositionBlock)
+            float* kb = Block(k, (long)j * headDim, blockValues, tile);
+            ScoresTile(q, qStride, heads, kb, headDim, scale, scores + j, sStride, lanes, Math.Min(PositionBlock, n - j));
+        }
+        for (int i = 0; i < heads; i++) max[i] = Max(scores + i * sStride, rowN == null ? n : rowN[i], lanes);
+    }
+
+    /// <summary>
+    /// The f32 block of <paramref name="count"/> values at <paramref name="offset"/> in <paramref name="src"/>:
+    /// in place for f32, widened into <paramref name="tile"/> for f16.
+    /// </summary>
+    [MethodImpl(MethodImplOptions.AggressiveInlining)]
+    private static float* Block<T>(T* src, long offset, int count, float* tile) where T : unmanaged
+    {
+        if (typeof(T) == typeof(float)) return (float*)src + offset;
+        if (typeof(T) != typeof(Half)) throw new NotSupportedException($"attention operands of {typeof(T).Name}");
+        HalfMath.Widen((Half*)src + offset, tile, count);
+        return tile;
+    }
+
+    /// <summary>
+    /// Scores of every head against one widened block of keys, [head_dim, 64] floats: the vector widths
+    /// score all 64 keys (heads in pairs where two are left: eight independent chains), the scalar
+    /// width the first <paramref name="n"/>.
+    /// </summary>
+    [MethodImpl(MethodImplOptions.AggressiveInlining)]
+    private static void ScoresTile(float* q, long qStride, int heads, float* tile, int headDim, float scale, float* scores, long sStride, int lanes, int n)
+    {
+        int i = 0;
+        if (lanes >= 4)
+            for (; i + 2 <= heads; i += 2)
             {
-                // The next block of keys on its way while this one is widened (see PrefetchRows).
-                if (j + PositionBlock < n) PrefetchRows((Half*)kT + j + PositionBlock, kStride, headDim, PositionBlock * sizeof(ushort));
-                for (int d = 0; d < headDim; d++) HalfMath.Widen((Half*)kT + d * kStride + j, tile + d * PositionBlock, PositionBlock);
-                int i = 0;
-                if (lanes >= 4)
-                    for (; i + 2 <= heads; i += 2)
-                    {
-                        float* qi = q + i * qStride, si = scores + i * sStride + j;
-                        if (lanes == 16)
-                        {
-                            Scores2x4x512(qi, qi + qStride, tile, PositionBlock, headDim, scale, si, si + sStride);
-                        }
-                        else if (lanes == 4)
-                        {
-                            for (int jj = 0; jj < PositionBlock; jj += 16)
-                                Scores2x4x128(qi, qi + qStride, tile + jj, PositionBlock, headDim, scale, si + jj, si + sStride + jj);
-                        }
-                        else
-                        {
-                            Scores2x4x256(qi, qi + qStride, tile, PositionBlock, headDim, scale, si, si + sStride);
-                            Scores2x4x256(qi, qi + qStride, tile + 32, PositionBlock, headDim, scale, si + 32, si + sStride + 32);
-                        }
-                    }
-                for (; i < heads; i++)
+                float* qi = q + i * qStride, si = scores + i * sStride;
+                if (lanes == 16)
                 {
-                    float* qi = q + i * qStride, si = scores + i * sStride + j;
-                    if (lanes == 16)
-                    {
-                        Scores4x512(qi, tile, PositionBlock, headDim, scale, si);
-                    }
-                    else if (lanes == 8)
-                    {
-                        Scores4x256(qi, tile, PositionBlock, headDim, scale, si);
-                        Scores4x256(qi, tile + 32, PositionBlock, headDim, scale, si + 32);
-                    }
-                    else
-                    {
-                        for (int jj = 0; jj < PositionBlock; jj += 16) Scores4x128(qi, tile + jj, PositionBlock, headDim, scale, si + jj);
-                    }
+                    Scores2x4x512(qi, qi + qStride, tile, PositionBlock, headDim, scale, si, si + sStride);
+                }
+                else if (lanes == 4)
+                {
+                    for (int jj = 0; jj < PositionBlock; jj += 16)
+                        Scores2x4x128(qi, qi + qStride, tile + jj, PositionBlock, headDim, scale, si + jj, si + sStride + jj);
+                }
+                else
+                {
+                    Scores2x4x256(qi, qi + qStride, tile, PositionBlock, headDim, scale, si, si + sStride);
+                    Scores2x4x256(qi, qi + qStride, tile + 32, PositionBlock, headDim, scale, si + 32, si + sStride + 32);
                 }
             }
-        }
-        if (lanes == 16)
-        {
-            for (; j + 64 <= n; j += 64)
-            {
-                int i = 0;
-                for (; i + 2 <= heads; i += 2) Scores2x4x512(q + i * qStride, q + (i + 1) * qStride, kT + j, kStride, headDim, scale, scores + i * sStride + j, scores + (i + 1) * sStride + j);
-                for (; i < heads; i++) Scores4x512(q + i * qStride, kT + j, kStride, headDim, scale, scores + i * sStride + j);
-            }
-            for (; j + 16 <= n; j += 16)
-                for (int i = 0; i < heads; i++) Scores1x512(q + i * qStride, kT + j, kStride, headDim, scale, scores + i * sStride + j);
-        }
-        else if (lanes == 8)
-        {
-            for (; j + 32 <= n; j += 32)
-            {
-                int i = 0;
-                for (; i + 2 <= heads; i += 2) Scores2x4x256(q + i * qStride, q + (i + 1) * qStride, kT + j, kStride, headDim, scale, scores + i * sStride + j, scores + (i + 1) * sStride + j);
-                for (; i < heads; i++) Scores4x256(q + i * qStride, kT + j, kStride, headDim, scale, scores + i * sStride + j);
-            }
-            for (; j + 8 <= n; j += 8)
-                for (int i = 0; i < heads; i++) Scores1x256(q + i * qStride, kT + j, kStride, headDim, scale, scores + i * sStride + j);
-        }
-        else if (lanes == 4)
-        {
-            // As wide as the other widths: one chain per vector left NEON's FMA pipes waiting on its latency.
-            for (; j + 16 <= n; j += 16)
-            {
-                int i = 0;
-                for (; i + 2 <= heads; i += 2) Scores2x4x128(q + i * qStride, q + (i + 1) * qStride, kT + j, kStride, headDim, scale, scores + i * sStride + j, scores + (i + 1) * sStride + j);
-                for (; i < heads; i++) Scores4x128(q + i * qStride, kT + j, kStride, headDim, scale, scores + i * sStride + j);
-            }
-            for (; j + 4 <= n; j += 4)
-                for (int i = 0; i < heads; i++) Scores1x128(q + i * qStride, kT + j, kStride, headDim, scale, scores + i * sStride + j);
-        }
-        if (j < n && lanes > 1 && j + lanes <= kStride)
-        {
-            // The last keys as one more vector: the lanes past n read padding or stale cache
-            // entries and are dropped; the kept lanes are the same chains as ever.
-            float* tail = stackalloc float[16];
-            for (int i = 0; i < heads; i++)
-            {
-                if (lanes == 16) Scores1x512(q + i * qStride, kT + j, kStride, headDim, scale, tail);
-                else if (lanes == 8) Scores1x256(q + i * qStride, kT + j, kStride, headDim, scale, tail);
-                else Scores1x128(q + i * qStride, kT + j, kStride, headDim, scale, tail);
-                for (int l = 0; l < n - j; l++) scores[i * sStride + j + l] = tail[l];
-            }
-            j = n;
-        }
-        for (int i = 0; i < heads; i++)
+        for (; i < heads; i++)
         {
             float* qi = q + i * qStride, si = scores + i * sStride;
-            for (int jj = j; jj < n; jj++)
+            if (lanes == 16)
             {
-                float s = 0;
-                for (int d = 0; d < headDim; d++) s = MathF.FusedMultiplyAdd(qi[d], Load1(kT, d * kStride + jj), s);
-                si[jj] = s * scale;
+                Scores4x512(qi, tile, PositionBlock, headDim, scale, si);
             }
-            max[i] = Max(si, rowN == null ? n : rowN[i], lanes);
+            else if (lanes == 8)
+            {
+                Scores4x256(qi, tile, PositionBlock, headDim, scale, si);
+                Scores4x256(qi, tile + 32, PositionBlock, headDim, scale, si + 32);
+            }
+            else if (lanes == 4)
+            {
+                for (int jj = 0; jj < PositionBlock; jj += 16) Scores4x128(qi, tile + jj, PositionBlock, headDim, scale, si + jj);
+            }
+            else
+            {
+                for (int jj = 0; jj < n; jj++)
+                {
+                    float s = 0;
+                    for (int d = 0; d < headDim; d++) s = MathF.FusedMultiplyAdd(qi[d], tile[d * PositionBlock + jj], s);
+                    si[jj] = s * scale;
+                }
+            }
         }
     }
 
     /// <summary>
-    /// Prefetches <paramref name="rows"/> rows of <paramref name="bytes"/> bytes from <paramref name="p"/>
-    /// (<paramref name="stride"/> halves apart; a row may straddle one more cache line, so its last byte
-    /// too): the next position block of the f16 cache, while a decode item widens this one. A block of
-    /// keys is head_dim rows of 128 bytes, one per dimension and each in its own page at long contexts:
-    /// more streams than the hardware prefetcher follows. With the shorter widening (HalfMath.Widen's
-    /// normal-value path) it halved decode attention over 24 layers × 2048 positions of qwen2.5-0.5b's
-    /// cache (0.80 → 0.45 ms per layer and token, 2 threads, AMD EPYC, 2026-11-30); without it the
-    /// shorter widening gained 6% there, waiting on the same loads. A prefetch never faults; without SSE
-    /// (ARM, where .NET exposes no prefetch) this does nothing.
+    /// For query rows i in [0, <paramref name="heads"/>): o_i[d] = Σ_j p_i[j]·v[j, d] over positions
+    /// j in [0, n), as two fused multiply-add chains, the even positions and the odd ones, each from
+    /// zero in position order, then even + odd; over one KV head's values in the cache's layout
+    /// ([positions, head_dim], <see cref="KvCache.Values"/>), f16 or f32. Positions go outside, in
+    /// blocks of 64 that every row meets while the block is in L1 (an f16 block, one contiguous run,
+    /// widened into <paramref name="tile"/> once for all the rows), and column chunks inside (four
+    /// vectors where the head has room, else one), each with its partial chains in
+    /// <paramref name="partial"/> (<see cref="RowPartialFloats"/> a row) between blocks; columns past
+    /// the last whole vector (head sizes that are not a multiple of 4) take the scalar chains. The
+    /// chains are the same in every width, so every output has the same bits. With
+    /// <paramref name="rowN"/>, row i sums over its first rowN[i] (≤ n) positions only.
     /// </summary>
-    [MethodImpl(MethodImplOptions.AggressiveInlining)]
-    private static void PrefetchRows(Half* p, long stride, int rows, int bytes)
+    [MethodImpl(MethodImplOptions.AggressiveOptimization)]
+    internal static void Values<T>(float* p, long pStride, int heads, T* v, int n, int headDim,
+        float* o, long oStride, float* partial, int lanes, float* tile, int* rowN = null)
+        where T : unmanaged
     {
-        if (!System.Runtime.Intrinsics.X86.Sse.IsSupported) return;
-        for (int r = 0; r < rows; r++, p += stride)
+        long rowPartial = RowPartialFloats(headDim);
+        int width = lanes == 16 ? 64 : lanes == 8 ? 32 : 16;
+        int narrow = lanes == 16 ? 16 : lanes == 8 ? 8 : 4;
+        int dVec = 0;
+        if (lanes >= 4 && headDim >= narrow)
         {
-            for (int b = 0; b < bytes; b += 64) System.Runtime.Intrinsics.X86.Sse.Prefetch0((byte*)p + b);
-            System.Runtime.Intrinsics.X86.Sse.Prefetch0((byte*)p + bytes - 1);
+            for (int j0 = 0; j0 < n; j0 += PositionBlock)
+            {
+                int len = Math.Min(PositionBlock, n - j0);
+                bool first = j0 == 0;
+                float* vb = Block(v, (long)j0 * headDim, len * headDim, tile);
+                int d = 0;
+                for (int c = 0; d + narrow <= headDim; c++)
+                {
+                    bool wide = d + width <= headDim;
+                    for (int i = 0; i < heads; i++)
+                    {
+                        int ni = rowN == null ? n : rowN[i];
+                        if (j0 >= ni) continue; // this row's last block was the one before
+                        int li = Math.Min(len, ni - j0);
+                        ValuesBlock(lanes, wide, p + i * pStride + j0, vb + d, headDim, li, partial + i * rowPartial + c * PartialFloats, first, j0 + li == ni, o + i * oStride + d);
+                    }
+                    d += wide ? width : narrow;
+                }
+                dVec = d;
+            }
         }
+        for (int d = dVec; d < headDim; d++)
+            for (int i = 0; i < heads; i++)
+            {
+                float* pi = p + i * pStride;
+                int ni = rowN == null ? n : rowN[i];
+                float even = 0, odd = 0;
+                int j = 0;
+                for (; j + 2 <= ni; j += 2)
+                {
+                    even = MathF.FusedMultiplyAdd(pi[j], Load1(v, (long)j * headDim + d), even);
+                    odd = MathF.FusedMultiplyAdd(pi[j + 1], Load1(v, (long)(j + 1) * headDim + d), odd);
+                }
+                if (j < ni) even = MathF.FusedMultiplyAdd(pi[j], Load1(v, (long)j * headDim + d), even);
+                o[i * oStride + d] = even + odd;
+            }
     }
 
     /// <summary>
@@ -463,15 +491,6 @@ internal static unsafe class Attention
     }
 
     [MethodImpl(MethodImplOptions.AggressiveOptimization)]
-    private static void Scores1x512<T>(float* q, T* k, long stride, int headDim, float scale, float* s) where T : unmanaged
-    {
-        Vector512<float> a0 = default;
-        for (int d = 0; d < headDim; d++, k += stride)
-            a0 = Vector512.FusedMultiplyAdd(Vector512.Create(q[d]), Load512(k), a0);
-        (a0 * Vector512.Create(scale)).Store(s);
-    }
-
-    [MethodImpl(MethodImplOptions.AggressiveOptimization)]
     private static void Scores4x256<T>(float* q, T* k, long stride, int headDim, float scale, float* s) where T : unmanaged
     {
         Vector256<float> a0 = default, a1 = default, a2 = default, a3 = default;
@@ -516,15 +535,6 @@ internal static unsafe class Attention
     }
 
     [MethodImpl(MethodImplOptions.AggressiveOptimization)]
-    private static void Scores1x256<T>(float* q, T* k, long stride, int headDim, float scale, float* s) where T : unmanaged
-    {
-        Vector256<float> a0 = default;
-        for (int d = 0; d < headDim; d++, k += stride)
-            a0 = ExactFma.MultiplyAdd(Vector256.Create(q[d]), Load256(k), a0);
-        (a0 * Vector256.Create(scale)).Store(s);
-    }
-
-    [MethodImpl(MethodImplOptions.AggressiveOptimization)]
     private static void Scores4x128<T>(float* q, T* k, long stride, int headDim, float scale, float* s) where T : unmanaged
     {
         Vector128<float> a0 = default, a1 = default, a2 = default, a3 = default;
@@ -566,89 +576,6 @@ internal static unsafe class Attention
         var sc = Vector128.Create(scale);
         (a0 * sc).Store(sa); (a1 * sc).Store(sa + 4); (a2 * sc).Store(sa + 8); (a3 * sc).Store(sa + 12);
         (b0 * sc).Store(sb); (b1 * sc).Store(sb + 4); (b2 * sc).Store(sb + 8); (b3 * sc).Store(sb + 12);
-    }
-
-    [MethodImpl(MethodImplOptions.AggressiveOptimization)]
-    private static void Scores1x128<T>(float* q, T* k, long stride, int headDim, float scale, float* s) where T : unmanaged
-    {
-        Vector128<float> a0 = default;
-        for (int d = 0; d < headDim; d++, k += stride)
-            a0 = ExactFma.MultiplyAdd(Vector128.Create(q[d]), Load128(k), a0);
-        (a0 * Vector128.Create(scale)).Store(s);
-    }
-
-    /// <summary>
-    /// For heads i in [0, <paramref name="heads"/>) (probabilities <paramref name="pStride"/> apart,
-    /// outputs <paramref name="oStride"/> apart): o_i[d] = even + odd, where even (odd) is the fused
-    /// multiply-add chain of p_i[j]·v[j, d] over the even (odd) positions j in [0, n) in order, for
-    /// dimensions d in [0, headDim); rows of <paramref name="v"/> are <paramref name="vStride"/>
-    /// apart. Positions are walked in blocks that every head meets while the block is in L1; the
-    /// chains wait in <paramref name="partial"/> (2 × 64 floats a head) between blocks, which
-    /// leaves every value unchanged. Vectors of <paramref name="lanes"/>. With f16 values and a
-    /// <paramref name="tile"/> (see <see cref="Scores{T}"/>), each block is widened into it once for all the heads.
-    /// With <paramref name="rowN"/>, row i sums over its first rowN[i] (≤ n) positions only.
-    /// </summary>
-    [MethodImpl(MethodImplOptions.AggressiveOptimization)]
-    internal static void Values<T>(float* p, long pStride, int heads, T* v, long vStride, int n, int headDim,
-        float* o, long oStride, float* partial, int lanes, float* tile = null, int* rowN = null)
-        where T : unmanaged
-    {
-        // Not for the scalar width, which walks one dimension at a time.
-        bool widenOnce = typeof(T) == typeof(Half) && tile != null && heads > 1 && lanes >= 4;
-        int d = 0;
-        int width = lanes == 16 ? 64 : lanes == 8 ? 32 : lanes == 4 ? 16 : 4;
-        int narrow = lanes == 16 ? 16 : lanes == 8 ? 8 : 4;
-        if (lanes >= 4)
-        {
-            for (; d + narrow <= headDim; d += d + width <= headDim ? width : narrow)
-            {
-                bool wide = d + width <= headDim;
-                for (int j0 = 0; j0 < n; j0 += PositionBlock)
-                {
-                    int len = Math.Min(PositionBlock, n - j0);
-                    bool first = j0 == 0;
-                    if (widenOnce)
-                    {
-                        // This block's columns [d, d + w) as len rows of w floats, then every head on them.
-                        int w = wide ? width : narrow;
-                        if (j0 + len < n) PrefetchRows((Half*)v + (j0 + len) * vStride + d, vStride, Math.Min(PositionBlock, n - j0 - len), w * sizeof(ushort));
-                        for (int jj = 0; jj < len; jj++) HalfMath.Widen((Half*)v + (j0 + jj) * vStride + d, tile + jj * w, w);
-                        for (int i = 0; i < heads; i++)
-                        {
-                            int ni = rowN == null ? n : rowN[i];
-                            if (j0 >= ni) continue; // this row's last block was the one before
-                            int li = Math.Min(len, ni - j0);
-                            ValuesBlock(lanes, wide, p + i * pStride + j0, tile, w, li, partial + i * PartialFloats, first, j0 + li == ni, o + i * oStride + d);
-                        }
-                    }
-                    else
-                    {
-                        for (int i = 0; i < heads; i++)
-                        {
-                            int ni = rowN == null ? n : rowN[i];
-                            if (j0 >= ni) continue;
-                            int li = Math.Min(len, ni - j0);
-                            ValuesBlock(lanes, wide, p + i * pStride + j0, v + j0 * vStride + d, vStride, li, partial + i * PartialFloats, first, j0 + li == ni, o + i * oStride + d);
-                        }
-                    }
-                }
-            }
-        }
-        for (; d < headDim; d++)
-            for (int i = 0; i < heads; i++)
-            {
-                float* pi = p + i * pStride;
-                int ni = rowN == null ? n : rowN[i];
-                float even = 0, odd = 0;
-                int j = 0;
-                for (; j + 2 <= ni; j += 2)
-                {
-                    even = MathF.FusedMultiplyAdd(pi[j], Load1(v, j * vStride + d), even);
-                    odd = MathF.FusedMultiplyAdd(pi[j + 1], Load1(v, (j + 1) * vStride + d), odd);
-                }
-                if (j < ni) even = MathF.FusedMultiplyAdd(pi[j], Load1(v, j * vStride + d), even);
-                o[i * oStride + d] = even + odd;
-            }
     }
 
     /// <summary>One head's values over one position block, in the width <paramref name="lanes"/> (four vectors where <paramref name="wide"/>).</summary>

@@ -29,58 +29,50 @@ public unsafe class AttentionTests
         _ => true,
     };
 
+    /// <summary>Where key j's dimension d sits in the cache's layout of keys (KvCache.Keys): blocks of 64 positions, [head_dim, 64] each.</summary>
+    private static int KeyAt(int j, int d, int headDim) => j / 64 * 64 * headDim + d * 64 + j % 64;
+
     [Theory]
     [MemberData(nameof(Shapes))]
     public void ScoresAndValues_GiveTheDefinedBits_InEveryWidth_FromF32AndF16(int lanes, int headDim)
     {
         if (!Runs(lanes)) return; // this CPU has no such vectors (CI's has all four)
         var rng = new Random(lanes * 1000 + headDim);
-        const int maxKeys = 150, kStride = maxKeys + 9, heads = 3;
-        int vStride = headDim * 3 + 8; // one head's values inside wider rows, as in the cache
+        const int maxKeys = 150, paddedKeys = 192, sStride = paddedKeys + 8, heads = 3;
         var q = Halves(rng, heads * headDim);
-        var kh = Halves(rng, headDim * kStride);
-        var vh = Halves(rng, maxKeys * vStride);
+        var kh = Halves(rng, paddedKeys * headDim); // whole blocks: the keys past maxKeys are stale entries, scored and dropped
+        var vh = Halves(rng, maxKeys * headDim);
         var p = Halves(rng, heads * maxKeys);
         float[] kf = kh.Select(x => (float)x).ToArray(), vf = vh.Select(x => (float)x).ToArray(), qf = q.Select(x => (float)x).ToArray(), pf = p.Select(x => (float)x).ToArray();
-        var got = new float[heads * maxKeys];
-        var gotH = new float[heads * maxKeys];
+        var got = new float[heads * sStride];
+        var gotH = new float[heads * sStride];
         var o = new float[heads * headDim];
         var oH = new float[heads * headDim];
         var max = new float[heads];
         var maxH = new float[heads];
-        var partial = new float[heads * 128];
-        var gotT = new float[heads * maxKeys];
-        var oT = new float[heads * headDim];
-        var maxT = new float[heads];
+        var partial = new float[heads * Attention.RowPartialFloats(headDim)];
         var tileBuf = new float[64 * Math.Max(headDim, 64)];
         float scale = 1f / MathF.Sqrt(headDim);
-        fixed (float* qp = qf, kp = kf, vp = vf, pp = pf, g = got, gh = gotH, op = o, oh = oH, mp = max, mh = maxH, part = partial)
+        fixed (float* qp = qf, kp = kf, vp = vf, pp = pf, g = got, gh = gotH, op = o, oh = oH, mp = max, mh = maxH, part = partial, tp = tileBuf)
         fixed (Half* khp = kh, vhp = vh)
-        fixed (float* gt = gotT, ot = oT, mt = maxT, tp = tileBuf)
         {
             foreach (int n in new[] { 1, 3, 4, 5, 8, 15, 16, 17, 31, 32, 33, 63, 64, 65, 127, 128, 129, 150 })
             {
-                Attention.Scores(qp, headDim, heads, kp, kStride, n, headDim, scale, g, maxKeys, mp, lanes);
-                Attention.Scores(qp, headDim, heads, khp, kStride, n, headDim, scale, gh, maxKeys, mh, lanes);
-                Attention.Values(pp, maxKeys, heads, vp, vStride, n, headDim, op, headDim, part, lanes);
-                Attention.Values(pp, maxKeys, heads, vhp, vStride, n, headDim, oh, headDim, part, lanes);
-                // f16 widened once per block into a tile for all heads (decode): the same bits.
-                Attention.Scores(qp, headDim, heads, khp, kStride, n, headDim, scale, gt, maxKeys, mt, lanes, tp);
-                Attention.Values(pp, maxKeys, heads, vhp, vStride, n, headDim, ot, headDim, part, lanes, tp);
-                for (int x = 0; x < heads * maxKeys; x++)
-                    if (x % maxKeys < n) Same(gotH[x], gotT[x], $"score {x} of {n}, f16 tiled");
-                for (int x = 0; x < heads * headDim; x++) Same(oH[x], oT[x], $"value {x}, {n} keys, f16 tiled");
-                for (int i = 0; i < heads; i++) Assert.Equal(maxH[i], maxT[i]);
+                // f32 blocks in place (a prompt's copy), f16 blocks widened once into the tile for all heads (decode).
+                Attention.Scores(qp, headDim, heads, kp, n, headDim, scale, g, sStride, mp, lanes, tp);
+                Attention.Scores(qp, headDim, heads, khp, n, headDim, scale, gh, sStride, mh, lanes, tp);
+                Attention.Values(pp, maxKeys, heads, vp, n, headDim, op, headDim, part, lanes, tp);
+                Attention.Values(pp, maxKeys, heads, vhp, n, headDim, oh, headDim, part, lanes, tp);
                 for (int i = 0; i < heads; i++)
                 {
                     float wantMax = float.NegativeInfinity;
                     for (int j = 0; j < n; j++)
                     {
                         float s = 0;
-                        for (int d = 0; d < headDim; d++) s = MathF.FusedMultiplyAdd(qf[i * headDim + d], kf[d * kStride + j], s);
+                        for (int d = 0; d < headDim; d++) s = MathF.FusedMultiplyAdd(qf[i * headDim + d], kf[KeyAt(j, d, headDim)], s);
                         s *= scale;
-                        Same(s, got[i * maxKeys + j], $"head {i} score {j} of {n}, f32");
-                        Same(s, gotH[i * maxKeys + j], $"head {i} score {j} of {n}, f16");
+                        Same(s, got[i * sStride + j], $"head {i} score {j} of {n}, f32");
+                        Same(s, gotH[i * sStride + j], $"head {i} score {j} of {n}, f16");
                         wantMax = Math.Max(wantMax, s);
                     }
                     Assert.Equal(wantMax, max[i]);
@@ -90,8 +82,8 @@ public unsafe class AttentionTests
                         float even = 0, odd = 0;
                         for (int j = 0; j < n; j++)
                         {
-                            if (j % 2 == 0) even = MathF.FusedMultiplyAdd(pf[i * maxKeys + j], vf[j * vStride + d], even);
-                            else odd = MathF.FusedMultiplyAdd(pf[i * maxKeys + j], vf[j * vStride + d], odd);
+                            if (j % 2 == 0) even = MathF.FusedMultiplyAdd(pf[i * maxKeys + j], vf[j * headDim + d], even);
+                            else odd = MathF.FusedMultiplyAdd(pf[i * maxKeys + j], vf[j * headDim + d], odd);
                         }
                         Same(even + odd, o[i * headDim + d], $"head {i} value dim {d}, {n} keys, f32");
                         Same(even + odd, oH[i * headDim + d], $"head {i} value dim {d}, {n} keys, f16");
@@ -112,34 +104,34 @@ public unsafe class AttentionTests
     {
         if (!Runs(lanes)) return;
         var rng = new Random(lanes * 77 + headDim);
-        const int maxKeys = 200, kStride = maxKeys + 16, rows = 7;
-        int vStride = headDim * 2 + 8;
+        const int maxKeys = 200, paddedKeys = 256, sStride = paddedKeys, rows = 7;
         float[] q = Halves(rng, rows * headDim).Select(x => (float)x).ToArray();
-        float[] k = Halves(rng, headDim * kStride).Select(x => (float)x).ToArray();
-        float[] v = Halves(rng, maxKeys * vStride).Select(x => (float)x).ToArray();
+        float[] k = Halves(rng, paddedKeys * headDim).Select(x => (float)x).ToArray();
+        float[] v = Halves(rng, maxKeys * headDim).Select(x => (float)x).ToArray();
         float[] p = Halves(rng, rows * maxKeys).Select(x => (float)x).ToArray();
-        var s = new float[rows * maxKeys];
-        var sAlone = new float[maxKeys];
+        var s = new float[rows * sStride];
+        var sAlone = new float[sStride];
         var o = new float[rows * headDim];
         var oAlone = new float[headDim];
         var max = new float[rows];
         var maxAlone = new float[1];
-        var partial = new float[rows * 128];
+        var partial = new float[rows * Attention.RowPartialFloats(headDim)];
+        var tileBuf = new float[64 * Math.Max(headDim, 64)];
         var rowN = new int[rows];
         float scale = 1f / MathF.Sqrt(headDim);
-        fixed (float* qp = q, kp = k, vp = v, pp = p, sp = s, sa = sAlone, op = o, oa = oAlone, mp = max, ma = maxAlone, part = partial)
+        fixed (float* qp = q, kp = k, vp = v, pp = p, sp = s, sa = sAlone, op = o, oa = oAlone, mp = max, ma = maxAlone, part = partial, tp = tileBuf)
         fixed (int* np = rowN)
         {
             foreach (int n in new[] { 4, 7, 32, 33, 64, 65, 66, 67, 128, 130, 200 })
             {
                 for (int r = 0; r < rows; r++) rowN[r] = Math.Max(1, n - (rows - 1 - r) / 2); // token-major: two rows a token, the last longest
-                Attention.Scores(qp, headDim, rows, kp, kStride, n, headDim, scale, sp, maxKeys, mp, lanes, null, np);
-                Attention.Values(pp, maxKeys, rows, vp, vStride, n, headDim, op, headDim, part, lanes, null, np);
+                Attention.Scores(qp, headDim, rows, kp, n, headDim, scale, sp, sStride, mp, lanes, tp, np);
+                Attention.Values(pp, maxKeys, rows, vp, n, headDim, op, headDim, part, lanes, tp, np);
                 for (int r = 0; r < rows; r++)
                 {
-                    Attention.Scores(qp + r * headDim, headDim, 1, kp, kStride, rowN[r], headDim, scale, sa, maxKeys, ma, lanes);
-                    Attention.Values(pp + r * maxKeys, maxKeys, 1, vp, vStride, rowN[r], headDim, oa, headDim, part, lanes);
-                    for (int j = 0; j < rowN[r]; j++) Same(sAlone[j], s[r * maxKeys + j], $"row {r} score {j} of {rowN[r]} ({n})");
+                    Attention.Scores(qp + r * headDim, headDim, 1, kp, rowN[r], headDim, scale, sa, sStride, ma, lanes, tp);
+                    Attention.Values(pp + r * maxKeys, maxKeys, 1, vp, rowN[r], headDim, oa, headDim, part, lanes, tp);
+                    for (int j = 0; j < rowN[r]; j++) Same(sAlone[j], s[r * sStride + j], $"row {r} score {j} of {rowN[r]} ({n})");
                     Assert.Equal(maxAlone[0], max[r]);
                     for (int d = 0; d < headDim; d++) Same(oAlone[d], o[r * headDim + d], $"row {r} value dim {d} of {rowN[r]} positions ({n})");
                 }
@@ -151,6 +143,7 @@ public unsafe class AttentionTests
     [InlineData(4, 4, 64, 23, 2)]   // MHA
     [InlineData(14, 2, 64, 40, 3)]  // Qwen2.5-0.5B's grouping (blocks of 4 + 3 heads)
     [InlineData(14, 2, 64, 150, 2)] // ... past several position blocks
+    [InlineData(14, 2, 64, 160, 2)] // ... up to the end of the context (160: two and a half blocks)
     [InlineData(8, 2, 128, 70, 2)]  // Llama-3 head size
     [InlineData(6, 3, 48, 17, 2)]   // a head size outside the 64-wide blocks
     [InlineData(2, 1, 8, 33, 1)]    // stories260K-like tiny heads
@@ -169,8 +162,8 @@ public unsafe class AttentionTests
         long ws = Attention.WorkerScratchBytes(contextLength, headDim);
         var scratch = new byte[ws * threads];
         using var pool = new WorkerPool(threads);
-        using var cacheA = new KvCache(2, contextLength, kvLen);
-        using var cacheB = new KvCache(2, contextLength, kvLen);
+        using var cacheA = new KvCache(2, contextLength, nHeadKv, headDim);
+        using var cacheB = new KvCache(2, contextLength, nHeadKv, headDim);
         fixed (float* qp = q, kp = k, vp = v, bp = batch, sp = single)
         fixed (byte* wsp = scratch)
         {
@@ -227,13 +220,36 @@ public unsafe class AttentionTests
     [Fact]
     public void Store_PastTheContext_Throws()
     {
-        using var cache = new KvCache(1, 8, 4);
+        using var cache = new KvCache(1, 8, 1, 4);
         var x = new float[3 * 4];
         fixed (float* p = x)
         {
             float* pp = p;
             Assert.Throws<ArgumentOutOfRangeException>(() => cache.Store(0, 6, pp, pp, 3));
         }
+    }
+
+    /// <summary>The cache's layout as KvCache documents it: keys in blocks of 64 positions ([head_dim, 64]), values [positions, head_dim], per layer and KV head, rounded to f16.</summary>
+    [Fact]
+    public void Store_PutsKeysInBlocks_AndValuesInRows()
+    {
+        const int layers = 2, ctx = 70, kvHeads = 3, headDim = 5, n = 4, pos = 62; // across a block boundary
+        using var cache = new KvCache(layers, ctx, kvHeads, headDim);
+        Assert.Equal(128L * headDim, cache.HeadStride);
+        Assert.Equal(2L * layers * 128 * kvHeads * headDim * 2, KvCache.Bytes(layers, ctx, kvHeads * headDim));
+        var rng = new Random(5);
+        float[] k = Floats(rng, n * kvHeads * headDim), v = Floats(rng, n * kvHeads * headDim);
+        fixed (float* kp = k, vp = v)
+            cache.Store(1, pos, kp, vp, n);
+        for (int t = 0; t < n; t++)
+            for (int h = 0; h < kvHeads; h++)
+                for (int d = 0; d < headDim; d++)
+                {
+                    int p = pos + t, x = t * kvHeads * headDim + h * headDim + d;
+                    Assert.Equal((Half)k[x], cache.Keys(1, h)[p / 64 * 64 * headDim + d * 64 + p % 64]);
+                    Assert.Equal((Half)v[x], cache.Values(1, h)[p * headDim + d]);
+                    Assert.Equal((Half)0, cache.Keys(0, h)[p / 64 * 64 * headDim + d * 64 + p % 64]); // the other layer untouched
+                }
     }
 
     [Theory]
