@@ -90,7 +90,7 @@ public unsafe class KQuantKernelTests(ITestOutputHelper output)
     public void VecDotAvx2_EqualsReference(GgmlType type, KQuantTestData.Pattern pattern, int n)
     {
         if (!Avx2.IsSupported) return; // nothing to compare on this CPU
-        var rng = new Random(HashCode.Combine((int)type, (int)pattern, n));
+        var rng = new Random(KQuantTestData.Seed((int)type, (int)pattern, n));
         int blocks = n / 256;
         for (int trial = 0; trial < 8; trial++)
         {

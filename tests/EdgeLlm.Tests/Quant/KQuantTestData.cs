@@ -139,6 +139,12 @@ public static unsafe class KQuantTestData
     /// <see cref="Magnitude"/>, both non-finite together, or bit for bit with <paramref name="exact"/>.
     /// Returns the worst relative difference and the number of finite cases.
     /// </summary>
+    /// <summary>
+    /// A seed from a case's parts that is the same in every run (<see cref="HashCode.Combine{T1, T2, T3}"/>
+    /// is randomized per process, which made a rare case differ from run to run).
+    /// </summary>
+    internal static int Seed(int a, int b, int c) => (a * 7919 + b) * 104729 + c;
+
     internal static (double Worst, int Checks) AssertWithinFloatOrder(GgmlType type, Pattern pattern, int seed, int[] blockCounts,
         SelfTest.DotFn fast, SelfTest.DotFn reference, double tolerance, bool exact = false)
     {
@@ -162,10 +168,14 @@ public static unsafe class KQuantTestData
                         Assert.True(SelfTest.SameFloat(r, f), $"{type} {pattern} blocks={blocks} trial {trial}: fast {f:R} != reference {r:R}");
                         continue;
                     }
-                    if (!float.IsFinite(r))
+                    if (!float.IsFinite(r) || !float.IsFinite(f))
                     {
-                        // Overflowing scales: any order overflows too (inf, or NaN from inf − inf).
-                        Assert.False(float.IsFinite(f), $"{type} {pattern} blocks={blocks}: reference {r} but fast {f}");
+                        // Overflowing scales: whether a partial sum overflows depends on the order of
+                        // the sums, so one order may end at ±∞ or NaN (∞ − ∞) where the other ends
+                        // finite, but then only near the end of the float range.
+                        float other = float.IsFinite(r) ? r : f;
+                        Assert.True(!float.IsFinite(other) || MathF.Abs(other) > float.MaxValue / 1000,
+                            $"{type} {pattern} blocks={blocks} trial {trial}: reference {r:R} but fast {f:R}");
                         continue;
                     }
                     double magnitude = Magnitude(type, w, a, blocks);
