@@ -3,15 +3,16 @@ using System.Runtime.Intrinsics;
 
 namespace EdgeLlm.Kernels;
 
-/// <summary>The normalization step of ggml_soft_max_ext: e = exp(x − max) in f32, summed in double, scaled by 1/sum.</summary>
+/// <summary>The normalization step of ggml_soft_max_ext: e = exp(x − max) in f32 (ggml's own exp, <see cref="ExpF"/>), summed in double, scaled by 1/sum.</summary>
 internal static unsafe class Softmax
 {
     /// <summary>
     /// x[i] = exp(x[i] − max) / Σ exp(x[j] − max), the sum in double and 1/sum rounded to float,
-    /// as ggml_vec_soft_max_f32 + the scale in ggml_compute_forward_soft_max_f32. The vector paths
-    /// use the runtime's vectorized exp (ggml uses its own ggml_v_expf): within a few ulp of the
-    /// reference's MathF.Exp. The widest vectors the machine runs (16, 8 or 4 lanes; a product is
-    /// the same per lane whichever width computes it, the sum's order differs in the last bits of a double).
+    /// as ggml_vec_soft_max_f32 + the scale in ggml_compute_forward_soft_max_f32, with the exp ggml
+    /// uses there (<see cref="ExpF"/>; it used to be .NET's Vector256.Exp, which computes in double
+    /// and took four times the instructions). The widest vectors the machine runs (16, 8 or 4 lanes;
+    /// every exp has the same bits whichever width or the scalar tail computes it, the sum's order
+    /// differs in the last bits of a double).
     /// </summary>
     public static void ExpNormalize(float* x, int n, float max)
     {
@@ -27,7 +28,7 @@ internal static unsafe class Softmax
         double sum = 0;
         for (int j = 0; j < n; j++)
         {
-            float e = MathF.Exp(x[j] - max);
+            float e = ExpF.Scalar(x[j] - max, ExpF.Fused);
             x[j] = e;
             sum += e;
         }
@@ -44,7 +45,7 @@ internal static unsafe class Softmax
         int j = 0;
         for (; j + 16 <= n; j += 16)
         {
-            var e = Vector512.Exp(Vector512.Load(x + j) - m);
+            var e = ExpF.Exp(Vector512.Load(x + j) - m, ExpF.Fused);
             e.Store(x + j);
             acc0 += Vector512.WidenLower(e);
             acc1 += Vector512.WidenUpper(e);
@@ -53,8 +54,8 @@ internal static unsafe class Softmax
     }
 
     /// <summary>
-    /// 8 lanes, as <see cref="ExpNormalizeVector512"/>. Before it, AVX2 and NEON machines ran the scalar
-    /// definition: one libm expf per score, 5% of a qwen2.5-0.5b decode step at 2048 positions (perf, AVX2).
+    /// 8 lanes, as <see cref="ExpNormalizeVector512"/>. Before the vector paths, AVX2 and NEON machines ran
+    /// one libm expf per score, 5% of a qwen2.5-0.5b decode step at 2048 positions (perf, AVX2).
     /// </summary>
     [MethodImpl(MethodImplOptions.AggressiveOptimization)]
     public static void ExpNormalizeVector256(float* x, int n, float max)
@@ -65,7 +66,7 @@ internal static unsafe class Softmax
         int j = 0;
         for (; j + 8 <= n; j += 8)
         {
-            var e = Vector256.Exp(Vector256.Load(x + j) - m);
+            var e = ExpF.Exp(Vector256.Load(x + j) - m, ExpF.Fused);
             e.Store(x + j);
             acc0 += Vector256.WidenLower(e);
             acc1 += Vector256.WidenUpper(e);
@@ -83,7 +84,7 @@ internal static unsafe class Softmax
         int j = 0;
         for (; j + 4 <= n; j += 4)
         {
-            var e = Vector128.Exp(Vector128.Load(x + j) - m);
+            var e = ExpF.Exp(Vector128.Load(x + j) - m, ExpF.Fused);
             e.Store(x + j);
             acc0 += Vector128.WidenLower(e);
             acc1 += Vector128.WidenUpper(e);
@@ -96,7 +97,7 @@ internal static unsafe class Softmax
     {
         for (; j < n; j++)
         {
-            float e = MathF.Exp(x[j] - max);
+            float e = ExpF.Scalar(x[j] - max, ExpF.Fused);
             x[j] = e;
             sum += e;
         }
