@@ -121,6 +121,91 @@ public unsafe class Q4_0x8Tests
     }
 
     /// <summary>
+    /// The two lane orders (<see cref="Q4_0x8.DwordLanes"/>): each round-trips, they are different
+    /// bytes, and their AVX2 kernels give the same bits as each other and as the scalar statement of
+    /// either order, for decode rows and for prompt tiles (odd group counts, a plain tail, 1–9
+    /// activations so the tile runs its four-row passes and its single rows). Runs on any AVX2 machine,
+    /// whichever order the machine uses itself.
+    /// </summary>
+    [Theory]
+    [InlineData("Random")]
+    [InlineData("AllMin")]
+    [InlineData("AllMax")]
+    [InlineData("HugeScale")]
+    public void LaneOrders_GiveTheSameBits(string fillName)
+    {
+        var fill = Enum.Parse<SelfTest.Fill>(fillName);
+        _out.WriteLine($"this machine packs in {(Q4_0x8.DwordLanes ? 4 : 8)}-byte lanes (AVX-512 tile {(Q4_0x8.UseAvx512Tile ? "on" : "off")})");
+        if (Environment.GetEnvironmentVariable("EDGELLM_Q4_0X8_LANES") is null) Assert.Equal(!Q4_0x8.UseAvx512Tile, Q4_0x8.DwordLanes);
+        var rng = new Random((int)fill + 11);
+        int checkedValues = 0;
+        foreach (var (blocks, nRows) in new[] { (1, 8), (3, 29), (64, 40), (176, 24) })
+        {
+            int n = blocks * 32;
+            long rowBytes = GgmlTypes.Info(GgmlType.Q4_0).RowBytes(n);
+            long actBytes = GgmlTypes.Info(GgmlType.Q8_0).RowBytes(n);
+            byte[] plain = SelfTest.MakeBlocks(GgmlType.Q4_0, n * nRows, fill, rng);
+            var q8 = new byte[plain.Length];
+            var q4 = new byte[plain.Length];
+            var back = new byte[plain.Length];
+            const int nActs = 9;
+            var acts = new byte[actBytes * nActs];
+            for (int k = 0; k < nActs; k++) SelfTest.MakeBlocks(GgmlType.Q8_0, n, fill, rng).CopyTo(acts, k * actBytes);
+            var y8 = new float[nRows * nActs];
+            var y4 = new float[nRows * nActs];
+            var r8 = new float[nRows];
+            var r4 = new float[nRows];
+            var s4 = new float[nRows];
+            var s8 = new float[nRows];
+            fixed (byte* p = plain)
+            fixed (byte* w8 = q8)
+            fixed (byte* w4 = q4)
+            fixed (byte* b = back)
+            fixed (byte* a = acts)
+            fixed (float* t8 = y8)
+            fixed (float* t4 = y4)
+            fixed (float* pr8 = r8)
+            fixed (float* pr4 = r4)
+            fixed (float* ps4 = s4)
+            fixed (float* ps8 = s8)
+            {
+                Assert.True(Q4_0x8.Pack(p, w8, nRows, n, dword: false));
+                Assert.True(Q4_0x8.Pack(p, w4, nRows, n, dword: true));
+                Q4_0x8.Unpack(w4, b, nRows, n, dword: true);
+                Assert.Equal(plain, back);
+                Q4_0x8.Unpack(w8, b, nRows, n, dword: false);
+                Assert.Equal(plain, back);
+                if (fill is SelfTest.Fill.Random) Assert.NotEqual(q8, q4); // (AllMin/AllMax: every quant byte alike, any order is the same bytes)
+                if (!Q4_0x8.IsSupported)
+                {
+                    _out.WriteLine("SKIPPED (kernels): the Q4_0x8 kernels need AVX2 and FMA");
+                    continue;
+                }
+                Q4_0x8.DotTile(n, w8, rowBytes, nRows, a, actBytes, nActs, t8, nRows, avx512: false, dword: false);
+                Q4_0x8.DotTile(n, w4, rowBytes, nRows, a, actBytes, nActs, t4, nRows, avx512: true, dword: true);
+                for (int k = 0; k < nActs; k++)
+                {
+                    Q4_0x8.DotRows(n, w8, rowBytes, nRows, a + k * actBytes, pr8, avx512: false, dword: false);
+                    Q4_0x8.DotRows(n, w4, rowBytes, nRows, a + k * actBytes, pr4, avx512: true, dword: true);
+                    Q4_0x8.DotRowsReference(n, w4, rowBytes, nRows, a + k * actBytes, ps4, dword: true);
+                    Q4_0x8.DotRowsReference(n, w8, rowBytes, nRows, a + k * actBytes, ps8, dword: false);
+                    for (int r = 0; r < nRows; r++)
+                    {
+                        string at = $"{fill} n={n} row {r} act {k}";
+                        Assert.True(SelfTest.SameFloat(s8[r], s4[r]), $"{at}: scalar 4-byte {s4[r]:R} vs 8-byte {s8[r]:R}");
+                        Assert.True(SelfTest.SameFloat(s4[r], r4[r]), $"{at}: 4-byte rows {r4[r]:R} vs scalar {s4[r]:R}");
+                        Assert.True(SelfTest.SameFloat(r8[r], r4[r]), $"{at}: 4-byte rows {r4[r]:R} vs 8-byte rows {r8[r]:R}");
+                        Assert.True(SelfTest.SameFloat(r4[r], y4[k * nRows + r]), $"{at}: 4-byte tile {y4[k * nRows + r]:R} vs rows {r4[r]:R}");
+                        Assert.True(SelfTest.SameFloat(y8[k * nRows + r], y4[k * nRows + r]), $"{at}: 4-byte tile {y4[k * nRows + r]:R} vs 8-byte tile {y8[k * nRows + r]:R}");
+                        checkedValues++;
+                    }
+                }
+            }
+        }
+        _out.WriteLine($"{fill}: {checkedValues} (row, activation) values: 4-byte == 8-byte lanes, rows == tiles == scalar, bit for bit");
+    }
+
+    /// <summary>
     /// The AVX-512 tile (two groups per register) against the AVX2 tile and the decode rows, bit for
     /// bit: odd and even group counts, plain tails, activation counts around the tile width of 4.
     /// </summary>

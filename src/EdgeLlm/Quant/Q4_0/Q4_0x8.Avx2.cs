@@ -18,20 +18,25 @@ internal static unsafe partial class Q4_0x8
     /// group are plain and go through the plain kernel.
     /// </summary>
     public static void DotRows(int n, byte* weights, long rowBytes, int nRows, byte* act, float* y) =>
-        DotRows(n, weights, rowBytes, nRows, act, y, UseAvx512Tile);
+        DotRows(n, weights, rowBytes, nRows, act, y, UseAvx512Tile, DwordLanes);
+
+    /// <summary><see cref="DotRows(int, byte*, long, int, byte*, float*, bool, bool)"/> in this machine's lane order.</summary>
+    internal static void DotRows(int n, byte* weights, long rowBytes, int nRows, byte* act, float* y, bool avx512) =>
+        DotRows(n, weights, rowBytes, nRows, act, y, avx512, DwordLanes);
 
     /// <summary>
     /// <see cref="DotRows(int, byte*, long, int, byte*, float*)"/> with the 512-bit two-group step
     /// on or off (<paramref name="avx512"/> is ignored without AVX-512BW); tests run both. Measured on
     /// the 2-core AVX-512 machine, TinyLlama-shape Q4_0 tg32, alternating runs: +4–19% on one thread,
-    /// +1–9% on two (where decode is bound by memory).
+    /// +1–9% on two (where decode is bound by memory). <paramref name="dword"/>: the matrix was packed in
+    /// 4-byte lanes (<see cref="DwordLanes"/>); the AVX-512 step reads 8-byte lanes only, so it is off then.
     /// </summary>
     [MethodImpl(MethodImplOptions.AggressiveOptimization)]
-    internal static void DotRows(int n, byte* weights, long rowBytes, int nRows, byte* act, float* y, bool avx512)
+    internal static void DotRows(int n, byte* weights, long rowBytes, int nRows, byte* act, float* y, bool avx512, bool dword)
     {
         if (!IsSupported)
         {
-            DotRowsReference(n, weights, rowBytes, nRows, act, y);
+            DotRowsReference(n, weights, rowBytes, nRows, act, y, dword);
             return;
         }
         QuantMath.CheckBlocks(n, QK, "Q4_0");
@@ -43,12 +48,20 @@ internal static unsafe partial class Q4_0x8
         int groups = nRows / Rows;
         int g = 0;
         long groupBytes = Rows * rowBytes;
+        if (dword)
+        {
+            for (; g + 1 < groups; g += 2)
+                GroupD2(weights + g * groupBytes, groupBytes, nb, (BlockQ8_0*)act, corr, dy, y + g * Rows);
+            if (g < groups)
+                GroupD1(weights + g * groupBytes, nb, (BlockQ8_0*)act, corr, dy, y + g * Rows);
+            g = groups;
+        }
         if (avx512 && UseAvx512Tile)
             for (; g + 1 < groups; g += 2)
                 Rows16Avx512(weights + g * groupBytes, groupBytes, nb, (BlockQ8_0*)act, corr, dy, y + g * Rows);
         for (; g + 1 < groups; g += 2)
             Group2(weights + g * groupBytes, groupBytes, nb, (BlockQ8_0*)act, corr, dy, y + g * Rows);
-        if (g < groups)
+        if (g < groups && !dword)
             Group1(weights + g * groupBytes, nb, (BlockQ8_0*)act, corr, dy, y + g * Rows);
         for (int r = groups * Rows; r < nRows; r++) y[r] = Q4_0.DotQ4_0Q8_0(n, weights + r * rowBytes, act);
     }
@@ -58,16 +71,21 @@ internal static unsafe partial class Q4_0x8
     /// met by four activation rows (eight, two groups at a time, with AVX-512); per (row, activation) the arithmetic is <see cref="DotRows"/>'s.
     /// </summary>
     public static void DotTile(int n, byte* weights, long rowBytes, int nRows, byte* acts, long actStride, int nActs, float* y, long yStride) =>
-        DotTile(n, weights, rowBytes, nRows, acts, actStride, nActs, y, yStride, UseAvx512Tile);
+        DotTile(n, weights, rowBytes, nRows, acts, actStride, nActs, y, yStride, UseAvx512Tile, DwordLanes);
+
+    /// <summary><see cref="DotTile(int, byte*, long, int, byte*, long, int, float*, long, bool, bool)"/> in this machine's lane order.</summary>
+    internal static void DotTile(int n, byte* weights, long rowBytes, int nRows, byte* acts, long actStride, int nActs, float* y, long yStride, bool avx512) =>
+        DotTile(n, weights, rowBytes, nRows, acts, actStride, nActs, y, yStride, avx512, DwordLanes);
 
     /// <summary>
     /// <see cref="DotTile(int, byte*, long, int, byte*, long, int, float*, long)"/> with the 512-bit
-    /// two-group tile on or off (<paramref name="avx512"/> is ignored without AVX-512BW); tests run both.
+    /// two-group tile on or off (<paramref name="avx512"/> is ignored without AVX-512BW, and with
+    /// <paramref name="dword"/>, a matrix packed in 4-byte lanes); tests run both.
     /// </summary>
     [MethodImpl(MethodImplOptions.AggressiveOptimization)]
-    internal static void DotTile(int n, byte* weights, long rowBytes, int nRows, byte* acts, long actStride, int nActs, float* y, long yStride, bool avx512)
+    internal static void DotTile(int n, byte* weights, long rowBytes, int nRows, byte* acts, long actStride, int nActs, float* y, long yStride, bool avx512, bool dword)
     {
-        avx512 &= UseAvx512Tile;
+        avx512 &= UseAvx512Tile && !dword;
         QuantMath.CheckBlocks(n, QK, "Q4_0");
         int nb = n / QK;
         if (!IsSupported || nb > MaxStackBlocks / 4)
@@ -77,7 +95,7 @@ internal static unsafe partial class Q4_0x8
             fixed (float* t = tmp)
                 for (int a = 0; a < nActs; a++)
                 {
-                    DotRows(n, weights, rowBytes, nRows, acts + a * actStride, t);
+                    DotRows(n, weights, rowBytes, nRows, acts + a * actStride, t, avx512, dword);
                     for (int r = 0; r < nRows; r++) y[a * yStride + r] = t[r];
                 }
             return;
@@ -101,7 +119,15 @@ internal static unsafe partial class Q4_0x8
             {
                 byte* gw = weights + (long)g * Rows * rowBytes;
                 float* yg = y + a0 * yStride + g * Rows;
-                if (na == 8 && g + 1 < groups)
+                if (dword)
+                {
+                    if (na == 4)
+                        GroupD4(gw, nb, acts + a0 * actStride, actStride, corr, dy, yg, yStride);
+                    else
+                        for (int a = 0; a < na; a++)
+                            GroupD1(gw, nb, (BlockQ8_0*)(acts + (a0 + a) * actStride), corr + a * nb, dy + a * nb, yg + a * yStride);
+                }
+                else if (na == 8 && g + 1 < groups)
                 {
                     Group8x2Avx512(gw, Rows * rowBytes, nb, acts + a0 * actStride, actStride, corr, dy, yg, yStride);
                     g++;

@@ -24,6 +24,10 @@ namespace EdgeLlm.Quant;
 ///   [80, 112)   V2      qs[8..16) of rows 0, 1, 4, 5
 ///   [112, 144)  V3      qs[8..16) of rows 2, 3, 6, 7
 /// </code>
+/// With <see cref="DwordLanes"/> (the AVX2-only machines) the 128 quant bytes are in 4-byte lanes
+/// instead, as in <see cref="Q5_0x8"/>: vector k (k = 0..3, at 16 + 32k) holds in lane r row r's
+/// qs[4k..4k+4), so one <c>vpmaddwd</c> leaves the eight rows' sums in row order with no horizontal
+/// add (see <see cref="DwordLanes"/>).
 /// qs is the plain block's nibble array (ggml block_q4_0): byte j holds x[j] in its low nibble and
 /// x[j + 16] in its high nibble, so V0's low nibbles meet activations 0..7, V2's low nibbles
 /// 8..15, V0's high nibbles 16..23 and V2's high nibbles 24..31. The 1, 4 / 2, 3 interleave makes
@@ -57,8 +61,11 @@ internal static unsafe partial class Q4_0x8
     /// writing nothing useful, when a scale is inf or NaN: the kernels widen scales with a bit
     /// trick that holds for every finite fp16 (normal, subnormal, zero) but not for those.
     /// </summary>
+    public static bool Pack(byte* src, byte* dst, int rows, int n) => Pack(src, dst, rows, n, DwordLanes);
+
+    /// <summary><see cref="Pack(byte*, byte*, int, int)"/> in the 8-byte (<paramref name="dword"/> false) or 4-byte lane order; tests pack both.</summary>
     [System.Runtime.CompilerServices.MethodImpl(System.Runtime.CompilerServices.MethodImplOptions.AggressiveOptimization)]
-    public static bool Pack(byte* src, byte* dst, int rows, int n)
+    internal static bool Pack(byte* src, byte* dst, int rows, int n, bool dword)
     {
         QuantMath.CheckBlocks(n, QK, "Q4_0");
         int nb = n / QK;
@@ -77,6 +84,12 @@ internal static unsafe partial class Q4_0x8
                     if ((b->D & 0x7C00) == 0x7C00) return false;
                     ((ushort*)o)[r] = b->D;
                 }
+                if (dword)
+                {
+                    for (int r = 0; r < Rows; r++)
+                        RowGroupLoops.MoveLanes(o + 16, r, ((BlockQ4_0*)(gsrc + r * rowBytes) + ib)->Qs, pack: true);
+                    continue;
+                }
                 for (int v = 0; v < 4; v++)
                 {
                     int chunk = v >> 1, half = v & 1;
@@ -94,7 +107,10 @@ internal static unsafe partial class Q4_0x8
     }
 
     /// <summary>The inverse of <see cref="Pack"/> (tests check the round trip).</summary>
-    public static void Unpack(byte* src, byte* dst, int rows, int n)
+    public static void Unpack(byte* src, byte* dst, int rows, int n) => Unpack(src, dst, rows, n, DwordLanes);
+
+    /// <summary>The inverse of <see cref="Pack(byte*, byte*, int, int, bool)"/>.</summary>
+    internal static void Unpack(byte* src, byte* dst, int rows, int n, bool dword)
     {
         QuantMath.CheckBlocks(n, QK, "Q4_0");
         int nb = n / QK;
@@ -108,6 +124,12 @@ internal static unsafe partial class Q4_0x8
             {
                 byte* o = gsrc + (long)ib * GroupBlockBytes;
                 for (int r = 0; r < Rows; r++) ((BlockQ4_0*)(gdst + r * rowBytes) + ib)->D = ((ushort*)o)[r];
+                if (dword)
+                {
+                    for (int r = 0; r < Rows; r++)
+                        RowGroupLoops.MoveLanes(o + 16, r, ((BlockQ4_0*)(gdst + r * rowBytes) + ib)->Qs, pack: false);
+                    continue;
+                }
                 for (int v = 0; v < 4; v++)
                 {
                     int chunk = v >> 1, half = v & 1;
@@ -127,7 +149,11 @@ internal static unsafe partial class Q4_0x8
     /// Scalar statement of the packed arithmetic: y[r] for <paramref name="nRows"/> rows starting at
     /// a group boundary (whole groups packed, a last partial group plain) against one Q8_0 row.
     /// </summary>
-    public static void DotRowsReference(int n, byte* weights, long rowBytes, int nRows, byte* act, float* y)
+    public static void DotRowsReference(int n, byte* weights, long rowBytes, int nRows, byte* act, float* y) =>
+        DotRowsReference(n, weights, rowBytes, nRows, act, y, DwordLanes);
+
+    /// <summary><see cref="DotRowsReference(int, byte*, long, int, byte*, float*)"/> of a matrix packed in either lane order.</summary>
+    internal static void DotRowsReference(int n, byte* weights, long rowBytes, int nRows, byte* act, float* y, bool dword)
     {
         QuantMath.CheckBlocks(n, QK, "Q4_0");
         int nb = n / QK;
@@ -149,8 +175,10 @@ internal static unsafe partial class Q4_0x8
                     byte* q = o + 16 + (chunk * 2 + half) * 32 + lane * 8;
                     for (int j = 0; j < 8; j++)
                     {
-                        sumi += ((q[j] & 0x0F) - 8) * a[ib].Qs[chunk * 8 + j];
-                        sumi += ((q[j] >> 4) - 8) * a[ib].Qs[16 + chunk * 8 + j];
+                        // qs byte chunk·8 + j of this row: in 4-byte lanes, word (chunk·8 + j) / 4 of vector 0..3, lane ri
+                        byte qb = dword ? o[16 + 32 * ((chunk * 8 + j) >> 2) + 4 * ri + (j & 3)] : q[j];
+                        sumi += ((qb & 0x0F) - 8) * a[ib].Qs[chunk * 8 + j];
+                        sumi += ((qb >> 4) - 8) * a[ib].Qs[16 + chunk * 8 + j];
                     }
                 }
                 float d = QuantMath.Fp16ToFp32(((ushort*)o)[ri]) * QuantMath.Fp16ToFp32(a[ib].D);
