@@ -100,7 +100,12 @@ public unsafe class Q8_0x8Tests
     [InlineData("HugeScale")]
     [InlineData("NegativeScale")]
     [InlineData("TinyScale")]
-    public void Kernels_EqualTheScalarStatement_AndTilesEqualRows(string fillName)
+    // Activations in the quantizer's range (no -128): the AVX2 tile takes its |w|·sign(a, w) form (Group4W).
+    [InlineData("Random", true)]
+    [InlineData("AllMin", true)]
+    [InlineData("AllMax", true)]
+    [InlineData("HugeScale", true)]
+    public void Kernels_EqualTheScalarStatement_AndTilesEqualRows(string fillName, bool quantizerRange = false)
     {
         var fill = Enum.Parse<SelfTest.Fill>(fillName);
         if (!Q8_0x8.IsSupported)
@@ -123,6 +128,11 @@ public unsafe class Q8_0x8Tests
             long actStride = actBytes + 32;
             var acts = new byte[actStride * maxActs];
             for (int k = 0; k < maxActs; k++) SelfTest.MakeBlocks(GgmlType.Q8_0, n, fill, rng).CopyTo(acts, k * actStride);
+            if (quantizerRange)
+                for (int k = 0; k < maxActs; k++)
+                    for (int b = 0; b < blocks; b++)
+                        for (int j = 0; j < 32; j++)
+                            if (acts[k * actStride + b * 34 + 2 + j] == 0x80) acts[k * actStride + b * 34 + 2 + j] = 0x81;
             long yStride = Rows + 3;
             var tile = new float[yStride * maxActs];
             var rows = new float[Rows];
@@ -164,7 +174,7 @@ public unsafe class Q8_0x8Tests
                 }
             }
         }
-        _out.WriteLine($"{fill}: {pairs} pairs: rows == scalar statement == tiles (1..9 activations, {(Q8_0x8.UseAvx512Tile ? "AVX-512" : "AVX2")} tile) bit for bit; worst relative difference to the plain dot {worst:E2}");
+        _out.WriteLine($"{fill}{(quantizerRange ? " (activations within ±127)" : "")}: {pairs} pairs: rows == scalar statement == tiles (1..9 activations, {(Q8_0x8.UseAvx512Tile ? "AVX-512" : "AVX2")} tile) bit for bit; worst relative difference to the plain dot {worst:E2}");
     }
 
     [Fact]

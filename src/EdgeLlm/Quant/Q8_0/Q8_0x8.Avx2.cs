@@ -64,6 +64,7 @@ internal static unsafe partial class Q8_0x8
         }
         else
         {
+            bool clean = false;
             for (int a0 = 0; a0 < nActs; a0 += 4)
             {
                 int na = Math.Min(4, nActs - a0);
@@ -73,7 +74,9 @@ internal static unsafe partial class Q8_0x8
                     float* yg = y + a0 * yStride + g * Rows;
                     if (na == 4)
                     {
-                        Group4(gw, nb, acts + a0 * actStride, actStride, yg, yStride);
+                        if (g == 0) clean = NoMinus128(acts + a0 * actStride, actStride, nb);
+                        if (clean) Group4W(gw, nb, acts + a0 * actStride, actStride, yg, yStride);
+                        else Group4(gw, nb, acts + a0 * actStride, actStride, yg, yStride);
                         continue;
                     }
                     for (int a = 0; a < na; a++)
@@ -268,5 +271,82 @@ internal static unsafe partial class Q8_0x8
         s2 += Dot4(w, Avx2.Abs(b2), b2);
         var b3 = Broadcast4(q3, k);
         s3 += Dot4(w, Avx2.Abs(b3), b3);
+    }
+
+    /// <summary>
+    /// True when none of the four activation rows' quants is -128 (what <see cref="Group4W"/> needs).
+    /// ggml's Q8_0 quantizer writes ±127 at most, so activations from <see cref="ActivationQuantizer"/>
+    /// always pass; the scan (4 · 32 · nb bytes) costs about 1% of the products it guards.
+    /// </summary>
+    [MethodImpl(MethodImplOptions.AggressiveInlining)]
+    private static bool NoMinus128(byte* acts, long actStride, int nb)
+    {
+        var min = Vector256.Create(sbyte.MinValue);
+        var hit = Vector256<sbyte>.Zero;
+        for (int a = 0; a < 4; a++)
+        {
+            var blocks = (BlockQ8_0*)(acts + a * actStride);
+            for (int ib = 0; ib < nb; ib++)
+                hit |= Vector256.Equals(Vector256.Load(blocks[ib].Qs), min);
+        }
+        return hit == Vector256<sbyte>.Zero;
+    }
+
+    /// <summary>
+    /// <see cref="Group4"/> with the sign moved the other way: |w| (unsigned) times sign(a, w), so the
+    /// absolute value is taken once per weight vector for the four activations instead of once per
+    /// activation and vector (a C prototype of the tile: 41–43 → 45–48 GMAC/s on one Zen 3 core; NativeAOT
+    /// `x64-avx2`, TinyLlama-shape Q8_0 pp128 on 2 threads, 14 alternating pairs on 2026-12-01: faster in 10,
+    /// mean 80.0 → 86.0 t/s). Exact
+    /// when the weights are within ±127 (<see cref="Pack"/>) and the activations too (sign(a, w) of
+    /// a = -128 would overflow a byte): callers check with <see cref="NoMinus128"/>. Same integer sums,
+    /// so the same bits as <see cref="Group4"/>.
+    /// </summary>
+    [MethodImpl(MethodImplOptions.AggressiveOptimization | MethodImplOptions.NoInlining)]
+    private static void Group4W(byte* g, int nb, byte* acts, long actStride, float* y, long yStride)
+    {
+        var accs = default(TileAccumulators); // [0..3]: even blocks of activations 0..3, [4..7]: odd blocks
+        var acc = (Vector256<float>*)&accs;
+        var a0 = (BlockQ8_0*)acts;
+        var a1 = (BlockQ8_0*)(acts + actStride);
+        var a2 = (BlockQ8_0*)(acts + 2 * actStride);
+        var a3 = (BlockQ8_0*)(acts + 3 * actStride);
+        for (int ib = 0; ib < nb; ib++)
+        {
+            byte* o = g + (long)ib * GroupBlockBytes;
+            sbyte* q0 = a0[ib].Qs, q1 = a1[ib].Qs, q2 = a2[ib].Qs, q3 = a3[ib].Qs;
+            Vector256<int> s0 = default, s1 = default, s2 = default, s3 = default;
+            Step4QuadW(o, 0, q0, q1, q2, q3, ref s0, ref s1, ref s2, ref s3);
+            Step4QuadW(o, 1, q0, q1, q2, q3, ref s0, ref s1, ref s2, ref s3);
+            Step4QuadW(o, 2, q0, q1, q2, q3, ref s0, ref s1, ref s2, ref s3);
+            Step4QuadW(o, 3, q0, q1, q2, q3, ref s0, ref s1, ref s2, ref s3);
+            Step4QuadW(o, 4, q0, q1, q2, q3, ref s0, ref s1, ref s2, ref s3);
+            Step4QuadW(o, 5, q0, q1, q2, q3, ref s0, ref s1, ref s2, ref s3);
+            Step4QuadW(o, 6, q0, q1, q2, q3, ref s0, ref s1, ref s2, ref s3);
+            Step4QuadW(o, 7, q0, q1, q2, q3, ref s0, ref s1, ref s2, ref s3);
+            var dx = Scales(o);
+            var c = acc + 4 * (ib & 1);
+            c[0] = Fma.MultiplyAdd(dx * Vector256.Create(QuantMath.Fp16ToFp32Fast(a0[ib].D)), Avx.ConvertToVector256Single(s0), c[0]);
+            c[1] = Fma.MultiplyAdd(dx * Vector256.Create(QuantMath.Fp16ToFp32Fast(a1[ib].D)), Avx.ConvertToVector256Single(s1), c[1]);
+            c[2] = Fma.MultiplyAdd(dx * Vector256.Create(QuantMath.Fp16ToFp32Fast(a2[ib].D)), Avx.ConvertToVector256Single(s2), c[2]);
+            c[3] = Fma.MultiplyAdd(dx * Vector256.Create(QuantMath.Fp16ToFp32Fast(a3[ib].D)), Avx.ConvertToVector256Single(s3), c[3]);
+        }
+        (acc[0] + acc[4]).Store(y);
+        (acc[1] + acc[5]).Store(y + yStride);
+        (acc[2] + acc[6]).Store(y + 2 * yStride);
+        (acc[3] + acc[7]).Store(y + 3 * yStride);
+    }
+
+    /// <summary><see cref="Step4Quad"/> for <see cref="Group4W"/>: |w| once, sign(a, w) per activation.</summary>
+    [MethodImpl(MethodImplOptions.AggressiveInlining)]
+    private static void Step4QuadW(byte* o, int k, sbyte* q0, sbyte* q1, sbyte* q2, sbyte* q3,
+        ref Vector256<int> s0, ref Vector256<int> s1, ref Vector256<int> s2, ref Vector256<int> s3)
+    {
+        var w = Vector256.Load((sbyte*)(o + QsOffset + 32 * k));
+        var absW = Avx2.Abs(w);
+        s0 += Avx2.MultiplyAddAdjacent(Avx2.MultiplyAddAdjacent(absW, Avx2.Sign(Broadcast4(q0, k), w)), Vector256<short>.One);
+        s1 += Avx2.MultiplyAddAdjacent(Avx2.MultiplyAddAdjacent(absW, Avx2.Sign(Broadcast4(q1, k), w)), Vector256<short>.One);
+        s2 += Avx2.MultiplyAddAdjacent(Avx2.MultiplyAddAdjacent(absW, Avx2.Sign(Broadcast4(q2, k), w)), Vector256<short>.One);
+        s3 += Avx2.MultiplyAddAdjacent(Avx2.MultiplyAddAdjacent(absW, Avx2.Sign(Broadcast4(q3, k), w)), Vector256<short>.One);
     }
 }

@@ -30,7 +30,10 @@ namespace EdgeLlm.Quant;
 /// are within ±127 (then sign(w, a) fits a byte and a pair of products is within
 /// ±2·128·127 &lt; 2^15, no saturation) for ANY int8 activation. ggml's quantizers never write
 /// -128 (q = round(x·127/amax)); a matrix holding one is refused by <see cref="Pack"/> and stays
-/// plain, as one with an inf/NaN scale is (the kernels widen scales with
+/// plain, as one with an inf/NaN scale is. The AVX2 prompt tile turns it around where it can,
+/// |w| times sign(a, w), so |w| is taken once for four activations (<c>Q8_0x8.Group4W</c>); that needs
+/// the activations within ±127 too, which the Q8_0 quantizer guarantees, and the tile checks it per
+/// four activation rows, falling back to the form above (the kernels widen scales with
 /// <see cref="QuantMath.HalfBitsToSingle(System.Runtime.Intrinsics.Vector256{int})"/>, exact for every finite fp16 only).
 /// </para>
 /// <para>
