@@ -23,6 +23,27 @@ internal static class QuantMath
     [MethodImpl(MethodImplOptions.AggressiveInlining)]
     public static float Fp16ToFp32(ushort h) => Fp16ToFp32Fast(h);
 
+    /// <summary>
+    /// True when no quant of <paramref name="rows"/> Q8_0 activation rows (<paramref name="nb"/> blocks,
+    /// <paramref name="stride"/> bytes apart) is -128. The AVX2 tiles that multiply |w| by sign(a, w)
+    /// (<c>Q8_0x8.Group4W</c>, <c>IQ4_NLx8.Group4W</c>) are exact only without it; ggml's Q8_0 quantizer
+    /// (round(x·127/amax)) writes ±127 at most, so activations from <see cref="ActivationQuantizer"/>
+    /// always pass. Scanning four rows costs about 1% of the product they feed.
+    /// </summary>
+    [MethodImpl(MethodImplOptions.AggressiveInlining)]
+    public static unsafe bool NoMinus128(byte* acts, long stride, int rows, int nb)
+    {
+        var min = Vector256.Create(sbyte.MinValue);
+        var hit = Vector256<sbyte>.Zero;
+        for (int a = 0; a < rows; a++)
+        {
+            var blocks = (BlockQ8_0*)(acts + a * stride);
+            for (int ib = 0; ib < nb; ib++)
+                hit |= Vector256.Equals(Vector256.Load(blocks[ib].Qs), min);
+        }
+        return hit == Vector256<sbyte>.Zero;
+    }
+
     /// <summary>f16 bits to f32 through the table (bit-identical to <see cref="Fp16ToFp32"/>).</summary>
     [MethodImpl(MethodImplOptions.AggressiveInlining)]
     public static unsafe float Fp16ToFp32Fast(ushort h) => LookupTables.Fp16[h];

@@ -170,7 +170,11 @@ public abstract unsafe class RepackedLayoutTests
     [InlineData("TinyScale")]
     [InlineData("NegativeScale")]
     [InlineData("ZeroScale")]
-    public void Kernels_EqualTheScalarStatement_AndTilesEqualRows(string fillName)
+    // Q8_0 activations in the quantizer's range (no -128): tiles that multiply |w| by sign(a, w) take that form.
+    [InlineData("Random", true)]
+    [InlineData("AllMin", true)]
+    [InlineData("AllMax", true)]
+    public void Kernels_EqualTheScalarStatement_AndTilesEqualRows(string fillName, bool quantizerRange = false)
     {
         var fill = Enum.Parse<SelfTest.Fill>(fillName);
         if (!IsSupported)
@@ -193,6 +197,11 @@ public abstract unsafe class RepackedLayoutTests
             long actStride = actBytes + 30;
             var acts = new byte[actStride * MaxActs];
             for (int k = 0; k < MaxActs; k++) SelfTest.MakeBlocks(Act, n, fill, rng).CopyTo(acts, k * actStride);
+            if (quantizerRange && Act == GgmlType.Q8_0)
+                for (int k = 0; k < MaxActs; k++)
+                    for (int b = 0; b < blocks; b++)
+                        for (int j = 0; j < 32; j++)
+                            if (acts[k * actStride + b * 34 + 2 + j] == 0x80) acts[k * actStride + b * 34 + 2 + j] = 0x81;
             long yStride = Rows + 3;
             var tile = new float[yStride * MaxActs];
             var rows = new float[Rows * MaxActs];
@@ -244,7 +253,7 @@ public abstract unsafe class RepackedLayoutTests
                 }
             }
         }
-        Out.WriteLine($"{fill}: {pairs} finite pairs: AVX2 rows == scalar statement bit for bit, {tiles} tile widths == rows bit for bit; worst |packed - plain| / magnitude = {worst:E2}");
+        Out.WriteLine($"{fill}{(quantizerRange ? " (activations within ±127)" : "")}: {pairs} finite pairs: AVX2 rows == scalar statement bit for bit, {tiles} tile widths == rows bit for bit; worst |packed - plain| / magnitude = {worst:E2}");
     }
 
     /// <summary>

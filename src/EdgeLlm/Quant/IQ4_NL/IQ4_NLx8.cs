@@ -285,6 +285,62 @@ internal static unsafe partial class IQ4_NLx8
         s3 += DotP(w, x3 + at, p + 3 * prepRow + at, ones);
     }
 
+    /// <summary>The grid's magnitudes |w| (all ≤ 127), for <see cref="Group4W"/>.</summary>
+    private static readonly Vector256<sbyte> s_absGrid = Avx2.IsSupported ? Avx2.Abs(s_grid).AsSByte() : default;
+
+    /// <summary>
+    /// <see cref="Group4"/> with the sign moved the other way: the grid's magnitudes |w| (one lookup per
+    /// quant vector, shared by the four activations) times sign(a, w), where the prepared tile reads |a|
+    /// per activation and vector. Exact when no activation quant is -128 (<see cref="QuantMath.NoMinus128"/>,
+    /// checked by the caller); the same integer sums, so the same bits as Group4 and Group4P.
+    /// </summary>
+    [MethodImpl(MethodImplOptions.AggressiveOptimization)]
+    private static void Group4W(byte* g, int nb, BlockQ8_0* a0, BlockQ8_0* a1, BlockQ8_0* a2, BlockQ8_0* a3, float* y, long yStride)
+    {
+        var ones = Vector256.Create((short)1);
+        Vector256<float> acc0 = default, acc1 = default, acc2 = default, acc3 = default;
+        for (int ib = 0; ib < nb; ib++)
+        {
+            byte* o = g + (long)ib * GroupBlockBytes;
+            sbyte* x0 = a0[ib].Qs, x1 = a1[ib].Qs, x2 = a2[ib].Qs, x3 = a3[ib].Qs;
+            Vector256<int> s0 = default, s1 = default, s2 = default, s3 = default;
+            // Written out, as Group4P (NativeAOT kept a loop's four sums in memory).
+            Mac4W(o, 0, false, 0, x0, x1, x2, x3, ones, ref s0, ref s1, ref s2, ref s3);
+            Mac4W(o, 1, false, 4, x0, x1, x2, x3, ones, ref s0, ref s1, ref s2, ref s3);
+            Mac4W(o, 2, false, 8, x0, x1, x2, x3, ones, ref s0, ref s1, ref s2, ref s3);
+            Mac4W(o, 3, false, 12, x0, x1, x2, x3, ones, ref s0, ref s1, ref s2, ref s3);
+            Mac4W(o, 0, true, 16, x0, x1, x2, x3, ones, ref s0, ref s1, ref s2, ref s3);
+            Mac4W(o, 1, true, 20, x0, x1, x2, x3, ones, ref s0, ref s1, ref s2, ref s3);
+            Mac4W(o, 2, true, 24, x0, x1, x2, x3, ones, ref s0, ref s1, ref s2, ref s3);
+            Mac4W(o, 3, true, 28, x0, x1, x2, x3, ones, ref s0, ref s1, ref s2, ref s3);
+            var dx = Widen(o + OffD);
+            acc0 = Fma.MultiplyAdd(dx * Vector256.Create(QuantMath.Fp16ToFp32Fast(a0[ib].D)), Avx.ConvertToVector256Single(s0), acc0);
+            acc1 = Fma.MultiplyAdd(dx * Vector256.Create(QuantMath.Fp16ToFp32Fast(a1[ib].D)), Avx.ConvertToVector256Single(s1), acc1);
+            acc2 = Fma.MultiplyAdd(dx * Vector256.Create(QuantMath.Fp16ToFp32Fast(a2[ib].D)), Avx.ConvertToVector256Single(s2), acc2);
+            acc3 = Fma.MultiplyAdd(dx * Vector256.Create(QuantMath.Fp16ToFp32Fast(a3[ib].D)), Avx.ConvertToVector256Single(s3), acc3);
+        }
+        acc0.Store(y);
+        acc1.Store(y + yStride);
+        acc2.Store(y + 2 * yStride);
+        acc3.Store(y + 3 * yStride);
+    }
+
+    /// <summary>Quant vector k's low or high nibbles as grid values w and magnitudes |w|, against four rows' activation bytes at <paramref name="at"/>.</summary>
+    [MethodImpl(MethodImplOptions.AggressiveInlining)]
+    private static void Mac4W(byte* o, int k, bool high, int at, sbyte* x0, sbyte* x1, sbyte* x2, sbyte* x3, Vector256<short> ones,
+        ref Vector256<int> s0, ref Vector256<int> s1, ref Vector256<int> s2, ref Vector256<int> s3)
+    {
+        var m = Vector256.Create((byte)0x0F);
+        var v = Vector256.Load(o + OffQ + 32 * k);
+        var idx = (high ? Avx2.ShiftRightLogical(v.AsUInt16(), 4).AsByte() & m : v & m).AsSByte();
+        var w = Avx2.Shuffle(s_grid, idx);
+        var absW = Avx2.Shuffle(s_absGrid, idx).AsByte();
+        s0 += Avx2.MultiplyAddAdjacent(Avx2.MultiplyAddAdjacent(absW, Avx2.Sign(Vector256.Create(*(int*)(x0 + at)).AsSByte(), w)), ones);
+        s1 += Avx2.MultiplyAddAdjacent(Avx2.MultiplyAddAdjacent(absW, Avx2.Sign(Vector256.Create(*(int*)(x1 + at)).AsSByte(), w)), ones);
+        s2 += Avx2.MultiplyAddAdjacent(Avx2.MultiplyAddAdjacent(absW, Avx2.Sign(Vector256.Create(*(int*)(x2 + at)).AsSByte(), w)), ones);
+        s3 += Avx2.MultiplyAddAdjacent(Avx2.MultiplyAddAdjacent(absW, Avx2.Sign(Vector256.Create(*(int*)(x3 + at)).AsSByte(), w)), ones);
+    }
+
     /// <summary><see cref="Dot"/> with the magnitudes |a| read prepared at <paramref name="magnitudes"/>.</summary>
     [MethodImpl(MethodImplOptions.AggressiveInlining)]
     private static Vector256<int> DotP(Vector256<sbyte> w, sbyte* x, byte* magnitudes, Vector256<short> ones)
@@ -336,6 +392,16 @@ internal static unsafe partial class IQ4_NLx8
                         var x1 = (BlockQ8_0*)(a + actStride);
                         var x2 = (BlockQ8_0*)(a + 2 * actStride);
                         var x3 = (BlockQ8_0*)(a + 3 * actStride);
+                        if (!avx512 && QuantMath.NoMinus128(a, actStride, 4, nb))
+                        {
+                            // Activations in the quantizer's range: |w|·sign(a, w), nothing to prepare.
+                            for (int gw = 0; gw < groups; gw++)
+                                Group4W(weights + gw * groupBytes, nb, x0, x1, x2, x3, y + a0 * yStride + gw * Rows, yStride);
+                            for (int r = groups * Rows; r < nRows; r++)
+                                for (int k = 0; k < 4; k++)
+                                    y[(a0 + k) * yStride + r] = PlainDot(n, weights + r * rowBytes, a + k * actStride);
+                            continue;
+                        }
                         Prepare(x0, nb, prep);
                         Prepare(x1, nb, prep + prepRow);
                         Prepare(x2, nb, prep + 2 * prepRow);

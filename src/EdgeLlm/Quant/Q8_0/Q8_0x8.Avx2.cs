@@ -74,7 +74,7 @@ internal static unsafe partial class Q8_0x8
                     float* yg = y + a0 * yStride + g * Rows;
                     if (na == 4)
                     {
-                        if (g == 0) clean = NoMinus128(acts + a0 * actStride, actStride, nb);
+                        if (g == 0) clean = QuantMath.NoMinus128(acts + a0 * actStride, actStride, 4, nb);
                         if (clean) Group4W(gw, nb, acts + a0 * actStride, actStride, yg, yStride);
                         else Group4(gw, nb, acts + a0 * actStride, actStride, yg, yStride);
                         continue;
@@ -274,32 +274,13 @@ internal static unsafe partial class Q8_0x8
     }
 
     /// <summary>
-    /// True when none of the four activation rows' quants is -128 (what <see cref="Group4W"/> needs).
-    /// ggml's Q8_0 quantizer writes ±127 at most, so activations from <see cref="ActivationQuantizer"/>
-    /// always pass; the scan (4 · 32 · nb bytes) costs about 1% of the products it guards.
-    /// </summary>
-    [MethodImpl(MethodImplOptions.AggressiveInlining)]
-    private static bool NoMinus128(byte* acts, long actStride, int nb)
-    {
-        var min = Vector256.Create(sbyte.MinValue);
-        var hit = Vector256<sbyte>.Zero;
-        for (int a = 0; a < 4; a++)
-        {
-            var blocks = (BlockQ8_0*)(acts + a * actStride);
-            for (int ib = 0; ib < nb; ib++)
-                hit |= Vector256.Equals(Vector256.Load(blocks[ib].Qs), min);
-        }
-        return hit == Vector256<sbyte>.Zero;
-    }
-
-    /// <summary>
     /// <see cref="Group4"/> with the sign moved the other way: |w| (unsigned) times sign(a, w), so the
     /// absolute value is taken once per weight vector for the four activations instead of once per
     /// activation and vector (a C prototype of the tile: 41–43 → 45–48 GMAC/s on one Zen 3 core; NativeAOT
     /// `x64-avx2`, TinyLlama-shape Q8_0 pp128 on 2 threads, 14 alternating pairs on 2026-12-01: faster in 10,
     /// mean 80.0 → 86.0 t/s). Exact
     /// when the weights are within ±127 (<see cref="Pack"/>) and the activations too (sign(a, w) of
-    /// a = -128 would overflow a byte): callers check with <see cref="NoMinus128"/>. Same integer sums,
+    /// a = -128 would overflow a byte): callers check with <see cref="QuantMath.NoMinus128"/>. Same integer sums,
     /// so the same bits as <see cref="Group4"/>.
     /// </summary>
     [MethodImpl(MethodImplOptions.AggressiveOptimization | MethodImplOptions.NoInlining)]
