@@ -78,6 +78,12 @@ public sealed unsafe class GgufFile : IDisposable
     public static GgufFile Open(string path)
     {
         var fullPath = System.IO.Path.GetFullPath(path);
+        if (Directory.Exists(fullPath))
+        {
+            // FileInfo would say "Could not find file", which misleads when the path is there.
+            throw new FileNotFoundException($"'{fullPath}' is a directory, not a GGUF file", fullPath);
+        }
+
         long size = new FileInfo(fullPath).Length; // throws FileNotFoundException when missing
         if (size < 8)
         {

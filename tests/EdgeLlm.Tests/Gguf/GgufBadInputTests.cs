@@ -286,6 +286,13 @@ public unsafe class GgufBadInputTests
         Assert.Throws<FileNotFoundException>(() => GgufFile.Open("/nonexistent/model.gguf"));
 
     [Fact]
+    public void Directory_IsNamedAsOne()
+    {
+        var e = Assert.Throws<FileNotFoundException>(() => GgufFile.Open(Path.GetTempPath()));
+        Assert.Contains("is a directory", e.Message, StringComparison.Ordinal);
+    }
+
+    [Fact]
     public void AllSharedModels_Parse()
     {
         foreach (var path in Directory.GetFiles(SharedData.Models, "*.gguf").Concat(Directory.GetFiles(SharedData.Tokenizer, "*.gguf")))
