@@ -28,10 +28,26 @@ public static class ExitCodes
         catch (Exception ex)
         {
             var (code, kind) = Classify(ex);
-            Console.Error.WriteLine($"edgellm: {kind}: {ex.Message}");
+            Console.Error.WriteLine($"edgellm: {kind}: {MessageOf(ex)}");
             if (verbose) Console.Error.WriteLine(ex);
             return code;
         }
+    }
+
+    /// <summary>
+    /// The message a user reads: an <see cref="ArgumentException"/>'s " (Parameter 'x')" names a .NET
+    /// parameter, not a command-line option, so it is left out (the message itself names the value).
+    /// </summary>
+    internal static string MessageOf(Exception ex)
+    {
+        string message = ex.Message;
+        if (ex is ArgumentException { ParamName: { } name })
+        {
+            string suffix = $" (Parameter '{name}')";
+            if (message.EndsWith(suffix, StringComparison.Ordinal)) message = message[..^suffix.Length];
+        }
+
+        return message;
     }
 
     private static (int Code, string Kind) Classify(Exception ex) => ex switch

@@ -462,6 +462,7 @@ public class CliQuantizeTests
         var r = CliRunner.Run(["quantize", SharedData.Model("syn-llama-f32"), "/tmp/never.gguf", "q9_9"]);
         Assert.Equal(1, r.ExitCode);
         Assert.Contains("q9_9", r.Stderr, StringComparison.Ordinal);
+        Assert.DoesNotContain("(Parameter", r.Stderr, StringComparison.Ordinal); // a .NET parameter name means nothing on the command line
     }
 
     [Fact]
