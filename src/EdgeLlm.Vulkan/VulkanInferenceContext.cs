@@ -51,7 +51,7 @@ public sealed unsafe class VulkanInferenceContext : Engine.IEvalContext, Engine.
     private sealed record Weight(VulkanBuffer Buffer, GgmlType Type, int Rows, int Cols, string Kind);
 
     private sealed record Layer(VulkanBuffer AttnNorm, Weight Wq, Weight Wk, Weight Wv, Weight Wo, VulkanBuffer? Bq, VulkanBuffer? Bk, VulkanBuffer? Bv,
-        VulkanBuffer FfnNorm, Weight Gate, Weight Up, Weight Down, VulkanBuffer KCache, VulkanBuffer VCache);
+        VulkanBuffer FfnNorm, Weight Gate, Weight Up, Weight Down, VulkanBuffer KCache, VulkanBuffer VCache, VulkanBuffer? QNorm, VulkanBuffer? KNorm);
 
     /// <summary>
     /// Uploads <paramref name="model"/>'s weights to <paramref name="device"/> (or to the best
@@ -105,7 +105,9 @@ public sealed unsafe class VulkanInferenceContext : Engine.IEvalContext, Engine.
                     Vector(f, p + "ffn_norm.weight", c.EmbeddingLength)!,
                     Matrix(f, p + "ffn_gate.weight", "ffn_gate"), Matrix(f, p + "ffn_up.weight", "ffn_up"), Matrix(f, p + "ffn_down.weight", "ffn_down"),
                     Track(_device.CreateBuffer(kvBytes, host: false, $"the K cache of layer {il}")),
-                    Track(_device.CreateBuffer(kvBytes, host: false, $"the V cache of layer {il}")));
+                    Track(_device.CreateBuffer(kvBytes, host: false, $"the V cache of layer {il}")),
+                    c.HasQkNorm ? Vector(f, p + "attn_q_norm.weight", c.HeadDim) : null,
+                    c.HasQkNorm ? Vector(f, p + "attn_k_norm.weight", c.HeadDim) : null);
             }
             long b = maxBatch;
             _x = Activation(b * c.EmbeddingLength, "x");
@@ -285,6 +287,14 @@ public sealed unsafe class VulkanInferenceContext : Engine.IEvalContext, Engine.
                 if (l.Bv is not null) VulkanKernels.RecordElementwise(d, cb, Mark(add), Set(add, _v, l.Bv), (long)n * c.KvLength, (uint)c.KvLength);
                 Sync(cb);
             }
+            // Qwen3: RMSNorm of every query and key head, in place (one workgroup per head row)
+            if (l.QNorm is not null && l.KNorm is not null)
+            {
+                var headNorm = Op("rms_norm.head");
+                HeadNorm(cb, headNorm, _q, l.QNorm, (long)n * c.HeadCount);
+                HeadNorm(cb, headNorm, _k, l.KNorm, (long)n * c.HeadCountKv);
+                Sync(cb);
+            }
             // rope
             VulkanKernels.RecordRope(d, cb, Mark(ropeQ), Set(ropeQ, _q, _ropeFactors, _params), n);
             VulkanKernels.RecordRope(d, cb, Mark(ropeK), Set(ropeK, _k, _ropeFactors, _params), n);
@@ -321,6 +331,14 @@ public sealed unsafe class VulkanInferenceContext : Engine.IEvalContext, Engine.
             MatVec(cb, _output, _norm, _logits, outputRows, (long)first * embd);
             Sync(cb);
         }
+    }
+
+    /// <summary>rms_norm over <paramref name="rows"/> head rows of <paramref name="x"/>, in place, in dispatches of at most 65535 workgroups.</summary>
+    private void HeadNorm(CommandBuffer cb, VulkanOp op, VulkanBuffer x, VulkanBuffer weight, long rows)
+    {
+        var set = Set(op, x, weight, x);
+        for (long row0 = 0; row0 < rows; row0 += 65535)
+            VulkanKernels.RecordRmsNorm(_device, cb, Mark(op), set, (int)row0, (int)Math.Min(65535, rows - row0));
     }
 
     /// <summary>y = W·x for <paramref name="ncols"/> activation rows: the tiled mul_mat for a batch of at least MatMulMinTokens, else mul_mat_vec.</summary>

@@ -8,7 +8,7 @@ namespace EdgeLlm.Vulkan;
 /// shader variant it runs (<paramref name="Shader"/>, an embedded .spv without the feature
 /// suffix: the subgroup variant is chosen at pipeline creation) and its specialization constants
 /// (constant_id 0.. in the shader; 0 is always the workgroup size, float constants are their
-/// IEEE-754 bits). Roles: <c>get_rows</c>, <c>rms_norm</c>, <c>rope.q</c>, <c>rope.k</c>,
+/// IEEE-754 bits). Roles: <c>get_rows</c>, <c>rms_norm</c>, <c>rms_norm.head</c> (Qwen3's per-head Q/K norms), <c>rope.q</c>, <c>rope.k</c>,
 /// <c>kv_store</c>, <c>attention</c>, <c>swiglu</c>, <c>add</c>, and per weight tensor kind and
 /// type <c>vec.KIND.TYPE</c> (mul_mat_vec) and <c>mat.KIND.TYPE</c> (mul_mat), e.g.
 /// <c>vec.attn_v.q6_k</c>.
@@ -190,6 +190,7 @@ internal static class VulkanPipelinePlan
             VulkanKernels.SwiGluSpec(),
             VulkanKernels.AddSpec(),
         };
+        if (c.HasQkNorm) list.Add(VulkanKernels.RmsNormSpec(c.HeadDim, c.RmsEps) with { Role = "rms_norm.head" });
         var seen = new HashSet<string>();
         void Matrix(string kind, GgufTensorInfo t)
         {

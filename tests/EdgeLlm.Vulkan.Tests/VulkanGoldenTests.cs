@@ -92,6 +92,47 @@ public class VulkanGoldenTests(DeviceFixture fixture, ITestOutputHelper output) 
         Assert.True(figure <= MatMulAndVariantTests.PathBound, $"token-by-token differs from batch: figure {figure:G4}");
     }
 
+    /// <summary>
+    /// Qwen3 (per-head Q/K norms, heads wider than embd / heads) on the device against the CPU
+    /// forward pass, which SynthLlamaCppTests holds to llama.cpp: a prompt batch (mul_mat) and then
+    /// tokens one at a time (mul_mat_vec), F32 and Q8_0 weights.
+    /// </summary>
+    [Theory]
+    [InlineData("F32", FloatBound)]
+    [InlineData("Q8_0", QuantBound)] // the device multiplies float activations, the CPU Q8_0-quantized ones (as llama.cpp's CPU backend)
+    public void Qwen3_MatchesTheCpu(string type, double bound)
+    {
+        var shape = new EdgeLlm.Synth.SynthShape("tiny-qwen3", "tiny qwen3", "qwen3", 128, 2, 4, 2, 384, 400, 256, 1e6f, 1e-6f, true, false,
+            EdgeLlm.Synth.SynthVocabKind.Qwen2Bpe, WriteHeadLengths: true, HeadLength: 64);
+        string path = Path.Combine(Path.GetTempPath(), $"edgellm-vk-qwen3-{Guid.NewGuid():N}.gguf");
+        try
+        {
+            EdgeLlm.Synth.ModelSynthesizer.Synthesize(shape, type, path, seed: 5);
+            using var m = Model.Load(path);
+            var rng = new Random(9);
+            int[] prompt = Enumerable.Range(0, 24).Select(_ => rng.Next(shape.VocabSize)).ToArray();
+            int[] more = Enumerable.Range(0, 4).Select(_ => rng.Next(shape.VocabSize)).ToArray();
+            float[] cpu;
+            using (var cctx = new EdgeLlm.Engine.InferenceContext(m, 64, threads: 1))
+            {
+                cpu = cctx.Eval(prompt, allLogits: true);
+                foreach (int t in more) cpu = [.. cpu, .. cctx.Eval([t])];
+            }
+            using var ctx = new VulkanInferenceContext(m, contextLength: 64, fixture.Device);
+            Assert.True(ctx.Variants.ContainsKey("rms_norm.head"), "the per-head norm pipeline is built");
+            float[] gpu = ctx.Eval(prompt, allLogits: true);
+            foreach (int t in more) gpu = [.. gpu, .. ctx.Eval([t])];
+            double figure = GoldenCase.Figure(gpu, cpu);
+            output.WriteLine($"vulkan qwen3 {type}: figure against the CPU {figure:G4} (bound {bound}), {ctx.RecordedProducts.MatMul} mul_mat + {ctx.RecordedProducts.MatVec} mul_mat_vec");
+            Assert.True(ctx.RecordedProducts.MatMul > 0 && ctx.RecordedProducts.MatVec > 0, "both matrix paths ran");
+            Assert.True(figure <= bound, $"qwen3 {type}: figure {figure:G4} exceeds {bound}");
+        }
+        finally
+        {
+            File.Delete(path);
+        }
+    }
+
     /// <summary>stories260K's 200-token greedy story, token by token on the device, identical to llama.cpp's.</summary>
     [Fact]
     public void Stories260K_GreedyStory_MatchesLlamaCpp()

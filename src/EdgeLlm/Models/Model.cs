@@ -13,7 +13,7 @@ namespace EdgeLlm.Models;
 public abstract unsafe class Model : IDisposable
 {
     /// <summary>Architectures <see cref="Load(GgufFile, ModelLoadOptions?)"/> accepts (general.architecture).</summary>
-    public static IReadOnlyList<string> SupportedArchitectures { get; } = ["llama", "qwen2"];
+    public static IReadOnlyList<string> SupportedArchitectures { get; } = ["llama", "qwen2", "qwen3"];
 
     private readonly bool _ownsFile;
     private readonly List<nint> _repacked = [];
@@ -117,6 +117,7 @@ public abstract unsafe class Model : IDisposable
         {
             "llama" => Llama.ReadConfig(file),
             "qwen2" => Qwen2.ReadConfig(file),
+            "qwen3" => Qwen3.ReadConfig(file),
             _ => throw new ModelLoadException($"architecture '{arch}' is not supported (supported: {string.Join(", ", SupportedArchitectures)})"),
         };
         if (!options.SkipMemoryCheck) CheckMemory(file, config, options.ContextLength);
@@ -124,6 +125,7 @@ public abstract unsafe class Model : IDisposable
         Model model = arch switch
         {
             "llama" => new Llama(file, config, tensors, ownsFile, options),
+            "qwen3" => new Qwen3(file, config, tensors, ownsFile, options),
             _ => new Qwen2(file, config, tensors, ownsFile, options),
         };
         model.MaxActivationRowBytes = model.AllMatrices().Max(w => ActivationQuantizer.RowBytes(w.Format.VecDotType, w.Cols));

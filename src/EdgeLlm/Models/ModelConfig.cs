@@ -7,7 +7,7 @@ namespace EdgeLlm.Models;
 /// (<c>&lt;arch&gt;.embedding_length</c> etc., as llama.cpp's llama-hparams reads them) and checked
 /// against the tensor shapes by the architecture's loader.
 /// </summary>
-/// <param name="Architecture">general.architecture, e.g. <c>llama</c> or <c>qwen2</c>.</param>
+/// <param name="Architecture">general.architecture, e.g. <c>llama</c>, <c>qwen2</c> or <c>qwen3</c>.</param>
 /// <param name="VocabSize">Number of tokens (tokenizer.ggml.tokens length, else &lt;arch&gt;.vocab_size, else token_embd rows).</param>
 /// <param name="EmbeddingLength">Width of the residual stream (n_embd).</param>
 /// <param name="BlockCount">Number of transformer blocks (n_layer).</param>
@@ -43,6 +43,13 @@ public sealed record ModelConfig(
     bool HasQkvBias,
     bool HasRopeFrequencyFactors)
 {
+    /// <summary>
+    /// Each head's queries and keys are RMS-normalized (over <see cref="HeadDim"/>, with the
+    /// per-layer weights attn_q_norm / attn_k_norm) after the projections and before the rotary
+    /// embedding (Qwen3).
+    /// </summary>
+    public bool HasQkNorm { get; init; }
+
     /// <summary>Width of the query projection output (HeadCount × HeadDim).</summary>
     public int QueryLength => HeadCount * HeadDim;
 

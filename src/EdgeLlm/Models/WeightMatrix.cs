@@ -77,6 +77,8 @@ internal sealed class LayerWeights
     public float[]? Bq { get; init; }                      // [heads * head_dim] (Qwen2)
     public float[]? Bk { get; init; }                      // [kv_heads * head_dim] (Qwen2)
     public float[]? Bv { get; init; }                      // [kv_heads * head_dim] (Qwen2)
+    public float[]? QNorm { get; init; }                   // [head_dim] (Qwen3: RMSNorm of each query head)
+    public float[]? KNorm { get; init; }                   // [head_dim] (Qwen3: RMSNorm of each key head)
     public required float[] FfnNorm { get; init; }        // [embd]
     public required WeightMatrix Gate { get; init; }       // [ff, embd]
     public required WeightMatrix Up { get; init; }         // [ff, embd]

@@ -20,7 +20,7 @@ public delegate GgmlType SynthTypePlanner(string tensorName, long[] dims);
 /// <item>the projections that write into the residual stream (attn_output, ffn_down): further
 /// scaled by 1/√(2·layers) (GPT-2's residual scaling), so the stream grows slowly;</item>
 /// <item>token_embd: N(0, 1); an untied output.weight: N(0, 1/√embd); Q/K/V biases N(0, 0.1);</item>
-/// <item>norm weights 1; rope_freqs.weight from Llama 3's formula.</item>
+/// <item>norm weights 1, except Qwen3's per-head Q/K norm weights 1 + N(0, 0.2); rope_freqs.weight from Llama 3's formula.</item>
 /// </list>
 /// "Normal" here is the Irwin–Hall sum of four uniforms scaled to unit variance (bounded at
 /// ±2√3σ): one 64-bit random number per value, which keeps a 1.1B-parameter model to seconds.
@@ -39,7 +39,7 @@ public static unsafe class ModelSynthesizer
     /// <summary>
     /// Synthesizes a model shaped like <paramref name="likeName"/> (see <see cref="SynthShapes.Names"/>).
     /// </summary>
-    /// <param name="likeName">tinyllama-1.1b, llama-3.2-1b, qwen2.5-0.5b or smollm2-360m.</param>
+    /// <param name="likeName">tinyllama-1.1b, llama-3.2-1b, qwen2.5-0.5b, smollm2-360m, qwen3-0.6b or qwen3-1.7b.</param>
     /// <param name="typeName">
     /// A llama.cpp file type (F32, F16, BF16, Q4_0, Q8_0, Q4_K_M, Q6_K, ...: tensor types as
     /// <c>llama-quantize</c> chooses them) or any other ggml type the quantizer knows (Q4_K, Q5_K, ...:
@@ -268,7 +268,7 @@ public static unsafe class ModelSynthesizer
     }
 
     /// <summary>How one tensor's values are made.</summary>
-    private enum Init { Ones, Normal, Constant }
+    private enum Init { Ones, Normal, Constant, OnePlusNormal }
 
     private sealed record TensorSpec(string Name, long[] Dims, Init Init, float Std, float[]? Values = null);
 
@@ -298,6 +298,12 @@ public static unsafe class ModelSynthesizer
             if (s.QkvBias) list.Add(new(p + "attn_q.bias", [q], Init.Normal, 0.1f));
             list.Add(new(p + "attn_k.weight", [embd, kv], Init.Normal, Proj(embd)));
             if (s.QkvBias) list.Add(new(p + "attn_k.bias", [kv], Init.Normal, 0.1f));
+            if (s.QkNorm)
+            {
+                // Not all ones, so that a wrong weight index or a skipped norm changes the logits.
+                list.Add(new(p + "attn_q_norm.weight", [s.HeadDim], Init.OnePlusNormal, 0.2f));
+                list.Add(new(p + "attn_k_norm.weight", [s.HeadDim], Init.OnePlusNormal, 0.2f));
+            }
             list.Add(new(p + "attn_v.weight", [embd, kv], Init.Normal, Proj(embd)));
             if (s.QkvBias) list.Add(new(p + "attn_v.bias", [kv], Init.Normal, 0.1f));
             list.Add(new(p + "attn_output.weight", [q, embd], Init.Normal, Proj(q) * residual));
@@ -414,7 +420,7 @@ public static unsafe class ModelSynthesizer
                 {
                     ulong r = SplitMix64(ref state);
                     long sum = (long)(r & 0xFFFF) + (long)((r >> 16) & 0xFFFF) + (long)((r >> 32) & 0xFFFF) + (long)(r >> 48);
-                    x[i] = (sum - 131070) * scale;
+                    x[i] = (sum - 131070) * scale + (t.Init == Init.OnePlusNormal ? 1f : 0f);
                 }
                 break;
         }

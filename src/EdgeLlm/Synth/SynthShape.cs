@@ -46,6 +46,7 @@ public sealed record Llama3RopeScaling(float Factor, float LowFreqFactor, float 
 /// <param name="Vocab">The vocabulary layout.</param>
 /// <param name="RopeScaling">Llama 3 rope scaling (writes rope_freqs.weight), or null.</param>
 /// <param name="WriteHeadLengths">config.json has <c>head_dim</c>: the converter writes attention.key_length / value_length.</param>
+/// <param name="HeadLength">config.json's <c>head_dim</c> when it is not hidden_size / num_attention_heads (Qwen3: 128), else 0.</param>
 public sealed record SynthShape(
     string Name,
     string DisplayName,
@@ -63,10 +64,14 @@ public sealed record SynthShape(
     bool QkvBias,
     SynthVocabKind Vocab,
     Llama3RopeScaling? RopeScaling = null,
-    bool WriteHeadLengths = false)
+    bool WriteHeadLengths = false,
+    int HeadLength = 0)
 {
     /// <summary>Width of one attention head.</summary>
-    public int HeadDim => EmbeddingLength / HeadCount;
+    public int HeadDim => HeadLength > 0 ? HeadLength : EmbeddingLength / HeadCount;
+
+    /// <summary>Each layer has per-head Q/K RMSNorm weights (attn_q_norm, attn_k_norm): the <c>qwen3</c> architecture.</summary>
+    public bool QkNorm => Architecture == "qwen3";
 
     /// <summary>Checks that the numbers describe a model llama.cpp can load.</summary>
     /// <exception cref="ArgumentException">a dimension is out of range or does not divide.</exception>
@@ -76,10 +81,12 @@ public sealed record SynthShape(
         {
             if (!ok) throw new ArgumentException($"synthetic shape '{Name}': {what}");
         }
-        Require(Architecture is "llama" or "qwen2", $"architecture '{Architecture}' is not llama or qwen2");
+        Require(Architecture is "llama" or "qwen2" or "qwen3", $"architecture '{Architecture}' is not llama, qwen2 or qwen3");
         Require(EmbeddingLength > 0 && BlockCount > 0 && HeadCount > 0 && HeadCountKv > 0 && FeedForwardLength > 0 && ContextLength > 0,
             "every dimension must be positive");
-        Require(EmbeddingLength % HeadCount == 0, $"embedding length {EmbeddingLength} is not a multiple of the head count {HeadCount}");
+        Require(HeadLength >= 0, $"head length {HeadLength} is negative");
+        Require(HeadLength > 0 || EmbeddingLength % HeadCount == 0, $"embedding length {EmbeddingLength} is not a multiple of the head count {HeadCount}");
+        Require(HeadLength == 0 || WriteHeadLengths, "a head length of its own must be written (WriteHeadLengths), or llama.cpp would take embd / heads");
         Require(HeadCount % HeadCountKv == 0, $"head count {HeadCount} is not a multiple of the KV head count {HeadCountKv}");
         Require(HeadDim % 2 == 0, $"head dimension {HeadDim} is odd (rope rotates pairs)");
         Require(RopeFreqBase > 0 && RmsEps > 0, "rope base and rms epsilon must be positive");
@@ -115,8 +122,20 @@ public static class SynthShapes
         FeedForwardLength: 2560, VocabSize: 49152, ContextLength: 8192, RopeFreqBase: 100000f, RmsEps: 1e-5f,
         TiedEmbeddings: true, QkvBias: false, SynthVocabKind.SmolLmBpe);
 
+    /// <summary>Qwen3-0.6B: per-head Q/K norms, 128-wide heads (16 × 128 = 2048 query width on a 1024 residual), tied embeddings.</summary>
+    public static readonly SynthShape Qwen3_06B = new(
+        "qwen3-0.6b", "Qwen3 0.6B (synthetic)", "qwen3", EmbeddingLength: 1024, BlockCount: 28, HeadCount: 16, HeadCountKv: 8,
+        FeedForwardLength: 3072, VocabSize: 151936, ContextLength: 40960, RopeFreqBase: 1000000f, RmsEps: 1e-6f,
+        TiedEmbeddings: true, QkvBias: false, SynthVocabKind.Qwen2Bpe, WriteHeadLengths: true, HeadLength: 128);
+
+    /// <summary>Qwen3-1.7B: as <see cref="Qwen3_06B"/>, 2048 wide.</summary>
+    public static readonly SynthShape Qwen3_17B = new(
+        "qwen3-1.7b", "Qwen3 1.7B (synthetic)", "qwen3", EmbeddingLength: 2048, BlockCount: 28, HeadCount: 16, HeadCountKv: 8,
+        FeedForwardLength: 6144, VocabSize: 151936, ContextLength: 40960, RopeFreqBase: 1000000f, RmsEps: 1e-6f,
+        TiedEmbeddings: true, QkvBias: false, SynthVocabKind.Qwen2Bpe, WriteHeadLengths: true, HeadLength: 128);
+
     /// <summary>Every known shape.</summary>
-    public static IReadOnlyList<SynthShape> All { get; } = [TinyLlama11B, Llama32_1B, Qwen25_05B, SmolLM2_360M];
+    public static IReadOnlyList<SynthShape> All { get; } = [TinyLlama11B, Llama32_1B, Qwen25_05B, SmolLM2_360M, Qwen3_06B, Qwen3_17B];
 
     /// <summary>The names <see cref="Find"/> accepts.</summary>
     public static IEnumerable<string> Names => All.Select(s => s.Name);

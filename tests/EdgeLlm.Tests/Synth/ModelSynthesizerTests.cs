@@ -56,6 +56,10 @@ public sealed unsafe class ModelSynthesizerTests : IDisposable
     [InlineData("llama-3.2-1b", 1_235_814_400L)]
     [InlineData("qwen2.5-0.5b", 494_032_768L)]
     [InlineData("smollm2-360m", 361_821_120L)]
+    // Qwen3's safetensors count lm_head apart (751,632,384 and 2,031,739,904); tied, as here, these
+    // are the cards' totals, whose non-embedding parts are the published 0.44B and 1.4B.
+    [InlineData("qwen3-0.6b", 596_049_920L)]
+    [InlineData("qwen3-1.7b", 1_720_574_976L)]
     public void RealShapes_HaveThePublishedParameterCount(string name, long parameters)
     {
         var shape = SynthShapes.Find(name);
@@ -72,6 +76,7 @@ public sealed unsafe class ModelSynthesizerTests : IDisposable
     [InlineData("llama-3.2-1b", "gpt2", 128256, "llama-bpe")]
     [InlineData("qwen2.5-0.5b", "gpt2", 151936, "qwen2")]
     [InlineData("smollm2-360m", "gpt2", 49152, "smollm")]
+    [InlineData("qwen3-0.6b", "gpt2", 151936, "qwen2")]
     public void RealVocabularies_HaveTheExactSize_AndUniqueTokens(string name, string model, int size, string pre)
     {
         var vocab = SynthVocab.Create(SynthShapes.Find(name));

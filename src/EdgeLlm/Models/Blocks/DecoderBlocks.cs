@@ -18,6 +18,7 @@ internal static unsafe class DecoderBlocks
         var qLen = new TensorLoader.Dim(c.QueryLength, $"{a}.attention.head_count × head_dim ({c.HeadCount} × {c.HeadDim})");
         var kvLen = new TensorLoader.Dim(c.KvLength, $"{a}.attention.head_count_kv × head_dim ({c.HeadCountKv} × {c.HeadDim})");
         var ff = new TensorLoader.Dim(c.FeedForwardLength, $"{a}.feed_forward_length");
+        var headDim = new TensorLoader.Dim(c.HeadDim, $"head_dim ({a}.attention.key_length)");
         string p = $"blk.{il}.";
         return new LayerWeights
         {
@@ -29,6 +30,8 @@ internal static unsafe class DecoderBlocks
             Bq = qkvBias ? tensors.Vector(p + "attn_q.bias", qLen) : tensors.OptionalVector(p + "attn_q.bias", qLen),
             Bk = qkvBias ? tensors.Vector(p + "attn_k.bias", kvLen) : tensors.OptionalVector(p + "attn_k.bias", kvLen),
             Bv = qkvBias ? tensors.Vector(p + "attn_v.bias", kvLen) : tensors.OptionalVector(p + "attn_v.bias", kvLen),
+            QNorm = c.HasQkNorm ? tensors.Vector(p + "attn_q_norm.weight", headDim) : null,
+            KNorm = c.HasQkNorm ? tensors.Vector(p + "attn_k_norm.weight", headDim) : null,
             FfnNorm = tensors.Vector(p + "ffn_norm.weight", embd),
             Gate = tensors.Matrix(p + "ffn_gate.weight", embd, ff),
             Up = tensors.Matrix(p + "ffn_up.weight", embd, ff),
@@ -58,6 +61,16 @@ internal static unsafe class DecoderBlocks
         if (w.Bq is not null) Activations.AddBias(b.Q, w.Bq, keep);
         if (w.Bk is not null) Activations.AddBias(b.K, w.Bk, n);
         if (w.Bv is not null) Activations.AddBias(b.V, w.Bv, n);
+
+        // Qwen3: RMSNorm of every query and key head (llama.cpp's attn_q_norm / attn_k_norm), before rope
+        if (w.QNorm is not null && w.KNorm is not null)
+        {
+            using (Profiler.Section(Profiler.Op.RmsNorm))
+            {
+                HeadNorm(b.Q, (long)keep * c.HeadCount, w.QNorm, c.HeadDim, c.RmsEps);
+                HeadNorm(b.K, (long)n * c.HeadCountKv, w.KNorm, c.HeadDim, c.RmsEps);
+            }
+        }
 
         // rotary embedding of Q and K at each token's position
         int pairs = c.RopeDimensionCount / 2;
@@ -110,6 +123,23 @@ internal static unsafe class DecoderBlocks
         // l_out
         using (Profiler.Section(Profiler.Op.Add))
             Activations.Add(x, b.Proj, (long)keep * embd);
+    }
+
+    /// <summary>
+    /// rmsnorm(h) ⊙ weight in place for each of <paramref name="heads"/> consecutive heads of
+    /// <paramref name="headDim"/> floats at <paramref name="x"/> (ggml_rms_norm over a head's row, as
+    /// llama.cpp's qwen3 graph applies it to the reshaped Q and K).
+    /// </summary>
+    internal static void HeadNorm(float* x, long heads, float[] weight, int headDim, float eps)
+    {
+        fixed (float* g = weight)
+        {
+            for (long h = 0; h < heads; h++)
+            {
+                float* row = x + h * headDim;
+                RmsNorm.Forward(row, g, row, headDim, eps);
+            }
+        }
     }
 
     /// <summary>b.Norm = rmsnorm(x) ⊙ weight for <paramref name="n"/> rows of x, row by row (tokens in parallel for a large batch).</summary>
