@@ -59,10 +59,11 @@ public static class ChatCommand
         var sampler = new SamplerFlags("Random seed, the same for every answer (default: a random one per answer, shown in the status line)");
         var backend = BackendOption.Create();
         var generic = new Option<bool>("--generic") { Description = "Run the generic forward pass even when a compile-time specialization matches" };
+        var kwargs = TemplateCommand.KwargsOption();
 
         var cmd = new Command("chat", "Chat with a model in the terminal (answers on stdout; prompt, notices and statistics on stderr)")
         {
-            model, system, n, ctx, threads, backend, generic,
+            model, system, n, ctx, threads, backend, generic, kwargs,
         };
         foreach (var o in sampler.All) cmd.Options.Add(o);
         cmd.SetAction(pr => ExitCodes.Guard(pr.GetValue(verbose), () =>
@@ -75,12 +76,14 @@ public static class ChatCommand
             RunCommand.CheckContext(ctxLen);
             RunCommand.CheckThreads(nThreads);
             var options = new GenerationOptions { Sampling = sampling, MaxTokens = nPredict };
-            return Chat(ModelResolver.Resolve(pr.GetValue(model)), pr.GetValue(system), options, ctxLen, nThreads, pr.GetValue(backend), pr.GetValue(generic));
+            var variables = TemplateCommand.ParseKwargs(pr.GetValue(kwargs));
+            return Chat(ModelResolver.Resolve(pr.GetValue(model)), pr.GetValue(system), options, ctxLen, nThreads, pr.GetValue(backend), pr.GetValue(generic), variables);
         }));
         return cmd;
     }
 
-    private static int Chat(string modelPath, string? systemPrompt, GenerationOptions options, int ctxLen, int threads, string? backend, bool generic)
+    private static int Chat(string modelPath, string? systemPrompt, GenerationOptions options, int ctxLen, int threads, string? backend, bool generic,
+        IDictionary<string, object?>? variables)
     {
         var err = Console.Error;
         using var model = Model.Load(modelPath, new ModelLoadOptions { Generic = generic });
@@ -94,6 +97,7 @@ public static class ChatCommand
         var session = new ChatSession(new TextGenerator(context, tokenizer), template, systemPrompt)
         {
             Notice = message => err.WriteLine($"edgellm: {message}"),
+            TemplateVariables = variables,
         };
         err.WriteLine($"edgellm chat: {Path.GetFileName(modelPath)} on {context.Description}, context {ctxLen} tokens. {Help}");
 

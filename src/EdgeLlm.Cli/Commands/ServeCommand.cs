@@ -30,10 +30,11 @@ public static class ServeCommand
         var alias = new Option<string?>("--alias") { Description = "The model's id in the API (default: the file name without .gguf)" };
         var backend = BackendOption.Create();
         var generic = new Option<bool>("--generic") { Description = "Run the generic forward pass even when a compile-time specialization matches" };
+        var kwargs = TemplateCommand.KwargsOption();
 
         var cmd = new Command("serve", "Serve the model over an OpenAI-compatible HTTP API (/v1/chat/completions, /v1/completions, /v1/models, /health)")
         {
-            model, host, port, apiKey, parallel, queue, ctx, threads, maxBody, alias, backend, generic,
+            model, host, port, apiKey, parallel, queue, ctx, threads, maxBody, alias, backend, generic, kwargs,
         };
         cmd.SetAction(pr => ExitCodes.Guard(pr.GetValue(verbose), () =>
         {
@@ -53,6 +54,7 @@ public static class ServeCommand
             RunCommand.CheckContext(ctxLen);
             long maxBodyBytes = pr.GetValue(maxBody);
             if (maxBodyBytes < 1024) throw new UsageException($"--max-body-size must be >= 1024 bytes, got {maxBodyBytes}");
+            var variables = TemplateCommand.ParseKwargs(pr.GetValue(kwargs));
             string? key = pr.GetValue(apiKey);
             if (string.IsNullOrEmpty(key)) key = Environment.GetEnvironmentVariable("EDGELLM_API_KEY");
 
@@ -65,6 +67,7 @@ public static class ServeCommand
                 ApiKey = string.IsNullOrEmpty(key) ? null : key,
                 MaxBodyBytes = maxBodyBytes,
                 ModelId = id,
+                TemplateVariables = variables,
             }, slots, queueLength, ctxLen, threadCount, pr.GetValue(backend), pr.GetValue(generic));
         }));
         return cmd;

@@ -24,7 +24,8 @@ public static class TemplateCommand
         var bos = new Option<string?>("--bos") { Description = "bos_token text (default: the model's BOS token text with -m, else empty)" };
         var eos = new Option<string?>("--eos") { Description = "eos_token text (default: the model's EOS token text with -m, else empty)" };
         var date = new Option<string?>("--date") { Description = "Fix the date strftime_now() sees (YYYY-MM-DD; default: now)" };
-        var cmd = new Command("template", "Render a chat template over a conversation and print the prompt") { template, model, messages, noGen, bos, eos, date };
+        var kwargs = KwargsOption();
+        var cmd = new Command("template", "Render a chat template over a conversation and print the prompt") { template, model, messages, noGen, bos, eos, date, kwargs };
         cmd.SetAction(pr => ExitCodes.Guard(pr.GetValue(verbose), () =>
         {
             string? templatePath = pr.GetValue(template), modelPath = pr.GetValue(model);
@@ -37,6 +38,7 @@ public static class TemplateCommand
                     throw new UsageException($"--date must be YYYY-MM-DD, got '{d}'");
                 now = parsed;
             }
+            var variables = ParseKwargs(pr.GetValue(kwargs));
             var conversation = ReadMessages(messagesPath);
 
             string? bosText = pr.GetValue(bos), eosText = pr.GetValue(eos);
@@ -69,7 +71,7 @@ public static class TemplateCommand
             string prompt;
             try
             {
-                prompt = chat.Render(conversation, !pr.GetValue(noGen), bosText ?? "", eosText ?? "", now);
+                prompt = chat.Render(conversation, !pr.GetValue(noGen), bosText ?? "", eosText ?? "", now, variables);
             }
             catch (TemplateException e)
             {
@@ -81,6 +83,24 @@ public static class TemplateCommand
             return ExitCodes.Ok;
         }));
         return cmd;
+    }
+
+    /// <summary>
+    /// <c>--chat-template-kwargs JSON</c> (llama.cpp's flag): extra variables for the chat template,
+    /// shared by <c>template</c>, <c>chat</c> and <c>serve</c>.
+    /// </summary>
+    internal static Option<string?> KwargsOption() => new("--chat-template-kwargs")
+    {
+        Description = "Extra chat template variables as a JSON object, e.g. '{\"enable_thinking\": false}' (Qwen3: answer without thinking)",
+    };
+
+    /// <summary>The variables of <c>--chat-template-kwargs</c>, or null when it is not given.</summary>
+    /// <exception cref="UsageException">not a JSON object</exception>
+    internal static Dictionary<string, object?>? ParseKwargs(string? json)
+    {
+        if (json is null) return null;
+        try { return TemplateVariables.Parse(json, "--chat-template-kwargs"); }
+        catch (FormatException e) { throw new UsageException(e.Message); }
     }
 
     private static ChatTemplate Parse(string source, string origin)

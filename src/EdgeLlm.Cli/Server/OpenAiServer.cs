@@ -39,6 +39,9 @@ public sealed record ServerOptions
 
     /// <summary>The model's id in the API (<c>/v1/models</c>, the <c>model</c> field).</summary>
     public required string ModelId { get; init; }
+
+    /// <summary>Chat template variables for every chat request (<c>--chat-template-kwargs</c>); a request's <c>chat_template_kwargs</c> override them by name.</summary>
+    public IDictionary<string, object?>? TemplateVariables { get; init; }
 }
 
 /// <summary>
@@ -249,7 +252,8 @@ public sealed class OpenAiServer
         try
         {
             // The template interpreter is not documented as thread-safe; renders are short.
-            lock (_templateLock) prompt = ChatPrompt.Tokenize(_template, _tokenizer, request.Messages!, addGenerationPrompt: true);
+            var variables = TemplateVariables.Merge(_options.TemplateVariables, request.TemplateVariables);
+            lock (_templateLock) prompt = ChatPrompt.Tokenize(_template, _tokenizer, request.Messages!, addGenerationPrompt: true, variables: variables);
         }
         catch (TemplateException e)
         {

@@ -16,7 +16,11 @@ namespace EdgeLlm.Cli.Server;
 /// <param name="PromptTokens">the prompt as token ids (text completions given an array of integers)</param>
 public sealed record CompletionRequest(
     string? Model, bool Stream, bool IncludeUsage, GenerationOptions Options,
-    IReadOnlyList<ChatTurn>? Messages, string? Prompt, int[]? PromptTokens);
+    IReadOnlyList<ChatTurn>? Messages, string? Prompt, int[]? PromptTokens)
+{
+    /// <summary>llama-server's <c>chat_template_kwargs</c>: extra chat template variables for this request (chat completions), or null.</summary>
+    public IDictionary<string, object?>? TemplateVariables { get; init; }
+}
 
 /// <summary>
 /// Reads the JSON bodies of <c>/v1/chat/completions</c> and <c>/v1/completions</c> by hand (a
@@ -26,8 +30,9 @@ public sealed record CompletionRequest(
 /// </summary>
 /// <remarks>
 /// Sampling fields that are absent keep llama.cpp's defaults (as llama-server does): temperature 0.8,
-/// top_k 40, top_p 0.95, min_p 0.05. Besides OpenAI's fields, llama.cpp's <c>top_k</c>, <c>min_p</c>
-/// and <c>repeat_penalty</c> are accepted.
+/// top_k 40, top_p 0.95, min_p 0.05. Besides OpenAI's fields, llama.cpp's <c>top_k</c>, <c>min_p</c>,
+/// <c>repeat_penalty</c> and <c>chat_template_kwargs</c> (an object of chat template variables, over
+/// <c>serve --chat-template-kwargs</c>) are accepted.
 /// </remarks>
 public static class RequestParser
 {
@@ -42,7 +47,13 @@ public static class RequestParser
         var root = doc.RootElement;
         var common = ParseCommon(root, chat: true);
         var messages = ParseMessages(root);
-        return common with { Messages = messages };
+        Dictionary<string, object?>? variables = null;
+        if (Field(root, "chat_template_kwargs") is { } kwargs)
+        {
+            try { variables = TemplateVariables.FromObject(kwargs, "chat_template_kwargs"); }
+            catch (FormatException e) { throw ApiException.BadField("chat_template_kwargs", e.Message); }
+        }
+        return common with { Messages = messages, TemplateVariables = variables };
     }
 
     /// <summary>Parses a text completion request.</summary>

@@ -15,14 +15,16 @@ public static class ChatPrompt
     public static ChatTemplate TemplateFor(Gguf.GgufFile file) => ChatTemplate.FromGguf(file) ?? ChatTemplate.Fallback;
 
     /// <summary>Renders <paramref name="messages"/> to text as described on <see cref="ChatPrompt"/>.</summary>
+    /// <param name="variables">extra template variables (see <see cref="TemplateVariables"/>), e.g. Qwen3's <c>enable_thinking</c></param>
     /// <exception cref="Jinja.TemplateException">a template error, or the template's own <c>raise_exception</c></exception>
-    public static string Render(ChatTemplate template, Tokenizer tokenizer, IReadOnlyList<ChatTurn> messages, bool addGenerationPrompt, DateTime? now = null)
+    public static string Render(ChatTemplate template, Tokenizer tokenizer, IReadOnlyList<ChatTurn> messages, bool addGenerationPrompt, DateTime? now = null,
+        IDictionary<string, object?>? variables = null)
     {
         ArgumentNullException.ThrowIfNull(template);
         ArgumentNullException.ThrowIfNull(tokenizer);
         string? bos = tokenizer.Bos >= 0 ? tokenizer.TokenText(tokenizer.Bos) : null;
         string? eos = tokenizer.Eos >= 0 ? tokenizer.TokenText(tokenizer.Eos) : null;
-        string text = template.Render(messages, addGenerationPrompt, bos, eos, now);
+        string text = template.Render(messages, addGenerationPrompt, bos, eos, now, variables);
         if (tokenizer.AddBos && !string.IsNullOrEmpty(bos) && text.StartsWith(bos, StringComparison.Ordinal))
             text = text[bos.Length..];
         if (tokenizer.AddEos && !string.IsNullOrEmpty(eos) && text.EndsWith(eos, StringComparison.Ordinal))
@@ -32,6 +34,7 @@ public static class ChatPrompt
 
     /// <summary>Renders and tokenizes <paramref name="messages"/> (BOS added as the tokenizer's metadata says; special tokens parsed).</summary>
     /// <exception cref="Jinja.TemplateException">a template error, or the template's own <c>raise_exception</c></exception>
-    public static int[] Tokenize(ChatTemplate template, Tokenizer tokenizer, IReadOnlyList<ChatTurn> messages, bool addGenerationPrompt, DateTime? now = null) =>
-        tokenizer.Encode(Render(template, tokenizer, messages, addGenerationPrompt, now), addSpecial: true, parseSpecial: true);
+    public static int[] Tokenize(ChatTemplate template, Tokenizer tokenizer, IReadOnlyList<ChatTurn> messages, bool addGenerationPrompt, DateTime? now = null,
+        IDictionary<string, object?>? variables = null) =>
+        tokenizer.Encode(Render(template, tokenizer, messages, addGenerationPrompt, now, variables), addSpecial: true, parseSpecial: true);
 }

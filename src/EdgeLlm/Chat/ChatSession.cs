@@ -56,6 +56,12 @@ public sealed class ChatSession
     /// <summary>The system message (null or empty: none). A change applies from the next turn.</summary>
     public string? SystemPrompt { get; set; }
 
+    /// <summary>
+    /// Extra variables the template sees (see <see cref="Chat.TemplateVariables"/>), e.g.
+    /// <c>enable_thinking = false</c> for Qwen3; null: none. A change applies from the next turn.
+    /// </summary>
+    public IDictionary<string, object?>? TemplateVariables { get; set; }
+
     /// <summary>What happens when the conversation outgrows the context (default: drop the oldest turns).</summary>
     public ContextOverflowPolicy OverflowPolicy { get; set; } = ContextOverflowPolicy.DropOldestTurns;
 
@@ -177,7 +183,7 @@ public sealed class ChatSession
         int dropped = 0;
         while (true)
         {
-            string text = ChatPrompt.Render(Template, Generator.Tokenizer, Conversation(), addGenerationPrompt: true, _now);
+            string text = ChatPrompt.Render(Template, Generator.Tokenizer, Conversation(), addGenerationPrompt: true, _now, TemplateVariables);
             int[] prompt = TokenizeTurn(text);
             if (prompt.Length + room <= ctx) return (text, ReportDropped(prompt, dropped));
             // Only the new user message is left (or the policy forbids dropping): a short answer may still fit.

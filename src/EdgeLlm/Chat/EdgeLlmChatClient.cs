@@ -46,7 +46,9 @@ public sealed record EdgeLlmChatClientOptions
 /// <see cref="AI.ChatOptions.TopK"/>, <see cref="AI.ChatOptions.MaxOutputTokens"/>, <see cref="AI.ChatOptions.StopSequences"/>,
 /// <see cref="AI.ChatOptions.Seed"/>, <see cref="AI.ChatOptions.Instructions"/> (a system message put first) and
 /// <see cref="AI.ChatOptions.ModelId"/> (must name this model when set). <see cref="AI.ChatOptions.AdditionalProperties"/>
-/// may carry <c>min_p</c>, <c>repeat_penalty</c> and <c>repeat_last_n</c>. Tools, response formats and
+/// may carry <c>min_p</c>, <c>repeat_penalty</c>, <c>repeat_last_n</c> and <c>chat_template_kwargs</c> (an
+/// <c>IDictionary&lt;string, object?&gt;</c> of extra chat template variables, e.g. Qwen3's
+/// <c>enable_thinking = false</c>; see <see cref="TemplateVariables"/>). Tools, response formats and
 /// frequency/presence penalties are not supported and are ignored. Bad values throw an
 /// <see cref="ArgumentException"/> naming the option.
 /// </para>
@@ -356,7 +358,13 @@ public sealed class EdgeLlmChatClient : AI.IChatClient
             index++;
         }
         if (conversation.Count == 0) throw new ArgumentException("the conversation has no messages", nameof(messages));
-        int[] prompt = ChatPrompt.Tokenize(Template, Tokenizer, conversation, addGenerationPrompt: true);
+        IDictionary<string, object?>? variables = null;
+        if (options?.AdditionalProperties is { } ap && ap.TryGetValue("chat_template_kwargs", out object? kw) && kw is not null)
+        {
+            variables = kw as IDictionary<string, object?>
+                ?? throw new ArgumentException($"ChatOptions.AdditionalProperties[\"chat_template_kwargs\"] must be an IDictionary<string, object?> of template variables, got {kw.GetType().Name}", nameof(options));
+        }
+        int[] prompt = ChatPrompt.Tokenize(Template, Tokenizer, conversation, addGenerationPrompt: true, variables: variables);
         if (prompt.Length == 0) throw new ArgumentException("the rendered conversation has no tokens", nameof(messages));
         if (prompt.Length >= ContextLength) throw new PromptTooLongException(prompt.Length, ContextLength);
         return new Request(prompt, generation, "edgellm-" + Guid.NewGuid().ToString("N"), DateTimeOffset.UtcNow);

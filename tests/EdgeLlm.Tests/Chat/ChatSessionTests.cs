@@ -18,6 +18,26 @@ public sealed class ChatSessionTests(ITestOutputHelper output)
         "{% if add_generation_prompt %}{{ '<|im_start|>assistant\\n' }}{% endif %}";
 
     [Fact]
+    public void TemplateVariables_ReachTheTemplate()
+    {
+        using var model = Model.Load(SharedData.Model("stories260K"));
+        var tokenizer = Tokenizer.FromGguf(model.File);
+        var template = ChatTemplate.Parse("{% if enable_thinking is defined and enable_thinking is false %}{{ 'once upon a time there was a girl ' }}{% endif %}"
+            + "{% for m in messages %}{{ m['content'] }} {% endfor %}");
+        var options = Greedy with { MaxTokens = 1 };
+        using var a = new InferenceContext(model, contextLength: 128, threads: 1);
+        int plain = new ChatSession(new TextGenerator(a, tokenizer), template).Send("Hi", options).PromptTokens;
+        using var b = new InferenceContext(model, contextLength: 128, threads: 1);
+        var session = new ChatSession(new TextGenerator(b, tokenizer), template)
+        {
+            TemplateVariables = TemplateVariables.Parse("{\"enable_thinking\": false}", "test"),
+        };
+        int switched = session.Send("Hi", options).PromptTokens;
+        output.WriteLine($"prompt tokens: {plain} plain, {switched} with enable_thinking = false");
+        Assert.True(switched > plain + 5);
+    }
+
+    [Fact]
     public void SecondTurn_EvaluatesOnlyTheNewTurn()
     {
         using var model = Model.Load(SharedData.Model("stories260K"));

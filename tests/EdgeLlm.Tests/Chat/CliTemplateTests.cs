@@ -120,6 +120,27 @@ public sealed class CliTemplateTests : IDisposable
     }
 
     [Fact]
+    public void Template_ChatTemplateKwargs_AreTemplateVariables()
+    {
+        // The construct of Qwen3's template: thinking is switched off by a variable the caller passes.
+        string t = Path.Combine(_dir, "think.jinja");
+        File.WriteAllText(t, "{{ messages[0].content }}|{% if enable_thinking is defined and enable_thinking is false %}no-think{% else %}think{% endif %}"
+            + "|{{ extra.n + 1 if extra is defined else '' }}|{{ tags|join(',') if tags is defined else '' }}");
+        string msgs = WriteMessages([new("user", "Hi")]);
+        Assert.Equal("Hi|think||", Run("template", "--template", t, "--messages", msgs).Stdout);
+        var r = Run("template", "--template", t, "--messages", msgs, "--chat-template-kwargs", "{\"enable_thinking\": false, \"extra\": {\"n\": 41}, \"tags\": [\"a\", \"b\"]}");
+        Assert.Equal(0, r.ExitCode);
+        Assert.Equal("Hi|no-think|42|a,b", r.Stdout);
+
+        r = Run("template", "--template", t, "--messages", msgs, "--chat-template-kwargs", "{enable_thinking: false}");
+        Assert.Equal(1, r.ExitCode);
+        Assert.Contains("--chat-template-kwargs is not valid JSON", r.Stderr, StringComparison.Ordinal);
+        r = Run("template", "--template", t, "--messages", msgs, "--chat-template-kwargs", "[false]");
+        Assert.Equal(1, r.ExitCode);
+        Assert.Contains("--chat-template-kwargs must be a JSON object", r.Stderr, StringComparison.Ordinal);
+    }
+
+    [Fact]
     public void Template_ModelWithoutTemplate_FallsBackAndSaysSo()
     {
         var r = Run("template", "-m", SharedData.Model("stories260K"), "--messages", WriteMessages([new("user", "Hi")]));

@@ -225,6 +225,7 @@ public sealed class EdgeLlmChatClientTests(TemplatedStoriesModel model, ITestOut
     [InlineData("StopSequences")]
     [InlineData("ModelId")]
     [InlineData("min_p")]
+    [InlineData("chat_template_kwargs")]
     public void BadOptions_ThrowArgumentException_NamingTheOption(string which)
     {
         using var client = NewClient();
@@ -237,6 +238,7 @@ public sealed class EdgeLlmChatClientTests(TemplatedStoriesModel model, ITestOut
             "MaxOutputTokens" => (new ChatOptions { MaxOutputTokens = -1 }, "MaxOutputTokens"),
             "StopSequences" => (new ChatOptions { StopSequences = ["ok", ""] }, "StopSequences[1]"),
             "ModelId" => (new ChatOptions { ModelId = "gpt-4o" }, "ModelId"),
+            "chat_template_kwargs" => (new ChatOptions { AdditionalProperties = new() { ["chat_template_kwargs"] = "enable_thinking=false" } }, "chat_template_kwargs"),
             _ => (new ChatOptions { AdditionalProperties = new() { ["min_p"] = 2.0f } }, "min_p"),
         };
         var e1 = Assert.ThrowsAny<ArgumentException>(() => client.GetResponseAsync(Ask("Hi."), options).GetAwaiter().GetResult());
@@ -245,6 +247,20 @@ public sealed class EdgeLlmChatClientTests(TemplatedStoriesModel model, ITestOut
         output.WriteLine(e1.Message);
         Assert.Contains(name, e1.Message, StringComparison.Ordinal);
         Assert.Contains(name, e2.Message, StringComparison.Ordinal);
+    }
+
+    [Fact]
+    public async Task ChatTemplateKwargs_ReachTheTemplate()
+    {
+        // Qwen3's switch: extra text only when the caller sets enable_thinking to false.
+        var template = ChatTemplate.Parse("{% if enable_thinking is defined and enable_thinking is false %}{{ 'once upon a time there was a girl ' }}{% endif %}"
+            + "{{ messages[0].content }}");
+        using var client = new EdgeLlmChatClient(model.Path, new EdgeLlmChatClientOptions { ContextLength = 128, Threads = 1, Template = template });
+        var plain = await client.GetResponseAsync(Ask("Hi"), new ChatOptions { Temperature = 0, MaxOutputTokens = 1 });
+        var options = new ChatOptions { Temperature = 0, MaxOutputTokens = 1, AdditionalProperties = new() { ["chat_template_kwargs"] = new Dictionary<string, object?> { ["enable_thinking"] = false } } };
+        var switched = await client.GetResponseAsync(Ask("Hi"), options);
+        output.WriteLine($"prompt tokens: {plain.Usage!.InputTokenCount} plain, {switched.Usage!.InputTokenCount} with enable_thinking = false");
+        Assert.True(switched.Usage.InputTokenCount > plain.Usage.InputTokenCount + 5);
     }
 
     [Fact]

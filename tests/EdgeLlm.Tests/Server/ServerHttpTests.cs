@@ -80,6 +80,7 @@ public sealed class ServerHttpTests(SharedServer fixture, ITestOutputHelper outp
     [InlineData(Chat, "{" + Messages + ", \"n\": 2}", "n")]
     [InlineData(Chat, "{" + Messages + ", \"tools\": [{\"type\": \"function\"}]}", "tools")]
     [InlineData(Chat, "{" + Messages + ", \"stream_options\": 1}", "stream_options")]
+    [InlineData(Chat, "{" + Messages + ", \"chat_template_kwargs\": [true]}", "chat_template_kwargs")]
     [InlineData("/v1/completions", "{\"prompt\": 5}", "prompt")]
     [InlineData("/v1/completions", "{}", "prompt")]
     [InlineData("/v1/completions", "{\"prompt\": [\"a\", \"b\"]}", "prompt")]

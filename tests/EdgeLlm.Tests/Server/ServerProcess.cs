@@ -57,9 +57,12 @@ public sealed class ServerProcess : IDisposable
     }
 
     /// <summary>Starts <c>edgellm serve -m stories260K --port 0 -t 1 ARGS</c> and waits until it listens.</summary>
-    public static ServerProcess Start(params string[] args)
+    public static ServerProcess Start(params string[] args) => StartWith(SharedData.Model("stories260K"), args);
+
+    /// <summary>Starts <c>edgellm serve -m MODEL --port 0 -t 1 ARGS</c> and waits until it listens.</summary>
+    public static ServerProcess StartWith(string model, params string[] args)
     {
-        var all = new List<string> { "-m", SharedData.Model("stories260K"), "--port", "0", "-t", "1" };
+        var all = new List<string> { "-m", model, "--port", "0", "-t", "1" };
         all.AddRange(args);
         var server = new ServerProcess(all);
         if (!server._listening.Task.Wait(TimeSpan.FromSeconds(120)))
