@@ -257,12 +257,29 @@ internal static unsafe class Exports
     // ------------------------------------------------------------------ chat template
 
     [UnmanagedCallersOnly(EntryPoint = "edgellm_chat_apply_template")]
-    public static int ChatApplyTemplate(nint model, byte* messagesJson, int messagesLen, int addGenerationPrompt, byte* buf, int capacity, int* nBytes)
+    public static int ChatApplyTemplate(nint model, byte* messagesJson, int messagesLen, int addGenerationPrompt, byte* buf, int capacity, int* nBytes) =>
+        ApplyTemplate(model, messagesJson, messagesLen, null, 0, addGenerationPrompt, buf, capacity, nBytes, "edgellm_chat_apply_template");
+
+    [UnmanagedCallersOnly(EntryPoint = "edgellm_chat_apply_template_kwargs")]
+    public static int ChatApplyTemplateKwargs(nint model, byte* messagesJson, int messagesLen, byte* kwargsJson, int kwargsLen, int addGenerationPrompt,
+        byte* buf, int capacity, int* nBytes) =>
+        ApplyTemplate(model, messagesJson, messagesLen, kwargsJson, kwargsLen, addGenerationPrompt, buf, capacity, nBytes, "edgellm_chat_apply_template_kwargs");
+
+    /// <summary>Both template exports; <paramref name="kwargsJson"/> NULL with length 0: no extra variables.</summary>
+    private static int ApplyTemplate(nint model, byte* messagesJson, int messagesLen, byte* kwargsJson, int kwargsLen, int addGenerationPrompt,
+        byte* buf, int capacity, int* nBytes, string function)
     {
         try
         {
             if (nBytes == null) throw new ArgumentException("n_bytes is NULL");
             string json = DecodeUtf8(Input(messagesJson, messagesLen, "messages_json"), "messages_json");
+            Dictionary<string, object?>? variables = null;
+            if (kwargsJson != null || kwargsLen != 0)
+            {
+                string kwargs = DecodeUtf8(Input(kwargsJson, kwargsLen, "kwargs_json"), "kwargs_json");
+                try { variables = TemplateVariables.Parse(kwargs, "kwargs_json"); }
+                catch (FormatException e) { throw new ArgumentException(e.Message); }
+            }
             CheckOutput(buf, capacity, "buf");
             var messages = ParseMessages(json);
             var m = NativeModel.Acquire(model);
@@ -271,7 +288,7 @@ internal static unsafe class Exports
                 string text;
                 try
                 {
-                    text = ChatPrompt.Render(m.Template, m.Tokenizer, messages, addGenerationPrompt != 0);
+                    text = ChatPrompt.Render(m.Template, m.Tokenizer, messages, addGenerationPrompt != 0, variables: variables);
                 }
                 catch (TemplateException e)
                 {
@@ -286,7 +303,7 @@ internal static unsafe class Exports
         }
         catch (Exception e)
         {
-            return LastError.Fail(e, "edgellm_chat_apply_template");
+            return LastError.Fail(e, function);
         }
     }
 

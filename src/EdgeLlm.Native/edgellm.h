@@ -26,7 +26,7 @@
  * Thread safety
  * - edgellm_version, edgellm_last_error, edgellm_context_params_default: any thread, any time.
  * - Models are immutable once loaded: edgellm_model_*, edgellm_tokenize/edgellm_token_to_piece/
- *   edgellm_detokenize and edgellm_chat_apply_template may be called on one model from several threads at once, and several contexts
+ *   edgellm_detokenize and edgellm_chat_apply_template(_kwargs) may be called on one model from several threads at once, and several contexts
  *   may share a model, each used on its own thread.
  * - A context is single-threaded: use it from one thread at a time. A call that finds the context
  *   busy in another call (another thread, or re-entered from a generate callback) fails with
@@ -231,6 +231,19 @@ EDGELLM_API edgellm_error edgellm_detokenize(const edgellm_model_t* model, const
  */
 EDGELLM_API edgellm_error edgellm_chat_apply_template(const edgellm_model_t* model, const char* messages_json, int32_t messages_len,
                                                       int32_t add_generation_prompt, char* buf, int32_t capacity, int32_t* n_bytes);
+
+/*
+ * edgellm_chat_apply_template with extra template variables (llama.cpp's --chat-template-kwargs):
+ * kwargs_json is kwargs_len bytes of UTF-8 JSON, an object whose members the template sees as variables,
+ * e.g. {"enable_thinking": false} to render Qwen3's prompt for an answer without thinking. NULL with
+ * kwargs_len 0 means none (the same as edgellm_chat_apply_template). A member may override
+ * bos_token, eos_token or add_generation_prompt.
+ * Errors: as edgellm_chat_apply_template, and INVALID_ARGUMENT when kwargs_json is NULL with
+ * kwargs_len > 0, invalid UTF-8, not JSON, or not a JSON object.
+ */
+EDGELLM_API edgellm_error edgellm_chat_apply_template_kwargs(const edgellm_model_t* model, const char* messages_json, int32_t messages_len,
+                                                             const char* kwargs_json, int32_t kwargs_len, int32_t add_generation_prompt,
+                                                             char* buf, int32_t capacity, int32_t* n_bytes);
 
 /* ------------------------------------------------------------------ context */
 

@@ -103,7 +103,7 @@ public class VulkanGoldenTests(DeviceFixture fixture, ITestOutputHelper output) 
     public void Qwen3_MatchesTheCpu(string type, double bound)
     {
         var shape = new EdgeLlm.Synth.SynthShape("tiny-qwen3", "tiny qwen3", "qwen3", 128, 2, 4, 2, 384, 400, 256, 1e6f, 1e-6f, true, false,
-            EdgeLlm.Synth.SynthVocabKind.Qwen2Bpe, WriteHeadLengths: true, HeadLength: 64);
+            EdgeLlm.Synth.SynthVocabKind.Qwen2Bpe, WriteHeadLengths: true, HeadLength: 128);
         string path = Path.Combine(Path.GetTempPath(), $"edgellm-vk-qwen3-{Guid.NewGuid():N}.gguf");
         try
         {

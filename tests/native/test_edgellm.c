@@ -389,6 +389,22 @@ static void test_chat_template(edgellm_model_t* plain, const char* model_path, c
     check_code(apply(model, "[{\"role\": \"user\", \"content\": 42}]", 1, buf, sizeof buf, &n), EDGELLM_ERROR_INVALID_ARGUMENT, "chat_apply_template a number as content");
     check(strstr(edgellm_last_error(), "messages_json[0].content") != NULL, "bad content message names the element", "got '%s'", edgellm_last_error());
     check_code(apply(model, "[\"Hi\"]", 1, buf, sizeof buf, &n), EDGELLM_ERROR_INVALID_ARGUMENT, "chat_apply_template a string as message");
+
+    /* Extra template variables: here one that overrides eos_token, which the template writes after the answer. */
+    const char* kwargs = "{\"eos_token\": \"<E>\", \"unused\": [1, {\"a\": null}]}";
+    const char* expected_kw = "You tell stories.\nQ: Hi \"there\" \xc3\xa9 \xc3\xbc\nA: Once upon a time.<E>\nQ: More?\nA:";
+    memset(buf, 0, sizeof buf);
+    rc = edgellm_chat_apply_template_kwargs(model, conversation, (int32_t)strlen(conversation), kwargs, (int32_t)strlen(kwargs), 1, buf, sizeof buf - 1, &n);
+    check(rc == EDGELLM_OK && n == (int32_t)strlen(expected_kw) && strcmp(buf, expected_kw) == 0,
+          "chat_apply_template_kwargs: the variables reach the template", "rc %d (%s), %d bytes: '%s'", (int)rc, edgellm_last_error(), n, rc == EDGELLM_OK ? buf : "");
+    memset(buf, 0, sizeof buf);
+    rc = edgellm_chat_apply_template_kwargs(model, conversation, (int32_t)strlen(conversation), NULL, 0, 1, buf, sizeof buf - 1, &n);
+    check(rc == EDGELLM_OK && strcmp(buf, expected) == 0, "chat_apply_template_kwargs with none renders as chat_apply_template", "rc %d, '%s'", (int)rc, buf);
+    check_code(edgellm_chat_apply_template_kwargs(model, one, one_len, NULL, 4, 1, buf, sizeof buf, &n), EDGELLM_ERROR_INVALID_ARGUMENT, "chat_apply_template_kwargs NULL kwargs_json with a length");
+    check_code(edgellm_chat_apply_template_kwargs(model, one, one_len, "[1]", 3, 1, buf, sizeof buf, &n), EDGELLM_ERROR_INVALID_ARGUMENT, "chat_apply_template_kwargs an array, not an object");
+    check(strstr(edgellm_last_error(), "kwargs_json must be a JSON object") != NULL, "kwargs message names kwargs_json", "got '%s'", edgellm_last_error());
+    check_code(edgellm_chat_apply_template_kwargs(model, one, one_len, "{x", 2, 1, buf, sizeof buf, &n), EDGELLM_ERROR_INVALID_ARGUMENT, "chat_apply_template_kwargs bad JSON");
+    check_code(edgellm_chat_apply_template_kwargs(NULL, one, one_len, NULL, 0, 1, buf, sizeof buf, &n), EDGELLM_ERROR_NULL_HANDLE, "chat_apply_template_kwargs NULL model");
     check_code(edgellm_model_free(model), EDGELLM_OK, "chat: model_free the templated copy");
 
     /* A model without a template: the plain fallback. */

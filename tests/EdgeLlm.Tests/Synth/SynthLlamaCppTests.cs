@@ -43,9 +43,9 @@ public sealed class SynthLlamaCppTests : IDisposable
         // A short original context (64) so that the Llama 3 rope factors change positions < 32.
         "llama3" => new("tiny-llama3", "tiny llama3", "llama", 128, 2, 2, 1, 256, 700, 1024, 500000f, 1e-5f, true, false, SynthVocabKind.Llama3Bpe,
             new Llama3RopeScaling(32f, 1f, 4f, 64), WriteHeadLengths: true),
-        // Qwen3: heads of 64 on a 128-wide stream with 4 heads (not 128 / 4 = 32), per-head Q/K norms, no biases.
+        // Qwen3: heads of 128 (as the real models) on a 128-wide stream with 4 heads (not 128 / 4 = 32), per-head Q/K norms, no biases.
         "qwen3" => new("tiny-qwen3", "tiny qwen3", "qwen3", 128, 2, 4, 2, 384, 400, 256, 1e6f, 1e-6f, true, false, SynthVocabKind.Qwen2Bpe,
-            WriteHeadLengths: true, HeadLength: 64),
+            WriteHeadLengths: true, HeadLength: 128),
         "smollm" => new("tiny-smollm", "tiny smollm", "llama", 192, 2, 3, 1, 256, 320, 256, 100000f, 1e-5f, true, false, SynthVocabKind.SmolLmBpe),
         _ => throw new ArgumentOutOfRangeException(nameof(kind)),
     };
