@@ -77,6 +77,22 @@ public class ModelLoadTests
     }
 
     [Fact]
+    public void Qwen3_LoadsWithItsHeadNorms_AndNamesAMissingOrWrongOne()
+    {
+        using (var f = new TinyModelFile { Architecture = "qwen3" }.Write())
+        using (var m = Model.Load(f.Path))
+        {
+            Assert.Equal("qwen3", m.Config.Architecture);
+            Assert.True(m.Config.HasQkNorm && m.Config.RopeNeox && !m.Config.HasQkvBias);
+        }
+        var e = LoadFails(new TinyModelFile { Architecture = "qwen3", Omit = "blk.1.attn_k_norm.weight" });
+        Assert.Equal("tensor blk.1.attn_k_norm.weight is missing from the model file", e.Message);
+        e = LoadFails(new TinyModelFile { Architecture = "qwen3", Reshape = ("blk.0.attn_q_norm.weight", [32]) });
+        Assert.Contains("blk.0.attn_q_norm.weight", e.Message);
+        Assert.Contains("key_length", e.Message);
+    }
+
+    [Fact]
     public void WrongShape_NamesTensorAndBothShapes()
     {
         var e = LoadFails(new TinyModelFile { Reshape = ("blk.0.attn_k.weight", [256, 64]) });

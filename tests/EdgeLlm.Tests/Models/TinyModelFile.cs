@@ -76,6 +76,11 @@ internal sealed class TinyModelFile
                 Add(p + "attn_k.bias", HeadsKv * HeadDim);
                 Add(p + "attn_v.bias", HeadsKv * HeadDim);
             }
+            if (a == "qwen3")
+            {
+                Add(p + "attn_q_norm.weight", HeadDim);
+                Add(p + "attn_k_norm.weight", HeadDim);
+            }
             Add(p + "attn_output.weight", Heads * HeadDim, Embd);
             Add(p + "ffn_norm.weight", Embd);
             Add(p + "ffn_gate.weight", Embd, Ff);
