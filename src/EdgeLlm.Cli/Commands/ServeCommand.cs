@@ -31,10 +31,16 @@ public static class ServeCommand
         var backend = BackendOption.Create();
         var generic = new Option<bool>("--generic") { Description = "Run the generic forward pass even when a compile-time specialization matches" };
         var kwargs = TemplateCommand.KwargsOption();
+        var reasoningFormat = new Option<string>("--reasoning-format")
+        {
+            Description = "Chat answers' <think>...</think> reasoning: deepseek = in message.reasoning_content, none = left in content, auto = deepseek when the chat template writes such blocks (Qwen3, DeepSeek-R1)",
+            DefaultValueFactory = _ => "auto",
+        };
+        reasoningFormat.AcceptOnlyFromAmong("auto", "none", "deepseek");
 
         var cmd = new Command("serve", "Serve the model over an OpenAI-compatible HTTP API (/v1/chat/completions, /v1/completions, /v1/models, /health)")
         {
-            model, host, port, apiKey, parallel, queue, ctx, threads, maxBody, alias, backend, generic, kwargs,
+            model, host, port, apiKey, parallel, queue, ctx, threads, maxBody, alias, backend, generic, kwargs, reasoningFormat,
         };
         cmd.SetAction(pr => ExitCodes.Guard(pr.GetValue(verbose), () =>
         {
@@ -68,6 +74,7 @@ public static class ServeCommand
                 MaxBodyBytes = maxBodyBytes,
                 ModelId = id,
                 TemplateVariables = variables,
+                ReasoningFormat = pr.GetValue(reasoningFormat)!,
             }, slots, queueLength, ctxLen, threadCount, pr.GetValue(backend), pr.GetValue(generic));
         }));
         return cmd;
@@ -116,6 +123,8 @@ public static class ServeCommand
                 err.WriteLine($"edgellm: forward pass: {Specialized.SpecializationRegistry.Describe(model)}");
             err.WriteLine($"edgellm: serving {options.ModelId} with {slots} slot{(slots == 1 ? "" : "s")} of {ctxLen} tokens ({list[0].Context.Description}), queue {queue}{(options.ApiKey is null ? "" : ", API key required")}");
             var server = new OpenAiServer(options, pool, tokenizer, template, err);
+            if (server.SplitsReasoning)
+                err.WriteLine($"edgellm: chat answers' <think> reasoning goes to message.reasoning_content (--reasoning-format {options.ReasoningFormat}; none keeps it in content)");
             try
             {
                 server.RunAsync().GetAwaiter().GetResult();

@@ -40,6 +40,14 @@ public sealed record ServerOptions
     /// <summary>The model's id in the API (<c>/v1/models</c>, the <c>model</c> field).</summary>
     public required string ModelId { get; init; }
 
+    /// <summary>
+    /// llama-server's <c>--reasoning-format</c>: <c>deepseek</c> answers a chat request's reasoning (the
+    /// model's &lt;think&gt;…&lt;/think&gt; block) in <c>message.reasoning_content</c> and the rest in
+    /// <c>content</c>; <c>none</c> leaves it all in <c>content</c>; <c>auto</c> (the default) is
+    /// <c>deepseek</c> when the chat template writes such blocks (Qwen3, DeepSeek-R1), else <c>none</c>.
+    /// </summary>
+    public string ReasoningFormat { get; init; } = "auto";
+
     /// <summary>Chat template variables for every chat request (<c>--chat-template-kwargs</c>); a request's <c>chat_template_kwargs</c> override them by name.</summary>
     public IDictionary<string, object?>? TemplateVariables { get; init; }
 }
@@ -66,6 +74,7 @@ public sealed class OpenAiServer
     private readonly long _created = DateTimeOffset.UtcNow.ToUnixTimeSeconds();
     private readonly byte[]? _apiKey;
     private readonly object _templateLock = new();
+    private readonly bool _splitReasoning;
     private CancellationToken _stopping;
 
     /// <summary>Creates the server; <see cref="RunAsync"/> starts it.</summary>
@@ -82,7 +91,17 @@ public sealed class OpenAiServer
         _template = template;
         _log = log;
         _apiKey = string.IsNullOrEmpty(options.ApiKey) ? null : Encoding.UTF8.GetBytes(options.ApiKey);
+        _splitReasoning = options.ReasoningFormat switch
+        {
+            "none" => false,
+            "deepseek" => true,
+            "auto" => ReasoningSplitter.TemplateReasons(template),
+            _ => throw new ArgumentException($"ReasoningFormat must be auto, none or deepseek, got '{options.ReasoningFormat}'", nameof(options)),
+        };
     }
+
+    /// <summary>Whether chat answers go out with their reasoning split off into <c>reasoning_content</c>.</summary>
+    public bool SplitsReasoning => _splitReasoning;
 
     /// <summary>
     /// Serves until SIGINT/SIGTERM (or <paramref name="cancellationToken"/>): running generations are
@@ -248,18 +267,21 @@ public sealed class OpenAiServer
     {
         var request = RequestParser.ParseChat(await ReadBodyAsync(ctx));
         CheckModel(request.Model);
-        int[] prompt;
+        string text;
         try
         {
             // The template interpreter is not documented as thread-safe; renders are short.
             var variables = TemplateVariables.Merge(_options.TemplateVariables, request.TemplateVariables);
-            lock (_templateLock) prompt = ChatPrompt.Tokenize(_template, _tokenizer, request.Messages!, addGenerationPrompt: true, variables: variables);
+            lock (_templateLock) text = ChatPrompt.Render(_template, _tokenizer, request.Messages!, addGenerationPrompt: true, variables: variables);
         }
         catch (TemplateException e)
         {
             throw ApiException.BadField("messages", $"the model's chat template rejects the messages: {e.Message}");
         }
-        await CompleteAsync(ctx, request, prompt, chat: true);
+        // As ChatPrompt.Tokenize: BOS as the vocabulary says, special-token text parsed.
+        int[] prompt = _tokenizer.Encode(text, addSpecial: true, parseSpecial: true);
+        var splitter = _splitReasoning ? new ReasoningSplitter(ReasoningSplitter.PromptOpensReasoning(text)) : null;
+        await CompleteAsync(ctx, request, prompt, chat: true, splitter);
     }
 
     private async Task Completions(HttpContext ctx)
@@ -268,7 +290,7 @@ public sealed class OpenAiServer
         CheckModel(request.Model);
         // As `edgellm run` and llama-server: BOS as the vocabulary says, special-token text parsed.
         int[] prompt = request.PromptTokens ?? _tokenizer.Encode(request.Prompt!, addSpecial: true, parseSpecial: true);
-        await CompleteAsync(ctx, request, prompt, chat: false);
+        await CompleteAsync(ctx, request, prompt, chat: false, null);
     }
 
     /// <summary>
@@ -303,7 +325,7 @@ public sealed class OpenAiServer
     }
 
     /// <summary>Runs one generation in a slot and answers with it, streamed or whole.</summary>
-    private async Task CompleteAsync(HttpContext ctx, CompletionRequest request, int[] prompt, bool chat)
+    private async Task CompleteAsync(HttpContext ctx, CompletionRequest request, int[] prompt, bool chat, ReasoningSplitter? splitter)
     {
         int contextLength = _pool.Slots[0].Context.ContextLength;
         if (prompt.Length == 0)
@@ -331,7 +353,7 @@ public sealed class OpenAiServer
             long created = DateTimeOffset.UtcNow.ToUnixTimeSeconds();
             GenerationResult result;
             if (request.Stream)
-                result = await StreamAsync(ctx.Response, id, created, chat, request.IncludeUsage, pieces.Reader, generation, cts.Token);
+                result = await StreamAsync(ctx.Response, id, created, chat, request.IncludeUsage, pieces.Reader, generation, splitter, cts.Token);
             else
             {
                 var text = new StringBuilder();
@@ -341,10 +363,18 @@ public sealed class OpenAiServer
                 var usage = UsageOf(result);
                 if (chat)
                 {
+                    var message = new AssistantMessage { Content = result.Text };
+                    if (splitter is not null)
+                    {
+                        var (r1, c1) = splitter.Push(result.Text);
+                        var (r2, c2) = splitter.Flush();
+                        string reasoning = r1 + r2;
+                        message = new AssistantMessage { Content = c1 + c2, ReasoningContent = reasoning.Length > 0 ? reasoning : null };
+                    }
                     await WriteJsonAsync(ctx, new ChatCompletion
                     {
                         Id = id, Created = created, Model = _options.ModelId, Usage = usage,
-                        Choices = [new ChatChoice { Message = new AssistantMessage { Content = result.Text }, FinishReason = FinishReasonOf(result) }],
+                        Choices = [new ChatChoice { Message = message, FinishReason = FinishReasonOf(result) }],
                     }, ServerJsonContext.Default.ChatCompletion);
                 }
                 else
@@ -404,7 +434,7 @@ public sealed class OpenAiServer
     }
 
     private async Task<GenerationResult> StreamAsync(HttpResponse response, string id, long created, bool chat, bool includeUsage,
-        ChannelReader<string> pieces, Task<GenerationResult> generation, CancellationToken ct)
+        ChannelReader<string> pieces, Task<GenerationResult> generation, ReasoningSplitter? splitter, CancellationToken ct)
     {
         response.ContentType = "text/event-stream";
         response.Headers.CacheControl = "no-cache";
@@ -414,11 +444,13 @@ public sealed class OpenAiServer
             await WriteEventAsync(response, ChatChunk(id, created, new ChunkDelta { Role = "assistant", Content = "" }, null), ServerJsonContext.Default.ChatCompletionChunk, ct);
         await foreach (var piece in pieces.ReadAllAsync(ct))
         {
-            if (chat) await WriteEventAsync(response, ChatChunk(id, created, new ChunkDelta { Content = piece }, null), ServerJsonContext.Default.ChatCompletionChunk, ct);
+            if (splitter is not null) await WriteSplitAsync(response, id, created, splitter.Push(piece), ct);
+            else if (chat) await WriteEventAsync(response, ChatChunk(id, created, new ChunkDelta { Content = piece }, null), ServerJsonContext.Default.ChatCompletionChunk, ct);
             else await WriteEventAsync(response, TextChunk(id, created, piece, null), ServerJsonContext.Default.TextCompletion, ct);
         }
         var result = await generation;
         ThrowIfCancelled(result, ct);
+        if (splitter is not null) await WriteSplitAsync(response, id, created, splitter.Flush(), ct);
         string finish = FinishReasonOf(result);
         if (chat) await WriteEventAsync(response, ChatChunk(id, created, new ChunkDelta(), finish), ServerJsonContext.Default.ChatCompletionChunk, ct);
         else await WriteEventAsync(response, TextChunk(id, created, "", finish), ServerJsonContext.Default.TextCompletion, ct);
@@ -433,6 +465,15 @@ public sealed class OpenAiServer
         await response.Body.WriteAsync("data: [DONE]\n\n"u8.ToArray(), ct);
         await response.Body.FlushAsync(ct);
         return result;
+    }
+
+    /// <summary>A piece split by the <see cref="ReasoningSplitter"/>: a reasoning_content delta and/or a content delta (nothing for empty parts).</summary>
+    private async Task WriteSplitAsync(HttpResponse response, string id, long created, (string Reasoning, string Content) part, CancellationToken ct)
+    {
+        if (part.Reasoning.Length > 0)
+            await WriteEventAsync(response, ChatChunk(id, created, new ChunkDelta { ReasoningContent = part.Reasoning }, null), ServerJsonContext.Default.ChatCompletionChunk, ct);
+        if (part.Content.Length > 0)
+            await WriteEventAsync(response, ChatChunk(id, created, new ChunkDelta { Content = part.Content }, null), ServerJsonContext.Default.ChatCompletionChunk, ct);
     }
 
     private ChatCompletionChunk ChatChunk(string id, long created, ChunkDelta delta, string? finish) => new()

@@ -66,6 +66,9 @@ public sealed class AssistantMessage
 {
     public string Role { get; init; } = "assistant";
     public required string Content { get; init; }
+    /// <summary>llama-server's field: the model's reasoning (its &lt;think&gt; block), when the server splits it off.</summary>
+    [JsonIgnore(Condition = JsonIgnoreCondition.WhenWritingNull)]
+    public string? ReasoningContent { get; init; }
 }
 
 /// <summary>One server-sent event of a streamed chat completion.</summary>
@@ -100,6 +103,8 @@ public sealed class ChunkDelta
     public string? Role { get; init; }
     [JsonIgnore(Condition = JsonIgnoreCondition.WhenWritingNull)]
     public string? Content { get; init; }
+    [JsonIgnore(Condition = JsonIgnoreCondition.WhenWritingNull)]
+    public string? ReasoningContent { get; init; }
 }
 
 /// <summary><c>POST /v1/completions</c>, streamed (one per event, <c>usage</c> only in the last with include_usage) or not.</summary>

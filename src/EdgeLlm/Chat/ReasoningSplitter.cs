@@ -1,0 +1,133 @@
+using System.Text;
+
+namespace EdgeLlm.Chat;
+
+/// <summary>
+/// Splits a reasoning model's answer into its reasoning and its reply, as llama-server's
+/// <c>--reasoning-format deepseek</c> does for Qwen3 and DeepSeek-R1: the text between an opening
+/// <c>&lt;think&gt;</c> (at the very start of the answer, or left open at the end of the prompt) and
+/// <c>&lt;/think&gt;</c> is reasoning; the rest, with the whitespace after the closing tag dropped, is
+/// the reply. Text arrives in pieces (streaming); a piece that may be the beginning of a tag is held
+/// back until the next piece decides, so the tags never reach either part.
+/// </summary>
+public sealed class ReasoningSplitter
+{
+    /// <summary>The opening tag.</summary>
+    public const string Open = "<think>";
+
+    /// <summary>The closing tag.</summary>
+    public const string Close = "</think>";
+
+    private enum State { Start, Reasoning, AfterClose, Content }
+
+    private State _state;
+    private readonly StringBuilder _held = new();
+
+    /// <param name="startsInReasoning">the prompt ends with an open <c>&lt;think&gt;</c> (the template opened the reasoning block)</param>
+    public ReasoningSplitter(bool startsInReasoning) => _state = startsInReasoning ? State.Reasoning : State.Start;
+
+    /// <summary>
+    /// True when a template writes reasoning blocks (mentions both tags): what llama-server's
+    /// <c>--reasoning-format auto</c> keys on, simplified.
+    /// </summary>
+    public static bool TemplateReasons(ChatTemplate template)
+    {
+        ArgumentNullException.ThrowIfNull(template);
+        return template.Source.Contains(Open, StringComparison.Ordinal) && template.Source.Contains(Close, StringComparison.Ordinal);
+    }
+
+    /// <summary>True when a rendered prompt leaves a reasoning block open (ends with <c>&lt;think&gt;</c>, whitespace aside).</summary>
+    public static bool PromptOpensReasoning(string prompt)
+    {
+        ArgumentNullException.ThrowIfNull(prompt);
+        return prompt.TrimEnd().EndsWith(Open, StringComparison.Ordinal);
+    }
+
+    /// <summary>Takes the next piece of the answer; returns the reasoning and reply text it completes (either may be empty).</summary>
+    public (string Reasoning, string Content) Push(string piece)
+    {
+        ArgumentNullException.ThrowIfNull(piece);
+        _held.Append(piece);
+        var reasoning = new StringBuilder();
+        var content = new StringBuilder();
+        while (_held.Length > 0)
+        {
+            string text = _held.ToString();
+            switch (_state)
+            {
+                case State.Start:
+                {
+                    string lead = text.TrimStart();
+                    if (lead.StartsWith(Open, StringComparison.Ordinal))
+                    {
+                        _held.Clear().Append(lead[Open.Length..]);
+                        _state = State.Reasoning;
+                        continue;
+                    }
+                    if (Open.StartsWith(lead, StringComparison.Ordinal)) return (reasoning.ToString(), content.ToString()); // "", "<th": wait
+                    _state = State.Content;
+                    continue;
+                }
+                case State.Reasoning:
+                {
+                    int close = text.IndexOf(Close, StringComparison.Ordinal);
+                    if (close >= 0)
+                    {
+                        reasoning.Append(text, 0, close);
+                        _held.Clear().Append(text, close + Close.Length, text.Length - close - Close.Length);
+                        _state = State.AfterClose;
+                        continue;
+                    }
+                    int keep = PartialTagLength(text, Close);
+                    reasoning.Append(text, 0, text.Length - keep);
+                    _held.Remove(0, text.Length - keep);
+                    return (reasoning.ToString(), content.ToString());
+                }
+                case State.AfterClose:
+                {
+                    string rest = text.TrimStart();
+                    if (rest.Length == 0)
+                    {
+                        _held.Clear();
+                        return (reasoning.ToString(), content.ToString());
+                    }
+                    _held.Clear().Append(rest);
+                    _state = State.Content;
+                    continue;
+                }
+                default:
+                    content.Append(text);
+                    _held.Clear();
+                    break;
+            }
+        }
+        return (reasoning.ToString(), content.ToString());
+    }
+
+    /// <summary>The end of the answer: what was held back goes to the part it was in.</summary>
+    public (string Reasoning, string Content) Flush()
+    {
+        string text = _held.ToString();
+        _held.Clear();
+        return _state == State.Reasoning ? (text, "") : ("", _state == State.AfterClose ? "" : text);
+    }
+
+    /// <summary>Splits a whole answer.</summary>
+    public static (string Reasoning, string Content) Split(string answer, bool startsInReasoning)
+    {
+        var s = new ReasoningSplitter(startsInReasoning);
+        var (r, c) = s.Push(answer);
+        var (r2, c2) = s.Flush();
+        return (r + r2, c + c2);
+    }
+
+    /// <summary>The length of the longest end of <paramref name="text"/> that is a proper beginning of <paramref name="tag"/>.</summary>
+    private static int PartialTagLength(string text, string tag)
+    {
+        for (int n = Math.Min(tag.Length - 1, text.Length); n > 0; n--)
+        {
+            if (string.CompareOrdinal(text, text.Length - n, tag, 0, n) == 0) return n;
+        }
+        return 0;
+    }
+}

@@ -1,0 +1,49 @@
+using EdgeLlm.Chat;
+using Xunit;
+
+namespace EdgeLlm.Tests.Chat;
+
+public class ReasoningSplitterTests
+{
+    [Theory]
+    [InlineData("<think>\nLet me see.\n</think>\n\nHello!", false, "\nLet me see.\n", "Hello!")]
+    [InlineData("  <think>a</think>b", false, "a", "b")]
+    [InlineData("Let me see.\n</think>\n\nHello!", true, "Let me see.\n", "Hello!")] // the prompt opened the block
+    [InlineData("\n</think>\n\nHi", true, "\n", "Hi")]
+    [InlineData("Hello <think>not reasoning</think>", false, "", "Hello <think>not reasoning</think>")]
+    [InlineData("<think>never closed", false, "never closed", "")]
+    [InlineData("<think>cut in the tag </thi", false, "cut in the tag </thi", "")]
+    [InlineData("<th", false, "", "<th")]
+    [InlineData("", false, "", "")]
+    [InlineData("<think></think>", false, "", "")]
+    [InlineData("<think>a</think>b</think>c", false, "a", "b</think>c")]
+    [InlineData("Plain answer.", false, "", "Plain answer.")]
+    public void Splits_AndStreamingInAnyPieces_GivesTheSame(string answer, bool open, string reasoning, string content)
+    {
+        Assert.Equal((reasoning, content), ReasoningSplitter.Split(answer, open));
+        // One character at a time, and in pieces of 3: the parts concatenate to the same texts.
+        foreach (int size in new[] { 1, 3 })
+        {
+            var s = new ReasoningSplitter(open);
+            string r = "", c = "";
+            for (int i = 0; i < answer.Length; i += size)
+            {
+                var (pr, pc) = s.Push(answer.Substring(i, Math.Min(size, answer.Length - i)));
+                r += pr;
+                c += pc;
+            }
+            var (fr, fc) = s.Flush();
+            Assert.Equal((reasoning, content), (r + fr, c + fc));
+        }
+    }
+
+    [Fact]
+    public void Detection_ByTemplateAndPrompt()
+    {
+        Assert.True(ReasoningSplitter.TemplateReasons(ChatTemplate.Parse("{{ '<think>\\n\\n</think>' if x }}")));
+        Assert.False(ReasoningSplitter.TemplateReasons(ChatTemplate.Fallback));
+        Assert.True(ReasoningSplitter.PromptOpensReasoning("<|im_start|>assistant\n<think>\n"));
+        Assert.False(ReasoningSplitter.PromptOpensReasoning("<|im_start|>assistant\n<think>\n\n</think>\n\n"));
+        Assert.False(ReasoningSplitter.PromptOpensReasoning("<|im_start|>assistant\n"));
+    }
+}

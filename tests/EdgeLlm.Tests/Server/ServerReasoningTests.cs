@@ -1,0 +1,89 @@
+using System.Net;
+using System.Text;
+using System.Text.Json;
+using EdgeLlm.Chat;
+using EdgeLlm.Gguf;
+using Xunit;
+
+namespace EdgeLlm.Tests.Server;
+
+/// <summary>
+/// <c>serve --reasoning-format</c> (llama-server's): with a template that opens a &lt;think&gt; block
+/// (as Qwen3's does unless enable_thinking is false), the answer is reasoning until &lt;/think&gt;, so
+/// stories260K's greedy text goes to <c>reasoning_content</c> under auto (streamed or not), to
+/// <c>content</c> under none, and to <c>content</c> again when the template closes the block itself.
+/// </summary>
+public sealed class ServerReasoningTests : IDisposable
+{
+    private const string Template =
+        "{{ messages[0].content }}{% if add_generation_prompt %}"
+        + "{% if enable_thinking is defined and enable_thinking is false %}<think>\n\n</think>\n\n{% else %}<think>\n{% endif %}{% endif %}";
+
+    private const string Request = "{\"messages\": [{\"role\": \"user\", \"content\": \"Once upon a time\"}], \"max_tokens\": 12, \"temperature\": 0";
+
+    private readonly string _model = Path.Combine(Path.GetTempPath(), $"edgellm-reasoning-{Guid.NewGuid():N}.gguf");
+
+    public ServerReasoningTests()
+    {
+        using var src = GgufFile.Open(SharedData.Model("stories260K"));
+        var w = new GgufWriter().CopyMetadata(src).Set(ChatTemplate.GgufKey, Template);
+        foreach (var t in src.Tensors) w.AddTensor(t.Name, t.Type, t.Dims, src.GetTensorData(t).ToArray());
+        w.Write(_model);
+    }
+
+    public void Dispose() => File.Delete(_model);
+
+    private static async Task<JsonElement> MessageAsync(HttpClient client, string extra = "")
+    {
+        var (status, json, _) = await ServerHttpTests.PostAsync(client, "/v1/chat/completions", Request + extra + "}");
+        Assert.Equal(HttpStatusCode.OK, status);
+        return json.GetProperty("choices")[0].GetProperty("message");
+    }
+
+    [Fact]
+    public async Task Reasoning_GoesToReasoningContent_UnderAuto_AndStaysInContentUnderNone()
+    {
+        string reasoning;
+        using (var auto = ServerProcess.StartWith(_model, "--api-key", ServerProcess.ApiKey))
+        {
+            Assert.Contains("reasoning_content", auto.Log, StringComparison.Ordinal);
+            using var client = auto.Client();
+            var message = await MessageAsync(client);
+            reasoning = message.GetProperty("reasoning_content").GetString()!;
+            Assert.NotEmpty(reasoning);
+            Assert.Equal("", message.GetProperty("content").GetString());
+
+            // Streamed: reasoning_content deltas, no content, the same text.
+            var request = new HttpRequestMessage(HttpMethod.Post, "/v1/chat/completions")
+            {
+                Content = new StringContent(Request + ", \"stream\": true}", Encoding.UTF8, "application/json"),
+            };
+            using var response = await client.SendAsync(request, HttpCompletionOption.ResponseHeadersRead);
+            Assert.Equal(HttpStatusCode.OK, response.StatusCode);
+            var streamed = new StringBuilder();
+            var content = new StringBuilder();
+            using var reader = new StreamReader(await response.Content.ReadAsStreamAsync());
+            while (await reader.ReadLineAsync() is { } line)
+            {
+                if (!line.StartsWith("data: {", StringComparison.Ordinal)) continue;
+                using var doc = JsonDocument.Parse(line["data: ".Length..]);
+                var delta = doc.RootElement.GetProperty("choices")[0].GetProperty("delta");
+                if (delta.TryGetProperty("reasoning_content", out var r)) streamed.Append(r.GetString());
+                if (delta.TryGetProperty("content", out var c)) content.Append(c.GetString());
+            }
+            Assert.Equal(reasoning, streamed.ToString());
+            Assert.Equal("", content.ToString());
+
+            // The template closes the block itself: the answer is content.
+            var closed = await MessageAsync(client, ", \"chat_template_kwargs\": {\"enable_thinking\": false}");
+            Assert.NotEmpty(closed.GetProperty("content").GetString()!);
+            Assert.False(closed.TryGetProperty("reasoning_content", out _));
+        }
+
+        using var none = ServerProcess.StartWith(_model, "--api-key", ServerProcess.ApiKey, "--reasoning-format", "none");
+        using var c2 = none.Client();
+        var plain = await MessageAsync(c2);
+        Assert.Equal(reasoning, plain.GetProperty("content").GetString());
+        Assert.False(plain.TryGetProperty("reasoning_content", out _));
+    }
+}
