@@ -25,6 +25,14 @@ public sealed record EdgeLlmChatClientOptions
     public ChatTemplate? Template { get; init; }
 
     /// <summary>
+    /// Whether a reasoning model's &lt;think&gt;…&lt;/think&gt; block comes back as <see cref="AI.TextReasoningContent"/>
+    /// (apart from the reply's <see cref="AI.TextContent"/>, so <c>ChatResponse.Text</c> is the reply alone), as
+    /// <c>edgellm serve</c> answers it in <c>reasoning_content</c>. Default <see cref="Chat.ReasoningFormat.Auto"/>:
+    /// split when the template writes such blocks (Qwen3, DeepSeek-R1).
+    /// </summary>
+    public ReasoningFormat ReasoningFormat { get; init; } = ReasoningFormat.Auto;
+
+    /// <summary>
     /// The sampler settings a request starts from before its <see cref="AI.ChatOptions"/> apply (default: llama.cpp's:
     /// temperature 0.8, top-k 40, top-p 0.95, min-p 0.05).
     /// </summary>
@@ -68,6 +76,7 @@ public sealed class EdgeLlmChatClient : AI.IChatClient
     private readonly InferenceContext _context;
     private readonly TextGenerator _generator;
     private readonly SamplerOptions _sampling;
+    private readonly bool _splitReasoning;
     private readonly AI.ChatClientMetadata _metadata;
     private readonly SemaphoreSlim _gate = new(1, 1);
     private readonly CancellationTokenSource _disposing = new();
@@ -101,6 +110,12 @@ public sealed class EdgeLlmChatClient : AI.IChatClient
             CheckClientOptions(options);
             Tokenizer = Tokenizer.FromGguf(model.File);
             Template = options.Template ?? ChatPrompt.TemplateFor(model.File);
+            _splitReasoning = options.ReasoningFormat switch
+            {
+                ReasoningFormat.None => false,
+                ReasoningFormat.DeepSeek => true,
+                _ => ReasoningSplitter.TemplateReasons(Template),
+            };
             ModelId = options.ModelId ?? Path.GetFileNameWithoutExtension(model.File.FilePath);
             _sampling = options.Sampling;
             _context = new InferenceContext(model, options.ContextLength, options.Threads);
@@ -176,7 +191,9 @@ public sealed class EdgeLlmChatClient : AI.IChatClient
             var result = await Task.Factory.StartNew(() => _generator.Generate(request.Prompt, request.Generation, null, token),
                 token, TaskCreationOptions.LongRunning, TaskScheduler.Default).ConfigureAwait(false);
             if (result.Reason == FinishReason.Cancelled) throw Cancelled(cancellationToken);
-            var message = new AI.ChatMessage(AI.ChatRole.Assistant, result.Text) { MessageId = request.Id };
+            var message = request.Reasoning is null
+                ? new AI.ChatMessage(AI.ChatRole.Assistant, result.Text) { MessageId = request.Id }
+                : new AI.ChatMessage(AI.ChatRole.Assistant, Contents(request.Reasoning.Push(result.Text), request.Reasoning.Flush())) { MessageId = request.Id };
             return new AI.ChatResponse(message)
             {
                 ResponseId = request.Id,
@@ -242,16 +259,15 @@ public sealed class EdgeLlmChatClient : AI.IChatClient
             {
                 // ReadAllAsync hands out buffered pieces without looking at the token: a cancelled stream stops here.
                 cancellationToken.ThrowIfCancellationRequested();
-                yield return new AI.ChatResponseUpdate(AI.ChatRole.Assistant, piece)
-                {
-                    ResponseId = request.Id,
-                    MessageId = request.Id,
-                    ModelId = ModelId,
-                    CreatedAt = request.Created,
-                };
+                if (request.Reasoning is null)
+                    yield return Update(request, [new AI.TextContent(piece)]);
+                else if (Contents(request.Reasoning.Push(piece)) is { Count: > 0 } parts)
+                    yield return Update(request, parts);
             }
             var result = await worker.ConfigureAwait(false);
             if (result.Reason == FinishReason.Cancelled) throw Cancelled(cancellationToken);
+            if (request.Reasoning is not null && Contents(request.Reasoning.Flush()) is { Count: > 0 } rest)
+                yield return Update(request, rest);
             yield return new AI.ChatResponseUpdate(AI.ChatRole.Assistant, [new AI.UsageContent(Usage(result))])
             {
                 ResponseId = request.Id,
@@ -330,7 +346,28 @@ public sealed class EdgeLlmChatClient : AI.IChatClient
 
     // ------------------------------------------------------------------ request preparation
 
-    private sealed record Request(int[] Prompt, GenerationOptions Generation, string Id, DateTimeOffset Created);
+    /// <param name="Reasoning">a splitter for the answer's reasoning block, or null (not split)</param>
+    /// <summary>One streamed piece of the answer.</summary>
+    private AI.ChatResponseUpdate Update(Request request, IList<AI.AIContent> contents) => new(AI.ChatRole.Assistant, contents)
+    {
+        ResponseId = request.Id,
+        MessageId = request.Id,
+        ModelId = ModelId,
+        CreatedAt = request.Created,
+    };
+
+    /// <summary>The non-empty reasoning and reply parts as contents (reasoning first), of one or more splits concatenated.</summary>
+    private static List<AI.AIContent> Contents(params (string Reasoning, string Content)[] parts)
+    {
+        string reasoning = string.Concat(parts.Select(p => p.Reasoning));
+        string content = string.Concat(parts.Select(p => p.Content));
+        var list = new List<AI.AIContent>(2);
+        if (reasoning.Length > 0) list.Add(new AI.TextReasoningContent(reasoning));
+        if (content.Length > 0) list.Add(new AI.TextContent(content));
+        return list;
+    }
+
+    private sealed record Request(int[] Prompt, GenerationOptions Generation, string Id, DateTimeOffset Created, ReasoningSplitter? Reasoning);
 
     /// <summary>Checks the options and messages and renders the prompt (on the caller's thread: errors surface at the call).</summary>
     private Request Prepare(IEnumerable<AI.ChatMessage> messages, AI.ChatOptions? options)
@@ -364,10 +401,12 @@ public sealed class EdgeLlmChatClient : AI.IChatClient
             variables = kw as IDictionary<string, object?>
                 ?? throw new ArgumentException($"ChatOptions.AdditionalProperties[\"chat_template_kwargs\"] must be an IDictionary<string, object?> of template variables, got {kw.GetType().Name}", nameof(options));
         }
-        int[] prompt = ChatPrompt.Tokenize(Template, Tokenizer, conversation, addGenerationPrompt: true, variables: variables);
+        string text = ChatPrompt.Render(Template, Tokenizer, conversation, addGenerationPrompt: true, variables: variables);
+        int[] prompt = Tokenizer.Encode(text, addSpecial: true, parseSpecial: true); // as ChatPrompt.Tokenize
         if (prompt.Length == 0) throw new ArgumentException("the rendered conversation has no tokens", nameof(messages));
         if (prompt.Length >= ContextLength) throw new PromptTooLongException(prompt.Length, ContextLength);
-        return new Request(prompt, generation, "edgellm-" + Guid.NewGuid().ToString("N"), DateTimeOffset.UtcNow);
+        return new Request(prompt, generation, "edgellm-" + Guid.NewGuid().ToString("N"), DateTimeOffset.UtcNow,
+            _splitReasoning ? new ReasoningSplitter(ReasoningSplitter.PromptOpensReasoning(text)) : null);
     }
 
     /// <summary>Maps <see cref="AI.ChatOptions"/> onto the sampler and the generation limits, naming a bad option.</summary>

@@ -2,6 +2,19 @@ using System.Text;
 
 namespace EdgeLlm.Chat;
 
+/// <summary>What to do with a reasoning model's &lt;think&gt; block (llama-server's <c>--reasoning-format</c>).</summary>
+public enum ReasoningFormat
+{
+    /// <summary><see cref="DeepSeek"/> when the chat template writes reasoning blocks (<see cref="ReasoningSplitter.TemplateReasons"/>), else <see cref="None"/>.</summary>
+    Auto,
+
+    /// <summary>The block stays in the reply text.</summary>
+    None,
+
+    /// <summary>The block is split off as the reasoning (<see cref="ReasoningSplitter"/>).</summary>
+    DeepSeek,
+}
+
 /// <summary>
 /// Splits a reasoning model's answer into its reasoning and its reply, as llama-server's
 /// <c>--reasoning-format deepseek</c> does for Qwen3 and DeepSeek-R1: the text between an opening

@@ -1,4 +1,5 @@
 using System.Diagnostics;
+using System.Text;
 using EdgeLlm.Chat;
 using EdgeLlm.Engine;
 using EdgeLlm.Gguf;
@@ -261,6 +262,38 @@ public sealed class EdgeLlmChatClientTests(TemplatedStoriesModel model, ITestOut
         var switched = await client.GetResponseAsync(Ask("Hi"), options);
         output.WriteLine($"prompt tokens: {plain.Usage!.InputTokenCount} plain, {switched.Usage!.InputTokenCount} with enable_thinking = false");
         Assert.True(switched.Usage.InputTokenCount > plain.Usage.InputTokenCount + 5);
+    }
+
+    [Fact]
+    public async Task Reasoning_ComesBackAsTextReasoningContent_WhenTheTemplateOpensABlock()
+    {
+        // As Qwen3's template: the prompt ends inside <think> (unless enable_thinking is false), so
+        // stories260K's answer is all reasoning (it never writes </think>).
+        var template = ChatTemplate.Parse("{{ messages[0].content }}{% if enable_thinking is defined and enable_thinking is false %}<think>\n\n</think>\n\n"
+            + "{% else %}<think>\n{% endif %}");
+        var greedy = new ChatOptions { Temperature = 0, MaxOutputTokens = 12 };
+        string plainText;
+        using (var plain = new EdgeLlmChatClient(model.Path, new EdgeLlmChatClientOptions { ContextLength = 128, Threads = 1, Template = template, ReasoningFormat = ReasoningFormat.None }))
+            plainText = (await plain.GetResponseAsync(Ask("Once upon a time"), greedy)).Text;
+        Assert.NotEmpty(plainText);
+
+        using var client = new EdgeLlmChatClient(model.Path, new EdgeLlmChatClientOptions { ContextLength = 128, Threads = 1, Template = template });
+        var response = await client.GetResponseAsync(Ask("Once upon a time"), greedy);
+        Assert.Equal("", response.Text);
+        Assert.Equal(plainText, Assert.Single(response.Messages[0].Contents.OfType<TextReasoningContent>()).Text);
+
+        var streamed = new StringBuilder();
+        await foreach (var update in client.GetStreamingResponseAsync(Ask("Once upon a time"), greedy))
+        {
+            Assert.Empty(update.Contents.OfType<TextContent>());
+            foreach (var r in update.Contents.OfType<TextReasoningContent>()) streamed.Append(r.Text);
+        }
+        Assert.Equal(plainText, streamed.ToString());
+
+        var off = new ChatOptions { Temperature = 0, MaxOutputTokens = 12, AdditionalProperties = new() { ["chat_template_kwargs"] = new Dictionary<string, object?> { ["enable_thinking"] = false } } };
+        var reply = await client.GetResponseAsync(Ask("Once upon a time"), off);
+        Assert.NotEmpty(reply.Text);
+        Assert.Empty(reply.Messages[0].Contents.OfType<TextReasoningContent>());
     }
 
     [Fact]
