@@ -29,10 +29,16 @@ public sealed class TemplatedStoriesModel : IDisposable
     public TemplatedStoriesModel()
     {
         Path = System.IO.Path.Combine(System.IO.Path.GetTempPath(), $"stories260K-chat-{Guid.NewGuid():N}.gguf");
+        Write(Path, Template);
+    }
+
+    /// <summary>Writes stories260K with <paramref name="template"/> as its tokenizer.chat_template to <paramref name="path"/>.</summary>
+    public static void Write(string path, string template)
+    {
         using var src = GgufFile.Open(SharedData.Model("stories260K"));
-        var w = new GgufWriter().CopyMetadata(src).Set(ChatTemplate.GgufKey, Template);
+        var w = new GgufWriter().CopyMetadata(src).Set(ChatTemplate.GgufKey, template);
         foreach (var t in src.Tensors) w.AddTensor(t.Name, t.Type, t.Dims, src.GetTensorData(t).ToArray());
-        w.Write(Path);
+        w.Write(path);
     }
 
     public string Path { get; }

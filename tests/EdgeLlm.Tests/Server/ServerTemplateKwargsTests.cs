@@ -1,6 +1,4 @@
 using System.Net;
-using EdgeLlm.Chat;
-using EdgeLlm.Gguf;
 using Xunit;
 
 namespace EdgeLlm.Tests.Server;
@@ -20,10 +18,7 @@ public sealed class ServerTemplateKwargsTests : IDisposable
 
     public ServerTemplateKwargsTests()
     {
-        using var src = GgufFile.Open(SharedData.Model("stories260K"));
-        var w = new GgufWriter().CopyMetadata(src).Set(ChatTemplate.GgufKey, Template);
-        foreach (var t in src.Tensors) w.AddTensor(t.Name, t.Type, t.Dims, src.GetTensorData(t).ToArray());
-        w.Write(_model);
+        Chat.TemplatedStoriesModel.Write(_model, Template);
     }
 
     public void Dispose() => File.Delete(_model);
