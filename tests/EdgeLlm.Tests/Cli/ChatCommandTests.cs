@@ -156,6 +156,30 @@ public sealed partial class ChatCommandTests : IDisposable
     }
 
     [Fact]
+    public void Chat_ChatTemplateKwargs_ReachTheTemplate()
+    {
+        // Qwen3's switch: the template adds words only when enable_thinking is false.
+        string model = Path.Combine(_dir, "stories-kwargs.gguf");
+        Chat.TemplatedStoriesModel.Write(model, "{% if enable_thinking is defined and enable_thinking is false %}once upon a time there was {% endif %}"
+            + "{% for m in messages %}{{ m.content }}{% endfor %}");
+        int PromptTokens(params string[] extra)
+        {
+            using var chat = new PtyChat(["chat", "-m", model, "-c", "128", "-n", "4", "--temp", "0", .. extra]);
+            chat.WaitStderr("> ");
+            chat.Send("Hi");
+            chat.WaitStderr("[prompt:", 1);
+            chat.Type("\x04");
+            int code = chat.WaitExit();
+            Log(chat, code);
+            Assert.Equal(0, code);
+            return StatusLines(chat.Stderr)[0].PromptTokens;
+        }
+        int plain = PromptTokens();
+        int switched = PromptTokens("--chat-template-kwargs", "{\"enable_thinking\": false}");
+        Assert.True(switched > plain + 3, $"prompt tokens {switched} with the variable, {plain} without");
+    }
+
+    [Fact]
     public void Chat_CtrlC_StopsTheAnswerAndGoesOn_CtrlCAtThePromptExits130()
     {
         // A long answer: no -n, a large context, a model that rambles.
@@ -234,6 +258,9 @@ public sealed partial class ChatCommandTests : IDisposable
         Assert.Contains("-n must be -1 (no limit) or >= 1", r.Stderr, StringComparison.Ordinal);
         r = CliRunner.Run(["chat", "-m", Stories, "--temp", "-1"]);
         Assert.Equal(1, r.ExitCode);
+        r = CliRunner.Run(["chat", "-m", Stories, "--chat-template-kwargs", "[1]"]);
+        Assert.Equal(1, r.ExitCode);
+        Assert.Contains("--chat-template-kwargs must be a JSON object", r.Stderr, StringComparison.Ordinal);
         // stdin closed at once (CliRunner): no question, no answer, exit 0.
         r = CliRunner.Run(["chat", "-m", Stories, "-c", "64"]);
         _out.WriteLine(r.Stderr);
