@@ -64,7 +64,7 @@ public sealed partial class TransformerGenerator
                 return null;
             }
 
-            string? arch = Architecture(root, out bool archQkvBias, out bool neox);
+            string? arch = Architecture(root, out bool archQkvBias, out bool neox, out bool qkNorm);
             int dim = PositiveInt(root, "hidden_size", required: true);
             int ff = PositiveInt(root, "intermediate_size", required: true);
             int layers = PositiveInt(root, "num_hidden_layers", required: true);
@@ -78,6 +78,9 @@ public sealed partial class TransformerGenerator
             bool attentionBias = Bool(root, "attention_bias", false);
             token.ThrowIfCancellationRequested();
 
+            if (arch == "qwen3" && attentionBias)
+                Report(DiagnosticDescriptors.ValueOutOfRange.Id, root["attention_bias"]!.Span, "attention_bias", "true",
+                    "false for qwen3 (llama.cpp's qwen3 graph has no Q/K/V biases)");
             if (kvHeads == 0 && heads > 0) kvHeads = heads;
             if (heads > 0 && kvHeads > 0 && heads % kvHeads != 0)
                 Report(DiagnosticDescriptors.HeadsDoNotDivide.Id, root["num_key_value_heads"]!.Span,
@@ -169,13 +172,13 @@ public sealed partial class TransformerGenerator
 
             var plan = TypePlanner.Plan(shape, fileType, pure, overrideMap);
             return new ModelSpec(name, ClassNameOf(name), Path.GetFileName(_path), arch, fileType, dim, layers, heads, kvHeads, headDim, ff, vocab,
-                eps, theta, tied, archQkvBias || attentionBias, neox, ropeFactors.ToEquatableArray(), plan.TokenEmbd, plan.Output, plan.Layers, Isa: "");
+                eps, theta, tied, archQkvBias || attentionBias, neox, qkNorm, ropeFactors.ToEquatableArray(), plan.TokenEmbd, plan.Output, plan.Layers, Isa: "");
         }
 
         /// <summary>architectures[0] (HF class name) or model_type → GGUF architecture.</summary>
-        private string? Architecture(JsonNode root, out bool qkvBias, out bool neox)
+        private string? Architecture(JsonNode root, out bool qkvBias, out bool neox, out bool qkNorm)
         {
-            qkvBias = neox = false;
+            qkvBias = neox = qkNorm = false;
             JsonNode? node = null;
             string? value = null;
             var archs = root["architectures"];
@@ -204,8 +207,14 @@ public sealed partial class TransformerGenerator
                 case "qwen2":
                     qkvBias = neox = true;
                     return "qwen2";
+                case "Qwen3ForCausalLM":
+                case "qwen3":
+                    // Qwen2's block without the Q/K/V biases (attention_bias may still ask for them), plus per-head Q/K norms.
+                    neox = qkNorm = true;
+                    return "qwen3";
                 default:
-                    Report(DiagnosticDescriptors.UnknownArchitecture.Id, node.Span, value, "LlamaForCausalLM (llama), Qwen2ForCausalLM (qwen2)");
+                    Report(DiagnosticDescriptors.UnknownArchitecture.Id, node.Span, value,
+                        "LlamaForCausalLM (llama), Qwen2ForCausalLM (qwen2), Qwen3ForCausalLM (qwen3)");
                     return null;
             }
         }

@@ -10,7 +10,7 @@ public sealed partial class TransformerGenerator
     /// <summary>
     /// Expands a file type (Q4_K_M, ...) into per-tensor types by the rules of
     /// EdgeLlm.Quant.TensorTypePlanner (llama.cpp's llama_tensor_get_type, Feb 2025), restricted to
-    /// what this generator specializes: llama and qwen2, no experts, not falcon. The library's
+    /// what this generator specializes: llama, qwen2 and qwen3, no experts, not falcon. The library's
     /// planner reads a GgufFile, which the generator cannot reference inside the compiler, so the
     /// rules are re-expressed here over the config's shape; a test checks both agree tensor by tensor.
     /// </summary>

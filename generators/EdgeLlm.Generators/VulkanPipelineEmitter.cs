@@ -66,6 +66,8 @@ internal static class VulkanPipelineEmitter
         }));
         list.Add(new("swiglu", "swiglu", new[] { U(ElementBlock) }));
         list.Add(new("add", "add", new[] { U(ElementBlock) }));
+        // Qwen3's per-head Q/K norms: the rms_norm shader over one head's row
+        if (m.QkNorm) list.Add(new("rms_norm.head", "rms_norm", new[] { U(Block), U(m.HeadDim), Bits(F(m.RmsEps)) }));
 
         var seen = new HashSet<string>();
         void Matrix(string kind, string type, int cols, int rows)

@@ -224,6 +224,38 @@ public class TransformerGeneratorDiagnosticsTests
     }
 
     [Fact]
+    public void ELLM1012_Qwen3WithAttentionBias()
+    {
+        var c = Valid();
+        c["architectures"] = new JsonArray("Qwen3ForCausalLM");
+        c["attention_bias"] = true;
+        var (r, text) = Run(c);
+        var d = Single(r, text, "ELLM1012", "true");
+        Assert.Contains("qwen3", d.GetMessage(System.Globalization.CultureInfo.InvariantCulture), StringComparison.Ordinal);
+    }
+
+    [Fact]
+    public void Qwen3_IsAnArchitecture_WithHeadNormsAndNoBiases()
+    {
+        var c = Valid();
+        c["architectures"] = new JsonArray("Qwen3ForCausalLM");
+        c["head_dim"] = 64; // 8 × 64 = 512 query rows on a 256-wide stream, as Qwen3's 128-wide heads
+        c["attention_bias"] = false;
+        var (r, _) = Run(c);
+        Assert.Null(r.Exception);
+        Assert.Empty(r.Diagnostics);
+        string src = Assert.Single(r.GeneratedSources).SourceText.ToString();
+        Assert.Contains("architecture qwen3:", src, StringComparison.Ordinal);
+        Assert.Contains("8 heads / 2 KV heads of 64", src, StringComparison.Ordinal);
+        Assert.Contains("QkNorm = true,", src, StringComparison.Ordinal);
+        Assert.Contains("QkvBias = false, RopeNeox = true", src, StringComparison.Ordinal);
+        Assert.Contains("Norm: w.QNorm", src, StringComparison.Ordinal);
+        Assert.Contains("Norm: w.KNorm", src, StringComparison.Ordinal);
+        Assert.Contains("headNormEps: RmsEps", src, StringComparison.Ordinal);
+        Assert.Contains("private const int QLen = 512;", src, StringComparison.Ordinal);
+    }
+
+    [Fact]
     public void ELLM1012_NegativeEpsilon()
     {
         var c = Valid();

@@ -12,6 +12,7 @@ public class TransformerGeneratorEmitterTests
     [InlineData("tinyllama-1.1b-q4_k_m")]
     [InlineData("syn-qwen2-q4_0")]
     [InlineData("llama-3.2-1b-q4_0")]
+    [InlineData("qwen3-0.6b-q4_k_m")]
     public void Emitted_MatchesBaseline(string config)
     {
         string path = GeneratorHarness.ConfigPath(config);

@@ -72,6 +72,19 @@ public class VulkanPipelineGeneratorTests
         Assert.Contains("Bits(1f), 1u]),", llama3, StringComparison.Ordinal);
     }
 
+    /// <summary>Qwen3's per-head Q/K norms add the rms_norm shader over one 128-wide head, after the shared element-wise pipelines (the backend's order).</summary>
+    [Fact]
+    public void Qwen3_HasTheHeadNormPipeline()
+    {
+        string text = Emit("qwen3-0.6b-q4_0");
+        Assert.Contains("Architecture = \"qwen3\"", text, StringComparison.Ordinal);
+        Assert.Contains("new(\"rms_norm.head\", \"rms_norm\", [64u, 128u, Bits(1E-06f)]),", text, StringComparison.Ordinal);
+        Assert.Contains("new(\"vec.attn_output.q4_0\", \"mul_mat_vec_q4_0\", [64u, 2048u, 1152u, 1024u]),", text, StringComparison.Ordinal);
+        var roles = text.Split('\n').Where(l => l.TrimStart().StartsWith("new(\"", StringComparison.Ordinal)).Select(l => l.Split('"')[1]).ToList();
+        Assert.Equal(roles.IndexOf("add") + 1, roles.IndexOf("rms_norm.head"));
+        Assert.DoesNotContain("rms_norm.head", Emit("syn-qwen2-q4_0"), StringComparison.Ordinal);
+    }
+
     [Fact]
     public void Selection_PicksTables()
     {

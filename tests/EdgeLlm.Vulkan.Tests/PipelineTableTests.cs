@@ -52,6 +52,34 @@ public class PipelineTableTests(DeviceFixture fixture, ITestOutputHelper output)
         output.WriteLine($"figure vs llama.cpp {GoldenCase.Figure(a, golden.Logits):G4}");
     }
 
+    /// <summary>
+    /// A Qwen3 file of syn-qwen3-q4_0.json's shape (synthesized: no shared model is a Qwen3) takes
+    /// the generated table, whose rms_norm.head pipeline (per-head Q/K norms) equals the derived one.
+    /// </summary>
+    [Fact]
+    public void Qwen3_UsesTheGeneratedTable_WithTheHeadNorm()
+    {
+        var shape = new EdgeLlm.Synth.SynthShape("syn-qwen3", "syn qwen3", "qwen3", 128, 3, 4, 2, 256, 400, 256, 1e6f, 1e-6f, true, false,
+            EdgeLlm.Synth.SynthVocabKind.Qwen2Bpe, WriteHeadLengths: true, HeadLength: 128);
+        string path = Path.Combine(Path.GetTempPath(), $"edgellm-vk-table-qwen3-{Guid.NewGuid():N}.gguf");
+        try
+        {
+            EdgeLlm.Synth.ModelSynthesizer.Synthesize(shape, "Q4_0", path, seed: 3);
+            using var m = Model.Load(path);
+            using var specialized = new VulkanInferenceContext(m, contextLength: 32, fixture.Device);
+            using var generic = new VulkanInferenceContext(m, contextLength: 32, fixture.Device, options: new VulkanContextOptions { UseSpecialization = false });
+            Assert.Equal("syn-qwen3-q4_0", specialized.PipelineTable?.Name);
+            Assert.Equal(generic.Pipelines.Select(p => p.ToString()), specialized.Pipelines.Select(p => p.ToString()));
+            Assert.Contains(specialized.Pipelines, p => p.Role == "rms_norm.head");
+            int[] prompt = [5, 77, 301, 12, 9];
+            Assert.Equal(generic.Eval(prompt, allLogits: true), specialized.Eval(prompt, allLogits: true));
+        }
+        finally
+        {
+            File.Delete(path);
+        }
+    }
+
     [Theory]
     [InlineData("syn-llama-f16")]
     [InlineData("syn-llama3-f32")]

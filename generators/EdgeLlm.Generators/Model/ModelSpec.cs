@@ -9,7 +9,7 @@ namespace EdgeLlm.Generators.Model;
 /// <param name="Name">edgellm.name, e.g. <c>tinyllama-1.1b-q4_0</c>.</param>
 /// <param name="ClassName">C# identifier derived from <paramref name="Name"/>.</param>
 /// <param name="ConfigFile">The config's file name (for the header comment).</param>
-/// <param name="Architecture">GGUF general.architecture: <c>llama</c> or <c>qwen2</c>.</param>
+/// <param name="Architecture">GGUF general.architecture: <c>llama</c>, <c>qwen2</c> or <c>qwen3</c>.</param>
 /// <param name="FileType">edgellm.weight_type as written (Q4_0, Q4_K_M, ...).</param>
 /// <param name="Dim">hidden_size (n_embd).</param>
 /// <param name="LayerCount">num_hidden_layers.</param>
@@ -22,7 +22,8 @@ namespace EdgeLlm.Generators.Model;
 /// <param name="RopeTheta">rope_theta, as the float32 GGUF stores.</param>
 /// <param name="Tied">tie_word_embeddings: no output.weight.</param>
 /// <param name="QkvBias">Q, K and V carry biases (qwen2, or llama with attention_bias).</param>
-/// <param name="RopeNeox">NEOX rotary layout (qwen2).</param>
+/// <param name="RopeNeox">NEOX rotary layout (qwen2, qwen3).</param>
+/// <param name="QkNorm">Per-head RMSNorm of every query and key head before rope (qwen3: attn_q_norm, attn_k_norm).</param>
 /// <param name="RopeFactors">Llama 3 rotary frequency factors (rope_freqs.weight), empty when none.</param>
 /// <param name="TokenEmbdType">token_embd.weight type.</param>
 /// <param name="OutputType">output.weight type (token_embd's when tied).</param>
@@ -46,6 +47,7 @@ internal sealed record ModelSpec(
     bool Tied,
     bool QkvBias,
     bool RopeNeox,
+    bool QkNorm,
     EquatableArray<float> RopeFactors,
     string TokenEmbdType,
     string OutputType,

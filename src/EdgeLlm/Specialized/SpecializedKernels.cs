@@ -136,8 +136,11 @@ internal static unsafe class SpecializedKernels
     /// One projection of a fused Q/K/V pass: y[t − First, r] = W[r] · act[t] (+ bias[r]) for tokens
     /// t from <see cref="First"/> to the end of the batch, rows <see cref="Rows"/> floats apart.
     /// </summary>
-    public readonly struct Projection(WeightFormat Fmt, byte* Weights, long RowBytes, int Rows, byte* Act, long ActBytes, float[]? Bias, float* Y, int First = 0)
+    public readonly struct Projection(WeightFormat Fmt, byte* Weights, long RowBytes, int Rows, byte* Act, long ActBytes, float[]? Bias, float* Y, int First = 0, float[]? Norm = null)
     {
+        /// <summary>Per-head RMSNorm weights applied to every head after the bias and before rope (Qwen3's attn_q_norm / attn_k_norm), or null.</summary>
+        public float[]? Norm { get; } = Norm;
+
         /// <summary>The first token projected (the last block's queries start at the first row whose logits are asked for).</summary>
         public int First { get; } = First;
         public WeightFormat Fmt { get; } = Fmt;
@@ -164,10 +167,11 @@ internal static unsafe class SpecializedKernels
     /// workers take a head (<paramref name="headDim"/> rows) at a time, so there is one hand-off
     /// instead of three (plus the rope pass), each reads the activations converted once, and each
     /// Q/K head is rotated while its rows are hot. Per value: the same dot products, then + bias,
+    /// then the head's RMSNorm (<see cref="Projection.Norm"/>, with <paramref name="headNormEps"/>),
     /// then Rope.Apply on the head, as the generic path does in separate passes. A projection with
     /// <see cref="Projection.First"/> = n (no tokens) is skipped.
     /// </summary>
-    public static void Qkv(int cols, int n, int headDim, WorkerPool pool, Projection q, Projection k, Projection v, RopeAngles rope)
+    public static void Qkv(int cols, int n, int headDim, WorkerPool pool, Projection q, Projection k, Projection v, RopeAngles rope, float headNormEps = 0)
     {
         int heads = (q.Rows + k.Rows + v.Rows) / headDim;
         int qHeads = q.Rows / headDim, kHeads = k.Rows / headDim;
@@ -176,14 +180,14 @@ internal static unsafe class SpecializedKernels
         {
             for (int h = start; h < end; h++)
             {
-                if (h < qHeads) Head(q, cols, n, h * headDim, headDim, rope);
-                else if (h < qHeads + kHeads) Head(k, cols, n, (h - qHeads) * headDim, headDim, rope);
-                else Head(v, cols, n, (h - qHeads - kHeads) * headDim, headDim, default);
+                if (h < qHeads) Head(q, cols, n, h * headDim, headDim, rope, headNormEps);
+                else if (h < qHeads + kHeads) Head(k, cols, n, (h - qHeads) * headDim, headDim, rope, headNormEps);
+                else Head(v, cols, n, (h - qHeads - kHeads) * headDim, headDim, default, 0);
             }
         });
     }
 
-    private static void Head(in Projection p, int cols, int batch, int r0, int headDim, in RopeAngles rope)
+    private static void Head(in Projection p, int cols, int batch, int r0, int headDim, in RopeAngles rope, float normEps)
     {
         int n = batch - p.First;
         if (n <= 0) return;
@@ -200,6 +204,16 @@ internal static unsafe class SpecializedKernels
                 {
                     float* y = p.Y + (long)t * p.Rows;
                     for (int r = r0; r < r0 + headDim; r++) y[r] += bias[r];
+                }
+        }
+        if (p.Norm is not null)
+        {
+            // the head's RMSNorm while it is hot (generic: DecoderBlocks.HeadNorm over all heads afterwards; same RmsNorm.Forward per head)
+            fixed (float* g = p.Norm)
+                for (int t = 0; t < n; t++)
+                {
+                    float* head = p.Y + (long)t * p.Rows + r0;
+                    RmsNorm.Forward(head, g, head, headDim, normEps);
                 }
         }
         if (rope.Cos == null) return;

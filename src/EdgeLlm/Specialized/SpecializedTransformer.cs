@@ -57,6 +57,7 @@ public abstract unsafe class SpecializedTransformer
         if (c.RopeFreqBase != s.RopeBase) return $"rope base {c.RopeFreqBase}, not {s.RopeBase}";
         if (c.RopeFreqScale != 1f) return "linear rope scaling";
         if (c.RopeNeox != s.RopeNeox) return "rope layout";
+        if (c.HasQkNorm != s.QkNorm) return c.HasQkNorm ? "per-head Q/K norms" : "no per-head Q/K norms";
         if (c.TiedEmbeddings != s.Tied) return c.TiedEmbeddings ? "tied embeddings" : "untied embeddings";
         if (!FactorsMatch(model.RopeFactors, s.RopeFactors)) return "rope frequency factors";
         if (model.TokenEmbedding.Type != s.TokenEmbd) return $"token_embd.weight is {GgmlTypes.Name(model.TokenEmbedding.Type)}, not {GgmlTypes.Name(s.TokenEmbd)}";
@@ -76,6 +77,7 @@ public abstract unsafe class SpecializedTransformer
             bool hasBias = l.Bq is not null || l.Bk is not null || l.Bv is not null;
             bool allBias = l.Bq is not null && l.Bk is not null && l.Bv is not null;
             if (s.QkvBias ? !allBias : hasBias) return s.QkvBias ? $"blk.{il} lacks Q/K/V biases" : $"blk.{il} has Q/K/V biases";
+            if (s.QkNorm && (l.QNorm is null || l.KNorm is null)) return $"blk.{il} lacks the Q/K head norms";
         }
         return null;
     }
@@ -117,6 +119,10 @@ internal sealed record SpecializationShape
     public required bool Tied { get; init; }
     public required bool QkvBias { get; init; }
     public required bool RopeNeox { get; init; }
+
+    /// <summary>Per-head RMSNorm of queries and keys before rope (qwen3); generated code sets it only when true.</summary>
+    public bool QkNorm { get; init; }
+
     public required float[]? RopeFactors { get; init; }
     public required GgmlType TokenEmbd { get; init; }
     public required GgmlType Output { get; init; }

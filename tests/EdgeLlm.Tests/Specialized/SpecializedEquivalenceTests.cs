@@ -167,8 +167,10 @@ public class SpecializedEquivalenceTests(ITestOutputHelper output)
             "llama-3.2-1b-q4_0", "llama-3.2-1b-q8_0", "llama-3.2-1b-q4_k_m",
             "qwen2.5-0.5b-q4_0", "qwen2.5-0.5b-q8_0", "qwen2.5-0.5b-q4_k_m",
             "smollm2-360m-q4_0", "smollm2-360m-q8_0", "smollm2-360m-q4_k_m",
+            "qwen3-0.6b-q4_0", "qwen3-0.6b-q8_0", "qwen3-0.6b-q4_k_m",
             "stories260k-f32", "stories260k-q8_0", "stories260k-q4_0",
             "syn-llama-f32", "syn-llama-q8_0", "syn-llama-q4_0", "syn-qwen2-f32", "syn-qwen2-q4_0",
+            "syn-qwen3-f32", "syn-qwen3-q4_0",
         ];
         foreach (var e in expected) Assert.Contains(e, names);
     }
