@@ -45,7 +45,7 @@ public sealed partial class DeploymentTests(ITestOutputHelper output)
         Assert.Equal(["cpu", "vulkan"], Prop("EdgeLlmBackends")!.Split(';')); // what every edgellm build carries (--backend)
         Assert.True(double.Parse(Prop("EdgeLlmMemoryBandwidthGBs")!, System.Globalization.CultureInfo.InvariantCulture) > 0);
         var models = props.Descendants("EdgeLlmSpecializedModel").ToDictionary(e => e.Attribute("Include")!.Value, e => e.Attribute("Quantizations")!.Value);
-        Assert.Equal(["llama-3.2-1b", "qwen2.5-0.5b", "smollm2-360m", "tinyllama-1.1b"], models.Keys.Order(StringComparer.Ordinal));
+        Assert.Equal(["llama-3.2-1b", "qwen2.5-0.5b", "qwen3-0.6b", "smollm2-360m", "tinyllama-1.1b"], models.Keys.Order(StringComparer.Ordinal));
         Assert.All(models.Values, q => Assert.Equal("Q4_0;Q8_0;Q4_K_M", q));
 
         string readme = File.ReadAllText(Path.Combine(dir, "README.md"));
