@@ -171,6 +171,7 @@ public static class RequestParser
         }
 
         var stops = ParseStop(root);
+        bool jsonObject = false;
 
         if (chat)
         {
@@ -180,7 +181,10 @@ public static class RequestParser
             if (Field(root, "response_format") is { } rf)
             {
                 string? type = rf.ValueKind == JsonValueKind.Object ? String(rf, "type", "response_format.type") : null;
-                if (type != "text") throw ApiException.BadField("response_format", "only response_format {\"type\": \"text\"} is supported");
+                if (type == "json_object") jsonObject = true;
+                else if (type != "text")
+                    throw ApiException.BadField("response_format",
+                        "response_format must be {\"type\": \"text\"} or {\"type\": \"json_object\"} (json_schema is not supported)");
             }
         }
 
@@ -188,6 +192,7 @@ public static class RequestParser
         {
             MaxTokens = maxTokens is { } m ? (int)m : -1,
             Stop = stops,
+            JsonObject = jsonObject,
             Sampling = defaults with
             {
                 Temperature = (float)temperature,

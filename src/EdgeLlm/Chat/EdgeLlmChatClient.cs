@@ -465,7 +465,18 @@ public sealed class EdgeLlmChatClient : AI.IChatClient
                 stop.Add(stops[i]);
             }
         }
-        return new GenerationOptions { Sampling = s, MaxTokens = max, Stop = stop };
+        // ChatResponseFormat.Json: any JSON object, enforced token by token (JsonConstraint). A schema is
+        // refused rather than ignored: with a schema format, callers such as GetResponseAsync<T> leave the
+        // schema out of the prompt and count on the service to enforce it, which this client cannot.
+        bool json = false;
+        if (options.ResponseFormat is AI.ChatResponseFormatJson jsonFormat)
+        {
+            if (jsonFormat.Schema is not null)
+                throw new NotSupportedException("ChatOptions.ResponseFormat: a JSON schema is not supported; ChatResponseFormat.Json " +
+                    "(any JSON object) is (with GetResponseAsync<T>, pass useJsonSchemaResponseFormat: false to put the schema in the prompt)");
+            json = true;
+        }
+        return new GenerationOptions { Sampling = s, MaxTokens = max, Stop = stop, JsonObject = json };
     }
 
     private static ArgumentException Bad(string option, string rule, float got) =>

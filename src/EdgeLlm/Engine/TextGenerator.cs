@@ -35,6 +35,14 @@ public sealed record GenerationOptions
 
     /// <summary>Texts that end generation when they appear; they and anything after them are not returned.</summary>
     public IReadOnlyList<string> Stop { get; init; } = [];
+
+    /// <summary>
+    /// Constrain the output to one JSON object (OpenAI's <c>response_format: {"type": "json_object"}</c>):
+    /// only tokens that keep it valid JSON are sampled, and generation ends when the object closes
+    /// (<see cref="FinishReason.EndOfGeneration"/>). See <see cref="JsonConstraint"/>. A generation cut short
+    /// by <see cref="MaxTokens"/>, a stop string or a full context leaves the object unfinished.
+    /// </summary>
+    public bool JsonObject { get; init; }
 }
 
 /// <summary>The outcome of one generation.</summary>
@@ -149,6 +157,7 @@ public sealed class TextGenerator
 
         var sampler = new Sampler(options.Sampling, Tokenizer.VocabSize);
         foreach (int t in prompt) sampler.Accept(t);
+        var json = options.JsonObject ? new JsonConstraint(Tokenizer) : null;
         var decoder = new StreamingDecoder(Tokenizer);
         var text = new StringBuilder();
         var genWatch = new Stopwatch();
@@ -165,6 +174,11 @@ public sealed class TextGenerator
                 if (options.MaxTokens >= 0 && generated >= options.MaxTokens) { reason = FinishReason.Length; break; }
                 genWatch.Start();
                 int next = sampler.Sample(logits);
+                if (json is not null)
+                {
+                    if (!json.Allows(next)) next = SampleAllowed(sampler, json, logits);
+                    json.Accept(next);
+                }
                 genWatch.Stop();
                 if (Tokenizer.IsEndOfGeneration(next)) { reason = FinishReason.EndOfGeneration; break; }
                 sampler.Accept(next);
@@ -177,6 +191,8 @@ public sealed class TextGenerator
                     yield return match.Text;
                 }
                 if (match.Stopped) { reason = FinishReason.StopString; stopString = match.StopString; break; }
+                // The JSON object just closed: nothing may follow it (the token needs no KV entry either).
+                if (json is not null && json.IsComplete) { reason = FinishReason.EndOfGeneration; break; }
                 // Checked before evaluating the token: a token that ends generation needs no KV entry.
                 if (options.MaxTokens >= 0 && generated >= options.MaxTokens) { reason = FinishReason.Length; break; }
                 if (Context.Position >= Context.ContextLength) { reason = FinishReason.ContextFull; break; }
@@ -204,6 +220,18 @@ public sealed class TextGenerator
             LastResult = new GenerationResult(text.ToString(), finished ? reason : FinishReason.Cancelled, prompt.Count, reused, generated,
                 sampler.Seed, promptWatch.Elapsed, genWatch.Elapsed, stopString, tokens);
         }
+    }
+
+    /// <summary>
+    /// The sampled token broke the JSON: sample again over the allowed tokens only (llama.cpp's
+    /// common sampler does the same with a grammar: check the sampled token, resample when rejected).
+    /// </summary>
+    private static int SampleAllowed(Sampler sampler, JsonConstraint json, float[] logits)
+    {
+        var masked = (float[])logits.Clone();
+        if (json.Mask(masked) == 0)
+            throw new InvalidOperationException("no token of this vocabulary continues the JSON output");
+        return sampler.Sample(masked);
     }
 
     /// <summary>

@@ -132,6 +132,23 @@ public sealed class EdgeLlmChatClientTests(TemplatedStoriesModel model, ITestOut
         Assert.Equal(response.Usage.TotalTokenCount, combined.Usage!.TotalTokenCount);
     }
 
+    /// <summary>ChatResponseFormat.Json constrains the answer to JSON (an object so far); a schema is refused, naming the way out.</summary>
+    [Fact]
+    public async Task ResponseFormatJson_ConstrainsTheAnswer_SchemaIsRefused()
+    {
+        using var client = NewClient();
+        var r = await client.GetResponseAsync(Ask("Tell me about a cat."), new ChatOptions { Temperature = 0, MaxOutputTokens = 40, ResponseFormat = ChatResponseFormat.Json });
+        output.WriteLine($"{r.FinishReason}: {r.Text}");
+        Assert.StartsWith("{", r.Text.TrimStart(), StringComparison.Ordinal);
+        Assert.True(EdgeLlm.Sampling.JsonConstraint.IsPrefix(System.Text.Encoding.UTF8.GetBytes(r.Text)), r.Text);
+        var plain = await client.GetResponseAsync(Ask("Tell me about a cat."), new ChatOptions { Temperature = 0, MaxOutputTokens = 40 });
+        Assert.NotEqual(plain.Text, r.Text);
+
+        var schema = ChatResponseFormat.ForJsonSchema(System.Text.Json.JsonDocument.Parse("{\"type\": \"object\"}").RootElement, "x");
+        var ex = await Assert.ThrowsAsync<NotSupportedException>(() => client.GetResponseAsync(Ask("Hi"), new ChatOptions { ResponseFormat = schema }));
+        Assert.Contains("useJsonSchemaResponseFormat: false", ex.Message, StringComparison.Ordinal);
+    }
+
     [Fact]
     public async Task MaxOutputTokens_EndsWithLength()
     {

@@ -81,6 +81,8 @@ public sealed class ServerHttpTests(SharedServer fixture, ITestOutputHelper outp
     [InlineData(Chat, "{" + Messages + ", \"tools\": [{\"type\": \"function\"}]}", "tools")]
     [InlineData(Chat, "{" + Messages + ", \"stream_options\": 1}", "stream_options")]
     [InlineData(Chat, "{" + Messages + ", \"chat_template_kwargs\": [true]}", "chat_template_kwargs")]
+    [InlineData(Chat, "{" + Messages + ", \"response_format\": {\"type\": \"json_schema\", \"json_schema\": {\"name\": \"x\", \"schema\": {}}}}", "response_format")]
+    [InlineData(Chat, "{" + Messages + ", \"response_format\": {\"type\": \"yaml\"}}", "response_format")]
     [InlineData("/v1/completions", "{\"prompt\": 5}", "prompt")]
     [InlineData("/v1/completions", "{}", "prompt")]
     [InlineData("/v1/completions", "{\"prompt\": [\"a\", \"b\"]}", "prompt")]
@@ -95,6 +97,25 @@ public sealed class ServerHttpTests(SharedServer fixture, ITestOutputHelper outp
         Assert.Equal("invalid_request_error", error.GetProperty("type").GetString());
         Assert.Equal(param, error.GetProperty("param").GetString());
         output.WriteLine($"{param}: {error.GetProperty("message").GetString()}");
+    }
+
+    /// <summary>response_format json_object: the reply is JSON as far as it goes and opens an object; a closed object ends it with "stop".</summary>
+    [Fact]
+    public async Task JsonObjectFormat_ConstrainsTheReply()
+    {
+        using var client = Server.Client();
+        var (status, json, _) = await PostAsync(client, Chat,
+            "{" + Messages + ", \"max_tokens\": 40, \"temperature\": 0, \"response_format\": {\"type\": \"json_object\"}}");
+        Assert.Equal(HttpStatusCode.OK, status);
+        var choice = json.GetProperty("choices")[0];
+        string content = choice.GetProperty("message").GetProperty("content").GetString()!;
+        string finish = choice.GetProperty("finish_reason").GetString()!;
+        output.WriteLine($"{finish}: {content}");
+        Assert.StartsWith("{", content.TrimStart(), StringComparison.Ordinal);
+        byte[] bytes = Encoding.UTF8.GetBytes(content);
+        Assert.True(EdgeLlm.Sampling.JsonConstraint.IsPrefix(bytes), content);
+        if (finish == "stop") Assert.True(EdgeLlm.Sampling.JsonConstraint.IsCompleteObject(bytes), content);
+        else Assert.Equal("length", finish);
     }
 
     [Fact]

@@ -1,0 +1,353 @@
+using EdgeLlm.Tokenizers;
+
+namespace EdgeLlm.Sampling;
+
+/// <summary>
+/// Constrains generation to one JSON object (OpenAI's <c>response_format: {"type": "json_object"}</c>,
+/// llama.cpp's json.gbnf with an object at the root): a token is allowed only when its bytes keep the
+/// output a prefix of valid JSON (RFC 8259: strings with valid escapes and valid UTF-8, numbers in
+/// JSON's grammar, true/false/null), and once the object is closed only an end-of-generation token is.
+/// </summary>
+/// <remarks>
+/// Written by hand rather than with System.Text.Json: its reader parses complete or streamed
+/// documents but cannot say whether a byte prefix can still become valid JSON, which is the question
+/// asked here for every candidate token. Whitespace follows llama.cpp's json.gbnf: none before the
+/// root object, and between tokens nothing, one space, or a newline and up to <see cref="MaxIndent"/>
+/// spaces or tabs (a model that only emits newlines would otherwise never finish); integer parts
+/// have at most <see cref="MaxIntegerDigits"/> digits, and nesting is capped at <see cref="MaxDepth"/>.
+/// Used as llama.cpp's common sampler uses a grammar: the sampled token is checked first, and only a
+/// rejected token makes the sampler run again over the logits of the allowed tokens.
+/// </remarks>
+public sealed class JsonConstraint
+{
+    /// <summary>Most spaces or tabs after the newline of a line break between tokens of the JSON text (llama.cpp's json.gbnf: 20).</summary>
+    public const int MaxIndent = 20;
+
+    /// <summary>Most digits in a number's integer part (llama.cpp's json.gbnf: 16).</summary>
+    public const int MaxIntegerDigits = 16;
+
+    /// <summary>Deepest nesting of objects and arrays.</summary>
+    public const int MaxDepth = 64;
+
+    private readonly Tokenizer _tokenizer;
+    private State _state = State.Start;
+
+    /// <summary>A constraint at the start of the output (nothing generated yet).</summary>
+    public JsonConstraint(Tokenizer tokenizer)
+    {
+        ArgumentNullException.ThrowIfNull(tokenizer);
+        _tokenizer = tokenizer;
+    }
+
+    /// <summary>The object is closed: only an end-of-generation token may follow.</summary>
+    public bool IsComplete => _state.Mode == Mode.Done;
+
+    /// <summary>Whether <paramref name="token"/> may come next.</summary>
+    public bool Allows(int token)
+    {
+        if (_tokenizer.IsEndOfGeneration(token)) return IsComplete;
+        if (IsComplete) return false;
+        byte[] bytes = _tokenizer.TokenToBytes(token);
+        if (bytes.Length == 0) return false; // control or unused tokens add no JSON
+        var s = _state;
+        foreach (byte b in bytes)
+            if (!s.Feed(b)) return false;
+        return true;
+    }
+
+    /// <summary>Records a token that <see cref="Allows"/> accepted.</summary>
+    /// <exception cref="ArgumentException">the token is not allowed here.</exception>
+    public void Accept(int token)
+    {
+        if (_tokenizer.IsEndOfGeneration(token))
+        {
+            if (!IsComplete) throw new ArgumentException($"token {token} ends generation before the JSON object is complete", nameof(token));
+            return;
+        }
+        var s = _state;
+        byte[] bytes = _tokenizer.TokenToBytes(token);
+        bool ok = bytes.Length > 0 && !IsComplete;
+        for (int i = 0; ok && i < bytes.Length; i++) ok = s.Feed(bytes[i]);
+        if (!ok) throw new ArgumentException($"token {token} ('{_tokenizer.TokenText(token)}') does not continue the JSON output", nameof(token));
+        _state = s;
+    }
+
+    /// <summary>Sets the logit of every token that may not come next to −∞ (in place).</summary>
+    /// <returns>How many tokens remain allowed.</returns>
+    public int Mask(Span<float> logits)
+    {
+        int allowed = 0;
+        for (int id = 0; id < logits.Length; id++)
+        {
+            if (float.IsNegativeInfinity(logits[id])) continue;
+            if (Allows(id)) allowed++;
+            else logits[id] = float.NegativeInfinity;
+        }
+        return allowed;
+    }
+
+    /// <summary>True when <paramref name="text"/> (UTF-8) is a complete JSON object as this constraint accepts it.</summary>
+    public static bool IsCompleteObject(ReadOnlySpan<byte> text)
+    {
+        var s = State.Start;
+        foreach (byte b in text)
+            if (!s.Feed(b)) return false;
+        return s.Mode == Mode.Done;
+    }
+
+    /// <summary>True when <paramref name="text"/> (UTF-8) can still be continued into a JSON object.</summary>
+    public static bool IsPrefix(ReadOnlySpan<byte> text)
+    {
+        var s = State.Start;
+        foreach (byte b in text)
+            if (!s.Feed(b)) return false;
+        return true;
+    }
+
+    private enum Mode : byte
+    {
+        Start,          // before the root object: whitespace or '{'
+        Value,          // a value is expected (after ':' or ',' in an array, or after '[')
+        ValueOrClose,   // after '[': a value or ']'
+        KeyOrClose,     // after '{': '"' or '}'
+        Key,            // after ',' in an object: '"'
+        Colon,          // after a key
+        AfterValue,     // after a value inside a container: ',' or the closer
+        String,         // inside a string (key or value)
+        Escape,         // after '\' in a string
+        Hex,            // inside \uXXXX
+        Number,         // inside a number (Sub says where)
+        Literal,        // inside true / false / null
+        Done,           // the root object is closed
+    }
+
+    // Number sub-states
+    private const byte NumMinus = 0, NumZero = 1, NumInt = 2, NumDot = 3, NumFrac = 4, NumE = 5, NumESign = 6, NumExp = 7;
+
+    /// <summary>An immutable stack of open containers (true = object), shared between copies of a state.</summary>
+    private sealed record Frame(bool IsObject, Frame? Parent);
+
+    private struct State
+    {
+        public Mode Mode;
+        public byte Sub;          // number sub-state; hex digits left; literal index
+        public byte Literal;      // 't', 'f' or 'n'
+        public bool InKey;        // the string being read is an object key
+        public byte Utf8Left;     // continuation bytes still expected in a string
+        public byte Utf8Min;      // lowest value allowed for the next continuation byte (overlongs, surrogates)
+        public byte Utf8Max;      // highest value allowed for the next continuation byte
+        public byte WsState;      // in the current gap between tokens: 0 nothing yet, 1 a space (ends it), 2 a newline (indent may follow)
+        public byte WsRun;        // spaces/tabs after that newline; digits of a number's integer part
+        public byte Depth;
+        public Frame? Stack;
+
+        public static State Start => new() { Mode = Mode.Start };
+
+        private static bool IsWs(byte b) => b is (byte)' ' or (byte)'\t' or (byte)'\n' or (byte)'\r';
+
+        public bool Feed(byte b)
+        {
+            // Whitespace between tokens: allowed wherever the grammar allows ws, capped.
+            if (IsWs(b) && Mode is Mode.Value or Mode.ValueOrClose or Mode.KeyOrClose or Mode.Key or Mode.Colon or Mode.AfterValue)
+            {
+                // llama.cpp's json.gbnf: ws ::= | " " | "\n" [ \t]{0,20}
+                switch (WsState)
+                {
+                    case 0:
+                        if (b == (byte)' ') { WsState = 1; return true; }
+                        if (b == (byte)'\n') { WsState = 2; WsRun = 0; return true; }
+                        return false;
+                    case 2:
+                        if (b is (byte)' ' or (byte)'\t' && WsRun < MaxIndent) { WsRun++; return true; }
+                        return false;
+                    default:
+                        return false;
+                }
+            }
+            if (Mode is not (Mode.String or Mode.Escape or Mode.Hex or Mode.Number)) WsState = 0;
+
+            switch (Mode)
+            {
+                case Mode.Start:
+                    if (b != (byte)'{') return false;
+                    return Open(isObject: true);
+                case Mode.Value:
+                    return StartValue(b);
+                case Mode.ValueOrClose:
+                    if (b == (byte)']') return Close(isObject: false);
+                    return StartValue(b);
+                case Mode.KeyOrClose:
+                    if (b == (byte)'}') return Close(isObject: true);
+                    if (b != (byte)'"') return false;
+                    Mode = Mode.String;
+                    InKey = true;
+                    return true;
+                case Mode.Key:
+                    if (b != (byte)'"') return false;
+                    Mode = Mode.String;
+                    InKey = true;
+                    return true;
+                case Mode.Colon:
+                    if (b != (byte)':') return false;
+                    Mode = Mode.Value;
+                    return true;
+                case Mode.AfterValue:
+                    return AfterValue(b);
+                case Mode.String:
+                    return StringByte(b);
+                case Mode.Escape:
+                    if (b == (byte)'u') { Mode = Mode.Hex; Sub = 4; return true; }
+                    if (b is (byte)'"' or (byte)'\\' or (byte)'/' or (byte)'b' or (byte)'f' or (byte)'n' or (byte)'r' or (byte)'t')
+                    {
+                        Mode = Mode.String;
+                        return true;
+                    }
+                    return false;
+                case Mode.Hex:
+                    if (!Uri.IsHexDigit((char)b)) return false;
+                    if (--Sub == 0) Mode = Mode.String;
+                    return true;
+                case Mode.Number:
+                    return NumberByte(b);
+                case Mode.Literal:
+                    {
+                        string word = Literal == (byte)'t' ? "true" : Literal == (byte)'f' ? "false" : "null";
+                        if (b != (byte)word[Sub]) return false;
+                        if (++Sub == word.Length) EndValue();
+                        return true;
+                    }
+                default: // Done
+                    return false;
+            }
+        }
+
+        private bool Open(bool isObject)
+        {
+            if (Depth >= MaxDepth) return false;
+            Stack = new Frame(isObject, Stack);
+            Depth++;
+            Mode = isObject ? Mode.KeyOrClose : Mode.ValueOrClose;
+            return true;
+        }
+
+        private bool Close(bool isObject)
+        {
+            if (Stack is null || Stack.IsObject != isObject) return false;
+            Stack = Stack.Parent;
+            Depth--;
+            EndValue();
+            return true;
+        }
+
+        /// <summary>A value just ended: the enclosing container expects ',' or its closer; the root ends the output.</summary>
+        private void EndValue() => Mode = Stack is null ? Mode.Done : Mode.AfterValue;
+
+        private bool AfterValue(byte b)
+        {
+            if (b == (byte)',')
+            {
+                Mode = Stack!.IsObject ? Mode.Key : Mode.Value;
+                return true;
+            }
+            if (b == (byte)'}') return Close(isObject: true);
+            if (b == (byte)']') return Close(isObject: false);
+            return false;
+        }
+
+        private bool StartValue(byte b)
+        {
+            switch (b)
+            {
+                case (byte)'{': return Open(isObject: true);
+                case (byte)'[': return Open(isObject: false);
+                case (byte)'"':
+                    Mode = Mode.String;
+                    InKey = false;
+                    return true;
+                case (byte)'-': Mode = Mode.Number; Sub = NumMinus; WsRun = 0; return true;
+                case (byte)'0': Mode = Mode.Number; Sub = NumZero; WsRun = 1; return true;
+                case >= (byte)'1' and <= (byte)'9': Mode = Mode.Number; Sub = NumInt; WsRun = 1; return true;
+                case (byte)'t' or (byte)'f' or (byte)'n':
+                    Mode = Mode.Literal;
+                    Literal = b;
+                    Sub = 1;
+                    return true;
+                default:
+                    return false;
+            }
+        }
+
+        private bool StringByte(byte b)
+        {
+            if (Utf8Left > 0)
+            {
+                if (b < Utf8Min || b > Utf8Max) return false;
+                Utf8Left--;
+                Utf8Min = 0x80;
+                Utf8Max = 0xBF;
+                return true;
+            }
+            if (b == (byte)'"')
+            {
+                if (InKey) { InKey = false; Mode = Mode.Colon; }
+                else EndValue();
+                return true;
+            }
+            if (b == (byte)'\\') { Mode = Mode.Escape; return true; }
+            if (b < 0x20) return false; // control characters must be escaped
+            if (b < 0x80) return true;
+            // UTF-8 lead bytes, with the ranges of the next byte that keep the sequence well-formed (RFC 3629)
+            (Utf8Left, Utf8Min, Utf8Max) = b switch
+            {
+                >= 0xC2 and <= 0xDF => ((byte)1, (byte)0x80, (byte)0xBF),
+                0xE0 => ((byte)2, (byte)0xA0, (byte)0xBF),
+                >= 0xE1 and <= 0xEC or 0xEE or 0xEF => ((byte)2, (byte)0x80, (byte)0xBF),
+                0xED => ((byte)2, (byte)0x80, (byte)0x9F),
+                0xF0 => ((byte)3, (byte)0x90, (byte)0xBF),
+                >= 0xF1 and <= 0xF3 => ((byte)3, (byte)0x80, (byte)0xBF),
+                0xF4 => ((byte)3, (byte)0x80, (byte)0x8F),
+                _ => ((byte)0, (byte)0, (byte)0),
+            };
+            return Utf8Left > 0;
+        }
+
+        private bool NumberByte(byte b)
+        {
+            bool digit = b is >= (byte)'0' and <= (byte)'9';
+            switch (Sub)
+            {
+                case NumMinus:
+                    if (b == (byte)'0') { Sub = NumZero; WsRun = 1; return true; }
+                    if (digit) { Sub = NumInt; WsRun = 1; return true; }
+                    return false;
+                case NumZero:
+                case NumInt:
+                    if (digit && Sub == NumInt) return ++WsRun <= MaxIntegerDigits;
+                    if (b == (byte)'.') { Sub = NumDot; return true; }
+                    if (b is (byte)'e' or (byte)'E') { Sub = NumE; return true; }
+                    break;
+                case NumDot:
+                    if (digit) { Sub = NumFrac; return true; }
+                    return false;
+                case NumFrac:
+                    if (digit) return true;
+                    if (b is (byte)'e' or (byte)'E') { Sub = NumE; return true; }
+                    break;
+                case NumE:
+                    if (b is (byte)'+' or (byte)'-') { Sub = NumESign; return true; }
+                    if (digit) { Sub = NumExp; return true; }
+                    return false;
+                case NumESign:
+                    if (digit) { Sub = NumExp; return true; }
+                    return false;
+                case NumExp:
+                    if (digit) return true;
+                    break;
+            }
+            // The number is complete (0, digits, fraction or exponent): this byte belongs to what follows it.
+            EndValue();
+            WsState = 0;
+            return Feed(b);
+        }
+    }
+}

@@ -1,0 +1,258 @@
+using System.Text;
+using System.Text.Json;
+using System.Text.Json.Nodes;
+using EdgeLlm.Engine;
+using EdgeLlm.Models;
+using EdgeLlm.Sampling;
+using EdgeLlm.Tokenizers;
+using Xunit;
+using Xunit.Abstractions;
+
+namespace EdgeLlm.Tests.Sampling;
+
+/// <summary>
+/// <see cref="JsonConstraint"/>: the byte-level recognizer against System.Text.Json, and JSON-object
+/// generation through <see cref="TextGenerator"/> (<see cref="GenerationOptions.JsonObject"/>).
+/// </summary>
+public class JsonConstraintTests(ITestOutputHelper output)
+{
+    private static bool Complete(string s) => JsonConstraint.IsCompleteObject(Encoding.UTF8.GetBytes(s));
+
+    private static bool Prefix(string s) => JsonConstraint.IsPrefix(Encoding.UTF8.GetBytes(s));
+
+    [Theory]
+    [InlineData("{}")]
+    [InlineData("{\n  \"a\": [\n\t1,\n\t2\n  ]\n}")]
+    [InlineData("{\"a\":1}")]
+    [InlineData("{\"a\": -0.5e+10, \"b\": [true, false, null, 0, 12.25, 3E-2], \"c\": {\"d\": []}}")]
+    [InlineData("{\"s\": \"caf\\u00e9 \\\"q\\\" \\\\ \\/ \\b\\f\\n\\r\\t\"}")]
+    [InlineData("{\"ünï\": \"日本語 😀\"}")]
+    [InlineData("{\"a\":[[[[{}]]]]}")]
+    public void ValidObjects_AreComplete(string json)
+    {
+        Assert.True(Complete(json), json);
+        Assert.Equal(JsonValueKind.Object, JsonDocument.Parse(json).RootElement.ValueKind);
+    }
+
+    [Theory]
+    [InlineData("[]")]                 // the root must be an object
+    [InlineData("\"x\"")]
+    [InlineData("{\"a\":01}")]         // no leading zeros
+    [InlineData("{\"a\":1,}")]         // no trailing comma
+    [InlineData("{a:1}")]              // keys are strings
+    [InlineData("{\"a\" 1}")]
+    [InlineData("{\"a\":1]")]          // mismatched closer
+    [InlineData("{\"a\":tru")]         // a prefix, not complete: checked below
+    [InlineData("{\"a\":.5}")]
+    [InlineData("{\"a\":1.}")]
+    [InlineData("{\"a\":1e}")]
+    [InlineData("{\"a\":\"\\x\"}")]    // unknown escape
+    [InlineData("{\"a\":\"\\u12g4\"}")]
+    [InlineData("{\"a\":\"tab\there\"}")] // raw control character
+    [InlineData("{} {}")]              // nothing after the root object
+    [InlineData("{}x")]
+    [InlineData("{\"a\":True}")]
+    [InlineData(" {}")]                // nothing before the root object (llama.cpp's json.gbnf)
+    [InlineData("{  }")]               // between tokens: nothing, one space, or a newline and an indent
+    [InlineData("{\r\n}")]
+    [InlineData("{\t}")]
+    [InlineData("{\n\n}")]
+    [InlineData("{\"a\":12345678901234567}")] // 17 integer digits
+    public void InvalidObjects_AreNotComplete(string json)
+    {
+        Assert.False(Complete(json), json);
+    }
+
+    [Theory]
+    [InlineData("{")]
+    [InlineData("{\"a\":tru")]
+    [InlineData("{\"a\":[1, 2")]
+    [InlineData("{\"a\":\"unfinished \\u00")]
+    [InlineData("{\"a\":-")]
+    [InlineData("{\"a\":1e+")]
+    public void Prefixes_AreAccepted(string prefix)
+    {
+        Assert.True(Prefix(prefix), prefix);
+        Assert.False(Complete(prefix), prefix);
+    }
+
+    [Fact]
+    public void InvalidUtf8_InStrings_IsRejected()
+    {
+        byte[] Obj(params byte[] inner) => [.. "{\"a\":\""u8.ToArray(), .. inner, .. "\"}"u8.ToArray()];
+        Assert.True(JsonConstraint.IsCompleteObject(Obj(0xC3, 0xA9)));          // é
+        Assert.False(JsonConstraint.IsCompleteObject(Obj(0xC0, 0x80)));         // overlong
+        Assert.False(JsonConstraint.IsCompleteObject(Obj(0xED, 0xA0, 0x80)));   // a UTF-16 surrogate
+        Assert.False(JsonConstraint.IsCompleteObject(Obj(0xE2, 0x82)));         // cut short by the quote
+        Assert.False(JsonConstraint.IsCompleteObject(Obj(0x80)));               // a lone continuation byte
+        Assert.False(JsonConstraint.IsCompleteObject(Obj(0xF4, 0x90, 0x80, 0x80))); // above U+10FFFF
+    }
+
+    [Fact]
+    public void Whitespace_IntegerDigits_AndDepth_AreCapped()
+    {
+        Assert.True(Complete("{\n" + new string(' ', JsonConstraint.MaxIndent) + "}"));
+        Assert.False(Prefix("{\n" + new string(' ', JsonConstraint.MaxIndent + 1)));
+        Assert.True(Complete("{\"a\": " + new string('9', JsonConstraint.MaxIntegerDigits) + ".25}"));
+        Assert.False(Prefix("{\"a\": " + new string('9', JsonConstraint.MaxIntegerDigits + 1)));
+        Assert.True(Complete("{\"a\": -0.000000000000000000001}")); // fractions are not capped (as llama.cpp's)
+        Assert.True(Prefix("{\"a\":" + new string('[', JsonConstraint.MaxDepth - 1)));
+        Assert.False(Prefix("{\"a\":" + new string('[', JsonConstraint.MaxDepth)));
+        // inside a string, spaces are text, not whitespace between tokens
+        Assert.True(Complete("{\"a\":\"" + new string(' ', 100) + "\"}"));
+    }
+
+    /// <summary>Random JSON trees, serialized compactly and indented: every one is accepted, and every strict prefix is a prefix only.</summary>
+    [Fact]
+    public void RandomDocuments_AgreeWithSystemTextJson()
+    {
+        var rng = new Random(42);
+        for (int i = 0; i < 300; i++)
+        {
+            var obj = (JsonObject)RandomNode(rng, 0, forceObject: true)!;
+            foreach (bool indented in new[] { false, true })
+            {
+                string text = obj.ToJsonString(new JsonSerializerOptions { WriteIndented = indented, Encoder = System.Text.Encodings.Web.JavaScriptEncoder.UnsafeRelaxedJsonEscaping });
+                byte[] bytes = Encoding.UTF8.GetBytes(text);
+                Assert.True(JsonConstraint.IsCompleteObject(bytes), text);
+                int cut = rng.Next(bytes.Length);
+                Assert.True(JsonConstraint.IsPrefix(bytes.AsSpan(0, cut)), text[..Math.Min(text.Length, cut)]);
+            }
+        }
+    }
+
+    /// <summary>Random byte strings from JSON's alphabet: whatever the recognizer calls a complete object, System.Text.Json parses as one.</summary>
+    [Fact]
+    public void RandomBytes_CompleteMeansParsable()
+    {
+        var rng = new Random(7);
+        byte[] alphabet = "{}[]\":,0123456789-+.eE truefalsn\\u\n"u8.ToArray();
+        int complete = 0;
+        for (int i = 0; i < 200_000; i++)
+        {
+            var bytes = new byte[rng.Next(2, 14)];
+            bytes[0] = (byte)'{';
+            for (int j = 1; j < bytes.Length; j++) bytes[j] = alphabet[rng.Next(alphabet.Length)];
+            if (!JsonConstraint.IsCompleteObject(bytes)) continue;
+            complete++;
+            using var doc = JsonDocument.Parse(bytes);
+            Assert.Equal(JsonValueKind.Object, doc.RootElement.ValueKind);
+        }
+        output.WriteLine($"{complete} complete objects among the random strings");
+        Assert.True(complete > 100);
+    }
+
+    private static JsonNode? RandomNode(Random rng, int depth, bool forceObject = false)
+    {
+        int kind = forceObject ? 0 : rng.Next(depth > 3 ? 2 : 0, 7);
+        switch (kind)
+        {
+            case 0:
+                var o = new JsonObject();
+                for (int i = rng.Next(4); i > 0; i--) o["k" + rng.Next(1000) + (rng.Next(3) == 0 ? "é\"\\\n😀" : "")] = RandomNode(rng, depth + 1);
+                return o;
+            case 1:
+                var a = new JsonArray();
+                for (int i = rng.Next(4); i > 0; i--) a.Add(RandomNode(rng, depth + 1));
+                return a;
+            case 2: return JsonValue.Create(rng.Next(-1000, 1000));
+            case 3: return JsonValue.Create(rng.NextDouble() * Math.Pow(10, rng.Next(-8, 8)) * (rng.Next(2) == 0 ? -1 : 1));
+            case 4: return JsonValue.Create(rng.Next(2) == 0);
+            case 5: return null;
+            default: return JsonValue.Create("s\t" + (char)rng.Next(0x20, 0x7f) + "日本\u0001");
+        }
+    }
+
+    /// <summary>
+    /// A context whose logits favour one scripted token per step (10 against 0): what a model that
+    /// "wants" to write the script would give. Counts evaluated tokens.
+    /// </summary>
+    private sealed class ScriptedContext(int[] script, int vocab) : IEvalContext
+    {
+        private int _promptLength = -1;
+        public int Evaluated;
+
+        public int Position { get; private set; }
+        public int ContextLength => 256;
+        public string Description => "scripted";
+
+        public float[] Eval(ReadOnlySpan<int> tokens, bool allLogits = false)
+        {
+            if (_promptLength < 0) _promptLength = tokens.Length;
+            Position += tokens.Length;
+            Evaluated += tokens.Length;
+            var logits = new float[vocab];
+            int step = Position - _promptLength;
+            if (step < script.Length) logits[script[step]] = 10f;
+            return logits;
+        }
+
+        public void Reset() { Position = 0; _promptLength = -1; }
+        public void Rewind(int position) => Position = position;
+        public void Dispose() { }
+    }
+
+    private static Tokenizer Stories() => Tokenizer.FromGguf(EdgeLlm.Gguf.GgufFile.Open(SharedData.Model("stories260K")));
+
+    private static (GenerationResult Result, ScriptedContext Context) Generate(Tokenizer tok, string scriptText, bool json, int maxTokens = 64)
+    {
+        int[] script = tok.Encode(scriptText, addSpecial: false);
+        var ctx = new ScriptedContext(script, tok.VocabSize);
+        var gen = new TextGenerator(ctx, tok);
+        var r = gen.Generate([tok.Bos], new GenerationOptions
+        {
+            JsonObject = json,
+            MaxTokens = maxTokens,
+            Sampling = new SamplerOptions { Temperature = 0f },
+        });
+        return (r, ctx);
+    }
+
+    [Fact]
+    public void Generation_FollowsValidJson_AndEndsWhenTheObjectCloses()
+    {
+        var tok = Stories();
+        const string text = "{\"name\": \"Lily\", \"age\": 3, \"toys\": [\"ball\"]} and then more words";
+        var (r, ctx) = Generate(tok, text, json: true);
+        output.WriteLine(r.Text);
+        Assert.Equal(FinishReason.EndOfGeneration, r.Reason);
+        // SentencePiece writes the first piece as " {", which the root may not start with: "{" is drawn instead,
+        // and the rest of the script follows (its whitespace may differ).
+        Assert.True(Complete(r.Text));
+        Assert.True(JsonNode.DeepEquals(JsonNode.Parse("{\"name\": \"Lily\", \"age\": 3, \"toys\": [\"ball\"]}"), JsonNode.Parse(r.Text)), r.Text);
+        // the closing token was sampled but never evaluated: nothing can follow it
+        Assert.Equal(1 + r.CompletionTokens - 1, ctx.Evaluated);
+
+        // Without the constraint the same model runs on past the object.
+        var (free, _) = Generate(tok, text, json: false, maxTokens: 40);
+        Assert.StartsWith("{\"name\": \"Lily\", \"age\": 3, \"toys\": [\"ball\"]} and", free.Text.TrimStart(), StringComparison.Ordinal);
+    }
+
+    [Fact]
+    public void Generation_ReplacesTokensThatBreakTheJson()
+    {
+        var tok = Stories();
+        // "a" as a bare key and a trailing comma: the scripted tokens there are not allowed, others are drawn instead
+        var (r, _) = Generate(tok, "{a: 1,} {\"b\": 2}", json: true, maxTokens: 24);
+        output.WriteLine(r.Text);
+        Assert.True(Prefix(r.Text), r.Text);
+        Assert.DoesNotContain("{a", r.Text, StringComparison.Ordinal);
+        var (free, _) = Generate(tok, "{a: 1,} {\"b\": 2}", json: false, maxTokens: 24);
+        Assert.StartsWith("{a: 1,}", free.Text.TrimStart(), StringComparison.Ordinal);
+    }
+
+    /// <summary>A real model (stories260K, greedy): whatever it writes under the constraint is JSON so far, and starts an object.</summary>
+    [Fact]
+    public void Stories260K_Greedy_WritesAJsonPrefix()
+    {
+        using var model = Model.Load(SharedData.Model("stories260K"));
+        var tok = Tokenizer.FromGguf(model.File);
+        using var ctx = new InferenceContext(model, 256, threads: 2);
+        var gen = new TextGenerator(ctx, tok);
+        var r = gen.Generate(tok.Encode("Once upon a time"), new GenerationOptions { JsonObject = true, MaxTokens = 60, Sampling = new SamplerOptions { Temperature = 0f } });
+        output.WriteLine($"{r.Reason}: {r.Text}");
+        Assert.StartsWith("{", r.Text.TrimStart(), StringComparison.Ordinal);
+        Assert.True(Prefix(r.Text), r.Text);
+        if (r.Reason == FinishReason.EndOfGeneration) Assert.True(Complete(r.Text), r.Text);
+    }
+}
