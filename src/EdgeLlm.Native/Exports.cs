@@ -647,7 +647,15 @@ internal static unsafe class Exports
     }
 
     [UnmanagedCallersOnly(EntryPoint = "edgellm_context_generate")]
-    public static int ContextGenerate(nint ctx, byte* prompt, int promptLen, int maxTokens, delegate* unmanaged<byte*, int, void*, int> callback, void* userData)
+    public static int ContextGenerate(nint ctx, byte* prompt, int promptLen, int maxTokens, delegate* unmanaged<byte*, int, void*, int> callback, void* userData) =>
+        GenerateEntry(ctx, prompt, promptLen, maxTokens, callback, userData, json: false, "edgellm_context_generate");
+
+    [UnmanagedCallersOnly(EntryPoint = "edgellm_context_generate_json")]
+    public static int ContextGenerateJson(nint ctx, byte* prompt, int promptLen, int maxTokens, delegate* unmanaged<byte*, int, void*, int> callback, void* userData) =>
+        GenerateEntry(ctx, prompt, promptLen, maxTokens, callback, userData, json: true, "edgellm_context_generate_json");
+
+    private static int GenerateEntry(nint ctx, byte* prompt, int promptLen, int maxTokens, delegate* unmanaged<byte*, int, void*, int> callback, void* userData,
+        bool json, string function)
     {
         try
         {
@@ -657,7 +665,7 @@ internal static unsafe class Exports
             var c = NativeContext.Enter(ctx);
             try
             {
-                return Generate(c, text, maxTokens, callback, userData);
+                return Generate(c, text, maxTokens, callback, userData, json);
             }
             finally
             {
@@ -666,7 +674,7 @@ internal static unsafe class Exports
         }
         catch (Exception e)
         {
-            return LastError.Fail(e, "edgellm_context_generate");
+            return LastError.Fail(e, function);
         }
     }
 
@@ -674,7 +682,7 @@ internal static unsafe class Exports
     /// The generate loop: every sampled token is evaluated before its text is delivered, so when the call
     /// returns the context holds the prompt and everything delivered, and its logits continue from there.
     /// </summary>
-    private static int Generate(NativeContext c, string prompt, int maxTokens, delegate* unmanaged<byte*, int, void*, int> callback, void* userData)
+    private static int Generate(NativeContext c, string prompt, int maxTokens, delegate* unmanaged<byte*, int, void*, int> callback, void* userData, bool json)
     {
         var tokenizer = c.Model.Tokenizer;
         if (prompt.Length > 0)
@@ -686,9 +694,16 @@ internal static unsafe class Exports
         if (!c.HasLogits) throw new EdgeLlmException(EdgeLlmError.NoLogits, "the prompt is empty and nothing was evaluated before: no logits to continue from");
 
         var decoder = new StreamingDecoder(tokenizer);
+        var constraint = json ? new JsonConstraint(tokenizer) : null;
         for (int generated = 0; maxTokens < 0 || generated < maxTokens; generated++)
         {
             int next = c.Sample();
+            if (constraint is not null)
+            {
+                // As TextGenerator: the sampled token is checked, and only a rejected one is drawn again from the allowed tokens.
+                if (!constraint.Allows(next)) next = c.SampleMasked(constraint);
+                constraint.Accept(next);
+            }
             if (tokenizer.IsEndOfGeneration(next)) break;
             if (c.Context.Position >= c.Context.ContextLength)
             {
@@ -697,6 +712,7 @@ internal static unsafe class Exports
             }
             c.Eval([next]);
             if (Emit(decoder.Append(next), callback, userData)) return 0;
+            if (constraint is { IsComplete: true }) break; // the object closed: nothing may follow it
         }
         Emit(decoder.Flush(), callback, userData);
         return 0;

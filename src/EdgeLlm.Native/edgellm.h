@@ -324,6 +324,18 @@ EDGELLM_API edgellm_error edgellm_context_sample(edgellm_context_t* ctx, int32_t
 EDGELLM_API edgellm_error edgellm_context_generate(edgellm_context_t* ctx, const char* prompt, int32_t prompt_len,
                                                    int32_t max_tokens, edgellm_token_callback callback, void* user_data);
 
+/*
+ * As edgellm_context_generate, with the output constrained to one JSON object (OpenAI's response_format
+ * {"type": "json_object"}; the rules of llama.cpp's json.gbnf: the object first, nothing around it, between
+ * tokens nothing, one space or a newline and up to 20 spaces or tabs, valid UTF-8 in strings): only tokens
+ * that keep the text valid JSON are sampled, and generation stops when the object closes (that token is
+ * evaluated and delivered). max_tokens, the callback or a full context can still cut the object short.
+ * Each call starts a new object. Ask for JSON in the prompt too: the constraint keeps the text valid, it
+ * does not tell the model what to write. Errors: as edgellm_context_generate.
+ */
+EDGELLM_API edgellm_error edgellm_context_generate_json(edgellm_context_t* ctx, const char* prompt, int32_t prompt_len,
+                                                        int32_t max_tokens, edgellm_token_callback callback, void* user_data);
+
 #ifdef __cplusplus
 }
 #endif

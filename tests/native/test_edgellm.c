@@ -813,6 +813,30 @@ int main(int argc, char** argv)
     rc = edgellm_context_forward_pass(ctx, fp, sizeof fp - 1, &n_fp);
     if (rc == EDGELLM_OK) fp[n_fp] = '\0'; else fp[0] = '\0';
     check(rc == EDGELLM_OK && strcmp(fp, "specialized: stories260k-f32") == 0, "context_forward_pass after set_generic 0", "rc %d, '%s'", (int)rc, fp);
+    /* --- edgellm_context_generate_json: the same greedy model, constrained to a JSON object */
+    {
+        collector j = {0};
+        edgellm_context_reset(ctx);
+        rc = edgellm_context_generate_json(ctx, prompt, prompt_len, 40, collect, &j);
+        check_code(rc, EDGELLM_OK, "context_generate_json 40 tokens");
+        int starts = j.text != NULL && j.text[0] == '{';
+        int controls = 0, quotes = 0;
+        for (const char* p = j.text; p && *p; p++) {
+            if ((unsigned char)*p < 0x20 && *p != '\n' && *p != '\t') controls++;
+            if (*p == '"') quotes++;
+        }
+        check(starts && controls == 0 && quotes > 0, "generate_json: the text opens a JSON object, has keys, no raw control characters",
+              "'%s'", j.text ? j.text : "(nothing)");
+        check(j.text != NULL && strncmp(j.text, golden, 20) != 0, "generate_json differs from the unconstrained story", "'%s'", j.text ? j.text : "");
+        check(edgellm_context_position(ctx, &pos) == EDGELLM_OK && pos > n_prompt && pos <= n_prompt + 40,
+              "generate_json: every delivered token was evaluated", "pos %d", pos);
+        printf("     json: %.60s...\n", j.text ? j.text : "");
+        collector_reset(&j);
+        check_code(edgellm_context_generate_json(ctx, prompt, prompt_len, -2, collect, &j), EDGELLM_ERROR_INVALID_ARGUMENT, "context_generate_json max_tokens -2");
+        check(strstr(edgellm_last_error(), "edgellm_context_generate_json") != NULL, "generate_json error names the function", "'%s'", edgellm_last_error());
+        check_code(edgellm_context_generate_json(NULL, prompt, prompt_len, 5, collect, &j), EDGELLM_ERROR_NULL_HANDLE, "context_generate_json NULL context");
+    }
+
     /* back to where the story left off, for the continuation below */
     collector_reset(&c);
     edgellm_context_reset(ctx);
