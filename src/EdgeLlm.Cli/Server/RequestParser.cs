@@ -172,6 +172,7 @@ public static class RequestParser
 
         var stops = ParseStop(root);
         bool jsonObject = false;
+        JsonSchemaNode? jsonSchema = null;
 
         if (chat)
         {
@@ -182,9 +183,23 @@ public static class RequestParser
             {
                 string? type = rf.ValueKind == JsonValueKind.Object ? String(rf, "type", "response_format.type") : null;
                 if (type == "json_object") jsonObject = true;
+                else if (type == "json_schema")
+                {
+                    // {"type": "json_schema", "json_schema": {"name": ..., "schema": {...}, "strict": ...}}
+                    if (!rf.TryGetProperty("json_schema", out var js) || js.ValueKind != JsonValueKind.Object || !js.TryGetProperty("schema", out var schemaElement))
+                        throw ApiException.BadField("response_format", "response_format json_schema needs \"json_schema\": {\"name\": ..., \"schema\": {...}}");
+                    try
+                    {
+                        jsonSchema = JsonSchemaNode.Parse(schemaElement);
+                    }
+                    catch (ArgumentException e)
+                    {
+                        throw ApiException.BadField("response_format", "response_format.json_schema." + e.Message);
+                    }
+                }
                 else if (type != "text")
                     throw ApiException.BadField("response_format",
-                        "response_format must be {\"type\": \"text\"} or {\"type\": \"json_object\"} (json_schema is not supported)");
+                        "response_format must be {\"type\": \"text\"}, {\"type\": \"json_object\"} or {\"type\": \"json_schema\", \"json_schema\": {...}}");
             }
         }
 
@@ -193,6 +208,7 @@ public static class RequestParser
             MaxTokens = maxTokens is { } m ? (int)m : -1,
             Stop = stops,
             JsonObject = jsonObject,
+            JsonSchema = jsonSchema,
             Sampling = defaults with
             {
                 Temperature = (float)temperature,

@@ -465,18 +465,26 @@ public sealed class EdgeLlmChatClient : AI.IChatClient
                 stop.Add(stops[i]);
             }
         }
-        // ChatResponseFormat.Json: any JSON object, enforced token by token (JsonConstraint). A schema is
-        // refused rather than ignored: with a schema format, callers such as GetResponseAsync<T> leave the
-        // schema out of the prompt and count on the service to enforce it, which this client cannot.
+        // ChatResponseFormat.Json: any JSON object; ForJsonSchema: an object following the schema (the part
+        // JsonSchemaNode enforces; a keyword it cannot enforce is refused, naming it). Both token by token.
         bool json = false;
+        JsonSchemaNode? schema = null;
         if (options.ResponseFormat is AI.ChatResponseFormatJson jsonFormat)
         {
-            if (jsonFormat.Schema is not null)
-                throw new NotSupportedException("ChatOptions.ResponseFormat: a JSON schema is not supported; ChatResponseFormat.Json " +
-                    "(any JSON object) is (with GetResponseAsync<T>, pass useJsonSchemaResponseFormat: false to put the schema in the prompt)");
             json = true;
+            if (jsonFormat.Schema is { } schemaElement)
+            {
+                try
+                {
+                    schema = JsonSchemaNode.Parse(schemaElement);
+                }
+                catch (ArgumentException e)
+                {
+                    throw new ArgumentException("ChatOptions.ResponseFormat: " + e.Message, nameof(options), e);
+                }
+            }
         }
-        return new GenerationOptions { Sampling = s, MaxTokens = max, Stop = stop, JsonObject = json };
+        return new GenerationOptions { Sampling = s, MaxTokens = max, Stop = stop, JsonObject = json, JsonSchema = schema };
     }
 
     private static ArgumentException Bad(string option, string rule, float got) =>

@@ -43,6 +43,13 @@ public sealed record GenerationOptions
     /// by <see cref="MaxTokens"/>, a stop string or a full context leaves the object unfinished.
     /// </summary>
     public bool JsonObject { get; init; }
+
+    /// <summary>
+    /// Constrain the output to one JSON object that follows this schema (OpenAI's <c>response_format</c>
+    /// <c>json_schema</c>; <see cref="JsonSchemaNode.Parse"/> says which keywords are enforced). Implies
+    /// <see cref="JsonObject"/>.
+    /// </summary>
+    public JsonSchemaNode? JsonSchema { get; init; }
 }
 
 /// <summary>The outcome of one generation.</summary>
@@ -157,7 +164,7 @@ public sealed class TextGenerator
 
         var sampler = new Sampler(options.Sampling, Tokenizer.VocabSize);
         foreach (int t in prompt) sampler.Accept(t);
-        var json = options.JsonObject ? new JsonConstraint(Tokenizer) : null;
+        var json = options.JsonObject || options.JsonSchema is not null ? new JsonConstraint(Tokenizer, options.JsonSchema) : null;
         var decoder = new StreamingDecoder(Tokenizer);
         var text = new StringBuilder();
         var genWatch = new Stopwatch();

@@ -33,10 +33,13 @@ public sealed class JsonConstraint
     private State _state = State.Start;
 
     /// <summary>A constraint at the start of the output (nothing generated yet).</summary>
-    public JsonConstraint(Tokenizer tokenizer)
+    /// <param name="tokenizer">The model's tokenizer (token bytes, end-of-generation tokens).</param>
+    /// <param name="schema">Also hold the object to this schema (<see cref="JsonSchemaNode"/>: types, properties, required, items, string enums); null: any object.</param>
+    public JsonConstraint(Tokenizer tokenizer, JsonSchemaNode? schema = null)
     {
         ArgumentNullException.ThrowIfNull(tokenizer);
         _tokenizer = tokenizer;
+        _state = State.StartWith(schema);
     }
 
     /// <summary>The object is closed: only an end-of-generation token may follow.</summary>
@@ -86,19 +89,19 @@ public sealed class JsonConstraint
         return allowed;
     }
 
-    /// <summary>True when <paramref name="text"/> (UTF-8) is a complete JSON object as this constraint accepts it.</summary>
-    public static bool IsCompleteObject(ReadOnlySpan<byte> text)
+    /// <summary>True when <paramref name="text"/> (UTF-8) is a complete JSON object as this constraint accepts it (and, with <paramref name="schema"/>, follows it).</summary>
+    public static bool IsCompleteObject(ReadOnlySpan<byte> text, JsonSchemaNode? schema = null)
     {
-        var s = State.Start;
+        var s = State.StartWith(schema);
         foreach (byte b in text)
             if (!s.Feed(b)) return false;
         return s.Mode == Mode.Done;
     }
 
-    /// <summary>True when <paramref name="text"/> (UTF-8) can still be continued into a JSON object.</summary>
-    public static bool IsPrefix(ReadOnlySpan<byte> text)
+    /// <summary>True when <paramref name="text"/> (UTF-8) can still be continued into a JSON object (following <paramref name="schema"/> when given).</summary>
+    public static bool IsPrefix(ReadOnlySpan<byte> text, JsonSchemaNode? schema = null)
     {
-        var s = State.Start;
+        var s = State.StartWith(schema);
         foreach (byte b in text)
             if (!s.Feed(b)) return false;
         return true;
@@ -124,8 +127,21 @@ public sealed class JsonConstraint
     // Number sub-states
     private const byte NumMinus = 0, NumZero = 1, NumInt = 2, NumDot = 3, NumFrac = 4, NumE = 5, NumESign = 6, NumExp = 7;
 
-    /// <summary>An immutable stack of open containers (true = object), shared between copies of a state.</summary>
-    private sealed record Frame(bool IsObject, Frame? Parent);
+    /// <summary>
+    /// An immutable stack of open containers, shared between copies of a state: object or array, its
+    /// schema (null: unconstrained), the properties already written (bit i: Schema.Properties[i]) and
+    /// the schema of the value after the current key.
+    /// </summary>
+    private sealed record Frame(bool IsObject, Frame? Parent, JsonSchemaNode? Schema = null, ulong Seen = 0, JsonSchemaNode? Pending = null)
+    {
+        /// <summary>Keys come from a property list.</summary>
+        public bool ListedKeys => Schema is { Properties.Length: > 0 };
+
+        /// <summary>Every listed property is written.</summary>
+        public bool AllSeen => ListedKeys && Seen == AllBits(Schema!.Properties.Length);
+    }
+
+    private static ulong AllBits(int n) => n >= 64 ? ulong.MaxValue : (1UL << n) - 1;
 
     private struct State
     {
@@ -140,8 +156,18 @@ public sealed class JsonConstraint
         public byte WsRun;        // spaces/tabs after that newline; digits of a number's integer part
         public byte Depth;
         public Frame? Stack;
+        public JsonSchemaNode? Next;     // the schema of the value about to start (null: any)
+        public bool Schema;              // a schema is in force
+        public bool IntegerOnly;         // the number being read must be an integer
+        public byte[][]? MatchList;      // a string that must be one of these (escaped, without quotes): a listed key or an enum value
+        public ulong Match;              // which of MatchList still match what was written
+        public int MatchOffset;          // bytes of the string written so far
 
         public static State Start => new() { Mode = Mode.Start };
+
+        public static State StartWith(JsonSchemaNode? schema) => new() { Mode = Mode.Start, Next = schema, Schema = schema is not null };
+
+        private readonly bool Allowed(JsonTypes t) => Next is null || (Next.Types & t) != 0;
 
         private static bool IsWs(byte b) => b is (byte)' ' or (byte)'\t' or (byte)'\n' or (byte)'\r';
 
@@ -169,7 +195,7 @@ public sealed class JsonConstraint
             switch (Mode)
             {
                 case Mode.Start:
-                    if (b != (byte)'{') return false;
+                    if (b != (byte)'{' || !Allowed(JsonTypes.Object)) return false;
                     return Open(isObject: true);
                 case Mode.Value:
                     return StartValue(b);
@@ -179,17 +205,14 @@ public sealed class JsonConstraint
                 case Mode.KeyOrClose:
                     if (b == (byte)'}') return Close(isObject: true);
                     if (b != (byte)'"') return false;
-                    Mode = Mode.String;
-                    InKey = true;
-                    return true;
+                    return StartKey();
                 case Mode.Key:
                     if (b != (byte)'"') return false;
-                    Mode = Mode.String;
-                    InKey = true;
-                    return true;
+                    return StartKey();
                 case Mode.Colon:
                     if (b != (byte)':') return false;
                     Mode = Mode.Value;
+                    Next = Schema ? Stack!.Pending ?? JsonSchemaNode.AnyValue : null;
                     return true;
                 case Mode.AfterValue:
                     return AfterValue(b);
@@ -224,15 +247,35 @@ public sealed class JsonConstraint
         private bool Open(bool isObject)
         {
             if (Depth >= MaxDepth) return false;
-            Stack = new Frame(isObject, Stack);
+            Stack = new Frame(isObject, Stack, Schema ? Next ?? JsonSchemaNode.AnyValue : null);
             Depth++;
             Mode = isObject ? Mode.KeyOrClose : Mode.ValueOrClose;
+            if (!isObject && Schema) Next = Stack.Schema!.Items ?? JsonSchemaNode.AnyValue;
+            return true;
+        }
+
+        /// <summary>The opening quote of a key: with a property list, the key must be one not written yet.</summary>
+        private bool StartKey()
+        {
+            Mode = Mode.String;
+            InKey = true;
+            MatchList = null;
+            if (Stack!.ListedKeys)
+            {
+                var props = Stack.Schema!.Properties;
+                ulong open = AllBits(props.Length) & ~Stack.Seen;
+                if (open == 0) return false;
+                MatchList = Stack.Schema.KeyBytes;
+                Match = open;
+                MatchOffset = 0;
+            }
             return true;
         }
 
         private bool Close(bool isObject)
         {
             if (Stack is null || Stack.IsObject != isObject) return false;
+            if (isObject && Stack.Schema is { } os && (os.Required & ~Stack.Seen) != 0) return false; // a required property is missing
             Stack = Stack.Parent;
             Depth--;
             EndValue();
@@ -246,7 +289,16 @@ public sealed class JsonConstraint
         {
             if (b == (byte)',')
             {
-                Mode = Stack!.IsObject ? Mode.Key : Mode.Value;
+                if (Stack!.IsObject)
+                {
+                    if (Stack.AllSeen) return false; // no listed key is left for another member
+                    Mode = Mode.Key;
+                }
+                else
+                {
+                    Mode = Mode.Value;
+                    if (Schema) Next = Stack.Schema!.Items ?? JsonSchemaNode.AnyValue;
+                }
                 return true;
             }
             if (b == (byte)'}') return Close(isObject: true);
@@ -258,16 +310,23 @@ public sealed class JsonConstraint
         {
             switch (b)
             {
-                case (byte)'{': return Open(isObject: true);
-                case (byte)'[': return Open(isObject: false);
+                case (byte)'{': return Allowed(JsonTypes.Object) && Open(isObject: true);
+                case (byte)'[': return Allowed(JsonTypes.Array) && Open(isObject: false);
                 case (byte)'"':
+                    if (!Allowed(JsonTypes.String)) return false;
                     Mode = Mode.String;
                     InKey = false;
+                    MatchList = Next?.Enum;
+                    if (MatchList is not null) { Match = AllBits(MatchList.Length); MatchOffset = 0; }
                     return true;
-                case (byte)'-': Mode = Mode.Number; Sub = NumMinus; WsRun = 0; return true;
-                case (byte)'0': Mode = Mode.Number; Sub = NumZero; WsRun = 1; return true;
-                case >= (byte)'1' and <= (byte)'9': Mode = Mode.Number; Sub = NumInt; WsRun = 1; return true;
+                case (byte)'-' or (>= (byte)'0' and <= (byte)'9'):
+                    if (!Allowed(JsonTypes.Number | JsonTypes.Integer)) return false;
+                    IntegerOnly = Next is not null && (Next.Types & JsonTypes.Number) == 0;
+                    Mode = Mode.Number;
+                    (Sub, WsRun) = b switch { (byte)'-' => (NumMinus, (byte)0), (byte)'0' => (NumZero, (byte)1), _ => (NumInt, (byte)1) };
+                    return true;
                 case (byte)'t' or (byte)'f' or (byte)'n':
+                    if (!Allowed(b == (byte)'n' ? JsonTypes.Null : JsonTypes.Boolean)) return false;
                     Mode = Mode.Literal;
                     Literal = b;
                     Sub = 1;
@@ -279,6 +338,7 @@ public sealed class JsonConstraint
 
         private bool StringByte(byte b)
         {
+            if (MatchList is not null) return MatchByte(b);
             if (Utf8Left > 0)
             {
                 if (b < Utf8Min || b > Utf8Max) return false;
@@ -289,7 +349,12 @@ public sealed class JsonConstraint
             }
             if (b == (byte)'"')
             {
-                if (InKey) { InKey = false; Mode = Mode.Colon; }
+                if (InKey)
+                {
+                    InKey = false;
+                    Mode = Mode.Colon;
+                    if (Schema) Stack = Stack! with { Pending = JsonSchemaNode.AnyValue }; // a free-form object's member
+                }
                 else EndValue();
                 return true;
             }
@@ -311,6 +376,36 @@ public sealed class JsonConstraint
             return Utf8Left > 0;
         }
 
+        /// <summary>A byte of a string that must be one of <see cref="MatchList"/> (its escaped form, compared byte for byte).</summary>
+        private bool MatchByte(byte b)
+        {
+            var list = MatchList!;
+            if (b == (byte)'"')
+            {
+                for (int i = 0; i < list.Length; i++)
+                {
+                    if ((Match & (1UL << i)) == 0 || list[i].Length != MatchOffset) continue;
+                    MatchList = null;
+                    if (InKey)
+                    {
+                        InKey = false;
+                        Mode = Mode.Colon;
+                        Stack = Stack! with { Seen = Stack.Seen | (1UL << i), Pending = Stack.Schema!.Properties[i].Schema };
+                    }
+                    else EndValue();
+                    return true;
+                }
+                // not the end of a candidate: the quote can only continue one as part of an escape (\")
+            }
+            ulong still = 0;
+            for (int i = 0; i < list.Length; i++)
+                if ((Match & (1UL << i)) != 0 && list[i].Length > MatchOffset && list[i][MatchOffset] == b) still |= 1UL << i;
+            if (still == 0) return false;
+            Match = still;
+            MatchOffset++;
+            return true;
+        }
+
         private bool NumberByte(byte b)
         {
             bool digit = b is >= (byte)'0' and <= (byte)'9';
@@ -323,6 +418,7 @@ public sealed class JsonConstraint
                 case NumZero:
                 case NumInt:
                     if (digit && Sub == NumInt) return ++WsRun <= MaxIntegerDigits;
+                    if (IntegerOnly && b is (byte)'.' or (byte)'e' or (byte)'E') return false; // "type": "integer"
                     if (b == (byte)'.') { Sub = NumDot; return true; }
                     if (b is (byte)'e' or (byte)'E') { Sub = NumE; return true; }
                     break;

@@ -132,9 +132,9 @@ public sealed class EdgeLlmChatClientTests(TemplatedStoriesModel model, ITestOut
         Assert.Equal(response.Usage.TotalTokenCount, combined.Usage!.TotalTokenCount);
     }
 
-    /// <summary>ChatResponseFormat.Json constrains the answer to JSON (an object so far); a schema is refused, naming the way out.</summary>
+    /// <summary>ChatResponseFormat.Json constrains the answer to JSON (an object so far), ForJsonSchema to the schema; an unsupported keyword is refused.</summary>
     [Fact]
-    public async Task ResponseFormatJson_ConstrainsTheAnswer_SchemaIsRefused()
+    public async Task ResponseFormatJson_AndSchema_ConstrainTheAnswer()
     {
         using var client = NewClient();
         var r = await client.GetResponseAsync(Ask("Tell me about a cat."), new ChatOptions { Temperature = 0, MaxOutputTokens = 40, ResponseFormat = ChatResponseFormat.Json });
@@ -144,9 +144,26 @@ public sealed class EdgeLlmChatClientTests(TemplatedStoriesModel model, ITestOut
         var plain = await client.GetResponseAsync(Ask("Tell me about a cat."), new ChatOptions { Temperature = 0, MaxOutputTokens = 40 });
         Assert.NotEqual(plain.Text, r.Text);
 
-        var schema = ChatResponseFormat.ForJsonSchema(System.Text.Json.JsonDocument.Parse("{\"type\": \"object\"}").RootElement, "x");
-        var ex = await Assert.ThrowsAsync<NotSupportedException>(() => client.GetResponseAsync(Ask("Hi"), new ChatOptions { ResponseFormat = schema }));
-        Assert.Contains("useJsonSchemaResponseFormat: false", ex.Message, StringComparison.Ordinal);
+        // A schema: the answer holds to it (here, a closed set of keys and values).
+        const string SchemaText = "{\"type\": \"object\", \"properties\": {\"animal\": {\"type\": \"string\", \"enum\": [\"cat\", \"dog\"]}, " +
+            "\"age\": {\"type\": \"integer\"}}, \"required\": [\"animal\", \"age\"], \"additionalProperties\": false}";
+        var schemaElement = System.Text.Json.JsonDocument.Parse(SchemaText).RootElement;
+        var withSchema = await client.GetResponseAsync(Ask("Tell me about a cat."),
+            new ChatOptions { Temperature = 0, MaxOutputTokens = 60, ResponseFormat = ChatResponseFormat.ForJsonSchema(schemaElement, "pet") });
+        output.WriteLine($"{withSchema.FinishReason}: {withSchema.Text}");
+        var node = EdgeLlm.Sampling.JsonSchemaNode.Parse(schemaElement);
+        Assert.True(EdgeLlm.Sampling.JsonConstraint.IsPrefix(System.Text.Encoding.UTF8.GetBytes(withSchema.Text), node), withSchema.Text);
+        if (withSchema.FinishReason == ChatFinishReason.Stop)
+        {
+            using var doc = System.Text.Json.JsonDocument.Parse(withSchema.Text);
+            Assert.Contains(doc.RootElement.GetProperty("animal").GetString(), new[] { "cat", "dog" });
+            Assert.True(doc.RootElement.GetProperty("age").TryGetInt64(out _));
+        }
+
+        // A keyword it cannot enforce is refused, named.
+        var anyOf = ChatResponseFormat.ForJsonSchema(System.Text.Json.JsonDocument.Parse("{\"type\": \"object\", \"properties\": {\"a\": {\"anyOf\": [{\"type\": \"string\"}]}}}").RootElement, "x");
+        var ex = await Assert.ThrowsAsync<ArgumentException>(() => client.GetResponseAsync(Ask("Hi"), new ChatOptions { ResponseFormat = anyOf }));
+        Assert.Contains("schema.properties.a.anyOf is not supported", ex.Message, StringComparison.Ordinal);
     }
 
     [Fact]

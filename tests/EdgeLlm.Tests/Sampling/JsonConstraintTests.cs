@@ -163,6 +163,90 @@ public class JsonConstraintTests(ITestOutputHelper output)
         }
     }
 
+    private const string PersonSchema =
+        "{\"type\": \"object\", \"properties\": {" +
+        "\"name\": {\"type\": \"string\", \"description\": \"ignored\"}, " +
+        "\"age\": {\"type\": \"integer\", \"minimum\": 0}, " +
+        "\"score\": {\"type\": [\"number\", \"null\"]}, " +
+        "\"mood\": {\"enum\": [\"happy\", \"sad\", \"say \\\"hi\\\"\"]}, " +
+        "\"tags\": {\"type\": \"array\", \"items\": {\"type\": \"boolean\"}}, " +
+        "\"extra\": {\"type\": \"object\"}}, " +
+        "\"required\": [\"name\", \"age\"], \"additionalProperties\": false}";
+
+    private static JsonSchemaNode Person() => JsonSchemaNode.Parse(JsonDocument.Parse(PersonSchema).RootElement);
+
+    [Theory]
+    [InlineData("{\"name\": \"Lily\", \"age\": 3}")]
+    [InlineData("{\"age\": 3, \"name\": \"Lily\"}")]                 // any order
+    [InlineData("{\"name\": \"\", \"age\": -0, \"score\": 1.5e3, \"mood\": \"sad\", \"tags\": [true, false], \"extra\": {\"x\": [1, {}]}}")]
+    [InlineData("{\"name\": \"x\", \"age\": 1, \"score\": null, \"mood\": \"say \\\"hi\\\"\"}")] // an enum value with escapes
+    [InlineData("{\"name\": \"x\", \"age\": 1, \"tags\": []}")]
+    public void Schema_ValidObjects_AreComplete(string json)
+    {
+        Assert.True(JsonConstraint.IsCompleteObject(Encoding.UTF8.GetBytes(json), Person()), json);
+        Assert.True(Complete(json)); // and plain JSON too
+    }
+
+    [Theory]
+    [InlineData("{\"name\": \"Lily\"}")]                               // age is required
+    [InlineData("{\"name\": \"Lily\", \"age\": 3, \"other\": 1}")]   // not a listed property
+    [InlineData("{\"name\": \"Lily\", \"name\": \"Rose\", \"age\": 3}")] // twice
+    [InlineData("{\"name\": 5, \"age\": 3}")]                           // wrong type
+    [InlineData("{\"name\": \"x\", \"age\": 3.5}")]                     // integer
+    [InlineData("{\"name\": \"x\", \"age\": 3e2}")]
+    [InlineData("{\"name\": \"x\", \"age\": 3, \"mood\": \"glad\"}")] // not in the enum
+    [InlineData("{\"name\": \"x\", \"age\": 3, \"mood\": \"happ\"}")]
+    [InlineData("{\"name\": \"x\", \"age\": 3, \"tags\": [1]}")]        // items are booleans
+    [InlineData("{\"name\": \"x\", \"age\": 3, \"score\": \"1\"}")]
+    [InlineData("{\"nam\": \"x\", \"age\": 3}")]
+    public void Schema_InvalidObjects_AreRejected(string json)
+    {
+        Assert.False(JsonConstraint.IsCompleteObject(Encoding.UTF8.GetBytes(json), Person()), json);
+    }
+
+    [Fact]
+    public void Schema_KeysAreCheckedAsTheyAreWritten()
+    {
+        var p = Person();
+        Assert.True(JsonConstraint.IsPrefix("{\"na"u8, p));
+        Assert.False(JsonConstraint.IsPrefix("{\"nx"u8, p));
+        Assert.True(JsonConstraint.IsPrefix("{\"mood\": \"ha"u8, p));
+        Assert.False(JsonConstraint.IsPrefix("{\"mood\": \"hx"u8, p));
+        Assert.False(JsonConstraint.IsPrefix("{\"name\": \"x\"}"u8, p)); // '}' before age
+        // every listed key written: no ',' may follow
+        var one = JsonSchemaNode.Parse(JsonDocument.Parse("{\"type\": \"object\", \"properties\": {\"a\": {}}}").RootElement);
+        Assert.True(JsonConstraint.IsCompleteObject("{\"a\": [1, \"x\", null]}"u8, one));
+        Assert.False(JsonConstraint.IsPrefix("{\"a\": 1,"u8, one));
+    }
+
+    [Theory]
+    [InlineData("{\"type\": \"array\"}", "root must be an object")]
+    [InlineData("{\"type\": \"object\", \"properties\": {\"a\": {\"anyOf\": []}}}", "schema.properties.a.anyOf is not supported")]
+    [InlineData("{\"type\": \"object\", \"$ref\": \"#/x\"}", "schema.$ref is not supported")]
+    [InlineData("{\"type\": \"object\", \"additionalProperties\": true}", "only false")]
+    [InlineData("{\"type\": \"object\", \"properties\": {\"a\": {\"enum\": [1, 2]}}}", "only strings")]
+    [InlineData("{\"type\": \"object\", \"properties\": {\"a\": {\"type\": \"date\"}}}", "unknown type 'date'")]
+    [InlineData("{\"type\": \"object\", \"properties\": {}, \"required\": [\"b\"]}", "\"b\" is not one of the properties")]
+    public void Schema_Unsupported_IsRefusedNamingThePlace(string schema, string expected)
+    {
+        var ex = Assert.Throws<ArgumentException>(() => JsonSchemaNode.Parse(JsonDocument.Parse(schema).RootElement));
+        Assert.Contains(expected, ex.Message, StringComparison.Ordinal);
+    }
+
+    /// <summary>The schema M.E.AI writes for a .NET record (what GetResponseAsync&lt;T&gt; sends) is accepted and enforced.</summary>
+    [Fact]
+    public void Schema_FromAIJsonUtilities_IsSupported()
+    {
+        var schema = Microsoft.Extensions.AI.AIJsonUtilities.CreateJsonSchema(typeof(Pet));
+        output.WriteLine(schema.GetRawText());
+        var node = JsonSchemaNode.Parse(schema);
+        string json = JsonSerializer.Serialize(new Pet("Rex", 4, ["ball"], null), new JsonSerializerOptions(JsonSerializerDefaults.Web));
+        output.WriteLine(json);
+        Assert.True(JsonConstraint.IsCompleteObject(Encoding.UTF8.GetBytes(json), node), json);
+    }
+
+    public sealed record Pet(string Name, int Age, string[] Toys, string? Owner);
+
     /// <summary>
     /// A context whose logits favour one scripted token per step (10 against 0): what a model that
     /// "wants" to write the script would give. Counts evaluated tokens.

@@ -118,6 +118,32 @@ public sealed class ServerHttpTests(SharedServer fixture, ITestOutputHelper outp
         else Assert.Equal("length", finish);
     }
 
+    /// <summary>response_format json_schema: the reply follows the schema as far as it goes; an unsupported keyword is a 400 naming it.</summary>
+    [Fact]
+    public async Task JsonSchemaFormat_ConstrainsTheReply()
+    {
+        const string Schema = "{\"type\": \"object\", \"properties\": {\"name\": {\"type\": \"string\"}, \"mood\": {\"enum\": [\"happy\", \"sad\"]}, " +
+            "\"toys\": {\"type\": \"array\", \"items\": {\"type\": \"string\"}}}, \"required\": [\"name\", \"mood\", \"toys\"], \"additionalProperties\": false}";
+        using var client = Server.Client();
+        var (status, json, _) = await PostAsync(client, Chat,
+            "{" + Messages + ", \"max_tokens\": 60, \"temperature\": 0, \"response_format\": {\"type\": \"json_schema\", \"json_schema\": {\"name\": \"girl\", \"strict\": true, \"schema\": " + Schema + "}}}");
+        Assert.Equal(HttpStatusCode.OK, status);
+        var choice = json.GetProperty("choices")[0];
+        string content = choice.GetProperty("message").GetProperty("content").GetString()!;
+        string finish = choice.GetProperty("finish_reason").GetString()!;
+        output.WriteLine($"{finish}: {content}");
+        var node = EdgeLlm.Sampling.JsonSchemaNode.Parse(JsonDocument.Parse(Schema).RootElement);
+        byte[] bytes = Encoding.UTF8.GetBytes(content);
+        Assert.True(EdgeLlm.Sampling.JsonConstraint.IsPrefix(bytes, node), content);
+        if (finish == "stop") Assert.True(EdgeLlm.Sampling.JsonConstraint.IsCompleteObject(bytes, node), content);
+
+        var (bad, error, _) = await PostAsync(client, Chat,
+            "{" + Messages + ", \"response_format\": {\"type\": \"json_schema\", \"json_schema\": {\"name\": \"x\", \"schema\": {\"type\": \"object\", \"oneOf\": []}}}}");
+        Assert.Equal(HttpStatusCode.BadRequest, bad);
+        Assert.Equal("response_format", AssertError(error).GetProperty("param").GetString());
+        Assert.Contains("oneOf", error.GetProperty("error").GetProperty("message").GetString(), StringComparison.Ordinal);
+    }
+
     [Fact]
     public async Task UnknownModel_Gets404_ModelNotFound()
     {

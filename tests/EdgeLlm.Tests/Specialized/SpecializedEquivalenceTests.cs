@@ -61,7 +61,8 @@ public class SpecializedEquivalenceTests(ITestOutputHelper output)
         }
     }
 
-    private static float[] RunBatchThenSteps(Model m, int[] prompt)
+    /// <summary>Logits of the whole prompt as one batch, then of three greedy single tokens (the decode path, n = 1).</summary>
+    internal static float[] RunBatchThenSteps(Model m, int[] prompt)
     {
         using var ctx = new InferenceContext(m, contextLength: 128, threads: 2);
         var all = new List<float>(ctx.Eval(prompt, allLogits: true));

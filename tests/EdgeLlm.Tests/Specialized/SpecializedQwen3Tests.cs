@@ -60,9 +60,9 @@ public sealed class SpecializedQwen3Tests : IDisposable
 
         int[] prompt = [17, 250, 3, 99, 310, 42, 5, 128, 77];
         long before = spec.Specialization.Runs;
-        float[] a = RunBatchThenSteps(spec, prompt);
+        float[] a = SpecializedEquivalenceTests.RunBatchThenSteps(spec, prompt);
         Assert.True(spec.Specialization.Runs >= before + 4, "the specialized forward pass did not run");
-        float[] b = RunBatchThenSteps(generic, prompt);
+        float[] b = SpecializedEquivalenceTests.RunBatchThenSteps(generic, prompt);
         int differing = a.Zip(b).Count(p => p.First != p.Second);
         _out.WriteLine($"{config}: {differing}/{a.Length} logits differ, figure {GoldenCase.Figure(a, b):G4}");
         Assert.Equal(b, a);
@@ -109,19 +109,5 @@ public sealed class SpecializedQwen3Tests : IDisposable
         }
         _out.WriteLine($"{checkedConfigs} real-model configs checked");
         Assert.True(checkedConfigs >= 15, $"only {checkedConfigs} real-model configs found");
-    }
-
-    private static float[] RunBatchThenSteps(Model m, int[] prompt)
-    {
-        using var ctx = new InferenceContext(m, contextLength: 64, threads: 2);
-        var all = new List<float>(ctx.Eval(prompt, allLogits: true));
-        int next = GoldenCase.ArgMax(all.ToArray().AsSpan(all.Count - m.Config.VocabSize));
-        for (int i = 0; i < 3; i++)
-        {
-            float[] row = ctx.Eval([next]);
-            all.AddRange(row);
-            next = GoldenCase.ArgMax(row);
-        }
-        return all.ToArray();
     }
 }
