@@ -698,12 +698,7 @@ internal static unsafe class Exports
         for (int generated = 0; maxTokens < 0 || generated < maxTokens; generated++)
         {
             int next = c.Sample();
-            if (constraint is not null)
-            {
-                // As TextGenerator: the sampled token is checked, and only a rejected one is drawn again from the allowed tokens.
-                if (!constraint.Allows(next)) next = c.SampleMasked(constraint);
-                constraint.Accept(next);
-            }
+            if (constraint is not null) next = c.Constrain(constraint, next);
             if (tokenizer.IsEndOfGeneration(next)) break;
             if (c.Context.Position >= c.Context.ContextLength)
             {

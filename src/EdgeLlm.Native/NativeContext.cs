@@ -63,14 +63,8 @@ internal sealed unsafe class NativeContext : IDisposable
         HasLogits = true;
     }
 
-    /// <summary>Samples from the current logits with every token <paramref name="constraint"/> rejects masked out.</summary>
-    public int SampleMasked(JsonConstraint constraint)
-    {
-        var masked = new float[VocabSize];
-        new ReadOnlySpan<float>(Logits, VocabSize).CopyTo(masked);
-        if (constraint.Mask(masked) == 0) throw new InvalidOperationException("no token of this vocabulary continues the JSON output");
-        return Sampler.Sample(masked);
-    }
+    /// <summary>The token <paramref name="constraint"/> lets through for the sampled <paramref name="sampled"/> (see <see cref="JsonConstraint.Choose"/>).</summary>
+    public int Constrain(JsonConstraint constraint, int sampled) => constraint.Choose(Sampler, new ReadOnlySpan<float>(Logits, VocabSize), sampled);
 
     /// <summary>Samples the next token from the current logits.</summary>
     public int Sample()

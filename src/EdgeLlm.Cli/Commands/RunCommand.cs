@@ -30,10 +30,14 @@ public static class RunCommand
         var backend = BackendOption.Create();
         var generic = new Option<bool>("--generic") { Description = "Run the generic forward pass even when a compile-time specialization matches" };
         var showProbs = new Option<int>("--show-probs") { Description = "After each token, print the K most likely candidates and their probabilities on stderr", DefaultValueFactory = _ => 0 };
+        var jsonSchema = new Option<string?>("--json-schema", "-j")
+        {
+            Description = "Constrain the output to one JSON object following this JSON schema (llama-cli's flag; '{}' = any object)",
+        };
 
         var cmd = new Command("run", "Generate text from a prompt")
         {
-            model, prompt, file, n, ctx, threads, stop, showProbs, backend, generic,
+            model, prompt, file, n, ctx, threads, stop, showProbs, backend, generic, jsonSchema,
         };
         foreach (var o in sampler.All) cmd.Options.Add(o);
         cmd.SetAction(pr => ExitCodes.Guard(pr.GetValue(verbose), () =>
@@ -44,7 +48,8 @@ public static class RunCommand
             if (nPredict < -1) throw new UsageException($"-n must be -1 (no limit) or >= 0, got {nPredict}");
             int k = pr.GetValue(showProbs);
             if (k < 0) throw new UsageException($"--show-probs must be >= 0, got {k}");
-            return Run(ModelResolver.Resolve(pr.GetValue(model)), text, nPredict, pr.GetValue(ctx), pr.GetValue(threads), options, pr.GetValue(stop) ?? [], k, pr.GetValue(backend), pr.GetValue(generic));
+            var json = ParseJsonSchema(pr.GetValue(jsonSchema));
+            return Run(ModelResolver.Resolve(pr.GetValue(model)), text, nPredict, pr.GetValue(ctx), pr.GetValue(threads), options, pr.GetValue(stop) ?? [], k, pr.GetValue(backend), pr.GetValue(generic), json);
         }));
         return cmd;
     }
@@ -73,6 +78,29 @@ public static class RunCommand
         return prompt ?? "";
     }
 
+    /// <summary>
+    /// --json-schema: null when absent; (true, null) for '{}' (any JSON object, as llama-cli's empty schema
+    /// allows any JSON); else the compiled schema. A bad schema is a usage error naming the flag.
+    /// </summary>
+    internal static (bool Json, JsonSchemaNode? Schema) ParseJsonSchema(string? text)
+    {
+        if (text is null) return (false, null);
+        try
+        {
+            using var doc = System.Text.Json.JsonDocument.Parse(text);
+            if (doc.RootElement.ValueKind == System.Text.Json.JsonValueKind.Object && !doc.RootElement.EnumerateObject().Any()) return (true, null);
+            return (true, JsonSchemaNode.Parse(doc.RootElement));
+        }
+        catch (System.Text.Json.JsonException e)
+        {
+            throw new UsageException($"--json-schema is not valid JSON: {e.Message}");
+        }
+        catch (ArgumentException e)
+        {
+            throw new UsageException($"--json-schema: {e.Message}");
+        }
+    }
+
     internal static void CheckThreads(int threads)
     {
         if (threads < 1 || threads > 1024) throw new UsageException($"-t must be in 1..1024, got {threads}");
@@ -83,7 +111,8 @@ public static class RunCommand
         if (ctx < 1 || ctx > 1 << 24) throw new UsageException($"-c must be in 1..16777216, got {ctx}");
     }
 
-    private static int Run(string modelPath, string prompt, int nPredict, int ctxLen, int threads, SamplerOptions options, string[] stops, int showProbs, string? backend = "cpu", bool generic = false)
+    private static int Run(string modelPath, string prompt, int nPredict, int ctxLen, int threads, SamplerOptions options, string[] stops, int showProbs, string? backend = "cpu", bool generic = false,
+        (bool Json, JsonSchemaNode? Schema) json = default)
     {
         CheckThreads(threads);
         CheckContext(ctxLen);
@@ -105,6 +134,7 @@ public static class RunCommand
         var sampler = new Sampler(options, tokenizer.VocabSize);
         if (options.Temperature > 0) err.WriteLine($"seed: {sampler.Seed}");
         foreach (var t in tokens) sampler.Accept(t);
+        var constraint = json.Json ? new JsonConstraint(tokenizer, json.Schema) : null;
 
         var stdout = Console.OpenStandardOutput();
         void Out(string s)
@@ -133,6 +163,7 @@ public static class RunCommand
                 if (nPredict >= 0 && generated >= nPredict) { reason = $"reached -n {nPredict}"; break; }
                 genWatch.Start();
                 int next = sampler.Sample(logits);
+                if (constraint is not null) next = constraint.Choose(sampler, logits, next);
                 genWatch.Stop();
                 if (showProbs > 0) PrintProbs(err, tokenizer, logits, showProbs, next);
                 if (tokenizer.IsEndOfGeneration(next)) { reason = "end of generation"; break; }
@@ -142,6 +173,7 @@ public static class RunCommand
                 var match = stopper.Append(piece);
                 Out(match.Text);
                 if (match.Stopped) { reason = "stop string"; break; }
+                if (constraint is { IsComplete: true }) { reason = "JSON object complete"; break; }
                 if (context.Position >= ctxLen) { reason = $"context full ({ctxLen} tokens)"; err.WriteLine(); err.WriteLine($"edgellm: context is full ({ctxLen} tokens); stopping. Use -c to enlarge it."); break; }
                 genWatch.Start();
                 logits = context.Eval([next]);

@@ -181,11 +181,7 @@ public sealed class TextGenerator
                 if (options.MaxTokens >= 0 && generated >= options.MaxTokens) { reason = FinishReason.Length; break; }
                 genWatch.Start();
                 int next = sampler.Sample(logits);
-                if (json is not null)
-                {
-                    if (!json.Allows(next)) next = SampleAllowed(sampler, json, logits);
-                    json.Accept(next);
-                }
+                if (json is not null) next = json.Choose(sampler, logits, next);
                 genWatch.Stop();
                 if (Tokenizer.IsEndOfGeneration(next)) { reason = FinishReason.EndOfGeneration; break; }
                 sampler.Accept(next);
@@ -227,18 +223,6 @@ public sealed class TextGenerator
             LastResult = new GenerationResult(text.ToString(), finished ? reason : FinishReason.Cancelled, prompt.Count, reused, generated,
                 sampler.Seed, promptWatch.Elapsed, genWatch.Elapsed, stopString, tokens);
         }
-    }
-
-    /// <summary>
-    /// The sampled token broke the JSON: sample again over the allowed tokens only (llama.cpp's
-    /// common sampler does the same with a grammar: check the sampled token, resample when rejected).
-    /// </summary>
-    private static int SampleAllowed(Sampler sampler, JsonConstraint json, float[] logits)
-    {
-        var masked = (float[])logits.Clone();
-        if (json.Mask(masked) == 0)
-            throw new InvalidOperationException("no token of this vocabulary continues the JSON output");
-        return sampler.Sample(masked);
     }
 
     /// <summary>

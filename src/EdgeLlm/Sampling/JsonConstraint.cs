@@ -75,6 +75,26 @@ public sealed class JsonConstraint
         _state = s;
     }
 
+    /// <summary>
+    /// The token to generate, given the one <paramref name="sampler"/> drew from <paramref name="logits"/>:
+    /// that one when it is allowed, else a new draw over the allowed tokens only (llama.cpp's common
+    /// sampler does the same with a grammar). The choice is recorded (<see cref="Accept"/>).
+    /// </summary>
+    /// <exception cref="InvalidOperationException">no token of the vocabulary is allowed.</exception>
+    public int Choose(Sampler sampler, ReadOnlySpan<float> logits, int sampled)
+    {
+        ArgumentNullException.ThrowIfNull(sampler);
+        int next = sampled;
+        if (!Allows(next))
+        {
+            float[] masked = logits.ToArray();
+            if (Mask(masked) == 0) throw new InvalidOperationException("no token of this vocabulary continues the JSON output");
+            next = sampler.Sample(masked);
+        }
+        Accept(next);
+        return next;
+    }
+
     /// <summary>Sets the logit of every token that may not come next to −∞ (in place).</summary>
     /// <returns>How many tokens remain allowed.</returns>
     public int Mask(Span<float> logits)
