@@ -654,18 +654,41 @@ internal static unsafe class Exports
     public static int ContextGenerateJson(nint ctx, byte* prompt, int promptLen, int maxTokens, delegate* unmanaged<byte*, int, void*, int> callback, void* userData) =>
         GenerateEntry(ctx, prompt, promptLen, maxTokens, callback, userData, json: true, "edgellm_context_generate_json");
 
+    [UnmanagedCallersOnly(EntryPoint = "edgellm_context_generate_json_schema")]
+    public static int ContextGenerateJsonSchema(nint ctx, byte* prompt, int promptLen, byte* schemaJson, int schemaLen, int maxTokens,
+        delegate* unmanaged<byte*, int, void*, int> callback, void* userData) =>
+        GenerateEntry(ctx, prompt, promptLen, maxTokens, callback, userData, json: true, "edgellm_context_generate_json_schema", schemaJson, schemaLen);
+
     private static int GenerateEntry(nint ctx, byte* prompt, int promptLen, int maxTokens, delegate* unmanaged<byte*, int, void*, int> callback, void* userData,
-        bool json, string function)
+        bool json, string function, byte* schemaJson = null, int schemaLen = 0)
     {
         try
         {
             if (callback == null) throw new ArgumentException("callback is NULL");
             if (maxTokens < -1) throw new ArgumentException($"max_tokens must be >= -1 (-1 = no limit), got {maxTokens}");
             string text = DecodeUtf8(Input(prompt, promptLen, "prompt"), "prompt");
+            JsonSchemaNode? schema = null;
+            if (function == "edgellm_context_generate_json_schema")
+            {
+                string schemaText = DecodeUtf8(Input(schemaJson, schemaLen, "schema_json"), "schema_json");
+                try
+                {
+                    using var doc = JsonDocument.Parse(schemaText);
+                    schema = JsonSchemaNode.Parse(doc.RootElement);
+                }
+                catch (JsonException e)
+                {
+                    throw new ArgumentException($"schema_json is not valid JSON: {e.Message}");
+                }
+                catch (ArgumentException e)
+                {
+                    throw new ArgumentException($"schema_json: {e.Message}");
+                }
+            }
             var c = NativeContext.Enter(ctx);
             try
             {
-                return Generate(c, text, maxTokens, callback, userData, json);
+                return Generate(c, text, maxTokens, callback, userData, json, schema);
             }
             finally
             {
@@ -682,7 +705,8 @@ internal static unsafe class Exports
     /// The generate loop: every sampled token is evaluated before its text is delivered, so when the call
     /// returns the context holds the prompt and everything delivered, and its logits continue from there.
     /// </summary>
-    private static int Generate(NativeContext c, string prompt, int maxTokens, delegate* unmanaged<byte*, int, void*, int> callback, void* userData, bool json)
+    private static int Generate(NativeContext c, string prompt, int maxTokens, delegate* unmanaged<byte*, int, void*, int> callback, void* userData, bool json,
+        JsonSchemaNode? schema = null)
     {
         var tokenizer = c.Model.Tokenizer;
         if (prompt.Length > 0)
@@ -694,7 +718,7 @@ internal static unsafe class Exports
         if (!c.HasLogits) throw new EdgeLlmException(EdgeLlmError.NoLogits, "the prompt is empty and nothing was evaluated before: no logits to continue from");
 
         var decoder = new StreamingDecoder(tokenizer);
-        var constraint = json ? new JsonConstraint(tokenizer) : null;
+        var constraint = json ? new JsonConstraint(tokenizer, schema) : null;
         for (int generated = 0; maxTokens < 0 || generated < maxTokens; generated++)
         {
             int next = c.Sample();

@@ -835,6 +835,27 @@ int main(int argc, char** argv)
         check_code(edgellm_context_generate_json(ctx, prompt, prompt_len, -2, collect, &j), EDGELLM_ERROR_INVALID_ARGUMENT, "context_generate_json max_tokens -2");
         check(strstr(edgellm_last_error(), "edgellm_context_generate_json") != NULL, "generate_json error names the function", "'%s'", edgellm_last_error());
         check_code(edgellm_context_generate_json(NULL, prompt, prompt_len, 5, collect, &j), EDGELLM_ERROR_NULL_HANDLE, "context_generate_json NULL context");
+
+        /* with a schema: the keys come from the list, "age" is an integer */
+        const char* schema = "{\"type\": \"object\", \"properties\": {\"name\": {\"type\": \"string\"}, \"age\": {\"type\": \"integer\"}}, \"required\": [\"name\", \"age\"]}";
+        collector_reset(&j);
+        edgellm_context_reset(ctx);
+        rc = edgellm_context_generate_json_schema(ctx, prompt, prompt_len, schema, (int32_t)strlen(schema), 60, collect, &j);
+        check_code(rc, EDGELLM_OK, "context_generate_json_schema 60 tokens");
+        const char* key = j.text ? strchr(j.text, '"') : NULL;
+        check(j.text && j.text[0] == '{' && key && (strncmp(key, "\"name\"", 6) == 0 || strncmp(key, "\"age\"", 5) == 0),
+              "generate_json_schema: the object's first key is one of the schema's", "'%s'", j.text ? j.text : "(nothing)");
+        printf("     json schema: %.70s...\n", j.text ? j.text : "");
+        collector_reset(&j);
+        const char* bad = "{\"type\": \"object\", \"properties\": {\"a\": {\"anyOf\": []}}}";
+        check_code(edgellm_context_generate_json_schema(ctx, prompt, prompt_len, bad, (int32_t)strlen(bad), 5, collect, &j),
+                   EDGELLM_ERROR_INVALID_ARGUMENT, "context_generate_json_schema with anyOf");
+        check(strstr(edgellm_last_error(), "schema.properties.a.anyOf") != NULL, "unsupported schema: message names the keyword's path", "'%s'", edgellm_last_error());
+        check_code(edgellm_context_generate_json_schema(ctx, prompt, prompt_len, NULL, 4, 5, collect, &j),
+                   EDGELLM_ERROR_INVALID_ARGUMENT, "context_generate_json_schema NULL schema with a length");
+        check_code(edgellm_context_generate_json_schema(ctx, prompt, prompt_len, "{x", 2, 5, collect, &j),
+                   EDGELLM_ERROR_INVALID_ARGUMENT, "context_generate_json_schema invalid JSON");
+        collector_reset(&j);
     }
 
     /* back to where the story left off, for the continuation below */
