@@ -203,6 +203,25 @@ public static class RequestParser
             }
         }
 
+        // llama-server's own field, on both endpoints: "json_schema": {...} (a schema object; {} = any JSON object).
+        if (Field(root, "json_schema") is { } direct && direct.ValueKind != JsonValueKind.Null)
+        {
+            if (jsonObject || jsonSchema is not null) throw ApiException.BadField("json_schema", "give either json_schema or response_format, not both");
+            if (direct.ValueKind != JsonValueKind.Object) throw ApiException.BadField("json_schema", $"json_schema must be a JSON schema object, got {direct.ValueKind}");
+            jsonObject = true;
+            if (direct.EnumerateObject().Any())
+            {
+                try
+                {
+                    jsonSchema = JsonSchemaNode.Parse(direct);
+                }
+                catch (ArgumentException e)
+                {
+                    throw ApiException.BadField("json_schema", "json_schema: " + e.Message);
+                }
+            }
+        }
+
         var options = new GenerationOptions
         {
             MaxTokens = maxTokens is { } m ? (int)m : -1,

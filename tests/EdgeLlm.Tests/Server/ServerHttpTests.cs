@@ -83,6 +83,9 @@ public sealed class ServerHttpTests(SharedServer fixture, ITestOutputHelper outp
     [InlineData(Chat, "{" + Messages + ", \"chat_template_kwargs\": [true]}", "chat_template_kwargs")]
     [InlineData(Chat, "{" + Messages + ", \"response_format\": {\"type\": \"json_schema\", \"json_schema\": {\"name\": \"x\", \"schema\": {}}}}", "response_format")]
     [InlineData(Chat, "{" + Messages + ", \"response_format\": {\"type\": \"yaml\"}}", "response_format")]
+    [InlineData(Chat, "{" + Messages + ", \"json_schema\": [1]}", "json_schema")]
+    [InlineData("/v1/completions", "{\"prompt\": \"x\", \"json_schema\": {\"type\": \"object\", \"allOf\": []}}", "json_schema")]
+    [InlineData(Chat, "{" + Messages + ", \"json_schema\": {}, \"response_format\": {\"type\": \"json_object\"}}", "json_schema")]
     [InlineData("/v1/completions", "{\"prompt\": 5}", "prompt")]
     [InlineData("/v1/completions", "{}", "prompt")]
     [InlineData("/v1/completions", "{\"prompt\": [\"a\", \"b\"]}", "prompt")]
@@ -142,6 +145,22 @@ public sealed class ServerHttpTests(SharedServer fixture, ITestOutputHelper outp
         Assert.Equal(HttpStatusCode.BadRequest, bad);
         Assert.Equal("response_format", AssertError(error).GetProperty("param").GetString());
         Assert.Contains("oneOf", error.GetProperty("error").GetProperty("message").GetString(), StringComparison.Ordinal);
+    }
+
+    /// <summary>llama-server's top-level json_schema field works on text completions too.</summary>
+    [Fact]
+    public async Task JsonSchemaField_OnCompletions_ConstrainsTheText()
+    {
+        const string Schema = "{\"type\": \"object\", \"properties\": {\"tale\": {\"type\": \"string\"}}, \"required\": [\"tale\"]}";
+        using var client = Server.Client();
+        var (status, json, _) = await PostAsync(client, "/v1/completions",
+            "{\"prompt\": \"Once upon a time\", \"max_tokens\": 30, \"temperature\": 0, \"json_schema\": " + Schema + "}");
+        Assert.Equal(HttpStatusCode.OK, status);
+        string text = json.GetProperty("choices")[0].GetProperty("text").GetString()!;
+        output.WriteLine(text);
+        Assert.StartsWith("{", text, StringComparison.Ordinal);
+        var node = EdgeLlm.Sampling.JsonSchemaNode.Parse(JsonDocument.Parse(Schema).RootElement);
+        Assert.True(EdgeLlm.Sampling.JsonConstraint.IsPrefix(Encoding.UTF8.GetBytes(text), node), text);
     }
 
     [Fact]
