@@ -847,10 +847,10 @@ int main(int argc, char** argv)
               "generate_json_schema: the object's first key is one of the schema's", "'%s'", j.text ? j.text : "(nothing)");
         printf("     json schema: %.70s...\n", j.text ? j.text : "");
         collector_reset(&j);
-        const char* bad = "{\"type\": \"object\", \"properties\": {\"a\": {\"anyOf\": []}}}";
+        const char* bad = "{\"type\": \"object\", \"properties\": {\"a\": {\"allOf\": []}}}";
         check_code(edgellm_context_generate_json_schema(ctx, prompt, prompt_len, bad, (int32_t)strlen(bad), 5, collect, &j),
-                   EDGELLM_ERROR_INVALID_ARGUMENT, "context_generate_json_schema with anyOf");
-        check(strstr(edgellm_last_error(), "schema.properties.a.anyOf") != NULL, "unsupported schema: message names the keyword's path", "'%s'", edgellm_last_error());
+                   EDGELLM_ERROR_INVALID_ARGUMENT, "context_generate_json_schema with allOf");
+        check(strstr(edgellm_last_error(), "schema.properties.a.allOf") != NULL, "unsupported schema: message names the keyword's path", "'%s'", edgellm_last_error());
         check_code(edgellm_context_generate_json_schema(ctx, prompt, prompt_len, NULL, 4, 5, collect, &j),
                    EDGELLM_ERROR_INVALID_ARGUMENT, "context_generate_json_schema NULL schema with a length");
         check_code(edgellm_context_generate_json_schema(ctx, prompt, prompt_len, "{x", 2, 5, collect, &j),

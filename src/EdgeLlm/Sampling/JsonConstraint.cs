@@ -215,7 +215,9 @@ public sealed class JsonConstraint
             switch (Mode)
             {
                 case Mode.Start:
-                    if (b != (byte)'{' || !Allowed(JsonTypes.Object)) return false;
+                    if (b != (byte)'{') return false;
+                    if (Next?.AnyOf is not null) Next = Next.Pick(JsonTypes.Object);
+                    if (!Allowed(JsonTypes.Object) || (Schema && Next is null)) return false;
                     return Open(isObject: true);
                 case Mode.Value:
                     return StartValue(b);
@@ -328,6 +330,23 @@ public sealed class JsonConstraint
 
         private bool StartValue(byte b)
         {
+            if (Next?.AnyOf is not null)
+            {
+                // the first byte's JSON type picks the alternative (JsonSchemaNode keeps them type-disjoint)
+                var type = b switch
+                {
+                    (byte)'{' => JsonTypes.Object,
+                    (byte)'[' => JsonTypes.Array,
+                    (byte)'"' => JsonTypes.String,
+                    (byte)'-' or (>= (byte)'0' and <= (byte)'9') => JsonTypes.Number | JsonTypes.Integer,
+                    (byte)'t' or (byte)'f' => JsonTypes.Boolean,
+                    (byte)'n' => JsonTypes.Null,
+                    _ => JsonTypes.None,
+                };
+                if (type == JsonTypes.None || Next.Pick(type) is not { } alt) return false;
+                Next = alt;
+                return StartValue(b);
+            }
             switch (b)
             {
                 case (byte)'{': return Allowed(JsonTypes.Object) && Open(isObject: true);

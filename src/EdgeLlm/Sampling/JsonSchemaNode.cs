@@ -27,9 +27,11 @@ public enum JsonTypes : byte
 /// order; <c>additionalProperties</c> may be absent or false), <c>items</c>, and string
 /// <c>enum</c> / <c>const</c>. Keywords that only narrow values (<c>description</c>, <c>title</c>,
 /// <c>format</c>, <c>minimum</c>, <c>maxLength</c>, <c>pattern</c>, ...) are accepted and not
-/// enforced; keywords that change the structure and are not implemented (<c>anyOf</c>, <c>oneOf</c>,
-/// <c>allOf</c>, <c>$ref</c>, <c>additionalProperties</c> other than false, non-string enums, ...)
-/// are refused with an <see cref="ArgumentException"/> naming the place, so a request never gets
+/// enforced. <c>$ref</c> into the same document (<c>$defs</c>, <c>definitions</c>; not recursive) and
+/// <c>anyOf</c>/<c>oneOf</c> of alternatives with different JSON types (pydantic's Optional:
+/// <c>[{...}, {"type": "null"}]</c>) are followed. Keywords that change the structure and are not
+/// implemented (<c>allOf</c>, <c>not</c>, overlapping alternatives, <c>additionalProperties</c> other
+/// than false, non-string enums, ...) are refused with an <see cref="ArgumentException"/> naming the place, so a request never gets
 /// less than it asked for without knowing.
 /// </summary>
 public sealed class JsonSchemaNode
@@ -61,6 +63,9 @@ public sealed class JsonSchemaNode
     /// <summary>The schema of array items (null: any value).</summary>
     internal JsonSchemaNode? Items { get; private init; }
 
+    /// <summary>anyOf / oneOf alternatives of different JSON types (null: none); <see cref="Types"/> is their union.</summary>
+    internal JsonSchemaNode[]? AnyOf { get; private init; }
+
     /// <summary>The allowed strings, JSON-escaped UTF-8 (null: any string).</summary>
     internal byte[][]? Enum { get; private init; }
 
@@ -71,78 +76,161 @@ public sealed class JsonSchemaNode
     /// <exception cref="ArgumentException">not an object, an unsupported keyword, a bad value; the message names the JSON path.</exception>
     public static JsonSchemaNode Parse(JsonElement schema)
     {
-        var node = Compile(schema, "schema");
+        var node = new Compiler(schema).Compile(schema, "schema");
         if ((node.Types & ~JsonTypes.Object) != 0 || node.Types == JsonTypes.None)
             throw new ArgumentException("schema: the root must be an object schema (\"type\": \"object\"), as OpenAI's structured outputs require");
         return node;
     }
 
-    private static JsonSchemaNode Compile(JsonElement s, string path)
+    /// <summary>
+    /// Compiles one schema document: local references (<c>$ref</c> to <c>#/$defs/...</c>,
+    /// <c>#/definitions/...</c> or any JSON pointer into the document) are followed, a recursive one is refused.
+    /// </summary>
+    private sealed class Compiler(JsonElement root)
     {
-        if (s.ValueKind == JsonValueKind.True) return AnyValue;
-        if (s.ValueKind != JsonValueKind.Object) throw new ArgumentException($"{path} must be a schema object, got {s.ValueKind}");
-        JsonTypes types = JsonTypes.None;
-        (string, byte[], JsonSchemaNode)[] props = [];
-        ulong required = 0;
-        JsonSchemaNode? items = null;
-        byte[][]? enumValues = null;
-        JsonElement? requiredList = null;
-        foreach (var p in s.EnumerateObject())
+        private readonly HashSet<string> _resolving = new(StringComparer.Ordinal);
+
+        public JsonSchemaNode Compile(JsonElement s, string path)
         {
-            string at = $"{path}.{p.Name}";
-            switch (p.Name)
+            if (s.ValueKind == JsonValueKind.True) return AnyValue;
+            if (s.ValueKind != JsonValueKind.Object) throw new ArgumentException($"{path} must be a schema object, got {s.ValueKind}");
+            JsonTypes types = JsonTypes.None;
+            (string, byte[], JsonSchemaNode)[] props = [];
+            ulong required = 0;
+            JsonSchemaNode? items = null;
+            byte[][]? enumValues = null;
+            JsonElement? requiredList = null;
+            JsonSchemaNode? reference = null;
+            JsonSchemaNode[]? anyOf = null;
+            foreach (var p in s.EnumerateObject())
             {
-                case "type":
-                    types = ParseTypes(p.Value, at);
-                    break;
-                case "properties":
-                    if (p.Value.ValueKind != JsonValueKind.Object) throw new ArgumentException($"{at} must be an object");
-                    var list = new List<(string, byte[], JsonSchemaNode)>();
-                    foreach (var prop in p.Value.EnumerateObject())
-                        list.Add((prop.Name, Escaped(prop.Name), Compile(prop.Value, $"{at}.{prop.Name}")));
-                    if (list.Count > MaxMembers) throw new ArgumentException($"{at} has {list.Count} properties; at most {MaxMembers} are supported");
-                    props = [.. list];
-                    break;
-                case "required":
-                    if (p.Value.ValueKind != JsonValueKind.Array) throw new ArgumentException($"{at} must be an array of property names");
-                    requiredList = p.Value;
-                    break;
-                case "additionalProperties":
-                    if (p.Value.ValueKind != JsonValueKind.False)
-                        throw new ArgumentException($"{at}: only false is supported (objects take the listed properties only)");
-                    break;
-                case "items":
-                    items = Compile(p.Value, at);
-                    break;
-                case "enum":
-                case "const":
-                    var values = p.Name == "const" ? [p.Value] : p.Value.ValueKind == JsonValueKind.Array ? p.Value.EnumerateArray().ToArray()
-                        : throw new ArgumentException($"{at} must be an array");
-                    if (values.Length == 0 || values.Length > MaxMembers) throw new ArgumentException($"{at} must hold 1 to {MaxMembers} values");
-                    if (values.Any(v => v.ValueKind != JsonValueKind.String)) throw new ArgumentException($"{at}: only strings are supported");
-                    enumValues = values.Select(v => Escaped(v.GetString()!)).ToArray();
-                    break;
-                default:
-                    if (!s_ignored.Contains(p.Name)) throw new ArgumentException($"{at} is not supported (supported: type, properties, required, additionalProperties: false, items, string enum/const)");
-                    break;
+                string at = $"{path}.{p.Name}";
+                switch (p.Name)
+                {
+                    case "type":
+                        types = ParseTypes(p.Value, at);
+                        break;
+                    case "properties":
+                        if (p.Value.ValueKind != JsonValueKind.Object) throw new ArgumentException($"{at} must be an object");
+                        var list = new List<(string, byte[], JsonSchemaNode)>();
+                        foreach (var prop in p.Value.EnumerateObject())
+                            list.Add((prop.Name, Escaped(prop.Name), Compile(prop.Value, $"{at}.{prop.Name}")));
+                        if (list.Count > MaxMembers) throw new ArgumentException($"{at} has {list.Count} properties; at most {MaxMembers} are supported");
+                        props = [.. list];
+                        break;
+                    case "required":
+                        if (p.Value.ValueKind != JsonValueKind.Array) throw new ArgumentException($"{at} must be an array of property names");
+                        requiredList = p.Value;
+                        break;
+                    case "additionalProperties":
+                        if (p.Value.ValueKind != JsonValueKind.False)
+                            throw new ArgumentException($"{at}: only false is supported (objects take the listed properties only)");
+                        break;
+                    case "items":
+                        items = Compile(p.Value, at);
+                        break;
+                    case "$ref":
+                        if (p.Value.ValueKind != JsonValueKind.String) throw new ArgumentException($"{at} must be a string");
+                        reference = Reference(p.Value.GetString()!, at);
+                        break;
+                    case "anyOf":
+                    case "oneOf":
+                        anyOf = Alternatives(p.Value, at);
+                        break;
+                    case "$defs":
+                    case "definitions":
+                        break; // read through $ref
+                    case "enum":
+                    case "const":
+                        var values = p.Name == "const" ? [p.Value] : p.Value.ValueKind == JsonValueKind.Array ? p.Value.EnumerateArray().ToArray()
+                            : throw new ArgumentException($"{at} must be an array");
+                        if (values.Length == 0 || values.Length > MaxMembers) throw new ArgumentException($"{at} must hold 1 to {MaxMembers} values");
+                        if (values.Any(v => v.ValueKind != JsonValueKind.String)) throw new ArgumentException($"{at}: only strings are supported");
+                        enumValues = values.Select(v => Escaped(v.GetString()!)).ToArray();
+                        break;
+                    default:
+                        if (!s_ignored.Contains(p.Name)) throw new ArgumentException($"{at} is not supported (supported: type, properties, required, additionalProperties: false, items, string enum/const, $ref, anyOf/oneOf of different types)");
+                        break;
+                }
+            }
+            if (reference is not null || anyOf is not null)
+            {
+                if (props.Length > 0 || items is not null || enumValues is not null || types != JsonTypes.None || (reference is not null && anyOf is not null))
+                    throw new ArgumentException($"{path}: $ref, anyOf and oneOf are supported alone (beside descriptive keywords), not mixed with type, properties, items or enum");
+                if (reference is not null) return reference;
+                return new JsonSchemaNode { Types = anyOf!.Aggregate(JsonTypes.None, (t, a) => t | a.Types), AnyOf = anyOf };
+            }
+            if (enumValues is not null)
+            {
+                if (types != JsonTypes.None && (types & JsonTypes.String) == 0) throw new ArgumentException($"{path}: a string enum needs type string");
+                types = JsonTypes.String;
+            }
+            if (types == JsonTypes.None) types = props.Length > 0 ? JsonTypes.Object : items is not null ? JsonTypes.Array : JsonTypes.Any;
+            if (requiredList is { } req)
+            {
+                foreach (var r in req.EnumerateArray())
+                {
+                    int i = r.ValueKind == JsonValueKind.String ? Array.FindIndex(props, x => x.Item1 == r.GetString()) : -1;
+                    if (i < 0) throw new ArgumentException($"{path}.required: {r.GetRawText()} is not one of the properties");
+                    required |= 1UL << i;
+                }
+            }
+            return new JsonSchemaNode { Types = types, Properties = props, KeyBytes = props.Select(p => p.Item2).ToArray(), Required = required, Items = items, Enum = enumValues };
+        }
+
+        private JsonSchemaNode Reference(string reference, string at)
+        {
+            if (!reference.StartsWith('#'))
+                throw new ArgumentException($"{at}: only references into the same schema (\"#/...\") are supported, got \"{reference}\"");
+            if (!_resolving.Add(reference)) throw new ArgumentException($"{at}: \"{reference}\" refers to itself (recursive schemas are not supported)");
+            try
+            {
+                var target = root;
+                foreach (string raw in reference.Length > 2 ? reference[2..].Split('/') : [])
+                {
+                    string part = Uri.UnescapeDataString(raw).Replace("~1", "/", StringComparison.Ordinal).Replace("~0", "~", StringComparison.Ordinal);
+                    if (target.ValueKind != JsonValueKind.Object || !target.TryGetProperty(part, out target))
+                        throw new ArgumentException($"{at}: \"{reference}\" points at nothing");
+                }
+                return Compile(target, reference);
+            }
+            finally
+            {
+                _resolving.Remove(reference);
             }
         }
-        if (enumValues is not null)
+
+        /// <summary>
+        /// anyOf / oneOf whose alternatives start with different bytes (by JSON type: object, array,
+        /// string, number or integer, boolean, null): the first byte of the value picks one. Alternatives
+        /// that share a type would need both followed at once, which is refused.
+        /// </summary>
+        private JsonSchemaNode[] Alternatives(JsonElement list, string at)
         {
-            if (types != JsonTypes.None && (types & JsonTypes.String) == 0) throw new ArgumentException($"{path}: a string enum needs type string");
-            types = JsonTypes.String;
-        }
-        if (types == JsonTypes.None) types = props.Length > 0 ? JsonTypes.Object : items is not null ? JsonTypes.Array : JsonTypes.Any;
-        if (requiredList is { } req)
-        {
-            foreach (var r in req.EnumerateArray())
+            if (list.ValueKind != JsonValueKind.Array || list.GetArrayLength() == 0) throw new ArgumentException($"{at} must be a non-empty array of schemas");
+            var alts = new List<JsonSchemaNode>();
+            int i = 0;
+            foreach (var e in list.EnumerateArray())
             {
-                int i = r.ValueKind == JsonValueKind.String ? Array.FindIndex(props, x => x.Item1 == r.GetString()) : -1;
-                if (i < 0) throw new ArgumentException($"{path}.required: {r.GetRawText()} is not one of the properties");
-                required |= 1UL << i;
+                var alt = Compile(e, $"{at}[{i++}]");
+                for (int k = 0; k < alts.Count; k++)
+                    if ((Starts(alts[k].Types) & Starts(alt.Types)) != 0)
+                        throw new ArgumentException($"{at}: alternatives {k} and {i - 1} can both start the same way (same JSON type); only alternatives of different types are supported");
+                alts.Add(alt);
             }
+            return [.. alts];
         }
-        return new JsonSchemaNode { Types = types, Properties = props, KeyBytes = props.Select(p => p.Item2).ToArray(), Required = required, Items = items, Enum = enumValues };
+    }
+
+    /// <summary>The first-byte classes of a set of types (number and integer both start with '-' or a digit).</summary>
+    private static JsonTypes Starts(JsonTypes t) => (t & (JsonTypes.Integer | JsonTypes.Number)) != 0 ? t | JsonTypes.Number | JsonTypes.Integer : t;
+
+    /// <summary>The alternative of an anyOf that a value starting with <paramref name="type"/> takes, or null.</summary>
+    internal JsonSchemaNode? Pick(JsonTypes type)
+    {
+        foreach (var alt in AnyOf!)
+            if ((Starts(alt.Types) & type) != 0) return alt;
+        return null;
     }
 
     private static JsonTypes ParseTypes(JsonElement t, string at)

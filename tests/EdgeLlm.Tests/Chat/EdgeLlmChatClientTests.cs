@@ -161,9 +161,9 @@ public sealed class EdgeLlmChatClientTests(TemplatedStoriesModel model, ITestOut
         }
 
         // A keyword it cannot enforce is refused, named.
-        var anyOf = ChatResponseFormat.ForJsonSchema(System.Text.Json.JsonDocument.Parse("{\"type\": \"object\", \"properties\": {\"a\": {\"anyOf\": [{\"type\": \"string\"}]}}}").RootElement, "x");
-        var ex = await Assert.ThrowsAsync<ArgumentException>(() => client.GetResponseAsync(Ask("Hi"), new ChatOptions { ResponseFormat = anyOf }));
-        Assert.Contains("schema.properties.a.anyOf is not supported", ex.Message, StringComparison.Ordinal);
+        var allOf = ChatResponseFormat.ForJsonSchema(System.Text.Json.JsonDocument.Parse("{\"type\": \"object\", \"properties\": {\"a\": {\"allOf\": [{\"type\": \"string\"}]}}}").RootElement, "x");
+        var ex = await Assert.ThrowsAsync<ArgumentException>(() => client.GetResponseAsync(Ask("Hi"), new ChatOptions { ResponseFormat = allOf }));
+        Assert.Contains("schema.properties.a.allOf is not supported", ex.Message, StringComparison.Ordinal);
     }
 
     [Fact]

@@ -28,7 +28,7 @@ public sealed class CliJsonSchemaTests(ITestOutputHelper output)
     }
 
     [Theory]
-    [InlineData("{\"type\": \"object\", \"oneOf\": []}", "--json-schema: schema.oneOf is not supported")]
+    [InlineData("{\"type\": \"object\", \"allOf\": []}", "--json-schema: schema.allOf is not supported")]
     [InlineData("{bad", "--json-schema is not valid JSON")]
     [InlineData("{\"type\": \"string\"}", "root must be an object schema")]
     public void Run_BadJsonSchema_IsAUsageError(string schema, string expected)

@@ -221,13 +221,46 @@ public class JsonConstraintTests(ITestOutputHelper output)
 
     [Theory]
     [InlineData("{\"type\": \"array\"}", "root must be an object")]
-    [InlineData("{\"type\": \"object\", \"properties\": {\"a\": {\"anyOf\": []}}}", "schema.properties.a.anyOf is not supported")]
-    [InlineData("{\"type\": \"object\", \"$ref\": \"#/x\"}", "schema.$ref is not supported")]
+    [InlineData("{\"type\": \"object\", \"properties\": {\"a\": {\"allOf\": []}}}", "schema.properties.a.allOf is not supported")]
+    [InlineData("{\"type\": \"object\", \"not\": {}}", "schema.not is not supported")]
     [InlineData("{\"type\": \"object\", \"additionalProperties\": true}", "only false")]
     [InlineData("{\"type\": \"object\", \"properties\": {\"a\": {\"enum\": [1, 2]}}}", "only strings")]
     [InlineData("{\"type\": \"object\", \"properties\": {\"a\": {\"type\": \"date\"}}}", "unknown type 'date'")]
     [InlineData("{\"type\": \"object\", \"properties\": {}, \"required\": [\"b\"]}", "\"b\" is not one of the properties")]
     public void Schema_Unsupported_IsRefusedNamingThePlace(string schema, string expected)
+    {
+        var ex = Assert.Throws<ArgumentException>(() => JsonSchemaNode.Parse(JsonDocument.Parse(schema).RootElement));
+        Assert.Contains(expected, ex.Message, StringComparison.Ordinal);
+    }
+
+    /// <summary>What pydantic writes for nested and Optional fields: $defs with $ref, and anyOf [..., null].</summary>
+    [Fact]
+    public void Schema_RefsAndTypeDisjointAnyOf_AreFollowed()
+    {
+        const string Pydantic = """
+            {"$defs": {"Toy": {"properties": {"kind": {"enum": ["ball", "doll"], "title": "Kind", "type": "string"}},
+                               "required": ["kind"], "title": "Toy", "type": "object"}},
+             "properties": {"name": {"title": "Name", "type": "string"},
+                            "toy": {"anyOf": [{"$ref": "#/$defs/Toy"}, {"type": "null"}], "default": null},
+                            "age": {"anyOf": [{"type": "integer"}, {"type": "string"}]}},
+             "required": ["name", "toy", "age"], "title": "Child", "type": "object"}
+            """;
+        var node = JsonSchemaNode.Parse(JsonDocument.Parse(Pydantic).RootElement);
+        bool Ok(string json) => JsonConstraint.IsCompleteObject(Encoding.UTF8.GetBytes(json), node);
+        Assert.True(Ok("{\"name\": \"Lily\", \"toy\": {\"kind\": \"ball\"}, \"age\": 3}"));
+        Assert.True(Ok("{\"name\": \"Lily\", \"toy\": null, \"age\": \"three\"}"));
+        Assert.False(Ok("{\"name\": \"Lily\", \"toy\": {\"kind\": \"car\"}, \"age\": 3}"));
+        Assert.False(Ok("{\"name\": \"Lily\", \"toy\": \"ball\", \"age\": 3}"));
+        Assert.False(Ok("{\"name\": \"Lily\", \"toy\": null, \"age\": 3.5}"));
+        Assert.False(Ok("{\"name\": \"Lily\", \"toy\": null, \"age\": true}"));
+    }
+
+    [Theory]
+    [InlineData("{\"$defs\": {\"N\": {\"type\": \"object\", \"properties\": {\"next\": {\"$ref\": \"#/$defs/N\"}}}}, \"$ref\": \"#/$defs/N\"}", "refers to itself")]
+    [InlineData("{\"type\": \"object\", \"properties\": {\"a\": {\"anyOf\": [{\"type\": \"integer\"}, {\"type\": \"number\"}]}}}", "alternatives 0 and 1 can both start the same way")]
+    [InlineData("{\"type\": \"object\", \"properties\": {\"a\": {\"$ref\": \"#/$defs/Missing\"}}}", "points at nothing")]
+    [InlineData("{\"type\": \"object\", \"properties\": {\"a\": {\"$ref\": \"http://x/s.json\"}}}", "only references into the same schema")]
+    public void Schema_BadRefsAndAnyOf_AreRefused(string schema, string expected)
     {
         var ex = Assert.Throws<ArgumentException>(() => JsonSchemaNode.Parse(JsonDocument.Parse(schema).RootElement));
         Assert.Contains(expected, ex.Message, StringComparison.Ordinal);

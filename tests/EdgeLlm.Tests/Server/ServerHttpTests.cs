@@ -141,10 +141,10 @@ public sealed class ServerHttpTests(SharedServer fixture, ITestOutputHelper outp
         if (finish == "stop") Assert.True(EdgeLlm.Sampling.JsonConstraint.IsCompleteObject(bytes, node), content);
 
         var (bad, error, _) = await PostAsync(client, Chat,
-            "{" + Messages + ", \"response_format\": {\"type\": \"json_schema\", \"json_schema\": {\"name\": \"x\", \"schema\": {\"type\": \"object\", \"oneOf\": []}}}}");
+            "{" + Messages + ", \"response_format\": {\"type\": \"json_schema\", \"json_schema\": {\"name\": \"x\", \"schema\": {\"type\": \"object\", \"allOf\": []}}}}");
         Assert.Equal(HttpStatusCode.BadRequest, bad);
         Assert.Equal("response_format", AssertError(error).GetProperty("param").GetString());
-        Assert.Contains("oneOf", error.GetProperty("error").GetProperty("message").GetString(), StringComparison.Ordinal);
+        Assert.Contains("allOf", error.GetProperty("error").GetProperty("message").GetString(), StringComparison.Ordinal);
     }
 
     /// <summary>llama-server's top-level json_schema field works on text completions too.</summary>
