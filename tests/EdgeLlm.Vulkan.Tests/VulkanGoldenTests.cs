@@ -133,6 +133,26 @@ public class VulkanGoldenTests(DeviceFixture fixture, ITestOutputHelper output) 
         }
     }
 
+    /// <summary>
+    /// Perplexity (llama-perplexity's procedure, batches of 32 in chunks of 64) on the device equals the
+    /// CPU's to float rounding: the backend-independent measurement runs on any IEvalContext.
+    /// </summary>
+    [Fact]
+    public void Perplexity_MatchesTheCpu()
+    {
+        var golden = GoldenCase.Load("stories260K", "story");
+        using var m = Model.Load(SharedData.Model("stories260K"));
+        int[] tokens = [.. golden.PromptIds, .. golden.GreedyIds]; // the story: 205 tokens, 3 chunks of 64
+        EdgeLlm.Engine.PerplexityResult cpu, gpu;
+        using (var cctx = new EdgeLlm.Engine.InferenceContext(m, 64, threads: 2))
+            cpu = EdgeLlm.Engine.Perplexity.Compute(cctx, tokens, 64, 32, bos: 1);
+        using (var vctx = new VulkanInferenceContext(m, contextLength: 64, fixture.Device))
+            gpu = EdgeLlm.Engine.Perplexity.Compute(vctx, tokens, 64, 32, bos: 1);
+        output.WriteLine($"perplexity over {cpu.Chunks} chunks: cpu {cpu.Value:F6}, vulkan {gpu.Value:F6}");
+        Assert.Equal(3, gpu.Chunks);
+        Assert.Equal(cpu.Value, gpu.Value, cpu.Value * 1e-3);
+    }
+
     /// <summary>stories260K's 200-token greedy story, token by token on the device, identical to llama.cpp's.</summary>
     [Fact]
     public void Stories260K_GreedyStory_MatchesLlamaCpp()
