@@ -90,7 +90,29 @@ public sealed class JsonSchemaNode
     {
         private readonly HashSet<string> _resolving = new(StringComparer.Ordinal);
 
+        // Each reference is compiled once and its node shared: a schema whose definitions each use the next one
+        // twice would otherwise take time exponential in their number (nodes are immutable, so sharing is safe).
+        private readonly Dictionary<string, JsonSchemaNode> _resolved = new(StringComparer.Ordinal);
+
+        /// <summary>Deepest nesting of schemas, references included (JSON parsing bounds the document's own nesting, not a chain of references).</summary>
+        private const int MaxNesting = 128;
+
+        private int _nesting;
+
         public JsonSchemaNode Compile(JsonElement s, string path)
+        {
+            if (++_nesting > MaxNesting) throw new ArgumentException($"{path}: the schema nests deeper than {MaxNesting} levels (references included)");
+            try
+            {
+                return CompileNode(s, path);
+            }
+            finally
+            {
+                _nesting--;
+            }
+        }
+
+        private JsonSchemaNode CompileNode(JsonElement s, string path)
         {
             if (s.ValueKind == JsonValueKind.True) return AnyValue;
             if (s.ValueKind != JsonValueKind.Object) throw new ArgumentException($"{path} must be a schema object, got {s.ValueKind}");
@@ -182,6 +204,7 @@ public sealed class JsonSchemaNode
         {
             if (!reference.StartsWith('#'))
                 throw new ArgumentException($"{at}: only references into the same schema (\"#/...\") are supported, got \"{reference}\"");
+            if (_resolved.TryGetValue(reference, out var done)) return done;
             if (!_resolving.Add(reference)) throw new ArgumentException($"{at}: \"{reference}\" refers to itself (recursive schemas are not supported)");
             try
             {
@@ -192,7 +215,7 @@ public sealed class JsonSchemaNode
                     if (target.ValueKind != JsonValueKind.Object || !target.TryGetProperty(part, out target))
                         throw new ArgumentException($"{at}: \"{reference}\" points at nothing");
                 }
-                return Compile(target, reference);
+                return _resolved[reference] = Compile(target, reference);
             }
             finally
             {

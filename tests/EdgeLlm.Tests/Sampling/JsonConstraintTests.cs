@@ -266,6 +266,34 @@ public class JsonConstraintTests(ITestOutputHelper output)
         Assert.Contains(expected, ex.Message, StringComparison.Ordinal);
     }
 
+    /// <summary>Definitions that each use the next one twice (2^40 paths) compile at once: a reference is compiled once.</summary>
+    [Fact]
+    public void Schema_SharedRefs_CompileOnce()
+    {
+        var defs = new StringBuilder();
+        for (int i = 0; i < 40; i++)
+            defs.Append($"\"D{i}\": {{\"type\": \"object\", \"properties\": {{\"a\": {{\"$ref\": \"#/$defs/D{i + 1}\"}}, \"b\": {{\"$ref\": \"#/$defs/D{i + 1}\"}}}}}}, ");
+        defs.Append("\"D40\": {\"type\": \"string\"}");
+        string schema = "{\"$defs\": {" + defs + "}, \"$ref\": \"#/$defs/D0\"}";
+        var watch = System.Diagnostics.Stopwatch.StartNew();
+        var node = JsonSchemaNode.Parse(JsonDocument.Parse(schema, new JsonDocumentOptions { MaxDepth = 256 }).RootElement);
+        Assert.True(watch.Elapsed < TimeSpan.FromSeconds(5), $"took {watch.Elapsed}");
+        Assert.True(JsonConstraint.IsPrefix("{\"a\": {\"b\": {\"a\": {"u8, node));
+        Assert.False(JsonConstraint.IsPrefix("{\"a\": {\"c\""u8, node));
+    }
+
+    /// <summary>A chain of 5,000 references (which JSON's own depth limit does not bound) is refused, not a stack overflow.</summary>
+    [Fact]
+    public void Schema_DeepReferenceChain_IsRefused()
+    {
+        var defs = new StringBuilder();
+        for (int i = 0; i < 5000; i++) defs.Append($"\"D{i}\": {{\"type\": \"array\", \"items\": {{\"$ref\": \"#/$defs/D{i + 1}\"}}}}, ");
+        defs.Append("\"D5000\": {\"type\": \"null\"}");
+        string schema = "{\"type\": \"object\", \"$defs\": {" + defs + "}, \"properties\": {\"a\": {\"$ref\": \"#/$defs/D0\"}}}";
+        var ex = Assert.Throws<ArgumentException>(() => JsonSchemaNode.Parse(JsonDocument.Parse(schema).RootElement));
+        Assert.Contains("nests deeper than 128 levels", ex.Message, StringComparison.Ordinal);
+    }
+
     /// <summary>The schema M.E.AI writes for a .NET record (what GetResponseAsync&lt;T&gt; sends) is accepted and enforced.</summary>
     [Fact]
     public void Schema_FromAIJsonUtilities_IsSupported()
