@@ -30,9 +30,13 @@ public static class PerplexityCommand
         var backend = BackendOption.Create();
         var generic = new Option<bool>("--generic") { Description = "Run the generic forward pass even when a compile-time specialization matches" };
         var json = new Option<bool>("--json") { Description = "Print one JSON object on stdout instead of llama-perplexity's lines" };
+        var reference = new Option<string?>("--reference")
+        {
+            Description = "Also run this model (e.g. the F16 original of a quantized -m) over the same chunks: KL divergence and same-top-token rate",
+        };
         var cmd = new Command("perplexity", "Measure a model's perplexity over a text, as llama-perplexity does")
         {
-            model, file, prompt, ctx, batch, chunks, threads, backend, generic, json,
+            model, file, prompt, ctx, batch, chunks, threads, backend, generic, json, reference,
         };
         cmd.SetAction(pr => ExitCodes.Guard(pr.GetValue(verbose), () =>
         {
@@ -43,12 +47,14 @@ public static class PerplexityCommand
             if (maxChunks == 0 || maxChunks < -1) throw new UsageException($"--chunks must be positive (or -1 for all), got {maxChunks}");
             RunCommand.CheckThreads(nThreads);
             string text = RunCommand.ReadPrompt(pr.GetValue(prompt), pr.GetValue(file));
-            return Run(ModelResolver.Resolve(pr.GetValue(model)), text, nCtx, nBatch, maxChunks, nThreads, pr.GetValue(backend), pr.GetValue(generic), pr.GetValue(json));
+            return Run(ModelResolver.Resolve(pr.GetValue(model)), text, nCtx, nBatch, maxChunks, nThreads, pr.GetValue(backend), pr.GetValue(generic), pr.GetValue(json),
+                pr.GetValue(reference));
         }));
         return cmd;
     }
 
-    private static int Run(string modelPath, string text, int nCtx, int nBatch, int maxChunks, int threads, string? backend, bool generic, bool json)
+    private static int Run(string modelPath, string text, int nCtx, int nBatch, int maxChunks, int threads, string? backend, bool generic, bool json,
+        string? referencePath)
     {
         var err = Console.Error;
         var inv = CultureInfo.InvariantCulture;
@@ -66,6 +72,16 @@ public static class PerplexityCommand
             err.WriteLine($"warning: context {nCtx} exceeds the model's training context ({model.Config.TrainingContextLength})");
 
         using var context = BackendOption.CreateContext(backend, model, nCtx, threads);
+        // --reference: a second model over the same tokens; it must read the text the same way.
+        using var refModel = referencePath is null ? null : Model.Load(referencePath, new ModelLoadOptions { Generic = generic, RepackWeights = BackendOption.MayRunOnCpu(backend) });
+        using var refContext = refModel is null ? null : BackendOption.CreateContext(backend, refModel, nCtx, threads);
+        if (refModel is not null)
+        {
+            if (refModel.Config.VocabSize != model.Config.VocabSize)
+                throw new InputException($"--reference has a vocabulary of {refModel.Config.VocabSize} tokens, -m one of {model.Config.VocabSize}: their distributions cannot be compared");
+            if (!Tokenizer.FromGguf(refModel.File).Encode(text, addSpecial: true, parseSpecial: false).AsSpan().SequenceEqual(tokens))
+                throw new InputException("--reference tokenizes the text differently from -m: their distributions cannot be compared position by position");
+        }
         int available = tokens.Length / nCtx;
         int planned = maxChunks > 0 ? Math.Min(available, maxChunks) : available;
         err.WriteLine($"perplexity: calculating perplexity over {planned} chunks, n_ctx={nCtx}, batch_size={Math.Min(nBatch, nCtx)}, n_seq=1 " +
@@ -73,7 +89,7 @@ public static class PerplexityCommand
 
         var watch = Stopwatch.StartNew();
         var output = Console.Out;
-        var result = Perplexity.Compute(context, tokens, nCtx, nBatch, tokenizer.AddBos ? tokenizer.Bos : null, maxChunks, (i, ppl) =>
+        Action<int, double> progress = (i, ppl) =>
         {
             if (i == 1)
             {
@@ -85,24 +101,34 @@ public static class PerplexityCommand
                 output.Write($"[{i}]{ppl.ToString("F4", inv)},");
                 output.Flush();
             }
-        });
+        };
+        int? bos = tokenizer.AddBos ? tokenizer.Bos : null;
+        KlDivergenceResult? kl = refContext is null ? null : Perplexity.Compare(context, refContext, tokens, nCtx, nBatch, bos, maxChunks, progress);
+        var result = kl?.Model ?? Perplexity.Compute(context, tokens, nCtx, nBatch, bos, maxChunks, progress);
         double seconds = watch.Elapsed.TotalSeconds;
 
         if (json)
         {
-            output.Write(ToJson(result, tokens.Length, Math.Min(nBatch, nCtx), seconds, context.Description) + "\n");
+            output.Write(ToJson(result, tokens.Length, Math.Min(nBatch, nCtx), seconds, context.Description, kl) + "\n");
             return ExitCodes.Ok;
         }
         output.WriteLine();
         output.WriteLine(double.IsNaN(result.StandardError)
             ? $"Final estimate: PPL = {result.Value.ToString("F4", inv)} (every scored token had the same log-probability: no standard error)"
             : $"Final estimate: PPL = {result.Value.ToString("F4", inv)} +/- {result.StandardError.ToString("F5", inv)}");
+        if (kl is not null)
+        {
+            output.WriteLine($"Reference PPL = {kl.Reference.Value.ToString("F4", inv)} +/- {kl.Reference.StandardError.ToString("F5", inv)} ({referencePath})");
+            output.WriteLine($"KL divergence: mean {kl.MeanKld.ToString("F6", inv)} +/- {kl.MeanKldStdErr.ToString("F6", inv)}, median {kl.MedianKld.ToString("F6", inv)}, " +
+                $"99% {kl.P99Kld.ToString("F6", inv)}, max {kl.MaxKld.ToString("F6", inv)}");
+            output.WriteLine($"Same top token: {(100 * kl.SameTop).ToString("F3", inv)} +/- {(100 * kl.SameTopStdErr).ToString("F3", inv)} %");
+        }
         err.WriteLine($"perplexity: {result.Chunks} chunks, {result.TokensScored} tokens scored in {seconds.ToString("F2", inv)} s " +
             $"({(result.Chunks * (double)nCtx / seconds).ToString("F2", inv)} tokens/s evaluated)");
         return ExitCodes.Ok;
     }
 
-    internal static string ToJson(PerplexityResult r, int tokens, int batch, double seconds, string backend)
+    internal static string ToJson(PerplexityResult r, int tokens, int batch, double seconds, string backend, KlDivergenceResult? kl = null)
     {
         using var ms = new MemoryStream();
         using (var w = new Utf8JsonWriter(ms))
@@ -121,6 +147,25 @@ public static class PerplexityCommand
             w.WriteEndArray();
             w.WriteNumber("seconds", seconds);
             w.WriteString("backend", backend);
+            if (kl is not null)
+            {
+                w.WriteStartObject("reference");
+                w.WriteNumber("ppl", kl.Reference.Value);
+                if (double.IsNaN(kl.Reference.StandardError)) w.WriteNull("ppl_stderr");
+                else w.WriteNumber("ppl_stderr", kl.Reference.StandardError);
+                w.WriteEndObject();
+                w.WriteStartObject("kld");
+                w.WriteNumber("mean", kl.MeanKld);
+                w.WriteNumber("stderr", kl.MeanKldStdErr);
+                w.WriteNumber("median", kl.MedianKld);
+                w.WriteNumber("p99", kl.P99Kld);
+                w.WriteNumber("max", kl.MaxKld);
+                w.WriteEndObject();
+                w.WriteStartObject("same_top");
+                w.WriteNumber("value", kl.SameTop);
+                w.WriteNumber("stderr", kl.SameTopStdErr);
+                w.WriteEndObject();
+            }
             w.WriteEndObject();
         }
         return Encoding.UTF8.GetString(ms.ToArray());

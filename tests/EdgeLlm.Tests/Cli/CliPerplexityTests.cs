@@ -80,6 +80,45 @@ public sealed partial class CliPerplexityTests(ITestOutputHelper output) : IDisp
         Assert.True(root.GetProperty("ppl_stderr").GetDouble() > 0);
     }
 
+    /// <summary>
+    /// --reference: stories260K-q4_0 against its F32 original on the same chunks: a positive KL divergence,
+    /// fewer same top tokens than 100%, and the reference's own perplexity; the JSON carries the same.
+    /// </summary>
+    [Fact]
+    public void Perplexity_Reference_ReportsKlDivergence()
+    {
+        string story = Write("story.txt", Story);
+        string[] args = ["perplexity", "-m", SharedData.Model("stories260K-q4_0"), "--reference", SharedData.Model("stories260K"), "-f", story, "-c", "64", "-t", "2"];
+        var r = CliRunner.Run(args);
+        output.WriteLine(r.Stdout + r.Stderr);
+        Assert.Equal(0, r.ExitCode);
+        Assert.Matches(@"Reference PPL = \d+\.\d{4} \+/- \d+\.\d{5} \(", r.Stdout);
+        Assert.Matches(@"KL divergence: mean \d+\.\d{6} \+/- \d+\.\d{6}, median \d+\.\d{6}, 99% \d+\.\d{6}, max \d+\.\d{6}", r.Stdout);
+        var j = CliRunner.Run([.. args, "--json"]);
+        Assert.Equal(0, j.ExitCode);
+        using var doc = JsonDocument.Parse(j.Stdout);
+        var root = doc.RootElement;
+        double kld = root.GetProperty("kld").GetProperty("mean").GetDouble();
+        double sameTop = root.GetProperty("same_top").GetProperty("value").GetDouble();
+        double pplQ = root.GetProperty("ppl").GetDouble(), pplRef = root.GetProperty("reference").GetProperty("ppl").GetDouble();
+        output.WriteLine($"q4_0 vs f32: KLD {kld}, same top {sameTop}, PPL {pplQ} vs {pplRef}");
+        Assert.InRange(kld, 1e-4, 2);
+        Assert.InRange(sameTop, 0.3, 0.9999);
+        Assert.Equal(Ppl(story), Math.Round(pplRef, 4));
+    }
+
+    /// <summary>--reference with another vocabulary is an input error naming both sizes.</summary>
+    [Fact]
+    public void Perplexity_ReferenceWithOtherVocabulary_IsAnInputError()
+    {
+        string other = Path.Combine(_dir, "other.gguf");
+        EdgeLlm.Synth.ModelSynthesizer.Synthesize(new EdgeLlm.Synth.SynthShape("v400", "v400", "llama", 64, 1, 2, 1, 128, 400, 128, 10000f, 1e-5f,
+            false, false, EdgeLlm.Synth.SynthVocabKind.SentencePiece), "F32", other, seed: 1);
+        var r = CliRunner.Run(["perplexity", "-m", SharedData.Model("stories260K"), "--reference", other, "-f", Write("s.txt", Story), "-c", "64"]);
+        Assert.Equal(2, r.ExitCode);
+        Assert.Contains("--reference has a vocabulary of 400 tokens, -m one of 512", r.Stderr, StringComparison.Ordinal);
+    }
+
     [Fact]
     public void Perplexity_TextTooShort_NamesTheTokensNeeded()
     {

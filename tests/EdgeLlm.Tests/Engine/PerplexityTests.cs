@@ -86,6 +86,64 @@ public class PerplexityTests(ITestOutputHelper output)
         Assert.All(progress, p => Assert.Equal(r.Value, p.Item2, 1e-6)); // every chunk scores the same
     }
 
+    /// <summary>A context whose logits are all zero: the uniform distribution at every position.</summary>
+    private sealed class UniformContext(int contextLength) : IEvalContext
+    {
+        public int Position { get; private set; }
+        public int ContextLength { get; } = contextLength;
+        public string Description => "uniform";
+
+        public float[] Eval(ReadOnlySpan<int> tokens, bool allLogits = false)
+        {
+            Position += tokens.Length;
+            return new float[tokens.Length * 4];
+        }
+
+        public void Reset() => Position = 0;
+        public void Rewind(int position) => Position = position;
+        public void Dispose() { }
+    }
+
+    /// <summary>
+    /// Compare: the reference puts 1/2 on token 0 at even positions (uniform at odd ones), the model is
+    /// uniform everywhere: KL = ½ ln 2 + 3 · ⅙ ln ⅔ = ½ ln(4/3) at even positions and 0 at odd ones,
+    /// both rank token 0 first everywhere (ties go to the lowest id), and each perplexity is its own.
+    /// </summary>
+    [Fact]
+    public void Compare_KlDivergence_SameTop_AndBothPerplexities()
+    {
+        int[] tokens = Enumerable.Repeat(1, 35).ToArray();
+        using var model = new UniformContext(16);
+        using var reference = new KnownContext(16);
+        var chunks = new List<int>();
+        var r = Perplexity.Compare(model, reference, tokens, 10, 4, bos: 3, progress: (i, _) => chunks.Add(i));
+        Assert.Equal(new[] { 1, 2, 3 }, chunks);
+        Assert.Equal(4, r.Model.Value, 1e-6);
+        Assert.Equal(Math.Exp((Math.Log(4) + Math.Log(6)) / 2), r.Reference.Value, 1e-6);
+        double even = 0.5 * Math.Log(4.0 / 3);
+        Assert.Equal(even / 2, r.MeanKld, 1e-6);       // positions 5..8: two odd (0), two even
+        Assert.Equal(even, r.MaxKld, 1e-6);
+        Assert.Equal(even / 2, r.MedianKld, 1e-6);     // twelve values, six of each: halfway between
+        Assert.Equal(even, r.P99Kld, 1e-6);
+        Assert.Equal(1.0, r.SameTop);
+        Assert.Equal(Math.Sqrt(even * even / 4 * 12 / 11 / 12), r.MeanKldStdErr, 1e-6); // sample variance / n
+    }
+
+    [Fact]
+    public void Compare_AModelWithItself_IsZero()
+    {
+        using var model = Model.Load(SharedData.Model("stories260K"));
+        var golden = GoldenCase.Load("stories260K", "story");
+        int[] tokens = [.. golden.PromptIds, .. golden.GreedyIds];
+        using var a = new InferenceContext(model, 64, threads: 2);
+        using var b = new InferenceContext(model, 64, threads: 1);
+        var r = Perplexity.Compare(a, b, tokens, 64, 64, bos: 1);
+        output.WriteLine($"self: PPL {r.Model.Value:F6} / {r.Reference.Value:F6}, KLD {r.MeanKld:E3}, same top {r.SameTop:P2}");
+        Assert.Equal(r.Reference.Value, r.Model.Value, 1e-6);
+        Assert.True(r.MeanKld < 1e-9 && r.MaxKld < 1e-8, $"KLD {r.MeanKld}, max {r.MaxKld}");
+        Assert.Equal(1.0, r.SameTop);
+    }
+
     [Fact]
     public void NoBos_KeepsTheFirstToken_AndMaxChunksStops()
     {
