@@ -73,6 +73,35 @@ assert.ok(!completion.choices[0].text.includes('.'), 'the stop string is not ret
 result.completion = { text: completion.choices[0].text, finish: completion.choices[0].finish_reason, usage: completion.usage };
 console.log(`ok completions.create: ${JSON.stringify(result.completion.text)} (${result.completion.finish})`);
 
+// Structured output (response_format json_schema, OpenAI's structured outputs), streamed: the text is
+// one object of the schema as far as it goes, and a whole one when it ends with "stop".
+const schema = {
+  type: 'object',
+  properties: { animal: { type: 'string', enum: ['cat', 'dog'] }, age: { type: 'integer' } },
+  required: ['animal', 'age'],
+  additionalProperties: false,
+};
+const structured = await client.chat.completions.create({
+  model, messages, max_tokens: 40, temperature: 0, stream: true,
+  response_format: { type: 'json_schema', json_schema: { name: 'pet', strict: true, schema } },
+});
+let sText = '';
+let sFinish = null;
+for await (const chunk of structured) {
+  for (const c of chunk.choices) {
+    if (c.delta?.content) sText += c.delta.content;
+    if (c.finish_reason) sFinish = c.finish_reason;
+  }
+}
+assert.ok(sText.startsWith('{'), `structured output starts an object: ${JSON.stringify(sText)}`);
+if (sFinish === 'stop') {
+  const obj = JSON.parse(sText);
+  assert.ok(['cat', 'dog'].includes(obj.animal), `animal ${obj.animal}`);
+  assert.ok(Number.isInteger(obj.age), `age ${obj.age}`);
+}
+result.structured = { text: sText, finish: sFinish };
+console.log(`ok chat.completions.create json_schema stream: ${JSON.stringify(sText)} (${sFinish})`);
+
 // A wrong key: 401, which the client raises as AuthenticationError.
 const wrong = new OpenAI({ baseURL: client.baseURL, apiKey: `${apiKey}-wrong`, maxRetries: 0 });
 try {

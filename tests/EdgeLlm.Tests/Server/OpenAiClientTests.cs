@@ -37,6 +37,11 @@ public sealed class OpenAiClientTests(ITestOutputHelper output)
         Assert.Equal("stop", r.GetProperty("completion").GetProperty("finish").GetString());
         Assert.Equal(401, r.GetProperty("authError").GetProperty("status").GetInt32());
         Assert.Equal("invalid_api_key", r.GetProperty("authError").GetProperty("code").GetString());
+        string structured = r.GetProperty("structured").GetProperty("text").GetString()!;
+        var schema = EdgeLlm.Sampling.JsonSchemaNode.Parse(JsonDocument.Parse(
+            "{\"type\": \"object\", \"properties\": {\"animal\": {\"type\": \"string\", \"enum\": [\"cat\", \"dog\"]}, \"age\": {\"type\": \"integer\"}}, " +
+            "\"required\": [\"animal\", \"age\"], \"additionalProperties\": false}").RootElement);
+        Assert.True(EdgeLlm.Sampling.JsonConstraint.IsPrefix(System.Text.Encoding.UTF8.GetBytes(structured), schema), structured);
         Assert.Equal(404, r.GetProperty("unknownModel").GetProperty("status").GetInt32());
         Assert.Equal("model_not_found", r.GetProperty("unknownModel").GetProperty("code").GetString());
         Assert.Equal(0, server.Stop());
