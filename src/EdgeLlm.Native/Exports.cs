@@ -659,6 +659,11 @@ internal static unsafe class Exports
         delegate* unmanaged<byte*, int, void*, int> callback, void* userData) =>
         GenerateEntry(ctx, prompt, promptLen, maxTokens, callback, userData, json: true, "edgellm_context_generate_json_schema", schemaJson, schemaLen);
 
+    [UnmanagedCallersOnly(EntryPoint = "edgellm_context_generate_grammar")]
+    public static int ContextGenerateGrammar(nint ctx, byte* prompt, int promptLen, byte* grammar, int grammarLen, int maxTokens,
+        delegate* unmanaged<byte*, int, void*, int> callback, void* userData) =>
+        GenerateEntry(ctx, prompt, promptLen, maxTokens, callback, userData, json: false, "edgellm_context_generate_grammar", grammar, grammarLen);
+
     private static int GenerateEntry(nint ctx, byte* prompt, int promptLen, int maxTokens, delegate* unmanaged<byte*, int, void*, int> callback, void* userData,
         bool json, string function, byte* schemaJson = null, int schemaLen = 0)
     {
@@ -685,10 +690,24 @@ internal static unsafe class Exports
                     throw new ArgumentException($"schema_json: {e.Message}");
                 }
             }
+            GbnfGrammar? grammar = null;
+            if (function == "edgellm_context_generate_grammar")
+            {
+                if (schemaJson == null) throw new ArgumentException("grammar is NULL");
+                string grammarText = DecodeUtf8(Input(schemaJson, schemaLen, "grammar"), "grammar");
+                try
+                {
+                    grammar = GbnfGrammar.Parse(grammarText);
+                }
+                catch (GbnfParseException e)
+                {
+                    throw new ArgumentException(e.Message);
+                }
+            }
             var c = NativeContext.Enter(ctx);
             try
             {
-                return Generate(c, text, maxTokens, callback, userData, json, schema);
+                return Generate(c, text, maxTokens, callback, userData, json, schema, grammar);
             }
             finally
             {
@@ -706,7 +725,7 @@ internal static unsafe class Exports
     /// returns the context holds the prompt and everything delivered, and its logits continue from there.
     /// </summary>
     private static int Generate(NativeContext c, string prompt, int maxTokens, delegate* unmanaged<byte*, int, void*, int> callback, void* userData, bool json,
-        JsonSchemaNode? schema = null)
+        JsonSchemaNode? schema = null, GbnfGrammar? grammar = null)
     {
         var tokenizer = c.Model.Tokenizer;
         if (prompt.Length > 0)
@@ -718,7 +737,7 @@ internal static unsafe class Exports
         if (!c.HasLogits) throw new EdgeLlmException(EdgeLlmError.NoLogits, "the prompt is empty and nothing was evaluated before: no logits to continue from");
 
         var decoder = new StreamingDecoder(tokenizer);
-        var constraint = json ? new JsonConstraint(tokenizer, schema) : null;
+        var constraint = TokenConstraint.For(tokenizer, grammar, json, schema);
         for (int generated = 0; maxTokens < 0 || generated < maxTokens; generated++)
         {
             int next = c.Sample();
@@ -731,7 +750,7 @@ internal static unsafe class Exports
             }
             c.Eval([next]);
             if (Emit(decoder.Append(next), callback, userData)) return 0;
-            if (constraint is { IsComplete: true }) break; // the object closed: nothing may follow it
+            if (constraint is { IsComplete: true }) break; // the object closed, or the grammar's sentence can go no further
         }
         Emit(decoder.Flush(), callback, userData);
         return 0;

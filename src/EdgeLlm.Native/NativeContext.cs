@@ -63,8 +63,8 @@ internal sealed unsafe class NativeContext : IDisposable
         HasLogits = true;
     }
 
-    /// <summary>The token <paramref name="constraint"/> lets through for the sampled <paramref name="sampled"/> (see <see cref="JsonConstraint.Choose"/>).</summary>
-    public int Constrain(JsonConstraint constraint, int sampled) => constraint.Choose(Sampler, new ReadOnlySpan<float>(Logits, VocabSize), sampled);
+    /// <summary>The token <paramref name="constraint"/> lets through for the sampled <paramref name="sampled"/> (see <see cref="TokenConstraint.Choose"/>).</summary>
+    public int Constrain(TokenConstraint constraint, int sampled) => constraint.Choose(Sampler, new ReadOnlySpan<float>(Logits, VocabSize), sampled);
 
     /// <summary>Samples the next token from the current logits.</summary>
     public int Sample()

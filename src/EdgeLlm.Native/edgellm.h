@@ -350,6 +350,19 @@ EDGELLM_API edgellm_error edgellm_context_generate_json_schema(edgellm_context_t
                                                                const char* schema_json, int32_t schema_len, int32_t max_tokens,
                                                                edgellm_token_callback callback, void* user_data);
 
+/*
+ * As edgellm_context_generate, with the output constrained to a GBNF grammar (grammar_len bytes of UTF-8; the
+ * syntax of llama.cpp's --grammar, generation starting at the rule "root"): only tokens that keep the text a
+ * prefix of a sentence of the grammar are sampled, the end of generation only once it is a whole sentence,
+ * and generation stops when nothing can extend the sentence. Control tokens and NUL bytes are never
+ * generated. Each call starts the grammar afresh. Errors: those of edgellm_context_generate;
+ * INVALID_ARGUMENT also for a NULL grammar or one that does not parse (the message names the line and
+ * column: undefined rule, left recursion, bad escape, ...).
+ */
+EDGELLM_API edgellm_error edgellm_context_generate_grammar(edgellm_context_t* ctx, const char* prompt, int32_t prompt_len,
+                                                           const char* grammar, int32_t grammar_len, int32_t max_tokens,
+                                                           edgellm_token_callback callback, void* user_data);
+
 #ifdef __cplusplus
 }
 #endif

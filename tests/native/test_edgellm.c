@@ -856,6 +856,25 @@ int main(int argc, char** argv)
         check_code(edgellm_context_generate_json_schema(ctx, prompt, prompt_len, "{x", 2, 5, collect, &j),
                    EDGELLM_ERROR_INVALID_ARGUMENT, "context_generate_json_schema invalid JSON");
         collector_reset(&j);
+
+        /* a GBNF grammar: one to three list items of short lower-case words, then "done" */
+        const char* grammar = "root ::= item{1,3} \"done\"\nitem ::= \"- \" [a-z]{1,8} (\" \" [a-z]{1,8})? \"\\n\"\n";
+        edgellm_context_reset(ctx);
+        rc = edgellm_context_generate_grammar(ctx, prompt, prompt_len, grammar, (int32_t)strlen(grammar), 80, collect, &j);
+        check_code(rc, EDGELLM_OK, "context_generate_grammar 80 tokens");
+        size_t glen = j.text ? strlen(j.text) : 0;
+        check(glen > 6 && strncmp(j.text, "- ", 2) == 0 && strcmp(j.text + glen - 5, "\ndone") == 0,
+              "generate_grammar: a list, then done (the grammar ended generation)", "'%s'", j.text ? j.text : "(nothing)");
+        printf("     grammar: %s\n", j.text ? j.text : "");
+        collector_reset(&j);
+        const char* undefined = "root ::= item\n";
+        check_code(edgellm_context_generate_grammar(ctx, prompt, prompt_len, undefined, (int32_t)strlen(undefined), 5, collect, &j),
+                   EDGELLM_ERROR_INVALID_ARGUMENT, "context_generate_grammar with an undefined rule");
+        check(strstr(edgellm_last_error(), "line 1, column 10") != NULL && strstr(edgellm_last_error(), "'item'") != NULL,
+              "bad grammar: message names the rule and where", "'%s'", edgellm_last_error());
+        check_code(edgellm_context_generate_grammar(ctx, prompt, prompt_len, NULL, 0, 5, collect, &j),
+                   EDGELLM_ERROR_INVALID_ARGUMENT, "context_generate_grammar NULL grammar");
+        collector_reset(&j);
     }
 
     /* back to where the story left off, for the continuation below */

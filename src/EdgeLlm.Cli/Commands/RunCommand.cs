@@ -34,10 +34,15 @@ public static class RunCommand
         {
             Description = "Constrain the output to one JSON object following this JSON schema (llama-cli's flag; '{}' = any object)",
         };
+        var grammar = new Option<string?>("--grammar")
+        {
+            Description = "Constrain the output to this GBNF grammar (llama-cli's flag and syntax; generation starts at the rule 'root')",
+        };
+        var grammarFile = new Option<string?>("--grammar-file") { Description = "Read the GBNF grammar from a file (UTF-8)" };
 
         var cmd = new Command("run", "Generate text from a prompt")
         {
-            model, prompt, file, n, ctx, threads, stop, showProbs, backend, generic, jsonSchema,
+            model, prompt, file, n, ctx, threads, stop, showProbs, backend, generic, jsonSchema, grammar, grammarFile,
         };
         foreach (var o in sampler.All) cmd.Options.Add(o);
         cmd.SetAction(pr => ExitCodes.Guard(pr.GetValue(verbose), () =>
@@ -49,7 +54,9 @@ public static class RunCommand
             int k = pr.GetValue(showProbs);
             if (k < 0) throw new UsageException($"--show-probs must be >= 0, got {k}");
             var json = ParseJsonSchema(pr.GetValue(jsonSchema));
-            return Run(ModelResolver.Resolve(pr.GetValue(model)), text, nPredict, pr.GetValue(ctx), pr.GetValue(threads), options, pr.GetValue(stop) ?? [], k, pr.GetValue(backend), pr.GetValue(generic), json);
+            var gbnf = ParseGrammar(pr.GetValue(grammar), pr.GetValue(grammarFile));
+            if (gbnf is not null && json.Json) throw new UsageException("give either --json-schema or a grammar (--grammar, --grammar-file), not both");
+            return Run(ModelResolver.Resolve(pr.GetValue(model)), text, nPredict, pr.GetValue(ctx), pr.GetValue(threads), options, pr.GetValue(stop) ?? [], k, pr.GetValue(backend), pr.GetValue(generic), json, gbnf);
         }));
         return cmd;
     }
@@ -76,6 +83,29 @@ public static class RunCommand
             catch (DecoderFallbackException e) { throw new InputException($"{file} is not valid UTF-8 (byte offset {e.Index})"); }
         }
         return prompt ?? "";
+    }
+
+    /// <summary>--grammar / --grammar-file: null when neither is given; a grammar that does not parse is a usage error naming the flag, line and column.</summary>
+    internal static GbnfGrammar? ParseGrammar(string? text, string? file)
+    {
+        if (text is not null && file is not null) throw new UsageException("give either --grammar or --grammar-file, not both");
+        if (file is not null)
+        {
+            byte[] bytes;
+            try { bytes = File.ReadAllBytes(file); }
+            catch (Exception e) when (e is IOException or UnauthorizedAccessException) { throw new InputException($"--grammar-file {file}: {e.Message}"); }
+            try { text = new UTF8Encoding(false, true).GetString(bytes); }
+            catch (DecoderFallbackException e) { throw new InputException($"--grammar-file {file} is not valid UTF-8 (byte offset {e.Index})"); }
+        }
+        if (text is null) return null;
+        try
+        {
+            return GbnfGrammar.Parse(text);
+        }
+        catch (GbnfParseException e)
+        {
+            throw new UsageException($"{(file is null ? "--grammar" : $"--grammar-file {file}")}: {e.Message}");
+        }
     }
 
     /// <summary>
@@ -112,7 +142,7 @@ public static class RunCommand
     }
 
     private static int Run(string modelPath, string prompt, int nPredict, int ctxLen, int threads, SamplerOptions options, string[] stops, int showProbs, string? backend = "cpu", bool generic = false,
-        (bool Json, JsonSchemaNode? Schema) json = default)
+        (bool Json, JsonSchemaNode? Schema) json = default, GbnfGrammar? grammar = null)
     {
         CheckThreads(threads);
         CheckContext(ctxLen);
@@ -134,7 +164,7 @@ public static class RunCommand
         var sampler = new Sampler(options, tokenizer.VocabSize);
         if (options.Temperature > 0) err.WriteLine($"seed: {sampler.Seed}");
         foreach (var t in tokens) sampler.Accept(t);
-        var constraint = json.Json ? new JsonConstraint(tokenizer, json.Schema) : null;
+        var constraint = TokenConstraint.For(tokenizer, grammar, json.Json, json.Schema);
 
         var stdout = Console.OpenStandardOutput();
         void Out(string s)
@@ -173,7 +203,7 @@ public static class RunCommand
                 var match = stopper.Append(piece);
                 Out(match.Text);
                 if (match.Stopped) { reason = "stop string"; break; }
-                if (constraint is { IsComplete: true }) { reason = "JSON object complete"; break; }
+                if (constraint is { IsComplete: true }) { reason = grammar is null ? "JSON object complete" : "grammar complete"; break; }
                 if (context.Position >= ctxLen) { reason = $"context full ({ctxLen} tokens)"; err.WriteLine(); err.WriteLine($"edgellm: context is full ({ctxLen} tokens); stopping. Use -c to enlarge it."); break; }
                 genWatch.Start();
                 logits = context.Eval([next]);

@@ -222,12 +222,29 @@ public static class RequestParser
             }
         }
 
+        // llama-server's "grammar" field, on both endpoints: GBNF text (generation starts at the rule "root").
+        GbnfGrammar? grammar = null;
+        if (Field(root, "grammar") is { } g && g.ValueKind != JsonValueKind.Null)
+        {
+            if (g.ValueKind != JsonValueKind.String) throw ApiException.BadField("grammar", $"grammar must be a string of GBNF, got {Kind(g)}");
+            if (jsonObject || jsonSchema is not null) throw ApiException.BadField("grammar", "give either grammar or JSON output (response_format, json_schema), not both");
+            try
+            {
+                grammar = GbnfGrammar.Parse(g.GetString()!);
+            }
+            catch (GbnfParseException e)
+            {
+                throw ApiException.BadField("grammar", e.Message);
+            }
+        }
+
         var options = new GenerationOptions
         {
             MaxTokens = maxTokens is { } m ? (int)m : -1,
             Stop = stops,
             JsonObject = jsonObject,
             JsonSchema = jsonSchema,
+            Grammar = grammar,
             Sampling = defaults with
             {
                 Temperature = (float)temperature,

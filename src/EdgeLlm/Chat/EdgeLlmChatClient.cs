@@ -56,8 +56,10 @@ public sealed record EdgeLlmChatClientOptions
 /// <see cref="AI.ChatOptions.ModelId"/> (must name this model when set). <see cref="AI.ChatOptions.AdditionalProperties"/>
 /// may carry <c>min_p</c>, <c>repeat_penalty</c>, <c>repeat_last_n</c> and <c>chat_template_kwargs</c> (an
 /// <c>IDictionary&lt;string, object?&gt;</c> of extra chat template variables, e.g. Qwen3's
-/// <c>enable_thinking = false</c>; see <see cref="TemplateVariables"/>). Tools, response formats and
-/// frequency/presence penalties are not supported and are ignored. Bad values throw an
+/// <c>enable_thinking = false</c>; see <see cref="TemplateVariables"/>) and <c>grammar</c> (GBNF text or a
+/// <see cref="GbnfGrammar"/>: the answer follows it, see <see cref="GenerationOptions.Grammar"/>).
+/// <see cref="AI.ChatOptions.ResponseFormat"/> <c>Json</c> / <c>ForJsonSchema</c> constrain the answer to JSON
+/// (see <see cref="JsonConstraint"/>). Tools and frequency/presence penalties are not supported and are ignored. Bad values throw an
 /// <see cref="ArgumentException"/> naming the option.
 /// </para>
 /// <para>
@@ -484,7 +486,25 @@ public sealed class EdgeLlmChatClient : AI.IChatClient
                 }
             }
         }
-        return new GenerationOptions { Sampling = s, MaxTokens = max, Stop = stop, JsonObject = json, JsonSchema = schema };
+        GbnfGrammar? grammar = null;
+        if (options.AdditionalProperties is { } props && props.TryGetValue("grammar", out object? g) && g is not null)
+        {
+            try
+            {
+                grammar = g switch
+                {
+                    GbnfGrammar parsed => parsed,
+                    string text => GbnfGrammar.Parse(text),
+                    _ => throw new ArgumentException($"ChatOptions.AdditionalProperties[\"grammar\"] must be GBNF text or a GbnfGrammar, got {g.GetType().Name}", nameof(options)),
+                };
+            }
+            catch (GbnfParseException e)
+            {
+                throw new ArgumentException("ChatOptions.AdditionalProperties[\"grammar\"]: " + e.Message, nameof(options), e);
+            }
+            if (json) throw new ArgumentException("ChatOptions: give either a ResponseFormat of JSON or AdditionalProperties[\"grammar\"], not both", nameof(options));
+        }
+        return new GenerationOptions { Sampling = s, MaxTokens = max, Stop = stop, JsonObject = json, JsonSchema = schema, Grammar = grammar };
     }
 
     private static ArgumentException Bad(string option, string rule, float got) =>

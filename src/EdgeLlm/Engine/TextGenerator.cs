@@ -50,6 +50,15 @@ public sealed record GenerationOptions
     /// <see cref="JsonObject"/>.
     /// </summary>
     public JsonSchemaNode? JsonSchema { get; init; }
+
+    /// <summary>
+    /// Constrain the output to the sentences of this GBNF grammar (llama.cpp's <c>--grammar</c>; see
+    /// <see cref="GbnfGrammar"/> and <see cref="GrammarConstraint"/>): only tokens that keep the output a prefix
+    /// of a sentence are sampled, an end-of-generation token only once it is a whole sentence, and generation
+    /// ends when nothing can extend it (<see cref="FinishReason.EndOfGeneration"/>). Cannot be combined with
+    /// <see cref="JsonObject"/> or <see cref="JsonSchema"/>.
+    /// </summary>
+    public GbnfGrammar? Grammar { get; init; }
 }
 
 /// <summary>The outcome of one generation.</summary>
@@ -147,6 +156,8 @@ public sealed class TextGenerator
         options.Sampling.Validate();
         if (options.MaxTokens < -1) throw new ArgumentException($"MaxTokens must be -1 (no limit) or >= 0, got {options.MaxTokens}", nameof(options));
         if (prompt.Count >= Context.ContextLength) throw new PromptTooLongException(prompt.Count, Context.ContextLength);
+        if (options.Grammar is not null && (options.JsonObject || options.JsonSchema is not null))
+            throw new ArgumentException("Grammar cannot be combined with JsonObject or JsonSchema: choose one", nameof(options));
         for (int i = 0; i < prompt.Count; i++)
         {
             if ((uint)prompt[i] >= (uint)Tokenizer.VocabSize)
@@ -164,7 +175,7 @@ public sealed class TextGenerator
 
         var sampler = new Sampler(options.Sampling, Tokenizer.VocabSize);
         foreach (int t in prompt) sampler.Accept(t);
-        var json = options.JsonObject || options.JsonSchema is not null ? new JsonConstraint(Tokenizer, options.JsonSchema) : null;
+        var json = TokenConstraint.For(Tokenizer, options.Grammar, options.JsonObject, options.JsonSchema);
         var decoder = new StreamingDecoder(Tokenizer);
         var text = new StringBuilder();
         var genWatch = new Stopwatch();
@@ -194,7 +205,7 @@ public sealed class TextGenerator
                     yield return match.Text;
                 }
                 if (match.Stopped) { reason = FinishReason.StopString; stopString = match.StopString; break; }
-                // The JSON object just closed: nothing may follow it (the token needs no KV entry either).
+                // The JSON object just closed, or the grammar's sentence can go no further: nothing may follow (the token needs no KV entry either).
                 if (json is not null && json.IsComplete) { reason = FinishReason.EndOfGeneration; break; }
                 // Checked before evaluating the token: a token that ends generation needs no KV entry.
                 if (options.MaxTokens >= 0 && generated >= options.MaxTokens) { reason = FinishReason.Length; break; }

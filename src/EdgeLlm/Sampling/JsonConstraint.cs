@@ -18,7 +18,7 @@ namespace EdgeLlm.Sampling;
 /// Used as llama.cpp's common sampler uses a grammar: the sampled token is checked first, and only a
 /// rejected token makes the sampler run again over the logits of the allowed tokens.
 /// </remarks>
-public sealed class JsonConstraint
+public sealed class JsonConstraint : TokenConstraint
 {
     /// <summary>Most spaces or tabs after the newline of a line break between tokens of the JSON text (llama.cpp's json.gbnf: 20).</summary>
     public const int MaxIndent = 20;
@@ -43,10 +43,13 @@ public sealed class JsonConstraint
     }
 
     /// <summary>The object is closed: only an end-of-generation token may follow.</summary>
-    public bool IsComplete => _state.Mode == Mode.Done;
+    public override bool IsComplete => _state.Mode == Mode.Done;
+
+    /// <inheritdoc/>
+    protected override string Subject => "the JSON output";
 
     /// <summary>Whether <paramref name="token"/> may come next.</summary>
-    public bool Allows(int token)
+    public override bool Allows(int token)
     {
         if (_tokenizer.IsEndOfGeneration(token)) return IsComplete;
         if (IsComplete) return false;
@@ -60,7 +63,7 @@ public sealed class JsonConstraint
 
     /// <summary>Records a token that <see cref="Allows"/> accepted.</summary>
     /// <exception cref="ArgumentException">the token is not allowed here.</exception>
-    public void Accept(int token)
+    public override void Accept(int token)
     {
         if (_tokenizer.IsEndOfGeneration(token))
         {
@@ -73,40 +76,6 @@ public sealed class JsonConstraint
         for (int i = 0; ok && i < bytes.Length; i++) ok = s.Feed(bytes[i]);
         if (!ok) throw new ArgumentException($"token {token} ('{_tokenizer.TokenText(token)}') does not continue the JSON output", nameof(token));
         _state = s;
-    }
-
-    /// <summary>
-    /// The token to generate, given the one <paramref name="sampler"/> drew from <paramref name="logits"/>:
-    /// that one when it is allowed, else a new draw over the allowed tokens only (llama.cpp's common
-    /// sampler does the same with a grammar). The choice is recorded (<see cref="Accept"/>).
-    /// </summary>
-    /// <exception cref="InvalidOperationException">no token of the vocabulary is allowed.</exception>
-    public int Choose(Sampler sampler, ReadOnlySpan<float> logits, int sampled)
-    {
-        ArgumentNullException.ThrowIfNull(sampler);
-        int next = sampled;
-        if (!Allows(next))
-        {
-            float[] masked = logits.ToArray();
-            if (Mask(masked) == 0) throw new InvalidOperationException("no token of this vocabulary continues the JSON output");
-            next = sampler.Sample(masked);
-        }
-        Accept(next);
-        return next;
-    }
-
-    /// <summary>Sets the logit of every token that may not come next to −∞ (in place).</summary>
-    /// <returns>How many tokens remain allowed.</returns>
-    public int Mask(Span<float> logits)
-    {
-        int allowed = 0;
-        for (int id = 0; id < logits.Length; id++)
-        {
-            if (float.IsNegativeInfinity(logits[id])) continue;
-            if (Allows(id)) allowed++;
-            else logits[id] = float.NegativeInfinity;
-        }
-        return allowed;
     }
 
     /// <summary>True when <paramref name="text"/> (UTF-8) is a complete JSON object as this constraint accepts it (and, with <paramref name="schema"/>, follows it).</summary>

@@ -166,6 +166,28 @@ public sealed class EdgeLlmChatClientTests(TemplatedStoriesModel model, ITestOut
         Assert.Contains("schema.properties.a.allOf is not supported", ex.Message, StringComparison.Ordinal);
     }
 
+    /// <summary>AdditionalProperties["grammar"] (GBNF text or a parsed GbnfGrammar) constrains the answer; a bad grammar is refused by position.</summary>
+    [Fact]
+    public async Task GrammarProperty_ConstrainsTheAnswer()
+    {
+        const string Grammar = "root ::= (\"yes\" | \"no\") \", because \" [a-z ]{1,40} \".\"";
+        var g = EdgeLlm.Sampling.GbnfGrammar.Parse(Grammar);
+        using var client = NewClient();
+        foreach (object grammar in new object[] { Grammar, g })
+        {
+            var r = await client.GetResponseAsync(Ask("Is the cat happy?"),
+                new ChatOptions { Temperature = 0, MaxOutputTokens = 80, AdditionalProperties = new() { ["grammar"] = grammar } });
+            output.WriteLine($"{r.FinishReason}: {r.Text}");
+            Assert.Equal(ChatFinishReason.Stop, r.FinishReason);
+            Assert.True(g.IsMatch(r.Text), r.Text);
+        }
+        var ex = await Assert.ThrowsAsync<ArgumentException>(() => client.GetResponseAsync(Ask("Hi"),
+            new ChatOptions { AdditionalProperties = new() { ["grammar"] = "root ::= (\"a\"" } }));
+        Assert.Contains("AdditionalProperties[\"grammar\"]: grammar line 1, column", ex.Message, StringComparison.Ordinal);
+        await Assert.ThrowsAsync<ArgumentException>(() => client.GetResponseAsync(Ask("Hi"),
+            new ChatOptions { ResponseFormat = ChatResponseFormat.Json, AdditionalProperties = new() { ["grammar"] = Grammar } }));
+    }
+
     [Fact]
     public async Task MaxOutputTokens_EndsWithLength()
     {

@@ -37,4 +37,51 @@ public sealed class CliJsonSchemaTests(ITestOutputHelper output)
         Assert.Equal(1, r.ExitCode);
         Assert.Contains(expected, r.Stderr, StringComparison.Ordinal);
     }
+
+    private const string ListGrammar = "# one to three items, then done\nroot ::= item{1,3} \"done\"\nitem ::= \"- \" [a-z]{1,8} (\" \" [a-z]{1,8})? \"\\n\"\n";
+
+    /// <summary><c>run --grammar</c> and <c>--grammar-file</c>: the text is a sentence of the grammar, and completing it stops the run.</summary>
+    [Theory]
+    [InlineData(false, "0")]
+    [InlineData(true, "0.8")]
+    public void Run_Grammar_ConstrainsTheText(bool fromFile, string temp)
+    {
+        string path = Path.Combine(Path.GetTempPath(), $"edgellm-grammar-{Environment.ProcessId}.gbnf");
+        File.WriteAllText(path, ListGrammar);
+        try
+        {
+            string[] grammarArgs = fromFile ? ["--grammar-file", path] : ["--grammar", ListGrammar];
+            var r = CliRunner.Run(["run", "-m", SharedData.Model("stories260K"), "-p", "Once upon a time", "--temp", temp, "--seed", "5", "-n", "80", .. grammarArgs]);
+            output.WriteLine(r.Stdout + r.Stderr);
+            Assert.Equal(0, r.ExitCode);
+            Assert.Contains("stopped: grammar complete", r.Stderr, StringComparison.Ordinal);
+            string text = r.Stdout["Once upon a time".Length..^1];
+            Assert.True(GbnfGrammar.Parse(ListGrammar).IsMatch(text), text);
+        }
+        finally
+        {
+            File.Delete(path);
+        }
+    }
+
+    [Theory]
+    [InlineData(new[] { "--grammar", "root ::= item" }, "--grammar: grammar line 1, column 10: rule 'item' is used but never defined")]
+    [InlineData(new[] { "--grammar", "root ::= x\nx ::= x \"a\" | \"b\"" }, "rule 'x' is left-recursive")]
+    [InlineData(new[] { "--grammar", "root ::= \"a\"", "--grammar-file", "g.gbnf" }, "give either --grammar or --grammar-file")]
+    [InlineData(new[] { "--grammar", "root ::= \"a\"", "-j", "{}" }, "give either --json-schema or a grammar")]
+    public void Run_BadGrammar_IsAUsageError(string[] args, string expected)
+    {
+        var r = CliRunner.Run(["run", "-m", SharedData.Model("stories260K"), "-p", "x", .. args]);
+        output.WriteLine(r.Stderr);
+        Assert.Equal(1, r.ExitCode);
+        Assert.Contains(expected, r.Stderr, StringComparison.Ordinal);
+    }
+
+    [Fact]
+    public void Run_MissingGrammarFile_IsAnInputError()
+    {
+        var r = CliRunner.Run(["run", "-m", SharedData.Model("stories260K"), "-p", "x", "--grammar-file", "/nonexistent/g.gbnf"]);
+        Assert.NotEqual(0, r.ExitCode);
+        Assert.Contains("--grammar-file /nonexistent/g.gbnf", r.Stderr, StringComparison.Ordinal);
+    }
 }

@@ -86,6 +86,9 @@ public sealed class ServerHttpTests(SharedServer fixture, ITestOutputHelper outp
     [InlineData(Chat, "{" + Messages + ", \"json_schema\": [1]}", "json_schema")]
     [InlineData("/v1/completions", "{\"prompt\": \"x\", \"json_schema\": {\"type\": \"object\", \"allOf\": []}}", "json_schema")]
     [InlineData(Chat, "{" + Messages + ", \"json_schema\": {}, \"response_format\": {\"type\": \"json_object\"}}", "json_schema")]
+    [InlineData(Chat, "{" + Messages + ", \"grammar\": 5}", "grammar")]
+    [InlineData(Chat, "{" + Messages + ", \"grammar\": \"root ::= x\"}", "grammar")]
+    [InlineData("/v1/completions", "{\"prompt\": \"x\", \"grammar\": \"root ::= \\\"a\", \"json_schema\": {}}", "grammar")]
     [InlineData("/v1/completions", "{\"prompt\": 5}", "prompt")]
     [InlineData("/v1/completions", "{}", "prompt")]
     [InlineData("/v1/completions", "{\"prompt\": [\"a\", \"b\"]}", "prompt")]
@@ -145,6 +148,29 @@ public sealed class ServerHttpTests(SharedServer fixture, ITestOutputHelper outp
         Assert.Equal(HttpStatusCode.BadRequest, bad);
         Assert.Equal("response_format", AssertError(error).GetProperty("param").GetString());
         Assert.Contains("allOf", error.GetProperty("error").GetProperty("message").GetString(), StringComparison.Ordinal);
+    }
+
+    /// <summary>llama-server's grammar field (GBNF), on both endpoints: the reply is a sentence of the grammar, and finishing it ends the reply with "stop".</summary>
+    [Theory]
+    [InlineData(Chat)]
+    [InlineData("/v1/completions")]
+    public async Task GrammarField_ConstrainsTheReply(string path)
+    {
+        const string Grammar = "root ::= item{1,3} \"done\"\nitem ::= \"- \" [a-z]{1,8} (\" \" [a-z]{1,8})? \"\\n\"";
+        string grammarJson = JsonSerializer.Serialize(Grammar);
+        string body = path == Chat
+            ? "{" + Messages + ", \"max_tokens\": 80, \"temperature\": 0, \"grammar\": " + grammarJson + "}"
+            : "{\"prompt\": \"Once upon a time\", \"max_tokens\": 80, \"temperature\": 0.8, \"seed\": 3, \"grammar\": " + grammarJson + "}";
+        using var client = Server.Client();
+        var (status, json, _) = await PostAsync(client, path, body);
+        Assert.Equal(HttpStatusCode.OK, status);
+        var choice = json.GetProperty("choices")[0];
+        string content = path == Chat ? choice.GetProperty("message").GetProperty("content").GetString()! : choice.GetProperty("text").GetString()!;
+        string finish = choice.GetProperty("finish_reason").GetString()!;
+        output.WriteLine($"{finish}: {content}");
+        var g = EdgeLlm.Sampling.GbnfGrammar.Parse(Grammar);
+        Assert.Equal("stop", finish);
+        Assert.True(g.IsMatch(content), content);
     }
 
     /// <summary>llama-server's top-level json_schema field works on text completions too.</summary>

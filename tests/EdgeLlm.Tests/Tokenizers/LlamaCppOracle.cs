@@ -81,6 +81,72 @@ internal sealed class LlamaCppOracle : IDisposable
         }
     }
 
+    /// <summary>llama.cpp's grammar sampler (llama_sampler_init_grammar) on this vocabulary; null when llama.cpp refuses the grammar.</summary>
+    public GrammarSampler? Grammar(string grammar, string root = "root")
+    {
+        var f = s_grammar.Value;
+        nint vocab;
+        unsafe { vocab = ((delegate* unmanaged<nint, nint>)s_detok.Value.GetVocab)(_weights.NativeHandle.DangerousGetHandle()); }
+        nint smpl;
+        var g = Encoding.UTF8.GetBytes(grammar + "\0");
+        var r = Encoding.UTF8.GetBytes(root + "\0");
+        unsafe
+        {
+            fixed (byte* gp = g)
+            fixed (byte* rp = r)
+                smpl = ((delegate* unmanaged<nint, byte*, byte*, nint>)f.Init)(vocab, gp, rp);
+        }
+        return smpl == 0 ? null : new GrammarSampler(smpl, VocabSize);
+    }
+
+    /// <summary>A llama_sampler holding a grammar: which tokens it lets through, and accepting one.</summary>
+    public sealed class GrammarSampler(nint handle, int vocabSize) : IDisposable
+    {
+        private nint _handle = handle;
+
+        [System.Runtime.InteropServices.StructLayout(System.Runtime.InteropServices.LayoutKind.Sequential)]
+        private struct TokenData { public int Id; public float Logit; public float P; }
+
+        [System.Runtime.InteropServices.StructLayout(System.Runtime.InteropServices.LayoutKind.Sequential)]
+        private unsafe struct TokenDataArray { public TokenData* Data; public nuint Size; public long Selected; public byte Sorted; }
+
+        /// <summary>llama_sampler_apply over the whole vocabulary (every logit 0): the tokens left above −∞.</summary>
+        public unsafe bool[] Allowed()
+        {
+            var data = new TokenData[vocabSize];
+            for (int i = 0; i < vocabSize; i++) data[i] = new TokenData { Id = i, Logit = 0, P = 0 };
+            fixed (TokenData* d = data)
+            {
+                var arr = new TokenDataArray { Data = d, Size = (nuint)vocabSize, Selected = -1, Sorted = 0 };
+                ((delegate* unmanaged<nint, TokenDataArray*, void>)s_grammar.Value.Apply)(_handle, &arr);
+                var allowed = new bool[vocabSize];
+                for (int i = 0; i < (int)arr.Size; i++)
+                    if (!float.IsNegativeInfinity(d[i].Logit)) allowed[d[i].Id] = true;
+                return allowed;
+            }
+        }
+
+        /// <summary>llama_sampler_accept.</summary>
+        public unsafe void Accept(int token) => ((delegate* unmanaged<nint, int, void>)s_grammar.Value.Accept)(_handle, token);
+
+        public unsafe void Dispose()
+        {
+            if (_handle != 0) ((delegate* unmanaged<nint, void>)s_grammar.Value.Free)(_handle);
+            _handle = 0;
+        }
+    }
+
+    private static readonly Lazy<(nint Init, nint Apply, nint Accept, nint Free)> s_grammar = new(() =>
+    {
+        _ = s_library.Value;
+        nint h = dlopen("libllama.so", RtldLazy | RtldNoLoad);
+        if (h == 0) throw new InvalidOperationException("libllama.so is not loaded in this process");
+        return (System.Runtime.InteropServices.NativeLibrary.GetExport(h, "llama_sampler_init_grammar"),
+                System.Runtime.InteropServices.NativeLibrary.GetExport(h, "llama_sampler_apply"),
+                System.Runtime.InteropServices.NativeLibrary.GetExport(h, "llama_sampler_accept"),
+                System.Runtime.InteropServices.NativeLibrary.GetExport(h, "llama_sampler_free"));
+    });
+
     private static readonly Lazy<(nint GetVocab, nint Detok)> s_detok = new(() =>
     {
         _ = s_library.Value;

@@ -1,0 +1,147 @@
+using EdgeLlm.Tokenizers;
+
+namespace EdgeLlm.Sampling;
+
+/// <summary>
+/// Constrains generation to the sentences of a <see cref="GbnfGrammar"/>, as llama.cpp's grammar sampler
+/// does: a token is allowed when its bytes keep the output a prefix of some sentence, an
+/// end-of-generation token only when the output is a whole sentence, and a token whose bytes end inside
+/// a UTF-8 sequence only when some completion of that sequence can come next.
+/// </summary>
+/// <remarks>
+/// Where it differs from llama.cpp, on purpose: control tokens (BOS, <c>&lt;|im_start|&gt;</c>, ...) are never
+/// allowed (llama.cpp matches their text, so a grammar with <c>.</c> lets a model emit <c>&lt;s&gt;</c>
+/// mid-answer); a NUL byte is never allowed (llama.cpp reads token text as C strings, so it never
+/// allows one either); and bytes that are not UTF-8 (an overlong form, a surrogate, a lead byte above F4) are
+/// never allowed (llama.cpp decodes them loosely). When the output is a whole sentence that nothing can
+/// extend, <see cref="IsComplete"/> is true and generation ends, as it would with the only token then allowed.
+/// </remarks>
+public sealed class GrammarConstraint : TokenConstraint
+{
+    private readonly Tokenizer _tokenizer;
+    private readonly GbnfGrammar _grammar;
+    private List<int[]> _stacks;
+    private Utf8Partial _partial;
+
+    // Per state: the stacks after each first code point, shared by every token that starts with it (Mask asks for all of them).
+    private readonly Dictionary<uint, List<int[]>> _afterFirst = [];
+
+    /// <summary>A constraint at the start of the output (nothing generated yet).</summary>
+    public GrammarConstraint(Tokenizer tokenizer, GbnfGrammar grammar)
+    {
+        ArgumentNullException.ThrowIfNull(tokenizer);
+        ArgumentNullException.ThrowIfNull(grammar);
+        _tokenizer = tokenizer;
+        _grammar = grammar;
+        _stacks = grammar.InitialStacks();
+    }
+
+    /// <summary>The output is a whole sentence of the grammar: an end-of-generation token may come next.</summary>
+    public bool CanEnd => _partial.Remain == 0 && _stacks.Exists(s => s.Length == 0);
+
+    /// <inheritdoc/>
+    public override bool IsComplete => _partial.Remain == 0 && _stacks.TrueForAll(s => s.Length == 0);
+
+    /// <inheritdoc/>
+    protected override string Subject => "the grammar";
+
+    /// <inheritdoc/>
+    public override bool Allows(int token) => Step(token, commit: false);
+
+    /// <inheritdoc/>
+    public override void Accept(int token)
+    {
+        if (!Step(token, commit: true))
+            throw new ArgumentException(_tokenizer.IsEndOfGeneration(token)
+                ? $"token {token} ends generation before the output is a sentence of the grammar"
+                : $"token {token} ('{_tokenizer.TokenText(token)}') does not continue the grammar", nameof(token));
+    }
+
+    private bool Step(int token, bool commit)
+    {
+        if (_tokenizer.IsEndOfGeneration(token)) return CanEnd;
+        if ((_tokenizer.Attributes(token) & (TokenAttributes.Control | TokenAttributes.Unknown)) != 0) return false;
+        byte[] bytes = _tokenizer.TokenToBytes(token);
+        if (bytes.Length == 0) return false;
+        var stacks = _stacks;
+        var partial = _partial;
+        bool first = true;
+        foreach (byte b in bytes)
+        {
+            if (b == 0 || !partial.Feed(b, out uint cp)) return false;
+            if (partial.Remain > 0) continue;
+            if (first)
+            {
+                if (!_afterFirst.TryGetValue(cp, out var after))
+                    _afterFirst[cp] = after = _grammar.AcceptChar(stacks, cp);
+                stacks = after;
+            }
+            else
+            {
+                stacks = _grammar.AcceptChar(stacks, cp);
+            }
+            first = false;
+            if (stacks.Count == 0) return false;
+        }
+        if (partial.Remain > 0)
+        {
+            var (lo, hi) = partial.Completions();
+            bool any = false;
+            foreach (var s in stacks)
+                if (s.Length > 0 && _grammar.Sets[_grammar.Elements[s[^1]].Value].MatchesAny(lo, hi)) { any = true; break; }
+            if (!any) return false;
+        }
+        if (commit)
+        {
+            _stacks = stacks;
+            _partial = partial;
+            _afterFirst.Clear();
+        }
+        return true;
+    }
+
+    /// <summary>A UTF-8 sequence begun in one token and finished in a later one.</summary>
+    private struct Utf8Partial
+    {
+        public uint Value;
+        public int Remain;  // continuation bytes still expected
+        public int Length;  // the sequence's whole length
+
+        /// <summary>Takes one byte; false when the bytes are not UTF-8. <paramref name="cp"/> is set when a code point completes.</summary>
+        public bool Feed(byte b, out uint cp)
+        {
+            cp = 0;
+            if (Remain > 0)
+            {
+                if ((b & 0xC0) != 0x80) return false;
+                Value = (Value << 6) | (uint)(b & 0x3F);
+                if (--Remain > 0)
+                {
+                    var (lo, hi) = Completions();
+                    return lo <= hi && !(lo >= 0xD800 && hi <= 0xDFFF); // not only overlongs or surrogates ahead
+                }
+                cp = Value;
+                uint min = Length switch { 2 => 0x80u, 3 => 0x800u, _ => 0x10000u };
+                return cp >= min && cp <= 0x10FFFF && cp is not (>= 0xD800 and <= 0xDFFF);
+            }
+            if (b < 0x80) { cp = b; return true; }
+            if (b is >= 0xC2 and <= 0xDF) { Value = (uint)(b & 0x1F); Remain = Length = 2; }
+            else if (b is >= 0xE0 and <= 0xEF) { Value = (uint)(b & 0x0F); Remain = Length = 3; }
+            else if (b is >= 0xF0 and <= 0xF4) { Value = (uint)(b & 0x07); Remain = Length = 4; }
+            else return false;
+            Remain--;
+            return true;
+        }
+
+        /// <summary>The code points this unfinished sequence can still become (llama.cpp's llama_grammar_match_partial_char range, without overlongs and surrogates' edges).</summary>
+        public readonly (uint Lo, uint Hi) Completions()
+        {
+            int shift = Remain * 6;
+            uint lo = Value << shift, hi = lo | ((1u << shift) - 1);
+            uint min = Length switch { 2 => 0x80u, 3 => 0x800u, _ => 0x10000u };
+            if (lo < min) lo = min;
+            if (hi > 0x10FFFF) hi = 0x10FFFF;
+            return (lo, hi);
+        }
+    }
+}
