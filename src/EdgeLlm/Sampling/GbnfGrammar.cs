@@ -209,7 +209,7 @@ public sealed class GbnfGrammar
     }
 
     /// <summary>The stacks after code point <paramref name="c"/>.</summary>
-    internal List<int[]> AcceptChar(List<int[]> stacks, uint c)
+    internal List<int[]> AcceptChar(IReadOnlyList<int[]> stacks, uint c)
     {
         var result = new List<int[]>();
         foreach (var st in stacks)

@@ -20,11 +20,14 @@ public sealed class GrammarConstraint : TokenConstraint
 {
     private readonly Tokenizer _tokenizer;
     private readonly GbnfGrammar _grammar;
-    private List<int[]> _stacks;
+    private StackSet _stacks;
     private Utf8Partial _partial;
 
-    // Per state: the stacks after each first code point, shared by every token that starts with it (Mask asks for all of them).
-    private readonly Dictionary<uint, List<int[]>> _afterFirst = [];
+    // The automaton's states met so far, interned, each with its transitions once taken: the grammar is
+    // compiled into a DFA lazily, as generation visits it. Inside a JSON string, say, a character leads
+    // back to the same state, so masking the whole vocabulary costs a dictionary lookup per character.
+    private readonly Dictionary<StackSet, StackSet> _states = new();
+    private const int MaxStates = 100_000; // then the table starts again (memory stays bounded on grammars with deep nesting)
 
     /// <summary>A constraint at the start of the output (nothing generated yet).</summary>
     public GrammarConstraint(Tokenizer tokenizer, GbnfGrammar grammar)
@@ -33,14 +36,14 @@ public sealed class GrammarConstraint : TokenConstraint
         ArgumentNullException.ThrowIfNull(grammar);
         _tokenizer = tokenizer;
         _grammar = grammar;
-        _stacks = grammar.InitialStacks();
+        _stacks = Intern(grammar.InitialStacks());
     }
 
     /// <summary>The output is a whole sentence of the grammar: an end-of-generation token may come next.</summary>
-    public bool CanEnd => _partial.Remain == 0 && _stacks.Exists(s => s.Length == 0);
+    public bool CanEnd => _partial.Remain == 0 && _stacks.CanEnd;
 
     /// <inheritdoc/>
-    public override bool IsComplete => _partial.Remain == 0 && _stacks.TrueForAll(s => s.Length == 0);
+    public override bool IsComplete => _partial.Remain == 0 && _stacks.AllEmpty;
 
     /// <inheritdoc/>
     protected override string Subject => "the grammar";
@@ -65,29 +68,18 @@ public sealed class GrammarConstraint : TokenConstraint
         if (bytes.Length == 0) return false;
         var stacks = _stacks;
         var partial = _partial;
-        bool first = true;
         foreach (byte b in bytes)
         {
             if (b == 0 || !partial.Feed(b, out uint cp)) return false;
             if (partial.Remain > 0) continue;
-            if (first)
-            {
-                if (!_afterFirst.TryGetValue(cp, out var after))
-                    _afterFirst[cp] = after = _grammar.AcceptChar(stacks, cp);
-                stacks = after;
-            }
-            else
-            {
-                stacks = _grammar.AcceptChar(stacks, cp);
-            }
-            first = false;
-            if (stacks.Count == 0) return false;
+            stacks = Next(stacks, cp);
+            if (stacks.Stacks.Length == 0) return false;
         }
         if (partial.Remain > 0)
         {
             var (lo, hi) = partial.Completions();
             bool any = false;
-            foreach (var s in stacks)
+            foreach (var s in stacks.Stacks)
                 if (s.Length > 0 && _grammar.Sets[_grammar.Elements[s[^1]].Value].MatchesAny(lo, hi)) { any = true; break; }
             if (!any) return false;
         }
@@ -95,9 +87,68 @@ public sealed class GrammarConstraint : TokenConstraint
         {
             _stacks = stacks;
             _partial = partial;
-            _afterFirst.Clear();
+            if (_states.Count > MaxStates)
+            {
+                _states.Clear();
+                _stacks = Intern(_stacks.Stacks.ToList());
+            }
         }
         return true;
+    }
+
+    private StackSet Next(StackSet from, uint cp)
+    {
+        if (!from.Next.TryGetValue(cp, out var to))
+            from.Next[cp] = to = Intern(_grammar.AcceptChar(from.Stacks, cp));
+        return to;
+    }
+
+    private StackSet Intern(List<int[]> stacks)
+    {
+        stacks.Sort(StackOrder);
+        var set = new StackSet([.. stacks]);
+        if (_states.TryGetValue(set, out var known)) return known;
+        _states.Add(set, set);
+        return set;
+    }
+
+    private static int StackOrder(int[] a, int[] b) => a.AsSpan().SequenceCompareTo(b);
+
+    /// <summary>A state of the automaton: its stacks (sorted, so that equal sets compare equal) and the transitions taken from it.</summary>
+    private sealed class StackSet : IEquatable<StackSet>
+    {
+        public readonly int[][] Stacks;
+        public readonly Dictionary<uint, StackSet> Next = [];
+        public readonly bool CanEnd, AllEmpty;
+        private readonly int _hash;
+
+        public StackSet(int[][] stacks)
+        {
+            Stacks = stacks;
+            var h = new HashCode();
+            bool any = false, all = true;
+            foreach (var s in stacks)
+            {
+                h.Add(s.Length);
+                foreach (int x in s) h.Add(x);
+                if (s.Length == 0) any = true;
+                else all = false;
+            }
+            _hash = h.ToHashCode();
+            CanEnd = any;
+            AllEmpty = all;
+        }
+
+        public bool Equals(StackSet? other)
+        {
+            if (other is null || other._hash != _hash || other.Stacks.Length != Stacks.Length) return false;
+            for (int i = 0; i < Stacks.Length; i++)
+                if (!Stacks[i].AsSpan().SequenceEqual(other.Stacks[i])) return false;
+            return true;
+        }
+
+        public override bool Equals(object? obj) => Equals(obj as StackSet);
+        public override int GetHashCode() => _hash;
     }
 
     /// <summary>A UTF-8 sequence begun in one token and finished in a later one.</summary>
