@@ -60,10 +60,13 @@ public static class ChatCommand
         var backend = BackendOption.Create();
         var generic = new Option<bool>("--generic") { Description = "Run the generic forward pass even when a compile-time specialization matches" };
         var kwargs = TemplateCommand.KwargsOption();
+        var jsonSchema = new Option<string?>("--json-schema", "-j") { Description = "Every answer is one JSON object following this JSON schema ('{}' = any object)" };
+        var grammar = new Option<string?>("--grammar") { Description = "Every answer is a sentence of this GBNF grammar (llama.cpp's syntax; from the rule 'root')" };
+        var grammarFile = new Option<string?>("--grammar-file") { Description = "Read the GBNF grammar from a file (UTF-8)" };
 
         var cmd = new Command("chat", "Chat with a model in the terminal (answers on stdout; prompt, notices and statistics on stderr)")
         {
-            model, system, n, ctx, threads, backend, generic, kwargs,
+            model, system, n, ctx, threads, backend, generic, kwargs, jsonSchema, grammar, grammarFile,
         };
         foreach (var o in sampler.All) cmd.Options.Add(o);
         cmd.SetAction(pr => ExitCodes.Guard(pr.GetValue(verbose), () =>
@@ -75,7 +78,10 @@ public static class ChatCommand
             int nThreads = pr.GetValue(threads);
             RunCommand.CheckContext(ctxLen);
             RunCommand.CheckThreads(nThreads);
-            var options = new GenerationOptions { Sampling = sampling, MaxTokens = nPredict };
+            var json = RunCommand.ParseJsonSchema(pr.GetValue(jsonSchema));
+            var gbnf = RunCommand.ParseGrammar(pr.GetValue(grammar), pr.GetValue(grammarFile));
+            if (gbnf is not null && json.Json) throw new UsageException("give either --json-schema or a grammar (--grammar, --grammar-file), not both");
+            var options = new GenerationOptions { Sampling = sampling, MaxTokens = nPredict, JsonObject = json.Json, JsonSchema = json.Schema, Grammar = gbnf };
             var variables = TemplateCommand.ParseKwargs(pr.GetValue(kwargs));
             return Chat(ModelResolver.Resolve(pr.GetValue(model)), pr.GetValue(system), options, ctxLen, nThreads, pr.GetValue(backend), pr.GetValue(generic), variables);
         }));

@@ -250,6 +250,31 @@ public sealed partial class ChatCommandTests : IDisposable
         Assert.EndsWith("\n", chat.Stdout, StringComparison.Ordinal);
     }
 
+    /// <summary><c>chat --grammar</c>: every answer is a sentence of the grammar, and finishing it ends the turn.</summary>
+    [Fact]
+    public void Chat_Grammar_ConstrainsEveryAnswer()
+    {
+        const string Grammar = "root ::= (\"yes\" | \"no\") \", \" [a-z]{1,8} \".\"";
+        using var chat = new PtyChat(["chat", "-m", Stories, "-c", "256", "-n", "40", "--temp", "0.7", "--seed", "3", "--grammar", Grammar]);
+        chat.WaitStderr("> ");
+        chat.Send("Is the cat happy?");
+        chat.WaitStderr("[prompt:", 1);
+        chat.Send("And the dog?");
+        chat.WaitStderr("[prompt:", 2);
+        chat.Send("/exit");
+        int code = chat.WaitExit();
+        Log(chat, code);
+        Assert.Equal(0, code);
+        var g = EdgeLlm.Sampling.GbnfGrammar.Parse(Grammar);
+        string[] answers = chat.Stdout.Split('\n', StringSplitOptions.RemoveEmptyEntries);
+        Assert.Equal(2, answers.Length);
+        Assert.All(answers, a => Assert.True(g.IsMatch(a.TrimEnd('\r')), a));
+        Assert.All(StatusLines(chat.Stderr), st => Assert.Equal("end of turn", st.Stopped));
+        var bad = CliRunner.Run(["chat", "-m", Stories, "--grammar", "root ::= (", "-c", "64"]);
+        Assert.Equal(1, bad.ExitCode);
+        Assert.Contains("--grammar: grammar line 1", bad.Stderr, StringComparison.Ordinal);
+    }
+
     [Fact]
     public void Chat_BadArguments_AndEndOfInputAtOnce()
     {
