@@ -102,6 +102,18 @@ if (sFinish === 'stop') {
 result.structured = { text: sText, finish: sFinish };
 console.log(`ok chat.completions.create json_schema stream: ${JSON.stringify(sText)} (${sFinish})`);
 
+// llama-server's grammar field (GBNF), passed as an extra body field as OpenAI's clients allow:
+// the reply is a sentence of the grammar, and finishing it ends the reply with "stop".
+const grammared = await client.chat.completions.create({
+  model, messages, max_tokens: 40, temperature: 0,
+  grammar: 'root ::= ("yes" | "no") ", " [a-z]{1,8} "."',
+});
+const gText = grammared.choices[0].message.content;
+assert.match(gText, /^(yes|no), [a-z]{1,8}\.$/, `grammar reply ${JSON.stringify(gText)}`);
+assert.equal(grammared.choices[0].finish_reason, 'stop');
+result.grammar = { text: gText, finish: grammared.choices[0].finish_reason };
+console.log(`ok chat.completions.create grammar: ${JSON.stringify(gText)}`);
+
 // A wrong key: 401, which the client raises as AuthenticationError.
 const wrong = new OpenAI({ baseURL: client.baseURL, apiKey: `${apiKey}-wrong`, maxRetries: 0 });
 try {

@@ -42,6 +42,8 @@ public sealed class OpenAiClientTests(ITestOutputHelper output)
             "{\"type\": \"object\", \"properties\": {\"animal\": {\"type\": \"string\", \"enum\": [\"cat\", \"dog\"]}, \"age\": {\"type\": \"integer\"}}, " +
             "\"required\": [\"animal\", \"age\"], \"additionalProperties\": false}").RootElement);
         Assert.True(EdgeLlm.Sampling.JsonConstraint.IsPrefix(System.Text.Encoding.UTF8.GetBytes(structured), schema), structured);
+        string grammared = r.GetProperty("grammar").GetProperty("text").GetString()!;
+        Assert.True(EdgeLlm.Sampling.GbnfGrammar.Parse("root ::= (\"yes\" | \"no\") \", \" [a-z]{1,8} \".\"").IsMatch(grammared), grammared);
         Assert.Equal(404, r.GetProperty("unknownModel").GetProperty("status").GetInt32());
         Assert.Equal("model_not_found", r.GetProperty("unknownModel").GetProperty("code").GetString());
         Assert.Equal(0, server.Stop());
