@@ -167,6 +167,21 @@ public class GrammarTests(ITestOutputHelper output)
         Assert.Equal(column, e.Column);
     }
 
+    /// <summary>Ambiguity and depth: the stack sets stay deduplicated, so long inputs are matched in linear time.</summary>
+    [Fact]
+    public void AmbiguousAndDeepInputs_AreMatched()
+    {
+        var ambiguous = GbnfGrammar.Parse("root ::= (\"a\" | \"aa\" | \"aaa\")+ \"b\"");
+        Assert.True(ambiguous.IsMatch(new string('a', 3000) + "b"));
+        Assert.False(ambiguous.IsMatch(new string('a', 3000) + "bb"));
+        var json = GbnfGrammar.Parse(Json);
+        string deep = "{\"a\": " + string.Concat(Enumerable.Repeat("[", 200)) + "1" + string.Concat(Enumerable.Repeat("]", 200)) + "}";
+        Assert.True(json.IsMatch(deep));
+        Assert.False(json.IsMatch(deep[..^2] + "}"));
+        // A nullable item under * is left recursion for llama.cpp and here.
+        Assert.Throws<GbnfParseException>(() => GbnfGrammar.Parse("root ::= (\"\" | \"x\")*"));
+    }
+
     [Fact]
     public void RepetitionBlowUp_IsRefused()
     {
