@@ -119,9 +119,10 @@ public sealed class JsonConstraint : TokenConstraint
     /// <summary>
     /// An immutable stack of open containers, shared between copies of a state: object or array, its
     /// schema (null: unconstrained), the properties already written (bit i: Schema.Properties[i]) and
-    /// the schema of the value after the current key.
+    /// the schema of the value after the current key; for an array, the items begun so far (counted
+    /// only under a schema, for minItems / maxItems).
     /// </summary>
-    private sealed record Frame(bool IsObject, Frame? Parent, JsonSchemaNode? Schema = null, ulong Seen = 0, JsonSchemaNode? Pending = null)
+    private sealed record Frame(bool IsObject, Frame? Parent, JsonSchemaNode? Schema = null, ulong Seen = 0, JsonSchemaNode? Pending = null, int Count = 0)
     {
         /// <summary>Keys come from a property list.</summary>
         public bool ListedKeys => Schema is { Properties.Length: > 0 };
@@ -151,6 +152,8 @@ public sealed class JsonConstraint : TokenConstraint
         public byte[][]? MatchList;      // a string that must be one of these (escaped, without quotes): a listed key or an enum value
         public ulong Match;              // which of MatchList still match what was written
         public int MatchOffset;          // bytes of the string written so far
+        public int StrLen;               // characters of the string value written so far (under minLength / maxLength)
+        public int StrMin, StrMax;       // its minLength and maxLength (-1: no maximum)
 
         public static State Start => new() { Mode = Mode.Start };
 
@@ -192,6 +195,11 @@ public sealed class JsonConstraint : TokenConstraint
                     return StartValue(b);
                 case Mode.ValueOrClose:
                     if (b == (byte)']') return Close(isObject: false);
+                    if (Stack!.Schema is { } arr)
+                    {
+                        if (arr.MaxItems == 0) return false;
+                        Stack = Stack with { Count = 1 };
+                    }
                     return StartValue(b);
                 case Mode.KeyOrClose:
                     if (b == (byte)'}') return Close(isObject: true);
@@ -266,6 +274,7 @@ public sealed class JsonConstraint : TokenConstraint
         private bool Close(bool isObject)
         {
             if (Stack is null || Stack.IsObject != isObject) return false;
+            if (!isObject && Stack.Schema is { } arr && Stack.Count < arr.MinItems) return false; // minItems not reached
             if (isObject && Stack.Schema is { } os && (os.Required & ~Stack.Seen) != 0) return false; // a required property is missing
             Stack = Stack.Parent;
             Depth--;
@@ -288,7 +297,13 @@ public sealed class JsonConstraint : TokenConstraint
                 else
                 {
                     Mode = Mode.Value;
-                    if (Schema) Next = Stack.Schema!.Items ?? JsonSchemaNode.AnyValue;
+                    if (Schema)
+                    {
+                        var arr = Stack.Schema!;
+                        if (arr.MaxItems >= 0 && Stack.Count >= arr.MaxItems) return false; // maxItems reached
+                        Stack = Stack with { Count = Stack.Count + 1 };
+                        Next = arr.Items ?? JsonSchemaNode.AnyValue;
+                    }
                 }
                 return true;
             }
@@ -324,6 +339,8 @@ public sealed class JsonConstraint : TokenConstraint
                     if (!Allowed(JsonTypes.String)) return false;
                     Mode = Mode.String;
                     InKey = false;
+                    StrLen = 0;
+                    (StrMin, StrMax) = Next is { } sn ? (sn.MinLength, sn.MaxLength) : (0, -1);
                     MatchList = Next?.Enum;
                     if (MatchList is not null) { Match = AllBits(MatchList.Length); MatchOffset = 0; }
                     return true;
@@ -363,11 +380,21 @@ public sealed class JsonConstraint : TokenConstraint
                     Mode = Mode.Colon;
                     if (Schema) Stack = Stack! with { Pending = JsonSchemaNode.AnyValue }; // a free-form object's member
                 }
-                else EndValue();
+                else
+                {
+                    if (StrLen < StrMin) return false; // minLength not reached
+                    EndValue();
+                }
                 return true;
             }
-            if (b == (byte)'\\') { Mode = Mode.Escape; return true; }
             if (b < 0x20) return false; // control characters must be escaped
+            if (b < 0x80 || b >= 0xC2)
+            {
+                // A character begins (an escape, an ASCII character or a UTF-8 lead byte): maxLength counts it.
+                if (!InKey && StrMax >= 0 && StrLen >= StrMax) return false;
+                StrLen++;
+            }
+            if (b == (byte)'\\') { Mode = Mode.Escape; return true; }
             if (b < 0x80) return true;
             // UTF-8 lead bytes, with the ranges of the next byte that keep the sequence well-formed (RFC 3629)
             (Utf8Left, Utf8Min, Utf8Max) = b switch

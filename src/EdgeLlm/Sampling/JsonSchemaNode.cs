@@ -25,9 +25,10 @@ public enum JsonTypes : byte
 /// The part of JSON Schema that <see cref="JsonConstraint"/> enforces while generating: <c>type</c>
 /// (one or a list), <c>properties</c> with <c>required</c> (keys from the list only, each once, any
 /// order; <c>additionalProperties</c> may be absent or false), <c>items</c>, and string
-/// <c>enum</c> / <c>const</c>. Keywords that only narrow values (<c>description</c>, <c>title</c>,
-/// <c>format</c>, <c>minimum</c>, <c>maxLength</c>, <c>pattern</c>, ...) are accepted and not
-/// enforced. <c>$ref</c> into the same document (<c>$defs</c>, <c>definitions</c>; not recursive) and
+/// <c>enum</c> / <c>const</c>, <c>minItems</c> / <c>maxItems</c> and <c>minLength</c> / <c>maxLength</c>
+/// (in characters: a code point, or one escape such as <c>\n</c> or <c>\u00e9</c>). Keywords that only
+/// narrow values (<c>description</c>, <c>title</c>, <c>format</c>, <c>minimum</c>, <c>pattern</c>, ...) are
+/// accepted and not enforced. <c>$ref</c> into the same document (<c>$defs</c>, <c>definitions</c>; not recursive) and
 /// <c>anyOf</c>/<c>oneOf</c> of alternatives with different JSON types (pydantic's Optional:
 /// <c>[{...}, {"type": "null"}]</c>) are followed. Keywords that change the structure and are not
 /// implemented (<c>allOf</c>, <c>not</c>, overlapping alternatives, <c>additionalProperties</c> other
@@ -42,8 +43,8 @@ public sealed class JsonSchemaNode
     private static readonly HashSet<string> s_ignored = new(StringComparer.Ordinal)
     {
         "$schema", "$id", "$comment", "title", "description", "default", "examples", "format", "pattern",
-        "minLength", "maxLength", "minimum", "maximum", "exclusiveMinimum", "exclusiveMaximum", "multipleOf",
-        "minItems", "maxItems", "uniqueItems", "minProperties", "maxProperties", "deprecated", "readOnly", "writeOnly", "strict",
+        "minimum", "maximum", "exclusiveMinimum", "exclusiveMaximum", "multipleOf",
+        "uniqueItems", "minProperties", "maxProperties", "deprecated", "readOnly", "writeOnly", "strict",
     };
 
     private JsonSchemaNode() { }
@@ -68,6 +69,18 @@ public sealed class JsonSchemaNode
 
     /// <summary>The allowed strings, JSON-escaped UTF-8 (null: any string).</summary>
     internal byte[][]? Enum { get; private init; }
+
+    /// <summary>Fewest items of an array (minItems; 0: no bound).</summary>
+    internal int MinItems { get; private init; }
+
+    /// <summary>Most items of an array (maxItems; -1: no bound).</summary>
+    internal int MaxItems { get; private init; } = -1;
+
+    /// <summary>Fewest characters of a string (minLength; 0: no bound).</summary>
+    internal int MinLength { get; private init; }
+
+    /// <summary>Most characters of a string (maxLength; -1: no bound).</summary>
+    internal int MaxLength { get; private init; } = -1;
 
     /// <summary>Allows any value.</summary>
     public static JsonSchemaNode AnyValue { get; } = new() { Types = JsonTypes.Any };
@@ -124,6 +137,8 @@ public sealed class JsonSchemaNode
             JsonElement? requiredList = null;
             JsonSchemaNode? reference = null;
             JsonSchemaNode[]? anyOf = null;
+            int minItems = 0, maxItems = -1, minLength = 0, maxLength = -1;
+            bool bounds = false;
             foreach (var p in s.EnumerateObject())
             {
                 string at = $"{path}.{p.Name}";
@@ -162,6 +177,22 @@ public sealed class JsonSchemaNode
                     case "$defs":
                     case "definitions":
                         break; // read through $ref
+                    case "minItems":
+                        minItems = Count(p.Value, at);
+                        bounds = true;
+                        break;
+                    case "maxItems":
+                        maxItems = Count(p.Value, at);
+                        bounds = true;
+                        break;
+                    case "minLength":
+                        minLength = Count(p.Value, at);
+                        bounds = true;
+                        break;
+                    case "maxLength":
+                        maxLength = Count(p.Value, at);
+                        bounds = true;
+                        break;
                     case "enum":
                     case "const":
                         var values = p.Name == "const" ? [p.Value] : p.Value.ValueKind == JsonValueKind.Array ? p.Value.EnumerateArray().ToArray()
@@ -177,8 +208,8 @@ public sealed class JsonSchemaNode
             }
             if (reference is not null || anyOf is not null)
             {
-                if (props.Length > 0 || items is not null || enumValues is not null || types != JsonTypes.None || (reference is not null && anyOf is not null))
-                    throw new ArgumentException($"{path}: $ref, anyOf and oneOf are supported alone (beside descriptive keywords), not mixed with type, properties, items or enum");
+                if (props.Length > 0 || items is not null || enumValues is not null || types != JsonTypes.None || bounds || (reference is not null && anyOf is not null))
+                    throw new ArgumentException($"{path}: $ref, anyOf and oneOf are supported alone (beside descriptive keywords), not mixed with type, properties, items, enum or length bounds");
                 if (reference is not null) return reference;
                 return new JsonSchemaNode { Types = anyOf!.Aggregate(JsonTypes.None, (t, a) => t | a.Types), AnyOf = anyOf };
             }
@@ -197,7 +228,21 @@ public sealed class JsonSchemaNode
                     required |= 1UL << i;
                 }
             }
-            return new JsonSchemaNode { Types = types, Properties = props, KeyBytes = props.Select(p => p.Item2).ToArray(), Required = required, Items = items, Enum = enumValues };
+            if (maxItems >= 0 && minItems > maxItems) throw new ArgumentException($"{path}: minItems {minItems} is above maxItems {maxItems}: no array fits");
+            if (maxLength >= 0 && minLength > maxLength) throw new ArgumentException($"{path}: minLength {minLength} is above maxLength {maxLength}: no string fits");
+            return new JsonSchemaNode
+            {
+                Types = types, Properties = props, KeyBytes = props.Select(p => p.Item2).ToArray(), Required = required, Items = items, Enum = enumValues,
+                MinItems = minItems, MaxItems = maxItems, MinLength = minLength, MaxLength = maxLength,
+            };
+        }
+
+        /// <summary>A count keyword's value: a non-negative integer (1.0 counts as 1, as JSON Schema allows).</summary>
+        private static int Count(JsonElement v, string at)
+        {
+            if (v.ValueKind == JsonValueKind.Number && v.TryGetDouble(out double d) && d >= 0 && d == Math.Floor(d))
+                return d > int.MaxValue ? int.MaxValue : (int)d;
+            throw new ArgumentException($"{at} must be a non-negative integer, got {v.GetRawText()}");
         }
 
         private JsonSchemaNode Reference(string reference, string at)

@@ -233,6 +233,48 @@ public class JsonConstraintTests(ITestOutputHelper output)
         Assert.Contains(expected, ex.Message, StringComparison.Ordinal);
     }
 
+    /// <summary>minItems / maxItems and minLength / maxLength (characters: a code point or one escape), checked as the text is written.</summary>
+    [Fact]
+    public void Schema_ItemAndLengthBounds_AreEnforced()
+    {
+        const string Bounds = """
+            {"type": "object", "properties": {
+               "tags": {"type": "array", "items": {"type": "string", "minLength": 2, "maxLength": 4}, "minItems": 1, "maxItems": 3},
+               "none": {"type": "array", "maxItems": 0},
+               "code": {"type": "string", "minLength": 3, "maxLength": 3}},
+             "required": ["tags"]}
+            """;
+        var node = JsonSchemaNode.Parse(JsonDocument.Parse(Bounds).RootElement);
+        bool Ok(string json) => JsonConstraint.IsCompleteObject(Encoding.UTF8.GetBytes(json), node);
+        bool Prefix(string json) => JsonConstraint.IsPrefix(Encoding.UTF8.GetBytes(json), node);
+        Assert.True(Ok("{\"tags\": [\"ab\"]}"));
+        Assert.True(Ok("{\"tags\": [\"ab\", \"abcd\", \"日本語!\"], \"none\": [], \"code\": \"\\n\\u00e9x\"}"));
+        Assert.False(Prefix("{\"tags\": []"));                          // minItems 1
+        Assert.False(Prefix("{\"tags\": [\"ab\", \"ab\", \"ab\","));       // maxItems 3: no fourth
+        Assert.True(Prefix("{\"tags\": [\"ab\", \"ab\", \"ab\""));
+        Assert.False(Prefix("{\"tags\": [\"a\""));                      // minLength 2
+        Assert.False(Prefix("{\"tags\": [\"abcde"));                    // maxLength 4
+        Assert.False(Prefix("{\"tags\": [\"日本語日本"));                 // 5 characters, 15 bytes
+        Assert.True(Prefix("{\"tags\": [\"日本語日"));
+        Assert.False(Prefix("{\"tags\": [\"ab\"], \"none\": [1"));      // maxItems 0
+        Assert.False(Prefix("{\"tags\": [\"ab\"], \"code\": \"\\t\\t\\t\\t")); // four escapes: four characters
+        Assert.False(Ok("{\"tags\": [\"ab\"], \"code\": \"ab\"}"));
+        // Keys are not held to a value's bounds.
+        var keys = JsonSchemaNode.Parse(JsonDocument.Parse("{\"type\": \"object\", \"properties\": {\"longer-key\": {\"type\": \"string\", \"maxLength\": 1}}}").RootElement);
+        Assert.True(JsonConstraint.IsCompleteObject("{\"longer-key\": \"x\"}"u8, keys));
+    }
+
+    [Theory]
+    [InlineData("{\"type\": \"object\", \"properties\": {\"a\": {\"type\": \"array\", \"minItems\": 3, \"maxItems\": 2}}}", "minItems 3 is above maxItems 2")]
+    [InlineData("{\"type\": \"object\", \"properties\": {\"a\": {\"type\": \"string\", \"maxLength\": -1}}}", "schema.properties.a.maxLength must be a non-negative integer")]
+    [InlineData("{\"type\": \"object\", \"properties\": {\"a\": {\"type\": \"string\", \"minLength\": 1.5}}}", "minLength must be a non-negative integer")]
+    [InlineData("{\"type\": \"object\", \"properties\": {\"a\": {\"anyOf\": [{\"type\": \"string\"}, {\"type\": \"null\"}], \"maxLength\": 3}}}", "not mixed with type, properties, items, enum or length bounds")]
+    public void Schema_BadBounds_AreRefused(string schema, string expected)
+    {
+        var ex = Assert.Throws<ArgumentException>(() => JsonSchemaNode.Parse(JsonDocument.Parse(schema).RootElement));
+        Assert.Contains(expected, ex.Message, StringComparison.Ordinal);
+    }
+
     /// <summary>What pydantic writes for nested and Optional fields: $defs with $ref, and anyOf [..., null].</summary>
     [Fact]
     public void Schema_RefsAndTypeDisjointAnyOf_AreFollowed()
