@@ -74,7 +74,14 @@ public sealed record GenerationOptions
 /// <param name="Tokens">the sampled tokens (<paramref name="CompletionTokens"/> of them; a stop string's tokens included, the end-of-generation token not)</param>
 public sealed record GenerationResult(
     string Text, FinishReason Reason, int PromptTokens, int ReusedPromptTokens, int CompletionTokens, ulong Seed,
-    TimeSpan PromptTime, TimeSpan GenerationTime, string? StopString, IReadOnlyList<int> Tokens);
+    TimeSpan PromptTime, TimeSpan GenerationTime, string? StopString, IReadOnlyList<int> Tokens)
+{
+    /// <summary>With a draft model (<see cref="TextGenerator.UseDraft"/>): tokens it proposed.</summary>
+    public int DraftedTokens { get; init; }
+
+    /// <summary>With a draft model: proposed tokens the model confirmed (each saved one evaluation of the model on its own).</summary>
+    public int AcceptedDraftTokens { get; init; }
+}
 
 /// <summary>A prompt that does not fit in the context.</summary>
 public sealed class PromptTooLongException(int promptTokens, int contextLength)
@@ -101,6 +108,7 @@ public sealed class PromptTooLongException(int promptTokens, int contextLength)
 public sealed class TextGenerator
 {
     private readonly List<int> _cached = [];
+    private Drafter? _draft;
 
     /// <summary>Creates a generator over <paramref name="context"/> (which it does not own).</summary>
     public TextGenerator(IEvalContext context, Tokenizer tokenizer)
@@ -128,6 +136,98 @@ public sealed class TextGenerator
     {
         _cached.Clear();
         Context.Reset();
+        _draft?.Reset();
+    }
+
+    /// <summary>
+    /// Speculative decoding (llama.cpp's <c>--model-draft</c>): from now on a smaller model with the same
+    /// vocabulary proposes up to <paramref name="maxDraft"/> tokens greedily after each sampled token, as
+    /// long as it gives its choice at least <paramref name="minProbability"/>, and the model evaluates the
+    /// token and the proposals in one batch. Each row of logits is then sampled exactly as one at a time
+    /// (the same sampler, constraints and stop rules): a proposal equal to the token sampled there is kept,
+    /// the first one that differs and everything after it are dropped from the KV cache. The output is the
+    /// one the model alone gives (greedy: the same tokens, up to the float rounding of batched products;
+    /// sampled: the same distribution), sooner when the draft guesses well: a batch of a few tokens costs
+    /// little more than one token, whose evaluation is bound by reading the weights.
+    /// </summary>
+    /// <param name="draftContext">the draft model's context (not owned); its cache is managed from here on</param>
+    /// <param name="draftTokenizer">the draft model's tokenizer: it must have the same tokens as the model's</param>
+    /// <param name="maxDraft">most tokens proposed at a time (llama.cpp's <c>--draft-max</c>, default 16); 0 turns drafting off</param>
+    /// <param name="minProbability">the draft stops proposing when its top token's probability is below this (llama.cpp's <c>--draft-p-min</c>)</param>
+    /// <exception cref="ArgumentException">the vocabularies differ, or a value is out of range.</exception>
+    public void UseDraft(IEvalContext draftContext, Tokenizer draftTokenizer, int maxDraft = 16, float minProbability = 0.75f)
+    {
+        ArgumentNullException.ThrowIfNull(draftContext);
+        ArgumentNullException.ThrowIfNull(draftTokenizer);
+        if (maxDraft < 0 || maxDraft > 256) throw new ArgumentOutOfRangeException(nameof(maxDraft), maxDraft, "the draft length must be in 0..256");
+        if (!(minProbability >= 0f && minProbability <= 1f)) throw new ArgumentOutOfRangeException(nameof(minProbability), minProbability, "the draft's minimum probability must be in [0, 1]");
+        if (draftTokenizer.VocabSize != Tokenizer.VocabSize)
+            throw new ArgumentException($"the draft model's vocabulary has {draftTokenizer.VocabSize} tokens, the model's {Tokenizer.VocabSize}: speculative decoding needs the same vocabulary", nameof(draftTokenizer));
+        for (int id = 0; id < Tokenizer.VocabSize; id++)
+        {
+            if (draftTokenizer.TokenText(id) != Tokenizer.TokenText(id))
+                throw new ArgumentException($"token {id} is '{draftTokenizer.TokenText(id)}' in the draft model and '{Tokenizer.TokenText(id)}' in the model: speculative decoding needs the same vocabulary", nameof(draftTokenizer));
+        }
+        _draft = maxDraft == 0 ? null : new Drafter(draftContext, maxDraft, minProbability);
+    }
+
+    /// <summary>The draft model's side: its cache (kept in step with the model's by longest common prefix) and its greedy proposals.</summary>
+    private sealed class Drafter(IEvalContext context, int maxDraft, float minProbability)
+    {
+        private readonly List<int> _cached = [];
+
+        public int MaxDraft => maxDraft;
+
+        public void Reset()
+        {
+            _cached.Clear();
+            context.Reset();
+        }
+
+        /// <summary>Up to <paramref name="max"/> greedy proposals to follow <paramref name="confirmed"/> and then <paramref name="next"/>.</summary>
+        public int[] Propose(List<int> confirmed, int next, int max)
+        {
+            if (max <= 0 || confirmed.Count + 1 > context.ContextLength) return []; // the draft's context cannot hold the text
+            if (context.Position != _cached.Count)
+            {
+                _cached.Clear();
+                context.Reset();
+            }
+            int common = 0;
+            while (common < _cached.Count && common < confirmed.Count && _cached[common] == confirmed[common]) common++;
+            if (common < _cached.Count && common == confirmed.Count && _cached[common] == next) common++;
+            if (common == confirmed.Count + 1) common--; // the logits after `next` are needed
+            context.Rewind(common);
+            _cached.RemoveRange(common, _cached.Count - common);
+            var rest = new int[confirmed.Count + 1 - common];
+            for (int i = 0; i < rest.Length; i++) rest[i] = common + i < confirmed.Count ? confirmed[common + i] : next;
+            float[] logits = context.Eval(rest);
+            _cached.AddRange(rest);
+            var drafts = new List<int>(max);
+            while (drafts.Count < max)
+            {
+                int best = TopToken(logits, out float p);
+                if (p < minProbability) break;
+                drafts.Add(best);
+                if (drafts.Count == max || context.Position >= context.ContextLength) break;
+                logits = context.Eval([best]);
+                _cached.Add(best);
+            }
+            return [.. drafts];
+        }
+
+        /// <summary>The most likely token and its softmax probability.</summary>
+        private static int TopToken(ReadOnlySpan<float> logits, out float probability)
+        {
+            int best = 0;
+            for (int i = 1; i < logits.Length; i++)
+                if (logits[i] > logits[best]) best = i;
+            float max = logits[best];
+            double sum = 0;
+            foreach (float l in logits) sum += Math.Exp(l - max);
+            probability = (float)(1.0 / sum);
+            return best;
+        }
     }
 
     /// <summary>Generates a continuation of <paramref name="prompt"/>, calling <paramref name="onText"/> with each piece of text as it becomes final.</summary>
@@ -184,6 +284,25 @@ public sealed class TextGenerator
         FinishReason reason = FinishReason.Cancelled;
         string? stopString = null;
         bool finished = false;
+        // Speculative decoding: proposals evaluated after the last sampled token and not yet confirmed,
+        // the logits of every row of that batch, and the proposal the next sampled token is compared with.
+        int[]? pending = null;
+        float[]? rows = null;
+        int pendingAt = 0, drafted = 0, accepted = 0;
+        int vocab = Tokenizer.VocabSize;
+
+        void DropPending()
+        {
+            if (pending is null) return;
+            int drop = pending.Length - pendingAt;
+            if (drop > 0)
+            {
+                Context.Rewind(Context.Position - drop);
+                _cached.RemoveRange(_cached.Count - drop, drop);
+            }
+            pending = null;
+        }
+
         try
         {
             while (true)
@@ -193,6 +312,9 @@ public sealed class TextGenerator
                 genWatch.Start();
                 int next = sampler.Sample(logits);
                 if (json is not null) next = json.Choose(sampler, logits, next);
+                // A proposal equal to the sampled token is already in the KV cache; one that differs is dropped, with all after it.
+                bool inCache = pending is not null && next == pending[pendingAt];
+                if (pending is not null && !inCache) DropPending();
                 genWatch.Stop();
                 if (Tokenizer.IsEndOfGeneration(next)) { reason = FinishReason.EndOfGeneration; break; }
                 sampler.Accept(next);
@@ -209,10 +331,34 @@ public sealed class TextGenerator
                 if (json is not null && json.IsComplete) { reason = FinishReason.EndOfGeneration; break; }
                 // Checked before evaluating the token: a token that ends generation needs no KV entry.
                 if (options.MaxTokens >= 0 && generated >= options.MaxTokens) { reason = FinishReason.Length; break; }
+                if (inCache)
+                {
+                    // The batch already holds the logits after this token.
+                    accepted++;
+                    pendingAt++;
+                    logits = rows.AsSpan(pendingAt * vocab, vocab).ToArray();
+                    if (pendingAt == pending!.Length) pending = null;
+                    continue;
+                }
                 if (Context.Position >= Context.ContextLength) { reason = FinishReason.ContextFull; break; }
                 genWatch.Start();
-                logits = Context.Eval([next]);
-                _cached.Add(next);
+                int[] drafts = _draft is null ? [] : _draft.Propose(_cached, next, Math.Min(Math.Min(_draft.MaxDraft,
+                    Context.ContextLength - Context.Position - 1), options.MaxTokens >= 0 ? options.MaxTokens - generated : int.MaxValue));
+                if (drafts.Length == 0)
+                {
+                    logits = Context.Eval([next]);
+                    _cached.Add(next);
+                }
+                else
+                {
+                    rows = Context.Eval([next, .. drafts], allLogits: true);
+                    _cached.Add(next);
+                    _cached.AddRange(drafts);
+                    pending = drafts;
+                    pendingAt = 0;
+                    drafted += drafts.Length;
+                    logits = rows.AsSpan(0, vocab).ToArray();
+                }
                 genWatch.Stop();
             }
             if (reason != FinishReason.StopString)
@@ -230,9 +376,12 @@ public sealed class TextGenerator
         }
         finally
         {
+            // Proposals never confirmed leave the cache (it holds what was generated, as without a draft).
+            DropPending();
             // An enumeration abandoned early (the consumer stopped reading) ends as Cancelled.
             LastResult = new GenerationResult(text.ToString(), finished ? reason : FinishReason.Cancelled, prompt.Count, reused, generated,
-                sampler.Seed, promptWatch.Elapsed, genWatch.Elapsed, stopString, tokens);
+                sampler.Seed, promptWatch.Elapsed, genWatch.Elapsed, stopString, tokens)
+            { DraftedTokens = drafted, AcceptedDraftTokens = accepted };
         }
     }
 
