@@ -39,10 +39,16 @@ public static class RunCommand
             Description = "Constrain the output to this GBNF grammar (llama-cli's flag and syntax; generation starts at the rule 'root')",
         };
         var grammarFile = new Option<string?>("--grammar-file") { Description = "Read the GBNF grammar from a file (UTF-8)" };
+        var draftModel = new Option<string?>("--model-draft", "-md")
+        {
+            Description = "Speculative decoding: a smaller model with the same vocabulary proposes tokens, the model confirms them in batches (same output, sooner)",
+        };
+        var draftMax = new Option<int>("--draft-max", "--draft") { Description = "Most tokens the draft model proposes at a time", DefaultValueFactory = _ => 16 };
+        var draftPMin = new Option<float>("--draft-p-min") { Description = "The draft stops proposing when its top token's probability is below this", DefaultValueFactory = _ => 0.75f };
 
         var cmd = new Command("run", "Generate text from a prompt")
         {
-            model, prompt, file, n, ctx, threads, stop, showProbs, backend, generic, jsonSchema, grammar, grammarFile,
+            model, prompt, file, n, ctx, threads, stop, showProbs, backend, generic, jsonSchema, grammar, grammarFile, draftModel, draftMax, draftPMin,
         };
         foreach (var o in sampler.All) cmd.Options.Add(o);
         cmd.SetAction(pr => ExitCodes.Guard(pr.GetValue(verbose), () =>
@@ -56,6 +62,19 @@ public static class RunCommand
             var json = ParseJsonSchema(pr.GetValue(jsonSchema));
             var gbnf = ParseGrammar(pr.GetValue(grammar), pr.GetValue(grammarFile));
             if (gbnf is not null && json.Json) throw new UsageException("give either --json-schema or a grammar (--grammar, --grammar-file), not both");
+            if (pr.GetValue(draftModel) is { } draftPath)
+            {
+                if (k > 0) throw new UsageException("--show-probs cannot be combined with --model-draft");
+                int dMax = pr.GetValue(draftMax);
+                float dPMin = pr.GetValue(draftPMin);
+                if (dMax < 1 || dMax > 256) throw new UsageException($"--draft-max must be in 1..256, got {dMax}");
+                if (!(dPMin >= 0f && dPMin <= 1f)) throw new UsageException($"--draft-p-min must be in [0, 1], got {dPMin}");
+                var generation = new GenerationOptions
+                {
+                    Sampling = options, MaxTokens = nPredict, Stop = pr.GetValue(stop) ?? [], JsonObject = json.Json, JsonSchema = json.Schema, Grammar = gbnf,
+                };
+                return RunWithDraft(ModelResolver.Resolve(pr.GetValue(model)), draftPath, text, generation, pr.GetValue(ctx), pr.GetValue(threads), pr.GetValue(backend), pr.GetValue(generic), dMax, dPMin);
+            }
             return Run(ModelResolver.Resolve(pr.GetValue(model)), text, nPredict, pr.GetValue(ctx), pr.GetValue(threads), options, pr.GetValue(stop) ?? [], k, pr.GetValue(backend), pr.GetValue(generic), json, gbnf);
         }));
         return cmd;
@@ -228,6 +247,93 @@ public static class RunCommand
         err.WriteLine(string.Format(ci, "prompt: {0} tokens in {1:F1} ms, {2:F2} tok/s", tokens.Length, promptWatch.Elapsed.TotalMilliseconds, tokens.Length / Math.Max(promptWatch.Elapsed.TotalSeconds, 1e-9)));
         err.WriteLine(string.Format(ci, "generation: {0} tokens in {1:F1} ms, {2:F2} tok/s", generated, genWatch.Elapsed.TotalMilliseconds, generated / Math.Max(genWatch.Elapsed.TotalSeconds, 1e-9)));
         return cancelled ? 130 : ExitCodes.Ok;
+    }
+
+    /// <summary>
+    /// <c>run --model-draft</c>: the same contract as <see cref="Run"/> (stdout: the prompt, the text, one
+    /// newline; stderr: the stop reason and timings), through <see cref="TextGenerator.UseDraft"/>, plus a
+    /// line saying how many proposals the model kept.
+    /// </summary>
+    private static int RunWithDraft(string modelPath, string draftPath, string prompt, GenerationOptions options, int ctxLen, int threads, string? backend, bool generic,
+        int draftMax, float draftPMin)
+    {
+        CheckThreads(threads);
+        CheckContext(ctxLen);
+        var err = Console.Error;
+        var loadWatch = Stopwatch.StartNew();
+        using var model = Model.Load(modelPath, new ModelLoadOptions { Generic = generic, RepackWeights = BackendOption.MayRunOnCpu(backend) });
+        var tokenizer = Tokenizer.FromGguf(model.File);
+        Model draft;
+        try
+        {
+            draft = Model.Load(draftPath, new ModelLoadOptions { Generic = generic, RepackWeights = BackendOption.MayRunOnCpu(backend) });
+        }
+        catch (Exception e) when (e is ModelLoadException or GgufFormatException or IOException)
+        {
+            throw new InputException($"--model-draft {draftPath}: {e.Message}");
+        }
+        using var draftOwner = draft;
+        var draftTokenizer = Tokenizer.FromGguf(draft.File);
+        if (ctxLen > model.Config.TrainingContextLength && model.Config.TrainingContextLength > 0)
+            err.WriteLine($"warning: context {ctxLen} exceeds the model's training context ({model.Config.TrainingContextLength}); output past it may degrade");
+        using var context = BackendOption.CreateContext(backend, model, ctxLen, threads);
+        using var draftContext = BackendOption.CreateContext(backend, draft, ctxLen, threads);
+        var generator = new TextGenerator(context, tokenizer);
+        try
+        {
+            generator.UseDraft(draftContext, draftTokenizer, draftMax, draftPMin);
+        }
+        catch (ArgumentException e)
+        {
+            throw new InputException($"--model-draft {draftPath}: {e.Message}");
+        }
+        loadWatch.Stop();
+
+        int[] tokens = tokenizer.Encode(prompt, addSpecial: true, parseSpecial: true);
+        if (tokens.Length == 0) throw new InputException("the prompt is empty and the model adds no BOS token: nothing to condition on");
+        if (tokens.Length >= ctxLen)
+            throw new InputException($"the prompt is {tokens.Length} tokens; the context (-c) holds {ctxLen}, which leaves no room to generate");
+        var sampling = options.Sampling with { Seed = options.Sampling.Seed ?? new Sampler(options.Sampling, tokenizer.VocabSize).Seed };
+        if (sampling.Temperature > 0) err.WriteLine($"seed: {sampling.Seed}");
+
+        var stdout = Console.OpenStandardOutput();
+        void Out(string text)
+        {
+            stdout.Write(Encoding.UTF8.GetBytes(text));
+            stdout.Flush();
+        }
+        using var cancel = new CancellationTokenSource();
+        ConsoleCancelEventHandler onCancel = (_, e) => { e.Cancel = true; cancel.Cancel(); };
+        Console.CancelKeyPress += onCancel;
+        GenerationResult r;
+        try
+        {
+            Out(prompt);
+            r = generator.Generate(tokens, options with { Sampling = sampling }, Out, cancel.Token);
+            Out("\n");
+        }
+        finally
+        {
+            Console.CancelKeyPress -= onCancel;
+        }
+        string reason = r.Reason switch
+        {
+            FinishReason.EndOfGeneration => options.Grammar is not null ? "end of generation or grammar complete"
+                : options.JsonObject || options.JsonSchema is not null ? "end of generation or JSON object complete" : "end of generation",
+            FinishReason.StopString => "stop string",
+            FinishReason.Length => $"reached -n {options.MaxTokens}",
+            FinishReason.ContextFull => $"context full ({ctxLen} tokens)",
+            _ => "interrupted",
+        };
+        if (r.Reason == FinishReason.ContextFull) err.WriteLine($"edgellm: context is full ({ctxLen} tokens); stopping. Use -c to enlarge it.");
+        var ci = CultureInfo.InvariantCulture;
+        err.WriteLine($"stopped: {reason}");
+        err.WriteLine(string.Format(ci, "load time: {0:F1} ms", loadWatch.Elapsed.TotalMilliseconds));
+        err.WriteLine(string.Format(ci, "prompt: {0} tokens in {1:F1} ms, {2:F2} tok/s", tokens.Length, r.PromptTime.TotalMilliseconds, tokens.Length / Math.Max(r.PromptTime.TotalSeconds, 1e-9)));
+        err.WriteLine(string.Format(ci, "generation: {0} tokens in {1:F1} ms, {2:F2} tok/s", r.CompletionTokens, r.GenerationTime.TotalMilliseconds, r.CompletionTokens / Math.Max(r.GenerationTime.TotalSeconds, 1e-9)));
+        err.WriteLine(string.Format(ci, "draft: {0} tokens proposed, {1} accepted ({2:F1}%)", r.DraftedTokens, r.AcceptedDraftTokens,
+            100.0 * r.AcceptedDraftTokens / Math.Max(r.DraftedTokens, 1)));
+        return r.Reason == FinishReason.Cancelled ? 130 : ExitCodes.Ok;
     }
 
     private static void PrintProbs(TextWriter err, Tokenizer tokenizer, float[] logits, int k, int chosen)

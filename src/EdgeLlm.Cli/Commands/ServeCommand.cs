@@ -3,6 +3,7 @@ using System.Net;
 using EdgeLlm.Chat;
 using EdgeLlm.Cli.Server;
 using EdgeLlm.Engine;
+using EdgeLlm.Gguf;
 using EdgeLlm.Models;
 using EdgeLlm.Runtime;
 using EdgeLlm.Tokenizers;
@@ -37,10 +38,13 @@ public static class ServeCommand
             DefaultValueFactory = _ => "auto",
         };
         reasoningFormat.AcceptOnlyFromAmong("auto", "none", "deepseek");
+        var draftModel = new Option<string?>("--model-draft", "-md") { Description = "Speculative decoding in every slot: a smaller model with the same vocabulary proposes tokens (see run)" };
+        var draftMax = new Option<int>("--draft-max", "--draft") { Description = "Most tokens the draft model proposes at a time", DefaultValueFactory = _ => 16 };
+        var draftPMin = new Option<float>("--draft-p-min") { Description = "The draft stops proposing when its top token's probability is below this", DefaultValueFactory = _ => 0.75f };
 
         var cmd = new Command("serve", "Serve the model over an OpenAI-compatible HTTP API (/v1/chat/completions, /v1/completions, /v1/models, /health)")
         {
-            model, host, port, apiKey, parallel, queue, ctx, threads, maxBody, alias, backend, generic, kwargs, reasoningFormat,
+            model, host, port, apiKey, parallel, queue, ctx, threads, maxBody, alias, backend, generic, kwargs, reasoningFormat, draftModel, draftMax, draftPMin,
         };
         cmd.SetAction(pr => ExitCodes.Guard(pr.GetValue(verbose), () =>
         {
@@ -64,6 +68,11 @@ public static class ServeCommand
             string? key = pr.GetValue(apiKey);
             if (string.IsNullOrEmpty(key)) key = Environment.GetEnvironmentVariable("EDGELLM_API_KEY");
 
+            int dMax = pr.GetValue(draftMax);
+            float dPMin = pr.GetValue(draftPMin);
+            if (dMax < 1 || dMax > 256) throw new UsageException($"--draft-max must be in 1..256, got {dMax}");
+            if (!(dPMin >= 0f && dPMin <= 1f)) throw new UsageException($"--draft-p-min must be in [0, 1], got {dPMin}");
+            var draft = pr.GetValue(draftModel) is { } draftPath ? (draftPath, dMax, dPMin) : ((string, int, float)?)null;
             string modelPath = ModelResolver.Resolve(pr.GetValue(model));
             string id = pr.GetValue(alias) is { Length: > 0 } a ? a : ModelId(modelPath);
             return Serve(modelPath, new ServerOptions
@@ -75,9 +84,17 @@ public static class ServeCommand
                 ModelId = id,
                 TemplateVariables = variables,
                 ReasoningFormat = pr.GetValue(reasoningFormat)!,
-            }, slots, queueLength, ctxLen, threadCount, pr.GetValue(backend), pr.GetValue(generic));
+            }, slots, queueLength, ctxLen, threadCount, pr.GetValue(backend), pr.GetValue(generic), draft);
         }));
         return cmd;
+    }
+
+    private sealed class Disposables(List<IEvalContext> items) : IDisposable
+    {
+        public void Dispose()
+        {
+            foreach (var i in items) i.Dispose();
+        }
     }
 
     /// <summary>The model's id in the API: the file name without <c>.gguf</c>.</summary>
@@ -87,7 +104,8 @@ public static class ServeCommand
         return name.EndsWith(".gguf", StringComparison.OrdinalIgnoreCase) ? name[..^5] : name;
     }
 
-    private static int Serve(string modelPath, ServerOptions options, int slots, int queue, int ctxLen, int threads, string? backend, bool generic)
+    private static int Serve(string modelPath, ServerOptions options, int slots, int queue, int ctxLen, int threads, string? backend, bool generic,
+        (string Path, int Max, float PMin)? draftOptions = null)
     {
         var err = Console.Error;
         // As `run`: weights are repacked only when a slot may run on the CPU (a Vulkan-only server keeps the file's layout).
@@ -101,22 +119,56 @@ public static class ServeCommand
         if (slots > 1 && backend is "vulkan" or "auto")
             err.WriteLine("edgellm: note: with a Vulkan backend each slot uploads its own copy of the weights");
 
+        Model? draft = null;
+        Tokenizer? draftTokenizer = null;
+        if (draftOptions is { } d)
+        {
+            try
+            {
+                draft = Model.Load(d.Path, new ModelLoadOptions { Generic = generic, RepackWeights = BackendOption.MayRunOnCpu(backend) });
+            }
+            catch (Exception e) when (e is ModelLoadException or GgufFormatException or IOException)
+            {
+                throw new InputException($"--model-draft {d.Path}: {e.Message}");
+            }
+            draftTokenizer = Tokenizer.FromGguf(draft.File);
+        }
+        using var draftOwner = draft;
         var list = new List<Slot>(slots);
+        var draftContexts = new List<IEvalContext>();
         SlotPool pool;
         try
         {
             for (int i = 0; i < slots; i++)
             {
                 var context = BackendOption.CreateContext(backend, model, ctxLen, threads);
-                list.Add(new Slot(i, context, new TextGenerator(context, tokenizer)));
+                var generator = new TextGenerator(context, tokenizer);
+                list.Add(new Slot(i, context, generator));
+                if (draftOptions is { } dd)
+                {
+                    var draftContext = BackendOption.CreateContext(backend, draft!, ctxLen, threads);
+                    draftContexts.Add(draftContext);
+                    try
+                    {
+                        generator.UseDraft(draftContext, draftTokenizer!, dd.Max, dd.PMin);
+                    }
+                    catch (ArgumentException e)
+                    {
+                        throw new InputException($"--model-draft {dd.Path}: {e.Message}");
+                    }
+                }
             }
             pool = new SlotPool(list, queue);
         }
         catch
         {
             foreach (var s in list) s.Context.Dispose();
+            foreach (var c in draftContexts) c.Dispose();
             throw;
         }
+        using var draftCleanup = new Disposables(draftContexts);
+        if (draftOptions is { } shown)
+            err.WriteLine($"edgellm: speculative decoding with {ModelId(shown.Path)} (up to {shown.Max} tokens, p-min {shown.PMin.ToString(System.Globalization.CultureInfo.InvariantCulture)})");
         using (pool)
         {
             if (list[0].Context is InferenceContext)

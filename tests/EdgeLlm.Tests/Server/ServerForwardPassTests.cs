@@ -31,11 +31,32 @@ public sealed class ServerForwardPassTests(ITestOutputHelper output)
         Assert.Equal(specialized, generic);
     }
 
-    private static async Task<string> Complete(ServerProcess server)
+    /// <summary><c>serve --model-draft</c>: every slot decodes speculatively, and the text is the model's own (greedy and seeded).</summary>
+    [Fact]
+    public async Task Serve_WithADraft_AnswersAsWithout()
+    {
+        string alone, aloneSeeded, drafted, draftedSeeded;
+        using (var server = ServerProcess.Start("-c", "256", "--parallel", "2"))
+        {
+            alone = await Complete(server, 60);
+            aloneSeeded = await Complete(server, 60, 0.8, 5);
+        }
+        using (var server = ServerProcess.Start("-c", "256", "--parallel", "2", "-md", SharedData.Model("stories260K-q8_0"), "--draft-max", "8"))
+        {
+            Assert.Contains("edgellm: speculative decoding with stories260K-q8_0 (up to 8 tokens, p-min 0.75)", server.Log);
+            drafted = await Complete(server, 60);
+            draftedSeeded = await Complete(server, 60, 0.8, 5);
+        }
+        output.WriteLine($"alone: {alone}\ndrafted: {drafted}\nseeded: {draftedSeeded}");
+        Assert.Equal(alone, drafted);
+        Assert.Equal(aloneSeeded, draftedSeeded);
+    }
+
+    private static async Task<string> Complete(ServerProcess server, int maxTokens = 24, double temperature = 0, int seed = 0)
     {
         using var client = server.Client(withKey: false);
         var (status, body, _) = await ServerHttpTests.PostAsync(client, "/v1/completions",
-            JsonSerializer.Serialize(new Dictionary<string, object> { ["prompt"] = "Once upon a time", ["max_tokens"] = 24, ["temperature"] = 0 }));
+            JsonSerializer.Serialize(new Dictionary<string, object> { ["prompt"] = "Once upon a time", ["max_tokens"] = maxTokens, ["temperature"] = temperature, ["seed"] = seed }));
         Assert.Equal(HttpStatusCode.OK, status);
         return body.GetProperty("choices")[0].GetProperty("text").GetString()!;
     }

@@ -1,0 +1,47 @@
+using Xunit;
+using Xunit.Abstractions;
+
+namespace EdgeLlm.Tests.Cli;
+
+/// <summary><c>edgellm run --model-draft</c>: speculative decoding gives the text the model gives alone, and says how many proposals it kept.</summary>
+public sealed class CliDraftTests(ITestOutputHelper output)
+{
+    [Theory]
+    [InlineData("0", "16")]
+    [InlineData("0.8", "4")]
+    public void Run_WithADraft_PrintsTheSameText(string temp, string draftMax)
+    {
+        string[] common = ["run", "-m", SharedData.Model("stories260K"), "-p", "Once upon a time", "--temp", temp, "--seed", "11", "-n", "80", "-c", "256"];
+        var alone = CliRunner.Run(common);
+        var drafted = CliRunner.Run([.. common, "-md", SharedData.Model("stories260K-q8_0"), "--draft-max", draftMax, "--draft-p-min", "0.5"]);
+        output.WriteLine(drafted.Stdout + drafted.Stderr);
+        Assert.Equal(0, drafted.ExitCode);
+        Assert.Equal(alone.Stdout, drafted.Stdout);
+        Assert.Contains("stopped: reached -n 80", drafted.Stderr, StringComparison.Ordinal);
+        var m = System.Text.RegularExpressions.Regex.Match(drafted.Stderr, @"draft: (\d+) tokens proposed, (\d+) accepted \(([0-9.]+)%\)");
+        Assert.True(m.Success, drafted.Stderr);
+        Assert.True(int.Parse(m.Groups[2].Value) > 0 && int.Parse(m.Groups[2].Value) <= int.Parse(m.Groups[1].Value));
+    }
+
+    [Theory]
+    [InlineData(new[] { "--draft-max", "0" }, "--draft-max must be in 1..256")]
+    [InlineData(new[] { "--draft-p-min", "1.5" }, "--draft-p-min must be in [0, 1]")]
+    [InlineData(new[] { "--show-probs", "3" }, "--show-probs cannot be combined with --model-draft")]
+    public void Run_BadDraftArguments_AreUsageErrors(string[] extra, string expected)
+    {
+        var r = CliRunner.Run(["run", "-m", SharedData.Model("stories260K"), "-p", "x", "-md", SharedData.Model("stories260K-q8_0"), .. extra]);
+        Assert.Equal(1, r.ExitCode);
+        Assert.Contains(expected, r.Stderr, StringComparison.Ordinal);
+    }
+
+    [Fact]
+    public void Run_ADraftWithAnotherVocabulary_IsRefused()
+    {
+        // Synthetic Qwen2 has its own byte-level vocabulary: not stories260K's.
+        string other = Path.Combine(SharedData.Tokenizer, "ggml-vocab-qwen2.gguf");
+        var r = CliRunner.Run(["run", "-m", SharedData.Model("stories260K"), "-p", "x", "-n", "4", "-md", other]);
+        output.WriteLine(r.Stderr);
+        Assert.NotEqual(0, r.ExitCode);
+        Assert.Contains("--model-draft", r.Stderr, StringComparison.Ordinal);
+    }
+}
