@@ -37,6 +37,19 @@ public sealed record EdgeLlmChatClientOptions
     /// temperature 0.8, top-k 40, top-p 0.95, min-p 0.05).
     /// </summary>
     public SamplerOptions Sampling { get; init; } = new();
+
+    /// <summary>
+    /// Speculative decoding (<see cref="TextGenerator.UseDraft"/>): a smaller model with the same vocabulary that
+    /// proposes tokens for the model to confirm in batches; the answers are the model's own. The caller keeps
+    /// owning it (it must outlive the client); the client gives it a context of <see cref="ContextLength"/> tokens.
+    /// </summary>
+    public Model? DraftModel { get; init; }
+
+    /// <summary>Most tokens the draft proposes at a time (llama.cpp's --draft-max); 1..256, default 16.</summary>
+    public int DraftMax { get; init; } = 16;
+
+    /// <summary>The draft stops proposing when its top token's probability is below this (llama.cpp's --draft-p-min); default 0.75.</summary>
+    public float DraftMinProbability { get; init; } = 0.75f;
 }
 
 /// <summary>
@@ -76,6 +89,7 @@ public sealed class EdgeLlmChatClient : AI.IChatClient
     private readonly Model _model;
     private readonly bool _ownsModel;
     private readonly InferenceContext _context;
+    private readonly InferenceContext? _draftContext;
     private readonly TextGenerator _generator;
     private readonly SamplerOptions _sampling;
     private readonly bool _splitReasoning;
@@ -122,11 +136,27 @@ public sealed class EdgeLlmChatClient : AI.IChatClient
             _sampling = options.Sampling;
             _context = new InferenceContext(model, options.ContextLength, options.Threads);
             _generator = new TextGenerator(_context, Tokenizer);
+            if (options.DraftModel is { } draft)
+            {
+                if (options.DraftMax is < 1 or > 256)
+                    throw new ArgumentException($"EdgeLlmChatClientOptions.DraftMax must be in 1..256, got {options.DraftMax}", nameof(options));
+                _draftContext = new InferenceContext(draft, options.ContextLength, options.Threads);
+                try
+                {
+                    _generator.UseDraft(_draftContext, Tokenizer.FromGguf(draft.File), options.DraftMax, options.DraftMinProbability);
+                }
+                catch (ArgumentException e)
+                {
+                    throw new ArgumentException($"EdgeLlmChatClientOptions.DraftModel: {e.Message}", nameof(options), e);
+                }
+            }
             Uri? uri = Path.IsPathRooted(model.File.FilePath) ? new Uri(model.File.FilePath) : null;
             _metadata = new AI.ChatClientMetadata(ProviderName, uri, ModelId);
         }
         catch
         {
+            _draftContext?.Dispose();
+            _context?.Dispose();
             if (ownsModel) model.Dispose();
             throw;
         }
@@ -337,6 +367,7 @@ public sealed class EdgeLlmChatClient : AI.IChatClient
         try
         {
             _context.Dispose();
+            _draftContext?.Dispose();
             if (_ownsModel) _model.Dispose();
         }
         finally

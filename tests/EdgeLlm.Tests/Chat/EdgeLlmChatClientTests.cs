@@ -188,6 +188,23 @@ public sealed class EdgeLlmChatClientTests(TemplatedStoriesModel model, ITestOut
             new ChatOptions { ResponseFormat = ChatResponseFormat.Json, AdditionalProperties = new() { ["grammar"] = Grammar } }));
     }
 
+    /// <summary>EdgeLlmChatClientOptions.DraftModel: speculative decoding gives the same answers; a draft of another vocabulary is refused.</summary>
+    [Fact]
+    public async Task DraftModel_GivesTheSameAnswers()
+    {
+        using var draft = EdgeLlm.Models.Model.Load(SharedData.Model("stories260K-q8_0"));
+        using var plain = NewClient();
+        using var drafted = new EdgeLlmChatClient(model.Path, new EdgeLlmChatClientOptions { ContextLength = 512, Threads = 1, DraftModel = draft, DraftMax = 6 });
+        foreach (var options in new[] { new ChatOptions { Temperature = 0, MaxOutputTokens = 50 }, new ChatOptions { Temperature = 0.9f, Seed = 4, MaxOutputTokens = 50 } })
+        {
+            var a = await plain.GetResponseAsync(Ask("Tell me about a cat."), options);
+            var b = await drafted.GetResponseAsync(Ask("Tell me about a cat."), options);
+            output.WriteLine(b.Text);
+            Assert.Equal(a.Text, b.Text);
+        }
+        Assert.Throws<ArgumentException>(() => new EdgeLlmChatClient(model.Path, new EdgeLlmChatClientOptions { ContextLength = 64, DraftModel = draft, DraftMax = 0 }));
+    }
+
     [Fact]
     public async Task MaxOutputTokens_EndsWithLength()
     {
