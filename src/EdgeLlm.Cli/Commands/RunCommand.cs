@@ -45,10 +45,14 @@ public static class RunCommand
         };
         var draftMax = new Option<int>("--draft-max", "--draft") { Description = "Most tokens the draft model proposes at a time", DefaultValueFactory = _ => 16 };
         var draftPMin = new Option<float>("--draft-p-min") { Description = "The draft stops proposing when its top token's probability is below this", DefaultValueFactory = _ => 0.75f };
+        var lookup = new Option<int?>("--lookup-ngram")
+        {
+            Description = "Speculative decoding without a draft model: propose what followed the last earlier occurrence of the newest N tokens (1..8) in the prompt and text",
+        };
 
         var cmd = new Command("run", "Generate text from a prompt")
         {
-            model, prompt, file, n, ctx, threads, stop, showProbs, backend, generic, jsonSchema, grammar, grammarFile, draftModel, draftMax, draftPMin,
+            model, prompt, file, n, ctx, threads, stop, showProbs, backend, generic, jsonSchema, grammar, grammarFile, draftModel, draftMax, draftPMin, lookup,
         };
         foreach (var o in sampler.All) cmd.Options.Add(o);
         cmd.SetAction(pr => ExitCodes.Guard(pr.GetValue(verbose), () =>
@@ -62,9 +66,13 @@ public static class RunCommand
             var json = ParseJsonSchema(pr.GetValue(jsonSchema));
             var gbnf = ParseGrammar(pr.GetValue(grammar), pr.GetValue(grammarFile));
             if (gbnf is not null && json.Json) throw new UsageException("give either --json-schema or a grammar (--grammar, --grammar-file), not both");
-            if (pr.GetValue(draftModel) is { } draftPath)
+            string? draftPath = pr.GetValue(draftModel);
+            int? lookupN = pr.GetValue(lookup);
+            if (draftPath is not null && lookupN is not null) throw new UsageException("give either --model-draft or --lookup-ngram, not both");
+            if (lookupN is < 1 or > 8) throw new UsageException($"--lookup-ngram must be in 1..8, got {lookupN}");
+            if (draftPath is not null || lookupN is not null)
             {
-                if (k > 0) throw new UsageException("--show-probs cannot be combined with --model-draft");
+                if (k > 0) throw new UsageException($"--show-probs cannot be combined with {(draftPath is not null ? "--model-draft" : "--lookup-ngram")}");
                 int dMax = pr.GetValue(draftMax);
                 float dPMin = pr.GetValue(draftPMin);
                 if (dMax < 1 || dMax > 256) throw new UsageException($"--draft-max must be in 1..256, got {dMax}");
@@ -73,7 +81,7 @@ public static class RunCommand
                 {
                     Sampling = options, MaxTokens = nPredict, Stop = pr.GetValue(stop) ?? [], JsonObject = json.Json, JsonSchema = json.Schema, Grammar = gbnf,
                 };
-                return RunWithDraft(ModelResolver.Resolve(pr.GetValue(model)), draftPath, text, generation, pr.GetValue(ctx), pr.GetValue(threads), pr.GetValue(backend), pr.GetValue(generic), dMax, dPMin);
+                return RunWithDraft(ModelResolver.Resolve(pr.GetValue(model)), draftPath, lookupN ?? 0, text, generation, pr.GetValue(ctx), pr.GetValue(threads), pr.GetValue(backend), pr.GetValue(generic), dMax, dPMin);
             }
             return Run(ModelResolver.Resolve(pr.GetValue(model)), text, nPredict, pr.GetValue(ctx), pr.GetValue(threads), options, pr.GetValue(stop) ?? [], k, pr.GetValue(backend), pr.GetValue(generic), json, gbnf);
         }));
@@ -254,7 +262,7 @@ public static class RunCommand
     /// newline; stderr: the stop reason and timings), through <see cref="TextGenerator.UseDraft"/>, plus a
     /// line saying how many proposals the model kept.
     /// </summary>
-    private static int RunWithDraft(string modelPath, string draftPath, string prompt, GenerationOptions options, int ctxLen, int threads, string? backend, bool generic,
+    private static int RunWithDraft(string modelPath, string? draftPath, int lookupNgram, string prompt, GenerationOptions options, int ctxLen, int threads, string? backend, bool generic,
         int draftMax, float draftPMin)
     {
         CheckThreads(threads);
@@ -263,29 +271,35 @@ public static class RunCommand
         var loadWatch = Stopwatch.StartNew();
         using var model = Model.Load(modelPath, new ModelLoadOptions { Generic = generic, RepackWeights = BackendOption.MayRunOnCpu(backend) });
         var tokenizer = Tokenizer.FromGguf(model.File);
-        Model draft;
-        try
+        Model? draft = null;
+        if (draftPath is not null)
         {
-            draft = Model.Load(draftPath, new ModelLoadOptions { Generic = generic, RepackWeights = BackendOption.MayRunOnCpu(backend) });
-        }
-        catch (Exception e) when (e is ModelLoadException or GgufFormatException or IOException)
-        {
-            throw new InputException($"--model-draft {draftPath}: {e.Message}");
+            try
+            {
+                draft = Model.Load(draftPath, new ModelLoadOptions { Generic = generic, RepackWeights = BackendOption.MayRunOnCpu(backend) });
+            }
+            catch (Exception e) when (e is ModelLoadException or GgufFormatException or IOException)
+            {
+                throw new InputException($"--model-draft {draftPath}: {e.Message}");
+            }
         }
         using var draftOwner = draft;
-        var draftTokenizer = Tokenizer.FromGguf(draft.File);
         if (ctxLen > model.Config.TrainingContextLength && model.Config.TrainingContextLength > 0)
             err.WriteLine($"warning: context {ctxLen} exceeds the model's training context ({model.Config.TrainingContextLength}); output past it may degrade");
         using var context = BackendOption.CreateContext(backend, model, ctxLen, threads);
-        using var draftContext = BackendOption.CreateContext(backend, draft, ctxLen, threads);
+        using var draftContext = draft is null ? null : BackendOption.CreateContext(backend, draft, ctxLen, threads);
         var generator = new TextGenerator(context, tokenizer);
-        try
+        if (draft is null) generator.UseLookup(lookupNgram, draftMax);
+        else
         {
-            generator.UseDraft(draftContext, draftTokenizer, draftMax, draftPMin);
-        }
-        catch (ArgumentException e)
-        {
-            throw new InputException($"--model-draft {draftPath}: {e.Message}");
+            try
+            {
+                generator.UseDraft(draftContext!, Tokenizer.FromGguf(draft.File), draftMax, draftPMin);
+            }
+            catch (ArgumentException e)
+            {
+                throw new InputException($"--model-draft {draftPath}: {e.Message}");
+            }
         }
         loadWatch.Stop();
 

@@ -108,7 +108,7 @@ public sealed class PromptTooLongException(int promptTokens, int contextLength)
 public sealed class TextGenerator
 {
     private readonly List<int> _cached = [];
-    private Drafter? _draft;
+    private IDraftSource? _draft;
 
     /// <summary>Creates a generator over <paramref name="context"/> (which it does not own).</summary>
     public TextGenerator(IEvalContext context, Tokenizer tokenizer)
@@ -171,8 +171,79 @@ public sealed class TextGenerator
         _draft = maxDraft == 0 ? null : new Drafter(draftContext, maxDraft, minProbability);
     }
 
+    /// <summary>
+    /// Speculative decoding without a draft model (prompt lookup, llama.cpp's <c>llama-lookup</c> idea): the
+    /// proposals are the tokens that followed the most recent earlier occurrence of the last
+    /// <paramref name="ngram"/> tokens (or fewer, down to 1) in the prompt and the text so far. Free to make, so
+    /// it pays wherever the output repeats its input: summaries, extraction, code edits, quoting, loops. The
+    /// output is unchanged, as with <see cref="UseDraft"/>, which it replaces (and which replaces it).
+    /// </summary>
+    /// <param name="ngram">tokens matched (1..8)</param>
+    /// <param name="maxDraft">most tokens proposed at a time (1..256)</param>
+    public void UseLookup(int ngram = 3, int maxDraft = 8)
+    {
+        if (ngram is < 1 or > 8) throw new ArgumentOutOfRangeException(nameof(ngram), ngram, "the lookup n-gram must be 1..8 tokens");
+        if (maxDraft is < 1 or > 256) throw new ArgumentOutOfRangeException(nameof(maxDraft), maxDraft, "the draft length must be in 1..256");
+        _draft?.Reset();
+        _draft = new LookupDrafter(ngram, maxDraft);
+    }
+
+    /// <summary>Where proposals come from: a draft model or the text itself.</summary>
+    private interface IDraftSource
+    {
+        int MaxDraft { get; }
+
+        void Reset();
+
+        /// <summary>Up to <paramref name="max"/> tokens likely to follow <paramref name="confirmed"/> and then <paramref name="next"/>.</summary>
+        int[] Propose(List<int> confirmed, int next, int max);
+
+        /// <summary>How the last proposals fared: <paramref name="accepted"/> of <paramref name="proposed"/> kept.</summary>
+        void Feedback(int proposed, int accepted) { }
+    }
+
+    /// <summary>
+    /// Prompt lookup: the continuation of the last earlier occurrence of the newest n-gram. A wrong guess
+    /// costs its share of a batch (on a CPU, a batch of 16 tokens takes several single tokens' time), so
+    /// the length adapts: one more than the last proposals kept, from 1 up to the maximum.
+    /// </summary>
+    private sealed class LookupDrafter(int ngram, int maxDraft) : IDraftSource
+    {
+        private int _length = 2;
+
+        public int MaxDraft => maxDraft;
+
+        public void Reset() => _length = 2;
+
+        public void Feedback(int proposed, int accepted) => _length = Math.Clamp(accepted + 1, 1, maxDraft);
+
+        public int[] Propose(List<int> confirmed, int next, int max)
+        {
+            max = Math.Min(max, _length);
+            if (max <= 0) return [];
+            // The history is confirmed + [next]; h(i) reads it without copying.
+            int count = confirmed.Count + 1;
+            int H(int i) => i < confirmed.Count ? confirmed[i] : next;
+            for (int n = Math.Min(ngram, count - 1); n >= 1; n--)
+            {
+                // The most recent j < count - n where history[j..j+n) equals the last n tokens.
+                for (int j = count - n - 1; j >= 0; j--)
+                {
+                    int k = 0;
+                    while (k < n && H(j + k) == H(count - n + k)) k++;
+                    if (k < n) continue;
+                    int from = j + n, take = Math.Min(max, count - from);
+                    var drafts = new int[take];
+                    for (int i = 0; i < take; i++) drafts[i] = H(from + i);
+                    return drafts;
+                }
+            }
+            return [];
+        }
+    }
+
     /// <summary>The draft model's side: its cache (kept in step with the model's by longest common prefix) and its greedy proposals.</summary>
-    private sealed class Drafter(IEvalContext context, int maxDraft, float minProbability)
+    private sealed class Drafter(IEvalContext context, int maxDraft, float minProbability) : IDraftSource
     {
         private readonly List<int> _cached = [];
 
@@ -294,6 +365,7 @@ public sealed class TextGenerator
         void DropPending()
         {
             if (pending is null) return;
+            _draft?.Feedback(pending.Length, pendingAt);
             int drop = pending.Length - pendingAt;
             if (drop > 0)
             {
@@ -337,7 +409,11 @@ public sealed class TextGenerator
                     accepted++;
                     pendingAt++;
                     logits = rows.AsSpan(pendingAt * vocab, vocab).ToArray();
-                    if (pendingAt == pending!.Length) pending = null;
+                    if (pendingAt == pending!.Length)
+                    {
+                        _draft?.Feedback(pending.Length, pending.Length);
+                        pending = null;
+                    }
                     continue;
                 }
                 if (Context.Position >= Context.ContextLength) { reason = FinishReason.ContextFull; break; }

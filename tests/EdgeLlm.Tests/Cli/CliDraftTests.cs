@@ -23,6 +23,23 @@ public sealed class CliDraftTests(ITestOutputHelper output)
         Assert.True(int.Parse(m.Groups[2].Value) > 0 && int.Parse(m.Groups[2].Value) <= int.Parse(m.Groups[1].Value));
     }
 
+    [Fact]
+    public void Run_WithLookup_PrintsTheSameText()
+    {
+        string[] common = ["run", "-m", SharedData.Model("stories260K"), "-p", "Once upon a time", "--temp", "0", "-n", "120", "-c", "256"];
+        var alone = CliRunner.Run(common);
+        var lookedUp = CliRunner.Run([.. common, "--lookup-ngram", "2"]);
+        output.WriteLine(lookedUp.Stderr);
+        Assert.Equal(0, lookedUp.ExitCode);
+        Assert.Equal(alone.Stdout, lookedUp.Stdout);
+        Assert.Matches(@"draft: \d+ tokens proposed, [1-9]\d* accepted", lookedUp.Stderr);
+        var both = CliRunner.Run([.. common, "--lookup-ngram", "2", "-md", SharedData.Model("stories260K-q8_0")]);
+        Assert.Equal(1, both.ExitCode);
+        Assert.Contains("give either --model-draft or --lookup-ngram", both.Stderr, StringComparison.Ordinal);
+        var bad = CliRunner.Run([.. common, "--lookup-ngram", "9"]);
+        Assert.Contains("--lookup-ngram must be in 1..8", bad.Stderr, StringComparison.Ordinal);
+    }
+
     [Theory]
     [InlineData(new[] { "--draft-max", "0" }, "--draft-max must be in 1..256")]
     [InlineData(new[] { "--draft-p-min", "1.5" }, "--draft-p-min must be in [0, 1]")]

@@ -53,6 +53,36 @@ public sealed class SpeculativeDecodingTests(ITestOutputHelper output)
         Assert.Equal(gen.CachedTokens.Count, ctx.Position);
     }
 
+    /// <summary>Prompt lookup (no draft model): proposals from the text itself; the story is still llama.cpp's, and repeats are guessed.</summary>
+    [Theory]
+    [InlineData(1)]
+    [InlineData(3)]
+    public void GreedyStory_WithLookup_EqualsLlamaCpp(int ngram)
+    {
+        var story = GoldenCase.Load("stories260K", "story");
+        using var model = Model.Load(SharedData.Model("stories260K"));
+        var tokenizer = Tokenizer.FromGguf(model.File);
+        using var ctx = new InferenceContext(model, contextLength: 512, threads: 1);
+        var gen = new TextGenerator(ctx, tokenizer);
+        gen.UseLookup(ngram, maxDraft: 8);
+        var result = gen.Generate(story.PromptIds, Greedy with { MaxTokens = story.GreedyIds.Length });
+        output.WriteLine($"n-gram {ngram}: {result.CompletionTokens} tokens, {result.DraftedTokens} proposed, {result.AcceptedDraftTokens} accepted");
+        Assert.Equal(story.GreedyIds, result.Tokens);
+        Assert.Equal(story.PromptIds.Concat(story.GreedyIds.SkipLast(1)), gen.CachedTokens);
+        Assert.True(result.AcceptedDraftTokens > 0, "the story repeats names and phrases: some proposals must be kept");
+
+        // A text that repeats itself: nearly every token after the first round is guessed.
+        int[] loop = [.. tokenizer.Encode("Once upon a time", addSpecial: true), .. Enumerable.Repeat(tokenizer.Encode(" the cat sat on the mat.", addSpecial: false), 6).SelectMany(t => t)];
+        gen.Reset();
+        var echo = gen.Generate(loop, Greedy with { MaxTokens = 40 });
+        using var fresh = new InferenceContext(model, contextLength: 512, threads: 1);
+        var alone = new TextGenerator(fresh, tokenizer).Generate(loop, Greedy with { MaxTokens = 40 });
+        output.WriteLine($"echo: '{echo.Text}', {echo.DraftedTokens} proposed, {echo.AcceptedDraftTokens} accepted");
+        Assert.Equal(alone.Text, echo.Text);
+        Assert.Throws<ArgumentOutOfRangeException>(() => gen.UseLookup(0));
+        Assert.Throws<ArgumentOutOfRangeException>(() => gen.UseLookup(3, 0));
+    }
+
     /// <summary>Sampling, stop strings and a grammar go through the same rules, row by row: the seed gives the text it gives without a draft.</summary>
     [Fact]
     public void Sampling_StopStrings_AndGrammar_AreThoseOfTheModelAlone()
