@@ -63,10 +63,14 @@ public static class ChatCommand
         var jsonSchema = new Option<string?>("--json-schema", "-j") { Description = "Every answer is one JSON object following this JSON schema ('{}' = any object)" };
         var grammar = new Option<string?>("--grammar") { Description = "Every answer is a sentence of this GBNF grammar (llama.cpp's syntax; from the rule 'root')" };
         var grammarFile = new Option<string?>("--grammar-file") { Description = "Read the GBNF grammar from a file (UTF-8)" };
+        var draftModel = new Option<string?>("--model-draft", "-md") { Description = "Speculative decoding: a smaller model with the same vocabulary proposes tokens (see run)" };
+        var draftMax = new Option<int>("--draft-max", "--draft") { Description = "Most tokens proposed at a time", DefaultValueFactory = _ => 16 };
+        var draftPMin = new Option<float>("--draft-p-min") { Description = "The draft stops proposing when its top token's probability is below this", DefaultValueFactory = _ => 0.75f };
+        var lookup = new Option<int?>("--lookup-ngram") { Description = "Speculative decoding by prompt lookup with N-token matches (1..8; see run)" };
 
         var cmd = new Command("chat", "Chat with a model in the terminal (answers on stdout; prompt, notices and statistics on stderr)")
         {
-            model, system, n, ctx, threads, backend, generic, kwargs, jsonSchema, grammar, grammarFile,
+            model, system, n, ctx, threads, backend, generic, kwargs, jsonSchema, grammar, grammarFile, draftModel, draftMax, draftPMin, lookup,
         };
         foreach (var o in sampler.All) cmd.Options.Add(o);
         cmd.SetAction(pr => ExitCodes.Guard(pr.GetValue(verbose), () =>
@@ -83,13 +87,14 @@ public static class ChatCommand
             if (gbnf is not null && json.Json) throw new UsageException("give either --json-schema or a grammar (--grammar, --grammar-file), not both");
             var options = new GenerationOptions { Sampling = sampling, MaxTokens = nPredict, JsonObject = json.Json, JsonSchema = json.Schema, Grammar = gbnf };
             var variables = TemplateCommand.ParseKwargs(pr.GetValue(kwargs));
-            return Chat(ModelResolver.Resolve(pr.GetValue(model)), pr.GetValue(system), options, ctxLen, nThreads, pr.GetValue(backend), pr.GetValue(generic), variables);
+            var speculation = Speculation.Read(pr.GetValue(draftModel), pr.GetValue(lookup), pr.GetValue(draftMax), pr.GetValue(draftPMin));
+            return Chat(ModelResolver.Resolve(pr.GetValue(model)), pr.GetValue(system), options, ctxLen, nThreads, pr.GetValue(backend), pr.GetValue(generic), variables, speculation);
         }));
         return cmd;
     }
 
     private static int Chat(string modelPath, string? systemPrompt, GenerationOptions options, int ctxLen, int threads, string? backend, bool generic,
-        IDictionary<string, object?>? variables)
+        IDictionary<string, object?>? variables, Speculation? speculation = null)
     {
         var err = Console.Error;
         using var model = Model.Load(modelPath, new ModelLoadOptions { Generic = generic });
@@ -100,7 +105,9 @@ public static class ChatCommand
         if (ctxLen > model.Config.TrainingContextLength && model.Config.TrainingContextLength > 0)
             err.WriteLine($"warning: context {ctxLen} exceeds the model's training context ({model.Config.TrainingContextLength}); output past it may degrade");
         using var context = BackendOption.CreateContext(backend, model, ctxLen, threads);
-        var session = new ChatSession(new TextGenerator(context, tokenizer), template, systemPrompt)
+        var generator = new TextGenerator(context, tokenizer);
+        using var draft = speculation?.Attach(generator, backend, generic, ctxLen, threads);
+        var session = new ChatSession(generator, template, systemPrompt)
         {
             Notice = message => err.WriteLine($"edgellm: {message}"),
             TemplateVariables = variables,

@@ -66,22 +66,14 @@ public static class RunCommand
             var json = ParseJsonSchema(pr.GetValue(jsonSchema));
             var gbnf = ParseGrammar(pr.GetValue(grammar), pr.GetValue(grammarFile));
             if (gbnf is not null && json.Json) throw new UsageException("give either --json-schema or a grammar (--grammar, --grammar-file), not both");
-            string? draftPath = pr.GetValue(draftModel);
-            int? lookupN = pr.GetValue(lookup);
-            if (draftPath is not null && lookupN is not null) throw new UsageException("give either --model-draft or --lookup-ngram, not both");
-            if (lookupN is < 1 or > 8) throw new UsageException($"--lookup-ngram must be in 1..8, got {lookupN}");
-            if (draftPath is not null || lookupN is not null)
+            if (Speculation.Read(pr.GetValue(draftModel), pr.GetValue(lookup), pr.GetValue(draftMax), pr.GetValue(draftPMin)) is { } speculation)
             {
-                if (k > 0) throw new UsageException($"--show-probs cannot be combined with {(draftPath is not null ? "--model-draft" : "--lookup-ngram")}");
-                int dMax = pr.GetValue(draftMax);
-                float dPMin = pr.GetValue(draftPMin);
-                if (dMax < 1 || dMax > 256) throw new UsageException($"--draft-max must be in 1..256, got {dMax}");
-                if (!(dPMin >= 0f && dPMin <= 1f)) throw new UsageException($"--draft-p-min must be in [0, 1], got {dPMin}");
+                if (k > 0) throw new UsageException($"--show-probs cannot be combined with {(speculation.DraftPath is not null ? "--model-draft" : "--lookup-ngram")}");
                 var generation = new GenerationOptions
                 {
                     Sampling = options, MaxTokens = nPredict, Stop = pr.GetValue(stop) ?? [], JsonObject = json.Json, JsonSchema = json.Schema, Grammar = gbnf,
                 };
-                return RunWithDraft(ModelResolver.Resolve(pr.GetValue(model)), draftPath, lookupN ?? 0, text, generation, pr.GetValue(ctx), pr.GetValue(threads), pr.GetValue(backend), pr.GetValue(generic), dMax, dPMin);
+                return RunWithDraft(ModelResolver.Resolve(pr.GetValue(model)), speculation, text, generation, pr.GetValue(ctx), pr.GetValue(threads), pr.GetValue(backend), pr.GetValue(generic));
             }
             return Run(ModelResolver.Resolve(pr.GetValue(model)), text, nPredict, pr.GetValue(ctx), pr.GetValue(threads), options, pr.GetValue(stop) ?? [], k, pr.GetValue(backend), pr.GetValue(generic), json, gbnf);
         }));
@@ -262,8 +254,7 @@ public static class RunCommand
     /// newline; stderr: the stop reason and timings), through <see cref="TextGenerator.UseDraft"/>, plus a
     /// line saying how many proposals the model kept.
     /// </summary>
-    private static int RunWithDraft(string modelPath, string? draftPath, int lookupNgram, string prompt, GenerationOptions options, int ctxLen, int threads, string? backend, bool generic,
-        int draftMax, float draftPMin)
+    private static int RunWithDraft(string modelPath, Speculation speculation, string prompt, GenerationOptions options, int ctxLen, int threads, string? backend, bool generic)
     {
         CheckThreads(threads);
         CheckContext(ctxLen);
@@ -271,36 +262,11 @@ public static class RunCommand
         var loadWatch = Stopwatch.StartNew();
         using var model = Model.Load(modelPath, new ModelLoadOptions { Generic = generic, RepackWeights = BackendOption.MayRunOnCpu(backend) });
         var tokenizer = Tokenizer.FromGguf(model.File);
-        Model? draft = null;
-        if (draftPath is not null)
-        {
-            try
-            {
-                draft = Model.Load(draftPath, new ModelLoadOptions { Generic = generic, RepackWeights = BackendOption.MayRunOnCpu(backend) });
-            }
-            catch (Exception e) when (e is ModelLoadException or GgufFormatException or IOException)
-            {
-                throw new InputException($"--model-draft {draftPath}: {e.Message}");
-            }
-        }
-        using var draftOwner = draft;
         if (ctxLen > model.Config.TrainingContextLength && model.Config.TrainingContextLength > 0)
             err.WriteLine($"warning: context {ctxLen} exceeds the model's training context ({model.Config.TrainingContextLength}); output past it may degrade");
         using var context = BackendOption.CreateContext(backend, model, ctxLen, threads);
-        using var draftContext = draft is null ? null : BackendOption.CreateContext(backend, draft, ctxLen, threads);
         var generator = new TextGenerator(context, tokenizer);
-        if (draft is null) generator.UseLookup(lookupNgram, draftMax);
-        else
-        {
-            try
-            {
-                generator.UseDraft(draftContext!, Tokenizer.FromGguf(draft.File), draftMax, draftPMin);
-            }
-            catch (ArgumentException e)
-            {
-                throw new InputException($"--model-draft {draftPath}: {e.Message}");
-            }
-        }
+        using var draft = speculation.Attach(generator, backend, generic, ctxLen, threads);
         loadWatch.Stop();
 
         int[] tokens = tokenizer.Encode(prompt, addSpecial: true, parseSpecial: true);

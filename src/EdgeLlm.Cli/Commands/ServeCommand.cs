@@ -41,10 +41,11 @@ public static class ServeCommand
         var draftModel = new Option<string?>("--model-draft", "-md") { Description = "Speculative decoding in every slot: a smaller model with the same vocabulary proposes tokens (see run)" };
         var draftMax = new Option<int>("--draft-max", "--draft") { Description = "Most tokens the draft model proposes at a time", DefaultValueFactory = _ => 16 };
         var draftPMin = new Option<float>("--draft-p-min") { Description = "The draft stops proposing when its top token's probability is below this", DefaultValueFactory = _ => 0.75f };
+        var lookup = new Option<int?>("--lookup-ngram") { Description = "Speculative decoding without a draft model in every slot: prompt lookup with N-token matches (1..8; see run)" };
 
         var cmd = new Command("serve", "Serve the model over an OpenAI-compatible HTTP API (/v1/chat/completions, /v1/completions, /v1/models, /health)")
         {
-            model, host, port, apiKey, parallel, queue, ctx, threads, maxBody, alias, backend, generic, kwargs, reasoningFormat, draftModel, draftMax, draftPMin,
+            model, host, port, apiKey, parallel, queue, ctx, threads, maxBody, alias, backend, generic, kwargs, reasoningFormat, draftModel, draftMax, draftPMin, lookup,
         };
         cmd.SetAction(pr => ExitCodes.Guard(pr.GetValue(verbose), () =>
         {
@@ -68,11 +69,7 @@ public static class ServeCommand
             string? key = pr.GetValue(apiKey);
             if (string.IsNullOrEmpty(key)) key = Environment.GetEnvironmentVariable("EDGELLM_API_KEY");
 
-            int dMax = pr.GetValue(draftMax);
-            float dPMin = pr.GetValue(draftPMin);
-            if (dMax < 1 || dMax > 256) throw new UsageException($"--draft-max must be in 1..256, got {dMax}");
-            if (!(dPMin >= 0f && dPMin <= 1f)) throw new UsageException($"--draft-p-min must be in [0, 1], got {dPMin}");
-            var draft = pr.GetValue(draftModel) is { } draftPath ? (draftPath, dMax, dPMin) : ((string, int, float)?)null;
+            var speculation = Speculation.Read(pr.GetValue(draftModel), pr.GetValue(lookup), pr.GetValue(draftMax), pr.GetValue(draftPMin));
             string modelPath = ModelResolver.Resolve(pr.GetValue(model));
             string id = pr.GetValue(alias) is { Length: > 0 } a ? a : ModelId(modelPath);
             return Serve(modelPath, new ServerOptions
@@ -84,7 +81,7 @@ public static class ServeCommand
                 ModelId = id,
                 TemplateVariables = variables,
                 ReasoningFormat = pr.GetValue(reasoningFormat)!,
-            }, slots, queueLength, ctxLen, threadCount, pr.GetValue(backend), pr.GetValue(generic), draft);
+            }, slots, queueLength, ctxLen, threadCount, pr.GetValue(backend), pr.GetValue(generic), speculation);
         }));
         return cmd;
     }
@@ -105,8 +102,11 @@ public static class ServeCommand
     }
 
     private static int Serve(string modelPath, ServerOptions options, int slots, int queue, int ctxLen, int threads, string? backend, bool generic,
-        (string Path, int Max, float PMin)? draftOptions = null)
+        Speculation? speculation = null)
     {
+        // One draft model for every slot (each slot gets its own context on it), as the model itself.
+        var draftOptions = speculation is { DraftPath: { } dp } ? (Path: dp, Max: speculation.DraftMax, PMin: speculation.DraftPMin) : ((string Path, int Max, float PMin)?)null;
+        var lookup = speculation is { DraftPath: null } ? (Ngram: speculation.LookupNgram, Max: speculation.DraftMax) : ((int Ngram, int Max)?)null;
         var err = Console.Error;
         // As `run`: weights are repacked only when a slot may run on the CPU (a Vulkan-only server keeps the file's layout).
         using var model = Model.Load(modelPath, new ModelLoadOptions { Generic = generic, RepackWeights = BackendOption.MayRunOnCpu(backend) });
@@ -144,6 +144,7 @@ public static class ServeCommand
                 var context = BackendOption.CreateContext(backend, model, ctxLen, threads);
                 var generator = new TextGenerator(context, tokenizer);
                 list.Add(new Slot(i, context, generator));
+                if (lookup is { } lk) generator.UseLookup(lk.Ngram, lk.Max);
                 if (draftOptions is { } dd)
                 {
                     var draftContext = BackendOption.CreateContext(backend, draft!, ctxLen, threads);
@@ -169,6 +170,8 @@ public static class ServeCommand
         using var draftCleanup = new Disposables(draftContexts);
         if (draftOptions is { } shown)
             err.WriteLine($"edgellm: speculative decoding with {ModelId(shown.Path)} (up to {shown.Max} tokens, p-min {shown.PMin.ToString(System.Globalization.CultureInfo.InvariantCulture)})");
+        if (lookup is { } shownLookup)
+            err.WriteLine($"edgellm: speculative decoding by prompt lookup ({shownLookup.Ngram}-token matches, up to {shownLookup.Max} tokens)");
         using (pool)
         {
             if (list[0].Context is InferenceContext)

@@ -275,6 +275,32 @@ public sealed partial class ChatCommandTests : IDisposable
         Assert.Contains("--grammar: grammar line 1", bad.Stderr, StringComparison.Ordinal);
     }
 
+    /// <summary><c>chat -md</c> and <c>chat --lookup-ngram</c>: speculative decoding gives the same answers, turn after turn.</summary>
+    [Fact]
+    public void Chat_Speculative_GivesTheSameAnswers()
+    {
+        string Answers(params string[] extra)
+        {
+            using var chat = new PtyChat(["chat", "-m", Stories, "-c", "256", "-n", "30", "--temp", "0", .. extra]);
+            chat.WaitStderr("> ");
+            chat.Send("Once upon a time");
+            chat.WaitStderr("[prompt:", 1);
+            chat.Send("She was happy");
+            chat.WaitStderr("[prompt:", 2);
+            chat.Send("/exit");
+            int code = chat.WaitExit();
+            Log(chat, code);
+            Assert.Equal(0, code);
+            return chat.Stdout;
+        }
+        string alone = Answers();
+        Assert.Equal(alone, Answers("-md", SharedData.Model("stories260K-q8_0")));
+        Assert.Equal(alone, Answers("--lookup-ngram", "2"));
+        var both = CliRunner.Run(["chat", "-m", Stories, "-md", Stories, "--lookup-ngram", "2", "-c", "64"]);
+        Assert.Equal(1, both.ExitCode);
+        Assert.Contains("give either --model-draft or --lookup-ngram", both.Stderr, StringComparison.Ordinal);
+    }
+
     [Fact]
     public void Chat_BadArguments_AndEndOfInputAtOnce()
     {

@@ -47,9 +47,16 @@ public sealed class ServerForwardPassTests(ITestOutputHelper output)
             drafted = await Complete(server, 60);
             draftedSeeded = await Complete(server, 60, 0.8, 5);
         }
+        string lookedUp;
+        using (var server = ServerProcess.Start("-c", "256", "--lookup-ngram", "2"))
+        {
+            Assert.Contains("edgellm: speculative decoding by prompt lookup (2-token matches, up to 16 tokens)", server.Log);
+            lookedUp = await Complete(server, 60);
+        }
         output.WriteLine($"alone: {alone}\ndrafted: {drafted}\nseeded: {draftedSeeded}");
         Assert.Equal(alone, drafted);
         Assert.Equal(aloneSeeded, draftedSeeded);
+        Assert.Equal(alone, lookedUp);
     }
 
     private static async Task<string> Complete(ServerProcess server, int maxTokens = 24, double temperature = 0, int seed = 0)
