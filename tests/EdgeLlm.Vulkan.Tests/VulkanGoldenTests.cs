@@ -176,4 +176,34 @@ public class VulkanGoldenTests(DeviceFixture fixture, ITestOutputHelper output) 
         Assert.Equal(200, story.GreedyIds.Length);
         Assert.Equal(story.GreedyIds, generated);
     }
+
+    /// <summary>Speculative decoding on the device (batches with every row's logits, rewinds): the greedy story is still llama.cpp's, with a draft model and with prompt lookup.</summary>
+    [Fact]
+    public void Stories260K_Speculative_GreedyStory_MatchesLlamaCpp()
+    {
+        var story = GoldenCase.Load("stories260K", "story");
+        using var m = Model.Load(SharedData.Model("stories260K"));
+        using var d = Model.Load(SharedData.Model("stories260K-q8_0"));
+        var tokenizer = EdgeLlm.Tokenizers.Tokenizer.FromGguf(m.File);
+        var greedy = new EdgeLlm.Engine.GenerationOptions { MaxTokens = story.GreedyIds.Length, Sampling = new EdgeLlm.Sampling.SamplerOptions { Temperature = 0 } };
+        using (var ctx = new VulkanInferenceContext(m, contextLength: 512, fixture.Device))
+        using (var draftCtx = new VulkanInferenceContext(d, contextLength: 512, fixture.Device))
+        {
+            var gen = new EdgeLlm.Engine.TextGenerator(ctx, tokenizer);
+            gen.UseDraft(draftCtx, EdgeLlm.Tokenizers.Tokenizer.FromGguf(d.File), 8, 0f);
+            var r = gen.Generate(story.PromptIds, greedy);
+            output.WriteLine($"draft: {r.DraftedTokens} proposed, {r.AcceptedDraftTokens} accepted");
+            Assert.Equal(story.GreedyIds, r.Tokens);
+            Assert.True(r.AcceptedDraftTokens > 100);
+            Assert.Equal(gen.CachedTokens.Count, ctx.Position);
+        }
+        using (var ctx = new VulkanInferenceContext(m, contextLength: 512, fixture.Device))
+        {
+            var gen = new EdgeLlm.Engine.TextGenerator(ctx, tokenizer);
+            gen.UseLookup(2, 8);
+            var r = gen.Generate(story.PromptIds, greedy);
+            output.WriteLine($"lookup: {r.DraftedTokens} proposed, {r.AcceptedDraftTokens} accepted");
+            Assert.Equal(story.GreedyIds, r.Tokens);
+        }
+    }
 }
