@@ -81,6 +81,7 @@ public static class ServeCommand
                 ModelId = id,
                 TemplateVariables = variables,
                 ReasoningFormat = pr.GetValue(reasoningFormat)!,
+                Speculative = speculation is not null,
             }, slots, queueLength, ctxLen, threadCount, pr.GetValue(backend), pr.GetValue(generic), speculation);
         }));
         return cmd;

@@ -50,6 +50,9 @@ public sealed record ServerOptions
 
     /// <summary>Chat template variables for every chat request (<c>--chat-template-kwargs</c>); a request's <c>chat_template_kwargs</c> override them by name.</summary>
     public IDictionary<string, object?>? TemplateVariables { get; init; }
+
+    /// <summary>The slots decode speculatively (<c>-md</c>, <c>--lookup-ngram</c>): <c>timings</c> then carry <c>draft_n</c> and <c>draft_n_accepted</c>.</summary>
+    public bool Speculative { get; init; }
 }
 
 /// <summary>
@@ -373,7 +376,7 @@ public sealed class OpenAiServer
                     }
                     await WriteJsonAsync(ctx, new ChatCompletion
                     {
-                        Id = id, Created = created, Model = _options.ModelId, Usage = usage,
+                        Id = id, Created = created, Model = _options.ModelId, Usage = usage, Timings = TimingsOf(result),
                         Choices = [new ChatChoice { Message = message, FinishReason = FinishReasonOf(result) }],
                     }, ServerJsonContext.Default.ChatCompletion);
                 }
@@ -381,7 +384,7 @@ public sealed class OpenAiServer
                 {
                     await WriteJsonAsync(ctx, new TextCompletion
                     {
-                        Id = id, Created = created, Model = _options.ModelId, Usage = usage,
+                        Id = id, Created = created, Model = _options.ModelId, Usage = usage, Timings = TimingsOf(result),
                         Choices = [new TextChoice { Text = result.Text, FinishReason = FinishReasonOf(result) }],
                     }, ServerJsonContext.Default.TextCompletion);
                 }
@@ -452,8 +455,9 @@ public sealed class OpenAiServer
         ThrowIfCancelled(result, ct);
         if (splitter is not null) await WriteSplitAsync(response, id, created, splitter.Flush(), ct);
         string finish = FinishReasonOf(result);
-        if (chat) await WriteEventAsync(response, ChatChunk(id, created, new ChunkDelta(), finish), ServerJsonContext.Default.ChatCompletionChunk, ct);
-        else await WriteEventAsync(response, TextChunk(id, created, "", finish), ServerJsonContext.Default.TextCompletion, ct);
+        var timings = TimingsOf(result);
+        if (chat) await WriteEventAsync(response, ChatChunk(id, created, new ChunkDelta(), finish, timings), ServerJsonContext.Default.ChatCompletionChunk, ct);
+        else await WriteEventAsync(response, TextChunk(id, created, "", finish, timings), ServerJsonContext.Default.TextCompletion, ct);
         if (includeUsage)
         {
             // OpenAI's usage chunk: no choices, the token counts.
@@ -476,22 +480,39 @@ public sealed class OpenAiServer
             await WriteEventAsync(response, ChatChunk(id, created, new ChunkDelta { Content = part.Content }, null), ServerJsonContext.Default.ChatCompletionChunk, ct);
     }
 
-    private ChatCompletionChunk ChatChunk(string id, long created, ChunkDelta delta, string? finish) => new()
+    private ChatCompletionChunk ChatChunk(string id, long created, ChunkDelta delta, string? finish, Timings? timings = null) => new()
     {
         Id = id, Created = created, Model = _options.ModelId,
-        Choices = [new ChunkChoice { Delta = delta, FinishReason = finish }],
+        Choices = [new ChunkChoice { Delta = delta, FinishReason = finish }], Timings = timings,
     };
 
-    private TextCompletion TextChunk(string id, long created, string text, string? finish) => new()
+    private TextCompletion TextChunk(string id, long created, string text, string? finish, Timings? timings = null) => new()
     {
         Id = id, Created = created, Model = _options.ModelId,
-        Choices = [new TextChoice { Text = text, FinishReason = finish }],
+        Choices = [new TextChoice { Text = text, FinishReason = finish }], Timings = timings,
     };
 
     /// <summary>A generation cut short by cancellation has no answer to give.</summary>
     private static void ThrowIfCancelled(GenerationResult result, CancellationToken ct)
     {
         if (result.Reason == FinishReason.Cancelled) throw new OperationCanceledException("the generation was cancelled", ct);
+    }
+
+    /// <summary>llama-server's timings; the draft counts only when the slot decodes speculatively.</summary>
+    private Timings TimingsOf(GenerationResult r)
+    {
+        double promptMs = r.PromptTime.TotalMilliseconds, predictedMs = r.GenerationTime.TotalMilliseconds;
+        int promptN = r.PromptTokens - r.ReusedPromptTokens;
+        return new Timings
+        {
+            PromptN = promptN, PromptMs = promptMs,
+            PromptPerTokenMs = promptN > 0 ? promptMs / promptN : 0, PromptPerSecond = promptMs > 0 ? promptN * 1000.0 / promptMs : 0,
+            PredictedN = r.CompletionTokens, PredictedMs = predictedMs,
+            PredictedPerTokenMs = r.CompletionTokens > 0 ? predictedMs / r.CompletionTokens : 0,
+            PredictedPerSecond = predictedMs > 0 ? r.CompletionTokens * 1000.0 / predictedMs : 0,
+            DraftN = _options.Speculative ? r.DraftedTokens : null,
+            DraftNAccepted = _options.Speculative ? r.AcceptedDraftTokens : null,
+        };
     }
 
     private static Usage UsageOf(GenerationResult r) =>

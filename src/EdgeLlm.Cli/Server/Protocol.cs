@@ -33,6 +33,26 @@ public sealed class Usage
     public PromptTokensDetails? PromptTokensDetails { get; init; }
 }
 
+/// <summary>
+/// llama-server's <c>timings</c> object (beside <c>usage</c>, in a whole response and in a stream's last chunk):
+/// prompt and generation times, and with speculative decoding how many proposals there were and how many were kept.
+/// </summary>
+public sealed class Timings
+{
+    public int PromptN { get; init; }
+    public double PromptMs { get; init; }
+    public double PromptPerTokenMs { get; init; }
+    public double PromptPerSecond { get; init; }
+    public int PredictedN { get; init; }
+    public double PredictedMs { get; init; }
+    public double PredictedPerTokenMs { get; init; }
+    public double PredictedPerSecond { get; init; }
+    [JsonIgnore(Condition = JsonIgnoreCondition.WhenWritingNull)]
+    public int? DraftN { get; init; }
+    [JsonIgnore(Condition = JsonIgnoreCondition.WhenWritingNull)]
+    public int? DraftNAccepted { get; init; }
+}
+
 /// <summary>Details of the prompt's tokens.</summary>
 public sealed class PromptTokensDetails
 {
@@ -49,6 +69,8 @@ public sealed class ChatCompletion
     public required IReadOnlyList<ChatChoice> Choices { get; init; }
     public required Usage Usage { get; init; }
     public string SystemFingerprint { get; init; } = ServerInfo.Fingerprint;
+    [JsonIgnore(Condition = JsonIgnoreCondition.WhenWritingNull)]
+    public Timings? Timings { get; init; }
 }
 
 /// <summary>One choice of a chat completion (the server makes exactly one).</summary>
@@ -83,6 +105,9 @@ public sealed class ChatCompletionChunk
     /// <summary>Only in the last chunk, and only with <c>stream_options.include_usage</c>.</summary>
     [JsonIgnore(Condition = JsonIgnoreCondition.WhenWritingNull)]
     public Usage? Usage { get; init; }
+    /// <summary>Only in the chunk with the finish reason.</summary>
+    [JsonIgnore(Condition = JsonIgnoreCondition.WhenWritingNull)]
+    public Timings? Timings { get; init; }
 }
 
 /// <summary>A choice of a chunk: a piece of the message (<c>delta</c>), and the finish reason in the last one.</summary>
@@ -118,6 +143,8 @@ public sealed class TextCompletion
     public required IReadOnlyList<TextChoice> Choices { get; init; }
     [JsonIgnore(Condition = JsonIgnoreCondition.WhenWritingNull)]
     public Usage? Usage { get; init; }
+    [JsonIgnore(Condition = JsonIgnoreCondition.WhenWritingNull)]
+    public Timings? Timings { get; init; }
 }
 
 /// <summary>One choice of a text completion.</summary>

@@ -40,12 +40,21 @@ public sealed class ServerForwardPassTests(ITestOutputHelper output)
         {
             alone = await Complete(server, 60);
             aloneSeeded = await Complete(server, 60, 0.8, 5);
+            var timings = (await CompleteBody(server, 20)).GetProperty("timings");
+            Assert.Equal(20, timings.GetProperty("predicted_n").GetInt32());
+            Assert.True(timings.GetProperty("predicted_per_second").GetDouble() > 0);
+            Assert.False(timings.TryGetProperty("draft_n", out _));
         }
         using (var server = ServerProcess.Start("-c", "256", "--parallel", "2", "-md", SharedData.Model("stories260K-q8_0"), "--draft-max", "8"))
         {
             Assert.Contains("edgellm: speculative decoding with stories260K-q8_0 (up to 8 tokens, p-min 0.75)", server.Log);
             drafted = await Complete(server, 60);
             draftedSeeded = await Complete(server, 60, 0.8, 5);
+            // llama-server's timings: how many proposals there were and how many were kept.
+            var timings = (await CompleteBody(server, 40)).GetProperty("timings");
+            output.WriteLine(timings.GetRawText());
+            int n = timings.GetProperty("draft_n").GetInt32(), kept = timings.GetProperty("draft_n_accepted").GetInt32();
+            Assert.True(n > 0 && kept > 0 && kept <= n, timings.GetRawText());
         }
         string lookedUp;
         using (var server = ServerProcess.Start("-c", "256", "--lookup-ngram", "2"))
@@ -59,12 +68,15 @@ public sealed class ServerForwardPassTests(ITestOutputHelper output)
         Assert.Equal(alone, lookedUp);
     }
 
-    private static async Task<string> Complete(ServerProcess server, int maxTokens = 24, double temperature = 0, int seed = 0)
+    private static async Task<string> Complete(ServerProcess server, int maxTokens = 24, double temperature = 0, int seed = 0) =>
+        (await CompleteBody(server, maxTokens, temperature, seed)).GetProperty("choices")[0].GetProperty("text").GetString()!;
+
+    private static async Task<JsonElement> CompleteBody(ServerProcess server, int maxTokens = 24, double temperature = 0, int seed = 0)
     {
         using var client = server.Client(withKey: false);
         var (status, body, _) = await ServerHttpTests.PostAsync(client, "/v1/completions",
             JsonSerializer.Serialize(new Dictionary<string, object> { ["prompt"] = "Once upon a time", ["max_tokens"] = maxTokens, ["temperature"] = temperature, ["seed"] = seed }));
         Assert.Equal(HttpStatusCode.OK, status);
-        return body.GetProperty("choices")[0].GetProperty("text").GetString()!;
+        return body;
     }
 }
