@@ -367,12 +367,19 @@ public sealed class TextGenerator
             if (pending is null) return;
             _draft?.Feedback(pending.Length, pendingAt);
             int drop = pending.Length - pendingAt;
-            if (drop > 0)
+            pending = null;
+            if (drop <= 0) return;
+            if (Context.Position == _cached.Count && drop <= _cached.Count)
             {
                 Context.Rewind(Context.Position - drop);
                 _cached.RemoveRange(_cached.Count - drop, drop);
             }
-            pending = null;
+            else
+            {
+                // An evaluation failed part-way: what the cache holds is unknown, so the next prompt starts afresh.
+                _cached.Clear();
+                Context.Reset();
+            }
         }
 
         try
