@@ -34,7 +34,7 @@ public sealed class JsonConstraint : TokenConstraint
 
     /// <summary>A constraint at the start of the output (nothing generated yet).</summary>
     /// <param name="tokenizer">The model's tokenizer (token bytes, end-of-generation tokens).</param>
-    /// <param name="schema">Also hold the object to this schema (<see cref="JsonSchemaNode"/>: types, properties, required, items, string enums); null: any object.</param>
+    /// <param name="schema">Also hold the object to this schema (<see cref="JsonSchemaNode"/>: types, properties, required, items, enums, length bounds); null: any object.</param>
     public JsonConstraint(Tokenizer tokenizer, JsonSchemaNode? schema = null)
     {
         ArgumentNullException.ThrowIfNull(tokenizer);
@@ -110,6 +110,7 @@ public sealed class JsonConstraint : TokenConstraint
         Hex,            // inside \uXXXX
         Number,         // inside a number (Sub says where)
         Literal,        // inside true / false / null
+        Raw,            // inside a number, true, false or null that must be one of a schema's enum values
         Done,           // the root object is closed
     }
 
@@ -231,6 +232,8 @@ public sealed class JsonConstraint : TokenConstraint
                     return true;
                 case Mode.Number:
                     return NumberByte(b);
+                case Mode.Raw:
+                    return RawByte(b);
                 case Mode.Literal:
                     {
                         string word = Literal == (byte)'t' ? "true" : Literal == (byte)'f' ? "false" : "null";
@@ -330,6 +333,15 @@ public sealed class JsonConstraint : TokenConstraint
                 if (type == JsonTypes.None || Next.Pick(type) is not { } alt) return false;
                 Next = alt;
                 return StartValue(b);
+            }
+            if (Next?.RawEnum is { } raw && b != (byte)'"')
+            {
+                // A number, boolean or null from the enum: written exactly as listed.
+                Mode = Mode.Raw;
+                MatchList = raw;
+                Match = AllBits(raw.Length);
+                MatchOffset = 0;
+                return RawByte(b);
             }
             switch (b)
             {
@@ -439,6 +451,30 @@ public sealed class JsonConstraint : TokenConstraint
             Match = still;
             MatchOffset++;
             return true;
+        }
+
+        /// <summary>A byte of a listed number / true / false / null; a byte no candidate continues ends the value when one is complete.</summary>
+        private bool RawByte(byte b)
+        {
+            var list = MatchList!;
+            ulong still = 0;
+            for (int i = 0; i < list.Length; i++)
+                if ((Match & (1UL << i)) != 0 && list[i].Length > MatchOffset && list[i][MatchOffset] == b) still |= 1UL << i;
+            if (still != 0)
+            {
+                Match = still;
+                MatchOffset++;
+                return true;
+            }
+            for (int i = 0; i < list.Length; i++)
+            {
+                if ((Match & (1UL << i)) == 0 || list[i].Length != MatchOffset) continue;
+                MatchList = null;
+                EndValue();
+                WsState = 0;
+                return Feed(b);
+            }
+            return false;
         }
 
         private bool NumberByte(byte b)

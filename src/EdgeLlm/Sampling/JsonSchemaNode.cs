@@ -24,15 +24,15 @@ public enum JsonTypes : byte
 /// <summary>
 /// The part of JSON Schema that <see cref="JsonConstraint"/> enforces while generating: <c>type</c>
 /// (one or a list), <c>properties</c> with <c>required</c> (keys from the list only, each once, any
-/// order; <c>additionalProperties</c> may be absent or false), <c>items</c>, and string
-/// <c>enum</c> / <c>const</c>, <c>minItems</c> / <c>maxItems</c> and <c>minLength</c> / <c>maxLength</c>
+/// order; <c>additionalProperties</c> may be absent or false), <c>items</c>, <c>enum</c> / <c>const</c>
+/// (strings, numbers, booleans, null; a number must be written as listed), <c>minItems</c> / <c>maxItems</c> and <c>minLength</c> / <c>maxLength</c>
 /// (in characters: a code point, or one escape such as <c>\n</c> or <c>\u00e9</c>). Keywords that only
 /// narrow values (<c>description</c>, <c>title</c>, <c>format</c>, <c>minimum</c>, <c>pattern</c>, ...) are
 /// accepted and not enforced. <c>$ref</c> into the same document (<c>$defs</c>, <c>definitions</c>; not recursive) and
 /// <c>anyOf</c>/<c>oneOf</c> of alternatives with different JSON types (pydantic's Optional:
 /// <c>[{...}, {"type": "null"}]</c>) are followed. Keywords that change the structure and are not
 /// implemented (<c>allOf</c>, <c>not</c>, overlapping alternatives, <c>additionalProperties</c> other
-/// than false, non-string enums, ...) are refused with an <see cref="ArgumentException"/> naming the place, so a request never gets
+/// than false, enums of objects or arrays, ...) are refused with an <see cref="ArgumentException"/> naming the place, so a request never gets
 /// less than it asked for without knowing.
 /// </summary>
 public sealed class JsonSchemaNode
@@ -69,6 +69,9 @@ public sealed class JsonSchemaNode
 
     /// <summary>The allowed strings, JSON-escaped UTF-8 (null: any string).</summary>
     internal byte[][]? Enum { get; private init; }
+
+    /// <summary>The allowed numbers, booleans and null of an enum or const, as compact JSON text (null: none); the value must be written exactly so.</summary>
+    internal byte[][]? RawEnum { get; private init; }
 
     /// <summary>Fewest items of an array (minItems; 0: no bound).</summary>
     internal int MinItems { get; private init; }
@@ -138,6 +141,8 @@ public sealed class JsonSchemaNode
             JsonSchemaNode? reference = null;
             JsonSchemaNode[]? anyOf = null;
             int minItems = 0, maxItems = -1, minLength = 0, maxLength = -1;
+            byte[][]? rawEnum = null;
+            JsonTypes enumTypes = JsonTypes.None;
             bool bounds = false;
             foreach (var p in s.EnumerateObject())
             {
@@ -198,25 +203,46 @@ public sealed class JsonSchemaNode
                         var values = p.Name == "const" ? [p.Value] : p.Value.ValueKind == JsonValueKind.Array ? p.Value.EnumerateArray().ToArray()
                             : throw new ArgumentException($"{at} must be an array");
                         if (values.Length == 0 || values.Length > MaxMembers) throw new ArgumentException($"{at} must hold 1 to {MaxMembers} values");
-                        if (values.Any(v => v.ValueKind != JsonValueKind.String)) throw new ArgumentException($"{at}: only strings are supported");
-                        enumValues = values.Select(v => Escaped(v.GetString()!)).ToArray();
+                        if (values.Any(v => v.ValueKind is JsonValueKind.Object or JsonValueKind.Array))
+                            throw new ArgumentException($"{at}: only strings, numbers, booleans and null are supported");
+                        var strings = values.Where(v => v.ValueKind == JsonValueKind.String).Select(v => Escaped(v.GetString()!)).ToArray();
+                        var raw = values.Where(v => v.ValueKind != JsonValueKind.String).Select(v => System.Text.Encoding.UTF8.GetBytes(v.GetRawText())).ToArray();
+                        enumValues = strings.Length > 0 ? strings : null;
+                        rawEnum = raw.Length > 0 ? raw : null;
+                        enumTypes = (strings.Length > 0 ? JsonTypes.String : JsonTypes.None)
+                            | values.Aggregate(JsonTypes.None, (t, v) => t | v.ValueKind switch
+                            {
+                                JsonValueKind.Number => v.TryGetInt64(out _) ? JsonTypes.Integer | JsonTypes.Number : JsonTypes.Number,
+                                JsonValueKind.True or JsonValueKind.False => JsonTypes.Boolean,
+                                JsonValueKind.Null => JsonTypes.Null,
+                                _ => JsonTypes.None,
+                            });
                         break;
                     default:
-                        if (!s_ignored.Contains(p.Name)) throw new ArgumentException($"{at} is not supported (supported: type, properties, required, additionalProperties: false, items, string enum/const, $ref, anyOf/oneOf of different types)");
+                        if (!s_ignored.Contains(p.Name)) throw new ArgumentException($"{at} is not supported (supported: type, properties, required, additionalProperties: false, items, enum/const, $ref, anyOf/oneOf of different types, minItems/maxItems, minLength/maxLength)");
                         break;
                 }
             }
             if (reference is not null || anyOf is not null)
             {
-                if (props.Length > 0 || items is not null || enumValues is not null || types != JsonTypes.None || bounds || (reference is not null && anyOf is not null))
+                if (props.Length > 0 || items is not null || enumTypes != JsonTypes.None || types != JsonTypes.None || bounds || (reference is not null && anyOf is not null))
                     throw new ArgumentException($"{path}: $ref, anyOf and oneOf are supported alone (beside descriptive keywords), not mixed with type, properties, items, enum or length bounds");
                 if (reference is not null) return reference;
                 return new JsonSchemaNode { Types = anyOf!.Aggregate(JsonTypes.None, (t, a) => t | a.Types), AnyOf = anyOf };
             }
-            if (enumValues is not null)
+            if (enumTypes != JsonTypes.None)
             {
-                if (types != JsonTypes.None && (types & JsonTypes.String) == 0) throw new ArgumentException($"{path}: a string enum needs type string");
-                types = JsonTypes.String;
+                // Every listed value must be of a declared type ("type": "integer" with [1, 2]; "number" takes integers too).
+                if (types != JsonTypes.None)
+                {
+                    var declared = (types & JsonTypes.Number) != 0 ? types | JsonTypes.Integer : types;
+                    if ((enumTypes & JsonTypes.String) != 0 && (declared & JsonTypes.String) == 0
+                        || (enumTypes & JsonTypes.Boolean) != 0 && (declared & JsonTypes.Boolean) == 0
+                        || (enumTypes & JsonTypes.Null) != 0 && (declared & JsonTypes.Null) == 0
+                        || (enumTypes & (JsonTypes.Number | JsonTypes.Integer)) != 0 && (declared & enumTypes & (JsonTypes.Number | JsonTypes.Integer)) == 0)
+                        throw new ArgumentException($"{path}: an enum value is not of the declared type");
+                }
+                types = enumTypes;
             }
             if (types == JsonTypes.None) types = props.Length > 0 ? JsonTypes.Object : items is not null ? JsonTypes.Array : JsonTypes.Any;
             if (requiredList is { } req)
@@ -232,7 +258,7 @@ public sealed class JsonSchemaNode
             if (maxLength >= 0 && minLength > maxLength) throw new ArgumentException($"{path}: minLength {minLength} is above maxLength {maxLength}: no string fits");
             return new JsonSchemaNode
             {
-                Types = types, Properties = props, KeyBytes = props.Select(p => p.Item2).ToArray(), Required = required, Items = items, Enum = enumValues,
+                Types = types, Properties = props, KeyBytes = props.Select(p => p.Item2).ToArray(), Required = required, Items = items, Enum = enumValues, RawEnum = rawEnum,
                 MinItems = minItems, MaxItems = maxItems, MinLength = minLength, MaxLength = maxLength,
             };
         }

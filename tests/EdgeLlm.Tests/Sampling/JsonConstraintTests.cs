@@ -224,7 +224,9 @@ public class JsonConstraintTests(ITestOutputHelper output)
     [InlineData("{\"type\": \"object\", \"properties\": {\"a\": {\"allOf\": []}}}", "schema.properties.a.allOf is not supported")]
     [InlineData("{\"type\": \"object\", \"not\": {}}", "schema.not is not supported")]
     [InlineData("{\"type\": \"object\", \"additionalProperties\": true}", "only false")]
-    [InlineData("{\"type\": \"object\", \"properties\": {\"a\": {\"enum\": [1, 2]}}}", "only strings")]
+    [InlineData("{\"type\": \"object\", \"properties\": {\"a\": {\"enum\": [1, {\"x\": 2}]}}}", "only strings, numbers, booleans and null")]
+    [InlineData("{\"type\": \"object\", \"properties\": {\"a\": {\"type\": \"string\", \"enum\": [\"x\", 2]}}}", "an enum value is not of the declared type")]
+    [InlineData("{\"type\": \"object\", \"properties\": {\"a\": {\"type\": \"integer\", \"enum\": [1.5]}}}", "an enum value is not of the declared type")]
     [InlineData("{\"type\": \"object\", \"properties\": {\"a\": {\"type\": \"date\"}}}", "unknown type 'date'")]
     [InlineData("{\"type\": \"object\", \"properties\": {}, \"required\": [\"b\"]}", "\"b\" is not one of the properties")]
     [InlineData("{\"type\": \"object\", \"properties\": {\"a\": {\"type\": \"array\", \"minItems\": 3, \"maxItems\": 2}}}", "minItems 3 is above maxItems 2")]
@@ -266,6 +268,37 @@ public class JsonConstraintTests(ITestOutputHelper output)
         // Keys are not held to a value's bounds.
         var keys = JsonSchemaNode.Parse(JsonDocument.Parse("{\"type\": \"object\", \"properties\": {\"longer-key\": {\"type\": \"string\", \"maxLength\": 1}}}").RootElement);
         Assert.True(JsonConstraint.IsCompleteObject("{\"longer-key\": \"x\"}"u8, keys));
+    }
+
+    /// <summary>Enums and consts of numbers, booleans and null (pydantic's Literal[1, 2], a const true), alone or mixed with strings: written exactly as listed.</summary>
+    [Fact]
+    public void Schema_NonStringEnums_AreEnforced()
+    {
+        const string Schema = """
+            {"type": "object", "properties": {
+               "n": {"enum": [1, 12, -3, 2.5]},
+               "flag": {"const": true},
+               "mixed": {"enum": ["auto", 0, null, false]},
+               "level": {"type": "integer", "enum": [1, 2, 3]}},
+             "required": ["n"]}
+            """;
+        var node = JsonSchemaNode.Parse(JsonDocument.Parse(Schema).RootElement);
+        bool Ok(string json) => JsonConstraint.IsCompleteObject(Encoding.UTF8.GetBytes(json), node);
+        bool Prefix(string json) => JsonConstraint.IsPrefix(Encoding.UTF8.GetBytes(json), node);
+        Assert.True(Ok("{\"n\": 1}"));
+        Assert.True(Ok("{\"n\": 12, \"flag\": true, \"mixed\": \"auto\", \"level\": 3}"));
+        Assert.True(Ok("{\"n\": -3,\n  \"mixed\": null}"));
+        Assert.True(Ok("{\"n\": 2.5, \"mixed\": false}"));
+        Assert.True(Ok("{\"mixed\": 0, \"n\": 1}"));
+        Assert.False(Prefix("{\"n\": 13"));         // 1 then 3: not listed
+        Assert.False(Prefix("{\"n\": 2,"));          // 2 alone is not listed (2.5 is)
+        Assert.True(Prefix("{\"n\": 2."));
+        Assert.False(Prefix("{\"n\": 1.0"));        // written as listed
+        Assert.False(Prefix("{\"n\": \"1\""));      // a string is not the number
+        Assert.False(Prefix("{\"n\": 1, \"flag\": f"));
+        Assert.False(Prefix("{\"n\": 1, \"mixed\": \"manual"));
+        Assert.False(Prefix("{\"n\": 1, \"mixed\": 1"));
+        Assert.False(Prefix("{\"n\": 1, \"level\": 4"));
     }
 
     /// <summary>What pydantic writes for nested and Optional fields: $defs with $ref, and anyOf [..., null].</summary>
