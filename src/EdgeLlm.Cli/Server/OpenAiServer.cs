@@ -271,10 +271,26 @@ public sealed class OpenAiServer
         var request = RequestParser.ParseChat(await ReadBodyAsync(ctx));
         CheckModel(request.Model);
         string text;
+        List<string>? toolNames = null;
         try
         {
             // The template interpreter is not documented as thread-safe; renders are short.
             var variables = TemplateVariables.Merge(_options.TemplateVariables, request.TemplateVariables);
+            if (request.Tools is { } tools)
+            {
+                if (!ToolCalls.Supports(_template))
+                    throw ApiException.BadField("tools", "the model's chat template has no tool-call format EdgeLlm reads: it reads Hermes-style <tool_call> blocks (Qwen2.5, Qwen3, Hermes)");
+                variables = new Dictionary<string, object?>(variables ?? new Dictionary<string, object?>(), StringComparer.Ordinal)
+                {
+                    ["tools"] = tools.Select(t => t.TemplateValue).ToList(),
+                };
+                toolNames = tools.Select(t => t.Name).ToList();
+                if (request.ToolChoice != "auto")
+                {
+                    var callable = tools.Where(t => request.ToolChoice == "required" || t.Name == request.ToolChoice).Select(t => (t.Name, t.Properties)).ToList();
+                    request = request with { Options = request.Options with { Grammar = ToolCalls.RequiredCallGrammar(callable) } };
+                }
+            }
             lock (_templateLock) text = ChatPrompt.Render(_template, _tokenizer, request.Messages!, addGenerationPrompt: true, variables: variables);
         }
         catch (TemplateException e)
@@ -284,7 +300,7 @@ public sealed class OpenAiServer
         // As ChatPrompt.Tokenize: BOS as the vocabulary says, special-token text parsed.
         int[] prompt = _tokenizer.Encode(text, addSpecial: true, parseSpecial: true);
         var splitter = _splitReasoning ? new ReasoningSplitter(ReasoningSplitter.PromptOpensReasoning(text)) : null;
-        await CompleteAsync(ctx, request, prompt, chat: true, splitter);
+        await CompleteAsync(ctx, request, prompt, chat: true, splitter, toolNames);
     }
 
     private async Task Completions(HttpContext ctx)
@@ -328,7 +344,8 @@ public sealed class OpenAiServer
     }
 
     /// <summary>Runs one generation in a slot and answers with it, streamed or whole.</summary>
-    private async Task CompleteAsync(HttpContext ctx, CompletionRequest request, int[] prompt, bool chat, ReasoningSplitter? splitter)
+    private async Task CompleteAsync(HttpContext ctx, CompletionRequest request, int[] prompt, bool chat, ReasoningSplitter? splitter,
+        IReadOnlyList<string>? toolNames = null)
     {
         int contextLength = _pool.Slots[0].Context.ContextLength;
         if (prompt.Length == 0)
@@ -356,7 +373,7 @@ public sealed class OpenAiServer
             long created = DateTimeOffset.UtcNow.ToUnixTimeSeconds();
             GenerationResult result;
             if (request.Stream)
-                result = await StreamAsync(ctx.Response, id, created, chat, request.IncludeUsage, pieces.Reader, generation, splitter, cts.Token);
+                result = await StreamAsync(ctx.Response, id, created, chat, request.IncludeUsage, pieces.Reader, generation, splitter, cts.Token, toolNames);
             else
             {
                 var text = new StringBuilder();
@@ -374,10 +391,16 @@ public sealed class OpenAiServer
                         string reasoning = r1 + r2;
                         message = new AssistantMessage { Content = c1 + c2, ReasoningContent = reasoning.Length > 0 ? reasoning : null };
                     }
+                    string finish = FinishReasonOf(result);
+                    if (toolNames is not null && ToolCalls.Parse(message.Content ?? "", toolNames) is { Calls.Count: > 0 } parsed)
+                    {
+                        message = new AssistantMessage { Content = parsed.Content, ReasoningContent = message.ReasoningContent, ToolCalls = CallsOut(parsed.Calls, streamed: false) };
+                        finish = "tool_calls";
+                    }
                     await WriteJsonAsync(ctx, new ChatCompletion
                     {
                         Id = id, Created = created, Model = _options.ModelId, Usage = usage, Timings = TimingsOf(result),
-                        Choices = [new ChatChoice { Message = message, FinishReason = FinishReasonOf(result) }],
+                        Choices = [new ChatChoice { Message = message, FinishReason = finish }],
                     }, ServerJsonContext.Default.ChatCompletion);
                 }
                 else
@@ -437,7 +460,8 @@ public sealed class OpenAiServer
     }
 
     private async Task<GenerationResult> StreamAsync(HttpResponse response, string id, long created, bool chat, bool includeUsage,
-        ChannelReader<string> pieces, Task<GenerationResult> generation, ReasoningSplitter? splitter, CancellationToken ct)
+        ChannelReader<string> pieces, Task<GenerationResult> generation, ReasoningSplitter? splitter, CancellationToken ct,
+        IReadOnlyList<string>? toolNames = null)
     {
         response.ContentType = "text/event-stream";
         response.Headers.CacheControl = "no-cache";
@@ -445,16 +469,40 @@ public sealed class OpenAiServer
         await response.StartAsync(ct);
         if (chat)
             await WriteEventAsync(response, ChatChunk(id, created, new ChunkDelta { Role = "assistant", Content = "" }, null), ServerJsonContext.Default.ChatCompletionChunk, ct);
+        var held = toolNames is null ? null : new StringBuilder();
         await foreach (var piece in pieces.ReadAllAsync(ct))
         {
-            if (splitter is not null) await WriteSplitAsync(response, id, created, splitter.Push(piece), ct);
+            // With tools, the reply is held until it ends: whether it is a call is known only then.
+            if (held is not null) held.Append(piece);
+            else if (splitter is not null) await WriteSplitAsync(response, id, created, splitter.Push(piece), ct);
             else if (chat) await WriteEventAsync(response, ChatChunk(id, created, new ChunkDelta { Content = piece }, null), ServerJsonContext.Default.ChatCompletionChunk, ct);
             else await WriteEventAsync(response, TextChunk(id, created, piece, null), ServerJsonContext.Default.TextCompletion, ct);
         }
         var result = await generation;
         ThrowIfCancelled(result, ct);
-        if (splitter is not null) await WriteSplitAsync(response, id, created, splitter.Flush(), ct);
         string finish = FinishReasonOf(result);
+        if (held is not null)
+        {
+            string reply = held.ToString();
+            if (splitter is not null)
+            {
+                var (r1, c1) = splitter.Push(reply);
+                var (r2, c2) = splitter.Flush();
+                if (r1.Length + r2.Length > 0)
+                    await WriteEventAsync(response, ChatChunk(id, created, new ChunkDelta { ReasoningContent = r1 + r2 }, null), ServerJsonContext.Default.ChatCompletionChunk, ct);
+                reply = c1 + c2;
+            }
+            var (content, calls) = ToolCalls.Parse(reply, toolNames!);
+            string? text = calls.Count > 0 ? content : reply.Length > 0 ? reply : null;
+            if (text is not null)
+                await WriteEventAsync(response, ChatChunk(id, created, new ChunkDelta { Content = text }, null), ServerJsonContext.Default.ChatCompletionChunk, ct);
+            if (calls.Count > 0)
+            {
+                await WriteEventAsync(response, ChatChunk(id, created, new ChunkDelta { ToolCalls = CallsOut(calls, streamed: true) }, null), ServerJsonContext.Default.ChatCompletionChunk, ct);
+                finish = "tool_calls";
+            }
+        }
+        else if (splitter is not null) await WriteSplitAsync(response, id, created, splitter.Flush(), ct);
         var timings = TimingsOf(result);
         if (chat) await WriteEventAsync(response, ChatChunk(id, created, new ChunkDelta(), finish, timings), ServerJsonContext.Default.ChatCompletionChunk, ct);
         else await WriteEventAsync(response, TextChunk(id, created, "", finish, timings), ServerJsonContext.Default.TextCompletion, ct);
@@ -497,6 +545,10 @@ public sealed class OpenAiServer
     {
         if (result.Reason == FinishReason.Cancelled) throw new OperationCanceledException("the generation was cancelled", ct);
     }
+
+    /// <summary>Calls as OpenAI writes them; a stream's deltas also number them (<c>index</c>).</summary>
+    private static List<ToolCallOut> CallsOut(List<ChatToolCall> calls, bool streamed) =>
+        calls.Select((c, i) => new ToolCallOut { Index = streamed ? i : null, Id = c.Id, Function = new FunctionCallOut { Name = c.Name, Arguments = c.Arguments } }).ToList();
 
     /// <summary>llama-server's timings; the draft counts only when the slot decodes speculatively.</summary>
     private Timings TimingsOf(GenerationResult r)

@@ -87,10 +87,32 @@ public sealed class ChatChoice
 public sealed class AssistantMessage
 {
     public string Role { get; init; } = "assistant";
-    public required string Content { get; init; }
+    /// <summary>The reply's text; null when it is only tool calls (as OpenAI writes it).</summary>
+    [JsonIgnore(Condition = JsonIgnoreCondition.Never)]
+    public required string? Content { get; init; }
+    /// <summary>The functions the model called (<c>tools</c> in the request), or absent.</summary>
+    [JsonIgnore(Condition = JsonIgnoreCondition.WhenWritingNull)]
+    public IReadOnlyList<ToolCallOut>? ToolCalls { get; init; }
     /// <summary>llama-server's field: the model's reasoning (its &lt;think&gt; block), when the server splits it off.</summary>
     [JsonIgnore(Condition = JsonIgnoreCondition.WhenWritingNull)]
     public string? ReasoningContent { get; init; }
+}
+
+/// <summary>One function call of a reply: <c>{"id", "type": "function", "function": {"name", "arguments"}}</c> (arguments: JSON text); in a stream also its <c>index</c>.</summary>
+public sealed class ToolCallOut
+{
+    [JsonIgnore(Condition = JsonIgnoreCondition.WhenWritingNull)]
+    public int? Index { get; init; }
+    public required string Id { get; init; }
+    public string Type { get; init; } = "function";
+    public required FunctionCallOut Function { get; init; }
+}
+
+/// <summary>The function called and its arguments (JSON text).</summary>
+public sealed class FunctionCallOut
+{
+    public required string Name { get; init; }
+    public required string Arguments { get; init; }
 }
 
 /// <summary>One server-sent event of a streamed chat completion.</summary>
@@ -130,6 +152,8 @@ public sealed class ChunkDelta
     public string? Content { get; init; }
     [JsonIgnore(Condition = JsonIgnoreCondition.WhenWritingNull)]
     public string? ReasoningContent { get; init; }
+    [JsonIgnore(Condition = JsonIgnoreCondition.WhenWritingNull)]
+    public IReadOnlyList<ToolCallOut>? ToolCalls { get; init; }
 }
 
 /// <summary><c>POST /v1/completions</c>, streamed (one per event, <c>usage</c> only in the last with include_usage) or not.</summary>

@@ -20,13 +20,26 @@ public sealed record CompletionRequest(
 {
     /// <summary>llama-server's <c>chat_template_kwargs</c>: extra chat template variables for this request (chat completions), or null.</summary>
     public IDictionary<string, object?>? TemplateVariables { get; init; }
+
+    /// <summary>OpenAI's <c>tools</c>: the functions the model may call (null: none, or <c>tool_choice</c> "none").</summary>
+    public IReadOnlyList<ToolSpec>? Tools { get; init; }
+
+    /// <summary><c>tool_choice</c>: "auto" (the model decides), "required" (it must call one), or a function's name (it must call that one).</summary>
+    public string ToolChoice { get; init; } = "auto";
 }
+
+/// <summary>
+/// A function the model may call: its name, its declared parameter names (none when <c>parameters</c> is
+/// absent; null when it declares no <c>properties</c>: any object), and the tool object as the request
+/// gave it (what the chat template sees).
+/// </summary>
+public sealed record ToolSpec(string Name, IReadOnlyList<string>? Properties, object? TemplateValue);
 
 /// <summary>
 /// Reads the JSON bodies of <c>/v1/chat/completions</c> and <c>/v1/completions</c> by hand (a
 /// JsonDocument walk, AOT-safe), so that every wrong field gets a 400 that names it. A JSON null
 /// counts as an absent field, and fields the server does not know are ignored (clients send many);
-/// known fields it cannot honour with a non-default value (n &gt; 1, logprobs, tools, penalties) are refused.
+/// known fields it cannot honour with a non-default value (n &gt; 1, logprobs, penalties) are refused.
 /// </summary>
 /// <remarks>
 /// Sampling fields that are absent keep llama.cpp's defaults (as llama-server does): temperature 0.8,
@@ -53,7 +66,10 @@ public static class RequestParser
             try { variables = TemplateVariables.FromObject(kwargs, "chat_template_kwargs"); }
             catch (FormatException e) { throw ApiException.BadField("chat_template_kwargs", e.Message); }
         }
-        return common with { Messages = messages, TemplateVariables = variables };
+        var (tools, choice) = ParseTools(root);
+        if (tools is not null && (common.Options.Grammar is not null || common.Options.JsonObject || common.Options.JsonSchema is not null) && choice != "auto")
+            throw ApiException.BadField("tool_choice", "a required tool call cannot be combined with a grammar or JSON output");
+        return common with { Messages = messages, TemplateVariables = variables, Tools = tools, ToolChoice = choice };
     }
 
     /// <summary>Parses a text completion request.</summary>
@@ -177,8 +193,6 @@ public static class RequestParser
         if (chat)
         {
             if (Bool(root, "logprobs") == true) throw ApiException.BadField("logprobs", "logprobs are not supported");
-            if (Field(root, "tools") is { } tools && !(tools.ValueKind == JsonValueKind.Array && tools.GetArrayLength() == 0))
-                throw ApiException.BadField("tools", "tools are not supported");
             if (Field(root, "response_format") is { } rf)
             {
                 string? type = rf.ValueKind == JsonValueKind.Object ? String(rf, "type", "response_format.type") : null;
@@ -297,8 +311,80 @@ public static class RequestParser
             if (role is not ("system" or "user" or "assistant" or "tool"))
                 throw ApiException.BadField(where + ".role", $"{where}.role must be system, developer, user, assistant or tool, got \"{role}\"");
             string content = ParseContent(m, where, role);
-            list.Add(new ChatTurn(role, content));
+            list.Add(new ChatTurn(role, content)
+            {
+                ToolCalls = role == "assistant" ? ParseToolCalls(m, where) : null,
+                ToolCallId = role == "tool" ? String(m, "tool_call_id", where + ".tool_call_id") : null,
+            });
             i++;
+        }
+        return list;
+    }
+
+    /// <summary>
+    /// <c>tools</c> (each <c>{"type": "function", "function": {"name", "description"?, "parameters"?}}</c>) and
+    /// <c>tool_choice</c> ("none", "auto", "required" or <c>{"type": "function", "function": {"name"}}</c>).
+    /// No tools, or "none": (null, "auto").
+    /// </summary>
+    private static (IReadOnlyList<ToolSpec>? Tools, string Choice) ParseTools(JsonElement root)
+    {
+        if (Field(root, "tools") is not { } tools) return (null, "auto");
+        if (tools.ValueKind != JsonValueKind.Array) throw ApiException.BadField("tools", $"tools must be an array, got {Kind(tools)}");
+        var list = new List<ToolSpec>();
+        int i = 0;
+        foreach (var t in tools.EnumerateArray())
+        {
+            string where = $"tools[{i++}]";
+            if (t.ValueKind != JsonValueKind.Object) throw ApiException.BadField("tools", $"{where} must be an object, got {Kind(t)}");
+            if (String(t, "type", "tools") is not "function") throw ApiException.BadField("tools", $"{where}.type must be \"function\"");
+            if (Field(t, "function") is not { ValueKind: JsonValueKind.Object } f) throw ApiException.BadField("tools", $"{where}.function must be an object");
+            string name = String(f, "name", "tools") ?? throw ApiException.BadField("tools", $"{where}.function.name is required");
+            if (name.Length == 0 || name.Length > 64 || !name.All(c => char.IsAsciiLetterOrDigit(c) || c is '_' or '-'))
+                throw ApiException.BadField("tools", $"{where}.function.name must be 1 to 64 letters, digits, '_' or '-', got \"{name}\"");
+            if (list.Exists(x => x.Name == name)) throw ApiException.BadField("tools", $"{where}: the function \"{name}\" is listed twice");
+            IReadOnlyList<string>? properties = [];
+            if (Field(f, "parameters") is { } ps)
+            {
+                if (ps.ValueKind != JsonValueKind.Object) throw ApiException.BadField("tools", $"{where}.function.parameters must be a JSON schema object");
+                properties = Field(ps, "properties") is { ValueKind: JsonValueKind.Object } pp ? pp.EnumerateObject().Select(p => p.Name).ToList() : null;
+            }
+            list.Add(new ToolSpec(name, properties, TemplateVariables.FromJson(t)));
+        }
+        string choice = "auto";
+        if (Field(root, "tool_choice") is { } c)
+        {
+            if (c.ValueKind == JsonValueKind.String)
+            {
+                choice = c.GetString()!;
+                if (choice is not ("none" or "auto" or "required")) throw ApiException.BadField("tool_choice", $"tool_choice must be none, auto, required or {{\"type\": \"function\", \"function\": {{\"name\": ...}}}}, got \"{choice}\"");
+            }
+            else if (c.ValueKind == JsonValueKind.Object && Field(c, "function") is { ValueKind: JsonValueKind.Object } cf && String(cf, "name", "tool_choice") is { } named)
+            {
+                if (!list.Exists(x => x.Name == named)) throw ApiException.BadField("tool_choice", $"tool_choice names \"{named}\", which is not in tools");
+                choice = named;
+            }
+            else throw ApiException.BadField("tool_choice", "tool_choice must be none, auto, required or {\"type\": \"function\", \"function\": {\"name\": ...}}");
+        }
+        if (list.Count == 0 || choice == "none") return (null, "auto");
+        return (list, choice);
+    }
+
+    /// <summary>An assistant message's <c>tool_calls</c> (each {id, type, function: {name, arguments}}), or null.</summary>
+    private static List<ChatToolCall>? ParseToolCalls(JsonElement message, string where)
+    {
+        if (Field(message, "tool_calls") is not { } calls) return null;
+        string param = where + ".tool_calls";
+        if (calls.ValueKind != JsonValueKind.Array) throw ApiException.BadField(param, $"{param} must be an array");
+        var list = new List<ChatToolCall>();
+        int j = 0;
+        foreach (var call in calls.EnumerateArray())
+        {
+            string p = $"{param}[{j++}]";
+            if (call.ValueKind != JsonValueKind.Object || Field(call, "function") is not { ValueKind: JsonValueKind.Object } f)
+                throw ApiException.BadField(param, $"{p} must be {{\"id\", \"type\": \"function\", \"function\": {{\"name\", \"arguments\"}}}}");
+            string name = String(f, "name", param) ?? throw ApiException.BadField(param, $"{p}.function.name is required");
+            string arguments = Field(f, "arguments") is { } a ? a.ValueKind == JsonValueKind.String ? a.GetString()! : a.GetRawText() : "{}";
+            list.Add(new ChatToolCall(String(call, "id", param) ?? $"call_{j}", name, arguments));
         }
         return list;
     }

@@ -71,7 +71,21 @@ public sealed class ChatTemplate
         ArgumentNullException.ThrowIfNull(messages);
         var list = new List<object?>(messages.Count);
         foreach (var m in messages)
-            list.Add(new Dictionary<string, object?> { ["role"] = m.Role, ["content"] = m.Content });
+        {
+            var d = new Dictionary<string, object?> { ["role"] = m.Role, ["content"] = m.Content };
+            if (m.ToolCalls is { } calls)
+            {
+                // OpenAI's shape; the arguments as an object, as templates write them with tojson (llama.cpp does the same).
+                d["tool_calls"] = calls.Select(c => (object?)new Dictionary<string, object?>
+                {
+                    ["id"] = c.Id,
+                    ["type"] = "function",
+                    ["function"] = new Dictionary<string, object?> { ["name"] = c.Name, ["arguments"] = ArgumentsValue(c.Arguments) },
+                }).ToList();
+            }
+            if (m.ToolCallId is not null) d["tool_call_id"] = m.ToolCallId;
+            list.Add(d);
+        }
         var vars = new Dictionary<string, object?>(StringComparer.Ordinal)
         {
             ["messages"] = list,
@@ -82,5 +96,19 @@ public sealed class ChatTemplate
         if (extra is not null)
             foreach (var kv in extra) vars[kv.Key] = kv.Value;
         return _template.Render(vars, now);
+    }
+
+    /// <summary>Arguments JSON text as a template value (an object); text that is not JSON stays a string.</summary>
+    private static object? ArgumentsValue(string arguments)
+    {
+        try
+        {
+            using var doc = System.Text.Json.JsonDocument.Parse(arguments);
+            return TemplateVariables.FromJson(doc.RootElement);
+        }
+        catch (System.Text.Json.JsonException)
+        {
+            return arguments;
+        }
     }
 }

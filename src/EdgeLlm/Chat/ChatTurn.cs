@@ -7,4 +7,14 @@ namespace EdgeLlm.Chat;
 /// <c>Microsoft.Extensions.AI</c> (whose <c>ChatMessage</c> <see cref="EdgeLlmChatClient"/> takes)
 /// compiles without aliases.
 /// </summary>
-public sealed record ChatTurn(string Role, string Content);
+public sealed record ChatTurn(string Role, string Content)
+{
+    /// <summary>An assistant turn's function calls (the template sees <c>message.tool_calls</c>, each {id, type, function: {name, arguments}}).</summary>
+    public IReadOnlyList<ChatToolCall>? ToolCalls { get; init; }
+
+    /// <summary>A tool turn's answer to this call id (<c>message.tool_call_id</c>).</summary>
+    public string? ToolCallId { get; init; }
+}
+
+/// <summary>A function call the assistant made: its id, the function's name and its arguments as JSON text (an object).</summary>
+public sealed record ChatToolCall(string Id, string Name, string Arguments);
