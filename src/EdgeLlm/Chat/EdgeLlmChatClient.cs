@@ -1,5 +1,6 @@
 using System.Globalization;
 using System.Runtime.CompilerServices;
+using System.Text;
 using System.Threading.Channels;
 using EdgeLlm.Engine;
 using EdgeLlm.Models;
@@ -72,7 +73,12 @@ public sealed record EdgeLlmChatClientOptions
 /// <c>enable_thinking = false</c>; see <see cref="TemplateVariables"/>) and <c>grammar</c> (GBNF text or a
 /// <see cref="GbnfGrammar"/>: the answer follows it, see <see cref="GenerationOptions.Grammar"/>).
 /// <see cref="AI.ChatOptions.ResponseFormat"/> <c>Json</c> / <c>ForJsonSchema</c> constrain the answer to JSON
-/// (see <see cref="JsonConstraint"/>). Tools and frequency/presence penalties are not supported and are ignored. Bad values throw an
+/// (see <see cref="JsonConstraint"/>). <see cref="AI.ChatOptions.Tools"/> (functions) go to the chat template,
+/// and a reply in the Hermes format comes back as <see cref="AI.FunctionCallContent"/> with
+/// <see cref="AI.ChatFinishReason.ToolCalls"/>; <see cref="AI.ChatOptions.ToolMode"/> none, auto or required
+/// (any, or one named: a grammar of one call); conversations carry on with <see cref="AI.FunctionCallContent"/>
+/// and <see cref="AI.FunctionResultContent"/> (see <see cref="ToolCalls"/>; templates without Hermes calls refuse
+/// tools). Frequency/presence penalties are not supported and are ignored. Bad values throw an
 /// <see cref="ArgumentException"/> naming the option.
 /// </para>
 /// <para>
@@ -207,7 +213,7 @@ public sealed class EdgeLlmChatClient : AI.IChatClient
 
     /// <inheritdoc/>
     /// <exception cref="ArgumentException">a bad option (the message names it), an empty conversation, or a prompt that does not fit (<see cref="PromptTooLongException"/>)</exception>
-    /// <exception cref="NotSupportedException">a message carries content other than text (images, tool calls, …)</exception>
+    /// <exception cref="NotSupportedException">a message carries content other than text, function calls and results (images, …), or tools the template cannot call</exception>
     /// <exception cref="Jinja.TemplateException">the chat template rejects the conversation</exception>
     /// <exception cref="OperationCanceledException"><paramref name="cancellationToken"/> fired</exception>
     public async Task<AI.ChatResponse> GetResponseAsync(IEnumerable<AI.ChatMessage> messages, AI.ChatOptions? options = null, CancellationToken cancellationToken = default)
@@ -226,12 +232,19 @@ public sealed class EdgeLlmChatClient : AI.IChatClient
             var message = request.Reasoning is null
                 ? new AI.ChatMessage(AI.ChatRole.Assistant, result.Text) { MessageId = request.Id }
                 : new AI.ChatMessage(AI.ChatRole.Assistant, Contents(request.Reasoning.Push(result.Text), request.Reasoning.Flush())) { MessageId = request.Id };
+            bool called = false;
+            if (request.ToolNames is { } names)
+            {
+                var reasoning = message.Contents.OfType<AI.TextReasoningContent>().ToList<AI.AIContent>();
+                var reply = ReplyContents(string.Concat(message.Contents.OfType<AI.TextContent>().Select(t => t.Text)), names, out called);
+                message = new AI.ChatMessage(AI.ChatRole.Assistant, [.. reasoning, .. reply]) { MessageId = request.Id };
+            }
             return new AI.ChatResponse(message)
             {
                 ResponseId = request.Id,
                 ModelId = ModelId,
                 CreatedAt = request.Created,
-                FinishReason = MapFinish(result.Reason),
+                FinishReason = called ? AI.ChatFinishReason.ToolCalls : MapFinish(result.Reason),
                 Usage = Usage(result),
                 RawRepresentation = result,
             };
@@ -250,7 +263,7 @@ public sealed class EdgeLlmChatClient : AI.IChatClient
     /// and a <see cref="AI.UsageContent"/>. Stopping the enumeration early stops the generation.
     /// </remarks>
     /// <exception cref="ArgumentException">a bad option (the message names it), an empty conversation, or a prompt that does not fit (<see cref="PromptTooLongException"/>)</exception>
-    /// <exception cref="NotSupportedException">a message carries content other than text</exception>
+    /// <exception cref="NotSupportedException">a message carries content other than text, function calls and results, or tools the template cannot call</exception>
     /// <exception cref="Jinja.TemplateException">the chat template rejects the conversation</exception>
     public IAsyncEnumerable<AI.ChatResponseUpdate> GetStreamingResponseAsync(IEnumerable<AI.ChatMessage> messages, AI.ChatOptions? options = null, CancellationToken cancellationToken = default)
     {
@@ -287,18 +300,36 @@ public sealed class EdgeLlmChatClient : AI.IChatClient
                 }
             }, CancellationToken.None, TaskCreationOptions.LongRunning, TaskScheduler.Default);
 
+            // With tools, the reply is held until it ends: whether it is a call is known only then.
+            var held = request.ToolNames is null ? null : new StringBuilder();
+            bool called = false;
             await foreach (var piece in channel.Reader.ReadAllAsync(cancellationToken).ConfigureAwait(false))
             {
                 // ReadAllAsync hands out buffered pieces without looking at the token: a cancelled stream stops here.
                 cancellationToken.ThrowIfCancellationRequested();
-                if (request.Reasoning is null)
+                if (held is not null)
+                    held.Append(piece);
+                else if (request.Reasoning is null)
                     yield return Update(request, [new AI.TextContent(piece)]);
                 else if (Contents(request.Reasoning.Push(piece)) is { Count: > 0 } parts)
                     yield return Update(request, parts);
             }
             var result = await worker.ConfigureAwait(false);
             if (result.Reason == FinishReason.Cancelled) throw Cancelled(cancellationToken);
-            if (request.Reasoning is not null && Contents(request.Reasoning.Flush()) is { Count: > 0 } rest)
+            if (held is not null)
+            {
+                string reply = held.ToString();
+                var parts = new List<AI.AIContent>();
+                if (request.Reasoning is not null)
+                {
+                    var split = Contents(request.Reasoning.Push(reply), request.Reasoning.Flush());
+                    parts.AddRange(split.OfType<AI.TextReasoningContent>());
+                    reply = string.Concat(split.OfType<AI.TextContent>().Select(t => t.Text));
+                }
+                parts.AddRange(ReplyContents(reply, request.ToolNames!, out called));
+                if (parts.Count > 0) yield return Update(request, parts);
+            }
+            else if (request.Reasoning is not null && Contents(request.Reasoning.Flush()) is { Count: > 0 } rest)
                 yield return Update(request, rest);
             yield return new AI.ChatResponseUpdate(AI.ChatRole.Assistant, [new AI.UsageContent(Usage(result))])
             {
@@ -306,7 +337,7 @@ public sealed class EdgeLlmChatClient : AI.IChatClient
                 MessageId = request.Id,
                 ModelId = ModelId,
                 CreatedAt = request.Created,
-                FinishReason = MapFinish(result.Reason),
+                FinishReason = called ? AI.ChatFinishReason.ToolCalls : MapFinish(result.Reason),
                 RawRepresentation = result,
             };
         }
@@ -400,7 +431,11 @@ public sealed class EdgeLlmChatClient : AI.IChatClient
         return list;
     }
 
-    private sealed record Request(int[] Prompt, GenerationOptions Generation, string Id, DateTimeOffset Created, ReasoningSplitter? Reasoning);
+    private sealed record Request(int[] Prompt, GenerationOptions Generation, string Id, DateTimeOffset Created, ReasoningSplitter? Reasoning)
+    {
+        /// <summary>The functions the model may call (ChatOptions.Tools), or null: replies are then read for Hermes calls.</summary>
+        public IReadOnlyList<string>? ToolNames { get; init; }
+    }
 
     /// <summary>Checks the options and messages and renders the prompt (on the caller's thread: errors surface at the call).</summary>
     private Request Prepare(IEnumerable<AI.ChatMessage> messages, AI.ChatOptions? options)
@@ -416,15 +451,25 @@ public sealed class EdgeLlmChatClient : AI.IChatClient
             if (m is null) throw new ArgumentException($"message {index} is null", nameof(messages));
             foreach (var c in m.Contents)
             {
-                if (c is not AI.TextContent and not AI.TextReasoningContent and not AI.UsageContent)
-                    throw new NotSupportedException($"message {index} ({m.Role}) carries {c.GetType().Name}: EdgeLlmChatClient handles text only");
+                if (c is not AI.TextContent and not AI.TextReasoningContent and not AI.UsageContent and not AI.FunctionCallContent and not AI.FunctionResultContent)
+                    throw new NotSupportedException($"message {index} ({m.Role}) carries {c.GetType().Name}: EdgeLlmChatClient handles text, function calls and function results");
             }
             string role = m.Role.Value;
+            var results = m.Contents.OfType<AI.FunctionResultContent>().ToList();
+            var calls = m.Contents.OfType<AI.FunctionCallContent>().ToList();
             // Instructions and a leading system message become one system message: many templates accept only one, first.
             if (role == "system" && conversation.Count == 1 && index == 0 && conversation[0].Role == "system")
                 conversation[0] = new ChatTurn("system", conversation[0].Content + "\n\n" + m.Text);
+            else if (results.Count > 0)
+            {
+                // Each function result is a "tool" turn, as OpenAI's tool messages are.
+                foreach (var r in results) conversation.Add(new ChatTurn("tool", ResultText(r.Result)) { ToolCallId = r.CallId });
+            }
             else
-                conversation.Add(new ChatTurn(role, m.Text));
+                conversation.Add(new ChatTurn(role, m.Text)
+                {
+                    ToolCalls = calls.Count == 0 ? null : calls.Select(c => new ChatToolCall(c.CallId, c.Name, ArgumentsJson(c.Arguments))).ToList(),
+                });
             index++;
         }
         if (conversation.Count == 0) throw new ArgumentException("the conversation has no messages", nameof(messages));
@@ -434,12 +479,103 @@ public sealed class EdgeLlmChatClient : AI.IChatClient
             variables = kw as IDictionary<string, object?>
                 ?? throw new ArgumentException($"ChatOptions.AdditionalProperties[\"chat_template_kwargs\"] must be an IDictionary<string, object?> of template variables, got {kw.GetType().Name}", nameof(options));
         }
+        List<string>? toolNames = null;
+        if (options?.Tools is { Count: > 0 } tools && options.ToolMode is not AI.NoneChatToolMode)
+        {
+            if (!ToolCalls.Supports(Template))
+                throw new NotSupportedException("ChatOptions.Tools: the chat template has no tool-call format EdgeLlmChatClient reads (Hermes-style <tool_call> blocks, as Qwen2.5 and Qwen3 write)");
+            var functions = new List<(string Name, IReadOnlyList<string>? Properties)>();
+            var values = new List<object?>();
+            foreach (var tool in tools)
+            {
+                if (tool is not AI.AIFunctionDeclaration f)
+                    throw new NotSupportedException($"ChatOptions.Tools: {tool.GetType().Name} '{tool.Name}' is not a function; EdgeLlmChatClient calls functions only");
+                var (value, properties) = ToolValue(f);
+                functions.Add((f.Name, properties));
+                values.Add(value);
+            }
+            variables = new Dictionary<string, object?>(variables ?? new Dictionary<string, object?>(), StringComparer.Ordinal) { ["tools"] = values };
+            toolNames = functions.Select(f => f.Name).ToList();
+            if (options.ToolMode is AI.RequiredChatToolMode required)
+            {
+                var callable = required.RequiredFunctionName is { } only ? functions.Where(f => f.Name == only).ToList() : functions;
+                if (callable.Count == 0) throw new ArgumentException($"ChatOptions.ToolMode requires '{required.RequiredFunctionName}', which is not in ChatOptions.Tools", nameof(options));
+                if (generation.Grammar is not null || generation.JsonObject || generation.JsonSchema is not null)
+                    throw new ArgumentException("ChatOptions: a required function call cannot be combined with a JSON response format or a grammar", nameof(options));
+                generation = generation with { Grammar = ToolCalls.RequiredCallGrammar(callable) };
+            }
+        }
         string text = ChatPrompt.Render(Template, Tokenizer, conversation, addGenerationPrompt: true, variables: variables);
         int[] prompt = Tokenizer.Encode(text, addSpecial: true, parseSpecial: true); // as ChatPrompt.Tokenize
         if (prompt.Length == 0) throw new ArgumentException("the rendered conversation has no tokens", nameof(messages));
         if (prompt.Length >= ContextLength) throw new PromptTooLongException(prompt.Length, ContextLength);
         return new Request(prompt, generation, "edgellm-" + Guid.NewGuid().ToString("N"), DateTimeOffset.UtcNow,
-            _splitReasoning ? new ReasoningSplitter(ReasoningSplitter.PromptOpensReasoning(text)) : null);
+            _splitReasoning ? new ReasoningSplitter(ReasoningSplitter.PromptOpensReasoning(text)) : null) { ToolNames = toolNames };
+    }
+
+    /// <summary>A function as OpenAI's tool object (what templates see), and its declared parameter names (null: not declared).</summary>
+    private static (object? Value, IReadOnlyList<string>? Properties) ToolValue(AI.AIFunctionDeclaration f)
+    {
+        var buffer = new System.Buffers.ArrayBufferWriter<byte>();
+        using (var w = new System.Text.Json.Utf8JsonWriter(buffer))
+        {
+            w.WriteStartObject();
+            w.WriteString("type", "function");
+            w.WriteStartObject("function");
+            w.WriteString("name", f.Name);
+            if (!string.IsNullOrEmpty(f.Description)) w.WriteString("description", f.Description);
+            w.WritePropertyName("parameters");
+            f.JsonSchema.WriteTo(w);
+            w.WriteEndObject();
+            w.WriteEndObject();
+        }
+        using var doc = System.Text.Json.JsonDocument.Parse(buffer.WrittenMemory);
+        IReadOnlyList<string>? properties = f.JsonSchema.ValueKind == System.Text.Json.JsonValueKind.Object
+            && f.JsonSchema.TryGetProperty("properties", out var ps) && ps.ValueKind == System.Text.Json.JsonValueKind.Object
+            ? ps.EnumerateObject().Select(p => p.Name).ToList() : null;
+        return (TemplateVariables.FromJson(doc.RootElement), properties);
+    }
+
+    /// <summary>A call's arguments as JSON text (an object).</summary>
+    private static string ArgumentsJson(IDictionary<string, object?>? arguments)
+    {
+        if (arguments is null || arguments.Count == 0) return "{}";
+        var info = AI.AIJsonUtilities.DefaultOptions.GetTypeInfo(typeof(IDictionary<string, object?>));
+        return System.Text.Json.JsonSerializer.Serialize(arguments, info);
+    }
+
+    /// <summary>A function's result as the text of a tool turn: a string as it is, anything else as JSON.</summary>
+    private static string ResultText(object? result) => result switch
+    {
+        null => "",
+        string text => text,
+        System.Text.Json.JsonElement e => e.ValueKind == System.Text.Json.JsonValueKind.String ? e.GetString()! : e.GetRawText(),
+        _ => System.Text.Json.JsonSerializer.Serialize(result, AI.AIJsonUtilities.DefaultOptions.GetTypeInfo(result.GetType())),
+    };
+
+    /// <summary>The reply's contents when it may hold calls: its text (if any) and a <see cref="AI.FunctionCallContent"/> per call.</summary>
+    private static List<AI.AIContent> ReplyContents(string reply, IReadOnlyList<string> toolNames, out bool called)
+    {
+        var (content, calls) = ToolCalls.Parse(reply, toolNames);
+        called = calls.Count > 0;
+        var list = new List<AI.AIContent>();
+        string? text = called ? content : reply;
+        if (!string.IsNullOrEmpty(text)) list.Add(new AI.TextContent(text));
+        foreach (var c in calls)
+        {
+            var args = new Dictionary<string, object?>(StringComparer.Ordinal);
+            try
+            {
+                using var doc = System.Text.Json.JsonDocument.Parse(c.Arguments);
+                if (doc.RootElement.ValueKind == System.Text.Json.JsonValueKind.Object)
+                    foreach (var p in doc.RootElement.EnumerateObject()) args[p.Name] = p.Value.Clone();
+            }
+            catch (System.Text.Json.JsonException)
+            {
+            }
+            list.Add(new AI.FunctionCallContent(c.Id, c.Name, args));
+        }
+        return list;
     }
 
     /// <summary>Maps <see cref="AI.ChatOptions"/> onto the sampler and the generation limits, naming a bad option.</summary>

@@ -68,4 +68,43 @@ public sealed class ToolCallsTests
         Assert.Contains("<|im_start|>user\n<tool_response>\nsunny\n</tool_response><|im_end|>", text);
         Assert.EndsWith("<|im_start|>assistant\n", text);
     }
+
+    /// <summary>EdgeLlmChatClient with tools: a required call comes back as FunctionCallContent (streamed or not), and the conversation carries on with the result.</summary>
+    [Fact]
+    public async Task ChatClient_RequiredCall_AndTheResult()
+    {
+        string path = Path.Combine(Path.GetTempPath(), $"edgellm-client-tools-{Guid.NewGuid():N}.gguf");
+        TemplatedStoriesModel.Write(path, File.ReadAllText(Path.Combine(SharedData.ChatTemplates, "Qwen-Qwen2.5-7B-Instruct.jinja")));
+        try
+        {
+            using var client = new EdgeLlmChatClient(path, new EdgeLlmChatClientOptions { ContextLength = 1024, Threads = 1 });
+            var story = Microsoft.Extensions.AI.AIFunctionFactory.Create(() => "Once upon a time there was a cat.", "tell_story", "Tells a story");
+            var options = new Microsoft.Extensions.AI.ChatOptions
+            {
+                Temperature = 0, MaxOutputTokens = 80, Tools = [story], ToolMode = Microsoft.Extensions.AI.ChatToolMode.RequireSpecific("tell_story"),
+            };
+            List<Microsoft.Extensions.AI.ChatMessage> messages = [new(Microsoft.Extensions.AI.ChatRole.User, "Tell me a story")];
+            var r = await client.GetResponseAsync(messages, options);
+            Assert.Equal(Microsoft.Extensions.AI.ChatFinishReason.ToolCalls, r.FinishReason);
+            var call = Assert.Single(r.Messages[0].Contents.OfType<Microsoft.Extensions.AI.FunctionCallContent>());
+            Assert.Equal("tell_story", call.Name);
+
+            // Streamed: the same call, in one update.
+            var updates = new List<Microsoft.Extensions.AI.ChatResponseUpdate>();
+            await foreach (var u in client.GetStreamingResponseAsync(messages, options)) updates.Add(u);
+            Assert.Equal("tell_story", Assert.Single(updates.SelectMany(u => u.Contents).OfType<Microsoft.Extensions.AI.FunctionCallContent>()).Name);
+            Assert.Equal(Microsoft.Extensions.AI.ChatFinishReason.ToolCalls, updates[^1].FinishReason);
+
+            // The call and its result go back in; with tools on auto the model answers in text.
+            messages.Add(r.Messages[0]);
+            messages.Add(new Microsoft.Extensions.AI.ChatMessage(Microsoft.Extensions.AI.ChatRole.Tool, [new Microsoft.Extensions.AI.FunctionResultContent(call.CallId, "Once upon a time there was a cat.")]));
+            var after = await client.GetResponseAsync(messages, new Microsoft.Extensions.AI.ChatOptions { Temperature = 0, MaxOutputTokens = 10, Tools = [story] });
+            Assert.NotEqual(Microsoft.Extensions.AI.ChatFinishReason.ToolCalls, after.FinishReason);
+            Assert.True(after.Usage!.InputTokenCount > r.Usage!.InputTokenCount);
+        }
+        finally
+        {
+            File.Delete(path);
+        }
+    }
 }
