@@ -148,11 +148,11 @@ public unsafe class Q4_0x8Tests
             var q8 = new byte[plain.Length];
             var q4 = new byte[plain.Length];
             var back = new byte[plain.Length];
-            const int nActs = 9;
-            var acts = new byte[actBytes * nActs];
-            for (int k = 0; k < nActs; k++) SelfTest.MakeBlocks(GgmlType.Q8_0, n, fill, rng).CopyTo(acts, k * actBytes);
-            var y8 = new float[nRows * nActs];
-            var y4 = new float[nRows * nActs];
+            const int maxActs = 9;
+            var acts = new byte[actBytes * maxActs];
+            for (int k = 0; k < maxActs; k++) SelfTest.MakeBlocks(GgmlType.Q8_0, n, fill, rng).CopyTo(acts, k * actBytes);
+            var y8 = new float[nRows * maxActs];
+            var y4 = new float[nRows * maxActs];
             var r8 = new float[nRows];
             var r4 = new float[nRows];
             var s4 = new float[nRows];
@@ -181,23 +181,29 @@ public unsafe class Q4_0x8Tests
                     _out.WriteLine("SKIPPED (kernels): the Q4_0x8 kernels need AVX2 and FMA");
                     continue;
                 }
-                Q4_0x8.DotTile(n, w8, rowBytes, nRows, a, actBytes, nActs, t8, nRows, avx512: false, dword: false);
-                Q4_0x8.DotTile(n, w4, rowBytes, nRows, a, actBytes, nActs, t4, nRows, avx512: true, dword: true);
-                for (int k = 0; k < nActs; k++)
+                // 2 and 3 activations take the few-activation kernels, 6 = 4 + 2, 9 = 4 + 4 + 1
+                foreach (int nActs in new[] { 2, 3, 6, 9 })
                 {
-                    Q4_0x8.DotRows(n, w8, rowBytes, nRows, a + k * actBytes, pr8, avx512: false, dword: false);
-                    Q4_0x8.DotRows(n, w4, rowBytes, nRows, a + k * actBytes, pr4, avx512: true, dword: true);
-                    Q4_0x8.DotRowsReference(n, w4, rowBytes, nRows, a + k * actBytes, ps4, dword: true);
-                    Q4_0x8.DotRowsReference(n, w8, rowBytes, nRows, a + k * actBytes, ps8, dword: false);
-                    for (int r = 0; r < nRows; r++)
+                    Array.Fill(y8, float.NaN); // no result left from the last count
+                    Array.Fill(y4, float.NaN);
+                    Q4_0x8.DotTile(n, w8, rowBytes, nRows, a, actBytes, nActs, t8, nRows, avx512: false, dword: false);
+                    Q4_0x8.DotTile(n, w4, rowBytes, nRows, a, actBytes, nActs, t4, nRows, avx512: true, dword: true);
+                    for (int k = 0; k < nActs; k++)
                     {
-                        string at = $"{fill} n={n} row {r} act {k}";
-                        Assert.True(SelfTest.SameFloat(s8[r], s4[r]), $"{at}: scalar 4-byte {s4[r]:R} vs 8-byte {s8[r]:R}");
-                        Assert.True(SelfTest.SameFloat(s4[r], r4[r]), $"{at}: 4-byte rows {r4[r]:R} vs scalar {s4[r]:R}");
-                        Assert.True(SelfTest.SameFloat(r8[r], r4[r]), $"{at}: 4-byte rows {r4[r]:R} vs 8-byte rows {r8[r]:R}");
-                        Assert.True(SelfTest.SameFloat(r4[r], y4[k * nRows + r]), $"{at}: 4-byte tile {y4[k * nRows + r]:R} vs rows {r4[r]:R}");
-                        Assert.True(SelfTest.SameFloat(y8[k * nRows + r], y4[k * nRows + r]), $"{at}: 4-byte tile {y4[k * nRows + r]:R} vs 8-byte tile {y8[k * nRows + r]:R}");
-                        checkedValues++;
+                        Q4_0x8.DotRows(n, w8, rowBytes, nRows, a + k * actBytes, pr8, avx512: false, dword: false);
+                        Q4_0x8.DotRows(n, w4, rowBytes, nRows, a + k * actBytes, pr4, avx512: true, dword: true);
+                        Q4_0x8.DotRowsReference(n, w4, rowBytes, nRows, a + k * actBytes, ps4, dword: true);
+                        Q4_0x8.DotRowsReference(n, w8, rowBytes, nRows, a + k * actBytes, ps8, dword: false);
+                        for (int r = 0; r < nRows; r++)
+                        {
+                            string at = $"{fill} n={n} row {r} act {k}";
+                            Assert.True(SelfTest.SameFloat(s8[r], s4[r]), $"{at}: scalar 4-byte {s4[r]:R} vs 8-byte {s8[r]:R}");
+                            Assert.True(SelfTest.SameFloat(s4[r], r4[r]), $"{at}: 4-byte rows {r4[r]:R} vs scalar {s4[r]:R}");
+                            Assert.True(SelfTest.SameFloat(r8[r], r4[r]), $"{at}: 4-byte rows {r4[r]:R} vs 8-byte rows {r8[r]:R}");
+                            Assert.True(SelfTest.SameFloat(r4[r], y4[k * nRows + r]), $"{at}: 4-byte tile {y4[k * nRows + r]:R} vs rows {r4[r]:R}");
+                            Assert.True(SelfTest.SameFloat(y8[k * nRows + r], y4[k * nRows + r]), $"{at}: 4-byte tile {y4[k * nRows + r]:R} vs 8-byte tile {y8[k * nRows + r]:R}");
+                            checkedValues++;
+                        }
                     }
                 }
             }
@@ -248,7 +254,7 @@ public unsafe class Q4_0x8Tests
             fixed (float* yr = rows)
             {
                 Assert.True(Q4_0x8.Pack(p, q, nRows, n));
-                foreach (int nActs in new[] { 1, 3, 4, 5, 8, 12, 13 })
+                foreach (int nActs in new[] { 1, 2, 3, 4, 5, 6, 7, 8, 12, 13 })
                 {
                     Q4_0x8.DotTile(n, q, rowBytes, nRows, a, actStride, nActs, yw, yStride, avx512: true);
                     Q4_0x8.DotTile(n, q, rowBytes, nRows, a, actStride, nActs, yn, yStride, avx512: false);

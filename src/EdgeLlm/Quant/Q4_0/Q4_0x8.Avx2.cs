@@ -122,7 +122,9 @@ internal static unsafe partial class Q4_0x8
                 if (dword)
                 {
                     if (na == 4)
-                        GroupD4(gw, nb, acts + a0 * actStride, actStride, corr, dy, yg, yStride);
+                        GroupD4(gw, nb, acts + a0 * actStride, actStride, corr, dy, yg, yStride, a0 == 0);
+                    else if (na > 1)
+                        GroupDFew(gw, nb, acts + a0 * actStride, actStride, na, corr, dy, yg, yStride);
                     else
                         for (int a = 0; a < na; a++)
                             GroupD1(gw, nb, (BlockQ8_0*)(acts + (a0 + a) * actStride), corr + a * nb, dy + a * nb, yg + a * yStride);
@@ -146,10 +148,13 @@ internal static unsafe partial class Q4_0x8
                 {
                     Group4(gw, nb, acts + a0 * actStride, actStride, corr, dy, yg, yStride);
                 }
+                else if (na > 1)
+                {
+                    GroupFew(gw, nb, acts + a0 * actStride, actStride, na, corr, dy, yg, yStride);
+                }
                 else
                 {
-                    for (int a = 0; a < na; a++)
-                        Group1(gw, nb, (BlockQ8_0*)(acts + (a0 + a) * actStride), corr + a * nb, dy + a * nb, yg + a * yStride);
+                    Group1(gw, nb, (BlockQ8_0*)(acts + a0 * actStride), corr, dy, yg);
                 }
             }
             for (int r = groups * Rows; r < nRows; r++)
@@ -288,6 +293,17 @@ internal static unsafe partial class Q4_0x8
         Sse.Prefetch0(p + 128);
     }
 
+    /// <summary>Prefetches the five cache lines two group blocks (288 bytes) can touch from <paramref name="p"/>.</summary>
+    [MethodImpl(MethodImplOptions.AggressiveInlining)]
+    private static void PrefetchPair(byte* p)
+    {
+        Sse.Prefetch0(p);
+        Sse.Prefetch0(p + 64);
+        Sse.Prefetch0(p + 128);
+        Sse.Prefetch0(p + 192);
+        Sse.Prefetch0(p + 256);
+    }
+
     /// <summary>Two groups (<paramref name="groupBytes"/> apart) against one activation row: the activation block is loaded and broadcast once for both.</summary>
     [MethodImpl(MethodImplOptions.AggressiveOptimization)] // too big to inline: compiled fully optimized at once, never at tier 0
     private static void Group2(byte* g, long groupBytes, int nb, BlockQ8_0* a, int* corr, float* dy, float* y)
@@ -392,6 +408,51 @@ internal static unsafe partial class Q4_0x8
             c3 = Fma.MultiplyAdd(dx * Vector256.Create(dy[3 * nb + k]), Avx.ConvertToVector256Single(RawSums(lo0, hi0, lo2, hi2, lo1, hi1, lo3, hi3, a3[k].Qs) - Vector256.Create(corr[3 * nb + k])), c3);
         }
         acc1 = c1; acc2 = c2; acc3 = c3;
+        return c0;
+    }
+
+    /// <summary>
+    /// <see cref="Group4"/> for <paramref name="na"/> = 2 or 3 activation rows (a small batch: a
+    /// speculative draft checked at once, the last rows of a prompt), as <see cref="GroupDFew"/> in
+    /// 4-byte lanes: each block unpacked once for all of them, not once per activation.
+    /// </summary>
+    [MethodImpl(MethodImplOptions.AggressiveOptimization)]
+    private static void GroupFew(byte* g, int nb, byte* acts, long actStride, int na, int* corr, float* dy, float* y, long yStride)
+    {
+        var e0 = GroupFewPass(g, 0, nb, acts, actStride, na, corr, dy, out var e1, out var e2);
+        var o0 = GroupFewPass(g, 1, nb, acts, actStride, na, corr, dy, out var o1, out var o2);
+        (e0 + o0).Store(y);
+        (e1 + o1).Store(y + yStride);
+        if (na == 3) (e2 + o2).Store(y + 2 * yStride);
+    }
+
+    /// <summary><see cref="Group4Pass"/> for 2 or 3 activation rows; the even pass prefetches as <see cref="GroupDFewPass"/> does.</summary>
+    [MethodImpl(MethodImplOptions.AggressiveOptimization | MethodImplOptions.NoInlining)]
+    private static Vector256<float> GroupFewPass(byte* g, int start, int nb, byte* acts, long actStride, int na, int* corr, float* dy,
+        out Vector256<float> acc1, out Vector256<float> acc2)
+    {
+        var m = Vector256.Create((byte)0x0F);
+        Vector256<float> c0 = default, c1 = default, c2 = default;
+        var a0 = (BlockQ8_0*)acts;
+        var a1 = (BlockQ8_0*)(acts + actStride);
+        var a2 = (BlockQ8_0*)(acts + 2 * actStride);
+        bool three = na == 3;
+        for (int k = start; k < nb; k += 2)
+        {
+            byte* o = g + (long)k * GroupBlockBytes;
+            if (start == 0) PrefetchPair(o + DecodePrefetchBytes);
+            var v0 = Vector256.Load(o + 16); var v1 = Vector256.Load(o + 48); var v2 = Vector256.Load(o + 80); var v3 = Vector256.Load(o + 112);
+            var lo0 = v0 & m; var hi0 = Avx2.ShiftRightLogical(v0.AsUInt16(), 4).AsByte() & m;
+            var lo1 = v1 & m; var hi1 = Avx2.ShiftRightLogical(v1.AsUInt16(), 4).AsByte() & m;
+            var lo2 = v2 & m; var hi2 = Avx2.ShiftRightLogical(v2.AsUInt16(), 4).AsByte() & m;
+            var lo3 = v3 & m; var hi3 = Avx2.ShiftRightLogical(v3.AsUInt16(), 4).AsByte() & m;
+            var dx = Scales(o);
+            c0 = Fma.MultiplyAdd(dx * Vector256.Create(dy[k]), Avx.ConvertToVector256Single(RawSums(lo0, hi0, lo2, hi2, lo1, hi1, lo3, hi3, a0[k].Qs) - Vector256.Create(corr[k])), c0);
+            c1 = Fma.MultiplyAdd(dx * Vector256.Create(dy[nb + k]), Avx.ConvertToVector256Single(RawSums(lo0, hi0, lo2, hi2, lo1, hi1, lo3, hi3, a1[k].Qs) - Vector256.Create(corr[nb + k])), c1);
+            if (three)
+                c2 = Fma.MultiplyAdd(dx * Vector256.Create(dy[2 * nb + k]), Avx.ConvertToVector256Single(RawSums(lo0, hi0, lo2, hi2, lo1, hi1, lo3, hi3, a2[k].Qs) - Vector256.Create(corr[2 * nb + k])), c2);
+        }
+        acc1 = c1; acc2 = c2;
         return c0;
     }
 }

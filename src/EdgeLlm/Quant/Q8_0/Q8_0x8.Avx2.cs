@@ -75,12 +75,17 @@ internal static unsafe partial class Q8_0x8
                     if (na == 4)
                     {
                         if (g == 0) clean = QuantMath.NoMinus128(acts + a0 * actStride, actStride, 4, nb);
-                        if (clean) Group4W(gw, nb, acts + a0 * actStride, actStride, yg, yStride);
-                        else Group4(gw, nb, acts + a0 * actStride, actStride, yg, yStride);
+                        // The first four activations of a tile meet the weights first: prefetch then.
+                        if (clean) Group4W(gw, nb, acts + a0 * actStride, actStride, yg, yStride, a0 == 0);
+                        else Group4(gw, nb, acts + a0 * actStride, actStride, yg, yStride, a0 == 0);
                         continue;
                     }
-                    for (int a = 0; a < na; a++)
-                        Group1(gw, nb, (BlockQ8_0*)(acts + (a0 + a) * actStride), yg + a * yStride);
+                    if (na > 1)
+                    {
+                        GroupFew(gw, nb, acts + a0 * actStride, actStride, na, yg, yStride);
+                        continue;
+                    }
+                    Group1(gw, nb, (BlockQ8_0*)(acts + a0 * actStride), yg);
                 }
             }
         }
@@ -218,7 +223,7 @@ internal static unsafe partial class Q8_0x8
     /// so the results are unchanged.
     /// </remarks>
     [MethodImpl(MethodImplOptions.AggressiveOptimization | MethodImplOptions.NoInlining)]
-    private static void Group4(byte* g, int nb, byte* acts, long actStride, float* y, long yStride)
+    private static void Group4(byte* g, int nb, byte* acts, long actStride, float* y, long yStride, bool prefetch)
     {
         var accs = default(TileAccumulators); // [0..3]: even blocks of activations 0..3, [4..7]: odd blocks
         var acc = (Vector256<float>*)&accs;
@@ -227,7 +232,10 @@ internal static unsafe partial class Q8_0x8
         var a2 = (BlockQ8_0*)(acts + 2 * actStride);
         var a3 = (BlockQ8_0*)(acts + 3 * actStride);
         for (int ib = 0; ib < nb; ib++)
+        {
+            if (prefetch) Prefetch(g + (long)ib * GroupBlockBytes + Q8_0.DecodePrefetchBytes);
             Step4(g, ib, a0, a1, a2, a3, acc + 4 * (ib & 1));
+        }
         (acc[0] + acc[4]).Store(y);
         (acc[1] + acc[5]).Store(y + yStride);
         (acc[2] + acc[6]).Store(y + 2 * yStride);
@@ -284,7 +292,7 @@ internal static unsafe partial class Q8_0x8
     /// so the same bits as <see cref="Group4"/>.
     /// </summary>
     [MethodImpl(MethodImplOptions.AggressiveOptimization | MethodImplOptions.NoInlining)]
-    private static void Group4W(byte* g, int nb, byte* acts, long actStride, float* y, long yStride)
+    private static void Group4W(byte* g, int nb, byte* acts, long actStride, float* y, long yStride, bool prefetch)
     {
         var accs = default(TileAccumulators); // [0..3]: even blocks of activations 0..3, [4..7]: odd blocks
         var acc = (Vector256<float>*)&accs;
@@ -295,6 +303,7 @@ internal static unsafe partial class Q8_0x8
         for (int ib = 0; ib < nb; ib++)
         {
             byte* o = g + (long)ib * GroupBlockBytes;
+            if (prefetch) Prefetch(o + Q8_0.DecodePrefetchBytes);
             sbyte* q0 = a0[ib].Qs, q1 = a1[ib].Qs, q2 = a2[ib].Qs, q3 = a3[ib].Qs;
             Vector256<int> s0 = default, s1 = default, s2 = default, s3 = default;
             Step4QuadW(o, 0, q0, q1, q2, q3, ref s0, ref s1, ref s2, ref s3);
@@ -316,6 +325,53 @@ internal static unsafe partial class Q8_0x8
         (acc[1] + acc[5]).Store(y + yStride);
         (acc[2] + acc[6]).Store(y + 2 * yStride);
         (acc[3] + acc[7]).Store(y + 3 * yStride);
+    }
+
+    /// <summary>
+    /// One group against <paramref name="na"/> = 2 or 3 activation rows: a small batch (a speculative
+    /// draft checked in one batch, the last rows of a prompt). One activation at a time
+    /// (<see cref="Group1"/>) loaded each weight vector once per activation, so a batch of 2 or 3 cost
+    /// as much as 2 or 3 single tokens. Prefetches ahead as <see cref="Group2"/> does: a small batch
+    /// streams the matrix from memory. Per (row, activation) the arithmetic is <see cref="Group1"/>'s.
+    /// </summary>
+    [MethodImpl(MethodImplOptions.AggressiveOptimization | MethodImplOptions.NoInlining)]
+    private static void GroupFew(byte* g, int nb, byte* acts, long actStride, int na, float* y, long yStride)
+    {
+        Vector256<float> e0 = default, o0 = default, e1 = default, o1 = default, e2 = default, o2 = default;
+        var a0 = (BlockQ8_0*)acts;
+        var a1 = (BlockQ8_0*)(acts + actStride);
+        var a2 = (BlockQ8_0*)(acts + 2 * actStride);
+        bool three = na == 3;
+        for (int ib = 0; ib < nb; ib++)
+        {
+            byte* o = g + (long)ib * GroupBlockBytes;
+            Prefetch(o + Q8_0.DecodePrefetchBytes);
+            var dx = Scales(o);
+            var f0 = dx * Vector256.Create(QuantMath.Fp16ToFp32Fast(a0[ib].D));
+            var f1 = dx * Vector256.Create(QuantMath.Fp16ToFp32Fast(a1[ib].D));
+            var s0 = BlockSums(o, a0[ib].Qs);
+            var s1 = BlockSums(o, a1[ib].Qs);
+            if ((ib & 1) == 0)
+            {
+                e0 = Fma.MultiplyAdd(f0, Avx.ConvertToVector256Single(s0), e0);
+                e1 = Fma.MultiplyAdd(f1, Avx.ConvertToVector256Single(s1), e1);
+            }
+            else
+            {
+                o0 = Fma.MultiplyAdd(f0, Avx.ConvertToVector256Single(s0), o0);
+                o1 = Fma.MultiplyAdd(f1, Avx.ConvertToVector256Single(s1), o1);
+            }
+            if (three)
+            {
+                var f2 = dx * Vector256.Create(QuantMath.Fp16ToFp32Fast(a2[ib].D));
+                var s2 = BlockSums(o, a2[ib].Qs);
+                if ((ib & 1) == 0) e2 = Fma.MultiplyAdd(f2, Avx.ConvertToVector256Single(s2), e2);
+                else o2 = Fma.MultiplyAdd(f2, Avx.ConvertToVector256Single(s2), o2);
+            }
+        }
+        (e0 + o0).Store(y);
+        (e1 + o1).Store(y + yStride);
+        if (three) (e2 + o2).Store(y + 2 * yStride);
     }
 
     /// <summary><see cref="Step4Quad"/> for <see cref="Group4W"/>: |w| once, sign(a, w) per activation.</summary>
