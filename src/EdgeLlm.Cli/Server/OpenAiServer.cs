@@ -73,6 +73,9 @@ public sealed class OpenAiServer
     private readonly SlotPool _pool;
     private readonly Tokenizer _tokenizer;
     private readonly ChatTemplate _template;
+
+    /// <summary>How the template's model writes function calls; null: it writes none EdgeLlm reads, and tools are refused.</summary>
+    private readonly ToolCallFormat? _toolFormat;
     private readonly TextWriter _log;
     private readonly long _created = DateTimeOffset.UtcNow.ToUnixTimeSeconds();
     private readonly byte[]? _apiKey;
@@ -92,6 +95,7 @@ public sealed class OpenAiServer
         _pool = pool;
         _tokenizer = tokenizer;
         _template = template;
+        _toolFormat = ToolCallFormat.Of(template);
         _log = log;
         _apiKey = string.IsNullOrEmpty(options.ApiKey) ? null : Encoding.UTF8.GetBytes(options.ApiKey);
         _splitReasoning = options.ReasoningFormat switch
@@ -278,8 +282,8 @@ public sealed class OpenAiServer
             var variables = TemplateVariables.Merge(_options.TemplateVariables, request.TemplateVariables);
             if (request.Tools is { } tools)
             {
-                if (!ToolCalls.Supports(_template))
-                    throw ApiException.BadField("tools", "the model's chat template has no tool-call format EdgeLlm reads: it reads Hermes-style <tool_call> blocks (Qwen2.5, Qwen3, Hermes)");
+                if (_toolFormat is null)
+                    throw ApiException.BadField("tools", "the model's chat template has no tool-call format EdgeLlm reads: it reads Hermes-style <tool_call> blocks (Qwen2.5, Qwen3, Hermes), Llama 3.x's JSON calls and Mistral's [TOOL_CALLS]");
                 variables = new Dictionary<string, object?>(variables ?? new Dictionary<string, object?>(), StringComparer.Ordinal)
                 {
                     ["tools"] = tools.Select(t => t.TemplateValue).ToList(),
@@ -287,8 +291,8 @@ public sealed class OpenAiServer
                 toolNames = tools.Select(t => t.Name).ToList();
                 if (request.ToolChoice != "auto")
                 {
-                    var callable = tools.Where(t => request.ToolChoice == "required" || t.Name == request.ToolChoice).Select(t => (t.Name, t.Properties)).ToList();
-                    request = request with { Options = request.Options with { Grammar = ToolCalls.RequiredCallGrammar(callable) } };
+                    var callable = tools.Where(t => request.ToolChoice == "required" || t.Name == request.ToolChoice).Select(t => new ToolFunction(t.Name, t.Parameters)).ToList();
+                    request = request with { Options = request.Options with { Grammar = _toolFormat.RequiredCallGrammar(callable) } };
                 }
             }
             lock (_templateLock) text = ChatPrompt.Render(_template, _tokenizer, request.Messages!, addGenerationPrompt: true, variables: variables);
@@ -392,7 +396,7 @@ public sealed class OpenAiServer
                         message = new AssistantMessage { Content = c1 + c2, ReasoningContent = reasoning.Length > 0 ? reasoning : null };
                     }
                     string finish = FinishReasonOf(result);
-                    if (toolNames is not null && ToolCalls.Parse(message.Content ?? "", toolNames) is { Calls.Count: > 0 } parsed)
+                    if (toolNames is not null && _toolFormat!.Parse(message.Content ?? "", toolNames) is { Calls.Count: > 0 } parsed)
                     {
                         message = new AssistantMessage { Content = parsed.Content, ReasoningContent = message.ReasoningContent, ToolCalls = CallsOut(parsed.Calls, streamed: false) };
                         finish = "tool_calls";
@@ -492,7 +496,7 @@ public sealed class OpenAiServer
                     await WriteEventAsync(response, ChatChunk(id, created, new ChunkDelta { ReasoningContent = r1 + r2 }, null), ServerJsonContext.Default.ChatCompletionChunk, ct);
                 reply = c1 + c2;
             }
-            var (content, calls) = ToolCalls.Parse(reply, toolNames!);
+            var (content, calls) = _toolFormat!.Parse(reply, toolNames!);
             string? text = calls.Count > 0 ? content : reply.Length > 0 ? reply : null;
             if (text is not null)
                 await WriteEventAsync(response, ChatChunk(id, created, new ChunkDelta { Content = text }, null), ServerJsonContext.Default.ChatCompletionChunk, ct);

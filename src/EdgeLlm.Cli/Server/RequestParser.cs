@@ -33,7 +33,7 @@ public sealed record CompletionRequest(
 /// absent; null when it declares no <c>properties</c>: any object), and the tool object as the request
 /// gave it (what the chat template sees).
 /// </summary>
-public sealed record ToolSpec(string Name, IReadOnlyList<string>? Properties, object? TemplateValue);
+public sealed record ToolSpec(string Name, JsonElement? Parameters, object? TemplateValue);
 
 /// <summary>
 /// Reads the JSON bodies of <c>/v1/chat/completions</c> and <c>/v1/completions</c> by hand (a
@@ -342,13 +342,13 @@ public static class RequestParser
             if (name.Length == 0 || name.Length > 64 || !name.All(c => char.IsAsciiLetterOrDigit(c) || c is '_' or '-'))
                 throw ApiException.BadField("tools", $"{where}.function.name must be 1 to 64 letters, digits, '_' or '-', got \"{name}\"");
             if (list.Exists(x => x.Name == name)) throw ApiException.BadField("tools", $"{where}: the function \"{name}\" is listed twice");
-            IReadOnlyList<string>? properties = [];
+            JsonElement? parameters = null;
             if (Field(f, "parameters") is { } ps)
             {
                 if (ps.ValueKind != JsonValueKind.Object) throw ApiException.BadField("tools", $"{where}.function.parameters must be a JSON schema object");
-                properties = Field(ps, "properties") is { ValueKind: JsonValueKind.Object } pp ? pp.EnumerateObject().Select(p => p.Name).ToList() : null;
+                parameters = ps.Clone();
             }
-            list.Add(new ToolSpec(name, properties, TemplateVariables.FromJson(t)));
+            list.Add(new ToolSpec(name, parameters, TemplateVariables.FromJson(t)));
         }
         string choice = "auto";
         if (Field(root, "tool_choice") is { } c)

@@ -74,11 +74,11 @@ public sealed record EdgeLlmChatClientOptions
 /// <see cref="GbnfGrammar"/>: the answer follows it, see <see cref="GenerationOptions.Grammar"/>).
 /// <see cref="AI.ChatOptions.ResponseFormat"/> <c>Json</c> / <c>ForJsonSchema</c> constrain the answer to JSON
 /// (see <see cref="JsonConstraint"/>). <see cref="AI.ChatOptions.Tools"/> (functions) go to the chat template,
-/// and a reply in the Hermes format comes back as <see cref="AI.FunctionCallContent"/> with
+/// and a reply in the template's call format (<see cref="ToolFormat"/>: Hermes, Llama 3, Mistral) comes back as <see cref="AI.FunctionCallContent"/> with
 /// <see cref="AI.ChatFinishReason.ToolCalls"/>; <see cref="AI.ChatOptions.ToolMode"/> none, auto or required
 /// (any, or one named: a grammar of one call); conversations carry on with <see cref="AI.FunctionCallContent"/>
-/// and <see cref="AI.FunctionResultContent"/> (see <see cref="ToolCalls"/>; templates without Hermes calls refuse
-/// tools). Frequency/presence penalties are not supported and are ignored. Bad values throw an
+/// and <see cref="AI.FunctionResultContent"/> (see <see cref="ToolCallFormat"/>; templates with no call format
+/// refuse tools). Frequency/presence penalties are not supported and are ignored. Bad values throw an
 /// <see cref="ArgumentException"/> naming the option.
 /// </para>
 /// <para>
@@ -204,6 +204,11 @@ public sealed class EdgeLlmChatClient : AI.IChatClient
 
     /// <summary>The chat template conversations are rendered with.</summary>
     public ChatTemplate Template { get; }
+
+    /// <summary>How <see cref="Template"/>'s model writes function calls (<see cref="ToolCallFormat.Of"/>); null: ChatOptions.Tools are refused.</summary>
+    public ToolCallFormat? ToolFormat => _toolFormat ??= ToolCallFormat.Of(Template);
+
+    private ToolCallFormat? _toolFormat;
 
     /// <summary>Tokens the context holds.</summary>
     public int ContextLength => _context.ContextLength;
@@ -433,7 +438,7 @@ public sealed class EdgeLlmChatClient : AI.IChatClient
 
     private sealed record Request(int[] Prompt, GenerationOptions Generation, string Id, DateTimeOffset Created, ReasoningSplitter? Reasoning)
     {
-        /// <summary>The functions the model may call (ChatOptions.Tools), or null: replies are then read for Hermes calls.</summary>
+        /// <summary>The functions the model may call (ChatOptions.Tools), or null: replies are then plain text.</summary>
         public IReadOnlyList<string>? ToolNames { get; init; }
     }
 
@@ -482,16 +487,16 @@ public sealed class EdgeLlmChatClient : AI.IChatClient
         List<string>? toolNames = null;
         if (options?.Tools is { Count: > 0 } tools && options.ToolMode is not AI.NoneChatToolMode)
         {
-            if (!ToolCalls.Supports(Template))
-                throw new NotSupportedException("ChatOptions.Tools: the chat template has no tool-call format EdgeLlmChatClient reads (Hermes-style <tool_call> blocks, as Qwen2.5 and Qwen3 write)");
-            var functions = new List<(string Name, IReadOnlyList<string>? Properties)>();
+            var format = ToolFormat
+                ?? throw new NotSupportedException("ChatOptions.Tools: the chat template has no tool-call format EdgeLlmChatClient reads (Hermes-style <tool_call> blocks as Qwen2.5 and Qwen3 write, Llama 3.x's JSON calls, Mistral's [TOOL_CALLS])");
+            var functions = new List<ToolFunction>();
             var values = new List<object?>();
             foreach (var tool in tools)
             {
                 if (tool is not AI.AIFunctionDeclaration f)
                     throw new NotSupportedException($"ChatOptions.Tools: {tool.GetType().Name} '{tool.Name}' is not a function; EdgeLlmChatClient calls functions only");
-                var (value, properties) = ToolValue(f);
-                functions.Add((f.Name, properties));
+                functions.Add(new ToolFunction(f.Name, f.JsonSchema.ValueKind == System.Text.Json.JsonValueKind.Object ? f.JsonSchema.Clone() : null));
+                var value = ToolValue(f);
                 values.Add(value);
             }
             variables = new Dictionary<string, object?>(variables ?? new Dictionary<string, object?>(), StringComparer.Ordinal) { ["tools"] = values };
@@ -502,7 +507,7 @@ public sealed class EdgeLlmChatClient : AI.IChatClient
                 if (callable.Count == 0) throw new ArgumentException($"ChatOptions.ToolMode requires '{required.RequiredFunctionName}', which is not in ChatOptions.Tools", nameof(options));
                 if (generation.Grammar is not null || generation.JsonObject || generation.JsonSchema is not null)
                     throw new ArgumentException("ChatOptions: a required function call cannot be combined with a JSON response format or a grammar", nameof(options));
-                generation = generation with { Grammar = ToolCalls.RequiredCallGrammar(callable) };
+                generation = generation with { Grammar = format.RequiredCallGrammar(callable) };
             }
         }
         string text = ChatPrompt.Render(Template, Tokenizer, conversation, addGenerationPrompt: true, variables: variables);
@@ -513,8 +518,8 @@ public sealed class EdgeLlmChatClient : AI.IChatClient
             _splitReasoning ? new ReasoningSplitter(ReasoningSplitter.PromptOpensReasoning(text)) : null) { ToolNames = toolNames };
     }
 
-    /// <summary>A function as OpenAI's tool object (what templates see), and its declared parameter names (null: not declared).</summary>
-    private static (object? Value, IReadOnlyList<string>? Properties) ToolValue(AI.AIFunctionDeclaration f)
+    /// <summary>A function as OpenAI's tool object (what templates see).</summary>
+    private static object? ToolValue(AI.AIFunctionDeclaration f)
     {
         var buffer = new System.Buffers.ArrayBufferWriter<byte>();
         using (var w = new System.Text.Json.Utf8JsonWriter(buffer))
@@ -530,10 +535,7 @@ public sealed class EdgeLlmChatClient : AI.IChatClient
             w.WriteEndObject();
         }
         using var doc = System.Text.Json.JsonDocument.Parse(buffer.WrittenMemory);
-        IReadOnlyList<string>? properties = f.JsonSchema.ValueKind == System.Text.Json.JsonValueKind.Object
-            && f.JsonSchema.TryGetProperty("properties", out var ps) && ps.ValueKind == System.Text.Json.JsonValueKind.Object
-            ? ps.EnumerateObject().Select(p => p.Name).ToList() : null;
-        return (TemplateVariables.FromJson(doc.RootElement), properties);
+        return TemplateVariables.FromJson(doc.RootElement);
     }
 
     /// <summary>A call's arguments as JSON text (an object).</summary>
@@ -554,9 +556,9 @@ public sealed class EdgeLlmChatClient : AI.IChatClient
     };
 
     /// <summary>The reply's contents when it may hold calls: its text (if any) and a <see cref="AI.FunctionCallContent"/> per call.</summary>
-    private static List<AI.AIContent> ReplyContents(string reply, IReadOnlyList<string> toolNames, out bool called)
+    private List<AI.AIContent> ReplyContents(string reply, IReadOnlyList<string> toolNames, out bool called)
     {
-        var (content, calls) = ToolCalls.Parse(reply, toolNames);
+        var (content, calls) = ToolFormat!.Parse(reply, toolNames); // ToolNames are set only when the template has a format
         called = calls.Count > 0;
         var list = new List<AI.AIContent>();
         string? text = called ? content : reply;

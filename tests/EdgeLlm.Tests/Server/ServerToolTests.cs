@@ -10,7 +10,7 @@ namespace EdgeLlm.Tests.Server;
 /// Function calling over <c>/v1/chat/completions</c> (OpenAI's <c>tools</c>, <c>tool_choice</c>,
 /// <c>tool_calls</c>, <c>tool</c> messages), with Qwen2.5's real chat template (../shared/chat_templates)
 /// injected into a copy of stories260K. stories260K never calls a function by itself, so
-/// <c>tool_choice: "required"</c> (the grammar of one Hermes call) makes it: the reply must come back as
+/// <c>tool_choice: "required"</c> (the grammar of one call in the template's format) makes it: the reply must come back as
 /// a parsed call, streamed or not; the follow-up conversation with the call and its result must render.
 /// </summary>
 public sealed class ServerToolTests : IDisposable
@@ -118,6 +118,50 @@ public sealed class ServerToolTests : IDisposable
         Assert.Equal(HttpStatusCode.OK, status);
         // The prompt held the call and the tool response: more tokens than the question alone.
         Assert.True(json.GetProperty("usage").GetProperty("prompt_tokens").GetInt32() > 150);
+    }
+
+    /// <summary>
+    /// Llama 3.1's and Mistral Nemo's real templates: a required call in their formats (Llama 3's bare JSON,
+    /// Mistral's array) comes back as tool_calls, Mistral's id nine letters and digits, and the call and its
+    /// result render back through the template in the next request.
+    /// </summary>
+    [Theory]
+    [InlineData("meta-llama-Llama-3.1-8B-Instruct.jinja", "^call_[0-9a-f]{24}$")]
+    [InlineData("mistralai-Mistral-Nemo-Instruct-2407.jinja", "^[a-zA-Z0-9]{9}$")]
+    public async Task RequiredCall_InLlama3AndMistralFormats(string templateFile, string idPattern)
+    {
+        string model = Path.Combine(Path.GetTempPath(), $"edgellm-tools-{Guid.NewGuid():N}.gguf");
+        Chat.TemplatedStoriesModel.Write(model, File.ReadAllText(Path.Combine(SharedData.ChatTemplates, templateFile)));
+        try
+        {
+            using var server = ServerProcess.StartWith(model, "-c", "1024");
+            using var client = server.Client(withKey: false);
+            var (status, json, _) = await ServerHttpTests.PostAsync(client, "/v1/chat/completions",
+                "{" + Messages + ", \"max_tokens\": 120, \"temperature\": 0, \"tools\": " + Tools + ", \"tool_choice\": {\"type\": \"function\", \"function\": {\"name\": \"get_weather\"}}}");
+            _output.WriteLine(json.GetRawText());
+            Assert.Equal(HttpStatusCode.OK, status);
+            var choice = json.GetProperty("choices")[0];
+            Assert.Equal("tool_calls", choice.GetProperty("finish_reason").GetString());
+            var call = choice.GetProperty("message").GetProperty("tool_calls")[0];
+            string id = call.GetProperty("id").GetString()!;
+            Assert.Matches(idPattern, id);
+            Assert.Equal("get_weather", call.GetProperty("function").GetProperty("name").GetString());
+            string arguments = call.GetProperty("function").GetProperty("arguments").GetString()!;
+            // Held to the schema: an object with the required "city", a string, and nothing else declared.
+            using (var args = JsonDocument.Parse(arguments))
+                Assert.Equal(JsonValueKind.String, Assert.Single(args.RootElement.EnumerateObject(), p => p.Name == "city").Value.ValueKind);
+
+            // The call and its result go back: the template renders them (Mistral's checks the id), the model answers.
+            string followUp = "{\"messages\": [{\"role\": \"user\", \"content\": \"Weather in Paris?\"}, {\"role\": \"assistant\", \"content\": null, \"tool_calls\": ["
+                + call.GetRawText() + "]}, {\"role\": \"tool\", \"tool_call_id\": \"" + id + "\", \"content\": \"sunny\"}], \"max_tokens\": 4, \"temperature\": 0, \"tools\": " + Tools + "}";
+            (status, json, _) = await ServerHttpTests.PostAsync(client, "/v1/chat/completions", followUp);
+            _output.WriteLine(json.GetRawText());
+            Assert.Equal(HttpStatusCode.OK, status);
+        }
+        finally
+        {
+            File.Delete(model);
+        }
     }
 
     [Theory]
