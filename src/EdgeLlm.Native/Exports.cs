@@ -448,6 +448,73 @@ internal static unsafe class Exports
         }
     }
 
+    [UnmanagedCallersOnly(EntryPoint = "edgellm_context_set_draft")]
+    public static int ContextSetDraft(nint ctx, nint draft, int maxDraft, float minProbability)
+    {
+        try
+        {
+            if (maxDraft is < 0 or > 256) throw new ArgumentException($"max_draft must be in 0..256 (0 = off), got {maxDraft}");
+            if (!(minProbability >= 0f && minProbability <= 1f)) throw new ArgumentException($"p_min must be in [0, 1], got {minProbability}");
+            if (draft != 0 && draft == ctx) throw new ArgumentException("draft is the context itself");
+            var c = NativeContext.Enter(ctx);
+            try
+            {
+                if (draft == 0)
+                {
+                    c.SetDraft(null, 0, 0);
+                    return 0;
+                }
+                if (c.AttachedAsDraft > 0) throw new ArgumentException("the context is itself the draft of another context");
+                var d = NativeContext.Enter(draft);
+                try
+                {
+                    if (d.DraftContext is not null) throw new ArgumentException("draft has a draft of its own: detach it first");
+                    if (d.AttachedAsDraft > 0 && d != c.DraftContext) throw new EdgeLlmException(EdgeLlmError.Busy, "draft is already the draft of another context");
+                    Drafter.CheckSameVocabulary(c.Model.Tokenizer, d.Model.Tokenizer, "draft");
+                    c.SetDraft(d, maxDraft, minProbability);
+                }
+                finally
+                {
+                    d.Leave();
+                }
+            }
+            finally
+            {
+                c.Leave();
+            }
+            return 0;
+        }
+        catch (Exception e)
+        {
+            return LastError.Fail(e, "edgellm_context_set_draft");
+        }
+    }
+
+    [UnmanagedCallersOnly(EntryPoint = "edgellm_context_draft_stats")]
+    public static int ContextDraftStats(nint ctx, int* outProposed, int* outAccepted)
+    {
+        try
+        {
+            if (outProposed == null) throw new ArgumentException("out_proposed is NULL");
+            if (outAccepted == null) throw new ArgumentException("out_accepted is NULL");
+            var c = NativeContext.Enter(ctx);
+            try
+            {
+                *outProposed = c.Drafted;
+                *outAccepted = c.AcceptedDrafts;
+            }
+            finally
+            {
+                c.Leave();
+            }
+            return 0;
+        }
+        catch (Exception e)
+        {
+            return LastError.Fail(e, "edgellm_context_draft_stats");
+        }
+    }
+
     [UnmanagedCallersOnly(EntryPoint = "edgellm_context_position")]
     public static int ContextPosition(nint ctx, int* outPosition)
     {
@@ -723,11 +790,15 @@ internal static unsafe class Exports
     /// <summary>
     /// The generate loop: every sampled token is evaluated before its text is delivered, so when the call
     /// returns the context holds the prompt and everything delivered, and its logits continue from there.
+    /// With a draft (<c>edgellm_context_set_draft</c>) each evaluated token takes the draft's proposals into
+    /// its batch; each row is then sampled as one token at a time would be (<see cref="Engine.TextGenerator.UseDraft"/>),
+    /// a proposal equal to the token sampled there is kept, and the rest leave the KV cache.
     /// </summary>
     private static int Generate(NativeContext c, string prompt, int maxTokens, delegate* unmanaged<byte*, int, void*, int> callback, void* userData, bool json,
         JsonSchemaNode? schema = null, GbnfGrammar? grammar = null)
     {
         var tokenizer = c.Model.Tokenizer;
+        c.Drafted = c.AcceptedDrafts = 0;
         if (prompt.Length > 0)
         {
             // BOS only at the start of a sequence, so that a second call continues the text.
@@ -738,22 +809,69 @@ internal static unsafe class Exports
 
         var decoder = new StreamingDecoder(tokenizer);
         var constraint = TokenConstraint.For(tokenizer, grammar, json, schema);
-        for (int generated = 0; maxTokens < 0 || generated < maxTokens; generated++)
+        var drafter = c.Drafter;
+        c.DraftContext?.EnterAsDraft();
+        int[]? pending = null; // proposals in the KV cache after the last sampled token, not yet confirmed
+        float[]? rows = null;
+        int pendingAt = 0;
+        void DropPending()
         {
-            int next = c.Sample();
-            if (constraint is not null) next = c.Constrain(constraint, next);
-            if (tokenizer.IsEndOfGeneration(next)) break;
-            if (c.Context.Position >= c.Context.ContextLength)
-            {
-                Emit(decoder.Flush(), callback, userData);
-                throw new EdgeLlmException(EdgeLlmError.ContextFull, $"the context is full ({c.Context.ContextLength} tokens) after {generated} generated tokens");
-            }
-            c.Eval([next]);
-            if (Emit(decoder.Append(next), callback, userData)) return 0;
-            if (constraint is { IsComplete: true }) break; // the object closed, or the grammar's sentence can go no further
+            if (pending is null) return;
+            drafter!.Feedback(pending.Length, pendingAt);
+            c.Drop(pending.Length - pendingAt);
+            pending = null;
         }
-        Emit(decoder.Flush(), callback, userData);
-        return 0;
+        try
+        {
+            for (int generated = 0; maxTokens < 0 || generated < maxTokens; generated++)
+            {
+                int next = c.Sample();
+                if (constraint is not null) next = c.Constrain(constraint, next);
+                bool inCache = pending is not null && next == pending[pendingAt];
+                if (pending is not null && !inCache) DropPending();
+                if (tokenizer.IsEndOfGeneration(next)) break;
+                if (inCache)
+                {
+                    // Already evaluated in the batch: its row holds the logits after it.
+                    pendingAt++;
+                    c.AcceptedDrafts++;
+                    c.Confirm(next, rows!, pendingAt);
+                    if (pendingAt == pending!.Length)
+                    {
+                        drafter!.Feedback(pending.Length, pending.Length);
+                        pending = null;
+                    }
+                }
+                else
+                {
+                    if (c.Context.Position >= c.Context.ContextLength)
+                    {
+                        Emit(decoder.Flush(), callback, userData);
+                        throw new EdgeLlmException(EdgeLlmError.ContextFull, $"the context is full ({c.Context.ContextLength} tokens) after {generated} generated tokens");
+                    }
+                    int room = Math.Min(c.Context.ContextLength - c.Context.Position - 1, maxTokens < 0 ? int.MaxValue : maxTokens - generated - 1);
+                    int[] drafts = drafter is null || constraint is { IsComplete: true } ? [] : drafter.Propose(c.Tokens, next, Math.Min(drafter.MaxDraft, room));
+                    if (drafts.Length == 0) c.Eval([next]);
+                    else
+                    {
+                        rows = c.EvalWithProposals(next, drafts);
+                        pending = drafts;
+                        pendingAt = 0;
+                        c.Drafted += drafts.Length;
+                    }
+                }
+                if (Emit(decoder.Append(next), callback, userData)) return 0;
+                if (constraint is { IsComplete: true }) break; // the object closed, or the grammar's sentence can go no further
+            }
+            Emit(decoder.Flush(), callback, userData);
+            return 0;
+        }
+        finally
+        {
+            // Proposals never confirmed leave the cache: it holds the prompt and what was delivered.
+            DropPending();
+            c.DraftContext?.Leave();
+        }
     }
 
     /// <summary>Hands <paramref name="text"/> (when not empty) to the callback as NUL-terminated UTF-8; true when it asks to stop.</summary>

@@ -50,17 +50,89 @@ internal sealed unsafe class NativeContext : IDisposable
 
     public bool HasLogits { get; set; }
 
+    /// <summary>The tokens the KV cache holds, in order (what a draft model is kept in step with).</summary>
+    public List<int> Tokens { get; } = [];
+
+    /// <summary>The draft of speculative decoding (<c>edgellm_context_set_draft</c>), or null.</summary>
+    public IDraftSource? Drafter { get; private set; }
+
+    /// <summary>The context <see cref="Drafter"/> runs on (this context holds it attached: it cannot be freed meanwhile).</summary>
+    public NativeContext? DraftContext { get; private set; }
+
+    /// <summary>How many contexts use this one as their draft.</summary>
+    public int AttachedAsDraft { get; set; }
+
+    /// <summary>Proposed and accepted draft tokens over the last generate call.</summary>
+    public int Drafted { get; set; }
+
+    /// <summary>See <see cref="Drafted"/>.</summary>
+    public int AcceptedDrafts { get; set; }
+
+    /// <summary>Attaches <paramref name="draft"/> (null detaches); the previous draft is reset for use on its own.</summary>
+    public void SetDraft(NativeContext? draft, int maxDraft, float minProbability)
+    {
+        if (DraftContext is { } old)
+        {
+            old.Reset();
+            old.AttachedAsDraft--;
+        }
+        DraftContext = null;
+        Drafter = null;
+        if (draft is null || maxDraft == 0) return;
+        draft.Reset();
+        draft.AttachedAsDraft++;
+        DraftContext = draft;
+        Drafter = new Drafter(draft.Context, maxDraft, minProbability);
+    }
+
     /// <summary>Evaluates <paramref name="tokens"/>, records them for the repetition penalty and keeps the last logits.</summary>
     public void Eval(ReadOnlySpan<int> tokens)
     {
-        int free = Context.ContextLength - Context.Position;
-        if (tokens.Length > free)
-            throw new EdgeLlmException(EdgeLlmError.ContextFull,
-                $"{tokens.Length} tokens do not fit: the context holds {Context.ContextLength} and {free} positions are left");
+        CheckRoom(tokens.Length);
         float[] logits = Context.Eval(tokens);
         foreach (int t in tokens) Sampler.Accept(t);
+        Tokens.AddRange(tokens);
         logits.AsSpan().CopyTo(new Span<float>(Logits, VocabSize));
         HasLogits = true;
+    }
+
+    /// <summary>
+    /// Evaluates <paramref name="next"/> and the proposals after it in one batch and returns every row's logits;
+    /// only <paramref name="next"/> enters the repetition history (each proposal does when confirmed, <see cref="Confirm"/>).
+    /// </summary>
+    public float[] EvalWithProposals(int next, int[] proposals)
+    {
+        CheckRoom(1 + proposals.Length);
+        float[] rows = Context.Eval([next, .. proposals], allLogits: true);
+        Sampler.Accept(next);
+        Tokens.Add(next);
+        Tokens.AddRange(proposals);
+        rows.AsSpan(0, VocabSize).CopyTo(new Span<float>(Logits, VocabSize));
+        HasLogits = true;
+        return rows;
+    }
+
+    /// <summary>A proposal confirmed: it enters the repetition history, and the logits after it (row <paramref name="row"/> of <paramref name="rows"/>) become current.</summary>
+    public void Confirm(int token, float[] rows, int row)
+    {
+        Sampler.Accept(token);
+        rows.AsSpan(row * VocabSize, VocabSize).CopyTo(new Span<float>(Logits, VocabSize));
+    }
+
+    /// <summary>Drops the last <paramref name="count"/> tokens from the KV cache (unconfirmed proposals).</summary>
+    public void Drop(int count)
+    {
+        if (count <= 0) return;
+        Context.Rewind(Context.Position - count);
+        Tokens.RemoveRange(Tokens.Count - count, count);
+    }
+
+    private void CheckRoom(int count)
+    {
+        int free = Context.ContextLength - Context.Position;
+        if (count > free)
+            throw new EdgeLlmException(EdgeLlmError.ContextFull,
+                $"{count} tokens do not fit: the context holds {Context.ContextLength} and {free} positions are left");
     }
 
     /// <summary>The token <paramref name="constraint"/> lets through for the sampled <paramref name="sampled"/> (see <see cref="TokenConstraint.Choose"/>).</summary>
@@ -78,6 +150,8 @@ internal sealed unsafe class NativeContext : IDisposable
     {
         Context.Reset();
         Sampler.Reset();
+        Tokens.Clear();
+        Drafter?.Reset();
         HasLogits = false;
     }
 
@@ -96,6 +170,13 @@ internal sealed unsafe class NativeContext : IDisposable
         }
     }
 
+    /// <summary>Marks this (attached draft) context busy for the generate call of the context it drafts for; pair with <see cref="Leave"/>.</summary>
+    public void EnterAsDraft()
+    {
+        if (Interlocked.CompareExchange(ref _busy, 1, 0) != 0)
+            throw new EdgeLlmException(EdgeLlmError.Busy, "the draft context is in use by another call");
+    }
+
     /// <summary>Ends the call begun by <see cref="Enter"/>.</summary>
     public void Leave() => Volatile.Write(ref _busy, 0);
 
@@ -106,9 +187,12 @@ internal sealed unsafe class NativeContext : IDisposable
         lock (HandleTable.Sync)
         {
             c = HandleTable.GetLocked<NativeContext>(handle, "context");
+            if (c.AttachedAsDraft > 0)
+                throw new EdgeLlmException(EdgeLlmError.Busy, "the context is the draft of another context: detach it (edgellm_context_set_draft with draft NULL) or free that context first");
             if (Interlocked.CompareExchange(ref c._busy, 1, 0) != 0)
                 throw new EdgeLlmException(EdgeLlmError.Busy, "the context is in use by another call and cannot be freed now");
             HandleTable.RemoveLocked(handle);
+            if (c.DraftContext is { } d) d.AttachedAsDraft--; // freeing the main context detaches its draft (left as it is)
         }
         c.Dispose();
     }

@@ -363,6 +363,28 @@ EDGELLM_API edgellm_error edgellm_context_generate_grammar(edgellm_context_t* ct
                                                            const char* grammar, int32_t grammar_len, int32_t max_tokens,
                                                            edgellm_token_callback callback, void* user_data);
 
+/* ------------------------------------------------------------------ speculative decoding */
+
+/*
+ * Speculative decoding (llama.cpp's --model-draft) for the generate calls of `ctx`: `draft`, a context on a
+ * smaller model with the same vocabulary (e.g. a 0.5B model for a 7B one, or a lower-bit file of the same
+ * model), proposes up to max_draft tokens greedily after each generated token while its top token has at
+ * least p_min probability, and `ctx` evaluates the token and the proposals in one batch. Each row is sampled
+ * as one token at a time would be (same sampler, seed sequence, repetition history, JSON or grammar
+ * constraint): a proposal equal to the token sampled there is kept, the first that differs and all after it
+ * leave the KV cache. The text is the one `ctx` gives alone (greedy: the same tokens, up to the float
+ * rounding of batched products), sooner when the draft guesses well.
+ * While attached, `ctx` manages the draft's KV cache (it is reset now), the draft cannot be freed (BUSY),
+ * and a generate call on `ctx` holds it busy. draft NULL (or max_draft 0) detaches it (it is reset for use
+ * on its own); freeing `ctx` detaches it as it is. A context drafts for at most one context and has no draft itself.
+ * Errors: NULL_HANDLE/INVALID_HANDLE, INVALID_ARGUMENT (max_draft outside 0..256, p_min outside [0, 1] or
+ * NaN, draft == ctx, the vocabularies differ: the message names the first token that differs), BUSY.
+ */
+EDGELLM_API edgellm_error edgellm_context_set_draft(edgellm_context_t* ctx, edgellm_context_t* draft, int32_t max_draft, float p_min);
+
+/* Tokens the draft proposed and tokens kept, over the last generate call of `ctx` (0 and 0 without a draft). */
+EDGELLM_API edgellm_error edgellm_context_draft_stats(const edgellm_context_t* ctx, int32_t* out_proposed, int32_t* out_accepted);
+
 #ifdef __cplusplus
 }
 #endif

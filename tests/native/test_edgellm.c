@@ -884,6 +884,96 @@ int main(int argc, char** argv)
     check(rc == EDGELLM_OK && c.text != NULL && strcmp(c.text, golden) == 0, "specialized again: greedy story", "rc %d", (int)rc);
     collector_reset(&c);
 
+    /* --- speculative decoding: stories260K-q8_0 (beside the model) drafts; the greedy story is unchanged */
+    {
+        char draft_path[4096];
+        const char* slash = strrchr(model_path, '/');
+        int dir_len = slash ? (int)(slash - model_path) : 1;
+        snprintf(draft_path, sizeof draft_path, "%.*s/stories260K-q8_0.gguf", dir_len, slash ? model_path : ".");
+        edgellm_model_t* dm = NULL;
+        edgellm_context_t* dctx = NULL;
+        check_code(edgellm_model_load(draft_path, &dm), EDGELLM_OK, "model_load stories260K-q8_0 (the draft)");
+        check_code(create_on(dm, EDGELLM_BACKEND_CPU, -1, &dctx), EDGELLM_OK, "context_create for the draft");
+        check_code(edgellm_context_set_draft(ctx, dctx, 8, 0.5f), EDGELLM_OK, "context_set_draft");
+        edgellm_context_reset(ctx);
+        rc = edgellm_context_generate(ctx, prompt, prompt_len, 200, collect, &c);
+        check(rc == EDGELLM_OK && c.text != NULL && strcmp(c.text, golden) == 0, "with a draft: llama.cpp's greedy story, unchanged", "rc %d, '%s'", (int)rc, c.text ? c.text : "");
+        int32_t proposed = -1, accepted = -1;
+        check(edgellm_context_draft_stats(ctx, &proposed, &accepted) == EDGELLM_OK && proposed > 0 && accepted > 0 && accepted <= proposed,
+              "context_draft_stats: proposals made and kept", "proposed %d, accepted %d", proposed, accepted);
+        printf("     draft: %d proposed, %d accepted\n", proposed, accepted);
+        check(edgellm_context_position(ctx, &pos) == EDGELLM_OK && pos == n_prompt + 200,
+              "with a draft: the cache holds the prompt and the delivered tokens only", "pos %d", pos);
+        collector_reset(&c);
+        check_code(edgellm_context_free(dctx), EDGELLM_ERROR_BUSY, "context_free of an attached draft");
+        check(strstr(edgellm_last_error(), "draft") != NULL, "BUSY message says it is a draft", "'%s'", edgellm_last_error());
+        check_code(edgellm_context_set_draft(ctx, ctx, 8, 0.5f), EDGELLM_ERROR_INVALID_ARGUMENT, "context_set_draft of the context itself");
+        check_code(edgellm_context_set_draft(ctx, dctx, 300, 0.5f), EDGELLM_ERROR_INVALID_ARGUMENT, "context_set_draft max_draft 300");
+        check_code(edgellm_context_set_draft(ctx, dctx, 8, NAN), EDGELLM_ERROR_INVALID_ARGUMENT, "context_set_draft p_min NaN");
+        check_code(edgellm_context_set_draft(dctx, ctx, 8, 0.5f), EDGELLM_ERROR_INVALID_ARGUMENT, "an attached draft cannot take a draft");
+        check_code(edgellm_context_draft_stats(ctx, NULL, &accepted), EDGELLM_ERROR_INVALID_ARGUMENT, "context_draft_stats NULL out");
+        check_code(edgellm_context_set_draft(ctx, NULL, 0, 0.0f), EDGELLM_OK, "context_set_draft NULL detaches");
+        rc = edgellm_context_generate(ctx, "", 0, 3, collect, &c);
+        check(rc == EDGELLM_OK && edgellm_context_draft_stats(ctx, &proposed, &accepted) == EDGELLM_OK && proposed == 0 && accepted == 0,
+              "detached: no proposals", "rc %d, proposed %d", (int)rc, proposed);
+        collector_reset(&c);
+        check_code(edgellm_context_free(dctx), EDGELLM_OK, "context_free of the detached draft");
+        edgellm_model_free(dm);
+
+        /* stories260K-q4_0 guesses worse: rejected proposals leave the cache, and the story is still the same */
+        snprintf(draft_path, sizeof draft_path, "%.*s/stories260K-q4_0.gguf", dir_len, slash ? model_path : ".");
+        check_code(edgellm_model_load(draft_path, &dm), EDGELLM_OK, "model_load stories260K-q4_0 (the draft)");
+        check_code(create_on(dm, EDGELLM_BACKEND_CPU, -1, &dctx), EDGELLM_OK, "context_create for the q4_0 draft");
+        check_code(edgellm_context_set_draft(ctx, dctx, 16, 0.0f), EDGELLM_OK, "context_set_draft q4_0, 16, p_min 0");
+        edgellm_context_reset(ctx);
+        rc = edgellm_context_generate(ctx, prompt, prompt_len, 200, collect, &c);
+        check(rc == EDGELLM_OK && c.text != NULL && strcmp(c.text, golden) == 0, "with the q4_0 draft: the greedy story, unchanged", "rc %d, '%s'", (int)rc, c.text ? c.text : "");
+        check(edgellm_context_draft_stats(ctx, &proposed, &accepted) == EDGELLM_OK && proposed > accepted && accepted > 0,
+              "q4_0 draft: some proposals rejected", "proposed %d, accepted %d", proposed, accepted);
+        printf("     q4_0 draft: %d proposed, %d accepted\n", proposed, accepted);
+        check(edgellm_context_position(ctx, &pos) == EDGELLM_OK && pos == n_prompt + 200, "q4_0 draft: no rejected token left in the cache", "pos %d", pos);
+        collector_reset(&c);
+        check_code(edgellm_context_free(dctx), EDGELLM_ERROR_BUSY, "context_free of the attached q4_0 draft");
+        check_code(edgellm_context_set_draft(ctx, NULL, 0, 0.0f), EDGELLM_OK, "context_set_draft NULL");
+        check_code(edgellm_context_free(dctx), EDGELLM_OK, "context_free of the q4_0 draft");
+        edgellm_model_free(dm);
+
+        /* seeded sampling: the draft changes nothing either (each token is drawn once, in order, with the same random sequence) */
+        {
+            edgellm_context_params sp = edgellm_context_params_default();
+            sp.temperature = 0.9f;
+            sp.seed = 42;
+            sp.threads = 2;
+            sp.context_length = 256;
+            edgellm_context_t* sc = NULL;
+            edgellm_model_t* sm = NULL;
+            check_code(edgellm_context_create(model, &sp, &sc), EDGELLM_OK, "context_create seeded");
+            collector alone = {0}, drafted = {0};
+            rc = edgellm_context_generate(sc, prompt, prompt_len, 120, collect, &alone);
+            check_code(rc, EDGELLM_OK, "seeded generate alone");
+            snprintf(draft_path, sizeof draft_path, "%.*s/stories260K-q8_0.gguf", dir_len, slash ? model_path : ".");
+            check_code(edgellm_model_load(draft_path, &sm), EDGELLM_OK, "model_load q8_0 draft for the seeded context");
+            check_code(create_on(sm, EDGELLM_BACKEND_CPU, -1, &dctx), EDGELLM_OK, "context_create draft for the seeded context");
+            check_code(edgellm_context_set_draft(sc, dctx, 6, 0.3f), EDGELLM_OK, "context_set_draft seeded");
+            edgellm_context_reset(sc);
+            rc = edgellm_context_generate(sc, prompt, prompt_len, 120, collect, &drafted);
+            check(rc == EDGELLM_OK && alone.text && drafted.text && strcmp(alone.text, drafted.text) == 0,
+                  "seeded sampling with a draft: the same text as alone", "'%s' vs '%s'", alone.text ? alone.text : "", drafted.text ? drafted.text : "");
+            check(edgellm_context_draft_stats(sc, &proposed, &accepted) == EDGELLM_OK && proposed > 0, "seeded: proposals made", "proposed %d, accepted %d", proposed, accepted);
+            printf("     seeded, q8_0 draft: %d proposed, %d accepted\n", proposed, accepted);
+            collector_reset(&alone);
+            collector_reset(&drafted);
+            check_code(edgellm_context_free(sc), EDGELLM_OK, "context_free seeded (detaches its draft)");
+            check_code(edgellm_context_free(dctx), EDGELLM_OK, "context_free of the draft after its context");
+            edgellm_model_free(sm);
+        }
+        /* back to the story's end without a draft, for the continuation below */
+        edgellm_context_reset(ctx);
+        rc = edgellm_context_generate(ctx, prompt, prompt_len, 200, collect, &c);
+        check(rc == EDGELLM_OK && c.text != NULL && strcmp(c.text, golden) == 0, "draft detached: greedy story", "rc %d", (int)rc);
+        collector_reset(&c);
+    }
+
     /* continuing with an empty prompt extends the same sequence */
     c.stop_after = 1;
     rc = edgellm_context_generate(ctx, "", 0, 5, collect, &c);
