@@ -172,6 +172,9 @@ public sealed class OpenAiServer
             case "/v1/models": return get ? Models(ctx) : NotAllowed(ctx, "GET");
             case "/v1/chat/completions": return post ? ChatCompletions(ctx) : NotAllowed(ctx, "POST");
             case "/v1/completions": return post ? Completions(ctx) : NotAllowed(ctx, "POST");
+            case "/tokenize": return post ? Tokenize(ctx) : NotAllowed(ctx, "POST");
+            case "/detokenize": return post ? Detokenize(ctx) : NotAllowed(ctx, "POST");
+            case "/apply-template": return post ? ApplyTemplate(ctx) : NotAllowed(ctx, "POST");
         }
         if (path.StartsWith("/v1/models/", StringComparison.Ordinal) && path.Length > "/v1/models/".Length && path.IndexOf('/', "/v1/models/".Length) < 0)
             return get ? ModelById(ctx, Uri.UnescapeDataString(path["/v1/models/".Length..])) : NotAllowed(ctx, "GET");
@@ -274,11 +277,23 @@ public sealed class OpenAiServer
     {
         var request = RequestParser.ParseChat(await ReadBodyAsync(ctx));
         CheckModel(request.Model);
-        string text;
-        List<string>? toolNames = null;
+        string text = RenderChat(ref request, out var toolNames);
+        // As ChatPrompt.Tokenize: BOS as the vocabulary says, special-token text parsed.
+        int[] prompt = _tokenizer.Encode(text, addSpecial: true, parseSpecial: true);
+        var splitter = _splitReasoning ? new ReasoningSplitter(ReasoningSplitter.PromptOpensReasoning(text)) : null;
+        await CompleteAsync(ctx, request, prompt, chat: true, splitter, toolNames);
+    }
+
+    /// <summary>
+    /// The prompt text of a chat request through the template (with its tools and template variables);
+    /// a required tool call sets the request's grammar. <paramref name="toolNames"/>: the callable
+    /// functions, null without tools.
+    /// </summary>
+    private string RenderChat(ref CompletionRequest request, out List<string>? toolNames)
+    {
+        toolNames = null;
         try
         {
-            // The template interpreter is not documented as thread-safe; renders are short.
             var variables = TemplateVariables.Merge(_options.TemplateVariables, request.TemplateVariables);
             if (request.Tools is { } tools)
             {
@@ -291,20 +306,79 @@ public sealed class OpenAiServer
                 toolNames = tools.Select(t => t.Name).ToList();
                 if (request.ToolChoice != "auto")
                 {
-                    var callable = tools.Where(t => request.ToolChoice == "required" || t.Name == request.ToolChoice).Select(t => new ToolFunction(t.Name, t.Parameters)).ToList();
+                    string choice = request.ToolChoice;
+                    var callable = tools.Where(t => choice == "required" || t.Name == choice).Select(t => new ToolFunction(t.Name, t.Parameters)).ToList();
                     request = request with { Options = request.Options with { Grammar = _toolFormat.RequiredCallGrammar(callable) } };
                 }
             }
-            lock (_templateLock) text = ChatPrompt.Render(_template, _tokenizer, request.Messages!, addGenerationPrompt: true, variables: variables);
+            // The template interpreter is not documented as thread-safe; renders are short.
+            lock (_templateLock) return ChatPrompt.Render(_template, _tokenizer, request.Messages!, addGenerationPrompt: true, variables: variables);
         }
         catch (TemplateException e)
         {
             throw ApiException.BadField("messages", $"the model's chat template rejects the messages: {e.Message}");
         }
-        // As ChatPrompt.Tokenize: BOS as the vocabulary says, special-token text parsed.
-        int[] prompt = _tokenizer.Encode(text, addSpecial: true, parseSpecial: true);
-        var splitter = _splitReasoning ? new ReasoningSplitter(ReasoningSplitter.PromptOpensReasoning(text)) : null;
-        await CompleteAsync(ctx, request, prompt, chat: true, splitter, toolNames);
+    }
+
+    /// <summary>llama-server's <c>POST /apply-template</c>: a chat request's prompt text, <c>{"prompt": ...}</c>, nothing generated.</summary>
+    private async Task ApplyTemplate(HttpContext ctx)
+    {
+        var request = RequestParser.ParseChat(await ReadBodyAsync(ctx));
+        string text = RenderChat(ref request, out _);
+        await WriteJsonAsync(ctx, new TemplateResult { Prompt = text }, ServerJsonContext.Default.TemplateResult);
+    }
+
+    /// <summary>
+    /// llama-server's <c>POST /tokenize</c>: <c>{"content", "add_special" (false), "parse_special" (true),
+    /// "with_pieces" (false)}</c> → <c>{"tokens": [ids]}</c>, or with pieces <c>[{"id", "piece"}]</c>, a piece
+    /// being its text where the token's bytes are whole UTF-8 and the list of its bytes where not (as llama-server).
+    /// </summary>
+    private async Task Tokenize(HttpContext ctx)
+    {
+        var (content, addSpecial, parseSpecial, withPieces) = RequestParser.ParseTokenize(await ReadBodyAsync(ctx));
+        int[] ids = _tokenizer.Encode(content, addSpecial, parseSpecial);
+        var buffer = new System.Buffers.ArrayBufferWriter<byte>();
+        using (var w = new Utf8JsonWriter(buffer))
+        {
+            w.WriteStartObject();
+            w.WriteStartArray("tokens");
+            foreach (int id in ids)
+            {
+                if (!withPieces)
+                {
+                    w.WriteNumberValue(id);
+                    continue;
+                }
+                w.WriteStartObject();
+                w.WriteNumber("id", id);
+                byte[] piece = _tokenizer.TokenToBytes(id, special: true);
+                if (System.Text.Unicode.Utf8.IsValid(piece)) w.WriteString("piece", Encoding.UTF8.GetString(piece));
+                else
+                {
+                    w.WriteStartArray("piece");
+                    foreach (byte b in piece) w.WriteNumberValue(b);
+                    w.WriteEndArray();
+                }
+                w.WriteEndObject();
+            }
+            w.WriteEndArray();
+            w.WriteEndObject();
+        }
+        ctx.Response.ContentType = "application/json";
+        await ctx.Response.Body.WriteAsync(buffer.WrittenMemory, ctx.RequestAborted);
+    }
+
+    /// <summary>llama-server's <c>POST /detokenize</c>: <c>{"tokens": [ids]}</c> → <c>{"content": text}</c> (control tokens as their text, as llama-server).</summary>
+    private async Task Detokenize(HttpContext ctx)
+    {
+        int[] ids = RequestParser.ParseDetokenize(await ReadBodyAsync(ctx));
+        for (int i = 0; i < ids.Length; i++)
+        {
+            if (ids[i] >= _tokenizer.VocabSize)
+                throw ApiException.BadField("tokens", $"tokens[{i}] = {ids[i]} is outside the vocabulary (0..{_tokenizer.VocabSize - 1})");
+        }
+        string text = _tokenizer.Detokenize(ids, removeSpecial: false, unparseSpecial: true);
+        await WriteJsonAsync(ctx, new DetokenizeResult { Content = text }, ServerJsonContext.Default.DetokenizeResult);
     }
 
     private async Task Completions(HttpContext ctx)

@@ -207,6 +207,18 @@ public sealed class HealthStatus
     public int Queued { get; init; }
 }
 
+/// <summary><c>POST /apply-template</c> (llama-server's): the prompt a chat request renders to.</summary>
+public sealed class TemplateResult
+{
+    public required string Prompt { get; init; }
+}
+
+/// <summary><c>POST /detokenize</c> (llama-server's): the text of the token ids.</summary>
+public sealed class DetokenizeResult
+{
+    public required string Content { get; init; }
+}
+
 /// <summary>Constants shared by the responses.</summary>
 public static class ServerInfo
 {
@@ -222,4 +234,6 @@ public static class ServerInfo
 [JsonSerializable(typeof(TextCompletion))]
 [JsonSerializable(typeof(ModelList))]
 [JsonSerializable(typeof(HealthStatus))]
+[JsonSerializable(typeof(TemplateResult))]
+[JsonSerializable(typeof(DetokenizeResult))]
 public sealed partial class ServerJsonContext : JsonSerializerContext;

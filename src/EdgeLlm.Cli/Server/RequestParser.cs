@@ -72,6 +72,34 @@ public static class RequestParser
         return common with { Messages = messages, TemplateVariables = variables, Tools = tools, ToolChoice = choice };
     }
 
+    /// <summary>Parses a <c>/tokenize</c> request: content (required), add_special (false), parse_special (true), with_pieces (false).</summary>
+    /// <exception cref="ApiException">400: bad JSON or a bad field</exception>
+    public static (string Content, bool AddSpecial, bool ParseSpecial, bool WithPieces) ParseTokenize(ReadOnlyMemory<byte> body)
+    {
+        using var doc = ParseDocument(body);
+        var root = doc.RootElement;
+        string content = String(root, "content") ?? throw ApiException.BadField("content", "content is required: the text to tokenize");
+        return (content, Bool(root, "add_special") ?? false, Bool(root, "parse_special") ?? true, Bool(root, "with_pieces") ?? false);
+    }
+
+    /// <summary>Parses a <c>/detokenize</c> request: tokens, an array of token ids (non-negative integers).</summary>
+    /// <exception cref="ApiException">400: bad JSON or a bad field</exception>
+    public static int[] ParseDetokenize(ReadOnlyMemory<byte> body)
+    {
+        using var doc = ParseDocument(body);
+        var tokens = Field(doc.RootElement, "tokens") ?? throw ApiException.BadField("tokens", "tokens is required: an array of token ids");
+        if (tokens.ValueKind != JsonValueKind.Array) throw ApiException.BadField("tokens", $"tokens must be an array of token ids, got {Kind(tokens)}");
+        var ids = new int[tokens.GetArrayLength()];
+        int i = 0;
+        foreach (var t in tokens.EnumerateArray())
+        {
+            if (t.ValueKind != JsonValueKind.Number || !t.TryGetInt32(out ids[i]) || ids[i] < 0)
+                throw ApiException.BadField("tokens", $"tokens[{i}] is not a token id (a non-negative integer)");
+            i++;
+        }
+        return ids;
+    }
+
     /// <summary>Parses a text completion request.</summary>
     /// <exception cref="ApiException">400: bad JSON or a bad field</exception>
     public static CompletionRequest ParseCompletion(ReadOnlyMemory<byte> body)
