@@ -155,6 +155,10 @@ public sealed class JsonConstraint : TokenConstraint
         public int MatchOffset;          // bytes of the string written so far
         public int StrLen;               // characters of the string value written so far (under minLength / maxLength)
         public int StrMin, StrMax;       // its minLength and maxLength (-1: no maximum)
+        public bool NumBounded;          // the integer being read must lie in [NumMin, NumMax] (minimum / maximum)
+        public bool NumNegative;         // it began with '-'
+        public long NumAbs;              // the digits read so far, as a number
+        public long NumMin, NumMax;
 
         public static State Start => new() { Mode = Mode.Start };
 
@@ -361,7 +365,10 @@ public sealed class JsonConstraint : TokenConstraint
                     IntegerOnly = Next is not null && (Next.Types & JsonTypes.Number) == 0;
                     Mode = Mode.Number;
                     (Sub, WsRun) = b switch { (byte)'-' => (NumMinus, (byte)0), (byte)'0' => (NumZero, (byte)1), _ => (NumInt, (byte)1) };
-                    return true;
+                    NumBounded = IntegerOnly && Next!.HasIntegerBounds;
+                    if (!NumBounded) return true;
+                    (NumMin, NumMax, NumNegative, NumAbs) = (Next!.IntegerMin, Next.IntegerMax, b == (byte)'-', b == (byte)'-' ? 0 : b - '0');
+                    return NumberViable();
                 case (byte)'t' or (byte)'f' or (byte)'n':
                     if (!Allowed(b == (byte)'n' ? JsonTypes.Null : JsonTypes.Boolean)) return false;
                     Mode = Mode.Literal;
@@ -477,18 +484,48 @@ public sealed class JsonConstraint : TokenConstraint
             return false;
         }
 
+        /// <summary>
+        /// Whether the integer begun so far can still end inside [NumMin, NumMax]: as it is, or with k more digits
+        /// (|value| in [abs·10^k, abs·10^k + 10^k − 1], up to <see cref="MaxIntegerDigits"/> digits in all); "-" alone
+        /// can still become any negative integer, or -0. A leading 0 takes no more digits.
+        /// </summary>
+        private readonly bool NumberViable()
+        {
+            int digits = Sub == NumMinus ? 0 : WsRun;
+            if (digits > 0 && Fits(NumAbs, NumAbs)) return true;
+            if (Sub == NumZero) return false;
+            long scale = 1;
+            for (int k = 1; digits + k <= MaxIntegerDigits; k++)
+            {
+                scale *= 10;
+                // "-" alone: the first digit may be 1..9 (or 0, checked as -0 below).
+                long lo = digits == 0 ? scale / 10 : NumAbs * scale, hi = digits == 0 ? scale - 1 : NumAbs * scale + scale - 1;
+                if (Fits(lo, hi)) return true;
+            }
+            return digits == 0 && NumMin <= 0 && NumMax >= 0; // -0
+        }
+
+        /// <summary>Whether some magnitude in [lo, hi] (with the number's sign) lies in [NumMin, NumMax].</summary>
+        private readonly bool Fits(long lo, long hi) =>
+            NumNegative ? -hi <= NumMax && -lo >= NumMin : lo <= NumMax && hi >= NumMin;
+
         private bool NumberByte(byte b)
         {
             bool digit = b is >= (byte)'0' and <= (byte)'9';
             switch (Sub)
             {
                 case NumMinus:
-                    if (b == (byte)'0') { Sub = NumZero; WsRun = 1; return true; }
-                    if (digit) { Sub = NumInt; WsRun = 1; return true; }
+                    if (b == (byte)'0') { Sub = NumZero; WsRun = 1; NumAbs = 0; return !NumBounded || NumberViable(); }
+                    if (digit) { Sub = NumInt; WsRun = 1; NumAbs = b - '0'; return !NumBounded || NumberViable(); }
                     return false;
                 case NumZero:
                 case NumInt:
-                    if (digit && Sub == NumInt) return ++WsRun <= MaxIntegerDigits;
+                    if (digit && Sub == NumInt)
+                    {
+                        if (++WsRun > MaxIntegerDigits) return false;
+                        NumAbs = NumAbs * 10 + (b - '0');
+                        return !NumBounded || NumberViable();
+                    }
                     if (IntegerOnly && b is (byte)'.' or (byte)'e' or (byte)'E') return false; // "type": "integer"
                     if (b == (byte)'.') { Sub = NumDot; return true; }
                     if (b is (byte)'e' or (byte)'E') { Sub = NumE; return true; }
@@ -512,6 +549,12 @@ public sealed class JsonConstraint : TokenConstraint
                     break;
             }
             // The number is complete (0, digits, fraction or exponent): this byte belongs to what follows it.
+            if (NumBounded)
+            {
+                long value = NumNegative ? -NumAbs : NumAbs;
+                if (value < NumMin || value > NumMax) return false;
+                NumBounded = false;
+            }
             EndValue();
             WsState = 0;
             return Feed(b);

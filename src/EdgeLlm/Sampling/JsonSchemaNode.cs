@@ -27,8 +27,9 @@ public enum JsonTypes : byte
 /// order; <c>additionalProperties</c> may be absent or false), <c>items</c>, <c>enum</c> / <c>const</c>
 /// (strings, numbers, booleans, null; a number must be written as listed), <c>minItems</c> / <c>maxItems</c> and <c>minLength</c> / <c>maxLength</c>
 /// (in characters: a code point, or one escape such as <c>\n</c> or <c>\u00e9</c>). Keywords that only
-/// narrow values (<c>description</c>, <c>title</c>, <c>format</c>, <c>minimum</c>, <c>pattern</c>, ...) are
-/// accepted and not enforced. <c>$ref</c> into the same document (<c>$defs</c>, <c>definitions</c>; not recursive) and
+/// narrow values (<c>description</c>, <c>title</c>, <c>format</c>, <c>pattern</c>, <c>multipleOf</c>, ...) are
+/// accepted and not enforced; <c>minimum</c> / <c>maximum</c> / <c>exclusiveMinimum</c> / <c>exclusiveMaximum</c> are
+/// enforced on integers (<c>"type": "integer"</c>; on numbers that may have fractions they are not). <c>$ref</c> into the same document (<c>$defs</c>, <c>definitions</c>; not recursive) and
 /// <c>anyOf</c>/<c>oneOf</c> of alternatives with different JSON types (pydantic's Optional:
 /// <c>[{...}, {"type": "null"}]</c>) are followed. Keywords that change the structure and are not
 /// implemented (<c>allOf</c>, <c>not</c>, overlapping alternatives, <c>additionalProperties</c> other
@@ -42,8 +43,7 @@ public sealed class JsonSchemaNode
 
     private static readonly HashSet<string> s_ignored = new(StringComparer.Ordinal)
     {
-        "$schema", "$id", "$comment", "title", "description", "default", "examples", "format", "pattern",
-        "minimum", "maximum", "exclusiveMinimum", "exclusiveMaximum", "multipleOf",
+        "$schema", "$id", "$comment", "title", "description", "default", "examples", "format", "pattern", "multipleOf",
         "uniqueItems", "minProperties", "maxProperties", "deprecated", "readOnly", "writeOnly", "strict",
     };
 
@@ -84,6 +84,15 @@ public sealed class JsonSchemaNode
 
     /// <summary>Most characters of a string (maxLength; -1: no bound).</summary>
     internal int MaxLength { get; private init; } = -1;
+
+    /// <summary>Least value of an integer (minimum / exclusiveMinimum, for <c>"type": "integer"</c>); long.MinValue: no bound.</summary>
+    internal long IntegerMin { get; private init; } = long.MinValue;
+
+    /// <summary>Greatest value of an integer (maximum / exclusiveMaximum); long.MaxValue: no bound.</summary>
+    internal long IntegerMax { get; private init; } = long.MaxValue;
+
+    /// <summary>An integer's value is bounded.</summary>
+    internal bool HasIntegerBounds => IntegerMin != long.MinValue || IntegerMax != long.MaxValue;
 
     /// <summary>Allows any value.</summary>
     public static JsonSchemaNode AnyValue { get; } = new() { Types = JsonTypes.Any };
@@ -144,6 +153,8 @@ public sealed class JsonSchemaNode
             byte[][]? rawEnum = null;
             JsonTypes enumTypes = JsonTypes.None;
             bool bounds = false;
+            double? minimum = null, maximum = null, exclusiveMinimum = null, exclusiveMaximum = null;
+            bool minimumExclusive = false, maximumExclusive = false; // draft 4: exclusiveMinimum/Maximum are booleans beside minimum/maximum
             foreach (var p in s.EnumerateObject())
             {
                 string at = $"{path}.{p.Name}";
@@ -198,6 +209,20 @@ public sealed class JsonSchemaNode
                         maxLength = Count(p.Value, at);
                         bounds = true;
                         break;
+                    case "minimum":
+                        minimum = Bound(p.Value, at);
+                        break;
+                    case "maximum":
+                        maximum = Bound(p.Value, at);
+                        break;
+                    case "exclusiveMinimum":
+                        if (p.Value.ValueKind is JsonValueKind.True or JsonValueKind.False) minimumExclusive = p.Value.ValueKind == JsonValueKind.True;
+                        else exclusiveMinimum = Bound(p.Value, at);
+                        break;
+                    case "exclusiveMaximum":
+                        if (p.Value.ValueKind is JsonValueKind.True or JsonValueKind.False) maximumExclusive = p.Value.ValueKind == JsonValueKind.True;
+                        else exclusiveMaximum = Bound(p.Value, at);
+                        break;
                     case "enum":
                     case "const":
                         var values = p.Name == "const" ? [p.Value] : p.Value.ValueKind == JsonValueKind.Array ? p.Value.EnumerateArray().ToArray()
@@ -219,7 +244,7 @@ public sealed class JsonSchemaNode
                             });
                         break;
                     default:
-                        if (!s_ignored.Contains(p.Name)) throw new ArgumentException($"{at} is not supported (supported: type, properties, required, additionalProperties: false, items, enum/const, $ref, anyOf/oneOf of different types, minItems/maxItems, minLength/maxLength)");
+                        if (!s_ignored.Contains(p.Name)) throw new ArgumentException($"{at} is not supported (supported: type, properties, required, additionalProperties: false, items, enum/const, $ref, anyOf/oneOf of different types, minItems/maxItems, minLength/maxLength, minimum/maximum)");
                         break;
                 }
             }
@@ -256,12 +281,30 @@ public sealed class JsonSchemaNode
             }
             if (maxItems >= 0 && minItems > maxItems) throw new ArgumentException($"{path}: minItems {minItems} is above maxItems {maxItems}: no array fits");
             if (maxLength >= 0 && minLength > maxLength) throw new ArgumentException($"{path}: minLength {minLength} is above maxLength {maxLength}: no string fits");
+            // Bounds are enforced on integers (as llama.cpp's json-schema-to-grammar does); on numbers with fractions they are accepted and not enforced.
+            long intMin = long.MinValue, intMax = long.MaxValue;
+            if ((types & JsonTypes.Integer) != 0 && (types & JsonTypes.Number) == 0 && rawEnum is null)
+            {
+                const double Limit = 9_999_999_999_999_999; // 16 digits, JsonConstraint.MaxIntegerDigits
+                double lo = Math.Max(minimum is { } m1 ? (minimumExclusive ? Math.Floor(m1) + 1 : Math.Ceiling(m1)) : double.NegativeInfinity,
+                    exclusiveMinimum is { } e1 ? Math.Floor(e1) + 1 : double.NegativeInfinity);
+                double hi = Math.Min(maximum is { } m2 ? (maximumExclusive ? Math.Ceiling(m2) - 1 : Math.Floor(m2)) : double.PositiveInfinity,
+                    exclusiveMaximum is { } e2 ? Math.Ceiling(e2) - 1 : double.PositiveInfinity);
+                if (lo > hi) throw new ArgumentException($"{path}: no integer lies between the minimum and the maximum");
+                if (lo > -Limit) intMin = (long)Math.Min(lo, Limit);
+                if (hi < Limit) intMax = (long)Math.Max(hi, -Limit);
+            }
             return new JsonSchemaNode
             {
+                IntegerMin = intMin, IntegerMax = intMax,
                 Types = types, Properties = props, KeyBytes = props.Select(p => p.Item2).ToArray(), Required = required, Items = items, Enum = enumValues, RawEnum = rawEnum,
                 MinItems = minItems, MaxItems = maxItems, MinLength = minLength, MaxLength = maxLength,
             };
         }
+
+        /// <summary>A minimum / maximum: a finite number.</summary>
+        private static double Bound(JsonElement v, string at) =>
+            v.ValueKind == JsonValueKind.Number && v.TryGetDouble(out double d) && double.IsFinite(d) ? d : throw new ArgumentException($"{at} must be a number");
 
         /// <summary>A count keyword's value: a non-negative integer (1.0 counts as 1, as JSON Schema allows).</summary>
         private static int Count(JsonElement v, string at)

@@ -270,6 +270,59 @@ public class JsonConstraintTests(ITestOutputHelper output)
         Assert.True(JsonConstraint.IsCompleteObject("{\"longer-key\": \"x\"}"u8, keys));
     }
 
+    /// <summary>
+    /// minimum / maximum / exclusiveMinimum / exclusiveMaximum on integers (pydantic's conint, Field(ge=, le=)): a prefix
+    /// is allowed only while some integer it can still become is in range, and the number ends only in range.
+    /// </summary>
+    [Fact]
+    public void Schema_IntegerBounds_AreEnforced()
+    {
+        const string Schema = """
+            {"type": "object", "properties": {
+               "age": {"type": "integer", "minimum": 18, "maximum": 120},
+               "delta": {"type": "integer", "exclusiveMinimum": -10, "exclusiveMaximum": 10},
+               "old": {"type": "integer", "minimum": 5, "exclusiveMinimum": true},
+               "neg": {"type": "integer", "maximum": -100},
+               "ratio": {"type": "number", "minimum": 0, "maximum": 1}},
+             "required": ["age"]}
+            """;
+        var node = JsonSchemaNode.Parse(JsonDocument.Parse(Schema).RootElement);
+        bool Ok(string json) => JsonConstraint.IsCompleteObject(Encoding.UTF8.GetBytes(json), node);
+        bool Prefix(string json) => JsonConstraint.IsPrefix(Encoding.UTF8.GetBytes(json), node);
+        foreach (int age in new[] { 18, 19, 99, 100, 120 })
+            Assert.True(Ok($"{{\"age\": {age}}}"), $"age {age}");
+        foreach (int age in new[] { 17, 121, 0, 5, 1000, -18 })
+            Assert.False(Ok($"{{\"age\": {age}}}"), $"age {age}");
+        Assert.True(Prefix("{\"age\": 1"));          // 18, 19, 100.. 120 still reachable
+        Assert.False(Prefix("{\"age\": 0"));         // 0 takes no more digits
+        Assert.False(Prefix("{\"age\": -"));         // nothing negative is >= 18
+        Assert.False(Prefix("{\"age\": 13,"));       // too small, and it ended
+        Assert.True(Prefix("{\"age\": 12"));         // 120
+        Assert.False(Prefix("{\"age\": 121"));
+        Assert.False(Prefix("{\"age\": 2000"));
+        Assert.True(Ok("{\"age\": 20, \"delta\": -9}"));
+        Assert.True(Ok("{\"age\": 20, \"delta\": 0}"));
+        Assert.True(Ok("{\"age\": 20, \"delta\": -0}"));
+        Assert.False(Ok("{\"age\": 20, \"delta\": 10}"));
+        Assert.False(Ok("{\"age\": 20, \"delta\": -10}"));
+        Assert.False(Prefix("{\"age\": 20, \"delta\": -10"));
+        Assert.True(Ok("{\"age\": 20, \"old\": 6}"));   // draft 4: exclusiveMinimum true with minimum 5
+        Assert.False(Ok("{\"age\": 20, \"old\": 5}"));
+        Assert.True(Ok("{\"age\": 20, \"neg\": -100}"));
+        Assert.True(Ok("{\"age\": 20, \"neg\": -1234567}"));
+        Assert.False(Prefix("{\"age\": 20, \"neg\": -99,"));
+        Assert.True(Prefix("{\"age\": 20, \"neg\": -9"));  // -900..
+        Assert.False(Prefix("{\"age\": 20, \"neg\": 1"));
+        // Numbers that may have fractions: the bounds are accepted and not enforced.
+        Assert.True(Ok("{\"age\": 20, \"ratio\": 0.5}"));
+        Assert.True(Ok("{\"age\": 20, \"ratio\": 7}"));
+        var none = Assert.Throws<ArgumentException>(() => JsonSchemaNode.Parse(JsonDocument.Parse(
+            "{\"type\": \"object\", \"properties\": {\"a\": {\"type\": \"integer\", \"minimum\": 2.5, \"maximum\": 2.9}}}").RootElement));
+        Assert.Contains("schema.properties.a: no integer lies between the minimum and the maximum", none.Message, StringComparison.Ordinal);
+        Assert.Throws<ArgumentException>(() => JsonSchemaNode.Parse(JsonDocument.Parse(
+            "{\"type\": \"object\", \"properties\": {\"a\": {\"type\": \"integer\", \"minimum\": \"1\"}}}").RootElement));
+    }
+
     /// <summary>Enums and consts of numbers, booleans and null (pydantic's Literal[1, 2], a const true), alone or mixed with strings: written exactly as listed.</summary>
     [Fact]
     public void Schema_NonStringEnums_AreEnforced()
