@@ -547,11 +547,15 @@ public sealed class OpenAiServer
         await response.StartAsync(ct);
         if (chat)
             await WriteEventAsync(response, ChatChunk(id, created, new ChunkDelta { Role = "assistant", Content = "" }, null), ServerJsonContext.Default.ChatCompletionChunk, ct);
-        var held = toolNames is null ? null : new StringBuilder();
+        // With tools, text that may be (the start of) a call is held until the reply ends; the rest streams.
+        var calls = toolNames is null ? null : new ToolCallStreamer(_toolFormat!, toolNames);
         await foreach (var piece in pieces.ReadAllAsync(ct))
         {
-            // With tools, the reply is held until it ends: whether it is a call is known only then.
-            if (held is not null) held.Append(piece);
+            if (calls is not null)
+            {
+                var (reasoning, content) = splitter is null ? ("", piece) : splitter.Push(piece);
+                await WriteSplitAsync(response, id, created, (reasoning, calls.Push(content)), ct);
+            }
             else if (splitter is not null) await WriteSplitAsync(response, id, created, splitter.Push(piece), ct);
             else if (chat) await WriteEventAsync(response, ChatChunk(id, created, new ChunkDelta { Content = piece }, null), ServerJsonContext.Default.ChatCompletionChunk, ct);
             else await WriteEventAsync(response, TextChunk(id, created, piece, null), ServerJsonContext.Default.TextCompletion, ct);
@@ -559,24 +563,19 @@ public sealed class OpenAiServer
         var result = await generation;
         ThrowIfCancelled(result, ct);
         string finish = FinishReasonOf(result);
-        if (held is not null)
+        if (calls is not null)
         {
-            string reply = held.ToString();
             if (splitter is not null)
             {
-                var (r1, c1) = splitter.Push(reply);
-                var (r2, c2) = splitter.Flush();
-                if (r1.Length + r2.Length > 0)
-                    await WriteEventAsync(response, ChatChunk(id, created, new ChunkDelta { ReasoningContent = r1 + r2 }, null), ServerJsonContext.Default.ChatCompletionChunk, ct);
-                reply = c1 + c2;
+                var (reasoning, content) = splitter.Flush();
+                await WriteSplitAsync(response, id, created, (reasoning, calls.Push(content)), ct);
             }
-            var (content, calls) = _toolFormat!.Parse(reply, toolNames!);
-            string? text = calls.Count > 0 ? content : reply.Length > 0 ? reply : null;
-            if (text is not null)
-                await WriteEventAsync(response, ChatChunk(id, created, new ChunkDelta { Content = text }, null), ServerJsonContext.Default.ChatCompletionChunk, ct);
-            if (calls.Count > 0)
+            var (rest, made) = calls.Finish();
+            if (rest is not null)
+                await WriteEventAsync(response, ChatChunk(id, created, new ChunkDelta { Content = rest }, null), ServerJsonContext.Default.ChatCompletionChunk, ct);
+            if (made.Count > 0)
             {
-                await WriteEventAsync(response, ChatChunk(id, created, new ChunkDelta { ToolCalls = CallsOut(calls, streamed: true) }, null), ServerJsonContext.Default.ChatCompletionChunk, ct);
+                await WriteEventAsync(response, ChatChunk(id, created, new ChunkDelta { ToolCalls = CallsOut(made, streamed: true) }, null), ServerJsonContext.Default.ChatCompletionChunk, ct);
                 finish = "tool_calls";
             }
         }

@@ -305,15 +305,18 @@ public sealed class EdgeLlmChatClient : AI.IChatClient
                 }
             }, CancellationToken.None, TaskCreationOptions.LongRunning, TaskScheduler.Default);
 
-            // With tools, the reply is held until it ends: whether it is a call is known only then.
-            var held = request.ToolNames is null ? null : new StringBuilder();
+            // With tools, text that may be (the start of) a call is held until the reply ends; the rest streams.
+            var held = request.ToolNames is null ? null : new ToolCallStreamer(ToolFormat!, request.ToolNames);
             bool called = false;
             await foreach (var piece in channel.Reader.ReadAllAsync(cancellationToken).ConfigureAwait(false))
             {
                 // ReadAllAsync hands out buffered pieces without looking at the token: a cancelled stream stops here.
                 cancellationToken.ThrowIfCancellationRequested();
                 if (held is not null)
-                    held.Append(piece);
+                {
+                    if (HeldContents(held, request.Reasoning?.Push(piece) ?? ("", piece)) is { Count: > 0 } released)
+                        yield return Update(request, released);
+                }
                 else if (request.Reasoning is null)
                     yield return Update(request, [new AI.TextContent(piece)]);
                 else if (Contents(request.Reasoning.Push(piece)) is { Count: > 0 } parts)
@@ -323,15 +326,11 @@ public sealed class EdgeLlmChatClient : AI.IChatClient
             if (result.Reason == FinishReason.Cancelled) throw Cancelled(cancellationToken);
             if (held is not null)
             {
-                string reply = held.ToString();
-                var parts = new List<AI.AIContent>();
-                if (request.Reasoning is not null)
-                {
-                    var split = Contents(request.Reasoning.Push(reply), request.Reasoning.Flush());
-                    parts.AddRange(split.OfType<AI.TextReasoningContent>());
-                    reply = string.Concat(split.OfType<AI.TextContent>().Select(t => t.Text));
-                }
-                parts.AddRange(ReplyContents(reply, request.ToolNames!, out called));
+                var parts = request.Reasoning is null ? [] : HeldContents(held, request.Reasoning.Flush());
+                var (rest, calls) = held.Finish();
+                if (rest is not null) parts.Add(new AI.TextContent(rest));
+                parts.AddRange(CallContents(calls));
+                called = calls.Count > 0;
                 if (parts.Count > 0) yield return Update(request, parts);
             }
             else if (request.Reasoning is not null && Contents(request.Reasoning.Flush()) is { Count: > 0 } rest)
@@ -563,6 +562,13 @@ public sealed class EdgeLlmChatClient : AI.IChatClient
         var list = new List<AI.AIContent>();
         string? text = called ? content : reply;
         if (!string.IsNullOrEmpty(text)) list.Add(new AI.TextContent(text));
+        list.AddRange(CallContents(calls));
+        return list;
+    }
+
+    /// <summary>A <see cref="AI.FunctionCallContent"/> per call, its arguments parsed (arguments that are not a JSON object: none).</summary>
+    private static IEnumerable<AI.AIContent> CallContents(List<ChatToolCall> calls)
+    {
         foreach (var c in calls)
         {
             var args = new Dictionary<string, object?>(StringComparer.Ordinal);
@@ -575,10 +581,13 @@ public sealed class EdgeLlmChatClient : AI.IChatClient
             catch (System.Text.Json.JsonException)
             {
             }
-            list.Add(new AI.FunctionCallContent(c.Id, c.Name, args));
+            yield return new AI.FunctionCallContent(c.Id, c.Name, args);
         }
-        return list;
     }
+
+    /// <summary>A piece split off reasoning: the reasoning as it is, the content through <paramref name="held"/> (what it releases).</summary>
+    private static List<AI.AIContent> HeldContents(ToolCallStreamer held, (string Reasoning, string Content) part) =>
+        Contents((part.Reasoning, held.Push(part.Content)));
 
     /// <summary>Maps <see cref="AI.ChatOptions"/> onto the sampler and the generation limits, naming a bad option.</summary>
     private GenerationOptions MapOptions(AI.ChatOptions? options)

@@ -61,7 +61,43 @@ public abstract class ToolCallFormat
     /// id each), and what is left as the content (null when only whitespace). Text that is not a
     /// well-formed call of a known function stays content.
     /// </summary>
-    public abstract (string? Content, List<ChatToolCall> Calls) Parse(string reply, IReadOnlyCollection<string> names);
+    public (string? Content, List<ChatToolCall> Calls) Parse(string reply, IReadOnlyCollection<string> names)
+    {
+        ArgumentNullException.ThrowIfNull(reply);
+        ArgumentNullException.ThrowIfNull(names);
+        var (raw, calls) = ParseRaw(reply, names);
+        return (ContentOrNull(calls.Count > 0 ? raw : reply), calls);
+    }
+
+    /// <summary>
+    /// The calls in <paramref name="reply"/> and the reply with them taken out, untrimmed: text before the first
+    /// call stays verbatim at its start (what <see cref="ToolCallStreamer"/> relies on).
+    /// </summary>
+    internal abstract (string Raw, List<ChatToolCall> Calls) ParseRaw(string reply, IReadOnlyCollection<string> names);
+
+    /// <summary>
+    /// How much of a reply written so far is content for sure: it cannot be, or become, part of a call
+    /// (<see cref="ToolCallStreamer"/> streams it at once and holds the rest).
+    /// </summary>
+    internal abstract int Releasable(string text);
+
+    /// <summary>The index of the first character that is not whitespace, or -1.</summary>
+    private protected static int FirstNonSpace(string text)
+    {
+        for (int i = 0; i < text.Length; i++)
+            if (!char.IsWhiteSpace(text[i])) return i;
+        return -1;
+    }
+
+    /// <summary>Up to where <paramref name="text"/> cannot hold the start of <paramref name="marker"/>: before it, or before a tail that could begin it.</summary>
+    private protected static int BeforeMarker(string text, string marker)
+    {
+        int at = text.IndexOf(marker, StringComparison.Ordinal);
+        if (at >= 0) return at;
+        for (int k = Math.Min(marker.Length - 1, text.Length); k > 0; k--)
+            if (text.AsSpan(text.Length - k).SequenceEqual(marker.AsSpan(0, k))) return text.Length - k;
+        return text.Length;
+    }
 
     /// <summary>
     /// The grammar of one required call (OpenAI's <c>tool_choice: "required"</c> or a named function) naming
@@ -270,10 +306,10 @@ public abstract class ToolCallFormat
 
         private protected override string CallRoot => "\"<tool_call>\\n\" call \"\\n</tool_call>\"";
 
-        public override (string? Content, List<ChatToolCall> Calls) Parse(string reply, IReadOnlyCollection<string> names)
+        internal override int Releasable(string text) => BeforeMarker(text, Open);
+
+        internal override (string Raw, List<ChatToolCall> Calls) ParseRaw(string reply, IReadOnlyCollection<string> names)
         {
-            ArgumentNullException.ThrowIfNull(reply);
-            ArgumentNullException.ThrowIfNull(names);
             var calls = new List<ChatToolCall>();
             var content = new StringBuilder();
             int pos = 0;
@@ -303,7 +339,7 @@ public abstract class ToolCallFormat
                 else content.Append(reply, pos, end + Close.Length - pos);
                 pos = end + Close.Length;
             }
-            return (ContentOrNull(content.ToString()), calls);
+            return (content.ToString(), calls);
         }
     }
 
@@ -321,10 +357,15 @@ public abstract class ToolCallFormat
 
         private protected override string CallRoot => "call";
 
-        public override (string? Content, List<ChatToolCall> Calls) Parse(string reply, IReadOnlyCollection<string> names)
+        /// <summary>A call comes first: a reply that begins with <c>{</c> (or only whitespace so far) is held, any other is content.</summary>
+        internal override int Releasable(string text)
         {
-            ArgumentNullException.ThrowIfNull(reply);
-            ArgumentNullException.ThrowIfNull(names);
+            int first = FirstNonSpace(text);
+            return first < 0 || text[first] == '{' ? 0 : text.Length;
+        }
+
+        internal override (string Raw, List<ChatToolCall> Calls) ParseRaw(string reply, IReadOnlyCollection<string> names)
+        {
             var calls = new List<ChatToolCall>();
             int end = 0;
             foreach (var (value, after) in LeadingJson(reply, 0, ';'))
@@ -336,7 +377,7 @@ public abstract class ToolCallFormat
                 calls.Add(call);
                 end = after;
             }
-            return calls.Count == 0 ? (ContentOrNull(reply), calls) : (ContentOrNull(reply[end..].TrimStart(';')), calls);
+            return calls.Count == 0 ? (reply, calls) : (reply[end..].TrimStart().TrimStart(';'), calls);
         }
     }
 
@@ -362,26 +403,83 @@ public abstract class ToolCallFormat
             return new string(id);
         }
 
-        public override (string? Content, List<ChatToolCall> Calls) Parse(string reply, IReadOnlyCollection<string> names)
+        /// <summary>A reply that begins with <c>[</c> (or only whitespace so far) is held; else content up to the marker (or a tail that could begin it).</summary>
+        internal override int Releasable(string text)
         {
-            ArgumentNullException.ThrowIfNull(reply);
-            ArgumentNullException.ThrowIfNull(names);
+            int first = FirstNonSpace(text);
+            return first < 0 || text[first] == '[' ? 0 : BeforeMarker(text, Marker);
+        }
+
+        internal override (string Raw, List<ChatToolCall> Calls) ParseRaw(string reply, IReadOnlyCollection<string> names)
+        {
             int marker = reply.IndexOf(Marker, StringComparison.Ordinal);
             int start = marker >= 0 ? marker + Marker.Length : 0;
             var leading = LeadingJson(reply, start, ',');
-            if (leading.Count == 0 || leading[0].Value.ValueKind != JsonValueKind.Array) return (ContentOrNull(reply), []);
+            if (leading.Count == 0 || leading[0].Value.ValueKind != JsonValueKind.Array) return (reply, []);
             var calls = new List<ChatToolCall>();
             foreach (var item in leading[0].Value.EnumerateArray())
             {
-                if (ReadCall(item, names, "arguments") is not { } call) return (ContentOrNull(reply), []);
+                if (ReadCall(item, names, "arguments") is not { } call) return (reply, []);
                 calls.Add(call);
             }
-            if (calls.Count == 0) return (ContentOrNull(reply), calls);
+            if (calls.Count == 0) return (reply, calls);
             string before = marker >= 0 ? reply[..marker] : "";
-            return (ContentOrNull(before + reply[leading[0].End..]), calls);
+            return (before + reply[leading[0].End..], calls);
         }
     }
 }
 
 /// <summary>A function a model may call: its name and its parameters' JSON schema (null: it takes none).</summary>
 public sealed record ToolFunction(string Name, JsonElement? Parameters);
+
+/// <summary>
+/// A reply that may hold function calls, streamed: <see cref="Push"/> gives back, piece by piece, the text that
+/// cannot be part of a call (in the Hermes format, everything before a <c>&lt;tool_call&gt;</c>; in Llama 3's and
+/// Mistral's, a reply that does not open with <c>{</c> / <c>[</c>), and holds the rest; <see cref="Finish"/> reads
+/// the calls out of the whole reply and gives the content not yet released. So a plain answer streams as it
+/// is written even when tools are offered, and a call arrives whole.
+/// </summary>
+public sealed class ToolCallStreamer
+{
+    private readonly ToolCallFormat _format;
+    private readonly IReadOnlyCollection<string> _names;
+    private readonly StringBuilder _text = new();
+    private int _released;
+
+    /// <summary>A streamer for a reply in <paramref name="format"/> that may call <paramref name="names"/>.</summary>
+    public ToolCallStreamer(ToolCallFormat format, IReadOnlyCollection<string> names)
+    {
+        ArgumentNullException.ThrowIfNull(format);
+        ArgumentNullException.ThrowIfNull(names);
+        _format = format;
+        _names = names;
+    }
+
+    /// <summary>Adds a piece of the reply; returns the content it makes certain (often empty; never taken back).</summary>
+    public string Push(string piece)
+    {
+        ArgumentNullException.ThrowIfNull(piece);
+        _text.Append(piece);
+        string text = _text.ToString();
+        int safe = _format.Releasable(text);
+        if (safe <= _released) return "";
+        string released = text[_released..safe];
+        _released = safe;
+        return released;
+    }
+
+    /// <summary>
+    /// The reply ended: the content not yet released (null when none; trimmed when there are calls, as
+    /// <see cref="ToolCallFormat.Parse"/> gives it) and the calls.
+    /// </summary>
+    public (string? Content, List<ChatToolCall> Calls) Finish()
+    {
+        string text = _text.ToString();
+        var (raw, calls) = _format.ParseRaw(text, _names);
+        if (calls.Count == 0) raw = text;
+        // The released text is the start of the content (formats keep the text before the first call verbatim).
+        string rest = raw.StartsWith(text.AsSpan(0, _released), StringComparison.Ordinal) ? raw[_released..] : raw;
+        if (calls.Count > 0) rest = _released > 0 ? rest.TrimEnd() : rest.Trim();
+        return (rest.Length == 0 ? null : rest, calls);
+    }
+}

@@ -160,6 +160,42 @@ public sealed class ToolCallFormatTests
         Assert.False(g.IsPrefix("{\"name\": \"tell_story\", \"parameters\": {\""));
     }
 
+    /// <summary>
+    /// <see cref="ToolCallStreamer"/>: text that cannot be part of a call is released as it comes (a plain answer
+    /// streams even with tools offered); what may be a call is held, and Finish gives the rest and the calls.
+    /// Released + rest is always the content <see cref="ToolCallFormat.Parse"/> gives for the whole reply.
+    /// </summary>
+    [Theory]
+    [InlineData("hermes", "Let me check.\n<tool_call>\n{\"name\": \"get_weather\", \"arguments\": {\"city\": \"Paris\"}}\n</tool_call>", "Let me check.\n", 1)]
+    [InlineData("hermes", "Once upon a time <tool there was a cat.", "Once upon a time <tool there was a cat.", 0)]
+    [InlineData("hermes", "A <tool_call>{\"name\": \"rm_rf\"}</tool_call> B", "A ", 0)]
+    [InlineData("llama3", "{\"name\": \"tell_story\", \"parameters\": {}}", "", 1)]
+    [InlineData("llama3", "Sure, {\"name\": \"tell_story\", \"parameters\": {}}", "Sure, {\"name\": \"tell_story\", \"parameters\": {}}", 0)]
+    [InlineData("llama3", "  {\"city\": 1} is JSON", "", 0)]
+    [InlineData("mistral", "[{\"name\": \"tell_story\", \"arguments\": {}}]", "", 1)]
+    [InlineData("mistral", "I will call.[TOOL_CALLS][{\"name\": \"tell_story\", \"arguments\": {}}]", "I will call.", 1)]
+    [InlineData("mistral", "No calls [TOOL here.", "No calls [TOOL here.", 0)]
+    public void Streamer_ReleasesWhatCannotBeACall(string format, string reply, string streamed, int calls)
+    {
+        var f = format switch { "hermes" => ToolCallFormat.Hermes, "llama3" => ToolCallFormat.Llama3, _ => ToolCallFormat.Mistral };
+        var streamer = new ToolCallStreamer(f, Names);
+        var released = new System.Text.StringBuilder();
+        // Two characters at a time: markers and JSON arrive split across pieces.
+        for (int i = 0; i < reply.Length; i += 2)
+        {
+            string piece = streamer.Push(reply.Substring(i, Math.Min(2, reply.Length - i)));
+            released.Append(piece);
+            Assert.True(reply.StartsWith(released.ToString(), StringComparison.Ordinal), "released text is the reply's start");
+        }
+        Assert.Equal(streamed, released.ToString());
+        var (rest, made) = streamer.Finish();
+        Assert.Equal(calls, made.Count);
+        var (content, parsed) = f.Parse(reply, Names);
+        Assert.Equal(parsed.Select(c => (c.Name, c.Arguments)), made.Select(c => (c.Name, c.Arguments)));
+        string whole = released + (rest ?? "");
+        Assert.Equal(calls > 0 ? content ?? "" : reply, calls > 0 ? whole.Trim() : whole);
+    }
+
     [Fact]
     public void Llama31Template_RendersToolsCallsAndResults()
     {

@@ -106,6 +106,19 @@ public sealed class ServerToolTests : IDisposable
         Assert.NotEqual("tool_calls", choice.GetProperty("finish_reason").GetString());
         Assert.False(string.IsNullOrEmpty(choice.GetProperty("message").GetProperty("content").GetString()));
 
+        // Streamed on auto: a reply that is not a call streams as it is written (several content deltas), not held to the end.
+        var streamRequest = new HttpRequestMessage(HttpMethod.Post, "/v1/chat/completions")
+        {
+            Content = new StringContent("{" + Messages + ", \"max_tokens\": 20, \"temperature\": 0, \"stream\": true, \"tools\": " + Tools + "}", Encoding.UTF8, "application/json"),
+        };
+        using (var streamed = await client.SendAsync(streamRequest, HttpCompletionOption.ResponseHeadersRead))
+        {
+            string body = await streamed.Content.ReadAsStringAsync();
+            int deltas = body.Split('\n').Count(l => l.StartsWith("data: {", StringComparison.Ordinal) && l.Contains("\"content\":\"", StringComparison.Ordinal) && !l.Contains("\"content\":\"\"", StringComparison.Ordinal));
+            Assert.True(deltas > 3, $"{deltas} content deltas: {body}");
+            Assert.DoesNotContain("tool_calls", body, StringComparison.Ordinal);
+        }
+
         // The conversation after a call: the assistant's tool_calls and the tool's answer render through the template.
         const string FollowUp = """
             {"messages": [{"role": "user", "content": "Weather in Paris?"},
