@@ -155,6 +155,8 @@ public sealed class JsonConstraint : TokenConstraint
         public int MatchOffset;          // bytes of the string written so far
         public int StrLen;               // characters of the string value written so far (under minLength / maxLength)
         public int StrMin, StrMax;       // its minLength and maxLength (-1: no maximum)
+        public StringFormat? Format;     // the string value being read must have this format
+        public UInt128 FormatAlive;      // its alternatives still matching
         public bool NumBounded;          // the integer being read must lie in [NumMin, NumMax] (minimum / maximum)
         public bool NumNegative;         // it began with '-'
         public long NumAbs;              // the digits read so far, as a number
@@ -357,6 +359,8 @@ public sealed class JsonConstraint : TokenConstraint
                     InKey = false;
                     StrLen = 0;
                     (StrMin, StrMax) = Next is { } sn ? (sn.MinLength, sn.MaxLength) : (0, -1);
+                    Format = Next?.Format;
+                    if (Format is not null) FormatAlive = Format.All;
                     MatchList = Next?.Enum;
                     if (MatchList is not null) { Match = AllBits(MatchList.Length); MatchOffset = 0; }
                     return true;
@@ -383,6 +387,21 @@ public sealed class JsonConstraint : TokenConstraint
         private bool StringByte(byte b)
         {
             if (MatchList is not null) return MatchByte(b);
+            if (Format is { } format && !InKey)
+            {
+                // Every format is ASCII without escapes: one byte, one character.
+                if (b == (byte)'"')
+                {
+                    if (!format.CanEnd(FormatAlive, StrLen) || StrLen < StrMin) return false;
+                    Format = null;
+                    EndValue();
+                    return true;
+                }
+                if (b >= 0x80 || b == (byte)'\\' || (StrMax >= 0 && StrLen >= StrMax)) return false;
+                FormatAlive = format.Step(FormatAlive, StrLen, (char)b);
+                StrLen++;
+                return FormatAlive != UInt128.Zero;
+            }
             if (Utf8Left > 0)
             {
                 if (b < Utf8Min || b > Utf8Max) return false;

@@ -323,6 +323,51 @@ public class JsonConstraintTests(ITestOutputHelper output)
             "{\"type\": \"object\", \"properties\": {\"a\": {\"type\": \"integer\", \"minimum\": \"1\"}}}").RootElement));
     }
 
+    /// <summary>
+    /// String formats as llama.cpp's json-schema-to-grammar enforces them (pydantic writes them for date, time,
+    /// datetime and UUID fields): date, time (with a zone), date-time, uuid; other formats are not enforced.
+    /// </summary>
+    [Fact]
+    public void Schema_StringFormats_AreEnforced()
+    {
+        const string Schema = """
+            {"type": "object", "properties": {
+               "day": {"type": "string", "format": "date"},
+               "at": {"type": "string", "format": "time"},
+               "when": {"type": "string", "format": "date-time"},
+               "id": {"type": "string", "format": "uuid"},
+               "mail": {"type": "string", "format": "email"},
+               "maybe": {"anyOf": [{"type": "string", "format": "date"}, {"type": "null"}]}}}
+            """;
+        var node = JsonSchemaNode.Parse(JsonDocument.Parse(Schema).RootElement);
+        bool Ok(string json) => JsonConstraint.IsCompleteObject(Encoding.UTF8.GetBytes(json), node);
+        bool Prefix(string json) => JsonConstraint.IsPrefix(Encoding.UTF8.GetBytes(json), node);
+        foreach (var ok in new[]
+        {
+            "{\"day\": \"2024-02-29\"}", "{\"day\": \"1999-12-31\"}", "{\"day\": \"2000-10-01\"}",
+            "{\"at\": \"13:45:00Z\"}", "{\"at\": \"23:59:59.123+02:00\"}", "{\"at\": \"00:00:00-11:30\"}",
+            "{\"when\": \"2024-01-31T08:30:00Z\"}", "{\"when\": \"2024-01-31T08:30:00.500-05:00\"}",
+            "{\"id\": \"123e4567-e89b-12d3-A456-426614174000\"}",
+            "{\"mail\": \"not an address\"}",
+            "{\"maybe\": null}", "{\"maybe\": \"2020-01-01\"}",
+        })
+            Assert.True(Ok(ok), ok);
+        foreach (var bad in new[]
+        {
+            "{\"day\": \"2024-13", "{\"day\": \"2024-00", "{\"day\": \"2024-02-32", "{\"day\": \"2024-2-",
+            "{\"day\": \"2024-02-29T", "{\"day\": \"24\"", "{\"day\": \"2024-1-", "{\"day\": \"\\u0032",
+            "{\"at\": \"24:", "{\"at\": \"12:60", "{\"at\": \"12:00:00\"", "{\"at\": \"12:00:00.1Z",
+            "{\"when\": \"2024-01-31 08", "{\"when\": \"2024-01-31T08:30:00\"",
+            "{\"id\": \"123e4567-e89b-12d3-a456-42661417400\"", "{\"id\": \"g", "{\"id\": \"123e4567e",
+            "{\"maybe\": \"tomorrow",
+        })
+            Assert.False(Prefix(bad), bad);
+        Assert.True(Prefix("{\"day\": \"2024-1"));
+        Assert.True(Prefix("{\"at\": \"12:00:00"));
+        // Keys are not held to a value's format.
+        Assert.True(Ok("{\"day\": \"2024-02-29\", \"id\": \"00000000-0000-0000-0000-000000000000\"}"));
+    }
+
     /// <summary>Enums and consts of numbers, booleans and null (pydantic's Literal[1, 2], a const true), alone or mixed with strings: written exactly as listed.</summary>
     [Fact]
     public void Schema_NonStringEnums_AreEnforced()
