@@ -478,7 +478,7 @@ public sealed class OpenAiServer
                     await WriteJsonAsync(ctx, new ChatCompletion
                     {
                         Id = id, Created = created, Model = _options.ModelId, Usage = usage, Timings = TimingsOf(result),
-                        Choices = [new ChatChoice { Message = message, FinishReason = finish }],
+                        Choices = [new ChatChoice { Message = message, FinishReason = finish, Logprobs = ChatLogprobsOf(result) }],
                     }, ServerJsonContext.Default.ChatCompletion);
                 }
                 else
@@ -486,7 +486,7 @@ public sealed class OpenAiServer
                     await WriteJsonAsync(ctx, new TextCompletion
                     {
                         Id = id, Created = created, Model = _options.ModelId, Usage = usage, Timings = TimingsOf(result),
-                        Choices = [new TextChoice { Text = result.Text, FinishReason = FinishReasonOf(result) }],
+                        Choices = [new TextChoice { Text = result.Text, FinishReason = FinishReasonOf(result), Logprobs = TextLogprobsOf(result) }],
                     }, ServerJsonContext.Default.TextCompletion);
                 }
             }
@@ -580,6 +580,19 @@ public sealed class OpenAiServer
             }
         }
         else if (splitter is not null) await WriteSplitAsync(response, id, created, splitter.Flush(), ct);
+        // Log-probabilities, when asked for, come in one chunk after the text (the text was streamed in pieces that do not follow token boundaries).
+        if (chat && ChatLogprobsOf(result) is { } chatLogprobs)
+            await WriteEventAsync(response, new ChatCompletionChunk
+            {
+                Id = id, Created = created, Model = _options.ModelId,
+                Choices = [new ChunkChoice { Delta = new ChunkDelta(), Logprobs = chatLogprobs }],
+            }, ServerJsonContext.Default.ChatCompletionChunk, ct);
+        if (!chat && TextLogprobsOf(result) is { } textLogprobs)
+            await WriteEventAsync(response, new TextCompletion
+            {
+                Id = id, Created = created, Model = _options.ModelId,
+                Choices = [new TextChoice { Text = "", Logprobs = textLogprobs }],
+            }, ServerJsonContext.Default.TextCompletion, ct);
         var timings = TimingsOf(result);
         if (chat) await WriteEventAsync(response, ChatChunk(id, created, new ChunkDelta(), finish, timings), ServerJsonContext.Default.ChatCompletionChunk, ct);
         else await WriteEventAsync(response, TextChunk(id, created, "", finish, timings), ServerJsonContext.Default.TextCompletion, ct);
@@ -616,6 +629,50 @@ public sealed class OpenAiServer
         Id = id, Created = created, Model = _options.ModelId,
         Choices = [new TextChoice { Text = text, FinishReason = finish }], Timings = timings,
     };
+
+    /// <summary>A token's text (its bytes as UTF-8; a piece of a character shows as U+FFFD) and bytes.</summary>
+    private (string Text, List<int> Bytes) Piece(int token)
+    {
+        byte[] bytes = _tokenizer.TokenToBytes(token);
+        return (Encoding.UTF8.GetString(bytes), bytes.Select(b => (int)b).ToList());
+    }
+
+    /// <summary>OpenAI's chat <c>logprobs</c> of a generation that asked for them, else null.</summary>
+    private ChatLogprobs? ChatLogprobsOf(GenerationResult result)
+    {
+        if (result.LogProbs is not { } lps) return null;
+        var content = new List<ChatTokenLogprob>(lps.Count);
+        foreach (var lp in lps)
+        {
+            var (text, bytes) = Piece(lp.Token);
+            content.Add(new ChatTokenLogprob
+            {
+                Token = text, Logprob = lp.LogProb, Bytes = bytes,
+                TopLogprobs = lp.Top.Select(t => { var (tt, tb) = Piece(t.Token); return new ChatTopLogprob { Token = tt, Logprob = t.LogProb, Bytes = tb }; }).ToList(),
+            });
+        }
+        return new ChatLogprobs { Content = content };
+    }
+
+    /// <summary>The legacy completions' <c>logprobs</c> (tokens, token_logprobs, top_logprobs, text_offset) of a generation that asked for them, else null.</summary>
+    private TextLogprobs? TextLogprobsOf(GenerationResult result)
+    {
+        if (result.LogProbs is not { } lps) return null;
+        var logprobs = new TextLogprobs { Tokens = [], TokenLogprobs = [], TopLogprobs = [], TextOffset = [] };
+        int offset = 0;
+        foreach (var lp in lps)
+        {
+            string text = Piece(lp.Token).Text;
+            logprobs.Tokens.Add(text);
+            logprobs.TokenLogprobs.Add(lp.LogProb);
+            var top = new Dictionary<string, float>(StringComparer.Ordinal);
+            foreach (var (token, value) in lp.Top) top.TryAdd(Piece(token).Text, value);
+            logprobs.TopLogprobs.Add(top);
+            logprobs.TextOffset.Add(offset);
+            offset += text.Length;
+        }
+        return logprobs;
+    }
 
     /// <summary>A generation cut short by cancellation has no answer to give.</summary>
     private static void ThrowIfCancelled(GenerationResult result, CancellationToken ct)

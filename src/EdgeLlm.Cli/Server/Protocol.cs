@@ -79,7 +79,7 @@ public sealed class ChatChoice
     public int Index { get; init; }
     public required AssistantMessage Message { get; init; }
     [JsonIgnore(Condition = JsonIgnoreCondition.Never)]
-    public object? Logprobs { get; init; }
+    public ChatLogprobs? Logprobs { get; init; }
     public required string FinishReason { get; init; }
 }
 
@@ -138,7 +138,7 @@ public sealed class ChunkChoice
     public int Index { get; init; }
     public required ChunkDelta Delta { get; init; }
     [JsonIgnore(Condition = JsonIgnoreCondition.Never)]
-    public object? Logprobs { get; init; }
+    public ChatLogprobs? Logprobs { get; init; }
     [JsonIgnore(Condition = JsonIgnoreCondition.Never)]
     public string? FinishReason { get; init; }
 }
@@ -177,7 +177,7 @@ public sealed class TextChoice
     public int Index { get; init; }
     public required string Text { get; init; }
     [JsonIgnore(Condition = JsonIgnoreCondition.Never)]
-    public object? Logprobs { get; init; }
+    public TextLogprobs? Logprobs { get; init; }
     [JsonIgnore(Condition = JsonIgnoreCondition.Never)]
     public string? FinishReason { get; init; }
 }
@@ -205,6 +205,38 @@ public sealed class HealthStatus
     public int SlotsIdle { get; init; }
     public int SlotsProcessing { get; init; }
     public int Queued { get; init; }
+}
+
+/// <summary>A chat choice's <c>logprobs</c> (OpenAI's): one entry per generated token.</summary>
+public sealed class ChatLogprobs
+{
+    public required List<ChatTokenLogprob> Content { get; init; }
+}
+
+/// <summary>A token's text, log-probability, UTF-8 bytes and (top_logprobs) the likeliest alternatives at its place.</summary>
+public sealed class ChatTokenLogprob
+{
+    public required string Token { get; init; }
+    public float Logprob { get; init; }
+    public required List<int> Bytes { get; init; }
+    public required List<ChatTopLogprob> TopLogprobs { get; init; }
+}
+
+/// <summary>An alternative token at a place: its text, log-probability and UTF-8 bytes.</summary>
+public sealed class ChatTopLogprob
+{
+    public required string Token { get; init; }
+    public float Logprob { get; init; }
+    public required List<int> Bytes { get; init; }
+}
+
+/// <summary>A text completion's <c>logprobs</c> (the legacy endpoint's shape).</summary>
+public sealed class TextLogprobs
+{
+    public required List<string> Tokens { get; init; }
+    public required List<float> TokenLogprobs { get; init; }
+    public required List<Dictionary<string, float>> TopLogprobs { get; init; }
+    public required List<int> TextOffset { get; init; }
 }
 
 /// <summary><c>POST /apply-template</c> (llama-server's): the prompt a chat request renders to.</summary>

@@ -39,7 +39,7 @@ public sealed record ToolSpec(string Name, JsonElement? Parameters, object? Temp
 /// Reads the JSON bodies of <c>/v1/chat/completions</c> and <c>/v1/completions</c> by hand (a
 /// JsonDocument walk, AOT-safe), so that every wrong field gets a 400 that names it. A JSON null
 /// counts as an absent field, and fields the server does not know are ignored (clients send many);
-/// known fields it cannot honour with a non-default value (n &gt; 1, logprobs, penalties) are refused.
+/// known fields it cannot honour with a non-default value (n &gt; 1, penalties) are refused.
 /// </summary>
 /// <remarks>
 /// Sampling fields that are absent keep llama.cpp's defaults (as llama-server does): temperature 0.8,
@@ -112,8 +112,12 @@ public static class RequestParser
             throw ApiException.BadField("suffix", "suffix is not supported");
         if (Field(root, "best_of") is { } bestOf && !(bestOf.ValueKind == JsonValueKind.Number && bestOf.TryGetInt32(out int b) && b == 1))
             throw ApiException.BadField("best_of", "best_of must be 1: the server makes one completion per request");
-        if (Field(root, "logprobs") is not null)
-            throw ApiException.BadField("logprobs", "logprobs are not supported");
+        // The legacy endpoint's logprobs: how many alternatives to list per token (0..5), the chosen token always.
+        if (Integer(root, "logprobs") is { } lp)
+        {
+            if (lp is < 0 or > 5) throw ApiException.BadField("logprobs", $"logprobs must be 0..5 (alternatives per token), got {lp}");
+            common = common with { Options = common.Options with { LogProbs = (int)lp } };
+        }
 
         var prompt = Field(root, "prompt") ?? throw ApiException.BadField("prompt", "prompt is required");
         switch (prompt.ValueKind)
@@ -217,10 +221,15 @@ public static class RequestParser
         var stops = ParseStop(root);
         bool jsonObject = false;
         JsonSchemaNode? jsonSchema = null;
+        int logProbs = -1;
 
         if (chat)
         {
-            if (Bool(root, "logprobs") == true) throw ApiException.BadField("logprobs", "logprobs are not supported");
+            // OpenAI's chat logprobs: true reports each token's log-probability, top_logprobs (0..20) the likeliest alternatives too.
+            long? top = Integer(root, "top_logprobs");
+            if (top is < 0 or > 20) throw ApiException.BadField("top_logprobs", $"top_logprobs must be 0..20, got {top}");
+            if (Bool(root, "logprobs") == true) logProbs = (int)(top ?? 0);
+            else if (top is > 0) throw ApiException.BadField("top_logprobs", "top_logprobs needs \"logprobs\": true");
             if (Field(root, "response_format") is { } rf)
             {
                 string? type = rf.ValueKind == JsonValueKind.Object ? String(rf, "type", "response_format.type") : null;
@@ -287,6 +296,7 @@ public static class RequestParser
             JsonObject = jsonObject,
             JsonSchema = jsonSchema,
             Grammar = grammar,
+            LogProbs = logProbs,
             Sampling = defaults with
             {
                 Temperature = (float)temperature,

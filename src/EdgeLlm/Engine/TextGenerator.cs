@@ -59,6 +59,46 @@ public sealed record GenerationOptions
     /// <see cref="JsonObject"/> or <see cref="JsonSchema"/>.
     /// </summary>
     public GbnfGrammar? Grammar { get; init; }
+
+    /// <summary>
+    /// Report each generated token's log-probability (OpenAI's <c>logprobs</c>) with this many of the likeliest
+    /// alternatives at its place (<c>top_logprobs</c>, 0..20); -1 (the default) reports none. The probabilities
+    /// are the model's own (log-softmax of its logits, before temperature and the other samplers), as
+    /// OpenAI's are. See <see cref="GenerationResult.LogProbs"/>.
+    /// </summary>
+    public int LogProbs { get; init; } = -1;
+}
+
+/// <summary>A generated token's log-probability under the model and the likeliest tokens at its place.</summary>
+/// <param name="Token">the token generated</param>
+/// <param name="LogProb">its natural-log probability (log-softmax of the logits)</param>
+/// <param name="Top">the likeliest tokens there and theirs, most likely first (<see cref="GenerationOptions.LogProbs"/> of them)</param>
+public sealed record TokenLogProb(int Token, float LogProb, IReadOnlyList<(int Token, float LogProb)> Top)
+{
+    /// <summary>The log-probability of <paramref name="token"/> under <paramref name="logits"/>, and the <paramref name="top"/> likeliest tokens'.</summary>
+    public static TokenLogProb Of(ReadOnlySpan<float> logits, int token, int top)
+    {
+        float max = float.NegativeInfinity;
+        foreach (float l in logits) max = Math.Max(max, l);
+        double sum = 0;
+        foreach (float l in logits) sum += Math.Exp(l - max);
+        float logZ = max + (float)Math.Log(sum);
+        var best = new List<(int Token, float LogProb)>(top + 1);
+        if (top > 0)
+        {
+            // A partial selection: the top few of a 150k vocabulary, kept sorted in a short list.
+            for (int i = 0; i < logits.Length; i++)
+            {
+                if (best.Count == top && logits[i] <= best[^1].LogProb) continue;
+                int at = best.Count;
+                while (at > 0 && best[at - 1].LogProb < logits[i]) at--;
+                best.Insert(at, (i, logits[i]));
+                if (best.Count > top) best.RemoveAt(best.Count - 1);
+            }
+            for (int i = 0; i < best.Count; i++) best[i] = (best[i].Token, best[i].LogProb - logZ);
+        }
+        return new TokenLogProb(token, logits[token] - logZ, best);
+    }
 }
 
 /// <summary>The outcome of one generation.</summary>
@@ -81,6 +121,9 @@ public sealed record GenerationResult(
 
     /// <summary>With a draft model: proposed tokens the model confirmed (each saved one evaluation of the model on its own).</summary>
     public int AcceptedDraftTokens { get; init; }
+
+    /// <summary>Per token of <see cref="Tokens"/>, its log-probability (when <see cref="GenerationOptions.LogProbs"/> asked for them), else null.</summary>
+    public IReadOnlyList<TokenLogProb>? LogProbs { get; init; }
 }
 
 /// <summary>A prompt that does not fit in the context.</summary>
@@ -207,6 +250,7 @@ public sealed class TextGenerator
         if (prompt.Count == 0) throw new ArgumentException("the prompt has no tokens", nameof(prompt));
         options.Sampling.Validate();
         if (options.MaxTokens < -1) throw new ArgumentException($"MaxTokens must be -1 (no limit) or >= 0, got {options.MaxTokens}", nameof(options));
+        if (options.LogProbs is < -1 or > 20) throw new ArgumentException($"LogProbs must be -1 (none) or 0..20 alternatives, got {options.LogProbs}", nameof(options));
         if (prompt.Count >= Context.ContextLength) throw new PromptTooLongException(prompt.Count, Context.ContextLength);
         if (options.Grammar is not null && (options.JsonObject || options.JsonSchema is not null))
             throw new ArgumentException("Grammar cannot be combined with JsonObject or JsonSchema: choose one", nameof(options));
@@ -232,6 +276,7 @@ public sealed class TextGenerator
         var text = new StringBuilder();
         var genWatch = new Stopwatch();
         var tokens = new List<int>();
+        var logProbs = options.LogProbs >= 0 ? new List<TokenLogProb>() : null;
         int generated = 0;
         FinishReason reason = FinishReason.Cancelled;
         string? stopString = null;
@@ -279,6 +324,7 @@ public sealed class TextGenerator
                 if (Tokenizer.IsEndOfGeneration(next)) { reason = FinishReason.EndOfGeneration; break; }
                 sampler.Accept(next);
                 tokens.Add(next);
+                logProbs?.Add(TokenLogProb.Of(logits, next, options.LogProbs));
                 generated++;
                 var match = stopper.Append(decoder.Append(next));
                 if (match.Text.Length > 0)
@@ -345,7 +391,7 @@ public sealed class TextGenerator
             // An enumeration abandoned early (the consumer stopped reading) ends as Cancelled.
             LastResult = new GenerationResult(text.ToString(), finished ? reason : FinishReason.Cancelled, prompt.Count, reused, generated,
                 sampler.Seed, promptWatch.Elapsed, genWatch.Elapsed, stopString, tokens)
-            { DraftedTokens = drafted, AcceptedDraftTokens = accepted };
+            { DraftedTokens = drafted, AcceptedDraftTokens = accepted, LogProbs = logProbs };
         }
     }
 
