@@ -101,6 +101,12 @@ public sealed class ToolCallsTests
             var after = await client.GetResponseAsync(messages, new Microsoft.Extensions.AI.ChatOptions { Temperature = 0, MaxOutputTokens = 10, Tools = [story] });
             Assert.NotEqual(Microsoft.Extensions.AI.ChatFinishReason.ToolCalls, after.FinishReason);
             Assert.True(after.Usage!.InputTokenCount > r.Usage!.InputTokenCount);
+
+            // Streamed with tools on auto, a reply that is no call streams piece by piece (ToolCallStreamer), not held to the end.
+            int texts = 0;
+            await foreach (var u in client.GetStreamingResponseAsync(messages, new Microsoft.Extensions.AI.ChatOptions { Temperature = 0, MaxOutputTokens = 12, Tools = [story] }))
+                texts += u.Contents.OfType<Microsoft.Extensions.AI.TextContent>().Count(t => t.Text.Length > 0);
+            Assert.True(texts > 3, $"{texts} text updates");
         }
         finally
         {
