@@ -155,6 +155,9 @@ public sealed class JsonConstraint : TokenConstraint
         public int MatchOffset;          // bytes of the string written so far
         public int StrLen;               // characters of the string value written so far (under minLength / maxLength)
         public int StrMin, StrMax;       // its minLength and maxLength (-1: no maximum)
+        public StringPattern? Pattern;   // the string value being read must match this pattern
+        public StringPattern.DfaState? PatternState; // where the pattern stands after the characters so far
+        public int PatternCp;            // the code point of a UTF-8 sequence being read
         public StringFormat? Format;     // the string value being read must have this format
         public UInt128 FormatAlive;      // its alternatives still matching
         public bool NumBounded;          // the integer being read must lie in [NumMin, NumMax] (minimum / maximum)
@@ -361,6 +364,8 @@ public sealed class JsonConstraint : TokenConstraint
                     (StrMin, StrMax) = Next is { } sn ? (sn.MinLength, sn.MaxLength) : (0, -1);
                     Format = Next?.Format;
                     if (Format is not null) FormatAlive = Format.All;
+                    Pattern = Next?.Pattern;
+                    PatternState = Pattern?.Start;
                     MatchList = Next?.Enum;
                     if (MatchList is not null) { Match = AllBits(MatchList.Length); MatchOffset = 0; }
                     return true;
@@ -384,6 +389,37 @@ public sealed class JsonConstraint : TokenConstraint
             }
         }
 
+        /// <summary>
+        /// A byte of a string under a <c>pattern</c>: each character (a UTF-8 sequence once complete) steps the
+        /// pattern's automaton; the closing quote needs it in an accepting state. No escapes (the characters are
+        /// written as they are); the byte's UTF-8 well-formedness is <see cref="StringByte"/>'s to check.
+        /// </summary>
+        private bool PatternByte(StringPattern pattern, byte b)
+        {
+            if (b == (byte)'"')
+            {
+                if (!PatternState!.Accepting) return false;
+                Pattern = null;
+                PatternState = null;
+                return true;
+            }
+            if (b == (byte)'\\' || b < 0x20) return false;
+            if (Utf8Left > 0)
+            {
+                PatternCp = (PatternCp << 6) | (b & 0x3F);
+                if (Utf8Left > 1) return true;
+                PatternState = pattern.Step(PatternState!, PatternCp);
+                return PatternState is not null;
+            }
+            if (b < 0x80)
+            {
+                PatternState = pattern.Step(PatternState!, b);
+                return PatternState is not null;
+            }
+            PatternCp = b >= 0xF0 ? b & 0x07 : b >= 0xE0 ? b & 0x0F : b & 0x1F;
+            return pattern.TakesNonAscii(PatternState!);
+        }
+
         private bool StringByte(byte b)
         {
             if (MatchList is not null) return MatchByte(b);
@@ -402,6 +438,7 @@ public sealed class JsonConstraint : TokenConstraint
                 StrLen++;
                 return FormatAlive != UInt128.Zero;
             }
+            if (Pattern is { } pattern && !InKey && !PatternByte(pattern, b)) return false;
             if (Utf8Left > 0)
             {
                 if (b < Utf8Min || b > Utf8Max) return false;

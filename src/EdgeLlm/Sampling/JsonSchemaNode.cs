@@ -27,8 +27,9 @@ public enum JsonTypes : byte
 /// order; <c>additionalProperties</c> may be absent or false), <c>items</c>, <c>enum</c> / <c>const</c>
 /// (strings, numbers, booleans, null; a number must be written as listed), <c>minItems</c> / <c>maxItems</c> and <c>minLength</c> / <c>maxLength</c>
 /// (in characters: a code point, or one escape such as <c>\n</c> or <c>\u00e9</c>). Keywords that only
-/// narrow values (<c>description</c>, <c>title</c>, <c>pattern</c>, <c>multipleOf</c>, ...) are
-/// accepted and not enforced; <c>format</c> is enforced for <c>date</c>, <c>time</c>, <c>date-time</c> and <c>uuid</c>
+/// narrow values (<c>description</c>, <c>title</c>, <c>multipleOf</c>, ...) are
+/// accepted and not enforced; <c>pattern</c> is enforced (<see cref="StringPattern"/>: the regular-language part of
+/// ECMA-262 regexes), <c>format</c> is enforced for <c>date</c>, <c>time</c>, <c>date-time</c> and <c>uuid</c>
 /// (<see cref="StringFormat"/>; other formats are not); <c>minimum</c> / <c>maximum</c> / <c>exclusiveMinimum</c> / <c>exclusiveMaximum</c> are
 /// enforced on integers (<c>"type": "integer"</c>; on numbers that may have fractions they are not). <c>$ref</c> into the same document (<c>$defs</c>, <c>definitions</c>; not recursive) and
 /// <c>anyOf</c>/<c>oneOf</c> of alternatives with different JSON types (pydantic's Optional:
@@ -44,7 +45,7 @@ public sealed class JsonSchemaNode
 
     private static readonly HashSet<string> s_ignored = new(StringComparer.Ordinal)
     {
-        "$schema", "$id", "$comment", "title", "description", "default", "examples", "pattern", "multipleOf",
+        "$schema", "$id", "$comment", "title", "description", "default", "examples", "multipleOf",
         "uniqueItems", "minProperties", "maxProperties", "deprecated", "readOnly", "writeOnly", "strict",
     };
 
@@ -88,6 +89,9 @@ public sealed class JsonSchemaNode
 
     /// <summary>The string format the value must have (<c>format</c>: date, time, date-time, uuid), or null.</summary>
     internal StringFormat? Format { get; private init; }
+
+    /// <summary>The regular expression a string value must match (<c>pattern</c>), or null.</summary>
+    internal StringPattern? Pattern { get; private init; }
 
     /// <summary>Least value of an integer (minimum / exclusiveMinimum, for <c>"type": "integer"</c>); long.MinValue: no bound.</summary>
     internal long IntegerMin { get; private init; } = long.MinValue;
@@ -159,6 +163,7 @@ public sealed class JsonSchemaNode
             bool bounds = false;
             double? minimum = null, maximum = null, exclusiveMinimum = null, exclusiveMaximum = null;
             StringFormat? format = null;
+            StringPattern? pattern = null;
             bool minimumExclusive = false, maximumExclusive = false; // draft 4: exclusiveMinimum/Maximum are booleans beside minimum/maximum
             foreach (var p in s.EnumerateObject())
             {
@@ -218,6 +223,17 @@ public sealed class JsonSchemaNode
                         if (p.Value.ValueKind != JsonValueKind.String) throw new ArgumentException($"{at} must be a string");
                         format = StringFormat.Named(p.Value.GetString()!); // formats not enforced are accepted as descriptions
                         break;
+                    case "pattern":
+                        if (p.Value.ValueKind != JsonValueKind.String) throw new ArgumentException($"{at} must be a string");
+                        try
+                        {
+                            pattern = StringPattern.Parse(p.Value.GetString()!);
+                        }
+                        catch (ArgumentException e)
+                        {
+                            throw new ArgumentException($"{at}: {e.Message}");
+                        }
+                        break;
                     case "minimum":
                         minimum = Bound(p.Value, at);
                         break;
@@ -253,7 +269,7 @@ public sealed class JsonSchemaNode
                             });
                         break;
                     default:
-                        if (!s_ignored.Contains(p.Name)) throw new ArgumentException($"{at} is not supported (supported: type, properties, required, additionalProperties: false, items, enum/const, $ref, anyOf/oneOf of different types, minItems/maxItems, minLength/maxLength, minimum/maximum)");
+                        if (!s_ignored.Contains(p.Name)) throw new ArgumentException($"{at} is not supported (supported: type, properties, required, additionalProperties: false, items, enum/const, $ref, anyOf/oneOf of different types, minItems/maxItems, minLength/maxLength, minimum/maximum, pattern, format)");
                         break;
                 }
             }
@@ -306,6 +322,7 @@ public sealed class JsonSchemaNode
             return new JsonSchemaNode
             {
                 IntegerMin = intMin, IntegerMax = intMax, Format = (types & JsonTypes.String) != 0 && enumValues is null ? format : null,
+                Pattern = (types & JsonTypes.String) != 0 && enumValues is null ? pattern : null,
                 Types = types, Properties = props, KeyBytes = props.Select(p => p.Item2).ToArray(), Required = required, Items = items, Enum = enumValues, RawEnum = rawEnum,
                 MinItems = minItems, MaxItems = maxItems, MinLength = minLength, MaxLength = maxLength,
             };

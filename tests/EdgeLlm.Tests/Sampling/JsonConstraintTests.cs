@@ -368,6 +368,54 @@ public class JsonConstraintTests(ITestOutputHelper output)
         Assert.True(Ok("{\"day\": \"2024-02-29\", \"id\": \"00000000-0000-0000-0000-000000000000\"}"));
     }
 
+    /// <summary>
+    /// <c>pattern</c>: a regex's regular-language part, matched character by character as the string is written;
+    /// anchored patterns match the whole string, unanchored ones somewhere in it (JSON Schema's rule).
+    /// </summary>
+    [Fact]
+    public void Schema_Patterns_AreEnforced()
+    {
+        const string Schema = """
+            {"type": "object", "properties": {
+               "phone": {"type": "string", "pattern": "^\\d{3}-\\d{4}$"},
+               "code": {"type": "string", "pattern": "^(?:[A-Z]{2}|X)[0-9a-f]+$"},
+               "has": {"type": "string", "pattern": "cat|dog"},
+               "word": {"type": "string", "pattern": "^[^\\s,]{1,5}$", "maxLength": 3},
+               "greek": {"type": "string", "pattern": "^[α-ω]+!?$"}}}
+            """;
+        var node = JsonSchemaNode.Parse(JsonDocument.Parse(Schema).RootElement);
+        bool Ok(string json) => JsonConstraint.IsCompleteObject(Encoding.UTF8.GetBytes(json), node);
+        bool Prefix(string json) => JsonConstraint.IsPrefix(Encoding.UTF8.GetBytes(json), node);
+        foreach (var ok in new[]
+        {
+            "{\"phone\": \"555-1234\"}", "{\"code\": \"AB0f\"}", "{\"code\": \"X12\"}",
+            "{\"has\": \"a dog here\"}", "{\"has\": \"cat\"}", "{\"word\": \"héé\"}", "{\"greek\": \"αβγ!\"}",
+        })
+            Assert.True(Ok(ok), ok);
+        foreach (var bad in new[]
+        {
+            "{\"phone\": \"55-", "{\"phone\": \"555-12345", "{\"phone\": \"555-123\"", "{\"phone\": \"a",
+            "{\"code\": \"A1", "{\"code\": \"XYZ", "{\"code\": \"AB\"", "{\"code\": \"ABg",
+            "{\"has\": \"a bird\"", "{\"word\": \"a b", "{\"word\": \"abcd", "{\"word\": \"\"",
+            "{\"greek\": \"abc", "{\"greek\": \"α!!", "{\"phone\": \"\\u0035",
+        })
+            Assert.False(Prefix(bad), bad);
+        Assert.True(Prefix("{\"has\": \"a bird and a ca"));
+        Assert.True(Prefix("{\"greek\": \"\u03b1"));   // one UTF-8 byte of α's two: still possible
+        foreach (var (pattern, expected) in new[]
+        {
+            ("(a", "missing ')'"), ("a)", "unbalanced ')'"), ("[a-", "missing ']'"), ("(?=a)", "look-arounds"),
+            ("\\1", "\\1 is not supported"), ("a{3,2}", "the minimum is above the maximum"), ("*a", "nothing to repeat"),
+            ("a^b", "'^' is supported only at the start"),
+        })
+        {
+            var e = Assert.Throws<ArgumentException>(() => JsonSchemaNode.Parse(JsonDocument.Parse(
+                "{\"type\": \"object\", \"properties\": {\"a\": {\"type\": \"string\", \"pattern\": " + JsonSerializer.Serialize(pattern) + "}}}").RootElement));
+            Assert.Contains("schema.properties.a.pattern", e.Message, StringComparison.Ordinal);
+            Assert.Contains(expected, e.Message, StringComparison.Ordinal);
+        }
+    }
+
     /// <summary>Enums and consts of numbers, booleans and null (pydantic's Literal[1, 2], a const true), alone or mixed with strings: written exactly as listed.</summary>
     [Fact]
     public void Schema_NonStringEnums_AreEnforced()
