@@ -163,22 +163,12 @@ public static class RunCommand
     private static int Run(string modelPath, string prompt, int nPredict, int ctxLen, int threads, SamplerOptions options, string[] stops, int showProbs, string? backend = "cpu", bool generic = false,
         (bool Json, JsonSchemaNode? Schema) json = default, GbnfGrammar? grammar = null)
     {
-        CheckThreads(threads);
-        CheckContext(ctxLen);
         var err = Console.Error;
         var loadWatch = Stopwatch.StartNew();
-        using var model = Model.Load(modelPath, new ModelLoadOptions { Generic = generic, RepackWeights = BackendOption.MayRunOnCpu(backend) });
-        var tokenizer = Tokenizer.FromGguf(model.File);
-        if (ctxLen > model.Config.TrainingContextLength && model.Config.TrainingContextLength > 0)
-            err.WriteLine($"warning: context {ctxLen} exceeds the model's training context ({model.Config.TrainingContextLength}); output past it may degrade");
-        using var context = BackendOption.CreateContext(backend, model, ctxLen, threads);
+        using var session = Session.Open(modelPath, ctxLen, threads, backend, generic, err);
+        var (tokenizer, context) = (session.Tokenizer, session.Context);
         loadWatch.Stop();
-
-        // llama-cli parses special-token text in the prompt; so does `run` (tokenize needs --special).
-        int[] tokens = tokenizer.Encode(prompt, addSpecial: true, parseSpecial: true);
-        if (tokens.Length == 0) throw new InputException("the prompt is empty and the model adds no BOS token: nothing to condition on");
-        if (tokens.Length >= ctxLen)
-            throw new InputException($"the prompt is {tokens.Length} tokens; the context (-c) holds {ctxLen}, which leaves no room to generate");
+        int[] tokens = session.Tokenize(prompt);
 
         var sampler = new Sampler(options, tokenizer.VocabSize);
         if (options.Temperature > 0) err.WriteLine($"seed: {sampler.Seed}");
@@ -241,11 +231,7 @@ public static class RunCommand
             Console.CancelKeyPress -= onCancel;
         }
 
-        var ci = CultureInfo.InvariantCulture;
-        err.WriteLine($"stopped: {reason}");
-        err.WriteLine(string.Format(ci, "load time: {0:F1} ms", loadWatch.Elapsed.TotalMilliseconds));
-        err.WriteLine(string.Format(ci, "prompt: {0} tokens in {1:F1} ms, {2:F2} tok/s", tokens.Length, promptWatch.Elapsed.TotalMilliseconds, tokens.Length / Math.Max(promptWatch.Elapsed.TotalSeconds, 1e-9)));
-        err.WriteLine(string.Format(ci, "generation: {0} tokens in {1:F1} ms, {2:F2} tok/s", generated, genWatch.Elapsed.TotalMilliseconds, generated / Math.Max(genWatch.Elapsed.TotalSeconds, 1e-9)));
+        Report(err, reason, loadWatch.Elapsed, tokens.Length, promptWatch.Elapsed, generated, genWatch.Elapsed);
         return cancelled ? 130 : ExitCodes.Ok;
     }
 
@@ -256,23 +242,14 @@ public static class RunCommand
     /// </summary>
     private static int RunWithDraft(string modelPath, Speculation speculation, string prompt, GenerationOptions options, int ctxLen, int threads, string? backend, bool generic)
     {
-        CheckThreads(threads);
-        CheckContext(ctxLen);
         var err = Console.Error;
         var loadWatch = Stopwatch.StartNew();
-        using var model = Model.Load(modelPath, new ModelLoadOptions { Generic = generic, RepackWeights = BackendOption.MayRunOnCpu(backend) });
-        var tokenizer = Tokenizer.FromGguf(model.File);
-        if (ctxLen > model.Config.TrainingContextLength && model.Config.TrainingContextLength > 0)
-            err.WriteLine($"warning: context {ctxLen} exceeds the model's training context ({model.Config.TrainingContextLength}); output past it may degrade");
-        using var context = BackendOption.CreateContext(backend, model, ctxLen, threads);
-        var generator = new TextGenerator(context, tokenizer);
+        using var session = Session.Open(modelPath, ctxLen, threads, backend, generic, err);
+        var tokenizer = session.Tokenizer;
+        var generator = new TextGenerator(session.Context, tokenizer);
         using var draft = speculation.Attach(generator, backend, generic, ctxLen, threads);
         loadWatch.Stop();
-
-        int[] tokens = tokenizer.Encode(prompt, addSpecial: true, parseSpecial: true);
-        if (tokens.Length == 0) throw new InputException("the prompt is empty and the model adds no BOS token: nothing to condition on");
-        if (tokens.Length >= ctxLen)
-            throw new InputException($"the prompt is {tokens.Length} tokens; the context (-c) holds {ctxLen}, which leaves no room to generate");
+        int[] tokens = session.Tokenize(prompt);
         var sampling = options.Sampling with { Seed = options.Sampling.Seed ?? new Sampler(options.Sampling, tokenizer.VocabSize).Seed };
         if (sampling.Temperature > 0) err.WriteLine($"seed: {sampling.Seed}");
 
@@ -306,14 +283,64 @@ public static class RunCommand
             _ => "interrupted",
         };
         if (r.Reason == FinishReason.ContextFull) err.WriteLine($"edgellm: context is full ({ctxLen} tokens); stopping. Use -c to enlarge it.");
-        var ci = CultureInfo.InvariantCulture;
-        err.WriteLine($"stopped: {reason}");
-        err.WriteLine(string.Format(ci, "load time: {0:F1} ms", loadWatch.Elapsed.TotalMilliseconds));
-        err.WriteLine(string.Format(ci, "prompt: {0} tokens in {1:F1} ms, {2:F2} tok/s", tokens.Length, r.PromptTime.TotalMilliseconds, tokens.Length / Math.Max(r.PromptTime.TotalSeconds, 1e-9)));
-        err.WriteLine(string.Format(ci, "generation: {0} tokens in {1:F1} ms, {2:F2} tok/s", r.CompletionTokens, r.GenerationTime.TotalMilliseconds, r.CompletionTokens / Math.Max(r.GenerationTime.TotalSeconds, 1e-9)));
-        err.WriteLine(string.Format(ci, "draft: {0} tokens proposed, {1} accepted ({2:F1}%)", r.DraftedTokens, r.AcceptedDraftTokens,
+        Report(err, reason, loadWatch.Elapsed, tokens.Length, r.PromptTime, r.CompletionTokens, r.GenerationTime);
+        err.WriteLine(string.Format(CultureInfo.InvariantCulture, "draft: {0} tokens proposed, {1} accepted ({2:F1}%)", r.DraftedTokens, r.AcceptedDraftTokens,
             100.0 * r.AcceptedDraftTokens / Math.Max(r.DraftedTokens, 1)));
         return r.Reason == FinishReason.Cancelled ? 130 : ExitCodes.Ok;
+    }
+
+    /// <summary>The model, its tokenizer and a context, as both run paths open them (disposing frees the context, then the model).</summary>
+    private sealed class Session(Model model, Tokenizer tokenizer, IEvalContext context, int contextLength) : IDisposable
+    {
+        public Tokenizer Tokenizer { get; } = tokenizer;
+
+        public IEvalContext Context { get; } = context;
+
+        /// <summary>Checks the arguments, loads the model (warning on stderr when -c passes its training context) and creates the context on the backend.</summary>
+        public static Session Open(string modelPath, int ctxLen, int threads, string? backend, bool generic, TextWriter err)
+        {
+            CheckThreads(threads);
+            CheckContext(ctxLen);
+            var model = Model.Load(modelPath, new ModelLoadOptions { Generic = generic, RepackWeights = BackendOption.MayRunOnCpu(backend) });
+            try
+            {
+                var tokenizer = Tokenizer.FromGguf(model.File);
+                if (ctxLen > model.Config.TrainingContextLength && model.Config.TrainingContextLength > 0)
+                    err.WriteLine($"warning: context {ctxLen} exceeds the model's training context ({model.Config.TrainingContextLength}); output past it may degrade");
+                return new Session(model, tokenizer, BackendOption.CreateContext(backend, model, ctxLen, threads), ctxLen);
+            }
+            catch
+            {
+                model.Dispose();
+                throw;
+            }
+        }
+
+        /// <summary>The prompt's tokens as llama-cli takes them (BOS as the vocabulary says, special-token text parsed); refused when empty or too long for the context.</summary>
+        public int[] Tokenize(string prompt)
+        {
+            int[] tokens = Tokenizer.Encode(prompt, addSpecial: true, parseSpecial: true);
+            if (tokens.Length == 0) throw new InputException("the prompt is empty and the model adds no BOS token: nothing to condition on");
+            if (tokens.Length >= contextLength)
+                throw new InputException($"the prompt is {tokens.Length} tokens; the context (-c) holds {contextLength}, which leaves no room to generate");
+            return tokens;
+        }
+
+        public void Dispose()
+        {
+            Context.Dispose();
+            model.Dispose();
+        }
+    }
+
+    /// <summary>stderr's closing lines: the stop reason, load time, prompt and generation speeds.</summary>
+    private static void Report(TextWriter err, string reason, TimeSpan load, int promptTokens, TimeSpan promptTime, int generated, TimeSpan generationTime)
+    {
+        var ci = CultureInfo.InvariantCulture;
+        err.WriteLine($"stopped: {reason}");
+        err.WriteLine(string.Format(ci, "load time: {0:F1} ms", load.TotalMilliseconds));
+        err.WriteLine(string.Format(ci, "prompt: {0} tokens in {1:F1} ms, {2:F2} tok/s", promptTokens, promptTime.TotalMilliseconds, promptTokens / Math.Max(promptTime.TotalSeconds, 1e-9)));
+        err.WriteLine(string.Format(ci, "generation: {0} tokens in {1:F1} ms, {2:F2} tok/s", generated, generationTime.TotalMilliseconds, generated / Math.Max(generationTime.TotalSeconds, 1e-9)));
     }
 
     private static void PrintProbs(TextWriter err, Tokenizer tokenizer, float[] logits, int k, int chosen)
