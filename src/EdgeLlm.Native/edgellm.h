@@ -339,7 +339,7 @@ EDGELLM_API edgellm_error edgellm_context_generate_json(edgellm_context_t* ctx, 
 /*
  * As edgellm_context_generate_json, with the object also held to a JSON schema (schema_len bytes of UTF-8
  * JSON; the root must be an object schema). Enforced: "type" (one or a list), "properties" (only the listed
- * keys, each at most once, any order; "additionalProperties" absent or false), "required", "items", and
+ * keys, each at most once, any order; "additionalProperties" true or a schema lets other keys in), "required", "items", and
  * "enum"/"const" (strings, numbers, booleans, null), "$ref" into the same document (not recursive), "anyOf"/"oneOf" of alternatives
  * of different JSON types, "minItems"/"maxItems", "minLength"/"maxLength" (characters), "minimum"/"maximum"/
  * "exclusiveMinimum"/"exclusiveMaximum" on integers, "format" date, time, date-time and uuid, "pattern" (regular

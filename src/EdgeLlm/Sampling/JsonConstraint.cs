@@ -128,8 +128,8 @@ public sealed class JsonConstraint : TokenConstraint
         /// <summary>Keys come from a property list.</summary>
         public bool ListedKeys => Schema is { Properties.Length: > 0 };
 
-        /// <summary>Every listed property is written.</summary>
-        public bool AllSeen => ListedKeys && Seen == AllBits(Schema!.Properties.Length);
+        /// <summary>Every listed property is written, and no other key may come (no additionalProperties).</summary>
+        public bool AllSeen => ListedKeys && Schema!.Additional is null && Seen == AllBits(Schema.Properties.Length);
     }
 
     private static ulong AllBits(int n) => n >= 64 ? ulong.MaxValue : (1UL << n) - 1;
@@ -155,6 +155,9 @@ public sealed class JsonConstraint : TokenConstraint
         public int MatchOffset;          // bytes of the string written so far
         public int StrLen;               // characters of the string value written so far (under minLength / maxLength)
         public int StrMin, StrMax;       // its minLength and maxLength (-1: no maximum)
+        public bool SoftKeys;            // a key being read may be listed or not (properties with additionalProperties)
+        public ulong SoftMatch;          // the listed keys it still matches
+        public int SoftOffset;           // bytes of it read so far
         public StringPattern? Pattern;   // the string value being read must match this pattern
         public StringPattern.DfaState? PatternState; // where the pattern stands after the characters so far
         public int PatternCp;            // the code point of a UTF-8 sequence being read
@@ -266,12 +269,44 @@ public sealed class JsonConstraint : TokenConstraint
         }
 
         /// <summary>The opening quote of a key: with a property list, the key must be one not written yet.</summary>
+        /// <summary>
+        /// A key of an object under a schema just closed: its value's schema becomes pending. A listed key
+        /// (read softly, beside additionalProperties) takes its own and must not repeat; any other takes the
+        /// additionalProperties schema, or any value in a free-form object.
+        /// </summary>
+        private bool KeyClosed()
+        {
+            var schema = Stack!.Schema;
+            if (SoftKeys)
+            {
+                SoftKeys = false;
+                var keys = schema!.KeyBytes;
+                for (int i = 0; i < keys.Length; i++)
+                {
+                    if ((SoftMatch & (1UL << i)) == 0 || keys[i].Length != SoftOffset) continue;
+                    if ((Stack.Seen & (1UL << i)) != 0) return false; // a listed key at most once
+                    Stack = Stack with { Seen = Stack.Seen | (1UL << i), Pending = schema.Properties[i].Schema };
+                    return true;
+                }
+            }
+            Stack = Stack with { Pending = schema?.Additional ?? JsonSchemaNode.AnyValue };
+            return true;
+        }
+
         private bool StartKey()
         {
             Mode = Mode.String;
             InKey = true;
             MatchList = null;
-            if (Stack!.ListedKeys)
+            SoftKeys = false;
+            if (Stack!.ListedKeys && Stack.Schema!.Additional is not null)
+            {
+                // Listed or not: read as a free key, noting which listed key it still spells.
+                SoftKeys = true;
+                SoftMatch = AllBits(Stack.Schema.Properties.Length);
+                SoftOffset = 0;
+            }
+            else if (Stack.ListedKeys)
             {
                 var props = Stack.Schema!.Properties;
                 ulong open = AllBits(props.Length) & ~Stack.Seen;
@@ -439,6 +474,17 @@ public sealed class JsonConstraint : TokenConstraint
                 return FormatAlive != UInt128.Zero;
             }
             if (Pattern is { } pattern && !InKey && !PatternByte(pattern, b)) return false;
+            if (InKey && SoftKeys && SoftMatch != 0 && b != (byte)'"')
+            {
+                // An escape in the key: compare no further (listed keys are matched as written, unescaped).
+                ulong still = 0;
+                var keys = Stack!.Schema!.KeyBytes;
+                if (b != (byte)'\\')
+                    for (int i = 0; i < keys.Length; i++)
+                        if ((SoftMatch & (1UL << i)) != 0 && keys[i].Length > SoftOffset && keys[i][SoftOffset] == b) still |= 1UL << i;
+                SoftMatch = still;
+                SoftOffset++;
+            }
             if (Utf8Left > 0)
             {
                 if (b < Utf8Min || b > Utf8Max) return false;
@@ -453,7 +499,7 @@ public sealed class JsonConstraint : TokenConstraint
                 {
                     InKey = false;
                     Mode = Mode.Colon;
-                    if (Schema) Stack = Stack! with { Pending = JsonSchemaNode.AnyValue }; // a free-form object's member
+                    if (Schema && !KeyClosed()) return false;
                 }
                 else
                 {

@@ -24,7 +24,8 @@ public enum JsonTypes : byte
 /// <summary>
 /// The part of JSON Schema that <see cref="JsonConstraint"/> enforces while generating: <c>type</c>
 /// (one or a list), <c>properties</c> with <c>required</c> (keys from the list only, each once, any
-/// order; <c>additionalProperties</c> may be absent or false), <c>items</c>, <c>enum</c> / <c>const</c>
+/// order; <c>additionalProperties</c> absent or false; true or a schema lets other keys in, their values held
+/// to that schema), <c>items</c>, <c>enum</c> / <c>const</c>
 /// (strings, numbers, booleans, null; a number must be written as listed), <c>minItems</c> / <c>maxItems</c> and <c>minLength</c> / <c>maxLength</c>
 /// (in characters: a code point, or one escape such as <c>\n</c> or <c>\u00e9</c>). Keywords that only
 /// narrow values (<c>description</c>, <c>title</c>, <c>multipleOf</c>, ...) are
@@ -34,8 +35,7 @@ public enum JsonTypes : byte
 /// enforced on integers (<c>"type": "integer"</c>; on numbers that may have fractions they are not). <c>$ref</c> into the same document (<c>$defs</c>, <c>definitions</c>; not recursive) and
 /// <c>anyOf</c>/<c>oneOf</c> of alternatives with different JSON types (pydantic's Optional:
 /// <c>[{...}, {"type": "null"}]</c>) are followed. Keywords that change the structure and are not
-/// implemented (<c>allOf</c>, <c>not</c>, overlapping alternatives, <c>additionalProperties</c> other
-/// than false, enums of objects or arrays, ...) are refused with an <see cref="ArgumentException"/> naming the place, so a request never gets
+/// implemented (<c>allOf</c>, <c>not</c>, overlapping alternatives, enums of objects or arrays, ...) are refused with an <see cref="ArgumentException"/> naming the place, so a request never gets
 /// less than it asked for without knowing.
 /// </summary>
 public sealed class JsonSchemaNode
@@ -89,6 +89,9 @@ public sealed class JsonSchemaNode
 
     /// <summary>The string format the value must have (<c>format</c>: date, time, date-time, uuid), or null.</summary>
     internal StringFormat? Format { get; private init; }
+
+    /// <summary>The schema of an object's keys that are not listed (<c>additionalProperties</c> true: any value; a schema: that), or null: listed keys only (a free-form object, without <c>properties</c>, takes any key).</summary>
+    internal JsonSchemaNode? Additional { get; private init; }
 
     /// <summary>The regular expression a string value must match (<c>pattern</c>), or null.</summary>
     internal StringPattern? Pattern { get; private init; }
@@ -163,6 +166,7 @@ public sealed class JsonSchemaNode
             bool bounds = false;
             double? minimum = null, maximum = null, exclusiveMinimum = null, exclusiveMaximum = null;
             StringFormat? format = null;
+            JsonSchemaNode? additional = null;
             StringPattern? pattern = null;
             bool minimumExclusive = false, maximumExclusive = false; // draft 4: exclusiveMinimum/Maximum are booleans beside minimum/maximum
             foreach (var p in s.EnumerateObject())
@@ -186,8 +190,12 @@ public sealed class JsonSchemaNode
                         requiredList = p.Value;
                         break;
                     case "additionalProperties":
-                        if (p.Value.ValueKind != JsonValueKind.False)
-                            throw new ArgumentException($"{at}: only false is supported (objects take the listed properties only)");
+                        // false (or absent): the listed properties only; true or a schema: other keys too, their values
+                        // any JSON or held to that schema (pydantic's dict[str, T]).
+                        if (p.Value.ValueKind == JsonValueKind.True) additional = AnyValue;
+                        else if (p.Value.ValueKind == JsonValueKind.Object) additional = Compile(p.Value, at);
+                        else if (p.Value.ValueKind != JsonValueKind.False)
+                            throw new ArgumentException($"{at} must be a boolean or a schema");
                         break;
                     case "items":
                         items = Compile(p.Value, at);
@@ -269,7 +277,7 @@ public sealed class JsonSchemaNode
                             });
                         break;
                     default:
-                        if (!s_ignored.Contains(p.Name)) throw new ArgumentException($"{at} is not supported (supported: type, properties, required, additionalProperties: false, items, enum/const, $ref, anyOf/oneOf of different types, minItems/maxItems, minLength/maxLength, minimum/maximum, pattern, format)");
+                        if (!s_ignored.Contains(p.Name)) throw new ArgumentException($"{at} is not supported (supported: type, properties, required, additionalProperties, items, enum/const, $ref, anyOf/oneOf of different types, minItems/maxItems, minLength/maxLength, minimum/maximum, pattern, format)");
                         break;
                 }
             }
@@ -321,7 +329,7 @@ public sealed class JsonSchemaNode
             }
             return new JsonSchemaNode
             {
-                IntegerMin = intMin, IntegerMax = intMax, Format = (types & JsonTypes.String) != 0 && enumValues is null ? format : null,
+                IntegerMin = intMin, IntegerMax = intMax, Additional = additional, Format = (types & JsonTypes.String) != 0 && enumValues is null ? format : null,
                 Pattern = (types & JsonTypes.String) != 0 && enumValues is null ? pattern : null,
                 Types = types, Properties = props, KeyBytes = props.Select(p => p.Item2).ToArray(), Required = required, Items = items, Enum = enumValues, RawEnum = rawEnum,
                 MinItems = minItems, MaxItems = maxItems, MinLength = minLength, MaxLength = maxLength,

@@ -223,7 +223,7 @@ public class JsonConstraintTests(ITestOutputHelper output)
     [InlineData("{\"type\": \"array\"}", "root must be an object")]
     [InlineData("{\"type\": \"object\", \"properties\": {\"a\": {\"allOf\": []}}}", "schema.properties.a.allOf is not supported")]
     [InlineData("{\"type\": \"object\", \"not\": {}}", "schema.not is not supported")]
-    [InlineData("{\"type\": \"object\", \"additionalProperties\": true}", "only false")]
+    [InlineData("{\"type\": \"object\", \"additionalProperties\": 5}", "schema.additionalProperties must be a boolean or a schema")]
     [InlineData("{\"type\": \"object\", \"properties\": {\"a\": {\"enum\": [1, {\"x\": 2}]}}}", "only strings, numbers, booleans and null")]
     [InlineData("{\"type\": \"object\", \"properties\": {\"a\": {\"type\": \"string\", \"enum\": [\"x\", 2]}}}", "an enum value is not of the declared type")]
     [InlineData("{\"type\": \"object\", \"properties\": {\"a\": {\"type\": \"integer\", \"enum\": [1.5]}}}", "an enum value is not of the declared type")]
@@ -414,6 +414,45 @@ public class JsonConstraintTests(ITestOutputHelper output)
             Assert.Contains("schema.properties.a.pattern", e.Message, StringComparison.Ordinal);
             Assert.Contains(expected, e.Message, StringComparison.Ordinal);
         }
+    }
+
+    /// <summary>
+    /// additionalProperties true or a schema (pydantic's dict[str, T]): other keys are let in, their values held to
+    /// that schema; listed keys keep their own schemas, at most once, and required ones are still required.
+    /// </summary>
+    [Fact]
+    public void Schema_AdditionalProperties_LetOtherKeysIn()
+    {
+        const string Schema = """
+            {"type": "object", "properties": {
+               "scores": {"type": "object", "additionalProperties": {"type": "integer"}},
+               "tags": {"type": "object", "additionalProperties": true},
+               "meta": {"type": "object", "properties": {"id": {"type": "integer"}}, "required": ["id"],
+                        "additionalProperties": {"type": "string"}}}}
+            """;
+        var node = JsonSchemaNode.Parse(JsonDocument.Parse(Schema).RootElement);
+        bool Ok(string json) => JsonConstraint.IsCompleteObject(Encoding.UTF8.GetBytes(json), node);
+        bool Prefix(string json) => JsonConstraint.IsPrefix(Encoding.UTF8.GetBytes(json), node);
+        foreach (var ok in new[]
+        {
+            "{\"scores\": {\"alice\": 3, \"bob\": -1}}", "{\"scores\": {}}",
+            "{\"tags\": {\"x\": [1, {\"y\": null}], \"z\": \"w\"}}",
+            "{\"meta\": {\"id\": 7}}", "{\"meta\": {\"note\": \"hi\", \"id\": 7, \"idx\": \"s\", \"i\": \"t\"}}",
+        })
+        {
+            int firstBad = Enumerable.Range(1, ok.Length).FirstOrDefault(n => !Prefix(ok[..n]));
+            Assert.True(Ok(ok), $"{ok} fails at {firstBad}: {(firstBad > 0 ? ok[..firstBad] : "")}");
+        }
+        foreach (var bad in new[]
+        {
+            "{\"scores\": {\"alice\": \"3",                  // values are integers
+            "{\"scores\": {\"alice\": 1.5",
+            "{\"meta\": {\"id\": \"7",                       // the listed key keeps its own schema
+            "{\"meta\": {\"idx\": 7",                         // any other key takes the additional one
+            "{\"meta\": {\"id\": 7, \"id\":",                // a listed key at most once
+            "{\"meta\": {\"note\": \"hi\"}",                 // id is required
+        })
+            Assert.False(Prefix(bad), bad);
     }
 
     /// <summary>Enums and consts of numbers, booleans and null (pydantic's Literal[1, 2], a const true), alone or mixed with strings: written exactly as listed.</summary>
