@@ -344,7 +344,7 @@ EDGELLM_API edgellm_error edgellm_context_generate_json(edgellm_context_t* ctx, 
  * of different JSON types, "minItems"/"maxItems", "minLength"/"maxLength" (characters), "minimum"/"maximum"/
  * "exclusiveMinimum"/"exclusiveMaximum" on integers, "format" date, time, date-time and uuid, "pattern" (regular
  * expressions without back-references or look-arounds). Keywords that only narrow values ("description",
- * "multipleOf", other formats, bounds on numbers with fractions, ...) are accepted and not enforced; "allOf", "not", overlapping alternatives and the like are refused.
+ * "multipleOf", other formats, bounds on numbers with fractions, ...) are accepted and not enforced; "allOf" of several schemas, "not", overlapping alternatives and the like are refused.
  * Errors: those of edgellm_context_generate; INVALID_ARGUMENT also for a NULL, invalid or unsupported
  * schema (the message names the keyword's path, e.g. "schema.properties.a.allOf").
  */

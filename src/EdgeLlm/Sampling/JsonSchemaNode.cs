@@ -35,7 +35,7 @@ public enum JsonTypes : byte
 /// enforced on integers (<c>"type": "integer"</c>; on numbers that may have fractions they are not). <c>$ref</c> into the same document (<c>$defs</c>, <c>definitions</c>; not recursive) and
 /// <c>anyOf</c>/<c>oneOf</c> of alternatives with different JSON types (pydantic's Optional:
 /// <c>[{...}, {"type": "null"}]</c>) are followed. Keywords that change the structure and are not
-/// implemented (<c>allOf</c>, <c>not</c>, overlapping alternatives, enums of objects or arrays, ...) are refused with an <see cref="ArgumentException"/> naming the place, so a request never gets
+/// implemented (<c>allOf</c> of several schemas, <c>not</c>, overlapping alternatives, enums of objects or arrays, ...) are refused with an <see cref="ArgumentException"/> naming the place, so a request never gets
 /// less than it asked for without knowing.
 /// </summary>
 public sealed class JsonSchemaNode
@@ -202,11 +202,19 @@ public sealed class JsonSchemaNode
                         break;
                     case "$ref":
                         if (p.Value.ValueKind != JsonValueKind.String) throw new ArgumentException($"{at} must be a string");
+                        if (reference is not null) throw new ArgumentException($"{path}: $ref and allOf are supported alone, not together");
                         reference = Reference(p.Value.GetString()!, at);
                         break;
                     case "anyOf":
                     case "oneOf":
                         anyOf = Alternatives(p.Value, at);
+                        break;
+                    case "allOf":
+                        // pydantic wraps a described reference as {"allOf": [{"$ref": ...}], "description": ...}: one schema is that schema.
+                        if (p.Value.ValueKind != JsonValueKind.Array || p.Value.GetArrayLength() != 1)
+                            throw new ArgumentException($"{at} is not supported except with exactly one schema (merging several is not implemented)");
+                        if (reference is not null) throw new ArgumentException($"{path}: $ref and allOf are supported alone, not together");
+                        reference = Compile(p.Value[0], $"{at}[0]");
                         break;
                     case "$defs":
                     case "definitions":

@@ -161,7 +161,7 @@ public sealed class EdgeLlmChatClientTests(TemplatedStoriesModel model, ITestOut
         }
 
         // A keyword it cannot enforce is refused, named.
-        var allOf = ChatResponseFormat.ForJsonSchema(System.Text.Json.JsonDocument.Parse("{\"type\": \"object\", \"properties\": {\"a\": {\"allOf\": [{\"type\": \"string\"}]}}}").RootElement, "x");
+        var allOf = ChatResponseFormat.ForJsonSchema(System.Text.Json.JsonDocument.Parse("{\"type\": \"object\", \"properties\": {\"a\": {\"allOf\": [{\"type\": \"string\"}, {\"maxLength\": 2}]}}}").RootElement, "x");
         var ex = await Assert.ThrowsAsync<ArgumentException>(() => client.GetResponseAsync(Ask("Hi"), new ChatOptions { ResponseFormat = allOf }));
         Assert.Contains("schema.properties.a.allOf is not supported", ex.Message, StringComparison.Ordinal);
     }

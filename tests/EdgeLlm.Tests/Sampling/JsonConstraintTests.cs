@@ -455,6 +455,23 @@ public class JsonConstraintTests(ITestOutputHelper output)
             Assert.False(Prefix(bad), bad);
     }
 
+    /// <summary>pydantic's described reference, <c>{"allOf": [{"$ref": ...}], "description": ...}</c>: one schema in allOf is that schema.</summary>
+    [Fact]
+    public void Schema_AllOfOne_IsThatSchema()
+    {
+        const string Schema = """
+            {"type": "object", "$defs": {"Pet": {"type": "object", "properties": {"name": {"type": "string"}}, "required": ["name"]}},
+             "properties": {"pet": {"allOf": [{"$ref": "#/$defs/Pet"}], "description": "the pet"}}, "required": ["pet"]}
+            """;
+        var node = JsonSchemaNode.Parse(JsonDocument.Parse(Schema).RootElement);
+        Assert.True(JsonConstraint.IsCompleteObject("{\"pet\": {\"name\": \"Rex\"}}"u8, node));
+        Assert.False(JsonConstraint.IsPrefix("{\"pet\": {\"age\""u8, node));
+        Assert.False(JsonConstraint.IsCompleteObject("{\"pet\": {}}"u8, node));
+        var two = Assert.Throws<ArgumentException>(() => JsonSchemaNode.Parse(JsonDocument.Parse(
+            "{\"type\": \"object\", \"properties\": {\"a\": {\"allOf\": [{\"type\": \"string\"}, {\"maxLength\": 3}]}}}").RootElement));
+        Assert.Contains("schema.properties.a.allOf is not supported except with exactly one schema", two.Message, StringComparison.Ordinal);
+    }
+
     /// <summary>Enums and consts of numbers, booleans and null (pydantic's Literal[1, 2], a const true), alone or mixed with strings: written exactly as listed.</summary>
     [Fact]
     public void Schema_NonStringEnums_AreEnforced()
