@@ -172,6 +172,7 @@ public sealed class OpenAiServer
             case "/v1/models": return get ? Models(ctx) : NotAllowed(ctx, "GET");
             case "/v1/chat/completions": return post ? ChatCompletions(ctx) : NotAllowed(ctx, "POST");
             case "/v1/completions": return post ? Completions(ctx) : NotAllowed(ctx, "POST");
+            case "/props": return get ? Props(ctx) : NotAllowed(ctx, "GET");
             case "/tokenize": return post ? Tokenize(ctx) : NotAllowed(ctx, "POST");
             case "/detokenize": return post ? Detokenize(ctx) : NotAllowed(ctx, "POST");
             case "/apply-template": return post ? ApplyTemplate(ctx) : NotAllowed(ctx, "POST");
@@ -318,6 +319,30 @@ public sealed class OpenAiServer
         {
             throw ApiException.BadField("messages", $"the model's chat template rejects the messages: {e.Message}");
         }
+    }
+
+    /// <summary>llama-server's <c>GET /props</c>: the slots, their context, the sampling defaults, the chat template, the build.</summary>
+    private Task Props(HttpContext ctx)
+    {
+        var d = new EdgeLlm.Sampling.SamplerOptions();
+        string version = typeof(TextGenerator).Assembly
+            .GetCustomAttributes(typeof(System.Reflection.AssemblyInformationalVersionAttribute), false)
+            .OfType<System.Reflection.AssemblyInformationalVersionAttribute>().FirstOrDefault()?.InformationalVersion ?? "unknown";
+        return WriteJsonAsync(ctx, new ServerProps
+        {
+            DefaultGenerationSettings = new GenerationDefaults
+            {
+                NCtx = _pool.Slots[0].Context.ContextLength,
+                Params = new SamplingDefaults
+                {
+                    Temperature = d.Temperature, TopK = d.TopK, TopP = d.TopP, MinP = d.MinP, RepeatPenalty = d.RepeatPenalty, RepeatLastN = d.RepeatLastN,
+                },
+            },
+            TotalSlots = _pool.Slots.Count,
+            ModelAlias = _options.ModelId,
+            ChatTemplate = _template.Source,
+            BuildInfo = "edgellm " + version,
+        }, ServerJsonContext.Default.ServerProps);
     }
 
     /// <summary>llama-server's <c>POST /apply-template</c>: a chat request's prompt text, <c>{"prompt": ...}</c>, nothing generated.</summary>

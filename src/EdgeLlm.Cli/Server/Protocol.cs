@@ -239,6 +239,43 @@ public sealed class TextLogprobs
     public required List<int> TextOffset { get; init; }
 }
 
+/// <summary><c>GET /props</c> (llama-server's): what the server runs and the settings a request starts from.</summary>
+public sealed class ServerProps
+{
+    public required GenerationDefaults DefaultGenerationSettings { get; init; }
+    public int TotalSlots { get; init; }
+    public required string ModelAlias { get; init; }
+    public required string ChatTemplate { get; init; }
+    public required string BuildInfo { get; init; }
+    public Modalities Modalities { get; init; } = new();
+}
+
+/// <summary>The context each slot holds and the sampling a request gets for the fields it leaves out.</summary>
+public sealed class GenerationDefaults
+{
+    public int NCtx { get; init; }
+    public required SamplingDefaults Params { get; init; }
+}
+
+/// <summary>llama.cpp's sampler defaults, as requests get them.</summary>
+public sealed class SamplingDefaults
+{
+    public float Temperature { get; init; }
+    public int TopK { get; init; }
+    public float TopP { get; init; }
+    public float MinP { get; init; }
+    public float RepeatPenalty { get; init; }
+    public int RepeatLastN { get; init; }
+    public int NPredict { get; init; } = -1;
+}
+
+/// <summary>Inputs other than text: none.</summary>
+public sealed class Modalities
+{
+    public bool Vision { get; init; }
+    public bool Audio { get; init; }
+}
+
 /// <summary><c>POST /apply-template</c> (llama-server's): the prompt a chat request renders to.</summary>
 public sealed class TemplateResult
 {
@@ -267,5 +304,6 @@ public static class ServerInfo
 [JsonSerializable(typeof(ModelList))]
 [JsonSerializable(typeof(HealthStatus))]
 [JsonSerializable(typeof(TemplateResult))]
+[JsonSerializable(typeof(ServerProps))]
 [JsonSerializable(typeof(DetokenizeResult))]
 public sealed partial class ServerJsonContext : JsonSerializerContext;

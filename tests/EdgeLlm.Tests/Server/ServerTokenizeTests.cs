@@ -6,7 +6,7 @@ using Xunit.Abstractions;
 namespace EdgeLlm.Tests.Server;
 
 /// <summary>
-/// llama-server's utility endpoints: <c>POST /tokenize</c> (llama.cpp's ids for the golden prompt, pieces),
+/// llama-server's utility endpoints: <c>GET /props</c>, <c>POST /tokenize</c> (llama.cpp's ids for the golden prompt, pieces),
 /// <c>POST /detokenize</c> (the inverse) and <c>POST /apply-template</c> (the prompt a chat request renders to,
 /// as <c>/v1/chat/completions</c> evaluates it), with 400s naming the field.
 /// </summary>
@@ -67,5 +67,17 @@ public sealed class ServerTokenizeTests(ITestOutputHelper output)
             Assert.Equal(param, json.GetProperty("error").GetProperty("param").GetString());
         }
         Assert.Equal(HttpStatusCode.MethodNotAllowed, (await client.GetAsync("/tokenize")).StatusCode);
+
+        // /props: the slots, their context, the sampling defaults (llama.cpp's), the template, the build.
+        var props = JsonDocument.Parse(await client.GetStringAsync("/props")).RootElement;
+        output.WriteLine(props.GetRawText());
+        Assert.Equal(256, props.GetProperty("default_generation_settings").GetProperty("n_ctx").GetInt32());
+        Assert.Equal(40, props.GetProperty("default_generation_settings").GetProperty("params").GetProperty("top_k").GetInt32());
+        Assert.Equal(0.8f, props.GetProperty("default_generation_settings").GetProperty("params").GetProperty("temperature").GetSingle());
+        Assert.Equal(1, props.GetProperty("total_slots").GetInt32());
+        Assert.Equal("stories260K", props.GetProperty("model_alias").GetString());
+        Assert.Equal(EdgeLlm.Chat.ChatTemplate.Fallback.Source, props.GetProperty("chat_template").GetString());
+        Assert.StartsWith("edgellm ", props.GetProperty("build_info").GetString(), StringComparison.Ordinal);
+        Assert.False(props.GetProperty("modalities").GetProperty("vision").GetBoolean());
     }
 }
