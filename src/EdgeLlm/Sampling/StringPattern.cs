@@ -237,7 +237,11 @@ internal sealed class StringPattern
     /// <summary>A recursive-descent parser of the supported regex syntax.</summary>
     private sealed class Parser(string text)
     {
+        /// <summary>Deepest nesting of groups (the parser and the construction recurse per level).</summary>
+        private const int MaxDepth = 64;
+
         private int _pos;
+        private int _depth;
 
         public Node ParseAll(out bool anchoredStart, out bool anchoredEnd)
         {
@@ -332,6 +336,7 @@ internal sealed class StringPattern
             switch (c)
             {
                 case '(':
+                    if (++_depth > MaxDepth) throw Error($"groups nested deeper than {MaxDepth}");
                     _pos++;
                     if (_pos < text.Length && text[_pos] == '?')
                     {
@@ -341,6 +346,7 @@ internal sealed class StringPattern
                     var inner = ParseAlt(top: false);
                     if (_pos >= text.Length || text[_pos] != ')') throw Error("missing ')'");
                     _pos++;
+                    _depth--;
                     return inner;
                 case '[':
                     return new Node.Set(ParseClass());

@@ -406,7 +406,8 @@ public class JsonConstraintTests(ITestOutputHelper output)
         {
             ("(a", "missing ')'"), ("a)", "unbalanced ')'"), ("[a-", "missing ']'"), ("(?=a)", "look-arounds"),
             ("\\1", "\\1 is not supported"), ("a{3,2}", "the minimum is above the maximum"), ("*a", "nothing to repeat"),
-            ("a^b", "'^' is supported only at the start"),
+            ("a^b", "'^' is supported only at the start"), (new string('(', 5000) + new string(')', 5000), "groups nested deeper than 64"),
+            ("(a{1000}){1000}", "automaton states"),
         })
         {
             var e = Assert.Throws<ArgumentException>(() => JsonSchemaNode.Parse(JsonDocument.Parse(
