@@ -328,21 +328,31 @@ public sealed class OpenAiServer
         string version = typeof(TextGenerator).Assembly
             .GetCustomAttributes(typeof(System.Reflection.AssemblyInformationalVersionAttribute), false)
             .OfType<System.Reflection.AssemblyInformationalVersionAttribute>().FirstOrDefault()?.InformationalVersion ?? "unknown";
-        return WriteJsonAsync(ctx, new ServerProps
+        return WriteJsonAsync(ctx, w =>
         {
-            DefaultGenerationSettings = new GenerationDefaults
-            {
-                NCtx = _pool.Slots[0].Context.ContextLength,
-                Params = new SamplingDefaults
-                {
-                    Temperature = d.Temperature, TopK = d.TopK, TopP = d.TopP, MinP = d.MinP, RepeatPenalty = d.RepeatPenalty, RepeatLastN = d.RepeatLastN,
-                },
-            },
-            TotalSlots = _pool.Slots.Count,
-            ModelAlias = _options.ModelId,
-            ChatTemplate = _template.Source,
-            BuildInfo = "edgellm " + version,
-        }, ServerJsonContext.Default.ServerProps);
+            w.WriteStartObject();
+            w.WriteStartObject("default_generation_settings");
+            w.WriteNumber("n_ctx", _pool.Slots[0].Context.ContextLength);
+            w.WriteStartObject("params");
+            w.WriteNumber("temperature", d.Temperature);
+            w.WriteNumber("top_k", d.TopK);
+            w.WriteNumber("top_p", d.TopP);
+            w.WriteNumber("min_p", d.MinP);
+            w.WriteNumber("repeat_penalty", d.RepeatPenalty);
+            w.WriteNumber("repeat_last_n", d.RepeatLastN);
+            w.WriteNumber("n_predict", -1);
+            w.WriteEndObject();
+            w.WriteEndObject();
+            w.WriteNumber("total_slots", _pool.Slots.Count);
+            w.WriteString("model_alias", _options.ModelId);
+            w.WriteString("chat_template", _template.Source);
+            w.WriteString("build_info", "edgellm " + version);
+            w.WriteStartObject("modalities");
+            w.WriteBoolean("vision", false);
+            w.WriteBoolean("audio", false);
+            w.WriteEndObject();
+            w.WriteEndObject();
+        });
     }
 
     /// <summary>llama-server's <c>POST /apply-template</c>: a chat request's prompt text, <c>{"prompt": ...}</c>, nothing generated.</summary>
@@ -350,7 +360,12 @@ public sealed class OpenAiServer
     {
         var request = RequestParser.ParseChat(await ReadBodyAsync(ctx));
         string text = RenderChat(ref request, out _);
-        await WriteJsonAsync(ctx, new TemplateResult { Prompt = text }, ServerJsonContext.Default.TemplateResult);
+        await WriteJsonAsync(ctx, w =>
+        {
+            w.WriteStartObject();
+            w.WriteString("prompt", text);
+            w.WriteEndObject();
+        });
     }
 
     /// <summary>
@@ -362,8 +377,7 @@ public sealed class OpenAiServer
     {
         var (content, addSpecial, parseSpecial, withPieces) = RequestParser.ParseTokenize(await ReadBodyAsync(ctx));
         int[] ids = _tokenizer.Encode(content, addSpecial, parseSpecial);
-        var buffer = new System.Buffers.ArrayBufferWriter<byte>();
-        using (var w = new Utf8JsonWriter(buffer))
+        await WriteJsonAsync(ctx, w =>
         {
             w.WriteStartObject();
             w.WriteStartArray("tokens");
@@ -388,9 +402,7 @@ public sealed class OpenAiServer
             }
             w.WriteEndArray();
             w.WriteEndObject();
-        }
-        ctx.Response.ContentType = "application/json";
-        await ctx.Response.Body.WriteAsync(buffer.WrittenMemory, ctx.RequestAborted);
+        });
     }
 
     /// <summary>llama-server's <c>POST /detokenize</c>: <c>{"tokens": [ids]}</c> → <c>{"content": text}</c> (control tokens as their text, as llama-server).</summary>
@@ -403,7 +415,12 @@ public sealed class OpenAiServer
                 throw ApiException.BadField("tokens", $"tokens[{i}] = {ids[i]} is outside the vocabulary (0..{_tokenizer.VocabSize - 1})");
         }
         string text = _tokenizer.Detokenize(ids, removeSpecial: false, unparseSpecial: true);
-        await WriteJsonAsync(ctx, new DetokenizeResult { Content = text }, ServerJsonContext.Default.DetokenizeResult);
+        await WriteJsonAsync(ctx, w =>
+        {
+            w.WriteStartObject();
+            w.WriteString("content", text);
+            w.WriteEndObject();
+        });
     }
 
     private async Task Completions(HttpContext ctx)
@@ -655,48 +672,99 @@ public sealed class OpenAiServer
         Choices = [new TextChoice { Text = text, FinishReason = finish }], Timings = timings,
     };
 
-    /// <summary>A token's text (its bytes as UTF-8; a piece of a character shows as U+FFFD) and bytes.</summary>
-    private (string Text, List<int> Bytes) Piece(int token)
-    {
-        byte[] bytes = _tokenizer.TokenToBytes(token);
-        return (Encoding.UTF8.GetString(bytes), bytes.Select(b => (int)b).ToList());
-    }
+    // The response shapes below are written with Utf8JsonWriter rather than as source-generated types: each
+    // serialized type adds its metadata to the NativeAOT binary, and `edgellm` has a 15 MB budget
+    // (tests/deployment/run.sh); these are built once per response and never read back.
 
-    /// <summary>OpenAI's chat <c>logprobs</c> of a generation that asked for them, else null.</summary>
-    private ChatLogprobs? ChatLogprobsOf(GenerationResult result)
+    /// <summary>OpenAI's chat <c>logprobs</c> (<c>{"content": [{"token", "logprob", "bytes", "top_logprobs"}]}</c>) of a generation that asked for them, else null.</summary>
+    private JsonElement? ChatLogprobsOf(GenerationResult result)
     {
         if (result.LogProbs is not { } lps) return null;
-        var content = new List<ChatTokenLogprob>(lps.Count);
-        foreach (var lp in lps)
+        return WriteJson(w =>
         {
-            var (text, bytes) = Piece(lp.Token);
-            content.Add(new ChatTokenLogprob
+            w.WriteStartObject();
+            w.WriteStartArray("content");
+            foreach (var lp in lps)
             {
-                Token = text, Logprob = lp.LogProb, Bytes = bytes,
-                TopLogprobs = lp.Top.Select(t => { var (tt, tb) = Piece(t.Token); return new ChatTopLogprob { Token = tt, Logprob = t.LogProb, Bytes = tb }; }).ToList(),
-            });
-        }
-        return new ChatLogprobs { Content = content };
+                w.WriteStartObject();
+                WriteTokenLogprob(w, lp.Token, lp.LogProb);
+                w.WriteStartArray("top_logprobs");
+                foreach (var (token, value) in lp.Top)
+                {
+                    w.WriteStartObject();
+                    WriteTokenLogprob(w, token, value);
+                    w.WriteEndObject();
+                }
+                w.WriteEndArray();
+                w.WriteEndObject();
+            }
+            w.WriteEndArray();
+            w.WriteEndObject();
+        });
+    }
+
+    private void WriteTokenLogprob(Utf8JsonWriter w, int token, float logprob)
+    {
+        byte[] bytes = _tokenizer.TokenToBytes(token);
+        w.WriteString("token", Encoding.UTF8.GetString(bytes));
+        w.WriteNumber("logprob", logprob);
+        w.WriteStartArray("bytes");
+        foreach (byte b in bytes) w.WriteNumberValue(b);
+        w.WriteEndArray();
     }
 
     /// <summary>The legacy completions' <c>logprobs</c> (tokens, token_logprobs, top_logprobs, text_offset) of a generation that asked for them, else null.</summary>
-    private TextLogprobs? TextLogprobsOf(GenerationResult result)
+    private JsonElement? TextLogprobsOf(GenerationResult result)
     {
         if (result.LogProbs is not { } lps) return null;
-        var logprobs = new TextLogprobs { Tokens = [], TokenLogprobs = [], TopLogprobs = [], TextOffset = [] };
-        int offset = 0;
-        foreach (var lp in lps)
+        string Text(int token) => Encoding.UTF8.GetString(_tokenizer.TokenToBytes(token));
+        return WriteJson(w =>
         {
-            string text = Piece(lp.Token).Text;
-            logprobs.Tokens.Add(text);
-            logprobs.TokenLogprobs.Add(lp.LogProb);
-            var top = new Dictionary<string, float>(StringComparer.Ordinal);
-            foreach (var (token, value) in lp.Top) top.TryAdd(Piece(token).Text, value);
-            logprobs.TopLogprobs.Add(top);
-            logprobs.TextOffset.Add(offset);
-            offset += text.Length;
-        }
-        return logprobs;
+            w.WriteStartObject();
+            w.WriteStartArray("tokens");
+            foreach (var lp in lps) w.WriteStringValue(Text(lp.Token));
+            w.WriteEndArray();
+            w.WriteStartArray("token_logprobs");
+            foreach (var lp in lps) w.WriteNumberValue(lp.LogProb);
+            w.WriteEndArray();
+            w.WriteStartArray("top_logprobs");
+            foreach (var lp in lps)
+            {
+                w.WriteStartObject();
+                var seen = new HashSet<string>(StringComparer.Ordinal);
+                foreach (var (token, value) in lp.Top)
+                    if (seen.Add(Text(token))) w.WriteNumber(Text(token), value);
+                w.WriteEndObject();
+            }
+            w.WriteEndArray();
+            w.WriteStartArray("text_offset");
+            int offset = 0;
+            foreach (var lp in lps)
+            {
+                w.WriteNumberValue(offset);
+                offset += Text(lp.Token).Length;
+            }
+            w.WriteEndArray();
+            w.WriteEndObject();
+        });
+    }
+
+    /// <summary>JSON written by <paramref name="write"/>, as an element.</summary>
+    private static JsonElement WriteJson(Action<Utf8JsonWriter> write)
+    {
+        var buffer = new System.Buffers.ArrayBufferWriter<byte>();
+        using (var w = new Utf8JsonWriter(buffer)) write(w);
+        using var doc = JsonDocument.Parse(buffer.WrittenMemory);
+        return doc.RootElement.Clone();
+    }
+
+    /// <summary>Writes <paramref name="write"/>'s JSON as the response.</summary>
+    private static async Task WriteJsonAsync(HttpContext ctx, Action<Utf8JsonWriter> write)
+    {
+        var buffer = new System.Buffers.ArrayBufferWriter<byte>();
+        using (var w = new Utf8JsonWriter(buffer)) write(w);
+        ctx.Response.ContentType = "application/json";
+        await ctx.Response.Body.WriteAsync(buffer.WrittenMemory, ctx.RequestAborted);
     }
 
     /// <summary>A generation cut short by cancellation has no answer to give.</summary>

@@ -1,3 +1,4 @@
+using System.Text.Json;
 using System.Text.Json.Serialization;
 
 namespace EdgeLlm.Cli.Server;
@@ -79,7 +80,7 @@ public sealed class ChatChoice
     public int Index { get; init; }
     public required AssistantMessage Message { get; init; }
     [JsonIgnore(Condition = JsonIgnoreCondition.Never)]
-    public ChatLogprobs? Logprobs { get; init; }
+    public JsonElement? Logprobs { get; init; }
     public required string FinishReason { get; init; }
 }
 
@@ -138,7 +139,7 @@ public sealed class ChunkChoice
     public int Index { get; init; }
     public required ChunkDelta Delta { get; init; }
     [JsonIgnore(Condition = JsonIgnoreCondition.Never)]
-    public ChatLogprobs? Logprobs { get; init; }
+    public JsonElement? Logprobs { get; init; }
     [JsonIgnore(Condition = JsonIgnoreCondition.Never)]
     public string? FinishReason { get; init; }
 }
@@ -177,7 +178,7 @@ public sealed class TextChoice
     public int Index { get; init; }
     public required string Text { get; init; }
     [JsonIgnore(Condition = JsonIgnoreCondition.Never)]
-    public TextLogprobs? Logprobs { get; init; }
+    public JsonElement? Logprobs { get; init; }
     [JsonIgnore(Condition = JsonIgnoreCondition.Never)]
     public string? FinishReason { get; init; }
 }
@@ -207,87 +208,6 @@ public sealed class HealthStatus
     public int Queued { get; init; }
 }
 
-/// <summary>A chat choice's <c>logprobs</c> (OpenAI's): one entry per generated token.</summary>
-public sealed class ChatLogprobs
-{
-    public required List<ChatTokenLogprob> Content { get; init; }
-}
-
-/// <summary>A token's text, log-probability, UTF-8 bytes and (top_logprobs) the likeliest alternatives at its place.</summary>
-public sealed class ChatTokenLogprob
-{
-    public required string Token { get; init; }
-    public float Logprob { get; init; }
-    public required List<int> Bytes { get; init; }
-    public required List<ChatTopLogprob> TopLogprobs { get; init; }
-}
-
-/// <summary>An alternative token at a place: its text, log-probability and UTF-8 bytes.</summary>
-public sealed class ChatTopLogprob
-{
-    public required string Token { get; init; }
-    public float Logprob { get; init; }
-    public required List<int> Bytes { get; init; }
-}
-
-/// <summary>A text completion's <c>logprobs</c> (the legacy endpoint's shape).</summary>
-public sealed class TextLogprobs
-{
-    public required List<string> Tokens { get; init; }
-    public required List<float> TokenLogprobs { get; init; }
-    public required List<Dictionary<string, float>> TopLogprobs { get; init; }
-    public required List<int> TextOffset { get; init; }
-}
-
-/// <summary><c>GET /props</c> (llama-server's): what the server runs and the settings a request starts from.</summary>
-public sealed class ServerProps
-{
-    public required GenerationDefaults DefaultGenerationSettings { get; init; }
-    public int TotalSlots { get; init; }
-    public required string ModelAlias { get; init; }
-    public required string ChatTemplate { get; init; }
-    public required string BuildInfo { get; init; }
-    public Modalities Modalities { get; init; } = new();
-}
-
-/// <summary>The context each slot holds and the sampling a request gets for the fields it leaves out.</summary>
-public sealed class GenerationDefaults
-{
-    public int NCtx { get; init; }
-    public required SamplingDefaults Params { get; init; }
-}
-
-/// <summary>llama.cpp's sampler defaults, as requests get them.</summary>
-public sealed class SamplingDefaults
-{
-    public float Temperature { get; init; }
-    public int TopK { get; init; }
-    public float TopP { get; init; }
-    public float MinP { get; init; }
-    public float RepeatPenalty { get; init; }
-    public int RepeatLastN { get; init; }
-    public int NPredict { get; init; } = -1;
-}
-
-/// <summary>Inputs other than text: none.</summary>
-public sealed class Modalities
-{
-    public bool Vision { get; init; }
-    public bool Audio { get; init; }
-}
-
-/// <summary><c>POST /apply-template</c> (llama-server's): the prompt a chat request renders to.</summary>
-public sealed class TemplateResult
-{
-    public required string Prompt { get; init; }
-}
-
-/// <summary><c>POST /detokenize</c> (llama-server's): the text of the token ids.</summary>
-public sealed class DetokenizeResult
-{
-    public required string Content { get; init; }
-}
-
 /// <summary>Constants shared by the responses.</summary>
 public static class ServerInfo
 {
@@ -303,7 +223,4 @@ public static class ServerInfo
 [JsonSerializable(typeof(TextCompletion))]
 [JsonSerializable(typeof(ModelList))]
 [JsonSerializable(typeof(HealthStatus))]
-[JsonSerializable(typeof(TemplateResult))]
-[JsonSerializable(typeof(ServerProps))]
-[JsonSerializable(typeof(DetokenizeResult))]
 public sealed partial class ServerJsonContext : JsonSerializerContext;
