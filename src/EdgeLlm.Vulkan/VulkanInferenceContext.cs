@@ -73,6 +73,11 @@ public sealed unsafe class VulkanInferenceContext : Engine.IEvalContext, Engine.
         _options = options ?? new VulkanContextOptions();
         ArgumentOutOfRangeException.ThrowIfLessThan(_options.MatMulMinTokens, 1, nameof(options));
         _c = model.Config;
+        // Phi-3's fused attn_qkv / ffn_up and LongRoPE have no shaders yet: the CPU backend runs them.
+        if (_c.Architecture is not ("llama" or "qwen2" or "qwen3"))
+            throw new VulkanUnavailableException($"the Vulkan backend does not run the {_c.Architecture} architecture yet (llama, qwen2 and qwen3 only); the CPU backend does");
+        if (_c.RopeAttnFactor != 1f || model.File.FindTensor("rope_factors_long.weight") is not null)
+            throw new VulkanUnavailableException("the Vulkan backend does not apply LongRoPE (rope.scaling.attn_factor, rope_factors_long/short) yet; the CPU backend does");
         if (_c.HeadDim % 2 != 0 || _c.KvLength % 2 != 0)
             throw new VulkanUnavailableException($"the Vulkan backend needs an even head dimension (this model has {_c.HeadDim})");
         CheckTypes(model.File);

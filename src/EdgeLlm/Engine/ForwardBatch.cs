@@ -15,6 +15,9 @@ internal sealed unsafe class ForwardBatch
     public required int Threads { get; init; }
     public required Kernels.WorkerPool Pool { get; init; }
     public required KvCache Kv { get; init; }
+
+    /// <summary>The rotary frequency factors of this context (<see cref="Model.RopeFactorsFor"/>), or null.</summary>
+    public float[]? RopeFactors { get; init; }
     public int Count => Tokens.Length;
 
     public float* X;        // [n, embd]  residual stream (inp_embd, then l_out of each layer)

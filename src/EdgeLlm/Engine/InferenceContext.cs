@@ -106,7 +106,8 @@ public sealed unsafe class InferenceContext : IEvalContext
                 int n = Math.Min(MaxBatch, tokens.Length - done);
                 bool last = done + n == tokens.Length;
                 int outputRows = allLogits ? n : last ? 1 : 0;
-                var batch = new ForwardBatch { Tokens = tokens.Slice(done, n).ToArray(), StartPos = Position, Threads = Threads, Pool = _pool, Kv = _kv };
+                var batch = new ForwardBatch { Tokens = tokens.Slice(done, n).ToArray(), StartPos = Position, Threads = Threads, Pool = _pool, Kv = _kv,
+                    RopeFactors = Model.RopeFactorsFor(ContextLength) };
                 batch.Carve(_arena, Model, ContextLength);
                 Model.Forward(batch, outputRows, allLogits ? outp + (long)done * vocab : outp);
                 Position += n;

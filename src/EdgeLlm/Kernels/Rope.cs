@@ -4,7 +4,7 @@ namespace EdgeLlm.Kernels;
 
 /// <summary>
 /// Rotary position embedding as ggml_rope_ext computes it (ggml-cpu ops: rope_yarn with
-/// ext_factor 0 and attn_factor 1).
+/// ext_factor 0).
 /// </summary>
 internal static unsafe class Rope
 {
@@ -13,9 +13,11 @@ internal static unsafe class Rope
     /// Like ggml_rope_cache_init: theta starts at the position (as float) and is multiplied by
     /// theta_scale = powf(freq_base, -2/n_dims) once per pair in float, so the rounding of the
     /// running product matches; each angle is divided by its frequency factor when given
-    /// (Llama 3 rope_freqs) and scaled by <paramref name="freqScale"/>.
+    /// (Llama 3 rope_freqs, Phi-3 LongRoPE) and scaled by <paramref name="freqScale"/>; cos and sin
+    /// are then multiplied by <paramref name="attnFactor"/> (rope_yarn's mscale), which scales the
+    /// rotated values.
     /// </summary>
-    public static void Angles(int pos, int nDims, float freqBase, float freqScale, float[]? factors, float* cos, float* sin)
+    public static void Angles(int pos, int nDims, float freqBase, float freqScale, float[]? factors, float* cos, float* sin, float attnFactor = 1f)
     {
         float thetaScale = MathF.Pow(freqBase, -2.0f / nDims);
         float theta = pos;
@@ -23,8 +25,8 @@ internal static unsafe class Rope
         {
             float ff = factors is null ? 1.0f : factors[i];
             float angle = freqScale * (theta / ff);
-            cos[i] = MathF.Cos(angle);
-            sin[i] = MathF.Sin(angle);
+            cos[i] = MathF.Cos(angle) * attnFactor;
+            sin[i] = MathF.Sin(angle) * attnFactor;
             theta *= thetaScale;
         }
     }

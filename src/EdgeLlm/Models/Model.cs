@@ -7,13 +7,13 @@ namespace EdgeLlm.Models;
 
 /// <summary>
 /// A decoder-only transformer loaded from a GGUF file. Weights stay in the memory mapping in their
-/// own types (no copies); each architecture (<c>llama</c>, <c>qwen2</c>) is one subclass that maps
+/// own types (no copies); each architecture (<c>llama</c>, <c>qwen2</c>, <c>qwen3</c>, <c>phi3</c>) is one subclass that maps
 /// the GGUF tensor names and wires its layers. Run it with an <see cref="InferenceContext"/>.
 /// </summary>
 public abstract unsafe class Model : IDisposable
 {
     /// <summary>Architectures <see cref="Load(GgufFile, ModelLoadOptions?)"/> accepts (general.architecture).</summary>
-    public static IReadOnlyList<string> SupportedArchitectures { get; } = ["llama", "qwen2", "qwen3"];
+    public static IReadOnlyList<string> SupportedArchitectures { get; } = ["llama", "qwen2", "qwen3", "phi3"];
 
     private readonly bool _ownsFile;
     private readonly List<nint> _repacked = [];
@@ -36,7 +36,12 @@ public abstract unsafe class Model : IDisposable
         // No output.weight: the output projection reuses the token embeddings (tied).
         Output = tensors.OptionalMatrix("output.weight", embd, vocab) ?? TokenEmbedding;
         if (!options.IgnoreRopeFrequencyFactors)
-            RopeFactors = tensors.OptionalVector("rope_freqs.weight", new(c.RopeDimensionCount / 2, $"{c.Architecture}.rope.dimension_count / 2"));
+        {
+            var pairs = new TensorLoader.Dim(c.RopeDimensionCount / 2, $"{c.Architecture}.rope.dimension_count / 2");
+            RopeFactors = tensors.OptionalVector("rope_freqs.weight", pairs);
+            RopeFactorsLong = tensors.OptionalVector("rope_factors_long.weight", pairs);
+            RopeFactorsShort = tensors.OptionalVector("rope_factors_short.weight", pairs);
+        }
     }
 
     /// <summary>The hyperparameters.</summary>
@@ -64,6 +69,17 @@ public abstract unsafe class Model : IDisposable
     internal float[] OutputNorm { get; }             // [embd]
     internal WeightMatrix Output { get; }            // [vocab, embd] (token_embd when tied)
     internal float[]? RopeFactors { get; }           // [rope_dims / 2] (Llama 3 rope_freqs)
+    internal float[]? RopeFactorsLong { get; }       // [rope_dims / 2] (Phi-3 LongRoPE, contexts past the original)
+    internal float[]? RopeFactorsShort { get; }      // [rope_dims / 2] (Phi-3 LongRoPE, contexts up to the original)
+
+    /// <summary>
+    /// The rotary frequency factors a context of <paramref name="contextLength"/> tokens uses, as
+    /// llama.cpp's get_rope_factors chooses them: rope_freqs.weight when the file has it, else
+    /// LongRoPE's rope_factors_long for a context longer than <see cref="ModelConfig.RopeOriginalContextLength"/>
+    /// and rope_factors_short otherwise (null when the file has none).
+    /// </summary>
+    internal float[]? RopeFactorsFor(int contextLength) =>
+        RopeFactors ?? (contextLength > Config.RopeOriginalContextLength ? RopeFactorsLong : RopeFactorsShort);
     internal abstract IReadOnlyList<LayerWeights> Layers { get; }
 
     /// <summary>Largest converted activation row any matrix needs (bytes), for scratch sizing.</summary>
@@ -118,6 +134,7 @@ public abstract unsafe class Model : IDisposable
             "llama" => Llama.ReadConfig(file),
             "qwen2" => Qwen2.ReadConfig(file),
             "qwen3" => Qwen3.ReadConfig(file),
+            "phi3" => Phi3.ReadConfig(file),
             _ => throw new ModelLoadException($"architecture '{arch}' is not supported (supported: {string.Join(", ", SupportedArchitectures)})"),
         };
         if (!options.SkipMemoryCheck) CheckMemory(file, config, options.ContextLength);
@@ -126,6 +143,7 @@ public abstract unsafe class Model : IDisposable
         {
             "llama" => new Llama(file, config, tensors, ownsFile, options),
             "qwen3" => new Qwen3(file, config, tensors, ownsFile, options),
+            "phi3" => new Phi3(file, config, tensors, ownsFile, options),
             _ => new Qwen2(file, config, tensors, ownsFile, options),
         };
         model.MaxActivationRowBytes = model.AllMatrices().Max(w => ActivationQuantizer.RowBytes(w.Format.VecDotType, w.Cols));
@@ -256,8 +274,8 @@ public abstract unsafe class Model : IDisposable
         // rotation angles per position, shared by every layer and head
         int pairs = c.RopeDimensionCount / 2;
         for (int t = 0; t < n; t++)
-            Rope.Angles(b.StartPos + t, c.RopeDimensionCount, c.RopeFreqBase, c.RopeFreqScale, RopeFactors,
-                b.RopeCos + (long)t * pairs, b.RopeSin + (long)t * pairs);
+            Rope.Angles(b.StartPos + t, c.RopeDimensionCount, c.RopeFreqBase, c.RopeFreqScale, b.RopeFactors,
+                b.RopeCos + (long)t * pairs, b.RopeSin + (long)t * pairs, c.RopeAttnFactor);
 
         // The last block runs in full only for the rows whose logits are asked for (llama.cpp's
         // inp_out_ids): the other tokens need only their keys and values there, which later batches

@@ -7,7 +7,7 @@ namespace EdgeLlm.Models;
 /// (<c>&lt;arch&gt;.embedding_length</c> etc., as llama.cpp's llama-hparams reads them) and checked
 /// against the tensor shapes by the architecture's loader.
 /// </summary>
-/// <param name="Architecture">general.architecture, e.g. <c>llama</c>, <c>qwen2</c> or <c>qwen3</c>.</param>
+/// <param name="Architecture">general.architecture, e.g. <c>llama</c>, <c>qwen2</c>, <c>qwen3</c> or <c>phi3</c>.</param>
 /// <param name="VocabSize">Number of tokens (tokenizer.ggml.tokens length, else &lt;arch&gt;.vocab_size, else token_embd rows).</param>
 /// <param name="EmbeddingLength">Width of the residual stream (n_embd).</param>
 /// <param name="BlockCount">Number of transformer blocks (n_layer).</param>
@@ -23,7 +23,8 @@ namespace EdgeLlm.Models;
 /// <param name="TiedEmbeddings">No output.weight: the output projection reuses token_embd.weight.</param>
 /// <param name="RopeNeox">NEOX rotary layout (rotate x[i] with x[i + n_dims/2]) instead of adjacent pairs.</param>
 /// <param name="HasQkvBias">Q, K and V projections carry biases (Qwen2).</param>
-/// <param name="HasRopeFrequencyFactors">A rope_freqs.weight tensor divides each rotary frequency (Llama 3.1+).</param>
+/// <param name="HasRopeFrequencyFactors">A rope_freqs.weight tensor divides each rotary frequency (Llama 3.1+); LongRoPE's
+/// rope_factors_long/short (Phi-3) are <see cref="Model"/>'s to choose per context and do not set it.</param>
 public sealed record ModelConfig(
     string Architecture,
     int VocabSize,
@@ -49,6 +50,20 @@ public sealed record ModelConfig(
     /// embedding (Qwen3).
     /// </summary>
     public bool HasQkNorm { get; init; }
+
+    /// <summary>
+    /// rope.scaling.attn_factor (default 1): both rotated halves of every query and key are scaled by
+    /// it, as ggml's rope multiplies cos and sin (llama.cpp's <c>yarn_attn_factor *= rope_attn_factor</c>).
+    /// LongRoPE files (Phi-3.5, Phi-4-mini) carry √(1 + ln(max / original context) / ln(original context)).
+    /// </summary>
+    public float RopeAttnFactor { get; init; } = 1f;
+
+    /// <summary>
+    /// rope.scaling.original_context_length, else <see cref="TrainingContextLength"/>: a context longer
+    /// than this takes the LongRoPE <c>rope_factors_long</c>, a shorter one <c>rope_factors_short</c>
+    /// (llama.cpp's n_ctx_orig_yarn and get_rope_factors).
+    /// </summary>
+    public int RopeOriginalContextLength { get; init; }
 
     /// <summary>Width of the query projection output (HeadCount × HeadDim).</summary>
     public int QueryLength => HeadCount * HeadDim;
@@ -86,8 +101,10 @@ public sealed record ModelConfig(
         float freqScale = 1f;
         string? scalingType = file.GetString($"{arch}.rope.scaling.type");
         double? scalingFactor = file.GetFloat($"{arch}.rope.scaling.factor") ?? file.GetFloat($"{arch}.rope.scale_linear");
-        if (scalingType is not null and not "none" and not "linear")
-            throw new ModelLoadException($"{arch}.rope.scaling.type is '{scalingType}', which EdgeLlm does not support (only linear)");
+        // "longrope" (Phi-3 128k): its scaling lives in the rope_factors_long/short tensors and attn_factor;
+        // a scaling factor, if any, applies as for linear (llama.cpp's rope_freq_scale_train).
+        if (scalingType is not null and not "none" and not "linear" and not "longrope")
+            throw new ModelLoadException($"{arch}.rope.scaling.type is '{scalingType}', which EdgeLlm does not support (only linear and longrope)");
         if (scalingType != "none" && scalingFactor is double f && f != 0 && f != 1)
             freqScale = (float)(1.0 / f);
 
@@ -95,6 +112,10 @@ public sealed record ModelConfig(
         if (eps is null)
             throw new ModelLoadException($"metadata key {arch}.attention.layer_norm_rms_epsilon is missing");
         int ctxTrain = OptionalInt(file, $"{arch}.context_length") ?? 0;
+        int ctxOrig = OptionalInt(file, $"{arch}.rope.scaling.original_context_length") ?? ctxTrain;
+        double attnFactor = file.GetFloat($"{arch}.rope.scaling.attn_factor") ?? 1.0;
+        if (!double.IsFinite(attnFactor) || attnFactor <= 0)
+            throw new ModelLoadException($"metadata key {arch}.rope.scaling.attn_factor must be a positive number, found {attnFactor}");
 
         var tokEmbd = file.FindTensor("token_embd.weight");
         int vocab = file.TryGetValue("tokenizer.ggml.tokens", out var tokens) && tokens.IsArray
@@ -105,7 +126,11 @@ public sealed record ModelConfig(
 
         return new ModelConfig(arch, vocab, embd, layers, ff, heads, headsKv, headDim, ropeDims, freqBase, freqScale,
             (float)eps.Value, ctxTrain, TiedEmbeddings: file.FindTensor("output.weight") is null,
-            ropeNeox, hasQkvBias, HasRopeFrequencyFactors: file.FindTensor("rope_freqs.weight") is not null);
+            ropeNeox, hasQkvBias, HasRopeFrequencyFactors: file.FindTensor("rope_freqs.weight") is not null)
+        {
+            RopeAttnFactor = (float)attnFactor,
+            RopeOriginalContextLength = ctxOrig,
+        };
     }
 
     private static int RequiredInt(GgufFile file, string key) =>

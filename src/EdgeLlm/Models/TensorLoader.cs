@@ -29,6 +29,29 @@ internal sealed unsafe class TensorLoader
         return new WeightMatrix(t, FormatOf(t), _file.GetTensorPointer(t));
     }
 
+    /// <summary>
+    /// The parts of a fused matrix (e.g. Phi-3's attn_qkv: Q, K and V rows one after the other), each a
+    /// view of its rows, or null when <paramref name="name"/> is absent. The tensor must have exactly
+    /// the parts' rows together.
+    /// </summary>
+    public WeightMatrix[]? OptionalFused(string name, Dim cols, params (Dim Rows, string Part)[] parts)
+    {
+        var t = _file.FindTensor(name);
+        if (t is null) return null;
+        int total = parts.Sum(p => p.Rows.Value);
+        CheckShape(t, cols, new Dim(total, string.Join(" + ", parts.Select(p => $"{p.Part}: {p.Rows.Source} = {p.Rows.Value}"))));
+        var format = FormatOf(t);
+        byte* data = _file.GetTensorPointer(t);
+        var result = new WeightMatrix[parts.Length];
+        int first = 0;
+        for (int i = 0; i < parts.Length; i++)
+        {
+            result[i] = new WeightMatrix(t, format, data, first, parts[i].Rows.Value, parts[i].Part);
+            first += parts[i].Rows.Value;
+        }
+        return result;
+    }
+
     /// <summary>A vector of <paramref name="length"/> values, converted to f32.</summary>
     public float[] Vector(string name, Dim length) => OptionalVector(name, length) ?? throw Missing(name);
 

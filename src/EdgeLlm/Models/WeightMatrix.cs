@@ -20,6 +20,24 @@ internal sealed unsafe class WeightMatrix
         Cols = checked((int)info.RowLength);
         Rows = checked((int)info.RowCount);
         RowBytes = GgmlTypes.Info(info.Type).RowBytes(Cols);
+        FileOffset = info.FileOffset;
+    }
+
+    /// <summary>
+    /// Rows <paramref name="firstRow"/> .. <paramref name="firstRow"/> + <paramref name="rows"/> - 1 of
+    /// the tensor at <paramref name="data"/>, as a matrix of its own: one part of a fused tensor
+    /// (Phi-3's attn_qkv holds Q, K and V one after the other; its ffn_up holds gate then up). Rows
+    /// are contiguous, so the part is a pointer into the mapping, repacked on its own like any matrix.
+    /// </summary>
+    public WeightMatrix(GgufTensorInfo info, WeightFormat format, byte* data, int firstRow, int rows, string part)
+        : this(info, format, data)
+    {
+        if (firstRow < 0 || rows <= 0 || (long)firstRow + rows > Rows)
+            throw new ArgumentOutOfRangeException(nameof(rows), $"rows {firstRow}..{firstRow + rows - 1} are outside {info.Name}'s {Rows} rows");
+        Name = $"{info.Name} ({part}, rows {firstRow}..{firstRow + rows - 1})";
+        Rows = rows;
+        Data = FileData = data + firstRow * RowBytes;
+        FileOffset = info.FileOffset + firstRow * RowBytes;
     }
 
     public string Name { get; }
@@ -36,6 +54,9 @@ internal sealed unsafe class WeightMatrix
 
     /// <summary>First byte of row 0 in the mapping, always in the GGUF layout.</summary>
     public byte* FileData { get; }
+
+    /// <summary>Offset of row 0 in the GGUF file (the tensor's, plus the rows before a part of a fused tensor).</summary>
+    public long FileOffset { get; }
 
     /// <summary>Input width (values per row).</summary>
     public int Cols { get; }

@@ -187,8 +187,8 @@ internal static unsafe class WeightPacking
         for (long done = 0; done < bytes;)
         {
             int chunk = (int)Math.Min(1 << 30, bytes - done);
-            int read = RandomAccess.Read(h, new Span<byte>(dst + done, chunk), w.Tensor.FileOffset + done);
-            if (read <= 0) throw new IOException($"{w.Name}: the file ended while reading the tensor at offset {w.Tensor.FileOffset + done}");
+            int read = RandomAccess.Read(h, new Span<byte>(dst + done, chunk), w.FileOffset + done);
+            if (read <= 0) throw new IOException($"{w.Name}: the file ended while reading the tensor at offset {w.FileOffset + done}");
             done += read;
         }
         long groupBytes = fmt.RowGroup * w.RowBytes;

@@ -56,6 +56,7 @@ public abstract unsafe class SpecializedTransformer
         if (c.RmsEps != s.RmsEps) return $"rms epsilon {c.RmsEps}, not {s.RmsEps}";
         if (c.RopeFreqBase != s.RopeBase) return $"rope base {c.RopeFreqBase}, not {s.RopeBase}";
         if (c.RopeFreqScale != 1f) return "linear rope scaling";
+        if (c.RopeAttnFactor != 1f) return $"rope attention factor {c.RopeAttnFactor}";
         if (c.RopeNeox != s.RopeNeox) return "rope layout";
         if (c.HasQkNorm != s.QkNorm) return c.HasQkNorm ? "per-head Q/K norms" : "no per-head Q/K norms";
         if (c.TiedEmbeddings != s.Tied) return c.TiedEmbeddings ? "tied embeddings" : "untied embeddings";

@@ -254,6 +254,15 @@ public static unsafe class ModelSynthesizer
             w.Set($"{a}.attention.value_length", (uint)s.HeadDim);
         }
         w.Set("general.file_type", fileType);
+        if (a == "phi3")
+        {
+            // Phi3MiniModel.set_gguf_parameters: the original context, rope dimensions, the sliding window
+            // (0 when config.json has none); LongRoPE adds attn_factor (add_rope_scaling_attn_factors).
+            w.Set($"{a}.rope.scaling.original_context_length", (uint)(s.LongRope?.OriginalContextLength ?? s.ContextLength));
+            w.Set($"{a}.rope.dimension_count", (uint)s.HeadDim);
+            w.Set($"{a}.attention.sliding_window", (uint)s.SlidingWindow);
+            if (s.LongRope is { } longRope) w.Set($"{a}.rope.scaling.attn_factor", longRope.AttnFactor(s.ContextLength));
+        }
         if (a == "llama")
         {
             // LlamaModel.set_gguf_parameters adds these two; Qwen2Model does not (llama.cpp then uses head_dim).
@@ -290,7 +299,26 @@ public static unsafe class ModelSynthesizer
         };
         if (s.RopeScaling is { } scaling)
             list.Add(new("rope_freqs.weight", [s.HeadDim / 2], Init.Constant, 0, Llama3RopeFactors(s.RopeFreqBase, s.HeadDim, scaling)));
-        for (int l = 0; l < s.BlockCount; l++)
+        if (s.LongRope is not null)
+        {
+            list.Add(new("rope_factors_long.weight", [s.HeadDim / 2], Init.Constant, 0, LongRopeScaling.LongFactors(s.HeadDim / 2)));
+            list.Add(new("rope_factors_short.weight", [s.HeadDim / 2], Init.Constant, 0, LongRopeScaling.ShortFactors(s.HeadDim / 2)));
+        }
+        if (s.Architecture == "phi3")
+        {
+            // Phi-3's checkpoints fuse qkv_proj and gate_up_proj; the converter keeps them fused.
+            for (int l = 0; l < s.BlockCount; l++)
+            {
+                string p = $"blk.{l}.";
+                list.Add(new(p + "attn_norm.weight", [embd], Init.Ones, 0));
+                list.Add(new(p + "attn_qkv.weight", [embd, q + 2 * kv], Init.Normal, Proj(embd)));
+                list.Add(new(p + "attn_output.weight", [q, embd], Init.Normal, Proj(q) * residual));
+                list.Add(new(p + "ffn_norm.weight", [embd], Init.Ones, 0));
+                list.Add(new(p + "ffn_up.weight", [embd, 2 * ff], Init.Normal, Proj(embd)));
+                list.Add(new(p + "ffn_down.weight", [ff, embd], Init.Normal, Proj(ff) * residual));
+            }
+        }
+        else for (int l = 0; l < s.BlockCount; l++)
         {
             string p = $"blk.{l}.";
             list.Add(new(p + "attn_norm.weight", [embd], Init.Ones, 0));

@@ -26,6 +26,29 @@ public enum SynthVocabKind
 public sealed record Llama3RopeScaling(float Factor, float LowFreqFactor, float HighFreqFactor, int OriginalContextLength);
 
 /// <summary>
+/// Phi-3 LongRoPE ("rope_scaling": {"type": "longrope"} in config.json), stored by llama.cpp's converter
+/// as rope_factors_short / rope_factors_long and rope.scaling.attn_factor. The factors of a synthetic
+/// file are made up (short rising from 1 to 2, long from 1 to 64 geometrically, about the spread of the
+/// real Phi-3.5-mini's); the attention factor is the converter's √(1 + ln s / ln original), s = context
+/// / original.
+/// </summary>
+public sealed record LongRopeScaling(int OriginalContextLength)
+{
+    /// <summary>rope.scaling.attn_factor for a model of <paramref name="contextLength"/> tokens.</summary>
+    public float AttnFactor(int contextLength)
+    {
+        double scale = (double)contextLength / OriginalContextLength;
+        return scale > 1 ? (float)Math.Sqrt(1 + Math.Log(scale) / Math.Log(OriginalContextLength)) : 1f;
+    }
+
+    /// <summary>rope_factors_short: 1 → 2 over the rotary pairs.</summary>
+    public static float[] ShortFactors(int pairs) => Enumerable.Range(0, pairs).Select(i => 1f + (float)i / Math.Max(1, pairs - 1)).ToArray();
+
+    /// <summary>rope_factors_long: 1 → 64 geometrically over the rotary pairs.</summary>
+    public static float[] LongFactors(int pairs) => Enumerable.Range(0, pairs).Select(i => MathF.Pow(64f, (float)i / Math.Max(1, pairs - 1))).ToArray();
+}
+
+/// <summary>
 /// The exact shape of a decoder-only model (from its config.json): what <see cref="ModelSynthesizer"/>
 /// reproduces with random weights.
 /// </summary>
@@ -47,6 +70,8 @@ public sealed record Llama3RopeScaling(float Factor, float LowFreqFactor, float 
 /// <param name="RopeScaling">Llama 3 rope scaling (writes rope_freqs.weight), or null.</param>
 /// <param name="WriteHeadLengths">config.json has <c>head_dim</c>: the converter writes attention.key_length / value_length.</param>
 /// <param name="HeadLength">config.json's <c>head_dim</c> when it is not hidden_size / num_attention_heads (Qwen3: 128), else 0.</param>
+/// <param name="LongRope">Phi-3 LongRoPE (writes rope_factors_long/short and attn_factor), or null.</param>
+/// <param name="SlidingWindow">config.json's <c>sliding_window</c> (phi3 writes it; 0 when none).</param>
 public sealed record SynthShape(
     string Name,
     string DisplayName,
@@ -65,7 +90,9 @@ public sealed record SynthShape(
     SynthVocabKind Vocab,
     Llama3RopeScaling? RopeScaling = null,
     bool WriteHeadLengths = false,
-    int HeadLength = 0)
+    int HeadLength = 0,
+    LongRopeScaling? LongRope = null,
+    int SlidingWindow = 0)
 {
     /// <summary>Width of one attention head.</summary>
     public int HeadDim => HeadLength > 0 ? HeadLength : EmbeddingLength / HeadCount;
@@ -81,7 +108,9 @@ public sealed record SynthShape(
         {
             if (!ok) throw new ArgumentException($"synthetic shape '{Name}': {what}");
         }
-        Require(Architecture is "llama" or "qwen2" or "qwen3", $"architecture '{Architecture}' is not llama, qwen2 or qwen3");
+        Require(Architecture is "llama" or "qwen2" or "qwen3" or "phi3", $"architecture '{Architecture}' is not llama, qwen2, qwen3 or phi3");
+        Require(LongRope is null || Architecture == "phi3", "LongRoPE factors are written for phi3 only");
+        Require(!QkvBias || Architecture == "qwen2", "Q/K/V biases are written for qwen2 only");
         Require(EmbeddingLength > 0 && BlockCount > 0 && HeadCount > 0 && HeadCountKv > 0 && FeedForwardLength > 0 && ContextLength > 0,
             "every dimension must be positive");
         Require(HeadLength >= 0, $"head length {HeadLength} is negative");
@@ -90,7 +119,9 @@ public sealed record SynthShape(
         Require(HeadCount % HeadCountKv == 0, $"head count {HeadCount} is not a multiple of the KV head count {HeadCountKv}");
         Require(HeadDim % 2 == 0, $"head dimension {HeadDim} is odd (rope rotates pairs)");
         Require(RopeFreqBase > 0 && RmsEps > 0, "rope base and rms epsilon must be positive");
-        Require(VocabSize >= SynthVocab.MinimumSize(Vocab), $"vocabulary size {VocabSize} is below the {SynthVocab.MinimumSize(Vocab)} tokens a {Vocab} vocabulary needs");
+        int minVocab = SynthVocab.MinimumSize(Vocab) + (Architecture == "phi3" ? SynthVocab.Phi3AddedCount : 0);
+        Require(VocabSize >= minVocab, $"vocabulary size {VocabSize} is below the {minVocab} tokens a {Vocab} vocabulary{(Architecture == "phi3" ? " with Phi-3's added tokens" : "")} needs");
+        Require(Architecture != "phi3" || Vocab == SynthVocabKind.SentencePiece, "a phi3 model has a SentencePiece vocabulary");
     }
 }
 
@@ -134,8 +165,17 @@ public static class SynthShapes
         FeedForwardLength: 6144, VocabSize: 151936, ContextLength: 40960, RopeFreqBase: 1000000f, RmsEps: 1e-6f,
         TiedEmbeddings: true, QkvBias: false, SynthVocabKind.Qwen2Bpe, WriteHeadLengths: true, HeadLength: 128);
 
+    /// <summary>
+    /// Phi-3.5-mini-instruct: phi3 architecture (fused attn_qkv and gate/up), 96-wide heads without GQA,
+    /// LongRoPE from a 4096-token original context to 131072, SentencePiece vocabulary of 32,064, untied.
+    /// </summary>
+    public static readonly SynthShape Phi35Mini = new(
+        "phi-3.5-mini", "Phi 3.5 mini (synthetic)", "phi3", EmbeddingLength: 3072, BlockCount: 32, HeadCount: 32, HeadCountKv: 32,
+        FeedForwardLength: 8192, VocabSize: 32064, ContextLength: 131072, RopeFreqBase: 10000f, RmsEps: 1e-5f,
+        TiedEmbeddings: false, QkvBias: false, SynthVocabKind.SentencePiece, LongRope: new LongRopeScaling(4096), SlidingWindow: 262144);
+
     /// <summary>Every known shape.</summary>
-    public static IReadOnlyList<SynthShape> All { get; } = [TinyLlama11B, Llama32_1B, Qwen25_05B, SmolLM2_360M, Qwen3_06B, Qwen3_17B];
+    public static IReadOnlyList<SynthShape> All { get; } = [TinyLlama11B, Llama32_1B, Qwen25_05B, SmolLM2_360M, Qwen3_06B, Qwen3_17B, Phi35Mini];
 
     /// <summary>The names <see cref="Find"/> accepts.</summary>
     public static IEnumerable<string> Names => All.Select(s => s.Name);

@@ -68,7 +68,7 @@ internal sealed class SynthVocab
         switch (shape.Vocab)
         {
             case SynthVocabKind.SentencePiece:
-                return SentencePiece(size);
+                return shape.Architecture == "phi3" ? Phi3(size) : SentencePiece(size);
             case SynthVocabKind.Llama3Bpe:
             {
                 var (tokens, types, merges) = ByteLevelBpe(size - Llama3SpecialCount, size);
@@ -176,6 +176,48 @@ internal sealed class SynthVocab
             Bos = 1, Eos = 2, UnknownId = 0, AddBos = true,
         };
     }
+
+    /// <summary>
+    /// Phi-3's vocabulary: the SentencePiece one (at most 32,000 tokens), then its 11 added chat tokens
+    /// (<see cref="s_phi3Added"/>, control tokens), then [PADn] up to the embedding rows (32,064 in the
+    /// real models); &lt;|endoftext|&gt; is end of sequence and padding, as the converter writes them.
+    /// llama.cpp looks &lt;|endoftext|&gt; up by text for models named phi3, so a phi3 file needs it.
+    /// </summary>
+    private static SynthVocab Phi3(int size)
+    {
+        int regular = Math.Min(size - s_phi3Added.Length, 32000);
+        var sp = SentencePiece(regular);
+        var tokens = new string[size];
+        var types = new int[size];
+        var scores = new float[size];
+        Array.Copy(sp.Tokens, tokens, regular);
+        Array.Copy(sp.TokenTypes, types, regular);
+        Array.Copy(sp.Scores!, scores, regular);
+        for (int i = 0; i < s_phi3Added.Length; i++)
+        {
+            tokens[regular + i] = s_phi3Added[i];
+            types[regular + i] = Control;
+        }
+        for (int id = regular + s_phi3Added.Length; id < size; id++)
+        {
+            tokens[id] = $"[PAD{id}]";
+            types[id] = Unused;
+        }
+        return new SynthVocab
+        {
+            Model = "llama", Pre = "default", Tokens = tokens, TokenTypes = types, Scores = scores,
+            Bos = 1, Eos = (uint)regular, UnknownId = 0, PaddingId = (uint)regular, AddBos = false,
+        };
+    }
+
+    private static readonly string[] s_phi3Added =
+    [
+        "<|endoftext|>", "<|assistant|>", "<|placeholder1|>", "<|placeholder2|>", "<|placeholder3|>", "<|placeholder4|>",
+        "<|system|>", "<|end|>", "<|placeholder5|>", "<|placeholder6|>", "<|user|>",
+    ];
+
+    /// <summary>Phi-3's added tokens after the SentencePiece ones.</summary>
+    internal static int Phi3AddedCount => s_phi3Added.Length;
 
     /// <summary>Bijective base-26 word: 0 = "a", 25 = "z", 26 = "aa", ...</summary>
     private static string Word(int k)

@@ -1,3 +1,4 @@
+using EdgeLlm.Engine;
 using EdgeLlm.Gguf;
 using EdgeLlm.Models;
 using Xunit;
@@ -90,6 +91,63 @@ public class ModelLoadTests
         e = LoadFails(new TinyModelFile { Architecture = "qwen3", Reshape = ("blk.0.attn_q_norm.weight", [32]) });
         Assert.Contains("blk.0.attn_q_norm.weight", e.Message);
         Assert.Contains("key_length", e.Message);
+    }
+
+    [Fact]
+    public unsafe void Phi3_LoadsItsFusedMatrices_AsViews_AndNamesAMissingOrWrongOne()
+    {
+        using (var f = new TinyModelFile { Architecture = "phi3" }.Write())
+        using (var m = Model.Load(f.Path, new ModelLoadOptions { RepackWeights = false }))
+        {
+            Assert.Equal("phi3", m.Config.Architecture);
+            Assert.True(m.Config.RopeNeox && !m.Config.HasQkvBias && !m.Config.HasQkNorm);
+            var l = m.Layers[1];
+            int q = TinyModelFile.Heads * TinyModelFile.HeadDim, kv = TinyModelFile.HeadsKv * TinyModelFile.HeadDim;
+            Assert.Equal([q, kv, kv], new[] { l.Wq.Rows, l.Wk.Rows, l.Wv.Rows });
+            // Views of one tensor: K starts where Q ends, V where K ends; up where gate ends.
+            Assert.True(l.Wk.FileData == l.Wq.FileData + q * l.Wq.RowBytes && l.Wv.FileData == l.Wk.FileData + kv * l.Wk.RowBytes);
+            Assert.True(l.Up.FileData == l.Gate.FileData + TinyModelFile.Ff * l.Gate.RowBytes);
+            Assert.Equal(l.Wq.FileOffset + q * l.Wq.RowBytes, l.Wk.FileOffset);
+            Assert.StartsWith("blk.1.attn_qkv.weight (K, rows 256..383)", l.Wk.Name);
+            using var ctx = new InferenceContext(m, 16, threads: 1);
+            Assert.All(ctx.Eval([1, 2, 3]), x => Assert.True(float.IsFinite(x)));
+        }
+        var e = LoadFails(new TinyModelFile { Architecture = "phi3", Omit = "blk.1.attn_qkv.weight" });
+        Assert.Contains("blk.1.attn_qkv.weight is missing", e.Message);
+        e = LoadFails(new TinyModelFile { Architecture = "phi3", Reshape = ("blk.0.ffn_up.weight", [256, 256]) });
+        Assert.Contains("tensor blk.0.ffn_up.weight has shape [256, 256], but the metadata implies [256, 512]", e.Message);
+        Assert.Contains("gate: phi3.feed_forward_length = 256 + up: phi3.feed_forward_length = 256", e.Message);
+        e = LoadFails(new TinyModelFile { Architecture = "phi3", Reshape = ("blk.0.attn_qkv.weight", [256, 256]) });
+        Assert.Contains("the metadata implies [256, 512]", e.Message);
+    }
+
+    [Fact]
+    public void Phi3_RepackedViews_GiveTheLogitsOfThePlainOnes()
+    {
+        // Q4_0 parts of fused tensors are repacked one by one (q4_0x8), each from its own rows of the file.
+        var shape = new EdgeLlm.Synth.SynthShape("tiny-phi3", "tiny phi3", "phi3", 256, 2, 4, 2, 512, 300, 4096, 10000f, 1e-5f, false, false,
+            EdgeLlm.Synth.SynthVocabKind.SentencePiece, LongRope: new EdgeLlm.Synth.LongRopeScaling(512));
+        string path = Path.Combine(Path.GetTempPath(), $"edgellm-phi3-{Guid.NewGuid():N}.gguf");
+        try
+        {
+            EdgeLlm.Synth.ModelSynthesizer.Synthesize(shape, "Q4_0", path, seed: 5);
+            float[] Logits(bool repack)
+            {
+                using var m = Model.Load(path, new ModelLoadOptions { RepackWeights = repack });
+                Assert.Equal(repack, m.RepackedLayouts.Contains("q4_0x8"));
+                if (repack) Assert.True(m.Layers[0].Wk.IsRepacked && m.Layers[0].Up.IsRepacked);
+                using var ctx = new InferenceContext(m, 16, threads: 1);
+                return ctx.Eval([1, 2, 3, 4, 5], allLogits: true);
+            }
+            float[] plain = Logits(false), packed = Logits(true);
+            double std = Math.Sqrt(plain.Average(x => (double)x * x));
+            double maxDiff = plain.Zip(packed, (a, b) => Math.Abs((double)a - b)).Max();
+            Assert.True(maxDiff / std < 1e-3, $"repacked phi3 differs from plain by {maxDiff / std:E2} of the logits' rms");
+        }
+        finally
+        {
+            File.Delete(path);
+        }
     }
 
     [Fact]

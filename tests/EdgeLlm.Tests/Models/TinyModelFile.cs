@@ -67,6 +67,16 @@ internal sealed class TinyModelFile
         {
             string p = $"blk.{il}.";
             Add(p + "attn_norm.weight", Embd);
+            if (a == "phi3")
+            {
+                // Phi-3: Q, K and V fused into attn_qkv; gate and up fused into ffn_up (2 × ff rows).
+                Add(p + "attn_qkv.weight", Embd, (Heads + 2 * HeadsKv) * HeadDim);
+                Add(p + "attn_output.weight", Heads * HeadDim, Embd);
+                Add(p + "ffn_norm.weight", Embd);
+                Add(p + "ffn_up.weight", Embd, 2 * Ff);
+                Add(p + "ffn_down.weight", Ff, Embd);
+                continue;
+            }
             Add(p + "attn_q.weight", Embd, Heads * HeadDim);
             Add(p + "attn_k.weight", Embd, HeadsKv * HeadDim);
             Add(p + "attn_v.weight", Embd, HeadsKv * HeadDim);

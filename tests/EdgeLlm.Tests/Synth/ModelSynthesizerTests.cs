@@ -60,12 +60,13 @@ public sealed unsafe class ModelSynthesizerTests : IDisposable
     // are the cards' totals, whose non-embedding parts are the published 0.44B and 1.4B.
     [InlineData("qwen3-0.6b", 596_049_920L)]
     [InlineData("qwen3-1.7b", 1_720_574_976L)]
+    [InlineData("phi-3.5-mini", 3_821_079_552L)]
     public void RealShapes_HaveThePublishedParameterCount(string name, long parameters)
     {
         var shape = SynthShapes.Find(name);
         shape.Validate();
-        // rope_freqs.weight is llama.cpp's, not a model parameter.
-        long count = ModelSynthesizer.TensorLayout(shape).Where(t => t.Name != "rope_freqs.weight")
+        // rope_freqs.weight and Phi-3's rope_factors_long/short are llama.cpp's, not model parameters.
+        long count = ModelSynthesizer.TensorLayout(shape).Where(t => !t.Name.StartsWith("rope_", StringComparison.Ordinal))
             .Sum(t => t.Dims.Aggregate(1L, (a, d) => a * d));
         _out.WriteLine($"{name}: {count:N0} parameters");
         Assert.Equal(parameters, count);
@@ -77,6 +78,7 @@ public sealed unsafe class ModelSynthesizerTests : IDisposable
     [InlineData("qwen2.5-0.5b", "gpt2", 151936, "qwen2")]
     [InlineData("smollm2-360m", "gpt2", 49152, "smollm")]
     [InlineData("qwen3-0.6b", "gpt2", 151936, "qwen2")]
+    [InlineData("phi-3.5-mini", "llama", 32064, "default")]
     public void RealVocabularies_HaveTheExactSize_AndUniqueTokens(string name, string model, int size, string pre)
     {
         var vocab = SynthVocab.Create(SynthShapes.Find(name));

@@ -34,7 +34,7 @@ public sealed class SynthLlamaCppTests : IDisposable
         try { Directory.Delete(_dir, recursive: true); } catch (IOException) { }
     }
 
-    public static TheoryData<string> Shapes => new() { "llama", "qwen2", "llama3", "smollm", "qwen3" };
+    public static TheoryData<string> Shapes => new() { "llama", "qwen2", "llama3", "smollm", "qwen3", "phi3", "phi3-long", "phi3-split" };
 
     private static SynthShape Shape(string kind) => kind switch
     {
@@ -46,9 +46,47 @@ public sealed class SynthLlamaCppTests : IDisposable
         // Qwen3: heads of 128 (as the real models) on a 128-wide stream with 4 heads (not 128 / 4 = 32), per-head Q/K norms, no biases.
         "qwen3" => new("tiny-qwen3", "tiny qwen3", "qwen3", 128, 2, 4, 2, 384, 400, 256, 1e6f, 1e-6f, true, false, SynthVocabKind.Qwen2Bpe,
             WriteHeadLengths: true, HeadLength: 128),
+        // Phi-3: fused attn_qkv and gate/up, LongRoPE with its attn_factor. The tests' context (64) is within
+        // the original 512, so both engines take rope_factors_short; a sliding window (16) shorter than the
+        // 32 tokens, which llama.cpp ignores for phi3 and so must we.
+        "phi3" => new("tiny-phi3", "tiny phi3", "phi3", 256, 2, 4, 2, 512, 300, 4096, 10000f, 1e-5f, false, false, SynthVocabKind.SentencePiece,
+            LongRope: new LongRopeScaling(512), SlidingWindow: 16),
+        // As "phi3", rewritten with separate attn_q/attn_k/attn_v (llama.cpp's create_tensor_qkv takes either).
+        "phi3-split" => Shape("phi3"),
+        // The original context (32) below the tests' 64: rope_factors_long.
+        "phi3-long" => new("tiny-phi3", "tiny phi3", "phi3", 256, 2, 4, 2, 512, 300, 4096, 10000f, 1e-5f, false, false, SynthVocabKind.SentencePiece,
+            LongRope: new LongRopeScaling(32)),
         "smollm" => new("tiny-smollm", "tiny smollm", "llama", 192, 2, 3, 1, 256, 320, 256, 100000f, 1e-5f, true, false, SynthVocabKind.SmolLmBpe),
         _ => throw new ArgumentOutOfRangeException(nameof(kind)),
     };
+
+    /// <summary>A copy of the F32 phi3 file at <paramref name="path"/> whose attn_qkv tensors are split into attn_q, attn_k and attn_v.</summary>
+    private static string SplitQkv(string path, SynthShape shape)
+    {
+        string split = Path.ChangeExtension(path, ".split.gguf");
+        long q = (long)shape.HeadCount * shape.HeadDim, kv = (long)shape.HeadCountKv * shape.HeadDim, embd = shape.EmbeddingLength;
+        using (var f = EdgeLlm.Gguf.GgufFile.Open(path))
+        {
+            var w = new EdgeLlm.Gguf.GgufWriter().CopyMetadata(f);
+            foreach (var t in f.Tensors)
+            {
+                byte[] data = f.GetTensorData(t).ToArray();
+                if (!t.Name.EndsWith("attn_qkv.weight", StringComparison.Ordinal))
+                {
+                    w.AddTensor(t.Name, t.Type, t.Dims.ToArray(), data);
+                    continue;
+                }
+                Assert.Equal(EdgeLlm.Gguf.GgmlType.F32, t.Type);
+                string p = t.Name[..^"attn_qkv.weight".Length];
+                long rowBytes = embd * 4;
+                w.AddTensor(p + "attn_q.weight", t.Type, [embd, q], data[..(int)(q * rowBytes)]);
+                w.AddTensor(p + "attn_k.weight", t.Type, [embd, kv], data[(int)(q * rowBytes)..(int)((q + kv) * rowBytes)]);
+                w.AddTensor(p + "attn_v.weight", t.Type, [embd, kv], data[(int)((q + kv) * rowBytes)..]);
+            }
+            w.Write(split);
+        }
+        return split;
+    }
 
     [Theory]
     [MemberData(nameof(Shapes))]
@@ -57,6 +95,7 @@ public sealed class SynthLlamaCppTests : IDisposable
         var shape = Shape(kind);
         string path = Path.Combine(_dir, kind + ".gguf");
         ModelSynthesizer.Synthesize(shape, "F32", path, seed: 11);
+        if (kind == "phi3-split") path = SplitQkv(path, shape);
         var rng = new Random(3);
         int[] tokens = Enumerable.Range(0, 32).Select(_ => rng.Next(shape.VocabSize)).ToArray();
 

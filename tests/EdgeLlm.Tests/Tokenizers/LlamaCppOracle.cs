@@ -20,7 +20,7 @@ internal sealed class LlamaCppOracle : IDisposable
     private static string LoadNative()
     {
         // Silence llama.cpp's loader chatter; must be configured before the library loads.
-        NativeLibraryConfig.All.WithLogCallback((level, message) => { });
+        NativeLibraryConfig.All.WithLogCallback((level, message) => { if (Environment.GetEnvironmentVariable("EDGELLM_LLAMA_LOG") == "1") Console.Error.Write(message); });
         NativeApi.llama_empty_call(); // forces the load (throws RuntimeError with the reason when it fails)
         var lib = NativeApi.GetLoadedNativeLibrary(NativeLibraryName.LLama);
         return lib?.Metadata?.ToString() ?? "(loaded, description unavailable)";
