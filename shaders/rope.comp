@@ -2,7 +2,8 @@
 // Rotary position embedding in place (ggml_rope_ext, ext_factor 0): for the pair i of each head
 // at position pos = start_pos + t, theta = pos * theta_scale^i (the running float product of
 // ggml_rope_cache_init, theta_scale computed on the host as powf(base, -2/n_dims)), divided by
-// the frequency factor (Llama 3 rope_freqs) and scaled by freq_scale. NORMAL rotates
+// the frequency factor (Llama 3 rope_freqs, Phi-3 LongRoPE) and scaled by freq_scale; cos and sin are
+// multiplied by attn_factor (rope_yarn's mscale: rope.scaling.attn_factor, 1 unless LongRoPE). NORMAL rotates
 // (x[2i], x[2i+1]); -DROPE_NEOX rotates (x[i], x[i + n_dims/2]). Everything but the position is
 // fixed per model and tensor, hence specialization constants.
 layout(local_size_x_id = 0) in;
@@ -12,6 +13,7 @@ layout(constant_id = 3) const uint N_HEADS = 1;   // heads of the rotated tensor
 layout(constant_id = 4) const float THETA_SCALE = 1.0;
 layout(constant_id = 5) const float FREQ_SCALE = 1.0;
 layout(constant_id = 6) const uint HAS_FACTORS = 0;
+layout(constant_id = 7) const float ATTN_FACTOR = 1.0;
 
 layout(std430, binding = 0) buffer BufX { float x[]; };
 layout(std430, binding = 1) readonly buffer BufF { float freq_factors[]; };
@@ -29,8 +31,8 @@ void main() {
     for (uint k = 0; k < i; k++) theta *= THETA_SCALE;
     float ff = HAS_FACTORS != 0u ? freq_factors[i] : 1.0;
     float angle = FREQ_SCALE * (theta / ff);
-    float c = cos(angle);
-    float s = sin(angle);
+    float c = cos(angle) * ATTN_FACTOR;
+    float s = sin(angle) * ATTN_FACTOR;
     uint base = (t * N_HEADS + h) * HEAD_DIM;
 #ifdef ROPE_NEOX
     uint i0 = base + i, i1 = base + i + half_dims;

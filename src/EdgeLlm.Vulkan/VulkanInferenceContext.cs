@@ -73,11 +73,6 @@ public sealed unsafe class VulkanInferenceContext : Engine.IEvalContext, Engine.
         _options = options ?? new VulkanContextOptions();
         ArgumentOutOfRangeException.ThrowIfLessThan(_options.MatMulMinTokens, 1, nameof(options));
         _c = model.Config;
-        // Phi-3's fused attn_qkv / ffn_up and LongRoPE have no shaders yet: the CPU backend runs them.
-        if (_c.Architecture is not ("llama" or "qwen2" or "qwen3"))
-            throw new VulkanUnavailableException($"the Vulkan backend does not run the {_c.Architecture} architecture yet (llama, qwen2 and qwen3 only); the CPU backend does");
-        if (_c.RopeAttnFactor != 1f || model.File.FindTensor("rope_factors_long.weight") is not null)
-            throw new VulkanUnavailableException("the Vulkan backend does not apply LongRoPE (rope.scaling.attn_factor, rope_factors_long/short) yet; the CPU backend does");
         if (_c.HeadDim % 2 != 0 || _c.KvLength % 2 != 0)
             throw new VulkanUnavailableException($"the Vulkan backend needs an even head dimension (this model has {_c.HeadDim})");
         CheckTypes(model.File);
@@ -94,21 +89,24 @@ public sealed unsafe class VulkanInferenceContext : Engine.IEvalContext, Engine.
             _tokEmbd = Matrix(f, "token_embd.weight", "token_embd");
             _output = f.FindTensor("output.weight") is null ? _tokEmbd with { Kind = "output" } : Matrix(f, "output.weight", "output");
             _outputNorm = Vector(f, "output_norm.weight", c.EmbeddingLength)!;
-            _hasRopeFactors = f.FindTensor("rope_freqs.weight") is not null;
-            _ropeFactors = _hasRopeFactors ? Vector(f, "rope_freqs.weight", c.RopeDimensionCount / 2)! : Track(_device.CreateBuffer(4, host: false, "an unused rope factor"));
+            // Llama 3's rope_freqs, or the LongRoPE factors this context's length picks (Phi-3), as on the CPU.
+            var ropeFactors = model.RopeFactorsFor(contextLength);
+            _hasRopeFactors = ropeFactors is not null;
+            _ropeFactors = ropeFactors is not null ? Upload(ropeFactors, "the rope frequency factors") : Track(_device.CreateBuffer(4, host: false, "an unused rope factor"));
             long kvBytes = (long)contextLength * c.KvLength * 2;
             _layers = new Layer[c.BlockCount];
             for (int il = 0; il < c.BlockCount; il++)
             {
                 string p = $"blk.{il}.";
+                var lw = model.Layers[il];
                 _layers[il] = new Layer(
                     Vector(f, p + "attn_norm.weight", c.EmbeddingLength)!,
-                    Matrix(f, p + "attn_q.weight", "attn_q"), Matrix(f, p + "attn_k.weight", "attn_k"), Matrix(f, p + "attn_v.weight", "attn_v"),
-                    Matrix(f, p + "attn_output.weight", "attn_output"),
+                    Matrix(lw.Wq, "attn_q"), Matrix(lw.Wk, "attn_k"), Matrix(lw.Wv, "attn_v"),
+                    Matrix(lw.Wo, "attn_output"),
                     Vector(f, p + "attn_q.bias", c.QueryLength, optional: true), Vector(f, p + "attn_k.bias", c.KvLength, optional: true),
                     Vector(f, p + "attn_v.bias", c.KvLength, optional: true),
                     Vector(f, p + "ffn_norm.weight", c.EmbeddingLength)!,
-                    Matrix(f, p + "ffn_gate.weight", "ffn_gate"), Matrix(f, p + "ffn_up.weight", "ffn_up"), Matrix(f, p + "ffn_down.weight", "ffn_down"),
+                    Matrix(lw.Gate, "ffn_gate"), Matrix(lw.Up, "ffn_up"), Matrix(lw.Down, "ffn_down"),
                     Track(_device.CreateBuffer(kvBytes, host: false, $"the K cache of layer {il}")),
                     Track(_device.CreateBuffer(kvBytes, host: false, $"the V cache of layer {il}")),
                     c.HasQkNorm ? Vector(f, p + "attn_q_norm.weight", c.HeadDim) : null,
@@ -436,6 +434,29 @@ public sealed unsafe class VulkanInferenceContext : Engine.IEvalContext, Engine.
         var buf = Track(_device.CreateBuffer(t.ByteSize, host: false, name));
         _device.Upload(buf, 0, f.GetTensorPointer(t), t.ByteSize);
         return new Weight(buf, t.Type, (int)t.RowCount, (int)t.RowLength, kind);
+    }
+
+    /// <summary>
+    /// One of the model's layer matrices, uploaded from the mapping in its GGUF layout (never the CPU's
+    /// repacked copy): a whole tensor, or a part of a fused one (Phi-3's attn_qkv, ffn_up).
+    /// </summary>
+    private Weight Matrix(WeightMatrix w, string kind)
+    {
+        long bytes = w.Rows * w.RowBytes;
+        var buf = Track(_device.CreateBuffer(bytes, host: false, w.Name));
+        _device.Upload(buf, 0, w.FileData, bytes);
+        return new Weight(buf, w.Tensor.Type, w.Rows, w.Cols, kind);
+    }
+
+    /// <summary>f32 values uploaded to a device buffer of their own.</summary>
+    private VulkanBuffer Upload(float[] values, string what)
+    {
+        fixed (float* v = values)
+        {
+            var buf = Track(_device.CreateBuffer(values.Length * 4L, host: false, what));
+            _device.Upload(buf, 0, (byte*)v, values.Length * 4L);
+            return buf;
+        }
     }
 
     /// <summary>A norm weight, bias or rope factor vector, dequantized to f32 on the host and uploaded.</summary>

@@ -63,9 +63,17 @@ internal static class VulkanKernels
     /// theta_scale = powf(base, -2/n_dims) on the host, as ggml_rope_cache_init computes it, so the
     /// shader's running product matches the CPU's bit for bit.
     /// </summary>
-    public static VulkanPipelineSpec RopeSpec(string role, bool neox, int headDim, int nDims, int nHeads, float freqBase, float freqScale, bool hasFactors) =>
+    /// <summary>
+    /// The rope pipeline; <paramref name="attnFactor"/> (LongRoPE's rope.scaling.attn_factor) becomes an
+    /// eighth constant only when it is not 1, so the constants of every other model (and the source
+    /// generator's tables) stay as they were; the shader's default for it is 1.
+    /// </summary>
+    public static VulkanPipelineSpec RopeSpec(string role, bool neox, int headDim, int nDims, int nHeads, float freqBase, float freqScale, bool hasFactors,
+        float attnFactor = 1f) =>
         new(role, neox ? "rope_neox" : "rope_norm",
-            [Block, (uint)headDim, (uint)nDims, (uint)nHeads, Bits(MathF.Pow(freqBase, -2.0f / nDims)), Bits(freqScale), hasFactors ? 1u : 0u]);
+            attnFactor == 1f
+                ? [Block, (uint)headDim, (uint)nDims, (uint)nHeads, Bits(MathF.Pow(freqBase, -2.0f / nDims)), Bits(freqScale), hasFactors ? 1u : 0u]
+                : [Block, (uint)headDim, (uint)nDims, (uint)nHeads, Bits(MathF.Pow(freqBase, -2.0f / nDims)), Bits(freqScale), hasFactors ? 1u : 0u, Bits(attnFactor)]);
 
     public static VulkanPipelineSpec KvStoreSpec(int kvLen) => new("kv_store", "kv_store", [Block, (uint)kvLen]);
 

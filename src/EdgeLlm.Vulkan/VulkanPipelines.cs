@@ -179,12 +179,14 @@ internal static class VulkanPipelinePlan
         var c = model.Config;
         var f = model.File;
         var tok = Tensor(f, "token_embd.weight");
+        // Llama 3's rope_freqs or Phi-3's LongRoPE pair (the context picks one of the two; both are one buffer's worth).
+        bool factors = model.RopeFactors is not null || model.RopeFactorsLong is not null || model.RopeFactorsShort is not null;
         var list = new List<VulkanPipelineSpec>
         {
             VulkanKernels.GetRowsSpec(tok.Type, c.EmbeddingLength),
             VulkanKernels.RmsNormSpec(c.EmbeddingLength, c.RmsEps),
-            VulkanKernels.RopeSpec("rope.q", c.RopeNeox, c.HeadDim, c.RopeDimensionCount, c.HeadCount, c.RopeFreqBase, c.RopeFreqScale, f.FindTensor("rope_freqs.weight") is not null),
-            VulkanKernels.RopeSpec("rope.k", c.RopeNeox, c.HeadDim, c.RopeDimensionCount, c.HeadCountKv, c.RopeFreqBase, c.RopeFreqScale, f.FindTensor("rope_freqs.weight") is not null),
+            VulkanKernels.RopeSpec("rope.q", c.RopeNeox, c.HeadDim, c.RopeDimensionCount, c.HeadCount, c.RopeFreqBase, c.RopeFreqScale, factors, c.RopeAttnFactor),
+            VulkanKernels.RopeSpec("rope.k", c.RopeNeox, c.HeadDim, c.RopeDimensionCount, c.HeadCountKv, c.RopeFreqBase, c.RopeFreqScale, factors, c.RopeAttnFactor),
             VulkanKernels.KvStoreSpec(c.KvLength),
             VulkanKernels.AttentionSpec(c.HeadDim, c.HeadCount, c.HeadCountKv),
             VulkanKernels.SwiGluSpec(),
@@ -192,15 +194,20 @@ internal static class VulkanPipelinePlan
         };
         if (c.HasQkNorm) list.Add(VulkanKernels.RmsNormSpec(c.HeadDim, c.RmsEps) with { Role = "rms_norm.head" });
         var seen = new HashSet<string>();
-        void Matrix(string kind, GgufTensorInfo t)
+        void Matrix(string kind, GgmlType type, long cols, long rows)
         {
-            if (!seen.Add(VecRole(kind, t.Type))) return;
-            list.Add(VulkanKernels.MatVecSpec(VecRole(kind, t.Type), t.Type, (int)t.RowLength, (int)t.RowCount));
-            list.Add(VulkanKernels.MatMulSpec(MatRole(kind, t.Type), t.Type, (int)t.RowLength, (int)t.RowCount));
+            if (!seen.Add(VecRole(kind, type))) return;
+            list.Add(VulkanKernels.MatVecSpec(VecRole(kind, type), type, (int)cols, (int)rows));
+            list.Add(VulkanKernels.MatMulSpec(MatRole(kind, type), type, (int)cols, (int)rows));
         }
-        for (int il = 0; il < c.BlockCount; il++)
-            foreach (var kind in LayerTensors) Matrix(kind, Tensor(f, $"blk.{il}.{kind}.weight"));
-        Matrix("output", f.FindTensor("output.weight") ?? tok);
+        // The model's matrices, not the file's tensor names: Phi-3's Q/K/V and gate/up are parts of fused tensors.
+        foreach (var l in model.Layers)
+        {
+            WeightMatrix[] m = [l.Wq, l.Wk, l.Wv, l.Wo, l.Gate, l.Up, l.Down];
+            for (int k = 0; k < m.Length; k++) Matrix(LayerTensors[k], m[k].Tensor.Type, m[k].Cols, m[k].Rows);
+        }
+        var output = f.FindTensor("output.weight") ?? tok;
+        Matrix("output", output.Type, output.RowLength, output.RowCount);
         return list;
     }
 

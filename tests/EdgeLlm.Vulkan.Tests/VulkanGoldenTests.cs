@@ -93,6 +93,46 @@ public class VulkanGoldenTests(DeviceFixture fixture, ITestOutputHelper output) 
     }
 
     /// <summary>
+    /// Phi-3 on the device against the CPU (which SynthLlamaCppTests holds to llama.cpp): Q/K/V and
+    /// gate/up uploaded as the parts of their fused tensors, LongRoPE's long factors (the 64-token
+    /// context is past the original 32) and its attention factor in the rope pipeline.
+    /// </summary>
+    [Theory]
+    [InlineData("F32", FloatBound)]
+    [InlineData("Q8_0", QuantBound)]
+    public void Phi3_MatchesTheCpu(string type, double bound)
+    {
+        var shape = new EdgeLlm.Synth.SynthShape("tiny-phi3", "tiny phi3", "phi3", 256, 2, 4, 2, 512, 300, 4096, 10000f, 1e-5f, false, false,
+            EdgeLlm.Synth.SynthVocabKind.SentencePiece, LongRope: new EdgeLlm.Synth.LongRopeScaling(32));
+        string path = Path.Combine(Path.GetTempPath(), $"edgellm-vk-phi3-{Guid.NewGuid():N}.gguf");
+        try
+        {
+            EdgeLlm.Synth.ModelSynthesizer.Synthesize(shape, type, path, seed: 5);
+            using var m = Model.Load(path);
+            var rng = new Random(9);
+            int[] prompt = Enumerable.Range(0, 24).Select(_ => rng.Next(shape.VocabSize)).ToArray();
+            int[] more = Enumerable.Range(0, 4).Select(_ => rng.Next(shape.VocabSize)).ToArray();
+            float[] cpu;
+            using (var cctx = new EdgeLlm.Engine.InferenceContext(m, 64, threads: 1))
+            {
+                cpu = cctx.Eval(prompt, allLogits: true);
+                foreach (int t in more) cpu = [.. cpu, .. cctx.Eval([t])];
+            }
+            using var ctx = new VulkanInferenceContext(m, contextLength: 64, fixture.Device);
+            float[] gpu = ctx.Eval(prompt, allLogits: true);
+            foreach (int t in more) gpu = [.. gpu, .. ctx.Eval([t])];
+            double figure = GoldenCase.Figure(gpu, cpu);
+            output.WriteLine($"vulkan phi3 {type}: figure against the CPU {figure:G4} (bound {bound}), {ctx.RecordedProducts.MatMul} mul_mat + {ctx.RecordedProducts.MatVec} mul_mat_vec");
+            Assert.True(ctx.RecordedProducts.MatMul > 0 && ctx.RecordedProducts.MatVec > 0, "both matrix paths ran");
+            Assert.True(figure <= bound, $"phi3 {type}: figure {figure:G4} exceeds {bound}");
+        }
+        finally
+        {
+            File.Delete(path);
+        }
+    }
+
+    /// <summary>
     /// Qwen3 (per-head Q/K norms, heads wider than embd / heads) on the device against the CPU
     /// forward pass, which SynthLlamaCppTests holds to llama.cpp: a prompt batch (mul_mat) and then
     /// tokens one at a time (mul_mat_vec), F32 and Q8_0 weights.
