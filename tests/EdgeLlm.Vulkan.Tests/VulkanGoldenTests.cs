@@ -92,6 +92,27 @@ public class VulkanGoldenTests(DeviceFixture fixture, ITestOutputHelper output) 
         Assert.True(figure <= MatMulAndVariantTests.PathBound, $"token-by-token differs from batch: figure {figure:G4}");
     }
 
+    /// <summary>Gemma 3 (sliding window, post-norms, GeGLU) has no shaders yet: refused by name, so `--backend auto` takes the CPU.</summary>
+    [Fact]
+    public void Gemma3_IsRefusedByName()
+    {
+        var shape = new EdgeLlm.Synth.SynthShape("tiny-gemma3", "tiny gemma3", "gemma3", 128, 2, 4, 1, 384, 400, 256, 1e6f, 1e-6f, true, false,
+            EdgeLlm.Synth.SynthVocabKind.SentencePiece, WriteHeadLengths: true, HeadLength: 64, SlidingWindow: 8);
+        string path = Path.Combine(Path.GetTempPath(), $"edgellm-vk-gemma3-{Guid.NewGuid():N}.gguf");
+        try
+        {
+            EdgeLlm.Synth.ModelSynthesizer.Synthesize(shape, "F32", path, seed: 5);
+            using var m = Model.Load(path);
+            var e = Assert.Throws<VulkanUnavailableException>(() => new VulkanInferenceContext(m, contextLength: 64, fixture.Device));
+            Assert.Contains("gemma3", e.Message);
+            Assert.Contains("CPU backend", e.Message);
+        }
+        finally
+        {
+            File.Delete(path);
+        }
+    }
+
     /// <summary>
     /// Phi-3 on the device against the CPU (which SynthLlamaCppTests holds to llama.cpp): Q/K/V and
     /// gate/up uploaded as the parts of their fused tensors, LongRoPE's long factors (the 64-token

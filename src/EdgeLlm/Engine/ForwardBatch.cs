@@ -31,6 +31,8 @@ internal sealed unsafe class ForwardBatch
     public float* Up;       // [n, ff]    ffn_up
     public float* RopeCos;  // [n, rope_dims / 2]
     public float* RopeSin;  // [n, rope_dims / 2]
+    public float* RopeCosSwa;  // [n, rope_dims / 2] the sliding-window layers' own rope (Gemma 3), else null
+    public float* RopeSinSwa;  // [n, rope_dims / 2]
     public byte* MatScratch;   // activation rows converted to a weight's vec-dot type
     public byte* AttnScratch;  // threads × Attention.WorkerScratchBytes
 
@@ -55,6 +57,8 @@ internal sealed unsafe class ForwardBatch
             Up = a.Take<float>((long)n * c.FeedForwardLength);
             RopeCos = a.Take<float>((long)n * (c.RopeDimensionCount / 2));
             RopeSin = a.Take<float>((long)n * (c.RopeDimensionCount / 2));
+            RopeCosSwa = c.SlidingWindow > 0 ? a.Take<float>((long)n * (c.RopeDimensionCount / 2)) : null;
+            RopeSinSwa = c.SlidingWindow > 0 ? a.Take<float>((long)n * (c.RopeDimensionCount / 2)) : null;
             MatScratch = a.Take<byte>(n * model.MaxActivationRowBytes);
             AttnScratch = a.Take<byte>(Threads * Kernels.Attention.WorkerScratchBytes(contextLength, c.HeadDim));
             need = a.Used;

@@ -104,4 +104,61 @@ internal static unsafe class Activations
         fixed (float* b = bias)
             for (int r = 0; r < rows; r++) Add(x + (long)r * n, b, n);
     }
+
+    /// <summary>x[i] *= <paramref name="factor"/> (ggml_scale: one f32 multiply per element).</summary>
+    public static void Scale(float* x, long n, float factor)
+    {
+        long i = 0;
+        if (Vector256.IsHardwareAccelerated)
+            for (var f = Vector256.Create(factor); i + 8 <= n; i += 8) (Vector256.Load(x + i) * f).Store(x + i);
+        for (; i < n; i++) x[i] *= factor;
+    }
+
+    /// <summary>
+    /// x[i] = c · tanh(x[i] · (1 / c)): Gemma's logit soft-capping as llama.cpp builds it (ggml_scale,
+    /// ggml_tanh, ggml_scale).
+    /// </summary>
+    public static void Softcap(float* x, long n, float c)
+    {
+        float inv = 1.0f / c;
+        for (long i = 0; i < n; i++) x[i] = MathF.Tanh(x[i] * inv) * c;
+    }
+
+    /// <summary>
+    /// gate[i] = gelu(gate[i]) · up[i] as ggml_vec_geglu_f32 computes it in llama.cpp's CPU build
+    /// (GGML_GELU_FP16): below -10 it is 0, from 10 up the gate itself; between, gelu is read from a
+    /// table indexed by the gate rounded to f16 and holding gelu's f16-rounded values (the tanh form
+    /// 0.5·x·(1 + tanh(√(2/π)·x·(1 + 0.044715·x²))) in float). Bit-for-bit the same values as ggml's,
+    /// which an exact gelu would miss by up to an f16 rounding (~5e-4 relative).
+    /// </summary>
+    public static void GeGlu(float* gate, float* up, int n)
+    {
+        var table = s_geluTable ??= BuildGeluTable();
+        fixed (float* t = table)
+        {
+            for (int i = 0; i < n; i++)
+            {
+                float x = gate[i];
+                gate[i] = x <= -10.0f ? 0.0f
+                    : x >= 10.0f ? x * up[i]
+                    : t[BitConverter.HalfToUInt16Bits((Half)x)] * up[i];
+            }
+        }
+    }
+
+    private static float[]? s_geluTable;
+
+    /// <summary>ggml_table_gelu_f16 as floats: for every f16 bit pattern, gelu of its value rounded to f16.</summary>
+    private static float[] BuildGeluTable()
+    {
+        const float sqrt2OverPi = 0.79788456080286535587989211986876f, coefA = 0.044715f;
+        var table = new float[65536];
+        for (int i = 0; i < table.Length; i++)
+        {
+            float x = (float)BitConverter.UInt16BitsToHalf((ushort)i);
+            float g = 0.5f * x * (1.0f + MathF.Tanh(sqrt2OverPi * x * (1.0f + coefA * x * x)));
+            table[i] = (float)(Half)g;
+        }
+        return table;
+    }
 }

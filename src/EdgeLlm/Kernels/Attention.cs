@@ -124,9 +124,13 @@ internal static unsafe class Attention
     /// <param name="q">[nTokens, nHead * headDim] queries, after rope.</param>
     /// <param name="output">[nTokens, nHead * headDim].</param>
     /// <param name="scratch">pool.Threads × <see cref="WorkerScratchBytes"/> bytes.</param>
+    /// <param name="window">Sliding window (llama.cpp's LLAMA_SWA_TYPE_STANDARD): a query at position p sees
+    /// the keys at positions p - window + 1 .. p; 0 for all of them.</param>
+    /// <param name="scale">The scores' scale; 0 for 1 / sqrt(head_dim).</param>
     public static void Forward(float* q, int nTokens, int startPos, KvCache kv, int layer,
-        int nHead, int nHeadKv, int headDim, float* output, byte* scratch, WorkerPool pool)
+        int nHead, int nHeadKv, int headDim, float* output, byte* scratch, WorkerPool pool, int window = 0, float scale = 0)
     {
+        if (scale == 0) scale = 1.0f / MathF.Sqrt(headDim);
         int group = nHead / nHeadKv;
         int block = nTokens == 1 ? DecodeHeads(group, nHeadKv, pool.Threads) : HeadBlock;
         int tokenBlock = nTokens == 1 ? 1 : TokenBlock;
@@ -147,7 +151,7 @@ internal static unsafe class Attention
             // (Scores/Values); that costs less than writing and re-reading an f32
             // copy of the whole layer, as a prompt does below.
             pool.ForDynamic(items, chunk, (long)nKv * headDim * 2 * Math.Min(group, block), (start, end, worker) =>
-                Items(q, nTokens, startPos, k0, headStride, v0, headStride, ctx, nHead, nHeadKv, headDim, block, 1, output, scratch + worker * ws, start, end),
+                Items(q, nTokens, startPos, k0, headStride, v0, headStride, ctx, nHead, nHeadKv, headDim, block, 1, output, scratch + worker * ws, start, end, window, scale),
                 minParallelWork: 1 << 14);
             return;
         }
@@ -177,7 +181,7 @@ internal static unsafe class Attention
                     }
                 });
                 pool.ForDynamic(items, chunk, (long)nKv * headDim * 2 * Math.Min(group, block) * tokenBlock, (start, end, worker) =>
-                    Items(q, nTokens, startPos, kfp, headFloats, vfp, headFloats, ctx, nHead, nHeadKv, headDim, block, tokenBlock, output, scratch + worker * ws, start, end),
+                    Items(q, nTokens, startPos, kfp, headFloats, vfp, headFloats, ctx, nHead, nHeadKv, headDim, block, tokenBlock, output, scratch + worker * ws, start, end, window, scale),
                     minParallelWork: 1 << 14);
             }
         }
@@ -200,13 +204,13 @@ internal static unsafe class Attention
     // for tiering to replace the unoptimized first compile before the prompt is done.
     [MethodImpl(MethodImplOptions.AggressiveOptimization)]
     private static void Items<T>(float* q, int nTokens, int startPos, T* k, long kHeadStride, T* v, long vHeadStride,
-        int contextLength, int nHead, int nHeadKv, int headDim, int block, int tokenBlock, float* output, byte* ws, int start, int end)
+        int contextLength, int nHead, int nHeadKv, int headDim, int block, int tokenBlock, float* output, byte* ws, int start, int end,
+        int window, float scale)
         where T : unmanaged
     {
         int qLen = nHead * headDim;
         int group = nHead / nHeadKv;
         int blocks = (group + block - 1) / block;
-        float scale = 1.0f / MathF.Sqrt(headDim);
         int lanes = Lanes;
         long sStride = ScoreStride(contextLength);
         long hStride = Align((long)headDim * sizeof(float)) / sizeof(float);
@@ -243,8 +247,17 @@ internal static unsafe class Attention
             Scores(qh, hStride, rows, kHead, nKv, headDim, scale, scores, sStride, max, lanes, tile, ns);
             for (int r = 0; r < rows; r++)
             {
-                Softmax.ExpNormalize(scores + r * sStride, rowN[r], max[r]);
-                HalfMath.RoundInPlace(scores + r * sStride, rowN[r]);
+                float* sr = scores + r * sStride;
+                // A sliding window: the keys before it get probability 0 (llama.cpp's -inf in the mask),
+                // the softmax runs over the window alone.
+                int lo = window > 0 ? Math.Max(0, rowN[r] - window) : 0;
+                if (lo > 0)
+                {
+                    max[r] = Max(sr + lo, rowN[r] - lo, lanes);
+                    new Span<float>(sr, lo).Clear();
+                }
+                Softmax.ExpNormalize(sr + lo, rowN[r] - lo, max[r]);
+                HalfMath.RoundInPlace(sr, rowN[r]);
             }
             if (nt == 1)
             {

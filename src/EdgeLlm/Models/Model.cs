@@ -13,7 +13,7 @@ namespace EdgeLlm.Models;
 public abstract unsafe class Model : IDisposable
 {
     /// <summary>Architectures <see cref="Load(GgufFile, ModelLoadOptions?)"/> accepts (general.architecture).</summary>
-    public static IReadOnlyList<string> SupportedArchitectures { get; } = ["llama", "qwen2", "qwen3", "phi3"];
+    public static IReadOnlyList<string> SupportedArchitectures { get; } = ["llama", "qwen2", "qwen3", "phi3", "gemma3"];
 
     private readonly bool _ownsFile;
     private readonly List<nint> _repacked = [];
@@ -135,6 +135,7 @@ public abstract unsafe class Model : IDisposable
             "qwen2" => Qwen2.ReadConfig(file),
             "qwen3" => Qwen3.ReadConfig(file),
             "phi3" => Phi3.ReadConfig(file),
+            "gemma3" => Gemma3.ReadConfig(file),
             _ => throw new ModelLoadException($"architecture '{arch}' is not supported (supported: {string.Join(", ", SupportedArchitectures)})"),
         };
         if (!options.SkipMemoryCheck) CheckMemory(file, config, options.ContextLength);
@@ -144,6 +145,7 @@ public abstract unsafe class Model : IDisposable
             "llama" => new Llama(file, config, tensors, ownsFile, options),
             "qwen3" => new Qwen3(file, config, tensors, ownsFile, options),
             "phi3" => new Phi3(file, config, tensors, ownsFile, options),
+            "gemma3" => new Gemma3(file, config, tensors, ownsFile, options),
             _ => new Qwen2(file, config, tensors, ownsFile, options),
         };
         model.MaxActivationRowBytes = model.AllMatrices().Max(w => ActivationQuantizer.RowBytes(w.Format.VecDotType, w.Cols));
@@ -270,12 +272,20 @@ public abstract unsafe class Model : IDisposable
         using (Profiler.Section(Profiler.Op.Embed))
             for (int t = 0; t < n; t++)
                 TokenEmbedding.Format.DequantizeRow(TokenEmbedding.Row(b.Tokens[t]), b.X + (long)t * embd, embd);
+        if (c.EmbeddingScale != 1f)
+            Activations.Scale(b.X, (long)n * embd, c.EmbeddingScale); // Gemma: × √embd (ggml_scale)
 
         // rotation angles per position, shared by every layer and head
         int pairs = c.RopeDimensionCount / 2;
         for (int t = 0; t < n; t++)
             Rope.Angles(b.StartPos + t, c.RopeDimensionCount, c.RopeFreqBase, c.RopeFreqScale, b.RopeFactors,
                 b.RopeCos + (long)t * pairs, b.RopeSin + (long)t * pairs, c.RopeAttnFactor);
+        // Gemma 3's sliding-window layers rotate with their own base and no frequency scaling (llama.cpp's
+        // rope_freq_base_train_swa / rope_freq_scale_train_swa).
+        if (b.RopeCosSwa != null)
+            for (int t = 0; t < n; t++)
+                Rope.Angles(b.StartPos + t, c.RopeDimensionCount, c.RopeFreqBaseSwa, 1f, b.RopeFactors,
+                    b.RopeCosSwa + (long)t * pairs, b.RopeSinSwa + (long)t * pairs, c.RopeAttnFactor);
 
         // The last block runs in full only for the rows whose logits are asked for (llama.cpp's
         // inp_out_ids): the other tokens need only their keys and values there, which later batches
@@ -291,6 +301,8 @@ public abstract unsafe class Model : IDisposable
                 for (int t = first; t < n; t++)
                     RmsNorm.Forward(b.X + (long)t * embd, w, b.Norm + (long)t * embd, embd, c.RmsEps);
         MatMul.Multiply(Output, b.Norm + (long)first * embd, outputRows, logits, b.MatScratch, b.Pool);
+        if (c.FinalLogitSoftcap > 0)
+            Activations.Softcap(logits, (long)outputRows * c.VocabSize, c.FinalLogitSoftcap);
     }
 
     /// <summary>Releases the file when the model owns it.</summary>

@@ -65,6 +65,39 @@ public sealed record ModelConfig(
     /// </summary>
     public int RopeOriginalContextLength { get; init; }
 
+    /// <summary>
+    /// Sliding-window attention (Gemma 3): a query at position p of a layer <see cref="IsSlidingWindowLayer"/>
+    /// sees the keys of positions p - window + 1 .. p (llama.cpp's LLAMA_SWA_TYPE_STANDARD); 0 for none.
+    /// </summary>
+    public int SlidingWindow { get; init; }
+
+    /// <summary>
+    /// Every this-many layers the last one attends globally, the others through the sliding window
+    /// (llama.cpp's set_swa_pattern: Gemma 3's 6 gives five local layers, then one global).
+    /// </summary>
+    public int SlidingWindowPattern { get; init; }
+
+    /// <summary>Rope base of the sliding-window layers (Gemma 3: 10000, its global layers <see cref="RopeFreqBase"/>); their frequency scale is 1.</summary>
+    public float RopeFreqBaseSwa { get; init; } = 10000f;
+
+    /// <summary>The attention scores' scale; 0 for 1 / √<see cref="HeadDim"/>.</summary>
+    public float AttentionScale { get; init; }
+
+    /// <summary>The token embeddings are multiplied by this before the first layer (Gemma: √embd).</summary>
+    public float EmbeddingScale { get; init; } = 1f;
+
+    /// <summary>Logits become c · tanh(logit / c) for c &gt; 0 (final_logit_softcapping); 0 for none.</summary>
+    public float FinalLogitSoftcap { get; init; }
+
+    /// <summary>
+    /// The feed-forward network gates with GELU (tanh form, as ggml_geglu: GeGLU, Gemma) instead of SiLU.
+    /// </summary>
+    public bool GeluGate { get; init; }
+
+    /// <summary>True when layer <paramref name="layer"/> attends through the <see cref="SlidingWindow"/>.</summary>
+    public bool IsSlidingWindowLayer(int layer) =>
+        SlidingWindow > 0 && (SlidingWindowPattern == 0 || layer % SlidingWindowPattern < SlidingWindowPattern - 1);
+
     /// <summary>Width of the query projection output (HeadCount × HeadDim).</summary>
     public int QueryLength => HeadCount * HeadDim;
 

@@ -100,7 +100,9 @@ internal sealed class LayerWeights
     public float[]? Bv { get; init; }                      // [kv_heads * head_dim] (Qwen2)
     public float[]? QNorm { get; init; }                   // [head_dim] (Qwen3: RMSNorm of each query head)
     public float[]? KNorm { get; init; }                   // [head_dim] (Qwen3: RMSNorm of each key head)
+    public float[]? AttnPostNorm { get; init; }            // [embd] (Gemma 3: RMSNorm of the attention output before the residual add)
     public required float[] FfnNorm { get; init; }        // [embd]
+    public float[]? FfnPostNorm { get; init; }             // [embd] (Gemma 3: RMSNorm of the feed-forward output before the residual add)
     public required WeightMatrix Gate { get; init; }       // [ff, embd]
     public required WeightMatrix Up { get; init; }         // [ff, embd]
     public required WeightMatrix Down { get; init; }       // [embd, ff]

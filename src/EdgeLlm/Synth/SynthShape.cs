@@ -71,7 +71,8 @@ public sealed record LongRopeScaling(int OriginalContextLength)
 /// <param name="WriteHeadLengths">config.json has <c>head_dim</c>: the converter writes attention.key_length / value_length.</param>
 /// <param name="HeadLength">config.json's <c>head_dim</c> when it is not hidden_size / num_attention_heads (Qwen3: 128), else 0.</param>
 /// <param name="LongRope">Phi-3 LongRoPE (writes rope_factors_long/short and attn_factor), or null.</param>
-/// <param name="SlidingWindow">config.json's <c>sliding_window</c> (phi3 writes it; 0 when none).</param>
+/// <param name="SlidingWindow">config.json's <c>sliding_window</c> (phi3 and gemma3 write it; 0 when none).</param>
+/// <param name="FinalLogitSoftcap">config.json's <c>final_logit_softcapping</c> (gemma3 writes it when set), else 0.</param>
 public sealed record SynthShape(
     string Name,
     string DisplayName,
@@ -92,13 +93,14 @@ public sealed record SynthShape(
     bool WriteHeadLengths = false,
     int HeadLength = 0,
     LongRopeScaling? LongRope = null,
-    int SlidingWindow = 0)
+    int SlidingWindow = 0,
+    float FinalLogitSoftcap = 0)
 {
     /// <summary>Width of one attention head.</summary>
     public int HeadDim => HeadLength > 0 ? HeadLength : EmbeddingLength / HeadCount;
 
     /// <summary>Each layer has per-head Q/K RMSNorm weights (attn_q_norm, attn_k_norm): the <c>qwen3</c> architecture.</summary>
-    public bool QkNorm => Architecture == "qwen3";
+    public bool QkNorm => Architecture is "qwen3" or "gemma3";
 
     /// <summary>Checks that the numbers describe a model llama.cpp can load.</summary>
     /// <exception cref="ArgumentException">a dimension is out of range or does not divide.</exception>
@@ -108,7 +110,10 @@ public sealed record SynthShape(
         {
             if (!ok) throw new ArgumentException($"synthetic shape '{Name}': {what}");
         }
-        Require(Architecture is "llama" or "qwen2" or "qwen3" or "phi3", $"architecture '{Architecture}' is not llama, qwen2, qwen3 or phi3");
+        Require(Architecture is "llama" or "qwen2" or "qwen3" or "phi3" or "gemma3", $"architecture '{Architecture}' is not llama, qwen2, qwen3, phi3 or gemma3");
+        Require(Architecture != "gemma3" || (WriteHeadLengths && TiedEmbeddings && Vocab == SynthVocabKind.SentencePiece),
+            "a gemma3 model writes its head lengths, ties its embeddings and has a SentencePiece vocabulary");
+        Require(FinalLogitSoftcap == 0 || Architecture == "gemma3", "final logit soft-capping is written for gemma3 only");
         Require(LongRope is null || Architecture == "phi3", "LongRoPE factors are written for phi3 only");
         Require(!QkvBias || Architecture == "qwen2", "Q/K/V biases are written for qwen2 only");
         Require(EmbeddingLength > 0 && BlockCount > 0 && HeadCount > 0 && HeadCountKv > 0 && FeedForwardLength > 0 && ContextLength > 0,
@@ -119,8 +124,8 @@ public sealed record SynthShape(
         Require(HeadCount % HeadCountKv == 0, $"head count {HeadCount} is not a multiple of the KV head count {HeadCountKv}");
         Require(HeadDim % 2 == 0, $"head dimension {HeadDim} is odd (rope rotates pairs)");
         Require(RopeFreqBase > 0 && RmsEps > 0, "rope base and rms epsilon must be positive");
-        int minVocab = SynthVocab.MinimumSize(Vocab) + (Architecture == "phi3" ? SynthVocab.Phi3AddedCount : 0);
-        Require(VocabSize >= minVocab, $"vocabulary size {VocabSize} is below the {minVocab} tokens a {Vocab} vocabulary{(Architecture == "phi3" ? " with Phi-3's added tokens" : "")} needs");
+        int minVocab = SynthVocab.MinimumSize(Vocab) + SynthVocab.AddedTokens(Architecture).Length;
+        Require(VocabSize >= minVocab, $"vocabulary size {VocabSize} is below the {minVocab} tokens a {Vocab} vocabulary{(Architecture is "phi3" or "gemma3" ? $" with {Architecture}'s added tokens" : "")} needs");
         Require(Architecture != "phi3" || Vocab == SynthVocabKind.SentencePiece, "a phi3 model has a SentencePiece vocabulary");
     }
 }
@@ -174,8 +179,17 @@ public static class SynthShapes
         FeedForwardLength: 8192, VocabSize: 32064, ContextLength: 131072, RopeFreqBase: 10000f, RmsEps: 1e-5f,
         TiedEmbeddings: false, QkvBias: false, SynthVocabKind.SentencePiece, LongRope: new LongRopeScaling(4096), SlidingWindow: 262144);
 
+    /// <summary>
+    /// Gemma-3-1B: gemma3 architecture (256-wide heads, one KV head, per-head Q/K norms, post-norms, GeGLU),
+    /// a 512-token sliding window in five layers of six, tied embeddings of 262,144 rows.
+    /// </summary>
+    public static readonly SynthShape Gemma3_1B = new(
+        "gemma-3-1b", "Gemma 3 1B (synthetic)", "gemma3", EmbeddingLength: 1152, BlockCount: 26, HeadCount: 4, HeadCountKv: 1,
+        FeedForwardLength: 6912, VocabSize: 262144, ContextLength: 32768, RopeFreqBase: 1000000f, RmsEps: 1e-6f,
+        TiedEmbeddings: true, QkvBias: false, SynthVocabKind.SentencePiece, WriteHeadLengths: true, HeadLength: 256, SlidingWindow: 512);
+
     /// <summary>Every known shape.</summary>
-    public static IReadOnlyList<SynthShape> All { get; } = [TinyLlama11B, Llama32_1B, Qwen25_05B, SmolLM2_360M, Qwen3_06B, Qwen3_17B, Phi35Mini];
+    public static IReadOnlyList<SynthShape> All { get; } = [TinyLlama11B, Llama32_1B, Qwen25_05B, SmolLM2_360M, Qwen3_06B, Qwen3_17B, Phi35Mini, Gemma3_1B];
 
     /// <summary>The names <see cref="Find"/> accepts.</summary>
     public static IEnumerable<string> Names => All.Select(s => s.Name);

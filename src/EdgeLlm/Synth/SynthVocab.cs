@@ -68,7 +68,7 @@ internal sealed class SynthVocab
         switch (shape.Vocab)
         {
             case SynthVocabKind.SentencePiece:
-                return shape.Architecture == "phi3" ? Phi3(size) : SentencePiece(size);
+                return AddedTokens(shape.Architecture).Length > 0 ? WithAdded(size, shape.Architecture) : SentencePiece(size);
             case SynthVocabKind.Llama3Bpe:
             {
                 var (tokens, types, merges) = ByteLevelBpe(size - Llama3SpecialCount, size);
@@ -178,14 +178,17 @@ internal sealed class SynthVocab
     }
 
     /// <summary>
-    /// Phi-3's vocabulary: the SentencePiece one (at most 32,000 tokens), then its 11 added chat tokens
-    /// (<see cref="s_phi3Added"/>, control tokens), then [PADn] up to the embedding rows (32,064 in the
-    /// real models); &lt;|endoftext|&gt; is end of sequence and padding, as the converter writes them.
-    /// llama.cpp looks &lt;|endoftext|&gt; up by text for models named phi3, so a phi3 file needs it.
+    /// A SentencePiece vocabulary with the chat tokens of <paramref name="arch"/> after it (control tokens),
+    /// then [PADn] up to the embedding rows. Phi-3: at most 32,000 SentencePiece tokens, its 11 added
+    /// tokens (<see cref="s_phi3Added"/>; &lt;|endoftext|&gt; is end of sequence and padding, as the converter
+    /// writes them; llama.cpp looks &lt;|endoftext|&gt; up by text for models named phi3, so a phi3 file
+    /// needs it), padding to 32,064. Gemma 3: &lt;start_of_turn&gt; and &lt;end_of_turn&gt; (which ends a turn).
     /// </summary>
-    private static SynthVocab Phi3(int size)
+    private static SynthVocab WithAdded(int size, string arch)
     {
-        int regular = Math.Min(size - s_phi3Added.Length, 32000);
+        var added = AddedTokens(arch);
+        bool phi3 = arch == "phi3";
+        int regular = phi3 ? Math.Min(size - added.Length, 32000) : size - added.Length;
         var sp = SentencePiece(regular);
         var tokens = new string[size];
         var types = new int[size];
@@ -193,12 +196,12 @@ internal sealed class SynthVocab
         Array.Copy(sp.Tokens, tokens, regular);
         Array.Copy(sp.TokenTypes, types, regular);
         Array.Copy(sp.Scores!, scores, regular);
-        for (int i = 0; i < s_phi3Added.Length; i++)
+        for (int i = 0; i < added.Length; i++)
         {
-            tokens[regular + i] = s_phi3Added[i];
+            tokens[regular + i] = added[i];
             types[regular + i] = Control;
         }
-        for (int id = regular + s_phi3Added.Length; id < size; id++)
+        for (int id = regular + added.Length; id < size; id++)
         {
             tokens[id] = $"[PAD{id}]";
             types[id] = Unused;
@@ -206,9 +209,19 @@ internal sealed class SynthVocab
         return new SynthVocab
         {
             Model = "llama", Pre = "default", Tokens = tokens, TokenTypes = types, Scores = scores,
-            Bos = 1, Eos = (uint)regular, UnknownId = 0, PaddingId = (uint)regular, AddBos = false,
+            Bos = 1, Eos = phi3 ? (uint)regular : 2, UnknownId = 0, PaddingId = phi3 ? (uint)regular : null, AddBos = !phi3,
         };
     }
+
+    private static readonly string[] s_gemma3Added = ["<start_of_turn>", "<end_of_turn>"];
+
+    /// <summary>The chat tokens a synthetic vocabulary of <paramref name="arch"/> adds after its SentencePiece tokens.</summary>
+    internal static string[] AddedTokens(string arch) => arch switch
+    {
+        "phi3" => s_phi3Added,
+        "gemma3" => s_gemma3Added,
+        _ => [],
+    };
 
     private static readonly string[] s_phi3Added =
     [
@@ -216,8 +229,6 @@ internal sealed class SynthVocab
         "<|system|>", "<|end|>", "<|placeholder5|>", "<|placeholder6|>", "<|user|>",
     ];
 
-    /// <summary>Phi-3's added tokens after the SentencePiece ones.</summary>
-    internal static int Phi3AddedCount => s_phi3Added.Length;
 
     /// <summary>Bijective base-26 word: 0 = "a", 25 = "z", 26 = "aa", ...</summary>
     private static string Word(int k)

@@ -151,6 +151,28 @@ public class ModelLoadTests
     }
 
     [Fact]
+    public void Gemma3_ReadsItsRules_AndNamesAMissingPostNorm()
+    {
+        using (var f = new TinyModelFile { Architecture = "gemma3" }.Write())
+        using (var m = Model.Load(f.Path))
+        {
+            var c = m.Config;
+            Assert.True(c.HasQkNorm && c.RopeNeox && c.GeluGate);
+            Assert.Equal(4, c.SlidingWindow);
+            Assert.Equal(MathF.Sqrt(TinyModelFile.Embd), c.EmbeddingScale);
+            Assert.Equal(10000f, c.RopeFreqBaseSwa);
+            // Five local layers, then a global one (llama.cpp's set_swa_pattern(6)).
+            Assert.Equal([true, true, true, true, true, false, true], Enumerable.Range(0, 7).Select(c.IsSlidingWindowLayer));
+            Assert.NotNull(m.Layers[1].AttnPostNorm);
+            Assert.NotNull(m.Layers[1].FfnPostNorm);
+            using var ctx = new InferenceContext(m, 16, threads: 1);
+            Assert.All(ctx.Eval([1, 2, 3, 4, 5, 6, 7]), x => Assert.True(float.IsFinite(x)));
+        }
+        var e = LoadFails(new TinyModelFile { Architecture = "gemma3", Omit = "blk.1.post_ffw_norm.weight" });
+        Assert.Equal("tensor blk.1.post_ffw_norm.weight is missing from the model file", e.Message);
+    }
+
+    [Fact]
     public void WrongShape_NamesTensorAndBothShapes()
     {
         var e = LoadFails(new TinyModelFile { Reshape = ("blk.0.attn_k.weight", [256, 64]) });

@@ -42,6 +42,7 @@ internal sealed class TinyModelFile
         SetInt($"{a}.attention.head_count_kv", HeadsKv);
         SetInt($"{a}.vocab_size", Vocab);
         if (OmitKey != $"{a}.attention.layer_norm_rms_epsilon") w.Set($"{a}.attention.layer_norm_rms_epsilon", 1e-5f);
+        if (a == "gemma3") SetInt($"{a}.attention.sliding_window", 4);
 
         var rng = new Random(1234);
         void Add(string name, params long[] dims)
@@ -86,16 +87,18 @@ internal sealed class TinyModelFile
                 Add(p + "attn_k.bias", HeadsKv * HeadDim);
                 Add(p + "attn_v.bias", HeadsKv * HeadDim);
             }
-            if (a == "qwen3")
+            if (a is "qwen3" or "gemma3")
             {
                 Add(p + "attn_q_norm.weight", HeadDim);
                 Add(p + "attn_k_norm.weight", HeadDim);
             }
             Add(p + "attn_output.weight", Heads * HeadDim, Embd);
+            if (a == "gemma3") Add(p + "post_attention_norm.weight", Embd);
             Add(p + "ffn_norm.weight", Embd);
             Add(p + "ffn_gate.weight", Embd, Ff);
             Add(p + "ffn_up.weight", Embd, Ff);
             Add(p + "ffn_down.weight", Ff, Embd);
+            if (a == "gemma3") Add(p + "post_ffw_norm.weight", Embd);
         }
         return w.ToArray();
     }

@@ -61,6 +61,7 @@ public sealed unsafe class ModelSynthesizerTests : IDisposable
     [InlineData("qwen3-0.6b", 596_049_920L)]
     [InlineData("qwen3-1.7b", 1_720_574_976L)]
     [InlineData("phi-3.5-mini", 3_821_079_552L)]
+    [InlineData("gemma-3-1b", 999_885_952L)]
     public void RealShapes_HaveThePublishedParameterCount(string name, long parameters)
     {
         var shape = SynthShapes.Find(name);
@@ -79,6 +80,7 @@ public sealed unsafe class ModelSynthesizerTests : IDisposable
     [InlineData("smollm2-360m", "gpt2", 49152, "smollm")]
     [InlineData("qwen3-0.6b", "gpt2", 151936, "qwen2")]
     [InlineData("phi-3.5-mini", "llama", 32064, "default")]
+    [InlineData("gemma-3-1b", "llama", 262144, "default")]
     public void RealVocabularies_HaveTheExactSize_AndUniqueTokens(string name, string model, int size, string pre)
     {
         var vocab = SynthVocab.Create(SynthShapes.Find(name));

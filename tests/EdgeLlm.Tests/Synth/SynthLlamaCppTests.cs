@@ -34,7 +34,7 @@ public sealed class SynthLlamaCppTests : IDisposable
         try { Directory.Delete(_dir, recursive: true); } catch (IOException) { }
     }
 
-    public static TheoryData<string> Shapes => new() { "llama", "qwen2", "llama3", "smollm", "qwen3", "phi3", "phi3-long", "phi3-split" };
+    public static TheoryData<string> Shapes => new() { "llama", "qwen2", "llama3", "smollm", "qwen3", "phi3", "phi3-long", "phi3-split", "gemma3", "gemma3-softcap" };
 
     private static SynthShape Shape(string kind) => kind switch
     {
@@ -56,6 +56,11 @@ public sealed class SynthLlamaCppTests : IDisposable
         // The original context (32) below the tests' 64: rope_factors_long.
         "phi3-long" => new("tiny-phi3", "tiny phi3", "phi3", 256, 2, 4, 2, 512, 300, 4096, 10000f, 1e-5f, false, false, SynthVocabKind.SentencePiece,
             LongRope: new LongRopeScaling(32)),
+        // Gemma 3: seven layers (five local, one global, one local), a window of 8 under the 32 tokens, 64-wide
+        // heads on a 128-wide stream, one KV head, per-head norms, post-norms, GeGLU, √embd-scaled embeddings.
+        "gemma3" => new("tiny-gemma3", "tiny gemma3", "gemma3", 128, 7, 4, 1, 384, 400, 256, 1e6f, 1e-6f, true, false, SynthVocabKind.SentencePiece,
+            WriteHeadLengths: true, HeadLength: 64, SlidingWindow: 8),
+        "gemma3-softcap" => Shape("gemma3") with { FinalLogitSoftcap = 5f },
         "smollm" => new("tiny-smollm", "tiny smollm", "llama", 192, 2, 3, 1, 256, 320, 256, 100000f, 1e-5f, true, false, SynthVocabKind.SmolLmBpe),
         _ => throw new ArgumentOutOfRangeException(nameof(kind)),
     };

@@ -11,7 +11,9 @@ namespace EdgeLlm.Models.Blocks;
 internal static unsafe class DecoderBlocks
 {
     /// <summary>Maps blk.<paramref name="il"/>.* to a <see cref="LayerWeights"/>, checking each shape against <paramref name="c"/>.</summary>
-    public static LayerWeights LoadLayer(TensorLoader tensors, ModelConfig c, int il, bool qkvBias)
+    /// <param name="postNorms">The block RMS-normalizes its attention and feed-forward outputs (Gemma 3's
+    /// post_attention_norm and post_ffw_norm).</param>
+    public static LayerWeights LoadLayer(TensorLoader tensors, ModelConfig c, int il, bool qkvBias, bool postNorms = false)
     {
         string a = c.Architecture;
         var embd = new TensorLoader.Dim(c.EmbeddingLength, $"{a}.embedding_length");
@@ -32,7 +34,9 @@ internal static unsafe class DecoderBlocks
             Bv = qkvBias ? tensors.Vector(p + "attn_v.bias", kvLen) : tensors.OptionalVector(p + "attn_v.bias", kvLen),
             QNorm = c.HasQkNorm ? tensors.Vector(p + "attn_q_norm.weight", headDim) : null,
             KNorm = c.HasQkNorm ? tensors.Vector(p + "attn_k_norm.weight", headDim) : null,
+            AttnPostNorm = postNorms ? tensors.Vector(p + "post_attention_norm.weight", embd) : null,
             FfnNorm = tensors.Vector(p + "ffn_norm.weight", embd),
+            FfnPostNorm = postNorms ? tensors.Vector(p + "post_ffw_norm.weight", embd) : null,
             Gate = tensors.Matrix(p + "ffn_gate.weight", embd, ff),
             Up = tensors.Matrix(p + "ffn_up.weight", embd, ff),
             Down = tensors.Matrix(p + "ffn_down.weight", ff, embd),
@@ -72,13 +76,16 @@ internal static unsafe class DecoderBlocks
             }
         }
 
-        // rotary embedding of Q and K at each token's position
+        // rotary embedding of Q and K at each token's position (Gemma 3's sliding-window layers: their own base)
         int pairs = c.RopeDimensionCount / 2;
+        bool swa = c.IsSlidingWindowLayer(il);
+        float* cosTable = swa && b.RopeCosSwa != null ? b.RopeCosSwa : b.RopeCos;
+        float* sinTable = swa && b.RopeSinSwa != null ? b.RopeSinSwa : b.RopeSin;
         using (Profiler.Section(Profiler.Op.Rope))
         for (int t = 0; t < n; t++)
         {
-            float* cos = b.RopeCos + (long)t * pairs;
-            float* sin = b.RopeSin + (long)t * pairs;
+            float* cos = cosTable + (long)t * pairs;
+            float* sin = sinTable + (long)t * pairs;
             if (t >= first) Rope.Apply(b.Q + (long)(t - first) * c.QueryLength, c.HeadCount, c.HeadDim, c.RopeDimensionCount, cos, sin, neox);
             Rope.Apply(b.K + (long)t * c.KvLength, c.HeadCountKv, c.HeadDim, c.RopeDimensionCount, cos, sin, neox);
         }
@@ -89,17 +96,19 @@ internal static unsafe class DecoderBlocks
         if (keep == 0) return;
         using (Profiler.Section(Profiler.Op.Attention))
             Attention.Forward(b.Q, keep, b.StartPos + first, b.Kv, il,
-            c.HeadCount, c.HeadCountKv, c.HeadDim, b.AttnOut, b.AttnScratch, b.Pool);
+            c.HeadCount, c.HeadCountKv, c.HeadDim, b.AttnOut, b.AttnScratch, b.Pool, swa ? c.SlidingWindow : 0, c.AttentionScale);
 
-        // attn_output, then the residual add (ffn_inp)
+        // attn_output (Gemma 3: RMS-normalized, attn_post_norm), then the residual add (ffn_inp)
         MatMul.Multiply(w.Wo, b.AttnOut, keep, b.Proj, b.MatScratch, b.Pool);
+        if (w.AttnPostNorm is not null) PostNorm(b.Proj, keep, w.AttnPostNorm, embd, c.RmsEps);
         using (Profiler.Section(Profiler.Op.Add))
             Activations.Add(b.X + (long)first * embd, b.Proj, (long)keep * embd);
     }
 
     /// <summary>
     /// x += ffn_down(silu(x_norm·Wgate) ⊙ (x_norm·Wup)), x_norm = rmsnorm(x) ⊙ ffn_norm, for the
-    /// last <paramref name="keep"/> tokens of the batch.
+    /// last <paramref name="keep"/> tokens of the batch; gelu instead of silu for <see cref="ModelConfig.GeluGate"/>,
+    /// and the result RMS-normalized (ffn_post_norm) before the add where the layer has it (Gemma 3).
     /// </summary>
     public static void SwiGluFeedForward(ModelConfig c, LayerWeights w, ForwardBatch b, int keep)
     {
@@ -113,12 +122,18 @@ internal static unsafe class DecoderBlocks
         // Row by row: which elements take the vector exp and which the scalar tail must not
         // depend on the batch size, or a token's logits would change with its batch.
         int ff = c.FeedForwardLength;
+        bool gelu = c.GeluGate;
         using (Profiler.Section(Profiler.Op.SwiGlu))
             b.Pool.For(keep, ff, (start, end, _) =>
             {
-                for (int t = start; t < end; t++) Activations.SwiGlu(b.Gate + (long)t * ff, b.Up + (long)t * ff, ff);
+                for (int t = start; t < end; t++)
+                {
+                    if (gelu) Activations.GeGlu(b.Gate + (long)t * ff, b.Up + (long)t * ff, ff);
+                    else Activations.SwiGlu(b.Gate + (long)t * ff, b.Up + (long)t * ff, ff);
+                }
             }, minParallelWork: 1 << 16);
         MatMul.Multiply(w.Down, b.Gate, keep, b.Proj, b.MatScratch, b.Pool);
+        if (w.FfnPostNorm is not null) PostNorm(b.Proj, keep, w.FfnPostNorm, embd, c.RmsEps);
 
         // l_out
         using (Profiler.Section(Profiler.Op.Add))
@@ -140,6 +155,15 @@ internal static unsafe class DecoderBlocks
                 RmsNorm.Forward(row, g, row, headDim, eps);
             }
         }
+    }
+
+    /// <summary>rmsnorm(y) ⊙ weight in place for <paramref name="n"/> rows of <paramref name="embd"/> (Gemma 3's post-norms).</summary>
+    private static void PostNorm(float* y, int n, float[] weight, int embd, float eps)
+    {
+        using var _ = Profiler.Section(Profiler.Op.RmsNorm);
+        fixed (float* g = weight)
+            for (int t = 0; t < n; t++)
+                RmsNorm.Forward(y + (long)t * embd, g, y + (long)t * embd, embd, eps);
     }
 
     /// <summary>b.Norm = rmsnorm(x) ⊙ weight for <paramref name="n"/> rows of x, row by row (tokens in parallel for a large batch).</summary>
