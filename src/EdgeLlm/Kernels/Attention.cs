@@ -244,7 +244,9 @@ internal static unsafe class Attention
                 }
             int* ns = nt > 1 ? rowN : null;
             T* kHead = k + kvh * kHeadStride, vHead = v + kvh * vHeadStride;
-            Scores(qh, hStride, rows, kHead, nKv, headDim, scale, scores, sStride, max, lanes, tile, ns);
+            // A sliding window: the blocks before the first row's window are neither scored nor read.
+            int from = window > 0 ? Math.Max(0, startPos + t0 + 1 - window) / PositionBlock * PositionBlock : 0;
+            Scores(qh, hStride, rows, kHead, nKv, headDim, scale, scores, sStride, max, lanes, tile, ns, from);
             for (int r = 0; r < rows; r++)
             {
                 float* sr = scores + r * sStride;
@@ -262,11 +264,11 @@ internal static unsafe class Attention
             if (nt == 1)
             {
                 float* o = output + (long)t0 * qLen + h0 * headDim;
-                Values(scores, sStride, heads, vHead, nKv, headDim, o, headDim, partial, lanes, tile);
+                Values(scores, sStride, heads, vHead, nKv, headDim, o, headDim, partial, lanes, tile, null, from);
                 continue;
             }
             // Several tokens: the rows' outputs into their query rows (done with), then to each token's row.
-            Values(scores, sStride, rows, vHead, nKv, headDim, qh, hStride, partial, lanes, tile, ns);
+            Values(scores, sStride, rows, vHead, nKv, headDim, qh, hStride, partial, lanes, tile, ns, from);
             for (int ti = 0; ti < nt; ti++)
                 for (int i = 0; i < heads; i++)
                     Buffer.MemoryCopy(qh + (ti * heads + i) * hStride, output + (long)(t0 + ti) * qLen + (h0 + i) * headDim, headDim * sizeof(float), headDim * sizeof(float));
@@ -294,16 +296,17 @@ internal static unsafe class Attention
     /// </summary>
     [MethodImpl(MethodImplOptions.AggressiveOptimization)]
     internal static void Scores<T>(float* q, long qStride, int heads, T* k, int n, int headDim, float scale,
-        float* scores, long sStride, float* max, int lanes, float* tile, int* rowN = null)
+        float* scores, long sStride, float* max, int lanes, float* tile, int* rowN = null, int from = 0)
         where T : unmanaged
     {
+        // from (a multiple of PositionBlock; a sliding window's first block): the keys before it are not scored.
         int blockValues = PositionBlock * headDim;
-        for (int j = 0; j < n; j += PositionBlock)
+        for (int j = from; j < n; j += PositionBlock)
         {
             float* kb = Block(k, (long)j * headDim, blockValues, tile);
             ScoresTile(q, qStride, heads, kb, headDim, scale, scores + j, sStride, lanes, Math.Min(PositionBlock, n - j));
         }
-        for (int i = 0; i < heads; i++) max[i] = Max(scores + i * sStride, rowN == null ? n : rowN[i], lanes);
+        for (int i = 0; i < heads; i++) max[i] = Max(scores + i * sStride + from, (rowN == null ? n : rowN[i]) - from, lanes);
     }
 
     /// <summary>
@@ -390,19 +393,21 @@ internal static unsafe class Attention
     /// </summary>
     [MethodImpl(MethodImplOptions.AggressiveOptimization)]
     internal static void Values<T>(float* p, long pStride, int heads, T* v, int n, int headDim,
-        float* o, long oStride, float* partial, int lanes, float* tile, int* rowN = null)
+        float* o, long oStride, float* partial, int lanes, float* tile, int* rowN = null, int from = 0)
         where T : unmanaged
     {
+        // from (a multiple of PositionBlock): the probabilities before it are zero and are skipped, which
+        // changes no bit (adding 0 · v leaves a sum as it is, and the scalar pairs keep their parity).
         long rowPartial = RowPartialFloats(headDim);
         int width = lanes == 16 ? 64 : lanes == 8 ? 32 : 16;
         int narrow = lanes == 16 ? 16 : lanes == 8 ? 8 : 4;
         int dVec = 0;
         if (lanes >= 4 && headDim >= narrow)
         {
-            for (int j0 = 0; j0 < n; j0 += PositionBlock)
+            for (int j0 = from; j0 < n; j0 += PositionBlock)
             {
                 int len = Math.Min(PositionBlock, n - j0);
-                bool first = j0 == 0;
+                bool first = j0 == from;
                 float* vb = Block(v, (long)j0 * headDim, len * headDim, tile);
                 int d = 0;
                 for (int c = 0; d + narrow <= headDim; c++)
@@ -426,7 +431,7 @@ internal static unsafe class Attention
                 float* pi = p + i * pStride;
                 int ni = rowN == null ? n : rowN[i];
                 float even = 0, odd = 0;
-                int j = 0;
+                int j = from;
                 for (; j + 2 <= ni; j += 2)
                 {
                     even = MathF.FusedMultiplyAdd(pi[j], Load1(v, (long)j * headDim + d), even);

@@ -34,7 +34,7 @@ public sealed class SynthLlamaCppTests : IDisposable
         try { Directory.Delete(_dir, recursive: true); } catch (IOException) { }
     }
 
-    public static TheoryData<string> Shapes => new() { "llama", "qwen2", "llama3", "smollm", "qwen3", "phi3", "phi3-long", "phi3-split", "gemma3", "gemma3-softcap" };
+    public static TheoryData<string> Shapes => new() { "llama", "qwen2", "llama3", "smollm", "qwen3", "phi3", "phi3-long", "phi3-split", "gemma3", "gemma3-softcap", "gemma3-long" };
 
     private static SynthShape Shape(string kind) => kind switch
     {
@@ -61,6 +61,9 @@ public sealed class SynthLlamaCppTests : IDisposable
         "gemma3" => new("tiny-gemma3", "tiny gemma3", "gemma3", 128, 7, 4, 1, 384, 400, 256, 1e6f, 1e-6f, true, false, SynthVocabKind.SentencePiece,
             WriteHeadLengths: true, HeadLength: 64, SlidingWindow: 8),
         "gemma3-softcap" => Shape("gemma3") with { FinalLogitSoftcap = 5f },
+        // 200 tokens through a window of 72 (Gemma 3 1B's 512 is 8 × 64): the windows start past whole
+        // 64-key blocks, which the attention then skips.
+        "gemma3-long" => Shape("gemma3") with { SlidingWindow = 72 },
         "smollm" => new("tiny-smollm", "tiny smollm", "llama", 192, 2, 3, 1, 256, 320, 256, 100000f, 1e-5f, true, false, SynthVocabKind.SmolLmBpe),
         _ => throw new ArgumentOutOfRangeException(nameof(kind)),
     };
@@ -102,15 +105,31 @@ public sealed class SynthLlamaCppTests : IDisposable
         ModelSynthesizer.Synthesize(shape, "F32", path, seed: 11);
         if (kind == "phi3-split") path = SplitQkv(path, shape);
         var rng = new Random(3);
-        int[] tokens = Enumerable.Range(0, 32).Select(_ => rng.Next(shape.VocabSize)).ToArray();
+        int count = kind == "gemma3-long" ? 200 : 32, ctxLen = kind == "gemma3-long" ? 256 : 64;
+        int[] tokens = Enumerable.Range(0, count).Select(_ => rng.Next(shape.VocabSize)).ToArray();
 
         float[] ours;
         using (var model = Model.Load(path))
-        using (var ctx = new InferenceContext(model, 64, threads: 1))
+        using (var ctx = new InferenceContext(model, ctxLen, threads: 1))
+        {
             ours = ctx.Eval(tokens, allLogits: true);
+            if (kind == "gemma3-long")
+            {
+                // The decode path (one token, the f16 cache read in place) past the window agrees with the batch.
+                using var one = new InferenceContext(model, ctxLen, threads: 2);
+                one.Eval(tokens.AsSpan(0, 150), allLogits: false);
+                int v = shape.VocabSize;
+                for (int i = 150; i < tokens.Length; i++)
+                {
+                    float[] row = one.Eval(tokens.AsSpan(i, 1), allLogits: false);
+                    double diff = row.Select((x, j) => Math.Abs((double)x - ours[(long)i * v + j])).Max();
+                    Assert.True(diff < 1e-2, $"token {i} one at a time differs from the batch by {diff}");
+                }
+            }
+        }
 
         _ = LlamaCppOracle.NativeLibrary; // loads llama.cpp quietly
-        var prm = new ModelParams(path) { GpuLayerCount = 0, ContextSize = 64, BatchSize = 64, UBatchSize = 64, Threads = 1, BatchThreads = 1 };
+        var prm = new ModelParams(path) { GpuLayerCount = 0, ContextSize = (uint)ctxLen, BatchSize = (uint)ctxLen, UBatchSize = (uint)ctxLen, Threads = 1, BatchThreads = 1 };
         using var weights = LLamaWeights.LoadFromFile(prm);
         Assert.Equal(shape.VocabSize, weights.Vocab.Count);
         using var lctx = weights.CreateContext(prm);
