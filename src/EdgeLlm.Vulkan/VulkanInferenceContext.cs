@@ -74,7 +74,7 @@ public sealed unsafe class VulkanInferenceContext : Engine.IEvalContext, Engine.
         ArgumentOutOfRangeException.ThrowIfLessThan(_options.MatMulMinTokens, 1, nameof(options));
         _c = model.Config;
         // Gemma 3's sliding window, post-norms, GeGLU and scaled embeddings have no shaders yet: the CPU backend runs it.
-        if (_c.SlidingWindow > 0 || _c.GeluGate || _c.EmbeddingScale != 1f || _c.FinalLogitSoftcap != 0 || _c.AttentionScale != 0)
+        if (_c.SlidingWindow > 0 || _c.GeluGate || _c.EmbeddingScale != 1f || _c.FinalLogitSoftcap != 0 || _c.AttentionScale != 0 || _c.AttnLogitSoftcap != 0)
             throw new VulkanUnavailableException($"the Vulkan backend does not run the {_c.Architecture} architecture yet (sliding-window attention, post-norms, GeGLU); the CPU backend does");
         if (_c.HeadDim % 2 != 0 || _c.KvLength % 2 != 0)
             throw new VulkanUnavailableException($"the Vulkan backend needs an even head dimension (this model has {_c.HeadDim})");

@@ -127,8 +127,9 @@ internal static unsafe class Attention
     /// <param name="window">Sliding window (llama.cpp's LLAMA_SWA_TYPE_STANDARD): a query at position p sees
     /// the keys at positions p - window + 1 .. p; 0 for all of them.</param>
     /// <param name="scale">The scores' scale; 0 for 1 / sqrt(head_dim).</param>
+    /// <param name="softcap">Scores become softcap · tanh(score / softcap) before the softmax (Gemma 2); 0 for none.</param>
     public static void Forward(float* q, int nTokens, int startPos, KvCache kv, int layer,
-        int nHead, int nHeadKv, int headDim, float* output, byte* scratch, WorkerPool pool, int window = 0, float scale = 0)
+        int nHead, int nHeadKv, int headDim, float* output, byte* scratch, WorkerPool pool, int window = 0, float scale = 0, float softcap = 0)
     {
         if (scale == 0) scale = 1.0f / MathF.Sqrt(headDim);
         int group = nHead / nHeadKv;
@@ -151,7 +152,7 @@ internal static unsafe class Attention
             // (Scores/Values); that costs less than writing and re-reading an f32
             // copy of the whole layer, as a prompt does below.
             pool.ForDynamic(items, chunk, (long)nKv * headDim * 2 * Math.Min(group, block), (start, end, worker) =>
-                Items(q, nTokens, startPos, k0, headStride, v0, headStride, ctx, nHead, nHeadKv, headDim, block, 1, output, scratch + worker * ws, start, end, window, scale),
+                Items(q, nTokens, startPos, k0, headStride, v0, headStride, ctx, nHead, nHeadKv, headDim, block, 1, output, scratch + worker * ws, start, end, window, scale, softcap),
                 minParallelWork: 1 << 14);
             return;
         }
@@ -181,7 +182,7 @@ internal static unsafe class Attention
                     }
                 });
                 pool.ForDynamic(items, chunk, (long)nKv * headDim * 2 * Math.Min(group, block) * tokenBlock, (start, end, worker) =>
-                    Items(q, nTokens, startPos, kfp, headFloats, vfp, headFloats, ctx, nHead, nHeadKv, headDim, block, tokenBlock, output, scratch + worker * ws, start, end, window, scale),
+                    Items(q, nTokens, startPos, kfp, headFloats, vfp, headFloats, ctx, nHead, nHeadKv, headDim, block, tokenBlock, output, scratch + worker * ws, start, end, window, scale, softcap),
                     minParallelWork: 1 << 14);
             }
         }
@@ -205,7 +206,7 @@ internal static unsafe class Attention
     [MethodImpl(MethodImplOptions.AggressiveOptimization)]
     private static void Items<T>(float* q, int nTokens, int startPos, T* k, long kHeadStride, T* v, long vHeadStride,
         int contextLength, int nHead, int nHeadKv, int headDim, int block, int tokenBlock, float* output, byte* ws, int start, int end,
-        int window, float scale)
+        int window, float scale, float softcap)
         where T : unmanaged
     {
         int qLen = nHead * headDim;
@@ -253,7 +254,9 @@ internal static unsafe class Attention
                 // A sliding window: the keys before it get probability 0 (llama.cpp's -inf in the mask),
                 // the softmax runs over the window alone.
                 int lo = window > 0 ? Math.Max(0, rowN[r] - window) : 0;
-                if (lo > 0)
+                // Gemma 2's soft-capping of the scores (ggml_scale, ggml_tanh, ggml_scale before the softmax).
+                if (softcap > 0) Activations.Softcap(sr + lo, rowN[r] - lo, softcap);
+                if (lo > 0 || softcap > 0)
                 {
                     max[r] = Max(sr + lo, rowN[r] - lo, lanes);
                     new Span<float>(sr, lo).Clear();

@@ -38,14 +38,13 @@ internal sealed class Gemma3 : Model
         double softcap = file.GetFloat("gemma3.final_logit_softcapping") ?? 0;
         if (!double.IsFinite(softcap) || softcap < 0)
             throw new ModelLoadException($"metadata key gemma3.final_logit_softcapping must be a number >= 0, found {softcap}");
-        double swaBase = file.GetFloat("gemma3.rope.freq_base_swa") ?? 10000.0;
         return c with
         {
             HasQkNorm = true,
             GeluGate = true,
             SlidingWindow = window,
             SlidingWindowPattern = 6,
-            RopeFreqBaseSwa = (float)swaBase,
+            RopeFreqBaseSwa = 10000f, // llama.cpp's rope_freq_base_train_swa for gemma3
             EmbeddingScale = MathF.Sqrt(c.EmbeddingLength),
             FinalLogitSoftcap = (float)softcap,
             // llama.cpp: the 27B model (62 layers) scales queries by 1 / √(embd / heads), the others by 1 / √head_dim.

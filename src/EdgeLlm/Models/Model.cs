@@ -13,7 +13,7 @@ namespace EdgeLlm.Models;
 public abstract unsafe class Model : IDisposable
 {
     /// <summary>Architectures <see cref="Load(GgufFile, ModelLoadOptions?)"/> accepts (general.architecture).</summary>
-    public static IReadOnlyList<string> SupportedArchitectures { get; } = ["llama", "qwen2", "qwen3", "phi3", "gemma3"];
+    public static IReadOnlyList<string> SupportedArchitectures { get; } = ["llama", "qwen2", "qwen3", "phi3", "gemma2", "gemma3"];
 
     private readonly bool _ownsFile;
     private readonly List<nint> _repacked = [];
@@ -135,6 +135,7 @@ public abstract unsafe class Model : IDisposable
             "qwen2" => Qwen2.ReadConfig(file),
             "qwen3" => Qwen3.ReadConfig(file),
             "phi3" => Phi3.ReadConfig(file),
+            "gemma2" => Gemma2.ReadConfig(file),
             "gemma3" => Gemma3.ReadConfig(file),
             _ => throw new ModelLoadException($"architecture '{arch}' is not supported (supported: {string.Join(", ", SupportedArchitectures)})"),
         };
@@ -145,6 +146,7 @@ public abstract unsafe class Model : IDisposable
             "llama" => new Llama(file, config, tensors, ownsFile, options),
             "qwen3" => new Qwen3(file, config, tensors, ownsFile, options),
             "phi3" => new Phi3(file, config, tensors, ownsFile, options),
+            "gemma2" => new Gemma2(file, config, tensors, ownsFile, options),
             "gemma3" => new Gemma3(file, config, tensors, ownsFile, options),
             _ => new Qwen2(file, config, tensors, ownsFile, options),
         };

@@ -77,7 +77,7 @@ public sealed record ModelConfig(
     /// </summary>
     public int SlidingWindowPattern { get; init; }
 
-    /// <summary>Rope base of the sliding-window layers (Gemma 3: 10000, its global layers <see cref="RopeFreqBase"/>); their frequency scale is 1.</summary>
+    /// <summary>Rope base of the sliding-window layers (Gemma 3: 10000, its global layers <see cref="RopeFreqBase"/>; Gemma 2: the same as the others); their frequency scale is 1.</summary>
     public float RopeFreqBaseSwa { get; init; } = 10000f;
 
     /// <summary>The attention scores' scale; 0 for 1 / √<see cref="HeadDim"/>.</summary>
@@ -85,6 +85,9 @@ public sealed record ModelConfig(
 
     /// <summary>The token embeddings are multiplied by this before the first layer (Gemma: √embd).</summary>
     public float EmbeddingScale { get; init; } = 1f;
+
+    /// <summary>Attention scores become c · tanh(score / c) before the softmax for c &gt; 0 (Gemma 2's attn_logit_softcapping); 0 for none.</summary>
+    public float AttnLogitSoftcap { get; init; }
 
     /// <summary>Logits become c · tanh(logit / c) for c &gt; 0 (final_logit_softcapping); 0 for none.</summary>
     public float FinalLogitSoftcap { get; init; }

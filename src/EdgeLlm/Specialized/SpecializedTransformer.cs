@@ -57,7 +57,7 @@ public abstract unsafe class SpecializedTransformer
         if (c.RopeFreqBase != s.RopeBase) return $"rope base {c.RopeFreqBase}, not {s.RopeBase}";
         if (c.RopeFreqScale != 1f) return "linear rope scaling";
         if (c.RopeAttnFactor != 1f) return $"rope attention factor {c.RopeAttnFactor}";
-        if (c.SlidingWindow > 0 || c.GeluGate || c.EmbeddingScale != 1f || c.FinalLogitSoftcap != 0 || c.AttentionScale != 0)
+        if (c.SlidingWindow > 0 || c.GeluGate || c.EmbeddingScale != 1f || c.FinalLogitSoftcap != 0 || c.AttentionScale != 0 || c.AttnLogitSoftcap != 0)
             return "Gemma-style blocks (sliding window, GeGLU, scaled embeddings)";
         if (c.RopeNeox != s.RopeNeox) return "rope layout";
         if (c.HasQkNorm != s.QkNorm) return c.HasQkNorm ? "per-head Q/K norms" : "no per-head Q/K norms";

@@ -263,10 +263,11 @@ public static unsafe class ModelSynthesizer
             w.Set($"{a}.attention.sliding_window", (uint)s.SlidingWindow);
             if (s.LongRope is { } longRope) w.Set($"{a}.rope.scaling.attn_factor", longRope.AttnFactor(s.ContextLength));
         }
-        if (a == "gemma3")
+        if (s.IsGemma)
         {
-            // Gemma3Model.set_gguf_parameters: the window, and the soft-cap when config.json sets one.
+            // Gemma2Model / Gemma3Model.set_gguf_parameters: the window, and the soft-caps config.json sets.
             w.Set($"{a}.attention.sliding_window", (uint)s.SlidingWindow);
+            if (s.AttnLogitSoftcap > 0) w.Set($"{a}.attn_logit_softcapping", s.AttnLogitSoftcap);
             if (s.FinalLogitSoftcap > 0) w.Set($"{a}.final_logit_softcapping", s.FinalLogitSoftcap);
         }
         if (a == "llama")
@@ -341,13 +342,13 @@ public static unsafe class ModelSynthesizer
             list.Add(new(p + "attn_v.weight", [embd, kv], Init.Normal, Proj(embd)));
             if (s.QkvBias) list.Add(new(p + "attn_v.bias", [kv], Init.Normal, 0.1f));
             list.Add(new(p + "attn_output.weight", [q, embd], Init.Normal, Proj(q) * residual));
-            // Gemma 3's post-norms (1 + w as the converter stores them): not all ones, so that each matters.
-            if (s.Architecture == "gemma3") list.Add(new(p + "post_attention_norm.weight", [embd], Init.OnePlusNormal, 0.2f));
+            // Gemma's post-norms (1 + w as the converter stores them): not all ones, so that each matters.
+            if (s.IsGemma) list.Add(new(p + "post_attention_norm.weight", [embd], Init.OnePlusNormal, 0.2f));
             list.Add(new(p + "ffn_norm.weight", [embd], Init.Ones, 0));
             list.Add(new(p + "ffn_gate.weight", [embd, ff], Init.Normal, Proj(embd)));
             list.Add(new(p + "ffn_up.weight", [embd, ff], Init.Normal, Proj(embd)));
             list.Add(new(p + "ffn_down.weight", [ff, embd], Init.Normal, Proj(ff) * residual));
-            if (s.Architecture == "gemma3") list.Add(new(p + "post_ffw_norm.weight", [embd], Init.OnePlusNormal, 0.2f));
+            if (s.IsGemma) list.Add(new(p + "post_ffw_norm.weight", [embd], Init.OnePlusNormal, 0.2f));
         }
         list.Add(new("output_norm.weight", [embd], Init.Ones, 0));
         if (!s.TiedEmbeddings) list.Add(new("output.weight", [embd, vocab], Init.Normal, Proj(embd)));

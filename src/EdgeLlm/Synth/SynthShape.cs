@@ -72,7 +72,8 @@ public sealed record LongRopeScaling(int OriginalContextLength)
 /// <param name="HeadLength">config.json's <c>head_dim</c> when it is not hidden_size / num_attention_heads (Qwen3: 128), else 0.</param>
 /// <param name="LongRope">Phi-3 LongRoPE (writes rope_factors_long/short and attn_factor), or null.</param>
 /// <param name="SlidingWindow">config.json's <c>sliding_window</c> (phi3 and gemma3 write it; 0 when none).</param>
-/// <param name="FinalLogitSoftcap">config.json's <c>final_logit_softcapping</c> (gemma3 writes it when set), else 0.</param>
+/// <param name="FinalLogitSoftcap">config.json's <c>final_logit_softcapping</c> (gemma2 and gemma3 write it when set), else 0.</param>
+/// <param name="AttnLogitSoftcap">config.json's <c>attn_logit_softcapping</c> (gemma2 writes it when set), else 0.</param>
 public sealed record SynthShape(
     string Name,
     string DisplayName,
@@ -94,13 +95,17 @@ public sealed record SynthShape(
     int HeadLength = 0,
     LongRopeScaling? LongRope = null,
     int SlidingWindow = 0,
-    float FinalLogitSoftcap = 0)
+    float FinalLogitSoftcap = 0,
+    float AttnLogitSoftcap = 0)
 {
     /// <summary>Width of one attention head.</summary>
     public int HeadDim => HeadLength > 0 ? HeadLength : EmbeddingLength / HeadCount;
 
     /// <summary>Each layer has per-head Q/K RMSNorm weights (attn_q_norm, attn_k_norm): the <c>qwen3</c> architecture.</summary>
     public bool QkNorm => Architecture is "qwen3" or "gemma3";
+
+    /// <summary>Gemma 2 or 3: post-norms, GeGLU, chat tokens; written as the converter's Gemma2Model / Gemma3Model.</summary>
+    public bool IsGemma => Architecture is "gemma2" or "gemma3";
 
     /// <summary>Checks that the numbers describe a model llama.cpp can load.</summary>
     /// <exception cref="ArgumentException">a dimension is out of range or does not divide.</exception>
@@ -110,10 +115,11 @@ public sealed record SynthShape(
         {
             if (!ok) throw new ArgumentException($"synthetic shape '{Name}': {what}");
         }
-        Require(Architecture is "llama" or "qwen2" or "qwen3" or "phi3" or "gemma3", $"architecture '{Architecture}' is not llama, qwen2, qwen3, phi3 or gemma3");
-        Require(Architecture != "gemma3" || (WriteHeadLengths && TiedEmbeddings && Vocab == SynthVocabKind.SentencePiece),
-            "a gemma3 model writes its head lengths, ties its embeddings and has a SentencePiece vocabulary");
-        Require(FinalLogitSoftcap == 0 || Architecture == "gemma3", "final logit soft-capping is written for gemma3 only");
+        Require(Architecture is "llama" or "qwen2" or "qwen3" or "phi3" or "gemma2" or "gemma3", $"architecture '{Architecture}' is not llama, qwen2, qwen3, phi3, gemma2 or gemma3");
+        Require(!IsGemma || (WriteHeadLengths && TiedEmbeddings && Vocab == SynthVocabKind.SentencePiece),
+            $"a {Architecture} model writes its head lengths, ties its embeddings and has a SentencePiece vocabulary");
+        Require(FinalLogitSoftcap == 0 || IsGemma, "final logit soft-capping is written for gemma2 and gemma3 only");
+        Require(AttnLogitSoftcap == 0 || Architecture == "gemma2", "attention logit soft-capping is written for gemma2 only");
         Require(LongRope is null || Architecture == "phi3", "LongRoPE factors are written for phi3 only");
         Require(!QkvBias || Architecture == "qwen2", "Q/K/V biases are written for qwen2 only");
         Require(EmbeddingLength > 0 && BlockCount > 0 && HeadCount > 0 && HeadCountKv > 0 && FeedForwardLength > 0 && ContextLength > 0,
@@ -188,8 +194,18 @@ public static class SynthShapes
         FeedForwardLength: 6912, VocabSize: 262144, ContextLength: 32768, RopeFreqBase: 1000000f, RmsEps: 1e-6f,
         TiedEmbeddings: true, QkvBias: false, SynthVocabKind.SentencePiece, WriteHeadLengths: true, HeadLength: 256, SlidingWindow: 512);
 
+    /// <summary>
+    /// Gemma-2-2B: gemma2 architecture (256-wide heads, 8 query and 4 KV heads, post-norms, GeGLU), a 4096-token
+    /// sliding window in every other layer, attention and final logits soft-capped at 50 and 30, tied embeddings of 256,000 rows.
+    /// </summary>
+    public static readonly SynthShape Gemma2_2B = new(
+        "gemma-2-2b", "Gemma 2 2B (synthetic)", "gemma2", EmbeddingLength: 2304, BlockCount: 26, HeadCount: 8, HeadCountKv: 4,
+        FeedForwardLength: 9216, VocabSize: 256000, ContextLength: 8192, RopeFreqBase: 10000f, RmsEps: 1e-6f,
+        TiedEmbeddings: true, QkvBias: false, SynthVocabKind.SentencePiece, WriteHeadLengths: true, HeadLength: 256, SlidingWindow: 4096,
+        FinalLogitSoftcap: 30f, AttnLogitSoftcap: 50f);
+
     /// <summary>Every known shape.</summary>
-    public static IReadOnlyList<SynthShape> All { get; } = [TinyLlama11B, Llama32_1B, Qwen25_05B, SmolLM2_360M, Qwen3_06B, Qwen3_17B, Phi35Mini, Gemma3_1B];
+    public static IReadOnlyList<SynthShape> All { get; } = [TinyLlama11B, Llama32_1B, Qwen25_05B, SmolLM2_360M, Qwen3_06B, Qwen3_17B, Phi35Mini, Gemma2_2B, Gemma3_1B];
 
     /// <summary>The names <see cref="Find"/> accepts.</summary>
     public static IEnumerable<string> Names => All.Select(s => s.Name);

@@ -213,13 +213,13 @@ internal sealed class SynthVocab
         };
     }
 
-    private static readonly string[] s_gemma3Added = ["<start_of_turn>", "<end_of_turn>"];
+    private static readonly string[] s_gemma3Added = ["<start_of_turn>", "<end_of_turn>"]; // Gemma 2 and 3
 
     /// <summary>The chat tokens a synthetic vocabulary of <paramref name="arch"/> adds after its SentencePiece tokens.</summary>
     internal static string[] AddedTokens(string arch) => arch switch
     {
         "phi3" => s_phi3Added,
-        "gemma3" => s_gemma3Added,
+        "gemma2" or "gemma3" => s_gemma3Added,
         _ => [],
     };
 

@@ -173,6 +173,24 @@ public class ModelLoadTests
     }
 
     [Fact]
+    public void Gemma2_TakesLlamaCppsDefaults_WhereTheFileIsSilent()
+    {
+        // No sliding_window, attn_logit_softcapping or final_logit_softcapping keys: llama.cpp's 4096, 50 and 30.
+        using (var f = new TinyModelFile { Architecture = "gemma2" }.Write())
+        using (var m = Model.Load(f.Path))
+        {
+            var c = m.Config;
+            Assert.True(c.GeluGate && c.RopeNeox && !c.HasQkNorm);
+            Assert.Equal((4096, 50f, 30f), (c.SlidingWindow, c.AttnLogitSoftcap, c.FinalLogitSoftcap));
+            Assert.Equal([true, false, true, false], Enumerable.Range(0, 4).Select(c.IsSlidingWindowLayer));
+            using var ctx = new InferenceContext(m, 16, threads: 1);
+            Assert.All(ctx.Eval([1, 2, 3]), x => Assert.True(float.IsFinite(x) && MathF.Abs(x) <= 30f));
+        }
+        var e = LoadFails(new TinyModelFile { Architecture = "gemma2", Omit = "blk.0.post_attention_norm.weight" });
+        Assert.Equal("tensor blk.0.post_attention_norm.weight is missing from the model file", e.Message);
+    }
+
+    [Fact]
     public void WrongShape_NamesTensorAndBothShapes()
     {
         var e = LoadFails(new TinyModelFile { Reshape = ("blk.0.attn_k.weight", [256, 64]) });

@@ -93,12 +93,12 @@ internal sealed class TinyModelFile
                 Add(p + "attn_k_norm.weight", HeadDim);
             }
             Add(p + "attn_output.weight", Heads * HeadDim, Embd);
-            if (a == "gemma3") Add(p + "post_attention_norm.weight", Embd);
+            if (a is "gemma2" or "gemma3") Add(p + "post_attention_norm.weight", Embd);
             Add(p + "ffn_norm.weight", Embd);
             Add(p + "ffn_gate.weight", Embd, Ff);
             Add(p + "ffn_up.weight", Embd, Ff);
             Add(p + "ffn_down.weight", Ff, Embd);
-            if (a == "gemma3") Add(p + "post_ffw_norm.weight", Embd);
+            if (a is "gemma2" or "gemma3") Add(p + "post_ffw_norm.weight", Embd);
         }
         return w.ToArray();
     }

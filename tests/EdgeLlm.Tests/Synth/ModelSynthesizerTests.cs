@@ -62,6 +62,7 @@ public sealed unsafe class ModelSynthesizerTests : IDisposable
     [InlineData("qwen3-1.7b", 1_720_574_976L)]
     [InlineData("phi-3.5-mini", 3_821_079_552L)]
     [InlineData("gemma-3-1b", 999_885_952L)]
+    [InlineData("gemma-2-2b", 2_614_341_888L)]
     public void RealShapes_HaveThePublishedParameterCount(string name, long parameters)
     {
         var shape = SynthShapes.Find(name);
@@ -81,6 +82,7 @@ public sealed unsafe class ModelSynthesizerTests : IDisposable
     [InlineData("qwen3-0.6b", "gpt2", 151936, "qwen2")]
     [InlineData("phi-3.5-mini", "llama", 32064, "default")]
     [InlineData("gemma-3-1b", "llama", 262144, "default")]
+    [InlineData("gemma-2-2b", "llama", 256000, "default")]
     public void RealVocabularies_HaveTheExactSize_AndUniqueTokens(string name, string model, int size, string pre)
     {
         var vocab = SynthVocab.Create(SynthShapes.Find(name));

@@ -34,7 +34,7 @@ public sealed class SynthLlamaCppTests : IDisposable
         try { Directory.Delete(_dir, recursive: true); } catch (IOException) { }
     }
 
-    public static TheoryData<string> Shapes => new() { "llama", "qwen2", "llama3", "smollm", "qwen3", "phi3", "phi3-long", "phi3-split", "gemma3", "gemma3-softcap", "gemma3-long" };
+    public static TheoryData<string> Shapes => new() { "llama", "qwen2", "llama3", "smollm", "qwen3", "phi3", "phi3-long", "phi3-split", "gemma3", "gemma3-softcap", "gemma3-long", "gemma2", "gemma2-long" };
 
     private static SynthShape Shape(string kind) => kind switch
     {
@@ -64,6 +64,11 @@ public sealed class SynthLlamaCppTests : IDisposable
         // 200 tokens through a window of 72 (Gemma 3 1B's 512 is 8 × 64): the windows start past whole
         // 64-key blocks, which the attention then skips.
         "gemma3-long" => Shape("gemma3") with { SlidingWindow = 72 },
+        // Gemma 2: every other layer local (window 8 under 32 tokens), scores soft-capped at 5 and logits at 8
+        // (the real 50 and 30 would hardly bend this small model's values), four layers, no Q/K norms.
+        "gemma2" => new("tiny-gemma2", "tiny gemma2", "gemma2", 128, 4, 4, 2, 384, 400, 256, 10000f, 1e-6f, true, false, SynthVocabKind.SentencePiece,
+            WriteHeadLengths: true, HeadLength: 64, SlidingWindow: 8, FinalLogitSoftcap: 8f, AttnLogitSoftcap: 5f),
+        "gemma2-long" => Shape("gemma2") with { SlidingWindow = 72 },
         "smollm" => new("tiny-smollm", "tiny smollm", "llama", 192, 2, 3, 1, 256, 320, 256, 100000f, 1e-5f, true, false, SynthVocabKind.SmolLmBpe),
         _ => throw new ArgumentOutOfRangeException(nameof(kind)),
     };
@@ -105,7 +110,8 @@ public sealed class SynthLlamaCppTests : IDisposable
         ModelSynthesizer.Synthesize(shape, "F32", path, seed: 11);
         if (kind == "phi3-split") path = SplitQkv(path, shape);
         var rng = new Random(3);
-        int count = kind == "gemma3-long" ? 200 : 32, ctxLen = kind == "gemma3-long" ? 256 : 64;
+        bool longer = kind.EndsWith("-long", StringComparison.Ordinal) && kind.StartsWith("gemma", StringComparison.Ordinal);
+        int count = longer ? 200 : 32, ctxLen = longer ? 256 : 64;
         int[] tokens = Enumerable.Range(0, count).Select(_ => rng.Next(shape.VocabSize)).ToArray();
 
         float[] ours;
@@ -113,7 +119,7 @@ public sealed class SynthLlamaCppTests : IDisposable
         using (var ctx = new InferenceContext(model, ctxLen, threads: 1))
         {
             ours = ctx.Eval(tokens, allLogits: true);
-            if (kind == "gemma3-long")
+            if (longer)
             {
                 // The decode path (one token, the f16 cache read in place) past the window agrees with the batch.
                 using var one = new InferenceContext(model, ctxLen, threads: 2);

@@ -96,7 +96,7 @@ internal static unsafe class DecoderBlocks
         if (keep == 0) return;
         using (Profiler.Section(Profiler.Op.Attention))
             Attention.Forward(b.Q, keep, b.StartPos + first, b.Kv, il,
-            c.HeadCount, c.HeadCountKv, c.HeadDim, b.AttnOut, b.AttnScratch, b.Pool, swa ? c.SlidingWindow : 0, c.AttentionScale);
+            c.HeadCount, c.HeadCountKv, c.HeadDim, b.AttnOut, b.AttnScratch, b.Pool, swa ? c.SlidingWindow : 0, c.AttentionScale, c.AttnLogitSoftcap);
 
         // attn_output (Gemma 3: RMS-normalized, attn_post_norm), then the residual add (ffn_inp)
         MatMul.Multiply(w.Wo, b.AttnOut, keep, b.Proj, b.MatScratch, b.Pool);
