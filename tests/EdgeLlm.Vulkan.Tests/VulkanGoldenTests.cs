@@ -121,37 +121,9 @@ public class VulkanGoldenTests(DeviceFixture fixture, ITestOutputHelper output) 
     [Theory]
     [InlineData("F32", FloatBound)]
     [InlineData("Q8_0", QuantBound)]
-    public void Phi3_MatchesTheCpu(string type, double bound)
-    {
-        var shape = new EdgeLlm.Synth.SynthShape("tiny-phi3", "tiny phi3", "phi3", 256, 2, 4, 2, 512, 300, 4096, 10000f, 1e-5f, false, false,
-            EdgeLlm.Synth.SynthVocabKind.SentencePiece, LongRope: new EdgeLlm.Synth.LongRopeScaling(32));
-        string path = Path.Combine(Path.GetTempPath(), $"edgellm-vk-phi3-{Guid.NewGuid():N}.gguf");
-        try
-        {
-            EdgeLlm.Synth.ModelSynthesizer.Synthesize(shape, type, path, seed: 5);
-            using var m = Model.Load(path);
-            var rng = new Random(9);
-            int[] prompt = Enumerable.Range(0, 24).Select(_ => rng.Next(shape.VocabSize)).ToArray();
-            int[] more = Enumerable.Range(0, 4).Select(_ => rng.Next(shape.VocabSize)).ToArray();
-            float[] cpu;
-            using (var cctx = new EdgeLlm.Engine.InferenceContext(m, 64, threads: 1))
-            {
-                cpu = cctx.Eval(prompt, allLogits: true);
-                foreach (int t in more) cpu = [.. cpu, .. cctx.Eval([t])];
-            }
-            using var ctx = new VulkanInferenceContext(m, contextLength: 64, fixture.Device);
-            float[] gpu = ctx.Eval(prompt, allLogits: true);
-            foreach (int t in more) gpu = [.. gpu, .. ctx.Eval([t])];
-            double figure = GoldenCase.Figure(gpu, cpu);
-            output.WriteLine($"vulkan phi3 {type}: figure against the CPU {figure:G4} (bound {bound}), {ctx.RecordedProducts.MatMul} mul_mat + {ctx.RecordedProducts.MatVec} mul_mat_vec");
-            Assert.True(ctx.RecordedProducts.MatMul > 0 && ctx.RecordedProducts.MatVec > 0, "both matrix paths ran");
-            Assert.True(figure <= bound, $"phi3 {type}: figure {figure:G4} exceeds {bound}");
-        }
-        finally
-        {
-            File.Delete(path);
-        }
-    }
+    public void Phi3_MatchesTheCpu(string type, double bound) =>
+        MatchesTheCpu(new EdgeLlm.Synth.SynthShape("tiny-phi3", "tiny phi3", "phi3", 256, 2, 4, 2, 512, 300, 4096, 10000f, 1e-5f, false, false,
+            EdgeLlm.Synth.SynthVocabKind.SentencePiece, LongRope: new EdgeLlm.Synth.LongRopeScaling(32)), type, bound);
 
     /// <summary>
     /// Qwen3 (per-head Q/K norms, heads wider than embd / heads) on the device against the CPU
@@ -161,11 +133,18 @@ public class VulkanGoldenTests(DeviceFixture fixture, ITestOutputHelper output) 
     [Theory]
     [InlineData("F32", FloatBound)]
     [InlineData("Q8_0", QuantBound)] // the device multiplies float activations, the CPU Q8_0-quantized ones (as llama.cpp's CPU backend)
-    public void Qwen3_MatchesTheCpu(string type, double bound)
+    public void Qwen3_MatchesTheCpu(string type, double bound) =>
+        MatchesTheCpu(new EdgeLlm.Synth.SynthShape("tiny-qwen3", "tiny qwen3", "qwen3", 128, 2, 4, 2, 384, 400, 256, 1e6f, 1e-6f, true, false,
+            EdgeLlm.Synth.SynthVocabKind.Qwen2Bpe, WriteHeadLengths: true, HeadLength: 128), type, bound,
+            ctx => Assert.True(ctx.Variants.ContainsKey("rms_norm.head"), "the per-head norm pipeline is built"));
+
+    /// <summary>
+    /// A synthetic file of <paramref name="shape"/> in <paramref name="type"/> on the device against the CPU:
+    /// a 24-token prompt batch (mul_mat), then 4 tokens one at a time (mul_mat_vec).
+    /// </summary>
+    private void MatchesTheCpu(EdgeLlm.Synth.SynthShape shape, string type, double bound, Action<VulkanInferenceContext>? check = null)
     {
-        var shape = new EdgeLlm.Synth.SynthShape("tiny-qwen3", "tiny qwen3", "qwen3", 128, 2, 4, 2, 384, 400, 256, 1e6f, 1e-6f, true, false,
-            EdgeLlm.Synth.SynthVocabKind.Qwen2Bpe, WriteHeadLengths: true, HeadLength: 128);
-        string path = Path.Combine(Path.GetTempPath(), $"edgellm-vk-qwen3-{Guid.NewGuid():N}.gguf");
+        string path = Path.Combine(Path.GetTempPath(), $"edgellm-vk-{shape.Name}-{Guid.NewGuid():N}.gguf");
         try
         {
             EdgeLlm.Synth.ModelSynthesizer.Synthesize(shape, type, path, seed: 5);
@@ -180,13 +159,14 @@ public class VulkanGoldenTests(DeviceFixture fixture, ITestOutputHelper output) 
                 foreach (int t in more) cpu = [.. cpu, .. cctx.Eval([t])];
             }
             using var ctx = new VulkanInferenceContext(m, contextLength: 64, fixture.Device);
-            Assert.True(ctx.Variants.ContainsKey("rms_norm.head"), "the per-head norm pipeline is built");
+            check?.Invoke(ctx);
             float[] gpu = ctx.Eval(prompt, allLogits: true);
             foreach (int t in more) gpu = [.. gpu, .. ctx.Eval([t])];
             double figure = GoldenCase.Figure(gpu, cpu);
-            output.WriteLine($"vulkan qwen3 {type}: figure against the CPU {figure:G4} (bound {bound}), {ctx.RecordedProducts.MatMul} mul_mat + {ctx.RecordedProducts.MatVec} mul_mat_vec");
+            string name = shape.Architecture;
+            output.WriteLine($"vulkan {name} {type}: figure against the CPU {figure:G4} (bound {bound}), {ctx.RecordedProducts.MatMul} mul_mat + {ctx.RecordedProducts.MatVec} mul_mat_vec");
             Assert.True(ctx.RecordedProducts.MatMul > 0 && ctx.RecordedProducts.MatVec > 0, "both matrix paths ran");
-            Assert.True(figure <= bound, $"qwen3 {type}: figure {figure:G4} exceeds {bound}");
+            Assert.True(figure <= bound, $"{name} {type}: figure {figure:G4} exceeds {bound}");
         }
         finally
         {
