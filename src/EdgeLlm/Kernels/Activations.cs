@@ -1,4 +1,5 @@
 using System.Runtime.Intrinsics;
+using System.Runtime.Intrinsics.X86;
 
 namespace EdgeLlm.Kernels;
 
@@ -142,14 +143,36 @@ internal static unsafe class Activations
     public static void GeGlu(float* gate, float* up, int n)
     {
         var table = s_geluTable ??= BuildGeluTable();
+        // The gates rounded to f16 a chunk at a time (TensorPrimitives' vector conversion, round to
+        // nearest even as F16C), then the table read by their bits: 8 lanes with AVX2's gather.
+        const int Chunk = 256;
+        ushort* bits = stackalloc ushort[Chunk];
         fixed (float* t = table)
         {
-            for (int i = 0; i < n; i++)
+            for (int i0 = 0; i0 < n; i0 += Chunk)
             {
-                float x = gate[i];
-                gate[i] = x <= -10.0f ? 0.0f
-                    : x >= 10.0f ? x * up[i]
-                    : t[BitConverter.HalfToUInt16Bits((Half)x)] * up[i];
+                int len = Math.Min(Chunk, n - i0);
+                float* x = gate + i0, u = up + i0;
+                System.Numerics.Tensors.TensorPrimitives.ConvertToHalf(new ReadOnlySpan<float>(x, len), new Span<Half>(bits, len));
+                int i = 0;
+                if (Avx2.IsSupported)
+                {
+                    var lo = Vector256.Create(-10.0f);
+                    var hi = Vector256.Create(10.0f);
+                    for (; i + 8 <= len; i += 8)
+                    {
+                        var xv = Vector256.Load(x + i);
+                        var g = Avx2.GatherVector256(t, Avx2.ConvertToVector256Int32(bits + i), 4);
+                        g = Vector256.ConditionalSelect(Vector256.GreaterThanOrEqual(xv, hi), xv, g);
+                        var y = Vector256.ConditionalSelect(Vector256.LessThanOrEqual(xv, lo), Vector256<float>.Zero, g * Vector256.Load(u + i));
+                        y.Store(x + i);
+                    }
+                }
+                for (; i < len; i++)
+                {
+                    float xi = x[i];
+                    x[i] = xi <= -10.0f ? 0.0f : xi >= 10.0f ? xi * u[i] : t[bits[i]] * u[i];
+                }
             }
         }
     }

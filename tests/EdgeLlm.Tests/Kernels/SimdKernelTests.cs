@@ -79,6 +79,34 @@ public unsafe class SimdKernelTests
         }
     }
 
+    /// <summary>
+    /// GeGLU against ggml_vec_geglu_f32's definition written out per element (gelu's tanh form in float at the
+    /// f16-rounded gate, rounded to f16; 0 from -10 down, the gate itself from 10 up): bit for bit, the
+    /// gathered vector lanes and the scalar tail alike, edges included.
+    /// </summary>
+    [Theory]
+    [MemberData(nameof(Lengths))]
+    public void GeGlu_IsGgmlsTableGelu_BitForBit(int n)
+    {
+        var gate = Random(n, 7, 12f);
+        float[] edges = [-10f, 10f, -10.0001f, 9.9999f, 0f, -0f, 65504f, -1e-8f, float.NaN, 1e30f];
+        for (int i = 0; i < Math.Min(n, edges.Length); i++) gate[i * 7 % n] = edges[i];
+        var up = Random(n, 8);
+        var expected = new float[n];
+        for (int i = 0; i < n; i++)
+        {
+            float x = gate[i];
+            if (x <= -10f) { expected[i] = 0f; continue; }
+            if (x >= 10f) { expected[i] = x * up[i]; continue; }
+            float xh = (float)(Half)x;
+            float g = 0.5f * xh * (1.0f + MathF.Tanh(0.79788456080286535587989211986876f * xh * (1.0f + 0.044715f * xh * xh)));
+            expected[i] = (float)(Half)g * up[i];
+        }
+        fixed (float* pg = gate, pu = up) Activations.GeGlu(pg, pu, n);
+        for (int i = 0; i < n; i++)
+            Assert.True(BitConverter.SingleToInt32Bits(gate[i]) == BitConverter.SingleToInt32Bits(expected[i]), $"geglu[{i}]: {gate[i]} vs {expected[i]}");
+    }
+
     [Theory]
     [MemberData(nameof(Lengths))]
     public void Add_IsExact(int n)
