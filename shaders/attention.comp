@@ -4,12 +4,16 @@
 // for V·p). Numerically stable softmax in two passes: (1) each thread keeps a running max and a
 // sum rescaled to it over its keys, merged across the workgroup; (2) keys in chunks of BLOCK:
 // p = exp(s - max) / sum, and thread d accumulates output dimension d. Workgroup = (head, token).
+// WINDOW > 0 (Gemma's sliding window): only the last WINDOW keys up to the token's own are seen.
+// SOFTCAP > 0 (Gemma 2): each score becomes SOFTCAP * tanh(score / SOFTCAP) before the softmax.
 layout(local_size_x_id = 0) in;
 layout(constant_id = 0) const uint BLOCK = 64;     // >= HEAD_DIM, a power of two
 layout(constant_id = 1) const uint HEAD_DIM = 64;  // even
 layout(constant_id = 2) const uint N_HEAD = 8;
 layout(constant_id = 3) const uint N_HEAD_KV = 8;
 layout(constant_id = 4) const float SCALE = 0.125;  // 1 / sqrt(HEAD_DIM)
+layout(constant_id = 5) const uint WINDOW = 0;
+layout(constant_id = 6) const float SOFTCAP = 0.0;
 
 layout(std430, binding = 0) readonly buffer BufQ { float q[]; };
 layout(std430, binding = 1) readonly buffer BufK { uint kc[]; };
@@ -32,7 +36,9 @@ float score(uint j, uint kvh) {
         vec2 k2 = unpackHalf2x16(kc[base + d]);
         s += qs[2u * d] * k2.x + qs[2u * d + 1u] * k2.y;
     }
-    return s * SCALE;
+    s *= SCALE;
+    if (SOFTCAP > 0.0) s = SOFTCAP * tanh(clamp(s / SOFTCAP, -10.0, 10.0));
+    return s;
 }
 
 void main() {
@@ -44,11 +50,12 @@ void main() {
     for (uint d = tid; d < HEAD_DIM; d += BLOCK) qs[d] = round_f16(q[qoff + d]);
     barrier();
     uint n_kv = params.start_pos + t + 1u;
+    uint j_first = WINDOW > 0u && n_kv > WINDOW ? n_kv - WINDOW : 0u;
 
     // pass 1: max and sum of exp(s - max)
     float m = -1.0 / 0.0;
     float sum = 0.0;
-    for (uint j = tid; j < n_kv; j += BLOCK) {
+    for (uint j = j_first + tid; j < n_kv; j += BLOCK) {
         float s = score(j, kvh);
         if (s > m) { sum = sum * exp(m - s) + 1.0; m = s; }
         else sum += exp(s - m);
@@ -71,7 +78,7 @@ void main() {
 
     // pass 2: o[d] = sum_j p_j * V[j][d]
     float acc = 0.0;
-    for (uint j0 = 0; j0 < n_kv; j0 += BLOCK) {
+    for (uint j0 = j_first; j0 < n_kv; j0 += BLOCK) {
         uint j = j0 + tid;
         ps[tid] = j < n_kv ? round_f16(exp(score(j, kvh) - gmax) * inv) : 0.0;
         barrier();

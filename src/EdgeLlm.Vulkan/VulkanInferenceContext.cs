@@ -42,6 +42,7 @@ public sealed unsafe class VulkanInferenceContext : Engine.IEvalContext, Engine.
     private readonly Dictionary<string, VulkanOp> _ops = [];
     private readonly Weight _tokEmbd, _output;
     private readonly VulkanBuffer _outputNorm, _ropeFactors;
+    private readonly VulkanBuffer? _embeddingScale;
     private readonly bool _hasRopeFactors;
     private readonly Layer[] _layers;
     private readonly VulkanBuffer _x, _norm, _q, _k, _v, _att, _proj, _gate, _up, _tokens, _params, _logits;
@@ -51,7 +52,8 @@ public sealed unsafe class VulkanInferenceContext : Engine.IEvalContext, Engine.
     private sealed record Weight(VulkanBuffer Buffer, GgmlType Type, int Rows, int Cols, string Kind);
 
     private sealed record Layer(VulkanBuffer AttnNorm, Weight Wq, Weight Wk, Weight Wv, Weight Wo, VulkanBuffer? Bq, VulkanBuffer? Bk, VulkanBuffer? Bv,
-        VulkanBuffer FfnNorm, Weight Gate, Weight Up, Weight Down, VulkanBuffer KCache, VulkanBuffer VCache, VulkanBuffer? QNorm, VulkanBuffer? KNorm);
+        VulkanBuffer FfnNorm, Weight Gate, Weight Up, Weight Down, VulkanBuffer KCache, VulkanBuffer VCache, VulkanBuffer? QNorm, VulkanBuffer? KNorm,
+        VulkanBuffer? AttnPostNorm, VulkanBuffer? FfnPostNorm, bool SlidingWindow);
 
     /// <summary>
     /// Uploads <paramref name="model"/>'s weights to <paramref name="device"/> (or to the best
@@ -73,9 +75,6 @@ public sealed unsafe class VulkanInferenceContext : Engine.IEvalContext, Engine.
         _options = options ?? new VulkanContextOptions();
         ArgumentOutOfRangeException.ThrowIfLessThan(_options.MatMulMinTokens, 1, nameof(options));
         _c = model.Config;
-        // Gemma 3's sliding window, post-norms, GeGLU and scaled embeddings have no shaders yet: the CPU backend runs it.
-        if (_c.SlidingWindow > 0 || _c.GeluGate || _c.EmbeddingScale != 1f || _c.FinalLogitSoftcap != 0 || _c.AttentionScale != 0 || _c.AttnLogitSoftcap != 0)
-            throw new VulkanUnavailableException($"the Vulkan backend does not run the {_c.Architecture} architecture yet (sliding-window attention, post-norms, GeGLU); the CPU backend does");
         if (_c.HeadDim % 2 != 0 || _c.KvLength % 2 != 0)
             throw new VulkanUnavailableException($"the Vulkan backend needs an even head dimension (this model has {_c.HeadDim})");
         CheckTypes(model.File);
@@ -92,6 +91,8 @@ public sealed unsafe class VulkanInferenceContext : Engine.IEvalContext, Engine.
             _tokEmbd = Matrix(f, "token_embd.weight", "token_embd");
             _output = f.FindTensor("output.weight") is null ? _tokEmbd with { Kind = "output" } : Matrix(f, "output.weight", "output");
             _outputNorm = Vector(f, "output_norm.weight", c.EmbeddingLength)!;
+            // Gemma's √embd embedding scale, as a row of factors the "mul" pipeline broadcasts.
+            _embeddingScale = c.EmbeddingScale != 1f ? Upload(Enumerable.Repeat(c.EmbeddingScale, c.EmbeddingLength).ToArray(), "the embedding scale") : null;
             // Llama 3's rope_freqs, or the LongRoPE factors this context's length picks (Phi-3), as on the CPU.
             var ropeFactors = model.RopeFactorsFor(contextLength);
             _hasRopeFactors = ropeFactors is not null;
@@ -113,7 +114,10 @@ public sealed unsafe class VulkanInferenceContext : Engine.IEvalContext, Engine.
                     Track(_device.CreateBuffer(kvBytes, host: false, $"the K cache of layer {il}")),
                     Track(_device.CreateBuffer(kvBytes, host: false, $"the V cache of layer {il}")),
                     c.HasQkNorm ? Vector(f, p + "attn_q_norm.weight", c.HeadDim) : null,
-                    c.HasQkNorm ? Vector(f, p + "attn_k_norm.weight", c.HeadDim) : null);
+                    c.HasQkNorm ? Vector(f, p + "attn_k_norm.weight", c.HeadDim) : null,
+                    lw.AttnPostNorm is not null ? Vector(f, p + "post_attention_norm.weight", c.EmbeddingLength) : null,
+                    lw.FfnPostNorm is not null ? Vector(f, p + "post_ffw_norm.weight", c.EmbeddingLength) : null,
+                    c.IsSlidingWindowLayer(il));
             }
             long b = maxBatch;
             _x = Activation(b * c.EmbeddingLength, "x");
@@ -219,7 +223,12 @@ public sealed unsafe class VulkanInferenceContext : Engine.IEvalContext, Engine.
             _device.SubmitAndWait(graph, end: false);
             if (_stamps.TryGetValue(graph, out var stamps)) AddProfile(stamps.Pool, stamps.Labels, System.Diagnostics.Stopwatch.GetElapsedTime(t0).TotalMilliseconds);
             if (outputRows > 0)
-                _logits.AsFloats()[..(outputRows * vocab)].CopyTo(logits.AsSpan(allLogits ? done * vocab : 0));
+            {
+                var dst = logits.AsSpan(allLogits ? done * vocab : 0, outputRows * vocab);
+                _logits.AsFloats()[..(outputRows * vocab)].CopyTo(dst);
+                if (_c.FinalLogitSoftcap > 0) // Gemma: c · tanh(logit / c), on the host as the logits arrive
+                    fixed (float* lp = dst) EdgeLlm.Kernels.Activations.Softcap(lp, dst.Length, _c.FinalLogitSoftcap);
+            }
             Position += n;
         }
         return logits;
@@ -268,6 +277,12 @@ public sealed unsafe class VulkanInferenceContext : Engine.IEvalContext, Engine.
         var getRows = Op("get_rows");
         VulkanKernels.RecordGetRows(d, cb, Mark(getRows), Set(getRows, _tokEmbd.Buffer, _tokens, _x), n);
         Sync(cb);
+        if (_embeddingScale is not null)
+        {
+            var mul = Op("mul");
+            VulkanKernels.RecordElementwise(d, cb, Mark(mul), Set(mul, _x, _embeddingScale), (long)n * embd, (uint)embd);
+            Sync(cb);
+        }
 
         var norm = Op("rms_norm");
         var add = Op("add");
@@ -301,19 +316,27 @@ public sealed unsafe class VulkanInferenceContext : Engine.IEvalContext, Engine.
                 HeadNorm(cb, headNorm, _k, l.KNorm, (long)n * c.HeadCountKv);
                 Sync(cb);
             }
-            // rope
-            VulkanKernels.RecordRope(d, cb, Mark(ropeQ), Set(ropeQ, _q, _ropeFactors, _params), n);
-            VulkanKernels.RecordRope(d, cb, Mark(ropeK), Set(ropeK, _k, _ropeFactors, _params), n);
+            // rope (Gemma's sliding-window layers: their own base)
+            var rq = l.SlidingWindow ? Op("rope.q.swa") : ropeQ;
+            var rk = l.SlidingWindow ? Op("rope.k.swa") : ropeK;
+            VulkanKernels.RecordRope(d, cb, Mark(rq), Set(rq, _q, _ropeFactors, _params), n);
+            VulkanKernels.RecordRope(d, cb, Mark(rk), Set(rk, _k, _ropeFactors, _params), n);
             Sync(cb);
             // K and V into the f16 cache, then attention over it
             VulkanKernels.RecordKvStore(d, cb, Mark(store), Set(store, _k, l.KCache, _params), n);
             VulkanKernels.RecordKvStore(d, cb, Mark(store), Set(store, _v, l.VCache, _params), n);
             Sync(cb);
-            VulkanKernels.RecordAttention(d, cb, Mark(attn), Set(attn, _q, l.KCache, l.VCache, _att, _params), n);
+            var at = l.SlidingWindow ? Op("attention.swa") : attn;
+            VulkanKernels.RecordAttention(d, cb, Mark(at), Set(at, _q, l.KCache, l.VCache, _att, _params), n);
             Sync(cb);
-            // attn_output, ffn_inp
+            // attn_output (Gemma: post-norm in place), ffn_inp
             MatVec(cb, l.Wo, _att, _proj, n, 0);
             Sync(cb);
+            if (l.AttnPostNorm is not null)
+            {
+                VulkanKernels.RecordRmsNorm(d, cb, Mark(norm), Set(norm, _proj, l.AttnPostNorm, _proj), 0, n);
+                Sync(cb);
+            }
             VulkanKernels.RecordElementwise(d, cb, Mark(add), Set(add, _x, _proj), (long)n * embd, (uint)(n * embd));
             Sync(cb);
             // ffn_norm, SwiGLU, ffn_down, l_out
@@ -326,6 +349,11 @@ public sealed unsafe class VulkanInferenceContext : Engine.IEvalContext, Engine.
             Sync(cb);
             MatVec(cb, l.Down, _gate, _proj, n, 0);
             Sync(cb);
+            if (l.FfnPostNorm is not null)
+            {
+                VulkanKernels.RecordRmsNorm(d, cb, Mark(norm), Set(norm, _proj, l.FfnPostNorm, _proj), 0, n);
+                Sync(cb);
+            }
             VulkanKernels.RecordElementwise(d, cb, Mark(add), Set(add, _x, _proj), (long)n * embd, (uint)(n * embd));
             Sync(cb);
         }

@@ -80,12 +80,28 @@ internal static class VulkanKernels
     /// <summary>Workgroup of the attention kernel: a power of two ≥ max(64, head_dim) (thread d owns output dimension d).</summary>
     public static uint AttentionBlock(int headDim) => Math.Max(64u, System.Numerics.BitOperations.RoundUpToPowerOf2((uint)headDim));
 
-    public static VulkanPipelineSpec AttentionSpec(int headDim, int nHead, int nHeadKv) =>
-        new("attention", "attention", [AttentionBlock(headDim), (uint)headDim, (uint)nHead, (uint)nHeadKv, Bits(1.0f / MathF.Sqrt(headDim))]);
+    /// <summary>
+    /// The attention pipeline. <paramref name="scale"/> 0 means 1 / √head_dim; a sliding
+    /// <paramref name="window"/> and a score <paramref name="softcap"/> (Gemma) become the sixth and seventh
+    /// constants only when set, so the constants of every other model (and the generator's tables) stay as they were.
+    /// </summary>
+    public static VulkanPipelineSpec AttentionSpec(int headDim, int nHead, int nHeadKv, float scale = 0, int window = 0, float softcap = 0,
+        string role = "attention")
+    {
+        uint[] constants = [AttentionBlock(headDim), (uint)headDim, (uint)nHead, (uint)nHeadKv, Bits(scale != 0 ? scale : 1.0f / MathF.Sqrt(headDim))];
+        if (window != 0 || softcap != 0) constants = [.. constants, (uint)window, Bits(softcap)];
+        return new(role, "attention", constants);
+    }
 
     public static VulkanPipelineSpec SwiGluSpec() => new("swiglu", "swiglu", [ElementBlock]);
 
+    /// <summary>GeGLU (Gemma) in the role of the feed-forward gate ("swiglu"), from swiglu.comp built with -DGELU.</summary>
+    public static VulkanPipelineSpec GeGluSpec() => new("swiglu", "geglu", [ElementBlock]);
+
     public static VulkanPipelineSpec AddSpec() => new("add", "add", [ElementBlock]);
+
+    /// <summary>x *= y broadcast (add.comp built with -DMUL): Gemma's embedding scale.</summary>
+    public static VulkanPipelineSpec MulSpec() => new("mul", "mul", [ElementBlock]);
 
     // ---- pipeline creation ----
 
@@ -93,7 +109,7 @@ internal static class VulkanKernels
     public static int Bindings(string shader) => shader switch
     {
         "attention" => 5,
-        "swiglu" or "add" => 2,
+        "swiglu" or "geglu" or "add" or "mul" => 2,
         _ => 3,
     };
 

@@ -188,10 +188,18 @@ internal static class VulkanPipelinePlan
             VulkanKernels.RopeSpec("rope.q", c.RopeNeox, c.HeadDim, c.RopeDimensionCount, c.HeadCount, c.RopeFreqBase, c.RopeFreqScale, factors, c.RopeAttnFactor),
             VulkanKernels.RopeSpec("rope.k", c.RopeNeox, c.HeadDim, c.RopeDimensionCount, c.HeadCountKv, c.RopeFreqBase, c.RopeFreqScale, factors, c.RopeAttnFactor),
             VulkanKernels.KvStoreSpec(c.KvLength),
-            VulkanKernels.AttentionSpec(c.HeadDim, c.HeadCount, c.HeadCountKv),
-            VulkanKernels.SwiGluSpec(),
+            VulkanKernels.AttentionSpec(c.HeadDim, c.HeadCount, c.HeadCountKv, c.AttentionScale, 0, c.AttnLogitSoftcap),
+            c.GeluGate ? VulkanKernels.GeGluSpec() : VulkanKernels.SwiGluSpec(),
             VulkanKernels.AddSpec(),
         };
+        // Gemma: the sliding-window layers' attention and rope (their own base, no scaling), the embedding scale.
+        if (c.SlidingWindow > 0)
+        {
+            list.Add(VulkanKernels.AttentionSpec(c.HeadDim, c.HeadCount, c.HeadCountKv, c.AttentionScale, c.SlidingWindow, c.AttnLogitSoftcap, "attention.swa"));
+            list.Add(VulkanKernels.RopeSpec("rope.q.swa", c.RopeNeox, c.HeadDim, c.RopeDimensionCount, c.HeadCount, c.RopeFreqBaseSwa, 1f, factors, c.RopeAttnFactor));
+            list.Add(VulkanKernels.RopeSpec("rope.k.swa", c.RopeNeox, c.HeadDim, c.RopeDimensionCount, c.HeadCountKv, c.RopeFreqBaseSwa, 1f, factors, c.RopeAttnFactor));
+        }
+        if (c.EmbeddingScale != 1f) list.Add(VulkanKernels.MulSpec());
         if (c.HasQkNorm) list.Add(VulkanKernels.RmsNormSpec(c.HeadDim, c.RmsEps) with { Role = "rms_norm.head" });
         var seen = new HashSet<string>();
         void Matrix(string kind, GgmlType type, long cols, long rows)

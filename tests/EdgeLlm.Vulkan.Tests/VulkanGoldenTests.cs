@@ -92,26 +92,23 @@ public class VulkanGoldenTests(DeviceFixture fixture, ITestOutputHelper output) 
         Assert.True(figure <= MatMulAndVariantTests.PathBound, $"token-by-token differs from batch: figure {figure:G4}");
     }
 
-    /// <summary>Gemma 3 (sliding window, post-norms, GeGLU) has no shaders yet: refused by name, so `--backend auto` takes the CPU.</summary>
-    [Fact]
-    public void Gemma3_IsRefusedByName()
-    {
-        var shape = new EdgeLlm.Synth.SynthShape("tiny-gemma3", "tiny gemma3", "gemma3", 128, 2, 4, 1, 384, 400, 256, 1e6f, 1e-6f, true, false,
-            EdgeLlm.Synth.SynthVocabKind.SentencePiece, WriteHeadLengths: true, HeadLength: 64, SlidingWindow: 8);
-        string path = Path.Combine(Path.GetTempPath(), $"edgellm-vk-gemma3-{Guid.NewGuid():N}.gguf");
-        try
-        {
-            EdgeLlm.Synth.ModelSynthesizer.Synthesize(shape, "F32", path, seed: 5);
-            using var m = Model.Load(path);
-            var e = Assert.Throws<VulkanUnavailableException>(() => new VulkanInferenceContext(m, contextLength: 64, fixture.Device));
-            Assert.Contains("gemma3", e.Message);
-            Assert.Contains("CPU backend", e.Message);
-        }
-        finally
-        {
-            File.Delete(path);
-        }
-    }
+    /// <summary>
+    /// Gemma 3 and Gemma 2 on the device against the CPU (which SynthLlamaCppTests holds to llama.cpp): the
+    /// window (8, under the 28 tokens) in the attention and its layers' own rope, post-norms, GeGLU, the
+    /// √embd embedding scale; Gemma 2's score and logit soft-caps.
+    /// </summary>
+    [Theory]
+    [InlineData("gemma3", "F32", FloatBound)]
+    [InlineData("gemma3", "Q8_0", QuantBound)]
+    [InlineData("gemma2", "F32", FloatBound)]
+    [InlineData("gemma2", "Q8_0", QuantBound)]
+    public void Gemma_MatchesTheCpu(string arch, string type, double bound) =>
+        MatchesTheCpu(arch == "gemma3"
+            ? new EdgeLlm.Synth.SynthShape("tiny-gemma3", "tiny gemma3", "gemma3", 128, 7, 4, 1, 384, 400, 256, 1e6f, 1e-6f, true, false,
+                EdgeLlm.Synth.SynthVocabKind.SentencePiece, WriteHeadLengths: true, HeadLength: 64, SlidingWindow: 8)
+            : new EdgeLlm.Synth.SynthShape("tiny-gemma2", "tiny gemma2", "gemma2", 128, 4, 4, 2, 384, 400, 256, 10000f, 1e-6f, true, false,
+                EdgeLlm.Synth.SynthVocabKind.SentencePiece, WriteHeadLengths: true, HeadLength: 64, SlidingWindow: 8, FinalLogitSoftcap: 8f, AttnLogitSoftcap: 5f),
+            type, bound, ctx => Assert.True(ctx.Variants.ContainsKey("attention.swa"), "the sliding-window attention pipeline is built"));
 
     /// <summary>
     /// Phi-3 on the device against the CPU (which SynthLlamaCppTests holds to llama.cpp): Q/K/V and
