@@ -64,6 +64,7 @@ public static class InfoCommand
         try
         {
             using var m = Model.Load(f, new ModelLoadOptions { SkipMemoryCheck = true });
+            o.AppendLine(ci, $"attention: {Attention(m)}");
             o.AppendLine(ci, $"forward pass: {EdgeLlm.Specialized.SpecializationRegistry.Describe(m)}");
             o.AppendLine(ci, $"weight layout: {(m.RepackedBytes == 0 ? "as in the file (memory-mapped)" : $"{string.Join(", ", m.RepackedLayouts)} repacked at load ({m.RepackedBytes / 1048576.0:F1} MiB in memory the model owns, in place of the mapped pages; EDGELLM_REPACK=0 turns it off)")}");
         }
@@ -74,5 +75,33 @@ public static class InfoCommand
         var compiled = EdgeLlm.Specialized.SpecializationRegistry.All;
         o.AppendLine(ci, $"specializations in this build: {(compiled.Count == 0 ? "none" : $"{compiled.Count} ({string.Join(", ", compiled.Select(x => x.Name).Order(StringComparer.Ordinal))})")}");
         return o.ToString();
+    }
+
+    /// <summary>
+    /// How the loaded model attends, as the engine will run it (not only the file's keys): heads, rope,
+    /// LongRoPE, sliding windows and soft-caps.
+    /// </summary>
+    private static string Attention(Model m)
+    {
+        var c = m.Config;
+        var ci = CultureInfo.InvariantCulture;
+        var parts = new List<string>
+        {
+            string.Create(ci, $"{c.HeadCount} query / {c.HeadCountKv} KV heads of {c.HeadDim}"),
+            string.Create(ci, $"rope {(c.RopeNeox ? "NEOX" : "normal")} base {c.RopeFreqBase:G}{(c.RopeFreqScale != 1f ? $" scale {c.RopeFreqScale:G}" : "")}"),
+        };
+        bool freqs = m.File.FindTensor("rope_freqs.weight") is not null;
+        if (freqs) parts.Add("rope frequency factors (rope_freqs)");
+        if (!freqs && (m.File.FindTensor("rope_factors_long.weight") is not null || m.File.FindTensor("rope_factors_short.weight") is not null))
+            parts.Add(string.Create(ci, $"LongRoPE: short factors for a context up to {c.RopeOriginalContextLength} tokens, long beyond"));
+        if (c.RopeAttnFactor != 1f) parts.Add(string.Create(ci, $"attention factor {c.RopeAttnFactor:G}"));
+        if (c.SlidingWindow > 0)
+        {
+            int local = Enumerable.Range(0, c.BlockCount).Count(c.IsSlidingWindowLayer);
+            parts.Add(string.Create(ci, $"sliding window {c.SlidingWindow} in {local} of {c.BlockCount} layers (rope base {c.RopeFreqBaseSwa:G} there)"));
+        }
+        if (c.AttnLogitSoftcap > 0) parts.Add(string.Create(ci, $"scores soft-capped at {c.AttnLogitSoftcap:G}"));
+        if (c.FinalLogitSoftcap > 0) parts.Add(string.Create(ci, $"logits soft-capped at {c.FinalLogitSoftcap:G}"));
+        return string.Join("; ", parts);
     }
 }

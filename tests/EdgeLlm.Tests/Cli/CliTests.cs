@@ -247,6 +247,34 @@ public class CliTests
     }
 
     [Fact]
+    public void Info_SaysHowTheModelAttends_SlidingWindowsLongRopeSoftcaps()
+    {
+        Assert.Contains("attention: 8 query / 4 KV heads of 8; rope normal base 10000", Run("info", "-m", Stories).Stdout, StringComparison.Ordinal);
+        string dir = Path.Combine(Path.GetTempPath(), $"edgellm-info-{Guid.NewGuid():N}");
+        Directory.CreateDirectory(dir);
+        try
+        {
+            string gemma2 = Path.Combine(dir, "gemma2.gguf"), phi3 = Path.Combine(dir, "phi3.gguf");
+            EdgeLlm.Synth.ModelSynthesizer.Synthesize(new EdgeLlm.Synth.SynthShape("tiny-gemma2", "tiny gemma2", "gemma2", 128, 4, 4, 2, 384, 400, 256,
+                10000f, 1e-6f, true, false, EdgeLlm.Synth.SynthVocabKind.SentencePiece, WriteHeadLengths: true, HeadLength: 64, SlidingWindow: 8,
+                FinalLogitSoftcap: 30f, AttnLogitSoftcap: 50f), "F32", gemma2, seed: 1);
+            EdgeLlm.Synth.ModelSynthesizer.Synthesize(new EdgeLlm.Synth.SynthShape("tiny-phi3", "tiny phi3", "phi3", 256, 2, 4, 2, 512, 300, 4096,
+                10000f, 1e-5f, false, false, EdgeLlm.Synth.SynthVocabKind.SentencePiece, LongRope: new EdgeLlm.Synth.LongRopeScaling(512)), "F32", phi3, seed: 1);
+            var r = Run("info", "-m", gemma2);
+            Assert.Equal(0, r.ExitCode);
+            Assert.Contains("attention: 4 query / 2 KV heads of 64; rope NEOX base 10000; sliding window 8 in 2 of 4 layers (rope base 10000 there); "
+                + "scores soft-capped at 50; logits soft-capped at 30", r.Stdout, StringComparison.Ordinal);
+            r = Run("info", "-m", phi3);
+            Assert.Equal(0, r.ExitCode);
+            Assert.Contains("LongRoPE: short factors for a context up to 512 tokens, long beyond; attention factor 1.1", r.Stdout, StringComparison.Ordinal);
+        }
+        finally
+        {
+            Directory.Delete(dir, recursive: true);
+        }
+    }
+
+    [Fact]
     public void Info_DescribesModel()
     {
         var r = Run("info", "-m", Stories);
