@@ -7,7 +7,7 @@ namespace EdgeLlm.Models;
 
 /// <summary>
 /// A decoder-only transformer loaded from a GGUF file. Weights stay in the memory mapping in their
-/// own types (no copies); each architecture (<c>llama</c>, <c>qwen2</c>, <c>qwen3</c>, <c>phi3</c>) is one subclass that maps
+/// own types (no copies); each architecture (<c>llama</c>, <c>qwen2</c>, <c>qwen3</c>, <c>phi3</c>, <c>gemma2</c>, <c>gemma3</c>) is one subclass that maps
 /// the GGUF tensor names and wires its layers. Run it with an <see cref="InferenceContext"/>.
 /// </summary>
 public abstract unsafe class Model : IDisposable
