@@ -3,7 +3,7 @@ using EdgeLlm.Models;
 namespace EdgeLlm.Engine;
 
 /// <summary>
-/// One sequence being evaluated with a <see cref="Models.Model"/>: its f16 KV cache (sized by
+/// One sequence being evaluated with a <see cref="Models.Model"/>: its KV cache (f16, or q8_0/q4_0; sized by
 /// <see cref="ContextLength"/>), its position, and the scratch buffers of the forward pass.
 /// Not thread-safe; the model can be shared by several contexts.
 /// </summary>
@@ -21,9 +21,12 @@ public sealed unsafe class InferenceContext : IEvalContext
     /// <param name="model">the model; must outlive the context.</param>
     /// <param name="contextLength">tokens the KV cache holds (positions 0 .. contextLength-1).</param>
     /// <param name="threads">threads of the forward pass (the caller plus threads − 1 dedicated workers, started here and stopped by <see cref="Dispose"/>); 0 = <see cref="Runtime.CpuFeatures.PhysicalCores"/>.</param>
+    /// <param name="cacheTypeK">how the cache stores keys (llama.cpp's <c>--cache-type-k</c>): f16 (default), q8_0 or q4_0; see <see cref="KvCacheType"/>.</param>
+    /// <param name="cacheTypeV">how the cache stores values (llama.cpp's <c>--cache-type-v</c>).</param>
     /// <exception cref="ArgumentOutOfRangeException">contextLength or threads is out of range.</exception>
+    /// <exception cref="ArgumentException">a quantized cache type and a head size that is not a multiple of 32.</exception>
     /// <exception cref="InsufficientMemoryException">the KV cache does not fit in available memory.</exception>
-    public InferenceContext(Model model, int contextLength = 4096, int threads = 0)
+    public InferenceContext(Model model, int contextLength = 4096, int threads = 0, KvCacheType cacheTypeK = KvCacheType.F16, KvCacheType cacheTypeV = KvCacheType.F16)
     {
         ArgumentNullException.ThrowIfNull(model);
         ArgumentOutOfRangeException.ThrowIfLessThan(contextLength, 1);
@@ -31,17 +34,27 @@ public sealed unsafe class InferenceContext : IEvalContext
         Model = model;
         ContextLength = contextLength;
         Threads = threads == 0 ? Runtime.CpuFeatures.PhysicalCores : threads;
-        long kvBytes = model.EstimateKvCacheBytes(contextLength);
+        if (!Enum.IsDefined(cacheTypeK)) throw new ArgumentOutOfRangeException(nameof(cacheTypeK), cacheTypeK, "not a KV cache type");
+        if (!Enum.IsDefined(cacheTypeV)) throw new ArgumentOutOfRangeException(nameof(cacheTypeV), cacheTypeV, "not a KV cache type");
+        KvCache.CheckHeadDim(cacheTypeK, model.Config.HeadDim, "K");
+        KvCache.CheckHeadDim(cacheTypeV, model.Config.HeadDim, "V");
+        long kvBytes = model.EstimateKvCacheBytes(contextLength, cacheTypeK, cacheTypeV);
         long available = Model.AvailableMemoryBytes();
         if (kvBytes > available)
             throw new InsufficientMemoryException(
                 $"the KV cache for {contextLength} tokens needs {kvBytes >> 20} MiB, but only {available >> 20} MiB of memory is available; use a shorter context");
-        _kv = new KvCache(model.Config.BlockCount, contextLength, model.Config.HeadCountKv, model.Config.HeadDim);
+        _kv = new KvCache(model.Config.BlockCount, contextLength, model.Config.HeadCountKv, model.Config.HeadDim, cacheTypeK, cacheTypeV);
         _pool = new Kernels.WorkerPool(Threads);
     }
 
     /// <summary>The model this context evaluates.</summary>
     public Model Model { get; }
+
+    /// <summary>How the KV cache stores keys.</summary>
+    public KvCacheType CacheTypeK => _kv.KeyType;
+
+    /// <summary>How the KV cache stores values.</summary>
+    public KvCacheType CacheTypeV => _kv.ValueType;
 
     /// <summary>Tokens the KV cache can hold.</summary>
     public int ContextLength { get; }
@@ -53,7 +66,9 @@ public sealed unsafe class InferenceContext : IEvalContext
     public int Position { get; private set; }
 
     /// <inheritdoc/>
-    public string Description => $"cpu ({Threads} threads)";
+    public string Description => CacheTypeK == KvCacheType.F16 && CacheTypeV == KvCacheType.F16
+        ? $"cpu ({Threads} threads)"
+        : $"cpu ({Threads} threads, KV cache K {CacheTypeK.Name()} V {CacheTypeV.Name()})";
 
     /// <summary>True when <paramref name="contextLength"/> exceeds the context the model was trained with (quality degrades past it).</summary>
     public static bool ExceedsTrainingContext(Model model, int contextLength)

@@ -19,30 +19,56 @@ namespace EdgeLlm.Engine;
 /// contexts, more streams than the hardware prefetcher follows, and decode spent a third of a token
 /// at 4000 positions waiting on them (see README, "Long prompts"). Values are rounded to f16 as
 /// llama.cpp rounds them. Positions at or past the context's position are stale and never used.
+/// <para>
+/// A quantized cache (<see cref="KvCacheType.Q8_0"/>, <see cref="KvCacheType.Q4_0"/>; llama.cpp's
+/// <c>-ctk</c>/<c>-ctv</c>) keeps the same blocks of 64 positions, each block its quants then its f16 scales
+/// (one per 32 consecutive dimensions of one position, as ggml's blocks quantize a row of the head):
+/// keys' quants [head_dim, 64] (q8_0: a byte per position; q4_0: 32 bytes a dimension, position p in the
+/// low nibble of byte p and position p + 32 in its high nibble) and scales [head_dim / 32, 64]; values'
+/// quants [64, head_dim] (q4_0: each 32 dimensions as a ggml <c>block_q4_0</c>'s 16 bytes) and scales
+/// [64, head_dim / 32]. <see cref="Kernels.Attention"/> dequantizes a block into the same f32 tile an f16
+/// block widens into. Rows are quantized as llama.cpp stores them (<c>quantize_row_q8_0</c>'s SIMD
+/// rounding, <c>quantize_row_q4_0_ref</c>).
+/// </para>
 /// </summary>
 internal sealed unsafe class KvCache : IDisposable
 {
     /// <summary>Positions per block of keys (and the attention's position block).</summary>
     public const int BlockPositions = 64;
 
-    private Half* _k;
-    private Half* _v;
+    private byte* _k;
+    private byte* _v;
 
     /// <summary>Allocates a zeroed cache for <paramref name="contextLength"/> positions.</summary>
-    public KvCache(int layers, int contextLength, int kvHeads, int headDim)
+    /// <exception cref="ArgumentException">a quantized type and a head size that is not a multiple of 32.</exception>
+    public KvCache(int layers, int contextLength, int kvHeads, int headDim, KvCacheType keyType = KvCacheType.F16, KvCacheType valueType = KvCacheType.F16)
     {
         ArgumentOutOfRangeException.ThrowIfLessThan(layers, 1);
         ArgumentOutOfRangeException.ThrowIfLessThan(contextLength, 1);
         ArgumentOutOfRangeException.ThrowIfLessThan(kvHeads, 1);
         ArgumentOutOfRangeException.ThrowIfLessThan(headDim, 1);
+        CheckHeadDim(keyType, headDim, "K");
+        CheckHeadDim(valueType, headDim, "V");
         Layers = layers;
         ContextLength = contextLength;
         KvHeads = kvHeads;
         HeadDim = headDim;
+        KeyType = keyType;
+        ValueType = valueType;
         HeadStride = (long)PaddedPositions(contextLength) * headDim;
-        long halves = layers * kvHeads * HeadStride;
-        _k = (Half*)NativeMemory.AllocZeroed((nuint)halves, sizeof(ushort));
-        _v = (Half*)NativeMemory.AllocZeroed((nuint)halves, sizeof(ushort));
+        KeyRotation = Rotation(keyType, headDim, key: true);
+        ValueRotation = Rotation(valueType, headDim, key: false);
+        KeyHeadBytes = keyType.Bytes(HeadStride);
+        ValueHeadBytes = valueType.Bytes(HeadStride);
+        _k = (byte*)NativeMemory.AllocZeroed((nuint)(layers * kvHeads * KeyHeadBytes));
+        _v = (byte*)NativeMemory.AllocZeroed((nuint)(layers * kvHeads * ValueHeadBytes));
+    }
+
+    /// <summary>Throws when <paramref name="type"/> cannot hold heads of <paramref name="headDim"/> values (ggml's rule: whole blocks of 32).</summary>
+    public static void CheckHeadDim(KvCacheType type, int headDim, string which)
+    {
+        if (type.IsQuantized() && headDim % 32 != 0)
+            throw new ArgumentException($"a {type.Name()} {which} cache quantizes each head in blocks of 32 values, but this model's heads have {headDim}; use f16");
     }
 
     public int Layers { get; }
@@ -50,30 +76,80 @@ internal sealed unsafe class KvCache : IDisposable
     public int KvHeads { get; }
     public int HeadDim { get; }
 
+    /// <summary>How keys are stored.</summary>
+    public KvCacheType KeyType { get; }
+
+    /// <summary>How values are stored.</summary>
+    public KvCacheType ValueType { get; }
+
+    /// <summary>
+    /// The Walsh-Hadamard block (<see cref="Kernels.KvBlocks.Hadamard"/>) the keys and queries are rotated in
+    /// before a quantized K cache rounds them, 0 for none. As llama.cpp (<c>attn_rot_k</c>, its PR 21038, on by
+    /// default): a quantized K cache with heads of a multiple of 64 rotates each head in the largest power of
+    /// two that divides it (64, 128, 256); other heads and f16 caches are not rotated.
+    /// </summary>
+    public int KeyRotation { get; }
+
+    /// <summary>
+    /// The Walsh-Hadamard block the values are rotated in before a quantized V cache rounds them (and the
+    /// attention's output rotated back), 0 for none: 64 for a quantized V cache with heads of a multiple of 64,
+    /// as llama.cpp (<c>attn_rot_v</c>).
+    /// </summary>
+    public int ValueRotation { get; }
+
+    /// <summary>llama.cpp's rotation rule (see <see cref="KeyRotation"/>, <see cref="ValueRotation"/>).</summary>
+    public static int Rotation(KvCacheType type, int headDim, bool key)
+    {
+        if (!type.IsQuantized() || headDim % 64 != 0) return 0;
+        if (!key) return 64;
+        int n = 64;
+        while (headDim % (n * 2) == 0) n *= 2;
+        return n;
+    }
+
     /// <summary>Width of a token's keys (or values): kv_heads × head_dim.</summary>
     public int KvLength => KvHeads * HeadDim;
 
-    /// <summary>Halves between one KV head's keys (or values) and the next's: the context rounded up to whole blocks, × head_dim.</summary>
+    /// <summary>Values between one KV head's keys (or values) and the next's: the context rounded up to whole blocks, × head_dim (halves in an f16 cache).</summary>
     public long HeadStride { get; }
+
+    /// <summary>Bytes between one KV head's keys and the next's.</summary>
+    public long KeyHeadBytes { get; }
+
+    /// <summary>Bytes between one KV head's values and the next's.</summary>
+    public long ValueHeadBytes { get; }
 
     /// <summary>The context rounded up to whole blocks of <see cref="BlockPositions"/>.</summary>
     public static int PaddedPositions(int contextLength) => (contextLength + BlockPositions - 1) / BlockPositions * BlockPositions;
 
-    /// <summary>Bytes a cache of these dimensions takes (K and V, f16, the context rounded up to whole blocks).</summary>
-    public static long Bytes(int layers, int contextLength, int kvLength) => 2L * layers * PaddedPositions(contextLength) * kvLength * sizeof(ushort);
+    /// <summary>Bytes a cache of these dimensions takes (K and V, the context rounded up to whole blocks).</summary>
+    public static long Bytes(int layers, int contextLength, int kvLength, KvCacheType keyType = KvCacheType.F16, KvCacheType valueType = KvCacheType.F16)
+    {
+        long values = (long)layers * PaddedPositions(contextLength) * kvLength;
+        return keyType.Bytes(values) + valueType.Bytes(values);
+    }
+
+    /// <summary>Bytes of one block of <see cref="BlockPositions"/> positions of one head in a cache of <paramref name="type"/>.</summary>
+    public static int BlockBytes(KvCacheType type, int headDim) => (int)type.Bytes((long)BlockPositions * headDim);
+
+    /// <summary>The keys of KV head <paramref name="kvHead"/> of <paramref name="layer"/>, in <see cref="KeyType"/>'s layout.</summary>
+    public byte* KeyBytes(int layer, int kvHead) => _k + ((long)layer * KvHeads + kvHead) * KeyHeadBytes;
+
+    /// <summary>The values of KV head <paramref name="kvHead"/> of <paramref name="layer"/>, in <see cref="ValueType"/>'s layout.</summary>
+    public byte* ValueBytes(int layer, int kvHead) => _v + ((long)layer * KvHeads + kvHead) * ValueHeadBytes;
 
     /// <summary>
-    /// Keys of KV head <paramref name="kvHead"/> of <paramref name="layer"/>: block b (positions
+    /// Keys of KV head <paramref name="kvHead"/> of <paramref name="layer"/> in an f16 cache: block b (positions
     /// [64b, 64b + 64)) at b × 64 × head_dim, dimension d of position p at
     /// (p / 64) × 64 × head_dim + d × 64 + p % 64.
     /// </summary>
-    public Half* Keys(int layer, int kvHead) => _k + ((long)layer * KvHeads + kvHead) * HeadStride;
+    public Half* Keys(int layer, int kvHead) => KeyType == KvCacheType.F16 ? (Half*)KeyBytes(layer, kvHead) : throw new InvalidOperationException($"the K cache is {KeyType.Name()}, not f16");
 
-    /// <summary>Values of KV head <paramref name="kvHead"/> of <paramref name="layer"/>: [positions, head_dim].</summary>
-    public Half* Values(int layer, int kvHead) => _v + ((long)layer * KvHeads + kvHead) * HeadStride;
+    /// <summary>Values of KV head <paramref name="kvHead"/> of <paramref name="layer"/> in an f16 cache: [positions, head_dim].</summary>
+    public Half* Values(int layer, int kvHead) => ValueType == KvCacheType.F16 ? (Half*)ValueBytes(layer, kvHead) : throw new InvalidOperationException($"the V cache is {ValueType.Name()}, not f16");
 
     /// <summary>
-    /// Rounds and stores the keys and values of <paramref name="n"/> tokens starting at
+    /// Rounds (or quantizes) and stores the keys and values of <paramref name="n"/> tokens starting at
     /// <paramref name="pos"/>: <paramref name="k"/> and <paramref name="v"/> are [n, kv_heads × head_dim].
     /// </summary>
     public void Store(int layer, int pos, float* k, float* v, int n)
@@ -81,22 +157,90 @@ internal sealed unsafe class KvCache : IDisposable
         ArgumentOutOfRangeException.ThrowIfNegative(pos);
         ArgumentOutOfRangeException.ThrowIfGreaterThan(pos + n, ContextLength, nameof(n));
         if ((uint)layer >= (uint)Layers) throw new ArgumentOutOfRangeException(nameof(layer), layer, $"the cache has {Layers} layers");
-        Half* row = stackalloc Half[Math.Min(HeadDim, 4096)];
+        int rowBytes = Math.Min(HeadDim, 4096) * sizeof(float);
+        byte* row = stackalloc byte[rowBytes];
         for (int t = 0; t < n; t++)
         {
             int p = pos + t;
-            long inBlock = (long)(p / BlockPositions) * BlockPositions * HeadDim + p % BlockPositions;
             for (int h = 0; h < KvHeads; h++)
             {
-                float* src = v + (long)t * KvLength + h * HeadDim;
-                Kernels.HalfMath.Round(src, Values(layer, h) + (long)p * HeadDim, HeadDim);
-                // K: round the head's row at once, then scatter it down the block's position column.
-                Half* col = Keys(layer, h) + inBlock;
-                for (int d0 = 0; d0 < HeadDim; d0 += 4096)
+                float* ks = k + (long)t * KvLength + h * HeadDim, vs = v + (long)t * KvLength + h * HeadDim;
+                if (KeyType == KvCacheType.F16) StoreKeyF16((Half*)KeyBytes(layer, h), p, ks, (Half*)row);
+                else StoreQuantized(KeyType, KeyBytes(layer, h), p, ks, key: true);
+                if (ValueType == KvCacheType.F16) Kernels.HalfMath.Round(vs, (Half*)ValueBytes(layer, h) + (long)p * HeadDim, HeadDim);
+                else StoreQuantized(ValueType, ValueBytes(layer, h), p, vs, key: false);
+            }
+        }
+    }
+
+    /// <summary>An f16 key: round the head's row at once, then scatter it down the block's position column.</summary>
+    private void StoreKeyF16(Half* keys, int p, float* src, Half* row)
+    {
+        Half* col = keys + (long)(p / BlockPositions) * BlockPositions * HeadDim + p % BlockPositions;
+        for (int d0 = 0; d0 < HeadDim; d0 += 4096)
+        {
+            int len = Math.Min(4096, HeadDim - d0);
+            Kernels.HalfMath.Round(src + d0, row, len);
+            for (int d = 0; d < len; d++) col[(long)(d0 + d) * BlockPositions] = row[d];
+        }
+    }
+
+    /// <summary>Quantizes one head's row of position <paramref name="p"/> as ggml's blocks and puts its quants and scales where the layout keeps them.</summary>
+    private void StoreQuantized(KvCacheType type, byte* head, int p, float* src, bool key)
+    {
+        int groups = HeadDim / 32, pp = p % BlockPositions;
+        int rotation = key ? KeyRotation : ValueRotation;
+        if (rotation > 0)
+        {
+            // Rotated first (llama.cpp's llama_mul_mat_hadamard on K and V before they are copied into the cache).
+            float* rotated = stackalloc float[HeadDim];
+            Buffer.MemoryCopy(src, rotated, HeadDim * sizeof(float), HeadDim * sizeof(float));
+            Kernels.KvBlocks.Hadamard(rotated, HeadDim, rotation);
+            src = rotated;
+        }
+        byte* block = head + (long)(p / BlockPositions) * BlockBytes(type, HeadDim);
+        byte* quants = block;
+        ushort* scales = (ushort*)(block + (type == KvCacheType.Q8_0 ? BlockPositions * HeadDim : BlockPositions * HeadDim / 2));
+        if (type == KvCacheType.Q8_0)
+        {
+            var q = stackalloc Quant.BlockQ8_0[groups];
+            Quant.Q8_0.QuantizeActivationRow(src, (byte*)q, HeadDim);
+            for (int g = 0; g < groups; g++)
+            {
+                if (key)
                 {
-                    int len = Math.Min(4096, HeadDim - d0);
-                    Kernels.HalfMath.Round(k + (long)t * KvLength + h * HeadDim + d0, row, len);
-                    for (int d = 0; d < len; d++) col[(long)(d0 + d) * BlockPositions] = row[d];
+                    for (int i = 0; i < 32; i++) ((sbyte*)quants)[(g * 32 + i) * BlockPositions + pp] = q[g].Qs[i];
+                    scales[g * BlockPositions + pp] = q[g].D;
+                }
+                else
+                {
+                    new ReadOnlySpan<byte>((byte*)q[g].Qs, 32).CopyTo(new Span<byte>(quants + pp * HeadDim + g * 32, 32));
+                    scales[pp * groups + g] = q[g].D;
+                }
+            }
+        }
+        else
+        {
+            var q = stackalloc Quant.BlockQ4_0[groups];
+            Quant.Q4_0.QuantizeRowReference(src, (byte*)q, HeadDim);
+            for (int g = 0; g < groups; g++)
+            {
+                if (key)
+                {
+                    // Dimension d's 64 positions in 32 bytes: p in byte p's low nibble, p + 32 in its high one.
+                    int shift = pp < 32 ? 0 : 4, at = pp % 32;
+                    for (int i = 0; i < 32; i++)
+                    {
+                        int nib = i < 16 ? q[g].Qs[i] & 0x0F : q[g].Qs[i - 16] >> 4;
+                        byte* b = quants + (g * 32 + i) * 32 + at;
+                        *b = (byte)(*b & ~(0x0F << shift) | nib << shift);
+                    }
+                    scales[g * BlockPositions + pp] = q[g].D;
+                }
+                else
+                {
+                    new ReadOnlySpan<byte>(q[g].Qs, 16).CopyTo(new Span<byte>(quants + pp * HeadDim / 2 + g * 16, 16));
+                    scales[pp * groups + g] = q[g].D;
                 }
             }
         }

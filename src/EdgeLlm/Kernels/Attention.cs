@@ -142,23 +142,27 @@ internal static unsafe class Attention
         int ctx = kv.ContextLength;
         if (kv.KvHeads != nHeadKv || kv.HeadDim != headDim)
             throw new ArgumentException($"the cache holds {kv.KvHeads} KV heads of {kv.HeadDim}, the attention asks for {nHeadKv} of {headDim}", nameof(kv));
-        Half* k0 = kv.Keys(layer, 0), v0 = kv.Values(layer, 0);
-        long headStride = kv.HeadStride;
+        byte* k0 = kv.KeyBytes(layer, 0), v0 = kv.ValueBytes(layer, 0);
+        KvCacheType kType = kv.KeyType, vType = kv.ValueType;
+        // Strides in the operand's units: halves for f16, bytes for the quantized blocks.
+        long kStride = kType == KvCacheType.F16 ? kv.HeadStride : kv.KeyHeadBytes;
+        long vStride = vType == KvCacheType.F16 ? kv.HeadStride : kv.ValueHeadBytes;
+        var rounding = new Rounding(kType.IsQuantized(), vType == KvCacheType.F16, kv.KeyRotation, kv.ValueRotation);
         long ws = WorkerScratchBytes(ctx, headDim);
         if (nTokens == 1)
         {
-            // One token: each item widens every 64-position block of its KV head's keys and values
-            // (one contiguous run each in the cache) once, into an L1 tile its heads share
+            // One token: each item widens (or dequantizes) every 64-position block of its KV head's keys
+            // and values (one contiguous run each in the cache) once, into an L1 tile its heads share
             // (Scores/Values); that costs less than writing and re-reading an f32
             // copy of the whole layer, as a prompt does below.
             pool.ForDynamic(items, chunk, (long)nKv * headDim * 2 * Math.Min(group, block), (start, end, worker) =>
-                Items(q, nTokens, startPos, k0, headStride, v0, headStride, ctx, nHead, nHeadKv, headDim, block, 1, output, scratch + worker * ws, start, end, window, scale, softcap),
+                ItemsOf(kType, vType, q, nTokens, startPos, k0, kStride, v0, vStride, ctx, nHead, nHeadKv, headDim, block, 1, output, scratch + worker * ws, start, end, window, scale, softcap, rounding),
                 minParallelWork: 1 << 14);
             return;
         }
         // A prompt: every cached key and value is met by several query tokens and by every head
-        // of its group, so widen them to f32 once (exact; the same arithmetic follows), in the
-        // cache's layout: a block of keys and its values are each one contiguous run, in the cache
+        // of its group, so widen (or dequantize) them to f32 once (exact; the same arithmetic follows), in
+        // the cache's layout: a block of keys and its values are each one contiguous run, in the cache
         // and in the copy. The last block of keys is widened whole (stale or zero keys past nKv,
         // whose scores are dropped), so that every block is scored the same way.
         int kBlocks = (nKv + PositionBlock - 1) / PositionBlock;
@@ -171,18 +175,23 @@ internal static unsafe class Attention
             fixed (float* vf = vw)
             {
                 float* kfp = kf, vfp = vf;
+                long kHeadBytes = kv.KeyHeadBytes, vHeadBytes = kv.ValueHeadBytes;
+                int kBlockBytes = KvCache.BlockBytes(kType, headDim), vBlockBytes = KvCache.BlockBytes(vType, headDim);
                 pool.For(nHeadKv * kBlocks, 2L * PositionBlock * headDim, (start, end, _) =>
                 {
                     for (int r = start; r < end; r++)
                     {
-                        int kvh = r / kBlocks, j0 = r % kBlocks * PositionBlock;
+                        int kvh = r / kBlocks, b = r % kBlocks, j0 = b * PositionBlock, rows = Math.Min(PositionBlock, nKv - j0);
                         long at = (long)j0 * headDim;
-                        HalfMath.Widen(k0 + kvh * headStride + at, kfp + kvh * headFloats + at, PositionBlock * headDim);
-                        HalfMath.Widen(v0 + kvh * headStride + at, vfp + kvh * headFloats + at, Math.Min(PositionBlock, nKv - j0) * headDim);
+                        byte* kb = k0 + kvh * kHeadBytes + (long)b * kBlockBytes, vb = v0 + kvh * vHeadBytes + (long)b * vBlockBytes;
+                        if (kType == KvCacheType.F16) HalfMath.Widen((Half*)kb, kfp + kvh * headFloats + at, PositionBlock * headDim);
+                        else KvBlocks.Keys(kType, kb, headDim, kfp + kvh * headFloats + at);
+                        if (vType == KvCacheType.F16) HalfMath.Widen((Half*)vb, vfp + kvh * headFloats + at, rows * headDim);
+                        else KvBlocks.Values(vType, vb, rows, headDim, vfp + kvh * headFloats + at);
                     }
                 });
                 pool.ForDynamic(items, chunk, (long)nKv * headDim * 2 * Math.Min(group, block) * tokenBlock, (start, end, worker) =>
-                    Items(q, nTokens, startPos, kfp, headFloats, vfp, headFloats, ctx, nHead, nHeadKv, headDim, block, tokenBlock, output, scratch + worker * ws, start, end, window, scale, softcap),
+                    Items(q, nTokens, startPos, kfp, headFloats, vfp, headFloats, ctx, nHead, nHeadKv, headDim, block, tokenBlock, output, scratch + worker * ws, start, end, window, scale, softcap, rounding),
                     minParallelWork: 1 << 14);
             }
         }
@@ -190,6 +199,55 @@ internal static unsafe class Attention
         {
             System.Buffers.ArrayPool<float>.Shared.Return(kw);
             System.Buffers.ArrayPool<float>.Shared.Return(vw);
+        }
+    }
+
+    /// <summary>
+    /// How the operands are rounded before their products, as llama.cpp's CPU backend rounds them for the
+    /// cache's types: the query to q8_0 (keys in q8_0 or q4_0: ggml's vec_dot_type) or to f16; the
+    /// probabilities to f16 (values in f16: <c>mul_mat(V, kq)</c>) or not at all (quantized values: the
+    /// flash-attention path llama.cpp requires for them, which accumulates f32 probabilities). With
+    /// <paramref name="KeyRotation"/> the query is rotated as the cache's keys were before that rounding; with
+    /// <paramref name="ValueRotation"/> each output row is rotated back as the values were rotated
+    /// (<see cref="KvCache.KeyRotation"/>, <see cref="KvCache.ValueRotation"/>).
+    /// </summary>
+    internal readonly record struct Rounding(bool QueryToQ8_0, bool ProbabilitiesToF16, int KeyRotation = 0, int ValueRotation = 0);
+
+    /// <summary><see cref="Items{TK, TV}"/> over the cache's own operand types: f16 halves or quantized blocks.</summary>
+    private static void ItemsOf(KvCacheType kType, KvCacheType vType, float* q, int nTokens, int startPos, byte* k, long kStride, byte* v, long vStride,
+        int contextLength, int nHead, int nHeadKv, int headDim, int block, int tokenBlock, float* output, byte* ws, int start, int end,
+        int window, float scale, float softcap, Rounding rounding)
+    {
+        switch (kType)
+        {
+            case KvCacheType.F16:
+                ItemsOfV(vType, q, nTokens, startPos, (Half*)k, kStride, v, vStride, contextLength, nHead, nHeadKv, headDim, block, tokenBlock, output, ws, start, end, window, scale, softcap, rounding);
+                break;
+            case KvCacheType.Q8_0:
+                ItemsOfV(vType, q, nTokens, startPos, (KvQ8_0*)k, kStride, v, vStride, contextLength, nHead, nHeadKv, headDim, block, tokenBlock, output, ws, start, end, window, scale, softcap, rounding);
+                break;
+            default:
+                ItemsOfV(vType, q, nTokens, startPos, (KvQ4_0*)k, kStride, v, vStride, contextLength, nHead, nHeadKv, headDim, block, tokenBlock, output, ws, start, end, window, scale, softcap, rounding);
+                break;
+        }
+    }
+
+    private static void ItemsOfV<TK>(KvCacheType vType, float* q, int nTokens, int startPos, TK* k, long kStride, byte* v, long vStride,
+        int contextLength, int nHead, int nHeadKv, int headDim, int block, int tokenBlock, float* output, byte* ws, int start, int end,
+        int window, float scale, float softcap, Rounding rounding)
+        where TK : unmanaged
+    {
+        switch (vType)
+        {
+            case KvCacheType.F16:
+                Items(q, nTokens, startPos, k, kStride, (Half*)v, vStride, contextLength, nHead, nHeadKv, headDim, block, tokenBlock, output, ws, start, end, window, scale, softcap, rounding);
+                break;
+            case KvCacheType.Q8_0:
+                Items(q, nTokens, startPos, k, kStride, (KvQ8_0*)v, vStride, contextLength, nHead, nHeadKv, headDim, block, tokenBlock, output, ws, start, end, window, scale, softcap, rounding);
+                break;
+            default:
+                Items(q, nTokens, startPos, k, kStride, (KvQ4_0*)v, vStride, contextLength, nHead, nHeadKv, headDim, block, tokenBlock, output, ws, start, end, window, scale, softcap, rounding);
+                break;
         }
     }
 
@@ -204,10 +262,11 @@ internal static unsafe class Attention
     // AggressiveOptimization here and below: a prompt's attention runs a few dozen calls, too few
     // for tiering to replace the unoptimized first compile before the prompt is done.
     [MethodImpl(MethodImplOptions.AggressiveOptimization)]
-    private static void Items<T>(float* q, int nTokens, int startPos, T* k, long kHeadStride, T* v, long vHeadStride,
+    private static void Items<TK, TV>(float* q, int nTokens, int startPos, TK* k, long kHeadStride, TV* v, long vHeadStride,
         int contextLength, int nHead, int nHeadKv, int headDim, int block, int tokenBlock, float* output, byte* ws, int start, int end,
-        int window, float scale, float softcap)
-        where T : unmanaged
+        int window, float scale, float softcap, Rounding rounding)
+        where TK : unmanaged
+        where TV : unmanaged
     {
         int qLen = nHead * headDim;
         int group = nHead / nHeadKv;
@@ -237,14 +296,18 @@ internal static unsafe class Attention
             for (int ti = 0; ti < nt; ti++)
                 for (int i = 0; i < heads; i++)
                 {
-                    // Q rounded to f16 values but kept as f32 (exact), as ggml converts it for the f16 product.
+                    // Q rounded to f16 values (or to q8_0 ones, for quantized keys) but kept as f32 (exact),
+                    // as ggml converts it for the product with the cache's keys.
                     float* qr = qh + (ti * heads + i) * hStride;
                     Buffer.MemoryCopy(q + (long)(t0 + ti) * qLen + (h0 + i) * headDim, qr, headDim * sizeof(float), headDim * sizeof(float));
-                    HalfMath.RoundInPlace(qr, headDim);
+                    if (rounding.KeyRotation > 0) KvBlocks.Hadamard(qr, headDim, rounding.KeyRotation);
+                    if (rounding.QueryToQ8_0) KvBlocks.RoundToQ8_0(qr, headDim);
+                    else HalfMath.RoundInPlace(qr, headDim);
                     rowN[ti * heads + i] = startPos + t0 + ti + 1;
                 }
             int* ns = nt > 1 ? rowN : null;
-            T* kHead = k + kvh * kHeadStride, vHead = v + kvh * vHeadStride;
+            TK* kHead = k + kvh * kHeadStride;
+            TV* vHead = v + kvh * vHeadStride;
             // A sliding window: the blocks before the first row's window are neither scored nor read.
             int from = window > 0 ? Math.Max(0, startPos + t0 + 1 - window) / PositionBlock * PositionBlock : 0;
             Scores(qh, hStride, rows, kHead, nKv, headDim, scale, scores, sStride, max, lanes, tile, ns, from);
@@ -262,16 +325,19 @@ internal static unsafe class Attention
                     new Span<float>(sr, lo).Clear();
                 }
                 Softmax.ExpNormalize(sr + lo, rowN[r] - lo, max[r]);
-                HalfMath.RoundInPlace(sr, rowN[r]);
+                if (rounding.ProbabilitiesToF16) HalfMath.RoundInPlace(sr, rowN[r]);
             }
             if (nt == 1)
             {
                 float* o = output + (long)t0 * qLen + h0 * headDim;
                 Values(scores, sStride, heads, vHead, nKv, headDim, o, headDim, partial, lanes, tile, null, from);
+                if (rounding.ValueRotation > 0) KvBlocks.Hadamard(o, heads * headDim, rounding.ValueRotation);
                 continue;
             }
             // Several tokens: the rows' outputs into their query rows (done with), then to each token's row.
             Values(scores, sStride, rows, vHead, nKv, headDim, qh, hStride, partial, lanes, tile, ns, from);
+            if (rounding.ValueRotation > 0)
+                for (int r = 0; r < rows; r++) KvBlocks.Hadamard(qh + r * hStride, headDim, rounding.ValueRotation);
             for (int ti = 0; ti < nt; ti++)
                 for (int i = 0; i < heads; i++)
                     Buffer.MemoryCopy(qh + (ti * heads + i) * hStride, output + (long)(t0 + ti) * qLen + (h0 + i) * headDim, headDim * sizeof(float), headDim * sizeof(float));
@@ -303,27 +369,46 @@ internal static unsafe class Attention
         where T : unmanaged
     {
         // from (a multiple of PositionBlock; a sliding window's first block): the keys before it are not scored.
-        int blockValues = PositionBlock * headDim;
         for (int j = from; j < n; j += PositionBlock)
         {
-            float* kb = Block(k, (long)j * headDim, blockValues, tile);
+            float* kb = KeyBlock(k, (long)j * headDim, headDim, tile);
             ScoresTile(q, qStride, heads, kb, headDim, scale, scores + j, sStride, lanes, Math.Min(PositionBlock, n - j));
         }
         for (int i = 0; i < heads; i++) max[i] = Max(scores + i * sStride + from, (rowN == null ? n : rowN[i]) - from, lanes);
     }
 
     /// <summary>
-    /// The f32 block of <paramref name="count"/> values at <paramref name="offset"/> in <paramref name="src"/>:
-    /// in place for f32, widened into <paramref name="tile"/> for f16.
+    /// The f32 block of keys at <paramref name="offset"/> values into <paramref name="src"/> (a multiple of
+    /// 64 × head_dim): in place for f32, widened (f16) or dequantized (q8_0, q4_0) into <paramref name="tile"/>.
     /// </summary>
     [MethodImpl(MethodImplOptions.AggressiveInlining)]
-    private static float* Block<T>(T* src, long offset, int count, float* tile) where T : unmanaged
+    private static float* KeyBlock<T>(T* src, long offset, int headDim, float* tile) where T : unmanaged
     {
         if (typeof(T) == typeof(float)) return (float*)src + offset;
-        if (typeof(T) != typeof(Half)) throw new NotSupportedException($"attention operands of {typeof(T).Name}");
-        HalfMath.Widen((Half*)src + offset, tile, count);
+        if (typeof(T) == typeof(Half)) HalfMath.Widen((Half*)src + offset, tile, PositionBlock * headDim);
+        else KvBlocks.Keys(QuantType<T>(), QuantBlock(src, offset, headDim), headDim, tile);
         return tile;
     }
+
+    /// <summary>The f32 values of <paramref name="rows"/> positions from <paramref name="offset"/> values into <paramref name="src"/> (a multiple of 64 × head_dim), as <see cref="KeyBlock{T}"/>.</summary>
+    [MethodImpl(MethodImplOptions.AggressiveInlining)]
+    private static float* ValueBlock<T>(T* src, long offset, int rows, int headDim, float* tile) where T : unmanaged
+    {
+        if (typeof(T) == typeof(float)) return (float*)src + offset;
+        if (typeof(T) == typeof(Half)) HalfMath.Widen((Half*)src + offset, tile, rows * headDim);
+        else KvBlocks.Values(QuantType<T>(), QuantBlock(src, offset, headDim), rows, headDim, tile);
+        return tile;
+    }
+
+    /// <summary>The cache type a quantized operand marker stands for.</summary>
+    [MethodImpl(MethodImplOptions.AggressiveInlining)]
+    private static KvCacheType QuantType<T>() where T : unmanaged =>
+        typeof(T) == typeof(KvQ8_0) ? KvCacheType.Q8_0 : typeof(T) == typeof(KvQ4_0) ? KvCacheType.Q4_0 : throw new NotSupportedException($"attention operands of {typeof(T).Name}");
+
+    /// <summary>The quantized block holding the value at <paramref name="offset"/> (position × head_dim + dimension).</summary>
+    [MethodImpl(MethodImplOptions.AggressiveInlining)]
+    private static byte* QuantBlock<T>(T* src, long offset, int headDim) where T : unmanaged =>
+        (byte*)src + offset / ((long)PositionBlock * headDim) * KvCache.BlockBytes(QuantType<T>(), headDim);
 
     /// <summary>
     /// Scores of every head against one widened block of keys, [head_dim, 64] floats: the vector widths
@@ -411,7 +496,7 @@ internal static unsafe class Attention
             {
                 int len = Math.Min(PositionBlock, n - j0);
                 bool first = j0 == from;
-                float* vb = Block(v, (long)j0 * headDim, len * headDim, tile);
+                float* vb = ValueBlock(v, (long)j0 * headDim, len, headDim, tile);
                 int d = 0;
                 for (int c = 0; d + narrow <= headDim; c++)
                 {
@@ -437,10 +522,10 @@ internal static unsafe class Attention
                 int j = from;
                 for (; j + 2 <= ni; j += 2)
                 {
-                    even = MathF.FusedMultiplyAdd(pi[j], Load1(v, (long)j * headDim + d), even);
-                    odd = MathF.FusedMultiplyAdd(pi[j + 1], Load1(v, (long)(j + 1) * headDim + d), odd);
+                    even = MathF.FusedMultiplyAdd(pi[j], Load1(v, j, d, headDim), even);
+                    odd = MathF.FusedMultiplyAdd(pi[j + 1], Load1(v, j + 1, d, headDim), odd);
                 }
-                if (j < ni) even = MathF.FusedMultiplyAdd(pi[j], Load1(v, (long)j * headDim + d), even);
+                if (j < ni) even = MathF.FusedMultiplyAdd(pi[j], Load1(v, j, d, headDim), even);
                 o[i * oStride + d] = even + odd;
             }
     }
@@ -815,6 +900,8 @@ internal static unsafe class Attention
         typeof(T) == typeof(float) ? Vector128.Load((float*)p) : HalfMath.Widen128((ushort*)p);
 
     [MethodImpl(MethodImplOptions.AggressiveInlining)]
-    private static float Load1<T>(T* p, long i) where T : unmanaged =>
-        typeof(T) == typeof(float) ? ((float*)p)[i] : (float)((Half*)p)[i];
+    private static float Load1<T>(T* p, long j, int d, int headDim) where T : unmanaged =>
+        typeof(T) == typeof(float) ? ((float*)p)[j * headDim + d]
+        : typeof(T) == typeof(Half) ? (float)((Half*)p)[j * headDim + d]
+        : KvBlocks.Value(QuantType<T>(), (byte*)p, j, d, headDim, key: false);
 }

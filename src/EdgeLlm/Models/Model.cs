@@ -97,8 +97,9 @@ public abstract unsafe class Model : IDisposable
     /// <summary>Bytes of tensor data in the file (what the mapping keeps resident).</summary>
     public long WeightBytes => File.Tensors.Sum(t => t.ByteSize);
 
-    /// <summary>Bytes of the f16 KV cache a context of <paramref name="contextLength"/> tokens allocates.</summary>
-    public long EstimateKvCacheBytes(int contextLength) => KvCache.Bytes(Config.BlockCount, contextLength, Config.KvLength);
+    /// <summary>Bytes of the KV cache a context of <paramref name="contextLength"/> tokens allocates (f16 unless the cache types say otherwise).</summary>
+    public long EstimateKvCacheBytes(int contextLength, KvCacheType cacheTypeK = KvCacheType.F16, KvCacheType cacheTypeV = KvCacheType.F16) =>
+        KvCache.Bytes(Config.BlockCount, contextLength, Config.KvLength, cacheTypeK, cacheTypeV);
 
     /// <summary>
     /// Loads the model in <paramref name="file"/>; the file stays owned by the caller and must

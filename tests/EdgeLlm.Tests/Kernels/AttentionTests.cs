@@ -252,6 +252,247 @@ public unsafe class AttentionTests
                 }
     }
 
+    /// <summary>A row of <paramref name="n"/> values quantized as ggml stores them in a q8_0 or q4_0 cache, then dequantized.</summary>
+    /// <summary>With <paramref name="rotation"/>, the row is first rotated in Walsh-Hadamard blocks of that size, as a quantized cache stores it.</summary>
+    private static float[] Quantized(KvCacheType type, float[] x, int offset, int n, int rotation = 0)
+    {
+        var r = new float[n];
+        var buf = new byte[n / 32 * 34];
+        var src = x.AsSpan(offset, n).ToArray();
+        fixed (float* xp = src, rp = r)
+        fixed (byte* b = buf)
+        {
+            if (rotation > 0) KvBlocks.Hadamard(xp, n, rotation);
+            if (type == KvCacheType.Q8_0)
+            {
+                EdgeLlm.Quant.Q8_0.QuantizeActivationRowScalar(xp, b, n);
+                EdgeLlm.Quant.Q8_0.DequantizeRowReference(b, rp, n);
+            }
+            else
+            {
+                EdgeLlm.Quant.Q4_0.QuantizeRowReference(xp, b, n);
+                EdgeLlm.Quant.Q4_0.DequantizeRowReference(b, rp, n);
+            }
+        }
+        return r;
+    }
+
+    public static TheoryData<KvCacheType, KvCacheType> CacheTypes() => new()
+    {
+        { KvCacheType.Q8_0, KvCacheType.Q8_0 }, { KvCacheType.Q4_0, KvCacheType.Q4_0 }, { KvCacheType.Q8_0, KvCacheType.F16 },
+        { KvCacheType.F16, KvCacheType.Q8_0 }, { KvCacheType.Q4_0, KvCacheType.Q8_0 }, { KvCacheType.F16, KvCacheType.Q4_0 },
+    };
+
+    /// <summary>
+    /// A quantized cache stores each head's row as ggml's blocks (q8_0 with the SIMD quantizer's rounding,
+    /// q4_0 with the reference one) in KvCache's layout: KvBlocks.Value reads back exactly the dequantized
+    /// row, and KvBlocks.Keys/Values (the vector dequantizers) give the same bits, across a block boundary.
+    /// </summary>
+    [Theory]
+    [InlineData(KvCacheType.Q8_0, 32)]  // no rotation
+    [InlineData(KvCacheType.Q8_0, 128)]
+    [InlineData(KvCacheType.Q4_0, 64)]
+    [InlineData(KvCacheType.Q4_0, 256)]
+    public void QuantizedStore_HoldsGgmlsBlocks_InTheLayout(KvCacheType type, int headDim)
+    {
+        const int layers = 2, ctx = 140, kvHeads = 2, n = 90, pos = 30;
+        using var cache = new KvCache(layers, ctx, kvHeads, headDim, type, type);
+        Assert.Equal(type.Bytes(192L * headDim), cache.KeyHeadBytes);
+        Assert.Equal(headDim == 32 ? 0 : headDim, cache.KeyRotation); // llama.cpp's attn_rot_k: the largest power of two from 64 dividing the head
+        Assert.Equal(headDim == 32 ? 0 : 64, cache.ValueRotation);   // attn_rot_v: 64
+        Assert.Equal(2 * type.Bytes((long)layers * 192 * kvHeads * headDim), KvCache.Bytes(layers, ctx, kvHeads * headDim, type, type));
+        var rng = new Random(headDim);
+        float[] k = Floats(rng, n * kvHeads * headDim), v = Floats(rng, n * kvHeads * headDim);
+        fixed (float* kp = k, vp = v)
+            cache.Store(1, pos, kp, vp, n);
+        var tile = new float[64 * headDim];
+        for (int h = 0; h < kvHeads; h++)
+            for (int t = 0; t < n; t++)
+            {
+                int p = pos + t, x = t * kvHeads * headDim + h * headDim;
+                float[] wantK = Quantized(type, k, x, headDim, cache.KeyRotation), wantV = Quantized(type, v, x, headDim, cache.ValueRotation);
+                for (int d = 0; d < headDim; d++)
+                {
+                    Same(wantK[d], KvBlocks.Value(type, cache.KeyBytes(1, h), p, d, headDim, key: true), $"key {p} dim {d}");
+                    Same(wantV[d], KvBlocks.Value(type, cache.ValueBytes(1, h), p, d, headDim, key: false), $"value {p} dim {d}");
+                }
+            }
+        fixed (float* tp = tile)
+            for (int h = 0; h < kvHeads; h++)
+                for (int b = 0; b < 3; b++)
+                {
+                    byte* kb = cache.KeyBytes(1, h) + b * KvCache.BlockBytes(type, headDim), vb = cache.ValueBytes(1, h) + b * KvCache.BlockBytes(type, headDim);
+                    KvBlocks.Keys(type, kb, headDim, tp);
+                    for (int d = 0; d < headDim; d++)
+                        for (int j = 0; j < 64; j++) Same(KvBlocks.Value(type, cache.KeyBytes(1, h), b * 64 + j, d, headDim, true), tile[d * 64 + j], $"key tile {b}");
+                    KvBlocks.Values(type, vb, 64, headDim, tp);
+                    for (int j = 0; j < 64; j++)
+                        for (int d = 0; d < headDim; d++) Same(KvBlocks.Value(type, cache.ValueBytes(1, h), b * 64 + j, d, headDim, false), tile[j * headDim + d], $"value tile {b}");
+                }
+        Assert.All(Enumerable.Range(0, 64), d => Assert.Equal(0f, KvBlocks.Value(type, cache.KeyBytes(0, 0), 40, d % headDim, headDim, true))); // layer 0 untouched
+        Assert.Throws<ArgumentException>(() => new KvCache(1, 8, 1, 48, type, KvCacheType.F16)); // heads must be whole blocks of 32
+    }
+
+    /// <summary>The rotation is the orthonormal natural-order Walsh-Hadamard matrix, block by block, and its own inverse.</summary>
+    [Theory]
+    [InlineData(64, 64)]
+    [InlineData(128, 64)]
+    [InlineData(256, 128)]
+    [InlineData(256, 256)]
+    public void Hadamard_IsTheNaturalOrderWalshHadamardMatrix_PerBlock(int n, int block)
+    {
+        var rng = new Random(n + block);
+        float[] x = Floats(rng, n), y = (float[])x.Clone();
+        fixed (float* yp = y) KvBlocks.Hadamard(yp, n, block);
+        for (int b = 0; b < n; b += block)
+            for (int i = 0; i < block; i++)
+            {
+                double want = 0;
+                for (int j = 0; j < block; j++)
+                    want += (System.Numerics.BitOperations.PopCount((uint)(i & j)) % 2 == 0 ? 1.0 : -1.0) * x[b + j];
+                want /= Math.Sqrt(block);
+                Assert.True(Math.Abs(want - y[b + i]) < 1e-5, $"element {b + i}: {y[b + i]} vs {want}");
+            }
+        fixed (float* yp = y) KvBlocks.Hadamard(yp, n, block);
+        for (int i = 0; i < n; i++) Assert.True(Math.Abs(x[i] - y[i]) < 1e-5, $"twice: element {i}: {y[i]} vs {x[i]}");
+    }
+
+    /// <summary>The products over quantized blocks give the defined bits in every vector width (the scalar width reads the cache in place).</summary>
+    [Theory]
+    [InlineData(16, KvCacheType.Q8_0)]
+    [InlineData(8, KvCacheType.Q8_0)]
+    [InlineData(4, KvCacheType.Q8_0)]
+    [InlineData(1, KvCacheType.Q8_0)]
+    [InlineData(8, KvCacheType.Q4_0)]
+    [InlineData(1, KvCacheType.Q4_0)]
+    public void ScoresAndValues_OverQuantizedBlocks_GiveTheDefinedBits(int lanes, KvCacheType type)
+    {
+        if (!Runs(lanes)) return;
+        const int headDim = 64, heads = 3, n = 150, sStride = 200;
+        using var cache = new KvCache(1, 192, 1, headDim, type, type);
+        var rng = new Random(lanes);
+        float[] k = Floats(rng, n * headDim), v = Floats(rng, n * headDim), q = Floats(rng, heads * headDim), p = Floats(rng, heads * n);
+        var got = new float[heads * sStride];
+        var o = new float[heads * headDim];
+        var max = new float[heads];
+        var partial = new float[heads * Attention.RowPartialFloats(headDim)];
+        var tileBuf = new float[64 * headDim];
+        fixed (float* kp = k, vp = v, qp = q, pp = p, g = got, op = o, mp = max, part = partial, tp = tileBuf)
+        {
+            cache.Store(0, 0, kp, vp, n);
+            if (type == KvCacheType.Q8_0)
+            {
+                Attention.Scores(qp, headDim, heads, (KvQ8_0*)cache.KeyBytes(0, 0), n, headDim, 0.125f, g, sStride, mp, lanes, tp);
+                Attention.Values(pp, n, heads, (KvQ8_0*)cache.ValueBytes(0, 0), n, headDim, op, headDim, part, lanes, tp);
+            }
+            else
+            {
+                Attention.Scores(qp, headDim, heads, (KvQ4_0*)cache.KeyBytes(0, 0), n, headDim, 0.125f, g, sStride, mp, lanes, tp);
+                Attention.Values(pp, n, heads, (KvQ4_0*)cache.ValueBytes(0, 0), n, headDim, op, headDim, part, lanes, tp);
+            }
+        }
+        for (int i = 0; i < heads; i++)
+        {
+            for (int j = 0; j < n; j++)
+            {
+                float[] kj = Quantized(type, k, j * headDim, headDim, cache.KeyRotation);
+                float s = 0;
+                for (int d = 0; d < headDim; d++) s = MathF.FusedMultiplyAdd(q[i * headDim + d], kj[d], s);
+                Same(s * 0.125f, got[i * sStride + j], $"head {i} score {j}");
+            }
+            var vq = Enumerable.Range(0, n).Select(j => Quantized(type, v, j * headDim, headDim, cache.ValueRotation)).ToArray();
+            for (int d = 0; d < headDim; d++)
+            {
+                float even = 0, odd = 0;
+                for (int j = 0; j < n; j++)
+                {
+                    if (j % 2 == 0) even = MathF.FusedMultiplyAdd(p[i * n + j], vq[j][d], even);
+                    else odd = MathF.FusedMultiplyAdd(p[i * n + j], vq[j][d], odd);
+                }
+                Same(even + odd, o[i * headDim + d], $"head {i} value dim {d}");
+            }
+        }
+    }
+
+    /// <summary>
+    /// Attention over a quantized cache, as a batch (each block dequantized once into an f32 copy) and
+    /// token by token (blocks dequantized into the item's tile), gives the bits of its definition: the
+    /// query rounded to q8_0 where the keys are quantized (else f16), keys and values as ggml's blocks
+    /// dequantize them, the probabilities rounded to f16 only where the values are f16.
+    /// </summary>
+    [Theory]
+    [MemberData(nameof(CacheTypes))]
+    public void QuantizedCache_Batch_TokenByToken_AndDefinition_Agree_BitForBit(KvCacheType kType, KvCacheType vType)
+    {
+        const int contextLength = 160, nHead = 6, nHeadKv = 2, headDim = 64, nTokens = 140, threads = 2;
+        int kvLen = nHeadKv * headDim, qLen = nHead * headDim;
+        var rng = new Random((int)kType * 3 + (int)vType);
+        float[] q = Floats(rng, nTokens * qLen), k = Floats(rng, nTokens * kvLen), v = Floats(rng, nTokens * kvLen);
+        var batch = new float[nTokens * qLen];
+        var single = new float[nTokens * qLen];
+        var scratch = new byte[Attention.WorkerScratchBytes(contextLength, headDim) * threads];
+        using var pool = new WorkerPool(threads);
+        using var cacheA = new KvCache(2, contextLength, nHeadKv, headDim, kType, vType);
+        using var cacheB = new KvCache(2, contextLength, nHeadKv, headDim, kType, vType);
+        fixed (float* qp = q, kp = k, vp = v, bp = batch, sp = single)
+        fixed (byte* wsp = scratch)
+        {
+            cacheA.Store(1, 0, kp, vp, nTokens);
+            Attention.Forward(qp, 5, 0, cacheA, 1, nHead, nHeadKv, headDim, bp, wsp, pool);
+            Attention.Forward(qp + 5 * qLen, nTokens - 5, 5, cacheA, 1, nHead, nHeadKv, headDim, bp + 5 * qLen, wsp, pool);
+            for (int t = 0; t < nTokens; t++)
+            {
+                cacheB.Store(1, t, kp + t * kvLen, vp + t * kvLen, 1);
+                Attention.Forward(qp + t * qLen, 1, t, cacheB, 1, nHead, nHeadKv, headDim, sp + t * qLen, wsp, pool);
+            }
+        }
+        for (int i = 0; i < batch.Length; i++) Same(single[i], batch[i], $"output {i}");
+
+        int kRot = cacheA.KeyRotation, vRot = cacheA.ValueRotation;
+        Assert.Equal(kType == KvCacheType.F16 ? 0 : 64, kRot);
+        Assert.Equal(vType == KvCacheType.F16 ? 0 : 64, vRot);
+        float[] Row(KvCacheType type, float[] x, int offset, int rotation) =>
+            type == KvCacheType.F16 ? x.Skip(offset).Take(headDim).Select(f => (float)(Half)f).ToArray() : Quantized(type, x, offset, headDim, rotation);
+        var scores = new float[nTokens];
+        float scale = 1f / MathF.Sqrt(headDim);
+        for (int t = 0; t < nTokens; t += 7)
+            for (int h = 0; h < nHead; h++)
+            {
+                int kvh = h / (nHead / nHeadKv), n = t + 1;
+                float[] qr = Row(kType == KvCacheType.F16 ? kType : KvCacheType.Q8_0, q, t * qLen + h * headDim, kRot); // rotated and q8_0 against quantized keys, else f16
+                float max = float.NegativeInfinity;
+                for (int j = 0; j < n; j++)
+                {
+                    float[] kj = Row(kType, k, j * kvLen + kvh * headDim, kRot);
+                    float s = 0;
+                    for (int d = 0; d < headDim; d++) s = MathF.FusedMultiplyAdd(qr[d], kj[d], s);
+                    scores[j] = s * scale;
+                    max = Math.Max(max, scores[j]);
+                }
+                fixed (float* scp = scores)
+                {
+                    Softmax.ExpNormalize(scp, n, max);
+                    if (vType == KvCacheType.F16) HalfMath.RoundInPlaceReference(scp, n);
+                }
+                var vj = Enumerable.Range(0, n).Select(j => Row(vType, v, j * kvLen + kvh * headDim, vRot)).ToArray();
+                var outRow = new float[headDim];
+                for (int d = 0; d < headDim; d++)
+                {
+                    float even = 0, odd = 0;
+                    for (int j = 0; j < n; j++)
+                    {
+                        if (j % 2 == 0) even = MathF.FusedMultiplyAdd(scores[j], vj[j][d], even);
+                        else odd = MathF.FusedMultiplyAdd(scores[j], vj[j][d], odd);
+                    }
+                    outRow[d] = even + odd;
+                }
+                if (vRot > 0)
+                    fixed (float* op = outRow) KvBlocks.Hadamard(op, headDim, vRot); // rotated back
+                for (int d = 0; d < headDim; d++)
+                    Same(outRow[d], batch[t * qLen + h * headDim + d], $"{kType}/{vType}: token {t} head {h} dim {d} against the definition");
+            }
+    }
+
     [Theory]
     [InlineData(7, 2, 1, 7)]   // qwen2.5-0.5b: a whole group per item on 1 or 2 threads ...
     [InlineData(7, 2, 2, 7)]
