@@ -21,9 +21,13 @@ internal static class Backends
     /// <param name="device">the Vulkan device index, or null for the best device.</param>
     /// <param name="contextLength">KV cache size in tokens.</param>
     /// <param name="threads">CPU worker threads (0 = one per processor); the Vulkan backend does not use them.</param>
+    /// <param name="typeK">the K cache type; a quantized cache (K or V) runs on the CPU, so AUTO then picks the CPU (VULKAN is refused before this).</param>
+    /// <param name="typeV">the V cache type.</param>
     /// <exception cref="EdgeLlmException">BACKEND_UNAVAILABLE: backend VULKAN and the Vulkan backend cannot run this model here (the message says why).</exception>
-    public static Created Create(Model model, NativeBackend backend, int? device, int contextLength, int threads)
+    public static Created Create(Model model, NativeBackend backend, int? device, int contextLength, int threads,
+        KvCacheType typeK = KvCacheType.F16, KvCacheType typeV = KvCacheType.F16)
     {
+        if (typeK != KvCacheType.F16 || typeV != KvCacheType.F16) return OnCpu(model, contextLength, threads, typeK, typeV);
         switch (backend)
         {
             case NativeBackend.Vulkan:
@@ -51,13 +55,13 @@ internal static class Backends
         }
     }
 
-    private static Created OnCpu(Model model, int contextLength, int threads)
+    private static Created OnCpu(Model model, int contextLength, int threads, KvCacheType typeK = KvCacheType.F16, KvCacheType typeV = KvCacheType.F16)
     {
         // The first CPU context on a model repacks its weights (Model.RepackWeights runs once, under a
         // lock; later calls return at once). It finishes before that context exists, so no CPU context on
         // the model can be computing while the layout changes; Vulkan contexts read the file, not the copy.
         model.RepackWeights();
-        return new(new InferenceContext(model, contextLength, threads), NativeBackend.Cpu, null);
+        return new(new InferenceContext(model, contextLength, threads, typeK, typeV), NativeBackend.Cpu, null);
     }
 
     /// <summary>The context on Vulkan device <paramref name="index"/> (or the best one); null when <paramref name="requireGpu"/> and that device is no GPU.</summary>

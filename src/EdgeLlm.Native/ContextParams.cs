@@ -1,10 +1,11 @@
 using System.Runtime.InteropServices;
+using EdgeLlm.Engine;
 using EdgeLlm.Sampling;
 
 namespace EdgeLlm.Native;
 
 /// <summary>
-/// <c>edgellm_context_params</c> of edgellm.h, field for field (48 bytes; offsets 0,4,8,16,20,24,28,32,36,40,44).
+/// <c>edgellm_context_params</c> of edgellm.h, field for field (56 bytes; offsets 0,4,8,16,20,24,28,32,36,40,44,48,52).
 /// Fields are only ever appended (C callers start from <c>edgellm_context_params_default()</c>), never reordered.
 /// </summary>
 [StructLayout(LayoutKind.Sequential)]
@@ -24,6 +25,8 @@ internal struct ContextParams
     public int RepeatLastN;
     public int Backend;
     public int Device;
+    public int TypeK;
+    public int TypeV;
 
     /// <summary>The defaults: <see cref="SamplerOptions"/>'s (llama.cpp's) and a 4096-token context.</summary>
     public static ContextParams Default()
@@ -42,6 +45,8 @@ internal struct ContextParams
             RepeatLastN = s.RepeatLastN,
             Backend = (int)NativeBackend.Cpu,
             Device = -1,
+            TypeK = (int)KvCacheType.F16,
+            TypeV = (int)KvCacheType.F16,
         };
     }
 
@@ -53,6 +58,15 @@ internal struct ContextParams
         if (Device < -1)
             throw new ArgumentException($"edgellm_context_params.device must be >= -1 (-1 = the best Vulkan device), got {Device}");
         return ((NativeBackend)Backend, Device == -1 ? null : Device);
+    }
+
+    /// <summary>The KV cache types (edgellm_cache_type values are <see cref="KvCacheType"/>'s), validated (ArgumentException names the bad field).</summary>
+    public readonly (KvCacheType K, KvCacheType V) ToCacheTypes()
+    {
+        static KvCacheType Check(int value, string field) => Enum.IsDefined((KvCacheType)value)
+            ? (KvCacheType)value
+            : throw new ArgumentException($"edgellm_context_params.{field} must be EDGELLM_CACHE_F16 (0), EDGELLM_CACHE_Q8_0 (1) or EDGELLM_CACHE_Q4_0 (2), got {value}");
+        return (Check(TypeK, "type_k"), Check(TypeV, "type_v"));
     }
 
     /// <summary>The sampler settings, validated (ArgumentException names the bad field by its C name).</summary>

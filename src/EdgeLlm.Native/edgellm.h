@@ -55,11 +55,13 @@ extern "C" {
  * The version this header describes; edgellm_version() reports the library's.
  * 0.2.0: edgellm_context_params grew from 40 to 48 bytes (backend, device appended): rebuild callers
  * compiled against 0.1 (edgellm_context_params_default returns the struct by value).
+ * 0.3.0: edgellm_context_params grew from 48 to 56 bytes (type_k, type_v appended: the KV cache's types):
+ * rebuild callers compiled against 0.2.
  */
 #define EDGELLM_VERSION_MAJOR 0
-#define EDGELLM_VERSION_MINOR 2
+#define EDGELLM_VERSION_MINOR 3
 #define EDGELLM_VERSION_PATCH 0
-#define EDGELLM_VERSION_STRING "0.2.0"
+#define EDGELLM_VERSION_STRING "0.3.0"
 
 /* Error codes. Values are stable. */
 typedef enum edgellm_error {
@@ -95,6 +97,23 @@ typedef enum edgellm_backend {
     EDGELLM_BACKEND_AUTO = 2
 } edgellm_backend;
 
+/*
+ * How the KV cache stores keys and values (edgellm_context_params.type_k / type_v), as llama.cpp's
+ * --cache-type-k / --cache-type-v. Values are stable.
+ * - F16 (default): 2 bytes a value.
+ * - Q8_0: ggml's q8_0 blocks (34 bytes per 32 values, about half the memory), the query quantized to q8_0 against them.
+ * - Q4_0: ggml's q4_0 blocks (18 bytes per 32 values, about a quarter).
+ * Quantized caches need a head size that is a multiple of 32 (else edgellm_context_create fails with
+ * INVALID_ARGUMENT) and rotate heads of a multiple of 64 with a Walsh-Hadamard matrix before rounding, as
+ * llama.cpp does; they run on the CPU backend (VULKAN with a quantized cache is INVALID_ARGUMENT; AUTO
+ * then runs on the CPU).
+ */
+typedef enum edgellm_cache_type {
+    EDGELLM_CACHE_F16 = 0,
+    EDGELLM_CACHE_Q8_0 = 1,
+    EDGELLM_CACHE_Q4_0 = 2
+} edgellm_cache_type;
+
 /* Opaque handles. */
 typedef struct edgellm_model edgellm_model_t;
 typedef struct edgellm_context edgellm_context_t;
@@ -105,7 +124,7 @@ typedef struct edgellm_context edgellm_context_t;
 /*
  * Context parameters. Start from edgellm_context_params_default() and change fields.
  * The sampler chain is llama.cpp's: repeat penalty -> top-k -> top-p -> min-p -> temperature -> draw.
- * Layout: 48 bytes, fields at offsets 0,4,8,16,20,24,28,32,36,40,44. New fields are only ever appended.
+ * Layout: 56 bytes, fields at offsets 0,4,8,16,20,24,28,32,36,40,44,48,52. New fields are only ever appended.
  */
 typedef struct edgellm_context_params {
     int32_t context_length;  /* KV cache size in tokens, >= 1 (default 4096) */
@@ -120,6 +139,8 @@ typedef struct edgellm_context_params {
     int32_t backend;         /* an edgellm_backend: CPU, VULKAN or AUTO (default EDGELLM_BACKEND_CPU) */
     int32_t device;          /* Vulkan device index (as `edgellm devices` lists them), >= -1; -1 = the best device (default -1).
                                 Used by VULKAN and AUTO; CPU ignores it (and `threads` is for the CPU only) */
+    int32_t type_k;          /* an edgellm_cache_type: how the KV cache stores keys (default EDGELLM_CACHE_F16) */
+    int32_t type_v;          /* an edgellm_cache_type: how the KV cache stores values (default EDGELLM_CACHE_F16) */
 } edgellm_context_params;
 
 /*

@@ -18,7 +18,7 @@ internal static class EdgeLlmCliBench
     /// edgellm executable such as a NativeAOT build); on any failure returns figures with no values
     /// and the reason in <see cref="BenchFigures.Note"/>.
     /// </summary>
-    public static BenchFigures Measure(string cli, string model, int threads, int pp, int tg, int reps, int depth = 0)
+    public static BenchFigures Measure(string cli, string model, int threads, int pp, int tg, int reps, int depth = 0, string cacheK = "f16", string cacheV = "f16")
     {
         BenchFigures Fail(string why) => new(threads, pp, tg, [], [], why);
         if (!File.Exists(cli)) return Fail($"EdgeLlm CLI not built ({cli} missing: run `dotnet build -c Release src/EdgeLlm.Cli`)");
@@ -42,6 +42,7 @@ internal static class EdgeLlmCliBench
             psi.ArgumentList.Add("-d");
             psi.ArgumentList.Add(depth.ToString(CultureInfo.InvariantCulture));
         }
+        foreach (var a in new[] { "-ctk", cacheK, "-ctv", cacheV }) psi.ArgumentList.Add(a);
         if (managed) psi.ArgumentList.Insert(0, cli);
 
         using var proc = Process.Start(psi) ?? throw new InvalidOperationException("could not start dotnet");

@@ -57,7 +57,9 @@ internal sealed class LlamaCppBench : IDisposable
     /// <summary>Tokens per batch while filling a context to its depth.</summary>
     private const int FillChunk = 512;
 
-    public BenchFigures Measure(int threads, int pp, int tg, int reps, int depth = 0)
+    /// <param name="cacheK">the K cache type (-ctk): f16, q8_0 or q4_0.</param>
+    /// <param name="cacheV">the V cache type (-ctv); a quantized cache turns flash attention on, which llama.cpp needs for a quantized V.</param>
+    public BenchFigures Measure(int threads, int pp, int tg, int reps, int depth = 0, string cacheK = "f16", string cacheV = "f16")
     {
         var rng = new Random(1);
         LLamaToken[] Tokens(int count) => Enumerable.Range(0, count).Select(_ => (LLamaToken)rng.Next(VocabSize)).ToArray();
@@ -70,6 +72,12 @@ internal sealed class LlamaCppBench : IDisposable
             Threads = threads,
             BatchThreads = threads,
         };
+        if (cacheK != "f16" || cacheV != "f16")
+        {
+            prm.TypeK = CacheType(cacheK);
+            prm.TypeV = CacheType(cacheV);
+            prm.FlashAttention = true;
+        }
 
         void Fill(LLamaContext ctx)
         {
@@ -129,4 +137,12 @@ internal sealed class LlamaCppBench : IDisposable
     }
 
     public void Dispose() => _weights.Dispose();
+
+    private static LLama.Native.GGMLType CacheType(string name) => name switch
+    {
+        "f16" => LLama.Native.GGMLType.GGML_TYPE_F16,
+        "q8_0" => LLama.Native.GGMLType.GGML_TYPE_Q8_0,
+        "q4_0" => LLama.Native.GGMLType.GGML_TYPE_Q4_0,
+        _ => throw new ArgumentException($"cache type {name}: f16, q8_0 or q4_0"),
+    };
 }

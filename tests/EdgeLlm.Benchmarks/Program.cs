@@ -78,7 +78,7 @@ for (int round = 1; round <= opt.Rounds; round++)
         {
             try
             {
-                var l = bench.Measure(t, opt.Pp, opt.Tg, opt.Reps, opt.Depth);
+                var l = bench.Measure(t, opt.Pp, opt.Tg, opt.Reps, opt.Depth, opt.CacheK, opt.CacheV);
                 llama[t] = Pool(llama.GetValueOrDefault(t), l);
                 Console.Error.WriteLine($"round {round} llama.cpp  t={t}: pp {Fmt(l.PpAll)}  tg {Fmt(l.TgAll)}");
             }
@@ -90,7 +90,7 @@ for (int round = 1; round <= opt.Rounds; round++)
                 bench = null;
             }
         }
-        var o = EdgeLlmCliBench.Measure(edgellmCli, model, t, opt.Pp, opt.Tg, opt.Reps, opt.Depth);
+        var o = EdgeLlmCliBench.Measure(edgellmCli, model, t, opt.Pp, opt.Tg, opt.Reps, opt.Depth, opt.CacheK, opt.CacheV);
         ours[t] = Pool(ours.GetValueOrDefault(t), o);
         Console.Error.WriteLine(o.PpAll.Length + o.TgAll.Length > 0
             ? $"round {round} EdgeLlm    t={t}: pp {Fmt(o.PpAll)}  tg {Fmt(o.TgAll)}  {o.Note}"
@@ -119,7 +119,8 @@ foreach (int t in opt.Threads)
     ours.TryGetValue(t, out var o);
     void Row(string test, double? ourBest, double? theirBest) =>
         Console.WriteLine($"| {date} | {machine} | {t} | {modelDesc} | {typeDesc} | {test} | {Num(ourBest)} | {Num(theirBest)} | {Ratio(ourBest, theirBest)} |");
-    string at = opt.Depth > 0 ? $" @ d{opt.Depth}" : ""; // llama-bench's name for a test after a filled context
+    string at = (opt.Depth > 0 ? $" @ d{opt.Depth}" : "") // llama-bench's name for a test after a filled context
+        + (opt.CacheK != "f16" || opt.CacheV != "f16" ? $" K {opt.CacheK} V {opt.CacheV}" : "");
     if (opt.Pp > 0) Row($"pp{opt.Pp}{at}", o?.PpBest, l?.PpBest);
     if (opt.Tg > 0) Row($"tg{opt.Tg}{at}", o?.TgBest, l?.TgBest);
 }
@@ -223,16 +224,19 @@ static string CpuModel()
 static double TotalMemoryGiB() => GC.GetGCMemoryInfo().TotalAvailableMemoryBytes / (double)(1L << 30);
 
 /// <summary>Command-line options of the benchmark.</summary>
-internal sealed record Options(string? Model, string? Synth, string? EdgeLlm, int[] Threads, int Pp, int Tg, int Reps, int Rounds, int Seed, bool Help, int Depth = 0)
+internal sealed record Options(string? Model, string? Synth, string? EdgeLlm, int[] Threads, int Pp, int Tg, int Reps, int Rounds, int Seed, bool Help, int Depth = 0,
+    string CacheK = "f16", string CacheV = "f16")
 {
     public const string Usage =
-        "usage: dotnet run -c Release --project tests/EdgeLlm.Benchmarks -- (--model FILE | --synth NAME:TYPE) [--threads 1,2] [-p 128] [-n 64] [-r 3] [--rounds 1] [--seed 1] [-d 0] [--edgellm PATH]\n" +
+        "usage: dotnet run -c Release --project tests/EdgeLlm.Benchmarks -- (--model FILE | --synth NAME:TYPE) [--threads 1,2] [-p 128] [-n 64] [-r 3] [--rounds 1] [--seed 1] [-d 0] [-ctk f16] [-ctv f16] [--edgellm PATH]\n" +
         "  --synth creates a random-weight model shaped like NAME (tinyllama-1.1b, llama-3.2-1b, qwen2.5-0.5b, smollm2-360m)\n" +
         "          in TYPE (F16, Q8_0, Q4_0, Q4_K, ...) under ~/.cache/edgellm/synth first (reused afterwards).\n" +
         "  --rounds K alternates llama.cpp and EdgeLlm K times (each -r repetitions) and pools the figures: on a shared,\n" +
         "          noisy machine a burst of load then hits both engines, not one engine's whole block.\n" +
         "  -d N (--n-depth) fills each context with N tokens, untimed, before the test (llama-bench's -d; tests are named\n" +
         "          pp128 @ dN, tg64 @ dN): generation deep in a context, where attention over the cache costs most.\n" +
+        "  -ctk/-ctv TYPE (--cache-type-k/-v): the KV cache in f16, q8_0 or q4_0 in both engines (llama.cpp with flash\n" +
+        "          attention, which it needs for a quantized V cache).\n" +
         "  --edgellm PATH measures that edgellm executable (e.g. a NativeAOT build from devices/build.sh) instead of\n" +
         "          the Release build of src/EdgeLlm.Cli run through `dotnet`.";
 
@@ -241,6 +245,8 @@ internal sealed record Options(string? Model, string? Synth, string? EdgeLlm, in
         string? model = null, synth = null, edgellm = null;
         int[] threads = [1, 2];
         int pp = 128, tg = 64, reps = 3, rounds = 1, seed = 1, depth = 0;
+        string cacheK = "f16", cacheV = "f16";
+        string Cache(string v) => v is "f16" or "q8_0" or "q4_0" ? v : throw new ArgumentException($"a cache type is f16, q8_0 or q4_0, got '{v}'");
         bool help = false;
         for (int i = 0; i < args.Length; i++)
         {
@@ -270,6 +276,8 @@ internal sealed record Options(string? Model, string? Synth, string? EdgeLlm, in
                 case "--rounds": rounds = Int("--rounds"); break;
                 case "--seed": seed = Int("--seed"); break;
                 case "-d" or "--n-depth": depth = Int("-d"); break;
+                case "-ctk" or "--cache-type-k": cacheK = Cache(Next()); break;
+                case "-ctv" or "--cache-type-v": cacheV = Cache(Next()); break;
                 case "-h" or "--help": help = true; break;
                 default: throw new ArgumentException($"unknown argument '{args[i]}'");
             }
@@ -282,6 +290,6 @@ internal sealed record Options(string? Model, string? Synth, string? EdgeLlm, in
             if (rounds < 1) throw new ArgumentException("--rounds must be at least 1");
             if (edgellm is not null && !File.Exists(edgellm)) throw new ArgumentException($"--edgellm: no file {edgellm}");
         }
-        return new Options(model, synth, edgellm, threads, pp, tg, reps, rounds, seed, help, depth);
+        return new Options(model, synth, edgellm, threads, pp, tg, reps, rounds, seed, help, depth, cacheK, cacheV);
     }
 }

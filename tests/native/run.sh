@@ -22,7 +22,7 @@ if [ ${#missing[@]} -gt 0 ]; then
   echo "run.sh: NativeAOT and this test need a C toolchain: apt-get install -y ${pkgs[*]}" >&2
   exit 2
 fi
-for f in "$shared/models/stories260K.gguf" "$shared/golden/stories260K.story.json"; do
+for f in "$shared/models/stories260K.gguf" "$shared/models/syn-qwen2-q8_0.gguf" "$shared/golden/stories260K.story.json"; do
   [ -f "$f" ] || { echo "run.sh: $f is missing (../shared reference data; set EDGELLM_SHARED)" >&2; exit 2; }
 done
 

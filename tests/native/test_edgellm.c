@@ -24,9 +24,10 @@
 #include <string.h>
 #include <unistd.h>
 
-_Static_assert(sizeof(edgellm_context_params) == 48, "edgellm_context_params is 48 bytes (see edgellm.h)");
+_Static_assert(sizeof(edgellm_context_params) == 56, "edgellm_context_params is 56 bytes (see edgellm.h)");
 _Static_assert(offsetof(edgellm_context_params, repeat_last_n) == 36 && offsetof(edgellm_context_params, backend) == 40
-                   && offsetof(edgellm_context_params, device) == 44,
+                   && offsetof(edgellm_context_params, device) == 44 && offsetof(edgellm_context_params, type_k) == 48
+                   && offsetof(edgellm_context_params, type_v) == 52,
                "edgellm_context_params offsets (see edgellm.h): fields are appended, never moved");
 
 static int g_passed, g_failed;
@@ -570,6 +571,60 @@ static void test_vulkan(edgellm_model_t* model, const char* golden, const int32_
  * The process was started without a usable Vulkan driver (--no-vulkan-driver): VULKAN must fail with
  * BACKEND_UNAVAILABLE and a message saying why, AUTO must run on the CPU.
  */
+/*
+ * Quantized KV caches (type_k / type_v) on syn-qwen2-q8_0.gguf beside the given model (heads of 64): the same
+ * tokens give logits close to the f16 cache's but not equal to them (the cache really is rounded), q4_0 further
+ * off than q8_0, and the description names the types.
+ */
+static void test_cache_types(const char* model_path)
+{
+    char path[1024];
+    const char* slash = strrchr(model_path, '/');
+    snprintf(path, sizeof path, "%.*ssyn-qwen2-q8_0.gguf", slash ? (int)(slash - model_path + 1) : 0, model_path);
+    edgellm_model_t* model = NULL;
+    edgellm_error rc = edgellm_model_load(path, &model);
+    check_code(rc, EDGELLM_OK, "model_load syn-qwen2-q8_0 (beside the test model)");
+    if (rc != EDGELLM_OK) return;
+    const int32_t tokens[] = { 1, 17, 230, 45, 99, 301, 7, 64, 128, 255, 12, 88, 190, 3, 42, 77, 150, 260, 33, 5 };
+    const int32_t n = (int32_t)(sizeof tokens / sizeof tokens[0]);
+    float* want = NULL;
+    double err8 = -1, err4 = -1, scale = 0;
+    const int32_t types[3][2] = { { EDGELLM_CACHE_F16, EDGELLM_CACHE_F16 }, { EDGELLM_CACHE_Q8_0, EDGELLM_CACHE_Q8_0 }, { EDGELLM_CACHE_Q4_0, EDGELLM_CACHE_Q4_0 } };
+    for (int i = 0; i < 3; i++) {
+        edgellm_context_params p = edgellm_context_params_default();
+        p.context_length = 64;
+        p.threads = 2;
+        p.type_k = types[i][0];
+        p.type_v = types[i][1];
+        edgellm_context_t* ctx = NULL;
+        rc = edgellm_context_create(model, &p, &ctx);
+        check_code(rc, EDGELLM_OK, i == 0 ? "context_create cache f16" : i == 1 ? "context_create cache q8_0" : "context_create cache q4_0");
+        if (rc != EDGELLM_OK) continue;
+        char desc[160];
+        if (i == 1) check(strcmp(describe(ctx, desc, sizeof desc), "cpu (2 threads, KV cache K q8_0 V q8_0)") == 0, "context_description names the cache types", "got '%s'", desc);
+        const float* logits = NULL;
+        int32_t n_vocab = 0;
+        check_code(edgellm_context_eval(ctx, tokens, n), EDGELLM_OK, "context_eval with a quantized cache");
+        check_code(edgellm_context_logits(ctx, &logits, &n_vocab), EDGELLM_OK, "context_logits with a quantized cache");
+        if (logits && n_vocab > 0) {
+            if (i == 0) {
+                want = malloc((size_t)n_vocab * sizeof(float));
+                memcpy(want, logits, (size_t)n_vocab * sizeof(float));
+                for (int j = 0; j < n_vocab; j++) scale = fmax(scale, fabs(want[j]));
+            } else if (want) {
+                double e = 0;
+                for (int j = 0; j < n_vocab; j++) e = fmax(e, fabs((double)logits[j] - want[j]));
+                if (i == 1) err8 = e; else err4 = e;
+            }
+        }
+        edgellm_context_free(ctx);
+    }
+    check(err8 > 0 && err8 < 0.05 * scale, "q8_0 cache: logits close to the f16 cache's, not equal", "max diff %g, max |logit| %g", err8, scale);
+    check(err4 > err8 && err4 < 0.5 * scale, "q4_0 cache: further off than q8_0, still close", "max diff %g (q8_0 %g), max |logit| %g", err4, err8, scale);
+    free(want);
+    edgellm_model_free(model);
+}
+
 static void test_no_vulkan_driver(edgellm_model_t* model, const char* golden)
 {
     edgellm_context_t* ctx = (edgellm_context_t*)0x1;
@@ -755,6 +810,19 @@ int main(int argc, char** argv)
     bad = p; bad.backend = EDGELLM_BACKEND_VULKAN; bad.device = -2;
     check_code(edgellm_context_create(model, &bad, &ctx), EDGELLM_ERROR_INVALID_ARGUMENT, "context_create device -2");
     check(strstr(edgellm_last_error(), "edgellm_context_params.device") != NULL, "device -2: message names edgellm_context_params.device", "'%s'", edgellm_last_error());
+    check(p.type_k == EDGELLM_CACHE_F16 && p.type_v == EDGELLM_CACHE_F16, "context_params_default cache f16", "got type_k %d type_v %d", p.type_k, p.type_v);
+    bad = p; bad.type_k = 3;
+    check_code(edgellm_context_create(model, &bad, &ctx), EDGELLM_ERROR_INVALID_ARGUMENT, "context_create type_k 3");
+    check(ctx == NULL && strstr(edgellm_last_error(), "edgellm_context_params.type_k") != NULL, "type_k 3: message names edgellm_context_params.type_k", "'%s'", edgellm_last_error());
+    bad = p; bad.type_v = -1;
+    check_code(edgellm_context_create(model, &bad, &ctx), EDGELLM_ERROR_INVALID_ARGUMENT, "context_create type_v -1");
+    bad = p; bad.type_k = EDGELLM_CACHE_Q8_0; /* stories260K's heads of 8 are no whole block of 32 */
+    check_code(edgellm_context_create(model, &bad, &ctx), EDGELLM_ERROR_INVALID_ARGUMENT, "context_create q8_0 cache on heads of 8");
+    check(strstr(edgellm_last_error(), "heads have 8") != NULL, "q8_0 cache on heads of 8: the message says why", "'%s'", edgellm_last_error());
+    bad = p; bad.type_v = EDGELLM_CACHE_Q4_0; bad.backend = EDGELLM_BACKEND_VULKAN;
+    check_code(edgellm_context_create(model, &bad, &ctx), EDGELLM_ERROR_INVALID_ARGUMENT, "context_create q4_0 cache on VULKAN");
+    check(strstr(edgellm_last_error(), "CPU backend only") != NULL, "q4_0 cache on VULKAN: the message says why", "'%s'", edgellm_last_error());
+    test_cache_types(model_path);
     bad = p; bad.context_length = 0x7fffffff;
     check_code(edgellm_context_create(model, &bad, &ctx), EDGELLM_ERROR_OUT_OF_MEMORY, "context_create KV cache too large");
     check_code(edgellm_context_create(NULL, &p, &ctx), EDGELLM_ERROR_NULL_HANDLE, "context_create NULL model");

@@ -26,10 +26,20 @@ public static class BackendOption
     /// </summary>
     public static bool MayRunOnCpu(string? backend) => backend != "vulkan";
 
-    /// <summary>Creates the context for <paramref name="backend"/>.</summary>
+    /// <summary>Creates the context for <paramref name="backend"/>, its KV cache in <paramref name="typeK"/>/<paramref name="typeV"/> (<c>-ctk</c>/<c>-ctv</c>).</summary>
     /// <exception cref="VulkanUnavailableException">backend is vulkan and no usable device exists.</exception>
-    public static IEvalContext CreateContext(string? backend, Model model, int contextLength, int threads)
+    /// <exception cref="UsageException">backend is vulkan and the cache is quantized (the Vulkan backend keeps an f16 cache).</exception>
+    public static IEvalContext CreateContext(string? backend, Model model, int contextLength, int threads, KvCacheType typeK = KvCacheType.F16, KvCacheType typeV = KvCacheType.F16)
     {
+        bool quantized = typeK != KvCacheType.F16 || typeV != KvCacheType.F16;
+        string cacheFlags = $"-ctk {typeK.Name()} -ctv {typeV.Name()}";
+        if (quantized && backend == "vulkan")
+            throw new UsageException($"{cacheFlags}: a quantized KV cache runs on the CPU backend only (the Vulkan backend keeps an f16 cache); use --backend cpu or -ctk f16 -ctv f16");
+        if (quantized && backend == "auto")
+        {
+            Console.Error.WriteLine($"edgellm: --backend auto: {cacheFlags} runs on the CPU (the Vulkan backend keeps an f16 cache)");
+            return new InferenceContext(model, contextLength, threads, typeK, typeV);
+        }
         switch (backend ?? "cpu")
         {
             case "vulkan":
@@ -53,7 +63,7 @@ public static class BackendOption
                 device?.Dispose();
                 return new InferenceContext(model, contextLength, threads);
             default:
-                return new InferenceContext(model, contextLength, threads);
+                return new InferenceContext(model, contextLength, threads, typeK, typeV);
         }
     }
 

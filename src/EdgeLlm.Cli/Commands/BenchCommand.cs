@@ -38,9 +38,12 @@ public static class BenchCommand
         {
             Description = "Measure the compile-time specialization against the generic forward pass in this one process, alternating them on the same weights, and print the ratio",
         };
+        var cache = new KvCacheFlags();
         var cmd = new Command("bench", "Measure prompt-processing and generation speed (like llama-bench)") { model, threads, pp, tg, reps, depth, json, backend, generic, vsGeneric };
+        foreach (var o in cache.All) cmd.Options.Add(o);
         cmd.SetAction(pr => ExitCodes.Guard(pr.GetValue(verbose), () =>
         {
+            var cacheTypes = cache.Read(pr, pr.GetValue(backend));
             int t = pr.GetValue(threads), p = pr.GetValue(pp), n = pr.GetValue(tg), r = pr.GetValue(reps);
             RunCommand.CheckThreads(t);
             if (p < 0 || n < 0 || p + n == 0) throw new UsageException("-p and -n must be >= 0 and not both 0");
@@ -51,7 +54,7 @@ public static class BenchCommand
             if (vs && pr.GetValue(generic)) throw new UsageException("--generic and --vs-generic exclude each other: --vs-generic runs both paths");
             if (vs && !BackendOption.MayRunOnCpu(pr.GetValue(backend))) throw new UsageException("--vs-generic measures the CPU forward passes; it needs --backend cpu");
             string path = ModelResolver.Resolve(pr.GetValue(model));
-            var result = Measure(path, t, p, n, r, pr.GetValue(backend), pr.GetValue(generic), vs, d);
+            var result = Measure(path, t, p, n, r, pr.GetValue(backend), pr.GetValue(generic), vs, d, cacheTypes);
             Console.Out.Write(pr.GetValue(json) ? result.ToJson() : result.ToTable());
             return ExitCodes.Ok;
         }));
@@ -113,7 +116,8 @@ public static class BenchCommand
         }
     }
 
-    internal sealed record BenchResult(string ModelPath, string ModelDescription, long SizeBytes, long Params, int Threads, int Pp, int Tg, double[] PpAll, double[] TgAll, string Kernel, string WeightLayout = "file", GenericComparison? Generic = null, int Depth = 0)
+    internal sealed record BenchResult(string ModelPath, string ModelDescription, long SizeBytes, long Params, int Threads, int Pp, int Tg, double[] PpAll, double[] TgAll, string Kernel, string WeightLayout = "file", GenericComparison? Generic = null, int Depth = 0,
+        KvCacheTypePair Cache = default)
     {
         public string ToJson()
         {
@@ -122,6 +126,8 @@ public static class BenchCommand
             var sb = new StringBuilder();
             sb.Append("{\"model\": ").Append(JsonString(ModelPath));
             sb.Append(ci, $", \"threads\": {Threads}, \"pp\": {Pp}, \"tg\": {Tg}, \"depth\": {Depth}");
+            // llama-bench's keys for -ctk/-ctv.
+            sb.Append(ci, $", \"type_k\": \"{Cache.K.Name()}\", \"type_v\": \"{Cache.V.Name()}\"");
             sb.Append(", \"pp_tps\": ").Append(PpAll.Length > 0 ? PpAll.Max().ToString("R", ci) : "null");
             sb.Append(", \"tg_tps\": ").Append(TgAll.Length > 0 ? TgAll.Max().ToString("R", ci) : "null");
             sb.Append(", \"pp_all\": ").Append(Arr(PpAll)).Append(", \"tg_all\": ").Append(Arr(TgAll));
@@ -162,7 +168,7 @@ public static class BenchCommand
                 double sd = all.Length > 1 ? Math.Sqrt(all.Sum(x => (x - mean) * (x - mean)) / (all.Length - 1)) : 0;
                 sb.AppendLine(ci, $"| {ModelDescription,-30} | {SizeBytes / 1048576.0,6:F2} MiB | {Params / 1e9,8:F2} B | {(Kernel.StartsWith("vulkan", StringComparison.Ordinal) ? Kernel : "CPU " + Kernel),-10} | {Threads,7} | {test,13} | {mean,11:F2} ± {sd,6:F2} |");
             }
-            string at = Depth > 0 ? $" @ d{Depth}" : "";
+            string at = (Depth > 0 ? $" @ d{Depth}" : "") + (Cache.Quantized ? $" K {Cache.K.Name()} V {Cache.V.Name()}" : "");
             if (PpAll.Length > 0) Row($"pp{Pp}{at}", PpAll);
             if (Generic is { } g && g.PpAll.Length > 0) Row($"pp{Pp}{at} generic", g.PpAll);
             if (TgAll.Length > 0) Row($"tg{Tg}{at}", TgAll);
@@ -191,7 +197,8 @@ public static class BenchCommand
         }
     }
 
-    internal static BenchResult Measure(string path, int threads, int pp, int tg, int reps, string? backend = "cpu", bool generic = false, bool vsGeneric = false, int depth = 0)
+    internal static BenchResult Measure(string path, int threads, int pp, int tg, int reps, string? backend = "cpu", bool generic = false, bool vsGeneric = false, int depth = 0,
+        KvCacheTypePair cache = default)
     {
         using var model = Model.Load(path, new ModelLoadOptions { Generic = generic, RepackWeights = BackendOption.MayRunOnCpu(backend) });
         if (vsGeneric && model.Specialization is null)
@@ -201,7 +208,7 @@ public static class BenchCommand
         int ctxLen = (int)needed;
         if (InferenceContext.ExceedsTrainingContext(model, ctxLen))
             Console.Error.WriteLine($"warning: context {ctxLen} (-d {depth} + {Math.Max(pp, tg)}) exceeds the model's training context ({model.Config.TrainingContextLength}); the speed is still measured");
-        using var context = BackendOption.CreateContext(backend, model, ctxLen, threads);
+        using var context = BackendOption.CreateContext(backend, model, ctxLen, threads, cache.K, cache.V);
         var rng = new Random(1);
         int[] RandomTokens(int count) => Enumerable.Range(0, count).Select(_ => rng.Next(model.Config.VocabSize)).ToArray();
         var depthTokens = RandomTokens(depth);
@@ -299,13 +306,13 @@ public static class BenchCommand
         if (tg > 0) Console.Error.WriteLine($"tg: {cpuTimed.TotalSeconds / tokensTimed * 1000:F1} ms CPU time per token (all threads)");
         if (tg > 0 && ForwardProfiler.Enabled) Console.Error.Write($"profile tg{tg} ×{reps}:\n{Profile()}");
         Console.Error.WriteLine(
-            $"memory while generating: {ResidentMemory()}; weights {model.WeightBytes >> 20} MiB in the file ({(model.RepackedBytes == 0 ? "all mapped" : $"{model.RepackedBytes >> 20} MiB of them repacked at load as {string.Join(", ", model.RepackedLayouts)}, the rest mapped")}), KV cache {model.EstimateKvCacheBytes(ctxLen) >> 20} MiB");
+            $"memory while generating: {ResidentMemory()}; weights {model.WeightBytes >> 20} MiB in the file ({(model.RepackedBytes == 0 ? "all mapped" : $"{model.RepackedBytes >> 20} MiB of them repacked at load as {string.Join(", ", model.RepackedLayouts)}, the rest mapped")}), KV cache {model.EstimateKvCacheBytes(ctxLen, cache.K, cache.V) >> 20} MiB{(cache.Quantized ? $" (K {cache.K.Name()}, V {cache.V.Name()})" : "")}");
         long parameters = model.File.Tensors.Sum(t => t.ElementCount);
         long size = model.File.Tensors.Sum(t => t.ByteSize);
         string desc = $"{model.Config.Architecture} {ParamsLabel(parameters)} {TypeLabel(model.File)}";
         return new BenchResult(path, desc, size, parameters, threads, pp, tg, ppAll, tgAll, context.Description.StartsWith("vulkan", StringComparison.Ordinal) ? context.Description : CpuFeatures.KernelPath,
             model.RepackedBytes == 0 ? "file" : string.Join("+", model.RepackedLayouts),
-            vsGeneric ? new GenericComparison(model.Specialization!.Name, genPp, genTg) : null, depth);
+            vsGeneric ? new GenericComparison(model.Specialization!.Name, genPp, genTg) : null, depth, cache);
     }
 
     /// <summary>

@@ -67,15 +67,18 @@ public static class ChatCommand
         var draftMax = new Option<int>("--draft-max", "--draft") { Description = "Most tokens proposed at a time", DefaultValueFactory = _ => 16 };
         var draftPMin = new Option<float>("--draft-p-min") { Description = "The draft stops proposing when its top token's probability is below this", DefaultValueFactory = _ => 0.75f };
         var lookup = new Option<int?>("--lookup-ngram") { Description = "Speculative decoding by prompt lookup with N-token matches (1..8; see run)" };
+        var cache = new KvCacheFlags();
 
         var cmd = new Command("chat", "Chat with a model in the terminal (answers on stdout; prompt, notices and statistics on stderr)")
         {
             model, system, n, ctx, threads, backend, generic, kwargs, jsonSchema, grammar, grammarFile, draftModel, draftMax, draftPMin, lookup,
         };
         foreach (var o in sampler.All) cmd.Options.Add(o);
+        foreach (var o in cache.All) cmd.Options.Add(o);
         cmd.SetAction(pr => ExitCodes.Guard(pr.GetValue(verbose), () =>
         {
             var sampling = sampler.Read(pr);
+            var cacheTypes = cache.Read(pr, pr.GetValue(backend));
             int nPredict = pr.GetValue(n);
             if (nPredict < -1 || nPredict == 0) throw new UsageException($"-n must be -1 (no limit) or >= 1, got {nPredict}");
             int ctxLen = pr.GetValue(ctx);
@@ -88,13 +91,13 @@ public static class ChatCommand
             var options = new GenerationOptions { Sampling = sampling, MaxTokens = nPredict, JsonObject = json.Json, JsonSchema = json.Schema, Grammar = gbnf };
             var variables = TemplateCommand.ParseKwargs(pr.GetValue(kwargs));
             var speculation = Speculation.Read(pr.GetValue(draftModel), pr.GetValue(lookup), pr.GetValue(draftMax), pr.GetValue(draftPMin));
-            return Chat(ModelResolver.Resolve(pr.GetValue(model)), pr.GetValue(system), options, ctxLen, nThreads, pr.GetValue(backend), pr.GetValue(generic), variables, speculation);
+            return Chat(ModelResolver.Resolve(pr.GetValue(model)), pr.GetValue(system), options, ctxLen, nThreads, pr.GetValue(backend), pr.GetValue(generic), variables, speculation, cacheTypes);
         }));
         return cmd;
     }
 
     private static int Chat(string modelPath, string? systemPrompt, GenerationOptions options, int ctxLen, int threads, string? backend, bool generic,
-        IDictionary<string, object?>? variables, Speculation? speculation = null)
+        IDictionary<string, object?>? variables, Speculation? speculation = null, KvCacheTypePair cache = default)
     {
         var err = Console.Error;
         using var model = Model.Load(modelPath, new ModelLoadOptions { Generic = generic });
@@ -104,7 +107,7 @@ public static class ChatCommand
             err.WriteLine($"edgellm: {Path.GetFileName(modelPath)} has no chat template ({ChatTemplate.GgufKey}); using the plain fallback format (\"role: content\" lines, then \"assistant: \")");
         if (ctxLen > model.Config.TrainingContextLength && model.Config.TrainingContextLength > 0)
             err.WriteLine($"warning: context {ctxLen} exceeds the model's training context ({model.Config.TrainingContextLength}); output past it may degrade");
-        using var context = BackendOption.CreateContext(backend, model, ctxLen, threads);
+        using var context = BackendOption.CreateContext(backend, model, ctxLen, threads, cache.K, cache.V);
         var generator = new TextGenerator(context, tokenizer);
         using var draft = speculation?.Attach(generator, backend, generic, ctxLen, threads);
         var session = new ChatSession(generator, template, systemPrompt)

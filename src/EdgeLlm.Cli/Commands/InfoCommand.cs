@@ -1,3 +1,4 @@
+using EdgeLlm.Engine;
 using System.CommandLine;
 using System.Globalization;
 using EdgeLlm.Gguf;
@@ -65,6 +66,7 @@ public static class InfoCommand
         {
             using var m = Model.Load(f, new ModelLoadOptions { SkipMemoryCheck = true });
             o.AppendLine(ci, $"attention: {Attention(m)}");
+            o.AppendLine(ci, $"kv cache per 1024 tokens: {KvCache(m)}");
             o.AppendLine(ci, $"forward pass: {EdgeLlm.Specialized.SpecializationRegistry.Describe(m)}");
             o.AppendLine(ci, $"weight layout: {(m.RepackedBytes == 0 ? "as in the file (memory-mapped)" : $"{string.Join(", ", m.RepackedLayouts)} repacked at load ({m.RepackedBytes / 1048576.0:F1} MiB in memory the model owns, in place of the mapped pages; EDGELLM_REPACK=0 turns it off)")}");
         }
@@ -75,6 +77,16 @@ public static class InfoCommand
         var compiled = EdgeLlm.Specialized.SpecializationRegistry.All;
         o.AppendLine(ci, $"specializations in this build: {(compiled.Count == 0 ? "none" : $"{compiled.Count} ({string.Join(", ", compiled.Select(x => x.Name).Order(StringComparer.Ordinal))})")}");
         return o.ToString();
+    }
+
+    /// <summary>The KV cache's size per 1024 tokens in each type -ctk/-ctv take (quantized ones only where the heads are whole blocks of 32).</summary>
+    private static string KvCache(Model m)
+    {
+        var ci = CultureInfo.InvariantCulture;
+        string Size(KvCacheType t) => string.Create(ci, $"{t.Name()} {m.EstimateKvCacheBytes(1024, t, t) / 1048576.0:F1} MiB");
+        return m.Config.HeadDim % 32 == 0
+            ? $"{Size(KvCacheType.F16)}, {Size(KvCacheType.Q8_0)}, {Size(KvCacheType.Q4_0)} (-ctk/-ctv)"
+            : string.Create(ci, $"{Size(KvCacheType.F16)} (f16 only: heads of {m.Config.HeadDim} are no whole blocks of 32)");
     }
 
     /// <summary>

@@ -20,9 +20,12 @@ public static class LogitsCommand
         var threads = RunCommand.ThreadsOption();
         var backend = BackendOption.Create();
         var generic = new Option<bool>("--generic") { Description = "Run the generic forward pass even when a compile-time specialization matches" };
+        var cache = new KvCacheFlags();
         var cmd = new Command("logits", "Write the logits after every position of a token sequence to a file") { model, ids, output, ctx, threads, backend, generic };
+        foreach (var o in cache.All) cmd.Options.Add(o);
         cmd.SetAction(pr => ExitCodes.Guard(pr.GetValue(verbose), () =>
         {
+            var cacheTypes = cache.Read(pr, pr.GetValue(backend));
             var tokens = ParseIds(pr.GetValue(ids)!);
             int ctxLen = pr.GetValue(ctx);
             int nThreads = pr.GetValue(threads);
@@ -32,7 +35,7 @@ public static class LogitsCommand
             foreach (var t in tokens)
                 if (t < 0 || t >= m.Config.VocabSize) throw new InputException($"--ids: token id {t} is outside the vocabulary (0..{m.Config.VocabSize - 1})");
             if (tokens.Length > ctxLen) throw new InputException($"--ids: {tokens.Length} ids do not fit in the context of {ctxLen} (-c)");
-            using var context = BackendOption.CreateContext(pr.GetValue(backend), m, ctxLen, nThreads);
+            using var context = BackendOption.CreateContext(pr.GetValue(backend), m, ctxLen, nThreads, cacheTypes.K, cacheTypes.V);
             float[] logits = context.Eval(tokens, allLogits: true);
             using (var fs = new FileStream(pr.GetValue(output)!, FileMode.Create, FileAccess.Write))
             {

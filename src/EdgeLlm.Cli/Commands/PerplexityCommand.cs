@@ -34,12 +34,15 @@ public static class PerplexityCommand
         {
             Description = "Also run this model (e.g. the F16 original of a quantized -m) over the same chunks: KL divergence and same-top-token rate",
         };
+        var cache = new KvCacheFlags();
         var cmd = new Command("perplexity", "Measure a model's perplexity over a text, as llama-perplexity does")
         {
             model, file, prompt, ctx, batch, chunks, threads, backend, generic, json, reference,
         };
+        foreach (var o in cache.All) cmd.Options.Add(o);
         cmd.SetAction(pr => ExitCodes.Guard(pr.GetValue(verbose), () =>
         {
+            var cacheTypes = cache.Read(pr, pr.GetValue(backend));
             if (pr.GetValue(prompt) is null && pr.GetValue(file) is null) throw new UsageException("give the text with -f FILE or -p TEXT");
             int nCtx = pr.GetValue(ctx), nBatch = pr.GetValue(batch), maxChunks = pr.GetValue(chunks), nThreads = pr.GetValue(threads);
             if (nCtx < 4 || nCtx > 1 << 24) throw new UsageException($"-c must be in 4..16777216, got {nCtx}");
@@ -48,13 +51,13 @@ public static class PerplexityCommand
             RunCommand.CheckThreads(nThreads);
             string text = RunCommand.ReadPrompt(pr.GetValue(prompt), pr.GetValue(file));
             return Run(ModelResolver.Resolve(pr.GetValue(model)), text, nCtx, nBatch, maxChunks, nThreads, pr.GetValue(backend), pr.GetValue(generic), pr.GetValue(json),
-                pr.GetValue(reference));
+                pr.GetValue(reference), cacheTypes);
         }));
         return cmd;
     }
 
     private static int Run(string modelPath, string text, int nCtx, int nBatch, int maxChunks, int threads, string? backend, bool generic, bool json,
-        string? referencePath)
+        string? referencePath, KvCacheTypePair cache = default)
     {
         var err = Console.Error;
         var inv = CultureInfo.InvariantCulture;
@@ -71,8 +74,9 @@ public static class PerplexityCommand
         if (model.Config.TrainingContextLength > 0 && nCtx > model.Config.TrainingContextLength)
             err.WriteLine($"warning: context {nCtx} exceeds the model's training context ({model.Config.TrainingContextLength})");
 
-        using var context = BackendOption.CreateContext(backend, model, nCtx, threads);
-        // --reference: a second model over the same tokens; it must read the text the same way.
+        using var context = BackendOption.CreateContext(backend, model, nCtx, threads, cache.K, cache.V);
+        // --reference: a second model over the same tokens; it must read the text the same way. Its cache is
+        // f16 whatever -ctk/-ctv say, so `--reference` on the same file measures what a quantized cache costs.
         using var refModel = referencePath is null ? null : Model.Load(referencePath, new ModelLoadOptions { Generic = generic, RepackWeights = BackendOption.MayRunOnCpu(backend) });
         using var refContext = refModel is null ? null : BackendOption.CreateContext(backend, refModel, nCtx, threads);
         if (refModel is not null)

@@ -49,15 +49,18 @@ public static class RunCommand
         {
             Description = "Speculative decoding without a draft model: propose what followed the last earlier occurrence of the newest N tokens (1..8) in the prompt and text",
         };
+        var cache = new KvCacheFlags();
 
         var cmd = new Command("run", "Generate text from a prompt")
         {
             model, prompt, file, n, ctx, threads, stop, showProbs, backend, generic, jsonSchema, grammar, grammarFile, draftModel, draftMax, draftPMin, lookup,
         };
         foreach (var o in sampler.All) cmd.Options.Add(o);
+        foreach (var o in cache.All) cmd.Options.Add(o);
         cmd.SetAction(pr => ExitCodes.Guard(pr.GetValue(verbose), () =>
         {
             var options = sampler.Read(pr);
+            var cacheTypes = cache.Read(pr, pr.GetValue(backend));
             string text = ReadPrompt(pr.GetValue(prompt), pr.GetValue(file));
             int nPredict = pr.GetValue(n);
             if (nPredict < -1) throw new UsageException($"-n must be -1 (no limit) or >= 0, got {nPredict}");
@@ -73,9 +76,9 @@ public static class RunCommand
                 {
                     Sampling = options, MaxTokens = nPredict, Stop = pr.GetValue(stop) ?? [], JsonObject = json.Json, JsonSchema = json.Schema, Grammar = gbnf,
                 };
-                return RunWithDraft(ModelResolver.Resolve(pr.GetValue(model)), speculation, text, generation, pr.GetValue(ctx), pr.GetValue(threads), pr.GetValue(backend), pr.GetValue(generic));
+                return RunWithDraft(ModelResolver.Resolve(pr.GetValue(model)), speculation, text, generation, pr.GetValue(ctx), pr.GetValue(threads), pr.GetValue(backend), pr.GetValue(generic), cacheTypes);
             }
-            return Run(ModelResolver.Resolve(pr.GetValue(model)), text, nPredict, pr.GetValue(ctx), pr.GetValue(threads), options, pr.GetValue(stop) ?? [], k, pr.GetValue(backend), pr.GetValue(generic), json, gbnf);
+            return Run(ModelResolver.Resolve(pr.GetValue(model)), text, nPredict, pr.GetValue(ctx), pr.GetValue(threads), options, pr.GetValue(stop) ?? [], k, pr.GetValue(backend), pr.GetValue(generic), json, gbnf, cacheTypes);
         }));
         return cmd;
     }
@@ -161,11 +164,11 @@ public static class RunCommand
     }
 
     private static int Run(string modelPath, string prompt, int nPredict, int ctxLen, int threads, SamplerOptions options, string[] stops, int showProbs, string? backend = "cpu", bool generic = false,
-        (bool Json, JsonSchemaNode? Schema) json = default, GbnfGrammar? grammar = null)
+        (bool Json, JsonSchemaNode? Schema) json = default, GbnfGrammar? grammar = null, KvCacheTypePair cache = default)
     {
         var err = Console.Error;
         var loadWatch = Stopwatch.StartNew();
-        using var session = Session.Open(modelPath, ctxLen, threads, backend, generic, err);
+        using var session = Session.Open(modelPath, ctxLen, threads, backend, generic, err, cache);
         var (tokenizer, context) = (session.Tokenizer, session.Context);
         loadWatch.Stop();
         int[] tokens = session.Tokenize(prompt);
@@ -240,11 +243,12 @@ public static class RunCommand
     /// newline; stderr: the stop reason and timings), through <see cref="TextGenerator.UseDraft"/>, plus a
     /// line saying how many proposals the model kept.
     /// </summary>
-    private static int RunWithDraft(string modelPath, Speculation speculation, string prompt, GenerationOptions options, int ctxLen, int threads, string? backend, bool generic)
+    private static int RunWithDraft(string modelPath, Speculation speculation, string prompt, GenerationOptions options, int ctxLen, int threads, string? backend, bool generic,
+        KvCacheTypePair cache = default)
     {
         var err = Console.Error;
         var loadWatch = Stopwatch.StartNew();
-        using var session = Session.Open(modelPath, ctxLen, threads, backend, generic, err);
+        using var session = Session.Open(modelPath, ctxLen, threads, backend, generic, err, cache);
         var tokenizer = session.Tokenizer;
         var generator = new TextGenerator(session.Context, tokenizer);
         using var draft = speculation.Attach(generator, backend, generic, ctxLen, threads);
@@ -297,7 +301,7 @@ public static class RunCommand
         public IEvalContext Context { get; } = context;
 
         /// <summary>Checks the arguments, loads the model (warning on stderr when -c passes its training context) and creates the context on the backend.</summary>
-        public static Session Open(string modelPath, int ctxLen, int threads, string? backend, bool generic, TextWriter err)
+        public static Session Open(string modelPath, int ctxLen, int threads, string? backend, bool generic, TextWriter err, KvCacheTypePair cache = default)
         {
             CheckThreads(threads);
             CheckContext(ctxLen);
@@ -307,7 +311,7 @@ public static class RunCommand
                 var tokenizer = Tokenizer.FromGguf(model.File);
                 if (ctxLen > model.Config.TrainingContextLength && model.Config.TrainingContextLength > 0)
                     err.WriteLine($"warning: context {ctxLen} exceeds the model's training context ({model.Config.TrainingContextLength}); output past it may degrade");
-                return new Session(model, tokenizer, BackendOption.CreateContext(backend, model, ctxLen, threads), ctxLen);
+                return new Session(model, tokenizer, BackendOption.CreateContext(backend, model, ctxLen, threads, cache.K, cache.V), ctxLen);
             }
             catch
             {

@@ -42,13 +42,16 @@ public static class ServeCommand
         var draftMax = new Option<int>("--draft-max", "--draft") { Description = "Most tokens the draft model proposes at a time", DefaultValueFactory = _ => 16 };
         var draftPMin = new Option<float>("--draft-p-min") { Description = "The draft stops proposing when its top token's probability is below this", DefaultValueFactory = _ => 0.75f };
         var lookup = new Option<int?>("--lookup-ngram") { Description = "Speculative decoding without a draft model in every slot: prompt lookup with N-token matches (1..8; see run)" };
+        var cache = new KvCacheFlags();
 
         var cmd = new Command("serve", "Serve the model over an OpenAI-compatible HTTP API (/v1/chat/completions, /v1/completions, /v1/models, /health)")
         {
             model, host, port, apiKey, parallel, queue, ctx, threads, maxBody, alias, backend, generic, kwargs, reasoningFormat, draftModel, draftMax, draftPMin, lookup,
         };
+        foreach (var o in cache.All) cmd.Options.Add(o);
         cmd.SetAction(pr => ExitCodes.Guard(pr.GetValue(verbose), () =>
         {
+            var cacheTypes = cache.Read(pr, pr.GetValue(backend));
             string hostValue = pr.GetValue(host)!;
             if (hostValue != "localhost" && !IPAddress.TryParse(hostValue, out _))
                 throw new UsageException($"--host must be an IP address or localhost, got '{hostValue}'");
@@ -82,7 +85,7 @@ public static class ServeCommand
                 TemplateVariables = variables,
                 ReasoningFormat = pr.GetValue(reasoningFormat)!,
                 Speculative = speculation is not null,
-            }, slots, queueLength, ctxLen, threadCount, pr.GetValue(backend), pr.GetValue(generic), speculation);
+            }, slots, queueLength, ctxLen, threadCount, pr.GetValue(backend), pr.GetValue(generic), speculation, cacheTypes);
         }));
         return cmd;
     }
@@ -103,7 +106,7 @@ public static class ServeCommand
     }
 
     private static int Serve(string modelPath, ServerOptions options, int slots, int queue, int ctxLen, int threads, string? backend, bool generic,
-        Speculation? speculation = null)
+        Speculation? speculation = null, KvCacheTypePair cache = default)
     {
         // One draft model for every slot (each slot gets its own context on it), as the model itself.
         var draftOptions = speculation is { DraftPath: { } dp } ? (Path: dp, Max: speculation.DraftMax, PMin: speculation.DraftPMin) : ((string Path, int Max, float PMin)?)null;
@@ -142,7 +145,7 @@ public static class ServeCommand
         {
             for (int i = 0; i < slots; i++)
             {
-                var context = BackendOption.CreateContext(backend, model, ctxLen, threads);
+                var context = BackendOption.CreateContext(backend, model, ctxLen, threads, cache.K, cache.V);
                 var generator = new TextGenerator(context, tokenizer);
                 list.Add(new Slot(i, context, generator));
                 if (lookup is { } lk) generator.UseLookup(lk.Ngram, lk.Max);

@@ -16,6 +16,12 @@ public sealed record EdgeLlmChatClientOptions
     /// <summary>Tokens the KV cache holds (prompt and answer together); ≥ 1. Default 4096, llama.cpp's default.</summary>
     public int ContextLength { get; init; } = 4096;
 
+    /// <summary>How the KV cache stores keys (llama.cpp's <c>--cache-type-k</c>): f16 (default), q8_0 or q4_0 (see <see cref="KvCacheType"/>).</summary>
+    public KvCacheType CacheTypeK { get; init; } = KvCacheType.F16;
+
+    /// <summary>How the KV cache stores values (llama.cpp's <c>--cache-type-v</c>).</summary>
+    public KvCacheType CacheTypeV { get; init; } = KvCacheType.F16;
+
     /// <summary>Worker threads of the forward pass; 0 = one per processor.</summary>
     public int Threads { get; init; }
 
@@ -140,7 +146,7 @@ public sealed class EdgeLlmChatClient : AI.IChatClient
             };
             ModelId = options.ModelId ?? Path.GetFileNameWithoutExtension(model.File.FilePath);
             _sampling = options.Sampling;
-            _context = new InferenceContext(model, options.ContextLength, options.Threads);
+            _context = new InferenceContext(model, options.ContextLength, options.Threads, options.CacheTypeK, options.CacheTypeV);
             _generator = new TextGenerator(_context, Tokenizer);
             if (options.DraftModel is { } draft)
             {

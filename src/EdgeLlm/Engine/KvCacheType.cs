@@ -47,9 +47,7 @@ public static class KvCacheTypes
         ArgumentNullException.ThrowIfNull(name);
         for (int i = 0; i < Names.Count; i++)
             if (string.Equals(name, Names[i], StringComparison.OrdinalIgnoreCase)) return (KvCacheType)i;
-        throw new ArgumentException($"{what} takes {string.Join(", ", Names)}, got '{name}'" +
-            (name.Equals("f32", StringComparison.OrdinalIgnoreCase) || name.Equals("bf16", StringComparison.OrdinalIgnoreCase) || name.StartsWith("q", StringComparison.OrdinalIgnoreCase) || name.StartsWith("iq", StringComparison.OrdinalIgnoreCase)
-                ? " (EdgeLlm's caches are f16, q8_0 and q4_0)" : ""));
+        throw new ArgumentException($"{what} takes f16, q8_0 or q4_0, got '{name}'");
     }
 
     /// <summary>True for the block-quantized types.</summary>

@@ -144,9 +144,7 @@ internal static unsafe class Attention
             throw new ArgumentException($"the cache holds {kv.KvHeads} KV heads of {kv.HeadDim}, the attention asks for {nHeadKv} of {headDim}", nameof(kv));
         byte* k0 = kv.KeyBytes(layer, 0), v0 = kv.ValueBytes(layer, 0);
         KvCacheType kType = kv.KeyType, vType = kv.ValueType;
-        // Strides in the operand's units: halves for f16, bytes for the quantized blocks.
-        long kStride = kType == KvCacheType.F16 ? kv.HeadStride : kv.KeyHeadBytes;
-        long vStride = vType == KvCacheType.F16 ? kv.HeadStride : kv.ValueHeadBytes;
+        long kStride = kv.KeyHeadBytes, vStride = kv.ValueHeadBytes;
         var rounding = new Rounding(kType.IsQuantized(), vType == KvCacheType.F16, kv.KeyRotation, kv.ValueRotation);
         long ws = WorkerScratchBytes(ctx, headDim);
         if (nTokens == 1)
@@ -156,7 +154,7 @@ internal static unsafe class Attention
             // (Scores/Values); that costs less than writing and re-reading an f32
             // copy of the whole layer, as a prompt does below.
             pool.ForDynamic(items, chunk, (long)nKv * headDim * 2 * Math.Min(group, block), (start, end, worker) =>
-                ItemsOf(kType, vType, q, nTokens, startPos, k0, kStride, v0, vStride, ctx, nHead, nHeadKv, headDim, block, 1, output, scratch + worker * ws, start, end, window, scale, softcap, rounding),
+                Items(q, nTokens, startPos, new Operand(k0, kStride, OperandOf(kType)), new Operand(v0, vStride, OperandOf(vType)), ctx, nHead, nHeadKv, headDim, block, 1, output, scratch + worker * ws, start, end, window, scale, softcap, rounding),
                 minParallelWork: 1 << 14);
             return;
         }
@@ -191,7 +189,8 @@ internal static unsafe class Attention
                     }
                 });
                 pool.ForDynamic(items, chunk, (long)nKv * headDim * 2 * Math.Min(group, block) * tokenBlock, (start, end, worker) =>
-                    Items(q, nTokens, startPos, kfp, headFloats, vfp, headFloats, ctx, nHead, nHeadKv, headDim, block, tokenBlock, output, scratch + worker * ws, start, end, window, scale, softcap, rounding),
+                    Items(q, nTokens, startPos, new Operand((byte*)kfp, headFloats * sizeof(float), OperandKind.F32), new Operand((byte*)vfp, headFloats * sizeof(float), OperandKind.F32),
+                        ctx, nHead, nHeadKv, headDim, block, tokenBlock, output, scratch + worker * ws, start, end, window, scale, softcap, rounding),
                     minParallelWork: 1 << 14);
             }
         }
@@ -213,60 +212,63 @@ internal static unsafe class Attention
     /// </summary>
     internal readonly record struct Rounding(bool QueryToQ8_0, bool ProbabilitiesToF16, int KeyRotation = 0, int ValueRotation = 0);
 
-    /// <summary><see cref="Items{TK, TV}"/> over the cache's own operand types: f16 halves or quantized blocks.</summary>
-    private static void ItemsOf(KvCacheType kType, KvCacheType vType, float* q, int nTokens, int startPos, byte* k, long kStride, byte* v, long vStride,
-        int contextLength, int nHead, int nHeadKv, int headDim, int block, int tokenBlock, float* output, byte* ws, int start, int end,
-        int window, float scale, float softcap, Rounding rounding)
+    /// <summary>What an attention operand holds: f32 (a prompt's copy), or the cache's f16 or quantized blocks.</summary>
+    internal enum OperandKind { F32, F16, Q8_0, Q4_0 }
+
+    /// <summary>KV head 0's keys or values, the next head's <paramref name="HeadStride"/> bytes further.</summary>
+    internal readonly struct Operand(byte* head0, long headStride, OperandKind kind)
     {
-        switch (kType)
+        public byte* Head0 { get; } = head0;
+        public long HeadStride { get; } = headStride;
+        public OperandKind Kind { get; } = kind;
+    }
+
+    private static OperandKind OperandOf(KvCacheType t) => t switch
+    {
+        KvCacheType.F16 => OperandKind.F16,
+        KvCacheType.Q8_0 => OperandKind.Q8_0,
+        _ => OperandKind.Q4_0,
+    };
+
+    /// <summary><see cref="Scores{T}"/> over an operand of any kind (one instantiation per kind, not per pair of kinds in <see cref="Items"/>).</summary>
+    private static void ScoresOf(OperandKind kind, float* q, long qStride, int heads, byte* k, int n, int headDim, float scale,
+        float* scores, long sStride, float* max, int lanes, float* tile, int* rowN, int from)
+    {
+        switch (kind)
         {
-            case KvCacheType.F16:
-                ItemsOfV(vType, q, nTokens, startPos, (Half*)k, kStride, v, vStride, contextLength, nHead, nHeadKv, headDim, block, tokenBlock, output, ws, start, end, window, scale, softcap, rounding);
-                break;
-            case KvCacheType.Q8_0:
-                ItemsOfV(vType, q, nTokens, startPos, (KvQ8_0*)k, kStride, v, vStride, contextLength, nHead, nHeadKv, headDim, block, tokenBlock, output, ws, start, end, window, scale, softcap, rounding);
-                break;
-            default:
-                ItemsOfV(vType, q, nTokens, startPos, (KvQ4_0*)k, kStride, v, vStride, contextLength, nHead, nHeadKv, headDim, block, tokenBlock, output, ws, start, end, window, scale, softcap, rounding);
-                break;
+            case OperandKind.F32: Scores(q, qStride, heads, (float*)k, n, headDim, scale, scores, sStride, max, lanes, tile, rowN, from); break;
+            case OperandKind.F16: Scores(q, qStride, heads, (Half*)k, n, headDim, scale, scores, sStride, max, lanes, tile, rowN, from); break;
+            case OperandKind.Q8_0: Scores(q, qStride, heads, (KvQ8_0*)k, n, headDim, scale, scores, sStride, max, lanes, tile, rowN, from); break;
+            default: Scores(q, qStride, heads, (KvQ4_0*)k, n, headDim, scale, scores, sStride, max, lanes, tile, rowN, from); break;
         }
     }
 
-    private static void ItemsOfV<TK>(KvCacheType vType, float* q, int nTokens, int startPos, TK* k, long kStride, byte* v, long vStride,
-        int contextLength, int nHead, int nHeadKv, int headDim, int block, int tokenBlock, float* output, byte* ws, int start, int end,
-        int window, float scale, float softcap, Rounding rounding)
-        where TK : unmanaged
+    /// <summary><see cref="Values{T}"/> over an operand of any kind.</summary>
+    private static void ValuesOf(OperandKind kind, float* p, long pStride, int heads, byte* v, int n, int headDim,
+        float* o, long oStride, float* partial, int lanes, float* tile, int* rowN, int from)
     {
-        switch (vType)
+        switch (kind)
         {
-            case KvCacheType.F16:
-                Items(q, nTokens, startPos, k, kStride, (Half*)v, vStride, contextLength, nHead, nHeadKv, headDim, block, tokenBlock, output, ws, start, end, window, scale, softcap, rounding);
-                break;
-            case KvCacheType.Q8_0:
-                Items(q, nTokens, startPos, k, kStride, (KvQ8_0*)v, vStride, contextLength, nHead, nHeadKv, headDim, block, tokenBlock, output, ws, start, end, window, scale, softcap, rounding);
-                break;
-            default:
-                Items(q, nTokens, startPos, k, kStride, (KvQ4_0*)v, vStride, contextLength, nHead, nHeadKv, headDim, block, tokenBlock, output, ws, start, end, window, scale, softcap, rounding);
-                break;
+            case OperandKind.F32: Values(p, pStride, heads, (float*)v, n, headDim, o, oStride, partial, lanes, tile, rowN, from); break;
+            case OperandKind.F16: Values(p, pStride, heads, (Half*)v, n, headDim, o, oStride, partial, lanes, tile, rowN, from); break;
+            case OperandKind.Q8_0: Values(p, pStride, heads, (KvQ8_0*)v, n, headDim, o, oStride, partial, lanes, tile, rowN, from); break;
+            default: Values(p, pStride, heads, (KvQ4_0*)v, n, headDim, o, oStride, partial, lanes, tile, rowN, from); break;
         }
     }
 
     /// <summary>
     /// Items [start, end) of the (block of up to <paramref name="tokenBlock"/> tokens, KV head, block of up to
     /// <paramref name="block"/> query heads) grid with one worker's scratch, over the keys <paramref name="k"/> and values
-    /// <paramref name="v"/> of KV head 0 in the cache's layout (f16 cache or its f32 copy), the next KV head's
-    /// <paramref name="kHeadStride"/> and <paramref name="vHeadStride"/> values further.
+    /// <paramref name="v"/> in the cache's layout (the cache's f16 or quantized blocks, or a prompt's f32 copy).
     /// An item's query rows (token-major) meet each block of keys and values together; each row keeps
     /// its own causal length, so every result is the one a single-token item gives.
     /// </summary>
     // AggressiveOptimization here and below: a prompt's attention runs a few dozen calls, too few
     // for tiering to replace the unoptimized first compile before the prompt is done.
     [MethodImpl(MethodImplOptions.AggressiveOptimization)]
-    private static void Items<TK, TV>(float* q, int nTokens, int startPos, TK* k, long kHeadStride, TV* v, long vHeadStride,
+    private static void Items(float* q, int nTokens, int startPos, Operand k, Operand v,
         int contextLength, int nHead, int nHeadKv, int headDim, int block, int tokenBlock, float* output, byte* ws, int start, int end,
         int window, float scale, float softcap, Rounding rounding)
-        where TK : unmanaged
-        where TV : unmanaged
     {
         int qLen = nHead * headDim;
         int group = nHead / nHeadKv;
@@ -306,11 +308,10 @@ internal static unsafe class Attention
                     rowN[ti * heads + i] = startPos + t0 + ti + 1;
                 }
             int* ns = nt > 1 ? rowN : null;
-            TK* kHead = k + kvh * kHeadStride;
-            TV* vHead = v + kvh * vHeadStride;
+            byte* kHead = k.Head0 + kvh * k.HeadStride, vHead = v.Head0 + kvh * v.HeadStride;
             // A sliding window: the blocks before the first row's window are neither scored nor read.
             int from = window > 0 ? Math.Max(0, startPos + t0 + 1 - window) / PositionBlock * PositionBlock : 0;
-            Scores(qh, hStride, rows, kHead, nKv, headDim, scale, scores, sStride, max, lanes, tile, ns, from);
+            ScoresOf(k.Kind, qh, hStride, rows, kHead, nKv, headDim, scale, scores, sStride, max, lanes, tile, ns, from);
             for (int r = 0; r < rows; r++)
             {
                 float* sr = scores + r * sStride;
@@ -330,12 +331,12 @@ internal static unsafe class Attention
             if (nt == 1)
             {
                 float* o = output + (long)t0 * qLen + h0 * headDim;
-                Values(scores, sStride, heads, vHead, nKv, headDim, o, headDim, partial, lanes, tile, null, from);
+                ValuesOf(v.Kind, scores, sStride, heads, vHead, nKv, headDim, o, headDim, partial, lanes, tile, null, from);
                 if (rounding.ValueRotation > 0) KvBlocks.Hadamard(o, heads * headDim, rounding.ValueRotation);
                 continue;
             }
             // Several tokens: the rows' outputs into their query rows (done with), then to each token's row.
-            Values(scores, sStride, rows, vHead, nKv, headDim, qh, hStride, partial, lanes, tile, ns, from);
+            ValuesOf(v.Kind, scores, sStride, rows, vHead, nKv, headDim, qh, hStride, partial, lanes, tile, ns, from);
             if (rounding.ValueRotation > 0)
                 for (int r = 0; r < rows; r++) KvBlocks.Hadamard(qh + r * hStride, headDim, rounding.ValueRotation);
             for (int ti = 0; ti < nt; ti++)

@@ -1,0 +1,56 @@
+using System.CommandLine;
+using EdgeLlm.Engine;
+
+namespace EdgeLlm.Cli.Commands;
+
+/// <summary>
+/// llama.cpp's <c>--cache-type-k</c>/<c>-ctk</c> and <c>--cache-type-v</c>/<c>-ctv</c>: f16 (default), q8_0 or
+/// q4_0 (<see cref="KvCacheType"/>). A quantized cache runs on the CPU backend; with <c>--backend vulkan</c> it is a
+/// usage error, with <c>--backend auto</c> it picks the CPU.
+/// </summary>
+internal sealed class KvCacheFlags
+{
+    public Option<string> TypeK { get; } = new("--cache-type-k", "-ctk")
+    {
+        Description = "How the KV cache stores keys: f16, q8_0 (half the memory) or q4_0 (a quarter), as llama.cpp",
+        DefaultValueFactory = _ => "f16",
+    };
+
+    public Option<string> TypeV { get; } = new("--cache-type-v", "-ctv")
+    {
+        Description = "How the KV cache stores values: f16, q8_0 or q4_0, as llama.cpp",
+        DefaultValueFactory = _ => "f16",
+    };
+
+    public IEnumerable<Option> All => [TypeK, TypeV];
+
+    /// <summary>The two types; a name outside f16, q8_0, q4_0, or a quantized cache with <c>--backend vulkan</c>, is a usage error naming the flag.</summary>
+    public KvCacheTypePair Read(ParseResult pr, string? backend)
+    {
+        var types = new KvCacheTypePair(Parse(pr.GetValue(TypeK), "--cache-type-k"), Parse(pr.GetValue(TypeV), "--cache-type-v"));
+        if (types.Quantized && backend == "vulkan")
+            throw new UsageException($"-ctk {types.K.Name()} -ctv {types.V.Name()}: a quantized KV cache runs on the CPU backend only (the Vulkan backend keeps an f16 cache); use --backend cpu or -ctk f16 -ctv f16");
+        return types;
+    }
+
+    private static KvCacheType Parse(string? value, string flag)
+    {
+        try
+        {
+            return KvCacheTypes.Parse(value ?? "f16", flag);
+        }
+        catch (ArgumentException e)
+        {
+            throw new UsageException(e.Message);
+        }
+    }
+}
+
+/// <summary>The KV cache's key and value types a command runs with.</summary>
+internal readonly record struct KvCacheTypePair(KvCacheType K, KvCacheType V)
+{
+    /// <summary>f16 for both (the default).</summary>
+    public static KvCacheTypePair F16 => default;
+
+    public bool Quantized => K != KvCacheType.F16 || V != KvCacheType.F16;
+}
