@@ -11,7 +11,9 @@ namespace EdgeLlm.Engine;
 /// quantized to q8_0 (ggml's <c>vec_dot_type</c> for both), keys in f16 with the query rounded to f16;
 /// values in f16 are multiplied with probabilities rounded to f16 (llama.cpp's <c>mul_mat(V, kq)</c>),
 /// quantized values with f32 probabilities (its flash-attention path, which llama.cpp requires for a
-/// quantized V cache). Quantized caches need a head size that is a multiple of 32 (ggml's block).
+/// quantized V cache). Quantized caches need a head size that is a multiple of 32 (ggml's block), and
+/// rotate heads of a multiple of 64 with a Walsh-Hadamard matrix before rounding them, as llama.cpp does
+/// by default since its PR 21038 (<see cref="KvCache.KeyRotation"/>). They run on the CPU backend.
 /// </remarks>
 public enum KvCacheType
 {

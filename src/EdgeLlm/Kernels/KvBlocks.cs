@@ -38,7 +38,14 @@ internal static unsafe class KvBlocks
                 if (type == KvCacheType.Q8_0)
                 {
                     sbyte* q = (sbyte*)block + d * P;
-                    for (int p = 0; p < P; p += 16) Emit16(Vector128.Load(q + p), s + p, o + p);
+                    if (Avx2.IsSupported)
+                    {
+                        // 64 positions: eight sign-extending loads (vpmovsxbd from memory), converts and scales.
+                        for (int p = 0; p < P; p += 8)
+                            (Avx.ConvertToVector256Single(Avx2.ConvertToVector256Int32(q + p)) * Vector256.Load(s + p)).Store(o + p);
+                    }
+                    else
+                        for (int p = 0; p < P; p += 16) Emit16(Vector128.Load(q + p), s + p, o + p);
                 }
                 else
                 {
@@ -60,16 +67,30 @@ internal static unsafe class KvBlocks
     {
         int groups = headDim / 32;
         ushort* scales = (ushort*)(block + (type == KvCacheType.Q8_0 ? P * headDim : P * headDim / 2));
+        // The rows' scales widened at once (a scalar Half -> float conversion is a software routine in .NET).
+        int count = rows * groups;
+        float* s = stackalloc float[Math.Min(count, 1024)];
+        bool widened = count <= 1024;
+        if (widened) HalfMath.Widen((Half*)scales, s, count);
         for (int p = 0; p < rows; p++)
             for (int g = 0; g < groups; g++)
             {
-                float d = (float)BitConverter.UInt16BitsToHalf(scales[p * groups + g]);
+                float d = widened ? s[p * groups + g] : (float)BitConverter.UInt16BitsToHalf(scales[p * groups + g]);
                 float* o = dst + p * headDim + g * 32;
                 if (type == KvCacheType.Q8_0)
                 {
                     sbyte* q = (sbyte*)block + p * headDim + g * 32;
-                    Emit16(Vector128.Load(q), d, o);
-                    Emit16(Vector128.Load(q + 16), d, o + 16);
+                    if (Avx2.IsSupported)
+                    {
+                        var dv = Vector256.Create(d);
+                        for (int j = 0; j < 32; j += 8)
+                            (Avx.ConvertToVector256Single(Avx2.ConvertToVector256Int32(q + j)) * dv).Store(o + j);
+                    }
+                    else
+                    {
+                        Emit16(Vector128.Load(q), d, o);
+                        Emit16(Vector128.Load(q + 16), d, o + 16);
+                    }
                 }
                 else
                 {

@@ -157,28 +157,7 @@ public unsafe class AttentionTests
         int kvLen = nHeadKv * headDim, qLen = nHead * headDim;
         var rng = new Random(nHead * 31 + headDim + nTokens);
         float[] q = Floats(rng, nTokens * qLen), k = Floats(rng, nTokens * kvLen), v = Floats(rng, nTokens * kvLen);
-        var batch = new float[nTokens * qLen];
-        var single = new float[nTokens * qLen];
-        long ws = Attention.WorkerScratchBytes(contextLength, headDim);
-        var scratch = new byte[ws * threads];
-        using var pool = new WorkerPool(threads);
-        using var cacheA = new KvCache(2, contextLength, nHeadKv, headDim);
-        using var cacheB = new KvCache(2, contextLength, nHeadKv, headDim);
-        fixed (float* qp = q, kp = k, vp = v, bp = batch, sp = single)
-        fixed (byte* wsp = scratch)
-        {
-            // A prefix of 5 tokens first, then the rest as one batch (the prompt path) ...
-            cacheA.Store(1, 0, kp, vp, nTokens);
-            Attention.Forward(qp, 5, 0, cacheA, 1, nHead, nHeadKv, headDim, bp, wsp, pool);
-            Attention.Forward(qp + 5 * qLen, nTokens - 5, 5, cacheA, 1, nHead, nHeadKv, headDim, bp + 5 * qLen, wsp, pool);
-            // ... and one token at a time (the decode path, on f16 operands).
-            for (int t = 0; t < nTokens; t++)
-            {
-                cacheB.Store(1, t, kp + t * kvLen, vp + t * kvLen, 1);
-                Attention.Forward(qp + t * qLen, 1, t, cacheB, 1, nHead, nHeadKv, headDim, sp + t * qLen, wsp, pool);
-            }
-        }
-        for (int i = 0; i < batch.Length; i++) Same(single[i], batch[i], $"output {i}");
+        float[] batch = BatchEqualsTokenByToken(q, k, v, nTokens, nHead, nHeadKv, headDim, threads, contextLength, KvCacheType.F16, KvCacheType.F16);
 
         // The scalar definition, with Softmax.ExpNormalize and f16 rounding as in the kernel.
         var want = new float[qLen];
@@ -215,6 +194,37 @@ public unsafe class AttentionTests
                 }
             }
         Assert.Contains(batch, x => x != 0);
+    }
+
+    /// <summary>
+    /// Attention over layer 1 of two caches of the types given: a prefix of 5 tokens, then the rest as one batch
+    /// (the prompt path, on an f32 copy), and one token at a time (the decode path, on the cache's own blocks);
+    /// asserts the two give the same bits and returns the batch's outputs.
+    /// </summary>
+    private static float[] BatchEqualsTokenByToken(float[] q, float[] k, float[] v, int nTokens, int nHead, int nHeadKv, int headDim, int threads,
+        int contextLength, KvCacheType kType, KvCacheType vType)
+    {
+        int kvLen = nHeadKv * headDim, qLen = nHead * headDim;
+        var batch = new float[nTokens * qLen];
+        var single = new float[nTokens * qLen];
+        var scratch = new byte[Attention.WorkerScratchBytes(contextLength, headDim) * threads];
+        using var pool = new WorkerPool(threads);
+        using var cacheA = new KvCache(2, contextLength, nHeadKv, headDim, kType, vType);
+        using var cacheB = new KvCache(2, contextLength, nHeadKv, headDim, kType, vType);
+        fixed (float* qp = q, kp = k, vp = v, bp = batch, sp = single)
+        fixed (byte* wsp = scratch)
+        {
+            cacheA.Store(1, 0, kp, vp, nTokens);
+            Attention.Forward(qp, 5, 0, cacheA, 1, nHead, nHeadKv, headDim, bp, wsp, pool);
+            Attention.Forward(qp + 5 * qLen, nTokens - 5, 5, cacheA, 1, nHead, nHeadKv, headDim, bp + 5 * qLen, wsp, pool);
+            for (int t = 0; t < nTokens; t++)
+            {
+                cacheB.Store(1, t, kp + t * kvLen, vp + t * kvLen, 1);
+                Attention.Forward(qp + t * qLen, 1, t, cacheB, 1, nHead, nHeadKv, headDim, sp + t * qLen, wsp, pool);
+            }
+        }
+        for (int i = 0; i < batch.Length; i++) Same(single[i], batch[i], $"output {i}");
+        return batch;
     }
 
     [Fact]
@@ -428,27 +438,9 @@ public unsafe class AttentionTests
         int kvLen = nHeadKv * headDim, qLen = nHead * headDim;
         var rng = new Random((int)kType * 3 + (int)vType);
         float[] q = Floats(rng, nTokens * qLen), k = Floats(rng, nTokens * kvLen), v = Floats(rng, nTokens * kvLen);
-        var batch = new float[nTokens * qLen];
-        var single = new float[nTokens * qLen];
-        var scratch = new byte[Attention.WorkerScratchBytes(contextLength, headDim) * threads];
-        using var pool = new WorkerPool(threads);
-        using var cacheA = new KvCache(2, contextLength, nHeadKv, headDim, kType, vType);
-        using var cacheB = new KvCache(2, contextLength, nHeadKv, headDim, kType, vType);
-        fixed (float* qp = q, kp = k, vp = v, bp = batch, sp = single)
-        fixed (byte* wsp = scratch)
-        {
-            cacheA.Store(1, 0, kp, vp, nTokens);
-            Attention.Forward(qp, 5, 0, cacheA, 1, nHead, nHeadKv, headDim, bp, wsp, pool);
-            Attention.Forward(qp + 5 * qLen, nTokens - 5, 5, cacheA, 1, nHead, nHeadKv, headDim, bp + 5 * qLen, wsp, pool);
-            for (int t = 0; t < nTokens; t++)
-            {
-                cacheB.Store(1, t, kp + t * kvLen, vp + t * kvLen, 1);
-                Attention.Forward(qp + t * qLen, 1, t, cacheB, 1, nHead, nHeadKv, headDim, sp + t * qLen, wsp, pool);
-            }
-        }
-        for (int i = 0; i < batch.Length; i++) Same(single[i], batch[i], $"output {i}");
+        float[] batch = BatchEqualsTokenByToken(q, k, v, nTokens, nHead, nHeadKv, headDim, threads, contextLength, kType, vType);
 
-        int kRot = cacheA.KeyRotation, vRot = cacheA.ValueRotation;
+        int kRot = KvCache.Rotation(kType, headDim, key: true), vRot = KvCache.Rotation(vType, headDim, key: false);
         Assert.Equal(kType == KvCacheType.F16 ? 0 : 64, kRot);
         Assert.Equal(vType == KvCacheType.F16 ? 0 : 64, vRot);
         float[] Row(KvCacheType type, float[] x, int offset, int rotation) =>
