@@ -215,7 +215,7 @@ internal static unsafe class Attention
     /// <summary>What an attention operand holds: f32 (a prompt's copy), or the cache's f16 or quantized blocks.</summary>
     internal enum OperandKind { F32, F16, Q8_0, Q4_0 }
 
-    /// <summary>KV head 0's keys or values, the next head's <paramref name="HeadStride"/> bytes further.</summary>
+    /// <summary>KV head 0's keys or values, the next head's <paramref name="headStride"/> bytes further.</summary>
     internal readonly struct Operand(byte* head0, long headStride, OperandKind kind)
     {
         public byte* Head0 { get; } = head0;
