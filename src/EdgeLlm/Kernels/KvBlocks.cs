@@ -22,6 +22,9 @@ internal static unsafe class KvBlocks
 {
     private const int P = KvCache.BlockPositions;
 
+    /// <summary>The AVX2 steps where the CPU has them; tests clear it to run the portable Vector128 steps (NEON's) on x64.</summary>
+    internal static bool UseAvx2 = Avx2.IsSupported;
+
     /// <summary>Keys of one block (at <paramref name="block"/>: quants, then scales) into <paramref name="dst"/>, [head_dim, 64].</summary>
     public static void Keys(KvCacheType type, byte* block, int headDim, float* dst)
     {
@@ -38,7 +41,7 @@ internal static unsafe class KvBlocks
                 if (type == KvCacheType.Q8_0)
                 {
                     sbyte* q = (sbyte*)block + d * P;
-                    if (Avx2.IsSupported)
+                    if (UseAvx2)
                     {
                         // 64 positions: eight sign-extending loads (vpmovsxbd from memory), converts and scales.
                         for (int p = 0; p < P; p += 8)
@@ -80,7 +83,7 @@ internal static unsafe class KvBlocks
                 if (type == KvCacheType.Q8_0)
                 {
                     sbyte* q = (sbyte*)block + p * headDim + g * 32;
-                    if (Avx2.IsSupported)
+                    if (UseAvx2)
                     {
                         var dv = Vector256.Create(d);
                         for (int j = 0; j < 32; j += 8)
@@ -190,7 +193,7 @@ internal static unsafe class KvBlocks
     [MethodImpl(MethodImplOptions.AggressiveInlining)]
     private static void Emit16(Vector128<sbyte> x, float* s, float* o)
     {
-        if (Avx2.IsSupported)
+        if (UseAvx2)
         {
             var a = Avx.ConvertToVector256Single(Avx2.ConvertToVector256Int32(x));
             var b = Avx.ConvertToVector256Single(Avx2.ConvertToVector256Int32(Sse2.ShiftRightLogical128BitLane(x, 8)));
@@ -209,7 +212,7 @@ internal static unsafe class KvBlocks
     [MethodImpl(MethodImplOptions.AggressiveInlining)]
     private static void Emit16(Vector128<sbyte> x, float scale, float* o)
     {
-        if (Avx2.IsSupported)
+        if (UseAvx2)
         {
             var sv = Vector256.Create(scale);
             (Avx.ConvertToVector256Single(Avx2.ConvertToVector256Int32(x)) * sv).Store(o);

@@ -327,6 +327,22 @@ public unsafe class AttentionTests
                     Same(wantV[d], KvBlocks.Value(type, cache.ValueBytes(1, h), p, d, headDim, key: false), $"value {p} dim {d}");
                 }
             }
+        bool avx2 = KvBlocks.UseAvx2;
+        try
+        {
+            // The AVX2 steps where this CPU has them, then the portable Vector128 ones (NEON's on arm64).
+            foreach (bool useAvx2 in avx2 ? new[] { true, false } : new[] { false })
+            {
+                KvBlocks.UseAvx2 = useAvx2;
+                CheckTiles();
+            }
+        }
+        finally
+        {
+            KvBlocks.UseAvx2 = avx2;
+        }
+        void CheckTiles()
+        {
         fixed (float* tp = tile)
             for (int h = 0; h < kvHeads; h++)
                 for (int b = 0; b < 3; b++)
@@ -339,6 +355,7 @@ public unsafe class AttentionTests
                     for (int j = 0; j < 64; j++)
                         for (int d = 0; d < headDim; d++) Same(KvBlocks.Value(type, cache.ValueBytes(1, h), b * 64 + j, d, headDim, false), tile[j * headDim + d], $"value tile {b}");
                 }
+        }
         Assert.All(Enumerable.Range(0, 64), d => Assert.Equal(0f, KvBlocks.Value(type, cache.KeyBytes(0, 0), 40, d % headDim, headDim, true))); // layer 0 untouched
         Assert.Throws<ArgumentException>(() => new KvCache(1, 8, 1, 48, type, KvCacheType.F16)); // heads must be whole blocks of 32
     }
