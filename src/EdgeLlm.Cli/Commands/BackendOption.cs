@@ -26,11 +26,15 @@ public static class BackendOption
     /// </summary>
     public static bool MayRunOnCpu(string? backend) => backend != "vulkan";
 
-    /// <summary>Creates the context for <paramref name="backend"/>, its KV cache in <paramref name="typeK"/>/<paramref name="typeV"/> (<c>-ctk</c>/<c>-ctv</c>).</summary>
+    /// <summary>
+    /// Creates the context for <paramref name="backend"/>, its KV cache as <paramref name="cache"/> says (<c>-ctk</c>/<c>-ctv</c>;
+    /// <c>--swa-full</c>: sliding-window layers keep every position; the Vulkan backend always does).
+    /// </summary>
     /// <exception cref="VulkanUnavailableException">backend is vulkan and no usable device exists.</exception>
     /// <exception cref="UsageException">backend is vulkan and the cache is quantized (the Vulkan backend keeps an f16 cache).</exception>
-    public static IEvalContext CreateContext(string? backend, Model model, int contextLength, int threads, KvCacheType typeK = KvCacheType.F16, KvCacheType typeV = KvCacheType.F16)
+    internal static IEvalContext CreateContext(string? backend, Model model, int contextLength, int threads, KvCacheTypePair cache = default)
     {
+        KvCacheType typeK = cache.K, typeV = cache.V;
         bool quantized = typeK != KvCacheType.F16 || typeV != KvCacheType.F16;
         string cacheFlags = $"-ctk {typeK.Name()} -ctv {typeV.Name()}";
         if (quantized && backend == "vulkan")
@@ -38,7 +42,7 @@ public static class BackendOption
         if (quantized && backend == "auto")
         {
             Console.Error.WriteLine($"edgellm: --backend auto: {cacheFlags} runs on the CPU (the Vulkan backend keeps an f16 cache)");
-            return new InferenceContext(model, contextLength, threads, typeK, typeV);
+            return new InferenceContext(model, contextLength, threads, typeK, typeV, cache.FullSwa);
         }
         switch (backend ?? "cpu")
         {
@@ -63,7 +67,7 @@ public static class BackendOption
                 device?.Dispose();
                 return new InferenceContext(model, contextLength, threads);
             default:
-                return new InferenceContext(model, contextLength, threads, typeK, typeV);
+                return new InferenceContext(model, contextLength, threads, typeK, typeV, cache.FullSwa);
         }
     }
 

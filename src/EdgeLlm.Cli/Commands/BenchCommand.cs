@@ -208,7 +208,7 @@ public static class BenchCommand
         int ctxLen = (int)needed;
         if (InferenceContext.ExceedsTrainingContext(model, ctxLen))
             Console.Error.WriteLine($"warning: context {ctxLen} (-d {depth} + {Math.Max(pp, tg)}) exceeds the model's training context ({model.Config.TrainingContextLength}); the speed is still measured");
-        using var context = BackendOption.CreateContext(backend, model, ctxLen, threads, cache.K, cache.V);
+        using var context = BackendOption.CreateContext(backend, model, ctxLen, threads, cache);
         var rng = new Random(1);
         int[] RandomTokens(int count) => Enumerable.Range(0, count).Select(_ => rng.Next(model.Config.VocabSize)).ToArray();
         var depthTokens = RandomTokens(depth);
@@ -306,7 +306,7 @@ public static class BenchCommand
         if (tg > 0) Console.Error.WriteLine($"tg: {cpuTimed.TotalSeconds / tokensTimed * 1000:F1} ms CPU time per token (all threads)");
         if (tg > 0 && ForwardProfiler.Enabled) Console.Error.Write($"profile tg{tg} ×{reps}:\n{Profile()}");
         Console.Error.WriteLine(
-            $"memory while generating: {ResidentMemory()}; weights {model.WeightBytes >> 20} MiB in the file ({(model.RepackedBytes == 0 ? "all mapped" : $"{model.RepackedBytes >> 20} MiB of them repacked at load as {string.Join(", ", model.RepackedLayouts)}, the rest mapped")}), KV cache {model.EstimateKvCacheBytes(ctxLen, cache.K, cache.V) >> 20} MiB{(cache.Quantized ? $" (K {cache.K.Name()}, V {cache.V.Name()})" : "")}");
+            $"memory while generating: {ResidentMemory()}; weights {model.WeightBytes >> 20} MiB in the file ({(model.RepackedBytes == 0 ? "all mapped" : $"{model.RepackedBytes >> 20} MiB of them repacked at load as {string.Join(", ", model.RepackedLayouts)}, the rest mapped")}), KV cache {model.EstimateKvCacheBytes(ctxLen, cache.K, cache.V, cache.FullSwa) >> 20} MiB{(cache.Quantized ? $" (K {cache.K.Name()}, V {cache.V.Name()})" : "")}");
         long parameters = model.File.Tensors.Sum(t => t.ElementCount);
         long size = model.File.Tensors.Sum(t => t.ByteSize);
         string desc = $"{model.Config.Architecture} {ParamsLabel(parameters)} {TypeLabel(model.File)}";

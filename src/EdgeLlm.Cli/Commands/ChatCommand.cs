@@ -107,7 +107,7 @@ public static class ChatCommand
             err.WriteLine($"edgellm: {Path.GetFileName(modelPath)} has no chat template ({ChatTemplate.GgufKey}); using the plain fallback format (\"role: content\" lines, then \"assistant: \")");
         if (ctxLen > model.Config.TrainingContextLength && model.Config.TrainingContextLength > 0)
             err.WriteLine($"warning: context {ctxLen} exceeds the model's training context ({model.Config.TrainingContextLength}); output past it may degrade");
-        using var context = BackendOption.CreateContext(backend, model, ctxLen, threads, cache.K, cache.V);
+        using var context = BackendOption.CreateContext(backend, model, ctxLen, threads, cache);
         var generator = new TextGenerator(context, tokenizer);
         using var draft = speculation?.Attach(generator, backend, generic, ctxLen, threads);
         var session = new ChatSession(generator, template, systemPrompt)

@@ -84,9 +84,14 @@ public static class InfoCommand
     {
         var ci = CultureInfo.InvariantCulture;
         string Size(KvCacheType t) => string.Create(ci, $"{t.Name()} {m.EstimateKvCacheBytes(1024, t, t) / 1048576.0:F1} MiB");
-        return m.Config.HeadDim % 32 == 0
+        var c = m.Config;
+        string sizes = c.HeadDim % 32 == 0
             ? $"{Size(KvCacheType.F16)}, {Size(KvCacheType.Q8_0)}, {Size(KvCacheType.Q4_0)} (-ctk/-ctv)"
-            : string.Create(ci, $"{Size(KvCacheType.F16)} (f16 only: heads of {m.Config.HeadDim} are no whole blocks of 32)");
+            : string.Create(ci, $"{Size(KvCacheType.F16)} (f16 only: heads of {c.HeadDim} are no whole blocks of 32)");
+        int local = Enumerable.Range(0, c.BlockCount).Count(c.IsSlidingWindowLayer);
+        return c.SlidingWindow > 0 && local > 0
+            ? string.Create(ci, $"{sizes}; its {local} sliding-window layers of {c.BlockCount} keep at most {InferenceContext.SlidingWindowCacheLength(c.SlidingWindow)} positions at any context (--swa-full: all)")
+            : sizes;
     }
 
     /// <summary>

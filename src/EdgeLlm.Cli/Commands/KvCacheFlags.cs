@@ -6,7 +6,8 @@ namespace EdgeLlm.Cli.Commands;
 /// <summary>
 /// llama.cpp's <c>--cache-type-k</c>/<c>-ctk</c> and <c>--cache-type-v</c>/<c>-ctv</c>: f16 (default), q8_0 or
 /// q4_0 (<see cref="KvCacheType"/>). A quantized cache runs on the CPU backend; with <c>--backend vulkan</c> it is a
-/// usage error, with <c>--backend auto</c> it picks the CPU.
+/// usage error, with <c>--backend auto</c> it picks the CPU. <c>--swa-full</c> (llama.cpp's): sliding-window layers keep
+/// every position instead of a ring of their window (<see cref="InferenceContext"/>).
 /// </summary>
 internal sealed class KvCacheFlags
 {
@@ -22,12 +23,17 @@ internal sealed class KvCacheFlags
         DefaultValueFactory = _ => "f16",
     };
 
-    public IEnumerable<Option> All => [TypeK, TypeV];
+    public Option<bool> SwaFull { get; } = new("--swa-full")
+    {
+        Description = "Sliding-window layers (Gemma) keep every position, not only their window's (more memory; no re-evaluation after deep rewinds), as llama.cpp",
+    };
+
+    public IEnumerable<Option> All => [TypeK, TypeV, SwaFull];
 
     /// <summary>The two types; a name outside f16, q8_0, q4_0, or a quantized cache with <c>--backend vulkan</c>, is a usage error naming the flag.</summary>
     public KvCacheTypePair Read(ParseResult pr, string? backend)
     {
-        var types = new KvCacheTypePair(Parse(pr.GetValue(TypeK), "--cache-type-k"), Parse(pr.GetValue(TypeV), "--cache-type-v"));
+        var types = new KvCacheTypePair(Parse(pr.GetValue(TypeK), "--cache-type-k"), Parse(pr.GetValue(TypeV), "--cache-type-v"), pr.GetValue(SwaFull));
         if (types.Quantized && backend == "vulkan")
             throw new UsageException($"-ctk {types.K.Name()} -ctv {types.V.Name()}: a quantized KV cache runs on the CPU backend only (the Vulkan backend keeps an f16 cache); use --backend cpu or -ctk f16 -ctv f16");
         return types;
@@ -46,8 +52,8 @@ internal sealed class KvCacheFlags
     }
 }
 
-/// <summary>The KV cache's key and value types a command runs with.</summary>
-internal readonly record struct KvCacheTypePair(KvCacheType K, KvCacheType V)
+/// <summary>The KV cache's key and value types a command runs with, and whether sliding-window layers keep every position (<c>--swa-full</c>).</summary>
+internal readonly record struct KvCacheTypePair(KvCacheType K, KvCacheType V, bool FullSwa = false)
 {
     /// <summary>f16 for both (the default).</summary>
     public static KvCacheTypePair F16 => default;

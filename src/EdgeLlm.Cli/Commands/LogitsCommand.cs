@@ -35,7 +35,7 @@ public static class LogitsCommand
             foreach (var t in tokens)
                 if (t < 0 || t >= m.Config.VocabSize) throw new InputException($"--ids: token id {t} is outside the vocabulary (0..{m.Config.VocabSize - 1})");
             if (tokens.Length > ctxLen) throw new InputException($"--ids: {tokens.Length} ids do not fit in the context of {ctxLen} (-c)");
-            using var context = BackendOption.CreateContext(pr.GetValue(backend), m, ctxLen, nThreads, cacheTypes.K, cacheTypes.V);
+            using var context = BackendOption.CreateContext(pr.GetValue(backend), m, ctxLen, nThreads, cacheTypes);
             float[] logits = context.Eval(tokens, allLogits: true);
             using (var fs = new FileStream(pr.GetValue(output)!, FileMode.Create, FileAccess.Write))
             {

@@ -74,7 +74,7 @@ public static class PerplexityCommand
         if (model.Config.TrainingContextLength > 0 && nCtx > model.Config.TrainingContextLength)
             err.WriteLine($"warning: context {nCtx} exceeds the model's training context ({model.Config.TrainingContextLength})");
 
-        using var context = BackendOption.CreateContext(backend, model, nCtx, threads, cache.K, cache.V);
+        using var context = BackendOption.CreateContext(backend, model, nCtx, threads, cache);
         // --reference: a second model over the same tokens; it must read the text the same way. Its cache is
         // f16 whatever -ctk/-ctv say, so `--reference` on the same file measures what a quantized cache costs.
         using var refModel = referencePath is null ? null : Model.Load(referencePath, new ModelLoadOptions { Generic = generic, RepackWeights = BackendOption.MayRunOnCpu(backend) });

@@ -311,7 +311,7 @@ public static class RunCommand
                 var tokenizer = Tokenizer.FromGguf(model.File);
                 if (ctxLen > model.Config.TrainingContextLength && model.Config.TrainingContextLength > 0)
                     err.WriteLine($"warning: context {ctxLen} exceeds the model's training context ({model.Config.TrainingContextLength}); output past it may degrade");
-                return new Session(model, tokenizer, BackendOption.CreateContext(backend, model, ctxLen, threads, cache.K, cache.V), ctxLen);
+                return new Session(model, tokenizer, BackendOption.CreateContext(backend, model, ctxLen, threads, cache), ctxLen);
             }
             catch
             {

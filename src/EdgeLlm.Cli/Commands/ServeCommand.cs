@@ -145,7 +145,7 @@ public static class ServeCommand
         {
             for (int i = 0; i < slots; i++)
             {
-                var context = BackendOption.CreateContext(backend, model, ctxLen, threads, cache.K, cache.V);
+                var context = BackendOption.CreateContext(backend, model, ctxLen, threads, cache);
                 var generator = new TextGenerator(context, tokenizer);
                 list.Add(new Slot(i, context, generator));
                 if (lookup is { } lk) generator.UseLookup(lk.Ngram, lk.Max);

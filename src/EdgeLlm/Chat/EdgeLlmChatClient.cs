@@ -22,6 +22,13 @@ public sealed record EdgeLlmChatClientOptions
     /// <summary>How the KV cache stores values (llama.cpp's <c>--cache-type-v</c>).</summary>
     public KvCacheType CacheTypeV { get; init; } = KvCacheType.F16;
 
+    /// <summary>
+    /// Sliding-window layers (Gemma) keep every position instead of a ring of their window (llama.cpp's <c>--swa-full</c>):
+    /// more memory, and no re-evaluation when a new conversation departs from the cached one further back than the ring
+    /// reaches (see <see cref="Engine.InferenceContext"/>). Default false, as llama.cpp.
+    /// </summary>
+    public bool FullSlidingWindowCache { get; init; }
+
     /// <summary>Worker threads of the forward pass; 0 = one per processor.</summary>
     public int Threads { get; init; }
 
@@ -146,7 +153,7 @@ public sealed class EdgeLlmChatClient : AI.IChatClient
             };
             ModelId = options.ModelId ?? Path.GetFileNameWithoutExtension(model.File.FilePath);
             _sampling = options.Sampling;
-            _context = new InferenceContext(model, options.ContextLength, options.Threads, options.CacheTypeK, options.CacheTypeV);
+            _context = new InferenceContext(model, options.ContextLength, options.Threads, options.CacheTypeK, options.CacheTypeV, options.FullSlidingWindowCache);
             _generator = new TextGenerator(_context, Tokenizer);
             if (options.DraftModel is { } draft)
             {

@@ -7,12 +7,22 @@ namespace EdgeLlm.Engine;
 /// <see cref="ContextLength"/>), its position, and the scratch buffers of the forward pass.
 /// Not thread-safe; the model can be shared by several contexts.
 /// </summary>
+/// <remarks>
+/// Sliding-window layers (Gemma 2 and 3) keep only the keys their window still reaches, as llama.cpp's default
+/// (non-full) SWA cache: a ring of the window plus one batch (<see cref="KvCache.RingPositions"/>). A
+/// <see cref="Rewind"/> by up to about a batch keeps working as with a full cache (speculative decoding's
+/// rejected drafts, a chat's re-rendered last turn); a deeper one leaves the window's keys overwritten, and the
+/// next <see cref="Eval"/> then evaluates the tokens before the rewound position again (<see cref="Reevaluations"/>),
+/// as llama.cpp's server re-processes a prompt it cannot reuse from an SWA cache. Pass
+/// <c>fullSlidingWindowCache</c> (llama.cpp's <c>--swa-full</c>) to keep every position in every layer instead.
+/// </remarks>
 public sealed unsafe class InferenceContext : IEvalContext
 {
     /// <summary>Most tokens one forward pass processes together; longer inputs run in batches of this size.</summary>
     public const int MaxBatch = 512;
 
     private readonly KvCache _kv;
+    private readonly int[] _tokens; // every evaluated token, to evaluate again after a rewind past a ring (KvCache.Intact)
     private readonly ScratchArena _arena = new();
     private readonly Kernels.WorkerPool _pool;
     private bool _disposed;
@@ -23,10 +33,13 @@ public sealed unsafe class InferenceContext : IEvalContext
     /// <param name="threads">threads of the forward pass (the caller plus threads − 1 dedicated workers, started here and stopped by <see cref="Dispose"/>); 0 = <see cref="Runtime.CpuFeatures.PhysicalCores"/>.</param>
     /// <param name="cacheTypeK">how the cache stores keys (llama.cpp's <c>--cache-type-k</c>): f16 (default), q8_0 or q4_0; see <see cref="KvCacheType"/>.</param>
     /// <param name="cacheTypeV">how the cache stores values (llama.cpp's <c>--cache-type-v</c>).</param>
+    /// <param name="fullSlidingWindowCache">sliding-window layers keep every position as the other layers do (llama.cpp's
+    /// <c>--swa-full</c>): more memory, no re-evaluation after deep rewinds. Off by default, as in llama.cpp.</param>
     /// <exception cref="ArgumentOutOfRangeException">contextLength or threads is out of range.</exception>
     /// <exception cref="ArgumentException">a quantized cache type and a head size that is not a multiple of 32.</exception>
     /// <exception cref="InsufficientMemoryException">the KV cache does not fit in available memory.</exception>
-    public InferenceContext(Model model, int contextLength = 4096, int threads = 0, KvCacheType cacheTypeK = KvCacheType.F16, KvCacheType cacheTypeV = KvCacheType.F16)
+    public InferenceContext(Model model, int contextLength = 4096, int threads = 0, KvCacheType cacheTypeK = KvCacheType.F16, KvCacheType cacheTypeV = KvCacheType.F16,
+        bool fullSlidingWindowCache = false)
     {
         ArgumentNullException.ThrowIfNull(model);
         ArgumentOutOfRangeException.ThrowIfLessThan(contextLength, 1);
@@ -38,12 +51,15 @@ public sealed unsafe class InferenceContext : IEvalContext
         if (!Enum.IsDefined(cacheTypeV)) throw new ArgumentOutOfRangeException(nameof(cacheTypeV), cacheTypeV, "not a KV cache type");
         KvCache.CheckHeadDim(cacheTypeK, model.Config.HeadDim, "K");
         KvCache.CheckHeadDim(cacheTypeV, model.Config.HeadDim, "V");
-        long kvBytes = model.EstimateKvCacheBytes(contextLength, cacheTypeK, cacheTypeV);
+        long kvBytes = model.EstimateKvCacheBytes(contextLength, cacheTypeK, cacheTypeV, fullSlidingWindowCache);
         long available = Model.AvailableMemoryBytes();
         if (kvBytes > available)
             throw new InsufficientMemoryException(
                 $"the KV cache for {contextLength} tokens needs {kvBytes >> 20} MiB, but only {available >> 20} MiB of memory is available; use a shorter context");
-        _kv = new KvCache(model.Config.BlockCount, contextLength, model.Config.HeadCountKv, model.Config.HeadDim, cacheTypeK, cacheTypeV);
+        var c = model.Config;
+        _kv = new KvCache(c.BlockCount, contextLength, c.HeadCountKv, c.HeadDim, cacheTypeK, cacheTypeV,
+            window: fullSlidingWindowCache ? 0 : c.SlidingWindow, windowed: c.IsSlidingWindowLayer, maxBatch: MaxBatch);
+        _tokens = _kv.HasRing ? new int[contextLength] : [];
         _pool = new Kernels.WorkerPool(Threads);
     }
 
@@ -55,6 +71,33 @@ public sealed unsafe class InferenceContext : IEvalContext
 
     /// <summary>How the KV cache stores values.</summary>
     public KvCacheType CacheTypeV => _kv.ValueType;
+
+    /// <summary>Bytes the KV cache holds (keys and values of every layer).</summary>
+    public long KvCacheBytes => _kv.TotalBytes;
+
+    /// <summary>Positions a sliding-window layer of <paramref name="window"/> keeps (its ring: the window and a batch, in whole blocks of 64), at any context longer than that.</summary>
+    public static int SlidingWindowCacheLength(int window)
+    {
+        ArgumentOutOfRangeException.ThrowIfLessThan(window, 1);
+        return KvCache.RingPositions(window, MaxBatch);
+    }
+
+    /// <summary>Positions each sliding-window layer's cache keeps (its ring), 0 when every layer keeps the whole context.</summary>
+    public int SlidingWindowCachePositions
+    {
+        get
+        {
+            for (int l = 0; l < _kv.Layers; l++)
+                if (_kv.RingBlocks(l) > 0) return _kv.LayerPositions(l);
+            return 0;
+        }
+    }
+
+    /// <summary>
+    /// Tokens evaluated again because a <see cref="Rewind"/> went back past what the sliding-window layers' rings
+    /// still held (see the class remarks); 0 without such layers or with <c>fullSlidingWindowCache</c>.
+    /// </summary>
+    public long Reevaluations { get; private set; }
 
     /// <summary>Tokens the KV cache can hold.</summary>
     public int ContextLength { get; }
@@ -113,6 +156,19 @@ public sealed unsafe class InferenceContext : IEvalContext
             throw new ArgumentException(
                 $"{tokens.Length} tokens at position {Position} would overflow the context of {ContextLength} tokens ({ContextLength - Position} free)", nameof(tokens));
 
+        if (_kv.HasRing)
+        {
+            // A rewind past the rings: the window of the next token is gone; evaluate what came before again.
+            if (!_kv.Intact(Position + 1 - _kv.Window, Position))
+            {
+                int redo = Position;
+                Position = 0;
+                Reevaluations += redo;
+                for (int done = 0; done < redo; done += MaxBatch)
+                    Forward(_tokens.AsSpan(done, Math.Min(MaxBatch, redo - done)), 0, null);
+            }
+            tokens.CopyTo(_tokens.AsSpan(Position));
+        }
         var logits = new float[(allLogits ? tokens.Length : 1) * (long)vocab];
         fixed (float* outp = logits)
         {
@@ -121,14 +177,20 @@ public sealed unsafe class InferenceContext : IEvalContext
                 int n = Math.Min(MaxBatch, tokens.Length - done);
                 bool last = done + n == tokens.Length;
                 int outputRows = allLogits ? n : last ? 1 : 0;
-                var batch = new ForwardBatch { Tokens = tokens.Slice(done, n).ToArray(), StartPos = Position, Threads = Threads, Pool = _pool, Kv = _kv,
-                    RopeFactors = Model.RopeFactorsFor(ContextLength) };
-                batch.Carve(_arena, Model, ContextLength);
-                Model.Forward(batch, outputRows, allLogits ? outp + (long)done * vocab : outp);
-                Position += n;
+                Forward(tokens.Slice(done, n), outputRows, allLogits ? outp + (long)done * vocab : outp);
             }
         }
         return logits;
+    }
+
+    /// <summary>One forward pass of up to <see cref="MaxBatch"/> tokens at <see cref="Position"/>, which it advances.</summary>
+    private void Forward(ReadOnlySpan<int> tokens, int outputRows, float* logits)
+    {
+        var batch = new ForwardBatch { Tokens = tokens.ToArray(), StartPos = Position, Threads = Threads, Pool = _pool, Kv = _kv,
+            RopeFactors = Model.RopeFactorsFor(ContextLength) };
+        batch.Carve(_arena, Model, ContextLength);
+        Model.Forward(batch, outputRows, logits);
+        Position += tokens.Length;
     }
 
     /// <summary>Stops the worker threads and frees the KV cache and scratch buffers.</summary>

@@ -30,6 +30,17 @@ namespace EdgeLlm.Engine;
 /// block widens into. Rows are quantized as llama.cpp stores them (<c>quantize_row_q8_0</c>'s SIMD
 /// rounding, <c>quantize_row_q4_0_ref</c>).
 /// </para>
+/// <para>
+/// Sliding-window layers (Gemma 2 and 3's local layers) keep only the positions their window can still
+/// reach, in a ring of whole blocks (<see cref="RingBlocks"/>; llama.cpp's non-full SWA cache, its default):
+/// position p lives in block (p / 64) mod ring, at p mod 64 in it. The ring holds the window plus a whole
+/// batch (<see cref="RingPositions"/>), so a batch of up to <c>maxBatch</c> tokens stores its keys and
+/// values before attending without evicting any key its first token still sees. Gemma 3 1B's local layers
+/// (window 512) then hold 1,088 positions at any context length instead of the whole context. A ring layer
+/// tracks which block each slot holds (<see cref="Intact"/>), so a caller that rewinds further back than the
+/// ring reaches learns that the window's keys are gone and evaluates the tokens again
+/// (<see cref="InferenceContext.Rewind"/>).
+/// </para>
 /// </summary>
 internal sealed unsafe class KvCache : IDisposable
 {
@@ -38,15 +49,26 @@ internal sealed unsafe class KvCache : IDisposable
 
     private byte* _k;
     private byte* _v;
+    private readonly long[] _kLayer, _vLayer;   // byte offset of each layer's keys / values
+    private readonly int[] _ring;               // blocks of a ring layer, 0 for a layer that holds the whole context
+    private readonly int[][] _slotBlock;        // ring layers: the block each slot holds (-1: none yet)
+    private readonly int[][] _slotFrom;         // ring layers: the first position of that block written since the slot took it
 
     /// <summary>Allocates a zeroed cache for <paramref name="contextLength"/> positions.</summary>
+    /// <param name="window">the sliding window of the layers <paramref name="windowed"/> names (0: none); those layers keep a ring of
+    /// <see cref="RingPositions"/> positions where that is less than the context.</param>
+    /// <param name="windowed">which layers have the window (null: all of them when <paramref name="window"/> &gt; 0).</param>
+    /// <param name="maxBatch">the most tokens one <see cref="Store"/> writes into a ring layer.</param>
     /// <exception cref="ArgumentException">a quantized type and a head size that is not a multiple of 32.</exception>
-    public KvCache(int layers, int contextLength, int kvHeads, int headDim, KvCacheType keyType = KvCacheType.F16, KvCacheType valueType = KvCacheType.F16)
+    public KvCache(int layers, int contextLength, int kvHeads, int headDim, KvCacheType keyType = KvCacheType.F16, KvCacheType valueType = KvCacheType.F16,
+        int window = 0, Predicate<int>? windowed = null, int maxBatch = InferenceContext.MaxBatch)
     {
         ArgumentOutOfRangeException.ThrowIfLessThan(layers, 1);
         ArgumentOutOfRangeException.ThrowIfLessThan(contextLength, 1);
         ArgumentOutOfRangeException.ThrowIfLessThan(kvHeads, 1);
         ArgumentOutOfRangeException.ThrowIfLessThan(headDim, 1);
+        ArgumentOutOfRangeException.ThrowIfNegative(window);
+        ArgumentOutOfRangeException.ThrowIfLessThan(maxBatch, 1);
         CheckHeadDim(keyType, headDim, "K");
         CheckHeadDim(valueType, headDim, "V");
         Layers = layers;
@@ -60,9 +82,95 @@ internal sealed unsafe class KvCache : IDisposable
         ValueRotation = Rotation(valueType, headDim, key: false);
         KeyHeadBytes = keyType.Bytes(HeadStride);
         ValueHeadBytes = valueType.Bytes(HeadStride);
-        _k = (byte*)NativeMemory.AllocZeroed((nuint)(layers * kvHeads * KeyHeadBytes));
-        _v = (byte*)NativeMemory.AllocZeroed((nuint)(layers * kvHeads * ValueHeadBytes));
+        MaxBatch = maxBatch;
+        Window = window;
+        _ring = new int[layers];
+        _kLayer = new long[layers + 1];
+        _vLayer = new long[layers + 1];
+        _slotBlock = new int[layers][];
+        _slotFrom = new int[layers][];
+        for (int l = 0; l < layers; l++)
+        {
+            _ring[l] = RingBlocksOf(contextLength, window, maxBatch, window > 0 && (windowed is null || windowed(l)));
+            if (_ring[l] > 0)
+            {
+                _slotBlock[l] = new int[_ring[l]];
+                _slotFrom[l] = new int[_ring[l]];
+                Array.Fill(_slotBlock[l], -1);
+            }
+            _kLayer[l + 1] = _kLayer[l] + kvHeads * KeyHeadBytesOf(l);
+            _vLayer[l + 1] = _vLayer[l] + kvHeads * ValueHeadBytesOf(l);
+        }
+        _k = (byte*)NativeMemory.AllocZeroed((nuint)_kLayer[layers]);
+        _v = (byte*)NativeMemory.AllocZeroed((nuint)_vLayer[layers]);
     }
+
+    /// <summary>Positions a sliding-window layer's ring holds: the window and a batch of <paramref name="maxBatch"/> tokens, in whole blocks.</summary>
+    /// <remarks>
+    /// A batch at positions [P, P + n) stores its keys first, then its first token reads back to P + 1 − window:
+    /// (n + window − 2) / 64 + 2 blocks at most (⌊b / 64⌋ − ⌊a / 64⌋ ≤ ⌊(b − a) / 64⌋ + 1), so none of them is a
+    /// block the batch evicts.
+    /// </remarks>
+    public static int RingPositions(int window, int maxBatch) => ((maxBatch + window - 2) / BlockPositions + 2) * BlockPositions;
+
+    /// <summary>Blocks of a ring layer, or 0 when the layer keeps every position (no window, or the ring would not be smaller).</summary>
+    private static int RingBlocksOf(int contextLength, int window, int maxBatch, bool windowed)
+    {
+        if (!windowed || window <= 0) return 0;
+        int ring = RingPositions(window, maxBatch);
+        return ring < PaddedPositions(contextLength) ? ring / BlockPositions : 0;
+    }
+
+    /// <summary>The sliding window of the ring layers (0: none).</summary>
+    public int Window { get; }
+
+    /// <summary>The most tokens one <see cref="Store"/> may write into a ring layer.</summary>
+    public int MaxBatch { get; }
+
+    /// <summary>Blocks of <paramref name="layer"/>'s ring, 0 when it holds every position of the context.</summary>
+    public int RingBlocks(int layer) => _ring[layer];
+
+    /// <summary>True when some layer keeps a ring instead of the whole context.</summary>
+    public bool HasRing => Array.Exists(_ring, r => r > 0);
+
+    /// <summary>Where position <paramref name="p"/> lives in <paramref name="layer"/>'s keys and values (itself, outside a ring).</summary>
+    public int Slot(int layer, int p) => Wrap(p, _ring[layer]);
+
+    /// <summary>Position <paramref name="p"/>'s place in a ring of <paramref name="ring"/> blocks (0: no ring).</summary>
+    public static int Wrap(int p, int ring) => ring == 0 ? p : p / BlockPositions % ring * BlockPositions + p % BlockPositions;
+
+    /// <summary>
+    /// True when every ring layer still holds positions [<paramref name="from"/>, <paramref name="to"/>) as
+    /// last written (layers without a ring always do): false after a rewind to before what a ring reaches.
+    /// Positions from <paramref name="to"/> on are not asked about (the caller's stale ones).
+    /// </summary>
+    public bool Intact(int from, int to)
+    {
+        from = Math.Max(0, from);
+        for (int l = 0; l < Layers; l++)
+        {
+            int ring = _ring[l];
+            if (ring == 0 || from >= to) continue;
+            for (int b = from / BlockPositions; b <= (to - 1) / BlockPositions; b++)
+            {
+                int slot = b % ring;
+                if (_slotBlock[l][slot] != b || _slotFrom[l][slot] > Math.Max(from, b * BlockPositions)) return false;
+            }
+        }
+        return true;
+    }
+
+    /// <summary>Positions <paramref name="layer"/> keeps per KV head, in whole blocks: the padded context, or its ring.</summary>
+    public int LayerPositions(int layer) => _ring[layer] > 0 ? _ring[layer] * BlockPositions : PaddedPositions(ContextLength);
+
+    /// <summary>Bytes between one KV head's keys and the next's in <paramref name="layer"/>.</summary>
+    public long KeyHeadBytesOf(int layer) => KeyType.Bytes((long)LayerPositions(layer) * HeadDim);
+
+    /// <summary>Bytes between one KV head's values and the next's in <paramref name="layer"/>.</summary>
+    public long ValueHeadBytesOf(int layer) => ValueType.Bytes((long)LayerPositions(layer) * HeadDim);
+
+    /// <summary>Bytes the whole cache holds (keys and values).</summary>
+    public long TotalBytes => _kLayer[Layers] + _vLayer[Layers];
 
     /// <summary>Throws when <paramref name="type"/> cannot hold heads of <paramref name="headDim"/> values (ggml's rule: whole blocks of 32).</summary>
     public static void CheckHeadDim(KvCacheType type, int headDim, string which)
@@ -110,13 +218,13 @@ internal sealed unsafe class KvCache : IDisposable
     /// <summary>Width of a token's keys (or values): kv_heads × head_dim.</summary>
     public int KvLength => KvHeads * HeadDim;
 
-    /// <summary>Values between one KV head's keys (or values) and the next's: the context rounded up to whole blocks, × head_dim (halves in an f16 cache).</summary>
+    /// <summary>Values between one KV head's keys (or values) and the next's in a layer that keeps the whole context: the context rounded up to whole blocks, × head_dim (halves in an f16 cache).</summary>
     public long HeadStride { get; }
 
-    /// <summary>Bytes between one KV head's keys and the next's.</summary>
+    /// <summary>Bytes between one KV head's keys and the next's in a layer that keeps the whole context (<see cref="KeyHeadBytesOf"/> for any layer).</summary>
     public long KeyHeadBytes { get; }
 
-    /// <summary>Bytes between one KV head's values and the next's.</summary>
+    /// <summary>Bytes between one KV head's values and the next's in a layer that keeps the whole context (<see cref="ValueHeadBytesOf"/> for any layer).</summary>
     public long ValueHeadBytes { get; }
 
     /// <summary>The context rounded up to whole blocks of <see cref="BlockPositions"/>.</summary>
@@ -129,14 +237,30 @@ internal sealed unsafe class KvCache : IDisposable
         return keyType.Bytes(values) + valueType.Bytes(values);
     }
 
+    /// <summary>
+    /// Bytes the cache of a model of <paramref name="config"/> takes for <paramref name="contextLength"/> tokens:
+    /// sliding-window layers hold their ring (unless <paramref name="fullWindowLayers"/>), the others the whole context.
+    /// </summary>
+    public static long Bytes(Models.ModelConfig config, int contextLength, KvCacheType keyType, KvCacheType valueType, bool fullWindowLayers = false, int maxBatch = InferenceContext.MaxBatch)
+    {
+        long positions = 0;
+        for (int l = 0; l < config.BlockCount; l++)
+        {
+            int ring = fullWindowLayers ? 0 : RingBlocksOf(contextLength, config.SlidingWindow, maxBatch, config.IsSlidingWindowLayer(l));
+            positions += ring > 0 ? ring * BlockPositions : PaddedPositions(contextLength);
+        }
+        long values = positions * config.KvLength;
+        return keyType.Bytes(values) + valueType.Bytes(values);
+    }
+
     /// <summary>Bytes of one block of <see cref="BlockPositions"/> positions of one head in a cache of <paramref name="type"/>.</summary>
     public static int BlockBytes(KvCacheType type, int headDim) => (int)type.Bytes((long)BlockPositions * headDim);
 
     /// <summary>The keys of KV head <paramref name="kvHead"/> of <paramref name="layer"/>, in <see cref="KeyType"/>'s layout.</summary>
-    public byte* KeyBytes(int layer, int kvHead) => _k + ((long)layer * KvHeads + kvHead) * KeyHeadBytes;
+    public byte* KeyBytes(int layer, int kvHead) => _k + _kLayer[layer] + kvHead * KeyHeadBytesOf(layer);
 
     /// <summary>The values of KV head <paramref name="kvHead"/> of <paramref name="layer"/>, in <see cref="ValueType"/>'s layout.</summary>
-    public byte* ValueBytes(int layer, int kvHead) => _v + ((long)layer * KvHeads + kvHead) * ValueHeadBytes;
+    public byte* ValueBytes(int layer, int kvHead) => _v + _vLayer[layer] + kvHead * ValueHeadBytesOf(layer);
 
     /// <summary>
     /// Keys of KV head <paramref name="kvHead"/> of <paramref name="layer"/> in an f16 cache: block b (positions
@@ -150,18 +274,28 @@ internal sealed unsafe class KvCache : IDisposable
 
     /// <summary>
     /// Rounds (or quantizes) and stores the keys and values of <paramref name="n"/> tokens starting at
-    /// <paramref name="pos"/>: <paramref name="k"/> and <paramref name="v"/> are [n, kv_heads × head_dim].
+    /// <paramref name="pos"/>: <paramref name="k"/> and <paramref name="v"/> are [n, kv_heads × head_dim]
+    /// (in a ring layer at their <see cref="Slot"/>s, at most <see cref="MaxBatch"/> of them).
     /// </summary>
     public void Store(int layer, int pos, float* k, float* v, int n)
     {
         ArgumentOutOfRangeException.ThrowIfNegative(pos);
         ArgumentOutOfRangeException.ThrowIfGreaterThan(pos + n, ContextLength, nameof(n));
         if ((uint)layer >= (uint)Layers) throw new ArgumentOutOfRangeException(nameof(layer), layer, $"the cache has {Layers} layers");
+        int ring = _ring[layer];
+        if (ring > 0 && n > MaxBatch)
+            throw new ArgumentOutOfRangeException(nameof(n), n, $"a sliding-window layer's ring holds batches of up to {MaxBatch} tokens");
         int rowBytes = Math.Min(HeadDim, 4096) * sizeof(float);
         byte* row = stackalloc byte[rowBytes];
         for (int t = 0; t < n; t++)
         {
-            int p = pos + t;
+            int p = Wrap(pos + t, ring);
+            if (ring > 0)
+            {
+                int b = (pos + t) / BlockPositions, slot = b % ring;
+                if (_slotBlock[layer][slot] != b) (_slotBlock[layer][slot], _slotFrom[layer][slot]) = (b, pos + t);
+                else _slotFrom[layer][slot] = Math.Min(_slotFrom[layer][slot], pos + t);
+            }
             for (int h = 0; h < KvHeads; h++)
             {
                 float* ks = k + (long)t * KvLength + h * HeadDim, vs = v + (long)t * KvLength + h * HeadDim;

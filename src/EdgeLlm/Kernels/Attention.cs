@@ -144,7 +144,10 @@ internal static unsafe class Attention
             throw new ArgumentException($"the cache holds {kv.KvHeads} KV heads of {kv.HeadDim}, the attention asks for {nHeadKv} of {headDim}", nameof(kv));
         byte* k0 = kv.KeyBytes(layer, 0), v0 = kv.ValueBytes(layer, 0);
         KvCacheType kType = kv.KeyType, vType = kv.ValueType;
-        long kStride = kv.KeyHeadBytes, vStride = kv.ValueHeadBytes;
+        long kStride = kv.KeyHeadBytesOf(layer), vStride = kv.ValueHeadBytesOf(layer);
+        int ring = kv.RingBlocks(layer); // a sliding-window layer's ring (KvCache.Slot): block b of positions at b mod ring
+        if (ring > 0 && (window <= 0 || window > kv.Window))
+            throw new ArgumentException($"layer {layer} keeps the last {kv.RingBlocks(layer) * PositionBlock} positions of a window of {kv.Window}; the attention asks for a window of {window}", nameof(window));
         var rounding = new Rounding(kType.IsQuantized(), vType == KvCacheType.F16, kv.KeyRotation, kv.ValueRotation);
         long ws = WorkerScratchBytes(ctx, headDim);
         if (nTokens == 1)
@@ -154,7 +157,7 @@ internal static unsafe class Attention
             // (Scores/Values); that costs less than writing and re-reading an f32
             // copy of the whole layer, as a prompt does below.
             pool.ForDynamic(items, chunk, (long)nKv * headDim * 2 * Math.Min(group, block), (start, end, worker) =>
-                Items(q, nTokens, startPos, new Operand(k0, kStride, OperandOf(kType)), new Operand(v0, vStride, OperandOf(vType)), ctx, nHead, nHeadKv, headDim, block, 1, output, scratch + worker * ws, start, end, window, scale, softcap, rounding),
+                Items(q, nTokens, startPos, new Operand(k0, kStride, OperandOf(kType), ring), new Operand(v0, vStride, OperandOf(vType), ring), ctx, nHead, nHeadKv, headDim, block, 1, output, scratch + worker * ws, start, end, window, scale, softcap, rounding),
                 minParallelWork: 1 << 14);
             return;
         }
@@ -162,8 +165,10 @@ internal static unsafe class Attention
         // of its group, so widen (or dequantize) them to f32 once (exact; the same arithmetic follows), in
         // the cache's layout: a block of keys and its values are each one contiguous run, in the cache
         // and in the copy. The last block of keys is widened whole (stale or zero keys past nKv,
-        // whose scores are dropped), so that every block is scored the same way.
+        // whose scores are dropped), so that every block is scored the same way. With a sliding window the
+        // blocks before the first token's window are not read and not widened (a ring no longer holds them).
         int kBlocks = (nKv + PositionBlock - 1) / PositionBlock;
+        int fromBlock = window > 0 ? Math.Max(0, startPos + 1 - window) / PositionBlock : 0;
         long headFloats = (long)kBlocks * PositionBlock * headDim;
         float[] kw = System.Buffers.ArrayPool<float>.Shared.Rent(checked((int)(nHeadKv * headFloats)));
         float[] vw = System.Buffers.ArrayPool<float>.Shared.Rent(checked((int)(nHeadKv * headFloats)));
@@ -173,15 +178,17 @@ internal static unsafe class Attention
             fixed (float* vf = vw)
             {
                 float* kfp = kf, vfp = vf;
-                long kHeadBytes = kv.KeyHeadBytes, vHeadBytes = kv.ValueHeadBytes;
+                long kHeadBytes = kStride, vHeadBytes = vStride;
                 int kBlockBytes = KvCache.BlockBytes(kType, headDim), vBlockBytes = KvCache.BlockBytes(vType, headDim);
-                pool.For(nHeadKv * kBlocks, 2L * PositionBlock * headDim, (start, end, _) =>
+                int live = kBlocks - fromBlock;
+                pool.For(nHeadKv * live, 2L * PositionBlock * headDim, (start, end, _) =>
                 {
                     for (int r = start; r < end; r++)
                     {
-                        int kvh = r / kBlocks, b = r % kBlocks, j0 = b * PositionBlock, rows = Math.Min(PositionBlock, nKv - j0);
+                        int kvh = r / live, b = fromBlock + r % live, j0 = b * PositionBlock, rows = Math.Min(PositionBlock, nKv - j0);
                         long at = (long)j0 * headDim;
-                        byte* kb = k0 + kvh * kHeadBytes + (long)b * kBlockBytes, vb = v0 + kvh * vHeadBytes + (long)b * vBlockBytes;
+                        int slot = ring > 0 ? b % ring : b;
+                        byte* kb = k0 + kvh * kHeadBytes + (long)slot * kBlockBytes, vb = v0 + kvh * vHeadBytes + (long)slot * vBlockBytes;
                         if (kType == KvCacheType.F16) HalfMath.Widen((Half*)kb, kfp + kvh * headFloats + at, PositionBlock * headDim);
                         else KvBlocks.Keys(kType, kb, headDim, kfp + kvh * headFloats + at);
                         if (vType == KvCacheType.F16) HalfMath.Widen((Half*)vb, vfp + kvh * headFloats + at, rows * headDim);
@@ -215,12 +222,13 @@ internal static unsafe class Attention
     /// <summary>What an attention operand holds: f32 (a prompt's copy), or the cache's f16 or quantized blocks.</summary>
     internal enum OperandKind { F32, F16, Q8_0, Q4_0 }
 
-    /// <summary>KV head 0's keys or values, the next head's <paramref name="headStride"/> bytes further.</summary>
-    internal readonly struct Operand(byte* head0, long headStride, OperandKind kind)
+    /// <summary>KV head 0's keys or values, the next head's <paramref name="headStride"/> bytes further; in a ring of <paramref name="ring"/> blocks (0: none).</summary>
+    internal readonly struct Operand(byte* head0, long headStride, OperandKind kind, int ring = 0)
     {
         public byte* Head0 { get; } = head0;
         public long HeadStride { get; } = headStride;
         public OperandKind Kind { get; } = kind;
+        public int Ring { get; } = ring;
     }
 
     private static OperandKind OperandOf(KvCacheType t) => t switch
@@ -232,27 +240,27 @@ internal static unsafe class Attention
 
     /// <summary><see cref="Scores{T}"/> over an operand of any kind (one instantiation per kind, not per pair of kinds in <see cref="Items"/>).</summary>
     private static void ScoresOf(OperandKind kind, float* q, long qStride, int heads, byte* k, int n, int headDim, float scale,
-        float* scores, long sStride, float* max, int lanes, float* tile, int* rowN, int from)
+        float* scores, long sStride, float* max, int lanes, float* tile, int* rowN, int from, int ring)
     {
         switch (kind)
         {
-            case OperandKind.F32: Scores(q, qStride, heads, (float*)k, n, headDim, scale, scores, sStride, max, lanes, tile, rowN, from); break;
-            case OperandKind.F16: Scores(q, qStride, heads, (Half*)k, n, headDim, scale, scores, sStride, max, lanes, tile, rowN, from); break;
-            case OperandKind.Q8_0: Scores(q, qStride, heads, (KvQ8_0*)k, n, headDim, scale, scores, sStride, max, lanes, tile, rowN, from); break;
-            default: Scores(q, qStride, heads, (KvQ4_0*)k, n, headDim, scale, scores, sStride, max, lanes, tile, rowN, from); break;
+            case OperandKind.F32: Scores(q, qStride, heads, (float*)k, n, headDim, scale, scores, sStride, max, lanes, tile, rowN, from, ring); break;
+            case OperandKind.F16: Scores(q, qStride, heads, (Half*)k, n, headDim, scale, scores, sStride, max, lanes, tile, rowN, from, ring); break;
+            case OperandKind.Q8_0: Scores(q, qStride, heads, (KvQ8_0*)k, n, headDim, scale, scores, sStride, max, lanes, tile, rowN, from, ring); break;
+            default: Scores(q, qStride, heads, (KvQ4_0*)k, n, headDim, scale, scores, sStride, max, lanes, tile, rowN, from, ring); break;
         }
     }
 
     /// <summary><see cref="Values{T}"/> over an operand of any kind.</summary>
     private static void ValuesOf(OperandKind kind, float* p, long pStride, int heads, byte* v, int n, int headDim,
-        float* o, long oStride, float* partial, int lanes, float* tile, int* rowN, int from)
+        float* o, long oStride, float* partial, int lanes, float* tile, int* rowN, int from, int ring)
     {
         switch (kind)
         {
-            case OperandKind.F32: Values(p, pStride, heads, (float*)v, n, headDim, o, oStride, partial, lanes, tile, rowN, from); break;
-            case OperandKind.F16: Values(p, pStride, heads, (Half*)v, n, headDim, o, oStride, partial, lanes, tile, rowN, from); break;
-            case OperandKind.Q8_0: Values(p, pStride, heads, (KvQ8_0*)v, n, headDim, o, oStride, partial, lanes, tile, rowN, from); break;
-            default: Values(p, pStride, heads, (KvQ4_0*)v, n, headDim, o, oStride, partial, lanes, tile, rowN, from); break;
+            case OperandKind.F32: Values(p, pStride, heads, (float*)v, n, headDim, o, oStride, partial, lanes, tile, rowN, from, ring); break;
+            case OperandKind.F16: Values(p, pStride, heads, (Half*)v, n, headDim, o, oStride, partial, lanes, tile, rowN, from, ring); break;
+            case OperandKind.Q8_0: Values(p, pStride, heads, (KvQ8_0*)v, n, headDim, o, oStride, partial, lanes, tile, rowN, from, ring); break;
+            default: Values(p, pStride, heads, (KvQ4_0*)v, n, headDim, o, oStride, partial, lanes, tile, rowN, from, ring); break;
         }
     }
 
@@ -311,7 +319,7 @@ internal static unsafe class Attention
             byte* kHead = k.Head0 + kvh * k.HeadStride, vHead = v.Head0 + kvh * v.HeadStride;
             // A sliding window: the blocks before the first row's window are neither scored nor read.
             int from = window > 0 ? Math.Max(0, startPos + t0 + 1 - window) / PositionBlock * PositionBlock : 0;
-            ScoresOf(k.Kind, qh, hStride, rows, kHead, nKv, headDim, scale, scores, sStride, max, lanes, tile, ns, from);
+            ScoresOf(k.Kind, qh, hStride, rows, kHead, nKv, headDim, scale, scores, sStride, max, lanes, tile, ns, from, k.Ring);
             for (int r = 0; r < rows; r++)
             {
                 float* sr = scores + r * sStride;
@@ -331,12 +339,12 @@ internal static unsafe class Attention
             if (nt == 1)
             {
                 float* o = output + (long)t0 * qLen + h0 * headDim;
-                ValuesOf(v.Kind, scores, sStride, heads, vHead, nKv, headDim, o, headDim, partial, lanes, tile, null, from);
+                ValuesOf(v.Kind, scores, sStride, heads, vHead, nKv, headDim, o, headDim, partial, lanes, tile, null, from, v.Ring);
                 if (rounding.ValueRotation > 0) KvBlocks.Hadamard(o, heads * headDim, rounding.ValueRotation);
                 continue;
             }
             // Several tokens: the rows' outputs into their query rows (done with), then to each token's row.
-            ValuesOf(v.Kind, scores, sStride, rows, vHead, nKv, headDim, qh, hStride, partial, lanes, tile, ns, from);
+            ValuesOf(v.Kind, scores, sStride, rows, vHead, nKv, headDim, qh, hStride, partial, lanes, tile, ns, from, v.Ring);
             if (rounding.ValueRotation > 0)
                 for (int r = 0; r < rows; r++) KvBlocks.Hadamard(qh + r * hStride, headDim, rounding.ValueRotation);
             for (int ti = 0; ti < nt; ti++)
@@ -366,13 +374,14 @@ internal static unsafe class Attention
     /// </summary>
     [MethodImpl(MethodImplOptions.AggressiveOptimization)]
     internal static void Scores<T>(float* q, long qStride, int heads, T* k, int n, int headDim, float scale,
-        float* scores, long sStride, float* max, int lanes, float* tile, int* rowN = null, int from = 0)
+        float* scores, long sStride, float* max, int lanes, float* tile, int* rowN = null, int from = 0, int ring = 0)
         where T : unmanaged
     {
         // from (a multiple of PositionBlock; a sliding window's first block): the keys before it are not scored.
+        // ring: the keys are a sliding-window layer's ring of blocks (KvCache.Slot), key j at Wrap(j).
         for (int j = from; j < n; j += PositionBlock)
         {
-            float* kb = KeyBlock(k, (long)j * headDim, headDim, tile);
+            float* kb = KeyBlock(k, (long)KvCache.Wrap(j, ring) * headDim, headDim, tile);
             ScoresTile(q, qStride, heads, kb, headDim, scale, scores + j, sStride, lanes, Math.Min(PositionBlock, n - j));
         }
         for (int i = 0; i < heads; i++) max[i] = Max(scores + i * sStride + from, (rowN == null ? n : rowN[i]) - from, lanes);
@@ -482,7 +491,7 @@ internal static unsafe class Attention
     /// </summary>
     [MethodImpl(MethodImplOptions.AggressiveOptimization)]
     internal static void Values<T>(float* p, long pStride, int heads, T* v, int n, int headDim,
-        float* o, long oStride, float* partial, int lanes, float* tile, int* rowN = null, int from = 0)
+        float* o, long oStride, float* partial, int lanes, float* tile, int* rowN = null, int from = 0, int ring = 0)
         where T : unmanaged
     {
         // from (a multiple of PositionBlock): the probabilities before it are zero and are skipped, which
@@ -497,7 +506,7 @@ internal static unsafe class Attention
             {
                 int len = Math.Min(PositionBlock, n - j0);
                 bool first = j0 == from;
-                float* vb = ValueBlock(v, (long)j0 * headDim, len, headDim, tile);
+                float* vb = ValueBlock(v, (long)KvCache.Wrap(j0, ring) * headDim, len, headDim, tile);
                 int d = 0;
                 for (int c = 0; d + narrow <= headDim; c++)
                 {
@@ -523,10 +532,10 @@ internal static unsafe class Attention
                 int j = from;
                 for (; j + 2 <= ni; j += 2)
                 {
-                    even = MathF.FusedMultiplyAdd(pi[j], Load1(v, j, d, headDim), even);
-                    odd = MathF.FusedMultiplyAdd(pi[j + 1], Load1(v, j + 1, d, headDim), odd);
+                    even = MathF.FusedMultiplyAdd(pi[j], Load1(v, KvCache.Wrap(j, ring), d, headDim), even);
+                    odd = MathF.FusedMultiplyAdd(pi[j + 1], Load1(v, KvCache.Wrap(j + 1, ring), d, headDim), odd);
                 }
-                if (j < ni) even = MathF.FusedMultiplyAdd(pi[j], Load1(v, j, d, headDim), even);
+                if (j < ni) even = MathF.FusedMultiplyAdd(pi[j], Load1(v, KvCache.Wrap(j, ring), d, headDim), even);
                 o[i * oStride + d] = even + odd;
             }
     }

@@ -97,9 +97,13 @@ public abstract unsafe class Model : IDisposable
     /// <summary>Bytes of tensor data in the file (what the mapping keeps resident).</summary>
     public long WeightBytes => File.Tensors.Sum(t => t.ByteSize);
 
-    /// <summary>Bytes of the KV cache a context of <paramref name="contextLength"/> tokens allocates (f16 unless the cache types say otherwise).</summary>
-    public long EstimateKvCacheBytes(int contextLength, KvCacheType cacheTypeK = KvCacheType.F16, KvCacheType cacheTypeV = KvCacheType.F16) =>
-        KvCache.Bytes(Config.BlockCount, contextLength, Config.KvLength, cacheTypeK, cacheTypeV);
+    /// <summary>
+    /// Bytes of the KV cache a context of <paramref name="contextLength"/> tokens allocates (f16 unless the cache types say
+    /// otherwise): sliding-window layers keep a ring of their window and a batch (see <see cref="InferenceContext"/>), unless
+    /// <paramref name="fullSlidingWindowCache"/>.
+    /// </summary>
+    public long EstimateKvCacheBytes(int contextLength, KvCacheType cacheTypeK = KvCacheType.F16, KvCacheType cacheTypeV = KvCacheType.F16, bool fullSlidingWindowCache = false) =>
+        KvCache.Bytes(Config, contextLength, cacheTypeK, cacheTypeV, fullSlidingWindowCache);
 
     /// <summary>
     /// Loads the model in <paramref name="file"/>; the file stays owned by the caller and must
@@ -216,7 +220,7 @@ public abstract unsafe class Model : IDisposable
     private static void CheckMemory(GgufFile file, ModelConfig config, int contextLength)
     {
         long weights = file.Tensors.Sum(t => t.ByteSize);
-        long kv = KvCache.Bytes(config.BlockCount, contextLength, config.KvLength);
+        long kv = KvCache.Bytes(config, contextLength, KvCacheType.F16, KvCacheType.F16);
         long need = weights + kv;
         long available = AvailableMemoryBytes();
         if (need > available)

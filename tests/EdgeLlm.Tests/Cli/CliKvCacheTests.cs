@@ -93,6 +93,33 @@ public sealed class CliKvCacheTests(ITestOutputHelper output) : IDisposable
         Assert.Contains("tg4 K q4_0 V f16", table.Stdout, StringComparison.Ordinal);
     }
 
+    /// <summary>
+    /// Gemma's sliding-window layers keep a ring of their window (see SlidingWindowCacheTests) unless <c>--swa-full</c>:
+    /// <c>info</c> says how long it is, <c>bench</c>'s memory line shows each, <c>logits</c> through the ring equal the full cache's.
+    /// </summary>
+    [Fact]
+    public void SwaFull_KeepsEveryPosition_TheDefaultRingGivesTheSameLogits()
+    {
+        // Seven layers, six local (window 72: a ring of 704 positions), one global; one KV head of 64.
+        string gemma = Path.Combine(_dir, "gemma3.gguf");
+        EdgeLlm.Synth.ModelSynthesizer.Synthesize(new EdgeLlm.Synth.SynthShape("tiny-gemma3", "tiny gemma3", "gemma3", 128, 7, 4, 1, 384, 400, 4096, 1e6f, 1e-6f, true, false,
+            EdgeLlm.Synth.SynthVocabKind.SentencePiece, WriteHeadLengths: true, HeadLength: 64, SlidingWindow: 72), "Q8_0", gemma, seed: 2);
+        Assert.Contains("its 6 sliding-window layers of 7 keep at most 704 positions at any context (--swa-full: all)", CliRunner.Run(["info", "-m", gemma]).Stdout, StringComparison.Ordinal);
+
+        // 4,004 positions: 7 layers × 4,032 × 256 bytes (f16 K and V) = 6.9 MiB in full; 4,032 × 256 + 6 × 704 × 256 = 2.0 MiB with the rings.
+        var ring = CliRunner.Run(["bench", "-m", gemma, "-t", "2", "-p", "0", "-n", "4", "-r", "1", "-d", "4000"]);
+        var full = CliRunner.Run(["bench", "-m", gemma, "-t", "2", "-p", "0", "-n", "4", "-r", "1", "-d", "4000", "--swa-full"]);
+        Assert.True(ring.ExitCode == 0 && full.ExitCode == 0, ring.Stderr + full.Stderr);
+        Assert.Contains("KV cache 2 MiB", ring.Stderr, StringComparison.Ordinal);
+        Assert.Contains("KV cache 6 MiB", full.Stderr, StringComparison.Ordinal);
+
+        int[] ids = Enumerable.Range(0, 900).Select(i => (i * 37 + 11) % 400).ToArray();
+        string a = Path.Combine(_dir, "ring.f32"), b = Path.Combine(_dir, "full.f32");
+        Assert.Equal(0, CliRunner.Run(["logits", "-m", gemma, "--ids", string.Join(',', ids), "-o", a, "-c", "1024", "-t", "2"]).ExitCode);
+        Assert.Equal(0, CliRunner.Run(["logits", "-m", gemma, "--ids", string.Join(',', ids), "-o", b, "-c", "1024", "-t", "2", "--swa-full"]).ExitCode);
+        Assert.Equal(Floats(b), Floats(a));
+    }
+
     /// <summary>perplexity -ctk/-ctv with --reference on the same file: the reference keeps an f16 cache, so the KL divergence is what the quantized cache costs.</summary>
     [Fact]
     public void Perplexity_AgainstItsF16Self_MeasuresWhatTheCacheCosts()

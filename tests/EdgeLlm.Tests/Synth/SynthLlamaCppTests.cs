@@ -34,7 +34,7 @@ public sealed class SynthLlamaCppTests : IDisposable
         try { Directory.Delete(_dir, recursive: true); } catch (IOException) { }
     }
 
-    public static TheoryData<string> Shapes => new() { "llama", "qwen2", "llama3", "smollm", "qwen3", "phi3", "phi3-long", "phi3-split", "gemma3", "gemma3-softcap", "gemma3-long", "gemma2", "gemma2-long" };
+    public static TheoryData<string> Shapes => new() { "llama", "qwen2", "llama3", "smollm", "qwen3", "phi3", "phi3-long", "phi3-split", "gemma3", "gemma3-softcap", "gemma3-long", "gemma3-ring", "gemma2", "gemma2-long" };
 
     private static SynthShape Shape(string kind) => kind switch
     {
@@ -64,6 +64,9 @@ public sealed class SynthLlamaCppTests : IDisposable
         // 200 tokens through a window of 72 (Gemma 3 1B's 512 is 8 × 64): the windows start past whole
         // 64-key blocks, which the attention then skips.
         "gemma3-long" => Shape("gemma3") with { SlidingWindow = 72 },
+        // 900 tokens in a context of 1024 through the same window: EdgeLlm's local layers keep a ring of 704
+        // positions (window + batch), which wraps; llama.cpp keeps its own SWA cache.
+        "gemma3-ring" => Shape("gemma3") with { SlidingWindow = 72 },
         // Gemma 2: every other layer local (window 8 under 32 tokens), scores soft-capped at 5 and logits at 8
         // (the real 50 and 30 would hardly bend this small model's values), four layers, no Q/K norms.
         "gemma2" => new("tiny-gemma2", "tiny gemma2", "gemma2", 128, 4, 4, 2, 384, 400, 256, 10000f, 1e-6f, true, false, SynthVocabKind.SentencePiece,
@@ -120,6 +123,7 @@ public sealed class SynthLlamaCppTests : IDisposable
     [InlineData("qwen2", KvCacheType.F16, KvCacheType.Q8_0)]
     [InlineData("qwen3", KvCacheType.Q4_0, KvCacheType.Q8_0)]
     [InlineData("gemma3-long", KvCacheType.Q8_0, KvCacheType.Q8_0)]
+    [InlineData("gemma3-ring", KvCacheType.Q8_0, KvCacheType.Q8_0)]
     public void LlamaCpp_AgreesWithEdgeLlm_OnAQuantizedCache(string kind, KvCacheType typeK, KvCacheType typeV) =>
         Compare(kind, typeK, typeV, 0.005);
 
@@ -137,14 +141,16 @@ public sealed class SynthLlamaCppTests : IDisposable
         ModelSynthesizer.Synthesize(shape, "F32", path, seed: 11);
         if (kind == "phi3-split") path = SplitQkv(path, shape);
         var rng = new Random(3);
-        bool longer = kind.EndsWith("-long", StringComparison.Ordinal) && kind.StartsWith("gemma", StringComparison.Ordinal);
-        int count = longer ? 200 : 32, ctxLen = longer ? 256 : 64;
+        bool ringed = kind == "gemma3-ring";
+        bool longer = ringed || kind.EndsWith("-long", StringComparison.Ordinal) && kind.StartsWith("gemma", StringComparison.Ordinal);
+        int count = ringed ? 900 : longer ? 200 : 32, ctxLen = ringed ? 1024 : longer ? 256 : 64;
         int[] tokens = Enumerable.Range(0, count).Select(_ => rng.Next(shape.VocabSize)).ToArray();
 
         float[] ours, oursF16 = [];
         using (var model = Model.Load(path))
         using (var ctx = new InferenceContext(model, ctxLen, threads: 1, typeK, typeV))
         {
+            Assert.Equal(ringed ? 704 : 0, ctx.SlidingWindowCachePositions);
             ours = ctx.Eval(tokens, allLogits: true);
             if (typeK != KvCacheType.F16 || typeV != KvCacheType.F16)
             {
@@ -155,9 +161,10 @@ public sealed class SynthLlamaCppTests : IDisposable
             {
                 // The decode path (one token, the f16 cache read in place) past the window agrees with the batch.
                 using var one = new InferenceContext(model, ctxLen, threads: 2, typeK, typeV);
-                one.Eval(tokens.AsSpan(0, 150), allLogits: false);
+                int from = tokens.Length - 50;
+                one.Eval(tokens.AsSpan(0, from), allLogits: false);
                 int v = shape.VocabSize;
-                for (int i = 150; i < tokens.Length; i++)
+                for (int i = from; i < tokens.Length; i++)
                 {
                     float[] row = one.Eval(tokens.AsSpan(i, 1), allLogits: false);
                     double diff = row.Select((x, j) => Math.Abs((double)x - ours[(long)i * v + j])).Max();
