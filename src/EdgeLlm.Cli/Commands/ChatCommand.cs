@@ -67,7 +67,7 @@ public static class ChatCommand
         var draftMax = new Option<int>("--draft-max", "--draft") { Description = "Most tokens proposed at a time", DefaultValueFactory = _ => 16 };
         var draftPMin = new Option<float>("--draft-p-min") { Description = "The draft stops proposing when its top token's probability is below this", DefaultValueFactory = _ => 0.75f };
         var lookup = new Option<int?>("--lookup-ngram") { Description = "Speculative decoding by prompt lookup with N-token matches (1..8; see run)" };
-        var cache = new KvCacheFlags();
+        var cache = new KvCacheFlags(draft: true);
 
         var cmd = new Command("chat", "Chat with a model in the terminal (answers on stdout; prompt, notices and statistics on stderr)")
         {
@@ -90,7 +90,8 @@ public static class ChatCommand
             if (gbnf is not null && json.Json) throw new UsageException("give either --json-schema or a grammar (--grammar, --grammar-file), not both");
             var options = new GenerationOptions { Sampling = sampling, MaxTokens = nPredict, JsonObject = json.Json, JsonSchema = json.Schema, Grammar = gbnf };
             var variables = TemplateCommand.ParseKwargs(pr.GetValue(kwargs));
-            var speculation = Speculation.Read(pr.GetValue(draftModel), pr.GetValue(lookup), pr.GetValue(draftMax), pr.GetValue(draftPMin));
+            var speculation = Speculation.Read(pr.GetValue(draftModel), pr.GetValue(lookup), pr.GetValue(draftMax), pr.GetValue(draftPMin)) is { } read
+                ? read with { DraftCache = cache.ReadDraft(pr, pr.GetValue(backend)) } : null;
             return Chat(ModelResolver.Resolve(pr.GetValue(model)), pr.GetValue(system), options, ctxLen, nThreads, pr.GetValue(backend), pr.GetValue(generic), variables, speculation, cacheTypes);
         }));
         return cmd;

@@ -7,9 +7,11 @@ namespace EdgeLlm.Cli.Commands;
 /// llama.cpp's <c>--cache-type-k</c>/<c>-ctk</c> and <c>--cache-type-v</c>/<c>-ctv</c>: f16 (default), q8_0 or
 /// q4_0 (<see cref="KvCacheType"/>). A quantized cache runs on the CPU backend; with <c>--backend vulkan</c> it is a
 /// usage error, with <c>--backend auto</c> it picks the CPU. <c>--swa-full</c> (llama.cpp's): sliding-window layers keep
-/// every position instead of a ring of their window (<see cref="InferenceContext"/>).
+/// every position instead of a ring of their window (<see cref="InferenceContext"/>). Commands with a draft model
+/// (<c>-md</c>) also take llama.cpp's <c>-ctkd</c>/<c>--cache-type-k-draft</c> and <c>-ctvd</c>/<c>--cache-type-v-draft</c>
+/// for the draft's cache (f16 by default, whatever the target's is, as llama.cpp; ignored without <c>-md</c>).
 /// </summary>
-internal sealed class KvCacheFlags
+internal sealed class KvCacheFlags(bool draft = false)
 {
     public Option<string> TypeK { get; } = new("--cache-type-k", "-ctk")
     {
@@ -28,7 +30,28 @@ internal sealed class KvCacheFlags
         Description = "Sliding-window layers (Gemma) keep every position, not only their window's (more memory; no re-evaluation after deep rewinds), as llama.cpp",
     };
 
-    public IEnumerable<Option> All => [TypeK, TypeV, SwaFull];
+    public Option<string> TypeKDraft { get; } = new("--cache-type-k-draft", "-ctkd")
+    {
+        Description = "How the draft model's KV cache stores keys: f16, q8_0 or q4_0",
+        DefaultValueFactory = _ => "f16",
+    };
+
+    public Option<string> TypeVDraft { get; } = new("--cache-type-v-draft", "-ctvd")
+    {
+        Description = "How the draft model's KV cache stores values: f16, q8_0 or q4_0",
+        DefaultValueFactory = _ => "f16",
+    };
+
+    public IEnumerable<Option> All => draft ? [TypeK, TypeV, SwaFull, TypeKDraft, TypeVDraft] : [TypeK, TypeV, SwaFull];
+
+    /// <summary>The draft model's cache (<c>-ctkd</c>/<c>-ctvd</c>, and <c>--swa-full</c> as the target's), checked as <see cref="Read"/> checks the target's.</summary>
+    public KvCacheTypePair ReadDraft(ParseResult pr, string? backend)
+    {
+        var types = new KvCacheTypePair(Parse(pr.GetValue(TypeKDraft), "--cache-type-k-draft"), Parse(pr.GetValue(TypeVDraft), "--cache-type-v-draft"), pr.GetValue(SwaFull));
+        if (types.Quantized && backend == "vulkan")
+            throw new UsageException($"-ctkd {types.K.Name()} -ctvd {types.V.Name()}: a quantized KV cache runs on the CPU backend only (the Vulkan backend keeps an f16 cache); use --backend cpu or -ctkd f16 -ctvd f16");
+        return types;
+    }
 
     /// <summary>The two types; a name outside f16, q8_0, q4_0, or a quantized cache with <c>--backend vulkan</c>, is a usage error naming the flag.</summary>
     public KvCacheTypePair Read(ParseResult pr, string? backend)

@@ -49,7 +49,7 @@ public static class RunCommand
         {
             Description = "Speculative decoding without a draft model: propose what followed the last earlier occurrence of the newest N tokens (1..8) in the prompt and text",
         };
-        var cache = new KvCacheFlags();
+        var cache = new KvCacheFlags(draft: true);
 
         var cmd = new Command("run", "Generate text from a prompt")
         {
@@ -69,7 +69,8 @@ public static class RunCommand
             var json = ParseJsonSchema(pr.GetValue(jsonSchema));
             var gbnf = ParseGrammar(pr.GetValue(grammar), pr.GetValue(grammarFile));
             if (gbnf is not null && json.Json) throw new UsageException("give either --json-schema or a grammar (--grammar, --grammar-file), not both");
-            if (Speculation.Read(pr.GetValue(draftModel), pr.GetValue(lookup), pr.GetValue(draftMax), pr.GetValue(draftPMin)) is { } speculation)
+            if (Speculation.Read(pr.GetValue(draftModel), pr.GetValue(lookup), pr.GetValue(draftMax), pr.GetValue(draftPMin)) is { } read
+                && read with { DraftCache = cache.ReadDraft(pr, pr.GetValue(backend)) } is var speculation)
             {
                 if (k > 0) throw new UsageException($"--show-probs cannot be combined with {(speculation.DraftPath is not null ? "--model-draft" : "--lookup-ngram")}");
                 var generation = new GenerationOptions

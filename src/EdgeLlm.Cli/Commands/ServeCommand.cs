@@ -42,7 +42,7 @@ public static class ServeCommand
         var draftMax = new Option<int>("--draft-max", "--draft") { Description = "Most tokens the draft model proposes at a time", DefaultValueFactory = _ => 16 };
         var draftPMin = new Option<float>("--draft-p-min") { Description = "The draft stops proposing when its top token's probability is below this", DefaultValueFactory = _ => 0.75f };
         var lookup = new Option<int?>("--lookup-ngram") { Description = "Speculative decoding without a draft model in every slot: prompt lookup with N-token matches (1..8; see run)" };
-        var cache = new KvCacheFlags();
+        var cache = new KvCacheFlags(draft: true);
 
         var cmd = new Command("serve", "Serve the model over an OpenAI-compatible HTTP API (/v1/chat/completions, /v1/completions, /v1/models, /health)")
         {
@@ -72,7 +72,8 @@ public static class ServeCommand
             string? key = pr.GetValue(apiKey);
             if (string.IsNullOrEmpty(key)) key = Environment.GetEnvironmentVariable("EDGELLM_API_KEY");
 
-            var speculation = Speculation.Read(pr.GetValue(draftModel), pr.GetValue(lookup), pr.GetValue(draftMax), pr.GetValue(draftPMin));
+            var speculation = Speculation.Read(pr.GetValue(draftModel), pr.GetValue(lookup), pr.GetValue(draftMax), pr.GetValue(draftPMin)) is { } read
+                ? read with { DraftCache = cache.ReadDraft(pr, pr.GetValue(backend)) } : null;
             string modelPath = ModelResolver.Resolve(pr.GetValue(model));
             string id = pr.GetValue(alias) is { Length: > 0 } a ? a : ModelId(modelPath);
             return Serve(modelPath, new ServerOptions
@@ -151,10 +152,10 @@ public static class ServeCommand
                 if (lookup is { } lk) generator.UseLookup(lk.Ngram, lk.Max);
                 if (draftOptions is { } dd)
                 {
-                    var draftContext = BackendOption.CreateContext(backend, draft!, ctxLen, threads);
-                    draftContexts.Add(draftContext);
                     try
                     {
+                        var draftContext = BackendOption.CreateContext(backend, draft!, ctxLen, threads, speculation!.DraftCache);
+                        draftContexts.Add(draftContext);
                         generator.UseDraft(draftContext, draftTokenizer!, dd.Max, dd.PMin);
                     }
                     catch (ArgumentException e)

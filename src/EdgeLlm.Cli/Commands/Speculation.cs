@@ -11,6 +11,9 @@ namespace EdgeLlm.Cli.Commands;
 /// </summary>
 internal sealed record Speculation(string? DraftPath, int LookupNgram, int DraftMax, float DraftPMin)
 {
+    /// <summary>The draft model's KV cache (<c>-ctkd</c>/<c>-ctvd</c>).</summary>
+    public KvCacheTypePair DraftCache { get; init; }
+
     /// <summary>The flags as given; null when neither a draft model nor a lookup is asked for.</summary>
     public static Speculation? Read(string? draftPath, int? lookupNgram, int draftMax, float draftPMin)
     {
@@ -41,7 +44,7 @@ internal sealed record Speculation(string? DraftPath, int LookupNgram, int Draft
         IEvalContext? context = null;
         try
         {
-            context = BackendOption.CreateContext(backend, draft, ctxLen, threads);
+            context = BackendOption.CreateContext(backend, draft, ctxLen, threads, DraftCache);
             generator.UseDraft(context, Tokenizer.FromGguf(draft.File), DraftMax, DraftPMin);
             return new Owner(context, draft);
         }

@@ -51,6 +51,33 @@ public sealed class CliDraftTests(ITestOutputHelper output)
         Assert.Contains(expected, r.Stderr, StringComparison.Ordinal);
     }
 
+    /// <summary>
+    /// <c>-ctkd</c>/<c>-ctvd</c> (llama.cpp's <c>--cache-type-k-draft</c>/<c>--cache-type-v-draft</c>) reach the draft's context:
+    /// a quantized draft cache leaves the text as it is (the target decides every token); stories260K's heads of 8 cannot
+    /// hold one, and the error names the draft; a bad type is a usage error naming the flag.
+    /// </summary>
+    [Fact]
+    public void Run_DraftCacheTypes_ReachTheDraft()
+    {
+        string qwen = SharedData.Model("syn-qwen2-q8_0"), draft = SharedData.Model("syn-qwen2-q4_0");
+        string[] common = ["run", "-m", qwen, "-p", "Hello there", "--temp", "0", "-n", "24", "-c", "128", "-t", "2"];
+        var alone = CliRunner.Run(common);
+        var drafted = CliRunner.Run([.. common, "-md", draft, "-ctkd", "q8_0", "--cache-type-v-draft", "q4_0"]);
+        output.WriteLine(drafted.Stderr);
+        Assert.True(drafted.ExitCode == 0, drafted.Stderr);
+        Assert.Equal(alone.Stdout, drafted.Stdout);
+        Assert.Matches(@"draft: \d+ tokens proposed, [1-9]\d* accepted", drafted.Stderr);
+
+        var heads8 = CliRunner.Run(["run", "-m", SharedData.Model("stories260K"), "-p", "x", "-n", "4", "-md", SharedData.Model("stories260K-q8_0"), "-ctvd", "q8_0"]);
+        Assert.NotEqual(0, heads8.ExitCode);
+        Assert.Contains("--model-draft", heads8.Stderr, StringComparison.Ordinal);
+        Assert.Contains("heads have 8", heads8.Stderr, StringComparison.Ordinal);
+
+        var bad = CliRunner.Run([.. common, "-md", draft, "-ctkd", "q5_1"]);
+        Assert.Equal(1, bad.ExitCode);
+        Assert.Contains("--cache-type-k-draft takes f16, q8_0 or q4_0, got 'q5_1'", bad.Stderr, StringComparison.Ordinal);
+    }
+
     [Fact]
     public void Run_ADraftWithAnotherVocabulary_IsRefused()
     {
