@@ -84,60 +84,83 @@ public sealed class SlidingWindowCacheTests : IDisposable
         Assert.Equal(0, ring.Reevaluations);
     }
 
+    /// <summary>One model in two contexts of 2,048 tokens: the default ring and the full cache (<c>fullSlidingWindowCache</c>).</summary>
+    private sealed class RingAndFull : IDisposable
+    {
+        private readonly Model _model;
+        public RingAndFull(string path)
+        {
+            _model = Model.Load(path);
+            Ring = new InferenceContext(_model, 2048, threads: 2);
+            Full = new InferenceContext(_model, 2048, threads: 2, fullSlidingWindowCache: true);
+        }
+
+        public InferenceContext Ring { get; }
+        public InferenceContext Full { get; }
+
+        /// <summary>Evaluates <paramref name="tokens"/> in both and asserts the same bits for every row.</summary>
+        public void Same(ReadOnlySpan<int> tokens)
+        {
+            float[] full = Full.Eval(tokens, allLogits: true), ring = Ring.Eval(tokens, allLogits: true);
+            Assert.True(ring.AsSpan().SequenceEqual(full), $"at {Ring.Position}: the ring's logits differ from the full cache's");
+        }
+
+        public void Rewind(int position)
+        {
+            Ring.Rewind(position);
+            Full.Rewind(position);
+        }
+
+        public void Dispose()
+        {
+            Ring.Dispose();
+            Full.Dispose();
+            _model.Dispose();
+        }
+    }
+
     [Fact]
     public void Rewinds_WithinTheRing_KeepIt_PastTheRing_EvaluateAgain()
     {
-        using var model = Model.Load(File("gemma3", "Q8_0"));
-        using var ring = new InferenceContext(model, 2048, threads: 2);
-        using var full = new InferenceContext(model, 2048, threads: 2, fullSlidingWindowCache: true);
+        using var both = new RingAndFull(File("gemma3", "Q8_0"));
         int[] tokens = Tokens(1400, 9), other = Tokens(300, 10);
-        ring.Eval(tokens.AsSpan(0, 1000));
-        full.Eval(tokens.AsSpan(0, 1000));
+        both.Same(tokens.AsSpan(0, 1000));
 
         // A speculative-decoding-sized rewind over other tokens, then the original ones again.
-        ring.Eval(other.AsSpan(0, 12));
-        ring.Rewind(1000);
-        full.Rewind(1000);
-        Assert.Equal(full.Eval(tokens.AsSpan(1000, 8), allLogits: true), ring.Eval(tokens.AsSpan(1000, 8), allLogits: true));
-        Assert.Equal(0, ring.Reevaluations);
+        both.Ring.Eval(other.AsSpan(0, 12));
+        both.Rewind(1000);
+        both.Same(tokens.AsSpan(1000, 8));
+        Assert.Equal(0, both.Ring.Reevaluations);
 
         // Back by 500 (1008 → 508): 508's window (437..507, blocks 6 and 7) is still in the ring, which holds
         // blocks 5..15 (positions 320..1011) after the writes up to 1011, in 11 blocks.
-        ring.Rewind(508);
-        full.Rewind(508);
-        Assert.Equal(full.Eval(tokens.AsSpan(508, 5), allLogits: true), ring.Eval(tokens.AsSpan(508, 5), allLogits: true));
-        Assert.Equal(0, ring.Reevaluations);
+        both.Rewind(508);
+        both.Same(tokens.AsSpan(508, 5));
+        Assert.Equal(0, both.Ring.Reevaluations);
 
-        // 300 other tokens (508..812), then back to 200: its window (129..199, blocks 2 and 3) was overwritten by
-        // blocks 13 and 14 (832..959): the 200 tokens before it are evaluated again.
-        ring.Eval(other);
-        full.Eval(other);
-        ring.Rewind(200);
-        full.Rewind(200);
-        float[] a = ring.Eval(tokens.AsSpan(200, 4), allLogits: true), b = full.Eval(tokens.AsSpan(200, 4), allLogits: true);
-        _out.WriteLine($"after a rewind from 813 to 200: {ring.Reevaluations} tokens evaluated again");
-        Assert.Equal(b, a);
-        Assert.Equal(200, ring.Reevaluations);
+        // 300 other tokens (513..812), then back to 200: its window (129..199, blocks 2 and 3) was overwritten by
+        // blocks 13 and 14 (832..959) before the rewind to 508: the 200 tokens before it are evaluated again.
+        both.Same(other);
+        both.Rewind(200);
+        both.Same(tokens.AsSpan(200, 4));
+        _out.WriteLine($"after a rewind from 813 to 200: {both.Ring.Reevaluations} tokens evaluated again");
+        Assert.Equal(200, both.Ring.Reevaluations);
     }
 
     [Fact]
     public void RewindPastTheRing_EvaluatesTheTokensBeforeAgain()
     {
-        using var model = Model.Load(File("gemma3", "Q8_0"));
-        using var ring = new InferenceContext(model, 2048, threads: 2);
-        using var full = new InferenceContext(model, 2048, threads: 2, fullSlidingWindowCache: true);
+        using var both = new RingAndFull(File("gemma3", "Q8_0"));
         int[] tokens = Tokens(1500, 11);
-        ring.Eval(tokens.AsSpan(0, 1400));
-        full.Eval(tokens.AsSpan(0, 1400));
+        both.Same(tokens.AsSpan(0, 1400));
         // After 1400 tokens the ring (11 blocks) holds blocks 11..21 (positions 704..1399): 300's window is gone.
-        ring.Rewind(300);
-        full.Rewind(300);
-        Assert.Equal(full.Eval(tokens.AsSpan(300, 6), allLogits: true), ring.Eval(tokens.AsSpan(300, 6), allLogits: true));
-        Assert.Equal(300, ring.Reevaluations);
-        Assert.Equal(0, full.Reevaluations);
+        both.Rewind(300);
+        both.Same(tokens.AsSpan(300, 6));
+        Assert.Equal(300, both.Ring.Reevaluations);
+        Assert.Equal(0, both.Full.Reevaluations);
         // And the context goes on from there as the full one does.
-        for (int i = 306; i < 330; i++) Assert.Equal(full.Eval(tokens.AsSpan(i, 1)), ring.Eval(tokens.AsSpan(i, 1)));
-        Assert.Equal(300, ring.Reevaluations);
+        for (int i = 306; i < 330; i++) both.Same(tokens.AsSpan(i, 1));
+        Assert.Equal(300, both.Ring.Reevaluations);
     }
 
     [Fact]
