@@ -6,6 +6,7 @@
 // p = exp(s - max) / sum, and thread d accumulates output dimension d. Workgroup = (head, token).
 // WINDOW > 0 (Gemma's sliding window): only the last WINDOW keys up to the token's own are seen.
 // SOFTCAP > 0 (Gemma 2): each score becomes SOFTCAP * tanh(score / SOFTCAP) before the softmax.
+// RING > 0: the cache is a sliding-window layer's ring of RING rows (kv_store.comp), key j in row j mod RING.
 layout(local_size_x_id = 0) in;
 layout(constant_id = 0) const uint BLOCK = 64;     // >= HEAD_DIM, a power of two
 layout(constant_id = 1) const uint HEAD_DIM = 64;  // even
@@ -14,6 +15,7 @@ layout(constant_id = 3) const uint N_HEAD_KV = 8;
 layout(constant_id = 4) const float SCALE = 0.125;  // 1 / sqrt(HEAD_DIM)
 layout(constant_id = 5) const uint WINDOW = 0;
 layout(constant_id = 6) const float SOFTCAP = 0.0;
+layout(constant_id = 7) const uint RING = 0;
 
 layout(std430, binding = 0) readonly buffer BufQ { float q[]; };
 layout(std430, binding = 1) readonly buffer BufK { uint kc[]; };
@@ -29,8 +31,10 @@ const uint KV_LEN = N_HEAD_KV * HEAD_DIM;
 
 float round_f16(float v) { return unpackHalf2x16(packHalf2x16(vec2(v, 0.0))).x; }
 
+uint row(uint j) { return RING > 0u ? j % RING : j; }
+
 float score(uint j, uint kvh) {
-    uint base = (j * KV_LEN + kvh * HEAD_DIM) / 2u;
+    uint base = (row(j) * KV_LEN + kvh * HEAD_DIM) / 2u;
     float s = 0.0;
     for (uint d = 0; d < HEAD_DIM / 2u; d++) {
         vec2 k2 = unpackHalf2x16(kc[base + d]);
@@ -86,7 +90,7 @@ void main() {
             uint cnt = min(BLOCK, n_kv - j0);
             uint d = kvh * HEAD_DIM + tid;
             for (uint jj = 0; jj < cnt; jj++) {
-                uint idx = (j0 + jj) * KV_LEN + d;
+                uint idx = row(j0 + jj) * KV_LEN + d;
                 float v = unpackHalf2x16(vc[idx >> 1])[idx & 1u];
                 acc += ps[jj] * v;
             }

@@ -32,4 +32,10 @@ public sealed class VulkanContextOptions
     /// compute queue writes no timestamps runs unprofiled.
     /// </summary>
     public bool Profile { get; init; } = Engine.ForwardProfiler.Enabled;
+
+    /// <summary>
+    /// Sliding-window layers (Gemma) keep every position instead of a ring of their window and a batch
+    /// (<see cref="VulkanInferenceContext.SlidingWindowCacheRows"/>), as llama.cpp's <c>--swa-full</c>. Default false.
+    /// </summary>
+    public bool FullSlidingWindowCache { get; init; }
 }

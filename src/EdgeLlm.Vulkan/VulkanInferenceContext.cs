@@ -80,6 +80,12 @@ public sealed unsafe class VulkanInferenceContext : Engine.IEvalContext, Engine.
         CheckTypes(model.File);
         _ownsDevice = device is null;
         _device = device ?? VulkanDevice.Open();
+        // Sliding-window layers: a ring of the window and a batch, where that is shorter than the context (as the CPU's KvCache).
+        SlidingWindowCacheRows = _c.SlidingWindow > 0 && !_options.FullSlidingWindowCache && _c.SlidingWindow + maxBatch - 1 < contextLength
+            ? _c.SlidingWindow + maxBatch - 1 : 0;
+        _history = SlidingWindowCacheRows > 0 ? new int[contextLength] : [];
+        _rowPosition = new int[SlidingWindowCacheRows];
+        Array.Fill(_rowPosition, -1);
         try
         {
             CheckMemory();
@@ -87,6 +93,9 @@ public sealed unsafe class VulkanInferenceContext : Engine.IEvalContext, Engine.
             var f = model.File;
             PipelineTable = _options.UseSpecialization ? VulkanPipelineRegistry.Find(model) : null;
             Pipelines = PipelineTable?.Pipelines ?? VulkanPipelinePlan.ForModel(model);
+            if (SlidingWindowCacheRows > 0)
+                Pipelines = [.. Pipelines.Select(s => s.Role == "attention.swa" ? VulkanKernels.AttentionRing(s, SlidingWindowCacheRows) : s),
+                    VulkanKernels.KvStoreRingSpec(c.KvLength, SlidingWindowCacheRows)];
             foreach (var spec in Pipelines) _ops[spec.Role] = VulkanKernels.Create(_device, spec, _options.UseSubgroupOps);
             _tokEmbd = Matrix(f, "token_embd.weight", "token_embd");
             _output = f.FindTensor("output.weight") is null ? _tokEmbd with { Kind = "output" } : Matrix(f, "output.weight", "output");
@@ -97,12 +106,12 @@ public sealed unsafe class VulkanInferenceContext : Engine.IEvalContext, Engine.
             var ropeFactors = model.RopeFactorsFor(contextLength);
             _hasRopeFactors = ropeFactors is not null;
             _ropeFactors = ropeFactors is not null ? Upload(ropeFactors, "the rope frequency factors") : Track(_device.CreateBuffer(4, host: false, "an unused rope factor"));
-            long kvBytes = (long)contextLength * c.KvLength * 2;
             _layers = new Layer[c.BlockCount];
             for (int il = 0; il < c.BlockCount; il++)
             {
                 string p = $"blk.{il}.";
                 var lw = model.Layers[il];
+                long kvBytes = (long)CacheRows(il) * c.KvLength * 2;
                 _layers[il] = new Layer(
                     Vector(f, p + "attn_norm.weight", c.EmbeddingLength)!,
                     Matrix(lw.Wq, "attn_q"), Matrix(lw.Wk, "attn_k"), Matrix(lw.Wv, "attn_v"),
@@ -151,6 +160,30 @@ public sealed unsafe class VulkanInferenceContext : Engine.IEvalContext, Engine.
 
     /// <summary>Most tokens one submit processes.</summary>
     public int MaxBatch { get; }
+
+    /// <summary>
+    /// Rows each sliding-window layer's cache keeps (a ring: position p in row p mod rows; window + <see cref="MaxBatch"/> − 1),
+    /// 0 when every layer keeps the whole context. A rewind past what the ring holds makes the next <see cref="Eval"/> evaluate
+    /// the tokens before again (<see cref="Reevaluations"/>), as on the CPU.
+    /// </summary>
+    public int SlidingWindowCacheRows { get; }
+
+    /// <summary>Tokens evaluated again after rewinds past the sliding-window ring.</summary>
+    public long Reevaluations { get; private set; }
+
+    private readonly int[] _history;      // the evaluated tokens (with a ring), to evaluate again after a deep rewind
+    private readonly int[] _rowPosition;  // the position each ring row holds (-1: none)
+
+    /// <summary>Rows of layer <paramref name="il"/>'s K (and V) cache.</summary>
+    private int CacheRows(int il) => SlidingWindowCacheRows > 0 && _c.IsSlidingWindowLayer(il) ? SlidingWindowCacheRows : ContextLength;
+
+    /// <summary>True when the ring still holds positions [from, to) as last written.</summary>
+    private bool RingHolds(int from, int to)
+    {
+        for (int q = Math.Max(0, from); q < to; q++)
+            if (_rowPosition[q % _rowPosition.Length] != q) return false;
+        return true;
+    }
 
     /// <summary>Number of tokens evaluated so far: the position the next token takes.</summary>
     public int Position { get; private set; }
@@ -210,28 +243,48 @@ public sealed unsafe class VulkanInferenceContext : Engine.IEvalContext, Engine.
             throw new ArgumentException(
                 $"{tokens.Length} tokens at position {Position} would overflow the context of {ContextLength} tokens ({ContextLength - Position} free)", nameof(tokens));
 
+        if (SlidingWindowCacheRows > 0)
+        {
+            // A rewind past the ring: the next token's window is gone; evaluate what came before again.
+            if (!RingHolds(Position + 1 - _c.SlidingWindow, Position))
+            {
+                int redo = Position;
+                Position = 0;
+                Reevaluations += redo;
+                for (int done = 0; done < redo; done += MaxBatch)
+                    Submit(_history.AsSpan(done, Math.Min(MaxBatch, redo - done)), 0, []);
+            }
+            tokens.CopyTo(_history.AsSpan(Position));
+        }
         var logits = new float[(allLogits ? tokens.Length : 1) * (long)vocab];
         for (int done = 0; done < tokens.Length; done += MaxBatch)
         {
             int n = Math.Min(MaxBatch, tokens.Length - done);
             bool last = done + n == tokens.Length;
             int outputRows = allLogits ? n : last ? 1 : 0;
-            tokens.Slice(done, n).CopyTo(new Span<int>(_tokens.Mapped, n));
-            *(uint*)_params.Mapped = (uint)Position;
-            var graph = Graph(n, outputRows);
-            long t0 = System.Diagnostics.Stopwatch.GetTimestamp();
-            _device.SubmitAndWait(graph, end: false);
-            if (_stamps.TryGetValue(graph, out var stamps)) AddProfile(stamps.Pool, stamps.Labels, System.Diagnostics.Stopwatch.GetElapsedTime(t0).TotalMilliseconds);
-            if (outputRows > 0)
-            {
-                var dst = logits.AsSpan(allLogits ? done * vocab : 0, outputRows * vocab);
-                _logits.AsFloats()[..(outputRows * vocab)].CopyTo(dst);
-                if (_c.FinalLogitSoftcap > 0) // Gemma: c · tanh(logit / c), on the host as the logits arrive
-                    fixed (float* lp = dst) EdgeLlm.Kernels.Activations.Softcap(lp, dst.Length, _c.FinalLogitSoftcap);
-            }
-            Position += n;
+            Submit(tokens.Slice(done, n), outputRows, logits.AsSpan(allLogits ? done * vocab : 0, outputRows * vocab));
         }
         return logits;
+    }
+
+    /// <summary>One submit of up to <see cref="MaxBatch"/> tokens at <see cref="Position"/> (which it advances); the last <paramref name="outputRows"/> rows of logits into <paramref name="dst"/>.</summary>
+    private void Submit(ReadOnlySpan<int> tokens, int outputRows, Span<float> dst)
+    {
+        int n = tokens.Length, vocab = _c.VocabSize;
+        tokens.CopyTo(new Span<int>(_tokens.Mapped, n));
+        *(uint*)_params.Mapped = (uint)Position;
+        var graph = Graph(n, outputRows);
+        long t0 = System.Diagnostics.Stopwatch.GetTimestamp();
+        _device.SubmitAndWait(graph, end: false);
+        if (_stamps.TryGetValue(graph, out var stamps)) AddProfile(stamps.Pool, stamps.Labels, System.Diagnostics.Stopwatch.GetElapsedTime(t0).TotalMilliseconds);
+        if (outputRows > 0)
+        {
+            _logits.AsFloats()[..(outputRows * vocab)].CopyTo(dst);
+            if (_c.FinalLogitSoftcap > 0) // Gemma: c · tanh(logit / c), on the host as the logits arrive
+                fixed (float* lp = dst) EdgeLlm.Kernels.Activations.Softcap(lp, dst.Length, _c.FinalLogitSoftcap);
+        }
+        for (int t = 0; t < n && _rowPosition.Length > 0; t++) _rowPosition[(Position + t) % _rowPosition.Length] = Position + t;
+        Position += n;
     }
 
     private CommandBuffer Graph(int n, int outputRows)
@@ -289,6 +342,7 @@ public sealed unsafe class VulkanInferenceContext : Engine.IEvalContext, Engine.
         var ropeQ = Op("rope.q");
         var ropeK = Op("rope.k");
         var store = Op("kv_store");
+        var storeRing = SlidingWindowCacheRows > 0 ? Op("kv_store.swa") : store;
         var attn = Op("attention");
         var swiglu = Op("swiglu");
         foreach (var l in _layers)
@@ -323,8 +377,9 @@ public sealed unsafe class VulkanInferenceContext : Engine.IEvalContext, Engine.
             VulkanKernels.RecordRope(d, cb, Mark(rk), Set(rk, _k, _ropeFactors, _params), n);
             Sync(cb);
             // K and V into the f16 cache, then attention over it
-            VulkanKernels.RecordKvStore(d, cb, Mark(store), Set(store, _k, l.KCache, _params), n);
-            VulkanKernels.RecordKvStore(d, cb, Mark(store), Set(store, _v, l.VCache, _params), n);
+            var st = l.SlidingWindow ? storeRing : store;
+            VulkanKernels.RecordKvStore(d, cb, Mark(st), Set(st, _k, l.KCache, _params), n);
+            VulkanKernels.RecordKvStore(d, cb, Mark(st), Set(st, _v, l.VCache, _params), n);
             Sync(cb);
             var at = l.SlidingWindow ? Op("attention.swa") : attn;
             VulkanKernels.RecordAttention(d, cb, Mark(at), Set(at, _q, l.KCache, l.VCache, _att, _params), n);
@@ -442,7 +497,7 @@ public sealed unsafe class VulkanInferenceContext : Engine.IEvalContext, Engine.
     {
         var c = _c;
         long weights = Model.File.Tensors.Sum(t => t.ByteSize);
-        long kv = 2L * c.BlockCount * ContextLength * c.KvLength * 2;
+        long kv = 2L * Enumerable.Range(0, c.BlockCount).Sum(il => (long)CacheRows(il)) * c.KvLength * 2;
         long act = 4L * MaxBatch * (4L * c.EmbeddingLength + 2L * c.QueryLength + 2L * c.KvLength + 2L * c.FeedForwardLength);
         long need = weights + kv + act;
         long have = _device.Info.DeviceLocalMemory;

@@ -77,6 +77,13 @@ internal static class VulkanKernels
 
     public static VulkanPipelineSpec KvStoreSpec(int kvLen) => new("kv_store", "kv_store", [Block, (uint)kvLen]);
 
+    /// <summary>The store into a sliding-window layer's ring of <paramref name="ring"/> rows (position p in row p mod ring).</summary>
+    public static VulkanPipelineSpec KvStoreRingSpec(int kvLen, int ring) => new("kv_store.swa", "kv_store", [Block, (uint)kvLen, (uint)ring]);
+
+    /// <summary><paramref name="attention"/> (a sliding-window attention spec) reading a ring of <paramref name="ring"/> rows.</summary>
+    public static VulkanPipelineSpec AttentionRing(VulkanPipelineSpec attention, int ring) =>
+        attention with { Constants = [.. attention.Constants, (uint)ring] };
+
     /// <summary>Workgroup of the attention kernel: a power of two ≥ max(64, head_dim) (thread d owns output dimension d).</summary>
     public static uint AttentionBlock(int headDim) => Math.Max(64u, System.Numerics.BitOperations.RoundUpToPowerOf2((uint)headDim));
 

@@ -111,6 +111,51 @@ public class VulkanGoldenTests(DeviceFixture fixture, ITestOutputHelper output) 
             type, bound, ctx => Assert.True(ctx.Variants.ContainsKey("attention.swa"), "the sliding-window attention pipeline is built"));
 
     /// <summary>
+    /// Gemma's sliding-window layers on the device keep a ring of window + batch − 1 rows (here 8 + 16 − 1 = 23 of a
+    /// 256-token context): through prompts, single tokens and rewinds within the ring the logits are the full cache's
+    /// bits; a rewind past the ring evaluates the tokens before again and then gives them too.
+    /// </summary>
+    [Fact]
+    public void Gemma_SlidingWindowRing_GivesTheFullCachesLogits()
+    {
+        var shape = new EdgeLlm.Synth.SynthShape("tiny-gemma3", "tiny gemma3", "gemma3", 128, 7, 4, 1, 384, 400, 256, 1e6f, 1e-6f, true, false,
+            EdgeLlm.Synth.SynthVocabKind.SentencePiece, WriteHeadLengths: true, HeadLength: 64, SlidingWindow: 8);
+        string path = Path.Combine(Path.GetTempPath(), $"edgellm-vk-ring-{Guid.NewGuid():N}.gguf");
+        try
+        {
+            EdgeLlm.Synth.ModelSynthesizer.Synthesize(shape, "F32", path, seed: 5);
+            using var m = Model.Load(path);
+            using var ring = new VulkanInferenceContext(m, 256, fixture.Device, maxBatch: 16);
+            using var full = new VulkanInferenceContext(m, 256, fixture.Device, maxBatch: 16, new VulkanContextOptions { FullSlidingWindowCache = true });
+            Assert.Equal(23, ring.SlidingWindowCacheRows);
+            Assert.Equal(0, full.SlidingWindowCacheRows);
+            Assert.Contains(ring.Pipelines, p => p.Role == "kv_store.swa" && p.Constants[2] == 23);
+            Assert.DoesNotContain(full.Pipelines, p => p.Role == "kv_store.swa");
+            var rng = new Random(4);
+            int[] tokens = Enumerable.Range(0, 200).Select(_ => rng.Next(shape.VocabSize)).ToArray();
+            void Same(int from, int count)
+            {
+                float[] a = ring.Eval(tokens.AsSpan(from, count), allLogits: true), b = full.Eval(tokens.AsSpan(from, count), allLogits: true);
+                Assert.True(a.AsSpan().SequenceEqual(b), $"tokens {from}..{from + count}: the ring's logits differ from the full cache's");
+            }
+            Same(0, 100);                                   // batches of 16, the ring wrapping every 23 positions
+            for (int i = 100; i < 130; i++) Same(i, 1);
+            ring.Rewind(125); full.Rewind(125);             // within the ring (rows of 107..129 hold positions 107..129)
+            Same(125, 5);
+            Assert.Equal(0, ring.Reevaluations);
+            ring.Rewind(40); full.Rewind(40);               // past it: 33..39 were overwritten long ago
+            Same(40, 3);
+            Assert.Equal(40, ring.Reevaluations);
+            for (int i = 43; i < 60; i++) Same(i, 1);
+            output.WriteLine($"vulkan ring of {ring.SlidingWindowCacheRows} rows: same bits as the full cache; {ring.Reevaluations} tokens evaluated again after the deep rewind");
+        }
+        finally
+        {
+            File.Delete(path);
+        }
+    }
+
+    /// <summary>
     /// Phi-3 on the device against the CPU (which SynthLlamaCppTests holds to llama.cpp): Q/K/V and
     /// gate/up uploaded as the parts of their fused tensors, LongRoPE's long factors (the 64-token
     /// context is past the original 32) and its attention factor in the rope pipeline.

@@ -28,7 +28,7 @@ public static class BackendOption
 
     /// <summary>
     /// Creates the context for <paramref name="backend"/>, its KV cache as <paramref name="cache"/> says (<c>-ctk</c>/<c>-ctv</c>;
-    /// <c>--swa-full</c>: sliding-window layers keep every position; the Vulkan backend always does).
+    /// <c>--swa-full</c>: sliding-window layers keep every position instead of a ring of their window).
     /// </summary>
     /// <exception cref="VulkanUnavailableException">backend is vulkan and no usable device exists.</exception>
     /// <exception cref="UsageException">backend is vulkan and the cache is quantized (the Vulkan backend keeps an f16 cache).</exception>
@@ -47,7 +47,7 @@ public static class BackendOption
         switch (backend ?? "cpu")
         {
             case "vulkan":
-                return new VulkanInferenceContext(model, contextLength);
+                return new VulkanInferenceContext(model, contextLength, options: new VulkanContextOptions { FullSlidingWindowCache = cache.FullSwa });
             case "auto":
                 VulkanDevice? device = null;
                 try
@@ -55,7 +55,7 @@ public static class BackendOption
                     device = VulkanDevice.Open();
                     if (device.Info.IsGpu)
                     {
-                        var ctx = new VulkanInferenceContext(model, contextLength, device);
+                        var ctx = new VulkanInferenceContext(model, contextLength, device, options: new VulkanContextOptions { FullSlidingWindowCache = cache.FullSwa });
                         return new VulkanEval(ctx, device);
                     }
                     Console.Error.WriteLine($"edgellm: --backend auto: the only Vulkan device is {device.Info.Name} ({device.Info.Type.ToString().ToLowerInvariant()}), not a GPU; running on the CPU");
