@@ -34,8 +34,10 @@ public enum JsonTypes : byte
 /// (<see cref="StringFormat"/>; other formats are not); <c>minimum</c> / <c>maximum</c> / <c>exclusiveMinimum</c> / <c>exclusiveMaximum</c> are
 /// enforced on integers (<c>"type": "integer"</c>; on numbers that may have fractions they are not). <c>$ref</c> into the same document (<c>$defs</c>, <c>definitions</c>; not recursive) and
 /// <c>anyOf</c>/<c>oneOf</c> of alternatives with different JSON types (pydantic's Optional:
-/// <c>[{...}, {"type": "null"}]</c>) are followed. Keywords that change the structure and are not
-/// implemented (<c>allOf</c> of several schemas, <c>not</c>, overlapping alternatives, enums of objects or arrays, ...) are refused with an <see cref="ArgumentException"/> naming the place, so a request never gets
+/// <c>[{...}, {"type": "null"}]</c>) are followed. <c>allOf</c> of several schemas is merged into one (properties and
+/// required names of all; other keywords from whichever schema sets them; two different values for one keyword or
+/// property are refused), as llama.cpp's json-schema-to-grammar merges them. Keywords that change the structure and are not
+/// implemented (<c>not</c>, overlapping alternatives, enums of objects or arrays, ...) are refused with an <see cref="ArgumentException"/> naming the place, so a request never gets
 /// less than it asked for without knowing.
 /// </summary>
 public sealed class JsonSchemaNode
@@ -152,6 +154,9 @@ public sealed class JsonSchemaNode
         {
             if (s.ValueKind == JsonValueKind.True) return AnyValue;
             if (s.ValueKind != JsonValueKind.Object) throw new ArgumentException($"{path} must be a schema object, got {s.ValueKind}");
+            // allOf of several schemas: one schema that holds them all (MergeAllOf), as llama.cpp's json-schema-to-grammar merges them.
+            if (s.TryGetProperty("allOf", out var all) && all.ValueKind == JsonValueKind.Array && all.GetArrayLength() > 1)
+                return Compile(MergeAllOf(s, path), path);
             JsonTypes types = JsonTypes.None;
             (string, byte[], JsonSchemaNode)[] props = [];
             ulong required = 0;
@@ -211,8 +216,8 @@ public sealed class JsonSchemaNode
                         break;
                     case "allOf":
                         // pydantic wraps a described reference as {"allOf": [{"$ref": ...}], "description": ...}: one schema is that schema.
-                        if (p.Value.ValueKind != JsonValueKind.Array || p.Value.GetArrayLength() != 1)
-                            throw new ArgumentException($"{at} is not supported except with exactly one schema (merging several is not implemented)");
+                        if (p.Value.ValueKind != JsonValueKind.Array || p.Value.GetArrayLength() == 0)
+                            throw new ArgumentException($"{at} must be an array of at least one schema");
                         if (reference is not null) throw new ArgumentException($"{path}: $ref and allOf are supported alone, not together");
                         reference = Compile(p.Value[0], $"{at}[0]");
                         break;
@@ -358,25 +363,127 @@ public sealed class JsonSchemaNode
 
         private JsonSchemaNode Reference(string reference, string at)
         {
-            if (!reference.StartsWith('#'))
-                throw new ArgumentException($"{at}: only references into the same schema (\"#/...\") are supported, got \"{reference}\"");
             if (_resolved.TryGetValue(reference, out var done)) return done;
+            var target = Pointer(reference, at);
             if (!_resolving.Add(reference)) throw new ArgumentException($"{at}: \"{reference}\" refers to itself (recursive schemas are not supported)");
             try
             {
-                var target = root;
-                foreach (string raw in reference.Length > 2 ? reference[2..].Split('/') : [])
-                {
-                    string part = Uri.UnescapeDataString(raw).Replace("~1", "/", StringComparison.Ordinal).Replace("~0", "~", StringComparison.Ordinal);
-                    if (target.ValueKind != JsonValueKind.Object || !target.TryGetProperty(part, out target))
-                        throw new ArgumentException($"{at}: \"{reference}\" points at nothing");
-                }
                 return _resolved[reference] = Compile(target, reference);
             }
             finally
             {
                 _resolving.Remove(reference);
             }
+        }
+
+        /// <summary>The schema a local reference (a JSON pointer into the document) points at.</summary>
+        private JsonElement Pointer(string reference, string at)
+        {
+            if (!reference.StartsWith('#'))
+                throw new ArgumentException($"{at}: only references into the same schema (\"#/...\") are supported, got \"{reference}\"");
+            var target = root;
+            foreach (string raw in reference.Length > 2 ? reference[2..].Split('/') : [])
+            {
+                string part = Uri.UnescapeDataString(raw).Replace("~1", "/", StringComparison.Ordinal).Replace("~0", "~", StringComparison.Ordinal);
+                if (target.ValueKind != JsonValueKind.Object || !target.TryGetProperty(part, out target))
+                    throw new ArgumentException($"{at}: \"{reference}\" points at nothing");
+            }
+            return target;
+        }
+
+        /// <summary>
+        /// <paramref name="s"/> with its <c>allOf</c> schemas (and theirs, and the schemas their <c>$ref</c>s point at) folded
+        /// into one schema, as llama.cpp's json-schema-to-grammar merges them: the properties of all, in order of
+        /// appearance; every <c>required</c> name; any other keyword from whichever schema sets it. A value must meet
+        /// every schema of an allOf, so where two set the same keyword (or the same property) to different values the
+        /// schema is refused, naming the place, rather than one silently dropped.
+        /// </summary>
+        private JsonElement MergeAllOf(JsonElement s, string path)
+        {
+            var props = new List<(string Name, JsonElement Schema)>();
+            var required = new List<string>();
+            var other = new List<(string Name, JsonElement Value)>();
+            void Add(JsonElement part, string at, int depth)
+            {
+                if (depth > MaxNesting) throw new ArgumentException($"{at}: allOf and $ref nest deeper than {MaxNesting} levels");
+                if (part.ValueKind == JsonValueKind.True) return;
+                if (part.ValueKind != JsonValueKind.Object) throw new ArgumentException($"{at} must be a schema object, got {part.ValueKind}");
+                foreach (var p in part.EnumerateObject())
+                {
+                    string where = $"{at}.{p.Name}";
+                    switch (p.Name)
+                    {
+                        case "allOf":
+                            if (p.Value.ValueKind != JsonValueKind.Array || p.Value.GetArrayLength() == 0)
+                                throw new ArgumentException($"{where} must be an array of at least one schema");
+                            int i = 0;
+                            foreach (var m in p.Value.EnumerateArray()) Add(m, $"{where}[{i++}]", depth + 1);
+                            break;
+                        case "$ref":
+                            if (p.Value.ValueKind != JsonValueKind.String) throw new ArgumentException($"{where} must be a string");
+                            Add(Pointer(p.Value.GetString()!, where), p.Value.GetString()!, depth + 1);
+                            break;
+                        case "properties":
+                            if (p.Value.ValueKind != JsonValueKind.Object) throw new ArgumentException($"{where} must be an object");
+                            foreach (var prop in p.Value.EnumerateObject())
+                            {
+                                int k = props.FindIndex(x => x.Name == prop.Name);
+                                if (k < 0) props.Add((prop.Name, prop.Value));
+                                else if (!JsonElement.DeepEquals(props[k].Schema, prop.Value))
+                                    throw new ArgumentException($"{where}.{prop.Name}: the schemas of allOf give this property different schemas (merging them is not implemented)");
+                            }
+                            break;
+                        case "required":
+                            if (p.Value.ValueKind != JsonValueKind.Array) throw new ArgumentException($"{where} must be an array of property names");
+                            foreach (var r in p.Value.EnumerateArray())
+                            {
+                                if (r.ValueKind != JsonValueKind.String) throw new ArgumentException($"{where} must be an array of property names");
+                                if (!required.Contains(r.GetString()!)) required.Add(r.GetString()!);
+                            }
+                            break;
+                        case "$defs":
+                        case "definitions":
+                            break; // read through $ref
+                        default:
+                            if (s_ignored.Contains(p.Name)) break; // descriptions: whichever, none is enforced
+                            int o = other.FindIndex(x => x.Name == p.Name);
+                            if (o < 0) other.Add((p.Name, p.Value));
+                            else if (!JsonElement.DeepEquals(other[o].Value, p.Value))
+                                throw new ArgumentException($"{where}: the schemas of allOf set {p.Name} to different values (only one value, or one schema setting it, is supported)");
+                            break;
+                    }
+                }
+            }
+            Add(s, path, 0);
+            var buffer = new System.Buffers.ArrayBufferWriter<byte>();
+            using (var w = new Utf8JsonWriter(buffer))
+            {
+                w.WriteStartObject();
+                foreach (var (name, value) in other)
+                {
+                    w.WritePropertyName(name);
+                    value.WriteTo(w);
+                }
+                if (props.Count > 0)
+                {
+                    w.WriteStartObject("properties");
+                    foreach (var (name, schema) in props)
+                    {
+                        w.WritePropertyName(name);
+                        schema.WriteTo(w);
+                    }
+                    w.WriteEndObject();
+                }
+                if (required.Count > 0)
+                {
+                    w.WriteStartArray("required");
+                    foreach (string r in required) w.WriteStringValue(r);
+                    w.WriteEndArray();
+                }
+                w.WriteEndObject();
+            }
+            // The merged schema's own document; its $refs still point into the root document (Pointer reads root).
+            return JsonDocument.Parse(buffer.WrittenMemory).RootElement;
         }
 
         /// <summary>

@@ -161,9 +161,9 @@ public sealed class EdgeLlmChatClientTests(TemplatedStoriesModel model, ITestOut
         }
 
         // A keyword it cannot enforce is refused, named.
-        var allOf = ChatResponseFormat.ForJsonSchema(System.Text.Json.JsonDocument.Parse("{\"type\": \"object\", \"properties\": {\"a\": {\"allOf\": [{\"type\": \"string\"}, {\"maxLength\": 2}]}}}").RootElement, "x");
-        var ex = await Assert.ThrowsAsync<ArgumentException>(() => client.GetResponseAsync(Ask("Hi"), new ChatOptions { ResponseFormat = allOf }));
-        Assert.Contains("schema.properties.a.allOf is not supported", ex.Message, StringComparison.Ordinal);
+        var not = ChatResponseFormat.ForJsonSchema(System.Text.Json.JsonDocument.Parse("{\"type\": \"object\", \"properties\": {\"a\": {\"type\": \"string\", \"not\": {\"maxLength\": 2}}}}").RootElement, "x");
+        var ex = await Assert.ThrowsAsync<ArgumentException>(() => client.GetResponseAsync(Ask("Hi"), new ChatOptions { ResponseFormat = not }));
+        Assert.Contains("schema.properties.a.not is not supported", ex.Message, StringComparison.Ordinal);
     }
 
     /// <summary>AdditionalProperties["grammar"] (GBNF text or a parsed GbnfGrammar) constrains the answer; a bad grammar is refused by position.</summary>

@@ -221,7 +221,7 @@ public class JsonConstraintTests(ITestOutputHelper output)
 
     [Theory]
     [InlineData("{\"type\": \"array\"}", "root must be an object")]
-    [InlineData("{\"type\": \"object\", \"properties\": {\"a\": {\"allOf\": []}}}", "schema.properties.a.allOf is not supported")]
+    [InlineData("{\"type\": \"object\", \"properties\": {\"a\": {\"allOf\": []}}}", "schema.properties.a.allOf must be an array of at least one schema")]
     [InlineData("{\"type\": \"object\", \"not\": {}}", "schema.not is not supported")]
     [InlineData("{\"type\": \"object\", \"additionalProperties\": 5}", "schema.additionalProperties must be a boolean or a schema")]
     [InlineData("{\"type\": \"object\", \"properties\": {\"a\": {\"enum\": [1, {\"x\": 2}]}}}", "only strings, numbers, booleans and null")]
@@ -468,9 +468,43 @@ public class JsonConstraintTests(ITestOutputHelper output)
         Assert.True(JsonConstraint.IsCompleteObject("{\"pet\": {\"name\": \"Rex\"}}"u8, node));
         Assert.False(JsonConstraint.IsPrefix("{\"pet\": {\"age\""u8, node));
         Assert.False(JsonConstraint.IsCompleteObject("{\"pet\": {}}"u8, node));
-        var two = Assert.Throws<ArgumentException>(() => JsonSchemaNode.Parse(JsonDocument.Parse(
-            "{\"type\": \"object\", \"properties\": {\"a\": {\"allOf\": [{\"type\": \"string\"}, {\"maxLength\": 3}]}}}").RootElement));
-        Assert.Contains("schema.properties.a.allOf is not supported except with exactly one schema", two.Message, StringComparison.Ordinal);
+    }
+
+    /// <summary>
+    /// allOf of several schemas is one schema holding them all, as llama.cpp's json-schema-to-grammar merges them: a
+    /// base object by reference plus its own properties (OpenAPI's composition), required names of every part; a
+    /// string's type and length from two parts; two parts that disagree on a keyword or a property are refused.
+    /// </summary>
+    [Fact]
+    public void Schema_AllOfSeveral_IsMerged()
+    {
+        const string Schema = """
+            {"type": "object",
+             "$defs": {"Pet": {"type": "object", "properties": {"name": {"type": "string"}, "age": {"type": "integer", "minimum": 0}},
+                               "required": ["name"]}},
+             "properties": {"dog": {"allOf": [{"$ref": "#/$defs/Pet"},
+                                              {"properties": {"breed": {"enum": ["collie", "pug"]}}, "required": ["breed"]}],
+                                    "description": "a pet with a breed"},
+                            "tag": {"allOf": [{"type": "string"}, {"maxLength": 3}]}},
+             "required": ["dog"]}
+            """;
+        var node = JsonSchemaNode.Parse(JsonDocument.Parse(Schema).RootElement);
+        Assert.True(JsonConstraint.IsCompleteObject("{\"dog\": {\"name\": \"Rex\", \"breed\": \"pug\"}}"u8, node));
+        Assert.True(JsonConstraint.IsCompleteObject("{\"dog\": {\"breed\": \"collie\", \"age\": 3, \"name\": \"Rex\"}, \"tag\": \"abc\"}"u8, node));
+        Assert.False(JsonConstraint.IsCompleteObject("{\"dog\": {\"name\": \"Rex\"}}"u8, node));             // breed is required (second part)
+        Assert.False(JsonConstraint.IsCompleteObject("{\"dog\": {\"breed\": \"pug\"}}"u8, node));            // name is required (the reference)
+        Assert.False(JsonConstraint.IsPrefix("{\"dog\": {\"breed\": \"husky"u8, node));                        // the enum
+        Assert.False(JsonConstraint.IsPrefix("{\"dog\": {\"age\": -1"u8, node));                                 // the reference's minimum
+        Assert.False(JsonConstraint.IsPrefix("{\"dog\": {\"color\""u8, node));                                  // no other keys
+        Assert.False(JsonConstraint.IsPrefix("{\"tag\": \"abcd"u8, node));                                        // maxLength from the second part
+        Assert.False(JsonConstraint.IsPrefix("{\"tag\": 1"u8, node));                                              // type from the first
+
+        var keyword = Assert.Throws<ArgumentException>(() => JsonSchemaNode.Parse(JsonDocument.Parse(
+            "{\"type\": \"object\", \"properties\": {\"a\": {\"allOf\": [{\"type\": \"string\"}, {\"type\": \"integer\"}]}}}").RootElement));
+        Assert.Contains("schema.properties.a.allOf[1].type: the schemas of allOf set type to different values", keyword.Message, StringComparison.Ordinal);
+        var property = Assert.Throws<ArgumentException>(() => JsonSchemaNode.Parse(JsonDocument.Parse(
+            "{\"type\": \"object\", \"allOf\": [{\"properties\": {\"x\": {\"type\": \"string\"}}}, {\"properties\": {\"x\": {\"type\": \"number\"}}}]}").RootElement));
+        Assert.Contains("schema.allOf[1].properties.x: the schemas of allOf give this property different schemas", property.Message, StringComparison.Ordinal);
     }
 
     /// <summary>Enums and consts of numbers, booleans and null (pydantic's Literal[1, 2], a const true), alone or mixed with strings: written exactly as listed.</summary>
