@@ -28,8 +28,12 @@ public sealed class GbnfParseException : FormatException
 /// <c>root</c> (or the one named). Rules are read as llama.cpp reads them (repetitions rewritten into
 /// right-recursive helper rules, at most 2000 repetitions), and the same grammars are refused: an
 /// undefined rule, a missing root, left recursion; a rule defined twice is refused too (llama.cpp
-/// silently keeps the last definition, which hides the mistake). Token references (<c>&lt;[id]&gt;</c>, <c>&lt;|tok|&gt;</c>),
-/// which newer llama.cpp builds accept, are not supported and are refused by position.
+/// silently keeps the last definition, which hides the mistake). Token references, as llama.cpp reads them (its
+/// PR 17816): <c>&lt;[id]&gt;</c> is the token with that id, <c>&lt;text&gt;</c> (e.g. <c>&lt;|im_end|&gt;</c>,
+/// <c>&lt;think&gt;</c>) the token whose text is exactly that, brackets included, and <c>!</c> before either matches
+/// one token other than it. A token reference matches one whole token, by id, whatever its text: it is bound to a
+/// vocabulary when a <see cref="GrammarConstraint"/> is made (a text that is not one token of it is refused
+/// there), and <see cref="IsMatch"/>/<see cref="IsPrefix"/>, which read characters, never match one.
 /// </summary>
 /// <remarks>
 /// Matching is llama.cpp's pushdown automaton: the state is a set of stacks of grammar positions, each
@@ -42,7 +46,13 @@ public sealed class GbnfGrammar
     /// <summary>Most repetitions <c>{m,n}</c> may ask for (llama.cpp's MAX_REPETITION_THRESHOLD; a larger max means no max).</summary>
     public const int MaxRepetitions = 2000;
 
-    internal enum Kind : byte { End, Alt, RuleRef, Chars }
+    internal enum Kind : byte { End, Alt, RuleRef, Chars, Token }
+
+    /// <summary>A token reference (<see cref="Kind.Token"/>'s value indexes them): by <paramref name="Id"/> (<c>&lt;[id]&gt;</c>) or by <paramref name="Text"/> (<c>&lt;text&gt;</c>); <paramref name="Negated"/> for <c>!</c>.</summary>
+    internal readonly record struct TokenRef(int Id, string? Text, bool Negated)
+    {
+        public override string ToString() => (Negated ? "!" : "") + (Text ?? $"<[{Id}]>");
+    }
 
     internal readonly record struct Element(Kind Kind, int Value);
 
@@ -89,12 +99,14 @@ public sealed class GbnfGrammar
     internal readonly Element[] Elements;
     internal readonly int[] RuleStart;
     internal readonly CharSet[] Sets;
+    internal readonly TokenRef[] Tokens;
     private readonly string[] _ruleNames;
     private readonly int _root;
 
-    private GbnfGrammar(string text, Element[] elements, int[] ruleStart, CharSet[] sets, string[] ruleNames, int root)
+    private GbnfGrammar(string text, Element[] elements, int[] ruleStart, CharSet[] sets, TokenRef[] tokens, string[] ruleNames, int root)
     {
         Text = text;
+        Tokens = tokens;
         Elements = elements;
         RuleStart = ruleStart;
         Sets = sets;
@@ -183,7 +195,7 @@ public sealed class GbnfGrammar
         while (todo.Count > 0)
         {
             var cur = todo.Pop();
-            if (cur.Length == 0 || Elements[cur[^1]].Kind == Kind.Chars)
+            if (cur.Length == 0 || Elements[cur[^1]].Kind is Kind.Chars or Kind.Token)
             {
                 AddUnique(into, cur);
                 continue;
@@ -216,21 +228,40 @@ public sealed class GbnfGrammar
         {
             if (st.Length == 0) continue;
             int pos = st[^1];
-            if (!Sets[Elements[pos].Value].Matches(c)) continue;
-            bool cont = !IsEndOfSequence(pos + 1);
-            int[] next;
-            if (cont)
-            {
-                next = (int[])st.Clone();
-                next[^1] = pos + 1;
-            }
-            else
-            {
-                next = st[..^1];
-            }
-            Advance(next, result);
+            if (Elements[pos].Kind != Kind.Chars || !Sets[Elements[pos].Value].Matches(c)) continue;
+            Pop(st, pos, result);
         }
         return result;
+    }
+
+    /// <summary>The stacks after one whole token, through the token references on top that <paramref name="matches"/> accepts (by their index in <see cref="Tokens"/>; stacks with characters on top drop out).</summary>
+    internal List<int[]> AcceptToken(IReadOnlyList<int[]> stacks, Func<int, bool> matches)
+    {
+        var result = new List<int[]>();
+        foreach (var st in stacks)
+        {
+            if (st.Length == 0) continue;
+            int pos = st[^1];
+            if (Elements[pos].Kind != Kind.Token || !matches(Elements[pos].Value)) continue;
+            Pop(st, pos, result);
+        }
+        return result;
+    }
+
+    /// <summary>The top of <paramref name="st"/> (at <paramref name="pos"/>) matched: the next element, or the rule's end, expanded into <paramref name="result"/>.</summary>
+    private void Pop(int[] st, int pos, List<int[]> result)
+    {
+        int[] next;
+        if (!IsEndOfSequence(pos + 1))
+        {
+            next = (int[])st.Clone();
+            next[^1] = pos + 1;
+        }
+        else
+        {
+            next = st[..^1];
+        }
+        Advance(next, result);
     }
 
     internal static void AddUnique(List<int[]> stacks, int[] stack)
@@ -264,6 +295,7 @@ public sealed class GbnfGrammar
         private readonly List<int> _firstUse = []; // where each symbol was first seen (for "undefined rule")
         private readonly List<int> _defined = [];  // where each rule's definition starts (for "left recursion")
         private readonly List<CharSet> _sets = [];
+        private readonly List<TokenRef> _tokens = [];
         private readonly Dictionary<(bool, string), int> _setIndex = [];
 
         private char Cur => _pos < _src.Length ? _src[_pos] : '\0';
@@ -360,7 +392,7 @@ public sealed class GbnfGrammar
             ParseAlternates(name, id, nested: false);
             if (Cur == '\r') _pos += At(1) == '\n' ? 2 : 1;
             else if (Cur == '\n') _pos++;
-            else if (!AtEnd) throw Error(Cur is '<' or '!' ? "token references (<...>) are not supported" : "expecting a newline or the end of the text");
+            else if (!AtEnd) throw Error("expecting a newline or the end of the text");
             SkipSpace(true);
         }
 
@@ -522,9 +554,36 @@ public sealed class GbnfGrammar
                     if (max >= 0 && max < min) throw Error($"repetition {{{min},{max}}}: the maximum is below the minimum", at);
                     Repeat(min, max, at);
                 }
-                else if (c is '<' or '!')
+                else if (c == '<' || (c == '!' && At(1) == '<'))
                 {
-                    throw Error("token references (<...>) are not supported");
+                    // A token reference: <[id]>, <text> (brackets included in the token's text), ! for any other token.
+                    bool negated = c == '!';
+                    if (negated) _pos++;
+                    int open = _pos;
+                    _pos++;
+                    TokenRef t;
+                    if (Cur == '[')
+                    {
+                        _pos++;
+                        int id = ParseInt("expecting a token id in <[...]>");
+                        if (Cur != ']' || At(1) != '>') throw Error("expecting ']>' after the token id");
+                        _pos += 2;
+                        t = new TokenRef(id, null, negated);
+                    }
+                    else
+                    {
+                        while (!AtEnd && Cur != '>' && Cur is not ('\r' or '\n')) _pos++;
+                        if (Cur != '>') throw Error("unterminated token reference (expecting '>')", at);
+                        _pos++;
+                        if (_pos - open == 2) throw Error("empty token reference '<>'", at);
+                        t = new TokenRef(-1, _src[open.._pos], negated);
+                    }
+                    lastSymStart = rule.Count;
+                    prevRules = 1;
+                    int index = _tokens.IndexOf(t);
+                    if (index < 0) { index = _tokens.Count; _tokens.Add(t); }
+                    rule.Add(new Element(Kind.Token, index));
+                    SkipSpace(nested);
                 }
                 else break;
             }
@@ -606,7 +665,7 @@ public sealed class GbnfGrammar
                 starts[id] = elements.Count;
                 elements.AddRange(_rules[id]!);
             }
-            var g = new GbnfGrammar(_src, [.. elements], starts, [.. _sets], [.. _names], rootId);
+            var g = new GbnfGrammar(_src, [.. elements], starts, [.. _sets], [.. _tokens], [.. _names], rootId);
             CheckLeftRecursion(g);
             return g;
         }

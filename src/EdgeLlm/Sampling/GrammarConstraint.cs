@@ -15,6 +15,13 @@ namespace EdgeLlm.Sampling;
 /// allows one either); and bytes that are not UTF-8 (an overlong form, a surrogate, a lead byte above F4) are
 /// never allowed (llama.cpp decodes them loosely). When the output is a whole sentence that nothing can
 /// extend, <see cref="IsComplete"/> is true and generation ends, as it would with the only token then allowed.
+/// Token references (<c>&lt;[id]&gt;</c>, <c>&lt;|im_end|&gt;</c>, <c>!&lt;...&gt;</c>; see <see cref="GbnfGrammar"/>) match one
+/// whole token by id, as in llama.cpp: a named one is allowed where the grammar has it even if it is a control or
+/// end-of-generation token (llama.cpp allows an end-of-generation token only where the grammar can end, so one named
+/// in a grammar never matches there); a negated one allows any one token other than it except control tokens (so
+/// <c>(!&lt;|end|&gt;)*</c> does not let the model emit other special tokens mid-answer), and a token whose characters
+/// would run on from a string into a token reference is not allowed (llama.cpp lets "oken" through after "ok" when a
+/// reference follows; a reference here takes whole tokens only).
 /// </remarks>
 public sealed class GrammarConstraint : TokenConstraint
 {
@@ -27,6 +34,8 @@ public sealed class GrammarConstraint : TokenConstraint
     // compiled into a DFA lazily, as generation visits it. Inside a JSON string, say, a character leads
     // back to the same state, so masking the whole vocabulary costs a dictionary lookup per character.
     private readonly Dictionary<StackSet, StackSet> _states = new();
+    private readonly int[] _tokenIds;          // the grammar's token references, bound to this vocabulary (GbnfGrammar.Tokens' order)
+    private readonly HashSet<int> _named = []; // the ids they name: every other token meets them alike
     private const int MaxStates = 100_000; // then the table starts again (memory stays bounded on grammars with deep nesting)
 
     /// <summary>A constraint at the start of the output (nothing generated yet).</summary>
@@ -36,6 +45,17 @@ public sealed class GrammarConstraint : TokenConstraint
         ArgumentNullException.ThrowIfNull(grammar);
         _tokenizer = tokenizer;
         _grammar = grammar;
+        _tokenIds = new int[grammar.Tokens.Length];
+        for (int i = 0; i < _tokenIds.Length; i++)
+        {
+            var t = grammar.Tokens[i];
+            int id = t.Text is null ? t.Id : tokenizer.TokenId(t.Text)
+                ?? throw new ArgumentException($"the grammar's token reference {t} is not one token of this model's vocabulary", nameof(grammar));
+            if ((uint)id >= (uint)tokenizer.VocabSize)
+                throw new ArgumentException($"the grammar's token reference {t} is outside this model's vocabulary (0..{tokenizer.VocabSize - 1})", nameof(grammar));
+            _tokenIds[i] = id;
+            _named.Add(id);
+        }
         _stacks = Intern(grammar.InitialStacks());
     }
 
@@ -62,26 +82,30 @@ public sealed class GrammarConstraint : TokenConstraint
 
     private bool Step(int token, bool commit)
     {
-        if (_tokenizer.IsEndOfGeneration(token)) return CanEnd;
-        if ((_tokenizer.Attributes(token) & (TokenAttributes.Control | TokenAttributes.Unknown)) != 0) return false;
-        byte[] bytes = _tokenizer.TokenToBytes(token);
-        if (bytes.Length == 0) return false;
-        var stacks = _stacks;
+        // Token references on top of some stacks: this token, whole, by id.
+        StackSet? byId = _stacks.HasTokenTop && _partial.Remain == 0 ? TokenNext(_stacks, token) : null;
+        bool control = (_tokenizer.Attributes(token) & (TokenAttributes.Control | TokenAttributes.Unknown)) != 0;
+        StackSet? stacks = null;
         var partial = _partial;
-        foreach (byte b in bytes)
+        if (_tokenizer.IsEndOfGeneration(token))
         {
-            if (b == 0 || !partial.Feed(b, out uint cp)) return false;
-            if (partial.Remain > 0) continue;
-            stacks = Next(stacks, cp);
-            if (stacks.Stacks.Length == 0) return false;
+            if (byId is null) return CanEnd;
         }
-        if (partial.Remain > 0)
+        else if (!control)
         {
-            var (lo, hi) = partial.Completions();
-            bool any = false;
-            foreach (var s in stacks.Stacks)
-                if (s.Length > 0 && _grammar.Sets[_grammar.Elements[s[^1]].Value].MatchesAny(lo, hi)) { any = true; break; }
-            if (!any) return false;
+            stacks = ByText(token, ref partial);
+            if (stacks is not null && byId is not null && partial.Remain == 0)
+            {
+                var both = new List<int[]>(stacks.Stacks); // both readings of the token stay possible
+                foreach (var st in byId.Stacks) GbnfGrammar.AddUnique(both, st);
+                stacks = Intern(both);
+            }
+        }
+        if (stacks is null)
+        {
+            if (byId is null) return false;
+            stacks = byId;
+            partial = default;
         }
         if (commit)
         {
@@ -96,6 +120,63 @@ public sealed class GrammarConstraint : TokenConstraint
         return true;
     }
 
+    /// <summary>The stacks after <paramref name="token"/>'s bytes read as characters, or null when they do not continue the grammar.</summary>
+    private StackSet? ByText(int token, ref Utf8Partial partial)
+    {
+        byte[] bytes = _tokenizer.TokenToBytes(token);
+        if (bytes.Length == 0) return null;
+        var stacks = _stacks;
+        foreach (byte b in bytes)
+        {
+            if (b == 0 || !partial.Feed(b, out uint cp)) return null;
+            if (partial.Remain > 0) continue;
+            stacks = Next(stacks, cp);
+            if (stacks.Stacks.Length == 0) return null;
+        }
+        if (partial.Remain > 0)
+        {
+            var (lo, hi) = partial.Completions();
+            foreach (var s in stacks.Stacks)
+                if (s.Length > 0 && _grammar.Elements[s[^1]].Kind == GbnfGrammar.Kind.Chars && _grammar.Sets[_grammar.Elements[s[^1]].Value].MatchesAny(lo, hi))
+                    return stacks;
+            return null;
+        }
+        return stacks;
+    }
+
+    /// <summary>The stacks after <paramref name="token"/> as one whole token through the token references on top, or null when none takes it.</summary>
+    private StackSet? TokenNext(StackSet from, int token)
+    {
+        // A negated reference takes any token but its own, control tokens excepted; so the tokens the grammar does not
+        // name meet its references alike, and share one entry (-1) of the cache; unnamed control tokens meet none.
+        // A token a negated reference may take is text: no NUL, UTF-8 (its last sequence may stay open) with at least one
+        // whole character, as llama.cpp's grammar takes them.
+        bool control = (_tokenizer.Attributes(token) & (TokenAttributes.Control | TokenAttributes.Unknown)) != 0;
+        bool named = _named.Contains(token);
+        if (!named && (control || !IsText(_tokenizer.TokenToBytes(token)))) return null;
+        int key = named ? token : -1;
+        if (!from.ByToken.TryGetValue(key, out var to))
+        {
+            bool other = !control && IsText(_tokenizer.TokenToBytes(token));
+            var list = _grammar.AcceptToken(from.Stacks, i => _grammar.Tokens[i].Negated ? _tokenIds[i] != token && other : _tokenIds[i] == token);
+            from.ByToken[key] = to = list.Count == 0 ? null : Intern(list);
+        }
+        return to;
+    }
+
+    /// <summary>No NUL, UTF-8 or a prefix of it, and at least one whole character.</summary>
+    private static bool IsText(byte[] bytes)
+    {
+        var p = default(Utf8Partial);
+        bool any = false;
+        foreach (byte b in bytes)
+        {
+            if (b == 0 || !p.Feed(b, out _)) return false;
+            any |= p.Remain == 0;
+        }
+        return any;
+    }
+
     private StackSet Next(StackSet from, uint cp)
     {
         if (!from.Next.TryGetValue(cp, out var to))
@@ -106,7 +187,7 @@ public sealed class GrammarConstraint : TokenConstraint
     private StackSet Intern(List<int[]> stacks)
     {
         stacks.Sort(StackOrder);
-        var set = new StackSet([.. stacks]);
+        var set = new StackSet([.. stacks], _grammar);
         if (_states.TryGetValue(set, out var known)) return known;
         _states.Add(set, set);
         return set;
@@ -119,11 +200,14 @@ public sealed class GrammarConstraint : TokenConstraint
     {
         public readonly int[][] Stacks;
         public readonly Dictionary<uint, StackSet> Next = [];
-        public readonly bool CanEnd, AllEmpty;
+        public readonly Dictionary<int, StackSet?> ByToken = [];
+        public readonly bool CanEnd, AllEmpty, HasTokenTop;
         private readonly int _hash;
 
-        public StackSet(int[][] stacks)
+        public StackSet(int[][] stacks, GbnfGrammar grammar)
         {
+            foreach (var s in stacks)
+                if (s.Length > 0 && grammar.Elements[s[^1]].Kind == GbnfGrammar.Kind.Token) HasTokenTop = true;
             Stacks = stacks;
             var h = new HashCode();
             bool any = false, all = true;

@@ -64,11 +64,23 @@ public sealed class CliJsonSchemaTests(ITestOutputHelper output)
         }
     }
 
+    /// <summary>Token references from the CLI: <c>!&lt;[2]&gt;</c> takes five tokens other than &lt;/s&gt;, <c>&lt;[13]&gt;</c> the newline byte token, whatever the model prefers.</summary>
+    [Fact]
+    public void Run_GrammarTokenReferences_TakeWholeTokens()
+    {
+        var r = CliRunner.Run(["run", "-m", SharedData.Model("stories260K"), "-p", "Once upon", "--temp", "0", "-n", "20", "--grammar", "root ::= \" a\" (!<[2]>){5} <[13]>"]);
+        Assert.True(r.ExitCode == 0, r.Stderr);
+        Assert.Equal("Once upon a time, there was a\n\n", r.Stdout);
+        Assert.Contains("stopped: grammar complete", r.Stderr, StringComparison.Ordinal);
+        Assert.Contains("generation: 7 tokens", r.Stderr, StringComparison.Ordinal);
+    }
+
     [Theory]
     [InlineData(new[] { "--grammar", "root ::= item" }, "--grammar: grammar line 1, column 10: rule 'item' is used but never defined")]
     [InlineData(new[] { "--grammar", "root ::= x\nx ::= x \"a\" | \"b\"" }, "rule 'x' is left-recursive")]
     [InlineData(new[] { "--grammar", "root ::= \"a\"", "--grammar-file", "g.gbnf" }, "give either --grammar or --grammar-file")]
     [InlineData(new[] { "--grammar", "root ::= \"a\"", "-j", "{}" }, "give either --json-schema or a grammar")]
+    [InlineData(new[] { "--grammar", "root ::= <|im_end|>" }, "the grammar's token reference <|im_end|> is not one token of this model's vocabulary")]
     public void Run_BadGrammar_IsAUsageError(string[] args, string expected)
     {
         var r = CliRunner.Run(["run", "-m", SharedData.Model("stories260K"), "-p", "x", .. args]);

@@ -155,7 +155,11 @@ public class GrammarTests(ITestOutputHelper output)
     [InlineData("root ::= \"a\"{x}", "expecting a repetition count", 1, 14)]
     [InlineData("root ::= expr\nexpr ::= expr \"+\" num | num\nnum ::= [0-9]", "'expr' is left-recursive", 2, 1)]
     [InlineData("root ::= a\na ::= b? a \"x\"\nb ::= \"y\"", "'a' is left-recursive", 2, 1)]
-    [InlineData("root ::= <[42]>", "token references (<...>) are not supported", 1, 10)]
+    [InlineData("root ::= <[x]>", "expecting a token id in <[...]>", 1, 12)]
+    [InlineData("root ::= <[42]", "expecting ']>' after the token id", 1, 14)]
+    [InlineData("root ::= <|end|", "unterminated token reference", 1, 10)]
+    [InlineData("root ::= \"a\" <>", "empty token reference", 1, 14)]
+    [InlineData("root ::= \"a\" !x", "expecting a newline or the end", 1, 14)]
     [InlineData("root ::= \"a\" $", "expecting a newline or the end", 1, 14)]
     [InlineData("", "no rules", 0, 0)]
     public void BadGrammars_AreRefused_ByPosition(string text, string message, int line, int column)
@@ -165,6 +169,85 @@ public class GrammarTests(ITestOutputHelper output)
         Assert.Contains(message, e.Message);
         Assert.Equal(line, e.Line);
         Assert.Equal(column, e.Column);
+    }
+
+    /// <summary>
+    /// Token references (llama.cpp's <c>&lt;[id]&gt;</c>, <c>&lt;text&gt;</c>, <c>!</c>): one whole token by id, bound to the
+    /// vocabulary. On Qwen2's: <c>&lt;|im_start|&gt;</c> (a control token) is allowed only where the grammar names it, the
+    /// text between takes any tokens but <c>&lt;|im_end|&gt;</c> (and no other control token), and <c>&lt;|im_end|&gt;</c>
+    /// (end of generation) closes it; a text reference that is not one token is refused when the constraint is made.
+    /// </summary>
+    [Fact]
+    public void TokenReferences_MatchWholeTokensById()
+    {
+        var tok = Tok("ggml-vocab-qwen2");
+        int start = tok.TokenId("<|im_start|>")!.Value, end = tok.TokenId("<|im_end|>")!.Value, endOfText = tok.TokenId("<|endoftext|>")!.Value;
+        int hello = tok.Encode("hello", addSpecial: false).Single();
+        var g = GbnfGrammar.Parse($"root ::= <|im_start|> \"ok\" (!<|im_end|>)* <[{end}]>");
+        Assert.False(g.IsPrefix("ok"));                     // characters never match a token reference
+        var c = new GrammarConstraint(tok, g);
+        var mask = new float[tok.VocabSize];
+        Assert.Equal(1, c.Mask(mask));                      // only the named control token
+        Assert.False(float.IsNegativeInfinity(mask[start]));
+        Assert.False(c.Allows(hello));
+        c.Accept(start);
+        foreach (int id in tok.Encode("ok", addSpecial: false)) c.Accept(id);
+        Assert.True(c.Allows(hello));                       // !<|im_end|>: any other token...
+        Assert.False(c.Allows(start));                      // ...but no control token
+        Assert.False(c.Allows(endOfText));
+        Assert.True(c.Allows(end));                         // <[id]> of <|im_end|>, an end-of-generation token
+        c.Accept(hello);
+        c.Accept(tok.Encode(" <|im_end|> as text", addSpecial: false)[0]);
+        c.Accept(end);
+        Assert.True(c.IsComplete);
+
+        var unknown = Assert.Throws<ArgumentException>(() => new GrammarConstraint(tok, GbnfGrammar.Parse("root ::= <|nope|>")));
+        Assert.Contains("token reference <|nope|> is not one token of this model's vocabulary", unknown.Message, StringComparison.Ordinal);
+        var outside = Assert.Throws<ArgumentException>(() => new GrammarConstraint(tok, GbnfGrammar.Parse("root ::= !<[99999999]>")));
+        Assert.Contains("token reference !<[99999999]> is outside this model's vocabulary", outside.Message, StringComparison.Ordinal);
+
+        // Where a token can be read both ways (by id and as characters), both readings stay open.
+        var either = new GrammarConstraint(tok, GbnfGrammar.Parse($"root ::= (<[{hello}]> \"!\") | (\"hello\" \"?\")"));
+        either.Accept(hello);
+        Assert.True(either.Allows(tok.Encode("!", addSpecial: false).Single()));
+        Assert.True(either.Allows(tok.Encode("?", addSpecial: false).Single()));
+    }
+
+    /// <summary>
+    /// Token references against llama.cpp's grammar sampler (LLamaSharp 0.30.0's build reads them), whole-vocabulary
+    /// masks step by step, with the documented difference of control tokens (which a negated reference does not let
+    /// through here). Not compared: a token whose characters would run on from a string into a token reference
+    /// ("ok" then <c>!&lt;|im_end|&gt;</c>: llama.cpp allows "oken"; here a reference takes whole tokens only), and an
+    /// end-of-generation token named by a reference (llama.cpp allows those only where the grammar can end, so
+    /// <c>&lt;|im_end|&gt;</c> in a grammar never matches there; here it matches where it stands).
+    /// </summary>
+    [Fact]
+    public void TokenReferences_AllowWhatLlamaCppAllows()
+    {
+        var tok = Tok("ggml-vocab-qwen2");
+        string text = "root ::= <|im_start|> (!<|im_start|>)* <|im_start|>";
+        using var oracle = new LlamaCppOracle(PathOf("ggml-vocab-qwen2"));
+        using var theirs = oracle.Grammar(text);
+        if (theirs is null)
+        {
+            output.WriteLine("this llama.cpp build does not read token references");
+            return;
+        }
+        var ours = new GrammarConstraint(tok, GbnfGrammar.Parse(text));
+        int[] walk = [tok.TokenId("<|im_start|>")!.Value, .. tok.Encode("ok then, <|im_end|> as text", addSpecial: false)];
+        var generated = new List<int>();
+        for (int i = 0; i <= walk.Length; i++)
+        {
+            var (_, expected, _) = CompareStep(tok, theirs, ours, text, generated, i);
+            if (i == walk.Length) break;
+            Assert.True(expected[walk[i]]);
+            ours.Accept(walk[i]);
+            theirs.Accept(walk[i]);
+            generated.Add(walk[i]);
+        }
+        int start = tok.TokenId("<|im_start|>")!.Value;
+        Assert.True(ours.Allows(start) && theirs.Allowed()[start]);
+        output.WriteLine($"token references: {walk.Length} steps, the same masks as llama.cpp's but for control tokens");
     }
 
     /// <summary>Ambiguity and depth: the stack sets stay deduplicated, so long inputs are matched in linear time.</summary>
