@@ -211,6 +211,10 @@ public sealed unsafe class VulkanInferenceContext : Engine.IEvalContext, Engine.
     /// <inheritdoc/>
     public string Description => $"vulkan ({Device.Name})";
 
+    /// <inheritdoc/>
+    public bool CanResumeAt(int position) =>
+        position <= 0 || SlidingWindowCacheRows == 0 || (position <= Position && RingHolds(position + 1 - _c.SlidingWindow, position));
+
     /// <summary>Forgets every evaluated token (position 0).</summary>
     public void Reset() => Position = 0;
 

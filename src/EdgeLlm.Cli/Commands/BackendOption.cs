@@ -80,6 +80,7 @@ public static class BackendOption
         public float[] Eval(ReadOnlySpan<int> tokens, bool allLogits = false) => ctx.Eval(tokens, allLogits);
         public void Reset() => ctx.Reset();
         public void Rewind(int position) => ctx.Rewind(position);
+        public bool CanResumeAt(int position) => ctx.CanResumeAt(position);
         public void Dispose()
         {
             ctx.Dispose();

@@ -23,4 +23,11 @@ public interface IEvalContext : IDisposable
 
     /// <summary>Keeps only the first <paramref name="position"/> evaluated tokens (the contract of <see cref="InferenceContext.Rewind"/>).</summary>
     void Rewind(int position);
+
+    /// <summary>
+    /// True when evaluation can go on from <paramref name="position"/> (≤ <see cref="Position"/>) with the cache as it is; false
+    /// when a sliding-window layer's ring no longer holds that position's window, so a <see cref="Rewind"/> there would make
+    /// the next <see cref="Eval"/> evaluate every token before it again (see <see cref="InferenceContext"/>'s remarks).
+    /// </summary>
+    bool CanResumeAt(int position) => true;
 }

@@ -121,6 +121,10 @@ public sealed unsafe class InferenceContext : IEvalContext
         return train > 0 && contextLength > train;
     }
 
+    /// <inheritdoc/>
+    public bool CanResumeAt(int position) =>
+        position <= 0 || !_kv.HasRing || (position <= Position && _kv.Intact(position + 1 - _kv.Window, position));
+
     /// <summary>Forgets every evaluated token (position 0).</summary>
     public void Reset() => Position = 0;
 

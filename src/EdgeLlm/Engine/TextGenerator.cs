@@ -411,6 +411,9 @@ public sealed class TextGenerator
         int common = 0;
         while (common < _cached.Count && common < prompt.Count && _cached[common] == prompt[common]) common++;
         if (common == prompt.Count) common--;
+        // A sliding-window ring that no longer holds the prefix's last window: the context would evaluate the prefix
+        // again anyway, so say so (0 kept) rather than report tokens as reused that are not.
+        if (!Context.CanResumeAt(common)) common = 0;
         Context.Rewind(common);
         _cached.RemoveRange(common, _cached.Count - common);
         var rest = new int[prompt.Count - common];

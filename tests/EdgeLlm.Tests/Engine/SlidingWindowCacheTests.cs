@@ -163,6 +163,42 @@ public sealed class SlidingWindowCacheTests : IDisposable
         Assert.Equal(300, both.Ring.Reevaluations);
     }
 
+    /// <summary>
+    /// A generator reusing a cached prefix (chat, server) asks <c>CanResumeAt</c> first: when the ring no longer holds the
+    /// prefix's window it reports 0 tokens reused (and evaluates the prompt from the start) instead of counting tokens that
+    /// are evaluated again as kept; the text is the full cache's either way.
+    /// </summary>
+    [Fact]
+    public void Generator_ReportsOnlyThePrefixTheRingCanKeep()
+    {
+        using var both = new RingAndFull(File("gemma3", "Q8_0"));
+        var tokenizer = EdgeLlm.Tokenizers.Tokenizer.FromGguf(GgufOf(both));
+        var greedy = new GenerationOptions { Sampling = new EdgeLlm.Sampling.SamplerOptions { Temperature = 0 }, MaxTokens = 8 };
+        int[] first = Tokens(1000, 21), near = [.. first.AsSpan(0, 990), .. Tokens(5, 22)], far = [.. first.AsSpan(0, 200), .. Tokens(5, 23)];
+        var ring = new TextGenerator(both.Ring, tokenizer);
+        var full = new TextGenerator(both.Full, tokenizer);
+        Assert.Equal(full.Generate(first, greedy).Text, ring.Generate(first, greedy).Text);
+
+        Assert.True(both.Ring.CanResumeAt(990));
+        Assert.False(both.Ring.CanResumeAt(200));    // 200's window was overwritten long ago
+        Assert.True(both.Full.CanResumeAt(200));
+
+        var r = ring.Generate(near, greedy);           // within the ring: kept
+        var f = full.Generate(near, greedy);
+        Assert.Equal(f.Text, r.Text);
+        Assert.Equal(990, r.ReusedPromptTokens);
+        Assert.Equal(990, f.ReusedPromptTokens);
+
+        r = ring.Generate(far, greedy);                // past it: reported as evaluated, and it is
+        f = full.Generate(far, greedy);
+        Assert.Equal(f.Text, r.Text);
+        Assert.Equal(0, r.ReusedPromptTokens);
+        Assert.Equal(200, f.ReusedPromptTokens);
+        Assert.Equal(0, both.Ring.Reevaluations);      // no hidden re-evaluation: the generator started over
+    }
+
+    private static EdgeLlm.Gguf.GgufFile GgufOf(RingAndFull both) => both.Ring.Model.File;
+
     [Fact]
     public void Cache_TracksWhatTheRingHolds()
     {
