@@ -44,21 +44,19 @@ internal sealed class KvCacheFlags(bool draft = false)
 
     public IEnumerable<Option> All => draft ? [TypeK, TypeV, SwaFull, TypeKDraft, TypeVDraft] : [TypeK, TypeV, SwaFull];
 
-    /// <summary>The draft model's cache (<c>-ctkd</c>/<c>-ctvd</c>, and <c>--swa-full</c> as the target's), checked as <see cref="Read"/> checks the target's.</summary>
-    public KvCacheTypePair ReadDraft(ParseResult pr, string? backend)
-    {
-        var types = new KvCacheTypePair(Parse(pr.GetValue(TypeKDraft), "--cache-type-k-draft"), Parse(pr.GetValue(TypeVDraft), "--cache-type-v-draft"), pr.GetValue(SwaFull));
-        if (types.Quantized && backend == "vulkan")
-            throw new UsageException($"-ctkd {types.K.Name()} -ctvd {types.V.Name()}: a quantized KV cache runs on the CPU backend only (the Vulkan backend keeps an f16 cache); use --backend cpu or -ctkd f16 -ctvd f16");
-        return types;
-    }
-
     /// <summary>The two types; a name outside f16, q8_0, q4_0, or a quantized cache with <c>--backend vulkan</c>, is a usage error naming the flag.</summary>
-    public KvCacheTypePair Read(ParseResult pr, string? backend)
+    public KvCacheTypePair Read(ParseResult pr, string? backend) =>
+        Read(pr, backend, TypeK, TypeV, ("--cache-type-k", "-ctk"), ("--cache-type-v", "-ctv"));
+
+    /// <summary>The draft model's cache (<c>-ctkd</c>/<c>-ctvd</c>, and <c>--swa-full</c> as the target's), checked as <see cref="Read(ParseResult, string?)"/> checks the target's.</summary>
+    public KvCacheTypePair ReadDraft(ParseResult pr, string? backend) =>
+        Read(pr, backend, TypeKDraft, TypeVDraft, ("--cache-type-k-draft", "-ctkd"), ("--cache-type-v-draft", "-ctvd"));
+
+    private KvCacheTypePair Read(ParseResult pr, string? backend, Option<string> k, Option<string> v, (string Long, string Short) kName, (string Long, string Short) vName)
     {
-        var types = new KvCacheTypePair(Parse(pr.GetValue(TypeK), "--cache-type-k"), Parse(pr.GetValue(TypeV), "--cache-type-v"), pr.GetValue(SwaFull));
+        var types = new KvCacheTypePair(Parse(pr.GetValue(k), kName.Long), Parse(pr.GetValue(v), vName.Long), pr.GetValue(SwaFull));
         if (types.Quantized && backend == "vulkan")
-            throw new UsageException($"-ctk {types.K.Name()} -ctv {types.V.Name()}: a quantized KV cache runs on the CPU backend only (the Vulkan backend keeps an f16 cache); use --backend cpu or -ctk f16 -ctv f16");
+            throw new UsageException($"{kName.Short} {types.K.Name()} {vName.Short} {types.V.Name()}: a quantized KV cache runs on the CPU backend only (the Vulkan backend keeps an f16 cache); use --backend cpu or {kName.Short} f16 {vName.Short} f16");
         return types;
     }
 
