@@ -42,7 +42,7 @@ public sealed unsafe class VulkanInferenceContext : Engine.IEvalContext, Engine.
     private readonly Dictionary<string, VulkanOp> _ops = [];
     private readonly Weight _tokEmbd, _output;
     private readonly VulkanBuffer _outputNorm, _ropeFactors;
-    private readonly VulkanBuffer? _embeddingScale;
+    private readonly VulkanBuffer? _embeddingScale, _residualScale;
     private readonly bool _hasRopeFactors;
     private readonly Layer[] _layers;
     private readonly VulkanBuffer _x, _norm, _q, _k, _v, _att, _proj, _gate, _up, _tokens, _params, _logits;
@@ -53,7 +53,7 @@ public sealed unsafe class VulkanInferenceContext : Engine.IEvalContext, Engine.
 
     private sealed record Layer(VulkanBuffer AttnNorm, Weight Wq, Weight Wk, Weight Wv, Weight Wo, VulkanBuffer? Bq, VulkanBuffer? Bk, VulkanBuffer? Bv,
         VulkanBuffer FfnNorm, Weight Gate, Weight Up, Weight Down, VulkanBuffer KCache, VulkanBuffer VCache, VulkanBuffer? QNorm, VulkanBuffer? KNorm,
-        VulkanBuffer? AttnPostNorm, VulkanBuffer? FfnPostNorm, bool SlidingWindow);
+        VulkanBuffer? AttnPostNorm, VulkanBuffer? FfnPostNorm, bool SlidingWindow, bool Rope);
 
     /// <summary>
     /// Uploads <paramref name="model"/>'s weights to <paramref name="device"/> (or to the best
@@ -102,6 +102,8 @@ public sealed unsafe class VulkanInferenceContext : Engine.IEvalContext, Engine.
             _outputNorm = Vector(f, "output_norm.weight", c.EmbeddingLength)!;
             // Gemma's √embd embedding scale, as a row of factors the "mul" pipeline broadcasts.
             _embeddingScale = c.EmbeddingScale != 1f ? Upload(Enumerable.Repeat(c.EmbeddingScale, c.EmbeddingLength).ToArray(), "the embedding scale") : null;
+            // Granite's residual_scale on each block output before its residual add, the same way.
+            _residualScale = c.ResidualScale != 1f ? Upload(Enumerable.Repeat(c.ResidualScale, c.EmbeddingLength).ToArray(), "the residual scale") : null;
             // Llama 3's rope_freqs, or the LongRoPE factors this context's length picks (Phi-3), as on the CPU.
             var ropeFactors = model.RopeFactorsFor(contextLength);
             _hasRopeFactors = ropeFactors is not null;
@@ -126,7 +128,7 @@ public sealed unsafe class VulkanInferenceContext : Engine.IEvalContext, Engine.
                     c.HasQkNorm ? Vector(f, p + "attn_k_norm.weight", c.HeadDim) : null,
                     lw.AttnPostNorm is not null ? Vector(f, p + "post_attention_norm.weight", c.EmbeddingLength) : null,
                     lw.FfnPostNorm is not null ? Vector(f, p + "post_ffw_norm.weight", c.EmbeddingLength) : null,
-                    c.IsSlidingWindowLayer(il));
+                    c.IsSlidingWindowLayer(il), c.UsesRope(il));
             }
             long b = maxBatch;
             _x = Activation(b * c.EmbeddingLength, "x");
@@ -284,6 +286,8 @@ public sealed unsafe class VulkanInferenceContext : Engine.IEvalContext, Engine.
         if (outputRows > 0)
         {
             _logits.AsFloats()[..(outputRows * vocab)].CopyTo(dst);
+            if (_c.LogitScale != 1f) // Granite: × 1 / logit_scale, on the host as the logits arrive (as the CPU's Activations.Scale)
+                fixed (float* lp = dst) EdgeLlm.Kernels.Activations.Scale(lp, dst.Length, 1f / _c.LogitScale);
             if (_c.FinalLogitSoftcap > 0) // Gemma: c · tanh(logit / c), on the host as the logits arrive
                 fixed (float* lp = dst) EdgeLlm.Kernels.Activations.Softcap(lp, dst.Length, _c.FinalLogitSoftcap);
         }
@@ -374,12 +378,15 @@ public sealed unsafe class VulkanInferenceContext : Engine.IEvalContext, Engine.
                 HeadNorm(cb, headNorm, _k, l.KNorm, (long)n * c.HeadCountKv);
                 Sync(cb);
             }
-            // rope (Gemma's sliding-window layers: their own base)
-            var rq = l.SlidingWindow ? Op("rope.q.swa") : ropeQ;
-            var rk = l.SlidingWindow ? Op("rope.k.swa") : ropeK;
-            VulkanKernels.RecordRope(d, cb, Mark(rq), Set(rq, _q, _ropeFactors, _params), n);
-            VulkanKernels.RecordRope(d, cb, Mark(rk), Set(rk, _k, _ropeFactors, _params), n);
-            Sync(cb);
+            // rope (Gemma's sliding-window layers: their own base; SmolLM3's every fourth layer: none)
+            if (l.Rope)
+            {
+                var rq = l.SlidingWindow ? Op("rope.q.swa") : ropeQ;
+                var rk = l.SlidingWindow ? Op("rope.k.swa") : ropeK;
+                VulkanKernels.RecordRope(d, cb, Mark(rq), Set(rq, _q, _ropeFactors, _params), n);
+                VulkanKernels.RecordRope(d, cb, Mark(rk), Set(rk, _k, _ropeFactors, _params), n);
+                Sync(cb);
+            }
             // K and V into the f16 cache, then attention over it
             var st = l.SlidingWindow ? storeRing : store;
             VulkanKernels.RecordKvStore(d, cb, Mark(st), Set(st, _k, l.KCache, _params), n);
@@ -396,6 +403,7 @@ public sealed unsafe class VulkanInferenceContext : Engine.IEvalContext, Engine.
                 VulkanKernels.RecordRmsNorm(d, cb, Mark(norm), Set(norm, _proj, l.AttnPostNorm, _proj), 0, n);
                 Sync(cb);
             }
+            ScaleResidual(cb, n);
             VulkanKernels.RecordElementwise(d, cb, Mark(add), Set(add, _x, _proj), (long)n * embd, (uint)(n * embd));
             Sync(cb);
             // ffn_norm, SwiGLU, ffn_down, l_out
@@ -413,6 +421,7 @@ public sealed unsafe class VulkanInferenceContext : Engine.IEvalContext, Engine.
                 VulkanKernels.RecordRmsNorm(d, cb, Mark(norm), Set(norm, _proj, l.FfnPostNorm, _proj), 0, n);
                 Sync(cb);
             }
+            ScaleResidual(cb, n);
             VulkanKernels.RecordElementwise(d, cb, Mark(add), Set(add, _x, _proj), (long)n * embd, (uint)(n * embd));
             Sync(cb);
         }
@@ -424,6 +433,15 @@ public sealed unsafe class VulkanInferenceContext : Engine.IEvalContext, Engine.
             MatVec(cb, _output, _norm, _logits, outputRows, (long)first * embd);
             Sync(cb);
         }
+    }
+
+    /// <summary>_proj ×= Granite's residual_scale for <paramref name="n"/> rows (nothing for other models).</summary>
+    private void ScaleResidual(CommandBuffer cb, int n)
+    {
+        if (_residualScale is null) return;
+        var mul = Op("mul");
+        VulkanKernels.RecordElementwise(_device, cb, Mark(mul), Set(mul, _proj, _residualScale), (long)n * _c.EmbeddingLength, (uint)_c.EmbeddingLength);
+        Sync(cb);
     }
 
     /// <summary>rms_norm over <paramref name="rows"/> head rows of <paramref name="x"/>, in place, in dispatches of at most 65535 workgroups.</summary>

@@ -199,7 +199,7 @@ internal static class VulkanPipelinePlan
             list.Add(VulkanKernels.RopeSpec("rope.q.swa", c.RopeNeox, c.HeadDim, c.RopeDimensionCount, c.HeadCount, c.RopeFreqBaseSwa, 1f, factors, c.RopeAttnFactor));
             list.Add(VulkanKernels.RopeSpec("rope.k.swa", c.RopeNeox, c.HeadDim, c.RopeDimensionCount, c.HeadCountKv, c.RopeFreqBaseSwa, 1f, factors, c.RopeAttnFactor));
         }
-        if (c.EmbeddingScale != 1f) list.Add(VulkanKernels.MulSpec());
+        if (c.EmbeddingScale != 1f || c.ResidualScale != 1f) list.Add(VulkanKernels.MulSpec());
         if (c.HasQkNorm) list.Add(VulkanKernels.RmsNormSpec(c.HeadDim, c.RmsEps) with { Role = "rms_norm.head" });
         var seen = new HashSet<string>();
         void Matrix(string kind, GgmlType type, long cols, long rows)

@@ -181,6 +181,23 @@ public class VulkanGoldenTests(DeviceFixture fixture, ITestOutputHelper output) 
             ctx => Assert.True(ctx.Variants.ContainsKey("rms_norm.head"), "the per-head norm pipeline is built"));
 
     /// <summary>
+    /// SmolLM3 (no rope in layer 3 of 5) and Granite (embedding, score, residual and logit multipliers) on the
+    /// device against the CPU, which SynthLlamaCppTests holds to llama.cpp.
+    /// </summary>
+    [Theory]
+    [InlineData("smollm3", "F32", FloatBound)]
+    [InlineData("smollm3", "Q8_0", QuantBound)]
+    [InlineData("granite", "F32", FloatBound)]
+    [InlineData("granite", "Q8_0", QuantBound)]
+    public void SmolLM3AndGranite_MatchTheCpu(string arch, string type, double bound) =>
+        MatchesTheCpu(arch == "smollm3"
+            ? new EdgeLlm.Synth.SynthShape("tiny-smollm3", "tiny smollm3", "smollm3", 128, 5, 4, 2, 256, 700, 256, 100f, 1e-6f, true, false,
+                EdgeLlm.Synth.SynthVocabKind.Llama3Bpe)
+            : new EdgeLlm.Synth.SynthShape("tiny-granite", "tiny granite", "granite", 128, 3, 4, 2, 256, 320, 256, 100f, 1e-5f, true, false,
+                EdgeLlm.Synth.SynthVocabKind.SmolLmBpe, Granite: new EdgeLlm.Synth.GraniteMultipliers(2f, 0.5f, 0.25f, 3f)), type, bound,
+            ctx => Assert.Equal(arch == "granite", ctx.Variants.ContainsKey("mul")));
+
+    /// <summary>
     /// A synthetic file of <paramref name="shape"/> in <paramref name="type"/> on the device against the CPU:
     /// a 24-token prompt batch (mul_mat), then 4 tokens one at a time (mul_mat_vec).
     /// </summary>

@@ -119,6 +119,16 @@ public static class InfoCommand
         }
         if (c.AttnLogitSoftcap > 0) parts.Add(string.Create(ci, $"scores soft-capped at {c.AttnLogitSoftcap:G}"));
         if (c.FinalLogitSoftcap > 0) parts.Add(string.Create(ci, $"logits soft-capped at {c.FinalLogitSoftcap:G}"));
+        // (appended after the older parts, which outside tools read)
+        if (c.NoRopeLayerStep > 0)
+        {
+            int plain = Enumerable.Range(0, c.BlockCount).Count(l => !c.UsesRope(l));
+            parts.Add(string.Create(ci, $"no rope in {plain} of {c.BlockCount} layers"));
+        }
+        if (c.AttentionScale != 0) parts.Add(string.Create(ci, $"scores scaled by {c.AttentionScale:G}"));
+        if (c.EmbeddingScale != 1f) parts.Add(string.Create(ci, $"embeddings × {c.EmbeddingScale:G}"));
+        if (c.ResidualScale != 1f) parts.Add(string.Create(ci, $"residual branches × {c.ResidualScale:G}"));
+        if (c.LogitScale != 1f) parts.Add(string.Create(ci, $"logits / {c.LogitScale:G}"));
         return string.Join("; ", parts);
     }
 }

@@ -7,13 +7,13 @@ namespace EdgeLlm.Models;
 
 /// <summary>
 /// A decoder-only transformer loaded from a GGUF file. Weights stay in the memory mapping in their
-/// own types (no copies); each architecture (<c>llama</c>, <c>qwen2</c>, <c>qwen3</c>, <c>phi3</c>, <c>gemma2</c>, <c>gemma3</c>) is one subclass that maps
+/// own types (no copies); each architecture (<c>llama</c>, <c>qwen2</c>, <c>qwen3</c>, <c>phi3</c>, <c>gemma2</c>, <c>gemma3</c>, <c>smollm3</c>, <c>granite</c>) is one subclass that maps
 /// the GGUF tensor names and wires its layers. Run it with an <see cref="InferenceContext"/>.
 /// </summary>
 public abstract unsafe class Model : IDisposable
 {
     /// <summary>Architectures <see cref="Load(GgufFile, ModelLoadOptions?)"/> accepts (general.architecture).</summary>
-    public static IReadOnlyList<string> SupportedArchitectures { get; } = ["llama", "qwen2", "qwen3", "phi3", "gemma2", "gemma3"];
+    public static IReadOnlyList<string> SupportedArchitectures { get; } = ["llama", "qwen2", "qwen3", "phi3", "gemma2", "gemma3", "smollm3", "granite"];
 
     private readonly bool _ownsFile;
     private readonly List<nint> _repacked = [];
@@ -142,6 +142,8 @@ public abstract unsafe class Model : IDisposable
             "phi3" => Phi3.ReadConfig(file),
             "gemma2" => Gemma2.ReadConfig(file),
             "gemma3" => Gemma3.ReadConfig(file),
+            "smollm3" => SmolLM3.ReadConfig(file),
+            "granite" => Granite.ReadConfig(file),
             _ => throw new ModelLoadException($"architecture '{arch}' is not supported (supported: {string.Join(", ", SupportedArchitectures)})"),
         };
         if (!options.SkipMemoryCheck) CheckMemory(file, config, options.ContextLength);
@@ -153,6 +155,8 @@ public abstract unsafe class Model : IDisposable
             "phi3" => new Phi3(file, config, tensors, ownsFile, options),
             "gemma2" => new Gemma2(file, config, tensors, ownsFile, options),
             "gemma3" => new Gemma3(file, config, tensors, ownsFile, options),
+            "smollm3" => new SmolLM3(file, config, tensors, ownsFile, options),
+            "granite" => new Granite(file, config, tensors, ownsFile, options),
             _ => new Qwen2(file, config, tensors, ownsFile, options),
         };
         model.MaxActivationRowBytes = model.AllMatrices().Max(w => ActivationQuantizer.RowBytes(w.Format.VecDotType, w.Cols));
@@ -308,6 +312,8 @@ public abstract unsafe class Model : IDisposable
                 for (int t = first; t < n; t++)
                     RmsNorm.Forward(b.X + (long)t * embd, w, b.Norm + (long)t * embd, embd, c.RmsEps);
         MatMul.Multiply(Output, b.Norm + (long)first * embd, outputRows, logits, b.MatScratch, b.Pool);
+        if (c.LogitScale != 1f)
+            Activations.Scale(logits, (long)outputRows * c.VocabSize, 1f / c.LogitScale); // Granite: ggml_scale(cur, 1.0f / f_logit_scale)
         if (c.FinalLogitSoftcap > 0)
             Activations.Softcap(logits, (long)outputRows * c.VocabSize, c.FinalLogitSoftcap);
     }

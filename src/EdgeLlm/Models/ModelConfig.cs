@@ -97,6 +97,26 @@ public sealed record ModelConfig(
     /// </summary>
     public bool GeluGate { get; init; }
 
+    /// <summary>
+    /// Every this-many layers the last one skips the rotary embedding ("NoPE": layer il rotates its
+    /// queries and keys only when (il + 1) % step != 0, llama.cpp's n_no_rope_layer_step): SmolLM3's 4;
+    /// 1 for a model that rotates in no layer (Granite with rope.scaling.finetuned = false); 0 when every
+    /// layer rotates.
+    /// </summary>
+    public int NoRopeLayerStep { get; init; }
+
+    /// <summary>
+    /// The attention and feed-forward outputs are multiplied by this before each residual add (Granite's
+    /// residual_scale, ggml_scale); 1 for none.
+    /// </summary>
+    public float ResidualScale { get; init; } = 1f;
+
+    /// <summary>The logits are multiplied by 1 / this (Granite's logit_scale, as ggml_scale by 1.0f / scale); 1 for none.</summary>
+    public float LogitScale { get; init; } = 1f;
+
+    /// <summary>True when layer <paramref name="layer"/> rotates its queries and keys (see <see cref="NoRopeLayerStep"/>).</summary>
+    public bool UsesRope(int layer) => NoRopeLayerStep == 0 || (layer + 1) % NoRopeLayerStep != 0;
+
     /// <summary>True when layer <paramref name="layer"/> attends through the <see cref="SlidingWindow"/>.</summary>
     public bool IsSlidingWindowLayer(int layer) =>
         SlidingWindow > 0 && (SlidingWindowPattern == 0 || layer % SlidingWindowPattern < SlidingWindowPattern - 1);

@@ -270,11 +270,20 @@ public static unsafe class ModelSynthesizer
             if (s.AttnLogitSoftcap > 0) w.Set($"{a}.attn_logit_softcapping", s.AttnLogitSoftcap);
             if (s.FinalLogitSoftcap > 0) w.Set($"{a}.final_logit_softcapping", s.FinalLogitSoftcap);
         }
-        if (a == "llama")
+        if (a is "llama" or "smollm3" or "granite")
         {
-            // LlamaModel.set_gguf_parameters adds these two; Qwen2Model does not (llama.cpp then uses head_dim).
+            // LlamaModel.set_gguf_parameters adds these two (SmolLM3Model and GraniteModel derive from it); Qwen2Model does
+            // not (llama.cpp then uses head_dim).
             w.Set($"{a}.vocab_size", (uint)s.VocabSize);
             w.Set($"{a}.rope.dimension_count", (uint)s.HeadDim);
+        }
+        if (s.Granite is { } g)
+        {
+            // GraniteModel.set_gguf_parameters: the four multipliers of config.json.
+            w.Set($"{a}.attention.scale", g.Attention);
+            w.Set($"{a}.embedding_scale", g.Embedding);
+            w.Set($"{a}.residual_scale", g.Residual);
+            w.Set($"{a}.logit_scale", g.Logits);
         }
         SynthVocab.Create(s).WriteTo(w);
         w.Set("general.quantization_version", QuantizationVersion);

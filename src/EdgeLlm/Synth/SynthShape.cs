@@ -49,6 +49,13 @@ public sealed record LongRopeScaling(int OriginalContextLength)
 }
 
 /// <summary>
+/// Granite's multipliers (config.json's embedding_multiplier, residual_multiplier, attention_multiplier and
+/// logits_scaling), which llama.cpp's converter writes as granite.embedding_scale, residual_scale,
+/// attention.scale and logit_scale.
+/// </summary>
+public sealed record GraniteMultipliers(float Embedding, float Residual, float Attention, float Logits);
+
+/// <summary>
 /// The exact shape of a decoder-only model (from its config.json): what <see cref="ModelSynthesizer"/>
 /// reproduces with random weights.
 /// </summary>
@@ -74,6 +81,7 @@ public sealed record LongRopeScaling(int OriginalContextLength)
 /// <param name="SlidingWindow">config.json's <c>sliding_window</c> (phi3 and gemma3 write it; 0 when none).</param>
 /// <param name="FinalLogitSoftcap">config.json's <c>final_logit_softcapping</c> (gemma2 and gemma3 write it when set), else 0.</param>
 /// <param name="AttnLogitSoftcap">config.json's <c>attn_logit_softcapping</c> (gemma2 writes it when set), else 0.</param>
+/// <param name="Granite">Granite's multipliers (the <c>granite</c> architecture requires them), else null.</param>
 public sealed record SynthShape(
     string Name,
     string DisplayName,
@@ -96,7 +104,8 @@ public sealed record SynthShape(
     LongRopeScaling? LongRope = null,
     int SlidingWindow = 0,
     float FinalLogitSoftcap = 0,
-    float AttnLogitSoftcap = 0)
+    float AttnLogitSoftcap = 0,
+    GraniteMultipliers? Granite = null)
 {
     /// <summary>Width of one attention head.</summary>
     public int HeadDim => HeadLength > 0 ? HeadLength : EmbeddingLength / HeadCount;
@@ -115,7 +124,11 @@ public sealed record SynthShape(
         {
             if (!ok) throw new ArgumentException($"synthetic shape '{Name}': {what}");
         }
-        Require(Architecture is "llama" or "qwen2" or "qwen3" or "phi3" or "gemma2" or "gemma3", $"architecture '{Architecture}' is not llama, qwen2, qwen3, phi3, gemma2 or gemma3");
+        Require(Architecture is "llama" or "qwen2" or "qwen3" or "phi3" or "gemma2" or "gemma3" or "smollm3" or "granite",
+            $"architecture '{Architecture}' is not llama, qwen2, qwen3, phi3, gemma2, gemma3, smollm3 or granite");
+        Require((Granite is not null) == (Architecture == "granite"), "a granite model, and only a granite model, has Granite's multipliers");
+        Require(Granite is null || Granite.Logits > 0 && Granite.Embedding >= 0 && Granite.Residual >= 0 && Granite.Attention >= 0,
+            "Granite's logits scaling must be positive and the other multipliers non-negative");
         Require(!IsGemma || (WriteHeadLengths && TiedEmbeddings && Vocab == SynthVocabKind.SentencePiece),
             $"a {Architecture} model writes its head lengths, ties its embeddings and has a SentencePiece vocabulary");
         Require(FinalLogitSoftcap == 0 || IsGemma, "final logit soft-capping is written for gemma2 and gemma3 only");
@@ -204,8 +217,26 @@ public static class SynthShapes
         TiedEmbeddings: true, QkvBias: false, SynthVocabKind.SentencePiece, WriteHeadLengths: true, HeadLength: 256, SlidingWindow: 4096,
         FinalLogitSoftcap: 30f, AttnLogitSoftcap: 50f);
 
+    /// <summary>
+    /// SmolLM3-3B: smollm3 architecture (Llama's block without rope in every fourth layer), 16 query and 4 KV heads,
+    /// tied embeddings, Llama 3's 128,256-token BPE vocabulary.
+    /// </summary>
+    public static readonly SynthShape SmolLM3_3B = new(
+        "smollm3-3b", "SmolLM3 3B (synthetic)", "smollm3", EmbeddingLength: 2048, BlockCount: 36, HeadCount: 16, HeadCountKv: 4,
+        FeedForwardLength: 11008, VocabSize: 128256, ContextLength: 65536, RopeFreqBase: 5000000f, RmsEps: 1e-6f,
+        TiedEmbeddings: true, QkvBias: false, SynthVocabKind.Llama3Bpe);
+
+    /// <summary>
+    /// Granite-3.3-2B: granite architecture (Llama's block with embedding × 12, scores × 1/64, residual branches × 0.22,
+    /// logits / 8), 32 query and 8 KV heads, tied embeddings, a 49,159-token BPE vocabulary.
+    /// </summary>
+    public static readonly SynthShape Granite33_2B = new(
+        "granite-3.3-2b", "Granite 3.3 2B (synthetic)", "granite", EmbeddingLength: 2048, BlockCount: 40, HeadCount: 32, HeadCountKv: 8,
+        FeedForwardLength: 8192, VocabSize: 49159, ContextLength: 131072, RopeFreqBase: 10000000f, RmsEps: 1e-5f,
+        TiedEmbeddings: true, QkvBias: false, SynthVocabKind.SmolLmBpe, Granite: new GraniteMultipliers(12f, 0.22f, 0.015625f, 8f));
+
     /// <summary>Every known shape.</summary>
-    public static IReadOnlyList<SynthShape> All { get; } = [TinyLlama11B, Llama32_1B, Qwen25_05B, SmolLM2_360M, Qwen3_06B, Qwen3_17B, Phi35Mini, Gemma2_2B, Gemma3_1B];
+    public static IReadOnlyList<SynthShape> All { get; } = [TinyLlama11B, Llama32_1B, Qwen25_05B, SmolLM2_360M, Qwen3_06B, Qwen3_17B, Phi35Mini, Gemma2_2B, Gemma3_1B, SmolLM3_3B, Granite33_2B];
 
     /// <summary>The names <see cref="Find"/> accepts.</summary>
     public static IEnumerable<string> Names => All.Select(s => s.Name);

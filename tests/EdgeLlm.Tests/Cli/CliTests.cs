@@ -263,10 +263,19 @@ public class CliTests
             var r = Run("info", "-m", gemma2);
             Assert.Equal(0, r.ExitCode);
             Assert.Contains("attention: 4 query / 2 KV heads of 64; rope NEOX base 10000; sliding window 8 in 2 of 4 layers (rope base 10000 there); "
-                + "scores soft-capped at 50; logits soft-capped at 30", r.Stdout, StringComparison.Ordinal);
+                + "scores soft-capped at 50; logits soft-capped at 30; embeddings × 11.313708", r.Stdout, StringComparison.Ordinal);
             r = Run("info", "-m", phi3);
             Assert.Equal(0, r.ExitCode);
             Assert.Contains("LongRoPE: short factors for a context up to 512 tokens, long beyond; attention factor 1.1", r.Stdout, StringComparison.Ordinal);
+            string smollm3 = Path.Combine(dir, "smollm3.gguf"), granite = Path.Combine(dir, "granite.gguf");
+            EdgeLlm.Synth.ModelSynthesizer.Synthesize(new EdgeLlm.Synth.SynthShape("tiny-smollm3", "tiny smollm3", "smollm3", 128, 8, 4, 2, 256, 700, 256,
+                5e6f, 1e-6f, true, false, EdgeLlm.Synth.SynthVocabKind.Llama3Bpe), "F32", smollm3, seed: 1);
+            EdgeLlm.Synth.ModelSynthesizer.Synthesize(new EdgeLlm.Synth.SynthShape("tiny-granite", "tiny granite", "granite", 128, 2, 4, 2, 256, 320, 256,
+                1e7f, 1e-5f, true, false, EdgeLlm.Synth.SynthVocabKind.SmolLmBpe, Granite: new EdgeLlm.Synth.GraniteMultipliers(12f, 0.22f, 0.015625f, 8f)),
+                "F32", granite, seed: 1);
+            Assert.Contains("attention: 4 query / 2 KV heads of 32; rope normal base 5000000; no rope in 2 of 8 layers", Run("info", "-m", smollm3).Stdout, StringComparison.Ordinal);
+            Assert.Contains("rope normal base 10000000; scores scaled by 0.015625; embeddings × 12; residual branches × 0.22; logits / 8",
+                Run("info", "-m", granite).Stdout, StringComparison.Ordinal);
         }
         finally
         {

@@ -191,6 +191,56 @@ public class ModelLoadTests
     }
 
     [Fact]
+    public void SmolLM3_SkipsRopeInEveryFourthLayer()
+    {
+        using var f = new TinyModelFile { Architecture = "smollm3" }.Write();
+        using var m = Model.Load(f.Path);
+        var c = m.Config;
+        Assert.False(c.RopeNeox);
+        Assert.Equal(4, c.NoRopeLayerStep);
+        Assert.Equal([true, true, true, false, true, true, true, false], Enumerable.Range(0, 8).Select(c.UsesRope));
+        using var ctx = new InferenceContext(m, 16, threads: 1);
+        Assert.All(ctx.Eval([1, 2, 3]), x => Assert.True(float.IsFinite(x)));
+    }
+
+    [Fact]
+    public void Granite_ReadsItsMultipliers_AndNamesWhatIsWrong()
+    {
+        using (var f = new TinyModelFile { Architecture = "granite" }.Write())
+        using (var m = Model.Load(f.Path))
+        {
+            var c = m.Config;
+            Assert.Equal((8f, 0.22f, 12f, 0.015625f, 0), (c.LogitScale, c.ResidualScale, c.EmbeddingScale, c.AttentionScale, c.NoRopeLayerStep));
+            Assert.True(c.UsesRope(0) && c.UsesRope(3));
+            using var ctx = new InferenceContext(m, 16, threads: 1);
+            Assert.All(ctx.Eval([1, 2, 3]), x => Assert.True(float.IsFinite(x)));
+        }
+        // Optional multipliers absent or 0: none (llama.cpp's "if (f_residual_scale)"); rope switched off by the file.
+        using (var f = new TinyModelFile
+        {
+            Architecture = "granite",
+            OmitKey = "granite.embedding_scale",
+            EditMetadata = w => w.Set("granite.residual_scale", 0f).Set("granite.rope.scaling.finetuned", false),
+        }.Write())
+        using (var m = Model.Load(f.Path))
+        {
+            var c = m.Config;
+            Assert.Equal((1f, 1f, 1), (c.ResidualScale, c.EmbeddingScale, c.NoRopeLayerStep));
+            Assert.False(c.UsesRope(0) || c.UsesRope(1));
+        }
+        Assert.Equal("metadata key granite.logit_scale is missing",
+            LoadFails(new TinyModelFile { Architecture = "granite", OmitKey = "granite.logit_scale" }).Message);
+        Assert.Equal("metadata key granite.logit_scale must be a positive number, found 0",
+            LoadFails(new TinyModelFile { Architecture = "granite", EditMetadata = w => w.Set("granite.logit_scale", 0f) }).Message);
+        Assert.Contains("metadata key granite.residual_scale must be a non-negative number, found",
+            LoadFails(new TinyModelFile { Architecture = "granite", EditMetadata = w => w.Set("granite.residual_scale", "big") }).Message);
+        Assert.Contains("metadata key granite.rope.scaling.finetuned must be a boolean",
+            LoadFails(new TinyModelFile { Architecture = "granite", EditMetadata = w => w.Set("granite.rope.scaling.finetuned", 1u) }).Message);
+        Assert.Equal("tensor blk.1.ffn_down.bias: granite blocks with output or feed-forward biases are not supported",
+            LoadFails(new TinyModelFile { Architecture = "granite", Extra = ("blk.1.ffn_down.bias", [TinyModelFile.Embd]) }).Message);
+    }
+
+    [Fact]
     public void WrongShape_NamesTensorAndBothShapes()
     {
         var e = LoadFails(new TinyModelFile { Reshape = ("blk.0.attn_k.weight", [256, 64]) });

@@ -25,6 +25,12 @@ internal sealed class TinyModelFile
     /// <summary>Metadata key to leave out.</summary>
     public string? OmitKey { get; init; }
 
+    /// <summary>Metadata to set after the standard keys (replacing one of them keeps its position).</summary>
+    public Action<GgufWriter>? EditMetadata { get; init; }
+
+    /// <summary>A tensor to add after the others (f32, values 0.5).</summary>
+    public (string Name, long[] Dims)? Extra { get; init; }
+
     public byte[] Build()
     {
         string a = Architecture;
@@ -43,6 +49,13 @@ internal sealed class TinyModelFile
         SetInt($"{a}.vocab_size", Vocab);
         if (OmitKey != $"{a}.attention.layer_norm_rms_epsilon") w.Set($"{a}.attention.layer_norm_rms_epsilon", 1e-5f);
         if (a == "gemma3") SetInt($"{a}.attention.sliding_window", 4);
+        if (a == "granite")
+        {
+            // The 2B models' multipliers.
+            foreach (var (key, value) in new[] { ("logit_scale", 8f), ("residual_scale", 0.22f), ("embedding_scale", 12f), ("attention.scale", 0.015625f) })
+                if (OmitKey != $"{a}.{key}") w.Set($"{a}.{key}", value);
+        }
+        EditMetadata?.Invoke(w);
 
         var rng = new Random(1234);
         void Add(string name, params long[] dims)
@@ -99,6 +112,11 @@ internal sealed class TinyModelFile
             Add(p + "ffn_up.weight", Embd, Ff);
             Add(p + "ffn_down.weight", Ff, Embd);
             if (a is "gemma2" or "gemma3") Add(p + "post_ffw_norm.weight", Embd);
+        }
+        if (Extra is { } extra)
+        {
+            long n = extra.Dims.Aggregate(1L, (x, y) => x * y);
+            w.AddTensor(extra.Name, extra.Dims, Enumerable.Repeat(0.5f, (int)n).ToArray());
         }
         return w.ToArray();
     }

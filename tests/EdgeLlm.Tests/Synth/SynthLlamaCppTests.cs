@@ -34,7 +34,7 @@ public sealed class SynthLlamaCppTests : IDisposable
         try { Directory.Delete(_dir, recursive: true); } catch (IOException) { }
     }
 
-    public static TheoryData<string> Shapes => new() { "llama", "qwen2", "llama3", "smollm", "qwen3", "phi3", "phi3-long", "phi3-split", "gemma3", "gemma3-softcap", "gemma3-long", "gemma3-ring", "gemma2", "gemma2-long" };
+    public static TheoryData<string> Shapes => new() { "llama", "qwen2", "llama3", "smollm", "qwen3", "phi3", "phi3-long", "phi3-split", "gemma3", "gemma3-softcap", "gemma3-long", "gemma3-ring", "gemma2", "gemma2-long", "smollm3", "granite", "granite-norope" };
 
     private static SynthShape Shape(string kind) => kind switch
     {
@@ -72,6 +72,15 @@ public sealed class SynthLlamaCppTests : IDisposable
         "gemma2" => new("tiny-gemma2", "tiny gemma2", "gemma2", 128, 4, 4, 2, 384, 400, 256, 10000f, 1e-6f, true, false, SynthVocabKind.SentencePiece,
             WriteHeadLengths: true, HeadLength: 64, SlidingWindow: 8, FinalLogitSoftcap: 8f, AttnLogitSoftcap: 5f),
         "gemma2-long" => Shape("gemma2") with { SlidingWindow = 72 },
+        // SmolLM3: five layers, so that layer 3 (the fourth) takes no rope; Llama 3's vocabulary.
+        "smollm3" => new("tiny-smollm3", "tiny smollm3", "smollm3", 128, 5, 4, 2, 256, 700, 256, 5e6f, 1e-6f, true, false, SynthVocabKind.Llama3Bpe),
+        // Granite: multipliers of the real models' kind (the 2B's are embedding × 12, scores × 1/64, residual branches × 0.22,
+        // logits / 8), sized so that each one moves this small random model's logits: embedding × 2, scores × 1/4 (not the
+        // default 1/√32), residual branches × 0.5, logits / 3; a rope base of 100 so that the rotation matters at 32 tokens.
+        "granite" => new("tiny-granite", "tiny granite", "granite", 128, 3, 4, 2, 256, 320, 256, 100f, 1e-5f, true, false, SynthVocabKind.SmolLmBpe,
+            Granite: new GraniteMultipliers(2f, 0.5f, 0.25f, 3f)),
+        // As "granite", with granite.rope.scaling.finetuned = false: no layer rotates.
+        "granite-norope" => Shape("granite"),
         "smollm" => new("tiny-smollm", "tiny smollm", "llama", 192, 2, 3, 1, 256, 320, 256, 100000f, 1e-5f, true, false, SynthVocabKind.SmolLmBpe),
         _ => throw new ArgumentOutOfRangeException(nameof(kind)),
     };
@@ -102,6 +111,20 @@ public sealed class SynthLlamaCppTests : IDisposable
             w.Write(split);
         }
         return split;
+    }
+
+    /// <summary>A copy of the granite file at <paramref name="path"/> with granite.rope.scaling.finetuned = false.</summary>
+    private static string WithRopeOff(string path)
+    {
+        string copy = Path.ChangeExtension(path, ".norope.gguf");
+        using (var f = EdgeLlm.Gguf.GgufFile.Open(path))
+        {
+            var w = new EdgeLlm.Gguf.GgufWriter().CopyMetadata(f);
+            w.Set("granite.rope.scaling.finetuned", false);
+            foreach (var t in f.Tensors) w.AddTensor(t.Name, t.Type, t.Dims.ToArray(), f.GetTensorData(t).ToArray());
+            w.Write(copy);
+        }
+        return copy;
     }
 
     [Theory]
@@ -140,6 +163,7 @@ public sealed class SynthLlamaCppTests : IDisposable
         string path = Path.Combine(_dir, kind + ".gguf");
         ModelSynthesizer.Synthesize(shape, "F32", path, seed: 11);
         if (kind == "phi3-split") path = SplitQkv(path, shape);
+        if (kind == "granite-norope") path = WithRopeOff(path);
         var rng = new Random(3);
         bool ringed = kind == "gemma3-ring";
         bool longer = ringed || kind.EndsWith("-long", StringComparison.Ordinal) && kind.StartsWith("gemma", StringComparison.Ordinal);

@@ -81,6 +81,8 @@ internal static unsafe class DecoderBlocks
         bool swa = c.IsSlidingWindowLayer(il);
         float* cosTable = swa && b.RopeCosSwa != null ? b.RopeCosSwa : b.RopeCos;
         float* sinTable = swa && b.RopeSinSwa != null ? b.RopeSinSwa : b.RopeSin;
+        // (SmolLM3's every fourth layer, "NoPE", rotates nothing)
+        if (c.UsesRope(il))
         using (Profiler.Section(Profiler.Op.Rope))
         for (int t = 0; t < n; t++)
         {
@@ -101,6 +103,7 @@ internal static unsafe class DecoderBlocks
         // attn_output (Gemma 3: RMS-normalized, attn_post_norm), then the residual add (ffn_inp)
         MatMul.Multiply(w.Wo, b.AttnOut, keep, b.Proj, b.MatScratch, b.Pool);
         if (w.AttnPostNorm is not null) PostNorm(b.Proj, keep, w.AttnPostNorm, embd, c.RmsEps);
+        if (c.ResidualScale != 1f) ScaleResidual(b.Proj, (long)keep * embd, c.ResidualScale);
         using (Profiler.Section(Profiler.Op.Add))
             Activations.Add(b.X + (long)first * embd, b.Proj, (long)keep * embd);
     }
@@ -134,6 +137,7 @@ internal static unsafe class DecoderBlocks
             }, minParallelWork: 1 << 16);
         MatMul.Multiply(w.Down, b.Gate, keep, b.Proj, b.MatScratch, b.Pool);
         if (w.FfnPostNorm is not null) PostNorm(b.Proj, keep, w.FfnPostNorm, embd, c.RmsEps);
+        if (c.ResidualScale != 1f) ScaleResidual(b.Proj, (long)keep * embd, c.ResidualScale);
 
         // l_out
         using (Profiler.Section(Profiler.Op.Add))
@@ -155,6 +159,13 @@ internal static unsafe class DecoderBlocks
                 RmsNorm.Forward(row, g, row, headDim, eps);
             }
         }
+    }
+
+    /// <summary>y ×= scale in place (Granite's residual_scale on a block output before its residual add).</summary>
+    private static void ScaleResidual(float* y, long count, float scale)
+    {
+        using var _ = Profiler.Section(Profiler.Op.Add);
+        Activations.Scale(y, count, scale);
     }
 
     /// <summary>rmsnorm(y) ⊙ weight in place for <paramref name="n"/> rows of <paramref name="embd"/> (Gemma 3's post-norms).</summary>
