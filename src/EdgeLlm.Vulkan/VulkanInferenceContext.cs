@@ -75,6 +75,8 @@ public sealed unsafe class VulkanInferenceContext : Engine.IEvalContext, Engine.
         _options = options ?? new VulkanContextOptions();
         ArgumentOutOfRangeException.ThrowIfLessThan(_options.MatMulMinTokens, 1, nameof(options));
         _c = model.Config;
+        if (_c.ShortConvTaps > 0)
+            throw new VulkanUnavailableException($"the Vulkan backend does not run {_c.Architecture}'s short-convolution layers; use the CPU backend");
         if (_c.HeadDim % 2 != 0 || _c.KvLength % 2 != 0)
             throw new VulkanUnavailableException($"the Vulkan backend needs an even head dimension (this model has {_c.HeadDim})");
         CheckTypes(model.File);

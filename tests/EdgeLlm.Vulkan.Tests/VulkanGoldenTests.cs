@@ -197,6 +197,25 @@ public class VulkanGoldenTests(DeviceFixture fixture, ITestOutputHelper output) 
                 EdgeLlm.Synth.SynthVocabKind.SmolLmBpe, Granite: new EdgeLlm.Synth.GraniteMultipliers(2f, 0.5f, 0.25f, 3f)), type, bound,
             ctx => Assert.Equal(arch == "granite", ctx.Variants.ContainsKey("mul")));
 
+    /// <summary>LFM2's short-convolution layers have no device pipeline: the context is refused, saying why (auto then runs on the CPU).</summary>
+    [Fact]
+    public void Lfm2_IsRefused_SayingWhy()
+    {
+        string path = Path.Combine(Path.GetTempPath(), $"edgellm-vk-lfm2-{Guid.NewGuid():N}.gguf");
+        try
+        {
+            EdgeLlm.Synth.ModelSynthesizer.Synthesize(new EdgeLlm.Synth.SynthShape("tiny-lfm2", "tiny lfm2", "lfm2", 128, 3, 4, 2, 256, 700, 256, 1e6f, 1e-5f,
+                true, false, EdgeLlm.Synth.SynthVocabKind.Llama3Bpe, AttentionLayers: [1]), "F32", path, seed: 1);
+            using var m = Model.Load(path);
+            var e = Assert.Throws<VulkanUnavailableException>(() => new VulkanInferenceContext(m, 64, fixture.Device).Dispose());
+            Assert.Equal("the Vulkan backend does not run lfm2's short-convolution layers; use the CPU backend", e.Message);
+        }
+        finally
+        {
+            File.Delete(path);
+        }
+    }
+
     /// <summary>
     /// A synthetic file of <paramref name="shape"/> in <paramref name="type"/> on the device against the CPU:
     /// a 24-token prompt batch (mul_mat), then 4 tokens one at a time (mul_mat_vec).

@@ -125,6 +125,11 @@ public static class InfoCommand
             int plain = Enumerable.Range(0, c.BlockCount).Count(l => !c.UsesRope(l));
             parts.Add(string.Create(ci, $"no rope in {plain} of {c.BlockCount} layers"));
         }
+        if (c.ShortConvTaps > 0)
+        {
+            int conv = Enumerable.Range(0, c.BlockCount).Count(c.IsShortConvLayer);
+            parts.Add(string.Create(ci, $"short convolutions of {c.ShortConvTaps} taps instead in {conv} of {c.BlockCount} layers"));
+        }
         if (c.AttentionScale != 0) parts.Add(string.Create(ci, $"scores scaled by {c.AttentionScale:G}"));
         if (c.EmbeddingScale != 1f) parts.Add(string.Create(ci, $"embeddings × {c.EmbeddingScale:G}"));
         if (c.ResidualScale != 1f) parts.Add(string.Create(ci, $"residual branches × {c.ResidualScale:G}"));

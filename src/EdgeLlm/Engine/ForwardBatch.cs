@@ -16,6 +16,9 @@ internal sealed unsafe class ForwardBatch
     public required Kernels.WorkerPool Pool { get; init; }
     public required KvCache Kv { get; init; }
 
+    /// <summary>LFM2's convolution layers' inputs, or null for a model without them.</summary>
+    public ShortConvCache? Conv { get; init; }
+
     /// <summary>The rotary frequency factors of this context (<see cref="Model.RopeFactorsFor"/>), or null.</summary>
     public float[]? RopeFactors { get; init; }
     public int Count => Tokens.Length;
@@ -35,6 +38,8 @@ internal sealed unsafe class ForwardBatch
     public float* RopeSinSwa;  // [n, rope_dims / 2]
     public byte* MatScratch;   // activation rows converted to a weight's vec-dot type
     public byte* AttnScratch;  // threads × Attention.WorkerScratchBytes
+    public float* ConvBcx;     // [n, 3 × embd] LFM2's in_proj output (B, C, x), else null
+    public float* ConvIn;      // [taps − 1 + n, embd] the stored and new gated inputs B ⊙ x, else null
 
     /// <summary>Carves the buffers for <paramref name="n"/> tokens out of <paramref name="arena"/>.</summary>
     public void Carve(ScratchArena arena, Model model, int contextLength)
@@ -61,6 +66,8 @@ internal sealed unsafe class ForwardBatch
             RopeSinSwa = c.SlidingWindow > 0 ? a.Take<float>((long)n * (c.RopeDimensionCount / 2)) : null;
             MatScratch = a.Take<byte>(n * model.MaxActivationRowBytes);
             AttnScratch = a.Take<byte>(Threads * Kernels.Attention.WorkerScratchBytes(contextLength, c.HeadDim));
+            ConvBcx = c.ShortConvTaps > 0 ? a.Take<float>((long)n * 3 * c.EmbeddingLength) : null;
+            ConvIn = c.ShortConvTaps > 0 ? a.Take<float>((long)(c.ShortConvTaps - 1 + n) * c.EmbeddingLength) : null;
             need = a.Used;
             if (pass == 0) ScratchArena.Measuring.Reset(0);
         }

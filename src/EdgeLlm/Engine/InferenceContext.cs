@@ -22,6 +22,7 @@ public sealed unsafe class InferenceContext : IEvalContext
     public const int MaxBatch = 512;
 
     private readonly KvCache _kv;
+    private readonly ShortConvCache? _conv; // LFM2's convolution layers' inputs
     private readonly int[] _tokens; // every evaluated token, to evaluate again after a rewind past a ring (KvCache.Intact)
     private readonly ScratchArena _arena = new();
     private readonly Kernels.WorkerPool _pool;
@@ -58,8 +59,9 @@ public sealed unsafe class InferenceContext : IEvalContext
                 $"the KV cache for {contextLength} tokens needs {kvBytes >> 20} MiB, but only {available >> 20} MiB of memory is available; use a shorter context");
         var c = model.Config;
         _kv = new KvCache(c.BlockCount, contextLength, c.HeadCountKv, c.HeadDim, cacheTypeK, cacheTypeV,
-            window: fullSlidingWindowCache ? 0 : c.SlidingWindow, windowed: c.IsSlidingWindowLayer, maxBatch: MaxBatch);
-        _tokens = _kv.HasRing ? new int[contextLength] : [];
+            window: fullSlidingWindowCache ? 0 : c.SlidingWindow, windowed: c.IsSlidingWindowLayer, maxBatch: MaxBatch, uncached: c.IsShortConvLayer);
+        _conv = c.ShortConvTaps > 0 ? new ShortConvCache(c) : null;
+        _tokens = _kv.HasRing || _conv is not null ? new int[contextLength] : [];
         _pool = new Kernels.WorkerPool(Threads);
     }
 
@@ -72,8 +74,8 @@ public sealed unsafe class InferenceContext : IEvalContext
     /// <summary>How the KV cache stores values.</summary>
     public KvCacheType CacheTypeV => _kv.ValueType;
 
-    /// <summary>Bytes the KV cache holds (keys and values of every layer).</summary>
-    public long KvCacheBytes => _kv.TotalBytes;
+    /// <summary>Bytes the KV cache holds (keys and values of every layer; with LFM2's convolution layers' state, <see cref="ShortConvCache"/>).</summary>
+    public long KvCacheBytes => _kv.TotalBytes + (_conv?.TotalBytes ?? 0);
 
     /// <summary>Positions a sliding-window layer of <paramref name="window"/> keeps (its ring: the window and a batch, in whole blocks of 64), at any context longer than that.</summary>
     public static int SlidingWindowCacheLength(int window)
@@ -123,7 +125,14 @@ public sealed unsafe class InferenceContext : IEvalContext
 
     /// <inheritdoc/>
     public bool CanResumeAt(int position) =>
-        position <= 0 || !_kv.HasRing || (position <= Position && _kv.Intact(position + 1 - _kv.Window, position));
+        position <= 0 || !HasRings || (position <= Position && IntactBefore(position));
+
+    private bool HasRings => _kv.HasRing || _conv is not null;
+
+    /// <summary>True when the rings still hold what a token at <paramref name="position"/> reads: its window's keys, its convolution's inputs.</summary>
+    private bool IntactBefore(int position) =>
+        (!_kv.HasRing || _kv.Intact(position + 1 - _kv.Window, position))
+        && (_conv is null || _conv.Intact(position + 1 - _conv.Taps, position));
 
     /// <summary>Forgets every evaluated token (position 0).</summary>
     public void Reset() => Position = 0;
@@ -160,10 +169,11 @@ public sealed unsafe class InferenceContext : IEvalContext
             throw new ArgumentException(
                 $"{tokens.Length} tokens at position {Position} would overflow the context of {ContextLength} tokens ({ContextLength - Position} free)", nameof(tokens));
 
-        if (_kv.HasRing)
+        if (HasRings)
         {
-            // A rewind past the rings: the window of the next token is gone; evaluate what came before again.
-            if (!_kv.Intact(Position + 1 - _kv.Window, Position))
+            // A rewind past the rings: the window (or the convolution's inputs) of the next token is gone;
+            // evaluate what came before again.
+            if (!IntactBefore(Position))
             {
                 int redo = Position;
                 Position = 0;
@@ -190,7 +200,7 @@ public sealed unsafe class InferenceContext : IEvalContext
     /// <summary>One forward pass of up to <see cref="MaxBatch"/> tokens at <see cref="Position"/>, which it advances.</summary>
     private void Forward(ReadOnlySpan<int> tokens, int outputRows, float* logits)
     {
-        var batch = new ForwardBatch { Tokens = tokens.ToArray(), StartPos = Position, Threads = Threads, Pool = _pool, Kv = _kv,
+        var batch = new ForwardBatch { Tokens = tokens.ToArray(), StartPos = Position, Threads = Threads, Pool = _pool, Kv = _kv, Conv = _conv,
             RopeFactors = Model.RopeFactorsFor(ContextLength) };
         batch.Carve(_arena, Model, ContextLength);
         Model.Forward(batch, outputRows, logits);
@@ -204,6 +214,7 @@ public sealed unsafe class InferenceContext : IEvalContext
         _disposed = true;
         _pool.Dispose();
         _kv.Dispose();
+        _conv?.Dispose();
         _arena.Dispose();
     }
 }

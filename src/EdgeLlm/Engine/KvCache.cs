@@ -51,6 +51,7 @@ internal sealed unsafe class KvCache : IDisposable
     private byte* _v;
     private readonly long[] _kLayer, _vLayer;   // byte offset of each layer's keys / values
     private readonly int[] _ring;               // blocks of a ring layer, 0 for a layer that holds the whole context
+    private readonly bool[] _none;              // a layer without keys and values (LFM2 convolution layers)
     private readonly int[][] _slotBlock;        // ring layers: the block each slot holds (-1: none yet)
     private readonly int[][] _slotFrom;         // ring layers: the first position of that block written since the slot took it
 
@@ -61,7 +62,7 @@ internal sealed unsafe class KvCache : IDisposable
     /// <param name="maxBatch">the most tokens one <see cref="Store"/> writes into a ring layer.</param>
     /// <exception cref="ArgumentException">a quantized type and a head size that is not a multiple of 32.</exception>
     public KvCache(int layers, int contextLength, int kvHeads, int headDim, KvCacheType keyType = KvCacheType.F16, KvCacheType valueType = KvCacheType.F16,
-        int window = 0, Predicate<int>? windowed = null, int maxBatch = InferenceContext.MaxBatch)
+        int window = 0, Predicate<int>? windowed = null, int maxBatch = InferenceContext.MaxBatch, Predicate<int>? uncached = null)
     {
         ArgumentOutOfRangeException.ThrowIfLessThan(layers, 1);
         ArgumentOutOfRangeException.ThrowIfLessThan(contextLength, 1);
@@ -85,13 +86,15 @@ internal sealed unsafe class KvCache : IDisposable
         MaxBatch = maxBatch;
         Window = window;
         _ring = new int[layers];
+        _none = new bool[layers];
         _kLayer = new long[layers + 1];
         _vLayer = new long[layers + 1];
         _slotBlock = new int[layers][];
         _slotFrom = new int[layers][];
         for (int l = 0; l < layers; l++)
         {
-            _ring[l] = RingBlocksOf(contextLength, window, maxBatch, window > 0 && (windowed is null || windowed(l)));
+            _none[l] = uncached is not null && uncached(l);
+            _ring[l] = _none[l] ? 0 : RingBlocksOf(contextLength, window, maxBatch, window > 0 && (windowed is null || windowed(l)));
             if (_ring[l] > 0)
             {
                 _slotBlock[l] = new int[_ring[l]];
@@ -161,7 +164,7 @@ internal sealed unsafe class KvCache : IDisposable
     }
 
     /// <summary>Positions <paramref name="layer"/> keeps per KV head, in whole blocks: the padded context, or its ring.</summary>
-    public int LayerPositions(int layer) => _ring[layer] > 0 ? _ring[layer] * BlockPositions : PaddedPositions(ContextLength);
+    public int LayerPositions(int layer) => _none[layer] ? 0 : _ring[layer] > 0 ? _ring[layer] * BlockPositions : PaddedPositions(ContextLength);
 
     /// <summary>Bytes between one KV head's keys and the next's in <paramref name="layer"/>.</summary>
     public long KeyHeadBytesOf(int layer) => KeyType.Bytes((long)LayerPositions(layer) * HeadDim);
@@ -246,6 +249,7 @@ internal sealed unsafe class KvCache : IDisposable
         long positions = 0;
         for (int l = 0; l < config.BlockCount; l++)
         {
+            if (config.IsShortConvLayer(l)) continue; // LFM2's convolution layers keep no keys (ShortConvCache holds their state)
             int ring = fullWindowLayers ? 0 : RingBlocksOf(contextLength, config.SlidingWindow, maxBatch, config.IsSlidingWindowLayer(l));
             positions += ring > 0 ? ring * BlockPositions : PaddedPositions(contextLength);
         }

@@ -105,6 +105,9 @@ public sealed class GgufValue
     public override string ToString() => Value switch
     {
         string s => s,
+        // Short numeric arrays (per-layer hyper-parameters such as LFM2's head_count_kv) show their values.
+        Array a when a.Length <= 64 && ElementType is not (GgufValueType.String or GgufValueType.Array)
+            => "[" + string.Join(", ", a.Cast<object>().Select(o => o is IFormattable f ? f.ToString(null, CultureInfo.InvariantCulture) : o.ToString())) + "]",
         Array a => $"[{ElementType} x {a.Length}]",
         IFormattable f => f.ToString(null, CultureInfo.InvariantCulture),
         _ => Value.ToString() ?? "",

@@ -30,6 +30,9 @@ internal static class Profiler
 
         /// <summary>A product with the residual add fused (attn_output, ffn_down).</summary>
         MatAdd,
+
+        /// <summary>LFM2's short causal convolution and its gates (the in_proj/out_proj products count as products).</summary>
+        ShortConv,
     }
 
     private static readonly long[] s_ticks = new long[Enum.GetValues<Op>().Length];

@@ -7,13 +7,13 @@ namespace EdgeLlm.Models;
 
 /// <summary>
 /// A decoder-only transformer loaded from a GGUF file. Weights stay in the memory mapping in their
-/// own types (no copies); each architecture (<c>llama</c>, <c>qwen2</c>, <c>qwen3</c>, <c>phi3</c>, <c>gemma2</c>, <c>gemma3</c>, <c>smollm3</c>, <c>granite</c>) is one subclass that maps
+/// own types (no copies); each architecture (<c>llama</c>, <c>qwen2</c>, <c>qwen3</c>, <c>phi3</c>, <c>gemma2</c>, <c>gemma3</c>, <c>smollm3</c>, <c>granite</c>, <c>lfm2</c>) is one subclass that maps
 /// the GGUF tensor names and wires its layers. Run it with an <see cref="InferenceContext"/>.
 /// </summary>
 public abstract unsafe class Model : IDisposable
 {
     /// <summary>Architectures <see cref="Load(GgufFile, ModelLoadOptions?)"/> accepts (general.architecture).</summary>
-    public static IReadOnlyList<string> SupportedArchitectures { get; } = ["llama", "qwen2", "qwen3", "phi3", "gemma2", "gemma3", "smollm3", "granite"];
+    public static IReadOnlyList<string> SupportedArchitectures { get; } = ["llama", "qwen2", "qwen3", "phi3", "gemma2", "gemma3", "smollm3", "granite", "lfm2"];
 
     private readonly bool _ownsFile;
     private readonly List<nint> _repacked = [];
@@ -32,7 +32,10 @@ public abstract unsafe class Model : IDisposable
             : file.Metadata.ContainsKey($"{c.Architecture}.vocab_size") ? $"{c.Architecture}.vocab_size" : "the vocabulary size";
         var vocab = new TensorLoader.Dim(c.VocabSize, vocabSource);
         TokenEmbedding = tensors.Matrix("token_embd.weight", embd, vocab);
-        OutputNorm = tensors.Vector("output_norm.weight", embd);
+        // LFM2's converter names the final norm token_embd_norm (llama.cpp reads it as the output norm).
+        OutputNorm = c.Architecture == "lfm2" && file.FindTensor("output_norm.weight") is null
+            ? tensors.Vector("token_embd_norm.weight", embd)
+            : tensors.Vector("output_norm.weight", embd);
         // No output.weight: the output projection reuses the token embeddings (tied).
         Output = tensors.OptionalMatrix("output.weight", embd, vocab) ?? TokenEmbedding;
         if (!options.IgnoreRopeFrequencyFactors)
@@ -103,7 +106,7 @@ public abstract unsafe class Model : IDisposable
     /// <paramref name="fullSlidingWindowCache"/>.
     /// </summary>
     public long EstimateKvCacheBytes(int contextLength, KvCacheType cacheTypeK = KvCacheType.F16, KvCacheType cacheTypeV = KvCacheType.F16, bool fullSlidingWindowCache = false) =>
-        KvCache.Bytes(Config, contextLength, cacheTypeK, cacheTypeV, fullSlidingWindowCache);
+        KvCache.Bytes(Config, contextLength, cacheTypeK, cacheTypeV, fullSlidingWindowCache) + ShortConvCache.Bytes(Config);
 
     /// <summary>
     /// Loads the model in <paramref name="file"/>; the file stays owned by the caller and must
@@ -144,6 +147,7 @@ public abstract unsafe class Model : IDisposable
             "gemma3" => Gemma3.ReadConfig(file),
             "smollm3" => SmolLM3.ReadConfig(file),
             "granite" => Granite.ReadConfig(file),
+            "lfm2" => Lfm2.ReadConfig(file),
             _ => throw new ModelLoadException($"architecture '{arch}' is not supported (supported: {string.Join(", ", SupportedArchitectures)})"),
         };
         if (!options.SkipMemoryCheck) CheckMemory(file, config, options.ContextLength);
@@ -157,6 +161,7 @@ public abstract unsafe class Model : IDisposable
             "gemma3" => new Gemma3(file, config, tensors, ownsFile, options),
             "smollm3" => new SmolLM3(file, config, tensors, ownsFile, options),
             "granite" => new Granite(file, config, tensors, ownsFile, options),
+            "lfm2" => new Lfm2(file, config, tensors, ownsFile, options),
             _ => new Qwen2(file, config, tensors, ownsFile, options),
         };
         model.MaxActivationRowBytes = model.AllMatrices().Max(w => ActivationQuantizer.RowBytes(w.Format.VecDotType, w.Cols));
@@ -207,7 +212,8 @@ public abstract unsafe class Model : IDisposable
         }
     }
 
-    private IEnumerable<WeightMatrix> AllMatrices()
+    /// <summary>Every weight matrix the forward pass multiplies by (repacked at load, sized for the activation scratch).</summary>
+    private protected virtual IEnumerable<WeightMatrix> AllMatrices()
     {
         yield return Output;
         foreach (var l in Layers)

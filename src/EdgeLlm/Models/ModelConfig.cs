@@ -114,6 +114,21 @@ public sealed record ModelConfig(
     /// <summary>The logits are multiplied by 1 / this (Granite's logit_scale, as ggml_scale by 1.0f / scale); 1 for none.</summary>
     public float LogitScale { get; init; } = 1f;
 
+    /// <summary>
+    /// Taps of the short causal convolution in LFM2's convolution layers (lfm2.shortconv.l_cache, 3): a layer's
+    /// output at position p reads its gated inputs of positions p − taps + 1 … p. 0 for a model without them.
+    /// </summary>
+    public int ShortConvTaps { get; init; }
+
+    /// <summary>
+    /// Which layers are LFM2 short-convolution layers instead of attention (those whose
+    /// attention.head_count_kv entry is 0, as llama.cpp's recurrent_layer_arr); empty for other models.
+    /// </summary>
+    public IReadOnlyList<bool> ShortConvLayers { get; init; } = [];
+
+    /// <summary>True when layer <paramref name="layer"/> is a short-convolution layer (no attention, no KV cache).</summary>
+    public bool IsShortConvLayer(int layer) => (uint)layer < (uint)ShortConvLayers.Count && ShortConvLayers[layer];
+
     /// <summary>True when layer <paramref name="layer"/> rotates its queries and keys (see <see cref="NoRopeLayerStep"/>).</summary>
     public bool UsesRope(int layer) => NoRopeLayerStep == 0 || (layer + 1) % NoRopeLayerStep != 0;
 
@@ -133,13 +148,14 @@ public sealed record ModelConfig(
     /// come from the architecture's loader.
     /// </summary>
     /// <exception cref="ModelLoadException">a required key is missing or a value is out of range.</exception>
-    internal static ModelConfig Read(GgufFile file, string arch, bool ropeNeox, bool hasQkvBias)
+    /// <param name="headCountKv">the KV head count when the architecture reads it itself (LFM2's per-layer array), else null.</param>
+    internal static ModelConfig Read(GgufFile file, string arch, bool ropeNeox, bool hasQkvBias, int? headCountKv = null)
     {
         int embd = RequiredInt(file, $"{arch}.embedding_length");
         int layers = RequiredInt(file, $"{arch}.block_count");
         int ff = RequiredInt(file, $"{arch}.feed_forward_length");
         int heads = RequiredInt(file, $"{arch}.attention.head_count");
-        int headsKv = OptionalInt(file, $"{arch}.attention.head_count_kv") ?? heads;
+        int headsKv = headCountKv ?? OptionalInt(file, $"{arch}.attention.head_count_kv") ?? heads;
         if (heads % headsKv != 0)
             throw new ModelLoadException($"{arch}.attention.head_count ({heads}) is not a multiple of {arch}.attention.head_count_kv ({headsKv})");
         int? keyLength = OptionalInt(file, $"{arch}.attention.key_length");

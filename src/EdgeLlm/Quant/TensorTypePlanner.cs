@@ -81,7 +81,7 @@ public static class TensorTypePlanner
         if (!name.EndsWith("weight", StringComparison.Ordinal)) return false;
         string[] excluded =
         [
-            "_norm.weight", "ffn_gate_inp.weight", "ssm_conv1d.weight", "attn_rel_b.weight",
+            "_norm.weight", "ffn_gate_inp.weight", "ssm_conv1d.weight", "shortconv.conv.weight", "attn_rel_b.weight",
             "time_mix_first.weight", "time_mix_w1.weight", "time_mix_w2.weight", "time_mix_decay_w1.weight",
             "time_mix_decay_w2.weight", "time_mix_lerp_fused.weight",
         ];

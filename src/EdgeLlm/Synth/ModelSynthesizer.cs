@@ -95,14 +95,14 @@ public static unsafe class ModelSynthesizer
         {
             var ftype = LlamaFileTypes.Parse(typeName);
             var types = LlamaQuantizeTypes(shape, ftype);
-            planner = (name, dims) => IsVector(dims) ? GgmlType.F32 : types[name];
+            planner = (name, dims) => IsVector(dims) || IsKeptF32(name) ? GgmlType.F32 : types[name];
             fileType = (uint)ftype;
         }
         else if (GgmlTypes.TryParse(typeName, out var type))
         {
             if (!s_pureFileTypes.TryGetValue(type, out fileType))
                 throw new NotSupportedException($"cannot write weights of type {GgmlTypes.Name(type)}: EdgeLlm has no quantizer for it");
-            planner = (name, dims) => PureType(type, dims);
+            planner = (name, dims) => IsKeptF32(name) ? GgmlType.F32 : PureType(type, dims);
         }
         else
         {
@@ -130,6 +130,9 @@ public static unsafe class ModelSynthesizer
     private static bool CanWrite(GgmlType t) => t is GgmlType.F32 or GgmlType.F16 or GgmlType.BF16 || RowQuantizer.TryGet(t, out _);
 
     private static bool IsVector(long[] dims) => dims.Length < 2 || dims.Skip(1).All(d => d == 1);
+
+    /// <summary>Small matrices the converter writes in F32 whatever the file's type (LFM2's convolution taps, as Mamba's conv1d).</summary>
+    private static bool IsKeptF32(string name) => name.EndsWith("shortconv.conv.weight", StringComparison.Ordinal);
 
     private static GgmlType PureType(GgmlType type, long[] dims)
     {
@@ -245,7 +248,13 @@ public static unsafe class ModelSynthesizer
         w.Set($"{a}.embedding_length", (uint)s.EmbeddingLength);
         w.Set($"{a}.feed_forward_length", (uint)s.FeedForwardLength);
         w.Set($"{a}.attention.head_count", (uint)s.HeadCount);
-        w.Set($"{a}.attention.head_count_kv", (uint)s.HeadCountKv);
+        if (a == "lfm2")
+        {
+            // LFM2Model.set_gguf_parameters: the KV head count per layer, 0 for the convolution layers, and the taps.
+            w.Set($"{a}.attention.head_count_kv", GgufValue.From(Enumerable.Range(0, s.BlockCount).Select(l => s.IsShortConvLayer(l) ? 0 : s.HeadCountKv).ToArray()));
+            w.Set($"{a}.shortconv.l_cache", (uint)SynthShape.ShortConvTaps);
+        }
+        else w.Set($"{a}.attention.head_count_kv", (uint)s.HeadCountKv);
         w.Set($"{a}.rope.freq_base", s.RopeFreqBase);
         w.Set($"{a}.attention.layer_norm_rms_epsilon", s.RmsEps);
         if (s.WriteHeadLengths)
@@ -334,6 +343,35 @@ public static unsafe class ModelSynthesizer
                 list.Add(new(p + "ffn_down.weight", [ff, embd], Init.Normal, Proj(ff) * residual));
             }
         }
+        else if (s.Architecture == "lfm2")
+        {
+            // LFM2: the final norm is token_embd_norm (written below instead of output_norm); convolution layers
+            // have shortconv.in_proj (B, C, x), shortconv.conv (taps per channel) and shortconv.out_proj.
+            for (int l = 0; l < s.BlockCount; l++)
+            {
+                string p = $"blk.{l}.";
+                list.Add(new(p + "attn_norm.weight", [embd], Init.Ones, 0));
+                if (s.IsShortConvLayer(l))
+                {
+                    list.Add(new(p + "shortconv.conv.weight", [SynthShape.ShortConvTaps, embd], Init.Normal, 0.5f));
+                    list.Add(new(p + "shortconv.in_proj.weight", [embd, 3 * embd], Init.Normal, Proj(embd)));
+                    list.Add(new(p + "shortconv.out_proj.weight", [embd, embd], Init.Normal, Proj(embd) * residual));
+                }
+                else
+                {
+                    list.Add(new(p + "attn_q.weight", [embd, q], Init.Normal, Proj(embd)));
+                    list.Add(new(p + "attn_k.weight", [embd, kv], Init.Normal, Proj(embd)));
+                    list.Add(new(p + "attn_q_norm.weight", [s.HeadDim], Init.OnePlusNormal, 0.2f));
+                    list.Add(new(p + "attn_k_norm.weight", [s.HeadDim], Init.OnePlusNormal, 0.2f));
+                    list.Add(new(p + "attn_v.weight", [embd, kv], Init.Normal, Proj(embd)));
+                    list.Add(new(p + "attn_output.weight", [q, embd], Init.Normal, Proj(q) * residual));
+                }
+                list.Add(new(p + "ffn_norm.weight", [embd], Init.Ones, 0));
+                list.Add(new(p + "ffn_gate.weight", [embd, ff], Init.Normal, Proj(embd)));
+                list.Add(new(p + "ffn_up.weight", [embd, ff], Init.Normal, Proj(embd)));
+                list.Add(new(p + "ffn_down.weight", [ff, embd], Init.Normal, Proj(ff) * residual));
+            }
+        }
         else for (int l = 0; l < s.BlockCount; l++)
         {
             string p = $"blk.{l}.";
@@ -359,7 +397,7 @@ public static unsafe class ModelSynthesizer
             list.Add(new(p + "ffn_down.weight", [ff, embd], Init.Normal, Proj(ff) * residual));
             if (s.IsGemma) list.Add(new(p + "post_ffw_norm.weight", [embd], Init.OnePlusNormal, 0.2f));
         }
-        list.Add(new("output_norm.weight", [embd], Init.Ones, 0));
+        list.Add(new(s.Architecture == "lfm2" ? "token_embd_norm.weight" : "output_norm.weight", [embd], Init.Ones, 0));
         if (!s.TiedEmbeddings) list.Add(new("output.weight", [embd, vocab], Init.Normal, Proj(embd)));
         return list;
     }

@@ -82,6 +82,7 @@ public sealed record GraniteMultipliers(float Embedding, float Residual, float A
 /// <param name="FinalLogitSoftcap">config.json's <c>final_logit_softcapping</c> (gemma2 and gemma3 write it when set), else 0.</param>
 /// <param name="AttnLogitSoftcap">config.json's <c>attn_logit_softcapping</c> (gemma2 writes it when set), else 0.</param>
 /// <param name="Granite">Granite's multipliers (the <c>granite</c> architecture requires them), else null.</param>
+/// <param name="AttentionLayers">LFM2: the layers that attend (config.json's full_attn_idxs); the others are short-convolution layers.</param>
 public sealed record SynthShape(
     string Name,
     string DisplayName,
@@ -105,13 +106,20 @@ public sealed record SynthShape(
     int SlidingWindow = 0,
     float FinalLogitSoftcap = 0,
     float AttnLogitSoftcap = 0,
-    GraniteMultipliers? Granite = null)
+    GraniteMultipliers? Granite = null,
+    int[]? AttentionLayers = null)
 {
+    /// <summary>Taps of LFM2's short convolutions (config.json's conv_L_cache).</summary>
+    public const int ShortConvTaps = 3;
+
+    /// <summary>True when layer <paramref name="layer"/> is an LFM2 short-convolution layer.</summary>
+    public bool IsShortConvLayer(int layer) => Architecture == "lfm2" && AttentionLayers is { } a && Array.IndexOf(a, layer) < 0;
+
     /// <summary>Width of one attention head.</summary>
     public int HeadDim => HeadLength > 0 ? HeadLength : EmbeddingLength / HeadCount;
 
     /// <summary>Each layer has per-head Q/K RMSNorm weights (attn_q_norm, attn_k_norm): the <c>qwen3</c> architecture.</summary>
-    public bool QkNorm => Architecture is "qwen3" or "gemma3";
+    public bool QkNorm => Architecture is "qwen3" or "gemma3" or "lfm2";
 
     /// <summary>Gemma 2 or 3: post-norms, GeGLU, chat tokens; written as the converter's Gemma2Model / Gemma3Model.</summary>
     public bool IsGemma => Architecture is "gemma2" or "gemma3";
@@ -124,8 +132,10 @@ public sealed record SynthShape(
         {
             if (!ok) throw new ArgumentException($"synthetic shape '{Name}': {what}");
         }
-        Require(Architecture is "llama" or "qwen2" or "qwen3" or "phi3" or "gemma2" or "gemma3" or "smollm3" or "granite",
-            $"architecture '{Architecture}' is not llama, qwen2, qwen3, phi3, gemma2, gemma3, smollm3 or granite");
+        Require(Architecture is "llama" or "qwen2" or "qwen3" or "phi3" or "gemma2" or "gemma3" or "smollm3" or "granite" or "lfm2",
+            $"architecture '{Architecture}' is not llama, qwen2, qwen3, phi3, gemma2, gemma3, smollm3, granite or lfm2");
+        Require((AttentionLayers is not null) == (Architecture == "lfm2") && (AttentionLayers ?? []).All(l => l >= 0 && l < BlockCount),
+            "an lfm2 model, and only an lfm2 model, lists its attention layers (each below the layer count)");
         Require((Granite is not null) == (Architecture == "granite"), "a granite model, and only a granite model, has Granite's multipliers");
         Require(Granite is null || Granite.Logits > 0 && Granite.Embedding >= 0 && Granite.Residual >= 0 && Granite.Attention >= 0,
             "Granite's logits scaling must be positive and the other multipliers non-negative");
@@ -235,8 +245,24 @@ public static class SynthShapes
         FeedForwardLength: 8192, VocabSize: 49159, ContextLength: 131072, RopeFreqBase: 10000000f, RmsEps: 1e-5f,
         TiedEmbeddings: true, QkvBias: false, SynthVocabKind.SmolLmBpe, Granite: new GraniteMultipliers(12f, 0.22f, 0.015625f, 8f));
 
+    /// <summary>
+    /// LFM2-1.2B: lfm2 architecture, 16 layers of which 6 attend (2, 5, 8, 10, 12, 14; 32 query and 8 KV heads of 64,
+    /// per-head Q/K norms) and 10 are short convolutions of 3 taps; feed-forward 8192 (config.json's 12288 after
+    /// block_auto_adjust_ff_dim), tied embeddings, a 65,536-token BPE vocabulary.
+    /// </summary>
+    public static readonly SynthShape Lfm2_12B = new(
+        "lfm2-1.2b", "LFM2 1.2B (synthetic)", "lfm2", EmbeddingLength: 2048, BlockCount: 16, HeadCount: 32, HeadCountKv: 8,
+        FeedForwardLength: 8192, VocabSize: 65536, ContextLength: 128000, RopeFreqBase: 1000000f, RmsEps: 1e-5f,
+        TiedEmbeddings: true, QkvBias: false, SynthVocabKind.Llama3Bpe, AttentionLayers: [2, 5, 8, 10, 12, 14]);
+
+    /// <summary>LFM2-350M: as <see cref="Lfm2_12B"/>, 1024 wide, 16 query heads, feed-forward 4608.</summary>
+    public static readonly SynthShape Lfm2_350M = Lfm2_12B with
+    {
+        Name = "lfm2-350m", DisplayName = "LFM2 350M (synthetic)", EmbeddingLength = 1024, HeadCount = 16, FeedForwardLength = 4608,
+    };
+
     /// <summary>Every known shape.</summary>
-    public static IReadOnlyList<SynthShape> All { get; } = [TinyLlama11B, Llama32_1B, Qwen25_05B, SmolLM2_360M, Qwen3_06B, Qwen3_17B, Phi35Mini, Gemma2_2B, Gemma3_1B, SmolLM3_3B, Granite33_2B];
+    public static IReadOnlyList<SynthShape> All { get; } = [TinyLlama11B, Llama32_1B, Qwen25_05B, SmolLM2_360M, Qwen3_06B, Qwen3_17B, Phi35Mini, Gemma2_2B, Gemma3_1B, SmolLM3_3B, Granite33_2B, Lfm2_350M, Lfm2_12B];
 
     /// <summary>The names <see cref="Find"/> accepts.</summary>
     public static IEnumerable<string> Names => All.Select(s => s.Name);

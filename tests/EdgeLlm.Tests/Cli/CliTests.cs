@@ -276,6 +276,15 @@ public class CliTests
             Assert.Contains("attention: 4 query / 2 KV heads of 32; rope normal base 5000000; no rope in 2 of 8 layers", Run("info", "-m", smollm3).Stdout, StringComparison.Ordinal);
             Assert.Contains("rope normal base 10000000; scores scaled by 0.015625; embeddings × 12; residual branches × 0.22; logits / 8",
                 Run("info", "-m", granite).Stdout, StringComparison.Ordinal);
+            string lfm2 = Path.Combine(dir, "lfm2.gguf");
+            EdgeLlm.Synth.ModelSynthesizer.Synthesize(new EdgeLlm.Synth.SynthShape("tiny-lfm2", "tiny lfm2", "lfm2", 128, 3, 4, 2, 256, 700, 256, 1e6f, 1e-5f,
+                true, false, EdgeLlm.Synth.SynthVocabKind.Llama3Bpe, AttentionLayers: [1]), "F32", lfm2, seed: 1);
+            r = Run("info", "-m", lfm2);
+            Assert.Contains("attention: 4 query / 2 KV heads of 32; rope NEOX base 1000000; short convolutions of 3 taps instead in 2 of 3 layers", r.Stdout, StringComparison.Ordinal);
+            Assert.Contains("attention.head_count_kv: [0, 2, 0]", r.Stdout, StringComparison.Ordinal);
+            r = Run("run", "-m", lfm2, "-p", "hello", "-n", "3", "--backend", "vulkan");
+            Assert.NotEqual(0, r.ExitCode);
+            Assert.Contains("the Vulkan backend does not run lfm2's short-convolution layers; use the CPU backend", r.Stderr, StringComparison.Ordinal);
         }
         finally
         {

@@ -241,6 +241,57 @@ public class ModelLoadTests
     }
 
     [Fact]
+    public void Lfm2_NamesWhatIsWrong()
+    {
+        string dir = Path.Combine(Path.GetTempPath(), $"edgellm-lfm2-load-{Guid.NewGuid():N}");
+        Directory.CreateDirectory(dir);
+        try
+        {
+            string good = Path.Combine(dir, "lfm2.gguf");
+            EdgeLlm.Synth.ModelSynthesizer.Synthesize(new EdgeLlm.Synth.SynthShape("tiny-lfm2", "tiny lfm2", "lfm2", 128, 3, 4, 2, 256, 700, 256, 1e6f, 1e-5f,
+                true, false, EdgeLlm.Synth.SynthVocabKind.Llama3Bpe, AttentionLayers: [1]), "F32", good, seed: 1);
+            using (var m = Model.Load(good))
+                Assert.Equal([true, false, true], Enumerable.Range(0, 3).Select(m.Config.IsShortConvLayer));
+            // A copy of the good file with metadata set, a tensor dropped or one replaced by zeros of another type and shape.
+            string Edited(string name, Action<GgufWriter>? metadata = null, string? drop = null, (string Name, GgmlType Type, long[] Dims)? replace = null)
+            {
+                string path = Path.Combine(dir, name + ".gguf");
+                using var f = GgufFile.Open(good);
+                var w = new GgufWriter().CopyMetadata(f);
+                metadata?.Invoke(w);
+                foreach (var t in f.Tensors)
+                {
+                    if (t.Name == drop) continue;
+                    if (replace is { } r && r.Name == t.Name)
+                        w.AddTensor(t.Name, r.Type, r.Dims, new byte[GgmlTypes.Info(r.Type).RowBytes(r.Dims.Aggregate(1L, (a, b) => a * b))]);
+                    else
+                        w.AddTensor(t.Name, t.Type, t.Dims.ToArray(), f.GetTensorData(t).ToArray());
+                }
+                w.Write(path);
+                return path;
+            }
+            string Fails(string path) => Assert.Throws<ModelLoadException>(() => Model.Load(path).Dispose()).Message;
+
+            Assert.Equal("metadata key lfm2.attention.head_count_kv has 2 entries for 3 layers (lfm2.block_count)",
+                Fails(Edited("short", w => w.Set("lfm2.attention.head_count_kv", GgufValue.From(new[] { 0, 2 })))));
+            Assert.Equal("metadata key lfm2.attention.head_count_kv: the attention layers have different KV head counts (2, 4); EdgeLlm needs one",
+                Fails(Edited("mixed", w => w.Set("lfm2.attention.head_count_kv", GgufValue.From(new[] { 2, 4, 0 })))));
+            Assert.Equal("metadata key lfm2.shortconv.l_cache must be 2..64 for the convolution layers, found 1",
+                Fails(Edited("taps", w => w.Set("lfm2.shortconv.l_cache", 1u))));
+            Assert.Equal("tensor blk.0.shortconv.in_proj.weight is missing from the model file",
+                Fails(Edited("noinproj", drop: "blk.0.shortconv.in_proj.weight")));
+            Assert.Equal("tensor blk.2.shortconv.conv.weight has shape [4, 128], but the metadata implies [3, 128] (ne[0] = lfm2.shortconv.l_cache, ne[1] = lfm2.embedding_length)",
+                Fails(Edited("wide", replace: ("blk.2.shortconv.conv.weight", GgmlType.F32, [4, 128]))));
+            Assert.Equal("tensor blk.2.shortconv.conv.weight has type Q8_0; a convolution's taps must be F32, F16 or BF16 (llama-quantize keeps them)",
+                Fails(Edited("q8taps", replace: ("blk.2.shortconv.conv.weight", GgmlType.Q8_0, [32, 12]))));
+        }
+        finally
+        {
+            Directory.Delete(dir, recursive: true);
+        }
+    }
+
+    [Fact]
     public void WrongShape_NamesTensorAndBothShapes()
     {
         var e = LoadFails(new TinyModelFile { Reshape = ("blk.0.attn_k.weight", [256, 64]) });

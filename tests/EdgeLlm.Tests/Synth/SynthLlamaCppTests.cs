@@ -34,7 +34,7 @@ public sealed class SynthLlamaCppTests : IDisposable
         try { Directory.Delete(_dir, recursive: true); } catch (IOException) { }
     }
 
-    public static TheoryData<string> Shapes => new() { "llama", "qwen2", "llama3", "smollm", "qwen3", "phi3", "phi3-long", "phi3-split", "gemma3", "gemma3-softcap", "gemma3-long", "gemma3-ring", "gemma2", "gemma2-long", "smollm3", "granite", "granite-norope" };
+    public static TheoryData<string> Shapes => new() { "llama", "qwen2", "llama3", "smollm", "qwen3", "phi3", "phi3-long", "phi3-split", "gemma3", "gemma3-softcap", "gemma3-long", "gemma3-ring", "gemma2", "gemma2-long", "smollm3", "granite", "granite-norope", "lfm2", "lfm2-long" };
 
     private static SynthShape Shape(string kind) => kind switch
     {
@@ -79,6 +79,11 @@ public sealed class SynthLlamaCppTests : IDisposable
         // default 1/√32), residual branches × 0.5, logits / 3; a rope base of 100 so that the rotation matters at 32 tokens.
         "granite" => new("tiny-granite", "tiny granite", "granite", 128, 3, 4, 2, 256, 320, 256, 100f, 1e-5f, true, false, SynthVocabKind.SmolLmBpe,
             Granite: new GraniteMultipliers(2f, 0.5f, 0.25f, 3f)),
+        // LFM2: six layers, attention in 2 and 5 (per-head Q/K norms, NEOX rope), short convolutions of 3 taps in the others.
+        "lfm2" => new("tiny-lfm2", "tiny lfm2", "lfm2", 128, 6, 4, 2, 256, 700, 256, 1e6f, 1e-5f, true, false, SynthVocabKind.Llama3Bpe,
+            AttentionLayers: [2, 5]),
+        // 200 tokens, the last 50 also one at a time (the convolution's inputs carried from call to call).
+        "lfm2-long" => Shape("lfm2"),
         // As "granite", with granite.rope.scaling.finetuned = false: no layer rotates.
         "granite-norope" => Shape("granite"),
         "smollm" => new("tiny-smollm", "tiny smollm", "llama", 192, 2, 3, 1, 256, 320, 256, 100000f, 1e-5f, true, false, SynthVocabKind.SmolLmBpe),
@@ -150,6 +155,37 @@ public sealed class SynthLlamaCppTests : IDisposable
     public void LlamaCpp_AgreesWithEdgeLlm_OnAQuantizedCache(string kind, KvCacheType typeK, KvCacheType typeV) =>
         Compare(kind, typeK, typeV, 0.005);
 
+    /// <summary>
+    /// llama.cpp's own quantizer (llama_model_quantize) and <c>edgellm quantize</c> on an LFM2 file: the same type for
+    /// every tensor (the convolution taps kept F32, the per-layer KV head array read) and the same bytes.
+    /// </summary>
+    [Theory]
+    [InlineData("Q8_0", LLamaFtype.MOSTLY_Q8_0)]
+    [InlineData("Q4_K_M", LLamaFtype.MOSTLY_Q4_K_M)]
+    public void LlamaQuantize_AndEdgeLlm_WriteTheSameLfm2File(string type, LLamaFtype ftype)
+    {
+        var shape = new SynthShape("tiny-lfm2", "tiny lfm2", "lfm2", 256, 6, 4, 2, 512, 700, 256, 1e6f, 1e-5f, true, false, SynthVocabKind.Llama3Bpe,
+            AttentionLayers: [2, 5]);
+        string f32 = Path.Combine(_dir, "lfm2-f32.gguf"), theirsPath = Path.Combine(_dir, $"lfm2-{type}-llama.gguf"), oursPath = Path.Combine(_dir, $"lfm2-{type}-ours.gguf");
+        ModelSynthesizer.Synthesize(shape, "F32", f32, seed: 11);
+        _ = LlamaCppOracle.NativeLibrary;
+        Assert.True(LLamaQuantizer.Quantize(f32, theirsPath, ftype, nthread: 1), "llama_model_quantize failed");
+        EdgeLlm.Quant.ModelQuantizer.Quantize(f32, oursPath, type);
+        using var theirs = EdgeLlm.Gguf.GgufFile.Open(theirsPath);
+        using var ours = EdgeLlm.Gguf.GgufFile.Open(oursPath);
+        Assert.Equal(theirs.Tensors.Select(t => t.Name), ours.Tensors.Select(t => t.Name));
+        int same = 0;
+        foreach (var t in theirs.Tensors)
+        {
+            var o = ours.FindTensor(t.Name)!;
+            Assert.True(t.Type == o.Type, $"{t.Name}: llama.cpp {EdgeLlm.Gguf.GgmlTypes.Name(t.Type)}, EdgeLlm {EdgeLlm.Gguf.GgmlTypes.Name(o.Type)}");
+            if (theirs.GetTensorData(t).SequenceEqual(ours.GetTensorData(o))) same++;
+        }
+        Assert.Equal(EdgeLlm.Gguf.GgmlType.F32, ours.FindTensor("blk.0.shortconv.conv.weight")!.Type);
+        _out.WriteLine($"lfm2 {type}: {theirs.Tensors.Count} tensors, types all equal, {same} byte-identical");
+        Assert.Equal(theirs.Tensors.Count, same);
+    }
+
     private static GGMLType Ggml(KvCacheType t) => t switch
     {
         KvCacheType.Q8_0 => GGMLType.GGML_TYPE_Q8_0,
@@ -166,7 +202,7 @@ public sealed class SynthLlamaCppTests : IDisposable
         if (kind == "granite-norope") path = WithRopeOff(path);
         var rng = new Random(3);
         bool ringed = kind == "gemma3-ring";
-        bool longer = ringed || kind.EndsWith("-long", StringComparison.Ordinal) && kind.StartsWith("gemma", StringComparison.Ordinal);
+        bool longer = ringed || kind.EndsWith("-long", StringComparison.Ordinal) && (kind.StartsWith("gemma", StringComparison.Ordinal) || kind.StartsWith("lfm2", StringComparison.Ordinal));
         int count = ringed ? 900 : longer ? 200 : 32, ctxLen = ringed ? 1024 : longer ? 256 : 64;
         int[] tokens = Enumerable.Range(0, count).Select(_ => rng.Next(shape.VocabSize)).ToArray();
 

@@ -113,15 +113,19 @@ internal static unsafe class DecoderBlocks
     /// last <paramref name="keep"/> tokens of the batch; gelu instead of silu for <see cref="ModelConfig.GeluGate"/>,
     /// and the result RMS-normalized (ffn_post_norm) before the add where the layer has it (Gemma 3).
     /// </summary>
-    public static void SwiGluFeedForward(ModelConfig c, LayerWeights w, ForwardBatch b, int keep)
+    public static void SwiGluFeedForward(ModelConfig c, LayerWeights w, ForwardBatch b, int keep) =>
+        SwiGluFeedForward(c, w.FfnNorm, w.Gate, w.Up, w.Down, w.FfnPostNorm, b, keep);
+
+    /// <summary>The feed-forward block of <see cref="SwiGluFeedForward(ModelConfig, LayerWeights, ForwardBatch, int)"/> from its parts.</summary>
+    public static void SwiGluFeedForward(ModelConfig c, float[] ffnNorm, WeightMatrix gate, WeightMatrix up, WeightMatrix down, float[]? ffnPostNorm, ForwardBatch b, int keep)
     {
         if (keep == 0) return;
         int embd = c.EmbeddingLength;
         float* x = b.X + (long)(b.Count - keep) * embd;
-        Norm(b, w.FfnNorm, x, keep, embd, c.RmsEps);
+        Norm(b, ffnNorm, x, keep, embd, c.RmsEps);
 
-        MatMul.Multiply(w.Gate, b.Norm, keep, b.Gate, b.MatScratch, b.Pool);
-        MatMul.Multiply(w.Up, b.Norm, keep, b.Up, b.MatScratch, b.Pool);
+        MatMul.Multiply(gate, b.Norm, keep, b.Gate, b.MatScratch, b.Pool);
+        MatMul.Multiply(up, b.Norm, keep, b.Up, b.MatScratch, b.Pool);
         // Row by row: which elements take the vector exp and which the scalar tail must not
         // depend on the batch size, or a token's logits would change with its batch.
         int ff = c.FeedForwardLength;
@@ -135,8 +139,8 @@ internal static unsafe class DecoderBlocks
                     else Activations.SwiGlu(b.Gate + (long)t * ff, b.Up + (long)t * ff, ff);
                 }
             }, minParallelWork: 1 << 16);
-        MatMul.Multiply(w.Down, b.Gate, keep, b.Proj, b.MatScratch, b.Pool);
-        if (w.FfnPostNorm is not null) PostNorm(b.Proj, keep, w.FfnPostNorm, embd, c.RmsEps);
+        MatMul.Multiply(down, b.Gate, keep, b.Proj, b.MatScratch, b.Pool);
+        if (ffnPostNorm is not null) PostNorm(b.Proj, keep, ffnPostNorm, embd, c.RmsEps);
         if (c.ResidualScale != 1f) ScaleResidual(b.Proj, (long)keep * embd, c.ResidualScale);
 
         // l_out
@@ -178,7 +182,7 @@ internal static unsafe class DecoderBlocks
     }
 
     /// <summary>b.Norm = rmsnorm(x) ⊙ weight for <paramref name="n"/> rows of x, row by row (tokens in parallel for a large batch).</summary>
-    private static void Norm(ForwardBatch b, float[] weight, float* x, int n, int embd, float eps)
+    internal static void Norm(ForwardBatch b, float[] weight, float* x, int n, int embd, float eps)
     {
         using var _ = Profiler.Section(Profiler.Op.RmsNorm);
         fixed (float* g = weight)
