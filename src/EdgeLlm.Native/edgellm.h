@@ -165,7 +165,7 @@ EDGELLM_API const char* edgellm_last_error(void);
 /* ------------------------------------------------------------------ model */
 
 /*
- * Loads a GGUF model (architectures llama, qwen2, qwen3, phi3, gemma2, gemma3, smollm3, granite and lfm2; lfm2 runs on the CPU backend only) and its tokenizer. The file is memory-mapped.
+ * Loads a GGUF model (architectures llama, qwen2, qwen3, phi3, gemma2, gemma3, smollm3, granite and lfm2) and its tokenizer. The file is memory-mapped.
  * path: NUL-terminated UTF-8. On success *out_model is the new handle; on failure it is set to NULL.
  * Errors: INVALID_ARGUMENT (path or out_model NULL), MODEL_LOAD_FAILED, OUT_OF_MEMORY.
  */

@@ -46,14 +46,18 @@ public sealed unsafe class VulkanInferenceContext : Engine.IEvalContext, Engine.
     private readonly bool _hasRopeFactors;
     private readonly Layer[] _layers;
     private readonly VulkanBuffer _x, _norm, _q, _k, _v, _att, _proj, _gate, _up, _tokens, _params, _logits;
+    private readonly VulkanBuffer? _bcx;
     private bool _disposed;
 
     /// <param name="Kind">Tensor kind in pipeline roles: attn_q ... ffn_down, output.</param>
     private sealed record Weight(VulkanBuffer Buffer, GgmlType Type, int Rows, int Cols, string Kind);
 
-    private sealed record Layer(VulkanBuffer AttnNorm, Weight Wq, Weight Wk, Weight Wv, Weight Wo, VulkanBuffer? Bq, VulkanBuffer? Bk, VulkanBuffer? Bv,
-        VulkanBuffer FfnNorm, Weight Gate, Weight Up, Weight Down, VulkanBuffer KCache, VulkanBuffer VCache, VulkanBuffer? QNorm, VulkanBuffer? KNorm,
-        VulkanBuffer? AttnPostNorm, VulkanBuffer? FfnPostNorm, bool SlidingWindow, bool Rope);
+    /// <param name="Conv">LFM2's convolution layers: their in/out projections, taps and ring of inputs (the attention fields are then null).</param>
+    private sealed record Layer(VulkanBuffer AttnNorm, Weight? Wq, Weight? Wk, Weight? Wv, Weight? Wo, VulkanBuffer? Bq, VulkanBuffer? Bk, VulkanBuffer? Bv,
+        VulkanBuffer FfnNorm, Weight Gate, Weight Up, Weight Down, VulkanBuffer? KCache, VulkanBuffer? VCache, VulkanBuffer? QNorm, VulkanBuffer? KNorm,
+        VulkanBuffer? AttnPostNorm, VulkanBuffer? FfnPostNorm, bool SlidingWindow, bool Rope, ConvLayer? Conv = null);
+
+    private sealed record ConvLayer(Weight InProj, VulkanBuffer Taps, Weight OutProj, VulkanBuffer Ring);
 
     /// <summary>
     /// Uploads <paramref name="model"/>'s weights to <paramref name="device"/> (or to the best
@@ -75,8 +79,6 @@ public sealed unsafe class VulkanInferenceContext : Engine.IEvalContext, Engine.
         _options = options ?? new VulkanContextOptions();
         ArgumentOutOfRangeException.ThrowIfLessThan(_options.MatMulMinTokens, 1, nameof(options));
         _c = model.Config;
-        if (_c.ShortConvTaps > 0)
-            throw new VulkanUnavailableException($"the Vulkan backend does not run {_c.Architecture}'s short-convolution layers; use the CPU backend");
         if (_c.HeadDim % 2 != 0 || _c.KvLength % 2 != 0)
             throw new VulkanUnavailableException($"the Vulkan backend needs an even head dimension (this model has {_c.HeadDim})");
         CheckTypes(model.File);
@@ -85,7 +87,11 @@ public sealed unsafe class VulkanInferenceContext : Engine.IEvalContext, Engine.
         // Sliding-window layers: a ring of the window and a batch, where that is shorter than the context (as the CPU's KvCache).
         SlidingWindowCacheRows = _c.SlidingWindow > 0 && !_options.FullSlidingWindowCache && _c.SlidingWindow + maxBatch - 1 < contextLength
             ? _c.SlidingWindow + maxBatch - 1 : 0;
-        _history = SlidingWindowCacheRows > 0 ? new int[contextLength] : [];
+        // LFM2's convolution layers: a ring of the last batch and ShortConvCache.HistoryPositions more positions of gated inputs.
+        ShortConvRows = _c.ShortConvTaps > 0 ? maxBatch + EdgeLlm.Engine.ShortConvCache.HistoryPositions : 0;
+        _convRowPosition = new int[ShortConvRows];
+        Array.Fill(_convRowPosition, -1);
+        _history = SlidingWindowCacheRows > 0 || ShortConvRows > 0 ? new int[contextLength] : [];
         _rowPosition = new int[SlidingWindowCacheRows];
         Array.Fill(_rowPosition, -1);
         try
@@ -98,10 +104,14 @@ public sealed unsafe class VulkanInferenceContext : Engine.IEvalContext, Engine.
             if (SlidingWindowCacheRows > 0)
                 Pipelines = [.. Pipelines.Select(s => s.Role == "attention.swa" ? VulkanKernels.AttentionRing(s, SlidingWindowCacheRows) : s),
                     VulkanKernels.KvStoreRingSpec(c.KvLength, SlidingWindowCacheRows)];
+            if (ShortConvRows > 0)
+                Pipelines = [.. Pipelines, VulkanKernels.ShortConvStoreSpec(c.EmbeddingLength, c.ShortConvTaps, ShortConvRows),
+                    VulkanKernels.ShortConvSpec(c.EmbeddingLength, c.ShortConvTaps, ShortConvRows)];
             foreach (var spec in Pipelines) _ops[spec.Role] = VulkanKernels.Create(_device, spec, _options.UseSubgroupOps);
             _tokEmbd = Matrix(f, "token_embd.weight", "token_embd");
             _output = f.FindTensor("output.weight") is null ? _tokEmbd with { Kind = "output" } : Matrix(f, "output.weight", "output");
-            _outputNorm = Vector(f, "output_norm.weight", c.EmbeddingLength)!;
+            // (LFM2's converter names the final norm token_embd_norm.)
+            _outputNorm = Vector(f, c.Architecture == "lfm2" && f.FindTensor("output_norm.weight") is null ? "token_embd_norm.weight" : "output_norm.weight", c.EmbeddingLength)!;
             // Gemma's √embd embedding scale, as a row of factors the "mul" pipeline broadcasts.
             _embeddingScale = c.EmbeddingScale != 1f ? Upload(Enumerable.Repeat(c.EmbeddingScale, c.EmbeddingLength).ToArray(), "the embedding scale") : null;
             // Granite's residual_scale on each block output before its residual add, the same way.
@@ -114,6 +124,11 @@ public sealed unsafe class VulkanInferenceContext : Engine.IEvalContext, Engine.
             for (int il = 0; il < c.BlockCount; il++)
             {
                 string p = $"blk.{il}.";
+                if (model is Lfm2 hybrid)
+                {
+                    _layers[il] = HybridLayer(f, hybrid.HybridLayers[il], il);
+                    continue;
+                }
                 var lw = model.Layers[il];
                 long kvBytes = (long)CacheRows(il) * c.KvLength * 2;
                 _layers[il] = new Layer(
@@ -142,6 +157,7 @@ public sealed unsafe class VulkanInferenceContext : Engine.IEvalContext, Engine.
             _proj = Activation(b * c.EmbeddingLength, "projection");
             _gate = Activation(b * c.FeedForwardLength, "gate");
             _up = Activation(b * c.FeedForwardLength, "up");
+            _bcx = ShortConvRows > 0 ? Activation(b * 3 * c.EmbeddingLength, "the short convolution's B, C and x") : null;
             _tokens = Track(_device.CreateBuffer(b * 4, host: true, "token ids"));
             _params = Track(_device.CreateBuffer(16, host: true, "parameters"));
             _logits = Track(_device.CreateBuffer(b * c.VocabSize * 4, host: true, "logits"));
@@ -172,8 +188,16 @@ public sealed unsafe class VulkanInferenceContext : Engine.IEvalContext, Engine.
     /// </summary>
     public int SlidingWindowCacheRows { get; }
 
-    /// <summary>Tokens evaluated again after rewinds past the sliding-window ring.</summary>
+    /// <summary>
+    /// Rows of each LFM2 convolution layer's ring of gated inputs (<see cref="MaxBatch"/> + 64: a rewind by up to
+    /// 64 − taps + 1 positions goes on from it, a deeper one evaluates the tokens before again, as on the CPU); 0 for other models.
+    /// </summary>
+    public int ShortConvRows { get; }
+
+    /// <summary>Tokens evaluated again after rewinds past the sliding-window ring (or the convolution layers' ring).</summary>
     public long Reevaluations { get; private set; }
+
+    private readonly int[] _convRowPosition; // the position each convolution ring row holds (-1: none)
 
     private readonly int[] _history;      // the evaluated tokens (with a ring), to evaluate again after a deep rewind
     private readonly int[] _rowPosition;  // the position each ring row holds (-1: none)
@@ -182,12 +206,19 @@ public sealed unsafe class VulkanInferenceContext : Engine.IEvalContext, Engine.
     private int CacheRows(int il) => SlidingWindowCacheRows > 0 && _c.IsSlidingWindowLayer(il) ? SlidingWindowCacheRows : ContextLength;
 
     /// <summary>True when the ring still holds positions [from, to) as last written.</summary>
-    private bool RingHolds(int from, int to)
+    private bool RingHolds(int from, int to) => Holds(_rowPosition, from, to);
+
+    private static bool Holds(int[] rowPosition, int from, int to)
     {
         for (int q = Math.Max(0, from); q < to; q++)
-            if (_rowPosition[q % _rowPosition.Length] != q) return false;
+            if (rowPosition[q % rowPosition.Length] != q) return false;
         return true;
     }
+
+    /// <summary>True when the rings hold what a token at <paramref name="position"/> reads: its window's keys, its convolution's inputs.</summary>
+    private bool IntactBefore(int position) =>
+        (SlidingWindowCacheRows == 0 || RingHolds(position + 1 - _c.SlidingWindow, position))
+        && (ShortConvRows == 0 || Holds(_convRowPosition, position + 1 - _c.ShortConvTaps, position));
 
     /// <summary>Number of tokens evaluated so far: the position the next token takes.</summary>
     public int Position { get; private set; }
@@ -217,7 +248,7 @@ public sealed unsafe class VulkanInferenceContext : Engine.IEvalContext, Engine.
 
     /// <inheritdoc/>
     public bool CanResumeAt(int position) =>
-        position <= 0 || SlidingWindowCacheRows == 0 || (position <= Position && RingHolds(position + 1 - _c.SlidingWindow, position));
+        position <= 0 || (SlidingWindowCacheRows == 0 && ShortConvRows == 0) || (position <= Position && IntactBefore(position));
 
     /// <summary>Forgets every evaluated token (position 0).</summary>
     public void Reset() => Position = 0;
@@ -251,10 +282,10 @@ public sealed unsafe class VulkanInferenceContext : Engine.IEvalContext, Engine.
             throw new ArgumentException(
                 $"{tokens.Length} tokens at position {Position} would overflow the context of {ContextLength} tokens ({ContextLength - Position} free)", nameof(tokens));
 
-        if (SlidingWindowCacheRows > 0)
+        if (SlidingWindowCacheRows > 0 || ShortConvRows > 0)
         {
-            // A rewind past the ring: the next token's window is gone; evaluate what came before again.
-            if (!RingHolds(Position + 1 - _c.SlidingWindow, Position))
+            // A rewind past a ring: the next token's window (or convolution inputs) is gone; evaluate what came before again.
+            if (!IntactBefore(Position))
             {
                 int redo = Position;
                 Position = 0;
@@ -294,6 +325,7 @@ public sealed unsafe class VulkanInferenceContext : Engine.IEvalContext, Engine.
                 fixed (float* lp = dst) EdgeLlm.Kernels.Activations.Softcap(lp, dst.Length, _c.FinalLogitSoftcap);
         }
         for (int t = 0; t < n && _rowPosition.Length > 0; t++) _rowPosition[(Position + t) % _rowPosition.Length] = Position + t;
+        for (int t = 0; t < n && _convRowPosition.Length > 0; t++) _convRowPosition[(Position + t) % _convRowPosition.Length] = Position + t;
         Position += n;
     }
 
@@ -354,16 +386,34 @@ public sealed unsafe class VulkanInferenceContext : Engine.IEvalContext, Engine.
         var store = Op("kv_store");
         var storeRing = SlidingWindowCacheRows > 0 ? Op("kv_store.swa") : store;
         var attn = Op("attention");
-        var swiglu = Op("swiglu");
         foreach (var l in _layers)
         {
             // attn_norm
             VulkanKernels.RecordRmsNorm(d, cb, Mark(norm), Set(norm, _x, l.AttnNorm, _norm), 0, n);
             Sync(cb);
+            if (l.Conv is { } conv)
+            {
+                // LFM2's short convolution: B, C, x = in_proj(norm); the ring gets B ⊙ x; norm = C ⊙ conv(ring); x += out_proj(norm)
+                MatVec(cb, conv.InProj, _norm, _bcx!, n, 0);
+                Sync(cb);
+                var convStore = Op("shortconv.store");
+                VulkanKernels.RecordShortConv(d, cb, Mark(convStore), Set(convStore, _bcx!, conv.Ring, _params), n);
+                Sync(cb);
+                var sc = Op("shortconv");
+                VulkanKernels.RecordShortConv(d, cb, Mark(sc), Set(sc, _bcx!, conv.Ring, conv.Taps, _norm, _params), n);
+                Sync(cb);
+                MatVec(cb, conv.OutProj, _norm, _proj, n, 0);
+                Sync(cb);
+                ScaleResidual(cb, n);
+                VulkanKernels.RecordElementwise(d, cb, Mark(add), Set(add, _x, _proj), (long)n * embd, (uint)(n * embd));
+                Sync(cb);
+                FeedForward(cb, l, n);
+                continue;
+            }
             // Qcur, Kcur, Vcur (+ biases)
-            MatVec(cb, l.Wq, _norm, _q, n, 0);
-            MatVec(cb, l.Wk, _norm, _k, n, 0);
-            MatVec(cb, l.Wv, _norm, _v, n, 0);
+            MatVec(cb, l.Wq!, _norm, _q, n, 0);
+            MatVec(cb, l.Wk!, _norm, _k, n, 0);
+            MatVec(cb, l.Wv!, _norm, _v, n, 0);
             Sync(cb);
             if (l.Bq is not null || l.Bk is not null || l.Bv is not null)
             {
@@ -391,14 +441,14 @@ public sealed unsafe class VulkanInferenceContext : Engine.IEvalContext, Engine.
             }
             // K and V into the f16 cache, then attention over it
             var st = l.SlidingWindow ? storeRing : store;
-            VulkanKernels.RecordKvStore(d, cb, Mark(st), Set(st, _k, l.KCache, _params), n);
-            VulkanKernels.RecordKvStore(d, cb, Mark(st), Set(st, _v, l.VCache, _params), n);
+            VulkanKernels.RecordKvStore(d, cb, Mark(st), Set(st, _k, l.KCache!, _params), n);
+            VulkanKernels.RecordKvStore(d, cb, Mark(st), Set(st, _v, l.VCache!, _params), n);
             Sync(cb);
             var at = l.SlidingWindow ? Op("attention.swa") : attn;
-            VulkanKernels.RecordAttention(d, cb, Mark(at), Set(at, _q, l.KCache, l.VCache, _att, _params), n);
+            VulkanKernels.RecordAttention(d, cb, Mark(at), Set(at, _q, l.KCache!, l.VCache!, _att, _params), n);
             Sync(cb);
             // attn_output (Gemma: post-norm in place), ffn_inp
-            MatVec(cb, l.Wo, _att, _proj, n, 0);
+            MatVec(cb, l.Wo!, _att, _proj, n, 0);
             Sync(cb);
             if (l.AttnPostNorm is not null)
             {
@@ -408,24 +458,7 @@ public sealed unsafe class VulkanInferenceContext : Engine.IEvalContext, Engine.
             ScaleResidual(cb, n);
             VulkanKernels.RecordElementwise(d, cb, Mark(add), Set(add, _x, _proj), (long)n * embd, (uint)(n * embd));
             Sync(cb);
-            // ffn_norm, SwiGLU, ffn_down, l_out
-            VulkanKernels.RecordRmsNorm(d, cb, Mark(norm), Set(norm, _x, l.FfnNorm, _norm), 0, n);
-            Sync(cb);
-            MatVec(cb, l.Gate, _norm, _gate, n, 0);
-            MatVec(cb, l.Up, _norm, _up, n, 0);
-            Sync(cb);
-            VulkanKernels.RecordElementwise(d, cb, Mark(swiglu), Set(swiglu, _gate, _up), (long)n * c.FeedForwardLength);
-            Sync(cb);
-            MatVec(cb, l.Down, _gate, _proj, n, 0);
-            Sync(cb);
-            if (l.FfnPostNorm is not null)
-            {
-                VulkanKernels.RecordRmsNorm(d, cb, Mark(norm), Set(norm, _proj, l.FfnPostNorm, _proj), 0, n);
-                Sync(cb);
-            }
-            ScaleResidual(cb, n);
-            VulkanKernels.RecordElementwise(d, cb, Mark(add), Set(add, _x, _proj), (long)n * embd, (uint)(n * embd));
-            Sync(cb);
+            FeedForward(cb, l, n);
         }
         if (outputRows > 0)
         {
@@ -435,6 +468,57 @@ public sealed unsafe class VulkanInferenceContext : Engine.IEvalContext, Engine.
             MatVec(cb, _output, _norm, _logits, outputRows, (long)first * embd);
             Sync(cb);
         }
+    }
+
+    /// <summary>ffn_norm, SwiGLU (or GeGLU), ffn_down (Gemma: post-norm), l_out, for <paramref name="n"/> rows.</summary>
+    private void FeedForward(CommandBuffer cb, Layer l, int n)
+    {
+        var d = _device;
+        var c = _c;
+        int embd = c.EmbeddingLength;
+        var norm = Op("rms_norm");
+        var add = Op("add");
+        var swiglu = Op("swiglu");
+        VulkanKernels.RecordRmsNorm(d, cb, Mark(norm), Set(norm, _x, l.FfnNorm, _norm), 0, n);
+        Sync(cb);
+        MatVec(cb, l.Gate, _norm, _gate, n, 0);
+        MatVec(cb, l.Up, _norm, _up, n, 0);
+        Sync(cb);
+        VulkanKernels.RecordElementwise(d, cb, Mark(swiglu), Set(swiglu, _gate, _up), (long)n * c.FeedForwardLength);
+        Sync(cb);
+        MatVec(cb, l.Down, _gate, _proj, n, 0);
+        Sync(cb);
+        if (l.FfnPostNorm is not null)
+        {
+            VulkanKernels.RecordRmsNorm(d, cb, Mark(norm), Set(norm, _proj, l.FfnPostNorm, _proj), 0, n);
+            Sync(cb);
+        }
+        ScaleResidual(cb, n);
+        VulkanKernels.RecordElementwise(d, cb, Mark(add), Set(add, _x, _proj), (long)n * embd, (uint)(n * embd));
+        Sync(cb);
+    }
+
+    /// <summary>An LFM2 layer uploaded: an attention layer as any other, a convolution layer with its projections, taps and ring.</summary>
+    private Layer HybridLayer(GgufFile f, Lfm2.Layer l, int il)
+    {
+        var c = _c;
+        string p = $"blk.{il}.";
+        var ffnNorm = Vector(f, p + "ffn_norm.weight", c.EmbeddingLength)!;
+        var attnNorm = Vector(f, p + "attn_norm.weight", c.EmbeddingLength)!;
+        if (l.Attention is { } a)
+        {
+            long kvBytes = (long)ContextLength * c.KvLength * 2;
+            return new Layer(attnNorm, Matrix(a.Wq, "attn_q"), Matrix(a.Wk, "attn_k"), Matrix(a.Wv, "attn_v"), Matrix(a.Wo, "attn_output"),
+                null, null, null, ffnNorm, Matrix(l.Gate, "ffn_gate"), Matrix(l.Up, "ffn_up"), Matrix(l.Down, "ffn_down"),
+                Track(_device.CreateBuffer(kvBytes, host: false, $"the K cache of layer {il}")),
+                Track(_device.CreateBuffer(kvBytes, host: false, $"the V cache of layer {il}")),
+                Vector(f, p + "attn_q_norm.weight", c.HeadDim), Vector(f, p + "attn_k_norm.weight", c.HeadDim), null, null, false, true);
+        }
+        var conv = new ConvLayer(Matrix(l.InProj!, "shortconv.in_proj"), Upload(l.ConvTaps!, $"the convolution taps of layer {il}"),
+            Matrix(l.OutProj!, "shortconv.out_proj"),
+            Track(_device.CreateBuffer((long)ShortConvRows * c.EmbeddingLength * 4, host: false, $"the convolution inputs of layer {il}")));
+        return new Layer(attnNorm, null, null, null, null, null, null, null, ffnNorm, Matrix(l.Gate, "ffn_gate"), Matrix(l.Up, "ffn_up"), Matrix(l.Down, "ffn_down"),
+            null, null, null, null, null, null, false, false, conv);
     }
 
     /// <summary>_proj ×= Granite's residual_scale for <paramref name="n"/> rows (nothing for other models).</summary>
@@ -521,7 +605,8 @@ public sealed unsafe class VulkanInferenceContext : Engine.IEvalContext, Engine.
     {
         var c = _c;
         long weights = Model.File.Tensors.Sum(t => t.ByteSize);
-        long kv = 2L * Enumerable.Range(0, c.BlockCount).Sum(il => (long)CacheRows(il)) * c.KvLength * 2;
+        long kv = 2L * Enumerable.Range(0, c.BlockCount).Where(il => !c.IsShortConvLayer(il)).Sum(il => (long)CacheRows(il)) * c.KvLength * 2
+            + Enumerable.Range(0, c.BlockCount).Count(c.IsShortConvLayer) * (long)ShortConvRows * c.EmbeddingLength * 4;
         long act = 4L * MaxBatch * (4L * c.EmbeddingLength + 2L * c.QueryLength + 2L * c.KvLength + 2L * c.FeedForwardLength);
         long need = weights + kv + act;
         long have = _device.Info.DeviceLocalMemory;

@@ -110,12 +110,18 @@ internal static class VulkanKernels
     /// <summary>x *= y broadcast (add.comp built with -DMUL): Gemma's embedding scale.</summary>
     public static VulkanPipelineSpec MulSpec() => new("mul", "mul", [ElementBlock]);
 
+    /// <summary>LFM2: the gated inputs B ⊙ x of a batch into a convolution layer's ring of <paramref name="ring"/> rows.</summary>
+    public static VulkanPipelineSpec ShortConvStoreSpec(int embd, int taps, int ring) => new("shortconv.store", "shortconv_store", [Block, (uint)embd, (uint)taps, (uint)ring]);
+
+    /// <summary>LFM2: y = C ⊙ (the causal convolution of <paramref name="taps"/> taps over the ring).</summary>
+    public static VulkanPipelineSpec ShortConvSpec(int embd, int taps, int ring) => new("shortconv", "shortconv", [Block, (uint)embd, (uint)taps, (uint)ring]);
+
     // ---- pipeline creation ----
 
     /// <summary>Storage buffers a shader binds (its descriptor-set layout).</summary>
     public static int Bindings(string shader) => shader switch
     {
-        "attention" => 5,
+        "attention" or "shortconv" => 5,
         "swiglu" or "geglu" or "add" or "mul" => 2,
         _ => 3,
     };
@@ -179,6 +185,10 @@ internal static class VulkanKernels
 
     public static void RecordKvStore(VulkanDevice d, CommandBuffer cb, VulkanOp op, DescriptorSet set, int n) =>
         d.Dispatch(cb, op.Kernel, set, [], (C(op, 1) / 2 + Block - 1) / Block, (uint)n);
+
+    /// <summary>Either short-convolution kernel over <paramref name="n"/> tokens: one invocation per channel and token.</summary>
+    public static void RecordShortConv(VulkanDevice d, CommandBuffer cb, VulkanOp op, DescriptorSet set, int n) =>
+        d.Dispatch(cb, op.Kernel, set, [], (C(op, 1) + Block - 1) / Block, (uint)n);
 
     public static void RecordAttention(VulkanDevice d, CommandBuffer cb, VulkanOp op, DescriptorSet set, int n) =>
         d.Dispatch(cb, op.Kernel, set, [], C(op, 2), (uint)n);

@@ -214,6 +214,18 @@ internal static class VulkanPipelinePlan
             WeightMatrix[] m = [l.Wq, l.Wk, l.Wv, l.Wo, l.Gate, l.Up, l.Down];
             for (int k = 0; k < m.Length; k++) Matrix(LayerTensors[k], m[k].Tensor.Type, m[k].Cols, m[k].Rows);
         }
+        // LFM2: attention and convolution layers; the convolution's own pipelines come with the context (their ring's rows).
+        if (model is Lfm2 hybrid)
+        {
+            foreach (var l in hybrid.HybridLayers)
+            {
+                (string Kind, WeightMatrix W)[] m = l.Attention is { } a
+                    ? [("attn_q", a.Wq), ("attn_k", a.Wk), ("attn_v", a.Wv), ("attn_output", a.Wo)]
+                    : [("shortconv.in_proj", l.InProj!), ("shortconv.out_proj", l.OutProj!)];
+                foreach (var (kind, w) in m.Concat([("ffn_gate", l.Gate), ("ffn_up", l.Up), ("ffn_down", l.Down)]))
+                    Matrix(kind, w.Tensor.Type, w.Cols, w.Rows);
+            }
+        }
         var output = f.FindTensor("output.weight") ?? tok;
         Matrix("output", output.Type, output.RowLength, output.RowCount);
         return list;

@@ -197,18 +197,55 @@ public class VulkanGoldenTests(DeviceFixture fixture, ITestOutputHelper output) 
                 EdgeLlm.Synth.SynthVocabKind.SmolLmBpe, Granite: new EdgeLlm.Synth.GraniteMultipliers(2f, 0.5f, 0.25f, 3f)), type, bound,
             ctx => Assert.Equal(arch == "granite", ctx.Variants.ContainsKey("mul")));
 
-    /// <summary>LFM2's short-convolution layers have no device pipeline: the context is refused, saying why (auto then runs on the CPU).</summary>
+    private static EdgeLlm.Synth.SynthShape Lfm2Shape => new("tiny-lfm2", "tiny lfm2", "lfm2", 128, 6, 4, 2, 256, 700, 256, 1e6f, 1e-5f,
+        true, false, EdgeLlm.Synth.SynthVocabKind.Llama3Bpe, AttentionLayers: [2, 5]);
+
+    /// <summary>
+    /// LFM2 (attention in layers 2 and 5, short convolutions of 3 taps in the others) on the device against the CPU,
+    /// which SynthLlamaCppTests holds to llama.cpp: the convolution's inputs carried in the device ring from the
+    /// prompt batch into the tokens after it.
+    /// </summary>
+    [Theory]
+    [InlineData("F32", FloatBound)]
+    [InlineData("Q8_0", QuantBound)]
+    public void Lfm2_MatchesTheCpu(string type, double bound) =>
+        MatchesTheCpu(Lfm2Shape, type, bound, ctx =>
+        {
+            Assert.True(ctx.Variants.ContainsKey("shortconv") && ctx.Variants.ContainsKey("shortconv.store"), "the short-convolution pipelines are built");
+            Assert.Equal(ctx.MaxBatch + 64, ctx.ShortConvRows);
+        });
+
+    /// <summary>The device ring of convolution inputs through rewinds: within it no re-evaluation, past it the tokens before evaluated again.</summary>
     [Fact]
-    public void Lfm2_IsRefused_SayingWhy()
+    public void Lfm2_Rewinds_AsOnTheCpu()
     {
         string path = Path.Combine(Path.GetTempPath(), $"edgellm-vk-lfm2-{Guid.NewGuid():N}.gguf");
         try
         {
-            EdgeLlm.Synth.ModelSynthesizer.Synthesize(new EdgeLlm.Synth.SynthShape("tiny-lfm2", "tiny lfm2", "lfm2", 128, 3, 4, 2, 256, 700, 256, 1e6f, 1e-5f,
-                true, false, EdgeLlm.Synth.SynthVocabKind.Llama3Bpe, AttentionLayers: [1]), "F32", path, seed: 1);
+            EdgeLlm.Synth.ModelSynthesizer.Synthesize(Lfm2Shape, "F32", path, seed: 5);
             using var m = Model.Load(path);
-            var e = Assert.Throws<VulkanUnavailableException>(() => new VulkanInferenceContext(m, 64, fixture.Device).Dispose());
-            Assert.Equal("the Vulkan backend does not run lfm2's short-convolution layers; use the CPU backend", e.Message);
+            int[] tokens = Enumerable.Range(0, 200).Select(i => (i * 37 + 11) % 700).ToArray();
+            using var ctx = new VulkanInferenceContext(m, 256, fixture.Device, maxBatch: 16);
+            Assert.Equal(80, ctx.ShortConvRows);
+            ctx.Eval(tokens.AsSpan(0, 150));
+            ctx.Rewind(140);                                    // within the ring
+            float[] near = ctx.Eval(tokens.AsSpan(140, 4), allLogits: true);
+            Assert.Equal(0, ctx.Reevaluations);
+            Assert.False(ctx.CanResumeAt(60));
+            ctx.Rewind(60);                                     // rows of 58 and 59 long overwritten
+            float[] far = ctx.Eval(tokens.AsSpan(60, 4), allLogits: true);
+            Assert.Equal(60, ctx.Reevaluations);
+            float[] cpuNear, cpuFar;
+            using (var cpu = new EdgeLlm.Engine.InferenceContext(m, 256, threads: 1))
+            {
+                cpu.Eval(tokens.AsSpan(0, 60));
+                cpuFar = cpu.Eval(tokens.AsSpan(60, 4), allLogits: true);
+                cpu.Eval(tokens.AsSpan(64, 76));
+                cpuNear = cpu.Eval(tokens.AsSpan(140, 4), allLogits: true);
+            }
+            double a = GoldenCase.Figure(near, cpuNear), b = GoldenCase.Figure(far, cpuFar);
+            output.WriteLine($"vulkan lfm2 rewinds: by 10 {a:G4}, by 90 {b:G4} against the CPU; {ctx.Reevaluations} evaluated again");
+            Assert.True(a <= FloatBound && b <= FloatBound, $"after the rewinds: {a}, {b}");
         }
         finally
         {

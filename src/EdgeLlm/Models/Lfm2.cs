@@ -14,12 +14,12 @@ namespace EdgeLlm.Models;
 /// B ⊙ x, convolves each channel causally over the last <c>lfm2.shortconv.l_cache</c> (3) positions with its own
 /// taps (shortconv.conv, [embd, taps]), gates again with C and projects back (shortconv.out_proj). Follows
 /// llama.cpp's llm_build_lfm2 and ggml_ssm_conv; the convolution's inputs live in <see cref="ShortConvCache"/>.
-/// The MoE variant (<c>lfm2moe</c>) is another architecture. CPU only: the Vulkan backend refuses these files.
+/// The MoE variant (<c>lfm2moe</c>) is another architecture.
 /// </summary>
 internal sealed unsafe class Lfm2 : Model
 {
     /// <summary>An attention layer's weights, or a convolution layer's with its feed-forward network.</summary>
-    private sealed record Layer(LayerWeights? Attention, float[] AttnNorm, WeightMatrix? InProj, float[]? ConvTaps, WeightMatrix? OutProj,
+    internal sealed record Layer(LayerWeights? Attention, float[] AttnNorm, WeightMatrix? InProj, float[]? ConvTaps, WeightMatrix? OutProj,
         float[] FfnNorm, WeightMatrix Gate, WeightMatrix Up, WeightMatrix Down);
 
     private readonly Layer[] _layers;
@@ -107,7 +107,10 @@ internal sealed unsafe class Lfm2 : Model
         };
     }
 
-    /// <summary>Not the layer list of an attention-only model: the Vulkan backend and the source generator, its users, do not take LFM2.</summary>
+    /// <summary>Every layer, attention or convolution (the Vulkan backend uploads them from here).</summary>
+    internal IReadOnlyList<Layer> HybridLayers => _layers;
+
+    /// <summary>Not the layer list of an attention-only model: the source generator does not take LFM2, and the Vulkan backend reads <see cref="HybridLayers"/>.</summary>
     internal override IReadOnlyList<LayerWeights> Layers => [];
 
     private protected override IEnumerable<WeightMatrix> AllMatrices()
