@@ -23,17 +23,18 @@ internal static class Backends
     /// <param name="threads">CPU worker threads (0 = one per processor); the Vulkan backend does not use them.</param>
     /// <param name="typeK">the K cache type; a quantized cache (K or V) runs on the CPU, so AUTO then picks the CPU (VULKAN is refused before this).</param>
     /// <param name="typeV">the V cache type.</param>
+    /// <param name="fullSlidingWindowCache">sliding-window layers keep every position (swa_full) instead of a ring of their window.</param>
     /// <exception cref="EdgeLlmException">BACKEND_UNAVAILABLE: backend VULKAN and the Vulkan backend cannot run this model here (the message says why).</exception>
     public static Created Create(Model model, NativeBackend backend, int? device, int contextLength, int threads,
-        KvCacheType typeK = KvCacheType.F16, KvCacheType typeV = KvCacheType.F16)
+        KvCacheType typeK = KvCacheType.F16, KvCacheType typeV = KvCacheType.F16, bool fullSlidingWindowCache = false)
     {
-        if (typeK != KvCacheType.F16 || typeV != KvCacheType.F16) return OnCpu(model, contextLength, threads, typeK, typeV);
+        if (typeK != KvCacheType.F16 || typeV != KvCacheType.F16) return OnCpu(model, contextLength, threads, typeK, typeV, fullSlidingWindowCache);
         switch (backend)
         {
             case NativeBackend.Vulkan:
                 try
                 {
-                    return OnVulkan(model, device, contextLength, requireGpu: false)!.Value;
+                    return OnVulkan(model, device, contextLength, requireGpu: false, fullSlidingWindowCache)!.Value;
                 }
                 catch (VulkanUnavailableException e)
                 {
@@ -42,31 +43,32 @@ internal static class Backends
             case NativeBackend.Auto:
                 try
                 {
-                    if (OnVulkan(model, device, contextLength, requireGpu: true) is Created gpu) return gpu;
+                    if (OnVulkan(model, device, contextLength, requireGpu: true, fullSlidingWindowCache) is Created gpu) return gpu;
                 }
                 catch (VulkanUnavailableException)
                 {
                     // AUTO: no loader, no driver, no device, a weight type without shaders or too little device
                     // memory all mean "run on the CPU"; edgellm_context_backend tells the caller which it got.
                 }
-                return OnCpu(model, contextLength, threads);
+                return OnCpu(model, contextLength, threads, fullSlidingWindowCache: fullSlidingWindowCache);
             default:
-                return OnCpu(model, contextLength, threads);
+                return OnCpu(model, contextLength, threads, fullSlidingWindowCache: fullSlidingWindowCache);
         }
     }
 
-    private static Created OnCpu(Model model, int contextLength, int threads, KvCacheType typeK = KvCacheType.F16, KvCacheType typeV = KvCacheType.F16)
+    private static Created OnCpu(Model model, int contextLength, int threads, KvCacheType typeK = KvCacheType.F16, KvCacheType typeV = KvCacheType.F16,
+        bool fullSlidingWindowCache = false)
     {
         // The first CPU context on a model repacks its weights (Model.RepackWeights runs once, under a
         // lock; later calls return at once). It finishes before that context exists, so no CPU context on
         // the model can be computing while the layout changes; Vulkan contexts read the file, not the copy.
         model.RepackWeights();
-        return new(new InferenceContext(model, contextLength, threads, typeK, typeV), NativeBackend.Cpu, null);
+        return new(new InferenceContext(model, contextLength, threads, typeK, typeV, fullSlidingWindowCache), NativeBackend.Cpu, null);
     }
 
     /// <summary>The context on Vulkan device <paramref name="index"/> (or the best one); null when <paramref name="requireGpu"/> and that device is no GPU.</summary>
     /// <exception cref="VulkanUnavailableException">no usable device, or the context does not fit / is not supported on it.</exception>
-    private static Created? OnVulkan(Model model, int? index, int contextLength, bool requireGpu)
+    private static Created? OnVulkan(Model model, int? index, int contextLength, bool requireGpu, bool fullSlidingWindowCache)
     {
         var device = VulkanDevice.Open(index);
         try
@@ -78,7 +80,8 @@ internal static class Backends
             }
             // The context borrows the device (it does not dispose a device it was given): NativeContext
             // disposes it after the context.
-            return new Created(new VulkanInferenceContext(model, contextLength, device), NativeBackend.Vulkan, device);
+            return new Created(new VulkanInferenceContext(model, contextLength, device,
+                options: new VulkanContextOptions { FullSlidingWindowCache = fullSlidingWindowCache }), NativeBackend.Vulkan, device);
         }
         catch
         {

@@ -5,7 +5,7 @@ using EdgeLlm.Sampling;
 namespace EdgeLlm.Native;
 
 /// <summary>
-/// <c>edgellm_context_params</c> of edgellm.h, field for field (56 bytes; offsets 0,4,8,16,20,24,28,32,36,40,44,48,52).
+/// <c>edgellm_context_params</c> of edgellm.h, field for field (64 bytes; offsets 0,4,8,16,20,24,28,32,36,40,44,48,52,56, then padding).
 /// Fields are only ever appended (C callers start from <c>edgellm_context_params_default()</c>), never reordered.
 /// </summary>
 [StructLayout(LayoutKind.Sequential)]
@@ -27,6 +27,7 @@ internal struct ContextParams
     public int Device;
     public int TypeK;
     public int TypeV;
+    public int SwaFull;
 
     /// <summary>The defaults: <see cref="SamplerOptions"/>'s (llama.cpp's) and a 4096-token context.</summary>
     public static ContextParams Default()
@@ -47,6 +48,7 @@ internal struct ContextParams
             Device = -1,
             TypeK = (int)KvCacheType.F16,
             TypeV = (int)KvCacheType.F16,
+            SwaFull = 0,
         };
     }
 
@@ -68,6 +70,14 @@ internal struct ContextParams
             : throw new ArgumentException($"edgellm_context_params.{field} must be EDGELLM_CACHE_F16 (0), EDGELLM_CACHE_Q8_0 (1) or EDGELLM_CACHE_Q4_0 (2), got {value}");
         return (Check(TypeK, "type_k"), Check(TypeV, "type_v"));
     }
+
+    /// <summary>swa_full, validated: 0 or 1 (ArgumentException names the field).</summary>
+    public readonly bool ToFullSlidingWindowCache() => SwaFull switch
+    {
+        0 => false,
+        1 => true,
+        _ => throw new ArgumentException($"edgellm_context_params.swa_full must be 0 (a ring of the window, the default) or 1 (every position), got {SwaFull}"),
+    };
 
     /// <summary>The sampler settings, validated (ArgumentException names the bad field by its C name).</summary>
     public readonly SamplerOptions ToSamplerOptions()

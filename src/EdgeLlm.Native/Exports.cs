@@ -21,7 +21,7 @@ internal static unsafe class Exports
     private static readonly byte* s_version = NativeString(Version);
 
     /// <summary>The library version (kept equal to EDGELLM_VERSION_STRING in edgellm.h; the C test checks it).</summary>
-    internal const string Version = "0.3.0";
+    internal const string Version = "0.4.0";
 
     private static byte* NativeString(string s)
     {
@@ -381,13 +381,14 @@ internal static unsafe class Exports
             var options = p.ToSamplerOptions();
             var (backend, device) = p.ToBackend();
             var (typeK, typeV) = p.ToCacheTypes();
+            bool swaFull = p.ToFullSlidingWindowCache();
             if ((typeK != KvCacheType.F16 || typeV != KvCacheType.F16) && backend == NativeBackend.Vulkan)
                 throw new ArgumentException($"edgellm_context_params.type_k/type_v: a quantized KV cache ({typeK.Name()}/{typeV.Name()}) runs on the CPU backend only; EDGELLM_BACKEND_VULKAN keeps an f16 cache");
             var m = NativeModel.Acquire(model); // the context's reference, released by its Dispose
             NativeContext? created = null;
             try
             {
-                var ctx = Backends.Create(m.Model, backend, device, p.ContextLength, p.Threads, typeK, typeV);
+                var ctx = Backends.Create(m.Model, backend, device, p.ContextLength, p.Threads, typeK, typeV, swaFull);
                 try
                 {
                     created = new NativeContext(m, ctx.Context, ctx.Backend, ctx.Device, new Sampler(options, m.Model.Config.VocabSize));

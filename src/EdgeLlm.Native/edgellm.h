@@ -57,11 +57,13 @@ extern "C" {
  * compiled against 0.1 (edgellm_context_params_default returns the struct by value).
  * 0.3.0: edgellm_context_params grew from 48 to 56 bytes (type_k, type_v appended: the KV cache's types):
  * rebuild callers compiled against 0.2.
+ * 0.4.0: edgellm_context_params grew from 56 to 64 bytes (swa_full appended, then 4 bytes of padding): rebuild
+ * callers compiled against 0.3.
  */
 #define EDGELLM_VERSION_MAJOR 0
-#define EDGELLM_VERSION_MINOR 3
+#define EDGELLM_VERSION_MINOR 4
 #define EDGELLM_VERSION_PATCH 0
-#define EDGELLM_VERSION_STRING "0.3.0"
+#define EDGELLM_VERSION_STRING "0.4.0"
 
 /* Error codes. Values are stable. */
 typedef enum edgellm_error {
@@ -141,6 +143,9 @@ typedef struct edgellm_context_params {
                                 Used by VULKAN and AUTO; CPU ignores it (and `threads` is for the CPU only) */
     int32_t type_k;          /* an edgellm_cache_type: how the KV cache stores keys (default EDGELLM_CACHE_F16) */
     int32_t type_v;          /* an edgellm_cache_type: how the KV cache stores values (default EDGELLM_CACHE_F16) */
+    int32_t swa_full;        /* 0 or 1. 0 (default): sliding-window layers (Gemma 2/3) keep a ring of their window and a batch, as
+                                llama.cpp's default cache; a rewind past it evaluates the tokens before again. 1: they keep every
+                                position, as llama.cpp's --swa-full (more memory). No effect on models without such layers */
 } edgellm_context_params;
 
 /*

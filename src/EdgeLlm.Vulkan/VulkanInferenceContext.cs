@@ -53,11 +53,44 @@ public sealed unsafe class VulkanInferenceContext : Engine.IEvalContext, Engine.
     private sealed record Weight(VulkanBuffer Buffer, GgmlType Type, int Rows, int Cols, string Kind);
 
     /// <param name="Conv">LFM2's convolution layers: their in/out projections, taps and ring of inputs (the attention fields are then null).</param>
-    private sealed record Layer(VulkanBuffer AttnNorm, Weight? Wq, Weight? Wk, Weight? Wv, Weight? Wo, VulkanBuffer? Bq, VulkanBuffer? Bk, VulkanBuffer? Bv,
-        VulkanBuffer FfnNorm, Weight Gate, Weight Up, Weight Down, VulkanBuffer? KCache, VulkanBuffer? VCache, VulkanBuffer? QNorm, VulkanBuffer? KNorm,
-        VulkanBuffer? AttnPostNorm, VulkanBuffer? FfnPostNorm, bool SlidingWindow, bool Rope, ConvLayer? Conv = null);
+    // Layer, ConvLayer (and Lfm2.Layer, VulkanOp, SelfTest.Check, ModelSynthesizer.TensorSpec) are classes, not records: a
+    // record's generated Equals/GetHashCode/PrintMembers, which nothing here uses, cost the NativeAOT binary kilobytes, and the
+    // linux-arm64 edgellm sits just under its 15 MB budget (tests/deployment/run.sh).
+    private sealed class Layer(VulkanBuffer attnNorm, Weight? wq, Weight? wk, Weight? wv, Weight? wo, VulkanBuffer? bq, VulkanBuffer? bk,
+        VulkanBuffer? bv, VulkanBuffer ffnNorm, Weight gate, Weight up, Weight down, VulkanBuffer? kCache, VulkanBuffer? vCache,
+        VulkanBuffer? qNorm, VulkanBuffer? kNorm, VulkanBuffer? attnPostNorm, VulkanBuffer? ffnPostNorm, bool slidingWindow, bool rope,
+        ConvLayer? conv = null)
+    {
+        public VulkanBuffer AttnNorm => attnNorm;
+        public Weight? Wq => wq;
+        public Weight? Wk => wk;
+        public Weight? Wv => wv;
+        public Weight? Wo => wo;
+        public VulkanBuffer? Bq => bq;
+        public VulkanBuffer? Bk => bk;
+        public VulkanBuffer? Bv => bv;
+        public VulkanBuffer FfnNorm => ffnNorm;
+        public Weight Gate => gate;
+        public Weight Up => up;
+        public Weight Down => down;
+        public VulkanBuffer? KCache => kCache;
+        public VulkanBuffer? VCache => vCache;
+        public VulkanBuffer? QNorm => qNorm;
+        public VulkanBuffer? KNorm => kNorm;
+        public VulkanBuffer? AttnPostNorm => attnPostNorm;
+        public VulkanBuffer? FfnPostNorm => ffnPostNorm;
+        public bool SlidingWindow => slidingWindow;
+        public bool Rope => rope;
+        public ConvLayer? Conv => conv;
+    }
 
-    private sealed record ConvLayer(Weight InProj, VulkanBuffer Taps, Weight OutProj, VulkanBuffer Ring);
+    private sealed class ConvLayer(Weight inProj, VulkanBuffer taps, Weight outProj, VulkanBuffer ring)
+    {
+        public Weight InProj => inProj;
+        public VulkanBuffer Taps => taps;
+        public Weight OutProj => outProj;
+        public VulkanBuffer Ring => ring;
+    }
 
     /// <summary>
     /// Uploads <paramref name="model"/>'s weights to <paramref name="device"/> (or to the best
@@ -404,9 +437,7 @@ public sealed unsafe class VulkanInferenceContext : Engine.IEvalContext, Engine.
                 Sync(cb);
                 MatVec(cb, conv.OutProj, _norm, _proj, n, 0);
                 Sync(cb);
-                ScaleResidual(cb, n);
-                VulkanKernels.RecordElementwise(d, cb, Mark(add), Set(add, _x, _proj), (long)n * embd, (uint)(n * embd));
-                Sync(cb);
+                AddResidual(cb, null, n);
                 FeedForward(cb, l, n);
                 continue;
             }
@@ -450,14 +481,7 @@ public sealed unsafe class VulkanInferenceContext : Engine.IEvalContext, Engine.
             // attn_output (Gemma: post-norm in place), ffn_inp
             MatVec(cb, l.Wo!, _att, _proj, n, 0);
             Sync(cb);
-            if (l.AttnPostNorm is not null)
-            {
-                VulkanKernels.RecordRmsNorm(d, cb, Mark(norm), Set(norm, _proj, l.AttnPostNorm, _proj), 0, n);
-                Sync(cb);
-            }
-            ScaleResidual(cb, n);
-            VulkanKernels.RecordElementwise(d, cb, Mark(add), Set(add, _x, _proj), (long)n * embd, (uint)(n * embd));
-            Sync(cb);
+            AddResidual(cb, l.AttnPostNorm, n);
             FeedForward(cb, l, n);
         }
         if (outputRows > 0)
@@ -474,27 +498,37 @@ public sealed unsafe class VulkanInferenceContext : Engine.IEvalContext, Engine.
     private void FeedForward(CommandBuffer cb, Layer l, int n)
     {
         var d = _device;
-        var c = _c;
-        int embd = c.EmbeddingLength;
         var norm = Op("rms_norm");
-        var add = Op("add");
         var swiglu = Op("swiglu");
         VulkanKernels.RecordRmsNorm(d, cb, Mark(norm), Set(norm, _x, l.FfnNorm, _norm), 0, n);
         Sync(cb);
         MatVec(cb, l.Gate, _norm, _gate, n, 0);
         MatVec(cb, l.Up, _norm, _up, n, 0);
         Sync(cb);
-        VulkanKernels.RecordElementwise(d, cb, Mark(swiglu), Set(swiglu, _gate, _up), (long)n * c.FeedForwardLength);
+        VulkanKernels.RecordElementwise(d, cb, Mark(swiglu), Set(swiglu, _gate, _up), (long)n * _c.FeedForwardLength);
         Sync(cb);
         MatVec(cb, l.Down, _gate, _proj, n, 0);
         Sync(cb);
-        if (l.FfnPostNorm is not null)
+        AddResidual(cb, l.FfnPostNorm, n);
+    }
+
+    /// <summary>
+    /// x += _proj for <paramref name="n"/> rows, _proj first RMS-normalized in place by <paramref name="postNorm"/> where the
+    /// block has one (Gemma) and scaled by the residual scale where the model has one (Granite).
+    /// </summary>
+    private void AddResidual(CommandBuffer cb, VulkanBuffer? postNorm, int n)
+    {
+        var d = _device;
+        if (postNorm is not null)
         {
-            VulkanKernels.RecordRmsNorm(d, cb, Mark(norm), Set(norm, _proj, l.FfnPostNorm, _proj), 0, n);
+            var norm = Op("rms_norm");
+            VulkanKernels.RecordRmsNorm(d, cb, Mark(norm), Set(norm, _proj, postNorm, _proj), 0, n);
             Sync(cb);
         }
         ScaleResidual(cb, n);
-        VulkanKernels.RecordElementwise(d, cb, Mark(add), Set(add, _x, _proj), (long)n * embd, (uint)(n * embd));
+        var add = Op("add");
+        long values = (long)n * _c.EmbeddingLength;
+        VulkanKernels.RecordElementwise(d, cb, Mark(add), Set(add, _x, _proj), values, (uint)values);
         Sync(cb);
     }
 

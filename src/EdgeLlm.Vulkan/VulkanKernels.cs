@@ -204,4 +204,9 @@ internal static class VulkanKernels
 }
 
 /// <summary>A built pipeline with the spec it came from and the variant chosen for the device.</summary>
-internal sealed record VulkanOp(VulkanPipelineSpec Spec, string Variant, VulkanKernel Kernel);
+internal sealed class VulkanOp(VulkanPipelineSpec spec, string variant, VulkanKernel kernel)
+{
+    public VulkanPipelineSpec Spec => spec;
+    public string Variant => variant;
+    public VulkanKernel Kernel => kernel;
+}

@@ -217,13 +217,19 @@ internal static class VulkanPipelinePlan
         // LFM2: attention and convolution layers; the convolution's own pipelines come with the context (their ring's rows).
         if (model is Lfm2 hybrid)
         {
+            // (Plain calls, not a LINQ chain over tuples: each generic instantiation over a struct adds native code to the AOT binary.)
+            void Of(string kind, WeightMatrix w) => Matrix(kind, w.Tensor.Type, w.Cols, w.Rows);
             foreach (var l in hybrid.HybridLayers)
             {
-                (string Kind, WeightMatrix W)[] m = l.Attention is { } a
-                    ? [("attn_q", a.Wq), ("attn_k", a.Wk), ("attn_v", a.Wv), ("attn_output", a.Wo)]
-                    : [("shortconv.in_proj", l.InProj!), ("shortconv.out_proj", l.OutProj!)];
-                foreach (var (kind, w) in m.Concat([("ffn_gate", l.Gate), ("ffn_up", l.Up), ("ffn_down", l.Down)]))
-                    Matrix(kind, w.Tensor.Type, w.Cols, w.Rows);
+                if (l.Attention is { } a)
+                {
+                    Of("attn_q", a.Wq); Of("attn_k", a.Wk); Of("attn_v", a.Wv); Of("attn_output", a.Wo);
+                }
+                else
+                {
+                    Of("shortconv.in_proj", l.InProj!); Of("shortconv.out_proj", l.OutProj!);
+                }
+                Of("ffn_gate", l.Gate); Of("ffn_up", l.Up); Of("ffn_down", l.Down);
             }
         }
         var output = f.FindTensor("output.weight") ?? tok;

@@ -11,7 +11,8 @@ class ContextParams(ctypes.Structure):  # edgellm_context_params
                 ("temperature", ctypes.c_float), ("top_k", ctypes.c_int32), ("top_p", ctypes.c_float),
                 ("min_p", ctypes.c_float), ("repeat_penalty", ctypes.c_float), ("repeat_last_n", ctypes.c_int32),
                 ("backend", ctypes.c_int32), ("device", ctypes.c_int32),  # 0 = cpu, 1 = vulkan, 2 = auto; -1 = best device
-                ("type_k", ctypes.c_int32), ("type_v", ctypes.c_int32)]  # KV cache: 0 = f16, 1 = q8_0, 2 = q4_0
+                ("type_k", ctypes.c_int32), ("type_v", ctypes.c_int32),  # KV cache: 0 = f16, 1 = q8_0, 2 = q4_0
+                ("swa_full", ctypes.c_int32)]  # 1: sliding-window layers keep every position (--swa-full)
 
 # int32_t (*edgellm_token_callback)(const char* text, int32_t len, void* user_data)
 TokenCallback = ctypes.CFUNCTYPE(ctypes.c_int32, ctypes.POINTER(ctypes.c_char), ctypes.c_int32, ctypes.c_void_p)

@@ -24,10 +24,10 @@
 #include <string.h>
 #include <unistd.h>
 
-_Static_assert(sizeof(edgellm_context_params) == 56, "edgellm_context_params is 56 bytes (see edgellm.h)");
+_Static_assert(sizeof(edgellm_context_params) == 64, "edgellm_context_params is 64 bytes (see edgellm.h)");
 _Static_assert(offsetof(edgellm_context_params, repeat_last_n) == 36 && offsetof(edgellm_context_params, backend) == 40
                    && offsetof(edgellm_context_params, device) == 44 && offsetof(edgellm_context_params, type_k) == 48
-                   && offsetof(edgellm_context_params, type_v) == 52,
+                   && offsetof(edgellm_context_params, type_v) == 52 && offsetof(edgellm_context_params, swa_full) == 56,
                "edgellm_context_params offsets (see edgellm.h): fields are appended, never moved");
 
 static int g_passed, g_failed;
@@ -822,6 +822,14 @@ int main(int argc, char** argv)
     bad = p; bad.type_v = EDGELLM_CACHE_Q4_0; bad.backend = EDGELLM_BACKEND_VULKAN;
     check_code(edgellm_context_create(model, &bad, &ctx), EDGELLM_ERROR_INVALID_ARGUMENT, "context_create q4_0 cache on VULKAN");
     check(strstr(edgellm_last_error(), "CPU backend only") != NULL, "q4_0 cache on VULKAN: the message says why", "'%s'", edgellm_last_error());
+    check(p.swa_full == 0, "context_params_default swa_full 0", "got %d", p.swa_full);
+    bad = p; bad.swa_full = 2;
+    check_code(edgellm_context_create(model, &bad, &ctx), EDGELLM_ERROR_INVALID_ARGUMENT, "context_create swa_full 2");
+    check(ctx == NULL && strstr(edgellm_last_error(), "edgellm_context_params.swa_full") != NULL, "swa_full 2: message names edgellm_context_params.swa_full", "'%s'", edgellm_last_error());
+    bad = p; bad.swa_full = 1; /* stories260K has no sliding-window layers: accepted, no effect */
+    check_code(edgellm_context_create(model, &bad, &ctx), EDGELLM_OK, "context_create swa_full 1");
+    edgellm_context_free(ctx);
+    ctx = NULL;
     test_cache_types(model_path);
     bad = p; bad.context_length = 0x7fffffff;
     check_code(edgellm_context_create(model, &bad, &ctx), EDGELLM_ERROR_OUT_OF_MEMORY, "context_create KV cache too large");

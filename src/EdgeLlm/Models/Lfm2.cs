@@ -19,8 +19,19 @@ namespace EdgeLlm.Models;
 internal sealed unsafe class Lfm2 : Model
 {
     /// <summary>An attention layer's weights, or a convolution layer's with its feed-forward network.</summary>
-    internal sealed record Layer(LayerWeights? Attention, float[] AttnNorm, WeightMatrix? InProj, float[]? ConvTaps, WeightMatrix? OutProj,
-        float[] FfnNorm, WeightMatrix Gate, WeightMatrix Up, WeightMatrix Down);
+    internal sealed class Layer(LayerWeights? attention, float[] attnNorm, WeightMatrix? inProj, float[]? convTaps, WeightMatrix? outProj,
+        float[] ffnNorm, WeightMatrix gate, WeightMatrix up, WeightMatrix down)
+    {
+        public LayerWeights? Attention => attention;
+        public float[] AttnNorm => attnNorm;
+        public WeightMatrix? InProj => inProj;
+        public float[]? ConvTaps => convTaps;
+        public WeightMatrix? OutProj => outProj;
+        public float[] FfnNorm => ffnNorm;
+        public WeightMatrix Gate => gate;
+        public WeightMatrix Up => up;
+        public WeightMatrix Down => down;
+    }
 
     private readonly Layer[] _layers;
 

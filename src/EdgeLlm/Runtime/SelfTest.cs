@@ -44,7 +44,13 @@ public static unsafe class SelfTest
     internal delegate float DotFn(int n, byte* x, byte* y);
 
     /// <summary>One check: <see cref="Execute"/> returns null when it passes, else what differed.</summary>
-    internal sealed record Check(string Name, string Isa, bool Supported, Func<string?> Execute);
+    internal sealed class Check(string name, string isa, bool supported, Func<string?> execute)
+    {
+        public string Name => name;
+        public string Isa => isa;
+        public bool Supported => supported;
+        public Func<string?> Execute => execute;
+    }
 
     /// <summary>A fast dot path and its reference.</summary>
     internal sealed record DotKernel(string Format, GgmlType Weight, GgmlType Act, string Isa, bool Supported, DotFn Fast, DotFn Reference);

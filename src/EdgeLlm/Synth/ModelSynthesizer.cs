@@ -304,7 +304,14 @@ public static unsafe class ModelSynthesizer
     /// <summary>How one tensor's values are made.</summary>
     private enum Init { Ones, Normal, Constant, OnePlusNormal }
 
-    private sealed record TensorSpec(string Name, long[] Dims, Init Init, float Std, float[]? Values = null);
+    private sealed class TensorSpec(string name, long[] dims, Init init, float std, float[]? values = null)
+    {
+        public string Name => name;
+        public long[] Dims => dims;
+        public Init Init => init;
+        public float Std => std;
+        public float[]? Values => values;
+    }
 
     /// <summary>The names and ggml dims of the tensors a model of <paramref name="shape"/> holds, in file order.</summary>
     internal static IReadOnlyList<(string Name, long[] Dims)> TensorLayout(SynthShape shape) =>
