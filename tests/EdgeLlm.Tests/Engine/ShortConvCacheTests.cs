@@ -94,6 +94,37 @@ public sealed class ShortConvCacheTests : IDisposable
         Assert.Equal(0, one.Reevaluations);
     }
 
+    /// <summary>
+    /// Speculative decoding rewinds the model after every rejected draft token: with the convolution inputs kept, the
+    /// greedy text is the model's alone and nothing is evaluated again.
+    /// </summary>
+    [Fact]
+    public void SpeculativeDecoding_RewindsWithinTheKeptInputs()
+    {
+        using var model = Model.Load(File("F32"));
+        // A draft of other weights (another seed); these small random models settle into the same few tokens, so most
+        // proposals are kept, but each rejected one rewinds the model's convolution inputs.
+        string draftPath = Path.Combine(_dir, "lfm2-draft.gguf");
+        ModelSynthesizer.Synthesize(s_shape, "Q4_0", draftPath, seed: 8);
+        using var draftModel = Model.Load(draftPath);
+        var tokenizer = EdgeLlm.Tokenizers.Tokenizer.FromGguf(model.File);
+        var greedy = new GenerationOptions { Sampling = new EdgeLlm.Sampling.SamplerOptions { Temperature = 0 }, MaxTokens = 48 };
+        int[] prompt = Tokens(20);
+        GenerationResult alone;
+        using (var plain = new InferenceContext(model, 1024, threads: 1))
+            alone = new TextGenerator(plain, tokenizer).Generate(prompt, greedy);
+        using var ctx = new InferenceContext(model, 1024, threads: 1);
+        using var draftCtx = new InferenceContext(draftModel, 1024, threads: 1);
+        var gen = new TextGenerator(ctx, tokenizer);
+        gen.UseDraft(draftCtx, EdgeLlm.Tokenizers.Tokenizer.FromGguf(draftModel.File), maxDraft: 8, minProbability: 0f);
+        var drafted = gen.Generate(prompt, greedy);
+        _out.WriteLine($"lfm2 with another model's draft: {drafted.CompletionTokens} tokens, {drafted.DraftedTokens} drafted, {drafted.AcceptedDraftTokens} accepted, {ctx.Reevaluations} evaluated again");
+        Assert.Equal(alone.Tokens, drafted.Tokens);
+        Assert.True(drafted.DraftedTokens > drafted.AcceptedDraftTokens, "a draft was rejected (the model rewound)");
+        Assert.Equal(0, ctx.Reevaluations);
+        Assert.Equal(0, draftCtx.Reevaluations);
+    }
+
     [Fact]
     public void OnlyTheAttentionLayers_HoldKeysAndValues()
     {
