@@ -66,6 +66,7 @@ public static class InfoCommand
         {
             using var m = Model.Load(f, new ModelLoadOptions { SkipMemoryCheck = true });
             o.AppendLine(ci, $"attention: {Attention(m)}");
+            o.AppendLine(ci, $"feed-forward: {FeedForward(m)}");
             o.AppendLine(ci, $"kv cache per 1024 tokens: {KvCache(m)}");
             o.AppendLine(ci, $"forward pass: {EdgeLlm.Specialized.SpecializationRegistry.Describe(m)}");
             o.AppendLine(ci, $"weight layout: {(m.RepackedBytes == 0 ? "as in the file (memory-mapped)" : $"{string.Join(", ", m.RepackedLayouts)} repacked at load ({m.RepackedBytes / 1048576.0:F1} MiB in memory the model owns, in place of the mapped pages; EDGELLM_REPACK=0 turns it off)")}");
@@ -92,6 +93,24 @@ public static class InfoCommand
         return c.SlidingWindow > 0 && local > 0
             ? string.Create(ci, $"{sizes}; its {local} sliding-window layers of {c.BlockCount} keep at most {InferenceContext.SlidingWindowCacheLength(c.SlidingWindow)} positions at any context (--swa-full: all)")
             : sizes;
+    }
+
+    /// <summary>
+    /// The blocks' feed-forward networks: one SwiGLU (GeGLU) of the file's width, or a mixture of experts with how
+    /// many are used per token and the share of the weights a token reads.
+    /// </summary>
+    private static string FeedForward(Model m)
+    {
+        var c = m.Config;
+        var ci = CultureInfo.InvariantCulture;
+        string glu = c.GeluGate ? "GeGLU" : "SwiGLU";
+        if (!c.IsMixtureOfExperts) return string.Create(ci, $"{glu} of {c.FeedForwardLength}");
+        long total = m.File.Tensors.Sum(t => t.ByteSize);
+        long unused = m.File.Tensors.Where(t => t.Name.EndsWith("_exps.weight", StringComparison.Ordinal))
+            .Sum(t => t.ByteSize / c.ExpertCount * (c.ExpertCount - c.ExpertUsedCount));
+        string shared = c.ExpertSharedFeedForwardLength > 0 ? string.Create(ci, $", plus a shared expert of {c.ExpertSharedFeedForwardLength}") : "";
+        return string.Create(ci,
+            $"mixture of {c.ExpertCount} {glu} experts of {c.ExpertFeedForwardLength}, {c.ExpertUsedCount} per token{(c.ExpertWeightsNorm ? " (weights normalized)" : "")}{shared}; a token reads {(total - unused) / 1048576.0:F1} of {total / 1048576.0:F1} MiB of weights");
     }
 
     /// <summary>

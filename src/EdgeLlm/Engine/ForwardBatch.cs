@@ -40,6 +40,14 @@ internal sealed unsafe class ForwardBatch
     public byte* AttnScratch;  // threads × Attention.WorkerScratchBytes
     public float* ConvBcx;     // [n, 3 × embd] LFM2's in_proj output (B, C, x), else null
     public float* ConvIn;      // [taps − 1 + n, embd] the stored and new gated inputs B ⊙ x, else null
+    public float* MoeProbs;    // [n, experts] the router's logits, then probabilities (mixture-of-experts models, else null)
+    public int* MoeExpert;     // [n, used] the experts each token is routed to, best first
+    public float* MoeWeight;   // [n, used] their weights
+    public int* MoeSlot;       // [n, used] the row of each (token, rank) in the expert-grouped buffers below
+    public byte* MoeActs;      // [n × used] converted activation rows, grouped by expert
+    public float* MoeGate;     // [n × used, expert ff] gate products, then silu(gate) ⊙ up
+    public float* MoeUp;       // [n × used, expert ff] up products
+    public float* MoeDown;     // [n × used, embd] down products
 
     /// <summary>Carves the buffers for <paramref name="n"/> tokens out of <paramref name="arena"/>.</summary>
     public void Carve(ScratchArena arena, Model model, int contextLength)
@@ -58,8 +66,10 @@ internal sealed unsafe class ForwardBatch
             V = a.Take<float>((long)n * c.KvLength);
             AttnOut = a.Take<float>((long)n * c.QueryLength);
             Proj = a.Take<float>((long)n * c.EmbeddingLength);
-            Gate = a.Take<float>((long)n * c.FeedForwardLength);
-            Up = a.Take<float>((long)n * c.FeedForwardLength);
+            // (a mixture-of-experts block uses these for its shared expert only)
+            int denseFf = c.IsMixtureOfExperts ? c.ExpertSharedFeedForwardLength : c.FeedForwardLength;
+            Gate = a.Take<float>((long)n * denseFf);
+            Up = a.Take<float>((long)n * denseFf);
             RopeCos = a.Take<float>((long)n * (c.RopeDimensionCount / 2));
             RopeSin = a.Take<float>((long)n * (c.RopeDimensionCount / 2));
             RopeCosSwa = c.SlidingWindow > 0 ? a.Take<float>((long)n * (c.RopeDimensionCount / 2)) : null;
@@ -68,6 +78,15 @@ internal sealed unsafe class ForwardBatch
             AttnScratch = a.Take<byte>(Threads * Kernels.Attention.WorkerScratchBytes(contextLength, c.HeadDim));
             ConvBcx = c.ShortConvTaps > 0 ? a.Take<float>((long)n * 3 * c.EmbeddingLength) : null;
             ConvIn = c.ShortConvTaps > 0 ? a.Take<float>((long)(c.ShortConvTaps - 1 + n) * c.EmbeddingLength) : null;
+            long routed = c.IsMixtureOfExperts ? (long)n * c.ExpertUsedCount : 0;
+            MoeProbs = c.IsMixtureOfExperts ? a.Take<float>((long)n * c.ExpertCount) : null;
+            MoeExpert = c.IsMixtureOfExperts ? a.Take<int>(routed) : null;
+            MoeWeight = c.IsMixtureOfExperts ? a.Take<float>(routed) : null;
+            MoeSlot = c.IsMixtureOfExperts ? a.Take<int>(routed) : null;
+            MoeActs = c.IsMixtureOfExperts ? a.Take<byte>(routed * model.MaxActivationRowBytes) : null;
+            MoeGate = c.IsMixtureOfExperts ? a.Take<float>(routed * c.ExpertFeedForwardLength) : null;
+            MoeUp = c.IsMixtureOfExperts ? a.Take<float>(routed * c.ExpertFeedForwardLength) : null;
+            MoeDown = c.IsMixtureOfExperts ? a.Take<float>(routed * c.EmbeddingLength) : null;
             need = a.Used;
             if (pass == 0) ScratchArena.Measuring.Reset(0);
         }

@@ -33,6 +33,9 @@ internal static class Profiler
 
         /// <summary>LFM2's short causal convolution and its gates (the in_proj/out_proj products count as products).</summary>
         ShortConv,
+
+        /// <summary>A mixture-of-experts block's routing: softmax, top-k, grouping the tokens by expert and the weighted sum (the products count as products).</summary>
+        MoeRoute,
     }
 
     private static readonly long[] s_ticks = new long[Enum.GetValues<Op>().Length];

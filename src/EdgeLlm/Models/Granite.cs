@@ -33,10 +33,10 @@ internal sealed class Granite : Model
         }
     }
 
-    /// <summary>Hyperparameters under the <c>granite.</c> keys, with llama.cpp's rules for the four multipliers.</summary>
-    internal static ModelConfig ReadConfig(GgufFile file)
+    /// <summary>Hyperparameters under the <c>granite.</c> keys (or <paramref name="arch"/>'s: granitemoe), with llama.cpp's rules for the four multipliers.</summary>
+    internal static ModelConfig ReadConfig(GgufFile file, string arch = "granite")
     {
-        var c = ModelConfig.Read(file, "granite", ropeNeox: false, hasQkvBias: false);
+        var c = ModelConfig.Read(file, arch, ropeNeox: false, hasQkvBias: false);
         float Scale(string key, bool required)
         {
             if (!file.TryGetValue(key, out var raw))
@@ -46,13 +46,13 @@ internal sealed class Granite : Model
                 throw new ModelLoadException($"metadata key {key} must be a {(required ? "positive" : "non-negative")} number, found {raw}");
             return (float)value.Value;
         }
-        float logit = Scale("granite.logit_scale", required: true);
-        float residual = Scale("granite.residual_scale", required: false);
-        float embedding = Scale("granite.embedding_scale", required: false);
-        float attention = Scale("granite.attention.scale", required: false);
+        float logit = Scale($"{arch}.logit_scale", required: true);
+        float residual = Scale($"{arch}.residual_scale", required: false);
+        float embedding = Scale($"{arch}.embedding_scale", required: false);
+        float attention = Scale($"{arch}.attention.scale", required: false);
         bool rope = true;
-        if (file.TryGetValue("granite.rope.scaling.finetuned", out var finetuned))
-            rope = finetuned.Value is bool on ? on : throw new ModelLoadException($"metadata key granite.rope.scaling.finetuned must be a boolean, found {finetuned}");
+        if (file.TryGetValue($"{arch}.rope.scaling.finetuned", out var finetuned))
+            rope = finetuned.Value is bool on ? on : throw new ModelLoadException($"metadata key {arch}.rope.scaling.finetuned must be a boolean, found {finetuned}");
         return c with
         {
             LogitScale = logit,

@@ -23,8 +23,17 @@ internal sealed class Llama : Model
             _layers[il] = DecoderBlocks.LoadLayer(tensors, config, il, qkvBias: false);
     }
 
-    /// <summary>Hyperparameters under the <c>llama.</c> keys; rope in normal (non-NEOX) mode.</summary>
-    internal static ModelConfig ReadConfig(GgufFile file) => ModelConfig.Read(file, "llama", ropeNeox: false, hasQkvBias: false);
+    /// <summary>
+    /// Hyperparameters under the <c>llama.</c> keys; rope in normal (non-NEOX) mode. llama.expert_count &gt; 0 makes it a
+    /// mixture of experts (<see cref="Mixtral"/>); 0 or no key, a dense model.
+    /// </summary>
+    internal static ModelConfig ReadConfig(GgufFile file)
+    {
+        var c = ModelConfig.Read(file, "llama", ropeNeox: false, hasQkvBias: false);
+        return file.TryGetValue("llama.expert_count", out var n) && n.AsInt64() is not 0
+            ? ModelConfig.ReadExperts(file, "llama", c, expertWidthKey: false, sharedExpert: false)
+            : c;
+    }
 
     internal override IReadOnlyList<LayerWeights> Layers => _layers;
 

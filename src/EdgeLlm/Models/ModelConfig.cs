@@ -126,6 +126,36 @@ public sealed record ModelConfig(
     /// </summary>
     public IReadOnlyList<bool> ShortConvLayers { get; init; } = [];
 
+    /// <summary>
+    /// Experts of each mixture-of-experts feed-forward block (&lt;arch&gt;.expert_count: Qwen3-30B-A3B's 128, Granite 3.x
+    /// MoE's 32 or 40, Mixtral's 8); 0 for a dense model, whose blocks have one feed-forward network.
+    /// </summary>
+    public int ExpertCount { get; init; }
+
+    /// <summary>Experts each token is routed to (&lt;arch&gt;.expert_used_count, top-k of the router's probabilities).</summary>
+    public int ExpertUsedCount { get; init; }
+
+    /// <summary>
+    /// Hidden width of one expert (&lt;arch&gt;.expert_feed_forward_length; Granite MoE and Mixtral files have only
+    /// feed_forward_length, which then is the experts' width, as llama.cpp reads them).
+    /// </summary>
+    public int ExpertFeedForwardLength { get; init; }
+
+    /// <summary>
+    /// Hidden width of the shared expert every token also passes through (ffn_*_shexp; &lt;arch&gt;.expert_shared_feed_forward_length),
+    /// 0 for none.
+    /// </summary>
+    public int ExpertSharedFeedForwardLength { get; init; }
+
+    /// <summary>
+    /// The chosen experts' router probabilities are divided by their sum before weighting the experts' outputs
+    /// (Qwen3 MoE's norm_topk_prob, Mixtral and Granite MoE: llama.cpp's norm_w = true for all three).
+    /// </summary>
+    public bool ExpertWeightsNorm { get; init; }
+
+    /// <summary>True for a mixture-of-experts model (<see cref="ExpertCount"/> &gt; 0).</summary>
+    public bool IsMixtureOfExperts => ExpertCount > 0;
+
     /// <summary>True when layer <paramref name="layer"/> is a short-convolution layer (no attention, no KV cache).</summary>
     public bool IsShortConvLayer(int layer) => (uint)layer < (uint)ShortConvLayers.Count && ShortConvLayers[layer];
 
@@ -202,6 +232,35 @@ public sealed record ModelConfig(
         {
             RopeAttnFactor = (float)attnFactor,
             RopeOriginalContextLength = ctxOrig,
+        };
+    }
+
+    /// <summary>
+    /// <paramref name="c"/> with the mixture-of-experts keys of <paramref name="arch"/>, as llama.cpp's load_hparams reads
+    /// them: expert_count and expert_used_count (both required here, 1 ≤ used ≤ count ≤ 512, LLAMA_MAX_EXPERTS); the
+    /// experts' width from expert_feed_forward_length when <paramref name="expertWidthKey"/> (qwen3moe: else
+    /// feed_forward_length / expert_used_count), else feed_forward_length itself (llama, granitemoe); the shared expert's
+    /// width from expert_shared_feed_forward_length when <paramref name="sharedExpert"/> (granitemoe; else 0).
+    /// </summary>
+    /// <exception cref="ModelLoadException">a key is missing, not a positive integer, or more experts are used than exist.</exception>
+    internal static ModelConfig ReadExperts(GgufFile file, string arch, ModelConfig c, bool expertWidthKey, bool sharedExpert)
+    {
+        int count = RequiredInt(file, $"{arch}.expert_count");
+        int used = RequiredInt(file, $"{arch}.expert_used_count");
+        if (used > count)
+            throw new ModelLoadException($"metadata key {arch}.expert_used_count ({used}) is larger than {arch}.expert_count ({count})");
+        if (count > 512)
+            throw new ModelLoadException($"metadata key {arch}.expert_count ({count}) is larger than 512 (llama.cpp's LLAMA_MAX_EXPERTS)");
+        int width = expertWidthKey ? OptionalInt(file, $"{arch}.expert_feed_forward_length") ?? c.FeedForwardLength / used : c.FeedForwardLength;
+        if (width <= 0)
+            throw new ModelLoadException($"the experts' width is 0: {arch}.expert_feed_forward_length is missing and {arch}.feed_forward_length ({c.FeedForwardLength}) is below {arch}.expert_used_count ({used})");
+        return c with
+        {
+            ExpertCount = count,
+            ExpertUsedCount = used,
+            ExpertFeedForwardLength = width,
+            ExpertSharedFeedForwardLength = sharedExpert ? OptionalInt(file, $"{arch}.expert_shared_feed_forward_length") ?? 0 : 0,
+            ExpertWeightsNorm = true,
         };
     }
 

@@ -52,6 +52,25 @@ internal sealed unsafe class TensorLoader
         return result;
     }
 
+    /// <summary>True when the file has a tensor named <paramref name="name"/>.</summary>
+    public bool Has(string name) => _file.FindTensor(name) is not null;
+
+    /// <summary>
+    /// The experts of a 3-D tensor ({cols, rows, experts} in ggml order, e.g. ffn_gate_exps): one view of
+    /// <paramref name="rows"/> contiguous rows per expert.
+    /// </summary>
+    public WeightMatrix[] Experts(string name, Dim cols, Dim rows, Dim experts)
+    {
+        var t = _file.FindTensor(name) ?? throw Missing(name);
+        CheckShape(t, cols, rows, experts);
+        var format = FormatOf(t);
+        byte* data = _file.GetTensorPointer(t);
+        var result = new WeightMatrix[experts.Value];
+        for (int e = 0; e < result.Length; e++)
+            result[e] = new WeightMatrix(t, format, data, e * rows.Value, rows.Value, $"expert {e}");
+        return result;
+    }
+
     /// <summary>A vector of <paramref name="length"/> values, converted to f32.</summary>
     public float[] Vector(string name, Dim length) => OptionalVector(name, length) ?? throw Missing(name);
 

@@ -85,10 +85,11 @@ internal sealed unsafe class WeightMatrix
 }
 
 /// <summary>
-/// The weights of one transformer block (llama.cpp's <c>llama_layer</c>). Matrices are
-/// [out, in]; norms and biases are small and are converted to f32 at load.
+/// The attention half of one transformer block (llama.cpp's <c>llama_layer</c>): what
+/// <see cref="Blocks.DecoderBlocks.SelfAttention"/> reads. Matrices are [out, in]; norms and biases
+/// are small and are converted to f32 at load.
 /// </summary>
-internal sealed class LayerWeights
+internal class AttentionWeights
 {
     public required float[] AttnNorm { get; init; }       // [embd]
     public required WeightMatrix Wq { get; init; }         // [heads * head_dim, embd]
@@ -101,6 +102,13 @@ internal sealed class LayerWeights
     public float[]? QNorm { get; init; }                   // [head_dim] (Qwen3: RMSNorm of each query head)
     public float[]? KNorm { get; init; }                   // [head_dim] (Qwen3: RMSNorm of each key head)
     public float[]? AttnPostNorm { get; init; }            // [embd] (Gemma 3: RMSNorm of the attention output before the residual add)
+}
+
+/// <summary>
+/// The weights of one dense transformer block: its attention and one SwiGLU feed-forward network.
+/// </summary>
+internal sealed class LayerWeights : AttentionWeights
+{
     public required float[] FfnNorm { get; init; }        // [embd]
     public float[]? FfnPostNorm { get; init; }             // [embd] (Gemma 3: RMSNorm of the feed-forward output before the residual add)
     public required WeightMatrix Gate { get; init; }       // [ff, embd]

@@ -46,6 +46,7 @@ public abstract unsafe class SpecializedTransformer
         var s = Shape;
         var c = model.Config;
         if (c.Architecture != s.Architecture) return $"architecture {c.Architecture}, not {s.Architecture}";
+        if (c.IsMixtureOfExperts) return $"a mixture of {c.ExpertCount} experts, not one feed-forward network per block";
         if (c.VocabSize != s.Vocab) return $"vocabulary {c.VocabSize}, not {s.Vocab}";
         if (c.EmbeddingLength != s.Dim) return $"embedding length {c.EmbeddingLength}, not {s.Dim}";
         if (c.BlockCount != s.LayerCount) return $"{c.BlockCount} layers, not {s.LayerCount}";

@@ -132,7 +132,8 @@ public static unsafe class ModelSynthesizer
     private static bool IsVector(long[] dims) => dims.Length < 2 || dims.Skip(1).All(d => d == 1);
 
     /// <summary>Small matrices the converter writes in F32 whatever the file's type (LFM2's convolution taps, as Mamba's conv1d).</summary>
-    private static bool IsKeptF32(string name) => name.EndsWith("shortconv.conv.weight", StringComparison.Ordinal);
+    private static bool IsKeptF32(string name) =>
+        name.EndsWith("shortconv.conv.weight", StringComparison.Ordinal) || name.EndsWith("ffn_gate_inp.weight", StringComparison.Ordinal);
 
     private static GgmlType PureType(GgmlType type, long[] dims)
     {
@@ -164,6 +165,7 @@ public static unsafe class ModelSynthesizer
         w.Set($"{a}.block_count", (uint)shape.BlockCount);
         w.Set($"{a}.attention.head_count", (uint)shape.HeadCount);
         w.Set($"{a}.attention.head_count_kv", (uint)shape.HeadCountKv);
+        if (shape.Experts is { } experts) w.Set($"{a}.expert_count", (uint)experts.Count);
         foreach (var (name, dims) in TensorLayout(shape))
         {
             long bytes = dims.Aggregate(1L, (x, d) => x * d);
@@ -279,7 +281,16 @@ public static unsafe class ModelSynthesizer
             if (s.AttnLogitSoftcap > 0) w.Set($"{a}.attn_logit_softcapping", s.AttnLogitSoftcap);
             if (s.FinalLogitSoftcap > 0) w.Set($"{a}.final_logit_softcapping", s.FinalLogitSoftcap);
         }
-        if (a is "llama" or "smollm3" or "granite")
+        if (s.Experts is { } x)
+        {
+            // TextModel.set_gguf_parameters: num_experts / num_local_experts and num_experts_per_tok; Qwen2MoeModel (and
+            // Qwen3MoeModel after it) adds moe_intermediate_size.
+            w.Set($"{a}.expert_count", (uint)x.Count);
+            w.Set($"{a}.expert_used_count", (uint)x.Used);
+            if (a == "qwen3moe") w.Set($"{a}.expert_feed_forward_length", (uint)x.FeedForwardLength);
+            if (x.SharedFeedForwardLength > 0) w.Set($"{a}.expert_shared_feed_forward_length", (uint)x.SharedFeedForwardLength); // GraniteMoeModel
+        }
+        if (a is "llama" or "smollm3" or "granite" or "granitemoe")
         {
             // LlamaModel.set_gguf_parameters adds these two (SmolLM3Model and GraniteModel derive from it); Qwen2Model does
             // not (llama.cpp then uses head_dim).
@@ -399,6 +410,24 @@ public static unsafe class ModelSynthesizer
             // Gemma's post-norms (1 + w as the converter stores them): not all ones, so that each matters.
             if (s.IsGemma) list.Add(new(p + "post_attention_norm.weight", [embd], Init.OnePlusNormal, 0.2f));
             list.Add(new(p + "ffn_norm.weight", [embd], Init.Ones, 0));
+            if (s.Experts is { } x)
+            {
+                // The router (N(0, 1/√embd): logits of about unit spread, so a token's experts differ clearly) and each
+                // expert's matrices as one 3-D tensor, {in, out, experts}.
+                long eff = x.FeedForwardLength, n = x.Count;
+                list.Add(new(p + "ffn_gate_inp.weight", [embd, n], Init.Normal, Proj(embd)));
+                list.Add(new(p + "ffn_gate_exps.weight", [embd, eff, n], Init.Normal, Proj(embd)));
+                list.Add(new(p + "ffn_down_exps.weight", [eff, embd, n], Init.Normal, Proj(eff) * residual));
+                list.Add(new(p + "ffn_up_exps.weight", [embd, eff, n], Init.Normal, Proj(embd)));
+                if (x.SharedFeedForwardLength > 0)
+                {
+                    long sff = x.SharedFeedForwardLength;
+                    list.Add(new(p + "ffn_gate_shexp.weight", [embd, sff], Init.Normal, Proj(embd)));
+                    list.Add(new(p + "ffn_up_shexp.weight", [embd, sff], Init.Normal, Proj(embd)));
+                    list.Add(new(p + "ffn_down_shexp.weight", [sff, embd], Init.Normal, Proj(sff) * residual));
+                }
+                continue;
+            }
             list.Add(new(p + "ffn_gate.weight", [embd, ff], Init.Normal, Proj(embd)));
             list.Add(new(p + "ffn_up.weight", [embd, ff], Init.Normal, Proj(embd)));
             list.Add(new(p + "ffn_down.weight", [ff, embd], Init.Normal, Proj(ff) * residual));

@@ -56,6 +56,14 @@ public sealed record LongRopeScaling(int OriginalContextLength)
 public sealed record GraniteMultipliers(float Embedding, float Residual, float Attention, float Logits);
 
 /// <summary>
+/// A mixture-of-experts feed-forward block (config.json's num_experts / num_local_experts, num_experts_per_tok and
+/// moe_intermediate_size, or intermediate_size where that is the experts' width): <see cref="FeedForwardLength"/> is
+/// one expert's hidden width; <see cref="SharedFeedForwardLength"/> the shared expert's (Granite MoE Shared's
+/// shared_intermediate_size), 0 for none.
+/// </summary>
+public sealed record SynthExperts(int Count, int Used, int FeedForwardLength, int SharedFeedForwardLength = 0);
+
+/// <summary>
 /// The exact shape of a decoder-only model (from its config.json): what <see cref="ModelSynthesizer"/>
 /// reproduces with random weights.
 /// </summary>
@@ -83,6 +91,7 @@ public sealed record GraniteMultipliers(float Embedding, float Residual, float A
 /// <param name="AttnLogitSoftcap">config.json's <c>attn_logit_softcapping</c> (gemma2 writes it when set), else 0.</param>
 /// <param name="Granite">Granite's multipliers (the <c>granite</c> architecture requires them), else null.</param>
 /// <param name="AttentionLayers">LFM2: the layers that attend (config.json's full_attn_idxs); the others are short-convolution layers.</param>
+/// <param name="Experts">qwen3moe, granitemoe, or llama as Mixtral: the experts that replace each block's feed-forward network, else null.</param>
 public sealed record SynthShape(
     string Name,
     string DisplayName,
@@ -107,7 +116,8 @@ public sealed record SynthShape(
     float FinalLogitSoftcap = 0,
     float AttnLogitSoftcap = 0,
     GraniteMultipliers? Granite = null,
-    int[]? AttentionLayers = null)
+    int[]? AttentionLayers = null,
+    SynthExperts? Experts = null)
 {
     /// <summary>Taps of LFM2's short convolutions (config.json's conv_L_cache).</summary>
     public const int ShortConvTaps = 3;
@@ -119,7 +129,7 @@ public sealed record SynthShape(
     public int HeadDim => HeadLength > 0 ? HeadLength : EmbeddingLength / HeadCount;
 
     /// <summary>Each layer has per-head Q/K RMSNorm weights (attn_q_norm, attn_k_norm): the <c>qwen3</c> architecture.</summary>
-    public bool QkNorm => Architecture is "qwen3" or "gemma3" or "lfm2";
+    public bool QkNorm => Architecture is "qwen3" or "gemma3" or "lfm2" or "qwen3moe";
 
     /// <summary>Gemma 2 or 3: post-norms, GeGLU, chat tokens; written as the converter's Gemma2Model / Gemma3Model.</summary>
     public bool IsGemma => Architecture is "gemma2" or "gemma3";
@@ -132,11 +142,17 @@ public sealed record SynthShape(
         {
             if (!ok) throw new ArgumentException($"synthetic shape '{Name}': {what}");
         }
-        Require(Architecture is "llama" or "qwen2" or "qwen3" or "phi3" or "gemma2" or "gemma3" or "smollm3" or "granite" or "lfm2",
-            $"architecture '{Architecture}' is not llama, qwen2, qwen3, phi3, gemma2, gemma3, smollm3, granite or lfm2");
+        Require(Architecture is "llama" or "qwen2" or "qwen3" or "phi3" or "gemma2" or "gemma3" or "smollm3" or "granite" or "lfm2" or "qwen3moe" or "granitemoe",
+            $"architecture '{Architecture}' is not llama, qwen2, qwen3, phi3, gemma2, gemma3, smollm3, granite, lfm2, qwen3moe or granitemoe");
+        Require((Experts is not null) == (Architecture is "qwen3moe" or "granitemoe") || Experts is not null && Architecture == "llama",
+            "qwen3moe and granitemoe models, and only they and llama (as Mixtral), have experts");
+        Require(Experts is null || Experts.Count > 0 && Experts.Used > 0 && Experts.Used <= Experts.Count && Experts.Count <= 512 && Experts.FeedForwardLength > 0,
+            "the experts must number 1 to 512, use 1 to that many per token, and have a positive width");
+        Require(Experts is null || Experts.SharedFeedForwardLength == 0 || Architecture == "granitemoe" && Experts.SharedFeedForwardLength > 0,
+            "a shared expert is written for granitemoe only");
         Require((AttentionLayers is not null) == (Architecture == "lfm2") && (AttentionLayers ?? []).All(l => l >= 0 && l < BlockCount),
             "an lfm2 model, and only an lfm2 model, lists its attention layers (each below the layer count)");
-        Require((Granite is not null) == (Architecture == "granite"), "a granite model, and only a granite model, has Granite's multipliers");
+        Require((Granite is not null) == (Architecture is "granite" or "granitemoe"), "a granite or granitemoe model, and only those, has Granite's multipliers");
         Require(Granite is null || Granite.Logits > 0 && Granite.Embedding >= 0 && Granite.Residual >= 0 && Granite.Attention >= 0,
             "Granite's logits scaling must be positive and the other multipliers non-negative");
         Require(!IsGemma || (WriteHeadLengths && TiedEmbeddings && Vocab == SynthVocabKind.SentencePiece),
@@ -261,8 +277,29 @@ public static class SynthShapes
         Name = "lfm2-350m", DisplayName = "LFM2 350M (synthetic)", EmbeddingLength = 1024, HeadCount = 16, FeedForwardLength = 4608,
     };
 
+    /// <summary>
+    /// Qwen3-30B-A3B: qwen3moe architecture, 48 blocks of Qwen3 attention (32 query and 4 KV heads of 128, per-head Q/K
+    /// norms) and 128 experts of width 768, 8 used per token (3.3B of 30.5B parameters active), untied output.
+    /// </summary>
+    public static readonly SynthShape Qwen3_30B_A3B = new(
+        "qwen3-30b-a3b", "Qwen3 30B A3B (synthetic)", "qwen3moe", EmbeddingLength: 2048, BlockCount: 48, HeadCount: 32, HeadCountKv: 4,
+        FeedForwardLength: 6144, VocabSize: 151936, ContextLength: 40960, RopeFreqBase: 1000000f, RmsEps: 1e-6f,
+        TiedEmbeddings: false, QkvBias: false, SynthVocabKind.Qwen2Bpe, WriteHeadLengths: true, HeadLength: 128,
+        Experts: new SynthExperts(128, 8, 768));
+
+    /// <summary>
+    /// Granite-3.0-1B-A400M: granitemoe architecture, 24 blocks of Granite attention (16 query and 8 KV heads of 64) and
+    /// 32 experts of width 512, 8 used per token, Granite's multipliers (embedding × 12, scores × 1/64, residual branches
+    /// × 0.22, logits / 6), tied embeddings, a 49,155-token BPE vocabulary.
+    /// </summary>
+    public static readonly SynthShape Granite30_1B_A400M = new(
+        "granite-3.0-1b-a400m", "Granite 3.0 1B A400M (synthetic)", "granitemoe", EmbeddingLength: 1024, BlockCount: 24, HeadCount: 16, HeadCountKv: 8,
+        FeedForwardLength: 512, VocabSize: 49155, ContextLength: 4096, RopeFreqBase: 10000f, RmsEps: 1e-6f,
+        TiedEmbeddings: true, QkvBias: false, SynthVocabKind.SmolLmBpe, Granite: new GraniteMultipliers(12f, 0.22f, 0.015625f, 6f),
+        Experts: new SynthExperts(32, 8, 512));
+
     /// <summary>Every known shape.</summary>
-    public static IReadOnlyList<SynthShape> All { get; } = [TinyLlama11B, Llama32_1B, Qwen25_05B, SmolLM2_360M, Qwen3_06B, Qwen3_17B, Phi35Mini, Gemma2_2B, Gemma3_1B, SmolLM3_3B, Granite33_2B, Lfm2_350M, Lfm2_12B];
+    public static IReadOnlyList<SynthShape> All { get; } = [TinyLlama11B, Llama32_1B, Qwen25_05B, SmolLM2_360M, Qwen3_06B, Qwen3_17B, Phi35Mini, Gemma2_2B, Gemma3_1B, SmolLM3_3B, Granite33_2B, Lfm2_350M, Lfm2_12B, Qwen3_30B_A3B, Granite30_1B_A400M];
 
     /// <summary>The names <see cref="Find"/> accepts.</summary>
     public static IEnumerable<string> Names => All.Select(s => s.Name);

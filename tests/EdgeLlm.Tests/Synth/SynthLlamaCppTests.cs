@@ -34,7 +34,7 @@ public sealed class SynthLlamaCppTests : IDisposable
         try { Directory.Delete(_dir, recursive: true); } catch (IOException) { }
     }
 
-    public static TheoryData<string> Shapes => new() { "llama", "qwen2", "llama3", "smollm", "qwen3", "phi3", "phi3-long", "phi3-split", "gemma3", "gemma3-softcap", "gemma3-long", "gemma3-ring", "gemma2", "gemma2-long", "smollm3", "granite", "granite-norope", "lfm2", "lfm2-long" };
+    public static TheoryData<string> Shapes => new() { "llama", "qwen2", "llama3", "smollm", "qwen3", "phi3", "phi3-long", "phi3-split", "gemma3", "gemma3-softcap", "gemma3-long", "gemma3-ring", "gemma2", "gemma2-long", "smollm3", "granite", "granite-norope", "lfm2", "lfm2-long", "qwen3moe", "qwen3moe-long", "granitemoe", "granitemoe-shared", "mixtral" };
 
     private static SynthShape Shape(string kind) => kind switch
     {
@@ -86,6 +86,19 @@ public sealed class SynthLlamaCppTests : IDisposable
         "lfm2-long" => Shape("lfm2"),
         // As "granite", with granite.rope.scaling.finetuned = false: no layer rotates.
         "granite-norope" => Shape("granite"),
+        // Qwen3 MoE: Qwen3's attention and 8 experts of 64, 3 used per token (weights normalized), untied output.
+        "qwen3moe" => new("tiny-qwen3moe", "tiny qwen3moe", "qwen3moe", 128, 2, 4, 2, 384, 400, 256, 1e6f, 1e-6f, false, false, SynthVocabKind.Qwen2Bpe,
+            WriteHeadLengths: true, HeadLength: 128, Experts: new SynthExperts(8, 3, 64)),
+        // 200 tokens, the last 50 one at a time: an expert with one token (a matrix-vector product) against the grouped batch.
+        "qwen3moe-long" => Shape("qwen3moe"),
+        // Granite MoE: Granite's multipliers (as "granite") and 6 experts of feed_forward_length (64), 2 used per token.
+        "granitemoe" => new("tiny-granitemoe", "tiny granitemoe", "granitemoe", 128, 3, 4, 2, 64, 320, 256, 100f, 1e-5f, true, false, SynthVocabKind.SmolLmBpe,
+            Granite: new GraniteMultipliers(2f, 0.5f, 0.25f, 3f), Experts: new SynthExperts(6, 2, 64)),
+        // Granite MoE Shared: every token also through a shared SwiGLU of 96, the residual scale over both.
+        "granitemoe-shared" => Shape("granitemoe") with { Experts = new SynthExperts(6, 2, 64, 96) },
+        // Mixtral's layout: a llama file with llama.expert_count (8 experts of feed_forward_length 96, 2 used).
+        "mixtral" => new("tiny-mixtral", "tiny mixtral", "llama", 128, 2, 4, 2, 96, 300, 256, 10000f, 1e-5f, false, false, SynthVocabKind.SentencePiece,
+            Experts: new SynthExperts(8, 2, 96)),
         "smollm" => new("tiny-smollm", "tiny smollm", "llama", 192, 2, 3, 1, 256, 320, 256, 100000f, 1e-5f, true, false, SynthVocabKind.SmolLmBpe),
         _ => throw new ArgumentOutOfRangeException(nameof(kind)),
     };
@@ -202,7 +215,8 @@ public sealed class SynthLlamaCppTests : IDisposable
         if (kind == "granite-norope") path = WithRopeOff(path);
         var rng = new Random(3);
         bool ringed = kind == "gemma3-ring";
-        bool longer = ringed || kind.EndsWith("-long", StringComparison.Ordinal) && (kind.StartsWith("gemma", StringComparison.Ordinal) || kind.StartsWith("lfm2", StringComparison.Ordinal));
+        bool longer = ringed || kind.EndsWith("-long", StringComparison.Ordinal)
+            && (kind.StartsWith("gemma", StringComparison.Ordinal) || kind.StartsWith("lfm2", StringComparison.Ordinal) || kind.StartsWith("qwen3moe", StringComparison.Ordinal));
         int count = ringed ? 900 : longer ? 200 : 32, ctxLen = ringed ? 1024 : longer ? 256 : 64;
         int[] tokens = Enumerable.Range(0, count).Select(_ => rng.Next(shape.VocabSize)).ToArray();
 

@@ -15,14 +15,32 @@ internal static unsafe class DecoderBlocks
     /// post_attention_norm and post_ffw_norm).</param>
     public static LayerWeights LoadLayer(TensorLoader tensors, ModelConfig c, int il, bool qkvBias, bool postNorms = false)
     {
+        var a = LoadAttention(tensors, c, il, qkvBias, postNorms);
+        var embd = new TensorLoader.Dim(c.EmbeddingLength, $"{c.Architecture}.embedding_length");
+        var ff = new TensorLoader.Dim(c.FeedForwardLength, $"{c.Architecture}.feed_forward_length");
+        string p = $"blk.{il}.";
+        return new LayerWeights
+        {
+            AttnNorm = a.AttnNorm, Wq = a.Wq, Wk = a.Wk, Wv = a.Wv, Wo = a.Wo, Bq = a.Bq, Bk = a.Bk, Bv = a.Bv,
+            QNorm = a.QNorm, KNorm = a.KNorm, AttnPostNorm = a.AttnPostNorm,
+            FfnNorm = tensors.Vector(p + "ffn_norm.weight", embd),
+            FfnPostNorm = postNorms ? tensors.Vector(p + "post_ffw_norm.weight", embd) : null,
+            Gate = tensors.Matrix(p + "ffn_gate.weight", embd, ff),
+            Up = tensors.Matrix(p + "ffn_up.weight", embd, ff),
+            Down = tensors.Matrix(p + "ffn_down.weight", ff, embd),
+        };
+    }
+
+    /// <summary>The attention half of blk.<paramref name="il"/>.* (norm, Q/K/V/output projections, biases, head norms).</summary>
+    public static AttentionWeights LoadAttention(TensorLoader tensors, ModelConfig c, int il, bool qkvBias, bool postNorms = false)
+    {
         string a = c.Architecture;
         var embd = new TensorLoader.Dim(c.EmbeddingLength, $"{a}.embedding_length");
         var qLen = new TensorLoader.Dim(c.QueryLength, $"{a}.attention.head_count × head_dim ({c.HeadCount} × {c.HeadDim})");
         var kvLen = new TensorLoader.Dim(c.KvLength, $"{a}.attention.head_count_kv × head_dim ({c.HeadCountKv} × {c.HeadDim})");
-        var ff = new TensorLoader.Dim(c.FeedForwardLength, $"{a}.feed_forward_length");
         var headDim = new TensorLoader.Dim(c.HeadDim, $"head_dim ({a}.attention.key_length)");
         string p = $"blk.{il}.";
-        return new LayerWeights
+        return new AttentionWeights
         {
             AttnNorm = tensors.Vector(p + "attn_norm.weight", embd),
             Wq = tensors.Matrix(p + "attn_q.weight", embd, qLen),
@@ -35,11 +53,6 @@ internal static unsafe class DecoderBlocks
             QNorm = c.HasQkNorm ? tensors.Vector(p + "attn_q_norm.weight", headDim) : null,
             KNorm = c.HasQkNorm ? tensors.Vector(p + "attn_k_norm.weight", headDim) : null,
             AttnPostNorm = postNorms ? tensors.Vector(p + "post_attention_norm.weight", embd) : null,
-            FfnNorm = tensors.Vector(p + "ffn_norm.weight", embd),
-            FfnPostNorm = postNorms ? tensors.Vector(p + "post_ffw_norm.weight", embd) : null,
-            Gate = tensors.Matrix(p + "ffn_gate.weight", embd, ff),
-            Up = tensors.Matrix(p + "ffn_up.weight", embd, ff),
-            Down = tensors.Matrix(p + "ffn_down.weight", ff, embd),
         };
     }
 
@@ -49,7 +62,7 @@ internal static unsafe class DecoderBlocks
     /// values are computed for every token; queries, attention and the output projection only for
     /// the last <paramref name="keep"/> tokens, the only rows of x updated.
     /// </summary>
-    public static void SelfAttention(ModelConfig c, LayerWeights w, int il, ForwardBatch b, bool neox, int keep)
+    public static void SelfAttention(ModelConfig c, AttentionWeights w, int il, ForwardBatch b, bool neox, int keep)
     {
         int n = b.Count;
         int embd = c.EmbeddingLength;
@@ -166,7 +179,7 @@ internal static unsafe class DecoderBlocks
     }
 
     /// <summary>y ×= scale in place (Granite's residual_scale on a block output before its residual add).</summary>
-    private static void ScaleResidual(float* y, long count, float scale)
+    internal static void ScaleResidual(float* y, long count, float scale)
     {
         using var _ = Profiler.Section(Profiler.Op.Add);
         Activations.Scale(y, count, scale);

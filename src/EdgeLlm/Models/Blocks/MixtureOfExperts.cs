@@ -1,0 +1,299 @@
+using EdgeLlm.Engine;
+using EdgeLlm.Gguf;
+using EdgeLlm.Kernels;
+using EdgeLlm.Quant;
+
+namespace EdgeLlm.Models.Blocks;
+
+/// <summary>
+/// One mixture-of-experts transformer block: attention (<see cref="AttentionWeights"/>) and, in place of one SwiGLU
+/// network, a router (ffn_gate_inp, kept F32 by llama-quantize) over many small SwiGLU experts, each a slice of the
+/// three 3-D tensors ffn_gate_exps / ffn_up_exps / ffn_down_exps ({embd, ff, experts} in ggml order: expert e's rows
+/// are contiguous, so each is a <see cref="WeightMatrix"/> view, repacked and multiplied like any matrix), plus an
+/// optional shared expert every token passes through (Granite MoE Shared's ffn_*_shexp).
+/// </summary>
+internal sealed class MoeLayerWeights : AttentionWeights
+{
+    public required float[] FfnNorm { get; init; }          // [embd]
+    public required WeightMatrix Router { get; init; }      // [experts, embd] ffn_gate_inp
+    public required WeightMatrix[] Gate { get; init; }      // per expert [expert ff, embd]
+    public required WeightMatrix[] Up { get; init; }        // per expert [expert ff, embd]
+    public required WeightMatrix[] Down { get; init; }      // per expert [embd, expert ff]
+    public WeightMatrix? SharedGate { get; init; }          // [shared ff, embd]
+    public WeightMatrix? SharedUp { get; init; }            // [shared ff, embd]
+    public WeightMatrix? SharedDown { get; init; }          // [embd, shared ff]
+
+    /// <summary>Every matrix of the block (for repacking and scratch sizing).</summary>
+    public IEnumerable<WeightMatrix> Matrices()
+    {
+        yield return Wq; yield return Wk; yield return Wv; yield return Wo;
+        yield return Router;
+        for (int e = 0; e < Gate.Length; e++)
+        {
+            yield return Gate[e]; yield return Up[e]; yield return Down[e];
+        }
+        if (SharedGate is not null && SharedUp is not null && SharedDown is not null)
+        {
+            yield return SharedGate; yield return SharedUp; yield return SharedDown;
+        }
+    }
+}
+
+/// <summary>
+/// The mixture-of-experts feed-forward block, as llama.cpp's build_moe_ffn computes it for qwen3moe, granitemoe and
+/// Mixtral (llama with experts): probabilities = softmax(router · x_norm); the <see cref="ModelConfig.ExpertUsedCount"/>
+/// most probable experts, best first; their probabilities divided by their sum (norm_w, clamped below at 2⁻¹⁴ as
+/// llama.cpp's); each chosen expert's down(silu(gate · x_norm) ⊙ (up · x_norm)) times its weight, summed best first;
+/// plus the shared expert's SwiGLU where there is one.
+/// </summary>
+/// <remarks>
+/// A batch is grouped by expert (llama.cpp's mul_mat_id does the same on the CPU): each expert with tokens multiplies
+/// the activation rows of just those tokens, so its weights are read once per batch however many tokens chose it, and
+/// every expert's gate and up products (then every expert's down product) are one parallel job of (expert, rows)
+/// items, not one hand-off per expert. Each output element is one vec-dot of a converted activation row, as in
+/// <see cref="MatMul"/>: a token's result does not depend on the batch or the thread count.
+/// </remarks>
+internal static unsafe class MixtureOfExperts
+{
+    /// <summary>The smallest sum of the chosen probabilities divided by (llama.cpp clamps to F16's smallest normal, 2⁻¹⁴).</summary>
+    private const float MinWeightSum = 6.103515625e-5f;
+
+    /// <summary>
+    /// blk.<paramref name="il"/>.*: the attention as <see cref="DecoderBlocks.LoadAttention"/>, ffn_norm, the router and
+    /// the experts' views, and the shared expert when <see cref="ModelConfig.ExpertSharedFeedForwardLength"/> &gt; 0.
+    /// </summary>
+    public static MoeLayerWeights LoadLayer(TensorLoader tensors, ModelConfig c, int il)
+    {
+        var a = DecoderBlocks.LoadAttention(tensors, c, il, qkvBias: false);
+        string arch = c.Architecture, p = $"blk.{il}.";
+        var embd = new TensorLoader.Dim(c.EmbeddingLength, $"{arch}.embedding_length");
+        var experts = new TensorLoader.Dim(c.ExpertCount, $"{arch}.expert_count");
+        var ff = new TensorLoader.Dim(c.ExpertFeedForwardLength,
+            arch == "qwen3moe" ? $"{arch}.expert_feed_forward_length" : $"{arch}.feed_forward_length");
+        WeightMatrix? shGate = null, shUp = null, shDown = null;
+        if (c.ExpertSharedFeedForwardLength > 0)
+        {
+            var sff = new TensorLoader.Dim(c.ExpertSharedFeedForwardLength, $"{arch}.expert_shared_feed_forward_length");
+            shGate = tensors.Matrix(p + "ffn_gate_shexp.weight", embd, sff);
+            shUp = tensors.Matrix(p + "ffn_up_shexp.weight", embd, sff);
+            shDown = tensors.Matrix(p + "ffn_down_shexp.weight", sff, embd);
+        }
+        if (tensors.Has(p + "ffn_gate_inp.weight") && !tensors.Has(p + "ffn_gate_exps.weight") && tensors.Has(p + "ffn_up_exps.weight"))
+            throw new ModelLoadException($"tensor {p}ffn_gate_exps.weight is missing: experts without a gate (silu of up alone) are not supported");
+        return new MoeLayerWeights
+        {
+            AttnNorm = a.AttnNorm, Wq = a.Wq, Wk = a.Wk, Wv = a.Wv, Wo = a.Wo, Bq = a.Bq, Bk = a.Bk, Bv = a.Bv,
+            QNorm = a.QNorm, KNorm = a.KNorm, AttnPostNorm = a.AttnPostNorm,
+            FfnNorm = tensors.Vector(p + "ffn_norm.weight", embd),
+            Router = tensors.Matrix(p + "ffn_gate_inp.weight", embd, experts),
+            Gate = tensors.Experts(p + "ffn_gate_exps.weight", embd, ff, experts),
+            Up = tensors.Experts(p + "ffn_up_exps.weight", embd, ff, experts),
+            Down = tensors.Experts(p + "ffn_down_exps.weight", ff, embd, experts),
+            SharedGate = shGate,
+            SharedUp = shUp,
+            SharedDown = shDown,
+        };
+    }
+
+    /// <summary>
+    /// x += residual_scale × moe(rmsnorm(x) ⊙ ffn_norm) for the last <paramref name="keep"/> tokens of the batch
+    /// (see the class summary).
+    /// </summary>
+    public static void FeedForward(ModelConfig c, MoeLayerWeights w, ForwardBatch b, int keep)
+    {
+        if (keep == 0) return;
+        int embd = c.EmbeddingLength, nExperts = c.ExpertCount, k = c.ExpertUsedCount, ff = c.ExpertFeedForwardLength;
+        float* x = b.X + (long)(b.Count - keep) * embd;
+        DecoderBlocks.Norm(b, w.FfnNorm, x, keep, embd, c.RmsEps);
+
+        // ffn_moe_logits, then each token's experts and weights, then the rows grouped by expert
+        MatMul.Multiply(w.Router, b.Norm, keep, b.MoeProbs, b.MatScratch, b.Pool);
+        int routed = keep * k;
+        var offsets = new int[nExperts + 1];
+        using (Profiler.Section(Profiler.Op.MoeRoute))
+        {
+            for (int t = 0; t < keep; t++)
+                Route(b.MoeProbs + (long)t * nExperts, nExperts, k, c.ExpertWeightsNorm, b.MoeExpert + t * k, b.MoeWeight + t * k);
+            for (int i = 0; i < routed; i++) offsets[b.MoeExpert[i] + 1]++;
+            for (int e = 0; e < nExperts; e++) offsets[e + 1] += offsets[e];
+            var fill = new int[nExperts];
+            for (int i = 0; i < routed; i++)
+            {
+                int e = b.MoeExpert[i];
+                b.MoeSlot[i] = offsets[e] + fill[e]++;
+            }
+        }
+
+        // gate and up: x_norm converted once per token, copied to each of its slots
+        var gateType = w.Gate[0].Format.VecDotType;
+        var upType = w.Up[0].Format.VecDotType;
+        long inBytes = ConvertGathered(b, gateType, keep, k, embd);
+        if (upType == gateType)
+        {
+            Products(b.Pool, offsets, b.MoeActs, inBytes, keep, (w.Gate, (nint)b.MoeGate), (w.Up, (nint)b.MoeUp));
+        }
+        else
+        {
+            Products(b.Pool, offsets, b.MoeActs, inBytes, keep, (w.Gate, (nint)b.MoeGate));
+            inBytes = ConvertGathered(b, upType, keep, k, embd);
+            Products(b.Pool, offsets, b.MoeActs, inBytes, keep, (w.Up, (nint)b.MoeUp));
+        }
+        using (Profiler.Section(Profiler.Op.SwiGlu))
+            b.Pool.For(routed, ff, (start, end, _) =>
+            {
+                for (int s = start; s < end; s++) Activations.SwiGlu(b.MoeGate + (long)s * ff, b.MoeUp + (long)s * ff, ff);
+            }, minParallelWork: 1 << 16);
+
+        // down: the activated rows are already grouped
+        var downType = w.Down[0].Format.VecDotType;
+        long downBytes = ActivationQuantizer.RowBytes(downType, ff);
+        using (Profiler.Section(Profiler.Op.Quantize))
+            b.Pool.For(routed, ff, (start, end, _) =>
+            {
+                for (int s = start; s < end; s++)
+                    ActivationQuantizer.QuantizeRow(downType, b.MoeGate + (long)s * ff, b.MoeActs + s * downBytes, ff);
+            }, minParallelWork: 1 << 16);
+        Products(b.Pool, offsets, b.MoeActs, downBytes, keep, (w.Down, (nint)b.MoeDown));
+
+        // ffn_moe_weighted, summed best first (ggml_mul, then ggml_add of each expert's view in rank order)
+        using (Profiler.Section(Profiler.Op.MoeRoute))
+            b.Pool.For(keep, (long)k * embd, (start, end, _) =>
+            {
+                Span<float> term = embd <= 4096 ? stackalloc float[embd] : new float[embd];
+                for (int t = start; t < end; t++)
+                {
+                    var y = new Span<float>(b.Proj + (long)t * embd, embd);
+                    for (int r = 0; r < k; r++)
+                    {
+                        int i = t * k + r;
+                        var d = new ReadOnlySpan<float>(b.MoeDown + (long)b.MoeSlot[i] * embd, embd);
+                        if (r == 0) System.Numerics.Tensors.TensorPrimitives.Multiply(d, b.MoeWeight[i], y);
+                        else
+                        {
+                            System.Numerics.Tensors.TensorPrimitives.Multiply(d, b.MoeWeight[i], term);
+                            System.Numerics.Tensors.TensorPrimitives.Add(y, term, y);
+                        }
+                    }
+                }
+            }, minParallelWork: 1 << 16);
+
+        // Granite MoE Shared: + down(silu(gate · x_norm) ⊙ (up · x_norm)), its result in MoeDown's first rows (free now)
+        if (w.SharedGate is { } shGate && w.SharedUp is { } shUp && w.SharedDown is { } shDown)
+        {
+            int sff = c.ExpertSharedFeedForwardLength;
+            MatMul.Multiply(shGate, b.Norm, keep, b.Gate, b.MatScratch, b.Pool);
+            MatMul.Multiply(shUp, b.Norm, keep, b.Up, b.MatScratch, b.Pool);
+            using (Profiler.Section(Profiler.Op.SwiGlu))
+                for (int t = 0; t < keep; t++) Activations.SwiGlu(b.Gate + (long)t * sff, b.Up + (long)t * sff, sff);
+            MatMul.Multiply(shDown, b.Gate, keep, b.MoeDown, b.MatScratch, b.Pool);
+            using (Profiler.Section(Profiler.Op.Add))
+                Activations.Add(b.Proj, b.MoeDown, (long)keep * embd);
+        }
+
+        if (c.ResidualScale != 1f) DecoderBlocks.ScaleResidual(b.Proj, (long)keep * embd, c.ResidualScale);
+        using (Profiler.Section(Profiler.Op.Add))
+            Activations.Add(x, b.Proj, (long)keep * embd);
+    }
+
+    /// <summary>
+    /// probabilities = softmax(<paramref name="logits"/>) in place (ggml_soft_max: the exponentials of x − max summed in
+    /// double, then × 1/sum); the <paramref name="k"/> largest, best first (ties: the lower expert), into
+    /// <paramref name="experts"/> with their probabilities in <paramref name="weights"/>, divided by their sum when
+    /// <paramref name="normalize"/>. A NaN logit (a broken model) routes to the lowest unchosen experts rather than
+    /// to none.
+    /// </summary>
+    internal static void Route(float* logits, int n, int k, bool normalize, int* experts, float* weights)
+    {
+        float max = float.NegativeInfinity;
+        for (int i = 0; i < n; i++) max = MathF.Max(max, logits[i]);
+        double sum = 0;
+        for (int i = 0; i < n; i++)
+        {
+            float e = MathF.Exp(logits[i] - max);
+            logits[i] = e;
+            sum += e;
+        }
+        float scale = (float)(1.0 / sum);
+        for (int i = 0; i < n; i++) logits[i] *= scale;
+
+        for (int r = 0; r < k; r++)
+        {
+            int best = -1;
+            for (int i = 0; i < n; i++)
+            {
+                if (best >= 0 && !(logits[i] > logits[best])) continue;
+                bool taken = false;
+                for (int j = 0; j < r && !taken; j++) taken = experts[j] == i;
+                if (!taken) best = i;
+            }
+            experts[r] = best;
+            weights[r] = logits[best];
+        }
+        if (!normalize) return;
+        float total = 0f;
+        for (int r = 0; r < k; r++) total += weights[r];
+        total = MathF.Max(total, MinWeightSum);
+        for (int r = 0; r < k; r++) weights[r] /= total;
+    }
+
+    /// <summary>
+    /// The <paramref name="keep"/> rows of b.Norm converted to <paramref name="type"/> (into MatScratch), each copied
+    /// to its <paramref name="k"/> slots of MoeActs; returns the converted row's bytes.
+    /// </summary>
+    private static long ConvertGathered(ForwardBatch b, GgmlType type, int keep, int k, int cols)
+    {
+        long rowBytes = ActivationQuantizer.RowBytes(type, cols);
+        using (Profiler.Section(Profiler.Op.Quantize))
+        {
+            b.Pool.For(keep, cols, (start, end, _) =>
+            {
+                for (int t = start; t < end; t++)
+                    ActivationQuantizer.QuantizeRow(type, b.Norm + (long)t * cols, b.MatScratch + t * rowBytes, cols);
+            }, minParallelWork: 1 << 16);
+            for (int i = 0; i < keep * k; i++)
+                Buffer.MemoryCopy(b.MatScratch + (i / k) * rowBytes, b.MoeActs + b.MoeSlot[i] * rowBytes, rowBytes, rowBytes);
+        }
+        return rowBytes;
+    }
+
+    /// <summary>One piece of an experts' product: rows [Start, End) of expert <c>Expert</c>'s matrix of set <c>Set</c>.</summary>
+    private readonly record struct Item(int Set, int Expert, int Start, int End);
+
+    /// <summary>
+    /// For each set (a matrix per expert and an output buffer) and each expert e with tokens: the output rows
+    /// offsets[e] … offsets[e + 1] − 1 = the activation rows there · W_eᵀ, all in one parallel job. An expert with one
+    /// token is a matrix-vector product in items of <see cref="MatMul.DecodeChunkRows"/>, one with more is walked in
+    /// <see cref="MatMul.BatchChunkRows"/> slices through the tile kernels, as <see cref="MatMul.Multiply(WeightMatrix, float*, int, float*, byte*, WorkerPool)"/>.
+    /// </summary>
+    private static void Products(WorkerPool pool, int[] offsets, byte* acts, long actBytes, int keep,
+        params (WeightMatrix[] Weights, nint Output)[] sets)
+    {
+        int experts = offsets.Length - 1;
+        var items = new List<Item>();
+        long work = 0;
+        for (int s = 0; s < sets.Length; s++)
+        {
+            for (int e = 0; e < experts; e++)
+            {
+                int m = offsets[e + 1] - offsets[e];
+                if (m == 0) continue;
+                var w = sets[s].Weights[e];
+                int chunk = m == 1 ? MatMul.DecodeChunkRows(w.RowBytes, w.Rows, pool.Threads) : MatMul.BatchChunkRows;
+                for (int r = 0; r < w.Rows; r += chunk) items.Add(new Item(s, e, r, Math.Min(w.Rows, r + chunk)));
+                work += (long)w.Rows * w.Cols * m;
+            }
+        }
+        var list = items.ToArray();
+        using (Profiler.Section(keep == 1 ? Profiler.Op.MatVec : Profiler.Op.MatMat))
+            pool.ForDynamic(list.Length, 1, work / Math.Max(1, list.Length), (start, end, _) =>
+            {
+                for (int i = start; i < end; i++)
+                {
+                    var it = list[i];
+                    var w = sets[it.Set].Weights[it.Expert];
+                    int first = offsets[it.Expert], m = offsets[it.Expert + 1] - first;
+                    MatMul.RowRange(w, acts + first * actBytes, actBytes, m, (float*)sets[it.Set].Output + (long)first * w.Rows, it.Start, it.End);
+                }
+            });
+    }
+}

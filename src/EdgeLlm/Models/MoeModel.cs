@@ -1,0 +1,98 @@
+using EdgeLlm.Engine;
+using EdgeLlm.Gguf;
+using EdgeLlm.Models.Blocks;
+
+namespace EdgeLlm.Models;
+
+/// <summary>
+/// A mixture-of-experts decoder: every block is attention as in the dense architectures, then
+/// <see cref="MixtureOfExperts"/> instead of one SwiGLU network (<see cref="Qwen3Moe"/>, <see cref="GraniteMoe"/>,
+/// <see cref="Mixtral"/>). Only the chosen experts' weights are read for a token, so a 30B model with 3B active
+/// parameters decodes at about the speed of a dense 3B model, while the whole file stays mapped.
+/// The source generator and the Vulkan backend do not take these models: they run on the CPU's generic path.
+/// </summary>
+internal abstract class MoeModel : Model
+{
+    private readonly MoeLayerWeights[] _layers;
+    private readonly bool _neox;
+
+    private protected MoeModel(GgufFile file, ModelConfig config, TensorLoader tensors, bool ownsFile, ModelLoadOptions options, bool neox)
+        : base(file, config, tensors, ownsFile, options)
+    {
+        _neox = neox;
+        _layers = new MoeLayerWeights[config.BlockCount];
+        for (int il = 0; il < config.BlockCount; il++)
+            _layers[il] = MixtureOfExperts.LoadLayer(tensors, config, il);
+    }
+
+    /// <summary>The blocks' weights.</summary>
+    internal IReadOnlyList<MoeLayerWeights> MoeLayers => _layers;
+
+    /// <summary>Not the layer list of a dense model: the source generator and the Vulkan backend do not take mixtures of experts.</summary>
+    internal override IReadOnlyList<LayerWeights> Layers => [];
+
+    private protected override IEnumerable<WeightMatrix> AllMatrices()
+    {
+        yield return Output;
+        foreach (var l in _layers)
+            foreach (var m in l.Matrices())
+                yield return m;
+    }
+
+    internal override void ForwardLayer(int layer, ForwardBatch b, int keep)
+    {
+        var w = _layers[layer];
+        DecoderBlocks.SelfAttention(Config, w, layer, b, _neox, keep);
+        MixtureOfExperts.FeedForward(Config, w, b, keep);
+    }
+}
+
+/// <summary>
+/// The <c>qwen3moe</c> architecture (Qwen3-30B-A3B, Qwen3-Coder-30B-A3B, Qwen3-235B-A22B): <see cref="Qwen3"/>'s attention
+/// (per-head Q/K norms, NEOX rope, 128-wide heads) and a mixture of experts (128 of width 768, 8 used, weights
+/// normalized) in every block. Follows llama.cpp's llm_build_qwen3moe.
+/// </summary>
+internal sealed class Qwen3Moe : MoeModel
+{
+    internal Qwen3Moe(GgufFile file, ModelConfig config, TensorLoader tensors, bool ownsFile, ModelLoadOptions options)
+        : base(file, config, tensors, ownsFile, options, neox: true)
+    {
+    }
+
+    /// <summary>Hyperparameters under the <c>qwen3moe.</c> keys; the experts' width from expert_feed_forward_length.</summary>
+    internal static ModelConfig ReadConfig(GgufFile file) =>
+        ModelConfig.ReadExperts(file, "qwen3moe", ModelConfig.Read(file, "qwen3moe", ropeNeox: true, hasQkvBias: false) with { HasQkNorm = true },
+            expertWidthKey: true, sharedExpert: false);
+}
+
+/// <summary>
+/// The <c>granitemoe</c> architecture (IBM Granite 3.x 1B-A400M and 3B-A800M): <see cref="Granite"/>'s block and
+/// multipliers with a mixture of experts (32 or 40 of feed_forward_length's width, 8 used, weights normalized), and
+/// the shared expert of Granite MoE Shared files (expert_shared_feed_forward_length). Granite's residual_scale
+/// multiplies the whole feed-forward output, shared expert included. Follows llama.cpp's llm_build_granite.
+/// </summary>
+internal sealed class GraniteMoe : MoeModel
+{
+    internal GraniteMoe(GgufFile file, ModelConfig config, TensorLoader tensors, bool ownsFile, ModelLoadOptions options)
+        : base(file, config, tensors, ownsFile, options, neox: false)
+    {
+    }
+
+    /// <summary>Hyperparameters under the <c>granitemoe.</c> keys: Granite's multipliers and the experts.</summary>
+    internal static ModelConfig ReadConfig(GgufFile file) =>
+        ModelConfig.ReadExperts(file, "granitemoe", Granite.ReadConfig(file, "granitemoe"), expertWidthKey: false, sharedExpert: true);
+}
+
+/// <summary>
+/// A <c>llama</c> file with llama.expert_count &gt; 0 (Mixtral 8x7B and 8x22B, and the small Llama-shaped MoE models
+/// converted the same way): <see cref="Llama"/>'s attention and a mixture of experts of feed_forward_length's width
+/// (weights normalized), as llama.cpp's llm_build_llama takes its MoE branch. Files with the pre-2024 per-expert
+/// tensors (ffn_gate.0.weight …) are refused as llama.cpp refuses them now: the 3-D ffn_*_exps tensors are missing.
+/// </summary>
+internal sealed class Mixtral : MoeModel
+{
+    internal Mixtral(GgufFile file, ModelConfig config, TensorLoader tensors, bool ownsFile, ModelLoadOptions options)
+        : base(file, config, tensors, ownsFile, options, neox: false)
+    {
+    }
+}
