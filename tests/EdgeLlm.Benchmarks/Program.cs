@@ -198,6 +198,9 @@ static (string Model, string Type, long BytesPerToken) DescribeModel(string path
     if (embd is not null && f.FindTensor("output.weight") is not null)
         bytes -= embd.ByteSize - embd.ByteSize / embd.RowCount;
     string arch = f.GetString("general.architecture") ?? "?";
+    // A mixture of experts reads only the chosen experts' slices of the 3-D ffn_*_exps tensors per token.
+    if (f.GetInt($"{arch}.expert_count") is long experts and > 0 && f.GetInt($"{arch}.expert_used_count") is long used)
+        bytes -= f.Tensors.Where(t => t.Name.EndsWith("_exps.weight", StringComparison.Ordinal)).Sum(t => t.ByteSize / experts * (experts - used));
     string dominant = GgmlTypes.Name(f.Tensors.GroupBy(t => t.Type).OrderByDescending(g => g.Sum(t => t.ByteSize)).First().Key);
     // The file type llama-quantize wrote (general.file_type) when it names one, with the type most of
     // the bytes are in where that differs (Qwen2.5-0.5B's Q3_K_M file is mostly IQ4_NL and Q8_0).

@@ -215,6 +215,30 @@ public class VulkanGoldenTests(DeviceFixture fixture, ITestOutputHelper output) 
             Assert.Equal(ctx.MaxBatch + 64, ctx.ShortConvRows);
         });
 
+    /// <summary>
+    /// A mixture of experts is declined with its reason before a device is even opened (AUTO then runs it on the CPU,
+    /// as the CLI and the C ABI do), so this holds on a machine without Vulkan too.
+    /// </summary>
+    [Fact]
+    public void MixtureOfExperts_IsDeclined_WithTheReason()
+    {
+        string path = Path.Combine(Path.GetTempPath(), $"edgellm-vk-moe-{Guid.NewGuid():N}.gguf");
+        try
+        {
+            EdgeLlm.Synth.ModelSynthesizer.Synthesize(new EdgeLlm.Synth.SynthShape("tiny-qwen3moe", "tiny qwen3moe", "qwen3moe", 128, 2, 4, 2, 384, 400, 256,
+                1e6f, 1e-6f, false, false, EdgeLlm.Synth.SynthVocabKind.Qwen2Bpe, WriteHeadLengths: true, HeadLength: 128,
+                Experts: new EdgeLlm.Synth.SynthExperts(8, 3, 64)), "F32", path, seed: 5);
+            using var m = Model.Load(path);
+            var e = Assert.Throws<VulkanUnavailableException>(() => new VulkanInferenceContext(m, 256).Dispose());
+            Assert.Equal("the Vulkan backend does not run mixture-of-experts models (qwen3moe with 8 experts) yet; the CPU backend does", e.Message);
+            Assert.Null(VulkanPipelineRegistry.Find(m));
+        }
+        finally
+        {
+            File.Delete(path);
+        }
+    }
+
     /// <summary>The device ring of convolution inputs through rewinds: within it no re-evaluation, past it the tokens before evaluated again.</summary>
     [Fact]
     public void Lfm2_Rewinds_AsOnTheCpu()

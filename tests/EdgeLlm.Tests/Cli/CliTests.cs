@@ -282,7 +282,29 @@ public class CliTests
             r = Run("info", "-m", lfm2);
             Assert.Contains("attention: 4 query / 2 KV heads of 32; rope NEOX base 1000000; short convolutions of 3 taps instead in 2 of 3 layers", r.Stdout, StringComparison.Ordinal);
             Assert.Contains("attention.head_count_kv: [0, 2, 0]", r.Stdout, StringComparison.Ordinal);
+            Assert.Contains("feed-forward: SwiGLU of 256", r.Stdout, StringComparison.Ordinal);
+            Assert.Contains("feed-forward: GeGLU of 384", Run("info", "-m", gemma2).Stdout, StringComparison.Ordinal);
 
+            // A mixture of experts (Granite MoE Shared): the experts, the shared one, and the weights a token reads
+            // (3 blocks × 3 tensors × 6 experts of 128 × 64 f32 = 884,736 bytes of experts, 4 of 6 unread).
+            string moe = Path.Combine(dir, "granitemoe.gguf");
+            EdgeLlm.Synth.ModelSynthesizer.Synthesize(new EdgeLlm.Synth.SynthShape("tiny-granitemoe", "tiny granitemoe", "granitemoe", 128, 3, 4, 2, 64, 320, 256,
+                100f, 1e-5f, true, false, EdgeLlm.Synth.SynthVocabKind.SmolLmBpe, Granite: new EdgeLlm.Synth.GraniteMultipliers(2f, 0.5f, 0.25f, 3f),
+                Experts: new EdgeLlm.Synth.SynthExperts(6, 2, 64, 96)), "F32", moe, seed: 1);
+            r = Run("info", "-m", moe);
+            Assert.Equal(0, r.ExitCode);
+            using (var f = EdgeLlm.Gguf.GgufFile.Open(moe))
+            {
+                long all = f.Tensors.Sum(t => t.ByteSize), unread = 3 * 3 * 4 * 128 * 64 * 4;
+                Assert.Contains(string.Create(System.Globalization.CultureInfo.InvariantCulture,
+                    $"feed-forward: mixture of 6 SwiGLU experts of 64, 2 per token (weights normalized), plus a shared expert of 96; a token reads {(all - unread) / 1048576.0:F1} of {all / 1048576.0:F1} MiB of weights"),
+                    r.Stdout, StringComparison.Ordinal);
+            }
+            Assert.Contains("forward pass: generic", r.Stdout, StringComparison.Ordinal);
+            // --backend auto runs it on the CPU (the Vulkan backend declines mixtures of experts, or there is no device).
+            r = Run("run", "-m", moe, "-p", "hello", "-n", "4", "--backend", "auto", "--temp", "0");
+            Assert.Equal(0, r.ExitCode);
+            Assert.Matches(@"generation: [0-9]+ tokens in [0-9.]+ ms", r.Stderr);
         }
         finally
         {

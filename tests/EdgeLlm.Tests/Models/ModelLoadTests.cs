@@ -291,6 +291,78 @@ public class ModelLoadTests
         }
     }
 
+    /// <summary>
+    /// Mixture-of-experts files: the routing keys and the 3-D expert tensors are checked with names, shapes and sources,
+    /// a dense llama file stays a Llama, and the source generator and the Vulkan backend decline the model by saying why.
+    /// </summary>
+    [Fact]
+    public void MixtureOfExperts_NamesWhatIsWrong()
+    {
+        string dir = Path.Combine(Path.GetTempPath(), $"edgellm-moe-load-{Guid.NewGuid():N}");
+        Directory.CreateDirectory(dir);
+        try
+        {
+            string good = Path.Combine(dir, "qwen3moe.gguf");
+            EdgeLlm.Synth.ModelSynthesizer.Synthesize(new EdgeLlm.Synth.SynthShape("tiny-qwen3moe", "tiny qwen3moe", "qwen3moe", 128, 2, 4, 2, 384, 400, 256, 1e6f, 1e-6f,
+                false, false, EdgeLlm.Synth.SynthVocabKind.Qwen2Bpe, WriteHeadLengths: true, HeadLength: 128, Experts: new EdgeLlm.Synth.SynthExperts(8, 3, 64)), "F32", good, seed: 1);
+            using (var m = Model.Load(good))
+            {
+                Assert.True(m.Config.IsMixtureOfExperts);
+                Assert.Equal((8, 3, 64, 0, true), (m.Config.ExpertCount, m.Config.ExpertUsedCount, m.Config.ExpertFeedForwardLength, m.Config.ExpertSharedFeedForwardLength, m.Config.ExpertWeightsNorm));
+                Assert.Equal("generic", EdgeLlm.Specialized.SpecializationRegistry.Describe(m));
+            }
+            string Edited(string name, Action<GgufWriter>? metadata = null, string? drop = null, (string Name, GgmlType Type, long[] Dims)? replace = null)
+            {
+                string path = Path.Combine(dir, name + ".gguf");
+                using var f = GgufFile.Open(good);
+                var w = new GgufWriter().CopyMetadata(f);
+                metadata?.Invoke(w);
+                foreach (var t in f.Tensors)
+                {
+                    if (t.Name == drop) continue;
+                    if (replace is { } r && r.Name == t.Name)
+                        w.AddTensor(t.Name, r.Type, r.Dims, new byte[GgmlTypes.Info(r.Type).RowBytes(r.Dims.Aggregate(1L, (a, b) => a * b))]);
+                    else
+                        w.AddTensor(t.Name, t.Type, t.Dims.ToArray(), f.GetTensorData(t).ToArray());
+                }
+                w.Write(path);
+                return path;
+            }
+            string Fails(string path) => Assert.Throws<ModelLoadException>(() => Model.Load(path).Dispose()).Message;
+
+            Assert.Equal("metadata key qwen3moe.expert_used_count (9) is larger than qwen3moe.expert_count (8)",
+                Fails(Edited("used", w => w.Set("qwen3moe.expert_used_count", 9u))));
+            Assert.Equal("metadata key qwen3moe.expert_count is missing",
+                Fails(Edited("nocount", w => w.Remove("qwen3moe.expert_count"))));
+            Assert.Equal("metadata key qwen3moe.expert_used_count must be a positive integer, found 0",
+                Fails(Edited("zero", w => w.Set("qwen3moe.expert_used_count", 0u))));
+            Assert.Equal("metadata key qwen3moe.expert_count (600) is larger than 512 (llama.cpp's LLAMA_MAX_EXPERTS)",
+                Fails(Edited("many", w => w.Set("qwen3moe.expert_count", 600u))));
+            Assert.Equal("tensor blk.1.ffn_up_exps.weight is missing from the model file",
+                Fails(Edited("noup", drop: "blk.1.ffn_up_exps.weight")));
+            Assert.Equal("tensor blk.0.ffn_gate_exps.weight is missing: experts without a gate (silu of up alone) are not supported",
+                Fails(Edited("nogate", drop: "blk.0.ffn_gate_exps.weight")));
+            Assert.Equal("tensor blk.0.ffn_down_exps.weight has shape [64, 128, 7], but the metadata implies [64, 128, 8] (ne[0] = qwen3moe.expert_feed_forward_length = 64; ne[1] = qwen3moe.embedding_length = 128; ne[2] = qwen3moe.expert_count = 8)",
+                Fails(Edited("seven", replace: ("blk.0.ffn_down_exps.weight", GgmlType.F32, [64, 128, 7]))));
+            Assert.Equal("tensor blk.0.ffn_gate_inp.weight has shape [128, 4], but the metadata implies [128, 8] (ne[0] = qwen3moe.embedding_length = 128; ne[1] = qwen3moe.expert_count = 8)",
+                Fails(Edited("router", replace: ("blk.0.ffn_gate_inp.weight", GgmlType.F32, [128, 4]))));
+
+            // A llama file: experts when llama.expert_count > 0 (Mixtral), a dense block when the key is 0 or absent.
+            string mixtral = Path.Combine(dir, "mixtral.gguf");
+            EdgeLlm.Synth.ModelSynthesizer.Synthesize(new EdgeLlm.Synth.SynthShape("tiny-mixtral", "tiny mixtral", "llama", 128, 2, 4, 2, 96, 300, 256, 10000f, 1e-5f,
+                false, false, EdgeLlm.Synth.SynthVocabKind.SentencePiece, Experts: new EdgeLlm.Synth.SynthExperts(8, 2, 96)), "F32", mixtral, seed: 1);
+            using (var m = Model.Load(mixtral))
+                Assert.Equal((8, 2, 96), (m.Config.ExpertCount, m.Config.ExpertUsedCount, m.Config.ExpertFeedForwardLength));
+            good = mixtral;
+            Assert.Equal("tensor blk.0.ffn_gate.weight is missing from the model file",
+                Fails(Edited("dense", w => w.Set("llama.expert_count", 0u))));
+        }
+        finally
+        {
+            Directory.Delete(dir, recursive: true);
+        }
+    }
+
     [Fact]
     public void WrongShape_NamesTensorAndBothShapes()
     {

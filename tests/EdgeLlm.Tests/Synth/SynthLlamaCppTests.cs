@@ -199,6 +199,51 @@ public sealed class SynthLlamaCppTests : IDisposable
         Assert.Equal(theirs.Tensors.Count, same);
     }
 
+    /// <summary>
+    /// llama.cpp's quantizer and <c>edgellm quantize</c> on a mixture of 8 experts: the 3-D expert tensors quantized row by
+    /// row, the router kept F32, and llama-quantize's rules for 8-expert models (attn_v and attn_k Q8_0, attn_output
+    /// Q5_K in Q4_K_M) and for ffn_down_exps by the layer in its name (Q6_K in the use_more_bits layers of Q4_K_M).
+    /// </summary>
+    [Theory]
+    [InlineData("Q4_0", LLamaFtype.MOSTLY_Q4_0)]
+    [InlineData("Q4_K_M", LLamaFtype.MOSTLY_Q4_K_M)]
+    public void LlamaQuantize_AndEdgeLlm_WriteTheSameMoeFile(string type, LLamaFtype ftype)
+    {
+        var shape = new SynthShape("tiny-qwen3moe", "tiny qwen3moe", "qwen3moe", 256, 8, 4, 2, 768, 400, 256, 1e6f, 1e-6f, false, false, SynthVocabKind.Qwen2Bpe,
+            WriteHeadLengths: true, HeadLength: 64, Experts: new SynthExperts(8, 2, 256));
+        string f32 = Path.Combine(_dir, "moe-f32.gguf"), theirsPath = Path.Combine(_dir, $"moe-{type}-llama.gguf"), oursPath = Path.Combine(_dir, $"moe-{type}-ours.gguf");
+        ModelSynthesizer.Synthesize(shape, "F32", f32, seed: 11);
+        _ = LlamaCppOracle.NativeLibrary;
+        // (LLamaSharp leaves output.weight unquantized unless asked; llama-quantize quantizes it by default)
+        Assert.True(LLamaQuantizer.Quantize(f32, theirsPath, ftype, nthread: 1, quantizeOutputTensor: true), "llama_model_quantize failed");
+        EdgeLlm.Quant.ModelQuantizer.Quantize(f32, oursPath, type);
+        using var theirs = EdgeLlm.Gguf.GgufFile.Open(theirsPath);
+        using var ours = EdgeLlm.Gguf.GgufFile.Open(oursPath);
+        Assert.Equal(theirs.Tensors.Select(t => t.Name).Order(StringComparer.Ordinal), ours.Tensors.Select(t => t.Name).Order(StringComparer.Ordinal));
+        int same = 0;
+        var differ = new List<string>();
+        foreach (var t in theirs.Tensors)
+        {
+            var o = ours.FindTensor(t.Name)!;
+            if (t.Type != o.Type) differ.Add($"{t.Name}: llama.cpp {EdgeLlm.Gguf.GgmlTypes.Name(t.Type)}, EdgeLlm {EdgeLlm.Gguf.GgmlTypes.Name(o.Type)}");
+            else if (theirs.GetTensorData(t).SequenceEqual(ours.GetTensorData(o))) same++;
+        }
+        Assert.True(differ.Count == 0, string.Join("\n", differ));
+        Assert.Equal(EdgeLlm.Gguf.GgmlType.F32, ours.FindTensor("blk.0.ffn_gate_inp.weight")!.Type);
+        if (ftype == LLamaFtype.MOSTLY_Q4_K_M)
+        {
+            Assert.Equal(EdgeLlm.Gguf.GgmlType.Q8_0, ours.FindTensor("blk.1.attn_v.weight")!.Type);
+            Assert.Equal(EdgeLlm.Gguf.GgmlType.Q6_K, ours.FindTensor("blk.0.ffn_down_exps.weight")!.Type);
+            Assert.Equal(EdgeLlm.Gguf.GgmlType.Q4_K, ours.FindTensor("blk.1.ffn_down_exps.weight")!.Type);
+        }
+        _out.WriteLine($"qwen3moe {type}: {theirs.Tensors.Count} tensors, types all equal, {same} byte-identical");
+        Assert.Equal(theirs.Tensors.Count, same);
+        // and the quantized file runs
+        using var model = Model.Load(oursPath);
+        using var ctx = new InferenceContext(model, 64, threads: 2);
+        Assert.All(ctx.Eval([1, 2, 3, 4], allLogits: false), x => Assert.True(float.IsFinite(x)));
+    }
+
     private static GGMLType Ggml(KvCacheType t) => t switch
     {
         KvCacheType.Q8_0 => GGMLType.GGML_TYPE_Q8_0,
