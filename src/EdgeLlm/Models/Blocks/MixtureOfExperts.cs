@@ -271,6 +271,8 @@ internal static unsafe class MixtureOfExperts
         int experts = offsets.Length - 1;
         var items = new List<Item>();
         long work = 0;
+        int active = 0;
+        for (int e = 0; e < experts; e++) if (offsets[e + 1] > offsets[e]) active++;
         for (int s = 0; s < sets.Length; s++)
         {
             for (int e = 0; e < experts; e++)
@@ -278,7 +280,15 @@ internal static unsafe class MixtureOfExperts
                 int m = offsets[e + 1] - offsets[e];
                 if (m == 0) continue;
                 var w = sets[s].Weights[e];
-                int chunk = m == 1 ? MatMul.DecodeChunkRows(w.RowBytes, w.Rows, pool.Threads) : MatMul.BatchChunkRows;
+                // One token: items of about MatMul.DecodeChunkBytes, balanced over all the matrices of the job (not
+                // each alone: 64-row items of a small expert cut every worker's stream into short pieces).
+                int chunk = MatMul.BatchChunkRows;
+                if (m == 1)
+                {
+                    int target = MatMul.DecodeChunkRows(w.RowBytes, w.Rows * active * sets.Length, pool.Threads);
+                    int pieces = (w.Rows + target - 1) / target;
+                    chunk = ((w.Rows + pieces - 1) / pieces + 15) / 16 * 16; // even pieces of whole 16-row groups
+                }
                 for (int r = 0; r < w.Rows; r += chunk) items.Add(new Item(s, e, r, Math.Min(w.Rows, r + chunk)));
                 work += (long)w.Rows * w.Cols * m;
             }
