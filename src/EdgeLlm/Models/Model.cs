@@ -8,13 +8,13 @@ namespace EdgeLlm.Models;
 /// <summary>
 /// A decoder-only transformer loaded from a GGUF file. Weights stay in the memory mapping in their
 /// own types (no copies); each architecture (<c>llama</c>, <c>qwen2</c>, <c>qwen3</c>, <c>phi3</c>, <c>gemma2</c>, <c>gemma3</c>, <c>smollm3</c>, <c>granite</c>, <c>lfm2</c>,
-/// and the mixtures of experts <c>qwen3moe</c>, <c>granitemoe</c> and llama with experts) is one subclass that maps
+/// and the mixtures of experts <c>qwen3moe</c>, <c>granitemoe</c>, <c>qwen2moe</c>, <c>olmoe</c> and llama with experts) is one subclass that maps
 /// the GGUF tensor names and wires its layers. Run it with an <see cref="InferenceContext"/>.
 /// </summary>
 public abstract unsafe class Model : IDisposable
 {
     /// <summary>Architectures <see cref="Load(GgufFile, ModelLoadOptions?)"/> accepts (general.architecture).</summary>
-    public static IReadOnlyList<string> SupportedArchitectures { get; } = ["llama", "qwen2", "qwen3", "phi3", "gemma2", "gemma3", "smollm3", "granite", "lfm2", "qwen3moe", "granitemoe"];
+    public static IReadOnlyList<string> SupportedArchitectures { get; } = ["llama", "qwen2", "qwen3", "phi3", "gemma2", "gemma3", "smollm3", "granite", "lfm2", "qwen3moe", "granitemoe", "qwen2moe", "olmoe"];
 
     private readonly bool _ownsFile;
     private readonly List<nint> _repacked = [];
@@ -151,6 +151,8 @@ public abstract unsafe class Model : IDisposable
             "lfm2" => Lfm2.ReadConfig(file),
             "qwen3moe" => Qwen3Moe.ReadConfig(file),
             "granitemoe" => GraniteMoe.ReadConfig(file),
+            "qwen2moe" => Qwen2Moe.ReadConfig(file),
+            "olmoe" => OlMoe.ReadConfig(file),
             _ => throw new ModelLoadException($"architecture '{arch}' is not supported (supported: {string.Join(", ", SupportedArchitectures)})"),
         };
         if (!options.SkipMemoryCheck) CheckMemory(file, config, options.ContextLength);
@@ -168,6 +170,8 @@ public abstract unsafe class Model : IDisposable
             "lfm2" => new Lfm2(file, config, tensors, ownsFile, options),
             "qwen3moe" => new Qwen3Moe(file, config, tensors, ownsFile, options),
             "granitemoe" => new GraniteMoe(file, config, tensors, ownsFile, options),
+            "qwen2moe" => new Qwen2Moe(file, config, tensors, ownsFile, options),
+            "olmoe" => new OlMoe(file, config, tensors, ownsFile, options),
             _ => new Qwen2(file, config, tensors, ownsFile, options),
         };
         model.MaxActivationRowBytes = model.AllMatrices().Max(w => ActivationQuantizer.RowBytes(w.Format.VecDotType, w.Cols));

@@ -149,9 +149,16 @@ public sealed record ModelConfig(
 
     /// <summary>
     /// The chosen experts' router probabilities are divided by their sum before weighting the experts' outputs
-    /// (Qwen3 MoE's norm_topk_prob, Mixtral and Granite MoE: llama.cpp's norm_w = true for all three).
+    /// (Qwen3 MoE's norm_topk_prob, Mixtral and Granite MoE: llama.cpp's norm_w = true for these three; false for
+    /// Qwen2 MoE and OLMoE, whose weights are the probabilities themselves).
     /// </summary>
     public bool ExpertWeightsNorm { get; init; }
+
+    /// <summary>
+    /// The query and key RMSNorms (attn_q_norm / attn_k_norm) span the whole projection row, not each head (OLMoE:
+    /// llama.cpp norms Qcur and Kcur before splitting them into heads); <see cref="HasQkNorm"/> says whether there are any.
+    /// </summary>
+    public bool QkNormFullWidth { get; init; }
 
     /// <summary>True for a mixture-of-experts model (<see cref="ExpertCount"/> &gt; 0).</summary>
     public bool IsMixtureOfExperts => ExpertCount > 0;
@@ -240,10 +247,13 @@ public sealed record ModelConfig(
     /// them: expert_count and expert_used_count (both required here, 1 ≤ used ≤ count ≤ 512, LLAMA_MAX_EXPERTS); the
     /// experts' width from expert_feed_forward_length when <paramref name="expertWidthKey"/> (qwen3moe: else
     /// feed_forward_length / expert_used_count), else feed_forward_length itself (llama, granitemoe); the shared expert's
-    /// width from expert_shared_feed_forward_length when <paramref name="sharedExpert"/> (granitemoe; else 0).
+    /// width from expert_shared_feed_forward_length when <paramref name="sharedExpert"/> (granitemoe: else 0; qwen2moe,
+    /// <paramref name="sharedDefault"/>: else feed_forward_length); the weights divided by their sum when
+    /// <paramref name="normalize"/>.
     /// </summary>
     /// <exception cref="ModelLoadException">a key is missing, not a positive integer, or more experts are used than exist.</exception>
-    internal static ModelConfig ReadExperts(GgufFile file, string arch, ModelConfig c, bool expertWidthKey, bool sharedExpert)
+    internal static ModelConfig ReadExperts(GgufFile file, string arch, ModelConfig c, bool expertWidthKey, bool sharedExpert,
+        bool normalize = true, bool sharedDefault = false)
     {
         int count = RequiredInt(file, $"{arch}.expert_count");
         int used = RequiredInt(file, $"{arch}.expert_used_count");
@@ -259,8 +269,8 @@ public sealed record ModelConfig(
             ExpertCount = count,
             ExpertUsedCount = used,
             ExpertFeedForwardLength = width,
-            ExpertSharedFeedForwardLength = sharedExpert ? OptionalInt(file, $"{arch}.expert_shared_feed_forward_length") ?? 0 : 0,
-            ExpertWeightsNorm = true,
+            ExpertSharedFeedForwardLength = sharedExpert ? OptionalInt(file, $"{arch}.expert_shared_feed_forward_length") ?? (sharedDefault ? c.FeedForwardLength : 0) : 0,
+            ExpertWeightsNorm = normalize,
         };
     }
 

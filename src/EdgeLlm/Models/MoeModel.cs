@@ -7,7 +7,7 @@ namespace EdgeLlm.Models;
 /// <summary>
 /// A mixture-of-experts decoder: every block is attention as in the dense architectures, then
 /// <see cref="MixtureOfExperts"/> instead of one SwiGLU network (<see cref="Qwen3Moe"/>, <see cref="GraniteMoe"/>,
-/// <see cref="Mixtral"/>). Only the chosen experts' weights are read for a token, so a 30B model with 3B active
+/// <see cref="Mixtral"/>, <see cref="Qwen2Moe"/>, <see cref="OlMoe"/>). Only the chosen experts' weights are read for a token, so a 30B model with 3B active
 /// parameters decodes at about the speed of a dense 3B model, while the whole file stays mapped.
 /// The source generator and the Vulkan backend do not take these models: they run on the CPU's generic path.
 /// </summary>
@@ -95,4 +95,41 @@ internal sealed class Mixtral : MoeModel
         : base(file, config, tensors, ownsFile, options, neox: false)
     {
     }
+}
+
+/// <summary>
+/// The <c>qwen2moe</c> architecture (Qwen1.5-MoE-A2.7B, Qwen2-57B-A14B): <see cref="Qwen2"/>'s attention (Q/K/V biases,
+/// NEOX rope) and a mixture of experts whose weights are the router's probabilities themselves (not normalized),
+/// plus a shared expert (expert_shared_feed_forward_length, else feed_forward_length) whose output is scaled by
+/// sigmoid(ffn_gate_inp_shexp · x). Follows llama.cpp's llm_build_qwen2moe.
+/// </summary>
+internal sealed class Qwen2Moe : MoeModel
+{
+    internal Qwen2Moe(GgufFile file, ModelConfig config, TensorLoader tensors, bool ownsFile, ModelLoadOptions options)
+        : base(file, config, tensors, ownsFile, options, neox: true)
+    {
+    }
+
+    /// <summary>Hyperparameters under the <c>qwen2moe.</c> keys.</summary>
+    internal static ModelConfig ReadConfig(GgufFile file) =>
+        ModelConfig.ReadExperts(file, "qwen2moe", ModelConfig.Read(file, "qwen2moe", ropeNeox: true, hasQkvBias: true),
+            expertWidthKey: true, sharedExpert: true, normalize: false, sharedDefault: true);
+}
+
+/// <summary>
+/// The <c>olmoe</c> architecture (AllenAI's OLMoE-1B-7B: 64 experts of 1024, 8 used, 1.3B of 6.9B parameters active):
+/// attention with an RMSNorm over each token's whole query and key rows (not per head) before the NEOX rope, and a
+/// mixture of experts whose weights are the router's probabilities themselves. Follows llama.cpp's llm_build_olmoe.
+/// </summary>
+internal sealed class OlMoe : MoeModel
+{
+    internal OlMoe(GgufFile file, ModelConfig config, TensorLoader tensors, bool ownsFile, ModelLoadOptions options)
+        : base(file, config, tensors, ownsFile, options, neox: true)
+    {
+    }
+
+    /// <summary>Hyperparameters under the <c>olmoe.</c> keys; the experts as wide as feed_forward_length.</summary>
+    internal static ModelConfig ReadConfig(GgufFile file) =>
+        ModelConfig.ReadExperts(file, "olmoe", ModelConfig.Read(file, "olmoe", ropeNeox: true, hasQkvBias: false) with { HasQkNorm = true, QkNormFullWidth = true },
+            expertWidthKey: false, sharedExpert: false, normalize: false);
 }

@@ -287,8 +287,9 @@ public static unsafe class ModelSynthesizer
             // Qwen3MoeModel after it) adds moe_intermediate_size.
             w.Set($"{a}.expert_count", (uint)x.Count);
             w.Set($"{a}.expert_used_count", (uint)x.Used);
-            if (a == "qwen3moe") w.Set($"{a}.expert_feed_forward_length", (uint)x.FeedForwardLength);
-            if (x.SharedFeedForwardLength > 0) w.Set($"{a}.expert_shared_feed_forward_length", (uint)x.SharedFeedForwardLength); // GraniteMoeModel
+            if (a is "qwen3moe" or "qwen2moe") w.Set($"{a}.expert_feed_forward_length", (uint)x.FeedForwardLength);
+            // GraniteMoeModel and Qwen2MoeModel: the shared expert's shared_intermediate_size / shared_expert_intermediate_size
+            if (x.SharedFeedForwardLength > 0) w.Set($"{a}.expert_shared_feed_forward_length", (uint)x.SharedFeedForwardLength);
         }
         if (a is "llama" or "smollm3" or "granite" or "granitemoe")
         {
@@ -400,9 +401,10 @@ public static unsafe class ModelSynthesizer
             if (s.QkvBias) list.Add(new(p + "attn_k.bias", [kv], Init.Normal, 0.1f));
             if (s.QkNorm)
             {
-                // Not all ones, so that a wrong weight index or a skipped norm changes the logits.
-                list.Add(new(p + "attn_q_norm.weight", [s.HeadDim], Init.OnePlusNormal, 0.2f));
-                list.Add(new(p + "attn_k_norm.weight", [s.HeadDim], Init.OnePlusNormal, 0.2f));
+                // Not all ones, so that a wrong weight index or a skipped norm changes the logits (OLMoE's span the whole rows).
+                bool full = s.Architecture == "olmoe";
+                list.Add(new(p + "attn_q_norm.weight", [full ? q : s.HeadDim], Init.OnePlusNormal, 0.2f));
+                list.Add(new(p + "attn_k_norm.weight", [full ? kv : s.HeadDim], Init.OnePlusNormal, 0.2f));
             }
             list.Add(new(p + "attn_v.weight", [embd, kv], Init.Normal, Proj(embd)));
             if (s.QkvBias) list.Add(new(p + "attn_v.bias", [kv], Init.Normal, 0.1f));
@@ -425,6 +427,8 @@ public static unsafe class ModelSynthesizer
                     list.Add(new(p + "ffn_gate_shexp.weight", [embd, sff], Init.Normal, Proj(embd)));
                     list.Add(new(p + "ffn_up_shexp.weight", [embd, sff], Init.Normal, Proj(embd)));
                     list.Add(new(p + "ffn_down_shexp.weight", [sff, embd], Init.Normal, Proj(sff) * residual));
+                    // Qwen2 MoE gates the shared expert by sigmoid(g · x): N(0, 1/√embd) puts g around ±1.
+                    if (s.Architecture == "qwen2moe") list.Add(new(p + "ffn_gate_inp_shexp.weight", [embd], Init.Normal, Proj(embd)));
                 }
                 continue;
             }

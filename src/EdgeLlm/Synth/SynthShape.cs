@@ -129,7 +129,7 @@ public sealed record SynthShape(
     public int HeadDim => HeadLength > 0 ? HeadLength : EmbeddingLength / HeadCount;
 
     /// <summary>Each layer has per-head Q/K RMSNorm weights (attn_q_norm, attn_k_norm): the <c>qwen3</c> architecture.</summary>
-    public bool QkNorm => Architecture is "qwen3" or "gemma3" or "lfm2" or "qwen3moe";
+    public bool QkNorm => Architecture is "qwen3" or "gemma3" or "lfm2" or "qwen3moe" or "olmoe";
 
     /// <summary>Gemma 2 or 3: post-norms, GeGLU, chat tokens; written as the converter's Gemma2Model / Gemma3Model.</summary>
     public bool IsGemma => Architecture is "gemma2" or "gemma3";
@@ -142,14 +142,15 @@ public sealed record SynthShape(
         {
             if (!ok) throw new ArgumentException($"synthetic shape '{Name}': {what}");
         }
-        Require(Architecture is "llama" or "qwen2" or "qwen3" or "phi3" or "gemma2" or "gemma3" or "smollm3" or "granite" or "lfm2" or "qwen3moe" or "granitemoe",
-            $"architecture '{Architecture}' is not llama, qwen2, qwen3, phi3, gemma2, gemma3, smollm3, granite, lfm2, qwen3moe or granitemoe");
-        Require((Experts is not null) == (Architecture is "qwen3moe" or "granitemoe") || Experts is not null && Architecture == "llama",
-            "qwen3moe and granitemoe models, and only they and llama (as Mixtral), have experts");
+        Require(Architecture is "llama" or "qwen2" or "qwen3" or "phi3" or "gemma2" or "gemma3" or "smollm3" or "granite" or "lfm2" or "qwen3moe" or "granitemoe" or "qwen2moe" or "olmoe",
+            $"architecture '{Architecture}' is not llama, qwen2, qwen3, phi3, gemma2, gemma3, smollm3, granite, lfm2, qwen3moe, granitemoe, qwen2moe or olmoe");
+        Require((Experts is not null) == (Architecture is "qwen3moe" or "granitemoe" or "qwen2moe" or "olmoe") || Experts is not null && Architecture == "llama",
+            "qwen3moe, granitemoe, qwen2moe and olmoe models, and only they and llama (as Mixtral), have experts");
         Require(Experts is null || Experts.Count > 0 && Experts.Used > 0 && Experts.Used <= Experts.Count && Experts.Count <= 512 && Experts.FeedForwardLength > 0,
             "the experts must number 1 to 512, use 1 to that many per token, and have a positive width");
-        Require(Experts is null || Experts.SharedFeedForwardLength == 0 || Architecture == "granitemoe" && Experts.SharedFeedForwardLength > 0,
-            "a shared expert is written for granitemoe only");
+        Require(Experts is null || (Architecture == "qwen2moe" ? Experts.SharedFeedForwardLength > 0
+            : Experts.SharedFeedForwardLength == 0 || Architecture == "granitemoe" && Experts.SharedFeedForwardLength > 0),
+            "a qwen2moe model has a shared expert, a granitemoe model may have one, no other has");
         Require((AttentionLayers is not null) == (Architecture == "lfm2") && (AttentionLayers ?? []).All(l => l >= 0 && l < BlockCount),
             "an lfm2 model, and only an lfm2 model, lists its attention layers (each below the layer count)");
         Require((Granite is not null) == (Architecture is "granite" or "granitemoe"), "a granite or granitemoe model, and only those, has Granite's multipliers");
@@ -160,7 +161,7 @@ public sealed record SynthShape(
         Require(FinalLogitSoftcap == 0 || IsGemma, "final logit soft-capping is written for gemma2 and gemma3 only");
         Require(AttnLogitSoftcap == 0 || Architecture == "gemma2", "attention logit soft-capping is written for gemma2 only");
         Require(LongRope is null || Architecture == "phi3", "LongRoPE factors are written for phi3 only");
-        Require(!QkvBias || Architecture == "qwen2", "Q/K/V biases are written for qwen2 only");
+        Require(!QkvBias || Architecture is "qwen2" or "qwen2moe", "Q/K/V biases are written for qwen2 and qwen2moe only");
         Require(EmbeddingLength > 0 && BlockCount > 0 && HeadCount > 0 && HeadCountKv > 0 && FeedForwardLength > 0 && ContextLength > 0,
             "every dimension must be positive");
         Require(HeadLength >= 0, $"head length {HeadLength} is negative");
@@ -298,8 +299,27 @@ public static class SynthShapes
         TiedEmbeddings: true, QkvBias: false, SynthVocabKind.SmolLmBpe, Granite: new GraniteMultipliers(12f, 0.22f, 0.015625f, 6f),
         Experts: new SynthExperts(32, 8, 512));
 
+    /// <summary>
+    /// OLMoE-1B-7B-0924: olmoe architecture, 16 blocks of attention (16 query and 16 KV heads of 128, the query and key
+    /// rows RMS-normed whole) and 64 experts of width 1024, 8 used per token (1.3B of 6.9B parameters active), untied
+    /// output, a 50,304-token BPE vocabulary (laid out as Llama 3's here, not GPT-NeoX's).
+    /// </summary>
+    public static readonly SynthShape OlMoe_1B_7B = new(
+        "olmoe-1b-7b", "OLMoE 1B 7B (synthetic)", "olmoe", EmbeddingLength: 2048, BlockCount: 16, HeadCount: 16, HeadCountKv: 16,
+        FeedForwardLength: 1024, VocabSize: 50304, ContextLength: 4096, RopeFreqBase: 10000f, RmsEps: 1e-5f,
+        TiedEmbeddings: false, QkvBias: false, SynthVocabKind.Llama3Bpe, Experts: new SynthExperts(64, 8, 1024));
+
+    /// <summary>
+    /// Qwen1.5-MoE-A2.7B: qwen2moe architecture, 24 blocks of Qwen2 attention (16 query and 16 KV heads of 128, Q/K/V
+    /// biases) and 60 experts of width 1408, 4 used per token, plus a gated shared expert of 5632; untied output.
+    /// </summary>
+    public static readonly SynthShape Qwen15_MoE_A27B = new(
+        "qwen1.5-moe-a2.7b", "Qwen1.5 MoE A2.7B (synthetic)", "qwen2moe", EmbeddingLength: 2048, BlockCount: 24, HeadCount: 16, HeadCountKv: 16,
+        FeedForwardLength: 5632, VocabSize: 151936, ContextLength: 8192, RopeFreqBase: 1000000f, RmsEps: 1e-6f,
+        TiedEmbeddings: false, QkvBias: true, SynthVocabKind.Qwen2Bpe, Experts: new SynthExperts(60, 4, 1408, 5632));
+
     /// <summary>Every known shape.</summary>
-    public static IReadOnlyList<SynthShape> All { get; } = [TinyLlama11B, Llama32_1B, Qwen25_05B, SmolLM2_360M, Qwen3_06B, Qwen3_17B, Phi35Mini, Gemma2_2B, Gemma3_1B, SmolLM3_3B, Granite33_2B, Lfm2_350M, Lfm2_12B, Qwen3_30B_A3B, Granite30_1B_A400M];
+    public static IReadOnlyList<SynthShape> All { get; } = [TinyLlama11B, Llama32_1B, Qwen25_05B, SmolLM2_360M, Qwen3_06B, Qwen3_17B, Phi35Mini, Gemma2_2B, Gemma3_1B, SmolLM3_3B, Granite33_2B, Lfm2_350M, Lfm2_12B, Qwen3_30B_A3B, Granite30_1B_A400M, OlMoe_1B_7B, Qwen15_MoE_A27B];
 
     /// <summary>The names <see cref="Find"/> accepts.</summary>
     public static IEnumerable<string> Names => All.Select(s => s.Name);

@@ -34,7 +34,7 @@ public sealed class SynthLlamaCppTests : IDisposable
         try { Directory.Delete(_dir, recursive: true); } catch (IOException) { }
     }
 
-    public static TheoryData<string> Shapes => new() { "llama", "qwen2", "llama3", "smollm", "qwen3", "phi3", "phi3-long", "phi3-split", "gemma3", "gemma3-softcap", "gemma3-long", "gemma3-ring", "gemma2", "gemma2-long", "smollm3", "granite", "granite-norope", "lfm2", "lfm2-long", "qwen3moe", "qwen3moe-long", "granitemoe", "granitemoe-shared", "mixtral" };
+    public static TheoryData<string> Shapes => new() { "llama", "qwen2", "llama3", "smollm", "qwen3", "phi3", "phi3-long", "phi3-split", "gemma3", "gemma3-softcap", "gemma3-long", "gemma3-ring", "gemma2", "gemma2-long", "smollm3", "granite", "granite-norope", "lfm2", "lfm2-long", "qwen3moe", "qwen3moe-long", "granitemoe", "granitemoe-shared", "mixtral", "qwen2moe", "olmoe" };
 
     private static SynthShape Shape(string kind) => kind switch
     {
@@ -99,6 +99,12 @@ public sealed class SynthLlamaCppTests : IDisposable
         // Mixtral's layout: a llama file with llama.expert_count (8 experts of feed_forward_length 96, 2 used).
         "mixtral" => new("tiny-mixtral", "tiny mixtral", "llama", 128, 2, 4, 2, 96, 300, 256, 10000f, 1e-5f, false, false, SynthVocabKind.SentencePiece,
             Experts: new SynthExperts(8, 2, 96)),
+        // Qwen2 MoE: Qwen2's attention (biases), 8 experts of 64, 2 used, weights not normalized, a shared expert of 96 gated by sigmoid.
+        "qwen2moe" => new("tiny-qwen2moe", "tiny qwen2moe", "qwen2moe", 128, 2, 4, 2, 384, 400, 256, 1e6f, 1e-6f, false, true, SynthVocabKind.Qwen2Bpe,
+            Experts: new SynthExperts(8, 2, 64, 96)),
+        // OLMoE: RMSNorm over whole query and key rows (4 heads, 4 KV heads as the real model's 16/16), 8 experts of 64, 3 used, weights not normalized.
+        "olmoe" => new("tiny-olmoe", "tiny olmoe", "olmoe", 128, 2, 4, 4, 64, 700, 256, 10000f, 1e-5f, false, false, SynthVocabKind.Llama3Bpe,
+            Experts: new SynthExperts(8, 3, 64)),
         "smollm" => new("tiny-smollm", "tiny smollm", "llama", 192, 2, 3, 1, 256, 320, 256, 100000f, 1e-5f, true, false, SynthVocabKind.SmolLmBpe),
         _ => throw new ArgumentOutOfRangeException(nameof(kind)),
     };

@@ -40,6 +40,9 @@ internal static unsafe class DecoderBlocks
         var kvLen = new TensorLoader.Dim(c.KvLength, $"{a}.attention.head_count_kv × head_dim ({c.HeadCountKv} × {c.HeadDim})");
         var headDim = new TensorLoader.Dim(c.HeadDim, $"head_dim ({a}.attention.key_length)");
         string p = $"blk.{il}.";
+        // (OLMoE norms the whole query and key rows, the others each head)
+        var qNormLen = c.QkNormFullWidth ? qLen : headDim;
+        var kNormLen = c.QkNormFullWidth ? kvLen : headDim;
         return new AttentionWeights
         {
             AttnNorm = tensors.Vector(p + "attn_norm.weight", embd),
@@ -50,8 +53,8 @@ internal static unsafe class DecoderBlocks
             Bq = qkvBias ? tensors.Vector(p + "attn_q.bias", qLen) : tensors.OptionalVector(p + "attn_q.bias", qLen),
             Bk = qkvBias ? tensors.Vector(p + "attn_k.bias", kvLen) : tensors.OptionalVector(p + "attn_k.bias", kvLen),
             Bv = qkvBias ? tensors.Vector(p + "attn_v.bias", kvLen) : tensors.OptionalVector(p + "attn_v.bias", kvLen),
-            QNorm = c.HasQkNorm ? tensors.Vector(p + "attn_q_norm.weight", headDim) : null,
-            KNorm = c.HasQkNorm ? tensors.Vector(p + "attn_k_norm.weight", headDim) : null,
+            QNorm = c.HasQkNorm ? tensors.Vector(p + "attn_q_norm.weight", qNormLen) : null,
+            KNorm = c.HasQkNorm ? tensors.Vector(p + "attn_k_norm.weight", kNormLen) : null,
             AttnPostNorm = postNorms ? tensors.Vector(p + "post_attention_norm.weight", embd) : null,
         };
     }
@@ -84,8 +87,17 @@ internal static unsafe class DecoderBlocks
         {
             using (Profiler.Section(Profiler.Op.RmsNorm))
             {
-                HeadNorm(b.Q, (long)keep * c.HeadCount, w.QNorm, c.HeadDim, c.RmsEps);
-                HeadNorm(b.K, (long)n * c.HeadCountKv, w.KNorm, c.HeadDim, c.RmsEps);
+                if (c.QkNormFullWidth)
+                {
+                    // OLMoE: each token's whole query and key rows
+                    HeadNorm(b.Q, keep, w.QNorm, c.QueryLength, c.RmsEps);
+                    HeadNorm(b.K, n, w.KNorm, c.KvLength, c.RmsEps);
+                }
+                else
+                {
+                    HeadNorm(b.Q, (long)keep * c.HeadCount, w.QNorm, c.HeadDim, c.RmsEps);
+                    HeadNorm(b.K, (long)n * c.HeadCountKv, w.KNorm, c.HeadDim, c.RmsEps);
+                }
             }
         }
 

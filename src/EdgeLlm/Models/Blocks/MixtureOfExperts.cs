@@ -22,6 +22,7 @@ internal sealed class MoeLayerWeights : AttentionWeights
     public WeightMatrix? SharedGate { get; init; }          // [shared ff, embd]
     public WeightMatrix? SharedUp { get; init; }            // [shared ff, embd]
     public WeightMatrix? SharedDown { get; init; }          // [embd, shared ff]
+    public float[]? SharedGateInput { get; init; }          // [embd] ffn_gate_inp_shexp (Qwen2 MoE: the shared expert's output × silu(g·x)/(g·x))
 
     /// <summary>Every matrix of the block (for repacking and scratch sizing).</summary>
     public IEnumerable<WeightMatrix> Matrices()
@@ -64,19 +65,21 @@ internal static unsafe class MixtureOfExperts
     /// </summary>
     public static MoeLayerWeights LoadLayer(TensorLoader tensors, ModelConfig c, int il)
     {
-        var a = DecoderBlocks.LoadAttention(tensors, c, il, qkvBias: false);
+        var a = DecoderBlocks.LoadAttention(tensors, c, il, qkvBias: c.HasQkvBias);
         string arch = c.Architecture, p = $"blk.{il}.";
         var embd = new TensorLoader.Dim(c.EmbeddingLength, $"{arch}.embedding_length");
         var experts = new TensorLoader.Dim(c.ExpertCount, $"{arch}.expert_count");
         var ff = new TensorLoader.Dim(c.ExpertFeedForwardLength,
-            arch == "qwen3moe" ? $"{arch}.expert_feed_forward_length" : $"{arch}.feed_forward_length");
+            arch is "qwen3moe" or "qwen2moe" ? $"{arch}.expert_feed_forward_length" : $"{arch}.feed_forward_length");
         WeightMatrix? shGate = null, shUp = null, shDown = null;
+        float[]? shGateInput = null;
         if (c.ExpertSharedFeedForwardLength > 0)
         {
             var sff = new TensorLoader.Dim(c.ExpertSharedFeedForwardLength, $"{arch}.expert_shared_feed_forward_length");
             shGate = tensors.Matrix(p + "ffn_gate_shexp.weight", embd, sff);
             shUp = tensors.Matrix(p + "ffn_up_shexp.weight", embd, sff);
             shDown = tensors.Matrix(p + "ffn_down_shexp.weight", sff, embd);
+            shGateInput = arch == "qwen2moe" ? tensors.Vector(p + "ffn_gate_inp_shexp.weight", embd) : null;
         }
         if (tensors.Has(p + "ffn_gate_inp.weight") && !tensors.Has(p + "ffn_gate_exps.weight") && tensors.Has(p + "ffn_up_exps.weight"))
             throw new ModelLoadException($"tensor {p}ffn_gate_exps.weight is missing: experts without a gate (silu of up alone) are not supported");
@@ -92,6 +95,7 @@ internal static unsafe class MixtureOfExperts
             SharedGate = shGate,
             SharedUp = shUp,
             SharedDown = shDown,
+            SharedGateInput = shGateInput,
         };
     }
 
@@ -177,7 +181,7 @@ internal static unsafe class MixtureOfExperts
                 }
             }, minParallelWork: 1 << 16);
 
-        // Granite MoE Shared: + down(silu(gate · x_norm) ⊙ (up · x_norm)), its result in MoeDown's first rows (free now)
+        // Granite MoE Shared, Qwen2 MoE: + down(silu(gate · x_norm) ⊙ (up · x_norm)), its result in MoeDown's first rows (free now)
         if (w.SharedGate is { } shGate && w.SharedUp is { } shUp && w.SharedDown is { } shDown)
         {
             int sff = c.ExpertSharedFeedForwardLength;
@@ -186,6 +190,18 @@ internal static unsafe class MixtureOfExperts
             using (Profiler.Section(Profiler.Op.SwiGlu))
                 for (int t = 0; t < keep; t++) Activations.SwiGlu(b.Gate + (long)t * sff, b.Up + (long)t * sff, sff);
             MatMul.Multiply(shDown, b.Gate, keep, b.MoeDown, b.MatScratch, b.Pool);
+            if (w.SharedGateInput is { } gateInput)
+            {
+                // Qwen2 MoE: × silu(g)/g, g = ffn_gate_inp_shexp · x_norm, as llama.cpp writes sigmoid (ggml_silu then
+                // ggml_div); its limit 1/2 where g = 0, for which llama.cpp's division gives NaN.
+                using var _ = Profiler.Section(Profiler.Op.MoeRoute);
+                for (int t = 0; t < keep; t++)
+                {
+                    float g = System.Numerics.Tensors.TensorPrimitives.Dot(gateInput, new ReadOnlySpan<float>(b.Norm + (long)t * embd, embd));
+                    float gate = g == 0f ? 0.5f : g / (1f + MathF.Exp(-g)) / g;
+                    Activations.Scale(b.MoeDown + (long)t * embd, embd, gate);
+                }
+            }
             using (Profiler.Section(Profiler.Op.Add))
                 Activations.Add(b.Proj, b.MoeDown, (long)keep * embd);
         }
