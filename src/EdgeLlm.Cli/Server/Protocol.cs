@@ -216,7 +216,9 @@ public static class ServerInfo
 }
 
 /// <summary>Source-generated serializers for every response type (NativeAOT: no reflection).</summary>
-[JsonSourceGenerationOptions(PropertyNamingPolicy = JsonKnownNamingPolicy.SnakeCaseLower)]
+// Serialization only (the requests are read with JsonDocument): fast-path writers without the metadata that reading
+// needs, which keeps the NativeAOT binary smaller.
+[JsonSourceGenerationOptions(PropertyNamingPolicy = JsonKnownNamingPolicy.SnakeCaseLower, GenerationMode = JsonSourceGenerationMode.Serialization)]
 [JsonSerializable(typeof(ErrorResponse))]
 [JsonSerializable(typeof(ChatCompletion))]
 [JsonSerializable(typeof(ChatCompletionChunk))]

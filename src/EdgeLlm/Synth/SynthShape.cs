@@ -61,7 +61,20 @@ public sealed record GraniteMultipliers(float Embedding, float Residual, float A
 /// one expert's hidden width; <see cref="SharedFeedForwardLength"/> the shared expert's (Granite MoE Shared's
 /// shared_intermediate_size), 0 for none.
 /// </summary>
-public sealed record SynthExperts(int Count, int Used, int FeedForwardLength, int SharedFeedForwardLength = 0);
+public sealed class SynthExperts(int count, int used, int feedForwardLength, int sharedFeedForwardLength = 0)
+{
+    /// <summary>Experts per block.</summary>
+    public int Count => count;
+
+    /// <summary>Experts each token is routed to.</summary>
+    public int Used => used;
+
+    /// <summary>One expert's hidden width.</summary>
+    public int FeedForwardLength => feedForwardLength;
+
+    /// <summary>The shared expert's hidden width, 0 for none.</summary>
+    public int SharedFeedForwardLength => sharedFeedForwardLength;
+}
 
 /// <summary>
 /// The exact shape of a decoder-only model (from its config.json): what <see cref="ModelSynthesizer"/>

@@ -134,13 +134,13 @@ internal static unsafe class MixtureOfExperts
         long inBytes = ConvertGathered(b, gateType, keep, k, embd);
         if (upType == gateType)
         {
-            Products(b.Pool, offsets, b.MoeActs, inBytes, keep, (w.Gate, (nint)b.MoeGate), (w.Up, (nint)b.MoeUp));
+            Products(b.Pool, offsets, b.MoeActs, inBytes, keep, [w.Gate, w.Up], [(nint)b.MoeGate, (nint)b.MoeUp]);
         }
         else
         {
-            Products(b.Pool, offsets, b.MoeActs, inBytes, keep, (w.Gate, (nint)b.MoeGate));
+            Products(b.Pool, offsets, b.MoeActs, inBytes, keep, [w.Gate], [(nint)b.MoeGate]);
             inBytes = ConvertGathered(b, upType, keep, k, embd);
-            Products(b.Pool, offsets, b.MoeActs, inBytes, keep, (w.Up, (nint)b.MoeUp));
+            Products(b.Pool, offsets, b.MoeActs, inBytes, keep, [w.Up], [(nint)b.MoeUp]);
         }
         using (Profiler.Section(Profiler.Op.SwiGlu))
             b.Pool.For(routed, ff, (start, end, _) =>
@@ -157,7 +157,7 @@ internal static unsafe class MixtureOfExperts
                 for (int s = start; s < end; s++)
                     ActivationQuantizer.QuantizeRow(downType, b.MoeGate + (long)s * ff, b.MoeActs + s * downBytes, ff);
             }, minParallelWork: 1 << 16);
-        Products(b.Pool, offsets, b.MoeActs, downBytes, keep, (w.Down, (nint)b.MoeDown));
+        Products(b.Pool, offsets, b.MoeActs, downBytes, keep, [w.Down], [(nint)b.MoeDown]);
 
         // ffn_moe_weighted, summed best first (ggml_mul, then ggml_add of each expert's view in rank order)
         using (Profiler.Section(Profiler.Op.MoeRoute))
@@ -272,53 +272,69 @@ internal static unsafe class MixtureOfExperts
         return rowBytes;
     }
 
-    /// <summary>One piece of an experts' product: rows [Start, End) of expert <c>Expert</c>'s matrix of set <c>Set</c>.</summary>
-    private readonly record struct Item(int Set, int Expert, int Start, int End);
-
     /// <summary>
-    /// For each set (a matrix per expert and an output buffer) and each expert e with tokens: the output rows
-    /// offsets[e] … offsets[e + 1] − 1 = the activation rows there · W_eᵀ, all in one parallel job. An expert with one
-    /// token is a matrix-vector product in items of <see cref="MatMul.DecodeChunkRows"/>, one with more is walked in
-    /// <see cref="MatMul.BatchChunkRows"/> slices through the tile kernels, as <see cref="MatMul.Multiply(WeightMatrix, float*, int, float*, byte*, WorkerPool)"/>.
+    /// For each set (a matrix per expert in <paramref name="weights"/>, an output buffer in <paramref name="outputs"/>) and
+    /// each expert e with tokens: the output rows offsets[e] … offsets[e + 1] − 1 = the activation rows there · W_eᵀ, all
+    /// in one parallel job of (set, expert, rows) items. An expert with one token is a matrix-vector product in items of
+    /// about <see cref="MatMul.DecodeChunkBytes"/> balanced over the whole job, one with more is walked in
+    /// <see cref="MatMul.BatchChunkRows"/> slices through the tile kernels, as
+    /// <see cref="MatMul.Multiply(WeightMatrix, float*, int, float*, byte*, WorkerPool)"/>.
     /// </summary>
-    private static void Products(WorkerPool pool, int[] offsets, byte* acts, long actBytes, int keep,
-        params (WeightMatrix[] Weights, nint Output)[] sets)
+    /// <remarks>Items are four ints (set, expert, first row, end row), not a list of structs: each generic
+    /// instantiation over a struct adds native code to the size-limited AOT binary.</remarks>
+    private static void Products(WorkerPool pool, int[] offsets, byte* acts, long actBytes, int keep, WeightMatrix[][] weights, nint[] outputs)
     {
         int experts = offsets.Length - 1;
-        var items = new List<Item>();
-        long work = 0;
         int active = 0;
         for (int e = 0; e < experts; e++) if (offsets[e + 1] > offsets[e]) active++;
-        for (int s = 0; s < sets.Length; s++)
+        var chunks = new int[weights.Length * experts];
+        int count = 0;
+        long work = 0;
+        for (int s = 0; s < weights.Length; s++)
         {
             for (int e = 0; e < experts; e++)
             {
                 int m = offsets[e + 1] - offsets[e];
                 if (m == 0) continue;
-                var w = sets[s].Weights[e];
-                // One token: items of about MatMul.DecodeChunkBytes, balanced over all the matrices of the job (not
-                // each alone: 64-row items of a small expert cut every worker's stream into short pieces).
+                var w = weights[s][e];
                 int chunk = MatMul.BatchChunkRows;
                 if (m == 1)
                 {
-                    int target = MatMul.DecodeChunkRows(w.RowBytes, w.Rows * active * sets.Length, pool.Threads);
+                    // One token: items of about MatMul.DecodeChunkBytes, balanced over all the matrices of the job (not
+                    // each alone: 64-row items of a small expert cut every worker's stream into short pieces).
+                    int target = MatMul.DecodeChunkRows(w.RowBytes, w.Rows * active * weights.Length, pool.Threads);
                     int pieces = (w.Rows + target - 1) / target;
                     chunk = ((w.Rows + pieces - 1) / pieces + 15) / 16 * 16; // even pieces of whole 16-row groups
                 }
-                for (int r = 0; r < w.Rows; r += chunk) items.Add(new Item(s, e, r, Math.Min(w.Rows, r + chunk)));
+                chunks[s * experts + e] = chunk;
+                count += (w.Rows + chunk - 1) / chunk;
                 work += (long)w.Rows * w.Cols * m;
             }
         }
-        var list = items.ToArray();
+        var items = new int[4 * count];
+        int n = 0;
+        for (int s = 0; s < weights.Length; s++)
+        {
+            for (int e = 0; e < experts; e++)
+            {
+                int chunk = chunks[s * experts + e];
+                if (chunk == 0) continue;
+                int rows = weights[s][e].Rows;
+                for (int r = 0; r < rows; r += chunk)
+                {
+                    items[n++] = s; items[n++] = e; items[n++] = r; items[n++] = Math.Min(rows, r + chunk);
+                }
+            }
+        }
         using (Profiler.Section(keep == 1 ? Profiler.Op.MatVec : Profiler.Op.MatMat))
-            pool.ForDynamic(list.Length, 1, work / Math.Max(1, list.Length), (start, end, _) =>
+            pool.ForDynamic(count, 1, work / Math.Max(1, count), (start, end, _) =>
             {
                 for (int i = start; i < end; i++)
                 {
-                    var it = list[i];
-                    var w = sets[it.Set].Weights[it.Expert];
-                    int first = offsets[it.Expert], m = offsets[it.Expert + 1] - first;
-                    MatMul.RowRange(w, acts + first * actBytes, actBytes, m, (float*)sets[it.Set].Output + (long)first * w.Rows, it.Start, it.End);
+                    int s = items[4 * i], e = items[4 * i + 1];
+                    var w = weights[s][e];
+                    int first = offsets[e], m = offsets[e + 1] - first;
+                    MatMul.RowRange(w, acts + first * actBytes, actBytes, m, (float*)outputs[s] + (long)first * w.Rows, items[4 * i + 2], items[4 * i + 3]);
                 }
             });
     }
