@@ -253,23 +253,8 @@ public class ModelLoadTests
             using (var m = Model.Load(good))
                 Assert.Equal([true, false, true], Enumerable.Range(0, 3).Select(m.Config.IsShortConvLayer));
             // A copy of the good file with metadata set, a tensor dropped or one replaced by zeros of another type and shape.
-            string Edited(string name, Action<GgufWriter>? metadata = null, string? drop = null, (string Name, GgmlType Type, long[] Dims)? replace = null)
-            {
-                string path = Path.Combine(dir, name + ".gguf");
-                using var f = GgufFile.Open(good);
-                var w = new GgufWriter().CopyMetadata(f);
-                metadata?.Invoke(w);
-                foreach (var t in f.Tensors)
-                {
-                    if (t.Name == drop) continue;
-                    if (replace is { } r && r.Name == t.Name)
-                        w.AddTensor(t.Name, r.Type, r.Dims, new byte[GgmlTypes.Info(r.Type).RowBytes(r.Dims.Aggregate(1L, (a, b) => a * b))]);
-                    else
-                        w.AddTensor(t.Name, t.Type, t.Dims.ToArray(), f.GetTensorData(t).ToArray());
-                }
-                w.Write(path);
-                return path;
-            }
+            string Edited(string name, Action<GgufWriter>? metadata = null, string? drop = null, (string Name, GgmlType Type, long[] Dims)? replace = null) =>
+                EditedCopy(good, Path.Combine(dir, name + ".gguf"), metadata, drop, replace);
             string Fails(string path) => Assert.Throws<ModelLoadException>(() => Model.Load(path).Dispose()).Message;
 
             Assert.Equal("metadata key lfm2.attention.head_count_kv has 2 entries for 3 layers (lfm2.block_count)",
@@ -311,23 +296,8 @@ public class ModelLoadTests
                 Assert.Equal((8, 3, 64, 0, true), (m.Config.ExpertCount, m.Config.ExpertUsedCount, m.Config.ExpertFeedForwardLength, m.Config.ExpertSharedFeedForwardLength, m.Config.ExpertWeightsNorm));
                 Assert.Equal("generic", EdgeLlm.Specialized.SpecializationRegistry.Describe(m));
             }
-            string Edited(string name, Action<GgufWriter>? metadata = null, string? drop = null, (string Name, GgmlType Type, long[] Dims)? replace = null)
-            {
-                string path = Path.Combine(dir, name + ".gguf");
-                using var f = GgufFile.Open(good);
-                var w = new GgufWriter().CopyMetadata(f);
-                metadata?.Invoke(w);
-                foreach (var t in f.Tensors)
-                {
-                    if (t.Name == drop) continue;
-                    if (replace is { } r && r.Name == t.Name)
-                        w.AddTensor(t.Name, r.Type, r.Dims, new byte[GgmlTypes.Info(r.Type).RowBytes(r.Dims.Aggregate(1L, (a, b) => a * b))]);
-                    else
-                        w.AddTensor(t.Name, t.Type, t.Dims.ToArray(), f.GetTensorData(t).ToArray());
-                }
-                w.Write(path);
-                return path;
-            }
+            string Edited(string name, Action<GgufWriter>? metadata = null, string? drop = null, (string Name, GgmlType Type, long[] Dims)? replace = null) =>
+                EditedCopy(good, Path.Combine(dir, name + ".gguf"), metadata, drop, replace);
             string Fails(string path) => Assert.Throws<ModelLoadException>(() => Model.Load(path).Dispose()).Message;
 
             Assert.Equal("metadata key qwen3moe.expert_used_count (9) is larger than qwen3moe.expert_count (8)",
@@ -361,6 +331,24 @@ public class ModelLoadTests
         {
             Directory.Delete(dir, recursive: true);
         }
+    }
+
+    /// <summary>A copy of <paramref name="good"/> at <paramref name="path"/> with metadata set, a tensor dropped or one replaced by zeros of another type and shape.</summary>
+    private static string EditedCopy(string good, string path, Action<GgufWriter>? metadata, string? drop, (string Name, GgmlType Type, long[] Dims)? replace)
+    {
+        using var f = GgufFile.Open(good);
+        var w = new GgufWriter().CopyMetadata(f);
+        metadata?.Invoke(w);
+        foreach (var t in f.Tensors)
+        {
+            if (t.Name == drop) continue;
+            if (replace is { } r && r.Name == t.Name)
+                w.AddTensor(t.Name, r.Type, r.Dims, new byte[GgmlTypes.Info(r.Type).RowBytes(r.Dims.Aggregate(1L, (a, b) => a * b))]);
+            else
+                w.AddTensor(t.Name, t.Type, t.Dims.ToArray(), f.GetTensorData(t).ToArray());
+        }
+        w.Write(path);
+        return path;
     }
 
     [Fact]

@@ -149,14 +149,7 @@ internal static unsafe class MixtureOfExperts
             }, minParallelWork: 1 << 16);
 
         // down: the activated rows are already grouped
-        var downType = w.Down[0].Format.VecDotType;
-        long downBytes = ActivationQuantizer.RowBytes(downType, ff);
-        using (Profiler.Section(Profiler.Op.Quantize))
-            b.Pool.For(routed, ff, (start, end, _) =>
-            {
-                for (int s = start; s < end; s++)
-                    ActivationQuantizer.QuantizeRow(downType, b.MoeGate + (long)s * ff, b.MoeActs + s * downBytes, ff);
-            }, minParallelWork: 1 << 16);
+        long downBytes = ConvertRows(b.Pool, w.Down[0].Format.VecDotType, b.MoeGate, routed, ff, b.MoeActs);
         Products(b.Pool, offsets, b.MoeActs, downBytes, keep, [w.Down], [(nint)b.MoeDown]);
 
         // ffn_moe_weighted, summed best first (ggml_mul, then ggml_add of each expert's view in rank order)
@@ -258,17 +251,23 @@ internal static unsafe class MixtureOfExperts
     /// </summary>
     private static long ConvertGathered(ForwardBatch b, GgmlType type, int keep, int k, int cols)
     {
-        long rowBytes = ActivationQuantizer.RowBytes(type, cols);
+        long rowBytes = ConvertRows(b.Pool, type, b.Norm, keep, cols, b.MatScratch);
         using (Profiler.Section(Profiler.Op.Quantize))
-        {
-            b.Pool.For(keep, cols, (start, end, _) =>
-            {
-                for (int t = start; t < end; t++)
-                    ActivationQuantizer.QuantizeRow(type, b.Norm + (long)t * cols, b.MatScratch + t * rowBytes, cols);
-            }, minParallelWork: 1 << 16);
             for (int i = 0; i < keep * k; i++)
                 Buffer.MemoryCopy(b.MatScratch + (i / k) * rowBytes, b.MoeActs + b.MoeSlot[i] * rowBytes, rowBytes, rowBytes);
-        }
+        return rowBytes;
+    }
+
+    /// <summary><paramref name="rows"/> f32 rows of <paramref name="cols"/> converted to <paramref name="type"/> into <paramref name="dst"/>, in parallel; returns the converted row's bytes.</summary>
+    private static long ConvertRows(WorkerPool pool, GgmlType type, float* src, int rows, int cols, byte* dst)
+    {
+        long rowBytes = ActivationQuantizer.RowBytes(type, cols);
+        using (Profiler.Section(Profiler.Op.Quantize))
+            pool.For(rows, cols, (start, end, _) =>
+            {
+                for (int t = start; t < end; t++)
+                    ActivationQuantizer.QuantizeRow(type, src + (long)t * cols, dst + t * rowBytes, cols);
+            }, minParallelWork: 1 << 16);
         return rowBytes;
     }
 
