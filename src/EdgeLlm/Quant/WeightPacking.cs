@@ -140,40 +140,56 @@ internal static unsafe class WeightPacking
     /// whole group of rows. Buffers go to <paramref name="owned"/> (the model frees them).
     /// Returns the bytes repacked.
     /// </summary>
+    /// <remarks>
+    /// The views of one tensor (a mixture of experts' slices of ffn_*_exps, Phi-3's fused parts) share one
+    /// buffer of the whole tensor's size, each at its rows' offset: one allocation, and on huge pages, instead of
+    /// one small buffer per expert on 4 KiB pages. OLMoE's 1.15 MiB experts (Q4_0) each in a buffer of its own
+    /// decoded 15–16 t/s against 20–24 t/s from the mapping (2026-12-01, `edgellm bench -t 2 -p 0 -n 32 -r 3`).
+    /// </remarks>
     public static long Repack(GgufFile file, IEnumerable<WeightMatrix> matrices, List<nint> owned)
     {
         var todo = matrices.Distinct().Where(w => !w.IsRepacked && PackedFormat(w.Type) is { } f && w.Rows >= f.RowGroup).ToArray();
         if (todo.Length == 0) return 0;
         using var handle = file.IsFileBacked ? File.OpenHandle(file.FilePath, FileMode.Open, FileAccess.Read, FileShare.Read) : null;
+        // One buffer per tensor, sized to the tensor (views cover parts of it).
+        var shared = new Dictionary<GgufTensorInfo, nint>(ReferenceEqualityComparer.Instance);
+        var viewCount = new Dictionary<GgufTensorInfo, int>(ReferenceEqualityComparer.Instance);
+        foreach (var w in todo) viewCount[w.Tensor] = viewCount.GetValueOrDefault(w.Tensor) + 1;
         var buffers = new nint[todo.Length];
         try
         {
+            foreach (var (tensor, views) in viewCount)
+                if (views > 1) shared[tensor] = (nint)AllocWeights(tensor.ByteSize);
             // Matrices are independent: pack them on all cores (positioned reads share the handle safely).
             Parallel.For(0, todo.Length, i =>
             {
                 var w = todo[i];
                 var fmt = PackedFormat(w.Type)!;
-                var dst = AllocWeights(w.Rows * w.RowBytes);
+                bool own = !shared.TryGetValue(w.Tensor, out nint whole);
+                var dst = own ? AllocWeights(w.Rows * w.RowBytes) : (byte*)whole + (w.FileOffset - w.Tensor.FileOffset);
                 buffers[i] = (nint)dst;
                 bool ok = handle is not null ? PackFromFile(handle, w, fmt, dst) : Pack(fmt, w.FileData, dst, w.Rows, w.Cols);
                 if (!ok)
                 {
                     // A non-finite scale: the plain kernels handle it as ggml does; keep this matrix plain.
-                    NativeMemory.AlignedFree(dst);
+                    if (own) NativeMemory.AlignedFree(dst);
                     buffers[i] = 0;
                 }
             });
         }
         catch (AggregateException e)
         {
-            foreach (var b in buffers) if (b != 0) NativeMemory.AlignedFree((void*)b);
+            for (int i = 0; i < todo.Length; i++)
+                if (buffers[i] != 0 && !shared.ContainsKey(todo[i].Tensor)) NativeMemory.AlignedFree((void*)buffers[i]);
+            foreach (var b in shared.Values) NativeMemory.AlignedFree((void*)b);
             throw e.InnerExceptions.Count == 1 ? e.InnerExceptions[0] : e;
         }
+        owned.AddRange(shared.Values);
         long total = 0;
         for (int i = 0; i < todo.Length; i++)
         {
             if (buffers[i] == 0) continue;
-            owned.Add(buffers[i]);
+            if (!shared.ContainsKey(todo[i].Tensor)) owned.Add(buffers[i]);
             todo[i].UseRepacked(PackedFormat(todo[i].Type)!, (byte*)buffers[i]);
             total += todo[i].Rows * todo[i].RowBytes;
         }
