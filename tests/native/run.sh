@@ -70,9 +70,14 @@ if command -v g++ >/dev/null 2>&1; then
   echo '#include "edgellm.h"' | g++ -x c++ -std=c++17 -Wall -Werror -fsyntax-only -I "$root/src/EdgeLlm.Native" -
 fi
 
+echo "== a mixture-of-experts model for the C test (edgellm synth --like granite-3.0-1b-a400m --type Q4_0)"
+moe="$out/granite-moe-q4_0.gguf"
+dotnet run --project "$root/src/EdgeLlm.Cli" -c Release -- synth --like granite-3.0-1b-a400m --type Q4_0 -o "$moe" 2>&1 | tail -1
+
 echo "== run the C test"
 # Needs a Vulkan driver (CI: mesa-vulkan-drivers' lavapipe): the EDGELLM_BACKEND_VULKAN checks fail without one.
-"$out/test_edgellm" "$shared/models/stories260K.gguf" "$shared/golden/stories260K.story.json" "$out"
+EDGELLM_TEST_MOE="$moe" "$out/test_edgellm" "$shared/models/stories260K.gguf" "$shared/golden/stories260K.story.json" "$out"
+rm -f "$moe"
 
 echo "== run the C test without a Vulkan driver (VK_ICD_FILENAMES / VK_DRIVER_FILES point nowhere)"
 # The Vulkan loader reads these when the process creates its first instance; the loader's own

@@ -625,6 +625,58 @@ static void test_cache_types(const char* model_path)
     edgellm_model_free(model);
 }
 
+/*
+ * A mixture of experts (EDGELLM_TEST_MOE names a file run.sh synthesizes: Granite 3.0 1B-A400M's shape, Q4_0): it
+ * loads, VULKAN declines it with the reason, AUTO and CPU run it on the CPU, and its logits are the same bits on 1
+ * and 2 threads.
+ */
+static void test_moe(const char* path)
+{
+    edgellm_model_t* model = NULL;
+    edgellm_error rc = edgellm_model_load(path, &model);
+    check_code(rc, EDGELLM_OK, "model_load a mixture of experts");
+    if (rc != EDGELLM_OK) return;
+    edgellm_context_t* ctx = (edgellm_context_t*)0x1;
+    rc = create_on(model, EDGELLM_BACKEND_VULKAN, -1, &ctx);
+    check(rc == EDGELLM_ERROR_BACKEND_UNAVAILABLE && ctx == NULL && strstr(edgellm_last_error(), "mixture-of-experts") != NULL,
+          "moe: VULKAN declines it and says why", "rc %d, '%s'", (int)rc, edgellm_last_error());
+    rc = create_on(model, EDGELLM_BACKEND_AUTO, -1, &ctx);
+    check(rc == EDGELLM_OK && backend_of(ctx) == EDGELLM_BACKEND_CPU, "moe: AUTO runs it on the CPU", "rc %d", (int)rc);
+    edgellm_context_free(ctx);
+    const int32_t tokens[] = { 1, 250, 1000, 4242, 77, 31000, 12, 999 };
+    float* first = NULL;
+    int32_t n_first = 0;
+    for (int threads = 1; threads <= 2; threads++) {
+        edgellm_context_params p = edgellm_context_params_default();
+        p.context_length = 64;
+        p.threads = threads;
+        ctx = NULL;
+        rc = edgellm_context_create(model, &p, &ctx);
+        check_code(rc, EDGELLM_OK, threads == 1 ? "moe: context_create 1 thread" : "moe: context_create 2 threads");
+        if (rc != EDGELLM_OK) continue;
+        const float* logits = NULL;
+        int32_t n_vocab = 0;
+        check_code(edgellm_context_eval(ctx, tokens, 8), EDGELLM_OK, "moe: context_eval");
+        check_code(edgellm_context_logits(ctx, &logits, &n_vocab), EDGELLM_OK, "moe: context_logits");
+        if (logits && n_vocab > 0) {
+            int finite = 1;
+            for (int j = 0; j < n_vocab; j++) finite &= isfinite(logits[j]) ? 1 : 0;
+            check(finite, "moe: finite logits", "thread count %d", threads);
+            if (threads == 1) {
+                first = malloc((size_t)n_vocab * sizeof(float));
+                memcpy(first, logits, (size_t)n_vocab * sizeof(float));
+                n_first = n_vocab;
+            } else {
+                check(first && n_first == n_vocab && memcmp(first, logits, (size_t)n_vocab * sizeof(float)) == 0,
+                      "moe: the same logits on 1 and 2 threads", "vocab %d", n_vocab);
+            }
+        }
+        edgellm_context_free(ctx);
+    }
+    free(first);
+    edgellm_model_free(model);
+}
+
 static void test_no_vulkan_driver(edgellm_model_t* model, const char* golden)
 {
     edgellm_context_t* ctx = (edgellm_context_t*)0x1;
@@ -831,6 +883,7 @@ int main(int argc, char** argv)
     edgellm_context_free(ctx);
     ctx = NULL;
     test_cache_types(model_path);
+    if (getenv("EDGELLM_TEST_MOE")) test_moe(getenv("EDGELLM_TEST_MOE"));
     bad = p; bad.context_length = 0x7fffffff;
     check_code(edgellm_context_create(model, &bad, &ctx), EDGELLM_ERROR_OUT_OF_MEMORY, "context_create KV cache too large");
     check_code(edgellm_context_create(NULL, &p, &ctx), EDGELLM_ERROR_NULL_HANDLE, "context_create NULL model");
