@@ -146,7 +146,7 @@ public sealed unsafe class VulkanInferenceContext : Engine.IEvalContext, Engine.
             _tokEmbd = Matrix(f, "token_embd.weight", "token_embd");
             _output = f.FindTensor("output.weight") is null ? _tokEmbd with { Kind = "output" } : Matrix(f, "output.weight", "output");
             // (LFM2's converter names the final norm token_embd_norm.)
-            _outputNorm = Vector(f, c.Architecture == "lfm2" && f.FindTensor("output_norm.weight") is null ? "token_embd_norm.weight" : "output_norm.weight", c.EmbeddingLength)!;
+            _outputNorm = Vector(f, c.Architecture is "lfm2" or "lfm2moe" && f.FindTensor("output_norm.weight") is null ? "token_embd_norm.weight" : "output_norm.weight", c.EmbeddingLength)!;
             // Gemma's √embd embedding scale, as a row of factors the "mul" pipeline broadcasts.
             _embeddingScale = c.EmbeddingScale != 1f ? Upload(Enumerable.Repeat(c.EmbeddingScale, c.EmbeddingLength).ToArray(), "the embedding scale") : null;
             // Granite's residual_scale on each block output before its residual add, the same way.
@@ -545,7 +545,7 @@ public sealed unsafe class VulkanInferenceContext : Engine.IEvalContext, Engine.
         {
             long kvBytes = (long)ContextLength * c.KvLength * 2;
             return new Layer(attnNorm, Matrix(a.Wq, "attn_q"), Matrix(a.Wk, "attn_k"), Matrix(a.Wv, "attn_v"), Matrix(a.Wo, "attn_output"),
-                null, null, null, ffnNorm, Matrix(l.Gate, "ffn_gate"), Matrix(l.Up, "ffn_up"), Matrix(l.Down, "ffn_down"),
+                null, null, null, ffnNorm, Matrix(l.Gate!, "ffn_gate"), Matrix(l.Up!, "ffn_up"), Matrix(l.Down!, "ffn_down"),
                 Track(_device.CreateBuffer(kvBytes, host: false, $"the K cache of layer {il}")),
                 Track(_device.CreateBuffer(kvBytes, host: false, $"the V cache of layer {il}")),
                 Vector(f, p + "attn_q_norm.weight", c.HeadDim), Vector(f, p + "attn_k_norm.weight", c.HeadDim), null, null, false, true);
@@ -553,7 +553,7 @@ public sealed unsafe class VulkanInferenceContext : Engine.IEvalContext, Engine.
         var conv = new ConvLayer(Matrix(l.InProj!, "shortconv.in_proj"), Upload(l.ConvTaps!, $"the convolution taps of layer {il}"),
             Matrix(l.OutProj!, "shortconv.out_proj"),
             Track(_device.CreateBuffer((long)ShortConvRows * c.EmbeddingLength * 4, host: false, $"the convolution inputs of layer {il}")));
-        return new Layer(attnNorm, null, null, null, null, null, null, null, ffnNorm, Matrix(l.Gate, "ffn_gate"), Matrix(l.Up, "ffn_up"), Matrix(l.Down, "ffn_down"),
+        return new Layer(attnNorm, null, null, null, null, null, null, null, ffnNorm, Matrix(l.Gate!, "ffn_gate"), Matrix(l.Up!, "ffn_up"), Matrix(l.Down!, "ffn_down"),
             null, null, null, null, null, null, false, false, conv);
     }
 

@@ -230,7 +230,10 @@ internal static class VulkanPipelinePlan
                 {
                     Of("shortconv.in_proj", l.InProj!); Of("shortconv.out_proj", l.OutProj!);
                 }
-                Of("ffn_gate", l.Gate); Of("ffn_up", l.Up); Of("ffn_down", l.Down);
+                if (l.Gate is { } gate && l.Up is { } up && l.Down is { } down)
+                {
+                    Of("ffn_gate", gate); Of("ffn_up", up); Of("ffn_down", down);
+                }
             }
         }
         var output = f.FindTensor("output.weight") ?? tok;

@@ -71,13 +71,22 @@ if command -v g++ >/dev/null 2>&1; then
 fi
 
 echo "== a mixture-of-experts model for the C test (edgellm synth --like granite-3.0-1b-a400m --type Q4_0)"
-moe="$out/granite-moe-q4_0.gguf"
-dotnet run --project "$root/src/EdgeLlm.Cli" -c Release -- synth --like granite-3.0-1b-a400m --type Q4_0 -o "$moe" 2>&1 | tail -1
+# NativeAbiTests writes the file in its own process and names it in EDGELLM_TEST_MOE: a `dotnet run` here would build
+# src/EdgeLlm and src/EdgeLlm.Cli while the other test assemblies use (and the packaging test packs) that build.
+moe_owned=0
+if [ -n "${EDGELLM_TEST_MOE:-}" ] && [ -f "$EDGELLM_TEST_MOE" ]; then
+  moe=$EDGELLM_TEST_MOE
+  echo "(written by the caller: $moe)"
+else
+  moe="$out/granite-moe-q4_0.gguf"; moe_owned=1
+  dotnet run --project "$root/src/EdgeLlm.Cli" -c Release -- synth --like granite-3.0-1b-a400m --type Q4_0 -o "$moe" 2>&1 | tail -1
+fi
+[ -f "$moe" ] || { echo "run.sh: the mixture-of-experts model $moe was not written" >&2; exit 1; }
 
 echo "== run the C test"
 # Needs a Vulkan driver (CI: mesa-vulkan-drivers' lavapipe): the EDGELLM_BACKEND_VULKAN checks fail without one.
 EDGELLM_TEST_MOE="$moe" "$out/test_edgellm" "$shared/models/stories260K.gguf" "$shared/golden/stories260K.story.json" "$out"
-rm -f "$moe"
+[ "$moe_owned" = 1 ] && rm -f "$moe"
 
 echo "== run the C test without a Vulkan driver (VK_ICD_FILENAMES / VK_DRIVER_FILES point nowhere)"
 # The Vulkan loader reads these when the process creates its first instance; the loader's own

@@ -109,8 +109,12 @@ public static class InfoCommand
         long unused = m.File.Tensors.Where(t => t.Name.EndsWith("_exps.weight", StringComparison.Ordinal))
             .Sum(t => t.ByteSize / c.ExpertCount * (c.ExpertCount - c.ExpertUsedCount));
         string shared = c.ExpertSharedFeedForwardLength > 0 ? string.Create(ci, $", plus a shared expert of {c.ExpertSharedFeedForwardLength}") : "";
+        // LFM2-MoE: the router and the dense blocks before the experts (after the older parts, which tools read)
+        string router = c.ExpertGatingSigmoid ? ", sigmoid router" : "";
+        if (c.ExpertSelectionBias) router += c.ExpertGatingSigmoid ? " with a per-expert choice bias" : ", a per-expert choice bias";
+        string dense = c.LeadingDenseBlocks > 0 ? string.Create(ci, $", after {c.LeadingDenseBlocks} dense block{(c.LeadingDenseBlocks == 1 ? "" : "s")} ({glu} of {c.FeedForwardLength})") : "";
         return string.Create(ci,
-            $"mixture of {c.ExpertCount} {glu} experts of {c.ExpertFeedForwardLength}, {c.ExpertUsedCount} per token{(c.ExpertWeightsNorm ? " (weights normalized)" : "")}{shared}; a token reads {(total - unused) / 1048576.0:F1} of {total / 1048576.0:F1} MiB of weights");
+            $"mixture of {c.ExpertCount} {glu} experts of {c.ExpertFeedForwardLength}, {c.ExpertUsedCount} per token{(c.ExpertWeightsNorm ? " (weights normalized)" : "")}{shared}{router}{dense}; a token reads {(total - unused) / 1048576.0:F1} of {total / 1048576.0:F1} MiB of weights");
     }
 
     /// <summary>

@@ -66,8 +66,9 @@ internal sealed unsafe class ForwardBatch
             V = a.Take<float>((long)n * c.KvLength);
             AttnOut = a.Take<float>((long)n * c.QueryLength);
             Proj = a.Take<float>((long)n * c.EmbeddingLength);
-            // (a mixture-of-experts block uses these for its shared expert only)
-            int denseFf = c.IsMixtureOfExperts ? c.ExpertSharedFeedForwardLength : c.FeedForwardLength;
+            // (a mixture-of-experts block uses these for its shared expert only; LFM2-MoE's leading dense blocks for their SwiGLU)
+            int denseFf = !c.IsMixtureOfExperts ? c.FeedForwardLength
+                : c.LeadingDenseBlocks > 0 ? Math.Max(c.FeedForwardLength, c.ExpertSharedFeedForwardLength) : c.ExpertSharedFeedForwardLength;
             Gate = a.Take<float>((long)n * denseFf);
             Up = a.Take<float>((long)n * denseFf);
             RopeCos = a.Take<float>((long)n * (c.RopeDimensionCount / 2));

@@ -14,23 +14,30 @@ namespace EdgeLlm.Models;
 /// B ⊙ x, convolves each channel causally over the last <c>lfm2.shortconv.l_cache</c> (3) positions with its own
 /// taps (shortconv.conv, [embd, taps]), gates again with C and projects back (shortconv.out_proj). Follows
 /// llama.cpp's llm_build_lfm2 and ggml_ssm_conv; the convolution's inputs live in <see cref="ShortConvCache"/>.
-/// The MoE variant (<c>lfm2moe</c>) is another architecture.
+/// The MoE variant <c>lfm2moe</c> (LFM2-8B-A1B) is the same hybrid with a <see cref="MixtureOfExperts"/> in place
+/// of the SwiGLU network past its first <c>lfm2moe.leading_dense_block_count</c> blocks: the router's probabilities
+/// are sigmoids (<c>expert_gating_func</c> 2), a per-expert bias (exp_probs_b) only steers the choice, and the chosen
+/// weights are normalized, as llama.cpp's llm_build_lfm2 passes them to build_moe_ffn.
 /// </summary>
 internal sealed unsafe class Lfm2 : Model
 {
-    /// <summary>An attention layer's weights, or a convolution layer's with its feed-forward network.</summary>
-    internal sealed class Layer(LayerWeights? attention, float[] attnNorm, WeightMatrix? inProj, float[]? convTaps, WeightMatrix? outProj,
-        float[] ffnNorm, WeightMatrix gate, WeightMatrix up, WeightMatrix down)
+    /// <summary>
+    /// An attention layer's weights, or a convolution layer's, with its feed-forward network: one SwiGLU
+    /// (<see cref="Gate"/>, <see cref="Up"/>, <see cref="Down"/>) or, in lfm2moe's later blocks, <see cref="Experts"/>.
+    /// </summary>
+    internal sealed class Layer(AttentionWeights? attention, float[] attnNorm, WeightMatrix? inProj, float[]? convTaps, WeightMatrix? outProj,
+        float[] ffnNorm, WeightMatrix? gate, WeightMatrix? up, WeightMatrix? down, ExpertWeights? experts = null)
     {
-        public LayerWeights? Attention => attention;
+        public AttentionWeights? Attention => attention;
         public float[] AttnNorm => attnNorm;
         public WeightMatrix? InProj => inProj;
         public float[]? ConvTaps => convTaps;
         public WeightMatrix? OutProj => outProj;
         public float[] FfnNorm => ffnNorm;
-        public WeightMatrix Gate => gate;
-        public WeightMatrix Up => up;
-        public WeightMatrix Down => down;
+        public WeightMatrix? Gate => gate;
+        public WeightMatrix? Up => up;
+        public WeightMatrix? Down => down;
+        public ExpertWeights? Experts => experts;
     }
 
     private readonly Layer[] _layers;
@@ -39,27 +46,31 @@ internal sealed unsafe class Lfm2 : Model
         : base(file, config, tensors, ownsFile, options)
     {
         var c = config;
-        var embd = new TensorLoader.Dim(c.EmbeddingLength, "lfm2.embedding_length");
-        var ff = new TensorLoader.Dim(c.FeedForwardLength, "lfm2.feed_forward_length");
+        string arch = c.Architecture;
+        var embd = new TensorLoader.Dim(c.EmbeddingLength, $"{arch}.embedding_length");
+        var ff = new TensorLoader.Dim(c.FeedForwardLength, $"{arch}.feed_forward_length");
         _layers = new Layer[c.BlockCount];
         for (int il = 0; il < c.BlockCount; il++)
         {
             string p = $"blk.{il}.";
+            ExpertWeights? experts = c.HasExperts(il) ? MixtureOfExperts.LoadExperts(tensors, c, il) : null;
+            float[] ffnNorm = experts?.FfnNorm ?? tensors.Vector(p + "ffn_norm.weight", embd);
+            WeightMatrix? gate = experts is null ? tensors.Matrix(p + "ffn_gate.weight", embd, ff) : null;
+            WeightMatrix? up = experts is null ? tensors.Matrix(p + "ffn_up.weight", embd, ff) : null;
+            WeightMatrix? down = experts is null ? tensors.Matrix(p + "ffn_down.weight", ff, embd) : null;
             if (!c.IsShortConvLayer(il))
             {
-                var w = DecoderBlocks.LoadLayer(tensors, c, il, qkvBias: false);
-                _layers[il] = new Layer(w, w.AttnNorm, null, null, null, w.FfnNorm, w.Gate, w.Up, w.Down);
+                var w = DecoderBlocks.LoadAttention(tensors, c, il, qkvBias: false);
+                _layers[il] = new Layer(w, w.AttnNorm, null, null, null, ffnNorm, gate, up, down, experts);
                 continue;
             }
-            var taps = new TensorLoader.Dim(c.ShortConvTaps, "lfm2.shortconv.l_cache");
+            var taps = new TensorLoader.Dim(c.ShortConvTaps, $"{arch}.shortconv.l_cache");
             _layers[il] = new Layer(null,
                 tensors.Vector(p + "attn_norm.weight", embd),
-                tensors.Matrix(p + "shortconv.in_proj.weight", embd, new TensorLoader.Dim(3 * c.EmbeddingLength, "3 × lfm2.embedding_length")),
+                tensors.Matrix(p + "shortconv.in_proj.weight", embd, new TensorLoader.Dim(3 * c.EmbeddingLength, $"3 × {arch}.embedding_length")),
                 ConvTaps(file, p + "shortconv.conv.weight", taps, embd),
                 tensors.Matrix(p + "shortconv.out_proj.weight", embd, embd),
-                tensors.Vector(p + "ffn_norm.weight", embd),
-                tensors.Matrix(p + "ffn_gate.weight", embd, ff), tensors.Matrix(p + "ffn_up.weight", embd, ff),
-                tensors.Matrix(p + "ffn_down.weight", ff, embd));
+                ffnNorm, gate, up, down, experts);
         }
     }
 
@@ -79,12 +90,15 @@ internal sealed unsafe class Lfm2 : Model
         return result;
     }
 
-    /// <summary>Hyperparameters under the <c>lfm2.</c> keys: the per-layer KV head counts pick the convolution layers.</summary>
-    internal static ModelConfig ReadConfig(GgufFile file)
+    /// <summary>
+    /// Hyperparameters under the <c>lfm2.</c> (or <c>lfm2moe.</c>) keys: the per-layer KV head counts pick the
+    /// convolution layers; lfm2moe's experts as <see cref="ReadExperts"/>.
+    /// </summary>
+    internal static ModelConfig ReadConfig(GgufFile file, string arch = "lfm2")
     {
-        const string kvKey = "lfm2.attention.head_count_kv";
-        int layers = file.GetInt("lfm2.block_count") is long n and > 0 and < 100_000 ? (int)n
-            : throw new ModelLoadException("metadata key lfm2.block_count is missing or not a positive integer");
+        string kvKey = $"{arch}.attention.head_count_kv";
+        int layers = file.GetInt($"{arch}.block_count") is long n and > 0 and < 100_000 ? (int)n
+            : throw new ModelLoadException($"metadata key {arch}.block_count is missing or not a positive integer");
         if (!file.TryGetValue(kvKey, out var kvValue))
             throw new ModelLoadException($"metadata key {kvKey} is missing (LFM2 marks its convolution layers with 0 there)");
         int[] perLayer;
@@ -105,16 +119,52 @@ internal sealed unsafe class Lfm2 : Model
         if (attentionKv.Length > 1)
             throw new ModelLoadException($"metadata key {kvKey}: the attention layers have different KV head counts ({string.Join(", ", attentionKv)}); EdgeLlm needs one");
         bool[] conv = perLayer.Select(v => v == 0).ToArray();
-        long taps = file.GetInt("lfm2.shortconv.l_cache") ?? 0;
+        string tapsKey = $"{arch}.shortconv.l_cache";
+        long taps = file.GetInt(tapsKey) ?? 0;
         if (conv.Any(x => x) && (taps < 2 || taps > ShortConvCache.HistoryPositions))
-            throw new ModelLoadException($"metadata key lfm2.shortconv.l_cache must be 2..{ShortConvCache.HistoryPositions} for the convolution layers, found {(file.TryGetValue("lfm2.shortconv.l_cache", out var v) ? v : "nothing")}");
-        int heads = file.GetInt("lfm2.attention.head_count") is long h and > 0 and <= int.MaxValue ? (int)h : 1;
-        var c = ModelConfig.Read(file, "lfm2", ropeNeox: true, hasQkvBias: false, headCountKv: attentionKv.Length == 1 ? attentionKv[0] : heads);
-        return c with
+            throw new ModelLoadException($"metadata key {tapsKey} must be 2..{ShortConvCache.HistoryPositions} for the convolution layers, found {(file.TryGetValue(tapsKey, out var v) ? v : "nothing")}");
+        int heads = file.GetInt($"{arch}.attention.head_count") is long h and > 0 and <= int.MaxValue ? (int)h : 1;
+        var c = ModelConfig.Read(file, arch, ropeNeox: true, hasQkvBias: false, headCountKv: attentionKv.Length == 1 ? attentionKv[0] : heads);
+        c = c with
         {
             HasQkNorm = true,
             ShortConvTaps = conv.Any(x => x) ? (int)taps : 0,
             ShortConvLayers = conv,
+        };
+        return arch == "lfm2moe" ? ReadExperts(file, c) : c;
+    }
+
+    /// <summary>
+    /// lfm2moe's experts as llama.cpp reads them (each key required): expert_count, expert_used_count,
+    /// expert_feed_forward_length, leading_dense_block_count (the dense blocks first) and expert_gating_func (1 softmax,
+    /// 2 sigmoid); the chosen weights are always normalized (llama.cpp's norm_w = true for LFM2) and every expert block
+    /// has exp_probs_b.
+    /// </summary>
+    private static ModelConfig ReadExperts(GgufFile file, ModelConfig c)
+    {
+        const string arch = "lfm2moe";
+        string denseKey = $"{arch}.leading_dense_block_count", gatingKey = $"{arch}.expert_gating_func";
+        if (!file.TryGetValue($"{arch}.expert_feed_forward_length", out _))
+            throw new ModelLoadException($"metadata key {arch}.expert_feed_forward_length is missing");
+        if (!file.TryGetValue(denseKey, out var denseValue))
+            throw new ModelLoadException($"metadata key {denseKey} is missing");
+        long dense = denseValue.AsInt64() is long d and >= 0 ? d
+            : throw new ModelLoadException($"metadata key {denseKey} must be an integer of 0 or more, found {denseValue}");
+        if (dense > c.BlockCount)
+            throw new ModelLoadException($"metadata key {denseKey} ({dense}) is larger than {arch}.block_count ({c.BlockCount})");
+        if (!file.TryGetValue(gatingKey, out var gatingValue))
+            throw new ModelLoadException($"metadata key {gatingKey} is missing (1 = softmax, 2 = sigmoid)");
+        bool sigmoid = gatingValue.AsInt64() switch
+        {
+            1 => false,
+            2 => true,
+            _ => throw new ModelLoadException($"metadata key {gatingKey} is {gatingValue}; EdgeLlm knows 1 (softmax) and 2 (sigmoid)"),
+        };
+        return ModelConfig.ReadExperts(file, arch, c, expertWidthKey: true, sharedExpert: false) with
+        {
+            LeadingDenseBlocks = (int)dense,
+            ExpertGatingSigmoid = sigmoid,
+            ExpertSelectionBias = true,
         };
     }
 
@@ -137,7 +187,14 @@ internal sealed unsafe class Lfm2 : Model
             {
                 yield return l.InProj!; yield return l.OutProj!;
             }
-            yield return l.Gate; yield return l.Up; yield return l.Down;
+            if (l.Experts is { } experts)
+            {
+                foreach (var m in experts.Matrices()) yield return m;
+            }
+            else
+            {
+                yield return l.Gate!; yield return l.Up!; yield return l.Down!;
+            }
         }
     }
 
@@ -146,7 +203,8 @@ internal sealed unsafe class Lfm2 : Model
         var l = _layers[layer];
         if (l.Attention is { } w) DecoderBlocks.SelfAttention(Config, w, layer, b, neox: true, keep);
         else ShortConv(layer, l, b, keep);
-        DecoderBlocks.SwiGluFeedForward(Config, l.FfnNorm, l.Gate, l.Up, l.Down, null, b, keep);
+        if (l.Experts is { } experts) MixtureOfExperts.FeedForward(Config, experts, b, keep);
+        else DecoderBlocks.SwiGluFeedForward(Config, l.FfnNorm, l.Gate!, l.Up!, l.Down!, null, b, keep);
     }
 
     /// <summary>

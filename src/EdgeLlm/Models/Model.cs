@@ -14,7 +14,7 @@ namespace EdgeLlm.Models;
 public abstract unsafe class Model : IDisposable
 {
     /// <summary>Architectures <see cref="Load(GgufFile, ModelLoadOptions?)"/> accepts (general.architecture).</summary>
-    public static IReadOnlyList<string> SupportedArchitectures { get; } = ["llama", "qwen2", "qwen3", "phi3", "gemma2", "gemma3", "smollm3", "granite", "lfm2", "qwen3moe", "granitemoe", "qwen2moe", "olmoe"];
+    public static IReadOnlyList<string> SupportedArchitectures { get; } = ["llama", "qwen2", "qwen3", "phi3", "gemma2", "gemma3", "smollm3", "granite", "lfm2", "qwen3moe", "granitemoe", "qwen2moe", "olmoe", "lfm2moe"];
 
     private readonly bool _ownsFile;
     private readonly List<nint> _repacked = [];
@@ -34,7 +34,7 @@ public abstract unsafe class Model : IDisposable
         var vocab = new TensorLoader.Dim(c.VocabSize, vocabSource);
         TokenEmbedding = tensors.Matrix("token_embd.weight", embd, vocab);
         // LFM2's converter names the final norm token_embd_norm (llama.cpp reads it as the output norm).
-        OutputNorm = c.Architecture == "lfm2" && file.FindTensor("output_norm.weight") is null
+        OutputNorm = c.Architecture is "lfm2" or "lfm2moe" && file.FindTensor("output_norm.weight") is null
             ? tensors.Vector("token_embd_norm.weight", embd)
             : tensors.Vector("output_norm.weight", embd);
         // No output.weight: the output projection reuses the token embeddings (tied).
@@ -153,6 +153,7 @@ public abstract unsafe class Model : IDisposable
             "granitemoe" => GraniteMoe.ReadConfig(file),
             "qwen2moe" => Qwen2Moe.ReadConfig(file),
             "olmoe" => OlMoe.ReadConfig(file),
+            "lfm2moe" => Lfm2.ReadConfig(file, "lfm2moe"),
             _ => throw new ModelLoadException($"architecture '{arch}' is not supported (supported: {string.Join(", ", SupportedArchitectures)})"),
         };
         if (!options.SkipMemoryCheck) CheckMemory(file, config, options.ContextLength);
@@ -167,7 +168,7 @@ public abstract unsafe class Model : IDisposable
             "gemma3" => new Gemma3(file, config, tensors, ownsFile, options),
             "smollm3" => new SmolLM3(file, config, tensors, ownsFile, options),
             "granite" => new Granite(file, config, tensors, ownsFile, options),
-            "lfm2" => new Lfm2(file, config, tensors, ownsFile, options),
+            "lfm2" or "lfm2moe" => new Lfm2(file, config, tensors, ownsFile, options),
             "qwen3moe" => new Qwen3Moe(file, config, tensors, ownsFile, options),
             "granitemoe" => new GraniteMoe(file, config, tensors, ownsFile, options),
             "qwen2moe" => new Qwen2Moe(file, config, tensors, ownsFile, options),

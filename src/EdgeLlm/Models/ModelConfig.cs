@@ -155,6 +155,27 @@ public sealed record ModelConfig(
     public bool ExpertWeightsNorm { get; init; }
 
     /// <summary>
+    /// The router's probabilities are sigmoid(logit) each, not a softmax over the experts (&lt;arch&gt;.expert_gating_func
+    /// = 2, llama.cpp's LLAMA_EXPERT_GATING_FUNC_TYPE_SIGMOID: LFM2-MoE).
+    /// </summary>
+    public bool ExpertGatingSigmoid { get; init; }
+
+    /// <summary>
+    /// Each mixture-of-experts block has a per-expert bias (exp_probs_b.bias) added to the probabilities to choose the
+    /// experts but not to weigh them (LFM2-MoE, as llama.cpp's selection_probs).
+    /// </summary>
+    public bool ExpertSelectionBias { get; init; }
+
+    /// <summary>
+    /// The first blocks that have one dense SwiGLU network instead of the experts (&lt;arch&gt;.leading_dense_block_count:
+    /// LFM2-8B-A1B's 2); 0 when every block of a mixture-of-experts model has experts.
+    /// </summary>
+    public int LeadingDenseBlocks { get; init; }
+
+    /// <summary>True when block <paramref name="layer"/> has experts (a mixture-of-experts model past its leading dense blocks).</summary>
+    public bool HasExperts(int layer) => IsMixtureOfExperts && layer >= LeadingDenseBlocks;
+
+    /// <summary>
     /// The query and key RMSNorms (attn_q_norm / attn_k_norm) span the whole projection row, not each head (OLMoE:
     /// llama.cpp norms Qcur and Kcur before splitting them into heads); <see cref="HasQkNorm"/> says whether there are any.
     /// </summary>

@@ -43,7 +43,7 @@ internal abstract class MoeModel : Model
     {
         var w = _layers[layer];
         DecoderBlocks.SelfAttention(Config, w, layer, b, _neox, keep);
-        MixtureOfExperts.FeedForward(Config, w, b, keep);
+        MixtureOfExperts.FeedForward(Config, w.Experts, b, keep);
     }
 }
 

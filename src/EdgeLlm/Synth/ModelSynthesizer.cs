@@ -250,7 +250,7 @@ public static unsafe class ModelSynthesizer
         w.Set($"{a}.embedding_length", (uint)s.EmbeddingLength);
         w.Set($"{a}.feed_forward_length", (uint)s.FeedForwardLength);
         w.Set($"{a}.attention.head_count", (uint)s.HeadCount);
-        if (a == "lfm2")
+        if (s.IsLfm2)
         {
             // LFM2Model.set_gguf_parameters: the KV head count per layer, 0 for the convolution layers, and the taps.
             w.Set($"{a}.attention.head_count_kv", GgufValue.From(Enumerable.Range(0, s.BlockCount).Select(l => s.IsShortConvLayer(l) ? 0 : s.HeadCountKv).ToArray()));
@@ -287,7 +287,13 @@ public static unsafe class ModelSynthesizer
             // Qwen3MoeModel after it) adds moe_intermediate_size.
             w.Set($"{a}.expert_count", (uint)x.Count);
             w.Set($"{a}.expert_used_count", (uint)x.Used);
-            if (a is "qwen3moe" or "qwen2moe") w.Set($"{a}.expert_feed_forward_length", (uint)x.FeedForwardLength);
+            if (a is "qwen3moe" or "qwen2moe" or "lfm2moe") w.Set($"{a}.expert_feed_forward_length", (uint)x.FeedForwardLength);
+            if (a == "lfm2moe")
+            {
+                // LFM2MoeModel.set_gguf_parameters: num_dense_layers, and the sigmoid router (ExpertGatingFuncType.SIGMOID).
+                w.Set($"{a}.leading_dense_block_count", (uint)x.LeadingDenseBlocks);
+                w.Set($"{a}.expert_gating_func", 2u);
+            }
             // GraniteMoeModel and Qwen2MoeModel: the shared expert's shared_intermediate_size / shared_expert_intermediate_size
             if (x.SharedFeedForwardLength > 0) w.Set($"{a}.expert_shared_feed_forward_length", (uint)x.SharedFeedForwardLength);
         }
@@ -362,7 +368,7 @@ public static unsafe class ModelSynthesizer
                 list.Add(new(p + "ffn_down.weight", [ff, embd], Init.Normal, Proj(ff) * residual));
             }
         }
-        else if (s.Architecture == "lfm2")
+        else if (s.IsLfm2)
         {
             // LFM2: the final norm is token_embd_norm (written below instead of output_norm); convolution layers
             // have shortconv.in_proj (B, C, x), shortconv.conv (taps per channel) and shortconv.out_proj.
@@ -386,6 +392,18 @@ public static unsafe class ModelSynthesizer
                     list.Add(new(p + "attn_output.weight", [q, embd], Init.Normal, Proj(q) * residual));
                 }
                 list.Add(new(p + "ffn_norm.weight", [embd], Init.Ones, 0));
+                if (s.HasExperts(l))
+                {
+                    // LFM2-MoE: as the other mixtures (below), and the per-expert bias on the choice (expert_bias →
+                    // exp_probs_b.bias): N(0, 0.1) against sigmoid probabilities of about 0.3–0.7, so it changes some choices.
+                    long eff = s.Experts!.FeedForwardLength, n = s.Experts.Count;
+                    list.Add(new(p + "ffn_gate_inp.weight", [embd, n], Init.Normal, Proj(embd)));
+                    list.Add(new(p + "exp_probs_b.bias", [n], Init.Normal, 0.1f));
+                    list.Add(new(p + "ffn_gate_exps.weight", [embd, eff, n], Init.Normal, Proj(embd)));
+                    list.Add(new(p + "ffn_down_exps.weight", [eff, embd, n], Init.Normal, Proj(eff) * residual));
+                    list.Add(new(p + "ffn_up_exps.weight", [embd, eff, n], Init.Normal, Proj(embd)));
+                    continue;
+                }
                 list.Add(new(p + "ffn_gate.weight", [embd, ff], Init.Normal, Proj(embd)));
                 list.Add(new(p + "ffn_up.weight", [embd, ff], Init.Normal, Proj(embd)));
                 list.Add(new(p + "ffn_down.weight", [ff, embd], Init.Normal, Proj(ff) * residual));
@@ -437,7 +455,7 @@ public static unsafe class ModelSynthesizer
             list.Add(new(p + "ffn_down.weight", [ff, embd], Init.Normal, Proj(ff) * residual));
             if (s.IsGemma) list.Add(new(p + "post_ffw_norm.weight", [embd], Init.OnePlusNormal, 0.2f));
         }
-        list.Add(new(s.Architecture == "lfm2" ? "token_embd_norm.weight" : "output_norm.weight", [embd], Init.Ones, 0));
+        list.Add(new(s.IsLfm2 ? "token_embd_norm.weight" : "output_norm.weight", [embd], Init.Ones, 0));
         if (!s.TiedEmbeddings) list.Add(new("output.weight", [embd, vocab], Init.Normal, Proj(embd)));
         return list;
     }

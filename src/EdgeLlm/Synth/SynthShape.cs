@@ -59,9 +59,10 @@ public sealed record GraniteMultipliers(float Embedding, float Residual, float A
 /// A mixture-of-experts feed-forward block (config.json's num_experts / num_local_experts, num_experts_per_tok and
 /// moe_intermediate_size, or intermediate_size where that is the experts' width): <see cref="FeedForwardLength"/> is
 /// one expert's hidden width; <see cref="SharedFeedForwardLength"/> the shared expert's (Granite MoE Shared's
-/// shared_intermediate_size), 0 for none.
+/// shared_intermediate_size), 0 for none; <see cref="LeadingDenseBlocks"/> the first blocks that keep one dense
+/// network (LFM2-MoE's num_dense_layers).
 /// </summary>
-public sealed class SynthExperts(int count, int used, int feedForwardLength, int sharedFeedForwardLength = 0)
+public sealed class SynthExperts(int count, int used, int feedForwardLength, int sharedFeedForwardLength = 0, int leadingDenseBlocks = 0)
 {
     /// <summary>Experts per block.</summary>
     public int Count => count;
@@ -74,6 +75,9 @@ public sealed class SynthExperts(int count, int used, int feedForwardLength, int
 
     /// <summary>The shared expert's hidden width, 0 for none.</summary>
     public int SharedFeedForwardLength => sharedFeedForwardLength;
+
+    /// <summary>The first blocks with one dense SwiGLU network of the shape's feed_forward_length instead of experts (lfm2moe).</summary>
+    public int LeadingDenseBlocks => leadingDenseBlocks;
 }
 
 /// <summary>
@@ -136,13 +140,19 @@ public sealed record SynthShape(
     public const int ShortConvTaps = 3;
 
     /// <summary>True when layer <paramref name="layer"/> is an LFM2 short-convolution layer.</summary>
-    public bool IsShortConvLayer(int layer) => Architecture == "lfm2" && AttentionLayers is { } a && Array.IndexOf(a, layer) < 0;
+    public bool IsShortConvLayer(int layer) => IsLfm2 && AttentionLayers is { } a && Array.IndexOf(a, layer) < 0;
 
     /// <summary>Width of one attention head.</summary>
     public int HeadDim => HeadLength > 0 ? HeadLength : EmbeddingLength / HeadCount;
 
     /// <summary>Each layer has per-head Q/K RMSNorm weights (attn_q_norm, attn_k_norm): the <c>qwen3</c> architecture.</summary>
-    public bool QkNorm => Architecture is "qwen3" or "gemma3" or "lfm2" or "qwen3moe" or "olmoe";
+    public bool QkNorm => Architecture is "qwen3" or "gemma3" or "lfm2" or "qwen3moe" or "olmoe" or "lfm2moe";
+
+    /// <summary>LFM2 or LFM2-MoE: attention and short-convolution layers, written as the converter's LFM2Model / LFM2MoeModel.</summary>
+    public bool IsLfm2 => Architecture is "lfm2" or "lfm2moe";
+
+    /// <summary>True when block <paramref name="layer"/> has experts rather than one dense network.</summary>
+    public bool HasExperts(int layer) => Experts is { } x && layer >= x.LeadingDenseBlocks;
 
     /// <summary>Gemma 2 or 3: post-norms, GeGLU, chat tokens; written as the converter's Gemma2Model / Gemma3Model.</summary>
     public bool IsGemma => Architecture is "gemma2" or "gemma3";
@@ -155,17 +165,19 @@ public sealed record SynthShape(
         {
             if (!ok) throw new ArgumentException($"synthetic shape '{Name}': {what}");
         }
-        Require(Architecture is "llama" or "qwen2" or "qwen3" or "phi3" or "gemma2" or "gemma3" or "smollm3" or "granite" or "lfm2" or "qwen3moe" or "granitemoe" or "qwen2moe" or "olmoe",
-            $"architecture '{Architecture}' is not llama, qwen2, qwen3, phi3, gemma2, gemma3, smollm3, granite, lfm2, qwen3moe, granitemoe, qwen2moe or olmoe");
-        Require((Experts is not null) == (Architecture is "qwen3moe" or "granitemoe" or "qwen2moe" or "olmoe") || Experts is not null && Architecture == "llama",
-            "qwen3moe, granitemoe, qwen2moe and olmoe models, and only they and llama (as Mixtral), have experts");
+        Require(Architecture is "llama" or "qwen2" or "qwen3" or "phi3" or "gemma2" or "gemma3" or "smollm3" or "granite" or "lfm2" or "qwen3moe" or "granitemoe" or "qwen2moe" or "olmoe" or "lfm2moe",
+            $"architecture '{Architecture}' is not llama, qwen2, qwen3, phi3, gemma2, gemma3, smollm3, granite, lfm2, qwen3moe, granitemoe, qwen2moe, olmoe or lfm2moe");
+        Require((Experts is not null) == (Architecture is "qwen3moe" or "granitemoe" or "qwen2moe" or "olmoe" or "lfm2moe") || Experts is not null && Architecture == "llama",
+            "qwen3moe, granitemoe, qwen2moe, olmoe and lfm2moe models, and only they and llama (as Mixtral), have experts");
+        Require(Experts is null || Experts.LeadingDenseBlocks == 0 || Architecture == "lfm2moe" && Experts.LeadingDenseBlocks <= BlockCount,
+            "only an lfm2moe model has leading dense blocks (no more than its blocks)");
         Require(Experts is null || Experts.Count > 0 && Experts.Used > 0 && Experts.Used <= Experts.Count && Experts.Count <= 512 && Experts.FeedForwardLength > 0,
             "the experts must number 1 to 512, use 1 to that many per token, and have a positive width");
         Require(Experts is null || (Architecture == "qwen2moe" ? Experts.SharedFeedForwardLength > 0
             : Experts.SharedFeedForwardLength == 0 || Architecture == "granitemoe" && Experts.SharedFeedForwardLength > 0),
             "a qwen2moe model has a shared expert, a granitemoe model may have one, no other has");
-        Require((AttentionLayers is not null) == (Architecture == "lfm2") && (AttentionLayers ?? []).All(l => l >= 0 && l < BlockCount),
-            "an lfm2 model, and only an lfm2 model, lists its attention layers (each below the layer count)");
+        Require((AttentionLayers is not null) == IsLfm2 && (AttentionLayers ?? []).All(l => l >= 0 && l < BlockCount),
+            "an lfm2 or lfm2moe model, and only those, lists its attention layers (each below the layer count)");
         Require((Granite is not null) == (Architecture is "granite" or "granitemoe"), "a granite or granitemoe model, and only those, has Granite's multipliers");
         Require(Granite is null || Granite.Logits > 0 && Granite.Embedding >= 0 && Granite.Residual >= 0 && Granite.Attention >= 0,
             "Granite's logits scaling must be positive and the other multipliers non-negative");
@@ -331,8 +343,20 @@ public static class SynthShapes
         FeedForwardLength: 5632, VocabSize: 151936, ContextLength: 8192, RopeFreqBase: 1000000f, RmsEps: 1e-6f,
         TiedEmbeddings: false, QkvBias: true, SynthVocabKind.Qwen2Bpe, Experts: new SynthExperts(60, 4, 1408, 5632));
 
+    /// <summary>
+    /// LFM2-8B-A1B: lfm2moe architecture, 24 layers of which 6 attend (2, 6, 10, 14, 18, 21; 32 query and 8 KV heads
+    /// of 64) and 18 are short convolutions; the first 2 blocks have a dense SwiGLU of 7168, the other 22 a mixture of
+    /// 32 experts of 1792, 4 used per token (sigmoid router with a per-expert choice bias; 1.5B of 8.3B parameters
+    /// active); tied embeddings, a 65,536-token BPE vocabulary.
+    /// </summary>
+    public static readonly SynthShape Lfm2_8B_A1B = new(
+        "lfm2-8b-a1b", "LFM2 8B A1B (synthetic)", "lfm2moe", EmbeddingLength: 2048, BlockCount: 24, HeadCount: 32, HeadCountKv: 8,
+        FeedForwardLength: 7168, VocabSize: 65536, ContextLength: 128000, RopeFreqBase: 1000000f, RmsEps: 1e-5f,
+        TiedEmbeddings: true, QkvBias: false, SynthVocabKind.Llama3Bpe, AttentionLayers: [2, 6, 10, 14, 18, 21],
+        Experts: new SynthExperts(32, 4, 1792, leadingDenseBlocks: 2));
+
     /// <summary>Every known shape.</summary>
-    public static IReadOnlyList<SynthShape> All { get; } = [TinyLlama11B, Llama32_1B, Qwen25_05B, SmolLM2_360M, Qwen3_06B, Qwen3_17B, Phi35Mini, Gemma2_2B, Gemma3_1B, SmolLM3_3B, Granite33_2B, Lfm2_350M, Lfm2_12B, Qwen3_30B_A3B, Granite30_1B_A400M, OlMoe_1B_7B, Qwen15_MoE_A27B];
+    public static IReadOnlyList<SynthShape> All { get; } = [TinyLlama11B, Llama32_1B, Qwen25_05B, SmolLM2_360M, Qwen3_06B, Qwen3_17B, Phi35Mini, Gemma2_2B, Gemma3_1B, SmolLM3_3B, Granite33_2B, Lfm2_350M, Lfm2_12B, Qwen3_30B_A3B, Granite30_1B_A400M, OlMoe_1B_7B, Qwen15_MoE_A27B, Lfm2_8B_A1B];
 
     /// <summary>The names <see cref="Find"/> accepts.</summary>
     public static IEnumerable<string> Names => All.Select(s => s.Name);

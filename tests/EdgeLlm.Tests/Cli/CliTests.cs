@@ -305,6 +305,19 @@ public class CliTests
             r = Run("run", "-m", moe, "-p", "hello", "-n", "4", "--backend", "auto", "--temp", "0");
             Assert.Equal(0, r.ExitCode);
             Assert.Matches(@"generation: [0-9]+ tokens in [0-9.]+ ms", r.Stderr);
+
+            // LFM2-MoE: the sigmoid router with its choice bias and the dense blocks before the experts.
+            string lfm2moe = Path.Combine(dir, "lfm2moe.gguf");
+            EdgeLlm.Synth.ModelSynthesizer.Synthesize(new EdgeLlm.Synth.SynthShape("tiny-lfm2moe", "tiny lfm2moe", "lfm2moe", 128, 4, 4, 2, 256, 700, 256,
+                1e6f, 1e-5f, true, false, EdgeLlm.Synth.SynthVocabKind.Llama3Bpe, AttentionLayers: [1],
+                Experts: new EdgeLlm.Synth.SynthExperts(8, 2, 64, leadingDenseBlocks: 1)), "F32", lfm2moe, seed: 1);
+            r = Run("info", "-m", lfm2moe);
+            Assert.Equal(0, r.ExitCode);
+            Assert.Matches(@"feed-forward: mixture of 8 SwiGLU experts of 64, 2 per token \(weights normalized\), sigmoid router with a per-expert choice bias, after 1 dense block \(SwiGLU of 256\); a token reads [0-9.]+ of [0-9.]+ MiB of weights", r.Stdout);
+            Assert.Contains("short convolutions of 3 taps instead in 3 of 4 layers", r.Stdout, StringComparison.Ordinal);
+            r = Run("run", "-m", lfm2moe, "-p", "hello", "-n", "4", "--backend", "auto", "--temp", "0");
+            Assert.Equal(0, r.ExitCode);
+            Assert.Matches(@"generation: [0-9]+ tokens in [0-9.]+ ms", r.Stderr);
         }
         finally
         {

@@ -39,6 +39,32 @@ public sealed unsafe class MixtureOfExpertsTests
     }
 
     [Fact]
+    public void Route_Sigmoid_WithAChoiceBias_WeighsByTheUnbiasedProbabilities()
+    {
+        // LFM2-MoE: probabilities = sigmoid(logits); the bias decides the choice only.
+        float[] logits = [2f, 0f, 1f, -1f];
+        float[] bias = [-1f, 0.9f, 0f, 0f];
+        int[] experts = new int[2];
+        float[] weights = new float[2];
+        fixed (float* l = logits) fixed (float* bp = bias) fixed (int* e = experts) fixed (float* w = weights)
+            MixtureOfExperts.Route(l, 4, 2, normalize: true, e, w, sigmoid: true, bias: bp);
+        static double Sig(double x) => 1 / (1 + Math.Exp(-x));
+        // sigmoids 0.881, 0.5, 0.731, 0.269; with the bias −0.119, 1.4, 0.731, 0.269: experts 1 then 2
+        Assert.Equal([1, 2], experts);
+        double sum = Sig(0) + Sig(1);
+        Assert.Equal(Sig(0) / sum, weights[0], 1e-6);
+        Assert.Equal(Sig(1) / sum, weights[1], 1e-6);
+        Assert.Equal(Sig(2), logits[0], 1e-6); // the logits became the (unbiased) probabilities
+
+        logits = [2f, 0f, 1f, -1f];
+        fixed (float* l = logits) fixed (int* e = experts) fixed (float* w = weights)
+            MixtureOfExperts.Route(l, 4, 2, normalize: false, e, w, sigmoid: true);
+        Assert.Equal([0, 2], experts);
+        Assert.Equal(Sig(2), weights[0], 1e-6);
+        Assert.Equal(Sig(1), weights[1], 1e-6);
+    }
+
+    [Fact]
     public void Route_ANaNLogit_StillChoosesDistinctExperts()
     {
         float[] logits = [1f, float.NaN, 0f, 3f];

@@ -326,6 +326,34 @@ public class ModelLoadTests
             good = mixtral;
             Assert.Equal("tensor blk.0.ffn_gate.weight is missing from the model file",
                 Fails(Edited("dense", w => w.Set("llama.expert_count", 0u))));
+
+            // LFM2-MoE: the leading dense blocks, the sigmoid router and the choice bias, each required as llama.cpp requires them.
+            string lfm2moe = Path.Combine(dir, "lfm2moe.gguf");
+            EdgeLlm.Synth.ModelSynthesizer.Synthesize(new EdgeLlm.Synth.SynthShape("tiny-lfm2moe", "tiny lfm2moe", "lfm2moe", 128, 4, 4, 2, 256, 700, 256, 1e6f, 1e-5f,
+                true, false, EdgeLlm.Synth.SynthVocabKind.Llama3Bpe, AttentionLayers: [1], Experts: new EdgeLlm.Synth.SynthExperts(8, 2, 64, leadingDenseBlocks: 2)), "F32", lfm2moe, seed: 1);
+            using (var m = Model.Load(lfm2moe))
+            {
+                var c = m.Config;
+                Assert.Equal((8, 2, 64, 2, true, true, true), (c.ExpertCount, c.ExpertUsedCount, c.ExpertFeedForwardLength, c.LeadingDenseBlocks, c.ExpertGatingSigmoid, c.ExpertSelectionBias, c.ExpertWeightsNorm));
+                Assert.Equal([false, false, true, true], Enumerable.Range(0, 4).Select(c.HasExperts));
+                Assert.Equal([true, false, true, true], Enumerable.Range(0, 4).Select(c.IsShortConvLayer));
+            }
+            good = lfm2moe;
+            Assert.Equal("metadata key lfm2moe.expert_gating_func is missing (1 = softmax, 2 = sigmoid)",
+                Fails(Edited("nogating", w => w.Remove("lfm2moe.expert_gating_func"))));
+            Assert.Equal("metadata key lfm2moe.expert_gating_func is 3; EdgeLlm knows 1 (softmax) and 2 (sigmoid)",
+                Fails(Edited("gating3", w => w.Set("lfm2moe.expert_gating_func", 3u))));
+            Assert.Equal("metadata key lfm2moe.leading_dense_block_count is missing",
+                Fails(Edited("nodense", w => w.Remove("lfm2moe.leading_dense_block_count"))));
+            Assert.Equal("metadata key lfm2moe.leading_dense_block_count (5) is larger than lfm2moe.block_count (4)",
+                Fails(Edited("dense5", w => w.Set("lfm2moe.leading_dense_block_count", 5u))));
+            Assert.Equal("metadata key lfm2moe.expert_feed_forward_length is missing",
+                Fails(Edited("nowidth", w => w.Remove("lfm2moe.expert_feed_forward_length"))));
+            Assert.Equal("tensor blk.3.exp_probs_b.bias is missing from the model file",
+                Fails(Edited("nobias", drop: "blk.3.exp_probs_b.bias")));
+            // one dense block fewer: block 1 then needs experts, and the file has a dense network there
+            Assert.Equal("tensor blk.1.ffn_gate_inp.weight is missing from the model file",
+                Fails(Edited("dense1", w => w.Set("lfm2moe.leading_dense_block_count", 1u))));
         }
         finally
         {

@@ -17,7 +17,14 @@ public sealed class OpenAiClientTests(ITestOutputHelper output)
     {
         string dir = Path.Combine(ServerProcess.RepoRoot(), "tests", "server");
         // npm ci installs exactly package-lock.json's openai version (node_modules is not committed).
+        // The registry is on the network: a failed install is tried again twice (a transient error is not the server's).
         var install = Run("npm", ["ci", "--no-audit", "--no-fund"], dir, TimeSpan.FromMinutes(5));
+        for (int attempt = 2; attempt <= 3 && install.Code != 0; attempt++)
+        {
+            output.WriteLine($"npm ci failed ({install.Code}), attempt {attempt}:\n{install.Stderr}");
+            Thread.Sleep(TimeSpan.FromSeconds(5 * attempt));
+            install = Run("npm", ["ci", "--no-audit", "--no-fund"], dir, TimeSpan.FromMinutes(5));
+        }
         Assert.True(install.Code == 0, $"npm ci failed ({install.Code}):\n{install.Stdout}\n{install.Stderr}");
 
         using var server = ServerProcess.Start("--api-key", ServerProcess.ApiKey, "-c", "256");

@@ -34,7 +34,7 @@ public sealed class SynthLlamaCppTests : IDisposable
         try { Directory.Delete(_dir, recursive: true); } catch (IOException) { }
     }
 
-    public static TheoryData<string> Shapes => new() { "llama", "qwen2", "llama3", "smollm", "qwen3", "phi3", "phi3-long", "phi3-split", "gemma3", "gemma3-softcap", "gemma3-long", "gemma3-ring", "gemma2", "gemma2-long", "smollm3", "granite", "granite-norope", "lfm2", "lfm2-long", "qwen3moe", "qwen3moe-long", "granitemoe", "granitemoe-shared", "mixtral", "qwen2moe", "olmoe" };
+    public static TheoryData<string> Shapes => new() { "llama", "qwen2", "llama3", "smollm", "qwen3", "phi3", "phi3-long", "phi3-split", "gemma3", "gemma3-softcap", "gemma3-long", "gemma3-ring", "gemma2", "gemma2-long", "smollm3", "granite", "granite-norope", "lfm2", "lfm2-long", "qwen3moe", "qwen3moe-long", "granitemoe", "granitemoe-shared", "mixtral", "qwen2moe", "olmoe", "lfm2moe", "lfm2moe-long" };
 
     private static SynthShape Shape(string kind) => kind switch
     {
@@ -105,6 +105,12 @@ public sealed class SynthLlamaCppTests : IDisposable
         // OLMoE: RMSNorm over whole query and key rows (4 heads, 4 KV heads as the real model's 16/16), 8 experts of 64, 3 used, weights not normalized.
         "olmoe" => new("tiny-olmoe", "tiny olmoe", "olmoe", 128, 2, 4, 4, 64, 700, 256, 10000f, 1e-5f, false, false, SynthVocabKind.Llama3Bpe,
             Experts: new SynthExperts(8, 3, 64)),
+        // LFM2-MoE: "lfm2"'s six layers, the first with a dense SwiGLU of 256, the others 8 experts of 64, 3 used, chosen by
+        // sigmoid(router) + exp_probs_b and weighted by the sigmoids normalized.
+        "lfm2moe" => new("tiny-lfm2moe", "tiny lfm2moe", "lfm2moe", 128, 6, 4, 2, 256, 700, 256, 1e6f, 1e-5f, true, false, SynthVocabKind.Llama3Bpe,
+            AttentionLayers: [2, 5], Experts: new SynthExperts(8, 3, 64, leadingDenseBlocks: 1)),
+        // 200 tokens, the last 50 one at a time (experts with one token, the convolution's inputs carried over).
+        "lfm2moe-long" => Shape("lfm2moe"),
         "smollm" => new("tiny-smollm", "tiny smollm", "llama", 192, 2, 3, 1, 256, 320, 256, 100000f, 1e-5f, true, false, SynthVocabKind.SmolLmBpe),
         _ => throw new ArgumentOutOfRangeException(nameof(kind)),
     };
@@ -176,16 +182,19 @@ public sealed class SynthLlamaCppTests : IDisposable
 
     /// <summary>
     /// llama.cpp's own quantizer (llama_model_quantize) and <c>edgellm quantize</c> on an LFM2 file: the same type for
-    /// every tensor (the convolution taps kept F32, the per-layer KV head array read) and the same bytes.
+    /// every tensor (the convolution taps kept F32, the per-layer KV head array read) and the same bytes; and on an
+    /// LFM2-MoE file (a dense block, then 8 experts: the router and exp_probs_b kept F32, the 8-expert rules).
     /// </summary>
     [Theory]
-    [InlineData("Q8_0", LLamaFtype.MOSTLY_Q8_0)]
-    [InlineData("Q4_K_M", LLamaFtype.MOSTLY_Q4_K_M)]
-    public void LlamaQuantize_AndEdgeLlm_WriteTheSameLfm2File(string type, LLamaFtype ftype)
+    [InlineData("Q8_0", LLamaFtype.MOSTLY_Q8_0, "lfm2")]
+    [InlineData("Q4_K_M", LLamaFtype.MOSTLY_Q4_K_M, "lfm2")]
+    [InlineData("Q4_0", LLamaFtype.MOSTLY_Q4_0, "lfm2moe")]
+    [InlineData("Q4_K_M", LLamaFtype.MOSTLY_Q4_K_M, "lfm2moe")]
+    public void LlamaQuantize_AndEdgeLlm_WriteTheSameLfm2File(string type, LLamaFtype ftype, string arch)
     {
-        var shape = new SynthShape("tiny-lfm2", "tiny lfm2", "lfm2", 256, 6, 4, 2, 512, 700, 256, 1e6f, 1e-5f, true, false, SynthVocabKind.Llama3Bpe,
-            AttentionLayers: [2, 5]);
-        string f32 = Path.Combine(_dir, "lfm2-f32.gguf"), theirsPath = Path.Combine(_dir, $"lfm2-{type}-llama.gguf"), oursPath = Path.Combine(_dir, $"lfm2-{type}-ours.gguf");
+        var shape = new SynthShape($"tiny-{arch}", $"tiny {arch}", arch, 256, 6, 4, 2, 512, 700, 256, 1e6f, 1e-5f, true, false, SynthVocabKind.Llama3Bpe,
+            AttentionLayers: [2, 5], Experts: arch == "lfm2moe" ? new SynthExperts(8, 2, 256, leadingDenseBlocks: 1) : null);
+        string f32 = Path.Combine(_dir, $"{arch}-f32.gguf"), theirsPath = Path.Combine(_dir, $"{arch}-{type}-llama.gguf"), oursPath = Path.Combine(_dir, $"{arch}-{type}-ours.gguf");
         ModelSynthesizer.Synthesize(shape, "F32", f32, seed: 11);
         _ = LlamaCppOracle.NativeLibrary;
         Assert.True(LLamaQuantizer.Quantize(f32, theirsPath, ftype, nthread: 1), "llama_model_quantize failed");
@@ -201,7 +210,15 @@ public sealed class SynthLlamaCppTests : IDisposable
             if (theirs.GetTensorData(t).SequenceEqual(ours.GetTensorData(o))) same++;
         }
         Assert.Equal(EdgeLlm.Gguf.GgmlType.F32, ours.FindTensor("blk.0.shortconv.conv.weight")!.Type);
-        _out.WriteLine($"lfm2 {type}: {theirs.Tensors.Count} tensors, types all equal, {same} byte-identical");
+        if (arch == "lfm2moe")
+        {
+            Assert.Equal(EdgeLlm.Gguf.GgmlType.F32, ours.FindTensor("blk.1.ffn_gate_inp.weight")!.Type);
+            Assert.Equal(EdgeLlm.Gguf.GgmlType.F32, ours.FindTensor("blk.1.exp_probs_b.bias")!.Type);
+            using var model = Model.Load(oursPath);
+            using var ctx = new InferenceContext(model, 64, threads: 2);
+            Assert.All(ctx.Eval([1, 2, 3, 4], allLogits: false), x => Assert.True(float.IsFinite(x)));
+        }
+        _out.WriteLine($"{arch} {type}: {theirs.Tensors.Count} tensors, types all equal, {same} byte-identical");
         Assert.Equal(theirs.Tensors.Count, same);
     }
 

@@ -7,12 +7,28 @@ namespace EdgeLlm.Models.Blocks;
 
 /// <summary>
 /// One mixture-of-experts transformer block: attention (<see cref="AttentionWeights"/>) and, in place of one SwiGLU
-/// network, a router (ffn_gate_inp, kept F32 by llama-quantize) over many small SwiGLU experts, each a slice of the
-/// three 3-D tensors ffn_gate_exps / ffn_up_exps / ffn_down_exps ({embd, ff, experts} in ggml order: expert e's rows
-/// are contiguous, so each is a <see cref="WeightMatrix"/> view, repacked and multiplied like any matrix), plus an
-/// optional shared expert every token passes through (Granite MoE Shared's ffn_*_shexp).
+/// network, the <see cref="ExpertWeights"/>.
 /// </summary>
 internal sealed class MoeLayerWeights : AttentionWeights
+{
+    public required ExpertWeights Experts { get; init; }
+
+    /// <summary>Every matrix of the block (for repacking and scratch sizing).</summary>
+    public IEnumerable<WeightMatrix> Matrices()
+    {
+        yield return Wq; yield return Wk; yield return Wv; yield return Wo;
+        foreach (var m in Experts.Matrices()) yield return m;
+    }
+}
+
+/// <summary>
+/// A mixture-of-experts feed-forward network: a router (ffn_gate_inp, kept F32 by llama-quantize) over many small
+/// SwiGLU experts, each a slice of the three 3-D tensors ffn_gate_exps / ffn_up_exps / ffn_down_exps ({embd, ff,
+/// experts} in ggml order: expert e's rows are contiguous, so each is a <see cref="WeightMatrix"/> view, repacked and
+/// multiplied like any matrix), plus an optional shared expert every token passes through (Granite MoE Shared's and
+/// Qwen2 MoE's ffn_*_shexp) and an optional per-expert bias on the choice alone (LFM2-MoE's exp_probs_b).
+/// </summary>
+internal sealed class ExpertWeights
 {
     public required float[] FfnNorm { get; init; }          // [embd]
     public required WeightMatrix Router { get; init; }      // [experts, embd] ffn_gate_inp
@@ -23,11 +39,11 @@ internal sealed class MoeLayerWeights : AttentionWeights
     public WeightMatrix? SharedUp { get; init; }            // [shared ff, embd]
     public WeightMatrix? SharedDown { get; init; }          // [embd, shared ff]
     public float[]? SharedGateInput { get; init; }          // [embd] ffn_gate_inp_shexp (Qwen2 MoE: the shared expert's output × silu(g·x)/(g·x))
+    public float[]? SelectionBias { get; init; }            // [experts] exp_probs_b (LFM2-MoE: added to the probabilities to choose, not to weigh)
 
-    /// <summary>Every matrix of the block (for repacking and scratch sizing).</summary>
+    /// <summary>Every matrix of the network.</summary>
     public IEnumerable<WeightMatrix> Matrices()
     {
-        yield return Wq; yield return Wk; yield return Wv; yield return Wo;
         yield return Router;
         for (int e = 0; e < Gate.Length; e++)
         {
@@ -60,17 +76,32 @@ internal static unsafe class MixtureOfExperts
     private const float MinWeightSum = 6.103515625e-5f;
 
     /// <summary>
-    /// blk.<paramref name="il"/>.*: the attention as <see cref="DecoderBlocks.LoadAttention"/>, ffn_norm, the router and
-    /// the experts' views, and the shared expert when <see cref="ModelConfig.ExpertSharedFeedForwardLength"/> &gt; 0.
+    /// blk.<paramref name="il"/>.*: the attention as <see cref="DecoderBlocks.LoadAttention"/>, and the experts as
+    /// <see cref="LoadExperts"/>.
     /// </summary>
     public static MoeLayerWeights LoadLayer(TensorLoader tensors, ModelConfig c, int il)
     {
         var a = DecoderBlocks.LoadAttention(tensors, c, il, qkvBias: c.HasQkvBias);
+        return new MoeLayerWeights
+        {
+            AttnNorm = a.AttnNorm, Wq = a.Wq, Wk = a.Wk, Wv = a.Wv, Wo = a.Wo, Bq = a.Bq, Bk = a.Bk, Bv = a.Bv,
+            QNorm = a.QNorm, KNorm = a.KNorm, AttnPostNorm = a.AttnPostNorm,
+            Experts = LoadExperts(tensors, c, il),
+        };
+    }
+
+    /// <summary>
+    /// blk.<paramref name="il"/>.*: ffn_norm, the router and the experts' views, the shared expert when
+    /// <see cref="ModelConfig.ExpertSharedFeedForwardLength"/> &gt; 0, and exp_probs_b when
+    /// <see cref="ModelConfig.ExpertSelectionBias"/>.
+    /// </summary>
+    public static ExpertWeights LoadExperts(TensorLoader tensors, ModelConfig c, int il)
+    {
         string arch = c.Architecture, p = $"blk.{il}.";
         var embd = new TensorLoader.Dim(c.EmbeddingLength, $"{arch}.embedding_length");
         var experts = new TensorLoader.Dim(c.ExpertCount, $"{arch}.expert_count");
         var ff = new TensorLoader.Dim(c.ExpertFeedForwardLength,
-            arch is "qwen3moe" or "qwen2moe" ? $"{arch}.expert_feed_forward_length" : $"{arch}.feed_forward_length");
+            arch is "qwen3moe" or "qwen2moe" or "lfm2moe" ? $"{arch}.expert_feed_forward_length" : $"{arch}.feed_forward_length");
         WeightMatrix? shGate = null, shUp = null, shDown = null;
         float[]? shGateInput = null;
         if (c.ExpertSharedFeedForwardLength > 0)
@@ -83,10 +114,8 @@ internal static unsafe class MixtureOfExperts
         }
         if (tensors.Has(p + "ffn_gate_inp.weight") && !tensors.Has(p + "ffn_gate_exps.weight") && tensors.Has(p + "ffn_up_exps.weight"))
             throw new ModelLoadException($"tensor {p}ffn_gate_exps.weight is missing: experts without a gate (silu of up alone) are not supported");
-        return new MoeLayerWeights
+        return new ExpertWeights
         {
-            AttnNorm = a.AttnNorm, Wq = a.Wq, Wk = a.Wk, Wv = a.Wv, Wo = a.Wo, Bq = a.Bq, Bk = a.Bk, Bv = a.Bv,
-            QNorm = a.QNorm, KNorm = a.KNorm, AttnPostNorm = a.AttnPostNorm,
             FfnNorm = tensors.Vector(p + "ffn_norm.weight", embd),
             Router = tensors.Matrix(p + "ffn_gate_inp.weight", embd, experts),
             Gate = tensors.Experts(p + "ffn_gate_exps.weight", embd, ff, experts),
@@ -96,6 +125,7 @@ internal static unsafe class MixtureOfExperts
             SharedUp = shUp,
             SharedDown = shDown,
             SharedGateInput = shGateInput,
+            SelectionBias = c.ExpertSelectionBias ? tensors.Vector(p + "exp_probs_b.bias", experts) : null,
         };
     }
 
@@ -103,7 +133,7 @@ internal static unsafe class MixtureOfExperts
     /// x += residual_scale × moe(rmsnorm(x) ⊙ ffn_norm) for the last <paramref name="keep"/> tokens of the batch
     /// (see the class summary).
     /// </summary>
-    public static void FeedForward(ModelConfig c, MoeLayerWeights w, ForwardBatch b, int keep)
+    public static void FeedForward(ModelConfig c, ExpertWeights w, ForwardBatch b, int keep)
     {
         if (keep == 0) return;
         int embd = c.EmbeddingLength, nExperts = c.ExpertCount, k = c.ExpertUsedCount, ff = c.ExpertFeedForwardLength;
@@ -116,8 +146,10 @@ internal static unsafe class MixtureOfExperts
         var offsets = new int[nExperts + 1];
         using (Profiler.Section(Profiler.Op.MoeRoute))
         {
-            for (int t = 0; t < keep; t++)
-                Route(b.MoeProbs + (long)t * nExperts, nExperts, k, c.ExpertWeightsNorm, b.MoeExpert + t * k, b.MoeWeight + t * k);
+            fixed (float* bias = w.SelectionBias)
+                for (int t = 0; t < keep; t++)
+                    Route(b.MoeProbs + (long)t * nExperts, nExperts, k, c.ExpertWeightsNorm, b.MoeExpert + t * k, b.MoeWeight + t * k,
+                        c.ExpertGatingSigmoid, bias);
             for (int i = 0; i < routed; i++) offsets[b.MoeExpert[i] + 1]++;
             for (int e = 0; e < nExperts; e++) offsets[e + 1] += offsets[e];
             var fill = new int[nExperts];
@@ -206,43 +238,65 @@ internal static unsafe class MixtureOfExperts
 
     /// <summary>
     /// probabilities = softmax(<paramref name="logits"/>) in place (ggml_soft_max: the exponentials of x − max summed in
-    /// double, then × 1/sum); the <paramref name="k"/> largest, best first (ties: the lower expert), into
+    /// double, then × 1/sum), or sigmoid(<paramref name="logits"/>) when <paramref name="sigmoid"/> (ggml_sigmoid,
+    /// 1 / (1 + e^−x)); the <paramref name="k"/> largest, best first (ties: the lower expert), into
     /// <paramref name="experts"/> with their probabilities in <paramref name="weights"/>, divided by their sum when
-    /// <paramref name="normalize"/>. A NaN logit (a broken model) routes to the lowest unchosen experts rather than
-    /// to none.
+    /// <paramref name="normalize"/>. A <paramref name="bias"/> (LFM2-MoE's exp_probs_b) is added to the probabilities
+    /// for the choice only, as llama.cpp's selection_probs: the weights stay the probabilities. A NaN logit (a broken
+    /// model) routes to the lowest unchosen experts rather than to none.
     /// </summary>
-    internal static void Route(float* logits, int n, int k, bool normalize, int* experts, float* weights)
+    internal static void Route(float* logits, int n, int k, bool normalize, int* experts, float* weights, bool sigmoid = false, float* bias = null)
     {
-        float max = float.NegativeInfinity;
-        for (int i = 0; i < n; i++) max = MathF.Max(max, logits[i]);
-        double sum = 0;
-        for (int i = 0; i < n; i++)
+        if (sigmoid)
         {
-            float e = MathF.Exp(logits[i] - max);
-            logits[i] = e;
-            sum += e;
+            for (int i = 0; i < n; i++) logits[i] = 1f / (1f + MathF.Exp(-logits[i]));
         }
-        float scale = (float)(1.0 / sum);
-        for (int i = 0; i < n; i++) logits[i] *= scale;
-
-        for (int r = 0; r < k; r++)
+        else
         {
-            int best = -1;
+            float max = float.NegativeInfinity;
+            for (int i = 0; i < n; i++) max = MathF.Max(max, logits[i]);
+            double sum = 0;
             for (int i = 0; i < n; i++)
             {
-                if (best >= 0 && !(logits[i] > logits[best])) continue;
-                bool taken = false;
-                for (int j = 0; j < r && !taken; j++) taken = experts[j] == i;
-                if (!taken) best = i;
+                float e = MathF.Exp(logits[i] - max);
+                logits[i] = e;
+                sum += e;
             }
-            experts[r] = best;
-            weights[r] = logits[best];
+            float scale = (float)(1.0 / sum);
+            for (int i = 0; i < n; i++) logits[i] *= scale;
         }
+
+        float* select = logits;
+        if (bias != null)
+        {
+            float* biased = stackalloc float[n]; // n ≤ 512 (ModelConfig.ReadExperts)
+            for (int i = 0; i < n; i++) biased[i] = logits[i] + bias[i];
+            select = biased;
+        }
+        Choose(select, n, k, experts);
+        for (int r = 0; r < k; r++) weights[r] = logits[experts[r]];
         if (!normalize) return;
         float total = 0f;
         for (int r = 0; r < k; r++) total += weights[r];
         total = MathF.Max(total, MinWeightSum);
         for (int r = 0; r < k; r++) weights[r] /= total;
+    }
+
+    /// <summary>The <paramref name="k"/> largest of <paramref name="scores"/>, best first (ties: the lower index; NaN: the lowest unchosen).</summary>
+    private static void Choose(float* scores, int n, int k, int* experts)
+    {
+        for (int r = 0; r < k; r++)
+        {
+            int best = -1;
+            for (int i = 0; i < n; i++)
+            {
+                if (best >= 0 && !(scores[i] > scores[best])) continue;
+                bool taken = false;
+                for (int j = 0; j < r && !taken; j++) taken = experts[j] == i;
+                if (!taken) best = i;
+            }
+            experts[r] = best;
+        }
     }
 
     /// <summary>
