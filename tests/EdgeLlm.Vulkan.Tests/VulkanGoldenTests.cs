@@ -232,10 +232,18 @@ public class VulkanGoldenTests(DeviceFixture fixture, ITestOutputHelper output) 
             var e = Assert.Throws<VulkanUnavailableException>(() => new VulkanInferenceContext(m, 256).Dispose());
             Assert.Equal("the Vulkan backend does not run mixture-of-experts models (qwen3moe with 8 experts) yet; the CPU backend does", e.Message);
             Assert.Null(VulkanPipelineRegistry.Find(m));
+            // LFM2-MoE too (its dense blocks and convolutions would run there; its experts would not)
+            EdgeLlm.Synth.ModelSynthesizer.Synthesize(new EdgeLlm.Synth.SynthShape("tiny-lfm2moe", "tiny lfm2moe", "lfm2moe", 128, 4, 4, 2, 256, 700, 256,
+                1e6f, 1e-5f, true, false, EdgeLlm.Synth.SynthVocabKind.Llama3Bpe, AttentionLayers: [1],
+                Experts: new EdgeLlm.Synth.SynthExperts(8, 2, 64, leadingDenseBlocks: 1)), "F32", path + ".lfm2moe", seed: 5);
+            using var lfm = Model.Load(path + ".lfm2moe");
+            e = Assert.Throws<VulkanUnavailableException>(() => new VulkanInferenceContext(lfm, 256).Dispose());
+            Assert.Equal("the Vulkan backend does not run mixture-of-experts models (lfm2moe with 8 experts) yet; the CPU backend does", e.Message);
         }
         finally
         {
             File.Delete(path);
+            File.Delete(path + ".lfm2moe");
         }
     }
 
