@@ -197,6 +197,14 @@ public class VulkanGoldenTests(DeviceFixture fixture, ITestOutputHelper output) 
                 EdgeLlm.Synth.SynthVocabKind.SmolLmBpe, Granite: new EdgeLlm.Synth.GraniteMultipliers(2f, 0.5f, 0.25f, 3f)), type, bound,
             ctx => Assert.Equal(arch == "granite", ctx.Variants.ContainsKey("mul")));
 
+    /// <summary>ERNIE 4.5 (dense; Llama's block under its own keys, 64-wide heads on a 128-wide stream) on the device against the CPU.</summary>
+    [Theory]
+    [InlineData("F32", FloatBound)]
+    [InlineData("Q8_0", QuantBound)]
+    public void Ernie45_MatchesTheCpu(string type, double bound) =>
+        MatchesTheCpu(new EdgeLlm.Synth.SynthShape("tiny-ernie4_5", "tiny ernie4_5", "ernie4_5", 128, 2, 4, 2, 256, 300, 256, 10000f, 1e-5f, true, false,
+            EdgeLlm.Synth.SynthVocabKind.SentencePiece, WriteHeadLengths: true, HeadLength: 64), type, bound, _ => { });
+
     private static EdgeLlm.Synth.SynthShape Lfm2Shape => new("tiny-lfm2", "tiny lfm2", "lfm2", 128, 6, 4, 2, 256, 700, 256, 1e6f, 1e-5f,
         true, false, EdgeLlm.Synth.SynthVocabKind.Llama3Bpe, AttentionLayers: [2, 5]);
 

@@ -9,7 +9,9 @@ namespace EdgeLlm.Models;
 /// llama.cpp converts to it): pre-norm blocks of RMSNorm → grouped-query attention with "normal"
 /// rope (adjacent pairs; the converter permutes Q/K rows for it) → RMSNorm → SwiGLU, no biases.
 /// Llama 3.1+ files carry <c>rope_freqs.weight</c>, which divides each rotary frequency.
-/// Follows llama.cpp's llm_build_llama.
+/// Follows llama.cpp's llm_build_llama. The <c>ernie4_5</c> architecture (Baidu's dense ERNIE 4.5, 0.3B) is the
+/// same block under its own keys (llama.cpp's llm_build_ernie4_5: normal rope, optional Q/K/V biases, 128-wide heads
+/// from attention.key_length), and runs here.
 /// </summary>
 internal sealed class Llama : Model
 {
@@ -27,10 +29,11 @@ internal sealed class Llama : Model
     /// Hyperparameters under the <c>llama.</c> keys; rope in normal (non-NEOX) mode. llama.expert_count &gt; 0 makes it a
     /// mixture of experts (<see cref="Mixtral"/>); 0 or no key, a dense model.
     /// </summary>
-    internal static ModelConfig ReadConfig(GgufFile file)
+    internal static ModelConfig ReadConfig(GgufFile file, string arch = "llama")
     {
-        var c = ModelConfig.Read(file, "llama", ropeNeox: false, hasQkvBias: false);
-        return file.TryGetValue("llama.expert_count", out var n) && n.AsInt64() is not 0
+        var c = ModelConfig.Read(file, arch, ropeNeox: false, hasQkvBias: false);
+        // (ERNIE 4.5's mixture of experts is another architecture, ernie4_5-moe, which EdgeLlm does not run)
+        return arch == "llama" && file.TryGetValue("llama.expert_count", out var n) && n.AsInt64() is not 0
             ? ModelConfig.ReadExperts(file, "llama", c, expertWidthKey: false, sharedExpert: false)
             : c;
     }

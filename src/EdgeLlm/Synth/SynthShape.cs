@@ -165,8 +165,8 @@ public sealed record SynthShape(
         {
             if (!ok) throw new ArgumentException($"synthetic shape '{Name}': {what}");
         }
-        Require(Architecture is "llama" or "qwen2" or "qwen3" or "phi3" or "gemma2" or "gemma3" or "smollm3" or "granite" or "lfm2" or "qwen3moe" or "granitemoe" or "qwen2moe" or "olmoe" or "lfm2moe",
-            $"architecture '{Architecture}' is not llama, qwen2, qwen3, phi3, gemma2, gemma3, smollm3, granite, lfm2, qwen3moe, granitemoe, qwen2moe, olmoe or lfm2moe");
+        Require(Architecture is "llama" or "qwen2" or "qwen3" or "phi3" or "gemma2" or "gemma3" or "smollm3" or "granite" or "lfm2" or "qwen3moe" or "granitemoe" or "qwen2moe" or "olmoe" or "lfm2moe" or "ernie4_5",
+            $"architecture '{Architecture}' is not llama, qwen2, qwen3, phi3, gemma2, gemma3, smollm3, granite, lfm2, qwen3moe, granitemoe, qwen2moe, olmoe, lfm2moe or ernie4_5");
         Require((Experts is not null) == (Architecture is "qwen3moe" or "granitemoe" or "qwen2moe" or "olmoe" or "lfm2moe") || Experts is not null && Architecture == "llama",
             "qwen3moe, granitemoe, qwen2moe, olmoe and lfm2moe models, and only they and llama (as Mixtral), have experts");
         Require(Experts is null || Experts.LeadingDenseBlocks == 0 || Architecture == "lfm2moe" && Experts.LeadingDenseBlocks <= BlockCount,
@@ -355,8 +355,17 @@ public static class SynthShapes
         TiedEmbeddings: true, QkvBias: false, SynthVocabKind.Llama3Bpe, AttentionLayers: [2, 6, 10, 14, 18, 21],
         Experts: new SynthExperts(32, 4, 1792, leadingDenseBlocks: 2));
 
+    /// <summary>
+    /// ERNIE-4.5-0.3B: ernie4_5 architecture (Llama's block), 18 layers, 16 query and 2 KV heads of 128 on a 1024-wide
+    /// stream, feed-forward 3072, tied embeddings, a 103,424-token SentencePiece vocabulary (0.36B parameters).
+    /// </summary>
+    public static readonly SynthShape Ernie45_03B = new(
+        "ernie-4.5-0.3b", "ERNIE 4.5 0.3B (synthetic)", "ernie4_5", EmbeddingLength: 1024, BlockCount: 18, HeadCount: 16, HeadCountKv: 2,
+        FeedForwardLength: 3072, VocabSize: 103424, ContextLength: 131072, RopeFreqBase: 500000f, RmsEps: 1e-5f,
+        TiedEmbeddings: true, QkvBias: false, SynthVocabKind.SentencePiece, WriteHeadLengths: true, HeadLength: 128);
+
     /// <summary>Every known shape.</summary>
-    public static IReadOnlyList<SynthShape> All { get; } = [TinyLlama11B, Llama32_1B, Qwen25_05B, SmolLM2_360M, Qwen3_06B, Qwen3_17B, Phi35Mini, Gemma2_2B, Gemma3_1B, SmolLM3_3B, Granite33_2B, Lfm2_350M, Lfm2_12B, Qwen3_30B_A3B, Granite30_1B_A400M, OlMoe_1B_7B, Qwen15_MoE_A27B, Lfm2_8B_A1B];
+    public static IReadOnlyList<SynthShape> All { get; } = [TinyLlama11B, Llama32_1B, Qwen25_05B, SmolLM2_360M, Qwen3_06B, Qwen3_17B, Phi35Mini, Gemma2_2B, Gemma3_1B, SmolLM3_3B, Granite33_2B, Lfm2_350M, Lfm2_12B, Qwen3_30B_A3B, Granite30_1B_A400M, OlMoe_1B_7B, Qwen15_MoE_A27B, Lfm2_8B_A1B, Ernie45_03B];
 
     /// <summary>The names <see cref="Find"/> accepts.</summary>
     public static IEnumerable<string> Names => All.Select(s => s.Name);

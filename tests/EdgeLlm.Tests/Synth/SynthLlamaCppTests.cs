@@ -34,7 +34,7 @@ public sealed class SynthLlamaCppTests : IDisposable
         try { Directory.Delete(_dir, recursive: true); } catch (IOException) { }
     }
 
-    public static TheoryData<string> Shapes => new() { "llama", "qwen2", "llama3", "smollm", "qwen3", "phi3", "phi3-long", "phi3-split", "gemma3", "gemma3-softcap", "gemma3-long", "gemma3-ring", "gemma2", "gemma2-long", "smollm3", "granite", "granite-norope", "lfm2", "lfm2-long", "qwen3moe", "qwen3moe-long", "granitemoe", "granitemoe-shared", "mixtral", "qwen2moe", "olmoe", "lfm2moe", "lfm2moe-long" };
+    public static TheoryData<string> Shapes => new() { "llama", "qwen2", "llama3", "smollm", "qwen3", "phi3", "phi3-long", "phi3-split", "gemma3", "gemma3-softcap", "gemma3-long", "gemma3-ring", "gemma2", "gemma2-long", "smollm3", "granite", "granite-norope", "lfm2", "lfm2-long", "qwen3moe", "qwen3moe-long", "granitemoe", "granitemoe-shared", "mixtral", "qwen2moe", "olmoe", "lfm2moe", "lfm2moe-long", "ernie4_5" };
 
     private static SynthShape Shape(string kind) => kind switch
     {
@@ -111,6 +111,10 @@ public sealed class SynthLlamaCppTests : IDisposable
             AttentionLayers: [2, 5], Experts: new SynthExperts(8, 3, 64, leadingDenseBlocks: 1)),
         // 200 tokens, the last 50 one at a time (experts with one token, the convolution's inputs carried over).
         "lfm2moe-long" => Shape("lfm2moe"),
+        // ERNIE 4.5 (dense): Llama's block under ernie4_5 keys, heads of 64 on a 128-wide stream with 4 heads (key_length
+        // written, as the 0.3B's 128 on 1024 with 16), normal rope.
+        "ernie4_5" => new("tiny-ernie4_5", "tiny ernie4_5", "ernie4_5", 128, 2, 4, 2, 256, 300, 256, 10000f, 1e-5f, true, false, SynthVocabKind.SentencePiece,
+            WriteHeadLengths: true, HeadLength: 64),
         "smollm" => new("tiny-smollm", "tiny smollm", "llama", 192, 2, 3, 1, 256, 320, 256, 100000f, 1e-5f, true, false, SynthVocabKind.SmolLmBpe),
         _ => throw new ArgumentOutOfRangeException(nameof(kind)),
     };
