@@ -114,6 +114,8 @@ public sealed unsafe class VulkanInferenceContext : Engine.IEvalContext, Engine.
         _c = model.Config;
         if (_c.IsMixtureOfExperts)
             throw new VulkanUnavailableException($"the Vulkan backend does not run mixture-of-experts models ({_c.Architecture} with {_c.ExpertCount} experts) yet; the CPU backend does");
+        if (!_c.PreNorms)
+            throw new VulkanUnavailableException($"the Vulkan backend does not run blocks without pre-norms ({_c.Architecture}: post-norms only) yet; the CPU backend does");
         if (_c.HeadDim % 2 != 0 || _c.KvLength % 2 != 0)
             throw new VulkanUnavailableException($"the Vulkan backend needs an even head dimension (this model has {_c.HeadDim})");
         CheckTypes(model.File);

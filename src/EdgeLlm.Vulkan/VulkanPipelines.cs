@@ -90,6 +90,7 @@ internal sealed record VulkanModelShape
         var f = model.File;
         if (c.Architecture != Architecture) return $"architecture {c.Architecture}, not {Architecture}";
         if (c.IsMixtureOfExperts) return $"a mixture of {c.ExpertCount} experts";
+        if (!c.PreNorms) return "no pre-norms (post-norms only)";
         if (c.VocabSize != Vocab) return $"vocabulary {c.VocabSize}, not {Vocab}";
         if (c.EmbeddingLength != Dim) return $"embedding length {c.EmbeddingLength}, not {Dim}";
         if (c.BlockCount != LayerCount) return $"{c.BlockCount} layers, not {LayerCount}";

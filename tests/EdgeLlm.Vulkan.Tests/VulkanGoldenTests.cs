@@ -247,11 +247,18 @@ public class VulkanGoldenTests(DeviceFixture fixture, ITestOutputHelper output) 
             using var lfm = Model.Load(path + ".lfm2moe");
             e = Assert.Throws<VulkanUnavailableException>(() => new VulkanInferenceContext(lfm, 256).Dispose());
             Assert.Equal("the Vulkan backend does not run mixture-of-experts models (lfm2moe with 8 experts) yet; the CPU backend does", e.Message);
+            // EXAONE 4's blocks without pre-norms, likewise
+            EdgeLlm.Synth.ModelSynthesizer.Synthesize(new EdgeLlm.Synth.SynthShape("tiny-exaone4", "tiny exaone4", "exaone4", 128, 2, 4, 2, 256, 700, 256,
+                1e6f, 1e-5f, true, false, EdgeLlm.Synth.SynthVocabKind.Llama3Bpe, WriteHeadLengths: true), "F32", path + ".exaone4", seed: 5);
+            using var exaone = Model.Load(path + ".exaone4");
+            e = Assert.Throws<VulkanUnavailableException>(() => new VulkanInferenceContext(exaone, 256).Dispose());
+            Assert.Equal("the Vulkan backend does not run blocks without pre-norms (exaone4: post-norms only) yet; the CPU backend does", e.Message);
         }
         finally
         {
             File.Delete(path);
             File.Delete(path + ".lfm2moe");
+            File.Delete(path + ".exaone4");
         }
     }
 

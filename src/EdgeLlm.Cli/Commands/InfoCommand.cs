@@ -157,6 +157,7 @@ public static class InfoCommand
         if (c.EmbeddingScale != 1f) parts.Add(string.Create(ci, $"embeddings × {c.EmbeddingScale:G}"));
         if (c.ResidualScale != 1f) parts.Add(string.Create(ci, $"residual branches × {c.ResidualScale:G}"));
         if (c.LogitScale != 1f) parts.Add(string.Create(ci, $"logits / {c.LogitScale:G}"));
+        if (!c.PreNorms) parts.Add("no norm before attention or feed-forward, their outputs normed (post-norms only)");
         return string.Join("; ", parts);
     }
 }

@@ -155,6 +155,13 @@ public sealed record ModelConfig(
     public bool ExpertWeightsNorm { get; init; }
 
     /// <summary>
+    /// Each block RMS-normalizes its input before the attention and before the feed-forward network (attn_norm,
+    /// ffn_norm: every architecture but EXAONE 4, whose blocks take the residual stream as it is and normalize only
+    /// the two outputs, post_attention_norm and post_ffw_norm).
+    /// </summary>
+    public bool PreNorms { get; init; } = true;
+
+    /// <summary>
     /// The router's probabilities are sigmoid(logit) each, not a softmax over the experts (&lt;arch&gt;.expert_gating_func
     /// = 2, llama.cpp's LLAMA_EXPERT_GATING_FUNC_TYPE_SIGMOID: LFM2-MoE).
     /// </summary>

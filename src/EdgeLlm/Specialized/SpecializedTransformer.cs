@@ -47,6 +47,7 @@ public abstract unsafe class SpecializedTransformer
         var c = model.Config;
         if (c.Architecture != s.Architecture) return $"architecture {c.Architecture}, not {s.Architecture}";
         if (c.IsMixtureOfExperts) return $"a mixture of {c.ExpertCount} experts, not one feed-forward network per block";
+        if (!c.PreNorms) return "no norm before the attention and the feed-forward network (post-norms only)";
         if (c.VocabSize != s.Vocab) return $"vocabulary {c.VocabSize}, not {s.Vocab}";
         if (c.EmbeddingLength != s.Dim) return $"embedding length {c.EmbeddingLength}, not {s.Dim}";
         if (c.BlockCount != s.LayerCount) return $"{c.BlockCount} layers, not {s.LayerCount}";

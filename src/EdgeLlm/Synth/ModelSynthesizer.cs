@@ -412,7 +412,7 @@ public static unsafe class ModelSynthesizer
         else for (int l = 0; l < s.BlockCount; l++)
         {
             string p = $"blk.{l}.";
-            list.Add(new(p + "attn_norm.weight", [embd], Init.Ones, 0));
+            if (!s.PostNormsOnly) list.Add(new(p + "attn_norm.weight", [embd], Init.Ones, 0));
             list.Add(new(p + "attn_q.weight", [embd, q], Init.Normal, Proj(embd)));
             if (s.QkvBias) list.Add(new(p + "attn_q.bias", [q], Init.Normal, 0.1f));
             list.Add(new(p + "attn_k.weight", [embd, kv], Init.Normal, Proj(embd)));
@@ -428,8 +428,8 @@ public static unsafe class ModelSynthesizer
             if (s.QkvBias) list.Add(new(p + "attn_v.bias", [kv], Init.Normal, 0.1f));
             list.Add(new(p + "attn_output.weight", [q, embd], Init.Normal, Proj(q) * residual));
             // Gemma's post-norms (1 + w as the converter stores them): not all ones, so that each matters.
-            if (s.IsGemma) list.Add(new(p + "post_attention_norm.weight", [embd], Init.OnePlusNormal, 0.2f));
-            list.Add(new(p + "ffn_norm.weight", [embd], Init.Ones, 0));
+            if (s.IsGemma || s.PostNormsOnly) list.Add(new(p + "post_attention_norm.weight", [embd], Init.OnePlusNormal, 0.2f));
+            if (!s.PostNormsOnly) list.Add(new(p + "ffn_norm.weight", [embd], Init.Ones, 0));
             if (s.Experts is { } x)
             {
                 // The router (N(0, 1/√embd): logits of about unit spread, so a token's experts differ clearly) and each
@@ -453,7 +453,7 @@ public static unsafe class ModelSynthesizer
             list.Add(new(p + "ffn_gate.weight", [embd, ff], Init.Normal, Proj(embd)));
             list.Add(new(p + "ffn_up.weight", [embd, ff], Init.Normal, Proj(embd)));
             list.Add(new(p + "ffn_down.weight", [ff, embd], Init.Normal, Proj(ff) * residual));
-            if (s.IsGemma) list.Add(new(p + "post_ffw_norm.weight", [embd], Init.OnePlusNormal, 0.2f));
+            if (s.IsGemma || s.PostNormsOnly) list.Add(new(p + "post_ffw_norm.weight", [embd], Init.OnePlusNormal, 0.2f));
         }
         list.Add(new(s.IsLfm2 ? "token_embd_norm.weight" : "output_norm.weight", [embd], Init.Ones, 0));
         if (!s.TiedEmbeddings) list.Add(new("output.weight", [embd, vocab], Init.Normal, Proj(embd)));

@@ -146,7 +146,10 @@ public sealed record SynthShape(
     public int HeadDim => HeadLength > 0 ? HeadLength : EmbeddingLength / HeadCount;
 
     /// <summary>Each layer has per-head Q/K RMSNorm weights (attn_q_norm, attn_k_norm): the <c>qwen3</c> architecture.</summary>
-    public bool QkNorm => Architecture is "qwen3" or "gemma3" or "lfm2" or "qwen3moe" or "olmoe" or "lfm2moe";
+    public bool QkNorm => Architecture is "qwen3" or "gemma3" or "lfm2" or "qwen3moe" or "olmoe" or "lfm2moe" or "exaone4";
+
+    /// <summary>EXAONE 4: no norm before the attention or the feed-forward network, only after each (post_attention_norm, post_ffw_norm).</summary>
+    public bool PostNormsOnly => Architecture == "exaone4";
 
     /// <summary>LFM2 or LFM2-MoE: attention and short-convolution layers, written as the converter's LFM2Model / LFM2MoeModel.</summary>
     public bool IsLfm2 => Architecture is "lfm2" or "lfm2moe";
@@ -165,8 +168,8 @@ public sealed record SynthShape(
         {
             if (!ok) throw new ArgumentException($"synthetic shape '{Name}': {what}");
         }
-        Require(Architecture is "llama" or "qwen2" or "qwen3" or "phi3" or "gemma2" or "gemma3" or "smollm3" or "granite" or "lfm2" or "qwen3moe" or "granitemoe" or "qwen2moe" or "olmoe" or "lfm2moe" or "ernie4_5",
-            $"architecture '{Architecture}' is not llama, qwen2, qwen3, phi3, gemma2, gemma3, smollm3, granite, lfm2, qwen3moe, granitemoe, qwen2moe, olmoe, lfm2moe or ernie4_5");
+        Require(Architecture is "llama" or "qwen2" or "qwen3" or "phi3" or "gemma2" or "gemma3" or "smollm3" or "granite" or "lfm2" or "qwen3moe" or "granitemoe" or "qwen2moe" or "olmoe" or "lfm2moe" or "ernie4_5" or "exaone4",
+            $"architecture '{Architecture}' is not llama, qwen2, qwen3, phi3, gemma2, gemma3, smollm3, granite, lfm2, qwen3moe, granitemoe, qwen2moe, olmoe, lfm2moe, ernie4_5 or exaone4");
         Require((Experts is not null) == (Architecture is "qwen3moe" or "granitemoe" or "qwen2moe" or "olmoe" or "lfm2moe") || Experts is not null && Architecture == "llama",
             "qwen3moe, granitemoe, qwen2moe, olmoe and lfm2moe models, and only they and llama (as Mixtral), have experts");
         Require(Experts is null || Experts.LeadingDenseBlocks == 0 || Architecture == "lfm2moe" && Experts.LeadingDenseBlocks <= BlockCount,
@@ -364,8 +367,18 @@ public static class SynthShapes
         FeedForwardLength: 3072, VocabSize: 103424, ContextLength: 131072, RopeFreqBase: 500000f, RmsEps: 1e-5f,
         TiedEmbeddings: true, QkvBias: false, SynthVocabKind.SentencePiece, WriteHeadLengths: true, HeadLength: 128);
 
+    /// <summary>
+    /// EXAONE-4.0-1.2B: exaone4 architecture (post-norms only, per-head Q/K norms, NEOX rope), 30 layers, 32 query and 8
+    /// KV heads of 64, feed-forward 4096, Llama 3 rope scaling (factor 16 over an original 8192), tied embeddings, a
+    /// 102,400-token BPE vocabulary (laid out as Llama 3's here).
+    /// </summary>
+    public static readonly SynthShape Exaone40_12B = new(
+        "exaone-4.0-1.2b", "EXAONE 4.0 1.2B (synthetic)", "exaone4", EmbeddingLength: 2048, BlockCount: 30, HeadCount: 32, HeadCountKv: 8,
+        FeedForwardLength: 4096, VocabSize: 102400, ContextLength: 65536, RopeFreqBase: 1000000f, RmsEps: 1e-5f,
+        TiedEmbeddings: true, QkvBias: false, SynthVocabKind.Llama3Bpe, new Llama3RopeScaling(16f, 1f, 4f, 8192), WriteHeadLengths: true);
+
     /// <summary>Every known shape.</summary>
-    public static IReadOnlyList<SynthShape> All { get; } = [TinyLlama11B, Llama32_1B, Qwen25_05B, SmolLM2_360M, Qwen3_06B, Qwen3_17B, Phi35Mini, Gemma2_2B, Gemma3_1B, SmolLM3_3B, Granite33_2B, Lfm2_350M, Lfm2_12B, Qwen3_30B_A3B, Granite30_1B_A400M, OlMoe_1B_7B, Qwen15_MoE_A27B, Lfm2_8B_A1B, Ernie45_03B];
+    public static IReadOnlyList<SynthShape> All { get; } = [TinyLlama11B, Llama32_1B, Qwen25_05B, SmolLM2_360M, Qwen3_06B, Qwen3_17B, Phi35Mini, Gemma2_2B, Gemma3_1B, SmolLM3_3B, Granite33_2B, Lfm2_350M, Lfm2_12B, Qwen3_30B_A3B, Granite30_1B_A400M, OlMoe_1B_7B, Qwen15_MoE_A27B, Lfm2_8B_A1B, Ernie45_03B, Exaone40_12B];
 
     /// <summary>The names <see cref="Find"/> accepts.</summary>
     public static IEnumerable<string> Names => All.Select(s => s.Name);

@@ -306,6 +306,15 @@ public class CliTests
             Assert.Equal(0, r.ExitCode);
             Assert.Matches(@"generation: [0-9]+ tokens in [0-9.]+ ms", r.Stderr);
 
+            // EXAONE 4: post-norms only; it runs (on the CPU: the Vulkan backend declines it).
+            string exaone = Path.Combine(dir, "exaone4.gguf");
+            EdgeLlm.Synth.ModelSynthesizer.Synthesize(new EdgeLlm.Synth.SynthShape("tiny-exaone4", "tiny exaone4", "exaone4", 128, 2, 4, 2, 256, 700, 256,
+                1e6f, 1e-5f, true, false, EdgeLlm.Synth.SynthVocabKind.Llama3Bpe, WriteHeadLengths: true), "F32", exaone, seed: 1);
+            r = Run("info", "-m", exaone);
+            Assert.Contains("attention: 4 query / 2 KV heads of 32; rope NEOX base 1000000; no norm before attention or feed-forward, their outputs normed (post-norms only)", r.Stdout, StringComparison.Ordinal);
+            r = Run("run", "-m", exaone, "-p", "hello", "-n", "4", "--backend", "auto", "--temp", "0");
+            Assert.Equal(0, r.ExitCode);
+
             // LFM2-MoE: the sigmoid router with its choice bias and the dense blocks before the experts.
             string lfm2moe = Path.Combine(dir, "lfm2moe.gguf");
             EdgeLlm.Synth.ModelSynthesizer.Synthesize(new EdgeLlm.Synth.SynthShape("tiny-lfm2moe", "tiny lfm2moe", "lfm2moe", 128, 4, 4, 2, 256, 700, 256,

@@ -361,6 +361,40 @@ public class ModelLoadTests
         }
     }
 
+    /// <summary>EXAONE 4: post-norms only (no attn_norm / ffn_norm needed); the 32B model's hybrid attention is refused by name.</summary>
+    [Fact]
+    public void Exaone4_LoadsWithoutPreNorms_AndRefusesTheHybridAttention()
+    {
+        string dir = Path.Combine(Path.GetTempPath(), $"edgellm-exaone4-load-{Guid.NewGuid():N}");
+        Directory.CreateDirectory(dir);
+        try
+        {
+            string good = Path.Combine(dir, "exaone4.gguf");
+            EdgeLlm.Synth.ModelSynthesizer.Synthesize(new EdgeLlm.Synth.SynthShape("tiny-exaone4", "tiny exaone4", "exaone4", 128, 2, 4, 2, 256, 700, 256, 1e6f, 1e-5f,
+                true, false, EdgeLlm.Synth.SynthVocabKind.Llama3Bpe, WriteHeadLengths: true), "F32", good, seed: 1);
+            using (var f = GgufFile.Open(good))
+            {
+                Assert.Null(f.FindTensor("blk.0.attn_norm.weight"));
+                Assert.NotNull(f.FindTensor("blk.0.post_ffw_norm.weight"));
+            }
+            using (var m = Model.Load(good))
+            {
+                Assert.False(m.Config.PreNorms);
+                Assert.True(m.Config.HasQkNorm && m.Config.RopeNeox);
+                Assert.StartsWith("generic", EdgeLlm.Specialized.SpecializationRegistry.Describe(m), StringComparison.Ordinal);
+            }
+            string Fails(string path) => Assert.Throws<ModelLoadException>(() => Model.Load(path).Dispose()).Message;
+            Assert.Equal("this exaone4 file has 2 layers and exaone4.attention.sliding_window 16: EXAONE 4.0 32B's hybrid attention (sliding windows in three layers of four, no rope in the fourth) is not supported; the 1.2B model (30 layers, global attention) is",
+                Fails(EditedCopy(good, Path.Combine(dir, "swa.gguf"), w => w.Set("exaone4.attention.sliding_window", 16u), null, null)));
+            Assert.Equal("tensor blk.1.post_attention_norm.weight is missing from the model file",
+                Fails(EditedCopy(good, Path.Combine(dir, "nopost.gguf"), null, "blk.1.post_attention_norm.weight", null)));
+        }
+        finally
+        {
+            Directory.Delete(dir, recursive: true);
+        }
+    }
+
     /// <summary>A copy of <paramref name="good"/> at <paramref name="path"/> with metadata set, a tensor dropped or one replaced by zeros of another type and shape.</summary>
     private static string EditedCopy(string good, string path, Action<GgufWriter>? metadata, string? drop, (string Name, GgmlType Type, long[] Dims)? replace)
     {

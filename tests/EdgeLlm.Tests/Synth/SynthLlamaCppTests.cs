@@ -34,7 +34,7 @@ public sealed class SynthLlamaCppTests : IDisposable
         try { Directory.Delete(_dir, recursive: true); } catch (IOException) { }
     }
 
-    public static TheoryData<string> Shapes => new() { "llama", "qwen2", "llama3", "smollm", "qwen3", "phi3", "phi3-long", "phi3-split", "gemma3", "gemma3-softcap", "gemma3-long", "gemma3-ring", "gemma2", "gemma2-long", "smollm3", "granite", "granite-norope", "lfm2", "lfm2-long", "qwen3moe", "qwen3moe-long", "granitemoe", "granitemoe-shared", "mixtral", "qwen2moe", "olmoe", "lfm2moe", "lfm2moe-long", "ernie4_5" };
+    public static TheoryData<string> Shapes => new() { "llama", "qwen2", "llama3", "smollm", "qwen3", "phi3", "phi3-long", "phi3-split", "gemma3", "gemma3-softcap", "gemma3-long", "gemma3-ring", "gemma2", "gemma2-long", "smollm3", "granite", "granite-norope", "lfm2", "lfm2-long", "qwen3moe", "qwen3moe-long", "granitemoe", "granitemoe-shared", "mixtral", "qwen2moe", "olmoe", "lfm2moe", "lfm2moe-long", "ernie4_5", "exaone4" };
 
     private static SynthShape Shape(string kind) => kind switch
     {
@@ -115,6 +115,10 @@ public sealed class SynthLlamaCppTests : IDisposable
         // written, as the 0.3B's 128 on 1024 with 16), normal rope.
         "ernie4_5" => new("tiny-ernie4_5", "tiny ernie4_5", "ernie4_5", 128, 2, 4, 2, 256, 300, 256, 10000f, 1e-5f, true, false, SynthVocabKind.SentencePiece,
             WriteHeadLengths: true, HeadLength: 64),
+        // EXAONE 4: no pre-norms, post-norms after the attention and the feed-forward network, per-head Q/K norms, NEOX rope,
+        // and Llama 3 rope factors over a short original context (64) so that they change positions < 32 (as "llama3").
+        "exaone4" => new("tiny-exaone4", "tiny exaone4", "exaone4", 128, 3, 4, 2, 256, 700, 256, 500000f, 1e-5f, true, false, SynthVocabKind.Llama3Bpe,
+            new Llama3RopeScaling(32f, 1f, 4f, 64), WriteHeadLengths: true),
         "smollm" => new("tiny-smollm", "tiny smollm", "llama", 192, 2, 3, 1, 256, 320, 256, 100000f, 1e-5f, true, false, SynthVocabKind.SmolLmBpe),
         _ => throw new ArgumentOutOfRangeException(nameof(kind)),
     };

@@ -23,7 +23,7 @@ internal static unsafe class DecoderBlocks
         {
             AttnNorm = a.AttnNorm, Wq = a.Wq, Wk = a.Wk, Wv = a.Wv, Wo = a.Wo, Bq = a.Bq, Bk = a.Bk, Bv = a.Bv,
             QNorm = a.QNorm, KNorm = a.KNorm, AttnPostNorm = a.AttnPostNorm,
-            FfnNorm = tensors.Vector(p + "ffn_norm.weight", embd),
+            FfnNorm = c.PreNorms ? tensors.Vector(p + "ffn_norm.weight", embd) : [],
             FfnPostNorm = postNorms ? tensors.Vector(p + "post_ffw_norm.weight", embd) : null,
             Gate = tensors.Matrix(p + "ffn_gate.weight", embd, ff),
             Up = tensors.Matrix(p + "ffn_up.weight", embd, ff),
@@ -45,7 +45,7 @@ internal static unsafe class DecoderBlocks
         var kNormLen = c.QkNormFullWidth ? kvLen : headDim;
         return new AttentionWeights
         {
-            AttnNorm = tensors.Vector(p + "attn_norm.weight", embd),
+            AttnNorm = c.PreNorms ? tensors.Vector(p + "attn_norm.weight", embd) : [], // (EXAONE 4: none, never read)
             Wq = tensors.Matrix(p + "attn_q.weight", embd, qLen),
             Wk = tensors.Matrix(p + "attn_k.weight", embd, kvLen),
             Wv = tensors.Matrix(p + "attn_v.weight", embd, kvLen),
@@ -71,8 +71,9 @@ internal static unsafe class DecoderBlocks
         int embd = c.EmbeddingLength;
         int first = n - keep;
 
-        // attn_norm (every token: K and V need them all)
-        Norm(b, w.AttnNorm, b.X, n, embd, c.RmsEps);
+        // attn_norm (every token: K and V need them all); EXAONE 4 projects the residual stream as it is
+        if (c.PreNorms) Norm(b, w.AttnNorm, b.X, n, embd, c.RmsEps);
+        else Copy(b, b.X, n, embd);
 
         // Qcur, Kcur, Vcur: projections of the tokens together (+ biases for Qwen2); Q rows 0..keep-1 are tokens first..n-1
         if (keep > 0) MatMul.Multiply(w.Wq, b.Norm + (long)first * embd, keep, b.Q, b.MatScratch, b.Pool);
@@ -147,7 +148,8 @@ internal static unsafe class DecoderBlocks
         if (keep == 0) return;
         int embd = c.EmbeddingLength;
         float* x = b.X + (long)(b.Count - keep) * embd;
-        Norm(b, ffnNorm, x, keep, embd, c.RmsEps);
+        if (c.PreNorms) Norm(b, ffnNorm, x, keep, embd, c.RmsEps);
+        else Copy(b, x, keep, embd);
 
         MatMul.Multiply(gate, b.Norm, keep, b.Gate, b.MatScratch, b.Pool);
         MatMul.Multiply(up, b.Norm, keep, b.Up, b.MatScratch, b.Pool);
@@ -207,6 +209,13 @@ internal static unsafe class DecoderBlocks
     }
 
     /// <summary>b.Norm = rmsnorm(x) ⊙ weight for <paramref name="n"/> rows of x, row by row (tokens in parallel for a large batch).</summary>
+    /// <summary>b.Norm's first <paramref name="n"/> rows = the rows at <paramref name="x"/> as they are (a block without a pre-norm).</summary>
+    internal static void Copy(ForwardBatch b, float* x, int n, int embd)
+    {
+        long bytes = (long)n * embd * sizeof(float);
+        Buffer.MemoryCopy(x, b.Norm, bytes, bytes);
+    }
+
     internal static void Norm(ForwardBatch b, float[] weight, float* x, int n, int embd, float eps)
     {
         using var _ = Profiler.Section(Profiler.Op.RmsNorm);
