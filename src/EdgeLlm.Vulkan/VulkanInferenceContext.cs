@@ -56,12 +56,13 @@ public sealed unsafe class VulkanInferenceContext : Engine.IEvalContext, Engine.
     // Layer, ConvLayer (and Lfm2.Layer, VulkanOp, SelfTest.Check, ModelSynthesizer.TensorSpec) are classes, not records: a
     // record's generated Equals/GetHashCode/PrintMembers, which nothing here uses, cost the NativeAOT binary kilobytes, and the
     // linux-arm64 edgellm sits just under its 15 MB budget (tests/deployment/run.sh).
-    private sealed class Layer(VulkanBuffer attnNorm, Weight? wq, Weight? wk, Weight? wv, Weight? wo, VulkanBuffer? bq, VulkanBuffer? bk,
-        VulkanBuffer? bv, VulkanBuffer ffnNorm, Weight gate, Weight up, Weight down, VulkanBuffer? kCache, VulkanBuffer? vCache,
+    private sealed class Layer(VulkanBuffer? attnNorm, Weight? wq, Weight? wk, Weight? wv, Weight? wo, VulkanBuffer? bq, VulkanBuffer? bk,
+        VulkanBuffer? bv, VulkanBuffer? ffnNorm, Weight gate, Weight up, Weight down, VulkanBuffer? kCache, VulkanBuffer? vCache,
         VulkanBuffer? qNorm, VulkanBuffer? kNorm, VulkanBuffer? attnPostNorm, VulkanBuffer? ffnPostNorm, bool slidingWindow, bool rope,
         ConvLayer? conv = null)
     {
-        public VulkanBuffer AttnNorm => attnNorm;
+        /// <summary>attn_norm; null for a block without pre-norms (EXAONE 4), whose projections read x itself.</summary>
+        public VulkanBuffer? AttnNorm => attnNorm;
         public Weight? Wq => wq;
         public Weight? Wk => wk;
         public Weight? Wv => wv;
@@ -69,7 +70,8 @@ public sealed unsafe class VulkanInferenceContext : Engine.IEvalContext, Engine.
         public VulkanBuffer? Bq => bq;
         public VulkanBuffer? Bk => bk;
         public VulkanBuffer? Bv => bv;
-        public VulkanBuffer FfnNorm => ffnNorm;
+        /// <summary>ffn_norm; null as <see cref="AttnNorm"/>.</summary>
+        public VulkanBuffer? FfnNorm => ffnNorm;
         public Weight Gate => gate;
         public Weight Up => up;
         public Weight Down => down;
@@ -114,8 +116,6 @@ public sealed unsafe class VulkanInferenceContext : Engine.IEvalContext, Engine.
         _c = model.Config;
         if (_c.IsMixtureOfExperts)
             throw new VulkanUnavailableException($"the Vulkan backend does not run mixture-of-experts models ({_c.Architecture} with {_c.ExpertCount} experts) yet; the CPU backend does");
-        if (!_c.PreNorms)
-            throw new VulkanUnavailableException($"the Vulkan backend does not run blocks without pre-norms ({_c.Architecture}: post-norms only) yet; the CPU backend does");
         if (_c.HeadDim % 2 != 0 || _c.KvLength % 2 != 0)
             throw new VulkanUnavailableException($"the Vulkan backend needs an even head dimension (this model has {_c.HeadDim})");
         CheckTypes(model.File);
@@ -169,12 +169,12 @@ public sealed unsafe class VulkanInferenceContext : Engine.IEvalContext, Engine.
                 var lw = model.Layers[il];
                 long kvBytes = (long)CacheRows(il) * c.KvLength * 2;
                 _layers[il] = new Layer(
-                    Vector(f, p + "attn_norm.weight", c.EmbeddingLength)!,
+                    c.PreNorms ? Vector(f, p + "attn_norm.weight", c.EmbeddingLength)! : null,
                     Matrix(lw.Wq, "attn_q"), Matrix(lw.Wk, "attn_k"), Matrix(lw.Wv, "attn_v"),
                     Matrix(lw.Wo, "attn_output"),
                     Vector(f, p + "attn_q.bias", c.QueryLength, optional: true), Vector(f, p + "attn_k.bias", c.KvLength, optional: true),
                     Vector(f, p + "attn_v.bias", c.KvLength, optional: true),
-                    Vector(f, p + "ffn_norm.weight", c.EmbeddingLength)!,
+                    c.PreNorms ? Vector(f, p + "ffn_norm.weight", c.EmbeddingLength)! : null,
                     Matrix(lw.Gate, "ffn_gate"), Matrix(lw.Up, "ffn_up"), Matrix(lw.Down, "ffn_down"),
                     Track(_device.CreateBuffer(kvBytes, host: false, $"the K cache of layer {il}")),
                     Track(_device.CreateBuffer(kvBytes, host: false, $"the V cache of layer {il}")),
@@ -425,9 +425,10 @@ public sealed unsafe class VulkanInferenceContext : Engine.IEvalContext, Engine.
         var attn = Op("attention");
         foreach (var l in _layers)
         {
-            // attn_norm
-            VulkanKernels.RecordRmsNorm(d, cb, Mark(norm), Set(norm, _x, l.AttnNorm, _norm), 0, n);
+            // attn_norm (EXAONE 4 has none: the projections read x)
+            if (l.AttnNorm is { } attnNorm) VulkanKernels.RecordRmsNorm(d, cb, Mark(norm), Set(norm, _x, attnNorm, _norm), 0, n);
             Sync(cb);
+            var attnIn = l.AttnNorm is null ? _x : _norm;
             if (l.Conv is { } conv)
             {
                 // LFM2's short convolution: B, C, x = in_proj(norm); the ring gets B ⊙ x; norm = C ⊙ conv(ring); x += out_proj(norm)
@@ -446,9 +447,9 @@ public sealed unsafe class VulkanInferenceContext : Engine.IEvalContext, Engine.
                 continue;
             }
             // Qcur, Kcur, Vcur (+ biases)
-            MatVec(cb, l.Wq!, _norm, _q, n, 0);
-            MatVec(cb, l.Wk!, _norm, _k, n, 0);
-            MatVec(cb, l.Wv!, _norm, _v, n, 0);
+            MatVec(cb, l.Wq!, attnIn, _q, n, 0);
+            MatVec(cb, l.Wk!, attnIn, _k, n, 0);
+            MatVec(cb, l.Wv!, attnIn, _v, n, 0);
             Sync(cb);
             if (l.Bq is not null || l.Bk is not null || l.Bv is not null)
             {
@@ -504,10 +505,11 @@ public sealed unsafe class VulkanInferenceContext : Engine.IEvalContext, Engine.
         var d = _device;
         var norm = Op("rms_norm");
         var swiglu = Op("swiglu");
-        VulkanKernels.RecordRmsNorm(d, cb, Mark(norm), Set(norm, _x, l.FfnNorm, _norm), 0, n);
+        if (l.FfnNorm is { } ffnNorm) VulkanKernels.RecordRmsNorm(d, cb, Mark(norm), Set(norm, _x, ffnNorm, _norm), 0, n);
         Sync(cb);
-        MatVec(cb, l.Gate, _norm, _gate, n, 0);
-        MatVec(cb, l.Up, _norm, _up, n, 0);
+        var ffnIn = l.FfnNorm is null ? _x : _norm;
+        MatVec(cb, l.Gate, ffnIn, _gate, n, 0);
+        MatVec(cb, l.Up, ffnIn, _up, n, 0);
         Sync(cb);
         VulkanKernels.RecordElementwise(d, cb, Mark(swiglu), Set(swiglu, _gate, _up), (long)n * _c.FeedForwardLength);
         Sync(cb);
