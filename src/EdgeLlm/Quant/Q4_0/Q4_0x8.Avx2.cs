@@ -278,11 +278,16 @@ internal static unsafe partial class Q4_0x8
     /// Measured on the 2-core x64 machine (2026-11-29, in-process alternating rounds, tg32 at 2 threads):
     /// qwen2.5-0.5b Q4_0 +18–23% (AVX-512), +10% (AVX2); TinyLlama-1.1B Q4_0 +14%; 4 KiB and 12 KiB
     /// about the same, 16 KiB worse, 1–2 KiB little gain. (An earlier try with 1–2 KiB found no gain, which
-    /// is why this kernel went without.) One stream of a group pair advances 144 bytes per block, so 8 KiB
-    /// is 57 blocks ahead, about one group pair of a 896-wide matrix. Prefetches never fault, so reading past a
+    /// is why this kernel went without.) Those figures were taken while the two-group kernels prefetched
+    /// at plain off + 8 KiB, past their first group's end for most blocks (see <see cref="PairPrefetch"/>);
+    /// with each stream prefetched in its own reading order, 4 KiB measured best (2026-12-02, the 2-core
+    /// AVX-512 AMD EPYC, <c>edgellm bench -t 2 -p 0 -n 32 -r 3 --generic</c>, three alternating rounds,
+    /// t/s): TinyLlama-1.1B Q4_0 35.6–36.8 before, 42.3–44.3 at 4 KiB, 40.4–41.0 at 8 KiB; the same
+    /// file on the AVX2 path (4-byte lanes) 34.8–36.2 before, 39.8–43.6 at 4 KiB; qwen2.5-0.5b Q4_0
+    /// 60.7–60.9 before, 65.6–68.2 at 4 KiB, 64.0–64.8 at 2 KiB. Prefetches never fault, so reading past a
     /// work item's or a matrix's end is harmless.
     /// </summary>
-    internal const int DecodePrefetchBytes = 8192;
+    internal const int DecodePrefetchBytes = 4096;
 
     /// <summary>Prefetches the three cache lines a group block (144 bytes) can touch from <paramref name="p"/>.</summary>
     [MethodImpl(MethodImplOptions.AggressiveInlining)]
@@ -312,6 +317,7 @@ internal static unsafe partial class Q4_0x8
         var ones = Vector256.Create((short)1);
         Vector256<float> e0 = default, o0 = default, e1 = default, o1 = default;
         byte* h = g + groupBytes;
+        var ahead = new PairPrefetch(groupBytes);
         for (int ib = 0; ib < nb; ib++)
         {
             sbyte* aq = a[ib].Qs;
@@ -322,8 +328,9 @@ internal static unsafe partial class Q4_0x8
             var c = Vector256.Create(corr[ib]);
             var d = Vector256.Create(dy[ib]);
             long off = (long)ib * GroupBlockBytes;
-            Prefetch(g + off + DecodePrefetchBytes);
-            Prefetch(h + off + DecodePrefetchBytes);
+            long pf = ahead.Ahead(off, DecodePrefetchBytes);
+            Prefetch(g + pf);
+            Prefetch(h + pf);
             var s0 = Sums(g + off, m, ones, b0, b1, b2, b3) - c;
             var s1 = Sums(h + off, m, ones, b0, b1, b2, b3) - c;
             var f0 = Scales(g + off) * d;

@@ -134,12 +134,14 @@ internal static unsafe partial class Q4_0x8
         var m = Vector512.Create((byte)0x0F);
         Vector512<float> even = default, odd = default;
         byte* h = g + groupBytes;
+        var ahead = new PairPrefetch(groupBytes);
         for (int k = 0; k < nb; k++)
         {
             long off = (long)k * GroupBlockBytes;
             byte* og = g + off, oh = h + off;
-            Prefetch(og + DecodePrefetchBytes);
-            Prefetch(oh + DecodePrefetchBytes);
+            long pf = ahead.Ahead(off, DecodePrefetchBytes);
+            Prefetch(g + pf);
+            Prefetch(h + pf);
             var v0 = Load2(og + 16, oh + 16);
             var v1 = Load2(og + 48, oh + 48);
             var v2 = Load2(og + 80, oh + 80);

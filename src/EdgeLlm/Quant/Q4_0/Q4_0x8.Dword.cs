@@ -84,11 +84,13 @@ internal static unsafe partial class Q4_0x8
         var m = Vector256.Create((byte)0x0F);
         Vector256<float> e0 = default, o0 = default, e1 = default, o1 = default;
         byte* h = g + groupBytes;
+        var ahead = new PairPrefetch(groupBytes);
         for (int ib = 0; ib < nb; ib++)
         {
             long off = (long)ib * GroupBlockBytes;
-            Prefetch(g + off + DecodePrefetchBytes);
-            Prefetch(h + off + DecodePrefetchBytes);
+            long pf = ahead.Ahead(off, DecodePrefetchBytes);
+            Prefetch(g + pf);
+            Prefetch(h + pf);
             sbyte* aq = a[ib].Qs;
             var c = Vector256.Create(corr[ib]);
             var d = Vector256.Create(dy[ib]);

@@ -153,14 +153,17 @@ internal static unsafe partial class Q8_0x8
     {
         Vector256<float> e0 = default, o0 = default, e1 = default, o1 = default;
         byte* h = g + groupBytes;
+        var ahead = new PairPrefetch(groupBytes);
         for (int ib = 0; ib < nb; ib++)
         {
             long off = (long)ib * GroupBlockBytes;
             byte* p0 = g + off + QsOffset;
             byte* p1 = h + off + QsOffset;
-            // Q8_0 decode stalls on memory (see Q8_0.DecodePrefetchBytes): each stream's next lines, that far ahead.
-            Prefetch(p0 + Q8_0.DecodePrefetchBytes);
-            Prefetch(p1 + Q8_0.DecodePrefetchBytes);
+            // Q8_0 decode stalls on memory (see Q8_0.DecodePrefetchBytes): each stream's next lines, that far
+            // ahead in the order the stream is read (PairPrefetch).
+            long pf = ahead.Ahead(off, Q8_0.DecodePrefetchBytes) + QsOffset;
+            Prefetch(g + pf);
+            Prefetch(h + pf);
             sbyte* aq = a[ib].Qs;
             // The eight steps written out, as in Group4: NativeAOT kept a loop's two sums in memory.
             var s0 = Vector256<int>.Zero;
