@@ -40,6 +40,53 @@ public class WorkerPoolTests
     }
 
     [Fact]
+    public void ForDynamic_ChunksStartOnMultiples_AndEachWorkerWalksItsOwnRunInOrder()
+    {
+        using var pool = new WorkerPool(2);
+        for (int rep = 0; rep < 200; rep++)
+        {
+            const int count = 1000, chunk = 16;
+            var starts = new List<int>[2] { new(), new() };
+            pool.ForDynamic(count, chunk, 1, (start, end, w) =>
+            {
+                Assert.Equal(0, start % chunk);
+                Assert.Equal(Math.Min(count, start + chunk), end);
+                lock (starts[w]) starts[w].Add(start);
+            }, minParallelWork: 0);
+            Assert.Equal(Enumerable.Range(0, (count + chunk - 1) / chunk).Select(c => c * chunk), starts[0].Concat(starts[1]).Order());
+            // Worker 0 owns the first half of the chunks and worker 1 the second; each takes its own
+            // in ascending order, so whatever it did not steal is an ascending run of consecutive chunks
+            // from the start of its half (a thief takes from the back of the other's half).
+            int half = (count + chunk - 1) / chunk / 2 * chunk;
+            foreach (var (w, first) in new[] { (0, 0), (1, half) })
+            {
+                var own = starts[w].Where(s => (s < half) == (w == 0)).ToList();
+                Assert.Equal(Enumerable.Range(0, own.Count).Select(i => first + i * chunk), own);
+            }
+        }
+    }
+
+    [Fact]
+    public void ForDynamic_AFreeWorkerTakesFromTheBackOfABusyOnesRun()
+    {
+        using var pool = new WorkerPool(2);
+        const int count = 64, chunk = 1;
+        var by = new int[count];
+        pool.ForDynamic(count, chunk, 1, (start, end, w) =>
+        {
+            // Worker 1 stalls on its first chunk (as on a core another process holds); worker 0 finishes
+            // its own half and then takes worker 1's remaining chunks from the back.
+            if (w == 1 && start == count / 2) Thread.Sleep(500);
+            by[start] = w + 1;
+        }, minParallelWork: 0);
+        Assert.All(by, b => Assert.NotEqual(0, b));
+        Assert.All(by[..(count / 2)], b => Assert.Equal(1, b));
+        // Chunk 32 is worker 1's (or worker 0's, had worker 1 not woken before 0 took everything); all after it
+        // were taken by worker 0 while worker 1 slept.
+        Assert.All(by[(count / 2 + 1)..], b => Assert.Equal(1, b));
+    }
+
+    [Fact]
     public void Run_EveryWorkerOnceWithItsIndex()
     {
         using var pool = new WorkerPool(3);
