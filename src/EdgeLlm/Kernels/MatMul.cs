@@ -12,8 +12,18 @@ namespace EdgeLlm.Kernels;
 /// </summary>
 internal static unsafe class MatMul
 {
-    /// <summary>Bytes of weights per work item of a single-token product (decode), see <see cref="DecodeChunkRows"/>.</summary>
-    internal static readonly int DecodeChunkBytes = int.TryParse(Environment.GetEnvironmentVariable("EDGELLM_DECODE_CHUNK_BYTES"), out var c) ? c : 128 << 10;
+    /// <summary>
+    /// Bytes of weights per work item of a single-token product (decode), see <see cref="DecodeChunkRows"/>.
+    /// 128 KB until 2026-12-02, when work items became owned runs (<see cref="WorkerPool.ForDynamic"/>):
+    /// since then the generic products measure the same at 128 and 512 KB, while the specialized
+    /// gate/up pass, which alternates between the two matrices once per item, was 5–8% slower than the
+    /// generic products at 128 KB and even at 512 KB (2026-12-02, the 2-core AVX-512 AMD EPYC,
+    /// x64-avx512 NativeAOT build, <c>bench -t 2 -p 0 -n 32 -r 6 --vs-generic</c>, two alternating
+    /// rounds, specialized / generic t/s: TinyLlama Q4_0 59.4 / 60.7 and 56.9 / 59.7 at 128 KB, 60.7 /
+    /// 59.3 and 60.3 / 59.8 at 512 KB; Q8_0 35.7 / 38.7, 34.7 / 38.1 against 40.5 / 40.2, 37.7 / 36.6;
+    /// qwen2.5-0.5b Q4_0 and TinyLlama Q4_K_M even at both).
+    /// </summary>
+    internal static readonly int DecodeChunkBytes = int.TryParse(Environment.GetEnvironmentVariable("EDGELLM_DECODE_CHUNK_BYTES"), out var c) ? c : 512 << 10;
 
     /// <summary>
     /// Weight rows per work item of a single-token product (decode) over <paramref name="rows"/>
@@ -24,9 +34,12 @@ internal static unsafe class MatMul
     /// worker's stream into pieces the hardware prefetcher restarted on, and measured ~10% slower
     /// on qwen2.5-0.5b decode at 2 threads than items of 128–512 rows.
     /// </summary>
-    internal static int DecodeChunkRows(long rowBytes, int rows, int threads)
+    internal static int DecodeChunkRows(long rowBytes, int rows, int threads) => DecodeChunkRows(rowBytes, rows, threads, DecodeChunkBytes);
+
+    /// <summary><see cref="DecodeChunkRows(long, int, int)"/> for items of about <paramref name="chunkBytes"/>.</summary>
+    internal static int DecodeChunkRows(long rowBytes, int rows, int threads, long chunkBytes)
     {
-        long byBytes = DecodeChunkBytes / Math.Max(1, rowBytes);
+        long byBytes = chunkBytes / Math.Max(1, rowBytes);
         long byBalance = rows / (4L * Math.Max(1, threads));
         return (int)Math.Clamp((Math.Min(byBytes, byBalance) + 15) / 16 * 16, 16, 1024);
     }

@@ -326,10 +326,19 @@ internal static unsafe class MixtureOfExperts
     }
 
     /// <summary>
+    /// Bytes of weights per work item of a one-token expert product: 128 KB, what the dense products
+    /// used before their items grew to 512 KB (<see cref="MatMul.DecodeChunkBytes"/>). An expert's
+    /// matrices are small and a job holds many; at 512 KB OLMoE and LFM2-8B-A1B decode measured 1–5%
+    /// lower in two alternating rounds (2026-12-02, 2-core AVX-512 AMD EPYC, within that host's noise),
+    /// so the experts keep 128 KB. <c>EDGELLM_DECODE_CHUNK_BYTES</c> sets both.
+    /// </summary>
+    internal static readonly long ExpertDecodeChunkBytes = Environment.GetEnvironmentVariable("EDGELLM_DECODE_CHUNK_BYTES") is null ? 128 << 10 : MatMul.DecodeChunkBytes;
+
+    /// <summary>
     /// For each set (a matrix per expert in <paramref name="weights"/>, an output buffer in <paramref name="outputs"/>) and
     /// each expert e with tokens: the output rows offsets[e] … offsets[e + 1] − 1 = the activation rows there · W_eᵀ, all
     /// in one parallel job of (set, expert, rows) items. An expert with one token is a matrix-vector product in items of
-    /// about <see cref="MatMul.DecodeChunkBytes"/> balanced over the whole job, one with more is walked in
+    /// about <see cref="ExpertDecodeChunkBytes"/> balanced over the whole job, one with more is walked in
     /// <see cref="MatMul.BatchChunkRows"/> slices through the tile kernels, as
     /// <see cref="MatMul.Multiply(WeightMatrix, float*, int, float*, byte*, WorkerPool)"/>.
     /// </summary>
@@ -353,9 +362,9 @@ internal static unsafe class MixtureOfExperts
                 int chunk = MatMul.BatchChunkRows;
                 if (m == 1)
                 {
-                    // One token: items of about MatMul.DecodeChunkBytes, balanced over all the matrices of the job (not
+                    // One token: items of about ExpertDecodeChunkBytes, balanced over all the matrices of the job (not
                     // each alone: 64-row items of a small expert cut every worker's stream into short pieces).
-                    int target = MatMul.DecodeChunkRows(w.RowBytes, w.Rows * active * weights.Length, pool.Threads);
+                    int target = MatMul.DecodeChunkRows(w.RowBytes, w.Rows * active * weights.Length, pool.Threads, ExpertDecodeChunkBytes);
                     int pieces = (w.Rows + target - 1) / target;
                     chunk = ((w.Rows + pieces - 1) / pieces + 15) / 16 * 16; // even pieces of whole 16-row groups
                 }
