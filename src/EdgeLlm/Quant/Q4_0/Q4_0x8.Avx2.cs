@@ -289,6 +289,15 @@ internal static unsafe partial class Q4_0x8
     /// </summary>
     internal const int DecodePrefetchBytes = 4096;
 
+    /// <summary>
+    /// How far ahead the small-batch kernels (2–4 activation rows over one group, even blocks then
+    /// odd: <c>GroupDFew</c>, <c>GroupD4</c>, their 8-byte-lane twins) prefetch their one stream: 8 KiB,
+    /// the distance all Q4_0 kernels used before the pair kernels moved to 4 KiB. Kept apart because
+    /// a batch of three measured no better at 4 KiB (2026-12-02, AVX2 path on the AVX-512 EPYC,
+    /// TinyLlama Q4_0 pp3 at 2 threads, three alternating rounds: 76.6–89.8 t/s at 4 KiB, 78.7–97.0 at 8).
+    /// </summary>
+    internal const int SmallBatchPrefetchBytes = 8192;
+
     /// <summary>Prefetches the three cache lines a group block (144 bytes) can touch from <paramref name="p"/>.</summary>
     [MethodImpl(MethodImplOptions.AggressiveInlining)]
     private static void Prefetch(byte* p)
@@ -447,7 +456,7 @@ internal static unsafe partial class Q4_0x8
         for (int k = start; k < nb; k += 2)
         {
             byte* o = g + (long)k * GroupBlockBytes;
-            if (start == 0) PrefetchPair(o + DecodePrefetchBytes);
+            if (start == 0) PrefetchPair(o + SmallBatchPrefetchBytes);
             var v0 = Vector256.Load(o + 16); var v1 = Vector256.Load(o + 48); var v2 = Vector256.Load(o + 80); var v3 = Vector256.Load(o + 112);
             var lo0 = v0 & m; var hi0 = Avx2.ShiftRightLogical(v0.AsUInt16(), 4).AsByte() & m;
             var lo1 = v1 & m; var hi1 = Avx2.ShiftRightLogical(v1.AsUInt16(), 4).AsByte() & m;

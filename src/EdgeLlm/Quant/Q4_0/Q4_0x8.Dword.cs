@@ -159,7 +159,7 @@ internal static unsafe partial class Q4_0x8
         for (int k = start; k < nb; k += 2)
         {
             byte* o = g + (long)k * GroupBlockBytes;
-            if (start == 0) PrefetchPair(o + DecodePrefetchBytes);
+            if (start == 0) PrefetchPair(o + SmallBatchPrefetchBytes);
             var v0 = Vector256.Load(o + 16); var v1 = Vector256.Load(o + 48); var v2 = Vector256.Load(o + 80); var v3 = Vector256.Load(o + 112);
             var lo0 = v0 & m; var hi0 = Avx2.ShiftRightLogical(v0.AsUInt16(), 4).AsByte() & m;
             var lo1 = v1 & m; var hi1 = Avx2.ShiftRightLogical(v1.AsUInt16(), 4).AsByte() & m;
@@ -189,7 +189,7 @@ internal static unsafe partial class Q4_0x8
         for (int k = start; k < nb; k += 2)
         {
             byte* o = g + (long)k * GroupBlockBytes;
-            if (start == 0 && prefetch) PrefetchPair(o + DecodePrefetchBytes);
+            if (start == 0 && prefetch) PrefetchPair(o + SmallBatchPrefetchBytes);
             var v0 = Vector256.Load(o + 16); var v1 = Vector256.Load(o + 48); var v2 = Vector256.Load(o + 80); var v3 = Vector256.Load(o + 112);
             var lo0 = v0 & m; var hi0 = Avx2.ShiftRightLogical(v0.AsUInt16(), 4).AsByte() & m;
             var lo1 = v1 & m; var hi1 = Avx2.ShiftRightLogical(v1.AsUInt16(), 4).AsByte() & m;
