@@ -74,15 +74,17 @@ public class WorkerPoolTests
         var by = new int[count];
         pool.ForDynamic(count, chunk, 1, (start, end, w) =>
         {
-            // Worker 1 stalls on its first chunk (as on a core another process holds); worker 0 finishes
-            // its own half and then takes worker 1's remaining chunks from the back.
-            if (w == 1 && start == count / 2) Thread.Sleep(500);
-            by[start] = w + 1;
+            // Worker 1 stalls on its first chunk (as on a core another process holds) until every later chunk
+            // is done: only worker 0, done with its own half, taking them from the back of worker 1's run can
+            // do that. Without stealing the wait times out and worker 1 takes them itself (the test fails).
+            if (w == 1 && start == count / 2)
+                SpinWait.SpinUntil(() => Enumerable.Range(count / 2 + 1, count / 2 - 1).All(i => Volatile.Read(ref by[i]) != 0), 10_000);
+            Volatile.Write(ref by[start], w + 1);
         }, minParallelWork: 0);
         Assert.All(by, b => Assert.NotEqual(0, b));
         Assert.All(by[..(count / 2)], b => Assert.Equal(1, b));
-        // Chunk 32 is worker 1's (or worker 0's, had worker 1 not woken before 0 took everything); all after it
-        // were taken by worker 0 while worker 1 slept.
+        // Chunk 32 is worker 1's (or worker 0's, had worker 1 not started before 0 took everything); all after it
+        // were taken by worker 0.
         Assert.All(by[(count / 2 + 1)..], b => Assert.Equal(1, b));
     }
 
