@@ -153,12 +153,12 @@ internal sealed class WorkerPool : IDisposable
         // Run publishes the runs: its generation bump is a full fence before any worker starts.
         Run((w, workers) =>
         {
-            while (TakeFront(w, out int c))
+            while (Take(w, fromBack: false, out int c))
                 body(c * chunk, (int)Math.Min(count, (long)c * chunk + chunk), w);
             for (int i = 1; i < workers; i++)
             {
                 int other = (w + i) % workers;
-                while (TakeBack(other, out int c))
+                while (Take(other, fromBack: true, out int c))
                     body(c * chunk, (int)Math.Min(count, (long)c * chunk + chunk), w);
             }
         });
@@ -170,7 +170,8 @@ internal sealed class WorkerPool : IDisposable
     /// <summary>A run of chunk indices [front, back) as one word, so that its owner and a thief claim chunks with one compare-exchange.</summary>
     private static long PackRun(int front, int back) => ((long)front << 32) | (uint)back;
 
-    private bool TakeFront(int worker, out int chunk)
+    /// <summary>Claims the front chunk of <paramref name="worker"/>'s run (its owner), or with <paramref name="fromBack"/> the back one (a thief); false once the run is empty.</summary>
+    private bool Take(int worker, bool fromBack, out int chunk)
     {
         ref long run = ref _runs[worker * RunStride];
         while (true)
@@ -182,29 +183,10 @@ internal sealed class WorkerPool : IDisposable
                 chunk = -1;
                 return false;
             }
-            if (Interlocked.CompareExchange(ref run, PackRun(front + 1, back), v) == v)
+            long rest = fromBack ? PackRun(front, back - 1) : PackRun(front + 1, back);
+            if (Interlocked.CompareExchange(ref run, rest, v) == v)
             {
-                chunk = front;
-                return true;
-            }
-        }
-    }
-
-    private bool TakeBack(int worker, out int chunk)
-    {
-        ref long run = ref _runs[worker * RunStride];
-        while (true)
-        {
-            long v = Volatile.Read(ref run);
-            int front = (int)(v >> 32), back = (int)v;
-            if (front >= back)
-            {
-                chunk = -1;
-                return false;
-            }
-            if (Interlocked.CompareExchange(ref run, PackRun(front, back - 1), v) == v)
-            {
-                chunk = back - 1;
+                chunk = fromBack ? back - 1 : front;
                 return true;
             }
         }
