@@ -100,6 +100,7 @@ internal sealed record VulkanModelShape
         if (c.RopeDimensionCount != HeadDim) return $"rope dimension count {c.RopeDimensionCount}, not {HeadDim}";
         if (c.RmsEps != RmsEps) return $"rms epsilon {c.RmsEps}, not {RmsEps}";
         if (c.RopeFreqBase != RopeBase) return $"rope base {c.RopeFreqBase}, not {RopeBase}";
+        if (c.RopeYarn.ExtFactor != 0f) return "YaRN rope scaling";
         if (c.RopeFreqScale != 1f) return "linear rope scaling";
         if (c.RopeNeox != RopeNeox) return "rope layout";
         bool factors = f.FindTensor("rope_freqs.weight") is not null;

@@ -103,7 +103,7 @@ public static class InfoCommand
     {
         var c = m.Config;
         var ci = CultureInfo.InvariantCulture;
-        string glu = c.GeluGate ? "GeGLU" : "SwiGLU";
+        string glu = c.GeluGate ? "GeGLU" : c.ExpertSwiGluOai ? "clamped SwiGLU (gpt-oss)" : "SwiGLU";
         if (!c.IsMixtureOfExperts) return string.Create(ci, $"{glu} of {c.FeedForwardLength}");
         long total = m.File.Tensors.Sum(t => t.ByteSize);
         long unused = m.File.Tensors.Where(t => t.Name.EndsWith("_exps.weight", StringComparison.Ordinal))
@@ -112,6 +112,8 @@ public static class InfoCommand
         // LFM2-MoE: the router and the dense blocks before the experts (after the older parts, which tools read)
         string router = c.ExpertGatingSigmoid ? ", sigmoid router" : "";
         if (c.ExpertSelectionBias) router += c.ExpertGatingSigmoid ? " with a per-expert choice bias" : ", a per-expert choice bias";
+        // gpt-oss: top-k of the raw (biased) logits, weights the softmax of the chosen
+        if (c.ExpertGatingSoftmaxWeight) router += ", router with biases: the top experts by logit, weighted by the softmax of their logits";
         string dense = c.LeadingDenseBlocks > 0 ? string.Create(ci, $", after {c.LeadingDenseBlocks} dense block{(c.LeadingDenseBlocks == 1 ? "" : "s")} ({glu} of {c.FeedForwardLength})") : "";
         return string.Create(ci,
             $"mixture of {c.ExpertCount} {glu} experts of {c.ExpertFeedForwardLength}, {c.ExpertUsedCount} per token{(c.ExpertWeightsNorm ? " (weights normalized)" : "")}{shared}{router}{dense}; a token reads {(total - unused) / 1048576.0:F1} of {total / 1048576.0:F1} MiB of weights");
@@ -135,12 +137,15 @@ public static class InfoCommand
         if (!freqs && (m.File.FindTensor("rope_factors_long.weight") is not null || m.File.FindTensor("rope_factors_short.weight") is not null))
             parts.Add(string.Create(ci, $"LongRoPE: short factors for a context up to {c.RopeOriginalContextLength} tokens, long beyond"));
         if (c.RopeAttnFactor != 1f) parts.Add(string.Create(ci, $"attention factor {c.RopeAttnFactor:G}"));
+        if (c.RopeYarn.ExtFactor != 0f)
+            parts.Add(string.Create(ci, $"YaRN over an original {c.RopeOriginalContextLength} tokens (ramp over rotary pairs {c.RopeYarn.CorrLow:G}–{c.RopeYarn.CorrHigh:G})"));
         if (c.SlidingWindow > 0)
         {
             int local = Enumerable.Range(0, c.BlockCount).Count(c.IsSlidingWindowLayer);
             parts.Add(string.Create(ci, $"sliding window {c.SlidingWindow} in {local} of {c.BlockCount} layers (rope base {c.RopeFreqBaseSwa:G} there)"));
         }
         if (c.AttnLogitSoftcap > 0) parts.Add(string.Create(ci, $"scores soft-capped at {c.AttnLogitSoftcap:G}"));
+        if (m.File.FindTensor("blk.0.attn_sinks.weight") is not null) parts.Add("a learned sink logit per head in each softmax");
         if (c.FinalLogitSoftcap > 0) parts.Add(string.Create(ci, $"logits soft-capped at {c.FinalLogitSoftcap:G}"));
         // (appended after the older parts, which outside tools read)
         if (c.NoRopeLayerStep > 0)

@@ -19,6 +19,21 @@ internal static unsafe class Activations
         else SwiGluReference(gate, up, n);
     }
 
+    /// <summary>
+    /// gpt-oss's clamped SwiGLU in place in <paramref name="gate"/> (ggml's swiglu_oai, alpha 1.702, limit 7):
+    /// x = min(gate, 7), y = clamp(up, −7, 7), gate = x / (1 + e^(−1.702·x)) · (y + 1).
+    /// </summary>
+    public static void SwiGluOai(float* gate, float* up, int n)
+    {
+        const float Alpha = 1.702f, Limit = 7.0f;
+        for (int i = 0; i < n; i++)
+        {
+            float x = MathF.Min(gate[i], Limit);
+            float y = Math.Clamp(up[i], -Limit, Limit);
+            gate[i] = x / (1f + MathF.Exp(Alpha * -x)) * (y + 1f);
+        }
+    }
+
     /// <summary>The scalar definition (MathF.Exp).</summary>
     public static void SwiGluReference(float* gate, float* up, int n) => SwiGluTail(gate, up, 0, n);
 

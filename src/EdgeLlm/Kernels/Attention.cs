@@ -129,7 +129,7 @@ internal static unsafe class Attention
     /// <param name="scale">The scores' scale; 0 for 1 / sqrt(head_dim).</param>
     /// <param name="softcap">Scores become softcap · tanh(score / softcap) before the softmax (Gemma 2); 0 for none.</param>
     public static void Forward(float* q, int nTokens, int startPos, KvCache kv, int layer,
-        int nHead, int nHeadKv, int headDim, float* output, byte* scratch, WorkerPool pool, int window = 0, float scale = 0, float softcap = 0)
+        int nHead, int nHeadKv, int headDim, float* output, byte* scratch, WorkerPool pool, int window = 0, float scale = 0, float softcap = 0, float* sinks = null)
     {
         if (scale == 0) scale = 1.0f / MathF.Sqrt(headDim);
         int group = nHead / nHeadKv;
@@ -157,7 +157,7 @@ internal static unsafe class Attention
             // (Scores/Values); that costs less than writing and re-reading an f32
             // copy of the whole layer, as a prompt does below.
             pool.ForDynamic(items, chunk, (long)nKv * headDim * 2 * Math.Min(group, block), (start, end, worker) =>
-                Items(q, nTokens, startPos, new Operand(k0, kStride, OperandOf(kType), ring), new Operand(v0, vStride, OperandOf(vType), ring), ctx, nHead, nHeadKv, headDim, block, 1, output, scratch + worker * ws, start, end, window, scale, softcap, rounding),
+                Items(q, nTokens, startPos, new Operand(k0, kStride, OperandOf(kType), ring), new Operand(v0, vStride, OperandOf(vType), ring), ctx, nHead, nHeadKv, headDim, block, 1, output, scratch + worker * ws, start, end, window, scale, softcap, rounding, sinks),
                 minParallelWork: 1 << 14);
             return;
         }
@@ -197,7 +197,7 @@ internal static unsafe class Attention
                 });
                 pool.ForDynamic(items, chunk, (long)nKv * headDim * 2 * Math.Min(group, block) * tokenBlock, (start, end, worker) =>
                     Items(q, nTokens, startPos, new Operand((byte*)kfp, headFloats * sizeof(float), OperandKind.F32), new Operand((byte*)vfp, headFloats * sizeof(float), OperandKind.F32),
-                        ctx, nHead, nHeadKv, headDim, block, tokenBlock, output, scratch + worker * ws, start, end, window, scale, softcap, rounding),
+                        ctx, nHead, nHeadKv, headDim, block, tokenBlock, output, scratch + worker * ws, start, end, window, scale, softcap, rounding, sinks),
                     minParallelWork: 1 << 14);
             }
         }
@@ -276,7 +276,7 @@ internal static unsafe class Attention
     [MethodImpl(MethodImplOptions.AggressiveOptimization)]
     private static void Items(float* q, int nTokens, int startPos, Operand k, Operand v,
         int contextLength, int nHead, int nHeadKv, int headDim, int block, int tokenBlock, float* output, byte* ws, int start, int end,
-        int window, float scale, float softcap, Rounding rounding)
+        int window, float scale, float softcap, Rounding rounding, float* sinks)
     {
         int qLen = nHead * headDim;
         int group = nHead / nHeadKv;
@@ -333,7 +333,15 @@ internal static unsafe class Attention
                     max[r] = Max(sr + lo, rowN[r] - lo, lanes);
                     new Span<float>(sr, lo).Clear();
                 }
-                Softmax.ExpNormalize(sr + lo, rowN[r] - lo, max[r]);
+                if (sinks != null)
+                {
+                    // gpt-oss's attention sinks: one learned logit per head (unscaled) that takes part in the
+                    // maximum and the denominator and adds no value (ggml_soft_max_add_sinks).
+                    float sink = sinks[h0 + r % heads];
+                    float m = MathF.Max(max[r], sink);
+                    Softmax.ExpNormalize(sr + lo, rowN[r] - lo, m, MathF.Exp(sink - m));
+                }
+                else Softmax.ExpNormalize(sr + lo, rowN[r] - lo, max[r]);
                 if (rounding.ProbabilitiesToF16) HalfMath.RoundInPlace(sr, rowN[r]);
             }
             if (nt == 1)

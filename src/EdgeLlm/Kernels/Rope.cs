@@ -3,8 +3,7 @@ using System.Runtime.Intrinsics;
 namespace EdgeLlm.Kernels;
 
 /// <summary>
-/// Rotary position embedding as ggml_rope_ext computes it (ggml-cpu ops: rope_yarn with
-/// ext_factor 0).
+/// Rotary position embedding as ggml_rope_ext computes it (ggml-cpu ops: rope_yarn).
 /// </summary>
 internal static unsafe class Rope
 {
@@ -15,18 +14,30 @@ internal static unsafe class Rope
     /// running product matches; each angle is divided by its frequency factor when given
     /// (Llama 3 rope_freqs, Phi-3 LongRoPE) and scaled by <paramref name="freqScale"/>; cos and sin
     /// are then multiplied by <paramref name="attnFactor"/> (rope_yarn's mscale), which scales the
-    /// rotated values.
+    /// rotated values. With YaRN (<paramref name="yarn"/>, ext_factor ≠ 0) each angle mixes the scaled
+    /// (interpolated) and unscaled (extrapolated) one by rope_yarn_ramp over the correction dims, and the
+    /// magnitude is further × (1 + 0.1·ln(1/freq_scale)), as ggml's rope_yarn.
     /// </summary>
-    public static void Angles(int pos, int nDims, float freqBase, float freqScale, float[]? factors, float* cos, float* sin, float attnFactor = 1f)
+    public static void Angles(int pos, int nDims, float freqBase, float freqScale, float[]? factors, float* cos, float* sin, float attnFactor = 1f, YarnRope yarn = default)
     {
         float thetaScale = MathF.Pow(freqBase, -2.0f / nDims);
         float theta = pos;
+        float mscale = attnFactor;
+        if (yarn.ExtFactor != 0f) mscale *= 1.0f + 0.1f * MathF.Log(1.0f / freqScale);
         for (int i = 0; i < nDims / 2; i++)
         {
             float ff = factors is null ? 1.0f : factors[i];
-            float angle = freqScale * (theta / ff);
-            cos[i] = MathF.Cos(angle) * attnFactor;
-            sin[i] = MathF.Sin(angle) * attnFactor;
+            float extrap = theta / ff;
+            float angle = freqScale * extrap;
+            if (yarn.ExtFactor != 0f)
+            {
+                // rope_yarn_ramp(low, high, i0) with i0 = 2i: y = (i0/2 − low) / max(0.001, high − low)
+                float y = (i - yarn.CorrLow) / MathF.Max(0.001f, yarn.CorrHigh - yarn.CorrLow);
+                float mix = (1 - MathF.Min(1, MathF.Max(0, y))) * yarn.ExtFactor;
+                angle = angle * (1 - mix) + extrap * mix;
+            }
+            cos[i] = MathF.Cos(angle) * mscale;
+            sin[i] = MathF.Sin(angle) * mscale;
             theta *= thetaScale;
         }
     }
@@ -108,5 +119,26 @@ internal static unsafe class Rope
                 (xv * Vector512.Load(cd + i) + xs * Vector512.Load(sd + i)).Store(v + i);
             }
         }
+    }
+}
+
+/// <summary>
+/// YaRN's part of a rope (llama.cpp's yarn_ext_factor and the correction dims of ggml_rope_yarn_corr_dims);
+/// the default, ext_factor 0, is no YaRN.
+/// </summary>
+public readonly record struct YarnRope(float ExtFactor, float CorrLow, float CorrHigh)
+{
+    /// <summary>
+    /// ggml_rope_yarn_corr_dims: the rotary dims (pairs) where the ramp from extrapolation to interpolation starts
+    /// (floor of the dim whose wavelength fits <paramref name="betaFast"/> turns in the original context, at least 0)
+    /// and ends (ceil for <paramref name="betaSlow"/>, at most n_dims − 1).
+    /// </summary>
+    public static YarnRope Create(float extFactor, int nDims, int nCtxOrig, float freqBase, float betaFast, float betaSlow)
+    {
+        static float CorrDim(int nDims, int nCtxOrig, float nRot, float b) =>
+            nDims * MathF.Log(nCtxOrig / (nRot * 2 * MathF.PI)) / (2 * MathF.Log(b));
+        float start = MathF.Floor(CorrDim(nDims, nCtxOrig, betaFast, freqBase));
+        float end = MathF.Ceiling(CorrDim(nDims, nCtxOrig, betaSlow, freqBase));
+        return new YarnRope(extFactor, MathF.Max(0, start), MathF.Min(nDims - 1, end));
     }
 }

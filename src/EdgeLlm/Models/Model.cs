@@ -14,7 +14,7 @@ namespace EdgeLlm.Models;
 public abstract unsafe class Model : IDisposable
 {
     /// <summary>Architectures <see cref="Load(GgufFile, ModelLoadOptions?)"/> accepts (general.architecture).</summary>
-    public static IReadOnlyList<string> SupportedArchitectures { get; } = ["llama", "qwen2", "qwen3", "phi3", "gemma2", "gemma3", "smollm3", "granite", "lfm2", "qwen3moe", "granitemoe", "qwen2moe", "olmoe", "lfm2moe", "ernie4_5", "exaone4"];
+    public static IReadOnlyList<string> SupportedArchitectures { get; } = ["llama", "qwen2", "qwen3", "phi3", "gemma2", "gemma3", "smollm3", "granite", "lfm2", "qwen3moe", "granitemoe", "qwen2moe", "olmoe", "lfm2moe", "ernie4_5", "exaone4", "gpt-oss"];
 
     private readonly bool _ownsFile;
     private readonly List<nint> _repacked = [];
@@ -156,6 +156,7 @@ public abstract unsafe class Model : IDisposable
             "lfm2moe" => Lfm2.ReadConfig(file, "lfm2moe"),
             "ernie4_5" => Llama.ReadConfig(file, "ernie4_5"),
             "exaone4" => Exaone4.ReadConfig(file),
+            "gpt-oss" => GptOss.ReadConfig(file),
             _ => throw new ModelLoadException($"architecture '{arch}' is not supported (supported: {string.Join(", ", SupportedArchitectures)})"),
         };
         if (!options.SkipMemoryCheck) CheckMemory(file, config, options.ContextLength);
@@ -176,6 +177,7 @@ public abstract unsafe class Model : IDisposable
             "granitemoe" => new GraniteMoe(file, config, tensors, ownsFile, options),
             "qwen2moe" => new Qwen2Moe(file, config, tensors, ownsFile, options),
             "olmoe" => new OlMoe(file, config, tensors, ownsFile, options),
+            "gpt-oss" => new GptOss(file, config, tensors, ownsFile, options),
             _ => new Qwen2(file, config, tensors, ownsFile, options),
         };
         model.MaxActivationRowBytes = model.AllMatrices().Max(w => ActivationQuantizer.RowBytes(w.Format.VecDotType, w.Cols));
@@ -310,13 +312,13 @@ public abstract unsafe class Model : IDisposable
         int pairs = c.RopeDimensionCount / 2;
         for (int t = 0; t < n; t++)
             Rope.Angles(b.StartPos + t, c.RopeDimensionCount, c.RopeFreqBase, c.RopeFreqScale, b.RopeFactors,
-                b.RopeCos + (long)t * pairs, b.RopeSin + (long)t * pairs, c.RopeAttnFactor);
+                b.RopeCos + (long)t * pairs, b.RopeSin + (long)t * pairs, c.RopeAttnFactor, c.RopeYarn);
         // Gemma 3's sliding-window layers rotate with their own base and no frequency scaling (llama.cpp's
         // rope_freq_base_train_swa / rope_freq_scale_train_swa).
         if (b.RopeCosSwa != null)
             for (int t = 0; t < n; t++)
-                Rope.Angles(b.StartPos + t, c.RopeDimensionCount, c.RopeFreqBaseSwa, 1f, b.RopeFactors,
-                    b.RopeCosSwa + (long)t * pairs, b.RopeSinSwa + (long)t * pairs, c.RopeAttnFactor);
+                Rope.Angles(b.StartPos + t, c.RopeDimensionCount, c.RopeFreqBaseSwa, c.RopeSwaScaled ? c.RopeFreqScale : 1f, b.RopeFactors,
+                    b.RopeCosSwa + (long)t * pairs, b.RopeSinSwa + (long)t * pairs, c.RopeAttnFactor, c.RopeSwaScaled ? c.RopeYarn : default);
 
         // The last block runs in full only for the rows whose logits are asked for (llama.cpp's
         // inp_out_ids): the other tokens need only their keys and values there, which later batches

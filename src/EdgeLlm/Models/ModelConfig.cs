@@ -59,6 +59,12 @@ public sealed record ModelConfig(
     public float RopeAttnFactor { get; init; } = 1f;
 
     /// <summary>
+    /// YaRN rope scaling (rope.scaling.type yarn: gpt-oss, long-context Qwen2.5 files): the ramp between the scaled and
+    /// unscaled angles and its magnitude correction (<see cref="Kernels.Rope.Angles"/>); default: none.
+    /// </summary>
+    public Kernels.YarnRope RopeYarn { get; init; }
+
+    /// <summary>
     /// rope.scaling.original_context_length, else <see cref="TrainingContextLength"/>: a context longer
     /// than this takes the LongRoPE <c>rope_factors_long</c>, a shorter one <c>rope_factors_short</c>
     /// (llama.cpp's n_ctx_orig_yarn and get_rope_factors).
@@ -76,6 +82,24 @@ public sealed record ModelConfig(
     /// (llama.cpp's set_swa_pattern: Gemma 3's 6 gives five local layers, then one global).
     /// </summary>
     public int SlidingWindowPattern { get; init; }
+
+    /// <summary>
+    /// The sliding-window layers rotate with <see cref="RopeFreqScale"/> and <see cref="RopeYarn"/> like the others
+    /// (gpt-oss: llama.cpp copies rope_freq_scale_train to its _swa twin), not with scale 1 (Gemma).
+    /// </summary>
+    public bool RopeSwaScaled { get; init; }
+
+    /// <summary>
+    /// The router's top-k is taken on its raw logits and the chosen experts' weights are the softmax of their logits
+    /// alone (gpt-oss: llama.cpp's LLAMA_EXPERT_GATING_FUNC_TYPE_SOFTMAX_WEIGHT), instead of a softmax over all experts first.
+    /// </summary>
+    public bool ExpertGatingSoftmaxWeight { get; init; }
+
+    /// <summary>
+    /// The experts' activation is gpt-oss's clamped SwiGLU (llama.cpp's LLM_FFN_SWIGLU_OAI_MOE: gate ≤ 7, up in [−7, 7],
+    /// gate·σ(1.702·gate)·(up + 1)) and the router and experts carry biases.
+    /// </summary>
+    public bool ExpertSwiGluOai { get; init; }
 
     /// <summary>Rope base of the sliding-window layers (Gemma 3: 10000, its global layers <see cref="RopeFreqBase"/>; Gemma 2: the same as the others); their frequency scale is 1.</summary>
     public float RopeFreqBaseSwa { get; init; } = 10000f;
@@ -240,8 +264,8 @@ public sealed record ModelConfig(
         double? scalingFactor = file.GetFloat($"{arch}.rope.scaling.factor") ?? file.GetFloat($"{arch}.rope.scale_linear");
         // "longrope" (Phi-3 128k): its scaling lives in the rope_factors_long/short tensors and attn_factor;
         // a scaling factor, if any, applies as for linear (llama.cpp's rope_freq_scale_train).
-        if (scalingType is not null and not "none" and not "linear" and not "longrope")
-            throw new ModelLoadException($"{arch}.rope.scaling.type is '{scalingType}', which EdgeLlm does not support (only linear and longrope)");
+        if (scalingType is not null and not "none" and not "linear" and not "longrope" and not "yarn")
+            throw new ModelLoadException($"{arch}.rope.scaling.type is '{scalingType}', which EdgeLlm does not support (only linear, yarn and longrope)");
         if (scalingType != "none" && scalingFactor is double f && f != 0 && f != 1)
             freqScale = (float)(1.0 / f);
 
@@ -261,12 +285,24 @@ public sealed record ModelConfig(
         if (vocab <= 0)
             throw new ModelLoadException("the vocabulary size is unknown: no tokenizer.ggml.tokens, no " + arch + ".vocab_size and no token_embd.weight");
 
+        // YaRN (llama.cpp: a yarn file's ext_factor defaults to 1; beta_fast 32 and beta_slow 1 unless the file says).
+        var yarn = default(Kernels.YarnRope);
+        if (scalingType == "yarn" && freqScale != 1f)
+        {
+            float betaFast = (float)(file.GetFloat($"{arch}.rope.scaling.yarn_beta_fast") ?? 32.0);
+            float betaSlow = (float)(file.GetFloat($"{arch}.rope.scaling.yarn_beta_slow") ?? 1.0);
+            if (ctxOrig <= 0)
+                throw new ModelLoadException($"{arch}.rope.scaling.type is yarn but neither {arch}.rope.scaling.original_context_length nor {arch}.context_length is set");
+            yarn = Kernels.YarnRope.Create(1f, ropeDims, ctxOrig, freqBase, betaFast, betaSlow);
+        }
+
         return new ModelConfig(arch, vocab, embd, layers, ff, heads, headsKv, headDim, ropeDims, freqBase, freqScale,
             (float)eps.Value, ctxTrain, TiedEmbeddings: file.FindTensor("output.weight") is null,
             ropeNeox, hasQkvBias, HasRopeFrequencyFactors: file.FindTensor("rope_freqs.weight") is not null)
         {
             RopeAttnFactor = (float)attnFactor,
             RopeOriginalContextLength = ctxOrig,
+            RopeYarn = yarn,
         };
     }
 

@@ -133,3 +133,42 @@ internal sealed class OlMoe : MoeModel
         ModelConfig.ReadExperts(file, "olmoe", ModelConfig.Read(file, "olmoe", ropeNeox: true, hasQkvBias: false) with { HasQkNorm = true, QkNormFullWidth = true },
             expertWidthKey: false, sharedExpert: false, normalize: false);
 }
+
+/// <summary>
+/// The <c>gpt-oss</c> architecture (OpenAI's gpt-oss-20b and -120b, llama.cpp's LLM_ARCH_OPENAI_MOE): attention with
+/// Q/K/V and output biases, NEOX rope with YaRN scaling, 64-wide heads scaled by 1/√n_rot, a learned sink logit per head
+/// in every softmax (attn_sinks), and every even layer attending through a sliding window (set_swa_pattern(2)); then
+/// post_attention_norm and a mixture of experts (32 or 128 of expert_feed_forward_length, 4 used) whose router and experts
+/// carry biases, chosen by top-k on the raw logits and weighted by the softmax of the chosen logits, with the clamped
+/// SwiGLU (<see cref="Kernels.Activations.SwiGluOai"/>). The released files keep the experts in MXFP4. Follows
+/// llama.cpp's llm_build_openai_moe_iswa.
+/// </summary>
+internal sealed class GptOss : MoeModel
+{
+    internal GptOss(GgufFile file, ModelConfig config, TensorLoader tensors, bool ownsFile, ModelLoadOptions options)
+        : base(file, config, tensors, ownsFile, options, neox: true)
+    {
+    }
+
+    /// <summary>Hyperparameters under the <c>gpt-oss.</c> keys; attention.sliding_window and expert_feed_forward_length are required, as in llama.cpp.</summary>
+    internal static ModelConfig ReadConfig(GgufFile file)
+    {
+        const string a = "gpt-oss";
+        if (!file.TryGetValue($"{a}.attention.sliding_window", out var w) || w.AsInt64() is not long window || window <= 0 || window > int.MaxValue)
+            throw new ModelLoadException($"metadata key {a}.attention.sliding_window is missing or not a positive integer");
+        if (!file.TryGetValue($"{a}.expert_feed_forward_length", out _))
+            throw new ModelLoadException($"metadata key {a}.expert_feed_forward_length is missing");
+        var c = ModelConfig.ReadExperts(file, a, ModelConfig.Read(file, a, ropeNeox: true, hasQkvBias: true),
+            expertWidthKey: true, sharedExpert: false, normalize: false);
+        return c with
+        {
+            SlidingWindow = (int)window,
+            SlidingWindowPattern = 2,        // even layers local, odd layers global
+            RopeFreqBaseSwa = c.RopeFreqBase, // the local layers rotate as the global ones
+            RopeSwaScaled = true,
+            AttentionScale = 1f / MathF.Sqrt(c.RopeDimensionCount),
+            ExpertGatingSoftmaxWeight = true,
+            ExpertSwiGluOai = true,
+        };
+    }
+}

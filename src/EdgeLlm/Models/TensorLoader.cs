@@ -85,6 +85,21 @@ internal sealed unsafe class TensorLoader
         return result;
     }
 
+    /// <summary>A 2-D tensor of <paramref name="rows"/> rows of <paramref name="length"/> values (gpt-oss's per-expert biases), converted to f32, row after row.</summary>
+    public float[] VectorRows(string name, Dim length, Dim rows)
+    {
+        var t = _file.FindTensor(name) ?? throw Missing(name);
+        CheckShape(t, length, rows);
+        var format = FormatOf(t);
+        var result = new float[(long)length.Value * rows.Value];
+        long rowBytes = GgmlTypes.Info(t.Type).RowBytes(length.Value);
+        byte* src = _file.GetTensorPointer(t);
+        fixed (float* dst = result)
+            for (int r = 0; r < rows.Value; r++)
+                format.DequantizeRow(src + r * rowBytes, dst + (long)r * length.Value, length.Value);
+        return result;
+    }
+
     private static ModelLoadException Missing(string name) => new($"tensor {name} is missing from the model file");
 
     private static WeightFormat FormatOf(GgufTensorInfo t) =>

@@ -102,6 +102,8 @@ internal class AttentionWeights
     public float[]? QNorm { get; init; }                   // [head_dim] (Qwen3: RMSNorm of each query head)
     public float[]? KNorm { get; init; }                   // [head_dim] (Qwen3: RMSNorm of each key head)
     public float[]? AttnPostNorm { get; init; }            // [embd] (Gemma 3: RMSNorm of the attention output before the residual add)
+    public float[]? Bo { get; init; }                      // [embd] attn_output.bias (gpt-oss)
+    public float[]? Sinks { get; init; }                   // [heads] attn_sinks.weight (gpt-oss: one logit per head in each softmax's denominator)
 }
 
 /// <summary>

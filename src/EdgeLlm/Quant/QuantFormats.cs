@@ -10,7 +10,7 @@ internal static unsafe class QuantFormats
 {
     public static void RegisterAll()
     {
-        // Block formats register here (Q4_0, Q4_1, Q5_0, Q5_1, Q8_0, Q2_K..Q6_K, IQ4_NL).
+        // Block formats register here (Q4_0, Q4_1, Q5_0, Q5_1, Q8_0, Q2_K..Q6_K, IQ4_NL, MXFP4).
         Q2_K.Register();
         Q3_K.Register();
         Q4_K.Register();
@@ -28,6 +28,8 @@ internal static unsafe class QuantFormats
         RowQuantizer.Register(GgmlType.Q8_0, (s, d, n) => Q8_0.QuantizeRowReference(s, d, n));
         WeightFormat.Register(new IQ4_NLFormat());
         RowQuantizer.Register(GgmlType.IQ4_NL, (s, d, n) => IQ4_NL.QuantizeRowReference(s, d, n));
+        WeightFormat.Register(new MXFP4Format());
+        RowQuantizer.Register(GgmlType.MXFP4, (s, d, n) => MXFP4.QuantizeRowReference(s, d, n));
     }
 
     public static void RegisterActivationQuantizers(Dictionary<GgmlType, ActivationQuantizer.QuantizeRowFn> table)

@@ -57,6 +57,7 @@ public abstract unsafe class SpecializedTransformer
         if (c.RopeDimensionCount != s.HeadDim) return $"rope dimension count {c.RopeDimensionCount}, not the head dimension {s.HeadDim}";
         if (c.RmsEps != s.RmsEps) return $"rms epsilon {c.RmsEps}, not {s.RmsEps}";
         if (c.RopeFreqBase != s.RopeBase) return $"rope base {c.RopeFreqBase}, not {s.RopeBase}";
+        if (c.RopeYarn.ExtFactor != 0f) return "YaRN rope scaling";
         if (c.RopeFreqScale != 1f) return "linear rope scaling";
         if (c.RopeAttnFactor != 1f) return $"rope attention factor {c.RopeAttnFactor}";
         if (c.SlidingWindow > 0 || c.GeluGate || c.EmbeddingScale != 1f || c.FinalLogitSoftcap != 0 || c.AttentionScale != 0 || c.AttnLogitSoftcap != 0)

@@ -124,7 +124,7 @@ public static unsafe class ModelSynthesizer
     {
         [GgmlType.F32] = 0, [GgmlType.F16] = 1, [GgmlType.Q4_0] = 2, [GgmlType.Q4_1] = 3, [GgmlType.Q8_0] = 7,
         [GgmlType.Q5_0] = 8, [GgmlType.Q5_1] = 9, [GgmlType.Q2_K] = 10, [GgmlType.Q3_K] = 12, [GgmlType.Q4_K] = 15,
-        [GgmlType.Q5_K] = 17, [GgmlType.Q6_K] = 18, [GgmlType.IQ4_NL] = 25, [GgmlType.BF16] = 32,
+        [GgmlType.Q5_K] = 17, [GgmlType.Q6_K] = 18, [GgmlType.IQ4_NL] = 25, [GgmlType.BF16] = 32, [GgmlType.MXFP4] = 38,
     };
 
     private static bool CanWrite(GgmlType t) => t is GgmlType.F32 or GgmlType.F16 or GgmlType.BF16 || RowQuantizer.TryGet(t, out _);
@@ -133,7 +133,8 @@ public static unsafe class ModelSynthesizer
 
     /// <summary>Small matrices the converter writes in F32 whatever the file's type (LFM2's convolution taps, as Mamba's conv1d).</summary>
     private static bool IsKeptF32(string name) =>
-        name.EndsWith("shortconv.conv.weight", StringComparison.Ordinal) || name.EndsWith("ffn_gate_inp.weight", StringComparison.Ordinal);
+        name.EndsWith("shortconv.conv.weight", StringComparison.Ordinal) || name.EndsWith("ffn_gate_inp.weight", StringComparison.Ordinal)
+        || name.EndsWith(".bias", StringComparison.Ordinal) || name.EndsWith("attn_sinks.weight", StringComparison.Ordinal); // (gpt-oss's per-expert biases are 2-D)
 
     private static GgmlType PureType(GgmlType type, long[] dims)
     {
@@ -281,13 +282,21 @@ public static unsafe class ModelSynthesizer
             if (s.AttnLogitSoftcap > 0) w.Set($"{a}.attn_logit_softcapping", s.AttnLogitSoftcap);
             if (s.FinalLogitSoftcap > 0) w.Set($"{a}.final_logit_softcapping", s.FinalLogitSoftcap);
         }
+        if (s.IsGptOss) w.Set($"{a}.attention.sliding_window", (uint)s.SlidingWindow); // GptOssModel.set_gguf_parameters
+        if (s.Yarn is { } yarn)
+        {
+            // TextModel.set_gguf_parameters for rope_scaling {"rope_type": "yarn", "factor", "original_max_position_embeddings"}
+            w.Set($"{a}.rope.scaling.type", "yarn");
+            w.Set($"{a}.rope.scaling.factor", yarn.Factor);
+            w.Set($"{a}.rope.scaling.original_context_length", (uint)yarn.OriginalContextLength);
+        }
         if (s.Experts is { } x)
         {
             // TextModel.set_gguf_parameters: num_experts / num_local_experts and num_experts_per_tok; Qwen2MoeModel (and
             // Qwen3MoeModel after it) adds moe_intermediate_size.
             w.Set($"{a}.expert_count", (uint)x.Count);
             w.Set($"{a}.expert_used_count", (uint)x.Used);
-            if (a is "qwen3moe" or "qwen2moe" or "lfm2moe") w.Set($"{a}.expert_feed_forward_length", (uint)x.FeedForwardLength);
+            if (a is "qwen3moe" or "qwen2moe" or "lfm2moe" or "gpt-oss") w.Set($"{a}.expert_feed_forward_length", (uint)x.FeedForwardLength);
             if (a == "lfm2moe")
             {
                 // LFM2MoeModel.set_gguf_parameters: num_dense_layers, and the sigmoid router (ExpertGatingFuncType.SIGMOID).
@@ -427,6 +436,26 @@ public static unsafe class ModelSynthesizer
             list.Add(new(p + "attn_v.weight", [embd, kv], Init.Normal, Proj(embd)));
             if (s.QkvBias) list.Add(new(p + "attn_v.bias", [kv], Init.Normal, 0.1f));
             list.Add(new(p + "attn_output.weight", [q, embd], Init.Normal, Proj(q) * residual));
+            if (s.IsGptOss)
+            {
+                // gpt-oss: the output projection's bias, and one sink logit per head (N(0, 1): about the scores' own spread,
+                // so the sink takes a real share of each softmax); its feed-forward norm is post_attention_norm.
+                list.Add(new(p + "attn_output.bias", [embd], Init.Normal, 0.1f));
+                list.Add(new(p + "attn_sinks.weight", [s.HeadCount], Init.Normal, 1f));
+                list.Add(new(p + "post_attention_norm.weight", [embd], Init.Ones, 0));
+                long eff = s.Experts!.FeedForwardLength, n = s.Experts.Count;
+                // The router at 4× the others' spread: gpt-oss takes the top-k of raw logits, and logits of unit spread put
+                // near-ties (margins of 1e-4) among 8 experts in a short test's routings, where two engines' last bits choose differently.
+                list.Add(new(p + "ffn_gate_inp.weight", [embd, n], Init.Normal, 4 * Proj(embd)));
+                list.Add(new(p + "ffn_gate_inp.bias", [n], Init.Normal, 0.1f));
+                list.Add(new(p + "ffn_gate_exps.weight", [embd, eff, n], Init.Normal, Proj(embd)));
+                list.Add(new(p + "ffn_gate_exps.bias", [eff, n], Init.Normal, 0.1f));
+                list.Add(new(p + "ffn_up_exps.weight", [embd, eff, n], Init.Normal, Proj(embd)));
+                list.Add(new(p + "ffn_up_exps.bias", [eff, n], Init.Normal, 0.1f));
+                list.Add(new(p + "ffn_down_exps.weight", [eff, embd, n], Init.Normal, Proj(eff) * residual));
+                list.Add(new(p + "ffn_down_exps.bias", [embd, n], Init.Normal, 0.1f));
+                continue;
+            }
             // Gemma's post-norms (1 + w as the converter stores them): not all ones, so that each matters.
             if (s.IsGemma || s.PostNormsOnly) list.Add(new(p + "post_attention_norm.weight", [embd], Init.OnePlusNormal, 0.2f));
             if (!s.PostNormsOnly) list.Add(new(p + "ffn_norm.weight", [embd], Init.Ones, 0));

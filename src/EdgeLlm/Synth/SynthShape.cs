@@ -49,6 +49,12 @@ public sealed record LongRopeScaling(int OriginalContextLength)
 }
 
 /// <summary>
+/// YaRN rotary scaling ("rope_scaling": {"rope_type": "yarn"} in config.json: gpt-oss's factor 32 over an original
+/// 4096 tokens), written as rope.scaling.type yarn, rope.scaling.factor and rope.scaling.original_context_length.
+/// </summary>
+public sealed record YarnScaling(float Factor, int OriginalContextLength);
+
+/// <summary>
 /// Granite's multipliers (config.json's embedding_multiplier, residual_multiplier, attention_multiplier and
 /// logits_scaling), which llama.cpp's converter writes as granite.embedding_scale, residual_scale,
 /// attention.scale and logit_scale.
@@ -134,8 +140,12 @@ public sealed record SynthShape(
     float AttnLogitSoftcap = 0,
     GraniteMultipliers? Granite = null,
     int[]? AttentionLayers = null,
-    SynthExperts? Experts = null)
+    SynthExperts? Experts = null,
+    YarnScaling? Yarn = null)
 {
+    /// <summary>gpt-oss: biases on every projection, attention sinks, alternating sliding-window layers, biased experts.</summary>
+    public bool IsGptOss => Architecture == "gpt-oss";
+
     /// <summary>Taps of LFM2's short convolutions (config.json's conv_L_cache).</summary>
     public const int ShortConvTaps = 3;
 
@@ -168,10 +178,13 @@ public sealed record SynthShape(
         {
             if (!ok) throw new ArgumentException($"synthetic shape '{Name}': {what}");
         }
-        Require(Architecture is "llama" or "qwen2" or "qwen3" or "phi3" or "gemma2" or "gemma3" or "smollm3" or "granite" or "lfm2" or "qwen3moe" or "granitemoe" or "qwen2moe" or "olmoe" or "lfm2moe" or "ernie4_5" or "exaone4",
-            $"architecture '{Architecture}' is not llama, qwen2, qwen3, phi3, gemma2, gemma3, smollm3, granite, lfm2, qwen3moe, granitemoe, qwen2moe, olmoe, lfm2moe, ernie4_5 or exaone4");
-        Require((Experts is not null) == (Architecture is "qwen3moe" or "granitemoe" or "qwen2moe" or "olmoe" or "lfm2moe") || Experts is not null && Architecture == "llama",
-            "qwen3moe, granitemoe, qwen2moe, olmoe and lfm2moe models, and only they and llama (as Mixtral), have experts");
+        Require(Architecture is "llama" or "qwen2" or "qwen3" or "phi3" or "gemma2" or "gemma3" or "smollm3" or "granite" or "lfm2" or "qwen3moe" or "granitemoe" or "qwen2moe" or "olmoe" or "lfm2moe" or "ernie4_5" or "exaone4" or "gpt-oss",
+            $"architecture '{Architecture}' is not llama, qwen2, qwen3, phi3, gemma2, gemma3, smollm3, granite, lfm2, qwen3moe, granitemoe, qwen2moe, olmoe, lfm2moe, ernie4_5, exaone4 or gpt-oss");
+        Require((Experts is not null) == (Architecture is "qwen3moe" or "granitemoe" or "qwen2moe" or "olmoe" or "lfm2moe" or "gpt-oss") || Experts is not null && Architecture == "llama",
+            "qwen3moe, granitemoe, qwen2moe, olmoe, lfm2moe and gpt-oss models, and only they and llama (as Mixtral), have experts");
+        Require(!IsGptOss || SlidingWindow > 0 && QkvBias && !TiedEmbeddings && WriteHeadLengths,
+            "a gpt-oss model has a sliding window, Q/K/V biases, an untied output and writes its head lengths");
+        Require(Yarn is null || Yarn.Factor > 1 && Yarn.OriginalContextLength > 0, "YaRN's factor must be above 1 and its original context positive");
         Require(Experts is null || Experts.LeadingDenseBlocks == 0 || Architecture == "lfm2moe" && Experts.LeadingDenseBlocks <= BlockCount,
             "only an lfm2moe model has leading dense blocks (no more than its blocks)");
         Require(Experts is null || Experts.Count > 0 && Experts.Used > 0 && Experts.Used <= Experts.Count && Experts.Count <= 512 && Experts.FeedForwardLength > 0,
@@ -189,7 +202,7 @@ public sealed record SynthShape(
         Require(FinalLogitSoftcap == 0 || IsGemma, "final logit soft-capping is written for gemma2 and gemma3 only");
         Require(AttnLogitSoftcap == 0 || Architecture == "gemma2", "attention logit soft-capping is written for gemma2 only");
         Require(LongRope is null || Architecture == "phi3", "LongRoPE factors are written for phi3 only");
-        Require(!QkvBias || Architecture is "qwen2" or "qwen2moe", "Q/K/V biases are written for qwen2 and qwen2moe only");
+        Require(!QkvBias || Architecture is "qwen2" or "qwen2moe" or "gpt-oss", "Q/K/V biases are written for qwen2, qwen2moe and gpt-oss only");
         Require(EmbeddingLength > 0 && BlockCount > 0 && HeadCount > 0 && HeadCountKv > 0 && FeedForwardLength > 0 && ContextLength > 0,
             "every dimension must be positive");
         Require(HeadLength >= 0, $"head length {HeadLength} is negative");
@@ -378,7 +391,18 @@ public static class SynthShapes
         TiedEmbeddings: true, QkvBias: false, SynthVocabKind.Llama3Bpe, new Llama3RopeScaling(16f, 1f, 4f, 8192), WriteHeadLengths: true);
 
     /// <summary>Every known shape.</summary>
-    public static IReadOnlyList<SynthShape> All { get; } = [TinyLlama11B, Llama32_1B, Qwen25_05B, SmolLM2_360M, Qwen3_06B, Qwen3_17B, Phi35Mini, Gemma2_2B, Gemma3_1B, SmolLM3_3B, Granite33_2B, Lfm2_350M, Lfm2_12B, Qwen3_30B_A3B, Granite30_1B_A400M, OlMoe_1B_7B, Qwen15_MoE_A27B, Lfm2_8B_A1B, Ernie45_03B, Exaone40_12B];
+    /// <summary>
+    /// gpt-oss-20b: 24 layers 2880 wide, 64 query and 8 KV heads of 64, every even layer through a 128-token window,
+    /// 32 experts of 2880 (4 used) with biases, YaRN ×32 over 4096 tokens (rope base 150000), 201,088 tokens, untied
+    /// (20.9B parameters, 3.6B active). The vocabulary is a Llama 3-style BPE of that size, not o200k_harmony.
+    /// </summary>
+    public static readonly SynthShape GptOss20B = new(
+        "gpt-oss-20b", "gpt-oss 20b (synthetic)", "gpt-oss", EmbeddingLength: 2880, BlockCount: 24, HeadCount: 64, HeadCountKv: 8,
+        FeedForwardLength: 2880, VocabSize: 201088, ContextLength: 131072, RopeFreqBase: 150000f, RmsEps: 1e-5f,
+        TiedEmbeddings: false, QkvBias: true, SynthVocabKind.Llama3Bpe, WriteHeadLengths: true, HeadLength: 64, SlidingWindow: 128,
+        Experts: new SynthExperts(32, 4, 2880), Yarn: new YarnScaling(32f, 4096));
+
+    public static IReadOnlyList<SynthShape> All { get; } = [TinyLlama11B, Llama32_1B, Qwen25_05B, SmolLM2_360M, Qwen3_06B, Qwen3_17B, Phi35Mini, Gemma2_2B, Gemma3_1B, SmolLM3_3B, Granite33_2B, Lfm2_350M, Lfm2_12B, Qwen3_30B_A3B, Granite30_1B_A400M, OlMoe_1B_7B, Qwen15_MoE_A27B, Lfm2_8B_A1B, Ernie45_03B, Exaone40_12B, GptOss20B];
 
     /// <summary>The names <see cref="Find"/> accepts.</summary>
     public static IEnumerable<string> Names => All.Select(s => s.Name);

@@ -56,6 +56,8 @@ internal static unsafe class DecoderBlocks
             QNorm = c.HasQkNorm ? tensors.Vector(p + "attn_q_norm.weight", qNormLen) : null,
             KNorm = c.HasQkNorm ? tensors.Vector(p + "attn_k_norm.weight", kNormLen) : null,
             AttnPostNorm = postNorms ? tensors.Vector(p + "post_attention_norm.weight", embd) : null,
+            Bo = tensors.OptionalVector(p + "attn_output.bias", embd),
+            Sinks = tensors.OptionalVector(p + "attn_sinks.weight", new TensorLoader.Dim(c.HeadCount, $"{a}.attention.head_count")),
         };
     }
 
@@ -123,11 +125,13 @@ internal static unsafe class DecoderBlocks
             b.Kv.Store(il, b.StartPos, b.K, b.V, n);
         if (keep == 0) return;
         using (Profiler.Section(Profiler.Op.Attention))
+        fixed (float* sinks = w.Sinks)
             Attention.Forward(b.Q, keep, b.StartPos + first, b.Kv, il,
-            c.HeadCount, c.HeadCountKv, c.HeadDim, b.AttnOut, b.AttnScratch, b.Pool, swa ? c.SlidingWindow : 0, c.AttentionScale, c.AttnLogitSoftcap);
+            c.HeadCount, c.HeadCountKv, c.HeadDim, b.AttnOut, b.AttnScratch, b.Pool, swa ? c.SlidingWindow : 0, c.AttentionScale, c.AttnLogitSoftcap, sinks);
 
-        // attn_output (Gemma 3: RMS-normalized, attn_post_norm), then the residual add (ffn_inp)
+        // attn_output (+ its bias: gpt-oss; Gemma 3: RMS-normalized, attn_post_norm), then the residual add (ffn_inp)
         MatMul.Multiply(w.Wo, b.AttnOut, keep, b.Proj, b.MatScratch, b.Pool);
+        if (w.Bo is not null) Activations.AddBias(b.Proj, w.Bo, keep);
         if (w.AttnPostNorm is not null) PostNorm(b.Proj, keep, w.AttnPostNorm, embd, c.RmsEps);
         if (c.ResidualScale != 1f) ScaleResidual(b.Proj, (long)keep * embd, c.ResidualScale);
         using (Profiler.Section(Profiler.Op.Add))

@@ -40,6 +40,10 @@ internal sealed class ExpertWeights
     public WeightMatrix? SharedDown { get; init; }          // [embd, shared ff]
     public float[]? SharedGateInput { get; init; }          // [embd] ffn_gate_inp_shexp (Qwen2 MoE: the shared expert's output × silu(g·x)/(g·x))
     public float[]? SelectionBias { get; init; }            // [experts] exp_probs_b (LFM2-MoE: added to the probabilities to choose, not to weigh)
+    public float[]? RouterBias { get; init; }               // [experts] ffn_gate_inp.bias (gpt-oss: added to the router's logits)
+    public float[]? GateBias { get; init; }                 // [experts × expert ff] ffn_gate_exps.bias (gpt-oss), expert e's at e × ff
+    public float[]? UpBias { get; init; }                   // [experts × expert ff] ffn_up_exps.bias
+    public float[]? DownBias { get; init; }                 // [experts × embd] ffn_down_exps.bias
 
     /// <summary>Every matrix of the network.</summary>
     public IEnumerable<WeightMatrix> Matrices()
@@ -85,7 +89,7 @@ internal static unsafe class MixtureOfExperts
         return new MoeLayerWeights
         {
             AttnNorm = a.AttnNorm, Wq = a.Wq, Wk = a.Wk, Wv = a.Wv, Wo = a.Wo, Bq = a.Bq, Bk = a.Bk, Bv = a.Bv,
-            QNorm = a.QNorm, KNorm = a.KNorm, AttnPostNorm = a.AttnPostNorm,
+            QNorm = a.QNorm, KNorm = a.KNorm, AttnPostNorm = a.AttnPostNorm, Bo = a.Bo, Sinks = a.Sinks,
             Experts = LoadExperts(tensors, c, il),
         };
     }
@@ -101,7 +105,7 @@ internal static unsafe class MixtureOfExperts
         var embd = new TensorLoader.Dim(c.EmbeddingLength, $"{arch}.embedding_length");
         var experts = new TensorLoader.Dim(c.ExpertCount, $"{arch}.expert_count");
         var ff = new TensorLoader.Dim(c.ExpertFeedForwardLength,
-            arch is "qwen3moe" or "qwen2moe" or "lfm2moe" ? $"{arch}.expert_feed_forward_length" : $"{arch}.feed_forward_length");
+            arch is "qwen3moe" or "qwen2moe" or "lfm2moe" or "gpt-oss" ? $"{arch}.expert_feed_forward_length" : $"{arch}.feed_forward_length");
         WeightMatrix? shGate = null, shUp = null, shDown = null;
         float[]? shGateInput = null;
         if (c.ExpertSharedFeedForwardLength > 0)
@@ -114,10 +118,16 @@ internal static unsafe class MixtureOfExperts
         }
         if (tensors.Has(p + "ffn_gate_inp.weight") && !tensors.Has(p + "ffn_gate_exps.weight") && tensors.Has(p + "ffn_up_exps.weight"))
             throw new ModelLoadException($"tensor {p}ffn_gate_exps.weight is missing: experts without a gate (silu of up alone) are not supported");
+        bool oai = c.ExpertSwiGluOai;
         return new ExpertWeights
         {
-            FfnNorm = tensors.Vector(p + "ffn_norm.weight", embd),
+            // (gpt-oss names the feed-forward norm post_attention_norm)
+            FfnNorm = tensors.Vector(p + (arch == "gpt-oss" ? "post_attention_norm.weight" : "ffn_norm.weight"), embd),
             Router = tensors.Matrix(p + "ffn_gate_inp.weight", embd, experts),
+            RouterBias = oai ? tensors.Vector(p + "ffn_gate_inp.bias", experts) : null,
+            GateBias = oai ? tensors.VectorRows(p + "ffn_gate_exps.bias", ff, experts) : null,
+            UpBias = oai ? tensors.VectorRows(p + "ffn_up_exps.bias", ff, experts) : null,
+            DownBias = oai ? tensors.VectorRows(p + "ffn_down_exps.bias", embd, experts) : null,
             Gate = tensors.Experts(p + "ffn_gate_exps.weight", embd, ff, experts),
             Up = tensors.Experts(p + "ffn_up_exps.weight", embd, ff, experts),
             Down = tensors.Experts(p + "ffn_down_exps.weight", ff, embd, experts),
@@ -142,13 +152,15 @@ internal static unsafe class MixtureOfExperts
 
         // ffn_moe_logits, then each token's experts and weights, then the rows grouped by expert
         MatMul.Multiply(w.Router, b.Norm, keep, b.MoeProbs, b.MatScratch, b.Pool);
+        if (w.RouterBias is not null) Activations.AddBias(b.MoeProbs, w.RouterBias, keep);
         int routed = keep * k;
         var offsets = new int[nExperts + 1];
         using (Profiler.Section(Profiler.Op.MoeRoute))
         {
             fixed (float* bias = w.SelectionBias)
                 for (int t = 0; t < keep; t++)
-                    Route(b.MoeProbs + (long)t * nExperts, nExperts, k, c.ExpertWeightsNorm, b.MoeExpert + t * k, b.MoeWeight + t * k,
+                    if (c.ExpertGatingSoftmaxWeight) RouteSoftmaxWeight(b.MoeProbs + (long)t * nExperts, nExperts, k, b.MoeExpert + t * k, b.MoeWeight + t * k);
+                    else Route(b.MoeProbs + (long)t * nExperts, nExperts, k, c.ExpertWeightsNorm, b.MoeExpert + t * k, b.MoeWeight + t * k,
                         c.ExpertGatingSigmoid, bias);
             for (int i = 0; i < routed; i++) offsets[b.MoeExpert[i] + 1]++;
             for (int e = 0; e < nExperts; e++) offsets[e + 1] += offsets[e];
@@ -174,15 +186,31 @@ internal static unsafe class MixtureOfExperts
             inBytes = ConvertGathered(b, upType, keep, k, embd);
             Products(b.Pool, offsets, b.MoeActs, inBytes, keep, [w.Up], [(nint)b.MoeUp]);
         }
+        // gpt-oss: each slot's expert's gate and up biases (ggml_add_id), then the clamped SwiGLU
+        int[]? slotExpert = null;
+        if (w.GateBias is not null && w.UpBias is not null)
+        {
+            slotExpert = new int[routed];
+            for (int e = 0; e < nExperts; e++)
+                for (int s = offsets[e]; s < offsets[e + 1]; s++) slotExpert[s] = e;
+            AddExpertBias(b.MoeGate, w.GateBias, slotExpert, ff);
+            AddExpertBias(b.MoeUp, w.UpBias, slotExpert, ff);
+        }
+        bool oai = c.ExpertSwiGluOai;
         using (Profiler.Section(Profiler.Op.SwiGlu))
             b.Pool.For(routed, ff, (start, end, _) =>
             {
-                for (int s = start; s < end; s++) Activations.SwiGlu(b.MoeGate + (long)s * ff, b.MoeUp + (long)s * ff, ff);
+                for (int s = start; s < end; s++)
+                {
+                    if (oai) Activations.SwiGluOai(b.MoeGate + (long)s * ff, b.MoeUp + (long)s * ff, ff);
+                    else Activations.SwiGlu(b.MoeGate + (long)s * ff, b.MoeUp + (long)s * ff, ff);
+                }
             }, minParallelWork: 1 << 16);
 
         // down: the activated rows are already grouped
         long downBytes = ConvertRows(b.Pool, w.Down[0].Format.VecDotType, b.MoeGate, routed, ff, b.MoeActs);
         Products(b.Pool, offsets, b.MoeActs, downBytes, keep, [w.Down], [(nint)b.MoeDown]);
+        if (w.DownBias is not null && slotExpert is not null) AddExpertBias(b.MoeDown, w.DownBias, slotExpert, embd);
 
         // ffn_moe_weighted, summed best first (ggml_mul, then ggml_add of each expert's view in rank order)
         using (Profiler.Section(Profiler.Op.MoeRoute))
@@ -280,6 +308,37 @@ internal static unsafe class MixtureOfExperts
         for (int r = 0; r < k; r++) total += weights[r];
         total = MathF.Max(total, MinWeightSum);
         for (int r = 0; r < k; r++) weights[r] /= total;
+    }
+
+    /// <summary>
+    /// gpt-oss's routing (llama.cpp's LLAMA_EXPERT_GATING_FUNC_TYPE_SOFTMAX_WEIGHT): the <paramref name="k"/> largest raw
+    /// <paramref name="logits"/>, best first, and as weights the softmax of those k logits alone (ggml_soft_max over the
+    /// chosen row: exponentials of x − max summed in double, × 1/sum); no renormalization after.
+    /// </summary>
+    internal static void RouteSoftmaxWeight(float* logits, int n, int k, int* experts, float* weights)
+    {
+        Choose(logits, n, k, experts);
+        float max = float.NegativeInfinity;
+        for (int r = 0; r < k; r++) max = MathF.Max(max, logits[experts[r]]);
+        double sum = 0;
+        for (int r = 0; r < k; r++)
+        {
+            float e = MathF.Exp(logits[experts[r]] - max);
+            weights[r] = e;
+            sum += e;
+        }
+        float scale = (float)(1.0 / sum);
+        for (int r = 0; r < k; r++) weights[r] *= scale;
+    }
+
+    /// <summary>Adds to each row s of <paramref name="rows"/> (<paramref name="width"/> wide) its expert's row of <paramref name="bias"/> (ggml_add_id).</summary>
+    private static void AddExpertBias(float* rows, float[] bias, int[] slotExpert, int width)
+    {
+        for (int s = 0; s < slotExpert.Length; s++)
+        {
+            var y = new Span<float>(rows + (long)s * width, width);
+            System.Numerics.Tensors.TensorPrimitives.Add(y, new ReadOnlySpan<float>(bias, slotExpert[s] * width, width), y);
+        }
     }
 
     /// <summary>The <paramref name="k"/> largest of <paramref name="scores"/>, best first (ties: the lower index; NaN: the lowest unchosen).</summary>
