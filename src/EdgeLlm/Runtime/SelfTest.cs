@@ -73,6 +73,8 @@ public static unsafe class SelfTest
         .. Legacy("Q5_1", GgmlType.Q5_1, GgmlType.Q8_1, Q5_1.DotQ5_1Q8_1Reference, Q5_1.DotQ5_1Q8_1Avx512, Q5_1.DotQ5_1Q8_1Avx2, Q5_1.DotQ5_1Q8_1AdvSimdDp, Q5_1.DotQ5_1Q8_1AdvSimd, Q5_1.DotQ5_1Q8_1Vector128),
         .. Legacy("Q8_0", GgmlType.Q8_0, GgmlType.Q8_0, Q8_0.DotQ8_0Q8_0Reference, Q8_0.DotQ8_0Q8_0Avx512, Q8_0.DotQ8_0Q8_0Avx2, Q8_0.DotQ8_0Q8_0AdvSimdDp, Q8_0.DotQ8_0Q8_0AdvSimd, Q8_0.DotQ8_0Q8_0Vector128),
         .. Legacy("IQ4_NL", GgmlType.IQ4_NL, GgmlType.Q8_0, IQ4_NL.DotIQ4_NLQ8_0Reference, IQ4_NL.DotIQ4_NLQ8_0Avx512, IQ4_NL.DotIQ4_NLQ8_0Avx2, IQ4_NL.DotIQ4_NLQ8_0AdvSimdDp, IQ4_NL.DotIQ4_NLQ8_0AdvSimd, IQ4_NL.DotIQ4_NLQ8_0Vector128),
+        new("MXFP4", GgmlType.MXFP4, GgmlType.Q8_0, "Avx2", Avx2.IsSupported, MXFP4.DotMXFP4Q8_0Avx2, MXFP4.DotMXFP4Q8_0Reference),
+        new("MXFP4", GgmlType.MXFP4, GgmlType.Q8_0, "Vector128", Vector128.IsHardwareAccelerated, MXFP4.DotMXFP4Q8_0Vector128, MXFP4.DotMXFP4Q8_0Reference),
         .. KQuant("Q2_K", GgmlType.Q2_K, (n, x, y) => Q2_K.DotQ2_KQ8_KReference(n, (BlockQ2_K*)x, (BlockQ8_K*)y),
             (n, x, y) => Q2_K.DotQ2_KQ8_KAvx512(n, (BlockQ2_K*)x, (BlockQ8_K*)y), (n, x, y) => Q2_K.DotQ2_KQ8_KAvx2(n, (BlockQ2_K*)x, (BlockQ8_K*)y)),
         .. KQuant("Q3_K", GgmlType.Q3_K, (n, x, y) => Q3_K.DotQ3_KQ8_KReference(n, (BlockQ3_K*)x, (BlockQ8_K*)y),
@@ -510,6 +512,7 @@ public static unsafe class SelfTest
             case GgmlType.Q5_0: return ([0], []);
             case GgmlType.Q8_0: return ([0], []);
             case GgmlType.IQ4_NL: return ([0], []);
+            case GgmlType.MXFP4: return ([], []); // its scale is an exponent byte: every random byte is one (subnormal to 2^127)
             case GgmlType.Q4_1: return ([0, 2], []);
             case GgmlType.Q5_1: return ([0, 2], []);
             case GgmlType.Q8_1: return ([0, 2], []);
