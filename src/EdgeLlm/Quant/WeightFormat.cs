@@ -44,6 +44,8 @@ public abstract unsafe class WeightFormat
         RuntimeHelpers.RunClassConstructor(typeof(Q4_1x8).TypeHandle);
         RuntimeHelpers.RunClassConstructor(typeof(Q5_1x8).TypeHandle);
         RuntimeHelpers.RunClassConstructor(typeof(IQ4_NLx8).TypeHandle);
+        RuntimeHelpers.RunClassConstructor(typeof(MXFP4).TypeHandle);
+        RuntimeHelpers.RunClassConstructor(typeof(MXFP4x8).TypeHandle);
         RuntimeHelpers.RunClassConstructor(typeof(Q6_K).TypeHandle);
         RuntimeHelpers.RunClassConstructor(typeof(Q6_Kx8).TypeHandle);
         RuntimeHelpers.RunClassConstructor(typeof(Q8_0).TypeHandle);

@@ -6,7 +6,7 @@ namespace EdgeLlm.Quant;
 
 /// <summary>
 /// Load-time repacking of weight matrices into layouts that compute several rows at once
-/// (llama.cpp does the same with its CPU_REPACK buffers). Today: Q4_0 into <see cref="Q4_0x8"/>, Q5_0 into <see cref="Q5_0x8"/>, Q4_1 into <see cref="Q4_1x8"/>, Q5_1 into <see cref="Q5_1x8"/>, IQ4_NL into <see cref="IQ4_NLx8"/>,
+/// (llama.cpp does the same with its CPU_REPACK buffers). Today: Q4_0 into <see cref="Q4_0x8"/>, Q5_0 into <see cref="Q5_0x8"/>, Q4_1 into <see cref="Q4_1x8"/>, Q5_1 into <see cref="Q5_1x8"/>, IQ4_NL into <see cref="IQ4_NLx8"/>, MXFP4 into <see cref="MXFP4x8"/>,
 /// Q8_0 into <see cref="Q8_0x8"/>, Q2_K into <see cref="Q2_Kx8"/>, Q3_K into <see cref="Q3_Kx8"/>, Q4_K into <see cref="Q4_Kx8"/>, Q5_K into <see cref="Q5_Kx8"/> and Q6_K into <see cref="Q6_Kx8"/> on x64 with AVX2 and FMA (see <see cref="DefaultLayouts"/>). The repacked copy has the matrix's exact size and row geometry and
 /// replaces the mapped pages for the products, so resident memory stays about the file size: the
 /// copy is read from the file with positioned reads, which do not fault the mapping in, and only
@@ -31,6 +31,7 @@ internal static unsafe class WeightPacking
     private static readonly Q4_1x8Format s_q4_1x8 = new();
     private static readonly Q5_1x8Format s_q5_1x8 = new();
     private static readonly IQ4_NLx8Format s_iq4_nlx8 = new();
+    private static readonly MXFP4x8Format s_mxfp4x8 = new();
 
     /// <summary>
     /// EDGELLM_REPACK: unset or "1" repacks every layout this CPU has kernels for, "0" none, else a
@@ -55,10 +56,10 @@ internal static unsafe class WeightPacking
     /// pairs 17.1 vs 17.1 t/s). Single-threaded kernels: the prompt tile (16 activations) 2.2× the plain
     /// Q6_K tile, decode 1.3–2× the plain rows.
     /// </summary>
-    internal static readonly string[] DefaultLayouts = ["q4_0x8", "q4_1x8", "q5_0x8", "q5_1x8", "q8_0x8", "q2_Kx8", "q3_Kx8", "q4_Kx8", "q5_Kx8", "q6_Kx8", "iq4_nlx8"];
+    internal static readonly string[] DefaultLayouts = ["q4_0x8", "q4_1x8", "q5_0x8", "q5_1x8", "q8_0x8", "q2_Kx8", "q3_Kx8", "q4_Kx8", "q5_Kx8", "q6_Kx8", "iq4_nlx8", "mxfp4x8"];
 
     /// <summary>True when this process repacks anything (AVX2 + FMA present, EDGELLM_REPACK not 0).</summary>
-    public static bool Enabled { get; } = (Q4_0x8.IsSupported || Q5_0x8.IsSupported || Q4_1x8.IsSupported || Q5_1x8.IsSupported || IQ4_NLx8.IsSupported || Q8_0x8.IsSupported || Q2_Kx8.IsSupported || Q3_Kx8.IsSupported || Q4_Kx8.IsSupported || Q5_Kx8.IsSupported || Q6_Kx8.IsSupported) && s_setting != "0";
+    public static bool Enabled { get; } = (Q4_0x8.IsSupported || Q5_0x8.IsSupported || Q4_1x8.IsSupported || Q5_1x8.IsSupported || IQ4_NLx8.IsSupported || MXFP4x8.IsSupported || Q8_0x8.IsSupported || Q2_Kx8.IsSupported || Q3_Kx8.IsSupported || Q4_Kx8.IsSupported || Q5_Kx8.IsSupported || Q6_Kx8.IsSupported) && s_setting != "0";
 
     /// <summary>The repacked format matrices of <paramref name="type"/> get, or null when they stay in the GGUF layout.</summary>
     public static WeightFormat? PackedFormat(GgmlType type)
@@ -71,6 +72,7 @@ internal static unsafe class WeightPacking
             GgmlType.Q4_1 when Q4_1x8.IsSupported => s_q4_1x8,
             GgmlType.Q5_1 when Q5_1x8.IsSupported => s_q5_1x8,
             GgmlType.IQ4_NL when IQ4_NLx8.IsSupported => s_iq4_nlx8,
+            GgmlType.MXFP4 when MXFP4x8.IsSupported => s_mxfp4x8,
             GgmlType.Q8_0 => s_q8_0x8,
             GgmlType.Q2_K when Q2_Kx8.IsSupported => s_q2_Kx8,
             GgmlType.Q3_K when Q3_Kx8.IsSupported => s_q3_Kx8,
@@ -100,6 +102,7 @@ internal static unsafe class WeightPacking
         Q4_1x8Format => Q4_1x8.Pack(src, dst, rows, n),
         Q5_1x8Format => Q5_1x8.Pack(src, dst, rows, n),
         IQ4_NLx8Format => IQ4_NLx8.Pack(src, dst, rows, n),
+        MXFP4x8Format => MXFP4x8.Pack(src, dst, rows, n),
         Q6_Kx8Format => Q6_Kx8.Pack(src, dst, rows, n),
         _ => throw new InvalidOperationException($"no packing routine for the {fmt.Layout} layout"),
     };

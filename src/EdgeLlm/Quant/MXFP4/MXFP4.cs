@@ -12,6 +12,20 @@ internal sealed unsafe class MXFP4Format : WeightFormat
     public override GgmlType VecDotType => GgmlType.Q8_0;
     public override void DequantizeRow(byte* src, float* dst, long n) => MXFP4.DequantizeRowReference(src, dst, n);
     public override float VecDot(int n, byte* weights, byte* activations) => MXFP4.DotMXFP4Q8_0(n, weights, activations);
+
+    /// <summary>Four rows at a time on AVX-512BW (<see cref="MXFP4.DotRowsAvx512"/>); elsewhere one VecDot per row.</summary>
+    public override void VecDotRows(int n, byte* weights, long rowBytes, int nRows, byte* activations, float* y)
+    {
+        if (Avx512BW.IsSupported) MXFP4.DotRowsAvx512(n, weights, rowBytes, nRows, activations, y);
+        else base.VecDotRows(n, weights, rowBytes, nRows, activations, y);
+    }
+
+    /// <summary>Register-tiled on AVX-512BW (<see cref="MXFP4.DotTileAvx512"/>, IQ4_NL's scheme); elsewhere one VecDot per pair.</summary>
+    public override void VecDotTile(int n, byte* weights, long rowBytes, int nRows, byte* activations, long actStride, int nActs, float* y, long yStride)
+    {
+        if (Avx512BW.IsSupported) MXFP4.DotTileAvx512(n, weights, rowBytes, nRows, activations, actStride, nActs, y, yStride);
+        else base.VecDotTile(n, weights, rowBytes, nRows, activations, actStride, nActs, y, yStride);
+    }
 }
 
 /// <summary>
@@ -95,10 +109,11 @@ internal static unsafe class MXFP4
         }
     }
 
-    /// <summary>Dot product with a Q8_0 activation row on the fastest path this CPU has (AVX2 &gt; Vector128 &gt; scalar).</summary>
+    /// <summary>Dot product with a Q8_0 activation row on the fastest path this CPU has (AVX-512BW &gt; AVX2 &gt; Vector128 &gt; scalar).</summary>
     [MethodImpl(MethodImplOptions.AggressiveInlining)]
     public static float DotMXFP4Q8_0(int n, byte* x, byte* y) =>
-        Avx2.IsSupported ? DotMXFP4Q8_0Avx2(n, x, y)
+        Avx512BW.IsSupported ? DotMXFP4Q8_0Avx512(n, x, y)
+        : Avx2.IsSupported ? DotMXFP4Q8_0Avx2(n, x, y)
         : Vector128.IsHardwareAccelerated ? DotMXFP4Q8_0Vector128(n, x, y)
         : DotMXFP4Q8_0Reference(n, x, y);
 
@@ -155,6 +170,162 @@ internal static unsafe class MXFP4
             sumf += Term(QuantMath.DotI8Vector128(Vector128.Shuffle(table, lo.AsSByte()), Vector128.Shuffle(table, hi.AsSByte()), y0, y1), x + ib, y + ib);
         }
         return sumf;
+    }
+
+    /// <summary>
+    /// AVX-512BW: four blocks per step, two per 512-bit register (table values in [−12, 12], so
+    /// <see cref="Int8Dot.DotSigned"/> applies), their integer sums reduced together by <see cref="Int8Dot.Reduce4"/>
+    /// and the four float terms added in the reference's order; the last nb mod 4 blocks take the AVX2 block dot.
+    /// Requires Avx512BW.
+    /// </summary>
+    internal static float DotMXFP4Q8_0Avx512(int n, byte* vx, byte* vy)
+    {
+        QuantMath.CheckBlocks(n, QK, "MXFP4");
+        var x = (BlockMXFP4*)vx;
+        var y = (BlockQ8_0*)vy;
+        int nb = n / QK, ib = 0;
+        float sumf = 0;
+        for (; ib + 4 <= nb; ib += 4)
+        {
+            var s = Int8Dot.Reduce4(Pair512(x + ib, y + ib), Pair512(x + ib + 2, y + ib + 2));
+            sumf += Term(s.GetElement(0), x + ib, y + ib);
+            sumf += Term(s.GetElement(1), x + ib + 1, y + ib + 1);
+            sumf += Term(s.GetElement(2), x + ib + 2, y + ib + 2);
+            sumf += Term(s.GetElement(3), x + ib + 3, y + ib + 3);
+        }
+        for (; ib < nb; ib++)
+        {
+            var (a0, a1) = Split(x + ib);
+            var (y0, y1) = QuantMath.LoadI8x32(y[ib].Qs);
+            sumf += Term(Avx2BlockDot.Dot(a0, a1, y0, y1), x + ib, y + ib);
+        }
+        return sumf;
+    }
+
+    /// <summary>
+    /// The decode product: y[r] = row r · act for <paramref name="nRows"/> rows, four rows at a time. A row's float
+    /// sum is one chain of dependent adds in the reference's block order (so each result equals
+    /// <see cref="DotMXFP4Q8_0Avx512"/> bit for bit); four rows interleaved keep four chains in flight, where one row
+    /// at a time waits on each add's latency.
+    /// </summary>
+    internal static void DotRowsAvx512(int n, byte* weights, long rowBytes, int nRows, byte* act, float* yOut)
+    {
+        QuantMath.CheckBlocks(n, QK, "MXFP4");
+        int nb = n / QK;
+        var y = (BlockQ8_0*)act;
+        int r = 0;
+        for (; r + 4 <= nRows; r += 4)
+        {
+            var x0 = (BlockMXFP4*)(weights + r * rowBytes);
+            var x1 = (BlockMXFP4*)(weights + (r + 1) * rowBytes);
+            var x2 = (BlockMXFP4*)(weights + (r + 2) * rowBytes);
+            var x3 = (BlockMXFP4*)(weights + (r + 3) * rowBytes);
+            float s0 = 0, s1 = 0, s2 = 0, s3 = 0;
+            int ib = 0;
+            for (; ib + 4 <= nb; ib += 4)
+            {
+                var p0 = Int8Dot.Reduce4(Pair512(x0 + ib, y + ib), Pair512(x0 + ib + 2, y + ib + 2));
+                var p1 = Int8Dot.Reduce4(Pair512(x1 + ib, y + ib), Pair512(x1 + ib + 2, y + ib + 2));
+                var p2 = Int8Dot.Reduce4(Pair512(x2 + ib, y + ib), Pair512(x2 + ib + 2, y + ib + 2));
+                var p3 = Int8Dot.Reduce4(Pair512(x3 + ib, y + ib), Pair512(x3 + ib + 2, y + ib + 2));
+                for (int j = 0; j < 4; j++)
+                {
+                    s0 += Term(p0.GetElement(j), x0 + ib + j, y + ib + j);
+                    s1 += Term(p1.GetElement(j), x1 + ib + j, y + ib + j);
+                    s2 += Term(p2.GetElement(j), x2 + ib + j, y + ib + j);
+                    s3 += Term(p3.GetElement(j), x3 + ib + j, y + ib + j);
+                }
+            }
+            for (; ib < nb; ib++)
+            {
+                var (y0, y1) = QuantMath.LoadI8x32(y[ib].Qs);
+                var (a0, a1) = Split(x0 + ib); s0 += Term(Avx2BlockDot.Dot(a0, a1, y0, y1), x0 + ib, y + ib);
+                (a0, a1) = Split(x1 + ib); s1 += Term(Avx2BlockDot.Dot(a0, a1, y0, y1), x1 + ib, y + ib);
+                (a0, a1) = Split(x2 + ib); s2 += Term(Avx2BlockDot.Dot(a0, a1, y0, y1), x2 + ib, y + ib);
+                (a0, a1) = Split(x3 + ib); s3 += Term(Avx2BlockDot.Dot(a0, a1, y0, y1), x3 + ib, y + ib);
+            }
+            yOut[r] = s0;
+            yOut[r + 1] = s1;
+            yOut[r + 2] = s2;
+            yOut[r + 3] = s3;
+        }
+        for (; r < nRows; r++) yOut[r] = DotMXFP4Q8_0Avx512(n, weights + r * rowBytes, act);
+    }
+
+    /// <summary>Integer dot products of blocks x[0], x[1] with y[0], y[1]: 8 int32 lanes per block.</summary>
+    [MethodImpl(MethodImplOptions.AggressiveInlining)]
+    private static Vector512<int> Pair512(BlockMXFP4* x, BlockQ8_0* y)
+    {
+        var (a0, a1) = Split(x);
+        var (b0, b1) = Split(x + 1);
+        return Int8Dot.DotSigned(Int8Dot.Pack(a0, a1, b0, b1), Int8Dot.Load2(y->Qs, (y + 1)->Qs));
+    }
+
+    /// <summary>A block's 32 weights as int8 table values, values 0..15 then 16..31.</summary>
+    [MethodImpl(MethodImplOptions.AggressiveInlining)]
+    private static (Vector128<sbyte> Lo, Vector128<sbyte> Hi) Split(BlockMXFP4* b)
+    {
+        var (lo, hi) = QuantMath.Nibbles(b->Qs);
+        return (Vector128.Shuffle(s_kvalues, lo.AsSByte()), Vector128.Shuffle(s_kvalues, hi.AsSByte()));
+    }
+
+    /// <summary>
+    /// <see cref="WeightFormat.VecDotTile"/> with AVX-512BW (IQ4_NL's tile): each pair of blocks of a weight row is
+    /// unpacked once and met by four activation rows; each (row, activation) keeps its own float sum in the reference's
+    /// block order, so every output equals <see cref="DotMXFP4Q8_0Avx512"/> bit for bit. Fewer than four activations
+    /// repeat the last one (its results are dropped).
+    /// </summary>
+    internal static void DotTileAvx512(int n, byte* weights, long rowBytes, int nRows, byte* activations, long actStride, int nActs, float* yOut, long yStride)
+    {
+        QuantMath.CheckBlocks(n, QK, "MXFP4");
+        int nb = n / QK;
+        for (int a0 = 0; a0 < nActs; a0 += 4)
+        {
+            int na = Math.Min(4, nActs - a0);
+            var y0 = (BlockQ8_0*)(activations + a0 * actStride);
+            var y1 = (BlockQ8_0*)(activations + (a0 + Math.Min(1, na - 1)) * actStride);
+            var y2 = (BlockQ8_0*)(activations + (a0 + Math.Min(2, na - 1)) * actStride);
+            var y3 = (BlockQ8_0*)(activations + (a0 + Math.Min(3, na - 1)) * actStride);
+            for (int r = 0; r < nRows; r++)
+            {
+                var x = (BlockMXFP4*)(weights + r * rowBytes);
+                float s0 = 0, s1 = 0, s2 = 0, s3 = 0;
+                int ib = 0;
+                for (; ib + 4 <= nb; ib += 4)
+                {
+                    // four blocks at a time, as the dot product: two packed pairs, each met by the four activation rows
+                    var (l0, h0) = Split(x + ib);
+                    var (l1, h1) = Split(x + ib + 1);
+                    var (l2, h2) = Split(x + ib + 2);
+                    var (l3, h3) = Split(x + ib + 3);
+                    var xa = Int8Dot.Pack(l0, h0, l1, h1);
+                    var xb = Int8Dot.Pack(l2, h2, l3, h3);
+                    var p0 = Int8Dot.Reduce4(Int8Dot.DotSigned(xa, Int8Dot.Load2(y0[ib].Qs, y0[ib + 1].Qs)), Int8Dot.DotSigned(xb, Int8Dot.Load2(y0[ib + 2].Qs, y0[ib + 3].Qs)));
+                    var p1 = Int8Dot.Reduce4(Int8Dot.DotSigned(xa, Int8Dot.Load2(y1[ib].Qs, y1[ib + 1].Qs)), Int8Dot.DotSigned(xb, Int8Dot.Load2(y1[ib + 2].Qs, y1[ib + 3].Qs)));
+                    var p2 = Int8Dot.Reduce4(Int8Dot.DotSigned(xa, Int8Dot.Load2(y2[ib].Qs, y2[ib + 1].Qs)), Int8Dot.DotSigned(xb, Int8Dot.Load2(y2[ib + 2].Qs, y2[ib + 3].Qs)));
+                    var p3 = Int8Dot.Reduce4(Int8Dot.DotSigned(xa, Int8Dot.Load2(y3[ib].Qs, y3[ib + 1].Qs)), Int8Dot.DotSigned(xb, Int8Dot.Load2(y3[ib + 2].Qs, y3[ib + 3].Qs)));
+                    for (int j = 0; j < 4; j++)
+                    {
+                        s0 += Term(p0.GetElement(j), x + ib + j, y0 + ib + j);
+                        s1 += Term(p1.GetElement(j), x + ib + j, y1 + ib + j);
+                        s2 += Term(p2.GetElement(j), x + ib + j, y2 + ib + j);
+                        s3 += Term(p3.GetElement(j), x + ib + j, y3 + ib + j);
+                    }
+                }
+                for (; ib < nb; ib++)
+                {
+                    var (av, bv) = Split(x + ib);
+                    s0 += Term(Avx2BlockDot.Dot(av, bv, Vector128.Load(y0[ib].Qs), Vector128.Load(y0[ib].Qs + 16)), x + ib, y0 + ib);
+                    s1 += Term(Avx2BlockDot.Dot(av, bv, Vector128.Load(y1[ib].Qs), Vector128.Load(y1[ib].Qs + 16)), x + ib, y1 + ib);
+                    s2 += Term(Avx2BlockDot.Dot(av, bv, Vector128.Load(y2[ib].Qs), Vector128.Load(y2[ib].Qs + 16)), x + ib, y2 + ib);
+                    s3 += Term(Avx2BlockDot.Dot(av, bv, Vector128.Load(y3[ib].Qs), Vector128.Load(y3[ib].Qs + 16)), x + ib, y3 + ib);
+                }
+                yOut[a0 * yStride + r] = s0;
+                if (na > 1) yOut[(a0 + 1) * yStride + r] = s1;
+                if (na > 2) yOut[(a0 + 2) * yStride + r] = s2;
+                if (na > 3) yOut[(a0 + 3) * yStride + r] = s3;
+            }
+        }
     }
 
     /// <summary>The reference's per-block float term: (e8m0_half(e) · dy) · sumi.</summary>
