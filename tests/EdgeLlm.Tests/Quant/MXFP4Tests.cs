@@ -252,10 +252,10 @@ public sealed unsafe class MXFP4Tests(ITestOutputHelper output)
         {
             const int Blocks = 4, N = Blocks * QK;
             long rowBytes = Blocks * BlockMXFP4.Size, actBytes = ActivationQuantizer.RowBytes(GgmlType.Q8_0, N);
-            var plain = new byte[8 * rowBytes];
+            var plain = new byte[16 * rowBytes]; // two groups: the AVX-512 pair step, whose offset table reaches 24
             var packed = new byte[plain.Length];
             var act = new byte[actBytes];
-            for (int r = 0; r < 8; r++)
+            for (int r = 0; r < 16; r++)
                 for (int b = 0; b < Blocks; b++)
                 {
                     long o = r * rowBytes + b * BlockMXFP4.Size;
@@ -267,13 +267,13 @@ public sealed unsafe class MXFP4Tests(ITestOutputHelper output)
                 BitConverter.TryWriteBytes(act.AsSpan(b * 34), BitConverter.HalfToUInt16Bits((Half)1));
                 for (int j = 0; j < 32; j++) act[b * 34 + 2 + j] = 127;
             }
-            var rows = new float[8];
+            var rows = new float[16];
             fixed (byte* pp = plain) fixed (byte* pk = packed) fixed (byte* pa = act) fixed (float* pr = rows)
             {
-                Assert.True(MXFP4x8.Pack(pp, pk, 8, N));
-                MXFP4x8.DotRows(N, pk, rowBytes, 8, pa, pr);
+                Assert.True(MXFP4x8.Pack(pp, pk, 16, N));
+                MXFP4x8.DotRows(N, pk, rowBytes, 16, pa, pr);
             }
-            for (int r = 0; r < 8; r++) Assert.Equal((r % 2 == 0 ? 1 : -1) * 6f * 127 * N, rows[r]);
+            for (int r = 0; r < 16; r++) Assert.Equal((r % 2 == 0 ? 1 : -1) * 6f * 127 * N, rows[r]);
         }
         output.WriteLine($"mxfp4x8: round trip, rows = scalar statement, tile = rows (bit for bit), within 1e-5 of the plain dot; kernels {(MXFP4x8.IsSupported ? "AVX2" : "scalar")}");
     }

@@ -114,7 +114,90 @@ internal static unsafe class MXFP4x8
             return;
         }
         QuantMath.CheckBlocks(n, QK, "MXFP4");
-        RowGroupLoops.DotRows<BlockQ8_0>(&Group1, &PlainDot, QK, n, weights, rowBytes, nRows, act, y);
+        if (!IsAvx512Supported || n / QK > MaxStackBlocks)
+        {
+            RowGroupLoops.DotRows<BlockQ8_0>(&Group1, &PlainDot, QK, n, weights, rowBytes, nRows, act, y);
+            return;
+        }
+        int nb = n / QK;
+        var a = (BlockQ8_0*)act;
+        // Rows16Avx512's offset term per block: 12 · Σ of the block's 32 activation values
+        int* corr = stackalloc int[nb];
+        for (int ib = 0; ib < nb; ib++)
+        {
+            int sum = 0;
+            for (int j = 0; j < QK; j++) sum += a[ib].Qs[j];
+            corr[ib] = Offset * sum;
+        }
+        int groups = nRows / Rows, g = 0;
+        long groupBytes = Rows * rowBytes;
+        for (; g + 2 <= groups; g += 2) Rows16Avx512(weights + g * groupBytes, groupBytes, nb, a, corr, y + g * Rows);
+        if (g < groups) Group1(weights + g * groupBytes, nb, a, y + g * Rows);
+        for (int r = groups * Rows; r < nRows; r++) y[r] = PlainDot(n, weights + r * rowBytes, act);
+    }
+
+    /// <summary>Rows up to this many blocks (131072 values) keep <see cref="Rows16Avx512"/>'s offsets on the stack; longer ones take the AVX2 kernel.</summary>
+    private const int MaxStackBlocks = 4096;
+
+    /// <summary>The decode step over two groups per 512-bit register needs AVX-512 F and BW besides the AVX2 kernels.</summary>
+    public static bool IsAvx512Supported => IsSupported && Avx512F.IsSupported && Avx512BW.IsSupported;
+
+    /// <summary><see cref="Rows16Avx512"/>'s table is <see cref="MXFP4.KValues"/> + 12 (0..24, unsigned for <c>vpmaddubsw</c>: AVX-512 has no <c>vpsignb</c>).</summary>
+    private const int Offset = 12;
+
+    /// <summary>The offset table in all four 128-bit lanes.</summary>
+    private static readonly Vector512<byte> s_gridU512 = Vector512.Create((byte)Offset) + Vector512.Create(s_grid, s_grid).AsByte();
+
+    /// <summary>
+    /// The decode product of two groups (16 rows from <paramref name="g"/>, the second <paramref name="groupBytes"/> on)
+    /// against one activation row: <see cref="Group1"/>'s work for both groups in one zmm per step (group g in the low
+    /// 256 bits), each stream prefetched in its own reading order (<see cref="PairPrefetch"/>). The table is offset to
+    /// 0..24 and <paramref name="corr"/> (12 · Σ a per block) taken off the exact integer sum, so per lane the sums and
+    /// the float step are <see cref="Group1"/>'s and the results bit for bit its own. A pair is within 2·24·127, four
+    /// vectors' (one nibble half) within 24384 in int16.
+    /// </summary>
+    [MethodImpl(MethodImplOptions.AggressiveOptimization)]
+    private static void Rows16Avx512(byte* g, long groupBytes, int nb, BlockQ8_0* a, int* corr, float* y)
+    {
+        var ones = Vector512.Create((short)1);
+        var m = Vector512.Create((byte)0x0F);
+        var grid = s_gridU512;
+        var acc = Vector512<float>.Zero;
+        byte* h = g + groupBytes;
+        var ahead = new PairPrefetch(groupBytes);
+        for (int ib = 0; ib < nb; ib++)
+        {
+            long off = (long)ib * GroupBlockBytes;
+            byte* o = g + off, oh = h + off;
+            long pf = ahead.Ahead(off, DecodePrefetchBytes);
+            Sse.Prefetch0(g + pf);
+            Sse.Prefetch0(g + pf + 64);
+            Sse.Prefetch0(g + pf + 128);
+            Sse.Prefetch0(h + pf);
+            Sse.Prefetch0(h + pf + 64);
+            Sse.Prefetch0(h + pf + 128);
+            sbyte* x = a[ib].Qs;
+            Vector512<short> p0 = default, p1 = default;
+            for (int k = 0; k < 4; k++)
+            {
+                var v = Avx512F.InsertVector256(Vector256.Load(o + OffQ + 32 * k).ToVector512Unsafe(), Vector256.Load(oh + OffQ + 32 * k), 1);
+                p0 += Avx512BW.MultiplyAddAdjacent(Avx512BW.Shuffle(grid, v & m), Vector512.Create(*(int*)(x + 4 * k)).AsSByte());
+                p1 += Avx512BW.MultiplyAddAdjacent(Avx512BW.Shuffle(grid, Avx512BW.ShiftRightLogical(v.AsUInt16(), 4).AsByte() & m), Vector512.Create(*(int*)(x + 16 + 4 * k)).AsSByte());
+            }
+            var s = Avx512BW.MultiplyAddAdjacent(p0, ones) + Avx512BW.MultiplyAddAdjacent(p1, ones) - Vector512.Create(corr[ib]);
+            acc = Avx512F.FusedMultiplyAdd(Scales2(o + OffE, oh + OffE) * Vector512.Create(QuantMath.Fp16ToFp32Fast(a[ib].D)), Avx512F.ConvertToVector512Single(s), acc);
+        }
+        acc.Store(y);
+    }
+
+    /// <summary><see cref="Scales"/> for two groups' exponents (eight at <paramref name="lo"/>, eight at <paramref name="hi"/>): the same bits per lane.</summary>
+    [MethodImpl(MethodImplOptions.AggressiveInlining)]
+    internal static Vector512<float> Scales2(byte* lo, byte* hi)
+    {
+        var e = Avx512F.ConvertToVector512Int32(Vector128.Create(*(ulong*)lo, *(ulong*)hi).AsByte());
+        var normal = Avx512F.ShiftLeftLogical(e - Vector512<int>.One, 23);
+        var subnormal = Avx512F.ShiftLeftLogicalVariable(Vector512.Create(0x00200000), e.AsUInt32());
+        return Vector512.ConditionalSelect(Vector512.LessThan(e, Vector512.Create(2)), subnormal, normal).AsSingle();
     }
 
     /// <summary>y[a·yStride + r] = row r · act a: the prompt tile, each group block's values looked up once per four activation rows.</summary>
