@@ -111,10 +111,17 @@ public static class ChatCommand
         using var context = BackendOption.CreateContext(backend, model, ctxLen, threads, cache);
         var generator = new TextGenerator(context, tokenizer);
         using var draft = speculation?.Attach(generator, backend, generic, ctxLen, threads);
+        bool reasoned = false; // reasoning was written to stderr and not yet ended with a newline
         var session = new ChatSession(generator, template, systemPrompt)
         {
             Notice = message => err.WriteLine($"edgellm: {message}"),
             TemplateVariables = variables,
+            // gpt-oss (harmony): the analysis channel goes to stderr, so stdout carries the replies alone.
+            Reasoning = text =>
+            {
+                err.Write(text);
+                reasoned = true;
+            },
         };
         err.WriteLine($"edgellm chat: {Path.GetFileName(modelPath)} on {context.Description}, context {ctxLen} tokens. {Help}");
 
@@ -179,7 +186,19 @@ public static class ChatCommand
                 try
                 {
                     foreach (var piece in session.Stream(message, options, cts.Token))
+                    {
+                        if (reasoned)
+                        {
+                            err.WriteLine();
+                            reasoned = false;
+                        }
                         Out(piece);
+                    }
+                    if (reasoned)
+                    {
+                        err.WriteLine();
+                        reasoned = false;
+                    }
                 }
                 catch (PromptTooLongException e)
                 {

@@ -116,7 +116,31 @@ public static class TemplateCommand
         catch (DecoderFallbackException e) { throw new InputException($"{path} is not valid UTF-8 (byte offset {e.Index})"); }
     }
 
-    /// <summary>Reads a JSON array of {"role", "content"} objects (JsonDocument: no reflection, NativeAOT-safe).</summary>
+    /// <summary>A message's OpenAI-style <c>tool_calls</c> ({id?, function: {name, arguments}}, arguments an object or its JSON text), or null.</summary>
+    private static List<ChatToolCall>? ReadToolCalls(JsonElement m, string path, int i)
+    {
+        if (!m.TryGetProperty("tool_calls", out var calls) || calls.ValueKind == JsonValueKind.Null) return null;
+        if (calls.ValueKind != JsonValueKind.Array) throw new InputException($"{path}: message {i}: \"tool_calls\" must be an array");
+        var list = new List<ChatToolCall>();
+        int j = 0;
+        foreach (var call in calls.EnumerateArray())
+        {
+            if (call.ValueKind != JsonValueKind.Object || !call.TryGetProperty("function", out var f) || f.ValueKind != JsonValueKind.Object
+                || !f.TryGetProperty("name", out var name) || name.ValueKind != JsonValueKind.String)
+                throw new InputException($"{path}: message {i}: tool_calls[{j}] must be {{\"id\", \"function\": {{\"name\", \"arguments\"}}}}");
+            string arguments = f.TryGetProperty("arguments", out var a) ? a.ValueKind == JsonValueKind.String ? a.GetString()! : a.GetRawText() : "{}";
+            string id = call.TryGetProperty("id", out var idValue) && idValue.ValueKind == JsonValueKind.String ? idValue.GetString()! : $"call_{j}";
+            list.Add(new ChatToolCall(id, name.GetString()!, arguments));
+            j++;
+        }
+        return list;
+    }
+
+    /// <summary>
+    /// Reads a JSON array of {"role", "content"} objects, with OpenAI's optional <c>tool_calls</c> and
+    /// <c>tool_call_id</c> and an assistant turn's <c>reasoning_content</c> (or <c>thinking</c>)
+    /// (JsonDocument: no reflection, NativeAOT-safe).
+    /// </summary>
     internal static List<ChatTurn> ReadMessages(string path)
     {
         string text = ReadUtf8(path);
@@ -132,7 +156,19 @@ public static class TemplateCommand
                 string Field(string name) =>
                     m.TryGetProperty(name, out var v) && v.ValueKind == JsonValueKind.String ? v.GetString()!
                     : throw new InputException($"{path}: message {i} needs a string \"{name}\"");
-                list.Add(new ChatTurn(Field("role"), Field("content")));
+                string? Optional(string name) =>
+                    !m.TryGetProperty(name, out var v) || v.ValueKind == JsonValueKind.Null ? null
+                    : v.ValueKind == JsonValueKind.String ? v.GetString()!
+                    : throw new InputException($"{path}: message {i}: \"{name}\" must be a string");
+                string role = Field("role");
+                // An assistant turn with only tool calls may leave its content out, as OpenAI's messages do.
+                string content = role == "assistant" && !m.TryGetProperty("content", out _) ? "" : Field("content");
+                list.Add(new ChatTurn(role, content)
+                {
+                    ToolCalls = ReadToolCalls(m, path, i),
+                    ToolCallId = Optional("tool_call_id"),
+                    Reasoning = Optional("reasoning_content") ?? Optional("thinking"),
+                });
                 i++;
             }
             return list;

@@ -76,6 +76,7 @@ public sealed class OpenAiServer
 
     /// <summary>How the template's model writes function calls; null: it writes none EdgeLlm reads, and tools are refused.</summary>
     private readonly ToolCallFormat? _toolFormat;
+    private readonly bool _harmony;
     private readonly TextWriter _log;
     private readonly long _created = DateTimeOffset.UtcNow.ToUnixTimeSeconds();
     private readonly byte[]? _apiKey;
@@ -96,13 +97,14 @@ public sealed class OpenAiServer
         _tokenizer = tokenizer;
         _template = template;
         _toolFormat = ToolCallFormat.Of(template);
+        _harmony = Harmony.Writes(template);
         _log = log;
         _apiKey = string.IsNullOrEmpty(options.ApiKey) ? null : Encoding.UTF8.GetBytes(options.ApiKey);
         _splitReasoning = options.ReasoningFormat switch
         {
             "none" => false,
             "deepseek" => true,
-            "auto" => ReasoningSplitter.TemplateReasons(template),
+            "auto" => ReasoningSplitter.TemplateReasons(template) || Harmony.Writes(template),
             _ => throw new ArgumentException($"ReasoningFormat must be auto, none or deepseek, got '{options.ReasoningFormat}'", nameof(options)),
         };
     }
@@ -281,7 +283,15 @@ public sealed class OpenAiServer
         string text = RenderChat(ref request, out var toolNames);
         // As ChatPrompt.Tokenize: BOS as the vocabulary says, special-token text parsed.
         int[] prompt = _tokenizer.Encode(text, addSpecial: true, parseSpecial: true);
-        var splitter = _splitReasoning ? new ReasoningSplitter(ReasoningSplitter.PromptOpensReasoning(text)) : null;
+        AnswerSplitter? splitter;
+        if (_harmony)
+        {
+            // gpt-oss: the channels are control tokens; rendered, the splitter reads them (and keeps the analysis
+            // in the content, markers and all, under --reasoning-format none).
+            request = request with { Options = request.Options with { RenderSpecialTokens = true } };
+            splitter = new HarmonySplitter(Harmony.OpenHeader(text), _splitReasoning);
+        }
+        else splitter = _splitReasoning ? new ReasoningSplitter(ReasoningSplitter.PromptOpensReasoning(text)) : null;
         await CompleteAsync(ctx, request, prompt, chat: true, splitter, toolNames);
     }
 
@@ -299,12 +309,14 @@ public sealed class OpenAiServer
             if (request.Tools is { } tools)
             {
                 if (_toolFormat is null)
-                    throw ApiException.BadField("tools", "the model's chat template has no tool-call format EdgeLlm reads: it reads Hermes-style <tool_call> blocks (Qwen2.5, Qwen3, Hermes), Llama 3.x's JSON calls and Mistral's [TOOL_CALLS]");
+                    throw ApiException.BadField("tools", "the model's chat template has no tool-call format EdgeLlm reads: it reads Hermes-style <tool_call> blocks (Qwen2.5, Qwen3, Hermes), Llama 3.x's JSON calls, Mistral's [TOOL_CALLS] and gpt-oss's harmony calls");
                 variables = new Dictionary<string, object?>(variables ?? new Dictionary<string, object?>(), StringComparer.Ordinal)
                 {
                     ["tools"] = tools.Select(t => t.TemplateValue).ToList(),
                 };
                 toolNames = tools.Select(t => t.Name).ToList();
+                if (request.ToolChoice != "auto" && !_toolFormat.CanRequireCall)
+                    throw ApiException.BadField("tool_choice", $"tool_choice \"{request.ToolChoice}\" cannot be enforced in the model's tool-call format ({_toolFormat.Name}: its calls are control tokens, which a grammar cannot force); use \"auto\"");
                 if (request.ToolChoice != "auto")
                 {
                     string choice = request.ToolChoice;
@@ -464,7 +476,7 @@ public sealed class OpenAiServer
     }
 
     /// <summary>Runs one generation in a slot and answers with it, streamed or whole.</summary>
-    private async Task CompleteAsync(HttpContext ctx, CompletionRequest request, int[] prompt, bool chat, ReasoningSplitter? splitter,
+    private async Task CompleteAsync(HttpContext ctx, CompletionRequest request, int[] prompt, bool chat, AnswerSplitter? splitter,
         IReadOnlyList<string>? toolNames = null)
     {
         int contextLength = _pool.Slots[0].Context.ContextLength;
@@ -580,7 +592,7 @@ public sealed class OpenAiServer
     }
 
     private async Task<GenerationResult> StreamAsync(HttpResponse response, string id, long created, bool chat, bool includeUsage,
-        ChannelReader<string> pieces, Task<GenerationResult> generation, ReasoningSplitter? splitter, CancellationToken ct,
+        ChannelReader<string> pieces, Task<GenerationResult> generation, AnswerSplitter? splitter, CancellationToken ct,
         IReadOnlyList<string>? toolNames = null)
     {
         response.ContentType = "text/event-stream";
@@ -651,7 +663,7 @@ public sealed class OpenAiServer
         return result;
     }
 
-    /// <summary>A piece split by the <see cref="ReasoningSplitter"/>: a reasoning_content delta and/or a content delta (nothing for empty parts).</summary>
+    /// <summary>A piece split by the <see cref="AnswerSplitter"/>: a reasoning_content delta and/or a content delta (nothing for empty parts).</summary>
     private async Task WriteSplitAsync(HttpResponse response, string id, long created, (string Reasoning, string Content) part, CancellationToken ct)
     {
         if (part.Reasoning.Length > 0)

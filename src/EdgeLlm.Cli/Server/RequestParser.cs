@@ -353,6 +353,8 @@ public static class RequestParser
             {
                 ToolCalls = role == "assistant" ? ParseToolCalls(m, where) : null,
                 ToolCallId = role == "tool" ? String(m, "tool_call_id", where + ".tool_call_id") : null,
+                // What this server answers in reasoning_content, given back (gpt-oss's templates name it thinking).
+                Reasoning = role == "assistant" ? String(m, "reasoning_content", where + ".reasoning_content") ?? String(m, "thinking", where + ".thinking") : null,
             });
             i++;
         }

@@ -65,6 +65,14 @@ public sealed class ChatSession
     /// <summary>What happens when the conversation outgrows the context (default: drop the oldest turns).</summary>
     public ContextOverflowPolicy OverflowPolicy { get; set; } = ContextOverflowPolicy.DropOldestTurns;
 
+    /// <summary>
+    /// Receives the reasoning of an answer as it streams, apart from the reply, when the template writes
+    /// harmony messages (gpt-oss, <see cref="Harmony"/>): the <c>analysis</c> channel comes here, and
+    /// <see cref="Stream"/> yields only the reply. Null: the reasoning is dropped. Templates with
+    /// &lt;think&gt; blocks keep them in the reply.
+    /// </summary>
+    public Action<string>? Reasoning { get; set; }
+
     /// <summary>Receives messages for the user, such as "dropped the 2 oldest turns to fit the context".</summary>
     public Action<string>? Notice { get; set; }
 
@@ -115,6 +123,12 @@ public sealed class ChatSession
         try
         {
             var (text, prompt) = FitPrompt(options);
+            if (Harmony.Writes(Template))
+            {
+                // The channels are control tokens: rendered, they let the splitter keep the reply apart.
+                options = options with { RenderSpecialTokens = true };
+                return StreamHarmony(Generator.Stream(prompt, options, cancellationToken), new HarmonySplitter(Harmony.OpenHeader(text)));
+            }
             return StreamCore(Generator.Stream(prompt, options, cancellationToken), text, prompt);
         }
         catch
@@ -149,6 +163,50 @@ public sealed class ChatSession
                 _seenText = promptText + text;
                 _seenTokens = [.. prompt, .. result.Tokens];
             }
+        }
+    }
+
+    /// <summary>
+    /// A harmony answer: the reply pieces are yielded, the reasoning goes to <see cref="Reasoning"/>, and both are
+    /// kept in the assistant's turn. The sampled tokens never stand for the turn (the template renders the reply
+    /// alone), so the next turn re-tokenizes the conversation, and the KV cache is reused up to this answer.
+    /// </summary>
+    private IEnumerable<string> StreamHarmony(IEnumerable<string> pieces, HarmonySplitter splitter)
+    {
+        var reply = new System.Text.StringBuilder();
+        var reasoning = new System.Text.StringBuilder();
+        _seenText = null;
+        try
+        {
+            foreach (var piece in pieces)
+            {
+                var (r, c) = splitter.Push(piece);
+                if (r.Length > 0)
+                {
+                    reasoning.Append(r);
+                    Reasoning?.Invoke(r);
+                }
+                if (c.Length > 0)
+                {
+                    reply.Append(c);
+                    yield return c;
+                }
+            }
+            var (r2, c2) = splitter.Flush();
+            if (r2.Length > 0)
+            {
+                reasoning.Append(r2);
+                Reasoning?.Invoke(r2);
+            }
+            if (c2.Length > 0)
+            {
+                reply.Append(c2);
+                yield return c2;
+            }
+        }
+        finally
+        {
+            _messages.Add(new ChatTurn("assistant", reply.ToString()) { Reasoning = reasoning.Length > 0 ? reasoning.ToString() : null });
         }
     }
 

@@ -84,6 +84,11 @@ public sealed class ChatTemplate
                 }).ToList();
             }
             if (m.ToolCallId is not null) d["tool_call_id"] = m.ToolCallId;
+            if (!string.IsNullOrEmpty(m.Reasoning))
+            {
+                d["reasoning_content"] = m.Reasoning;
+                d["thinking"] = m.Reasoning;
+            }
             list.Add(d);
         }
         var vars = new Dictionary<string, object?>(StringComparer.Ordinal)

@@ -14,6 +14,13 @@ public sealed record ChatTurn(string Role, string Content)
 
     /// <summary>A tool turn's answer to this call id (<c>message.tool_call_id</c>).</summary>
     public string? ToolCallId { get; init; }
+
+    /// <summary>
+    /// An assistant turn's reasoning, apart from its <see cref="Content"/>: the template sees it as
+    /// <c>message.reasoning_content</c> (Qwen3, DeepSeek) and as <c>message.thinking</c> (gpt-oss), as
+    /// llama.cpp passes it. Most templates drop it from earlier turns; null: none.
+    /// </summary>
+    public string? Reasoning { get; init; }
 }
 
 /// <summary>A function call the assistant made: its id, the function's name and its arguments as JSON text (an object).</summary>

@@ -149,8 +149,9 @@ public sealed class EdgeLlmChatClient : AI.IChatClient
             {
                 ReasoningFormat.None => false,
                 ReasoningFormat.DeepSeek => true,
-                _ => ReasoningSplitter.TemplateReasons(Template),
+                _ => ReasoningSplitter.TemplateReasons(Template) || Harmony.Writes(Template),
             };
+            _harmony = Harmony.Writes(Template);
             ModelId = options.ModelId ?? Path.GetFileNameWithoutExtension(model.File.FilePath);
             _sampling = options.Sampling;
             _context = new InferenceContext(model, options.ContextLength, options.Threads, options.CacheTypeK, options.CacheTypeV, options.FullSlidingWindowCache);
@@ -222,6 +223,7 @@ public sealed class EdgeLlmChatClient : AI.IChatClient
     public ToolCallFormat? ToolFormat => _toolFormat ??= ToolCallFormat.Of(Template);
 
     private ToolCallFormat? _toolFormat;
+    private readonly bool _harmony;
 
     /// <summary>Tokens the context holds.</summary>
     public int ContextLength => _context.ContextLength;
@@ -448,7 +450,7 @@ public sealed class EdgeLlmChatClient : AI.IChatClient
         return list;
     }
 
-    private sealed record Request(int[] Prompt, GenerationOptions Generation, string Id, DateTimeOffset Created, ReasoningSplitter? Reasoning)
+    private sealed record Request(int[] Prompt, GenerationOptions Generation, string Id, DateTimeOffset Created, AnswerSplitter? Reasoning)
     {
         /// <summary>The functions the model may call (ChatOptions.Tools), or null: replies are then plain text.</summary>
         public IReadOnlyList<string>? ToolNames { get; init; }
@@ -483,10 +485,15 @@ public sealed class EdgeLlmChatClient : AI.IChatClient
                 foreach (var r in results) conversation.Add(new ChatTurn("tool", ResultText(r.Result)) { ToolCallId = r.CallId });
             }
             else
+            {
+                // m.Text joins the TextContents only; a reply's TextReasoningContent goes back as its reasoning.
+                string reasoning = string.Concat(m.Contents.OfType<AI.TextReasoningContent>().Select(r => r.Text));
                 conversation.Add(new ChatTurn(role, m.Text)
                 {
                     ToolCalls = calls.Count == 0 ? null : calls.Select(c => new ChatToolCall(c.CallId, c.Name, ArgumentsJson(c.Arguments))).ToList(),
+                    Reasoning = role == "assistant" && reasoning.Length > 0 ? reasoning : null,
                 });
+            }
             index++;
         }
         if (conversation.Count == 0) throw new ArgumentException("the conversation has no messages", nameof(messages));
@@ -500,7 +507,7 @@ public sealed class EdgeLlmChatClient : AI.IChatClient
         if (options?.Tools is { Count: > 0 } tools && options.ToolMode is not AI.NoneChatToolMode)
         {
             var format = ToolFormat
-                ?? throw new NotSupportedException("ChatOptions.Tools: the chat template has no tool-call format EdgeLlmChatClient reads (Hermes-style <tool_call> blocks as Qwen2.5 and Qwen3 write, Llama 3.x's JSON calls, Mistral's [TOOL_CALLS])");
+                ?? throw new NotSupportedException("ChatOptions.Tools: the chat template has no tool-call format EdgeLlmChatClient reads (Hermes-style <tool_call> blocks as Qwen2.5 and Qwen3 write, Llama 3.x's JSON calls, Mistral's [TOOL_CALLS], gpt-oss's harmony calls)");
             var functions = new List<ToolFunction>();
             var values = new List<object?>();
             foreach (var tool in tools)
@@ -517,6 +524,8 @@ public sealed class EdgeLlmChatClient : AI.IChatClient
             {
                 var callable = required.RequiredFunctionName is { } only ? functions.Where(f => f.Name == only).ToList() : functions;
                 if (callable.Count == 0) throw new ArgumentException($"ChatOptions.ToolMode requires '{required.RequiredFunctionName}', which is not in ChatOptions.Tools", nameof(options));
+                if (!format.CanRequireCall)
+                    throw new NotSupportedException($"ChatOptions.ToolMode: a required call cannot be enforced in the template's tool-call format ({format.Name}: its calls are control tokens, which a grammar cannot force); use ChatToolMode.Auto");
                 if (generation.Grammar is not null || generation.JsonObject || generation.JsonSchema is not null)
                     throw new ArgumentException("ChatOptions: a required function call cannot be combined with a JSON response format or a grammar", nameof(options));
                 generation = generation with { Grammar = format.RequiredCallGrammar(callable) };
@@ -526,8 +535,15 @@ public sealed class EdgeLlmChatClient : AI.IChatClient
         int[] prompt = Tokenizer.Encode(text, addSpecial: true, parseSpecial: true); // as ChatPrompt.Tokenize
         if (prompt.Length == 0) throw new ArgumentException("the rendered conversation has no tokens", nameof(messages));
         if (prompt.Length >= ContextLength) throw new PromptTooLongException(prompt.Length, ContextLength);
-        return new Request(prompt, generation, "edgellm-" + Guid.NewGuid().ToString("N"), DateTimeOffset.UtcNow,
-            _splitReasoning ? new ReasoningSplitter(ReasoningSplitter.PromptOpensReasoning(text)) : null) { ToolNames = toolNames };
+        AnswerSplitter? splitter;
+        if (_harmony)
+        {
+            // gpt-oss: the channels are control tokens; rendered, the splitter reads them.
+            generation = generation with { RenderSpecialTokens = true };
+            splitter = new HarmonySplitter(Harmony.OpenHeader(text), _splitReasoning);
+        }
+        else splitter = _splitReasoning ? new ReasoningSplitter(ReasoningSplitter.PromptOpensReasoning(text)) : null;
+        return new Request(prompt, generation, "edgellm-" + Guid.NewGuid().ToString("N"), DateTimeOffset.UtcNow, splitter) { ToolNames = toolNames };
     }
 
     /// <summary>A function as OpenAI's tool object (what templates see).</summary>

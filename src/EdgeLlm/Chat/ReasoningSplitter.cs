@@ -16,6 +16,32 @@ public enum ReasoningFormat
 }
 
 /// <summary>
+/// Splits a model's answer, as it streams, into its reasoning and its reply: <see cref="ReasoningSplitter"/>
+/// for &lt;think&gt; blocks, <see cref="HarmonySplitter"/> for gpt-oss's harmony channels.
+/// </summary>
+public abstract class AnswerSplitter
+{
+    private protected AnswerSplitter()
+    {
+    }
+
+    /// <summary>Takes the next piece of the answer; returns the reasoning and reply text it completes (either may be empty).</summary>
+    public abstract (string Reasoning, string Content) Push(string piece);
+
+    /// <summary>The end of the answer: what was held back goes to the part it was in.</summary>
+    public abstract (string Reasoning, string Content) Flush();
+
+    /// <summary>Splits a whole answer.</summary>
+    public (string Reasoning, string Content) SplitAll(string answer)
+    {
+        ArgumentNullException.ThrowIfNull(answer);
+        var (r, c) = Push(answer);
+        var (r2, c2) = Flush();
+        return (r + r2, c + c2);
+    }
+}
+
+/// <summary>
 /// Splits a reasoning model's answer into its reasoning and its reply, as llama-server's
 /// <c>--reasoning-format deepseek</c> does for Qwen3 and DeepSeek-R1: the text between an opening
 /// <c>&lt;think&gt;</c> (at the very start of the answer, or left open at the end of the prompt) and
@@ -23,7 +49,7 @@ public enum ReasoningFormat
 /// the reply. Text arrives in pieces (streaming); a piece that may be the beginning of a tag is held
 /// back until the next piece decides, so the tags never reach either part.
 /// </summary>
-public sealed class ReasoningSplitter
+public sealed class ReasoningSplitter : AnswerSplitter
 {
     /// <summary>The opening tag.</summary>
     public const string Open = "<think>";
@@ -56,8 +82,8 @@ public sealed class ReasoningSplitter
         return prompt.TrimEnd().EndsWith(Open, StringComparison.Ordinal);
     }
 
-    /// <summary>Takes the next piece of the answer; returns the reasoning and reply text it completes (either may be empty).</summary>
-    public (string Reasoning, string Content) Push(string piece)
+    /// <inheritdoc/>
+    public override (string Reasoning, string Content) Push(string piece)
     {
         ArgumentNullException.ThrowIfNull(piece);
         _held.Append(piece);
@@ -117,8 +143,8 @@ public sealed class ReasoningSplitter
         return (reasoning.ToString(), content.ToString());
     }
 
-    /// <summary>The end of the answer: what was held back goes to the part it was in.</summary>
-    public (string Reasoning, string Content) Flush()
+    /// <inheritdoc/>
+    public override (string Reasoning, string Content) Flush()
     {
         string text = _held.ToString();
         _held.Clear();
@@ -128,10 +154,7 @@ public sealed class ReasoningSplitter
     /// <summary>Splits a whole answer.</summary>
     public static (string Reasoning, string Content) Split(string answer, bool startsInReasoning)
     {
-        var s = new ReasoningSplitter(startsInReasoning);
-        var (r, c) = s.Push(answer);
-        var (r2, c2) = s.Flush();
-        return (r + r2, c + c2);
+        return new ReasoningSplitter(startsInReasoning).SplitAll(answer);
     }
 
     /// <summary>The length of the longest end of <paramref name="text"/> that is a proper beginning of <paramref name="tag"/>.</summary>

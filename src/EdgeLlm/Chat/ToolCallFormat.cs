@@ -15,6 +15,8 @@ namespace EdgeLlm.Chat;
 /// read as llama.cpp reads it: at the start of the reply only.</item>
 /// <item><see cref="Mistral"/>: <c>[TOOL_CALLS][{"name": ..., "arguments": {...}}, ...]</c> (Mistral Nemo,
 /// Mistral Small), the call ids nine letters and digits, as those templates demand.</item>
+/// <item><see cref="Harmony"/>: a <c>commentary</c> message addressed <c>to=functions.NAME</c> whose text is the
+/// arguments (gpt-oss; <see cref="Chat.Harmony"/>), as a <see cref="HarmonySplitter"/> writes it into the reply.</item>
 /// </list>
 /// </summary>
 /// <remarks>
@@ -38,7 +40,16 @@ public abstract class ToolCallFormat
     /// <summary>Mistral's <c>[TOOL_CALLS]</c> array.</summary>
     public static ToolCallFormat Mistral { get; } = new MistralFormat();
 
-    /// <summary>Short name: <c>hermes</c>, <c>llama3</c>, <c>mistral</c>.</summary>
+    /// <summary>gpt-oss's harmony calls (read from a <see cref="HarmonySplitter"/>'s reply).</summary>
+    public static ToolCallFormat Harmony { get; } = new HarmonyToolCalls();
+
+    /// <summary>
+    /// Whether <see cref="RequiredCallGrammar(IReadOnlyList{ToolFunction})"/> can force a call: not in harmony, whose
+    /// calls are made of control tokens, which a grammar never produces.
+    /// </summary>
+    public virtual bool CanRequireCall => true;
+
+    /// <summary>Short name: <c>hermes</c>, <c>llama3</c>, <c>mistral</c>, <c>harmony</c>.</summary>
     public abstract string Name { get; }
 
     /// <summary>
@@ -50,6 +61,7 @@ public abstract class ToolCallFormat
     {
         ArgumentNullException.ThrowIfNull(template);
         string s = template.Source;
+        if (Chat.Harmony.Writes(template)) return Harmony;
         if (s.Contains("<tool_call>", StringComparison.Ordinal)) return Hermes;
         if (s.Contains("[TOOL_CALLS]", StringComparison.Ordinal)) return Mistral;
         if (s.Contains("<|start_header_id|>ipython<|end_header_id|>", StringComparison.Ordinal)) return Llama3;
@@ -219,6 +231,22 @@ public abstract class ToolCallFormat
             return each.Count == 0 || each.Contains(null) ? "value" : "(" + string.Join(" | ", each) + ")";
         }
         return OfType(t) ?? "value";
+    }
+
+    /// <summary>A call of one of <paramref name="names"/> with arguments that must be a JSON object (compacted); null when it is not one.</summary>
+    private protected ChatToolCall? CallOf(string name, string argumentsText, IReadOnlyCollection<string> names)
+    {
+        if (!names.Contains(name)) return null;
+        try
+        {
+            using var doc = JsonDocument.Parse(argumentsText);
+            if (doc.RootElement.ValueKind != JsonValueKind.Object) return null;
+            return new ChatToolCall(NewId(), name, JsonSerializer.Serialize(doc.RootElement, ToolCallsJson.Default.JsonElement));
+        }
+        catch (JsonException)
+        {
+            return null;
+        }
     }
 
     /// <summary>The key of a call's arguments: <c>arguments</c>, or Llama 3's <c>parameters</c>.</summary>

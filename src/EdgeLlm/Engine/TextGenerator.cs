@@ -67,6 +67,14 @@ public sealed record GenerationOptions
     /// OpenAI's are. See <see cref="GenerationResult.LogProbs"/>.
     /// </summary>
     public int LogProbs { get; init; } = -1;
+
+    /// <summary>
+    /// Control tokens other than the end-of-generation ones come out as their text (llama.cpp's
+    /// <c>token_to_piece(special=true)</c>), e.g. gpt-oss's <c>&lt;|channel|&gt;</c> and <c>&lt;|message|&gt;</c>,
+    /// which a chat over a harmony template needs to read the answer (<see cref="Chat.HarmonySplitter"/>).
+    /// Off by default: control tokens detokenize to nothing.
+    /// </summary>
+    public bool RenderSpecialTokens { get; init; }
 }
 
 /// <summary>A generated token's log-probability under the model and the likeliest tokens at its place.</summary>
@@ -272,7 +280,7 @@ public sealed class TextGenerator
         var sampler = new Sampler(options.Sampling, Tokenizer.VocabSize);
         foreach (int t in prompt) sampler.Accept(t);
         var json = TokenConstraint.For(Tokenizer, options.Grammar, options.JsonObject, options.JsonSchema);
-        var decoder = new StreamingDecoder(Tokenizer);
+        var decoder = new StreamingDecoder(Tokenizer, options.RenderSpecialTokens);
         var text = new StringBuilder();
         var genWatch = new Stopwatch();
         var tokens = new List<int>();

@@ -48,6 +48,30 @@ public sealed class CliTemplateTests : IDisposable
     }
 
     [Fact]
+    public void Template_ReadsToolCallsAndReasoning_OfOpenAiMessages()
+    {
+        // The shape of gpt-oss's template: an assistant turn's thinking, its call (arguments as an object), the tool's answer.
+        string template = Path.Combine(_dir, "calls.jinja");
+        File.WriteAllText(template,
+            "{% for m in messages %}{% if m.tool_calls %}[{{ m.thinking }}|{{ m.tool_calls[0].function.name }} {{ m.tool_calls[0].function.arguments | tojson }}]"
+            + "{% elif m.role == 'tool' %}({{ m.tool_call_id }}: {{ m.content }}){% else %}{{ m.role }}: {{ m.content }}\n{% endif %}{% endfor %}");
+        string messages = Path.Combine(_dir, "calls.json");
+        File.WriteAllText(messages, """
+            [{"role": "user", "content": "Weather in Paris?"},
+             {"role": "assistant", "reasoning_content": "Need the weather.", "tool_calls": [{"id": "c1", "type": "function", "function": {"name": "get_weather", "arguments": "{\"city\": \"Paris\"}"}}]},
+             {"role": "tool", "tool_call_id": "c1", "content": "20 C"}]
+            """);
+        var r = Run("template", "--template", template, "--messages", messages);
+        Assert.Equal(0, r.ExitCode);
+        Assert.Equal("user: Weather in Paris?\n[Need the weather.|get_weather {\"city\": \"Paris\"}](c1: 20 C)", r.Stdout);
+
+        File.WriteAllText(messages, """[{"role": "assistant", "content": "x", "tool_calls": {"name": "f"}}]""");
+        var bad = Run("template", "--template", template, "--messages", messages);
+        Assert.Equal(2, bad.ExitCode);
+        Assert.Contains("tool_calls", bad.Stderr, StringComparison.Ordinal);
+    }
+
+    [Fact]
     public void Template_NoGenerationPrompt_MatchesCase()
     {
         var c = ChatTemplateCasesTests.LoadCases().Single(x => x.Name == "microsoft-Phi-3.5-mini-instruct/no-generation-prompt");

@@ -62,6 +62,27 @@ public sealed partial class ChatCommandTests : IDisposable
     }
 
     [Fact]
+    public void Chat_Harmony_AnalysisGoesToStderr_StdoutKeepsTheReply()
+    {
+        // A harmony template (gpt-oss's shape) that opens the analysis channel: stories260K's greedy answer is all analysis.
+        string model = Path.Combine(_dir, "harmony.gguf");
+        Chat.TemplatedStoriesModel.Write(model, "{% for m in messages %}<|start|>{{ m.role }}<|message|>{{ m.content }}<|end|>{% endfor %}"
+            + "{% if add_generation_prompt %}<|start|>assistant<|channel|>analysis<|message|>{% endif %}");
+        using var chat = new PtyChat(["chat", "-m", model, "-c", "256", "-n", "24", "--temp", "0"]);
+        chat.WaitStderr("> ");
+        chat.Send("Once upon a time");
+        chat.WaitStderr("[prompt:", 1);
+        chat.Send("/exit");
+        int code = chat.WaitExit();
+        Log(chat, code);
+        Assert.Equal(0, code);
+        string analysis = RunAnswer(Stories, "<|start|>user<|message|>Once upon a time<|end|><|start|>assistant<|channel|>analysis<|message|>", "-n", "24", "-c", "256");
+        Assert.False(string.IsNullOrWhiteSpace(analysis));
+        Assert.Contains(analysis + "\n", chat.Stderr, StringComparison.Ordinal);
+        Assert.Equal("\n", chat.Stdout);
+    }
+
+    [Fact]
     public void Chat_Fallback_TwoTurnsResetSystem_DeterministicAndReusesTheCache()
     {
         using var chat = new PtyChat(["chat", "-m", Stories, "-c", "256", "-n", "40", "--temp", "0"]);
