@@ -511,13 +511,14 @@ public sealed unsafe class VulkanDevice : IDisposable
 
     private static readonly ConcurrentDictionary<string, byte[]> s_spirv = new();
 
-    /// <summary>The SPIR-V of <paramref name="shader"/>, embedded by Shaders.targets.</summary>
+    /// <summary>The SPIR-V of <paramref name="shader"/>, embedded deflated by Shaders.targets.</summary>
     internal static byte[] LoadSpirV(string shader) => s_spirv.GetOrAdd(shader, name =>
     {
-        using var s = typeof(VulkanDevice).Assembly.GetManifestResourceStream($"EdgeLlm.Vulkan.Shaders.{name}.spv")
+        using var s = typeof(VulkanDevice).Assembly.GetManifestResourceStream($"EdgeLlm.Vulkan.Shaders.{name}.spv.deflate")
             ?? throw new VulkanUnavailableException($"shader {name}.spv is not in this build: glslangValidator was missing when EdgeLlm was built; install glslang-tools (or the Vulkan SDK) and rebuild");
+        using var inflate = new System.IO.Compression.DeflateStream(s, System.IO.Compression.CompressionMode.Decompress);
         var ms = new MemoryStream();
-        s.CopyTo(ms);
+        inflate.CopyTo(ms);
         return ms.ToArray();
     });
 
