@@ -33,6 +33,28 @@ if [ -f "$model" ] && [ -f "$golden" ]; then ok "shared data"; else fail "shared
 # Expected stdout of `run`: the prompt, the golden greedy text, one newline.
 python3 -c 'import json,sys; sys.stdout.write(sys.argv[2] + json.load(open(sys.argv[1]))["greedy_text"] + "\n")' "$golden" "$prompt" > "$tmp/expected.txt"
 
+# mxfp4 NAME RUNNER... : the MXFP4 file the x64 checks wrote, its logits against the x64 binary's (the NEON
+# table-lookup dots and 128-bit tiles against the AVX2 ones: the same integer sums, float order aside).
+mxfp4() {
+  local name="$1"; shift
+  local fig=
+  if [ ! -f "$tmp/mxfp4-x64.f32" ]; then fail "MXFP4 logits $name" "no x64 reference (the x64 MXFP4 check failed)"; return; fi
+  if "$@" logits -m "$tmp/mxfp4.gguf" --ids "$mxids" -o "$tmp/mx.f32" > "$tmp/mx.log" 2>&1 &&
+     fig=$(python3 - "$tmp/mx.f32" "$tmp/mxfp4-x64.f32" <<'PY'
+import struct, sys
+a = open(sys.argv[1], "rb").read(); b = open(sys.argv[2], "rb").read()
+if len(a) != len(b): sys.exit(1)
+n = len(b) // 4
+x = struct.unpack(f"<{n}f", a); y = struct.unpack(f"<{n}f", b)
+mean = sum(y) / n; std = (sum((q - mean) ** 2 for q in y) / n) ** 0.5
+fig = max(abs(p - q) for p, q in zip(x, y)) / std
+print(f"{fig:.3g}")
+sys.exit(0 if fig <= 1e-3 else 1)
+PY
+); then ok "MXFP4 logits $name (syn-llama MXFP4 against linux-x64: figure $fig <= 1e-3)"
+  else fail "MXFP4 logits $name" "figure ${fig:-n/a}: $(tail -2 "$tmp/mx.log" | tr '\n' ' ')"; fi
+}
+
 # --- builds ---------------------------------------------------------------------------------
 publish() { # name, dotnet publish args...
   local name="$1"; shift
@@ -138,6 +160,12 @@ PY
        cmp -s <(tail -c 3000000 "$tmp/q8.gguf") <(tail -c 3000000 "$ref"); then
       ok "quantize linux-x64 (syn-llama Q8_0: size, tensor types and data equal llama.cpp's)"
     else fail "quantize linux-x64" "differs from $ref: $(tail -2 "$tmp/q.log" | tr '\n' ' ')"; fi
+    # MXFP4 (gpt-oss's expert type): every syn-llama matrix in MXFP4 (--pure), the logits the arm64 checks compare with.
+    mxids=$(python3 -c 'import json,sys; print(",".join(map(str, json.load(open(sys.argv[1]))["prompt_ids"])))' "$shared/golden/syn-llama-f32.p1.json")
+    if "$x64" quantize "$shared/models/syn-llama-f32.gguf" "$tmp/mxfp4.gguf" MXFP4_MOE --pure > "$tmp/mxq.log" 2>&1 &&
+       "$x64" logits -m "$tmp/mxfp4.gguf" --ids "$mxids" -o "$tmp/mxfp4-x64.f32" > "$tmp/mxq.log" 2>&1; then
+      ok "quantize + logits linux-x64 (syn-llama MXFP4_MOE --pure)"
+    else fail "quantize MXFP4 linux-x64" "$(tail -2 "$tmp/mxq.log" | tr '\n' ' ')"; fi
     if "$x64" bench -m "$model" -t 1 -p 16 -n 8 -r 1 --json > "$tmp/bench.json" 2> "$tmp/bench.err" && python3 -c 'import json,sys; json.load(open(sys.argv[1]))' "$tmp/bench.json"; then ok "bench linux-x64"
     else fail "bench linux-x64" "$(tail -2 "$tmp/bench.err" | tr '\n' ' ')"; fi
   else
@@ -187,6 +215,7 @@ if publish linux-arm64 -r linux-arm64; then
     story "linux-arm64 qemu $1 ($3)" qemu-aarch64-static -cpu "$1" -L /usr/aarch64-linux-gnu "$arm"
     kernel "linux-arm64 qemu $1 ($3)" "$2" qemu-aarch64-static -cpu "$1" -L /usr/aarch64-linux-gnu "$arm"
     kquant "linux-arm64 qemu $1 ($3)" qemu-aarch64-static -cpu "$1" -L /usr/aarch64-linux-gnu "$arm"
+    mxfp4 "linux-arm64 qemu $1 ($3)" qemu-aarch64-static -cpu "$1" -L /usr/aarch64-linux-gnu "$arm"
   done
   # `edgellm selftest` (NEON kernels vs references) where the command exists.
   if qemu-aarch64-static -L /usr/aarch64-linux-gnu "$arm" --help 2>&1 | grep -qw selftest; then

@@ -6,7 +6,7 @@ namespace EdgeLlm.Quant;
 
 /// <summary>
 /// A 32-value weight format with one fp16 scale per block (and a min for Q4_1/Q5_1) and Q8_0 or
-/// Q8_1 activations (Q4_0, Q4_1, Q5_0, Q5_1, Q8_0, IQ4_NL), as <see cref="LegacyTile"/> needs it:
+/// Q8_1 activations (Q4_0, Q4_1, Q5_0, Q5_1, Q8_0, IQ4_NL; MXFP4, whose scale is an exponent byte), as <see cref="LegacyTile"/> needs it:
 /// the block's values as int8 and the format's per-block float step, in the order its VecDot takes it.
 /// </summary>
 internal unsafe interface ILegacyTileWeights
@@ -92,6 +92,21 @@ internal readonly unsafe struct IQ4_NLTileWeights : ILegacyTileWeights
     public static (Vector128<sbyte> Lo, Vector128<sbyte> Hi) Values(byte* block) => IQ4_NL.Split((BlockIQ4_NL*)block);
     [MethodImpl(MethodImplOptions.AggressiveInlining)]
     public static float Scale(byte* block) => QuantMath.Fp16ToFp32Fast(((BlockIQ4_NL*)block)->D);
+    public static bool Q8_1Acts => false;
+    public static float Min(byte* block) => 0;
+    [MethodImpl(MethodImplOptions.AggressiveInlining)]
+    public static Vector128<float> Terms(Vector128<float> sumi, Vector128<float> dx, Vector128<float> dy, Vector128<float> mx, Vector128<float> sy) => dx * dy * sumi;
+}
+
+/// <summary>MXFP4: <c>dx · dy · sumi</c> with dx the exact half scale of the exponent byte (<see cref="MXFP4.ScaleHalf"/>), Q8_0 activations.</summary>
+internal readonly unsafe struct MXFP4TileWeights : ILegacyTileWeights
+{
+    public static int BlockBytes => sizeof(BlockMXFP4);
+    public static string Name => "MXFP4";
+    [MethodImpl(MethodImplOptions.AggressiveInlining)]
+    public static (Vector128<sbyte> Lo, Vector128<sbyte> Hi) Values(byte* block) => MXFP4.Split((BlockMXFP4*)block);
+    [MethodImpl(MethodImplOptions.AggressiveInlining)]
+    public static float Scale(byte* block) => MXFP4.ScaleHalf(((BlockMXFP4*)block)->E);
     public static bool Q8_1Acts => false;
     public static float Min(byte* block) => 0;
     [MethodImpl(MethodImplOptions.AggressiveInlining)]

@@ -26,6 +26,7 @@ public enum LlamaFileType
     MOSTLY_Q6_K = 18,
     MOSTLY_IQ4_NL = 25,
     MOSTLY_BF16 = 32,
+    MOSTLY_MXFP4_MOE = 38,
 }
 
 /// <summary>Names and default tensor types of <see cref="LlamaFileType"/>.</summary>
@@ -51,6 +52,8 @@ public static class LlamaFileTypes
         ("Q5_K_M", LlamaFileType.MOSTLY_Q5_K_M, GgmlType.Q5_K),
         ("Q6_K", LlamaFileType.MOSTLY_Q6_K, GgmlType.Q6_K),
         ("IQ4_NL", LlamaFileType.MOSTLY_IQ4_NL, GgmlType.IQ4_NL),
+        // The experts (3-d tensors) in MXFP4, every other matrix in Q8_0 (TensorTypePlanner); --pure: all MXFP4.
+        ("MXFP4_MOE", LlamaFileType.MOSTLY_MXFP4_MOE, GgmlType.MXFP4),
     ];
 
     /// <summary>The names <c>edgellm quantize</c> accepts (case-insensitive).</summary>

@@ -164,8 +164,14 @@ public static class TensorTypePlanner
             {
                 // Tied embeddings: token_embd doubles as the output projection and gets its type.
                 long nx = tensor.RowLength;
-                if (falcon || nx % GgmlTypes.Info(newType).BlockSize != 0) newType = GgmlType.Q8_0;
+                if (ftype == LlamaFileType.MOSTLY_MXFP4_MOE) newType = GgmlType.Q8_0;
+                else if (falcon || nx % GgmlTypes.Info(newType).BlockSize != 0) newType = GgmlType.Q8_0;
                 else if (newType != GgmlType.Q8_0) newType = GgmlType.Q6_K;
+            }
+            else if (ftype == LlamaFileType.MOSTLY_MXFP4_MOE)
+            {
+                // llama.cpp: "MoE tensors -> MXFP4, other tensors -> Q8_0" (a tensor with ne[2] > 1 holds the experts).
+                newType = tensor.Dims.Length > 2 && tensor.Dims[2] > 1 ? GgmlType.MXFP4 : GgmlType.Q8_0;
             }
             else if (name is "token_embd.weight" or "per_layer_token_embd.weight")
             {

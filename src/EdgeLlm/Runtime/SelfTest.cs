@@ -73,8 +73,7 @@ public static unsafe class SelfTest
         .. Legacy("Q5_1", GgmlType.Q5_1, GgmlType.Q8_1, Q5_1.DotQ5_1Q8_1Reference, Q5_1.DotQ5_1Q8_1Avx512, Q5_1.DotQ5_1Q8_1Avx2, Q5_1.DotQ5_1Q8_1AdvSimdDp, Q5_1.DotQ5_1Q8_1AdvSimd, Q5_1.DotQ5_1Q8_1Vector128),
         .. Legacy("Q8_0", GgmlType.Q8_0, GgmlType.Q8_0, Q8_0.DotQ8_0Q8_0Reference, Q8_0.DotQ8_0Q8_0Avx512, Q8_0.DotQ8_0Q8_0Avx2, Q8_0.DotQ8_0Q8_0AdvSimdDp, Q8_0.DotQ8_0Q8_0AdvSimd, Q8_0.DotQ8_0Q8_0Vector128),
         .. Legacy("IQ4_NL", GgmlType.IQ4_NL, GgmlType.Q8_0, IQ4_NL.DotIQ4_NLQ8_0Reference, IQ4_NL.DotIQ4_NLQ8_0Avx512, IQ4_NL.DotIQ4_NLQ8_0Avx2, IQ4_NL.DotIQ4_NLQ8_0AdvSimdDp, IQ4_NL.DotIQ4_NLQ8_0AdvSimd, IQ4_NL.DotIQ4_NLQ8_0Vector128),
-        new("MXFP4", GgmlType.MXFP4, GgmlType.Q8_0, "Avx2", Avx2.IsSupported, MXFP4.DotMXFP4Q8_0Avx2, MXFP4.DotMXFP4Q8_0Reference),
-        new("MXFP4", GgmlType.MXFP4, GgmlType.Q8_0, "Vector128", Vector128.IsHardwareAccelerated, MXFP4.DotMXFP4Q8_0Vector128, MXFP4.DotMXFP4Q8_0Reference),
+        .. Legacy("MXFP4", GgmlType.MXFP4, GgmlType.Q8_0, MXFP4.DotMXFP4Q8_0Reference, MXFP4.DotMXFP4Q8_0Avx512, MXFP4.DotMXFP4Q8_0Avx2, MXFP4.DotMXFP4Q8_0AdvSimdDp, MXFP4.DotMXFP4Q8_0AdvSimd, MXFP4.DotMXFP4Q8_0Vector128),
         .. KQuant("Q2_K", GgmlType.Q2_K, (n, x, y) => Q2_K.DotQ2_KQ8_KReference(n, (BlockQ2_K*)x, (BlockQ8_K*)y),
             (n, x, y) => Q2_K.DotQ2_KQ8_KAvx512(n, (BlockQ2_K*)x, (BlockQ8_K*)y), (n, x, y) => Q2_K.DotQ2_KQ8_KAvx2(n, (BlockQ2_K*)x, (BlockQ8_K*)y)),
         .. KQuant("Q3_K", GgmlType.Q3_K, (n, x, y) => Q3_K.DotQ3_KQ8_KReference(n, (BlockQ3_K*)x, (BlockQ8_K*)y),
@@ -124,6 +123,7 @@ public static unsafe class SelfTest
         yield return new Check("repacked q4_Kx8 rows and tiles", "avx2+fma", Q4_Kx8.IsSupported, () => CheckQ4_Kx8(seed: 1234));
         yield return new Check("repacked q4_Kx8 rows and AVX-512 tiles", "avx512bw", Q4_Kx8.IsAvx512Supported, () => CheckQ4_Kx8Avx512(seed: 1234));
         yield return new Check("repacked iq4_nlx8 rows and tiles", "avx2+fma", IQ4_NLx8.IsSupported, () => CheckIQ4_NLx8(seed: 1234));
+        yield return new Check("repacked mxfp4x8 rows and tiles", MXFP4x8.IsAvx512Supported ? "avx2+fma, avx512bw rows" : "avx2+fma", MXFP4x8.IsSupported, () => CheckMXFP4x8(seed: 1234));
         yield return new Check("repacked q2_Kx8 rows and tiles", "avx2+fma", Q2_Kx8.IsSupported, () => CheckQ2_Kx8(seed: 1234));
         yield return new Check("repacked q2_Kx8 rows and AVX-512 tiles", "avx512bw", Q2_Kx8.IsAvx512Supported, () => CheckQ2_Kx8Avx512(seed: 1234));
         yield return new Check("repacked q3_Kx8 rows and tiles", "avx2+fma", Q3_Kx8.IsSupported, () => CheckQ3_Kx8(seed: 1234));
@@ -205,6 +205,7 @@ public static unsafe class SelfTest
         .. LegacyTileSet<Q5_0TileWeights>("Q5_0", GgmlType.Q5_0, Q5_0.DotQ5_0Q8_0Reference),
         .. LegacyTileSet<Q8_0TileWeights>("Q8_0", GgmlType.Q8_0, Q8_0.DotQ8_0Q8_0Reference),
         .. LegacyTileSet<IQ4_NLTileWeights>("IQ4_NL", GgmlType.IQ4_NL, IQ4_NL.DotIQ4_NLQ8_0Reference),
+        .. LegacyTileSet<MXFP4TileWeights>("MXFP4", GgmlType.MXFP4, MXFP4.DotMXFP4Q8_0Reference),
         .. KQuantTileSet<Q2_K128>("Q2_K", GgmlType.Q2_K, (n, x, y) => Q2_K.DotQ2_KQ8_KReference(n, (BlockQ2_K*)x, (BlockQ8_K*)y)),
         .. KQuantTileSet<Q3_K128>("Q3_K", GgmlType.Q3_K, (n, x, y) => Q3_K.DotQ3_KQ8_KReference(n, (BlockQ3_K*)x, (BlockQ8_K*)y)),
         .. KQuantTileSet<Q4_K128>("Q4_K", GgmlType.Q4_K, (n, x, y) => Q4_K.DotQ4_KQ8_KReference(n, (BlockQ4_K*)x, (BlockQ8_K*)y)),
@@ -303,6 +304,10 @@ public static unsafe class SelfTest
     /// <summary>The repacked q4_Kx8 kernels (Q4_K matrices, Q8_K activations): see <see cref="CheckRepacked"/>.</summary>
     internal static string? CheckQ4_Kx8(int seed) =>
         CheckRepacked(GgmlType.Q4_K, GgmlType.Q8_K, [1, 2, 3], Q4_Kx8.Pack, Q4_Kx8.DotRows, Q4_Kx8.DotRowsReference, Q4_Kx8.DotTile, seed);
+
+    /// <summary>The repacked mxfp4x8 kernels (MXFP4 matrices, Q8_0 activations): see <see cref="CheckRepacked"/>.</summary>
+    internal static string? CheckMXFP4x8(int seed) =>
+        CheckRepacked(GgmlType.MXFP4, GgmlType.Q8_0, [1, 2, 3, 9], MXFP4x8.Pack, MXFP4x8.DotRows, MXFP4x8.DotRowsReference, MXFP4x8.DotTile, seed);
 
     /// <summary>The repacked iq4_nlx8 kernels (IQ4_NL matrices, Q8_0 activations): see <see cref="CheckRepacked"/>.</summary>
     internal static string? CheckIQ4_NLx8(int seed) =>

@@ -257,6 +257,7 @@ public sealed class SynthLlamaCppTests : IDisposable
     [Theory]
     [InlineData("Q4_0", LLamaFtype.MOSTLY_Q4_0)]
     [InlineData("Q4_K_M", LLamaFtype.MOSTLY_Q4_K_M)]
+    [InlineData("MXFP4_MOE", (LLamaFtype)38)] // LLAMA_FTYPE_MOSTLY_MXFP4_MOE: experts MXFP4, the rest Q8_0
     public void LlamaQuantize_AndEdgeLlm_WriteTheSameMoeFile(string type, LLamaFtype ftype)
     {
         var shape = new SynthShape("tiny-qwen3moe", "tiny qwen3moe", "qwen3moe", 256, 8, 4, 2, 768, 400, 256, 1e6f, 1e-6f, false, false, SynthVocabKind.Qwen2Bpe,
@@ -265,7 +266,16 @@ public sealed class SynthLlamaCppTests : IDisposable
         ModelSynthesizer.Synthesize(shape, "F32", f32, seed: 11);
         _ = LlamaCppOracle.NativeLibrary;
         // (LLamaSharp leaves output.weight unquantized unless asked; llama-quantize quantizes it by default)
-        Assert.True(LLamaQuantizer.Quantize(f32, theirsPath, ftype, nthread: 1, quantizeOutputTensor: true), "llama_model_quantize failed");
+        if ((int)ftype == 38)
+        {
+            // LLamaSharp's wrapper refuses file types it does not list (MXFP4_MOE): its native binding takes any.
+            var p = LLamaModelQuantizeParams.Default();
+            p.nthread = 1;
+            p.ftype = ftype;
+            p.quantize_output_tensor = true;
+            Assert.Equal(0u, NativeApi.llama_model_quantize(f32, theirsPath, ref p));
+        }
+        else Assert.True(LLamaQuantizer.Quantize(f32, theirsPath, ftype, nthread: 1, quantizeOutputTensor: true), "llama_model_quantize failed");
         EdgeLlm.Quant.ModelQuantizer.Quantize(f32, oursPath, type);
         using var theirs = EdgeLlm.Gguf.GgufFile.Open(theirsPath);
         using var ours = EdgeLlm.Gguf.GgufFile.Open(oursPath);
@@ -285,6 +295,13 @@ public sealed class SynthLlamaCppTests : IDisposable
             Assert.Equal(EdgeLlm.Gguf.GgmlType.Q8_0, ours.FindTensor("blk.1.attn_v.weight")!.Type);
             Assert.Equal(EdgeLlm.Gguf.GgmlType.Q6_K, ours.FindTensor("blk.0.ffn_down_exps.weight")!.Type);
             Assert.Equal(EdgeLlm.Gguf.GgmlType.Q4_K, ours.FindTensor("blk.1.ffn_down_exps.weight")!.Type);
+        }
+        if (type == "MXFP4_MOE")
+        {
+            Assert.Equal(EdgeLlm.Gguf.GgmlType.MXFP4, ours.FindTensor("blk.1.ffn_gate_exps.weight")!.Type);
+            Assert.Equal(EdgeLlm.Gguf.GgmlType.Q8_0, ours.FindTensor("blk.1.attn_q.weight")!.Type);
+            Assert.Equal(EdgeLlm.Gguf.GgmlType.Q8_0, ours.FindTensor("output.weight")!.Type);
+            Assert.Equal(38L, ours.GetInt("general.file_type"));
         }
         _out.WriteLine($"qwen3moe {type}: {theirs.Tensors.Count} tensors, types all equal, {same} byte-identical");
         Assert.Equal(theirs.Tensors.Count, same);

@@ -1,5 +1,6 @@
 using System.Runtime.CompilerServices;
 using System.Runtime.Intrinsics;
+using System.Runtime.Intrinsics.Arm;
 using System.Runtime.Intrinsics.X86;
 using EdgeLlm.Gguf;
 
@@ -20,10 +21,14 @@ internal sealed unsafe class MXFP4Format : WeightFormat
         else base.VecDotRows(n, weights, rowBytes, nRows, activations, y);
     }
 
-    /// <summary>Register-tiled on AVX-512BW (<see cref="MXFP4.DotTileAvx512"/>, IQ4_NL's scheme); elsewhere one VecDot per pair.</summary>
+    /// <summary>
+    /// Register-tiled on AVX-512BW (<see cref="MXFP4.DotTileAvx512"/>, IQ4_NL's scheme), without AVX2 (NEON) by
+    /// <see cref="LegacyTile"/>; elsewhere one VecDot per pair.
+    /// </summary>
     public override void VecDotTile(int n, byte* weights, long rowBytes, int nRows, byte* activations, long actStride, int nActs, float* y, long yStride)
     {
         if (Avx512BW.IsSupported) MXFP4.DotTileAvx512(n, weights, rowBytes, nRows, activations, actStride, nActs, y, yStride);
+        else if (!Avx2.IsSupported && LegacyTile.IsSupported) LegacyTile.Dot<MXFP4TileWeights>(n, weights, rowBytes, nRows, activations, actStride, nActs, y, yStride);
         else base.VecDotTile(n, weights, rowBytes, nRows, activations, actStride, nActs, y, yStride);
     }
 }
@@ -109,13 +114,40 @@ internal static unsafe class MXFP4
         }
     }
 
-    /// <summary>Dot product with a Q8_0 activation row on the fastest path this CPU has (AVX-512BW &gt; AVX2 &gt; Vector128 &gt; scalar).</summary>
+    /// <summary>
+    /// Dot product with a Q8_0 activation row on the fastest path this CPU has
+    /// (AVX-512BW &gt; AVX2 &gt; NEON+DotProd &gt; NEON &gt; Vector128 &gt; scalar).
+    /// </summary>
     [MethodImpl(MethodImplOptions.AggressiveInlining)]
     public static float DotMXFP4Q8_0(int n, byte* x, byte* y) =>
         Avx512BW.IsSupported ? DotMXFP4Q8_0Avx512(n, x, y)
         : Avx2.IsSupported ? DotMXFP4Q8_0Avx2(n, x, y)
+        : AdvSimd.Arm64.IsSupported && Dp.IsSupported ? DotMXFP4Q8_0AdvSimdDp(n, x, y)
+        : AdvSimd.Arm64.IsSupported ? DotMXFP4Q8_0AdvSimd(n, x, y)
         : Vector128.IsHardwareAccelerated ? DotMXFP4Q8_0Vector128(n, x, y)
         : DotMXFP4Q8_0Reference(n, x, y);
+
+    /// <summary>NEON with the dot-product extension: <c>tbl</c> lookup, <c>sdot</c> sums; requires AdvSimd.Arm64 and Dp.</summary>
+    internal static float DotMXFP4Q8_0AdvSimdDp(int n, byte* x, byte* y) => DotBlocks<AdvSimdDpBlockDot>(n, x, y);
+
+    /// <summary>Plain NEON (<c>tbl</c>, then <c>smull</c> + <c>sadalp</c>); requires AdvSimd.Arm64.</summary>
+    internal static float DotMXFP4Q8_0AdvSimd(int n, byte* x, byte* y) => DotBlocks<AdvSimdBlockDot>(n, x, y);
+
+    /// <summary>One block at a time with <typeparamref name="TDot"/>'s integer dot product (IQ4_NL's NEON scheme).</summary>
+    private static float DotBlocks<TDot>(int n, byte* vx, byte* vy) where TDot : struct, IBlockDot
+    {
+        QuantMath.CheckBlocks(n, QK, "MXFP4");
+        var x = (BlockMXFP4*)vx;
+        var y = (BlockQ8_0*)vy;
+        float sumf = 0;
+        for (int ib = 0; ib < n / QK; ib++)
+        {
+            var (a0, a1) = Split(x + ib);
+            var (y0, y1) = QuantMath.LoadI8x32(y[ib].Qs);
+            sumf += Term(TDot.Dot(a0, a1, y0, y1), x + ib, y + ib);
+        }
+        return sumf;
+    }
 
     /// <summary>Scalar oracle (ggml_vec_dot_mxfp4_q8_0 generic): (e8m0_half(e)·dy)·(sumi1 + sumi2) per block, summed in float.</summary>
     public static float DotMXFP4Q8_0Reference(int n, byte* vx, byte* vy)
@@ -263,7 +295,7 @@ internal static unsafe class MXFP4
 
     /// <summary>A block's 32 weights as int8 table values, values 0..15 then 16..31.</summary>
     [MethodImpl(MethodImplOptions.AggressiveInlining)]
-    private static (Vector128<sbyte> Lo, Vector128<sbyte> Hi) Split(BlockMXFP4* b)
+    internal static (Vector128<sbyte> Lo, Vector128<sbyte> Hi) Split(BlockMXFP4* b)
     {
         var (lo, hi) = QuantMath.Nibbles(b->Qs);
         return (Vector128.Shuffle(s_kvalues, lo.AsSByte()), Vector128.Shuffle(s_kvalues, hi.AsSByte()));
