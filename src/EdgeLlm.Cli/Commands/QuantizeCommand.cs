@@ -11,7 +11,7 @@ public static class QuantizeCommand
     {
         var input = new Argument<string>("IN") { Description = "Input GGUF (F32, F16 or BF16 weights)" };
         var output = new Argument<string>("OUT") { Description = "Output GGUF" };
-        var type = new Argument<string>("TYPE") { Description = "File type: Q4_0, Q4_1, Q5_0, Q5_1, Q8_0, Q2_K, Q3_K_S, Q3_K_M, Q3_K_L, Q4_K_S, Q4_K_M, Q5_K_S, Q5_K_M, Q6_K, IQ4_NL, F16, BF16 (case-insensitive)" };
+        var type = new Argument<string>("TYPE") { Description = "File type: Q4_0, Q4_1, Q5_0, Q5_1, Q8_0, Q2_K, Q3_K_S, Q3_K_M, Q3_K_L, Q4_K_S, Q4_K_M, Q5_K_S, Q5_K_M, Q6_K, IQ4_NL, MXFP4_MOE, F16, BF16 (case-insensitive)" };
         var pure = new Option<bool>("--pure") { Description = "Every weight matrix gets TYPE (no mixtures, no fallbacks)" };
         var threads = RunCommand.ThreadsOption();
         var requant = new Option<bool>("--allow-requantize") { Description = "Allow quantizing an already-quantized file (loses quality)" };
