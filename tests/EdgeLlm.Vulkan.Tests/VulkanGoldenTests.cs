@@ -168,6 +168,18 @@ public class VulkanGoldenTests(DeviceFixture fixture, ITestOutputHelper output) 
             EdgeLlm.Synth.SynthVocabKind.SentencePiece, LongRope: new EdgeLlm.Synth.LongRopeScaling(32)), type, bound);
 
     /// <summary>
+    /// Phi-4-mini's shape (phi3 with GQA, tied embeddings and three quarters of each head rotated: 48 of 64
+    /// dimensions, 24 LongRoPE factors) on the device against the CPU: the rope pipeline leaves the last
+    /// quarter of each head as it is.
+    /// </summary>
+    [Theory]
+    [InlineData("F32", FloatBound)]
+    [InlineData("Q8_0", QuantBound)]
+    public void Phi4Mini_MatchesTheCpu(string type, double bound) =>
+        MatchesTheCpu(new EdgeLlm.Synth.SynthShape("tiny-phi4", "tiny phi4", "phi3", 256, 2, 4, 2, 512, 400, 4096, 10000f, 1e-5f, true, false,
+            EdgeLlm.Synth.SynthVocabKind.Qwen2Bpe, LongRope: new EdgeLlm.Synth.LongRopeScaling(32), RopeDimensionCount: 48), type, bound);
+
+    /// <summary>
     /// Qwen3 (per-head Q/K norms, heads wider than embd / heads) on the device against the CPU
     /// forward pass, which SynthLlamaCppTests holds to llama.cpp: a prompt batch (mul_mat) and then
     /// tokens one at a time (mul_mat_vec), F32 and Q8_0 weights.

@@ -130,7 +130,7 @@ public static class InfoCommand
         var parts = new List<string>
         {
             string.Create(ci, $"{c.HeadCount} query / {c.HeadCountKv} KV heads of {c.HeadDim}"),
-            string.Create(ci, $"rope {(c.RopeNeox ? "NEOX" : "normal")} base {c.RopeFreqBase:G}{(c.RopeFreqScale != 1f ? $" scale {c.RopeFreqScale:G}" : "")}"),
+            string.Create(ci, $"rope {(c.RopeNeox ? "NEOX" : "normal")} base {c.RopeFreqBase:G}{(c.RopeFreqScale != 1f ? $" scale {c.RopeFreqScale:G}" : "")}{(c.RopeDimensionCount < c.HeadDim ? $" on {c.RopeDimensionCount} of {c.HeadDim} dimensions" : "")}"),
         };
         bool freqs = m.File.FindTensor("rope_freqs.weight") is not null;
         if (freqs) parts.Add("rope frequency factors (rope_freqs)");

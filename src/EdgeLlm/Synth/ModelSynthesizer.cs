@@ -271,7 +271,7 @@ public static unsafe class ModelSynthesizer
             // Phi3MiniModel.set_gguf_parameters: the original context, rope dimensions, the sliding window
             // (0 when config.json has none); LongRoPE adds attn_factor (add_rope_scaling_attn_factors).
             w.Set($"{a}.rope.scaling.original_context_length", (uint)(s.LongRope?.OriginalContextLength ?? s.ContextLength));
-            w.Set($"{a}.rope.dimension_count", (uint)s.HeadDim);
+            w.Set($"{a}.rope.dimension_count", (uint)s.RopeDims); // int(partial_rotary_factor · n_embd) // n_head
             w.Set($"{a}.attention.sliding_window", (uint)s.SlidingWindow);
             if (s.LongRope is { } longRope) w.Set($"{a}.rope.scaling.attn_factor", longRope.AttnFactor(s.ContextLength));
         }
@@ -311,7 +311,7 @@ public static unsafe class ModelSynthesizer
             // LlamaModel.set_gguf_parameters adds these two (SmolLM3Model and GraniteModel derive from it); Qwen2Model does
             // not (llama.cpp then uses head_dim).
             w.Set($"{a}.vocab_size", (uint)s.VocabSize);
-            w.Set($"{a}.rope.dimension_count", (uint)s.HeadDim);
+            w.Set($"{a}.rope.dimension_count", (uint)s.RopeDims);
         }
         if (s.Granite is { } g)
         {
@@ -360,8 +360,9 @@ public static unsafe class ModelSynthesizer
             list.Add(new("rope_freqs.weight", [s.HeadDim / 2], Init.Constant, 0, Llama3RopeFactors(s.RopeFreqBase, s.HeadDim, scaling)));
         if (s.LongRope is not null)
         {
-            list.Add(new("rope_factors_long.weight", [s.HeadDim / 2], Init.Constant, 0, LongRopeScaling.LongFactors(s.HeadDim / 2)));
-            list.Add(new("rope_factors_short.weight", [s.HeadDim / 2], Init.Constant, 0, LongRopeScaling.ShortFactors(s.HeadDim / 2)));
+            // One factor per rotated pair (rope_dims / 2: 48 for Phi-4-mini's 96 of 128).
+            list.Add(new("rope_factors_long.weight", [s.RopeDims / 2], Init.Constant, 0, LongRopeScaling.LongFactors(s.RopeDims / 2)));
+            list.Add(new("rope_factors_short.weight", [s.RopeDims / 2], Init.Constant, 0, LongRopeScaling.ShortFactors(s.RopeDims / 2)));
         }
         if (s.Architecture == "phi3")
         {

@@ -141,8 +141,12 @@ public sealed record SynthShape(
     GraniteMultipliers? Granite = null,
     int[]? AttentionLayers = null,
     SynthExperts? Experts = null,
-    YarnScaling? Yarn = null)
+    YarnScaling? Yarn = null,
+    int RopeDimensionCount = 0)
 {
+    /// <summary>Leading dimensions of each head that rope rotates (config.json's partial_rotary_factor × head_dim; 0: all).</summary>
+    public int RopeDims => RopeDimensionCount > 0 ? RopeDimensionCount : HeadDim;
+
     /// <summary>gpt-oss: biases on every projection, attention sinks, alternating sliding-window layers, biased experts.</summary>
     public bool IsGptOss => Architecture == "gpt-oss";
 
@@ -213,7 +217,10 @@ public sealed record SynthShape(
         Require(RopeFreqBase > 0 && RmsEps > 0, "rope base and rms epsilon must be positive");
         int minVocab = SynthVocab.MinimumSize(Vocab) + SynthVocab.AddedTokens(Architecture).Length;
         Require(VocabSize >= minVocab, $"vocabulary size {VocabSize} is below the {minVocab} tokens a {Vocab} vocabulary{(Architecture is "phi3" or "gemma3" ? $" with {Architecture}'s added tokens" : "")} needs");
-        Require(Architecture != "phi3" || Vocab == SynthVocabKind.SentencePiece, "a phi3 model has a SentencePiece vocabulary");
+        Require(Architecture != "phi3" || Vocab is SynthVocabKind.SentencePiece or SynthVocabKind.Qwen2Bpe,
+            "a phi3 model has a SentencePiece vocabulary (Phi-3) or a byte-level BPE one (Phi-4-mini)");
+        Require(RopeDimensionCount >= 0 && RopeDims % 2 == 0 && RopeDims <= HeadDim, $"rope dimensions {RopeDims} must be even and at most the head dimension {HeadDim}");
+        Require(RopeDimensionCount == 0 || Architecture is "phi3" or "llama", "partial rotary dimensions are written for phi3 and llama only");
     }
 }
 
@@ -265,6 +272,17 @@ public static class SynthShapes
         "phi-3.5-mini", "Phi 3.5 mini (synthetic)", "phi3", EmbeddingLength: 3072, BlockCount: 32, HeadCount: 32, HeadCountKv: 32,
         FeedForwardLength: 8192, VocabSize: 32064, ContextLength: 131072, RopeFreqBase: 10000f, RmsEps: 1e-5f,
         TiedEmbeddings: false, QkvBias: false, SynthVocabKind.SentencePiece, LongRope: new LongRopeScaling(4096), SlidingWindow: 262144);
+
+    /// <summary>
+    /// Phi-4-mini-instruct: phi3 architecture with 24 query and 8 KV heads of 128, three quarters of each head rotated
+    /// (partial_rotary_factor 0.75: 96 dimensions), LongRoPE from 4096 to 131072, tied embeddings of 200,064 rows.
+    /// Its vocabulary is a padded byte-level BPE of that size, not o200k.
+    /// </summary>
+    public static readonly SynthShape Phi4Mini = new(
+        "phi-4-mini", "Phi 4 mini (synthetic)", "phi3", EmbeddingLength: 3072, BlockCount: 32, HeadCount: 24, HeadCountKv: 8,
+        FeedForwardLength: 8192, VocabSize: 200064, ContextLength: 131072, RopeFreqBase: 10000f, RmsEps: 1e-5f,
+        TiedEmbeddings: true, QkvBias: false, SynthVocabKind.Qwen2Bpe, LongRope: new LongRopeScaling(4096), SlidingWindow: 262144,
+        RopeDimensionCount: 96);
 
     /// <summary>
     /// Gemma-3-1B: gemma3 architecture (256-wide heads, one KV head, per-head Q/K norms, post-norms, GeGLU),
@@ -402,7 +420,7 @@ public static class SynthShapes
         TiedEmbeddings: false, QkvBias: true, SynthVocabKind.Llama3Bpe, WriteHeadLengths: true, HeadLength: 64, SlidingWindow: 128,
         Experts: new SynthExperts(32, 4, 2880), Yarn: new YarnScaling(32f, 4096));
 
-    public static IReadOnlyList<SynthShape> All { get; } = [TinyLlama11B, Llama32_1B, Qwen25_05B, SmolLM2_360M, Qwen3_06B, Qwen3_17B, Phi35Mini, Gemma2_2B, Gemma3_1B, SmolLM3_3B, Granite33_2B, Lfm2_350M, Lfm2_12B, Qwen3_30B_A3B, Granite30_1B_A400M, OlMoe_1B_7B, Qwen15_MoE_A27B, Lfm2_8B_A1B, Ernie45_03B, Exaone40_12B, GptOss20B];
+    public static IReadOnlyList<SynthShape> All { get; } = [TinyLlama11B, Llama32_1B, Qwen25_05B, SmolLM2_360M, Qwen3_06B, Qwen3_17B, Phi35Mini, Phi4Mini, Gemma2_2B, Gemma3_1B, SmolLM3_3B, Granite33_2B, Lfm2_350M, Lfm2_12B, Qwen3_30B_A3B, Granite30_1B_A400M, OlMoe_1B_7B, Qwen15_MoE_A27B, Lfm2_8B_A1B, Ernie45_03B, Exaone40_12B, GptOss20B];
 
     /// <summary>The names <see cref="Find"/> accepts.</summary>
     public static IEnumerable<string> Names => All.Select(s => s.Name);

@@ -34,7 +34,7 @@ public sealed class SynthLlamaCppTests : IDisposable
         try { Directory.Delete(_dir, recursive: true); } catch (IOException) { }
     }
 
-    public static TheoryData<string> Shapes => new() { "llama", "qwen2", "llama3", "smollm", "qwen3", "phi3", "phi3-long", "phi3-split", "gemma3", "gemma3-softcap", "gemma3-long", "gemma3-ring", "gemma2", "gemma2-long", "smollm3", "granite", "granite-norope", "lfm2", "lfm2-long", "qwen3moe", "qwen3moe-long", "granitemoe", "granitemoe-shared", "mixtral", "qwen2moe", "olmoe", "lfm2moe", "lfm2moe-long", "ernie4_5", "exaone4", "gpt-oss", "gpt-oss-long", "gpt-oss-mxfp4" };
+    public static TheoryData<string> Shapes => new() { "llama", "qwen2", "llama3", "smollm", "qwen3", "phi3", "phi3-long", "phi3-split", "phi4", "phi4-long", "gemma3", "gemma3-softcap", "gemma3-long", "gemma3-ring", "gemma2", "gemma2-long", "smollm3", "granite", "granite-norope", "lfm2", "lfm2-long", "qwen3moe", "qwen3moe-long", "granitemoe", "granitemoe-shared", "mixtral", "qwen2moe", "olmoe", "lfm2moe", "lfm2moe-long", "ernie4_5", "exaone4", "gpt-oss", "gpt-oss-long", "gpt-oss-mxfp4" };
 
     private static SynthShape Shape(string kind) => kind switch
     {
@@ -56,6 +56,11 @@ public sealed class SynthLlamaCppTests : IDisposable
         // The original context (32) below the tests' 64: rope_factors_long.
         "phi3-long" => new("tiny-phi3", "tiny phi3", "phi3", 256, 2, 4, 2, 512, 300, 4096, 10000f, 1e-5f, false, false, SynthVocabKind.SentencePiece,
             LongRope: new LongRopeScaling(32)),
+        // Phi-4-mini: phi3 with GQA, tied embeddings, a byte-level BPE vocabulary and three quarters of each
+        // 64-wide head rotated (48 dimensions, 24 LongRoPE factors); short factors, then long (original 32 < 64).
+        "phi4" => new("tiny-phi4", "tiny phi4", "phi3", 256, 2, 4, 2, 512, 400, 4096, 10000f, 1e-5f, true, false, SynthVocabKind.Qwen2Bpe,
+            LongRope: new LongRopeScaling(512), RopeDimensionCount: 48),
+        "phi4-long" => Shape("phi4") with { LongRope = new LongRopeScaling(32) },
         // Gemma 3: seven layers (five local, one global, one local), a window of 8 under the 32 tokens, 64-wide
         // heads on a 128-wide stream, one KV head, per-head norms, post-norms, GeGLU, √embd-scaled embeddings.
         "gemma3" => new("tiny-gemma3", "tiny gemma3", "gemma3", 128, 7, 4, 1, 384, 400, 256, 1e6f, 1e-6f, true, false, SynthVocabKind.SentencePiece,
