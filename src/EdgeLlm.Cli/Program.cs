@@ -10,6 +10,7 @@ var root = new RootCommand("EdgeLlm: run GGUF language models on edge devices")
     RunCommand.Create(verbose),
     TokenizeCommand.Create(verbose),
     LogitsCommand.Create(verbose),
+    EmbedCommand.Create(verbose),
     PerplexityCommand.Create(verbose),
     InfoCommand.Create(verbose),
     QuantizeCommand.Create(verbose),

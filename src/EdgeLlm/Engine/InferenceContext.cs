@@ -197,13 +197,57 @@ public sealed unsafe class InferenceContext : IEvalContext
         return logits;
     }
 
+    /// <summary>
+    /// Evaluates <paramref name="tokens"/> at <see cref="Position"/> (which it advances) and returns every token's final
+    /// hidden state after the output norm ([tokens × embd], row-major): what llama.cpp's embeddings pool
+    /// (<c>t_embd</c>). No logits are computed. The generic forward pass runs (compile-time specializations produce
+    /// logits only).
+    /// </summary>
+    /// <exception cref="ArgumentException">no tokens, a token id outside the vocabulary, or more tokens than the context has room for.</exception>
+    public float[] EvalHidden(ReadOnlySpan<int> tokens)
+    {
+        ObjectDisposedException.ThrowIf(_disposed, this);
+        if (tokens.IsEmpty) throw new ArgumentException("no tokens to evaluate", nameof(tokens));
+        int vocab = Model.Config.VocabSize, embd = Model.Config.EmbeddingLength;
+        for (int i = 0; i < tokens.Length; i++)
+        {
+            if ((uint)tokens[i] >= (uint)vocab)
+                throw new ArgumentException($"token id {tokens[i]} at index {i} is outside the vocabulary (0..{vocab - 1})", nameof(tokens));
+        }
+        if (tokens.Length > ContextLength - Position)
+            throw new ArgumentException(
+                $"{tokens.Length} tokens at position {Position} would overflow the context of {ContextLength} tokens ({ContextLength - Position} free)", nameof(tokens));
+        if (HasRings)
+        {
+            if (!IntactBefore(Position))
+            {
+                int redo = Position;
+                Position = 0;
+                Reevaluations += redo;
+                for (int done = 0; done < redo; done += MaxBatch)
+                    Forward(_tokens.AsSpan(done, Math.Min(MaxBatch, redo - done)), 0, null);
+            }
+            tokens.CopyTo(_tokens.AsSpan(Position));
+        }
+        var hidden = new float[(long)tokens.Length * embd];
+        fixed (float* outp = hidden)
+        {
+            for (int done = 0; done < tokens.Length; done += MaxBatch)
+            {
+                int n = Math.Min(MaxBatch, tokens.Length - done);
+                Forward(tokens.Slice(done, n), n, null, outp + (long)done * embd);
+            }
+        }
+        return hidden;
+    }
+
     /// <summary>One forward pass of up to <see cref="MaxBatch"/> tokens at <see cref="Position"/>, which it advances.</summary>
-    private void Forward(ReadOnlySpan<int> tokens, int outputRows, float* logits)
+    private void Forward(ReadOnlySpan<int> tokens, int outputRows, float* logits, float* hidden = null)
     {
         var batch = new ForwardBatch { Tokens = tokens.ToArray(), StartPos = Position, Threads = Threads, Pool = _pool, Kv = _kv, Conv = _conv,
             RopeFactors = Model.RopeFactorsFor(ContextLength) };
         batch.Carve(_arena, Model, ContextLength);
-        Model.Forward(batch, outputRows, logits);
+        Model.Forward(batch, outputRows, logits, hidden);
         Position += tokens.Length;
     }
 

@@ -289,10 +289,12 @@ public abstract unsafe class Model : IDisposable
     /// Runs the batch through the model and writes the logits of the last
     /// <paramref name="outputRows"/> tokens to <paramref name="logits"/> ([outputRows, vocab]).
     /// </summary>
-    internal void Forward(ForwardBatch b, int outputRows, float* logits)
+    /// <param name="hidden">when not null: the last <paramref name="outputRows"/> tokens' final hidden states after the
+    /// output norm ([outputRows, embd], what llama.cpp's embeddings read), and no logits (<paramref name="logits"/> unused)</param>
+    internal void Forward(ForwardBatch b, int outputRows, float* logits, float* hidden = null)
     {
         if ((uint)outputRows > (uint)b.Count) throw new ArgumentOutOfRangeException(nameof(outputRows), outputRows, $"a batch of {b.Count} tokens has no {outputRows} rows of logits");
-        if (!RunGeneric && Specialization is { } specialized)
+        if (hidden == null && !RunGeneric && Specialization is { } specialized)
         {
             specialized.Forward(this, b, outputRows, logits);
             return;
@@ -333,6 +335,11 @@ public abstract unsafe class Model : IDisposable
             fixed (float* w = OutputNorm)
                 for (int t = first; t < n; t++)
                     RmsNorm.Forward(b.X + (long)t * embd, w, b.Norm + (long)t * embd, embd, c.RmsEps);
+        if (hidden != null)
+        {
+            Buffer.MemoryCopy(b.Norm + (long)first * embd, hidden, (long)outputRows * embd * sizeof(float), (long)outputRows * embd * sizeof(float));
+            return;
+        }
         MatMul.Multiply(Output, b.Norm + (long)first * embd, outputRows, logits, b.MatScratch, b.Pool);
         if (c.LogitScale != 1f)
             Activations.Scale(logits, (long)outputRows * c.VocabSize, 1f / c.LogitScale); // Granite: ggml_scale(cur, 1.0f / f_logit_scale)

@@ -1,0 +1,166 @@
+using EdgeLlm.Gguf;
+using EdgeLlm.Tokenizers;
+
+namespace EdgeLlm.Engine;
+
+/// <summary>How a text's token vectors become one embedding (llama.cpp's <c>enum llama_pooling_type</c>, same numbers).</summary>
+public enum PoolingType
+{
+    /// <summary>No pooling: one vector per token.</summary>
+    None = 0,
+
+    /// <summary>The mean of the token vectors.</summary>
+    Mean = 1,
+
+    /// <summary>The first token's vector (BERT's [CLS]).</summary>
+    Cls = 2,
+
+    /// <summary>The last token's vector (decoder embedding models: Qwen3-Embedding, e5-mistral, gte-Qwen).</summary>
+    Last = 3,
+}
+
+/// <summary>
+/// Text embeddings from a decoder model, as llama.cpp's <c>llama-embedding</c> computes them: the text is tokenized
+/// (the vocabulary's BOS/EOS added, special-token text parsed), evaluated from position 0, and the final hidden
+/// states after the output norm (<c>t_embd</c>) are pooled (<see cref="PoolingType"/>) and normalized
+/// (<see cref="Normalize"/>, <c>--embd-normalize</c>). Embedding models say how to pool in
+/// <c>{arch}.pooling_type</c> (Qwen3-Embedding: last); a file without it pools as <see cref="PoolingType.None"/>,
+/// as llama.cpp does, unless a pooling is given. Runs on the CPU context; not thread-safe (one context).
+/// </summary>
+public sealed class TextEmbedder
+{
+    /// <summary>An embedder over <paramref name="context"/> (not owned; its KV cache is reset for every text).</summary>
+    /// <param name="pooling">the pooling; null: the file's <c>{arch}.pooling_type</c>, else none</param>
+    /// <param name="normalize">llama.cpp's <c>--embd-normalize</c>: -1 none, 0 max-abs scaled to int16, 1 taxicab, 2 euclidean (default), p &gt; 2 p-norm</param>
+    /// <exception cref="NotSupportedException">the file asks for a pooling EdgeLlm does not do (rank, for rerankers)</exception>
+    /// <exception cref="ArgumentOutOfRangeException"><paramref name="normalize"/> below -1</exception>
+    public TextEmbedder(InferenceContext context, Tokenizer tokenizer, PoolingType? pooling = null, int normalize = 2)
+    {
+        ArgumentNullException.ThrowIfNull(context);
+        ArgumentNullException.ThrowIfNull(tokenizer);
+        if (normalize < -1) throw new ArgumentOutOfRangeException(nameof(normalize), normalize, "the normalization must be -1 (none), 0 (max-abs, int16), 1 (taxicab), 2 (euclidean) or a larger p-norm");
+        Context = context;
+        Tokenizer = tokenizer;
+        Pooling = pooling ?? FilePooling(context.Model.File, context.Model.Config.Architecture) ?? PoolingType.None;
+        Normalization = normalize;
+    }
+
+    /// <summary>The context evaluated.</summary>
+    public InferenceContext Context { get; }
+
+    /// <summary>The tokenizer.</summary>
+    public Tokenizer Tokenizer { get; }
+
+    /// <summary>The pooling applied.</summary>
+    public PoolingType Pooling { get; }
+
+    /// <summary>The normalization (<c>--embd-normalize</c>).</summary>
+    public int Normalization { get; }
+
+    /// <summary>Dimensions of an embedding (the model's embedding length).</summary>
+    public int Dimensions => Context.Model.Config.EmbeddingLength;
+
+    /// <summary>The pooling a file asks for (<c>{arch}.pooling_type</c>), or null when it names none.</summary>
+    /// <exception cref="NotSupportedException">rank pooling (4) or an unknown value</exception>
+    public static PoolingType? FilePooling(GgufFile file, string architecture)
+    {
+        ArgumentNullException.ThrowIfNull(file);
+        long? v = file.GetInt($"{architecture}.pooling_type");
+        return v switch
+        {
+            null or -1 => null,
+            0 or 1 or 2 or 3 => (PoolingType)v.Value,
+            4 => throw new NotSupportedException($"{architecture}.pooling_type is 4 (rank: a reranker's classification head), which EdgeLlm does not run"),
+            _ => throw new NotSupportedException($"{architecture}.pooling_type is {v}, which is not a llama.cpp pooling type (0 none, 1 mean, 2 cls, 3 last, 4 rank)"),
+        };
+    }
+
+    /// <summary>The tokens a text is embedded as (BOS/EOS as the vocabulary asks, special-token text parsed: llama-embedding's).</summary>
+    public int[] Tokenize(string text)
+    {
+        ArgumentNullException.ThrowIfNull(text);
+        return Tokenizer.Encode(text, addSpecial: true, parseSpecial: true);
+    }
+
+    /// <summary>The pooled, normalized embedding of <paramref name="text"/> (<see cref="Dimensions"/> floats).</summary>
+    /// <exception cref="InvalidOperationException">the pooling is <see cref="PoolingType.None"/> (use <see cref="EmbedTokens(string)"/>)</exception>
+    /// <exception cref="ArgumentException">the text has no tokens, or more than the context holds</exception>
+    public float[] Embed(string text) => Embed(Tokenize(text));
+
+    /// <inheritdoc cref="Embed(string)"/>
+    public float[] Embed(IReadOnlyList<int> tokens)
+    {
+        if (Pooling == PoolingType.None)
+            throw new InvalidOperationException("the pooling is none (the model names no pooling_type): give one (mean, cls or last) to get one vector per text, or embed per token");
+        float[] hidden = Hidden(tokens);
+        int d = Dimensions, n = tokens.Count;
+        var pooled = new float[d];
+        switch (Pooling)
+        {
+            case PoolingType.Mean:
+                // llama.cpp multiplies by a [n] row of 1/n (ggml_mul_mat with inp_mean): the sum of x·(1/n) in token order.
+                float w = 1f / n;
+                for (int t = 0; t < n; t++)
+                    for (int i = 0; i < d; i++) pooled[i] += hidden[(long)t * d + i] * w;
+                break;
+            case PoolingType.Cls:
+                Array.Copy(hidden, 0, pooled, 0, d);
+                break;
+            default:
+                Array.Copy(hidden, (long)(n - 1) * d, pooled, 0, d);
+                break;
+        }
+        Normalize(pooled, Normalization);
+        return pooled;
+    }
+
+    /// <summary>One normalized vector per token of <paramref name="text"/> (pooling none), in token order.</summary>
+    public float[][] EmbedTokens(string text)
+    {
+        var tokens = Tokenize(text);
+        float[] hidden = Hidden(tokens);
+        int d = Dimensions;
+        var rows = new float[tokens.Length][];
+        for (int t = 0; t < rows.Length; t++)
+        {
+            rows[t] = hidden.AsSpan(t * d, d).ToArray();
+            Normalize(rows[t], Normalization);
+        }
+        return rows;
+    }
+
+    private float[] Hidden(IReadOnlyList<int> tokens)
+    {
+        ArgumentNullException.ThrowIfNull(tokens);
+        if (tokens.Count == 0) throw new ArgumentException("the text has no tokens (and the vocabulary adds no BOS)", nameof(tokens));
+        if (tokens.Count > Context.ContextLength)
+            throw new ArgumentException($"the text is {tokens.Count} tokens; the context holds {Context.ContextLength}", nameof(tokens));
+        Context.Reset();
+        return Context.EvalHidden(tokens.ToArray());
+    }
+
+    /// <summary>llama.cpp's <c>common_embd_normalize</c>: scales <paramref name="v"/> in place by 1/norm (0 when the norm is 0).</summary>
+    public static void Normalize(Span<float> v, int normalize)
+    {
+        double sum = 0;
+        switch (normalize)
+        {
+            case -1:
+                return;
+            case 0:
+                foreach (float x in v) sum = Math.Max(sum, Math.Abs(x));
+                sum /= 32760.0; // an int16 range
+                break;
+            case 2:
+                foreach (float x in v) sum += x * x;
+                sum = Math.Sqrt(sum);
+                break;
+            default:
+                foreach (float x in v) sum += Math.Pow(Math.Abs(x), normalize);
+                sum = Math.Pow(sum, 1.0 / normalize);
+                break;
+        }
+        float norm = sum > 0 ? (float)(1.0 / sum) : 0f;
+        for (int i = 0; i < v.Length; i++) v[i] *= norm;
+    }
+}
