@@ -38,6 +38,8 @@ public static class ServeCommand
             DefaultValueFactory = _ => "auto",
         };
         reasoningFormat.AcceptOnlyFromAmong("auto", "none", "deepseek");
+        var pooling = new Option<string?>("--pooling") { Description = "/v1/embeddings' pooling: mean, cls or last (default: the model's pooling_type)" };
+        pooling.AcceptOnlyFromAmong("none", "mean", "cls", "last");
         var draftModel = new Option<string?>("--model-draft", "-md") { Description = "Speculative decoding in every slot: a smaller model with the same vocabulary proposes tokens (see run)" };
         var draftMax = new Option<int>("--draft-max", "--draft") { Description = "Most tokens the draft model proposes at a time", DefaultValueFactory = _ => 16 };
         var draftPMin = new Option<float>("--draft-p-min") { Description = "The draft stops proposing when its top token's probability is below this", DefaultValueFactory = _ => 0.75f };
@@ -46,7 +48,7 @@ public static class ServeCommand
 
         var cmd = new Command("serve", "Serve the model over an OpenAI-compatible HTTP API (/v1/chat/completions, /v1/completions, /v1/models, /health)")
         {
-            model, host, port, apiKey, parallel, queue, ctx, threads, maxBody, alias, backend, generic, kwargs, reasoningFormat, draftModel, draftMax, draftPMin, lookup,
+            model, host, port, apiKey, parallel, queue, ctx, threads, maxBody, alias, backend, generic, kwargs, reasoningFormat, pooling, draftModel, draftMax, draftPMin, lookup,
         };
         foreach (var o in cache.All) cmd.Options.Add(o);
         cmd.SetAction(pr => ExitCodes.Guard(pr.GetValue(verbose), () =>
@@ -85,6 +87,7 @@ public static class ServeCommand
                 ModelId = id,
                 TemplateVariables = variables,
                 ReasoningFormat = pr.GetValue(reasoningFormat)!,
+                Pooling = pr.GetValue(pooling),
                 Speculative = speculation is not null,
             }, slots, queueLength, ctxLen, threadCount, pr.GetValue(backend), pr.GetValue(generic), speculation, cacheTypes);
         }));

@@ -48,6 +48,9 @@ public sealed record ServerOptions
     /// </summary>
     public string ReasoningFormat { get; init; } = "auto";
 
+    /// <summary><c>/v1/embeddings</c>' pooling (<c>--pooling</c>: none, mean, cls, last); null: the model file's <c>pooling_type</c>.</summary>
+    public string? Pooling { get; init; }
+
     /// <summary>Chat template variables for every chat request (<c>--chat-template-kwargs</c>); a request's <c>chat_template_kwargs</c> override them by name.</summary>
     public IDictionary<string, object?>? TemplateVariables { get; init; }
 
@@ -178,6 +181,7 @@ public sealed class OpenAiServer
             case "/tokenize": return post ? Tokenize(ctx) : NotAllowed(ctx, "POST");
             case "/detokenize": return post ? Detokenize(ctx) : NotAllowed(ctx, "POST");
             case "/apply-template": return post ? ApplyTemplate(ctx) : NotAllowed(ctx, "POST");
+            case "/v1/embeddings": return post ? Embeddings(ctx) : NotAllowed(ctx, "POST");
         }
         if (path.StartsWith("/v1/models/", StringComparison.Ordinal) && path.Length > "/v1/models/".Length && path.IndexOf('/', "/v1/models/".Length) < 0)
             return get ? ModelById(ctx, Uri.UnescapeDataString(path["/v1/models/".Length..])) : NotAllowed(ctx, "GET");
@@ -413,6 +417,104 @@ public sealed class OpenAiServer
                 w.WriteEndObject();
             }
             w.WriteEndArray();
+            w.WriteEndObject();
+        });
+    }
+
+    /// <summary>
+    /// OpenAI's <c>POST /v1/embeddings</c> (and llama-server's): each input's pooled, L2-normalized embedding
+    /// (<see cref="TextEmbedder"/>) in one slot, whose KV cache it then forgets. The pooling is <c>--pooling</c>,
+    /// else the file's; none is refused (OpenAI's shape has one vector per input, as llama-server says).
+    /// </summary>
+    private async Task Embeddings(HttpContext ctx)
+    {
+        var (model, inputs, base64) = RequestParser.ParseEmbeddings(await ReadBodyAsync(ctx));
+        CheckModel(model);
+        var tokenized = new List<int[]>(inputs.Count);
+        for (int i = 0; i < inputs.Count; i++)
+        {
+            int[] ids = inputs[i].Tokens ?? _tokenizer.Encode(inputs[i].Text!, addSpecial: true, parseSpecial: true);
+            if (ids.Length == 0) throw ApiException.BadField("input", $"input {i} has no tokens");
+            foreach (int id in ids)
+                if (id >= _tokenizer.VocabSize) throw ApiException.BadField("input", $"input {i}: token id {id} is outside the vocabulary (0..{_tokenizer.VocabSize - 1})");
+            if (ids.Length > _pool.Slots[0].Context.ContextLength)
+                throw ApiException.BadField("input", $"input {i} is {ids.Length} tokens; the context holds {_pool.Slots[0].Context.ContextLength}", "context_length_exceeded");
+            tokenized.Add(ids);
+        }
+        using var cts = CancellationTokenSource.CreateLinkedTokenSource(ctx.RequestAborted, _stopping);
+        var slot = await _pool.AcquireAsync(tokenized[0], cts.Token);
+        List<float[]> vectors;
+        try
+        {
+            vectors = await Task.Factory.StartNew(() =>
+            {
+                if (slot.Context is not InferenceContext cpu)
+                    throw new ApiException(400, "embeddings run on the CPU backend: start the server with --backend cpu", param: "input", code: "embeddings_not_supported");
+                PoolingType pooling;
+                try
+                {
+                    pooling = _options.Pooling switch
+                    {
+                        "mean" => PoolingType.Mean,
+                        "cls" => PoolingType.Cls,
+                        "last" => PoolingType.Last,
+                        "none" => PoolingType.None,
+                        _ => TextEmbedder.FilePooling(cpu.Model.File, cpu.Model.Config.Architecture) ?? PoolingType.None,
+                    };
+                }
+                catch (NotSupportedException e)
+                {
+                    throw new ApiException(400, e.Message, param: "input", code: "embeddings_not_supported");
+                }
+                if (pooling == PoolingType.None)
+                    throw new ApiException(400, "the model names no pooling (pooling_type) and the server has none (--pooling): pooling 'none' gives a vector per token, which is not OpenAI's shape; restart with --pooling mean, cls or last", param: "input", code: "embeddings_not_supported");
+                var embedder = new TextEmbedder(cpu, _tokenizer, pooling);
+                try
+                {
+                    return tokenized.Select(t => embedder.Embed(t)).ToList();
+                }
+                finally
+                {
+                    slot.Generator.Reset(); // the cache now holds the last input: the next prompt starts afresh
+                }
+            }, cts.Token, TaskCreationOptions.LongRunning, TaskScheduler.Default);
+        }
+        finally
+        {
+            _pool.Release(slot);
+        }
+        int promptTokens = tokenized.Sum(t => t.Length);
+        await WriteJsonAsync(ctx, w =>
+        {
+            w.WriteStartObject();
+            w.WriteString("object", "list");
+            w.WriteStartArray("data");
+            for (int i = 0; i < vectors.Count; i++)
+            {
+                w.WriteStartObject();
+                w.WriteString("object", "embedding");
+                w.WriteNumber("index", i);
+                if (base64)
+                {
+                    // OpenAI's base64: the float32 values little-endian.
+                    var bytes = new byte[vectors[i].Length * 4];
+                    Buffer.BlockCopy(vectors[i], 0, bytes, 0, bytes.Length);
+                    w.WriteString("embedding", Convert.ToBase64String(bytes));
+                }
+                else
+                {
+                    w.WriteStartArray("embedding");
+                    foreach (float x in vectors[i]) w.WriteNumberValue(x);
+                    w.WriteEndArray();
+                }
+                w.WriteEndObject();
+            }
+            w.WriteEndArray();
+            w.WriteString("model", _options.ModelId);
+            w.WriteStartObject("usage");
+            w.WriteNumber("prompt_tokens", promptTokens);
+            w.WriteNumber("total_tokens", promptTokens);
+            w.WriteEndObject();
             w.WriteEndObject();
         });
     }

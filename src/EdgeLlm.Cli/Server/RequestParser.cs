@@ -82,6 +82,55 @@ public static class RequestParser
         return (content, Bool(root, "add_special") ?? false, Bool(root, "parse_special") ?? true, Bool(root, "with_pieces") ?? false);
     }
 
+    /// <summary>
+    /// Parses a <c>/v1/embeddings</c> request (OpenAI's): <c>input</c> is a string, an array of strings, an array of
+    /// token ids or an array of such arrays; <c>encoding_format</c> float (default) or base64. Each input is
+    /// returned as text (to tokenize) or as token ids.
+    /// </summary>
+    /// <exception cref="ApiException">400: bad JSON or a bad field</exception>
+    public static (string? Model, List<(string? Text, int[]? Tokens)> Inputs, bool Base64) ParseEmbeddings(ReadOnlyMemory<byte> body)
+    {
+        using var doc = ParseDocument(body);
+        var root = doc.RootElement;
+        string? model = String(root, "model");
+        string format = String(root, "encoding_format") ?? "float";
+        if (format is not ("float" or "base64")) throw ApiException.BadField("encoding_format", $"encoding_format must be float or base64, got \"{format}\"");
+        var input = Field(root, "input") ?? throw ApiException.BadField("input", "input is required: a string, an array of strings, or token ids");
+        var list = new List<(string?, int[]?)>();
+        static int[]? Ids(JsonElement e, string where)
+        {
+            if (e.ValueKind != JsonValueKind.Array || e.GetArrayLength() == 0 || e[0].ValueKind != JsonValueKind.Number) return null;
+            var ids = new int[e.GetArrayLength()];
+            int i = 0;
+            foreach (var t in e.EnumerateArray())
+            {
+                if (t.ValueKind != JsonValueKind.Number || !t.TryGetInt32(out ids[i]) || ids[i] < 0)
+                    throw ApiException.BadField("input", $"{where}[{i}] is not a token id (a non-negative integer)");
+                i++;
+            }
+            return ids;
+        }
+        if (input.ValueKind == JsonValueKind.String) list.Add((input.GetString()!, null));
+        else if (input.ValueKind == JsonValueKind.Array)
+        {
+            if (input.GetArrayLength() == 0) throw ApiException.BadField("input", "input is an empty array");
+            if (Ids(input, "input") is { } single) list.Add((null, single));
+            else
+            {
+                int i = 0;
+                foreach (var item in input.EnumerateArray())
+                {
+                    if (item.ValueKind == JsonValueKind.String) list.Add((item.GetString()!, null));
+                    else if (Ids(item, $"input[{i}]") is { } ids) list.Add((null, ids));
+                    else throw ApiException.BadField("input", $"input[{i}] must be a string or an array of token ids, got {Kind(item)}");
+                    i++;
+                }
+            }
+        }
+        else throw ApiException.BadField("input", $"input must be a string or an array, got {Kind(input)}");
+        return (model, list, format == "base64");
+    }
+
     /// <summary>Parses a <c>/detokenize</c> request: tokens, an array of token ids (non-negative integers).</summary>
     /// <exception cref="ApiException">400: bad JSON or a bad field</exception>
     public static int[] ParseDetokenize(ReadOnlyMemory<byte> body)

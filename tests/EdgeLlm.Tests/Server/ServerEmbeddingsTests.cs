@@ -1,0 +1,100 @@
+using System.Net;
+using System.Text.Json;
+using EdgeLlm.Chat;
+using EdgeLlm.Engine;
+using EdgeLlm.Models;
+using EdgeLlm.Tokenizers;
+using Xunit;
+
+namespace EdgeLlm.Tests.Server;
+
+/// <summary>
+/// OpenAI's <c>POST /v1/embeddings</c> on <c>edgellm serve --pooling mean</c> (stories260K names no pooling): one unit
+/// vector per input equal to <see cref="TextEmbedder"/>'s, as floats or base64, token-id inputs too, usage counted;
+/// without a pooling the request is refused naming it; a completion after embeddings is unaffected (the slot's
+/// cache was forgotten). And <see cref="EdgeLlmEmbeddingGenerator"/>, the .NET API, gives the same vectors.
+/// </summary>
+public sealed class ServerEmbeddingsTests
+{
+    private static readonly string Model = SharedData.Model("stories260K");
+
+    private static float[] Expected(string text)
+    {
+        using var m = EdgeLlm.Models.Model.Load(Model);
+        using var ctx = new InferenceContext(m, 2048, threads: 1);
+        return new TextEmbedder(ctx, Tokenizer.FromGguf(m.File), PoolingType.Mean).Embed(text);
+    }
+
+    [Fact]
+    public async Task Embeddings_AreTheLibrarys_AsFloatsOrBase64()
+    {
+        string[] texts = ["Once upon a time", "The cat sat on the mat"];
+        using var server = ServerProcess.StartWith(Model, "--pooling", "mean");
+        using var client = server.Client();
+        var before = await ServerHttpTests.PostAsync(client, "/v1/completions", "{\"prompt\": \"Once upon a time\", \"max_tokens\": 8, \"temperature\": 0}");
+        Assert.Equal(HttpStatusCode.OK, before.Status);
+
+        var (status, json, _) = await ServerHttpTests.PostAsync(client, "/v1/embeddings", "{\"input\": [\"Once upon a time\", \"The cat sat on the mat\"], \"model\": \"stories260K\"}");
+        Assert.Equal(HttpStatusCode.OK, status);
+        Assert.Equal("list", json.GetProperty("object").GetString());
+        var data = json.GetProperty("data");
+        Assert.Equal(2, data.GetArrayLength());
+        int tokens = 0;
+        for (int i = 0; i < 2; i++)
+        {
+            Assert.Equal(i, data[i].GetProperty("index").GetInt32());
+            float[] got = data[i].GetProperty("embedding").EnumerateArray().Select(e => e.GetSingle()).ToArray();
+            float[] want = Expected(texts[i]);
+            Assert.Equal(want.Length, got.Length);
+            for (int k = 0; k < want.Length; k++) Assert.Equal(want[k], got[k], 1e-5f);
+            using var m = EdgeLlm.Models.Model.Load(Model);
+            tokens += Tokenizer.FromGguf(m.File).Encode(texts[i], addSpecial: true, parseSpecial: true).Length;
+        }
+        Assert.Equal(tokens, json.GetProperty("usage").GetProperty("prompt_tokens").GetInt32());
+
+        // base64: the float32 values, little-endian; token ids as input.
+        var b64 = await ServerHttpTests.PostAsync(client, "/v1/embeddings", "{\"input\": \"Once upon a time\", \"encoding_format\": \"base64\"}");
+        Assert.Equal(HttpStatusCode.OK, b64.Status);
+        byte[] raw = Convert.FromBase64String(b64.Body.GetProperty("data")[0].GetProperty("embedding").GetString()!);
+        float[] decoded = new float[raw.Length / 4];
+        Buffer.BlockCopy(raw, 0, decoded, 0, raw.Length);
+        Assert.Equal(Expected(texts[0]), decoded);
+        var ids = await ServerHttpTests.PostAsync(client, "/v1/embeddings", "{\"input\": [1, 403, 407, 261, 378]}");
+        Assert.Equal(HttpStatusCode.OK, ids.Status);
+        Assert.Equal(decoded, ids.Body.GetProperty("data")[0].GetProperty("embedding").EnumerateArray().Select(e => e.GetSingle()).ToArray());
+
+        // Bad input names its field; the completion after the embeddings is the one before.
+        var bad = await ServerHttpTests.PostAsync(client, "/v1/embeddings", "{\"input\": 5}");
+        Assert.Equal(HttpStatusCode.BadRequest, bad.Status);
+        Assert.Equal("input", bad.Body.GetProperty("error").GetProperty("param").GetString());
+        var after = await ServerHttpTests.PostAsync(client, "/v1/completions", "{\"prompt\": \"Once upon a time\", \"max_tokens\": 8, \"temperature\": 0}");
+        Assert.Equal(before.Body.GetProperty("choices")[0].GetProperty("text").GetString(), after.Body.GetProperty("choices")[0].GetProperty("text").GetString());
+    }
+
+    [Fact]
+    public async Task NoPooling_IsRefusedNamingIt()
+    {
+        using var server = ServerProcess.StartWith(Model);
+        using var client = server.Client();
+        var (status, json, _) = await ServerHttpTests.PostAsync(client, "/v1/embeddings", "{\"input\": \"hello\"}");
+        Assert.Equal(HttpStatusCode.BadRequest, status);
+        Assert.Contains("--pooling", json.GetProperty("error").GetProperty("message").GetString(), StringComparison.Ordinal);
+    }
+
+    [Fact]
+    public async Task EmbeddingGenerator_GivesTheSameVectors()
+    {
+        using var generator = new EdgeLlmEmbeddingGenerator(Model, new EdgeLlmEmbeddingGeneratorOptions { ContextLength = 256, Threads = 1 });
+        Assert.Equal(PoolingType.Mean, generator.Embedder.Pooling); // stories names none: mean
+        var result = await generator.GenerateAsync(["Once upon a time", "The cat sat on the mat"]);
+        Assert.Equal(2, result.Count);
+        Assert.Equal(Expected("Once upon a time"), result[0].Vector.ToArray());
+        Assert.Equal("stories260K", result[0].ModelId);
+        Assert.True(result.Usage!.InputTokenCount > 5);
+        var meta = (Microsoft.Extensions.AI.EmbeddingGeneratorMetadata)generator.GetService(typeof(Microsoft.Extensions.AI.EmbeddingGeneratorMetadata))!;
+        Assert.Equal(64, meta.DefaultModelDimensions);
+        await Assert.ThrowsAsync<ArgumentException>(() => generator.GenerateAsync(["x"], new Microsoft.Extensions.AI.EmbeddingGenerationOptions { Dimensions = 32 }));
+        await Assert.ThrowsAsync<ArgumentException>(() => generator.GenerateAsync([""]));
+        Assert.Throws<ArgumentException>(() => new EdgeLlmEmbeddingGenerator(Model, new EdgeLlmEmbeddingGeneratorOptions { Pooling = PoolingType.None }));
+    }
+}
