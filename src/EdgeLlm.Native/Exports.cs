@@ -21,7 +21,7 @@ internal static unsafe class Exports
     private static readonly byte* s_version = NativeString(Version);
 
     /// <summary>The library version (kept equal to EDGELLM_VERSION_STRING in edgellm.h; the C test checks it).</summary>
-    internal const string Version = "0.4.0";
+    internal const string Version = "0.5.0";
 
     private static byte* NativeString(string s)
     {
@@ -691,6 +691,54 @@ internal static unsafe class Exports
         catch (Exception e)
         {
             return LastError.Fail(e, "edgellm_context_logits_copy");
+        }
+    }
+
+    [UnmanagedCallersOnly(EntryPoint = "edgellm_context_embed")]
+    public static int ContextEmbed(nint ctx, byte* text, int textLen, int pooling, int normalize, float* dst, int capacity, int* outNEmbd)
+    {
+        try
+        {
+            if (outNEmbd == null) throw new ArgumentException("out_n_embd is NULL");
+            string s = DecodeUtf8(Input(text, textLen, "text"), "text");
+            CheckOutput(dst, capacity, "dst");
+            if (pooling is not (-1 or 1 or 2 or 3)) throw new ArgumentException($"pooling must be -1 (the model's, else mean), 1 (mean), 2 (cls) or 3 (last), got {pooling}");
+            if (normalize < -1) throw new ArgumentException($"normalize must be -1 (none), 0, 1, 2 (euclidean) or a larger p-norm, got {normalize}");
+            var c = NativeContext.Enter(ctx);
+            try
+            {
+                if (c.Context is not InferenceContext cpu)
+                    throw new EdgeLlmException(EdgeLlmError.BackendUnavailable, "embeddings run on the CPU backend: create the context with backend cpu");
+                int embd = cpu.Model.Config.EmbeddingLength;
+                *outNEmbd = embd;
+                if (capacity < embd) throw new EdgeLlmException(EdgeLlmError.BufferTooSmall, $"the embedding is {embd} floats but the buffer holds {capacity}");
+                PoolingType? chosen = pooling == -1 ? null : (PoolingType)pooling;
+                PoolingType pool;
+                try { pool = chosen ?? TextEmbedder.FilePooling(cpu.Model.File, cpu.Model.Config.Architecture) ?? PoolingType.Mean; }
+                catch (NotSupportedException e) { throw new ArgumentException(e.Message); }
+                if (pool == PoolingType.None) pool = PoolingType.Mean; // a file naming none: one vector per text is asked for
+                var embedder = new TextEmbedder(cpu, c.Model.Tokenizer, pool, normalize);
+                int[] tokens = embedder.Tokenize(s);
+                if (tokens.Length > cpu.ContextLength)
+                    throw new EdgeLlmException(EdgeLlmError.ContextFull, $"the text is {tokens.Length} tokens; the context holds {cpu.ContextLength}");
+                try
+                {
+                    embedder.Embed(tokens).AsSpan().CopyTo(new Span<float>(dst, capacity));
+                }
+                finally
+                {
+                    c.Reset(); // the cache held this text from position 0: the context starts empty again
+                }
+            }
+            finally
+            {
+                c.Leave();
+            }
+            return 0;
+        }
+        catch (Exception e)
+        {
+            return LastError.Fail(e, "edgellm_context_embed");
         }
     }
 

@@ -59,11 +59,12 @@ extern "C" {
  * rebuild callers compiled against 0.2.
  * 0.4.0: edgellm_context_params grew from 56 to 64 bytes (swa_full appended, then 4 bytes of padding): rebuild
  * callers compiled against 0.3.
+ * 0.5.0: edgellm_context_embed added; nothing else changed (callers compiled against 0.4 keep working).
  */
 #define EDGELLM_VERSION_MAJOR 0
-#define EDGELLM_VERSION_MINOR 4
+#define EDGELLM_VERSION_MINOR 5
 #define EDGELLM_VERSION_PATCH 0
-#define EDGELLM_VERSION_STRING "0.4.0"
+#define EDGELLM_VERSION_STRING "0.5.0"
 
 /* Error codes. Values are stable. */
 typedef enum edgellm_error {
@@ -329,6 +330,20 @@ EDGELLM_API edgellm_error edgellm_context_logits(const edgellm_context_t* ctx, c
 
 /* The same logits copied into dst[0 .. n_vocab); buffer protocol (*out_n_vocab = floats written/needed). */
 EDGELLM_API edgellm_error edgellm_context_logits_copy(const edgellm_context_t* ctx, float* dst, int32_t capacity, int32_t* out_n_vocab);
+
+/*
+ * The embedding of text_len bytes of UTF-8 `text`, as llama-embedding computes it (edgellm embed): tokenized
+ * (BOS/EOS as the vocabulary asks, control-token text parsed), evaluated from position 0, the final hidden
+ * states after the output norm pooled and normalized. pooling: -1 = the model's {arch}.pooling_type (mean when
+ * it names none), 1 = mean, 2 = cls (first token), 3 = last. normalize: llama.cpp's --embd-normalize
+ * (-1 none, 0 max-abs to the int16 range, 1 taxicab, 2 euclidean, p > 2 p-norm). Writes n_embd floats to
+ * dst; buffer protocol (*out_n_embd = floats written/needed). The context is reset afterwards (as
+ * edgellm_context_reset). CPU contexts only.
+ * Errors: INVALID_ARGUMENT (bad pooling/normalize, invalid UTF-8, rank pooling), BUFFER_TOO_SMALL,
+ * CONTEXT_FULL (the text is longer than the context), BACKEND_UNAVAILABLE (a Vulkan context), BUSY.
+ */
+EDGELLM_API edgellm_error edgellm_context_embed(edgellm_context_t* ctx, const char* text, int32_t text_len, int32_t pooling,
+                                                int32_t normalize, float* dst, int32_t capacity, int32_t* out_n_embd);
 
 /*
  * Picks the next token from the current logits with the context's sampler settings (does not evaluate it:

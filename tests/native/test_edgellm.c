@@ -1133,6 +1133,27 @@ int main(int argc, char** argv)
     }
     check(manual_ok, "eval/sample loop follows llama.cpp's greedy ids for 10 tokens", "diverged");
 
+    /* --- embeddings: a unit vector of n_embd floats, the same twice, the context empty after */
+    {
+        float e1[64], e2[64];
+        int32_t n_embd = -1;
+        rc = edgellm_context_embed(ctx, prompt, prompt_len, 1, 2, e1, 64, &n_embd);
+        double norm = 0;
+        for (int i = 0; rc == EDGELLM_OK && i < 64; i++) norm += (double)e1[i] * e1[i];
+        check(rc == EDGELLM_OK && n_embd == 64 && norm > 0.9999 && norm < 1.0001, "context_embed: mean-pooled unit vector of 64", "rc %d, n %d, |e|^2 %f", (int)rc, n_embd, norm);
+        check(edgellm_context_position(ctx, &pos) == EDGELLM_OK && pos == 0, "context_embed leaves the context empty", "position %d", pos);
+        rc = edgellm_context_embed(ctx, prompt, prompt_len, -1, 2, e2, 64, &n_embd); /* stories names no pooling: mean */
+        check(rc == EDGELLM_OK && memcmp(e1, e2, sizeof e1) == 0, "context_embed: the model's pooling (none named: mean) gives the same vector", "rc %d", (int)rc);
+        rc = edgellm_context_embed(ctx, prompt, prompt_len, 3, -1, e2, 64, &n_embd);
+        check(rc == EDGELLM_OK && memcmp(e1, e2, sizeof e1) != 0, "context_embed: last-token pooling differs", "rc %d", (int)rc);
+        n_embd = -1;
+        check_code(edgellm_context_embed(ctx, prompt, prompt_len, 1, 2, e1, 10, &n_embd), EDGELLM_ERROR_BUFFER_TOO_SMALL, "context_embed too-small buffer");
+        check(n_embd == 64, "context_embed too-small buffer reports the needed count", "got %d", n_embd);
+        check_code(edgellm_context_embed(ctx, prompt, prompt_len, 4, 2, e1, 64, &n_embd), EDGELLM_ERROR_INVALID_ARGUMENT, "context_embed rank pooling");
+        check_code(edgellm_context_embed(ctx, "\xc3", 1, 1, 2, e1, 64, &n_embd), EDGELLM_ERROR_INVALID_ARGUMENT, "context_embed invalid UTF-8");
+        check_code(edgellm_context_embed(ctx, prompt, prompt_len, 1, 2, e1, 64, NULL), EDGELLM_ERROR_INVALID_ARGUMENT, "context_embed NULL out_n_embd");
+    }
+
     int32_t bad_tok = 512;
     check_code(edgellm_context_eval(ctx, prompt_ids, -1), EDGELLM_ERROR_INVALID_ARGUMENT, "context_eval negative n_tokens");
     check_code(edgellm_context_eval(ctx, prompt_ids, 0), EDGELLM_ERROR_INVALID_ARGUMENT, "context_eval zero tokens");
