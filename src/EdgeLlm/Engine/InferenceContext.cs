@@ -157,32 +157,8 @@ public sealed unsafe class InferenceContext : IEvalContext
     /// <exception cref="ArgumentException">no tokens, a token id outside the vocabulary, or more tokens than the context has room for.</exception>
     public float[] Eval(ReadOnlySpan<int> tokens, bool allLogits = false)
     {
-        ObjectDisposedException.ThrowIf(_disposed, this);
-        if (tokens.IsEmpty) throw new ArgumentException("no tokens to evaluate", nameof(tokens));
+        Prepare(tokens);
         int vocab = Model.Config.VocabSize;
-        for (int i = 0; i < tokens.Length; i++)
-        {
-            if ((uint)tokens[i] >= (uint)vocab)
-                throw new ArgumentException($"token id {tokens[i]} at index {i} is outside the vocabulary (0..{vocab - 1})", nameof(tokens));
-        }
-        if (tokens.Length > ContextLength - Position)
-            throw new ArgumentException(
-                $"{tokens.Length} tokens at position {Position} would overflow the context of {ContextLength} tokens ({ContextLength - Position} free)", nameof(tokens));
-
-        if (HasRings)
-        {
-            // A rewind past the rings: the window (or the convolution's inputs) of the next token is gone;
-            // evaluate what came before again.
-            if (!IntactBefore(Position))
-            {
-                int redo = Position;
-                Position = 0;
-                Reevaluations += redo;
-                for (int done = 0; done < redo; done += MaxBatch)
-                    Forward(_tokens.AsSpan(done, Math.Min(MaxBatch, redo - done)), 0, null);
-            }
-            tokens.CopyTo(_tokens.AsSpan(Position));
-        }
         var logits = new float[(allLogits ? tokens.Length : 1) * (long)vocab];
         fixed (float* outp = logits)
         {
@@ -206,29 +182,8 @@ public sealed unsafe class InferenceContext : IEvalContext
     /// <exception cref="ArgumentException">no tokens, a token id outside the vocabulary, or more tokens than the context has room for.</exception>
     public float[] EvalHidden(ReadOnlySpan<int> tokens)
     {
-        ObjectDisposedException.ThrowIf(_disposed, this);
-        if (tokens.IsEmpty) throw new ArgumentException("no tokens to evaluate", nameof(tokens));
-        int vocab = Model.Config.VocabSize, embd = Model.Config.EmbeddingLength;
-        for (int i = 0; i < tokens.Length; i++)
-        {
-            if ((uint)tokens[i] >= (uint)vocab)
-                throw new ArgumentException($"token id {tokens[i]} at index {i} is outside the vocabulary (0..{vocab - 1})", nameof(tokens));
-        }
-        if (tokens.Length > ContextLength - Position)
-            throw new ArgumentException(
-                $"{tokens.Length} tokens at position {Position} would overflow the context of {ContextLength} tokens ({ContextLength - Position} free)", nameof(tokens));
-        if (HasRings)
-        {
-            if (!IntactBefore(Position))
-            {
-                int redo = Position;
-                Position = 0;
-                Reevaluations += redo;
-                for (int done = 0; done < redo; done += MaxBatch)
-                    Forward(_tokens.AsSpan(done, Math.Min(MaxBatch, redo - done)), 0, null);
-            }
-            tokens.CopyTo(_tokens.AsSpan(Position));
-        }
+        Prepare(tokens);
+        int embd = Model.Config.EmbeddingLength;
         var hidden = new float[(long)tokens.Length * embd];
         fixed (float* outp = hidden)
         {
@@ -239,6 +194,36 @@ public sealed unsafe class InferenceContext : IEvalContext
             }
         }
         return hidden;
+    }
+
+    /// <summary>
+    /// Checks <paramref name="tokens"/> against the vocabulary and the room left, and readies the rings: after a rewind
+    /// past them the window (or the convolution's inputs) of the next token is gone, so what came before is evaluated
+    /// again; the tokens are remembered for the next such replay.
+    /// </summary>
+    private void Prepare(ReadOnlySpan<int> tokens)
+    {
+        ObjectDisposedException.ThrowIf(_disposed, this);
+        if (tokens.IsEmpty) throw new ArgumentException("no tokens to evaluate", nameof(tokens));
+        int vocab = Model.Config.VocabSize;
+        for (int i = 0; i < tokens.Length; i++)
+        {
+            if ((uint)tokens[i] >= (uint)vocab)
+                throw new ArgumentException($"token id {tokens[i]} at index {i} is outside the vocabulary (0..{vocab - 1})", nameof(tokens));
+        }
+        if (tokens.Length > ContextLength - Position)
+            throw new ArgumentException(
+                $"{tokens.Length} tokens at position {Position} would overflow the context of {ContextLength} tokens ({ContextLength - Position} free)", nameof(tokens));
+        if (!HasRings) return;
+        if (!IntactBefore(Position))
+        {
+            int redo = Position;
+            Position = 0;
+            Reevaluations += redo;
+            for (int done = 0; done < redo; done += MaxBatch)
+                Forward(_tokens.AsSpan(done, Math.Min(MaxBatch, redo - done)), 0, null);
+        }
+        tokens.CopyTo(_tokens.AsSpan(Position));
     }
 
     /// <summary>One forward pass of up to <see cref="MaxBatch"/> tokens at <see cref="Position"/>, which it advances.</summary>

@@ -3,6 +3,7 @@ using EdgeLlm.Engine;
 using EdgeLlm.Gguf;
 using EdgeLlm.Sampling;
 using EdgeLlm.Tokenizers;
+using EdgeLlm.Tests.Engine;
 using Xunit;
 
 namespace EdgeLlm.Tests.Chat;
@@ -169,7 +170,7 @@ public class HarmonyTests
             Assert.False(tok.IsEndOfGeneration(tok.Encode(Harmony.End, addSpecial: false, parseSpecial: true).Single()));
 
             int[] script = Script(tok, Analysis + "<|start|>assistant<|channel|>final<|message|>Hello there!<|return|>");
-            var session = new ChatSession(new TextGenerator(new ScriptedContext(script, tok.VocabSize), tok), ChatTemplate.FromGguf(file)!);
+            var session = new ChatSession(new TextGenerator(new ScriptedContext(script, tok.VocabSize, 512), tok), ChatTemplate.FromGguf(file)!);
             var reasoning = new List<string>();
             session.Reasoning = reasoning.Add;
             var options = new GenerationOptions { Sampling = new SamplerOptions { Temperature = 0f }, MaxTokens = 200 };
@@ -255,27 +256,4 @@ public class HarmonyTests
         return [.. ids];
     }
 
-    /// <summary>Logits that favour one scripted token per generated position.</summary>
-    private sealed class ScriptedContext(int[] script, int vocab) : IEvalContext
-    {
-        private int _promptLength = -1;
-
-        public int Position { get; private set; }
-        public int ContextLength => 512;
-        public string Description => "scripted";
-
-        public float[] Eval(ReadOnlySpan<int> tokens, bool allLogits = false)
-        {
-            if (_promptLength < 0) _promptLength = tokens.Length;
-            Position += tokens.Length;
-            var logits = new float[vocab];
-            int step = Position - _promptLength;
-            if (step < script.Length) logits[script[step]] = 10f;
-            return logits;
-        }
-
-        public void Reset() { Position = 0; _promptLength = -1; }
-        public void Rewind(int position) => Position = position;
-        public void Dispose() { }
-    }
 }

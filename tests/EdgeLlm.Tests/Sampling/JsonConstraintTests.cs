@@ -5,6 +5,7 @@ using EdgeLlm.Engine;
 using EdgeLlm.Models;
 using EdgeLlm.Sampling;
 using EdgeLlm.Tokenizers;
+using EdgeLlm.Tests.Engine;
 using Xunit;
 using Xunit.Abstractions;
 
@@ -613,34 +614,6 @@ public class JsonConstraintTests(ITestOutputHelper output)
 
     public sealed record Pet(string Name, int Age, string[] Toys, string? Owner);
 
-    /// <summary>
-    /// A context whose logits favour one scripted token per step (10 against 0): what a model that
-    /// "wants" to write the script would give. Counts evaluated tokens.
-    /// </summary>
-    private sealed class ScriptedContext(int[] script, int vocab) : IEvalContext
-    {
-        private int _promptLength = -1;
-        public int Evaluated;
-
-        public int Position { get; private set; }
-        public int ContextLength => 256;
-        public string Description => "scripted";
-
-        public float[] Eval(ReadOnlySpan<int> tokens, bool allLogits = false)
-        {
-            if (_promptLength < 0) _promptLength = tokens.Length;
-            Position += tokens.Length;
-            Evaluated += tokens.Length;
-            var logits = new float[vocab];
-            int step = Position - _promptLength;
-            if (step < script.Length) logits[script[step]] = 10f;
-            return logits;
-        }
-
-        public void Reset() { Position = 0; _promptLength = -1; }
-        public void Rewind(int position) => Position = position;
-        public void Dispose() { }
-    }
 
     private static Tokenizer Stories() => Tokenizer.FromGguf(EdgeLlm.Gguf.GgufFile.Open(SharedData.Model("stories260K")));
 

@@ -55,25 +55,9 @@ public sealed class ServerHarmonyTests : IDisposable
             Assert.Equal("", message.GetProperty("content").GetString());
 
             // Streamed: the same text in reasoning_content deltas.
-            var request = new HttpRequestMessage(HttpMethod.Post, "/v1/chat/completions")
-            {
-                Content = new StringContent(Request + ", \"stream\": true}", Encoding.UTF8, "application/json"),
-            };
-            using var response = await client.SendAsync(request, HttpCompletionOption.ResponseHeadersRead);
-            Assert.Equal(HttpStatusCode.OK, response.StatusCode);
-            var streamed = new StringBuilder();
-            var content = new StringBuilder();
-            using var reader = new StreamReader(await response.Content.ReadAsStreamAsync());
-            while (await reader.ReadLineAsync() is { } line)
-            {
-                if (!line.StartsWith("data: {", StringComparison.Ordinal)) continue;
-                using var doc = JsonDocument.Parse(line["data: ".Length..]);
-                var delta = doc.RootElement.GetProperty("choices")[0].GetProperty("delta");
-                if (delta.TryGetProperty("reasoning_content", out var r)) streamed.Append(r.GetString());
-                if (delta.TryGetProperty("content", out var c)) content.Append(c.GetString());
-            }
-            Assert.Equal(reasoning, streamed.ToString());
-            Assert.Equal("", content.ToString());
+            var (streamed, content) = await ServerHttpTests.StreamChatAsync(client, Request + ", \"stream\": true}");
+            Assert.Equal(reasoning, streamed);
+            Assert.Equal("", content);
 
             // Harmony calls cannot be forced by a grammar.
             const string Tools = ", \"tools\": [{\"type\": \"function\", \"function\": {\"name\": \"get_weather\", \"parameters\": {\"type\": \"object\"}}}]";

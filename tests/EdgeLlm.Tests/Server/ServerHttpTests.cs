@@ -27,6 +27,26 @@ public sealed class ServerHttpTests(SharedServer fixture, ITestOutputHelper outp
         return (response.StatusCode, doc.RootElement.Clone(), response);
     }
 
+    /// <summary>A streamed chat completion (<paramref name="json"/> must ask for it): its reasoning_content and content deltas, joined.</summary>
+    internal static async Task<(string Reasoning, string Content)> StreamChatAsync(HttpClient client, string json)
+    {
+        var request = new HttpRequestMessage(HttpMethod.Post, "/v1/chat/completions") { Content = new StringContent(json, Encoding.UTF8, "application/json") };
+        using var response = await client.SendAsync(request, HttpCompletionOption.ResponseHeadersRead);
+        Assert.Equal(HttpStatusCode.OK, response.StatusCode);
+        var reasoning = new StringBuilder();
+        var content = new StringBuilder();
+        using var reader = new StreamReader(await response.Content.ReadAsStreamAsync());
+        while (await reader.ReadLineAsync() is { } line)
+        {
+            if (!line.StartsWith("data: {", StringComparison.Ordinal)) continue;
+            using var doc = JsonDocument.Parse(line["data: ".Length..]);
+            var delta = doc.RootElement.GetProperty("choices")[0].GetProperty("delta");
+            if (delta.TryGetProperty("reasoning_content", out var r)) reasoning.Append(r.GetString());
+            if (delta.TryGetProperty("content", out var c)) content.Append(c.GetString());
+        }
+        return (reasoning.ToString(), content.ToString());
+    }
+
     /// <summary>Asserts OpenAI's error shape: {"error": {"message", "type", "param", "code"}}; returns the error object.</summary>
     internal static JsonElement AssertError(JsonElement body)
     {
@@ -243,7 +263,7 @@ public sealed class ServerHttpTests(SharedServer fixture, ITestOutputHelper outp
     public async Task UnknownEndpoint_Gets404()
     {
         using var client = Server.Client();
-        var response = await client.GetAsync(new Uri("/v1/embeddings", UriKind.Relative));
+        var response = await client.GetAsync(new Uri("/v1/images/generations", UriKind.Relative));
         Assert.Equal(HttpStatusCode.NotFound, response.StatusCode);
         using var doc = JsonDocument.Parse(await response.Content.ReadAsStringAsync());
         AssertError(doc.RootElement);
