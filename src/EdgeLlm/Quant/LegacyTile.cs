@@ -36,6 +36,9 @@ internal unsafe interface ILegacyTileWeights
     /// (Q8_1) sums <paramref name="sy"/>, with the same operations in the same order.
     /// </summary>
     static abstract Vector128<float> Terms(Vector128<float> sumi, Vector128<float> dx, Vector128<float> dy, Vector128<float> mx, Vector128<float> sy);
+
+    /// <summary>The format's VecDot term for one block (its <c>Term</c>): integer sum <paramref name="sumi"/>, weight block, activation block.</summary>
+    static abstract float Term(int sumi, byte* block, byte* act);
 }
 
 /// <summary>Q4_0: <c>sumi · dx · dy</c> (<see cref="Q4_0.Term"/>).</summary>
@@ -51,6 +54,8 @@ internal readonly unsafe struct Q4_0TileWeights : ILegacyTileWeights
     public static float Min(byte* block) => 0;
     [MethodImpl(MethodImplOptions.AggressiveInlining)]
     public static Vector128<float> Terms(Vector128<float> sumi, Vector128<float> dx, Vector128<float> dy, Vector128<float> mx, Vector128<float> sy) => sumi * dx * dy;
+    [MethodImpl(MethodImplOptions.AggressiveInlining)]
+    public static float Term(int sumi, byte* block, byte* act) => Q4_0.Term(sumi, (BlockQ4_0*)block, (BlockQ8_0*)act);
 }
 
 /// <summary>Q8_0: <c>sumi · (dx · dy)</c> (<see cref="Q8_0.Term"/>).</summary>
@@ -66,6 +71,8 @@ internal readonly unsafe struct Q8_0TileWeights : ILegacyTileWeights
     public static float Min(byte* block) => 0;
     [MethodImpl(MethodImplOptions.AggressiveInlining)]
     public static Vector128<float> Terms(Vector128<float> sumi, Vector128<float> dx, Vector128<float> dy, Vector128<float> mx, Vector128<float> sy) => sumi * (dx * dy);
+    [MethodImpl(MethodImplOptions.AggressiveInlining)]
+    public static float Term(int sumi, byte* block, byte* act) => Q8_0.Term(sumi, (BlockQ8_0*)block, (BlockQ8_0*)act);
 }
 
 /// <summary>Q5_0: <c>dx · dy · sumi</c> (<see cref="Q5_0.Term"/>).</summary>
@@ -81,6 +88,8 @@ internal readonly unsafe struct Q5_0TileWeights : ILegacyTileWeights
     public static float Min(byte* block) => 0;
     [MethodImpl(MethodImplOptions.AggressiveInlining)]
     public static Vector128<float> Terms(Vector128<float> sumi, Vector128<float> dx, Vector128<float> dy, Vector128<float> mx, Vector128<float> sy) => dx * dy * sumi;
+    [MethodImpl(MethodImplOptions.AggressiveInlining)]
+    public static float Term(int sumi, byte* block, byte* act) => Q5_0.Term(sumi, (BlockQ5_0*)block, (BlockQ8_0*)act);
 }
 
 /// <summary>IQ4_NL: <c>dx · dy · sumi</c> (<see cref="IQ4_NL.Term"/>).</summary>
@@ -96,6 +105,8 @@ internal readonly unsafe struct IQ4_NLTileWeights : ILegacyTileWeights
     public static float Min(byte* block) => 0;
     [MethodImpl(MethodImplOptions.AggressiveInlining)]
     public static Vector128<float> Terms(Vector128<float> sumi, Vector128<float> dx, Vector128<float> dy, Vector128<float> mx, Vector128<float> sy) => dx * dy * sumi;
+    [MethodImpl(MethodImplOptions.AggressiveInlining)]
+    public static float Term(int sumi, byte* block, byte* act) => IQ4_NL.Term(sumi, (BlockIQ4_NL*)block, (BlockQ8_0*)act);
 }
 
 /// <summary>MXFP4: <c>dx · dy · sumi</c> with dx the exact half scale of the exponent byte (<see cref="MXFP4.ScaleHalf"/>), Q8_0 activations.</summary>
@@ -111,6 +122,8 @@ internal readonly unsafe struct MXFP4TileWeights : ILegacyTileWeights
     public static float Min(byte* block) => 0;
     [MethodImpl(MethodImplOptions.AggressiveInlining)]
     public static Vector128<float> Terms(Vector128<float> sumi, Vector128<float> dx, Vector128<float> dy, Vector128<float> mx, Vector128<float> sy) => dx * dy * sumi;
+    [MethodImpl(MethodImplOptions.AggressiveInlining)]
+    public static float Term(int sumi, byte* block, byte* act) => MXFP4.Term(sumi, (BlockMXFP4*)block, (BlockQ8_0*)act);
 }
 
 /// <summary>Q4_1: <c>dx · dy · sumi + mx · sy</c> (<see cref="Q4_1.Term"/>), Q8_1 activations.</summary>
@@ -127,6 +140,8 @@ internal readonly unsafe struct Q4_1TileWeights : ILegacyTileWeights
     public static float Min(byte* block) => QuantMath.Fp16ToFp32Fast(((BlockQ4_1*)block)->M);
     [MethodImpl(MethodImplOptions.AggressiveInlining)]
     public static Vector128<float> Terms(Vector128<float> sumi, Vector128<float> dx, Vector128<float> dy, Vector128<float> mx, Vector128<float> sy) => dx * dy * sumi + mx * sy;
+    [MethodImpl(MethodImplOptions.AggressiveInlining)]
+    public static float Term(int sumi, byte* block, byte* act) => Q4_1.Term(sumi, (BlockQ4_1*)block, (BlockQ8_1*)act);
 }
 
 /// <summary>Q5_1: <c>dx · dy · sumi + mx · sy</c> (<see cref="Q5_1.Term"/>), Q8_1 activations.</summary>
@@ -143,6 +158,8 @@ internal readonly unsafe struct Q5_1TileWeights : ILegacyTileWeights
     public static float Min(byte* block) => QuantMath.Fp16ToFp32Fast(((BlockQ5_1*)block)->M);
     [MethodImpl(MethodImplOptions.AggressiveInlining)]
     public static Vector128<float> Terms(Vector128<float> sumi, Vector128<float> dx, Vector128<float> dy, Vector128<float> mx, Vector128<float> sy) => dx * dy * sumi + mx * sy;
+    [MethodImpl(MethodImplOptions.AggressiveInlining)]
+    public static float Term(int sumi, byte* block, byte* act) => Q5_1.Term(sumi, (BlockQ5_1*)block, (BlockQ8_1*)act);
 }
 
 /// <summary>
@@ -242,6 +259,26 @@ internal static unsafe class LegacyTile
                 if (r < nRows) Store(Rows1<TW, TDot>(nb, weights + r * rowBytes, p0, p1, p2, p3, dy, sy), ya + r, yStride, na);
             }
         }
+    }
+
+    /// <summary>
+    /// One weight row's dot with one activation row, the formats' NEON VecDot (and any <see cref="IBlockDot"/>): per
+    /// block <typeparamref name="TDot"/>'s exact integer sum, then the format's float term (<see cref="ILegacyTileWeights.Term"/>)
+    /// added in block order, so the result equals the scalar reference bit for bit.
+    /// </summary>
+    internal static float DotRow<TW, TDot>(int n, byte* x, byte* y) where TW : struct, ILegacyTileWeights where TDot : struct, IBlockDot
+    {
+        QuantMath.CheckBlocks(n, QK, TW.Name);
+        int actBytes = TW.Q8_1Acts ? sizeof(BlockQ8_1) : sizeof(BlockQ8_0);
+        float sumf = 0;
+        for (int ib = 0; ib < n / QK; ib++)
+        {
+            byte* xb = x + ib * TW.BlockBytes;
+            var (a0, a1) = TW.Values(xb);
+            var (y0, y1) = ActQuants<TW>(y, ib);
+            sumf += TW.Term(TDot.Dot(a0, a1, y0, y1), xb, y + ib * actBytes);
+        }
+        return sumf;
     }
 
     /// <summary>The 32 quants of activation block <paramref name="ib"/> of row <paramref name="p"/>.</summary>

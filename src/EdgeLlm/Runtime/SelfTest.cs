@@ -74,6 +74,14 @@ public static unsafe class SelfTest
         .. Legacy("Q8_0", GgmlType.Q8_0, GgmlType.Q8_0, Q8_0.DotQ8_0Q8_0Reference, Q8_0.DotQ8_0Q8_0Avx512, Q8_0.DotQ8_0Q8_0Avx2, Q8_0.DotQ8_0Q8_0AdvSimdDp, Q8_0.DotQ8_0Q8_0AdvSimd, Q8_0.DotQ8_0Q8_0Vector128),
         .. Legacy("IQ4_NL", GgmlType.IQ4_NL, GgmlType.Q8_0, IQ4_NL.DotIQ4_NLQ8_0Reference, IQ4_NL.DotIQ4_NLQ8_0Avx512, IQ4_NL.DotIQ4_NLQ8_0Avx2, IQ4_NL.DotIQ4_NLQ8_0AdvSimdDp, IQ4_NL.DotIQ4_NLQ8_0AdvSimd, IQ4_NL.DotIQ4_NLQ8_0Vector128),
         .. Legacy("MXFP4", GgmlType.MXFP4, GgmlType.Q8_0, MXFP4.DotMXFP4Q8_0Reference, MXFP4.DotMXFP4Q8_0Avx512, MXFP4.DotMXFP4Q8_0Avx2, MXFP4.DotMXFP4Q8_0AdvSimdDp, MXFP4.DotMXFP4Q8_0AdvSimd, MXFP4.DotMXFP4Q8_0Vector128),
+        // LegacyTile.DotRow, the formats' NEON VecDot, with the portable lanes: what x64 can run of it.
+        RowOf<Q4_0TileWeights>(GgmlType.Q4_0, GgmlType.Q8_0, Q4_0.DotQ4_0Q8_0Reference),
+        RowOf<Q4_1TileWeights>(GgmlType.Q4_1, GgmlType.Q8_1, Q4_1.DotQ4_1Q8_1Reference),
+        RowOf<Q5_0TileWeights>(GgmlType.Q5_0, GgmlType.Q8_0, Q5_0.DotQ5_0Q8_0Reference),
+        RowOf<Q5_1TileWeights>(GgmlType.Q5_1, GgmlType.Q8_1, Q5_1.DotQ5_1Q8_1Reference),
+        RowOf<Q8_0TileWeights>(GgmlType.Q8_0, GgmlType.Q8_0, Q8_0.DotQ8_0Q8_0Reference),
+        RowOf<IQ4_NLTileWeights>(GgmlType.IQ4_NL, GgmlType.Q8_0, IQ4_NL.DotIQ4_NLQ8_0Reference),
+        RowOf<MXFP4TileWeights>(GgmlType.MXFP4, GgmlType.Q8_0, MXFP4.DotMXFP4Q8_0Reference),
         .. KQuant("Q2_K", GgmlType.Q2_K, (n, x, y) => Q2_K.DotQ2_KQ8_KReference(n, (BlockQ2_K*)x, (BlockQ8_K*)y),
             (n, x, y) => Q2_K.DotQ2_KQ8_KAvx512(n, (BlockQ2_K*)x, (BlockQ8_K*)y), (n, x, y) => Q2_K.DotQ2_KQ8_KAvx2(n, (BlockQ2_K*)x, (BlockQ8_K*)y)),
         .. KQuant("Q3_K", GgmlType.Q3_K, (n, x, y) => Q3_K.DotQ3_KQ8_KReference(n, (BlockQ3_K*)x, (BlockQ8_K*)y),
@@ -106,6 +114,9 @@ public static unsafe class SelfTest
         new(name, w, a, "AdvSimd", Neon, neon, reference),
         new(name, w, a, "Vector128", Vector128.IsHardwareAccelerated, v128, reference),
     ];
+
+    private static DotKernel RowOf<TW>(GgmlType w, GgmlType a, DotFn reference) where TW : struct, ILegacyTileWeights =>
+        new(TW.Name, w, a, "Vector128Row", Vector128.IsHardwareAccelerated, LegacyTile.DotRow<TW, Vector128BlockDot>, reference);
 
     private static DotKernel[] KQuant(string name, GgmlType w, DotFn reference, DotFn avx512, DotFn avx2) =>
     [

@@ -128,26 +128,11 @@ internal static unsafe class MXFP4
         : DotMXFP4Q8_0Reference(n, x, y);
 
     /// <summary>NEON with the dot-product extension: <c>tbl</c> lookup, <c>sdot</c> sums; requires AdvSimd.Arm64 and Dp.</summary>
-    internal static float DotMXFP4Q8_0AdvSimdDp(int n, byte* x, byte* y) => DotBlocks<AdvSimdDpBlockDot>(n, x, y);
+    internal static float DotMXFP4Q8_0AdvSimdDp(int n, byte* x, byte* y) => LegacyTile.DotRow<MXFP4TileWeights, AdvSimdDpBlockDot>(n, x, y);
 
     /// <summary>Plain NEON (<c>tbl</c>, then <c>smull</c> + <c>sadalp</c>); requires AdvSimd.Arm64.</summary>
-    internal static float DotMXFP4Q8_0AdvSimd(int n, byte* x, byte* y) => DotBlocks<AdvSimdBlockDot>(n, x, y);
+    internal static float DotMXFP4Q8_0AdvSimd(int n, byte* x, byte* y) => LegacyTile.DotRow<MXFP4TileWeights, AdvSimdBlockDot>(n, x, y);
 
-    /// <summary>One block at a time with <typeparamref name="TDot"/>'s integer dot product (IQ4_NL's NEON scheme).</summary>
-    private static float DotBlocks<TDot>(int n, byte* vx, byte* vy) where TDot : struct, IBlockDot
-    {
-        QuantMath.CheckBlocks(n, QK, "MXFP4");
-        var x = (BlockMXFP4*)vx;
-        var y = (BlockQ8_0*)vy;
-        float sumf = 0;
-        for (int ib = 0; ib < n / QK; ib++)
-        {
-            var (a0, a1) = Split(x + ib);
-            var (y0, y1) = QuantMath.LoadI8x32(y[ib].Qs);
-            sumf += Term(TDot.Dot(a0, a1, y0, y1), x + ib, y + ib);
-        }
-        return sumf;
-    }
 
     /// <summary>Scalar oracle (ggml_vec_dot_mxfp4_q8_0 generic): (e8m0_half(e)·dy)·(sumi1 + sumi2) per block, summed in float.</summary>
     public static float DotMXFP4Q8_0Reference(int n, byte* vx, byte* vy)
@@ -362,5 +347,5 @@ internal static unsafe class MXFP4
 
     /// <summary>The reference's per-block float term: (e8m0_half(e) · dy) · sumi.</summary>
     [MethodImpl(MethodImplOptions.AggressiveInlining)]
-    private static float Term(int sumi, BlockMXFP4* x, BlockQ8_0* y) => ScaleHalf(x->E) * QuantMath.Fp16ToFp32(y->D) * sumi;
+    internal static float Term(int sumi, BlockMXFP4* x, BlockQ8_0* y) => ScaleHalf(x->E) * QuantMath.Fp16ToFp32(y->D) * sumi;
 }

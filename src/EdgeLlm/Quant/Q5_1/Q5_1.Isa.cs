@@ -26,26 +26,11 @@ internal static unsafe partial class Q5_1
         : DotQ5_1Q8_1Reference(n, x, y);
 
     /// <summary>NEON with the dot-product extension (<c>sdot</c>); requires AdvSimd.Arm64 and Dp.</summary>
-    internal static float DotQ5_1Q8_1AdvSimdDp(int n, byte* x, byte* y) => DotBlocks<AdvSimdDpBlockDot>(n, x, y);
+    internal static float DotQ5_1Q8_1AdvSimdDp(int n, byte* x, byte* y) => LegacyTile.DotRow<Q5_1TileWeights, AdvSimdDpBlockDot>(n, x, y);
 
     /// <summary>Plain NEON (<c>smull</c> + <c>sadalp</c>); requires AdvSimd.Arm64.</summary>
-    internal static float DotQ5_1Q8_1AdvSimd(int n, byte* x, byte* y) => DotBlocks<AdvSimdBlockDot>(n, x, y);
+    internal static float DotQ5_1Q8_1AdvSimd(int n, byte* x, byte* y) => LegacyTile.DotRow<Q5_1TileWeights, AdvSimdBlockDot>(n, x, y);
 
-    /// <summary>One block at a time with <typeparamref name="TDot"/>'s integer dot product.</summary>
-    private static float DotBlocks<TDot>(int n, byte* vx, byte* vy) where TDot : struct, IBlockDot
-    {
-        QuantMath.CheckBlocks(n, QK, "Q5_1");
-        var x = (BlockQ5_1*)vx;
-        var y = (BlockQ8_1*)vy;
-        float sumf = 0;
-        for (int ib = 0; ib < n / QK; ib++)
-        {
-            var (a0, a1) = Split(x + ib);
-            var (y0, y1) = QuantMath.LoadI8x32(y[ib].Qs);
-            sumf += Term(TDot.Dot(a0, a1, y0, y1), x + ib, y + ib);
-        }
-        return sumf;
-    }
 
     /// <summary>
     /// AVX-512BW: four blocks per step, two per 512-bit register (weights q in [0, 31], so
