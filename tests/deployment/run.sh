@@ -33,14 +33,10 @@ if [ -f "$model" ] && [ -f "$golden" ]; then ok "shared data"; else fail "shared
 # Expected stdout of `run`: the prompt, the golden greedy text, one newline.
 python3 -c 'import json,sys; sys.stdout.write(sys.argv[2] + json.load(open(sys.argv[1]))["greedy_text"] + "\n")' "$golden" "$prompt" > "$tmp/expected.txt"
 
-# mxfp4 NAME RUNNER... : the MXFP4 file the x64 checks wrote, its logits against the x64 binary's (the NEON
-# table-lookup dots and 128-bit tiles against the AVX2 ones: the same integer sums, float order aside).
-mxfp4() {
-  local name="$1"; shift
-  local fig=
-  if [ ! -f "$tmp/mxfp4-x64.f32" ]; then fail "MXFP4 logits $name" "no x64 reference (the x64 MXFP4 check failed)"; return; fi
-  if "$@" logits -m "$tmp/mxfp4.gguf" --ids "$mxids" -o "$tmp/mx.f32" > "$tmp/mx.log" 2>&1 &&
-     fig=$(python3 - "$tmp/mx.f32" "$tmp/mxfp4-x64.f32" <<'PY'
+# figure OURS.f32 REFERENCE.f32 BOUND : prints max |ours - reference| / std(reference) of two float32 logit files
+# of the same size; succeeds when it is at most BOUND.
+figure() {
+  python3 - "$1" "$2" "$3" <<'PY'
 import struct, sys
 a = open(sys.argv[1], "rb").read(); b = open(sys.argv[2], "rb").read()
 if len(a) != len(b): sys.exit(1)
@@ -48,10 +44,19 @@ n = len(b) // 4
 x = struct.unpack(f"<{n}f", a); y = struct.unpack(f"<{n}f", b)
 mean = sum(y) / n; std = (sum((q - mean) ** 2 for q in y) / n) ** 0.5
 fig = max(abs(p - q) for p, q in zip(x, y)) / std
-print(f"{fig:.3g}")
-sys.exit(0 if fig <= 1e-3 else 1)
+print(f"{fig:.4g}")
+sys.exit(0 if fig <= float(sys.argv[3]) else 1)
 PY
-); then ok "MXFP4 logits $name (syn-llama MXFP4 against linux-x64: figure $fig <= 1e-3)"
+}
+
+# mxfp4 NAME RUNNER... : the MXFP4 file the x64 checks wrote, its logits against the x64 binary's (the NEON
+# table-lookup dots and 128-bit tiles against the AVX2 ones: the same integer sums, float order aside).
+mxfp4() {
+  local name="$1"; shift
+  local fig=
+  if [ ! -f "$tmp/mxfp4-x64.f32" ]; then fail "MXFP4 logits $name" "no x64 reference (the x64 MXFP4 check failed)"; return; fi
+  if "$@" logits -m "$tmp/mxfp4.gguf" --ids "$mxids" -o "$tmp/mx.f32" > "$tmp/mx.log" 2>&1 &&
+     fig=$(figure "$tmp/mx.f32" "$tmp/mxfp4-x64.f32" 1e-3); then ok "MXFP4 logits $name (syn-llama MXFP4 against linux-x64: figure $fig <= 1e-3)"
   else fail "MXFP4 logits $name" "figure ${fig:-n/a}: $(tail -2 "$tmp/mx.log" | tr '\n' ' ')"; fi
 }
 
@@ -106,18 +111,7 @@ kquant() {
     ids=$(python3 -c 'import json,sys; print(",".join(map(str, json.load(open(sys.argv[1]))["prompt_ids"])))' "$kg.json")
     fig=
     if "$@" logits -m "$km" --ids "$ids" -o "$tmp/kq.f32" > "$tmp/kq.log" 2>&1 &&
-       fig=$(python3 - "$tmp/kq.f32" "$kg.logits.f32" <<'PY'
-import struct, sys
-a = open(sys.argv[1], "rb").read(); b = open(sys.argv[2], "rb").read()
-if len(a) != len(b): sys.exit(1)
-n = len(b) // 4
-x = struct.unpack(f"<{n}f", a); y = struct.unpack(f"<{n}f", b)
-mean = sum(y) / n; std = (sum((q - mean) ** 2 for q in y) / n) ** 0.5
-fig = max(abs(p - q) for p, q in zip(x, y)) / std
-print(f"{fig:.4g}")
-sys.exit(0 if fig <= 0.10 else 1)
-PY
-); then ok "K-quant logits $name (syn-llama ${t^^} p1, figure $fig <= 0.10)"
+       fig=$(figure "$tmp/kq.f32" "$kg.logits.f32" 0.10); then ok "K-quant logits $name (syn-llama ${t^^} p1, figure $fig <= 0.10)"
     else fail "K-quant logits $name" "${t^^}: figure ${fig:-n/a} against $kg.logits.f32: $(tail -2 "$tmp/kq.log" | tr '\n' ' ')"; fi
   done
 }
