@@ -103,10 +103,15 @@ public sealed class HarmonySplitter : AnswerSplitter
             _held.Clear().Append(openHeader, at + Harmony.Message.Length, openHeader.Length - at - Harmony.Message.Length);
             _prefilled = 0;
             _inHeader = false;
-            _kind = KindOf(openHeader[..at]);
-            _openedInPrompt = true;
+            _header = openHeader[..at];
+            _kind = KindOf(_header);
+            // A call the prompt opened still gets its canonical opening (the reply must carry the recipient).
+            _openPending = _kind == Kind.Call;
+            _openedInPrompt = !_openPending;
         }
     }
+
+    private bool _openPending;
 
     /// <inheritdoc/>
     public override (string Reasoning, string Content) Push(string piece)
@@ -133,6 +138,11 @@ public sealed class HarmonySplitter : AnswerSplitter
 
     private void Drain(StringBuilder reasoning, StringBuilder content, bool final)
     {
+        if (_openPending)
+        {
+            _openPending = false;
+            Open(content);
+        }
         while (_held.Length > 0)
         {
             string text = _held.ToString();

@@ -86,6 +86,10 @@ public class HarmonyTests
         var (_, broken) = new HarmonySplitter("assistant").SplitAll("<|channel|>commentary to=functions.get_weather<|message|>{\"city\":");
         Assert.Empty(ToolCallFormat.Harmony.Parse(broken, ["get_weather"]).Calls);
 
+        // A prompt that opened the call itself (…to=functions.get_weather<|channel|>commentary json<|message|>).
+        var (_, opened) = new HarmonySplitter("assistant to=functions.get_weather<|channel|>commentary json<|message|>").SplitAll("{\"city\": \"Paris\"}");
+        Assert.Equal("get_weather", Assert.Single(ToolCallFormat.Harmony.Parse(opened, ["get_weather"]).Calls).Name);
+
         // Streamed through a ToolCallStreamer: a preamble is released, the call is held and comes whole at the end.
         var streamer = new ToolCallStreamer(ToolCallFormat.Harmony, ["get_weather"]);
         var (_, preambleAndCall) = new HarmonySplitter("assistant").SplitAll("<|channel|>commentary<|message|>Let me check.<|end|><|start|>assistant" + callMessage);
