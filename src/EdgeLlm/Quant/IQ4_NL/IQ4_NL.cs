@@ -166,41 +166,9 @@ internal static unsafe partial class IQ4_NL
         return sumf;
     }
 
-    /// <summary>AVX2 path: the table lookup is one pshufb per half (16-entry table, 4-bit indices).</summary>
-    public static float DotIQ4_NLQ8_0Avx2(int n, byte* vx, byte* vy)
-    {
-        QuantMath.CheckBlocks(n, QK, "IQ4_NL");
-        var x = (BlockIQ4_NL*)vx;
-        var y = (BlockQ8_0*)vy;
-        var table = s_kvalues;
-        float sumf = 0;
-        for (int ib = 0; ib < n / QK; ib++)
-        {
-            var (lo, hi) = QuantMath.Nibbles(x[ib].Qs);
-            var a0 = Ssse3.Shuffle(table, lo.AsSByte());
-            var a1 = Ssse3.Shuffle(table, hi.AsSByte());
-            var (y0, y1) = QuantMath.LoadI8x32(y[ib].Qs);
-            sumf += QuantMath.Fp16ToFp32(x[ib].D) * QuantMath.Fp16ToFp32(y[ib].D) * QuantMath.DotI8Avx2(a0, a1, y0, y1);
-        }
-        return sumf;
-    }
+    /// <summary>AVX2 path: the table lookup is one pshufb per half, the integer dot <see cref="Avx2BlockDot"/> (<see cref="LegacyTile.DotRow"/>).</summary>
+    public static float DotIQ4_NLQ8_0Avx2(int n, byte* vx, byte* vy) => LegacyTile.DotRow<IQ4_NLTileWeights, Avx2BlockDot>(n, vx, vy);
 
-    /// <summary>Portable Vector128 path (Vector128.Shuffle with 4-bit indices is a table lookup).</summary>
-    public static float DotIQ4_NLQ8_0Vector128(int n, byte* vx, byte* vy)
-    {
-        QuantMath.CheckBlocks(n, QK, "IQ4_NL");
-        var x = (BlockIQ4_NL*)vx;
-        var y = (BlockQ8_0*)vy;
-        var table = s_kvalues;
-        float sumf = 0;
-        for (int ib = 0; ib < n / QK; ib++)
-        {
-            var (lo, hi) = QuantMath.Nibbles(x[ib].Qs);
-            var a0 = Vector128.Shuffle(table, lo.AsSByte());
-            var a1 = Vector128.Shuffle(table, hi.AsSByte());
-            var (y0, y1) = QuantMath.LoadI8x32(y[ib].Qs);
-            sumf += QuantMath.Fp16ToFp32(x[ib].D) * QuantMath.Fp16ToFp32(y[ib].D) * QuantMath.DotI8Vector128(a0, a1, y0, y1);
-        }
-        return sumf;
-    }
+    /// <summary>Portable Vector128 path (Vector128.Shuffle with 4-bit indices is a table lookup; <see cref="LegacyTile.DotRow"/>).</summary>
+    public static float DotIQ4_NLQ8_0Vector128(int n, byte* vx, byte* vy) => LegacyTile.DotRow<IQ4_NLTileWeights, Vector128BlockDot>(n, vx, vy);
 }

@@ -155,39 +155,11 @@ internal static unsafe class MXFP4
         return sumf;
     }
 
-    /// <summary>AVX2: the table lookup is one <c>pshufb</c> per half, the integer dot IQ4_NL's.</summary>
-    public static float DotMXFP4Q8_0Avx2(int n, byte* vx, byte* vy)
-    {
-        QuantMath.CheckBlocks(n, QK, "MXFP4");
-        var x = (BlockMXFP4*)vx;
-        var y = (BlockQ8_0*)vy;
-        var table = s_kvalues;
-        float sumf = 0;
-        for (int ib = 0; ib < n / QK; ib++)
-        {
-            var (lo, hi) = QuantMath.Nibbles(x[ib].Qs);
-            var (y0, y1) = QuantMath.LoadI8x32(y[ib].Qs);
-            sumf += Term(QuantMath.DotI8Avx2(Ssse3.Shuffle(table, lo.AsSByte()), Ssse3.Shuffle(table, hi.AsSByte()), y0, y1), x + ib, y + ib);
-        }
-        return sumf;
-    }
+    /// <summary>AVX2: the table lookup is one <c>pshufb</c> per half, the integer dot <see cref="Avx2BlockDot"/> (<see cref="LegacyTile.DotRow"/>).</summary>
+    public static float DotMXFP4Q8_0Avx2(int n, byte* vx, byte* vy) => LegacyTile.DotRow<MXFP4TileWeights, Avx2BlockDot>(n, vx, vy);
 
-    /// <summary>Portable Vector128 (NEON <c>tbl</c> for the lookup).</summary>
-    public static float DotMXFP4Q8_0Vector128(int n, byte* vx, byte* vy)
-    {
-        QuantMath.CheckBlocks(n, QK, "MXFP4");
-        var x = (BlockMXFP4*)vx;
-        var y = (BlockQ8_0*)vy;
-        var table = s_kvalues;
-        float sumf = 0;
-        for (int ib = 0; ib < n / QK; ib++)
-        {
-            var (lo, hi) = QuantMath.Nibbles(x[ib].Qs);
-            var (y0, y1) = QuantMath.LoadI8x32(y[ib].Qs);
-            sumf += Term(QuantMath.DotI8Vector128(Vector128.Shuffle(table, lo.AsSByte()), Vector128.Shuffle(table, hi.AsSByte()), y0, y1), x + ib, y + ib);
-        }
-        return sumf;
-    }
+    /// <summary>Portable Vector128 (NEON <c>tbl</c> for the lookup; <see cref="LegacyTile.DotRow"/>).</summary>
+    public static float DotMXFP4Q8_0Vector128(int n, byte* vx, byte* vy) => LegacyTile.DotRow<MXFP4TileWeights, Vector128BlockDot>(n, vx, vy);
 
     /// <summary>
     /// AVX-512BW: four blocks per step, two per 512-bit register (table values in [−12, 12], so
