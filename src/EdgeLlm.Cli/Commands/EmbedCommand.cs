@@ -56,10 +56,21 @@ public static class EmbedCommand
             RunCommand.CheckContext(ctxLen);
             RunCommand.CheckThreads(nThreads);
 
-            using var m = Model.Load(ModelResolver.Resolve(pr.GetValue(model)), new ModelLoadOptions { ContextLength = ctxLen });
-            using var context = new InferenceContext(m, ctxLen, nThreads);
+            string modelPath = ModelResolver.Resolve(pr.GetValue(model));
+            bool encoder;
+            using (var peek = EdgeLlm.Gguf.GgufFile.Open(modelPath)) encoder = BertModel.IsEncoder(peek);
+            // A BERT encoder (all-MiniLM, bge, nomic-embed-text) reads the whole text at once, up to its own
+            // context_length; a decoder runs in a context of -c tokens.
+            using var bert = encoder ? BertModel.Load(modelPath, nThreads) : null;
+            using var m = encoder ? null : Model.Load(modelPath, new ModelLoadOptions { ContextLength = ctxLen });
+            using var context = m is null ? null : new InferenceContext(m, ctxLen, nThreads);
             TextEmbedder embedder;
-            try { embedder = new TextEmbedder(context, Tokenizer.FromGguf(m.File), pool, norm); }
+            try
+            {
+                embedder = bert is not null
+                    ? new TextEmbedder(bert, Tokenizer.FromGguf(bert.File), pool, norm)
+                    : new TextEmbedder(context!, Tokenizer.FromGguf(m!.File), pool, norm);
+            }
             catch (NotSupportedException e) { throw new InputException(e.Message); }
             Console.Error.WriteLine($"edgellm embed: {texts.Count} text(s), {embedder.Dimensions} dimensions, pooling {embedder.Pooling.ToString().ToLowerInvariant()}, normalization {norm}");
 
@@ -91,7 +102,7 @@ public static class EmbedCommand
                     }
                     catch (ArgumentException e)
                     {
-                        throw new InputException($"text {i + 1}: {e.Message} (-c sets the context)");
+                        throw new InputException($"text {i + 1}: {e.Message}{(bert is null ? " (-c sets the context)" : "")}");
                     }
                 }
                 w.WriteEndArray();

@@ -62,6 +62,23 @@ public static class InfoCommand
         o.AppendLine(ci, $"chat template: {(f.GetString("tokenizer.chat_template") is null ? "none" : "present")}");
         o.AppendLine(ci, $"kernel path: {CpuFeatures.KernelPath} ({CpuFeatures.Describe()})");
         o.AppendLine("backend: cpu");
+        if (BertModel.IsEncoder(f))
+        {
+            try
+            {
+                using var bert = BertModel.Load(f, threads: 1);
+                string pooling = TextEmbedder.FilePooling(f, arch)?.ToString().ToLowerInvariant() ?? "none (the file names none)";
+                o.AppendLine(ci, $"encoder: {arch}, {bert.BlockCount} blocks, {bert.HeadCount} heads of {bert.EmbeddingLength / bert.HeadCount}, bidirectional attention, " +
+                    $"{(arch == "nomic-bert" ? $"rope NEOX base {bert.RopeFreqBase:G}, SwiGLU" : "learned positions, GELU")} of {bert.FeedForwardLength}, up to {bert.ContextLength} tokens a text");
+                o.AppendLine(ci, $"embeddings: {bert.EmbeddingLength} dimensions, pooling {pooling} (edgellm embed)");
+            }
+            catch (ModelLoadException e)
+            {
+                o.AppendLine(ci, $"encoder: does not load ({e.Message})");
+            }
+            o.AppendLine(ci, $"specializations in this build: {EdgeLlm.Specialized.SpecializationRegistry.All.Count} (decoders only)");
+            return o.ToString();
+        }
         try
         {
             using var m = Model.Load(f, new ModelLoadOptions { SkipMemoryCheck = true });

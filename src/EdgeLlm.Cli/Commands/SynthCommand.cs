@@ -14,7 +14,7 @@ public static class SynthCommand
 {
     public static Command Create(Option<bool> verbose)
     {
-        var like = new Option<string>("--like") { Description = $"Model whose shape to copy: {string.Join(", ", SynthShapes.Names)}", Required = true };
+        var like = new Option<string>("--like") { Description = $"Model whose shape to copy: {string.Join(", ", SynthShapes.Names.Concat(BertSynthesizer.Shapes.Select(b => b.Name)))}", Required = true };
         var type = new Option<string>("--type") { Description = "A llama.cpp file type (F32, F16, BF16, Q4_0, Q8_0, Q4_K_M, Q6_K, ...: tensor types as llama-quantize picks them) or a ggml type for every matrix (Q4_K, Q5_K, ...)", Required = true };
         var output = new Option<string>("--output", "-o") { Description = "Output GGUF file", Required = true };
         var seed = new Option<int>("--seed") { Description = "Random seed (the same seed writes the same file)", DefaultValueFactory = _ => 1 };
@@ -22,8 +22,18 @@ public static class SynthCommand
         cmd.SetAction(pr => ExitCodes.Guard(pr.GetValue(verbose), () =>
         {
             string name = pr.GetValue(like)!, typeName = pr.GetValue(type)!, outPath = pr.GetValue(output)!;
+            if (BertSynthesizer.Find(name) is { } bert)
+            {
+                // an encoder (embedding model): its matrices in one ggml type, the rest as llama.cpp's converter keeps them
+                var t0 = DateTime.UtcNow;
+                try { BertSynthesizer.Write(bert, typeName.ToUpperInvariant(), outPath, pr.GetValue(seed)); }
+                catch (ArgumentException ex) { throw new UsageException(ex.Message); }
+                Console.Error.WriteLine(string.Create(CultureInfo.InvariantCulture,
+                    $"wrote {outPath} ({new FileInfo(outPath).Length:N0} bytes, {bert.Name} {typeName.ToUpperInvariant()}, random weights) in {(DateTime.UtcNow - t0).TotalSeconds:F1} s"));
+                return ExitCodes.Ok;
+            }
             var shape = SynthShapes.All.FirstOrDefault(s => string.Equals(s.Name, name, StringComparison.OrdinalIgnoreCase))
-                ?? throw new UsageException($"unknown model '{name}' for --like; expected one of {string.Join(", ", SynthShapes.Names)}");
+                ?? throw new UsageException($"unknown model '{name}' for --like; expected one of {string.Join(", ", SynthShapes.Names.Concat(BertSynthesizer.Shapes.Select(b => b.Name)))}");
             try
             {
                 _ = ModelSynthesizer.CreatePlanner(shape, typeName);

@@ -27,26 +27,42 @@ public sealed record EdgeLlmEmbeddingGeneratorOptions
 /// <summary>
 /// Microsoft.Extensions.AI's <see cref="AI.IEmbeddingGenerator{TInput, TEmbedding}"/> over a local GGUF model: each
 /// text's pooled, normalized embedding (<see cref="TextEmbedder"/>, llama.cpp's <c>llama-embedding</c>), for
-/// on-device semantic search and RAG with embedding models such as Qwen3-Embedding. One text at a time on one CPU
-/// context; concurrent calls wait their turn.
+/// on-device semantic search and RAG with embedding models: BERT encoders (all-MiniLM, bge, nomic-embed-text; a
+/// <see cref="BertModel"/>) and decoders such as Qwen3-Embedding. One text at a time on one CPU context or encoder;
+/// concurrent calls wait their turn.
 /// </summary>
 public sealed class EdgeLlmEmbeddingGenerator : AI.IEmbeddingGenerator<string, AI.Embedding<float>>
 {
-    private readonly Model _model;
+    private readonly IDisposable _model; // the Model or BertModel
     private readonly bool _ownsModel;
-    private readonly InferenceContext _context;
+    private readonly InferenceContext? _context;
     private readonly TextEmbedder _embedder;
     private readonly SemaphoreSlim _gate = new(1, 1);
     private readonly AI.EmbeddingGeneratorMetadata _metadata;
     private int _disposed;
 
-    /// <summary>Loads the GGUF model at <paramref name="modelPath"/>; the generator owns it.</summary>
+    /// <summary>Loads the GGUF model at <paramref name="modelPath"/> (a BERT encoder or a decoder); the generator owns it.</summary>
     /// <exception cref="ModelLoadException">the model cannot be loaded</exception>
     /// <exception cref="ArgumentException">bad options (the message names the option)</exception>
     /// <exception cref="NotSupportedException">the file asks for rank pooling (a reranker)</exception>
     public EdgeLlmEmbeddingGenerator(string modelPath, EdgeLlmEmbeddingGeneratorOptions? options = null)
-        : this(Model.Load(modelPath ?? throw new ArgumentNullException(nameof(modelPath)), new ModelLoadOptions { ContextLength = (options ?? new()).ContextLength }), ownsModel: true, options)
+        : this(LoadAny(modelPath ?? throw new ArgumentNullException(nameof(modelPath)), options ?? new()), ownsModel: true, options)
     {
+    }
+
+    /// <summary>Uses a loaded BERT <paramref name="encoder"/>, which the caller keeps owning.</summary>
+    public EdgeLlmEmbeddingGenerator(BertModel encoder, EdgeLlmEmbeddingGeneratorOptions? options = null)
+        : this(encoder ?? throw new ArgumentNullException(nameof(encoder)), ownsModel: false, options)
+    {
+    }
+
+    private static IDisposable LoadAny(string path, EdgeLlmEmbeddingGeneratorOptions options)
+    {
+        bool encoder;
+        using (var file = Gguf.GgufFile.Open(path)) encoder = BertModel.IsEncoder(file);
+        return encoder
+            ? BertModel.Load(path, Math.Max(0, options.Threads))
+            : Model.Load(path, new ModelLoadOptions { ContextLength = options.ContextLength });
     }
 
     /// <summary>Uses a loaded <paramref name="model"/>, which the caller keeps owning.</summary>
@@ -55,7 +71,7 @@ public sealed class EdgeLlmEmbeddingGenerator : AI.IEmbeddingGenerator<string, A
     {
     }
 
-    private EdgeLlmEmbeddingGenerator(Model model, bool ownsModel, EdgeLlmEmbeddingGeneratorOptions? options)
+    private EdgeLlmEmbeddingGenerator(IDisposable model, bool ownsModel, EdgeLlmEmbeddingGeneratorOptions? options)
     {
         options ??= new();
         _model = model;
@@ -65,12 +81,19 @@ public sealed class EdgeLlmEmbeddingGenerator : AI.IEmbeddingGenerator<string, A
             if (options.ContextLength < 1) throw new ArgumentException($"EdgeLlmEmbeddingGeneratorOptions.ContextLength must be >= 1, got {options.ContextLength}", nameof(options));
             if (options.Threads < 0) throw new ArgumentException($"EdgeLlmEmbeddingGeneratorOptions.Threads must be >= 0, got {options.Threads}", nameof(options));
             if (options.Normalize < -1) throw new ArgumentException($"EdgeLlmEmbeddingGeneratorOptions.Normalize must be >= -1, got {options.Normalize}", nameof(options));
-            var pooling = options.Pooling ?? TextEmbedder.FilePooling(model.File, model.Config.Architecture) ?? PoolingType.Mean;
+            var file = model is BertModel bert ? bert.File : ((Model)model).File;
+            string arch = model is BertModel b ? b.Architecture : ((Model)model).Config.Architecture;
+            var pooling = options.Pooling ?? TextEmbedder.FilePooling(file, arch) ?? PoolingType.Mean;
             if (pooling == PoolingType.None) throw new ArgumentException("EdgeLlmEmbeddingGeneratorOptions.Pooling: none gives a vector per token; an embedding generator gives one per text (mean, cls or last)", nameof(options));
-            _context = new InferenceContext(model, options.ContextLength, options.Threads);
-            _embedder = new TextEmbedder(_context, Tokenizer.FromGguf(model.File), pooling, options.Normalize);
-            ModelId = options.ModelId ?? Path.GetFileNameWithoutExtension(model.File.FilePath);
-            Uri? uri = Path.IsPathRooted(model.File.FilePath) ? new Uri(model.File.FilePath) : null;
+            if (model is BertModel encoder)
+                _embedder = new TextEmbedder(encoder, Tokenizer.FromGguf(file), pooling, options.Normalize);
+            else
+            {
+                _context = new InferenceContext((Model)model, options.ContextLength, options.Threads);
+                _embedder = new TextEmbedder(_context, Tokenizer.FromGguf(file), pooling, options.Normalize);
+            }
+            ModelId = options.ModelId ?? Path.GetFileNameWithoutExtension(file.FilePath);
+            Uri? uri = Path.IsPathRooted(file.FilePath) ? new Uri(file.FilePath) : null;
             _metadata = new AI.EmbeddingGeneratorMetadata("edgellm", uri, ModelId, _embedder.Dimensions);
         }
         catch
@@ -103,7 +126,8 @@ public sealed class EdgeLlmEmbeddingGenerator : AI.IEmbeddingGenerator<string, A
         {
             if (string.IsNullOrEmpty(texts[i])) throw new ArgumentException($"value {i} is null or empty", nameof(values));
             int[] t = _embedder.Tokenize(texts[i]);
-            if (t.Length > _context.ContextLength) throw new ArgumentException($"value {i} is {t.Length} tokens; the context holds {_context.ContextLength} (EdgeLlmEmbeddingGeneratorOptions.ContextLength)", nameof(values));
+            if (t.Length > _embedder.ContextLength)
+                throw new ArgumentException($"value {i} is {t.Length} tokens; the context holds {_embedder.ContextLength} ({(_context is null ? "the encoder's context_length" : "EdgeLlmEmbeddingGeneratorOptions.ContextLength")})", nameof(values));
             tokens.Add(t);
         }
         await _gate.WaitAsync(cancellationToken).ConfigureAwait(false);
@@ -149,7 +173,7 @@ public sealed class EdgeLlmEmbeddingGenerator : AI.IEmbeddingGenerator<string, A
         _gate.Wait();
         try
         {
-            _context.Dispose();
+            _context?.Dispose();
             if (_ownsModel) _model.Dispose();
         }
         finally

@@ -1,4 +1,5 @@
 using EdgeLlm.Gguf;
+using EdgeLlm.Models;
 using EdgeLlm.Tokenizers;
 
 namespace EdgeLlm.Engine;
@@ -20,12 +21,14 @@ public enum PoolingType
 }
 
 /// <summary>
-/// Text embeddings from a decoder model, as llama.cpp's <c>llama-embedding</c> computes them: the text is tokenized
-/// (the vocabulary's BOS/EOS added, special-token text parsed), evaluated from position 0, and the final hidden
-/// states after the output norm (<c>t_embd</c>) are pooled (<see cref="PoolingType"/>) and normalized
-/// (<see cref="Normalize"/>, <c>--embd-normalize</c>). Embedding models say how to pool in
-/// <c>{arch}.pooling_type</c> (Qwen3-Embedding: last); a file without it pools as <see cref="PoolingType.None"/>,
-/// as llama.cpp does, unless a pooling is given. Runs on the CPU context; not thread-safe (one context).
+/// Text embeddings, as llama.cpp's <c>llama-embedding</c> computes them, from a decoder model (an
+/// <see cref="InferenceContext"/>) or a BERT encoder (<see cref="BertModel"/>: all-MiniLM, bge, nomic-embed-text): the
+/// text is tokenized (the vocabulary's BOS/EOS, or [CLS]/[SEP], added, special-token text parsed), evaluated from
+/// position 0, and the final hidden states (a decoder's after its output norm, <c>t_embd</c>) are pooled
+/// (<see cref="PoolingType"/>) and normalized (<see cref="Normalize"/>, <c>--embd-normalize</c>). Embedding models say
+/// how to pool in <c>{arch}.pooling_type</c> (Qwen3-Embedding: last; all-MiniLM: mean; bge: cls); a file without it
+/// pools as <see cref="PoolingType.None"/>, as llama.cpp does, unless a pooling is given. Runs on the CPU; not
+/// thread-safe (one context or encoder).
 /// </summary>
 public sealed class TextEmbedder
 {
@@ -43,10 +46,36 @@ public sealed class TextEmbedder
         Tokenizer = tokenizer;
         Pooling = pooling ?? FilePooling(context.Model.File, context.Model.Config.Architecture) ?? PoolingType.None;
         Normalization = normalize;
+        Dimensions = context.Model.Config.EmbeddingLength;
+        ContextLength = context.ContextLength;
     }
 
-    /// <summary>The context evaluated.</summary>
-    public InferenceContext Context { get; }
+    /// <summary>An embedder over the encoder <paramref name="encoder"/> (not owned).</summary>
+    /// <param name="pooling">the pooling; null: the file's <c>{arch}.pooling_type</c>, else none</param>
+    /// <param name="normalize">as for a decoder's embedder</param>
+    /// <exception cref="NotSupportedException">the file asks for a pooling EdgeLlm does not do (rank, for rerankers)</exception>
+    /// <exception cref="ArgumentOutOfRangeException"><paramref name="normalize"/> below -1</exception>
+    public TextEmbedder(BertModel encoder, Tokenizer tokenizer, PoolingType? pooling = null, int normalize = 2)
+    {
+        ArgumentNullException.ThrowIfNull(encoder);
+        ArgumentNullException.ThrowIfNull(tokenizer);
+        if (normalize < -1) throw new ArgumentOutOfRangeException(nameof(normalize), normalize, "the normalization must be -1 (none), 0 (max-abs, int16), 1 (taxicab), 2 (euclidean) or a larger p-norm");
+        Encoder = encoder;
+        Tokenizer = tokenizer;
+        Pooling = pooling ?? FilePooling(encoder.File, encoder.Architecture) ?? PoolingType.None;
+        Normalization = normalize;
+        Dimensions = encoder.EmbeddingLength;
+        ContextLength = encoder.ContextLength;
+    }
+
+    /// <summary>The decoder context evaluated, or null for an encoder.</summary>
+    public InferenceContext? Context { get; }
+
+    /// <summary>The encoder evaluated, or null for a decoder.</summary>
+    public BertModel? Encoder { get; }
+
+    /// <summary>The most tokens one text may have.</summary>
+    public int ContextLength { get; }
 
     /// <summary>The tokenizer.</summary>
     public Tokenizer Tokenizer { get; }
@@ -58,7 +87,7 @@ public sealed class TextEmbedder
     public int Normalization { get; }
 
     /// <summary>Dimensions of an embedding (the model's embedding length).</summary>
-    public int Dimensions => Context.Model.Config.EmbeddingLength;
+    public int Dimensions { get; }
 
     /// <summary>The pooling a file asks for (<c>{arch}.pooling_type</c>), or null when it names none.</summary>
     /// <exception cref="NotSupportedException">rank pooling (4) or an unknown value</exception>
@@ -133,9 +162,10 @@ public sealed class TextEmbedder
     {
         ArgumentNullException.ThrowIfNull(tokens);
         if (tokens.Count == 0) throw new ArgumentException("the text has no tokens (and the vocabulary adds no BOS)", nameof(tokens));
-        if (tokens.Count > Context.ContextLength)
-            throw new ArgumentException($"the text is {tokens.Count} tokens; the context holds {Context.ContextLength}", nameof(tokens));
-        Context.Reset();
+        if (tokens.Count > ContextLength)
+            throw new ArgumentException($"the text is {tokens.Count} tokens; the context holds {ContextLength}", nameof(tokens));
+        if (Encoder is not null) return Encoder.Encode(tokens.ToArray());
+        Context!.Reset();
         return Context.EvalHidden(tokens.ToArray());
     }
 

@@ -192,6 +192,20 @@ internal static unsafe class Activations
         }
     }
 
+    /// <summary>
+    /// x[i] = gelu(x[i]) as ggml_vec_gelu_f32 in llama.cpp's CPU build (GGML_GELU_FP16): 0 at or below -10, x at or
+    /// above 10, else the f16 table of <see cref="GeGlu"/> indexed by x rounded to f16 (BERT's feed-forward).
+    /// </summary>
+    public static void Gelu(float* x, int n)
+    {
+        var table = s_geluTable ??= BuildGeluTable();
+        for (int i = 0; i < n; i++)
+        {
+            float xi = x[i];
+            x[i] = xi <= -10.0f ? 0.0f : xi >= 10.0f ? xi : table[BitConverter.HalfToUInt16Bits((Half)xi)];
+        }
+    }
+
     private static float[]? s_geluTable;
 
     /// <summary>ggml_table_gelu_f16 as floats: for every f16 bit pattern, gelu of its value rounded to f16.</summary>

@@ -157,6 +157,7 @@ public abstract unsafe class Model : IDisposable
             "ernie4_5" => Llama.ReadConfig(file, "ernie4_5"),
             "exaone4" => Exaone4.ReadConfig(file),
             "gpt-oss" => GptOss.ReadConfig(file),
+            "bert" or "nomic-bert" => throw new ModelLoadException($"architecture '{arch}' is a text encoder (an embedding model), not a decoder that generates text: run it with `edgellm embed`, or load it as a BertModel"),
             _ => throw new ModelLoadException($"architecture '{arch}' is not supported (supported: {string.Join(", ", SupportedArchitectures)})"),
         };
         if (!options.SkipMemoryCheck) CheckMemory(file, config, options.ContextLength);

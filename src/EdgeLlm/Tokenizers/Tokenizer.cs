@@ -7,7 +7,8 @@ namespace EdgeLlm.Tokenizers;
 /// A tokenizer built from a GGUF file's tokenizer.ggml.* metadata that reproduces llama.cpp's
 /// llama_tokenize / llama_token_to_piece / llama_detokenize (src/llama-vocab.cpp) exactly.
 /// <c>llama</c> vocabularies get SentencePiece BPE (<see cref="SpmTokenizer"/>), <c>gpt2</c> vocabularies
-/// byte-level BPE with the pre-tokenizer named by tokenizer.ggml.pre (<see cref="ByteLevelBpeTokenizer"/>).
+/// byte-level BPE with the pre-tokenizer named by tokenizer.ggml.pre (<see cref="ByteLevelBpeTokenizer"/>), <c>bert</c>
+/// vocabularies WordPiece (<see cref="WordPieceTokenizer"/>).
 /// Instances are immutable and safe to use from several threads.
 /// </summary>
 public abstract class Tokenizer
@@ -40,13 +41,15 @@ public abstract class Tokenizer
         Eom = v.Eom == NoToken ? null : v.Eom;
         Unknown = v.Unk == NoToken ? null : v.Unk;
         Padding = v.Pad == NoToken ? null : v.Pad;
+        Separator = v.Sep == NoToken ? null : v.Sep;
         AddBos = v.AddBos;
         AddEos = v.AddEos;
+        AddSep = v.AddSep;
         AddSpacePrefix = v.AddSpacePrefix;
         CleanSpaces = v.CleanSpaces;
     }
 
-    /// <summary>tokenizer.ggml.model (<c>llama</c> or <c>gpt2</c>).</summary>
+    /// <summary>tokenizer.ggml.model (<c>llama</c>, <c>gpt2</c> or <c>bert</c>).</summary>
     public string Model { get; }
 
     /// <summary>tokenizer.ggml.pre (null for SentencePiece vocabularies or when absent).</summary>
@@ -72,6 +75,12 @@ public abstract class Tokenizer
 
     /// <summary>Padding id, or null.</summary>
     public int? Padding { get; }
+
+    /// <summary>Separator id (BERT's [SEP]), or null.</summary>
+    public int? Separator { get; }
+
+    /// <summary>Whether <see cref="Encode"/> with addSpecial puts the separator last (WordPiece vocabularies: [CLS] text [SEP]).</summary>
+    public bool AddSep { get; }
 
     /// <summary>Whether <see cref="Encode"/> with addSpecial puts BOS first.</summary>
     public bool AddBos { get; }
@@ -146,6 +155,7 @@ public abstract class Tokenizer
             if (Eos == NoToken) throw new InvalidOperationException("the vocabulary asks for EOS (add_eos_token) but has no EOS id");
             output.Add(Eos);
         }
+        if (addSpecial && AddSep) output.Add(Separator!.Value);
         return output.ToArray();
     }
 
@@ -338,7 +348,8 @@ public abstract class Tokenizer
         {
             "llama" => new SpmTokenizer(VocabData.Load(file, model, null)),
             "gpt2" => CreateBpe(file, model),
-            _ => throw new NotSupportedException($"{file.FilePath}: tokenizer model '{model}' is not supported (supported: 'llama' = SentencePiece, 'gpt2' = byte-level BPE)"),
+            "bert" => new WordPieceTokenizer(VocabData.Load(file, model, null)),
+            _ => throw new NotSupportedException($"{file.FilePath}: tokenizer model '{model}' is not supported (supported: 'llama' = SentencePiece, 'gpt2' = byte-level BPE, 'bert' = WordPiece)"),
         };
     }
 

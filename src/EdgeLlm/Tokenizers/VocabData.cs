@@ -23,8 +23,10 @@ internal sealed class VocabData
     public int Eom { get; init; }
     public int Unk { get; init; }
     public int Pad { get; init; }
+    public int Sep { get; init; }
     public bool AddBos { get; init; }
     public bool AddEos { get; init; }
+    public bool AddSep { get; init; }
     public bool AddSpacePrefix { get; init; }
     public bool CleanSpaces { get; init; }
 
@@ -48,6 +50,7 @@ internal sealed class VocabData
     {
         string where = file.FilePath;
         bool spm = model == "llama";
+        bool wpm = model == "bert";
 
         string[] tokens = file.TryGetValue("tokenizer.ggml.tokens", out var tv)
             ? tv.AsStringArray() ?? throw new InvalidDataException($"{where}: tokenizer.ggml.tokens is not a string array")
@@ -95,7 +98,13 @@ internal sealed class VocabData
         int fimPre = Null, fimSuf = Null, fimMid = Null, fimPad = Null, fimRep = Null, fimSep = Null;
         if (family?.Name is "glm4" or "chatglm-bpe") bos = Null;
         bool addBos = spm || (family?.AddBos ?? false);
-        bool addEos = false;
+        bool addEos = false, addSep = false;
+        if (wpm)
+        {
+            // llama.cpp's WordPiece defaults: BERT's [CLS] 101 first and [SEP] 102 last, [UNK] 100, [PAD] 0, [MASK] 103
+            (bos, eos, unk, sep, pad, mask) = (101, Null, 100, 102, 0, 103);
+            addBos = addSep = true;
+        }
         bool addSpacePrefix = spm;
         bool cleanSpaces = !spm && (family?.CleanSpaces ?? true);
         addSpacePrefix = file.GetBool("tokenizer.ggml.add_space_prefix") ?? addSpacePrefix;
@@ -126,6 +135,8 @@ internal sealed class VocabData
 
         addBos = file.GetBool("tokenizer.ggml.add_bos_token") ?? addBos;
         addEos = file.GetBool("tokenizer.ggml.add_eos_token") ?? addEos;
+        addSep = file.GetBool("tokenizer.ggml.add_sep_token") ?? addSep;
+        if (addSep && sep == Null) throw new InvalidDataException($"{where}: tokenizer.ggml.add_sep_token is true, but tokenizer.ggml.seperator_token_id is not set");
         if (addBos && bos == Null) throw new InvalidDataException($"{where}: tokenizer.ggml.add_bos_token is true, but tokenizer.ggml.bos_token_id is not set");
         if (addEos && eos == Null) throw new InvalidDataException($"{where}: tokenizer.ggml.add_eos_token is true, but tokenizer.ggml.eos_token_id is not set");
 
@@ -205,8 +216,8 @@ internal sealed class VocabData
         {
             Model = model, Pre = spm ? null : file.GetString("tokenizer.ggml.pre"),
             Tokens = tokens, Scores = scores, Attrs = attrs, TokenToId = tokenToId, SpecialTokens = special, Eog = eog,
-            Bos = bos, Eos = eos, Eot = eot, Eom = eom, Unk = unk, Pad = pad,
-            AddBos = addBos, AddEos = addEos, AddSpacePrefix = addSpacePrefix, CleanSpaces = cleanSpaces,
+            Bos = bos, Eos = eos, Eot = eot, Eom = eom, Unk = unk, Pad = pad, Sep = sep,
+            AddBos = addBos, AddEos = addEos, AddSep = addSep, AddSpacePrefix = addSpacePrefix, CleanSpaces = cleanSpaces,
         };
     }
 }

@@ -136,12 +136,16 @@ public class TokenizerBehaviourTests(ITestOutputHelper output)
     public void FromGguf_RejectsUnsupportedModelByName()
     {
         var bytes = new GgufWriter()
-            .Set("general.architecture", "bert")
-            .Set("tokenizer.ggml.model", "bert")
-            .Set("tokenizer.ggml.tokens", GgufValue.From(new[] { "[PAD]", "a" }))
+            .Set("general.architecture", "t5")
+            .Set("tokenizer.ggml.model", "t5")
+            .Set("tokenizer.ggml.tokens", GgufValue.From(new[] { "<pad>", "a" }))
             .ToArray();
         var ex = Assert.Throws<NotSupportedException>(() => Load(bytes));
-        Assert.Contains("'bert'", ex.Message, StringComparison.Ordinal);
+        Assert.Contains("'t5'", ex.Message, StringComparison.Ordinal);
+
+        // WordPiece without BERT's [CLS] (101) and [SEP] (102) ids, which it adds around every text
+        var bert = new GgufWriter().Set("tokenizer.ggml.model", "bert").Set("tokenizer.ggml.tokens", GgufValue.From(new[] { "[PAD]", "a" })).ToArray();
+        Assert.Contains("seperator_token_id", Assert.Throws<InvalidDataException>(() => Load(bert)).Message, StringComparison.Ordinal);
 
         var noPre = new GgufWriter().Set("tokenizer.ggml.model", "gpt2").Set("tokenizer.ggml.pre", "no-such-pre")
             .Set("tokenizer.ggml.tokens", GgufValue.From(new[] { "a" })).Set("tokenizer.ggml.merges", GgufValue.From(Array.Empty<string>())).ToArray();

@@ -1,0 +1,372 @@
+using System.Runtime.InteropServices;
+using EdgeLlm.Engine;
+using EdgeLlm.Gguf;
+using EdgeLlm.Kernels;
+
+namespace EdgeLlm.Models;
+
+/// <summary>
+/// A BERT-style text encoder (GGUF architectures <c>bert</c> and <c>nomic-bert</c>): the embedding models edge
+/// applications run for search and retrieval (all-MiniLM, bge, mxbai-embed, e5, nomic-embed-text). It turns a
+/// whole text into one hidden state per token with bidirectional attention and no KV cache; pool them with
+/// <see cref="TextEmbedder"/>. Follows llama.cpp's <c>llm_build_bert</c>:
+/// token + token-type-0 (+ learned position, <c>bert</c>) embeddings → LayerNorm → per block: Q, K, V with biases
+/// (nomic: one fused attn_qkv and NEOX rope), softmax attention over every token, attn_output, + the block input,
+/// LayerNorm, feed-forward (<c>bert</c>: up → GELU → down with biases; nomic: SwiGLU), + its input, LayerNorm.
+/// No final norm: the last block's output is what llama.cpp pools.
+/// </summary>
+/// <remarks>
+/// Products run through the same <see cref="MatMul"/> kernels as the decoders, on the weights as the file stores
+/// them (no repacking); attention is f32, as llama.cpp's without flash attention. One text at a time; not
+/// thread-safe. CPU only (the Vulkan backend runs decoders).
+/// </remarks>
+public sealed unsafe class BertModel : IDisposable
+{
+    /// <summary>The GGUF architectures this class loads.</summary>
+    public static IReadOnlyList<string> SupportedArchitectures { get; } = ["bert", "nomic-bert"];
+
+    private readonly bool _ownsFile;
+    private readonly WeightMatrix _tokenEmbd;
+    private readonly WeightMatrix? _posEmbd;
+    private readonly float[]? _typeRow0;
+    private readonly float[] _embNorm, _embNormB;
+    private readonly Block[] _blocks;
+    private WorkerPool? _pool;
+    private bool _disposed;
+
+    private sealed class Block
+    {
+        public required WeightMatrix Wq, Wk, Wv, Wo;
+        public float[]? Bq, Bk, Bv, Bo;
+        public required float[] AttnNorm, AttnNormB, OutNorm, OutNormB;
+        public required WeightMatrix Up, Down;
+        public WeightMatrix? Gate;
+        public float[]? BUp, BDown;
+    }
+
+    private BertModel(GgufFile file, bool ownsFile, int threads)
+    {
+        File = file;
+        _ownsFile = ownsFile;
+        Threads = threads;
+        string a = Architecture = file.GetString("general.architecture")!;
+        EmbeddingLength = RequiredInt(file, $"{a}.embedding_length");
+        BlockCount = RequiredInt(file, $"{a}.block_count");
+        HeadCount = RequiredInt(file, $"{a}.attention.head_count");
+        FeedForwardLength = RequiredInt(file, $"{a}.feed_forward_length");
+        ContextLength = RequiredInt(file, $"{a}.context_length");
+        double eps = file.GetFloat($"{a}.attention.layer_norm_epsilon") ?? throw new ModelLoadException($"metadata key {a}.attention.layer_norm_epsilon is missing");
+        LayerNormEps = (float)eps;
+        if (!(LayerNormEps > 0) || !float.IsFinite(LayerNormEps)) throw new ModelLoadException($"{a}.attention.layer_norm_epsilon is {eps}; it must be a positive number");
+        long kvHeads = file.GetInt($"{a}.attention.head_count_kv") ?? HeadCount;
+        if (kvHeads != HeadCount) throw new ModelLoadException($"{a}.attention.head_count_kv is {kvHeads}, but a BERT encoder has as many key/value heads as query heads ({HeadCount})");
+        if (EmbeddingLength % HeadCount != 0)
+            throw new ModelLoadException($"{a}.embedding_length ({EmbeddingLength}) is not a multiple of {a}.attention.head_count ({HeadCount})");
+        if (file.GetBool($"{a}.attention.causal") is true)
+            throw new ModelLoadException($"{a}.attention.causal is true: EdgeLlm runs BERT encoders with bidirectional attention only");
+        IsNomic = a == "nomic-bert";
+        RopeFreqBase = IsNomic ? (float)(file.GetFloat($"{a}.rope.freq_base") ?? 10000.0) : 0f;
+
+        var tensors = new TensorLoader(file);
+        var embd = new TensorLoader.Dim(EmbeddingLength, $"{a}.embedding_length");
+        var ff = new TensorLoader.Dim(FeedForwardLength, $"{a}.feed_forward_length");
+        var tokens = file.TryGetValue("tokenizer.ggml.tokens", out var tv) ? tv.AsStringArray() : null;
+        var vocab = new TensorLoader.Dim(tokens?.Length ?? RequiredInt(file, $"{a}.vocab_size"), tokens is null ? $"{a}.vocab_size" : "the number of tokenizer.ggml.tokens");
+        _tokenEmbd = tensors.Matrix("token_embd.weight", embd, vocab);
+        if (!IsNomic) _posEmbd = tensors.Matrix("position_embd.weight", embd, new TensorLoader.Dim(ContextLength, $"{a}.context_length"));
+        if (file.FindTensor("token_types.weight") is { } types)
+        {
+            int count = types.Dims.Length > 1 ? checked((int)types.Dims[1]) : 1;
+            _typeRow0 = tensors.VectorRows("token_types.weight", embd, new TensorLoader.Dim(count, "token_types.weight's rows"))[..EmbeddingLength];
+        }
+        _embNorm = tensors.Vector("token_embd_norm.weight", embd);
+        _embNormB = tensors.Vector("token_embd_norm.bias", embd);
+
+        _blocks = new Block[BlockCount];
+        for (int il = 0; il < BlockCount; il++)
+        {
+            string p = $"blk.{il}.";
+            var fused = tensors.OptionalFused(p + "attn_qkv.weight", embd, (embd, "Q"), (embd, "K"), (embd, "V"));
+            float[]? bq, bk, bv;
+            if (fused is not null && tensors.Has(p + "attn_qkv.bias"))
+            {
+                var b = tensors.Vector(p + "attn_qkv.bias", new TensorLoader.Dim(3 * EmbeddingLength, $"3 × {a}.embedding_length"));
+                (bq, bk, bv) = (b[..EmbeddingLength], b[EmbeddingLength..(2 * EmbeddingLength)], b[(2 * EmbeddingLength)..]);
+            }
+            else if (fused is not null) (bq, bk, bv) = (null, null, null);
+            else (bq, bk, bv) = (tensors.OptionalVector(p + "attn_q.bias", embd), tensors.OptionalVector(p + "attn_k.bias", embd), tensors.OptionalVector(p + "attn_v.bias", embd));
+            _blocks[il] = new Block
+            {
+                Wq = fused?[0] ?? tensors.Matrix(p + "attn_q.weight", embd, embd),
+                Wk = fused?[1] ?? tensors.Matrix(p + "attn_k.weight", embd, embd),
+                Wv = fused?[2] ?? tensors.Matrix(p + "attn_v.weight", embd, embd),
+                Bq = bq, Bk = bk, Bv = bv,
+                Wo = tensors.Matrix(p + "attn_output.weight", embd, embd),
+                Bo = tensors.OptionalVector(p + "attn_output.bias", embd),
+                AttnNorm = tensors.Vector(p + "attn_output_norm.weight", embd),
+                AttnNormB = tensors.Vector(p + "attn_output_norm.bias", embd),
+                Up = tensors.Matrix(p + "ffn_up.weight", embd, ff),
+                BUp = tensors.OptionalVector(p + "ffn_up.bias", ff),
+                Gate = IsNomic ? tensors.Matrix(p + "ffn_gate.weight", embd, ff) : null,
+                Down = tensors.Matrix(p + "ffn_down.weight", ff, embd),
+                BDown = tensors.OptionalVector(p + "ffn_down.bias", embd),
+                OutNorm = tensors.Vector(p + "layer_output_norm.weight", embd),
+                OutNormB = tensors.Vector(p + "layer_output_norm.bias", embd),
+            };
+        }
+    }
+
+    /// <summary>The GGUF file the weights are mapped from.</summary>
+    public GgufFile File { get; }
+
+    /// <summary>general.architecture: <c>bert</c> or <c>nomic-bert</c>.</summary>
+    public string Architecture { get; }
+
+    /// <summary>Width of the hidden states (and of an embedding).</summary>
+    public int EmbeddingLength { get; }
+
+    /// <summary>Encoder blocks.</summary>
+    public int BlockCount { get; }
+
+    /// <summary>Attention heads.</summary>
+    public int HeadCount { get; }
+
+    /// <summary>Feed-forward width.</summary>
+    public int FeedForwardLength { get; }
+
+    /// <summary>The most tokens one text may have ({arch}.context_length: the learned positions of <c>bert</c>, the training context of nomic-bert).</summary>
+    public int ContextLength { get; }
+
+    /// <summary>The LayerNorm epsilon.</summary>
+    public float LayerNormEps { get; }
+
+    /// <summary>nomic-bert's rotary base (0 for <c>bert</c>, which learns its positions).</summary>
+    public float RopeFreqBase { get; }
+
+    /// <summary>Threads the products and attention run on.</summary>
+    public int Threads { get; }
+
+    private bool IsNomic { get; }
+
+    /// <summary>Whether <paramref name="file"/> holds an encoder this class loads (its general.architecture).</summary>
+    public static bool IsEncoder(GgufFile file)
+    {
+        ArgumentNullException.ThrowIfNull(file);
+        return file.GetString("general.architecture") is { } a && SupportedArchitectures.Contains(a);
+    }
+
+    /// <summary>Opens and loads the encoder at <paramref name="path"/>; the model owns the file.</summary>
+    /// <exception cref="ModelLoadException">not a BERT encoder, missing or misshapen tensor, unsupported tensor type, inconsistent metadata.</exception>
+    /// <exception cref="GgufFormatException">the file is not valid GGUF.</exception>
+    public static BertModel Load(string path, int threads = 0)
+    {
+        var file = GgufFile.Open(path);
+        try
+        {
+            return Load(file, threads, ownsFile: true);
+        }
+        catch
+        {
+            file.Dispose();
+            throw;
+        }
+    }
+
+    /// <summary>Loads the encoder in <paramref name="file"/> (not owned: it must outlive the model).</summary>
+    /// <param name="threads">threads to run on; 0: <see cref="Runtime.CpuFeatures.PhysicalCores"/></param>
+    public static BertModel Load(GgufFile file, int threads = 0) => Load(file, threads, ownsFile: false);
+
+    private static BertModel Load(GgufFile file, int threads, bool ownsFile)
+    {
+        ArgumentNullException.ThrowIfNull(file);
+        ArgumentOutOfRangeException.ThrowIfNegative(threads);
+        string? arch = file.GetString("general.architecture") ?? throw new ModelLoadException("metadata key general.architecture is missing");
+        if (!SupportedArchitectures.Contains(arch))
+            throw new ModelLoadException($"architecture '{arch}' is not a BERT encoder (encoders: {string.Join(", ", SupportedArchitectures)})");
+        return new BertModel(file, ownsFile, threads == 0 ? Runtime.CpuFeatures.PhysicalCores : threads);
+    }
+
+    /// <summary>
+    /// The last block's hidden states of <paramref name="tokens"/> (one text, positions from 0): [count, <see cref="EmbeddingLength"/>], row per token.
+    /// </summary>
+    /// <exception cref="ArgumentException">no tokens, more than <see cref="ContextLength"/>, or an id outside the vocabulary</exception>
+    public float[] Encode(ReadOnlySpan<int> tokens)
+    {
+        ObjectDisposedException.ThrowIf(_disposed, this);
+        int n = tokens.Length, d = EmbeddingLength, ff = FeedForwardLength;
+        if (n == 0) throw new ArgumentException("no tokens to encode", nameof(tokens));
+        if (n > ContextLength) throw new ArgumentException($"the text is {n} tokens; the context holds {ContextLength} ({Architecture}.context_length)", nameof(tokens));
+        for (int t = 0; t < n; t++)
+            if ((uint)tokens[t] >= (uint)_tokenEmbd.Rows) throw new ArgumentException($"token {t} is id {tokens[t]}, outside the vocabulary (size {_tokenEmbd.Rows})", nameof(tokens));
+        var pool = _pool ??= new WorkerPool(Threads);
+
+        long rows = (long)n * d;
+        long scratchBytes = 0;
+        foreach (var b in _blocks)
+            foreach (var w in new[] { b.Wq, b.Wk, b.Wv, b.Wo, b.Up, b.Down, b.Gate })
+                if (w is not null) scratchBytes = Math.Max(scratchBytes, MatMul.ScratchBytes(w, n));
+        long floats = 6 * rows + 2L * n * ff + (long)pool.Threads * n;
+        float* mem = (float*)NativeMemory.AlignedAlloc((nuint)(floats * sizeof(float) + scratchBytes + 64), 64);
+        try
+        {
+            float* x = mem, q = x + rows, k = q + rows, v = k + rows, att = v + rows, proj = att + rows;
+            float* up = proj + rows, gate = up + (long)n * ff, scores = gate + (long)n * ff;
+            byte* scratch = (byte*)(scores + (long)pool.Threads * n);
+
+            // inp_embd: token rows + token type 0 (+ learned positions), then the embedding LayerNorm
+            for (int t = 0; t < n; t++)
+                _tokenEmbd.Format.DequantizeRow(_tokenEmbd.Row(tokens[t]), x + (long)t * d, d);
+            if (_typeRow0 is not null) Activations.AddBias(x, _typeRow0, n);
+            if (_posEmbd is not null)
+                for (int t = 0; t < n; t++)
+                {
+                    _posEmbd.Format.DequantizeRow(_posEmbd.Row(t), proj, d);
+                    Activations.Add(x + (long)t * d, proj, d); // (position + inp: the same f32 add)
+                }
+            LayerNorm(x, x, n, d, _embNorm, _embNormB, LayerNormEps);
+
+            int headDim = d / HeadCount;
+            float[]? ropeCos = null, ropeSin = null;
+            if (IsNomic)
+            {
+                ropeCos = new float[(long)n * headDim / 2];
+                ropeSin = new float[(long)n * headDim / 2];
+                fixed (float* c = ropeCos, s = ropeSin)
+                    for (int t = 0; t < n; t++)
+                        Rope.Angles(t, headDim, RopeFreqBase, 1f, null, c + (long)t * headDim / 2, s + (long)t * headDim / 2);
+            }
+
+            foreach (var b in _blocks)
+            {
+                MatMul.Multiply(b.Wq, x, n, q, scratch, pool);
+                MatMul.Multiply(b.Wk, x, n, k, scratch, pool);
+                MatMul.Multiply(b.Wv, x, n, v, scratch, pool);
+                if (b.Bq is not null) Activations.AddBias(q, b.Bq, n);
+                if (b.Bk is not null) Activations.AddBias(k, b.Bk, n);
+                if (b.Bv is not null) Activations.AddBias(v, b.Bv, n);
+                if (ropeCos is not null)
+                    fixed (float* c = ropeCos, s = ropeSin)
+                        for (int t = 0; t < n; t++)
+                        {
+                            long o = (long)t * headDim / 2;
+                            Rope.Apply(q + (long)t * d, HeadCount, headDim, headDim, c + o, s + o, neox: true);
+                            Rope.Apply(k + (long)t * d, HeadCount, headDim, headDim, c + o, s + o, neox: true);
+                        }
+                Attend(q, k, v, att, scores, n, headDim, pool);
+
+                // attn_output (+ bias), + the block input, LayerNorm: the feed-forward's input (kept in x)
+                MatMul.Multiply(b.Wo, att, n, proj, scratch, pool);
+                if (b.Bo is not null) Activations.AddBias(proj, b.Bo, n);
+                Activations.Add(proj, x, rows);
+                LayerNorm(proj, x, n, d, b.AttnNorm, b.AttnNormB, LayerNormEps);
+
+                // feed-forward: up → GELU → down (bert), or silu(gate) ⊙ up → down (nomic-bert)
+                MatMul.Multiply(b.Up, x, n, up, scratch, pool);
+                if (b.BUp is not null) Activations.AddBias(up, b.BUp, n);
+                if (b.Gate is not null)
+                {
+                    MatMul.Multiply(b.Gate, x, n, gate, scratch, pool);
+                    for (int t = 0; t < n; t++) Activations.SwiGlu(gate + (long)t * ff, up + (long)t * ff, ff);
+                    MatMul.Multiply(b.Down, gate, n, proj, scratch, pool);
+                }
+                else
+                {
+                    pool.For(n, ff, (start, end, _) =>
+                    {
+                        for (int t = start; t < end; t++) Activations.Gelu(up + (long)t * ff, ff);
+                    }, minParallelWork: 1 << 16);
+                    MatMul.Multiply(b.Down, up, n, proj, scratch, pool);
+                }
+                if (b.BDown is not null) Activations.AddBias(proj, b.BDown, n);
+                Activations.Add(proj, x, rows);
+                LayerNorm(proj, x, n, d, b.OutNorm, b.OutNormB, LayerNormEps);
+            }
+            return new ReadOnlySpan<float>(x, checked((int)rows)).ToArray();
+        }
+        finally
+        {
+            NativeMemory.AlignedFree(mem);
+        }
+    }
+
+    /// <summary>
+    /// Bidirectional attention of every query over every key, head by head (llama.cpp's build_attn_mha without a
+    /// cache or flash attention: kq = k·q in f32, softmax of kq / √head_dim with a double sum, then v·softmax).
+    /// </summary>
+    private void Attend(float* q, float* k, float* v, float* output, float* scores, int n, int headDim, WorkerPool pool)
+    {
+        int d = EmbeddingLength;
+        float scale = 1.0f / MathF.Sqrt(headDim);
+        pool.For(HeadCount * n, (long)n * headDim * 2, (start, end, worker) =>
+        {
+            float* s = scores + (long)worker * n;
+            for (int item = start; item < end; item++)
+            {
+                int h = item / n, t = item % n;
+                var qt = new ReadOnlySpan<float>(q + (long)t * d + h * headDim, headDim);
+                float max = float.NegativeInfinity;
+                for (int j = 0; j < n; j++)
+                {
+                    s[j] = System.Numerics.Tensors.TensorPrimitives.Dot(qt, new ReadOnlySpan<float>(k + (long)j * d + h * headDim, headDim)) * scale;
+                    max = MathF.Max(max, s[j]);
+                }
+                double sum = 0;
+                for (int j = 0; j < n; j++)
+                {
+                    float e = MathF.Exp(s[j] - max);
+                    s[j] = e;
+                    sum += e;
+                }
+                float inv = (float)(1.0 / sum);
+                float* o = output + (long)t * d + h * headDim;
+                new Span<float>(o, headDim).Clear();
+                for (int j = 0; j < n; j++)
+                {
+                    float p = s[j] * inv;
+                    float* vj = v + (long)j * d + h * headDim;
+                    for (int i = 0; i < headDim; i++) o[i] += p * vj[i];
+                }
+            }
+        }, minParallelWork: 1 << 14);
+    }
+
+    /// <summary>
+    /// y = (x − mean) / √(var + eps) ⊙ weight + bias per row (ggml_norm with double sums, then build_norm's mul and add).
+    /// </summary>
+    internal static void LayerNorm(float* x, float* y, int n, int d, float[] weight, float[] bias, float eps)
+    {
+        fixed (float* w = weight, b = bias)
+            for (int t = 0; t < n; t++)
+            {
+                float* xr = x + (long)t * d, yr = y + (long)t * d;
+                double sum = 0;
+                for (int i = 0; i < d; i++) sum += xr[i];
+                float mean = (float)(sum / d);
+                double sum2 = 0;
+                for (int i = 0; i < d; i++)
+                {
+                    float c = xr[i] - mean;
+                    yr[i] = c;
+                    sum2 += (double)(c * c);
+                }
+                float scale = 1.0f / MathF.Sqrt((float)(sum2 / d) + eps);
+                for (int i = 0; i < d; i++) yr[i] = yr[i] * scale * w[i] + b[i];
+            }
+    }
+
+    private static int RequiredInt(GgufFile file, string key)
+    {
+        long v = file.GetInt(key) ?? throw new ModelLoadException($"metadata key {key} is missing");
+        if (v is <= 0 or > int.MaxValue) throw new ModelLoadException($"metadata key {key} is {v}; it must be a positive 32-bit number");
+        return (int)v;
+    }
+
+    /// <inheritdoc/>
+    public void Dispose()
+    {
+        if (_disposed) return;
+        _disposed = true;
+        _pool?.Dispose();
+        if (_ownsFile) File.Dispose();
+    }
+}

@@ -1,0 +1,194 @@
+using System.Numerics.Tensors;
+using System.Runtime.InteropServices;
+using EdgeLlm.Engine;
+using EdgeLlm.Gguf;
+using EdgeLlm.Quant;
+
+namespace EdgeLlm.Synth;
+
+/// <summary>
+/// The shape of a BERT encoder as llama.cpp's converter writes it (<c>bert</c>: learned positions, GELU; <c>nomic-bert</c>:
+/// rotary positions with <paramref name="RopeFreqBase"/>, fused Q/K/V without biases, SwiGLU).
+/// </summary>
+public sealed record BertShape(string Name, string Architecture, int EmbeddingLength, int BlockCount, int HeadCount, int FeedForwardLength,
+    int ContextLength, int VocabSize, float LayerNormEps, PoolingType Pooling, float RopeFreqBase = 0f);
+
+/// <summary>
+/// Random-weight BERT encoders with a WordPiece vocabulary laid out as llama.cpp's converter writes BERT's
+/// (<c>tokenizer.ggml.model</c> <c>bert</c>: [PAD] 0, [UNK] 100, [CLS] 101, [SEP] 102, [MASK] 103, word-initial pieces
+/// with "▁", continuations bare), for benchmarks and for checking EdgeLlm against llama.cpp on the same file.
+/// </summary>
+public static unsafe class BertSynthesizer
+{
+    /// <summary>Real embedding models' shapes (their config.json).</summary>
+    public static IReadOnlyList<BertShape> Shapes { get; } =
+    [
+        new("all-minilm-l6-v2", "bert", 384, 6, 12, 1536, 512, 30522, 1e-12f, PoolingType.Mean),
+        new("bge-small-en-v1.5", "bert", 384, 12, 12, 1536, 512, 30522, 1e-12f, PoolingType.Cls),
+        new("bge-base-en-v1.5", "bert", 768, 12, 12, 3072, 512, 30522, 1e-12f, PoolingType.Cls),
+        new("nomic-embed-text-v1.5", "nomic-bert", 768, 12, 12, 3072, 2048, 30522, 1e-12f, PoolingType.Mean, 1000f),
+    ];
+
+    /// <summary>The shape named <paramref name="name"/> (case-insensitive), or null.</summary>
+    public static BertShape? Find(string name) => Shapes.FirstOrDefault(s => string.Equals(s.Name, name, StringComparison.OrdinalIgnoreCase));
+
+    /// <summary>The WordPiece vocabulary of <paramref name="size"/> tokens (at least 1,000) a synthetic encoder carries.</summary>
+    public static (string[] Tokens, int[] Types) Vocabulary(int size)
+    {
+        if (size < 1000) throw new ArgumentOutOfRangeException(nameof(size), size, "a synthetic WordPiece vocabulary has at least 1000 tokens");
+        var tokens = new List<string>(size);
+        var types = new List<int>(size);
+        void Add(string t, int type)
+        {
+            tokens.Add(t);
+            types.Add(type);
+        }
+        Add("[PAD]", 3);
+        for (int i = 1; i < 100; i++) Add($"[unused{i - 1}]", 1);
+        Add("[UNK]", 2);
+        Add("[CLS]", 3);
+        Add("[SEP]", 3);
+        Add("[MASK]", 3);
+        var seen = new HashSet<string>(tokens);
+        void Piece(string t)
+        {
+            if (tokens.Count < size && seen.Add(t)) Add(t, 1);
+        }
+        // every printable ASCII character as a word and as a continuation, then Latin-1 letters, some CJK
+        for (char c = '!'; c <= '~'; c++) { Piece("▁" + c); Piece(c.ToString()); }
+        foreach (char c in "àáâäçèéêëìíîïñòóôöùúûüýÿßøæœ") { Piece("▁" + c); Piece(c.ToString()); }
+        foreach (char c in "中文字的一是不了人我在有他这为之大来以个") Piece("▁" + c);
+        string[] words =
+        [
+            "the", "quick", "brown", "fox", "jumps", "over", "lazy", "dog", "hello", "world", "embed", "search", "query",
+            "document", "passage", "model", "edge", "device", "cafe", "naive", "resume", "text", "token", "sentence",
+            "un", "##able", "able", "ing", "ed", "er", "est", "ly", "tion", "s", "es",
+        ];
+        foreach (var w in words) { Piece("▁" + w); Piece(w); }
+        // made-up pieces: letter pairs and triples, as words and continuations, until the size
+        const string letters = "etaoinshrdlcumwfgypbvkjxqz";
+        for (int len = 2; tokens.Count < size && len <= 4; len++)
+        {
+            int count = (int)Math.Pow(letters.Length, len);
+            for (int i = 0; i < count && tokens.Count < size; i++)
+            {
+                var chars = new char[len];
+                for (int k = 0, v = i; k < len; k++, v /= letters.Length) chars[k] = letters[v % letters.Length];
+                string s = new(chars);
+                Piece(s);
+                Piece("▁" + s);
+            }
+        }
+        return (tokens.ToArray(), types.ToArray());
+    }
+
+    /// <summary>Writes a random-weight encoder of <paramref name="shape"/> with its matrices in <paramref name="type"/> (F32, F16, Q8_0, Q4_0, ...).</summary>
+    /// <exception cref="ArgumentException">a type EdgeLlm cannot write, or a shape whose heads do not divide the width</exception>
+    public static void Write(BertShape shape, string type, string path, int seed = 1)
+    {
+        ArgumentNullException.ThrowIfNull(shape);
+        ArgumentNullException.ThrowIfNull(path);
+        if (!GgmlTypes.TryParse(type, out var matrixType) || !(matrixType is GgmlType.F32 or GgmlType.F16 || RowQuantizer.TryGet(matrixType, out _)))
+            throw new ArgumentException($"'{type}' is not a tensor type EdgeLlm writes (F32, F16, Q8_0, Q4_0, ...)", nameof(type));
+        if (shape.EmbeddingLength % shape.HeadCount != 0) throw new ArgumentException($"{shape.HeadCount} heads do not divide the width {shape.EmbeddingLength}", nameof(shape));
+        var (tokens, tokenTypes) = Vocabulary(shape.VocabSize);
+        string a = shape.Architecture;
+        bool nomic = a == "nomic-bert";
+        var w = new GgufWriter()
+            .Set("general.architecture", a)
+            .Set("general.name", $"synthetic {shape.Name}")
+            .Set("general.file_type", matrixType switch { GgmlType.F32 => 0u, GgmlType.F16 => 1u, GgmlType.Q4_0 => 2u, GgmlType.Q8_0 => 7u, _ => 0u })
+            .Set($"{a}.context_length", (uint)shape.ContextLength)
+            .Set($"{a}.embedding_length", (uint)shape.EmbeddingLength)
+            .Set($"{a}.feed_forward_length", (uint)shape.FeedForwardLength)
+            .Set($"{a}.block_count", (uint)shape.BlockCount)
+            .Set($"{a}.attention.head_count", (uint)shape.HeadCount)
+            .Set($"{a}.attention.layer_norm_epsilon", shape.LayerNormEps)
+            .Set($"{a}.attention.causal", false)
+            .Set($"{a}.pooling_type", (uint)shape.Pooling)
+            .Set("tokenizer.ggml.model", "bert")
+            .Set("tokenizer.ggml.tokens", GgufValue.From(tokens))
+            .Set("tokenizer.ggml.token_type", GgufValue.From(tokenTypes))
+            .Set("tokenizer.ggml.unknown_token_id", 100u)
+            .Set("tokenizer.ggml.seperator_token_id", 102u)
+            .Set("tokenizer.ggml.padding_token_id", 0u)
+            .Set("tokenizer.ggml.cls_token_id", 101u)
+            .Set("tokenizer.ggml.mask_token_id", 103u)
+            .Set("tokenizer.ggml.bos_token_id", 101u)
+            .Set("tokenizer.ggml.add_bos_token", true)
+            .Set("tokenizer.ggml.add_sep_token", true)
+            .Set("tokenizer.ggml.token_type_count", 2u);
+        if (nomic) w.Set($"{a}.rope.freq_base", shape.RopeFreqBase);
+
+        int d = shape.EmbeddingLength, ff = shape.FeedForwardLength;
+        int index = 0;
+        void Matrix(string name, int cols, int rows, GgmlType t, float std) => AddRandom(w, name, t, cols, rows, std, 0f, seed, index++);
+        void Vector(string name, int n, float std, float mean) => AddRandom(w, name, GgmlType.F32, n, 1, std, mean, seed, index++);
+        Matrix("token_embd.weight", d, tokens.Length, matrixType == GgmlType.F32 ? GgmlType.F32 : GgmlType.F16, 0.5f);
+        Matrix("token_types.weight", d, 2, GgmlType.F32, 0.1f);
+        if (!nomic) Matrix("position_embd.weight", d, shape.ContextLength, GgmlType.F32, 0.1f);
+        Vector("token_embd_norm.weight", d, 0.1f, 1f);
+        Vector("token_embd_norm.bias", d, 0.05f, 0f);
+        float std = 1f / MathF.Sqrt(d), stdFf = 1f / MathF.Sqrt(ff);
+        for (int il = 0; il < shape.BlockCount; il++)
+        {
+            string p = $"blk.{il}.";
+            if (nomic) Matrix(p + "attn_qkv.weight", d, 3 * d, matrixType, std);
+            else
+            {
+                foreach (var m in new[] { "attn_q", "attn_k", "attn_v" })
+                {
+                    Matrix(p + m + ".weight", d, d, matrixType, std);
+                    Vector(p + m + ".bias", d, 0.05f, 0f);
+                }
+            }
+            Matrix(p + "attn_output.weight", d, d, matrixType, std);
+            if (!nomic) Vector(p + "attn_output.bias", d, 0.05f, 0f);
+            Vector(p + "attn_output_norm.weight", d, 0.1f, 1f);
+            Vector(p + "attn_output_norm.bias", d, 0.05f, 0f);
+            Matrix(p + "ffn_up.weight", d, ff, matrixType, std);
+            if (nomic) Matrix(p + "ffn_gate.weight", d, ff, matrixType, std);
+            else Vector(p + "ffn_up.bias", ff, 0.05f, 0f);
+            Matrix(p + "ffn_down.weight", ff, d, matrixType, stdFf);
+            if (!nomic) Vector(p + "ffn_down.bias", d, 0.05f, 0f);
+            Vector(p + "layer_output_norm.weight", d, 0.1f, 1f);
+            Vector(p + "layer_output_norm.bias", d, 0.05f, 0f);
+        }
+        w.Write(path);
+    }
+
+    private static void AddRandom(GgufWriter w, string name, GgmlType type, int cols, int rows, float std, float mean, int seed, int index)
+    {
+        long[] dims = rows == 1 ? [cols] : [cols, rows];
+        w.AddTensor(name, type, dims, stream =>
+        {
+            long rowBytes = GgmlTypes.Info(type).RowBytes(cols);
+            var row = new float[cols];
+            var bytes = new byte[rowBytes];
+            RowQuantizer.QuantizeRowFn? quantize = null;
+            if (type is not (GgmlType.F32 or GgmlType.F16)) RowQuantizer.TryGet(type, out quantize);
+            ulong state = (ulong)(uint)seed * 0x9E3779B97F4A7C15UL ^ ((ulong)index << 40);
+            for (int r = 0; r < rows; r++)
+            {
+                for (int i = 0; i < cols; i++)
+                {
+                    // Irwin–Hall of four 16-bit uniforms: mean 0, variance ≈ 1
+                    ulong z = state += 0x9E3779B97F4A7C15UL;
+                    z = (z ^ (z >> 30)) * 0xBF58476D1CE4E5B9UL;
+                    z = (z ^ (z >> 27)) * 0x94D049BB133111EBUL;
+                    z ^= z >> 31;
+                    long sum = (long)(z & 0xFFFF) + (long)((z >> 16) & 0xFFFF) + (long)((z >> 32) & 0xFFFF) + (long)(z >> 48);
+                    row[i] = mean + (sum - 131070) * (std * 1.7320508f / 65536f);
+                }
+                fixed (float* x = row)
+                fixed (byte* dst = bytes)
+                {
+                    if (type == GgmlType.F32) MemoryMarshal.AsBytes(row.AsSpan()).CopyTo(bytes);
+                    else if (type == GgmlType.F16) TensorPrimitives.ConvertToHalf(row, MemoryMarshal.Cast<byte, Half>(bytes.AsSpan()));
+                    else quantize!(x, dst, cols);
+                }
+                stream.Write(bytes);
+            }
+        });
+    }
+}

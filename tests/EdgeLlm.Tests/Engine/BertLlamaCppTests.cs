@@ -1,0 +1,193 @@
+using EdgeLlm.Engine;
+using EdgeLlm.Gguf;
+using EdgeLlm.Models;
+using EdgeLlm.Synth;
+using EdgeLlm.Tests.Tokenizers;
+using EdgeLlm.Tokenizers;
+using LLama;
+using LLama.Common;
+using LLama.Native;
+using Xunit;
+using Xunit.Abstractions;
+
+namespace EdgeLlm.Tests.Engine;
+
+/// <summary>
+/// BERT encoders (<see cref="BertModel"/>, architectures <c>bert</c> and <c>nomic-bert</c>) and their WordPiece
+/// tokenizer against llama.cpp itself (LLamaSharp 0.30.0 in the same process) on small files from
+/// <see cref="BertSynthesizer"/>: the same tokens, and the same pooled embeddings up to float order.
+/// </summary>
+public sealed class BertLlamaCppTests : IDisposable
+{
+    private readonly ITestOutputHelper _out;
+    private readonly string _dir = Path.Combine(Path.GetTempPath(), "edgellm-bert-" + Guid.NewGuid().ToString("N"));
+
+    public BertLlamaCppTests(ITestOutputHelper output)
+    {
+        _out = output;
+        Directory.CreateDirectory(_dir);
+    }
+
+    public void Dispose() => Directory.Delete(_dir, recursive: true);
+
+    private static BertShape Tiny(string arch, PoolingType pooling) =>
+        new($"tiny-{arch}", arch, 128, 2, 4, 256, 64, 2000, 1e-12f, pooling, arch == "nomic-bert" ? 1000f : 0f);
+
+    private string Write(string arch, string type, PoolingType pooling)
+    {
+        string path = Path.Combine(_dir, $"{arch}-{type}-{pooling}.gguf");
+        BertSynthesizer.Write(Tiny(arch, pooling), type, path, seed: 3);
+        return path;
+    }
+
+    public static TheoryData<string> Texts() => new(
+        "the quick brown fox jumps over the lazy dog",
+        "Hello, World! The QUICK fox... (jumps) over 2 dogs?",
+        "Café naïve résumé: ÀÉÎÕÜ ß Øre",
+        "中文字 的一是 abc中def",
+        "  leading\tand\ntrailing   whitespace  ",
+        "unknownwordzzzq embed xyzzy ##able [CLS] [SEP] [MASK]",
+        "emoji 🙂 and \u0000 control \u0007 chars \uFFFD done",
+        "İstanbul ǅ Σίσυφος ΣΑΣ",
+        "");
+
+    [Theory]
+    [MemberData(nameof(Texts))]
+    public void WordPiece_MatchesLlamaCpp(string text)
+    {
+        string path = Write("bert", "F32", PoolingType.Mean);
+        using var file = GgufFile.Open(path);
+        var ours = Tokenizer.FromGguf(file);
+        using var llama = new LlamaCppOracle(path);
+        foreach (bool addSpecial in new[] { true, false })
+            foreach (bool parseSpecial in new[] { false, true })
+            {
+                int[] theirs = llama.Tokenize(text, addSpecial, parseSpecial);
+                int[] mine = ours.Encode(text, addSpecial, parseSpecial);
+                Assert.True(theirs.SequenceEqual(mine),
+                    $"add {addSpecial} parse {parseSpecial}: llama.cpp [{string.Join(' ', theirs)}] ({string.Join('|', theirs.Select(ours.TokenText))}), EdgeLlm [{string.Join(' ', mine)}] ({string.Join('|', mine.Select(ours.TokenText))})");
+                Assert.Equal(llama.Detokenize(theirs, false, false), ours.Detokenize(mine, false, false));
+                Assert.Equal(llama.Detokenize(theirs, true, false), ours.Detokenize(mine, true, false));
+            }
+    }
+
+    [Theory]
+    [InlineData("bert", "F32", PoolingType.Mean, LLamaPoolingType.Mean)]
+    [InlineData("bert", "F32", PoolingType.Cls, LLamaPoolingType.CLS)]
+    [InlineData("bert", "F16", PoolingType.Mean, LLamaPoolingType.Mean)]
+    [InlineData("bert", "Q8_0", PoolingType.Cls, LLamaPoolingType.CLS)]
+    [InlineData("bert", "Q8_0", PoolingType.Mean, LLamaPoolingType.Mean)]
+    [InlineData("bert", "Q4_0", PoolingType.Cls, LLamaPoolingType.CLS)]
+    [InlineData("nomic-bert", "Q8_0", PoolingType.Cls, LLamaPoolingType.CLS)]
+    [InlineData("nomic-bert", "F32", PoolingType.Mean, LLamaPoolingType.Mean)]
+    [InlineData("nomic-bert", "Q4_0", PoolingType.Mean, LLamaPoolingType.Mean)]
+    public async Task Embedding_MatchesLlamaCpp(string arch, string type, PoolingType pooling, LLamaPoolingType theirPooling)
+    {
+        string path = Write(arch, type, pooling);
+        const string Text = "the quick brown fox jumps over the lazy dog, hello world";
+        float[] ours;
+        int tokens;
+        using (var encoder = BertModel.Load(path, threads: 2))
+        {
+            var embedder = new TextEmbedder(encoder, Tokenizer.FromGguf(encoder.File));
+            Assert.Equal(pooling, embedder.Pooling); // read from the file
+            ours = embedder.Embed(Text);
+            tokens = embedder.Tokenize(Text).Length;
+        }
+
+        _ = LlamaCppOracle.NativeLibrary;
+        var p = new ModelParams(path) { Embeddings = true, PoolingType = theirPooling, ContextSize = 64, GpuLayerCount = 0, Threads = 1, FlashAttention = false };
+        using var weights = LLamaWeights.LoadFromFile(p);
+        using var llama = new LLamaEmbedder(weights, p);
+        var got = await llama.GetEmbeddings(Text);
+        float[] theirs = Assert.Single(got);
+        TextEmbedder.Normalize(theirs, 2);
+
+        Assert.Equal(ours.Length, theirs.Length);
+        double maxDiff = ours.Zip(theirs, (a, b) => Math.Abs(a - b)).Max();
+        double cos = ours.Zip(theirs, (a, b) => (double)a * b).Sum();
+        _out.WriteLine($"{arch} {type} {pooling}: {tokens} tokens, {ours.Length} dimensions, max |ours - llama.cpp| = {maxDiff:E2}, cosine {cos:F8}");
+        // Float weights: the same products up to summation order. Quantized: int8 activations, where one rounding
+        // that flips between the two engines' float orders moves a component by ~1e-3 (bert Q8_0: 1.5e-3 with [CLS]
+        // pooling, 5e-4 with mean; the other quantized files agree to 1e-7).
+        double tolerance = type is "F32" or "F16" ? 1e-4 : 5e-3;
+        Assert.True(maxDiff < tolerance, $"max |ours - llama.cpp| = {maxDiff} (tolerance {tolerance})");
+    }
+
+    [Fact]
+    public void Encoder_NamesWhatIsWrong()
+    {
+        string path = Write("bert", "F32", PoolingType.Mean);
+        using var encoder = BertModel.Load(path, threads: 1);
+        var embedder = new TextEmbedder(encoder, Tokenizer.FromGguf(encoder.File));
+        Assert.Equal(64, embedder.ContextLength);
+        Assert.Contains("context holds 64", Assert.Throws<ArgumentException>(() => embedder.Embed(string.Concat(Enumerable.Repeat("hello world ", 40)))).Message, StringComparison.Ordinal);
+        Assert.Contains("outside the vocabulary", Assert.Throws<ArgumentException>(() => encoder.Encode([101, 5000, 102])).Message, StringComparison.Ordinal);
+        Assert.Contains("not a BERT encoder", Assert.Throws<ModelLoadException>(() => BertModel.Load(SharedData.Model("stories260K"))).Message, StringComparison.Ordinal);
+        Assert.Contains("bert", Assert.Throws<ModelLoadException>(() => Model.Load(path)).Message, StringComparison.Ordinal);
+
+        // a file missing a tensor names it
+        string broken = Path.Combine(_dir, "broken.gguf");
+        using (var src = GgufFile.Open(path))
+        {
+            var w = new GgufWriter().CopyMetadata(src);
+            foreach (var t in src.Tensors.Where(t => t.Name != "blk.1.layer_output_norm.bias")) w.AddTensor(t.Name, t.Type, t.Dims, src.GetTensorData(t).ToArray());
+            w.Write(broken);
+        }
+        var e = Assert.Throws<ModelLoadException>(() => BertModel.Load(broken));
+        Assert.Contains("blk.1.layer_output_norm.bias", e.Message, StringComparison.Ordinal);
+    }
+
+    [Fact]
+    public void Cli_SynthInfoEmbed_RunTheEncoder()
+    {
+        string path = Path.Combine(_dir, "minilm.gguf");
+        var synth = EdgeLlm.Tests.Cli.CliRunner.Run(["synth", "--like", "all-minilm-l6-v2", "--type", "Q8_0", "-o", path]);
+        Assert.True(synth.ExitCode == 0, synth.Stderr);
+        var info = EdgeLlm.Tests.Cli.CliRunner.Run(["info", "-m", path]);
+        Assert.True(info.ExitCode == 0, info.Stderr);
+        Assert.Contains("encoder: bert, 6 blocks, 12 heads of 32", info.Stdout, StringComparison.Ordinal);
+        Assert.Contains("embeddings: 384 dimensions, pooling mean", info.Stdout, StringComparison.Ordinal);
+
+        var r = EdgeLlm.Tests.Cli.CliRunner.Run(["embed", "-m", path, "-p", "hello world\nthe quick brown fox", "-t", "2"]);
+        Assert.True(r.ExitCode == 0, r.Stderr);
+        using var doc = System.Text.Json.JsonDocument.Parse(r.Stdout);
+        var data = doc.RootElement.GetProperty("data");
+        Assert.Equal(2, data.GetArrayLength());
+        using var encoder = BertModel.Load(path, threads: 1);
+        var embedder = new TextEmbedder(encoder, Tokenizer.FromGguf(encoder.File));
+        string[] texts = ["hello world", "the quick brown fox"];
+        for (int i = 0; i < 2; i++)
+        {
+            float[] printed = data[i].GetProperty("embedding").EnumerateArray().Select(e => e.GetSingle()).ToArray();
+            float[] expected = embedder.Embed(texts[i]);
+            Assert.Equal(384, printed.Length);
+            for (int k = 0; k < expected.Length; k++) Assert.Equal(expected[k], printed[k], 1e-5f);
+        }
+
+        // the encoder's own context (512 learned positions), not -c, bounds a text
+        var tooLong = EdgeLlm.Tests.Cli.CliRunner.Run(["embed", "-m", path, "-p", string.Concat(Enumerable.Repeat("hello world ", 300))]);
+        Assert.Equal(2, tooLong.ExitCode);
+        Assert.Contains("context holds 512", tooLong.Stderr, StringComparison.Ordinal);
+        // a generation command names the model for what it is
+        var run = EdgeLlm.Tests.Cli.CliRunner.Run(["run", "-m", path, "-p", "hi", "-n", "1"]);
+        Assert.NotEqual(0, run.ExitCode);
+        Assert.Contains("edgellm embed", run.Stderr, StringComparison.Ordinal);
+    }
+
+    [Fact]
+    public async Task EmbeddingGenerator_LoadsAnEncoder()
+    {
+        string path = Write("nomic-bert", "Q8_0", PoolingType.Mean);
+        using var generator = new EdgeLlm.Chat.EdgeLlmEmbeddingGenerator(path, new EdgeLlm.Chat.EdgeLlmEmbeddingGeneratorOptions { Threads = 1 });
+        var got = await generator.GenerateAsync(["search_query: hello world", "search_document: the lazy dog"]);
+        Assert.Equal(2, got.Count);
+        Assert.Null(generator.Embedder.Context);
+        using var encoder = BertModel.Load(path, threads: 1);
+        var embedder = new TextEmbedder(encoder, Tokenizer.FromGguf(encoder.File));
+        Assert.Equal(embedder.Embed("search_document: the lazy dog"), got[1].Vector.ToArray());
+        Assert.Equal(embedder.Tokenize("search_query: hello world").Length + embedder.Tokenize("search_document: the lazy dog").Length, got.Usage!.InputTokenCount);
+        Assert.Contains("context holds 64", (await Assert.ThrowsAsync<ArgumentException>(() => generator.GenerateAsync([string.Concat(Enumerable.Repeat("dog ", 80))]))).Message, StringComparison.Ordinal);
+    }
+}
+
