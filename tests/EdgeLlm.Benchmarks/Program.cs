@@ -40,6 +40,8 @@ if (!File.Exists(model))
     return 1;
 }
 
+if (opt.Embed) return EdgeLlm.Benchmarks.EmbedBench.Run(model, opt.Threads, opt.Pp, opt.Reps, opt.Rounds);
+
 var (modelDesc, typeDesc, bytesPerToken) = DescribeModel(model);
 Console.Error.WriteLine($"model {model}: {modelDesc}, {typeDesc}, {bytesPerToken / 1e6:F1} MB of weights read per generated token");
 
@@ -178,10 +180,12 @@ static string SynthesizeCached(string spec, int seed)
     string tmp = path + ".tmp";
     var sw = Stopwatch.StartNew();
     Console.Error.Write($"synthesizing {name} {type} -> {path} ");
-    ModelSynthesizer.Synthesize(name, type, tmp, seed, (done, total, _) =>
-    {
-        if (done % Math.Max(1, total / 20) == 0) Console.Error.Write('.');
-    });
+    if (BertSynthesizer.Find(name) is { } bert) BertSynthesizer.Write(bert, type.ToUpperInvariant(), tmp, seed);
+    else
+        ModelSynthesizer.Synthesize(name, type, tmp, seed, (done, total, _) =>
+        {
+            if (done % Math.Max(1, total / 20) == 0) Console.Error.Write('.');
+        });
     File.Move(tmp, path, overwrite: true);
     Console.Error.WriteLine($" {new FileInfo(path).Length / 1e6:F0} MB in {sw.Elapsed.TotalSeconds:F1} s");
     return path;
@@ -228,10 +232,10 @@ static double TotalMemoryGiB() => GC.GetGCMemoryInfo().TotalAvailableMemoryBytes
 
 /// <summary>Command-line options of the benchmark.</summary>
 internal sealed record Options(string? Model, string? Synth, string? EdgeLlm, int[] Threads, int Pp, int Tg, int Reps, int Rounds, int Seed, bool Help, int Depth = 0,
-    string CacheK = "f16", string CacheV = "f16")
+    string CacheK = "f16", string CacheV = "f16", bool Embed = false)
 {
     public const string Usage =
-        "usage: dotnet run -c Release --project tests/EdgeLlm.Benchmarks -- (--model FILE | --synth NAME:TYPE) [--threads 1,2] [-p 128] [-n 64] [-r 3] [--rounds 1] [--seed 1] [-d 0] [-ctk f16] [-ctv f16] [--edgellm PATH]\n" +
+        "usage: dotnet run -c Release --project tests/EdgeLlm.Benchmarks -- (--model FILE | --synth NAME:TYPE) [--threads 1,2] [-p 128] [-n 64] [-r 3] [--rounds 1] [--seed 1] [-d 0] [-ctk f16] [-ctv f16] [--edgellm PATH] [--embed]\n" +
         "  --synth creates a random-weight model shaped like NAME (tinyllama-1.1b, llama-3.2-1b, qwen2.5-0.5b, smollm2-360m)\n" +
         "          in TYPE (F16, Q8_0, Q4_0, Q4_K, ...) under ~/.cache/edgellm/synth first (reused afterwards).\n" +
         "  --rounds K alternates llama.cpp and EdgeLlm K times (each -r repetitions) and pools the figures: on a shared,\n" +
@@ -240,6 +244,8 @@ internal sealed record Options(string? Model, string? Synth, string? EdgeLlm, in
         "          pp128 @ dN, tg64 @ dN): generation deep in a context, where attention over the cache costs most.\n" +
         "  -ctk/-ctv TYPE (--cache-type-k/-v): the KV cache in f16, q8_0 or q4_0 in both engines (llama.cpp with flash\n" +
         "          attention, which it needs for a quantized V cache).\n" +
+        "  --embed: the model is a BERT encoder (--synth all-minilm-l6-v2:F16, nomic-embed-text-v1.5:Q8_0, ...): embeddings\n" +
+        "          of one text of -p tokens per second in both engines, in this process.\n" +
         "  --edgellm PATH measures that edgellm executable (e.g. a NativeAOT build from devices/build.sh) instead of\n" +
         "          the Release build of src/EdgeLlm.Cli run through `dotnet`.";
 
@@ -250,7 +256,7 @@ internal sealed record Options(string? Model, string? Synth, string? EdgeLlm, in
         int pp = 128, tg = 64, reps = 3, rounds = 1, seed = 1, depth = 0;
         string cacheK = "f16", cacheV = "f16";
         string Cache(string v) => v is "f16" or "q8_0" or "q4_0" ? v : throw new ArgumentException($"a cache type is f16, q8_0 or q4_0, got '{v}'");
-        bool help = false;
+        bool help = false, embed = false;
         for (int i = 0; i < args.Length; i++)
         {
             string Next() => i + 1 < args.Length ? args[++i] : throw new ArgumentException($"{args[i]} needs a value");
@@ -281,6 +287,7 @@ internal sealed record Options(string? Model, string? Synth, string? EdgeLlm, in
                 case "-d" or "--n-depth": depth = Int("-d"); break;
                 case "-ctk" or "--cache-type-k": cacheK = Cache(Next()); break;
                 case "-ctv" or "--cache-type-v": cacheV = Cache(Next()); break;
+                case "--embed": embed = true; break;
                 case "-h" or "--help": help = true; break;
                 default: throw new ArgumentException($"unknown argument '{args[i]}'");
             }
@@ -293,6 +300,6 @@ internal sealed record Options(string? Model, string? Synth, string? EdgeLlm, in
             if (rounds < 1) throw new ArgumentException("--rounds must be at least 1");
             if (edgellm is not null && !File.Exists(edgellm)) throw new ArgumentException($"--edgellm: no file {edgellm}");
         }
-        return new Options(model, synth, edgellm, threads, pp, tg, reps, rounds, seed, help, depth, cacheK, cacheV);
+        return new Options(model, synth, edgellm, threads, pp, tg, reps, rounds, seed, help, depth, cacheK, cacheV, embed);
     }
 }

@@ -102,6 +102,31 @@ public static class ServeCommand
         }
     }
 
+    /// <summary>
+    /// An embedding server: a BERT encoder answers <c>/v1/embeddings</c> (one request at a time, on the CPU); completions
+    /// are refused with 501. Slots, the context size and speculative decoding do not apply.
+    /// </summary>
+    private static int ServeEncoder(string modelPath, ServerOptions options, int threads, string? backend, bool speculation)
+    {
+        var err = Console.Error;
+        if (backend is "vulkan") throw new UsageException("--backend vulkan: text encoders (bert, nomic-bert) run on the CPU");
+        if (speculation) throw new UsageException("speculative decoding (--model-draft, --lookup) needs a model that generates text; this one is a text encoder");
+        using var bert = BertModel.Load(modelPath, threads);
+        var tokenizer = Tokenizer.FromGguf(bert.File);
+        err.WriteLine($"edgellm: serving {options.ModelId}, a {bert.Architecture} text encoder ({bert.EmbeddingLength} dimensions, up to {bert.ContextLength} tokens a text), for /v1/embeddings only{(options.ApiKey is null ? "" : ", API key required")}");
+        var server = new OpenAiServer(options, bert, tokenizer, err);
+        try
+        {
+            server.RunAsync().GetAwaiter().GetResult();
+        }
+        catch (IOException e) when (e.InnerException is System.Net.Sockets.SocketException || e.Message.Contains("address", StringComparison.OrdinalIgnoreCase))
+        {
+            throw new IOException($"cannot listen on {options.Host}:{options.Port}: {e.Message}", e);
+        }
+        err.WriteLine("edgellm: server stopped");
+        return ExitCodes.Ok;
+    }
+
     /// <summary>The model's id in the API: the file name without <c>.gguf</c>.</summary>
     public static string ModelId(string path)
     {
@@ -116,6 +141,9 @@ public static class ServeCommand
         var draftOptions = speculation is { DraftPath: { } dp } ? (Path: dp, Max: speculation.DraftMax, PMin: speculation.DraftPMin) : ((string Path, int Max, float PMin)?)null;
         var lookup = speculation is { DraftPath: null } ? (Ngram: speculation.LookupNgram, Max: speculation.DraftMax) : ((int Ngram, int Max)?)null;
         var err = Console.Error;
+        bool encoder;
+        using (var peek = GgufFile.Open(modelPath)) encoder = BertModel.IsEncoder(peek);
+        if (encoder) return ServeEncoder(modelPath, options, threads, backend, speculation is not null);
         // As `run`: weights are repacked only when a slot may run on the CPU (a Vulkan-only server keeps the file's layout).
         using var model = Model.Load(modelPath, new ModelLoadOptions { Generic = generic, RepackWeights = BackendOption.MayRunOnCpu(backend) });
         var tokenizer = Tokenizer.FromGguf(model.File);

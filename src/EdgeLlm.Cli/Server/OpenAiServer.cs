@@ -8,6 +8,7 @@ using System.Text.Json.Serialization.Metadata;
 using System.Threading.Channels;
 using EdgeLlm.Chat;
 using EdgeLlm.Chat.Jinja;
+using EdgeLlm.Models;
 using EdgeLlm.Engine;
 using EdgeLlm.Tokenizers;
 using System.Runtime.InteropServices;
@@ -77,6 +78,10 @@ public sealed class OpenAiServer
     private readonly Tokenizer _tokenizer;
     private readonly ChatTemplate _template;
 
+    /// <summary>An embedding server's encoder (a BERT model; <see cref="_pool"/> then has no slots and completions are refused), else null.</summary>
+    private readonly BertModel? _encoder;
+    private readonly SemaphoreSlim _encoderGate = new(1, 1);
+
     /// <summary>How the template's model writes function calls; null: it writes none EdgeLlm reads, and tools are refused.</summary>
     private readonly ToolCallFormat? _toolFormat;
     private readonly bool _harmony;
@@ -111,6 +116,29 @@ public sealed class OpenAiServer
             _ => throw new ArgumentException($"ReasoningFormat must be auto, none or deepseek, got '{options.ReasoningFormat}'", nameof(options)),
         };
     }
+
+    /// <summary>
+    /// Creates an embedding server over a BERT encoder (<c>edgellm serve -m all-MiniLM.gguf</c>): <c>/v1/embeddings</c>,
+    /// <c>/tokenize</c>, <c>/detokenize</c>, <c>/v1/models</c>, <c>/health</c> and <c>/props</c> answer; completions
+    /// are refused with 501 <c>not_supported_error</c> (llama-server's answer for an embedding-only server). One
+    /// request embeds at a time.
+    /// </summary>
+    public OpenAiServer(ServerOptions options, BertModel encoder, Tokenizer tokenizer, TextWriter log)
+        : this(options, SlotPool.Empty(), tokenizer, ChatTemplate.Fallback, log)
+    {
+        _encoder = encoder ?? throw new ArgumentNullException(nameof(encoder));
+    }
+
+    /// <summary>A completion or template request to an embedding server.</summary>
+    private void CheckGenerative()
+    {
+        if (_encoder is not null)
+            throw new ApiException(501, $"this server runs an embedding model ({_encoder.Architecture}, a text encoder): it answers /v1/embeddings, /tokenize and /detokenize, not completions",
+                "not_supported_error", code: "model_not_generative");
+    }
+
+    /// <summary>The most tokens one request's text may have: a slot's context, or the encoder's.</summary>
+    private int ContextLength => _encoder?.ContextLength ?? _pool.Slots[0].Context.ContextLength;
 
     /// <summary>Whether chat answers go out with their reasoning split off into <c>reasoning_content</c>.</summary>
     public bool SplitsReasoning => _splitReasoning;
@@ -258,7 +286,7 @@ public sealed class OpenAiServer
 
     private Task Health(HttpContext ctx)
     {
-        var (idle, busy, queued) = _pool.State();
+        var (idle, busy, queued) = _encoder is null ? _pool.State() : (_encoderGate.CurrentCount, 1 - _encoderGate.CurrentCount, 0);
         return WriteJsonAsync(ctx, new HealthStatus { SlotsIdle = idle, SlotsProcessing = busy, Queued = queued }, ServerJsonContext.Default.HealthStatus);
     }
 
@@ -282,6 +310,7 @@ public sealed class OpenAiServer
 
     private async Task ChatCompletions(HttpContext ctx)
     {
+        CheckGenerative();
         var request = RequestParser.ParseChat(await ReadBodyAsync(ctx));
         CheckModel(request.Model);
         string text = RenderChat(ref request, out var toolNames);
@@ -348,7 +377,7 @@ public sealed class OpenAiServer
         {
             w.WriteStartObject();
             w.WriteStartObject("default_generation_settings");
-            w.WriteNumber("n_ctx", _pool.Slots[0].Context.ContextLength);
+            w.WriteNumber("n_ctx", ContextLength);
             w.WriteStartObject("params");
             w.WriteNumber("temperature", d.Temperature);
             w.WriteNumber("top_k", d.TopK);
@@ -359,7 +388,7 @@ public sealed class OpenAiServer
             w.WriteNumber("n_predict", -1);
             w.WriteEndObject();
             w.WriteEndObject();
-            w.WriteNumber("total_slots", _pool.Slots.Count);
+            w.WriteNumber("total_slots", _encoder is null ? _pool.Slots.Count : 1);
             w.WriteString("model_alias", _options.ModelId);
             w.WriteString("chat_template", _template.Source);
             w.WriteString("build_info", "edgellm " + version);
@@ -374,6 +403,7 @@ public sealed class OpenAiServer
     /// <summary>llama-server's <c>POST /apply-template</c>: a chat request's prompt text, <c>{"prompt": ...}</c>, nothing generated.</summary>
     private async Task ApplyTemplate(HttpContext ctx)
     {
+        CheckGenerative();
         var request = RequestParser.ParseChat(await ReadBodyAsync(ctx));
         string text = RenderChat(ref request, out _);
         await WriteJsonAsync(ctx, w =>
@@ -437,11 +467,16 @@ public sealed class OpenAiServer
             if (ids.Length == 0) throw ApiException.BadField("input", $"input {i} has no tokens");
             foreach (int id in ids)
                 if (id >= _tokenizer.VocabSize) throw ApiException.BadField("input", $"input {i}: token id {id} is outside the vocabulary (0..{_tokenizer.VocabSize - 1})");
-            if (ids.Length > _pool.Slots[0].Context.ContextLength)
-                throw ApiException.BadField("input", $"input {i} is {ids.Length} tokens; the context holds {_pool.Slots[0].Context.ContextLength}", "context_length_exceeded");
+            if (ids.Length > ContextLength)
+                throw ApiException.BadField("input", $"input {i} is {ids.Length} tokens; the context holds {ContextLength}", "context_length_exceeded");
             tokenized.Add(ids);
         }
         using var cts = CancellationTokenSource.CreateLinkedTokenSource(ctx.RequestAborted, _stopping);
+        if (_encoder is not null)
+        {
+            await WriteEmbeddingsAsync(ctx, await EncodeAsync(tokenized, cts.Token), tokenized.Sum(t => t.Length), base64);
+            return;
+        }
         var slot = await _pool.AcquireAsync(tokenized[0], cts.Token);
         List<float[]> vectors;
         try
@@ -483,8 +518,56 @@ public sealed class OpenAiServer
         {
             _pool.Release(slot);
         }
-        int promptTokens = tokenized.Sum(t => t.Length);
-        await WriteJsonAsync(ctx, w =>
+        await WriteEmbeddingsAsync(ctx, vectors, tokenized.Sum(t => t.Length), base64);
+    }
+
+    /// <summary>The inputs' embeddings from the encoder, one request at a time (the pooling as for a decoder: --pooling, else the file's).</summary>
+    private async Task<List<float[]>> EncodeAsync(List<int[]> tokenized, CancellationToken cancellationToken)
+    {
+        var encoder = _encoder!;
+        PoolingType pooling;
+        try
+        {
+            pooling = _options.Pooling switch
+            {
+                "mean" => PoolingType.Mean,
+                "cls" => PoolingType.Cls,
+                "last" => PoolingType.Last,
+                "none" => PoolingType.None,
+                _ => TextEmbedder.FilePooling(encoder.File, encoder.Architecture) ?? PoolingType.None,
+            };
+        }
+        catch (NotSupportedException e)
+        {
+            throw new ApiException(400, e.Message, param: "input", code: "embeddings_not_supported");
+        }
+        if (pooling == PoolingType.None)
+            throw new ApiException(400, "the model names no pooling (pooling_type) and the server has none (--pooling): pooling 'none' gives a vector per token, which is not OpenAI's shape; restart with --pooling mean, cls or last", param: "input", code: "embeddings_not_supported");
+        var embedder = new TextEmbedder(encoder, _tokenizer, pooling);
+        await _encoderGate.WaitAsync(cancellationToken);
+        try
+        {
+            return await Task.Factory.StartNew(() =>
+            {
+                var vectors = new List<float[]>(tokenized.Count);
+                foreach (var t in tokenized)
+                {
+                    cancellationToken.ThrowIfCancellationRequested();
+                    vectors.Add(embedder.Embed(t));
+                }
+                return vectors;
+            }, cancellationToken, TaskCreationOptions.LongRunning, TaskScheduler.Default);
+        }
+        finally
+        {
+            _encoderGate.Release();
+        }
+    }
+
+    /// <summary>OpenAI's embeddings list: each vector as numbers or base64 (float32 little-endian), the model, the tokens used.</summary>
+    private Task WriteEmbeddingsAsync(HttpContext ctx, List<float[]> vectors, int promptTokens, bool base64)
+    {
+        return WriteJsonAsync(ctx, w =>
         {
             w.WriteStartObject();
             w.WriteString("object", "list");
@@ -539,6 +622,7 @@ public sealed class OpenAiServer
 
     private async Task Completions(HttpContext ctx)
     {
+        CheckGenerative();
         var request = RequestParser.ParseCompletion(await ReadBodyAsync(ctx));
         CheckModel(request.Model);
         // As `edgellm run` and llama-server: BOS as the vocabulary says, special-token text parsed.

@@ -53,6 +53,15 @@ public sealed class SlotPool : IDisposable
         MaxQueue = maxQueue;
     }
 
+    /// <summary>A pool of no slots: an embedding server's, whose encoder runs outside slots (nothing acquires from it).</summary>
+    internal static SlotPool Empty() => new();
+
+    private SlotPool()
+    {
+        _all = [];
+        _free = [];
+    }
+
     /// <summary>Requests that may wait.</summary>
     public int MaxQueue { get; }
 

@@ -199,10 +199,22 @@ internal static unsafe class Activations
     public static void Gelu(float* x, int n)
     {
         var table = s_geluTable ??= BuildGeluTable();
-        for (int i = 0; i < n; i++)
+        // As GeGlu: a chunk rounded to f16 by TensorPrimitives' vector conversion, then the table read by the bits.
+        const int Chunk = 256;
+        ushort* bits = stackalloc ushort[Chunk];
+        fixed (float* t = table)
         {
-            float xi = x[i];
-            x[i] = xi <= -10.0f ? 0.0f : xi >= 10.0f ? xi : table[BitConverter.HalfToUInt16Bits((Half)xi)];
+            for (int i0 = 0; i0 < n; i0 += Chunk)
+            {
+                int len = Math.Min(Chunk, n - i0);
+                float* xc = x + i0;
+                System.Numerics.Tensors.TensorPrimitives.ConvertToHalf(new ReadOnlySpan<float>(xc, len), new Span<Half>(bits, len));
+                for (int i = 0; i < len; i++)
+                {
+                    float xi = xc[i];
+                    xc[i] = xi <= -10.0f ? 0.0f : xi >= 10.0f ? xi : t[bits[i]];
+                }
+            }
         }
     }
 

@@ -1,4 +1,5 @@
 using System.Runtime.InteropServices;
+using System.Runtime.Intrinsics;
 using EdgeLlm.Engine;
 using EdgeLlm.Gguf;
 using EdgeLlm.Kernels;
@@ -318,13 +319,30 @@ public sealed unsafe class BertModel : IDisposable
                     sum += e;
                 }
                 float inv = (float)(1.0 / sum);
+                for (int j = 0; j < n; j++) s[j] *= inv;
+                // o = Σ_j p_j · v_j, eight (or sixteen) outputs at a time held in a register over every j
                 float* o = output + (long)t * d + h * headDim;
-                new Span<float>(o, headDim).Clear();
-                for (int j = 0; j < n; j++)
+                float* vh = v + h * headDim;
+                int i = 0;
+                if (Vector512.IsHardwareAccelerated)
+                    for (; i + 16 <= headDim; i += 16)
+                    {
+                        var acc = Vector512<float>.Zero;
+                        for (int j = 0; j < n; j++) acc += Vector512.Create(s[j]) * Vector512.Load(vh + (long)j * d + i);
+                        acc.Store(o + i);
+                    }
+                if (Vector256.IsHardwareAccelerated)
+                    for (; i + 8 <= headDim; i += 8)
+                    {
+                        var acc = Vector256<float>.Zero;
+                        for (int j = 0; j < n; j++) acc += Vector256.Create(s[j]) * Vector256.Load(vh + (long)j * d + i);
+                        acc.Store(o + i);
+                    }
+                for (; i < headDim; i++)
                 {
-                    float p = s[j] * inv;
-                    float* vj = v + (long)j * d + h * headDim;
-                    for (int i = 0; i < headDim; i++) o[i] += p * vj[i];
+                    float acc = 0;
+                    for (int j = 0; j < n; j++) acc += s[j] * vh[(long)j * d + i];
+                    o[i] = acc;
                 }
             }
         }, minParallelWork: 1 << 14);

@@ -147,23 +147,196 @@ internal sealed unsafe class F16Format : WeightFormat
     public override void DequantizeRow(byte* src, float* dst, long n) =>
         TensorPrimitives.ConvertToSingle(new ReadOnlySpan<Half>(src, checked((int)n)), new Span<float>(dst, checked((int)n)));
 
-    public override float VecDot(int n, byte* weights, byte* activations)
+    // Both sides are exact in f32, so widening then summing in f32 loses nothing but order.
+    public override float VecDot(int n, byte* weights, byte* activations) => WideTile.Dot(n, weights, activations, s_widen, 2);
+
+    private static readonly WideTile.Widen s_widen = static (src, dst, len) => TensorPrimitives.ConvertToSingle(new ReadOnlySpan<Half>(src, len), new Span<float>(dst, len));
+
+    /// <summary><see cref="VecDot"/> for a tile of rows × activations (<see cref="WideTile.Tile"/>: identical results).</summary>
+    public override void VecDotTile(int n, byte* weights, long rowBytes, int nRows, byte* activations, long actStride, int nActs, float* y, long yStride) =>
+        WideTile.Tile(n, weights, rowBytes, nRows, activations, actStride, nActs, y, yStride, s_widen, 2);
+}
+
+/// <summary>
+/// The products of the widened formats (f16, bf16): a row is taken in chunks of 1024 values widened to f32, each
+/// chunk's dot one accumulator vector of the widest accelerated width (fused multiply-adds in order, then
+/// <c>Vector*.Sum</c>, then the scalar tail) and the chunks' dots summed in order. Written here, not with
+/// TensorPrimitives.Dot, so that the tile kernel (a 4 × 4 block of weight rows × activation rows with AVX-512, 4 × 2
+/// narrower, each pair still with its own accumulator) computes every pair exactly as <see cref="Dot"/> does, while
+/// loading each widened vector once per block instead of once per pair: prompt processing with f16 weights (BERT
+/// embedding models ship f16) is then bound by the FMAs, not by the loads and conversions.
+/// </summary>
+internal static unsafe class WideTile
+{
+    public const int Chunk = 1024;
+
+    /// <summary>Widens <c>len</c> values at <c>src</c> to f32.</summary>
+    public delegate void Widen(byte* src, float* dst, int len);
+
+    [ThreadStatic] private static float[]? t_buffer;
+
+    private static float[] Buffer(int floats)
     {
-        // Both sides are exact in f32, so converting then summing in f32 loses nothing but order.
-        const int Chunk = 1024;
-        Span<float> a = stackalloc float[Chunk];
-        Span<float> b = stackalloc float[Chunk];
+        var b = t_buffer;
+        if (b is null || b.Length < floats) t_buffer = b = new float[Math.Max(floats, 21 * Chunk)];
+        return b;
+    }
+
+    /// <summary>One row's dot with one activation row, both widened chunk by chunk (the definition the tile reproduces).</summary>
+    public static float Dot(int n, byte* weights, byte* activations, Widen widen, int elementBytes)
+    {
+        float* a = stackalloc float[Chunk];
+        float* b = stackalloc float[Chunk];
         float sum = 0;
-        var w = (Half*)weights;
-        var x = (Half*)activations;
         for (int i = 0; i < n; i += Chunk)
         {
             int len = Math.Min(Chunk, n - i);
-            TensorPrimitives.ConvertToSingle(new ReadOnlySpan<Half>(w + i, len), a[..len]);
-            TensorPrimitives.ConvertToSingle(new ReadOnlySpan<Half>(x + i, len), b[..len]);
-            sum += TensorPrimitives.Dot(a[..len], b[..len]);
+            widen(weights + (long)i * elementBytes, a, len);
+            widen(activations + (long)i * elementBytes, b, len);
+            sum += PairDot(a, b, len);
         }
         return sum;
+    }
+
+    /// <summary>Σ w[i]·x[i] over one chunk: one accumulator vector, its sum, then the tail in order.</summary>
+    private static float PairDot(float* w, float* x, int len)
+    {
+        int i = 0;
+        float s;
+        if (Vector512.IsHardwareAccelerated)
+        {
+            var acc = Vector512<float>.Zero;
+            for (; i + 16 <= len; i += 16) acc = Vector512.FusedMultiplyAdd(Vector512.Load(w + i), Vector512.Load(x + i), acc);
+            s = Vector512.Sum(acc);
+        }
+        else if (Vector256.IsHardwareAccelerated)
+        {
+            var acc = Vector256<float>.Zero;
+            for (; i + 8 <= len; i += 8) acc = Vector256.FusedMultiplyAdd(Vector256.Load(w + i), Vector256.Load(x + i), acc);
+            s = Vector256.Sum(acc);
+        }
+        else if (Vector128.IsHardwareAccelerated)
+        {
+            var acc = Vector128<float>.Zero;
+            for (; i + 4 <= len; i += 4) acc = Vector128.FusedMultiplyAdd(Vector128.Load(w + i), Vector128.Load(x + i), acc);
+            s = Vector128.Sum(acc);
+        }
+        else s = 0;
+        return Tail(s, w, x, i, len);
+    }
+
+    private static float Tail(float s, float* w, float* x, int i, int len)
+    {
+        for (; i < len; i++) s += w[i] * x[i];
+        return s;
+    }
+
+    /// <summary>The tile: <c>y[a·yStride + r]</c> = <see cref="Dot"/>(row r, activation a), bit for bit.</summary>
+    public static void Tile(int n, byte* weights, long rowBytes, int nRows, byte* activations, long actStride, int nActs, float* y, long yStride, Widen widen, int elementBytes)
+    {
+        var buffer = Buffer((nActs + 4) * Chunk);
+        for (int a = 0; a < nActs; a++)
+            for (int r = 0; r < nRows; r++) y[a * yStride + r] = 0;
+        int actBlock = Vector512.IsHardwareAccelerated ? 4 : 2;
+        bool blocked = Vector128.IsHardwareAccelerated;
+        fixed (float* b = buffer)
+        {
+            float* rows = b + (long)nActs * Chunk; // 4 widened weight rows
+            for (int i = 0; i < n; i += Chunk)
+            {
+                int len = Math.Min(Chunk, n - i);
+                for (int a = 0; a < nActs; a++) widen(activations + a * actStride + (long)i * elementBytes, b + (long)a * Chunk, len);
+                for (int r0 = 0; r0 < nRows; r0 += 4)
+                {
+                    int nr = Math.Min(4, nRows - r0);
+                    for (int r = 0; r < nr; r++) widen(weights + (r0 + r) * rowBytes + (long)i * elementBytes, rows + r * Chunk, len);
+                    int a0 = 0;
+                    if (blocked && nr == 4)
+                        for (; a0 + actBlock <= nActs; a0 += actBlock)
+                        {
+                            if (actBlock == 4) Block4x4(rows, b + (long)a0 * Chunk, len, y + a0 * yStride + r0, yStride);
+                            else Block4x2(rows, b + (long)a0 * Chunk, len, y + a0 * yStride + r0, yStride);
+                        }
+                    for (int a = a0; a < nActs; a++)
+                        for (int r = 0; r < nr; r++)
+                            y[a * yStride + r0 + r] += PairDot(rows + r * Chunk, b + (long)a * Chunk, len);
+                }
+            }
+        }
+    }
+
+    /// <summary>4 weight rows × 4 activation rows (Vector512): 16 accumulators, 8 loads per 16 fused multiply-adds.</summary>
+    private static void Block4x4(float* w, float* x, int len, float* y, long yStride)
+    {
+        var a00 = Vector512<float>.Zero; var a01 = a00; var a02 = a00; var a03 = a00;
+        var a10 = a00; var a11 = a00; var a12 = a00; var a13 = a00;
+        var a20 = a00; var a21 = a00; var a22 = a00; var a23 = a00;
+        var a30 = a00; var a31 = a00; var a32 = a00; var a33 = a00;
+        int i = 0;
+        for (; i + 16 <= len; i += 16)
+        {
+            var w0 = Vector512.Load(w + i); var w1 = Vector512.Load(w + Chunk + i);
+            var w2 = Vector512.Load(w + 2 * Chunk + i); var w3 = Vector512.Load(w + 3 * Chunk + i);
+            var x0 = Vector512.Load(x + i);
+            a00 = Vector512.FusedMultiplyAdd(w0, x0, a00); a10 = Vector512.FusedMultiplyAdd(w1, x0, a10);
+            a20 = Vector512.FusedMultiplyAdd(w2, x0, a20); a30 = Vector512.FusedMultiplyAdd(w3, x0, a30);
+            var x1 = Vector512.Load(x + Chunk + i);
+            a01 = Vector512.FusedMultiplyAdd(w0, x1, a01); a11 = Vector512.FusedMultiplyAdd(w1, x1, a11);
+            a21 = Vector512.FusedMultiplyAdd(w2, x1, a21); a31 = Vector512.FusedMultiplyAdd(w3, x1, a31);
+            var x2 = Vector512.Load(x + 2 * Chunk + i);
+            a02 = Vector512.FusedMultiplyAdd(w0, x2, a02); a12 = Vector512.FusedMultiplyAdd(w1, x2, a12);
+            a22 = Vector512.FusedMultiplyAdd(w2, x2, a22); a32 = Vector512.FusedMultiplyAdd(w3, x2, a32);
+            var x3 = Vector512.Load(x + 3 * Chunk + i);
+            a03 = Vector512.FusedMultiplyAdd(w0, x3, a03); a13 = Vector512.FusedMultiplyAdd(w1, x3, a13);
+            a23 = Vector512.FusedMultiplyAdd(w2, x3, a23); a33 = Vector512.FusedMultiplyAdd(w3, x3, a33);
+        }
+        void Put(Vector512<float> acc, int r, int a) =>
+            y[a * yStride + r] += Tail(Vector512.Sum(acc), w + r * Chunk, x + a * Chunk, i, len);
+        Put(a00, 0, 0); Put(a10, 1, 0); Put(a20, 2, 0); Put(a30, 3, 0);
+        Put(a01, 0, 1); Put(a11, 1, 1); Put(a21, 2, 1); Put(a31, 3, 1);
+        Put(a02, 0, 2); Put(a12, 1, 2); Put(a22, 2, 2); Put(a32, 3, 2);
+        Put(a03, 0, 3); Put(a13, 1, 3); Put(a23, 2, 3); Put(a33, 3, 3);
+    }
+
+    /// <summary>4 weight rows × 2 activation rows at the widest of Vector256 / Vector128 (8 accumulators).</summary>
+    private static void Block4x2(float* w, float* x, int len, float* y, long yStride)
+    {
+        if (Vector256.IsHardwareAccelerated)
+        {
+            var a00 = Vector256<float>.Zero; var a01 = a00; var a10 = a00; var a11 = a00;
+            var a20 = a00; var a21 = a00; var a30 = a00; var a31 = a00;
+            int i = 0;
+            for (; i + 8 <= len; i += 8)
+            {
+                var x0 = Vector256.Load(x + i); var x1 = Vector256.Load(x + Chunk + i);
+                var w0 = Vector256.Load(w + i); a00 = Vector256.FusedMultiplyAdd(w0, x0, a00); a01 = Vector256.FusedMultiplyAdd(w0, x1, a01);
+                var w1 = Vector256.Load(w + Chunk + i); a10 = Vector256.FusedMultiplyAdd(w1, x0, a10); a11 = Vector256.FusedMultiplyAdd(w1, x1, a11);
+                var w2 = Vector256.Load(w + 2 * Chunk + i); a20 = Vector256.FusedMultiplyAdd(w2, x0, a20); a21 = Vector256.FusedMultiplyAdd(w2, x1, a21);
+                var w3 = Vector256.Load(w + 3 * Chunk + i); a30 = Vector256.FusedMultiplyAdd(w3, x0, a30); a31 = Vector256.FusedMultiplyAdd(w3, x1, a31);
+            }
+            void Put(Vector256<float> acc, int r, int a) =>
+                y[a * yStride + r] += Tail(Vector256.Sum(acc), w + r * Chunk, x + a * Chunk, i, len);
+            Put(a00, 0, 0); Put(a10, 1, 0); Put(a20, 2, 0); Put(a30, 3, 0);
+            Put(a01, 0, 1); Put(a11, 1, 1); Put(a21, 2, 1); Put(a31, 3, 1);
+        }
+        else
+        {
+            var a00 = Vector128<float>.Zero; var a01 = a00; var a10 = a00; var a11 = a00;
+            var a20 = a00; var a21 = a00; var a30 = a00; var a31 = a00;
+            int i = 0;
+            for (; i + 4 <= len; i += 4)
+            {
+                var x0 = Vector128.Load(x + i); var x1 = Vector128.Load(x + Chunk + i);
+                var w0 = Vector128.Load(w + i); a00 = Vector128.FusedMultiplyAdd(w0, x0, a00); a01 = Vector128.FusedMultiplyAdd(w0, x1, a01);
+                var w1 = Vector128.Load(w + Chunk + i); a10 = Vector128.FusedMultiplyAdd(w1, x0, a10); a11 = Vector128.FusedMultiplyAdd(w1, x1, a11);
+                var w2 = Vector128.Load(w + 2 * Chunk + i); a20 = Vector128.FusedMultiplyAdd(w2, x0, a20); a21 = Vector128.FusedMultiplyAdd(w2, x1, a21);
+                var w3 = Vector128.Load(w + 3 * Chunk + i); a30 = Vector128.FusedMultiplyAdd(w3, x0, a30); a31 = Vector128.FusedMultiplyAdd(w3, x1, a31);
+            }
+            void Put(Vector128<float> acc, int r, int a) =>
+                y[a * yStride + r] += Tail(Vector128.Sum(acc), w + r * Chunk, x + a * Chunk, i, len);
+            Put(a00, 0, 0); Put(a10, 1, 0); Put(a20, 2, 0); Put(a30, 3, 0);
+            Put(a01, 0, 1); Put(a11, 1, 1); Put(a21, 2, 1); Put(a31, 3, 1);
+        }
     }
 }
 
@@ -180,24 +353,14 @@ internal sealed unsafe class BF16Format : WeightFormat
             BFloat16Converter.ToSingle(s + i, dst + i, (int)Math.Min(int.MaxValue, n - i));
     }
 
-    public override float VecDot(int n, byte* weights, byte* activations)
-    {
-        // Both sides are exact in f32: widen a chunk at a time, then a vectorized f32 dot.
-        const int Chunk = 1024;
-        float* a = stackalloc float[Chunk];
-        float* b = stackalloc float[Chunk];
-        var w = (ushort*)weights;
-        var x = (ushort*)activations;
-        float sum = 0;
-        for (int i = 0; i < n; i += Chunk)
-        {
-            int len = Math.Min(Chunk, n - i);
-            BFloat16Converter.ToSingle(w + i, a, len);
-            BFloat16Converter.ToSingle(x + i, b, len);
-            sum += TensorPrimitives.Dot(new ReadOnlySpan<float>(a, len), new ReadOnlySpan<float>(b, len));
-        }
-        return sum;
-    }
+    // Both sides are exact in f32: widened chunk by chunk, as f16.
+    public override float VecDot(int n, byte* weights, byte* activations) => WideTile.Dot(n, weights, activations, s_widen, 2);
+
+    private static readonly WideTile.Widen s_widen = static (src, dst, len) => BFloat16Converter.ToSingle((ushort*)src, dst, len);
+
+    /// <inheritdoc cref="F16Format.VecDotTile"/>
+    public override void VecDotTile(int n, byte* weights, long rowBytes, int nRows, byte* activations, long actStride, int nActs, float* y, long yStride) =>
+        WideTile.Tile(n, weights, rowBytes, nRows, activations, actStride, nActs, y, yStride, s_widen, 2);
 }
 
 /// <summary>bf16 &lt;-&gt; f32, rounding as ggml_compute_fp32_to_bf16 does (nearest even, NaN kept quiet).</summary>

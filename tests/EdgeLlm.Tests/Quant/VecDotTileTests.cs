@@ -13,6 +13,20 @@ public unsafe class VecDotTileTests
 
     public VecDotTileTests(ITestOutputHelper output) => _out = output;
 
+    // f16 / bf16 rows of random values (SelfTest makes quantized blocks)
+    private static byte[] Make(GgmlType t, int count, SelfTest.Fill fill, Random rng)
+    {
+        if (t is not (GgmlType.F16 or GgmlType.BF16)) return SelfTest.MakeBlocks(t, count, fill, rng);
+        var bytes = new byte[count * 2];
+        for (int i = 0; i < count; i++)
+        {
+            float v = (float)(rng.NextDouble() * 8 - 4);
+            ushort bits = t == GgmlType.F16 ? BitConverter.HalfToUInt16Bits((Half)v) : (ushort)(BitConverter.SingleToUInt32Bits(v) >> 16);
+            BitConverter.TryWriteBytes(bytes.AsSpan(i * 2), bits);
+        }
+        return bytes;
+    }
+
     [Theory]
     [InlineData(GgmlType.Q4_0)]
     [InlineData(GgmlType.Q4_1)]
@@ -23,24 +37,28 @@ public unsafe class VecDotTileTests
     [InlineData(GgmlType.Q4_K)]
     [InlineData(GgmlType.Q5_K)]
     [InlineData(GgmlType.Q6_K)]
+    [InlineData(GgmlType.F16)]
+    [InlineData(GgmlType.BF16)]
     public void Tile_EqualsVecDot(GgmlType type)
     {
+
         Assert.True(WeightFormat.TryGet(type, out var fmt));
         var rng = new Random((int)type);
         int block = GgmlTypes.Info(type).BlockSize;
         int checkedPairs = 0;
-        foreach (int blocks in new[] { 1, 2, 3, 5, 8 })
-        foreach (int nActs in new[] { 1, 2, 3, 4, 5, 9 })
+        // (f16 and bf16 have blocks of one value: rows across their 1024-value chunks)
+        foreach (int blocks in block == 1 ? new[] { 1, 31, 1024, 1500, 2500 } : new[] { 1, 2, 3, 5, 8 })
+        foreach (int nActs in new[] { 1, 2, 3, 4, 5, 9, 16 })
         foreach (var fill in new[] { SelfTest.Fill.Random, SelfTest.Fill.AllMin, SelfTest.Fill.HugeScale })
         {
             int n = blocks * block, nRows = 5;
             long rowBytes = GgmlTypes.Info(type).RowBytes(n);
             long actBytes = GgmlTypes.Info(fmt.VecDotType).RowBytes(n);
             long actStride = actBytes + 64; // a gap: the stride is honoured, not assumed
-            byte[] w = SelfTest.MakeBlocks(type, n * nRows, fill, rng);
+            byte[] w = Make(type, n * nRows, fill, rng);
             byte[] acts = new byte[actStride * nActs];
             for (int k = 0; k < nActs; k++)
-                SelfTest.MakeBlocks(fmt.VecDotType, n, fill, rng).CopyTo(acts, k * actStride);
+                Make(fmt.VecDotType, n, fill, rng).CopyTo(acts, k * actStride);
             long yStride = nRows + 3;
             var y = new float[yStride * nActs];
             fixed (byte* pw = w)
@@ -82,7 +100,7 @@ public unsafe class VecDotTileTests
         {
             int n = blocks * block;
             long rowBytes = GgmlTypes.Info(type).RowBytes(n);
-            byte[] w = SelfTest.MakeBlocks(type, n * nRows, fill, rng);
+            byte[] w = Make(type, n * nRows, fill, rng);
             byte[] act = SelfTest.MakeBlocks(fmt.VecDotType, n, fill, rng);
             var y = new float[nRows + 1];
             fixed (byte* pw = w)

@@ -97,4 +97,48 @@ public sealed class ServerEmbeddingsTests
         await Assert.ThrowsAsync<ArgumentException>(() => generator.GenerateAsync([""]));
         Assert.Throws<ArgumentException>(() => new EdgeLlmEmbeddingGenerator(Model, new EdgeLlmEmbeddingGeneratorOptions { Pooling = PoolingType.None }));
     }
+
+    /// <summary>An embedding server: a BERT encoder (all-MiniLM's shape) serves /v1/embeddings, completions get 501.</summary>
+    [Fact]
+    public async Task Encoder_ServesEmbeddings_AndRefusesCompletions()
+    {
+        string dir = Path.Combine(Path.GetTempPath(), "edgellm-serve-bert-" + Guid.NewGuid().ToString("N"));
+        Directory.CreateDirectory(dir);
+        try
+        {
+            string path = Path.Combine(dir, "minilm.gguf");
+            EdgeLlm.Synth.BertSynthesizer.Write(EdgeLlm.Synth.BertSynthesizer.Find("all-minilm-l6-v2")!, "Q8_0", path);
+            using var server = ServerProcess.StartWith(path);
+            using var client = server.Client();
+            var (status, json, _) = await ServerHttpTests.PostAsync(client, "/v1/embeddings", "{\"input\": [\"hello world\", \"the lazy dog\"], \"model\": \"minilm\"}");
+            Assert.Equal(HttpStatusCode.OK, status);
+            using var encoder = BertModel.Load(path, threads: 1);
+            var embedder = new TextEmbedder(encoder, Tokenizer.FromGguf(encoder.File));
+            Assert.Equal(PoolingType.Mean, embedder.Pooling);
+            string[] texts = ["hello world", "the lazy dog"];
+            for (int i = 0; i < 2; i++)
+            {
+                float[] got = json.GetProperty("data")[i].GetProperty("embedding").EnumerateArray().Select(e => e.GetSingle()).ToArray();
+                float[] want = embedder.Embed(texts[i]);
+                Assert.Equal(384, got.Length);
+                for (int k = 0; k < want.Length; k++) Assert.Equal(want[k], got[k], 1e-5f);
+            }
+            Assert.Equal(embedder.Tokenize(texts[0]).Length + embedder.Tokenize(texts[1]).Length, json.GetProperty("usage").GetProperty("prompt_tokens").GetInt32());
+
+            var chat = await ServerHttpTests.PostAsync(client, "/v1/chat/completions", "{\"messages\": [{\"role\": \"user\", \"content\": \"hi\"}]}");
+            Assert.Equal((HttpStatusCode)501, chat.Status);
+            Assert.Equal("model_not_generative", chat.Body.GetProperty("error").GetProperty("code").GetString());
+            var completion = await ServerHttpTests.PostAsync(client, "/v1/completions", "{\"prompt\": \"hi\"}");
+            Assert.Equal((HttpStatusCode)501, completion.Status);
+            var tooLong = await ServerHttpTests.PostAsync(client, "/v1/embeddings", "{\"input\": \"" + string.Concat(Enumerable.Repeat("dog ", 600)) + "\"}");
+            Assert.Equal(HttpStatusCode.BadRequest, tooLong.Status);
+            Assert.Contains("context holds 512", tooLong.Body.GetProperty("error").GetProperty("message").GetString(), StringComparison.Ordinal);
+            var health = await client.GetAsync("/health");
+            Assert.Equal(HttpStatusCode.OK, health.StatusCode);
+        }
+        finally
+        {
+            Directory.Delete(dir, recursive: true);
+        }
+    }
 }
