@@ -134,8 +134,13 @@ internal sealed unsafe class F32Format : WeightFormat
     public override void DequantizeRow(byte* src, float* dst, long n) =>
         Buffer.MemoryCopy(src, dst, n * 4, n * 4);
 
-    public override float VecDot(int n, byte* weights, byte* activations) =>
-        TensorPrimitives.Dot(new ReadOnlySpan<float>(weights, n), new ReadOnlySpan<float>(activations, n));
+    // As the widened formats' (WideTile), with nothing to widen: chunks of 1024 in place, so a tile's 4 × 4 blocks
+    // compute every pair as this does.
+    public override float VecDot(int n, byte* weights, byte* activations) => WideTile.Dot(n, weights, activations, null, 4);
+
+    /// <summary><see cref="VecDot"/> for a tile of rows × activations (<see cref="WideTile.Tile"/>: identical results).</summary>
+    public override void VecDotTile(int n, byte* weights, long rowBytes, int nRows, byte* activations, long actStride, int nActs, float* y, long yStride) =>
+        WideTile.Tile(n, weights, rowBytes, nRows, activations, actStride, nActs, y, yStride, null, 4);
 }
 
 /// <summary>F16 weights: activations are rounded to f16 first, as ggml does (vec_dot_type F16).</summary>
@@ -183,7 +188,7 @@ internal static unsafe class WideTile
     }
 
     /// <summary>One row's dot with one activation row, both widened chunk by chunk (the definition the tile reproduces).</summary>
-    public static float Dot(int n, byte* weights, byte* activations, Widen widen, int elementBytes)
+    public static float Dot(int n, byte* weights, byte* activations, Widen? widen, int elementBytes)
     {
         float* a = stackalloc float[Chunk];
         float* b = stackalloc float[Chunk];
@@ -191,9 +196,13 @@ internal static unsafe class WideTile
         for (int i = 0; i < n; i += Chunk)
         {
             int len = Math.Min(Chunk, n - i);
-            widen(weights + (long)i * elementBytes, a, len);
-            widen(activations + (long)i * elementBytes, b, len);
-            sum += PairDot(a, b, len);
+            if (widen is null) sum += PairDot((float*)weights + i, (float*)activations + i, len); // f32: in place
+            else
+            {
+                widen(weights + (long)i * elementBytes, a, len);
+                widen(activations + (long)i * elementBytes, b, len);
+                sum += PairDot(a, b, len);
+            }
         }
         return sum;
     }
@@ -232,8 +241,13 @@ internal static unsafe class WideTile
     }
 
     /// <summary>The tile: <c>y[a·yStride + r]</c> = <see cref="Dot"/>(row r, activation a), bit for bit.</summary>
-    public static void Tile(int n, byte* weights, long rowBytes, int nRows, byte* activations, long actStride, int nActs, float* y, long yStride, Widen widen, int elementBytes)
+    public static void Tile(int n, byte* weights, long rowBytes, int nRows, byte* activations, long actStride, int nActs, float* y, long yStride, Widen? widen, int elementBytes)
     {
+        if (widen is null)
+        {
+            TileInPlace(n, (float*)weights, rowBytes / 4, nRows, (float*)activations, actStride / 4, nActs, y, yStride);
+            return;
+        }
         var buffer = Buffer((nActs + 4) * Chunk);
         for (int a = 0; a < nActs; a++)
             for (int r = 0; r < nRows; r++) y[a * yStride + r] = 0;
@@ -254,8 +268,8 @@ internal static unsafe class WideTile
                     if (blocked && nr == 4)
                         for (; a0 + actBlock <= nActs; a0 += actBlock)
                         {
-                            if (actBlock == 4) Block4x4(rows, b + (long)a0 * Chunk, len, y + a0 * yStride + r0, yStride);
-                            else Block4x2(rows, b + (long)a0 * Chunk, len, y + a0 * yStride + r0, yStride);
+                            if (actBlock == 4) Block4x4(rows, Chunk, b + (long)a0 * Chunk, Chunk, len, y + a0 * yStride + r0, yStride);
+                            else Block4x2(rows, Chunk, b + (long)a0 * Chunk, Chunk, len, y + a0 * yStride + r0, yStride);
                         }
                     for (int a = a0; a < nActs; a++)
                         for (int r = 0; r < nr; r++)
@@ -265,8 +279,36 @@ internal static unsafe class WideTile
         }
     }
 
+    /// <summary>The tile of f32 weights and activations, read where they are (rows <paramref name="ws"/> and <paramref name="xs"/> floats apart).</summary>
+    private static void TileInPlace(int n, float* w, long ws, int nRows, float* x, long xs, int nActs, float* y, long yStride)
+    {
+        for (int a = 0; a < nActs; a++)
+            for (int r = 0; r < nRows; r++) y[a * yStride + r] = 0;
+        int actBlock = Vector512.IsHardwareAccelerated ? 4 : 2;
+        bool blocked = Vector128.IsHardwareAccelerated;
+        for (int i = 0; i < n; i += Chunk)
+        {
+            int len = Math.Min(Chunk, n - i);
+            for (int r0 = 0; r0 < nRows; r0 += 4)
+            {
+                int nr = Math.Min(4, nRows - r0);
+                float* rows = w + r0 * ws + i;
+                int a0 = 0;
+                if (blocked && nr == 4)
+                    for (; a0 + actBlock <= nActs; a0 += actBlock)
+                    {
+                        if (actBlock == 4) Block4x4(rows, ws, x + a0 * xs + i, xs, len, y + a0 * yStride + r0, yStride);
+                        else Block4x2(rows, ws, x + a0 * xs + i, xs, len, y + a0 * yStride + r0, yStride);
+                    }
+                for (int a = a0; a < nActs; a++)
+                    for (int r = 0; r < nr; r++)
+                        y[a * yStride + r0 + r] += PairDot(rows + r * ws, x + a * xs + i, len);
+            }
+        }
+    }
+
     /// <summary>4 weight rows × 4 activation rows (Vector512): 16 accumulators, 8 loads per 16 fused multiply-adds.</summary>
-    private static void Block4x4(float* w, float* x, int len, float* y, long yStride)
+    private static void Block4x4(float* w, long ws, float* x, long xs, int len, float* y, long yStride)
     {
         var a00 = Vector512<float>.Zero; var a01 = a00; var a02 = a00; var a03 = a00;
         var a10 = a00; var a11 = a00; var a12 = a00; var a13 = a00;
@@ -275,23 +317,23 @@ internal static unsafe class WideTile
         int i = 0;
         for (; i + 16 <= len; i += 16)
         {
-            var w0 = Vector512.Load(w + i); var w1 = Vector512.Load(w + Chunk + i);
-            var w2 = Vector512.Load(w + 2 * Chunk + i); var w3 = Vector512.Load(w + 3 * Chunk + i);
+            var w0 = Vector512.Load(w + i); var w1 = Vector512.Load(w + ws + i);
+            var w2 = Vector512.Load(w + 2 * ws + i); var w3 = Vector512.Load(w + 3 * ws + i);
             var x0 = Vector512.Load(x + i);
             a00 = Vector512.FusedMultiplyAdd(w0, x0, a00); a10 = Vector512.FusedMultiplyAdd(w1, x0, a10);
             a20 = Vector512.FusedMultiplyAdd(w2, x0, a20); a30 = Vector512.FusedMultiplyAdd(w3, x0, a30);
-            var x1 = Vector512.Load(x + Chunk + i);
+            var x1 = Vector512.Load(x + xs + i);
             a01 = Vector512.FusedMultiplyAdd(w0, x1, a01); a11 = Vector512.FusedMultiplyAdd(w1, x1, a11);
             a21 = Vector512.FusedMultiplyAdd(w2, x1, a21); a31 = Vector512.FusedMultiplyAdd(w3, x1, a31);
-            var x2 = Vector512.Load(x + 2 * Chunk + i);
+            var x2 = Vector512.Load(x + 2 * xs + i);
             a02 = Vector512.FusedMultiplyAdd(w0, x2, a02); a12 = Vector512.FusedMultiplyAdd(w1, x2, a12);
             a22 = Vector512.FusedMultiplyAdd(w2, x2, a22); a32 = Vector512.FusedMultiplyAdd(w3, x2, a32);
-            var x3 = Vector512.Load(x + 3 * Chunk + i);
+            var x3 = Vector512.Load(x + 3 * xs + i);
             a03 = Vector512.FusedMultiplyAdd(w0, x3, a03); a13 = Vector512.FusedMultiplyAdd(w1, x3, a13);
             a23 = Vector512.FusedMultiplyAdd(w2, x3, a23); a33 = Vector512.FusedMultiplyAdd(w3, x3, a33);
         }
         void Put(Vector512<float> acc, int r, int a) =>
-            y[a * yStride + r] += Tail(Vector512.Sum(acc), w + r * Chunk, x + a * Chunk, i, len);
+            y[a * yStride + r] += Tail(Vector512.Sum(acc), w + r * ws, x + a * xs, i, len);
         Put(a00, 0, 0); Put(a10, 1, 0); Put(a20, 2, 0); Put(a30, 3, 0);
         Put(a01, 0, 1); Put(a11, 1, 1); Put(a21, 2, 1); Put(a31, 3, 1);
         Put(a02, 0, 2); Put(a12, 1, 2); Put(a22, 2, 2); Put(a32, 3, 2);
@@ -299,7 +341,7 @@ internal static unsafe class WideTile
     }
 
     /// <summary>4 weight rows × 2 activation rows at the widest of Vector256 / Vector128 (8 accumulators).</summary>
-    private static void Block4x2(float* w, float* x, int len, float* y, long yStride)
+    private static void Block4x2(float* w, long ws, float* x, long xs, int len, float* y, long yStride)
     {
         if (Vector256.IsHardwareAccelerated)
         {
@@ -308,14 +350,14 @@ internal static unsafe class WideTile
             int i = 0;
             for (; i + 8 <= len; i += 8)
             {
-                var x0 = Vector256.Load(x + i); var x1 = Vector256.Load(x + Chunk + i);
+                var x0 = Vector256.Load(x + i); var x1 = Vector256.Load(x + xs + i);
                 var w0 = Vector256.Load(w + i); a00 = Vector256.FusedMultiplyAdd(w0, x0, a00); a01 = Vector256.FusedMultiplyAdd(w0, x1, a01);
-                var w1 = Vector256.Load(w + Chunk + i); a10 = Vector256.FusedMultiplyAdd(w1, x0, a10); a11 = Vector256.FusedMultiplyAdd(w1, x1, a11);
-                var w2 = Vector256.Load(w + 2 * Chunk + i); a20 = Vector256.FusedMultiplyAdd(w2, x0, a20); a21 = Vector256.FusedMultiplyAdd(w2, x1, a21);
-                var w3 = Vector256.Load(w + 3 * Chunk + i); a30 = Vector256.FusedMultiplyAdd(w3, x0, a30); a31 = Vector256.FusedMultiplyAdd(w3, x1, a31);
+                var w1 = Vector256.Load(w + ws + i); a10 = Vector256.FusedMultiplyAdd(w1, x0, a10); a11 = Vector256.FusedMultiplyAdd(w1, x1, a11);
+                var w2 = Vector256.Load(w + 2 * ws + i); a20 = Vector256.FusedMultiplyAdd(w2, x0, a20); a21 = Vector256.FusedMultiplyAdd(w2, x1, a21);
+                var w3 = Vector256.Load(w + 3 * ws + i); a30 = Vector256.FusedMultiplyAdd(w3, x0, a30); a31 = Vector256.FusedMultiplyAdd(w3, x1, a31);
             }
             void Put(Vector256<float> acc, int r, int a) =>
-                y[a * yStride + r] += Tail(Vector256.Sum(acc), w + r * Chunk, x + a * Chunk, i, len);
+                y[a * yStride + r] += Tail(Vector256.Sum(acc), w + r * ws, x + a * xs, i, len);
             Put(a00, 0, 0); Put(a10, 1, 0); Put(a20, 2, 0); Put(a30, 3, 0);
             Put(a01, 0, 1); Put(a11, 1, 1); Put(a21, 2, 1); Put(a31, 3, 1);
         }
@@ -326,14 +368,14 @@ internal static unsafe class WideTile
             int i = 0;
             for (; i + 4 <= len; i += 4)
             {
-                var x0 = Vector128.Load(x + i); var x1 = Vector128.Load(x + Chunk + i);
+                var x0 = Vector128.Load(x + i); var x1 = Vector128.Load(x + xs + i);
                 var w0 = Vector128.Load(w + i); a00 = Vector128.FusedMultiplyAdd(w0, x0, a00); a01 = Vector128.FusedMultiplyAdd(w0, x1, a01);
-                var w1 = Vector128.Load(w + Chunk + i); a10 = Vector128.FusedMultiplyAdd(w1, x0, a10); a11 = Vector128.FusedMultiplyAdd(w1, x1, a11);
-                var w2 = Vector128.Load(w + 2 * Chunk + i); a20 = Vector128.FusedMultiplyAdd(w2, x0, a20); a21 = Vector128.FusedMultiplyAdd(w2, x1, a21);
-                var w3 = Vector128.Load(w + 3 * Chunk + i); a30 = Vector128.FusedMultiplyAdd(w3, x0, a30); a31 = Vector128.FusedMultiplyAdd(w3, x1, a31);
+                var w1 = Vector128.Load(w + ws + i); a10 = Vector128.FusedMultiplyAdd(w1, x0, a10); a11 = Vector128.FusedMultiplyAdd(w1, x1, a11);
+                var w2 = Vector128.Load(w + 2 * ws + i); a20 = Vector128.FusedMultiplyAdd(w2, x0, a20); a21 = Vector128.FusedMultiplyAdd(w2, x1, a21);
+                var w3 = Vector128.Load(w + 3 * ws + i); a30 = Vector128.FusedMultiplyAdd(w3, x0, a30); a31 = Vector128.FusedMultiplyAdd(w3, x1, a31);
             }
             void Put(Vector128<float> acc, int r, int a) =>
-                y[a * yStride + r] += Tail(Vector128.Sum(acc), w + r * Chunk, x + a * Chunk, i, len);
+                y[a * yStride + r] += Tail(Vector128.Sum(acc), w + r * ws, x + a * xs, i, len);
             Put(a00, 0, 0); Put(a10, 1, 0); Put(a20, 2, 0); Put(a30, 3, 0);
             Put(a01, 0, 1); Put(a11, 1, 1); Put(a21, 2, 1); Put(a31, 3, 1);
         }

@@ -197,7 +197,10 @@ public class PerplexityTests(ITestOutputHelper output)
         for (int i = 24; i < 47; i++)
             expected -= Perplexity.LogSoftmax(golden.Logits.AsSpan(i * golden.Vocab, golden.Vocab), golden.PromptIds[i + 1]);
         output.WriteLine($"chunk 0 NLL: EdgeLlm {r.ChunkNll[0]:F6}, from llama.cpp's logits {expected:F6}; PPL over both chunks {r.Value:F4} +/- {r.StandardError:F5}");
-        Assert.Equal(expected, r.ChunkNll[0], 1e-3);
+        // 23 log-probabilities summing to ~430: the logits agree with llama.cpp's to ~4e-4 of their spread (the golden
+        // figure), which moves the sum by ~1e-3 with a change of float summation order alone; a real error moves it by
+        // whole units.
+        Assert.Equal(expected, r.ChunkNll[0], 5e-3);
         Assert.True(double.IsFinite(r.ChunkNll[1]) && r.ChunkNll[1] > 0);
     }
 

@@ -16,6 +16,12 @@ public unsafe class VecDotTileTests
     // f16 / bf16 rows of random values (SelfTest makes quantized blocks)
     private static byte[] Make(GgmlType t, int count, SelfTest.Fill fill, Random rng)
     {
+        if (t == GgmlType.F32)
+        {
+            var f = new byte[count * 4];
+            for (int i = 0; i < count; i++) BitConverter.TryWriteBytes(f.AsSpan(i * 4), (float)(rng.NextDouble() * 8 - 4));
+            return f;
+        }
         if (t is not (GgmlType.F16 or GgmlType.BF16)) return SelfTest.MakeBlocks(t, count, fill, rng);
         var bytes = new byte[count * 2];
         for (int i = 0; i < count; i++)
@@ -39,6 +45,7 @@ public unsafe class VecDotTileTests
     [InlineData(GgmlType.Q6_K)]
     [InlineData(GgmlType.F16)]
     [InlineData(GgmlType.BF16)]
+    [InlineData(GgmlType.F32)]
     public void Tile_EqualsVecDot(GgmlType type)
     {
 
@@ -46,7 +53,7 @@ public unsafe class VecDotTileTests
         var rng = new Random((int)type);
         int block = GgmlTypes.Info(type).BlockSize;
         int checkedPairs = 0;
-        // (f16 and bf16 have blocks of one value: rows across their 1024-value chunks)
+        // (f32, f16 and bf16 have blocks of one value: rows across their 1024-value chunks)
         foreach (int blocks in block == 1 ? new[] { 1, 31, 1024, 1500, 2500 } : new[] { 1, 2, 3, 5, 8 })
         foreach (int nActs in new[] { 1, 2, 3, 4, 5, 9, 16 })
         foreach (var fill in new[] { SelfTest.Fill.Random, SelfTest.Fill.AllMin, SelfTest.Fill.HugeScale })
