@@ -21,7 +21,7 @@ internal static unsafe class Exports
     private static readonly byte* s_version = NativeString(Version);
 
     /// <summary>The library version (kept equal to EDGELLM_VERSION_STRING in edgellm.h; the C test checks it).</summary>
-    internal const string Version = "0.5.0";
+    internal const string Version = "0.6.0";
 
     private static byte* NativeString(string s)
     {
@@ -56,6 +56,9 @@ internal static unsafe class Exports
             NativeModel nm;
             try
             {
+                using (var peek = EdgeLlm.Gguf.GgufFile.Open(file))
+                    if (BertModel.IsEncoder(peek))
+                        throw new ModelLoadException($"its architecture '{peek.GetString("general.architecture")}' is a text encoder (an embedding model), which generates no text: load it with edgellm_encoder_load");
                 // Repacked for the CPU only when a CPU context is created (Backends.OnCpu), so a model that
                 // only feeds Vulkan contexts never holds a repacked copy.
                 var model = Model.Load(file, new ModelLoadOptions { RepackWeights = false });
@@ -739,6 +742,127 @@ internal static unsafe class Exports
         catch (Exception e)
         {
             return LastError.Fail(e, "edgellm_context_embed");
+        }
+    }
+
+    // ------------------------------------------------------------------ encoder (text embeddings from BERT models)
+
+    [UnmanagedCallersOnly(EntryPoint = "edgellm_encoder_load")]
+    public static int EncoderLoad(byte* path, int threads, nint* outEncoder)
+    {
+        try
+        {
+            if (outEncoder == null) throw new ArgumentException("out_encoder is NULL");
+            *outEncoder = 0;
+            if (path == null) throw new ArgumentException("path is NULL");
+            if (threads < 0 || threads > 1024) throw new ArgumentException($"threads must be 0 (the physical cores) .. 1024, got {threads}");
+            string file = DecodeUtf8(MemoryMarshal.CreateReadOnlySpanFromNullTerminated(path), "path");
+            if (!File.Exists(file))
+                throw new EdgeLlmException(EdgeLlmError.ModelLoadFailed, Directory.Exists(file) ? $"'{file}' is a directory, not a GGUF file" : $"'{file}' does not exist");
+            NativeEncoder ne;
+            try
+            {
+                var bert = BertModel.Load(file, threads);
+                try
+                {
+                    ne = new NativeEncoder(bert, Tokenizer.FromGguf(bert.File));
+                }
+                catch
+                {
+                    bert.Dispose();
+                    throw;
+                }
+            }
+            catch (Exception e) when (e is not OutOfMemoryException)
+            {
+                string hint = e is ModelLoadException && e.Message.Contains("not a BERT encoder", StringComparison.Ordinal) ? " (a model that generates text loads with edgellm_model_load)" : "";
+                throw new EdgeLlmException(EdgeLlmError.ModelLoadFailed, $"cannot load '{file}' as an encoder: {e.Message}{hint}");
+            }
+            *outEncoder = HandleTable.Add(ne);
+            return 0;
+        }
+        catch (Exception e)
+        {
+            return LastError.Fail(e, "edgellm_encoder_load");
+        }
+    }
+
+    [UnmanagedCallersOnly(EntryPoint = "edgellm_encoder_free")]
+    public static int EncoderFree(nint encoder)
+    {
+        try
+        {
+            if (encoder == 0) return 0;
+            NativeEncoder e;
+            lock (HandleTable.Sync)
+            {
+                e = HandleTable.GetLocked<NativeEncoder>(encoder, "encoder");
+                HandleTable.RemoveLocked(encoder);
+            }
+            e.Release();
+            return 0;
+        }
+        catch (Exception e)
+        {
+            return LastError.Fail(e, "edgellm_encoder_free");
+        }
+    }
+
+    [UnmanagedCallersOnly(EntryPoint = "edgellm_encoder_n_embd")]
+    public static int EncoderNEmbd(nint encoder, int* outNEmbd)
+    {
+        try
+        {
+            if (outNEmbd == null) throw new ArgumentException("out_n_embd is NULL");
+            var e = NativeEncoder.Acquire(encoder);
+            try { *outNEmbd = e.Encoder.EmbeddingLength; }
+            finally { e.Release(); }
+            return 0;
+        }
+        catch (Exception e)
+        {
+            return LastError.Fail(e, "edgellm_encoder_n_embd");
+        }
+    }
+
+    [UnmanagedCallersOnly(EntryPoint = "edgellm_encoder_embed")]
+    public static int EncoderEmbed(nint encoder, byte* text, int textLen, int pooling, int normalize, float* dst, int capacity, int* outNEmbd)
+    {
+        try
+        {
+            if (outNEmbd == null) throw new ArgumentException("out_n_embd is NULL");
+            string s = DecodeUtf8(Input(text, textLen, "text"), "text");
+            CheckOutput(dst, capacity, "dst");
+            if (pooling is not (-1 or 1 or 2 or 3)) throw new ArgumentException($"pooling must be -1 (the model's, else mean), 1 (mean), 2 (cls) or 3 (last), got {pooling}");
+            if (normalize < -1) throw new ArgumentException($"normalize must be -1 (none), 0, 1, 2 (euclidean) or a larger p-norm, got {normalize}");
+            var e = NativeEncoder.Acquire(encoder);
+            try
+            {
+                var bert = e.Encoder;
+                int embd = bert.EmbeddingLength;
+                *outNEmbd = embd;
+                if (capacity < embd) throw new EdgeLlmException(EdgeLlmError.BufferTooSmall, $"the embedding is {embd} floats but the buffer holds {capacity}");
+                PoolingType pool;
+                try { pool = (pooling == -1 ? null : (PoolingType?)pooling) ?? TextEmbedder.FilePooling(bert.File, bert.Architecture) ?? PoolingType.Mean; }
+                catch (NotSupportedException ex) { throw new ArgumentException(ex.Message); }
+                if (pool == PoolingType.None) pool = PoolingType.Mean; // a file naming none: one vector per text is asked for
+                var embedder = new TextEmbedder(bert, e.Tokenizer, pool, normalize);
+                int[] tokens = embedder.Tokenize(s);
+                if (tokens.Length > bert.ContextLength)
+                    throw new EdgeLlmException(EdgeLlmError.ContextFull, $"the text is {tokens.Length} tokens; the encoder reads at most {bert.ContextLength} ({bert.Architecture}.context_length)");
+                float[] v;
+                lock (e.Gate) v = embedder.Embed(tokens);
+                v.AsSpan().CopyTo(new Span<float>(dst, capacity));
+            }
+            finally
+            {
+                e.Release();
+            }
+            return 0;
+        }
+        catch (Exception e)
+        {
+            return LastError.Fail(e, "edgellm_encoder_embed");
         }
     }
 

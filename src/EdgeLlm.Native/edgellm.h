@@ -60,11 +60,13 @@ extern "C" {
  * 0.4.0: edgellm_context_params grew from 56 to 64 bytes (swa_full appended, then 4 bytes of padding): rebuild
  * callers compiled against 0.3.
  * 0.5.0: edgellm_context_embed added; nothing else changed (callers compiled against 0.4 keep working).
+ * 0.6.0: the text encoders (edgellm_encoder_t: edgellm_encoder_load/free/n_embd/embed) added; edgellm_model_load
+ * refuses an encoder naming edgellm_encoder_load; nothing else changed (callers compiled against 0.5 keep working).
  */
 #define EDGELLM_VERSION_MAJOR 0
-#define EDGELLM_VERSION_MINOR 5
+#define EDGELLM_VERSION_MINOR 6
 #define EDGELLM_VERSION_PATCH 0
-#define EDGELLM_VERSION_STRING "0.5.0"
+#define EDGELLM_VERSION_STRING "0.6.0"
 
 /* Error codes. Values are stable. */
 typedef enum edgellm_error {
@@ -120,6 +122,7 @@ typedef enum edgellm_cache_type {
 /* Opaque handles. */
 typedef struct edgellm_model edgellm_model_t;
 typedef struct edgellm_context edgellm_context_t;
+typedef struct edgellm_encoder edgellm_encoder_t;
 
 /* Seed value meaning "draw a random seed" (the seed actually used is not reported). */
 #define EDGELLM_SEED_RANDOM UINT64_MAX
@@ -343,6 +346,31 @@ EDGELLM_API edgellm_error edgellm_context_logits_copy(const edgellm_context_t* c
  * CONTEXT_FULL (the text is longer than the context), BACKEND_UNAVAILABLE (a Vulkan context), BUSY.
  */
 EDGELLM_API edgellm_error edgellm_context_embed(edgellm_context_t* ctx, const char* text, int32_t text_len, int32_t pooling,
+                                                int32_t normalize, float* dst, int32_t capacity, int32_t* out_n_embd);
+
+/*
+ * Text encoders: the BERT embedding models (GGUF architectures bert and nomic-bert: all-MiniLM, bge, mxbai-embed,
+ * nomic-embed-text), which read a whole text at once and generate nothing. Load with edgellm_encoder_load (threads:
+ * 0 = the physical cores); edgellm_model_load refuses them. Errors: MODEL_LOAD_FAILED (missing file, not GGUF, not
+ * an encoder: the message names the architecture and edgellm_model_load for decoders), INVALID_ARGUMENT.
+ * An encoder handle may be used from several threads; its calls run one at a time.
+ */
+EDGELLM_API edgellm_error edgellm_encoder_load(const char* path, int32_t threads, edgellm_encoder_t** out_encoder);
+
+/* Frees the encoder (NULL is a no-op); a call running on another thread finishes first. */
+EDGELLM_API edgellm_error edgellm_encoder_free(edgellm_encoder_t* encoder);
+
+/* The width of the encoder's embeddings. */
+EDGELLM_API edgellm_error edgellm_encoder_n_embd(const edgellm_encoder_t* encoder, int32_t* out_n_embd);
+
+/*
+ * The embedding of text_len bytes of UTF-8 `text` as edgellm_context_embed computes a decoder's (and edgellm embed
+ * an encoder's): WordPiece tokens with [CLS] first and [SEP] last, the last block's hidden states pooled and
+ * normalized; pooling and normalize as there (-1 = the file's pooling_type, mean when it names none). Writes n_embd
+ * floats to dst (buffer protocol). Errors: INVALID_ARGUMENT (bad pooling or normalize, invalid UTF-8, NULL
+ * out_n_embd), BUFFER_TOO_SMALL, CONTEXT_FULL (more tokens than the encoder's context_length: 512 for bert).
+ */
+EDGELLM_API edgellm_error edgellm_encoder_embed(edgellm_encoder_t* encoder, const char* text, int32_t text_len, int32_t pooling,
                                                 int32_t normalize, float* dst, int32_t capacity, int32_t* out_n_embd);
 
 /*

@@ -630,6 +630,54 @@ static void test_cache_types(const char* model_path)
  * loads, VULKAN declines it with the reason, AUTO and CPU run it on the CPU, and its logits are the same bits on 1
  * and 2 threads.
  */
+/* A BERT text encoder (EDGELLM_TEST_BERT: all-MiniLM's shape, synthesized by NativeAbiTests). */
+static void test_bert(const char* path, const char* decoder_path)
+{
+    edgellm_encoder_t* enc = NULL;
+    edgellm_error rc = edgellm_encoder_load(path, 2, &enc);
+    check_code(rc, EDGELLM_OK, "encoder_load all-MiniLM's shape");
+    if (rc != EDGELLM_OK) return;
+    int32_t n_embd = -1;
+    check(edgellm_encoder_n_embd(enc, &n_embd) == EDGELLM_OK && n_embd == 384, "encoder_n_embd is 384", "got %d", n_embd);
+    float e1[384], e2[384];
+    const char* text = "Hello, world: the quick brown fox";
+    rc = edgellm_encoder_embed(enc, text, (int32_t)strlen(text), -1, 2, e1, 384, &n_embd);
+    double norm = 0;
+    for (int i = 0; rc == EDGELLM_OK && i < 384; i++) norm += (double)e1[i] * e1[i];
+    check(rc == EDGELLM_OK && n_embd == 384 && norm > 0.9999 && norm < 1.0001, "encoder_embed: a unit vector of 384", "rc %d, |e|^2 %f", (int)rc, norm);
+    rc = edgellm_encoder_embed(enc, text, (int32_t)strlen(text), 1, 2, e2, 384, &n_embd);
+    check(rc == EDGELLM_OK && memcmp(e1, e2, sizeof e1) == 0, "encoder_embed: the file's pooling (mean) equals mean", "rc %d", (int)rc);
+    rc = edgellm_encoder_embed(enc, text, (int32_t)strlen(text), 2, 2, e2, 384, &n_embd);
+    check(rc == EDGELLM_OK && memcmp(e1, e2, sizeof e1) != 0, "encoder_embed: cls pooling differs", "rc %d", (int)rc);
+    rc = edgellm_encoder_embed(enc, "HELLO,  World: the QUICK brown fox", 34, 1, 2, e2, 384, &n_embd);
+    check(rc == EDGELLM_OK && memcmp(e1, e2, sizeof e1) == 0, "encoder_embed: WordPiece lower-cases and splits punctuation", "rc %d", (int)rc);
+    n_embd = -1;
+    check_code(edgellm_encoder_embed(enc, text, (int32_t)strlen(text), 1, 2, e1, 100, &n_embd), EDGELLM_ERROR_BUFFER_TOO_SMALL, "encoder_embed too-small buffer");
+    check(n_embd == 384, "encoder_embed too-small buffer reports the needed count", "got %d", n_embd);
+    check_code(edgellm_encoder_embed(enc, "\xc3", 1, 1, 2, e1, 384, &n_embd), EDGELLM_ERROR_INVALID_ARGUMENT, "encoder_embed invalid UTF-8");
+    check_code(edgellm_encoder_embed(enc, text, (int32_t)strlen(text), 4, 2, e1, 384, &n_embd), EDGELLM_ERROR_INVALID_ARGUMENT, "encoder_embed rank pooling");
+    check_code(edgellm_encoder_embed(enc, text, (int32_t)strlen(text), 1, 2, e1, 384, NULL), EDGELLM_ERROR_INVALID_ARGUMENT, "encoder_embed NULL out_n_embd");
+    {
+        static char longtext[8192];
+        size_t len = 0;
+        while (len + 4 < sizeof longtext - 1) { memcpy(longtext + len, "dog ", 4); len += 4; }
+        longtext[len] = 0;
+        check_code(edgellm_encoder_embed(enc, longtext, (int32_t)len, 1, 2, e1, 384, &n_embd), EDGELLM_ERROR_CONTEXT_FULL, "encoder_embed past the 512 positions");
+    }
+    check_code(edgellm_encoder_embed(NULL, text, 5, 1, 2, e1, 384, &n_embd), EDGELLM_ERROR_NULL_HANDLE, "encoder_embed NULL encoder");
+    edgellm_model_t* m = NULL;
+    rc = edgellm_model_load(path, &m);
+    check(rc == EDGELLM_ERROR_MODEL_LOAD_FAILED && m == NULL && strstr(edgellm_last_error(), "edgellm_encoder_load") != NULL,
+          "model_load refuses an encoder, naming edgellm_encoder_load", "rc %d, '%s'", (int)rc, edgellm_last_error());
+    edgellm_encoder_t* wrong = NULL;
+    rc = edgellm_encoder_load(decoder_path, 1, &wrong);
+    check(rc == EDGELLM_ERROR_MODEL_LOAD_FAILED && wrong == NULL && strstr(edgellm_last_error(), "edgellm_model_load") != NULL,
+          "encoder_load refuses a decoder, naming edgellm_model_load", "rc %d, '%s'", (int)rc, edgellm_last_error());
+    check_code(edgellm_encoder_free(enc), EDGELLM_OK, "encoder_free");
+    check_code(edgellm_encoder_free(enc), EDGELLM_ERROR_INVALID_HANDLE, "encoder_free twice");
+    check_code(edgellm_encoder_free(NULL), EDGELLM_OK, "encoder_free NULL");
+}
+
 static void test_moe(const char* path)
 {
     edgellm_model_t* model = NULL;
@@ -884,6 +932,7 @@ int main(int argc, char** argv)
     ctx = NULL;
     test_cache_types(model_path);
     if (getenv("EDGELLM_TEST_MOE")) test_moe(getenv("EDGELLM_TEST_MOE"));
+    if (getenv("EDGELLM_TEST_BERT")) test_bert(getenv("EDGELLM_TEST_BERT"), model_path);
     bad = p; bad.context_length = 0x7fffffff;
     check_code(edgellm_context_create(model, &bad, &ctx), EDGELLM_ERROR_OUT_OF_MEMORY, "context_create KV cache too large");
     check_code(edgellm_context_create(NULL, &p, &ctx), EDGELLM_ERROR_NULL_HANDLE, "context_create NULL model");

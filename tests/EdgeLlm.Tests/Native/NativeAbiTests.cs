@@ -38,6 +38,9 @@ public sealed partial class NativeAbiTests(ITestOutputHelper output)
         string moe = Path.Combine(outDir, "granite-moe-q4_0.gguf");
         EdgeLlm.Synth.ModelSynthesizer.Synthesize(EdgeLlm.Synth.SynthShapes.Granite30_1B_A400M, "Q4_0", moe, seed: 1);
         psi.Environment["EDGELLM_TEST_MOE"] = moe;
+        string bert = Path.Combine(outDir, "minilm-q8_0.gguf");
+        EdgeLlm.Synth.BertSynthesizer.Write(EdgeLlm.Synth.BertSynthesizer.Find("all-minilm-l6-v2")!, "Q8_0", bert);
+        psi.Environment["EDGELLM_TEST_BERT"] = bert;
 
         var text = new StringBuilder();
         using var p = new Process { StartInfo = psi };
@@ -65,7 +68,10 @@ public sealed partial class NativeAbiTests(ITestOutputHelper output)
         Assert.Contains("PASS no driver: AUTO runs on the CPU", log, StringComparison.Ordinal);
         Assert.Contains("PASS moe: the same logits on 1 and 2 threads", log, StringComparison.Ordinal);
         Assert.Contains("(written by the caller: ", log, StringComparison.Ordinal);
+        Assert.Contains("PASS encoder_embed: WordPiece lower-cases and splits punctuation", log, StringComparison.Ordinal);
+        Assert.Contains("PASS model_load refuses an encoder, naming edgellm_encoder_load", log, StringComparison.Ordinal);
         File.Delete(moe);
+        File.Delete(bert);
         Assert.Contains("run.sh: all native checks passed", log, StringComparison.Ordinal);
     }
 
