@@ -90,19 +90,24 @@ internal static unsafe class Exports
     {
         try
         {
-            if (model == 0) return 0;
-            NativeModel m;
-            lock (HandleTable.Sync)
-            {
-                m = HandleTable.GetLocked<NativeModel>(model, "model");
-                HandleTable.RemoveLocked(model);
-            }
-            m.Release();
+            Remove<NativeModel>(model, "model")?.Release();
             return 0;
         }
         catch (Exception e)
         {
             return LastError.Fail(e, "edgellm_model_free");
+        }
+    }
+
+    /// <summary>Invalidates a handle (a NULL one is a no-op: null) and gives its object back, whose reference the caller drops.</summary>
+    private static T? Remove<T>(nint handle, string kind) where T : class
+    {
+        if (handle == 0) return null;
+        lock (HandleTable.Sync)
+        {
+            var target = HandleTable.GetLocked<T>(handle, kind);
+            HandleTable.RemoveLocked(handle);
+            return target;
         }
     }
 
@@ -702,11 +707,7 @@ internal static unsafe class Exports
     {
         try
         {
-            if (outNEmbd == null) throw new ArgumentException("out_n_embd is NULL");
-            string s = DecodeUtf8(Input(text, textLen, "text"), "text");
-            CheckOutput(dst, capacity, "dst");
-            if (pooling is not (-1 or 1 or 2 or 3)) throw new ArgumentException($"pooling must be -1 (the model's, else mean), 1 (mean), 2 (cls) or 3 (last), got {pooling}");
-            if (normalize < -1) throw new ArgumentException($"normalize must be -1 (none), 0, 1, 2 (euclidean) or a larger p-norm, got {normalize}");
+            string s = CheckEmbedArguments(text, textLen, pooling, normalize, dst, capacity, outNEmbd);
             var c = NativeContext.Enter(ctx);
             try
             {
@@ -715,12 +716,7 @@ internal static unsafe class Exports
                 int embd = cpu.Model.Config.EmbeddingLength;
                 *outNEmbd = embd;
                 if (capacity < embd) throw new EdgeLlmException(EdgeLlmError.BufferTooSmall, $"the embedding is {embd} floats but the buffer holds {capacity}");
-                PoolingType? chosen = pooling == -1 ? null : (PoolingType)pooling;
-                PoolingType pool;
-                try { pool = chosen ?? TextEmbedder.FilePooling(cpu.Model.File, cpu.Model.Config.Architecture) ?? PoolingType.Mean; }
-                catch (NotSupportedException e) { throw new ArgumentException(e.Message); }
-                if (pool == PoolingType.None) pool = PoolingType.Mean; // a file naming none: one vector per text is asked for
-                var embedder = new TextEmbedder(cpu, c.Model.Tokenizer, pool, normalize);
+                var embedder = new TextEmbedder(cpu, c.Model.Tokenizer, EmbedPooling(pooling, cpu.Model.File, cpu.Model.Config.Architecture), normalize);
                 int[] tokens = embedder.Tokenize(s);
                 if (tokens.Length > cpu.ContextLength)
                     throw new EdgeLlmException(EdgeLlmError.ContextFull, $"the text is {tokens.Length} tokens; the context holds {cpu.ContextLength}");
@@ -792,14 +788,7 @@ internal static unsafe class Exports
     {
         try
         {
-            if (encoder == 0) return 0;
-            NativeEncoder e;
-            lock (HandleTable.Sync)
-            {
-                e = HandleTable.GetLocked<NativeEncoder>(encoder, "encoder");
-                HandleTable.RemoveLocked(encoder);
-            }
-            e.Release();
+            Remove<NativeEncoder>(encoder, "encoder")?.Release();
             return 0;
         }
         catch (Exception e)
@@ -830,11 +819,7 @@ internal static unsafe class Exports
     {
         try
         {
-            if (outNEmbd == null) throw new ArgumentException("out_n_embd is NULL");
-            string s = DecodeUtf8(Input(text, textLen, "text"), "text");
-            CheckOutput(dst, capacity, "dst");
-            if (pooling is not (-1 or 1 or 2 or 3)) throw new ArgumentException($"pooling must be -1 (the model's, else mean), 1 (mean), 2 (cls) or 3 (last), got {pooling}");
-            if (normalize < -1) throw new ArgumentException($"normalize must be -1 (none), 0, 1, 2 (euclidean) or a larger p-norm, got {normalize}");
+            string s = CheckEmbedArguments(text, textLen, pooling, normalize, dst, capacity, outNEmbd);
             var e = NativeEncoder.Acquire(encoder);
             try
             {
@@ -842,11 +827,7 @@ internal static unsafe class Exports
                 int embd = bert.EmbeddingLength;
                 *outNEmbd = embd;
                 if (capacity < embd) throw new EdgeLlmException(EdgeLlmError.BufferTooSmall, $"the embedding is {embd} floats but the buffer holds {capacity}");
-                PoolingType pool;
-                try { pool = (pooling == -1 ? null : (PoolingType?)pooling) ?? TextEmbedder.FilePooling(bert.File, bert.Architecture) ?? PoolingType.Mean; }
-                catch (NotSupportedException ex) { throw new ArgumentException(ex.Message); }
-                if (pool == PoolingType.None) pool = PoolingType.Mean; // a file naming none: one vector per text is asked for
-                var embedder = new TextEmbedder(bert, e.Tokenizer, pool, normalize);
+                var embedder = new TextEmbedder(bert, e.Tokenizer, EmbedPooling(pooling, bert.File, bert.Architecture), normalize);
                 int[] tokens = embedder.Tokenize(s);
                 if (tokens.Length > bert.ContextLength)
                     throw new EdgeLlmException(EdgeLlmError.ContextFull, $"the text is {tokens.Length} tokens; the encoder reads at most {bert.ContextLength} ({bert.Architecture}.context_length)");
@@ -864,6 +845,26 @@ internal static unsafe class Exports
         {
             return LastError.Fail(e, "edgellm_encoder_embed");
         }
+    }
+
+    /// <summary>The checks both embed functions make, in their order; the text decoded.</summary>
+    private static string CheckEmbedArguments(byte* text, int textLen, int pooling, int normalize, float* dst, int capacity, int* outNEmbd)
+    {
+        if (outNEmbd == null) throw new ArgumentException("out_n_embd is NULL");
+        string s = DecodeUtf8(Input(text, textLen, "text"), "text");
+        CheckOutput(dst, capacity, "dst");
+        if (pooling is not (-1 or 1 or 2 or 3)) throw new ArgumentException($"pooling must be -1 (the model's, else mean), 1 (mean), 2 (cls) or 3 (last), got {pooling}");
+        if (normalize < -1) throw new ArgumentException($"normalize must be -1 (none), 0, 1, 2 (euclidean) or a larger p-norm, got {normalize}");
+        return s;
+    }
+
+    /// <summary>The embed functions' pooling: the argument, else the file's pooling_type, else (none named) mean: one vector per text is asked for.</summary>
+    private static PoolingType EmbedPooling(int pooling, EdgeLlm.Gguf.GgufFile file, string architecture)
+    {
+        PoolingType pool;
+        try { pool = (pooling == -1 ? null : (PoolingType?)pooling) ?? TextEmbedder.FilePooling(file, architecture) ?? PoolingType.Mean; }
+        catch (NotSupportedException e) { throw new ArgumentException(e.Message); }
+        return pool == PoolingType.None ? PoolingType.Mean : pool;
     }
 
     [UnmanagedCallersOnly(EntryPoint = "edgellm_context_sample")]

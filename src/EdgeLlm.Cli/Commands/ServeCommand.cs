@@ -114,7 +114,13 @@ public static class ServeCommand
         using var bert = BertModel.Load(modelPath, threads);
         var tokenizer = Tokenizer.FromGguf(bert.File);
         err.WriteLine($"edgellm: serving {options.ModelId}, a {bert.Architecture} text encoder ({bert.EmbeddingLength} dimensions, up to {bert.ContextLength} tokens a text), for /v1/embeddings only{(options.ApiKey is null ? "" : ", API key required")}");
-        var server = new OpenAiServer(options, bert, tokenizer, err);
+        Run(new OpenAiServer(options, bert, tokenizer, err), options, err);
+        return ExitCodes.Ok;
+    }
+
+    /// <summary>Serves until stopped; a port that cannot be bound is an I/O error naming it.</summary>
+    private static void Run(OpenAiServer server, ServerOptions options, TextWriter err)
+    {
         try
         {
             server.RunAsync().GetAwaiter().GetResult();
@@ -124,7 +130,6 @@ public static class ServeCommand
             throw new IOException($"cannot listen on {options.Host}:{options.Port}: {e.Message}", e);
         }
         err.WriteLine("edgellm: server stopped");
-        return ExitCodes.Ok;
     }
 
     /// <summary>The model's id in the API: the file name without <c>.gguf</c>.</summary>
@@ -216,15 +221,7 @@ public static class ServeCommand
             var server = new OpenAiServer(options, pool, tokenizer, template, err);
             if (server.SplitsReasoning)
                 err.WriteLine($"edgellm: chat answers' <think> reasoning goes to message.reasoning_content (--reasoning-format {options.ReasoningFormat}; none keeps it in content)");
-            try
-            {
-                server.RunAsync().GetAwaiter().GetResult();
-            }
-            catch (IOException e) when (e.InnerException is System.Net.Sockets.SocketException || e.Message.Contains("address", StringComparison.OrdinalIgnoreCase))
-            {
-                throw new IOException($"cannot listen on {options.Host}:{options.Port}: {e.Message}", e);
-            }
-            err.WriteLine("edgellm: server stopped");
+            Run(server, options, err);
         }
         return ExitCodes.Ok;
     }

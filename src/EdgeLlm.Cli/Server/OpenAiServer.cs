@@ -485,25 +485,7 @@ public sealed class OpenAiServer
             {
                 if (slot.Context is not InferenceContext cpu)
                     throw new ApiException(400, "embeddings run on the CPU backend: start the server with --backend cpu", param: "input", code: "embeddings_not_supported");
-                PoolingType pooling;
-                try
-                {
-                    pooling = _options.Pooling switch
-                    {
-                        "mean" => PoolingType.Mean,
-                        "cls" => PoolingType.Cls,
-                        "last" => PoolingType.Last,
-                        "none" => PoolingType.None,
-                        _ => TextEmbedder.FilePooling(cpu.Model.File, cpu.Model.Config.Architecture) ?? PoolingType.None,
-                    };
-                }
-                catch (NotSupportedException e)
-                {
-                    throw new ApiException(400, e.Message, param: "input", code: "embeddings_not_supported");
-                }
-                if (pooling == PoolingType.None)
-                    throw new ApiException(400, "the model names no pooling (pooling_type) and the server has none (--pooling): pooling 'none' gives a vector per token, which is not OpenAI's shape; restart with --pooling mean, cls or last", param: "input", code: "embeddings_not_supported");
-                var embedder = new TextEmbedder(cpu, _tokenizer, pooling);
+                var embedder = new TextEmbedder(cpu, _tokenizer, Pooling(cpu.Model.File, cpu.Model.Config.Architecture));
                 try
                 {
                     return tokenized.Select(t => embedder.Embed(t)).ToList();
@@ -521,10 +503,9 @@ public sealed class OpenAiServer
         await WriteEmbeddingsAsync(ctx, vectors, tokenized.Sum(t => t.Length), base64);
     }
 
-    /// <summary>The inputs' embeddings from the encoder, one request at a time (the pooling as for a decoder: --pooling, else the file's).</summary>
-    private async Task<List<float[]>> EncodeAsync(List<int[]> tokenized, CancellationToken cancellationToken)
+    /// <summary>The server's pooling: <c>--pooling</c>, else the file's; none (a vector per token) is refused, as llama-server refuses it.</summary>
+    private PoolingType Pooling(EdgeLlm.Gguf.GgufFile file, string architecture)
     {
-        var encoder = _encoder!;
         PoolingType pooling;
         try
         {
@@ -534,7 +515,7 @@ public sealed class OpenAiServer
                 "cls" => PoolingType.Cls,
                 "last" => PoolingType.Last,
                 "none" => PoolingType.None,
-                _ => TextEmbedder.FilePooling(encoder.File, encoder.Architecture) ?? PoolingType.None,
+                _ => TextEmbedder.FilePooling(file, architecture) ?? PoolingType.None,
             };
         }
         catch (NotSupportedException e)
@@ -543,7 +524,14 @@ public sealed class OpenAiServer
         }
         if (pooling == PoolingType.None)
             throw new ApiException(400, "the model names no pooling (pooling_type) and the server has none (--pooling): pooling 'none' gives a vector per token, which is not OpenAI's shape; restart with --pooling mean, cls or last", param: "input", code: "embeddings_not_supported");
-        var embedder = new TextEmbedder(encoder, _tokenizer, pooling);
+        return pooling;
+    }
+
+    /// <summary>The inputs' embeddings from the encoder, one request at a time (the pooling as for a decoder: --pooling, else the file's).</summary>
+    private async Task<List<float[]>> EncodeAsync(List<int[]> tokenized, CancellationToken cancellationToken)
+    {
+        var encoder = _encoder!;
+        var embedder = new TextEmbedder(encoder, _tokenizer, Pooling(encoder.File, encoder.Architecture));
         await _encoderGate.WaitAsync(cancellationToken);
         try
         {

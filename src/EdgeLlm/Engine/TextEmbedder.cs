@@ -41,7 +41,7 @@ public sealed class TextEmbedder
     {
         ArgumentNullException.ThrowIfNull(context);
         ArgumentNullException.ThrowIfNull(tokenizer);
-        if (normalize < -1) throw new ArgumentOutOfRangeException(nameof(normalize), normalize, "the normalization must be -1 (none), 0 (max-abs, int16), 1 (taxicab), 2 (euclidean) or a larger p-norm");
+        CheckNormalize(normalize);
         Context = context;
         Tokenizer = tokenizer;
         Pooling = pooling ?? FilePooling(context.Model.File, context.Model.Config.Architecture) ?? PoolingType.None;
@@ -59,13 +59,18 @@ public sealed class TextEmbedder
     {
         ArgumentNullException.ThrowIfNull(encoder);
         ArgumentNullException.ThrowIfNull(tokenizer);
-        if (normalize < -1) throw new ArgumentOutOfRangeException(nameof(normalize), normalize, "the normalization must be -1 (none), 0 (max-abs, int16), 1 (taxicab), 2 (euclidean) or a larger p-norm");
+        CheckNormalize(normalize);
         Encoder = encoder;
         Tokenizer = tokenizer;
         Pooling = pooling ?? FilePooling(encoder.File, encoder.Architecture) ?? PoolingType.None;
         Normalization = normalize;
         Dimensions = encoder.EmbeddingLength;
         ContextLength = encoder.ContextLength;
+    }
+
+    private static void CheckNormalize(int normalize)
+    {
+        if (normalize < -1) throw new ArgumentOutOfRangeException(nameof(normalize), normalize, "the normalization must be -1 (none), 0 (max-abs, int16), 1 (taxicab), 2 (euclidean) or a larger p-norm");
     }
 
     /// <summary>The decoder context evaluated, or null for an encoder.</summary>
