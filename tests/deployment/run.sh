@@ -49,6 +49,23 @@ sys.exit(0 if fig <= float(sys.argv[3]) else 1)
 PY
 }
 
+# encoder NAME RUNNER... : the BERT encoder's embedding against the x64 binary's (NEON's 4 x 2 f16 tiles and
+# 128-bit attention against AVX-512's: float order aside, which flips a few f16 roundings of the activations:
+# 5.4e-5 on 2026-12-02).
+bert_text="Hello, World! The quick brown fox jumps over the lazy dog. Café naïve 中文"
+encoder() {
+  local name="$1"; shift
+  local fig=
+  if [ ! -f "$tmp/bert-x64.json" ]; then fail "embed $name" "no x64 reference (the x64 encoder check failed)"; return; fi
+  if "$@" embed -m "$tmp/minilm.gguf" -p "$bert_text" > "$tmp/bert.json" 2> "$tmp/bert.log" &&
+     fig=$(python3 -c 'import json,sys
+a=json.load(open(sys.argv[1]))["data"][0]["embedding"]; b=json.load(open(sys.argv[2]))["data"][0]["embedding"]
+d=max(abs(x-y) for x,y in zip(a,b)) if len(a)==len(b) else 1
+print(f"{d:.3g}"); sys.exit(0 if d<=3e-4 else 1)' "$tmp/bert.json" "$tmp/bert-x64.json"); then
+    ok "embed $name (all-minilm-l6-v2 F16 against linux-x64: max difference $fig <= 3e-4)"
+  else fail "embed $name" "difference ${fig:-n/a}: $(tail -2 "$tmp/bert.log" | tr '\n' ' ')"; fi
+}
+
 # mxfp4 NAME RUNNER... : the MXFP4 file the x64 checks wrote, its logits against the x64 binary's (the NEON
 # table-lookup dots and 128-bit tiles against the AVX2 ones: the same integer sums, float order aside).
 mxfp4() {
@@ -160,6 +177,12 @@ PY
        "$x64" logits -m "$tmp/mxfp4.gguf" --ids "$mxids" -o "$tmp/mxfp4-x64.f32" > "$tmp/mxq.log" 2>&1; then
       ok "quantize + logits linux-x64 (syn-llama MXFP4_MOE --pure)"
     else fail "quantize MXFP4 linux-x64" "$(tail -2 "$tmp/mxq.log" | tr '\n' ' ')"; fi
+    # A BERT encoder (all-MiniLM's shape, F16: the f16 tile kernel): its embedding, the one the arm64 checks compare with.
+    if "$x64" synth --like all-minilm-l6-v2 --type F16 -o "$tmp/minilm.gguf" > "$tmp/bert.log" 2>&1 &&
+       "$x64" embed -m "$tmp/minilm.gguf" -p "$bert_text" > "$tmp/bert-x64.json" 2>> "$tmp/bert.log" &&
+       python3 -c 'import json,sys; v=json.load(open(sys.argv[1]))["data"][0]["embedding"]; assert len(v)==384 and abs(sum(x*x for x in v)-1)<1e-4' "$tmp/bert-x64.json"; then
+      ok "synth + embed linux-x64 (all-minilm-l6-v2 F16: a unit vector of 384)"
+    else fail "synth + embed linux-x64" "$(tail -2 "$tmp/bert.log" | tr '\n' ' ')"; fi
     if "$x64" bench -m "$model" -t 1 -p 16 -n 8 -r 1 --json > "$tmp/bench.json" 2> "$tmp/bench.err" && python3 -c 'import json,sys; json.load(open(sys.argv[1]))' "$tmp/bench.json"; then ok "bench linux-x64"
     else fail "bench linux-x64" "$(tail -2 "$tmp/bench.err" | tr '\n' ' ')"; fi
   else
@@ -210,6 +233,7 @@ if publish linux-arm64 -r linux-arm64; then
     kernel "linux-arm64 qemu $1 ($3)" "$2" qemu-aarch64-static -cpu "$1" -L /usr/aarch64-linux-gnu "$arm"
     kquant "linux-arm64 qemu $1 ($3)" qemu-aarch64-static -cpu "$1" -L /usr/aarch64-linux-gnu "$arm"
     mxfp4 "linux-arm64 qemu $1 ($3)" qemu-aarch64-static -cpu "$1" -L /usr/aarch64-linux-gnu "$arm"
+    encoder "linux-arm64 qemu $1 ($3)" qemu-aarch64-static -cpu "$1" -L /usr/aarch64-linux-gnu "$arm"
   done
   # `edgellm selftest` (NEON kernels vs references) where the command exists.
   if qemu-aarch64-static -L /usr/aarch64-linux-gnu "$arm" --help 2>&1 | grep -qw selftest; then
