@@ -16,7 +16,7 @@ namespace EdgeLlm.Benchmarks;
 /// </summary>
 internal static class EmbedBench
 {
-    public static int Run(string model, int[] threads, int tokens, int reps, int rounds)
+    public static int Run(string model, int[] threads, int tokens, int reps, int rounds, int textCount = 1)
     {
         var ci = CultureInfo.InvariantCulture;
         if (tokens == 0) tokens = 128;
@@ -44,19 +44,26 @@ internal static class EmbedBench
                     for (int r = 0; r < reps; r++)
                     {
                         var sw = Stopwatch.StartNew();
-                        embedder.GetEmbeddings(text).GetAwaiter().GetResult();
-                        Add(("llama.cpp", t), count / sw.Elapsed.TotalSeconds);
+                        for (int i = 0; i < textCount; i++) embedder.GetEmbeddings(text).GetAwaiter().GetResult();
+                        Add(("llama.cpp", t), (double)count * textCount / sw.Elapsed.TotalSeconds);
                     }
                 }
                 using (var encoder = BertModel.Load(model, t))
                 {
                     var embedder = new TextEmbedder(encoder, Tokenizer.FromGguf(encoder.File), PoolingType.Mean);
                     embedder.Embed(text); // warm-up
+                    var many = Enumerable.Repeat(text, textCount).ToList();
                     for (int r = 0; r < reps; r++)
                     {
                         var sw = Stopwatch.StartNew();
-                        embedder.Embed(text);
-                        Add(("EdgeLlm", t), count / sw.Elapsed.TotalSeconds);
+                        for (int i = 0; i < textCount; i++) embedder.Embed(text);
+                        Add(("EdgeLlm", t), (double)count * textCount / sw.Elapsed.TotalSeconds);
+                        if (textCount > 1)
+                        {
+                            sw.Restart();
+                            embedder.EmbedBatch(many);
+                            Add(("EdgeLlm batched", t), (double)count * textCount / sw.Elapsed.TotalSeconds);
+                        }
                     }
                 }
                 Console.Error.WriteLine($"round {round} t={t}: llama.cpp {string.Join(", ", results[("llama.cpp", t)].Select(x => x.ToString("F0", ci)))}; EdgeLlm {string.Join(", ", results[("EdgeLlm", t)].Select(x => x.ToString("F0", ci)))}");
@@ -69,7 +76,7 @@ internal static class EmbedBench
 
         Console.WriteLine();
         Console.WriteLine($"Date: {DateTime.Now.ToString("yyyy-MM-dd HH:mm", ci)}  ");
-        Console.WriteLine($"Model: {Path.GetFileName(model)}; one text of {count} tokens per embedding  ");
+        Console.WriteLine($"Model: {Path.GetFileName(model)}; {textCount} text(s) of {count} tokens per repetition  ");
         Console.WriteLine($"llama.cpp: LLamaSharp 0.30.0 CPU backend, {LlamaCppBench.NativeLibrary}; EdgeLlm: this process (JIT)  ");
         Console.WriteLine($"Repetitions: {rounds} round(s) × {reps}, the engines alternating; best of all");
         Console.WriteLine();
@@ -78,7 +85,10 @@ internal static class EmbedBench
         foreach (int t in threads)
         {
             double ours = results[("EdgeLlm", t)].Max(), theirs = results[("llama.cpp", t)].Max();
-            Console.WriteLine(string.Create(ci, $"| {t} | embed {count} tokens | {ours:F1} | {theirs:F1} | {ours / theirs:F2} |"));
+            string test = textCount > 1 ? $"{textCount} × embed {count} tokens" : $"embed {count} tokens";
+            Console.WriteLine(string.Create(ci, $"| {t} | {test}, one by one | {ours:F1} | {theirs:F1} | {ours / theirs:F2} |"));
+            if (results.TryGetValue(("EdgeLlm batched", t), out var b))
+                Console.WriteLine(string.Create(ci, $"| {t} | {test}, EdgeLlm's EmbedBatch (llama.cpp one by one) | {b.Max():F1} | {theirs:F1} | {b.Max() / theirs:F2} |"));
         }
         return 0;
     }

@@ -92,19 +92,20 @@ public static class EmbedCommand
                     w.WriteEndArray();
                     w.WriteEndObject();
                 }
-                for (int i = 0; i < texts.Count; i++)
+                // Every text's tokens first, so a text that does not fit fails before anything is printed; pooled
+                // embeddings then go in batches (an encoder runs many short texts in one pass).
+                var tokens = texts.Select(embedder.Tokenize).ToList();
+                for (int i = 0; i < tokens.Count; i++)
                 {
-                    try
-                    {
-                        if (embedder.Pooling == PoolingType.None)
-                            foreach (var row in embedder.EmbedTokens(texts[i])) Write(row);
-                        else Write(embedder.Embed(texts[i]));
-                    }
-                    catch (ArgumentException e)
-                    {
-                        throw new InputException($"text {i + 1}: {e.Message}{(bert is null ? " (-c sets the context)" : "")}");
-                    }
+                    if (tokens[i].Length == 0) throw new InputException($"text {i + 1} has no tokens");
+                    if (tokens[i].Length > embedder.ContextLength)
+                        throw new InputException($"text {i + 1}: the text is {tokens[i].Length} tokens; the context holds {embedder.ContextLength}{(bert is null ? " (-c sets the context)" : "")}");
                 }
+                if (embedder.Pooling == PoolingType.None)
+                    foreach (var t in texts)
+                        foreach (var row in embedder.EmbedTokens(t)) Write(row);
+                else
+                    foreach (var v in embedder.EmbedBatch(tokens)) Write(v);
                 w.WriteEndArray();
                 w.WriteEndObject();
             }

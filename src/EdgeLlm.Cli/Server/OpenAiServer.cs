@@ -537,13 +537,8 @@ public sealed class OpenAiServer
         {
             return await Task.Factory.StartNew(() =>
             {
-                var vectors = new List<float[]>(tokenized.Count);
-                foreach (var t in tokenized)
-                {
-                    cancellationToken.ThrowIfCancellationRequested();
-                    vectors.Add(embedder.Embed(t));
-                }
-                return vectors;
+                cancellationToken.ThrowIfCancellationRequested();
+                return embedder.EmbedBatch(tokenized); // many short inputs run together
             }, cancellationToken, TaskCreationOptions.LongRunning, TaskScheduler.Default);
         }
         finally

@@ -138,12 +138,19 @@ public sealed class EdgeLlmEmbeddingGenerator : AI.IEmbeddingGenerator<string, A
             int total = 0;
             await Task.Factory.StartNew(() =>
             {
-                foreach (var t in tokens)
+                // An encoder runs the texts in batches (EmbedBatch); a decoder one by one, cancellable between texts.
+                if (_context is null)
                 {
                     cancellationToken.ThrowIfCancellationRequested();
-                    result.Add(new AI.Embedding<float>(_embedder.Embed(t)) { ModelId = ModelId, CreatedAt = DateTimeOffset.UtcNow });
-                    total += t.Length;
+                    foreach (var v in _embedder.EmbedBatch(tokens)) result.Add(new AI.Embedding<float>(v) { ModelId = ModelId, CreatedAt = DateTimeOffset.UtcNow });
                 }
+                else
+                    foreach (var t in tokens)
+                    {
+                        cancellationToken.ThrowIfCancellationRequested();
+                        result.Add(new AI.Embedding<float>(_embedder.Embed(t)) { ModelId = ModelId, CreatedAt = DateTimeOffset.UtcNow });
+                    }
+                total = tokens.Sum(t => t.Length);
             }, cancellationToken, TaskCreationOptions.LongRunning, TaskScheduler.Default).ConfigureAwait(false);
             result.Usage = new AI.UsageDetails { InputTokenCount = total, TotalTokenCount = total };
             return result;

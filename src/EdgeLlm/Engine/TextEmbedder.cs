@@ -124,10 +124,70 @@ public sealed class TextEmbedder
     /// <inheritdoc cref="Embed(string)"/>
     public float[] Embed(IReadOnlyList<int> tokens)
     {
+        CheckPooled();
+        return Pool(Hidden(tokens), 0, tokens.Count);
+    }
+
+    /// <summary>
+    /// The pooled, normalized embeddings of several texts, in order, each as <see cref="Embed(IReadOnlyList{int})"/> gives
+    /// it. An encoder runs consecutive texts together, up to <see cref="ContextLength"/> tokens a pass, each attending only
+    /// to itself (<see cref="BertModel.Encode(ReadOnlySpan{int}, ReadOnlySpan{int})"/>: the same numbers, fuller matrix
+    /// tiles, so many short texts go several times faster); a decoder's context embeds them one by one.
+    /// </summary>
+    /// <exception cref="InvalidOperationException">the pooling is <see cref="PoolingType.None"/></exception>
+    /// <exception cref="ArgumentException">a text with no tokens, or more than the context holds (the message names which)</exception>
+    public List<float[]> EmbedBatch(IReadOnlyList<int[]> texts)
+    {
+        ArgumentNullException.ThrowIfNull(texts);
+        CheckPooled();
+        for (int i = 0; i < texts.Count; i++)
+        {
+            ArgumentNullException.ThrowIfNull(texts[i], nameof(texts));
+            if (texts[i].Length == 0) throw new ArgumentException($"text {i} has no tokens", nameof(texts));
+            if (texts[i].Length > ContextLength) throw new ArgumentException($"text {i} is {texts[i].Length} tokens; the context holds {ContextLength}", nameof(texts));
+        }
+        var result = new List<float[]>(texts.Count);
+        if (Encoder is null)
+        {
+            foreach (var t in texts) result.Add(Embed(t));
+            return result;
+        }
+        for (int first = 0; first < texts.Count;)
+        {
+            int last = first, total = texts[first].Length;
+            while (last + 1 < texts.Count && total + texts[last + 1].Length <= ContextLength) total += texts[++last].Length;
+            var tokens = new int[total];
+            var starts = new int[last - first + 2];
+            for (int i = first, at = 0; i <= last; i++)
+            {
+                texts[i].CopyTo(tokens, at);
+                at += texts[i].Length;
+                starts[i - first + 1] = at;
+            }
+            float[] hidden = Encoder.Encode(tokens, starts);
+            for (int i = 0; i <= last - first; i++) result.Add(Pool(hidden, (long)starts[i] * Dimensions, starts[i + 1] - starts[i]));
+            first = last + 1;
+        }
+        return result;
+    }
+
+    /// <summary><see cref="EmbedBatch(IReadOnlyList{int[]})"/> of the texts' tokens.</summary>
+    public List<float[]> EmbedBatch(IReadOnlyList<string> texts)
+    {
+        ArgumentNullException.ThrowIfNull(texts);
+        return EmbedBatch(texts.Select(Tokenize).ToList());
+    }
+
+    private void CheckPooled()
+    {
         if (Pooling == PoolingType.None)
             throw new InvalidOperationException("the pooling is none (the model names no pooling_type): give one (mean, cls or last) to get one vector per text, or embed per token");
-        float[] hidden = Hidden(tokens);
-        int d = Dimensions, n = tokens.Count;
+    }
+
+    /// <summary>The pooled, normalized vector of the <paramref name="n"/> token rows at <paramref name="offset"/> of <paramref name="hidden"/>.</summary>
+    private float[] Pool(float[] hidden, long offset, int n)
+    {
+        int d = Dimensions;
         var pooled = new float[d];
         switch (Pooling)
         {
@@ -135,13 +195,13 @@ public sealed class TextEmbedder
                 // llama.cpp multiplies by a [n] row of 1/n (ggml_mul_mat with inp_mean): the sum of x·(1/n) in token order.
                 float w = 1f / n;
                 for (int t = 0; t < n; t++)
-                    for (int i = 0; i < d; i++) pooled[i] += hidden[(long)t * d + i] * w;
+                    for (int i = 0; i < d; i++) pooled[i] += hidden[offset + (long)t * d + i] * w;
                 break;
             case PoolingType.Cls:
-                Array.Copy(hidden, 0, pooled, 0, d);
+                Array.Copy(hidden, offset, pooled, 0, d);
                 break;
             default:
-                Array.Copy(hidden, (long)(n - 1) * d, pooled, 0, d);
+                Array.Copy(hidden, offset + (long)(n - 1) * d, pooled, 0, d);
                 break;
         }
         Normalize(pooled, Normalization);

@@ -191,12 +191,33 @@ public sealed unsafe class BertModel : IDisposable
     /// The last block's hidden states of <paramref name="tokens"/> (one text, positions from 0): [count, <see cref="EmbeddingLength"/>], row per token.
     /// </summary>
     /// <exception cref="ArgumentException">no tokens, more than <see cref="ContextLength"/>, or an id outside the vocabulary</exception>
-    public float[] Encode(ReadOnlySpan<int> tokens)
+    public float[] Encode(ReadOnlySpan<int> tokens) => Encode(tokens, [0, tokens.Length]);
+
+    /// <summary>
+    /// The hidden states of several texts in one pass, each attending only to itself with its own positions from 0:
+    /// <paramref name="tokens"/> holds the texts one after the other, text i at
+    /// [<paramref name="starts"/>[i], <paramref name="starts"/>[i + 1]). Every row equals what <see cref="Encode(ReadOnlySpan{int})"/>
+    /// gives for its text alone, bit for bit (each product row and each attention row is computed alike); a batch of short
+    /// texts fills the matrix tiles that one short text leaves mostly empty.
+    /// </summary>
+    /// <exception cref="ArgumentException">an empty text, one longer than <see cref="ContextLength"/>, bad starts, or an id outside the vocabulary</exception>
+    public float[] Encode(ReadOnlySpan<int> tokens, ReadOnlySpan<int> starts)
     {
         ObjectDisposedException.ThrowIf(_disposed, this);
         int n = tokens.Length, d = EmbeddingLength, ff = FeedForwardLength;
         if (n == 0) throw new ArgumentException("no tokens to encode", nameof(tokens));
-        if (n > ContextLength) throw new ArgumentException($"the text is {n} tokens; the context holds {ContextLength} ({Architecture}.context_length)", nameof(tokens));
+        if (starts.Length < 2 || starts[0] != 0 || starts[^1] != n) throw new ArgumentException($"starts must run from 0 to the token count ({n})", nameof(starts));
+        var seqStart = new int[n];
+        var seqEnd = new int[n];
+        int longest = 0;
+        for (int i = 0; i + 1 < starts.Length; i++)
+        {
+            int a = starts[i], b = starts[i + 1];
+            if (b <= a) throw new ArgumentException($"text {i} is empty (starts {a}, {b})", nameof(starts));
+            if (b - a > ContextLength) throw new ArgumentException($"the text is {b - a} tokens; the context holds {ContextLength} ({Architecture}.context_length)", nameof(tokens));
+            for (int t = a; t < b; t++) (seqStart[t], seqEnd[t]) = (a, b);
+            longest = Math.Max(longest, b - a);
+        }
         for (int t = 0; t < n; t++)
             if ((uint)tokens[t] >= (uint)_tokenEmbd.Rows) throw new ArgumentException($"token {t} is id {tokens[t]}, outside the vocabulary (size {_tokenEmbd.Rows})", nameof(tokens));
         var pool = _pool ??= new WorkerPool(Threads);
@@ -206,13 +227,13 @@ public sealed unsafe class BertModel : IDisposable
         foreach (var b in _blocks)
             foreach (var w in new[] { b.Wq, b.Wk, b.Wv, b.Wo, b.Up, b.Down, b.Gate })
                 if (w is not null) scratchBytes = Math.Max(scratchBytes, MatMul.ScratchBytes(w, n));
-        long floats = 6 * rows + 2L * n * ff + (long)pool.Threads * n;
+        long floats = 6 * rows + 2L * n * ff + (long)pool.Threads * longest;
         float* mem = (float*)NativeMemory.AlignedAlloc((nuint)(floats * sizeof(float) + scratchBytes + 64), 64);
         try
         {
             float* x = mem, q = x + rows, k = q + rows, v = k + rows, att = v + rows, proj = att + rows;
             float* up = proj + rows, gate = up + (long)n * ff, scores = gate + (long)n * ff;
-            byte* scratch = (byte*)(scores + (long)pool.Threads * n);
+            byte* scratch = (byte*)(scores + (long)pool.Threads * longest);
 
             // inp_embd: token rows + token type 0 (+ learned positions), then the embedding LayerNorm
             for (int t = 0; t < n; t++)
@@ -221,7 +242,7 @@ public sealed unsafe class BertModel : IDisposable
             if (_posEmbd is not null)
                 for (int t = 0; t < n; t++)
                 {
-                    _posEmbd.Format.DequantizeRow(_posEmbd.Row(t), proj, d);
+                    _posEmbd.Format.DequantizeRow(_posEmbd.Row(t - seqStart[t]), proj, d);
                     Activations.Add(x + (long)t * d, proj, d); // (position + inp: the same f32 add)
                 }
             LayerNorm(x, x, n, d, _embNorm, _embNormB, LayerNormEps);
@@ -234,7 +255,7 @@ public sealed unsafe class BertModel : IDisposable
                 ropeSin = new float[(long)n * headDim / 2];
                 fixed (float* c = ropeCos, s = ropeSin)
                     for (int t = 0; t < n; t++)
-                        Rope.Angles(t, headDim, RopeFreqBase, 1f, null, c + (long)t * headDim / 2, s + (long)t * headDim / 2);
+                        Rope.Angles(t - seqStart[t], headDim, RopeFreqBase, 1f, null, c + (long)t * headDim / 2, s + (long)t * headDim / 2);
             }
 
             foreach (var b in _blocks)
@@ -253,7 +274,8 @@ public sealed unsafe class BertModel : IDisposable
                             Rope.Apply(q + (long)t * d, HeadCount, headDim, headDim, c + o, s + o, neox: true);
                             Rope.Apply(k + (long)t * d, HeadCount, headDim, headDim, c + o, s + o, neox: true);
                         }
-                Attend(q, k, v, att, scores, n, headDim, pool);
+                fixed (int* lo = seqStart, hi = seqEnd)
+                    Attend(q, k, v, att, scores, n, longest, lo, hi, headDim, pool);
 
                 // attn_output (+ bias), + the block input, LayerNorm: the feed-forward's input (kept in x)
                 MatMul.Multiply(b.Wo, att, n, proj, scratch, pool);
@@ -294,54 +316,57 @@ public sealed unsafe class BertModel : IDisposable
     /// Bidirectional attention of every query over every key, head by head (llama.cpp's build_attn_mha without a
     /// cache or flash attention: kq = k·q in f32, softmax of kq / √head_dim with a double sum, then v·softmax).
     /// </summary>
-    private void Attend(float* q, float* k, float* v, float* output, float* scores, int n, int headDim, WorkerPool pool)
+    private void Attend(float* q, float* k, float* v, float* output, float* scores, int n, int longest, int* seqStart, int* seqEnd, int headDim, WorkerPool pool)
     {
         int d = EmbeddingLength;
         float scale = 1.0f / MathF.Sqrt(headDim);
-        pool.For(HeadCount * n, (long)n * headDim * 2, (start, end, worker) =>
+        pool.For(HeadCount * n, (long)longest * headDim * 2, (start, end, worker) =>
         {
-            float* s = scores + (long)worker * n;
+            float* s = scores + (long)worker * longest;
             for (int item = start; item < end; item++)
             {
                 int h = item / n, t = item % n;
+                // the keys and values of this token's own text (k, v and s from its first token)
+                int first = seqStart[t], count = seqEnd[t] - first;
+                float* kh = k + (long)first * d + h * headDim;
                 var qt = new ReadOnlySpan<float>(q + (long)t * d + h * headDim, headDim);
                 float max = float.NegativeInfinity;
-                for (int j = 0; j < n; j++)
+                for (int j = 0; j < count; j++)
                 {
-                    s[j] = System.Numerics.Tensors.TensorPrimitives.Dot(qt, new ReadOnlySpan<float>(k + (long)j * d + h * headDim, headDim)) * scale;
+                    s[j] = System.Numerics.Tensors.TensorPrimitives.Dot(qt, new ReadOnlySpan<float>(kh + (long)j * d, headDim)) * scale;
                     max = MathF.Max(max, s[j]);
                 }
                 double sum = 0;
-                for (int j = 0; j < n; j++)
+                for (int j = 0; j < count; j++)
                 {
                     float e = MathF.Exp(s[j] - max);
                     s[j] = e;
                     sum += e;
                 }
                 float inv = (float)(1.0 / sum);
-                for (int j = 0; j < n; j++) s[j] *= inv;
+                for (int j = 0; j < count; j++) s[j] *= inv;
                 // o = Σ_j p_j · v_j, eight (or sixteen) outputs at a time held in a register over every j
                 float* o = output + (long)t * d + h * headDim;
-                float* vh = v + h * headDim;
+                float* vh = v + (long)first * d + h * headDim;
                 int i = 0;
                 if (Vector512.IsHardwareAccelerated)
                     for (; i + 16 <= headDim; i += 16)
                     {
                         var acc = Vector512<float>.Zero;
-                        for (int j = 0; j < n; j++) acc += Vector512.Create(s[j]) * Vector512.Load(vh + (long)j * d + i);
+                        for (int j = 0; j < count; j++) acc += Vector512.Create(s[j]) * Vector512.Load(vh + (long)j * d + i);
                         acc.Store(o + i);
                     }
                 if (Vector256.IsHardwareAccelerated)
                     for (; i + 8 <= headDim; i += 8)
                     {
                         var acc = Vector256<float>.Zero;
-                        for (int j = 0; j < n; j++) acc += Vector256.Create(s[j]) * Vector256.Load(vh + (long)j * d + i);
+                        for (int j = 0; j < count; j++) acc += Vector256.Create(s[j]) * Vector256.Load(vh + (long)j * d + i);
                         acc.Store(o + i);
                     }
                 for (; i < headDim; i++)
                 {
                     float acc = 0;
-                    for (int j = 0; j < n; j++) acc += s[j] * vh[(long)j * d + i];
+                    for (int j = 0; j < count; j++) acc += s[j] * vh[(long)j * d + i];
                     o[i] = acc;
                 }
             }

@@ -189,5 +189,24 @@ public sealed class BertLlamaCppTests : IDisposable
         Assert.Equal(embedder.Tokenize("search_query: hello world").Length + embedder.Tokenize("search_document: the lazy dog").Length, got.Usage!.InputTokenCount);
         Assert.Contains("context holds 64", (await Assert.ThrowsAsync<ArgumentException>(() => generator.GenerateAsync([string.Concat(Enumerable.Repeat("dog ", 80))]))).Message, StringComparison.Ordinal);
     }
+
+    /// <summary>Texts run together (each attending only to itself, positions from 0) give each text's own vector, bit for bit.</summary>
+    [Theory]
+    [InlineData("bert", "Q8_0")]
+    [InlineData("bert", "F16")]
+    [InlineData("nomic-bert", "F32")]
+    public void EmbedBatch_EqualsOneByOne(string arch, string type)
+    {
+        string path = Write(arch, type, PoolingType.Mean);
+        using var encoder = BertModel.Load(path, threads: 2);
+        var embedder = new TextEmbedder(encoder, Tokenizer.FromGguf(encoder.File));
+        // 64 tokens a pass (the tiny shape's context): these run as several batches, one text alone (the long one)
+        string[] texts = ["hello", "the quick brown fox", string.Concat(Enumerable.Repeat("dog ", 50)), "world", "café naïve", "a b c d e f g", "lazy"];
+        var batched = embedder.EmbedBatch(texts);
+        Assert.Equal(texts.Length, batched.Count);
+        for (int i = 0; i < texts.Length; i++)
+            Assert.True(embedder.Embed(texts[i]).AsSpan().SequenceEqual(batched[i]), $"text {i} ('{texts[i]}') differs when batched");
+        Assert.Contains("text 1 is", Assert.Throws<ArgumentException>(() => embedder.EmbedBatch(["hi", string.Concat(Enumerable.Repeat("dog ", 80))])).Message, StringComparison.Ordinal);
+    }
 }
 
