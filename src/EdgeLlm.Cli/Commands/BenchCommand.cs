@@ -116,6 +116,35 @@ public static class BenchCommand
         }
     }
 
+    /// <summary>
+    /// A text encoder (bert, nomic-bert): pp is one text of -p random tokens encoded (what an embedding costs, pooling
+    /// aside); an encoder generates nothing, so -n, -d, the KV cache types and the generic path do not apply.
+    /// </summary>
+    private static BenchResult MeasureEncoder(string path, int threads, int pp, int tg, int reps, string? backend, bool generic, int depth, KvCacheTypePair cache)
+    {
+        if (backend is "vulkan") throw new UsageException("--backend vulkan: text encoders (bert, nomic-bert) run on the CPU");
+        if (generic) throw new UsageException("--generic / --vs-generic: text encoders have no compile-time specializations");
+        if (depth > 0 || cache.Quantized) throw new UsageException("-d and the KV cache types do not apply to a text encoder (no cache)");
+        using var bert = BertModel.Load(path, threads);
+        if (pp == 0) throw new UsageException("a text encoder generates nothing: give -p (the tokens of one text)");
+        if (pp > bert.ContextLength) throw new UsageException($"-p {pp}: the encoder reads at most {bert.ContextLength} tokens ({bert.Architecture}.context_length)");
+        if (tg > 0) Console.Error.WriteLine($"edgellm bench: {bert.Architecture} is a text encoder: tg is not measured (-n {tg} ignored)");
+        var rng = new Random(1);
+        int vocab = checked((int)bert.File.FindTensor("token_embd.weight")!.Dims[1]);
+        double RunPp()
+        {
+            var tokens = Enumerable.Range(0, pp).Select(_ => rng.Next(vocab)).ToArray();
+            var sw = Stopwatch.StartNew();
+            bert.Encode(tokens);
+            return pp / sw.Elapsed.TotalSeconds;
+        }
+        RunPp(); // warm-up
+        var ppAll = Enumerable.Range(0, reps).Select(_ => RunPp()).ToArray();
+        long parameters = bert.File.Tensors.Sum(t => t.ElementCount);
+        return new BenchResult(path, $"{bert.Architecture} {ParamsLabel(parameters)} {TypeLabel(bert.File)}", bert.File.Tensors.Sum(t => t.ByteSize), parameters,
+            threads, pp, 0, ppAll, [], CpuFeatures.KernelPath);
+    }
+
     internal sealed record BenchResult(string ModelPath, string ModelDescription, long SizeBytes, long Params, int Threads, int Pp, int Tg, double[] PpAll, double[] TgAll, string Kernel, string WeightLayout = "file", GenericComparison? Generic = null, int Depth = 0,
         KvCacheTypePair Cache = default)
     {
@@ -200,6 +229,9 @@ public static class BenchCommand
     internal static BenchResult Measure(string path, int threads, int pp, int tg, int reps, string? backend = "cpu", bool generic = false, bool vsGeneric = false, int depth = 0,
         KvCacheTypePair cache = default)
     {
+        bool encoder;
+        using (var peek = Gguf.GgufFile.Open(path)) encoder = BertModel.IsEncoder(peek);
+        if (encoder) return MeasureEncoder(path, threads, pp, tg, reps, backend, generic || vsGeneric, depth, cache);
         using var model = Model.Load(path, new ModelLoadOptions { Generic = generic, RepackWeights = BackendOption.MayRunOnCpu(backend) });
         if (vsGeneric && model.Specialization is null)
             throw new UsageException($"--vs-generic: no compile-time specialization matches {path} ({Specialized.SpecializationRegistry.Describe(model)})");

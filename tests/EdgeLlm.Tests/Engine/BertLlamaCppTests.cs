@@ -169,6 +169,18 @@ public sealed class BertLlamaCppTests : IDisposable
         var tooLong = EdgeLlm.Tests.Cli.CliRunner.Run(["embed", "-m", path, "-p", string.Concat(Enumerable.Repeat("hello world ", 300))]);
         Assert.Equal(2, tooLong.ExitCode);
         Assert.Contains("context holds 512", tooLong.Stderr, StringComparison.Ordinal);
+        // bench: pp is one text encoded; nothing is generated
+        var bench = EdgeLlm.Tests.Cli.CliRunner.Run(["bench", "-m", path, "-t", "1", "-p", "32", "-r", "1", "--json"]);
+        Assert.True(bench.ExitCode == 0, bench.Stderr);
+        using (var b = System.Text.Json.JsonDocument.Parse(bench.Stdout))
+        {
+            Assert.True(b.RootElement.GetProperty("pp_tps").GetDouble() > 0);
+            Assert.Equal(System.Text.Json.JsonValueKind.Null, b.RootElement.GetProperty("tg_tps").ValueKind);
+        }
+        Assert.Contains("text encoder", bench.Stderr, StringComparison.Ordinal);
+        var benchLong = EdgeLlm.Tests.Cli.CliRunner.Run(["bench", "-m", path, "-p", "600"]);
+        Assert.Equal(1, benchLong.ExitCode);
+        Assert.Contains("at most 512 tokens", benchLong.Stderr, StringComparison.Ordinal);
         // a generation command names the model for what it is
         var run = EdgeLlm.Tests.Cli.CliRunner.Run(["run", "-m", path, "-p", "hi", "-n", "1"]);
         Assert.NotEqual(0, run.ExitCode);
