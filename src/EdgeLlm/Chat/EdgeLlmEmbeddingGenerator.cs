@@ -8,10 +8,13 @@ namespace EdgeLlm.Chat;
 /// <summary>Options of an <see cref="EdgeLlmEmbeddingGenerator"/>.</summary>
 public sealed record EdgeLlmEmbeddingGeneratorOptions
 {
-    /// <summary>Tokens a text may have (the context); longer texts are refused.</summary>
+    /// <summary>
+    /// Tokens a text may have (a decoder's context); longer texts are refused. A BERT encoder reads at most its own
+    /// <c>{arch}.context_length</c> (512 for <c>bert</c>) whatever this says.
+    /// </summary>
     public int ContextLength { get; init; } = 2048;
 
-    /// <summary>Worker threads (0 = one per processor).</summary>
+    /// <summary>Worker threads (0 = the physical cores).</summary>
     public int Threads { get; init; }
 
     /// <summary>The pooling; null: the file's <c>{arch}.pooling_type</c>, else <see cref="PoolingType.Mean"/> (one vector per text).</summary>
