@@ -69,7 +69,7 @@ public static class InfoCommand
                 using var bert = BertModel.Load(f, threads: 1);
                 string pooling = TextEmbedder.FilePooling(f, arch)?.ToString().ToLowerInvariant() ?? "none (the file names none)";
                 o.AppendLine(ci, $"encoder: {arch}, {bert.BlockCount} blocks, {bert.HeadCount} heads of {bert.EmbeddingLength / bert.HeadCount}, bidirectional attention, " +
-                    $"{(arch == "nomic-bert" ? $"rope NEOX base {bert.RopeFreqBase:G}, SwiGLU" : "learned positions, GELU")} of {bert.FeedForwardLength}, up to {bert.ContextLength} tokens a text");
+                    $"{arch switch { "nomic-bert" => $"rope NEOX base {bert.RopeFreqBase:G}, SwiGLU", "jina-bert-v2" => "ALiBi, GEGLU", _ => "learned positions, GELU" }} of {bert.FeedForwardLength}, up to {bert.ContextLength} tokens a text");
                 o.AppendLine(ci, $"embeddings: {bert.EmbeddingLength} dimensions, pooling {pooling} (edgellm embed)");
             }
             catch (ModelLoadException e)

@@ -8,13 +8,17 @@ using EdgeLlm.Kernels;
 namespace EdgeLlm.Models;
 
 /// <summary>
-/// A BERT-style text encoder (GGUF architectures <c>bert</c> and <c>nomic-bert</c>): the embedding models edge
-/// applications run for search and retrieval (all-MiniLM, bge, mxbai-embed, e5, nomic-embed-text). It turns a
+/// A BERT-style text encoder (GGUF architectures <c>bert</c>, <c>nomic-bert</c> and <c>jina-bert-v2</c>): the embedding
+/// models edge applications run for search and retrieval (all-MiniLM, bge, mxbai-embed, e5, nomic-embed-text,
+/// jina-embeddings-v2). It turns a
 /// whole text into one hidden state per token with bidirectional attention and no KV cache; pool them with
 /// <see cref="TextEmbedder"/>. Follows llama.cpp's <c>llm_build_bert</c>:
 /// token + token-type-0 (+ learned position, <c>bert</c>) embeddings → LayerNorm → per block: Q, K, V with biases
 /// (nomic: one fused attn_qkv and NEOX rope), softmax attention over every token, attn_output, + the block input,
 /// LayerNorm, feed-forward (<c>bert</c>: up → GELU → down with biases; nomic: SwiGLU), + its input, LayerNorm.
+/// <c>jina-bert-v2</c>: no position embeddings but ALiBi (slopes for a maximum bias of 8, −|i − j| within a text),
+/// GEGLU (gate and up fused in ffn_up, or a separate ffn_gate), optional LayerNorms of Q and K and a second attention
+/// norm after the block input is added again (jina-embeddings-v2-base-code).
 /// No final norm: the last block's output is what llama.cpp pools.
 /// </summary>
 /// <remarks>
@@ -25,7 +29,7 @@ namespace EdgeLlm.Models;
 public sealed unsafe class BertModel : IDisposable
 {
     /// <summary>The GGUF architectures this class loads.</summary>
-    public static IReadOnlyList<string> SupportedArchitectures { get; } = ["bert", "nomic-bert"];
+    public static IReadOnlyList<string> SupportedArchitectures { get; } = ["bert", "nomic-bert", "jina-bert-v2"];
 
     private readonly bool _ownsFile;
     private readonly WeightMatrix _tokenEmbd;
@@ -44,6 +48,9 @@ public sealed unsafe class BertModel : IDisposable
         public required WeightMatrix Up, Down;
         public WeightMatrix? Gate;
         public float[]? BUp, BDown;
+        public float[]? QNorm, QNormB, KNorm, KNormB;   // jina-bert-v2 (code): LayerNorm of Q and K
+        public float[]? Norm2, Norm2B;                  // jina-bert-v2: attn_norm_2 after attn_output_norm
+        public bool FusedGeGlu;                         // jina-bert-v2: ffn_up holds gate then up (2 × n_ff rows)
     }
 
     private BertModel(GgufFile file, bool ownsFile, int threads)
@@ -67,6 +74,7 @@ public sealed unsafe class BertModel : IDisposable
         if (file.GetBool($"{a}.attention.causal") is true)
             throw new ModelLoadException($"{a}.attention.causal is true: EdgeLlm runs BERT encoders with bidirectional attention only");
         IsNomic = a == "nomic-bert";
+        IsJina = a == "jina-bert-v2";
         RopeFreqBase = IsNomic ? (float)(file.GetFloat($"{a}.rope.freq_base") ?? 10000.0) : 0f;
 
         var tensors = new TensorLoader(file);
@@ -75,7 +83,7 @@ public sealed unsafe class BertModel : IDisposable
         var tokens = file.TryGetValue("tokenizer.ggml.tokens", out var tv) ? tv.AsStringArray() : null;
         var vocab = new TensorLoader.Dim(tokens?.Length ?? RequiredInt(file, $"{a}.vocab_size"), tokens is null ? $"{a}.vocab_size" : "the number of tokenizer.ggml.tokens");
         _tokenEmbd = tensors.Matrix("token_embd.weight", embd, vocab);
-        if (!IsNomic) _posEmbd = tensors.Matrix("position_embd.weight", embd, new TensorLoader.Dim(ContextLength, $"{a}.context_length"));
+        if (!IsNomic && !IsJina) _posEmbd = tensors.Matrix("position_embd.weight", embd, new TensorLoader.Dim(ContextLength, $"{a}.context_length"));
         if (file.FindTensor("token_types.weight") is { } types)
         {
             int count = types.Dims.Length > 1 ? checked((int)types.Dims[1]) : 1;
@@ -97,6 +105,9 @@ public sealed unsafe class BertModel : IDisposable
             }
             else if (fused is not null) (bq, bk, bv) = (null, null, null);
             else (bq, bk, bv) = (tensors.OptionalVector(p + "attn_q.bias", embd), tensors.OptionalVector(p + "attn_k.bias", embd), tensors.OptionalVector(p + "attn_v.bias", embd));
+            // jina-bert-v2 may fuse its GEGLU's gate and up into one ffn_up of 2 × n_ff rows (llama.cpp's loader accepts both)
+            bool fusedGeGlu = IsJina && file.FindTensor(p + "ffn_up.weight") is { } upInfo && upInfo.Dims.Length > 1 && upInfo.Dims[1] == 2L * FeedForwardLength;
+            var upRows = fusedGeGlu ? new TensorLoader.Dim(2 * FeedForwardLength, $"2 × {a}.feed_forward_length") : ff;
             _blocks[il] = new Block
             {
                 Wq = fused?[0] ?? tensors.Matrix(p + "attn_q.weight", embd, embd),
@@ -107,9 +118,16 @@ public sealed unsafe class BertModel : IDisposable
                 Bo = tensors.OptionalVector(p + "attn_output.bias", embd),
                 AttnNorm = tensors.Vector(p + "attn_output_norm.weight", embd),
                 AttnNormB = tensors.Vector(p + "attn_output_norm.bias", embd),
-                Up = tensors.Matrix(p + "ffn_up.weight", embd, ff),
-                BUp = tensors.OptionalVector(p + "ffn_up.bias", ff),
-                Gate = IsNomic ? tensors.Matrix(p + "ffn_gate.weight", embd, ff) : null,
+                Up = tensors.Matrix(p + "ffn_up.weight", embd, upRows),
+                BUp = IsJina ? null : tensors.OptionalVector(p + "ffn_up.bias", ff), // (llama.cpp's jina graph adds no up bias)
+                Gate = IsNomic ? tensors.Matrix(p + "ffn_gate.weight", embd, ff) : IsJina ? tensors.OptionalMatrix(p + "ffn_gate.weight", embd, ff) : null,
+                FusedGeGlu = fusedGeGlu,
+                QNorm = tensors.OptionalVector(p + "attn_q_norm.weight", embd),
+                QNormB = tensors.OptionalVector(p + "attn_q_norm.bias", embd),
+                KNorm = tensors.OptionalVector(p + "attn_k_norm.weight", embd),
+                KNormB = tensors.OptionalVector(p + "attn_k_norm.bias", embd),
+                Norm2 = tensors.OptionalVector(p + "attn_norm_2.weight", embd),
+                Norm2B = tensors.OptionalVector(p + "attn_norm_2.bias", embd),
                 Down = tensors.Matrix(p + "ffn_down.weight", ff, embd),
                 BDown = tensors.OptionalVector(p + "ffn_down.bias", embd),
                 OutNorm = tensors.Vector(p + "layer_output_norm.weight", embd),
@@ -149,6 +167,8 @@ public sealed unsafe class BertModel : IDisposable
     public int Threads { get; }
 
     private bool IsNomic { get; }
+
+    private bool IsJina { get; }
 
     /// <summary>Whether <paramref name="file"/> holds an encoder this class loads (its general.architecture).</summary>
     public static bool IsEncoder(GgufFile file)
@@ -228,12 +248,12 @@ public sealed unsafe class BertModel : IDisposable
         foreach (var b in _blocks)
             foreach (var w in new[] { b.Wq, b.Wk, b.Wv, b.Wo, b.Up, b.Down, b.Gate })
                 if (w is not null) scratchBytes = Math.Max(scratchBytes, MatMul.ScratchBytes(w, n));
-        long floats = 6 * rows + 2L * n * ff + (long)pool.Threads * longest;
+        long floats = 6 * rows + 3L * n * ff + (long)pool.Threads * longest;
         float* mem = (float*)NativeMemory.AlignedAlloc((nuint)(floats * sizeof(float) + scratchBytes + 64), 64);
         try
         {
             float* x = mem, q = x + rows, k = q + rows, v = k + rows, att = v + rows, proj = att + rows;
-            float* up = proj + rows, gate = up + (long)n * ff, scores = gate + (long)n * ff;
+            float* up = proj + rows, gate = up + 2L * n * ff, scores = gate + (long)n * ff; // (up: room for a fused GEGLU's 2 × n_ff)
             byte* scratch = (byte*)(scores + (long)pool.Threads * longest);
 
             // inp_embd: token rows + token type 0 (+ learned positions), then the embedding LayerNorm
@@ -267,6 +287,8 @@ public sealed unsafe class BertModel : IDisposable
                 if (b.Bq is not null) Activations.AddBias(q, b.Bq, n);
                 if (b.Bk is not null) Activations.AddBias(k, b.Bk, n);
                 if (b.Bv is not null) Activations.AddBias(v, b.Bv, n);
+                if (b.QNorm is not null && b.QNormB is not null) LayerNorm(q, q, n, d, b.QNorm, b.QNormB, LayerNormEps);
+                if (b.KNorm is not null && b.KNormB is not null) LayerNorm(k, k, n, d, b.KNorm, b.KNormB, LayerNormEps);
                 if (ropeCos is not null)
                     fixed (float* c = ropeCos, s = ropeSin)
                         for (int t = 0; t < n; t++)
@@ -276,18 +298,42 @@ public sealed unsafe class BertModel : IDisposable
                             Rope.Apply(k + (long)t * d, HeadCount, headDim, headDim, c + o, s + o, neox: true);
                         }
                 fixed (int* lo = seqStart, hi = seqEnd)
-                    Attend(q, k, v, att, scores, n, longest, lo, hi, headDim, pool);
+                    Attend(q, k, v, att, scores, n, longest, lo, hi, headDim, pool, IsJina);
 
                 // attn_output (+ bias), + the block input, LayerNorm: the feed-forward's input (kept in x)
                 MatMul.Multiply(b.Wo, att, n, proj, scratch, pool);
                 if (b.Bo is not null) Activations.AddBias(proj, b.Bo, n);
                 Activations.Add(proj, x, rows);
-                LayerNorm(proj, x, n, d, b.AttnNorm, b.AttnNormB, LayerNormEps);
+                if (b.Norm2 is not null && b.Norm2B is not null)
+                {
+                    // jina-bert-v2: the block input added again, then attn_norm_2
+                    LayerNorm(proj, proj, n, d, b.AttnNorm, b.AttnNormB, LayerNormEps);
+                    Activations.Add(proj, x, rows);
+                    LayerNorm(proj, x, n, d, b.Norm2, b.Norm2B, LayerNormEps);
+                }
+                else LayerNorm(proj, x, n, d, b.AttnNorm, b.AttnNormB, LayerNormEps);
 
-                // feed-forward: up → GELU → down (bert), or silu(gate) ⊙ up → down (nomic-bert)
+                // feed-forward: up → GELU → down (bert), silu(gate) ⊙ up → down (nomic-bert), gelu(gate) ⊙ up → down (jina-bert-v2)
                 MatMul.Multiply(b.Up, x, n, up, scratch, pool);
                 if (b.BUp is not null) Activations.AddBias(up, b.BUp, n);
-                if (b.Gate is not null)
+                if (b.FusedGeGlu)
+                {
+                    // ggml_geglu of the 2 × n_ff row: gelu(first half) ⊙ second half
+                    for (int t = 0; t < n; t++)
+                    {
+                        float* row = up + 2L * t * ff;
+                        Activations.GeGlu(row, row + ff, ff);
+                        Buffer.MemoryCopy(row, gate + (long)t * ff, (long)ff * sizeof(float), (long)ff * sizeof(float));
+                    }
+                    MatMul.Multiply(b.Down, gate, n, proj, scratch, pool);
+                }
+                else if (b.Gate is not null && IsJina)
+                {
+                    MatMul.Multiply(b.Gate, x, n, gate, scratch, pool);
+                    for (int t = 0; t < n; t++) Activations.GeGlu(gate + (long)t * ff, up + (long)t * ff, ff);
+                    MatMul.Multiply(b.Down, gate, n, proj, scratch, pool);
+                }
+                else if (b.Gate is not null)
                 {
                     MatMul.Multiply(b.Gate, x, n, gate, scratch, pool);
                     for (int t = 0; t < n; t++) Activations.SwiGlu(gate + (long)t * ff, up + (long)t * ff, ff);
@@ -317,10 +363,18 @@ public sealed unsafe class BertModel : IDisposable
     /// Bidirectional attention of every query over every key, head by head (llama.cpp's build_attn_mha without a
     /// cache or flash attention: kq = k·q in f32, softmax of kq / √head_dim with a double sum, then v·softmax).
     /// </summary>
-    private void Attend(float* q, float* k, float* v, float* output, float* scores, int n, int longest, int* seqStart, int* seqEnd, int headDim, WorkerPool pool)
+    private void Attend(float* q, float* k, float* v, float* output, float* scores, int n, int longest, int* seqStart, int* seqEnd, int headDim, WorkerPool pool, bool alibi)
     {
         int d = EmbeddingLength;
         float scale = 1.0f / MathF.Sqrt(headDim);
+        // jina-bert-v2's ALiBi (llama.cpp: max bias 8, soft_max_ext's slopes; the mask holds −|i − j| within a text)
+        var slopes = new float[HeadCount];
+        if (alibi)
+        {
+            int headsLog2 = 1 << (int)MathF.Floor(MathF.Log2(HeadCount));
+            float m0 = MathF.Pow(2.0f, -8.0f / headsLog2), m1 = MathF.Pow(2.0f, -4.0f / headsLog2);
+            for (int h = 0; h < HeadCount; h++) slopes[h] = h < headsLog2 ? MathF.Pow(m0, h + 1) : MathF.Pow(m1, 2 * (h - headsLog2) + 1);
+        }
         // (AggressiveOptimization: a body run once per block would otherwise stay in the unoptimized first tier for
         // most of a short run, as measured on the f32 tile kernel: a third of its speed on one thread)
         pool.For(HeadCount * n, (long)longest * headDim * 2, [MethodImpl(MethodImplOptions.AggressiveOptimization)] (start, end, worker) =>
@@ -337,6 +391,7 @@ public sealed unsafe class BertModel : IDisposable
                 for (int j = 0; j < count; j++)
                 {
                     s[j] = System.Numerics.Tensors.TensorPrimitives.Dot(qt, new ReadOnlySpan<float>(kh + (long)j * d, headDim)) * scale;
+                    if (alibi) s[j] += slopes[h] * -MathF.Abs(t - first - j);
                     max = MathF.Max(max, s[j]);
                 }
                 double sum = 0;

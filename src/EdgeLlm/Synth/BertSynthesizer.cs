@@ -8,10 +8,12 @@ namespace EdgeLlm.Synth;
 
 /// <summary>
 /// The shape of a BERT encoder as llama.cpp's converter writes it (<c>bert</c>: learned positions, GELU; <c>nomic-bert</c>:
-/// rotary positions with <paramref name="RopeFreqBase"/>, fused Q/K/V without biases, SwiGLU).
+/// rotary positions with <paramref name="RopeFreqBase"/>, fused Q/K/V without biases, SwiGLU; <c>jina-bert-v2</c>: ALiBi,
+/// GEGLU with gate and up fused in ffn_up, or with <paramref name="JinaExtras"/> a separate ffn_gate, LayerNorms of Q
+/// and K and a second attention norm, as jina-embeddings-v2-base-code).
 /// </summary>
 public sealed record BertShape(string Name, string Architecture, int EmbeddingLength, int BlockCount, int HeadCount, int FeedForwardLength,
-    int ContextLength, int VocabSize, float LayerNormEps, PoolingType Pooling, float RopeFreqBase = 0f);
+    int ContextLength, int VocabSize, float LayerNormEps, PoolingType Pooling, float RopeFreqBase = 0f, bool JinaExtras = false);
 
 /// <summary>
 /// Random-weight BERT encoders with a WordPiece vocabulary laid out as llama.cpp's converter writes BERT's
@@ -27,6 +29,8 @@ public static unsafe class BertSynthesizer
         new("bge-small-en-v1.5", "bert", 384, 12, 12, 1536, 512, 30522, 1e-12f, PoolingType.Cls),
         new("bge-base-en-v1.5", "bert", 768, 12, 12, 3072, 512, 30522, 1e-12f, PoolingType.Cls),
         new("nomic-embed-text-v1.5", "nomic-bert", 768, 12, 12, 3072, 2048, 30522, 1e-12f, PoolingType.Mean, 1000f),
+        new("jina-embeddings-v2-small-en", "jina-bert-v2", 512, 4, 8, 2048, 8192, 30528, 1e-12f, PoolingType.Mean),
+        new("jina-embeddings-v2-base-en", "jina-bert-v2", 768, 12, 12, 3072, 8192, 30528, 1e-12f, PoolingType.Mean),
     ];
 
     /// <summary>The shape named <paramref name="name"/> (case-insensitive), or null.</summary>
@@ -93,7 +97,7 @@ public static unsafe class BertSynthesizer
         if (shape.EmbeddingLength % shape.HeadCount != 0) throw new ArgumentException($"{shape.HeadCount} heads do not divide the width {shape.EmbeddingLength}", nameof(shape));
         var (tokens, tokenTypes) = Vocabulary(shape.VocabSize);
         string a = shape.Architecture;
-        bool nomic = a == "nomic-bert";
+        bool nomic = a == "nomic-bert", jina = a == "jina-bert-v2";
         var w = new GgufWriter()
             .Set("general.architecture", a)
             .Set("general.name", $"synthetic {shape.Name}")
@@ -126,7 +130,7 @@ public static unsafe class BertSynthesizer
         void Vector(string name, int n, float std, float mean) => AddRandom(w, name, GgmlType.F32, n, 1, std, mean, seed, index++);
         Matrix("token_embd.weight", d, tokens.Length, matrixType == GgmlType.F32 ? GgmlType.F32 : GgmlType.F16, 0.5f);
         Matrix("token_types.weight", d, 2, GgmlType.F32, 0.1f);
-        if (!nomic) Matrix("position_embd.weight", d, shape.ContextLength, GgmlType.F32, 0.1f);
+        if (!nomic && !jina) Matrix("position_embd.weight", d, shape.ContextLength, GgmlType.F32, 0.1f);
         Vector("token_embd_norm.weight", d, 0.1f, 1f);
         Vector("token_embd_norm.bias", d, 0.05f, 0f);
         float std = 1f / MathF.Sqrt(d), stdFf = 1f / MathF.Sqrt(ff);
@@ -142,13 +146,31 @@ public static unsafe class BertSynthesizer
                     Vector(p + m + ".bias", d, 0.05f, 0f);
                 }
             }
+            if (jina && shape.JinaExtras)
+            {
+                Vector(p + "attn_q_norm.weight", d, 0.1f, 1f);
+                Vector(p + "attn_q_norm.bias", d, 0.05f, 0f);
+                Vector(p + "attn_k_norm.weight", d, 0.1f, 1f);
+                Vector(p + "attn_k_norm.bias", d, 0.05f, 0f);
+            }
             Matrix(p + "attn_output.weight", d, d, matrixType, std);
             if (!nomic) Vector(p + "attn_output.bias", d, 0.05f, 0f);
             Vector(p + "attn_output_norm.weight", d, 0.1f, 1f);
             Vector(p + "attn_output_norm.bias", d, 0.05f, 0f);
-            Matrix(p + "ffn_up.weight", d, ff, matrixType, std);
+            if (jina && shape.JinaExtras)
+            {
+                Vector(p + "attn_norm_2.weight", d, 0.1f, 1f);
+                Vector(p + "attn_norm_2.bias", d, 0.05f, 0f);
+            }
+            if (jina)
+            {
+                // jina-embeddings-v2's gated_layers: gate and up in one ffn_up (2 × n_ff rows), or separate (JinaExtras)
+                Matrix(p + "ffn_up.weight", d, shape.JinaExtras ? ff : 2 * ff, matrixType, std);
+                if (shape.JinaExtras) Matrix(p + "ffn_gate.weight", d, ff, matrixType, std);
+            }
+            else Matrix(p + "ffn_up.weight", d, ff, matrixType, std);
             if (nomic) Matrix(p + "ffn_gate.weight", d, ff, matrixType, std);
-            else Vector(p + "ffn_up.bias", ff, 0.05f, 0f);
+            else if (!jina) Vector(p + "ffn_up.bias", ff, 0.05f, 0f);
             Matrix(p + "ffn_down.weight", ff, d, matrixType, stdFf);
             if (!nomic) Vector(p + "ffn_down.bias", d, 0.05f, 0f);
             Vector(p + "layer_output_norm.weight", d, 0.1f, 1f);

@@ -30,8 +30,13 @@ public sealed class BertLlamaCppTests : IDisposable
 
     public void Dispose() => Directory.Delete(_dir, recursive: true);
 
-    private static BertShape Tiny(string arch, PoolingType pooling) =>
-        new($"tiny-{arch}", arch, 128, 2, 4, 256, 64, 2000, 1e-12f, pooling, arch == "nomic-bert" ? 1000f : 0f);
+    /// <summary>A tiny encoder of <paramref name="arch"/> ("jina-bert-v2+extras": separate gate, Q/K norms, attn_norm_2).</summary>
+    private static BertShape Tiny(string arch, PoolingType pooling)
+    {
+        bool extras = arch.EndsWith("+extras", StringComparison.Ordinal);
+        string a = extras ? arch[..^"+extras".Length] : arch;
+        return new($"tiny-{a}", a, 128, 2, 4, 256, 64, 2000, 1e-12f, pooling, a == "nomic-bert" ? 1000f : 0f, extras);
+    }
 
     private string Write(string arch, string type, PoolingType pooling)
     {
@@ -81,6 +86,9 @@ public sealed class BertLlamaCppTests : IDisposable
     [InlineData("nomic-bert", "Q8_0", PoolingType.Cls, LLamaPoolingType.CLS)]
     [InlineData("nomic-bert", "F32", PoolingType.Mean, LLamaPoolingType.Mean)]
     [InlineData("nomic-bert", "Q4_0", PoolingType.Mean, LLamaPoolingType.Mean)]
+    [InlineData("jina-bert-v2", "F32", PoolingType.Mean, LLamaPoolingType.Mean)]
+    [InlineData("jina-bert-v2", "Q8_0", PoolingType.Cls, LLamaPoolingType.CLS)]
+    [InlineData("jina-bert-v2+extras", "F32", PoolingType.Mean, LLamaPoolingType.Mean)]
     public async Task Embedding_MatchesLlamaCpp(string arch, string type, PoolingType pooling, LLamaPoolingType theirPooling)
     {
         string path = Write(arch, type, pooling);
@@ -207,6 +215,7 @@ public sealed class BertLlamaCppTests : IDisposable
     [InlineData("bert", "Q8_0")]
     [InlineData("bert", "F16")]
     [InlineData("nomic-bert", "F32")]
+    [InlineData("jina-bert-v2", "F16")]
     public void EmbedBatch_EqualsOneByOne(string arch, string type)
     {
         string path = Write(arch, type, PoolingType.Mean);
