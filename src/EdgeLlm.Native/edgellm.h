@@ -349,8 +349,8 @@ EDGELLM_API edgellm_error edgellm_context_embed(edgellm_context_t* ctx, const ch
                                                 int32_t normalize, float* dst, int32_t capacity, int32_t* out_n_embd);
 
 /*
- * Text encoders: the BERT embedding models (GGUF architectures bert and nomic-bert: all-MiniLM, bge, mxbai-embed,
- * nomic-embed-text), which read a whole text at once and generate nothing. Load with edgellm_encoder_load (threads:
+ * Text encoders: the BERT embedding models (GGUF architectures bert, nomic-bert and jina-bert-v2: all-MiniLM, bge,
+ * mxbai-embed, nomic-embed-text, jina-embeddings-v2), which read a whole text at once and generate nothing. Load with edgellm_encoder_load (threads:
  * 0 = the physical cores); edgellm_model_load refuses them. Errors: MODEL_LOAD_FAILED (missing file, not GGUF, not
  * an encoder: the message names the architecture and edgellm_model_load for decoders), INVALID_ARGUMENT.
  * An encoder handle may be used from several threads; its calls run one at a time.

@@ -117,12 +117,12 @@ public static class BenchCommand
     }
 
     /// <summary>
-    /// A text encoder (bert, nomic-bert): pp is one text of -p random tokens encoded (what an embedding costs, pooling
+    /// A text encoder (bert, nomic-bert, jina-bert-v2): pp is one text of -p random tokens encoded (what an embedding costs, pooling
     /// aside); an encoder generates nothing, so -n, -d, the KV cache types and the generic path do not apply.
     /// </summary>
     private static BenchResult MeasureEncoder(string path, int threads, int pp, int tg, int reps, string? backend, bool generic, int depth, KvCacheTypePair cache)
     {
-        if (backend is "vulkan") throw new UsageException("--backend vulkan: text encoders (bert, nomic-bert) run on the CPU");
+        if (backend is "vulkan") throw new UsageException("--backend vulkan: text encoders (bert, nomic-bert, jina-bert-v2) run on the CPU");
         if (generic) throw new UsageException("--generic / --vs-generic: text encoders have no compile-time specializations");
         if (depth > 0 || cache.Quantized) throw new UsageException("-d and the KV cache types do not apply to a text encoder (no cache)");
         using var bert = BertModel.Load(path, threads);

@@ -109,7 +109,7 @@ public static class ServeCommand
     private static int ServeEncoder(string modelPath, ServerOptions options, int threads, string? backend, bool speculation)
     {
         var err = Console.Error;
-        if (backend is "vulkan") throw new UsageException("--backend vulkan: text encoders (bert, nomic-bert) run on the CPU");
+        if (backend is "vulkan") throw new UsageException("--backend vulkan: text encoders (bert, nomic-bert, jina-bert-v2) run on the CPU");
         if (speculation) throw new UsageException("speculative decoding (--model-draft, --lookup) needs a model that generates text; this one is a text encoder");
         using var bert = BertModel.Load(modelPath, threads);
         var tokenizer = Tokenizer.FromGguf(bert.File);
