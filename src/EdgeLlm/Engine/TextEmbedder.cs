@@ -38,16 +38,8 @@ public sealed class TextEmbedder
     /// <exception cref="NotSupportedException">the file asks for a pooling EdgeLlm does not do (rank, for rerankers)</exception>
     /// <exception cref="ArgumentOutOfRangeException"><paramref name="normalize"/> below -1</exception>
     public TextEmbedder(InferenceContext context, Tokenizer tokenizer, PoolingType? pooling = null, int normalize = 2)
+        : this(context ?? throw new ArgumentNullException(nameof(context)), null, tokenizer, pooling, normalize)
     {
-        ArgumentNullException.ThrowIfNull(context);
-        ArgumentNullException.ThrowIfNull(tokenizer);
-        CheckNormalize(normalize);
-        Context = context;
-        Tokenizer = tokenizer;
-        Pooling = pooling ?? FilePooling(context.Model.File, context.Model.Config.Architecture) ?? PoolingType.None;
-        Normalization = normalize;
-        Dimensions = context.Model.Config.EmbeddingLength;
-        ContextLength = context.ContextLength;
     }
 
     /// <summary>An embedder over the encoder <paramref name="encoder"/> (not owned).</summary>
@@ -56,16 +48,23 @@ public sealed class TextEmbedder
     /// <exception cref="NotSupportedException">the file asks for a pooling EdgeLlm does not do (rank, for rerankers)</exception>
     /// <exception cref="ArgumentOutOfRangeException"><paramref name="normalize"/> below -1</exception>
     public TextEmbedder(BertModel encoder, Tokenizer tokenizer, PoolingType? pooling = null, int normalize = 2)
+        : this(null, encoder ?? throw new ArgumentNullException(nameof(encoder)), tokenizer, pooling, normalize)
     {
-        ArgumentNullException.ThrowIfNull(encoder);
+    }
+
+    /// <summary>Exactly one of <paramref name="context"/> and <paramref name="encoder"/> is given.</summary>
+    private TextEmbedder(InferenceContext? context, BertModel? encoder, Tokenizer tokenizer, PoolingType? pooling, int normalize)
+    {
         ArgumentNullException.ThrowIfNull(tokenizer);
         CheckNormalize(normalize);
+        Context = context;
         Encoder = encoder;
         Tokenizer = tokenizer;
-        Pooling = pooling ?? FilePooling(encoder.File, encoder.Architecture) ?? PoolingType.None;
+        var (file, architecture) = encoder is not null ? (encoder.File, encoder.Architecture) : (context!.Model.File, context.Model.Config.Architecture);
+        Pooling = pooling ?? FilePooling(file, architecture) ?? PoolingType.None;
         Normalization = normalize;
-        Dimensions = encoder.EmbeddingLength;
-        ContextLength = encoder.ContextLength;
+        Dimensions = encoder?.EmbeddingLength ?? context!.Model.Config.EmbeddingLength;
+        ContextLength = encoder?.ContextLength ?? context!.ContextLength;
     }
 
     private static void CheckNormalize(int normalize)
