@@ -35,7 +35,7 @@ public sealed class TextEmbedder
     /// <summary>An embedder over <paramref name="context"/> (not owned; its KV cache is reset for every text).</summary>
     /// <param name="pooling">the pooling; null: the file's <c>{arch}.pooling_type</c>, else none</param>
     /// <param name="normalize">llama.cpp's <c>--embd-normalize</c>: -1 none, 0 max-abs scaled to int16, 1 taxicab, 2 euclidean (default), p &gt; 2 p-norm</param>
-    /// <exception cref="NotSupportedException">the file asks for a pooling EdgeLlm does not do (rank, for rerankers)</exception>
+    /// <exception cref="NotSupportedException">the file asks for rank pooling (a reranker: see <see cref="TextReranker"/>) and no pooling is given</exception>
     /// <exception cref="ArgumentOutOfRangeException"><paramref name="normalize"/> below -1</exception>
     public TextEmbedder(InferenceContext context, Tokenizer tokenizer, PoolingType? pooling = null, int normalize = 2)
         : this(context ?? throw new ArgumentNullException(nameof(context)), null, tokenizer, pooling, normalize)
@@ -45,7 +45,7 @@ public sealed class TextEmbedder
     /// <summary>An embedder over the encoder <paramref name="encoder"/> (not owned).</summary>
     /// <param name="pooling">the pooling; null: the file's <c>{arch}.pooling_type</c>, else none</param>
     /// <param name="normalize">as for a decoder's embedder</param>
-    /// <exception cref="NotSupportedException">the file asks for a pooling EdgeLlm does not do (rank, for rerankers)</exception>
+    /// <exception cref="NotSupportedException">the file asks for rank pooling (a reranker: see <see cref="TextReranker"/>) and no pooling is given</exception>
     /// <exception cref="ArgumentOutOfRangeException"><paramref name="normalize"/> below -1</exception>
     public TextEmbedder(BertModel encoder, Tokenizer tokenizer, PoolingType? pooling = null, int normalize = 2)
         : this(null, encoder ?? throw new ArgumentNullException(nameof(encoder)), tokenizer, pooling, normalize)
@@ -103,7 +103,7 @@ public sealed class TextEmbedder
         {
             null or -1 => null,
             0 or 1 or 2 or 3 => (PoolingType)v.Value,
-            4 => throw new NotSupportedException($"{architecture}.pooling_type is 4 (rank: a reranker's classification head), which EdgeLlm does not run"),
+            4 => throw new NotSupportedException($"{architecture}.pooling_type is 4 (rank): the model is a reranker, which scores query/document pairs (edgellm rerank, the server's /v1/rerank, TextReranker) instead of embedding texts; give a pooling (mean, cls or last) to embed with it anyway"),
             _ => throw new NotSupportedException($"{architecture}.pooling_type is {v}, which is not a llama.cpp pooling type (0 none, 1 mean, 2 cls, 3 last, 4 rank)"),
         };
     }

@@ -37,6 +37,8 @@ public sealed unsafe class BertModel : IDisposable
     private readonly float[]? _typeRow0;
     private readonly float[] _embNorm, _embNormB;
     private readonly Block[] _blocks;
+    private readonly WeightMatrix? _cls, _clsOut;       // a reranker's classification head (cls, cls.output)
+    private readonly float[]? _clsB, _clsOutB;
     private WorkerPool? _pool;
     private bool _disposed;
 
@@ -134,6 +136,41 @@ public sealed unsafe class BertModel : IDisposable
                 OutNormB = tensors.Vector(p + "layer_output_norm.bias", embd),
             };
         }
+
+        // A reranker's classification head (llama.cpp's LLM_TENSOR_CLS / CLS_OUT): a dense layer and tanh (cls, + bias:
+        // BERT's pooler, n_embd → n_embd; jina-bert-v2's classifier itself, n_embd → 1), then the classifier
+        // (cls.output: n_embd → one row per label, + bias) where the file has one.
+        if (file.FindTensor("cls.weight") is { } clsInfo)
+        {
+            var clsRows = new TensorLoader.Dim(clsInfo.Dims.Length > 1 ? checked((int)clsInfo.Dims[1]) : 1, "cls.weight's rows");
+            _cls = tensors.Matrix("cls.weight", embd, clsRows);
+            _clsB = tensors.OptionalVector("cls.bias", clsRows);
+        }
+        string labelsKey = $"{a}.classifier.output_labels";
+        string[]? labelNames = file.TryGetValue(labelsKey, out var lv)
+            ? lv.AsStringArray() ?? throw new ModelLoadException($"metadata key {labelsKey} is not a string array")
+            : null;
+        ClassifierLabels = labelNames;
+        if (labelNames is { Length: 0 }) throw new ModelLoadException($"metadata key {labelsKey} is empty");
+        if (file.FindTensor("cls.output.weight") is { } outInfo)
+        {
+            int rows = outInfo.Dims.Length > 1 ? checked((int)outInfo.Dims[1]) : 1;
+            var labels = labelNames is null
+                ? new TensorLoader.Dim(rows, "cls.output.weight's rows")
+                : new TensorLoader.Dim(labelNames.Length, $"the number of {labelsKey}");
+            _clsOut = tensors.Matrix("cls.output.weight", embd, labels);
+            _clsOutB = tensors.OptionalVector("cls.output.bias", labels);
+            if (_cls is not null && _cls.Rows != EmbeddingLength)
+                throw new ModelLoadException($"cls.weight has {_cls.Rows} rows; before cls.output.weight it must have {a}.embedding_length ({EmbeddingLength})");
+        }
+        // llama.cpp keeps n_cls_out values per text (the labels, else 1); without cls.output they are the pooler's first ones
+        ClassifierOutputs = _cls is null && _clsOut is null ? 0 : _clsOut?.Rows ?? labelNames?.Length ?? 1;
+        if (_clsOut is null && _cls is not null && ClassifierOutputs > _cls.Rows)
+            throw new ModelLoadException($"{labelsKey} names {ClassifierOutputs} labels, but the head (cls.weight, no cls.output.weight) gives {_cls.Rows} values");
+        long? pooling = file.GetInt($"{a}.pooling_type");
+        if (pooling == 4 && ClassifierOutputs == 0)
+            throw new ModelLoadException($"{a}.pooling_type is 4 (rank: a reranker), but the file has no classification head (cls.weight or cls.output.weight)");
+        IsReranker = pooling == 4;
     }
 
     /// <summary>The GGUF file the weights are mapped from.</summary>
@@ -165,6 +202,22 @@ public sealed unsafe class BertModel : IDisposable
 
     /// <summary>Threads the products and attention run on.</summary>
     public int Threads { get; }
+
+    /// <summary>
+    /// Whether the file is a reranker (<c>{arch}.pooling_type</c> 4, rank: a cross-encoder with a classification head,
+    /// such as ms-marco-MiniLM or jina-reranker; run it with <see cref="TextReranker"/>).
+    /// </summary>
+    public bool IsReranker { get; }
+
+    /// <summary>
+    /// Values the classification head gives per text (<see cref="Classify"/>): the labels' count
+    /// (<c>{arch}.classifier.output_labels</c>, else cls.output's rows, else 1, as llama.cpp's <c>n_cls_out</c>); 0 when
+    /// the file has no head.
+    /// </summary>
+    public int ClassifierOutputs { get; }
+
+    /// <summary>The classifier's label names (<c>{arch}.classifier.output_labels</c>), or null.</summary>
+    public IReadOnlyList<string>? ClassifierLabels { get; }
 
     private bool IsNomic { get; }
 
@@ -352,6 +405,56 @@ public sealed unsafe class BertModel : IDisposable
                 LayerNorm(proj, x, n, d, b.OutNorm, b.OutNormB, LayerNormEps);
             }
             return new ReadOnlySpan<float>(x, checked((int)rows)).ToArray();
+        }
+        finally
+        {
+            NativeMemory.AlignedFree(mem);
+        }
+    }
+
+    /// <summary>
+    /// The classification head's <see cref="ClassifierOutputs"/> values for each text of <paramref name="tokens"/> (texts
+    /// laid out as for <see cref="Encode(ReadOnlySpan{int}, ReadOnlySpan{int})"/>), text after text: llama.cpp's rank
+    /// pooling, from each text's first token ([CLS]): tanh(cls · h + cls.bias), then cls.output · that + cls.output.bias
+    /// where the file has cls.output (else the first values of the tanh: jina-reranker's cls is its one-row classifier).
+    /// A reranker's relevance score is the first value (a logit: higher is more relevant; not a probability).
+    /// </summary>
+    /// <exception cref="InvalidOperationException">the file has no classification head</exception>
+    /// <exception cref="ArgumentException">as for <see cref="Encode(ReadOnlySpan{int}, ReadOnlySpan{int})"/></exception>
+    public float[] Classify(ReadOnlySpan<int> tokens, ReadOnlySpan<int> starts)
+    {
+        if (ClassifierOutputs == 0)
+            throw new InvalidOperationException($"{File.FilePath} has no classification head (cls.weight, cls.output.weight): it is an embedding model, not a reranker");
+        float[] hidden = Encode(tokens, starts);
+        int m = starts.Length - 1, d = EmbeddingLength, nOut = ClassifierOutputs;
+        int width = _cls?.Rows ?? d; // the values per text after the dense layer
+        var pool = _pool!;
+        long scratchBytes = Math.Max(_cls is null ? 0 : MatMul.ScratchBytes(_cls, m), _clsOut is null ? 0 : MatMul.ScratchBytes(_clsOut, m));
+        long floats = (long)m * d + (long)m * width + (long)m * nOut;
+        float* mem = (float*)NativeMemory.AlignedAlloc((nuint)(floats * sizeof(float) + scratchBytes + 64), 64);
+        try
+        {
+            float* first = mem, pooled = first + (long)m * d, result = pooled + (long)m * width;
+            byte* scratch = (byte*)(result + (long)m * nOut);
+            for (int i = 0; i < m; i++) hidden.AsSpan(starts[i] * d, d).CopyTo(new Span<float>(first + (long)i * d, d));
+            float* x = first;
+            if (_cls is not null)
+            {
+                MatMul.Multiply(_cls, first, m, pooled, scratch, pool);
+                if (_clsB is not null) Activations.AddBias(pooled, _clsB, m);
+                for (long i = 0; i < (long)m * width; i++) pooled[i] = MathF.Tanh(pooled[i]);
+                x = pooled;
+            }
+            var scores = new float[m * nOut];
+            if (_clsOut is not null)
+            {
+                MatMul.Multiply(_clsOut, x, m, result, scratch, pool);
+                if (_clsOutB is not null) Activations.AddBias(result, _clsOutB, m);
+                new ReadOnlySpan<float>(result, m * nOut).CopyTo(scores);
+            }
+            else
+                for (int i = 0; i < m; i++) new ReadOnlySpan<float>(x + (long)i * width, nOut).CopyTo(scores.AsSpan(i * nOut, nOut));
+            return scores;
         }
         finally
         {

@@ -10,10 +10,13 @@ namespace EdgeLlm.Synth;
 /// The shape of a BERT encoder as llama.cpp's converter writes it (<c>bert</c>: learned positions, GELU; <c>nomic-bert</c>:
 /// rotary positions with <paramref name="RopeFreqBase"/>, fused Q/K/V without biases, SwiGLU; <c>jina-bert-v2</c>: ALiBi,
 /// GEGLU with gate and up fused in ffn_up, or with <paramref name="JinaExtras"/> a separate ffn_gate, LayerNorms of Q
-/// and K and a second attention norm, as jina-embeddings-v2-base-code).
+/// and K and a second attention norm, as jina-embeddings-v2-base-code). A reranker (<paramref name="Labels"/> &gt; 0) has
+/// rank pooling (4) and a classification head, each tensor with a bias: cls (the pooler, n_embd × n_embd) and cls.output
+/// (one row per label), or with <paramref name="PoolerOnly"/> only cls, of one row per label (jina-reranker's layout), and its vocabulary reads a pair as [CLS] A [SEP] B [SEP].
 /// </summary>
 public sealed record BertShape(string Name, string Architecture, int EmbeddingLength, int BlockCount, int HeadCount, int FeedForwardLength,
-    int ContextLength, int VocabSize, float LayerNormEps, PoolingType Pooling, float RopeFreqBase = 0f, bool JinaExtras = false);
+    int ContextLength, int VocabSize, float LayerNormEps, PoolingType Pooling, float RopeFreqBase = 0f, bool JinaExtras = false,
+    int Labels = 0, bool PoolerOnly = false);
 
 /// <summary>
 /// Random-weight BERT encoders with a WordPiece vocabulary laid out as llama.cpp's converter writes BERT's
@@ -31,6 +34,9 @@ public static unsafe class BertSynthesizer
         new("nomic-embed-text-v1.5", "nomic-bert", 768, 12, 12, 3072, 2048, 30522, 1e-12f, PoolingType.Mean, 1000f),
         new("jina-embeddings-v2-small-en", "jina-bert-v2", 512, 4, 8, 2048, 8192, 30528, 1e-12f, PoolingType.Mean),
         new("jina-embeddings-v2-base-en", "jina-bert-v2", 768, 12, 12, 3072, 8192, 30528, 1e-12f, PoolingType.Mean),
+        // cross-encoders (rerankers): BertForSequenceClassification with one label
+        new("ms-marco-minilm-l6-v2", "bert", 384, 6, 12, 1536, 512, 30522, 1e-12f, PoolingType.Cls, Labels: 1),
+        new("ms-marco-minilm-l12-v2", "bert", 384, 12, 12, 1536, 512, 30522, 1e-12f, PoolingType.Cls, Labels: 1),
     ];
 
     /// <summary>The shape named <paramref name="name"/> (case-insensitive), or null.</summary>
@@ -109,7 +115,7 @@ public static unsafe class BertSynthesizer
             .Set($"{a}.attention.head_count", (uint)shape.HeadCount)
             .Set($"{a}.attention.layer_norm_epsilon", shape.LayerNormEps)
             .Set($"{a}.attention.causal", false)
-            .Set($"{a}.pooling_type", (uint)shape.Pooling)
+            .Set($"{a}.pooling_type", shape.Labels > 0 ? 4u : (uint)shape.Pooling)
             .Set("tokenizer.ggml.model", "bert")
             .Set("tokenizer.ggml.tokens", GgufValue.From(tokens))
             .Set("tokenizer.ggml.token_type", GgufValue.From(tokenTypes))
@@ -122,6 +128,14 @@ public static unsafe class BertSynthesizer
             .Set("tokenizer.ggml.add_bos_token", true)
             .Set("tokenizer.ggml.add_sep_token", true)
             .Set("tokenizer.ggml.token_type_count", 2u);
+        if (shape.Labels > 0)
+        {
+            // as the converter writes a cross-encoder: its labels, and the pair template's [SEP] as EOS (add_eos: [CLS] A [SEP] B [SEP])
+            w.Set($"{a}.classifier.output_labels", GgufValue.From(Enumerable.Range(0, shape.Labels).Select(i => $"LABEL_{i}").ToArray()))
+             .Set("tokenizer.ggml.eos_token_id", 102u)
+             .Set("tokenizer.ggml.add_eos_token", true)
+             .Set("tokenizer.ggml.add_sep_token", false);
+        }
         if (nomic) w.Set($"{a}.rope.freq_base", shape.RopeFreqBase);
 
         int d = shape.EmbeddingLength, ff = shape.FeedForwardLength;
@@ -176,12 +190,28 @@ public static unsafe class BertSynthesizer
             Vector(p + "layer_output_norm.weight", d, 0.1f, 1f);
             Vector(p + "layer_output_norm.bias", d, 0.05f, 0f);
         }
+        if (shape.Labels > 0)
+        {
+            if (shape.PoolerOnly)
+            {
+                // jina-bert-v2's head as llama.cpp loads it: cls is the classifier (n_embd → labels), then tanh
+                AddRandom(w, "cls.weight", GgmlType.F32, d, shape.Labels, 0.2f, 0f, seed, index++, matrix: true);
+                Vector("cls.bias", shape.Labels, 0.05f, 0f);
+            }
+            else
+            {
+                Matrix("cls.weight", d, d, matrixType, std);
+                Vector("cls.bias", d, 0.05f, 0f);
+                AddRandom(w, "cls.output.weight", GgmlType.F32, d, shape.Labels, 1f, 0f, seed, index++, matrix: true);
+                Vector("cls.output.bias", shape.Labels, 0.5f, 0f);
+            }
+        }
         w.Write(path);
     }
 
-    private static void AddRandom(GgufWriter w, string name, GgmlType type, int cols, int rows, float std, float mean, int seed, int index)
+    private static void AddRandom(GgufWriter w, string name, GgmlType type, int cols, int rows, float std, float mean, int seed, int index, bool matrix = false)
     {
-        long[] dims = rows == 1 ? [cols] : [cols, rows];
+        long[] dims = rows == 1 && !matrix ? [cols] : [cols, rows];
         w.AddTensor(name, type, dims, stream =>
         {
             long rowBytes = GgmlTypes.Info(type).RowBytes(cols);

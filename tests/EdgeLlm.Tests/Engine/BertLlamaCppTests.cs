@@ -229,5 +229,151 @@ public sealed class BertLlamaCppTests : IDisposable
             Assert.True(embedder.Embed(texts[i]).AsSpan().SequenceEqual(batched[i]), $"text {i} ('{texts[i]}') differs when batched");
         Assert.Contains("text 1 is", Assert.Throws<ArgumentException>(() => embedder.EmbedBatch(["hi", string.Concat(Enumerable.Repeat("dog ", 80))])).Message, StringComparison.Ordinal);
     }
-}
 
+    /// <summary>A tiny cross-encoder: rank pooling, cls (+ cls.output unless <paramref name="poolerOnly"/>), <paramref name="labels"/> labels.</summary>
+    private string WriteReranker(string arch, string type, bool poolerOnly = false, int labels = 1)
+    {
+        string path = Path.Combine(_dir, $"rerank-{arch}-{type}-{poolerOnly}-{labels}.gguf");
+        var shape = new BertShape($"tiny-rerank-{arch}", arch, 128, 2, 4, 256, 64, 2000, 1e-12f, PoolingType.Cls, Labels: labels, PoolerOnly: poolerOnly);
+        BertSynthesizer.Write(shape, type, path, seed: 5);
+        return path;
+    }
+
+    private static readonly string[] s_documents =
+    [
+        "the quick brown fox jumps over the lazy dog",
+        "hello world",
+        "a search model for edge devices",
+        "café naïve résumé",
+        "the lazy dog sleeps",
+    ];
+
+    /// <summary>llama.cpp's rank pooling: the head's first value for each pair, read by llama_get_embeddings_seq.</summary>
+    private static async Task<float[]> LlamaCppScores(string path, IReadOnlyList<int[]> pairs)
+    {
+        _ = LlamaCppOracle.NativeLibrary;
+        var p = new ModelParams(path) { Embeddings = true, PoolingType = LLamaPoolingType.Rank, ContextSize = 64, BatchSize = 64, UBatchSize = 64, GpuLayerCount = 0, Threads = 1, FlashAttention = false };
+        using var weights = LLamaWeights.LoadFromFile(p);
+        using var context = weights.CreateContext(p);
+        var scores = new float[pairs.Count];
+        for (int i = 0; i < pairs.Count; i++)
+        {
+            var batch = new LLamaBatch();
+            for (int t = 0; t < pairs[i].Length; t++) batch.Add((LLamaToken)pairs[i][t], t, LLamaSeqId.Zero, true);
+            context.NativeHandle.MemoryClear();
+            var r = await context.DecodeAsync(batch);
+            Assert.Equal(DecodeResult.Ok, r);
+            scores[i] = context.NativeHandle.GetEmbeddingsSeq(LLamaSeqId.Zero)[0];
+        }
+        return scores;
+    }
+
+    [Theory]
+    [InlineData("bert", "F32", false)]
+    [InlineData("bert", "F16", false)]
+    [InlineData("bert", "Q8_0", false)]
+    [InlineData("bert", "Q4_0", false)]
+    [InlineData("jina-bert-v2", "F32", true)]
+    [InlineData("jina-bert-v2", "Q8_0", true)]
+    public async Task Rerank_MatchesLlamaCpp(string arch, string type, bool poolerOnly)
+    {
+        string path = WriteReranker(arch, type, poolerOnly);
+        const string Query = "where does the lazy dog sleep";
+        float[] ours;
+        List<int[]> pairs;
+        using (var encoder = BertModel.Load(path, threads: 2))
+        {
+            Assert.True(encoder.IsReranker);
+            Assert.Equal(1, encoder.ClassifierOutputs);
+            var reranker = new TextReranker(encoder, Tokenizer.FromGguf(encoder.File));
+            pairs = s_documents.Select(d => reranker.Tokenize(Query, d)).ToList();
+            // [CLS] query [SEP] document [SEP]: the vocabulary's add_eos with [SEP] as EOS, as converted cross-encoders read a pair
+            var tok = reranker.Tokenizer;
+            Assert.Equal([101, .. tok.Encode(Query, false), 102, .. tok.Encode(s_documents[0], false), 102], pairs[0]);
+            ours = reranker.Scores(Query, s_documents);
+            Assert.Equal(ours[3], reranker.Score(Query, s_documents[3]));
+        }
+        float[] theirs = await LlamaCppScores(path, pairs);
+        double maxDiff = ours.Zip(theirs, (a, b) => Math.Abs(a - b)).Max();
+        _out.WriteLine($"{arch} {type} pooler-only {poolerOnly}: ours [{string.Join(", ", ours.Select(x => x.ToString("F5")))}], llama.cpp [{string.Join(", ", theirs.Select(x => x.ToString("F5")))}], max diff {maxDiff:E2}");
+        Assert.True(theirs.Distinct().Count() == theirs.Length, "the documents should score differently");
+        // F32: the same products up to summation order, but GELU goes through ggml's f16 table in both, so an input
+        // that rounds to the other f16 neighbour moves one activation by ~1e-3 of itself (measured: bert 4e-5 on
+        // scores ~9, jina 8.5e-5 on ~0.4). F16 and quantized: the [CLS] state is also rounded (f16, int8) before the
+        // head, and a flipped rounding is multiplied up by it (bert F16 3e-3 on ~9; Q8_0 and Q4_0 agree to 2e-6).
+        // A wrong head (no tanh, a bias left out, another token pooled) moves the scores by more than 0.05.
+        double tolerance = type is "F32" ? 5e-4 : 5e-3;
+        Assert.True(maxDiff < tolerance, $"max |ours - llama.cpp| = {maxDiff} (tolerance {tolerance})");
+    }
+
+    [Fact]
+    public void Rerank_RanksInBatchesAsOneByOne()
+    {
+        string path = WriteReranker("bert", "Q8_0", labels: 2);
+        using var encoder = BertModel.Load(path, threads: 2);
+        Assert.Equal(2, encoder.ClassifierOutputs);
+        Assert.Equal(["LABEL_0", "LABEL_1"], encoder.ClassifierLabels!);
+        var reranker = new TextReranker(encoder, Tokenizer.FromGguf(encoder.File));
+        const string Query = "lazy dog";
+        // several passes of up to 64 tokens, and one pair alone
+        string[] docs = [.. s_documents, string.Concat(Enumerable.Repeat("dog ", 40)), .. s_documents];
+        float[] batched = reranker.Scores(Query, docs);
+        for (int i = 0; i < docs.Length; i++) Assert.Equal(reranker.Score(Query, docs[i]), batched[i]);
+        var pair = reranker.Tokenize(Query, docs[1]);
+        float[] both = encoder.Classify(pair, [0, pair.Length]);
+        Assert.Equal(2, both.Length);
+        Assert.Equal(batched[1], both[0]); // the score is the first label's value
+
+        var ranked = reranker.Rank(Query, docs, topN: 3);
+        Assert.Equal(3, ranked.Count);
+        var order = batched.Select((s, i) => (s, i)).OrderByDescending(x => x.s).ThenBy(x => x.i).Take(3).Select(x => x.i);
+        Assert.Equal(order, ranked.Select(r => r.Index));
+        Assert.Equal(batched[ranked[0].Index], ranked[0].Score);
+        Assert.Equal(reranker.Tokenize(Query, docs[ranked[0].Index]).Length, ranked[0].Tokens);
+        Assert.True(ranked[0].Score >= ranked[1].Score && ranked[1].Score >= ranked[2].Score);
+        Assert.Equal(0.5f, TextReranker.Sigmoid(0f));
+
+        // what is wrong is named
+        Assert.Contains("document 1", Assert.Throws<ArgumentException>(() => reranker.Scores(Query, ["hi", string.Concat(Enumerable.Repeat("dog ", 80))])).Message, StringComparison.Ordinal);
+        Assert.Contains("no documents", Assert.Throws<ArgumentException>(() => reranker.Scores(Query, [])).Message, StringComparison.Ordinal);
+        Assert.Contains("reranker", Assert.Throws<NotSupportedException>(() => new TextEmbedder(encoder, reranker.Tokenizer)).Message, StringComparison.Ordinal);
+        // an embedding model is not a reranker
+        string embedPath = Write("bert", "F32", PoolingType.Mean);
+        using var embedder = BertModel.Load(embedPath, threads: 1);
+        Assert.False(embedder.IsReranker);
+        Assert.Contains("not a reranker", Assert.Throws<NotSupportedException>(() => new TextReranker(embedder, Tokenizer.FromGguf(embedder.File))).Message, StringComparison.Ordinal);
+    }
+
+    [Fact]
+    public void Rerank_UsesTheFilesRerankTemplate()
+    {
+        string path = WriteReranker("bert", "F32");
+        string templated = Path.Combine(_dir, "templated.gguf");
+        using (var src = GgufFile.Open(path))
+        {
+            var w = new GgufWriter().CopyMetadata(src).Set(TextReranker.TemplateKey, "[CLS] query: {query} [SEP] document: {document} [SEP]");
+            foreach (var t in src.Tensors) w.AddTensor(t.Name, t.Type, t.Dims, src.GetTensorData(t).ToArray());
+            w.Write(templated);
+        }
+        using var encoder = BertModel.Load(templated, threads: 1);
+        var reranker = new TextReranker(encoder, Tokenizer.FromGguf(encoder.File));
+        var tok = reranker.Tokenizer;
+        int[] expected = [101, .. tok.Encode("query: hello", false), 102, .. tok.Encode("document: the dog", false), 102];
+        Assert.Equal(expected, reranker.Tokenize("hello", "the dog"));
+    }
+
+    [Fact]
+    public void Reranker_WithoutAHead_IsRefusedAtLoad()
+    {
+        string path = WriteReranker("bert", "F32");
+        string broken = Path.Combine(_dir, "headless.gguf");
+        using (var src = GgufFile.Open(path))
+        {
+            var w = new GgufWriter().CopyMetadata(src);
+            foreach (var t in src.Tensors.Where(t => !t.Name.StartsWith("cls", StringComparison.Ordinal))) w.AddTensor(t.Name, t.Type, t.Dims, src.GetTensorData(t).ToArray());
+            w.Write(broken);
+        }
+        var e = Assert.Throws<ModelLoadException>(() => BertModel.Load(broken));
+        Assert.Contains("no classification head", e.Message, StringComparison.Ordinal);
+    }
+}
