@@ -11,6 +11,7 @@ var root = new RootCommand("EdgeLlm: run GGUF language models on edge devices")
     TokenizeCommand.Create(verbose),
     LogitsCommand.Create(verbose),
     EmbedCommand.Create(verbose),
+    RerankCommand.Create(verbose),
     PerplexityCommand.Create(verbose),
     InfoCommand.Create(verbose),
     QuantizeCommand.Create(verbose),

@@ -67,10 +67,13 @@ public static class InfoCommand
             try
             {
                 using var bert = BertModel.Load(f, threads: 1);
-                string pooling = TextEmbedder.FilePooling(f, arch)?.ToString().ToLowerInvariant() ?? "none (the file names none)";
+                string pooling = bert.IsReranker ? "rank" : TextEmbedder.FilePooling(f, arch)?.ToString().ToLowerInvariant() ?? "none (the file names none)";
                 o.AppendLine(ci, $"encoder: {arch}, {bert.BlockCount} blocks, {bert.HeadCount} heads of {bert.EmbeddingLength / bert.HeadCount}, bidirectional attention, " +
                     $"{arch switch { "nomic-bert" => $"rope NEOX base {bert.RopeFreqBase:G}, SwiGLU", "jina-bert-v2" => "ALiBi, GEGLU", _ => "learned positions, GELU" }} of {bert.FeedForwardLength}, up to {bert.ContextLength} tokens a text");
-                o.AppendLine(ci, $"embeddings: {bert.EmbeddingLength} dimensions, pooling {pooling} (edgellm embed)");
+                if (bert.IsReranker)
+                    o.AppendLine(ci, $"reranker: a classification head of {bert.ClassifierOutputs} output(s){(bert.ClassifierLabels is { } labels ? $" ({string.Join(", ", labels)})" : "")}, the first the relevance score (edgellm rerank)");
+                else
+                    o.AppendLine(ci, $"embeddings: {bert.EmbeddingLength} dimensions, pooling {pooling} (edgellm embed)");
             }
             catch (ModelLoadException e)
             {

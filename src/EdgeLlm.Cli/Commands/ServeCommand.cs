@@ -103,7 +103,8 @@ public static class ServeCommand
     }
 
     /// <summary>
-    /// An embedding server: a BERT encoder answers <c>/v1/embeddings</c> (one request at a time, on the CPU); completions
+    /// An embedding server: a BERT encoder answers <c>/v1/embeddings</c>, or <c>/v1/rerank</c> when it is a reranker (one
+    /// request at a time, on the CPU); completions
     /// are refused with 501. Slots, the context size and speculative decoding do not apply.
     /// </summary>
     private static int ServeEncoder(string modelPath, ServerOptions options, int threads, string? backend, bool speculation)
@@ -113,7 +114,9 @@ public static class ServeCommand
         if (speculation) throw new UsageException("speculative decoding (--model-draft, --lookup) needs a model that generates text; this one is a text encoder");
         using var bert = BertModel.Load(modelPath, threads);
         var tokenizer = Tokenizer.FromGguf(bert.File);
-        err.WriteLine($"edgellm: serving {options.ModelId}, a {bert.Architecture} text encoder ({bert.EmbeddingLength} dimensions, up to {bert.ContextLength} tokens a text), for /v1/embeddings only{(options.ApiKey is null ? "" : ", API key required")}");
+        err.WriteLine(bert.IsReranker
+            ? $"edgellm: serving {options.ModelId}, a {bert.Architecture} reranker (a cross-encoder, up to {bert.ContextLength} tokens a query and document), for /v1/rerank{(options.ApiKey is null ? "" : ", API key required")}"
+            : $"edgellm: serving {options.ModelId}, a {bert.Architecture} text encoder ({bert.EmbeddingLength} dimensions, up to {bert.ContextLength} tokens a text), for /v1/embeddings only{(options.ApiKey is null ? "" : ", API key required")}");
         Run(new OpenAiServer(options, bert, tokenizer, err), options, err);
         return ExitCodes.Ok;
     }

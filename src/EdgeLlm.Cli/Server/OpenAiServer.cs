@@ -133,7 +133,9 @@ public sealed class OpenAiServer
     private void CheckGenerative()
     {
         if (_encoder is not null)
-            throw new ApiException(501, $"this server runs an embedding model ({_encoder.Architecture}, a text encoder): it answers /v1/embeddings, /tokenize and /detokenize, not completions",
+            throw new ApiException(501, _encoder.IsReranker
+                ? $"this server runs a reranker ({_encoder.Architecture}, a cross-encoder): it answers /v1/rerank, /tokenize and /detokenize, not completions"
+                : $"this server runs an embedding model ({_encoder.Architecture}, a text encoder): it answers /v1/embeddings, /tokenize and /detokenize, not completions",
                 "not_supported_error", code: "model_not_generative");
     }
 
@@ -210,6 +212,7 @@ public sealed class OpenAiServer
             case "/detokenize": return post ? Detokenize(ctx) : NotAllowed(ctx, "POST");
             case "/apply-template": return post ? ApplyTemplate(ctx) : NotAllowed(ctx, "POST");
             case "/v1/embeddings": return post ? Embeddings(ctx) : NotAllowed(ctx, "POST");
+            case "/v1/rerank" or "/rerank" or "/v1/reranking" or "/reranking": return post ? Rerank(ctx) : NotAllowed(ctx, "POST");
         }
         if (path.StartsWith("/v1/models/", StringComparison.Ordinal) && path.Length > "/v1/models/".Length && path.IndexOf('/', "/v1/models/".Length) < 0)
             return get ? ModelById(ctx, Uri.UnescapeDataString(path["/v1/models/".Length..])) : NotAllowed(ctx, "GET");
@@ -501,6 +504,90 @@ public sealed class OpenAiServer
             _pool.Release(slot);
         }
         await WriteEmbeddingsAsync(ctx, vectors, tokenized.Sum(t => t.Length), base64);
+    }
+
+    /// <summary>
+    /// llama-server's <c>POST /v1/rerank</c> (also <c>/rerank</c>, <c>/v1/reranking</c>, <c>/reranking</c>): each document
+    /// scored against the query by a reranker (<see cref="TextReranker"/>, the pairs batched), most relevant first, at most
+    /// <c>top_n</c>: <c>{"model", "object": "list", "usage", "results": [{"index", "relevance_score"}]}</c>; with TEI's
+    /// <c>texts</c> its bare array of <c>{"index", "score"}</c>. The score is the model's logit, as llama-server reports it.
+    /// </summary>
+    private async Task Rerank(HttpContext ctx)
+    {
+        var request = RequestParser.ParseRerank(await ReadBodyAsync(ctx));
+        CheckModel(request.Model);
+        if (_encoder is not { IsReranker: true } encoder)
+            throw new ApiException(501, _encoder is null
+                ? "this server runs a generative model: reranking needs a reranker (a cross-encoder such as ms-marco-MiniLM or jina-reranker: edgellm serve -m RERANKER.gguf)"
+                : $"this server runs an embedding model ({_encoder.Architecture} without rank pooling): reranking needs a reranker (a cross-encoder with a classification head)",
+                "not_supported_error", code: "model_not_reranker");
+        var reranker = new TextReranker(encoder, _tokenizer);
+        var pairs = new List<int[]>(request.Documents.Count);
+        string field = request.Tei ? "texts" : "documents";
+        for (int i = 0; i < request.Documents.Count; i++)
+        {
+            int[] ids = reranker.Tokenize(request.Query, request.Documents[i]);
+            if (ids.Length > ContextLength)
+                throw ApiException.BadField(field, $"{field}[{i}]: the query and document are {ids.Length} tokens; the model reads at most {ContextLength}", "context_length_exceeded");
+            pairs.Add(ids);
+        }
+        using var cts = CancellationTokenSource.CreateLinkedTokenSource(ctx.RequestAborted, _stopping);
+        await _encoderGate.WaitAsync(cts.Token);
+        float[] scores;
+        try
+        {
+            scores = await Task.Factory.StartNew(() =>
+            {
+                cts.Token.ThrowIfCancellationRequested();
+                return reranker.Scores(pairs);
+            }, cts.Token, TaskCreationOptions.LongRunning, TaskScheduler.Default);
+        }
+        finally
+        {
+            _encoderGate.Release();
+        }
+        var ranked = TextReranker.Rank(scores, pairs.Select(p => p.Length).ToArray(), request.TopN);
+        int tokens = pairs.Sum(p => p.Length);
+        await WriteJsonAsync(ctx, w =>
+        {
+            if (request.Tei)
+            {
+                w.WriteStartArray();
+                foreach (var r in ranked)
+                {
+                    w.WriteStartObject();
+                    w.WriteNumber("index", r.Index);
+                    w.WriteNumber("score", r.Score);
+                    if (request.ReturnText) w.WriteString("text", request.Documents[r.Index]);
+                    w.WriteEndObject();
+                }
+                w.WriteEndArray();
+                return;
+            }
+            w.WriteStartObject();
+            w.WriteString("model", _options.ModelId);
+            w.WriteString("object", "list");
+            w.WriteStartObject("usage");
+            w.WriteNumber("prompt_tokens", tokens);
+            w.WriteNumber("total_tokens", tokens);
+            w.WriteEndObject();
+            w.WriteStartArray("results");
+            foreach (var r in ranked)
+            {
+                w.WriteStartObject();
+                w.WriteNumber("index", r.Index);
+                w.WriteNumber("relevance_score", r.Score);
+                if (request.ReturnDocuments)
+                {
+                    w.WriteStartObject("document");
+                    w.WriteString("text", request.Documents[r.Index]);
+                    w.WriteEndObject();
+                }
+                w.WriteEndObject();
+            }
+            w.WriteEndArray();
+            w.WriteEndObject();
+        });
     }
 
     /// <summary>The server's pooling: <c>--pooling</c>, else the file's; none (a vector per token) is refused, as llama-server refuses it.</summary>

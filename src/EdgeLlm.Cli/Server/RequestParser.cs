@@ -131,6 +131,46 @@ public static class RequestParser
         return (model, list, format == "base64");
     }
 
+    /// <summary>A parsed rerank request (llama-server's <c>/v1/rerank</c>, Jina's and Cohere's shape, or TEI's <c>/rerank</c>).</summary>
+    public sealed record RerankRequest(string? Model, string Query, List<string> Documents, int TopN, bool Tei, bool ReturnText, bool ReturnDocuments);
+
+    /// <summary>
+    /// Parses a rerank request: <c>query</c> (a string) and <c>documents</c> (strings, or objects with a <c>text</c>, as
+    /// Cohere's and Jina's APIs allow), or TEI's <c>texts</c> (the answer is then TEI's bare array, <c>return_text</c>
+    /// adds each text); <c>top_n</c> (default: every document); <c>return_documents</c> adds each document as
+    /// <c>{"text": ...}</c> (Jina's and Cohere's).
+    /// </summary>
+    /// <exception cref="ApiException">400: bad JSON or a bad field</exception>
+    public static RerankRequest ParseRerank(ReadOnlyMemory<byte> body)
+    {
+        using var doc = ParseDocument(body);
+        var root = doc.RootElement;
+        string? model = String(root, "model");
+        string query = String(root, "query") ?? throw ApiException.BadField("query", "query is required: the text the documents are ranked for");
+        var docsField = Field(root, "documents");
+        bool tei = docsField is null && Field(root, "texts") is not null;
+        string name = tei ? "texts" : "documents";
+        var items = docsField ?? Field(root, "texts") ?? throw ApiException.BadField("documents", "documents is required: a non-empty array of strings");
+        if (items.ValueKind != JsonValueKind.Array || items.GetArrayLength() == 0)
+            throw ApiException.BadField(name, $"{name} must be a non-empty array of strings, got {(items.ValueKind == JsonValueKind.Array ? "an empty array" : Kind(items))}");
+        var documents = new List<string>(items.GetArrayLength());
+        int i = 0;
+        foreach (var item in items.EnumerateArray())
+        {
+            if (item.ValueKind == JsonValueKind.String) documents.Add(item.GetString()!);
+            else if (item.ValueKind == JsonValueKind.Object && String(item, "text") is { } text) documents.Add(text);
+            else throw ApiException.BadField(name, $"{name}[{i}] must be a string (or an object with a text), got {Kind(item)}");
+            i++;
+        }
+        int topN = documents.Count;
+        if (Field(root, "top_n") is { } t)
+        {
+            if (t.ValueKind != JsonValueKind.Number || !t.TryGetInt32(out topN) || topN < 1)
+                throw ApiException.BadField("top_n", "top_n must be a positive integer");
+        }
+        return new RerankRequest(model, query, documents, topN, tei, Bool(root, "return_text") ?? false, Bool(root, "return_documents") ?? false);
+    }
+
     /// <summary>Parses a <c>/detokenize</c> request: tokens, an array of token ids (non-negative integers).</summary>
     /// <exception cref="ApiException">400: bad JSON or a bad field</exception>
     public static int[] ParseDetokenize(ReadOnlyMemory<byte> body)

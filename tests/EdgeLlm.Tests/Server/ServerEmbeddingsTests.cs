@@ -33,6 +33,9 @@ public sealed class ServerEmbeddingsTests
         using var client = server.Client();
         var before = await ServerHttpTests.PostAsync(client, "/v1/completions", "{\"prompt\": \"Once upon a time\", \"max_tokens\": 8, \"temperature\": 0}");
         Assert.Equal(HttpStatusCode.OK, before.Status);
+        var rerank = await ServerHttpTests.PostAsync(client, "/v1/rerank", "{\"query\": \"q\", \"documents\": [\"a\"]}");
+        Assert.Equal((HttpStatusCode)501, rerank.Status); // a generative model is not a reranker
+        Assert.Equal("model_not_reranker", rerank.Body.GetProperty("error").GetProperty("code").GetString());
 
         var (status, json, _) = await ServerHttpTests.PostAsync(client, "/v1/embeddings", "{\"input\": [\"Once upon a time\", \"The cat sat on the mat\"], \"model\": \"stories260K\"}");
         Assert.Equal(HttpStatusCode.OK, status);
@@ -135,6 +138,87 @@ public sealed class ServerEmbeddingsTests
             Assert.Contains("context holds 512", tooLong.Body.GetProperty("error").GetProperty("message").GetString(), StringComparison.Ordinal);
             var health = await client.GetAsync("/health");
             Assert.Equal(HttpStatusCode.OK, health.StatusCode);
+            // an embedding model is not a reranker
+            var rerank = await ServerHttpTests.PostAsync(client, "/v1/rerank", "{\"query\": \"dog\", \"documents\": [\"a\", \"b\"]}");
+            Assert.Equal((HttpStatusCode)501, rerank.Status);
+            Assert.Equal("model_not_reranker", rerank.Body.GetProperty("error").GetProperty("code").GetString());
+        }
+        finally
+        {
+            Directory.Delete(dir, recursive: true);
+        }
+    }
+
+    /// <summary>
+    /// A reranker server (ms-marco-MiniLM's shape): /v1/rerank ranks the documents as <see cref="TextReranker"/> does, in
+    /// llama-server's shape (top_n, return_documents), TEI's /rerank with texts answers TEI's array; embeddings and
+    /// completions are refused, bad requests named.
+    /// </summary>
+    [Fact]
+    public async Task Reranker_ServesRerank()
+    {
+        string dir = Path.Combine(Path.GetTempPath(), "edgellm-serve-rerank-" + Guid.NewGuid().ToString("N"));
+        Directory.CreateDirectory(dir);
+        try
+        {
+            string path = Path.Combine(dir, "ms-marco.gguf");
+            EdgeLlm.Synth.BertSynthesizer.Write(EdgeLlm.Synth.BertSynthesizer.Find("ms-marco-minilm-l6-v2")!, "Q8_0", path);
+            string[] docs = ["the quick brown fox", "the lazy dog sleeps all day", "hello world", "a dog and a fox"];
+            const string Query = "where does the lazy dog sleep";
+            float[] want;
+            int tokens;
+            using (var encoder = BertModel.Load(path, threads: 1))
+            {
+                var reranker = new TextReranker(encoder, Tokenizer.FromGguf(encoder.File));
+                want = reranker.Scores(Query, docs);
+                tokens = docs.Sum(d => reranker.Tokenize(Query, d).Length);
+            }
+            var order = want.Select((s, i) => (s, i)).OrderByDescending(x => x.s).ThenBy(x => x.i).Select(x => x.i).ToArray();
+
+            using var server = ServerProcess.StartWith(path);
+            using var client = server.Client();
+            string body = JsonSerializer.Serialize(new { model = "ms-marco", query = Query, documents = docs, top_n = 3, return_documents = true });
+            var (status, json, _) = await ServerHttpTests.PostAsync(client, "/v1/rerank", body);
+            Assert.Equal(HttpStatusCode.OK, status);
+            Assert.Equal("list", json.GetProperty("object").GetString());
+            Assert.Equal(tokens, json.GetProperty("usage").GetProperty("prompt_tokens").GetInt32());
+            var results = json.GetProperty("results");
+            Assert.Equal(3, results.GetArrayLength());
+            for (int r = 0; r < 3; r++)
+            {
+                int index = results[r].GetProperty("index").GetInt32();
+                Assert.Equal(order[r], index);
+                Assert.Equal(want[index], results[r].GetProperty("relevance_score").GetSingle(), 1e-5f);
+                Assert.Equal(docs[index], results[r].GetProperty("document").GetProperty("text").GetString());
+            }
+
+            // TEI: /rerank with texts answers a bare array of {index, score[, text]}
+            var tei = await ServerHttpTests.PostAsync(client, "/rerank", JsonSerializer.Serialize(new { query = Query, texts = docs, return_text = true }));
+            Assert.Equal(HttpStatusCode.OK, tei.Status);
+            Assert.Equal(JsonValueKind.Array, tei.Body.ValueKind);
+            Assert.Equal(docs.Length, tei.Body.GetArrayLength());
+            Assert.Equal(order[0], tei.Body[0].GetProperty("index").GetInt32());
+            Assert.Equal(want[order[0]], tei.Body[0].GetProperty("score").GetSingle(), 1e-5f);
+            Assert.Equal(docs[order[0]], tei.Body[0].GetProperty("text").GetString());
+
+            // what is wrong is named
+            var noQuery = await ServerHttpTests.PostAsync(client, "/v1/rerank", "{\"documents\": [\"a\"]}");
+            Assert.Equal(HttpStatusCode.BadRequest, noQuery.Status);
+            Assert.Equal("query", noQuery.Body.GetProperty("error").GetProperty("param").GetString());
+            var empty = await ServerHttpTests.PostAsync(client, "/v1/rerank", "{\"query\": \"q\", \"documents\": []}");
+            Assert.Equal(HttpStatusCode.BadRequest, empty.Status);
+            Assert.Equal("documents", empty.Body.GetProperty("error").GetProperty("param").GetString());
+            var tooLong = await ServerHttpTests.PostAsync(client, "/v1/rerank", JsonSerializer.Serialize(new { query = "q", documents = new[] { "a", string.Concat(Enumerable.Repeat("dog ", 600)) } }));
+            Assert.Equal(HttpStatusCode.BadRequest, tooLong.Status);
+            Assert.Contains("documents[1]", tooLong.Body.GetProperty("error").GetProperty("message").GetString(), StringComparison.Ordinal);
+            var badTop = await ServerHttpTests.PostAsync(client, "/v1/rerank", "{\"query\": \"q\", \"documents\": [\"a\"], \"top_n\": 0}");
+            Assert.Equal("top_n", badTop.Body.GetProperty("error").GetProperty("param").GetString());
+            var embeddings = await ServerHttpTests.PostAsync(client, "/v1/embeddings", "{\"input\": \"hello\"}");
+            Assert.Equal(HttpStatusCode.BadRequest, embeddings.Status);
+            Assert.Contains("reranker", embeddings.Body.GetProperty("error").GetProperty("message").GetString(), StringComparison.Ordinal);
+            var chat = await ServerHttpTests.PostAsync(client, "/v1/chat/completions", "{\"messages\": [{\"role\": \"user\", \"content\": \"hi\"}]}");
+            Assert.Equal((HttpStatusCode)501, chat.Status);
+            Assert.Contains("/v1/rerank", chat.Body.GetProperty("error").GetProperty("message").GetString(), StringComparison.Ordinal);
         }
         finally
         {
