@@ -376,4 +376,62 @@ public sealed class BertLlamaCppTests : IDisposable
         var e = Assert.Throws<ModelLoadException>(() => BertModel.Load(broken));
         Assert.Contains("no classification head", e.Message, StringComparison.Ordinal);
     }
+
+    [Fact]
+    public void Cli_Rerank_RanksTheDocuments()
+    {
+        string path = Path.Combine(_dir, "ms-marco.gguf");
+        var synth = EdgeLlm.Tests.Cli.CliRunner.Run(["synth", "--like", "ms-marco-minilm-l6-v2", "--type", "Q8_0", "-o", path]);
+        Assert.True(synth.ExitCode == 0, synth.Stderr);
+        var info = EdgeLlm.Tests.Cli.CliRunner.Run(["info", "-m", path]);
+        Assert.Contains("reranker: a classification head of 1 output(s) (LABEL_0)", info.Stdout, StringComparison.Ordinal);
+
+        string[] docs = ["the quick brown fox", "the lazy dog sleeps", "hello world"];
+        const string Query = "where does the dog sleep";
+        string list = Path.Combine(_dir, "docs.txt");
+        File.WriteAllText(list, string.Join("\n", docs.Skip(1)) + "\n");
+        var r = EdgeLlm.Tests.Cli.CliRunner.Run(["rerank", "-m", path, "-q", Query, "-d", docs[0], "-f", list, "-t", "2"]);
+        Assert.True(r.ExitCode == 0, r.Stderr);
+        float[] want;
+        using (var encoder = BertModel.Load(path, threads: 1))
+            want = new TextReranker(encoder, Tokenizer.FromGguf(encoder.File)).Scores(Query, docs);
+        using (var doc = System.Text.Json.JsonDocument.Parse(r.Stdout))
+        {
+            var results = doc.RootElement.GetProperty("results");
+            Assert.Equal(3, results.GetArrayLength());
+            var order = want.Select((s, i) => (s, i)).OrderByDescending(x => x.s).Select(x => x.i).ToArray();
+            for (int k = 0; k < 3; k++)
+            {
+                int index = results[k].GetProperty("index").GetInt32();
+                Assert.Equal(order[k], index);
+                Assert.Equal(want[index], results[k].GetProperty("relevance_score").GetSingle(), 1e-5f);
+                Assert.Equal(docs[index], results[k].GetProperty("document").GetString());
+            }
+        }
+        var top = EdgeLlm.Tests.Cli.CliRunner.Run(["rerank", "-m", path, "-q", Query, "-d", docs[0], "-d", docs[1], "--top-n", "1", "--sigmoid"]);
+        Assert.True(top.ExitCode == 0, top.Stderr);
+        using (var doc = System.Text.Json.JsonDocument.Parse(top.Stdout))
+        {
+            var only = Assert.Single(doc.RootElement.GetProperty("results").EnumerateArray());
+            int index = only.GetProperty("index").GetInt32();
+            Assert.Equal(TextReranker.Sigmoid(want[index]), only.GetProperty("relevance_score").GetSingle(), 1e-6f);
+        }
+
+        // a reranker does not embed (unless a pooling is given), an embedding model does not rerank
+        var embed = EdgeLlm.Tests.Cli.CliRunner.Run(["embed", "-m", path, "-p", "hello"]);
+        Assert.Equal(2, embed.ExitCode);
+        Assert.Contains("edgellm rerank", embed.Stderr, StringComparison.Ordinal);
+        string minilm = Write("bert", "F32", PoolingType.Mean);
+        var notReranker = EdgeLlm.Tests.Cli.CliRunner.Run(["rerank", "-m", minilm, "-q", "x", "-d", "y"]);
+        Assert.Equal(2, notReranker.ExitCode);
+        Assert.Contains("not a reranker", notReranker.Stderr, StringComparison.Ordinal);
+        var decoder = EdgeLlm.Tests.Cli.CliRunner.Run(["rerank", "-m", SharedData.Model("stories260K"), "-q", "x", "-d", "y"]);
+        Assert.Equal(2, decoder.ExitCode);
+        Assert.Contains("not a reranker", decoder.Stderr, StringComparison.Ordinal);
+        var none = EdgeLlm.Tests.Cli.CliRunner.Run(["rerank", "-m", path, "-q", "x"]);
+        Assert.Equal(1, none.ExitCode);
+        var tooLong = EdgeLlm.Tests.Cli.CliRunner.Run(["rerank", "-m", path, "-q", "x", "-d", string.Concat(Enumerable.Repeat("dog ", 600))]);
+        Assert.Equal(2, tooLong.ExitCode);
+        Assert.Contains("at most 512", tooLong.Stderr, StringComparison.Ordinal);
+    }
 }
