@@ -21,7 +21,7 @@ internal static unsafe class Exports
     private static readonly byte* s_version = NativeString(Version);
 
     /// <summary>The library version (kept equal to EDGELLM_VERSION_STRING in edgellm.h; the C test checks it).</summary>
-    internal const string Version = "0.6.0";
+    internal const string Version = "0.7.0";
 
     private static byte* NativeString(string s)
     {
@@ -844,6 +844,50 @@ internal static unsafe class Exports
         catch (Exception e)
         {
             return LastError.Fail(e, "edgellm_encoder_embed");
+        }
+    }
+
+    [UnmanagedCallersOnly(EntryPoint = "edgellm_encoder_rerank")]
+    public static int EncoderRerank(nint encoder, byte* query, int queryLen, byte** documents, int* documentLens, int nDocuments, float* scores, int capacity)
+    {
+        try
+        {
+            string q = DecodeUtf8(Input(query, queryLen, "query"), "query");
+            if (nDocuments <= 0) throw new ArgumentException($"n_documents must be at least 1, got {nDocuments}");
+            if (documents == null) throw new ArgumentException("documents is NULL");
+            if (documentLens == null) throw new ArgumentException("document_lens is NULL");
+            var docs = new string[nDocuments];
+            for (int i = 0; i < nDocuments; i++) docs[i] = DecodeUtf8(Input(documents[i], documentLens[i], $"documents[{i}]"), $"documents[{i}]");
+            CheckOutput(scores, capacity, "scores");
+            var e = NativeEncoder.Acquire(encoder);
+            try
+            {
+                var bert = e.Encoder;
+                if (bert.ClassifierOutputs == 0)
+                    throw new ArgumentException($"the encoder ({bert.Architecture}) is an embedding model, not a reranker: it has no classification head (cls.weight, cls.output.weight)");
+                if (capacity < nDocuments) throw new EdgeLlmException(EdgeLlmError.BufferTooSmall, $"{nDocuments} scores do not fit in a buffer of {capacity}");
+                var reranker = new TextReranker(bert, e.Tokenizer);
+                var pairs = new List<int[]>(nDocuments);
+                for (int i = 0; i < nDocuments; i++)
+                {
+                    int[] ids = reranker.Tokenize(q, docs[i]);
+                    if (ids.Length > bert.ContextLength)
+                        throw new EdgeLlmException(EdgeLlmError.ContextFull, $"documents[{i}]: the query and document are {ids.Length} tokens; the encoder reads at most {bert.ContextLength} ({bert.Architecture}.context_length)");
+                    pairs.Add(ids);
+                }
+                float[] result;
+                lock (e.Gate) result = reranker.Scores(pairs);
+                result.AsSpan().CopyTo(new Span<float>(scores, capacity));
+            }
+            finally
+            {
+                e.Release();
+            }
+            return 0;
+        }
+        catch (Exception e)
+        {
+            return LastError.Fail(e, "edgellm_encoder_rerank");
         }
     }
 

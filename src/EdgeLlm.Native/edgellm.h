@@ -62,11 +62,12 @@ extern "C" {
  * 0.5.0: edgellm_context_embed added; nothing else changed (callers compiled against 0.4 keep working).
  * 0.6.0: the text encoders (edgellm_encoder_t: edgellm_encoder_load/free/n_embd/embed) added; edgellm_model_load
  * refuses an encoder naming edgellm_encoder_load; nothing else changed (callers compiled against 0.5 keep working).
+ * 0.7.0: edgellm_encoder_rerank added (rerankers: cross-encoders with a classification head); nothing else changed.
  */
 #define EDGELLM_VERSION_MAJOR 0
-#define EDGELLM_VERSION_MINOR 6
+#define EDGELLM_VERSION_MINOR 7
 #define EDGELLM_VERSION_PATCH 0
-#define EDGELLM_VERSION_STRING "0.6.0"
+#define EDGELLM_VERSION_STRING "0.7.0"
 
 /* Error codes. Values are stable. */
 typedef enum edgellm_error {
@@ -350,7 +351,8 @@ EDGELLM_API edgellm_error edgellm_context_embed(edgellm_context_t* ctx, const ch
 
 /*
  * Text encoders: the BERT embedding models (GGUF architectures bert, nomic-bert and jina-bert-v2: all-MiniLM, bge,
- * mxbai-embed, nomic-embed-text, jina-embeddings-v2), which read a whole text at once and generate nothing. Load with edgellm_encoder_load (threads:
+ * mxbai-embed, nomic-embed-text, jina-embeddings-v2) and rerankers (edgellm_encoder_rerank), which read a whole text
+ * at once and generate nothing. Load with edgellm_encoder_load (threads:
  * 0 = the physical cores); edgellm_model_load refuses them. Errors: MODEL_LOAD_FAILED (missing file, not GGUF, not
  * an encoder: the message names the architecture and edgellm_model_load for decoders), INVALID_ARGUMENT.
  * An encoder handle may be used from several threads; its calls run one at a time.
@@ -372,6 +374,20 @@ EDGELLM_API edgellm_error edgellm_encoder_n_embd(const edgellm_encoder_t* encode
  */
 EDGELLM_API edgellm_error edgellm_encoder_embed(edgellm_encoder_t* encoder, const char* text, int32_t text_len, int32_t pooling,
                                                 int32_t normalize, float* dst, int32_t capacity, int32_t* out_n_embd);
+
+/*
+ * Rerankers (an encoder whose file has pooling_type rank and a classification head: ms-marco-MiniLM, jina-reranker):
+ * the relevance of each of n_documents documents to the query, as llama.cpp's server scores /v1/rerank. Each pair is
+ * read as the file's rerank template, else [CLS] query [SEP] document [SEP] (the vocabulary's BOS, EOS and separator),
+ * and the head's first output is the score: a logit, higher is more relevant (1 / (1 + exp(-s)) makes it a
+ * probability). documents[i] holds document_lens[i] bytes of UTF-8. Writes n_documents floats to scores, in the
+ * documents' order (capacity: how many fit). Errors: INVALID_ARGUMENT (an embedding model, not a reranker; invalid
+ * UTF-8, naming the argument; n_documents < 1; NULL arrays), BUFFER_TOO_SMALL, CONTEXT_FULL (a query and document
+ * longer than the encoder's context_length, naming the document).
+ */
+EDGELLM_API edgellm_error edgellm_encoder_rerank(edgellm_encoder_t* encoder, const char* query, int32_t query_len,
+                                                 const char* const* documents, const int32_t* document_lens, int32_t n_documents,
+                                                 float* scores, int32_t capacity);
 
 /*
  * Picks the next token from the current logits with the context's sampler settings (does not evaluate it:

@@ -678,6 +678,60 @@ static void test_bert(const char* path, const char* decoder_path)
     check_code(edgellm_encoder_free(NULL), EDGELLM_OK, "encoder_free NULL");
 }
 
+/*
+ * A reranker (EDGELLM_TEST_RERANKER: ms-marco-MiniLM's shape in F32, synthesized by NativeAbiTests, which also passes the
+ * scores TextReranker gives these documents in EDGELLM_TEST_RERANK_SCORES).
+ */
+static void test_reranker(const char* path, const char* expected, const char* embedder_path)
+{
+    edgellm_encoder_t* enc = NULL;
+    edgellm_error rc = edgellm_encoder_load(path, 2, &enc);
+    check_code(rc, EDGELLM_OK, "encoder_load ms-marco-MiniLM's shape");
+    if (rc != EDGELLM_OK) return;
+    const char* query = "where does the lazy dog sleep";
+    const char* docs[3] = { "the quick brown fox", "the lazy dog sleeps all day", "hello world" };
+    int32_t lens[3];
+    for (int i = 0; i < 3; i++) lens[i] = (int32_t)strlen(docs[i]);
+    float scores[3] = { 0 };
+    rc = edgellm_encoder_rerank(enc, query, (int32_t)strlen(query), docs, lens, 3, scores, 3);
+    check_code(rc, EDGELLM_OK, "encoder_rerank three documents");
+    float want[3] = { 0 };
+    check(sscanf(expected, "%f %f %f", &want[0], &want[1], &want[2]) == 3, "EDGELLM_TEST_RERANK_SCORES holds three scores", "'%s'", expected);
+    for (int i = 0; i < 3; i++) {
+        float tol = 1e-3f * (fabsf(want[i]) > 1.0f ? fabsf(want[i]) : 1.0f); /* F32: float order and GELU-table flips only */
+        check(fabsf(scores[i] - want[i]) <= tol, "encoder_rerank: TextReranker's score", "document %d: %f, .NET %f", i, scores[i], want[i]);
+    }
+    float one = 0;
+    rc = edgellm_encoder_rerank(enc, query, (int32_t)strlen(query), docs + 1, lens + 1, 1, &one, 1);
+    check(rc == EDGELLM_OK && one == scores[1], "encoder_rerank: one document scores as in a batch", "rc %d, %f vs %f", (int)rc, one, scores[1]);
+    check_code(edgellm_encoder_rerank(enc, query, (int32_t)strlen(query), docs, lens, 3, scores, 2), EDGELLM_ERROR_BUFFER_TOO_SMALL, "encoder_rerank too-small buffer");
+    check_code(edgellm_encoder_rerank(enc, query, (int32_t)strlen(query), docs, lens, 0, scores, 3), EDGELLM_ERROR_INVALID_ARGUMENT, "encoder_rerank no documents");
+    check_code(edgellm_encoder_rerank(enc, query, (int32_t)strlen(query), NULL, lens, 3, scores, 3), EDGELLM_ERROR_INVALID_ARGUMENT, "encoder_rerank NULL documents");
+    const char* bad[1] = { "\xc3" };
+    int32_t bad_len[1] = { 1 };
+    rc = edgellm_encoder_rerank(enc, query, (int32_t)strlen(query), bad, bad_len, 1, scores, 3);
+    check(rc == EDGELLM_ERROR_INVALID_ARGUMENT && strstr(edgellm_last_error(), "documents[0]") != NULL, "encoder_rerank invalid UTF-8 names documents[0]", "rc %d, '%s'", (int)rc, edgellm_last_error());
+    {
+        static char longtext[8192];
+        size_t len = 0;
+        while (len + 4 < sizeof longtext - 1) { memcpy(longtext + len, "dog ", 4); len += 4; }
+        longtext[len] = 0;
+        const char* longdocs[2] = { "hi", longtext };
+        int32_t longlens[2] = { 2, (int32_t)len };
+        rc = edgellm_encoder_rerank(enc, query, (int32_t)strlen(query), longdocs, longlens, 2, scores, 3);
+        check(rc == EDGELLM_ERROR_CONTEXT_FULL && strstr(edgellm_last_error(), "documents[1]") != NULL, "encoder_rerank past the 512 positions names documents[1]", "rc %d, '%s'", (int)rc, edgellm_last_error());
+    }
+    check_code(edgellm_encoder_rerank(NULL, query, 5, docs, lens, 3, scores, 3), EDGELLM_ERROR_NULL_HANDLE, "encoder_rerank NULL encoder");
+    edgellm_encoder_free(enc);
+    /* an embedding model is not a reranker */
+    enc = NULL;
+    if (edgellm_encoder_load(embedder_path, 1, &enc) == EDGELLM_OK) {
+        rc = edgellm_encoder_rerank(enc, query, (int32_t)strlen(query), docs, lens, 3, scores, 3);
+        check(rc == EDGELLM_ERROR_INVALID_ARGUMENT && strstr(edgellm_last_error(), "not a reranker") != NULL, "encoder_rerank on an embedding model says it is not a reranker", "rc %d, '%s'", (int)rc, edgellm_last_error());
+        edgellm_encoder_free(enc);
+    }
+}
+
 static void test_moe(const char* path)
 {
     edgellm_model_t* model = NULL;
@@ -933,6 +987,8 @@ int main(int argc, char** argv)
     test_cache_types(model_path);
     if (getenv("EDGELLM_TEST_MOE")) test_moe(getenv("EDGELLM_TEST_MOE"));
     if (getenv("EDGELLM_TEST_BERT")) test_bert(getenv("EDGELLM_TEST_BERT"), model_path);
+    if (getenv("EDGELLM_TEST_RERANKER") && getenv("EDGELLM_TEST_RERANK_SCORES") && getenv("EDGELLM_TEST_BERT"))
+        test_reranker(getenv("EDGELLM_TEST_RERANKER"), getenv("EDGELLM_TEST_RERANK_SCORES"), getenv("EDGELLM_TEST_BERT"));
     bad = p; bad.context_length = 0x7fffffff;
     check_code(edgellm_context_create(model, &bad, &ctx), EDGELLM_ERROR_OUT_OF_MEMORY, "context_create KV cache too large");
     check_code(edgellm_context_create(NULL, &p, &ctx), EDGELLM_ERROR_NULL_HANDLE, "context_create NULL model");

@@ -41,6 +41,15 @@ public sealed partial class NativeAbiTests(ITestOutputHelper output)
         string bert = Path.Combine(outDir, "minilm-q8_0.gguf");
         EdgeLlm.Synth.BertSynthesizer.Write(EdgeLlm.Synth.BertSynthesizer.Find("all-minilm-l6-v2")!, "Q8_0", bert);
         psi.Environment["EDGELLM_TEST_BERT"] = bert;
+        string reranker = Path.Combine(outDir, "ms-marco-f32.gguf"); // (F32: no int8 activations whose roundings flip with the kernel path)
+        EdgeLlm.Synth.BertSynthesizer.Write(EdgeLlm.Synth.BertSynthesizer.Find("ms-marco-minilm-l6-v2")!, "F32", reranker);
+        psi.Environment["EDGELLM_TEST_RERANKER"] = reranker;
+        using (var encoder = EdgeLlm.Models.BertModel.Load(reranker, threads: 2))
+        {
+            float[] scores = new EdgeLlm.Engine.TextReranker(encoder, EdgeLlm.Tokenizers.Tokenizer.FromGguf(encoder.File))
+                .Scores("where does the lazy dog sleep", ["the quick brown fox", "the lazy dog sleeps all day", "hello world"]);
+            psi.Environment["EDGELLM_TEST_RERANK_SCORES"] = string.Join(' ', scores.Select(x => x.ToString("R", System.Globalization.CultureInfo.InvariantCulture)));
+        }
 
         var text = new StringBuilder();
         using var p = new Process { StartInfo = psi };
