@@ -57,6 +57,7 @@ public sealed class GgufValue
     public static GgufValue From(string[] v) => new(GgufValueType.Array, v, GgufValueType.String);
     public static GgufValue From(float[] v) => new(GgufValueType.Array, v, GgufValueType.Float32);
     public static GgufValue From(int[] v) => new(GgufValueType.Array, v, GgufValueType.Int32);
+    public static GgufValue From(byte[] v) => new(GgufValueType.Array, v, GgufValueType.UInt8);
 
     /// <summary>An integer scalar of any width, as a long; null when the value is not an integer.</summary>
     public long? AsInt64() => Value switch
@@ -101,6 +102,14 @@ public sealed class GgufValue
     }
 
     public string[]? AsStringArray() => Value as string[];
+
+    /// <summary>An array of uint8 or int8 as its bytes (a blob such as tokenizer.ggml.precompiled_charsmap), else null.</summary>
+    public byte[]? AsBytes() => Value switch
+    {
+        byte[] b when IsArray => b,
+        sbyte[] sb when IsArray => (byte[])(Array)sb,
+        _ => null,
+    };
 
     public override string ToString() => Value switch
     {

@@ -12,11 +12,14 @@ namespace EdgeLlm.Synth;
 /// GEGLU with gate and up fused in ffn_up, or with <paramref name="JinaExtras"/> a separate ffn_gate, LayerNorms of Q
 /// and K and a second attention norm, as jina-embeddings-v2-base-code). A reranker (<paramref name="Labels"/> &gt; 0) has
 /// rank pooling (4) and a classification head, each tensor with a bias: cls (the pooler, n_embd × n_embd) and cls.output
-/// (one row per label), or with <paramref name="PoolerOnly"/> only cls, of one row per label (jina-reranker's layout), and its vocabulary reads a pair as [CLS] A [SEP] B [SEP].
+/// (one row per label), or with <paramref name="PoolerOnly"/> only cls, of one row per label (jina-reranker's layout),
+/// and its vocabulary reads a pair as [CLS] A [SEP] B [SEP]. <paramref name="Unigram"/>: XLM-RoBERTa's vocabulary
+/// instead of WordPiece (a SentencePiece unigram model, <c>t5</c>, with a precompiled character map; one token type),
+/// as bge-m3, multilingual-e5 and bge-reranker carry it: &lt;s&gt; A &lt;/s&gt;, a pair &lt;s&gt; A &lt;/s&gt;&lt;/s&gt; B &lt;/s&gt;.
 /// </summary>
 public sealed record BertShape(string Name, string Architecture, int EmbeddingLength, int BlockCount, int HeadCount, int FeedForwardLength,
     int ContextLength, int VocabSize, float LayerNormEps, PoolingType Pooling, float RopeFreqBase = 0f, bool JinaExtras = false,
-    int Labels = 0, bool PoolerOnly = false);
+    int Labels = 0, bool PoolerOnly = false, bool Unigram = false);
 
 /// <summary>
 /// Random-weight BERT encoders with a WordPiece vocabulary laid out as llama.cpp's converter writes BERT's
@@ -37,6 +40,11 @@ public static unsafe class BertSynthesizer
         // cross-encoders (rerankers): BertForSequenceClassification with one label
         new("ms-marco-minilm-l6-v2", "bert", 384, 6, 12, 1536, 512, 30522, 1e-12f, PoolingType.Cls, Labels: 1),
         new("ms-marco-minilm-l12-v2", "bert", 384, 12, 12, 1536, 512, 30522, 1e-12f, PoolingType.Cls, Labels: 1),
+        // XLM-RoBERTa (a unigram vocabulary of 250,002 tokens; 514 positions less the 2 the converter drops)
+        new("multilingual-e5-small", "bert", 384, 12, 12, 1536, 512, 250037, 1e-12f, PoolingType.Mean, Unigram: true),
+        new("bge-m3", "bert", 1024, 24, 16, 4096, 8192, 250002, 1e-5f, PoolingType.Cls, Unigram: true),
+        new("bge-reranker-base", "bert", 768, 12, 12, 3072, 512, 250002, 1e-5f, PoolingType.Cls, Labels: 1, Unigram: true),
+        new("bge-reranker-v2-m3", "bert", 1024, 24, 16, 4096, 8192, 250002, 1e-5f, PoolingType.Cls, Labels: 1, Unigram: true),
     ];
 
     /// <summary>The shape named <paramref name="name"/> (case-insensitive), or null.</summary>
@@ -101,7 +109,9 @@ public static unsafe class BertSynthesizer
         if (!GgmlTypes.TryParse(type, out var matrixType) || !(matrixType is GgmlType.F32 or GgmlType.F16 || RowQuantizer.TryGet(matrixType, out _)))
             throw new ArgumentException($"'{type}' is not a tensor type EdgeLlm writes (F32, F16, Q8_0, Q4_0, ...)", nameof(type));
         if (shape.EmbeddingLength % shape.HeadCount != 0) throw new ArgumentException($"{shape.HeadCount} heads do not divide the width {shape.EmbeddingLength}", nameof(shape));
-        var (tokens, tokenTypes) = Vocabulary(shape.VocabSize);
+        var (tokens, tokenTypes) = shape.Unigram ? (null!, null!) : Vocabulary(shape.VocabSize);
+        float[]? scores = null;
+        if (shape.Unigram) (tokens, scores, tokenTypes) = UnigramVocabulary.Vocabulary(shape.VocabSize);
         string a = shape.Architecture;
         bool nomic = a == "nomic-bert", jina = a == "jina-bert-v2";
         var w = new GgufWriter()
@@ -116,25 +126,49 @@ public static unsafe class BertSynthesizer
             .Set($"{a}.attention.layer_norm_epsilon", shape.LayerNormEps)
             .Set($"{a}.attention.causal", false)
             .Set($"{a}.pooling_type", shape.Labels > 0 ? 4u : (uint)shape.Pooling)
-            .Set("tokenizer.ggml.model", "bert")
             .Set("tokenizer.ggml.tokens", GgufValue.From(tokens))
-            .Set("tokenizer.ggml.token_type", GgufValue.From(tokenTypes))
-            .Set("tokenizer.ggml.unknown_token_id", 100u)
-            .Set("tokenizer.ggml.seperator_token_id", 102u)
-            .Set("tokenizer.ggml.padding_token_id", 0u)
-            .Set("tokenizer.ggml.cls_token_id", 101u)
-            .Set("tokenizer.ggml.mask_token_id", 103u)
-            .Set("tokenizer.ggml.bos_token_id", 101u)
-            .Set("tokenizer.ggml.add_bos_token", true)
-            .Set("tokenizer.ggml.add_sep_token", true)
-            .Set("tokenizer.ggml.token_type_count", 2u);
+            .Set("tokenizer.ggml.token_type", GgufValue.From(tokenTypes));
+        if (shape.Unigram)
+        {
+            // as the converter writes XLM-RoBERTa: RobertaProcessing's <s> A </s> (</s></s> between a pair's texts)
+            w.Set("tokenizer.ggml.model", "t5")
+             .Set("tokenizer.ggml.scores", GgufValue.From(scores!))
+             .Set("tokenizer.ggml.bos_token_id", 0u)
+             .Set("tokenizer.ggml.padding_token_id", 1u)
+             .Set("tokenizer.ggml.eos_token_id", 2u)
+             .Set("tokenizer.ggml.seperator_token_id", 2u)
+             .Set("tokenizer.ggml.unknown_token_id", 3u)
+             .Set("tokenizer.ggml.mask_token_id", (uint)(tokens.Length - 1))
+             .Set("tokenizer.ggml.add_bos_token", true)
+             .Set("tokenizer.ggml.add_eos_token", true)
+             .Set("tokenizer.ggml.add_sep_token", true)
+             .Set("tokenizer.ggml.add_space_prefix", true)
+             .Set("tokenizer.ggml.remove_extra_whitespaces", true)
+             .Set("tokenizer.ggml.precompiled_charsmap", GgufValue.From(UnigramVocabulary.Charsmap(UnigramVocabulary.Rules)))
+             .Set("tokenizer.ggml.token_type_count", 1u);
+        }
+        else
+        {
+            w.Set("tokenizer.ggml.model", "bert")
+             .Set("tokenizer.ggml.unknown_token_id", 100u)
+             .Set("tokenizer.ggml.seperator_token_id", 102u)
+             .Set("tokenizer.ggml.padding_token_id", 0u)
+             .Set("tokenizer.ggml.cls_token_id", 101u)
+             .Set("tokenizer.ggml.mask_token_id", 103u)
+             .Set("tokenizer.ggml.bos_token_id", 101u)
+             .Set("tokenizer.ggml.add_bos_token", true)
+             .Set("tokenizer.ggml.add_sep_token", true)
+             .Set("tokenizer.ggml.token_type_count", 2u);
+        }
         if (shape.Labels > 0)
         {
-            // as the converter writes a cross-encoder: its labels, and the pair template's [SEP] as EOS (add_eos: [CLS] A [SEP] B [SEP])
-            w.Set($"{a}.classifier.output_labels", GgufValue.From(Enumerable.Range(0, shape.Labels).Select(i => $"LABEL_{i}").ToArray()))
-             .Set("tokenizer.ggml.eos_token_id", 102u)
-             .Set("tokenizer.ggml.add_eos_token", true)
-             .Set("tokenizer.ggml.add_sep_token", false);
+            // as the converter writes a cross-encoder: its labels, and (WordPiece) the pair template's [SEP] as EOS
+            // (add_eos: [CLS] A [SEP] B [SEP])
+            w.Set($"{a}.classifier.output_labels", GgufValue.From(Enumerable.Range(0, shape.Labels).Select(i => $"LABEL_{i}").ToArray()));
+            if (!shape.Unigram)
+                w.Set("tokenizer.ggml.eos_token_id", 102u)
+                 .Set("tokenizer.ggml.add_eos_token", true)
+                 .Set("tokenizer.ggml.add_sep_token", false);
         }
         if (nomic) w.Set($"{a}.rope.freq_base", shape.RopeFreqBase);
 
@@ -143,7 +177,7 @@ public static unsafe class BertSynthesizer
         void Matrix(string name, int cols, int rows, GgmlType t, float std) => AddRandom(w, name, t, cols, rows, std, 0f, seed, index++);
         void Vector(string name, int n, float std, float mean) => AddRandom(w, name, GgmlType.F32, n, 1, std, mean, seed, index++);
         Matrix("token_embd.weight", d, tokens.Length, matrixType == GgmlType.F32 ? GgmlType.F32 : GgmlType.F16, 0.5f);
-        Matrix("token_types.weight", d, 2, GgmlType.F32, 0.1f);
+        AddRandom(w, "token_types.weight", GgmlType.F32, d, shape.Unigram ? 1 : 2, 0.1f, 0f, seed, index++, matrix: true);
         if (!nomic && !jina) Matrix("position_embd.weight", d, shape.ContextLength, GgmlType.F32, 0.1f);
         Vector("token_embd_norm.weight", d, 0.1f, 1f);
         Vector("token_embd_norm.bias", d, 0.05f, 0f);

@@ -155,7 +155,8 @@ public abstract class Tokenizer
             if (Eos == NoToken) throw new InvalidOperationException("the vocabulary asks for EOS (add_eos_token) but has no EOS id");
             output.Add(Eos);
         }
-        if (addSpecial && AddSep) output.Add(Separator!.Value);
+        // (WordPiece only, as llama.cpp: a BPE or UGM vocabulary's add_sep only lays out pairs, see TextReranker)
+        if (addSpecial && AddSep && this is WordPieceTokenizer) output.Add(Separator!.Value);
         return output.ToArray();
     }
 
@@ -349,7 +350,8 @@ public abstract class Tokenizer
             "llama" => new SpmTokenizer(VocabData.Load(file, model, null)),
             "gpt2" => CreateBpe(file, model),
             "bert" => new WordPieceTokenizer(VocabData.Load(file, model, null)),
-            _ => throw new NotSupportedException($"{file.FilePath}: tokenizer model '{model}' is not supported (supported: 'llama' = SentencePiece, 'gpt2' = byte-level BPE, 'bert' = WordPiece)"),
+            "t5" => new UgmTokenizer(VocabData.Load(file, model, null)),
+            _ => throw new NotSupportedException($"{file.FilePath}: tokenizer model '{model}' is not supported (supported: 'llama' = SentencePiece, 'gpt2' = byte-level BPE, 'bert' = WordPiece, 't5' = SentencePiece unigram)"),
         };
     }
 

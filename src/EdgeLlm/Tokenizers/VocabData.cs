@@ -30,6 +30,12 @@ internal sealed class VocabData
     public bool AddSpacePrefix { get; init; }
     public bool CleanSpaces { get; init; }
 
+    /// <summary>UGM: tokenizer.ggml.remove_extra_whitespaces (runs of spaces become one, none at the ends).</summary>
+    public bool RemoveExtraWhitespaces { get; init; }
+
+    /// <summary>UGM: tokenizer.ggml.precompiled_charsmap (SentencePiece's normalization rules), or empty.</summary>
+    public byte[] PrecompiledCharsmap { get; init; } = [];
+
     private const int Null = Tokenizer.NoToken;
 
     // Texts llama.cpp recognises at load (llama-vocab.cpp, "auto-detect special tokens by text"); the first
@@ -51,6 +57,7 @@ internal sealed class VocabData
         string where = file.FilePath;
         bool spm = model == "llama";
         bool wpm = model == "bert";
+        bool ugm = model == "t5";
 
         string[] tokens = file.TryGetValue("tokenizer.ggml.tokens", out var tv)
             ? tv.AsStringArray() ?? throw new InvalidDataException($"{where}: tokenizer.ggml.tokens is not a string array")
@@ -105,8 +112,15 @@ internal sealed class VocabData
             (bos, eos, unk, sep, pad, mask) = (101, Null, 100, 102, 0, 103);
             addBos = addSep = true;
         }
+        if (ugm)
+        {
+            // llama.cpp's UGM defaults (T5's layout): no BOS, EOS 1 last, [UNK] 2, pad 0
+            (bos, eos, unk, sep, pad, mask) = (Null, 1, 2, Null, 0, Null);
+            addBos = false;
+            addEos = true;
+        }
         bool addSpacePrefix = spm;
-        bool cleanSpaces = !spm && (family?.CleanSpaces ?? true);
+        bool cleanSpaces = !spm && !ugm && (family?.CleanSpaces ?? true);
         addSpacePrefix = file.GetBool("tokenizer.ggml.add_space_prefix") ?? addSpacePrefix;
 
         void ReadId(string key, ref int id)
@@ -218,6 +232,10 @@ internal sealed class VocabData
             Tokens = tokens, Scores = scores, Attrs = attrs, TokenToId = tokenToId, SpecialTokens = special, Eog = eog,
             Bos = bos, Eos = eos, Eot = eot, Eom = eom, Unk = unk, Pad = pad, Sep = sep,
             AddBos = addBos, AddEos = addEos, AddSep = addSep, AddSpacePrefix = addSpacePrefix, CleanSpaces = cleanSpaces,
+            RemoveExtraWhitespaces = file.GetBool("tokenizer.ggml.remove_extra_whitespaces") ?? false,
+            PrecompiledCharsmap = !ugm ? [] : file.TryGetValue("tokenizer.ggml.precompiled_charsmap", out var cm)
+                ? cm.AsBytes() ?? throw new InvalidDataException($"{where}: tokenizer.ggml.precompiled_charsmap is not an array of bytes")
+                : [],
         };
     }
 }

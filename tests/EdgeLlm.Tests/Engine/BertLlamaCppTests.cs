@@ -434,4 +434,106 @@ public sealed class BertLlamaCppTests : IDisposable
         Assert.Equal(2, tooLong.ExitCode);
         Assert.Contains("at most 512", tooLong.Stderr, StringComparison.Ordinal);
     }
+
+    /// <summary>A tiny XLM-RoBERTa encoder: the unigram (t5) vocabulary with its character map; a reranker with <paramref name="labels"/>.</summary>
+    private string WriteXlmR(string type, int labels = 0)
+    {
+        string path = Path.Combine(_dir, $"xlmr-{type}-{labels}.gguf");
+        var shape = new BertShape("tiny-xlm-roberta", "bert", 128, 2, 4, 256, 64, 3000, 1e-5f, PoolingType.Cls, Labels: labels, Unigram: true);
+        BertSynthesizer.Write(shape, type, path, seed: 7);
+        return path;
+    }
+
+    public static TheoryData<string> UnigramTexts() => new(
+        "the quick brown fox jumps over the lazy dog",
+        "Hello world, where does the dog sleep?",
+        "  multiple   spaces\tand\ttabs\nand newlines  ",
+        "ﬁne Ａ１ ① … café cafe\u0301 ｶ ™ Ⅻ\u00A0nbsp",
+        "[URL] and [URx partial [UR",
+        "unknown ☃☃ chars 🙂 zzzq",
+        "中文字 русский привет",
+        "<s>special</s> <mask> <pad> <unk>",
+        "e",
+        "");
+
+    /// <summary>The SentencePiece unigram tokenizer (t5: XLM-RoBERTa's) against llama.cpp's on the same file, both flag pairs, and back.</summary>
+    [Theory]
+    [MemberData(nameof(UnigramTexts))]
+    public void Unigram_MatchesLlamaCpp(string text)
+    {
+        string path = WriteXlmR("F32");
+        using var file = GgufFile.Open(path);
+        var ours = Tokenizer.FromGguf(file);
+        Assert.Equal("t5", ours.Model);
+        using var llama = new LlamaCppOracle(path);
+        foreach (bool addSpecial in new[] { true, false })
+            foreach (bool parseSpecial in new[] { false, true })
+            {
+                int[] theirs = llama.Tokenize(text, addSpecial, parseSpecial);
+                int[] mine = ours.Encode(text, addSpecial, parseSpecial);
+                Assert.True(theirs.SequenceEqual(mine),
+                    $"add {addSpecial} parse {parseSpecial}: llama.cpp [{string.Join(' ', theirs)}] ({string.Join('|', theirs.Select(ours.TokenText))}), EdgeLlm [{string.Join(' ', mine)}] ({string.Join('|', mine.Select(ours.TokenText))})");
+                Assert.Equal(llama.Detokenize(theirs, false, false), ours.Detokenize(mine, false, false));
+                Assert.Equal(llama.Detokenize(theirs, true, false), ours.Detokenize(mine, true, false));
+            }
+    }
+
+    [Fact]
+    public void Unigram_NormalizesByTheCharacterMap()
+    {
+        string path = WriteXlmR("F32");
+        using var file = GgufFile.Open(path);
+        var tok = Tokenizer.FromGguf(file);
+        // ﬁ → fi, Ａ → A, … → ..., e + combining acute → é; spaces merged, one ▁ first; <s> ... </s> around
+        Assert.Equal(tok.Encode("fine A ... café", addSpecial: false), tok.Encode("ﬁne  Ａ  …\u00A0cafe\u0301", addSpecial: false));
+        int[] ids = tok.Encode("hello world");
+        Assert.Equal(0, ids[0]);
+        Assert.Equal(2, ids[^1]);
+        Assert.Equal("hello world", tok.Detokenize(ids[1..^1], removeSpecial: false, unparseSpecial: false)); // the ▁ put first is taken off
+        Assert.Equal(1, tok.Encode("☃☃", addSpecial: false).Count(i => i == 3)); // one <unk> for the run of unknown code points
+    }
+
+    [Theory]
+    [InlineData("F32", PoolingType.Cls, LLamaPoolingType.CLS)]
+    [InlineData("Q8_0", PoolingType.Mean, LLamaPoolingType.Mean)]
+    public async Task XlmRoberta_Embedding_MatchesLlamaCpp(string type, PoolingType pooling, LLamaPoolingType theirPooling)
+    {
+        string path = WriteXlmR(type);
+        const string Text = "the quick brown fox jumps over the lazy dog, hello world";
+        float[] ours;
+        using (var encoder = BertModel.Load(path, threads: 2))
+            ours = new TextEmbedder(encoder, Tokenizer.FromGguf(encoder.File), pooling).Embed(Text);
+
+        _ = LlamaCppOracle.NativeLibrary;
+        var p = new ModelParams(path) { Embeddings = true, PoolingType = theirPooling, ContextSize = 64, GpuLayerCount = 0, Threads = 1, FlashAttention = false };
+        using var weights = LLamaWeights.LoadFromFile(p);
+        using var llama = new LLamaEmbedder(weights, p);
+        float[] theirs = Assert.Single(await llama.GetEmbeddings(Text));
+        TextEmbedder.Normalize(theirs, 2);
+        double maxDiff = ours.Zip(theirs, (a, b) => Math.Abs(a - b)).Max();
+        _out.WriteLine($"xlm-roberta {type} {pooling}: max |ours - llama.cpp| = {maxDiff:E2}");
+        Assert.True(maxDiff < (type == "F32" ? 1e-4 : 5e-3), $"max |ours - llama.cpp| = {maxDiff}");
+    }
+
+    [Fact]
+    public async Task XlmRoberta_Rerank_MatchesLlamaCpp()
+    {
+        string path = WriteXlmR("F32", labels: 1);
+        const string Query = "where does the lazy dog sleep";
+        float[] ours;
+        List<int[]> pairs;
+        using (var encoder = BertModel.Load(path, threads: 2))
+        {
+            var reranker = new TextReranker(encoder, Tokenizer.FromGguf(encoder.File));
+            var tok = reranker.Tokenizer;
+            pairs = s_documents.Select(d => reranker.Tokenize(Query, d)).ToList();
+            // RoBERTa's pair: <s> query </s></s> document </s>
+            Assert.Equal([0, .. tok.Encode(Query, false), 2, 2, .. tok.Encode(s_documents[1], false), 2], pairs[1]);
+            ours = reranker.Scores(pairs);
+        }
+        float[] theirs = await LlamaCppScores(path, pairs);
+        double maxDiff = ours.Zip(theirs, (a, b) => Math.Abs(a - b)).Max();
+        _out.WriteLine($"xlm-roberta reranker: ours [{string.Join(", ", ours.Select(x => x.ToString("F5")))}], llama.cpp [{string.Join(", ", theirs.Select(x => x.ToString("F5")))}], max diff {maxDiff:E2}");
+        Assert.True(maxDiff < 5e-4, $"max |ours - llama.cpp| = {maxDiff}");
+    }
 }

@@ -136,12 +136,26 @@ public class TokenizerBehaviourTests(ITestOutputHelper output)
     public void FromGguf_RejectsUnsupportedModelByName()
     {
         var bytes = new GgufWriter()
-            .Set("general.architecture", "t5")
-            .Set("tokenizer.ggml.model", "t5")
+            .Set("general.architecture", "rwkv6")
+            .Set("tokenizer.ggml.model", "rwkv")
             .Set("tokenizer.ggml.tokens", GgufValue.From(new[] { "<pad>", "a" }))
             .ToArray();
         var ex = Assert.Throws<NotSupportedException>(() => Load(bytes));
-        Assert.Contains("'t5'", ex.Message, StringComparison.Ordinal);
+        Assert.Contains("'rwkv'", ex.Message, StringComparison.Ordinal);
+
+        // a unigram vocabulary (t5) without an unknown token (T5's default id 2 is past these two tokens)
+        var t5 = new GgufWriter().Set("tokenizer.ggml.model", "t5").Set("tokenizer.ggml.tokens", GgufValue.From(new[] { "<pad>", "a" })).ToArray();
+        Assert.Contains("unknown_token_id", Assert.Throws<InvalidDataException>(() => Load(t5)).Message, StringComparison.Ordinal);
+
+        // a corrupt precompiled character map is named, with what is wrong
+        foreach (var (map, what) in new[] { (new byte[] { 1, 0 }, "too short"), (new byte[] { 8, 0, 0, 0, 1, 2, 3, 4, 5, 6, 7, 8 }, "does not fit") })
+        {
+            var bad = new GgufWriter().Set("tokenizer.ggml.model", "t5").Set("tokenizer.ggml.tokens", GgufValue.From(new[] { "<pad>", "</s>", "<unk>", "a" }))
+                .Set("tokenizer.ggml.precompiled_charsmap", GgufValue.From(map)).ToArray();
+            var e = Assert.Throws<InvalidDataException>(() => Load(bad));
+            Assert.Contains("precompiled_charsmap", e.Message, StringComparison.Ordinal);
+            Assert.Contains(what, e.Message, StringComparison.Ordinal);
+        }
 
         // WordPiece without BERT's [CLS] (101) and [SEP] (102) ids, which it adds around every text
         var bert = new GgufWriter().Set("tokenizer.ggml.model", "bert").Set("tokenizer.ggml.tokens", GgufValue.From(new[] { "[PAD]", "a" })).ToArray();
