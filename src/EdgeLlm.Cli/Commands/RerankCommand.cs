@@ -52,6 +52,9 @@ public static class RerankCommand
             string modelPath = ModelResolver.Resolve(pr.GetValue(model));
             using (var peek = EdgeLlm.Gguf.GgufFile.Open(modelPath))
             {
+                string? arch = peek.GetString("general.architecture");
+                if (!BertModel.IsEncoder(peek) && peek.GetInt($"{arch}.pooling_type") == 4)
+                    throw new NotSupportedException($"{Path.GetFileName(modelPath)} is a {arch} reranker (a decoder with rank pooling, as Qwen3-Reranker): EdgeLlm runs encoder rerankers ({string.Join(", ", BertModel.SupportedArchitectures)} with a classification head) only");
                 if (!BertModel.IsEncoder(peek))
                     throw new InputException($"{Path.GetFileName(modelPath)} is a {peek.GetString("general.architecture") ?? "model of no architecture"} model, not a reranker: edgellm rerank runs cross-encoders ({string.Join(", ", BertModel.SupportedArchitectures)} with a classification head)");
             }

@@ -428,6 +428,17 @@ public sealed class BertLlamaCppTests : IDisposable
         var decoder = EdgeLlm.Tests.Cli.CliRunner.Run(["rerank", "-m", SharedData.Model("stories260K"), "-q", "x", "-d", "y"]);
         Assert.Equal(2, decoder.ExitCode);
         Assert.Contains("not a reranker", decoder.Stderr, StringComparison.Ordinal);
+        // a decoder with rank pooling (Qwen3-Reranker's kind) is named as such
+        string decoderReranker = Path.Combine(_dir, "decoder-rank.gguf");
+        using (var src = GgufFile.Open(SharedData.Model("stories260K")))
+        {
+            var w = new GgufWriter().CopyMetadata(src).Set("llama.pooling_type", 4u);
+            foreach (var t in src.Tensors) w.AddTensor(t.Name, t.Type, t.Dims, src.GetTensorData(t).ToArray());
+            w.Write(decoderReranker);
+        }
+        var decoderRank = EdgeLlm.Tests.Cli.CliRunner.Run(["rerank", "-m", decoderReranker, "-q", "x", "-d", "y"]);
+        Assert.Equal(2, decoderRank.ExitCode);
+        Assert.Contains("decoder with rank pooling", decoderRank.Stderr, StringComparison.Ordinal);
         var none = EdgeLlm.Tests.Cli.CliRunner.Run(["rerank", "-m", path, "-q", "x"]);
         Assert.Equal(1, none.ExitCode);
         var tooLong = EdgeLlm.Tests.Cli.CliRunner.Run(["rerank", "-m", path, "-q", "x", "-d", string.Concat(Enumerable.Repeat("dog ", 600))]);
