@@ -41,6 +41,7 @@ if (!File.Exists(model))
 }
 
 if (opt.Embed) return EdgeLlm.Benchmarks.EmbedBench.Run(model, opt.Threads, opt.Pp, opt.Reps, opt.Rounds, opt.Texts);
+if (opt.Rerank) return EdgeLlm.Benchmarks.RerankBench.Run(model, opt.Threads, opt.Pp, opt.Reps, opt.Rounds, opt.Texts);
 
 var (modelDesc, typeDesc, bytesPerToken) = DescribeModel(model);
 Console.Error.WriteLine($"model {model}: {modelDesc}, {typeDesc}, {bytesPerToken / 1e6:F1} MB of weights read per generated token");
@@ -232,10 +233,10 @@ static double TotalMemoryGiB() => GC.GetGCMemoryInfo().TotalAvailableMemoryBytes
 
 /// <summary>Command-line options of the benchmark.</summary>
 internal sealed record Options(string? Model, string? Synth, string? EdgeLlm, int[] Threads, int Pp, int Tg, int Reps, int Rounds, int Seed, bool Help, int Depth = 0,
-    string CacheK = "f16", string CacheV = "f16", bool Embed = false, int Texts = 1)
+    string CacheK = "f16", string CacheV = "f16", bool Embed = false, int Texts = 1, bool Rerank = false)
 {
     public const string Usage =
-        "usage: dotnet run -c Release --project tests/EdgeLlm.Benchmarks -- (--model FILE | --synth NAME:TYPE) [--threads 1,2] [-p 128] [-n 64] [-r 3] [--rounds 1] [--seed 1] [-d 0] [-ctk f16] [-ctv f16] [--edgellm PATH] [--embed]\n" +
+        "usage: dotnet run -c Release --project tests/EdgeLlm.Benchmarks -- (--model FILE | --synth NAME:TYPE) [--threads 1,2] [-p 128] [-n 64] [-r 3] [--rounds 1] [--seed 1] [-d 0] [-ctk f16] [-ctv f16] [--edgellm PATH] [--embed | --rerank]\n" +
         "  --synth creates a random-weight model shaped like NAME (tinyllama-1.1b, llama-3.2-1b, qwen2.5-0.5b, smollm2-360m)\n" +
         "          in TYPE (F16, Q8_0, Q4_0, Q4_K, ...) under ~/.cache/edgellm/synth first (reused afterwards).\n" +
         "  --rounds K alternates llama.cpp and EdgeLlm K times (each -r repetitions) and pools the figures: on a shared,\n" +
@@ -247,6 +248,8 @@ internal sealed record Options(string? Model, string? Synth, string? EdgeLlm, in
         "  --embed: the model is a BERT encoder (--synth all-minilm-l6-v2:F16, nomic-embed-text-v1.5:Q8_0, ...): embeddings\n" +
         "          of one text of -p tokens per second in both engines, in this process; --texts N: N such texts per\n" +
         "          repetition, EdgeLlm also through TextEmbedder.EmbedBatch (LLamaSharp's embedder takes one text a call).\n" +
+        "  --rerank: the model is a reranker (--synth ms-marco-minilm-l6-v2:Q8_0, bge-reranker-base:Q8_0): --texts N query/document\n" +
+        "          pairs of -p tokens scored per second, batched and one by one, in both engines, in this process.\n" +
         "  --edgellm PATH measures that edgellm executable (e.g. a NativeAOT build from devices/build.sh) instead of\n" +
         "          the Release build of src/EdgeLlm.Cli run through `dotnet`.";
 
@@ -257,7 +260,7 @@ internal sealed record Options(string? Model, string? Synth, string? EdgeLlm, in
         int pp = 128, tg = 64, reps = 3, rounds = 1, seed = 1, depth = 0;
         string cacheK = "f16", cacheV = "f16";
         string Cache(string v) => v is "f16" or "q8_0" or "q4_0" ? v : throw new ArgumentException($"a cache type is f16, q8_0 or q4_0, got '{v}'");
-        bool help = false, embed = false;
+        bool help = false, embed = false, rerank = false;
         int texts = 1;
         for (int i = 0; i < args.Length; i++)
         {
@@ -290,6 +293,7 @@ internal sealed record Options(string? Model, string? Synth, string? EdgeLlm, in
                 case "-ctk" or "--cache-type-k": cacheK = Cache(Next()); break;
                 case "-ctv" or "--cache-type-v": cacheV = Cache(Next()); break;
                 case "--embed": embed = true; break;
+                case "--rerank": rerank = true; break;
                 case "--texts": texts = Math.Max(1, Int("--texts")); break;
                 case "-h" or "--help": help = true; break;
                 default: throw new ArgumentException($"unknown argument '{args[i]}'");
@@ -303,6 +307,6 @@ internal sealed record Options(string? Model, string? Synth, string? EdgeLlm, in
             if (rounds < 1) throw new ArgumentException("--rounds must be at least 1");
             if (edgellm is not null && !File.Exists(edgellm)) throw new ArgumentException($"--edgellm: no file {edgellm}");
         }
-        return new Options(model, synth, edgellm, threads, pp, tg, reps, rounds, seed, help, depth, cacheK, cacheV, embed, texts);
+        return new Options(model, synth, edgellm, threads, pp, tg, reps, rounds, seed, help, depth, cacheK, cacheV, embed, texts, rerank);
     }
 }

@@ -151,21 +151,10 @@ public sealed class TextEmbedder
             foreach (var t in texts) result.Add(Embed(t));
             return result;
         }
-        for (int first = 0; first < texts.Count;)
+        foreach (var (_, tokens, starts) in BertModel.Passes(texts, ContextLength))
         {
-            int last = first, total = texts[first].Length;
-            while (last + 1 < texts.Count && total + texts[last + 1].Length <= ContextLength) total += texts[++last].Length;
-            var tokens = new int[total];
-            var starts = new int[last - first + 2];
-            for (int i = first, at = 0; i <= last; i++)
-            {
-                texts[i].CopyTo(tokens, at);
-                at += texts[i].Length;
-                starts[i - first + 1] = at;
-            }
             float[] hidden = Encoder.Encode(tokens, starts);
-            for (int i = 0; i <= last - first; i++) result.Add(Pool(hidden, (long)starts[i] * Dimensions, starts[i + 1] - starts[i]));
-            first = last + 1;
+            for (int i = 0; i + 1 < starts.Length; i++) result.Add(Pool(hidden, (long)starts[i] * Dimensions, starts[i + 1] - starts[i]));
         }
         return result;
     }

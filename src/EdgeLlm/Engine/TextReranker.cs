@@ -111,21 +111,10 @@ public sealed class TextReranker
         }
         int outputs = Encoder.ClassifierOutputs;
         var scores = new float[pairs.Count];
-        for (int first = 0; first < pairs.Count;)
+        foreach (var (first, tokens, starts) in BertModel.Passes(pairs, ContextLength))
         {
-            int last = first, total = pairs[first].Length;
-            while (last + 1 < pairs.Count && total + pairs[last + 1].Length <= ContextLength) total += pairs[++last].Length;
-            var tokens = new int[total];
-            var starts = new int[last - first + 2];
-            for (int i = first, at = 0; i <= last; i++)
-            {
-                pairs[i].CopyTo(tokens, at);
-                at += pairs[i].Length;
-                starts[i - first + 1] = at;
-            }
             float[] values = Encoder.Classify(tokens, starts);
-            for (int i = 0; i <= last - first; i++) scores[first + i] = values[i * outputs]; // the first label: llama.cpp's score
-            first = last + 1;
+            for (int i = 0; i + 1 < starts.Length; i++) scores[first + i] = values[i * outputs]; // the first label: llama.cpp's score
         }
         return scores;
     }

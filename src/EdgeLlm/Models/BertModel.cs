@@ -413,6 +413,31 @@ public sealed unsafe class BertModel : IDisposable
     }
 
     /// <summary>
+    /// Consecutive texts grouped into passes of at most <paramref name="maxTokens"/> tokens (a text longer than that runs
+    /// alone), each as the arguments of <see cref="Encode(ReadOnlySpan{int}, ReadOnlySpan{int})"/>: the index of its
+    /// first text, the texts' tokens one after the other and where each starts (with the end last).
+    /// </summary>
+    public static IEnumerable<(int First, int[] Tokens, int[] Starts)> Passes(IReadOnlyList<int[]> texts, int maxTokens)
+    {
+        ArgumentNullException.ThrowIfNull(texts);
+        for (int first = 0; first < texts.Count;)
+        {
+            int last = first, total = texts[first].Length;
+            while (last + 1 < texts.Count && total + texts[last + 1].Length <= maxTokens) total += texts[++last].Length;
+            var tokens = new int[total];
+            var starts = new int[last - first + 2];
+            for (int i = first, at = 0; i <= last; i++)
+            {
+                texts[i].CopyTo(tokens, at);
+                at += texts[i].Length;
+                starts[i - first + 1] = at;
+            }
+            yield return (first, tokens, starts);
+            first = last + 1;
+        }
+    }
+
+    /// <summary>
     /// The classification head's <see cref="ClassifierOutputs"/> values for each text of <paramref name="tokens"/> (texts
     /// laid out as for <see cref="Encode(ReadOnlySpan{int}, ReadOnlySpan{int})"/>), text after text: llama.cpp's rank
     /// pooling, from each text's first token ([CLS]): tanh(cls · h + cls.bias), then cls.output · that + cls.output.bias
