@@ -26,9 +26,11 @@ public static class RerankCommand
         var topN = new Option<int?>("--top-n") { Description = "Print only the N most relevant documents (default: all)" };
         var sigmoid = new Option<bool>("--sigmoid") { Description = "Report 1 / (1 + e^-score), a probability of relevance, instead of the logit" };
         var threads = RunCommand.ThreadsOption();
+        var ctx = RunCommand.ContextOption();
+        ctx.Description = "Context size for a decoder reranker (Qwen3-Reranker); an encoder reads its own context_length";
         var cmd = new Command("rerank", "Rank documents by relevance to a query with a reranker (cross-encoder); JSON on stdout")
         {
-            model, query, document, file, separator, topN, sigmoid, threads,
+            model, query, document, file, separator, topN, sigmoid, threads, ctx,
         };
         cmd.SetAction(pr => ExitCodes.Guard(pr.GetValue(verbose), () =>
         {
@@ -49,25 +51,37 @@ public static class RerankCommand
             int nThreads = pr.GetValue(threads);
             RunCommand.CheckThreads(nThreads);
 
+            int ctxLen = pr.GetValue(ctx);
+            RunCommand.CheckContext(ctxLen);
             string modelPath = ModelResolver.Resolve(pr.GetValue(model));
+            bool isEncoder;
             using (var peek = EdgeLlm.Gguf.GgufFile.Open(modelPath))
             {
                 string? arch = peek.GetString("general.architecture");
-                if (!BertModel.IsEncoder(peek) && peek.GetInt($"{arch}.pooling_type") == 4)
-                    throw new NotSupportedException($"{Path.GetFileName(modelPath)} is a {arch} reranker (a decoder with rank pooling, as Qwen3-Reranker): EdgeLlm runs encoder rerankers ({string.Join(", ", BertModel.SupportedArchitectures)} with a classification head) only");
-                if (!BertModel.IsEncoder(peek))
-                    throw new InputException($"{Path.GetFileName(modelPath)} is a {peek.GetString("general.architecture") ?? "model of no architecture"} model, not a reranker: edgellm rerank runs cross-encoders ({string.Join(", ", BertModel.SupportedArchitectures)} with a classification head)");
+                isEncoder = BertModel.IsEncoder(peek);
+                if (!isEncoder && (peek.GetInt($"{arch}.pooling_type") != 4 || peek.FindTensor("cls.output.weight") is null))
+                    throw new InputException($"{Path.GetFileName(modelPath)} is a {arch ?? "model of no architecture"} model, not a reranker: edgellm rerank runs cross-encoders ({string.Join(", ", BertModel.SupportedArchitectures)} with a classification head) and decoder rerankers (rank pooling and cls.output, as Qwen3-Reranker)");
             }
-            using var encoder = BertModel.Load(modelPath, nThreads);
+            // An encoder reads each pair whole, up to its context_length; a decoder reranker (Qwen3-Reranker) runs in a
+            // context of -c tokens, one pair at a time.
+            using var encoder = isEncoder ? BertModel.Load(modelPath, nThreads) : null;
+            using var decoder = isEncoder ? null : Model.Load(modelPath, new ModelLoadOptions { ContextLength = ctxLen });
+            using var context = decoder is null ? null : new InferenceContext(decoder, ctxLen, nThreads);
             TextReranker reranker;
-            try { reranker = new TextReranker(encoder, Tokenizer.FromGguf(encoder.File)); }
+            try
+            {
+                reranker = encoder is not null
+                    ? new TextReranker(encoder, Tokenizer.FromGguf(encoder.File))
+                    : new TextReranker(context!, Tokenizer.FromGguf(decoder!.File));
+            }
             catch (NotSupportedException e) { throw new InputException(e.Message); }
+            string architecture = encoder?.Architecture ?? decoder!.Config.Architecture;
 
             var pairs = docs.Select(d => reranker.Tokenize(q, d)).ToList();
             for (int i = 0; i < pairs.Count; i++)
                 if (pairs[i].Length > reranker.ContextLength)
-                    throw new InputException($"document {i + 1}: the query and document are {pairs[i].Length} tokens; the model reads at most {reranker.ContextLength}");
-            Console.Error.WriteLine($"edgellm rerank: {docs.Count} document(s), {pairs.Sum(p => p.Length)} tokens, {encoder.Architecture} with {encoder.ClassifierOutputs} output(s)");
+                    throw new InputException($"document {i + 1}: the query and document are {pairs[i].Length} tokens; the model reads at most {reranker.ContextLength}{(encoder is null ? " (-c sets the context)" : "")}");
+            Console.Error.WriteLine($"edgellm rerank: {docs.Count} document(s), {pairs.Sum(p => p.Length)} tokens, {architecture} with {reranker.Outputs} output(s)");
             var ranked = TextReranker.Rank(reranker.Scores(pairs), pairs.Select(p => p.Length).ToArray(), n);
             bool probability = pr.GetValue(sigmoid);
 

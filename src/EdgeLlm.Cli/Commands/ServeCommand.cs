@@ -221,7 +221,7 @@ public static class ServeCommand
             if (list[0].Context is InferenceContext)
                 err.WriteLine($"edgellm: forward pass: {Specialized.SpecializationRegistry.Describe(model)}");
             err.WriteLine($"edgellm: serving {options.ModelId} with {slots} slot{(slots == 1 ? "" : "s")} of {ctxLen} tokens ({list[0].Context.Description}), queue {queue}{(options.ApiKey is null ? "" : ", API key required")}");
-            var server = new OpenAiServer(options, pool, tokenizer, template, err);
+            var server = new OpenAiServer(options, pool, tokenizer, template, err, model.File);
             if (server.SplitsReasoning)
                 err.WriteLine($"edgellm: chat answers' <think> reasoning goes to message.reasoning_content (--reasoning-format {options.ReasoningFormat}; none keeps it in content)");
             Run(server, options, err);

@@ -80,6 +80,7 @@ public sealed class OpenAiServer
 
     /// <summary>An embedding server's encoder (a BERT model; <see cref="_pool"/> then has no slots and completions are refused), else null.</summary>
     private readonly BertModel? _encoder;
+    private readonly EdgeLlm.Gguf.GgufFile? _modelFile;
     private readonly SemaphoreSlim _encoderGate = new(1, 1);
 
     /// <summary>How the template's model writes function calls; null: it writes none EdgeLlm reads, and tools are refused.</summary>
@@ -93,7 +94,8 @@ public sealed class OpenAiServer
     private CancellationToken _stopping;
 
     /// <summary>Creates the server; <see cref="RunAsync"/> starts it.</summary>
-    public OpenAiServer(ServerOptions options, SlotPool pool, Tokenizer tokenizer, ChatTemplate template, TextWriter log)
+    /// <param name="modelFile">the decoder's file (a decoder reranker's rank pooling, head and template are read from it), or null</param>
+    public OpenAiServer(ServerOptions options, SlotPool pool, Tokenizer tokenizer, ChatTemplate template, TextWriter log, EdgeLlm.Gguf.GgufFile? modelFile = null)
     {
         ArgumentNullException.ThrowIfNull(options);
         ArgumentNullException.ThrowIfNull(pool);
@@ -102,6 +104,7 @@ public sealed class OpenAiServer
         ArgumentNullException.ThrowIfNull(log);
         _options = options;
         _pool = pool;
+        _modelFile = modelFile;
         _tokenizer = tokenizer;
         _template = template;
         _toolFormat = ToolCallFormat.Of(template);
@@ -516,35 +519,60 @@ public sealed class OpenAiServer
     {
         var request = RequestParser.ParseRerank(await ReadBodyAsync(ctx));
         CheckModel(request.Model);
-        if (_encoder is not { IsReranker: true } encoder)
-            throw new ApiException(501, _encoder is null
-                ? "this server runs a generative model: reranking needs a reranker (a cross-encoder such as ms-marco-MiniLM or jina-reranker: edgellm serve -m RERANKER.gguf)"
-                : $"this server runs an embedding model ({_encoder.Architecture} without rank pooling): reranking needs a reranker (a cross-encoder with a classification head)",
-                "not_supported_error", code: "model_not_reranker");
-        var reranker = new TextReranker(encoder, _tokenizer);
-        var pairs = new List<int[]>(request.Documents.Count);
-        string field = request.Tei ? "texts" : "documents";
-        for (int i = 0; i < request.Documents.Count; i++)
-        {
-            int[] ids = reranker.Tokenize(request.Query, request.Documents[i]);
-            if (ids.Length > ContextLength)
-                throw ApiException.BadField(field, $"{field}[{i}]: the query and document are {ids.Length} tokens; the model reads at most {ContextLength}", "context_length_exceeded");
-            pairs.Add(ids);
-        }
         using var cts = CancellationTokenSource.CreateLinkedTokenSource(ctx.RequestAborted, _stopping);
-        await _encoderGate.WaitAsync(cts.Token);
         float[] scores;
-        try
+        List<int[]> pairs;
+        if (_encoder is not null)
         {
-            scores = await Task.Factory.StartNew(() =>
+            if (!_encoder.IsReranker)
+                throw new ApiException(501, $"this server runs an embedding model ({_encoder.Architecture} without rank pooling): reranking needs a reranker (a cross-encoder with a classification head)",
+                    "not_supported_error", code: "model_not_reranker");
+            var reranker = new TextReranker(_encoder, _tokenizer);
+            pairs = RerankPairs(reranker, request);
+            await _encoderGate.WaitAsync(cts.Token);
+            try
             {
-                cts.Token.ThrowIfCancellationRequested();
-                return reranker.Scores(pairs);
-            }, cts.Token, TaskCreationOptions.LongRunning, TaskScheduler.Default);
+                scores = await Task.Factory.StartNew(() =>
+                {
+                    cts.Token.ThrowIfCancellationRequested();
+                    return reranker.Scores(pairs);
+                }, cts.Token, TaskCreationOptions.LongRunning, TaskScheduler.Default);
+            }
+            finally
+            {
+                _encoderGate.Release();
+            }
         }
-        finally
+        else
         {
-            _encoderGate.Release();
+            // a decoder reranker (Qwen3-Reranker: rank pooling and cls.output) scores the pairs in one slot, one by one
+            string? arch = _modelFile?.GetString("general.architecture");
+            if (_modelFile is null || _modelFile.GetInt($"{arch}.pooling_type") != 4 || _modelFile.FindTensor("cls.output.weight") is null)
+                throw new ApiException(501, "this server runs a generative model: reranking needs a reranker (a cross-encoder such as ms-marco-MiniLM or bge-reranker, or a decoder reranker such as Qwen3-Reranker)",
+                    "not_supported_error", code: "model_not_reranker");
+            var probe = RerankPairs(null, request);
+            pairs = probe;
+            var slot = await _pool.AcquireAsync(pairs[0], cts.Token);
+            try
+            {
+                scores = await Task.Factory.StartNew(() =>
+                {
+                    if (slot.Context is not InferenceContext cpu)
+                        throw new ApiException(400, "reranking runs on the CPU backend: start the server with --backend cpu", param: "documents", code: "rerank_not_supported");
+                    try
+                    {
+                        return new TextReranker(cpu, _tokenizer).Scores(pairs);
+                    }
+                    finally
+                    {
+                        slot.Generator.Reset(); // the cache now holds the last pair: the next prompt starts afresh
+                    }
+                }, cts.Token, TaskCreationOptions.LongRunning, TaskScheduler.Default);
+            }
+            finally
+            {
+                _pool.Release(slot);
+            }
         }
         var ranked = TextReranker.Rank(scores, pairs.Select(p => p.Length).ToArray(), request.TopN);
         int tokens = pairs.Sum(p => p.Length);
@@ -588,6 +616,22 @@ public sealed class OpenAiServer
             w.WriteEndArray();
             w.WriteEndObject();
         });
+    }
+
+    /// <summary>The request's query/document pairs as the reranker reads them, each within the context (else 400 naming the document).</summary>
+    private List<int[]> RerankPairs(TextReranker? encoderReranker, RequestParser.RerankRequest request)
+    {
+        var pairs = new List<int[]>(request.Documents.Count);
+        string field = request.Tei ? "texts" : "documents";
+        for (int i = 0; i < request.Documents.Count; i++)
+        {
+            int[] ids = encoderReranker?.Tokenize(request.Query, request.Documents[i])
+                ?? TextReranker.PairTokens(_tokenizer, _modelFile?.GetString(TextReranker.TemplateKey), request.Query, request.Documents[i]);
+            if (ids.Length > ContextLength)
+                throw ApiException.BadField(field, $"{field}[{i}]: the query and document are {ids.Length} tokens; the model reads at most {ContextLength}", "context_length_exceeded");
+            pairs.Add(ids);
+        }
+        return pairs;
     }
 
     /// <summary>The server's pooling: <c>--pooling</c>, else the file's; none (a vector per token) is refused, as llama-server refuses it.</summary>

@@ -1,3 +1,4 @@
+using EdgeLlm.Kernels;
 using EdgeLlm.Models;
 using EdgeLlm.Tokenizers;
 
@@ -23,8 +24,12 @@ public readonly record struct RerankResult(int Index, float Score, int Tokens);
 /// BERT cross-encoders mark it): the same file gives llama.cpp's scores, which for such models differ slightly from
 /// transformers'. Pairs run in batches of up to <see cref="ContextLength"/> tokens, each pair attending only to itself
 /// (<see cref="BertModel.Classify"/>). CPU only; not thread-safe.
+/// A decoder reranker (Qwen3-Reranker: a <c>qwen3</c> file with rank pooling, a <c>cls.output</c> of two rows, the
+/// lm_head's "yes" and "no", and a rerank template) runs over an <see cref="InferenceContext"/>, as llama.cpp does: the
+/// last token's final hidden state (after the output norm) times cls.output, softmax over the labels (qwen3), the first
+/// (the probability of "yes") the score; one pair at a time, the context reset for each.
 /// </remarks>
-public sealed class TextReranker
+public sealed unsafe class TextReranker
 {
     /// <summary>A reranker over <paramref name="encoder"/> (not owned).</summary>
     /// <exception cref="NotSupportedException">the file has no classification head (an embedding model)</exception>
@@ -37,13 +42,49 @@ public sealed class TextReranker
         Encoder = encoder;
         Tokenizer = tokenizer;
         Template = encoder.File.GetString(TemplateKey);
+        ContextLength = encoder.ContextLength;
+        Outputs = encoder.ClassifierOutputs;
     }
+
+    /// <summary>A reranker over a decoder's <paramref name="context"/> (not owned; reset for every pair).</summary>
+    /// <exception cref="NotSupportedException">the file is not a reranker (no rank pooling, or no cls.output.weight)</exception>
+    /// <exception cref="ModelLoadException">cls.output.weight misshapen</exception>
+    public TextReranker(InferenceContext context, Tokenizer tokenizer)
+    {
+        ArgumentNullException.ThrowIfNull(context);
+        ArgumentNullException.ThrowIfNull(tokenizer);
+        var file = context.Model.File;
+        string arch = context.Model.Config.Architecture;
+        if (file.GetInt($"{arch}.pooling_type") != 4 || file.FindTensor("cls.output.weight") is not { } info)
+            throw new NotSupportedException($"the model ({arch}) is not a reranker: a decoder reranker has {arch}.pooling_type 4 (rank) and cls.output.weight (as Qwen3-Reranker)");
+        int labels = info.Dims.Length > 1 ? checked((int)info.Dims[1]) : 1;
+        var loader = new TensorLoader(file);
+        var embd = new TensorLoader.Dim(context.Model.Config.EmbeddingLength, $"{arch}.embedding_length");
+        _head = loader.Matrix("cls.output.weight", embd, new TensorLoader.Dim(labels, "cls.output.weight's rows"));
+        _headBias = loader.OptionalVector("cls.output.bias", new TensorLoader.Dim(labels, "cls.output.weight's rows"));
+        _softmax = arch is "qwen3"; // llama.cpp: the Qwen3 reranker's yes/no logits become probabilities
+        Context = context;
+        Tokenizer = tokenizer;
+        Template = file.GetString(TemplateKey);
+        ContextLength = context.ContextLength;
+        Outputs = labels;
+    }
+
+    private readonly WeightMatrix? _head;
+    private readonly float[]? _headBias;
+    private readonly bool _softmax;
 
     /// <summary>The GGUF key of a reranker's prompt template (llama.cpp's <c>llama_model_chat_template(model, "rerank")</c>).</summary>
     public const string TemplateKey = "tokenizer.chat_template.rerank";
 
-    /// <summary>The encoder.</summary>
-    public BertModel Encoder { get; }
+    /// <summary>The encoder, or null for a decoder reranker.</summary>
+    public BertModel? Encoder { get; }
+
+    /// <summary>The decoder's context, or null for an encoder.</summary>
+    public InferenceContext? Context { get; }
+
+    /// <summary>Values the head gives per pair (the first is the score).</summary>
+    public int Outputs { get; }
 
     /// <summary>The tokenizer.</summary>
     public Tokenizer Tokenizer { get; }
@@ -51,19 +92,23 @@ public sealed class TextReranker
     /// <summary>The file's rerank template (<see cref="TemplateKey"/>), or null.</summary>
     public string? Template { get; }
 
-    /// <summary>The most tokens a query/document pair may have.</summary>
-    public int ContextLength => Encoder.ContextLength;
+    /// <summary>The most tokens a query/document pair may have (the encoder's context_length, or the context's size).</summary>
+    public int ContextLength { get; }
 
     /// <summary>The tokens the model reads for <paramref name="query"/> and <paramref name="document"/> (see the class summary).</summary>
-    public int[] Tokenize(string query, string document)
+    public int[] Tokenize(string query, string document) => PairTokens(Tokenizer, Template, query, document);
+
+    /// <summary>The tokens of a query/document pair for <paramref name="tokenizer"/>'s vocabulary and a rerank template (or null): llama.cpp's format_prompt_rerank.</summary>
+    public static int[] PairTokens(Tokenizer tokenizer, string? template, string query, string document)
     {
+        ArgumentNullException.ThrowIfNull(tokenizer);
         ArgumentNullException.ThrowIfNull(query);
         ArgumentNullException.ThrowIfNull(document);
-        if (Template is not null)
-            return Tokenizer.Encode(Template.Replace("{query}", query, StringComparison.Ordinal).Replace("{document}", document, StringComparison.Ordinal), addSpecial: false, parseSpecial: true);
-        int[] q = Tokenizer.Encode(query, addSpecial: false, parseSpecial: false);
-        int[] d = Tokenizer.Encode(document, addSpecial: false, parseSpecial: false);
-        int eos = Tokenizer.Eos != Tokenizer.NoToken ? Tokenizer.Eos : Tokenizer.Separator ?? Tokenizer.NoToken;
+        if (template is not null)
+            return tokenizer.Encode(template.Replace("{query}", query, StringComparison.Ordinal).Replace("{document}", document, StringComparison.Ordinal), addSpecial: false, parseSpecial: true);
+        int[] q = tokenizer.Encode(query, addSpecial: false, parseSpecial: false);
+        int[] d = tokenizer.Encode(document, addSpecial: false, parseSpecial: false);
+        int eos = tokenizer.Eos != Tokenizer.NoToken ? tokenizer.Eos : tokenizer.Separator ?? Tokenizer.NoToken;
         var pair = new List<int>(q.Length + d.Length + 4);
         void Special(bool add, int id, string what)
         {
@@ -71,12 +116,12 @@ public sealed class TextReranker
             if (id < 0) throw new InvalidOperationException($"the vocabulary adds a {what} token but names none");
             pair.Add(id);
         }
-        Special(Tokenizer.AddBos, Tokenizer.Bos, "BOS");
+        Special(tokenizer.AddBos, tokenizer.Bos, "BOS");
         pair.AddRange(q);
-        Special(Tokenizer.AddEos, eos, "EOS");
-        Special(Tokenizer.AddSep, Tokenizer.Separator ?? Tokenizer.NoToken, "separator");
+        Special(tokenizer.AddEos, eos, "EOS");
+        Special(tokenizer.AddSep, tokenizer.Separator ?? Tokenizer.NoToken, "separator");
         pair.AddRange(d);
-        Special(Tokenizer.AddEos, eos, "EOS");
+        Special(tokenizer.AddEos, eos, "EOS");
         return pair.ToArray();
     }
 
@@ -107,16 +152,48 @@ public sealed class TextReranker
             ArgumentNullException.ThrowIfNull(pairs[i], nameof(pairs));
             if (pairs[i].Length == 0) throw new ArgumentException($"document {i}: the pair has no tokens", nameof(pairs));
             if (pairs[i].Length > ContextLength)
-                throw new ArgumentException($"document {i}: the query and document are {pairs[i].Length} tokens; the context holds {ContextLength} ({Encoder.Architecture}.context_length)", nameof(pairs));
+                throw new ArgumentException($"document {i}: the query and document are {pairs[i].Length} tokens; the context holds {ContextLength}", nameof(pairs));
         }
-        int outputs = Encoder.ClassifierOutputs;
+        int outputs = Outputs;
         var scores = new float[pairs.Count];
+        if (Encoder is null)
+        {
+            for (int i = 0; i < pairs.Count; i++) scores[i] = DecoderHead(pairs[i])[0];
+            return scores;
+        }
         foreach (var (first, tokens, starts) in BertModel.Passes(pairs, ContextLength))
         {
             float[] values = Encoder.Classify(tokens, starts);
             for (int i = 0; i + 1 < starts.Length; i++) scores[first + i] = values[i * outputs]; // the first label: llama.cpp's score
         }
         return scores;
+    }
+
+    /// <summary>The head's values for one pair on the decoder: the last token's hidden state · cls.output (+ bias), softmax for qwen3.</summary>
+    private float[] DecoderHead(int[] pair)
+    {
+        var context = Context!;
+        context.Reset();
+        float[] hidden = context.EvalHidden(pair);
+        context.Reset();
+        int d = _head!.Cols, n = _head.Rows;
+        var values = new float[n];
+        long scratchBytes = MatMul.ScratchBytes(_head, 1);
+        byte[] scratch = new byte[scratchBytes + 64];
+        fixed (float* h = &hidden[hidden.Length - d])
+        fixed (float* y = values)
+        fixed (byte* sc = scratch)
+            MatMul.Multiply(_head, h, 1, y, sc, threads: 1);
+        if (_headBias is not null)
+            for (int i = 0; i < n; i++) values[i] += _headBias[i];
+        if (_softmax)
+        {
+            float max = values.Max();
+            double sum = 0;
+            for (int i = 0; i < n; i++) sum += values[i] = MathF.Exp(values[i] - max);
+            for (int i = 0; i < n; i++) values[i] = (float)(values[i] / sum);
+        }
+        return values;
     }
 
     /// <summary>
