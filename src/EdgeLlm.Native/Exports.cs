@@ -852,32 +852,15 @@ internal static unsafe class Exports
     {
         try
         {
-            string q = DecodeUtf8(Input(query, queryLen, "query"), "query");
-            if (nDocuments <= 0) throw new ArgumentException($"n_documents must be at least 1, got {nDocuments}");
-            if (documents == null) throw new ArgumentException("documents is NULL");
-            if (documentLens == null) throw new ArgumentException("document_lens is NULL");
-            var docs = new string[nDocuments];
-            for (int i = 0; i < nDocuments; i++) docs[i] = DecodeUtf8(Input(documents[i], documentLens[i], $"documents[{i}]"), $"documents[{i}]");
-            CheckOutput(scores, capacity, "scores");
+            var (q, docs) = RerankArguments(query, queryLen, documents, documentLens, nDocuments, scores, capacity);
             var e = NativeEncoder.Acquire(encoder);
             try
             {
                 var bert = e.Encoder;
                 if (bert.ClassifierOutputs == 0)
                     throw new ArgumentException($"the encoder ({bert.Architecture}) is an embedding model, not a reranker: it has no classification head (cls.weight, cls.output.weight)");
-                if (capacity < nDocuments) throw new EdgeLlmException(EdgeLlmError.BufferTooSmall, $"{nDocuments} scores do not fit in a buffer of {capacity}");
                 var reranker = new TextReranker(bert, e.Tokenizer);
-                var pairs = new List<int[]>(nDocuments);
-                for (int i = 0; i < nDocuments; i++)
-                {
-                    int[] ids = reranker.Tokenize(q, docs[i]);
-                    if (ids.Length > bert.ContextLength)
-                        throw new EdgeLlmException(EdgeLlmError.ContextFull, $"documents[{i}]: the query and document are {ids.Length} tokens; the encoder reads at most {bert.ContextLength} ({bert.Architecture}.context_length)");
-                    pairs.Add(ids);
-                }
-                float[] result;
-                lock (e.Gate) result = reranker.Scores(pairs);
-                result.AsSpan().CopyTo(new Span<float>(scores, capacity));
+                lock (e.Gate) RerankInto(reranker, q, docs, scores, capacity, $"the encoder reads at most {bert.ContextLength} ({bert.Architecture}.context_length)");
             }
             finally
             {
@@ -889,6 +872,69 @@ internal static unsafe class Exports
         {
             return LastError.Fail(e, "edgellm_encoder_rerank");
         }
+    }
+
+    [UnmanagedCallersOnly(EntryPoint = "edgellm_context_rerank")]
+    public static int ContextRerank(nint ctx, byte* query, int queryLen, byte** documents, int* documentLens, int nDocuments, float* scores, int capacity)
+    {
+        try
+        {
+            var (q, docs) = RerankArguments(query, queryLen, documents, documentLens, nDocuments, scores, capacity);
+            var c = NativeContext.Enter(ctx);
+            try
+            {
+                if (c.Context is not InferenceContext cpu)
+                    throw new EdgeLlmException(EdgeLlmError.BackendUnavailable, "reranking runs on the CPU backend: create the context with backend cpu");
+                TextReranker reranker;
+                try { reranker = new TextReranker(cpu, c.Model.Tokenizer); }
+                catch (NotSupportedException e) { throw new ArgumentException(e.Message); }
+                try
+                {
+                    RerankInto(reranker, q, docs, scores, capacity, $"the context holds {cpu.ContextLength}");
+                }
+                finally
+                {
+                    c.Reset(); // each pair ran from position 0: the context starts empty again
+                }
+            }
+            finally
+            {
+                c.Leave();
+            }
+            return 0;
+        }
+        catch (Exception e)
+        {
+            return LastError.Fail(e, "edgellm_context_rerank");
+        }
+    }
+
+    /// <summary>The checks both rerank functions make, in their order: the query and the documents decoded.</summary>
+    private static (string Query, string[] Documents) RerankArguments(byte* query, int queryLen, byte** documents, int* documentLens, int nDocuments, float* scores, int capacity)
+    {
+        string q = DecodeUtf8(Input(query, queryLen, "query"), "query");
+        if (nDocuments <= 0) throw new ArgumentException($"n_documents must be at least 1, got {nDocuments}");
+        if (documents == null) throw new ArgumentException("documents is NULL");
+        if (documentLens == null) throw new ArgumentException("document_lens is NULL");
+        var docs = new string[nDocuments];
+        for (int i = 0; i < nDocuments; i++) docs[i] = DecodeUtf8(Input(documents[i], documentLens[i], $"documents[{i}]"), $"documents[{i}]");
+        CheckOutput(scores, capacity, "scores");
+        return (q, docs);
+    }
+
+    /// <summary>Every pair tokenized (CONTEXT_FULL naming the document past the limit), scored, the scores written.</summary>
+    private static void RerankInto(TextReranker reranker, string query, string[] documents, float* scores, int capacity, string limit)
+    {
+        if (capacity < documents.Length) throw new EdgeLlmException(EdgeLlmError.BufferTooSmall, $"{documents.Length} scores do not fit in a buffer of {capacity}");
+        var pairs = new List<int[]>(documents.Length);
+        for (int i = 0; i < documents.Length; i++)
+        {
+            int[] ids = reranker.Tokenize(query, documents[i]);
+            if (ids.Length > reranker.ContextLength)
+                throw new EdgeLlmException(EdgeLlmError.ContextFull, $"documents[{i}]: the query and document are {ids.Length} tokens; {limit}");
+            pairs.Add(ids);
+        }
+        reranker.Scores(pairs).AsSpan().CopyTo(new Span<float>(scores, capacity));
     }
 
     /// <summary>The checks both embed functions make, in their order; the text decoded.</summary>

@@ -62,7 +62,8 @@ extern "C" {
  * 0.5.0: edgellm_context_embed added; nothing else changed (callers compiled against 0.4 keep working).
  * 0.6.0: the text encoders (edgellm_encoder_t: edgellm_encoder_load/free/n_embd/embed) added; edgellm_model_load
  * refuses an encoder naming edgellm_encoder_load; nothing else changed (callers compiled against 0.5 keep working).
- * 0.7.0: edgellm_encoder_rerank added (rerankers: cross-encoders with a classification head); nothing else changed.
+ * 0.7.0: edgellm_encoder_rerank and edgellm_context_rerank added (rerankers: cross-encoders with a classification
+ * head, decoder rerankers such as Qwen3-Reranker); nothing else changed.
  */
 #define EDGELLM_VERSION_MAJOR 0
 #define EDGELLM_VERSION_MINOR 7
@@ -386,6 +387,18 @@ EDGELLM_API edgellm_error edgellm_encoder_embed(edgellm_encoder_t* encoder, cons
  * longer than the encoder's context_length, naming the document).
  */
 EDGELLM_API edgellm_error edgellm_encoder_rerank(edgellm_encoder_t* encoder, const char* query, int32_t query_len,
+                                                 const char* const* documents, const int32_t* document_lens, int32_t n_documents,
+                                                 float* scores, int32_t capacity);
+
+/*
+ * A decoder reranker (Qwen3-Reranker: a model with pooling_type rank, a cls.output head of "yes" and "no" rows and a
+ * rerank template) scores documents as edgellm_encoder_rerank does, in this context: each pair evaluated from
+ * position 0 (the context is left empty), the last token's hidden state times cls.output, softmax: the score is the
+ * probability of "yes". Errors: INVALID_ARGUMENT (the model is not a reranker, invalid UTF-8, n_documents < 1, NULL
+ * arrays), BUFFER_TOO_SMALL, CONTEXT_FULL (a pair longer than the context, naming the document), BACKEND_UNAVAILABLE
+ * (a Vulkan context), BUSY.
+ */
+EDGELLM_API edgellm_error edgellm_context_rerank(edgellm_context_t* ctx, const char* query, int32_t query_len,
                                                  const char* const* documents, const int32_t* document_lens, int32_t n_documents,
                                                  float* scores, int32_t capacity);
 

@@ -86,7 +86,8 @@ fi
 echo "== run the C test"
 # Needs a Vulkan driver (CI: mesa-vulkan-drivers' lavapipe): the EDGELLM_BACKEND_VULKAN checks fail without one.
 # EDGELLM_TEST_BERT (a BERT encoder NativeAbiTests writes) passes through when set: the encoder checks run; so do
-# EDGELLM_TEST_RERANKER and EDGELLM_TEST_RERANK_SCORES (a reranker and the scores .NET gives): the reranker checks.
+# EDGELLM_TEST_RERANKER and EDGELLM_TEST_RERANK_SCORES (a reranker and the scores .NET gives): the reranker checks, and
+# EDGELLM_TEST_DECODER_RERANKER with EDGELLM_TEST_DECODER_RERANK_SCORES (a tiny Qwen3-Reranker): the decoder reranker checks.
 EDGELLM_TEST_MOE="$moe" "$out/test_edgellm" "$shared/models/stories260K.gguf" "$shared/golden/stories260K.story.json" "$out"
 [ "$moe_owned" = 1 ] && rm -f "$moe"
 

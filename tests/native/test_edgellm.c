@@ -732,6 +732,60 @@ static void test_reranker(const char* path, const char* expected, const char* em
     }
 }
 
+/*
+ * A decoder reranker (EDGELLM_TEST_DECODER_RERANKER: a tiny qwen3 with rank pooling, a yes/no cls.output and a rerank
+ * template, written by NativeAbiTests with the scores TextReranker gives in EDGELLM_TEST_DECODER_RERANK_SCORES).
+ */
+static void test_decoder_reranker(const char* path, const char* expected, edgellm_model_t* plain)
+{
+    edgellm_model_t* model = NULL;
+    edgellm_error rc = edgellm_model_load(path, &model);
+    check_code(rc, EDGELLM_OK, "model_load a qwen3 reranker");
+    if (rc != EDGELLM_OK) return;
+    edgellm_context_t* ctx = NULL;
+    rc = create_on(model, EDGELLM_BACKEND_CPU, -1, &ctx);
+    check_code(rc, EDGELLM_OK, "context_create on the qwen3 reranker");
+    if (rc == EDGELLM_OK) {
+        const char* query = "where does the dog sleep";
+        const char* docs[3] = { "the quick brown fox", "hello world", "a lazy dog sleeps" };
+        int32_t lens[3];
+        for (int i = 0; i < 3; i++) lens[i] = (int32_t)strlen(docs[i]);
+        float scores[3] = { 0 }, want[3] = { 0 };
+        rc = edgellm_context_rerank(ctx, query, (int32_t)strlen(query), docs, lens, 3, scores, 3);
+        check_code(rc, EDGELLM_OK, "context_rerank three documents");
+        check(sscanf(expected, "%f %f %f", &want[0], &want[1], &want[2]) == 3, "EDGELLM_TEST_DECODER_RERANK_SCORES holds three scores", "'%s'", expected);
+        for (int i = 0; i < 3; i++)
+            check(fabsf(scores[i] - want[i]) <= 1e-4f && scores[i] > 0 && scores[i] < 1, "context_rerank: TextReranker's probability of yes", "document %d: %f, .NET %f", i, scores[i], want[i]);
+        float one = 0;
+        rc = edgellm_context_rerank(ctx, query, (int32_t)strlen(query), docs + 2, lens + 2, 1, &one, 1);
+        check(rc == EDGELLM_OK && one == scores[2], "context_rerank: the context starts empty for each call", "rc %d, %f vs %f", (int)rc, one, scores[2]);
+        check_code(edgellm_context_rerank(ctx, query, (int32_t)strlen(query), docs, lens, 3, scores, 1), EDGELLM_ERROR_BUFFER_TOO_SMALL, "context_rerank too-small buffer");
+        {
+            static char longtext[4096];
+            size_t len = 0;
+            while (len + 4 < sizeof longtext - 1) { memcpy(longtext + len, "dog ", 4); len += 4; }
+            longtext[len] = 0;
+            const char* longdocs[1] = { longtext };
+            int32_t longlens[1] = { (int32_t)len };
+            rc = edgellm_context_rerank(ctx, query, (int32_t)strlen(query), longdocs, longlens, 1, scores, 3);
+            check(rc == EDGELLM_ERROR_CONTEXT_FULL && strstr(edgellm_last_error(), "documents[0]") != NULL, "context_rerank past the context names documents[0]", "rc %d, '%s'", (int)rc, edgellm_last_error());
+        }
+        edgellm_context_free(ctx);
+    }
+    edgellm_model_free(model);
+    /* a model without rank pooling is not a reranker */
+    ctx = NULL;
+    if (create_on(plain, EDGELLM_BACKEND_CPU, -1, &ctx) == EDGELLM_OK) {
+        const char* doc = "hello";
+        int32_t len = 5;
+        float s = 0;
+        rc = edgellm_context_rerank(ctx, "q", 1, &doc, &len, 1, &s, 1);
+        check(rc == EDGELLM_ERROR_INVALID_ARGUMENT && strstr(edgellm_last_error(), "not a reranker") != NULL, "context_rerank on a generative model says it is not a reranker", "rc %d, '%s'", (int)rc, edgellm_last_error());
+        edgellm_context_free(ctx);
+    }
+    check_code(edgellm_context_rerank(NULL, "q", 1, NULL, NULL, 1, NULL, 0), EDGELLM_ERROR_INVALID_ARGUMENT, "context_rerank NULL documents (checked first)");
+}
+
 static void test_moe(const char* path)
 {
     edgellm_model_t* model = NULL;
@@ -989,6 +1043,8 @@ int main(int argc, char** argv)
     if (getenv("EDGELLM_TEST_BERT")) test_bert(getenv("EDGELLM_TEST_BERT"), model_path);
     if (getenv("EDGELLM_TEST_RERANKER") && getenv("EDGELLM_TEST_RERANK_SCORES") && getenv("EDGELLM_TEST_BERT"))
         test_reranker(getenv("EDGELLM_TEST_RERANKER"), getenv("EDGELLM_TEST_RERANK_SCORES"), getenv("EDGELLM_TEST_BERT"));
+    if (getenv("EDGELLM_TEST_DECODER_RERANKER") && getenv("EDGELLM_TEST_DECODER_RERANK_SCORES"))
+        test_decoder_reranker(getenv("EDGELLM_TEST_DECODER_RERANKER"), getenv("EDGELLM_TEST_DECODER_RERANK_SCORES"), model);
     bad = p; bad.context_length = 0x7fffffff;
     check_code(edgellm_context_create(model, &bad, &ctx), EDGELLM_ERROR_OUT_OF_MEMORY, "context_create KV cache too large");
     check_code(edgellm_context_create(NULL, &p, &ctx), EDGELLM_ERROR_NULL_HANDLE, "context_create NULL model");

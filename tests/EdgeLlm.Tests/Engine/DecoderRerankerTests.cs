@@ -31,10 +31,12 @@ public sealed class DecoderRerankerTests : IDisposable
 
     public void Dispose() => Directory.Delete(_dir, recursive: true);
 
-    /// <summary>A tiny qwen3 decoder made a reranker as llama.cpp's converter makes Qwen3-Reranker one.</summary>
-    private string Write()
+    private string Write() => WriteTinyQwen3Reranker(_dir);
+
+    /// <summary>A tiny qwen3 decoder made a reranker as llama.cpp's converter makes Qwen3-Reranker one, written in <paramref name="dir"/>.</summary>
+    internal static string WriteTinyQwen3Reranker(string dir)
     {
-        string plain = Path.Combine(_dir, "qwen3.gguf"), path = Path.Combine(_dir, "qwen3-reranker.gguf");
+        string plain = Path.Combine(dir, "qwen3.gguf"), path = Path.Combine(dir, "qwen3-reranker.gguf");
         var shape = new SynthShape("tiny-qwen3", "tiny qwen3", "qwen3", 128, 2, 4, 2, 384, 400, 256, 1e6f, 1e-6f, true, false, SynthVocabKind.Qwen2Bpe,
             WriteHeadLengths: true, HeadLength: 128);
         ModelSynthesizer.Synthesize(shape, "F32", plain, seed: 13);

@@ -50,6 +50,15 @@ public sealed partial class NativeAbiTests(ITestOutputHelper output)
                 .Scores("where does the lazy dog sleep", ["the quick brown fox", "the lazy dog sleeps all day", "hello world"]);
             psi.Environment["EDGELLM_TEST_RERANK_SCORES"] = string.Join(' ', scores.Select(x => x.ToString("R", System.Globalization.CultureInfo.InvariantCulture)));
         }
+        string decoderReranker = EdgeLlm.Tests.Engine.DecoderRerankerTests.WriteTinyQwen3Reranker(outDir);
+        psi.Environment["EDGELLM_TEST_DECODER_RERANKER"] = decoderReranker;
+        using (var model = EdgeLlm.Models.Model.Load(decoderReranker))
+        using (var context = new EdgeLlm.Engine.InferenceContext(model, 256, threads: 2))
+        {
+            float[] scores = new EdgeLlm.Engine.TextReranker(context, EdgeLlm.Tokenizers.Tokenizer.FromGguf(model.File))
+                .Scores("where does the dog sleep", ["the quick brown fox", "hello world", "a lazy dog sleeps"]);
+            psi.Environment["EDGELLM_TEST_DECODER_RERANK_SCORES"] = string.Join(' ', scores.Select(x => x.ToString("R", System.Globalization.CultureInfo.InvariantCulture)));
+        }
 
         var text = new StringBuilder();
         using var p = new Process { StartInfo = psi };
