@@ -182,6 +182,12 @@ static string SynthesizeCached(string spec, int seed)
     var sw = Stopwatch.StartNew();
     Console.Error.Write($"synthesizing {name} {type} -> {path} ");
     if (BertSynthesizer.Find(name) is { } bert) BertSynthesizer.Write(bert, type.ToUpperInvariant(), tmp, seed);
+    else if (RerankerSynthesizer.Shapes.TryGetValue(name, out var decoderName))
+    {
+        ModelSynthesizer.Synthesize(decoderName, type, tmp + ".decoder", seed);
+        RerankerSynthesizer.AddQwen3Head(tmp + ".decoder", tmp);
+        File.Delete(tmp + ".decoder");
+    }
     else
         ModelSynthesizer.Synthesize(name, type, tmp, seed, (done, total, _) =>
         {
@@ -248,7 +254,7 @@ internal sealed record Options(string? Model, string? Synth, string? EdgeLlm, in
         "  --embed: the model is a BERT encoder (--synth all-minilm-l6-v2:F16, nomic-embed-text-v1.5:Q8_0, ...): embeddings\n" +
         "          of one text of -p tokens per second in both engines, in this process; --texts N: N such texts per\n" +
         "          repetition, EdgeLlm also through TextEmbedder.EmbedBatch (LLamaSharp's embedder takes one text a call).\n" +
-        "  --rerank: the model is a reranker (--synth ms-marco-minilm-l6-v2:Q8_0, bge-reranker-base:Q8_0): --texts N query/document\n" +
+        "  --rerank: the model is a reranker (--synth ms-marco-minilm-l6-v2:Q8_0, bge-reranker-base:Q8_0, qwen3-reranker-0.6b:Q8_0): --texts N query/document\n" +
         "          pairs of -p tokens scored per second, batched and one by one, in both engines, in this process.\n" +
         "  --edgellm PATH measures that edgellm executable (e.g. a NativeAOT build from devices/build.sh) instead of\n" +
         "          the Release build of src/EdgeLlm.Cli run through `dotnet`.";

@@ -24,9 +24,15 @@ internal static class RerankBench
         if (tokens == 0) tokens = 64;
         documents = Math.Max(documents, 1);
         List<int[]> pairs;
-        using (var probe = BertModel.Load(model, 1))
+        bool encoder;
+        using (var peek = EdgeLlm.Gguf.GgufFile.Open(model)) encoder = BertModel.IsEncoder(peek);
+        // a decoder reranker (Qwen3-Reranker) runs each pair in a context; EdgeLlm scores them one by one
+        using (var probeDecoder = encoder ? null : Model.Load(model))
+        using (var probeContext = probeDecoder is null ? null : new InferenceContext(probeDecoder, 4096, 1))
+        using (var probe = encoder ? BertModel.Load(model, 1) : null)
         {
-            var reranker = new TextReranker(probe, Tokenizer.FromGguf(probe.File));
+            var reranker = probe is not null ? new TextReranker(probe, Tokenizer.FromGguf(probe.File)) : new TextReranker(probeContext!, Tokenizer.FromGguf(probeDecoder!.File));
+            int limit = reranker.ContextLength;
             string[] pool = ["the", "quick", "brown", "fox", "jumps", "over", "lazy", "dog", "hello", "world", "search", "query", "document", "edge", "device", "model"];
             pairs = [];
             for (int d = 0; d < documents; d++)
@@ -38,7 +44,7 @@ internal static class RerankBench
                     words.Add(pool[(words.Count * 7 + d) % pool.Length]);
                     pair = reranker.Tokenize("where does the lazy dog sleep", string.Join(' ', words));
                 }
-                while (pair.Length < tokens && pair.Length < probe.ContextLength);
+                while (pair.Length < tokens && pair.Length < limit);
                 pairs.Add(pair);
             }
         }
@@ -85,9 +91,12 @@ internal static class RerankBench
                         Add(("llama.cpp one by one", t), pairs.Count / sw.Elapsed.TotalSeconds);
                     }
                 }
-                using (var encoder = BertModel.Load(model, t))
+                int longest = pairs.Max(x => x.Length);
+                using (var bert = encoder ? BertModel.Load(model, t) : null)
+                using (var decoder = encoder ? null : Model.Load(model))
+                using (var context = decoder is null ? null : new InferenceContext(decoder, Math.Max(longest, 64), t))
                 {
-                    var reranker = new TextReranker(encoder, Tokenizer.FromGguf(encoder.File));
+                    var reranker = bert is not null ? new TextReranker(bert, Tokenizer.FromGguf(bert.File)) : new TextReranker(context!, Tokenizer.FromGguf(decoder!.File));
                     reranker.Scores(pairs); // warm-up
                     for (int r = 0; r < reps; r++)
                     {
