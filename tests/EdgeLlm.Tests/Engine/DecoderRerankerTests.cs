@@ -136,4 +136,24 @@ public sealed class DecoderRerankerTests : IDisposable
         var completion = await EdgeLlm.Tests.Server.ServerHttpTests.PostAsync(client, "/v1/completions", "{\"prompt\": \"hello\", \"max_tokens\": 4, \"temperature\": 0}");
         Assert.Equal(System.Net.HttpStatusCode.OK, completion.Status);
     }
+
+    /// <summary><see cref="RerankerSynthesizer.AddQwen3Head"/> (what <c>synth --like qwen3-reranker-0.6b</c> runs) makes a reranker of a qwen3 decoder.</summary>
+    [Fact]
+    public void RerankerSynthesizer_MakesAQwen3Reranker()
+    {
+        WriteTinyQwen3Reranker(_dir); // (writes the plain decoder qwen3.gguf too)
+        string plain = Path.Combine(_dir, "qwen3.gguf"), made = Path.Combine(_dir, "made.gguf");
+        RerankerSynthesizer.AddQwen3Head(plain, made);
+        using var model = Model.Load(made);
+        using var context = new InferenceContext(model, 512, threads: 1);
+        var reranker = new TextReranker(context, Tokenizer.FromGguf(model.File));
+        Assert.Equal(RerankerSynthesizer.Qwen3Template, reranker.Template);
+        Assert.Equal(2, reranker.Outputs);
+        float score = reranker.Score("where does the dog sleep", "a lazy dog sleeps");
+        Assert.InRange(score, 0f, 1f);
+        Assert.Throws<ArgumentException>(() => RerankerSynthesizer.AddQwen3Head(SharedData.Model("stories260K"), Path.Combine(_dir, "x.gguf")));
+        using var plainModel = Model.Load(plain);
+        using var plainContext = new InferenceContext(plainModel, 64, threads: 1);
+        Assert.Contains("not a reranker", Assert.Throws<NotSupportedException>(() => new TextReranker(plainContext, Tokenizer.FromGguf(plainModel.File))).Message, StringComparison.Ordinal);
+    }
 }
