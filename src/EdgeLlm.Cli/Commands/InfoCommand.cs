@@ -86,6 +86,8 @@ public static class InfoCommand
         {
             using var m = Model.Load(f, new ModelLoadOptions { SkipMemoryCheck = true });
             o.AppendLine(ci, $"attention: {Attention(m)}");
+            if (f.GetInt($"{arch}.pooling_type") == 4 && f.FindTensor("cls.output.weight") is { } head)
+                o.AppendLine(ci, $"reranker: a decoder reranker, cls.output of {(head.Dims.Length > 1 ? head.Dims[1] : 1)} row(s) on the last token{(f.GetString(TextReranker.TemplateKey) is null ? "" : ", a rerank template")} (edgellm rerank)");
             o.AppendLine(ci, $"feed-forward: {FeedForward(m)}");
             o.AppendLine(ci, $"kv cache per 1024 tokens: {KvCache(m)}");
             o.AppendLine(ci, $"forward pass: {EdgeLlm.Specialized.SpecializationRegistry.Describe(m)}");

@@ -119,6 +119,8 @@ public sealed class DecoderRerankerTests : IDisposable
                 Assert.Equal(want[order[k]], results[k].GetProperty("relevance_score").GetSingle(), 1e-5f);
             }
         }
+        var info = EdgeLlm.Tests.Cli.CliRunner.Run(["info", "-m", path]);
+        Assert.Contains("reranker: a decoder reranker, cls.output of 2 row(s) on the last token, a rerank template", info.Stdout, StringComparison.Ordinal);
         var tooLong = EdgeLlm.Tests.Cli.CliRunner.Run(["rerank", "-m", path, "-q", Query, "-d", string.Concat(Enumerable.Repeat("dog ", 200)), "-c", "64"]);
         Assert.Equal(2, tooLong.ExitCode);
         Assert.Contains("-c sets the context", tooLong.Stderr, StringComparison.Ordinal);
