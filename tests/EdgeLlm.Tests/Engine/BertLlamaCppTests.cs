@@ -255,10 +255,10 @@ public sealed class BertLlamaCppTests : IDisposable
     ];
 
     /// <summary>llama.cpp's rank pooling: the head's first value for each pair, read by llama_get_embeddings_seq.</summary>
-    private static async Task<float[]> LlamaCppScores(string path, IReadOnlyList<int[]> pairs)
+    internal static async Task<float[]> LlamaCppScores(string path, IReadOnlyList<int[]> pairs, uint contextSize = 64)
     {
         _ = LlamaCppOracle.NativeLibrary;
-        var p = new ModelParams(path) { Embeddings = true, PoolingType = LLamaPoolingType.Rank, ContextSize = 64, BatchSize = 64, UBatchSize = 64, GpuLayerCount = 0, Threads = 1, FlashAttention = false };
+        var p = new ModelParams(path) { Embeddings = true, PoolingType = LLamaPoolingType.Rank, ContextSize = contextSize, BatchSize = contextSize, UBatchSize = contextSize, GpuLayerCount = 0, Threads = 1, FlashAttention = false };
         using var weights = LLamaWeights.LoadFromFile(p);
         using var context = weights.CreateContext(p);
         var scores = new float[pairs.Count];

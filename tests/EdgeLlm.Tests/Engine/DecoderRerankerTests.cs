@@ -2,11 +2,7 @@ using EdgeLlm.Engine;
 using EdgeLlm.Gguf;
 using EdgeLlm.Models;
 using EdgeLlm.Synth;
-using EdgeLlm.Tests.Tokenizers;
 using EdgeLlm.Tokenizers;
-using LLama;
-using LLama.Common;
-using LLama.Native;
 using Xunit;
 using Xunit.Abstractions;
 
@@ -77,19 +73,7 @@ public sealed class DecoderRerankerTests : IDisposable
             Assert.Equal(ours.Max(), ranked[0].Score);
         }
 
-        _ = LlamaCppOracle.NativeLibrary;
-        var p = new ModelParams(path) { Embeddings = true, PoolingType = LLamaPoolingType.Rank, ContextSize = 256, BatchSize = 256, UBatchSize = 256, GpuLayerCount = 0, Threads = 1, FlashAttention = false };
-        using var weights = LLamaWeights.LoadFromFile(p);
-        using var llama = weights.CreateContext(p);
-        var theirs = new float[pairs.Count];
-        for (int i = 0; i < pairs.Count; i++)
-        {
-            var batch = new LLamaBatch();
-            for (int t = 0; t < pairs[i].Length; t++) batch.Add((LLamaToken)pairs[i][t], t, LLamaSeqId.Zero, true);
-            llama.NativeHandle.MemoryClear();
-            Assert.Equal(DecodeResult.Ok, await llama.DecodeAsync(batch));
-            theirs[i] = llama.NativeHandle.GetEmbeddingsSeq(LLamaSeqId.Zero)[0];
-        }
+        float[] theirs = await BertLlamaCppTests.LlamaCppScores(path, pairs, contextSize: 256);
         double maxDiff = ours.Zip(theirs, (a, b) => Math.Abs(a - b)).Max();
         _out.WriteLine($"qwen3 reranker: ours [{string.Join(", ", ours.Select(x => x.ToString("F6")))}], llama.cpp [{string.Join(", ", theirs.Select(x => x.ToString("F6")))}], max diff {maxDiff:E2}");
         Assert.True(maxDiff < 1e-3, $"max |ours - llama.cpp| = {maxDiff}");
