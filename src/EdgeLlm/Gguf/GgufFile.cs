@@ -114,7 +114,11 @@ public sealed unsafe class GgufFile : IDisposable
         }
     }
 
-    /// <summary>Parses a GGUF image held in memory (used for tests and for files written in memory).</summary>
+    /// <summary>
+    /// Parses a GGUF image held in memory (used for tests and for files written in memory). The
+    /// file keeps pointing into <paramref name="data"/> (tensor data), so the memory must stay
+    /// valid and unmoved until the file is disposed: pin a managed array for that whole time.
+    /// </summary>
     public static GgufFile FromPointer(string name, byte* data, long size)
     {
         if (size < 8)

@@ -41,9 +41,24 @@ public unsafe class GgufBadInputTests
         public byte[] Bytes() { _w.Flush(); return _ms.ToArray(); }
     }
 
+    /// <summary>Keeps each parsed image alive (and unmoved) as long as the file that points into it.</summary>
+    private static readonly System.Runtime.CompilerServices.ConditionalWeakTable<GgufFile, byte[]> Images = new();
+
+    /// <summary>
+    /// Parses <paramref name="bytes"/> from a copy on the pinned object heap: a <see cref="GgufFile"/>
+    /// keeps pointing into its image after parsing (tensor data), so a plain <c>fixed</c> would let
+    /// the GC move the bytes under it (CI once read 4.6e-41 for a tensor value that way).
+    /// </summary>
     private static GgufFile Parse(byte[] bytes)
     {
-        fixed (byte* p = bytes) return GgufFile.FromPointer("test.gguf", p, bytes.Length);
+        var image = GC.AllocateArray<byte>(bytes.Length, pinned: true);
+        bytes.CopyTo(image, 0);
+        fixed (byte* p = image)
+        {
+            var file = GgufFile.FromPointer("test.gguf", p, image.Length);
+            Images.Add(file, image);
+            return file;
+        }
     }
 
     private GgufFormatException Bad(byte[] bytes, string fieldPart)
@@ -84,6 +99,8 @@ public unsafe class GgufBadInputTests
     public void ValidFile_RoundTripsEveryValueType()
     {
         using var f = Parse(ValidFile());
+        // A compacting collection here moved an unpinned image and the tensor read below saw garbage.
+        GC.Collect(2, GCCollectionMode.Forced, blocking: true, compacting: true);
         Assert.Equal((byte)7, f.Metadata["a.u8"].Value);
         Assert.Equal((sbyte)-7, f.Metadata["a.i8"].Value);
         Assert.Equal((ushort)700, f.Metadata["a.u16"].Value);
