@@ -116,6 +116,9 @@ public sealed unsafe class VulkanInferenceContext : Engine.IEvalContext, Engine.
         _c = model.Config;
         if (_c.IsMixtureOfExperts)
             throw new VulkanUnavailableException($"the Vulkan backend does not run mixture-of-experts models ({_c.Architecture} with {_c.ExpertCount} experts) yet; the CPU backend does");
+        // (The rope shader has no YaRN ramp; without this a dense YaRN model would rotate wrongly, not fail.)
+        if (_c.RopeYarn.ExtFactor != 0f)
+            throw new VulkanUnavailableException($"the Vulkan backend does not rotate with YaRN rope scaling ({_c.Architecture}.rope.scaling.type yarn) yet; the CPU backend does");
         if (_c.HeadDim % 2 != 0 || _c.KvLength % 2 != 0)
             throw new VulkanUnavailableException($"the Vulkan backend needs an even head dimension (this model has {_c.HeadDim})");
         CheckTypes(model.File);
@@ -178,8 +181,8 @@ public sealed unsafe class VulkanInferenceContext : Engine.IEvalContext, Engine.
                     Matrix(lw.Gate, "ffn_gate"), Matrix(lw.Up, "ffn_up"), Matrix(lw.Down, "ffn_down"),
                     Track(_device.CreateBuffer(kvBytes, host: false, $"the K cache of layer {il}")),
                     Track(_device.CreateBuffer(kvBytes, host: false, $"the V cache of layer {il}")),
-                    c.HasQkNorm ? Vector(f, p + "attn_q_norm.weight", c.HeadDim) : null,
-                    c.HasQkNorm ? Vector(f, p + "attn_k_norm.weight", c.HeadDim) : null,
+                    c.HasQkNorm ? Vector(f, p + "attn_q_norm.weight", c.QkNormFullWidth ? c.QueryLength : c.HeadDim) : null,
+                    c.HasQkNorm ? Vector(f, p + "attn_k_norm.weight", c.QkNormFullWidth ? c.KvLength : c.HeadDim) : null,
                     lw.AttnPostNorm is not null ? Vector(f, p + "post_attention_norm.weight", c.EmbeddingLength) : null,
                     lw.FfnPostNorm is not null ? Vector(f, p + "post_ffw_norm.weight", c.EmbeddingLength) : null,
                     c.IsSlidingWindowLayer(il), c.UsesRope(il));
@@ -458,8 +461,15 @@ public sealed unsafe class VulkanInferenceContext : Engine.IEvalContext, Engine.
                 if (l.Bv is not null) VulkanKernels.RecordElementwise(d, cb, Mark(add), Set(add, _v, l.Bv), (long)n * c.KvLength, (uint)c.KvLength);
                 Sync(cb);
             }
-            // Qwen3: RMSNorm of every query and key head, in place (one workgroup per head row)
-            if (l.QNorm is not null && l.KNorm is not null)
+            // Qwen3: RMSNorm of every query and key head, in place (one workgroup per head row); OLMo 2: of each token's
+            // whole query and key rows (one workgroup per token)
+            if (l.QNorm is not null && l.KNorm is not null && c.QkNormFullWidth)
+            {
+                HeadNorm(cb, Op("rms_norm.q"), _q, l.QNorm, n);
+                HeadNorm(cb, Op("rms_norm.k"), _k, l.KNorm, n);
+                Sync(cb);
+            }
+            else if (l.QNorm is not null && l.KNorm is not null)
             {
                 var headNorm = Op("rms_norm.head");
                 HeadNorm(cb, headNorm, _q, l.QNorm, (long)n * c.HeadCount);

@@ -199,11 +199,18 @@ internal static class VulkanPipelinePlan
         if (c.SlidingWindow > 0)
         {
             list.Add(VulkanKernels.AttentionSpec(c.HeadDim, c.HeadCount, c.HeadCountKv, c.AttentionScale, c.SlidingWindow, c.AttnLogitSoftcap, "attention.swa"));
-            list.Add(VulkanKernels.RopeSpec("rope.q.swa", c.RopeNeox, c.HeadDim, c.RopeDimensionCount, c.HeadCount, c.RopeFreqBaseSwa, 1f, factors, c.RopeAttnFactor));
-            list.Add(VulkanKernels.RopeSpec("rope.k.swa", c.RopeNeox, c.HeadDim, c.RopeDimensionCount, c.HeadCountKv, c.RopeFreqBaseSwa, 1f, factors, c.RopeAttnFactor));
+            float swaFactor = c.RopeAttnFactorSwa ?? c.RopeAttnFactor;
+            list.Add(VulkanKernels.RopeSpec("rope.q.swa", c.RopeNeox, c.HeadDim, c.RopeDimensionCount, c.HeadCount, c.RopeFreqBaseSwa, 1f, factors, swaFactor));
+            list.Add(VulkanKernels.RopeSpec("rope.k.swa", c.RopeNeox, c.HeadDim, c.RopeDimensionCount, c.HeadCountKv, c.RopeFreqBaseSwa, 1f, factors, swaFactor));
         }
         if (c.EmbeddingScale != 1f || c.ResidualScale != 1f) list.Add(VulkanKernels.MulSpec());
-        if (c.HasQkNorm) list.Add(VulkanKernels.RmsNormSpec(c.HeadDim, c.RmsEps) with { Role = "rms_norm.head" });
+        if (c.HasQkNorm && c.QkNormFullWidth)
+        {
+            // OLMo 2: the norms span the whole query and key rows
+            list.Add(VulkanKernels.RmsNormSpec(c.QueryLength, c.RmsEps) with { Role = "rms_norm.q" });
+            list.Add(VulkanKernels.RmsNormSpec(c.KvLength, c.RmsEps) with { Role = "rms_norm.k" });
+        }
+        else if (c.HasQkNorm) list.Add(VulkanKernels.RmsNormSpec(c.HeadDim, c.RmsEps) with { Role = "rms_norm.head" });
         var seen = new HashSet<string>();
         void Matrix(string kind, GgmlType type, long cols, long rows)
         {

@@ -228,6 +228,48 @@ public class VulkanGoldenTests(DeviceFixture fixture, ITestOutputHelper output) 
         MatchesTheCpu(new EdgeLlm.Synth.SynthShape("tiny-exaone4", "tiny exaone4", "exaone4", 128, 3, 4, 2, 256, 700, 256, 500000f, 1e-5f, true, false,
             EdgeLlm.Synth.SynthVocabKind.Llama3Bpe, new EdgeLlm.Synth.Llama3RopeScaling(32f, 1f, 4f, 64), WriteHeadLengths: true), type, bound, _ => { });
 
+    private static EdgeLlm.Synth.SynthShape Olmo2Shape => new("tiny-olmo2", "tiny olmo2", "olmo2", 128, 4, 4, 2, 256, 700, 256, 500000f, 1e-6f,
+        false, false, EdgeLlm.Synth.SynthVocabKind.Llama3Bpe);
+
+    /// <summary>
+    /// OLMo 2 (no pre-norms, post-norms, Q/K norms over each token's whole rows: the device's rms_norm.q / rms_norm.k) and
+    /// OLMo 3's sliding windows (8 tokens in three layers of four, under the 24-token prompt, from the file's per-layer
+    /// flags) on the device against the CPU, which SynthLlamaCppTests holds to llama.cpp.
+    /// </summary>
+    [Theory]
+    [InlineData("F32", FloatBound, 0)]
+    [InlineData("Q8_0", QuantBound, 0)]
+    [InlineData("F32", FloatBound, 8)]
+    public void Olmo2_MatchesTheCpu(string type, double bound, int window) =>
+        MatchesTheCpu(Olmo2Shape with { SlidingWindow = window }, type, bound, ctx =>
+        {
+            Assert.Contains(ctx.Pipelines, p => p.Role == "rms_norm.q");
+            Assert.Equal(window > 0 ? [true, true, true, false] : new bool[4], Enumerable.Range(0, 4).Select(ctx.Model.Config.IsSlidingWindowLayer));
+            Assert.Equal(window > 0, ctx.Pipelines.Any(p => p.Role == "attention.swa"));
+        });
+
+    /// <summary>
+    /// The rope shader has no YaRN ramp, so a dense model with YaRN scaling (OLMo 3's global layers) is declined with the
+    /// reason rather than rotated wrongly.
+    /// </summary>
+    [Fact]
+    public void YaRN_IsDeclined_WithTheReason()
+    {
+        string path = Path.Combine(Path.GetTempPath(), $"edgellm-vk-yarn-{Guid.NewGuid():N}.gguf");
+        try
+        {
+            EdgeLlm.Synth.ModelSynthesizer.Synthesize(Olmo2Shape with { SlidingWindow = 8, Yarn = new EdgeLlm.Synth.YarnScaling(4f, 16, 1.1386294f) },
+                "F32", path, seed: 5);
+            using var m = Model.Load(path);
+            var e = Assert.Throws<VulkanUnavailableException>(() => new VulkanInferenceContext(m, 256).Dispose());
+            Assert.Equal("the Vulkan backend does not rotate with YaRN rope scaling (olmo2.rope.scaling.type yarn) yet; the CPU backend does", e.Message);
+        }
+        finally
+        {
+            File.Delete(path);
+        }
+    }
+
     private static EdgeLlm.Synth.SynthShape Lfm2Shape => new("tiny-lfm2", "tiny lfm2", "lfm2", 128, 6, 4, 2, 256, 700, 256, 1e6f, 1e-5f,
         true, false, EdgeLlm.Synth.SynthVocabKind.Llama3Bpe, AttentionLayers: [2, 5]);
 

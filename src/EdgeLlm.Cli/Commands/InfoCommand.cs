@@ -185,6 +185,7 @@ public static class InfoCommand
         if (c.ResidualScale != 1f) parts.Add(string.Create(ci, $"residual branches × {c.ResidualScale:G}"));
         if (c.LogitScale != 1f) parts.Add(string.Create(ci, $"logits / {c.LogitScale:G}"));
         if (!c.PreNorms) parts.Add("no norm before attention or feed-forward, their outputs normed (post-norms only)");
+        if (c.QkNormFullWidth) parts.Add("Q/K norms over whole rows");
         return string.Join("; ", parts);
     }
 }

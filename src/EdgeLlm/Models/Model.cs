@@ -14,7 +14,7 @@ namespace EdgeLlm.Models;
 public abstract unsafe class Model : IDisposable
 {
     /// <summary>Architectures <see cref="Load(GgufFile, ModelLoadOptions?)"/> accepts (general.architecture).</summary>
-    public static IReadOnlyList<string> SupportedArchitectures { get; } = ["llama", "qwen2", "qwen3", "phi3", "gemma2", "gemma3", "smollm3", "granite", "lfm2", "qwen3moe", "granitemoe", "qwen2moe", "olmoe", "lfm2moe", "ernie4_5", "exaone4", "gpt-oss"];
+    public static IReadOnlyList<string> SupportedArchitectures { get; } = ["llama", "qwen2", "qwen3", "phi3", "gemma2", "gemma3", "smollm3", "granite", "lfm2", "qwen3moe", "granitemoe", "qwen2moe", "olmoe", "lfm2moe", "ernie4_5", "exaone4", "olmo2", "gpt-oss"];
 
     private readonly bool _ownsFile;
     private readonly List<nint> _repacked = [];
@@ -156,6 +156,7 @@ public abstract unsafe class Model : IDisposable
             "lfm2moe" => Lfm2.ReadConfig(file, "lfm2moe"),
             "ernie4_5" => Llama.ReadConfig(file, "ernie4_5"),
             "exaone4" => Exaone4.ReadConfig(file),
+            "olmo2" => Olmo2.ReadConfig(file),
             "gpt-oss" => GptOss.ReadConfig(file),
             "bert" or "nomic-bert" => throw new ModelLoadException($"architecture '{arch}' is a text encoder (an embedding model), not a decoder that generates text: run it with `edgellm embed`, or load it as a BertModel"),
             _ => throw new ModelLoadException($"architecture '{arch}' is not supported (supported: {string.Join(", ", SupportedArchitectures)})"),
@@ -167,6 +168,7 @@ public abstract unsafe class Model : IDisposable
             "llama" when config.IsMixtureOfExperts => new Mixtral(file, config, tensors, ownsFile, options),
             "llama" or "ernie4_5" => new Llama(file, config, tensors, ownsFile, options),
             "exaone4" => new Exaone4(file, config, tensors, ownsFile, options),
+            "olmo2" => new Olmo2(file, config, tensors, ownsFile, options),
             "qwen3" => new Qwen3(file, config, tensors, ownsFile, options),
             "phi3" => new Phi3(file, config, tensors, ownsFile, options),
             "gemma2" => new Gemma2(file, config, tensors, ownsFile, options),
@@ -321,7 +323,7 @@ public abstract unsafe class Model : IDisposable
         if (b.RopeCosSwa != null)
             for (int t = 0; t < n; t++)
                 Rope.Angles(b.StartPos + t, c.RopeDimensionCount, c.RopeFreqBaseSwa, c.RopeSwaScaled ? c.RopeFreqScale : 1f, b.RopeFactors,
-                    b.RopeCosSwa + (long)t * pairs, b.RopeSinSwa + (long)t * pairs, c.RopeAttnFactor, c.RopeSwaScaled ? c.RopeYarn : default);
+                    b.RopeCosSwa + (long)t * pairs, b.RopeSinSwa + (long)t * pairs, c.RopeAttnFactorSwa ?? c.RopeAttnFactor, c.RopeSwaScaled ? c.RopeYarn : default);
 
         // The last block runs in full only for the rows whose logits are asked for (llama.cpp's
         // inp_out_ids): the other tokens need only their keys and values there, which later batches

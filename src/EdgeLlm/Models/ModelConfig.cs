@@ -101,6 +101,18 @@ public sealed record ModelConfig(
     /// </summary>
     public bool ExpertSwiGluOai { get; init; }
 
+    /// <summary>
+    /// The attention factor the sliding-window layers' rope scales cos and sin by; null for <see cref="RopeAttnFactor"/>
+    /// (OLMo 3: 1, as llama.cpp rotates its sliding-window layers with neither YaRN nor its magnitude correction).
+    /// </summary>
+    public float? RopeAttnFactorSwa { get; init; }
+
+    /// <summary>
+    /// Which layers attend through the <see cref="SlidingWindow"/>, one flag per layer, when the file lists them
+    /// (&lt;arch&gt;.attention.sliding_window_pattern as an array, OLMo 3's layer_types); empty: <see cref="SlidingWindowPattern"/> decides.
+    /// </summary>
+    public IReadOnlyList<bool> SlidingWindowLayers { get; init; } = [];
+
     /// <summary>Rope base of the sliding-window layers (Gemma 3: 10000, its global layers <see cref="RopeFreqBase"/>; Gemma 2: the same as the others); their frequency scale is 1.</summary>
     public float RopeFreqBaseSwa { get; init; } = 10000f;
 
@@ -223,7 +235,8 @@ public sealed record ModelConfig(
 
     /// <summary>True when layer <paramref name="layer"/> attends through the <see cref="SlidingWindow"/>.</summary>
     public bool IsSlidingWindowLayer(int layer) =>
-        SlidingWindow > 0 && (SlidingWindowPattern == 0 || layer % SlidingWindowPattern < SlidingWindowPattern - 1);
+        SlidingWindow > 0 && (SlidingWindowLayers.Count > 0 ? (uint)layer < (uint)SlidingWindowLayers.Count && SlidingWindowLayers[layer]
+            : SlidingWindowPattern == 0 || layer % SlidingWindowPattern < SlidingWindowPattern - 1);
 
     /// <summary>Width of the query projection output (HeadCount × HeadDim).</summary>
     public int QueryLength => HeadCount * HeadDim;

@@ -283,12 +283,20 @@ public static unsafe class ModelSynthesizer
             if (s.FinalLogitSoftcap > 0) w.Set($"{a}.final_logit_softcapping", s.FinalLogitSoftcap);
         }
         if (s.IsGptOss) w.Set($"{a}.attention.sliding_window", (uint)s.SlidingWindow); // GptOssModel.set_gguf_parameters
+        if (a == "olmo2" && s.SlidingWindow > 0)
+        {
+            // Olmo2Model.set_gguf_parameters (OLMo 3): the window and one flag per layer, every fourth layer global.
+            w.Set($"{a}.attention.sliding_window", (uint)s.SlidingWindow);
+            w.Set($"{a}.attention.sliding_window_pattern",
+                new GgufValue(GgufValueType.Array, Enumerable.Range(0, s.BlockCount).Select(l => (l + 1) % 4 != 0).ToArray(), GgufValueType.Bool));
+        }
         if (s.Yarn is { } yarn)
         {
             // TextModel.set_gguf_parameters for rope_scaling {"rope_type": "yarn", "factor", "original_max_position_embeddings"}
             w.Set($"{a}.rope.scaling.type", "yarn");
             w.Set($"{a}.rope.scaling.factor", yarn.Factor);
             w.Set($"{a}.rope.scaling.original_context_length", (uint)yarn.OriginalContextLength);
+            if (yarn.AttnFactor > 0) w.Set($"{a}.rope.scaling.attn_factor", yarn.AttnFactor);
         }
         if (s.Experts is { } x)
         {
@@ -430,7 +438,7 @@ public static unsafe class ModelSynthesizer
             if (s.QkNorm)
             {
                 // Not all ones, so that a wrong weight index or a skipped norm changes the logits (OLMoE's span the whole rows).
-                bool full = s.Architecture == "olmoe";
+                bool full = s.QkNormFullWidth;
                 list.Add(new(p + "attn_q_norm.weight", [full ? q : s.HeadDim], Init.OnePlusNormal, 0.2f));
                 list.Add(new(p + "attn_k_norm.weight", [full ? kv : s.HeadDim], Init.OnePlusNormal, 0.2f));
             }

@@ -50,9 +50,10 @@ public sealed record LongRopeScaling(int OriginalContextLength)
 
 /// <summary>
 /// YaRN rotary scaling ("rope_scaling": {"rope_type": "yarn"} in config.json: gpt-oss's factor 32 over an original
-/// 4096 tokens), written as rope.scaling.type yarn, rope.scaling.factor and rope.scaling.original_context_length.
+/// 4096 tokens), written as rope.scaling.type yarn, rope.scaling.factor and rope.scaling.original_context_length;
+/// <paramref name="AttnFactor"/> (rope_scaling's attention_factor, which Olmo2Model writes as rope.scaling.attn_factor) when above 0.
 /// </summary>
-public sealed record YarnScaling(float Factor, int OriginalContextLength);
+public sealed record YarnScaling(float Factor, int OriginalContextLength, float AttnFactor = 0);
 
 /// <summary>
 /// Granite's multipliers (config.json's embedding_multiplier, residual_multiplier, attention_multiplier and
@@ -160,10 +161,13 @@ public sealed record SynthShape(
     public int HeadDim => HeadLength > 0 ? HeadLength : EmbeddingLength / HeadCount;
 
     /// <summary>Each layer has per-head Q/K RMSNorm weights (attn_q_norm, attn_k_norm): the <c>qwen3</c> architecture.</summary>
-    public bool QkNorm => Architecture is "qwen3" or "gemma3" or "lfm2" or "qwen3moe" or "olmoe" or "lfm2moe" or "exaone4";
+    public bool QkNorm => Architecture is "qwen3" or "gemma3" or "lfm2" or "qwen3moe" or "olmoe" or "lfm2moe" or "exaone4" or "olmo2";
 
-    /// <summary>EXAONE 4: no norm before the attention or the feed-forward network, only after each (post_attention_norm, post_ffw_norm).</summary>
-    public bool PostNormsOnly => Architecture == "exaone4";
+    /// <summary>OLMoE and OLMo 2: the Q/K norms span each token's whole query and key rows, not each head.</summary>
+    public bool QkNormFullWidth => Architecture is "olmoe" or "olmo2";
+
+    /// <summary>EXAONE 4 and OLMo 2: no norm before the attention or the feed-forward network, only after each (post_attention_norm, post_ffw_norm).</summary>
+    public bool PostNormsOnly => Architecture is "exaone4" or "olmo2";
 
     /// <summary>LFM2 or LFM2-MoE: attention and short-convolution layers, written as the converter's LFM2Model / LFM2MoeModel.</summary>
     public bool IsLfm2 => Architecture is "lfm2" or "lfm2moe";
@@ -182,8 +186,8 @@ public sealed record SynthShape(
         {
             if (!ok) throw new ArgumentException($"synthetic shape '{Name}': {what}");
         }
-        Require(Architecture is "llama" or "qwen2" or "qwen3" or "phi3" or "gemma2" or "gemma3" or "smollm3" or "granite" or "lfm2" or "qwen3moe" or "granitemoe" or "qwen2moe" or "olmoe" or "lfm2moe" or "ernie4_5" or "exaone4" or "gpt-oss",
-            $"architecture '{Architecture}' is not llama, qwen2, qwen3, phi3, gemma2, gemma3, smollm3, granite, lfm2, qwen3moe, granitemoe, qwen2moe, olmoe, lfm2moe, ernie4_5, exaone4 or gpt-oss");
+        Require(Architecture is "llama" or "qwen2" or "qwen3" or "phi3" or "gemma2" or "gemma3" or "smollm3" or "granite" or "lfm2" or "qwen3moe" or "granitemoe" or "qwen2moe" or "olmoe" or "lfm2moe" or "ernie4_5" or "exaone4" or "olmo2" or "gpt-oss",
+            $"architecture '{Architecture}' is not llama, qwen2, qwen3, phi3, gemma2, gemma3, smollm3, granite, lfm2, qwen3moe, granitemoe, qwen2moe, olmoe, lfm2moe, ernie4_5, exaone4, olmo2 or gpt-oss");
         Require((Experts is not null) == (Architecture is "qwen3moe" or "granitemoe" or "qwen2moe" or "olmoe" or "lfm2moe" or "gpt-oss") || Experts is not null && Architecture == "llama",
             "qwen3moe, granitemoe, qwen2moe, olmoe, lfm2moe and gpt-oss models, and only they and llama (as Mixtral), have experts");
         Require(!IsGptOss || SlidingWindow > 0 && QkvBias && !TiedEmbeddings && WriteHeadLengths,
@@ -408,6 +412,27 @@ public static class SynthShapes
         FeedForwardLength: 4096, VocabSize: 102400, ContextLength: 65536, RopeFreqBase: 1000000f, RmsEps: 1e-5f,
         TiedEmbeddings: true, QkvBias: false, SynthVocabKind.Llama3Bpe, new Llama3RopeScaling(16f, 1f, 4f, 8192), WriteHeadLengths: true);
 
+    /// <summary>
+    /// OLMo-2-0425-1B: olmo2 architecture (post-norms only, Q/K norms over whole rows, NEOX rope), 16 layers, 16 query
+    /// and 16 KV heads of 128, feed-forward 8192, rope base 500000, an untied output, a 100,352-token BPE vocabulary
+    /// (laid out as Llama 3's here; OLMo 2's is cl100k-based).
+    /// </summary>
+    public static readonly SynthShape Olmo2_1B = new(
+        "olmo-2-1b", "OLMo 2 1B (synthetic)", "olmo2", EmbeddingLength: 2048, BlockCount: 16, HeadCount: 16, HeadCountKv: 16,
+        FeedForwardLength: 8192, VocabSize: 100352, ContextLength: 4096, RopeFreqBase: 500000f, RmsEps: 1e-6f,
+        TiedEmbeddings: false, QkvBias: false, SynthVocabKind.Llama3Bpe);
+
+    /// <summary>
+    /// Olmo-3-7B: olmo2 architecture with OLMo 3's sliding windows (4096 tokens in three layers of four), 32 layers of 32
+    /// heads of 128, feed-forward 11008, YaRN ×8 over 8192 tokens on the global layers (attention_factor 1.2079),
+    /// 65,536 tokens of context, 100,278 tokens, untied.
+    /// </summary>
+    public static readonly SynthShape Olmo3_7B = new(
+        "olmo-3-7b", "OLMo 3 7B (synthetic)", "olmo2", EmbeddingLength: 4096, BlockCount: 32, HeadCount: 32, HeadCountKv: 32,
+        FeedForwardLength: 11008, VocabSize: 100278, ContextLength: 65536, RopeFreqBase: 500000f, RmsEps: 1e-6f,
+        TiedEmbeddings: false, QkvBias: false, SynthVocabKind.Llama3Bpe, SlidingWindow: 4096,
+        Yarn: new YarnScaling(8f, 8192, 1.2079441f));
+
     /// <summary>Every known shape.</summary>
     /// <summary>
     /// gpt-oss-20b: 24 layers 2880 wide, 64 query and 8 KV heads of 64, every even layer through a 128-token window,
@@ -420,7 +445,7 @@ public static class SynthShapes
         TiedEmbeddings: false, QkvBias: true, SynthVocabKind.Llama3Bpe, WriteHeadLengths: true, HeadLength: 64, SlidingWindow: 128,
         Experts: new SynthExperts(32, 4, 2880), Yarn: new YarnScaling(32f, 4096));
 
-    public static IReadOnlyList<SynthShape> All { get; } = [TinyLlama11B, Llama32_1B, Qwen25_05B, SmolLM2_360M, Qwen3_06B, Qwen3_17B, Phi35Mini, Phi4Mini, Gemma2_2B, Gemma3_1B, SmolLM3_3B, Granite33_2B, Lfm2_350M, Lfm2_12B, Qwen3_30B_A3B, Granite30_1B_A400M, OlMoe_1B_7B, Qwen15_MoE_A27B, Lfm2_8B_A1B, Ernie45_03B, Exaone40_12B, GptOss20B];
+    public static IReadOnlyList<SynthShape> All { get; } = [TinyLlama11B, Llama32_1B, Qwen25_05B, SmolLM2_360M, Qwen3_06B, Qwen3_17B, Phi35Mini, Phi4Mini, Gemma2_2B, Gemma3_1B, SmolLM3_3B, Granite33_2B, Lfm2_350M, Lfm2_12B, Qwen3_30B_A3B, Granite30_1B_A400M, OlMoe_1B_7B, Qwen15_MoE_A27B, Lfm2_8B_A1B, Ernie45_03B, Exaone40_12B, Olmo2_1B, Olmo3_7B, GptOss20B];
 
     /// <summary>The names <see cref="Find"/> accepts.</summary>
     public static IEnumerable<string> Names => All.Select(s => s.Name);

@@ -395,6 +395,48 @@ public class ModelLoadTests
         }
     }
 
+    /// <summary>
+    /// OLMo 2 and 3: post-norms only, Q/K norms over whole rows (a per-head-sized norm is refused naming the tensor);
+    /// OLMo 3's sliding-window pattern as the converter's per-layer flags, as a period, or as neither (refused by name).
+    /// </summary>
+    [Fact]
+    public void Olmo2_ReadsItsNormsAndSlidingWindowPatterns()
+    {
+        string dir = Path.Combine(Path.GetTempPath(), $"edgellm-olmo2-load-{Guid.NewGuid():N}");
+        Directory.CreateDirectory(dir);
+        try
+        {
+            var shape = new EdgeLlm.Synth.SynthShape("tiny-olmo2", "tiny olmo2", "olmo2", 128, 4, 4, 2, 256, 700, 256, 500000f, 1e-6f,
+                false, false, EdgeLlm.Synth.SynthVocabKind.Llama3Bpe, SlidingWindow: 16);
+            string good = Path.Combine(dir, "olmo3.gguf");
+            EdgeLlm.Synth.ModelSynthesizer.Synthesize(shape, "F32", good, seed: 1);
+            using (var m = Model.Load(good))
+            {
+                var c = m.Config;
+                Assert.True(!c.PreNorms && c.HasQkNorm && c.QkNormFullWidth && c.RopeNeox && !c.TiedEmbeddings);
+                Assert.Equal(16, c.SlidingWindow);
+                Assert.Equal([true, true, true, false], Enumerable.Range(0, 4).Select(c.IsSlidingWindowLayer));
+                Assert.Equal(1f, c.RopeAttnFactorSwa);
+                Assert.Equal(c.RopeFreqBase, c.RopeFreqBaseSwa);
+            }
+            string Fails(string path) => Assert.Throws<ModelLoadException>(() => Model.Load(path).Dispose()).Message;
+            // A period instead of flags (llama.cpp's set_swa_pattern): 2 makes layers 0 and 2 sliding.
+            using (var m = Model.Load(EditedCopy(good, Path.Combine(dir, "period.gguf"), w => w.Set("olmo2.attention.sliding_window_pattern", 2u), null, null)))
+                Assert.Equal([true, false, true, false], Enumerable.Range(0, 4).Select(m.Config.IsSlidingWindowLayer));
+            Assert.Equal("metadata key olmo2.attention.sliding_window_pattern has 3 entries for 4 layers",
+                Fails(EditedCopy(good, Path.Combine(dir, "short.gguf"),
+                    w => w.Set("olmo2.attention.sliding_window_pattern", new GgufValue(GgufValueType.Array, new[] { true, true, false }, GgufValueType.Bool)), null, null)));
+            Assert.Equal("metadata key olmo2.attention.sliding_window_pattern is an array but not of booleans (one per layer)",
+                Fails(EditedCopy(good, Path.Combine(dir, "ints.gguf"), w => w.Set("olmo2.attention.sliding_window_pattern", GgufValue.From(new[] { 1, 1, 1, 0 })), null, null)));
+            Assert.Equal("tensor blk.0.attn_q_norm.weight has shape [32], but the metadata implies [128] (ne[0] = olmo2.attention.head_count × head_dim (4 × 32) = 128)",
+                Fails(EditedCopy(good, Path.Combine(dir, "headnorm.gguf"), null, null, ("blk.0.attn_q_norm.weight", GgmlType.F32, [32]))));
+        }
+        finally
+        {
+            Directory.Delete(dir, recursive: true);
+        }
+    }
+
     /// <summary>A copy of <paramref name="good"/> at <paramref name="path"/> with metadata set, a tensor dropped or one replaced by zeros of another type and shape.</summary>
     private static string EditedCopy(string good, string path, Action<GgufWriter>? metadata, string? drop, (string Name, GgmlType Type, long[] Dims)? replace)
     {
