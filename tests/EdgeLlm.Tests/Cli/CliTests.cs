@@ -315,6 +315,19 @@ public class CliTests
             r = Run("run", "-m", exaone, "-p", "hello", "-n", "4", "--backend", "auto", "--temp", "0");
             Assert.Equal(0, r.ExitCode);
 
+            // OLMo 3: post-norms, whole-row Q/K norms, the window in three layers of four, YaRN on the global layers.
+            string olmo = Path.Combine(dir, "olmo3.gguf");
+            EdgeLlm.Synth.ModelSynthesizer.Synthesize(new EdgeLlm.Synth.SynthShape("tiny-olmo3", "tiny olmo3", "olmo2", 128, 4, 4, 2, 256, 700, 256,
+                500000f, 1e-6f, false, false, EdgeLlm.Synth.SynthVocabKind.Llama3Bpe, SlidingWindow: 8, Yarn: new EdgeLlm.Synth.YarnScaling(4f, 16, 1.1386294f)),
+                "F32", olmo, seed: 1);
+            r = Run("info", "-m", olmo);
+            Assert.Equal(0, r.ExitCode);
+            Assert.Contains("sliding window 8 in 3 of 4 layers (rope base 500000 there)", r.Stdout, StringComparison.Ordinal);
+            Assert.Contains("no norm before attention or feed-forward, their outputs normed (post-norms only); Q/K norms over whole rows", r.Stdout, StringComparison.Ordinal);
+            r = Run("run", "-m", olmo, "-p", "hello", "-n", "4", "--backend", "auto", "--temp", "0");
+            Assert.Equal(0, r.ExitCode);
+            Assert.Matches(@"generation: [0-9]+ tokens in [0-9.]+ ms", r.Stderr);
+
             // LFM2-MoE: the sigmoid router with its choice bias and the dense blocks before the experts.
             string lfm2moe = Path.Combine(dir, "lfm2moe.gguf");
             EdgeLlm.Synth.ModelSynthesizer.Synthesize(new EdgeLlm.Synth.SynthShape("tiny-lfm2moe", "tiny lfm2moe", "lfm2moe", 128, 4, 4, 2, 256, 700, 256,
