@@ -11,7 +11,7 @@ namespace EdgeLlm.Models;
 /// Llama 3.1+ files carry <c>rope_freqs.weight</c>, which divides each rotary frequency.
 /// Follows llama.cpp's llm_build_llama. The <c>ernie4_5</c> architecture (Baidu's dense ERNIE 4.5, 0.3B) is the
 /// same block under its own keys (llama.cpp's llm_build_ernie4_5: normal rope, optional Q/K/V biases, 128-wide heads
-/// from attention.key_length), and runs here.
+/// from attention.key_length), and runs here; so is <c>mistral3</c> (Ministral 3's text model; see <see cref="ReadMistral3Config"/>).
 /// </summary>
 internal sealed class Llama : Model
 {
@@ -36,6 +36,32 @@ internal sealed class Llama : Model
         return arch == "llama" && file.TryGetValue("llama.expert_count", out var n) && n.AsInt64() is not 0
             ? ModelConfig.ReadExperts(file, "llama", c, expertWidthKey: false, sharedExpert: false)
             : c;
+    }
+
+    /// <summary>
+    /// Hyperparameters of a <c>mistral3</c> file (the text model of Ministral 3: 3B, 8B, 14B), Llama's block under its own
+    /// keys, as llama.cpp's llm_build_mistral3: YaRN rope scaling (with YaRN's magnitude correction 1 + 0.1 ln(factor), as
+    /// the llama.cpp build of LLamaSharp 0.30.0 applies it: a file's rope.scaling.yarn_log_mul changes nothing there, and
+    /// some upstream revisions of the graph cancel the correction instead, as Hugging Face's mscale ratio of 1 would; this
+    /// follows the build the tests compare with), and Llama 4's attention temperature (attention.temperature_scale)
+    /// stepping every original context length. A mistral3 file with experts is refused by name.
+    /// </summary>
+    internal static ModelConfig ReadMistral3Config(GgufFile file)
+    {
+        const string a = "mistral3";
+        if (file.TryGetValue($"{a}.expert_count", out var experts) && experts.AsInt64() is not (0 or null))
+            throw new ModelLoadException($"this {a} file has {a}.expert_count {experts}: mistral3 mixtures of experts are not supported; the dense Ministral 3 models are");
+        var c = ModelConfig.Read(file, a, ropeNeox: false, hasQkvBias: false);
+        double temperature = file.GetFloat($"{a}.attention.temperature_scale") ?? 0;
+        if (!double.IsFinite(temperature))
+            throw new ModelLoadException($"metadata key {a}.attention.temperature_scale must be a number, found {temperature}");
+        if (temperature != 0 && c.RopeOriginalContextLength <= 0)
+            throw new ModelLoadException($"{a}.attention.temperature_scale is set but neither {a}.rope.scaling.original_context_length nor {a}.context_length gives its position step");
+        return c with
+        {
+            AttnTemperatureScale = (float)temperature,
+            AttnTemperatureFloor = temperature != 0 ? c.RopeOriginalContextLength : 0,
+        };
     }
 
     internal override IReadOnlyList<LayerWeights> Layers => _layers;

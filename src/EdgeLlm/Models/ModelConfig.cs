@@ -113,6 +113,16 @@ public sealed record ModelConfig(
     /// </summary>
     public IReadOnlyList<bool> SlidingWindowLayers { get; init; } = [];
 
+    /// <summary>
+    /// Llama 4's attention temperature (Ministral 3's llama_4_scaling_beta, &lt;arch&gt;.attention.temperature_scale): the
+    /// queries of position p are multiplied by 1 + this · ln(⌊p / <see cref="AttnTemperatureFloor"/>⌋ + 1) after the rope,
+    /// as llama.cpp's attn_temp input (offset 0); 0 for none.
+    /// </summary>
+    public float AttnTemperatureScale { get; init; }
+
+    /// <summary>The position step of <see cref="AttnTemperatureScale"/> (llama.cpp's n_attn_temp_floor_scale: for Mistral 3, the original context).</summary>
+    public int AttnTemperatureFloor { get; init; }
+
     /// <summary>Rope base of the sliding-window layers (Gemma 3: 10000, its global layers <see cref="RopeFreqBase"/>; Gemma 2: the same as the others); their frequency scale is 1.</summary>
     public float RopeFreqBaseSwa { get; init; } = 10000f;
 

@@ -297,6 +297,13 @@ public static unsafe class ModelSynthesizer
             w.Set($"{a}.rope.scaling.factor", yarn.Factor);
             w.Set($"{a}.rope.scaling.original_context_length", (uint)yarn.OriginalContextLength);
             if (yarn.AttnFactor > 0) w.Set($"{a}.rope.scaling.attn_factor", yarn.AttnFactor);
+            if (a == "mistral3")
+            {
+                // Mistral3 (Ministral 3): rope_parameters' beta_fast / beta_slow, and llama_4_scaling_beta as the temperature.
+                w.Set($"{a}.rope.scaling.yarn_beta_fast", 32f);
+                w.Set($"{a}.rope.scaling.yarn_beta_slow", 1f);
+                if (s.AttnTemperatureScale != 0) w.Set($"{a}.attention.temperature_scale", s.AttnTemperatureScale);
+            }
         }
         if (s.Experts is { } x)
         {

@@ -116,6 +116,7 @@ public sealed class SynthExperts(int count, int used, int feedForwardLength, int
 /// <param name="Granite">Granite's multipliers (the <c>granite</c> architecture requires them), else null.</param>
 /// <param name="AttentionLayers">LFM2: the layers that attend (config.json's full_attn_idxs); the others are short-convolution layers.</param>
 /// <param name="Experts">qwen3moe, granitemoe, or llama as Mixtral: the experts that replace each block's feed-forward network, else null.</param>
+/// <param name="AttnTemperatureScale">mistral3: rope_parameters' llama_4_scaling_beta, written as attention.temperature_scale (0: none).</param>
 public sealed record SynthShape(
     string Name,
     string DisplayName,
@@ -143,7 +144,8 @@ public sealed record SynthShape(
     int[]? AttentionLayers = null,
     SynthExperts? Experts = null,
     YarnScaling? Yarn = null,
-    int RopeDimensionCount = 0)
+    int RopeDimensionCount = 0,
+    float AttnTemperatureScale = 0)
 {
     /// <summary>Leading dimensions of each head that rope rotates (config.json's partial_rotary_factor × head_dim; 0: all).</summary>
     public int RopeDims => RopeDimensionCount > 0 ? RopeDimensionCount : HeadDim;
@@ -186,8 +188,9 @@ public sealed record SynthShape(
         {
             if (!ok) throw new ArgumentException($"synthetic shape '{Name}': {what}");
         }
-        Require(Architecture is "llama" or "qwen2" or "qwen3" or "phi3" or "gemma2" or "gemma3" or "smollm3" or "granite" or "lfm2" or "qwen3moe" or "granitemoe" or "qwen2moe" or "olmoe" or "lfm2moe" or "ernie4_5" or "exaone4" or "olmo2" or "gpt-oss",
-            $"architecture '{Architecture}' is not llama, qwen2, qwen3, phi3, gemma2, gemma3, smollm3, granite, lfm2, qwen3moe, granitemoe, qwen2moe, olmoe, lfm2moe, ernie4_5, exaone4, olmo2 or gpt-oss");
+        Require(Architecture is "llama" or "qwen2" or "qwen3" or "phi3" or "gemma2" or "gemma3" or "smollm3" or "granite" or "lfm2" or "qwen3moe" or "granitemoe" or "qwen2moe" or "olmoe" or "lfm2moe" or "ernie4_5" or "exaone4" or "olmo2" or "mistral3" or "gpt-oss",
+            $"architecture '{Architecture}' is not llama, qwen2, qwen3, phi3, gemma2, gemma3, smollm3, granite, lfm2, qwen3moe, granitemoe, qwen2moe, olmoe, lfm2moe, ernie4_5, exaone4, olmo2, mistral3 or gpt-oss");
+        Require(AttnTemperatureScale == 0 || Architecture == "mistral3" && Yarn is not null, "an attention temperature is written for mistral3 with YaRN (its step is the original context) only");
         Require((Experts is not null) == (Architecture is "qwen3moe" or "granitemoe" or "qwen2moe" or "olmoe" or "lfm2moe" or "gpt-oss") || Experts is not null && Architecture == "llama",
             "qwen3moe, granitemoe, qwen2moe, olmoe, lfm2moe and gpt-oss models, and only they and llama (as Mixtral), have experts");
         Require(!IsGptOss || SlidingWindow > 0 && QkvBias && !TiedEmbeddings && WriteHeadLengths,
@@ -433,6 +436,17 @@ public static class SynthShapes
         TiedEmbeddings: false, QkvBias: false, SynthVocabKind.Llama3Bpe, SlidingWindow: 4096,
         Yarn: new YarnScaling(8f, 8192, 1.2079441f));
 
+    /// <summary>
+    /// Ministral-3-3B (its text model): mistral3 architecture, Llama's block with 26 layers of 32 query and 8 KV heads of
+    /// 128 on a 3072-wide stream, feed-forward 9216, rope base 1e6 with YaRN ×16 over 16384 tokens, Llama 4's attention
+    /// temperature 0.1, tied embeddings, a 131,072-token vocabulary (laid out as Llama 3's here; Ministral's is Tekken).
+    /// </summary>
+    public static readonly SynthShape Ministral3_3B = new(
+        "ministral-3-3b", "Ministral 3 3B (synthetic)", "mistral3", EmbeddingLength: 3072, BlockCount: 26, HeadCount: 32, HeadCountKv: 8,
+        FeedForwardLength: 9216, VocabSize: 131072, ContextLength: 262144, RopeFreqBase: 1000000f, RmsEps: 1e-5f,
+        TiedEmbeddings: true, QkvBias: false, SynthVocabKind.Llama3Bpe, WriteHeadLengths: true, HeadLength: 128,
+        Yarn: new YarnScaling(16f, 16384), AttnTemperatureScale: 0.1f);
+
     /// <summary>Every known shape.</summary>
     /// <summary>
     /// gpt-oss-20b: 24 layers 2880 wide, 64 query and 8 KV heads of 64, every even layer through a 128-token window,
@@ -445,7 +459,7 @@ public static class SynthShapes
         TiedEmbeddings: false, QkvBias: true, SynthVocabKind.Llama3Bpe, WriteHeadLengths: true, HeadLength: 64, SlidingWindow: 128,
         Experts: new SynthExperts(32, 4, 2880), Yarn: new YarnScaling(32f, 4096));
 
-    public static IReadOnlyList<SynthShape> All { get; } = [TinyLlama11B, Llama32_1B, Qwen25_05B, SmolLM2_360M, Qwen3_06B, Qwen3_17B, Phi35Mini, Phi4Mini, Gemma2_2B, Gemma3_1B, SmolLM3_3B, Granite33_2B, Lfm2_350M, Lfm2_12B, Qwen3_30B_A3B, Granite30_1B_A400M, OlMoe_1B_7B, Qwen15_MoE_A27B, Lfm2_8B_A1B, Ernie45_03B, Exaone40_12B, Olmo2_1B, Olmo3_7B, GptOss20B];
+    public static IReadOnlyList<SynthShape> All { get; } = [TinyLlama11B, Llama32_1B, Qwen25_05B, SmolLM2_360M, Qwen3_06B, Qwen3_17B, Phi35Mini, Phi4Mini, Gemma2_2B, Gemma3_1B, SmolLM3_3B, Granite33_2B, Lfm2_350M, Lfm2_12B, Qwen3_30B_A3B, Granite30_1B_A400M, OlMoe_1B_7B, Qwen15_MoE_A27B, Lfm2_8B_A1B, Ernie45_03B, Exaone40_12B, Olmo2_1B, Olmo3_7B, Ministral3_3B, GptOss20B];
 
     /// <summary>The names <see cref="Find"/> accepts.</summary>
     public static IEnumerable<string> Names => All.Select(s => s.Name);

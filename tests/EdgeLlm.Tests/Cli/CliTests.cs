@@ -328,6 +328,18 @@ public class CliTests
             Assert.Equal(0, r.ExitCode);
             Assert.Matches(@"generation: [0-9]+ tokens in [0-9.]+ ms", r.Stderr);
 
+            // Ministral 3: YaRN and the queries' temperature on info's attention line; it runs (the Vulkan backend declines it).
+            string ministral = Path.Combine(dir, "mistral3.gguf");
+            EdgeLlm.Synth.ModelSynthesizer.Synthesize(new EdgeLlm.Synth.SynthShape("tiny-mistral3", "tiny mistral3", "mistral3", 128, 2, 4, 2, 256, 700, 256,
+                1e6f, 1e-5f, true, false, EdgeLlm.Synth.SynthVocabKind.Llama3Bpe, WriteHeadLengths: true, HeadLength: 64,
+                Yarn: new EdgeLlm.Synth.YarnScaling(4f, 16), AttnTemperatureScale: 0.1f), "F32", ministral, seed: 1);
+            r = Run("info", "-m", ministral);
+            Assert.Equal(0, r.ExitCode);
+            Assert.Contains("YaRN over an original 16 tokens", r.Stdout, StringComparison.Ordinal);
+            Assert.Contains("query temperature 1 + 0.1·ln(⌊pos / 16⌋ + 1)", r.Stdout, StringComparison.Ordinal);
+            r = Run("run", "-m", ministral, "-p", "hello", "-n", "4", "--backend", "auto", "--temp", "0");
+            Assert.Equal(0, r.ExitCode);
+
             // LFM2-MoE: the sigmoid router with its choice bias and the dense blocks before the experts.
             string lfm2moe = Path.Combine(dir, "lfm2moe.gguf");
             EdgeLlm.Synth.ModelSynthesizer.Synthesize(new EdgeLlm.Synth.SynthShape("tiny-lfm2moe", "tiny lfm2moe", "lfm2moe", 128, 4, 4, 2, 256, 700, 256,

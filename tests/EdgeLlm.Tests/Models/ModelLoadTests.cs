@@ -437,6 +437,37 @@ public class ModelLoadTests
         }
     }
 
+    /// <summary>Ministral 3 (mistral3): Llama's block with YaRN and Llama 4's attention temperature; its mixtures of experts are refused by name.</summary>
+    [Fact]
+    public void Mistral3_ReadsYarnAndTheTemperature_AndRefusesExperts()
+    {
+        string dir = Path.Combine(Path.GetTempPath(), $"edgellm-mistral3-load-{Guid.NewGuid():N}");
+        Directory.CreateDirectory(dir);
+        try
+        {
+            string good = Path.Combine(dir, "mistral3.gguf");
+            EdgeLlm.Synth.ModelSynthesizer.Synthesize(new EdgeLlm.Synth.SynthShape("tiny-mistral3", "tiny mistral3", "mistral3", 128, 2, 4, 2, 256, 700, 256, 1e6f, 1e-5f,
+                true, false, EdgeLlm.Synth.SynthVocabKind.Llama3Bpe, WriteHeadLengths: true, HeadLength: 64, Yarn: new EdgeLlm.Synth.YarnScaling(4f, 16),
+                AttnTemperatureScale: 0.1f), "F32", good, seed: 1);
+            using (var m = Model.Load(good))
+            {
+                var c = m.Config;
+                Assert.False(c.RopeNeox);
+                Assert.Equal(0.25f, c.RopeFreqScale);
+                Assert.NotEqual(0f, c.RopeYarn.ExtFactor);
+                Assert.Equal(0.1f, c.AttnTemperatureScale);
+                Assert.Equal(16, c.AttnTemperatureFloor);
+                Assert.StartsWith("generic", EdgeLlm.Specialized.SpecializationRegistry.Describe(m), StringComparison.Ordinal);
+            }
+            Assert.Equal("this mistral3 file has mistral3.expert_count 8: mistral3 mixtures of experts are not supported; the dense Ministral 3 models are",
+                Assert.Throws<ModelLoadException>(() => Model.Load(EditedCopy(good, Path.Combine(dir, "moe.gguf"), w => w.Set("mistral3.expert_count", 8u), null, null)).Dispose()).Message);
+        }
+        finally
+        {
+            Directory.Delete(dir, recursive: true);
+        }
+    }
+
     /// <summary>A copy of <paramref name="good"/> at <paramref name="path"/> with metadata set, a tensor dropped or one replaced by zeros of another type and shape.</summary>
     private static string EditedCopy(string good, string path, Action<GgufWriter>? metadata, string? drop, (string Name, GgmlType Type, long[] Dims)? replace)
     {

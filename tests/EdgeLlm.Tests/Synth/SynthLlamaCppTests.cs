@@ -34,7 +34,7 @@ public sealed class SynthLlamaCppTests : IDisposable
         try { Directory.Delete(_dir, recursive: true); } catch (IOException) { }
     }
 
-    public static TheoryData<string> Shapes => new() { "llama", "qwen2", "llama3", "smollm", "qwen3", "phi3", "phi3-long", "phi3-split", "phi4", "phi4-long", "gemma3", "gemma3-softcap", "gemma3-long", "gemma3-ring", "gemma2", "gemma2-long", "smollm3", "granite", "granite-norope", "lfm2", "lfm2-long", "qwen3moe", "qwen3moe-long", "granitemoe", "granitemoe-shared", "mixtral", "qwen2moe", "olmoe", "lfm2moe", "lfm2moe-long", "ernie4_5", "exaone4", "olmo2", "olmo3-long", "gpt-oss", "gpt-oss-long", "gpt-oss-mxfp4" };
+    public static TheoryData<string> Shapes => new() { "llama", "qwen2", "llama3", "smollm", "qwen3", "phi3", "phi3-long", "phi3-split", "phi4", "phi4-long", "gemma3", "gemma3-softcap", "gemma3-long", "gemma3-ring", "gemma2", "gemma2-long", "smollm3", "granite", "granite-norope", "lfm2", "lfm2-long", "qwen3moe", "qwen3moe-long", "granitemoe", "granitemoe-shared", "mixtral", "qwen2moe", "olmoe", "lfm2moe", "lfm2moe-long", "ernie4_5", "exaone4", "olmo2", "olmo3-long", "mistral3", "mistral3-long", "gpt-oss", "gpt-oss-long", "gpt-oss-mxfp4" };
 
     private static SynthShape Shape(string kind) => kind switch
     {
@@ -130,6 +130,12 @@ public sealed class SynthLlamaCppTests : IDisposable
         // OLMo 3: olmo2 with a window of 8 in three layers of four (a per-layer flag array, as the converter writes it),
         // plain rope there and YaRN ×4 over an original 16 tokens with its attention_factor on the global layer; 200 tokens.
         "olmo3-long" => Shape("olmo2") with { Name = "tiny-olmo3", BlockCount = 4, SlidingWindow = 8, Yarn = new YarnScaling(4f, 16, 1.1386294f) },
+        // Ministral 3: Llama's block under mistral3 keys, heads of 64 on a 128-wide stream, YaRN ×4 over an original 16
+        // tokens (whose magnitude correction llama.cpp's graph cancels) and Llama 4's attention temperature 0.1, which
+        // steps every 16 positions: 1 + 0.1·ln 2 from position 16 on; "-long" runs 200 tokens (up to 1 + 0.1·ln 13).
+        "mistral3" => new("tiny-mistral3", "tiny mistral3", "mistral3", 128, 3, 4, 2, 256, 700, 256, 1e6f, 1e-5f, true, false, SynthVocabKind.Llama3Bpe,
+            WriteHeadLengths: true, HeadLength: 64, Yarn: new YarnScaling(4f, 16), AttnTemperatureScale: 0.1f),
+        "mistral3-long" => Shape("mistral3"),
         // gpt-oss: biases on Q/K/V/output, a sink logit per head, every even layer of four through a window of 8 (under
         // the 32 tokens), 8 experts of 64 with biases, 3 used (top-k of the raw logits, softmax of the chosen), the clamped
         // SwiGLU; YaRN ×4 over an original 16 tokens, so that the ramp spans rotary dims 0..4 (extrapolated below,
@@ -343,7 +349,7 @@ public sealed class SynthLlamaCppTests : IDisposable
         bool ringed = kind == "gemma3-ring";
         bool longer = ringed || kind.EndsWith("-long", StringComparison.Ordinal)
             && (kind.StartsWith("gemma", StringComparison.Ordinal) || kind.StartsWith("lfm2", StringComparison.Ordinal) || kind.StartsWith("qwen3moe", StringComparison.Ordinal)
-            || kind.StartsWith("gpt-oss", StringComparison.Ordinal) || kind.StartsWith("olmo3", StringComparison.Ordinal));
+            || kind.StartsWith("gpt-oss", StringComparison.Ordinal) || kind.StartsWith("olmo3", StringComparison.Ordinal) || kind.StartsWith("mistral3", StringComparison.Ordinal));
         int count = ringed ? 900 : longer ? 200 : 32, ctxLen = ringed ? 1024 : longer ? 256 : 64;
         int[] tokens = Enumerable.Range(0, count).Select(_ => rng.Next(shape.VocabSize)).ToArray();
 

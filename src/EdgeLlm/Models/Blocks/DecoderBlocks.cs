@@ -120,6 +120,15 @@ internal static unsafe class DecoderBlocks
             Rope.Apply(b.K + (long)t * c.KvLength, c.HeadCountKv, c.HeadDim, c.RopeDimensionCount, cos, sin, neox);
         }
 
+        // Ministral 3: the queries' temperature grows with the position (llama.cpp's attn_temp input; float rounding as its)
+        if (c.AttnTemperatureScale != 0f)
+            for (int t = first; t < n; t++)
+            {
+                float pos = b.StartPos + t;
+                float scale = (float)(Math.Log(MathF.Floor(pos / c.AttnTemperatureFloor) + 1.0) * c.AttnTemperatureScale + 1.0);
+                if (scale != 1f) Activations.Scale(b.Q + (long)(t - first) * c.QueryLength, c.QueryLength, scale);
+            }
+
         // K and V go to the f16 cache; attention reads this batch's tokens back from there
         using (Profiler.Section(Profiler.Op.KvStore))
             b.Kv.Store(il, b.StartPos, b.K, b.V, n);
