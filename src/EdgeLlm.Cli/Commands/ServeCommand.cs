@@ -34,7 +34,7 @@ public static class ServeCommand
         var kwargs = TemplateCommand.KwargsOption();
         var reasoningFormat = new Option<string>("--reasoning-format")
         {
-            Description = "Chat answers' <think>...</think> reasoning: deepseek = in message.reasoning_content, none = left in content, auto = deepseek when the chat template writes such blocks (Qwen3, DeepSeek-R1)",
+            Description = "Chat answers' <think>...</think> (Mistral's [THINK]...[/THINK]) reasoning: deepseek = in message.reasoning_content, none = left in content, auto = deepseek when the chat template writes such blocks (Qwen3, DeepSeek-R1, Magistral)",
             DefaultValueFactory = _ => "auto",
         };
         reasoningFormat.AcceptOnlyFromAmong("auto", "none", "deepseek");

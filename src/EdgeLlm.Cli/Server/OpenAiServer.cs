@@ -86,6 +86,8 @@ public sealed class OpenAiServer
     /// <summary>How the template's model writes function calls; null: it writes none EdgeLlm reads, and tools are refused.</summary>
     private readonly ToolCallFormat? _toolFormat;
     private readonly bool _harmony;
+    /// <summary>The template writes Mistral's [THINK] … [/THINK] reasoning blocks (control tokens, rendered for the splitter).</summary>
+    private readonly bool _mistralThink;
     private readonly TextWriter _log;
     private readonly long _created = DateTimeOffset.UtcNow.ToUnixTimeSeconds();
     private readonly byte[]? _apiKey;
@@ -109,6 +111,7 @@ public sealed class OpenAiServer
         _template = template;
         _toolFormat = ToolCallFormat.Of(template);
         _harmony = Harmony.Writes(template);
+        _mistralThink = ReasoningSplitter.WritesMistralTags(template);
         _log = log;
         _apiKey = string.IsNullOrEmpty(options.ApiKey) ? null : Encoding.UTF8.GetBytes(options.ApiKey);
         _splitReasoning = options.ReasoningFormat switch
@@ -330,7 +333,12 @@ public sealed class OpenAiServer
             request = request with { Options = request.Options with { RenderSpecialTokens = true } };
             splitter = new HarmonySplitter(Harmony.OpenHeader(text), _splitReasoning);
         }
-        else splitter = _splitReasoning ? new ReasoningSplitter(ReasoningSplitter.PromptOpensReasoning(text)) : null;
+        else
+        {
+            // Magistral / Ministral 3 Reasoning: [THINK] and [/THINK] are control tokens; rendered, the splitter reads them.
+            if (_splitReasoning && _mistralThink) request = request with { Options = request.Options with { RenderSpecialTokens = true } };
+            splitter = _splitReasoning ? new ReasoningSplitter(ReasoningSplitter.PromptOpensReasoning(text, _mistralThink), _mistralThink) : null;
+        }
         await CompleteAsync(ctx, request, prompt, chat: true, splitter, toolNames);
     }
 

@@ -152,6 +152,7 @@ public sealed class EdgeLlmChatClient : AI.IChatClient
                 _ => ReasoningSplitter.TemplateReasons(Template) || Harmony.Writes(Template),
             };
             _harmony = Harmony.Writes(Template);
+            _mistralThink = ReasoningSplitter.WritesMistralTags(Template);
             ModelId = options.ModelId ?? Path.GetFileNameWithoutExtension(model.File.FilePath);
             _sampling = options.Sampling;
             _context = new InferenceContext(model, options.ContextLength, options.Threads, options.CacheTypeK, options.CacheTypeV, options.FullSlidingWindowCache);
@@ -224,6 +225,8 @@ public sealed class EdgeLlmChatClient : AI.IChatClient
 
     private ToolCallFormat? _toolFormat;
     private readonly bool _harmony;
+    /// <summary>The template writes Mistral's [THINK] … [/THINK] reasoning blocks (control tokens, rendered for the splitter).</summary>
+    private readonly bool _mistralThink;
 
     /// <summary>Tokens the context holds.</summary>
     public int ContextLength => _context.ContextLength;
@@ -542,7 +545,12 @@ public sealed class EdgeLlmChatClient : AI.IChatClient
             generation = generation with { RenderSpecialTokens = true };
             splitter = new HarmonySplitter(Harmony.OpenHeader(text), _splitReasoning);
         }
-        else splitter = _splitReasoning ? new ReasoningSplitter(ReasoningSplitter.PromptOpensReasoning(text)) : null;
+        else
+        {
+            // Magistral / Ministral 3 Reasoning: [THINK] and [/THINK] are control tokens; rendered, the splitter reads them.
+            if (_splitReasoning && _mistralThink) generation = generation with { RenderSpecialTokens = true };
+            splitter = _splitReasoning ? new ReasoningSplitter(ReasoningSplitter.PromptOpensReasoning(text, _mistralThink), _mistralThink) : null;
+        }
         return new Request(prompt, generation, "edgellm-" + Guid.NewGuid().ToString("N"), DateTimeOffset.UtcNow, splitter) { ToolNames = toolNames };
     }
 

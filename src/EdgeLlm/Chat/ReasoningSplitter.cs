@@ -46,8 +46,10 @@ public abstract class AnswerSplitter
 /// <c>--reasoning-format deepseek</c> does for Qwen3 and DeepSeek-R1: the text between an opening
 /// <c>&lt;think&gt;</c> (at the very start of the answer, or left open at the end of the prompt) and
 /// <c>&lt;/think&gt;</c> is reasoning; the rest, with the whitespace after the closing tag dropped, is
-/// the reply. Text arrives in pieces (streaming); a piece that may be the beginning of a tag is held
-/// back until the next piece decides, so the tags never reach either part.
+/// the reply. Mistral's reasoning models (Magistral, Ministral 3 Reasoning) write <c>[THINK]</c> …
+/// <c>[/THINK]</c> instead (<see cref="MistralOpen"/>; llama.cpp's Magistral chat format): the tags are
+/// the template's (<see cref="WritesMistralTags"/>). Text arrives in pieces (streaming); a piece that may be the
+/// beginning of a tag is held back until the next piece decides, so the tags never reach either part.
 /// </summary>
 public sealed class ReasoningSplitter : AnswerSplitter
 {
@@ -57,29 +59,50 @@ public sealed class ReasoningSplitter : AnswerSplitter
     /// <summary>The closing tag.</summary>
     public const string Close = "</think>";
 
+    /// <summary>Mistral's opening tag (a control token in Tekken vocabularies: the text must be generated with special tokens rendered).</summary>
+    public const string MistralOpen = "[THINK]";
+
+    /// <summary>Mistral's closing tag.</summary>
+    public const string MistralClose = "[/THINK]";
+
     private enum State { Start, Reasoning, AfterClose, Content }
 
     private State _state;
     private readonly StringBuilder _held = new();
+    private readonly string _open, _close;
 
     /// <param name="startsInReasoning">the prompt ends with an open <c>&lt;think&gt;</c> (the template opened the reasoning block)</param>
-    public ReasoningSplitter(bool startsInReasoning) => _state = startsInReasoning ? State.Reasoning : State.Start;
+    /// <param name="mistralTags">the tags are <c>[THINK]</c> and <c>[/THINK]</c> (<see cref="WritesMistralTags"/>)</param>
+    public ReasoningSplitter(bool startsInReasoning, bool mistralTags = false)
+    {
+        _state = startsInReasoning ? State.Reasoning : State.Start;
+        (_open, _close) = mistralTags ? (MistralOpen, MistralClose) : (Open, Close);
+    }
 
     /// <summary>
-    /// True when a template writes reasoning blocks (mentions both tags): what llama-server's
+    /// True when a template writes reasoning blocks (mentions both tags of either kind): what llama-server's
     /// <c>--reasoning-format auto</c> keys on, simplified.
     /// </summary>
     public static bool TemplateReasons(ChatTemplate template)
     {
         ArgumentNullException.ThrowIfNull(template);
-        return template.Source.Contains(Open, StringComparison.Ordinal) && template.Source.Contains(Close, StringComparison.Ordinal);
+        return template.Source.Contains(Open, StringComparison.Ordinal) && template.Source.Contains(Close, StringComparison.Ordinal)
+            || WritesMistralTags(template);
     }
 
-    /// <summary>True when a rendered prompt leaves a reasoning block open (ends with <c>&lt;think&gt;</c>, whitespace aside).</summary>
-    public static bool PromptOpensReasoning(string prompt)
+    /// <summary>True when the template's reasoning blocks are Mistral's <c>[THINK]</c> … <c>[/THINK]</c> (it mentions both and not &lt;think&gt;).</summary>
+    public static bool WritesMistralTags(ChatTemplate template)
+    {
+        ArgumentNullException.ThrowIfNull(template);
+        return template.Source.Contains(MistralOpen, StringComparison.Ordinal) && template.Source.Contains(MistralClose, StringComparison.Ordinal)
+            && !template.Source.Contains(Open, StringComparison.Ordinal);
+    }
+
+    /// <summary>True when a rendered prompt leaves a reasoning block open (ends with the opening tag, whitespace aside).</summary>
+    public static bool PromptOpensReasoning(string prompt, bool mistralTags = false)
     {
         ArgumentNullException.ThrowIfNull(prompt);
-        return prompt.TrimEnd().EndsWith(Open, StringComparison.Ordinal);
+        return prompt.TrimEnd().EndsWith(mistralTags ? MistralOpen : Open, StringComparison.Ordinal);
     }
 
     /// <inheritdoc/>
@@ -97,27 +120,27 @@ public sealed class ReasoningSplitter : AnswerSplitter
                 case State.Start:
                 {
                     string lead = text.TrimStart();
-                    if (lead.StartsWith(Open, StringComparison.Ordinal))
+                    if (lead.StartsWith(_open, StringComparison.Ordinal))
                     {
-                        _held.Clear().Append(lead[Open.Length..]);
+                        _held.Clear().Append(lead[_open.Length..]);
                         _state = State.Reasoning;
                         continue;
                     }
-                    if (Open.StartsWith(lead, StringComparison.Ordinal)) return (reasoning.ToString(), content.ToString()); // "", "<th": wait
+                    if (_open.StartsWith(lead, StringComparison.Ordinal)) return (reasoning.ToString(), content.ToString()); // "", "<th": wait
                     _state = State.Content;
                     continue;
                 }
                 case State.Reasoning:
                 {
-                    int close = text.IndexOf(Close, StringComparison.Ordinal);
+                    int close = text.IndexOf(_close, StringComparison.Ordinal);
                     if (close >= 0)
                     {
                         reasoning.Append(text, 0, close);
-                        _held.Clear().Append(text, close + Close.Length, text.Length - close - Close.Length);
+                        _held.Clear().Append(text, close + _close.Length, text.Length - close - _close.Length);
                         _state = State.AfterClose;
                         continue;
                     }
-                    int keep = PartialTagLength(text, Close);
+                    int keep = PartialTagLength(text, _close);
                     reasoning.Append(text, 0, text.Length - keep);
                     _held.Remove(0, text.Length - keep);
                     return (reasoning.ToString(), content.ToString());

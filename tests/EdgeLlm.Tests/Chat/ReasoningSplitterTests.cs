@@ -37,9 +37,39 @@ public class ReasoningSplitterTests
         }
     }
 
+    /// <summary>Mistral's [THINK] … [/THINK] (Magistral, Ministral 3 Reasoning): the same rules with the other tags, in any pieces.</summary>
+    [Theory]
+    [InlineData("[THINK]Let me see.[/THINK]\n\nHello!", false, "Let me see.", "Hello!")]
+    [InlineData("Let me see.[/THINK]Hi", true, "Let me see.", "Hi")]
+    [InlineData("<think>not these</think>x", false, "", "<think>not these</think>x")]
+    [InlineData("[THINK]cut [/THI", false, "cut [/THI", "")]
+    [InlineData("Hello [THINK]no[/THINK]", false, "", "Hello [THINK]no[/THINK]")]
+    public void MistralTags_Split_InAnyPieces(string answer, bool open, string reasoning, string content)
+    {
+        foreach (int size in new[] { 1, 2, 5, answer.Length + 1 })
+        {
+            var s = new ReasoningSplitter(open, mistralTags: true);
+            string r = "", c = "";
+            for (int i = 0; i < answer.Length; i += size)
+            {
+                var (pr, pc) = s.Push(answer.Substring(i, Math.Min(size, answer.Length - i)));
+                r += pr;
+                c += pc;
+            }
+            var (fr, fc) = s.Flush();
+            Assert.Equal((reasoning, content), (r + fr, c + fc));
+        }
+    }
+
     [Fact]
     public void Detection_ByTemplateAndPrompt()
     {
+        var mistral = ChatTemplate.Parse("{{ '[THINK]' + m.thinking + '[/THINK]' if m }}");
+        Assert.True(ReasoningSplitter.TemplateReasons(mistral));
+        Assert.True(ReasoningSplitter.WritesMistralTags(mistral));
+        Assert.False(ReasoningSplitter.WritesMistralTags(ChatTemplate.Parse("{{ '<think>\n\n</think>' if x }}")));
+        Assert.True(ReasoningSplitter.PromptOpensReasoning("[INST]hi[/INST][THINK]", mistralTags: true));
+        Assert.False(ReasoningSplitter.PromptOpensReasoning("[INST]hi[/INST][THINK]"));
         Assert.True(ReasoningSplitter.TemplateReasons(ChatTemplate.Parse("{{ '<think>\\n\\n</think>' if x }}")));
         Assert.False(ReasoningSplitter.TemplateReasons(ChatTemplate.Fallback));
         Assert.True(ReasoningSplitter.PromptOpensReasoning("<|im_start|>assistant\n<think>\n"));

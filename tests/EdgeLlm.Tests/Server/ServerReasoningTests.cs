@@ -59,6 +59,24 @@ public sealed class ServerReasoningTests : IDisposable
             Assert.False(closed.TryGetProperty("reasoning_content", out _));
         }
 
+        // Mistral's tags (Magistral, Ministral 3 Reasoning): a template that opens [THINK] sends the greedy text to
+        // reasoning_content the same way (the tags are control tokens there, so the server renders them for the splitter).
+        string mistralModel = _model + ".mistral.gguf";
+        Chat.TemplatedStoriesModel.Write(mistralModel,
+            "{{ messages[0].content }}{% if add_generation_prompt %}[THINK]{% endif %}{% if false %}[/THINK]{% endif %}");
+        try
+        {
+            using var mistral = ServerProcess.StartWith(mistralModel, "--api-key", ServerProcess.ApiKey);
+            using var cm = mistral.Client();
+            var message = await MessageAsync(cm);
+            Assert.NotEmpty(message.GetProperty("reasoning_content").GetString()!); // (another prompt: another story)
+            Assert.Equal("", message.GetProperty("content").GetString());
+        }
+        finally
+        {
+            File.Delete(mistralModel);
+        }
+
         using var none = ServerProcess.StartWith(_model, "--api-key", ServerProcess.ApiKey, "--reasoning-format", "none");
         using var c2 = none.Client();
         var plain = await MessageAsync(c2);
