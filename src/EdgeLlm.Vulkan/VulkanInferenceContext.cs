@@ -119,6 +119,8 @@ public sealed unsafe class VulkanInferenceContext : Engine.IEvalContext, Engine.
         // (The rope shader has no YaRN ramp; without this a dense YaRN model would rotate wrongly, not fail.)
         if (_c.RopeYarn.ExtFactor != 0f)
             throw new VulkanUnavailableException($"the Vulkan backend does not rotate with YaRN rope scaling ({_c.Architecture}.rope.scaling.type yarn) yet; the CPU backend does");
+        if (_c.QkNormAfterRope)
+            throw new VulkanUnavailableException($"the Vulkan backend does not norm the query and key heads after the rope ({_c.Architecture}) yet; the CPU backend does");
         if (_c.AttnTemperatureScale != 0f)
             throw new VulkanUnavailableException($"the Vulkan backend does not scale the queries' attention temperature by position ({_c.Architecture}.attention.temperature_scale) yet; the CPU backend does");
         if (_c.HeadDim % 2 != 0 || _c.KvLength % 2 != 0)

@@ -253,7 +253,7 @@ public class VulkanGoldenTests(DeviceFixture fixture, ITestOutputHelper output) 
     /// reason rather than rotated wrongly.
     /// </summary>
     [Fact]
-    public void YaRN_IsDeclined_WithTheReason()
+    public void YaRN_AndHeadNormsAfterRope_AreDeclined_WithTheReason()
     {
         string path = Path.Combine(Path.GetTempPath(), $"edgellm-vk-yarn-{Guid.NewGuid():N}.gguf");
         try
@@ -263,10 +263,17 @@ public class VulkanGoldenTests(DeviceFixture fixture, ITestOutputHelper output) 
             using var m = Model.Load(path);
             var e = Assert.Throws<VulkanUnavailableException>(() => new VulkanInferenceContext(m, 256).Dispose());
             Assert.Equal("the Vulkan backend does not rotate with YaRN rope scaling (olmo2.rope.scaling.type yarn) yet; the CPU backend does", e.Message);
+            // Hunyuan's head norms after the rope, which the device's attention does before it.
+            EdgeLlm.Synth.ModelSynthesizer.Synthesize(new EdgeLlm.Synth.SynthShape("tiny-hunyuan", "tiny hunyuan", "hunyuan-dense", 128, 2, 4, 2, 384, 400, 256,
+                1e6f, 1e-5f, false, false, EdgeLlm.Synth.SynthVocabKind.Qwen2Bpe, WriteHeadLengths: true, HeadLength: 128), "F32", path + ".hunyuan", seed: 5);
+            using var h = Model.Load(path + ".hunyuan");
+            e = Assert.Throws<VulkanUnavailableException>(() => new VulkanInferenceContext(h, 256).Dispose());
+            Assert.Equal("the Vulkan backend does not norm the query and key heads after the rope (hunyuan-dense) yet; the CPU backend does", e.Message);
         }
         finally
         {
             File.Delete(path);
+            File.Delete(path + ".hunyuan");
         }
     }
 

@@ -186,6 +186,7 @@ public static class InfoCommand
         if (c.LogitScale != 1f) parts.Add(string.Create(ci, $"logits / {c.LogitScale:G}"));
         if (!c.PreNorms) parts.Add("no norm before attention or feed-forward, their outputs normed (post-norms only)");
         if (c.QkNormFullWidth) parts.Add("Q/K norms over whole rows");
+        if (c.QkNormAfterRope) parts.Add("Q/K head norms after the rope");
         if (c.AttnTemperatureScale != 0f) parts.Add(string.Create(ci, $"query temperature 1 + {c.AttnTemperatureScale:G}·ln(⌊pos / {c.AttnTemperatureFloor}⌋ + 1)"));
         return string.Join("; ", parts);
     }

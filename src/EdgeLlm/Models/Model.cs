@@ -7,14 +7,14 @@ namespace EdgeLlm.Models;
 
 /// <summary>
 /// A decoder-only transformer loaded from a GGUF file. Weights stay in the memory mapping in their
-/// own types (no copies); each architecture (<c>llama</c>, <c>qwen2</c>, <c>qwen3</c>, <c>phi3</c>, <c>gemma2</c>, <c>gemma3</c>, <c>smollm3</c>, <c>granite</c>, <c>lfm2</c>, <c>ernie4_5</c> and <c>mistral3</c> (as <see cref="Llama"/>), <c>exaone4</c>, <c>olmo2</c>,
+/// own types (no copies); each architecture (<c>llama</c>, <c>qwen2</c>, <c>qwen3</c>, <c>phi3</c>, <c>gemma2</c>, <c>gemma3</c>, <c>smollm3</c>, <c>granite</c>, <c>lfm2</c>, <c>ernie4_5</c> and <c>mistral3</c> (as <see cref="Llama"/>), <c>exaone4</c>, <c>olmo2</c>, <c>hunyuan-dense</c> (as <see cref="Qwen3"/>),
 /// and the mixtures of experts <c>qwen3moe</c>, <c>granitemoe</c>, <c>qwen2moe</c>, <c>olmoe</c>, <c>lfm2moe</c> (as <see cref="Lfm2"/>) and llama with experts) is one subclass that maps
 /// the GGUF tensor names and wires its layers. Run it with an <see cref="InferenceContext"/>.
 /// </summary>
 public abstract unsafe class Model : IDisposable
 {
     /// <summary>Architectures <see cref="Load(GgufFile, ModelLoadOptions?)"/> accepts (general.architecture).</summary>
-    public static IReadOnlyList<string> SupportedArchitectures { get; } = ["llama", "qwen2", "qwen3", "phi3", "gemma2", "gemma3", "smollm3", "granite", "lfm2", "qwen3moe", "granitemoe", "qwen2moe", "olmoe", "lfm2moe", "ernie4_5", "exaone4", "olmo2", "mistral3", "gpt-oss"];
+    public static IReadOnlyList<string> SupportedArchitectures { get; } = ["llama", "qwen2", "qwen3", "phi3", "gemma2", "gemma3", "smollm3", "granite", "lfm2", "qwen3moe", "granitemoe", "qwen2moe", "olmoe", "lfm2moe", "ernie4_5", "exaone4", "olmo2", "mistral3", "hunyuan-dense", "gpt-oss"];
 
     private readonly bool _ownsFile;
     private readonly List<nint> _repacked = [];
@@ -158,6 +158,7 @@ public abstract unsafe class Model : IDisposable
             "exaone4" => Exaone4.ReadConfig(file),
             "olmo2" => Olmo2.ReadConfig(file),
             "mistral3" => Llama.ReadMistral3Config(file),
+            "hunyuan-dense" => Qwen3.ReadHunyuanDenseConfig(file),
             "gpt-oss" => GptOss.ReadConfig(file),
             "bert" or "nomic-bert" => throw new ModelLoadException($"architecture '{arch}' is a text encoder (an embedding model), not a decoder that generates text: run it with `edgellm embed`, or load it as a BertModel"),
             _ => throw new ModelLoadException($"architecture '{arch}' is not supported (supported: {string.Join(", ", SupportedArchitectures)})"),
@@ -170,7 +171,7 @@ public abstract unsafe class Model : IDisposable
             "llama" or "ernie4_5" or "mistral3" => new Llama(file, config, tensors, ownsFile, options),
             "exaone4" => new Exaone4(file, config, tensors, ownsFile, options),
             "olmo2" => new Olmo2(file, config, tensors, ownsFile, options),
-            "qwen3" => new Qwen3(file, config, tensors, ownsFile, options),
+            "qwen3" or "hunyuan-dense" => new Qwen3(file, config, tensors, ownsFile, options),
             "phi3" => new Phi3(file, config, tensors, ownsFile, options),
             "gemma2" => new Gemma2(file, config, tensors, ownsFile, options),
             "gemma3" => new Gemma3(file, config, tensors, ownsFile, options),

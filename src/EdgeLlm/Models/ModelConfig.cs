@@ -234,6 +234,9 @@ public sealed record ModelConfig(
     /// </summary>
     public bool QkNormFullWidth { get; init; }
 
+    /// <summary>The per-head query and key RMSNorms come after the rotary embedding, not before (Hunyuan's dense models, as llama.cpp's llm_build_hunyuan_dense).</summary>
+    public bool QkNormAfterRope { get; init; }
+
     /// <summary>True for a mixture-of-experts model (<see cref="ExpertCount"/> &gt; 0).</summary>
     public bool IsMixtureOfExperts => ExpertCount > 0;
 

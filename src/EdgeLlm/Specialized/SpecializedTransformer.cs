@@ -63,6 +63,7 @@ public abstract unsafe class SpecializedTransformer
         if (c.SlidingWindow > 0 || c.GeluGate || c.EmbeddingScale != 1f || c.FinalLogitSoftcap != 0 || c.AttentionScale != 0 || c.AttnLogitSoftcap != 0)
             return "Gemma-style blocks (sliding window, GeGLU, scaled embeddings)";
         if (c.AttnTemperatureScale != 0f) return "attention temperature scaling";
+        if (c.QkNormAfterRope) return "Q/K norms after the rope";
         if (c.NoRopeLayerStep != 0 || c.ResidualScale != 1f || c.LogitScale != 1f)
             return "layers without rope, or scaled residuals or logits";
         if (c.RopeNeox != s.RopeNeox) return "rope layout";

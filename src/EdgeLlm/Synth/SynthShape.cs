@@ -163,7 +163,7 @@ public sealed record SynthShape(
     public int HeadDim => HeadLength > 0 ? HeadLength : EmbeddingLength / HeadCount;
 
     /// <summary>Each layer has per-head Q/K RMSNorm weights (attn_q_norm, attn_k_norm): the <c>qwen3</c> architecture.</summary>
-    public bool QkNorm => Architecture is "qwen3" or "gemma3" or "lfm2" or "qwen3moe" or "olmoe" or "lfm2moe" or "exaone4" or "olmo2";
+    public bool QkNorm => Architecture is "qwen3" or "gemma3" or "lfm2" or "qwen3moe" or "olmoe" or "lfm2moe" or "exaone4" or "olmo2" or "hunyuan-dense";
 
     /// <summary>OLMoE and OLMo 2: the Q/K norms span each token's whole query and key rows, not each head.</summary>
     public bool QkNormFullWidth => Architecture is "olmoe" or "olmo2";
@@ -188,8 +188,8 @@ public sealed record SynthShape(
         {
             if (!ok) throw new ArgumentException($"synthetic shape '{Name}': {what}");
         }
-        Require(Architecture is "llama" or "qwen2" or "qwen3" or "phi3" or "gemma2" or "gemma3" or "smollm3" or "granite" or "lfm2" or "qwen3moe" or "granitemoe" or "qwen2moe" or "olmoe" or "lfm2moe" or "ernie4_5" or "exaone4" or "olmo2" or "mistral3" or "gpt-oss",
-            $"architecture '{Architecture}' is not llama, qwen2, qwen3, phi3, gemma2, gemma3, smollm3, granite, lfm2, qwen3moe, granitemoe, qwen2moe, olmoe, lfm2moe, ernie4_5, exaone4, olmo2, mistral3 or gpt-oss");
+        Require(Architecture is "llama" or "qwen2" or "qwen3" or "phi3" or "gemma2" or "gemma3" or "smollm3" or "granite" or "lfm2" or "qwen3moe" or "granitemoe" or "qwen2moe" or "olmoe" or "lfm2moe" or "ernie4_5" or "exaone4" or "olmo2" or "mistral3" or "hunyuan-dense" or "gpt-oss",
+            $"architecture '{Architecture}' is not llama, qwen2, qwen3, phi3, gemma2, gemma3, smollm3, granite, lfm2, qwen3moe, granitemoe, qwen2moe, olmoe, lfm2moe, ernie4_5, exaone4, olmo2, mistral3, hunyuan-dense or gpt-oss");
         Require(AttnTemperatureScale == 0 || Architecture == "mistral3" && Yarn is not null, "an attention temperature is written for mistral3 with YaRN (its step is the original context) only");
         Require((Experts is not null) == (Architecture is "qwen3moe" or "granitemoe" or "qwen2moe" or "olmoe" or "lfm2moe" or "gpt-oss") || Experts is not null && Architecture == "llama",
             "qwen3moe, granitemoe, qwen2moe, olmoe, lfm2moe and gpt-oss models, and only they and llama (as Mixtral), have experts");

@@ -340,6 +340,16 @@ public class CliTests
             r = Run("run", "-m", ministral, "-p", "hello", "-n", "4", "--backend", "auto", "--temp", "0");
             Assert.Equal(0, r.ExitCode);
 
+            // Hunyuan (dense): the head norms after the rope, on info's attention line; it runs (the Vulkan backend declines it).
+            string hunyuan = Path.Combine(dir, "hunyuan.gguf");
+            EdgeLlm.Synth.ModelSynthesizer.Synthesize(new EdgeLlm.Synth.SynthShape("tiny-hunyuan", "tiny hunyuan", "hunyuan-dense", 128, 2, 4, 2, 384, 400, 256,
+                1e6f, 1e-5f, false, false, EdgeLlm.Synth.SynthVocabKind.Qwen2Bpe, WriteHeadLengths: true, HeadLength: 128), "F32", hunyuan, seed: 1);
+            r = Run("info", "-m", hunyuan);
+            Assert.Equal(0, r.ExitCode);
+            Assert.Contains("attention: 4 query / 2 KV heads of 128; rope NEOX base 1000000; Q/K head norms after the rope", r.Stdout, StringComparison.Ordinal);
+            r = Run("run", "-m", hunyuan, "-p", "hello", "-n", "4", "--backend", "auto", "--temp", "0");
+            Assert.Equal(0, r.ExitCode);
+
             // LFM2-MoE: the sigmoid router with its choice bias and the dense blocks before the experts.
             string lfm2moe = Path.Combine(dir, "lfm2moe.gguf");
             EdgeLlm.Synth.ModelSynthesizer.Synthesize(new EdgeLlm.Synth.SynthShape("tiny-lfm2moe", "tiny lfm2moe", "lfm2moe", 128, 4, 4, 2, 256, 700, 256,

@@ -85,24 +85,8 @@ internal static unsafe class DecoderBlocks
         if (w.Bk is not null) Activations.AddBias(b.K, w.Bk, n);
         if (w.Bv is not null) Activations.AddBias(b.V, w.Bv, n);
 
-        // Qwen3: RMSNorm of every query and key head (llama.cpp's attn_q_norm / attn_k_norm), before rope
-        if (w.QNorm is not null && w.KNorm is not null)
-        {
-            using (Profiler.Section(Profiler.Op.RmsNorm))
-            {
-                if (c.QkNormFullWidth)
-                {
-                    // OLMoE: each token's whole query and key rows
-                    HeadNorm(b.Q, keep, w.QNorm, c.QueryLength, c.RmsEps);
-                    HeadNorm(b.K, n, w.KNorm, c.KvLength, c.RmsEps);
-                }
-                else
-                {
-                    HeadNorm(b.Q, (long)keep * c.HeadCount, w.QNorm, c.HeadDim, c.RmsEps);
-                    HeadNorm(b.K, (long)n * c.HeadCountKv, w.KNorm, c.HeadDim, c.RmsEps);
-                }
-            }
-        }
+        // Qwen3: RMSNorm of every query and key head (llama.cpp's attn_q_norm / attn_k_norm), before rope (Hunyuan: after it)
+        if (w.QNorm is not null && w.KNorm is not null && !c.QkNormAfterRope) QkNorm(c, w, b, n, keep);
 
         // rotary embedding of Q and K at each token's position (Gemma 3's sliding-window layers: their own base)
         int pairs = c.RopeDimensionCount / 2;
@@ -129,6 +113,8 @@ internal static unsafe class DecoderBlocks
                 if (scale != 1f) Activations.Scale(b.Q + (long)(t - first) * c.QueryLength, c.QueryLength, scale);
             }
 
+        if (w.QNorm is not null && w.KNorm is not null && c.QkNormAfterRope) QkNorm(c, w, b, n, keep);
+
         // K and V go to the f16 cache; attention reads this batch's tokens back from there
         using (Profiler.Section(Profiler.Op.KvStore))
             b.Kv.Store(il, b.StartPos, b.K, b.V, n);
@@ -145,6 +131,25 @@ internal static unsafe class DecoderBlocks
         if (c.ResidualScale != 1f) ScaleResidual(b.Proj, (long)keep * embd, c.ResidualScale);
         using (Profiler.Section(Profiler.Op.Add))
             Activations.Add(b.X + (long)first * embd, b.Proj, (long)keep * embd);
+    }
+
+    /// <summary>The query and key RMSNorms of one batch, in place: per head (Qwen3), or over each token's whole rows (OLMoE, OLMo 2).</summary>
+    private static void QkNorm(ModelConfig c, AttentionWeights w, ForwardBatch b, int n, int keep)
+    {
+        using (Profiler.Section(Profiler.Op.RmsNorm))
+        {
+            if (c.QkNormFullWidth)
+            {
+                // OLMoE: each token's whole query and key rows
+                HeadNorm(b.Q, keep, w.QNorm!, c.QueryLength, c.RmsEps);
+                HeadNorm(b.K, n, w.KNorm!, c.KvLength, c.RmsEps);
+            }
+            else
+            {
+                HeadNorm(b.Q, (long)keep * c.HeadCount, w.QNorm!, c.HeadDim, c.RmsEps);
+                HeadNorm(b.K, (long)n * c.HeadCountKv, w.KNorm!, c.HeadDim, c.RmsEps);
+            }
+        }
     }
 
     /// <summary>
