@@ -1,5 +1,5 @@
 #version 450
-// Rotary position embedding in place (ggml_rope_ext, ext_factor 0): for the pair i of each head
+// Rotary position embedding in place (ggml_rope_ext; YaRN's ramp when EXT_FACTOR is given): for the pair i of each head
 // at position pos = start_pos + t, theta = pos * theta_scale^i (the running float product of
 // ggml_rope_cache_init, theta_scale computed on the host as powf(base, -2/n_dims)), divided by
 // the frequency factor (Llama 3 rope_freqs, Phi-3 LongRoPE) and scaled by freq_scale; cos and sin are
@@ -14,6 +14,11 @@ layout(constant_id = 4) const float THETA_SCALE = 1.0;
 layout(constant_id = 5) const float FREQ_SCALE = 1.0;
 layout(constant_id = 6) const uint HAS_FACTORS = 0;
 layout(constant_id = 7) const float ATTN_FACTOR = 1.0;
+// YaRN (given only for a YaRN model): ext_factor and the ramp's ends in rotary pairs (ggml_rope_yarn_corr_dims); the
+// magnitude correction 1 + 0.1 ln(1 / freq_scale) is folded into ATTN_FACTOR on the host, as the CPU computes it.
+layout(constant_id = 8) const float EXT_FACTOR = 0.0;
+layout(constant_id = 9) const float CORR_LOW = 0.0;
+layout(constant_id = 10) const float CORR_HIGH = 0.0;
 
 layout(std430, binding = 0) buffer BufX { float x[]; };
 layout(std430, binding = 1) readonly buffer BufF { float freq_factors[]; };
@@ -30,7 +35,14 @@ void main() {
     float theta = float(params.start_pos + t);
     for (uint k = 0; k < i; k++) theta *= THETA_SCALE;
     float ff = HAS_FACTORS != 0u ? freq_factors[i] : 1.0;
-    float angle = FREQ_SCALE * (theta / ff);
+    float extrap = theta / ff;
+    float angle = FREQ_SCALE * extrap;
+    if (EXT_FACTOR != 0.0) {
+        // rope_yarn_ramp: interpolated below the ramp, extrapolated above it
+        float y = (float(i) - CORR_LOW) / max(0.001, CORR_HIGH - CORR_LOW);
+        float mix = (1.0 - min(1.0, max(0.0, y))) * EXT_FACTOR;
+        angle = angle * (1.0 - mix) + extrap * mix;
+    }
     float c = cos(angle) * ATTN_FACTOR;
     float s = sin(angle) * ATTN_FACTOR;
     uint base = (t * N_HEADS + h) * HEAD_DIM;

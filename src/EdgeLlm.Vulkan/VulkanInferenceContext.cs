@@ -116,11 +116,6 @@ public sealed unsafe class VulkanInferenceContext : Engine.IEvalContext, Engine.
         _c = model.Config;
         if (_c.IsMixtureOfExperts)
             throw new VulkanUnavailableException($"the Vulkan backend does not run mixture-of-experts models ({_c.Architecture} with {_c.ExpertCount} experts) yet; the CPU backend does");
-        // (The rope shader has no YaRN ramp; without this a dense YaRN model would rotate wrongly, not fail.)
-        if (_c.RopeYarn.ExtFactor != 0f)
-            throw new VulkanUnavailableException($"the Vulkan backend does not rotate with YaRN rope scaling ({_c.Architecture}.rope.scaling.type yarn) yet; the CPU backend does");
-        if (_c.QkNormAfterRope)
-            throw new VulkanUnavailableException($"the Vulkan backend does not norm the query and key heads after the rope ({_c.Architecture}) yet; the CPU backend does");
         if (_c.AttnTemperatureScale != 0f)
             throw new VulkanUnavailableException($"the Vulkan backend does not scale the queries' attention temperature by position ({_c.Architecture}.attention.temperature_scale) yet; the CPU backend does");
         if (_c.HeadDim % 2 != 0 || _c.KvLength % 2 != 0)
@@ -465,21 +460,9 @@ public sealed unsafe class VulkanInferenceContext : Engine.IEvalContext, Engine.
                 if (l.Bv is not null) VulkanKernels.RecordElementwise(d, cb, Mark(add), Set(add, _v, l.Bv), (long)n * c.KvLength, (uint)c.KvLength);
                 Sync(cb);
             }
-            // Qwen3: RMSNorm of every query and key head, in place (one workgroup per head row); OLMo 2: of each token's
-            // whole query and key rows (one workgroup per token)
-            if (l.QNorm is not null && l.KNorm is not null && c.QkNormFullWidth)
-            {
-                HeadNorm(cb, Op("rms_norm.q"), _q, l.QNorm, n);
-                HeadNorm(cb, Op("rms_norm.k"), _k, l.KNorm, n);
-                Sync(cb);
-            }
-            else if (l.QNorm is not null && l.KNorm is not null)
-            {
-                var headNorm = Op("rms_norm.head");
-                HeadNorm(cb, headNorm, _q, l.QNorm, (long)n * c.HeadCount);
-                HeadNorm(cb, headNorm, _k, l.KNorm, (long)n * c.HeadCountKv);
-                Sync(cb);
-            }
+            // Qwen3: RMSNorm of every query and key head, in place (one workgroup per head row), before the rope (Hunyuan:
+            // after it); OLMo 2: of each token's whole query and key rows (one workgroup per token)
+            if (!c.QkNormAfterRope) QkNorms(cb, l, n);
             // rope (Gemma's sliding-window layers: their own base; SmolLM3's every fourth layer: none)
             if (l.Rope)
             {
@@ -489,6 +472,7 @@ public sealed unsafe class VulkanInferenceContext : Engine.IEvalContext, Engine.
                 VulkanKernels.RecordRope(d, cb, Mark(rk), Set(rk, _k, _ropeFactors, _params), n);
                 Sync(cb);
             }
+            if (c.QkNormAfterRope) QkNorms(cb, l, n);
             // K and V into the f16 cache, then attention over it
             var st = l.SlidingWindow ? storeRing : store;
             VulkanKernels.RecordKvStore(d, cb, Mark(st), Set(st, _k, l.KCache!, _params), n);
@@ -581,6 +565,24 @@ public sealed unsafe class VulkanInferenceContext : Engine.IEvalContext, Engine.
         if (_residualScale is null) return;
         var mul = Op("mul");
         VulkanKernels.RecordElementwise(_device, cb, Mark(mul), Set(mul, _proj, _residualScale), (long)n * _c.EmbeddingLength, (uint)_c.EmbeddingLength);
+        Sync(cb);
+    }
+
+    /// <summary>The layer's query and key RMSNorms, if it has them: per head, or over each token's whole rows (OLMo 2).</summary>
+    private void QkNorms(CommandBuffer cb, Layer l, int n)
+    {
+        if (l.QNorm is null || l.KNorm is null) return;
+        if (_c.QkNormFullWidth)
+        {
+            HeadNorm(cb, Op("rms_norm.q"), _q, l.QNorm, n);
+            HeadNorm(cb, Op("rms_norm.k"), _k, l.KNorm, n);
+        }
+        else
+        {
+            var headNorm = Op("rms_norm.head");
+            HeadNorm(cb, headNorm, _q, l.QNorm, (long)n * _c.HeadCount);
+            HeadNorm(cb, headNorm, _k, l.KNorm, (long)n * _c.HeadCountKv);
+        }
         Sync(cb);
     }
 

@@ -69,11 +69,18 @@ internal static class VulkanKernels
     /// generator's tables) stay as they were; the shader's default for it is 1.
     /// </summary>
     public static VulkanPipelineSpec RopeSpec(string role, bool neox, int headDim, int nDims, int nHeads, float freqBase, float freqScale, bool hasFactors,
-        float attnFactor = 1f) =>
-        new(role, neox ? "rope_neox" : "rope_norm",
-            attnFactor == 1f
-                ? [Block, (uint)headDim, (uint)nDims, (uint)nHeads, Bits(MathF.Pow(freqBase, -2.0f / nDims)), Bits(freqScale), hasFactors ? 1u : 0u]
-                : [Block, (uint)headDim, (uint)nDims, (uint)nHeads, Bits(MathF.Pow(freqBase, -2.0f / nDims)), Bits(freqScale), hasFactors ? 1u : 0u, Bits(attnFactor)]);
+        float attnFactor = 1f, EdgeLlm.Kernels.YarnRope yarn = default)
+    {
+        uint[] plain = [Block, (uint)headDim, (uint)nDims, (uint)nHeads, Bits(MathF.Pow(freqBase, -2.0f / nDims)), Bits(freqScale), hasFactors ? 1u : 0u];
+        if (yarn.ExtFactor != 0f)
+        {
+            // YaRN: three more constants; the magnitude correction multiplied in here as Rope.Angles does it.
+            float mscale = attnFactor;
+            mscale *= 1.0f + 0.1f * MathF.Log(1.0f / freqScale);
+            return new(role, neox ? "rope_neox" : "rope_norm", [.. plain, Bits(mscale), Bits(yarn.ExtFactor), Bits(yarn.CorrLow), Bits(yarn.CorrHigh)]);
+        }
+        return new(role, neox ? "rope_neox" : "rope_norm", attnFactor == 1f ? plain : [.. plain, Bits(attnFactor)]);
+    }
 
     public static VulkanPipelineSpec KvStoreSpec(int kvLen) => new("kv_store", "kv_store", [Block, (uint)kvLen]);
 

@@ -188,8 +188,8 @@ internal static class VulkanPipelinePlan
         {
             VulkanKernels.GetRowsSpec(tok.Type, c.EmbeddingLength),
             VulkanKernels.RmsNormSpec(c.EmbeddingLength, c.RmsEps),
-            VulkanKernels.RopeSpec("rope.q", c.RopeNeox, c.HeadDim, c.RopeDimensionCount, c.HeadCount, c.RopeFreqBase, c.RopeFreqScale, factors, c.RopeAttnFactor),
-            VulkanKernels.RopeSpec("rope.k", c.RopeNeox, c.HeadDim, c.RopeDimensionCount, c.HeadCountKv, c.RopeFreqBase, c.RopeFreqScale, factors, c.RopeAttnFactor),
+            VulkanKernels.RopeSpec("rope.q", c.RopeNeox, c.HeadDim, c.RopeDimensionCount, c.HeadCount, c.RopeFreqBase, c.RopeFreqScale, factors, c.RopeAttnFactor, c.RopeYarn),
+            VulkanKernels.RopeSpec("rope.k", c.RopeNeox, c.HeadDim, c.RopeDimensionCount, c.HeadCountKv, c.RopeFreqBase, c.RopeFreqScale, factors, c.RopeAttnFactor, c.RopeYarn),
             VulkanKernels.KvStoreSpec(c.KvLength),
             VulkanKernels.AttentionSpec(c.HeadDim, c.HeadCount, c.HeadCountKv, c.AttentionScale, 0, c.AttnLogitSoftcap),
             c.GeluGate ? VulkanKernels.GeGluSpec() : VulkanKernels.SwiGluSpec(),
@@ -199,9 +199,12 @@ internal static class VulkanPipelinePlan
         if (c.SlidingWindow > 0)
         {
             list.Add(VulkanKernels.AttentionSpec(c.HeadDim, c.HeadCount, c.HeadCountKv, c.AttentionScale, c.SlidingWindow, c.AttnLogitSoftcap, "attention.swa"));
+            // (gpt-oss rotates them as the others, RopeSwaScaled: its mixture of experts keeps it off the device anyway)
             float swaFactor = c.RopeAttnFactorSwa ?? c.RopeAttnFactor;
-            list.Add(VulkanKernels.RopeSpec("rope.q.swa", c.RopeNeox, c.HeadDim, c.RopeDimensionCount, c.HeadCount, c.RopeFreqBaseSwa, 1f, factors, swaFactor));
-            list.Add(VulkanKernels.RopeSpec("rope.k.swa", c.RopeNeox, c.HeadDim, c.RopeDimensionCount, c.HeadCountKv, c.RopeFreqBaseSwa, 1f, factors, swaFactor));
+            float swaScale = c.RopeSwaScaled ? c.RopeFreqScale : 1f;
+            var swaYarn = c.RopeSwaScaled ? c.RopeYarn : default;
+            list.Add(VulkanKernels.RopeSpec("rope.q.swa", c.RopeNeox, c.HeadDim, c.RopeDimensionCount, c.HeadCount, c.RopeFreqBaseSwa, swaScale, factors, swaFactor, swaYarn));
+            list.Add(VulkanKernels.RopeSpec("rope.k.swa", c.RopeNeox, c.HeadDim, c.RopeDimensionCount, c.HeadCountKv, c.RopeFreqBaseSwa, swaScale, factors, swaFactor, swaYarn));
         }
         if (c.EmbeddingScale != 1f || c.ResidualScale != 1f) list.Add(VulkanKernels.MulSpec());
         if (c.HasQkNorm && c.QkNormFullWidth)

@@ -340,7 +340,7 @@ public class CliTests
             r = Run("run", "-m", ministral, "-p", "hello", "-n", "4", "--backend", "auto", "--temp", "0");
             Assert.Equal(0, r.ExitCode);
 
-            // Hunyuan (dense): the head norms after the rope, on info's attention line; it runs (the Vulkan backend declines it).
+            // Hunyuan (dense): the head norms after the rope, on info's attention line; it runs.
             string hunyuan = Path.Combine(dir, "hunyuan.gguf");
             EdgeLlm.Synth.ModelSynthesizer.Synthesize(new EdgeLlm.Synth.SynthShape("tiny-hunyuan", "tiny hunyuan", "hunyuan-dense", 128, 2, 4, 2, 384, 400, 256,
                 1e6f, 1e-5f, false, false, EdgeLlm.Synth.SynthVocabKind.Qwen2Bpe, WriteHeadLengths: true, HeadLength: 128), "F32", hunyuan, seed: 1);
