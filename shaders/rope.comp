@@ -19,6 +19,10 @@ layout(constant_id = 7) const float ATTN_FACTOR = 1.0;
 layout(constant_id = 8) const float EXT_FACTOR = 0.0;
 layout(constant_id = 9) const float CORR_LOW = 0.0;
 layout(constant_id = 10) const float CORR_HIGH = 0.0;
+// Llama 4's attention temperature on the queries (Ministral 3; given only for rope.q): cos and sin, hence the rotated
+// query, times 1 + TEMP_SCALE * ln(floor(pos / TEMP_FLOOR) + 1), which equals scaling the query after the rotation.
+layout(constant_id = 11) const float TEMP_SCALE = 0.0;
+layout(constant_id = 12) const float TEMP_FLOOR = 1.0;
 
 layout(std430, binding = 0) buffer BufX { float x[]; };
 layout(std430, binding = 1) readonly buffer BufF { float freq_factors[]; };
@@ -43,8 +47,10 @@ void main() {
         float mix = (1.0 - min(1.0, max(0.0, y))) * EXT_FACTOR;
         angle = angle * (1.0 - mix) + extrap * mix;
     }
-    float c = cos(angle) * ATTN_FACTOR;
-    float s = sin(angle) * ATTN_FACTOR;
+    float mscale = ATTN_FACTOR;
+    if (TEMP_SCALE != 0.0) mscale *= log(floor(float(params.start_pos + t) / TEMP_FLOOR) + 1.0) * TEMP_SCALE + 1.0;
+    float c = cos(angle) * mscale;
+    float s = sin(angle) * mscale;
     uint base = (t * N_HEADS + h) * HEAD_DIM;
 #ifdef ROPE_NEOX
     uint i0 = base + i, i1 = base + i + half_dims;

@@ -116,8 +116,9 @@ public sealed unsafe class VulkanInferenceContext : Engine.IEvalContext, Engine.
         _c = model.Config;
         if (_c.IsMixtureOfExperts)
             throw new VulkanUnavailableException($"the Vulkan backend does not run mixture-of-experts models ({_c.Architecture} with {_c.ExpertCount} experts) yet; the CPU backend does");
-        if (_c.AttnTemperatureScale != 0f)
-            throw new VulkanUnavailableException($"the Vulkan backend does not scale the queries' attention temperature by position ({_c.Architecture}.attention.temperature_scale) yet; the CPU backend does");
+        // (The queries' attention temperature rides on the rope: a layer without rope would skip it.)
+        if (_c.AttnTemperatureScale != 0f && Enumerable.Range(0, _c.BlockCount).Any(l => !_c.UsesRope(l)))
+            throw new VulkanUnavailableException($"the Vulkan backend scales the queries' attention temperature ({_c.Architecture}.attention.temperature_scale) in the rope, and this model has layers without rope; the CPU backend runs it");
         if (_c.HeadDim % 2 != 0 || _c.KvLength % 2 != 0)
             throw new VulkanUnavailableException($"the Vulkan backend needs an even head dimension (this model has {_c.HeadDim})");
         CheckTypes(model.File);

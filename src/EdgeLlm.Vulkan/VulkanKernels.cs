@@ -69,15 +69,18 @@ internal static class VulkanKernels
     /// generator's tables) stay as they were; the shader's default for it is 1.
     /// </summary>
     public static VulkanPipelineSpec RopeSpec(string role, bool neox, int headDim, int nDims, int nHeads, float freqBase, float freqScale, bool hasFactors,
-        float attnFactor = 1f, EdgeLlm.Kernels.YarnRope yarn = default)
+        float attnFactor = 1f, EdgeLlm.Kernels.YarnRope yarn = default, float temperatureScale = 0f, int temperatureFloor = 0)
     {
         uint[] plain = [Block, (uint)headDim, (uint)nDims, (uint)nHeads, Bits(MathF.Pow(freqBase, -2.0f / nDims)), Bits(freqScale), hasFactors ? 1u : 0u];
-        if (yarn.ExtFactor != 0f)
+        if (yarn.ExtFactor != 0f || temperatureScale != 0f)
         {
-            // YaRN: three more constants; the magnitude correction multiplied in here as Rope.Angles does it.
+            // YaRN: three more constants, the magnitude correction multiplied in here as Rope.Angles does it; the
+            // queries' attention temperature (Ministral 3): two more.
             float mscale = attnFactor;
-            mscale *= 1.0f + 0.1f * MathF.Log(1.0f / freqScale);
-            return new(role, neox ? "rope_neox" : "rope_norm", [.. plain, Bits(mscale), Bits(yarn.ExtFactor), Bits(yarn.CorrLow), Bits(yarn.CorrHigh)]);
+            if (yarn.ExtFactor != 0f) mscale *= 1.0f + 0.1f * MathF.Log(1.0f / freqScale);
+            uint[] withYarn = [.. plain, Bits(mscale), Bits(yarn.ExtFactor), Bits(yarn.CorrLow), Bits(yarn.CorrHigh)];
+            return new(role, neox ? "rope_neox" : "rope_norm",
+                temperatureScale == 0f ? withYarn : [.. withYarn, Bits(temperatureScale), Bits((float)temperatureFloor)]);
         }
         return new(role, neox ? "rope_neox" : "rope_norm", attnFactor == 1f ? plain : [.. plain, Bits(attnFactor)]);
     }

@@ -188,7 +188,8 @@ internal static class VulkanPipelinePlan
         {
             VulkanKernels.GetRowsSpec(tok.Type, c.EmbeddingLength),
             VulkanKernels.RmsNormSpec(c.EmbeddingLength, c.RmsEps),
-            VulkanKernels.RopeSpec("rope.q", c.RopeNeox, c.HeadDim, c.RopeDimensionCount, c.HeadCount, c.RopeFreqBase, c.RopeFreqScale, factors, c.RopeAttnFactor, c.RopeYarn),
+            VulkanKernels.RopeSpec("rope.q", c.RopeNeox, c.HeadDim, c.RopeDimensionCount, c.HeadCount, c.RopeFreqBase, c.RopeFreqScale, factors, c.RopeAttnFactor, c.RopeYarn,
+                c.AttnTemperatureScale, c.AttnTemperatureFloor),
             VulkanKernels.RopeSpec("rope.k", c.RopeNeox, c.HeadDim, c.RopeDimensionCount, c.HeadCountKv, c.RopeFreqBase, c.RopeFreqScale, factors, c.RopeAttnFactor, c.RopeYarn),
             VulkanKernels.KvStoreSpec(c.KvLength),
             VulkanKernels.AttentionSpec(c.HeadDim, c.HeadCount, c.HeadCountKv, c.AttentionScale, 0, c.AttnLogitSoftcap),
@@ -203,7 +204,8 @@ internal static class VulkanPipelinePlan
             float swaFactor = c.RopeAttnFactorSwa ?? c.RopeAttnFactor;
             float swaScale = c.RopeSwaScaled ? c.RopeFreqScale : 1f;
             var swaYarn = c.RopeSwaScaled ? c.RopeYarn : default;
-            list.Add(VulkanKernels.RopeSpec("rope.q.swa", c.RopeNeox, c.HeadDim, c.RopeDimensionCount, c.HeadCount, c.RopeFreqBaseSwa, swaScale, factors, swaFactor, swaYarn));
+            list.Add(VulkanKernels.RopeSpec("rope.q.swa", c.RopeNeox, c.HeadDim, c.RopeDimensionCount, c.HeadCount, c.RopeFreqBaseSwa, swaScale, factors, swaFactor, swaYarn,
+                c.AttnTemperatureScale, c.AttnTemperatureFloor));
             list.Add(VulkanKernels.RopeSpec("rope.k.swa", c.RopeNeox, c.HeadDim, c.RopeDimensionCount, c.HeadCountKv, c.RopeFreqBaseSwa, swaScale, factors, swaFactor, swaYarn));
         }
         if (c.EmbeddingScale != 1f || c.ResidualScale != 1f) list.Add(VulkanKernels.MulSpec());

@@ -267,25 +267,22 @@ public class VulkanGoldenTests(DeviceFixture fixture, ITestOutputHelper output) 
         MatchesTheCpu(new EdgeLlm.Synth.SynthShape("tiny-hunyuan", "tiny hunyuan", "hunyuan-dense", 128, 2, 4, 2, 384, 400, 256, 1e6f, 1e-5f,
             false, false, EdgeLlm.Synth.SynthVocabKind.Qwen2Bpe, WriteHeadLengths: true, HeadLength: 128), type, bound, _ => { });
 
-    /// <summary>Ministral 3's attention temperature (queries scaled by position) has no pipeline yet: declined with the reason.</summary>
-    [Fact]
-    public void AttentionTemperature_IsDeclined_WithTheReason()
-    {
-        string path = Path.Combine(Path.GetTempPath(), $"edgellm-vk-temp-{Guid.NewGuid():N}.gguf");
-        try
+    /// <summary>
+    /// Ministral 3 (YaRN ×4 over 16 tokens, Llama 4's attention temperature stepping every 16 positions: the 24-token
+    /// prompt and the 4 tokens after it cross one step) on the device against the CPU, which SynthLlamaCppTests holds to
+    /// llama.cpp: the temperature rides on the query rope's cos and sin.
+    /// </summary>
+    [Theory]
+    [InlineData("F32", FloatBound)]
+    [InlineData("Q8_0", QuantBound)]
+    public void Ministral3_MatchesTheCpu(string type, double bound) =>
+        MatchesTheCpu(new EdgeLlm.Synth.SynthShape("tiny-mistral3", "tiny mistral3", "mistral3", 128, 2, 4, 2, 256, 700, 256,
+            1e6f, 1e-5f, true, false, EdgeLlm.Synth.SynthVocabKind.Llama3Bpe, WriteHeadLengths: true, HeadLength: 64,
+            Yarn: new EdgeLlm.Synth.YarnScaling(4f, 16), AttnTemperatureScale: 0.1f), type, bound, ctx =>
         {
-            EdgeLlm.Synth.ModelSynthesizer.Synthesize(new EdgeLlm.Synth.SynthShape("tiny-mistral3", "tiny mistral3", "mistral3", 128, 2, 4, 2, 256, 700, 256,
-                1e6f, 1e-5f, true, false, EdgeLlm.Synth.SynthVocabKind.Llama3Bpe, WriteHeadLengths: true, HeadLength: 64,
-                Yarn: new EdgeLlm.Synth.YarnScaling(4f, 16), AttnTemperatureScale: 0.1f), "F32", path, seed: 5);
-            using var m = Model.Load(path);
-            var e = Assert.Throws<VulkanUnavailableException>(() => new VulkanInferenceContext(m, 256).Dispose());
-            Assert.Equal("the Vulkan backend does not scale the queries' attention temperature by position (mistral3.attention.temperature_scale) yet; the CPU backend does", e.Message);
-        }
-        finally
-        {
-            File.Delete(path);
-        }
-    }
+            Assert.Equal(13, ctx.Pipelines.Single(p => p.Role == "rope.q").Constants.Count);
+            Assert.Equal(11, ctx.Pipelines.Single(p => p.Role == "rope.k").Constants.Count);
+        });
 
     private static EdgeLlm.Synth.SynthShape Lfm2Shape => new("tiny-lfm2", "tiny lfm2", "lfm2", 128, 6, 4, 2, 256, 700, 256, 1e6f, 1e-5f,
         true, false, EdgeLlm.Synth.SynthVocabKind.Llama3Bpe, AttentionLayers: [2, 5]);

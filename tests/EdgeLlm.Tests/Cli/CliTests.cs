@@ -328,7 +328,7 @@ public class CliTests
             Assert.Equal(0, r.ExitCode);
             Assert.Matches(@"generation: [0-9]+ tokens in [0-9.]+ ms", r.Stderr);
 
-            // Ministral 3: YaRN and the queries' temperature on info's attention line; it runs (the Vulkan backend declines it).
+            // Ministral 3: YaRN and the queries' temperature on info's attention line; it runs.
             string ministral = Path.Combine(dir, "mistral3.gguf");
             EdgeLlm.Synth.ModelSynthesizer.Synthesize(new EdgeLlm.Synth.SynthShape("tiny-mistral3", "tiny mistral3", "mistral3", 128, 2, 4, 2, 256, 700, 256,
                 1e6f, 1e-5f, true, false, EdgeLlm.Synth.SynthVocabKind.Llama3Bpe, WriteHeadLengths: true, HeadLength: 64,
