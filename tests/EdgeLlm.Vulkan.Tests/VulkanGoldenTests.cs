@@ -284,6 +284,14 @@ public class VulkanGoldenTests(DeviceFixture fixture, ITestOutputHelper output) 
             Assert.Equal(11, ctx.Pipelines.Single(p => p.Role == "rope.k").Constants.Count);
         });
 
+    /// <summary>The first Gemma (Gemma 2's block without post-norms, windows or soft-caps; one KV head) on the device against the CPU.</summary>
+    [Theory]
+    [InlineData("F32", FloatBound)]
+    [InlineData("Q8_0", QuantBound)]
+    public void FirstGemma_MatchesTheCpu(string type, double bound) =>
+        MatchesTheCpu(new EdgeLlm.Synth.SynthShape("tiny-gemma", "tiny gemma", "gemma", 128, 3, 4, 1, 384, 400, 256, 10000f, 1e-6f, true, false,
+            EdgeLlm.Synth.SynthVocabKind.SentencePiece, WriteHeadLengths: true, HeadLength: 64), type, bound, _ => { });
+
     private static EdgeLlm.Synth.SynthShape Lfm2Shape => new("tiny-lfm2", "tiny lfm2", "lfm2", 128, 6, 4, 2, 256, 700, 256, 1e6f, 1e-5f,
         true, false, EdgeLlm.Synth.SynthVocabKind.Llama3Bpe, AttentionLayers: [2, 5]);
 

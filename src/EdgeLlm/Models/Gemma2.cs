@@ -12,7 +12,8 @@ namespace EdgeLlm.Models;
 /// RMS-normalized again (post_attention_norm, post_ffw_norm) before the residual adds; GeGLU
 /// feed-forward; tied output soft-capped (gemma2.final_logit_softcapping, 30). Defaults and the 27B
 /// model's query scale (1 / √(embd / heads), the others 1 / √head_dim) as llama.cpp's
-/// llm_build_gemma2_iswa and its hyper-parameter rules. Every layer keeps a full-length cache.
+/// llm_build_gemma2_iswa and its hyper-parameter rules. Every layer keeps a full-length cache. The first Gemma
+/// (<c>gemma</c>) runs here too, without post-norms (<see cref="ReadGemmaConfig"/>).
 /// </summary>
 internal sealed class Gemma2 : Model
 {
@@ -23,7 +24,18 @@ internal sealed class Gemma2 : Model
     {
         _layers = new LayerWeights[config.BlockCount];
         for (int il = 0; il < config.BlockCount; il++)
-            _layers[il] = DecoderBlocks.LoadLayer(tensors, config, il, qkvBias: false, postNorms: true);
+            _layers[il] = DecoderBlocks.LoadLayer(tensors, config, il, qkvBias: false, postNorms: config.Architecture != "gemma");
+    }
+
+    /// <summary>
+    /// Hyperparameters of a <c>gemma</c> file (the first Gemma: 2B and 7B, CodeGemma, Gemma 1.1): the Gemma 2 block without its
+    /// post-norms, sliding windows and soft-caps (llama.cpp's llm_build_gemma: √embd embedding scale, NEOX rope, queries
+    /// scaled by 1 / √head_dim, GeGLU, tied output); the norms' 1 + w is stored by the converter, as for Gemma 2.
+    /// </summary>
+    internal static ModelConfig ReadGemmaConfig(GgufFile file)
+    {
+        var c = ModelConfig.Read(file, "gemma", ropeNeox: true, hasQkvBias: false);
+        return c with { GeluGate = true, EmbeddingScale = MathF.Sqrt(c.EmbeddingLength) };
     }
 
     /// <summary>Hyperparameters under the <c>gemma2.</c> keys, with llama.cpp's Gemma 2 rules and defaults.</summary>

@@ -14,7 +14,7 @@ namespace EdgeLlm.Models;
 public abstract unsafe class Model : IDisposable
 {
     /// <summary>Architectures <see cref="Load(GgufFile, ModelLoadOptions?)"/> accepts (general.architecture).</summary>
-    public static IReadOnlyList<string> SupportedArchitectures { get; } = ["llama", "qwen2", "qwen3", "phi3", "gemma2", "gemma3", "smollm3", "granite", "lfm2", "qwen3moe", "granitemoe", "qwen2moe", "olmoe", "lfm2moe", "ernie4_5", "exaone4", "olmo2", "mistral3", "hunyuan-dense", "gpt-oss"];
+    public static IReadOnlyList<string> SupportedArchitectures { get; } = ["llama", "qwen2", "qwen3", "phi3", "gemma2", "gemma3", "smollm3", "granite", "lfm2", "qwen3moe", "granitemoe", "qwen2moe", "olmoe", "lfm2moe", "ernie4_5", "exaone4", "olmo2", "mistral3", "hunyuan-dense", "gemma", "gpt-oss"];
 
     private readonly bool _ownsFile;
     private readonly List<nint> _repacked = [];
@@ -159,6 +159,7 @@ public abstract unsafe class Model : IDisposable
             "olmo2" => Olmo2.ReadConfig(file),
             "mistral3" => Llama.ReadMistral3Config(file),
             "hunyuan-dense" => Qwen3.ReadHunyuanDenseConfig(file),
+            "gemma" => Gemma2.ReadGemmaConfig(file),
             "gpt-oss" => GptOss.ReadConfig(file),
             "bert" or "nomic-bert" => throw new ModelLoadException($"architecture '{arch}' is a text encoder (an embedding model), not a decoder that generates text: run it with `edgellm embed`, or load it as a BertModel"),
             _ => throw new ModelLoadException($"architecture '{arch}' is not supported (supported: {string.Join(", ", SupportedArchitectures)})"),
@@ -173,7 +174,7 @@ public abstract unsafe class Model : IDisposable
             "olmo2" => new Olmo2(file, config, tensors, ownsFile, options),
             "qwen3" or "hunyuan-dense" => new Qwen3(file, config, tensors, ownsFile, options),
             "phi3" => new Phi3(file, config, tensors, ownsFile, options),
-            "gemma2" => new Gemma2(file, config, tensors, ownsFile, options),
+            "gemma2" or "gemma" => new Gemma2(file, config, tensors, ownsFile, options),
             "gemma3" => new Gemma3(file, config, tensors, ownsFile, options),
             "smollm3" => new SmolLM3(file, config, tensors, ownsFile, options),
             "granite" => new Granite(file, config, tensors, ownsFile, options),

@@ -275,7 +275,7 @@ public static unsafe class ModelSynthesizer
             w.Set($"{a}.attention.sliding_window", (uint)s.SlidingWindow);
             if (s.LongRope is { } longRope) w.Set($"{a}.rope.scaling.attn_factor", longRope.AttnFactor(s.ContextLength));
         }
-        if (s.IsGemma)
+        if (s.GemmaPostNorms)
         {
             // Gemma2Model / Gemma3Model.set_gguf_parameters: the window, and the soft-caps config.json sets.
             w.Set($"{a}.attention.sliding_window", (uint)s.SlidingWindow);
@@ -473,7 +473,7 @@ public static unsafe class ModelSynthesizer
                 continue;
             }
             // Gemma's post-norms (1 + w as the converter stores them): not all ones, so that each matters.
-            if (s.IsGemma || s.PostNormsOnly) list.Add(new(p + "post_attention_norm.weight", [embd], Init.OnePlusNormal, 0.2f));
+            if (s.GemmaPostNorms || s.PostNormsOnly) list.Add(new(p + "post_attention_norm.weight", [embd], Init.OnePlusNormal, 0.2f));
             if (!s.PostNormsOnly) list.Add(new(p + "ffn_norm.weight", [embd], Init.Ones, 0));
             if (s.Experts is { } x)
             {
@@ -498,7 +498,7 @@ public static unsafe class ModelSynthesizer
             list.Add(new(p + "ffn_gate.weight", [embd, ff], Init.Normal, Proj(embd)));
             list.Add(new(p + "ffn_up.weight", [embd, ff], Init.Normal, Proj(embd)));
             list.Add(new(p + "ffn_down.weight", [ff, embd], Init.Normal, Proj(ff) * residual));
-            if (s.IsGemma || s.PostNormsOnly) list.Add(new(p + "post_ffw_norm.weight", [embd], Init.OnePlusNormal, 0.2f));
+            if (s.GemmaPostNorms || s.PostNormsOnly) list.Add(new(p + "post_ffw_norm.weight", [embd], Init.OnePlusNormal, 0.2f));
         }
         list.Add(new(s.IsLfm2 ? "token_embd_norm.weight" : "output_norm.weight", [embd], Init.Ones, 0));
         if (!s.TiedEmbeddings) list.Add(new("output.weight", [embd, vocab], Init.Normal, Proj(embd)));

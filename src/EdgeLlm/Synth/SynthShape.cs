@@ -178,7 +178,10 @@ public sealed record SynthShape(
     public bool HasExperts(int layer) => Experts is { } x && layer >= x.LeadingDenseBlocks;
 
     /// <summary>Gemma 2 or 3: post-norms, GeGLU, chat tokens; written as the converter's Gemma2Model / Gemma3Model.</summary>
-    public bool IsGemma => Architecture is "gemma2" or "gemma3";
+    public bool IsGemma => Architecture is "gemma" or "gemma2" or "gemma3";
+
+    /// <summary>Gemma 2 and 3 normalize the attention and feed-forward outputs again (post_attention_norm, post_ffw_norm); the first Gemma does not.</summary>
+    public bool GemmaPostNorms => Architecture is "gemma2" or "gemma3";
 
     /// <summary>Checks that the numbers describe a model llama.cpp can load.</summary>
     /// <exception cref="ArgumentException">a dimension is out of range or does not divide.</exception>
@@ -188,8 +191,8 @@ public sealed record SynthShape(
         {
             if (!ok) throw new ArgumentException($"synthetic shape '{Name}': {what}");
         }
-        Require(Architecture is "llama" or "qwen2" or "qwen3" or "phi3" or "gemma2" or "gemma3" or "smollm3" or "granite" or "lfm2" or "qwen3moe" or "granitemoe" or "qwen2moe" or "olmoe" or "lfm2moe" or "ernie4_5" or "exaone4" or "olmo2" or "mistral3" or "hunyuan-dense" or "gpt-oss",
-            $"architecture '{Architecture}' is not llama, qwen2, qwen3, phi3, gemma2, gemma3, smollm3, granite, lfm2, qwen3moe, granitemoe, qwen2moe, olmoe, lfm2moe, ernie4_5, exaone4, olmo2, mistral3, hunyuan-dense or gpt-oss");
+        Require(Architecture is "llama" or "qwen2" or "qwen3" or "phi3" or "gemma2" or "gemma3" or "smollm3" or "granite" or "lfm2" or "qwen3moe" or "granitemoe" or "qwen2moe" or "olmoe" or "lfm2moe" or "ernie4_5" or "exaone4" or "olmo2" or "mistral3" or "hunyuan-dense" or "gemma" or "gpt-oss",
+            $"architecture '{Architecture}' is not llama, qwen2, qwen3, phi3, gemma, gemma2, gemma3, smollm3, granite, lfm2, qwen3moe, granitemoe, qwen2moe, olmoe, lfm2moe, ernie4_5, exaone4, olmo2, mistral3, hunyuan-dense or gpt-oss");
         Require(AttnTemperatureScale == 0 || Architecture == "mistral3" && Yarn is not null, "an attention temperature is written for mistral3 with YaRN (its step is the original context) only");
         Require((Experts is not null) == (Architecture is "qwen3moe" or "granitemoe" or "qwen2moe" or "olmoe" or "lfm2moe" or "gpt-oss") || Experts is not null && Architecture == "llama",
             "qwen3moe, granitemoe, qwen2moe, olmoe, lfm2moe and gpt-oss models, and only they and llama (as Mixtral), have experts");
@@ -210,7 +213,8 @@ public sealed record SynthShape(
             "Granite's logits scaling must be positive and the other multipliers non-negative");
         Require(!IsGemma || (WriteHeadLengths && TiedEmbeddings && Vocab == SynthVocabKind.SentencePiece),
             $"a {Architecture} model writes its head lengths, ties its embeddings and has a SentencePiece vocabulary");
-        Require(FinalLogitSoftcap == 0 || IsGemma, "final logit soft-capping is written for gemma2 and gemma3 only");
+        Require(FinalLogitSoftcap == 0 || GemmaPostNorms, "final logit soft-capping is written for gemma2 and gemma3 only");
+        Require(SlidingWindow == 0 || Architecture != "gemma", "the first Gemma has no sliding window");
         Require(AttnLogitSoftcap == 0 || Architecture == "gemma2", "attention logit soft-capping is written for gemma2 only");
         Require(LongRope is null || Architecture == "phi3", "LongRoPE factors are written for phi3 only");
         Require(!QkvBias || Architecture is "qwen2" or "qwen2moe" or "gpt-oss", "Q/K/V biases are written for qwen2, qwen2moe and gpt-oss only");
@@ -299,6 +303,15 @@ public static class SynthShapes
         "gemma-3-1b", "Gemma 3 1B (synthetic)", "gemma3", EmbeddingLength: 1152, BlockCount: 26, HeadCount: 4, HeadCountKv: 1,
         FeedForwardLength: 6912, VocabSize: 262144, ContextLength: 32768, RopeFreqBase: 1000000f, RmsEps: 1e-6f,
         TiedEmbeddings: true, QkvBias: false, SynthVocabKind.SentencePiece, WriteHeadLengths: true, HeadLength: 256, SlidingWindow: 512);
+
+    /// <summary>
+    /// Gemma-2B (the first Gemma): gemma architecture (Gemma 2's block without post-norms, windows or soft-caps), 18 layers
+    /// of 8 query heads and one KV head of 256 on a 2048-wide stream, feed-forward 16384, tied embeddings of 256,000 rows.
+    /// </summary>
+    public static readonly SynthShape Gemma_2B = new(
+        "gemma-2b", "Gemma 2B (synthetic)", "gemma", EmbeddingLength: 2048, BlockCount: 18, HeadCount: 8, HeadCountKv: 1,
+        FeedForwardLength: 16384, VocabSize: 256000, ContextLength: 8192, RopeFreqBase: 10000f, RmsEps: 1e-6f,
+        TiedEmbeddings: true, QkvBias: false, SynthVocabKind.SentencePiece, WriteHeadLengths: true, HeadLength: 256);
 
     /// <summary>
     /// Gemma-2-2B: gemma2 architecture (256-wide heads, 8 query and 4 KV heads, post-norms, GeGLU), a 4096-token
@@ -459,7 +472,7 @@ public static class SynthShapes
         TiedEmbeddings: false, QkvBias: true, SynthVocabKind.Llama3Bpe, WriteHeadLengths: true, HeadLength: 64, SlidingWindow: 128,
         Experts: new SynthExperts(32, 4, 2880), Yarn: new YarnScaling(32f, 4096));
 
-    public static IReadOnlyList<SynthShape> All { get; } = [TinyLlama11B, Llama32_1B, Qwen25_05B, SmolLM2_360M, Qwen3_06B, Qwen3_17B, Phi35Mini, Phi4Mini, Gemma2_2B, Gemma3_1B, SmolLM3_3B, Granite33_2B, Lfm2_350M, Lfm2_12B, Qwen3_30B_A3B, Granite30_1B_A400M, OlMoe_1B_7B, Qwen15_MoE_A27B, Lfm2_8B_A1B, Ernie45_03B, Exaone40_12B, Olmo2_1B, Olmo3_7B, Ministral3_3B, GptOss20B];
+    public static IReadOnlyList<SynthShape> All { get; } = [TinyLlama11B, Llama32_1B, Qwen25_05B, SmolLM2_360M, Qwen3_06B, Qwen3_17B, Phi35Mini, Phi4Mini, Gemma_2B, Gemma2_2B, Gemma3_1B, SmolLM3_3B, Granite33_2B, Lfm2_350M, Lfm2_12B, Qwen3_30B_A3B, Granite30_1B_A400M, OlMoe_1B_7B, Qwen15_MoE_A27B, Lfm2_8B_A1B, Ernie45_03B, Exaone40_12B, Olmo2_1B, Olmo3_7B, Ministral3_3B, GptOss20B];
 
     /// <summary>The names <see cref="Find"/> accepts.</summary>
     public static IEnumerable<string> Names => All.Select(s => s.Name);

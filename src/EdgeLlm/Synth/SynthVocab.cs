@@ -219,7 +219,7 @@ internal sealed class SynthVocab
     internal static string[] AddedTokens(string arch) => arch switch
     {
         "phi3" => s_phi3Added,
-        "gemma2" or "gemma3" => s_gemma3Added,
+        "gemma" or "gemma2" or "gemma3" => s_gemma3Added,
         _ => [],
     };
 

@@ -34,7 +34,7 @@ public sealed class SynthLlamaCppTests : IDisposable
         try { Directory.Delete(_dir, recursive: true); } catch (IOException) { }
     }
 
-    public static TheoryData<string> Shapes => new() { "llama", "qwen2", "llama3", "smollm", "qwen3", "phi3", "phi3-long", "phi3-split", "phi4", "phi4-long", "gemma3", "gemma3-softcap", "gemma3-long", "gemma3-ring", "gemma2", "gemma2-long", "smollm3", "granite", "granite-norope", "lfm2", "lfm2-long", "qwen3moe", "qwen3moe-long", "granitemoe", "granitemoe-shared", "mixtral", "qwen2moe", "olmoe", "lfm2moe", "lfm2moe-long", "ernie4_5", "exaone4", "olmo2", "olmo3-long", "mistral3", "mistral3-long", "hunyuan-dense", "gpt-oss", "gpt-oss-long", "gpt-oss-mxfp4" };
+    public static TheoryData<string> Shapes => new() { "llama", "qwen2", "llama3", "smollm", "qwen3", "phi3", "phi3-long", "phi3-split", "phi4", "phi4-long", "gemma3", "gemma3-softcap", "gemma3-long", "gemma3-ring", "gemma2", "gemma2-long", "smollm3", "granite", "granite-norope", "lfm2", "lfm2-long", "qwen3moe", "qwen3moe-long", "granitemoe", "granitemoe-shared", "mixtral", "qwen2moe", "olmoe", "lfm2moe", "lfm2moe-long", "ernie4_5", "exaone4", "olmo2", "olmo3-long", "mistral3", "mistral3-long", "hunyuan-dense", "gemma", "gpt-oss", "gpt-oss-long", "gpt-oss-mxfp4" };
 
     private static SynthShape Shape(string kind) => kind switch
     {
@@ -140,6 +140,10 @@ public sealed class SynthLlamaCppTests : IDisposable
         // with 4 heads, an untied output; a Qwen2-laid-out BPE vocabulary.
         "hunyuan-dense" => new("tiny-hunyuan", "tiny hunyuan", "hunyuan-dense", 128, 3, 4, 2, 384, 400, 256, 1e6f, 1e-5f, false, false,
             SynthVocabKind.Qwen2Bpe, WriteHeadLengths: true, HeadLength: 128),
+        // The first Gemma: Gemma 2's block without post-norms, windows or soft-caps (√embd embeddings, GeGLU, NEOX rope, tied),
+        // one KV head (as the 2B) of 64 on a 128-wide stream with 4 query heads (the 7B's heads are wider than embd / heads too).
+        "gemma" => new("tiny-gemma", "tiny gemma", "gemma", 128, 3, 4, 1, 384, 400, 256, 10000f, 1e-6f, true, false, SynthVocabKind.SentencePiece,
+            WriteHeadLengths: true, HeadLength: 64),
         // gpt-oss: biases on Q/K/V/output, a sink logit per head, every even layer of four through a window of 8 (under
         // the 32 tokens), 8 experts of 64 with biases, 3 used (top-k of the raw logits, softmax of the chosen), the clamped
         // SwiGLU; YaRN ×4 over an original 16 tokens, so that the ramp spans rotary dims 0..4 (extrapolated below,
