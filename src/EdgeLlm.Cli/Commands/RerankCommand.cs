@@ -85,9 +85,12 @@ public static class RerankCommand
             var ranked = TextReranker.Rank(reranker.Scores(pairs), pairs.Select(p => p.Length).ToArray(), n);
             bool probability = pr.GetValue(sigmoid);
 
-            // Utf8JsonWriter: no reflection, NativeAOT-safe; floats as the shortest text that round-trips.
+            // Utf8JsonWriter: no reflection, NativeAOT-safe; floats as the shortest text that round-trips. The documents are
+            // echoed as the UTF-8 they came in (quotes, backslashes and control characters escaped, as JSON requires; not
+            // non-ASCII letters or HTML's <, > and &, which the default encoder would turn into \u escapes: this is
+            // terminal and pipe output, not HTML).
             using var stdout = Console.OpenStandardOutput();
-            using (var w = new Utf8JsonWriter(stdout))
+            using (var w = new Utf8JsonWriter(stdout, new JsonWriterOptions { Encoder = System.Text.Encodings.Web.JavaScriptEncoder.UnsafeRelaxedJsonEscaping }))
             {
                 w.WriteStartObject();
                 w.WriteString("object", "list");

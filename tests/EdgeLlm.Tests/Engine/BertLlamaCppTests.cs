@@ -392,12 +392,13 @@ public sealed class BertLlamaCppTests : IDisposable
         var info = EdgeLlm.Tests.Cli.CliRunner.Run(["info", "-m", path]);
         Assert.Contains("reranker: a classification head of 1 output(s) (LABEL_0)", info.Stdout, StringComparison.Ordinal);
 
-        string[] docs = ["the quick brown fox", "the lazy dog sleeps", "hello world"];
+        string[] docs = ["the quick brown fox", "the lazy dog sleeps", "hello wörld <b> & \"quoted\""];
         const string Query = "where does the dog sleep";
         string list = Path.Combine(_dir, "docs.txt");
         File.WriteAllText(list, string.Join("\n", docs.Skip(1)) + "\n");
         var r = EdgeLlm.Tests.Cli.CliRunner.Run(["rerank", "-m", path, "-q", Query, "-d", docs[0], "-f", list, "-t", "2"]);
         Assert.True(r.ExitCode == 0, r.Stderr);
+        Assert.Contains("\"hello wörld <b> & \\\"quoted\\\"\"", r.Stdout, StringComparison.Ordinal); // UTF-8 as given, JSON's escapes only
         float[] want;
         using (var encoder = BertModel.Load(path, threads: 1))
             want = new TextReranker(encoder, Tokenizer.FromGguf(encoder.File)).Scores(Query, docs);
