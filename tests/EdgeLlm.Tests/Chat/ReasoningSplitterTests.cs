@@ -23,18 +23,7 @@ public class ReasoningSplitterTests
         Assert.Equal((reasoning, content), ReasoningSplitter.Split(answer, open));
         // One character at a time, and in pieces of 3: the parts concatenate to the same texts.
         foreach (int size in new[] { 1, 3 })
-        {
-            var s = new ReasoningSplitter(open);
-            string r = "", c = "";
-            for (int i = 0; i < answer.Length; i += size)
-            {
-                var (pr, pc) = s.Push(answer.Substring(i, Math.Min(size, answer.Length - i)));
-                r += pr;
-                c += pc;
-            }
-            var (fr, fc) = s.Flush();
-            Assert.Equal((reasoning, content), (r + fr, c + fc));
-        }
+            Assert.Equal((reasoning, content), InPieces(new ReasoningSplitter(open), answer, size));
     }
 
     /// <summary>Mistral's [THINK] … [/THINK] (Magistral, Ministral 3 Reasoning): the same rules with the other tags, in any pieces.</summary>
@@ -47,18 +36,21 @@ public class ReasoningSplitterTests
     public void MistralTags_Split_InAnyPieces(string answer, bool open, string reasoning, string content)
     {
         foreach (int size in new[] { 1, 2, 5, answer.Length + 1 })
+            Assert.Equal((reasoning, content), InPieces(new ReasoningSplitter(open, mistralTags: true), answer, size));
+    }
+
+    /// <summary>Streams <paramref name="answer"/> through <paramref name="splitter"/> in pieces of <paramref name="size"/> characters and joins the parts.</summary>
+    private static (string Reasoning, string Content) InPieces(ReasoningSplitter splitter, string answer, int size)
+    {
+        string r = "", c = "";
+        for (int i = 0; i < answer.Length; i += size)
         {
-            var s = new ReasoningSplitter(open, mistralTags: true);
-            string r = "", c = "";
-            for (int i = 0; i < answer.Length; i += size)
-            {
-                var (pr, pc) = s.Push(answer.Substring(i, Math.Min(size, answer.Length - i)));
-                r += pr;
-                c += pc;
-            }
-            var (fr, fc) = s.Flush();
-            Assert.Equal((reasoning, content), (r + fr, c + fc));
+            var (pr, pc) = splitter.Push(answer.Substring(i, Math.Min(size, answer.Length - i)));
+            r += pr;
+            c += pc;
         }
+        var (fr, fc) = splitter.Flush();
+        return (r + fr, c + fc);
     }
 
     [Fact]
