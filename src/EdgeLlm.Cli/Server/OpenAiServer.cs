@@ -283,7 +283,7 @@ public sealed class OpenAiServer
             {
                 ctx.Response.StatusCode = error.Status;
                 ctx.Response.ContentType = "application/json";
-                await ctx.Response.Body.WriteAsync(JsonSerializer.SerializeToUtf8Bytes(error.ToResponse(), ServerJsonContext.Default.ErrorResponse));
+                await ctx.Response.Body.WriteAsync(ToUtf8(error.ToResponse(), ServerJsonContext.Default.ErrorResponse));
             }
             else if (ctx.Response.ContentType == "text/event-stream")
             {
@@ -1073,7 +1073,7 @@ public sealed class OpenAiServer
     private static JsonElement WriteJson(Action<Utf8JsonWriter> write)
     {
         var buffer = new System.Buffers.ArrayBufferWriter<byte>();
-        using (var w = new Utf8JsonWriter(buffer)) write(w);
+        using (var w = new Utf8JsonWriter(buffer, Utf8Text)) write(w);
         using var doc = JsonDocument.Parse(buffer.WrittenMemory);
         return doc.RootElement.Clone();
     }
@@ -1082,7 +1082,7 @@ public sealed class OpenAiServer
     private static async Task WriteJsonAsync(HttpContext ctx, Action<Utf8JsonWriter> write)
     {
         var buffer = new System.Buffers.ArrayBufferWriter<byte>();
-        using (var w = new Utf8JsonWriter(buffer)) write(w);
+        using (var w = new Utf8JsonWriter(buffer, Utf8Text)) write(w);
         ctx.Response.ContentType = "application/json";
         await ctx.Response.Body.WriteAsync(buffer.WrittenMemory, ctx.RequestAborted);
     }
@@ -1125,16 +1125,34 @@ public sealed class OpenAiServer
         _ => "stop",
     };
 
+    /// <summary>
+    /// How the server writes JSON: text as UTF-8, as llama-server writes it ("é", "中", "&lt;" as they are, not as \u
+    /// escapes), with JSON's own escapes only (quotes, backslashes, control characters), so a streamed token takes as
+    /// many bytes on the wire as in the text.
+    /// </summary>
+    private static readonly JsonWriterOptions Utf8Text = new() { Encoder = System.Text.Encodings.Web.JavaScriptEncoder.UnsafeRelaxedJsonEscaping };
+
+    /// <summary>
+    /// <paramref name="value"/> as UTF-8 JSON. Through a writer with <see cref="Utf8Text"/> rather than a context
+    /// with that encoder: options that differ from the generated ones would lose the serialization-only fast path.
+    /// </summary>
+    private static byte[] ToUtf8<T>(T value, JsonTypeInfo<T> info)
+    {
+        var buffer = new System.Buffers.ArrayBufferWriter<byte>();
+        using (var w = new Utf8JsonWriter(buffer, Utf8Text)) JsonSerializer.Serialize(w, value, info);
+        return buffer.WrittenSpan.ToArray();
+    }
+
     private static async Task WriteJsonAsync<T>(HttpContext ctx, T value, JsonTypeInfo<T> info)
     {
         ctx.Response.ContentType = "application/json";
-        await ctx.Response.Body.WriteAsync(JsonSerializer.SerializeToUtf8Bytes(value, info), ctx.RequestAborted);
+        await ctx.Response.Body.WriteAsync(ToUtf8(value, info), ctx.RequestAborted);
     }
 
     /// <summary>One server-sent event: <c>data: JSON</c> and a blank line, flushed at once.</summary>
     private static async Task WriteEventAsync<T>(HttpResponse response, T value, JsonTypeInfo<T> info, CancellationToken ct)
     {
-        var json = JsonSerializer.SerializeToUtf8Bytes(value, info);
+        var json = ToUtf8(value, info);
         var frame = new byte[json.Length + 8];
         "data: "u8.CopyTo(frame);
         json.CopyTo(frame, 6);

@@ -50,6 +50,13 @@ public sealed class ServerTokenizeTests(ITestOutputHelper output)
         Assert.Equal(HttpStatusCode.OK, status);
         Assert.Equal(EdgeLlm.Chat.ChatTemplate.Fallback.Render([new("user", "Hi")], addGenerationPrompt: true, null, null), json.GetProperty("prompt").GetString());
 
+        // Text goes out as UTF-8 with JSON's own escapes only (as llama-server writes it): "ö", "<" and "&" as they
+        // are, the quotes escaped.
+        var raw = await client.PostAsync("/apply-template", new StringContent("{\"messages\": [{\"role\": \"user\", \"content\": \"wörld <b> & \\\"q\\\"\"}]}", System.Text.Encoding.UTF8, "application/json"));
+        string rawText = await raw.Content.ReadAsStringAsync();
+        output.WriteLine(rawText);
+        Assert.Contains("wörld <b> & \\\"q\\\"", rawText, StringComparison.Ordinal);
+
         // Bad requests name the field; other methods are 405.
         foreach (var (path, body, param) in new[]
         {
