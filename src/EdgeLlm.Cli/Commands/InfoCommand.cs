@@ -68,12 +68,13 @@ public static class InfoCommand
             {
                 using var bert = BertModel.Load(f, threads: 1);
                 string pooling = bert.IsReranker ? "rank" : TextEmbedder.FilePooling(f, arch)?.ToString().ToLowerInvariant() ?? "none (the file names none)";
-                o.AppendLine(ci, $"encoder: {arch}, {bert.BlockCount} blocks, {bert.HeadCount} heads of {bert.EmbeddingLength / bert.HeadCount}, bidirectional attention, " +
-                    $"{arch switch { "nomic-bert" => $"rope NEOX base {bert.RopeFreqBase:G}, SwiGLU", "jina-bert-v2" => "ALiBi, GEGLU", _ => "learned positions, GELU" }} of {bert.FeedForwardLength}, up to {bert.ContextLength} tokens a text");
+                string heads = bert.HeadCountKv == bert.HeadCount ? $"{bert.HeadCount} heads" : $"{bert.HeadCount} query / {bert.HeadCountKv} KV heads";
+                o.AppendLine(ci, $"encoder: {arch}, {bert.BlockCount} blocks, {heads} of {bert.HeadDim}, bidirectional attention, " +
+                    $"{arch switch { "nomic-bert" => $"rope NEOX base {bert.RopeFreqBase:G}, SwiGLU", "jina-bert-v2" => "ALiBi, GEGLU", "gemma-embedding" => $"Gemma 3 blocks (rope NEOX base {bert.RopeFreqBase:G}, a symmetric window in five of six), GeGLU", _ => "learned positions, GELU" }} of {bert.FeedForwardLength}, up to {bert.ContextLength} tokens a text");
                 if (bert.IsReranker)
                     o.AppendLine(ci, $"reranker: a classification head of {bert.ClassifierOutputs} output(s){(bert.ClassifierLabels is { } labels ? $" ({string.Join(", ", labels)})" : "")}, the first the relevance score (edgellm rerank)");
                 else
-                    o.AppendLine(ci, $"embeddings: {bert.EmbeddingLength} dimensions, pooling {pooling} (edgellm embed)");
+                    o.AppendLine(ci, $"embeddings: {bert.EmbeddingLength} dimensions, pooling {pooling}{(bert.DenseWidth > 0 ? $", then dense layers {bert.EmbeddingLength} → {bert.DenseWidth} → {bert.EmbeddingLength}" : "")} (edgellm embed)");
             }
             catch (ModelLoadException e)
             {

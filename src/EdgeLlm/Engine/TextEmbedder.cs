@@ -22,10 +22,11 @@ public enum PoolingType
 
 /// <summary>
 /// Text embeddings, as llama.cpp's <c>llama-embedding</c> computes them, from a decoder model (an
-/// <see cref="InferenceContext"/>) or a BERT encoder (<see cref="BertModel"/>: all-MiniLM, bge, nomic-embed-text): the
+/// <see cref="InferenceContext"/>) or an encoder (<see cref="BertModel"/>: all-MiniLM, bge, nomic-embed-text, EmbeddingGemma): the
 /// text is tokenized (the vocabulary's BOS/EOS, or [CLS]/[SEP], added, special-token text parsed), evaluated from
 /// position 0, and the final hidden states (a decoder's after its output norm, <c>t_embd</c>) are pooled
-/// (<see cref="PoolingType"/>) and normalized (<see cref="Normalize"/>, <c>--embd-normalize</c>). Embedding models say
+/// (<see cref="PoolingType"/>), passed through any layers the model has after pooling (EmbeddingGemma's dense layers,
+/// <see cref="BertModel.ProjectPooled"/>) and normalized (<see cref="Normalize"/>, <c>--embd-normalize</c>). Embedding models say
 /// how to pool in <c>{arch}.pooling_type</c> (Qwen3-Embedding: last; all-MiniLM: mean; bge: cls); a file without it
 /// pools as <see cref="PoolingType.None"/>, as llama.cpp does, unless a pooling is given. Runs on the CPU; not
 /// thread-safe (one context or encoder).
@@ -192,6 +193,7 @@ public sealed class TextEmbedder
                 Array.Copy(hidden, offset + (long)(n - 1) * d, pooled, 0, d);
                 break;
         }
+        Encoder?.ProjectPooled(pooled, 1); // (EmbeddingGemma's dense layers)
         Normalize(pooled, Normalization);
         return pooled;
     }
@@ -202,6 +204,7 @@ public sealed class TextEmbedder
         var tokens = Tokenize(text);
         float[] hidden = Hidden(tokens);
         int d = Dimensions;
+        Encoder?.ProjectPooled(hidden, tokens.Length); // (as llama.cpp, which applies the dense layers to every token's row when nothing pools)
         var rows = new float[tokens.Length][];
         for (int t = 0; t < rows.Length; t++)
         {

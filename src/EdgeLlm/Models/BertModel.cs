@@ -29,7 +29,7 @@ namespace EdgeLlm.Models;
 public sealed unsafe class BertModel : IDisposable
 {
     /// <summary>The GGUF architectures this class loads.</summary>
-    public static IReadOnlyList<string> SupportedArchitectures { get; } = ["bert", "nomic-bert", "jina-bert-v2"];
+    public static IReadOnlyList<string> SupportedArchitectures { get; } = ["bert", "nomic-bert", "jina-bert-v2", GemmaEmbedding.ArchitectureName];
 
     private readonly bool _ownsFile;
     private readonly WeightMatrix _tokenEmbd;
@@ -39,6 +39,7 @@ public sealed unsafe class BertModel : IDisposable
     private readonly Block[] _blocks;
     private readonly WeightMatrix? _cls, _clsOut;       // a reranker's classification head (cls, cls.output)
     private readonly float[]? _clsB, _clsOutB;
+    private readonly GemmaEmbedding? _gemma;           // gemma-embedding: Gemma 3's block, its own forward pass
     private WorkerPool? _pool;
     private bool _disposed;
 
@@ -61,6 +62,18 @@ public sealed unsafe class BertModel : IDisposable
         _ownsFile = ownsFile;
         Threads = threads;
         string a = Architecture = file.GetString("general.architecture")!;
+        if (a == GemmaEmbedding.ArchitectureName)
+        {
+            var gemma = _gemma = new GemmaEmbedding(file, new TensorLoader(file));
+            var gc = gemma.Config;
+            (EmbeddingLength, BlockCount, HeadCount, HeadCountKv, HeadDim, FeedForwardLength) =
+                (gc.EmbeddingLength, gc.BlockCount, gc.HeadCount, gc.HeadCountKv, gc.HeadDim, gc.FeedForwardLength);
+            ContextLength = RequiredInt(file, $"{a}.context_length");
+            (LayerNormEps, RopeFreqBase, DenseWidth) = (gc.RmsEps, gc.RopeFreqBase, gemma.DenseWidth);
+            (_tokenEmbd, _embNorm, _embNormB, _blocks) = (gemma.TokenEmbedding, [], [], []);
+            if (file.GetInt($"{a}.pooling_type") == 4) throw new ModelLoadException($"{a}.pooling_type is 4 (rank), but EmbeddingGemma has no classification head");
+            return;
+        }
         EmbeddingLength = RequiredInt(file, $"{a}.embedding_length");
         BlockCount = RequiredInt(file, $"{a}.block_count");
         HeadCount = RequiredInt(file, $"{a}.attention.head_count");
@@ -73,6 +86,7 @@ public sealed unsafe class BertModel : IDisposable
         if (kvHeads != HeadCount) throw new ModelLoadException($"{a}.attention.head_count_kv is {kvHeads}, but a BERT encoder has as many key/value heads as query heads ({HeadCount})");
         if (EmbeddingLength % HeadCount != 0)
             throw new ModelLoadException($"{a}.embedding_length ({EmbeddingLength}) is not a multiple of {a}.attention.head_count ({HeadCount})");
+        (HeadCountKv, HeadDim) = (HeadCount, EmbeddingLength / HeadCount);
         if (file.GetBool($"{a}.attention.causal") is true)
             throw new ModelLoadException($"{a}.attention.causal is true: EdgeLlm runs BERT encoders with bidirectional attention only");
         IsNomic = a == "nomic-bert";
@@ -176,7 +190,7 @@ public sealed unsafe class BertModel : IDisposable
     /// <summary>The GGUF file the weights are mapped from.</summary>
     public GgufFile File { get; }
 
-    /// <summary>general.architecture: <c>bert</c> or <c>nomic-bert</c>.</summary>
+    /// <summary>general.architecture: <c>bert</c>, <c>nomic-bert</c>, <c>jina-bert-v2</c> or <c>gemma-embedding</c>.</summary>
     public string Architecture { get; }
 
     /// <summary>Width of the hidden states (and of an embedding).</summary>
@@ -188,13 +202,25 @@ public sealed unsafe class BertModel : IDisposable
     /// <summary>Attention heads.</summary>
     public int HeadCount { get; }
 
+    /// <summary>Key/value heads (fewer than <see cref="HeadCount"/> for grouped-query attention: EmbeddingGemma's one).</summary>
+    public int HeadCountKv { get; }
+
+    /// <summary>Width of one head.</summary>
+    public int HeadDim { get; }
+
+    /// <summary>
+    /// The width between the dense layers applied after pooling (EmbeddingGemma's sentence-transformers modules: 3072),
+    /// 0 when the model has none (see <see cref="ProjectPooled"/>).
+    /// </summary>
+    public int DenseWidth { get; }
+
     /// <summary>Feed-forward width.</summary>
     public int FeedForwardLength { get; }
 
     /// <summary>The most tokens one text may have ({arch}.context_length: the learned positions of <c>bert</c>, the training context of nomic-bert).</summary>
     public int ContextLength { get; }
 
-    /// <summary>The LayerNorm epsilon.</summary>
+    /// <summary>The LayerNorm epsilon (EmbeddingGemma: its RMSNorm epsilon).</summary>
     public float LayerNormEps { get; }
 
     /// <summary>nomic-bert's rotary base (0 for <c>bert</c>, which learns its positions).</summary>
@@ -295,6 +321,7 @@ public sealed unsafe class BertModel : IDisposable
         for (int t = 0; t < n; t++)
             if ((uint)tokens[t] >= (uint)_tokenEmbd.Rows) throw new ArgumentException($"token {t} is id {tokens[t]}, outside the vocabulary (size {_tokenEmbd.Rows})", nameof(tokens));
         var pool = _pool ??= new WorkerPool(Threads);
+        if (_gemma is not null) return _gemma.Encode(tokens, seqStart, seqEnd, longest, pool);
 
         long rows = (long)n * d;
         long scratchBytes = 0;
@@ -410,6 +437,21 @@ public sealed unsafe class BertModel : IDisposable
         {
             NativeMemory.AlignedFree(mem);
         }
+    }
+
+    /// <summary>
+    /// Applies the layers that follow pooling, in place, to <paramref name="count"/> vectors of <see cref="EmbeddingLength"/>
+    /// (pooled, or per token when nothing pools), before they are normalized: EmbeddingGemma's sentence-transformers dense
+    /// layers (llama.cpp's build_dense_out); nothing for the other encoders.
+    /// </summary>
+    public void ProjectPooled(float[] vectors, int count)
+    {
+        ArgumentNullException.ThrowIfNull(vectors);
+        ObjectDisposedException.ThrowIf(_disposed, this);
+        if (count < 0 || (long)count * EmbeddingLength > vectors.Length)
+            throw new ArgumentOutOfRangeException(nameof(count), count, $"{vectors.Length} floats hold {vectors.Length / EmbeddingLength} vectors of {EmbeddingLength}");
+        if (_gemma is null || DenseWidth == 0 || count == 0) return;
+        _gemma.Project(vectors, count, _pool ??= new WorkerPool(Threads));
     }
 
     /// <summary>

@@ -336,6 +336,19 @@ public static unsafe class ModelSynthesizer
             w.Set($"{a}.residual_scale", g.Residual);
             w.Set($"{a}.logit_scale", g.Logits);
         }
+        if (s.IsEmbeddingGemma)
+        {
+            // EmbeddingGemma (the converter's EmbeddingGemma, --sentence-transformers-dense-modules): mean pooling, and the
+            // dense layers' widths.
+            w.Set($"{a}.pooling_type", 1u);
+            if (s.DenseProjection > 0)
+            {
+                w.Set($"{a}.dense_2_feat_in", (uint)s.EmbeddingLength);
+                w.Set($"{a}.dense_2_feat_out", (uint)s.DenseProjection);
+                w.Set($"{a}.dense_3_feat_in", (uint)s.DenseProjection);
+                w.Set($"{a}.dense_3_feat_out", (uint)s.EmbeddingLength);
+            }
+        }
         SynthVocab.Create(s).WriteTo(w);
         w.Set("general.quantization_version", QuantizationVersion);
         // Marks the file as synthetic (random weights) for anyone who finds it later.
@@ -502,6 +515,13 @@ public static unsafe class ModelSynthesizer
         }
         list.Add(new(s.IsLfm2 ? "token_embd_norm.weight" : "output_norm.weight", [embd], Init.Ones, 0));
         if (!s.TiedEmbeddings) list.Add(new("output.weight", [embd, vocab], Init.Normal, Proj(embd)));
+        if (s.DenseProjection > 0)
+        {
+            // EmbeddingGemma's sentence-transformers dense layers (no biases), applied to the pooled vector.
+            long dense = s.DenseProjection;
+            list.Add(new("dense_2.weight", [embd, dense], Init.Normal, Proj(embd)));
+            list.Add(new("dense_3.weight", [dense, embd], Init.Normal, Proj(dense)));
+        }
         return list;
     }
 

@@ -117,6 +117,8 @@ public sealed class SynthExperts(int count, int used, int feedForwardLength, int
 /// <param name="AttentionLayers">LFM2: the layers that attend (config.json's full_attn_idxs); the others are short-convolution layers.</param>
 /// <param name="Experts">qwen3moe, granitemoe, or llama as Mixtral: the experts that replace each block's feed-forward network, else null.</param>
 /// <param name="AttnTemperatureScale">mistral3: rope_parameters' llama_4_scaling_beta, written as attention.temperature_scale (0: none).</param>
+/// <param name="DenseProjection">gemma-embedding: the width between sentence-transformers' two dense layers after pooling
+/// (dense_2: embd → width, dense_3: width → embd; the converter's --sentence-transformers-dense-modules), 0 for none.</param>
 public sealed record SynthShape(
     string Name,
     string DisplayName,
@@ -145,7 +147,8 @@ public sealed record SynthShape(
     SynthExperts? Experts = null,
     YarnScaling? Yarn = null,
     int RopeDimensionCount = 0,
-    float AttnTemperatureScale = 0)
+    float AttnTemperatureScale = 0,
+    int DenseProjection = 0)
 {
     /// <summary>Leading dimensions of each head that rope rotates (config.json's partial_rotary_factor × head_dim; 0: all).</summary>
     public int RopeDims => RopeDimensionCount > 0 ? RopeDimensionCount : HeadDim;
@@ -163,7 +166,7 @@ public sealed record SynthShape(
     public int HeadDim => HeadLength > 0 ? HeadLength : EmbeddingLength / HeadCount;
 
     /// <summary>Each layer has per-head Q/K RMSNorm weights (attn_q_norm, attn_k_norm): the <c>qwen3</c> architecture.</summary>
-    public bool QkNorm => Architecture is "qwen3" or "gemma3" or "lfm2" or "qwen3moe" or "olmoe" or "lfm2moe" or "exaone4" or "olmo2" or "hunyuan-dense";
+    public bool QkNorm => Architecture is "qwen3" or "gemma3" or "lfm2" or "qwen3moe" or "olmoe" or "lfm2moe" or "exaone4" or "olmo2" or "hunyuan-dense" or "gemma-embedding";
 
     /// <summary>OLMoE and OLMo 2: the Q/K norms span each token's whole query and key rows, not each head.</summary>
     public bool QkNormFullWidth => Architecture is "olmoe" or "olmo2";
@@ -178,10 +181,13 @@ public sealed record SynthShape(
     public bool HasExperts(int layer) => Experts is { } x && layer >= x.LeadingDenseBlocks;
 
     /// <summary>Gemma 2 or 3: post-norms, GeGLU, chat tokens; written as the converter's Gemma2Model / Gemma3Model.</summary>
-    public bool IsGemma => Architecture is "gemma" or "gemma2" or "gemma3";
+    public bool IsGemma => Architecture is "gemma" or "gemma2" or "gemma3" or "gemma-embedding";
 
     /// <summary>Gemma 2 and 3 normalize the attention and feed-forward outputs again (post_attention_norm, post_ffw_norm); the first Gemma does not.</summary>
-    public bool GemmaPostNorms => Architecture is "gemma2" or "gemma3";
+    public bool GemmaPostNorms => Architecture is "gemma2" or "gemma3" or "gemma-embedding";
+
+    /// <summary>EmbeddingGemma: Gemma 3's block as a bidirectional text encoder (no output projection; pooled embeddings).</summary>
+    public bool IsEmbeddingGemma => Architecture == "gemma-embedding";
 
     /// <summary>Checks that the numbers describe a model llama.cpp can load.</summary>
     /// <exception cref="ArgumentException">a dimension is out of range or does not divide.</exception>
@@ -191,8 +197,10 @@ public sealed record SynthShape(
         {
             if (!ok) throw new ArgumentException($"synthetic shape '{Name}': {what}");
         }
-        Require(Architecture is "llama" or "qwen2" or "qwen3" or "phi3" or "gemma2" or "gemma3" or "smollm3" or "granite" or "lfm2" or "qwen3moe" or "granitemoe" or "qwen2moe" or "olmoe" or "lfm2moe" or "ernie4_5" or "exaone4" or "olmo2" or "mistral3" or "hunyuan-dense" or "gemma" or "gpt-oss",
-            $"architecture '{Architecture}' is not llama, qwen2, qwen3, phi3, gemma, gemma2, gemma3, smollm3, granite, lfm2, qwen3moe, granitemoe, qwen2moe, olmoe, lfm2moe, ernie4_5, exaone4, olmo2, mistral3, hunyuan-dense or gpt-oss");
+        Require(Architecture is "llama" or "qwen2" or "qwen3" or "phi3" or "gemma2" or "gemma3" or "smollm3" or "granite" or "lfm2" or "qwen3moe" or "granitemoe" or "qwen2moe" or "olmoe" or "lfm2moe" or "ernie4_5" or "exaone4" or "olmo2" or "mistral3" or "hunyuan-dense" or "gemma" or "gpt-oss" or "gemma-embedding",
+            $"architecture '{Architecture}' is not llama, qwen2, qwen3, phi3, gemma, gemma2, gemma3, gemma-embedding, smollm3, granite, lfm2, qwen3moe, granitemoe, qwen2moe, olmoe, lfm2moe, ernie4_5, exaone4, olmo2, mistral3, hunyuan-dense or gpt-oss");
+        Require(DenseProjection >= 0 && (DenseProjection == 0 || IsEmbeddingGemma), "dense projections after pooling are written for gemma-embedding only");
+        Require(!IsEmbeddingGemma || SlidingWindow > 0 && FinalLogitSoftcap == 0, "a gemma-embedding model has a sliding window and no logit soft-cap");
         Require(AttnTemperatureScale == 0 || Architecture == "mistral3" && Yarn is not null, "an attention temperature is written for mistral3 with YaRN (its step is the original context) only");
         Require((Experts is not null) == (Architecture is "qwen3moe" or "granitemoe" or "qwen2moe" or "olmoe" or "lfm2moe" or "gpt-oss") || Experts is not null && Architecture == "llama",
             "qwen3moe, granitemoe, qwen2moe, olmoe, lfm2moe and gpt-oss models, and only they and llama (as Mixtral), have experts");
@@ -227,7 +235,7 @@ public sealed record SynthShape(
         Require(HeadDim % 2 == 0, $"head dimension {HeadDim} is odd (rope rotates pairs)");
         Require(RopeFreqBase > 0 && RmsEps > 0, "rope base and rms epsilon must be positive");
         int minVocab = SynthVocab.MinimumSize(Vocab) + SynthVocab.AddedTokens(Architecture).Length;
-        Require(VocabSize >= minVocab, $"vocabulary size {VocabSize} is below the {minVocab} tokens a {Vocab} vocabulary{(Architecture is "phi3" or "gemma3" ? $" with {Architecture}'s added tokens" : "")} needs");
+        Require(VocabSize >= minVocab, $"vocabulary size {VocabSize} is below the {minVocab} tokens a {Vocab} vocabulary{(Architecture is "phi3" or "gemma3" or "gemma-embedding" ? $" with {Architecture}'s added tokens" : "")} needs");
         Require(Architecture != "phi3" || Vocab is SynthVocabKind.SentencePiece or SynthVocabKind.Qwen2Bpe,
             "a phi3 model has a SentencePiece vocabulary (Phi-3) or a byte-level BPE one (Phi-4-mini)");
         Require(RopeDimensionCount >= 0 && RopeDims % 2 == 0 && RopeDims <= HeadDim, $"rope dimensions {RopeDims} must be even and at most the head dimension {HeadDim}");
@@ -303,6 +311,17 @@ public static class SynthShapes
         "gemma-3-1b", "Gemma 3 1B (synthetic)", "gemma3", EmbeddingLength: 1152, BlockCount: 26, HeadCount: 4, HeadCountKv: 1,
         FeedForwardLength: 6912, VocabSize: 262144, ContextLength: 32768, RopeFreqBase: 1000000f, RmsEps: 1e-6f,
         TiedEmbeddings: true, QkvBias: false, SynthVocabKind.SentencePiece, WriteHeadLengths: true, HeadLength: 256, SlidingWindow: 512);
+
+    /// <summary>
+    /// EmbeddingGemma-300M: gemma-embedding architecture (Gemma 3's block with bidirectional attention: 3 query heads and
+    /// one KV head of 256 on a 768-wide stream, a 512-token symmetric window in five layers of six, GeGLU 1152), mean
+    /// pooling, then sentence-transformers' dense layers 768 → 3072 → 768; Gemma 3's 262,144-token vocabulary.
+    /// </summary>
+    public static readonly SynthShape EmbeddingGemma300M = new(
+        "embeddinggemma-300m", "EmbeddingGemma 300M (synthetic)", "gemma-embedding", EmbeddingLength: 768, BlockCount: 24, HeadCount: 3, HeadCountKv: 1,
+        FeedForwardLength: 1152, VocabSize: 262144, ContextLength: 2048, RopeFreqBase: 1000000f, RmsEps: 1e-6f,
+        TiedEmbeddings: true, QkvBias: false, SynthVocabKind.SentencePiece, WriteHeadLengths: true, HeadLength: 256, SlidingWindow: 512,
+        DenseProjection: 3072);
 
     /// <summary>
     /// Gemma-2B (the first Gemma): gemma architecture (Gemma 2's block without post-norms, windows or soft-caps), 18 layers
@@ -472,7 +491,7 @@ public static class SynthShapes
         TiedEmbeddings: false, QkvBias: true, SynthVocabKind.Llama3Bpe, WriteHeadLengths: true, HeadLength: 64, SlidingWindow: 128,
         Experts: new SynthExperts(32, 4, 2880), Yarn: new YarnScaling(32f, 4096));
 
-    public static IReadOnlyList<SynthShape> All { get; } = [TinyLlama11B, Llama32_1B, Qwen25_05B, SmolLM2_360M, Qwen3_06B, Qwen3_17B, Phi35Mini, Phi4Mini, Gemma_2B, Gemma2_2B, Gemma3_1B, SmolLM3_3B, Granite33_2B, Lfm2_350M, Lfm2_12B, Qwen3_30B_A3B, Granite30_1B_A400M, OlMoe_1B_7B, Qwen15_MoE_A27B, Lfm2_8B_A1B, Ernie45_03B, Exaone40_12B, Olmo2_1B, Olmo3_7B, Ministral3_3B, GptOss20B];
+    public static IReadOnlyList<SynthShape> All { get; } = [TinyLlama11B, Llama32_1B, Qwen25_05B, SmolLM2_360M, Qwen3_06B, Qwen3_17B, Phi35Mini, Phi4Mini, Gemma_2B, Gemma2_2B, Gemma3_1B, EmbeddingGemma300M, SmolLM3_3B, Granite33_2B, Lfm2_350M, Lfm2_12B, Qwen3_30B_A3B, Granite30_1B_A400M, OlMoe_1B_7B, Qwen15_MoE_A27B, Lfm2_8B_A1B, Ernie45_03B, Exaone40_12B, Olmo2_1B, Olmo3_7B, Ministral3_3B, GptOss20B];
 
     /// <summary>The names <see cref="Find"/> accepts.</summary>
     public static IEnumerable<string> Names => All.Select(s => s.Name);

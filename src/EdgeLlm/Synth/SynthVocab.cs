@@ -210,6 +210,7 @@ internal sealed class SynthVocab
         {
             Model = "llama", Pre = "default", Tokens = tokens, TokenTypes = types, Scores = scores,
             Bos = 1, Eos = phi3 ? (uint)regular : 2, UnknownId = 0, PaddingId = phi3 ? (uint)regular : null, AddBos = !phi3,
+            AddEos = arch == "gemma-embedding", // (EmbeddingGemma ends every text with <eos>, as sentence-transformers encodes it)
         };
     }
 
@@ -219,7 +220,7 @@ internal sealed class SynthVocab
     internal static string[] AddedTokens(string arch) => arch switch
     {
         "phi3" => s_phi3Added,
-        "gemma" or "gemma2" or "gemma3" => s_gemma3Added,
+        "gemma" or "gemma2" or "gemma3" or "gemma-embedding" => s_gemma3Added,
         _ => [],
     };
 

@@ -222,9 +222,10 @@ public sealed class BertLlamaCppTests : IDisposable
     [InlineData("bert", "F16")]
     [InlineData("nomic-bert", "F32")]
     [InlineData("jina-bert-v2", "F16")]
+    [InlineData("gemma-embedding", "Q8_0")]
     public void EmbedBatch_EqualsOneByOne(string arch, string type)
     {
-        string path = Write(arch, type, PoolingType.Mean);
+        string path = arch == "gemma-embedding" ? WriteEmbeddingGemma(type) : Write(arch, type, PoolingType.Mean);
         using var encoder = BertModel.Load(path, threads: 2);
         var embedder = new TextEmbedder(encoder, Tokenizer.FromGguf(encoder.File));
         // 64 tokens a pass (the tiny shape's context): these run as several batches, one text alone (the long one)
@@ -234,6 +235,80 @@ public sealed class BertLlamaCppTests : IDisposable
         for (int i = 0; i < texts.Length; i++)
             Assert.True(embedder.Embed(texts[i]).AsSpan().SequenceEqual(batched[i]), $"text {i} ('{texts[i]}') differs when batched");
         Assert.Contains("text 1 is", Assert.Throws<ArgumentException>(() => embedder.EmbedBatch(["hi", string.Concat(Enumerable.Repeat("dog ", 80))])).Message, StringComparison.Ordinal);
+    }
+
+    /// <summary>
+    /// A tiny EmbeddingGemma (gemma-embedding): six blocks (five with the symmetric window of <paramref name="window"/>, the
+    /// sixth global), 4 query and 2 KV heads of 32, mean pooling, and the dense layers 128 → 192 → 128 unless
+    /// <paramref name="dense"/> is false.
+    /// </summary>
+    private string WriteEmbeddingGemma(string type, bool dense = true, int window = 8)
+    {
+        var shape = new SynthShape("tiny-embeddinggemma", "tiny embeddinggemma", "gemma-embedding", EmbeddingLength: 128, BlockCount: 6, HeadCount: 4, HeadCountKv: 2,
+            FeedForwardLength: 256, VocabSize: 700, ContextLength: 128, RopeFreqBase: 1e6f, RmsEps: 1e-6f, TiedEmbeddings: true, QkvBias: false,
+            SynthVocabKind.SentencePiece, WriteHeadLengths: true, HeadLength: 32, SlidingWindow: window, DenseProjection: dense ? 192 : 0);
+        string path = Path.Combine(_dir, $"embeddinggemma-{type}-{dense}-{window}.gguf");
+        ModelSynthesizer.Synthesize(shape, type, path, seed: 7);
+        return path;
+    }
+
+    /// <summary>
+    /// EmbeddingGemma against llama.cpp: bidirectional attention with the symmetric window (a 20-token text over a window of
+    /// 8: the sliding layers see 4 tokens either side), mean pooling, the dense layers, normalization.
+    /// </summary>
+    [Theory]
+    [InlineData("F32", true)]
+    [InlineData("F32", false)]
+    [InlineData("Q8_0", true)]
+    [InlineData("Q4_0", true)]
+    public async Task EmbeddingGemma_MatchesLlamaCpp(string type, bool dense)
+    {
+        string path = WriteEmbeddingGemma(type, dense);
+        const string Text = "the quick brown fox jumps over the lazy dog, hello world and more words";
+        float[] ours;
+        int tokens;
+        using (var encoder = BertModel.Load(path, threads: 2))
+        {
+            Assert.Equal(dense ? 192 : 0, encoder.DenseWidth);
+            var embedder = new TextEmbedder(encoder, Tokenizer.FromGguf(encoder.File));
+            Assert.Equal(PoolingType.Mean, embedder.Pooling); // read from the file
+            var ids = embedder.Tokenize(Text);
+            Assert.Equal(encoder.File.GetInt("tokenizer.ggml.eos_token_id"), ids[^1]); // <bos> … <eos>
+            ours = embedder.Embed(Text);
+            tokens = ids.Length;
+        }
+
+        _ = LlamaCppOracle.NativeLibrary;
+        var p = new ModelParams(path) { Embeddings = true, PoolingType = LLamaPoolingType.Mean, ContextSize = 64, GpuLayerCount = 0, Threads = 1, FlashAttention = false };
+        using var weights = LLamaWeights.LoadFromFile(p);
+        using var llama = new LLamaEmbedder(weights, p);
+        float[] theirs = Assert.Single(await llama.GetEmbeddings(Text));
+        TextEmbedder.Normalize(theirs, 2);
+
+        Assert.Equal(ours.Length, theirs.Length);
+        double maxDiff = ours.Zip(theirs, (a, b) => Math.Abs(a - b)).Max();
+        double cos = ours.Zip(theirs, (a, b) => (double)a * b).Sum();
+        _out.WriteLine($"gemma-embedding {type} dense {dense}: {tokens} tokens, {ours.Length} dimensions, max |ours - llama.cpp| = {maxDiff:E2}, cosine {cos:F8}");
+        Assert.True(tokens > 12, "the text must be longer than the window for the window to matter");
+        double tolerance = type == "F32" ? 1e-4 : 5e-3;
+        Assert.True(maxDiff < tolerance, $"max |ours - llama.cpp| = {maxDiff} (tolerance {tolerance})");
+    }
+
+    /// <summary>EmbeddingGemma's window and dense layers change the vector (so the comparison above can fail on either).</summary>
+    [Fact]
+    public void EmbeddingGemma_WindowAndDenseLayersMatter()
+    {
+        const string Text = "the quick brown fox jumps over the lazy dog, hello world and more words";
+        float[] Embed(string path)
+        {
+            using var encoder = BertModel.Load(path, threads: 1);
+            return new TextEmbedder(encoder, Tokenizer.FromGguf(encoder.File)).Embed(Text);
+        }
+        float[] windowed = Embed(WriteEmbeddingGemma("F32", dense: false, window: 8));
+        float[] wide = Embed(WriteEmbeddingGemma("F32", dense: false, window: 256));
+        float[] projected = Embed(WriteEmbeddingGemma("F32", dense: true, window: 8));
+        Assert.True(windowed.Zip(wide, (a, b) => Math.Abs(a - b)).Max() > 1e-3, "the symmetric window changed nothing");
+        Assert.True(windowed.Zip(projected, (a, b) => Math.Abs(a - b)).Max() > 1e-2, "the dense layers changed nothing");
     }
 
     /// <summary>A tiny cross-encoder: rank pooling, cls (+ cls.output unless <paramref name="poolerOnly"/>), <paramref name="labels"/> labels.</summary>
