@@ -564,41 +564,54 @@ public sealed unsafe class BertModel : IDisposable
                     if (alibi) s[j] += slopes[h] * -MathF.Abs(t - first - j);
                     max = MathF.Max(max, s[j]);
                 }
-                double sum = 0;
-                for (int j = 0; j < count; j++)
-                {
-                    float e = MathF.Exp(s[j] - max);
-                    s[j] = e;
-                    sum += e;
-                }
-                float inv = (float)(1.0 / sum);
-                for (int j = 0; j < count; j++) s[j] *= inv;
-                // o = Σ_j p_j · v_j, eight (or sixteen) outputs at a time held in a register over every j
-                float* o = output + (long)t * d + h * headDim;
-                float* vh = v + (long)first * d + h * headDim;
-                int i = 0;
-                if (Vector512.IsHardwareAccelerated)
-                    for (; i + 16 <= headDim; i += 16)
-                    {
-                        var acc = Vector512<float>.Zero;
-                        for (int j = 0; j < count; j++) acc += Vector512.Create(s[j]) * Vector512.Load(vh + (long)j * d + i);
-                        acc.Store(o + i);
-                    }
-                if (Vector256.IsHardwareAccelerated)
-                    for (; i + 8 <= headDim; i += 8)
-                    {
-                        var acc = Vector256<float>.Zero;
-                        for (int j = 0; j < count; j++) acc += Vector256.Create(s[j]) * Vector256.Load(vh + (long)j * d + i);
-                        acc.Store(o + i);
-                    }
-                for (; i < headDim; i++)
-                {
-                    float acc = 0;
-                    for (int j = 0; j < count; j++) acc += s[j] * vh[(long)j * d + i];
-                    o[i] = acc;
-                }
+                SoftmaxRow(s, count, max);
+                WeightedRows(s, count, v + (long)first * d + h * headDim, d, output + (long)t * d + h * headDim, headDim);
             }
         }, minParallelWork: 1 << 14);
+    }
+
+    /// <summary>softmax of <paramref name="count"/> scores in place, <paramref name="max"/> their largest (exp in float, the sum in double).</summary>
+    internal static void SoftmaxRow(float* s, int count, float max)
+    {
+        double sum = 0;
+        for (int j = 0; j < count; j++)
+        {
+            float e = MathF.Exp(s[j] - max);
+            s[j] = e;
+            sum += e;
+        }
+        float inv = (float)(1.0 / sum);
+        for (int j = 0; j < count; j++) s[j] *= inv;
+    }
+
+    /// <summary>
+    /// o = Σ_j p_j · v_j over <paramref name="count"/> rows of <paramref name="width"/> floats, <paramref name="stride"/>
+    /// apart: attention's softmax-weighted values, eight (or sixteen) outputs at a time held in a register over every j.
+    /// </summary>
+    [MethodImpl(MethodImplOptions.AggressiveOptimization)]
+    internal static void WeightedRows(float* p, int count, float* v, long stride, float* o, int width)
+    {
+        int i = 0;
+        if (Vector512.IsHardwareAccelerated)
+            for (; i + 16 <= width; i += 16)
+            {
+                var acc = Vector512<float>.Zero;
+                for (int j = 0; j < count; j++) acc += Vector512.Create(p[j]) * Vector512.Load(v + j * stride + i);
+                acc.Store(o + i);
+            }
+        if (Vector256.IsHardwareAccelerated)
+            for (; i + 8 <= width; i += 8)
+            {
+                var acc = Vector256<float>.Zero;
+                for (int j = 0; j < count; j++) acc += Vector256.Create(p[j]) * Vector256.Load(v + j * stride + i);
+                acc.Store(o + i);
+            }
+        for (; i < width; i++)
+        {
+            float acc = 0;
+            for (int j = 0; j < count; j++) acc += p[j] * v[j * stride + i];
+            o[i] = acc;
+        }
     }
 
     /// <summary>

@@ -1,6 +1,5 @@
 using System.Runtime.CompilerServices;
 using System.Runtime.InteropServices;
-using System.Runtime.Intrinsics;
 using EdgeLlm.Gguf;
 using EdgeLlm.Kernels;
 using EdgeLlm.Models.Blocks;
@@ -230,38 +229,8 @@ internal sealed unsafe class GemmaEmbedding
                     s[j] = System.Numerics.Tensors.TensorPrimitives.Dot(qt, new ReadOnlySpan<float>(kh + (long)j * kvLen, hd));
                     max = MathF.Max(max, s[j]);
                 }
-                double sum = 0;
-                for (int j = 0; j < count; j++)
-                {
-                    float e = MathF.Exp(s[j] - max);
-                    s[j] = e;
-                    sum += e;
-                }
-                float inv = (float)(1.0 / sum);
-                for (int j = 0; j < count; j++) s[j] *= inv;
-                float* o = output + (long)t * qLen + h * hd;
-                float* vh = v + (long)first * kvLen + kvh * hd;
-                int i = 0;
-                if (Vector512.IsHardwareAccelerated)
-                    for (; i + 16 <= hd; i += 16)
-                    {
-                        var acc = Vector512<float>.Zero;
-                        for (int j = 0; j < count; j++) acc += Vector512.Create(s[j]) * Vector512.Load(vh + (long)j * kvLen + i);
-                        acc.Store(o + i);
-                    }
-                if (Vector256.IsHardwareAccelerated)
-                    for (; i + 8 <= hd; i += 8)
-                    {
-                        var acc = Vector256<float>.Zero;
-                        for (int j = 0; j < count; j++) acc += Vector256.Create(s[j]) * Vector256.Load(vh + (long)j * kvLen + i);
-                        acc.Store(o + i);
-                    }
-                for (; i < hd; i++)
-                {
-                    float acc = 0;
-                    for (int j = 0; j < count; j++) acc += s[j] * vh[(long)j * kvLen + i];
-                    o[i] = acc;
-                }
+                BertModel.SoftmaxRow(s, count, max);
+                BertModel.WeightedRows(s, count, v + (long)first * kvLen + kvh * hd, kvLen, output + (long)t * qLen + h * hd, hd);
             }
         }, minParallelWork: 1 << 14);
     }

@@ -294,6 +294,31 @@ public sealed class BertLlamaCppTests : IDisposable
         Assert.True(maxDiff < tolerance, $"max |ours - llama.cpp| = {maxDiff} (tolerance {tolerance})");
     }
 
+    /// <summary>EmbeddingGemma from the CLI: info names it, embed prints what <see cref="TextEmbedder"/> computes.</summary>
+    [Fact]
+    public void Cli_EmbeddingGemma_InfoEmbed()
+    {
+        string path = WriteEmbeddingGemma("Q8_0");
+        var info = EdgeLlm.Tests.Cli.CliRunner.Run(["info", "-m", path]);
+        Assert.True(info.ExitCode == 0, info.Stderr);
+        Assert.Contains("encoder: gemma-embedding, 6 blocks, 4 query / 2 KV heads of 32", info.Stdout, StringComparison.Ordinal);
+        Assert.Contains("embeddings: 128 dimensions, pooling mean, then dense layers 128 → 192 → 128", info.Stdout, StringComparison.Ordinal);
+        var r = EdgeLlm.Tests.Cli.CliRunner.Run(["embed", "-m", path, "-p", "hello world\nthe quick brown fox", "-t", "2"]);
+        Assert.True(r.ExitCode == 0, r.Stderr);
+        using var doc = System.Text.Json.JsonDocument.Parse(r.Stdout);
+        var data = doc.RootElement.GetProperty("data");
+        Assert.Equal(2, data.GetArrayLength());
+        using var encoder = BertModel.Load(path, threads: 1);
+        var embedder = new TextEmbedder(encoder, Tokenizer.FromGguf(encoder.File));
+        float[] printed = data[1].GetProperty("embedding").EnumerateArray().Select(e => e.GetSingle()).ToArray();
+        float[] expected = embedder.Embed("the quick brown fox");
+        Assert.Equal(128, printed.Length);
+        for (int k = 0; k < expected.Length; k++) Assert.Equal(expected[k], printed[k], 1e-5f);
+        // per token (pooling none): every row through the dense layers too, as llama.cpp, then normalized
+        var perToken = new TextEmbedder(encoder, Tokenizer.FromGguf(encoder.File), PoolingType.None).EmbedTokens("hello");
+        Assert.All(perToken, row => Assert.Equal(1.0, Math.Sqrt(row.Sum(x => (double)x * x)), 4));
+    }
+
     /// <summary>EmbeddingGemma's window and dense layers change the vector (so the comparison above can fail on either).</summary>
     [Fact]
     public void EmbeddingGemma_WindowAndDenseLayersMatter()

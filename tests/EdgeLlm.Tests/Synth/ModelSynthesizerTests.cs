@@ -63,6 +63,8 @@ public sealed unsafe class ModelSynthesizerTests : IDisposable
     [InlineData("phi-3.5-mini", 3_821_079_552L)]
     [InlineData("gemma-3-1b", 999_885_952L)]
     [InlineData("gemma-2-2b", 2_614_341_888L)]
+    // EmbeddingGemma's card total: the Gemma 3 text model (302,863,104) and the two dense layers (2 × 768 × 3072)
+    [InlineData("embeddinggemma-300m", 307_581_696L)]
     public void RealShapes_HaveThePublishedParameterCount(string name, long parameters)
     {
         var shape = SynthShapes.Find(name);
@@ -83,6 +85,7 @@ public sealed unsafe class ModelSynthesizerTests : IDisposable
     [InlineData("phi-3.5-mini", "llama", 32064, "default")]
     [InlineData("gemma-3-1b", "llama", 262144, "default")]
     [InlineData("gemma-2-2b", "llama", 256000, "default")]
+    [InlineData("embeddinggemma-300m", "llama", 262144, "default")]
     public void RealVocabularies_HaveTheExactSize_AndUniqueTokens(string name, string model, int size, string pre)
     {
         var vocab = SynthVocab.Create(SynthShapes.Find(name));
