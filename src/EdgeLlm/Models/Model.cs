@@ -161,7 +161,7 @@ public abstract unsafe class Model : IDisposable
             "hunyuan-dense" => Qwen3.ReadHunyuanDenseConfig(file),
             "gemma" => Gemma2.ReadGemmaConfig(file),
             "gpt-oss" => GptOss.ReadConfig(file),
-            "bert" or "nomic-bert" => throw new ModelLoadException($"architecture '{arch}' is a text encoder (an embedding model), not a decoder that generates text: run it with `edgellm embed`, or load it as a BertModel"),
+            _ when BertModel.SupportedArchitectures.Contains(arch) => throw new ModelLoadException($"architecture '{arch}' is a text encoder (an embedding model), not a decoder that generates text: run it with `edgellm embed`, or load it as a BertModel"),
             _ => throw new ModelLoadException($"architecture '{arch}' is not supported (supported: {string.Join(", ", SupportedArchitectures)})"),
         };
         if (!options.SkipMemoryCheck) CheckMemory(file, config, options.ContextLength);

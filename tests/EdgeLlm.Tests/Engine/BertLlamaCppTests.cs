@@ -314,6 +314,10 @@ public sealed class BertLlamaCppTests : IDisposable
         float[] expected = embedder.Embed("the quick brown fox");
         Assert.Equal(128, printed.Length);
         for (int k = 0; k < expected.Length; k++) Assert.Equal(expected[k], printed[k], 1e-5f);
+        // a generation command names the model for what it is
+        var run = EdgeLlm.Tests.Cli.CliRunner.Run(["run", "-m", path, "-p", "hi", "-n", "1"]);
+        Assert.NotEqual(0, run.ExitCode);
+        Assert.Contains("text encoder", run.Stderr, StringComparison.Ordinal);
         // per token (pooling none): every row through the dense layers too, as llama.cpp, then normalized
         var perToken = new TextEmbedder(encoder, Tokenizer.FromGguf(encoder.File), PoolingType.None).EmbedTokens("hello");
         Assert.All(perToken, row => Assert.Equal(1.0, Math.Sqrt(row.Sum(x => (double)x * x)), 4));
