@@ -121,6 +121,25 @@ internal static unsafe class Activations
             for (int r = 0; r < rows; r++) Add(x + (long)r * n, b, n);
     }
 
+    /// <summary>
+    /// softmax(x) in place (ggml_soft_max without a mask: e^(x − max) in float, summed in double, then × the float 1/sum);
+    /// the attention rows of the encoders and the experts' routers.
+    /// </summary>
+    public static void Softmax(float* x, int n)
+    {
+        float max = float.NegativeInfinity;
+        for (int i = 0; i < n; i++) max = MathF.Max(max, x[i]);
+        double sum = 0;
+        for (int i = 0; i < n; i++)
+        {
+            float e = MathF.Exp(x[i] - max);
+            x[i] = e;
+            sum += e;
+        }
+        float scale = (float)(1.0 / sum);
+        for (int i = 0; i < n; i++) x[i] *= scale;
+    }
+
     /// <summary>x[i] *= <paramref name="factor"/> (ggml_scale: one f32 multiply per element).</summary>
     public static void Scale(float* x, long n, float factor)
     {

@@ -557,31 +557,15 @@ public sealed unsafe class BertModel : IDisposable
                 int first = seqStart[t], count = seqEnd[t] - first;
                 float* kh = k + (long)first * d + h * headDim;
                 var qt = new ReadOnlySpan<float>(q + (long)t * d + h * headDim, headDim);
-                float max = float.NegativeInfinity;
                 for (int j = 0; j < count; j++)
                 {
                     s[j] = System.Numerics.Tensors.TensorPrimitives.Dot(qt, new ReadOnlySpan<float>(kh + (long)j * d, headDim)) * scale;
                     if (alibi) s[j] += slopes[h] * -MathF.Abs(t - first - j);
-                    max = MathF.Max(max, s[j]);
                 }
-                SoftmaxRow(s, count, max);
+                Activations.Softmax(s, count);
                 WeightedRows(s, count, v + (long)first * d + h * headDim, d, output + (long)t * d + h * headDim, headDim);
             }
         }, minParallelWork: 1 << 14);
-    }
-
-    /// <summary>softmax of <paramref name="count"/> scores in place, <paramref name="max"/> their largest (exp in float, the sum in double).</summary>
-    internal static void SoftmaxRow(float* s, int count, float max)
-    {
-        double sum = 0;
-        for (int j = 0; j < count; j++)
-        {
-            float e = MathF.Exp(s[j] - max);
-            s[j] = e;
-            sum += e;
-        }
-        float inv = (float)(1.0 / sum);
-        for (int j = 0; j < count; j++) s[j] *= inv;
     }
 
     /// <summary>

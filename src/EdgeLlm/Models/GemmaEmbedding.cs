@@ -223,13 +223,9 @@ internal sealed unsafe class GemmaEmbedding
                 int count = last - first;
                 float* kh = k + (long)first * kvLen + kvh * hd;
                 var qt = new ReadOnlySpan<float>(q + (long)t * qLen + h * hd, hd);
-                float max = float.NegativeInfinity;
                 for (int j = 0; j < count; j++)
-                {
                     s[j] = System.Numerics.Tensors.TensorPrimitives.Dot(qt, new ReadOnlySpan<float>(kh + (long)j * kvLen, hd));
-                    max = MathF.Max(max, s[j]);
-                }
-                BertModel.SoftmaxRow(s, count, max);
+                Activations.Softmax(s, count);
                 BertModel.WeightedRows(s, count, v + (long)first * kvLen + kvh * hd, kvLen, output + (long)t * qLen + h * hd, hd);
             }
         }, minParallelWork: 1 << 14);

@@ -152,17 +152,9 @@ public sealed class BertLlamaCppTests : IDisposable
         Assert.Contains("blk.1.layer_output_norm.bias", e.Message, StringComparison.Ordinal);
     }
 
-    [Fact]
-    public void Cli_SynthInfoEmbed_RunTheEncoder()
+    /// <summary><c>edgellm embed</c> of two lines prints, for each, what <see cref="TextEmbedder"/> computes (<paramref name="dims"/> values).</summary>
+    private static void EmbedsAsTextEmbedder(string path, int dims)
     {
-        string path = Path.Combine(_dir, "minilm.gguf");
-        var synth = EdgeLlm.Tests.Cli.CliRunner.Run(["synth", "--like", "all-minilm-l6-v2", "--type", "Q8_0", "-o", path]);
-        Assert.True(synth.ExitCode == 0, synth.Stderr);
-        var info = EdgeLlm.Tests.Cli.CliRunner.Run(["info", "-m", path]);
-        Assert.True(info.ExitCode == 0, info.Stderr);
-        Assert.Contains("encoder: bert, 6 blocks, 12 heads of 32", info.Stdout, StringComparison.Ordinal);
-        Assert.Contains("embeddings: 384 dimensions, pooling mean", info.Stdout, StringComparison.Ordinal);
-
         var r = EdgeLlm.Tests.Cli.CliRunner.Run(["embed", "-m", path, "-p", "hello world\nthe quick brown fox", "-t", "2"]);
         Assert.True(r.ExitCode == 0, r.Stderr);
         using var doc = System.Text.Json.JsonDocument.Parse(r.Stdout);
@@ -175,9 +167,23 @@ public sealed class BertLlamaCppTests : IDisposable
         {
             float[] printed = data[i].GetProperty("embedding").EnumerateArray().Select(e => e.GetSingle()).ToArray();
             float[] expected = embedder.Embed(texts[i]);
-            Assert.Equal(384, printed.Length);
+            Assert.Equal(dims, printed.Length);
             for (int k = 0; k < expected.Length; k++) Assert.Equal(expected[k], printed[k], 1e-5f);
         }
+    }
+
+    [Fact]
+    public void Cli_SynthInfoEmbed_RunTheEncoder()
+    {
+        string path = Path.Combine(_dir, "minilm.gguf");
+        var synth = EdgeLlm.Tests.Cli.CliRunner.Run(["synth", "--like", "all-minilm-l6-v2", "--type", "Q8_0", "-o", path]);
+        Assert.True(synth.ExitCode == 0, synth.Stderr);
+        var info = EdgeLlm.Tests.Cli.CliRunner.Run(["info", "-m", path]);
+        Assert.True(info.ExitCode == 0, info.Stderr);
+        Assert.Contains("encoder: bert, 6 blocks, 12 heads of 32", info.Stdout, StringComparison.Ordinal);
+        Assert.Contains("embeddings: 384 dimensions, pooling mean", info.Stdout, StringComparison.Ordinal);
+
+        EmbedsAsTextEmbedder(path, 384);
 
         // the encoder's own context (512 learned positions), not -c, bounds a text
         var tooLong = EdgeLlm.Tests.Cli.CliRunner.Run(["embed", "-m", path, "-p", string.Concat(Enumerable.Repeat("hello world ", 300))]);
@@ -303,22 +309,13 @@ public sealed class BertLlamaCppTests : IDisposable
         Assert.True(info.ExitCode == 0, info.Stderr);
         Assert.Contains("encoder: gemma-embedding, 6 blocks, 4 query / 2 KV heads of 32", info.Stdout, StringComparison.Ordinal);
         Assert.Contains("embeddings: 128 dimensions, pooling mean, then dense layers 128 → 192 → 128", info.Stdout, StringComparison.Ordinal);
-        var r = EdgeLlm.Tests.Cli.CliRunner.Run(["embed", "-m", path, "-p", "hello world\nthe quick brown fox", "-t", "2"]);
-        Assert.True(r.ExitCode == 0, r.Stderr);
-        using var doc = System.Text.Json.JsonDocument.Parse(r.Stdout);
-        var data = doc.RootElement.GetProperty("data");
-        Assert.Equal(2, data.GetArrayLength());
-        using var encoder = BertModel.Load(path, threads: 1);
-        var embedder = new TextEmbedder(encoder, Tokenizer.FromGguf(encoder.File));
-        float[] printed = data[1].GetProperty("embedding").EnumerateArray().Select(e => e.GetSingle()).ToArray();
-        float[] expected = embedder.Embed("the quick brown fox");
-        Assert.Equal(128, printed.Length);
-        for (int k = 0; k < expected.Length; k++) Assert.Equal(expected[k], printed[k], 1e-5f);
+        EmbedsAsTextEmbedder(path, 128);
         // a generation command names the model for what it is
         var run = EdgeLlm.Tests.Cli.CliRunner.Run(["run", "-m", path, "-p", "hi", "-n", "1"]);
         Assert.NotEqual(0, run.ExitCode);
         Assert.Contains("text encoder", run.Stderr, StringComparison.Ordinal);
         // per token (pooling none): every row through the dense layers too, as llama.cpp, then normalized
+        using var encoder = BertModel.Load(path, threads: 1);
         var perToken = new TextEmbedder(encoder, Tokenizer.FromGguf(encoder.File), PoolingType.None).EmbedTokens("hello");
         Assert.All(perToken, row => Assert.Equal(1.0, Math.Sqrt(row.Sum(x => (double)x * x)), 4));
     }

@@ -279,20 +279,7 @@ internal static unsafe class MixtureOfExperts
         {
             for (int i = 0; i < n; i++) logits[i] = 1f / (1f + MathF.Exp(-logits[i]));
         }
-        else
-        {
-            float max = float.NegativeInfinity;
-            for (int i = 0; i < n; i++) max = MathF.Max(max, logits[i]);
-            double sum = 0;
-            for (int i = 0; i < n; i++)
-            {
-                float e = MathF.Exp(logits[i] - max);
-                logits[i] = e;
-                sum += e;
-            }
-            float scale = (float)(1.0 / sum);
-            for (int i = 0; i < n; i++) logits[i] *= scale;
-        }
+        else Activations.Softmax(logits, n);
 
         float* select = logits;
         if (bias != null)
