@@ -679,6 +679,31 @@ static void test_bert(const char* path, const char* decoder_path)
 }
 
 /*
+ * EmbeddingGemma (EDGELLM_TEST_EMBEDDING_GEMMA: a tiny gemma-embedding file in F32 with dense layers, synthesized by
+ * NativeAbiTests, which passes the first four values TextEmbedder gives the text in EDGELLM_TEST_EMBEDDING_GEMMA_VALUES).
+ */
+static void test_embedding_gemma(const char* path, const char* expected)
+{
+    edgellm_encoder_t* enc = NULL;
+    edgellm_error rc = edgellm_encoder_load(path, 2, &enc);
+    check_code(rc, EDGELLM_OK, "encoder_load gemma-embedding");
+    if (rc != EDGELLM_OK) return;
+    int32_t n_embd = -1;
+    check(edgellm_encoder_n_embd(enc, &n_embd) == EDGELLM_OK && n_embd == 128, "gemma-embedding: encoder_n_embd is 128", "got %d", n_embd);
+    float e[128];
+    const char* text = "task: search result | query: hello world";
+    rc = edgellm_encoder_embed(enc, text, (int32_t)strlen(text), -1, 2, e, 128, &n_embd);
+    float want[4] = { 0 };
+    int parsed = sscanf(expected, "%f %f %f %f", &want[0], &want[1], &want[2], &want[3]);
+    double norm = 0, diff = 0;
+    for (int i = 0; rc == EDGELLM_OK && i < 128; i++) norm += (double)e[i] * e[i];
+    for (int i = 0; rc == EDGELLM_OK && i < 4; i++) diff = fmax(diff, fabs((double)e[i] - want[i]));
+    check(rc == EDGELLM_OK && parsed == 4 && n_embd == 128 && norm > 0.9999 && norm < 1.0001 && diff < 1e-4,
+          "gemma-embedding: encoder_embed gives TextEmbedder's vector", "rc %d, |e|^2 %f, max diff %g", (int)rc, norm, diff);
+    check_code(edgellm_encoder_free(enc), EDGELLM_OK, "gemma-embedding: encoder_free");
+}
+
+/*
  * A reranker (EDGELLM_TEST_RERANKER: ms-marco-MiniLM's shape in F32, synthesized by NativeAbiTests, which also passes the
  * scores TextReranker gives these documents in EDGELLM_TEST_RERANK_SCORES).
  */
@@ -1041,6 +1066,8 @@ int main(int argc, char** argv)
     test_cache_types(model_path);
     if (getenv("EDGELLM_TEST_MOE")) test_moe(getenv("EDGELLM_TEST_MOE"));
     if (getenv("EDGELLM_TEST_BERT")) test_bert(getenv("EDGELLM_TEST_BERT"), model_path);
+    if (getenv("EDGELLM_TEST_EMBEDDING_GEMMA") && getenv("EDGELLM_TEST_EMBEDDING_GEMMA_VALUES"))
+        test_embedding_gemma(getenv("EDGELLM_TEST_EMBEDDING_GEMMA"), getenv("EDGELLM_TEST_EMBEDDING_GEMMA_VALUES"));
     if (getenv("EDGELLM_TEST_RERANKER") && getenv("EDGELLM_TEST_RERANK_SCORES") && getenv("EDGELLM_TEST_BERT"))
         test_reranker(getenv("EDGELLM_TEST_RERANKER"), getenv("EDGELLM_TEST_RERANK_SCORES"), getenv("EDGELLM_TEST_BERT"));
     if (getenv("EDGELLM_TEST_DECODER_RERANKER") && getenv("EDGELLM_TEST_DECODER_RERANK_SCORES"))

@@ -248,12 +248,15 @@ public sealed class BertLlamaCppTests : IDisposable
     /// sixth global), 4 query and 2 KV heads of 32, mean pooling, and the dense layers 128 → 192 → 128 unless
     /// <paramref name="dense"/> is false.
     /// </summary>
-    private string WriteEmbeddingGemma(string type, bool dense = true, int window = 8)
+    private string WriteEmbeddingGemma(string type, bool dense = true, int window = 8) => WriteTinyEmbeddingGemma(_dir, type, dense, window);
+
+    /// <summary>The tiny EmbeddingGemma of <see cref="WriteEmbeddingGemma"/>, written into <paramref name="dir"/> (the server and C ABI tests use it too).</summary>
+    internal static string WriteTinyEmbeddingGemma(string dir, string type, bool dense = true, int window = 8)
     {
         var shape = new SynthShape("tiny-embeddinggemma", "tiny embeddinggemma", "gemma-embedding", EmbeddingLength: 128, BlockCount: 6, HeadCount: 4, HeadCountKv: 2,
             FeedForwardLength: 256, VocabSize: 700, ContextLength: 128, RopeFreqBase: 1e6f, RmsEps: 1e-6f, TiedEmbeddings: true, QkvBias: false,
             SynthVocabKind.SentencePiece, WriteHeadLengths: true, HeadLength: 32, SlidingWindow: window, DenseProjection: dense ? 192 : 0);
-        string path = Path.Combine(_dir, $"embeddinggemma-{type}-{dense}-{window}.gguf");
+        string path = Path.Combine(dir, $"embeddinggemma-{type}-{dense}-{window}.gguf");
         ModelSynthesizer.Synthesize(shape, type, path, seed: 7);
         return path;
     }

@@ -50,6 +50,14 @@ public sealed partial class NativeAbiTests(ITestOutputHelper output)
                 .Scores("where does the lazy dog sleep", ["the quick brown fox", "the lazy dog sleeps all day", "hello world"]);
             psi.Environment["EDGELLM_TEST_RERANK_SCORES"] = string.Join(' ', scores.Select(x => x.ToString("R", System.Globalization.CultureInfo.InvariantCulture)));
         }
+        // EmbeddingGemma (F32: no int8 activations whose roundings flip with the kernel path): the first values TextEmbedder gives
+        string gemmaEmbedding = EdgeLlm.Tests.Engine.BertLlamaCppTests.WriteTinyEmbeddingGemma(outDir, "F32");
+        psi.Environment["EDGELLM_TEST_EMBEDDING_GEMMA"] = gemmaEmbedding;
+        using (var encoder = EdgeLlm.Models.BertModel.Load(gemmaEmbedding, threads: 2))
+        {
+            float[] v = new EdgeLlm.Engine.TextEmbedder(encoder, EdgeLlm.Tokenizers.Tokenizer.FromGguf(encoder.File)).Embed("task: search result | query: hello world");
+            psi.Environment["EDGELLM_TEST_EMBEDDING_GEMMA_VALUES"] = string.Join(' ', v.Take(4).Select(x => x.ToString("R", System.Globalization.CultureInfo.InvariantCulture)));
+        }
         string decoderReranker = EdgeLlm.Tests.Engine.DecoderRerankerTests.WriteTinyQwen3Reranker(outDir);
         psi.Environment["EDGELLM_TEST_DECODER_RERANKER"] = decoderReranker;
         using (var model = EdgeLlm.Models.Model.Load(decoderReranker))
@@ -88,6 +96,7 @@ public sealed partial class NativeAbiTests(ITestOutputHelper output)
         Assert.Contains("(written by the caller: ", log, StringComparison.Ordinal);
         Assert.Contains("PASS encoder_embed: WordPiece lower-cases and splits punctuation", log, StringComparison.Ordinal);
         Assert.Contains("PASS model_load refuses an encoder, naming edgellm_encoder_load", log, StringComparison.Ordinal);
+        Assert.Contains("PASS gemma-embedding: encoder_embed gives TextEmbedder's vector", log, StringComparison.Ordinal);
         File.Delete(moe);
         File.Delete(bert);
         Assert.Contains("run.sh: all native checks passed", log, StringComparison.Ordinal);

@@ -102,6 +102,36 @@ public sealed class ServerEmbeddingsTests
     }
 
     /// <summary>An embedding server: a BERT encoder (all-MiniLM's shape) serves /v1/embeddings, completions get 501.</summary>
+    /// <summary>EmbeddingGemma served: /v1/embeddings gives TextEmbedder's vectors (pooled, through the dense layers, normalized).</summary>
+    [Fact]
+    public async Task EmbeddingGemma_ServesEmbeddings()
+    {
+        string dir = Path.Combine(Path.GetTempPath(), "edgellm-serve-gemma-embd-" + Guid.NewGuid().ToString("N"));
+        Directory.CreateDirectory(dir);
+        try
+        {
+            string path = EdgeLlm.Tests.Engine.BertLlamaCppTests.WriteTinyEmbeddingGemma(dir, "Q8_0");
+            using var server = ServerProcess.StartWith(path);
+            using var client = server.Client();
+            string[] texts = ["task: search result | query: hello world", "title: none | text: the lazy dog sleeps all day long"];
+            var (status, json, _) = await ServerHttpTests.PostAsync(client, "/v1/embeddings", "{\"input\": [\"" + texts[0] + "\", \"" + texts[1] + "\"]}");
+            Assert.Equal(HttpStatusCode.OK, status);
+            using var encoder = BertModel.Load(path, threads: 1);
+            var embedder = new TextEmbedder(encoder, Tokenizer.FromGguf(encoder.File));
+            for (int i = 0; i < 2; i++)
+            {
+                float[] got = json.GetProperty("data")[i].GetProperty("embedding").EnumerateArray().Select(e => e.GetSingle()).ToArray();
+                float[] want = embedder.Embed(texts[i]);
+                Assert.Equal(128, got.Length);
+                for (int k = 0; k < want.Length; k++) Assert.Equal(want[k], got[k], 1e-5f);
+            }
+        }
+        finally
+        {
+            Directory.Delete(dir, recursive: true);
+        }
+    }
+
     [Fact]
     public async Task Encoder_ServesEmbeddings_AndRefusesCompletions()
     {
