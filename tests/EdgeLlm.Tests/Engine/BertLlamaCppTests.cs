@@ -109,13 +109,7 @@ public sealed class BertLlamaCppTests : IDisposable
             tokens = embedder.Tokenize(Text).Length;
         }
 
-        _ = LlamaCppOracle.NativeLibrary;
-        var p = new ModelParams(path) { Embeddings = true, PoolingType = theirPooling, ContextSize = 64, GpuLayerCount = 0, Threads = 1, FlashAttention = false };
-        using var weights = LLamaWeights.LoadFromFile(p);
-        using var llama = new LLamaEmbedder(weights, p);
-        var got = await llama.GetEmbeddings(Text);
-        float[] theirs = Assert.Single(got);
-        TextEmbedder.Normalize(theirs, 2);
+        float[] theirs = await LlamaCppEmbedding(path, theirPooling, Text);
 
         Assert.Equal(ours.Length, theirs.Length);
         double maxDiff = ours.Zip(theirs, (a, b) => Math.Abs(a - b)).Max();
@@ -287,12 +281,7 @@ public sealed class BertLlamaCppTests : IDisposable
             tokens = ids.Length;
         }
 
-        _ = LlamaCppOracle.NativeLibrary;
-        var p = new ModelParams(path) { Embeddings = true, PoolingType = LLamaPoolingType.Mean, ContextSize = 64, GpuLayerCount = 0, Threads = 1, FlashAttention = false };
-        using var weights = LLamaWeights.LoadFromFile(p);
-        using var llama = new LLamaEmbedder(weights, p);
-        float[] theirs = Assert.Single(await llama.GetEmbeddings(Text));
-        TextEmbedder.Normalize(theirs, 2);
+        float[] theirs = await LlamaCppEmbedding(path, LLamaPoolingType.Mean, Text);
 
         Assert.Equal(ours.Length, theirs.Length);
         double maxDiff = ours.Zip(theirs, (a, b) => Math.Abs(a - b)).Max();
@@ -357,6 +346,18 @@ public sealed class BertLlamaCppTests : IDisposable
         "café naïve résumé",
         "the lazy dog sleeps",
     ];
+
+    /// <summary>llama.cpp's embedding of <paramref name="text"/> (LLamaEmbedder, 64-token context, one thread, flash attention off), normalized.</summary>
+    private static async Task<float[]> LlamaCppEmbedding(string path, LLamaPoolingType pooling, string text)
+    {
+        _ = LlamaCppOracle.NativeLibrary;
+        var p = new ModelParams(path) { Embeddings = true, PoolingType = pooling, ContextSize = 64, GpuLayerCount = 0, Threads = 1, FlashAttention = false };
+        using var weights = LLamaWeights.LoadFromFile(p);
+        using var llama = new LLamaEmbedder(weights, p);
+        float[] theirs = Assert.Single(await llama.GetEmbeddings(text));
+        TextEmbedder.Normalize(theirs, 2);
+        return theirs;
+    }
 
     /// <summary>llama.cpp's rank pooling: the head's first value for each pair, read by llama_get_embeddings_seq.</summary>
     internal static async Task<float[]> LlamaCppScores(string path, IReadOnlyList<int[]> pairs, uint contextSize = 64)
@@ -616,12 +617,7 @@ public sealed class BertLlamaCppTests : IDisposable
         using (var encoder = BertModel.Load(path, threads: 2))
             ours = new TextEmbedder(encoder, Tokenizer.FromGguf(encoder.File), pooling).Embed(Text);
 
-        _ = LlamaCppOracle.NativeLibrary;
-        var p = new ModelParams(path) { Embeddings = true, PoolingType = theirPooling, ContextSize = 64, GpuLayerCount = 0, Threads = 1, FlashAttention = false };
-        using var weights = LLamaWeights.LoadFromFile(p);
-        using var llama = new LLamaEmbedder(weights, p);
-        float[] theirs = Assert.Single(await llama.GetEmbeddings(Text));
-        TextEmbedder.Normalize(theirs, 2);
+        float[] theirs = await LlamaCppEmbedding(path, theirPooling, Text);
         double maxDiff = ours.Zip(theirs, (a, b) => Math.Abs(a - b)).Max();
         _out.WriteLine($"xlm-roberta {type} {pooling}: max |ours - llama.cpp| = {maxDiff:E2}");
         Assert.True(maxDiff < (type == "F32" ? 1e-4 : 5e-3), $"max |ours - llama.cpp| = {maxDiff}");
